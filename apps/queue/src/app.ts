@@ -1,0 +1,78 @@
+import type { Database } from '@gpu-telemetry/db';
+import { pingDatabase } from '@gpu-telemetry/db';
+import { createMetrics, createServiceApp, type Logger } from '@gpu-telemetry/service-kit';
+import type { Express } from 'express';
+import type { Kysely } from 'kysely';
+import type { Pool } from 'pg';
+import type { QueueConfig } from './config';
+import { topicsRoutes } from './routes/topics.routes';
+import { LeaseWaiters } from './services/lease-waiters';
+import { PublishNotifier } from './services/publish-notifier';
+import { createQueueMetrics } from './services/queue.metrics';
+import { QueueService } from './services/queue.service';
+
+export interface QueueAppDeps {
+  db: Kysely<Database>;
+  pool: Pool;
+  logger: Logger;
+  config: Pick<QueueConfig, 'DATABASE_URL' | 'QUEUE_MAX_ATTEMPTS' | 'QUEUE_MAX_PAYLOAD' | 'QUEUE_BODY_LIMIT' | 'QUEUE_FALLBACK_POLL'>;
+}
+
+export interface QueueApp {
+  app: Express;
+  queue: QueueService;
+  waiters: LeaseWaiters;
+  notifier: PublishNotifier;
+  /** Starts listening for other replicas' publishes. */
+  start(): Promise<void>;
+  /** Ends every long-poll (they answer empty) and stops listening; call before draining the server. */
+  stop(): Promise<void>;
+}
+
+export function createApp(deps: QueueAppDeps): QueueApp {
+  const { db, pool, logger, config } = deps;
+  const metrics = createMetrics('queue');
+  const waiters = new LeaseWaiters();
+  const notifier = new PublishNotifier({ connectionString: config.DATABASE_URL, pool, waiters, logger });
+  let queue: QueueService | undefined;
+  const queueMetrics = createQueueMetrics(metrics.registry, async () => {
+    const stats = (await queue?.stats()) ?? [];
+    return stats.flatMap((s) => [
+      { topic: s.topic, state: 'ready', count: s.ready },
+      { topic: s.topic, state: 'delayed', count: s.delayed },
+      { topic: s.topic, state: 'in_flight', count: s.inFlight },
+      { topic: s.topic, state: 'dead', count: s.dead },
+    ]);
+  });
+  queue = new QueueService({
+    db,
+    waiters,
+    notifier,
+    metrics: queueMetrics,
+    settings: {
+      defaultMaxAttempts: config.QUEUE_MAX_ATTEMPTS,
+      maxPayloadBytes: config.QUEUE_MAX_PAYLOAD,
+      fallbackPollMs: config.QUEUE_FALLBACK_POLL,
+    },
+  });
+  const service = queue;
+  const app = createServiceApp({
+    service: 'queue',
+    logger,
+    metrics,
+    bodyLimit: config.QUEUE_BODY_LIMIT,
+    readiness: [{ name: 'postgres', check: () => pingDatabase(pool) }],
+    routes: (app) => app.use(topicsRoutes(service)),
+  });
+  return {
+    app,
+    queue: service,
+    waiters,
+    notifier,
+    start: () => notifier.start(),
+    stop: async () => {
+      waiters.close();
+      await notifier.stop();
+    },
+  };
+}

@@ -1,0 +1,21 @@
+import { bytes, duration, int, loadConfig, serviceEnv } from '@gpu-telemetry/config';
+import { z } from 'zod';
+
+export const queueEnv = z.object({
+  ...serviceEnv(8081),
+  DATABASE_POOL_SIZE: int(20, 1, 200),
+  /** Deliveries before a message goes to the dead letters, unless its topic says otherwise. */
+  QUEUE_MAX_ATTEMPTS: int(5, 1, 1000),
+  /** Largest payload of one message, as JSON. */
+  QUEUE_MAX_PAYLOAD: bytes('256kb'),
+  /** Largest request body: a batch of up to 1000 messages. */
+  QUEUE_BODY_LIMIT: bytes('32mb'),
+  /** A waiting lease looks again at least this often, even without a wake-up. */
+  QUEUE_FALLBACK_POLL: duration('5s', { min: '10ms', max: '1m' }),
+});
+
+export type QueueConfig = z.output<typeof queueEnv>;
+
+export function loadQueueConfig(env: Record<string, string | undefined> = process.env): QueueConfig {
+  return loadConfig(queueEnv, env);
+}

@@ -1,0 +1,31 @@
+import { ConfigError } from '@gpu-telemetry/config';
+import { createDb } from '@gpu-telemetry/db';
+import { createLogger, exitOnFatal, listen, onShutdown } from '@gpu-telemetry/service-kit';
+import { createApp } from './app';
+import { loadQueueConfig } from './config';
+
+async function main(): Promise<void> {
+  const config = loadQueueConfig();
+  const logger = createLogger('queue', config.LOG_LEVEL);
+  exitOnFatal(logger);
+  const database = createDb(config.DATABASE_URL, {
+    max: config.DATABASE_POOL_SIZE,
+    applicationName: 'queue',
+    onError: (error) => logger.warn({ err: error }, 'idle database connection lost'),
+  });
+  const queue = createApp({ db: database.db, pool: database.pool, logger, config });
+  await queue.start();
+  const server = await listen(queue.app, { port: config.PORT, host: config.HOST, logger, shutdownTimeoutMs: config.SHUTDOWN_TIMEOUT });
+  logger.info({ port: server.port }, 'queue listening');
+  onShutdown(logger, [
+    { name: 'end long-polls', run: () => queue.stop() },
+    { name: 'drain http', run: () => server.close() },
+    { name: 'close database', run: () => database.close() },
+  ]);
+}
+
+main().catch((error: unknown) => {
+  // Configuration errors list every bad variable; print them plainly, not as a stack.
+  console.error(error instanceof ConfigError ? error.message : error);
+  process.exit(1);
+});

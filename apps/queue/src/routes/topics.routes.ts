@@ -1,0 +1,122 @@
+import {
+  ackBody,
+  deadLettersQuery,
+  extendBody,
+  leaseBody,
+  nackBody,
+  publishBatchBody,
+  messageInput,
+  redriveBody,
+  topicName,
+  topicSettingsBody,
+  uuid,
+} from '@gpu-telemetry/model';
+import { validate } from '@gpu-telemetry/service-kit';
+import { type Response, Router } from 'express';
+import { z } from 'zod';
+import type { QueueService, RawLease } from '../services/queue.service';
+
+const topicParams = z.object({ topic: topicName });
+const leaseParams = z.object({ topic: topicName, leaseId: uuid });
+
+/** HTTP in and out for topics; the behaviour is in QueueService. */
+export function topicsRoutes(queue: QueueService): Router {
+  const router = Router();
+
+  router.get('/v1/topics', async (_req, res) => {
+    res.json({ topics: await queue.stats() });
+  });
+
+  router.get('/v1/topics/:topic', async (req, res) => {
+    const { topic } = validate(topicParams, req.params);
+    res.json(await queue.topic(topic));
+  });
+
+  router.put('/v1/topics/:topic', async (req, res) => {
+    const { topic } = validate(topicParams, req.params);
+    const { maxAttempts } = validate(topicSettingsBody, req.body);
+    res.json(await queue.configure(topic, maxAttempts));
+  });
+
+  router.post('/v1/topics/:topic/messages', async (req, res) => {
+    const { topic } = validate(topicParams, req.params);
+    // One message `{id?, payload}` or a batch `{messages: [...]}`.
+    const isBatch = typeof req.body === 'object' && req.body !== null && 'messages' in req.body;
+    const messages = isBatch ? validate(publishBatchBody, req.body).messages : [validate(messageInput, req.body)];
+    res.status(201).json(await queue.publish(topic, messages));
+  });
+
+  router.post('/v1/topics/:topic/leases', async (req, res) => {
+    const { topic } = validate(topicParams, req.params);
+    const request = validate(leaseBody, req.body);
+    // The caller may hang up during a long-poll: stop waiting, and give back what we leased for it.
+    const gone = new AbortController();
+    res.on('close', () => {
+      if (!res.writableFinished) gone.abort();
+    });
+    const lease = await queue.lease(topic, request, gone.signal);
+    if (gone.signal.aborted && lease.leaseId) {
+      await queue.release(topic, lease.leaseId);
+      return;
+    }
+    sendLease(res, lease);
+  });
+
+  router.post('/v1/topics/:topic/acks', async (req, res) => {
+    const { topic } = validate(topicParams, req.params);
+    const { leaseId, ids } = validate(ackBody, req.body);
+    res.json(await queue.ack(topic, leaseId, ids));
+  });
+
+  router.post('/v1/topics/:topic/nacks', async (req, res) => {
+    const { topic } = validate(topicParams, req.params);
+    res.json(await queue.nack(topic, validate(nackBody, req.body)));
+  });
+
+  router.post('/v1/topics/:topic/leases/:leaseId/extend', async (req, res) => {
+    const { topic, leaseId } = validate(leaseParams, req.params);
+    const { visibilitySeconds } = validate(extendBody, req.body);
+    res.json(await queue.extend(topic, leaseId, visibilitySeconds));
+  });
+
+  router.get('/v1/topics/:topic/dead', async (req, res) => {
+    const { topic } = validate(topicParams, req.params);
+    const { limit, cursor } = validate(deadLettersQuery, req.query);
+    const { rows, nextCursor } = await queue.deadLetters(topic, limit, cursor);
+    const items = rows.map(
+      (row) =>
+        `{"id":"${row.msg_uuid}","payload":${row.payload},"attempts":${row.attempts},` +
+        `"publishedAt":"${row.published_at.toISOString()}","deadAt":"${row.dead_at.toISOString()}",` +
+        `"lastError":${JSON.stringify(row.last_error)}}`,
+    );
+    res.type('application/json').send(`{"messages":[${items.join(',')}],"nextCursor":${JSON.stringify(nextCursor)}}`);
+  });
+
+  router.post('/v1/topics/:topic/dead/redrive', async (req, res) => {
+    const { topic } = validate(topicParams, req.params);
+    const { ids } = validate(redriveBody, req.body);
+    res.json(await queue.redrive(topic, ids));
+  });
+
+  router.delete('/v1/topics/:topic/dead', async (req, res) => {
+    const { topic } = validate(topicParams, req.params);
+    const { ids } = validate(redriveBody, req.body);
+    res.json(await queue.purge(topic, ids));
+  });
+
+  return router;
+}
+
+/** Payloads are spliced in as the JSON text Postgres returned: no parse and re-stringify per message. */
+function sendLease(res: Response, lease: RawLease): void {
+  const messages = lease.messages.map(
+    (m) => `{"id":"${m.id}","payload":${m.payloadJson},"attempts":${m.attempts},"publishedAt":"${m.publishedAt.toISOString()}"}`,
+  );
+  res
+    .type('application/json')
+    .send(
+      `{"leaseId":${JSON.stringify(lease.leaseId)},"leaseUntil":${JSON.stringify(lease.leaseUntil?.toISOString() ?? null)},` +
+        `"messages":[${messages.join(',')}]}`,
+    );
+}
+

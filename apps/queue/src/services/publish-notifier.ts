@@ -1,0 +1,104 @@
+import { randomUUID } from 'node:crypto';
+import type { Logger } from '@gpu-telemetry/service-kit';
+import { Client, type Pool } from 'pg';
+import type { LeaseWaiters } from './lease-waiters';
+
+const CHANNEL = 'queue_published';
+
+/**
+ * Wakes long-polls on other replicas. After a publish commits, local waiters wake at once and one
+ * NOTIFY per topic goes out (coalesced: at most one NOTIFY query in flight). A dedicated LISTEN
+ * connection wakes this replica's waiters when another replica publishes; it reconnects with
+ * backoff, and while it is down waiters still wake on local publishes and on their fallback timer.
+ */
+export class PublishNotifier {
+  readonly instanceId = randomUUID();
+  private listener: Client | undefined;
+  private pending = new Set<string>();
+  private flushing = false;
+  private stopped = false;
+  private retryMs = 500;
+  private retryTimer: NodeJS.Timeout | undefined;
+
+  constructor(
+    private readonly deps: { connectionString: string; pool: Pool; waiters: LeaseWaiters; logger: Logger },
+  ) {}
+
+  get listening(): boolean {
+    return this.listener !== undefined;
+  }
+
+  async start(): Promise<void> {
+    this.stopped = false;
+    await this.connect().catch(() => this.scheduleReconnect());
+  }
+
+  /** A publish (or redrive, or nack) committed on `topic`. */
+  published(topic: string): void {
+    this.deps.waiters.notify(topic);
+    this.pending.add(topic);
+    void this.flush();
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    clearTimeout(this.retryTimer);
+    const listener = this.listener;
+    this.listener = undefined;
+    await listener?.end().catch(() => undefined);
+  }
+
+  private async flush(): Promise<void> {
+    if (this.flushing || this.pending.size === 0 || this.stopped) return;
+    this.flushing = true;
+    const topics = [...this.pending];
+    this.pending.clear();
+    try {
+      await this.deps.pool.query(`SELECT pg_notify($1, $2 || ':' || t) FROM unnest($3::text[]) AS t`, [
+        CHANNEL,
+        this.instanceId,
+        topics,
+      ]);
+    } catch (error) {
+      this.deps.logger.debug({ err: error }, 'notify failed; other replicas wake on their fallback timer');
+    } finally {
+      this.flushing = false;
+    }
+    if (this.pending.size > 0) void this.flush();
+  }
+
+  private async connect(): Promise<void> {
+    const client = new Client({ connectionString: this.deps.connectionString, application_name: 'queue-listener' });
+    client.on('error', (error) => {
+      this.deps.logger.warn({ err: error }, 'listen connection lost');
+      if (this.listener === client) this.listener = undefined;
+      client.end().catch(() => undefined);
+      this.scheduleReconnect();
+    });
+    client.on('notification', ({ payload }) => {
+      if (!payload) return;
+      const separator = payload.indexOf(':');
+      if (payload.slice(0, separator) === this.instanceId) return;
+      this.deps.waiters.notify(payload.slice(separator + 1));
+    });
+    await client.connect();
+    await client.query(`LISTEN ${CHANNEL}`);
+    if (this.stopped) {
+      await client.end();
+      return;
+    }
+    this.listener = client;
+    this.retryMs = 500;
+    this.deps.logger.debug('listening for publishes from other replicas');
+  }
+
+  private scheduleReconnect(): void {
+    if (this.stopped || this.retryTimer) return;
+    this.retryTimer = setTimeout(() => {
+      this.retryTimer = undefined;
+      this.connect().catch(() => this.scheduleReconnect());
+    }, this.retryMs);
+    this.retryTimer.unref();
+    this.retryMs = Math.min(this.retryMs * 2, 30_000);
+  }
+}

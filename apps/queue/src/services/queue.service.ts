@@ -1,0 +1,266 @@
+import { randomUUID } from 'node:crypto';
+import type { Database } from '@gpu-telemetry/db';
+import {
+  ConflictError,
+  type FieldError,
+  type MessageInput,
+  NotFoundError,
+  PayloadTooLargeError,
+  type PublishResult,
+  type TopicStats,
+} from '@gpu-telemetry/model';
+import { getTracer, withSpan } from '@gpu-telemetry/service-kit';
+import type { Kysely } from 'kysely';
+import type { LeaseWaiters } from './lease-waiters';
+import type { PublishNotifier } from './publish-notifier';
+import * as q from './queue.queries';
+import type { QueueMetrics } from './queue.metrics';
+
+export interface QueueSettings {
+  defaultMaxAttempts: number;
+  maxPayloadBytes: number;
+  /** Longest a waiting lease sleeps before looking again without a wake-up (missed NOTIFY, clock). */
+  fallbackPollMs: number;
+}
+
+export interface QueueServiceDeps {
+  db: Kysely<Database>;
+  waiters: LeaseWaiters;
+  notifier: Pick<PublishNotifier, 'published'>;
+  metrics: QueueMetrics;
+  settings: QueueSettings;
+}
+
+/** A leased message whose payload is still the JSON text Postgres stored: passed through, not parsed. */
+export interface RawLeasedMessage {
+  id: string;
+  payloadJson: string;
+  attempts: number;
+  publishedAt: Date;
+}
+
+export interface RawLease {
+  leaseId: string | null;
+  leaseUntil: Date | null;
+  messages: RawLeasedMessage[];
+}
+
+const tracer = getTracer('queue');
+
+export class QueueService {
+  private readonly knownTopics = new Set<string>();
+
+  constructor(private readonly deps: QueueServiceDeps) {}
+
+  /** Stores the batch in one statement; answers only after it committed. */
+  async publish(topic: string, messages: MessageInput[]): Promise<PublishResult> {
+    const { db, metrics, settings } = this.deps;
+    return withSpan(tracer, 'queue.publish', attrs(topic, messages.length), async (span) => {
+      const ids: string[] = [];
+      const parts: string[] = [];
+      const tooLarge: FieldError[] = [];
+      messages.forEach((message, index) => {
+        const id = message.id ?? randomUUID();
+        const payload = JSON.stringify(message.payload);
+        if (Buffer.byteLength(payload) > settings.maxPayloadBytes) {
+          tooLarge.push({ field: `messages[${index}].payload`, message: `must be at most ${settings.maxPayloadBytes} bytes of JSON` });
+        }
+        ids.push(id);
+        parts.push(`{"id":"${id}","payload":${payload}}`);
+      });
+      if (tooLarge.length > 0) {
+        throw new PayloadTooLargeError(`${tooLarge[0]?.field} ${tooLarge[0]?.message}.`, tooLarge);
+      }
+      if (!this.knownTopics.has(topic)) {
+        await q.ensureTopic(db, topic);
+        this.knownTopics.add(topic);
+      }
+      const inserted = await q.insertMessages(db, topic, `[${parts.join(',')}]`);
+      const result = { accepted: inserted.size, duplicates: messages.length - inserted.size, ids };
+      metrics.published.inc({ topic }, result.accepted);
+      if (result.duplicates > 0) metrics.duplicates.inc({ topic }, result.duplicates);
+      span.setAttributes({ 'queue.accepted': result.accepted, 'queue.duplicates': result.duplicates });
+      if (result.accepted > 0) this.deps.notifier.published(topic);
+      return result;
+    });
+  }
+
+  /**
+   * Leases up to `max` messages, waiting up to `waitSeconds` for some to arrive. Wakes on a
+   * publish to the topic (this replica or another), or when the next delayed or expired message
+   * becomes visible; returns an empty lease when the wait runs out, the caller goes away, or the
+   * service shuts down.
+   */
+  async lease(
+    topic: string,
+    request: { consumer: string; max: number; visibilitySeconds: number; waitSeconds: number },
+    signal?: AbortSignal,
+  ): Promise<RawLease> {
+    const { db, metrics, settings, waiters } = this.deps;
+    return withSpan(tracer, 'queue.lease', { ...attrs(topic), 'queue.max': request.max, 'queue.consumer': request.consumer }, async (span) => {
+      const started = Date.now();
+      const deadline = started + request.waitSeconds * 1000;
+      const leaseId = randomUUID();
+      let messages: RawLeasedMessage[] = [];
+      for (;;) {
+        const seen = waiters.version(topic);
+        const rows = await q.leaseMessages(db, {
+          topic,
+          max: request.max,
+          visibilitySeconds: request.visibilitySeconds,
+          leaseId,
+          consumer: request.consumer,
+          defaultMaxAttempts: settings.defaultMaxAttempts,
+        });
+        const dead = rows.filter((row) => row.dead).length;
+        if (dead > 0) metrics.dead.inc({ topic }, dead);
+        messages = rows
+          .filter((row) => !row.dead)
+          .map((row) => ({ id: row.msg_uuid, payloadJson: row.payload, attempts: row.attempts, publishedAt: row.published_at }));
+        if (messages.length > 0) {
+          metrics.leased.inc({ topic }, messages.length);
+          const redelivered = rows.filter((row) => row.redelivered && !row.dead).length;
+          if (redelivered > 0) metrics.redelivered.inc({ topic }, redelivered);
+          break;
+        }
+        if (rows.length > 0) continue; // all of them were exhausted and went dead: look again
+        const remaining = deadline - Date.now();
+        if (remaining <= 0 || waiters.isClosed || signal?.aborted) break;
+        const nextVisible = await q.nextVisibleIn(db, topic);
+        await waiters.wait(topic, seen, Math.min(remaining, nextVisible ?? Infinity, settings.fallbackPollMs), signal);
+      }
+      const waited = (Date.now() - started) / 1000;
+      metrics.leaseWait.observe({ topic, outcome: messages.length > 0 ? 'messages' : 'empty' }, waited);
+      span.setAttribute('queue.leased', messages.length);
+      if (messages.length === 0) return { leaseId: null, leaseUntil: null, messages };
+      return { leaseId, leaseUntil: new Date(Date.now() + request.visibilitySeconds * 1000), messages };
+    });
+  }
+
+  async ack(topic: string, leaseId: string, ids?: string[]): Promise<{ acked: number }> {
+    return withSpan(tracer, 'queue.ack', { ...attrs(topic, ids?.length), 'queue.lease_id': leaseId }, async () => {
+      const result = await q.ackMessages(this.deps.db, { topic, leaseId, ids });
+      this.settled('ack', topic, leaseId, ids, result);
+      this.deps.metrics.acked.inc({ topic }, result.changed);
+      return { acked: result.changed };
+    });
+  }
+
+  async nack(
+    topic: string,
+    request: { leaseId: string; ids?: string[]; delaySeconds: number; reason?: string },
+  ): Promise<{ nacked: number; dead: number }> {
+    const { db, metrics, settings } = this.deps;
+    return withSpan(tracer, 'queue.nack', { ...attrs(topic, request.ids?.length), 'queue.lease_id': request.leaseId }, async () => {
+      const result = await q.nackMessages(db, {
+        topic,
+        leaseId: request.leaseId,
+        ids: request.ids,
+        delaySeconds: request.delaySeconds,
+        reason: request.reason ?? 'nacked without a reason',
+        defaultMaxAttempts: settings.defaultMaxAttempts,
+      });
+      this.settled('nack', topic, request.leaseId, request.ids, result);
+      metrics.nacked.inc({ topic }, result.changed);
+      if (result.dead > 0) metrics.dead.inc({ topic }, result.dead);
+      if (result.changed > result.dead && request.delaySeconds === 0) this.deps.notifier.published(topic);
+      return { nacked: result.changed, dead: result.dead };
+    });
+  }
+
+  async extend(topic: string, leaseId: string, visibilitySeconds: number): Promise<{ leaseId: string; leaseUntil: Date; extended: number }> {
+    return withSpan(tracer, 'queue.extend', { ...attrs(topic), 'queue.lease_id': leaseId }, async () => {
+      const { extended, leaseUntil } = await q.extendLease(this.deps.db, { topic, leaseId, visibilitySeconds });
+      if (extended === 0 || !leaseUntil) {
+        this.deps.metrics.conflicts.inc({ topic, operation: 'extend' });
+        throw new ConflictError(`Lease ${leaseId} is no longer held: its messages were acked, or re-leased after it expired.`);
+      }
+      return { leaseId, leaseUntil, extended };
+    });
+  }
+
+  /** The caller went away before receiving its lease: give the messages back at once. */
+  async release(topic: string, leaseId: string): Promise<number> {
+    const released = await q.releaseLease(this.deps.db, { topic, leaseId });
+    if (released > 0) this.deps.notifier.published(topic);
+    return released;
+  }
+
+  async stats(topic?: string): Promise<TopicStats[]> {
+    const rows = await q.topicStats(this.deps.db, topic);
+    return rows.map((row) => {
+      const notVisible = Number(row.not_visible);
+      const inFlight = Number(row.in_flight);
+      return {
+        topic: row.topic,
+        ready: Math.max(0, Number(row.live) - notVisible),
+        inFlight,
+        delayed: notVisible - inFlight,
+        dead: Number(row.dead),
+        oldestReadyAgeSeconds: row.oldest_ready_age === null ? null : Math.max(0, Math.round(row.oldest_ready_age * 1000) / 1000),
+        maxAttempts: row.max_attempts ?? this.deps.settings.defaultMaxAttempts,
+      };
+    });
+  }
+
+  async topic(topic: string): Promise<TopicStats> {
+    const [stats] = await this.stats(topic);
+    if (!stats) throw new NotFoundError(`Topic ${topic} does not exist: nothing was ever published to it.`);
+    return stats;
+  }
+
+  async configure(topic: string, maxAttempts: number | null): Promise<TopicStats> {
+    await q.upsertTopicSettings(this.deps.db, { topic, maxAttempts });
+    this.knownTopics.add(topic);
+    return this.topic(topic);
+  }
+
+  async deadLetters(topic: string, limit: number, cursor?: string) {
+    await this.topic(topic);
+    const rows = await q.listDeadLetters(this.deps.db, { topic, limit: limit + 1, after: cursor });
+    const page = rows.slice(0, limit);
+    return { rows: page, nextCursor: rows.length > limit ? (page.at(-1)?.id ?? null) : null };
+  }
+
+  async redrive(topic: string, ids?: string[]): Promise<{ redriven: number }> {
+    return withSpan(tracer, 'queue.redrive', attrs(topic, ids?.length), async () => {
+      await this.topic(topic);
+      const redriven = await q.redriveDeadLetters(this.deps.db, { topic, ids });
+      this.deps.metrics.redriven.inc({ topic }, redriven);
+      if (redriven > 0) this.deps.notifier.published(topic);
+      return { redriven };
+    });
+  }
+
+  async purge(topic: string, ids?: string[]): Promise<{ deleted: number }> {
+    await this.topic(topic);
+    return { deleted: await q.purgeDeadLetters(this.deps.db, { topic, ids }) };
+  }
+
+  private settled(operation: 'ack' | 'nack', topic: string, leaseId: string, ids: string[] | undefined, result: q.Settlement): void {
+    if (ids && result.held.length < ids.length) {
+      const held = new Set(result.held);
+      const notHeld = ids.filter((id) => !held.has(id));
+      this.deps.metrics.conflicts.inc({ topic, operation });
+      throw new ConflictError(
+        `Lease ${leaseId} no longer holds ${notHeld.length} of the ${ids.length} messages named; nothing was ${operation}ed.`,
+        { notHeld },
+      );
+    }
+    if (result.changed === 0) {
+      this.deps.metrics.conflicts.inc({ topic, operation });
+      throw new ConflictError(
+        `Lease ${leaseId} holds no messages: they were already settled, or re-leased after the lease expired.`,
+      );
+    }
+  }
+}
+
+function attrs(topic: string, count?: number) {
+  return {
+    'messaging.system': 'gpu-telemetry-queue',
+    'messaging.destination.name': topic,
+    ...(count === undefined ? {} : { 'messaging.batch.message_count': count }),
+  };
+}
+

@@ -1,0 +1,6 @@
+// Root Jest config: every project's tests in one run, so one PostgreSQL serves them all and the
+// summary reporter can print the totals line CI reads.
+module.exports = {
+  projects: ['<rootDir>/apps/*/jest.config.cjs', '<rootDir>/libs/*/jest.config.cjs'],
+  reporters: ['default', '<rootDir>/tools/jest/summary-reporter.cjs'],
+};

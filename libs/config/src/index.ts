@@ -1,0 +1,2 @@
+export { ConfigError, loadConfig } from './load-config';
+export { bytes, duration, flag, int, list, logLevel, parseDuration, port, postgresUrl, serviceEnv } from './env-types';

@@ -1,0 +1,60 @@
+import { Kysely, PostgresDialect } from 'kysely';
+import { Pool, type PoolConfig } from 'pg';
+import type { Database } from './database';
+
+export interface DbOptions {
+  /** Most connections this process opens. */
+  max?: number;
+  /** Shows in pg_stat_activity, so an operator can tell which service holds a connection. */
+  applicationName?: string;
+  /** Called when an idle pooled connection dies (Postgres restart, network cut). */
+  onError?: (error: Error) => void;
+  pool?: Omit<PoolConfig, 'connectionString' | 'max' | 'application_name'>;
+}
+
+export interface Db {
+  db: Kysely<Database>;
+  pool: Pool;
+  close(): Promise<void>;
+}
+
+export function createDb(url: string, options: DbOptions = {}): Db {
+  const pool = new Pool({
+    connectionString: url,
+    max: options.max ?? 10,
+    application_name: options.applicationName,
+    connectionTimeoutMillis: 5_000,
+    idleTimeoutMillis: 30_000,
+    keepAlive: true,
+    ...options.pool,
+  });
+  // Without a listener, an idle client's error (e.g. Postgres restarting) crashes the process.
+  pool.on('error', (error) => options.onError?.(error));
+  const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
+  let closed: Promise<void> | undefined;
+  return {
+    db,
+    pool,
+    close: () => (closed ??= db.destroy()),
+  };
+}
+
+/** Readiness probe: a round trip within `timeoutMs`. */
+export async function pingDatabase(pool: Pool, timeoutMs = 2_000): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`no answer within ${timeoutMs} ms`)), timeoutMs);
+  });
+  try {
+    await Promise.race([pool.query('SELECT 1'), timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** True when `error` came from Postgres with the given SQLSTATE (e.g. '23505' unique violation). */
+export function isPgError(error: unknown, code?: string): error is Error & { code: string } {
+  if (!(error instanceof Error) || typeof (error as { code?: unknown }).code !== 'string') return false;
+  const sqlstate = (error as unknown as { code: string }).code;
+  return /^[0-9A-Z]{5}$/.test(sqlstate) && (code === undefined || sqlstate === code);
+}

@@ -1,0 +1,13 @@
+export { createDb, isPgError, pingDatabase, type Db, type DbOptions } from './create-db';
+export type * from './database';
+export {
+  createMigrationFile,
+  createMigrator,
+  DEFAULT_MIGRATIONS_DIR,
+  migrateDown,
+  migrateUp,
+  migrationStatus,
+  SqlFileMigrationProvider,
+  type MigrationOutcome,
+} from './migrator';
+export { startEmbeddedPostgres, type EmbeddedPostgres, type EmbeddedPostgresOptions } from './embedded-postgres';

@@ -1,0 +1,73 @@
+import type { ErrorRequestHandler } from 'express';
+import { AppError } from '@gpu-telemetry/model';
+import type { Logger } from 'pino';
+import { ZodError } from 'zod';
+import { fieldErrors, sendProblem } from './problem';
+
+const PG_UNAVAILABLE = /^(08|53|57P0[1-3])/; // connection failures, out of resources, shutting down
+const NODE_UNAVAILABLE = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'ENOTFOUND', 'EAI_AGAIN']);
+
+interface BodyParserError extends Error {
+  type?: string;
+  status?: number;
+  limit?: number;
+}
+
+/**
+ * The one error mapper of a service. Bad input is a 4xx that names the field; a database that is
+ * down is a 503 the client can retry; anything else is a 500 that leaks nothing and is logged
+ * with the request id.
+ */
+export function errorHandler(logger: Logger): ErrorRequestHandler {
+  return (error: unknown, req, res, _next) => {
+    if (res.headersSent) {
+      req.socket.destroy();
+      return;
+    }
+    if (error instanceof AppError) {
+      return sendProblem(res, error.status, error.message, {
+        errors: error.errors,
+        headers: error.options.headers,
+        extensions: error.extensions,
+      });
+    }
+    if (error instanceof ZodError) {
+      const errors = fieldErrors(error);
+      return sendProblem(res, 400, `${errors[0]?.field}: ${errors[0]?.message}`, { errors });
+    }
+    const bodyError = error as BodyParserError;
+    switch (bodyError.type) {
+      case 'entity.parse.failed':
+        return sendProblem(res, 400, `The body is not valid JSON: ${bodyError.message}`, {
+          errors: [{ field: 'body', message: 'is not valid JSON' }],
+        });
+      case 'entity.too.large':
+        return sendProblem(res, 413, `The body is larger than the ${bodyError.limit}-byte limit.`, {
+          errors: [{ field: 'body', message: `must be at most ${bodyError.limit} bytes` }],
+        });
+      case 'encoding.unsupported':
+      case 'charset.unsupported':
+        return sendProblem(res, 415, bodyError.message, { errors: [{ field: 'content-type', message: bodyError.message }] });
+      case 'request.aborted':
+      case 'request.size.invalid':
+        return sendProblem(res, 400, bodyError.message, { errors: [{ field: 'body', message: bodyError.message }] });
+    }
+    if (isDependencyFailure(error)) {
+      logger.warn({ err: error, requestId: res.locals['requestId'] }, 'database unavailable');
+      return sendProblem(res, 503, 'The database is unavailable; retry shortly.', { headers: { 'Retry-After': '2' } });
+    }
+    if (typeof bodyError.status === 'number' && bodyError.status >= 400 && bodyError.status < 500) {
+      return sendProblem(res, bodyError.status, bodyError.message);
+    }
+    logger.error({ err: error, requestId: res.locals['requestId'] }, 'unhandled error');
+    return sendProblem(res, 500, 'An unexpected error occurred; it has been logged with this request id.');
+  };
+}
+
+/** Postgres down, restarting or out of connections: the client should retry, not see a 500. */
+export function isDependencyFailure(error: unknown): boolean {
+  const code = (error as { code?: unknown } | undefined)?.code;
+  if (typeof code === 'string' && (PG_UNAVAILABLE.test(code) || NODE_UNAVAILABLE.has(code))) return true;
+  const message = error instanceof Error ? error.message : '';
+  return /timeout exceeded when trying to connect|Connection terminated|connection error|Client was closed/i.test(message);
+}

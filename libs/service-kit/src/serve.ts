@@ -1,0 +1,101 @@
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { RequestListener } from 'node:http';
+import type { Logger } from 'pino';
+
+export interface ServeOptions {
+  port: number;
+  host?: string;
+  logger: Logger;
+  /** How long in-flight requests get to finish after SIGTERM before their sockets are cut. */
+  shutdownTimeoutMs?: number;
+}
+
+export interface RunningServer {
+  server: Server;
+  port: number;
+  /** Stops accepting, lets in-flight requests finish (up to the timeout), then cuts the rest. */
+  close(): Promise<void>;
+}
+
+/**
+ * Listens with timeouts that protect against slow clients: headers must arrive within 10 s and
+ * the whole request within 60 s. Keep-alive outlives common load-balancer idle timeouts.
+ */
+export async function listen(handler: RequestListener, options: ServeOptions): Promise<RunningServer> {
+  const server = createServer(handler);
+  server.keepAliveTimeout = 65_000;
+  server.headersTimeout = 10_000;
+  server.requestTimeout = 60_000;
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(options.port, options.host ?? '0.0.0.0', () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  const port = (server.address() as AddressInfo).port;
+  let closing: Promise<void> | undefined;
+  return {
+    server,
+    port,
+    close: () =>
+      (closing ??= new Promise<void>((resolve) => {
+        const timer = setTimeout(() => {
+          options.logger.warn('shutdown timeout: closing remaining connections');
+          server.closeAllConnections();
+        }, options.shutdownTimeoutMs ?? 10_000);
+        timer.unref();
+        server.close(() => {
+          clearTimeout(timer);
+          resolve();
+        });
+        server.closeIdleConnections();
+      })),
+  };
+}
+
+export interface ShutdownStep {
+  name: string;
+  run(): Promise<void> | void;
+}
+
+/**
+ * SIGTERM and SIGINT run the steps in order (stop workers, drain the server, close the pool) and
+ * exit 0; a second signal exits at once. Steps that fail are logged and the next still runs.
+ */
+export function onShutdown(logger: Logger, steps: ShutdownStep[]): void {
+  let stopping = false;
+  const stop = async (signal: NodeJS.Signals) => {
+    if (stopping) {
+      logger.warn({ signal }, 'second signal: exiting now');
+      process.exit(1);
+    }
+    stopping = true;
+    logger.info({ signal }, 'shutting down');
+    for (const step of steps) {
+      try {
+        await step.run();
+      } catch (error) {
+        logger.error({ err: error, step: step.name }, 'shutdown step failed');
+      }
+    }
+    logger.info('stopped');
+    logger.flush?.();
+    process.exit(0);
+  };
+  process.on('SIGTERM', stop);
+  process.on('SIGINT', stop);
+}
+
+/** Last resort: log what escaped and exit non-zero, so the orchestrator restarts a clean process. */
+export function exitOnFatal(logger: Logger): void {
+  process.on('uncaughtException', (error) => {
+    logger.fatal({ err: error }, 'uncaught exception');
+    process.exit(1);
+  });
+  process.on('unhandledRejection', (reason) => {
+    logger.fatal({ err: reason }, 'unhandled rejection');
+    process.exit(1);
+  });
+}

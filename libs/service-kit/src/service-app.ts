@@ -1,0 +1,129 @@
+import { randomUUID } from 'node:crypto';
+import { context } from '@opentelemetry/api';
+import express, { type Express, type NextFunction, type Request, type Response } from 'express';
+import { UnsupportedMediaTypeError } from '@gpu-telemetry/model';
+import type { Logger } from 'pino';
+import { errorHandler } from './error-handler';
+import type { ServiceMetrics } from './metrics';
+import { sendProblem } from './problem';
+
+export interface ReadinessCheck {
+  /** Named in the 503 when it fails: `postgres`, `queue`. */
+  name: string;
+  check(): Promise<void>;
+}
+
+export interface ServiceAppOptions {
+  service: string;
+  logger: Logger;
+  metrics: ServiceMetrics;
+  readiness: ReadinessCheck[];
+  /** Largest JSON body accepted; larger is a 413. Default 1 MiB. */
+  bodyLimit?: number;
+  /** Mounts the service's own routes. */
+  routes(app: Express): void;
+}
+
+const REQUEST_ID = /^[\w.:-]{1,128}$/;
+const QUIET_PATHS = new Set(['/healthz', '/readyz', '/metrics']);
+
+declare module 'express-serve-static-core' {
+  interface Request {
+    log: Logger;
+    id: string;
+  }
+}
+
+/**
+ * The common frame of every service: request ids, one log line and one histogram sample per
+ * request, `/healthz`, `/readyz`, `/metrics`, JSON bodies with a size limit, and problem+json
+ * errors. The service adds its routes; no globals, so tests build as many apps as they like.
+ */
+export function createServiceApp(options: ServiceAppOptions): Express {
+  const { service, logger, metrics } = options;
+  const app = express();
+  app.disable('x-powered-by');
+  app.set('trust proxy', 'loopback, linklocal, uniquelocal');
+  app.set('query parser', 'simple');
+
+  app.use((req: Request, res: Response, next: NextFunction) => {
+    const incoming = req.headers['x-request-id'];
+    const id = typeof incoming === 'string' && REQUEST_ID.test(incoming) ? incoming : randomUUID();
+    req.id = id;
+    res.locals['requestId'] = id;
+    req.log = logger.child({ requestId: id });
+    res.setHeader('x-request-id', id);
+    res.setHeader('x-content-type-options', 'nosniff');
+    const started = process.hrtime.bigint();
+    // The server span's context, so the request line carries its trace id.
+    const requestContext = context.active();
+    res.on('finish', () => context.with(requestContext, () => {
+      const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+      const route = req.route?.path ? `${req.baseUrl}${String(req.route.path)}` : 'unmatched';
+      metrics.httpDuration.observe({ method: req.method, route, status: String(res.statusCode) }, seconds);
+      const line = {
+        method: req.method,
+        path: req.originalUrl.split('?')[0],
+        route,
+        status: res.statusCode,
+        ms: Math.round(seconds * 1e4) / 10,
+        bytesIn: Number(req.headers['content-length'] ?? 0),
+        bytesOut: Number(res.getHeader('content-length') ?? 0),
+      };
+      if (QUIET_PATHS.has(req.path)) req.log.debug(line, 'request');
+      else if (res.statusCode >= 500) req.log.error(line, 'request');
+      else req.log.info(line, 'request');
+    }));
+    next();
+  });
+
+  app.get('/healthz', (_req, res) => {
+    res.json({ status: 'ok', service });
+  });
+
+  app.get('/readyz', async (_req, res) => {
+    const results = await Promise.all(
+      options.readiness.map(async ({ name, check }) => {
+        try {
+          await check();
+          return { name, ok: true as const };
+        } catch (error) {
+          return { name, ok: false as const, error: error instanceof Error ? error.message : String(error) };
+        }
+      }),
+    );
+    const checks = Object.fromEntries(results.map((r) => [r.name, r.ok ? 'ok' : `failed: ${r.error}`]));
+    const failed = results.filter((r) => !r.ok).map((r) => r.name);
+    if (failed.length === 0) {
+      res.json({ status: 'ready', service, checks });
+      return;
+    }
+    sendProblem(res, 503, `Not ready: ${failed.join(', ')} unavailable.`, {
+      extensions: { service, failed, checks },
+      headers: { 'Retry-After': '5' },
+    });
+  });
+
+  app.get('/metrics', async (_req, res) => {
+    res.type(metrics.registry.contentType).send(await metrics.registry.metrics());
+  });
+
+  // Bodies are JSON. Anything else with a body is a 415, not a confusing "field required".
+  app.use((req: Request, _res: Response, next: NextFunction) => {
+    const hasBody = Number(req.headers['content-length'] ?? 0) > 0 || req.headers['transfer-encoding'] !== undefined;
+    if (hasBody && !req.is(['application/json', 'application/*+json'])) {
+      next(new UnsupportedMediaTypeError(`Send the body as application/json, not ${req.headers['content-type'] ?? 'no content type'}.`));
+      return;
+    }
+    next();
+  });
+  app.use(express.json({ limit: options.bodyLimit ?? 1024 * 1024, strict: false, type: ['application/json', 'application/*+json'] }));
+
+  options.routes(app);
+
+  app.use((req: Request, res: Response) => {
+    sendProblem(res, 404, `No route for ${req.method} ${req.path}.`);
+  });
+  app.use(errorHandler(logger));
+  return app;
+}

@@ -1,0 +1,67 @@
+import { type Attributes, type Span, SpanKind, SpanStatusCode, trace, type Tracer } from '@opentelemetry/api';
+import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-proto';
+import { HttpInstrumentation } from '@opentelemetry/instrumentation-http';
+import { PgInstrumentation } from '@opentelemetry/instrumentation-pg';
+import { UndiciInstrumentation } from '@opentelemetry/instrumentation-undici';
+import { resourceFromAttributes } from '@opentelemetry/resources';
+import { NodeSDK } from '@opentelemetry/sdk-node';
+import { BatchSpanProcessor, NoopSpanProcessor } from '@opentelemetry/sdk-trace-base';
+import { ATTR_SERVICE_NAME, ATTR_SERVICE_VERSION } from '@opentelemetry/semantic-conventions';
+
+const UNTRACED_PATHS = ['/healthz', '/readyz', '/metrics'];
+
+/**
+ * Starts the OpenTelemetry SDK. Called from each service's instrumentation.ts, which node loads
+ * with --import before the app, so http, undici and pg are patched before anything requires them.
+ * Spans are always created (their ids go into logs and onto outgoing calls); they are exported
+ * over OTLP/HTTP only when OTEL_EXPORTER_OTLP_ENDPOINT (or ..._TRACES_ENDPOINT) is set.
+ */
+export function startTelemetry(service: string, version = '0.1.0'): NodeSDK | undefined {
+  if (process.env['OTEL_SDK_DISABLED'] === 'true') return undefined;
+  // This SDK exports traces only: metrics are Prometheus (prom-client), logs are stdout.
+  process.env['OTEL_METRICS_EXPORTER'] ??= 'none';
+  process.env['OTEL_LOGS_EXPORTER'] ??= 'none';
+  const exporting = Boolean(process.env['OTEL_EXPORTER_OTLP_ENDPOINT'] || process.env['OTEL_EXPORTER_OTLP_TRACES_ENDPOINT']);
+  const sdk = new NodeSDK({
+    resource: resourceFromAttributes({
+      [ATTR_SERVICE_NAME]: process.env['OTEL_SERVICE_NAME'] ?? service,
+      [ATTR_SERVICE_VERSION]: version,
+    }),
+    spanProcessors: [exporting ? new BatchSpanProcessor(new OTLPTraceExporter()) : new NoopSpanProcessor()],
+    instrumentations: [
+      new HttpInstrumentation({
+        ignoreIncomingRequestHook: (req) => UNTRACED_PATHS.some((path) => req.url?.startsWith(path)),
+      }),
+      new UndiciInstrumentation(),
+      // Only queries made inside a traced operation: not the idle polling of background loops.
+      new PgInstrumentation({ requireParentSpan: true }),
+    ],
+  });
+  sdk.start();
+  return sdk;
+}
+
+/** Runs `fn` inside an active span that records failures and always ends. */
+export async function withSpan<T>(
+  tracer: Tracer,
+  name: string,
+  attributes: Attributes,
+  fn: (span: Span) => Promise<T>,
+  kind: SpanKind = SpanKind.INTERNAL,
+): Promise<T> {
+  return tracer.startActiveSpan(name, { attributes, kind }, async (span) => {
+    try {
+      return await fn(span);
+    } catch (error) {
+      span.recordException(error as Error);
+      span.setStatus({ code: SpanStatusCode.ERROR, message: error instanceof Error ? error.message : String(error) });
+      throw error;
+    } finally {
+      span.end();
+    }
+  });
+}
+
+export function getTracer(name: string): Tracer {
+  return trace.getTracer(name);
+}
