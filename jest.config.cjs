@@ -2,5 +2,6 @@
 // summary reporter can print the totals line CI reads.
 module.exports = {
   projects: ['<rootDir>/apps/*/jest.config.cjs', '<rootDir>/libs/*/jest.config.cjs'],
+  testTimeout: 30_000,
   reporters: ['default', '<rootDir>/tools/jest/summary-reporter.cjs'],
 };

@@ -10,7 +10,10 @@ const swc = {
 
 module.exports = {
   testEnvironment: 'node',
-  testEnvironmentOptions: { customExportConditions: ['development', 'node', 'require', 'default'] },
+  testEnvironmentOptions: {
+    customExportConditions: ['development', 'node', 'require', 'default'],
+    globalsCleanup: 'on',
+  },
   transform: { '^.+\\.ts$': ['@swc/jest', swc] },
   moduleFileExtensions: ['ts', 'js', 'json'],
   testMatch: ['<rootDir>/src/**/*.test.ts'],

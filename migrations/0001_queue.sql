@@ -63,8 +63,9 @@ $$;
 -- Lease up to p_max ready messages of a topic, oldest visible first.
 --   * FOR UPDATE SKIP LOCKED: concurrent consumers take disjoint rows without waiting on each other.
 --   * The planner settings pin the plan to an ordered walk of queue_messages_lease_idx that stops
---     after p_max rows. Left to itself, with stale statistics, it can choose "read every ready
---     row, then sort", which is how Postgres queues collapse under a backlog.
+--     after p_max rows, then one primary-key lookup per taken row. Left to itself, with stale
+--     statistics or a generic plan, it can choose "read every ready row, then sort", or hash the
+--     whole table to join p_max rows: that is how Postgres queues collapse under a backlog.
 --   * A message that already used up its attempts (its leases kept expiring: the consumer crashes
 --     on it) goes to the dead letters instead of being delivered again.
 -- Payloads come back as text so the service can pass them through without parsing.
@@ -78,6 +79,8 @@ SET enable_seqscan = off
 SET enable_bitmapscan = off
 SET enable_sort = off
 SET enable_incremental_sort = off
+SET enable_hashjoin = off
+SET enable_mergejoin = off
 AS $$
   WITH candidates AS (
     -- A row that still carries a lease id was leased before and never acked or nacked: its lease expired.
@@ -88,7 +91,7 @@ AS $$
     LIMIT p_max
     FOR UPDATE SKIP LOCKED
   ),
-  settings AS (
+  settings AS MATERIALIZED (
     SELECT coalesce(
       (SELECT t.max_attempts FROM queue_topics t WHERE t.topic = p_topic), p_default_max_attempts
     ) AS max_attempts

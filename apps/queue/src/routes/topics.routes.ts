@@ -79,6 +79,11 @@ export function topicsRoutes(queue: QueueService): Router {
     res.json(await queue.extend(topic, leaseId, visibilitySeconds));
   });
 
+  router.post('/v1/topics/:topic/leases/:leaseId/release', async (req, res) => {
+    const { topic, leaseId } = validate(leaseParams, req.params);
+    res.json({ released: await queue.release(topic, leaseId) });
+  });
+
   router.get('/v1/topics/:topic/dead', async (req, res) => {
     const { topic } = validate(topicParams, req.params);
     const { limit, cursor } = validate(deadLettersQuery, req.query);

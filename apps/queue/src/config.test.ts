@@ -1,0 +1,27 @@
+import { ConfigError } from '@gpu-telemetry/config';
+import { loadQueueConfig } from './config';
+
+describe('queue configuration', () => {
+  it('needs only DATABASE_URL and documents sensible defaults', () => {
+    expect(loadQueueConfig({ DATABASE_URL: 'postgres://localhost/x' })).toMatchObject({
+      PORT: 8081,
+      QUEUE_MAX_ATTEMPTS: 5,
+      QUEUE_MAX_PAYLOAD: 262_144,
+      QUEUE_BODY_LIMIT: 33_554_432,
+      QUEUE_FALLBACK_POLL: 5_000,
+    });
+  });
+
+  it('refuses to start on bad values, naming each one', () => {
+    expect(() => loadQueueConfig({ QUEUE_MAX_ATTEMPTS: '0', QUEUE_FALLBACK_POLL: 'often' })).toThrow(ConfigError);
+    try {
+      loadQueueConfig({ QUEUE_MAX_ATTEMPTS: '0', QUEUE_FALLBACK_POLL: 'often' });
+    } catch (error) {
+      expect((error as ConfigError).problems).toEqual([
+        'DATABASE_URL is required',
+        'QUEUE_MAX_ATTEMPTS must be at least 1 (got "0")',
+        'QUEUE_FALLBACK_POLL must be a duration such as 500ms, 30s, 5m, 1h or 7d (got "often")',
+      ]);
+    }
+  });
+});

@@ -1,0 +1,385 @@
+import { randomUUID } from 'node:crypto';
+import request from 'supertest';
+import { startQueueTestApp, type QueueTestApp } from '../testing/queue-test-app';
+
+let queue: QueueTestApp;
+
+beforeAll(async () => {
+  queue = await startQueueTestApp();
+});
+
+afterAll(async () => {
+  await queue.close();
+});
+
+const api = () => request(queue.app);
+const topicName = () => `t-${randomUUID().slice(0, 8)}`;
+
+async function publish(topic: string, messages: { id?: string; payload: unknown }[]) {
+  const res = await api().post(`/v1/topics/${topic}/messages`).send({ messages }).expect(201);
+  return res.body as { accepted: number; duplicates: number; ids: string[] };
+}
+
+async function lease(topic: string, body: Record<string, unknown> = {}) {
+  const res = await api()
+    .post(`/v1/topics/${topic}/leases`)
+    .send({ consumer: 'test', max: 10, visibilitySeconds: 30, ...body })
+    .expect(200);
+  return res.body as {
+    leaseId: string | null;
+    leaseUntil: string | null;
+    messages: { id: string; payload: unknown; attempts: number; publishedAt: string }[];
+  };
+}
+
+async function stats(topic: string) {
+  return (await api().get(`/v1/topics/${topic}`).expect(200)).body;
+}
+
+describe('POST /v1/topics/:topic/messages', () => {
+  it('stores a batch and answers 201 with accepted, duplicates and ids in request order', async () => {
+    const topic = topicName();
+    const given = randomUUID();
+    const res = await api()
+      .post(`/v1/topics/${topic}/messages`)
+      .send({ messages: [{ payload: { gpu: 0 } }, { id: given, payload: [1, 2] }, { payload: 'text' }] })
+      .expect(201);
+    expect(res.body.accepted).toBe(3);
+    expect(res.body.duplicates).toBe(0);
+    expect(res.body.ids).toHaveLength(3);
+    expect(res.body.ids[1]).toBe(given);
+    expect((await stats(topic)).ready).toBe(3);
+  });
+
+  it('accepts a single message without the batch wrapper', async () => {
+    const topic = topicName();
+    const res = await api().post(`/v1/topics/${topic}/messages`).send({ payload: { one: true } }).expect(201);
+    expect(res.body).toMatchObject({ accepted: 1, duplicates: 0 });
+    const leased = await lease(topic);
+    expect(leased.messages.map((m) => m.payload)).toEqual([{ one: true }]);
+  });
+
+  it('stores a repeated id once and counts it as a duplicate, within a batch and across batches', async () => {
+    const topic = topicName();
+    const id = randomUUID();
+    const first = await publish(topic, [{ id, payload: 1 }, { id, payload: 2 }]);
+    expect(first).toMatchObject({ accepted: 1, duplicates: 1, ids: [id, id] });
+    const again = await publish(topic, [{ id, payload: 3 }, { payload: 4 }]);
+    expect(again).toMatchObject({ accepted: 1, duplicates: 1 });
+    const leased = await lease(topic);
+    expect(leased.messages.map((m) => m.payload)).toEqual([1, 4]);
+  });
+
+  it('treats ids case-insensitively, as Postgres does', async () => {
+    const topic = topicName();
+    const id = randomUUID();
+    await publish(topic, [{ id: id.toUpperCase(), payload: 1 }]);
+    expect(await publish(topic, [{ id, payload: 1 }])).toMatchObject({ accepted: 0, duplicates: 1, ids: [id] });
+  });
+
+  it('round-trips every kind of JSON payload unchanged', async () => {
+    const topic = topicName();
+    const payloads = [null, 0, -1.5e-7, 'ünïcødé "quoted" \\ back', true, [], {}, { nested: { deep: [1, { a: null }] } }];
+    await publish(topic, payloads.map((payload) => ({ payload })));
+    const leased = await lease(topic, { max: 20 });
+    expect(leased.messages.map((m) => m.payload)).toEqual(payloads);
+  });
+});
+
+describe('POST /v1/topics/:topic/leases', () => {
+  it('delivers oldest first, never hands a leased message to another consumer, and counts attempts', async () => {
+    const topic = topicName();
+    await publish(topic, [{ payload: 'a' }]);
+    await publish(topic, [{ payload: 'b' }, { payload: 'c' }]);
+    const first = await lease(topic, { max: 2 });
+    expect(first.messages.map((m) => m.payload)).toEqual(['a', 'b']);
+    expect(first.messages.every((m) => m.attempts === 1)).toBe(true);
+    const second = await lease(topic, { max: 10 });
+    expect(second.messages.map((m) => m.payload)).toEqual(['c']);
+    expect(second.leaseId).not.toBe(first.leaseId);
+    expect(await stats(topic)).toMatchObject({ ready: 0, inFlight: 3, dead: 0 });
+  });
+
+  it('returns an empty lease with a null leaseId when nothing is ready', async () => {
+    const res = await lease(topicName(), { waitSeconds: 0 });
+    expect(res).toEqual({ leaseId: null, leaseUntil: null, messages: [] });
+  });
+
+  it('makes an expired lease leasable again without any sweeper, and counts the redelivery', async () => {
+    const topic = topicName();
+    await publish(topic, [{ payload: 'x' }]);
+    const first = await lease(topic, { visibilitySeconds: 1 });
+    expect((await lease(topic)).messages).toHaveLength(0);
+    await new Promise((resolve) => setTimeout(resolve, 1_100));
+    const second = await lease(topic);
+    expect(second.messages).toHaveLength(1);
+    expect(second.messages[0]).toMatchObject({ id: first.messages[0]?.id, attempts: 2 });
+    const metrics = (await api().get('/metrics').expect(200)).text;
+    expect(metrics).toMatch(new RegExp(`queue_messages_redelivered_total\\{[^}]*topic="${topic}"[^}]*\\} 1`));
+  });
+
+  it('long-polls: a publish wakes the waiting lease within milliseconds, not on a polling tick', async () => {
+    const slow = await startQueueTestApp({ QUEUE_FALLBACK_POLL: 60_000 }, queue.database);
+    try {
+      const topic = topicName();
+      const started = Date.now();
+      const waiting = request(slow.app)
+        .post(`/v1/topics/${topic}/leases`)
+        .send({ consumer: 'waiter', max: 5, waitSeconds: 20 })
+        .then((res) => ({ res, at: Date.now() }));
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      const publishedAt = Date.now();
+      await request(slow.app).post(`/v1/topics/${topic}/messages`).send({ payload: 'wake' }).expect(201);
+      const { res, at } = await waiting;
+      expect(res.status).toBe(200);
+      expect(res.body.messages.map((m: { payload: unknown }) => m.payload)).toEqual(['wake']);
+      expect(at - started).toBeGreaterThanOrEqual(300);
+      expect(at - publishedAt).toBeLessThan(500);
+    } finally {
+      await slow.stop();
+    }
+  });
+
+  it('long-polls across replicas: a publish on one wakes a lease waiting on another (LISTEN/NOTIFY)', async () => {
+    const a = await startQueueTestApp({ QUEUE_FALLBACK_POLL: 60_000 }, queue.database);
+    const b = await startQueueTestApp({ QUEUE_FALLBACK_POLL: 60_000 }, queue.database);
+    try {
+      await waitFor(() => a.notifier.listening && b.notifier.listening);
+      const topic = topicName();
+      const waiting = request(a.app).post(`/v1/topics/${topic}/leases`).send({ consumer: 'a', waitSeconds: 20 }).then((res) => ({ res, at: Date.now() }));
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      const publishedAt = Date.now();
+      await request(b.app).post(`/v1/topics/${topic}/messages`).send({ payload: 'from b' }).expect(201);
+      const { res, at } = await waiting;
+      expect(res.body.messages.map((m: { payload: unknown }) => m.payload)).toEqual(['from b']);
+      expect(at - publishedAt).toBeLessThan(1_000);
+    } finally {
+      await a.stop();
+      await b.stop();
+    }
+  });
+
+  it('returns an empty list when waitSeconds runs out', async () => {
+    const started = Date.now();
+    const res = await lease(topicName(), { waitSeconds: 0.5 });
+    expect(res.messages).toEqual([]);
+    expect(Date.now() - started).toBeGreaterThanOrEqual(450);
+  });
+
+  it('wakes when a nacked message’s delay ends, without a publish', async () => {
+    const slow = await startQueueTestApp({ QUEUE_FALLBACK_POLL: 60_000 }, queue.database);
+    try {
+      const topic = topicName();
+      await request(slow.app).post(`/v1/topics/${topic}/messages`).send({ payload: 'later' }).expect(201);
+      const first = (await request(slow.app).post(`/v1/topics/${topic}/leases`).send({ consumer: 'c' })).body;
+      await request(slow.app).post(`/v1/topics/${topic}/nacks`).send({ leaseId: first.leaseId, delaySeconds: 1 }).expect(200);
+      const started = Date.now();
+      const res = await request(slow.app).post(`/v1/topics/${topic}/leases`).send({ consumer: 'c', waitSeconds: 10 });
+      expect(res.body.messages).toHaveLength(1);
+      expect(Date.now() - started).toBeLessThan(2_500);
+    } finally {
+      await slow.stop();
+    }
+  });
+});
+
+describe('POST /v1/topics/:topic/acks', () => {
+  it('acks a whole lease and deletes its messages', async () => {
+    const topic = topicName();
+    await publish(topic, [{ payload: 1 }, { payload: 2 }]);
+    const { leaseId } = await lease(topic);
+    expect((await api().post(`/v1/topics/${topic}/acks`).send({ leaseId }).expect(200)).body).toEqual({ acked: 2 });
+    expect(await stats(topic)).toMatchObject({ ready: 0, inFlight: 0, dead: 0 });
+    const rows = await queue.database.pool.query('SELECT count(*)::int AS n FROM queue_messages WHERE topic = $1', [topic]);
+    expect(rows.rows[0].n).toBe(0);
+  });
+
+  it('acks only the named ids and leaves the rest of the lease in flight', async () => {
+    const topic = topicName();
+    await publish(topic, [{ payload: 1 }, { payload: 2 }]);
+    const { leaseId, messages } = await lease(topic);
+    await api().post(`/v1/topics/${topic}/acks`).send({ leaseId, ids: [messages[0]?.id] }).expect(200, { acked: 1 });
+    expect(await stats(topic)).toMatchObject({ inFlight: 1 });
+  });
+
+  it('returns 409 and changes nothing when the lease expired and the message was re-leased', async () => {
+    const topic = topicName();
+    await publish(topic, [{ payload: 'x' }]);
+    const stale = await lease(topic, { visibilitySeconds: 1 });
+    await new Promise((resolve) => setTimeout(resolve, 1_100));
+    const fresh = await lease(topic);
+    const res = await api().post(`/v1/topics/${topic}/acks`).send({ leaseId: stale.leaseId }).expect(409);
+    expect(res.headers['content-type']).toContain('application/problem+json');
+    expect(res.body.detail).toContain(stale.leaseId);
+    expect(await stats(topic)).toMatchObject({ inFlight: 1 });
+    await api().post(`/v1/topics/${topic}/acks`).send({ leaseId: fresh.leaseId }).expect(200, { acked: 1 });
+  });
+
+  it('still accepts a late ack when the expired lease was not re-leased', async () => {
+    const topic = topicName();
+    await publish(topic, [{ payload: 'x' }]);
+    const late = await lease(topic, { visibilitySeconds: 1 });
+    await new Promise((resolve) => setTimeout(resolve, 1_100));
+    await api().post(`/v1/topics/${topic}/acks`).send({ leaseId: late.leaseId }).expect(200, { acked: 1 });
+  });
+
+  it('is all or nothing: one id not held means 409 naming it, and nothing is acked', async () => {
+    const topic = topicName();
+    await publish(topic, [{ payload: 1 }]);
+    const { leaseId, messages } = await lease(topic);
+    const stranger = randomUUID();
+    const res = await api()
+      .post(`/v1/topics/${topic}/acks`)
+      .send({ leaseId, ids: [messages[0]?.id, stranger] })
+      .expect(409);
+    expect(res.body.notHeld).toEqual([stranger]);
+    expect(await stats(topic)).toMatchObject({ inFlight: 1 });
+  });
+
+  it('returns 409 for an ack repeated after success', async () => {
+    const topic = topicName();
+    await publish(topic, [{ payload: 1 }]);
+    const { leaseId } = await lease(topic);
+    await api().post(`/v1/topics/${topic}/acks`).send({ leaseId }).expect(200);
+    await api().post(`/v1/topics/${topic}/acks`).send({ leaseId }).expect(409);
+  });
+});
+
+describe('POST /v1/topics/:topic/nacks and dead letters', () => {
+  it('returns a message after its delay, with the reason kept, and dead-letters it after maxAttempts', async () => {
+    const topic = topicName();
+    await api().put(`/v1/topics/${topic}`).send({ maxAttempts: 2 }).expect(200);
+    const { ids } = await publish(topic, [{ payload: { poison: true } }]);
+    const first = await lease(topic);
+    expect(
+      (await api().post(`/v1/topics/${topic}/nacks`).send({ leaseId: first.leaseId, reason: 'bad gpuId' }).expect(200)).body,
+    ).toEqual({ nacked: 1, dead: 0 });
+    const second = await lease(topic);
+    expect(second.messages[0]).toMatchObject({ id: ids[0], attempts: 2 });
+    expect(
+      (await api().post(`/v1/topics/${topic}/nacks`).send({ leaseId: second.leaseId, reason: 'still bad' }).expect(200)).body,
+    ).toEqual({ nacked: 1, dead: 1 });
+    expect((await lease(topic)).messages).toHaveLength(0);
+    expect(await stats(topic)).toMatchObject({ ready: 0, inFlight: 0, dead: 1, maxAttempts: 2 });
+
+    const dead = (await api().get(`/v1/topics/${topic}/dead`).expect(200)).body;
+    expect(dead.messages).toEqual([
+      expect.objectContaining({ id: ids[0], payload: { poison: true }, attempts: 2, lastError: 'still bad' }),
+    ]);
+    expect(dead.nextCursor).toBeNull();
+
+    expect((await api().post(`/v1/topics/${topic}/dead/redrive`).send({}).expect(200)).body).toEqual({ redriven: 1 });
+    const again = await lease(topic);
+    expect(again.messages[0]).toMatchObject({ id: ids[0], attempts: 1, payload: { poison: true } });
+    expect(await stats(topic)).toMatchObject({ dead: 0, inFlight: 1 });
+  });
+
+  it('dead-letters a message whose leases keep expiring (a consumer that crashes on it)', async () => {
+    const topic = topicName();
+    await api().put(`/v1/topics/${topic}`).send({ maxAttempts: 1 }).expect(200);
+    await publish(topic, [{ payload: 'crasher' }]);
+    await lease(topic, { visibilitySeconds: 1 });
+    await new Promise((resolve) => setTimeout(resolve, 1_100));
+    expect((await lease(topic)).messages).toEqual([]);
+    const dead = (await api().get(`/v1/topics/${topic}/dead`).expect(200)).body;
+    expect(dead.messages[0].lastError).toMatch(/lease expired without ack after 1 deliveries/);
+  });
+
+  it('pages dead letters with a cursor and redrives or purges chosen ids', async () => {
+    const topic = topicName();
+    await api().put(`/v1/topics/${topic}`).send({ maxAttempts: 1 }).expect(200);
+    await publish(topic, [1, 2, 3].map((payload) => ({ payload })));
+    const { leaseId } = await lease(topic);
+    await api().post(`/v1/topics/${topic}/nacks`).send({ leaseId, reason: 'no' }).expect(200, { nacked: 3, dead: 3 });
+    const page1 = (await api().get(`/v1/topics/${topic}/dead?limit=2`).expect(200)).body;
+    expect(page1.messages.map((m: { payload: number }) => m.payload)).toEqual([1, 2]);
+    const page2 = (await api().get(`/v1/topics/${topic}/dead?limit=2&cursor=${page1.nextCursor}`).expect(200)).body;
+    expect(page2.messages.map((m: { payload: number }) => m.payload)).toEqual([3]);
+    expect(page2.nextCursor).toBeNull();
+
+    await api().post(`/v1/topics/${topic}/dead/redrive`).send({ ids: [page1.messages[0].id] }).expect(200, { redriven: 1 });
+    await api().delete(`/v1/topics/${topic}/dead`).send({ ids: [page1.messages[1].id] }).expect(200, { deleted: 1 });
+    expect(await stats(topic)).toMatchObject({ ready: 1, dead: 1 });
+  });
+});
+
+describe('POST /v1/topics/:topic/leases/:leaseId/extend and release', () => {
+  it('pushes leaseUntil forward so the message is not redelivered', async () => {
+    const topic = topicName();
+    await publish(topic, [{ payload: 1 }]);
+    const { leaseId } = await lease(topic, { visibilitySeconds: 1 });
+    const res = await api().post(`/v1/topics/${topic}/leases/${leaseId}/extend`).send({ visibilitySeconds: 60 }).expect(200);
+    expect(new Date(res.body.leaseUntil).getTime()).toBeGreaterThan(Date.now() + 50_000);
+    await new Promise((resolve) => setTimeout(resolve, 1_100));
+    expect((await lease(topic)).messages).toHaveLength(0);
+  });
+
+  it('returns 409 when extending a lease that is no longer held', async () => {
+    const topic = topicName();
+    await api().post(`/v1/topics/${topic}/leases/${randomUUID()}/extend`).send({}).expect(409);
+  });
+
+  it('gives released messages back at once without counting the attempt', async () => {
+    const topic = topicName();
+    await publish(topic, [{ payload: 1 }]);
+    const { leaseId } = await lease(topic);
+    expect((await api().post(`/v1/topics/${topic}/leases/${leaseId}/release`).expect(200)).body).toEqual({ released: 1 });
+    const again = await lease(topic);
+    expect(again.messages[0]?.attempts).toBe(1);
+  });
+});
+
+describe('GET /v1/topics', () => {
+  it('lists topics with depth by state, oldest ready age and settings', async () => {
+    const topic = topicName();
+    await publish(topic, [{ payload: 1 }, { payload: 2 }, { payload: 3 }]);
+    const { leaseId, messages } = await lease(topic, { max: 2 });
+    await api().post(`/v1/topics/${topic}/nacks`).send({ leaseId, ids: [messages[0]?.id], delaySeconds: 600 }).expect(200);
+    const res = await api().get('/v1/topics').expect(200);
+    const mine = res.body.topics.find((t: { topic: string }) => t.topic === topic);
+    expect(mine).toMatchObject({ topic, ready: 1, inFlight: 1, delayed: 1, dead: 0, maxAttempts: 5 });
+    expect(mine.oldestReadyAgeSeconds).toBeGreaterThanOrEqual(0);
+  });
+
+  it('returns 404 problem+json for a topic never published to', async () => {
+    const res = await api().get('/v1/topics/never-seen').expect(404);
+    expect(res.headers['content-type']).toContain('application/problem+json');
+  });
+
+  it('exports queue counters and depth on /metrics', async () => {
+    const topic = topicName();
+    await publish(topic, [{ payload: 1 }, { payload: 2 }]);
+    const { leaseId } = await lease(topic, { max: 1 });
+    await api().post(`/v1/topics/${topic}/acks`).send({ leaseId }).expect(200);
+    const text = (await api().get('/metrics').expect(200)).text;
+    const value = (name: string, extra = '') =>
+      Number(new RegExp(`^${name}\\{[^}]*topic="${topic}"${extra}[^}]*\\} (\\d+)`, 'm').exec(text)?.[1]);
+    expect(value('queue_messages_published_total')).toBe(2);
+    expect(value('queue_messages_leased_total')).toBe(1);
+    expect(value('queue_messages_acked_total')).toBe(1);
+    expect(value('queue_depth', ',state="ready"')).toBe(1);
+    expect(text).toContain('queue_lease_wait_seconds_bucket');
+  });
+});
+
+describe('shutdown', () => {
+  it('answers waiting long-polls with an empty lease at once, so the server can drain', async () => {
+    const local = await startQueueTestApp({}, queue.database);
+    const started = Date.now();
+    const waiting = request(local.app).post(`/v1/topics/${topicName()}/leases`).send({ consumer: 'c', waitSeconds: 30 });
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    await local.stop();
+    const res = await waiting;
+    expect(res.status).toBe(200);
+    expect(res.body).toEqual({ leaseId: null, leaseUntil: null, messages: [] });
+    expect(Date.now() - started).toBeLessThan(2_000);
+  });
+});
+
+async function waitFor(condition: () => boolean, ms = 5_000): Promise<void> {
+  const until = Date.now() + ms;
+  while (!condition()) {
+    if (Date.now() > until) throw new Error('condition not met in time');
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}

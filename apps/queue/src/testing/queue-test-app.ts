@@ -1,0 +1,44 @@
+import { createTestDatabase, type TestDatabase } from '@gpu-telemetry/db/testing';
+import { createLogger, listen, type RunningServer } from '@gpu-telemetry/service-kit';
+import { createApp, type QueueApp, type QueueAppDeps } from '../app';
+
+export interface QueueTestApp extends QueueApp {
+  database: TestDatabase;
+  close(): Promise<void>;
+}
+
+export const TEST_CONFIG: Omit<QueueAppDeps['config'], 'DATABASE_URL'> = {
+  QUEUE_MAX_ATTEMPTS: 5,
+  QUEUE_MAX_PAYLOAD: 256 * 1024,
+  QUEUE_BODY_LIMIT: 32 * 1024 * 1024,
+  QUEUE_FALLBACK_POLL: 5_000,
+};
+
+/** The real queue app on a fresh database of its own. */
+export async function startQueueTestApp(
+  config: Partial<QueueAppDeps['config']> = {},
+  database?: TestDatabase,
+): Promise<QueueTestApp> {
+  const db = database ?? (await createTestDatabase({ max: 10 }));
+  const queue = createApp({
+    db: db.db,
+    pool: db.pool,
+    logger: createLogger('queue', process.env['TEST_LOG_LEVEL'] ?? 'silent'),
+    config: { ...TEST_CONFIG, DATABASE_URL: db.url, ...config },
+  });
+  await queue.start();
+  return {
+    ...queue,
+    database: db,
+    close: async () => {
+      await queue.stop();
+      if (!database) await db.drop();
+    },
+  };
+}
+
+/** Listening on a real port, for tests that need concurrent or long-lived connections. */
+export async function serveQueue(queue: QueueApp): Promise<RunningServer & { url: string }> {
+  const server = await listen(queue.app, { port: 0, host: '127.0.0.1', logger: createLogger('queue', 'silent') });
+  return { ...server, url: `http://127.0.0.1:${server.port}` };
+}

@@ -1,0 +1,89 @@
+import { z } from 'zod';
+import { bytes, duration, flag, int, list, parseDuration, serviceEnv } from './env-types';
+import { ConfigError, loadConfig } from './load-config';
+
+const schema = z.object({
+  ...serviceEnv(8081),
+  INTERVAL: duration('30s', { min: '1s' }),
+  TARGETS: list(),
+  ENABLED: flag(true),
+  SIZE: bytes('256kb'),
+  WORKERS: int(4, 1, 64),
+});
+
+describe('loadConfig', () => {
+  it('applies defaults and parses durations, sizes, lists and flags', () => {
+    const config = loadConfig(schema, { DATABASE_URL: 'postgres://u:p@db:5432/x', TARGETS: 'http://a:9400/metrics, ,http://b:9400/metrics' });
+    expect(config).toMatchObject({
+      PORT: 8081,
+      LOG_LEVEL: 'info',
+      INTERVAL: 30_000,
+      TARGETS: ['http://a:9400/metrics', 'http://b:9400/metrics'],
+      ENABLED: true,
+      SIZE: 262_144,
+      WORKERS: 4,
+      SHUTDOWN_TIMEOUT: 10_000,
+    });
+  });
+
+  it('treats empty values as unset, so FOO= in a .env file falls back to the default', () => {
+    expect(loadConfig(schema, { DATABASE_URL: 'postgres://x/y', PORT: '', INTERVAL: ' ' }).PORT).toBe(8081);
+  });
+
+  it('fails with one error that lists every bad variable', () => {
+    let error: unknown;
+    try {
+      loadConfig(schema, {
+        PORT: '70000',
+        LOG_LEVEL: 'loud',
+        INTERVAL: '30',
+        ENABLED: 'maybe',
+        SIZE: 'huge',
+        WORKERS: 'two',
+      });
+    } catch (caught) {
+      error = caught;
+    }
+    expect(error).toBeInstanceOf(ConfigError);
+    const message = (error as ConfigError).message;
+    expect((error as ConfigError).problems).toHaveLength(7);
+    expect(message).toContain('DATABASE_URL is required');
+    expect(message).toContain('PORT must be at most 65535 (got "70000")');
+    expect(message).toContain('LOG_LEVEL must be one of');
+    expect(message).toContain('INTERVAL must be a duration such as 500ms, 30s, 5m, 1h or 7d (got "30")');
+    expect(message).toContain('ENABLED must be true or false');
+    expect(message).toContain('SIZE must be a size');
+    expect(message).toContain('WORKERS must be a number');
+  });
+
+  it('rejects durations outside their bounds and never prints a password or key', () => {
+    expect(() => loadConfig(schema, { DATABASE_URL: 'postgres://x/y', INTERVAL: '10ms' })).toThrow(/INTERVAL must be between 1s and unbounded/);
+    const bad = z.object({ DATABASE_URL: serviceEnv(1).DATABASE_URL, ADMIN_KEY: z.string().min(32) });
+    try {
+      loadConfig(bad, { DATABASE_URL: 'mysql://root:hunter2@db/x', ADMIN_KEY: 'short-secret' });
+      throw new Error('expected a ConfigError');
+    } catch (error) {
+      expect(String(error)).not.toContain('hunter2');
+      expect(String(error)).not.toContain('short-secret');
+      expect(String(error)).toContain('mysql://root:***@db/x');
+    }
+  });
+});
+
+describe('parseDuration', () => {
+  it.each([
+    ['500ms', 500],
+    ['30s', 30_000],
+    ['1.5s', 1_500],
+    ['5m', 300_000],
+    ['1h', 3_600_000],
+    ['7d', 604_800_000],
+    ['0', 0],
+  ])('reads %s as %i ms', (text, ms) => {
+    expect(parseDuration(text)).toBe(ms);
+  });
+
+  it.each(['', '30', 's', '-1s', '1w', '1 h'])('refuses %p', (text) => {
+    expect(parseDuration(text)).toBeUndefined();
+  });
+});
