@@ -8,7 +8,7 @@ export default [
     ignores: ['**/dist', '**/out-tsc', '**/node_modules', '.nx', '.data', '.tools', 'coverage'],
   },
   {
-    files: ['**/*.ts', '**/*.js', '**/*.cjs', '**/*.mjs'],
+    files: ['**/*.ts'],
     rules: {
       // Apps are deployables: they depend on libs, never on each other; libs never import apps.
       '@nx/enforce-module-boundaries': [

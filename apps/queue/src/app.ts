@@ -34,9 +34,9 @@ export function createApp(deps: QueueAppDeps): QueueApp {
   const metrics = createMetrics('queue');
   const waiters = new LeaseWaiters();
   const notifier = new PublishNotifier({ connectionString: config.DATABASE_URL, pool, waiters, logger });
-  let queue: QueueService | undefined;
+  // The depth gauge reads the service when scraped, after construction.
   const queueMetrics = createQueueMetrics(metrics.registry, async () => {
-    const stats = (await queue?.stats()) ?? [];
+    const stats = await queue.stats();
     return stats.flatMap((s) => [
       { topic: s.topic, state: 'ready', count: s.ready },
       { topic: s.topic, state: 'delayed', count: s.delayed },
@@ -44,7 +44,7 @@ export function createApp(deps: QueueAppDeps): QueueApp {
       { topic: s.topic, state: 'dead', count: s.dead },
     ]);
   });
-  queue = new QueueService({
+  const queue = new QueueService({
     db,
     waiters,
     notifier,
@@ -55,18 +55,17 @@ export function createApp(deps: QueueAppDeps): QueueApp {
       fallbackPollMs: config.QUEUE_FALLBACK_POLL,
     },
   });
-  const service = queue;
   const app = createServiceApp({
     service: 'queue',
     logger,
     metrics,
     bodyLimit: config.QUEUE_BODY_LIMIT,
     readiness: [{ name: 'postgres', check: () => pingDatabase(pool) }],
-    routes: (app) => app.use(topicsRoutes(service)),
+    routes: (app) => app.use(topicsRoutes(queue)),
   });
   return {
     app,
-    queue: service,
+    queue,
     waiters,
     notifier,
     start: () => notifier.start(),

@@ -5,6 +5,10 @@ import { type Kysely, type Migration, type MigrationProvider, type MigrationResu
 /** migrations/ at the repository root (and at /app/migrations in the image): src/ and dist/ sit two levels below libs/. */
 export const DEFAULT_MIGRATIONS_DIR = process.env['MIGRATIONS_DIR'] ?? path.resolve(__dirname, '../../../migrations');
 
+/** Migrations run on any database, before the tables they create exist. */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+type AnyDb = Kysely<any>;
+
 const FILE_NAME = /^(\d{4})_([a-z0-9_]+)\.sql$/;
 const UP = /^--\s*migrate:up\s*$/m;
 const DOWN = /^--\s*migrate:down\s*$/m;
@@ -46,7 +50,7 @@ export function splitSections(file: string, text: string): { up: string; down?: 
  * One runner for every caller (CLI, Helm hook job, tests). Kysely holds a Postgres advisory lock
  * while it migrates, so replicas starting together apply each migration once, in one transaction.
  */
-export function createMigrator(db: Kysely<any>, dir: string = DEFAULT_MIGRATIONS_DIR): Migrator {
+export function createMigrator(db: AnyDb, dir: string = DEFAULT_MIGRATIONS_DIR): Migrator {
   return new Migrator({
     db,
     provider: new SqlFileMigrationProvider(dir),
@@ -68,16 +72,16 @@ function outcome({ results, error }: MigrationResultSet): MigrationOutcome {
   };
 }
 
-export async function migrateUp(db: Kysely<any>, dir?: string): Promise<MigrationOutcome> {
+export async function migrateUp(db: AnyDb, dir?: string): Promise<MigrationOutcome> {
   return outcome(await createMigrator(db, dir).migrateToLatest());
 }
 
-export async function migrateDown(db: Kysely<any>, dir?: string): Promise<MigrationOutcome> {
+export async function migrateDown(db: AnyDb, dir?: string): Promise<MigrationOutcome> {
   return outcome(await createMigrator(db, dir).migrateDown());
 }
 
 export async function migrationStatus(
-  db: Kysely<any>,
+  db: AnyDb,
   dir?: string,
 ): Promise<{ name: string; executedAt: Date | undefined }[]> {
   const migrations = await createMigrator(db, dir).getMigrations();

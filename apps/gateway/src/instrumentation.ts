@@ -1,0 +1,4 @@
+// Loaded with `node --import` before main.js, so http, undici and pg are instrumented.
+import { startTelemetry } from '@gpu-telemetry/service-kit';
+
+startTelemetry('gateway');

@@ -1,0 +1,134 @@
+import { createLogger } from '@gpu-telemetry/service-kit';
+import { createConsumer, QueueClient, QueueRequestError } from '@gpu-telemetry/queue-client';
+import { serveQueue, startQueueTestApp, type QueueTestApp } from './testing/queue-test-app';
+
+/** libs/queue-client against the real queue service over HTTP. */
+let queue: QueueTestApp;
+let server: Awaited<ReturnType<typeof serveQueue>>;
+let client: QueueClient;
+const logger = createLogger('consumer-test', 'silent');
+
+beforeAll(async () => {
+  queue = await startQueueTestApp();
+  server = await serveQueue(queue);
+  client = new QueueClient({ url: server.url });
+});
+
+afterAll(async () => {
+  await client.close();
+  await server.close();
+  await queue.close();
+});
+
+describe('QueueClient', () => {
+  it('publishes, leases, acks and reads topic stats', async () => {
+    const published = await client.publish('client-basic', [{ payload: { a: 1 } }, { payload: { a: 2 } }]);
+    expect(published.accepted).toBe(2);
+    const lease = await client.lease<{ a: number }>('client-basic', { consumer: 'c', max: 10 });
+    expect(lease.messages.map((m) => m.payload.a)).toEqual([1, 2]);
+    expect(await client.ack('client-basic', lease.leaseId as string)).toEqual({ acked: 2 });
+    expect(await client.topic('client-basic')).toMatchObject({ ready: 0, inFlight: 0 });
+  });
+
+  it('throws QueueRequestError with the problem details on 4xx', async () => {
+    const error = await client.ack('client-basic', '00000000-0000-4000-8000-000000000000').catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(QueueRequestError);
+    expect((error as QueueRequestError).isConflict).toBe(true);
+    const bad = await client.lease('Bad Topic', { consumer: 'c' }).catch((e: unknown) => e);
+    expect((bad as QueueRequestError).status).toBe(400);
+    expect((bad as QueueRequestError).problem.errors?.[0]?.field).toBe('topic');
+  });
+});
+
+describe('createConsumer', () => {
+  it('acks what the handler processed and nacks what it reports as failed, with the reason', async () => {
+    const topic = 'consumer-mixed';
+    await queue.queue.configure(topic, 1);
+    await client.publish(topic, Array.from({ length: 50 }, (_, n) => ({ payload: { n } })));
+    const handled: number[] = [];
+    const consumer = createConsumer<{ n: number }>({
+      client,
+      topic,
+      consumer: 'test',
+      concurrency: 3,
+      batch: 7,
+      visibilitySeconds: 30,
+      waitSeconds: 1,
+      logger,
+      handle: async (messages) => {
+        handled.push(...messages.map((m) => m.payload.n));
+        return { failed: messages.filter((m) => m.payload.n % 10 === 0).map((m) => ({ id: m.id, reason: `n=${m.payload.n} is bad` })) };
+      },
+    });
+    consumer.start();
+    await waitFor(async () => (await client.topic(topic)).dead === 5);
+    await consumer.stop();
+    expect(handled.sort((a, b) => a - b)).toEqual(Array.from({ length: 50 }, (_, n) => n));
+    expect(await client.topic(topic)).toMatchObject({ ready: 0, inFlight: 0, dead: 5 });
+    const dead = (await fetch(`${server.url}/v1/topics/${topic}/dead`).then((r) => r.json())) as { messages: { lastError: string }[] };
+    expect(dead.messages.map((m) => m.lastError).sort()).toEqual(['n=0 is bad', 'n=10 is bad', 'n=20 is bad', 'n=30 is bad', 'n=40 is bad']);
+  });
+
+  it('extends the lease while a slow batch runs, so it is not redelivered', async () => {
+    const topic = 'consumer-slow';
+    await client.publish(topic, [{ payload: 'slow' }]);
+    let deliveries = 0;
+    const consumer = createConsumer({
+      client,
+      topic,
+      consumer: 'slow',
+      concurrency: 2,
+      batch: 1,
+      visibilitySeconds: 1,
+      waitSeconds: 1,
+      logger,
+      handle: async () => {
+        deliveries++;
+        await new Promise((resolve) => setTimeout(resolve, 3_000));
+      },
+    });
+    consumer.start();
+    await waitFor(async () => (await client.topic(topic)).inFlight === 0 && deliveries > 0, 10_000);
+    await consumer.stop();
+    expect(deliveries).toBe(1);
+    expect(await client.topic(topic)).toMatchObject({ ready: 0, inFlight: 0, dead: 0 });
+  });
+
+  it('on stop, finishes the batch in hand and stops waiting at once', async () => {
+    const topic = 'consumer-stop';
+    await client.publish(topic, [{ payload: 1 }]);
+    let finished = false;
+    let started!: () => void;
+    const inHand = new Promise<void>((resolve) => (started = resolve));
+    const consumer = createConsumer({
+      client,
+      topic,
+      consumer: 'stopper',
+      concurrency: 2,
+      batch: 10,
+      visibilitySeconds: 30,
+      waitSeconds: 20,
+      logger,
+      handle: async () => {
+        started();
+        await new Promise((resolve) => setTimeout(resolve, 500));
+        finished = true;
+      },
+    });
+    consumer.start();
+    await inHand;
+    const stopAt = Date.now();
+    await consumer.stop();
+    expect(finished).toBe(true);
+    expect(Date.now() - stopAt).toBeLessThan(2_000);
+    expect(await client.topic(topic)).toMatchObject({ ready: 0, inFlight: 0 });
+  });
+});
+
+async function waitFor(condition: () => Promise<boolean>, ms = 10_000): Promise<void> {
+  const until = Date.now() + ms;
+  while (!(await condition())) {
+    if (Date.now() > until) throw new Error('condition not met in time');
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}

@@ -1,0 +1,31 @@
+import { ConfigError } from '@gpu-telemetry/config';
+import { createDb } from '@gpu-telemetry/db';
+import { QueueClient } from '@gpu-telemetry/queue-client';
+import { createLogger, exitOnFatal, listen, onShutdown } from '@gpu-telemetry/service-kit';
+import { createApp } from './app';
+import { loadStreamerConfig } from './config';
+
+async function main(): Promise<void> {
+  const config = loadStreamerConfig();
+  const logger = createLogger('streamer', config.LOG_LEVEL);
+  exitOnFatal(logger);
+  const database = createDb(config.DATABASE_URL, {
+    max: config.DATABASE_POOL_SIZE,
+    applicationName: 'streamer',
+    onError: (error) => logger.warn({ err: error }, 'idle database connection lost'),
+  });
+  const queue = new QueueClient({ url: config.QUEUE_URL });
+  const { app } = createApp({ db: database.db, pool: database.pool, logger, queue });
+  const server = await listen(app, { port: config.PORT, host: config.HOST, logger, shutdownTimeoutMs: config.SHUTDOWN_TIMEOUT });
+  logger.info({ port: server.port }, 'streamer listening');
+  onShutdown(logger, [
+    { name: 'drain http', run: () => server.close() },
+    { name: 'close queue client', run: () => queue.close() },
+    { name: 'close database', run: () => database.close() },
+  ]);
+}
+
+main().catch((error: unknown) => {
+  console.error(error instanceof ConfigError ? error.message : error);
+  process.exit(1);
+});

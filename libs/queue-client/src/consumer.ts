@@ -1,0 +1,146 @@
+import type { LeasedMessage } from '@gpu-telemetry/model';
+import type { QueueClient } from './queue-client';
+
+export interface ConsumerLogger {
+  info(obj: object, msg?: string): void;
+  warn(obj: object, msg?: string): void;
+  error(obj: object, msg?: string): void;
+}
+
+/** What a handler reports: messages it could not process, each with why. The rest are acked. */
+export interface HandleResult {
+  failed?: { id: string; reason: string }[];
+}
+
+export interface ConsumerOptions<T> {
+  client: QueueClient;
+  topic: string;
+  /** Name shown in leases, e.g. the pod name. */
+  consumer: string;
+  /** Parallel lease loops. */
+  concurrency: number;
+  /** Messages per lease. */
+  batch: number;
+  visibilitySeconds: number;
+  waitSeconds: number;
+  /** Seconds before a failed message is offered again. */
+  retryDelaySeconds?: number;
+  handle(messages: LeasedMessage<T>[]): Promise<HandleResult | void>;
+  logger: ConsumerLogger;
+}
+
+export interface Consumer {
+  start(): void;
+  /** Stops leasing, finishes the batches in hand (ack or nack), then resolves. */
+  stop(): Promise<void>;
+}
+
+const sleep = (ms: number, signal?: AbortSignal) =>
+  new Promise<void>((resolve) => {
+    const timer = setTimeout(resolve, ms);
+    signal?.addEventListener('abort', () => {
+      clearTimeout(timer);
+      resolve();
+    }, { once: true });
+  });
+
+/**
+ * Lease loops over one topic. Each batch: lease, extend the lease on a heartbeat while the handler
+ * runs, ack what succeeded and nack what failed (with the handler's reason), and only then lease
+ * again. When the queue is down it backs off; it never drops a batch it holds.
+ */
+export function createConsumer<T>(options: ConsumerOptions<T>): Consumer {
+  const { client, topic, logger } = options;
+  const stopping = new AbortController();
+  const loops: Promise<void>[] = [];
+
+  async function settle(leaseId: string, messages: LeasedMessage<T>[], result: HandleResult | void): Promise<void> {
+    const failed = result?.failed ?? [];
+    const failedIds = new Set(failed.map((f) => f.id));
+    const byReason = new Map<string, string[]>();
+    for (const { id, reason } of failed) byReason.set(reason, [...(byReason.get(reason) ?? []), id]);
+    for (const [reason, ids] of byReason) {
+      await persist(() => client.nack(topic, leaseId, { ids, reason, delaySeconds: options.retryDelaySeconds ?? 5 }));
+    }
+    const ok = messages.filter((m) => !failedIds.has(m.id)).map((m) => m.id);
+    if (ok.length === 0) return;
+    await persist(() => client.ack(topic, leaseId, failed.length === 0 ? undefined : ok));
+  }
+
+  /** Settling must not be lost to a blip: retry until it lands, or the lease is gone (409). */
+  async function persist(operation: () => Promise<unknown>): Promise<void> {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        await operation();
+        return;
+      } catch (error) {
+        const status = (error as { status?: number }).status;
+        if (status !== undefined && status < 500 && status !== 429) {
+          logger.warn({ err: error, topic }, 'lease was lost before it was settled; the queue will redeliver');
+          return;
+        }
+        if (attempt >= 8) {
+          logger.error({ err: error, topic }, 'giving up settling a lease; it will be redelivered after it expires');
+          return;
+        }
+        await sleep(Math.min(200 * 2 ** attempt, 5_000));
+      }
+    }
+  }
+
+  async function loop(index: number): Promise<void> {
+    let backoff = 100;
+    while (!stopping.signal.aborted) {
+      let lease;
+      try {
+        lease = await client.lease<T>(
+          topic,
+          {
+            consumer: `${options.consumer}/${index}`,
+            max: options.batch,
+            visibilitySeconds: options.visibilitySeconds,
+            waitSeconds: options.waitSeconds,
+          },
+          stopping.signal,
+        );
+        backoff = 100;
+      } catch (error) {
+        if (stopping.signal.aborted) return;
+        logger.warn({ err: error, topic, retryInMs: backoff }, 'lease failed; backing off');
+        await sleep(backoff, stopping.signal);
+        backoff = Math.min(backoff * 2, 10_000);
+        continue;
+      }
+      if (!lease.leaseId || lease.messages.length === 0) continue;
+      const leaseId = lease.leaseId;
+      const heartbeat = setInterval(() => {
+        client.extend(topic, leaseId, options.visibilitySeconds).catch((error: unknown) => {
+          logger.warn({ err: error, topic, leaseId }, 'lease heartbeat failed');
+        });
+      }, (options.visibilitySeconds * 1000) / 3);
+      try {
+        let result: HandleResult | void;
+        try {
+          result = await options.handle(lease.messages);
+        } catch (error) {
+          const reason = error instanceof Error ? error.message : String(error);
+          logger.error({ err: error, topic, leaseId }, 'batch failed; nacking it');
+          result = { failed: lease.messages.map((m) => ({ id: m.id, reason })) };
+        }
+        await settle(leaseId, lease.messages, result);
+      } finally {
+        clearInterval(heartbeat);
+      }
+    }
+  }
+
+  return {
+    start() {
+      for (let i = 0; i < options.concurrency; i++) loops.push(loop(i));
+    },
+    async stop() {
+      stopping.abort();
+      await Promise.all(loops);
+    },
+  };
+}

@@ -1,0 +1,125 @@
+import type { Lease, LeaseRequest, MessageInput, Problem, PublishResult, TopicStats } from '@gpu-telemetry/model';
+import { type Dispatcher, Pool } from 'undici';
+
+export interface QueueClientOptions {
+  /** Base URL of the queue service, e.g. http://queue:8081 */
+  url: string;
+  /** Keep-alive connections in the pool. */
+  connections?: number;
+  /** Time to wait for response headers on calls other than long-polls. */
+  timeoutMs?: number;
+  /** Sent on every request (e.g. an API key when going through the gateway). */
+  headers?: Record<string, string>;
+}
+
+/** A non-2xx answer from the queue, with its problem details. */
+export class QueueRequestError extends Error {
+  constructor(
+    readonly status: number,
+    readonly problem: Partial<Problem>,
+    readonly operation: string,
+  ) {
+    super(`${operation}: ${status} ${problem.detail ?? problem.title ?? 'request failed'}`);
+    this.name = 'QueueRequestError';
+  }
+
+  /** The lease was lost (expired and re-leased, or already settled). */
+  get isConflict(): boolean {
+    return this.status === 409;
+  }
+
+  /** Worth retrying: the queue or its database is briefly unavailable. */
+  get isRetryable(): boolean {
+    return this.status >= 500 || this.status === 429;
+  }
+}
+
+/** Typed HTTP client for the queue service, on one undici keep-alive pool. */
+export class QueueClient {
+  private readonly pool: Pool;
+  private readonly timeoutMs: number;
+  private readonly headers: Record<string, string>;
+
+  constructor(options: QueueClientOptions) {
+    const url = new URL(options.url);
+    this.pool = new Pool(url.origin, {
+      connections: options.connections ?? 16,
+      // Shorter than the server's 65 s keep-alive, so we never reuse a socket it is closing.
+      keepAliveTimeout: 30_000,
+      keepAliveMaxTimeout: 60_000,
+    });
+    this.timeoutMs = options.timeoutMs ?? 10_000;
+    this.headers = { 'content-type': 'application/json', ...options.headers };
+  }
+
+  publish(topic: string, messages: MessageInput[]): Promise<PublishResult> {
+    return this.call('publish', 'POST', `/v1/topics/${encodeURIComponent(topic)}/messages`, { messages });
+  }
+
+  /** Long-polls when `waitSeconds` > 0; an aborted signal ends the wait (the server releases anything it leased). */
+  lease<T = unknown>(topic: string, request: LeaseRequest, signal?: AbortSignal): Promise<Lease<T>> {
+    const wait = (request.waitSeconds ?? 0) * 1000;
+    return this.call('lease', 'POST', `/v1/topics/${encodeURIComponent(topic)}/leases`, request, { signal, timeoutMs: wait + this.timeoutMs });
+  }
+
+  ack(topic: string, leaseId: string, ids?: string[]): Promise<{ acked: number }> {
+    return this.call('ack', 'POST', `/v1/topics/${encodeURIComponent(topic)}/acks`, { leaseId, ids });
+  }
+
+  nack(
+    topic: string,
+    leaseId: string,
+    options: { ids?: string[]; delaySeconds?: number; reason?: string } = {},
+  ): Promise<{ nacked: number; dead: number }> {
+    return this.call('nack', 'POST', `/v1/topics/${encodeURIComponent(topic)}/nacks`, { leaseId, ...options });
+  }
+
+  extend(topic: string, leaseId: string, visibilitySeconds: number): Promise<{ leaseId: string; leaseUntil: string }> {
+    return this.call('extend', 'POST', `/v1/topics/${encodeURIComponent(topic)}/leases/${leaseId}/extend`, { visibilitySeconds });
+  }
+
+  release(topic: string, leaseId: string): Promise<{ released: number }> {
+    return this.call('release', 'POST', `/v1/topics/${encodeURIComponent(topic)}/leases/${leaseId}/release`, {});
+  }
+
+  topic(topic: string): Promise<TopicStats> {
+    return this.call('topic', 'GET', `/v1/topics/${encodeURIComponent(topic)}`);
+  }
+
+  /** Resolves when the queue answers /readyz with 200. */
+  async ready(): Promise<void> {
+    await this.call('readyz', 'GET', '/readyz', undefined, { timeoutMs: 2_000 });
+  }
+
+  close(): Promise<void> {
+    return this.pool.close();
+  }
+
+  private async call<T>(
+    operation: string,
+    method: Dispatcher.HttpMethod,
+    path: string,
+    body?: unknown,
+    options: { signal?: AbortSignal; timeoutMs?: number } = {},
+  ): Promise<T> {
+    const timeout = options.timeoutMs ?? this.timeoutMs;
+    const res = await this.pool.request({
+      method,
+      path,
+      headers: this.headers,
+      body: body === undefined ? undefined : JSON.stringify(body),
+      signal: options.signal,
+      headersTimeout: timeout,
+      bodyTimeout: timeout,
+    });
+    const text = await res.body.text();
+    if (res.statusCode >= 200 && res.statusCode < 300) return JSON.parse(text) as T;
+    let problem: Partial<Problem> = {};
+    try {
+      problem = JSON.parse(text) as Partial<Problem>;
+    } catch {
+      problem = { detail: text.slice(0, 200) };
+    }
+    throw new QueueRequestError(res.statusCode, problem, operation);
+  }
+}
