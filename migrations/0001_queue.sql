@@ -43,7 +43,8 @@ CREATE INDEX queue_messages_lease_id_idx ON queue_messages (lease_id) WHERE leas
 CREATE INDEX queue_messages_dead_idx ON queue_messages (topic, id) WHERE dead_at IS NOT NULL;
 
 -- Depth per topic without count(*): each statement that adds or removes messages adjusts one of
--- 16 slots (chosen by backend pid), so concurrent writers rarely touch the same row.
+-- 16 slots (chosen by backend pid) in the same statement, so concurrent writers rarely touch the
+-- same row and the counts are exact.
 CREATE TABLE queue_topic_counters (
   topic text NOT NULL,
   slot  smallint NOT NULL,
@@ -51,14 +52,6 @@ CREATE TABLE queue_topic_counters (
   dead  bigint NOT NULL DEFAULT 0,
   PRIMARY KEY (topic, slot)
 ) WITH (fillfactor = 50, autovacuum_vacuum_scale_factor = 0, autovacuum_vacuum_threshold = 1000);
-
-CREATE FUNCTION queue_count(p_topic text, p_live bigint, p_dead bigint) RETURNS void
-LANGUAGE sql AS $$
-  INSERT INTO queue_topic_counters AS c (topic, slot, live, dead)
-  SELECT p_topic, pg_backend_pid() % 16, p_live, p_dead
-  WHERE p_live <> 0 OR p_dead <> 0
-  ON CONFLICT (topic, slot) DO UPDATE SET live = c.live + excluded.live, dead = c.dead + excluded.dead;
-$$;
 
 -- Lease up to p_max ready messages of a topic, oldest visible first.
 --   * FOR UPDATE SKIP LOCKED: concurrent consumers take disjoint rows without waiting on each other.
@@ -112,15 +105,15 @@ AS $$
               c.lease_expired AS redelivered, m.dead_at IS NOT NULL AS dead
   ),
   counted AS (
-    SELECT queue_count(p_topic, -count(*), count(*)) FROM taken WHERE taken.dead
+    INSERT INTO queue_topic_counters AS c (topic, slot, live, dead)
+    SELECT p_topic, pg_backend_pid() % 16, -count(*), count(*) FROM taken WHERE taken.dead HAVING count(*) > 0
+    ON CONFLICT (topic, slot) DO UPDATE SET live = c.live + excluded.live, dead = c.dead + excluded.dead
   )
-  SELECT t.id, t.msg_uuid, t.payload, t.attempts, t.published_at, t.redelivered, t.dead
-  FROM taken t LEFT JOIN counted ON true;
+  SELECT t.id, t.msg_uuid, t.payload, t.attempts, t.published_at, t.redelivered, t.dead FROM taken t;
 $$;
 
 -- migrate:down
 DROP FUNCTION IF EXISTS queue_lease(text, integer, interval, uuid, text, integer);
-DROP FUNCTION IF EXISTS queue_count(text, bigint, bigint);
 DROP TABLE IF EXISTS queue_topic_counters;
 DROP TABLE IF EXISTS queue_messages;
 DROP TABLE IF EXISTS queue_topics;

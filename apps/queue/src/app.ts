@@ -1,8 +1,6 @@
-import type { Database } from '@gpu-telemetry/db';
 import { pingDatabase } from '@gpu-telemetry/db';
 import { createMetrics, createServiceApp, type Logger } from '@gpu-telemetry/service-kit';
 import type { Express } from 'express';
-import type { Kysely } from 'kysely';
 import type { Pool } from 'pg';
 import type { QueueConfig } from './config';
 import { topicsRoutes } from './routes/topics.routes';
@@ -12,7 +10,6 @@ import { createQueueMetrics } from './services/queue.metrics';
 import { QueueService } from './services/queue.service';
 
 export interface QueueAppDeps {
-  db: Kysely<Database>;
   pool: Pool;
   logger: Logger;
   config: Pick<QueueConfig, 'DATABASE_URL' | 'QUEUE_MAX_ATTEMPTS' | 'QUEUE_MAX_PAYLOAD' | 'QUEUE_BODY_LIMIT' | 'QUEUE_FALLBACK_POLL'>;
@@ -30,7 +27,7 @@ export interface QueueApp {
 }
 
 export function createApp(deps: QueueAppDeps): QueueApp {
-  const { db, pool, logger, config } = deps;
+  const { pool, logger, config } = deps;
   const metrics = createMetrics('queue');
   const waiters = new LeaseWaiters();
   const notifier = new PublishNotifier({ connectionString: config.DATABASE_URL, pool, waiters, logger });
@@ -45,7 +42,7 @@ export function createApp(deps: QueueAppDeps): QueueApp {
     ]);
   });
   const queue = new QueueService({
-    db,
+    db: pool,
     waiters,
     notifier,
     metrics: queueMetrics,

@@ -13,7 +13,7 @@ async function main(): Promise<void> {
     applicationName: 'queue',
     onError: (error) => logger.warn({ err: error }, 'idle database connection lost'),
   });
-  const queue = createApp({ db: database.db, pool: database.pool, logger, config });
+  const queue = createApp({ pool: database.pool, logger, config });
   await queue.start();
   const server = await listen(queue.app, { port: config.PORT, host: config.HOST, logger, shutdownTimeoutMs: config.SHUTDOWN_TIMEOUT });
   logger.info({ port: server.port }, 'queue listening');

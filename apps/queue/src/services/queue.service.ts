@@ -1,5 +1,4 @@
 import { randomUUID } from 'node:crypto';
-import type { Database } from '@gpu-telemetry/db';
 import {
   ConflictError,
   type FieldError,
@@ -10,7 +9,6 @@ import {
   type TopicStats,
 } from '@gpu-telemetry/model';
 import { getTracer, withSpan } from '@gpu-telemetry/service-kit';
-import type { Kysely } from 'kysely';
 import type { LeaseWaiters } from './lease-waiters';
 import type { PublishNotifier } from './publish-notifier';
 import * as q from './queue.queries';
@@ -24,7 +22,8 @@ export interface QueueSettings {
 }
 
 export interface QueueServiceDeps {
-  db: Kysely<Database>;
+  /** The pool itself: queue statements are prepared per connection (see queue.queries.ts). */
+  db: q.Queryable;
   waiters: LeaseWaiters;
   notifier: Pick<PublishNotifier, 'published'>;
   metrics: QueueMetrics;

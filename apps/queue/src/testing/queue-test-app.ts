@@ -21,7 +21,6 @@ export async function startQueueTestApp(
 ): Promise<QueueTestApp> {
   const db = database ?? (await createTestDatabase({ max: 10 }));
   const queue = createApp({
-    db: db.db,
     pool: db.pool,
     logger: createLogger('queue', process.env['TEST_LOG_LEVEL'] ?? 'silent'),
     config: { ...TEST_CONFIG, DATABASE_URL: db.url, ...config },

@@ -1,0 +1,100 @@
+// Shared pieces of the benchmarks: a throwaway durable Postgres, child services, stats, tables.
+import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import pg from 'pg';
+
+export const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+export const require = createRequire(import.meta.url);
+const dbLib = require(path.join(root, 'libs/db/dist/index.js'));
+const dbTesting = require(path.join(root, 'libs/db/dist/testing.js'));
+
+/**
+ * A fresh PostgreSQL with default (durable) settings, so figures mean what they would in
+ * production; or BENCH_DATABASE_URL when given. Returns helpers to make databases on it.
+ */
+export async function startPostgres() {
+  if (process.env.BENCH_DATABASE_URL) {
+    return { adminUrl: process.env.BENCH_DATABASE_URL, createDatabase: (name, migrate) => createDatabase(process.env.BENCH_DATABASE_URL, name, migrate), stop: async () => undefined };
+  }
+  const dataDir = mkdtempSync(path.join(tmpdir(), 'gpu-telemetry-bench-pg-'));
+  const server = await dbLib.startEmbeddedPostgres({ dataDir, persistent: false });
+  return {
+    adminUrl: server.adminUrl,
+    createDatabase: (name, migrate) => createDatabase(server.adminUrl, name, migrate),
+    stop: async () => {
+      await server.stop();
+      rmSync(dataDir, { recursive: true, force: true });
+    },
+  };
+}
+
+async function createDatabase(adminUrl, name, migrate) {
+  const admin = new pg.Client({ connectionString: adminUrl });
+  await admin.connect();
+  await admin.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+  await admin.query(`CREATE DATABASE ${name}`);
+  await admin.end();
+  const url = dbTesting.withDatabase(adminUrl, name);
+  if (migrate) {
+    const { db, close } = dbLib.createDb(url, { max: 1 });
+    const { error } = await dbLib.migrateUp(db);
+    await close();
+    if (error) throw error;
+  }
+  return url;
+}
+
+/** Runs a built service (apps/<name>/dist/main.js) as its own process and waits for /healthz. */
+export async function startService(name, env) {
+  const child = spawn(process.execPath, [path.join(root, `apps/${name}/dist/main.js`)], {
+    cwd: root,
+    env: { ...process.env, LOG_LEVEL: 'warn', OTEL_SDK_DISABLED: 'true', ...env },
+    stdio: ['ignore', 'ignore', 'inherit'],
+  });
+  const url = `http://127.0.0.1:${env.PORT}`;
+  const deadline = Date.now() + 30_000;
+  for (;;) {
+    if (child.exitCode !== null) throw new Error(`${name} exited with ${child.exitCode}`);
+    if (await fetch(`${url}/healthz`).then((r) => r.ok, () => false)) break;
+    if (Date.now() > deadline) throw new Error(`${name} did not start`);
+    await sleep(100);
+  }
+  return {
+    url,
+    pid: child.pid,
+    stop: () =>
+      new Promise((resolve) => {
+        if (child.exitCode !== null) return resolve();
+        child.once('exit', resolve);
+        child.kill('SIGTERM');
+      }),
+  };
+}
+
+export const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+export function percentile(values, p) {
+  if (values.length === 0) return NaN;
+  const sorted = Float64Array.from(values).sort();
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
+}
+
+export function freePort() {
+  return 20_000 + Math.floor(Math.random() * 20_000);
+}
+
+/** Prints rows as an aligned text table. */
+export function printTable(title, header, rows) {
+  const widths = header.map((h, i) => Math.max(String(h).length, ...rows.map((r) => String(r[i] ?? '').length)));
+  const line = (cells) => cells.map((c, i) => (i === 0 ? String(c).padEnd(widths[i]) : String(c).padStart(widths[i]))).join('  ');
+  console.log(`\n${title}`);
+  console.log(line(header));
+  console.log(widths.map((w) => '-'.repeat(w)).join('  '));
+  for (const row of rows) console.log(line(row));
+}
+
+export const fmt = (n, digits = 0) => (Number.isFinite(n) ? n.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits }) : '-');
