@@ -4,7 +4,17 @@
 import { randomUUID } from 'node:crypto';
 import path from 'node:path';
 import pg from 'pg';
-import { fmt, freePort, percentile, printTable, require, root, sleep, startPostgres, startService } from './lib/harness.mjs';
+import {
+  fmt,
+  freePort,
+  percentile,
+  printTable,
+  require,
+  root,
+  sleep,
+  startPostgres,
+  startService,
+} from './lib/harness.mjs';
 
 const { QueueClient } = require(path.join(root, 'libs/queue-client/dist/index.js'));
 const PgBoss = require('pg-boss');
@@ -18,7 +28,13 @@ const RATE_SECONDS = Number(process.env.BENCH_RATE_SECONDS ?? 5);
 const BACKLOG = Number(process.env.BENCH_BACKLOG ?? 400_000);
 const PAD = 'x'.repeat(900); // ~1 KB payloads
 
-const payload = (n, sentAt = 0) => ({ gpu: `GPU-${n % 64}`, metric: 'DCGM_FI_DEV_GPU_UTIL', value: n % 100, sentAt, pad: PAD });
+const payload = (n, sentAt = 0) => ({
+  gpu: `GPU-${n % 64}`,
+  metric: 'DCGM_FI_DEV_GPU_UTIL',
+  value: n % 100,
+  sentAt,
+  pad: PAD,
+});
 
 // --- the three systems, one interface: publish(batch), lease() -> {messages, ack()} -------------
 
@@ -30,7 +46,10 @@ async function rawSystem(url) {
     CREATE INDEX raw_queue_ready ON raw_queue (visible_at, id);`);
   return {
     name: 'raw SQL (pg, SKIP LOCKED)',
-    publish: (batch) => pool.query('INSERT INTO raw_queue (payload) SELECT jsonb_array_elements($1::jsonb)', [JSON.stringify(batch)]),
+    publish: (batch) =>
+      pool.query('INSERT INTO raw_queue (payload) SELECT jsonb_array_elements($1::jsonb)', [
+        JSON.stringify(batch),
+      ]),
     async lease() {
       const { rows } = await pool.query(
         `UPDATE raw_queue SET visible_at = now() + interval '30 seconds', lease_id = $1
@@ -38,10 +57,16 @@ async function rawSystem(url) {
          RETURNING id, payload`,
         [randomUUID()],
       );
-      return { messages: rows.map((r) => r.payload), ack: () => pool.query('DELETE FROM raw_queue WHERE id = ANY($1::bigint[])', [rows.map((r) => r.id)]) };
+      return {
+        messages: rows.map((r) => r.payload),
+        ack: () => pool.query('DELETE FROM raw_queue WHERE id = ANY($1::bigint[])', [rows.map((r) => r.id)]),
+      };
     },
     async backlog(n) {
-      await pool.query(`INSERT INTO raw_queue (payload) SELECT jsonb_build_object('n', i, 'pad', $2::text) FROM generate_series(1, $1) i`, [n, PAD]);
+      await pool.query(
+        `INSERT INTO raw_queue (payload) SELECT jsonb_build_object('n', i, 'pad', $2::text) FROM generate_series(1, $1) i`,
+        [n, PAD],
+      );
       await pool.query('VACUUM ANALYZE raw_queue');
     },
     close: () => pool.end(),
@@ -49,7 +74,12 @@ async function rawSystem(url) {
 }
 
 async function pgBossSystem(url) {
-  const boss = new PgBoss({ connectionString: url, max: PUBLISHERS + CONSUMERS + 2, supervise: false, schedule: false });
+  const boss = new PgBoss({
+    connectionString: url,
+    max: PUBLISHERS + CONSUMERS + 2,
+    supervise: false,
+    schedule: false,
+  });
   boss.on('error', () => undefined);
   await boss.start();
   const name = 'bench';
@@ -59,7 +89,16 @@ async function pgBossSystem(url) {
     publish: (batch) => boss.insert(batch.map((data) => ({ name, data }))),
     async lease() {
       const jobs = await boss.fetch(name, { batchSize: BATCH });
-      return { messages: jobs.map((j) => j.data), ack: () => (jobs.length ? boss.complete(name, jobs.map((j) => j.id)) : undefined) };
+      return {
+        messages: jobs.map((j) => j.data),
+        ack: () =>
+          jobs.length
+            ? boss.complete(
+                name,
+                jobs.map((j) => j.id),
+              )
+            : undefined,
+      };
     },
     close: () => boss.stop({ graceful: false, wait: true }),
   };
@@ -73,10 +112,22 @@ async function queueSystem(url) {
   return {
     name: 'gpu-telemetry queue (HTTP)',
     pid: service.pid,
-    publish: (batch) => client.publish(topic, batch.map((p) => ({ payload: p }))),
+    publish: (batch) =>
+      client.publish(
+        topic,
+        batch.map((p) => ({ payload: p })),
+      ),
     async lease(wait = 0) {
-      const lease = await client.lease(topic, { consumer: 'bench', max: BATCH, visibilitySeconds: 30, waitSeconds: wait });
-      return { messages: lease.messages.map((m) => m.payload), ack: () => (lease.leaseId ? client.ack(topic, lease.leaseId) : undefined) };
+      const lease = await client.lease(topic, {
+        consumer: 'bench',
+        max: BATCH,
+        visibilitySeconds: 30,
+        waitSeconds: wait,
+      });
+      return {
+        messages: lease.messages.map((m) => m.payload),
+        ack: () => (lease.leaseId ? client.ack(topic, lease.leaseId) : undefined),
+      };
     },
     async backlog(n) {
       const db = new pg.Client({ connectionString: url });
@@ -84,7 +135,8 @@ async function queueSystem(url) {
       await db.query(
         `WITH ins AS (INSERT INTO queue_messages (topic, msg_uuid, payload)
            SELECT $1, gen_random_uuid(), jsonb_build_object('n', i, 'pad', $3::text) FROM generate_series(1, $2) i RETURNING 1)
-         SELECT queue_count($1, count(*), 0) FROM ins`,
+         INSERT INTO queue_topic_counters AS c (topic, slot, live, dead) SELECT $1, 0, count(*), 0 FROM ins
+         ON CONFLICT (topic, slot) DO UPDATE SET live = c.live + excluded.live`,
         [topic, n, PAD],
       );
       await db.query('VACUUM ANALYZE queue_messages');
@@ -107,7 +159,9 @@ async function publishAll(system, total) {
       while (next < total) {
         const from = next;
         next += BATCH;
-        await system.publish(Array.from({ length: Math.min(BATCH, total - from) }, (_, i) => payload(from + i)));
+        await system.publish(
+          Array.from({ length: Math.min(BATCH, total - from) }, (_, i) => payload(from + i)),
+        );
       }
     }),
   );
@@ -179,36 +233,38 @@ async function leaseLatency(system, calls = 100) {
 const postgres = await startPostgres();
 const results = [];
 const backlogRows = [];
-try {
-  const makers = [
-    ['raw', rawSystem, false],
-    ['pgboss', pgBossSystem, false],
-    ['queue', queueSystem, true],
-  ];
-  for (const [key, make, migrate] of makers) {
-    const url = await postgres.createDatabase(`bench_${key}`, migrate);
-    const system = await make(url);
-    process.stderr.write(`${system.name}: publish ${MESSAGES}... `);
-    const publish = await publishAll(system, MESSAGES);
-    process.stderr.write(`lease+ack... `);
-    const consume = await consumeAll(system, MESSAGES);
-    process.stderr.write(`steady ${RATE}/s for ${RATE_SECONDS}s...\n`);
-    const latency = await steadyLatency(system);
-    results.push({ key, name: system.name, publish, consume, latency });
-    if (system.backlog) {
-      const small = await (async () => {
-        await system.publish(Array.from({ length: 1000 }, (_, i) => payload(i)));
-        return leaseLatency(system, 10);
-      })();
-      process.stderr.write(`${system.name}: backlog of ${BACKLOG.toLocaleString()}...\n`);
-      await system.backlog(BACKLOG);
-      const large = await leaseLatency(system);
-      backlogRows.push([system.name, fmt(small.p50, 1), fmt(small.p99, 1), fmt(large.p50, 1), fmt(large.p99, 1)]);
-    }
-    await system.close();
+const makers = [
+  ['raw', rawSystem, false],
+  ['pgboss', pgBossSystem, false],
+  ['queue', queueSystem, true],
+];
+for (const [key, make, migrate] of makers) {
+  const url = await postgres.createDatabase(`bench_${key}`, migrate);
+  const system = await make(url);
+  process.stderr.write(`${system.name}: publish ${MESSAGES}... `);
+  const publish = await publishAll(system, MESSAGES);
+  process.stderr.write(`lease+ack... `);
+  const consume = await consumeAll(system, MESSAGES);
+  process.stderr.write(`steady ${RATE}/s for ${RATE_SECONDS}s...\n`);
+  const latency = await steadyLatency(system);
+  results.push({ key, name: system.name, publish, consume, latency });
+  if (system.backlog) {
+    const small = await (async () => {
+      await system.publish(Array.from({ length: 1000 }, (_, i) => payload(i)));
+      return leaseLatency(system, 10);
+    })();
+    process.stderr.write(`${system.name}: backlog of ${BACKLOG.toLocaleString()}...\n`);
+    await system.backlog(BACKLOG);
+    const large = await leaseLatency(system);
+    backlogRows.push([
+      system.name,
+      fmt(small.p50, 1),
+      fmt(small.p99, 1),
+      fmt(large.p50, 1),
+      fmt(large.p99, 1),
+    ]);
   }
-} finally {
-  await postgres.stop();
+  await system.close();
 }
 
 const by = Object.fromEntries(results.map((r) => [r.key, r]));
@@ -217,8 +273,29 @@ printTable(
   ['system', 'publish msgs/s', 'lease+ack msgs/s', 'publish→ack p50 ms', 'p99 ms'],
   results.map((r) => [r.name, fmt(r.publish), fmt(r.consume), fmt(r.latency.p50, 1), fmt(r.latency.p99, 1)]),
 );
-printTable('Ratios (this queue / reference)', ['reference', 'publish', 'lease+ack'], [
-  ['raw SQL (ceiling)', fmt(by.queue.publish / by.raw.publish, 2), fmt(by.queue.consume / by.raw.consume, 2)],
-  ['pg-boss (peer)', fmt(by.queue.publish / by.pgboss.publish, 2), fmt(by.queue.consume / by.pgboss.consume, 2)],
-]);
-printTable(`Lease of ${BATCH} + ack, latency of the lease call (ms)`, ['system', 'backlog 1k p50', 'p99', `backlog ${BACKLOG / 1000}k p50`, 'p99'], backlogRows);
+printTable(
+  'Ratios (this queue / reference)',
+  ['reference', 'publish', 'lease+ack'],
+  [
+    [
+      'raw SQL (ceiling)',
+      fmt(by.queue.publish / by.raw.publish, 2),
+      fmt(by.queue.consume / by.raw.consume, 2),
+    ],
+    [
+      'pg-boss (peer)',
+      fmt(by.queue.publish / by.pgboss.publish, 2),
+      fmt(by.queue.consume / by.pgboss.consume, 2),
+    ],
+  ],
+);
+printTable(
+  `Lease of ${BATCH} + ack, latency of the lease call (ms)`,
+  ['system', 'backlog 1k p50', 'p99', `backlog ${BACKLOG / 1000}k p50`, 'p99'],
+  backlogRows,
+);
+
+// Connections a library left open die with the server; expected at this point, not a failure.
+process.on('uncaughtException', () => undefined);
+await postgres.stop();
+process.exit(0);

@@ -61,13 +61,14 @@ CREATE TABLE queue_topic_counters (
 --     whole table to join p_max rows: that is how Postgres queues collapse under a backlog.
 --   * A message that already used up its attempts (its leases kept expiring: the consumer crashes
 --     on it) goes to the dead letters instead of being delivered again.
--- Payloads come back as text so the service can pass them through without parsing.
+-- Payloads come back as text so the service can pass them through without parsing. PL/pgSQL, not
+-- SQL: its statement plan is cached per connection instead of re-planned on every call.
 CREATE FUNCTION queue_lease(
   p_topic text, p_max integer, p_visibility interval, p_lease_id uuid, p_consumer text, p_default_max_attempts integer
 ) RETURNS TABLE (
   id bigint, msg_uuid uuid, payload text, attempts integer, published_at timestamptz, redelivered boolean, dead boolean
 )
-LANGUAGE sql
+LANGUAGE plpgsql
 SET enable_seqscan = off
 SET enable_bitmapscan = off
 SET enable_sort = off
@@ -75,6 +76,9 @@ SET enable_incremental_sort = off
 SET enable_hashjoin = off
 SET enable_mergejoin = off
 AS $$
+#variable_conflict use_column
+BEGIN
+  RETURN QUERY
   WITH candidates AS (
     -- A row that still carries a lease id was leased before and never acked or nacked: its lease expired.
     SELECT m.id, m.lease_id IS NOT NULL AS lease_expired
@@ -110,6 +114,7 @@ AS $$
     ON CONFLICT (topic, slot) DO UPDATE SET live = c.live + excluded.live, dead = c.dead + excluded.dead
   )
   SELECT t.id, t.msg_uuid, t.payload, t.attempts, t.published_at, t.redelivered, t.dead FROM taken t;
+END
 $$;
 
 -- migrate:down

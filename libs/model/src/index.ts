@@ -1,2 +1,3 @@
 export * from './errors';
 export * from './queue.schemas';
+export * from './telemetry.schemas';

@@ -52,6 +52,14 @@ export function errorHandler(logger: Logger): ErrorRequestHandler {
       case 'request.size.invalid':
         return sendProblem(res, 400, bodyError.message, { errors: [{ field: 'body', message: bodyError.message }] });
     }
+    const sqlstate = (error as { code?: unknown }).code;
+    if (typeof sqlstate === 'string' && sqlstate.startsWith('22') && sqlstate.length === 5) {
+      // A data exception: a value Postgres cannot store, e.g. "\u0000" or an unpaired surrogate in JSON.
+      const message = error instanceof Error ? error.message : 'invalid value';
+      return sendProblem(res, 400, `A value in the request cannot be stored: ${message}.`, {
+        errors: [{ field: 'body', message }],
+      });
+    }
     if (isDependencyFailure(error)) {
       logger.warn({ err: error, requestId: res.locals['requestId'] }, 'database unavailable');
       return sendProblem(res, 503, 'The database is unavailable; retry shortly.', { headers: { 'Retry-After': '2' } });

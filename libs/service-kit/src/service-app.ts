@@ -31,6 +31,8 @@ declare module 'express-serve-static-core' {
   interface Request {
     log: Logger;
     id: string;
+    /** The JSON body exactly as received, for handlers that pass it on without re-serialising. */
+    rawBody?: Buffer;
   }
 }
 
@@ -117,7 +119,16 @@ export function createServiceApp(options: ServiceAppOptions): Express {
     }
     next();
   });
-  app.use(express.json({ limit: options.bodyLimit ?? 1024 * 1024, strict: false, type: ['application/json', 'application/*+json'] }));
+  app.use(
+    express.json({
+      limit: options.bodyLimit ?? 1024 * 1024,
+      strict: false,
+      type: ['application/json', 'application/*+json'],
+      verify: (req, _res, buf) => {
+        (req as Request).rawBody = buf;
+      },
+    }),
+  );
 
   options.routes(app);
 

@@ -43,7 +43,11 @@ export function topicsRoutes(queue: QueueService): Router {
     // One message `{id?, payload}` or a batch `{messages: [...]}`.
     const isBatch = typeof req.body === 'object' && req.body !== null && 'messages' in req.body;
     const messages = isBatch ? validate(publishBatchBody, req.body).messages : [validate(messageInput, req.body)];
-    res.status(201).json(await queue.publish(topic, messages));
+    // The validated body goes to Postgres as received, so payloads are not serialised again.
+    const utf8 = !/charset=(?!"?utf-?8)/i.test(req.headers['content-type'] ?? '');
+    const raw = utf8 ? req.rawBody?.toString('utf8').replace(/^\uFEFF/, '') : undefined;
+    const batchJson = raw === undefined ? undefined : isBatch ? raw : `{"messages":[${raw}]}`;
+    res.status(201).json(await queue.publish(topic, messages, batchJson));
   });
 
   router.post('/v1/topics/:topic/leases', async (req, res) => {

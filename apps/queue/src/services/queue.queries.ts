@@ -33,10 +33,11 @@ const HELD = `
   ),
   verdict AS (SELECT $3::uuid[] IS NULL OR count(*) = cardinality($3::uuid[]) AS complete FROM held)`;
 
-const insert = statement<{ msg_uuid: string }>(
+const insert = statement<{ ids: string[]; accepted: number }>(
   'insert',
   `WITH input AS (
-     SELECT (e ->> 'id')::uuid AS msg_uuid, e -> 'payload' AS payload FROM jsonb_array_elements($2::jsonb) AS e
+     SELECT coalesce((e ->> 'id')::uuid, gen_random_uuid()) AS msg_uuid, e -> 'payload' AS payload, n
+     FROM jsonb_array_elements($2::jsonb -> 'messages') WITH ORDINALITY AS t(e, n)
    ),
    inserted AS (
      -- DO NOTHING also absorbs an id repeated within the batch: the first one wins.
@@ -46,18 +47,19 @@ const insert = statement<{ msg_uuid: string }>(
      RETURNING msg_uuid
    ),
    ${counted('inserted', 'count(*)', '0')}
-   SELECT msg_uuid::text FROM inserted`,
+   SELECT (SELECT array_agg(msg_uuid::text ORDER BY n) FROM input) AS ids,
+          (SELECT count(*)::int FROM inserted) AS accepted`,
 );
 
-/** Inserts messages whose id is new to the topic; returns the ids that were inserted. */
-export async function insertMessages(
-  db: Queryable,
-  topic: string,
-  /** `[{"id": uuid, "payload": ...}, ...]`, already serialised: one parameter, parsed once by Postgres. */
-  messagesJson: string,
-): Promise<Set<string>> {
-  const rows = await insert(db, [topic, messagesJson]);
-  return new Set(rows.map((row) => row.msg_uuid));
+/**
+ * Inserts the messages whose id is new to the topic. `batchJson` is `{"messages": [{"id"?, "payload"},
+ * ...]}` as JSON text, typically the request body itself: Postgres parses it once and the payloads
+ * are never re-serialised. Returns every message's id in order (generated where absent) and how
+ * many were new.
+ */
+export async function insertMessages(db: Queryable, topic: string, batchJson: string): Promise<{ ids: string[]; accepted: number }> {
+  const [row] = await insert(db, [topic, batchJson]);
+  return { ids: row?.ids ?? [], accepted: row?.accepted ?? 0 };
 }
 
 const ensure = statement('ensure_topic', `INSERT INTO queue_topics (topic) VALUES ($1) ON CONFLICT (topic) DO NOTHING`);

@@ -51,31 +51,29 @@ export class QueueService {
 
   constructor(private readonly deps: QueueServiceDeps) {}
 
-  /** Stores the batch in one statement; answers only after it committed. */
-  async publish(topic: string, messages: MessageInput[]): Promise<PublishResult> {
+  /**
+   * Stores the batch in one statement and answers only after it committed. `batchJson`, when
+   * given, is the same batch as JSON text (`{"messages": [...]}`), passed to Postgres as is.
+   */
+  async publish(topic: string, messages: MessageInput[], batchJson?: string): Promise<PublishResult> {
     const { db, metrics, settings } = this.deps;
     return withSpan(tracer, 'queue.publish', attrs(topic, messages.length), async (span) => {
-      const ids: string[] = [];
-      const parts: string[] = [];
-      const tooLarge: FieldError[] = [];
-      messages.forEach((message, index) => {
-        const id = message.id ?? randomUUID();
-        const payload = JSON.stringify(message.payload);
-        if (Buffer.byteLength(payload) > settings.maxPayloadBytes) {
-          tooLarge.push({ field: `messages[${index}].payload`, message: `must be at most ${settings.maxPayloadBytes} bytes of JSON` });
-        }
-        ids.push(id);
-        parts.push(`{"id":"${id}","payload":${payload}}`);
-      });
-      if (tooLarge.length > 0) {
-        throw new PayloadTooLargeError(`${tooLarge[0]?.field} ${tooLarge[0]?.message}.`, tooLarge);
+      // A payload can only be too large if the whole batch is: measure each one only then.
+      if (batchJson === undefined || Buffer.byteLength(batchJson) > settings.maxPayloadBytes) {
+        const tooLarge: FieldError[] = [];
+        messages.forEach((message, index) => {
+          if (Buffer.byteLength(JSON.stringify(message.payload)) > settings.maxPayloadBytes) {
+            tooLarge.push({ field: `messages[${index}].payload`, message: `must be at most ${settings.maxPayloadBytes} bytes of JSON` });
+          }
+        });
+        if (tooLarge.length > 0) throw new PayloadTooLargeError(`${tooLarge[0]?.field} ${tooLarge[0]?.message}.`, tooLarge);
       }
       if (!this.knownTopics.has(topic)) {
         await q.ensureTopic(db, topic);
         this.knownTopics.add(topic);
       }
-      const inserted = await q.insertMessages(db, topic, `[${parts.join(',')}]`);
-      const result = { accepted: inserted.size, duplicates: messages.length - inserted.size, ids };
+      const { ids, accepted } = await q.insertMessages(db, topic, batchJson ?? JSON.stringify({ messages }));
+      const result = { accepted, duplicates: messages.length - accepted, ids };
       metrics.published.inc({ topic }, result.accepted);
       if (result.duplicates > 0) metrics.duplicates.inc({ topic }, result.duplicates);
       span.setAttributes({ 'queue.accepted': result.accepted, 'queue.duplicates': result.duplicates });

@@ -1,0 +1,155 @@
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { ExpositionParser, parseExposition, parseValue, type ExpositionSample } from './exposition-parser';
+
+const FIXTURES = path.resolve(__dirname, '../../../../fixtures/dcgm-exporter');
+const fixture = (name: string) => readFileSync(path.join(FIXTURES, name), 'utf8');
+
+describe('parsing real dcgm-exporter output', () => {
+  it('reads every sample of an L4 without k8s labels', () => {
+    const { samples, errors } = parseExposition(fixture('kops-l4-no-pod.prom'));
+    expect(errors).toEqual([]);
+    expect(samples).toHaveLength(23);
+    expect(new Set(samples.map((s) => s.name)).size).toBe(23);
+    expect(samples[0]).toEqual({
+      name: 'DCGM_FI_DEV_SM_CLOCK',
+      labels: {
+        gpu: '0',
+        UUID: 'GPU-c2f76b33-7953-256e-8f33-1343419b1a1c',
+        pci_bus_id: '00000000:31:00.0',
+        device: 'nvidia0',
+        modelName: 'NVIDIA L4',
+        Hostname: 'i-030791dc5a37cd257',
+        DCGM_FI_DRIVER_VERSION: '580.105.08',
+      },
+      value: 210,
+      timestampMs: undefined,
+    });
+    expect(samples.find((s) => s.name === 'DCGM_FI_DEV_POWER_USAGE')?.value).toBe(16.365);
+  });
+
+  it('reads the 8-GPU A800 with MIG, skipping only the lines whose value is not a number', () => {
+    const { samples, errors } = parseExposition(fixture('johnsblog-a800-mig-8gpu.prom'));
+    expect(samples).toHaveLength(223);
+    expect(errors).toHaveLength(10);
+    expect(errors.every((e) => e.message.includes('"ERROR"') && e.text.startsWith('DCGM_FI_DEV_VGPU_PER_PROCESS_UTILIZATION'))).toBe(true);
+    const smClock = samples.filter((s) => s.name === 'DCGM_FI_DEV_SM_CLOCK');
+    expect(smClock).toHaveLength(10);
+    expect(smClock.filter((s) => s.labels['GPU_I_ID']).map((s) => s.labels['GPU_I_ID'])).toEqual(['3', '5', '6']);
+    expect(samples.filter((s) => s.name === 'DCGM_FI_DEV_GPU_UTIL')).toHaveLength(7);
+    expect(new Set(samples.map((s) => s.labels['UUID'])).size).toBe(8);
+  });
+
+  it('gives the same samples however the body is split into chunks', () => {
+    const text = fixture('johnsblog-a800-mig-8gpu.prom');
+    const whole = parseExposition(text).samples;
+    for (const size of [1, 7, 100, 4096]) {
+      const samples: ExpositionSample[] = [];
+      const parser = new ExpositionParser({ onSample: (s) => samples.push(s) });
+      for (let i = 0; i < text.length; i += size) parser.push(text.slice(i, i + size));
+      parser.end();
+      expect(samples).toEqual(whole);
+    }
+  });
+});
+
+describe('the text format', () => {
+  it('handles escapes, empty labels, special values, timestamps and trailing commas', () => {
+    const { samples, errors } = parseExposition(
+      [
+        '# HELP m A help line with "quotes" and \\ backslashes',
+        '# TYPE m gauge',
+        'm{a="x \\"quoted\\" \\\\ back\\nline",container="",pod="",namespace=""} NaN',
+        'm{a="1",} +Inf 1700000000000',
+        'm -Inf',
+        'm_total{le="0.5"} 1.5e3',
+        '  m2   42   ',
+        'm3{path="C:\\\\dir"} -0.25 1700000000123',
+        '',
+        '# a plain comment',
+      ].join('\n'),
+    );
+    expect(errors).toEqual([]);
+    expect(samples.map((s) => [s.name, s.value, s.timestampMs])).toEqual([
+      ['m', NaN, undefined],
+      ['m', Infinity, 1_700_000_000_000],
+      ['m', -Infinity, undefined],
+      ['m_total', 1500, undefined],
+      ['m2', 42, undefined],
+      ['m3', -0.25, 1_700_000_000_123],
+    ]);
+    expect(samples[0]?.labels).toEqual({ a: 'x "quoted" \\ back\nline', container: '', pod: '', namespace: '' });
+    expect(samples[2]?.labels).toEqual({});
+    expect(samples[5]?.labels).toEqual({ path: 'C:\\dir' });
+  });
+
+  it('reads OpenMetrics: seconds timestamps, # EOF, quoted metric names', () => {
+    const { samples, errors } = parseExposition(
+      '{"gpu.util",gpu="0"} 97 1700000000.5\nmetric_b 1\n# EOF\nafter 1\n',
+      'openmetrics',
+    );
+    expect(samples.map((s) => [s.name, s.labels, s.timestampMs])).toEqual([
+      ['gpu.util', { gpu: '0' }, 1_700_000_000_500],
+      ['metric_b', {}, undefined],
+    ]);
+    expect(errors).toEqual([expect.objectContaining({ line: 4, message: 'content after # EOF' })]);
+  });
+
+  it('tolerates CRLF line endings and a last line without newline', () => {
+    expect(parseExposition('a 1\r\nb{x="y"} 2').samples.map((s) => [s.name, s.value])).toEqual([
+      ['a', 1],
+      ['b', 2],
+    ]);
+  });
+
+  it.each([
+    ['m{a="1"', 'unterminated'],
+    ['m{a=1} 2', 'expected a quoted value for label a'],
+    ['m{a="1" b="2"} 3', 'expected "," or "}" after label a'],
+    ['m{a="1",a="2"} 3', 'label a repeated'],
+    ['m', 'missing value'],
+    ['m twelve', 'is not a number'],
+    ['m 1 soon', 'timestamp "soon" is not a number'],
+    ['m 1 2 3', 'unexpected text after the timestamp'],
+    ['9m 1', 'expected a metric name'],
+    ['m{="v"} 1', 'expected a label name'],
+    ['m{"quoted"="v",} 1', 'missing metric name'],
+  ])('reports %p as an error and keeps going', (line, message) => {
+    const { samples, errors } = parseExposition(`before 1\n${line}\nafter 2\n`);
+    expect(samples.map((s) => s.name)).toEqual(['before', 'after']);
+    expect(errors).toHaveLength(1);
+    expect(errors[0]?.line).toBe(2);
+    expect(errors[0]?.message).toContain(message);
+  });
+
+  it('refuses a line longer than the limit without buffering it', () => {
+    const samples: ExpositionSample[] = [];
+    const errors: string[] = [];
+    const parser = new ExpositionParser({ maxLineLength: 100, onSample: (s) => samples.push(s), onError: (e) => errors.push(e.message) });
+    parser.push('ok 1\n');
+    for (let i = 0; i < 50; i++) parser.push('x'.repeat(64));
+    parser.push('\nalso_ok 2\n');
+    parser.end();
+    expect(samples.map((s) => s.name)).toEqual(['ok', 'also_ok']);
+    expect(errors).toEqual(['line longer than 100 characters']);
+  });
+});
+
+describe('parseValue', () => {
+  it.each([
+    ['0', 0],
+    ['16.365000', 16.365],
+    ['-1.5e-3', -0.0015],
+    ['.5', 0.5],
+    ['9223372036854775794', 9223372036854775794],
+    ['Inf', Infinity],
+    ['+Inf', Infinity],
+    ['-Inf', -Infinity],
+  ])('reads %s', (text, value) => {
+    expect(parseValue(text)).toBe(value);
+  });
+
+  it.each(['', 'ERROR', '1,5', '0x1p3', '1e', '--1'])('refuses %p', (text) => {
+    expect(parseValue(text)).toBeUndefined();
+  });
+});

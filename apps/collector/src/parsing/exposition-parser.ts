@@ -1,0 +1,286 @@
+/**
+ * A streaming parser for the Prometheus text format (0.0.4) and OpenMetrics 1.0, the formats
+ * dcgm-exporter serves. Feed it the body chunk by chunk as it arrives; it emits each sample as soon
+ * as its line is complete, and never holds more than one partial line.
+ *
+ * What real exporters send, all handled: `# HELP` / `# TYPE` / other comments, OpenMetrics `# EOF`,
+ * empty label values (`container=""`), escaped `\\`, `\"` and `\n` in label values, `NaN`, `+Inf`,
+ * `-Inf`, optional timestamps, trailing commas in label sets, quoted (UTF-8) metric names, and a
+ * bad line here and there (e.g. `... ERROR - FAILED TO CONVERT TO STRING` as a value): a bad line is
+ * reported and skipped, the rest of the scrape still counts.
+ */
+export interface ExpositionSample {
+  name: string;
+  labels: Record<string, string>;
+  value: number;
+  /** Milliseconds since the epoch, when the line carried a timestamp. */
+  timestampMs?: number;
+}
+
+export interface ParseError {
+  line: number;
+  message: string;
+  text: string;
+}
+
+export type ExpositionFormat = 'prometheus' | 'openmetrics';
+
+export interface ParserOptions {
+  /** OpenMetrics timestamps are seconds; Prometheus text timestamps are milliseconds. */
+  format?: ExpositionFormat;
+  /** Longest line accepted; longer lines are errors (a guard against garbage bodies). */
+  maxLineLength?: number;
+  onSample(sample: ExpositionSample): void;
+  onError?(error: ParseError): void;
+}
+
+const MAX_ERROR_TEXT = 120;
+
+export class ExpositionParser {
+  private partial = '';
+  private lineNumber = 0;
+  private ended = false;
+  private readonly maxLineLength: number;
+  /** Samples and errors so far. */
+  samples = 0;
+  errors = 0;
+  /** True once OpenMetrics `# EOF` was seen; later lines are errors. */
+  sawEof = false;
+
+  constructor(private readonly options: ParserOptions) {
+    this.maxLineLength = options.maxLineLength ?? 64 * 1024;
+  }
+
+  push(chunk: string): void {
+    let text = this.partial + chunk;
+    let start = 0;
+    for (let newline = text.indexOf('\n'); newline !== -1; newline = text.indexOf('\n', start)) {
+      this.line(text.slice(start, newline));
+      start = newline + 1;
+    }
+    text = text.slice(start);
+    if (text.length > this.maxLineLength) {
+      // Keep counting lines, but do not buffer a runaway line.
+      this.error(text.slice(0, MAX_ERROR_TEXT), `line longer than ${this.maxLineLength} characters`);
+      this.partial = '';
+      this.skipUntilNewline = true;
+      return;
+    }
+    this.partial = text;
+  }
+
+  private skipUntilNewline = false;
+
+  end(): void {
+    if (this.ended) return;
+    this.ended = true;
+    if (this.partial) this.line(this.partial);
+    this.partial = '';
+  }
+
+  private line(raw: string): void {
+    this.lineNumber++;
+    if (this.skipUntilNewline) {
+      this.skipUntilNewline = false;
+      return;
+    }
+    const line = raw.charCodeAt(raw.length - 1) === 13 ? raw.slice(0, -1) : raw; // tolerate CRLF
+    if (line.length > this.maxLineLength) {
+      this.error(line, `line longer than ${this.maxLineLength} characters`);
+      return;
+    }
+    let i = 0;
+    while (i < line.length && (line.charCodeAt(i) === 32 || line.charCodeAt(i) === 9)) i++;
+    if (i === line.length) return;
+    if (line.charCodeAt(i) === 35 /* # */) {
+      if (line.startsWith('# EOF', i) && line.length - i === 5) this.sawEof = true;
+      return;
+    }
+    if (this.sawEof) {
+      this.error(line, 'content after # EOF');
+      return;
+    }
+    const problem = this.sample(line, i);
+    if (problem) this.error(line, problem);
+  }
+
+  /** Parses one sample line; returns an error message or undefined. */
+  private sample(line: string, start: number): string | undefined {
+    let i = start;
+    let name: string | undefined;
+    const labels: Record<string, string> = {};
+    const c0 = line.charCodeAt(i);
+    if (c0 !== 123 /* { */) {
+      const nameEnd = scanName(line, i, true);
+      if (nameEnd === i) return 'expected a metric name';
+      name = line.slice(i, nameEnd);
+      i = nameEnd;
+    }
+    if (line.charCodeAt(i) === 123) {
+      i++;
+      for (;;) {
+        i = skipSpaces(line, i);
+        if (line.charCodeAt(i) === 125 /* } */) {
+          i++;
+          break;
+        }
+        let key: string;
+        if (line.charCodeAt(i) === 34 /* " */) {
+          const quoted = readQuoted(line, i);
+          if (!quoted) return 'unterminated quoted string';
+          i = skipSpaces(line, quoted.end);
+          if (line.charCodeAt(i) !== 61 /* = */) {
+            // A quoted name alone is the metric name (OpenMetrics / Prometheus 3 UTF-8 names).
+            if (name !== undefined) return 'two metric names';
+            name = quoted.value;
+            if (line.charCodeAt(i) === 44) i++;
+            continue;
+          }
+          key = quoted.value;
+        } else {
+          const keyEnd = scanName(line, i, false);
+          if (keyEnd === i) return `expected a label name at column ${i + 1}`;
+          key = line.slice(i, keyEnd);
+          i = skipSpaces(line, keyEnd);
+          if (line.charCodeAt(i) !== 61) return `expected "=" after label ${key}`;
+        }
+        i = skipSpaces(line, i + 1);
+        if (line.charCodeAt(i) !== 34) return `expected a quoted value for label ${key}`;
+        const value = readQuoted(line, i);
+        if (!value) return `unterminated value for label ${key}`;
+        if (Object.prototype.hasOwnProperty.call(labels, key)) return `label ${key} repeated`;
+        labels[key] = value.value;
+        i = skipSpaces(line, value.end);
+        const next = line.charCodeAt(i);
+        if (next === 44 /* , */) {
+          i++;
+          continue;
+        }
+        if (next === 125) {
+          i++;
+          break;
+        }
+        return `expected "," or "}" after label ${key}`;
+      }
+    }
+    if (name === undefined) return 'missing metric name';
+    if (i < line.length && line.charCodeAt(i) !== 32 && line.charCodeAt(i) !== 9) return 'expected a space before the value';
+    i = skipSpaces(line, i);
+    let valueEnd = i;
+    while (valueEnd < line.length && line.charCodeAt(valueEnd) !== 32 && line.charCodeAt(valueEnd) !== 9) valueEnd++;
+    const valueText = line.slice(i, valueEnd);
+    if (!valueText) return 'missing value';
+    const value = parseValue(valueText);
+    if (value === undefined) return `value ${JSON.stringify(valueText.slice(0, 40))} is not a number`;
+    let timestampMs: number | undefined;
+    i = skipSpaces(line, valueEnd);
+    if (i < line.length) {
+      let tsEnd = i;
+      while (tsEnd < line.length && line.charCodeAt(tsEnd) !== 32 && line.charCodeAt(tsEnd) !== 9) tsEnd++;
+      const tsText = line.slice(i, tsEnd);
+      const ts = parseValue(tsText);
+      if (ts === undefined || !Number.isFinite(ts)) return `timestamp ${JSON.stringify(tsText.slice(0, 40))} is not a number`;
+      const rest = skipSpaces(line, tsEnd);
+      // OpenMetrics exemplars start with " # "; dcgm-exporter sends none, but they are valid.
+      if (rest < line.length && line.charCodeAt(rest) !== 35) return 'unexpected text after the timestamp';
+      timestampMs = this.options.format === 'openmetrics' || tsText.includes('.') ? Math.round(ts * 1000) : ts;
+    }
+    this.samples++;
+    this.options.onSample({ name, labels, value, timestampMs });
+    return undefined;
+  }
+
+  private error(text: string, message: string): void {
+    this.errors++;
+    this.options.onError?.({ line: this.lineNumber, message, text: text.slice(0, MAX_ERROR_TEXT) });
+  }
+}
+
+/** Parses a whole body at once. */
+export function parseExposition(
+  text: string,
+  format: ExpositionFormat = 'prometheus',
+): { samples: ExpositionSample[]; errors: ParseError[] } {
+  const samples: ExpositionSample[] = [];
+  const errors: ParseError[] = [];
+  const parser = new ExpositionParser({ format, onSample: (s) => samples.push(s), onError: (e) => errors.push(e) });
+  parser.push(text);
+  parser.end();
+  return { samples, errors };
+}
+
+function skipSpaces(line: string, i: number): number {
+  while (i < line.length) {
+    const c = line.charCodeAt(i);
+    if (c !== 32 && c !== 9) break;
+    i++;
+  }
+  return i;
+}
+
+/** [a-zA-Z_:][a-zA-Z0-9_:]* for metric names; no ':' in label names. */
+function scanName(line: string, i: number, colon: boolean): number {
+  const start = i;
+  while (i < line.length) {
+    const c = line.charCodeAt(i);
+    const letter = (c >= 65 && c <= 90) || (c >= 97 && c <= 122) || c === 95 || (colon && c === 58);
+    const digit = c >= 48 && c <= 57;
+    if (!letter && !(digit && i > start)) break;
+    i++;
+  }
+  return i;
+}
+
+/** Reads "..." starting at the quote; unescapes \\, \" and \n. */
+function readQuoted(line: string, quote: number): { value: string; end: number } | undefined {
+  let i = quote + 1;
+  let chunkStart = i;
+  let value = '';
+  while (i < line.length) {
+    const c = line.charCodeAt(i);
+    if (c === 34) return { value: value + line.slice(chunkStart, i), end: i + 1 };
+    if (c === 92 /* \ */) {
+      const next = line.charCodeAt(i + 1);
+      value += line.slice(chunkStart, i);
+      if (next === 110) value += '\n';
+      else if (next === 92) value += '\\';
+      else if (next === 34) value += '"';
+      else value += '\\' + line.charAt(i + 1); // unknown escapes are kept as written
+      i += 2;
+      chunkStart = i;
+      continue;
+    }
+    i++;
+  }
+  return undefined;
+}
+
+const NUMBER = /^[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?$/;
+
+/** Go's ParseFloat subset that exporters emit, plus NaN and ±Inf. */
+export function parseValue(text: string): number | undefined {
+  if (NUMBER.test(text)) return Number(text);
+  switch (text.toLowerCase()) {
+    case 'nan':
+      return NaN;
+    case '+inf':
+    case 'inf':
+      return Infinity;
+    case '-inf':
+      return -Infinity;
+    default:
+      return undefined;
+  }
+}
+
+/**
+ * Parses a label set written the exposition way, `k="v",k2="v2"` (as in the `labels_raw` column
+ * of dcgm CSV exports): the label syntax is the same, so it is parsed as one sample line.
+ */
+export function parseLabelSet(text: string): Record<string, string> | undefined {
+  let labels: Record<string, string> | undefined;
+  const parser = new ExpositionParser({ onSample: (s) => (labels = s.labels) });
+  parser.push(`_{${text}} 0`);
+  parser.end();
+  return labels;
+}

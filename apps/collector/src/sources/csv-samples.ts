@@ -1,0 +1,97 @@
+import { type TelemetrySample, toSampleValue } from '@gpu-telemetry/model';
+import { CsvError, readCsv } from '../parsing/csv-reader';
+import { parseLabelSet, parseValue } from '../parsing/exposition-parser';
+import { sampleId } from '../parsing/sample-id';
+
+/** One row of a dcgm_metrics_*.csv export, before it is stamped with a time. */
+export interface CsvRow {
+  metricName: string;
+  gpuIndex: number | null;
+  device: string | null;
+  gpuId: string;
+  modelName: string | null;
+  hostname: string | null;
+  container: string | null;
+  pod: string | null;
+  namespace: string | null;
+  value: number;
+  labels: Record<string, string>;
+}
+
+const COLUMNS = ['timestamp', 'metric_name', 'gpu_id', 'device', 'uuid', 'modelName', 'Hostname', 'container', 'pod', 'namespace', 'value', 'labels_raw'];
+/** Labels that duplicate a typed column, or are Prometheus bookkeeping, are not kept as labels. */
+const TYPED_LABELS = new Set(['__name__', 'UUID', 'uuid', 'gpu', 'device', 'modelName', 'Hostname', 'hostname', 'container', 'pod', 'namespace']);
+
+const blank = (text: string | undefined) => (text === undefined || text === '' ? null : text);
+
+/**
+ * Reads the CSV export format (header `timestamp,metric_name,gpu_id,device,uuid,modelName,
+ * Hostname,container,pod,namespace,value,labels_raw`). Bad rows are reported, not fatal.
+ */
+export function readTelemetryCsv(text: string): { rows: CsvRow[]; errors: { line: number; message: string }[] } {
+  const rows: CsvRow[] = [];
+  const errors: { line: number; message: string }[] = [];
+  let header: string[] | undefined;
+  try {
+    readCsv(text, (fields, line) => {
+      if (!header) {
+        header = fields.map((f) => f.trim());
+        const missing = COLUMNS.filter((c) => !header?.includes(c));
+        if (missing.length) throw new CsvError(`header lacks ${missing.join(', ')}`, line);
+        return;
+      }
+      const get = (name: string) => fields[(header as string[]).indexOf(name)];
+      if (fields.length !== header.length) {
+        errors.push({ line, message: `expected ${header.length} fields, found ${fields.length}` });
+        return;
+      }
+      const gpuId = blank(get('uuid'));
+      const metricName = get('metric_name') ?? '';
+      const value = parseValue(get('value') ?? '');
+      const labels = parseLabelSet(get('labels_raw') ?? '');
+      if (!gpuId) return void errors.push({ line, message: 'uuid is empty' });
+      if (!/^[a-zA-Z_:][a-zA-Z0-9_:]*$/.test(metricName)) return void errors.push({ line, message: 'metric_name is not a metric name' });
+      if (value === undefined) return void errors.push({ line, message: `value ${JSON.stringify(get('value'))} is not a number` });
+      if (!labels) return void errors.push({ line, message: 'labels_raw is not a label set' });
+      const gpu = get('gpu_id') ?? '';
+      const rest: Record<string, string> = {};
+      for (const key in labels) if (!TYPED_LABELS.has(key)) rest[key] = labels[key] as string;
+      rows.push({
+        metricName,
+        gpuIndex: /^\d{1,5}$/.test(gpu) ? Number(gpu) : null,
+        device: blank(get('device')),
+        gpuId,
+        modelName: blank(get('modelName')),
+        hostname: blank(get('Hostname')),
+        container: blank(get('container')),
+        pod: blank(get('pod')),
+        namespace: blank(get('namespace')),
+        value,
+        labels: rest,
+      });
+    });
+  } catch (error) {
+    if (!(error instanceof CsvError)) throw error;
+    errors.push({ line: error.line, message: error.message });
+  }
+  return { rows, errors };
+}
+
+/** A CSV row as a sample taken now: replayed data carries the time it was processed. */
+export function stampRow(row: CsvRow, timestampMs: number): TelemetrySample {
+  return {
+    uuid: sampleId(row.gpuId, row.metricName, { ...row.labels, gpu: String(row.gpuIndex ?? ''), device: row.device ?? '' }, timestampMs),
+    gpuId: row.gpuId,
+    gpuIndex: row.gpuIndex,
+    device: row.device,
+    modelName: row.modelName,
+    hostname: row.hostname,
+    metricName: row.metricName,
+    value: toSampleValue(row.value),
+    timestamp: new Date(timestampMs).toISOString(),
+    container: row.container,
+    pod: row.pod,
+    namespace: row.namespace,
+    labels: row.labels,
+  };
+}

@@ -1,0 +1,79 @@
+import { isIP } from 'node:net';
+import { ValidationError } from '@gpu-telemetry/model';
+
+/**
+ * Where a scrape may go. Only http(s); never cloud metadata services or link-local addresses
+ * (where those services live) unless the operator allows it: a target URL is user input, and a
+ * collector that fetches whatever it is told is an SSRF hole into the cluster's credentials.
+ */
+export interface TargetPolicy {
+  allowLinkLocal: boolean;
+}
+
+const METADATA_HOSTS = new Set([
+  'metadata',
+  'metadata.google.internal',
+  'metadata.goog',
+  'instance-data',
+  'instance-data.ec2.internal',
+]);
+
+/** Link-local IPv4 (169.254/16, incl. 169.254.169.254), Alibaba's metadata IP, IPv6 link-local and AWS IMDS v6. */
+export function isBlockedAddress(address: string): boolean {
+  const family = isIP(address);
+  if (family === 4) {
+    const [a, b] = address.split('.').map(Number);
+    return (a === 169 && b === 254) || address === '100.100.100.200';
+  }
+  if (family === 6) {
+    const lower = address.toLowerCase();
+    const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/.exec(lower);
+    if (mapped) return isBlockedAddress(mapped[1] as string);
+    return /^fe[89ab][0-9a-f]:/.test(lower) || lower === 'fd00:ec2::254';
+  }
+  return false;
+}
+
+/** Normalises and checks a target URL; throws a 400 naming `field` when it is not allowed. */
+export function parseTargetUrl(input: string, policy: TargetPolicy, field = 'url'): string {
+  let url: URL;
+  try {
+    url = new URL(input);
+  } catch {
+    throw new ValidationError([{ field, message: 'must be an absolute http:// or https:// URL' }]);
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') {
+    throw new ValidationError([{ field, message: `must use http or https, not ${url.protocol.replace(':', '')}` }]);
+  }
+  if (url.username || url.password) {
+    throw new ValidationError([{ field, message: 'must not carry credentials' }]);
+  }
+  const host = url.hostname.replace(/^\[|\]$/g, '').toLowerCase();
+  if (!policy.allowLinkLocal && (METADATA_HOSTS.has(host) || isBlockedAddress(host))) {
+    throw new ValidationError([
+      { field, message: 'points at a cloud metadata or link-local address, which is not allowed (COLLECT_ALLOW_LINK_LOCAL)' },
+    ]);
+  }
+  url.hash = '';
+  return url.toString();
+}
+
+/**
+ * Expands numeric ranges in braces, so a fleet fits in one variable:
+ * `http://gpu-{01..04}:9400/metrics` -> gpu-01 ... gpu-04 (zero padding kept).
+ */
+export function expandRanges(pattern: string, limit = 100_000): string[] {
+  const match = /\{(\d+)\.\.(\d+)\}/.exec(pattern);
+  if (!match) return [pattern];
+  const [whole, fromText, toText] = match as unknown as [string, string, string];
+  const from = Number(fromText);
+  const to = Number(toText);
+  const width = fromText.startsWith('0') ? fromText.length : 0;
+  if (to < from || to - from >= limit) throw new Error(`range ${whole} in ${pattern} is empty or too large`);
+  const out: string[] = [];
+  for (let n = from; n <= to; n++) {
+    const expanded = pattern.slice(0, match.index) + String(n).padStart(width, '0') + pattern.slice(match.index + whole.length);
+    out.push(...expandRanges(expanded, limit));
+  }
+  return out;
+}

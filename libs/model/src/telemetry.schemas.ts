@@ -1,0 +1,69 @@
+import { z } from 'zod';
+import { uuid } from './queue.schemas';
+
+/** The queue topic the collector publishes to and the streamer consumes. */
+export const TELEMETRY_TOPIC = 'telemetry';
+/** Samples per queue message: one target's scrape is split into messages of at most this many. */
+export const MAX_SAMPLES_PER_MESSAGE = 1000;
+
+export const METRIC_NAME = /^[a-zA-Z_:][a-zA-Z0-9_:]*$/;
+
+/** JSON has no NaN or infinities; exporters do. They travel as these strings. */
+export const sampleValue = z.union([z.number(), z.enum(['NaN', '+Inf', '-Inf'])]);
+export type SampleValue = z.infer<typeof sampleValue>;
+
+const text = (max: number) => z.string().max(max, `must be at most ${max} characters`);
+
+/**
+ * One GPU metric sample as it travels from collector to streamer. `uuid` is deterministic (a v5
+ * UUID of GPU, metric, labels and sample time), so a sample scraped once is stored once however
+ * often its message is redelivered.
+ */
+export const telemetrySample = z.strictObject({
+  uuid,
+  /** The GPU's UUID as the exporter reports it, e.g. GPU-5fd4f087-86f3-7a43-b711-4771313afc50. */
+  gpuId: z.string().min(1, 'must not be empty').max(128, 'must be at most 128 characters'),
+  gpuIndex: z.number().int('must be a whole number').min(0).max(65_535).nullable(),
+  device: text(128).nullable(),
+  modelName: text(256).nullable(),
+  hostname: text(256).nullable(),
+  metricName: z.string().max(256).regex(METRIC_NAME, 'must be a Prometheus metric name'),
+  value: sampleValue,
+  /** When the sample was taken (scrape time, the exporter's own timestamp, or CSV replay time). */
+  timestamp: z.iso.datetime({ offset: true, message: 'must be an RFC 3339 date-time' }),
+  container: text(256).nullable(),
+  pod: text(256).nullable(),
+  namespace: text(256).nullable(),
+  /** Every other label the exporter sent (pci_bus_id, DCGM_FI_DRIVER_VERSION, GPU_I_ID, ...). */
+  labels: z
+    .record(text(256), text(4096))
+    .refine((labels) => Object.keys(labels).length <= 64, 'must have at most 64 labels'),
+});
+
+export type TelemetrySample = z.infer<typeof telemetrySample>;
+
+/** The payload of one message on the telemetry topic. */
+export const telemetryBatch = z.strictObject({
+  /** Where the samples came from: the scraped URL, or csv:<file>. */
+  source: text(2048),
+  samples: z
+    .array(z.unknown())
+    .min(1, 'must contain at least one sample')
+    .max(MAX_SAMPLES_PER_MESSAGE, `must contain at most ${MAX_SAMPLES_PER_MESSAGE} samples`),
+});
+
+export type TelemetryBatch = { source: string; samples: TelemetrySample[] };
+
+export function toSampleValue(value: number): SampleValue {
+  if (Number.isNaN(value)) return 'NaN';
+  if (value === Infinity) return '+Inf';
+  if (value === -Infinity) return '-Inf';
+  return value;
+}
+
+export function fromSampleValue(value: SampleValue): number {
+  if (value === 'NaN') return NaN;
+  if (value === '+Inf') return Infinity;
+  if (value === '-Inf') return -Infinity;
+  return value;
+}
