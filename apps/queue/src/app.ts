@@ -30,6 +30,7 @@ export function createApp(deps: QueueAppDeps): QueueApp {
   const { pool, logger, config } = deps;
   const metrics = createMetrics('queue');
   const waiters = new LeaseWaiters();
+  let housekeeping: NodeJS.Timeout | undefined;
   const notifier = new PublishNotifier({ connectionString: config.DATABASE_URL, pool, waiters, logger });
   // The depth gauge reads the service when scraped, after construction.
   const queueMetrics = createQueueMetrics(metrics.registry, async () => {
@@ -65,8 +66,16 @@ export function createApp(deps: QueueAppDeps): QueueApp {
     queue,
     waiters,
     notifier,
-    start: () => notifier.start(),
+    start: async () => {
+      await notifier.start();
+      // Lease rows that ended an hour ago are only bookkeeping; drop them every minute.
+      housekeeping = setInterval(() => {
+        queue.forgetEndedLeases(3_600).catch((error: unknown) => logger.warn({ err: error }, 'lease housekeeping failed'));
+      }, 60_000);
+      housekeeping.unref();
+    },
     stop: async () => {
+      clearInterval(housekeeping);
       waiters.close();
       await notifier.stop();
     },

@@ -24,14 +24,17 @@ function counted(source: string, live: string, dead: string): string {
   )`;
 }
 
-/** Rows a lease holds among the named ids (all of them when $3 is null), locked; and whether that is all. */
-const HELD = `
-  held AS (
-    SELECT id, msg_uuid FROM queue_messages
-    WHERE lease_id = $2 AND topic = $1 AND dead_at IS NULL AND ($3::uuid[] IS NULL OR msg_uuid = ANY($3::uuid[]))
-    FOR UPDATE
-  ),
-  verdict AS (SELECT $3::uuid[] IS NULL OR count(*) = cardinality($3::uuid[]) AS complete FROM held)`;
+/**
+ * The messages a settle call is about: the named ids, or every message the lease took (from its
+ * queue_leases row). Rows are then matched by key and by lease id, so a message re-leased to
+ * someone else is never touched.
+ */
+const TARGETS = `targets AS (
+    SELECT coalesce($3::uuid[], (SELECT l.msg_uuids FROM queue_leases l WHERE l.lease_id = $2 AND l.topic = $1)) AS ids
+  )`;
+
+/** Forgets the lease row once the whole lease is settled (no ids named). */
+const FORGET_LEASE = `forgotten AS (DELETE FROM queue_leases WHERE lease_id = $2 AND topic = $1 AND $3::uuid[] IS NULL)`;
 
 const insert = statement<{ ids: string[]; accepted: number }>(
   'insert',
@@ -69,8 +72,8 @@ export async function ensureTopic(db: Queryable, topic: string): Promise<void> {
 }
 
 export interface LeasedRow {
-  id: string;
   msg_uuid: string;
+  seq: string;
   payload: string;
   attempts: number;
   published_at: Date;
@@ -80,7 +83,7 @@ export interface LeasedRow {
 
 const lease = statement<LeasedRow>(
   'lease',
-  `SELECT id, msg_uuid::text, payload, attempts, published_at, redelivered, dead
+  `SELECT msg_uuid::text, seq, payload, attempts, published_at, redelivered, dead
    FROM queue_lease($1, $2, make_interval(secs => $3), $4, $5, $6)`,
 );
 
@@ -91,7 +94,7 @@ export async function leaseMessages(
 ): Promise<LeasedRow[]> {
   const rows = await lease(db, [args.topic, args.max, args.visibilitySeconds, args.leaseId, args.consumer, args.defaultMaxAttempts]);
   // RETURNING order is not guaranteed; deliver in the order the lease walked (publish order).
-  return rows.sort((a, b) => a.id.length - b.id.length || (a.id < b.id ? -1 : 1));
+  return rows.sort((a, b) => a.seq.length - b.seq.length || (a.seq < b.seq ? -1 : 1));
 }
 
 const nextVisible = statement<{ ms: number | null }>(
@@ -106,74 +109,111 @@ export async function nextVisibleIn(db: Queryable, topic: string): Promise<numbe
 }
 
 export interface Settlement {
-  /** Ids the lease held among those named (all held ids when none were named). */
-  held: string[];
-  changed: number;
+  /** Ids this call settled. */
+  settled: string[];
   dead: number;
 }
 
-const ack = statement<{ held: string[]; changed: number }>(
-  'ack',
-  `WITH ${HELD},
-   gone AS (
-     DELETE FROM queue_messages m USING held, verdict
-     WHERE m.id = held.id AND verdict.complete
-     RETURNING m.msg_uuid
-   ),
-   ${counted('gone', '-count(*)', '0')}
-   SELECT (SELECT coalesce(array_agg(msg_uuid::text), '{}') FROM held) AS held,
-          (SELECT count(*)::int FROM gone) AS changed`,
-);
-
-/**
- * Deletes acked messages. With `ids`, all of them must still be held by the lease, or nothing
- * changes: a consumer never half-acks on a lease it lost.
- */
-export async function ackMessages(db: Queryable, args: { topic: string; leaseId: string; ids?: string[] }): Promise<Settlement> {
-  const [row] = await ack(db, [args.topic, args.leaseId, args.ids ?? null]);
-  return { held: row?.held ?? [], changed: row?.changed ?? 0, dead: 0 };
+/** Thrown inside a settle transaction to roll it back: the lease no longer holds every named id. */
+export class NotAllHeld extends Error {
+  constructor(readonly held: string[]) {
+    super('the lease does not hold every named message');
+  }
 }
 
-const nack = statement<{ held: string[]; changed: number; dead: number }>(
+const ack = statement<{ settled: string[] }>(
+  'ack',
+  `WITH ${TARGETS},
+   gone AS (
+     DELETE FROM queue_messages m USING targets t
+     WHERE m.topic = $1 AND m.msg_uuid = ANY(t.ids) AND m.lease_id = $2 AND m.dead_at IS NULL
+     RETURNING m.msg_uuid
+   ),
+   ${FORGET_LEASE},
+   ${counted('gone', '-count(*)', '0')}
+   SELECT coalesce(array_agg(msg_uuid::text), '{}') AS settled FROM gone`,
+);
+
+const nack = statement<{ settled: string[]; dead: number }>(
   'nack',
-  `WITH ${HELD},
+  `WITH ${TARGETS},
    settings AS MATERIALIZED (
      SELECT coalesce((SELECT max_attempts FROM queue_topics WHERE topic = $1), $6::int) AS max_attempts
    ),
    changed AS (
      UPDATE queue_messages m SET
        lease_id = NULL,
-       leased_by = NULL,
        visible_at = now() + make_interval(secs => $4),
        last_error = $5,
        dead_at = CASE WHEN m.attempts >= s.max_attempts THEN now() END
-     FROM held, verdict, settings s
-     WHERE m.id = held.id AND verdict.complete
+     FROM targets t, settings s
+     WHERE m.topic = $1 AND m.msg_uuid = ANY(t.ids) AND m.lease_id = $2 AND m.dead_at IS NULL
      RETURNING m.msg_uuid, m.dead_at IS NOT NULL AS dead
    ),
+   ${FORGET_LEASE},
    ${counted('changed', '-count(*) FILTER (WHERE dead)', 'count(*) FILTER (WHERE dead)')}
-   SELECT (SELECT coalesce(array_agg(msg_uuid::text), '{}') FROM held) AS held,
-          (SELECT count(*)::int FROM changed) AS changed,
-          (SELECT count(*)::int FROM changed WHERE dead) AS dead`,
+   SELECT coalesce(array_agg(msg_uuid::text), '{}') AS settled, (count(*) FILTER (WHERE dead))::int AS dead FROM changed`,
 );
 
 /**
- * Returns messages to the queue after `delaySeconds`, or to the dead letters when they used up
- * their attempts. Same all-or-nothing rule as ack.
+ * Runs a settle statement. Settling named ids is all or nothing: if the lease no longer holds one
+ * of them, the transaction rolls back and NotAllHeld says which it did hold.
  */
-export async function nackMessages(
-  db: Queryable,
-  args: { topic: string; leaseId: string; ids?: string[]; delaySeconds: number; reason: string; defaultMaxAttempts: number },
-): Promise<Settlement> {
-  const [row] = await nack(db, [args.topic, args.leaseId, args.ids ?? null, args.delaySeconds, args.reason, args.defaultMaxAttempts]);
-  return { held: row?.held ?? [], changed: row?.changed ?? 0, dead: row?.dead ?? 0 };
+async function settle(pool: Pool, ids: string[] | undefined, run: (db: Queryable) => Promise<Settlement>): Promise<Settlement> {
+  if (!ids) return run(pool);
+  const client = await pool.connect();
+  try {
+    await client.query('BEGIN');
+    const result = await run(client);
+    if (result.settled.length < ids.length) {
+      await client.query('ROLLBACK');
+      throw new NotAllHeld(result.settled);
+    }
+    await client.query('COMMIT');
+    return result;
+  } catch (error) {
+    if (!(error instanceof NotAllHeld)) await client.query('ROLLBACK').catch(() => undefined);
+    throw error;
+  } finally {
+    client.release();
+  }
 }
 
-const extend = statement<{ visible_at: Date }>(
+/** Deletes acked messages: the named ones (all or nothing), or whatever the lease still holds. */
+export function ackMessages(pool: Pool, args: { topic: string; leaseId: string; ids?: string[] }): Promise<Settlement> {
+  return settle(pool, args.ids, async (db) => {
+    const [row] = await ack(db, [args.topic, args.leaseId, args.ids ?? null]);
+    return { settled: row?.settled ?? [], dead: 0 };
+  });
+}
+
+/**
+ * Returns messages to the queue after `delaySeconds`, or to the dead letters when they used up
+ * their attempts. Same rules as ack.
+ */
+export function nackMessages(
+  pool: Pool,
+  args: { topic: string; leaseId: string; ids?: string[]; delaySeconds: number; reason: string; defaultMaxAttempts: number },
+): Promise<Settlement> {
+  return settle(pool, args.ids, async (db) => {
+    const [row] = await nack(db, [args.topic, args.leaseId, args.ids ?? null, args.delaySeconds, args.reason, args.defaultMaxAttempts]);
+    return { settled: row?.settled ?? [], dead: row?.dead ?? 0 };
+  });
+}
+
+const extend = statement<{ extended: number; lease_until: Date | null }>(
   'extend',
-  `UPDATE queue_messages SET visible_at = now() + make_interval(secs => $3)
-   WHERE lease_id = $2 AND topic = $1 AND dead_at IS NULL
-   RETURNING visible_at`,
+  `WITH lease AS (
+     UPDATE queue_leases SET lease_until = now() + make_interval(secs => $3)
+     WHERE lease_id = $2 AND topic = $1
+     RETURNING msg_uuids, lease_until
+   ),
+   moved AS (
+     UPDATE queue_messages m SET visible_at = lease.lease_until FROM lease
+     WHERE m.topic = $1 AND m.msg_uuid = ANY(lease.msg_uuids) AND m.lease_id = $2 AND m.dead_at IS NULL
+     RETURNING 1
+   )
+   SELECT (SELECT count(*)::int FROM moved) AS extended, (SELECT lease_until FROM lease) AS lease_until`,
 );
 
 /** Heartbeat: pushes the lease's deadline out again. */
@@ -181,16 +221,20 @@ export async function extendLease(
   db: Queryable,
   args: { topic: string; leaseId: string; visibilitySeconds: number },
 ): Promise<{ extended: number; leaseUntil: Date | null }> {
-  const rows = await extend(db, [args.topic, args.leaseId, args.visibilitySeconds]);
-  return { extended: rows.length, leaseUntil: rows[0]?.visible_at ?? null };
+  const [row] = await extend(db, [args.topic, args.leaseId, args.visibilitySeconds]);
+  return { extended: row?.extended ?? 0, leaseUntil: row?.lease_until ?? null };
 }
 
 const release = statement<{ n: number }>(
   'release',
-  `WITH released AS (
-     UPDATE queue_messages
-     SET visible_at = now(), lease_id = NULL, leased_by = NULL, attempts = greatest(attempts - 1, 0)
-     WHERE lease_id = $2 AND topic = $1 AND dead_at IS NULL
+  `WITH lease AS (
+     DELETE FROM queue_leases WHERE lease_id = $2 AND topic = $1 RETURNING msg_uuids
+   ),
+   released AS (
+     UPDATE queue_messages m
+     SET visible_at = now(), lease_id = NULL, attempts = greatest(m.attempts - 1, 0)
+     FROM lease
+     WHERE m.topic = $1 AND m.msg_uuid = ANY(lease.msg_uuids) AND m.lease_id = $2 AND m.dead_at IS NULL
      RETURNING 1
    )
    SELECT count(*)::int AS n FROM released`,
@@ -201,8 +245,19 @@ export async function releaseLease(db: Queryable, args: { topic: string; leaseId
   return (await release(db, [args.topic, args.leaseId]))[0]?.n ?? 0;
 }
 
+const forgetEnded = statement<{ n: number }>(
+  'forget_ended',
+  `WITH gone AS (DELETE FROM queue_leases WHERE lease_until < now() - make_interval(secs => $1) RETURNING 1)
+   SELECT count(*)::int AS n FROM gone`,
+);
+
+/** Deletes lease rows that ended more than `graceSeconds` ago (a later ack of them is a 409). */
+export async function forgetEndedLeases(db: Queryable, graceSeconds: number): Promise<number> {
+  return (await forgetEnded(db, [graceSeconds]))[0]?.n ?? 0;
+}
+
 export interface DeadRow {
-  id: string;
+  seq: string;
   msg_uuid: string;
   payload: string;
   attempts: number;
@@ -213,10 +268,10 @@ export interface DeadRow {
 
 const dead = statement<DeadRow>(
   'dead',
-  `SELECT id, msg_uuid::text, payload::text AS payload, attempts, published_at, dead_at, last_error
+  `SELECT seq, msg_uuid::text, payload::text AS payload, attempts, published_at, dead_at, last_error
    FROM queue_messages
-   WHERE topic = $1 AND dead_at IS NOT NULL AND id > $2::bigint
-   ORDER BY id
+   WHERE topic = $1 AND dead_at IS NOT NULL AND seq > $2::bigint
+   ORDER BY seq
    LIMIT $3`,
 );
 
@@ -228,7 +283,7 @@ const redrive = statement<{ n: number }>(
   'redrive',
   `WITH moved AS (
      UPDATE queue_messages
-     SET dead_at = NULL, attempts = 0, visible_at = now(), lease_id = NULL, leased_by = NULL
+     SET dead_at = NULL, attempts = 0, visible_at = now(), lease_id = NULL
      WHERE topic = $1 AND dead_at IS NOT NULL AND ($2::uuid[] IS NULL OR msg_uuid = ANY($2::uuid[]))
      RETURNING 1
    ),
@@ -279,7 +334,7 @@ const stats = statement<TopicRow>(
        WHERE m.topic = t.topic AND m.dead_at IS NULL AND m.visible_at > now()) AS not_visible,
      (SELECT extract(epoch FROM now() - m.published_at)::float8 FROM queue_messages m
        WHERE m.topic = t.topic AND m.dead_at IS NULL AND m.visible_at <= now()
-       ORDER BY m.visible_at, m.id LIMIT 1) AS oldest_ready_age
+       ORDER BY m.visible_at, m.seq LIMIT 1) AS oldest_ready_age
    FROM queue_topics t
    WHERE $1::text IS NULL OR t.topic = $1::text
    ORDER BY t.topic`,

@@ -9,6 +9,7 @@ import {
   type TopicStats,
 } from '@gpu-telemetry/model';
 import { getTracer, withSpan } from '@gpu-telemetry/service-kit';
+import type { Pool } from 'pg';
 import type { LeaseWaiters } from './lease-waiters';
 import type { PublishNotifier } from './publish-notifier';
 import * as q from './queue.queries';
@@ -23,7 +24,7 @@ export interface QueueSettings {
 
 export interface QueueServiceDeps {
   /** The pool itself: queue statements are prepared per connection (see queue.queries.ts). */
-  db: q.Queryable;
+  db: Pool;
   waiters: LeaseWaiters;
   notifier: Pick<PublishNotifier, 'published'>;
   metrics: QueueMetrics;
@@ -136,10 +137,9 @@ export class QueueService {
 
   async ack(topic: string, leaseId: string, ids?: string[]): Promise<{ acked: number }> {
     return withSpan(tracer, 'queue.ack', { ...attrs(topic, ids?.length), 'queue.lease_id': leaseId }, async () => {
-      const result = await q.ackMessages(this.deps.db, { topic, leaseId, ids });
-      this.settled('ack', topic, leaseId, ids, result);
-      this.deps.metrics.acked.inc({ topic }, result.changed);
-      return { acked: result.changed };
+      const result = await this.settle('ack', topic, leaseId, ids, () => q.ackMessages(this.deps.db, { topic, leaseId, ids }));
+      this.deps.metrics.acked.inc({ topic }, result.settled.length);
+      return { acked: result.settled.length };
     });
   }
 
@@ -148,20 +148,23 @@ export class QueueService {
     request: { leaseId: string; ids?: string[]; delaySeconds: number; reason?: string },
   ): Promise<{ nacked: number; dead: number }> {
     const { db, metrics, settings } = this.deps;
-    return withSpan(tracer, 'queue.nack', { ...attrs(topic, request.ids?.length), 'queue.lease_id': request.leaseId }, async () => {
-      const result = await q.nackMessages(db, {
-        topic,
-        leaseId: request.leaseId,
-        ids: request.ids,
-        delaySeconds: request.delaySeconds,
-        reason: request.reason ?? 'nacked without a reason',
-        defaultMaxAttempts: settings.defaultMaxAttempts,
-      });
-      this.settled('nack', topic, request.leaseId, request.ids, result);
-      metrics.nacked.inc({ topic }, result.changed);
+    const { leaseId, ids } = request;
+    return withSpan(tracer, 'queue.nack', { ...attrs(topic, ids?.length), 'queue.lease_id': leaseId }, async () => {
+      const result = await this.settle('nack', topic, leaseId, ids, () =>
+        q.nackMessages(db, {
+          topic,
+          leaseId,
+          ids,
+          delaySeconds: request.delaySeconds,
+          reason: request.reason ?? 'nacked without a reason',
+          defaultMaxAttempts: settings.defaultMaxAttempts,
+        }),
+      );
+      const nacked = result.settled.length;
+      metrics.nacked.inc({ topic }, nacked);
       if (result.dead > 0) metrics.dead.inc({ topic }, result.dead);
-      if (result.changed > result.dead && request.delaySeconds === 0) this.deps.notifier.published(topic);
-      return { nacked: result.changed, dead: result.dead };
+      if (nacked > result.dead && request.delaySeconds === 0) this.deps.notifier.published(topic);
+      return { nacked, dead: result.dead };
     });
   }
 
@@ -216,7 +219,7 @@ export class QueueService {
     await this.topic(topic);
     const rows = await q.listDeadLetters(this.deps.db, { topic, limit: limit + 1, after: cursor });
     const page = rows.slice(0, limit);
-    return { rows: page, nextCursor: rows.length > limit ? (page.at(-1)?.id ?? null) : null };
+    return { rows: page, nextCursor: rows.length > limit ? (page.at(-1)?.seq ?? null) : null };
   }
 
   async redrive(topic: string, ids?: string[]): Promise<{ redriven: number }> {
@@ -234,9 +237,20 @@ export class QueueService {
     return { deleted: await q.purgeDeadLetters(this.deps.db, { topic, ids }) };
   }
 
-  private settled(operation: 'ack' | 'nack', topic: string, leaseId: string, ids: string[] | undefined, result: q.Settlement): void {
-    if (ids && result.held.length < ids.length) {
-      const held = new Set(result.held);
+  /** Runs an ack or nack; a lease that holds none (or not all) of the messages is a 409 that changed nothing. */
+  private async settle(
+    operation: 'ack' | 'nack',
+    topic: string,
+    leaseId: string,
+    ids: string[] | undefined,
+    run: () => Promise<q.Settlement>,
+  ): Promise<q.Settlement> {
+    let result: q.Settlement;
+    try {
+      result = await run();
+    } catch (error) {
+      if (!(error instanceof q.NotAllHeld) || !ids) throw error;
+      const held = new Set(error.held);
       const notHeld = ids.filter((id) => !held.has(id));
       this.deps.metrics.conflicts.inc({ topic, operation });
       throw new ConflictError(
@@ -244,12 +258,18 @@ export class QueueService {
         { notHeld },
       );
     }
-    if (result.changed === 0) {
+    if (result.settled.length === 0) {
       this.deps.metrics.conflicts.inc({ topic, operation });
       throw new ConflictError(
         `Lease ${leaseId} holds no messages: they were already settled, or re-leased after the lease expired.`,
       );
     }
+    return result;
+  }
+
+  /** Forgets leases that ended long ago (housekeeping; message visibility never depends on it). */
+  forgetEndedLeases(graceSeconds: number): Promise<number> {
+    return q.forgetEndedLeases(this.deps.db, graceSeconds);
   }
 }
 

@@ -1,0 +1,51 @@
+import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
+
+export type CollectorMetrics = ReturnType<typeof createCollectorMetrics>;
+
+export function createCollectorMetrics(registry: Registry) {
+  const registers = [registry];
+  return {
+    scrapes: new Counter({
+      name: 'collector_scrapes_total',
+      help: 'Scrapes by outcome: success, timeout, http_error, connection_error, parse_error, too_large, blocked.',
+      labelNames: ['outcome'] as const,
+      registers,
+    }),
+    scrapeDuration: new Histogram({
+      name: 'collector_scrape_duration_seconds',
+      help: 'Time to scrape and parse one target.',
+      buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+      registers,
+    }),
+    parseErrors: new Counter({ name: 'collector_parse_errors_total', help: 'Exposition lines that could not be parsed (skipped).', registers }),
+    samplesScraped: new Counter({ name: 'collector_samples_scraped_total', help: 'GPU samples read from targets and CSV replay.', registers }),
+    published: new Counter({ name: 'collector_samples_published_total', help: 'Samples the queue accepted.', registers }),
+    buffered: new Gauge({ name: 'collector_samples_buffered', help: 'Samples waiting to be published.', registers }),
+    dropped: new Counter({
+      name: 'collector_samples_dropped_total',
+      help: 'Samples dropped: buffer_full (queue down longer than the buffer lasts), rejected by the queue, or unpublished at shutdown.',
+      labelNames: ['reason'] as const,
+      registers,
+    }),
+    publishErrors: new Counter({ name: 'collector_publish_errors_total', help: 'Failed publish requests (retried unless rejected).', registers }),
+    publishDuration: new Histogram({
+      name: 'collector_publish_duration_seconds',
+      help: 'Time to publish one batch of messages.',
+      buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
+      registers,
+    }),
+    targets: new Gauge({ name: 'collector_targets', help: 'Targets this replica scrapes.', registers }),
+    lastSuccess: new Gauge({
+      name: 'collector_target_last_success_timestamp_seconds',
+      help: 'When each target owned by this replica was last scraped successfully.',
+      labelNames: ['target'] as const,
+      registers,
+    }),
+    roundDuration: new Histogram({
+      name: 'collector_round_duration_seconds',
+      help: 'Time to scrape every owned target once.',
+      buckets: [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60],
+      registers,
+    }),
+  };
+}
