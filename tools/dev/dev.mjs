@@ -25,7 +25,7 @@ const EMBEDDED_URL = `postgres://postgres:postgres@127.0.0.1:${EMBEDDED_PORT}/gp
 loadDotEnv(path.join(root, '.env'));
 
 const [command, ...args] = process.argv.slice(2);
-const commands = { start, service, db, migrate };
+const commands = { start, service, db, migrate, simulator };
 if (!commands[command]) {
   console.error(`usage: dev.mjs <${Object.keys(commands).join('|')}> [...]`);
   process.exit(2);
@@ -117,6 +117,13 @@ async function service(name, flag) {
   for (const signal of ['SIGINT', 'SIGTERM']) process.on(signal, () => child.kill('SIGTERM'));
 }
 
+async function simulator() {
+  build(['collector']);
+  const child = spawn(process.execPath, [path.join(root, 'apps/collector/dist/simulator/main.js')], { cwd: root, stdio: 'inherit' });
+  child.on('exit', (code) => process.exit(code ?? 0));
+  for (const signal of ['SIGINT', 'SIGTERM']) process.on(signal, () => child.kill(signal));
+}
+
 async function start() {
   console.log('building...');
   build(Object.keys(SERVICES));
@@ -134,11 +141,18 @@ async function start() {
     throw new Error('migrations failed');
   }
 
+  const simHosts = Number(process.env.SIM_HOSTS ?? 4);
+  const simPort = Number(process.env.SIM_PORT ?? 9400);
   const env = {
     ...process.env,
     QUEUE_URL: process.env.QUEUE_URL ?? `http://127.0.0.1:${SERVICES.queue}`,
+    // The collector scrapes the simulated exporter unless told otherwise.
+    COLLECT_TARGETS: process.env.COLLECT_TARGETS ?? `http://127.0.0.1:${simPort}/hosts/{1..${simHosts}}/metrics`,
   };
-  const processes = Object.keys(SERVICES).map((name) => ({ name, args: serviceCommand(name) }));
+  const processes = [
+    { name: 'simulator', args: [path.join(root, 'apps/collector/dist/simulator/main.js')] },
+    ...Object.keys(SERVICES).map((name) => ({ name, args: serviceCommand(name) })),
+  ];
   const children = processes.map(({ name, args }) => run(name, args, env));
 
   let stopping = false;
@@ -164,8 +178,10 @@ async function start() {
 gpu-telemetry is running:
   gateway    http://localhost:${SERVICES.gateway}
   queue      http://localhost:${SERVICES.queue}/v1/topics
-  streamer   http://localhost:${SERVICES.streamer}
-  collector  http://localhost:${SERVICES.collector}
+  streamer   http://localhost:${SERVICES.streamer}/v1/gpus
+  collector  http://localhost:${SERVICES.collector}/v1/targets
+  simulator  ${simHosts} hosts at http://localhost:${simPort}/hosts/{1..${simHosts}}/metrics
+GPUs appear at http://localhost:${SERVICES.streamer}/v1/gpus after the first scrape.
 Ctrl-C stops everything.
 `);
 }

@@ -1,34 +1,151 @@
 import type { Database } from '@gpu-telemetry/db';
 import { pingDatabase } from '@gpu-telemetry/db';
+import { ValidationError } from '@gpu-telemetry/model';
 import type { QueueClient } from '@gpu-telemetry/queue-client';
+import { TELEMETRY_TOPIC } from '@gpu-telemetry/model';
 import { createMetrics, createServiceApp, type Logger, type ServiceMetrics } from '@gpu-telemetry/service-kit';
 import type { Express } from 'express';
 import type { Kysely } from 'kysely';
 import type { Pool } from 'pg';
+import type { Agent } from 'undici';
+import { type CollectorMetrics, createCollectorMetrics } from './collector.metrics';
+import type { CollectorConfig } from './config';
+import { Publisher } from './publishing/publisher';
+import { targetsRoutes } from './routes/targets.routes';
+import { createScrapeAgent } from './scraping/scraper';
+import { ScrapeLoop } from './scraping/scrape-loop';
+import { CsvReplay } from './sources/csv-replay';
+import { ordinalFromHostname } from './targets/ownership';
+import { TargetRegistry } from './targets/target-registry';
+import { expandRanges, parseTargetUrl } from './targets/target-url';
+import { TargetsService } from './targets/targets.service';
 
 export interface CollectorAppDeps {
   db: Kysely<Database>;
   pool: Pool;
   logger: Logger;
   queue: QueueClient;
+  config: CollectorConfig;
+  /** Resolves COLLECT_DNS names (tests inject one). */
+  resolve?: (host: string) => Promise<string[]>;
 }
 
 export interface CollectorApp {
   app: Express;
   metrics: ServiceMetrics;
+  collectorMetrics: CollectorMetrics;
+  publisher: Publisher;
+  scrapeLoop: ScrapeLoop;
+  csvReplay: CsvReplay | undefined;
+  start(): Promise<void>;
+  /** Stops scraping, then publishes what is buffered (up to `timeoutMs`). */
+  stop(timeoutMs: number): Promise<void>;
+}
+
+/** Fails start-up, listing every bad URL in COLLECT_TARGETS and COLLECT_DNS. */
+function staticTargets(config: CollectorConfig): { targets: string[]; dns: string[] } {
+  const policy = { allowLinkLocal: config.COLLECT_ALLOW_LINK_LOCAL };
+  const problems: string[] = [];
+  const check = (name: string, urls: string[]) =>
+    urls.flatMap((url) => {
+      try {
+        return [parseTargetUrl(url, policy, name)];
+      } catch (error) {
+        const detail = error instanceof ValidationError ? error.errors?.[0]?.message : String(error);
+        problems.push(`${name}: ${url} ${detail}`);
+        return [];
+      }
+    });
+  const targets = check('COLLECT_TARGETS', config.COLLECT_TARGETS.flatMap((t) => expandRanges(t)));
+  const dns = check('COLLECT_DNS', config.COLLECT_DNS);
+  if (problems.length) throw new Error(`Invalid configuration:\n${problems.map((p) => `  - ${p}`).join('\n')}`);
+  return { targets, dns };
 }
 
 export function createApp(deps: CollectorAppDeps): CollectorApp {
+  const { db, pool, logger, queue, config } = deps;
   const metrics = createMetrics('collector');
+  const collectorMetrics = createCollectorMetrics(metrics.registry);
+  const policy = { allowLinkLocal: config.COLLECT_ALLOW_LINK_LOCAL };
+  const { targets, dns } = staticTargets(config);
+  const ordinal = config.COLLECTOR_ORDINAL ?? (config.COLLECTOR_REPLICAS > 1 ? ordinalFromHostname(config.HOSTNAME) : 0) ?? 0;
+  if (ordinal >= config.COLLECTOR_REPLICAS) {
+    throw new Error(`Invalid configuration:\n  - COLLECTOR_ORDINAL ${ordinal} must be below COLLECTOR_REPLICAS ${config.COLLECTOR_REPLICAS}`);
+  }
+  const registry = new TargetRegistry({
+    db,
+    logger,
+    policy,
+    staticTargets: targets,
+    dnsTargets: dns,
+    replicas: config.COLLECTOR_REPLICAS,
+    ordinal,
+    resolve: deps.resolve,
+  });
+  const publisher = new Publisher({
+    client: queue,
+    topic: TELEMETRY_TOPIC,
+    maxBufferedSamples: config.COLLECT_BUFFER_SAMPLES,
+    messagesPerPublish: config.COLLECT_PUBLISH_BATCH,
+    logger,
+    metrics: collectorMetrics,
+  });
+  const dispatcher: Agent = createScrapeAgent(policy);
+  const scrapeLoop = new ScrapeLoop({
+    db,
+    registry,
+    publisher,
+    dispatcher,
+    policy,
+    logger,
+    metrics: collectorMetrics,
+    intervalMs: config.COLLECT_INTERVAL,
+    timeoutMs: config.COLLECT_TIMEOUT,
+    maxBytes: config.COLLECT_MAX_BODY,
+    concurrency: config.COLLECT_CONCURRENCY,
+  });
+  const csvReplay = config.COLLECT_CSV
+    ? new CsvReplay({
+        file: config.COLLECT_CSV,
+        rowsPerSecond: config.COLLECT_CSV_RATE,
+        loop: config.COLLECT_CSV_LOOP,
+        publisher,
+        logger,
+        metrics: collectorMetrics,
+      })
+    : undefined;
+  const targetsService = new TargetsService({ db, registry, policy });
   const app = createServiceApp({
     service: 'collector',
-    logger: deps.logger,
+    logger,
     metrics,
     readiness: [
-      { name: 'postgres', check: () => pingDatabase(deps.pool) },
-      { name: 'queue', check: () => deps.queue.ready() },
+      { name: 'postgres', check: () => pingDatabase(pool) },
+      { name: 'queue', check: () => queue.ready() },
     ],
-    routes: () => undefined,
+    routes: (app) => app.use(targetsRoutes(targetsService)),
   });
-  return { app, metrics };
+  return {
+    app,
+    metrics,
+    collectorMetrics,
+    publisher,
+    scrapeLoop,
+    csvReplay,
+    async start() {
+      publisher.start();
+      scrapeLoop.start();
+      await csvReplay?.start();
+      logger.info(
+        { static: targets.length, dns: dns.length, replica: registry.replicaName, intervalMs: config.COLLECT_INTERVAL },
+        'collecting',
+      );
+    },
+    async stop(timeoutMs: number) {
+      csvReplay?.stop();
+      await scrapeLoop.stop();
+      await publisher.stop(timeoutMs);
+      await dispatcher.close();
+    },
+  };
 }

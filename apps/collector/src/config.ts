@@ -1,11 +1,32 @@
-import { duration, loadConfig, serviceEnv } from '@gpu-telemetry/config';
+import { bytes, duration, flag, int, list, loadConfig, serviceEnv } from '@gpu-telemetry/config';
 import { z } from 'zod';
 
 export const collectorEnv = z.object({
   ...serviceEnv(8083),
   /** Base URL of the queue service. */
   QUEUE_URL: z.string().url('must be a URL such as http://localhost:8081').default('http://localhost:8081'),
+  /** Comma-separated scrape URLs; `{1..64}` ranges expand (http://gpu-{01..64}:9400/metrics). */
+  COLLECT_TARGETS: list(),
+  /** Comma-separated URLs whose host name is resolved each round: every address is a target. */
+  COLLECT_DNS: list(),
   COLLECT_INTERVAL: duration('30s', { min: '100ms' }),
+  COLLECT_TIMEOUT: duration('10s', { min: '100ms', max: '5m' }),
+  COLLECT_CONCURRENCY: int(32, 1, 1024),
+  COLLECT_MAX_BODY: bytes('32mb'),
+  /** Allow targets on link-local and cloud metadata addresses (off: they are refused). */
+  COLLECT_ALLOW_LINK_LOCAL: flag(false),
+  /** Samples held while the queue is slow or down; beyond it the oldest are dropped (and counted). */
+  COLLECT_BUFFER_SAMPLES: int(500_000, 1_000, 100_000_000),
+  /** Queue messages per publish request. */
+  COLLECT_PUBLISH_BATCH: int(16, 1, 1000),
+  /** Replay a dcgm_metrics_*.csv file as live telemetry. */
+  COLLECT_CSV: z.string().optional(),
+  COLLECT_CSV_RATE: int(100, 1, 1_000_000),
+  COLLECT_CSV_LOOP: flag(true),
+  /** How many collector replicas split the targets, and which one this is (default: from HOSTNAME, e.g. collector-2). */
+  COLLECTOR_REPLICAS: int(1, 1, 1000),
+  COLLECTOR_ORDINAL: z.coerce.number().int().min(0).optional(),
+  HOSTNAME: z.string().optional(),
 });
 
 export type CollectorConfig = z.output<typeof collectorEnv>;

@@ -15,10 +15,12 @@ async function main(): Promise<void> {
     onError: (error) => logger.warn({ err: error }, 'idle database connection lost'),
   });
   const queue = new QueueClient({ url: config.QUEUE_URL });
-  const { app } = createApp({ db: database.db, pool: database.pool, logger, queue });
-  const server = await listen(app, { port: config.PORT, host: config.HOST, logger, shutdownTimeoutMs: config.SHUTDOWN_TIMEOUT });
+  const collector = createApp({ db: database.db, pool: database.pool, logger, queue, config });
+  await collector.start();
+  const server = await listen(collector.app, { port: config.PORT, host: config.HOST, logger, shutdownTimeoutMs: config.SHUTDOWN_TIMEOUT });
   logger.info({ port: server.port }, 'collector listening');
   onShutdown(logger, [
+    { name: 'stop scraping and flush', run: () => collector.stop(config.SHUTDOWN_TIMEOUT) },
     { name: 'drain http', run: () => server.close() },
     { name: 'close queue client', run: () => queue.close() },
     { name: 'close database', run: () => database.close() },
@@ -26,6 +28,6 @@ async function main(): Promise<void> {
 }
 
 main().catch((error: unknown) => {
-  console.error(error instanceof ConfigError ? error.message : error);
+  console.error(error instanceof ConfigError || (error instanceof Error && error.message.startsWith('Invalid configuration')) ? error.message : error);
   process.exit(1);
 });

@@ -1,12 +1,22 @@
-import { int, loadConfig, serviceEnv } from '@gpu-telemetry/config';
+import { duration, int, loadConfig, serviceEnv } from '@gpu-telemetry/config';
 import { z } from 'zod';
 
 export const streamerEnv = z.object({
   ...serviceEnv(8082),
   /** Base URL of the queue service. */
   QUEUE_URL: z.string().url('must be a URL such as http://localhost:8081').default('http://localhost:8081'),
+  /** Parallel lease loops (each stores one batch at a time). */
   STREAMER_CONCURRENCY: int(2, 1, 64),
-  STREAMER_BATCH: int(50, 1, 1000),
+  /** Queue messages per lease; each carries up to 1000 samples. */
+  STREAMER_BATCH: int(20, 1, 1000),
+  /** Lease visibility; long batches extend it on a heartbeat. */
+  STREAMER_VISIBILITY: duration('60s', { min: '1s', max: '12h' }),
+  /** Long-poll wait per lease request. */
+  STREAMER_WAIT: duration('10s', { max: '60s' }),
+  /** Keep telemetry this long (whole days are dropped); 0 keeps everything. */
+  TELEMETRY_RETENTION: duration('7d'),
+  /** How often partitions are created ahead and expired ones dropped. */
+  TELEMETRY_MAINTENANCE_INTERVAL: duration('1h', { min: '1s' }),
 });
 
 export type StreamerConfig = z.output<typeof streamerEnv>;

@@ -1,3 +1,4 @@
+import { hostname } from 'node:os';
 import { ConfigError } from '@gpu-telemetry/config';
 import { createDb } from '@gpu-telemetry/db';
 import { QueueClient } from '@gpu-telemetry/queue-client';
@@ -15,10 +16,12 @@ async function main(): Promise<void> {
     onError: (error) => logger.warn({ err: error }, 'idle database connection lost'),
   });
   const queue = new QueueClient({ url: config.QUEUE_URL });
-  const { app } = createApp({ db: database.db, pool: database.pool, logger, queue });
-  const server = await listen(app, { port: config.PORT, host: config.HOST, logger, shutdownTimeoutMs: config.SHUTDOWN_TIMEOUT });
+  const streamer = createApp({ db: database.db, pool: database.pool, logger, queue, config, consumerName: hostname() });
+  await streamer.start();
+  const server = await listen(streamer.app, { port: config.PORT, host: config.HOST, logger, shutdownTimeoutMs: config.SHUTDOWN_TIMEOUT });
   logger.info({ port: server.port }, 'streamer listening');
   onShutdown(logger, [
+    { name: 'finish batches in hand', run: () => streamer.stop() },
     { name: 'drain http', run: () => server.close() },
     { name: 'close queue client', run: () => queue.close() },
     { name: 'close database', run: () => database.close() },

@@ -46,6 +46,8 @@ export const nackBody = z.strictObject({
   ids: uuidList.optional(),
   delaySeconds: z.number().min(0).max(86_400).default(0),
   reason: z.string().max(2_000, 'must be at most 2000 characters').optional(),
+  /** Straight to the dead letters, whatever the attempts: retrying cannot help (e.g. invalid content). */
+  deadLetter: z.boolean().default(false),
 });
 
 export const extendBody = z.strictObject({

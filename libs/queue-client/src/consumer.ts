@@ -9,7 +9,8 @@ export interface ConsumerLogger {
 
 /** What a handler reports: messages it could not process, each with why. The rest are acked. */
 export interface HandleResult {
-  failed?: { id: string; reason: string }[];
+  /** `deadLetter`: retrying cannot help (the content is invalid), so skip the remaining attempts. */
+  failed?: { id: string; reason: string; deadLetter?: boolean }[];
 }
 
 export interface ConsumerOptions<T> {
@@ -57,10 +58,16 @@ export function createConsumer<T>(options: ConsumerOptions<T>): Consumer {
   async function settle(leaseId: string, messages: LeasedMessage<T>[], result: HandleResult | void): Promise<void> {
     const failed = result?.failed ?? [];
     const failedIds = new Set(failed.map((f) => f.id));
-    const byReason = new Map<string, string[]>();
-    for (const { id, reason } of failed) byReason.set(reason, [...(byReason.get(reason) ?? []), id]);
-    for (const [reason, ids] of byReason) {
-      await persist(() => client.nack(topic, leaseId, { ids, reason, delaySeconds: options.retryDelaySeconds ?? 5 }));
+    // One nack per distinct reason, each naming its messages.
+    const groups = new Map<string, { reason: string; deadLetter: boolean; ids: string[] }>();
+    for (const { id, reason, deadLetter = false } of failed) {
+      const key = `${deadLetter}\n${reason}`;
+      const group = groups.get(key) ?? { reason, deadLetter, ids: [] };
+      group.ids.push(id);
+      groups.set(key, group);
+    }
+    for (const { reason, deadLetter, ids } of groups.values()) {
+      await persist(() => client.nack(topic, leaseId, { ids, reason, deadLetter, delaySeconds: options.retryDelaySeconds ?? 5 }));
     }
     const ok = messages.filter((m) => !failedIds.has(m.id)).map((m) => m.id);
     if (ok.length === 0) return;

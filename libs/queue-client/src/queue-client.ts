@@ -79,7 +79,7 @@ export class QueueClient {
   nack(
     topic: string,
     leaseId: string,
-    options: { ids?: string[]; delaySeconds?: number; reason?: string } = {},
+    options: { ids?: string[]; delaySeconds?: number; reason?: string; deadLetter?: boolean } = {},
   ): Promise<{ nacked: number; dead: number }> {
     return this.call('nack', 'POST', `/v1/topics/${encodeURIComponent(topic)}/nacks`, { leaseId, ...options });
   }

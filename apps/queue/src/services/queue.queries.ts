@@ -145,7 +145,7 @@ const nack = statement<{ settled: string[]; dead: number }>(
        lease_id = NULL,
        visible_at = now() + make_interval(secs => $4),
        last_error = $5,
-       dead_at = CASE WHEN m.attempts >= s.max_attempts THEN now() END
+       dead_at = CASE WHEN $7 OR m.attempts >= s.max_attempts THEN now() END
      FROM targets t, settings s
      WHERE m.topic = $1 AND m.msg_uuid = ANY(t.ids) AND m.lease_id = $2 AND m.dead_at IS NULL
      RETURNING m.msg_uuid, m.dead_at IS NOT NULL AS dead
@@ -193,10 +193,26 @@ export function ackMessages(pool: Pool, args: { topic: string; leaseId: string; 
  */
 export function nackMessages(
   pool: Pool,
-  args: { topic: string; leaseId: string; ids?: string[]; delaySeconds: number; reason: string; defaultMaxAttempts: number },
+  args: {
+    topic: string;
+    leaseId: string;
+    ids?: string[];
+    delaySeconds: number;
+    reason: string;
+    defaultMaxAttempts: number;
+    deadLetter: boolean;
+  },
 ): Promise<Settlement> {
   return settle(pool, args.ids, async (db) => {
-    const [row] = await nack(db, [args.topic, args.leaseId, args.ids ?? null, args.delaySeconds, args.reason, args.defaultMaxAttempts]);
+    const [row] = await nack(db, [
+      args.topic,
+      args.leaseId,
+      args.ids ?? null,
+      args.delaySeconds,
+      args.reason,
+      args.defaultMaxAttempts,
+      args.deadLetter,
+    ]);
     return { settled: row?.settled ?? [], dead: row?.dead ?? 0 };
   });
 }

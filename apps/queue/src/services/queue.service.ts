@@ -145,7 +145,7 @@ export class QueueService {
 
   async nack(
     topic: string,
-    request: { leaseId: string; ids?: string[]; delaySeconds: number; reason?: string },
+    request: { leaseId: string; ids?: string[]; delaySeconds: number; reason?: string; deadLetter?: boolean },
   ): Promise<{ nacked: number; dead: number }> {
     const { db, metrics, settings } = this.deps;
     const { leaseId, ids } = request;
@@ -158,6 +158,7 @@ export class QueueService {
           delaySeconds: request.delaySeconds,
           reason: request.reason ?? 'nacked without a reason',
           defaultMaxAttempts: settings.defaultMaxAttempts,
+          deadLetter: request.deadLetter ?? false,
         }),
       );
       const nacked = result.settled.length;

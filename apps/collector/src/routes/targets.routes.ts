@@ -1,0 +1,31 @@
+import { uuid } from '@gpu-telemetry/model';
+import { validate } from '@gpu-telemetry/service-kit';
+import { Router } from 'express';
+import { z } from 'zod';
+import type { TargetsService } from '../targets/targets.service';
+
+const addBody = z.strictObject({ url: z.string().min(1, 'must not be empty').max(2048, 'must be at most 2048 characters') });
+const idParams = z.object({ id: uuid });
+
+/** HTTP in and out for scrape targets; the behaviour is in TargetsService. */
+export function targetsRoutes(targets: TargetsService): Router {
+  const router = Router();
+
+  router.get('/v1/targets', async (_req, res) => {
+    res.json({ targets: await targets.list() });
+  });
+
+  router.post('/v1/targets', async (req, res) => {
+    const { url } = validate(addBody, req.body);
+    const created = await targets.add(url);
+    res.status(201).location(`/v1/targets/${created.id}`).json(created);
+  });
+
+  router.delete('/v1/targets/:id', async (req, res) => {
+    const { id } = validate(idParams, req.params);
+    await targets.remove(id);
+    res.status(204).end();
+  });
+
+  return router;
+}

@@ -1,0 +1,158 @@
+import type { Database } from '@gpu-telemetry/db';
+import { getTracer, type Logger, withSpan } from '@gpu-telemetry/service-kit';
+import type { Kysely } from 'kysely';
+import type { Dispatcher } from 'undici';
+import type { CollectorMetrics } from '../collector.metrics';
+import { buildMessages } from '../publishing/message-builder';
+import type { Publisher } from '../publishing/publisher';
+import type { Target, TargetRegistry } from '../targets/target-registry';
+import type { TargetPolicy } from '../targets/target-url';
+import { saveStatuses, type TargetStatus } from '../targets/targets.queries';
+import { ScrapeError, scrapeTarget } from './scraper';
+
+export interface ScrapeLoopOptions {
+  db: Kysely<Database>;
+  registry: TargetRegistry;
+  publisher: Publisher;
+  dispatcher: Dispatcher;
+  policy: TargetPolicy;
+  logger: Logger;
+  metrics: CollectorMetrics;
+  intervalMs: number;
+  timeoutMs: number;
+  maxBytes: number;
+  concurrency: number;
+  /** Delay before the first round; by default a random part of the interval, so replicas spread out. */
+  firstDelayMs?: number;
+  now?: () => number;
+}
+
+const tracer = getTracer('collector');
+
+/**
+ * Every interval, scrapes each target this replica owns, at most `concurrency` at a time, each
+ * within its own timeout, so a slow or dead target costs only its own slot. Rounds never overlap:
+ * one that overruns the interval is followed by the next at once (and logged).
+ */
+export class ScrapeLoop {
+  private timer: NodeJS.Timeout | undefined;
+  private round: Promise<void> | undefined;
+  private stopped = true;
+  private readonly failures = new Map<string, number>();
+  rounds = 0;
+
+  constructor(private readonly options: ScrapeLoopOptions) {}
+
+  start(): void {
+    this.stopped = false;
+    const first = this.options.firstDelayMs ?? Math.random() * Math.min(this.options.intervalMs, 10_000);
+    this.schedule(first);
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    clearTimeout(this.timer);
+    await this.round;
+  }
+
+  /** One round now (also what the timer runs). */
+  async runRound(): Promise<void> {
+    const started = Date.now();
+    const { registry, logger, metrics } = this.options;
+    await withSpan(tracer, 'collector.round', {}, async (span) => {
+      let targets: Target[];
+      try {
+        targets = await registry.owned();
+      } catch (error) {
+        logger.warn({ err: error }, 'could not list targets; skipping this round');
+        return;
+      }
+      metrics.targets.set(targets.length);
+      span.setAttribute('collector.targets', targets.length);
+      const statuses: TargetStatus[] = [];
+      let next = 0;
+      const worker = async () => {
+        while (next < targets.length) {
+          const target = targets[next++] as Target;
+          statuses.push(await this.scrapeOne(target));
+        }
+      };
+      await Promise.all(Array.from({ length: Math.min(this.options.concurrency, targets.length) }, worker));
+      try {
+        await saveStatuses(this.options.db, statuses);
+      } catch (error) {
+        logger.warn({ err: error }, 'could not save target statuses');
+      }
+      const samples = statuses.reduce((sum, s) => sum + s.lastSamples, 0);
+      const failed = statuses.filter((s) => s.lastError !== null).length;
+      metrics.roundDuration.observe((Date.now() - started) / 1000);
+      logger.info({ targets: targets.length, failed, samples, ms: Date.now() - started }, 'scrape round');
+    });
+    this.rounds++;
+  }
+
+  private async scrapeOne(target: Target): Promise<TargetStatus> {
+    const { metrics, logger, publisher } = this.options;
+    const now = this.options.now ?? Date.now;
+    const scrapedAt = now();
+    const status: TargetStatus = {
+      url: target.url,
+      owner: this.options.registry.replicaName,
+      lastScrapeAt: new Date(scrapedAt),
+      lastSuccessAt: null,
+      lastError: null,
+      lastDurationMs: 0,
+      lastSamples: 0,
+      consecutiveFailures: 0,
+    };
+    const started = performance.now();
+    try {
+      const result = await scrapeTarget(target.url, {
+        dispatcher: this.options.dispatcher,
+        timeoutMs: this.options.timeoutMs,
+        maxBytes: this.options.maxBytes,
+        policy: this.options.policy,
+        now: () => scrapedAt,
+      });
+      metrics.scrapes.inc({ outcome: 'success' });
+      metrics.parseErrors.inc(result.parseErrors);
+      metrics.samplesScraped.inc(result.samples.length);
+      metrics.lastSuccess.set({ target: target.url }, scrapedAt / 1000);
+      if (result.samples.length > 0) publisher.enqueue(buildMessages(target.url, scrapedAt, result.samples));
+      if (result.parseErrors > 0) {
+        logger.debug({ target: target.url, errors: result.parseErrors, first: result.firstParseError }, 'skipped unparsable lines');
+      }
+      status.lastSuccessAt = new Date(scrapedAt);
+      status.lastSamples = result.samples.length;
+      this.failures.delete(target.url);
+    } catch (error) {
+      const outcome = error instanceof ScrapeError ? error.outcome : 'connection_error';
+      metrics.scrapes.inc({ outcome });
+      status.lastError = `${outcome}: ${error instanceof Error ? error.message : String(error)}`;
+      const failures = (this.failures.get(target.url) ?? 0) + 1;
+      this.failures.set(target.url, failures);
+      status.consecutiveFailures = failures;
+      // Log the first failure and then every tenth, not every interval of a dead node.
+      if (failures === 1 || failures % 10 === 0) logger.warn({ target: target.url, outcome, failures, err: error }, 'scrape failed');
+    }
+    status.lastDurationMs = performance.now() - started;
+    metrics.scrapeDuration.observe(status.lastDurationMs / 1000);
+    return status;
+  }
+
+  private schedule(delayMs: number): void {
+    if (this.stopped) return;
+    this.timer = setTimeout(() => {
+      const started = Date.now();
+      this.round = this.runRound()
+        .catch((error: unknown) => this.options.logger.error({ err: error }, 'scrape round failed'))
+        .finally(() => {
+          const elapsed = Date.now() - started;
+          if (elapsed > this.options.intervalMs) {
+            this.options.logger.warn({ ms: elapsed, intervalMs: this.options.intervalMs }, 'scrape round took longer than the interval');
+          }
+          this.schedule(Math.max(0, this.options.intervalMs - elapsed));
+        });
+    }, delayMs);
+  }
+}

@@ -1,0 +1,85 @@
+import { lookup } from 'node:dns/promises';
+import { isIP } from 'node:net';
+import type { Database } from '@gpu-telemetry/db';
+import type { Logger } from '@gpu-telemetry/service-kit';
+import type { Kysely } from 'kysely';
+import { ownerOf } from './ownership';
+import { isBlockedAddress, type TargetPolicy } from './target-url';
+import { listApiTargets } from './targets.queries';
+
+export type TargetSource = 'static' | 'dns' | 'api';
+
+export interface Target {
+  url: string;
+  source: TargetSource;
+  /** Set for targets added through the API. */
+  id?: string;
+}
+
+export interface TargetRegistryOptions {
+  db: Kysely<Database>;
+  logger: Logger;
+  policy: TargetPolicy;
+  /** From COLLECT_TARGETS, ranges already expanded and URLs validated. */
+  staticTargets: string[];
+  /** From COLLECT_DNS: URLs whose host name stands for every address behind it. */
+  dnsTargets: string[];
+  replicas: number;
+  ordinal: number;
+  resolve?: (host: string) => Promise<string[]>;
+}
+
+async function resolveAll(host: string): Promise<string[]> {
+  return (await lookup(host, { all: true })).map((a) => a.address);
+}
+
+/**
+ * Every target from the three sources (environment, DNS, API), and the share of them this
+ * replica scrapes. DNS names are resolved each round, so a DaemonSet's pods come and go with it.
+ */
+export class TargetRegistry {
+  constructor(private readonly options: TargetRegistryOptions) {}
+
+  get replicaName(): string {
+    return `${this.options.ordinal}/${this.options.replicas}`;
+  }
+
+  async all(): Promise<Target[]> {
+    const seen = new Map<string, Target>();
+    for (const url of this.options.staticTargets) seen.set(url, { url, source: 'static' });
+    for (const target of await this.fromDns()) if (!seen.has(target.url)) seen.set(target.url, target);
+    for (const target of await listApiTargets(this.options.db)) {
+      if (!seen.has(target.url)) seen.set(target.url, { url: target.url, source: 'api', id: target.id });
+    }
+    return [...seen.values()];
+  }
+
+  /** The targets this replica owns (rendezvous hashing: no overlap, no gaps). */
+  async owned(): Promise<Target[]> {
+    const { replicas, ordinal } = this.options;
+    return (await this.all()).filter((target) => ownerOf(target.url, replicas) === ordinal);
+  }
+
+  ownerOf(url: string): number {
+    return ownerOf(url, this.options.replicas);
+  }
+
+  private async fromDns(): Promise<Target[]> {
+    const resolve = this.options.resolve ?? resolveAll;
+    const targets: Target[] = [];
+    for (const template of this.options.dnsTargets) {
+      const url = new URL(template);
+      try {
+        for (const address of await resolve(url.hostname)) {
+          if (!this.options.policy.allowLinkLocal && isBlockedAddress(address)) continue;
+          const copy = new URL(template);
+          copy.hostname = isIP(address) === 6 ? `[${address}]` : address;
+          targets.push({ url: copy.toString(), source: 'dns' });
+        }
+      } catch (error) {
+        this.options.logger.warn({ err: error, host: url.hostname }, 'DNS lookup for targets failed');
+      }
+    }
+    return targets;
+  }
+}

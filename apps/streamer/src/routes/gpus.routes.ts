@@ -1,0 +1,84 @@
+import { parseDuration } from '@gpu-telemetry/config';
+import { METRIC_NAME, ValidationError } from '@gpu-telemetry/model';
+import { validate } from '@gpu-telemetry/service-kit';
+import { Router } from 'express';
+import { z } from 'zod';
+import type { TelemetryQueryService } from '../services/telemetry-query.service';
+
+const GPU_ID = /^[\w.:-]{1,128}$/;
+const gpuParams = z.object({ gpuId: z.string().regex(GPU_ID, 'must be a GPU id such as GPU-5fd4f087-86f3-7a43-b711-4771313afc50') });
+const seriesParams = gpuParams.extend({ metric: z.string().max(256).regex(METRIC_NAME, 'must be a Prometheus metric name') });
+const time = z.iso.datetime({ offset: true, message: 'must be an RFC 3339 date-time such as 2026-01-02T03:04:05Z' });
+
+const range = {
+  start_time: time.optional(),
+  end_time: time.optional(),
+};
+
+const gpusQuery = z.strictObject({
+  limit: z.coerce.number().int('must be a whole number').min(1).max(10_000).default(1_000),
+  cursor: z.string().max(512).optional(),
+  hostname: z.string().max(256).optional(),
+});
+
+const telemetryQuery = z.strictObject({
+  ...range,
+  metric: z.string().max(256).regex(METRIC_NAME, 'must be a Prometheus metric name').optional(),
+  limit: z.coerce.number().int('must be a whole number').min(1).max(10_000).default(1_000),
+  cursor: z.string().max(512).optional(),
+});
+
+const seriesQuery = z.strictObject({
+  ...range,
+  step: z
+    .string()
+    .default('1m')
+    .transform((text, ctx) => {
+      const ms = parseDuration(text);
+      if (ms === undefined || ms < 1000) {
+        ctx.addIssue({ code: 'custom', message: 'must be a duration of at least 1s, such as 30s, 5m or 1h' });
+        return z.NEVER;
+      }
+      return Math.round(ms / 1000);
+    }),
+});
+
+const DEFAULT_RANGE_MS = 3_600_000;
+const MAX_BUCKETS = 10_000;
+
+/** Bounds default to the last hour; start must come before end. */
+function timeRange(query: { start_time?: string; end_time?: string }): { start: Date; end: Date } {
+  const end = query.end_time ? new Date(query.end_time) : new Date();
+  const start = query.start_time ? new Date(query.start_time) : new Date(end.getTime() - DEFAULT_RANGE_MS);
+  if (start >= end) {
+    throw new ValidationError([{ field: 'start_time', message: 'must be before end_time' }]);
+  }
+  return { start, end };
+}
+
+/** HTTP in and out for the query API; the behaviour is in TelemetryQueryService. */
+export function gpusRoutes(queries: TelemetryQueryService): Router {
+  const router = Router();
+
+  router.get('/v1/gpus', async (req, res) => {
+    res.json(await queries.gpus(validate(gpusQuery, req.query)));
+  });
+
+  router.get('/v1/gpus/:gpuId/telemetry', async (req, res) => {
+    const { gpuId } = validate(gpuParams, req.params);
+    const query = validate(telemetryQuery, req.query);
+    res.json(await queries.telemetry({ gpuId, ...timeRange(query), metric: query.metric, limit: query.limit, cursor: query.cursor }));
+  });
+
+  router.get('/v1/gpus/:gpuId/metrics/:metric/series', async (req, res) => {
+    const { gpuId, metric } = validate(seriesParams, req.params);
+    const query = validate(seriesQuery, req.query);
+    const { start, end } = timeRange(query);
+    if ((end.getTime() - start.getTime()) / 1000 / query.step > MAX_BUCKETS) {
+      throw new ValidationError([{ field: 'step', message: `is too small for this range: at most ${MAX_BUCKETS} buckets` }]);
+    }
+    res.json(await queries.series({ gpuId, metric, start, end, stepSeconds: query.step }));
+  });
+
+  return router;
+}
