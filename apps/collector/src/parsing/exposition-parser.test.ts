@@ -103,7 +103,7 @@ describe('the text format', () => {
   });
 
   it.each([
-    ['m{a="1"', 'unterminated'],
+    ['m{a="1"', 'expected "," or "}" after label a'],
     ['m{a=1} 2', 'expected a quoted value for label a'],
     ['m{a="1" b="2"} 3', 'expected "," or "}" after label a'],
     ['m{a="1",a="2"} 3', 'label a repeated'],
@@ -113,7 +113,7 @@ describe('the text format', () => {
     ['m 1 2 3', 'unexpected text after the timestamp'],
     ['9m 1', 'expected a metric name'],
     ['m{="v"} 1', 'expected a label name'],
-    ['m{"quoted"="v",} 1', 'missing metric name'],
+    ['{"quoted"="v",} 1', 'missing metric name'],
   ])('reports %p as an error and keeps going', (line, message) => {
     const { samples, errors } = parseExposition(`before 1\n${line}\nafter 2\n`);
     expect(samples.map((s) => s.name)).toEqual(['before', 'after']);

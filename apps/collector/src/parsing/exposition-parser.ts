@@ -52,38 +52,42 @@ export class ExpositionParser {
   }
 
   push(chunk: string): void {
-    let text = this.partial + chunk;
+    if (this.skipping) {
+      // Inside a line already reported as too long: drop it up to its end.
+      const newline = chunk.indexOf('\n');
+      if (newline === -1) return;
+      this.skipping = false;
+      this.lineNumber++;
+      chunk = chunk.slice(newline + 1);
+    }
+    const text = this.partial + chunk;
     let start = 0;
     for (let newline = text.indexOf('\n'); newline !== -1; newline = text.indexOf('\n', start)) {
       this.line(text.slice(start, newline));
       start = newline + 1;
     }
-    text = text.slice(start);
-    if (text.length > this.maxLineLength) {
-      // Keep counting lines, but do not buffer a runaway line.
-      this.error(text.slice(0, MAX_ERROR_TEXT), `line longer than ${this.maxLineLength} characters`);
+    const rest = text.slice(start);
+    if (rest.length > this.maxLineLength) {
+      // Report once, and do not buffer a runaway line.
+      this.error(rest.slice(0, MAX_ERROR_TEXT), `line longer than ${this.maxLineLength} characters`);
       this.partial = '';
-      this.skipUntilNewline = true;
+      this.skipping = true;
       return;
     }
-    this.partial = text;
+    this.partial = rest;
   }
 
-  private skipUntilNewline = false;
+  private skipping = false;
 
   end(): void {
     if (this.ended) return;
     this.ended = true;
-    if (this.partial) this.line(this.partial);
+    if (this.partial && !this.skipping) this.line(this.partial);
     this.partial = '';
   }
 
   private line(raw: string): void {
     this.lineNumber++;
-    if (this.skipUntilNewline) {
-      this.skipUntilNewline = false;
-      return;
-    }
     const line = raw.charCodeAt(raw.length - 1) === 13 ? raw.slice(0, -1) : raw; // tolerate CRLF
     if (line.length > this.maxLineLength) {
       this.error(line, `line longer than ${this.maxLineLength} characters`);

@@ -129,6 +129,8 @@ export async function scrapeTarget(
   } catch (error) {
     throw classify(error, signal);
   } finally {
+    // An abort after we stopped reading must not surface as an unhandled stream error.
+    response.body.on('error', () => undefined);
     response.body.destroy();
   }
 }

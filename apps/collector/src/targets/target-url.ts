@@ -29,6 +29,13 @@ export function isBlockedAddress(address: string): boolean {
     const lower = address.toLowerCase();
     const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/.exec(lower);
     if (mapped) return isBlockedAddress(mapped[1] as string);
+    // IPv4-mapped, as URL parsing writes it: ::ffff:a9fe:a9fe is 169.254.169.254.
+    const hex = /^::ffff:([0-9a-f]{1,4}):([0-9a-f]{1,4})$/.exec(lower);
+    if (hex) {
+      const high = parseInt(hex[1] as string, 16);
+      const low = parseInt(hex[2] as string, 16);
+      return isBlockedAddress(`${high >> 8}.${high & 255}.${low >> 8}.${low & 255}`);
+    }
     return /^fe[89ab][0-9a-f]:/.test(lower) || lower === 'fd00:ec2::254';
   }
   return false;

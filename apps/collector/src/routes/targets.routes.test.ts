@@ -1,0 +1,95 @@
+import { randomUUID } from 'node:crypto';
+import { createTestDatabase, type TestDatabase } from '@gpu-telemetry/db/testing';
+import { QueueClient } from '@gpu-telemetry/queue-client';
+import { createLogger } from '@gpu-telemetry/service-kit';
+import request from 'supertest';
+import { createApp, type CollectorApp } from '../app';
+import { loadCollectorConfig } from '../config';
+
+let database: TestDatabase;
+let collector: CollectorApp;
+const queue = new QueueClient({ url: 'http://127.0.0.1:9' });
+
+beforeAll(async () => {
+  database = await createTestDatabase();
+  collector = createApp({
+    db: database.db,
+    pool: database.pool,
+    logger: createLogger('collector', 'silent'),
+    queue,
+    config: loadCollectorConfig({ DATABASE_URL: database.url, COLLECT_TARGETS: 'http://gpu-{1..2}:9400/metrics' }),
+  });
+});
+
+afterAll(async () => {
+  await queue.close();
+  await database.drop();
+});
+
+const api = () => request(collector.app);
+
+describe('GET/POST/DELETE /v1/targets', () => {
+  it('lists static targets, adds one at runtime, and removes it', async () => {
+    const before = await api().get('/v1/targets').expect(200);
+    expect(before.body.targets.map((t: { url: string; source: string }) => [t.url, t.source])).toEqual([
+      ['http://gpu-1:9400/metrics', 'static'],
+      ['http://gpu-2:9400/metrics', 'static'],
+    ]);
+    const created = await api().post('/v1/targets').send({ url: 'http://node-7:9400/metrics' }).expect(201);
+    expect(created.body).toMatchObject({ url: 'http://node-7:9400/metrics', source: 'api' });
+    expect(created.headers['location']).toBe(`/v1/targets/${created.body.id}`);
+    const listed = await api().get('/v1/targets').expect(200);
+    expect(listed.body.targets).toContainEqual(
+      expect.objectContaining({ id: created.body.id, url: 'http://node-7:9400/metrics', source: 'api', owner: 0, up: null, lastScrapeAt: null }),
+    );
+    await api().delete(`/v1/targets/${created.body.id}`).expect(204);
+    await api().delete(`/v1/targets/${created.body.id}`).expect(404);
+    expect((await api().get('/v1/targets')).body.targets).toHaveLength(2);
+  });
+
+  it('refuses a URL that is already a target, static or added', async () => {
+    await api().post('/v1/targets').send({ url: 'http://gpu-1:9400/metrics' }).expect(409);
+    await api().post('/v1/targets').send({ url: 'http://node-8:9400/metrics' }).expect(201);
+    const again = await api().post('/v1/targets').send({ url: 'http://NODE-8:9400/metrics' }).expect(409);
+    expect(again.headers['content-type']).toContain('application/problem+json');
+  });
+
+  it.each([
+    [{ url: 'http://169.254.169.254/latest/meta-data/' }, 'url', 'metadata or link-local'],
+    [{ url: 'gopher://node/metrics' }, 'url', 'must use http or https'],
+    [{ url: '' }, 'url', 'must not be empty'],
+    [{ url: 42 }, 'url', 'expected string'],
+    [{}, 'url', 'expected string'],
+    [{ url: 'http://node/metrics', labels: {} }, 'labels', 'is not a known field'],
+  ])('answers %j with 400 naming %s', async (body, field, message) => {
+    const res = await api().post('/v1/targets').send(body).expect(400);
+    expect(res.headers['content-type']).toContain('application/problem+json');
+    expect(res.body.errors).toContainEqual({ field, message: expect.stringContaining(message) });
+  });
+
+  it('answers a bad id with 400 and malformed JSON with 400', async () => {
+    expect((await api().delete('/v1/targets/not-a-uuid').expect(400)).body.errors[0].field).toBe('id');
+    await api().delete(`/v1/targets/${randomUUID()}`).expect(404);
+    await api().post('/v1/targets').set('content-type', 'application/json').send('{"url":').expect(400);
+  });
+
+  it('reports not ready while the queue is unreachable', async () => {
+    const res = await api().get('/readyz').expect(503);
+    expect(res.body.failed).toEqual(['queue']);
+    expect(res.body.checks.postgres).toBe('ok');
+  });
+});
+
+describe('collector configuration', () => {
+  it('refuses to start on a bad target URL, naming it', () => {
+    expect(() =>
+      createApp({
+        db: database.db,
+        pool: database.pool,
+        logger: createLogger('collector', 'silent'),
+        queue,
+        config: loadCollectorConfig({ DATABASE_URL: database.url, COLLECT_TARGETS: 'http://ok:9400/metrics,ftp://bad/x,http://169.254.169.254/' }),
+      }),
+    ).toThrow(/COLLECT_TARGETS: ftp:\/\/bad\/x must use http or https[\s\S]*COLLECT_TARGETS: http:\/\/169\.254\.169\.254\/ points at a cloud metadata/);
+  });
+});
