@@ -99,10 +99,12 @@ export class IngestService {
 
   private async ensureDays(samples: TelemetrySample[]): Promise<void> {
     const days = [...new Set(samples.map((s) => day(new Date(s.timestamp).toISOString())))].filter((d) => !this.knownDays.has(d)).sort();
-    if (days.length === 0) return;
-    const created = await ensurePartitions(this.deps.pool, days[0] as string, days.at(-1) as string);
-    if (created > 0) this.deps.metrics.partitionsCreated.inc(created);
-    for (const d of days) this.knownDays.add(d);
+    // Each day on its own: a stray old sample must not create every day in between.
+    for (const d of days) {
+      const created = await ensurePartitions(this.deps.pool, d, d);
+      if (created > 0) this.deps.metrics.partitionsCreated.inc(created);
+      this.knownDays.add(d);
+    }
   }
 
   private async insert(samples: TelemetrySample[]): Promise<number> {

@@ -1,0 +1,122 @@
+import { createLogger } from '@gpu-telemetry/service-kit';
+import { startStreamerTestApp } from '../testing/streamer-test-app';
+import { PartitionMaintainer } from './partition-maintainer';
+import { message, sample } from '../testing/samples';
+
+let streamer: Awaited<ReturnType<typeof startStreamerTestApp>>;
+
+beforeAll(async () => {
+  streamer = await startStreamerTestApp();
+});
+
+afterAll(async () => {
+  await streamer.close();
+});
+
+async function rows(gpuId: string) {
+  const { rows } = await streamer.database.pool.query('SELECT * FROM telemetry WHERE gpu_id = $1 ORDER BY "timestamp", uuid', [gpuId]);
+  return rows;
+}
+
+describe('IngestService.handle', () => {
+  it('stores every sample of a batch, with NaN and infinities, labels and nulls intact', async () => {
+    const gpuId = 'GPU-ingest-1';
+    const samples = [
+      sample({ gpuId, value: 42.5, labels: { GPU_I_ID: '3', weird: 'tab\there "quoted" \\ back\nline' } }),
+      sample({ gpuId, value: 'NaN', metricName: 'DCGM_FI_DEV_MEMORY_TEMP', container: 'trainer', pod: 'job-0', namespace: 'ml' }),
+      sample({ gpuId, value: '+Inf', gpuIndex: null, device: null, hostname: null, modelName: null }),
+      sample({ gpuId, value: '-Inf' }),
+    ];
+    expect(await streamer.ingest.handle([message(samples.slice(0, 2)), message(samples.slice(2))])).toEqual({ failed: [] });
+    const stored = await rows(gpuId);
+    expect(stored).toHaveLength(4);
+    const byUuid = new Map(stored.map((r) => [r.uuid, r]));
+    expect(byUuid.get(samples[0]!.uuid)).toMatchObject({ value: 42.5, labels: samples[0]!.labels, model_name: 'NVIDIA H100 80GB HBM3' });
+    expect(byUuid.get(samples[1]!.uuid)).toMatchObject({ value: NaN, container: 'trainer', pod: 'job-0', namespace: 'ml' });
+    expect(byUuid.get(samples[2]!.uuid)).toMatchObject({ value: Infinity, gpu_index: null, device: null, hostname: null });
+    expect(byUuid.get(samples[3]!.uuid)?.value).toBe(-Infinity);
+  });
+
+  it('stores a redelivered message once: the second time inserts nothing', async () => {
+    const gpuId = 'GPU-ingest-2';
+    const batch = message([sample({ gpuId }), sample({ gpuId })]);
+    await streamer.ingest.handle([batch]);
+    await streamer.ingest.handle([batch, batch]);
+    expect(await rows(gpuId)).toHaveLength(2);
+    const metrics = await streamer.metrics.registry.getSingleMetricAsString('streamer_rows_duplicate_total');
+    expect(metrics).toMatch(/streamer_rows_duplicate_total\{[^}]*\} [4-9]/);
+  });
+
+  it('dead-letters invalid messages with a reason naming the field, and still stores the valid samples', async () => {
+    const gpuId = 'GPU-ingest-3';
+    const good = sample({ gpuId });
+    const mixed = message([good, sample({ gpuId, timestamp: 'yesterday' }), { ...sample({ gpuId }), extra: 1 }]);
+    const notTelemetry = message([]);
+    (notTelemetry as { payload: unknown }).payload = { hello: 'world' };
+    const empty = message([]);
+    const result = await streamer.ingest.handle([mixed, notTelemetry, empty, message([sample({ gpuId })])]);
+    expect(result.failed).toEqual([
+      { id: mixed.id, deadLetter: true, reason: 'invalid telemetry: samples[1].timestamp: must be an RFC 3339 date-time (and 1 more)' },
+      { id: notTelemetry.id, deadLetter: true, reason: expect.stringMatching(/^invalid telemetry: (source|samples|hello)/) },
+      { id: empty.id, deadLetter: true, reason: 'invalid telemetry: samples: must contain at least one sample' },
+    ]);
+    expect((await rows(gpuId)).map((r) => r.uuid)).toContain(good.uuid);
+    expect(await rows(gpuId)).toHaveLength(2);
+  });
+
+  it('refuses samples older than the retention or from the far future', async () => {
+    const old = message([sample({ timestamp: new Date(Date.now() - 30 * 86_400_000).toISOString() })]);
+    const future = message([sample({ timestamp: new Date(Date.now() + 3 * 86_400_000).toISOString() })]);
+    const { failed } = await streamer.ingest.handle([old, future]);
+    expect(failed?.map((f) => f.reason)).toEqual([
+      'invalid telemetry: samples[0].timestamp: is older than TELEMETRY_RETENTION',
+      'invalid telemetry: samples[0].timestamp: is more than a day in the future',
+    ]);
+  });
+
+  it('creates the daily partition a sample needs on demand', async () => {
+    const when = new Date(Date.now() - 5 * 86_400_000);
+    const name = `telemetry_p${when.toISOString().slice(0, 10).replaceAll('-', '')}`;
+    await streamer.ingest.handle([message([sample({ gpuId: 'GPU-ingest-4', timestamp: when.toISOString() })])]);
+    const { rows: parts } = await streamer.database.pool.query('SELECT to_regclass($1)::text AS name', [name]);
+    expect(parts[0].name).toBe(name);
+    expect(await rows('GPU-ingest-4')).toHaveLength(1);
+  });
+
+  it('keeps the gpus table current: first and last seen, and the metrics reported', async () => {
+    const gpuId = 'GPU-ingest-5';
+    const t0 = new Date(Date.now() - 60_000).toISOString();
+    const t1 = new Date().toISOString();
+    await streamer.ingest.handle([message([sample({ gpuId, timestamp: t1, metricName: 'B' })])]);
+    await streamer.ingest.handle([message([sample({ gpuId, timestamp: t0, metricName: 'A' })])]);
+    const { rows: gpus } = await streamer.database.pool.query('SELECT * FROM gpus WHERE gpu_id = $1', [gpuId]);
+    expect(gpus[0]).toMatchObject({ metrics: ['A', 'B'], hostname: 'node-1', gpu_index: 0 });
+    expect(gpus[0].first_seen.toISOString()).toBe(t0);
+    expect(gpus[0].last_seen.toISOString()).toBe(t1);
+  });
+});
+
+describe('retention', () => {
+  it('drops whole expired days and the GPUs not seen since', async () => {
+    const local = await startStreamerTestApp({ config: { TELEMETRY_RETENTION: 0 } });
+    try {
+      const old = new Date(Date.now() - 20 * 86_400_000);
+      await local.ingest.handle([message([sample({ gpuId: 'GPU-old', timestamp: old.toISOString() })]), message([sample({ gpuId: 'GPU-new' })])]);
+      const maintainer = new PartitionMaintainer({
+        pool: local.database.pool,
+        logger: createLogger('streamer', 'silent'),
+        metrics: local.streamerMetrics,
+        retentionMs: 7 * 86_400_000,
+        intervalMs: 3_600_000,
+      });
+      const { dropped } = await maintainer.runOnce();
+      expect(dropped).toEqual([`telemetry_p${old.toISOString().slice(0, 10).replaceAll('-', '')}`]);
+      const { rows } = await local.database.pool.query('SELECT gpu_id FROM gpus ORDER BY 1');
+      expect(rows.map((r) => r.gpu_id)).toEqual(['GPU-new']);
+      const count = await local.database.pool.query('SELECT count(*)::int AS n FROM telemetry');
+      expect(count.rows[0].n).toBe(1);
+    } finally {
+      await local.close();
+    }
+  });
+});

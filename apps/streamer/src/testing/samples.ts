@@ -1,0 +1,27 @@
+import { randomUUID } from 'node:crypto';
+import type { LeasedMessage, TelemetrySample } from '@gpu-telemetry/model';
+
+/** A valid sample; override what the test is about. */
+export function sample(overrides: Partial<TelemetrySample> = {}): TelemetrySample {
+  return {
+    uuid: randomUUID(),
+    gpuId: 'GPU-00000000-0000-0000-0000-000000000001',
+    gpuIndex: 0,
+    device: 'nvidia0',
+    modelName: 'NVIDIA H100 80GB HBM3',
+    hostname: 'node-1',
+    metricName: 'DCGM_FI_DEV_GPU_UTIL',
+    value: 50,
+    timestamp: new Date().toISOString(),
+    container: null,
+    pod: null,
+    namespace: null,
+    labels: { pci_bus_id: '00000000:18:00.0' },
+    ...overrides,
+  };
+}
+
+/** A leased message carrying `samples`, as the queue delivers it. */
+export function message(samples: unknown[], source = 'http://node-1:9400/metrics'): LeasedMessage<unknown> {
+  return { id: randomUUID(), payload: { source, samples }, attempts: 1, publishedAt: new Date().toISOString() };
+}

@@ -1,0 +1,39 @@
+import { createTestDatabase, type TestDatabase } from '@gpu-telemetry/db/testing';
+import { QueueClient } from '@gpu-telemetry/queue-client';
+import { createLogger } from '@gpu-telemetry/service-kit';
+import { createApp, type StreamerApp, type StreamerAppDeps } from '../app';
+
+export const STREAMER_TEST_CONFIG: StreamerAppDeps['config'] = {
+  STREAMER_CONCURRENCY: 2,
+  STREAMER_BATCH: 20,
+  STREAMER_VISIBILITY: 30_000,
+  STREAMER_WAIT: 1_000,
+  TELEMETRY_RETENTION: 7 * 86_400_000,
+  TELEMETRY_MAINTENANCE_INTERVAL: 3_600_000,
+};
+
+/** The streamer's HTTP app and ingest on a fresh database; its queue is whatever `queueUrl` points at. */
+export async function startStreamerTestApp(
+  options: { queueUrl?: string; config?: Partial<StreamerAppDeps['config']> } = {},
+): Promise<StreamerApp & { database: TestDatabase; queue: QueueClient; close(): Promise<void> }> {
+  const database = await createTestDatabase();
+  const queue = new QueueClient({ url: options.queueUrl ?? 'http://127.0.0.1:9' });
+  const app = createApp({
+    db: database.db,
+    pool: database.pool,
+    logger: createLogger('streamer', process.env['TEST_LOG_LEVEL'] ?? 'silent'),
+    queue,
+    config: { ...STREAMER_TEST_CONFIG, ...options.config },
+  });
+  await app.maintainer.runOnce();
+  return {
+    ...app,
+    database,
+    queue,
+    close: async () => {
+      await app.stop();
+      await queue.close();
+      await database.drop();
+    },
+  };
+}
