@@ -20,6 +20,8 @@ import { TargetRegistry } from './targets/target-registry';
 import { expandRanges, parseTargetUrl } from './targets/target-url';
 import { TargetsService } from './targets/targets.service';
 
+export { collectorEnv, loadCollectorConfig } from './config';
+
 export interface CollectorAppDeps {
   db: Kysely<Database>;
   pool: Pool;

@@ -16,7 +16,7 @@ export const collectorEnv = z.object({
   /** Allow targets on link-local and cloud metadata addresses (off: they are refused). */
   COLLECT_ALLOW_LINK_LOCAL: flag(false),
   /** Samples held while the queue is slow or down; beyond it the oldest are dropped (and counted). */
-  COLLECT_BUFFER_SAMPLES: int(500_000, 1_000, 100_000_000),
+  COLLECT_BUFFER_SAMPLES: int(500_000, 1, 100_000_000),
   /** Queue messages per publish request. */
   COLLECT_PUBLISH_BATCH: int(16, 1, 1000),
   /** Replay a dcgm_metrics_*.csv file as live telemetry. */

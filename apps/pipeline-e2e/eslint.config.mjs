@@ -1,0 +1,23 @@
+import baseConfig from '../../eslint.config.mjs';
+
+export default [
+  ...baseConfig,
+  {
+    // The end-to-end suite composes real services: it may import their app factories.
+    files: ['**/*.ts'],
+    rules: {
+      '@nx/enforce-module-boundaries': [
+        'error',
+        {
+          allow: [
+            '@gpu-telemetry/queue/app',
+            '@gpu-telemetry/streamer/app',
+            '@gpu-telemetry/collector/app',
+            '@gpu-telemetry/collector/simulator',
+          ],
+          depConstraints: [{ sourceTag: 'type:e2e', onlyDependOnLibsWithTags: ['type:app', 'type:lib'] }],
+        },
+      ],
+    },
+  },
+];

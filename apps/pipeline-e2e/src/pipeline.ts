@@ -1,0 +1,128 @@
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { collectorEnv, createApp as createCollector, type CollectorApp } from '@gpu-telemetry/collector/app';
+import { DcgmSimulator } from '@gpu-telemetry/collector/simulator';
+import { loadConfig } from '@gpu-telemetry/config';
+import { createTestDatabase, type TestDatabase } from '@gpu-telemetry/db/testing';
+import { createApp as createQueue, type QueueApp } from '@gpu-telemetry/queue/app';
+import { QueueClient } from '@gpu-telemetry/queue-client';
+import { createLogger } from '@gpu-telemetry/service-kit';
+import { createApp as createStreamer, type StreamerApp } from '@gpu-telemetry/streamer/app';
+
+const logger = (service: string) => createLogger(service, process.env['TEST_LOG_LEVEL'] ?? 'silent');
+
+/** A node:http server that can be stopped and started again on the same port (a queue "outage"). */
+export class Restartable {
+  private server: Server | undefined;
+  port = 0;
+
+  constructor(private readonly handler: Parameters<typeof createServer>[1]) {}
+
+  async start(): Promise<string> {
+    this.server = createServer(this.handler);
+    this.server.keepAliveTimeout = 65_000;
+    await new Promise<void>((resolve) => this.server?.listen(this.port, '127.0.0.1', resolve));
+    this.port = (this.server.address() as AddressInfo).port;
+    return `http://127.0.0.1:${this.port}`;
+  }
+
+  async stop(): Promise<void> {
+    const server = this.server;
+    this.server = undefined;
+    if (!server) return;
+    server.closeAllConnections();
+    await new Promise((resolve) => server.close(resolve));
+  }
+}
+
+export interface Pipeline {
+  database: TestDatabase;
+  simulator: DcgmSimulator;
+  queue: QueueApp;
+  queueServer: Restartable;
+  queueUrl: string;
+  collector: CollectorApp;
+  collectorQueue: QueueClient;
+  startStreamer(): Promise<StreamerApp>;
+  close(): Promise<void>;
+}
+
+/** Simulated exporters -> collector -> queue -> streamer -> Postgres, all real, in one process. */
+export async function startPipeline(options: { hosts: number; gpusPerHost: number; collectorEnv?: Record<string, string> }): Promise<Pipeline> {
+  const database = await createTestDatabase({ max: 20 });
+  const simulator = new DcgmSimulator({ hosts: options.hosts, gpusPerHost: options.gpusPerHost });
+  const simulatorServer = new Restartable(simulator.handle);
+  const simulatorUrl = await simulatorServer.start();
+  const queue = createQueue({
+    pool: database.pool,
+    logger: logger('queue'),
+    config: { DATABASE_URL: database.url, QUEUE_MAX_ATTEMPTS: 5, QUEUE_MAX_PAYLOAD: 256 * 1024, QUEUE_BODY_LIMIT: 32 * 1024 * 1024, QUEUE_FALLBACK_POLL: 1_000 },
+  });
+  await queue.start();
+  const queueServer = new Restartable(queue.app);
+  const queueUrl = await queueServer.start();
+  const collectorQueue = new QueueClient({ url: queueUrl, timeoutMs: 2_000 });
+  const collector = createCollector({
+    db: database.db,
+    pool: database.pool,
+    logger: logger('collector'),
+    queue: collectorQueue,
+    config: loadConfig(collectorEnv, {
+      DATABASE_URL: database.url,
+      COLLECT_TARGETS: `${simulatorUrl}/hosts/{1..${options.hosts}}/metrics`,
+      COLLECT_INTERVAL: '1h', // rounds are run by hand
+      ...options.collectorEnv,
+    }),
+  });
+  collector.publisher.start();
+  const streamers: { app: StreamerApp; queue: QueueClient }[] = [];
+  return {
+    database,
+    simulator,
+    queue,
+    queueServer,
+    queueUrl,
+    collector,
+    collectorQueue,
+    async startStreamer() {
+      const client = new QueueClient({ url: queueUrl });
+      const app = createStreamer({
+        db: database.db,
+        pool: database.pool,
+        logger: logger('streamer'),
+        queue: client,
+        config: {
+          STREAMER_CONCURRENCY: 2,
+          STREAMER_BATCH: 5,
+          STREAMER_VISIBILITY: 3_000,
+          STREAMER_WAIT: 1_000,
+          TELEMETRY_RETENTION: 0,
+          TELEMETRY_MAINTENANCE_INTERVAL: 3_600_000,
+        },
+      });
+      await app.start();
+      streamers.push({ app, queue: client });
+      return app;
+    },
+    async close() {
+      for (const s of streamers) {
+        await s.app.stop();
+        await s.queue.close();
+      }
+      await collector.stop(1_000);
+      await collectorQueue.close();
+      await queue.stop();
+      await queueServer.stop();
+      await simulatorServer.stop();
+      await database.drop();
+    },
+  };
+}
+
+export async function waitFor(what: string, condition: () => Promise<boolean> | boolean, ms = 20_000): Promise<void> {
+  const until = Date.now() + ms;
+  while (!(await condition())) {
+    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
