@@ -49,13 +49,13 @@ async function createDatabase(adminUrl, name, migrate) {
 }
 
 /** Runs a built service (apps/<name>/dist/main.js) as its own process and waits for /healthz. */
-export async function startService(name, env) {
-  const child = spawn(process.execPath, [path.join(root, `apps/${name}/dist/main.js`)], {
+export async function startService(name, env, script = `apps/${name}/dist/main.js`) {
+  const child = spawn(process.execPath, [path.join(root, script)], {
     cwd: root,
     env: { ...process.env, LOG_LEVEL: 'warn', OTEL_SDK_DISABLED: 'true', ...env },
     stdio: ['ignore', 'ignore', 'inherit'],
   });
-  const url = `http://127.0.0.1:${env.PORT}`;
+  const url = `http://127.0.0.1:${env.PORT ?? env.SIM_PORT}`;
   const deadline = Date.now() + 30_000;
   for (;;) {
     if (child.exitCode !== null) throw new Error(`${name} exited with ${child.exitCode}`);
@@ -66,6 +66,7 @@ export async function startService(name, env) {
   return {
     url,
     pid: child.pid,
+    child,
     stop: () =>
       new Promise((resolve) => {
         if (child.exitCode !== null) return resolve();

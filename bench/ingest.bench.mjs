@@ -1,0 +1,166 @@
+// npm run bench:ingest: rows/s from publish to stored through queue + streamer, against a plain
+// COPY of the same rows into the same table (the ceiling), in one run; the same for redelivered
+// (duplicate) batches; then the whole system under a 10,000-GPU fleet, with scrape-to-stored p99.
+import path from 'node:path';
+import pg from 'pg';
+import pgCopy from 'pg-copy-streams';
+import { fmt, freePort, percentile, printTable, require, root, sleep, startPostgres, startService } from './lib/harness.mjs';
+
+const { QueueClient } = require(path.join(root, 'libs/queue-client/dist/index.js'));
+const { DcgmSimulator } = require(path.join(root, 'apps/collector/dist/simulator/dcgm-simulator.js'));
+const { parseExposition } = require(path.join(root, 'apps/collector/dist/parsing/exposition-parser.js'));
+const { toTelemetrySample } = require(path.join(root, 'apps/collector/dist/parsing/to-telemetry.js'));
+const { buildMessages } = require(path.join(root, 'apps/collector/dist/publishing/message-builder.js'));
+const { copyLine } = require(path.join(root, 'apps/streamer/dist/services/telemetry.queries.js'));
+
+const ROWS = Number(process.env.BENCH_ROWS ?? 200_000);
+const FLEET_GPUS = Number(process.env.BENCH_FLEET_GPUS ?? 10_000);
+const FLEET_ROUNDS = Number(process.env.BENCH_FLEET_ROUNDS ?? 3);
+const INTERVAL_S = 30;
+
+// The same samples for every contender: simulated scrapes of 64 hosts, as many rounds as needed.
+function makeSamples() {
+  const simulator = new DcgmSimulator({ hosts: 64, gpusPerHost: 8 });
+  const samples = [];
+  const messages = [];
+  let t = Date.now() - 3_600_000;
+  while (samples.length < ROWS) {
+    for (let host = 1; host <= 64 && samples.length < ROWS; host++) {
+      const batch = parseExposition(simulator.render(host)).samples.map((s) => toTelemetrySample(s, t)).filter(Boolean);
+      samples.push(...batch);
+      messages.push(...buildMessages(`bench-host-${host}`, t, batch));
+    }
+    t += 30_000;
+  }
+  return { samples: samples.slice(0, ROWS), messages, total: samples.length };
+}
+
+async function count(pool) {
+  return (await pool.query('SELECT count(*)::int AS n FROM telemetry')).rows[0].n;
+}
+
+async function copyCeiling(url, samples) {
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  await client.query(`SELECT telemetry_ensure_partitions((now() - interval '2 days')::date, now()::date)`);
+  const started = performance.now();
+  const stream = client.query(
+    pgCopy.from('COPY telemetry (uuid, gpu_id, gpu_index, device, model_name, hostname, metric_name, "timestamp", value, container, pod, namespace, labels) FROM STDIN'),
+  );
+  await new Promise((resolve, reject) => {
+    stream.on('error', reject);
+    stream.on('finish', resolve);
+    for (let i = 0; i < samples.length; i += 1000) stream.write(samples.slice(i, i + 1000).map(copyLine).join(''));
+    stream.end();
+  });
+  const seconds = (performance.now() - started) / 1000;
+  await client.end();
+  return samples.length / seconds;
+}
+
+/** Publishes the messages (with fresh ids when `reissue`), returns rows/s until the streamer has them all. */
+async function throughPipeline(queue, pool, messages, expectedRows, reissue) {
+  const startRows = await count(pool);
+  const started = performance.now();
+  const publishing = (async () => {
+    for (let i = 0; i < messages.length; i += 16) {
+      const chunk = messages.slice(i, i + 16).map((m) => (reissue ? m.json.replace(m.id, crypto.randomUUID()) : m.json));
+      await queue.publishSerialized('telemetry', chunk);
+    }
+  })();
+  // Stored when the rows are in (first pass), or when the queue is drained (redelivery inserts nothing).
+  for (;;) {
+    await sleep(50);
+    const rows = (await count(pool)) - startRows;
+    const stats = await queue.topic('telemetry');
+    if (rows >= expectedRows || (reissue && stats.ready + stats.inFlight === 0 && (await Promise.race([publishing.then(() => true), sleep(0).then(() => false)])))) break;
+  }
+  await publishing;
+  return expectedRows / ((performance.now() - started) / 1000);
+}
+
+const postgres = await startPostgres();
+const services = [];
+try {
+  process.stderr.write(`preparing ${ROWS.toLocaleString()} samples...\n`);
+  const { samples, messages } = makeSamples();
+  const copyUrl = await postgres.createDatabase('ingest_copy', true);
+  const pipeUrl = await postgres.createDatabase('ingest_pipeline', true);
+
+  process.stderr.write('COPY ceiling...\n');
+  const copyRate = await copyCeiling(copyUrl, samples);
+
+  const queuePort = freePort();
+  const queue = await startService('queue', { DATABASE_URL: pipeUrl, PORT: String(queuePort), HOST: '127.0.0.1' });
+  services.push(queue);
+  const streamer = await startService('streamer', {
+    DATABASE_URL: pipeUrl,
+    PORT: String(freePort()),
+    HOST: '127.0.0.1',
+    QUEUE_URL: queue.url,
+    STREAMER_CONCURRENCY: '2',
+    STREAMER_BATCH: '20',
+    TELEMETRY_RETENTION: '0',
+  });
+  services.push(streamer);
+  const client = new QueueClient({ url: queue.url, connections: 4 });
+  const pool = new pg.Pool({ connectionString: pipeUrl, max: 2 });
+  const rows = messages.reduce((sum, m) => sum + m.samples, 0);
+  process.stderr.write('queue + streamer, first delivery...\n');
+  const firstRate = await throughPipeline(client, pool, messages, rows, false);
+  process.stderr.write('queue + streamer, redelivered...\n');
+  const dupRate = await throughPipeline(client, pool, messages, rows, true);
+  if ((await count(pool)) !== rows) throw new Error('redelivery changed the row count');
+
+  printTable(
+    `Ingest: ${rows.toLocaleString()} samples (simulated dcgm-exporter scrapes), ~${Math.round(rows / messages.length)} per message`,
+    ['path', 'rows/s', 'ratio to COPY'],
+    [
+      ['COPY into telemetry (ceiling)', fmt(copyRate), '1.00'],
+      ['publish -> queue -> streamer -> stored', fmt(firstRate), fmt(firstRate / copyRate, 2)],
+      ['same samples redelivered (all duplicates)', fmt(dupRate), fmt(dupRate / copyRate, 2)],
+    ],
+  );
+  await client.close();
+
+  // --- the whole system under a fleet -------------------------------------------------------------
+  const hosts = Math.ceil(FLEET_GPUS / 8);
+  const simPort = freePort();
+  process.stderr.write(`fleet: ${hosts} hosts x 8 GPUs x 40 metrics every ${INTERVAL_S}s for ${FLEET_ROUNDS} rounds...\n`);
+  const simulator = await startService('simulator', { SIM_PORT: String(simPort), SIM_HOST: '127.0.0.1', SIM_HOSTS: String(hosts), SIM_GPUS_PER_HOST: '8' }, 'apps/collector/dist/simulator/main.js');
+  services.push(simulator);
+  await pool.query('TRUNCATE telemetry');
+  const collector = await startService('collector', {
+    DATABASE_URL: pipeUrl,
+    PORT: String(freePort()),
+    HOST: '127.0.0.1',
+    QUEUE_URL: queue.url,
+    COLLECT_TARGETS: `http://127.0.0.1:${simPort}/hosts/{1..${hosts}}/metrics`,
+    COLLECT_INTERVAL: `${INTERVAL_S}s`,
+    COLLECT_CONCURRENCY: '16',
+  });
+  services.push(collector);
+  const fleetStart = new Date();
+  await sleep((FLEET_ROUNDS * INTERVAL_S + 8) * 1000);
+  const { rows: fleet } = await pool.query(
+    `SELECT count(*)::int AS n,
+            percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM ingested_at - "timestamp")) AS p50,
+            percentile_cont(0.99) WITHIN GROUP (ORDER BY extract(epoch FROM ingested_at - "timestamp")) AS p99,
+            extract(epoch FROM max("timestamp") - min("timestamp")) AS span
+     FROM telemetry WHERE ingested_at >= $1`,
+    [fleetStart],
+  );
+  const expectedPerRound = hosts * 8 * 40;
+  const ageRows = fleet[0];
+  printTable(
+    `Whole system: ${(hosts * 8).toLocaleString()} simulated GPUs x 40 metrics every ${INTERVAL_S}s (${fmt(expectedPerRound / INTERVAL_S)} samples/s), ${FLEET_ROUNDS} rounds`,
+    ['stored', 'expected', 'scrape->stored p50 s', 'p99 s'],
+    [[fmt(ageRows.n), fmt(expectedPerRound * FLEET_ROUNDS), fmt(ageRows.p50, 2), fmt(ageRows.p99, 2)]],
+  );
+  await pool.end();
+} finally {
+  for (const service of services.reverse()) await service.stop();
+  process.on('uncaughtException', () => undefined);
+  await postgres.stop();
+}
+process.exit(0);
