@@ -141,13 +141,13 @@ async function start() {
     throw new Error('migrations failed');
   }
 
-  const simHosts = Number(process.env.SIM_HOSTS ?? 4);
-  const simPort = Number(process.env.SIM_PORT ?? 9400);
+  const simHosts = Number(process.env.SIM_HOSTS || 4);
+  const simPort = Number(process.env.SIM_PORT || 9400);
   const env = {
     ...process.env,
-    QUEUE_URL: process.env.QUEUE_URL ?? `http://127.0.0.1:${SERVICES.queue}`,
+    QUEUE_URL: process.env.QUEUE_URL || `http://127.0.0.1:${SERVICES.queue}`,
     // The collector scrapes the simulated exporter unless told otherwise.
-    COLLECT_TARGETS: process.env.COLLECT_TARGETS ?? `http://127.0.0.1:${simPort}/hosts/{1..${simHosts}}/metrics`,
+    COLLECT_TARGETS: process.env.COLLECT_TARGETS || `http://127.0.0.1:${simPort}/hosts/{1..${simHosts}}/metrics`,
   };
   const processes = [
     { name: 'simulator', args: [path.join(root, 'apps/collector/dist/simulator/main.js')] },
