@@ -20,6 +20,4 @@ module.exports = {
   globalSetup: '<rootDir>/../../tools/jest/global-setup.ts',
   globalTeardown: '<rootDir>/../../tools/jest/global-teardown.ts',
   testTimeout: 30_000,
-  // `nx test <lib>` on a lib whose behaviour is tested through the apps that use it.
-  passWithNoTests: true,
 };

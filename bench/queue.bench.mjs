@@ -41,13 +41,13 @@ const payload = (n, sentAt = 0) => ({
 async function rawSystem(url) {
   const pool = new pg.Pool({ connectionString: url, max: PUBLISHERS + CONSUMERS + 2 });
   await pool.query(`
-    CREATE TABLE raw_queue (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, payload jsonb NOT NULL,
+    CREATE TABLE raw_queue (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, payload json NOT NULL,
       visible_at timestamptz NOT NULL DEFAULT now(), lease_id uuid);
     CREATE INDEX raw_queue_ready ON raw_queue (visible_at, id);`);
   return {
     name: 'raw SQL (pg, SKIP LOCKED)',
     publish: (batch) =>
-      pool.query('INSERT INTO raw_queue (payload) SELECT jsonb_array_elements($1::jsonb)', [
+      pool.query('INSERT INTO raw_queue (payload) SELECT json_array_elements($1::json)', [
         JSON.stringify(batch),
       ]),
     async lease() {
@@ -64,7 +64,7 @@ async function rawSystem(url) {
     },
     async backlog(n) {
       await pool.query(
-        `INSERT INTO raw_queue (payload) SELECT jsonb_build_object('n', i, 'pad', $2::text) FROM generate_series(1, $1) i`,
+        `INSERT INTO raw_queue (payload) SELECT json_build_object('n', i, 'pad', $2::text) FROM generate_series(1, $1) i`,
         [n, PAD],
       );
       await pool.query('VACUUM ANALYZE raw_queue');
@@ -134,7 +134,7 @@ async function queueSystem(url) {
       await db.connect();
       await db.query(
         `WITH ins AS (INSERT INTO queue_messages (topic, msg_uuid, payload)
-           SELECT $1, gen_random_uuid(), jsonb_build_object('n', i, 'pad', $3::text) FROM generate_series(1, $2) i RETURNING 1)
+           SELECT $1, gen_random_uuid(), json_build_object('n', i, 'pad', $3::text) FROM generate_series(1, $2) i RETURNING 1)
          INSERT INTO queue_topic_counters AS c (topic, slot, live, dead) SELECT $1, 0, count(*), 0 FROM ins
          ON CONFLICT (topic, slot) DO UPDATE SET live = c.live + excluded.live`,
         [topic, n, PAD],

@@ -18,7 +18,8 @@ CREATE TABLE queue_messages (
   topic        text NOT NULL,
   msg_uuid     uuid NOT NULL,          -- the message id clients see, and the per-topic dedup key
   seq          bigint GENERATED ALWAYS AS IDENTITY, -- publish order, among equal visible_at
-  payload      jsonb NOT NULL,
+  payload      json NOT NULL,          -- json, not jsonb: the queue never looks inside, and json text
+                                       -- is stored and returned as is (no re-serialisation per lease)
   visible_at   timestamptz NOT NULL DEFAULT now(),
   lease_id     uuid,                   -- last lease; kept after expiry so a late ack still works
   attempts     integer NOT NULL DEFAULT 0,

@@ -12,7 +12,12 @@ export const METRIC_NAME = /^[a-zA-Z_:][a-zA-Z0-9_:]*$/;
 export const sampleValue = z.union([z.number(), z.enum(['NaN', '+Inf', '-Inf'])]);
 export type SampleValue = z.infer<typeof sampleValue>;
 
-const text = (max: number) => z.string().max(max, `must be at most ${max} characters`);
+/** Text Postgres can store: bounded, and without NUL characters (valid in JSON, not in a text column). */
+const text = (max: number) =>
+  z
+    .string()
+    .max(max, `must be at most ${max} characters`)
+    .refine((value) => !value.includes('\u0000'), 'must not contain NUL characters');
 
 /**
  * One GPU metric sample as it travels from collector to streamer. `uuid` is deterministic (a v5
@@ -22,7 +27,7 @@ const text = (max: number) => z.string().max(max, `must be at most ${max} charac
 export const telemetrySample = z.strictObject({
   uuid,
   /** The GPU's UUID as the exporter reports it, e.g. GPU-5fd4f087-86f3-7a43-b711-4771313afc50. */
-  gpuId: z.string().min(1, 'must not be empty').max(128, 'must be at most 128 characters'),
+  gpuId: text(128).refine((value) => value.length > 0, 'must not be empty'),
   gpuIndex: z.number().int('must be a whole number').min(0).max(65_535).nullable(),
   device: text(128).nullable(),
   modelName: text(256).nullable(),

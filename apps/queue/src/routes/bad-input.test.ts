@@ -45,6 +45,7 @@ const cases: Case[] = [
   ['a JSON array body', 'post', `/v1/topics/${topic}/messages`, [1, 2], 400, 'body'],
   ['a payload with a NUL character', 'post', `/v1/topics/${topic}/messages`, '{"messages":[{"payload":"a\\u0000b"}]}', 400, 'body'],
   ['a payload with an unpaired surrogate', 'post', `/v1/topics/${topic}/messages`, '{"payload":{"s":"\\ud800"}}', 400, 'body'],
+  ['a NUL payload and a surrogate together', 'post', `/v1/topics/${topic}/messages`, '{"messages":[{"payload":"\\u0000"},{"payload":"\\udc00"}]}', 400, 'body'],
   ['a lease without consumer', 'post', `/v1/topics/${topic}/leases`, { max: 1 }, 400, 'consumer'],
   ['max 0', 'post', `/v1/topics/${topic}/leases`, { consumer: 'c', max: 0 }, 400, 'max'],
   ['max over 1000', 'post', `/v1/topics/${topic}/leases`, { consumer: 'c', max: 1001 }, 400, 'max'],

@@ -54,7 +54,7 @@ function expectIndexOrderedPlan(plan: string) {
 async function backlog(topic: string, rows: number, visibleAgo = '1 minute') {
   await database.pool.query(
     `INSERT INTO queue_messages (topic, msg_uuid, payload, visible_at)
-     SELECT $1, gen_random_uuid(), jsonb_build_object('n', n), now() - $2::interval + n * interval '1 microsecond'
+     SELECT $1, gen_random_uuid(), json_build_object('n', n), now() - $2::interval + n * interval '1 microsecond'
      FROM generate_series(1, $3) AS n`,
     [topic, visibleAgo, rows],
   );

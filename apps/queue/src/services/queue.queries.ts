@@ -39,8 +39,9 @@ const FORGET_LEASE = `forgotten AS (DELETE FROM queue_leases WHERE lease_id = $2
 const insert = statement<{ ids: string[]; accepted: number }>(
   'insert',
   `WITH input AS (
-     SELECT coalesce((e ->> 'id')::uuid, gen_random_uuid()) AS msg_uuid, e -> 'payload' AS payload, n
-     FROM jsonb_array_elements($2::jsonb -> 'messages') WITH ORDINALITY AS t(e, n)
+     -- Read the id with -> then #>>: ->> would unescape every string of the element.
+     SELECT coalesce(((e -> 'id') #>> '{}')::uuid, gen_random_uuid()) AS msg_uuid, e -> 'payload' AS payload, n
+     FROM json_array_elements($2::json -> 'messages') WITH ORDINALITY AS t(e, n)
    ),
    inserted AS (
      -- DO NOTHING also absorbs an id repeated within the batch: the first one wins.
@@ -100,10 +101,14 @@ export async function leaseMessages(
 const nextVisible = statement<{ ms: number | null }>(
   'next_visible',
   `SELECT (extract(epoch FROM min(visible_at) - now()) * 1000)::float8 AS ms
-   FROM queue_messages WHERE topic = $1 AND dead_at IS NULL AND visible_at > now()`,
+   FROM queue_messages WHERE topic = $1 AND dead_at IS NULL`,
 );
 
-/** Milliseconds until the next delayed or leased message of the topic becomes ready, if any. */
+/**
+ * Milliseconds until the topic's earliest live message is visible: negative when one already is
+ * (it became visible since the lease looked, or another consumer is taking it), null when the
+ * topic is empty. The first entry of the lease index, so O(1).
+ */
 export async function nextVisibleIn(db: Queryable, topic: string): Promise<number | null> {
   return (await nextVisible(db, [topic]))[0]?.ms ?? null;
 }

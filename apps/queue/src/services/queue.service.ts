@@ -124,8 +124,11 @@ export class QueueService {
         if (rows.length > 0) continue; // all of them were exhausted and went dead: look again
         const remaining = deadline - Date.now();
         if (remaining <= 0 || waiters.isClosed || signal?.aborted) break;
+        // Sleep until a publish, or until the next message becomes visible (at least a few ms, so
+        // a row another consumer is taking right now does not make us spin).
         const nextVisible = await q.nextVisibleIn(db, topic);
-        await waiters.wait(topic, seen, Math.min(remaining, nextVisible ?? Infinity, settings.fallbackPollMs), signal);
+        const sleep = Math.min(remaining, Math.max(nextVisible ?? Infinity, 5), settings.fallbackPollMs);
+        await waiters.wait(topic, seen, sleep, signal);
       }
       const waited = (Date.now() - started) / 1000;
       metrics.leaseWait.observe({ topic, outcome: messages.length > 0 ? 'messages' : 'empty' }, waited);

@@ -64,6 +64,14 @@ describe('IngestService.handle', () => {
     expect(await rows(gpuId)).toHaveLength(2);
   });
 
+  it('refuses text Postgres cannot store (a NUL character) instead of failing the whole batch', async () => {
+    const good = message([sample({ gpuId: 'GPU-ingest-6' })]);
+    const nul = message([sample({ gpuId: 'GPU-ingest-6', hostname: 'node\u0000evil' })]);
+    const { failed } = await streamer.ingest.handle([good, nul]);
+    expect(failed).toEqual([{ id: nul.id, deadLetter: true, reason: 'invalid telemetry: samples[0].hostname: must not contain NUL characters' }]);
+    expect(await rows('GPU-ingest-6')).toHaveLength(1);
+  });
+
   it('refuses samples older than the retention or from the far future', async () => {
     const old = message([sample({ timestamp: new Date(Date.now() - 30 * 86_400_000).toISOString() })]);
     const future = message([sample({ timestamp: new Date(Date.now() + 3 * 86_400_000).toISOString() })]);
