@@ -4,7 +4,17 @@
 import path from 'node:path';
 import pg from 'pg';
 import pgCopy from 'pg-copy-streams';
-import { fmt, freePort, percentile, printTable, require, root, sleep, startPostgres, startService } from './lib/harness.mjs';
+import {
+  fmt,
+  freePort,
+  percentile,
+  printTable,
+  require,
+  root,
+  sleep,
+  startPostgres,
+  startService,
+} from './lib/harness.mjs';
 
 const { QueueClient } = require(path.join(root, 'libs/queue-client/dist/index.js'));
 const { DcgmSimulator } = require(path.join(root, 'apps/collector/dist/simulator/dcgm-simulator.js'));
@@ -26,7 +36,9 @@ function makeSamples() {
   let t = Date.now() - 3_600_000;
   while (samples.length < ROWS) {
     for (let host = 1; host <= 64 && samples.length < ROWS; host++) {
-      const batch = parseExposition(simulator.render(host)).samples.map((s) => toTelemetrySample(s, t)).filter(Boolean);
+      const batch = parseExposition(simulator.render(host))
+        .samples.map((s) => toTelemetrySample(s, t))
+        .filter(Boolean);
       samples.push(...batch);
       messages.push(...buildMessages(`bench-host-${host}`, t, batch));
     }
@@ -45,12 +57,20 @@ async function copyCeiling(url, samples) {
   await client.query(`SELECT telemetry_ensure_partitions((now() - interval '2 days')::date, now()::date)`);
   const started = performance.now();
   const stream = client.query(
-    pgCopy.from('COPY telemetry (uuid, gpu_id, gpu_index, device, model_name, hostname, metric_name, "timestamp", value, container, pod, namespace, labels) FROM STDIN'),
+    pgCopy.from(
+      'COPY telemetry (uuid, gpu_id, gpu_index, device, model_name, hostname, metric_name, "timestamp", value, container, pod, namespace, labels) FROM STDIN',
+    ),
   );
   await new Promise((resolve, reject) => {
     stream.on('error', reject);
     stream.on('finish', resolve);
-    for (let i = 0; i < samples.length; i += 1000) stream.write(samples.slice(i, i + 1000).map(copyLine).join(''));
+    for (let i = 0; i < samples.length; i += 1000)
+      stream.write(
+        samples
+          .slice(i, i + 1000)
+          .map(copyLine)
+          .join(''),
+      );
     stream.end();
   });
   const seconds = (performance.now() - started) / 1000;
@@ -64,7 +84,9 @@ async function throughPipeline(queue, pool, messages, expectedRows, reissue) {
   const started = performance.now();
   const publishing = (async () => {
     for (let i = 0; i < messages.length; i += 16) {
-      const chunk = messages.slice(i, i + 16).map((m) => (reissue ? m.json.replace(m.id, crypto.randomUUID()) : m.json));
+      const chunk = messages
+        .slice(i, i + 16)
+        .map((m) => (reissue ? m.json.replace(m.id, crypto.randomUUID()) : m.json));
       await queue.publishSerialized('telemetry', chunk);
     }
   })();
@@ -73,7 +95,13 @@ async function throughPipeline(queue, pool, messages, expectedRows, reissue) {
     await sleep(50);
     const rows = (await count(pool)) - startRows;
     const stats = await queue.topic('telemetry');
-    if (rows >= expectedRows || (reissue && stats.ready + stats.inFlight === 0 && (await Promise.race([publishing.then(() => true), sleep(0).then(() => false)])))) break;
+    if (
+      rows >= expectedRows ||
+      (reissue &&
+        stats.ready + stats.inFlight === 0 &&
+        (await Promise.race([publishing.then(() => true), sleep(0).then(() => false)])))
+    )
+      break;
   }
   await publishing;
   return expectedRows / ((performance.now() - started) / 1000);
@@ -91,7 +119,11 @@ try {
   const copyRate = await copyCeiling(copyUrl, samples);
 
   const queuePort = freePort();
-  const queue = await startService('queue', { DATABASE_URL: pipeUrl, PORT: String(queuePort), HOST: '127.0.0.1' });
+  const queue = await startService('queue', {
+    DATABASE_URL: pipeUrl,
+    PORT: String(queuePort),
+    HOST: '127.0.0.1',
+  });
   services.push(queue);
   const streamer = await startService('streamer', {
     DATABASE_URL: pipeUrl,
@@ -126,8 +158,14 @@ try {
   // --- the whole system under a fleet -------------------------------------------------------------
   const hosts = Math.ceil(FLEET_GPUS / 8);
   const simPort = freePort();
-  process.stderr.write(`fleet: ${hosts} hosts x 8 GPUs x 40 metrics every ${INTERVAL_S}s for ${FLEET_ROUNDS} rounds...\n`);
-  const simulator = await startService('simulator', { SIM_PORT: String(simPort), SIM_HOST: '127.0.0.1', SIM_HOSTS: String(hosts), SIM_GPUS_PER_HOST: '8' }, 'apps/collector/dist/simulator/main.js');
+  process.stderr.write(
+    `fleet: ${hosts} hosts x 8 GPUs x 40 metrics every ${INTERVAL_S}s for ${FLEET_ROUNDS} rounds...\n`,
+  );
+  const simulator = await startService(
+    'simulator',
+    { SIM_PORT: String(simPort), SIM_HOST: '127.0.0.1', SIM_HOSTS: String(hosts), SIM_GPUS_PER_HOST: '8' },
+    'apps/collector/dist/simulator/main.js',
+  );
   services.push(simulator);
   await pool.query('TRUNCATE telemetry');
   const collector = await startService('collector', {

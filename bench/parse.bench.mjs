@@ -5,7 +5,9 @@ import { fmt, printTable, require, root } from './lib/harness.mjs';
 
 const { ExpositionParser } = require(path.join(root, 'apps/collector/dist/parsing/exposition-parser.js'));
 const { toTelemetrySample } = require(path.join(root, 'apps/collector/dist/parsing/to-telemetry.js'));
-const { DcgmSimulator, SIMULATED_METRICS } = require(path.join(root, 'apps/collector/dist/simulator/dcgm-simulator.js'));
+const { DcgmSimulator, SIMULATED_METRICS } = require(
+  path.join(root, 'apps/collector/dist/simulator/dcgm-simulator.js'),
+);
 const parsePrometheusTextFormat = require('parse-prometheus-text-format');
 
 const HOSTS = Number(process.env.BENCH_HOSTS ?? 64);
@@ -68,7 +70,12 @@ const rows = [
   ['parse-prometheus-text-format (reference)', ref],
   ['gpu-telemetry ExpositionParser', best(results.ours)],
   ['gpu-telemetry parse + map to TelemetrySample', best(results.mapped)],
-].map(([name, r]) => [name, fmt(r.samplesPerSecond), fmt(r.ms, 1), fmt(r.samplesPerSecond / ref.samplesPerSecond, 2)]);
+].map(([name, r]) => [
+  name,
+  fmt(r.samplesPerSecond),
+  fmt(r.ms, 1),
+  fmt(r.samplesPerSecond / ref.samplesPerSecond, 2),
+]);
 printTable(
   `Exposition parsing: ${HOSTS} hosts x ${GPUS} GPUs x ${SIMULATED_METRICS} metrics = ${expected.toLocaleString()} samples, ${(text.length / 1024 / 1024).toFixed(1)} MiB (best of ${ROUNDS * 3})`,
   ['parser', 'samples/s', 'ms per pass', 'ratio to reference'],

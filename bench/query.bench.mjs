@@ -5,7 +5,13 @@ import { fmt, freePort, percentile, printTable, sleep, startPostgres, startServi
 
 const ROWS = Number(process.env.BENCH_ROWS ?? 5_000_000);
 const GPUS = 1000;
-const METRICS = ['DCGM_FI_DEV_GPU_UTIL', 'DCGM_FI_DEV_GPU_TEMP', 'DCGM_FI_DEV_POWER_USAGE', 'DCGM_FI_DEV_FB_USED', 'DCGM_FI_DEV_SM_CLOCK'];
+const METRICS = [
+  'DCGM_FI_DEV_GPU_UTIL',
+  'DCGM_FI_DEV_GPU_TEMP',
+  'DCGM_FI_DEV_POWER_USAGE',
+  'DCGM_FI_DEV_FB_USED',
+  'DCGM_FI_DEV_SM_CLOCK',
+];
 const CALLS = Number(process.env.BENCH_CALLS ?? 200);
 const gpu = (i) => `GPU-bench-${String(i % GPUS).padStart(4, '0')}`;
 
@@ -17,8 +23,13 @@ try {
   // One sample per GPU per metric every 30 s, ending now: 5M rows are ~10 hours of a 1000-GPU fleet.
   const perStep = GPUS * METRICS.length;
   const steps = Math.ceil(ROWS / perStep);
-  process.stderr.write(`loading ${ROWS.toLocaleString()} samples (${steps} scrapes of ${GPUS} GPUs x ${METRICS.length} metrics)...\n`);
-  await pool.query(`SELECT telemetry_ensure_partitions((now() - make_interval(secs => $1))::date, now()::date)`, [steps * 30]);
+  process.stderr.write(
+    `loading ${ROWS.toLocaleString()} samples (${steps} scrapes of ${GPUS} GPUs x ${METRICS.length} metrics)...\n`,
+  );
+  await pool.query(
+    `SELECT telemetry_ensure_partitions((now() - make_interval(secs => $1))::date, now()::date)`,
+    [steps * 30],
+  );
   const started = performance.now();
   for (let step = 0; step < steps; step += 100) {
     await pool.query(
@@ -38,13 +49,20 @@ try {
   await pool.query('VACUUM ANALYZE telemetry');
   process.stderr.write(`loaded in ${((performance.now() - started) / 1000).toFixed(0)} s\n`);
 
-  streamer = await startService('streamer', { DATABASE_URL: url, PORT: String(freePort()), HOST: '127.0.0.1', QUEUE_URL: 'http://127.0.0.1:9', TELEMETRY_RETENTION: '0' });
+  streamer = await startService('streamer', {
+    DATABASE_URL: url,
+    PORT: String(freePort()),
+    HOST: '127.0.0.1',
+    QUEUE_URL: 'http://127.0.0.1:9',
+    TELEMETRY_RETENTION: '0',
+  });
   const now = Date.now();
   const iso = (ms) => new Date(ms).toISOString();
   const cases = [
     {
       name: 'telemetry, one metric, last hour, limit 1000',
-      http: (i) => `/v1/gpus/${gpu(i * 7)}/telemetry?metric=${METRICS[i % 5]}&start_time=${iso(now - 3_600_000)}&end_time=${iso(now)}&limit=1000`,
+      http: (i) =>
+        `/v1/gpus/${gpu(i * 7)}/telemetry?metric=${METRICS[i % 5]}&start_time=${iso(now - 3_600_000)}&end_time=${iso(now)}&limit=1000`,
       sql: (i) => [
         `SELECT * FROM telemetry WHERE gpu_id = $1 AND metric_name = $2 AND "timestamp" >= $3 AND "timestamp" < $4 ORDER BY "timestamp", uuid LIMIT 1001`,
         [gpu(i * 7), METRICS[i % 5], iso(now - 3_600_000), iso(now)],
@@ -52,7 +70,8 @@ try {
     },
     {
       name: 'telemetry, all metrics, last hour, limit 1000',
-      http: (i) => `/v1/gpus/${gpu(i * 11)}/telemetry?start_time=${iso(now - 3_600_000)}&end_time=${iso(now)}&limit=1000`,
+      http: (i) =>
+        `/v1/gpus/${gpu(i * 11)}/telemetry?start_time=${iso(now - 3_600_000)}&end_time=${iso(now)}&limit=1000`,
       sql: (i) => [
         `SELECT * FROM telemetry WHERE gpu_id = $1 AND "timestamp" >= $2 AND "timestamp" < $3 ORDER BY "timestamp", uuid LIMIT 1001`,
         [gpu(i * 11), iso(now - 3_600_000), iso(now)],
@@ -60,7 +79,8 @@ try {
     },
     {
       name: 'series, one metric, 6 hours, 5 min buckets',
-      http: (i) => `/v1/gpus/${gpu(i * 13)}/metrics/${METRICS[i % 5]}/series?start_time=${iso(now - 6 * 3_600_000)}&end_time=${iso(now)}&step=5m`,
+      http: (i) =>
+        `/v1/gpus/${gpu(i * 13)}/metrics/${METRICS[i % 5]}/series?start_time=${iso(now - 6 * 3_600_000)}&end_time=${iso(now)}&step=5m`,
       sql: (i) => [
         `SELECT date_bin('5 minutes', "timestamp", TIMESTAMPTZ '1970-01-01 00:00:00+00'), count(*), avg(value), min(value), max(value)
          FROM telemetry WHERE gpu_id = $1 AND metric_name = $2 AND "timestamp" >= $3 AND "timestamp" < $4
@@ -68,7 +88,11 @@ try {
         [gpu(i * 13), METRICS[i % 5], iso(now - 6 * 3_600_000), iso(now)],
       ],
     },
-    { name: 'GPU list, 1000 GPUs', http: () => `/v1/gpus?limit=1000`, sql: () => ['SELECT * FROM gpus ORDER BY gpu_id LIMIT 1001', []] },
+    {
+      name: 'GPU list, 1000 GPUs',
+      http: () => `/v1/gpus?limit=1000`,
+      sql: () => ['SELECT * FROM gpus ORDER BY gpu_id LIMIT 1001', []],
+    },
   ];
   const rows = [];
   for (const c of cases) {
@@ -85,7 +109,14 @@ try {
       await pool.query(text, values);
       direct.push(performance.now() - t);
     }
-    rows.push([c.name, fmt(percentile(direct, 50), 1), fmt(percentile(direct, 99), 1), fmt(percentile(api, 50), 1), fmt(percentile(api, 99), 1), fmt(percentile(api, 50) / percentile(direct, 50), 2)]);
+    rows.push([
+      c.name,
+      fmt(percentile(direct, 50), 1),
+      fmt(percentile(direct, 99), 1),
+      fmt(percentile(api, 50), 1),
+      fmt(percentile(api, 99), 1),
+      fmt(percentile(api, 50) / percentile(direct, 50), 2),
+    ]);
   }
   printTable(
     `Query API on ${ROWS.toLocaleString()} samples (${GPUS} GPUs), ${CALLS} calls each, ms`,

@@ -18,7 +18,11 @@ const dbTesting = require(path.join(root, 'libs/db/dist/testing.js'));
  */
 export async function startPostgres() {
   if (process.env.BENCH_DATABASE_URL) {
-    return { adminUrl: process.env.BENCH_DATABASE_URL, createDatabase: (name, migrate) => createDatabase(process.env.BENCH_DATABASE_URL, name, migrate), stop: async () => undefined };
+    return {
+      adminUrl: process.env.BENCH_DATABASE_URL,
+      createDatabase: (name, migrate) => createDatabase(process.env.BENCH_DATABASE_URL, name, migrate),
+      stop: async () => undefined,
+    };
   }
   const dataDir = mkdtempSync(path.join(tmpdir(), 'gpu-telemetry-bench-pg-'));
   const server = await dbLib.startEmbeddedPostgres({ dataDir, persistent: false });
@@ -59,7 +63,13 @@ export async function startService(name, env, script = `apps/${name}/dist/main.j
   const deadline = Date.now() + 30_000;
   for (;;) {
     if (child.exitCode !== null) throw new Error(`${name} exited with ${child.exitCode}`);
-    if (await fetch(`${url}/healthz`).then((r) => r.ok, () => false)) break;
+    if (
+      await fetch(`${url}/healthz`).then(
+        (r) => r.ok,
+        () => false,
+      )
+    )
+      break;
     if (Date.now() > deadline) throw new Error(`${name} did not start`);
     await sleep(100);
   }
@@ -90,12 +100,18 @@ export function freePort() {
 
 /** Prints rows as an aligned text table. */
 export function printTable(title, header, rows) {
-  const widths = header.map((h, i) => Math.max(String(h).length, ...rows.map((r) => String(r[i] ?? '').length)));
-  const line = (cells) => cells.map((c, i) => (i === 0 ? String(c).padEnd(widths[i]) : String(c).padStart(widths[i]))).join('  ');
+  const widths = header.map((h, i) =>
+    Math.max(String(h).length, ...rows.map((r) => String(r[i] ?? '').length)),
+  );
+  const line = (cells) =>
+    cells.map((c, i) => (i === 0 ? String(c).padEnd(widths[i]) : String(c).padStart(widths[i]))).join('  ');
   console.log(`\n${title}`);
   console.log(line(header));
   console.log(widths.map((w) => '-'.repeat(w)).join('  '));
   for (const row of rows) console.log(line(row));
 }
 
-export const fmt = (n, digits = 0) => (Number.isFinite(n) ? n.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits }) : '-');
+export const fmt = (n, digits = 0) =>
+  Number.isFinite(n)
+    ? n.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits })
+    : '-';

@@ -46,7 +46,9 @@ function loadDotEnv(file) {
 }
 
 function build(targets) {
-  const configs = targets.map((t) => (t in SERVICES ? `apps/${t}/tsconfig.app.json` : `libs/${t}/tsconfig.lib.json`));
+  const configs = targets.map((t) =>
+    t in SERVICES ? `apps/${t}/tsconfig.app.json` : `libs/${t}/tsconfig.lib.json`,
+  );
   const result = spawnSync(process.execPath, [require.resolve('typescript/bin/tsc'), '-b', ...configs], {
     cwd: root,
     stdio: 'inherit',
@@ -57,7 +59,9 @@ function build(targets) {
 function databaseUrl() {
   if (!process.env.DATABASE_URL) {
     process.env.DATABASE_URL = EMBEDDED_URL;
-    console.error(`DATABASE_URL is not set: using the embedded Postgres of \`npm run db:start\` (${EMBEDDED_URL}).`);
+    console.error(
+      `DATABASE_URL is not set: using the embedded Postgres of \`npm run db:start\` (${EMBEDDED_URL}).`,
+    );
   }
   return process.env.DATABASE_URL;
 }
@@ -65,16 +69,23 @@ function databaseUrl() {
 async function migrate(direction = 'up', ...rest) {
   build(['db']);
   if (direction !== 'create') databaseUrl();
-  const result = spawnSync(process.execPath, [path.join(root, 'libs/db/dist/bin/migrate.js'), direction, ...rest], {
-    cwd: root,
-    stdio: 'inherit',
-  });
+  const result = spawnSync(
+    process.execPath,
+    [path.join(root, 'libs/db/dist/bin/migrate.js'), direction, ...rest],
+    {
+      cwd: root,
+      stdio: 'inherit',
+    },
+  );
   process.exit(result.status ?? 1);
 }
 
 async function db() {
   build(['db']);
-  const child = spawn(process.execPath, [path.join(root, 'libs/db/dist/bin/db-start.js')], { cwd: root, stdio: 'inherit' });
+  const child = spawn(process.execPath, [path.join(root, 'libs/db/dist/bin/db-start.js')], {
+    cwd: root,
+    stdio: 'inherit',
+  });
   child.on('exit', (code) => process.exit(code ?? 0));
   for (const signal of ['SIGINT', 'SIGTERM']) process.on(signal, () => child.kill(signal));
 }
@@ -94,17 +105,28 @@ function pathToImport(file) {
 }
 
 async function service(name, flag) {
-  if (!(name in SERVICES)) throw new Error(`unknown service "${name}": one of ${Object.keys(SERVICES).join(', ')}`);
+  if (!(name in SERVICES))
+    throw new Error(`unknown service "${name}": one of ${Object.keys(SERVICES).join(', ')}`);
   build([name]);
   databaseUrl();
   const watch = flag === '--watch';
   const children = [];
   if (watch) {
     children.push(
-      spawn(process.execPath, [require.resolve('typescript/bin/tsc'), '-b', '-w', '--preserveWatchOutput', `apps/${name}/tsconfig.app.json`], {
-        cwd: root,
-        stdio: 'inherit',
-      }),
+      spawn(
+        process.execPath,
+        [
+          require.resolve('typescript/bin/tsc'),
+          '-b',
+          '-w',
+          '--preserveWatchOutput',
+          `apps/${name}/tsconfig.app.json`,
+        ],
+        {
+          cwd: root,
+          stdio: 'inherit',
+        },
+      ),
     );
   }
   const args = watch ? ['--watch', ...serviceCommand(name)] : serviceCommand(name);
@@ -119,7 +141,10 @@ async function service(name, flag) {
 
 async function simulator() {
   build(['collector']);
-  const child = spawn(process.execPath, [path.join(root, 'apps/collector/dist/simulator/main.js')], { cwd: root, stdio: 'inherit' });
+  const child = spawn(process.execPath, [path.join(root, 'apps/collector/dist/simulator/main.js')], {
+    cwd: root,
+    stdio: 'inherit',
+  });
   child.on('exit', (code) => process.exit(code ?? 0));
   for (const signal of ['SIGINT', 'SIGTERM']) process.on(signal, () => child.kill(signal));
 }
@@ -131,11 +156,16 @@ async function start() {
   let postgres;
   if (!process.env.DATABASE_URL) {
     const dataDir = path.join(root, '.data/postgres');
-    console.log(`starting embedded PostgreSQL (data in ${path.relative(root, dataDir)}, port ${EMBEDDED_PORT})...`);
+    console.log(
+      `starting embedded PostgreSQL (data in ${path.relative(root, dataDir)}, port ${EMBEDDED_PORT})...`,
+    );
     postgres = await startEmbeddedPostgres({ dataDir, port: EMBEDDED_PORT, persistent: true });
     process.env.DATABASE_URL = postgres.url;
   }
-  const migrated = spawnSync(process.execPath, [path.join(root, 'libs/db/dist/bin/migrate.js'), 'up'], { cwd: root, stdio: 'inherit' });
+  const migrated = spawnSync(process.execPath, [path.join(root, 'libs/db/dist/bin/migrate.js'), 'up'], {
+    cwd: root,
+    stdio: 'inherit',
+  });
   if (migrated.status !== 0) {
     await postgres?.stop();
     throw new Error('migrations failed');
@@ -147,7 +177,8 @@ async function start() {
     ...process.env,
     QUEUE_URL: process.env.QUEUE_URL || `http://127.0.0.1:${SERVICES.queue}`,
     // The collector scrapes the simulated exporter unless told otherwise.
-    COLLECT_TARGETS: process.env.COLLECT_TARGETS || `http://127.0.0.1:${simPort}/hosts/{1..${simHosts}}/metrics`,
+    COLLECT_TARGETS:
+      process.env.COLLECT_TARGETS || `http://127.0.0.1:${simPort}/hosts/{1..${simHosts}}/metrics`,
   };
   const processes = [
     { name: 'simulator', args: [path.join(root, 'apps/collector/dist/simulator/main.js')] },
@@ -220,7 +251,10 @@ async function waitReady() {
   const deadline = Date.now() + 60_000;
   for (const [name, port] of Object.entries(SERVICES)) {
     for (;;) {
-      const ok = await fetch(`http://127.0.0.1:${port}/healthz`).then((r) => r.ok, () => false);
+      const ok = await fetch(`http://127.0.0.1:${port}/healthz`).then(
+        (r) => r.ok,
+        () => false,
+      );
       if (ok) break;
       if (Date.now() > deadline) throw new Error(`${name} did not come up on port ${port}`);
       await new Promise((resolve) => setTimeout(resolve, 200));

@@ -3,7 +3,12 @@ import { pingDatabase } from '@gpu-telemetry/db';
 import { ValidationError } from '@gpu-telemetry/model';
 import type { QueueClient } from '@gpu-telemetry/queue-client';
 import { TELEMETRY_TOPIC } from '@gpu-telemetry/model';
-import { createMetrics, createServiceApp, type Logger, type ServiceMetrics } from '@gpu-telemetry/service-kit';
+import {
+  createMetrics,
+  createServiceApp,
+  type Logger,
+  type ServiceMetrics,
+} from '@gpu-telemetry/service-kit';
 import type { Express } from 'express';
 import type { Kysely } from 'kysely';
 import type { Pool } from 'pg';
@@ -58,9 +63,13 @@ function staticTargets(config: CollectorConfig): { targets: string[]; dns: strin
         return [];
       }
     });
-  const targets = check('COLLECT_TARGETS', config.COLLECT_TARGETS.flatMap((t) => expandRanges(t)));
+  const targets = check(
+    'COLLECT_TARGETS',
+    config.COLLECT_TARGETS.flatMap((t) => expandRanges(t)),
+  );
   const dns = check('COLLECT_DNS', config.COLLECT_DNS);
-  if (problems.length) throw new Error(`Invalid configuration:\n${problems.map((p) => `  - ${p}`).join('\n')}`);
+  if (problems.length)
+    throw new Error(`Invalid configuration:\n${problems.map((p) => `  - ${p}`).join('\n')}`);
   return { targets, dns };
 }
 
@@ -70,9 +79,14 @@ export function createApp(deps: CollectorAppDeps): CollectorApp {
   const collectorMetrics = createCollectorMetrics(metrics.registry);
   const policy = { allowLinkLocal: config.COLLECT_ALLOW_LINK_LOCAL };
   const { targets, dns } = staticTargets(config);
-  const ordinal = config.COLLECTOR_ORDINAL ?? (config.COLLECTOR_REPLICAS > 1 ? ordinalFromHostname(config.HOSTNAME) : 0) ?? 0;
+  const ordinal =
+    config.COLLECTOR_ORDINAL ??
+    (config.COLLECTOR_REPLICAS > 1 ? ordinalFromHostname(config.HOSTNAME) : 0) ??
+    0;
   if (ordinal >= config.COLLECTOR_REPLICAS) {
-    throw new Error(`Invalid configuration:\n  - COLLECTOR_ORDINAL ${ordinal} must be below COLLECTOR_REPLICAS ${config.COLLECTOR_REPLICAS}`);
+    throw new Error(
+      `Invalid configuration:\n  - COLLECTOR_ORDINAL ${ordinal} must be below COLLECTOR_REPLICAS ${config.COLLECTOR_REPLICAS}`,
+    );
   }
   const registry = new TargetRegistry({
     db,
@@ -139,7 +153,12 @@ export function createApp(deps: CollectorAppDeps): CollectorApp {
       scrapeLoop.start();
       await csvReplay?.start();
       logger.info(
-        { static: targets.length, dns: dns.length, replica: registry.replicaName, intervalMs: config.COLLECT_INTERVAL },
+        {
+          static: targets.length,
+          dns: dns.length,
+          replica: registry.replicaName,
+          intervalMs: config.COLLECT_INTERVAL,
+        },
         'collecting',
       );
     },

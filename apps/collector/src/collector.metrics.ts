@@ -17,17 +17,37 @@ export function createCollectorMetrics(registry: Registry) {
       buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
       registers,
     }),
-    parseErrors: new Counter({ name: 'collector_parse_errors_total', help: 'Exposition lines that could not be parsed (skipped).', registers }),
-    samplesScraped: new Counter({ name: 'collector_samples_scraped_total', help: 'GPU samples read from targets and CSV replay.', registers }),
-    published: new Counter({ name: 'collector_samples_published_total', help: 'Samples the queue accepted.', registers }),
-    buffered: new Gauge({ name: 'collector_samples_buffered', help: 'Samples waiting to be published.', registers }),
+    parseErrors: new Counter({
+      name: 'collector_parse_errors_total',
+      help: 'Exposition lines that could not be parsed (skipped).',
+      registers,
+    }),
+    samplesScraped: new Counter({
+      name: 'collector_samples_scraped_total',
+      help: 'GPU samples read from targets and CSV replay.',
+      registers,
+    }),
+    published: new Counter({
+      name: 'collector_samples_published_total',
+      help: 'Samples the queue accepted.',
+      registers,
+    }),
+    buffered: new Gauge({
+      name: 'collector_samples_buffered',
+      help: 'Samples waiting to be published.',
+      registers,
+    }),
     dropped: new Counter({
       name: 'collector_samples_dropped_total',
       help: 'Samples dropped: buffer_full (queue down longer than the buffer lasts), rejected by the queue, or unpublished at shutdown.',
       labelNames: ['reason'] as const,
       registers,
     }),
-    publishErrors: new Counter({ name: 'collector_publish_errors_total', help: 'Failed publish requests (retried unless rejected).', registers }),
+    publishErrors: new Counter({
+      name: 'collector_publish_errors_total',
+      help: 'Failed publish requests (retried unless rejected).',
+      registers,
+    }),
     publishDuration: new Histogram({
       name: 'collector_publish_duration_seconds',
       help: 'Time to publish one batch of messages.',

@@ -17,7 +17,12 @@ async function main(): Promise<void> {
   const queue = new QueueClient({ url: config.QUEUE_URL });
   const collector = createApp({ db: database.db, pool: database.pool, logger, queue, config });
   await collector.start();
-  const server = await listen(collector.app, { port: config.PORT, host: config.HOST, logger, shutdownTimeoutMs: config.SHUTDOWN_TIMEOUT });
+  const server = await listen(collector.app, {
+    port: config.PORT,
+    host: config.HOST,
+    logger,
+    shutdownTimeoutMs: config.SHUTDOWN_TIMEOUT,
+  });
   logger.info({ port: server.port }, 'collector listening');
   onShutdown(logger, [
     { name: 'stop scraping and flush', run: () => collector.stop(config.SHUTDOWN_TIMEOUT) },
@@ -28,6 +33,11 @@ async function main(): Promise<void> {
 }
 
 main().catch((error: unknown) => {
-  console.error(error instanceof ConfigError || (error instanceof Error && error.message.startsWith('Invalid configuration')) ? error.message : error);
+  console.error(
+    error instanceof ConfigError ||
+      (error instanceof Error && error.message.startsWith('Invalid configuration'))
+      ? error.message
+      : error,
+  );
   process.exit(1);
 });

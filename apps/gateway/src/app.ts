@@ -1,6 +1,11 @@
 import type { Database } from '@gpu-telemetry/db';
 import { pingDatabase } from '@gpu-telemetry/db';
-import { createMetrics, createServiceApp, type Logger, type ServiceMetrics } from '@gpu-telemetry/service-kit';
+import {
+  createMetrics,
+  createServiceApp,
+  type Logger,
+  type ServiceMetrics,
+} from '@gpu-telemetry/service-kit';
 import type { Express } from 'express';
 import type { Kysely } from 'kysely';
 import type { Pool } from 'pg';

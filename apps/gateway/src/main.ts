@@ -14,7 +14,12 @@ async function main(): Promise<void> {
     onError: (error) => logger.warn({ err: error }, 'idle database connection lost'),
   });
   const { app } = createApp({ db: database.db, pool: database.pool, logger });
-  const server = await listen(app, { port: config.PORT, host: config.HOST, logger, shutdownTimeoutMs: config.SHUTDOWN_TIMEOUT });
+  const server = await listen(app, {
+    port: config.PORT,
+    host: config.HOST,
+    logger,
+    shutdownTimeoutMs: config.SHUTDOWN_TIMEOUT,
+  });
   logger.info({ port: server.port }, 'gateway listening');
   onShutdown(logger, [
     { name: 'drain http', run: () => server.close() },

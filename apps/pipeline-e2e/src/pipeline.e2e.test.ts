@@ -23,7 +23,9 @@ afterAll(async () => {
 });
 
 async function stored(): Promise<{ rows: number; distinct: number }> {
-  const { rows } = await pipeline.database.pool.query('SELECT count(*)::int AS rows, count(DISTINCT uuid)::int AS distinct FROM telemetry');
+  const { rows } = await pipeline.database.pool.query(
+    'SELECT count(*)::int AS rows, count(DISTINCT uuid)::int AS distinct FROM telemetry',
+  );
   return rows[0];
 }
 
@@ -33,7 +35,8 @@ async function round(): Promise<void> {
   await new Promise((resolve) => setTimeout(resolve, 5));
 }
 
-const scraped = () => pipeline.collector.publisher.totals.published + pipeline.collector.publisher.bufferedSamples;
+const scraped = () =>
+  pipeline.collector.publisher.totals.published + pipeline.collector.publisher.bufferedSamples;
 
 describe('the telemetry pipeline', () => {
   it('stores every scraped sample exactly once and serves it through the query API', async () => {
@@ -44,10 +47,17 @@ describe('the telemetry pipeline', () => {
     expect(await stored()).toEqual({ rows: 2 * PER_ROUND, distinct: 2 * PER_ROUND });
 
     const gpus = await request(streamer.app).get('/v1/gpus').expect(200);
-    expect(gpus.body.gpus.map((g: { id: string }) => g.id).sort()).toEqual(pipeline.simulator.inventory().map((g) => g.uuid).sort());
+    expect(gpus.body.gpus.map((g: { id: string }) => g.id).sort()).toEqual(
+      pipeline.simulator
+        .inventory()
+        .map((g) => g.uuid)
+        .sort(),
+    );
     const gpu = gpus.body.gpus[0];
     expect(gpu.metrics).toHaveLength(SIMULATED_METRICS);
-    const samples = await request(streamer.app).get(`/v1/gpus/${gpu.id}/telemetry?metric=DCGM_FI_DEV_GPU_UTIL`).expect(200);
+    const samples = await request(streamer.app)
+      .get(`/v1/gpus/${gpu.id}/telemetry?metric=DCGM_FI_DEV_GPU_UTIL`)
+      .expect(200);
     expect(samples.body.samples).toHaveLength(2);
     await streamer.stop();
   });
@@ -69,7 +79,11 @@ describe('the telemetry pipeline', () => {
     await second.stop();
     const after = await stored();
     expect(after).toEqual({ rows: before + 3 * PER_ROUND, distinct: before + 3 * PER_ROUND });
-    expect(await pipeline.queue.queue.topic(TELEMETRY_TOPIC)).toMatchObject({ ready: 0, inFlight: 0, dead: 0 });
+    expect(await pipeline.queue.queue.topic(TELEMETRY_TOPIC)).toMatchObject({
+      ready: 0,
+      inFlight: 0,
+      dead: 0,
+    });
   });
 
   it('buffers while the queue is unreachable and delivers everything when it is back', async () => {
@@ -94,7 +108,11 @@ describe('a collector whose queue stays down longer than its buffer lasts', () =
   let small: Pipeline;
 
   beforeAll(async () => {
-    small = await startPipeline({ hosts: 2, gpusPerHost: 2, collectorEnv: { COLLECT_BUFFER_SAMPLES: String(2 * 2 * SIMULATED_METRICS * 2) } });
+    small = await startPipeline({
+      hosts: 2,
+      gpusPerHost: 2,
+      collectorEnv: { COLLECT_BUFFER_SAMPLES: String(2 * 2 * SIMULATED_METRICS * 2) },
+    });
   });
 
   afterAll(async () => {
@@ -110,7 +128,9 @@ describe('a collector whose queue stays down longer than its buffer lasts', () =
     }
     const dropped = small.collector.publisher.totals.dropped;
     expect(dropped).toBeGreaterThanOrEqual(2 * perRound);
-    expect(await small.collector.metrics.registry.getSingleMetricAsString('collector_samples_dropped_total')).toMatch(
+    expect(
+      await small.collector.metrics.registry.getSingleMetricAsString('collector_samples_dropped_total'),
+    ).toMatch(
       new RegExp(`collector_samples_dropped_total\\{[^}]*reason="buffer_full"[^}]*\\} ${dropped}$`, 'm'),
     );
     await small.queueServer.start();
@@ -121,7 +141,9 @@ describe('a collector whose queue stays down longer than its buffer lasts', () =
       const { rows } = await small.database.pool.query('SELECT count(*)::int AS n FROM telemetry');
       return rows[0].n === expected;
     });
-    const { rows } = await small.database.pool.query('SELECT count(*)::int AS n, count(DISTINCT uuid)::int AS d FROM telemetry');
+    const { rows } = await small.database.pool.query(
+      'SELECT count(*)::int AS n, count(DISTINCT uuid)::int AS d FROM telemetry',
+    );
     expect(rows[0]).toEqual({ n: expected, d: expected });
   });
 });

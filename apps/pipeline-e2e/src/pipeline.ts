@@ -48,7 +48,11 @@ export interface Pipeline {
 }
 
 /** Simulated exporters -> collector -> queue -> streamer -> Postgres, all real, in one process. */
-export async function startPipeline(options: { hosts: number; gpusPerHost: number; collectorEnv?: Record<string, string> }): Promise<Pipeline> {
+export async function startPipeline(options: {
+  hosts: number;
+  gpusPerHost: number;
+  collectorEnv?: Record<string, string>;
+}): Promise<Pipeline> {
   const database = await createTestDatabase({ max: 20 });
   const simulator = new DcgmSimulator({ hosts: options.hosts, gpusPerHost: options.gpusPerHost });
   const simulatorServer = new Restartable(simulator.handle);
@@ -56,7 +60,13 @@ export async function startPipeline(options: { hosts: number; gpusPerHost: numbe
   const queue = createQueue({
     pool: database.pool,
     logger: logger('queue'),
-    config: { DATABASE_URL: database.url, QUEUE_MAX_ATTEMPTS: 5, QUEUE_MAX_PAYLOAD: 256 * 1024, QUEUE_BODY_LIMIT: 32 * 1024 * 1024, QUEUE_FALLBACK_POLL: 1_000 },
+    config: {
+      DATABASE_URL: database.url,
+      QUEUE_MAX_ATTEMPTS: 5,
+      QUEUE_MAX_PAYLOAD: 256 * 1024,
+      QUEUE_BODY_LIMIT: 32 * 1024 * 1024,
+      QUEUE_FALLBACK_POLL: 1_000,
+    },
   });
   await queue.start();
   const queueServer = new Restartable(queue.app);
@@ -119,7 +129,11 @@ export async function startPipeline(options: { hosts: number; gpusPerHost: numbe
   };
 }
 
-export async function waitFor(what: string, condition: () => Promise<boolean> | boolean, ms = 20_000): Promise<void> {
+export async function waitFor(
+  what: string,
+  condition: () => Promise<boolean> | boolean,
+  ms = 20_000,
+): Promise<void> {
   const until = Date.now() + ms;
   while (!(await condition())) {
     if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);

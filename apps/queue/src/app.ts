@@ -12,7 +12,10 @@ import { QueueService } from './services/queue.service';
 export interface QueueAppDeps {
   pool: Pool;
   logger: Logger;
-  config: Pick<QueueConfig, 'DATABASE_URL' | 'QUEUE_MAX_ATTEMPTS' | 'QUEUE_MAX_PAYLOAD' | 'QUEUE_BODY_LIMIT' | 'QUEUE_FALLBACK_POLL'>;
+  config: Pick<
+    QueueConfig,
+    'DATABASE_URL' | 'QUEUE_MAX_ATTEMPTS' | 'QUEUE_MAX_PAYLOAD' | 'QUEUE_BODY_LIMIT' | 'QUEUE_FALLBACK_POLL'
+  >;
 }
 
 export interface QueueApp {
@@ -70,7 +73,9 @@ export function createApp(deps: QueueAppDeps): QueueApp {
       await notifier.start();
       // Lease rows that ended an hour ago are only bookkeeping; drop them every minute.
       housekeeping = setInterval(() => {
-        queue.forgetEndedLeases(3_600).catch((error: unknown) => logger.warn({ err: error }, 'lease housekeeping failed'));
+        queue
+          .forgetEndedLeases(3_600)
+          .catch((error: unknown) => logger.warn({ err: error }, 'lease housekeeping failed'));
       }, 60_000);
       housekeeping.unref();
     },

@@ -13,7 +13,9 @@ describe('queue configuration', () => {
   });
 
   it('refuses to start on bad values, naming each one', () => {
-    expect(() => loadQueueConfig({ QUEUE_MAX_ATTEMPTS: '0', QUEUE_FALLBACK_POLL: 'often' })).toThrow(ConfigError);
+    expect(() => loadQueueConfig({ QUEUE_MAX_ATTEMPTS: '0', QUEUE_FALLBACK_POLL: 'often' })).toThrow(
+      ConfigError,
+    );
     try {
       loadQueueConfig({ QUEUE_MAX_ATTEMPTS: '0', QUEUE_FALLBACK_POLL: 'often' });
     } catch (error) {

@@ -15,7 +15,12 @@ async function main(): Promise<void> {
   });
   const queue = createApp({ pool: database.pool, logger, config });
   await queue.start();
-  const server = await listen(queue.app, { port: config.PORT, host: config.HOST, logger, shutdownTimeoutMs: config.SHUTDOWN_TIMEOUT });
+  const server = await listen(queue.app, {
+    port: config.PORT,
+    host: config.HOST,
+    logger,
+    shutdownTimeoutMs: config.SHUTDOWN_TIMEOUT,
+  });
   logger.info({ port: server.port }, 'queue listening');
   onShutdown(logger, [
     { name: 'end long-polls', run: () => queue.stop() },

@@ -31,7 +31,9 @@ describe('QueueClient', () => {
   });
 
   it('throws QueueRequestError with the problem details on 4xx', async () => {
-    const error = await client.ack('client-basic', '00000000-0000-4000-8000-000000000000').catch((e: unknown) => e);
+    const error = await client
+      .ack('client-basic', '00000000-0000-4000-8000-000000000000')
+      .catch((e: unknown) => e);
     expect(error).toBeInstanceOf(QueueRequestError);
     expect((error as QueueRequestError).isConflict).toBe(true);
     const bad = await client.lease('Bad Topic', { consumer: 'c' }).catch((e: unknown) => e);
@@ -44,7 +46,10 @@ describe('createConsumer', () => {
   it('acks what the handler processed and nacks what it reports as failed, with the reason', async () => {
     const topic = 'consumer-mixed';
     await queue.queue.configure(topic, 1);
-    await client.publish(topic, Array.from({ length: 50 }, (_, n) => ({ payload: { n } })));
+    await client.publish(
+      topic,
+      Array.from({ length: 50 }, (_, n) => ({ payload: { n } })),
+    );
     const handled: number[] = [];
     const consumer = createConsumer<{ n: number }>({
       client,
@@ -57,7 +62,11 @@ describe('createConsumer', () => {
       logger,
       handle: async (messages) => {
         handled.push(...messages.map((m) => m.payload.n));
-        return { failed: messages.filter((m) => m.payload.n % 10 === 0).map((m) => ({ id: m.id, reason: `n=${m.payload.n} is bad` })) };
+        return {
+          failed: messages
+            .filter((m) => m.payload.n % 10 === 0)
+            .map((m) => ({ id: m.id, reason: `n=${m.payload.n} is bad` })),
+        };
       },
     });
     consumer.start();
@@ -65,8 +74,16 @@ describe('createConsumer', () => {
     await consumer.stop();
     expect(handled.sort((a, b) => a - b)).toEqual(Array.from({ length: 50 }, (_, n) => n));
     expect(await client.topic(topic)).toMatchObject({ ready: 0, inFlight: 0, dead: 5 });
-    const dead = (await fetch(`${server.url}/v1/topics/${topic}/dead`).then((r) => r.json())) as { messages: { lastError: string }[] };
-    expect(dead.messages.map((m) => m.lastError).sort()).toEqual(['n=0 is bad', 'n=10 is bad', 'n=20 is bad', 'n=30 is bad', 'n=40 is bad']);
+    const dead = (await fetch(`${server.url}/v1/topics/${topic}/dead`).then((r) => r.json())) as {
+      messages: { lastError: string }[];
+    };
+    expect(dead.messages.map((m) => m.lastError).sort()).toEqual([
+      'n=0 is bad',
+      'n=10 is bad',
+      'n=20 is bad',
+      'n=30 is bad',
+      'n=40 is bad',
+    ]);
   });
 
   it('extends the lease while a slow batch runs, so it is not redelivered', async () => {

@@ -2,7 +2,12 @@ import type { Database } from '@gpu-telemetry/db';
 import { pingDatabase } from '@gpu-telemetry/db';
 import { TELEMETRY_TOPIC } from '@gpu-telemetry/model';
 import { type Consumer, createConsumer, type QueueClient } from '@gpu-telemetry/queue-client';
-import { createMetrics, createServiceApp, type Logger, type ServiceMetrics } from '@gpu-telemetry/service-kit';
+import {
+  createMetrics,
+  createServiceApp,
+  type Logger,
+  type ServiceMetrics,
+} from '@gpu-telemetry/service-kit';
 import type { Express } from 'express';
 import type { Kysely } from 'kysely';
 import type { Pool } from 'pg';
@@ -20,7 +25,12 @@ export interface StreamerAppDeps {
   queue: QueueClient;
   config: Pick<
     StreamerConfig,
-    'STREAMER_CONCURRENCY' | 'STREAMER_BATCH' | 'STREAMER_VISIBILITY' | 'STREAMER_WAIT' | 'TELEMETRY_RETENTION' | 'TELEMETRY_MAINTENANCE_INTERVAL'
+    | 'STREAMER_CONCURRENCY'
+    | 'STREAMER_BATCH'
+    | 'STREAMER_VISIBILITY'
+    | 'STREAMER_WAIT'
+    | 'TELEMETRY_RETENTION'
+    | 'TELEMETRY_MAINTENANCE_INTERVAL'
   >;
   /** Name shown on leases, e.g. the pod name. */
   consumerName?: string;
@@ -42,7 +52,12 @@ export function createApp(deps: StreamerAppDeps): StreamerApp {
   const { db, pool, logger, queue, config } = deps;
   const metrics = createMetrics('streamer');
   const streamerMetrics = createStreamerMetrics(metrics.registry);
-  const ingest = new IngestService({ pool, logger, metrics: streamerMetrics, retentionMs: config.TELEMETRY_RETENTION });
+  const ingest = new IngestService({
+    pool,
+    logger,
+    metrics: streamerMetrics,
+    retentionMs: config.TELEMETRY_RETENTION,
+  });
   const maintainer = new PartitionMaintainer({
     pool,
     logger,
@@ -70,7 +85,9 @@ export function createApp(deps: StreamerAppDeps): StreamerApp {
     ingest,
     maintainer,
     async start() {
-      await maintainer.runOnce().catch((error: unknown) => logger.warn({ err: error }, 'partition maintenance failed; will retry'));
+      await maintainer
+        .runOnce()
+        .catch((error: unknown) => logger.warn({ err: error }, 'partition maintenance failed; will retry'));
       maintainer.start();
       consumer = createConsumer({
         client: queue,
@@ -84,7 +101,10 @@ export function createApp(deps: StreamerAppDeps): StreamerApp {
         handle: (messages) => ingest.handle(messages),
       });
       consumer.start();
-      logger.info({ concurrency: config.STREAMER_CONCURRENCY, batch: config.STREAMER_BATCH }, 'consuming telemetry');
+      logger.info(
+        { concurrency: config.STREAMER_CONCURRENCY, batch: config.STREAMER_BATCH },
+        'consuming telemetry',
+      );
     },
     async stop() {
       maintainer.stop();

@@ -16,9 +16,21 @@ async function main(): Promise<void> {
     onError: (error) => logger.warn({ err: error }, 'idle database connection lost'),
   });
   const queue = new QueueClient({ url: config.QUEUE_URL });
-  const streamer = createApp({ db: database.db, pool: database.pool, logger, queue, config, consumerName: hostname() });
+  const streamer = createApp({
+    db: database.db,
+    pool: database.pool,
+    logger,
+    queue,
+    config,
+    consumerName: hostname(),
+  });
   await streamer.start();
-  const server = await listen(streamer.app, { port: config.PORT, host: config.HOST, logger, shutdownTimeoutMs: config.SHUTDOWN_TIMEOUT });
+  const server = await listen(streamer.app, {
+    port: config.PORT,
+    host: config.HOST,
+    logger,
+    shutdownTimeoutMs: config.SHUTDOWN_TIMEOUT,
+  });
   logger.info({ port: server.port }, 'streamer listening');
   onShutdown(logger, [
     { name: 'finish batches in hand', run: () => streamer.stop() },

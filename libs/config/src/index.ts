@@ -1,2 +1,13 @@
 export { ConfigError, loadConfig } from './load-config';
-export { bytes, duration, flag, int, list, logLevel, parseDuration, port, postgresUrl, serviceEnv } from './env-types';
+export {
+  bytes,
+  duration,
+  flag,
+  int,
+  list,
+  logLevel,
+  parseDuration,
+  port,
+  postgresUrl,
+  serviceEnv,
+} from './env-types';

@@ -13,7 +13,10 @@ const schema = z.object({
 
 describe('loadConfig', () => {
   it('applies defaults and parses durations, sizes, lists and flags', () => {
-    const config = loadConfig(schema, { DATABASE_URL: 'postgres://u:p@db:5432/x', TARGETS: 'http://a:9400/metrics, ,http://b:9400/metrics' });
+    const config = loadConfig(schema, {
+      DATABASE_URL: 'postgres://u:p@db:5432/x',
+      TARGETS: 'http://a:9400/metrics, ,http://b:9400/metrics',
+    });
     expect(config).toMatchObject({
       PORT: 8081,
       LOG_LEVEL: 'info',
@@ -57,7 +60,9 @@ describe('loadConfig', () => {
   });
 
   it('rejects durations outside their bounds and never prints a password or key', () => {
-    expect(() => loadConfig(schema, { DATABASE_URL: 'postgres://x/y', INTERVAL: '10ms' })).toThrow(/INTERVAL must be between 1s and unbounded/);
+    expect(() => loadConfig(schema, { DATABASE_URL: 'postgres://x/y', INTERVAL: '10ms' })).toThrow(
+      /INTERVAL must be between 1s and unbounded/,
+    );
     const bad = z.object({ DATABASE_URL: serviceEnv(1).DATABASE_URL, ADMIN_KEY: z.string().min(32) });
     try {
       loadConfig(bad, { DATABASE_URL: 'mysql://root:hunter2@db/x', ADMIN_KEY: 'short-secret' });

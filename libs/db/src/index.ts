@@ -10,4 +10,8 @@ export {
   SqlFileMigrationProvider,
   type MigrationOutcome,
 } from './migrator';
-export { startEmbeddedPostgres, type EmbeddedPostgres, type EmbeddedPostgresOptions } from './embedded-postgres';
+export {
+  startEmbeddedPostgres,
+  type EmbeddedPostgres,
+  type EmbeddedPostgresOptions,
+} from './embedded-postgres';

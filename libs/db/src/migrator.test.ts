@@ -58,7 +58,9 @@ describe('migrations', () => {
 
 describe('migration files', () => {
   it('split into up and down sections', () => {
-    expect(splitSections('x.sql', '-- migrate:up\nCREATE TABLE a();\n-- migrate:down\nDROP TABLE a;\n')).toEqual({
+    expect(
+      splitSections('x.sql', '-- migrate:up\nCREATE TABLE a();\n-- migrate:down\nDROP TABLE a;\n'),
+    ).toEqual({
       up: 'CREATE TABLE a();',
       down: 'DROP TABLE a;',
     });

@@ -1,9 +1,17 @@
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
-import { type Kysely, type Migration, type MigrationProvider, type MigrationResultSet, Migrator, sql } from 'kysely';
+import {
+  type Kysely,
+  type Migration,
+  type MigrationProvider,
+  type MigrationResultSet,
+  Migrator,
+  sql,
+} from 'kysely';
 
 /** migrations/ at the repository root (and at /app/migrations in the image): src/ and dist/ sit two levels below libs/. */
-export const DEFAULT_MIGRATIONS_DIR = process.env['MIGRATIONS_DIR'] ?? path.resolve(__dirname, '../../../migrations');
+export const DEFAULT_MIGRATIONS_DIR =
+  process.env['MIGRATIONS_DIR'] ?? path.resolve(__dirname, '../../../migrations');
 
 /** Migrations run on any database, before the tables they create exist. */
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
@@ -24,7 +32,8 @@ export class SqlFileMigrationProvider implements MigrationProvider {
     const files = (await fs.readdir(this.dir)).filter((file) => file.endsWith('.sql')).sort();
     const migrations: Record<string, Migration> = {};
     for (const file of files) {
-      if (!FILE_NAME.test(file)) throw new Error(`${file}: migration files are named NNNN_snake_case_name.sql`);
+      if (!FILE_NAME.test(file))
+        throw new Error(`${file}: migration files are named NNNN_snake_case_name.sql`);
       const { up, down } = splitSections(file, await fs.readFile(path.join(this.dir, file), 'utf8'));
       migrations[file.replace(/\.sql$/, '')] = {
         up: async (db) => void (await sql.raw(up).execute(db)),
@@ -67,7 +76,9 @@ export interface MigrationOutcome {
 function outcome({ results, error }: MigrationResultSet): MigrationOutcome {
   const failed = results?.find((result) => result.status === 'Error');
   return {
-    applied: (results ?? []).filter((result) => result.status === 'Success').map((result) => result.migrationName),
+    applied: (results ?? [])
+      .filter((result) => result.status === 'Success')
+      .map((result) => result.migrationName),
     error: error ?? (failed ? new Error(`migration ${failed.migrationName} failed`) : undefined),
   };
 }
@@ -89,7 +100,10 @@ export async function migrationStatus(
 }
 
 /** Writes the next `NNNN_<name>.sql` with empty up and down sections; returns its path. */
-export async function createMigrationFile(name: string, dir: string = DEFAULT_MIGRATIONS_DIR): Promise<string> {
+export async function createMigrationFile(
+  name: string,
+  dir: string = DEFAULT_MIGRATIONS_DIR,
+): Promise<string> {
   const slug = name
     .trim()
     .toLowerCase()
@@ -97,7 +111,10 @@ export async function createMigrationFile(name: string, dir: string = DEFAULT_MI
     .replace(/^_|_$/g, '');
   if (!slug) throw new Error('give the migration a name, e.g. add_targets_table');
   await fs.mkdir(dir, { recursive: true });
-  const numbers = (await fs.readdir(dir)).map((file) => FILE_NAME.exec(file)?.[1]).filter(Boolean).map(Number);
+  const numbers = (await fs.readdir(dir))
+    .map((file) => FILE_NAME.exec(file)?.[1])
+    .filter(Boolean)
+    .map(Number);
   const next = String(Math.max(0, ...numbers) + 1).padStart(4, '0');
   const file = path.join(dir, `${next}_${slug}.sql`);
   await fs.writeFile(file, `-- migrate:up\n\n\n-- migrate:down\n\n`, { flag: 'wx' });

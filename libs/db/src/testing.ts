@@ -63,7 +63,8 @@ export async function setupTestCluster(): Promise<TestCluster> {
           `SELECT datname FROM pg_database WHERE datname LIKE $1`,
           [`gt_%_${runId}%`],
         );
-        for (const { datname } of rows) await client.query(`DROP DATABASE IF EXISTS "${datname}" WITH (FORCE)`);
+        for (const { datname } of rows)
+          await client.query(`DROP DATABASE IF EXISTS "${datname}" WITH (FORCE)`);
       } finally {
         await client.end();
       }

@@ -28,7 +28,11 @@ export class AppError extends Error {
   constructor(
     readonly status: number,
     detail: string,
-    readonly options: { errors?: FieldError[]; headers?: Record<string, string>; extensions?: Record<string, unknown> } = {},
+    readonly options: {
+      errors?: FieldError[];
+      headers?: Record<string, string>;
+      extensions?: Record<string, unknown>;
+    } = {},
   ) {
     super(detail);
     this.name = new.target.name;

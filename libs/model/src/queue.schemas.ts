@@ -6,7 +6,10 @@ export const MAX_PAYLOAD_BYTES = 256 * 1024;
 
 export const topicName = z
   .string()
-  .regex(TOPIC_PATTERN, 'must be 1-63 characters of a-z, 0-9, ".", "_" or "-", starting with a letter or digit');
+  .regex(
+    TOPIC_PATTERN,
+    'must be 1-63 characters of a-z, 0-9, ".", "_" or "-", starting with a letter or digit',
+  );
 
 /** Any 8-4-4-4-12 hex id, normalised to lower case the way Postgres prints it. */
 export const uuid = z

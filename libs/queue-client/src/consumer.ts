@@ -58,7 +58,11 @@ export function createConsumer<T>(options: ConsumerOptions<T>): Consumer {
   const stopping = new AbortController();
   const loops: Promise<void>[] = [];
 
-  async function settle(leaseId: string, messages: LeasedMessage<T>[], result: HandleResult | void): Promise<void> {
+  async function settle(
+    leaseId: string,
+    messages: LeasedMessage<T>[],
+    result: HandleResult | void,
+  ): Promise<void> {
     const failed = result?.failed ?? [];
     const failedIds = new Set(failed.map((f) => f.id));
     // One nack per distinct reason, each naming its messages.
@@ -70,7 +74,14 @@ export function createConsumer<T>(options: ConsumerOptions<T>): Consumer {
       groups.set(key, group);
     }
     for (const { reason, deadLetter, ids } of groups.values()) {
-      await persist(() => client.nack(topic, leaseId, { ids, reason, deadLetter, delaySeconds: options.retryDelaySeconds ?? 5 }));
+      await persist(() =>
+        client.nack(topic, leaseId, {
+          ids,
+          reason,
+          deadLetter,
+          delaySeconds: options.retryDelaySeconds ?? 5,
+        }),
+      );
     }
     const ok = messages.filter((m) => !failedIds.has(m.id)).map((m) => m.id);
     if (ok.length === 0) return;
@@ -86,11 +97,17 @@ export function createConsumer<T>(options: ConsumerOptions<T>): Consumer {
       } catch (error) {
         const status = (error as { status?: number }).status;
         if (status !== undefined && status < 500 && status !== 429) {
-          logger.warn({ err: error, topic }, 'lease was lost before it was settled; the queue will redeliver');
+          logger.warn(
+            { err: error, topic },
+            'lease was lost before it was settled; the queue will redeliver',
+          );
           return;
         }
         if (attempt >= 8) {
-          logger.error({ err: error, topic }, 'giving up settling a lease; it will be redelivered after it expires');
+          logger.error(
+            { err: error, topic },
+            'giving up settling a lease; it will be redelivered after it expires',
+          );
           return;
         }
         await sleep(Math.min(200 * 2 ** attempt, 5_000));
@@ -123,11 +140,14 @@ export function createConsumer<T>(options: ConsumerOptions<T>): Consumer {
       }
       if (!lease.leaseId || lease.messages.length === 0) continue;
       const leaseId = lease.leaseId;
-      const heartbeat = setInterval(() => {
-        client.extend(topic, leaseId, options.visibilitySeconds).catch((error: unknown) => {
-          logger.warn({ err: error, topic, leaseId }, 'lease heartbeat failed');
-        });
-      }, (options.visibilitySeconds * 1000) / 3);
+      const heartbeat = setInterval(
+        () => {
+          client.extend(topic, leaseId, options.visibilitySeconds).catch((error: unknown) => {
+            logger.warn({ err: error, topic, leaseId }, 'lease heartbeat failed');
+          });
+        },
+        (options.visibilitySeconds * 1000) / 3,
+      );
       try {
         let result: HandleResult | void;
         try {

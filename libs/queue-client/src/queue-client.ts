@@ -1,4 +1,11 @@
-import type { Lease, LeaseRequest, MessageInput, Problem, PublishResult, TopicStats } from '@gpu-telemetry/model';
+import type {
+  Lease,
+  LeaseRequest,
+  MessageInput,
+  Problem,
+  PublishResult,
+  TopicStats,
+} from '@gpu-telemetry/model';
 import { type Dispatcher, Pool } from 'undici';
 
 export interface QueueClientOptions {
@@ -69,7 +76,10 @@ export class QueueClient {
   /** Long-polls when `waitSeconds` > 0; an aborted signal ends the wait (the server releases anything it leased). */
   lease<T = unknown>(topic: string, request: LeaseRequest, signal?: AbortSignal): Promise<Lease<T>> {
     const wait = (request.waitSeconds ?? 0) * 1000;
-    return this.call('lease', 'POST', `/v1/topics/${encodeURIComponent(topic)}/leases`, request, { signal, timeoutMs: wait + this.timeoutMs });
+    return this.call('lease', 'POST', `/v1/topics/${encodeURIComponent(topic)}/leases`, request, {
+      signal,
+      timeoutMs: wait + this.timeoutMs,
+    });
   }
 
   ack(topic: string, leaseId: string, ids?: string[]): Promise<{ acked: number }> {
@@ -81,15 +91,29 @@ export class QueueClient {
     leaseId: string,
     options: { ids?: string[]; delaySeconds?: number; reason?: string; deadLetter?: boolean } = {},
   ): Promise<{ nacked: number; dead: number }> {
-    return this.call('nack', 'POST', `/v1/topics/${encodeURIComponent(topic)}/nacks`, { leaseId, ...options });
+    return this.call('nack', 'POST', `/v1/topics/${encodeURIComponent(topic)}/nacks`, {
+      leaseId,
+      ...options,
+    });
   }
 
-  extend(topic: string, leaseId: string, visibilitySeconds: number): Promise<{ leaseId: string; leaseUntil: string }> {
-    return this.call('extend', 'POST', `/v1/topics/${encodeURIComponent(topic)}/leases/${leaseId}/extend`, { visibilitySeconds });
+  extend(
+    topic: string,
+    leaseId: string,
+    visibilitySeconds: number,
+  ): Promise<{ leaseId: string; leaseUntil: string }> {
+    return this.call('extend', 'POST', `/v1/topics/${encodeURIComponent(topic)}/leases/${leaseId}/extend`, {
+      visibilitySeconds,
+    });
   }
 
   release(topic: string, leaseId: string): Promise<{ released: number }> {
-    return this.call('release', 'POST', `/v1/topics/${encodeURIComponent(topic)}/leases/${leaseId}/release`, {});
+    return this.call(
+      'release',
+      'POST',
+      `/v1/topics/${encodeURIComponent(topic)}/leases/${leaseId}/release`,
+      {},
+    );
   }
 
   topic(topic: string): Promise<TopicStats> {

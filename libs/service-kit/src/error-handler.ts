@@ -5,7 +5,14 @@ import { ZodError } from 'zod';
 import { fieldErrors, sendProblem } from './problem';
 
 const PG_UNAVAILABLE = /^(08|53|57P0[1-3])/; // connection failures, out of resources, shutting down
-const NODE_UNAVAILABLE = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'ENOTFOUND', 'EAI_AGAIN']);
+const NODE_UNAVAILABLE = new Set([
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'ETIMEDOUT',
+  'EPIPE',
+  'ENOTFOUND',
+  'EAI_AGAIN',
+]);
 
 interface BodyParserError extends Error {
   type?: string;
@@ -47,10 +54,14 @@ export function errorHandler(logger: Logger): ErrorRequestHandler {
         });
       case 'encoding.unsupported':
       case 'charset.unsupported':
-        return sendProblem(res, 415, bodyError.message, { errors: [{ field: 'content-type', message: bodyError.message }] });
+        return sendProblem(res, 415, bodyError.message, {
+          errors: [{ field: 'content-type', message: bodyError.message }],
+        });
       case 'request.aborted':
       case 'request.size.invalid':
-        return sendProblem(res, 400, bodyError.message, { errors: [{ field: 'body', message: bodyError.message }] });
+        return sendProblem(res, 400, bodyError.message, {
+          errors: [{ field: 'body', message: bodyError.message }],
+        });
     }
     const sqlstate = (error as { code?: unknown }).code;
     if (typeof sqlstate === 'string' && sqlstate.startsWith('22') && sqlstate.length === 5) {
@@ -62,7 +73,9 @@ export function errorHandler(logger: Logger): ErrorRequestHandler {
     }
     if (isDependencyFailure(error)) {
       logger.warn({ err: error, requestId: res.locals['requestId'] }, 'database unavailable');
-      return sendProblem(res, 503, 'The database is unavailable; retry shortly.', { headers: { 'Retry-After': '2' } });
+      return sendProblem(res, 503, 'The database is unavailable; retry shortly.', {
+        headers: { 'Retry-After': '2' },
+      });
     }
     if (typeof bodyError.status === 'number' && bodyError.status >= 400 && bodyError.status < 500) {
       return sendProblem(res, bodyError.status, bodyError.message);
@@ -77,5 +90,7 @@ export function isDependencyFailure(error: unknown): boolean {
   const code = (error as { code?: unknown } | undefined)?.code;
   if (typeof code === 'string' && (PG_UNAVAILABLE.test(code) || NODE_UNAVAILABLE.has(code))) return true;
   const message = error instanceof Error ? error.message : '';
-  return /timeout exceeded when trying to connect|Connection terminated|connection error|Client was closed/i.test(message);
+  return /timeout exceeded when trying to connect|Connection terminated|connection error|Client was closed/i.test(
+    message,
+  );
 }

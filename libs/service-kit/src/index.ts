@@ -2,7 +2,14 @@ export { errorHandler, isDependencyFailure } from './error-handler';
 export { createLogger, type Logger } from './logger';
 export { createMetrics, type ServiceMetrics } from './metrics';
 export { fieldErrors, fieldName, sendProblem } from './problem';
-export { exitOnFatal, listen, onShutdown, type RunningServer, type ServeOptions, type ShutdownStep } from './serve';
+export {
+  exitOnFatal,
+  listen,
+  onShutdown,
+  type RunningServer,
+  type ServeOptions,
+  type ShutdownStep,
+} from './serve';
 export { createServiceApp, type ReadinessCheck, type ServiceAppOptions } from './service-app';
 export { getTracer, startTelemetry, withSpan } from './telemetry';
 export { validate } from './validate';

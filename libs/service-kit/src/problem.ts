@@ -8,7 +8,11 @@ export function sendProblem(
   res: Response,
   status: number,
   detail: string,
-  extra: { errors?: FieldError[]; headers?: Record<string, string>; extensions?: Record<string, unknown> } = {},
+  extra: {
+    errors?: FieldError[];
+    headers?: Record<string, string>;
+    extensions?: Record<string, unknown>;
+  } = {},
 ): void {
   const problem: Problem = {
     type: 'about:blank',

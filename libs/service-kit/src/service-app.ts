@@ -59,23 +59,25 @@ export function createServiceApp(options: ServiceAppOptions): Express {
     const started = process.hrtime.bigint();
     // The server span's context, so the request line carries its trace id.
     const requestContext = context.active();
-    res.on('finish', () => context.with(requestContext, () => {
-      const seconds = Number(process.hrtime.bigint() - started) / 1e9;
-      const route = req.route?.path ? `${req.baseUrl}${String(req.route.path)}` : 'unmatched';
-      metrics.httpDuration.observe({ method: req.method, route, status: String(res.statusCode) }, seconds);
-      const line = {
-        method: req.method,
-        path: req.originalUrl.split('?')[0],
-        route,
-        status: res.statusCode,
-        ms: Math.round(seconds * 1e4) / 10,
-        bytesIn: Number(req.headers['content-length'] ?? 0),
-        bytesOut: Number(res.getHeader('content-length') ?? 0),
-      };
-      if (QUIET_PATHS.has(req.path)) req.log.debug(line, 'request');
-      else if (res.statusCode >= 500) req.log.error(line, 'request');
-      else req.log.info(line, 'request');
-    }));
+    res.on('finish', () =>
+      context.with(requestContext, () => {
+        const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+        const route = req.route?.path ? `${req.baseUrl}${String(req.route.path)}` : 'unmatched';
+        metrics.httpDuration.observe({ method: req.method, route, status: String(res.statusCode) }, seconds);
+        const line = {
+          method: req.method,
+          path: req.originalUrl.split('?')[0],
+          route,
+          status: res.statusCode,
+          ms: Math.round(seconds * 1e4) / 10,
+          bytesIn: Number(req.headers['content-length'] ?? 0),
+          bytesOut: Number(res.getHeader('content-length') ?? 0),
+        };
+        if (QUIET_PATHS.has(req.path)) req.log.debug(line, 'request');
+        else if (res.statusCode >= 500) req.log.error(line, 'request');
+        else req.log.info(line, 'request');
+      }),
+    );
     next();
   });
 
@@ -112,9 +114,14 @@ export function createServiceApp(options: ServiceAppOptions): Express {
 
   // Bodies are JSON. Anything else with a body is a 415, not a confusing "field required".
   app.use((req: Request, _res: Response, next: NextFunction) => {
-    const hasBody = Number(req.headers['content-length'] ?? 0) > 0 || req.headers['transfer-encoding'] !== undefined;
+    const hasBody =
+      Number(req.headers['content-length'] ?? 0) > 0 || req.headers['transfer-encoding'] !== undefined;
     if (hasBody && !req.is(['application/json', 'application/*+json'])) {
-      next(new UnsupportedMediaTypeError(`Send the body as application/json, not ${req.headers['content-type'] ?? 'no content type'}.`));
+      next(
+        new UnsupportedMediaTypeError(
+          `Send the body as application/json, not ${req.headers['content-type'] ?? 'no content type'}.`,
+        ),
+      );
       return;
     }
     next();

@@ -37,7 +37,8 @@ export function readCsv(text: string, onRow: (fields: string[], line: number) =>
       for (let k = chunk.indexOf('\n'); k !== -1; k = chunk.indexOf('\n', k + 1)) line++;
       field += chunk;
       i = end;
-      if (next === -1) throw new CsvError(`unterminated quoted field starting on line ${recordLine}`, recordLine);
+      if (next === -1)
+        throw new CsvError(`unterminated quoted field starting on line ${recordLine}`, recordLine);
       continue;
     }
     if (c === 34 && field === '') {

@@ -32,10 +32,18 @@ describe('parsing real dcgm-exporter output', () => {
     const { samples, errors } = parseExposition(fixture('johnsblog-a800-mig-8gpu.prom'));
     expect(samples).toHaveLength(223);
     expect(errors).toHaveLength(10);
-    expect(errors.every((e) => e.message.includes('"ERROR"') && e.text.startsWith('DCGM_FI_DEV_VGPU_PER_PROCESS_UTILIZATION'))).toBe(true);
+    expect(
+      errors.every(
+        (e) => e.message.includes('"ERROR"') && e.text.startsWith('DCGM_FI_DEV_VGPU_PER_PROCESS_UTILIZATION'),
+      ),
+    ).toBe(true);
     const smClock = samples.filter((s) => s.name === 'DCGM_FI_DEV_SM_CLOCK');
     expect(smClock).toHaveLength(10);
-    expect(smClock.filter((s) => s.labels['GPU_I_ID']).map((s) => s.labels['GPU_I_ID'])).toEqual(['3', '5', '6']);
+    expect(smClock.filter((s) => s.labels['GPU_I_ID']).map((s) => s.labels['GPU_I_ID'])).toEqual([
+      '3',
+      '5',
+      '6',
+    ]);
     expect(samples.filter((s) => s.name === 'DCGM_FI_DEV_GPU_UTIL')).toHaveLength(7);
     expect(new Set(samples.map((s) => s.labels['UUID'])).size).toBe(8);
   });
@@ -78,7 +86,12 @@ describe('the text format', () => {
       ['m2', 42, undefined],
       ['m3', -0.25, 1_700_000_000_123],
     ]);
-    expect(samples[0]?.labels).toEqual({ a: 'x "quoted" \\ back\nline', container: '', pod: '', namespace: '' });
+    expect(samples[0]?.labels).toEqual({
+      a: 'x "quoted" \\ back\nline',
+      container: '',
+      pod: '',
+      namespace: '',
+    });
     expect(samples[2]?.labels).toEqual({});
     expect(samples[5]?.labels).toEqual({ path: 'C:\\dir' });
   });
@@ -125,7 +138,11 @@ describe('the text format', () => {
   it('refuses a line longer than the limit without buffering it', () => {
     const samples: ExpositionSample[] = [];
     const errors: string[] = [];
-    const parser = new ExpositionParser({ maxLineLength: 100, onSample: (s) => samples.push(s), onError: (e) => errors.push(e.message) });
+    const parser = new ExpositionParser({
+      maxLineLength: 100,
+      onSample: (s) => samples.push(s),
+      onError: (e) => errors.push(e.message),
+    });
     parser.push('ok 1\n');
     for (let i = 0; i < 50; i++) parser.push('x'.repeat(64));
     parser.push('\nalso_ok 2\n');

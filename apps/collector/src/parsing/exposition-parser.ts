@@ -168,10 +168,12 @@ export class ExpositionParser {
       }
     }
     if (name === undefined) return 'missing metric name';
-    if (i < line.length && line.charCodeAt(i) !== 32 && line.charCodeAt(i) !== 9) return 'expected a space before the value';
+    if (i < line.length && line.charCodeAt(i) !== 32 && line.charCodeAt(i) !== 9)
+      return 'expected a space before the value';
     i = skipSpaces(line, i);
     let valueEnd = i;
-    while (valueEnd < line.length && line.charCodeAt(valueEnd) !== 32 && line.charCodeAt(valueEnd) !== 9) valueEnd++;
+    while (valueEnd < line.length && line.charCodeAt(valueEnd) !== 32 && line.charCodeAt(valueEnd) !== 9)
+      valueEnd++;
     const valueText = line.slice(i, valueEnd);
     if (!valueText) return 'missing value';
     const value = parseValue(valueText);
@@ -183,11 +185,13 @@ export class ExpositionParser {
       while (tsEnd < line.length && line.charCodeAt(tsEnd) !== 32 && line.charCodeAt(tsEnd) !== 9) tsEnd++;
       const tsText = line.slice(i, tsEnd);
       const ts = parseValue(tsText);
-      if (ts === undefined || !Number.isFinite(ts)) return `timestamp ${JSON.stringify(tsText.slice(0, 40))} is not a number`;
+      if (ts === undefined || !Number.isFinite(ts))
+        return `timestamp ${JSON.stringify(tsText.slice(0, 40))} is not a number`;
       const rest = skipSpaces(line, tsEnd);
       // OpenMetrics exemplars start with " # "; dcgm-exporter sends none, but they are valid.
       if (rest < line.length && line.charCodeAt(rest) !== 35) return 'unexpected text after the timestamp';
-      timestampMs = this.options.format === 'openmetrics' || tsText.includes('.') ? Math.round(ts * 1000) : ts;
+      timestampMs =
+        this.options.format === 'openmetrics' || tsText.includes('.') ? Math.round(ts * 1000) : ts;
     }
     this.samples++;
     this.options.onSample({ name, labels, value, timestampMs });
@@ -207,7 +211,11 @@ export function parseExposition(
 ): { samples: ExpositionSample[]; errors: ParseError[] } {
   const samples: ExpositionSample[] = [];
   const errors: ParseError[] = [];
-  const parser = new ExpositionParser({ format, onSample: (s) => samples.push(s), onError: (e) => errors.push(e) });
+  const parser = new ExpositionParser({
+    format,
+    onSample: (s) => samples.push(s),
+    onError: (e) => errors.push(e),
+  });
   parser.push(text);
   parser.end();
   return { samples, errors };

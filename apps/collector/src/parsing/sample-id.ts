@@ -16,7 +16,12 @@ export function uuidV5(name: string, namespace: Buffer = NAMESPACE): string {
  * retried publish or a redelivered message never stores a sample twice. MIG instances share their
  * parent's GPU UUID and differ in labels (GPU_I_ID), so labels are part of the identity.
  */
-export function sampleId(gpuId: string, metricName: string, labels: Record<string, string>, timestampMs: number): string {
+export function sampleId(
+  gpuId: string,
+  metricName: string,
+  labels: Record<string, string>,
+  timestampMs: number,
+): string {
   const keys = Object.keys(labels).sort();
   let name = `${gpuId}\n${metricName}\n${timestampMs}`;
   for (const key of keys) name += `\n${key}=${labels[key]}`;

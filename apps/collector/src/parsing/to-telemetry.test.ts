@@ -10,12 +10,16 @@ const scrapedAt = Date.parse('2026-01-02T03:04:05.678Z');
 
 describe('toTelemetrySample', () => {
   it('maps a real A800 MIG scrape to valid samples with distinct, deterministic ids', () => {
-    const { samples } = parseExposition(readFileSync(path.join(FIXTURES, 'johnsblog-a800-mig-8gpu.prom'), 'utf8'));
+    const { samples } = parseExposition(
+      readFileSync(path.join(FIXTURES, 'johnsblog-a800-mig-8gpu.prom'), 'utf8'),
+    );
     const telemetry = samples.map((s) => toTelemetrySample(s, scrapedAt)).filter((s) => s !== null);
     expect(telemetry).toHaveLength(223);
     for (const sample of telemetry) expect(telemetrySample.safeParse(sample).success).toBe(true);
     expect(new Set(telemetry.map((s) => s.uuid)).size).toBe(223);
-    const mig = telemetry.find((s) => s.metricName === 'DCGM_FI_DEV_SM_CLOCK' && s.labels['GPU_I_ID'] === '5');
+    const mig = telemetry.find(
+      (s) => s.metricName === 'DCGM_FI_DEV_SM_CLOCK' && s.labels['GPU_I_ID'] === '5',
+    );
     expect(mig).toMatchObject({
       gpuId: 'GPU-1f027ee8-6e1e-2b8c-0108-3d370e5f0418',
       gpuIndex: 0,
@@ -43,14 +47,32 @@ describe('toTelemetrySample', () => {
       'a{UUID="GPU-1",gpu="3",container="trainer",pod="job-0",namespace="ml"} 1\n' +
         'b{uuid="GPU-2",hostname="node-1",container_name="",pod_name="p",pod_namespace="ns"} 2\n',
     );
-    expect(toTelemetrySample(samples[0]!, scrapedAt)).toMatchObject({ gpuId: 'GPU-1', gpuIndex: 3, container: 'trainer', pod: 'job-0', namespace: 'ml', labels: {} });
-    expect(toTelemetrySample(samples[1]!, scrapedAt)).toMatchObject({ gpuId: 'GPU-2', hostname: 'node-1', container: null, pod: 'p', namespace: 'ns' });
+    expect(toTelemetrySample(samples[0]!, scrapedAt)).toMatchObject({
+      gpuId: 'GPU-1',
+      gpuIndex: 3,
+      container: 'trainer',
+      pod: 'job-0',
+      namespace: 'ml',
+      labels: {},
+    });
+    expect(toTelemetrySample(samples[1]!, scrapedAt)).toMatchObject({
+      gpuId: 'GPU-2',
+      hostname: 'node-1',
+      container: null,
+      pod: 'p',
+      namespace: 'ns',
+    });
   });
 
   it('skips samples that are not about a GPU, and keeps the exporter timestamp when present', () => {
-    const { samples } = parseExposition('process_cpu_seconds_total 12\ngpu_metric{UUID="GPU-9"} NaN 1700000000000\n');
+    const { samples } = parseExposition(
+      'process_cpu_seconds_total 12\ngpu_metric{UUID="GPU-9"} NaN 1700000000000\n',
+    );
     expect(toTelemetrySample(samples[0]!, scrapedAt)).toBeNull();
-    expect(toTelemetrySample(samples[1]!, scrapedAt)).toMatchObject({ value: 'NaN', timestamp: '2023-11-14T22:13:20.000Z' });
+    expect(toTelemetrySample(samples[1]!, scrapedAt)).toMatchObject({
+      value: 'NaN',
+      timestamp: '2023-11-14T22:13:20.000Z',
+    });
   });
 });
 
@@ -64,6 +86,14 @@ describe('sample ids', () => {
   it('change with any of GPU, metric, labels or time, and not with label order', () => {
     const base = sampleId('GPU-1', 'm', { a: '1', b: '2' }, 1000);
     expect(sampleId('GPU-1', 'm', { b: '2', a: '1' }, 1000)).toBe(base);
-    expect(new Set([base, sampleId('GPU-2', 'm', { a: '1', b: '2' }, 1000), sampleId('GPU-1', 'n', { a: '1', b: '2' }, 1000), sampleId('GPU-1', 'm', { a: '1', b: '3' }, 1000), sampleId('GPU-1', 'm', { a: '1', b: '2' }, 1001)]).size).toBe(5);
+    expect(
+      new Set([
+        base,
+        sampleId('GPU-2', 'm', { a: '1', b: '2' }, 1000),
+        sampleId('GPU-1', 'n', { a: '1', b: '2' }, 1000),
+        sampleId('GPU-1', 'm', { a: '1', b: '3' }, 1000),
+        sampleId('GPU-1', 'm', { a: '1', b: '2' }, 1001),
+      ]).size,
+    ).toBe(5);
   });
 });

@@ -8,7 +8,16 @@ const HOSTNAME = ['Hostname', 'hostname'];
 const CONTAINER = ['container', 'container_name'];
 const POD = ['pod', 'pod_name'];
 const NAMESPACE = ['namespace', 'pod_namespace'];
-const TYPED = new Set([...GPU_ID, ...HOSTNAME, ...CONTAINER, ...POD, ...NAMESPACE, 'gpu', 'device', 'modelName']);
+const TYPED = new Set([
+  ...GPU_ID,
+  ...HOSTNAME,
+  ...CONTAINER,
+  ...POD,
+  ...NAMESPACE,
+  'gpu',
+  'device',
+  'modelName',
+]);
 
 function first(labels: Record<string, string>, names: string[]): string | null {
   for (const name of names) {

@@ -16,7 +16,11 @@ export const MAX_MESSAGE_BYTES = 200 * 1024;
  * derived from (source, scrape time, chunk), so publishing it again is a duplicate the queue drops.
  * Every sample is serialised exactly once, here.
  */
-export function buildMessages(source: string, scrapedAtMs: number, samples: TelemetrySample[]): OutgoingMessage[] {
+export function buildMessages(
+  source: string,
+  scrapedAtMs: number,
+  samples: TelemetrySample[],
+): OutgoingMessage[] {
   const messages: OutgoingMessage[] = [];
   const head = `{"source":${JSON.stringify(source)},"samples":[`;
   let parts: string[] = [];
@@ -24,13 +28,21 @@ export function buildMessages(source: string, scrapedAtMs: number, samples: Tele
   const flush = () => {
     if (parts.length === 0) return;
     const id = uuidV5(`${source}\n${scrapedAtMs}\n${messages.length}`);
-    messages.push({ id, json: `{"id":"${id}","payload":${head}${parts.join(',')}]}}`, samples: parts.length });
+    messages.push({
+      id,
+      json: `{"id":"${id}","payload":${head}${parts.join(',')}]}}`,
+      samples: parts.length,
+    });
     parts = [];
     size = head.length;
   };
   for (const sample of samples) {
     const json = JSON.stringify(sample);
-    if (parts.length >= MAX_SAMPLES_PER_MESSAGE || (parts.length > 0 && size + json.length + 1 > MAX_MESSAGE_BYTES)) flush();
+    if (
+      parts.length >= MAX_SAMPLES_PER_MESSAGE ||
+      (parts.length > 0 && size + json.length + 1 > MAX_MESSAGE_BYTES)
+    )
+      flush();
     parts.push(json);
     size += json.length + 1;
   }

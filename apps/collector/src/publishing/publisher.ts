@@ -91,7 +91,10 @@ export class Publisher {
       const samples = batch.reduce((sum, m) => sum + m.samples, 0);
       const started = performance.now();
       try {
-        await client.publishSerialized(topic, batch.map((m) => m.json));
+        await client.publishSerialized(
+          topic,
+          batch.map((m) => m.json),
+        );
         metrics.publishDuration.observe((performance.now() - started) / 1000);
         metrics.published.inc(samples);
         this.totals.published += samples;
@@ -102,7 +105,10 @@ export class Publisher {
         metrics.publishErrors.inc();
         if (status !== undefined && status >= 400 && status < 500 && status !== 429 && status !== 408) {
           // The queue refuses these messages outright; retrying would block everything behind them.
-          logger.error({ err: error, messages: batch.length, samples }, 'queue rejected messages; dropping them');
+          logger.error(
+            { err: error, messages: batch.length, samples },
+            'queue rejected messages; dropping them',
+          );
           this.settle(batch);
           this.drop(batch, 'rejected');
           continue;
@@ -111,7 +117,10 @@ export class Publisher {
           this.inFlight = 0;
           return;
         }
-        logger.warn({ err: error, retryInMs: this.retryMs, bufferedSamples: this.buffered }, 'publish failed; retrying');
+        logger.warn(
+          { err: error, retryInMs: this.retryMs, bufferedSamples: this.buffered },
+          'publish failed; retrying',
+        );
         this.inFlight = 0;
         await sleep(this.retryMs * (0.5 + Math.random() / 2));
         this.retryMs = Math.min(this.retryMs * 2, max);

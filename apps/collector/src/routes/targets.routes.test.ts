@@ -17,7 +17,10 @@ beforeAll(async () => {
     pool: database.pool,
     logger: createLogger('collector', 'silent'),
     queue,
-    config: loadCollectorConfig({ DATABASE_URL: database.url, COLLECT_TARGETS: 'http://gpu-{1..2}:9400/metrics' }),
+    config: loadCollectorConfig({
+      DATABASE_URL: database.url,
+      COLLECT_TARGETS: 'http://gpu-{1..2}:9400/metrics',
+    }),
   });
 });
 
@@ -40,7 +43,14 @@ describe('GET/POST/DELETE /v1/targets', () => {
     expect(created.headers['location']).toBe(`/v1/targets/${created.body.id}`);
     const listed = await api().get('/v1/targets').expect(200);
     expect(listed.body.targets).toContainEqual(
-      expect.objectContaining({ id: created.body.id, url: 'http://node-7:9400/metrics', source: 'api', owner: 0, up: null, lastScrapeAt: null }),
+      expect.objectContaining({
+        id: created.body.id,
+        url: 'http://node-7:9400/metrics',
+        source: 'api',
+        owner: 0,
+        up: null,
+        lastScrapeAt: null,
+      }),
     );
     await api().delete(`/v1/targets/${created.body.id}`).expect(204);
     await api().delete(`/v1/targets/${created.body.id}`).expect(404);
@@ -88,8 +98,13 @@ describe('collector configuration', () => {
         pool: database.pool,
         logger: createLogger('collector', 'silent'),
         queue,
-        config: loadCollectorConfig({ DATABASE_URL: database.url, COLLECT_TARGETS: 'http://ok:9400/metrics,ftp://bad/x,http://169.254.169.254/' }),
+        config: loadCollectorConfig({
+          DATABASE_URL: database.url,
+          COLLECT_TARGETS: 'http://ok:9400/metrics,ftp://bad/x,http://169.254.169.254/',
+        }),
       }),
-    ).toThrow(/COLLECT_TARGETS: ftp:\/\/bad\/x must use http or https[\s\S]*COLLECT_TARGETS: http:\/\/169\.254\.169\.254\/ points at a cloud metadata/);
+    ).toThrow(
+      /COLLECT_TARGETS: ftp:\/\/bad\/x must use http or https[\s\S]*COLLECT_TARGETS: http:\/\/169\.254\.169\.254\/ points at a cloud metadata/,
+    );
   });
 });

@@ -120,7 +120,10 @@ export class ScrapeLoop {
       metrics.lastSuccess.set({ target: target.url }, scrapedAt / 1000);
       if (result.samples.length > 0) publisher.enqueue(buildMessages(target.url, scrapedAt, result.samples));
       if (result.parseErrors > 0) {
-        logger.debug({ target: target.url, errors: result.parseErrors, first: result.firstParseError }, 'skipped unparsable lines');
+        logger.debug(
+          { target: target.url, errors: result.parseErrors, first: result.firstParseError },
+          'skipped unparsable lines',
+        );
       }
       status.lastSuccessAt = new Date(scrapedAt);
       status.lastSamples = result.samples.length;
@@ -133,7 +136,8 @@ export class ScrapeLoop {
       this.failures.set(target.url, failures);
       status.consecutiveFailures = failures;
       // Log the first failure and then every tenth, not every interval of a dead node.
-      if (failures === 1 || failures % 10 === 0) logger.warn({ target: target.url, outcome, failures, err: error }, 'scrape failed');
+      if (failures === 1 || failures % 10 === 0)
+        logger.warn({ target: target.url, outcome, failures, err: error }, 'scrape failed');
     }
     status.lastDurationMs = performance.now() - started;
     metrics.scrapeDuration.observe(status.lastDurationMs / 1000);
@@ -149,7 +153,10 @@ export class ScrapeLoop {
         .finally(() => {
           const elapsed = Date.now() - started;
           if (elapsed > this.options.intervalMs) {
-            this.options.logger.warn({ ms: elapsed, intervalMs: this.options.intervalMs }, 'scrape round took longer than the interval');
+            this.options.logger.warn(
+              { ms: elapsed, intervalMs: this.options.intervalMs },
+              'scrape round took longer than the interval',
+            );
           }
           this.schedule(Math.max(0, this.options.intervalMs - elapsed));
         });

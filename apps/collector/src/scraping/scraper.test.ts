@@ -27,7 +27,10 @@ const scrape = (url: string, extra: Partial<Parameters<typeof scrapeTarget>[1]> 
   scrapeTarget(url, { dispatcher: agent, timeoutMs: 1_000, maxBytes: 1_000_000, policy, ...extra });
 
 async function failure(promise: Promise<unknown>): Promise<ScrapeError> {
-  const error = await promise.then(() => undefined, (e: unknown) => e);
+  const error = await promise.then(
+    () => undefined,
+    (e: unknown) => e,
+  );
   expect(error).toBeInstanceOf(ScrapeError);
   return error as ScrapeError;
 }
@@ -36,12 +39,25 @@ describe('scrapeTarget', () => {
   it('reads every GPU sample of a simulated dcgm-exporter host, stamped with the scrape time', async () => {
     const simulator = new DcgmSimulator({ hosts: 2, gpusPerHost: 8 });
     const base = await serve(simulator.handle);
-    const result = await scrape(`${base}/hosts/2/metrics`, { now: () => Date.parse('2026-03-04T05:06:07.890Z') });
+    const result = await scrape(`${base}/hosts/2/metrics`, {
+      now: () => Date.parse('2026-03-04T05:06:07.890Z'),
+    });
     expect(result.samples).toHaveLength(8 * SIMULATED_METRICS);
     expect(result.parseErrors).toBe(0);
-    expect(new Set(result.samples.map((s) => s.gpuId))).toEqual(new Set(simulator.inventory().filter((g) => g.host === 'sim-node-002').map((g) => g.uuid)));
+    expect(new Set(result.samples.map((s) => s.gpuId))).toEqual(
+      new Set(
+        simulator
+          .inventory()
+          .filter((g) => g.host === 'sim-node-002')
+          .map((g) => g.uuid),
+      ),
+    );
     for (const sample of result.samples) expect(telemetrySample.safeParse(sample).success).toBe(true);
-    expect(result.samples.every((s) => s.timestamp === '2026-03-04T05:06:07.890Z' && s.hostname === 'sim-node-002')).toBe(true);
+    expect(
+      result.samples.every(
+        (s) => s.timestamp === '2026-03-04T05:06:07.890Z' && s.hostname === 'sim-node-002',
+      ),
+    ).toBe(true);
   });
 
   it('gives up on a target that never answers within the timeout', async () => {
@@ -60,7 +76,11 @@ describe('scrapeTarget', () => {
   });
 
   it('reports garbage as a parse error, not as an empty success', async () => {
-    const base = await serve((_req, res) => res.writeHead(200, { 'content-type': 'text/html' }).end('<html><body>Welcome to nginx!</body></html>\n'));
+    const base = await serve((_req, res) =>
+      res
+        .writeHead(200, { 'content-type': 'text/html' })
+        .end('<html><body>Welcome to nginx!</body></html>\n'),
+    );
     const error = await failure(scrape(`${base}/metrics`));
     expect(error.outcome).toBe('parse_error');
     expect(error.message).toContain('not the Prometheus text format');
@@ -73,7 +93,8 @@ describe('scrapeTarget', () => {
 
   it('reports HTTP errors and does not follow redirects', async () => {
     const base = await serve((req, res) => {
-      if (req.url === '/redirect') res.writeHead(302, { location: 'http://169.254.169.254/latest/meta-data/' }).end();
+      if (req.url === '/redirect')
+        res.writeHead(302, { location: 'http://169.254.169.254/latest/meta-data/' }).end();
       else res.writeHead(500).end('boom');
     });
     expect((await failure(scrape(`${base}/broken`))).message).toBe('HTTP 500');

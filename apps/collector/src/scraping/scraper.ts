@@ -17,7 +17,8 @@ export interface ScrapeResult {
   durationMs: number;
 }
 
-export type ScrapeOutcome = 'success' | 'timeout' | 'http_error' | 'connection_error' | 'parse_error' | 'too_large' | 'blocked';
+export type ScrapeOutcome =
+  'success' | 'timeout' | 'http_error' | 'connection_error' | 'parse_error' | 'too_large' | 'blocked';
 
 export class ScrapeError extends Error {
   constructor(
@@ -44,9 +45,14 @@ export function createScrapeAgent(policy: TargetPolicy): Agent {
           if (error) return callback(error, '', 4);
           const list = addresses as unknown as { address: string; family: number }[];
           if (!policy.allowLinkLocal && list.some((a) => isBlockedAddress(a.address))) {
-            return callback(Object.assign(new Error(`${hostname} resolves to a blocked address`), { code: 'EBLOCKED' }), '', 4);
+            return callback(
+              Object.assign(new Error(`${hostname} resolves to a blocked address`), { code: 'EBLOCKED' }),
+              '',
+              4,
+            );
           }
-          if ((options as { all?: boolean }).all) return (callback as unknown as (e: null, a: typeof list) => void)(null, list);
+          if ((options as { all?: boolean }).all)
+            return (callback as unknown as (e: null, a: typeof list) => void)(null, list);
           const first = list[0];
           if (!first) return callback(new Error(`${hostname} has no address`), '', 4);
           callback(null, first.address, first.family);
@@ -65,7 +71,13 @@ const ACCEPT = 'application/openmetrics-text;version=1.0.0;q=0.5,text/plain;vers
  */
 export async function scrapeTarget(
   url: string,
-  options: { dispatcher: Dispatcher; timeoutMs: number; maxBytes: number; policy: TargetPolicy; now?: () => number },
+  options: {
+    dispatcher: Dispatcher;
+    timeoutMs: number;
+    maxBytes: number;
+    policy: TargetPolicy;
+    now?: () => number;
+  },
 ): Promise<ScrapeResult> {
   const started = performance.now();
   const scrapedAt = (options.now ?? Date.now)();
@@ -111,12 +123,16 @@ export async function scrapeTarget(
     response.body.setEncoding('utf8');
     for await (const chunk of response.body as AsyncIterable<string>) {
       bytes += Buffer.byteLength(chunk);
-      if (bytes > options.maxBytes) throw new ScrapeError('too_large', `body larger than ${options.maxBytes} bytes`);
+      if (bytes > options.maxBytes)
+        throw new ScrapeError('too_large', `body larger than ${options.maxBytes} bytes`);
       parser.push(chunk);
     }
     parser.end();
     if (parser.samples === 0 && parser.errors > 0) {
-      throw new ScrapeError('parse_error', `not the Prometheus text format: line ${firstParseError?.line}: ${firstParseError?.message}`);
+      throw new ScrapeError(
+        'parse_error',
+        `not the Prometheus text format: line ${firstParseError?.line}: ${firstParseError?.message}`,
+      );
     }
     return {
       samples,

@@ -13,7 +13,11 @@ const config = loadConfig(
     SIM_HOST_PREFIX: z.string().default('sim-node'),
   }),
 );
-const simulator = new DcgmSimulator({ hosts: config.SIM_HOSTS, gpusPerHost: config.SIM_GPUS_PER_HOST, hostPrefix: config.SIM_HOST_PREFIX });
+const simulator = new DcgmSimulator({
+  hosts: config.SIM_HOSTS,
+  gpusPerHost: config.SIM_GPUS_PER_HOST,
+  hostPrefix: config.SIM_HOST_PREFIX,
+});
 const server = createServer(simulator.handle);
 server.keepAliveTimeout = 65_000;
 server.listen(config.SIM_PORT, config.SIM_HOST, () => {

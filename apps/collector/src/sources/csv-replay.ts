@@ -33,10 +33,17 @@ export class CsvReplay {
 
   async start(): Promise<void> {
     const { rows, errors } = readTelemetryCsv(await readFile(this.options.file, 'utf8'));
-    if (errors.length) this.options.logger.warn({ file: this.options.file, errors: errors.length, first: errors[0] }, 'skipped bad CSV rows');
+    if (errors.length)
+      this.options.logger.warn(
+        { file: this.options.file, errors: errors.length, first: errors[0] },
+        'skipped bad CSV rows',
+      );
     if (rows.length === 0) throw new Error(`${this.options.file} has no usable rows`);
     this.rows = rows;
-    this.options.logger.info({ file: this.options.file, rows: rows.length, rowsPerSecond: this.options.rowsPerSecond }, 'replaying CSV');
+    this.options.logger.info(
+      { file: this.options.file, rows: rows.length, rowsPerSecond: this.options.rowsPerSecond },
+      'replaying CSV',
+    );
     const tickMs = this.options.tickMs ?? 100;
     this.timer = setInterval(() => this.tick(tickMs), tickMs);
   }

@@ -33,7 +33,11 @@ describe('reading the real telemetry CSV', () => {
       pod: null,
       namespace: null,
       value: 0,
-      labels: { DCGM_FI_DRIVER_VERSION: '535.129.03', instance: 'mtv5-dgx1-hgpu-031:9400', job: 'dgx_dcgm_exporter' },
+      labels: {
+        DCGM_FI_DRIVER_VERSION: '535.129.03',
+        instance: 'mtv5-dgx1-hgpu-031:9400',
+        job: 'dgx_dcgm_exporter',
+      },
     });
     const power = rows.filter((r) => r.metricName === 'DCGM_FI_DEV_POWER_USAGE').map((r) => r.value);
     expect(Math.min(...power)).toBeCloseTo(66.781);
@@ -62,7 +66,8 @@ describe('readCsv', () => {
   });
 
   it('reports bad rows and an unterminated quote without throwing', () => {
-    const header = 'timestamp,metric_name,gpu_id,device,uuid,modelName,Hostname,container,pod,namespace,value,labels_raw';
+    const header =
+      'timestamp,metric_name,gpu_id,device,uuid,modelName,Hostname,container,pod,namespace,value,labels_raw';
     const { rows, errors } = readTelemetryCsv(
       `${header}\n"t","m","0","nvidia0","GPU-1","L4","h","","","","abc",""\n"t","m","0"\n"t","m","0","nvidia0","GPU-1","L4","h","","","","1","gpu=""0"""\n"unterminated`,
     );
@@ -94,10 +99,14 @@ describe('CsvReplay', () => {
     now += 100;
     replay.tick(100); // 470 to the end of the file, then 1,530 from the top
     replay.stop();
-    const payloads = sent.map((m) => JSON.parse(m.json).payload as { source: string; samples: { uuid: string; timestamp: string }[] });
+    const payloads = sent.map(
+      (m) => JSON.parse(m.json).payload as { source: string; samples: { uuid: string; timestamp: string }[] },
+    );
     const samples = payloads.flatMap((p) => p.samples);
     expect(samples).toHaveLength(4000);
-    expect(payloads.every((p) => p.source === 'csv:dcgm_metrics_20250718_134233.csv' && p.samples.length <= 1000)).toBe(true);
+    expect(
+      payloads.every((p) => p.source === 'csv:dcgm_metrics_20250718_134233.csv' && p.samples.length <= 1000),
+    ).toBe(true);
     expect(new Set(samples.map((s) => s.uuid)).size).toBe(4000);
     expect(samples.slice(0, 2000).every((s) => s.timestamp === '2026-05-01T00:00:00.000Z')).toBe(true);
     expect(samples.slice(2000).every((s) => s.timestamp === '2026-05-01T00:00:00.100Z')).toBe(true);

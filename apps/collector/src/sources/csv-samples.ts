@@ -18,9 +18,34 @@ export interface CsvRow {
   labels: Record<string, string>;
 }
 
-const COLUMNS = ['timestamp', 'metric_name', 'gpu_id', 'device', 'uuid', 'modelName', 'Hostname', 'container', 'pod', 'namespace', 'value', 'labels_raw'];
+const COLUMNS = [
+  'timestamp',
+  'metric_name',
+  'gpu_id',
+  'device',
+  'uuid',
+  'modelName',
+  'Hostname',
+  'container',
+  'pod',
+  'namespace',
+  'value',
+  'labels_raw',
+];
 /** Labels that duplicate a typed column, or are Prometheus bookkeeping, are not kept as labels. */
-const TYPED_LABELS = new Set(['__name__', 'UUID', 'uuid', 'gpu', 'device', 'modelName', 'Hostname', 'hostname', 'container', 'pod', 'namespace']);
+const TYPED_LABELS = new Set([
+  '__name__',
+  'UUID',
+  'uuid',
+  'gpu',
+  'device',
+  'modelName',
+  'Hostname',
+  'hostname',
+  'container',
+  'pod',
+  'namespace',
+]);
 
 const blank = (text: string | undefined) => (text === undefined || text === '' ? null : text);
 
@@ -28,7 +53,10 @@ const blank = (text: string | undefined) => (text === undefined || text === '' ?
  * Reads the CSV export format (header `timestamp,metric_name,gpu_id,device,uuid,modelName,
  * Hostname,container,pod,namespace,value,labels_raw`). Bad rows are reported, not fatal.
  */
-export function readTelemetryCsv(text: string): { rows: CsvRow[]; errors: { line: number; message: string }[] } {
+export function readTelemetryCsv(text: string): {
+  rows: CsvRow[];
+  errors: { line: number; message: string }[];
+} {
   const rows: CsvRow[] = [];
   const errors: { line: number; message: string }[] = [];
   let header: string[] | undefined;
@@ -50,8 +78,10 @@ export function readTelemetryCsv(text: string): { rows: CsvRow[]; errors: { line
       const value = parseValue(get('value') ?? '');
       const labels = parseLabelSet(get('labels_raw') ?? '');
       if (!gpuId) return void errors.push({ line, message: 'uuid is empty' });
-      if (!/^[a-zA-Z_:][a-zA-Z0-9_:]*$/.test(metricName)) return void errors.push({ line, message: 'metric_name is not a metric name' });
-      if (value === undefined) return void errors.push({ line, message: `value ${JSON.stringify(get('value'))} is not a number` });
+      if (!/^[a-zA-Z_:][a-zA-Z0-9_:]*$/.test(metricName))
+        return void errors.push({ line, message: 'metric_name is not a metric name' });
+      if (value === undefined)
+        return void errors.push({ line, message: `value ${JSON.stringify(get('value'))} is not a number` });
       if (!labels) return void errors.push({ line, message: 'labels_raw is not a label set' });
       const gpu = get('gpu_id') ?? '';
       const rest: Record<string, string> = {};
@@ -80,7 +110,12 @@ export function readTelemetryCsv(text: string): { rows: CsvRow[]; errors: { line
 /** A CSV row as a sample taken now: replayed data carries the time it was processed. */
 export function stampRow(row: CsvRow, timestampMs: number): TelemetrySample {
   return {
-    uuid: sampleId(row.gpuId, row.metricName, { ...row.labels, gpu: String(row.gpuIndex ?? ''), device: row.device ?? '' }, timestampMs),
+    uuid: sampleId(
+      row.gpuId,
+      row.metricName,
+      { ...row.labels, gpu: String(row.gpuIndex ?? ''), device: row.device ?? '' },
+      timestampMs,
+    ),
     gpuId: row.gpuId,
     gpuIndex: row.gpuIndex,
     device: row.device,

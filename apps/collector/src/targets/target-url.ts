@@ -50,7 +50,9 @@ export function parseTargetUrl(input: string, policy: TargetPolicy, field = 'url
     throw new ValidationError([{ field, message: 'must be an absolute http:// or https:// URL' }]);
   }
   if (url.protocol !== 'http:' && url.protocol !== 'https:') {
-    throw new ValidationError([{ field, message: `must use http or https, not ${url.protocol.replace(':', '')}` }]);
+    throw new ValidationError([
+      { field, message: `must use http or https, not ${url.protocol.replace(':', '')}` },
+    ]);
   }
   if (url.username || url.password) {
     throw new ValidationError([{ field, message: 'must not carry credentials' }]);
@@ -58,7 +60,11 @@ export function parseTargetUrl(input: string, policy: TargetPolicy, field = 'url
   const host = url.hostname.replace(/^\[|\]$/g, '').toLowerCase();
   if (!policy.allowLinkLocal && (METADATA_HOSTS.has(host) || isBlockedAddress(host))) {
     throw new ValidationError([
-      { field, message: 'points at a cloud metadata or link-local address, which is not allowed (COLLECT_ALLOW_LINK_LOCAL)' },
+      {
+        field,
+        message:
+          'points at a cloud metadata or link-local address, which is not allowed (COLLECT_ALLOW_LINK_LOCAL)',
+      },
     ]);
   }
   url.hash = '';
@@ -79,7 +85,10 @@ export function expandRanges(pattern: string, limit = 100_000): string[] {
   if (to < from || to - from >= limit) throw new Error(`range ${whole} in ${pattern} is empty or too large`);
   const out: string[] = [];
   for (let n = from; n <= to; n++) {
-    const expanded = pattern.slice(0, match.index) + String(n).padStart(width, '0') + pattern.slice(match.index + whole.length);
+    const expanded =
+      pattern.slice(0, match.index) +
+      String(n).padStart(width, '0') +
+      pattern.slice(match.index + whole.length);
     out.push(...expandRanges(expanded, limit));
   }
   return out;

@@ -8,7 +8,11 @@ export interface ApiTarget {
 }
 
 export async function listApiTargets(db: Kysely<Database>): Promise<ApiTarget[]> {
-  const rows = await db.selectFrom('collector_targets').select(['id', 'url', 'created_at']).orderBy('created_at').execute();
+  const rows = await db
+    .selectFrom('collector_targets')
+    .select(['id', 'url', 'created_at'])
+    .orderBy('created_at')
+    .execute();
   return rows.map((row) => ({ id: row.id, url: row.url, createdAt: row.created_at }));
 }
 
@@ -24,7 +28,11 @@ export async function insertApiTarget(db: Kysely<Database>, url: string): Promis
 }
 
 export async function deleteApiTarget(db: Kysely<Database>, id: string): Promise<ApiTarget | undefined> {
-  const row = await db.deleteFrom('collector_targets').where('id', '=', id).returning(['id', 'url', 'created_at']).executeTakeFirst();
+  const row = await db
+    .deleteFrom('collector_targets')
+    .where('id', '=', id)
+    .returning(['id', 'url', 'created_at'])
+    .executeTakeFirst();
   if (row) await db.deleteFrom('collector_target_status').where('url', '=', row.url).execute();
   return row && { id: row.id, url: row.url, createdAt: row.created_at };
 }

@@ -21,7 +21,9 @@ export interface TargetView {
 }
 
 export class TargetsService {
-  constructor(private readonly deps: { db: Kysely<Database>; registry: TargetRegistry; policy: TargetPolicy }) {}
+  constructor(
+    private readonly deps: { db: Kysely<Database>; registry: TargetRegistry; policy: TargetPolicy },
+  ) {}
 
   async list(): Promise<TargetView[]> {
     const [targets, statuses] = await Promise.all([this.deps.registry.all(), listStatuses(this.deps.db)]);

@@ -25,7 +25,9 @@ describe('target URLs', () => {
   });
 
   it('allow link-local only when the operator says so', () => {
-    expect(parseTargetUrl('http://169.254.10.10:9400/metrics', { allowLinkLocal: true })).toBe('http://169.254.10.10:9400/metrics');
+    expect(parseTargetUrl('http://169.254.10.10:9400/metrics', { allowLinkLocal: true })).toBe(
+      'http://169.254.10.10:9400/metrics',
+    );
     expect(isBlockedAddress('10.0.0.1')).toBe(false);
     expect(isBlockedAddress('169.254.0.1')).toBe(true);
   });
@@ -37,7 +39,12 @@ describe('target URLs', () => {
       'http://gpu-10:9400/metrics',
       'http://gpu-11:9400/metrics',
     ]);
-    expect(expandRanges('http://r{1..2}-n{1..2}/m')).toEqual(['http://r1-n1/m', 'http://r1-n2/m', 'http://r2-n1/m', 'http://r2-n2/m']);
+    expect(expandRanges('http://r{1..2}-n{1..2}/m')).toEqual([
+      'http://r1-n1/m',
+      'http://r1-n2/m',
+      'http://r2-n1/m',
+      'http://r2-n2/m',
+    ]);
     expect(() => expandRanges('http://n{5..1}/m')).toThrow('empty or too large');
   });
 });

@@ -13,8 +13,14 @@ let heldId: string;
 
 beforeAll(async () => {
   queue = await startQueueTestApp({ QUEUE_BODY_LIMIT: 512 * 1024 });
-  await request(queue.app).post(`/v1/topics/${topic}/messages`).send({ messages: [{ payload: 1 }, { payload: 2 }] }).expect(201);
-  const lease = await request(queue.app).post(`/v1/topics/${topic}/leases`).send({ consumer: 'c', max: 1 }).expect(200);
+  await request(queue.app)
+    .post(`/v1/topics/${topic}/messages`)
+    .send({ messages: [{ payload: 1 }, { payload: 2 }] })
+    .expect(201);
+  const lease = await request(queue.app)
+    .post(`/v1/topics/${topic}/leases`)
+    .send({ consumer: 'c', max: 1 })
+    .expect(200);
   leaseId = lease.body.leaseId;
   heldId = lease.body.messages[0].id;
 });
@@ -26,42 +32,189 @@ afterAll(async () => {
 const big = 'x'.repeat(300 * 1024);
 const many = Array.from({ length: 1001 }, (_, i) => ({ payload: i }));
 
-type Case = [name: string, method: 'post' | 'get' | 'put' | 'delete', path: string, body: unknown, status: number, field: string];
+type Case = [
+  name: string,
+  method: 'post' | 'get' | 'put' | 'delete',
+  path: string,
+  body: unknown,
+  status: number,
+  field: string,
+];
 
 const cases: Case[] = [
   ['malformed JSON', 'post', `/v1/topics/${topic}/messages`, '{"messages": [', 400, 'body'],
-  ['a body that is not JSON', 'post', `/v1/topics/${topic}/messages`, 'text/plain:hello', 415, 'content-type'],
+  [
+    'a body that is not JSON',
+    'post',
+    `/v1/topics/${topic}/messages`,
+    'text/plain:hello',
+    415,
+    'content-type',
+  ],
   ['an invalid topic name', 'post', '/v1/topics/Bad_Topic!/messages', { payload: 1 }, 400, 'topic'],
-  ['a topic name that is too long', 'post', `/v1/topics/${'a'.repeat(64)}/messages`, { payload: 1 }, 400, 'topic'],
+  [
+    'a topic name that is too long',
+    'post',
+    `/v1/topics/${'a'.repeat(64)}/messages`,
+    { payload: 1 },
+    400,
+    'topic',
+  ],
   ['an empty batch', 'post', `/v1/topics/${topic}/messages`, { messages: [] }, 400, 'messages'],
   ['a batch of 1001', 'post', `/v1/topics/${topic}/messages`, { messages: many }, 400, 'messages'],
-  ['messages that is not an array', 'post', `/v1/topics/${topic}/messages`, { messages: 'nope' }, 400, 'messages'],
-  ['a message without payload', 'post', `/v1/topics/${topic}/messages`, { messages: [{ id: randomUUID() }] }, 400, 'messages[0].payload'],
-  ['an id that is not a uuid', 'post', `/v1/topics/${topic}/messages`, { messages: [{ payload: 1 }, { id: '42', payload: 1 }] }, 400, 'messages[1].id'],
-  ['an unknown message field', 'post', `/v1/topics/${topic}/messages`, { messages: [{ payload: 1, paylod: 2 }] }, 400, 'messages[0].paylod'],
-  ['an unknown batch field', 'post', `/v1/topics/${topic}/messages`, { messages: [{ payload: 1 }], priority: 1 }, 400, 'priority'],
-  ['a payload over 256 KiB', 'post', `/v1/topics/${topic}/messages`, { messages: [{ payload: 1 }, { payload: big }] }, 413, 'messages[1].payload'],
-  ['a body over the limit', 'post', `/v1/topics/${topic}/messages`, { messages: [{ payload: big }, { payload: big }] }, 413, 'body'],
+  [
+    'messages that is not an array',
+    'post',
+    `/v1/topics/${topic}/messages`,
+    { messages: 'nope' },
+    400,
+    'messages',
+  ],
+  [
+    'a message without payload',
+    'post',
+    `/v1/topics/${topic}/messages`,
+    { messages: [{ id: randomUUID() }] },
+    400,
+    'messages[0].payload',
+  ],
+  [
+    'an id that is not a uuid',
+    'post',
+    `/v1/topics/${topic}/messages`,
+    { messages: [{ payload: 1 }, { id: '42', payload: 1 }] },
+    400,
+    'messages[1].id',
+  ],
+  [
+    'an unknown message field',
+    'post',
+    `/v1/topics/${topic}/messages`,
+    { messages: [{ payload: 1, paylod: 2 }] },
+    400,
+    'messages[0].paylod',
+  ],
+  [
+    'an unknown batch field',
+    'post',
+    `/v1/topics/${topic}/messages`,
+    { messages: [{ payload: 1 }], priority: 1 },
+    400,
+    'priority',
+  ],
+  [
+    'a payload over 256 KiB',
+    'post',
+    `/v1/topics/${topic}/messages`,
+    { messages: [{ payload: 1 }, { payload: big }] },
+    413,
+    'messages[1].payload',
+  ],
+  [
+    'a body over the limit',
+    'post',
+    `/v1/topics/${topic}/messages`,
+    { messages: [{ payload: big }, { payload: big }] },
+    413,
+    'body',
+  ],
   ['a JSON array body', 'post', `/v1/topics/${topic}/messages`, [1, 2], 400, 'body'],
-  ['a payload with a NUL character', 'post', `/v1/topics/${topic}/messages`, '{"messages":[{"payload":"a\\u0000b"}]}', 400, 'body'],
-  ['a payload with an unpaired surrogate', 'post', `/v1/topics/${topic}/messages`, '{"payload":{"s":"\\ud800"}}', 400, 'body'],
-  ['a NUL payload and a surrogate together', 'post', `/v1/topics/${topic}/messages`, '{"messages":[{"payload":"\\u0000"},{"payload":"\\udc00"}]}', 400, 'body'],
+  [
+    'a payload with a NUL character',
+    'post',
+    `/v1/topics/${topic}/messages`,
+    '{"messages":[{"payload":"a\\u0000b"}]}',
+    400,
+    'body',
+  ],
+  [
+    'a payload with an unpaired surrogate',
+    'post',
+    `/v1/topics/${topic}/messages`,
+    '{"payload":{"s":"\\ud800"}}',
+    400,
+    'body',
+  ],
+  [
+    'a NUL payload and a surrogate together',
+    'post',
+    `/v1/topics/${topic}/messages`,
+    '{"messages":[{"payload":"\\u0000"},{"payload":"\\udc00"}]}',
+    400,
+    'body',
+  ],
   ['a lease without consumer', 'post', `/v1/topics/${topic}/leases`, { max: 1 }, 400, 'consumer'],
   ['max 0', 'post', `/v1/topics/${topic}/leases`, { consumer: 'c', max: 0 }, 400, 'max'],
   ['max over 1000', 'post', `/v1/topics/${topic}/leases`, { consumer: 'c', max: 1001 }, 400, 'max'],
   ['max as a string', 'post', `/v1/topics/${topic}/leases`, { consumer: 'c', max: '10' }, 400, 'max'],
   ['a fractional max', 'post', `/v1/topics/${topic}/leases`, { consumer: 'c', max: 1.5 }, 400, 'max'],
-  ['a negative wait', 'post', `/v1/topics/${topic}/leases`, { consumer: 'c', waitSeconds: -1 }, 400, 'waitSeconds'],
-  ['a zero visibility', 'post', `/v1/topics/${topic}/leases`, { consumer: 'c', visibilitySeconds: 0 }, 400, 'visibilitySeconds'],
-  ['an unknown lease field', 'post', `/v1/topics/${topic}/leases`, { consumer: 'c', maxMessages: 5 }, 400, 'maxMessages'],
+  [
+    'a negative wait',
+    'post',
+    `/v1/topics/${topic}/leases`,
+    { consumer: 'c', waitSeconds: -1 },
+    400,
+    'waitSeconds',
+  ],
+  [
+    'a zero visibility',
+    'post',
+    `/v1/topics/${topic}/leases`,
+    { consumer: 'c', visibilitySeconds: 0 },
+    400,
+    'visibilitySeconds',
+  ],
+  [
+    'an unknown lease field',
+    'post',
+    `/v1/topics/${topic}/leases`,
+    { consumer: 'c', maxMessages: 5 },
+    400,
+    'maxMessages',
+  ],
   ['an ack without leaseId', 'post', `/v1/topics/${topic}/acks`, {}, 400, 'leaseId'],
   ['a leaseId that is not a uuid', 'post', `/v1/topics/${topic}/acks`, { leaseId: 'abc' }, 400, 'leaseId'],
   ['an empty ids list', 'post', `/v1/topics/${topic}/acks`, { leaseId: randomUUID(), ids: [] }, 400, 'ids'],
-  ['a bad id in ids', 'post', `/v1/topics/${topic}/acks`, { leaseId: randomUUID(), ids: ['x'] }, 400, 'ids[0]'],
-  ['a negative nack delay', 'post', `/v1/topics/${topic}/nacks`, { leaseId: randomUUID(), delaySeconds: -5 }, 400, 'delaySeconds'],
-  ['a nack reason that is not text', 'post', `/v1/topics/${topic}/nacks`, { leaseId: randomUUID(), reason: 42 }, 400, 'reason'],
-  ['an extend with a bad lease id', 'post', `/v1/topics/${topic}/leases/not-a-uuid/extend`, {}, 400, 'leaseId'],
-  ['an extend with visibility as text', 'post', `/v1/topics/${topic}/leases/${randomUUID()}/extend`, { visibilitySeconds: 'long' }, 400, 'visibilitySeconds'],
+  [
+    'a bad id in ids',
+    'post',
+    `/v1/topics/${topic}/acks`,
+    { leaseId: randomUUID(), ids: ['x'] },
+    400,
+    'ids[0]',
+  ],
+  [
+    'a negative nack delay',
+    'post',
+    `/v1/topics/${topic}/nacks`,
+    { leaseId: randomUUID(), delaySeconds: -5 },
+    400,
+    'delaySeconds',
+  ],
+  [
+    'a nack reason that is not text',
+    'post',
+    `/v1/topics/${topic}/nacks`,
+    { leaseId: randomUUID(), reason: 42 },
+    400,
+    'reason',
+  ],
+  [
+    'an extend with a bad lease id',
+    'post',
+    `/v1/topics/${topic}/leases/not-a-uuid/extend`,
+    {},
+    400,
+    'leaseId',
+  ],
+  [
+    'an extend with visibility as text',
+    'post',
+    `/v1/topics/${topic}/leases/${randomUUID()}/extend`,
+    { visibilitySeconds: 'long' },
+    400,
+    'visibilitySeconds',
+  ],
   ['a dead-letter limit of 0', 'get', `/v1/topics/${topic}/dead?limit=0`, undefined, 400, 'limit'],
   ['a made-up cursor', 'get', `/v1/topics/${topic}/dead?cursor=abc`, undefined, 400, 'cursor'],
   ['an unknown query parameter', 'get', `/v1/topics/${topic}/dead?sort=desc`, undefined, 400, 'sort'],
@@ -70,21 +223,24 @@ const cases: Case[] = [
 ];
 
 describe('bad input', () => {
-  it.each(cases.map((c) => [`${c[0]}: ${c[4]} naming ${c[5]}`, ...c.slice(1)] as Case))('%s', async (_name, method, path, body, status, field) => {
-    let req = request(queue.app)[method](path);
-    if (typeof body === 'string' && body.startsWith('text/plain:')) {
-      req = req.set('content-type', 'text/plain').send(body.slice('text/plain:'.length));
-    } else if (typeof body === 'string') {
-      req = req.set('content-type', 'application/json').send(body);
-    } else if (body !== undefined) {
-      req = req.send(body as object);
-    }
-    const res = await req;
-    expect(res.status).toBe(status);
-    expect(res.headers['content-type']).toContain('application/problem+json');
-    expect(res.body).toMatchObject({ status, title: expect.any(String), detail: expect.any(String) });
-    expect(res.body.errors.map((e: { field: string }) => e.field)).toContain(field);
-  });
+  it.each(cases.map((c) => [`${c[0]}: ${c[4]} naming ${c[5]}`, ...c.slice(1)] as Case))(
+    '%s',
+    async (_name, method, path, body, status, field) => {
+      let req = request(queue.app)[method](path);
+      if (typeof body === 'string' && body.startsWith('text/plain:')) {
+        req = req.set('content-type', 'text/plain').send(body.slice('text/plain:'.length));
+      } else if (typeof body === 'string') {
+        req = req.set('content-type', 'application/json').send(body);
+      } else if (body !== undefined) {
+        req = req.send(body as object);
+      }
+      const res = await req;
+      expect(res.status).toBe(status);
+      expect(res.headers['content-type']).toContain('application/problem+json');
+      expect(res.body).toMatchObject({ status, title: expect.any(String), detail: expect.any(String) });
+      expect(res.body.errors.map((e: { field: string }) => e.field)).toContain(field);
+    },
+  );
 
   it('leaves the topic exactly as it was: nothing lost, duplicated or settled', async () => {
     const stats = await request(queue.app).get(`/v1/topics/${topic}`).expect(200);
@@ -94,7 +250,10 @@ describe('bad input', () => {
       [topic],
     );
     expect(rows[0]).toEqual({ n: 2, distinct_ids: 2 });
-    await request(queue.app).post(`/v1/topics/${topic}/acks`).send({ leaseId, ids: [heldId] }).expect(200, { acked: 1 });
+    await request(queue.app)
+      .post(`/v1/topics/${topic}/acks`)
+      .send({ leaseId, ids: [heldId] })
+      .expect(200, { acked: 1 });
   });
 
   it('answers an unknown route with 404 problem+json', async () => {

@@ -53,7 +53,10 @@ describe('POST /v1/topics/:topic/messages', () => {
 
   it('accepts a single message without the batch wrapper', async () => {
     const topic = topicName();
-    const res = await api().post(`/v1/topics/${topic}/messages`).send({ payload: { one: true } }).expect(201);
+    const res = await api()
+      .post(`/v1/topics/${topic}/messages`)
+      .send({ payload: { one: true } })
+      .expect(201);
     expect(res.body).toMatchObject({ accepted: 1, duplicates: 0 });
     const leased = await lease(topic);
     expect(leased.messages.map((m) => m.payload)).toEqual([{ one: true }]);
@@ -62,7 +65,10 @@ describe('POST /v1/topics/:topic/messages', () => {
   it('stores a repeated id once and counts it as a duplicate, within a batch and across batches', async () => {
     const topic = topicName();
     const id = randomUUID();
-    const first = await publish(topic, [{ id, payload: 1 }, { id, payload: 2 }]);
+    const first = await publish(topic, [
+      { id, payload: 1 },
+      { id, payload: 2 },
+    ]);
     expect(first).toMatchObject({ accepted: 1, duplicates: 1, ids: [id, id] });
     const again = await publish(topic, [{ id, payload: 3 }, { payload: 4 }]);
     expect(again).toMatchObject({ accepted: 1, duplicates: 1 });
@@ -74,13 +80,29 @@ describe('POST /v1/topics/:topic/messages', () => {
     const topic = topicName();
     const id = randomUUID();
     await publish(topic, [{ id: id.toUpperCase(), payload: 1 }]);
-    expect(await publish(topic, [{ id, payload: 1 }])).toMatchObject({ accepted: 0, duplicates: 1, ids: [id] });
+    expect(await publish(topic, [{ id, payload: 1 }])).toMatchObject({
+      accepted: 0,
+      duplicates: 1,
+      ids: [id],
+    });
   });
 
   it('round-trips every kind of JSON payload unchanged', async () => {
     const topic = topicName();
-    const payloads = [null, 0, -1.5e-7, 'ünïcødé "quoted" \\ back', true, [], {}, { nested: { deep: [1, { a: null }] } }];
-    await publish(topic, payloads.map((payload) => ({ payload })));
+    const payloads = [
+      null,
+      0,
+      -1.5e-7,
+      'ünïcødé "quoted" \\ back',
+      true,
+      [],
+      {},
+      { nested: { deep: [1, { a: null }] } },
+    ];
+    await publish(
+      topic,
+      payloads.map((payload) => ({ payload })),
+    );
     const leased = await lease(topic, { max: 20 });
     expect(leased.messages.map((m) => m.payload)).toEqual(payloads);
   });
@@ -146,7 +168,10 @@ describe('POST /v1/topics/:topic/leases', () => {
     try {
       await waitFor(() => a.notifier.listening && b.notifier.listening);
       const topic = topicName();
-      const waiting = request(a.app).post(`/v1/topics/${topic}/leases`).send({ consumer: 'a', waitSeconds: 20 }).then((res) => ({ res, at: Date.now() }));
+      const waiting = request(a.app)
+        .post(`/v1/topics/${topic}/leases`)
+        .send({ consumer: 'a', waitSeconds: 20 })
+        .then((res) => ({ res, at: Date.now() }));
       await new Promise((resolve) => setTimeout(resolve, 300));
       const publishedAt = Date.now();
       await request(b.app).post(`/v1/topics/${topic}/messages`).send({ payload: 'from b' }).expect(201);
@@ -172,9 +197,14 @@ describe('POST /v1/topics/:topic/leases', () => {
       const topic = topicName();
       await request(slow.app).post(`/v1/topics/${topic}/messages`).send({ payload: 'later' }).expect(201);
       const first = (await request(slow.app).post(`/v1/topics/${topic}/leases`).send({ consumer: 'c' })).body;
-      await request(slow.app).post(`/v1/topics/${topic}/nacks`).send({ leaseId: first.leaseId, delaySeconds: 1 }).expect(200);
+      await request(slow.app)
+        .post(`/v1/topics/${topic}/nacks`)
+        .send({ leaseId: first.leaseId, delaySeconds: 1 })
+        .expect(200);
       const started = Date.now();
-      const res = await request(slow.app).post(`/v1/topics/${topic}/leases`).send({ consumer: 'c', waitSeconds: 10 });
+      const res = await request(slow.app)
+        .post(`/v1/topics/${topic}/leases`)
+        .send({ consumer: 'c', waitSeconds: 10 });
       expect(res.body.messages).toHaveLength(1);
       expect(Date.now() - started).toBeLessThan(2_500);
     } finally {
@@ -188,9 +218,14 @@ describe('POST /v1/topics/:topic/acks', () => {
     const topic = topicName();
     await publish(topic, [{ payload: 1 }, { payload: 2 }]);
     const { leaseId } = await lease(topic);
-    expect((await api().post(`/v1/topics/${topic}/acks`).send({ leaseId }).expect(200)).body).toEqual({ acked: 2 });
+    expect((await api().post(`/v1/topics/${topic}/acks`).send({ leaseId }).expect(200)).body).toEqual({
+      acked: 2,
+    });
     expect(await stats(topic)).toMatchObject({ ready: 0, inFlight: 0, dead: 0 });
-    const rows = await queue.database.pool.query('SELECT count(*)::int AS n FROM queue_messages WHERE topic = $1', [topic]);
+    const rows = await queue.database.pool.query(
+      'SELECT count(*)::int AS n FROM queue_messages WHERE topic = $1',
+      [topic],
+    );
     expect(rows.rows[0].n).toBe(0);
   });
 
@@ -198,7 +233,10 @@ describe('POST /v1/topics/:topic/acks', () => {
     const topic = topicName();
     await publish(topic, [{ payload: 1 }, { payload: 2 }]);
     const { leaseId, messages } = await lease(topic);
-    await api().post(`/v1/topics/${topic}/acks`).send({ leaseId, ids: [messages[0]?.id] }).expect(200, { acked: 1 });
+    await api()
+      .post(`/v1/topics/${topic}/acks`)
+      .send({ leaseId, ids: [messages[0]?.id] })
+      .expect(200, { acked: 1 });
     expect(await stats(topic)).toMatchObject({ inFlight: 1 });
   });
 
@@ -252,12 +290,22 @@ describe('POST /v1/topics/:topic/nacks and dead letters', () => {
     const { ids } = await publish(topic, [{ payload: { poison: true } }]);
     const first = await lease(topic);
     expect(
-      (await api().post(`/v1/topics/${topic}/nacks`).send({ leaseId: first.leaseId, reason: 'bad gpuId' }).expect(200)).body,
+      (
+        await api()
+          .post(`/v1/topics/${topic}/nacks`)
+          .send({ leaseId: first.leaseId, reason: 'bad gpuId' })
+          .expect(200)
+      ).body,
     ).toEqual({ nacked: 1, dead: 0 });
     const second = await lease(topic);
     expect(second.messages[0]).toMatchObject({ id: ids[0], attempts: 2 });
     expect(
-      (await api().post(`/v1/topics/${topic}/nacks`).send({ leaseId: second.leaseId, reason: 'still bad' }).expect(200)).body,
+      (
+        await api()
+          .post(`/v1/topics/${topic}/nacks`)
+          .send({ leaseId: second.leaseId, reason: 'still bad' })
+          .expect(200)
+      ).body,
     ).toEqual({ nacked: 1, dead: 1 });
     expect((await lease(topic)).messages).toHaveLength(0);
     expect(await stats(topic)).toMatchObject({ ready: 0, inFlight: 0, dead: 1, maxAttempts: 2 });
@@ -268,7 +316,9 @@ describe('POST /v1/topics/:topic/nacks and dead letters', () => {
     ]);
     expect(dead.nextCursor).toBeNull();
 
-    expect((await api().post(`/v1/topics/${topic}/dead/redrive`).send({}).expect(200)).body).toEqual({ redriven: 1 });
+    expect((await api().post(`/v1/topics/${topic}/dead/redrive`).send({}).expect(200)).body).toEqual({
+      redriven: 1,
+    });
     const again = await lease(topic);
     expect(again.messages[0]).toMatchObject({ id: ids[0], attempts: 1, payload: { poison: true } });
     expect(await stats(topic)).toMatchObject({ dead: 0, inFlight: 1 });
@@ -288,17 +338,30 @@ describe('POST /v1/topics/:topic/nacks and dead letters', () => {
   it('pages dead letters with a cursor and redrives or purges chosen ids', async () => {
     const topic = topicName();
     await api().put(`/v1/topics/${topic}`).send({ maxAttempts: 1 }).expect(200);
-    await publish(topic, [1, 2, 3].map((payload) => ({ payload })));
+    await publish(
+      topic,
+      [1, 2, 3].map((payload) => ({ payload })),
+    );
     const { leaseId } = await lease(topic);
-    await api().post(`/v1/topics/${topic}/nacks`).send({ leaseId, reason: 'no' }).expect(200, { nacked: 3, dead: 3 });
+    await api()
+      .post(`/v1/topics/${topic}/nacks`)
+      .send({ leaseId, reason: 'no' })
+      .expect(200, { nacked: 3, dead: 3 });
     const page1 = (await api().get(`/v1/topics/${topic}/dead?limit=2`).expect(200)).body;
     expect(page1.messages.map((m: { payload: number }) => m.payload)).toEqual([1, 2]);
-    const page2 = (await api().get(`/v1/topics/${topic}/dead?limit=2&cursor=${page1.nextCursor}`).expect(200)).body;
+    const page2 = (await api().get(`/v1/topics/${topic}/dead?limit=2&cursor=${page1.nextCursor}`).expect(200))
+      .body;
     expect(page2.messages.map((m: { payload: number }) => m.payload)).toEqual([3]);
     expect(page2.nextCursor).toBeNull();
 
-    await api().post(`/v1/topics/${topic}/dead/redrive`).send({ ids: [page1.messages[0].id] }).expect(200, { redriven: 1 });
-    await api().delete(`/v1/topics/${topic}/dead`).send({ ids: [page1.messages[1].id] }).expect(200, { deleted: 1 });
+    await api()
+      .post(`/v1/topics/${topic}/dead/redrive`)
+      .send({ ids: [page1.messages[0].id] })
+      .expect(200, { redriven: 1 });
+    await api()
+      .delete(`/v1/topics/${topic}/dead`)
+      .send({ ids: [page1.messages[1].id] })
+      .expect(200, { deleted: 1 });
     expect(await stats(topic)).toMatchObject({ ready: 1, dead: 1 });
   });
 });
@@ -308,7 +371,10 @@ describe('POST /v1/topics/:topic/leases/:leaseId/extend and release', () => {
     const topic = topicName();
     await publish(topic, [{ payload: 1 }]);
     const { leaseId } = await lease(topic, { visibilitySeconds: 1 });
-    const res = await api().post(`/v1/topics/${topic}/leases/${leaseId}/extend`).send({ visibilitySeconds: 60 }).expect(200);
+    const res = await api()
+      .post(`/v1/topics/${topic}/leases/${leaseId}/extend`)
+      .send({ visibilitySeconds: 60 })
+      .expect(200);
     expect(new Date(res.body.leaseUntil).getTime()).toBeGreaterThan(Date.now() + 50_000);
     await new Promise((resolve) => setTimeout(resolve, 1_100));
     expect((await lease(topic)).messages).toHaveLength(0);
@@ -323,7 +389,9 @@ describe('POST /v1/topics/:topic/leases/:leaseId/extend and release', () => {
     const topic = topicName();
     await publish(topic, [{ payload: 1 }]);
     const { leaseId } = await lease(topic);
-    expect((await api().post(`/v1/topics/${topic}/leases/${leaseId}/release`).expect(200)).body).toEqual({ released: 1 });
+    expect((await api().post(`/v1/topics/${topic}/leases/${leaseId}/release`).expect(200)).body).toEqual({
+      released: 1,
+    });
     const again = await lease(topic);
     expect(again.messages[0]?.attempts).toBe(1);
   });
@@ -334,7 +402,10 @@ describe('GET /v1/topics', () => {
     const topic = topicName();
     await publish(topic, [{ payload: 1 }, { payload: 2 }, { payload: 3 }]);
     const { leaseId, messages } = await lease(topic, { max: 2 });
-    await api().post(`/v1/topics/${topic}/nacks`).send({ leaseId, ids: [messages[0]?.id], delaySeconds: 600 }).expect(200);
+    await api()
+      .post(`/v1/topics/${topic}/nacks`)
+      .send({ leaseId, ids: [messages[0]?.id], delaySeconds: 600 })
+      .expect(200);
     const res = await api().get('/v1/topics').expect(200);
     const mine = res.body.topics.find((t: { topic: string }) => t.topic === topic);
     expect(mine).toMatchObject({ topic, ready: 1, inFlight: 1, delayed: 1, dead: 0, maxAttempts: 5 });
@@ -366,7 +437,9 @@ describe('shutdown', () => {
   it('answers waiting long-polls with an empty lease at once, so the server can drain', async () => {
     const local = await startQueueTestApp({}, queue.database);
     const started = Date.now();
-    const waiting = request(local.app).post(`/v1/topics/${topicName()}/leases`).send({ consumer: 'c', waitSeconds: 30 });
+    const waiting = request(local.app)
+      .post(`/v1/topics/${topicName()}/leases`)
+      .send({ consumer: 'c', waitSeconds: 30 });
     await new Promise((resolve) => setTimeout(resolve, 200));
     await local.stop();
     const res = await waiting;

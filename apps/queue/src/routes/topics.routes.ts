@@ -42,7 +42,9 @@ export function topicsRoutes(queue: QueueService): Router {
     const { topic } = validate(topicParams, req.params);
     // One message `{id?, payload}` or a batch `{messages: [...]}`.
     const isBatch = typeof req.body === 'object' && req.body !== null && 'messages' in req.body;
-    const messages = isBatch ? validate(publishBatchBody, req.body).messages : [validate(messageInput, req.body)];
+    const messages = isBatch
+      ? validate(publishBatchBody, req.body).messages
+      : [validate(messageInput, req.body)];
     // The validated body goes to Postgres as received, so payloads are not serialised again.
     const utf8 = !/charset=(?!"?utf-?8)/i.test(req.headers['content-type'] ?? '');
     const raw = utf8 ? req.rawBody?.toString('utf8').replace(/^\uFEFF/, '') : undefined;
@@ -98,7 +100,9 @@ export function topicsRoutes(queue: QueueService): Router {
         `"publishedAt":"${row.published_at.toISOString()}","deadAt":"${row.dead_at.toISOString()}",` +
         `"lastError":${JSON.stringify(row.last_error)}}`,
     );
-    res.type('application/json').send(`{"messages":[${items.join(',')}],"nextCursor":${JSON.stringify(nextCursor)}}`);
+    res
+      .type('application/json')
+      .send(`{"messages":[${items.join(',')}],"nextCursor":${JSON.stringify(nextCursor)}}`);
   });
 
   router.post('/v1/topics/:topic/dead/redrive', async (req, res) => {
@@ -119,7 +123,8 @@ export function topicsRoutes(queue: QueueService): Router {
 /** Payloads are spliced in as the JSON text Postgres returned: no parse and re-stringify per message. */
 function sendLease(res: Response, lease: RawLease): void {
   const messages = lease.messages.map(
-    (m) => `{"id":"${m.id}","payload":${m.payloadJson},"attempts":${m.attempts},"publishedAt":"${m.publishedAt.toISOString()}"}`,
+    (m) =>
+      `{"id":"${m.id}","payload":${m.payloadJson},"attempts":${m.attempts},"publishedAt":"${m.publishedAt.toISOString()}"}`,
   );
   res
     .type('application/json')
@@ -128,4 +133,3 @@ function sendLease(res: Response, lease: RawLease): void {
         `"messages":[${messages.join(',')}]}`,
     );
 }
-

@@ -36,13 +36,18 @@ describe('concurrent consumers', () => {
     const seen = new Map<number, number>();
     const consumer = async (name: string) => {
       for (;;) {
-        const lease = await post(`/v1/topics/${topic}/leases`, { consumer: name, max: 37, visibilitySeconds: 60 });
+        const lease = await post(`/v1/topics/${topic}/leases`, {
+          consumer: name,
+          max: 37,
+          visibilitySeconds: 60,
+        });
         if (lease.body.messages.length === 0) return;
         for (const m of lease.body.messages as { payload: { n: number } }[]) {
           seen.set(m.payload.n, (seen.get(m.payload.n) ?? 0) + 1);
         }
         // Ack every other lease, leave the rest in flight: neither may be delivered twice.
-        if (seen.size % 2 === 0) expect((await post(`/v1/topics/${topic}/acks`, { leaseId: lease.body.leaseId })).status).toBe(200);
+        if (seen.size % 2 === 0)
+          expect((await post(`/v1/topics/${topic}/acks`, { leaseId: lease.body.leaseId })).status).toBe(200);
       }
     };
     await Promise.all(Array.from({ length: 12 }, (_, i) => consumer(`c${i}`)));
@@ -52,8 +57,14 @@ describe('concurrent consumers', () => {
 
   it('lets racing ack and re-lease of an expired lease settle exactly one way', async () => {
     const topic = 'race';
-    await post(`/v1/topics/${topic}/messages`, { messages: Array.from({ length: 200 }, (_, i) => ({ payload: i })) });
-    const stale = await post(`/v1/topics/${topic}/leases`, { consumer: 'old', max: 200, visibilitySeconds: 1 });
+    await post(`/v1/topics/${topic}/messages`, {
+      messages: Array.from({ length: 200 }, (_, i) => ({ payload: i })),
+    });
+    const stale = await post(`/v1/topics/${topic}/leases`, {
+      consumer: 'old',
+      max: 200,
+      visibilitySeconds: 1,
+    });
     await new Promise((resolve) => setTimeout(resolve, 1_100));
     const [ack, lease] = await Promise.all([
       post(`/v1/topics/${topic}/acks`, { leaseId: stale.body.leaseId }),
@@ -61,7 +72,10 @@ describe('concurrent consumers', () => {
     ]);
     const acked = ack.status === 200 ? ack.body.acked : 0;
     expect(acked + lease.body.messages.length).toBe(200);
-    const { rows } = await queue.database.pool.query('SELECT count(*)::int AS n FROM queue_messages WHERE topic = $1', [topic]);
+    const { rows } = await queue.database.pool.query(
+      'SELECT count(*)::int AS n FROM queue_messages WHERE topic = $1',
+      [topic],
+    );
     expect(rows[0].n).toBe(lease.body.messages.length);
   });
 });

@@ -31,10 +31,10 @@ async function leasePlans(client: PoolClient, topic: string): Promise<string> {
     await client.query(`SET auto_explain.log_nested_statements = on`);
     await client.query(`SET auto_explain.log_level = notice`);
     await client.query(`SET client_min_messages = notice`);
-    const { rows } = await client.query(`SELECT * FROM queue_lease($1, 100, interval '30 seconds', $2, 'plan-test', 5)`, [
-      topic,
-      randomUUID(),
-    ]);
+    const { rows } = await client.query(
+      `SELECT * FROM queue_lease($1, 100, interval '30 seconds', $2, 'plan-test', 5)`,
+      [topic, randomUUID()],
+    );
     expect(rows).toHaveLength(100);
     return plans.filter((plan) => plan.includes('queue_messages')).join('\n');
   } finally {

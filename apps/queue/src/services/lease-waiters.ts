@@ -33,7 +33,8 @@ export class LeaseWaiters {
 
   /** Resolves on a notify after `seenVersion`, after `ms`, on abort, or on close. */
   wait(topic: string, seenVersion: number, ms: number, signal?: AbortSignal): Promise<void> {
-    if (this.closed || signal?.aborted || this.version(topic) !== seenVersion || ms <= 0) return Promise.resolve();
+    if (this.closed || signal?.aborted || this.version(topic) !== seenVersion || ms <= 0)
+      return Promise.resolve();
     return new Promise((resolve) => {
       const set = this.sleepers.get(topic) ?? new Set();
       this.sleepers.set(topic, set);

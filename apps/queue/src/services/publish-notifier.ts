@@ -68,7 +68,10 @@ export class PublishNotifier {
   }
 
   private async connect(): Promise<void> {
-    const client = new Client({ connectionString: this.deps.connectionString, application_name: 'queue-listener' });
+    const client = new Client({
+      connectionString: this.deps.connectionString,
+      application_name: 'queue-listener',
+    });
     client.on('error', (error) => {
       this.deps.logger.warn({ err: error }, 'listen connection lost');
       if (this.listener === client) this.listener = undefined;

@@ -2,19 +2,67 @@ import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 
 export type QueueMetrics = ReturnType<typeof createQueueMetrics>;
 
-export function createQueueMetrics(registry: Registry, readDepth: () => Promise<{ topic: string; state: string; count: number }[]>) {
+export function createQueueMetrics(
+  registry: Registry,
+  readDepth: () => Promise<{ topic: string; state: string; count: number }[]>,
+) {
   const topic = ['topic'] as const;
   const registers = [registry];
   return {
-    published: new Counter({ name: 'queue_messages_published_total', help: 'Messages stored by publish.', labelNames: topic, registers }),
-    duplicates: new Counter({ name: 'queue_messages_duplicate_total', help: 'Published messages whose id the topic already held.', labelNames: topic, registers }),
-    leased: new Counter({ name: 'queue_messages_leased_total', help: 'Deliveries to consumers.', labelNames: topic, registers }),
-    redelivered: new Counter({ name: 'queue_messages_redelivered_total', help: 'Deliveries of messages whose previous lease expired without ack.', labelNames: topic, registers }),
-    acked: new Counter({ name: 'queue_messages_acked_total', help: 'Messages acked (and deleted).', labelNames: topic, registers }),
-    nacked: new Counter({ name: 'queue_messages_nacked_total', help: 'Messages nacked back to the queue or to the dead letters.', labelNames: topic, registers }),
-    dead: new Counter({ name: 'queue_messages_dead_total', help: 'Messages moved to the dead letters after their last attempt.', labelNames: topic, registers }),
-    redriven: new Counter({ name: 'queue_messages_redriven_total', help: 'Dead letters returned to the queue.', labelNames: topic, registers }),
-    conflicts: new Counter({ name: 'queue_lease_conflicts_total', help: 'Acks, nacks and extends refused because the lease was no longer held.', labelNames: ['topic', 'operation'] as const, registers }),
+    published: new Counter({
+      name: 'queue_messages_published_total',
+      help: 'Messages stored by publish.',
+      labelNames: topic,
+      registers,
+    }),
+    duplicates: new Counter({
+      name: 'queue_messages_duplicate_total',
+      help: 'Published messages whose id the topic already held.',
+      labelNames: topic,
+      registers,
+    }),
+    leased: new Counter({
+      name: 'queue_messages_leased_total',
+      help: 'Deliveries to consumers.',
+      labelNames: topic,
+      registers,
+    }),
+    redelivered: new Counter({
+      name: 'queue_messages_redelivered_total',
+      help: 'Deliveries of messages whose previous lease expired without ack.',
+      labelNames: topic,
+      registers,
+    }),
+    acked: new Counter({
+      name: 'queue_messages_acked_total',
+      help: 'Messages acked (and deleted).',
+      labelNames: topic,
+      registers,
+    }),
+    nacked: new Counter({
+      name: 'queue_messages_nacked_total',
+      help: 'Messages nacked back to the queue or to the dead letters.',
+      labelNames: topic,
+      registers,
+    }),
+    dead: new Counter({
+      name: 'queue_messages_dead_total',
+      help: 'Messages moved to the dead letters after their last attempt.',
+      labelNames: topic,
+      registers,
+    }),
+    redriven: new Counter({
+      name: 'queue_messages_redriven_total',
+      help: 'Dead letters returned to the queue.',
+      labelNames: topic,
+      registers,
+    }),
+    conflicts: new Counter({
+      name: 'queue_lease_conflicts_total',
+      help: 'Acks, nacks and extends refused because the lease was no longer held.',
+      labelNames: ['topic', 'operation'] as const,
+      registers,
+    }),
     leaseWait: new Histogram({
       name: 'queue_lease_wait_seconds',
       help: 'Time a lease request waited (long-poll) before it returned.',
@@ -29,7 +77,8 @@ export function createQueueMetrics(registry: Registry, readDepth: () => Promise<
       registers,
       async collect() {
         this.reset();
-        for (const { topic, state, count } of await readDepth().catch(() => [])) this.set({ topic, state }, count);
+        for (const { topic, state, count } of await readDepth().catch(() => []))
+          this.set({ topic, state }, count);
       },
     }),
   };

@@ -61,12 +61,19 @@ const insert = statement<{ ids: string[]; accepted: number }>(
  * are never re-serialised. Returns every message's id in order (generated where absent) and how
  * many were new.
  */
-export async function insertMessages(db: Queryable, topic: string, batchJson: string): Promise<{ ids: string[]; accepted: number }> {
+export async function insertMessages(
+  db: Queryable,
+  topic: string,
+  batchJson: string,
+): Promise<{ ids: string[]; accepted: number }> {
   const [row] = await insert(db, [topic, batchJson]);
   return { ids: row?.ids ?? [], accepted: row?.accepted ?? 0 };
 }
 
-const ensure = statement('ensure_topic', `INSERT INTO queue_topics (topic) VALUES ($1) ON CONFLICT (topic) DO NOTHING`);
+const ensure = statement(
+  'ensure_topic',
+  `INSERT INTO queue_topics (topic) VALUES ($1) ON CONFLICT (topic) DO NOTHING`,
+);
 
 export async function ensureTopic(db: Queryable, topic: string): Promise<void> {
   await ensure(db, [topic]);
@@ -91,9 +98,23 @@ const lease = statement<LeasedRow>(
 /** See queue_lease() in 0001_queue.sql: SKIP LOCKED, a pinned index-ordered plan, dead on exhaustion. */
 export async function leaseMessages(
   db: Queryable,
-  args: { topic: string; max: number; visibilitySeconds: number; leaseId: string; consumer: string; defaultMaxAttempts: number },
+  args: {
+    topic: string;
+    max: number;
+    visibilitySeconds: number;
+    leaseId: string;
+    consumer: string;
+    defaultMaxAttempts: number;
+  },
 ): Promise<LeasedRow[]> {
-  const rows = await lease(db, [args.topic, args.max, args.visibilitySeconds, args.leaseId, args.consumer, args.defaultMaxAttempts]);
+  const rows = await lease(db, [
+    args.topic,
+    args.max,
+    args.visibilitySeconds,
+    args.leaseId,
+    args.consumer,
+    args.defaultMaxAttempts,
+  ]);
   // RETURNING order is not guaranteed; deliver in the order the lease walked (publish order).
   return rows.sort((a, b) => a.seq.length - b.seq.length || (a.seq < b.seq ? -1 : 1));
 }
@@ -164,7 +185,11 @@ const nack = statement<{ settled: string[]; dead: number }>(
  * Runs a settle statement. Settling named ids is all or nothing: if the lease no longer holds one
  * of them, the transaction rolls back and NotAllHeld says which it did hold.
  */
-async function settle(pool: Pool, ids: string[] | undefined, run: (db: Queryable) => Promise<Settlement>): Promise<Settlement> {
+async function settle(
+  pool: Pool,
+  ids: string[] | undefined,
+  run: (db: Queryable) => Promise<Settlement>,
+): Promise<Settlement> {
   if (!ids) return run(pool);
   const client = await pool.connect();
   try {
@@ -185,7 +210,10 @@ async function settle(pool: Pool, ids: string[] | undefined, run: (db: Queryable
 }
 
 /** Deletes acked messages: the named ones (all or nothing), or whatever the lease still holds. */
-export function ackMessages(pool: Pool, args: { topic: string; leaseId: string; ids?: string[] }): Promise<Settlement> {
+export function ackMessages(
+  pool: Pool,
+  args: { topic: string; leaseId: string; ids?: string[] },
+): Promise<Settlement> {
   return settle(pool, args.ids, async (db) => {
     const [row] = await ack(db, [args.topic, args.leaseId, args.ids ?? null]);
     return { settled: row?.settled ?? [], dead: 0 };
@@ -296,7 +324,10 @@ const dead = statement<DeadRow>(
    LIMIT $3`,
 );
 
-export async function listDeadLetters(db: Queryable, args: { topic: string; limit: number; after?: string }): Promise<DeadRow[]> {
+export async function listDeadLetters(
+  db: Queryable,
+  args: { topic: string; limit: number; after?: string },
+): Promise<DeadRow[]> {
   return dead(db, [args.topic, args.after ?? '0', args.limit]);
 }
 
@@ -313,7 +344,10 @@ const redrive = statement<{ n: number }>(
 );
 
 /** Dead letters back to ready, attempts reset; all of the topic's, or the named ones. */
-export async function redriveDeadLetters(db: Queryable, args: { topic: string; ids?: string[] }): Promise<number> {
+export async function redriveDeadLetters(
+  db: Queryable,
+  args: { topic: string; ids?: string[] },
+): Promise<number> {
   return (await redrive(db, [args.topic, args.ids ?? null]))[0]?.n ?? 0;
 }
 
@@ -328,7 +362,10 @@ const purge = statement<{ n: number }>(
    SELECT count(*)::int AS n FROM gone`,
 );
 
-export async function purgeDeadLetters(db: Queryable, args: { topic: string; ids?: string[] }): Promise<number> {
+export async function purgeDeadLetters(
+  db: Queryable,
+  args: { topic: string; ids?: string[] },
+): Promise<number> {
   return (await purge(db, [args.topic, args.ids ?? null]))[0]?.n ?? 0;
 }
 
@@ -375,6 +412,9 @@ const upsertSettings = statement(
    ON CONFLICT (topic) DO UPDATE SET max_attempts = excluded.max_attempts`,
 );
 
-export async function upsertTopicSettings(db: Queryable, args: { topic: string; maxAttempts: number | null }): Promise<void> {
+export async function upsertTopicSettings(
+  db: Queryable,
+  args: { topic: string; maxAttempts: number | null },
+): Promise<void> {
   await upsertSettings(db, [args.topic, args.maxAttempts]);
 }

@@ -64,10 +64,14 @@ export class QueueService {
         const tooLarge: FieldError[] = [];
         messages.forEach((message, index) => {
           if (Buffer.byteLength(JSON.stringify(message.payload)) > settings.maxPayloadBytes) {
-            tooLarge.push({ field: `messages[${index}].payload`, message: `must be at most ${settings.maxPayloadBytes} bytes of JSON` });
+            tooLarge.push({
+              field: `messages[${index}].payload`,
+              message: `must be at most ${settings.maxPayloadBytes} bytes of JSON`,
+            });
           }
         });
-        if (tooLarge.length > 0) throw new PayloadTooLargeError(`${tooLarge[0]?.field} ${tooLarge[0]?.message}.`, tooLarge);
+        if (tooLarge.length > 0)
+          throw new PayloadTooLargeError(`${tooLarge[0]?.field} ${tooLarge[0]?.message}.`, tooLarge);
       }
       if (!this.knownTopics.has(topic)) {
         await q.ensureTopic(db, topic);
@@ -95,55 +99,72 @@ export class QueueService {
     signal?: AbortSignal,
   ): Promise<RawLease> {
     const { db, metrics, settings, waiters } = this.deps;
-    return withSpan(tracer, 'queue.lease', { ...attrs(topic), 'queue.max': request.max, 'queue.consumer': request.consumer }, async (span) => {
-      const started = Date.now();
-      const deadline = started + request.waitSeconds * 1000;
-      const leaseId = randomUUID();
-      let messages: RawLeasedMessage[] = [];
-      for (;;) {
-        const seen = waiters.version(topic);
-        const rows = await q.leaseMessages(db, {
-          topic,
-          max: request.max,
-          visibilitySeconds: request.visibilitySeconds,
-          leaseId,
-          consumer: request.consumer,
-          defaultMaxAttempts: settings.defaultMaxAttempts,
-        });
-        const dead = rows.filter((row) => row.dead).length;
-        if (dead > 0) metrics.dead.inc({ topic }, dead);
-        messages = rows
-          .filter((row) => !row.dead)
-          .map((row) => ({ id: row.msg_uuid, payloadJson: row.payload, attempts: row.attempts, publishedAt: row.published_at }));
-        if (messages.length > 0) {
-          metrics.leased.inc({ topic }, messages.length);
-          const redelivered = rows.filter((row) => row.redelivered && !row.dead).length;
-          if (redelivered > 0) metrics.redelivered.inc({ topic }, redelivered);
-          break;
+    return withSpan(
+      tracer,
+      'queue.lease',
+      { ...attrs(topic), 'queue.max': request.max, 'queue.consumer': request.consumer },
+      async (span) => {
+        const started = Date.now();
+        const deadline = started + request.waitSeconds * 1000;
+        const leaseId = randomUUID();
+        let messages: RawLeasedMessage[] = [];
+        for (;;) {
+          const seen = waiters.version(topic);
+          const rows = await q.leaseMessages(db, {
+            topic,
+            max: request.max,
+            visibilitySeconds: request.visibilitySeconds,
+            leaseId,
+            consumer: request.consumer,
+            defaultMaxAttempts: settings.defaultMaxAttempts,
+          });
+          const dead = rows.filter((row) => row.dead).length;
+          if (dead > 0) metrics.dead.inc({ topic }, dead);
+          messages = rows
+            .filter((row) => !row.dead)
+            .map((row) => ({
+              id: row.msg_uuid,
+              payloadJson: row.payload,
+              attempts: row.attempts,
+              publishedAt: row.published_at,
+            }));
+          if (messages.length > 0) {
+            metrics.leased.inc({ topic }, messages.length);
+            const redelivered = rows.filter((row) => row.redelivered && !row.dead).length;
+            if (redelivered > 0) metrics.redelivered.inc({ topic }, redelivered);
+            break;
+          }
+          if (rows.length > 0) continue; // all of them were exhausted and went dead: look again
+          const remaining = deadline - Date.now();
+          if (remaining <= 0 || waiters.isClosed || signal?.aborted) break;
+          // Sleep until a publish, or until the next message becomes visible (at least a few ms, so
+          // a row another consumer is taking right now does not make us spin).
+          const nextVisible = await q.nextVisibleIn(db, topic);
+          const sleep = Math.min(remaining, Math.max(nextVisible ?? Infinity, 5), settings.fallbackPollMs);
+          await waiters.wait(topic, seen, sleep, signal);
         }
-        if (rows.length > 0) continue; // all of them were exhausted and went dead: look again
-        const remaining = deadline - Date.now();
-        if (remaining <= 0 || waiters.isClosed || signal?.aborted) break;
-        // Sleep until a publish, or until the next message becomes visible (at least a few ms, so
-        // a row another consumer is taking right now does not make us spin).
-        const nextVisible = await q.nextVisibleIn(db, topic);
-        const sleep = Math.min(remaining, Math.max(nextVisible ?? Infinity, 5), settings.fallbackPollMs);
-        await waiters.wait(topic, seen, sleep, signal);
-      }
-      const waited = (Date.now() - started) / 1000;
-      metrics.leaseWait.observe({ topic, outcome: messages.length > 0 ? 'messages' : 'empty' }, waited);
-      span.setAttribute('queue.leased', messages.length);
-      if (messages.length === 0) return { leaseId: null, leaseUntil: null, messages };
-      return { leaseId, leaseUntil: new Date(Date.now() + request.visibilitySeconds * 1000), messages };
-    });
+        const waited = (Date.now() - started) / 1000;
+        metrics.leaseWait.observe({ topic, outcome: messages.length > 0 ? 'messages' : 'empty' }, waited);
+        span.setAttribute('queue.leased', messages.length);
+        if (messages.length === 0) return { leaseId: null, leaseUntil: null, messages };
+        return { leaseId, leaseUntil: new Date(Date.now() + request.visibilitySeconds * 1000), messages };
+      },
+    );
   }
 
   async ack(topic: string, leaseId: string, ids?: string[]): Promise<{ acked: number }> {
-    return withSpan(tracer, 'queue.ack', { ...attrs(topic, ids?.length), 'queue.lease_id': leaseId }, async () => {
-      const result = await this.settle('ack', topic, leaseId, ids, () => q.ackMessages(this.deps.db, { topic, leaseId, ids }));
-      this.deps.metrics.acked.inc({ topic }, result.settled.length);
-      return { acked: result.settled.length };
-    });
+    return withSpan(
+      tracer,
+      'queue.ack',
+      { ...attrs(topic, ids?.length), 'queue.lease_id': leaseId },
+      async () => {
+        const result = await this.settle('ack', topic, leaseId, ids, () =>
+          q.ackMessages(this.deps.db, { topic, leaseId, ids }),
+        );
+        this.deps.metrics.acked.inc({ topic }, result.settled.length);
+        return { acked: result.settled.length };
+      },
+    );
   }
 
   async nack(
@@ -152,32 +173,47 @@ export class QueueService {
   ): Promise<{ nacked: number; dead: number }> {
     const { db, metrics, settings } = this.deps;
     const { leaseId, ids } = request;
-    return withSpan(tracer, 'queue.nack', { ...attrs(topic, ids?.length), 'queue.lease_id': leaseId }, async () => {
-      const result = await this.settle('nack', topic, leaseId, ids, () =>
-        q.nackMessages(db, {
-          topic,
-          leaseId,
-          ids,
-          delaySeconds: request.delaySeconds,
-          reason: request.reason ?? 'nacked without a reason',
-          defaultMaxAttempts: settings.defaultMaxAttempts,
-          deadLetter: request.deadLetter ?? false,
-        }),
-      );
-      const nacked = result.settled.length;
-      metrics.nacked.inc({ topic }, nacked);
-      if (result.dead > 0) metrics.dead.inc({ topic }, result.dead);
-      if (nacked > result.dead && request.delaySeconds === 0) this.deps.notifier.published(topic);
-      return { nacked, dead: result.dead };
-    });
+    return withSpan(
+      tracer,
+      'queue.nack',
+      { ...attrs(topic, ids?.length), 'queue.lease_id': leaseId },
+      async () => {
+        const result = await this.settle('nack', topic, leaseId, ids, () =>
+          q.nackMessages(db, {
+            topic,
+            leaseId,
+            ids,
+            delaySeconds: request.delaySeconds,
+            reason: request.reason ?? 'nacked without a reason',
+            defaultMaxAttempts: settings.defaultMaxAttempts,
+            deadLetter: request.deadLetter ?? false,
+          }),
+        );
+        const nacked = result.settled.length;
+        metrics.nacked.inc({ topic }, nacked);
+        if (result.dead > 0) metrics.dead.inc({ topic }, result.dead);
+        if (nacked > result.dead && request.delaySeconds === 0) this.deps.notifier.published(topic);
+        return { nacked, dead: result.dead };
+      },
+    );
   }
 
-  async extend(topic: string, leaseId: string, visibilitySeconds: number): Promise<{ leaseId: string; leaseUntil: Date; extended: number }> {
+  async extend(
+    topic: string,
+    leaseId: string,
+    visibilitySeconds: number,
+  ): Promise<{ leaseId: string; leaseUntil: Date; extended: number }> {
     return withSpan(tracer, 'queue.extend', { ...attrs(topic), 'queue.lease_id': leaseId }, async () => {
-      const { extended, leaseUntil } = await q.extendLease(this.deps.db, { topic, leaseId, visibilitySeconds });
+      const { extended, leaseUntil } = await q.extendLease(this.deps.db, {
+        topic,
+        leaseId,
+        visibilitySeconds,
+      });
       if (extended === 0 || !leaseUntil) {
         this.deps.metrics.conflicts.inc({ topic, operation: 'extend' });
-        throw new ConflictError(`Lease ${leaseId} is no longer held: its messages were acked, or re-leased after it expired.`);
+        throw new ConflictError(
+          `Lease ${leaseId} is no longer held: its messages were acked, or re-leased after it expired.`,
+        );
       }
       return { leaseId, leaseUntil, extended };
     });
@@ -201,7 +237,8 @@ export class QueueService {
         inFlight,
         delayed: notVisible - inFlight,
         dead: Number(row.dead),
-        oldestReadyAgeSeconds: row.oldest_ready_age === null ? null : Math.max(0, Math.round(row.oldest_ready_age * 1000) / 1000),
+        oldestReadyAgeSeconds:
+          row.oldest_ready_age === null ? null : Math.max(0, Math.round(row.oldest_ready_age * 1000) / 1000),
         maxAttempts: row.max_attempts ?? this.deps.settings.defaultMaxAttempts,
       };
     });
@@ -284,4 +321,3 @@ function attrs(topic: string, count?: number) {
     ...(count === undefined ? {} : { 'messaging.batch.message_count': count }),
   };
 }
-

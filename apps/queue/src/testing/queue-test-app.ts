@@ -38,6 +38,10 @@ export async function startQueueTestApp(
 
 /** Listening on a real port, for tests that need concurrent or long-lived connections. */
 export async function serveQueue(queue: QueueApp): Promise<RunningServer & { url: string }> {
-  const server = await listen(queue.app, { port: 0, host: '127.0.0.1', logger: createLogger('queue', 'silent') });
+  const server = await listen(queue.app, {
+    port: 0,
+    host: '127.0.0.1',
+    logger: createLogger('queue', 'silent'),
+  });
   return { ...server, url: `http://127.0.0.1:${server.port}` };
 }

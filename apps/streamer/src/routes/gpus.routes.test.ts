@@ -13,14 +13,28 @@ beforeAll(async () => {
   // GPU A: utilisation and temperature every minute for two hours; GPU B: one sample.
   const samples = [];
   for (let m = 0; m < 120; m++) {
-    samples.push(sample({ gpuId: GPU_A, timestamp: at(m), metricName: 'DCGM_FI_DEV_GPU_UTIL', value: m % 100 }));
-    samples.push(sample({ gpuId: GPU_A, timestamp: at(m), metricName: 'DCGM_FI_DEV_GPU_TEMP', value: 40 + (m % 10) }));
+    samples.push(
+      sample({ gpuId: GPU_A, timestamp: at(m), metricName: 'DCGM_FI_DEV_GPU_UTIL', value: m % 100 }),
+    );
+    samples.push(
+      sample({ gpuId: GPU_A, timestamp: at(m), metricName: 'DCGM_FI_DEV_GPU_TEMP', value: 40 + (m % 10) }),
+    );
   }
-  samples.push(sample({ gpuId: GPU_A, timestamp: at(5), metricName: 'DCGM_FI_DEV_GPU_UTIL', value: 'NaN', labels: { GPU_I_ID: '3' } }));
+  samples.push(
+    sample({
+      gpuId: GPU_A,
+      timestamp: at(5),
+      metricName: 'DCGM_FI_DEV_GPU_UTIL',
+      value: 'NaN',
+      labels: { GPU_I_ID: '3' },
+    }),
+  );
   const batches = [];
   for (let i = 0; i < samples.length; i += 100) batches.push(message(samples.slice(i, i + 100)));
   await streamer.ingest.handle(batches);
-  await streamer.ingest.handle([message([sample({ gpuId: GPU_B, gpuIndex: 1, hostname: 'node-2', timestamp: at(0) })])]);
+  await streamer.ingest.handle([
+    message([sample({ gpuId: GPU_B, gpuIndex: 1, hostname: 'node-2', timestamp: at(0) })]),
+  ]);
 });
 
 afterAll(async () => {
@@ -44,7 +58,12 @@ describe('GET /v1/gpus', () => {
           lastSeen: at(119),
           metrics: ['DCGM_FI_DEV_GPU_TEMP', 'DCGM_FI_DEV_GPU_UTIL'],
         },
-        expect.objectContaining({ id: GPU_B, index: 1, hostname: 'node-2', metrics: ['DCGM_FI_DEV_GPU_UTIL'] }),
+        expect.objectContaining({
+          id: GPU_B,
+          index: 1,
+          hostname: 'node-2',
+          metrics: ['DCGM_FI_DEV_GPU_UTIL'],
+        }),
       ],
       nextCursor: null,
     });
@@ -55,7 +74,9 @@ describe('GET /v1/gpus', () => {
     expect(first.body.gpus.map((g: { id: string }) => g.id)).toEqual([GPU_A]);
     const second = await api().get(`/v1/gpus?limit=1&cursor=${first.body.nextCursor}`).expect(200);
     expect(second.body).toMatchObject({ gpus: [{ id: GPU_B }], nextCursor: null });
-    expect((await api().get('/v1/gpus?hostname=node-2').expect(200)).body.gpus.map((g: { id: string }) => g.id)).toEqual([GPU_B]);
+    expect(
+      (await api().get('/v1/gpus?hostname=node-2').expect(200)).body.gpus.map((g: { id: string }) => g.id),
+    ).toEqual([GPU_B]);
   });
 });
 
@@ -66,19 +87,30 @@ describe('GET /v1/gpus/:gpuId/telemetry', () => {
       .query({ metric: 'DCGM_FI_DEV_GPU_TEMP', start_time: at(10), end_time: at(13) })
       .expect(200);
     expect(res.body.gpuId).toBe(GPU_A);
-    expect(res.body.samples.map((s: { timestamp: string; value: number }) => [s.timestamp, s.value])).toEqual([
-      [at(10), 40],
-      [at(11), 41],
-      [at(12), 42],
-    ]);
+    expect(res.body.samples.map((s: { timestamp: string; value: number }) => [s.timestamp, s.value])).toEqual(
+      [
+        [at(10), 40],
+        [at(11), 41],
+        [at(12), 42],
+      ],
+    );
     expect(res.body.samples[0]).toEqual(
-      expect.objectContaining({ metricName: 'DCGM_FI_DEV_GPU_TEMP', modelName: 'NVIDIA H100 80GB HBM3', hostname: 'node-1', container: null, labels: { pci_bus_id: '00000000:18:00.0' } }),
+      expect.objectContaining({
+        metricName: 'DCGM_FI_DEV_GPU_TEMP',
+        modelName: 'NVIDIA H100 80GB HBM3',
+        hostname: 'node-1',
+        container: null,
+        labels: { pci_bus_id: '00000000:18:00.0' },
+      }),
     );
     expect(res.body.nextCursor).toBeNull();
   });
 
   it('returns every metric without a filter, and NaN as a string', async () => {
-    const res = await api().get(`/v1/gpus/${GPU_A}/telemetry`).query({ start_time: at(5), end_time: at(6) }).expect(200);
+    const res = await api()
+      .get(`/v1/gpus/${GPU_A}/telemetry`)
+      .query({ start_time: at(5), end_time: at(6) })
+      .expect(200);
     expect(res.body.samples).toHaveLength(3);
     expect(res.body.samples.map((s: { value: unknown }) => s.value)).toContain('NaN');
   });
@@ -91,7 +123,9 @@ describe('GET /v1/gpus/:gpuId/telemetry', () => {
         .get(`/v1/gpus/${GPU_A}/telemetry`)
         .query({ start_time: at(0), end_time: at(120), limit: 37, ...(cursor ? { cursor } : {}) })
         .expect(200);
-      seen.push(...res.body.samples.map((s: { uuid: string; timestamp: string }) => `${s.timestamp} ${s.uuid}`));
+      seen.push(
+        ...res.body.samples.map((s: { uuid: string; timestamp: string }) => `${s.timestamp} ${s.uuid}`),
+      );
       cursor = res.body.nextCursor;
     } while (cursor);
     expect(seen).toHaveLength(241);
@@ -153,7 +187,10 @@ describe('bad input', () => {
 
   it('treats SQL in parameters as data', async () => {
     await api().get(`/v1/gpus/GPU-1';DROP TABLE telemetry;--/telemetry`).expect(400);
-    await api().get('/v1/gpus').query({ hostname: "x' OR '1'='1" }).expect(200, { gpus: [], nextCursor: null });
+    await api()
+      .get('/v1/gpus')
+      .query({ hostname: "x' OR '1'='1" })
+      .expect(200, { gpus: [], nextCursor: null });
     const count = await streamer.database.pool.query('SELECT count(*)::int AS n FROM telemetry');
     expect(count.rows[0].n).toBe(242);
   });

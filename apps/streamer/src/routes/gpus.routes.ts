@@ -6,9 +6,16 @@ import { z } from 'zod';
 import type { TelemetryQueryService } from '../services/telemetry-query.service';
 
 const GPU_ID = /^[\w.:-]{1,128}$/;
-const gpuParams = z.object({ gpuId: z.string().regex(GPU_ID, 'must be a GPU id such as GPU-5fd4f087-86f3-7a43-b711-4771313afc50') });
-const seriesParams = gpuParams.extend({ metric: z.string().max(256).regex(METRIC_NAME, 'must be a Prometheus metric name') });
-const time = z.iso.datetime({ offset: true, message: 'must be an RFC 3339 date-time such as 2026-01-02T03:04:05Z' });
+const gpuParams = z.object({
+  gpuId: z.string().regex(GPU_ID, 'must be a GPU id such as GPU-5fd4f087-86f3-7a43-b711-4771313afc50'),
+});
+const seriesParams = gpuParams.extend({
+  metric: z.string().max(256).regex(METRIC_NAME, 'must be a Prometheus metric name'),
+});
+const time = z.iso.datetime({
+  offset: true,
+  message: 'must be an RFC 3339 date-time such as 2026-01-02T03:04:05Z',
+});
 
 const range = {
   start_time: time.optional(),
@@ -67,7 +74,15 @@ export function gpusRoutes(queries: TelemetryQueryService): Router {
   router.get('/v1/gpus/:gpuId/telemetry', async (req, res) => {
     const { gpuId } = validate(gpuParams, req.params);
     const query = validate(telemetryQuery, req.query);
-    res.json(await queries.telemetry({ gpuId, ...timeRange(query), metric: query.metric, limit: query.limit, cursor: query.cursor }));
+    res.json(
+      await queries.telemetry({
+        gpuId,
+        ...timeRange(query),
+        metric: query.metric,
+        limit: query.limit,
+        cursor: query.cursor,
+      }),
+    );
   });
 
   router.get('/v1/gpus/:gpuId/metrics/:metric/series', async (req, res) => {
@@ -75,7 +90,9 @@ export function gpusRoutes(queries: TelemetryQueryService): Router {
     const query = validate(seriesQuery, req.query);
     const { start, end } = timeRange(query);
     if ((end.getTime() - start.getTime()) / 1000 / query.step > MAX_BUCKETS) {
-      throw new ValidationError([{ field: 'step', message: `is too small for this range: at most ${MAX_BUCKETS} buckets` }]);
+      throw new ValidationError([
+        { field: 'step', message: `is too small for this range: at most ${MAX_BUCKETS} buckets` },
+      ]);
     }
     res.json(await queries.series({ gpuId, metric, start, end, stepSeconds: query.step }));
   });

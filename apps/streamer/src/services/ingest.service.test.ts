@@ -14,7 +14,10 @@ afterAll(async () => {
 });
 
 async function rows(gpuId: string) {
-  const { rows } = await streamer.database.pool.query('SELECT * FROM telemetry WHERE gpu_id = $1 ORDER BY "timestamp", uuid', [gpuId]);
+  const { rows } = await streamer.database.pool.query(
+    'SELECT * FROM telemetry WHERE gpu_id = $1 ORDER BY "timestamp", uuid',
+    [gpuId],
+  );
   return rows;
 }
 
@@ -23,17 +26,40 @@ describe('IngestService.handle', () => {
     const gpuId = 'GPU-ingest-1';
     const samples = [
       sample({ gpuId, value: 42.5, labels: { GPU_I_ID: '3', weird: 'tab\there "quoted" \\ back\nline' } }),
-      sample({ gpuId, value: 'NaN', metricName: 'DCGM_FI_DEV_MEMORY_TEMP', container: 'trainer', pod: 'job-0', namespace: 'ml' }),
+      sample({
+        gpuId,
+        value: 'NaN',
+        metricName: 'DCGM_FI_DEV_MEMORY_TEMP',
+        container: 'trainer',
+        pod: 'job-0',
+        namespace: 'ml',
+      }),
       sample({ gpuId, value: '+Inf', gpuIndex: null, device: null, hostname: null, modelName: null }),
       sample({ gpuId, value: '-Inf' }),
     ];
-    expect(await streamer.ingest.handle([message(samples.slice(0, 2)), message(samples.slice(2))])).toEqual({ failed: [] });
+    expect(await streamer.ingest.handle([message(samples.slice(0, 2)), message(samples.slice(2))])).toEqual({
+      failed: [],
+    });
     const stored = await rows(gpuId);
     expect(stored).toHaveLength(4);
     const byUuid = new Map(stored.map((r) => [r.uuid, r]));
-    expect(byUuid.get(samples[0]!.uuid)).toMatchObject({ value: 42.5, labels: samples[0]!.labels, model_name: 'NVIDIA H100 80GB HBM3' });
-    expect(byUuid.get(samples[1]!.uuid)).toMatchObject({ value: NaN, container: 'trainer', pod: 'job-0', namespace: 'ml' });
-    expect(byUuid.get(samples[2]!.uuid)).toMatchObject({ value: Infinity, gpu_index: null, device: null, hostname: null });
+    expect(byUuid.get(samples[0]!.uuid)).toMatchObject({
+      value: 42.5,
+      labels: samples[0]!.labels,
+      model_name: 'NVIDIA H100 80GB HBM3',
+    });
+    expect(byUuid.get(samples[1]!.uuid)).toMatchObject({
+      value: NaN,
+      container: 'trainer',
+      pod: 'job-0',
+      namespace: 'ml',
+    });
+    expect(byUuid.get(samples[2]!.uuid)).toMatchObject({
+      value: Infinity,
+      gpu_index: null,
+      device: null,
+      hostname: null,
+    });
     expect(byUuid.get(samples[3]!.uuid)?.value).toBe(-Infinity);
   });
 
@@ -50,15 +76,31 @@ describe('IngestService.handle', () => {
   it('dead-letters invalid messages with a reason naming the field, and still stores the valid samples', async () => {
     const gpuId = 'GPU-ingest-3';
     const good = sample({ gpuId });
-    const mixed = message([good, sample({ gpuId, timestamp: 'yesterday' }), { ...sample({ gpuId }), extra: 1 }]);
+    const mixed = message([
+      good,
+      sample({ gpuId, timestamp: 'yesterday' }),
+      { ...sample({ gpuId }), extra: 1 },
+    ]);
     const notTelemetry = message([]);
     (notTelemetry as { payload: unknown }).payload = { hello: 'world' };
     const empty = message([]);
     const result = await streamer.ingest.handle([mixed, notTelemetry, empty, message([sample({ gpuId })])]);
     expect(result.failed).toEqual([
-      { id: mixed.id, deadLetter: true, reason: 'invalid telemetry: samples[1].timestamp: must be an RFC 3339 date-time (and 1 more)' },
-      { id: notTelemetry.id, deadLetter: true, reason: expect.stringMatching(/^invalid telemetry: (source|samples|hello)/) },
-      { id: empty.id, deadLetter: true, reason: 'invalid telemetry: samples: must contain at least one sample' },
+      {
+        id: mixed.id,
+        deadLetter: true,
+        reason: 'invalid telemetry: samples[1].timestamp: must be an RFC 3339 date-time (and 1 more)',
+      },
+      {
+        id: notTelemetry.id,
+        deadLetter: true,
+        reason: expect.stringMatching(/^invalid telemetry: (source|samples|hello)/),
+      },
+      {
+        id: empty.id,
+        deadLetter: true,
+        reason: 'invalid telemetry: samples: must contain at least one sample',
+      },
     ]);
     expect((await rows(gpuId)).map((r) => r.uuid)).toContain(good.uuid);
     expect(await rows(gpuId)).toHaveLength(2);
@@ -68,7 +110,13 @@ describe('IngestService.handle', () => {
     const good = message([sample({ gpuId: 'GPU-ingest-6' })]);
     const nul = message([sample({ gpuId: 'GPU-ingest-6', hostname: 'node\u0000evil' })]);
     const { failed } = await streamer.ingest.handle([good, nul]);
-    expect(failed).toEqual([{ id: nul.id, deadLetter: true, reason: 'invalid telemetry: samples[0].hostname: must not contain NUL characters' }]);
+    expect(failed).toEqual([
+      {
+        id: nul.id,
+        deadLetter: true,
+        reason: 'invalid telemetry: samples[0].hostname: must not contain NUL characters',
+      },
+    ]);
     expect(await rows('GPU-ingest-6')).toHaveLength(1);
   });
 
@@ -85,8 +133,12 @@ describe('IngestService.handle', () => {
   it('creates the daily partition a sample needs on demand', async () => {
     const when = new Date(Date.now() - 5 * 86_400_000);
     const name = `telemetry_p${when.toISOString().slice(0, 10).replaceAll('-', '')}`;
-    await streamer.ingest.handle([message([sample({ gpuId: 'GPU-ingest-4', timestamp: when.toISOString() })])]);
-    const { rows: parts } = await streamer.database.pool.query('SELECT to_regclass($1)::text AS name', [name]);
+    await streamer.ingest.handle([
+      message([sample({ gpuId: 'GPU-ingest-4', timestamp: when.toISOString() })]),
+    ]);
+    const { rows: parts } = await streamer.database.pool.query('SELECT to_regclass($1)::text AS name', [
+      name,
+    ]);
     expect(parts[0].name).toBe(name);
     expect(await rows('GPU-ingest-4')).toHaveLength(1);
   });
@@ -97,7 +149,9 @@ describe('IngestService.handle', () => {
     const t1 = new Date().toISOString();
     await streamer.ingest.handle([message([sample({ gpuId, timestamp: t1, metricName: 'B' })])]);
     await streamer.ingest.handle([message([sample({ gpuId, timestamp: t0, metricName: 'A' })])]);
-    const { rows: gpus } = await streamer.database.pool.query('SELECT * FROM gpus WHERE gpu_id = $1', [gpuId]);
+    const { rows: gpus } = await streamer.database.pool.query('SELECT * FROM gpus WHERE gpu_id = $1', [
+      gpuId,
+    ]);
     expect(gpus[0]).toMatchObject({ metrics: ['A', 'B'], hostname: 'node-1', gpu_index: 0 });
     expect(gpus[0].first_seen.toISOString()).toBe(t0);
     expect(gpus[0].last_seen.toISOString()).toBe(t1);
@@ -109,7 +163,10 @@ describe('retention', () => {
     const local = await startStreamerTestApp({ config: { TELEMETRY_RETENTION: 0 } });
     try {
       const old = new Date(Date.now() - 20 * 86_400_000);
-      await local.ingest.handle([message([sample({ gpuId: 'GPU-old', timestamp: old.toISOString() })]), message([sample({ gpuId: 'GPU-new' })])]);
+      await local.ingest.handle([
+        message([sample({ gpuId: 'GPU-old', timestamp: old.toISOString() })]),
+        message([sample({ gpuId: 'GPU-new' })]),
+      ]);
       const maintainer = new PartitionMaintainer({
         pool: local.database.pool,
         logger: createLogger('streamer', 'silent'),

@@ -1,5 +1,10 @@
 import { fieldErrors } from '@gpu-telemetry/service-kit';
-import { type LeasedMessage, type TelemetrySample, telemetryBatch, telemetrySample } from '@gpu-telemetry/model';
+import {
+  type LeasedMessage,
+  type TelemetrySample,
+  telemetryBatch,
+  telemetrySample,
+} from '@gpu-telemetry/model';
 import type { HandleResult } from '@gpu-telemetry/queue-client';
 import { getTracer, type Logger, withSpan } from '@gpu-telemetry/service-kit';
 import type { Pool } from 'pg';
@@ -33,47 +38,70 @@ export class IngestService {
   async handle(messages: LeasedMessage<unknown>[]): Promise<HandleResult> {
     const { metrics, logger } = this.deps;
     const started = performance.now();
-    return withSpan(tracer, 'streamer.batch', { 'messaging.batch.message_count': messages.length }, async (span) => {
-      const now = (this.deps.now ?? Date.now)();
-      const valid: TelemetrySample[] = [];
-      const failed: NonNullable<HandleResult['failed']> = [];
-      let invalid = 0;
-      for (const message of messages) {
-        const problems = this.validate(message.payload, now, valid);
-        if (problems.length > 0) {
-          invalid += problems.length;
-          const more = problems.length > 1 ? ` (and ${problems.length - 1} more)` : '';
-          failed.push({ id: message.id, reason: `invalid telemetry: ${problems[0]}${more}`, deadLetter: true });
-        }
-      }
-      try {
-        await this.ensureDays(valid);
-        const inserted = await this.insert(valid);
-        await upsertGpus(this.deps.pool, sightings(valid));
-        const lag = messages.length ? (now - Math.min(...messages.map((m) => Date.parse(m.publishedAt)))) / 1000 : 0;
-        metrics.inserted.inc(inserted);
-        metrics.duplicates.inc(valid.length - inserted);
-        metrics.invalid.inc(invalid);
-        metrics.deadLettered.inc(failed.length);
-        metrics.batches.inc({ outcome: 'stored' });
-        metrics.lag.set(lag);
+    return withSpan(
+      tracer,
+      'streamer.batch',
+      { 'messaging.batch.message_count': messages.length },
+      async (span) => {
+        const now = (this.deps.now ?? Date.now)();
+        const valid: TelemetrySample[] = [];
+        const failed: NonNullable<HandleResult['failed']> = [];
+        let invalid = 0;
         for (const message of messages) {
-          const oldest = oldestSample(message.payload);
-          if (oldest !== undefined) metrics.sampleAge.observe(Math.max(0, (Date.now() - oldest) / 1000));
+          const problems = this.validate(message.payload, now, valid);
+          if (problems.length > 0) {
+            invalid += problems.length;
+            const more = problems.length > 1 ? ` (and ${problems.length - 1} more)` : '';
+            failed.push({
+              id: message.id,
+              reason: `invalid telemetry: ${problems[0]}${more}`,
+              deadLetter: true,
+            });
+          }
         }
-        span.setAttributes({ 'streamer.inserted': inserted, 'streamer.duplicates': valid.length - inserted, 'streamer.invalid': invalid });
-        logger.info(
-          { messages: messages.length, samples: valid.length, inserted, duplicates: valid.length - inserted, invalid, deadLettered: failed.length, lagSeconds: Math.round(lag * 1000) / 1000 },
-          'stored batch',
-        );
-        return { failed };
-      } catch (error) {
-        metrics.batches.inc({ outcome: 'failed' });
-        throw error;
-      } finally {
-        metrics.batchDuration.observe((performance.now() - started) / 1000);
-      }
-    });
+        try {
+          await this.ensureDays(valid);
+          const inserted = await this.insert(valid);
+          await upsertGpus(this.deps.pool, sightings(valid));
+          const lag = messages.length
+            ? (now - Math.min(...messages.map((m) => Date.parse(m.publishedAt)))) / 1000
+            : 0;
+          metrics.inserted.inc(inserted);
+          metrics.duplicates.inc(valid.length - inserted);
+          metrics.invalid.inc(invalid);
+          metrics.deadLettered.inc(failed.length);
+          metrics.batches.inc({ outcome: 'stored' });
+          metrics.lag.set(lag);
+          for (const message of messages) {
+            const oldest = oldestSample(message.payload);
+            if (oldest !== undefined) metrics.sampleAge.observe(Math.max(0, (Date.now() - oldest) / 1000));
+          }
+          span.setAttributes({
+            'streamer.inserted': inserted,
+            'streamer.duplicates': valid.length - inserted,
+            'streamer.invalid': invalid,
+          });
+          logger.info(
+            {
+              messages: messages.length,
+              samples: valid.length,
+              inserted,
+              duplicates: valid.length - inserted,
+              invalid,
+              deadLettered: failed.length,
+              lagSeconds: Math.round(lag * 1000) / 1000,
+            },
+            'stored batch',
+          );
+          return { failed };
+        } catch (error) {
+          metrics.batches.inc({ outcome: 'failed' });
+          throw error;
+        } finally {
+          metrics.batchDuration.observe((performance.now() - started) / 1000);
+        }
+      },
+    );
   }
 
   /** Appends the message's valid samples to `valid`; returns its problems, named by field. */
@@ -84,11 +112,13 @@ export class IngestService {
     envelope.data.samples.forEach((raw, index) => {
       const parsed = telemetrySample.safeParse(raw);
       if (!parsed.success) {
-        for (const e of fieldErrors(parsed.error, ['samples', index])) problems.push(`${e.field}: ${e.message}`);
+        for (const e of fieldErrors(parsed.error, ['samples', index]))
+          problems.push(`${e.field}: ${e.message}`);
         return;
       }
       const at = Date.parse(parsed.data.timestamp);
-      if (at > now + FUTURE_MS) return void problems.push(`samples[${index}].timestamp: is more than a day in the future`);
+      if (at > now + FUTURE_MS)
+        return void problems.push(`samples[${index}].timestamp: is more than a day in the future`);
       if (this.deps.retentionMs > 0 && at < now - this.deps.retentionMs) {
         return void problems.push(`samples[${index}].timestamp: is older than TELEMETRY_RETENTION`);
       }
@@ -98,7 +128,9 @@ export class IngestService {
   }
 
   private async ensureDays(samples: TelemetrySample[]): Promise<void> {
-    const days = [...new Set(samples.map((s) => day(new Date(s.timestamp).toISOString())))].filter((d) => !this.knownDays.has(d)).sort();
+    const days = [...new Set(samples.map((s) => day(new Date(s.timestamp).toISOString())))]
+      .filter((d) => !this.knownDays.has(d))
+      .sort();
     // Each day on its own: a stray old sample must not create every day in between.
     for (const d of days) {
       const created = await ensurePartitions(this.deps.pool, d, d);
@@ -130,7 +162,17 @@ function sightings(samples: TelemetrySample[]): GpuSighting[] {
   for (const s of samples) {
     let gpu = byGpu.get(s.gpuId);
     if (!gpu) {
-      gpu = { gpuId: s.gpuId, gpuIndex: s.gpuIndex, device: s.device, modelName: s.modelName, hostname: s.hostname, firstSeen: s.timestamp, lastSeen: s.timestamp, metrics: [], metricSet: new Set() };
+      gpu = {
+        gpuId: s.gpuId,
+        gpuIndex: s.gpuIndex,
+        device: s.device,
+        modelName: s.modelName,
+        hostname: s.hostname,
+        firstSeen: s.timestamp,
+        lastSeen: s.timestamp,
+        metrics: [],
+        metricSet: new Set(),
+      };
       byGpu.set(s.gpuId, gpu);
     }
     const at = Date.parse(s.timestamp);

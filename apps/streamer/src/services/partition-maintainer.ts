@@ -44,7 +44,9 @@ export class PartitionMaintainer {
 
   start(): void {
     const run = () =>
-      this.runOnce().catch((error: unknown) => this.deps.logger.warn({ err: error }, 'partition maintenance failed; will retry'));
+      this.runOnce().catch((error: unknown) =>
+        this.deps.logger.warn({ err: error }, 'partition maintenance failed; will retry'),
+      );
     void run();
     this.timer = setInterval(run, this.deps.intervalMs);
     this.timer.unref();

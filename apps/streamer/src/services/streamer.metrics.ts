@@ -5,25 +5,58 @@ export type StreamerMetrics = ReturnType<typeof createStreamerMetrics>;
 export function createStreamerMetrics(registry: Registry) {
   const registers = [registry];
   return {
-    inserted: new Counter({ name: 'streamer_rows_inserted_total', help: 'Telemetry rows stored.', registers }),
-    duplicates: new Counter({ name: 'streamer_rows_duplicate_total', help: 'Samples skipped because they were already stored (redelivery).', registers }),
-    invalid: new Counter({ name: 'streamer_samples_invalid_total', help: 'Samples that failed validation.', registers }),
-    deadLettered: new Counter({ name: 'streamer_messages_dead_lettered_total', help: 'Messages sent to the dead letters as invalid.', registers }),
-    batches: new Counter({ name: 'streamer_batches_total', help: 'Batches by outcome (stored, failed).', labelNames: ['outcome'] as const, registers }),
+    inserted: new Counter({
+      name: 'streamer_rows_inserted_total',
+      help: 'Telemetry rows stored.',
+      registers,
+    }),
+    duplicates: new Counter({
+      name: 'streamer_rows_duplicate_total',
+      help: 'Samples skipped because they were already stored (redelivery).',
+      registers,
+    }),
+    invalid: new Counter({
+      name: 'streamer_samples_invalid_total',
+      help: 'Samples that failed validation.',
+      registers,
+    }),
+    deadLettered: new Counter({
+      name: 'streamer_messages_dead_lettered_total',
+      help: 'Messages sent to the dead letters as invalid.',
+      registers,
+    }),
+    batches: new Counter({
+      name: 'streamer_batches_total',
+      help: 'Batches by outcome (stored, failed).',
+      labelNames: ['outcome'] as const,
+      registers,
+    }),
     batchDuration: new Histogram({
       name: 'streamer_batch_duration_seconds',
       help: 'Time to validate and store one leased batch.',
       buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
       registers,
     }),
-    lag: new Gauge({ name: 'streamer_consumer_lag_seconds', help: 'Age of the oldest message of the last batch when it was stored (publish to stored).', registers }),
+    lag: new Gauge({
+      name: 'streamer_consumer_lag_seconds',
+      help: 'Age of the oldest message of the last batch when it was stored (publish to stored).',
+      registers,
+    }),
     sampleAge: new Histogram({
       name: 'streamer_sample_age_seconds',
       help: 'Time from a sample being taken (scrape) to being stored, per message.',
       buckets: [0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300],
       registers,
     }),
-    partitionsCreated: new Counter({ name: 'streamer_partitions_created_total', help: 'Daily telemetry partitions created.', registers }),
-    partitionsDropped: new Counter({ name: 'streamer_partitions_dropped_total', help: 'Daily telemetry partitions dropped by retention.', registers }),
+    partitionsCreated: new Counter({
+      name: 'streamer_partitions_created_total',
+      help: 'Daily telemetry partitions created.',
+      registers,
+    }),
+    partitionsDropped: new Counter({
+      name: 'streamer_partitions_dropped_total',
+      help: 'Daily telemetry partitions dropped by retention.',
+      registers,
+    }),
   };
 }

@@ -43,8 +43,16 @@ export function encodeCursor(timestamp: Date, uuid: string): string {
 
 export function decodeCursor(cursor: string): { timestamp: string; uuid: string } {
   try {
-    const [timestamp, uuid] = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8')) as [unknown, unknown];
-    if (typeof timestamp === 'string' && !Number.isNaN(Date.parse(timestamp)) && typeof uuid === 'string' && /^[0-9a-f-]{36}$/.test(uuid)) {
+    const [timestamp, uuid] = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8')) as [
+      unknown,
+      unknown,
+    ];
+    if (
+      typeof timestamp === 'string' &&
+      !Number.isNaN(Date.parse(timestamp)) &&
+      typeof uuid === 'string' &&
+      /^[0-9a-f-]{36}$/.test(uuid)
+    ) {
       return { timestamp, uuid };
     }
   } catch {
@@ -53,15 +61,25 @@ export function decodeCursor(cursor: string): { timestamp: string; uuid: string 
   throw new ValidationError([{ field: 'cursor', message: 'must be a cursor returned by a previous page' }]);
 }
 
-const value = (v: number): SampleView['value'] => (Number.isNaN(v) ? 'NaN' : v === Infinity ? '+Inf' : v === -Infinity ? '-Inf' : v);
+const value = (v: number): SampleView['value'] =>
+  Number.isNaN(v) ? 'NaN' : v === Infinity ? '+Inf' : v === -Infinity ? '-Inf' : v;
 
 /** The read side of `telemetry`: every query is an index range scan (see the EXPLAIN tests). */
 export class TelemetryQueryService {
   constructor(private readonly db: Kysely<Database>) {}
 
-  async gpus(options: { limit: number; cursor?: string; hostname?: string }): Promise<{ gpus: GpuView[]; nextCursor: string | null }> {
-    let query = this.db.selectFrom('gpus').selectAll().orderBy('gpu_id').limit(options.limit + 1);
-    if (options.cursor) query = query.where('gpu_id', '>', Buffer.from(options.cursor, 'base64url').toString('utf8'));
+  async gpus(options: {
+    limit: number;
+    cursor?: string;
+    hostname?: string;
+  }): Promise<{ gpus: GpuView[]; nextCursor: string | null }> {
+    let query = this.db
+      .selectFrom('gpus')
+      .selectAll()
+      .orderBy('gpu_id')
+      .limit(options.limit + 1);
+    if (options.cursor)
+      query = query.where('gpu_id', '>', Buffer.from(options.cursor, 'base64url').toString('utf8'));
     if (options.hostname) query = query.where('hostname', '=', options.hostname);
     const rows = await query.execute();
     const page = rows.slice(0, options.limit);
@@ -76,12 +94,17 @@ export class TelemetryQueryService {
         lastSeen: row.last_seen.toISOString(),
         metrics: row.metrics,
       })),
-      nextCursor: rows.length > options.limit ? Buffer.from(page.at(-1)?.gpu_id ?? '').toString('base64url') : null,
+      nextCursor:
+        rows.length > options.limit ? Buffer.from(page.at(-1)?.gpu_id ?? '').toString('base64url') : null,
     };
   }
 
   private async requireGpu(gpuId: string): Promise<void> {
-    const gpu = await this.db.selectFrom('gpus').select('gpu_id').where('gpu_id', '=', gpuId).executeTakeFirst();
+    const gpu = await this.db
+      .selectFrom('gpus')
+      .select('gpu_id')
+      .where('gpu_id', '=', gpuId)
+      .executeTakeFirst();
     if (!gpu) throw new NotFoundError(`GPU ${gpuId} has never reported telemetry.`);
   }
 
@@ -98,7 +121,20 @@ export class TelemetryQueryService {
     const after = args.cursor ? decodeCursor(args.cursor) : undefined;
     let query = this.db
       .selectFrom('telemetry')
-      .select(['uuid', 'timestamp', 'metric_name', 'value', 'gpu_index', 'device', 'model_name', 'hostname', 'container', 'pod', 'namespace', 'labels'])
+      .select([
+        'uuid',
+        'timestamp',
+        'metric_name',
+        'value',
+        'gpu_index',
+        'device',
+        'model_name',
+        'hostname',
+        'container',
+        'pod',
+        'namespace',
+        'labels',
+      ])
       .where('gpu_id', '=', args.gpuId)
       .where('timestamp', '>=', args.start)
       .where('timestamp', '<', args.end)
@@ -106,7 +142,10 @@ export class TelemetryQueryService {
       .orderBy('uuid')
       .limit(args.limit + 1);
     if (args.metric) query = query.where('metric_name', '=', args.metric);
-    if (after) query = query.where(sql<boolean>`("timestamp", uuid) > (${after.timestamp}::timestamptz, ${after.uuid}::uuid)`);
+    if (after)
+      query = query.where(
+        sql<boolean>`("timestamp", uuid) > (${after.timestamp}::timestamptz, ${after.uuid}::uuid)`,
+      );
     const rows = await query.execute();
     const page = rows.slice(0, args.limit);
     const last = page.at(-1);
@@ -131,14 +170,26 @@ export class TelemetryQueryService {
   }
 
   /** avg/min/max/count per `stepSeconds` bucket, for charts. NaN and infinities are left out of the aggregates. */
-  async series(args: { gpuId: string; metric: string; start: Date; end: Date; stepSeconds: number }): Promise<{
+  async series(args: {
+    gpuId: string;
+    metric: string;
+    start: Date;
+    end: Date;
+    stepSeconds: number;
+  }): Promise<{
     gpuId: string;
     metric: string;
     stepSeconds: number;
     buckets: Bucket[];
   }> {
     await this.requireGpu(args.gpuId);
-    const { rows } = await sql<{ bucket: Date; count: string; avg: number | null; min: number | null; max: number | null }>`
+    const { rows } = await sql<{
+      bucket: Date;
+      count: string;
+      avg: number | null;
+      min: number | null;
+      max: number | null;
+    }>`
       SELECT date_bin(make_interval(secs => ${args.stepSeconds}), "timestamp", TIMESTAMPTZ '1970-01-01 00:00:00+00') AS bucket,
              count(*) AS count, avg(value) AS avg, min(value) AS min, max(value) AS max
       FROM telemetry

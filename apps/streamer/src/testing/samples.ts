@@ -23,5 +23,10 @@ export function sample(overrides: Partial<TelemetrySample> = {}): TelemetrySampl
 
 /** A leased message carrying `samples`, as the queue delivers it. */
 export function message(samples: unknown[], source = 'http://node-1:9400/metrics'): LeasedMessage<unknown> {
-  return { id: randomUUID(), payload: { source, samples }, attempts: 1, publishedAt: new Date().toISOString() };
+  return {
+    id: randomUUID(),
+    payload: { source, samples },
+    attempts: 1,
+    publishedAt: new Date().toISOString(),
+  };
 }

@@ -1,0 +1,82 @@
+import {
+  ackBody,
+  fromSampleValue,
+  leaseBody,
+  publishBatchBody,
+  telemetrySample,
+  toSampleValue,
+  topicName,
+} from './index';
+
+describe('wire schemas', () => {
+  it('normalise ids to lower case and drop repeated ids in ack lists', () => {
+    const id = 'AB6D3C4E-1F2A-4B3C-9D8E-7F6A5B4C3D2E';
+    expect(ackBody.parse({ leaseId: id, ids: [id, id.toLowerCase()] })).toEqual({
+      leaseId: id.toLowerCase(),
+      ids: [id.toLowerCase()],
+    });
+  });
+
+  it('fill lease defaults and bound every number', () => {
+    expect(leaseBody.parse({ consumer: 'c' })).toEqual({
+      consumer: 'c',
+      max: 10,
+      visibilitySeconds: 30,
+      waitSeconds: 0,
+    });
+    expect(leaseBody.safeParse({ consumer: 'c', waitSeconds: 61 }).success).toBe(false);
+  });
+
+  it('bound batches to 1..1000 messages and refuse unknown fields', () => {
+    expect(publishBatchBody.safeParse({ messages: [] }).success).toBe(false);
+    expect(
+      publishBatchBody.safeParse({ messages: Array.from({ length: 1000 }, () => ({ payload: 1 })) }).success,
+    ).toBe(true);
+    expect(publishBatchBody.safeParse({ messages: [{ payload: 1, priority: 2 }] }).success).toBe(false);
+  });
+
+  it.each(['telemetry', 'a', 'gpu.metrics_v2-eu', '0'])('accept topic %p', (name) => {
+    expect(topicName.safeParse(name).success).toBe(true);
+  });
+
+  it.each(['', 'Telemetry', '-x', 'a b', 'x'.repeat(64), 'ü'])('refuse topic %p', (name) => {
+    expect(topicName.safeParse(name).success).toBe(false);
+  });
+});
+
+describe('sample values', () => {
+  it('carry NaN and infinities through JSON as strings', () => {
+    for (const value of [NaN, Infinity, -Infinity, 0, -1.5, 1e300]) {
+      const wire = JSON.parse(JSON.stringify(toSampleValue(value)));
+      expect(fromSampleValue(wire)).toBe(value);
+    }
+  });
+
+  it('refuse a sample with an unknown field, a bad metric name or too many labels', () => {
+    const base = {
+      uuid: '00000000-0000-4000-8000-000000000000',
+      gpuId: 'GPU-1',
+      gpuIndex: 0,
+      device: null,
+      modelName: null,
+      hostname: null,
+      metricName: 'DCGM_FI_DEV_GPU_UTIL',
+      value: 1,
+      timestamp: '2026-01-01T00:00:00Z',
+      container: null,
+      pod: null,
+      namespace: null,
+      labels: {},
+    };
+    expect(telemetrySample.safeParse(base).success).toBe(true);
+    expect(telemetrySample.safeParse({ ...base, extra: 1 }).success).toBe(false);
+    expect(telemetrySample.safeParse({ ...base, metricName: 'gpu util' }).success).toBe(false);
+    expect(telemetrySample.safeParse({ ...base, value: 'Infinity' }).success).toBe(false);
+    expect(
+      telemetrySample.safeParse({
+        ...base,
+        labels: Object.fromEntries(Array.from({ length: 65 }, (_, i) => [`k${i}`, 'v'])),
+      }).success,
+    ).toBe(false);
+  });
+});

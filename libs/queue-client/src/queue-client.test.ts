@@ -1,0 +1,66 @@
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { QueueClient, QueueRequestError } from './queue-client';
+
+/** The client's side of the HTTP contract; its behaviour against the real queue is tested in apps/queue. */
+let server: Server;
+let url: string;
+const seen: { method?: string; url?: string; body: string; headers: Record<string, unknown> }[] = [];
+
+beforeAll(async () => {
+  server = createServer((req, res) => {
+    let body = '';
+    req.on('data', (chunk) => (body += chunk));
+    req.on('end', () => {
+      seen.push({ method: req.method, url: req.url, body, headers: req.headers });
+      if (req.url?.includes('/acks')) {
+        res
+          .writeHead(409, { 'content-type': 'application/problem+json' })
+          .end(JSON.stringify({ status: 409, detail: 'lease lost' }));
+      } else if (req.url?.includes('/broken')) {
+        res.writeHead(502).end('<html>bad gateway</html>');
+      } else {
+        res
+          .writeHead(201, { 'content-type': 'application/json' })
+          .end(JSON.stringify({ accepted: 1, duplicates: 0, ids: ['x'] }));
+      }
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+});
+
+afterAll(() => new Promise((resolve) => server.close(resolve)));
+
+describe('QueueClient', () => {
+  it('sends pre-serialised messages as one batch body, with the configured headers', async () => {
+    const client = new QueueClient({ url, headers: { 'x-api-key': 'k' } });
+    await client.publishSerialized('telemetry', ['{"id":"a","payload":1}', '{"payload":{"x":2}}']);
+    await client.close();
+    expect(seen.at(-1)).toMatchObject({
+      method: 'POST',
+      url: '/v1/topics/telemetry/messages',
+      body: '{"messages":[{"id":"a","payload":1},{"payload":{"x":2}}]}',
+    });
+    expect(seen.at(-1)?.headers['x-api-key']).toBe('k');
+  });
+
+  it('turns problems into QueueRequestError, and non-JSON errors too', async () => {
+    const client = new QueueClient({ url });
+    const conflict = (await client.ack('t', 'lease').catch((e: unknown) => e)) as QueueRequestError;
+    expect(conflict).toBeInstanceOf(QueueRequestError);
+    expect([conflict.status, conflict.isConflict, conflict.isRetryable, conflict.problem.detail]).toEqual([
+      409,
+      true,
+      false,
+      'lease lost',
+    ]);
+    const broken = (await client.topic('broken').catch((e: unknown) => e)) as QueueRequestError;
+    expect([broken.status, broken.isRetryable, broken.problem.detail]).toEqual([
+      502,
+      true,
+      '<html>bad gateway</html>',
+    ]);
+    await client.close();
+  });
+});

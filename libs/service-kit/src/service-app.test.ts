@@ -1,0 +1,138 @@
+import { AppError, ConflictError } from '@gpu-telemetry/model';
+import request from 'supertest';
+import { z } from 'zod';
+import { createLogger } from './logger';
+import { createMetrics } from './metrics';
+import { createServiceApp } from './service-app';
+import { validate } from './validate';
+
+function app(options: { ready?: boolean; error?: unknown } = {}) {
+  return createServiceApp({
+    service: 'demo',
+    logger: createLogger('demo', 'silent'),
+    metrics: createMetrics('demo', { defaultMetrics: false }),
+    readiness: [
+      { name: 'postgres', check: async () => undefined },
+      {
+        name: 'queue',
+        check: async () => {
+          if (options.ready === false) throw new Error('connect ECONNREFUSED 127.0.0.1:8081');
+        },
+      },
+    ],
+    routes: (app) => {
+      app.post('/echo', (req, res) => {
+        res.json(validate(z.strictObject({ n: z.number().int().min(1) }), req.body));
+      });
+      app.get('/boom', () => {
+        throw options.error;
+      });
+    },
+  });
+}
+
+describe('the service frame', () => {
+  it('answers /healthz, and /readyz with every dependency checked', async () => {
+    expect((await request(app()).get('/healthz').expect(200)).body).toEqual({
+      status: 'ok',
+      service: 'demo',
+    });
+    expect((await request(app()).get('/readyz').expect(200)).body).toEqual({
+      status: 'ready',
+      service: 'demo',
+      checks: { postgres: 'ok', queue: 'ok' },
+    });
+  });
+
+  it('answers /readyz with 503 problem+json naming the failed dependency', async () => {
+    const res = await request(app({ ready: false }))
+      .get('/readyz')
+      .expect(503);
+    expect(res.headers['content-type']).toContain('application/problem+json');
+    expect(res.body).toMatchObject({
+      status: 503,
+      failed: ['queue'],
+      detail: 'Not ready: queue unavailable.',
+      checks: { postgres: 'ok' },
+    });
+  });
+
+  it('counts requests by route on /metrics and echoes or creates a request id', async () => {
+    const demo = app();
+    const res = await request(demo).post('/echo').set('x-request-id', 'abc-123').send({ n: 2 }).expect(200);
+    expect(res.headers['x-request-id']).toBe('abc-123');
+    expect((await request(demo).get('/healthz')).headers['x-request-id']).toMatch(/^[0-9a-f-]{36}$/);
+    const metrics = (await request(demo).get('/metrics').expect(200)).text;
+    expect(metrics).toMatch(
+      /http_server_request_duration_seconds_count\{service="demo",method="POST",route="\/echo",status="200"\} 1/,
+    );
+  });
+
+  it.each([
+    ['a field of the wrong type', { n: 'two' }, 400, 'n'],
+    ['an unknown field', { n: 1, m: 2 }, 400, 'm'],
+    ['no body at all', undefined, 400, 'n'],
+  ])('answers %s with a 400 naming the field', async (_name, body, status, field) => {
+    const res = await request(app())
+      .post('/echo')
+      .send(body as object)
+      .expect(status);
+    expect(res.body.errors[0].field).toBe(field);
+  });
+
+  it('answers malformed JSON, a non-JSON body and an unknown route with problems', async () => {
+    expect(
+      (await request(app()).post('/echo').set('content-type', 'application/json').send('{"n":').expect(400))
+        .body.errors,
+    ).toEqual([{ field: 'body', message: 'is not valid JSON' }]);
+    expect(
+      (await request(app()).post('/echo').set('content-type', 'text/csv').send('n\n1').expect(415)).body
+        .errors[0].field,
+    ).toBe('content-type');
+    expect((await request(app()).get('/nowhere').expect(404)).body.detail).toBe('No route for GET /nowhere.');
+  });
+
+  it.each([
+    [
+      'an AppError',
+      new ConflictError('already there', { url: 'x' }),
+      409,
+      { detail: 'already there', url: 'x' },
+    ],
+    [
+      'a custom status',
+      new AppError(429, 'slow down', { headers: { 'retry-after': '3' } }),
+      429,
+      { detail: 'slow down' },
+    ],
+    [
+      'Postgres refusing a value',
+      Object.assign(new Error('invalid input syntax for type json'), { code: '22P02' }),
+      400,
+      { errors: [{ field: 'body', message: 'invalid input syntax for type json' }] },
+    ],
+    [
+      'Postgres down',
+      Object.assign(new Error('connect ECONNREFUSED'), { code: 'ECONNREFUSED' }),
+      503,
+      { detail: 'The database is unavailable; retry shortly.' },
+    ],
+    [
+      'Postgres shutting down',
+      Object.assign(new Error('terminating connection'), { code: '57P01' }),
+      503,
+      {},
+    ],
+    [
+      'a bug',
+      new TypeError('x is undefined at secret/path.ts:12'),
+      500,
+      { detail: 'An unexpected error occurred; it has been logged with this request id.' },
+    ],
+  ])('maps %s to %i without leaking internals', async (_name, error, status, body) => {
+    const res = await request(app({ error })).get('/boom').expect(status);
+    expect(res.headers['content-type']).toContain('application/problem+json');
+    expect(res.body).toMatchObject({ type: 'about:blank', status, requestId: expect.any(String), ...body });
+    expect(res.text).not.toContain('secret/path');
+  });
+});
