@@ -104,6 +104,29 @@ describe('the telemetry pipeline', () => {
   });
 });
 
+describe('invalid telemetry on the topic', () => {
+  it('ends in the dead letters with a reason naming the field, without holding up valid messages', async () => {
+    const streamer = await pipeline.startStreamer();
+    const before = (await stored()).rows;
+    const client = new QueueClient({ url: pipeline.queueUrl });
+    const published = await client.publish(TELEMETRY_TOPIC, [
+      { payload: { source: 'manual', samples: [{ uuid: 'not-a-uuid' }] } },
+      { payload: 'not telemetry at all' },
+    ]);
+    await round();
+    await waitFor('the round stored', async () => (await stored()).rows === before + PER_ROUND);
+    await waitFor('two dead letters', async () => (await client.topic(TELEMETRY_TOPIC)).dead === 2);
+    const dead = await request(pipeline.queue.app).get(`/v1/topics/${TELEMETRY_TOPIC}/dead`).expect(200);
+    expect(dead.body.messages.map((m: { id: string }) => m.id).sort()).toEqual([...published.ids].sort());
+    expect(dead.body.messages.map((m: { lastError: string }) => m.lastError).sort()).toEqual([
+      'invalid telemetry: body: expected object, received string',
+      'invalid telemetry: samples[0].gpuId: expected string, received undefined (and 12 more)',
+    ]);
+    await client.close();
+    await streamer.stop();
+  });
+});
+
 describe('a collector whose queue stays down longer than its buffer lasts', () => {
   let small: Pipeline;
 
