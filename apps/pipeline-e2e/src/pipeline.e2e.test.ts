@@ -119,8 +119,8 @@ describe('invalid telemetry on the topic', () => {
     const dead = await request(pipeline.queue.app).get(`/v1/topics/${TELEMETRY_TOPIC}/dead`).expect(200);
     expect(dead.body.messages.map((m: { id: string }) => m.id).sort()).toEqual([...published.ids].sort());
     expect(dead.body.messages.map((m: { lastError: string }) => m.lastError).sort()).toEqual([
-      'invalid telemetry: body: expected object, received string',
-      'invalid telemetry: samples[0].gpuId: expected string, received undefined (and 12 more)',
+      'invalid telemetry: payload: Invalid input: expected object, received string',
+      'invalid telemetry: samples[0].uuid: must be a UUID (and 12 more)',
     ]);
     await client.close();
     await streamer.stop();

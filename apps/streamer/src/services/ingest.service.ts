@@ -107,7 +107,9 @@ export class IngestService {
   /** Appends the message's valid samples to `valid`; returns its problems, named by field. */
   private validate(payload: unknown, now: number, valid: TelemetrySample[]): string[] {
     const envelope = telemetryBatch.safeParse(payload);
-    if (!envelope.success) return fieldErrors(envelope.error).map((e) => `${e.field}: ${e.message}`);
+    if (!envelope.success) {
+      return fieldErrors(envelope.error).map((e) => `${e.field === 'body' ? 'payload' : e.field}: ${e.message}`);
+    }
     const problems: string[] = [];
     envelope.data.samples.forEach((raw, index) => {
       const parsed = telemetrySample.safeParse(raw);
