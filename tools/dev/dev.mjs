@@ -152,14 +152,10 @@ async function simulator() {
 async function start() {
   console.log('building...');
   build(Object.keys(SERVICES));
-  const { startEmbeddedPostgres } = require(path.join(root, 'libs/db/dist/index.js'));
   let postgres;
   if (!process.env.DATABASE_URL) {
-    const dataDir = path.join(root, '.data/postgres');
-    console.log(
-      `starting embedded PostgreSQL (data in ${path.relative(root, dataDir)}, port ${EMBEDDED_PORT})...`,
-    );
-    postgres = await startEmbeddedPostgres({ dataDir, port: EMBEDDED_PORT, persistent: true });
+    console.log(`starting embedded PostgreSQL (data in .data/postgres, port ${EMBEDDED_PORT})...`);
+    postgres = await startPostgresProcess();
     process.env.DATABASE_URL = postgres.url;
   }
   const migrated = spawnSync(process.execPath, [path.join(root, 'libs/db/dist/bin/migrate.js'), 'up'], {
@@ -167,7 +163,7 @@ async function start() {
     stdio: 'inherit',
   });
   if (migrated.status !== 0) {
-    await postgres?.stop();
+    await terminate(postgres?.child);
     throw new Error('migrations failed');
   }
 
@@ -192,10 +188,15 @@ async function start() {
     stopping = true;
     console.log('\nstopping...');
     await Promise.all(children.map((child) => terminate(child)));
-    await postgres?.stop();
+    await terminate(postgres?.child);
     process.exit(code);
   };
   for (const signal of ['SIGINT', 'SIGTERM']) process.on(signal, () => void stop(0));
+  // Children run in their own process groups; never leave them behind.
+  process.on('exit', () => {
+    for (const child of [...children, postgres?.child])
+      if (child && child.exitCode === null) child.kill('SIGTERM');
+  });
   for (const child of children) {
     child.on('exit', (code) => {
       if (!stopping) {
@@ -217,8 +218,40 @@ Ctrl-C stops everything.
 `);
 }
 
+/**
+ * The embedded Postgres of `npm run db:start`, in its own process group like the services: a
+ * Ctrl-C reaches only this launcher, which stops the services first and the database last.
+ */
+function startPostgresProcess() {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [path.join(root, 'libs/db/dist/bin/db-start.js')], {
+      cwd: root,
+      env: {
+        ...process.env,
+        EMBEDDED_PG_DIR: path.join(root, '.data/postgres'),
+        EMBEDDED_PG_PORT: String(EMBEDDED_PORT),
+      },
+      stdio: ['ignore', 'pipe', 'inherit'],
+      detached: true,
+    });
+    let output = '';
+    child.stdout.setEncoding('utf8');
+    child.stdout.on('data', (chunk) => {
+      output += chunk;
+      const match = /DATABASE_URL=(\S+)/.exec(output);
+      if (match) resolve({ url: match[1], child });
+    });
+    child.on('exit', (code) => reject(new Error(`embedded PostgreSQL exited with code ${code}`)));
+  });
+}
+
 function run(label, args, env) {
-  const child = spawn(process.execPath, args, { cwd: root, env, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, args, {
+    cwd: root,
+    env,
+    stdio: ['ignore', 'pipe', 'pipe'],
+    detached: true,
+  });
   child.label = label;
   for (const stream of [child.stdout, child.stderr]) {
     let buffered = '';
@@ -236,7 +269,7 @@ function run(label, args, env) {
 }
 
 function terminate(child) {
-  if (child.exitCode !== null) return Promise.resolve();
+  if (!child || child.exitCode !== null) return Promise.resolve();
   return new Promise((resolve) => {
     const timer = setTimeout(() => child.kill('SIGKILL'), 15_000);
     child.once('exit', () => {

@@ -22,8 +22,16 @@ export function formatLine(label, line) {
   } else {
     const extras = Object.entries(entry)
       .filter(([key]) => !SKIP.has(key) && key !== 'requestId' && key !== 'traceId')
-      .map(([key, value]) => `${key}=${typeof value === 'object' ? JSON.stringify(value) : value}`);
+      .map(([key, value]) => `${key}=${describe(value)}`);
     text = [entry.msg, ...extras].filter(Boolean).join(' ');
   }
   return `${prefix} ${paint(90, time)} ${paint(LEVEL_COLORS[level] ?? 0, level.padEnd(5))} ${text}`;
+}
+
+/** Errors by their message; other objects as compact JSON. */
+function describe(value) {
+  if (value && typeof value === 'object' && typeof value.message === 'string') {
+    return JSON.stringify(value.code ? `${value.code}: ${value.message}` : value.message);
+  }
+  return typeof value === 'object' ? JSON.stringify(value) : String(value);
 }

@@ -11,7 +11,11 @@ async function main(): Promise<void> {
   const database = createDb(config.DATABASE_URL, {
     max: config.DATABASE_POOL_SIZE,
     applicationName: 'gateway',
-    onError: (error) => logger.warn({ err: error }, 'idle database connection lost'),
+    onError: (error) =>
+      logger.warn(
+        { error: error.message, code: (error as { code?: string }).code },
+        'idle database connection lost',
+      ),
   });
   const { app } = createApp({ db: database.db, pool: database.pool, logger });
   const server = await listen(app, {

@@ -11,7 +11,11 @@ async function main(): Promise<void> {
   const database = createDb(config.DATABASE_URL, {
     max: config.DATABASE_POOL_SIZE,
     applicationName: 'queue',
-    onError: (error) => logger.warn({ err: error }, 'idle database connection lost'),
+    onError: (error) =>
+      logger.warn(
+        { error: error.message, code: (error as { code?: string }).code },
+        'idle database connection lost',
+      ),
   });
   const queue = createApp({ pool: database.pool, logger, config });
   await queue.start();

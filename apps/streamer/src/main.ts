@@ -13,7 +13,11 @@ async function main(): Promise<void> {
   const database = createDb(config.DATABASE_URL, {
     max: config.DATABASE_POOL_SIZE,
     applicationName: 'streamer',
-    onError: (error) => logger.warn({ err: error }, 'idle database connection lost'),
+    onError: (error) =>
+      logger.warn(
+        { error: error.message, code: (error as { code?: string }).code },
+        'idle database connection lost',
+      ),
   });
   const queue = new QueueClient({ url: config.QUEUE_URL });
   const streamer = createApp({
