@@ -1,4 +1,5 @@
-// Loaded with `node --import` before main.js, so http, undici and pg are instrumented.
-import { startTelemetry } from '@gpu-telemetry/service-kit';
+// Loaded with `node --import` before main.js. It imports the telemetry module alone: http, undici
+// and pg must not be loaded before the SDK patches them, or their calls go untraced.
+import { startTelemetry } from '@gpu-telemetry/service-kit/telemetry';
 
 startTelemetry('gateway');
