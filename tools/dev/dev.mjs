@@ -10,7 +10,8 @@
 // It reads .env when present. Without DATABASE_URL, `start` runs an embedded PostgreSQL with its
 // data in .data/postgres; the other commands use that same server (start it with `npm run db:start`).
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -172,6 +173,7 @@ async function start() {
   const env = {
     ...process.env,
     QUEUE_URL: process.env.QUEUE_URL || `http://127.0.0.1:${SERVICES.queue}`,
+    GATEWAY_ADMIN_KEY: devAdminKey(),
     // The collector scrapes the simulated exporter unless told otherwise.
     COLLECT_TARGETS:
       process.env.COLLECT_TARGETS || `http://127.0.0.1:${simPort}/hosts/{1..${simHosts}}/metrics`,
@@ -213,9 +215,23 @@ gpu-telemetry is running:
   streamer   http://localhost:${SERVICES.streamer}/v1/gpus
   collector  http://localhost:${SERVICES.collector}/v1/targets
   simulator  ${simHosts} hosts at http://localhost:${simPort}/hosts/{1..${simHosts}}/metrics
-GPUs appear at http://localhost:${SERVICES.streamer}/v1/gpus after the first scrape.
+GPUs appear after the first scrape. Through the gateway, with the development admin key:
+
+  curl -H "Authorization: Bearer ${env.GATEWAY_ADMIN_KEY}" localhost:${SERVICES.gateway}/api/v1/gpus
+
 Ctrl-C stops everything.
 `);
+}
+
+/** GATEWAY_ADMIN_KEY, or a development key kept in .data/ so it survives restarts. */
+function devAdminKey() {
+  if (process.env.GATEWAY_ADMIN_KEY) return process.env.GATEWAY_ADMIN_KEY;
+  const file = path.join(root, '.data/gateway-dev-key');
+  if (!existsSync(file)) {
+    mkdirSync(path.dirname(file), { recursive: true });
+    writeFileSync(file, `gt_dev_${randomBytes(24).toString('base64url')}\n`, { mode: 0o600 });
+  }
+  return readFileSync(file, 'utf8').trim();
 }
 
 /**

@@ -1,3 +1,4 @@
+import type { RequestListener } from 'node:http';
 import type { Database } from '@gpu-telemetry/db';
 import { pingDatabase } from '@gpu-telemetry/db';
 import {
@@ -9,26 +10,80 @@ import {
 import type { Express } from 'express';
 import type { Kysely } from 'kysely';
 import type { Pool } from 'pg';
+import { request } from 'undici';
+import { ApiKeysService } from './auth/api-keys.service';
+import { RateLimiter } from './auth/rate-limiter';
+import type { GatewayConfig } from './config';
+import { createGatewayMetrics } from './proxy/gateway.metrics';
+import { Proxy } from './proxy/proxy';
+import { buildRoutes } from './proxy/routes';
+import { keysRoutes } from './routes/keys.routes';
 
 export interface GatewayAppDeps {
   db: Kysely<Database>;
   pool: Pool;
   logger: Logger;
+  config: GatewayConfig;
 }
 
 export interface GatewayApp {
+  /** The server's handler: /api/v1/{gpus,topics,targets} on the lean proxy path, the rest on Express. */
+  handler: RequestListener;
   app: Express;
   metrics: ServiceMetrics;
+  keys: ApiKeysService;
+  close(): Promise<void>;
 }
 
 export function createApp(deps: GatewayAppDeps): GatewayApp {
+  const { db, pool, logger, config } = deps;
   const metrics = createMetrics('gateway');
+  const keys = new ApiKeysService(db, config.GATEWAY_ADMIN_KEY);
+  const routes = buildRoutes(config);
+  const proxy = new Proxy({
+    routes,
+    keys,
+    limiter: new RateLimiter(config.GATEWAY_RATE_LIMIT, config.GATEWAY_RATE_BURST),
+    auth: config.GATEWAY_AUTH,
+    bodyLimit: config.GATEWAY_BODY_LIMIT,
+    maxConcurrency: config.GATEWAY_MAX_CONCURRENCY,
+    connectTimeoutMs: config.GATEWAY_CONNECT_TIMEOUT,
+    logger,
+    metrics: createGatewayMetrics(metrics.registry),
+  });
+  const upstreamCheck = (route: (typeof routes)[number]) => async () => {
+    const results = await Promise.all(
+      route.upstreams.map((u) =>
+        request(`${u.origin}/healthz`, { headersTimeout: 2_000, bodyTimeout: 2_000 }).then(
+          (r) => (r.body.dump(), r.statusCode === 200),
+          () => false,
+        ),
+      ),
+    );
+    if (!results.some(Boolean)) throw new Error(`no ${route.name} upstream answers`);
+  };
   const app = createServiceApp({
     service: 'gateway',
-    logger: deps.logger,
+    logger,
     metrics,
-    readiness: [{ name: 'postgres', check: () => pingDatabase(deps.pool) }],
-    routes: () => undefined,
+    readiness: [
+      { name: 'postgres', check: () => pingDatabase(pool) },
+      ...routes.map((route) => ({
+        name: route.name === 'gpus' ? 'streamer' : route.name === 'topics' ? 'queue' : 'collector',
+        check: upstreamCheck(route),
+      })),
+    ],
+    routes: (app) => app.use(keysRoutes(keys, config.GATEWAY_AUTH)),
   });
-  return { app, metrics };
+  return {
+    handler: (req, res) => {
+      const route = proxy.match(req.url);
+      if (route) void proxy.handle(req, res, route);
+      else app(req, res);
+    },
+    app,
+    metrics,
+    keys,
+    close: () => proxy.close(),
+  };
 }

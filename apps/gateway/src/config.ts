@@ -1,8 +1,25 @@
-import { loadConfig, serviceEnv } from '@gpu-telemetry/config';
+import { bytes, duration, flag, int, list, loadConfig, serviceEnv } from '@gpu-telemetry/config';
 import { z } from 'zod';
 
 export const gatewayEnv = z.object({
   ...serviceEnv(8080),
+  /** Upstream instances per route, comma-separated; requests go round robin. */
+  GATEWAY_STREAMER_URLS: list().transform((urls) => (urls.length ? urls : ['http://localhost:8082'])),
+  GATEWAY_QUEUE_URLS: list().transform((urls) => (urls.length ? urls : ['http://localhost:8081'])),
+  GATEWAY_COLLECTOR_URLS: list().transform((urls) => (urls.length ? urls : ['http://localhost:8083'])),
+  /** Require an API key on /api (health endpoints stay open). */
+  GATEWAY_AUTH: flag(true),
+  /** A bootstrap key with every scope, to create the real ones (at least 24 characters). */
+  GATEWAY_ADMIN_KEY: z.string().min(24, 'must be at least 24 characters').optional(),
+  /** Time to wait for an upstream's response headers (queue long-polls get their wait on top). */
+  GATEWAY_TIMEOUT: duration('30s', { min: '100ms', max: '10m' }),
+  GATEWAY_CONNECT_TIMEOUT: duration('5s', { min: '100ms', max: '1m' }),
+  GATEWAY_BODY_LIMIT: bytes('32mb'),
+  /** Token bucket per API key (per client IP when anonymous): sustained requests/s and burst. */
+  GATEWAY_RATE_LIMIT: int(200, 1, 1_000_000),
+  GATEWAY_RATE_BURST: int(400, 1, 1_000_000),
+  /** Most requests in flight to upstreams at once; beyond it, 503. */
+  GATEWAY_MAX_CONCURRENCY: int(1024, 1, 1_000_000),
 });
 
 export type GatewayConfig = z.output<typeof gatewayEnv>;

@@ -8,6 +8,7 @@ async function main(): Promise<void> {
   const config = loadGatewayConfig();
   const logger = createLogger('gateway', config.LOG_LEVEL);
   exitOnFatal(logger);
+  if (!config.GATEWAY_AUTH) logger.warn('GATEWAY_AUTH=false: the API is open to anyone who can reach it');
   const database = createDb(config.DATABASE_URL, {
     max: config.DATABASE_POOL_SIZE,
     applicationName: 'gateway',
@@ -17,8 +18,8 @@ async function main(): Promise<void> {
         'idle database connection lost',
       ),
   });
-  const { app } = createApp({ db: database.db, pool: database.pool, logger });
-  const server = await listen(app, {
+  const gateway = createApp({ db: database.db, pool: database.pool, logger, config });
+  const server = await listen(gateway.handler, {
     port: config.PORT,
     host: config.HOST,
     logger,
@@ -27,6 +28,7 @@ async function main(): Promise<void> {
   logger.info({ port: server.port }, 'gateway listening');
   onShutdown(logger, [
     { name: 'drain http', run: () => server.close() },
+    { name: 'close upstream pools', run: () => gateway.close() },
     { name: 'close database', run: () => database.close() },
   ]);
 }

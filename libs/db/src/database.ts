@@ -10,6 +10,7 @@ export interface Database {
   gpus: GpusTable;
   collector_targets: CollectorTargetsTable;
   collector_target_status: CollectorTargetStatusTable;
+  gateway_api_keys: GatewayApiKeysTable;
 }
 
 type Timestamp = ColumnType<Date, Date | string, Date | string>;
@@ -94,4 +95,15 @@ export interface CollectorTargetStatusTable {
   last_duration_ms: number;
   last_samples: number;
   consecutive_failures: Generated<number>;
+}
+
+export interface GatewayApiKeysTable {
+  id: Generated<string>;
+  name: string;
+  prefix: string;
+  key_hash: Buffer;
+  scopes: string[];
+  created_at: DefaultTimestamp;
+  revoked_at: Timestamp | null;
+  last_used_at: Timestamp | null;
 }

@@ -1,0 +1,122 @@
+import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import type { Database } from '@gpu-telemetry/db';
+import { NotFoundError } from '@gpu-telemetry/model';
+import type { Kysely } from 'kysely';
+
+export const SCOPES = ['read', 'publish', 'admin'] as const;
+export type Scope = (typeof SCOPES)[number];
+
+export interface Principal {
+  keyId: string;
+  scopes: ReadonlySet<Scope>;
+}
+
+export interface ApiKeyView {
+  id: string;
+  name: string;
+  prefix: string;
+  scopes: Scope[];
+  createdAt: string;
+  revokedAt: string | null;
+  lastUsedAt: string | null;
+}
+
+const hash = (key: string) => createHash('sha256').update(key).digest();
+const CACHE_MS = 30_000;
+
+/**
+ * API keys: random 32-byte keys shown once, stored as SHA-256. Lookups are cached for 30 s
+ * (a revoked key stops working on this replica at once, on others within the cache time); the
+ * bootstrap admin key is compared in constant time.
+ */
+export class ApiKeysService {
+  private readonly cache = new Map<string, { principal: Principal | null; until: number }>();
+  private readonly bootstrap: Buffer | undefined;
+
+  constructor(
+    private readonly db: Kysely<Database>,
+    bootstrapKey?: string,
+  ) {
+    this.bootstrap = bootstrapKey ? hash(bootstrapKey) : undefined;
+  }
+
+  async authenticate(key: string): Promise<Principal | null> {
+    const digest = hash(key);
+    if (this.bootstrap && timingSafeEqual(digest, this.bootstrap))
+      return { keyId: 'bootstrap', scopes: new Set(SCOPES) };
+    const cacheKey = digest.toString('base64');
+    const cached = this.cache.get(cacheKey);
+    if (cached && cached.until > Date.now()) return cached.principal;
+    const row = await this.db
+      .updateTable('gateway_api_keys')
+      .set({ last_used_at: new Date() })
+      .where('key_hash', '=', digest)
+      .where('revoked_at', 'is', null)
+      .returning(['id', 'scopes'])
+      .executeTakeFirst();
+    const principal = row ? { keyId: row.id, scopes: new Set(row.scopes as Scope[]) } : null;
+    if (this.cache.size > 10_000) this.cache.clear();
+    this.cache.set(cacheKey, { principal, until: Date.now() + CACHE_MS });
+    return principal;
+  }
+
+  async create(name: string, scopes: Scope[]): Promise<ApiKeyView & { key: string }> {
+    const key = `gt_${randomBytes(32).toString('base64url')}`;
+    const row = await this.db
+      .insertInto('gateway_api_keys')
+      .values({ name, prefix: key.slice(0, 10), key_hash: hash(key), scopes: [...new Set(scopes)] })
+      .returningAll()
+      .executeTakeFirstOrThrow();
+    return { ...view(row), key };
+  }
+
+  async list(): Promise<ApiKeyView[]> {
+    return (await this.db.selectFrom('gateway_api_keys').selectAll().orderBy('created_at').execute()).map(
+      view,
+    );
+  }
+
+  async revoke(id: string): Promise<ApiKeyView> {
+    const row = await this.db
+      .updateTable('gateway_api_keys')
+      .set({ revoked_at: new Date() })
+      .where('id', '=', id)
+      .where('revoked_at', 'is', null)
+      .returningAll()
+      .executeTakeFirst();
+    if (!row) throw new NotFoundError(`No active API key with id ${id}.`);
+    this.cache.clear();
+    return view(row);
+  }
+}
+
+function view(row: {
+  id: string;
+  name: string;
+  prefix: string;
+  scopes: string[];
+  created_at: Date;
+  revoked_at: Date | null;
+  last_used_at: Date | null;
+}): ApiKeyView {
+  return {
+    id: row.id,
+    name: row.name,
+    prefix: row.prefix,
+    scopes: row.scopes as Scope[],
+    createdAt: row.created_at.toISOString(),
+    revokedAt: row.revoked_at?.toISOString() ?? null,
+    lastUsedAt: row.last_used_at?.toISOString() ?? null,
+  };
+}
+
+/** The key a request carries: `Authorization: Bearer <key>` or `X-API-Key: <key>`. */
+export function keyFrom(headers: Record<string, string | string[] | undefined>): string | undefined {
+  const authorization = headers['authorization'];
+  if (typeof authorization === 'string') {
+    const match = /^Bearer\s+(\S+)\s*$/i.exec(authorization);
+    if (match) return match[1];
+  }
+  const header = headers['x-api-key'];
+  return typeof header === 'string' && header.trim() ? header.trim() : undefined;
+}

@@ -1,0 +1,34 @@
+import { Counter, Histogram, type Registry } from 'prom-client';
+
+export type GatewayMetrics = ReturnType<typeof createGatewayMetrics>;
+
+export function createGatewayMetrics(registry: Registry) {
+  const registers = [registry];
+  return {
+    requests: new Histogram({
+      name: 'gateway_proxy_request_duration_seconds',
+      help: 'Proxied requests by route, method, status and upstream instance.',
+      labelNames: ['route', 'method', 'status', 'upstream'] as const,
+      buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60],
+      registers,
+    }),
+    authFailures: new Counter({
+      name: 'gateway_auth_failures_total',
+      help: 'Requests refused by authentication or scope.',
+      labelNames: ['reason'] as const,
+      registers,
+    }),
+    rejected: new Counter({
+      name: 'gateway_rejected_total',
+      help: 'Requests refused by rate limit or concurrency cap.',
+      labelNames: ['reason'] as const,
+      registers,
+    }),
+    retries: new Counter({
+      name: 'gateway_upstream_retries_total',
+      help: 'Idempotent requests retried after a connection failure.',
+      labelNames: ['route'] as const,
+      registers,
+    }),
+  };
+}

@@ -1,0 +1,257 @@
+import { createServer, type IncomingMessage, type Server, request as httpRequest } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { createTestDatabase, type TestDatabase } from '@gpu-telemetry/db/testing';
+import { createLogger, listen, type RunningServer } from '@gpu-telemetry/service-kit';
+import request from 'supertest';
+import { createApp, type GatewayApp } from '../app';
+import { loadGatewayConfig } from '../config';
+
+/**
+ * The gateway in front of real HTTP upstreams: an echo server that reports what reached it, one
+ * that never answers, and a port nobody listens on.
+ */
+const ADMIN = 'bootstrap-admin-key-for-tests-0123456789';
+let database: TestDatabase;
+let echo: Server;
+let echoUrl: string;
+const seen: { method?: string; url?: string; headers: IncomingMessage['headers']; bytes: number }[] = [];
+
+async function serve(server: Server): Promise<string> {
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+}
+
+beforeAll(async () => {
+  database = await createTestDatabase();
+  echo = createServer((req, res) => {
+    if (req.url?.startsWith('/v1/targets/slow')) return; // never answers
+    let bytes = 0;
+    req.on('data', (chunk: Buffer) => (bytes += chunk.length));
+    req.on('end', () => {
+      seen.push({ method: req.method, url: req.url, headers: req.headers, bytes });
+      res.writeHead(200, {
+        'content-type': 'application/json',
+        connection: 'keep-alive, x-upstream-secret',
+        'keep-alive': 'timeout=5',
+        'x-upstream-secret': 'hop',
+        'x-kept': 'yes',
+      });
+      res.end(JSON.stringify({ ok: true, bytes }));
+    });
+  });
+  echoUrl = await serve(echo);
+});
+
+afterAll(async () => {
+  echo.closeAllConnections();
+  echo.close();
+  await database.drop();
+});
+
+function gateway(env: Record<string, string> = {}): GatewayApp {
+  return createApp({
+    db: database.db,
+    pool: database.pool,
+    logger: createLogger('gateway', 'silent'),
+    config: loadGatewayConfig({
+      DATABASE_URL: database.url,
+      GATEWAY_ADMIN_KEY: ADMIN,
+      GATEWAY_COLLECTOR_URLS: echoUrl,
+      GATEWAY_STREAMER_URLS: echoUrl,
+      GATEWAY_QUEUE_URLS: 'http://127.0.0.1:9',
+      GATEWAY_TIMEOUT: '500ms',
+      ...env,
+    }),
+  });
+}
+
+let main: GatewayApp;
+let server: RunningServer;
+let base: string;
+
+beforeAll(async () => {
+  main = gateway();
+  server = await listen(main.handler, {
+    port: 0,
+    host: '127.0.0.1',
+    logger: createLogger('gateway', 'silent'),
+  });
+  base = `http://127.0.0.1:${server.port}`;
+});
+
+afterAll(async () => {
+  await server.close();
+  await main.close();
+});
+
+const api = () => request(base);
+
+async function key(scopes: string[]): Promise<string> {
+  const res = await api()
+    .post('/api/v1/keys')
+    .set('authorization', `Bearer ${ADMIN}`)
+    .send({ name: scopes.join('+'), scopes })
+    .expect(201);
+  expect(res.body.key).toMatch(/^gt_/);
+  return res.body.key;
+}
+
+describe('authentication and scopes', () => {
+  it('keeps health open and refuses /api without a key or with a bad one', async () => {
+    await api().get('/healthz').expect(200);
+    const missing = await api().get('/api/v1/gpus').expect(401);
+    expect(missing.headers['www-authenticate']).toBe('Bearer');
+    expect(missing.headers['content-type']).toContain('application/problem+json');
+    await api().get('/api/v1/gpus').set('authorization', 'Bearer nope').expect(401);
+    await api().get('/api/v1/gpus').set('x-api-key', 'nope').expect(401);
+  });
+
+  it('lets a read key read, refuses it writes with 403, and honours revocation', async () => {
+    const reader = await key(['read']);
+    await api().get('/api/v1/gpus').set('authorization', `Bearer ${reader}`).expect(200);
+    await api().get('/api/v1/targets').set('x-api-key', reader).expect(200);
+    const refused = await api()
+      .post('/api/v1/targets')
+      .set('x-api-key', reader)
+      .send({ url: 'http://x' })
+      .expect(403);
+    expect(refused.body.detail).toContain('"admin" scope');
+    const listed = await api().get('/api/v1/keys').set('x-api-key', ADMIN).expect(200);
+    const id = listed.body.keys.find((k: { prefix: string }) => reader.startsWith(k.prefix)).id;
+    expect(JSON.stringify(listed.body)).not.toContain(reader);
+    await api().delete(`/api/v1/keys/${id}`).set('x-api-key', ADMIN).expect(200);
+    const fresh = gateway(); // another replica: no cache of the key
+    await request(fresh.handler).get('/api/v1/gpus').set('x-api-key', reader).expect(401);
+    await fresh.close();
+  });
+
+  it('needs an admin key to manage keys, and names bad fields', async () => {
+    const publisher = await key(['publish']);
+    await api().get('/api/v1/keys').set('x-api-key', publisher).expect(403);
+    await api().get('/api/v1/keys').expect(401);
+    const bad = await api()
+      .post('/api/v1/keys')
+      .set('x-api-key', ADMIN)
+      .send({ name: 'x', scopes: ['root'] })
+      .expect(400);
+    expect(bad.body.errors[0].field).toBe('scopes[0]');
+  });
+});
+
+describe('proxying', () => {
+  it('forwards to the route upstream with X-Forwarded-*, request id and trace context, and strips hop-by-hop headers and credentials', async () => {
+    const reader = await key(['read']);
+    const res = await api()
+      .get('/api/v1/gpus/GPU-1/telemetry?metric=DCGM_FI_DEV_GPU_UTIL')
+      .set('authorization', `Bearer ${reader}`)
+      .set('x-request-id', 'req-42')
+      .set('traceparent', '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01')
+      .set('connection', 'keep-alive, x-client-secret')
+      .set('x-client-secret', 'hop')
+      .set('keep-alive', 'timeout=5')
+      .set('proxy-authorization', 'Basic abc')
+      .set('te', 'trailers')
+      .set('x-forwarded-for', '203.0.113.9')
+      .expect(200);
+    const upstream = seen.at(-1);
+    expect(upstream?.url).toBe('/v1/gpus/GPU-1/telemetry?metric=DCGM_FI_DEV_GPU_UTIL');
+    expect(upstream?.headers).toMatchObject({
+      'x-request-id': 'req-42',
+      traceparent: '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01',
+      'x-forwarded-for': '203.0.113.9, 127.0.0.1',
+      'x-forwarded-proto': 'http',
+      'x-forwarded-host': expect.stringContaining('127.0.0.1'),
+    });
+    for (const header of [
+      'authorization',
+      'x-api-key',
+      'x-client-secret',
+      'keep-alive',
+      'proxy-authorization',
+      'te',
+    ]) {
+      expect(upstream?.headers[header]).toBeUndefined();
+    }
+    expect(res.headers['x-request-id']).toBe('req-42');
+    expect(res.headers['x-kept']).toBe('yes');
+    expect(res.headers['x-upstream-secret']).toBeUndefined();
+    expect(res.headers['keep-alive']).not.toBe('timeout=5');
+  });
+
+  it('starts a trace and a request id when the caller sends none', async () => {
+    const reader = await key(['read']);
+    const res = await api().get('/api/v1/gpus').set('x-api-key', reader).expect(200);
+    expect(seen.at(-1)?.headers['traceparent']).toMatch(/^00-[0-9a-f]{32}-[0-9a-f]{16}-01$/);
+    expect(res.headers['x-request-id']).toBe(seen.at(-1)?.headers['x-request-id']);
+  });
+
+  it('streams a large request body through without buffering limits of its own', async () => {
+    const admin = ADMIN;
+    const body = Buffer.alloc(5 * 1024 * 1024, 'x');
+    const res = await new Promise<{ status: number; body: string }>((resolve, reject) => {
+      const req = httpRequest(
+        `${base}/api/v1/targets`,
+        {
+          method: 'POST',
+          headers: {
+            'x-api-key': admin,
+            'content-type': 'application/octet-stream',
+            'transfer-encoding': 'chunked',
+          },
+        },
+        (r) => {
+          let text = '';
+          r.on('data', (c) => (text += c));
+          r.on('end', () => resolve({ status: r.statusCode ?? 0, body: text }));
+        },
+      );
+      req.on('error', reject);
+      for (let i = 0; i < body.length; i += 65_536) req.write(body.subarray(i, i + 65_536));
+      req.end();
+    });
+    expect(res.status).toBe(200);
+    expect(JSON.parse(res.body).bytes).toBe(5 * 1024 * 1024);
+  });
+
+  it('answers 502 when the upstream is unreachable and 504 when it does not answer in time', async () => {
+    const publisher = await key(['publish']);
+    const down = await api()
+      .post('/api/v1/topics/t/messages')
+      .set('x-api-key', publisher)
+      .send({ payload: 1 })
+      .expect(502);
+    expect(down.body).toMatchObject({ status: 502, requestId: expect.any(String) });
+    expect(down.body.detail).toContain('topics is unreachable');
+    const started = Date.now();
+    const slow = await api().get('/api/v1/targets/slow').set('x-api-key', ADMIN).expect(504);
+    expect(slow.body.detail).toContain('did not answer within 500 ms');
+    expect(Date.now() - started).toBeLessThan(3_000);
+  });
+
+  it('refuses a body over the limit with 413 before contacting the upstream', async () => {
+    const small = gateway({ GATEWAY_BODY_LIMIT: '1kb' });
+    const before = seen.length;
+    await request(small.handler)
+      .post('/api/v1/targets')
+      .set('x-api-key', ADMIN)
+      .send({ pad: 'x'.repeat(2048) })
+      .expect(413);
+    expect(seen.length).toBe(before);
+    await small.close();
+  });
+});
+
+describe('rate limits', () => {
+  it('sends RateLimit headers and answers 429 with Retry-After when the bucket is empty', async () => {
+    const limited = gateway({ GATEWAY_RATE_LIMIT: '1', GATEWAY_RATE_BURST: '2' });
+    const ok = await request(limited.handler).get('/api/v1/gpus').set('x-api-key', ADMIN).expect(200);
+    expect(ok.headers['ratelimit-limit']).toBe('2');
+    expect(ok.headers['ratelimit-remaining']).toBe('1');
+    await request(limited.handler).get('/api/v1/gpus').set('x-api-key', ADMIN).expect(200);
+    const refused = await request(limited.handler).get('/api/v1/gpus').set('x-api-key', ADMIN).expect(429);
+    expect(refused.headers['retry-after']).toBe('1');
+    expect(refused.headers['ratelimit-remaining']).toBe('0');
+    expect(refused.headers['content-type']).toContain('application/problem+json');
+    await limited.close();
+  });
+});

@@ -1,0 +1,366 @@
+import { randomBytes, randomUUID } from 'node:crypto';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { pipeline } from 'node:stream/promises';
+import { Transform } from 'node:stream';
+import { trace } from '@opentelemetry/api';
+import type { Logger } from '@gpu-telemetry/service-kit';
+import { type Dispatcher, Pool } from 'undici';
+import { type ApiKeysService, keyFrom, type Principal, type Scope } from '../auth/api-keys.service';
+import type { RateLimiter } from '../auth/rate-limiter';
+import type { GatewayMetrics } from './gateway.metrics';
+
+export interface Upstream {
+  origin: string;
+  pool: Pool;
+  /** Skipped by round robin until then, after a connection failure. */
+  downUntil: number;
+}
+
+export interface ProxyRoute {
+  name: string;
+  /** Public path prefix, e.g. /api/v1/gpus */
+  prefix: string;
+  /** Upstream path prefix it maps to, e.g. /v1/gpus */
+  target: string;
+  upstreams: Upstream[];
+  timeoutMs: number;
+  /** Scope needed for a request, by method and path below the prefix. */
+  scope(method: string, rest: string): Scope;
+}
+
+export interface ProxyOptions {
+  routes: ProxyRoute[];
+  keys: ApiKeysService;
+  limiter: RateLimiter;
+  auth: boolean;
+  bodyLimit: number;
+  maxConcurrency: number;
+  connectTimeoutMs: number;
+  logger: Logger;
+  metrics: GatewayMetrics;
+}
+
+// Hop-by-hop headers (RFC 9110 7.6.1) never cross the proxy, in either direction; neither do the
+// client's credentials.
+const HOP_BY_HOP = new Set([
+  'connection',
+  'keep-alive',
+  'proxy-authenticate',
+  'proxy-authorization',
+  'proxy-connection',
+  'te',
+  'trailer',
+  'transfer-encoding',
+  'upgrade',
+]);
+const NOT_FORWARDED = new Set([...HOP_BY_HOP, 'authorization', 'x-api-key', 'host']);
+const REQUEST_ID = /^[\w.:-]{1,128}$/;
+const TRACEPARENT = /^00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$/;
+
+class ProxyError extends Error {
+  constructor(
+    readonly status: number,
+    message: string,
+    readonly headers: Record<string, string> = {},
+  ) {
+    super(message);
+  }
+}
+
+export function createUpstream(origin: string, connectTimeoutMs: number): Upstream {
+  return {
+    origin,
+    // Idle keep-alive shorter than the upstream's (65 s), so a reused socket is never one it closes.
+    pool: new Pool(origin, {
+      connections: 128,
+      keepAliveTimeout: 30_000,
+      keepAliveMaxTimeout: 60_000,
+      connectTimeout: connectTimeoutMs,
+    }),
+    downUntil: 0,
+  };
+}
+
+/** Headers named in Connection are hop-by-hop too. */
+function stripped(
+  headers: Record<string, string | string[] | undefined>,
+  drop: Set<string>,
+): Record<string, string | string[]> {
+  const named = new Set(
+    String(headers['connection'] ?? '')
+      .split(',')
+      .map((h) => h.trim().toLowerCase())
+      .filter(Boolean),
+  );
+  const out: Record<string, string | string[]> = {};
+  for (const [name, value] of Object.entries(headers)) {
+    if (value === undefined || drop.has(name) || named.has(name)) continue;
+    out[name] = value;
+  }
+  return out;
+}
+
+/**
+ * The lean proxy path: node:http in, undici out, bodies streamed both ways. Every request is
+ * authenticated, rate limited, given a request id and trace context, and logged with its latency.
+ */
+export class Proxy {
+  private inFlight = 0;
+  private readonly cursor = new Map<ProxyRoute, number>();
+
+  constructor(private readonly options: ProxyOptions) {}
+
+  match(url: string | undefined): ProxyRoute | undefined {
+    const path = (url ?? '/').split('?')[0] ?? '/';
+    return this.options.routes.find((route) => path === route.prefix || path.startsWith(`${route.prefix}/`));
+  }
+
+  async handle(req: IncomingMessage, res: ServerResponse, route: ProxyRoute): Promise<void> {
+    const started = performance.now();
+    const incomingId = req.headers['x-request-id'];
+    const requestId =
+      typeof incomingId === 'string' && REQUEST_ID.test(incomingId) ? incomingId : randomUUID();
+    res.setHeader('x-request-id', requestId);
+    let principal: Principal | undefined;
+    let upstream: Upstream | undefined;
+    let bytesIn = 0;
+    let bytesOut = 0;
+    try {
+      const rest = (req.url ?? '').slice(route.prefix.length);
+      principal = await this.authorize(req, route, rest);
+      this.limit(req, res, principal);
+      if (Number(req.headers['content-length'] ?? 0) > this.options.bodyLimit) {
+        throw new ProxyError(413, `The body is larger than the ${this.options.bodyLimit}-byte limit.`);
+      }
+      if (this.inFlight >= this.options.maxConcurrency) {
+        this.options.metrics.rejected.inc({ reason: 'concurrency' });
+        throw new ProxyError(503, 'Too many requests in flight; retry shortly.', { 'retry-after': '1' });
+      }
+      this.inFlight++;
+      try {
+        const headers = this.forwardHeaders(req, requestId);
+        const idempotent = req.method === 'GET' || req.method === 'HEAD';
+        const counter = new Transform({
+          transform: (chunk: Buffer, _encoding, callback) => {
+            bytesIn += chunk.length;
+            if (bytesIn > this.options.bodyLimit)
+              callback(
+                new ProxyError(413, `The body is larger than the ${this.options.bodyLimit}-byte limit.`),
+              );
+            else callback(null, chunk);
+          },
+        });
+        const body = idempotent ? undefined : req.pipe(counter);
+        let response: Dispatcher.ResponseData | undefined;
+        for (let attempt = 0; !response; attempt++) {
+          upstream = this.pick(route);
+          try {
+            response = await upstream.pool.request({
+              method: (req.method ?? 'GET') as Dispatcher.HttpMethod,
+              path: route.target + rest,
+              headers,
+              body,
+              headersTimeout: route.timeoutMs,
+              bodyTimeout: route.timeoutMs,
+            });
+          } catch (error) {
+            const code = (error as { code?: string }).code ?? '';
+            if (code === 'UND_ERR_HEADERS_TIMEOUT')
+              throw new ProxyError(504, `${route.name} did not answer within ${route.timeoutMs} ms.`);
+            if (error instanceof ProxyError) throw error;
+            if (code === 'UND_ERR_CONNECT_TIMEOUT') upstream.downUntil = Date.now() + 5_000;
+            const connectionFailure = [
+              'ECONNREFUSED',
+              'ECONNRESET',
+              'UND_ERR_SOCKET',
+              'UND_ERR_CONNECT_TIMEOUT',
+              'EPIPE',
+            ].includes(code);
+            if (connectionFailure) upstream.downUntil = Date.now() + 5_000;
+            // Retry once, only what is safe to repeat.
+            if (connectionFailure && idempotent && attempt === 0) {
+              this.options.metrics.retries.inc({ route: route.name });
+              continue;
+            }
+            if (code === 'UND_ERR_CONNECT_TIMEOUT')
+              throw new ProxyError(504, `${route.name} could not be reached in time.`);
+            throw new ProxyError(502, `${route.name} is unreachable (${code || 'connection failed'}).`);
+          }
+        }
+        const outHeaders = stripped(
+          response.headers as Record<string, string | string[] | undefined>,
+          HOP_BY_HOP,
+        );
+        outHeaders['x-request-id'] = requestId;
+        res.writeHead(response.statusCode, outHeaders);
+        res.flushHeaders();
+        const meter = new Transform({
+          transform(chunk: Buffer, _encoding, callback) {
+            bytesOut += chunk.length;
+            callback(null, chunk);
+          },
+        });
+        await pipeline(response.body, meter, res).catch(() => {
+          // The client went away or the upstream broke mid-body; the connection says so already.
+          res.destroy();
+        });
+      } finally {
+        this.inFlight--;
+      }
+    } catch (error) {
+      const problem = error instanceof ProxyError ? error : new ProxyError(502, 'The upstream failed.');
+      if (!(error instanceof ProxyError))
+        this.options.logger.error({ err: error, requestId }, 'proxy failure');
+      if (!res.headersSent) {
+        for (const [name, value] of Object.entries(problem.headers)) res.setHeader(name, value);
+        res.writeHead(problem.status, { 'content-type': 'application/problem+json' });
+        res.end(
+          JSON.stringify({
+            type: 'about:blank',
+            title: statusTitle(problem.status),
+            status: problem.status,
+            detail: problem.message,
+            requestId,
+          }),
+        );
+      } else {
+        res.destroy();
+      }
+    } finally {
+      const seconds = (performance.now() - started) / 1000;
+      const status = res.statusCode;
+      this.options.metrics.requests.observe(
+        {
+          route: route.name,
+          method: req.method ?? '',
+          status: String(status),
+          upstream: upstream?.origin ?? 'none',
+        },
+        seconds,
+      );
+      this.options.logger.info(
+        {
+          requestId,
+          keyId: principal?.keyId,
+          method: req.method,
+          path: (req.url ?? '').split('?')[0],
+          route: route.name,
+          status,
+          ms: Math.round(seconds * 1e4) / 10,
+          bytesIn,
+          bytesOut,
+          upstream: upstream?.origin,
+        },
+        'request',
+      );
+    }
+  }
+
+  private async authorize(
+    req: IncomingMessage,
+    route: ProxyRoute,
+    rest: string,
+  ): Promise<Principal | undefined> {
+    if (!this.options.auth) return undefined;
+    const key = keyFrom(req.headers);
+    if (!key) {
+      this.options.metrics.authFailures.inc({ reason: 'missing' });
+      throw new ProxyError(401, 'Send an API key: Authorization: Bearer <key>, or X-API-Key.', {
+        'www-authenticate': 'Bearer',
+      });
+    }
+    const principal = await this.options.keys.authenticate(key);
+    if (!principal) {
+      this.options.metrics.authFailures.inc({ reason: 'invalid' });
+      throw new ProxyError(401, 'The API key is not valid (unknown or revoked).', {
+        'www-authenticate': 'Bearer error="invalid_token"',
+      });
+    }
+    const needed = route.scope(req.method ?? 'GET', rest.split('?')[0] ?? '');
+    if (!principal.scopes.has(needed) && !principal.scopes.has('admin')) {
+      this.options.metrics.authFailures.inc({ reason: 'scope' });
+      throw new ProxyError(
+        403,
+        `This API key lacks the "${needed}" scope needed for ${req.method} ${route.prefix}${rest.split('?')[0]}.`,
+      );
+    }
+    return principal;
+  }
+
+  private limit(req: IncomingMessage, res: ServerResponse, principal: Principal | undefined): void {
+    const client = principal ? `key:${principal.keyId}` : `ip:${req.socket.remoteAddress}`;
+    const verdict = this.options.limiter.take(client);
+    res.setHeader('ratelimit-limit', String(verdict.limit));
+    res.setHeader('ratelimit-remaining', String(verdict.remaining));
+    res.setHeader('ratelimit-reset', String(verdict.resetSeconds));
+    if (!verdict.allowed) {
+      this.options.metrics.rejected.inc({ reason: 'rate_limit' });
+      throw new ProxyError(429, 'Rate limit exceeded; slow down.', {
+        'retry-after': String(verdict.resetSeconds),
+      });
+    }
+  }
+
+  private forwardHeaders(req: IncomingMessage, requestId: string): Record<string, string | string[]> {
+    const headers = stripped(req.headers, NOT_FORWARDED);
+    const peer = req.socket.remoteAddress ?? '';
+    const prior = req.headers['x-forwarded-for'];
+    headers['x-forwarded-for'] = prior ? `${String(prior)}, ${peer}` : peer;
+    headers['x-forwarded-proto'] =
+      (req.headers['x-forwarded-proto'] as string | undefined) ??
+      ('encrypted' in req.socket ? 'https' : 'http');
+    headers['x-forwarded-host'] =
+      (req.headers['x-forwarded-host'] as string | undefined) ?? req.headers.host ?? '';
+    headers['x-request-id'] = requestId;
+    // With the OpenTelemetry SDK running, the undici instrumentation injects this hop's context.
+    // Without it, the caller's trace context is passed on as is, or a new trace is started.
+    const recording = trace.getActiveSpan()?.isRecording() ?? false;
+    delete headers['traceparent'];
+    if (!recording) {
+      const incoming = req.headers['traceparent'];
+      headers['traceparent'] =
+        typeof incoming === 'string' && TRACEPARENT.test(incoming)
+          ? incoming
+          : `00-${randomBytes(16).toString('hex')}-${randomBytes(8).toString('hex')}-01`;
+    } else {
+      delete headers['tracestate'];
+    }
+    return headers;
+  }
+
+  private pick(route: ProxyRoute): Upstream {
+    const now = Date.now();
+    const start = this.cursor.get(route) ?? 0;
+    for (let i = 0; i < route.upstreams.length; i++) {
+      const index = (start + i) % route.upstreams.length;
+      const candidate = route.upstreams[index] as Upstream;
+      if (candidate.downUntil <= now) {
+        this.cursor.set(route, index + 1);
+        return candidate;
+      }
+    }
+    // All recently failed: try the next one anyway rather than refuse outright.
+    this.cursor.set(route, start + 1);
+    return route.upstreams[start % route.upstreams.length] as Upstream;
+  }
+
+  async close(): Promise<void> {
+    await Promise.all(this.options.routes.flatMap((r) => r.upstreams.map((u) => u.pool.close())));
+  }
+}
+
+function statusTitle(status: number): string {
+  return (
+    (
+      {
+        401: 'Unauthorized',
+        403: 'Forbidden',
+        413: 'Content Too Large',
+        429: 'Too Many Requests',
+        502: 'Bad Gateway',
+        503: 'Service Unavailable',
+        504: 'Gateway Timeout',
+      } as Record<number, string>
+    )[status] ?? 'Error'
+  );
+}
