@@ -1,7 +1,6 @@
-import { ConfigError } from '@gpu-telemetry/config';
 import { createDb } from '@gpu-telemetry/db';
 import { QueueClient } from '@gpu-telemetry/queue-client';
-import { createLogger, exitOnFatal, listen, onShutdown } from '@gpu-telemetry/service-kit';
+import { createLogger, exitOnFatal, listen, onShutdown, runMain } from '@gpu-telemetry/service-kit';
 import { createApp } from './app';
 import { loadCollectorConfig } from './config';
 
@@ -12,11 +11,7 @@ async function main(): Promise<void> {
   const database = createDb(config.DATABASE_URL, {
     max: config.DATABASE_POOL_SIZE,
     applicationName: 'collector',
-    onError: (error) =>
-      logger.warn(
-        { error: error.message, code: (error as { code?: string }).code },
-        'idle database connection lost',
-      ),
+    logger,
   });
   const queue = new QueueClient({ url: config.QUEUE_URL });
   const collector = createApp({ db: database.db, pool: database.pool, logger, queue, config });
@@ -36,12 +31,4 @@ async function main(): Promise<void> {
   ]);
 }
 
-main().catch((error: unknown) => {
-  console.error(
-    error instanceof ConfigError ||
-      (error instanceof Error && error.message.startsWith('Invalid configuration'))
-      ? error.message
-      : error,
-  );
-  process.exit(1);
-});
+runMain(main);

@@ -1,6 +1,5 @@
-import { ConfigError } from '@gpu-telemetry/config';
 import { createDb } from '@gpu-telemetry/db';
-import { createLogger, exitOnFatal, listen, onShutdown } from '@gpu-telemetry/service-kit';
+import { createLogger, exitOnFatal, listen, onShutdown, runMain } from '@gpu-telemetry/service-kit';
 import { createApp } from './app';
 import { loadGatewayConfig } from './config';
 
@@ -12,11 +11,7 @@ async function main(): Promise<void> {
   const database = createDb(config.DATABASE_URL, {
     max: config.DATABASE_POOL_SIZE,
     applicationName: 'gateway',
-    onError: (error) =>
-      logger.warn(
-        { error: error.message, code: (error as { code?: string }).code },
-        'idle database connection lost',
-      ),
+    logger,
   });
   const gateway = createApp({ db: database.db, pool: database.pool, logger, config });
   const server = await listen(gateway.handler, {
@@ -33,7 +28,4 @@ async function main(): Promise<void> {
   ]);
 }
 
-main().catch((error: unknown) => {
-  console.error(error instanceof ConfigError ? error.message : error);
-  process.exit(1);
-});
+runMain(main);

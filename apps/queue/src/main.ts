@@ -1,6 +1,5 @@
-import { ConfigError } from '@gpu-telemetry/config';
 import { createDb } from '@gpu-telemetry/db';
-import { createLogger, exitOnFatal, listen, onShutdown } from '@gpu-telemetry/service-kit';
+import { createLogger, exitOnFatal, listen, onShutdown, runMain } from '@gpu-telemetry/service-kit';
 import { createApp } from './app';
 import { loadQueueConfig } from './config';
 
@@ -11,11 +10,7 @@ async function main(): Promise<void> {
   const database = createDb(config.DATABASE_URL, {
     max: config.DATABASE_POOL_SIZE,
     applicationName: 'queue',
-    onError: (error) =>
-      logger.warn(
-        { error: error.message, code: (error as { code?: string }).code },
-        'idle database connection lost',
-      ),
+    logger,
   });
   const queue = createApp({ pool: database.pool, logger, config });
   await queue.start();
@@ -33,8 +28,4 @@ async function main(): Promise<void> {
   ]);
 }
 
-main().catch((error: unknown) => {
-  // Configuration errors list every bad variable; print them plainly, not as a stack.
-  console.error(error instanceof ConfigError ? error.message : error);
-  process.exit(1);
-});
+runMain(main);

@@ -1,8 +1,7 @@
 import { hostname } from 'node:os';
-import { ConfigError } from '@gpu-telemetry/config';
 import { createDb } from '@gpu-telemetry/db';
 import { QueueClient } from '@gpu-telemetry/queue-client';
-import { createLogger, exitOnFatal, listen, onShutdown } from '@gpu-telemetry/service-kit';
+import { createLogger, exitOnFatal, listen, onShutdown, runMain } from '@gpu-telemetry/service-kit';
 import { createApp } from './app';
 import { loadStreamerConfig } from './config';
 
@@ -13,11 +12,7 @@ async function main(): Promise<void> {
   const database = createDb(config.DATABASE_URL, {
     max: config.DATABASE_POOL_SIZE,
     applicationName: 'streamer',
-    onError: (error) =>
-      logger.warn(
-        { error: error.message, code: (error as { code?: string }).code },
-        'idle database connection lost',
-      ),
+    logger,
   });
   const queue = new QueueClient({ url: config.QUEUE_URL });
   const streamer = createApp({
@@ -44,7 +39,4 @@ async function main(): Promise<void> {
   ]);
 }
 
-main().catch((error: unknown) => {
-  console.error(error instanceof ConfigError ? error.message : error);
-  process.exit(1);
-});
+runMain(main);

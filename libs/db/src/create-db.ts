@@ -7,8 +7,8 @@ export interface DbOptions {
   max?: number;
   /** Shows in pg_stat_activity, so an operator can tell which service holds a connection. */
   applicationName?: string;
-  /** Called when an idle pooled connection dies (Postgres restart, network cut). */
-  onError?: (error: Error) => void;
+  /** Told when an idle pooled connection dies (Postgres restart, network cut); the pool replaces it. */
+  logger?: { warn(details: object, message: string): void };
   pool?: Omit<PoolConfig, 'connectionString' | 'max' | 'application_name'>;
 }
 
@@ -29,7 +29,12 @@ export function createDb(url: string, options: DbOptions = {}): Db {
     ...options.pool,
   });
   // Without a listener, an idle client's error (e.g. Postgres restarting) crashes the process.
-  pool.on('error', (error) => options.onError?.(error));
+  pool.on('error', (error) =>
+    options.logger?.warn(
+      { error: error.message, code: (error as { code?: string }).code },
+      'idle database connection lost',
+    ),
+  );
   const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
   let closed: Promise<void> | undefined;
   return {

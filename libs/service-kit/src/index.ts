@@ -6,6 +6,7 @@ export {
   exitOnFatal,
   listen,
   onShutdown,
+  runMain,
   type RunningServer,
   type ServeOptions,
   type ShutdownStep,

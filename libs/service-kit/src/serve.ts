@@ -99,3 +99,15 @@ export function exitOnFatal(logger: Logger): void {
     process.exit(1);
   });
 }
+
+/**
+ * Runs a service's main. A configuration error prints its list of problems plainly (not as a
+ * stack) and exits 1; so does any other start-up failure.
+ */
+export function runMain(main: () => Promise<void>): void {
+  main().catch((error: unknown) => {
+    const plain = error instanceof Error && error.message.startsWith('Invalid configuration');
+    console.error(plain ? error.message : error);
+    process.exit(1);
+  });
+}

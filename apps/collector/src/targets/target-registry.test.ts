@@ -14,7 +14,9 @@ afterAll(async () => {
   await database.drop();
 });
 
-function registry(options: { replicas?: number; ordinal?: number; resolve?: (host: string) => Promise<string[]> } = {}) {
+function registry(
+  options: { replicas?: number; ordinal?: number; resolve?: (host: string) => Promise<string[]> } = {},
+) {
   return new TargetRegistry({
     db: database.db,
     logger: createLogger('collector', 'silent'),

@@ -108,7 +108,9 @@ export class IngestService {
   private validate(payload: unknown, now: number, valid: TelemetrySample[]): string[] {
     const envelope = telemetryBatch.safeParse(payload);
     if (!envelope.success) {
-      return fieldErrors(envelope.error).map((e) => `${e.field === 'body' ? 'payload' : e.field}: ${e.message}`);
+      return fieldErrors(envelope.error).map(
+        (e) => `${e.field === 'body' ? 'payload' : e.field}: ${e.message}`,
+      );
     }
     const problems: string[] = [];
     envelope.data.samples.forEach((raw, index) => {

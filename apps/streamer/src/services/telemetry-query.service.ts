@@ -1,5 +1,5 @@
 import type { Database } from '@gpu-telemetry/db';
-import { NotFoundError, ValidationError } from '@gpu-telemetry/model';
+import { NotFoundError, type SampleValue, toSampleValue, ValidationError } from '@gpu-telemetry/model';
 import { type Kysely, sql } from 'kysely';
 
 export interface GpuView {
@@ -17,7 +17,7 @@ export interface SampleView {
   uuid: string;
   timestamp: string;
   metricName: string;
-  value: number | 'NaN' | '+Inf' | '-Inf';
+  value: SampleValue;
   gpuIndex: number | null;
   device: string | null;
   modelName: string | null;
@@ -60,9 +60,6 @@ export function decodeCursor(cursor: string): { timestamp: string; uuid: string 
   }
   throw new ValidationError([{ field: 'cursor', message: 'must be a cursor returned by a previous page' }]);
 }
-
-const value = (v: number): SampleView['value'] =>
-  Number.isNaN(v) ? 'NaN' : v === Infinity ? '+Inf' : v === -Infinity ? '-Inf' : v;
 
 /** The read side of `telemetry`: every query is an index range scan (see the EXPLAIN tests). */
 export class TelemetryQueryService {
@@ -155,7 +152,7 @@ export class TelemetryQueryService {
         uuid: row.uuid,
         timestamp: row.timestamp.toISOString(),
         metricName: row.metric_name,
-        value: value(row.value),
+        value: toSampleValue(row.value),
         gpuIndex: row.gpu_index,
         device: row.device,
         modelName: row.model_name,
