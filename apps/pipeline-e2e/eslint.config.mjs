@@ -11,6 +11,7 @@ export default [
         {
           allow: [
             '@gpu-telemetry/queue/app',
+            '@gpu-telemetry/gateway/app',
             '@gpu-telemetry/streamer/app',
             '@gpu-telemetry/collector/app',
             '@gpu-telemetry/collector/simulator',

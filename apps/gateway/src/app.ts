@@ -19,6 +19,8 @@ import { Proxy } from './proxy/proxy';
 import { buildRoutes } from './proxy/routes';
 import { keysRoutes } from './routes/keys.routes';
 
+export { gatewayEnv, loadGatewayConfig } from './config';
+
 export interface GatewayAppDeps {
   db: Kysely<Database>;
   pool: Pool;

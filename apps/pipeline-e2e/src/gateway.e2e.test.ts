@@ -1,0 +1,119 @@
+import { createApp as createGateway, loadGatewayConfig, type GatewayApp } from '@gpu-telemetry/gateway/app';
+import { TELEMETRY_TOPIC } from '@gpu-telemetry/model';
+import { createLogger, listen, type RunningServer } from '@gpu-telemetry/service-kit';
+import type { StreamerApp } from '@gpu-telemetry/streamer/app';
+import request from 'supertest';
+import { type Pipeline, Restartable, startPipeline, waitFor } from './pipeline';
+
+/** Users' view: everything through the gateway, with keys, in front of the real services. */
+const ADMIN = 'e2e-bootstrap-admin-key-0123456789abcdef';
+let pipeline: Pipeline;
+let streamer: StreamerApp;
+let streamerServer: Restartable;
+let gateway: GatewayApp;
+let server: RunningServer;
+
+beforeAll(async () => {
+  pipeline = await startPipeline({ hosts: 2, gpusPerHost: 2 });
+  streamer = await pipeline.startStreamer();
+  streamerServer = new Restartable(streamer.app);
+  const streamerUrl = await streamerServer.start();
+  gateway = createGateway({
+    db: pipeline.database.db,
+    pool: pipeline.database.pool,
+    logger: createLogger('gateway', 'silent'),
+    config: loadGatewayConfig({
+      DATABASE_URL: pipeline.database.url,
+      GATEWAY_ADMIN_KEY: ADMIN,
+      GATEWAY_QUEUE_URLS: pipeline.queueUrl,
+      GATEWAY_STREAMER_URLS: streamerUrl,
+      GATEWAY_COLLECTOR_URLS: 'http://127.0.0.1:9',
+    }),
+  });
+  server = await listen(gateway.handler, {
+    port: 0,
+    host: '127.0.0.1',
+    logger: createLogger('gateway', 'silent'),
+  });
+});
+
+afterAll(async () => {
+  await server.close();
+  await gateway.close();
+  await streamerServer.stop();
+  await pipeline.close();
+});
+
+const api = () => request(`http://127.0.0.1:${server.port}`);
+
+describe('through the gateway', () => {
+  it('publishes, leases and acks with a publish key, and reads GPUs with a read key', async () => {
+    const publisher = (
+      await api()
+        .post('/api/v1/keys')
+        .set('x-api-key', ADMIN)
+        .send({ name: 'producer', scopes: ['publish', 'read'] })
+        .expect(201)
+    ).body.key;
+    const reader = (
+      await api()
+        .post('/api/v1/keys')
+        .set('x-api-key', ADMIN)
+        .send({ name: 'dashboard', scopes: ['read'] })
+        .expect(201)
+    ).body.key;
+
+    const published = await api()
+      .post('/api/v1/topics/jobs/messages')
+      .set('authorization', `Bearer ${publisher}`)
+      .send({ messages: [{ payload: { job: 1 } }] })
+      .expect(201);
+    expect(published.body).toMatchObject({ accepted: 1, duplicates: 0 });
+    await api()
+      .post('/api/v1/topics/jobs/messages')
+      .set('authorization', `Bearer ${reader}`)
+      .send({ payload: 2 })
+      .expect(403);
+    const lease = await api()
+      .post('/api/v1/topics/jobs/leases')
+      .set('authorization', `Bearer ${publisher}`)
+      .send({ consumer: 'worker', waitSeconds: 1 })
+      .expect(200);
+    expect(lease.body.messages.map((m: { payload: unknown }) => m.payload)).toEqual([{ job: 1 }]);
+    await api()
+      .post('/api/v1/topics/jobs/acks')
+      .set('authorization', `Bearer ${publisher}`)
+      .send({ leaseId: lease.body.leaseId })
+      .expect(200, { acked: 1 });
+    const stats = await api().get('/api/v1/topics/jobs').set('x-api-key', reader).expect(200);
+    expect(stats.body).toMatchObject({ ready: 0, inFlight: 0 });
+    // Redrive is an admin operation.
+    await api()
+      .post(`/api/v1/topics/${TELEMETRY_TOPIC}/dead/redrive`)
+      .set('x-api-key', publisher)
+      .send({})
+      .expect(403);
+
+    await pipeline.collector.scrapeLoop.runRound();
+    await waitFor(
+      'GPUs stored',
+      async () => (await api().get('/api/v1/gpus').set('x-api-key', reader)).body.gpus?.length === 4,
+    );
+    const gpus = await api().get('/api/v1/gpus').set('x-api-key', reader).expect(200);
+    const telemetry = await api()
+      .get(`/api/v1/gpus/${gpus.body.gpus[0].id}/telemetry?metric=DCGM_FI_DEV_GPU_UTIL`)
+      .set('x-api-key', reader)
+      .expect(200);
+    expect(telemetry.body.samples).toHaveLength(1);
+  });
+
+  it('passes the queue problem details through unchanged', async () => {
+    const res = await api()
+      .post('/api/v1/topics/BAD!/messages')
+      .set('x-api-key', ADMIN)
+      .send({ payload: 1 })
+      .expect(400);
+    expect(res.headers['content-type']).toContain('application/problem+json');
+    expect(res.body.errors[0].field).toBe('topic');
+  });
+});
