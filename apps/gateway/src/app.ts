@@ -41,7 +41,8 @@ export function createApp(deps: GatewayAppDeps): GatewayApp {
   const { db, pool, logger, config } = deps;
   const metrics = createMetrics('gateway');
   const keys = new ApiKeysService(db, config.GATEWAY_ADMIN_KEY);
-  const routes = buildRoutes(config);
+  const gatewayMetrics = createGatewayMetrics(metrics.registry);
+  const routes = buildRoutes(config, gatewayMetrics);
   const proxy = new Proxy({
     routes,
     keys,
@@ -49,9 +50,8 @@ export function createApp(deps: GatewayAppDeps): GatewayApp {
     auth: config.GATEWAY_AUTH,
     bodyLimit: config.GATEWAY_BODY_LIMIT,
     maxConcurrency: config.GATEWAY_MAX_CONCURRENCY,
-    connectTimeoutMs: config.GATEWAY_CONNECT_TIMEOUT,
     logger,
-    metrics: createGatewayMetrics(metrics.registry),
+    metrics: gatewayMetrics,
   });
   const upstreamCheck = (route: (typeof routes)[number]) => async () => {
     const results = await Promise.all(

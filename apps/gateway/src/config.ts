@@ -18,6 +18,9 @@ export const gatewayEnv = z.object({
   /** Token bucket per API key (per client IP when anonymous): sustained requests/s and burst. */
   GATEWAY_RATE_LIMIT: int(200, 1, 1_000_000),
   GATEWAY_RATE_BURST: int(400, 1, 1_000_000),
+  /** Consecutive failures that open an upstream's circuit breaker, and how long it stays open. */
+  GATEWAY_BREAKER_FAILURES: int(5, 1, 1000),
+  GATEWAY_BREAKER_COOLDOWN: duration('10s', { min: '100ms', max: '10m' }),
   /** Most requests in flight to upstreams at once; beyond it, 503. */
   GATEWAY_MAX_CONCURRENCY: int(1024, 1, 1_000_000),
 });

@@ -1,4 +1,4 @@
-import { Counter, Histogram, type Registry } from 'prom-client';
+import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 
 export type GatewayMetrics = ReturnType<typeof createGatewayMetrics>;
 
@@ -20,8 +20,14 @@ export function createGatewayMetrics(registry: Registry) {
     }),
     rejected: new Counter({
       name: 'gateway_rejected_total',
-      help: 'Requests refused by rate limit or concurrency cap.',
+      help: 'Requests refused: rate_limit, concurrency, circuit_open.',
       labelNames: ['reason'] as const,
+      registers,
+    }),
+    breaker: new Gauge({
+      name: 'gateway_breaker_state',
+      help: 'Circuit breaker per upstream instance: 0 closed, 1 open, 2 half-open.',
+      labelNames: ['upstream'] as const,
       registers,
     }),
     retries: new Counter({

@@ -241,6 +241,39 @@ describe('proxying', () => {
   });
 });
 
+describe('circuit breaker', () => {
+  it('opens after consecutive failures, answers 503 with Retry-After without calling the upstream, and closes after a good probe', async () => {
+    let healthy = false;
+    let calls = 0;
+    const flaky = createServer((_req, res) => {
+      calls++;
+      res.writeHead(healthy ? 200 : 500, { 'content-type': 'application/json' }).end('{}');
+    });
+    const flakyUrl = await serve(flaky);
+    const guarded = gateway({
+      GATEWAY_STREAMER_URLS: flakyUrl,
+      GATEWAY_BREAKER_FAILURES: '2',
+      GATEWAY_BREAKER_COOLDOWN: '300ms',
+    });
+    const get = () => request(guarded.handler).get('/api/v1/gpus').set('x-api-key', ADMIN);
+    await get().expect(500);
+    await get().expect(500);
+    const open = await get().expect(503);
+    expect(open.headers['retry-after']).toBe('1');
+    expect(open.body.detail).toContain('circuit is open');
+    expect(calls).toBe(2);
+    healthy = true;
+    await new Promise((resolve) => setTimeout(resolve, 350));
+    await get().expect(200); // the half-open probe
+    await get().expect(200);
+    expect(calls).toBe(4);
+    const metrics = await request(guarded.app).get('/metrics').expect(200);
+    expect(metrics.text).toMatch(/gateway_breaker_state\{[^}]*upstream="http:\/\/127\.0\.0\.1:\d+"[^}]*\} 0/);
+    await guarded.close();
+    flaky.close();
+  });
+});
+
 describe('rate limits', () => {
   it('sends RateLimit headers and answers 429 with Retry-After when the bucket is empty', async () => {
     const limited = gateway({ GATEWAY_RATE_LIMIT: '1', GATEWAY_RATE_BURST: '2' });

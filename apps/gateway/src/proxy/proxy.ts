@@ -7,13 +7,13 @@ import type { Logger } from '@gpu-telemetry/service-kit';
 import { type Dispatcher, Pool } from 'undici';
 import { type ApiKeysService, keyFrom, type Principal, type Scope } from '../auth/api-keys.service';
 import type { RateLimiter } from '../auth/rate-limiter';
+import { CircuitBreaker } from './circuit-breaker';
 import type { GatewayMetrics } from './gateway.metrics';
 
 export interface Upstream {
   origin: string;
   pool: Pool;
-  /** Skipped by round robin until then, after a connection failure. */
-  downUntil: number;
+  breaker: CircuitBreaker;
 }
 
 export interface ProxyRoute {
@@ -35,7 +35,6 @@ export interface ProxyOptions {
   auth: boolean;
   bodyLimit: number;
   maxConcurrency: number;
-  connectTimeoutMs: number;
   logger: Logger;
   metrics: GatewayMetrics;
 }
@@ -67,9 +66,22 @@ class ProxyError extends Error {
   }
 }
 
-export function createUpstream(origin: string, connectTimeoutMs: number): Upstream {
+export function createUpstream(
+  origin: string,
+  options: {
+    connectTimeoutMs: number;
+    breakerFailures: number;
+    breakerCooldownMs: number;
+    metrics?: GatewayMetrics;
+  },
+): Upstream {
+  const { connectTimeoutMs } = options;
+  const states = { closed: 0, open: 1, 'half-open': 2 } as const;
   return {
     origin,
+    breaker: new CircuitBreaker(options.breakerFailures, options.breakerCooldownMs, Date.now, (state) =>
+      options.metrics?.breaker.set({ upstream: origin }, states[state]),
+    ),
     // Idle keep-alive shorter than the upstream's (65 s), so a reused socket is never one it closes.
     pool: new Pool(origin, {
       connections: 128,
@@ -77,7 +89,6 @@ export function createUpstream(origin: string, connectTimeoutMs: number): Upstre
       keepAliveMaxTimeout: 60_000,
       connectTimeout: connectTimeoutMs,
     }),
-    downUntil: 0,
   };
 }
 
@@ -164,11 +175,14 @@ export class Proxy {
               bodyTimeout: route.timeoutMs,
             });
           } catch (error) {
+            if (error instanceof ProxyError) {
+              upstream.breaker.success(); // the client's fault (body too large), not the upstream's
+              throw error;
+            }
+            upstream.breaker.failure();
             const code = (error as { code?: string }).code ?? '';
             if (code === 'UND_ERR_HEADERS_TIMEOUT')
               throw new ProxyError(504, `${route.name} did not answer within ${route.timeoutMs} ms.`);
-            if (error instanceof ProxyError) throw error;
-            if (code === 'UND_ERR_CONNECT_TIMEOUT') upstream.downUntil = Date.now() + 5_000;
             const connectionFailure = [
               'ECONNREFUSED',
               'ECONNRESET',
@@ -176,8 +190,8 @@ export class Proxy {
               'UND_ERR_CONNECT_TIMEOUT',
               'EPIPE',
             ].includes(code);
-            if (connectionFailure) upstream.downUntil = Date.now() + 5_000;
-            // Retry once, only what is safe to repeat.
+            // Retry once, only what is safe to repeat (typically a reused keep-alive socket the
+            // upstream had just closed).
             if (connectionFailure && idempotent && attempt === 0) {
               this.options.metrics.retries.inc({ route: route.name });
               continue;
@@ -187,6 +201,9 @@ export class Proxy {
             throw new ProxyError(502, `${route.name} is unreachable (${code || 'connection failed'}).`);
           }
         }
+        const chosen = upstream as Upstream;
+        if (response.statusCode >= 500) chosen.breaker.failure();
+        else chosen.breaker.success();
         const outHeaders = stripped(
           response.headers as Record<string, string | string[] | undefined>,
           HOP_BY_HOP,
@@ -328,20 +345,22 @@ export class Proxy {
     return headers;
   }
 
+  /** Round robin over the instances whose breaker lets a request through; 503 when none does. */
   private pick(route: ProxyRoute): Upstream {
-    const now = Date.now();
     const start = this.cursor.get(route) ?? 0;
     for (let i = 0; i < route.upstreams.length; i++) {
       const index = (start + i) % route.upstreams.length;
       const candidate = route.upstreams[index] as Upstream;
-      if (candidate.downUntil <= now) {
+      if (candidate.breaker.tryAcquire()) {
         this.cursor.set(route, index + 1);
         return candidate;
       }
     }
-    // All recently failed: try the next one anyway rather than refuse outright.
-    this.cursor.set(route, start + 1);
-    return route.upstreams[start % route.upstreams.length] as Upstream;
+    const retryAfter = Math.min(...route.upstreams.map((u) => u.breaker.retryAfterSeconds()));
+    this.options.metrics.rejected.inc({ reason: 'circuit_open' });
+    throw new ProxyError(503, `Every ${route.name} upstream is failing; the circuit is open.`, {
+      'retry-after': String(retryAfter),
+    });
   }
 
   async close(): Promise<void> {

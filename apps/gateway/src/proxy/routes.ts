@@ -1,5 +1,6 @@
 import type { Scope } from '../auth/api-keys.service';
 import type { GatewayConfig } from '../config';
+import type { GatewayMetrics } from './gateway.metrics';
 import { createUpstream, type ProxyRoute } from './proxy';
 
 const read = (method: string): Scope | undefined =>
@@ -16,18 +17,16 @@ function queueScope(method: string, rest: string): Scope {
   return 'admin';
 }
 
-export function buildRoutes(
-  config: Pick<
-    GatewayConfig,
-    | 'GATEWAY_STREAMER_URLS'
-    | 'GATEWAY_QUEUE_URLS'
-    | 'GATEWAY_COLLECTOR_URLS'
-    | 'GATEWAY_TIMEOUT'
-    | 'GATEWAY_CONNECT_TIMEOUT'
-  >,
-): ProxyRoute[] {
+export function buildRoutes(config: GatewayConfig, metrics?: GatewayMetrics): ProxyRoute[] {
   const upstreams = (urls: string[]) =>
-    urls.map((url) => createUpstream(new URL(url).origin, config.GATEWAY_CONNECT_TIMEOUT));
+    urls.map((url) =>
+      createUpstream(new URL(url).origin, {
+        connectTimeoutMs: config.GATEWAY_CONNECT_TIMEOUT,
+        breakerFailures: config.GATEWAY_BREAKER_FAILURES,
+        breakerCooldownMs: config.GATEWAY_BREAKER_COOLDOWN,
+        metrics,
+      }),
+    );
   return [
     {
       name: 'gpus',

@@ -1,0 +1,56 @@
+export type BreakerState = 'closed' | 'open' | 'half-open';
+
+/**
+ * One breaker per upstream instance. After `threshold` consecutive failures it opens: requests
+ * skip the instance for `cooldownMs`. Then it half-opens and lets one probe through; a success
+ * closes it, a failure opens it again.
+ */
+export class CircuitBreaker {
+  private failures = 0;
+  private openedAt = 0;
+  private probing = false;
+  state: BreakerState = 'closed';
+
+  constructor(
+    private readonly threshold: number,
+    private readonly cooldownMs: number,
+    private readonly now: () => number = Date.now,
+    private readonly onChange: (state: BreakerState) => void = () => undefined,
+  ) {}
+
+  /** May a request go to this upstream now? Claims the probe slot when half-open. */
+  tryAcquire(): boolean {
+    if (this.state === 'open' && this.now() - this.openedAt >= this.cooldownMs) this.set('half-open');
+    if (this.state === 'closed') return true;
+    if (this.state === 'half-open' && !this.probing) {
+      this.probing = true;
+      return true;
+    }
+    return false;
+  }
+
+  /** Seconds until an open breaker lets a probe through. */
+  retryAfterSeconds(): number {
+    return Math.max(1, Math.ceil((this.cooldownMs - (this.now() - this.openedAt)) / 1000));
+  }
+
+  success(): void {
+    this.failures = 0;
+    this.probing = false;
+    if (this.state !== 'closed') this.set('closed');
+  }
+
+  failure(): void {
+    this.probing = false;
+    this.failures++;
+    if (this.state === 'half-open' || this.failures >= this.threshold) {
+      this.openedAt = this.now();
+      if (this.state !== 'open') this.set('open');
+    }
+  }
+
+  private set(state: BreakerState): void {
+    this.state = state;
+    this.onChange(state);
+  }
+}
