@@ -17,6 +17,9 @@ import type { GatewayConfig } from './config';
 import { createGatewayMetrics } from './proxy/gateway.metrics';
 import { Proxy } from './proxy/proxy';
 import { buildRoutes } from './proxy/routes';
+import { AnalyticsService } from './records/analytics.service';
+import { RequestRecorder } from './records/request-recorder';
+import { analyticsRoutes } from './routes/analytics.routes';
 import { keysRoutes } from './routes/keys.routes';
 
 export { gatewayEnv, loadGatewayConfig } from './config';
@@ -34,6 +37,8 @@ export interface GatewayApp {
   app: Express;
   metrics: ServiceMetrics;
   keys: ApiKeysService;
+  recorder: RequestRecorder | undefined;
+  /** Writes the last request records and closes the upstream pools. */
   close(): Promise<void>;
 }
 
@@ -43,6 +48,18 @@ export function createApp(deps: GatewayAppDeps): GatewayApp {
   const keys = new ApiKeysService(db, config.GATEWAY_ADMIN_KEY);
   const gatewayMetrics = createGatewayMetrics(metrics.registry);
   const routes = buildRoutes(config, gatewayMetrics);
+  const recorder = config.GATEWAY_RECORDS
+    ? new RequestRecorder({
+        pool,
+        logger,
+        maxBuffered: config.GATEWAY_RECORDS_BUFFER,
+        flushIntervalMs: config.GATEWAY_RECORDS_FLUSH,
+        dropped: gatewayMetrics.recordsDropped,
+        buffered: gatewayMetrics.recordsBuffered,
+        written: gatewayMetrics.recordsWritten,
+      })
+    : undefined;
+  recorder?.start();
   const proxy = new Proxy({
     routes,
     keys,
@@ -52,6 +69,7 @@ export function createApp(deps: GatewayAppDeps): GatewayApp {
     maxConcurrency: config.GATEWAY_MAX_CONCURRENCY,
     logger,
     metrics: gatewayMetrics,
+    recorder,
   });
   const upstreamCheck = (route: (typeof routes)[number]) => async () => {
     const results = await Promise.all(
@@ -75,7 +93,10 @@ export function createApp(deps: GatewayAppDeps): GatewayApp {
         check: upstreamCheck(route),
       })),
     ],
-    routes: (app) => app.use(keysRoutes(keys, config.GATEWAY_AUTH)),
+    routes: (app) => {
+      app.use(keysRoutes(keys, config.GATEWAY_AUTH));
+      app.use(analyticsRoutes(new AnalyticsService(db), keys, config.GATEWAY_AUTH));
+    },
   });
   return {
     handler: (req, res) => {
@@ -86,6 +107,10 @@ export function createApp(deps: GatewayAppDeps): GatewayApp {
     app,
     metrics,
     keys,
-    close: () => proxy.close(),
+    recorder,
+    close: async () => {
+      await recorder?.stop();
+      await proxy.close();
+    },
   };
 }

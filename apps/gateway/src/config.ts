@@ -21,6 +21,10 @@ export const gatewayEnv = z.object({
   /** Consecutive failures that open an upstream's circuit breaker, and how long it stays open. */
   GATEWAY_BREAKER_FAILURES: int(5, 1, 1000),
   GATEWAY_BREAKER_COOLDOWN: duration('10s', { min: '100ms', max: '10m' }),
+  /** Record every proxied request in Postgres, buffering up to this many, written every flush interval. */
+  GATEWAY_RECORDS: flag(true),
+  GATEWAY_RECORDS_BUFFER: int(10_000, 1, 10_000_000),
+  GATEWAY_RECORDS_FLUSH: duration('1s', { min: '10ms', max: '1m' }),
   /** Most requests in flight to upstreams at once; beyond it, 503. */
   GATEWAY_MAX_CONCURRENCY: int(1024, 1, 1_000_000),
 });

@@ -11,6 +11,7 @@ export interface Database {
   collector_targets: CollectorTargetsTable;
   collector_target_status: CollectorTargetStatusTable;
   gateway_api_keys: GatewayApiKeysTable;
+  gateway_requests: GatewayRequestsTable;
 }
 
 type Timestamp = ColumnType<Date, Date | string, Date | string>;
@@ -106,4 +107,20 @@ export interface GatewayApiKeysTable {
   created_at: DefaultTimestamp;
   revoked_at: Timestamp | null;
   last_used_at: Timestamp | null;
+}
+
+export interface GatewayRequestsTable {
+  id: Generated<string>;
+  at: Timestamp;
+  route: string;
+  method: string;
+  path: string;
+  status: number;
+  latency_ms: number;
+  bytes_in: number;
+  bytes_out: number;
+  key_id: string | null;
+  request_id: string;
+  trace_id: string | null;
+  upstream: string | null;
 }

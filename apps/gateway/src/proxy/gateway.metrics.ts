@@ -30,6 +30,21 @@ export function createGatewayMetrics(registry: Registry) {
       labelNames: ['upstream'] as const,
       registers,
     }),
+    recordsWritten: new Counter({
+      name: 'gateway_records_written_total',
+      help: 'Request records written to Postgres.',
+      registers,
+    }),
+    recordsDropped: new Counter({
+      name: 'gateway_records_dropped_total',
+      help: 'Request records dropped because the buffer was full (Postgres slow or down).',
+      registers,
+    }),
+    recordsBuffered: new Gauge({
+      name: 'gateway_records_buffered',
+      help: 'Request records waiting to be written.',
+      registers,
+    }),
     retries: new Counter({
       name: 'gateway_upstream_retries_total',
       help: 'Idempotent requests retried after a connection failure.',

@@ -8,6 +8,7 @@ import { type Dispatcher, Pool } from 'undici';
 import { type ApiKeysService, keyFrom, type Principal, type Scope } from '../auth/api-keys.service';
 import type { RateLimiter } from '../auth/rate-limiter';
 import { CircuitBreaker } from './circuit-breaker';
+import type { RequestRecord } from '../records/request-recorder';
 import type { GatewayMetrics } from './gateway.metrics';
 
 export interface Upstream {
@@ -37,6 +38,8 @@ export interface ProxyOptions {
   maxConcurrency: number;
   logger: Logger;
   metrics: GatewayMetrics;
+  /** Where each proxied request is recorded (off the response path). */
+  recorder?: { record(entry: RequestRecord): void };
 }
 
 // Hop-by-hop headers (RFC 9110 7.6.1) never cross the proxy, in either direction; neither do the
@@ -136,6 +139,7 @@ export class Proxy {
     let upstream: Upstream | undefined;
     let bytesIn = 0;
     let bytesOut = 0;
+    let traceId: string | undefined;
     try {
       const rest = (req.url ?? '').slice(route.prefix.length);
       principal = await this.authorize(req, route, rest);
@@ -150,6 +154,8 @@ export class Proxy {
       this.inFlight++;
       try {
         const headers = this.forwardHeaders(req, requestId);
+        traceId =
+          trace.getActiveSpan()?.spanContext().traceId ?? String(headers['traceparent'] ?? '').split('-')[1];
         const idempotent = req.method === 'GET' || req.method === 'HEAD';
         const counter = new Transform({
           transform: (chunk: Buffer, _encoding, callback) => {
@@ -246,6 +252,21 @@ export class Proxy {
     } finally {
       const seconds = (performance.now() - started) / 1000;
       const status = res.statusCode;
+      const path = (req.url ?? '').split('?')[0] ?? '';
+      this.options.recorder?.record({
+        at: new Date().toISOString(),
+        route: route.name,
+        method: req.method ?? '',
+        path,
+        status,
+        latencyMs: Math.round(seconds * 1e6) / 1e3,
+        bytesIn,
+        bytesOut,
+        keyId: principal?.keyId ?? null,
+        requestId,
+        traceId: traceId ?? null,
+        upstream: upstream?.origin ?? null,
+      });
       this.options.metrics.requests.observe(
         {
           route: route.name,
@@ -260,7 +281,7 @@ export class Proxy {
           requestId,
           keyId: principal?.keyId,
           method: req.method,
-          path: (req.url ?? '').split('?')[0],
+          path,
           route: route.name,
           status,
           ms: Math.round(seconds * 1e4) / 10,

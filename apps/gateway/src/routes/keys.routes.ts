@@ -1,8 +1,9 @@
-import { AppError, uuid } from '@gpu-telemetry/model';
+import { uuid } from '@gpu-telemetry/model';
 import { validate } from '@gpu-telemetry/service-kit';
-import { type NextFunction, type Request, type Response, Router } from 'express';
+import { Router } from 'express';
 import { z } from 'zod';
-import { type ApiKeysService, keyFrom, SCOPES } from '../auth/api-keys.service';
+import { type ApiKeysService, SCOPES } from '../auth/api-keys.service';
+import { requireScope } from '../auth/require-scope';
 
 const createBody = z.strictObject({
   name: z.string().min(1, 'must not be empty').max(200, 'must be at most 200 characters'),
@@ -14,20 +15,7 @@ const createBody = z.strictObject({
 /** Admin API for keys: create (the key is shown once), list, revoke. Needs an admin key. */
 export function keysRoutes(keys: ApiKeysService, auth: boolean): Router {
   const router = Router();
-  const admin = async (req: Request, _res: Response, next: NextFunction) => {
-    if (!auth) return next();
-    const key = keyFrom(req.headers);
-    const principal = key ? await keys.authenticate(key) : null;
-    if (!principal)
-      return next(
-        new AppError(401, 'Send an admin API key: Authorization: Bearer <key>, or X-API-Key.', {
-          headers: { 'www-authenticate': 'Bearer' },
-        }),
-      );
-    if (!principal.scopes.has('admin'))
-      return next(new AppError(403, 'Managing API keys needs the "admin" scope.'));
-    next();
-  };
+  const admin = requireScope(keys, auth, 'admin');
 
   router.post('/api/v1/keys', admin, async (req, res) => {
     const { name, scopes } = validate(createBody, req.body);

@@ -1,0 +1,124 @@
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { createTestDatabase, type TestDatabase } from '@gpu-telemetry/db/testing';
+import { createLogger } from '@gpu-telemetry/service-kit';
+import request from 'supertest';
+import { createApp, type GatewayApp } from '../app';
+import { loadGatewayConfig } from '../config';
+
+const ADMIN = 'bootstrap-admin-key-for-records-0123456789';
+let database: TestDatabase;
+let upstream: Server;
+let gateway: GatewayApp;
+
+beforeAll(async () => {
+  database = await createTestDatabase();
+  upstream = createServer((_req, res) =>
+    res.writeHead(200, { 'content-type': 'application/json' }).end('{"ok":true}'),
+  );
+  await new Promise<void>((resolve) => upstream.listen(0, '127.0.0.1', resolve));
+  const url = `http://127.0.0.1:${(upstream.address() as AddressInfo).port}`;
+  gateway = createApp({
+    db: database.db,
+    pool: database.pool,
+    logger: createLogger('gateway', 'silent'),
+    config: loadGatewayConfig({
+      DATABASE_URL: database.url,
+      GATEWAY_ADMIN_KEY: ADMIN,
+      GATEWAY_STREAMER_URLS: url,
+      GATEWAY_QUEUE_URLS: url,
+      GATEWAY_COLLECTOR_URLS: url,
+      GATEWAY_RECORDS_FLUSH: '1m',
+    }),
+  });
+});
+
+afterAll(async () => {
+  await gateway.close();
+  upstream.close();
+  await database.drop();
+});
+
+describe('request records', () => {
+  it('records every proxied request with route, status, sizes, key, request and trace ids', async () => {
+    const reader = (
+      await request(gateway.app)
+        .post('/api/v1/keys')
+        .set('x-api-key', ADMIN)
+        .send({ name: 'r', scopes: ['read'] })
+        .expect(201)
+    ).body;
+    await request(gateway.handler)
+      .get('/api/v1/gpus?limit=5')
+      .set('x-api-key', reader.key)
+      .set('x-request-id', 'rec-1')
+      .set('traceparent', '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01')
+      .expect(200);
+    await request(gateway.handler).get('/api/v1/topics').expect(401);
+    await gateway.recorder?.flush();
+    const res = await request(gateway.app)
+      .get('/api/v1/requests?limit=10')
+      .set('x-api-key', reader.key)
+      .expect(200);
+    expect(res.body.requests).toEqual([
+      expect.objectContaining({
+        route: 'topics',
+        method: 'GET',
+        path: '/api/v1/topics',
+        status: 401,
+        keyId: null,
+      }),
+      expect.objectContaining({
+        route: 'gpus',
+        path: '/api/v1/gpus',
+        status: 200,
+        bytesOut: 11,
+        keyId: reader.id,
+        requestId: 'rec-1',
+        traceId: '0af7651916cd43dd8448eb211c80319c',
+        upstream: expect.stringMatching(/^http:\/\/127\.0\.0\.1:\d+$/),
+      }),
+    ]);
+    expect(JSON.stringify(res.body)).not.toContain(reader.key);
+    expect(
+      (await request(gateway.app).get('/api/v1/requests?status=401').set('x-api-key', reader.key).expect(200))
+        .body.requests,
+    ).toHaveLength(1);
+  });
+
+  it('computes count, error rate and p50/p90/p99 per route on known data', async () => {
+    await database.pool.query(
+      `INSERT INTO gateway_requests (at, route, method, path, status, latency_ms, bytes_in, bytes_out, request_id)
+       SELECT '2026-01-01T00:00:00Z'::timestamptz + n * interval '1 second', 'targets', 'GET', '/api/v1/targets',
+              CASE WHEN n % 10 = 0 THEN 502 ELSE 200 END, n, 0, 0, 'known-' || n
+       FROM generate_series(1, 100) AS n`,
+    );
+    const res = await request(gateway.app)
+      .get('/api/v1/analytics/latency?route=targets&from=2026-01-01T00:00:00Z&to=2026-01-02T00:00:00Z')
+      .set('x-api-key', ADMIN)
+      .expect(200);
+    expect(res.body.routes).toEqual([
+      { route: 'targets', count: 100, errorRate: 0.1, p50Ms: 50.5, p90Ms: 90.1, p99Ms: 99.01 },
+    ]);
+    const outside = await request(gateway.app)
+      .get('/api/v1/analytics/latency?route=targets&from=2026-02-01T00:00:00Z&to=2026-02-02T00:00:00Z')
+      .set('x-api-key', ADMIN)
+      .expect(200);
+    expect(outside.body.routes).toEqual([]);
+  });
+
+  it.each([
+    ['/api/v1/analytics/latency?from=yesterday', 'from'],
+    ['/api/v1/analytics/latency?from=2026-01-02T00:00:00Z&to=2026-01-01T00:00:00Z', 'from'],
+    ['/api/v1/analytics/latency?route=admin', 'route'],
+    ['/api/v1/requests?limit=0', 'limit'],
+    ['/api/v1/requests?before=x', 'before'],
+  ])('answers %s with 400 naming %s', async (url, field) => {
+    const res = await request(gateway.app).get(url).set('x-api-key', ADMIN).expect(400);
+    expect(res.body.errors[0].field).toBe(field);
+  });
+
+  it('needs a key with read scope', async () => {
+    await request(gateway.app).get('/api/v1/requests').expect(401);
+  });
+});

@@ -1,0 +1,95 @@
+import type { Logger } from '@gpu-telemetry/service-kit';
+import type { Pool } from 'pg';
+import type { Counter, Gauge } from 'prom-client';
+
+export interface RequestRecord {
+  at: string;
+  route: string;
+  method: string;
+  path: string;
+  status: number;
+  latencyMs: number;
+  bytesIn: number;
+  bytesOut: number;
+  keyId: string | null;
+  requestId: string;
+  traceId: string | null;
+  upstream: string | null;
+}
+
+/**
+ * Records every proxied request without slowing it: `record` only appends to a bounded buffer;
+ * a timer writes the buffer in one statement per batch. When Postgres is slow or down the buffer
+ * fills and further records are dropped and counted, never the requests themselves.
+ */
+export class RequestRecorder {
+  private buffer: RequestRecord[] = [];
+  private timer: NodeJS.Timeout | undefined;
+  private flushing: Promise<void> | undefined;
+
+  constructor(
+    private readonly deps: {
+      pool: Pool;
+      logger: Logger;
+      maxBuffered: number;
+      flushIntervalMs: number;
+      dropped: Counter;
+      buffered: Gauge;
+      written: Counter;
+    },
+  ) {}
+
+  record(entry: RequestRecord): void {
+    if (this.buffer.length >= this.deps.maxBuffered) {
+      this.deps.dropped.inc();
+      return;
+    }
+    this.buffer.push(entry);
+    this.deps.buffered.set(this.buffer.length);
+    if (this.buffer.length >= 1_000) void this.flush();
+  }
+
+  start(): void {
+    this.timer = setInterval(() => void this.flush(), this.deps.flushIntervalMs);
+    this.timer.unref();
+  }
+
+  async stop(): Promise<void> {
+    clearInterval(this.timer);
+    await this.flush();
+  }
+
+  /** Writes what is buffered; on failure the batch goes back to the front (if it still fits). */
+  flush(): Promise<void> {
+    this.flushing ??= this.write().finally(() => (this.flushing = undefined));
+    return this.flushing;
+  }
+
+  private async write(): Promise<void> {
+    while (this.buffer.length > 0) {
+      const batch = this.buffer.splice(0, 1_000);
+      try {
+        await this.deps.pool.query({
+          name: 'gateway_requests_insert',
+          text: `INSERT INTO gateway_requests (at, route, method, path, status, latency_ms, bytes_in, bytes_out, key_id, request_id, trace_id, upstream)
+                 SELECT at, route, method, path, status, "latencyMs", "bytesIn", "bytesOut", "keyId", "requestId", "traceId", upstream
+                 FROM json_to_recordset($1::json) AS r(at timestamptz, route text, method text, path text, status int, "latencyMs" float8,
+                      "bytesIn" bigint, "bytesOut" bigint, "keyId" text, "requestId" text, "traceId" text, upstream text)`,
+          values: [JSON.stringify(batch)],
+        });
+        this.deps.written.inc(batch.length);
+      } catch (error) {
+        const room = this.deps.maxBuffered - this.buffer.length;
+        this.buffer.unshift(...batch.slice(0, Math.max(0, room)));
+        if (batch.length > room) this.deps.dropped.inc(batch.length - Math.max(0, room));
+        this.deps.logger.warn(
+          { error: (error as Error).message, records: batch.length },
+          'could not write request records; will retry',
+        );
+        break;
+      } finally {
+        this.deps.buffered.set(this.buffer.length);
+      }
+    }
+  }
+}

@@ -1,0 +1,45 @@
+import { ValidationError } from '@gpu-telemetry/model';
+import { validate } from '@gpu-telemetry/service-kit';
+import { Router } from 'express';
+import { z } from 'zod';
+import type { ApiKeysService } from '../auth/api-keys.service';
+import { requireScope } from '../auth/require-scope';
+import type { AnalyticsService } from '../records/analytics.service';
+
+const time = z.iso.datetime({ offset: true, message: 'must be an RFC 3339 date-time' });
+const route = z.enum(['gpus', 'topics', 'targets'], { message: 'must be gpus, topics or targets' });
+
+const latencyQuery = z.strictObject({ route: route.optional(), from: time.optional(), to: time.optional() });
+const requestsQuery = z.strictObject({
+  route: route.optional(),
+  status: z.coerce.number().int().min(100).max(599).optional(),
+  limit: z.coerce.number().int().min(1).max(1000).default(100),
+  before: z
+    .string()
+    .regex(/^\d{1,19}$/, 'must be a cursor returned by a previous page')
+    .optional(),
+});
+
+/** Latency analytics and recent requests, from the gateway's request records. Needs `read`. */
+export function analyticsRoutes(analytics: AnalyticsService, keys: ApiKeysService, auth: boolean): Router {
+  const router = Router();
+  const read = requireScope(keys, auth, 'read');
+
+  router.get('/api/v1/analytics/latency', read, async (req, res) => {
+    const query = validate(latencyQuery, req.query);
+    const to = query.to ? new Date(query.to) : new Date();
+    const from = query.from ? new Date(query.from) : new Date(to.getTime() - 3_600_000);
+    if (from >= to) throw new ValidationError([{ field: 'from', message: 'must be before to' }]);
+    res.json({
+      from: from.toISOString(),
+      to: to.toISOString(),
+      routes: await analytics.latency({ route: query.route, from, to }),
+    });
+  });
+
+  router.get('/api/v1/requests', read, async (req, res) => {
+    res.json(await analytics.requests(validate(requestsQuery, req.query)));
+  });
+
+  return router;
+}
