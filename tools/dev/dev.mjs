@@ -174,6 +174,9 @@ async function start() {
     ...process.env,
     QUEUE_URL: process.env.QUEUE_URL || `http://127.0.0.1:${SERVICES.queue}`,
     GATEWAY_ADMIN_KEY: devAdminKey(),
+    // Every service exports its spans to the gateway's OTLP receiver: GET /api/v1/traces/{id}.
+    OTEL_EXPORTER_OTLP_ENDPOINT:
+      process.env.OTEL_EXPORTER_OTLP_ENDPOINT || `http://127.0.0.1:${SERVICES.gateway}`,
     // The collector scrapes the simulated exporter unless told otherwise.
     COLLECT_TARGETS:
       process.env.COLLECT_TARGETS || `http://127.0.0.1:${simPort}/hosts/{1..${simHosts}}/metrics`,

@@ -21,6 +21,9 @@ import { AnalyticsService } from './records/analytics.service';
 import { RequestRecorder } from './records/request-recorder';
 import { analyticsRoutes } from './routes/analytics.routes';
 import { keysRoutes } from './routes/keys.routes';
+import { tracesRoutes } from './routes/traces.routes';
+import { createOtlpReceiver } from './traces/otlp-receiver';
+import { TracesService } from './traces/traces.service';
 
 export { gatewayEnv, loadGatewayConfig } from './config';
 
@@ -60,6 +63,14 @@ export function createApp(deps: GatewayAppDeps): GatewayApp {
       })
     : undefined;
   recorder?.start();
+  const traces = new TracesService({ db, pool });
+  const receiveTraces = createOtlpReceiver({
+    traces,
+    logger,
+    limit: config.GATEWAY_BODY_LIMIT,
+    received: gatewayMetrics.otlpRequests,
+    spans: gatewayMetrics.spansStored,
+  });
   const proxy = new Proxy({
     routes,
     keys,
@@ -96,12 +107,14 @@ export function createApp(deps: GatewayAppDeps): GatewayApp {
     routes: (app) => {
       app.use(keysRoutes(keys, config.GATEWAY_AUTH));
       app.use(analyticsRoutes(new AnalyticsService(db), keys, config.GATEWAY_AUTH));
+      app.use(tracesRoutes(traces, keys, config.GATEWAY_AUTH));
     },
   });
   return {
     handler: (req, res) => {
       const route = proxy.match(req.url);
       if (route) void proxy.handle(req, res, route);
+      else if (req.url?.split('?')[0] === '/v1/traces') void receiveTraces(req, res);
       else app(req, res);
     },
     app,

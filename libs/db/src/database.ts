@@ -12,6 +12,7 @@ export interface Database {
   collector_target_status: CollectorTargetStatusTable;
   gateway_api_keys: GatewayApiKeysTable;
   gateway_requests: GatewayRequestsTable;
+  gateway_spans: GatewaySpansTable;
 }
 
 type Timestamp = ColumnType<Date, Date | string, Date | string>;
@@ -123,4 +124,19 @@ export interface GatewayRequestsTable {
   request_id: string;
   trace_id: string | null;
   upstream: string | null;
+}
+
+export interface GatewaySpansTable {
+  trace_id: string;
+  span_id: string;
+  parent_span_id: string | null;
+  service: string;
+  name: string;
+  kind: number;
+  start_time: Timestamp;
+  end_time: Timestamp;
+  duration_ms: number;
+  status_code: number;
+  status_message: string | null;
+  attributes: ColumnType<Record<string, unknown>, string, string>;
 }

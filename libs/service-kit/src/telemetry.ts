@@ -8,7 +8,8 @@ import { NodeSDK } from '@opentelemetry/sdk-node';
 import { BatchSpanProcessor, NoopSpanProcessor } from '@opentelemetry/sdk-trace-base';
 import { ATTR_SERVICE_NAME, ATTR_SERVICE_VERSION } from '@opentelemetry/semantic-conventions';
 
-const UNTRACED_PATHS = ['/healthz', '/readyz', '/metrics'];
+// Probes, scrapes and span exports themselves (a trace of exporting traces would feed itself).
+const UNTRACED_PATHS = ['/healthz', '/readyz', '/metrics', '/v1/traces'];
 
 /**
  * Starts the OpenTelemetry SDK. Called from each service's instrumentation.ts, which node loads

@@ -45,6 +45,17 @@ export function createGatewayMetrics(registry: Registry) {
       help: 'Request records waiting to be written.',
       registers,
     }),
+    otlpRequests: new Counter({
+      name: 'gateway_otlp_requests_total',
+      help: 'OTLP trace exports received, by outcome (stored, rejected, failed).',
+      labelNames: ['outcome'] as const,
+      registers,
+    }),
+    spansStored: new Counter({
+      name: 'gateway_spans_stored_total',
+      help: 'Spans stored from OTLP exports.',
+      registers,
+    }),
     retries: new Counter({
       name: 'gateway_upstream_retries_total',
       help: 'Idempotent requests retried after a connection failure.',

@@ -1,0 +1,158 @@
+import { gzipSync } from 'node:zlib';
+import { context, trace } from '@opentelemetry/api';
+import { OTLPTraceExporter as HttpJsonExporter } from '@opentelemetry/exporter-trace-otlp-http';
+import { OTLPTraceExporter as ProtoExporter } from '@opentelemetry/exporter-trace-otlp-proto';
+import { resourceFromAttributes } from '@opentelemetry/resources';
+import { BasicTracerProvider, SimpleSpanProcessor, type SpanExporter } from '@opentelemetry/sdk-trace-base';
+import { createTestDatabase, type TestDatabase } from '@gpu-telemetry/db/testing';
+import { createLogger, listen, type RunningServer } from '@gpu-telemetry/service-kit';
+import request from 'supertest';
+import { createApp, type GatewayApp } from '../app';
+import { loadGatewayConfig } from '../config';
+
+const ADMIN = 'bootstrap-admin-key-for-traces-0123456789';
+let database: TestDatabase;
+let gateway: GatewayApp;
+let server: RunningServer;
+let base: string;
+
+beforeAll(async () => {
+  database = await createTestDatabase();
+  gateway = createApp({
+    db: database.db,
+    pool: database.pool,
+    logger: createLogger('gateway', 'silent'),
+    config: loadGatewayConfig({ DATABASE_URL: database.url, GATEWAY_ADMIN_KEY: ADMIN }),
+  });
+  server = await listen(gateway.handler, {
+    port: 0,
+    host: '127.0.0.1',
+    logger: createLogger('gateway', 'silent'),
+  });
+  base = `http://127.0.0.1:${server.port}`;
+});
+
+afterAll(async () => {
+  await server.close();
+  await gateway.close();
+  await database.drop();
+});
+
+/** Two services' spans of one trace, sent by the real OpenTelemetry exporter given. */
+async function exportTrace(exporter: (service: string) => SpanExporter): Promise<string> {
+  const providers = ['edge', 'backend'].map(
+    (service) =>
+      new BasicTracerProvider({
+        resource: resourceFromAttributes({ 'service.name': service }),
+        spanProcessors: [new SimpleSpanProcessor(exporter(service))],
+      }),
+  );
+  const [edge, backend] = providers.map((p) => p.getTracer('test')) as [
+    ReturnType<BasicTracerProvider['getTracer']>,
+    ReturnType<BasicTracerProvider['getTracer']>,
+  ];
+  const root = edge.startSpan('GET /api/v1/topics', { attributes: { 'http.response.status_code': 200 } });
+  const child = backend.startSpan(
+    'queue.publish',
+    { attributes: { 'messaging.destination.name': 'jobs', 'queue.accepted': 3, ok: true } },
+    trace.setSpan(context.active(), root),
+  );
+  child.end();
+  root.end();
+  await Promise.all(providers.map((p) => p.forceFlush()));
+  await Promise.all(providers.map((p) => p.shutdown()));
+  return root.spanContext().traceId;
+}
+
+async function expectTree(traceId: string) {
+  const res = await request(base).get(`/api/v1/traces/${traceId}`).set('x-api-key', ADMIN).expect(200);
+  expect(res.body).toMatchObject({ traceId, spanCount: 2, services: ['backend', 'edge'] });
+  expect(res.body.roots).toHaveLength(1);
+  const [root] = res.body.roots;
+  expect(root).toMatchObject({
+    service: 'edge',
+    name: 'GET /api/v1/topics',
+    parentSpanId: null,
+    attributes: { 'http.response.status_code': 200 },
+  });
+  expect(root.children).toEqual([
+    expect.objectContaining({
+      service: 'backend',
+      name: 'queue.publish',
+      parentSpanId: root.spanId,
+      attributes: { 'messaging.destination.name': 'jobs', 'queue.accepted': 3, ok: true },
+    }),
+  ]);
+  expect(root.durationMs).toBeGreaterThanOrEqual(0);
+}
+
+describe('POST /v1/traces (OTLP/HTTP)', () => {
+  it('stores spans sent by the OpenTelemetry protobuf exporter, and serves the trace as a tree', async () => {
+    await expectTree(await exportTrace(() => new ProtoExporter({ url: `${base}/v1/traces` })));
+  });
+
+  it('stores spans sent gzipped by the protobuf exporter', async () => {
+    await expectTree(
+      await exportTrace(() => new ProtoExporter({ url: `${base}/v1/traces`, compression: 'gzip' as never })),
+    );
+  });
+
+  it('stores spans sent by the OpenTelemetry JSON exporter', async () => {
+    await expectTree(await exportTrace(() => new HttpJsonExporter({ url: `${base}/v1/traces` })));
+  });
+
+  it('refuses bad content with 4xx and stores nothing', async () => {
+    await request(base)
+      .post('/v1/traces')
+      .set('content-type', 'application/x-protobuf')
+      .send(Buffer.from([0x0a, 0xff, 0xff]))
+      .expect(400);
+    await request(base)
+      .post('/v1/traces')
+      .set('content-type', 'application/json')
+      .send('{"resourceSpans":')
+      .expect(400);
+    await request(base).post('/v1/traces').set('content-type', 'text/plain').send('spans').expect(415);
+    await request(base)
+      .post('/v1/traces')
+      .set('content-type', 'application/json')
+      .set('content-encoding', 'br')
+      .send('{}')
+      .expect(415);
+    await request(base)
+      .post('/v1/traces')
+      .set('content-type', 'application/json')
+      .set('content-encoding', 'gzip')
+      .send('not gzip')
+      .expect(400);
+    await request(base).post('/v1/traces').set('content-type', 'application/json').send('[1,2]').expect(400);
+    await request(base)
+      .post('/v1/traces')
+      .set('content-type', 'application/json')
+      .set('content-encoding', 'gzip')
+      .send(gzipSync('{"resourceSpans":5}'))
+      .expect(400);
+    await request(base).get('/v1/traces').expect(405);
+    const bad = {
+      resourceSpans: [
+        { scopeSpans: [{ spans: [{ traceId: 'xyz', spanId: '00f067aa0ba902b7', name: 'x' }] }] },
+      ],
+    };
+    await request(base)
+      .post('/v1/traces')
+      .set('content-type', 'application/json')
+      .send(JSON.stringify(bad))
+      .expect(400);
+  });
+
+  it('answers 404 for an unknown trace and 400 for a malformed id', async () => {
+    await request(base)
+      .get(`/api/v1/traces/${'a'.repeat(32)}`)
+      .set('x-api-key', ADMIN)
+      .expect(404);
+    await request(base).get('/api/v1/traces/not-a-trace').set('x-api-key', ADMIN).expect(400);
+    await request(base)
+      .get(`/api/v1/traces/${'a'.repeat(32)}`)
+      .expect(401);
+  });
+});
