@@ -6,6 +6,7 @@ import { TELEMETRY_TOPIC } from '@gpu-telemetry/model';
 import {
   createMetrics,
   createServiceApp,
+  openApiDocument,
   type Logger,
   type ServiceMetrics,
 } from '@gpu-telemetry/service-kit';
@@ -16,6 +17,7 @@ import type { Agent } from 'undici';
 import { type CollectorMetrics, createCollectorMetrics } from './collector.metrics';
 import type { CollectorConfig } from './config';
 import { Publisher } from './publishing/publisher';
+import { targetsOperations } from './routes/targets.openapi';
 import { targetsRoutes } from './routes/targets.routes';
 import { createScrapeAgent } from './scraping/scraper';
 import { ScrapeLoop } from './scraping/scrape-loop';
@@ -139,6 +141,7 @@ export function createApp(deps: CollectorAppDeps): CollectorApp {
       { name: 'postgres', check: () => pingDatabase(pool) },
       { name: 'queue', check: () => queue.ready() },
     ],
+    openapi: openApiDocument({ title: 'gpu-telemetry collector', version: '0.1.0' }, targetsOperations),
     routes: (app) => app.use(targetsRoutes(targetsService)),
   });
   return {

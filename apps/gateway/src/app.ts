@@ -20,6 +20,7 @@ import { buildRoutes } from './proxy/routes';
 import { AnalyticsService } from './records/analytics.service';
 import { RequestRecorder } from './records/request-recorder';
 import { analyticsRoutes } from './routes/analytics.routes';
+import { docsRoutes } from './docs/api-docs';
 import { keysRoutes } from './routes/keys.routes';
 import { tracesRoutes } from './routes/traces.routes';
 import { createOtlpReceiver } from './traces/otlp-receiver';
@@ -108,6 +109,7 @@ export function createApp(deps: GatewayAppDeps): GatewayApp {
       app.use(keysRoutes(keys, config.GATEWAY_AUTH));
       app.use(analyticsRoutes(new AnalyticsService(db), keys, config.GATEWAY_AUTH));
       app.use(tracesRoutes(traces, keys, config.GATEWAY_AUTH));
+      app.use(docsRoutes(routes));
     },
   });
   return {

@@ -107,6 +107,30 @@ describe('through the gateway', () => {
     expect(telemetry.body.samples).toHaveLength(1);
   });
 
+  it('serves one OpenAPI 3.1 document for the whole system, and a docs page from local assets', async () => {
+    const doc = (await api().get('/openapi.json').expect(200)).body;
+    expect(doc.openapi).toBe('3.1.0');
+    expect(Object.keys(doc.paths)).toEqual(
+      expect.arrayContaining([
+        '/api/v1/keys',
+        '/api/v1/analytics/latency',
+        '/api/v1/traces/{traceId}',
+        '/api/v1/topics/{topic}/messages',
+        '/api/v1/topics/{topic}/leases',
+        '/api/v1/gpus',
+        '/api/v1/gpus/{gpuId}/telemetry',
+        '/api/v1/gpus/{gpuId}/metrics/{metric}/series',
+      ]),
+    );
+    const lease = doc.paths['/api/v1/topics/{topic}/leases'].post;
+    expect(lease.parameters).toEqual([expect.objectContaining({ name: 'topic', in: 'path', required: true })]);
+    expect(lease.requestBody.content['application/json'].schema.properties.max).toMatchObject({ type: 'integer', minimum: 1, maximum: 1000 });
+    expect(doc.components.securitySchemes.apiKey).toEqual({ type: 'apiKey', in: 'header', name: 'X-API-Key' });
+    const page = await api().get('/docs').expect(200);
+    expect(page.text).toContain('/docs/assets/swagger-ui-bundle.js');
+    await api().get('/docs/assets/swagger-ui-bundle.js').expect(200).expect('content-type', /javascript/);
+  });
+
   it('passes the queue problem details through unchanged', async () => {
     const res = await api()
       .post('/api/v1/topics/BAD!/messages')

@@ -1,8 +1,9 @@
 import { pingDatabase } from '@gpu-telemetry/db';
-import { createMetrics, createServiceApp, type Logger } from '@gpu-telemetry/service-kit';
+import { createMetrics, createServiceApp, type Logger, openApiDocument } from '@gpu-telemetry/service-kit';
 import type { Express } from 'express';
 import type { Pool } from 'pg';
 import type { QueueConfig } from './config';
+import { topicsOperations } from './routes/topics.openapi';
 import { topicsRoutes } from './routes/topics.routes';
 import { LeaseWaiters } from './services/lease-waiters';
 import { PublishNotifier } from './services/publish-notifier';
@@ -63,6 +64,7 @@ export function createApp(deps: QueueAppDeps): QueueApp {
     bodyLimit: config.QUEUE_BODY_LIMIT,
     readiness: [{ name: 'postgres', check: () => pingDatabase(pool) }],
     routes: (app) => app.use(topicsRoutes(queue)),
+    openapi: openApiDocument({ title: 'gpu-telemetry queue', version: '0.1.0' }, topicsOperations),
   });
   return {
     app,

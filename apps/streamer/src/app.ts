@@ -5,6 +5,7 @@ import { type Consumer, createConsumer, type QueueClient } from '@gpu-telemetry/
 import {
   createMetrics,
   createServiceApp,
+  openApiDocument,
   type Logger,
   type ServiceMetrics,
 } from '@gpu-telemetry/service-kit';
@@ -12,6 +13,7 @@ import type { Express } from 'express';
 import type { Kysely } from 'kysely';
 import type { Pool } from 'pg';
 import type { StreamerConfig } from './config';
+import { gpusOperations } from './routes/gpus.openapi';
 import { gpusRoutes } from './routes/gpus.routes';
 import { IngestService } from './services/ingest.service';
 import { PartitionMaintainer } from './services/partition-maintainer';
@@ -76,6 +78,7 @@ export function createApp(deps: StreamerAppDeps): StreamerApp {
       { name: 'postgres', check: () => pingDatabase(pool) },
       { name: 'queue', check: () => queue.ready() },
     ],
+    openapi: openApiDocument({ title: 'gpu-telemetry streamer', version: '0.1.0' }, gpusOperations),
     routes: (app) => app.use(gpusRoutes(queries)),
   });
   return {

@@ -14,3 +14,4 @@ export {
 export { createServiceApp, type ReadinessCheck, type ServiceAppOptions } from './service-app';
 export { getTracer, startTelemetry, withSpan } from './telemetry';
 export { validate } from './validate';
+export { openApiDocument, type Operation } from './openapi';

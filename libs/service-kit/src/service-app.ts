@@ -22,6 +22,8 @@ export interface ServiceAppOptions {
   bodyLimit?: number;
   /** Mounts the service's own routes. */
   routes(app: Express): void;
+  /** Served as GET /openapi.json. */
+  openapi?: object;
 }
 
 const REQUEST_ID = /^[\w.:-]{1,128}$/;
@@ -107,6 +109,13 @@ export function createServiceApp(options: ServiceAppOptions): Express {
       headers: { 'Retry-After': '5' },
     });
   });
+
+  if (options.openapi) {
+    const document = JSON.stringify(options.openapi);
+    app.get('/openapi.json', (_req, res) => {
+      res.type('application/json').send(document);
+    });
+  }
 
   app.get('/metrics', async (_req, res) => {
     res.type(metrics.registry.contentType).send(await metrics.registry.metrics());

@@ -4,10 +4,10 @@ import { Router } from 'express';
 import { z } from 'zod';
 import type { TargetsService } from '../targets/targets.service';
 
-const addBody = z.strictObject({
+export const addBody = z.strictObject({
   url: z.string().min(1, 'must not be empty').max(2048, 'must be at most 2048 characters'),
 });
-const idParams = z.object({ id: uuid });
+export const idParams = z.object({ id: uuid });
 
 /** HTTP in and out for scrape targets; the behaviour is in TargetsService. */
 export function targetsRoutes(targets: TargetsService): Router {

@@ -9,8 +9,12 @@ import type { AnalyticsService } from '../records/analytics.service';
 const time = z.iso.datetime({ offset: true, message: 'must be an RFC 3339 date-time' });
 const route = z.enum(['gpus', 'topics', 'targets'], { message: 'must be gpus, topics or targets' });
 
-const latencyQuery = z.strictObject({ route: route.optional(), from: time.optional(), to: time.optional() });
-const requestsQuery = z.strictObject({
+export const latencyQuery = z.strictObject({
+  route: route.optional(),
+  from: time.optional(),
+  to: time.optional(),
+});
+export const requestsQuery = z.strictObject({
   route: route.optional(),
   status: z.coerce.number().int().min(100).max(599).optional(),
   limit: z.coerce.number().int().min(1).max(1000).default(100),

@@ -5,7 +5,7 @@ import { z } from 'zod';
 import { type ApiKeysService, SCOPES } from '../auth/api-keys.service';
 import { requireScope } from '../auth/require-scope';
 
-const createBody = z.strictObject({
+export const createBody = z.strictObject({
   name: z.string().min(1, 'must not be empty').max(200, 'must be at most 200 characters'),
   scopes: z
     .array(z.enum(SCOPES, { message: 'must be read, publish or admin' }))

@@ -6,10 +6,10 @@ import { z } from 'zod';
 import type { TelemetryQueryService } from '../services/telemetry-query.service';
 
 const GPU_ID = /^[\w.:-]{1,128}$/;
-const gpuParams = z.object({
+export const gpuParams = z.object({
   gpuId: z.string().regex(GPU_ID, 'must be a GPU id such as GPU-5fd4f087-86f3-7a43-b711-4771313afc50'),
 });
-const seriesParams = gpuParams.extend({
+export const seriesParams = gpuParams.extend({
   metric: z.string().max(256).regex(METRIC_NAME, 'must be a Prometheus metric name'),
 });
 const time = z.iso.datetime({
@@ -22,20 +22,20 @@ const range = {
   end_time: time.optional(),
 };
 
-const gpusQuery = z.strictObject({
+export const gpusQuery = z.strictObject({
   limit: z.coerce.number().int('must be a whole number').min(1).max(10_000).default(1_000),
   cursor: z.string().max(512).optional(),
   hostname: z.string().max(256).optional(),
 });
 
-const telemetryQuery = z.strictObject({
+export const telemetryQuery = z.strictObject({
   ...range,
   metric: z.string().max(256).regex(METRIC_NAME, 'must be a Prometheus metric name').optional(),
   limit: z.coerce.number().int('must be a whole number').min(1).max(10_000).default(1_000),
   cursor: z.string().max(512).optional(),
 });
 
-const seriesQuery = z.strictObject({
+export const seriesQuery = z.strictObject({
   ...range,
   step: z
     .string()

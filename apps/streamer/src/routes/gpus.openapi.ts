@@ -1,0 +1,90 @@
+import type { Operation } from '@gpu-telemetry/service-kit';
+import { z } from 'zod';
+import { gpuParams, gpusQuery, seriesParams, seriesQuery, telemetryQuery } from './gpus.routes';
+
+const time = z.string().describe('RFC 3339 date-time');
+const value = z.union([z.number(), z.enum(['NaN', '+Inf', '-Inf'])]);
+const gpu = z.object({
+  id: z.string(),
+  index: z.number().int().nullable(),
+  device: z.string().nullable(),
+  modelName: z.string().nullable(),
+  hostname: z.string().nullable(),
+  firstSeen: time,
+  lastSeen: time,
+  metrics: z.array(z.string()),
+});
+const sample = z.object({
+  uuid: z.string(),
+  timestamp: time,
+  metricName: z.string(),
+  value,
+  gpuIndex: z.number().int().nullable(),
+  device: z.string().nullable(),
+  modelName: z.string().nullable(),
+  hostname: z.string().nullable(),
+  container: z.string().nullable(),
+  pod: z.string().nullable(),
+  namespace: z.string().nullable(),
+  labels: z.record(z.string(), z.string()),
+});
+const tags = ['telemetry'];
+
+/** The query API, from the schemas its routes validate with. */
+export const gpusOperations: Operation[] = [
+  {
+    method: 'get',
+    path: '/v1/gpus',
+    summary: 'GPUs seen, with model, host, first/last seen and metrics',
+    tags,
+    query: gpusQuery,
+    responses: {
+      200: {
+        description: 'GPUs',
+        schema: z.object({ gpus: z.array(gpu), nextCursor: z.string().nullable() }),
+      },
+    },
+  },
+  {
+    method: 'get',
+    path: '/v1/gpus/{gpuId}/telemetry',
+    summary:
+      'Samples of one GPU in time order (start inclusive, end exclusive; default the last hour), keyset-paginated',
+    tags,
+    params: gpuParams,
+    query: telemetryQuery,
+    responses: {
+      200: {
+        description: 'A page of samples',
+        schema: z.object({ gpuId: z.string(), samples: z.array(sample), nextCursor: z.string().nullable() }),
+      },
+    },
+  },
+  {
+    method: 'get',
+    path: '/v1/gpus/{gpuId}/metrics/{metric}/series',
+    summary: 'avg/min/max/count per step bucket, for charts',
+    tags,
+    params: seriesParams,
+    query: seriesQuery,
+    responses: {
+      200: {
+        description: 'Buckets',
+        schema: z.object({
+          gpuId: z.string(),
+          metric: z.string(),
+          stepSeconds: z.number().int(),
+          buckets: z.array(
+            z.object({
+              start: time,
+              count: z.number().int(),
+              avg: z.number().nullable(),
+              min: z.number().nullable(),
+              max: z.number().nullable(),
+            }),
+          ),
+        }),
+      },
+    },
+  },
+];
