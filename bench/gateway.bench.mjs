@@ -1,0 +1,139 @@
+// npm run bench:gateway: requests/s, p50/p99 and CPU per request, side by side in one run:
+// direct to a small JSON upstream; nginx as the proxy (if installed); Express + http-proxy-middleware
+// (the common Node peer); and this gateway with auth, rate limits, request records and tracing on.
+import { execFileSync, spawn } from 'node:child_process';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import autocannon from 'autocannon';
+import { fmt, freePort, printTable, root, sleep, startPostgres, startService } from './lib/harness.mjs';
+
+const DURATION = Number(process.env.BENCH_DURATION ?? 10);
+const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 10);
+const ADMIN = 'bench-admin-key-0123456789abcdefghij';
+
+function cpuMicros(pid) {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(fields[11]) + Number(fields[12])) * (1e6 / 100); // clock ticks are 10 ms
+}
+
+async function child(script, env, name) {
+  return startService(name, { ...env }, script);
+}
+
+function run(url, connections, duration, headers) {
+  return new Promise((resolve, reject) => {
+    autocannon({ url, connections, duration, headers, pipelining: 1 }, (error, result) => (error ? reject(error) : resolve(result)));
+  });
+}
+
+async function measure(name, url, pid, headers = {}) {
+  await run(url, CONNECTIONS, 2, headers); // warm up
+  const before = pid ? cpuMicros(pid) : 0;
+  const loaded = await run(url, CONNECTIONS, DURATION, headers);
+  const cpu = pid ? (cpuMicros(pid) - before) / loaded.requests.total : NaN;
+  const single = await run(url, 1, Math.max(3, DURATION / 2), headers);
+  if (loaded.non2xx > 0 || loaded.errors > 0) throw new Error(`${name}: ${loaded.non2xx} non-2xx, ${loaded.errors} errors`);
+  return { name, rps: loaded.requests.average, p50: loaded.latency.p50, p99: loaded.latency.p99, p50one: single.latency.p50, p99one: single.latency.p99, cpu };
+}
+
+const services = [];
+const results = [];
+const postgres = await startPostgres();
+try {
+  const upstreamPort = freePort();
+  const upstream = await child('bench/lib/upstream.cjs', { PORT: String(upstreamPort) }, 'upstream');
+  services.push(upstream);
+  process.stderr.write('direct...\n');
+  results.push(await measure('direct to upstream', `${upstream.url}/v1/gpus`));
+
+  let nginx;
+  try {
+    execFileSync('nginx', ['-v'], { stdio: 'ignore' });
+    const dir = mkdtempSync(path.join(tmpdir(), 'bench-nginx-'));
+    const port = freePort();
+    writeFileSync(
+      path.join(dir, 'nginx.conf'),
+      `worker_processes 1; daemon off; pid ${dir}/nginx.pid; error_log ${dir}/error.log;
+       events { worker_connections 1024; }
+       http { access_log off; upstream up { server 127.0.0.1:${upstreamPort}; keepalive 64; }
+         server { listen 127.0.0.1:${port}; location /api/v1/gpus { proxy_pass http://up/v1/gpus; proxy_http_version 1.1; proxy_set_header Connection ""; } } }`,
+    );
+    nginx = spawn('nginx', ['-p', dir, '-c', path.join(dir, 'nginx.conf')], { stdio: 'ignore' });
+    await sleep(500);
+    const worker = execFileSync('pgrep', ['-P', String(nginx.pid)]).toString().trim().split('\n')[0];
+    process.stderr.write('nginx...\n');
+    results.push(await measure('nginx (reference ceiling)', `http://127.0.0.1:${port}/api/v1/gpus`, Number(worker)));
+  } catch {
+    process.stderr.write('nginx is not installed: skipped (apt-get install nginx to compare)\n');
+  } finally {
+    nginx?.kill();
+  }
+
+  const hpm = await child('bench/lib/hpm-proxy.cjs', { PORT: String(freePort()), UPSTREAM: upstream.url }, 'hpm');
+  services.push(hpm);
+  process.stderr.write('http-proxy-middleware...\n');
+  results.push(await measure('Express + http-proxy-middleware (Node peer)', `${hpm.url}/api/v1/gpus`, hpm.pid));
+
+  const sink = await child('bench/lib/sink.cjs', { PORT: String(freePort()) }, 'sink');
+  services.push(sink);
+  const url = await postgres.createDatabase('bench_gateway', true);
+  const gatewayPort = freePort();
+  const gateway = await startService(
+    'gateway',
+    {
+      DATABASE_URL: url,
+      PORT: String(gatewayPort),
+      HOST: '127.0.0.1',
+      GATEWAY_ADMIN_KEY: ADMIN,
+      GATEWAY_STREAMER_URLS: upstream.url,
+      GATEWAY_RATE_LIMIT: '1000000',
+      GATEWAY_RATE_BURST: '1000000',
+      OTEL_SDK_DISABLED: 'false',
+      OTEL_EXPORTER_OTLP_ENDPOINT: sink.url,
+      NODE_OPTIONS: `--import ${path.join(root, 'apps/gateway/dist/instrumentation.js')}`,
+    },
+  );
+  services.push(gateway);
+  process.stderr.write('gateway...\n');
+  results.push(await measure('gpu-telemetry gateway (auth, limits, records, tracing)', `${gateway.url}/api/v1/gpus`, gateway.pid, { 'x-api-key': ADMIN }));
+  // The same gateway without the OpenTelemetry SDK: what tracing costs.
+  const untraced = await startService('gateway', {
+    DATABASE_URL: url,
+    PORT: String(freePort()),
+    HOST: '127.0.0.1',
+    GATEWAY_ADMIN_KEY: ADMIN,
+    GATEWAY_STREAMER_URLS: upstream.url,
+    GATEWAY_RATE_LIMIT: '1000000',
+    GATEWAY_RATE_BURST: '1000000',
+  });
+  services.push(untraced);
+  process.stderr.write('gateway without tracing...\n');
+  results.push(await measure('gpu-telemetry gateway, tracing off', `${untraced.url}/api/v1/gpus`, untraced.pid, { 'x-api-key': ADMIN }));
+} finally {
+  for (const service of services.reverse()) await service.stop();
+  process.on('uncaughtException', () => undefined);
+  await postgres.stop();
+}
+
+const direct = results[0];
+const nginx = results.find((r) => r.name.startsWith('nginx'));
+const peer = results.find((r) => r.name.startsWith('Express'));
+printTable(
+  `Proxying small JSON: ${CONNECTIONS} connections for ${DURATION}s (then 1 connection), autocannon on the same machine`,
+  ['path', 'req/s', 'p50 ms', 'p99 ms', '1-conn p50', '1-conn p99', 'CPU µs/req', 'req/s vs direct', 'vs nginx', 'vs Node peer'],
+  results.map((r) => [
+    r.name,
+    fmt(r.rps),
+    fmt(r.p50, 2),
+    fmt(r.p99, 2),
+    fmt(r.p50one, 2),
+    fmt(r.p99one, 2),
+    fmt(r.cpu, 0),
+    fmt(r.rps / direct.rps, 2),
+    nginx ? fmt(r.rps / nginx.rps, 2) : '-',
+    fmt(r.rps / peer.rps, 2),
+  ]),
+);
+process.exit(0);
