@@ -2,4 +2,6 @@
 // and pg must not be loaded before the SDK patches them, or their calls go untraced.
 import { startTelemetry } from '@gpu-telemetry/service-kit/telemetry';
 
-startTelemetry('gateway');
+// The proxy traces each hop itself with one server span (proxy.ts): automatic http and undici
+// spans on that path would cost more CPU than the proxying.
+startTelemetry('gateway', { incomingHttp: false, undici: false });

@@ -123,12 +123,25 @@ describe('through the gateway', () => {
       ]),
     );
     const lease = doc.paths['/api/v1/topics/{topic}/leases'].post;
-    expect(lease.parameters).toEqual([expect.objectContaining({ name: 'topic', in: 'path', required: true })]);
-    expect(lease.requestBody.content['application/json'].schema.properties.max).toMatchObject({ type: 'integer', minimum: 1, maximum: 1000 });
-    expect(doc.components.securitySchemes.apiKey).toEqual({ type: 'apiKey', in: 'header', name: 'X-API-Key' });
+    expect(lease.parameters).toEqual([
+      expect.objectContaining({ name: 'topic', in: 'path', required: true }),
+    ]);
+    expect(lease.requestBody.content['application/json'].schema.properties.max).toMatchObject({
+      type: 'integer',
+      minimum: 1,
+      maximum: 1000,
+    });
+    expect(doc.components.securitySchemes.apiKey).toEqual({
+      type: 'apiKey',
+      in: 'header',
+      name: 'X-API-Key',
+    });
     const page = await api().get('/docs').expect(200);
     expect(page.text).toContain('/docs/assets/swagger-ui-bundle.js');
-    await api().get('/docs/assets/swagger-ui-bundle.js').expect(200).expect('content-type', /javascript/);
+    await api()
+      .get('/docs/assets/swagger-ui-bundle.js')
+      .expect(200)
+      .expect('content-type', /javascript/);
   });
 
   it('passes the queue problem details through unchanged', async () => {

@@ -1,4 +1,4 @@
-import { trace } from '@opentelemetry/api';
+import { isSpanContextValid, trace } from '@opentelemetry/api';
 import pino, { type DestinationStream, type Logger } from 'pino';
 
 export type { Logger } from 'pino';
@@ -30,7 +30,9 @@ export function createLogger(service: string, level = 'info', destination?: Dest
       },
       mixin() {
         const context = trace.getActiveSpan()?.spanContext();
-        return context ? { traceId: context.traceId, spanId: context.spanId } : {};
+        return context && isSpanContextValid(context)
+          ? { traceId: context.traceId, spanId: context.spanId }
+          : {};
       },
     },
     destination,

@@ -17,7 +17,19 @@ const UNTRACED_PATHS = ['/healthz', '/readyz', '/metrics', '/v1/traces'];
  * Spans are always created (their ids go into logs and onto outgoing calls); they are exported
  * over OTLP/HTTP only when OTEL_EXPORTER_OTLP_ENDPOINT (or ..._TRACES_ENDPOINT) is set.
  */
-export function startTelemetry(service: string, version = '0.1.0'): NodeSDK | undefined {
+export interface TelemetryOptions {
+  version?: string;
+  /**
+   * Automatic server spans for incoming requests (default on). Off where the service traces its
+   * hot path itself: ignoring a path instead would also suppress the spans it creates.
+   */
+  incomingHttp?: boolean;
+  /** Automatic spans for outgoing undici requests (default on). */
+  undici?: boolean;
+}
+
+export function startTelemetry(service: string, options: TelemetryOptions = {}): NodeSDK | undefined {
+  const version = options.version ?? '0.1.0';
   if (process.env['OTEL_SDK_DISABLED'] === 'true') return undefined;
   // This SDK exports traces only: metrics are Prometheus (prom-client), logs are stdout.
   process.env['OTEL_METRICS_EXPORTER'] ??= 'none';
@@ -33,9 +45,10 @@ export function startTelemetry(service: string, version = '0.1.0'): NodeSDK | un
     spanProcessors: [exporting ? new BatchSpanProcessor(new OTLPTraceExporter()) : new NoopSpanProcessor()],
     instrumentations: [
       new HttpInstrumentation({
+        disableIncomingRequestInstrumentation: options.incomingHttp === false,
         ignoreIncomingRequestHook: (req) => UNTRACED_PATHS.some((path) => req.url?.startsWith(path)),
       }),
-      new UndiciInstrumentation(),
+      ...(options.undici === false ? [] : [new UndiciInstrumentation()]),
       // Only queries made inside a traced operation: not the idle polling of background loops.
       new PgInstrumentation({ requireParentSpan: true }),
     ],

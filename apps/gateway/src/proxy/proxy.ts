@@ -2,7 +2,7 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { pipeline } from 'node:stream/promises';
 import { Transform } from 'node:stream';
-import { trace } from '@opentelemetry/api';
+import { context, propagation, type Span, SpanKind, SpanStatusCode, trace } from '@opentelemetry/api';
 import type { Logger } from '@gpu-telemetry/service-kit';
 import { type Dispatcher, Pool } from 'undici';
 import { type ApiKeysService, keyFrom, type Principal, type Scope } from '../auth/api-keys.service';
@@ -58,6 +58,7 @@ const HOP_BY_HOP = new Set([
 const NOT_FORWARDED = new Set([...HOP_BY_HOP, 'authorization', 'x-api-key', 'host']);
 const REQUEST_ID = /^[\w.:-]{1,128}$/;
 const TRACEPARENT = /^00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$/;
+const tracer = trace.getTracer('gateway');
 
 class ProxyError extends Error {
   constructor(
@@ -129,7 +130,33 @@ export class Proxy {
     return this.options.routes.find((route) => path === route.prefix || path.startsWith(`${route.prefix}/`));
   }
 
-  async handle(req: IncomingMessage, res: ServerResponse, route: ProxyRoute): Promise<void> {
+  /**
+   * One server span per proxied request, child of the caller's trace context; its context is what
+   * the upstream receives. Without the SDK the span is a no-op and the context passes through.
+   */
+  handle(req: IncomingMessage, res: ServerResponse, route: ProxyRoute): Promise<void> {
+    const parent = propagation.extract(context.active(), req.headers);
+    const span = tracer.startSpan(
+      `${req.method} ${route.prefix}`,
+      {
+        kind: SpanKind.SERVER,
+        attributes: {
+          'http.request.method': req.method ?? '',
+          'url.path': (req.url ?? '').split('?')[0] ?? '',
+          'gateway.route': route.name,
+        },
+      },
+      parent,
+    );
+    return context.with(trace.setSpan(parent, span), () => this.proxy(req, res, route, span));
+  }
+
+  private async proxy(
+    req: IncomingMessage,
+    res: ServerResponse,
+    route: ProxyRoute,
+    span: Span,
+  ): Promise<void> {
     const started = performance.now();
     const incomingId = req.headers['x-request-id'];
     const requestId =
@@ -154,8 +181,9 @@ export class Proxy {
       this.inFlight++;
       try {
         const headers = this.forwardHeaders(req, requestId);
-        traceId =
-          trace.getActiveSpan()?.spanContext().traceId ?? String(headers['traceparent'] ?? '').split('-')[1];
+        traceId = span.isRecording()
+          ? span.spanContext().traceId
+          : String(headers['traceparent'] ?? '').split('-')[1];
         const idempotent = req.method === 'GET' || req.method === 'HEAD';
         const counter = new Transform({
           transform: (chunk: Buffer, _encoding, callback) => {
@@ -252,6 +280,9 @@ export class Proxy {
     } finally {
       const seconds = (performance.now() - started) / 1000;
       const status = res.statusCode;
+      span.setAttributes({ 'http.response.status_code': status, 'server.address': upstream?.origin ?? '' });
+      if (status >= 500) span.setStatus({ code: SpanStatusCode.ERROR });
+      span.end();
       const path = (req.url ?? '').split('?')[0] ?? '';
       this.options.recorder?.record({
         at: new Date().toISOString(),
@@ -350,18 +381,19 @@ export class Proxy {
     headers['x-forwarded-host'] =
       (req.headers['x-forwarded-host'] as string | undefined) ?? req.headers.host ?? '';
     headers['x-request-id'] = requestId;
-    // With the OpenTelemetry SDK running, the undici instrumentation injects this hop's context.
-    // Without it, the caller's trace context is passed on as is, or a new trace is started.
-    const recording = trace.getActiveSpan()?.isRecording() ?? false;
+    // With the OpenTelemetry SDK running, the upstream's parent is this hop's span. Without it,
+    // the caller's trace context is passed on as is, or a new trace is started.
     delete headers['traceparent'];
-    if (!recording) {
+    delete headers['tracestate'];
+    if (trace.getActiveSpan()?.isRecording()) {
+      propagation.inject(context.active(), headers);
+    } else {
       const incoming = req.headers['traceparent'];
       headers['traceparent'] =
         typeof incoming === 'string' && TRACEPARENT.test(incoming)
           ? incoming
           : `00-${randomBytes(16).toString('hex')}-${randomBytes(8).toString('hex')}-01`;
-    } else {
-      delete headers['tracestate'];
+      if (typeof req.headers['tracestate'] === 'string') headers['tracestate'] = req.headers['tracestate'];
     }
     return headers;
   }
