@@ -19,6 +19,7 @@ import { Proxy } from './proxy/proxy';
 import { buildRoutes } from './proxy/routes';
 import { AnalyticsService } from './records/analytics.service';
 import { RequestRecorder } from './records/request-recorder';
+import { GatewayRetention } from './records/retention';
 import { analyticsRoutes } from './routes/analytics.routes';
 import { docsRoutes } from './docs/api-docs';
 import { keysRoutes } from './routes/keys.routes';
@@ -42,6 +43,9 @@ export interface GatewayApp {
   metrics: ServiceMetrics;
   keys: ApiKeysService;
   recorder: RequestRecorder | undefined;
+  retention: GatewayRetention;
+  /** Starts background housekeeping (retention). */
+  start(): void;
   /** Writes the last request records and closes the upstream pools. */
   close(): Promise<void>;
 }
@@ -64,6 +68,7 @@ export function createApp(deps: GatewayAppDeps): GatewayApp {
       })
     : undefined;
   recorder?.start();
+  const retention = new GatewayRetention({ pool, logger, retentionMs: config.GATEWAY_RETENTION });
   const traces = new TracesService({ db, pool });
   const receiveTraces = createOtlpReceiver({
     traces,
@@ -123,7 +128,10 @@ export function createApp(deps: GatewayAppDeps): GatewayApp {
     metrics,
     keys,
     recorder,
+    retention,
+    start: () => retention.start(),
     close: async () => {
+      retention.stop();
       await recorder?.stop();
       await proxy.close();
     },

@@ -25,6 +25,8 @@ export const gatewayEnv = z.object({
   GATEWAY_RECORDS: flag(true),
   GATEWAY_RECORDS_BUFFER: int(10_000, 1, 10_000_000),
   GATEWAY_RECORDS_FLUSH: duration('1s', { min: '10ms', max: '1m' }),
+  /** Keep request records and received spans this long; 0 keeps everything. */
+  GATEWAY_RETENTION: duration('7d'),
   /** Most requests in flight to upstreams at once; beyond it, 503. */
   GATEWAY_MAX_CONCURRENCY: int(1024, 1, 1_000_000),
 });

@@ -14,6 +14,7 @@ async function main(): Promise<void> {
     logger,
   });
   const gateway = createApp({ db: database.db, pool: database.pool, logger, config });
+  gateway.start();
   const server = await listen(gateway.handler, {
     port: config.PORT,
     host: config.HOST,

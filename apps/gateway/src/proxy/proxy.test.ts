@@ -25,6 +25,14 @@ beforeAll(async () => {
   database = await createTestDatabase();
   echo = createServer((req, res) => {
     if (req.url?.startsWith('/v1/targets/slow')) return; // never answers
+    if (req.url?.startsWith('/v1/targets/events')) {
+      // Server-sent events: one now, one after the client has seen the first.
+      res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache' });
+      res.write('data: first\n\n');
+      const timer = setTimeout(() => res.end('data: second\n\n'), 400);
+      req.on('close', () => clearTimeout(timer));
+      return;
+    }
     let bytes = 0;
     req.on('data', (chunk: Buffer) => (bytes += chunk.length));
     req.on('end', () => {
@@ -211,6 +219,28 @@ describe('proxying', () => {
     });
     expect(res.status).toBe(200);
     expect(JSON.parse(res.body).bytes).toBe(5 * 1024 * 1024);
+  });
+
+  it('passes server-sent events through as they come, unbuffered', async () => {
+    const started = Date.now();
+    const arrivals = await new Promise<{ text: string; at: number }[]>((resolve, reject) => {
+      const req = httpRequest(
+        `${base}/api/v1/targets/events`,
+        { headers: { 'x-api-key': ADMIN, accept: 'text/event-stream' } },
+        (res) => {
+          expect(res.headers['content-type']).toBe('text/event-stream');
+          const seen: { text: string; at: number }[] = [];
+          res.setEncoding('utf8');
+          res.on('data', (chunk: string) => seen.push({ text: chunk, at: Date.now() - started }));
+          res.on('end', () => resolve(seen));
+        },
+      );
+      req.on('error', reject);
+      req.end();
+    });
+    expect(arrivals.map((a) => a.text).join('')).toBe('data: first\n\ndata: second\n\n');
+    expect(arrivals[0]?.text).toBe('data: first\n\n');
+    expect(arrivals[0]?.at).toBeLessThan(300);
   });
 
   it('answers 502 when the upstream is unreachable and 504 when it does not answer in time', async () => {

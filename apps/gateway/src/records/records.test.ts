@@ -118,6 +118,20 @@ describe('request records', () => {
     expect(res.body.errors[0].field).toBe(field);
   });
 
+  it('deletes records and spans older than GATEWAY_RETENTION, and keeps the rest', async () => {
+    await database.pool.query(
+      `INSERT INTO gateway_spans (trace_id, span_id, service, name, kind, start_time, end_time, duration_ms)
+       VALUES ('${'1'.repeat(32)}', '${'2'.repeat(16)}', 'old', 'x', 1, now() - interval '30 days', now() - interval '30 days', 1),
+              ('${'3'.repeat(32)}', '${'4'.repeat(16)}', 'new', 'y', 1, now(), now(), 1)`,
+    );
+    const before = await database.pool.query('SELECT count(*)::int AS n FROM gateway_requests');
+    expect(await gateway.retention.runOnce(Date.now() + 3_600_000)).toEqual({ requests: 100, spans: 1 });
+    const after = await database.pool.query('SELECT count(*)::int AS n FROM gateway_requests');
+    expect(after.rows[0].n).toBe(before.rows[0].n - 100);
+    const spans = await database.pool.query('SELECT service FROM gateway_spans');
+    expect(spans.rows).toEqual([{ service: 'new' }]);
+  });
+
   it('needs a key with read scope', async () => {
     await request(gateway.app).get('/api/v1/requests').expect(401);
   });
