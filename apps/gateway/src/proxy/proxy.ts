@@ -245,13 +245,9 @@ export class Proxy {
         outHeaders['x-request-id'] = requestId;
         res.writeHead(response.statusCode, outHeaders);
         res.flushHeaders();
-        const meter = new Transform({
-          transform(chunk: Buffer, _encoding, callback) {
-            bytesOut += chunk.length;
-            callback(null, chunk);
-          },
-        });
-        await pipeline(response.body, meter, res).catch(() => {
+        // Counted as it flows, without an extra stream stage on the hot path.
+        response.body.on('data', (chunk: Buffer) => (bytesOut += chunk.length));
+        await pipeline(response.body, res).catch(() => {
           // The client went away or the upstream broke mid-body; the connection says so already.
           res.destroy();
         });
