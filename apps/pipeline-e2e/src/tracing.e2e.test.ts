@@ -1,0 +1,136 @@
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { createServer } from 'node:net';
+import path from 'node:path';
+import { createTestDatabase, type TestDatabase } from '@gpu-telemetry/db/testing';
+
+/**
+ * Distributed tracing as users get it: the built gateway and queue run as their own processes
+ * with the OpenTelemetry SDK loaded by `node --import`, both exporting spans to the gateway's
+ * OTLP receiver. One request through the gateway is then one trace across both services.
+ */
+const root = path.resolve(__dirname, '../../..');
+const ADMIN = 'tracing-e2e-admin-key-0123456789abcdef';
+let database: TestDatabase;
+let gateway: string;
+const children: ChildProcess[] = [];
+
+function freePort(): Promise<number> {
+  return new Promise((resolve) => {
+    const probe = createServer().listen(0, '127.0.0.1', () => {
+      const { port } = probe.address() as { port: number };
+      probe.close(() => resolve(port));
+    });
+  });
+}
+
+async function start(service: string, env: Record<string, string>): Promise<string> {
+  const child = spawn(
+    process.execPath,
+    [
+      '--import',
+      path.join(root, `apps/${service}/dist/instrumentation.js`),
+      path.join(root, `apps/${service}/dist/main.js`),
+    ],
+    {
+      cwd: root,
+      env: { ...process.env, LOG_LEVEL: 'warn', OTEL_BSP_SCHEDULE_DELAY: '100', ...env },
+      stdio: 'ignore',
+    },
+  );
+  children.push(child);
+  const url = `http://127.0.0.1:${env['PORT']}`;
+  for (let i = 0; i < 150; i++) {
+    if (
+      await fetch(`${url}/healthz`).then(
+        (r) => r.ok,
+        () => false,
+      )
+    )
+      return url;
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  throw new Error(`${service} did not start`);
+}
+
+beforeAll(async () => {
+  // The services run from their build, as in production.
+  const built = spawnSync(
+    process.execPath,
+    [
+      require.resolve('typescript/bin/tsc'),
+      '-b',
+      'apps/gateway/tsconfig.app.json',
+      'apps/queue/tsconfig.app.json',
+    ],
+    { cwd: root, stdio: 'inherit' },
+  );
+  if (built.status !== 0) throw new Error('build failed');
+  database = await createTestDatabase();
+  const [gatewayPort, queuePort] = [await freePort(), await freePort()];
+  const common = {
+    DATABASE_URL: database.url,
+    HOST: '127.0.0.1',
+    OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${gatewayPort}`,
+  };
+  await start('queue', { ...common, PORT: String(queuePort) });
+  gateway = await start('gateway', {
+    ...common,
+    PORT: String(gatewayPort),
+    GATEWAY_ADMIN_KEY: ADMIN,
+    GATEWAY_QUEUE_URLS: `http://127.0.0.1:${queuePort}`,
+  });
+}, 120_000);
+
+afterAll(async () => {
+  await Promise.all(
+    children.map(
+      (child) =>
+        new Promise((resolve) =>
+          child.exitCode !== null ? resolve(null) : (child.once('exit', resolve), child.kill('SIGTERM')),
+        ),
+    ),
+  );
+  await database?.drop();
+});
+
+interface SpanNode {
+  service: string;
+  name: string;
+  children: SpanNode[];
+}
+
+describe('a request through the gateway', () => {
+  it('is one trace with the gateway hop, the queue request and its database calls under the caller’s trace id', async () => {
+    const traceId = 'abcdef0123456789abcdef0123456789';
+    const res = await fetch(`${gateway}/api/v1/topics/traced/messages`, {
+      method: 'POST',
+      headers: {
+        'x-api-key': ADMIN,
+        'content-type': 'application/json',
+        traceparent: `00-${traceId}-00f067aa0ba902b7-01`,
+      },
+      body: JSON.stringify({ payload: { hello: 'trace' } }),
+    });
+    expect(res.status).toBe(201);
+    let trace: { services: string[]; roots: SpanNode[] } | undefined;
+    for (let i = 0; i < 100 && !(trace?.services.length === 2); i++) {
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      const found = await fetch(`${gateway}/api/v1/traces/${traceId}`, { headers: { 'x-api-key': ADMIN } });
+      if (found.ok) trace = (await found.json()) as typeof trace;
+    }
+    expect(trace?.services).toEqual(['gateway', 'queue']);
+    const [hop] = trace?.roots ?? [];
+    expect(hop).toMatchObject({ service: 'gateway', name: 'POST /api/v1/topics' });
+    const names = (node: SpanNode): string[] => [
+      `${node.service}:${node.name}`,
+      ...node.children.flatMap(names),
+    ];
+    expect(names(hop as SpanNode)).toEqual(
+      expect.arrayContaining([
+        'queue:POST',
+        'queue:queue.publish',
+        expect.stringMatching(/^queue:pg\.query:queue_insert/),
+      ]),
+    );
+  });
+});
