@@ -1,7 +1,7 @@
 export { errorHandler, isDependencyFailure } from './error-handler';
 export { createLogger, type Logger } from './logger';
 export { createMetrics, type ServiceMetrics } from './metrics';
-export { fieldErrors, fieldName, sendProblem } from './problem';
+export { fieldErrors, fieldName, type ProblemExtras, sendProblem, writeProblem } from './problem';
 export {
   exitOnFatal,
   listen,

@@ -1,18 +1,25 @@
 import { STATUS_CODES } from 'node:http';
+import type { ServerResponse } from 'node:http';
 import type { Response } from 'express';
 import { type FieldError, type Problem, PROBLEM_CONTENT_TYPE } from '@gpu-telemetry/model';
 import type { ZodError } from 'zod';
 
-/** Sends an RFC 9457 problem: `{type, title, status, detail, errors?, requestId}`. */
-export function sendProblem(
-  res: Response,
+export interface ProblemExtras {
+  errors?: FieldError[];
+  headers?: Record<string, string>;
+  extensions?: Record<string, unknown>;
+  requestId?: string;
+}
+
+/**
+ * Writes an RFC 9457 problem, `{type, title, status, detail, errors?, requestId}`, on any node
+ * response: the Express routes and the gateway's plain node:http paths share it.
+ */
+export function writeProblem(
+  res: ServerResponse,
   status: number,
   detail: string,
-  extra: {
-    errors?: FieldError[];
-    headers?: Record<string, string>;
-    extensions?: Record<string, unknown>;
-  } = {},
+  extra: ProblemExtras = {},
 ): void {
   const problem: Problem = {
     type: 'about:blank',
@@ -21,10 +28,22 @@ export function sendProblem(
     detail,
     ...extra.extensions,
     ...(extra.errors ? { errors: extra.errors } : {}),
-    requestId: res.locals['requestId'] as string | undefined,
+    requestId: extra.requestId,
   };
   for (const [name, value] of Object.entries(extra.headers ?? {})) res.setHeader(name, value);
-  res.status(status).type(PROBLEM_CONTENT_TYPE).send(JSON.stringify(problem));
+  res.statusCode = status;
+  res.setHeader('content-type', PROBLEM_CONTENT_TYPE);
+  res.end(JSON.stringify(problem));
+}
+
+/** writeProblem for an Express response, with the request id the service frame assigned. */
+export function sendProblem(
+  res: Response,
+  status: number,
+  detail: string,
+  extra: Omit<ProblemExtras, 'requestId'> = {},
+): void {
+  writeProblem(res, status, detail, { ...extra, requestId: res.locals['requestId'] as string | undefined });
 }
 
 /** Zod issues as the fields a client wrote: `messages[3].id`, `limit`. */

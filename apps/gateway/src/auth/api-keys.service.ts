@@ -1,6 +1,6 @@
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { Database } from '@gpu-telemetry/db';
-import { NotFoundError } from '@gpu-telemetry/model';
+import { AppError, NotFoundError } from '@gpu-telemetry/model';
 import type { Kysely } from 'kysely';
 
 export const SCOPES = ['read', 'publish', 'admin'] as const;
@@ -19,6 +19,18 @@ export interface ApiKeyView {
   createdAt: string;
   revokedAt: string | null;
   lastUsedAt: string | null;
+}
+
+/** A request the key check refused, with why (for the auth-failure metric). */
+export class AuthError extends AppError {
+  constructor(
+    status: 401 | 403,
+    detail: string,
+    readonly reason: 'missing' | 'invalid' | 'scope',
+    headers?: Record<string, string>,
+  ) {
+    super(status, detail, { headers });
+  }
 }
 
 const hash = (key: string) => createHash('sha256').update(key).digest();
@@ -57,6 +69,33 @@ export class ApiKeysService {
     const principal = row ? { keyId: row.id, scopes: new Set(row.scopes as Scope[]) } : null;
     if (this.cache.size > 10_000) this.cache.clear();
     this.cache.set(cacheKey, { principal, until: Date.now() + CACHE_MS });
+    return principal;
+  }
+
+  /**
+   * The principal behind a request's key, if it has `scope` (admin has every scope); otherwise an
+   * AuthError: 401 without or with a bad key, 403 with the wrong scope. `action` names what was asked.
+   */
+  async authorize(
+    headers: Record<string, string | string[] | undefined>,
+    scope: Scope,
+    action: string,
+  ): Promise<Principal> {
+    const key = keyFrom(headers);
+    if (!key) {
+      throw new AuthError(401, 'Send an API key: Authorization: Bearer <key>, or X-API-Key.', 'missing', {
+        'www-authenticate': 'Bearer',
+      });
+    }
+    const principal = await this.authenticate(key);
+    if (!principal) {
+      throw new AuthError(401, 'The API key is not valid (unknown or revoked).', 'invalid', {
+        'www-authenticate': 'Bearer error="invalid_token"',
+      });
+    }
+    if (!principal.scopes.has(scope) && !principal.scopes.has('admin')) {
+      throw new AuthError(403, `This API key lacks the "${scope}" scope needed for ${action}.`, 'scope');
+    }
     return principal;
   }
 

@@ -3,9 +3,9 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { pipeline } from 'node:stream/promises';
 import { Transform } from 'node:stream';
 import { context, propagation, type Span, SpanKind, SpanStatusCode, trace } from '@opentelemetry/api';
-import type { Logger } from '@gpu-telemetry/service-kit';
+import { type Logger, writeProblem } from '@gpu-telemetry/service-kit';
 import { type Dispatcher, Pool } from 'undici';
-import { type ApiKeysService, keyFrom, type Principal, type Scope } from '../auth/api-keys.service';
+import { type ApiKeysService, AuthError, type Principal, type Scope } from '../auth/api-keys.service';
 import type { RateLimiter } from '../auth/rate-limiter';
 import { CircuitBreaker } from './circuit-breaker';
 import type { RequestRecord } from '../records/request-recorder';
@@ -259,17 +259,7 @@ export class Proxy {
       if (!(error instanceof ProxyError))
         this.options.logger.error({ err: error, requestId }, 'proxy failure');
       if (!res.headersSent) {
-        for (const [name, value] of Object.entries(problem.headers)) res.setHeader(name, value);
-        res.writeHead(problem.status, { 'content-type': 'application/problem+json' });
-        res.end(
-          JSON.stringify({
-            type: 'about:blank',
-            title: statusTitle(problem.status),
-            status: problem.status,
-            detail: problem.message,
-            requestId,
-          }),
-        );
+        writeProblem(res, problem.status, problem.message, { headers: problem.headers, requestId });
       } else {
         res.destroy();
       }
@@ -327,29 +317,18 @@ export class Proxy {
     rest: string,
   ): Promise<Principal | undefined> {
     if (!this.options.auth) return undefined;
-    const key = keyFrom(req.headers);
-    if (!key) {
-      this.options.metrics.authFailures.inc({ reason: 'missing' });
-      throw new ProxyError(401, 'Send an API key: Authorization: Bearer <key>, or X-API-Key.', {
-        'www-authenticate': 'Bearer',
-      });
-    }
-    const principal = await this.options.keys.authenticate(key);
-    if (!principal) {
-      this.options.metrics.authFailures.inc({ reason: 'invalid' });
-      throw new ProxyError(401, 'The API key is not valid (unknown or revoked).', {
-        'www-authenticate': 'Bearer error="invalid_token"',
-      });
-    }
-    const needed = route.scope(req.method ?? 'GET', rest.split('?')[0] ?? '');
-    if (!principal.scopes.has(needed) && !principal.scopes.has('admin')) {
-      this.options.metrics.authFailures.inc({ reason: 'scope' });
-      throw new ProxyError(
-        403,
-        `This API key lacks the "${needed}" scope needed for ${req.method} ${route.prefix}${rest.split('?')[0]}.`,
+    const path = rest.split('?')[0] ?? '';
+    try {
+      return await this.options.keys.authorize(
+        req.headers,
+        route.scope(req.method ?? 'GET', path),
+        `${req.method} ${route.prefix}${path}`,
       );
+    } catch (error) {
+      if (!(error instanceof AuthError)) throw error;
+      this.options.metrics.authFailures.inc({ reason: error.reason });
+      throw new ProxyError(error.status, error.message, error.options.headers);
     }
-    return principal;
   }
 
   private limit(req: IncomingMessage, res: ServerResponse, principal: Principal | undefined): void {
@@ -415,20 +394,4 @@ export class Proxy {
   async close(): Promise<void> {
     await Promise.all(this.options.routes.flatMap((r) => r.upstreams.map((u) => u.pool.close())));
   }
-}
-
-function statusTitle(status: number): string {
-  return (
-    (
-      {
-        401: 'Unauthorized',
-        403: 'Forbidden',
-        413: 'Content Too Large',
-        429: 'Too Many Requests',
-        502: 'Bad Gateway',
-        503: 'Service Unavailable',
-        504: 'Gateway Timeout',
-      } as Record<number, string>
-    )[status] ?? 'Error'
-  );
 }

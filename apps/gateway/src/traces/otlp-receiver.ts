@@ -1,6 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { createGunzip } from 'node:zlib';
-import type { Logger } from '@gpu-telemetry/service-kit';
+import { type Logger, writeProblem } from '@gpu-telemetry/service-kit';
 import type { Counter } from 'prom-client';
 import { decodeJson, decodeProtobuf } from './otlp-decoder';
 import type { TracesService } from './traces.service';
@@ -78,19 +78,10 @@ export function createOtlpReceiver(deps: {
       if (status === 503) deps.logger.warn({ error: (error as Error).message }, 'could not store spans');
       const detail =
         error instanceof ReceiveError ? error.message : 'Spans could not be stored; retry shortly.';
-      res.writeHead(status, {
-        'content-type': 'application/problem+json',
-        ...(status === 503 ? { 'retry-after': '5' } : {}),
+      writeProblem(res, status, detail, {
+        errors: [{ field: 'body', message: detail }],
+        headers: status === 503 ? { 'retry-after': '5' } : {},
       });
-      res.end(
-        JSON.stringify({
-          type: 'about:blank',
-          status,
-          title: status === 503 ? 'Service Unavailable' : 'Bad Request',
-          detail,
-          errors: [{ field: 'body', message: detail }],
-        }),
-      );
     }
   };
 }
