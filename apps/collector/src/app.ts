@@ -1,3 +1,4 @@
+import { ConfigError } from '@gpu-telemetry/config';
 import type { Database } from '@gpu-telemetry/db';
 import { pingDatabase } from '@gpu-telemetry/db';
 import { ValidationError } from '@gpu-telemetry/model';
@@ -70,8 +71,7 @@ function staticTargets(config: CollectorConfig): { targets: string[]; dns: strin
     config.COLLECT_TARGETS.flatMap((t) => expandRanges(t)),
   );
   const dns = check('COLLECT_DNS', config.COLLECT_DNS);
-  if (problems.length)
-    throw new Error(`Invalid configuration:\n${problems.map((p) => `  - ${p}`).join('\n')}`);
+  if (problems.length) throw new ConfigError(problems);
   return { targets, dns };
 }
 
@@ -86,9 +86,9 @@ export function createApp(deps: CollectorAppDeps): CollectorApp {
     (config.COLLECTOR_REPLICAS > 1 ? ordinalFromHostname(config.HOSTNAME) : 0) ??
     0;
   if (ordinal >= config.COLLECTOR_REPLICAS) {
-    throw new Error(
-      `Invalid configuration:\n  - COLLECTOR_ORDINAL ${ordinal} must be below COLLECTOR_REPLICAS ${config.COLLECTOR_REPLICAS}`,
-    );
+    throw new ConfigError([
+      `COLLECTOR_ORDINAL ${ordinal} must be below COLLECTOR_REPLICAS ${config.COLLECTOR_REPLICAS}`,
+    ]);
   }
   const registry = new TargetRegistry({
     db,

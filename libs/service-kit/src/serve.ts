@@ -101,12 +101,12 @@ export function exitOnFatal(logger: Logger): void {
 }
 
 /**
- * Runs a service's main. A configuration error prints its list of problems plainly (not as a
- * stack) and exits 1; so does any other start-up failure.
+ * Runs a service's main. A configuration error (ConfigError) prints its list of problems plainly,
+ * not as a stack; any start-up failure exits 1.
  */
 export function runMain(main: () => Promise<void>): void {
   main().catch((error: unknown) => {
-    const plain = error instanceof Error && error.message.startsWith('Invalid configuration');
+    const plain = error instanceof Error && error.name === 'ConfigError';
     console.error(plain ? error.message : error);
     process.exit(1);
   });
