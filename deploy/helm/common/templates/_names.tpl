@@ -1,0 +1,70 @@
+{{/*
+Names and labels. A service chart's resources are called <release>-<chart> (no "contains"
+shortcut), so that one chart can compute another's Service name from the release name alone:
+the gateway finds the queue at http://<release>-queue:8081.
+*/}}
+
+{{- define "common.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "common.fullname" -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name (include "common.name" .) | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The in-cluster URL of a sibling service chart of the same release: (dict "ctx" . "chart" "queue" "port" 8081). */}}
+{{- define "common.siblingUrl" -}}
+{{- printf "http://%s-%s:%v" .ctx.Release.Name .chart .port -}}
+{{- end -}}
+
+{{- define "common.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "common.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end -}}
+
+{{- define "common.labels" -}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{ include "common.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: gpu-telemetry
+{{- end -}}
+
+{{- define "common.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create -}}
+{{- default (include "common.fullname" .) .Values.serviceAccount.name -}}
+{{- else -}}
+{{- default "default" .Values.serviceAccount.name -}}
+{{- end -}}
+{{- end -}}
+
+{{/* global.image wins over the chart's image, so the umbrella chart sets one image for all. */}}
+{{- define "common.image" -}}
+{{- $global := (.Values.global | default dict).image | default dict -}}
+{{- $image := .Values.image | default dict -}}
+{{- $repository := $global.repository | default $image.repository -}}
+{{- $tag := $global.tag | default $image.tag | default .Chart.AppVersion -}}
+{{- if $global.digest | default $image.digest -}}
+{{- printf "%s@%s" $repository ($global.digest | default $image.digest) -}}
+{{- else -}}
+{{- printf "%s:%s" $repository $tag -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "common.imagePullPolicy" -}}
+{{- ((.Values.global | default dict).image | default dict).pullPolicy | default (.Values.image | default dict).pullPolicy | default "IfNotPresent" -}}
+{{- end -}}
+
+{{- define "common.imagePullSecrets" -}}
+{{- $secrets := concat ((.Values.global | default dict).imagePullSecrets | default list) (.Values.imagePullSecrets | default list) -}}
+{{- if $secrets -}}
+imagePullSecrets:
+{{- range $secrets }}
+  - name: {{ . }}
+{{- end }}
+{{- end -}}
+{{- end -}}

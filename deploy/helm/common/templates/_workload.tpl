@@ -1,0 +1,157 @@
+{{/*
+OTLP endpoint for spans: this chart's tracing.endpoint, else global.tracing.endpoint, else the
+release's gateway (its OTLP receiver) when global.tracing.enabled.
+*/}}
+{{- define "common.otlpEndpoint" -}}
+{{- $global := (.Values.global | default dict).tracing | default dict -}}
+{{- $local := .Values.tracing | default dict -}}
+{{- if $local.endpoint -}}{{ $local.endpoint }}
+{{- else if $global.endpoint -}}{{ $global.endpoint }}
+{{- else if $global.enabled -}}{{ include "common.siblingUrl" (dict "ctx" . "chart" "gateway" "port" 8080) }}
+{{- end -}}
+{{- end -}}
+
+{{- define "common.env" -}}
+- name: PORT
+  value: {{ .Values.containerPort | quote }}
+- name: HOST
+  value: "0.0.0.0"
+- name: LOG_LEVEL
+  value: {{ .Values.logLevel | quote }}
+{{ include "common.databaseEnv" . }}
+{{- with include "common.otlpEndpoint" . }}
+- name: OTEL_EXPORTER_OTLP_ENDPOINT
+  value: {{ . | quote }}
+{{- else }}
+- name: OTEL_TRACES_EXPORTER
+  value: none
+{{- end }}
+{{- with (.Values.global | default dict).tracing }}
+{{- if and .enabled (ne (toString .samplerRatio | default "1") "1") }}
+- name: OTEL_TRACES_SAMPLER
+  value: parentbased_traceidratio
+- name: OTEL_TRACES_SAMPLER_ARG
+  value: {{ .samplerRatio | quote }}
+{{- end }}
+{{- end }}
+{{- range $name, $value := .Values.config }}
+- name: {{ $name }}
+  value: {{ $value | toString | quote }}
+{{- end }}
+{{- end -}}
+
+{{/*
+The Deployment (or StatefulSet) of a service: (dict "ctx" . "kind" "Deployment" "env" <extra env YAML list>).
+*/}}
+{{- define "common.workload" -}}
+{{- $ctx := .ctx -}}
+{{- $values := $ctx.Values -}}
+{{- $kind := .kind | default "Deployment" -}}
+apiVersion: apps/v1
+kind: {{ $kind }}
+metadata:
+  name: {{ include "common.fullname" $ctx }}
+  labels:
+    {{- include "common.labels" $ctx | nindent 4 }}
+spec:
+  {{- if not ($values.autoscaling | default dict).enabled }}
+  replicas: {{ $values.replicaCount }}
+  {{- end }}
+  revisionHistoryLimit: 5
+  {{- if eq $kind "StatefulSet" }}
+  serviceName: {{ include "common.fullname" $ctx }}-headless
+  podManagementPolicy: Parallel
+  {{- else }}
+  strategy:
+    type: RollingUpdate
+    rollingUpdate:
+      maxUnavailable: 0
+      maxSurge: 25%
+  {{- end }}
+  selector:
+    matchLabels:
+      {{- include "common.selectorLabels" $ctx | nindent 6 }}
+  template:
+    metadata:
+      labels:
+        {{- include "common.selectorLabels" $ctx | nindent 8 }}
+        {{- with $values.podLabels }}
+        {{- toYaml . | nindent 8 }}
+        {{- end }}
+      annotations:
+        {{- /* Roll the pods when the configuration changes. */}}
+        checksum/config: {{ toJson $values.config | sha256sum | trunc 16 }}
+        {{- with $values.podAnnotations }}
+        {{- toYaml . | nindent 8 }}
+        {{- end }}
+    spec:
+      serviceAccountName: {{ include "common.serviceAccountName" $ctx }}
+      automountServiceAccountToken: false
+      {{- with include "common.imagePullSecrets" $ctx }}
+      {{- . | nindent 6 }}
+      {{- end }}
+      securityContext:
+        {{- toYaml $values.podSecurityContext | nindent 8 }}
+      terminationGracePeriodSeconds: {{ $values.terminationGracePeriodSeconds }}
+      {{- with $values.priorityClassName }}
+      priorityClassName: {{ . }}
+      {{- end }}
+      containers:
+        - name: {{ include "common.name" $ctx }}
+          image: {{ include "common.image" $ctx | quote }}
+          imagePullPolicy: {{ include "common.imagePullPolicy" $ctx }}
+          args: [{{ $ctx.Chart.Name | quote }}]
+          ports:
+            - name: http
+              containerPort: {{ $values.containerPort }}
+              protocol: TCP
+          env:
+            {{- include "common.env" $ctx | nindent 12 }}
+            {{- with .env }}
+            {{- . | nindent 12 }}
+            {{- end }}
+            {{- with $values.extraEnv }}
+            {{- toYaml . | nindent 12 }}
+            {{- end }}
+          {{- with $values.extraEnvFrom }}
+          envFrom:
+            {{- toYaml . | nindent 12 }}
+          {{- end }}
+          startupProbe:
+            httpGet: { path: /healthz, port: http }
+            periodSeconds: 2
+            failureThreshold: 30
+          livenessProbe:
+            httpGet: { path: /healthz, port: http }
+            {{- toYaml $values.livenessProbe | nindent 12 }}
+          readinessProbe:
+            httpGet: { path: /readyz, port: http }
+            {{- toYaml $values.readinessProbe | nindent 12 }}
+          resources:
+            {{- toYaml $values.resources | nindent 12 }}
+          securityContext:
+            {{- toYaml $values.securityContext | nindent 12 }}
+          volumeMounts:
+            - name: tmp
+              mountPath: /tmp
+      volumes:
+        - name: tmp
+          emptyDir:
+            sizeLimit: 64Mi
+      {{- with $values.nodeSelector }}
+      nodeSelector:
+        {{- toYaml . | nindent 8 }}
+      {{- end }}
+      {{- with $values.affinity }}
+      affinity:
+        {{- toYaml . | nindent 8 }}
+      {{- end }}
+      {{- with $values.tolerations }}
+      tolerations:
+        {{- toYaml . | nindent 8 }}
+      {{- end }}
+      {{- with $values.topologySpreadConstraints }}
+      topologySpreadConstraints:
+        {{- toYaml . | nindent 8 }}
+      {{- end }}
+{{- end -}}

@@ -1,0 +1,449 @@
+import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { parseAllDocuments } from 'yaml';
+import { buildDependencies, helm } from '../tools/helm.cjs';
+import { buildSchemas, render, SERVICES } from '../tools/schemas.cjs';
+
+/**
+ * The Helm charts, with the real helm v4 binary: lint, render with default and non-trivial
+ * values, reject bad values through values.schema.json, and check every rendered manifest
+ * against the Kubernetes API schemas (kubernetes-models) and against what the services need.
+ */
+const root = path.resolve(__dirname, '../..');
+const envExample = readFileSync(path.join(root, '.env.example'), 'utf8');
+const PORTS: Record<string, number> = { gateway: 8080, queue: 8081, streamer: 8082, collector: 8083 };
+const SERVICE_CHARTS = Object.keys(PORTS);
+
+interface Manifest {
+  apiVersion: string;
+  kind: string;
+  metadata: {
+    name: string;
+    namespace?: string;
+    labels?: Record<string, string>;
+    annotations?: Record<string, string>;
+  };
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+  spec?: any;
+  stringData?: Record<string, string>;
+}
+interface EnvVar {
+  name: string;
+  value?: string;
+  valueFrom?: { secretKeyRef?: { name: string; key: string }; fieldRef?: { fieldPath: string } };
+}
+
+let helmDir: string;
+
+beforeAll(() => {
+  // Vendor the file:// dependencies in a copy, so the test never writes into the checkout.
+  helmDir = mkdtempSync(path.join(os.tmpdir(), 'gt-helm-'));
+  cpSync(path.join(root, 'deploy/helm'), helmDir, {
+    recursive: true,
+    filter: (source) =>
+      !/[/\\]charts([/\\]|$)|Chart\.lock$/.test(path.relative(path.join(root, 'deploy/helm'), source)),
+  });
+  buildDependencies(helmDir);
+}, 120_000);
+
+afterAll(() => rmSync(helmDir, { recursive: true, force: true }));
+
+function valuesFile(values: unknown): string {
+  const file = path.join(helmDir, `values-${Math.random().toString(36).slice(2)}.json`);
+  writeFileSync(file, JSON.stringify(values));
+  return file;
+}
+
+function template(chart: string, values: unknown = {}, extra: string[] = []) {
+  return helm([
+    'template',
+    'gt',
+    path.join(helmDir, chart),
+    '--namespace',
+    'telemetry',
+    '-f',
+    valuesFile(values),
+    ...extra,
+  ]);
+}
+
+function render$(chart: string, values: unknown = {}): Manifest[] {
+  const result = template(chart, values);
+  if (result.status !== 0) throw new Error(`helm template ${chart} failed:\n${result.stderr}`);
+  return parseAllDocuments(result.stdout, { uniqueKeys: true })
+    .map((doc) => {
+      if (doc.errors.length) throw new Error(doc.errors.join('\n'));
+      return doc.toJS() as Manifest | null;
+    })
+    .filter((m): m is Manifest => m !== null);
+}
+
+const find = (manifests: Manifest[], kind: string, name: string) => {
+  const found = manifests.find((m) => m.kind === kind && m.metadata.name === name);
+  if (!found)
+    throw new Error(
+      `no ${kind} ${name} in ${manifests.map((m) => `${m.kind}/${m.metadata.name}`).join(', ')}`,
+    );
+  return found;
+};
+
+const containerOf = (workload: Manifest) => workload.spec.template.spec.containers[0];
+const envOf = (workload: Manifest): Record<string, EnvVar> =>
+  Object.fromEntries((containerOf(workload).env as EnvVar[]).map((e) => [e.name, e]));
+
+/** Validates a manifest with the kubernetes-models class of its apiVersion and kind. */
+function validateAgainstKubernetes(manifest: Manifest): void {
+  if (manifest.kind === 'ServiceMonitor') {
+    // A CRD: check the fields the Prometheus Operator requires.
+    expect(manifest.apiVersion).toBe('monitoring.coreos.com/v1');
+    expect(manifest.spec.selector.matchLabels).toBeDefined();
+    expect(manifest.spec.endpoints[0]).toMatchObject({ port: 'http', path: '/metrics' });
+    return;
+  }
+  const modulePath = manifest.apiVersion.includes('/') ? manifest.apiVersion : `v1`;
+  const models = require(`kubernetes-models/${modulePath}`) as Record<
+    string,
+    new (m: unknown) => { validate(): void }
+  >;
+  const Model = models[manifest.kind];
+  if (!Model) throw new Error(`unknown kind ${manifest.apiVersion} ${manifest.kind}`);
+  try {
+    new Model(manifest).validate();
+  } catch (error) {
+    throw new Error(`${manifest.kind}/${manifest.metadata.name}: ${(error as Error).message}`);
+  }
+}
+
+describe('helm lint', () => {
+  it.each(['gpu-telemetry', ...SERVICE_CHARTS])('passes --strict for the %s chart', (chart) => {
+    const result = helm(['lint', '--strict', path.join(helmDir, chart)]);
+    expect(result.stderr + result.stdout).toContain('0 chart(s) failed');
+    expect(result.status).toBe(0);
+  });
+});
+
+describe('the gpu-telemetry chart with default values', () => {
+  let manifests: Manifest[];
+  beforeAll(() => {
+    manifests = render$('gpu-telemetry');
+  });
+
+  it('renders only valid Kubernetes objects', () => {
+    expect(manifests.length).toBeGreaterThan(10);
+    for (const manifest of manifests) validateAgainstKubernetes(manifest);
+  });
+
+  it('installs the four services, the collector as a StatefulSet, and a migration hook Job', () => {
+    const kinds = manifests.map((m) => `${m.kind}/${m.metadata.name}`).sort();
+    expect(kinds).toEqual(
+      expect.arrayContaining([
+        'Deployment/gt-gateway',
+        'Deployment/gt-queue',
+        'Deployment/gt-streamer',
+        'StatefulSet/gt-collector',
+        'Service/gt-gateway',
+        'Service/gt-queue',
+        'Service/gt-streamer',
+        'Service/gt-collector',
+        'Service/gt-collector-headless',
+        'Job/gt-migrate',
+        'PodDisruptionBudget/gt-queue',
+        'ServiceAccount/gt-queue',
+        'Secret/gt-gateway-admin-key',
+      ]),
+    );
+    expect(
+      kinds.filter((k) => k.startsWith('HorizontalPodAutoscaler/') || k.startsWith('ServiceMonitor/')),
+    ).toEqual([]);
+  });
+
+  it.each(SERVICE_CHARTS)(
+    'runs %s from the one image, probed on /healthz and /readyz, locked down',
+    (name) => {
+      const workload = manifests.find(
+        (m) => m.metadata.name === `gt-${name}` && /Deployment|StatefulSet/.test(m.kind),
+      );
+      const container = containerOf(workload!);
+      expect(container.image).toBe('ghcr.io/gpu-telemetry/gpu-telemetry:0.1.0');
+      expect(container.args).toEqual([name]);
+      expect(container.ports).toEqual([{ name: 'http', containerPort: PORTS[name], protocol: 'TCP' }]);
+      expect(envOf(workload!)['PORT']?.value).toBe(String(PORTS[name]));
+      expect(container.livenessProbe.httpGet).toEqual({ path: '/healthz', port: 'http' });
+      expect(container.readinessProbe.httpGet).toEqual({ path: '/readyz', port: 'http' });
+      expect(container.resources.requests).toMatchObject({
+        cpu: expect.any(String),
+        memory: expect.any(String),
+      });
+      expect(container.resources.limits.memory).toEqual(expect.any(String));
+      expect(container.securityContext).toMatchObject({
+        readOnlyRootFilesystem: true,
+        allowPrivilegeEscalation: false,
+        capabilities: { drop: ['ALL'] },
+      });
+      expect(workload!.spec.template.spec.securityContext).toMatchObject({
+        runAsNonRoot: true,
+        runAsUser: 1000,
+      });
+      // Services select their own pods only, on the named port.
+      const service = find(manifests, 'Service', `gt-${name}`);
+      expect(service.spec.selector).toEqual(workload!.spec.selector.matchLabels);
+      expect(service.spec.ports[0]).toMatchObject({ port: PORTS[name], targetPort: 'http' });
+      // DATABASE_URL from the conventional Secret until one is configured.
+      expect(envOf(workload!)['DATABASE_URL']?.valueFrom?.secretKeyRef).toEqual({
+        name: 'gpu-telemetry-database',
+        key: 'DATABASE_URL',
+      });
+    },
+  );
+
+  it('wires the services to each other through their Services, and sends spans to the gateway', () => {
+    const gatewayEnv = envOf(find(manifests, 'Deployment', 'gt-gateway'));
+    expect(gatewayEnv['GATEWAY_STREAMER_URLS']?.value).toBe('http://gt-streamer:8082');
+    expect(gatewayEnv['GATEWAY_QUEUE_URLS']?.value).toBe('http://gt-queue:8081');
+    expect(gatewayEnv['GATEWAY_COLLECTOR_URLS']?.value).toBe('http://gt-collector:8083');
+    expect(gatewayEnv['GATEWAY_ADMIN_KEY']?.valueFrom?.secretKeyRef).toEqual({
+      name: 'gt-gateway-admin-key',
+      key: 'GATEWAY_ADMIN_KEY',
+    });
+    const adminKey = find(manifests, 'Secret', 'gt-gateway-admin-key').stringData?.['GATEWAY_ADMIN_KEY'];
+    expect(adminKey).toMatch(/^[A-Za-z0-9]{40}$/);
+    expect(envOf(find(manifests, 'Deployment', 'gt-streamer'))['QUEUE_URL']?.value).toBe(
+      'http://gt-queue:8081',
+    );
+    expect(envOf(find(manifests, 'StatefulSet', 'gt-collector'))['QUEUE_URL']?.value).toBe(
+      'http://gt-queue:8081',
+    );
+    for (const name of SERVICE_CHARTS) {
+      const workload = manifests.find((m) => m.metadata.name === `gt-${name}` && m.spec?.template);
+      expect(envOf(workload!)['OTEL_EXPORTER_OTLP_ENDPOINT']?.value).toBe('http://gt-gateway:8080');
+    }
+  });
+
+  it('migrates before install and upgrade, from the same image, with the same database Secret', () => {
+    const job = find(manifests, 'Job', 'gt-migrate');
+    expect(job.metadata.annotations?.['helm.sh/hook']).toBe('pre-install,pre-upgrade');
+    const container = containerOf(job);
+    expect(container.args).toEqual(['migrate', 'up']);
+    expect(container.image).toBe('ghcr.io/gpu-telemetry/gpu-telemetry:0.1.0');
+    expect(envOf(job)['DATABASE_URL']?.valueFrom?.secretKeyRef?.name).toBe('gpu-telemetry-database');
+    expect(job.spec.template.spec.restartPolicy).toBe('Never');
+  });
+
+  it('gives the collector one replica that owns every target', () => {
+    const collector = find(manifests, 'StatefulSet', 'gt-collector');
+    expect(collector.spec.serviceName).toBe('gt-collector-headless');
+    expect(envOf(collector)['COLLECTOR_REPLICAS']?.value).toBe('1');
+    expect(envOf(collector)['HOSTNAME']?.valueFrom?.fieldRef?.fieldPath).toBe('metadata.name');
+  });
+});
+
+describe('the gpu-telemetry chart with non-trivial values', () => {
+  const values = {
+    global: {
+      image: { repository: 'registry.example.com/gt', tag: '1.2.3', pullPolicy: 'Always' },
+      imagePullSecrets: ['regcred'],
+      database: { url: 'postgres://gt:secret@db.example.com:5432/gt' },
+      tracing: { enabled: true, samplerRatio: 0.25 },
+    },
+    gateway: {
+      autoscaling: { enabled: true, minReplicas: 3, maxReplicas: 12, targetCPUUtilizationPercentage: 60 },
+      serviceMonitor: { enabled: true, labels: { release: 'prometheus' } },
+      ingress: {
+        enabled: true,
+        className: 'nginx',
+        hosts: [{ host: 'telemetry.example.com' }],
+        tls: [{ secretName: 'tls', hosts: ['telemetry.example.com'] }],
+      },
+      adminKey: { existingSecret: 'my-admin-key', secretKey: 'key' },
+      config: { GATEWAY_RATE_LIMIT: 50, GATEWAY_AUTH: true, GATEWAY_TIMEOUT: '45s' },
+      service: { type: 'LoadBalancer' },
+    },
+    queue: {
+      replicaCount: 4,
+      config: { QUEUE_MAX_ATTEMPTS: 10 },
+      podDisruptionBudget: { enabled: true, minAvailable: 2 },
+    },
+    streamer: { enabled: false },
+    collector: {
+      replicaCount: 3,
+      dcgmExporter: {
+        targets: ['http://gpu-node-{1..8}:9400/metrics'],
+        dns: ['http://dcgm.gpu.svc:9400/metrics'],
+        headlessService: {
+          enabled: true,
+          namespace: 'gpu-operator',
+          selector: { app: 'dcgm' },
+          port: 9400,
+          path: '/metrics',
+        },
+      },
+      config: { COLLECT_INTERVAL: '15s' },
+      extraEnv: [{ name: 'EXTRA', value: 'yes' }],
+    },
+  };
+  let manifests: Manifest[];
+  beforeAll(() => {
+    manifests = render$('gpu-telemetry', values);
+  });
+
+  it('renders only valid Kubernetes objects', () => {
+    for (const manifest of manifests) validateAgainstKubernetes(manifest);
+  });
+
+  it('puts the database URL in one Secret, created before the migration Job, read by every service', () => {
+    const secret = find(manifests, 'Secret', 'gt-database');
+    expect(secret.stringData).toEqual({ DATABASE_URL: 'postgres://gt:secret@db.example.com:5432/gt' });
+    expect(secret.metadata.annotations?.['helm.sh/hook']).toBe('pre-install,pre-upgrade');
+    expect(Number(secret.metadata.annotations?.['helm.sh/hook-weight'])).toBeLessThan(
+      Number(find(manifests, 'Job', 'gt-migrate').metadata.annotations?.['helm.sh/hook-weight']),
+    );
+    for (const workload of manifests.filter((m) => m.spec?.template)) {
+      expect(envOf(workload)['DATABASE_URL']?.valueFrom?.secretKeyRef?.name).toBe('gt-database');
+      expect(containerOf(workload).image).toBe('registry.example.com/gt:1.2.3');
+      expect(containerOf(workload).imagePullPolicy).toBe('Always');
+      expect(workload.spec.template.spec.imagePullSecrets).toEqual([{ name: 'regcred' }]);
+    }
+  });
+
+  it('autoscales the gateway instead of fixing its replicas, and exposes it through an Ingress', () => {
+    const gateway = find(manifests, 'Deployment', 'gt-gateway');
+    expect(gateway.spec.replicas).toBeUndefined();
+    const hpa = find(manifests, 'HorizontalPodAutoscaler', 'gt-gateway');
+    expect(hpa.spec).toMatchObject({
+      scaleTargetRef: { kind: 'Deployment', name: 'gt-gateway' },
+      minReplicas: 3,
+      maxReplicas: 12,
+    });
+    expect(hpa.spec.metrics[0].resource.target.averageUtilization).toBe(60);
+    const ingress = find(manifests, 'Ingress', 'gt-gateway');
+    expect(ingress.spec.rules[0].host).toBe('telemetry.example.com');
+    expect(ingress.spec.rules[0].http.paths[0].backend.service).toEqual({
+      name: 'gt-gateway',
+      port: { name: 'http' },
+    });
+    expect(find(manifests, 'ServiceMonitor', 'gt-gateway').metadata.labels?.['release']).toBe('prometheus');
+    expect(find(manifests, 'Service', 'gt-gateway').spec.type).toBe('LoadBalancer');
+  });
+
+  it('passes config values to the env, and takes the admin key from the named Secret', () => {
+    const env = envOf(find(manifests, 'Deployment', 'gt-gateway'));
+    expect(env['GATEWAY_RATE_LIMIT']?.value).toBe('50');
+    expect(env['GATEWAY_AUTH']?.value).toBe('true');
+    expect(env['GATEWAY_TIMEOUT']?.value).toBe('45s');
+    expect(env['GATEWAY_ADMIN_KEY']?.valueFrom?.secretKeyRef).toEqual({ name: 'my-admin-key', key: 'key' });
+    expect(manifests.some((m) => m.metadata.name === 'gt-gateway-admin-key')).toBe(false);
+    expect(env['OTEL_TRACES_SAMPLER_ARG']?.value).toBe('0.25');
+    expect(envOf(find(manifests, 'Deployment', 'gt-queue'))['QUEUE_MAX_ATTEMPTS']?.value).toBe('10');
+    expect(find(manifests, 'Deployment', 'gt-queue').spec.replicas).toBe(4);
+    expect(find(manifests, 'PodDisruptionBudget', 'gt-queue').spec.minAvailable).toBe(2);
+  });
+
+  it('leaves out a disabled service', () => {
+    expect(manifests.filter((m) => m.metadata.name.startsWith('gt-streamer'))).toEqual([]);
+  });
+
+  it('splits the targets over three collector replicas, and scrapes every dcgm-exporter pod behind a headless Service', () => {
+    const collector = find(manifests, 'StatefulSet', 'gt-collector');
+    const env = envOf(collector);
+    expect(collector.spec.replicas).toBe(3);
+    expect(env['COLLECTOR_REPLICAS']?.value).toBe('3');
+    expect(env['COLLECT_TARGETS']?.value).toBe('http://gpu-node-{1..8}:9400/metrics');
+    expect(env['COLLECT_DNS']?.value).toBe(
+      'http://dcgm.gpu.svc:9400/metrics,http://gt-collector-dcgm-exporter.gpu-operator.svc:9400/metrics',
+    );
+    expect(env['COLLECT_INTERVAL']?.value).toBe('15s');
+    expect(env['EXTRA']?.value).toBe('yes');
+    const exporters = find(manifests, 'Service', 'gt-collector-dcgm-exporter');
+    expect(exporters.metadata.namespace).toBe('gpu-operator');
+    expect(exporters.spec).toMatchObject({
+      clusterIP: 'None',
+      selector: { app: 'dcgm' },
+      ports: [{ port: 9400 }],
+    });
+  });
+});
+
+describe('a service chart on its own', () => {
+  it.each(SERVICE_CHARTS)(
+    'renders %s with defaults, and with its own database URL and migrations',
+    (chart) => {
+      for (const manifest of render$(chart)) validateAgainstKubernetes(manifest);
+      const manifests = render$(chart, {
+        database: { url: 'postgres://u:p@db:5432/gt' },
+        migrations: { enabled: true },
+        serviceMonitor: { enabled: true },
+      });
+      for (const manifest of manifests) validateAgainstKubernetes(manifest);
+      expect(find(manifests, 'Secret', `gt-${chart}-database`).stringData?.['DATABASE_URL']).toBe(
+        'postgres://u:p@db:5432/gt',
+      );
+      expect(containerOf(find(manifests, 'Job', `gt-${chart}-migrate`)).args).toEqual(['migrate', 'up']);
+      expect(find(manifests, 'ServiceMonitor', `gt-${chart}`).spec.endpoints[0].path).toBe('/metrics');
+    },
+  );
+});
+
+describe('values.schema.json', () => {
+  const rejected: Array<[string, string, unknown, RegExp]> = [
+    ['a typo in a top-level key', 'gpu-telemetry', { gatway: { enabled: false } }, /gatway/],
+    ['a bad database URL', 'gpu-telemetry', { global: { database: { url: 'mysql://db/gt' } } }, /url/],
+    [
+      'a sampler ratio above 1',
+      'gpu-telemetry',
+      { global: { tracing: { samplerRatio: 2 } } },
+      /samplerRatio/,
+    ],
+    ['replicas as a word', 'queue', { replicaCount: 'two' }, /replicaCount/],
+    ['an unknown config variable', 'queue', { config: { QUEUE_MAX_ATTEMPT: 5 } }, /QUEUE_MAX_ATTEMPT/],
+    ['a duration without a unit', 'streamer', { config: { STREAMER_WAIT: '10 seconds' } }, /STREAMER_WAIT/],
+    ['a number out of range', 'streamer', { config: { STREAMER_CONCURRENCY: 500 } }, /STREAMER_CONCURRENCY/],
+    ['an unknown log level', 'gateway', { logLevel: 'verbose' }, /logLevel/],
+    ['a short admin key', 'gateway', { adminKey: { value: 'short' } }, /adminKey/],
+    ['a service type that does not exist', 'gateway', { service: { type: 'External' } }, /type/],
+    [
+      'autoscaling the collector (replicas own targets)',
+      'collector',
+      { autoscaling: { enabled: true } },
+      /autoscaling/,
+    ],
+    ['zero collector replicas', 'collector', { replicaCount: 0 }, /replicaCount/],
+    [
+      'a scrape URL that is not http',
+      'collector',
+      { dcgmExporter: { targets: ['ftp://x/metrics'] } },
+      /targets/,
+    ],
+    [
+      'a bad value in a subchart of the umbrella',
+      'gpu-telemetry',
+      { queue: { config: { QUEUE_BODY_LIMIT: 'lots' } } },
+      /QUEUE_BODY_LIMIT/,
+    ],
+  ];
+
+  it.each(rejected)('rejects %s with a message naming it', (_what, chart, values, field) => {
+    const result = template(chart, values);
+    expect(result.status).not.toBe(0);
+    expect(result.stderr).toMatch(/values don't meet the specifications of the schema/);
+    expect(result.stderr).toMatch(field);
+  });
+
+  it('is what deploy/tools/schemas.cjs generates (npm run helm:schemas)', () => {
+    for (const [chart, schema] of Object.entries(buildSchemas())) {
+      expect(
+        `${chart}: ${readFileSync(path.join(root, 'deploy/helm', chart, 'values.schema.json'), 'utf8')}`,
+      ).toBe(`${chart}: ${render(schema)}`);
+    }
+  });
+
+  it('knows only environment variables that .env.example documents', () => {
+    for (const [service, { config }] of Object.entries(SERVICES)) {
+      for (const key of Object.keys(config)) {
+        expect(
+          `${service}: ${key} ${new RegExp(`^#? ?${key}=`, 'm').test(envExample) ? 'documented' : 'missing'}`,
+        ).toBe(`${service}: ${key} documented`);
+      }
+    }
+  });
+});

@@ -1,0 +1,398 @@
+#!/usr/bin/env node
+'use strict';
+/**
+ * The values.schema.json of every chart under deploy/helm, generated from one description so the
+ * four service charts cannot drift apart. `npm run helm:schemas` rewrites them; the deploy tests
+ * fail when a committed schema differs from what this file generates.
+ *
+ * `config` keys are the services' environment variables (see .env.example), each checked the
+ * way the service itself parses it, so a typo or a bad duration fails `helm install` instead of a
+ * crash-looping pod.
+ */
+const { writeFileSync } = require('node:fs');
+const path = require('node:path');
+
+const HELM_DIR = path.resolve(__dirname, '../helm');
+
+// --- value kinds, as the services parse their environment ---------------------------------------
+const str = (description, extra = {}) => ({ type: 'string', description, ...extra });
+const bool = (description) => ({ type: 'boolean', description });
+const integer = (description, minimum, maximum) => ({
+  type: 'integer',
+  description,
+  ...(minimum === undefined ? {} : { minimum }),
+  ...(maximum === undefined ? {} : { maximum }),
+});
+const obj = (properties, extra = {}) => ({
+  type: 'object',
+  additionalProperties: false,
+  properties,
+  ...extra,
+});
+const freeObject = (description) => ({ type: 'object', description });
+const stringMap = (description) => ({
+  type: 'object',
+  description,
+  additionalProperties: { type: 'string' },
+});
+
+const DURATION = '^\\d+(\\.\\d+)?(ms|s|m|h|d)$';
+const env = {
+  duration: (description, { zero = false } = {}) => ({
+    description: `${description} A duration such as 500ms, 30s, 5m, 1h or 7d${zero ? ', or 0' : ''}.`,
+    type: 'string',
+    pattern: zero ? `^(0|\\d+(\\.\\d+)?(ms|s|m|h|d))$` : DURATION,
+  }),
+  int: (description, minimum, maximum) => ({
+    description: `${description} An integer from ${minimum} to ${maximum}.`,
+    type: 'integer',
+    minimum,
+    maximum,
+  }),
+  bytes: (description) => ({
+    description: `${description} A size such as 256kb, 32mb or a byte count.`,
+    anyOf: [
+      { type: 'string', pattern: '^\\d+\\s*([bB]|[kK][bB]|[mM][bB]|[gG][bB])?$' },
+      { type: 'integer', minimum: 1 },
+    ],
+  }),
+  flag: (description) => ({
+    description,
+    anyOf: [
+      { type: 'boolean' },
+      { type: 'string', enum: ['true', 'false', '1', '0', 'yes', 'no', 'on', 'off'] },
+    ],
+  }),
+  url: (description) => str(description, { pattern: '^https?://[^\\s]+$' }),
+};
+
+const COMMON_CONFIG = {
+  DATABASE_POOL_SIZE: env.int('Connections kept to Postgres.', 1, 200),
+  SHUTDOWN_TIMEOUT: env.duration('Time in-flight work gets to finish after SIGTERM.'),
+};
+
+const SERVICES = {
+  gateway: {
+    port: 8080,
+    description: 'API gateway: proxy, API keys, rate limits, request records and the OTLP trace receiver.',
+    autoscaling: true,
+    config: {
+      GATEWAY_AUTH: env.flag('Require an API key on /api (health endpoints stay open).'),
+      GATEWAY_TIMEOUT: env.duration('Upstream response-header timeout (queue long-polls get 60 s more).'),
+      GATEWAY_CONNECT_TIMEOUT: env.duration('Upstream connect timeout.'),
+      GATEWAY_BODY_LIMIT: env.bytes('Largest request body.'),
+      GATEWAY_RATE_LIMIT: env.int('Requests per second per key (per IP when anonymous).', 1, 1_000_000),
+      GATEWAY_RATE_BURST: env.int('Token bucket burst.', 1, 1_000_000),
+      GATEWAY_RECORDS: env.flag('Record every proxied request in Postgres.'),
+      GATEWAY_RECORDS_BUFFER: env.int('Request records buffered before they are dropped.', 1, 10_000_000),
+      GATEWAY_RECORDS_FLUSH: env.duration('How often buffered request records are written.'),
+      GATEWAY_RETENTION: env.duration('Keep request records and spans this long; 0 keeps everything.', {
+        zero: true,
+      }),
+      GATEWAY_BREAKER_FAILURES: env.int(
+        'Consecutive failures that open an upstream circuit breaker.',
+        1,
+        1000,
+      ),
+      GATEWAY_BREAKER_COOLDOWN: env.duration('How long an open circuit breaker stays open.'),
+      GATEWAY_MAX_CONCURRENCY: env.int('Upstream requests in flight at once; beyond it, 503.', 1, 1_000_000),
+    },
+    extra: {
+      upstreams: obj(
+        {
+          streamer: { type: 'array', items: env.url('A streamer instance.') },
+          queue: { type: 'array', items: env.url('A queue instance.') },
+          collector: { type: 'array', items: env.url('A collector instance.') },
+        },
+        { description: "Upstream instances per route; empty: this release's Service of that chart." },
+      ),
+      adminKey: obj(
+        {
+          existingSecret: str('Secret holding the bootstrap admin key (it is not created).'),
+          secretKey: str('Key of the admin key in that Secret.', { minLength: 1 }),
+          value: str('The bootstrap admin key itself (at least 24 characters); empty: one is generated.', {
+            anyOf: [{ maxLength: 0 }, { minLength: 24 }],
+          }),
+        },
+        { description: 'The bootstrap admin key (GATEWAY_ADMIN_KEY).' },
+      ),
+      ingress: obj({
+        enabled: bool('Create an Ingress for the gateway.'),
+        className: str('IngressClass name.'),
+        annotations: stringMap('Ingress annotations.'),
+        hosts: {
+          type: 'array',
+          items: obj(
+            {
+              host: str('Host name.', { minLength: 1 }),
+              paths: { type: 'array', items: str('Path prefix.') },
+            },
+            { required: ['host'] },
+          ),
+        },
+        tls: { type: 'array', items: freeObject('networking.k8s.io/v1 IngressTLS.') },
+      }),
+    },
+  },
+  queue: {
+    port: 8081,
+    description: 'Postgres-backed lease/ack message queue.',
+    autoscaling: true,
+    config: {
+      QUEUE_MAX_ATTEMPTS: env.int('Deliveries before a message is dead-lettered.', 1, 1000),
+      QUEUE_MAX_PAYLOAD: env.bytes('Largest payload of one message.'),
+      QUEUE_BODY_LIMIT: env.bytes('Largest request body.'),
+      QUEUE_FALLBACK_POLL: env.duration('A waiting long-poll re-checks at least this often.'),
+    },
+  },
+  streamer: {
+    port: 8082,
+    description: 'Stores telemetry from the queue in Postgres and serves the query API.',
+    autoscaling: true,
+    config: {
+      QUEUE_URL: env.url("Where the queue answers; default: this release's queue Service."),
+      STREAMER_CONCURRENCY: env.int('Parallel lease loops.', 1, 64),
+      STREAMER_BATCH: env.int('Queue messages per lease.', 1, 1000),
+      STREAMER_VISIBILITY: env.duration('Lease visibility (extended while a batch runs).'),
+      STREAMER_WAIT: env.duration('Long-poll wait per lease request.'),
+      TELEMETRY_RETENTION: env.duration('Keep telemetry this long; 0 keeps everything.', { zero: true }),
+      TELEMETRY_MAINTENANCE_INTERVAL: env.duration('How often partitions are created and dropped.'),
+    },
+  },
+  collector: {
+    port: 8083,
+    description: 'Scrapes dcgm-exporter endpoints and publishes samples to the queue.',
+    autoscaling: false,
+    minReplicas: 1,
+    config: {
+      QUEUE_URL: env.url("Where the queue answers; default: this release's queue Service."),
+      COLLECT_INTERVAL: env.duration('Scrape interval.'),
+      COLLECT_TIMEOUT: env.duration('Per-scrape timeout.'),
+      COLLECT_CONCURRENCY: env.int('Parallel scrapes.', 1, 1024),
+      COLLECT_MAX_BODY: env.bytes('Largest body read from a target.'),
+      COLLECT_ALLOW_LINK_LOCAL: env.flag('Allow targets on link-local / cloud metadata addresses.'),
+      COLLECT_BUFFER_SAMPLES: env.int('Samples held while the queue is slow or down.', 1, 100_000_000),
+      COLLECT_PUBLISH_BATCH: env.int('Queue messages per publish request.', 1, 1000),
+      COLLECT_CSV: str('Replay this dcgm_metrics_*.csv file (mounted into the pod) as live telemetry.'),
+      COLLECT_CSV_RATE: env.int('CSV rows per second.', 1, 1_000_000),
+      COLLECT_CSV_LOOP: env.flag('Replay the CSV in a loop.'),
+    },
+    extra: {
+      dcgmExporter: obj(
+        {
+          targets: { type: 'array', items: env.url('A static scrape URL; {1..64} ranges expand.') },
+          dns: { type: 'array', items: env.url('A URL whose host name resolves to every exporter.') },
+          headlessService: obj(
+            {
+              enabled: bool(
+                'Create a headless Service over the dcgm-exporter pods and scrape every address behind it.',
+              ),
+              namespace: str('Namespace of the dcgm-exporter pods (the Service is created there).'),
+              selector: stringMap('Labels of the dcgm-exporter pods.'),
+              port: integer('Their metrics port.', 1, 65535),
+              path: str('Their metrics path.', { pattern: '^/' }),
+            },
+            { required: ['enabled', 'selector', 'port', 'path'] },
+          ),
+        },
+        {
+          description:
+            'Where dcgm-exporter answers: static URLs, DNS names, or a headless Service this chart creates.',
+        },
+      ),
+    },
+  },
+};
+
+function serviceSchema(name, service) {
+  const autoscaling = obj({
+    enabled: bool('Create a HorizontalPodAutoscaler (replicaCount is then ignored).'),
+    minReplicas: integer('Fewest replicas.', 1),
+    maxReplicas: integer('Most replicas.', 1),
+    targetCPUUtilizationPercentage: { type: ['integer', 'null'], minimum: 1, maximum: 100 },
+    targetMemoryUtilizationPercentage: { type: ['integer', 'null'], minimum: 1, maximum: 100 },
+  });
+  return {
+    $schema: 'http://json-schema.org/draft-07/schema#',
+    title: `gpu-telemetry ${name} chart values`,
+    description: service.description,
+    ...obj({
+      global: freeObject('Values shared with every chart of the release (set by the gpu-telemetry chart).'),
+      enabled: bool('Install this service (read by the gpu-telemetry chart).'),
+      nameOverride: str('Replaces the chart name in resource names.', {
+        pattern: '^([a-z0-9]([-a-z0-9]*[a-z0-9])?)?$',
+      }),
+      fullnameOverride: str('Replaces <release>-<chart> as the resource name.', {
+        pattern: '^([a-z0-9]([-a-z0-9]*[a-z0-9])?)?$',
+        maxLength: 63,
+      }),
+      replicaCount: integer(
+        name === 'collector'
+          ? 'Replicas; they split the targets between them (COLLECTOR_REPLICAS follows it).'
+          : 'Replicas when autoscaling is off.',
+        service.minReplicas ?? 0,
+      ),
+      image: obj({
+        repository: str('Image repository.', { minLength: 1 }),
+        tag: str('Image tag; default: the chart appVersion.'),
+        digest: str('Image digest (wins over the tag).', { pattern: '^(sha256:[a-f0-9]{64})?$' }),
+        pullPolicy: { enum: ['Always', 'IfNotPresent', 'Never'] },
+      }),
+      imagePullSecrets: { type: 'array', items: str('Secret name.') },
+      containerPort: integer('Port the service listens on (PORT).', 1, 65535),
+      service: obj({
+        type: { enum: ['ClusterIP', 'NodePort', 'LoadBalancer'] },
+        port: integer('Service port.', 1, 65535),
+        nodePort: { type: ['integer', 'null'], minimum: 30000, maximum: 32767 },
+        annotations: stringMap('Service annotations.'),
+      }),
+      logLevel: { enum: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] },
+      database: obj(
+        {
+          url: str('postgres:// URL; a Secret is created for it.', { pattern: '^(postgres(ql)?://.+)?$' }),
+          existingSecret: str('Secret holding DATABASE_URL (wins over url).'),
+          secretKey: str('Key of the URL in the Secret.', { minLength: 1 }),
+        },
+        {
+          description:
+            'Where DATABASE_URL comes from; empty: global.database, else the Secret gpu-telemetry-database.',
+        },
+      ),
+      tracing: obj({
+        endpoint: str("OTLP/HTTP endpoint for spans; default: global.tracing (the release's gateway).", {
+          pattern: '^(https?://.+)?$',
+        }),
+      }),
+      config: obj(
+        { ...COMMON_CONFIG, ...service.config },
+        {
+          description: 'Environment variables of the service (see .env.example); unknown names are rejected.',
+        },
+      ),
+      extraEnv: {
+        type: 'array',
+        description: 'More container env entries (name/value or valueFrom).',
+        items: {
+          type: 'object',
+          required: ['name'],
+          properties: { name: str('Variable name.', { minLength: 1 }) },
+        },
+      },
+      extraEnvFrom: { type: 'array', items: freeObject('An EnvFromSource.') },
+      resources: freeObject('Container resources.'),
+      podSecurityContext: freeObject('Pod security context.'),
+      securityContext: freeObject('Container security context.'),
+      serviceAccount: obj({
+        create: bool('Create a ServiceAccount.'),
+        name: str('Its name; default: the full name.'),
+        annotations: stringMap('ServiceAccount annotations.'),
+      }),
+      ...(service.autoscaling ? { autoscaling } : {}),
+      podDisruptionBudget: obj({
+        enabled: bool('Create a PodDisruptionBudget.'),
+        minAvailable: { type: ['integer', 'string', 'null'], pattern: '^\\d+%$', minimum: 0 },
+        maxUnavailable: { type: ['integer', 'string', 'null'], pattern: '^\\d+%$', minimum: 0 },
+      }),
+      serviceMonitor: obj({
+        enabled: bool('Create a Prometheus Operator ServiceMonitor for /metrics.'),
+        namespace: str('Its namespace; default: the release namespace.'),
+        labels: stringMap('Labels your Prometheus selects ServiceMonitors by.'),
+        interval: str('Scrape interval.', { pattern: '^\\d+(ms|s|m|h)$' }),
+        scrapeTimeout: str('Scrape timeout.', { pattern: '^\\d+(ms|s|m|h)$' }),
+      }),
+      migrations: obj({
+        enabled: bool('Run database migrations as a pre-install/pre-upgrade Job.'),
+        backoffLimit: integer('Retries of the Job.', 0),
+        activeDeadlineSeconds: integer('Deadline of the Job.', 1),
+        resources: freeObject('Resources of the Job.'),
+      }),
+      livenessProbe: freeObject('Timing of the /healthz probe.'),
+      readinessProbe: freeObject('Timing of the /readyz probe.'),
+      terminationGracePeriodSeconds: integer('Seconds a stopping pod gets; keep above SHUTDOWN_TIMEOUT.', 1),
+      podAnnotations: stringMap('Pod annotations.'),
+      podLabels: stringMap('Pod labels.'),
+      nodeSelector: stringMap('Node selector.'),
+      tolerations: { type: 'array', items: freeObject('A toleration.') },
+      affinity: freeObject('Affinity.'),
+      topologySpreadConstraints: { type: 'array', items: freeObject('A topology spread constraint.') },
+      priorityClassName: str('PriorityClass name.'),
+      ...service.extra,
+      'gpu-telemetry-common': freeObject('The shared template library (no values).'),
+    }),
+  };
+}
+
+function umbrellaSchema() {
+  const subchart = (name) => ({
+    type: 'object',
+    description: `Values of the ${name} chart (checked by its own schema).`,
+    properties: { enabled: bool(`Install the ${name}.`) },
+  });
+  return {
+    $schema: 'http://json-schema.org/draft-07/schema#',
+    title: 'gpu-telemetry chart values',
+    description: 'The whole system: gateway, queue, streamer and collector, and the migration Job.',
+    ...obj({
+      global: obj({
+        image: obj({
+          repository: str('Image of every service.', { minLength: 1 }),
+          tag: str('Its tag; default: the chart appVersion.'),
+          digest: str('Its digest (wins over the tag).', { pattern: '^(sha256:[a-f0-9]{64})?$' }),
+          pullPolicy: { enum: ['Always', 'IfNotPresent', 'Never'] },
+        }),
+        imagePullSecrets: { type: 'array', items: str('Secret name.') },
+        database: obj({
+          url: str('postgres:// URL for every service; a Secret <release>-database is created.', {
+            pattern: '^(postgres(ql)?://.+)?$',
+          }),
+          existingSecret: str(
+            'Secret holding DATABASE_URL (wins over url); default: gpu-telemetry-database.',
+          ),
+          secretKey: str('Key of the URL in the Secret.', { minLength: 1 }),
+        }),
+        tracing: obj({
+          enabled: bool("Export every service's spans to the gateway's OTLP receiver."),
+          endpoint: str('Another OTLP/HTTP endpoint instead.', { pattern: '^(https?://.+)?$' }),
+          samplerRatio: {
+            type: 'number',
+            minimum: 0,
+            maximum: 1,
+            description: 'Share of new traces sampled.',
+          },
+        }),
+      }),
+      migrations: obj({
+        enabled: bool('Run database migrations as a pre-install/pre-upgrade Job.'),
+        backoffLimit: integer('Retries of the Job.', 0),
+        activeDeadlineSeconds: integer('Deadline of the Job.', 1),
+        resources: freeObject('Resources of the Job.'),
+      }),
+      podSecurityContext: freeObject('Pod security context of the migration Job.'),
+      securityContext: freeObject('Container security context of the migration Job.'),
+      gateway: subchart('gateway'),
+      queue: subchart('queue'),
+      streamer: subchart('streamer'),
+      collector: subchart('collector'),
+      'gpu-telemetry-common': freeObject('The shared template library (no values).'),
+    }),
+  };
+}
+
+/** Every chart's schema, by chart directory name. */
+function buildSchemas() {
+  const schemas = { 'gpu-telemetry': umbrellaSchema() };
+  for (const [name, service] of Object.entries(SERVICES)) schemas[name] = serviceSchema(name, service);
+  return schemas;
+}
+
+const render = (schema) => `${JSON.stringify(schema, null, 2)}\n`;
+
+module.exports = { buildSchemas, render, HELM_DIR, SERVICES };
+
+if (require.main === module) {
+  for (const [chart, schema] of Object.entries(buildSchemas())) {
+    const file = path.join(HELM_DIR, chart, 'values.schema.json');
+    writeFileSync(file, render(schema));
+    console.log(`wrote ${path.relative(process.cwd(), file)}`);
+  }
+}
