@@ -5,6 +5,7 @@ module.exports = {
   displayName: 'deploy',
   rootDir: __dirname,
   testMatch: ['<rootDir>/tests/**/*.test.ts'],
-  globalSetup: undefined,
-  globalTeardown: undefined,
+  // The Grafana dashboard's queries run against the real, migrated schema.
+  globalSetup: '<rootDir>/../tools/jest/global-setup.ts',
+  globalTeardown: '<rootDir>/../tools/jest/global-teardown.ts',
 };
