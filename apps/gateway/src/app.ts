@@ -88,16 +88,20 @@ export function createApp(deps: GatewayAppDeps): GatewayApp {
     metrics: gatewayMetrics,
     recorder,
   });
+  // Ready while any instance of a route answers: the first good answer settles it, so one stalled
+  // replica (which the proxy skips) neither fails the check nor delays it.
   const upstreamCheck = (route: (typeof routes)[number]) => async () => {
-    const results = await Promise.all(
-      route.upstreams.map((u) =>
-        request(`${u.origin}/healthz`, { headersTimeout: 2_000, bodyTimeout: 2_000 }).then(
-          (r) => (r.body.dump(), r.statusCode === 200),
-          () => false,
-        ),
-      ),
-    );
-    if (!results.some(Boolean)) throw new Error(`no ${route.name} upstream answers`);
+    try {
+      await Promise.any(
+        route.upstreams.map(async (u) => {
+          const response = await request(`${u.origin}/healthz`, { signal: AbortSignal.timeout(1_500) });
+          await response.body.dump();
+          if (response.statusCode !== 200) throw new Error(`status ${response.statusCode}`);
+        }),
+      );
+    } catch {
+      throw new Error(`no ${route.name} upstream answers`);
+    }
   };
   const app = createServiceApp({
     service: 'gateway',

@@ -122,7 +122,11 @@ export class QueueClient {
 
   /** Resolves when the queue answers /readyz with 200. */
   async ready(): Promise<void> {
-    await this.call('readyz', 'GET', '/readyz', undefined, { timeoutMs: 2_000 });
+    // The signal also bounds the wait for a free connection when every one is stuck.
+    await this.call('readyz', 'GET', '/readyz', undefined, {
+      timeoutMs: 2_000,
+      signal: AbortSignal.timeout(2_000),
+    });
   }
 
   close(): Promise<void> {

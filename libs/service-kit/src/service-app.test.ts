@@ -6,8 +6,9 @@ import { createMetrics } from './metrics';
 import { createServiceApp } from './service-app';
 import { validate } from './validate';
 
-function app(options: { ready?: boolean; error?: unknown } = {}) {
+function app(options: { ready?: boolean; hang?: boolean; error?: unknown } = {}) {
   return createServiceApp({
+    readinessTimeoutMs: 200,
     service: 'demo',
     logger: createLogger('demo', 'silent'),
     metrics: createMetrics('demo', { defaultMetrics: false }),
@@ -17,6 +18,7 @@ function app(options: { ready?: boolean; error?: unknown } = {}) {
         name: 'queue',
         check: async () => {
           if (options.ready === false) throw new Error('connect ECONNREFUSED 127.0.0.1:8081');
+          if (options.hang) await new Promise(() => undefined);
         },
       },
     ],
@@ -54,6 +56,18 @@ describe('the service frame', () => {
       failed: ['queue'],
       detail: 'Not ready: queue unavailable.',
       checks: { postgres: 'ok' },
+    });
+  });
+
+  it('answers /readyz with 503 promptly when a dependency hangs instead of failing', async () => {
+    const started = Date.now();
+    const res = await request(app({ hang: true }))
+      .get('/readyz')
+      .expect(503);
+    expect(Date.now() - started).toBeLessThan(2_000);
+    expect(res.body).toMatchObject({
+      failed: ['queue'],
+      checks: { postgres: 'ok', queue: 'failed: no answer within 200 ms' },
     });
   });
 

@@ -24,6 +24,12 @@ export interface ServiceAppOptions {
   routes(app: Express): void;
   /** Served as GET /openapi.json. */
   openapi?: object;
+  /**
+   * Longest a readiness check may take before it counts as failed (default 2 s): a dependency
+   * that hangs (a stopped process, a black-holed network) makes /readyz answer 503 promptly
+   * instead of hanging past the orchestrator's probe timeout.
+   */
+  readinessTimeoutMs?: number;
 }
 
 const REQUEST_ID = /^[\w.:-]{1,128}$/;
@@ -87,11 +93,21 @@ export function createServiceApp(options: ServiceAppOptions): Express {
     res.json({ status: 'ok', service });
   });
 
+  const readinessTimeoutMs = options.readinessTimeoutMs ?? 2_000;
   app.get('/readyz', async (_req, res) => {
     const results = await Promise.all(
       options.readiness.map(async ({ name, check }) => {
+        let timer: NodeJS.Timeout | undefined;
         try {
-          await check();
+          await Promise.race([
+            check(),
+            new Promise<never>((_resolve, reject) => {
+              timer = setTimeout(
+                () => reject(new Error(`no answer within ${readinessTimeoutMs} ms`)),
+                readinessTimeoutMs,
+              );
+            }),
+          ]).finally(() => clearTimeout(timer));
           return { name, ok: true as const };
         } catch (error) {
           return { name, ok: false as const, error: error instanceof Error ? error.message : String(error) };

@@ -1,5 +1,5 @@
 import { createServer, type IncomingMessage, type Server, request as httpRequest } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { type AddressInfo, createServer as createNetServer } from 'node:net';
 import { createTestDatabase, type TestDatabase } from '@gpu-telemetry/db/testing';
 import { createLogger, listen, type RunningServer } from '@gpu-telemetry/service-kit';
 import request from 'supertest';
@@ -268,6 +268,34 @@ describe('proxying', () => {
       .expect(413);
     expect(seen.length).toBe(before);
     await small.close();
+  });
+});
+
+describe('readiness', () => {
+  it('is ready while one instance of each route answers, even when another hangs, and names the route with none', async () => {
+    // A replica that accepts connections and never answers (a stopped process).
+    const hanging = createNetServer(() => undefined);
+    await new Promise<void>((resolve) => hanging.listen(0, '127.0.0.1', resolve));
+    const hangingUrl = `http://127.0.0.1:${(hanging.address() as AddressInfo).port}`;
+    try {
+      const started = Date.now();
+      const res = await request(
+        gateway({ GATEWAY_STREAMER_URLS: `${hangingUrl},${echoUrl}`, GATEWAY_COLLECTOR_URLS: hangingUrl })
+          .handler,
+      )
+        .get('/readyz')
+        .expect(503);
+      expect(Date.now() - started).toBeLessThan(1_900);
+      expect(res.body.checks).toEqual({
+        postgres: 'ok',
+        streamer: 'ok',
+        queue: 'failed: no topics upstream answers',
+        collector: 'failed: no targets upstream answers',
+      });
+      expect(res.body.failed).toEqual(['queue', 'collector']);
+    } finally {
+      hanging.close();
+    }
   });
 });
 
