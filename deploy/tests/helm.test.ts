@@ -214,9 +214,26 @@ describe('the gpu-telemetry chart with default values', () => {
     expect(envOf(find(manifests, 'StatefulSet', 'gt-collector'))['QUEUE_URL']?.value).toBe(
       'http://gt-queue:8081',
     );
+    // Spans go with the gateway's span-export key, generated once into a Secret the gateway reads too.
+    const otlpKey = find(manifests, 'Secret', 'gt-gateway-otlp-key').stringData?.['GATEWAY_OTLP_KEY'];
+    expect(otlpKey).toMatch(/^[A-Za-z0-9]{40}$/);
+    expect(otlpKey).not.toBe(adminKey);
+    expect(gatewayEnv['GATEWAY_OTLP_KEY']?.valueFrom?.secretKeyRef).toEqual({
+      name: 'gt-gateway-otlp-key',
+      key: 'GATEWAY_OTLP_KEY',
+    });
     for (const name of SERVICE_CHARTS) {
       const workload = manifests.find((m) => m.metadata.name === `gt-${name}` && m.spec?.template);
-      expect(envOf(workload!)['OTEL_EXPORTER_OTLP_ENDPOINT']?.value).toBe('http://gt-gateway:8080');
+      const env = envOf(workload!);
+      expect(env['OTEL_EXPORTER_OTLP_ENDPOINT']?.value).toBe('http://gt-gateway:8080');
+      expect(env['OTLP_KEY']?.valueFrom?.secretKeyRef).toMatchObject({
+        name: 'gt-gateway-otlp-key',
+        key: 'GATEWAY_OTLP_KEY',
+      });
+      // Kubernetes expands $(OTLP_KEY) because OTLP_KEY comes earlier in the list.
+      const names = (containerOf(workload!).env as EnvVar[]).map((e) => e.name);
+      expect(names.indexOf('OTLP_KEY')).toBeLessThan(names.indexOf('OTEL_EXPORTER_OTLP_HEADERS'));
+      expect(env['OTEL_EXPORTER_OTLP_HEADERS']?.value).toBe('authorization=Bearer%20$(OTLP_KEY)');
     }
   });
 

@@ -204,6 +204,21 @@ const SERVICES = {
   },
 };
 
+const imageSchema = (what) =>
+  obj({
+    repository: str(what, { minLength: 1 }),
+    tag: str('Image tag; default: the chart appVersion.'),
+    digest: str('Image digest (wins over the tag).', { pattern: '^(sha256:[a-f0-9]{64})?$' }),
+    pullPolicy: { enum: ['Always', 'IfNotPresent', 'Never'] },
+  });
+
+const migrationsSchema = obj({
+  enabled: bool('Run database migrations as a pre-install/pre-upgrade Job.'),
+  backoffLimit: integer('Retries of the Job.', 0),
+  activeDeadlineSeconds: integer('Deadline of the Job.', 1),
+  resources: freeObject('Resources of the Job.'),
+});
+
 function serviceSchema(name, service) {
   const autoscaling = obj({
     enabled: bool('Create a HorizontalPodAutoscaler (replicaCount is then ignored).'),
@@ -232,12 +247,7 @@ function serviceSchema(name, service) {
           : 'Replicas when autoscaling is off.',
         service.minReplicas ?? 0,
       ),
-      image: obj({
-        repository: str('Image repository.', { minLength: 1 }),
-        tag: str('Image tag; default: the chart appVersion.'),
-        digest: str('Image digest (wins over the tag).', { pattern: '^(sha256:[a-f0-9]{64})?$' }),
-        pullPolicy: { enum: ['Always', 'IfNotPresent', 'Never'] },
-      }),
+      image: imageSchema('Image repository.'),
       imagePullSecrets: { type: 'array', items: str('Secret name.') },
       containerPort: integer('Port the service listens on (PORT).', 1, 65535),
       service: obj({
@@ -300,12 +310,7 @@ function serviceSchema(name, service) {
         interval: str('Scrape interval.', { pattern: '^\\d+(ms|s|m|h)$' }),
         scrapeTimeout: str('Scrape timeout.', { pattern: '^\\d+(ms|s|m|h)$' }),
       }),
-      migrations: obj({
-        enabled: bool('Run database migrations as a pre-install/pre-upgrade Job.'),
-        backoffLimit: integer('Retries of the Job.', 0),
-        activeDeadlineSeconds: integer('Deadline of the Job.', 1),
-        resources: freeObject('Resources of the Job.'),
-      }),
+      migrations: migrationsSchema,
       livenessProbe: freeObject('Timing of the /healthz probe.'),
       readinessProbe: freeObject('Timing of the /readyz probe.'),
       terminationGracePeriodSeconds: integer('Seconds a stopping pod gets; keep above SHUTDOWN_TIMEOUT.', 1),
@@ -334,12 +339,7 @@ function umbrellaSchema() {
     description: 'The whole system: gateway, queue, streamer and collector, and the migration Job.',
     ...obj({
       global: obj({
-        image: obj({
-          repository: str('Image of every service.', { minLength: 1 }),
-          tag: str('Its tag; default: the chart appVersion.'),
-          digest: str('Its digest (wins over the tag).', { pattern: '^(sha256:[a-f0-9]{64})?$' }),
-          pullPolicy: { enum: ['Always', 'IfNotPresent', 'Never'] },
-        }),
+        image: imageSchema('Image of every service.'),
         imagePullSecrets: { type: 'array', items: str('Secret name.') },
         database: obj({
           url: str('postgres:// URL for every service; a Secret <release>-database is created.', {
@@ -353,6 +353,9 @@ function umbrellaSchema() {
         tracing: obj({
           enabled: bool("Export every service's spans to the gateway's OTLP receiver."),
           endpoint: str('Another OTLP/HTTP endpoint instead.', { pattern: '^(https?://.+)?$' }),
+          keySecret: str(
+            "Secret (key GATEWAY_OTLP_KEY) with the gateway's span-export key; default: <release>-gateway-otlp-key, generated.",
+          ),
           samplerRatio: {
             type: 'number',
             minimum: 0,
@@ -361,12 +364,7 @@ function umbrellaSchema() {
           },
         }),
       }),
-      migrations: obj({
-        enabled: bool('Run database migrations as a pre-install/pre-upgrade Job.'),
-        backoffLimit: integer('Retries of the Job.', 0),
-        activeDeadlineSeconds: integer('Deadline of the Job.', 1),
-        resources: freeObject('Resources of the Job.'),
-      }),
+      migrations: migrationsSchema,
       podSecurityContext: freeObject('Pod security context of the migration Job.'),
       securityContext: freeObject('Container security context of the migration Job.'),
       gateway: subchart('gateway'),

@@ -174,6 +174,7 @@ async function start() {
     ...process.env,
     QUEUE_URL: process.env.QUEUE_URL || `http://127.0.0.1:${SERVICES.queue}`,
     GATEWAY_ADMIN_KEY: devAdminKey(),
+    GATEWAY_OTLP_KEY: devKey('GATEWAY_OTLP_KEY', 'gateway-dev-otlp-key', 'gt_otlp_'),
     // Every service exports its spans to the gateway's OTLP receiver: GET /api/v1/traces/{id}.
     OTEL_EXPORTER_OTLP_ENDPOINT:
       process.env.OTEL_EXPORTER_OTLP_ENDPOINT || `http://127.0.0.1:${SERVICES.gateway}`,
@@ -181,6 +182,8 @@ async function start() {
     COLLECT_TARGETS:
       process.env.COLLECT_TARGETS || `http://127.0.0.1:${simPort}/hosts/{1..${simHosts}}/metrics`,
   };
+  // ... with the key that may only send spans (the receiver wants one when auth is on).
+  env.OTEL_EXPORTER_OTLP_HEADERS ||= `authorization=Bearer%20${env.GATEWAY_OTLP_KEY}`;
   const processes = [
     { name: 'simulator', args: [path.join(root, 'apps/collector/dist/simulator/main.js')] },
     ...Object.keys(SERVICES).map((name) => ({ name, args: serviceCommand(name) })),
@@ -228,13 +231,18 @@ Ctrl-C stops everything.
 
 /** GATEWAY_ADMIN_KEY, or a development key kept in .data/ so it survives restarts. */
 function devAdminKey() {
-  if (process.env.GATEWAY_ADMIN_KEY) return process.env.GATEWAY_ADMIN_KEY;
-  const file = path.join(root, '.data/gateway-dev-key');
-  if (!existsSync(file)) {
-    mkdirSync(path.dirname(file), { recursive: true });
-    writeFileSync(file, `gt_dev_${randomBytes(24).toString('base64url')}\n`, { mode: 0o600 });
+  return devKey('GATEWAY_ADMIN_KEY', 'gateway-dev-key', 'gt_dev_');
+}
+
+/** The variable when set, else a random key kept in .data/<file>. */
+function devKey(variable, file, prefix) {
+  if (process.env[variable]) return process.env[variable];
+  const keyFile = path.join(root, '.data', file);
+  if (!existsSync(keyFile)) {
+    mkdirSync(path.dirname(keyFile), { recursive: true });
+    writeFileSync(keyFile, `${prefix}${randomBytes(24).toString('base64url')}\n`, { mode: 0o600 });
   }
-  return readFileSync(file, 'utf8').trim();
+  return readFileSync(keyFile, 'utf8').trim();
 }
 
 /**

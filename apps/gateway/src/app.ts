@@ -53,7 +53,7 @@ export interface GatewayApp {
 export function createApp(deps: GatewayAppDeps): GatewayApp {
   const { db, pool, logger, config } = deps;
   const metrics = createMetrics('gateway');
-  const keys = new ApiKeysService(db, config.GATEWAY_ADMIN_KEY);
+  const keys = new ApiKeysService(db, config.GATEWAY_ADMIN_KEY, config.GATEWAY_OTLP_KEY);
   const gatewayMetrics = createGatewayMetrics(metrics.registry);
   const routes = buildRoutes(config, gatewayMetrics);
   const recorder = config.GATEWAY_RECORDS
@@ -72,6 +72,9 @@ export function createApp(deps: GatewayAppDeps): GatewayApp {
   const traces = new TracesService({ db, pool });
   const receiveTraces = createOtlpReceiver({
     traces,
+    authorize: config.GATEWAY_AUTH
+      ? (headers) => keys.authorize(headers, 'traces', 'sending spans')
+      : undefined,
     logger,
     limit: config.GATEWAY_BODY_LIMIT,
     received: gatewayMetrics.otlpRequests,

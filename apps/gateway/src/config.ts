@@ -11,6 +11,8 @@ export const gatewayEnv = z.object({
   GATEWAY_AUTH: flag(true),
   /** A bootstrap key with every scope, to create the real ones (at least 24 characters). */
   GATEWAY_ADMIN_KEY: z.string().min(24, 'must be at least 24 characters').optional(),
+  /** A key that may only send spans to POST /v1/traces (scope `traces`), for the services' exporters. */
+  GATEWAY_OTLP_KEY: z.string().min(24, 'must be at least 24 characters').optional(),
   /** Time to wait for an upstream's response headers (queue long-polls get their wait on top). */
   GATEWAY_TIMEOUT: duration('30s', { min: '100ms', max: '10m' }),
   GATEWAY_CONNECT_TIMEOUT: duration('5s', { min: '100ms', max: '1m' }),

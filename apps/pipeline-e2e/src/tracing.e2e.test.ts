@@ -10,6 +10,7 @@ import { createTestDatabase, type TestDatabase } from '@gpu-telemetry/db/testing
  */
 const root = path.resolve(__dirname, '../../..');
 const ADMIN = 'tracing-e2e-admin-key-0123456789abcdef';
+const OTLP_KEY = 'tracing-e2e-span-export-key-0123456789';
 let database: TestDatabase;
 let gateway: string;
 const children: ChildProcess[] = [];
@@ -71,12 +72,15 @@ beforeAll(async () => {
     DATABASE_URL: database.url,
     HOST: '127.0.0.1',
     OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${gatewayPort}`,
+    // The receiver takes spans only with a key that has the traces scope.
+    OTEL_EXPORTER_OTLP_HEADERS: `authorization=Bearer%20${OTLP_KEY}`,
   };
   await start('queue', { ...common, PORT: String(queuePort) });
   gateway = await start('gateway', {
     ...common,
     PORT: String(gatewayPort),
     GATEWAY_ADMIN_KEY: ADMIN,
+    GATEWAY_OTLP_KEY: OTLP_KEY,
     GATEWAY_QUEUE_URLS: `http://127.0.0.1:${queuePort}`,
   });
 }, 120_000);

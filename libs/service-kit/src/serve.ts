@@ -1,5 +1,6 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import type { Duplex } from 'node:stream';
 import type { RequestListener } from 'node:http';
 import type { Logger } from 'pino';
 
@@ -9,6 +10,10 @@ export interface ServeOptions {
   logger: Logger;
   /** How long in-flight requests get to finish after SIGTERM before their sockets are cut. */
   shutdownTimeoutMs?: number;
+  /** A client must send its request headers within this (default 10 s), else 408 and closed. */
+  headersTimeoutMs?: number;
+  /** ... and its whole request, body included, within this (default 60 s). */
+  requestTimeoutMs?: number;
 }
 
 export interface RunningServer {
@@ -19,14 +24,21 @@ export interface RunningServer {
 }
 
 /**
- * Listens with timeouts that protect against slow clients: headers must arrive within 10 s and
- * the whole request within 60 s. Keep-alive outlives common load-balancer idle timeouts.
+ * Listens with timeouts that protect against slow clients (slowloris): headers must arrive within
+ * 10 s and the whole request within 60 s, checked every second (Node's default check runs every
+ * 30 s, which would let a drip-fed connection live for 40). Keep-alive outlives common
+ * load-balancer idle timeouts.
  */
 export async function listen(handler: RequestListener, options: ServeOptions): Promise<RunningServer> {
-  const server = createServer(handler);
+  const headersTimeout = options.headersTimeoutMs ?? 10_000;
+  const server = createServer(
+    { connectionsCheckingInterval: Math.min(1_000, Math.max(100, headersTimeout / 2)) },
+    handler,
+  );
   server.keepAliveTimeout = 65_000;
-  server.headersTimeout = 10_000;
-  server.requestTimeout = 60_000;
+  server.headersTimeout = headersTimeout;
+  server.requestTimeout = options.requestTimeoutMs ?? 60_000;
+  server.on('clientError', answerClientError);
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(options.port, options.host ?? '0.0.0.0', () => {
@@ -53,6 +65,37 @@ export async function listen(handler: RequestListener, options: ServeOptions): P
         server.closeIdleConnections();
       })),
   };
+}
+
+const CLIENT_ERRORS: Record<string, [status: number, title: string, detail: string]> = {
+  HPE_HEADER_OVERFLOW: [
+    431,
+    'Request Header Fields Too Large',
+    'The request line and headers must fit in 16 KiB.',
+  ],
+  ERR_HTTP_REQUEST_TIMEOUT: [408, 'Request Timeout', 'The request did not arrive in time.'],
+  HPE_INVALID_METHOD: [400, 'Bad Request', 'The request method is not valid HTTP.'],
+};
+
+/**
+ * Requests Node refuses before any handler runs (headers too large, malformed HTTP, too slow) get
+ * the same problem+json as everything else instead of Node's bare status line.
+ */
+function answerClientError(error: NodeJS.ErrnoException, socket: Duplex): void {
+  if (error.code === 'ECONNRESET' || !socket.writable) {
+    socket.destroy();
+    return;
+  }
+  const [status, title, detail] = CLIENT_ERRORS[error.code ?? ''] ?? [
+    400,
+    'Bad Request',
+    'The request is not valid HTTP/1.1.',
+  ];
+  const body = JSON.stringify({ type: 'about:blank', title, status, detail });
+  socket.end(
+    `HTTP/1.1 ${status} ${title}\r\nContent-Type: application/problem+json\r\n` +
+      `Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+  );
 }
 
 export interface ShutdownStep {

@@ -64,6 +64,8 @@ export function createServiceApp(options: ServiceAppOptions): Express {
     req.log = logger.child({ requestId: id });
     res.setHeader('x-request-id', id);
     res.setHeader('x-content-type-options', 'nosniff');
+    res.setHeader('x-frame-options', 'DENY');
+    res.setHeader('referrer-policy', 'no-referrer');
     const started = process.hrtime.bigint();
     // The server span's context, so the request line carries its trace id.
     const requestContext = context.active();

@@ -3,7 +3,8 @@ import type { Database } from '@gpu-telemetry/db';
 import { AppError, NotFoundError } from '@gpu-telemetry/model';
 import type { Kysely } from 'kysely';
 
-export const SCOPES = ['read', 'publish', 'admin'] as const;
+/** read: query; publish: write to topics and targets; admin: everything; traces: send spans only. */
+export const SCOPES = ['read', 'publish', 'admin', 'traces'] as const;
 export type Scope = (typeof SCOPES)[number];
 
 export interface Principal {
@@ -39,23 +40,37 @@ const CACHE_MS = 30_000;
 /**
  * API keys: random 32-byte keys shown once, stored as SHA-256. Lookups are cached for 30 s
  * (a revoked key stops working on this replica at once, on others within the cache time); the
- * bootstrap admin key is compared in constant time.
+ * bootstrap admin key and the span-export key (scope `traces` only) come from the environment and
+ * are compared in constant time.
  */
 export class ApiKeysService {
   private readonly cache = new Map<string, { principal: Principal | null; until: number }>();
-  private readonly bootstrap: Buffer | undefined;
+  private readonly staticKeys: { digest: Buffer; principal: Principal }[] = [];
 
   constructor(
     private readonly db: Kysely<Database>,
     bootstrapKey?: string,
+    otlpKey?: string,
   ) {
-    this.bootstrap = bootstrapKey ? hash(bootstrapKey) : undefined;
+    if (bootstrapKey) {
+      this.staticKeys.push({
+        digest: hash(bootstrapKey),
+        principal: { keyId: 'bootstrap', scopes: new Set(SCOPES) },
+      });
+    }
+    if (otlpKey) {
+      this.staticKeys.push({
+        digest: hash(otlpKey),
+        principal: { keyId: 'otlp', scopes: new Set(['traces']) },
+      });
+    }
   }
 
   async authenticate(key: string): Promise<Principal | null> {
     const digest = hash(key);
-    if (this.bootstrap && timingSafeEqual(digest, this.bootstrap))
-      return { keyId: 'bootstrap', scopes: new Set(SCOPES) };
+    for (const { digest: known, principal } of this.staticKeys) {
+      if (timingSafeEqual(digest, known)) return principal;
+    }
     const cacheKey = digest.toString('base64');
     const cached = this.cache.get(cacheKey);
     if (cached && cached.until > Date.now()) return cached.principal;

@@ -13,7 +13,7 @@ const keyView = z.object({
   id: z.string(),
   name: z.string(),
   prefix: z.string(),
-  scopes: z.array(z.enum(['read', 'publish', 'admin'])),
+  scopes: z.array(z.enum(['read', 'publish', 'admin', 'traces'])),
   createdAt: time,
   revokedAt: time.nullable(),
   lastUsedAt: time.nullable(),

@@ -44,6 +44,13 @@ export interface ProxyOptions {
 
 // Hop-by-hop headers (RFC 9110 7.6.1) never cross the proxy, in either direction; neither do the
 // client's credentials.
+/** Sent on every proxied response (an upstream's own values win: they are copied over these). */
+const SECURITY_HEADERS: [string, string][] = [
+  ['x-content-type-options', 'nosniff'],
+  ['x-frame-options', 'DENY'],
+  ['referrer-policy', 'no-referrer'],
+];
+
 const HOP_BY_HOP = new Set([
   'connection',
   'keep-alive',
@@ -162,6 +169,7 @@ export class Proxy {
     const requestId =
       typeof incomingId === 'string' && REQUEST_ID.test(incomingId) ? incomingId : randomUUID();
     res.setHeader('x-request-id', requestId);
+    for (const [name, value] of SECURITY_HEADERS) res.setHeader(name, value);
     let principal: Principal | undefined;
     let upstream: Upstream | undefined;
     let bytesIn = 0;

@@ -8,7 +8,7 @@ import { requireScope } from '../auth/require-scope';
 export const createBody = z.strictObject({
   name: z.string().min(1, 'must not be empty').max(200, 'must be at most 200 characters'),
   scopes: z
-    .array(z.enum(SCOPES, { message: 'must be read, publish or admin' }))
+    .array(z.enum(SCOPES, { message: 'must be read, publish, admin or traces' }))
     .min(1, 'must list at least one scope'),
 });
 

@@ -11,6 +11,8 @@ import { createApp, type GatewayApp } from '../app';
 import { loadGatewayConfig } from '../config';
 
 const ADMIN = 'bootstrap-admin-key-for-traces-0123456789';
+const OTLP_KEY = 'span-export-key-for-traces-0123456789';
+const auth = { authorization: `Bearer ${OTLP_KEY}` };
 let database: TestDatabase;
 let gateway: GatewayApp;
 let server: RunningServer;
@@ -22,7 +24,11 @@ beforeAll(async () => {
     db: database.db,
     pool: database.pool,
     logger: createLogger('gateway', 'silent'),
-    config: loadGatewayConfig({ DATABASE_URL: database.url, GATEWAY_ADMIN_KEY: ADMIN }),
+    config: loadGatewayConfig({
+      DATABASE_URL: database.url,
+      GATEWAY_ADMIN_KEY: ADMIN,
+      GATEWAY_OTLP_KEY: OTLP_KEY,
+    }),
   });
   server = await listen(gateway.handler, {
     port: 0,
@@ -88,46 +94,89 @@ async function expectTree(traceId: string) {
 
 describe('POST /v1/traces (OTLP/HTTP)', () => {
   it('stores spans sent by the OpenTelemetry protobuf exporter, and serves the trace as a tree', async () => {
-    await expectTree(await exportTrace(() => new ProtoExporter({ url: `${base}/v1/traces` })));
+    await expectTree(await exportTrace(() => new ProtoExporter({ url: `${base}/v1/traces`, headers: auth })));
   });
 
   it('stores spans sent gzipped by the protobuf exporter', async () => {
     await expectTree(
-      await exportTrace(() => new ProtoExporter({ url: `${base}/v1/traces`, compression: 'gzip' as never })),
+      await exportTrace(
+        () => new ProtoExporter({ url: `${base}/v1/traces`, headers: auth, compression: 'gzip' as never }),
+      ),
     );
   });
 
   it('stores spans sent by the OpenTelemetry JSON exporter', async () => {
-    await expectTree(await exportTrace(() => new HttpJsonExporter({ url: `${base}/v1/traces` })));
+    await expectTree(
+      await exportTrace(() => new HttpJsonExporter({ url: `${base}/v1/traces`, headers: auth })),
+    );
+  });
+
+  it('takes spans only from a key with the traces scope, and that key opens nothing else', async () => {
+    const body = JSON.stringify({ resourceSpans: [] });
+    const send = () => request(base).post('/v1/traces').set('content-type', 'application/json');
+    const missing = await send().send(body).expect(401);
+    expect(missing.headers['content-type']).toContain('application/problem+json');
+    await send().set('authorization', 'Bearer not-a-key-at-all-0123456789').send(body).expect(401);
+    const reader = await request(base)
+      .post('/api/v1/keys')
+      .set('x-api-key', ADMIN)
+      .send({ name: 'dashboards', scopes: ['read'] })
+      .expect(201);
+    await send().set('x-api-key', reader.body.key).send(body).expect(403);
+    await send().set(auth).send(body).expect(200);
+    await send().set('x-api-key', ADMIN).send(body).expect(200);
+    // The span-export key reads nothing and publishes nothing.
+    await request(base).get('/api/v1/requests').set(auth).expect(403);
+    const exporter = await request(base)
+      .post('/api/v1/keys')
+      .set('x-api-key', ADMIN)
+      .send({ name: 'exporter', scopes: ['traces'] })
+      .expect(201);
+    await send().set('x-api-key', exporter.body.key).send(body).expect(200);
   });
 
   it('refuses bad content with 4xx and stores nothing', async () => {
     await request(base)
       .post('/v1/traces')
+      .set(auth)
       .set('content-type', 'application/x-protobuf')
       .send(Buffer.from([0x0a, 0xff, 0xff]))
       .expect(400);
     await request(base)
       .post('/v1/traces')
+      .set(auth)
       .set('content-type', 'application/json')
       .send('{"resourceSpans":')
       .expect(400);
-    await request(base).post('/v1/traces').set('content-type', 'text/plain').send('spans').expect(415);
     await request(base)
       .post('/v1/traces')
+      .set(auth)
+      .set('content-type', 'text/plain')
+      .send('spans')
+      .expect(415);
+    await request(base)
+      .post('/v1/traces')
+      .set(auth)
       .set('content-type', 'application/json')
       .set('content-encoding', 'br')
       .send('{}')
       .expect(415);
     await request(base)
       .post('/v1/traces')
+      .set(auth)
       .set('content-type', 'application/json')
       .set('content-encoding', 'gzip')
       .send('not gzip')
       .expect(400);
-    await request(base).post('/v1/traces').set('content-type', 'application/json').send('[1,2]').expect(400);
     await request(base)
       .post('/v1/traces')
+      .set(auth)
+      .set('content-type', 'application/json')
+      .send('[1,2]')
+      .expect(400);
+    await request(base)
+      .post('/v1/traces')
+      .set(auth)
       .set('content-type', 'application/json')
       .set('content-encoding', 'gzip')
       .send(gzipSync('{"resourceSpans":5}'))
@@ -140,6 +189,7 @@ describe('POST /v1/traces (OTLP/HTTP)', () => {
     };
     await request(base)
       .post('/v1/traces')
+      .set(auth)
       .set('content-type', 'application/json')
       .send(JSON.stringify(bad))
       .expect(400);

@@ -1,5 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { createGunzip } from 'node:zlib';
+import { AppError } from '@gpu-telemetry/model';
 import { type Logger, writeProblem } from '@gpu-telemetry/service-kit';
 import type { Counter } from 'prom-client';
 import { decodeJson, decodeProtobuf } from './otlp-decoder';
@@ -41,6 +42,8 @@ async function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
  */
 export function createOtlpReceiver(deps: {
   traces: TracesService;
+  /** Checks the sender's key (scope `traces`); absent when auth is off. */
+  authorize?: (headers: IncomingMessage['headers']) => Promise<unknown>;
   logger: Logger;
   limit: number;
   received: Counter<'outcome'>;
@@ -53,6 +56,19 @@ export function createOtlpReceiver(deps: {
       .toLowerCase();
     try {
       if (req.method !== 'POST') throw new ReceiveError(405, 'Send spans with POST.');
+      if (deps.authorize) {
+        try {
+          await deps.authorize(req.headers);
+        } catch (error) {
+          if (error instanceof AppError) {
+            deps.received.inc({ outcome: 'unauthorized' });
+            req.resume();
+            writeProblem(res, error.status, error.message, { headers: error.options.headers });
+            return;
+          }
+          throw error;
+        }
+      }
       if (type !== 'application/x-protobuf' && type !== 'application/json') {
         throw new ReceiveError(415, 'Send OTLP as application/x-protobuf or application/json.');
       }

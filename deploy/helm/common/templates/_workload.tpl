@@ -11,6 +11,11 @@ release's gateway (its OTLP receiver) when global.tracing.enabled.
 {{- end -}}
 {{- end -}}
 
+{{/* The Secret holding the gateway's span-export key: global.tracing.keySecret, else <release>-gateway-otlp-key. */}}
+{{- define "common.otlpKeySecret" -}}
+{{- (((.Values.global | default dict).tracing | default dict).keySecret) | default (printf "%s-gateway-otlp-key" .Release.Name) -}}
+{{- end -}}
+
 {{- define "common.env" -}}
 - name: PORT
   value: {{ .Values.containerPort | quote }}
@@ -22,6 +27,17 @@ release's gateway (its OTLP receiver) when global.tracing.enabled.
 {{- with include "common.otlpEndpoint" . }}
 - name: OTEL_EXPORTER_OTLP_ENDPOINT
   value: {{ . | quote }}
+{{- if eq . (include "common.siblingUrl" (dict "ctx" $ "chart" "gateway" "port" 8080)) }}
+{{- /* The release's gateway takes spans only with its span-export key (scope traces). */}}
+- name: OTLP_KEY
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "common.otlpKeySecret" $ }}
+      key: GATEWAY_OTLP_KEY
+      optional: true
+- name: OTEL_EXPORTER_OTLP_HEADERS
+  value: "authorization=Bearer%20$(OTLP_KEY)"
+{{- end }}
 {{- else }}
 - name: OTEL_TRACES_EXPORTER
   value: none

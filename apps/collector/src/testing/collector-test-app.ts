@@ -1,0 +1,28 @@
+import { createTestDatabase, type TestDatabase } from '@gpu-telemetry/db/testing';
+import { QueueClient } from '@gpu-telemetry/queue-client';
+import { createLogger } from '@gpu-telemetry/service-kit';
+import { createApp, type CollectorApp } from '../app';
+import { loadCollectorConfig } from '../config';
+
+/** The collector's HTTP app on a fresh database, its queue a closed port; `env` as in production. */
+export async function startCollectorTestApp(
+  env: Record<string, string> = {},
+): Promise<{ collector: CollectorApp; database: TestDatabase; close(): Promise<void> }> {
+  const database = await createTestDatabase();
+  const queue = new QueueClient({ url: 'http://127.0.0.1:9' });
+  const collector = createApp({
+    db: database.db,
+    pool: database.pool,
+    logger: createLogger('collector', 'silent'),
+    queue,
+    config: loadCollectorConfig({ DATABASE_URL: database.url, ...env }),
+  });
+  return {
+    collector,
+    database,
+    close: async () => {
+      await queue.close();
+      await database.drop();
+    },
+  };
+}

@@ -1,0 +1,214 @@
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { Writable } from 'node:stream';
+import { createTestDatabase, type TestDatabase } from '@gpu-telemetry/db/testing';
+import { createLogger } from '@gpu-telemetry/service-kit';
+import fc from 'fast-check';
+import request from 'supertest';
+import { createApp, type GatewayApp } from '../app';
+import { loadGatewayConfig } from '../config';
+
+/**
+ * The gateway as an attacker meets it: with auth on, nothing but health and documentation answers
+ * without a key, scopes hold on every route, keys never show up in logs or error bodies, and
+ * every answer carries the security headers. Random input never gets a 5xx.
+ */
+const ADMIN = 'bootstrap-admin-key-for-security-0123456789';
+const OPEN = new Set(['/healthz', '/readyz', '/metrics', '/openapi.json', '/docs']);
+let database: TestDatabase;
+let upstream: Server;
+let gateway: GatewayApp;
+let logs = '';
+let readKey: string;
+let publishKey: string;
+
+beforeAll(async () => {
+  database = await createTestDatabase();
+  upstream = createServer((req, res) => {
+    req.resume();
+    req.on('end', () => res.writeHead(200, { 'content-type': 'application/json' }).end('{"ok":true}'));
+  });
+  await new Promise<void>((resolve) => upstream.listen(0, '127.0.0.1', resolve));
+  const url = `http://127.0.0.1:${(upstream.address() as AddressInfo).port}`;
+  const sink = new Writable({
+    write(chunk: Buffer, _encoding, done) {
+      logs += chunk.toString();
+      done();
+    },
+  });
+  gateway = createApp({
+    db: database.db,
+    pool: database.pool,
+    logger: createLogger('gateway', 'debug', sink),
+    config: loadGatewayConfig({
+      DATABASE_URL: database.url,
+      GATEWAY_ADMIN_KEY: ADMIN,
+      GATEWAY_STREAMER_URLS: url,
+      GATEWAY_QUEUE_URLS: url,
+      GATEWAY_COLLECTOR_URLS: url,
+      GATEWAY_RATE_LIMIT: '100000',
+      GATEWAY_RATE_BURST: '100000',
+    }),
+  });
+  const create = async (scopes: string[]) =>
+    (
+      await request(gateway.handler)
+        .post('/api/v1/keys')
+        .set('x-api-key', ADMIN)
+        .send({ name: 'k', scopes })
+        .expect(201)
+    ).body.key as string;
+  readKey = await create(['read']);
+  publishKey = await create(['publish']);
+});
+
+afterAll(async () => {
+  await gateway.close();
+  upstream.close();
+  await database.drop();
+});
+
+const api = () => request(gateway.handler);
+const METHODS = ['get', 'post', 'put', 'patch', 'delete'] as const;
+const segment = fc.oneof(
+  fc.constantFrom(
+    'api',
+    'v1',
+    'gpus',
+    'topics',
+    'targets',
+    'keys',
+    'requests',
+    'analytics',
+    'latency',
+    'traces',
+    'docs',
+  ),
+  fc.stringMatching(/^[\w.~-]{1,12}$/),
+);
+const paths = fc.array(segment, { minLength: 1, maxLength: 5 }).map((parts) => `/${parts.join('/')}`);
+
+describe('without a key', () => {
+  it('reaches nothing but health and documentation, on any path and method', async () => {
+    await fc.assert(
+      fc.asyncProperty(fc.constantFrom(...METHODS), paths, async (method, path) => {
+        const res = await api()[method](path).send({ payload: 1 });
+        expect(res.status).toBeLessThan(500);
+        if (!OPEN.has(path) && res.status < 400)
+          throw new Error(`${method} ${path} answered ${res.status} without a key`);
+        if (path.startsWith('/api/')) expect([401, 404, 405]).toContain(res.status);
+      }),
+      { numRuns: 300 },
+    );
+    for (const path of [
+      '/api/v1/gpus',
+      '/api/v1/topics/x/messages',
+      '/api/v1/targets',
+      '/api/v1/keys',
+      '/api/v1/requests',
+    ]) {
+      const res = await api().get(path).expect(401);
+      expect(res.headers['www-authenticate']).toBe('Bearer');
+      expect(res.headers['content-type']).toContain('application/problem+json');
+    }
+  });
+});
+
+describe('scopes', () => {
+  it('lets read keys read and nothing else, and publish keys publish but not administer', async () => {
+    const as = (key: string) => ({
+      get: (path: string) => api().get(path).set('authorization', `Bearer ${key}`),
+      post: (path: string) => api().post(path).set('authorization', `Bearer ${key}`).send({}),
+      delete: (path: string) => api().delete(path).set('authorization', `Bearer ${key}`),
+      put: (path: string) => api().put(path).set('authorization', `Bearer ${key}`).send({}),
+    });
+    const read = as(readKey);
+    await read.get('/api/v1/gpus').expect(200);
+    await read.get('/api/v1/topics/jobs').expect(200);
+    await read.get('/api/v1/requests').expect(200);
+    await read.post('/api/v1/topics/jobs/messages').expect(403);
+    await read.post('/api/v1/topics/jobs/leases').expect(403);
+    await read.post('/api/v1/targets').expect(403);
+    await read.delete('/api/v1/targets/x').expect(403);
+    await read.get('/api/v1/keys').expect(403);
+    await read.post('/api/v1/keys').expect(403);
+    const publish = as(publishKey);
+    await publish.post('/api/v1/topics/jobs/messages').expect(200);
+    await publish.post('/api/v1/topics/jobs/acks').expect(200);
+    await publish.put('/api/v1/topics/jobs').expect(403);
+    await publish.post('/api/v1/topics/jobs/dead/redrive').expect(403);
+    await publish.post('/api/v1/targets').expect(403);
+    await publish.get('/api/v1/keys').expect(403);
+    await publish.delete(`/api/v1/keys/00000000-0000-4000-8000-000000000000`).expect(403);
+  });
+});
+
+describe('credentials', () => {
+  it('never writes a key to the logs or echoes one in an error body', async () => {
+    const wrong = 'gt_wrong-key-that-must-not-leak-0123456789';
+    const responses = [
+      await api().get('/api/v1/gpus').set('authorization', `Bearer ${readKey}`),
+      await api().get('/api/v1/gpus').set('x-api-key', publishKey),
+      await api().get('/api/v1/gpus').set('authorization', `Bearer ${wrong}`),
+      await api().get('/api/v1/keys').set('x-api-key', wrong),
+      await api()
+        .post('/api/v1/keys')
+        .set('x-api-key', ADMIN)
+        .send({ name: 'x', scopes: ['root'] }),
+      await api().get('/api/v1/requests').set('authorization', `Bearer ${ADMIN}`),
+    ];
+    for (const res of responses) {
+      for (const key of [readKey, publishKey, wrong, ADMIN]) expect(res.text).not.toContain(key);
+    }
+    await gateway.recorder?.flush();
+    expect(logs.length).toBeGreaterThan(0);
+    for (const key of [readKey, publishKey, wrong, ADMIN]) expect(logs).not.toContain(key);
+    const { rows } = await database.pool.query('SELECT * FROM gateway_requests');
+    expect(JSON.stringify(rows)).not.toContain(readKey);
+  });
+});
+
+describe('responses', () => {
+  it('carry the security headers, on proxied answers and on refusals alike', async () => {
+    for (const res of [
+      await api().get('/api/v1/gpus').set('x-api-key', readKey),
+      await api().get('/api/v1/gpus'),
+      await api().get('/healthz'),
+    ]) {
+      expect(res.headers['x-content-type-options']).toBe('nosniff');
+      expect(res.headers['x-frame-options']).toBe('DENY');
+      expect(res.headers['referrer-policy']).toBe('no-referrer');
+      expect(res.headers['x-powered-by']).toBeUndefined();
+    }
+  });
+
+  it('answer random bodies to the gateway’s own endpoints with 2xx or 4xx, never 5xx', async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        fc.constantFrom(
+          '/api/v1/keys',
+          '/api/v1/analytics/latency',
+          '/api/v1/requests',
+          '/api/v1/traces/abc',
+        ),
+        fc.constantFrom('get', 'post', 'delete'),
+        fc.jsonValue({ maxDepth: 4 }),
+        fc.dictionary(
+          fc.constantFrom('route', 'from', 'to', 'status', 'limit', 'before', 'x'),
+          fc.string({ maxLength: 30 }),
+        ),
+        async (path, method, body, query) => {
+          const res = await api()
+            [method](path)
+            .set('x-api-key', ADMIN)
+            .query(query)
+            .send(JSON.stringify(body))
+            .set('content-type', 'application/json');
+          expect(res.status).toBeLessThan(500);
+          if (res.status >= 400) expect(res.headers['content-type']).toContain('application/problem+json');
+        },
+      ),
+      { numRuns: 200 },
+    );
+  });
+});

@@ -1,0 +1,89 @@
+import { connect, type Socket } from 'node:net';
+import { createLogger } from './logger';
+import { listen, type RunningServer } from './serve';
+
+/**
+ * Slow clients (slowloris): a connection that drips its headers or its body is answered 408 and
+ * closed once the timeout passes, and the server keeps serving everyone else meanwhile.
+ */
+let server: RunningServer;
+
+beforeAll(async () => {
+  server = await listen(
+    (req, res) => {
+      req.resume();
+      req.on('end', () => res.end('ok'));
+    },
+    {
+      port: 0,
+      host: '127.0.0.1',
+      logger: createLogger('test', 'silent'),
+      headersTimeoutMs: 500,
+      requestTimeoutMs: 1_000,
+    },
+  );
+});
+
+afterAll(async () => {
+  server.server.closeAllConnections();
+  await server.close();
+});
+
+/** Drips `lead` then one byte of `drip` every `everyMs` until the server closes the socket. */
+function drip(lead: string, dripByte: string, everyMs: number) {
+  return new Promise<{ closedAfterMs: number; response: string }>((resolve) => {
+    const started = Date.now();
+    let response = '';
+    const socket: Socket = connect(server.port, '127.0.0.1', () => socket.write(lead));
+    const timer = setInterval(() => socket.writable && socket.write(dripByte), everyMs);
+    socket.setEncoding('utf8');
+    socket.on('data', (chunk: string) => (response += chunk));
+    socket.on('error', () => undefined);
+    socket.on('close', () => {
+      clearInterval(timer);
+      resolve({ closedAfterMs: Date.now() - started, response });
+    });
+  });
+}
+
+describe('slow clients', () => {
+  it('closes a connection that drips its headers, with 408, once the headers timeout passes', async () => {
+    const { closedAfterMs, response } = await drip('GET / HTTP/1.1\r\nHost: x\r\n', 'X', 100);
+    expect(response).toMatch(/^HTTP\/1.1 408/);
+    expect(closedAfterMs).toBeGreaterThanOrEqual(450);
+    expect(closedAfterMs).toBeLessThan(3_000);
+  });
+
+  it('closes a connection that drips its body once the request timeout passes', async () => {
+    const { closedAfterMs, response } = await drip(
+      'POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n',
+      'a',
+      100,
+    );
+    expect(response).toMatch(/^HTTP\/1.1 408/);
+    expect(closedAfterMs).toBeGreaterThanOrEqual(950);
+    expect(closedAfterMs).toBeLessThan(4_000);
+  });
+
+  it('answers oversized headers and broken HTTP with problem+json, not a bare status line', async () => {
+    const big = await drip(`GET /?q=${'x'.repeat(20_000)} HTTP/1.1\r\nHost: x\r\n\r\n`, '', 10_000);
+    expect(big.response).toMatch(/^HTTP\/1.1 431 /);
+    expect(big.response).toContain(
+      'content-type: application/problem+json'.replace('content-type', 'Content-Type'),
+    );
+    expect(JSON.parse(big.response.split('\r\n\r\n')[1]!)).toMatchObject({ status: 431 });
+    const broken = await drip('NOT HTTP AT ALL\r\n\r\n', '', 10_000);
+    expect(broken.response).toMatch(/^HTTP\/1.1 400 /);
+    expect(JSON.parse(broken.response.split('\r\n\r\n')[1]!)).toMatchObject({
+      status: 400,
+      title: 'Bad Request',
+    });
+  });
+
+  it('keeps answering other clients while slow ones hold connections', async () => {
+    const slow = Array.from({ length: 20 }, () => drip('GET / HTTP/1.1\r\nHost: x\r\n', 'X', 100));
+    const res = await fetch(`http://127.0.0.1:${server.port}/`);
+    expect(await res.text()).toBe('ok');
+    await Promise.all(slow);
+  });
+});
