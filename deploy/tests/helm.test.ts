@@ -464,3 +464,33 @@ describe('values.schema.json', () => {
     }
   });
 });
+
+describe('values.yaml', () => {
+  /** Every key path of `values` is described by `schema` (down to objects the schema leaves free). */
+  function uncovered(values: unknown, schema: Record<string, unknown>, at: string): string[] {
+    if (values === null || typeof values !== 'object' || Array.isArray(values)) return [];
+    const properties = schema['properties'] as Record<string, Record<string, unknown>> | undefined;
+    const additional = schema['additionalProperties'];
+    if (!properties) return [];
+    return Object.entries(values).flatMap(([key, value]) => {
+      const child =
+        properties[key] ??
+        (typeof additional === 'object' ? (additional as Record<string, unknown>) : undefined);
+      if (!child) return [`${at}.${key}`];
+      return uncovered(value, child, `${at}.${key}`);
+    });
+  }
+
+  it.each(['gpu-telemetry', ...SERVICE_CHARTS])('of %s has every value covered by its schema', (chart) => {
+    const [doc] = parseAllDocuments(
+      readFileSync(path.join(root, 'deploy/helm', chart, 'values.yaml'), 'utf8'),
+    );
+    const values = doc!.toJS() as Record<string, unknown>;
+    const schema = JSON.parse(
+      readFileSync(path.join(root, 'deploy/helm', chart, 'values.schema.json'), 'utf8'),
+    );
+    expect(Object.keys(values).length).toBeGreaterThan(3);
+    expect(uncovered(values, schema, chart)).toEqual([]);
+    expect(schema.additionalProperties).toBe(false);
+  });
+});
