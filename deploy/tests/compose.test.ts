@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
+import { validate } from 'dockerfile-utils';
 import { parse } from 'yaml';
 
 /** docker-compose.yaml and the Dockerfile, checked for what a user relies on (no Docker engine needed). */
@@ -86,6 +87,25 @@ describe('docker-compose.yaml', () => {
 });
 
 describe('Dockerfile', () => {
+  it('passes the Dockerfile linter (dockerfile-utils, the checks of the VS Code Docker extension)', () => {
+    const problems = validate(dockerfile, {
+      deprecatedMaintainer: 1,
+      directiveCasing: 1,
+      emptyContinuationLine: 1,
+      instructionCasing: 1,
+      instructionCmdMultiple: 1,
+      instructionEntrypointMultiple: 1,
+      instructionHealthcheckMultiple: 1,
+      instructionJSONInSingleQuotes: 1,
+      instructionWorkdirRelative: 1,
+    });
+    expect(problems.map((p) => `line ${p.range.start.line + 1}: ${p.message}`)).toEqual([]);
+    // Base images pinned to a Node major (no implicit latest).
+    for (const from of dockerfile.match(/^FROM \S+/gm) ?? [])
+      expect(from).toMatch(/^FROM node:\$\{NODE_VERSION\}-bookworm-slim$/);
+    expect(dockerfile).toMatch(/^ARG NODE_VERSION=20(\.\d+)*$/m);
+  });
+
   it('is multi-stage, ships production dependencies only, runs as non-root, and leaves health to the orchestrator', () => {
     expect(dockerfile.match(/^FROM /gm)?.length).toBeGreaterThanOrEqual(3);
     expect(dockerfile).toContain('npm ci --omit=dev');

@@ -23,12 +23,16 @@ async function main(): Promise<void> {
     shutdownTimeoutMs: config.SHUTDOWN_TIMEOUT,
   });
   logger.info({ port: server.port }, 'collector listening');
-  onShutdown(logger, [
-    { name: 'stop scraping and flush', run: () => collector.stop(config.SHUTDOWN_TIMEOUT) },
-    { name: 'drain http', run: () => server.close() },
-    { name: 'close queue client', run: () => queue.close() },
-    { name: 'close database', run: () => database.close() },
-  ]);
+  onShutdown(
+    logger,
+    [
+      { name: 'stop scraping and flush', run: () => collector.stop(config.SHUTDOWN_TIMEOUT) },
+      { name: 'drain http', run: () => server.close() },
+      { name: 'close queue client', run: () => queue.close() },
+      { name: 'close database', run: () => database.close() },
+    ],
+    { deadlineMs: config.SHUTDOWN_TIMEOUT + 10_000 },
+  );
 }
 
 runMain(main);

@@ -22,11 +22,15 @@ async function main(): Promise<void> {
     shutdownTimeoutMs: config.SHUTDOWN_TIMEOUT,
   });
   logger.info({ port: server.port }, 'gateway listening');
-  onShutdown(logger, [
-    { name: 'drain http', run: () => server.close() },
-    { name: 'close upstream pools', run: () => gateway.close() },
-    { name: 'close database', run: () => database.close() },
-  ]);
+  onShutdown(
+    logger,
+    [
+      { name: 'drain http', run: () => server.close() },
+      { name: 'close upstream pools', run: () => gateway.close() },
+      { name: 'close database', run: () => database.close() },
+    ],
+    { deadlineMs: config.SHUTDOWN_TIMEOUT + 10_000 },
+  );
 }
 
 runMain(main);

@@ -21,11 +21,15 @@ async function main(): Promise<void> {
     shutdownTimeoutMs: config.SHUTDOWN_TIMEOUT,
   });
   logger.info({ port: server.port }, 'queue listening');
-  onShutdown(logger, [
-    { name: 'end long-polls', run: () => queue.stop() },
-    { name: 'drain http', run: () => server.close() },
-    { name: 'close database', run: () => database.close() },
-  ]);
+  onShutdown(
+    logger,
+    [
+      { name: 'end long-polls', run: () => queue.stop() },
+      { name: 'drain http', run: () => server.close() },
+      { name: 'close database', run: () => database.close() },
+    ],
+    { deadlineMs: config.SHUTDOWN_TIMEOUT + 10_000 },
+  );
 }
 
 runMain(main);

@@ -31,12 +31,16 @@ async function main(): Promise<void> {
     shutdownTimeoutMs: config.SHUTDOWN_TIMEOUT,
   });
   logger.info({ port: server.port }, 'streamer listening');
-  onShutdown(logger, [
-    { name: 'finish batches in hand', run: () => streamer.stop() },
-    { name: 'drain http', run: () => server.close() },
-    { name: 'close queue client', run: () => queue.close() },
-    { name: 'close database', run: () => database.close() },
-  ]);
+  onShutdown(
+    logger,
+    [
+      { name: 'finish batches in hand', run: () => streamer.stop() },
+      { name: 'drain http', run: () => server.close() },
+      { name: 'close queue client', run: () => queue.close() },
+      { name: 'close database', run: () => database.close() },
+    ],
+    { deadlineMs: config.SHUTDOWN_TIMEOUT + 10_000 },
+  );
 }
 
 runMain(main);

@@ -1,6 +1,6 @@
 import { connect, type Socket } from 'node:net';
 import { createLogger } from './logger';
-import { listen, type RunningServer } from './serve';
+import { listen, onShutdown, type RunningServer } from './serve';
 
 /**
  * Slow clients (slowloris): a connection that drips its headers or its body is answered 408 and
@@ -85,5 +85,56 @@ describe('slow clients', () => {
     const res = await fetch(`http://127.0.0.1:${server.port}/`);
     expect(await res.text()).toBe('ok');
     await Promise.all(slow);
+  });
+});
+
+describe('shutdown', () => {
+  it('runs the steps in order on SIGTERM and exits 0', async () => {
+    const exit = jest.spyOn(process, 'exit').mockImplementation((() => undefined) as never);
+    const ran: string[] = [];
+    const dispose = onShutdown(createLogger('test', 'silent'), [
+      { name: 'first', run: async () => void ran.push('first') },
+      { name: 'second', run: () => void ran.push('second') },
+    ]);
+    try {
+      process.emit('SIGTERM', 'SIGTERM');
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      expect(ran).toEqual(['first', 'second']);
+      expect(exit).toHaveBeenCalledWith(0);
+    } finally {
+      dispose();
+      exit.mockRestore();
+    }
+  });
+
+  it('exits 1 naming the stuck step when shutdown outlasts its deadline', async () => {
+    const exit = jest.spyOn(process, 'exit').mockImplementation((() => undefined) as never);
+    let logged = '';
+    const logger = createLogger('test', 'error', {
+      write: (line: string) => {
+        logged += line;
+      },
+    });
+    const dispose = onShutdown(
+      logger,
+      [{ name: 'close database', run: () => new Promise(() => undefined) }],
+      {
+        deadlineMs: 100,
+      },
+    );
+    try {
+      process.emit('SIGTERM', 'SIGTERM');
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      expect(exit).not.toHaveBeenCalled();
+      await new Promise((resolve) => setTimeout(resolve, 150));
+      expect(exit).toHaveBeenCalledWith(1);
+      expect(JSON.parse(logged)).toMatchObject({
+        step: 'close database',
+        msg: 'shutdown did not finish in time; exiting',
+      });
+    } finally {
+      dispose();
+      exit.mockRestore();
+    }
   });
 });

@@ -105,10 +105,18 @@ export interface ShutdownStep {
 
 /**
  * SIGTERM and SIGINT run the steps in order (stop workers, drain the server, close the pool) and
- * exit 0; a second signal exits at once. Steps that fail are logged and the next still runs.
+ * exit 0; a second signal exits at once. Steps that fail are logged and the next still runs. A
+ * shutdown that outlasts `deadlineMs` (default 30 s) is cut short with exit 1, naming the step it
+ * was stuck in, so a hung dependency can never keep a stopping process alive. Returns a function
+ * that removes the signal handlers.
  */
-export function onShutdown(logger: Logger, steps: ShutdownStep[]): void {
+export function onShutdown(
+  logger: Logger,
+  steps: ShutdownStep[],
+  options: { deadlineMs?: number } = {},
+): () => void {
   let stopping = false;
+  let current = 'starting';
   const stop = async (signal: NodeJS.Signals) => {
     if (stopping) {
       logger.warn({ signal }, 'second signal: exiting now');
@@ -116,7 +124,16 @@ export function onShutdown(logger: Logger, steps: ShutdownStep[]): void {
     }
     stopping = true;
     logger.info({ signal }, 'shutting down');
+    setTimeout(() => {
+      logger.error(
+        { step: current, deadlineMs: options.deadlineMs ?? 30_000 },
+        'shutdown did not finish in time; exiting',
+      );
+      logger.flush?.();
+      process.exit(1);
+    }, options.deadlineMs ?? 30_000).unref();
     for (const step of steps) {
+      current = step.name;
       try {
         await step.run();
       } catch (error) {
@@ -129,6 +146,10 @@ export function onShutdown(logger: Logger, steps: ShutdownStep[]): void {
   };
   process.on('SIGTERM', stop);
   process.on('SIGINT', stop);
+  return () => {
+    process.off('SIGTERM', stop);
+    process.off('SIGINT', stop);
+  };
 }
 
 /** Last resort: log what escaped and exit non-zero, so the orchestrator restarts a clean process. */
