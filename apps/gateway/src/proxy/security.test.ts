@@ -168,6 +168,55 @@ describe('credentials', () => {
   });
 });
 
+describe('broken input to the gateway’s own endpoints', () => {
+  it('answers broken bytes, odd content types, deep nesting, huge bodies and injected SQL with 4xx', async () => {
+    const cases: [string, string | Buffer][] = [
+      ['application/json', Buffer.from([0xff, 0xfe, 0x7b, 0x00])],
+      ['application/json', '['.repeat(5_000) + ']'.repeat(5_000)],
+      ['application/json', `{"name":"${'x'.repeat(2 * 1024 * 1024)}","scopes":["read"]}`],
+      ['application/json', `{"name":"k","scopes":[${'"read",'.repeat(50_000)}"read"]}`],
+      ['text/plain', 'name=k'],
+      ['application/x-www-form-urlencoded', 'name=k&scopes=read'],
+      ['application/json', ''],
+    ];
+    for (const [type, body] of cases) {
+      const res = await api()
+        .post('/api/v1/keys')
+        .set('x-api-key', ADMIN)
+        .set('content-type', type)
+        .send(body);
+      expect(`${type} ${String(body).slice(0, 20)} -> ${res.status}`).toMatch(/-> 4\d\d$/);
+      expect(res.headers['content-type']).toContain('application/problem+json');
+    }
+    // A lone surrogate is valid JSON: the name is stored with U+FFFD in its place, nothing breaks.
+    const lone = await api()
+      .post('/api/v1/keys')
+      .set('x-api-key', ADMIN)
+      .set('content-type', 'application/json')
+      .send('{"name": "\\ud800", "scopes": ["read"]}');
+    expect([201, 400]).toContain(lone.status);
+    const injection = "x' OR '1'='1'; DROP TABLE gateway_requests; --";
+    for (const path of [
+      `/api/v1/analytics/latency?route=${encodeURIComponent(injection)}`,
+      `/api/v1/requests?route=${encodeURIComponent(injection)}&status=${encodeURIComponent(injection)}`,
+      `/api/v1/requests?before=${encodeURIComponent(injection)}`,
+      `/api/v1/traces/${encodeURIComponent(injection)}`,
+      `/api/v1/keys/${encodeURIComponent(injection)}`,
+    ]) {
+      const res = await api().get(path).set('x-api-key', ADMIN);
+      expect(res.status).toBeLessThan(500);
+    }
+    await api()
+      .delete(`/api/v1/keys/${encodeURIComponent(injection)}`)
+      .set('x-api-key', ADMIN)
+      .expect(400);
+    const { rows } = await database.pool.query(
+      "SELECT to_regclass('gateway_requests') IS NOT NULL AS present",
+    );
+    expect(rows[0].present).toBe(true);
+  });
+});
+
 describe('responses', () => {
   it('carry the security headers, on proxied answers and on refusals alike', async () => {
     for (const res of [

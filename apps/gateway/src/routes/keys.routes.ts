@@ -9,7 +9,8 @@ export const createBody = z.strictObject({
   name: z.string().min(1, 'must not be empty').max(200, 'must be at most 200 characters'),
   scopes: z
     .array(z.enum(SCOPES, { message: 'must be read, publish, admin or traces' }))
-    .min(1, 'must list at least one scope'),
+    .min(1, 'must list at least one scope')
+    .max(SCOPES.length, `must list at most ${SCOPES.length} scopes`),
 });
 
 /** Admin API for keys: create (the key is shown once), list, revoke. Needs an admin key. */
