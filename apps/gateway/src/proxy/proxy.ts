@@ -1,7 +1,6 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { pipeline } from 'node:stream/promises';
-import { Transform } from 'node:stream';
+import { type Readable, Transform } from 'node:stream';
 import { context, propagation, type Span, SpanKind, SpanStatusCode, trace } from '@opentelemetry/api';
 import { type Logger, writeProblem } from '@gpu-telemetry/service-kit';
 import { type Dispatcher, Pool } from 'undici';
@@ -252,13 +251,10 @@ export class Proxy {
         );
         outHeaders['x-request-id'] = requestId;
         res.writeHead(response.statusCode, outHeaders);
-        res.flushHeaders();
-        // Counted as it flows, without an extra stream stage on the hot path.
-        response.body.on('data', (chunk: Buffer) => (bytesOut += chunk.length));
-        await pipeline(response.body, res).catch(() => {
-          // The client went away or the upstream broke mid-body; the connection says so already.
-          res.destroy();
-        });
+        // A body of known length carries the headers in the same write; a stream (server-sent
+        // events, chunked) gets its headers at once, before the first event.
+        if (outHeaders['content-length'] === undefined) res.flushHeaders();
+        await relay(response.body, res, (n) => (bytesOut += n));
       } finally {
         this.inFlight--;
       }
@@ -402,4 +398,22 @@ export class Proxy {
   async close(): Promise<void> {
     await Promise.all(this.options.routes.flatMap((r) => r.upstreams.map((u) => u.pool.close())));
   }
+}
+
+/**
+ * Streams the upstream body to the client with backpressure, counting bytes as they flow. Settles
+ * when the response is done or the client is gone; a client that leaves stops the upstream read,
+ * an upstream that breaks mid-body cuts the client's connection. (Lighter than stream.pipeline,
+ * which allocates an AbortController and throws a DOMException into it on every completion.)
+ */
+function relay(body: Readable, res: ServerResponse, count: (bytes: number) => void): Promise<void> {
+  return new Promise((resolve) => {
+    body.on('data', (chunk: Buffer) => count(chunk.length));
+    body.on('error', () => res.destroy());
+    res.once('close', () => {
+      if (!body.readableEnded) body.destroy();
+      resolve();
+    });
+    body.pipe(res);
+  });
 }
