@@ -381,6 +381,25 @@ describe('the gpu-telemetry chart with non-trivial values', () => {
   });
 });
 
+describe('tracing settings', () => {
+  it('turns span export off, or sends spans elsewhere without the gateway key', () => {
+    const off = render$('gpu-telemetry', { global: { tracing: { enabled: false } } });
+    const queueOff = envOf(find(off, 'Deployment', 'gt-queue'));
+    expect(queueOff['OTEL_TRACES_EXPORTER']?.value).toBe('none');
+    expect(queueOff['OTEL_EXPORTER_OTLP_ENDPOINT']).toBeUndefined();
+    expect(queueOff['OTEL_EXPORTER_OTLP_HEADERS']).toBeUndefined();
+    const elsewhere = render$('gpu-telemetry', {
+      global: { tracing: { enabled: true, endpoint: 'http://otel-collector.observability:4318' } },
+    });
+    const queueElsewhere = envOf(find(elsewhere, 'Deployment', 'gt-queue'));
+    expect(queueElsewhere['OTEL_EXPORTER_OTLP_ENDPOINT']?.value).toBe(
+      'http://otel-collector.observability:4318',
+    );
+    expect(queueElsewhere['OTLP_KEY']).toBeUndefined();
+    expect(queueElsewhere['OTEL_EXPORTER_OTLP_HEADERS']).toBeUndefined();
+  });
+});
+
 describe('a service chart on its own', () => {
   it.each(SERVICE_CHARTS)(
     'renders %s with defaults, and with its own database URL and migrations',
