@@ -1,13 +1,23 @@
 // npm run bench:gateway: requests/s, p50/p99 and CPU per request, side by side in one run:
 // direct to a small JSON upstream; nginx as the proxy (if installed); Express + http-proxy-middleware
-// (the common Node peer); and this gateway with auth, rate limits, request records and tracing on.
+// (the common Node peer); a bare node:http + undici proxy (the floor of any Node proxy); and this
+// gateway with auth, rate limits, request records and tracing on.
 import { execFileSync, spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import autocannon from 'autocannon';
 import { Client } from 'undici';
-import { fmt, freePort, percentile, printTable, root, sleep, startPostgres, startService } from './lib/harness.mjs';
+import {
+  fmt,
+  freePort,
+  percentile,
+  printTable,
+  root,
+  sleep,
+  startPostgres,
+  startService,
+} from './lib/harness.mjs';
 
 const DURATION = Number(process.env.BENCH_DURATION ?? 10);
 const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 10);
@@ -118,6 +128,17 @@ try {
   process.stderr.write('http-proxy-middleware...\n');
   results.push(
     await measure('Express + http-proxy-middleware (Node peer)', `${hpm.url}/api/v1/gpus`, hpm.pid),
+  );
+
+  const bare = await child(
+    'bench/lib/bare-proxy.cjs',
+    { PORT: String(freePort()), UPSTREAM: upstream.url },
+    'bare',
+  );
+  services.push(bare);
+  process.stderr.write('bare node:http + undici...\n');
+  results.push(
+    await measure('bare node:http + undici (floor of a Node proxy)', `${bare.url}/api/v1/gpus`, bare.pid),
   );
 
   const sink = await child('bench/lib/sink.cjs', { PORT: String(freePort()) }, 'sink');
