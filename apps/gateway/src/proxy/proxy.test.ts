@@ -3,8 +3,8 @@ import { type AddressInfo, createServer as createNetServer } from 'node:net';
 import { createTestDatabase, type TestDatabase } from '@gpu-telemetry/db/testing';
 import { createLogger, listen, type RunningServer } from '@gpu-telemetry/service-kit';
 import request from 'supertest';
-import { createApp, type GatewayApp } from '../app';
-import { loadGatewayConfig } from '../config';
+import type { GatewayApp } from '../app';
+import { createTestGateway, serve } from '../testing/gateway-test-app';
 
 /**
  * The gateway in front of real HTTP upstreams: an echo server that reports what reached it, one
@@ -15,11 +15,6 @@ let database: TestDatabase;
 let echo: Server;
 let echoUrl: string;
 const seen: { method?: string; url?: string; headers: IncomingMessage['headers']; bytes: number }[] = [];
-
-async function serve(server: Server): Promise<string> {
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-}
 
 beforeAll(async () => {
   database = await createTestDatabase();
@@ -57,19 +52,13 @@ afterAll(async () => {
 });
 
 function gateway(env: Record<string, string> = {}): GatewayApp {
-  return createApp({
-    db: database.db,
-    pool: database.pool,
-    logger: createLogger('gateway', 'silent'),
-    config: loadGatewayConfig({
-      DATABASE_URL: database.url,
-      GATEWAY_ADMIN_KEY: ADMIN,
-      GATEWAY_COLLECTOR_URLS: echoUrl,
-      GATEWAY_STREAMER_URLS: echoUrl,
-      GATEWAY_QUEUE_URLS: 'http://127.0.0.1:9',
-      GATEWAY_TIMEOUT: '500ms',
-      ...env,
-    }),
+  return createTestGateway(database, {
+    GATEWAY_ADMIN_KEY: ADMIN,
+    GATEWAY_COLLECTOR_URLS: echoUrl,
+    GATEWAY_STREAMER_URLS: echoUrl,
+    GATEWAY_QUEUE_URLS: 'http://127.0.0.1:9',
+    GATEWAY_TIMEOUT: '500ms',
+    ...env,
   });
 }
 

@@ -1,12 +1,11 @@
 import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { Writable } from 'node:stream';
 import { createTestDatabase, type TestDatabase } from '@gpu-telemetry/db/testing';
 import { createLogger } from '@gpu-telemetry/service-kit';
 import fc from 'fast-check';
 import request from 'supertest';
-import { createApp, type GatewayApp } from '../app';
-import { loadGatewayConfig } from '../config';
+import type { GatewayApp } from '../app';
+import { createTestGateway, serve } from '../testing/gateway-test-app';
 
 /**
  * The gateway as an attacker meets it: with auth on, nothing but health and documentation answers
@@ -28,28 +27,25 @@ beforeAll(async () => {
     req.resume();
     req.on('end', () => res.writeHead(200, { 'content-type': 'application/json' }).end('{"ok":true}'));
   });
-  await new Promise<void>((resolve) => upstream.listen(0, '127.0.0.1', resolve));
-  const url = `http://127.0.0.1:${(upstream.address() as AddressInfo).port}`;
+  const url = await serve(upstream);
   const sink = new Writable({
     write(chunk: Buffer, _encoding, done) {
       logs += chunk.toString();
       done();
     },
   });
-  gateway = createApp({
-    db: database.db,
-    pool: database.pool,
-    logger: createLogger('gateway', 'debug', sink),
-    config: loadGatewayConfig({
-      DATABASE_URL: database.url,
+  gateway = createTestGateway(
+    database,
+    {
       GATEWAY_ADMIN_KEY: ADMIN,
       GATEWAY_STREAMER_URLS: url,
       GATEWAY_QUEUE_URLS: url,
       GATEWAY_COLLECTOR_URLS: url,
       GATEWAY_RATE_LIMIT: '100000',
       GATEWAY_RATE_BURST: '100000',
-    }),
-  });
+    },
+    createLogger('gateway', 'debug', sink),
+  );
   const create = async (scopes: string[]) =>
     (
       await request(gateway.handler)

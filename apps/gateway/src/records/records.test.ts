@@ -1,10 +1,8 @@
 import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { createTestDatabase, type TestDatabase } from '@gpu-telemetry/db/testing';
-import { createLogger } from '@gpu-telemetry/service-kit';
 import request from 'supertest';
-import { createApp, type GatewayApp } from '../app';
-import { loadGatewayConfig } from '../config';
+import type { GatewayApp } from '../app';
+import { createTestGateway, serve } from '../testing/gateway-test-app';
 
 const ADMIN = 'bootstrap-admin-key-for-records-0123456789';
 let database: TestDatabase;
@@ -16,20 +14,13 @@ beforeAll(async () => {
   upstream = createServer((_req, res) =>
     res.writeHead(200, { 'content-type': 'application/json' }).end('{"ok":true}'),
   );
-  await new Promise<void>((resolve) => upstream.listen(0, '127.0.0.1', resolve));
-  const url = `http://127.0.0.1:${(upstream.address() as AddressInfo).port}`;
-  gateway = createApp({
-    db: database.db,
-    pool: database.pool,
-    logger: createLogger('gateway', 'silent'),
-    config: loadGatewayConfig({
-      DATABASE_URL: database.url,
-      GATEWAY_ADMIN_KEY: ADMIN,
-      GATEWAY_STREAMER_URLS: url,
-      GATEWAY_QUEUE_URLS: url,
-      GATEWAY_COLLECTOR_URLS: url,
-      GATEWAY_RECORDS_FLUSH: '1m',
-    }),
+  const url = await serve(upstream);
+  gateway = createTestGateway(database, {
+    GATEWAY_ADMIN_KEY: ADMIN,
+    GATEWAY_STREAMER_URLS: url,
+    GATEWAY_QUEUE_URLS: url,
+    GATEWAY_COLLECTOR_URLS: url,
+    GATEWAY_RECORDS_FLUSH: '1m',
   });
 });
 

@@ -7,8 +7,8 @@ import { BasicTracerProvider, SimpleSpanProcessor, type SpanExporter } from '@op
 import { createTestDatabase, type TestDatabase } from '@gpu-telemetry/db/testing';
 import { createLogger, listen, type RunningServer } from '@gpu-telemetry/service-kit';
 import request from 'supertest';
-import { createApp, type GatewayApp } from '../app';
-import { loadGatewayConfig } from '../config';
+import type { GatewayApp } from '../app';
+import { createTestGateway } from '../testing/gateway-test-app';
 
 const ADMIN = 'bootstrap-admin-key-for-traces-0123456789';
 const OTLP_KEY = 'span-export-key-for-traces-0123456789';
@@ -20,16 +20,7 @@ let base: string;
 
 beforeAll(async () => {
   database = await createTestDatabase();
-  gateway = createApp({
-    db: database.db,
-    pool: database.pool,
-    logger: createLogger('gateway', 'silent'),
-    config: loadGatewayConfig({
-      DATABASE_URL: database.url,
-      GATEWAY_ADMIN_KEY: ADMIN,
-      GATEWAY_OTLP_KEY: OTLP_KEY,
-    }),
-  });
+  gateway = createTestGateway(database, { GATEWAY_ADMIN_KEY: ADMIN, GATEWAY_OTLP_KEY: OTLP_KEY });
   server = await listen(gateway.handler, {
     port: 0,
     host: '127.0.0.1',
