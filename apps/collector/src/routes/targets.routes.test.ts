@@ -1,10 +1,9 @@
 import { randomUUID } from 'node:crypto';
 import { createTestDatabase, type TestDatabase } from '@gpu-telemetry/db/testing';
 import { QueueClient } from '@gpu-telemetry/queue-client';
-import { createLogger } from '@gpu-telemetry/service-kit';
 import request from 'supertest';
-import { createApp, type CollectorApp } from '../app';
-import { loadCollectorConfig } from '../config';
+import type { CollectorApp } from '../app';
+import { createTestCollector } from '../testing/collector-test-app';
 
 let database: TestDatabase;
 let collector: CollectorApp;
@@ -12,16 +11,7 @@ const queue = new QueueClient({ url: 'http://127.0.0.1:9' });
 
 beforeAll(async () => {
   database = await createTestDatabase();
-  collector = createApp({
-    db: database.db,
-    pool: database.pool,
-    logger: createLogger('collector', 'silent'),
-    queue,
-    config: loadCollectorConfig({
-      DATABASE_URL: database.url,
-      COLLECT_TARGETS: 'http://gpu-{1..2}:9400/metrics',
-    }),
-  });
+  collector = createTestCollector(database, queue, { COLLECT_TARGETS: 'http://gpu-{1..2}:9400/metrics' });
 });
 
 afterAll(async () => {
@@ -93,15 +83,8 @@ describe('GET/POST/DELETE /v1/targets', () => {
 describe('collector configuration', () => {
   it('refuses to start on a bad target URL, naming it', () => {
     expect(() =>
-      createApp({
-        db: database.db,
-        pool: database.pool,
-        logger: createLogger('collector', 'silent'),
-        queue,
-        config: loadCollectorConfig({
-          DATABASE_URL: database.url,
-          COLLECT_TARGETS: 'http://ok:9400/metrics,ftp://bad/x,http://169.254.169.254/',
-        }),
+      createTestCollector(database, queue, {
+        COLLECT_TARGETS: 'http://ok:9400/metrics,ftp://bad/x,http://169.254.169.254/',
       }),
     ).toThrow(
       /COLLECT_TARGETS: ftp:\/\/bad\/x must use http or https[\s\S]*COLLECT_TARGETS: http:\/\/169\.254\.169\.254\/ points at a cloud metadata/,

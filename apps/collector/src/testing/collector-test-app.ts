@@ -4,21 +4,29 @@ import { createLogger } from '@gpu-telemetry/service-kit';
 import { createApp, type CollectorApp } from '../app';
 import { loadCollectorConfig } from '../config';
 
-/** The collector's HTTP app on a fresh database, its queue a closed port; `env` as in production. */
-export async function startCollectorTestApp(
+/** The collector on a test database, configured from `env` exactly as in production. */
+export function createTestCollector(
+  database: TestDatabase,
+  queue: QueueClient,
   env: Record<string, string> = {},
-): Promise<{ collector: CollectorApp; database: TestDatabase; close(): Promise<void> }> {
-  const database = await createTestDatabase();
-  const queue = new QueueClient({ url: 'http://127.0.0.1:9' });
-  const collector = createApp({
+): CollectorApp {
+  return createApp({
     db: database.db,
     pool: database.pool,
     logger: createLogger('collector', 'silent'),
     queue,
     config: loadCollectorConfig({ DATABASE_URL: database.url, ...env }),
   });
+}
+
+/** The collector's HTTP app on a fresh database, its queue a closed port. */
+export async function startCollectorTestApp(
+  env: Record<string, string> = {},
+): Promise<{ collector: CollectorApp; database: TestDatabase; close(): Promise<void> }> {
+  const database = await createTestDatabase();
+  const queue = new QueueClient({ url: 'http://127.0.0.1:9' });
   return {
-    collector,
+    collector: createTestCollector(database, queue, env),
     database,
     close: async () => {
       await queue.close();
