@@ -158,7 +158,7 @@ async function settle(system) {
 }
 
 async function main() {
-  const dir = mkdirTemp();
+  const dir = path.join(tmpdir(), `gpu-telemetry-chaos-${Date.now()}`);
   const samplesPerRound = HOSTS * GPUS_PER_HOST * SIMULATED_METRICS;
   console.log(
     `chaos: ${HOSTS} hosts x ${GPUS_PER_HOST} GPUs scraped every ${INTERVAL_MS / 1000} s; logs in ${dir}`,
@@ -264,12 +264,6 @@ async function main() {
   }
   rmSync(dir, { recursive: true, force: true });
   console.log('\nall checks passed; table also in reports/chaos.md');
-}
-
-function mkdirTemp() {
-  const dir = path.join(tmpdir(), `gpu-telemetry-chaos-${Date.now()}`);
-  mkdirSync(dir, { recursive: true });
-  return dir;
 }
 
 main().catch((error) => {

@@ -11,7 +11,12 @@ export {
   type ServeOptions,
   type ShutdownStep,
 } from './serve';
-export { createServiceApp, type ReadinessCheck, type ServiceAppOptions } from './service-app';
+export {
+  createServiceApp,
+  type ReadinessCheck,
+  SECURITY_HEADERS,
+  type ServiceAppOptions,
+} from './service-app';
 export { getTracer, startTelemetry, withSpan } from './telemetry';
 export { validate } from './validate';
 export { openApiDocument, type Operation } from './openapi';

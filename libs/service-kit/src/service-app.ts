@@ -13,6 +13,13 @@ export interface ReadinessCheck {
   check(): Promise<void>;
 }
 
+/** Sent on every answer of every service (and on everything the gateway proxies). */
+export const SECURITY_HEADERS: readonly (readonly [name: string, value: string])[] = [
+  ['x-content-type-options', 'nosniff'],
+  ['x-frame-options', 'DENY'],
+  ['referrer-policy', 'no-referrer'],
+];
+
 export interface ServiceAppOptions {
   service: string;
   logger: Logger;
@@ -63,9 +70,7 @@ export function createServiceApp(options: ServiceAppOptions): Express {
     res.locals['requestId'] = id;
     req.log = logger.child({ requestId: id });
     res.setHeader('x-request-id', id);
-    res.setHeader('x-content-type-options', 'nosniff');
-    res.setHeader('x-frame-options', 'DENY');
-    res.setHeader('referrer-policy', 'no-referrer');
+    for (const [name, value] of SECURITY_HEADERS) res.setHeader(name, value);
     const started = process.hrtime.bigint();
     // The server span's context, so the request line carries its trace id.
     const requestContext = context.active();

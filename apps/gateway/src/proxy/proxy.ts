@@ -2,7 +2,7 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { type Readable, Transform } from 'node:stream';
 import { context, propagation, type Span, SpanKind, SpanStatusCode, trace } from '@opentelemetry/api';
-import { type Logger, writeProblem } from '@gpu-telemetry/service-kit';
+import { type Logger, SECURITY_HEADERS, writeProblem } from '@gpu-telemetry/service-kit';
 import { type Dispatcher, Pool } from 'undici';
 import { type ApiKeysService, AuthError, type Principal, type Scope } from '../auth/api-keys.service';
 import type { RateLimiter } from '../auth/rate-limiter';
@@ -43,13 +43,6 @@ export interface ProxyOptions {
 
 // Hop-by-hop headers (RFC 9110 7.6.1) never cross the proxy, in either direction; neither do the
 // client's credentials.
-/** Sent on every proxied response (an upstream's own values win: they are copied over these). */
-const SECURITY_HEADERS: [string, string][] = [
-  ['x-content-type-options', 'nosniff'],
-  ['x-frame-options', 'DENY'],
-  ['referrer-policy', 'no-referrer'],
-];
-
 const HOP_BY_HOP = new Set([
   'connection',
   'keep-alive',
@@ -168,6 +161,7 @@ export class Proxy {
     const requestId =
       typeof incomingId === 'string' && REQUEST_ID.test(incomingId) ? incomingId : randomUUID();
     res.setHeader('x-request-id', requestId);
+    // An upstream's own values win: writeHead copies its headers over these.
     for (const [name, value] of SECURITY_HEADERS) res.setHeader(name, value);
     let principal: Principal | undefined;
     let upstream: Upstream | undefined;
