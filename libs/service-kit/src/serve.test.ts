@@ -89,18 +89,25 @@ describe('slow clients', () => {
 });
 
 describe('shutdown', () => {
-  it('runs the steps in order on SIGTERM and exits 0', async () => {
+  it('runs the steps in order on SIGTERM, exits 0 and cancels the deadline', async () => {
     const exit = jest.spyOn(process, 'exit').mockImplementation((() => undefined) as never);
     const ran: string[] = [];
-    const dispose = onShutdown(createLogger('test', 'silent'), [
-      { name: 'first', run: async () => void ran.push('first') },
-      { name: 'second', run: () => void ran.push('second') },
-    ]);
+    const dispose = onShutdown(
+      createLogger('test', 'silent'),
+      [
+        { name: 'first', run: async () => void ran.push('first') },
+        { name: 'second', run: () => void ran.push('second') },
+      ],
+      { deadlineMs: 100 },
+    );
     try {
       process.emit('SIGTERM', 'SIGTERM');
       await new Promise((resolve) => setTimeout(resolve, 50));
       expect(ran).toEqual(['first', 'second']);
       expect(exit).toHaveBeenCalledWith(0);
+      // A clean stop must not be followed by the deadline's exit 1.
+      await new Promise((resolve) => setTimeout(resolve, 150));
+      expect(exit).toHaveBeenCalledTimes(1);
     } finally {
       dispose();
       exit.mockRestore();

@@ -108,7 +108,7 @@ export interface ShutdownStep {
  * exit 0; a second signal exits at once. Steps that fail are logged and the next still runs. A
  * shutdown that outlasts `deadlineMs` (default 30 s) is cut short with exit 1, naming the step it
  * was stuck in, so a hung dependency can never keep a stopping process alive. Returns a function
- * that removes the signal handlers.
+ * that removes the signal handlers and cancels a pending deadline.
  */
 export function onShutdown(
   logger: Logger,
@@ -117,6 +117,7 @@ export function onShutdown(
 ): () => void {
   let stopping = false;
   let current = 'starting';
+  let deadline: NodeJS.Timeout | undefined;
   const stop = async (signal: NodeJS.Signals) => {
     if (stopping) {
       logger.warn({ signal }, 'second signal: exiting now');
@@ -124,7 +125,7 @@ export function onShutdown(
     }
     stopping = true;
     logger.info({ signal }, 'shutting down');
-    setTimeout(() => {
+    deadline = setTimeout(() => {
       logger.error(
         { step: current, deadlineMs: options.deadlineMs ?? 30_000 },
         'shutdown did not finish in time; exiting',
@@ -140,6 +141,7 @@ export function onShutdown(
         logger.error({ err: error, step: step.name }, 'shutdown step failed');
       }
     }
+    clearTimeout(deadline);
     logger.info('stopped');
     logger.flush?.();
     process.exit(0);
@@ -147,6 +149,7 @@ export function onShutdown(
   process.on('SIGTERM', stop);
   process.on('SIGINT', stop);
   return () => {
+    clearTimeout(deadline);
     process.off('SIGTERM', stop);
     process.off('SIGINT', stop);
   };
