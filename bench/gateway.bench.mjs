@@ -3,12 +3,13 @@
 // (the common Node peer); a bare node:http + undici proxy (the floor of any Node proxy); and this
 // gateway with auth, rate limits, request records and tracing on.
 import { execFileSync, spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import autocannon from 'autocannon';
 import { Client } from 'undici';
 import {
+  cpuMicros,
   fmt,
   freePort,
   percentile,
@@ -22,12 +23,6 @@ import {
 const DURATION = Number(process.env.BENCH_DURATION ?? 10);
 const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 10);
 const ADMIN = 'bench-admin-key-0123456789abcdefghij';
-
-function cpuMicros(pid) {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return (Number(fields[11]) + Number(fields[12])) * (1e6 / 100); // clock ticks are 10 ms
-}
 
 async function child(script, env, name) {
   return startService(name, { ...env }, script);

@@ -5,9 +5,11 @@ import path from 'node:path';
 import pg from 'pg';
 import pgCopy from 'pg-copy-streams';
 import {
+  cpuMicros,
   fmt,
   freePort,
   percentile,
+  postgresCpuMicros,
   printTable,
   require,
   root,
@@ -55,6 +57,7 @@ async function copyCeiling(url, samples) {
   const client = new pg.Client({ connectionString: url });
   await client.connect();
   await client.query(`SELECT telemetry_ensure_partitions((now() - interval '2 days')::date, now()::date)`);
+  const cpuBefore = postgresCpuMicros();
   const started = performance.now();
   const stream = client.query(
     pgCopy.from(
@@ -74,13 +77,28 @@ async function copyCeiling(url, samples) {
     stream.end();
   });
   const seconds = (performance.now() - started) / 1000;
+  const cpu = { postgres: postgresCpuMicros() - cpuBefore };
   await client.end();
-  return samples.length / seconds;
+  return { rate: samples.length / seconds, cpu };
 }
 
-/** Publishes the messages (with fresh ids when `reissue`), returns rows/s until the streamer has them all. */
-async function throughPipeline(queue, pool, messages, expectedRows, reissue) {
+/** CPU used so far by Postgres, each service and this process (the publisher), in µs. */
+function cpuNow(services) {
+  const usage = process.cpuUsage();
+  return {
+    postgres: postgresCpuMicros(),
+    ...Object.fromEntries(Object.entries(services).map(([name, s]) => [name, cpuMicros(s.pid)])),
+    publisher: usage.user + usage.system,
+  };
+}
+
+/**
+ * Publishes the messages (with fresh ids when `reissue`); returns rows/s until the streamer has
+ * them all, and the CPU each process spent meanwhile.
+ */
+async function throughPipeline(queue, pool, messages, expectedRows, reissue, services) {
   const startRows = await count(pool);
+  const cpuBefore = cpuNow(services);
   const started = performance.now();
   const publishing = (async () => {
     for (let i = 0; i < messages.length; i += 16) {
@@ -104,7 +122,10 @@ async function throughPipeline(queue, pool, messages, expectedRows, reissue) {
       break;
   }
   await publishing;
-  return expectedRows / ((performance.now() - started) / 1000);
+  const rate = expectedRows / ((performance.now() - started) / 1000);
+  const cpuAfter = cpuNow(services);
+  const cpu = Object.fromEntries(Object.keys(cpuAfter).map((k) => [k, cpuAfter[k] - cpuBefore[k]]));
+  return { rate, cpu };
 }
 
 const postgres = await startPostgres();
@@ -116,7 +137,7 @@ try {
   const pipeUrl = await postgres.createDatabase('ingest_pipeline', true);
 
   process.stderr.write('COPY ceiling...\n');
-  const copyRate = await copyCeiling(copyUrl, samples);
+  const copy = await copyCeiling(copyUrl, samples);
 
   const queuePort = freePort();
   const queue = await startService('queue', {
@@ -139,62 +160,80 @@ try {
   const pool = new pg.Pool({ connectionString: pipeUrl, max: 2 });
   const rows = messages.reduce((sum, m) => sum + m.samples, 0);
   process.stderr.write('queue + streamer, first delivery...\n');
-  const firstRate = await throughPipeline(client, pool, messages, rows, false);
+  const roles = { queue, streamer };
+  const first = await throughPipeline(client, pool, messages, rows, false, roles);
   process.stderr.write('queue + streamer, redelivered...\n');
-  const dupRate = await throughPipeline(client, pool, messages, rows, true);
+  const dup = await throughPipeline(client, pool, messages, rows, true, roles);
   if ((await count(pool)) !== rows) throw new Error('redelivery changed the row count');
 
   printTable(
     `Ingest: ${rows.toLocaleString()} samples (simulated dcgm-exporter scrapes), ~${Math.round(rows / messages.length)} per message`,
-    ['path', 'rows/s', 'ratio to COPY'],
+    ['path', 'rows/s', 'ratio to COPY', 'CPU µs/row: postgres', 'queue', 'streamer', 'publisher'],
     [
-      ['COPY into telemetry (ceiling)', fmt(copyRate), '1.00'],
-      ['publish -> queue -> streamer -> stored', fmt(firstRate), fmt(firstRate / copyRate, 2)],
-      ['same samples redelivered (all duplicates)', fmt(dupRate), fmt(dupRate / copyRate, 2)],
+      [
+        'COPY into telemetry (ceiling)',
+        fmt(copy.rate),
+        '1.00',
+        fmt(copy.cpu.postgres / samples.length, 1),
+        '-',
+        '-',
+        '-',
+      ],
+      ...[
+        ['publish -> queue -> streamer -> stored', first],
+        ['same samples redelivered (all duplicates)', dup],
+      ].map(([label, r]) => [
+        label,
+        fmt(r.rate),
+        fmt(r.rate / copy.rate, 2),
+        ...['postgres', 'queue', 'streamer', 'publisher'].map((k) => fmt(r.cpu[k] / rows, 1)),
+      ]),
     ],
   );
   await client.close();
 
-  // --- the whole system under a fleet -------------------------------------------------------------
-  const hosts = Math.ceil(FLEET_GPUS / 8);
-  const simPort = freePort();
-  process.stderr.write(
-    `fleet: ${hosts} hosts x 8 GPUs x 40 metrics every ${INTERVAL_S}s for ${FLEET_ROUNDS} rounds...\n`,
-  );
-  const simulator = await startService(
-    'simulator',
-    { SIM_PORT: String(simPort), SIM_HOST: '127.0.0.1', SIM_HOSTS: String(hosts), SIM_GPUS_PER_HOST: '8' },
-    'apps/collector/dist/simulator/main.js',
-  );
-  services.push(simulator);
-  await pool.query('TRUNCATE telemetry');
-  const collector = await startService('collector', {
-    DATABASE_URL: pipeUrl,
-    PORT: String(freePort()),
-    HOST: '127.0.0.1',
-    QUEUE_URL: queue.url,
-    COLLECT_TARGETS: `http://127.0.0.1:${simPort}/hosts/{1..${hosts}}/metrics`,
-    COLLECT_INTERVAL: `${INTERVAL_S}s`,
-    COLLECT_CONCURRENCY: '16',
-  });
-  services.push(collector);
-  const fleetStart = new Date();
-  await sleep((FLEET_ROUNDS * INTERVAL_S + 8) * 1000);
-  const { rows: fleet } = await pool.query(
-    `SELECT count(*)::int AS n,
-            percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM ingested_at - "timestamp")) AS p50,
-            percentile_cont(0.99) WITHIN GROUP (ORDER BY extract(epoch FROM ingested_at - "timestamp")) AS p99,
-            extract(epoch FROM max("timestamp") - min("timestamp")) AS span
-     FROM telemetry WHERE ingested_at >= $1`,
-    [fleetStart],
-  );
-  const expectedPerRound = hosts * 8 * 40;
-  const ageRows = fleet[0];
-  printTable(
-    `Whole system: ${(hosts * 8).toLocaleString()} simulated GPUs x 40 metrics every ${INTERVAL_S}s (${fmt(expectedPerRound / INTERVAL_S)} samples/s), ${FLEET_ROUNDS} rounds`,
-    ['samples stored', 'rounds (of ' + fmt(expectedPerRound) + ')', 'scrape->stored p50 s', 'p99 s'],
-    [[fmt(ageRows.n), fmt(ageRows.n / expectedPerRound, 2), fmt(ageRows.p50, 2), fmt(ageRows.p99, 2)]],
-  );
+  // --- the whole system under a fleet (BENCH_FLEET_ROUNDS=0 skips it) ------------------------------
+  if (FLEET_ROUNDS > 0) {
+    const hosts = Math.ceil(FLEET_GPUS / 8);
+    const simPort = freePort();
+    process.stderr.write(
+      `fleet: ${hosts} hosts x 8 GPUs x 40 metrics every ${INTERVAL_S}s for ${FLEET_ROUNDS} rounds...\n`,
+    );
+    const simulator = await startService(
+      'simulator',
+      { SIM_PORT: String(simPort), SIM_HOST: '127.0.0.1', SIM_HOSTS: String(hosts), SIM_GPUS_PER_HOST: '8' },
+      'apps/collector/dist/simulator/main.js',
+    );
+    services.push(simulator);
+    await pool.query('TRUNCATE telemetry');
+    const collector = await startService('collector', {
+      DATABASE_URL: pipeUrl,
+      PORT: String(freePort()),
+      HOST: '127.0.0.1',
+      QUEUE_URL: queue.url,
+      COLLECT_TARGETS: `http://127.0.0.1:${simPort}/hosts/{1..${hosts}}/metrics`,
+      COLLECT_INTERVAL: `${INTERVAL_S}s`,
+      COLLECT_CONCURRENCY: '16',
+    });
+    services.push(collector);
+    const fleetStart = new Date();
+    await sleep((FLEET_ROUNDS * INTERVAL_S + 8) * 1000);
+    const { rows: fleet } = await pool.query(
+      `SELECT count(*)::int AS n,
+              percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM ingested_at - "timestamp")) AS p50,
+              percentile_cont(0.99) WITHIN GROUP (ORDER BY extract(epoch FROM ingested_at - "timestamp")) AS p99,
+              extract(epoch FROM max("timestamp") - min("timestamp")) AS span
+       FROM telemetry WHERE ingested_at >= $1`,
+      [fleetStart],
+    );
+    const expectedPerRound = hosts * 8 * 40;
+    const ageRows = fleet[0];
+    printTable(
+      `Whole system: ${(hosts * 8).toLocaleString()} simulated GPUs x 40 metrics every ${INTERVAL_S}s (${fmt(expectedPerRound / INTERVAL_S)} samples/s), ${FLEET_ROUNDS} rounds`,
+      ['samples stored', 'rounds (of ' + fmt(expectedPerRound) + ')', 'scrape->stored p50 s', 'p99 s'],
+      [[fmt(ageRows.n), fmt(ageRows.n / expectedPerRound, 2), fmt(ageRows.p50, 2), fmt(ageRows.p99, 2)]],
+    );
+  }
   await pool.end();
 } finally {
   for (const service of services.reverse()) await service.stop();

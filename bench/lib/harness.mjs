@@ -1,6 +1,6 @@
 // Shared pieces of the benchmarks: a throwaway durable Postgres, child services, stats, tables.
 import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -54,7 +54,14 @@ async function createDatabase(adminUrl, name, migrate) {
 
 /** Runs a built service (apps/<name>/dist/main.js) as its own process and waits for /healthz. */
 export async function startService(name, env, script = `apps/${name}/dist/main.js`) {
-  const child = spawn(process.execPath, [path.join(root, script)], {
+  const profile = process.env.BENCH_PROFILE_DIR
+    ? [
+        '--cpu-prof',
+        `--cpu-prof-dir=${path.resolve(process.env.BENCH_PROFILE_DIR)}`,
+        `--cpu-prof-name=${name}.${Date.now()}.cpuprofile`,
+      ]
+    : [];
+  const child = spawn(process.execPath, [...profile, path.join(root, script)], {
     cwd: root,
     env: { ...process.env, LOG_LEVEL: 'warn', OTEL_SDK_DISABLED: 'true', ...env },
     stdio: ['ignore', 'ignore', 'inherit'],
@@ -84,6 +91,33 @@ export async function startService(name, env, script = `apps/${name}/dist/main.j
         child.kill('SIGTERM');
       }),
   };
+}
+
+/** CPU time (user + system) a process has used so far, in microseconds. */
+export function cpuMicros(pid) {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(fields[11]) + Number(fields[12])) * (1e6 / 100); // clock ticks are 10 ms
+}
+
+/**
+ * CPU time used so far by every PostgreSQL process on this machine (postmaster, backends, WAL
+ * writer, checkpointer...), in microseconds. Backends that exited in between are not counted,
+ * so take readings while the connections of interest are open.
+ */
+export function postgresCpuMicros() {
+  let total = 0;
+  for (const pid of readdirSync('/proc')) {
+    if (!/^\d+$/.test(pid)) continue;
+    try {
+      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+      if (!stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')')).startsWith('postgres')) continue;
+      total += cpuMicros(pid);
+    } catch {
+      // gone in between
+    }
+  }
+  return total;
 }
 
 export const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));

@@ -1,5 +1,6 @@
 import { fieldErrors } from '@gpu-telemetry/service-kit';
 import {
+  isTelemetrySample,
   type LeasedMessage,
   type TelemetrySample,
   telemetryBatch,
@@ -21,8 +22,14 @@ export interface IngestDeps {
 }
 
 const tracer = getTracer('streamer');
-const FUTURE_MS = 24 * 3_600_000;
-const day = (iso: string) => iso.slice(0, 10);
+const DAY_MS = 24 * 3_600_000;
+const FUTURE_MS = DAY_MS;
+
+/** The samples of a batch that passed, with each one's time parsed once (times[i] is valid[i]'s). */
+interface Accepted {
+  valid: TelemetrySample[];
+  times: number[];
+}
 
 /**
  * Turns leased telemetry messages into rows. Every sample is validated; the valid ones are stored
@@ -44,11 +51,15 @@ export class IngestService {
       { 'messaging.batch.message_count': messages.length },
       async (span) => {
         const now = (this.deps.now ?? Date.now)();
-        const valid: TelemetrySample[] = [];
+        const accepted: Accepted = { valid: [], times: [] };
+        const { valid } = accepted;
         const failed: NonNullable<HandleResult['failed']> = [];
+        const oldest: number[] = [];
         let invalid = 0;
         for (const message of messages) {
-          const problems = this.validate(message.payload, now, valid);
+          const before = valid.length;
+          const problems = this.validate(message.payload, now, accepted);
+          if (valid.length > before) oldest.push(Math.min(...accepted.times.slice(before)));
           if (problems.length > 0) {
             invalid += problems.length;
             const more = problems.length > 1 ? ` (and ${problems.length - 1} more)` : '';
@@ -60,9 +71,9 @@ export class IngestService {
           }
         }
         try {
-          await this.ensureDays(valid);
-          const inserted = await this.insert(valid);
-          await upsertGpus(this.deps.pool, sightings(valid));
+          await this.ensureDays(accepted.times);
+          const inserted = await this.insert(valid, accepted.times);
+          await upsertGpus(this.deps.pool, sightings(accepted));
           const lag = messages.length
             ? (now - Math.min(...messages.map((m) => Date.parse(m.publishedAt)))) / 1000
             : 0;
@@ -72,10 +83,8 @@ export class IngestService {
           metrics.deadLettered.inc(failed.length);
           metrics.batches.inc({ outcome: 'stored' });
           metrics.lag.set(lag);
-          for (const message of messages) {
-            const oldest = oldestSample(message.payload);
-            if (oldest !== undefined) metrics.sampleAge.observe(Math.max(0, (Date.now() - oldest) / 1000));
-          }
+          const stored = Date.now();
+          for (const at of oldest) metrics.sampleAge.observe(Math.max(0, (stored - at) / 1000));
           span.setAttributes({
             'streamer.inserted': inserted,
             'streamer.duplicates': valid.length - inserted,
@@ -104,8 +113,8 @@ export class IngestService {
     );
   }
 
-  /** Appends the message's valid samples to `valid`; returns its problems, named by field. */
-  private validate(payload: unknown, now: number, valid: TelemetrySample[]): string[] {
+  /** Appends the message's valid samples to `accepted`; returns its problems, named by field. */
+  private validate(payload: unknown, now: number, accepted: Accepted): string[] {
     const envelope = telemetryBatch.safeParse(payload);
     if (!envelope.success) {
       return fieldErrors(envelope.error).map(
@@ -113,44 +122,56 @@ export class IngestService {
       );
     }
     const problems: string[] = [];
-    envelope.data.samples.forEach((raw, index) => {
-      const parsed = telemetrySample.safeParse(raw);
-      if (!parsed.success) {
-        for (const e of fieldErrors(parsed.error, ['samples', index]))
-          problems.push(`${e.field}: ${e.message}`);
-        return;
+    const { samples } = envelope.data;
+    for (let index = 0; index < samples.length; index++) {
+      const raw = samples[index];
+      let sample: TelemetrySample;
+      if (isTelemetrySample(raw)) {
+        sample = raw;
+      } else {
+        // Off the fast path: the schema either fixes it up (upper-case uuid) or says what is wrong.
+        const parsed = telemetrySample.safeParse(raw);
+        if (!parsed.success) {
+          for (const e of fieldErrors(parsed.error, ['samples', index]))
+            problems.push(`${e.field}: ${e.message}`);
+          continue;
+        }
+        sample = parsed.data;
       }
-      const at = Date.parse(parsed.data.timestamp);
-      if (at > now + FUTURE_MS)
-        return void problems.push(`samples[${index}].timestamp: is more than a day in the future`);
-      if (this.deps.retentionMs > 0 && at < now - this.deps.retentionMs) {
-        return void problems.push(`samples[${index}].timestamp: is older than TELEMETRY_RETENTION`);
+      const at = Date.parse(sample.timestamp);
+      if (at > now + FUTURE_MS) {
+        problems.push(`samples[${index}].timestamp: is more than a day in the future`);
+      } else if (this.deps.retentionMs > 0 && at < now - this.deps.retentionMs) {
+        problems.push(`samples[${index}].timestamp: is older than TELEMETRY_RETENTION`);
+      } else {
+        accepted.valid.push(sample);
+        accepted.times.push(at);
       }
-      valid.push(parsed.data);
-    });
+    }
     return problems;
   }
 
-  private async ensureDays(samples: TelemetrySample[]): Promise<void> {
-    const days = [...new Set(samples.map((s) => day(new Date(s.timestamp).toISOString())))]
-      .filter((d) => !this.knownDays.has(d))
-      .sort();
+  private async ensureDays(times: number[]): Promise<void> {
+    const days = new Set<number>();
+    for (const at of times) days.add(Math.floor(at / DAY_MS));
     // Each day on its own: a stray old sample must not create every day in between.
-    for (const d of days) {
-      const created = await ensurePartitions(this.deps.pool, d, d);
+    for (const d of [...days].sort((a, b) => a - b)) {
+      const iso = new Date(d * DAY_MS).toISOString().slice(0, 10);
+      if (this.knownDays.has(iso)) continue;
+      const created = await ensurePartitions(this.deps.pool, iso, iso);
       if (created > 0) this.deps.metrics.partitionsCreated.inc(created);
-      this.knownDays.add(d);
+      this.knownDays.add(iso);
     }
   }
 
-  private async insert(samples: TelemetrySample[]): Promise<number> {
+  private async insert(samples: TelemetrySample[], times: number[]): Promise<number> {
     try {
       return await insertSamples(this.deps.pool, samples);
     } catch (error) {
       // A partition this process thought existed was dropped (retention elsewhere): recreate, retry once.
       if ((error as { code?: string }).code !== '23514') throw error;
       this.knownDays.clear();
-      await this.ensureDays(samples);
+      await this.ensureDays(times);
       return insertSamples(this.deps.pool, samples);
     }
   }
@@ -161,9 +182,11 @@ export class IngestService {
   }
 }
 
-function sightings(samples: TelemetrySample[]): GpuSighting[] {
-  const byGpu = new Map<string, GpuSighting & { metricSet: Set<string> }>();
-  for (const s of samples) {
+function sightings({ valid, times }: Accepted): GpuSighting[] {
+  const byGpu = new Map<string, GpuSighting & { first: number; last: number; metricSet: Set<string> }>();
+  for (let i = 0; i < valid.length; i++) {
+    const s = valid[i] as TelemetrySample;
+    const at = times[i] as number;
     let gpu = byGpu.get(s.gpuId);
     if (!gpu) {
       gpu = {
@@ -175,25 +198,24 @@ function sightings(samples: TelemetrySample[]): GpuSighting[] {
         firstSeen: s.timestamp,
         lastSeen: s.timestamp,
         metrics: [],
+        first: at,
+        last: at,
         metricSet: new Set(),
       };
       byGpu.set(s.gpuId, gpu);
     }
-    const at = Date.parse(s.timestamp);
-    if (at < Date.parse(gpu.firstSeen)) gpu.firstSeen = s.timestamp;
-    if (at > Date.parse(gpu.lastSeen)) gpu.lastSeen = s.timestamp;
+    if (at < gpu.first) {
+      gpu.first = at;
+      gpu.firstSeen = s.timestamp;
+    }
+    if (at > gpu.last) {
+      gpu.last = at;
+      gpu.lastSeen = s.timestamp;
+    }
     gpu.metricSet.add(s.metricName);
   }
-  return [...byGpu.values()].map(({ metricSet, ...gpu }) => ({ ...gpu, metrics: [...metricSet].sort() }));
-}
-
-function oldestSample(payload: unknown): number | undefined {
-  const samples = (payload as { samples?: { timestamp?: unknown }[] } | null)?.samples;
-  if (!Array.isArray(samples)) return undefined;
-  let oldest: number | undefined;
-  for (const s of samples) {
-    const t = typeof s?.timestamp === 'string' ? Date.parse(s.timestamp) : NaN;
-    if (!Number.isNaN(t) && (oldest === undefined || t < oldest)) oldest = t;
-  }
-  return oldest;
+  return [...byGpu.values()].map(({ metricSet, first: _first, last: _last, ...gpu }) => ({
+    ...gpu,
+    metrics: [...metricSet].sort(),
+  }));
 }
