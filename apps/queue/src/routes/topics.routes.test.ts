@@ -14,6 +14,7 @@ afterAll(async () => {
 
 const api = () => request(queue.app);
 const topicName = () => `t-${randomUUID().slice(0, 8)}`;
+const uuidFor = (i: number) => `00000000-0000-4000-8000-${String(i).padStart(12, '0')}`;
 
 async function publish(topic: string, messages: { id?: string; payload: unknown }[]) {
   const res = await api().post(`/v1/topics/${topic}/messages`).send({ messages }).expect(201);
@@ -60,6 +61,38 @@ describe('POST /v1/topics/:topic/messages', () => {
     expect(res.body).toMatchObject({ accepted: 1, duplicates: 0 });
     const leased = await lease(topic);
     expect(leased.messages.map((m) => m.payload)).toEqual([{ one: true }]);
+  });
+
+  it('delivers each payload byte for byte as it was published, whatever JSON.parse would make of it', async () => {
+    const topic = topicName();
+    const payloads = [
+      '{ "big": 12345678901234567890, "exact": 1.10, "exp": 1E+2 }',
+      '{"z":1,"a":[ {"}":"{"} ],"esc":"quote \\" and \\\\ and \\u00e9 é 😀"}',
+      '"a\\u0000b"',
+      '{"lone":"\\ud800"}',
+      '[]',
+      'null',
+    ];
+    const body = `{ "messages" : [ ${payloads.map((p, i) => `{"pay\\u006coad":0, "payload" :${p}, "id":"${uuidFor(i)}"}`).join(' , ')} ] }`;
+    const res = await api()
+      .post(`/v1/topics/${topic}/messages`)
+      .set('content-type', 'application/json')
+      .send(body)
+      .expect(201);
+    expect(res.body).toMatchObject({ accepted: payloads.length, duplicates: 0 });
+    const leased = await api()
+      .post(`/v1/topics/${topic}/leases`)
+      .send({ consumer: 'test', max: 10 })
+      .buffer(true)
+      .parse((response, done) => {
+        let text = '';
+        response.on('data', (chunk: Buffer) => (text += chunk.toString('utf8')));
+        response.on('end', () => done(null, text));
+      })
+      .expect(200);
+    const raw = leased.body as string;
+    for (const [i, payload] of payloads.entries())
+      expect(raw).toContain(`{"id":"${uuidFor(i)}","payload":${payload},"attempts":1,`);
   });
 
   it('stores a repeated id once and counts it as a duplicate, within a batch and across batches', async () => {

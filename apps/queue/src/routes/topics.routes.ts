@@ -14,6 +14,7 @@ import {
 import { validate } from '@gpu-telemetry/service-kit';
 import { type Response, Router } from 'express';
 import { z } from 'zod';
+import { payloadRanges } from '../services/payload-text';
 import type { QueueService, RawLease } from '../services/queue.service';
 
 const topicParams = z.object({ topic: topicName });
@@ -45,11 +46,15 @@ export function topicsRoutes(queue: QueueService): Router {
     const messages = isBatch
       ? validate(publishBatchBody, req.body).messages
       : [validate(messageInput, req.body)];
-    // The validated body goes to Postgres as received, so payloads are not serialised again.
+    // Each payload goes to Postgres as the client wrote it, not serialised again.
     const utf8 = !/charset=(?!"?utf-?8)/i.test(req.headers['content-type'] ?? '');
-    const raw = utf8 ? req.rawBody?.toString('utf8').replace(/^\uFEFF/, '') : undefined;
-    const batchJson = raw === undefined ? undefined : isBatch ? raw : `{"messages":[${raw}]}`;
-    res.status(201).json(await queue.publish(topic, messages, batchJson));
+    const body = utf8 ? req.rawBody : undefined;
+    const ranges = body && payloadRanges(body, isBatch);
+    const payloads =
+      body && ranges?.length === messages.length
+        ? ranges.map(([start, end]) => body.subarray(start, end))
+        : undefined;
+    res.status(201).json(await queue.publish(topic, messages, payloads));
   });
 
   router.post('/v1/topics/:topic/leases', async (req, res) => {

@@ -1,4 +1,5 @@
 import type { Pool, PoolClient, QueryResultRow } from 'pg';
+import { binaryTextArray } from './payload-text';
 
 /**
  * The queue's SQL. The queue is its SQL, so it is written out here rather than built: each
@@ -36,38 +37,34 @@ const TARGETS = `targets AS (
 /** Forgets the lease row once the whole lease is settled (no ids named). */
 const FORGET_LEASE = `forgotten AS (DELETE FROM queue_leases WHERE lease_id = $2 AND topic = $1 AND $3::uuid[] IS NULL)`;
 
-const insert = statement<{ ids: string[]; accepted: number }>(
+const insert = statement<{ accepted: number }>(
   'insert',
-  `WITH input AS (
-     -- Read the id with -> then #>>: ->> would unescape every string of the element.
-     SELECT coalesce(((e -> 'id') #>> '{}')::uuid, gen_random_uuid()) AS msg_uuid, e -> 'payload' AS payload, n
-     FROM json_array_elements($2::json -> 'messages') WITH ORDINALITY AS t(e, n)
-   ),
-   inserted AS (
+  `WITH inserted AS (
      -- DO NOTHING also absorbs an id repeated within the batch: the first one wins.
      INSERT INTO queue_messages (topic, msg_uuid, payload)
-     SELECT $1, msg_uuid, payload FROM input
+     SELECT $1, msg_uuid, payload::json
+     FROM unnest($2::uuid[], $3::text[]) WITH ORDINALITY AS t(msg_uuid, payload, n)
+     ORDER BY n
      ON CONFLICT (topic, msg_uuid) DO NOTHING
      RETURNING msg_uuid
    ),
    ${counted('inserted', 'count(*)', '0')}
-   SELECT (SELECT array_agg(msg_uuid::text ORDER BY n) FROM input) AS ids,
-          (SELECT count(*)::int FROM inserted) AS accepted`,
+   SELECT count(*)::int AS accepted FROM inserted`,
 );
 
 /**
- * Inserts the messages whose id is new to the topic. `batchJson` is `{"messages": [{"id"?, "payload"},
- * ...]}` as JSON text, typically the request body itself: Postgres parses it once and the payloads
- * are never re-serialised. Returns every message's id in order (generated where absent) and how
- * many were new.
+ * Inserts the messages whose id is new to the topic, in the order given; returns how many were
+ * new. Each payload is UTF-8 JSON text, sent as one binary `text[]` parameter: Postgres checks
+ * each one once (the cast to json) and never re-serialises it.
  */
 export async function insertMessages(
   db: Queryable,
   topic: string,
-  batchJson: string,
-): Promise<{ ids: string[]; accepted: number }> {
-  const [row] = await insert(db, [topic, batchJson]);
-  return { ids: row?.ids ?? [], accepted: row?.accepted ?? 0 };
+  ids: string[],
+  payloads: readonly Buffer[],
+): Promise<number> {
+  const [row] = await insert(db, [topic, ids, binaryTextArray(payloads)]);
+  return row?.accepted ?? 0;
 }
 
 const ensure = statement(

@@ -53,31 +53,31 @@ export class QueueService {
   constructor(private readonly deps: QueueServiceDeps) {}
 
   /**
-   * Stores the batch in one statement and answers only after it committed. `batchJson`, when
-   * given, is the same batch as JSON text (`{"messages": [...]}`), passed to Postgres as is.
+   * Stores the batch in one statement and answers only after it committed. `payloads`, when
+   * given, are the messages' payloads as the client wrote them (UTF-8 JSON, one per message):
+   * stored byte for byte. Otherwise the parsed payloads are serialised.
    */
-  async publish(topic: string, messages: MessageInput[], batchJson?: string): Promise<PublishResult> {
+  async publish(topic: string, messages: MessageInput[], payloads?: Buffer[]): Promise<PublishResult> {
     const { db, metrics, settings } = this.deps;
     return withSpan(tracer, 'queue.publish', attrs(topic, messages.length), async (span) => {
-      // A payload can only be too large if the whole batch is: measure each one only then.
-      if (batchJson === undefined || Buffer.byteLength(batchJson) > settings.maxPayloadBytes) {
-        const tooLarge: FieldError[] = [];
-        messages.forEach((message, index) => {
-          if (Buffer.byteLength(JSON.stringify(message.payload)) > settings.maxPayloadBytes) {
-            tooLarge.push({
-              field: `messages[${index}].payload`,
-              message: `must be at most ${settings.maxPayloadBytes} bytes of JSON`,
-            });
-          }
-        });
-        if (tooLarge.length > 0)
-          throw new PayloadTooLargeError(`${tooLarge[0]?.field} ${tooLarge[0]?.message}.`, tooLarge);
-      }
+      const texts = payloads ?? messages.map((m) => Buffer.from(JSON.stringify(m.payload) ?? 'null'));
+      const tooLarge: FieldError[] = [];
+      texts.forEach((text, index) => {
+        if (text.length > settings.maxPayloadBytes) {
+          tooLarge.push({
+            field: `messages[${index}].payload`,
+            message: `must be at most ${settings.maxPayloadBytes} bytes of JSON`,
+          });
+        }
+      });
+      if (tooLarge.length > 0)
+        throw new PayloadTooLargeError(`${tooLarge[0]?.field} ${tooLarge[0]?.message}.`, tooLarge);
       if (!this.knownTopics.has(topic)) {
         await q.ensureTopic(db, topic);
         this.knownTopics.add(topic);
       }
-      const { ids, accepted } = await q.insertMessages(db, topic, batchJson ?? JSON.stringify({ messages }));
+      const ids = messages.map((m) => m.id ?? randomUUID());
+      const accepted = await q.insertMessages(db, topic, ids, texts);
       const result = { accepted, duplicates: messages.length - accepted, ids };
       metrics.published.inc({ topic }, result.accepted);
       if (result.duplicates > 0) metrics.duplicates.inc({ topic }, result.duplicates);

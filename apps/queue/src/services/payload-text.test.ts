@@ -1,0 +1,94 @@
+import { binaryTextArray, payloadRanges } from './payload-text';
+
+/** A small deterministic generator of JSON values, written with random spacing. */
+function generator(seed: number) {
+  const random = () => (seed = (seed * 1_103_515_245 + 12_345) % 2 ** 31) / 2 ** 31;
+  const pick = <T>(items: T[]): T => items[Math.floor(random() * items.length)] as T;
+  const space = () => pick(['', '', ' ', '\n  ', '\t', '\r\n']);
+  const strings = [
+    '',
+    'plain',
+    'quote " inside',
+    'back \\ slash',
+    'brace } ] { [',
+    'é 😀 ü',
+    '\\"',
+    '\u2028',
+  ];
+  const value = (depth: number): string => {
+    const kind = depth > 3 ? pick([0, 1, 2]) : pick([0, 1, 2, 3, 4]);
+    if (kind === 0) return pick(['0', '-1.5e+10', '12345678901234567890', '1.10', 'true', 'false', 'null']);
+    if (kind === 1 || kind === 2) {
+      const text = JSON.stringify(pick(strings));
+      // Sometimes escape an ordinary letter, as a hand-written client might.
+      return random() < 0.2 ? text.replace(/a/, '\\u0061') : text;
+    }
+    if (kind === 3) {
+      const items = Array.from(
+        { length: Math.floor(random() * 4) },
+        () => space() + value(depth + 1) + space(),
+      );
+      return `[${items.join(',') || space()}]`;
+    }
+    const members = Array.from(
+      { length: Math.floor(random() * 4) },
+      () =>
+        `${space()}${JSON.stringify(pick(['k', 'payload', 'id', '}']))}${space()}:${space()}${value(depth + 1)}${space()}`,
+    );
+    return `{${members.join(',') || space()}}`;
+  };
+  return { random, pick, space, value };
+}
+
+describe('payloadRanges', () => {
+  it('finds every payload of a batch exactly as written, through spacing, escapes and repeated keys', () => {
+    const g = generator(11);
+    for (let n = 0; n < 300; n++) {
+      const payloads = Array.from({ length: 1 + Math.floor(g.random() * 5) }, () => g.value(0));
+      const messages = payloads.map((payload) => {
+        const members = [`"payload"${g.space()}:${g.space()}${payload}`];
+        if (g.random() < 0.5) members.unshift(`"id":"0a1b2c3d-0000-4000-8000-000000000000"`);
+        // A key that JSON.parse reads as "payload" too, before the real one: the last one wins.
+        if (g.random() < 0.3) members.unshift(`"pay\\u006coad":${g.value(2)}`);
+        return `{${g.space()}${members.join(`${g.space()},${g.space()}`)}${g.space()}}`;
+      });
+      const text = `${g.pick(['', '\uFEFF'])}{${g.space()}"messages"${g.space()}:${g.space()}[${messages.join(',')}]${g.space()}}`;
+      const body = Buffer.from(text);
+      const ranges = payloadRanges(body, true);
+      expect(ranges?.map(([s, e]) => body.toString('utf8', s, e))).toEqual(payloads);
+      const parsed = JSON.parse(text.replace(/^\uFEFF/, '')) as { messages: { payload: unknown }[] };
+      expect(ranges?.map(([s, e]) => JSON.parse(body.toString('utf8', s, e)))).toEqual(
+        parsed.messages.map((m) => m.payload),
+      );
+    }
+  });
+
+  it('finds the payload of a single message, wherever the key is', () => {
+    const body = Buffer.from('{ "id" : "x", "payload" : { "a" : [1, "}"] } , "z": 1 }');
+    const [range] = payloadRanges(body, false) ?? [];
+    expect(range && body.toString('utf8', ...range)).toBe('{ "a" : [1, "}"] }');
+  });
+
+  it('gives up (the caller serialises instead) on bodies that are not UTF-8 or not the expected shape', () => {
+    expect(payloadRanges(Buffer.from([0x7b, 0xff, 0x7d]), false)).toBeUndefined();
+    expect(payloadRanges(Buffer.from('{"messages":{"payload":1}}'), true)).toBeUndefined();
+    expect(payloadRanges(Buffer.from('{"messages":[{"id":"x"}]}'), true)).toBeUndefined();
+    expect(payloadRanges(Buffer.from('[1]'), false)).toBeUndefined();
+  });
+});
+
+describe('binaryTextArray', () => {
+  it('lays out a one-dimensional text[] in the binary wire format', () => {
+    const array = binaryTextArray([Buffer.from('{}'), Buffer.from('é')]);
+    expect([...array.subarray(0, 20)]).toEqual([
+      ...[0, 0, 0, 1], // dimensions
+      ...[0, 0, 0, 0], // no NULLs
+      ...[0, 0, 0, 25], // element type: text
+      ...[0, 0, 0, 2], // length
+      ...[0, 0, 0, 1], // lower bound
+    ]);
+    expect(array.subarray(20).toString('latin1')).toBe(
+      `\u0000\u0000\u0000\u0002{}\u0000\u0000\u0000\u0002${Buffer.from('é').toString('latin1')}`,
+    );
+  });
+});

@@ -1,0 +1,162 @@
+import { isUtf8 } from 'node:buffer';
+
+/**
+ * Payloads travel to Postgres as the client wrote them, byte for byte: a payload is never parsed
+ * and serialised again, so big integers, number formats and key order survive, and the queue
+ * spends no CPU re-encoding what it only stores. The request body has already been through
+ * JSON.parse (it is valid JSON) and the schema (it has the expected shape); this finds where each
+ * message's payload lies in it, and packs those byte ranges into one binary `text[]` parameter,
+ * which Postgres reads without the quoting and escaping of an array literal.
+ */
+
+const QUOTE = 0x22;
+const BACKSLASH = 0x5c;
+const OPEN_OBJECT = 0x7b;
+const CLOSE_OBJECT = 0x7d;
+const OPEN_ARRAY = 0x5b;
+const CLOSE_ARRAY = 0x5d;
+const COMMA = 0x2c;
+const COLON = 0x3a;
+
+/** [start, end) byte offsets into the body. */
+export type Range = readonly [number, number];
+
+class Shape extends Error {}
+
+function skipSpace(b: Buffer, i: number): number {
+  for (;;) {
+    const c = b[i];
+    if (c !== 0x20 && c !== 0x0a && c !== 0x0d && c !== 0x09) return i;
+    i++;
+  }
+}
+
+/** Index just past the string whose opening quote is at `i`. */
+function endOfString(b: Buffer, i: number): number {
+  for (let at = i + 1; ; at++) {
+    at = b.indexOf(QUOTE, at);
+    if (at < 0) throw new Shape('unterminated string');
+    // A quote closes the string unless an odd number of backslashes precede it.
+    let slashes = 0;
+    while (b[at - 1 - slashes] === BACKSLASH) slashes++;
+    if (slashes % 2 === 0) return at + 1;
+  }
+}
+
+/** Index just past the value that starts at `i` (no leading space). */
+function endOfValue(b: Buffer, i: number): number {
+  const c = b[i];
+  if (c === QUOTE) return endOfString(b, i);
+  if (c === OPEN_OBJECT || c === OPEN_ARRAY) {
+    let depth = 0;
+    for (let at = i; at < b.length;) {
+      const ch = b[at];
+      if (ch === QUOTE) {
+        at = endOfString(b, at);
+        continue;
+      }
+      if (ch === OPEN_OBJECT || ch === OPEN_ARRAY) depth++;
+      else if ((ch === CLOSE_OBJECT || ch === CLOSE_ARRAY) && --depth === 0) return at + 1;
+      at++;
+    }
+    throw new Shape('unterminated container');
+  }
+  // A number, true, false or null: up to the next delimiter.
+  let at = i;
+  for (;;) {
+    const ch = b[at];
+    if (ch === undefined || ch === COMMA || ch === CLOSE_OBJECT || ch === CLOSE_ARRAY) return at;
+    if (ch === 0x20 || ch === 0x0a || ch === 0x0d || ch === 0x09) return at;
+    at++;
+  }
+}
+
+/** The key whose string starts at `start` and ends before `end`, unescaped only when it must be. */
+function keyText(b: Buffer, start: number, end: number): string {
+  const inner = b.toString('utf8', start + 1, end - 1);
+  return inner.includes('\\') ? (JSON.parse(b.toString('utf8', start, end)) as string) : inner;
+}
+
+/** The value of `key` in the object at `i` (the last one, as JSON.parse would), and the object's end. */
+function member(b: Buffer, i: number, key: string): { value?: Range; end: number } {
+  if (b[i] !== OPEN_OBJECT) throw new Shape('not an object');
+  let value: Range | undefined;
+  let at = skipSpace(b, i + 1);
+  if (b[at] === CLOSE_OBJECT) return { end: at + 1 };
+  for (;;) {
+    const keyEnd = endOfString(b, at);
+    const name = keyText(b, at, keyEnd);
+    at = skipSpace(b, keyEnd);
+    if (b[at] !== COLON) throw new Shape('expected a colon');
+    const start = skipSpace(b, at + 1);
+    const end = endOfValue(b, start);
+    if (name === key) value = [start, end];
+    at = skipSpace(b, end);
+    if (b[at] === CLOSE_OBJECT) return { value, end: at + 1 };
+    if (b[at] !== COMMA) throw new Shape('expected a comma');
+    at = skipSpace(b, at + 1);
+  }
+}
+
+/**
+ * Where each payload lies in a publish body: `{"payload": ...}` (one message) or
+ * `{"messages": [{"payload": ...}, ...]}`. Undefined when the body is not UTF-8 or not that shape
+ * (the caller then serialises the parsed payloads instead).
+ */
+export function payloadRanges(body: Buffer, batch: boolean): Range[] | undefined {
+  if (!isUtf8(body)) return undefined;
+  try {
+    const bom = body[0] === 0xef && body[1] === 0xbb && body[2] === 0xbf;
+    let at = skipSpace(body, bom ? 3 : 0);
+    if (!batch) {
+      const { value } = member(body, at, 'payload');
+      return value ? [value] : undefined;
+    }
+    const list = member(body, at, 'messages').value;
+    if (!list || body[list[0]] !== OPEN_ARRAY) return undefined;
+    const ranges: Range[] = [];
+    at = skipSpace(body, list[0] + 1);
+    if (body[at] === CLOSE_ARRAY) return ranges;
+    for (;;) {
+      const { value, end } = member(body, at, 'payload');
+      if (!value) return undefined;
+      ranges.push(value);
+      at = skipSpace(body, end);
+      if (body[at] === CLOSE_ARRAY) return ranges;
+      if (body[at] !== COMMA) return undefined;
+      at = skipSpace(body, at + 1);
+    }
+  } catch (error) {
+    if (error instanceof Shape) return undefined;
+    throw error;
+  }
+}
+
+const TEXT_OID = 25;
+
+/**
+ * A Postgres binary `text[]` (one dimension, no NULLs) of the given UTF-8 pieces. node-postgres
+ * sends a Buffer parameter in binary format, so this reaches `$n::text[]` as is.
+ */
+export function binaryTextArray(pieces: readonly Buffer[]): Buffer {
+  if (pieces.length === 0) {
+    const empty = Buffer.alloc(12); // zero dimensions
+    empty.writeUInt32BE(TEXT_OID, 8);
+    return empty;
+  }
+  let size = 20;
+  for (const piece of pieces) size += 4 + piece.length;
+  const out = Buffer.allocUnsafe(size);
+  out.writeInt32BE(1, 0); // dimensions
+  out.writeInt32BE(0, 4); // no NULLs
+  out.writeUInt32BE(TEXT_OID, 8);
+  out.writeInt32BE(pieces.length, 12);
+  out.writeInt32BE(1, 16); // lower bound
+  let at = 20;
+  for (const piece of pieces) {
+    out.writeInt32BE(piece.length, at);
+    piece.copy(out, at + 4);
+    at += 4 + piece.length;
+  }
+  return out;
+}
