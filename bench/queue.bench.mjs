@@ -5,9 +5,11 @@ import { randomUUID } from 'node:crypto';
 import path from 'node:path';
 import pg from 'pg';
 import {
+  cpuMicros,
   fmt,
   freePort,
   percentile,
+  postgresCpuMicros,
   printTable,
   require,
   root,
@@ -151,6 +153,19 @@ async function queueSystem(url) {
 
 // --- phases ---------------------------------------------------------------------------------------
 
+/** Runs `phase` and returns its result with the CPU µs per message of Postgres, the service and this process. */
+async function measured(system, total, phase) {
+  const read = () => {
+    const own = process.cpuUsage();
+    return [postgresCpuMicros(), system.pid ? cpuMicros(system.pid) : NaN, own.user + own.system];
+  };
+  const before = read();
+  const rate = await phase();
+  const after = read();
+  const [postgres, service, client] = after.map((v, i) => (v - before[i]) / total);
+  return { rate, cpu: { postgres, service, client } };
+}
+
 async function publishAll(system, total) {
   const started = performance.now();
   let next = 0;
@@ -242,9 +257,9 @@ for (const [key, make, migrate] of makers) {
   const url = await postgres.createDatabase(`bench_${key}`, migrate);
   const system = await make(url);
   process.stderr.write(`${system.name}: publish ${MESSAGES}... `);
-  const publish = await publishAll(system, MESSAGES);
+  const publish = await measured(system, MESSAGES, () => publishAll(system, MESSAGES));
   process.stderr.write(`lease+ack... `);
-  const consume = await consumeAll(system, MESSAGES);
+  const consume = await measured(system, MESSAGES, () => consumeAll(system, MESSAGES));
   process.stderr.write(`steady ${RATE}/s for ${RATE_SECONDS}s...\n`);
   const latency = await steadyLatency(system);
   results.push({ key, name: system.name, publish, consume, latency });
@@ -271,7 +286,25 @@ const by = Object.fromEntries(results.map((r) => [r.key, r]));
 printTable(
   `Queue: ${MESSAGES.toLocaleString()} messages of ~1 KB, batches of ${BATCH}, ${PUBLISHERS} publishers, ${CONSUMERS} consumers; latency at ${RATE} msgs/s`,
   ['system', 'publish msgs/s', 'lease+ack msgs/s', 'publish→ack p50 ms', 'p99 ms'],
-  results.map((r) => [r.name, fmt(r.publish), fmt(r.consume), fmt(r.latency.p50, 1), fmt(r.latency.p99, 1)]),
+  results.map((r) => [
+    r.name,
+    fmt(r.publish.rate),
+    fmt(r.consume.rate),
+    fmt(r.latency.p50, 1),
+    fmt(r.latency.p99, 1),
+  ]),
+);
+printTable(
+  "CPU µs per message (the service column is this queue's own process; client: the benchmark process, which runs the raw SQL and pg-boss clients in-process)",
+  ['system', 'publish: postgres', 'service', 'client', 'lease+ack: postgres', 'service', 'client'],
+  results.map((r) => [
+    r.name,
+    ...[r.publish.cpu, r.consume.cpu].flatMap((c) => [
+      fmt(c.postgres, 1),
+      fmt(c.service, 1),
+      fmt(c.client, 1),
+    ]),
+  ]),
 );
 printTable(
   'Ratios (this queue / reference)',
@@ -279,13 +312,13 @@ printTable(
   [
     [
       'raw SQL (ceiling)',
-      fmt(by.queue.publish / by.raw.publish, 2),
-      fmt(by.queue.consume / by.raw.consume, 2),
+      fmt(by.queue.publish.rate / by.raw.publish.rate, 2),
+      fmt(by.queue.consume.rate / by.raw.consume.rate, 2),
     ],
     [
       'pg-boss (peer)',
-      fmt(by.queue.publish / by.pgboss.publish, 2),
-      fmt(by.queue.consume / by.pgboss.consume, 2),
+      fmt(by.queue.publish.rate / by.pgboss.publish.rate, 2),
+      fmt(by.queue.consume.rate / by.pgboss.consume.rate, 2),
     ],
   ],
 );

@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { createTestDatabase, type TestDatabase } from '@gpu-telemetry/db/testing';
-import type { PoolClient } from 'pg';
+import { Pool, type PoolClient } from 'pg';
+import { ackMessages, extendLease, nackMessages, releaseLease } from './queue.queries';
 
 /**
  * The lease must walk queue_messages_lease_idx in order and stop after `max` rows, whatever the
@@ -94,6 +95,66 @@ describe('the lease plan', () => {
       expectIndexOrderedPlan(await leasePlans(client, 'busy-ready'));
     } finally {
       client.release();
+    }
+  }, 60_000);
+});
+
+describe('the settle plans', () => {
+  it("find a lease's rows by primary key when statistics say the table is empty", async () => {
+    await database.pool.query('TRUNCATE queue_messages');
+    await database.pool.query('ANALYZE queue_messages');
+    await backlog('settle', BACKLOG);
+    // One connection with auto_explain on: every statement's plan arrives as a notice.
+    const pool = new Pool({ connectionString: database.url, max: 1 });
+    const plans: string[] = [];
+    const session = await pool.connect();
+    session.on('notice', (notice) => plans.push(notice.message ?? ''));
+    await session.query(
+      `LOAD 'auto_explain'; SET auto_explain.log_min_duration = 0; SET auto_explain.log_level = notice; SET client_min_messages = notice`,
+    );
+    session.release();
+    const leaseOf = async () => {
+      const leaseId = randomUUID();
+      const { rows } = await pool.query<{ msg_uuid: string }>(
+        `SELECT msg_uuid FROM queue_lease('settle', 100, interval '30 seconds', $1, 'plan-test', 5)`,
+        [leaseId],
+      );
+      expect(rows).toHaveLength(100);
+      return { leaseId, ids: rows.map((r) => r.msg_uuid) };
+    };
+    try {
+      const a = await leaseOf();
+      const b = await leaseOf();
+      const c = await leaseOf();
+      const topic = 'settle';
+      const calls: [string, () => Promise<unknown>][] = [
+        ['extend', () => extendLease(pool, { topic, leaseId: a.leaseId, visibilitySeconds: 60 })],
+        [
+          'nack',
+          () =>
+            nackMessages(pool, {
+              topic,
+              leaseId: a.leaseId,
+              ids: a.ids.slice(0, 10),
+              delaySeconds: 0,
+              reason: 'plan test',
+              defaultMaxAttempts: 5,
+              deadLetter: false,
+            }),
+        ],
+        ['ack', () => ackMessages(pool, { topic, leaseId: a.leaseId })],
+        ['ack of named ids', () => ackMessages(pool, { topic, leaseId: b.leaseId, ids: b.ids })],
+        ['release', () => releaseLease(pool, { topic, leaseId: c.leaseId })],
+      ];
+      for (const [name, call] of calls) {
+        plans.length = 0;
+        await call();
+        const plan = plans.filter((p) => /(Update|Delete) on queue_messages/.test(p)).join('\n');
+        expect({ name, usesKey: plan.includes('queue_messages_pkey') }).toEqual({ name, usesKey: true });
+        expect(plan).not.toMatch(/Seq Scan on queue_messages|Bitmap Heap Scan on queue_messages|lease_idx/);
+      }
+    } finally {
+      await pool.end();
     }
   }, 60_000);
 });

@@ -28,7 +28,13 @@ function counted(source: string, live: string, dead: string): string {
 /**
  * The messages a settle call is about: the named ids, or every message the lease took (from its
  * queue_leases row). Rows are then matched by key and by lease id, so a message re-leased to
- * someone else is never touched.
+ * someone else is never touched, and a dead one neither (going dead clears lease_id).
+ *
+ * Settle, extend and release statements name rows by key only: no `dead_at IS NULL`, which would
+ * let the planner pick the partial lease index and filter the topic's whole backlog when the
+ * statistics are stale, e.g. minutes after a burst of publishes (measured: 15 ms instead of
+ * 0.5 ms per 100-message ack at a 60k backlog). By key, the primary key is the only index that
+ * fits.
  */
 const TARGETS = `targets AS (
     SELECT coalesce($3::uuid[], (SELECT l.msg_uuids FROM queue_leases l WHERE l.lease_id = $2 AND l.topic = $1)) AS ids
@@ -149,7 +155,7 @@ const ack = statement<{ settled: string[] }>(
   `WITH ${TARGETS},
    gone AS (
      DELETE FROM queue_messages m USING targets t
-     WHERE m.topic = $1 AND m.msg_uuid = ANY(t.ids) AND m.lease_id = $2 AND m.dead_at IS NULL
+     WHERE m.topic = $1 AND m.msg_uuid = ANY(t.ids) AND m.lease_id = $2
      RETURNING m.msg_uuid
    ),
    ${FORGET_LEASE},
@@ -170,7 +176,7 @@ const nack = statement<{ settled: string[]; dead: number }>(
        last_error = $5,
        dead_at = CASE WHEN $7 OR m.attempts >= s.max_attempts THEN now() END
      FROM targets t, settings s
-     WHERE m.topic = $1 AND m.msg_uuid = ANY(t.ids) AND m.lease_id = $2 AND m.dead_at IS NULL
+     WHERE m.topic = $1 AND m.msg_uuid = ANY(t.ids) AND m.lease_id = $2
      RETURNING m.msg_uuid, m.dead_at IS NOT NULL AS dead
    ),
    ${FORGET_LEASE},
@@ -256,7 +262,7 @@ const extend = statement<{ extended: number; lease_until: Date | null }>(
    ),
    moved AS (
      UPDATE queue_messages m SET visible_at = lease.lease_until FROM lease
-     WHERE m.topic = $1 AND m.msg_uuid = ANY(lease.msg_uuids) AND m.lease_id = $2 AND m.dead_at IS NULL
+     WHERE m.topic = $1 AND m.msg_uuid = ANY(lease.msg_uuids) AND m.lease_id = $2
      RETURNING 1
    )
    SELECT (SELECT count(*)::int FROM moved) AS extended, (SELECT lease_until FROM lease) AS lease_until`,
@@ -280,7 +286,7 @@ const release = statement<{ n: number }>(
      UPDATE queue_messages m
      SET visible_at = now(), lease_id = NULL, attempts = greatest(m.attempts - 1, 0)
      FROM lease
-     WHERE m.topic = $1 AND m.msg_uuid = ANY(lease.msg_uuids) AND m.lease_id = $2 AND m.dead_at IS NULL
+     WHERE m.topic = $1 AND m.msg_uuid = ANY(lease.msg_uuids) AND m.lease_id = $2
      RETURNING 1
    )
    SELECT count(*)::int AS n FROM released`,
