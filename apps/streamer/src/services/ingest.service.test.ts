@@ -73,6 +73,27 @@ describe('IngestService.handle', () => {
     expect(metrics).toMatch(/streamer_rows_duplicate_total\{[^}]*\} [4-9]/);
   });
 
+  it('stores a new batch by plain COPY, and one mixing stored and new samples by the de-duplicating insert', async () => {
+    const gpuId = 'GPU-ingest-paths';
+    const paths = async () => {
+      const text = await streamer.metrics.registry.getSingleMetricAsString('streamer_insert_paths_total');
+      const count = (path: string) => Number(text.match(new RegExp(`path="${path}"[^}]*} (\\d+)`))?.[1] ?? 0);
+      return { copy: count('copy'), dedup: count('dedup') };
+    };
+    const before = await paths();
+    const first = Array.from({ length: 1_200 }, (_, n) => sample({ gpuId, value: n }));
+    await streamer.ingest.handle([message(first.slice(0, 600)), message(first.slice(600))]);
+    expect(await paths()).toEqual({ copy: before.copy + 1, dedup: before.dedup });
+
+    // The last stored sample again, among new ones: the COPY is refused whole, the new ones still land.
+    const mixed = [...Array.from({ length: 700 }, (_, n) => sample({ gpuId, value: -n })), first[1_199]!];
+    await streamer.ingest.handle([message(mixed)]);
+    expect(await paths()).toEqual({ copy: before.copy + 1, dedup: before.dedup + 1 });
+    const stored = await rows(gpuId);
+    expect(stored).toHaveLength(1_900);
+    expect(new Set(stored.map((r) => r.uuid)).size).toBe(1_900);
+  });
+
   it('dead-letters invalid messages with a reason naming the field, and still stores the valid samples', async () => {
     const gpuId = 'GPU-ingest-3';
     const good = sample({ gpuId });

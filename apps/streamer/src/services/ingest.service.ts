@@ -165,15 +165,18 @@ export class IngestService {
   }
 
   private async insert(samples: TelemetrySample[], times: number[]): Promise<number> {
+    let stored;
     try {
-      return await insertSamples(this.deps.pool, samples);
+      stored = await insertSamples(this.deps.pool, samples);
     } catch (error) {
       // A partition this process thought existed was dropped (retention elsewhere): recreate, retry once.
       if ((error as { code?: string }).code !== '23514') throw error;
       this.knownDays.clear();
       await this.ensureDays(times);
-      return insertSamples(this.deps.pool, samples);
+      stored = await insertSamples(this.deps.pool, samples);
     }
+    if (samples.length > 0) this.deps.metrics.insertPaths.inc({ path: stored.path });
+    return stored.inserted;
   }
 
   /** Forget known partitions (after retention dropped some). */

@@ -31,6 +31,12 @@ export function createStreamerMetrics(registry: Registry) {
       labelNames: ['outcome'] as const,
       registers,
     }),
+    insertPaths: new Counter({
+      name: 'streamer_insert_paths_total',
+      help: 'Batches stored by plain COPY (all rows new) or by the de-duplicating insert (some rows already stored).',
+      labelNames: ['path'] as const,
+      registers,
+    }),
     batchDuration: new Histogram({
       name: 'streamer_batch_duration_seconds',
       help: 'Time to validate and store one leased batch.',
