@@ -21,7 +21,11 @@ export interface RequestRecord {
  * Records every proxied request without slowing it: `record` only appends to a bounded buffer;
  * a timer writes the buffer in one statement per batch. When Postgres is slow or down the buffer
  * fills and further records are dropped and counted, never the requests themselves.
+ *
+ * Batches are encoded on the event loop, between requests: 250 records (~0.3 ms of JSON) per
+ * statement keeps that pause well under a request's latency budget.
  */
+const STATEMENT_BATCH = 250;
 export class RequestRecorder {
   private buffer: RequestRecord[] = [];
   private timer: NodeJS.Timeout | undefined;
@@ -46,7 +50,7 @@ export class RequestRecorder {
     }
     this.buffer.push(entry);
     this.deps.buffered.set(this.buffer.length);
-    if (this.buffer.length >= 1_000) void this.flush();
+    if (this.buffer.length >= 4 * STATEMENT_BATCH) void this.flush();
   }
 
   start(): void {
@@ -67,7 +71,7 @@ export class RequestRecorder {
 
   private async write(): Promise<void> {
     while (this.buffer.length > 0) {
-      const batch = this.buffer.splice(0, 1_000);
+      const batch = this.buffer.splice(0, STATEMENT_BATCH);
       try {
         await this.deps.pool.query({
           name: 'gateway_requests_insert',
