@@ -21,7 +21,8 @@ import {
 const { QueueClient } = require(path.join(root, 'libs/queue-client/dist/index.js'));
 const PgBoss = require('pg-boss');
 
-const MESSAGES = Number(process.env.BENCH_MESSAGES ?? 20_000);
+const MESSAGES = Number(process.env.BENCH_MESSAGES ?? 50_000);
+const WARMUP = 10_000;
 const BATCH = 100;
 const PUBLISHERS = 4;
 const CONSUMERS = 4;
@@ -256,7 +257,11 @@ const makers = [
 for (const [key, make, migrate] of makers) {
   const url = await postgres.createDatabase(`bench_${key}`, migrate);
   const system = await make(url);
-  process.stderr.write(`${system.name}: publish ${MESSAGES}... `);
+  // Every contender gets the same warm-up (connections open, code compiled) before it is timed.
+  process.stderr.write(`${system.name}: warm-up... `);
+  await publishAll(system, WARMUP);
+  await consumeAll(system, WARMUP);
+  process.stderr.write(`publish ${MESSAGES}... `);
   const publish = await measured(system, MESSAGES, () => publishAll(system, MESSAGES));
   process.stderr.write(`lease+ack... `);
   const consume = await measured(system, MESSAGES, () => consumeAll(system, MESSAGES));
