@@ -9,7 +9,7 @@ import path from 'node:path';
 import autocannon from 'autocannon';
 import { Client } from 'undici';
 import {
-  cpuMicros,
+  cpuMeter,
   fmt,
   freePort,
   percentile,
@@ -56,9 +56,9 @@ async function oneConnection(url, headers, count = 3_000, warmUp = 1_000) {
 
 async function measure(name, url, pid, headers = {}) {
   await run(url, CONNECTIONS, 2, headers); // warm up
-  const before = pid ? cpuMicros(pid) : 0;
+  const used = cpuMeter({ proxy: pid });
   const loaded = await run(url, CONNECTIONS, DURATION, headers);
-  const cpu = pid ? (cpuMicros(pid) - before) / loaded.requests.total : NaN;
+  const cpu = used().proxy / loaded.requests.total;
   // Then latency, on a settled machine: right after the load Postgres is still vacuuming and the
   // proxy still flushing records and spans, which would time the load phase's aftermath.
   await sleep(3_000);

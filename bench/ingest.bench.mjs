@@ -5,11 +5,10 @@ import path from 'node:path';
 import pg from 'pg';
 import pgCopy from 'pg-copy-streams';
 import {
-  cpuMicros,
+  cpuMeter,
   fmt,
   freePort,
   percentile,
-  postgresCpuMicros,
   printTable,
   require,
   root,
@@ -57,7 +56,7 @@ async function copyCeiling(url, samples) {
   const client = new pg.Client({ connectionString: url });
   await client.connect();
   await client.query(`SELECT telemetry_ensure_partitions((now() - interval '2 days')::date, now()::date)`);
-  const cpuBefore = postgresCpuMicros();
+  const used = cpuMeter();
   const started = performance.now();
   const stream = client.query(
     pgCopy.from(
@@ -77,28 +76,18 @@ async function copyCeiling(url, samples) {
     stream.end();
   });
   const seconds = (performance.now() - started) / 1000;
-  const cpu = { postgres: postgresCpuMicros() - cpuBefore };
+  const cpu = used();
   await client.end();
   return { rate: samples.length / seconds, cpu };
-}
-
-/** CPU used so far by Postgres, each service and this process (the publisher), in µs. */
-function cpuNow(services) {
-  const usage = process.cpuUsage();
-  return {
-    postgres: postgresCpuMicros(),
-    ...Object.fromEntries(Object.entries(services).map(([name, s]) => [name, cpuMicros(s.pid)])),
-    publisher: usage.user + usage.system,
-  };
 }
 
 /**
  * Publishes the messages (with fresh ids when `reissue`); returns rows/s until the streamer has
  * them all, and the CPU each process spent meanwhile.
  */
-async function throughPipeline(queue, pool, messages, expectedRows, reissue, services) {
+async function throughPipeline(queue, pool, messages, expectedRows, reissue, pids) {
   const startRows = await count(pool);
-  const cpuBefore = cpuNow(services);
+  const used = cpuMeter(pids);
   const started = performance.now();
   const publishing = (async () => {
     for (let i = 0; i < messages.length; i += 16) {
@@ -123,9 +112,7 @@ async function throughPipeline(queue, pool, messages, expectedRows, reissue, ser
   }
   await publishing;
   const rate = expectedRows / ((performance.now() - started) / 1000);
-  const cpuAfter = cpuNow(services);
-  const cpu = Object.fromEntries(Object.keys(cpuAfter).map((k) => [k, cpuAfter[k] - cpuBefore[k]]));
-  return { rate, cpu };
+  return { rate, cpu: used() };
 }
 
 const postgres = await startPostgres();
@@ -160,10 +147,10 @@ try {
   const pool = new pg.Pool({ connectionString: pipeUrl, max: 2 });
   const rows = messages.reduce((sum, m) => sum + m.samples, 0);
   process.stderr.write('queue + streamer, first delivery...\n');
-  const roles = { queue, streamer };
-  const first = await throughPipeline(client, pool, messages, rows, false, roles);
+  const pids = { queue: queue.pid, streamer: streamer.pid };
+  const first = await throughPipeline(client, pool, messages, rows, false, pids);
   process.stderr.write('queue + streamer, redelivered...\n');
-  const dup = await throughPipeline(client, pool, messages, rows, true, roles);
+  const dup = await throughPipeline(client, pool, messages, rows, true, pids);
   if ((await count(pool)) !== rows) throw new Error('redelivery changed the row count');
 
   printTable(
@@ -186,7 +173,7 @@ try {
         label,
         fmt(r.rate),
         fmt(r.rate / copy.rate, 2),
-        ...['postgres', 'queue', 'streamer', 'publisher'].map((k) => fmt(r.cpu[k] / rows, 1)),
+        ...['postgres', 'queue', 'streamer', 'self'].map((k) => fmt(r.cpu[k] / rows, 1)),
       ]),
     ],
   );

@@ -5,11 +5,10 @@ import { randomUUID } from 'node:crypto';
 import path from 'node:path';
 import pg from 'pg';
 import {
-  cpuMicros,
+  cpuMeter,
   fmt,
   freePort,
   percentile,
-  postgresCpuMicros,
   printTable,
   require,
   root,
@@ -156,15 +155,13 @@ async function queueSystem(url) {
 
 /** Runs `phase` and returns its result with the CPU µs per message of Postgres, the service and this process. */
 async function measured(system, total, phase) {
-  const read = () => {
-    const own = process.cpuUsage();
-    return [postgresCpuMicros(), system.pid ? cpuMicros(system.pid) : NaN, own.user + own.system];
-  };
-  const before = read();
+  const used = cpuMeter({ service: system.pid });
   const rate = await phase();
-  const after = read();
-  const [postgres, service, client] = after.map((v, i) => (v - before[i]) / total);
-  return { rate, cpu: { postgres, service, client } };
+  const cpu = used();
+  return {
+    rate,
+    cpu: { postgres: cpu.postgres / total, service: cpu.service / total, client: cpu.self / total },
+  };
 }
 
 async function publishAll(system, total) {

@@ -120,6 +120,26 @@ export function postgresCpuMicros() {
   return total;
 }
 
+/**
+ * Starts counting the CPU time (µs) of Postgres, of the given processes (name -> pid), and of this
+ * process (`self`). The function it returns gives what each has used since.
+ */
+export function cpuMeter(pids = {}) {
+  const read = () => {
+    const own = process.cpuUsage();
+    return {
+      postgres: postgresCpuMicros(),
+      ...Object.fromEntries(Object.entries(pids).map(([name, pid]) => [name, pid ? cpuMicros(pid) : NaN])),
+      self: own.user + own.system,
+    };
+  };
+  const before = read();
+  return () => {
+    const after = read();
+    return Object.fromEntries(Object.keys(after).map((key) => [key, after[key] - before[key]]));
+  };
+}
+
 export const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
 export function percentile(values, p) {

@@ -1,10 +1,10 @@
 import { createServer, type IncomingMessage, type Server, request as httpRequest } from 'node:http';
-import { type AddressInfo, createServer as createNetServer } from 'node:net';
+import { createServer as createNetServer } from 'node:net';
 import { createTestDatabase, type TestDatabase } from '@gpu-telemetry/db/testing';
-import { createLogger, listen, type RunningServer } from '@gpu-telemetry/service-kit';
+import type { RunningServer } from '@gpu-telemetry/service-kit';
 import request from 'supertest';
 import type { GatewayApp } from '../app';
-import { createTestGateway, serve } from '../testing/gateway-test-app';
+import { createTestGateway, listenGateway, serve } from '../testing/gateway-test-app';
 
 /**
  * The gateway in front of real HTTP upstreams: an echo server that reports what reached it, one
@@ -68,12 +68,7 @@ let base: string;
 
 beforeAll(async () => {
   main = gateway();
-  server = await listen(main.handler, {
-    port: 0,
-    host: '127.0.0.1',
-    logger: createLogger('gateway', 'silent'),
-  });
-  base = `http://127.0.0.1:${server.port}`;
+  ({ server, base } = await listenGateway(main));
 });
 
 afterAll(async () => {
@@ -264,8 +259,7 @@ describe('readiness', () => {
   it('is ready while one instance of each route answers, even when another hangs, and names the route with none', async () => {
     // A replica that accepts connections and never answers (a stopped process).
     const hanging = createNetServer(() => undefined);
-    await new Promise<void>((resolve) => hanging.listen(0, '127.0.0.1', resolve));
-    const hangingUrl = `http://127.0.0.1:${(hanging.address() as AddressInfo).port}`;
+    const hangingUrl = await serve(hanging);
     try {
       const started = Date.now();
       const res = await request(

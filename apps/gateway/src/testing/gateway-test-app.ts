@@ -1,7 +1,6 @@
-import type { Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Server } from 'node:net';
 import type { TestDatabase } from '@gpu-telemetry/db/testing';
-import { createLogger, type Logger } from '@gpu-telemetry/service-kit';
+import { createLogger, listen, type Logger, type RunningServer } from '@gpu-telemetry/service-kit';
 import { createApp, type GatewayApp } from '../app';
 import { loadGatewayConfig } from '../config';
 
@@ -19,8 +18,18 @@ export function createTestGateway(
   });
 }
 
-/** Listens on a free loopback port; returns the base URL. */
+/** Listens on a free loopback port (an http server, or a bare TCP one); returns the base URL. */
 export async function serve(server: Server): Promise<string> {
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+}
+
+/** The gateway behind the production server (service-kit `listen`) on a free loopback port. */
+export async function listenGateway(gateway: GatewayApp): Promise<{ server: RunningServer; base: string }> {
+  const server = await listen(gateway.handler, {
+    port: 0,
+    host: '127.0.0.1',
+    logger: createLogger('gateway', 'silent'),
+  });
+  return { server, base: `http://127.0.0.1:${server.port}` };
 }

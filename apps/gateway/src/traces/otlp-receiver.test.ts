@@ -5,10 +5,10 @@ import { OTLPTraceExporter as ProtoExporter } from '@opentelemetry/exporter-trac
 import { resourceFromAttributes } from '@opentelemetry/resources';
 import { BasicTracerProvider, SimpleSpanProcessor, type SpanExporter } from '@opentelemetry/sdk-trace-base';
 import { createTestDatabase, type TestDatabase } from '@gpu-telemetry/db/testing';
-import { createLogger, listen, type RunningServer } from '@gpu-telemetry/service-kit';
+import type { RunningServer } from '@gpu-telemetry/service-kit';
 import request from 'supertest';
 import type { GatewayApp } from '../app';
-import { createTestGateway } from '../testing/gateway-test-app';
+import { createTestGateway, listenGateway } from '../testing/gateway-test-app';
 
 const ADMIN = 'bootstrap-admin-key-for-traces-0123456789';
 const OTLP_KEY = 'span-export-key-for-traces-0123456789';
@@ -21,12 +21,7 @@ let base: string;
 beforeAll(async () => {
   database = await createTestDatabase();
   gateway = createTestGateway(database, { GATEWAY_ADMIN_KEY: ADMIN, GATEWAY_OTLP_KEY: OTLP_KEY });
-  server = await listen(gateway.handler, {
-    port: 0,
-    host: '127.0.0.1',
-    logger: createLogger('gateway', 'silent'),
-  });
-  base = `http://127.0.0.1:${server.port}`;
+  ({ server, base } = await listenGateway(gateway));
 });
 
 afterAll(async () => {

@@ -33,7 +33,7 @@ function counted(source: string, live: string, dead: string): string {
  * Settle, extend and release statements name rows by key only: no `dead_at IS NULL`, which would
  * let the planner pick the partial lease index and filter the topic's whole backlog when the
  * statistics are stale, e.g. minutes after a burst of publishes (measured: 15 ms instead of
- * 0.5 ms per 100-message ack at a 60k backlog). By key, the primary key is the only index that
+ * 1 ms per 100-message ack at a 60k backlog). By key, the primary key is the only index that
  * fits.
  */
 const TARGETS = `targets AS (
