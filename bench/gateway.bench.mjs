@@ -143,14 +143,18 @@ try {
   services.push(sink);
   const url = await postgres.createDatabase('bench_gateway', true);
   const gatewayPort = freePort();
-  const gateway = await startService('gateway', {
+  // Limits high enough never to refuse a benchmark request: they are still checked on every one.
+  const gatewayEnv = {
     DATABASE_URL: url,
-    PORT: String(gatewayPort),
     HOST: '127.0.0.1',
     GATEWAY_ADMIN_KEY: ADMIN,
     GATEWAY_STREAMER_URLS: upstream.url,
     GATEWAY_RATE_LIMIT: '1000000',
     GATEWAY_RATE_BURST: '1000000',
+  };
+  const gateway = await startService('gateway', {
+    ...gatewayEnv,
+    PORT: String(gatewayPort),
     OTEL_SDK_DISABLED: 'false',
     OTEL_EXPORTER_OTLP_ENDPOINT: sink.url,
     NODE_OPTIONS: `--import ${path.join(root, 'apps/gateway/dist/instrumentation.js')}`,
@@ -166,15 +170,7 @@ try {
     ),
   );
   // The same gateway without the OpenTelemetry SDK: what tracing costs.
-  const untraced = await startService('gateway', {
-    DATABASE_URL: url,
-    PORT: String(freePort()),
-    HOST: '127.0.0.1',
-    GATEWAY_ADMIN_KEY: ADMIN,
-    GATEWAY_STREAMER_URLS: upstream.url,
-    GATEWAY_RATE_LIMIT: '1000000',
-    GATEWAY_RATE_BURST: '1000000',
-  });
+  const untraced = await startService('gateway', { ...gatewayEnv, PORT: String(freePort()) });
   services.push(untraced);
   process.stderr.write('gateway without tracing...\n');
   results.push(
