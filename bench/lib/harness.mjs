@@ -21,6 +21,9 @@ export async function startPostgres() {
     return {
       adminUrl: process.env.BENCH_DATABASE_URL,
       createDatabase: (name, migrate) => createDatabase(process.env.BENCH_DATABASE_URL, name, migrate),
+      dropDatabase: (name) =>
+        adminQuery(process.env.BENCH_DATABASE_URL, `DROP DATABASE IF EXISTS ${name} WITH (FORCE)`),
+      quiesce: () => quiesce(process.env.BENCH_DATABASE_URL),
       stop: async () => undefined,
     };
   }
@@ -29,11 +32,41 @@ export async function startPostgres() {
   return {
     adminUrl: server.adminUrl,
     createDatabase: (name, migrate) => createDatabase(server.adminUrl, name, migrate),
+    dropDatabase: (name) => adminQuery(server.adminUrl, `DROP DATABASE IF EXISTS ${name} WITH (FORCE)`),
+    quiesce: () => quiesce(server.adminUrl),
     stop: async () => {
       await server.stop();
       rmSync(dataDir, { recursive: true, force: true });
     },
   };
+}
+
+async function adminQuery(adminUrl, sql) {
+  const admin = new pg.Client({ connectionString: adminUrl });
+  await admin.connect();
+  try {
+    return (await admin.query(sql)).rows;
+  } finally {
+    await admin.end();
+  }
+}
+
+/**
+ * Lets Postgres settle before a timed phase, so no contender pays for the garbage an earlier one
+ * left: a checkpoint (dirty pages written now, not during the phase), then up to 30 s for running
+ * autovacuum workers to finish.
+ */
+async function quiesce(adminUrl) {
+  await adminQuery(adminUrl, 'CHECKPOINT');
+  const deadline = Date.now() + 30_000;
+  while (Date.now() < deadline) {
+    const [{ busy }] = await adminQuery(
+      adminUrl,
+      `SELECT count(*)::int AS busy FROM pg_stat_activity WHERE backend_type = 'autovacuum worker'`,
+    );
+    if (busy === 0) return;
+    await sleep(200);
+  }
 }
 
 async function createDatabase(adminUrl, name, migrate) {

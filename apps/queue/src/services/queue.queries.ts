@@ -1,5 +1,5 @@
 import type { Pool, PoolClient, QueryResultRow } from 'pg';
-import { binaryTextArray } from './payload-text';
+import { binaryJsonArray, binaryUuidArray } from './payload-text';
 
 /**
  * The queue's SQL. The queue is its SQL, so it is written out here rather than built: each
@@ -48,8 +48,8 @@ const insert = statement<{ accepted: number }>(
   `WITH inserted AS (
      -- DO NOTHING also absorbs an id repeated within the batch: the first one wins.
      INSERT INTO queue_messages (topic, msg_uuid, payload)
-     SELECT $1, msg_uuid, payload::json
-     FROM unnest($2::uuid[], $3::text[]) WITH ORDINALITY AS t(msg_uuid, payload, n)
+     SELECT $1, msg_uuid, payload
+     FROM unnest($2::uuid[], $3::json[]) WITH ORDINALITY AS t(msg_uuid, payload, n)
      ORDER BY n
      ON CONFLICT (topic, msg_uuid) DO NOTHING
      RETURNING msg_uuid
@@ -60,8 +60,8 @@ const insert = statement<{ accepted: number }>(
 
 /**
  * Inserts the messages whose id is new to the topic, in the order given; returns how many were
- * new. Each payload is UTF-8 JSON text, sent as one binary `text[]` parameter: Postgres checks
- * each one once (the cast to json) and never re-serialises it.
+ * new. Each payload is UTF-8 JSON text, sent as one binary `json[]` parameter: Postgres checks
+ * each one once, as it receives it, and never re-serialises it. The ids go as a binary `uuid[]`.
  */
 export async function insertMessages(
   db: Queryable,
@@ -69,7 +69,7 @@ export async function insertMessages(
   ids: string[],
   payloads: readonly Buffer[],
 ): Promise<number> {
-  const [row] = await insert(db, [topic, ids, binaryTextArray(payloads)]);
+  const [row] = await insert(db, [topic, binaryUuidArray(ids), binaryJsonArray(payloads)]);
   return row?.accepted ?? 0;
 }
 

@@ -1,4 +1,3 @@
-import { randomUUID } from 'node:crypto';
 import {
   ConflictError,
   type FieldError,
@@ -14,6 +13,7 @@ import type { LeaseWaiters } from './lease-waiters';
 import type { PublishNotifier } from './publish-notifier';
 import * as q from './queue.queries';
 import type { QueueMetrics } from './queue.metrics';
+import { uuidv7 } from './uuid-v7';
 
 export interface QueueSettings {
   defaultMaxAttempts: number;
@@ -76,7 +76,7 @@ export class QueueService {
         await q.ensureTopic(db, topic);
         this.knownTopics.add(topic);
       }
-      const ids = messages.map((m) => m.id ?? randomUUID());
+      const ids = messages.map((m) => m.id ?? uuidv7());
       const accepted = await q.insertMessages(db, topic, ids, texts);
       const result = { accepted, duplicates: messages.length - accepted, ids };
       metrics.published.inc({ topic }, result.accepted);
@@ -106,7 +106,7 @@ export class QueueService {
       async (span) => {
         const started = Date.now();
         const deadline = started + request.waitSeconds * 1000;
-        const leaseId = randomUUID();
+        const leaseId = uuidv7();
         let messages: RawLeasedMessage[] = [];
         for (;;) {
           const seen = waiters.version(topic);
