@@ -52,6 +52,18 @@ describe('POST /v1/topics/:topic/messages', () => {
     expect((await stats(topic)).ready).toBe(3);
   });
 
+  it('makes up time-ordered (version 7) ids for messages sent without one', async () => {
+    const topic = topicName();
+    const first = await publish(topic, [{ payload: 1 }, { payload: 2 }, { payload: 3 }]);
+    const second = await publish(topic, [{ payload: 4 }]);
+    const ids = [...first.ids, ...second.ids];
+    for (const id of ids)
+      expect(id).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
+    expect([...ids].sort()).toEqual(ids);
+    const leased = await lease(topic, { max: 4 });
+    expect(leased.messages.map((m) => m.id)).toEqual(ids);
+  });
+
   it('accepts a single message without the batch wrapper', async () => {
     const topic = topicName();
     const res = await api()
@@ -153,6 +165,15 @@ describe('POST /v1/topics/:topic/leases', () => {
     expect(second.messages.map((m) => m.payload)).toEqual(['c']);
     expect(second.leaseId).not.toBe(first.leaseId);
     expect(await stats(topic)).toMatchObject({ ready: 0, inFlight: 3, dead: 0 });
+  });
+
+  it('answers without an ETag: a lease is never revalidated, so its body is not hashed', async () => {
+    const topic = topicName();
+    await publish(topic, [{ payload: 'a' }]);
+    const res = await api().post(`/v1/topics/${topic}/leases`).send({ consumer: 'test', max: 1 }).expect(200);
+    expect(res.body.messages).toHaveLength(1);
+    expect(res.headers['etag']).toBeUndefined();
+    expect(res.body.leaseId).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-7/);
   });
 
   it('returns an empty lease with a null leaseId when nothing is ready', async () => {

@@ -1,4 +1,10 @@
-import type { Pool, PoolClient, QueryResultRow } from 'pg';
+import {
+  type CustomTypesConfig,
+  types as pgTypes,
+  type Pool,
+  type PoolClient,
+  type QueryResultRow,
+} from 'pg';
 import { binaryJsonArray, binaryUuidArray } from './payload-text';
 
 /**
@@ -12,8 +18,18 @@ export type Queryable = Pick<Pool | PoolClient, 'query'>;
 
 function statement<R extends QueryResultRow>(name: string, text: string) {
   return async (db: Queryable, values: unknown[]): Promise<R[]> =>
-    (await db.query<R>({ name: `queue_${name}`, text, values })).rows;
+    (await db.query<R>({ name: `queue_${name}`, text, values, types: RAW_JSON })).rows;
 }
+
+const JSON_OID = 114;
+
+/** json columns arrive as their text: payloads are passed through to consumers, never parsed. */
+const RAW_JSON: CustomTypesConfig = {
+  getTypeParser: ((oid: number, format?: 'text' | 'binary') =>
+    oid === JSON_OID
+      ? (text: string) => text
+      : pgTypes.getTypeParser(oid, format)) as CustomTypesConfig['getTypeParser'],
+};
 
 /** A CTE that adds (live, dead) to one of the topic's 16 counter slots, when either is non-zero. */
 function counted(source: string, live: string, dead: string): string {
@@ -320,7 +336,7 @@ export interface DeadRow {
 
 const dead = statement<DeadRow>(
   'dead',
-  `SELECT seq, msg_uuid::text, payload::text AS payload, attempts, published_at, dead_at, last_error
+  `SELECT seq, msg_uuid::text, payload, attempts, published_at, dead_at, last_error
    FROM queue_messages
    WHERE topic = $1 AND dead_at IS NOT NULL AND seq > $2::bigint
    ORDER BY seq
