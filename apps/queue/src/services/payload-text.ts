@@ -5,7 +5,7 @@ import { isUtf8 } from 'node:buffer';
  * and serialised again, so big integers, number formats and key order survive, and the queue
  * spends no CPU re-encoding what it only stores. The request body has already been through
  * JSON.parse (it is valid JSON) and the schema (it has the expected shape); this finds where each
- * message's payload lies in it, and packs those byte ranges into one binary `text[]` parameter,
+ * message's payload lies in it, and packs those byte ranges into one binary `json[]` parameter,
  * which Postgres reads without the quoting and escaping of an array literal.
  */
 
@@ -165,8 +165,8 @@ function binaryArray(oid: number, pieces: readonly Buffer[]): Buffer {
 
 /**
  * A binary `json[]` of UTF-8 JSON texts. The binary form of json is its text, and Postgres checks
- * each element is valid JSON as it receives it (json_recv), with no text-to-json cast after:
- * measured, about 1 µs of Postgres CPU per 1 KB message less than a `text[]` cast to json.
+ * each element is valid JSON as it receives it (json_recv), with no text-to-json cast after (a
+ * `text[]` element cast to json is copied twice more: to a C string and back).
  */
 export function binaryJsonArray(texts: readonly Buffer[]): Buffer {
   return binaryArray(JSON_OID, texts);
