@@ -24,6 +24,11 @@ export interface TelemetryOptions {
    * hot path itself: ignoring a path instead would also suppress the spans it creates.
    */
   incomingHttp?: boolean;
+  /**
+   * Automatic spans for outgoing node:http requests (default on). Off where the only such requests
+   * are the span exporter's own, which would pay the instrumentation's wrapper for nothing.
+   */
+  outgoingHttp?: boolean;
   /** Automatic spans for outgoing undici requests (default on). */
   undici?: boolean;
 }
@@ -48,10 +53,15 @@ export function startTelemetry(service: string, options: TelemetryOptions = {}):
     }),
     spanProcessors: [exporting ? new BatchSpanProcessor(new OTLPTraceExporter()) : new NoopSpanProcessor()],
     instrumentations: [
-      new HttpInstrumentation({
-        disableIncomingRequestInstrumentation: options.incomingHttp === false,
-        ignoreIncomingRequestHook: (req) => UNTRACED_PATHS.some((path) => req.url?.startsWith(path)),
-      }),
+      ...(options.incomingHttp === false && options.outgoingHttp === false
+        ? []
+        : [
+            new HttpInstrumentation({
+              disableIncomingRequestInstrumentation: options.incomingHttp === false,
+              disableOutgoingRequestInstrumentation: options.outgoingHttp === false,
+              ignoreIncomingRequestHook: (req) => UNTRACED_PATHS.some((path) => req.url?.startsWith(path)),
+            }),
+          ]),
       ...(options.undici === false ? [] : [new UndiciInstrumentation()]),
       // Only queries made inside a traced operation: not the idle polling of background loops.
       new PgInstrumentation({ requireParentSpan: true }),

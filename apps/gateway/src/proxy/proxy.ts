@@ -186,17 +186,24 @@ export class Proxy {
           ? span.spanContext().traceId
           : String(headers['traceparent'] ?? '').split('-')[1];
         const idempotent = req.method === 'GET' || req.method === 'HEAD';
-        const counter = new Transform({
-          transform: (chunk: Buffer, _encoding, callback) => {
-            bytesIn += chunk.length;
-            if (bytesIn > this.options.bodyLimit)
-              callback(
-                new ProxyError(413, `The body is larger than the ${this.options.bodyLimit}-byte limit.`),
-              );
-            else callback(null, chunk);
-          },
-        });
-        const body = idempotent ? undefined : req.pipe(counter);
+        // Bodies are counted (and cut at the limit) as they stream through; GET and HEAD have none.
+        const body = idempotent
+          ? undefined
+          : req.pipe(
+              new Transform({
+                transform: (chunk: Buffer, _encoding, callback) => {
+                  bytesIn += chunk.length;
+                  if (bytesIn > this.options.bodyLimit)
+                    callback(
+                      new ProxyError(
+                        413,
+                        `The body is larger than the ${this.options.bodyLimit}-byte limit.`,
+                      ),
+                    );
+                  else callback(null, chunk);
+                },
+              }),
+            );
         let response: Dispatcher.ResponseData | undefined;
         for (let attempt = 0; !response; attempt++) {
           upstream = this.pick(route);
