@@ -167,6 +167,27 @@ describe('POST /v1/topics/:topic/leases', () => {
     expect(await stats(topic)).toMatchObject({ ready: 0, inFlight: 3, dead: 0 });
   });
 
+  it('gives each message the time its publish committed, as ISO 8601 UTC to the millisecond', async () => {
+    const topic = topicName();
+    const first = await publish(topic, [{ payload: 1 }, { payload: 2 }]);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    const second = await publish(topic, [{ payload: 3 }]);
+    const { messages } = await lease(topic, { max: 3 });
+    const { rows } = await queue.database.pool.query<{ id: string; at: string }>(
+      `SELECT msg_uuid::text AS id, to_char(published_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') AS at
+       FROM queue_messages WHERE topic = $1`,
+      [topic],
+    );
+    const stored = new Map(rows.map((row) => [row.id, row.at]));
+    expect(messages.map((m) => [m.id, m.publishedAt])).toEqual(
+      [...first.ids, ...second.ids].map((id) => [id, stored.get(id)]),
+    );
+    expect(messages[0]?.publishedAt).toBe(messages[1]?.publishedAt);
+    expect(Date.parse(messages[2]?.publishedAt ?? '')).toBeGreaterThan(
+      Date.parse(messages[0]?.publishedAt ?? ''),
+    );
+  });
+
   it('answers without an ETag: a lease is never revalidated, so its body is not hashed', async () => {
     const topic = topicName();
     await publish(topic, [{ payload: 'a' }]);

@@ -129,7 +129,7 @@ export function topicsRoutes(queue: QueueService): Router {
 function sendLease(res: Response, lease: RawLease): void {
   const messages = lease.messages.map(
     (m) =>
-      `{"id":"${m.id}","payload":${m.payloadJson},"attempts":${m.attempts},"publishedAt":"${m.publishedAt.toISOString()}"}`,
+      `{"id":"${m.id}","payload":${m.payloadJson},"attempts":${m.attempts},"publishedAt":"${m.publishedAt}"}`,
   );
   res
     .type('application/json')

@@ -16,20 +16,48 @@ import { binaryJsonArray, binaryUuidArray } from './payload-text';
  */
 export type Queryable = Pick<Pool | PoolClient, 'query'>;
 
-function statement<R extends QueryResultRow>(name: string, text: string) {
+function statement<R extends QueryResultRow>(
+  name: string,
+  text: string,
+  types: CustomTypesConfig = RAW_JSON,
+) {
   return async (db: Queryable, values: unknown[]): Promise<R[]> =>
-    (await db.query<R>({ name: `queue_${name}`, text, values, types: RAW_JSON })).rows;
+    (await db.query<R>({ name: `queue_${name}`, text, values, types })).rows;
 }
 
 const JSON_OID = 114;
+const TIMESTAMPTZ_OID = 1184;
+
+function typeParsers(own: Record<number, (text: string) => unknown>): CustomTypesConfig {
+  return {
+    getTypeParser: ((oid: number, format?: 'text' | 'binary') =>
+      own[oid] ?? pgTypes.getTypeParser(oid, format)) as CustomTypesConfig['getTypeParser'],
+  };
+}
 
 /** json columns arrive as their text: payloads are passed through to consumers, never parsed. */
-const RAW_JSON: CustomTypesConfig = {
-  getTypeParser: ((oid: number, format?: 'text' | 'binary') =>
-    oid === JSON_OID
-      ? (text: string) => text
-      : pgTypes.getTypeParser(oid, format)) as CustomTypesConfig['getTypeParser'],
-};
+const RAW_JSON = typeParsers({ [JSON_OID]: (text) => text });
+
+/**
+ * Leased rows, whose times go out as ISO 8601 text: each value is converted straight to that,
+ * once per distinct value. The messages of one publish share their publish time (the insert's
+ * transaction time), so a lease of 100 typically converts one, not 100 (a Date parse and a
+ * toISOString each).
+ */
+const LEASED = typeParsers({ [JSON_OID]: (text) => text, [TIMESTAMPTZ_OID]: isoTimeOnce() });
+
+function isoTimeOnce(): (text: string) => string {
+  const parse = pgTypes.getTypeParser(TIMESTAMPTZ_OID, 'text') as (text: string) => Date;
+  let lastText = '';
+  let lastIso = '';
+  return (text) => {
+    if (text !== lastText) {
+      lastIso = parse(text).toISOString();
+      lastText = text;
+    }
+    return lastIso;
+  };
+}
 
 /** A CTE that adds (live, dead) to one of the topic's 16 counter slots, when either is non-zero. */
 function counted(source: string, live: string, dead: string): string {
@@ -103,7 +131,8 @@ export interface LeasedRow {
   seq: string;
   payload: string;
   attempts: number;
-  published_at: Date;
+  /** ISO 8601. */
+  published_at: string;
   redelivered: boolean;
   dead: boolean;
 }
@@ -112,6 +141,7 @@ const lease = statement<LeasedRow>(
   'lease',
   `SELECT msg_uuid::text, seq, payload, attempts, published_at, redelivered, dead
    FROM queue_lease($1, $2, make_interval(secs => $3), $4, $5, $6)`,
+  LEASED,
 );
 
 /** See queue_lease() in 0001_queue.sql: SKIP LOCKED, a pinned index-ordered plan, dead on exhaustion. */

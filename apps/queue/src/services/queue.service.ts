@@ -36,7 +36,8 @@ export interface RawLeasedMessage {
   id: string;
   payloadJson: string;
   attempts: number;
-  publishedAt: Date;
+  /** ISO 8601. */
+  publishedAt: string;
 }
 
 export interface RawLease {
