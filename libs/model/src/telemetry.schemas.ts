@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { uuid } from './queue.schemas';
+import { isPlainRecord, LOWER_UUID, uuid } from './queue.schemas';
 
 /** The queue topic the collector publishes to and the streamer consumes. */
 export const TELEMETRY_TOPIC = 'telemetry';
@@ -56,19 +56,12 @@ export type TelemetrySample = z.infer<typeof telemetrySample>;
 // the schema, which then names the problem. A test holds the two together.
 
 const SAMPLE_KEYS = new Set(Object.keys(telemetrySample.shape));
-const LOWER_UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 const DATETIME = telemetrySample.shape.timestamp._zod.pattern as RegExp;
 const MAX_LABELS = 64;
 
 const isText = (value: unknown, max: number): value is string =>
   typeof value === 'string' && value.length <= max && !value.includes('\u0000');
 const isNullableText = (value: unknown, max: number): boolean => value === null || isText(value, max);
-
-function isPlainRecord(value: unknown): value is Record<string, unknown> {
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) return false;
-  const proto = Object.getPrototypeOf(value);
-  return proto === Object.prototype || proto === null;
-}
 
 function isLabels(value: unknown): boolean {
   if (!isPlainRecord(value)) return false;

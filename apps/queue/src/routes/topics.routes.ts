@@ -2,6 +2,7 @@ import {
   ackBody,
   deadLettersQuery,
   extendBody,
+  fastPublishBatch,
   leaseBody,
   nackBody,
   publishBatchBody,
@@ -44,7 +45,7 @@ export function topicsRoutes(queue: QueueService): Router {
     // One message `{id?, payload}` or a batch `{messages: [...]}`.
     const isBatch = typeof req.body === 'object' && req.body !== null && 'messages' in req.body;
     const messages = isBatch
-      ? validate(publishBatchBody, req.body).messages
+      ? (fastPublishBatch(req.body) ?? validate(publishBatchBody, req.body).messages)
       : [validate(messageInput, req.body)];
     // Each payload goes to Postgres as the client wrote it, not serialised again.
     const utf8 = !/charset=(?!"?utf-?8)/i.test(req.headers['content-type'] ?? '');

@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { binaryJsonArray, binaryUuidArray, payloadRanges } from './payload-text';
 
 /** A small deterministic generator of JSON values, written with random spacing. */
@@ -113,7 +114,21 @@ describe('binaryUuidArray', () => {
     expect(array.length).toBe(60);
   });
 
+  it('matches the hex of the id for any UUID', () => {
+    const ids = Array.from({ length: 1_000 }, () => randomUUID());
+    const array = binaryUuidArray(ids);
+    ids.forEach((id, i) => {
+      expect(array.subarray(24 + i * 20, 40 + i * 20).toString('hex')).toBe(id.replace(/-/g, ''));
+    });
+  });
+
   it('refuses what is not a UUID instead of sending half of one', () => {
-    expect(() => binaryUuidArray(['not-a-uuid'])).toThrow(TypeError);
+    for (const bad of [
+      'not-a-uuid',
+      '0190a1b2-c3d4-7e5f-8a6b-0c1d2e3f4a5g', // a non-hex digit
+      '0190a1b2c-3d4-7e5f-8a6b-0c1d2e3f4a5b', // a dash out of place
+      '0190a1b2-c3d4-7e5f-8a6b-0c1d2e3f4a5é',
+    ])
+      expect(() => binaryUuidArray([bad])).toThrow(TypeError);
   });
 });

@@ -184,9 +184,31 @@ export function binaryUuidArray(ids: readonly string[]): Buffer {
   let at = 20;
   for (const id of ids) {
     out.writeInt32BE(16, at);
-    const written = out.write(id.replace(/-/g, ''), at + 4, 16, 'hex');
-    if (written !== 16) throw new TypeError(`not a UUID: ${id}`);
+    writeUuid(id, out, at + 4);
     at += 20;
   }
   return out;
+}
+
+/** Hex digit values by char code; -1 for anything else. */
+const HEX_VALUE = Int8Array.from({ length: 128 }, (_, code) => {
+  const c = String.fromCharCode(code);
+  return /[0-9a-fA-F]/.test(c) ? parseInt(c, 16) : -1;
+});
+
+/** The 16 bytes of an 8-4-4-4-12 hex UUID, written at `at` (a table lookup per digit, no regex). */
+function writeUuid(id: string, out: Buffer, at: number): void {
+  if (id.length !== 36) throw new TypeError(`not a UUID: ${id}`);
+  let i = 0;
+  for (let byte = 0; byte < 16; byte++) {
+    if (i === 8 || i === 13 || i === 18 || i === 23) {
+      if (id.charCodeAt(i) !== 0x2d) throw new TypeError(`not a UUID: ${id}`);
+      i++;
+    }
+    const high = HEX_VALUE[id.charCodeAt(i)] ?? -1;
+    const low = HEX_VALUE[id.charCodeAt(i + 1)] ?? -1;
+    if (high < 0 || low < 0) throw new TypeError(`not a UUID: ${id}`);
+    out[at + byte] = (high << 4) | low;
+    i += 2;
+  }
 }
