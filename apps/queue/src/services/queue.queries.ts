@@ -87,35 +87,56 @@ const TARGETS = `targets AS (
 /** Forgets the lease row once the whole lease is settled (no ids named). */
 const FORGET_LEASE = `forgotten AS (DELETE FROM queue_leases WHERE lease_id = $2 AND topic = $1 AND $3::uuid[] IS NULL)`;
 
-const insert = statement<{ accepted: number }>(
-  'insert',
-  `WITH inserted AS (
-     -- DO NOTHING also absorbs an id repeated within the batch: the first one wins.
-     INSERT INTO queue_messages (topic, msg_uuid, payload)
-     SELECT $1, msg_uuid, payload
-     FROM unnest($2::uuid[], $3::json[]) WITH ORDINALITY AS t(msg_uuid, payload, n)
-     ORDER BY n
-     ON CONFLICT (topic, msg_uuid) DO NOTHING
-     RETURNING msg_uuid
-   ),
-   ${counted('inserted', 'count(*)', '0')}
-   SELECT count(*)::int AS accepted FROM inserted`,
-);
+/** Inserts a batch in the order given and counts it; `dedup`: skip ids the topic already holds. */
+function insertStatement(name: string, dedup: boolean) {
+  return statement<{ accepted: number }>(
+    name,
+    `WITH inserted AS (
+       INSERT INTO queue_messages (topic, msg_uuid, payload)
+       SELECT $1, msg_uuid, payload
+       FROM unnest($2::uuid[], $3::json[]) WITH ORDINALITY AS t(msg_uuid, payload, n)
+       ORDER BY n
+       ${dedup ? 'ON CONFLICT (topic, msg_uuid) DO NOTHING -- also absorbs an id repeated within the batch' : ''}
+       RETURNING msg_uuid
+     ),
+     ${counted('inserted', 'count(*)', '0')}
+     SELECT count(*)::int AS accepted FROM inserted`,
+  );
+}
+
+const insertDedup = insertStatement('insert', true);
+const insertNew = insertStatement('insert_new', false);
 
 /**
  * Inserts the messages whose id is new to the topic, in the order given; returns how many were
  * new. Each payload is UTF-8 JSON text, sent as one binary `json[]` parameter: Postgres checks
  * each one once, as it receives it, and never re-serialises it. The ids go as a binary `uuid[]`.
+ *
+ * `idsAreNew`: every id was made up by the queue (time-ordered, unique: see uuid-v7.ts), so none
+ * can already be stored, and the batch skips ON CONFLICT's speculative insertion (measured: 1.3-2
+ * µs of Postgres CPU per message). Should one collide all the same, the statement fails whole on
+ * the unique key and the batch is inserted again the de-duplicating way (so `db` must not be in
+ * a transaction: the pool, as the service calls it).
  */
 export async function insertMessages(
   db: Queryable,
   topic: string,
   ids: string[],
   payloads: readonly Buffer[],
+  idsAreNew = false,
 ): Promise<number> {
-  const [row] = await insert(db, [topic, binaryUuidArray(ids), binaryJsonArray(payloads)]);
-  return row?.accepted ?? 0;
+  const values = [topic, binaryUuidArray(ids), binaryJsonArray(payloads)];
+  if (idsAreNew) {
+    try {
+      return (await insertNew(db, values))[0]?.accepted ?? 0;
+    } catch (error) {
+      if ((error as { code?: string }).code !== UNIQUE_VIOLATION) throw error;
+    }
+  }
+  return (await insertDedup(db, values))[0]?.accepted ?? 0;
 }
+
+const UNIQUE_VIOLATION = '23505';
 
 const ensure = statement(
   'ensure_topic',

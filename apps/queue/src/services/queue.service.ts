@@ -78,7 +78,8 @@ export class QueueService {
         this.knownTopics.add(topic);
       }
       const ids = messages.map((m) => m.id ?? uuidv7());
-      const accepted = await q.insertMessages(db, topic, ids, texts);
+      const idsAreNew = messages.every((m) => m.id === undefined);
+      const accepted = await q.insertMessages(db, topic, ids, texts, idsAreNew);
       const result = { accepted, duplicates: messages.length - accepted, ids };
       metrics.published.inc({ topic }, result.accepted);
       if (result.duplicates > 0) metrics.duplicates.inc({ topic }, result.duplicates);

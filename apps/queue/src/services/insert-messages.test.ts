@@ -1,0 +1,67 @@
+import { randomUUID } from 'node:crypto';
+import { createTestDatabase, type TestDatabase } from '@gpu-telemetry/db/testing';
+import { insertMessages } from './queue.queries';
+import { uuidv7 } from './uuid-v7';
+
+let database: TestDatabase;
+
+beforeAll(async () => {
+  database = await createTestDatabase();
+});
+
+afterAll(async () => {
+  await database.drop();
+});
+
+const json = (value: unknown) => Buffer.from(JSON.stringify(value));
+
+async function stored(topic: string) {
+  const { rows } = await database.pool.query<{ id: string; payload: unknown }>(
+    'SELECT msg_uuid::text AS id, payload FROM queue_messages WHERE topic = $1 ORDER BY seq',
+    [topic],
+  );
+  const [{ live }] = (
+    await database.pool.query<{ live: string }>(
+      'SELECT coalesce(sum(live), 0) AS live FROM queue_topic_counters WHERE topic = $1',
+      [topic],
+    )
+  ).rows as [{ live: string }];
+  return { rows, live: Number(live) };
+}
+
+describe('insertMessages', () => {
+  it('stores a batch of ids it made up, in order, and counts it', async () => {
+    const topic = `t-${randomUUID().slice(0, 8)}`;
+    const ids = [uuidv7(), uuidv7(), uuidv7()];
+    expect(await insertMessages(database.pool, topic, ids, [json('a'), json('b'), json('c')], true)).toBe(3);
+    expect(await stored(topic)).toEqual({
+      rows: ids.map((id, i) => ({ id, payload: ['a', 'b', 'c'][i] })),
+      live: 3,
+    });
+  });
+
+  it('falls back to de-duplicating when an id said to be new is already stored: nothing twice', async () => {
+    const topic = `t-${randomUUID().slice(0, 8)}`;
+    const taken = uuidv7();
+    expect(await insertMessages(database.pool, topic, [taken], [json('first')], true)).toBe(1);
+    const fresh = uuidv7();
+    expect(
+      await insertMessages(database.pool, topic, [fresh, taken], [json('new'), json('again')], true),
+    ).toBe(1);
+    expect(await stored(topic)).toEqual({
+      rows: [
+        { id: taken, payload: 'first' },
+        { id: fresh, payload: 'new' },
+      ],
+      live: 2,
+    });
+  });
+
+  it('de-duplicates client ids, within the batch too, keeping the first', async () => {
+    const topic = `t-${randomUUID().slice(0, 8)}`;
+    const id = randomUUID();
+    expect(await insertMessages(database.pool, topic, [id, id], [json(1), json(2)])).toBe(1);
+    expect(await insertMessages(database.pool, topic, [id], [json(3)])).toBe(0);
+    expect(await stored(topic)).toEqual({ rows: [{ id, payload: 1 }], live: 1 });
+  });
+});
