@@ -48,6 +48,7 @@ export function createApp(deps: QueueAppDeps): QueueApp {
   });
   const queue = new QueueService({
     db: pool,
+    logger,
     waiters,
     notifier,
     metrics: queueMetrics,

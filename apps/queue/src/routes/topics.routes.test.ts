@@ -497,13 +497,17 @@ describe('GET /v1/topics', () => {
     await publish(topic, [{ payload: 1 }, { payload: 2 }]);
     const { leaseId } = await lease(topic, { max: 1 });
     await api().post(`/v1/topics/${topic}/acks`).send({ leaseId }).expect(200);
+    await publish(topic, [{ id: randomUUID(), payload: 3 }]);
     const text = (await api().get('/metrics').expect(200)).text;
     const value = (name: string, extra = '') =>
       Number(new RegExp(`^${name}\\{[^}]*topic="${topic}"${extra}[^}]*\\} (\\d+)`, 'm').exec(text)?.[1]);
-    expect(value('queue_messages_published_total')).toBe(2);
+    expect(value('queue_messages_published_total')).toBe(3);
     expect(value('queue_messages_leased_total')).toBe(1);
     expect(value('queue_messages_acked_total')).toBe(1);
-    expect(value('queue_depth', ',state="ready"')).toBe(1);
+    expect(value('queue_depth', ',state="ready"')).toBe(2);
+    // One batch of ids the queue made up, one with a client id (which needs the dedup insert).
+    expect(value('queue_publish_insert_paths_total', ',path="new"')).toBe(1);
+    expect(value('queue_publish_insert_paths_total', ',path="dedup"')).toBe(1);
     expect(text).toContain('queue_lease_wait_seconds_bucket');
   });
 });

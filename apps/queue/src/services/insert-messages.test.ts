@@ -33,7 +33,10 @@ describe('insertMessages', () => {
   it('stores a batch of ids it made up, in order, and counts it', async () => {
     const topic = `t-${randomUUID().slice(0, 8)}`;
     const ids = [uuidv7(), uuidv7(), uuidv7()];
-    expect(await insertMessages(database.pool, topic, ids, [json('a'), json('b'), json('c')], true)).toBe(3);
+    expect(await insertMessages(database.pool, topic, ids, [json('a'), json('b'), json('c')], true)).toEqual({
+      accepted: 3,
+      path: 'new',
+    });
     expect(await stored(topic)).toEqual({
       rows: ids.map((id, i) => ({ id, payload: ['a', 'b', 'c'][i] })),
       live: 3,
@@ -43,11 +46,11 @@ describe('insertMessages', () => {
   it('falls back to de-duplicating when an id said to be new is already stored: nothing twice', async () => {
     const topic = `t-${randomUUID().slice(0, 8)}`;
     const taken = uuidv7();
-    expect(await insertMessages(database.pool, topic, [taken], [json('first')], true)).toBe(1);
+    expect((await insertMessages(database.pool, topic, [taken], [json('first')], true)).accepted).toBe(1);
     const fresh = uuidv7();
     expect(
       await insertMessages(database.pool, topic, [fresh, taken], [json('new'), json('again')], true),
-    ).toBe(1);
+    ).toEqual({ accepted: 1, path: 'new_then_dedup' });
     expect(await stored(topic)).toEqual({
       rows: [
         { id: taken, payload: 'first' },
@@ -60,8 +63,11 @@ describe('insertMessages', () => {
   it('de-duplicates client ids, within the batch too, keeping the first', async () => {
     const topic = `t-${randomUUID().slice(0, 8)}`;
     const id = randomUUID();
-    expect(await insertMessages(database.pool, topic, [id, id], [json(1), json(2)])).toBe(1);
-    expect(await insertMessages(database.pool, topic, [id], [json(3)])).toBe(0);
+    expect(await insertMessages(database.pool, topic, [id, id], [json(1), json(2)])).toEqual({
+      accepted: 1,
+      path: 'dedup',
+    });
+    expect((await insertMessages(database.pool, topic, [id], [json(3)])).accepted).toBe(0);
     expect(await stored(topic)).toEqual({ rows: [{ id, payload: 1 }], live: 1 });
   });
 });

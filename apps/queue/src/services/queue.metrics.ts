@@ -57,6 +57,12 @@ export function createQueueMetrics(
       labelNames: topic,
       registers,
     }),
+    insertPaths: new Counter({
+      name: 'queue_publish_insert_paths_total',
+      help: 'Published batches by how they were stored: new (ids the queue made up, no dedup needed), dedup (client ids), or new_then_dedup (a made-up id collided; retried with dedup).',
+      labelNames: ['topic', 'path'] as const,
+      registers,
+    }),
     conflicts: new Counter({
       name: 'queue_lease_conflicts_total',
       help: 'Acks, nacks and extends refused because the lease was no longer held.',

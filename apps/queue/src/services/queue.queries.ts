@@ -124,17 +124,20 @@ export async function insertMessages(
   ids: string[],
   payloads: readonly Buffer[],
   idsAreNew = false,
-): Promise<number> {
+): Promise<{ accepted: number; path: InsertPath }> {
   const values = [topic, binaryUuidArray(ids), binaryJsonArray(payloads)];
   if (idsAreNew) {
     try {
-      return (await insertNew(db, values))[0]?.accepted ?? 0;
+      return { accepted: (await insertNew(db, values))[0]?.accepted ?? 0, path: 'new' };
     } catch (error) {
       if ((error as { code?: string }).code !== UNIQUE_VIOLATION) throw error;
     }
   }
-  return (await insertDedup(db, values))[0]?.accepted ?? 0;
+  const accepted = (await insertDedup(db, values))[0]?.accepted ?? 0;
+  return { accepted, path: idsAreNew ? 'new_then_dedup' : 'dedup' };
 }
+
+export type InsertPath = 'new' | 'dedup' | 'new_then_dedup';
 
 const UNIQUE_VIOLATION = '23505';
 

@@ -7,7 +7,7 @@ import {
   type PublishResult,
   type TopicStats,
 } from '@gpu-telemetry/model';
-import { getTracer, withSpan } from '@gpu-telemetry/service-kit';
+import { getTracer, type Logger, withSpan } from '@gpu-telemetry/service-kit';
 import type { Pool } from 'pg';
 import type { LeaseWaiters } from './lease-waiters';
 import type { PublishNotifier } from './publish-notifier';
@@ -25,6 +25,7 @@ export interface QueueSettings {
 export interface QueueServiceDeps {
   /** The pool itself: queue statements are prepared per connection (see queue.queries.ts). */
   db: Pool;
+  logger: Logger;
   waiters: LeaseWaiters;
   notifier: Pick<PublishNotifier, 'published'>;
   metrics: QueueMetrics;
@@ -79,11 +80,21 @@ export class QueueService {
       }
       const ids = messages.map((m) => m.id ?? uuidv7());
       const idsAreNew = messages.every((m) => m.id === undefined);
-      const accepted = await q.insertMessages(db, topic, ids, texts, idsAreNew);
+      const { accepted, path } = await q.insertMessages(db, topic, ids, texts, idsAreNew);
       const result = { accepted, duplicates: messages.length - accepted, ids };
+      metrics.insertPaths.inc({ topic, path });
+      if (path === 'new_then_dedup')
+        this.deps.logger.warn(
+          { topic },
+          'a generated message id collided with a stored one; batch stored with dedup',
+        );
       metrics.published.inc({ topic }, result.accepted);
       if (result.duplicates > 0) metrics.duplicates.inc({ topic }, result.duplicates);
-      span.setAttributes({ 'queue.accepted': result.accepted, 'queue.duplicates': result.duplicates });
+      span.setAttributes({
+        'queue.accepted': result.accepted,
+        'queue.duplicates': result.duplicates,
+        'queue.insert_path': path,
+      });
       if (result.accepted > 0) this.deps.notifier.published(topic);
       return result;
     });
