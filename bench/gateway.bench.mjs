@@ -117,27 +117,24 @@ try {
     nginx?.kill();
   }
 
-  const hpm = await child(
-    'bench/lib/hpm-proxy.cjs',
-    { PORT: String(freePort()), UPSTREAM: upstream.url },
-    'hpm',
-  );
-  services.push(hpm);
-  process.stderr.write('http-proxy-middleware...\n');
-  results.push(
-    await measure('Express + http-proxy-middleware (Node peer)', `${hpm.url}/api/v1/gpus`, hpm.pid),
-  );
-
-  const bare = await child(
-    'bench/lib/bare-proxy.cjs',
-    { PORT: String(freePort()), UPSTREAM: upstream.url },
-    'bare',
-  );
-  services.push(bare);
-  process.stderr.write('bare node:http + undici...\n');
-  results.push(
-    await measure('bare node:http + undici (floor of a Node proxy)', `${bare.url}/api/v1/gpus`, bare.pid),
-  );
+  // The Node proxies, each as its own process in front of the same upstream.
+  for (const [script, label, name] of [
+    ['bench/lib/hpm-proxy.cjs', 'http-proxy-middleware', 'Express + http-proxy-middleware (Node peer)'],
+    [
+      'bench/lib/bare-proxy.cjs',
+      'bare node:http + undici',
+      'bare node:http + undici (floor of a Node proxy)',
+    ],
+  ]) {
+    const proxy = await child(
+      script,
+      { PORT: String(freePort()), UPSTREAM: upstream.url },
+      path.basename(script, '.cjs'),
+    );
+    services.push(proxy);
+    process.stderr.write(`${label}...\n`);
+    results.push(await measure(name, `${proxy.url}/api/v1/gpus`, proxy.pid));
+  }
 
   const sink = await child('bench/lib/sink.cjs', { PORT: String(freePort()) }, 'sink');
   services.push(sink);

@@ -17,27 +17,24 @@ const dbTesting = require(path.join(root, 'libs/db/dist/testing.js'));
  * production; or BENCH_DATABASE_URL when given. Returns helpers to make databases on it.
  */
 export async function startPostgres() {
-  if (process.env.BENCH_DATABASE_URL) {
-    return {
-      adminUrl: process.env.BENCH_DATABASE_URL,
-      createDatabase: (name, migrate) => createDatabase(process.env.BENCH_DATABASE_URL, name, migrate),
-      dropDatabase: (name) =>
-        adminQuery(process.env.BENCH_DATABASE_URL, `DROP DATABASE IF EXISTS ${name} WITH (FORCE)`),
-      quiesce: () => quiesce(process.env.BENCH_DATABASE_URL),
-      stop: async () => undefined,
-    };
-  }
+  if (process.env.BENCH_DATABASE_URL)
+    return postgresAt(process.env.BENCH_DATABASE_URL, async () => undefined);
   const dataDir = mkdtempSync(path.join(tmpdir(), 'gpu-telemetry-bench-pg-'));
   const server = await dbLib.startEmbeddedPostgres({ dataDir, persistent: false });
+  return postgresAt(server.adminUrl, async () => {
+    await server.stop();
+    rmSync(dataDir, { recursive: true, force: true });
+  });
+}
+
+/** The helpers a benchmark gets for the server behind `adminUrl`. */
+function postgresAt(adminUrl, stop) {
   return {
-    adminUrl: server.adminUrl,
-    createDatabase: (name, migrate) => createDatabase(server.adminUrl, name, migrate),
-    dropDatabase: (name) => adminQuery(server.adminUrl, `DROP DATABASE IF EXISTS ${name} WITH (FORCE)`),
-    quiesce: () => quiesce(server.adminUrl),
-    stop: async () => {
-      await server.stop();
-      rmSync(dataDir, { recursive: true, force: true });
-    },
+    adminUrl,
+    createDatabase: (name, migrate) => createDatabase(adminUrl, name, migrate),
+    dropDatabase: (name) => adminQuery(adminUrl, `DROP DATABASE IF EXISTS ${name} WITH (FORCE)`),
+    quiesce: () => quiesce(adminUrl),
+    stop,
   };
 }
 
@@ -70,11 +67,8 @@ async function quiesce(adminUrl) {
 }
 
 async function createDatabase(adminUrl, name, migrate) {
-  const admin = new pg.Client({ connectionString: adminUrl });
-  await admin.connect();
-  await admin.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
-  await admin.query(`CREATE DATABASE ${name}`);
-  await admin.end();
+  await adminQuery(adminUrl, `DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+  await adminQuery(adminUrl, `CREATE DATABASE ${name}`);
   const url = dbTesting.withDatabase(adminUrl, name);
   if (migrate) {
     const { db, close } = dbLib.createDb(url, { max: 1 });
