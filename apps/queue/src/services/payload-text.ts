@@ -132,34 +132,28 @@ export function payloadRanges(body: Buffer, batch: boolean): Range[] | undefined
   }
 }
 
-const JSON_OID = 114;
+export const JSON_OID = 114;
 const UUID_OID = 2950;
 
 /**
- * A Postgres binary one-dimensional array (no NULLs) of `oid` elements, each already in that
- * type's binary form. node-postgres sends a Buffer parameter in binary format, so this reaches a
- * `$n::type[]` parameter as is: no array literal to quote, escape and parse.
+ * A Postgres binary one-dimensional array (no NULLs) of `count` elements of type `oid`, with room
+ * for `elementBytes` of elements (each a 4-byte length, then the value in that type's binary
+ * form) from offset 20, which the caller fills. node-postgres sends a Buffer parameter in binary
+ * format, so this reaches a `$n::type[]` parameter as is: no array literal to quote, escape and
+ * parse. No elements: zero dimensions, 12 bytes.
  */
-function binaryArray(oid: number, pieces: readonly Buffer[]): Buffer {
-  if (pieces.length === 0) {
-    const empty = Buffer.alloc(12); // zero dimensions
+function binaryArray(oid: number, count: number, elementBytes: number): Buffer {
+  if (count === 0) {
+    const empty = Buffer.alloc(12);
     empty.writeUInt32BE(oid, 8);
     return empty;
   }
-  let size = 20;
-  for (const piece of pieces) size += 4 + piece.length;
-  const out = Buffer.allocUnsafe(size);
+  const out = Buffer.allocUnsafe(20 + elementBytes);
   out.writeInt32BE(1, 0); // dimensions
   out.writeInt32BE(0, 4); // no NULLs
   out.writeUInt32BE(oid, 8);
-  out.writeInt32BE(pieces.length, 12);
+  out.writeInt32BE(count, 12);
   out.writeInt32BE(1, 16); // lower bound
-  let at = 20;
-  for (const piece of pieces) {
-    out.writeInt32BE(piece.length, at);
-    piece.copy(out, at + 4);
-    at += 4 + piece.length;
-  }
   return out;
 }
 
@@ -169,18 +163,21 @@ function binaryArray(oid: number, pieces: readonly Buffer[]): Buffer {
  * `text[]` element cast to json is copied twice more: to a C string and back).
  */
 export function binaryJsonArray(texts: readonly Buffer[]): Buffer {
-  return binaryArray(JSON_OID, texts);
+  let bytes = 0;
+  for (const text of texts) bytes += 4 + text.length;
+  const out = binaryArray(JSON_OID, texts.length, bytes);
+  let at = 20;
+  for (const text of texts) {
+    out.writeInt32BE(text.length, at);
+    text.copy(out, at + 4);
+    at += 4 + text.length;
+  }
+  return out;
 }
 
 /** A binary `uuid[]` (16 bytes each) of 8-4-4-4-12 hex ids: Postgres reads it without parsing text. */
 export function binaryUuidArray(ids: readonly string[]): Buffer {
-  const out = Buffer.allocUnsafe(20 + ids.length * 20);
-  out.writeInt32BE(ids.length === 0 ? 0 : 1, 0);
-  out.writeInt32BE(0, 4);
-  out.writeUInt32BE(UUID_OID, 8);
-  if (ids.length === 0) return out.subarray(0, 12);
-  out.writeInt32BE(ids.length, 12);
-  out.writeInt32BE(1, 16);
+  const out = binaryArray(UUID_OID, ids.length, ids.length * 20);
   let at = 20;
   for (const id of ids) {
     out.writeInt32BE(16, at);

@@ -1,3 +1,4 @@
+import { isPgError } from '@gpu-telemetry/db';
 import {
   type CustomTypesConfig,
   types as pgTypes,
@@ -5,7 +6,7 @@ import {
   type PoolClient,
   type QueryResultRow,
 } from 'pg';
-import { binaryJsonArray, binaryUuidArray } from './payload-text';
+import { binaryJsonArray, binaryUuidArray, JSON_OID } from './payload-text';
 
 /**
  * The queue's SQL. The queue is its SQL, so it is written out here rather than built: each
@@ -25,7 +26,6 @@ function statement<R extends QueryResultRow>(
     (await db.query<R>({ name: `queue_${name}`, text, values, types })).rows;
 }
 
-const JSON_OID = 114;
 const TIMESTAMPTZ_OID = 1184;
 
 function typeParsers(own: Record<number, (text: string) => unknown>): CustomTypesConfig {
@@ -36,7 +36,8 @@ function typeParsers(own: Record<number, (text: string) => unknown>): CustomType
 }
 
 /** json columns arrive as their text: payloads are passed through to consumers, never parsed. */
-const RAW_JSON = typeParsers({ [JSON_OID]: (text) => text });
+const rawJson = { [JSON_OID]: (text: string) => text };
+const RAW_JSON = typeParsers(rawJson);
 
 /**
  * Leased rows, whose times go out as ISO 8601 text: each value is converted straight to that,
@@ -44,7 +45,7 @@ const RAW_JSON = typeParsers({ [JSON_OID]: (text) => text });
  * transaction time), so a lease of 100 typically converts one, not 100 (a Date parse and a
  * toISOString each).
  */
-const LEASED = typeParsers({ [JSON_OID]: (text) => text, [TIMESTAMPTZ_OID]: isoTimeOnce() });
+const LEASED = typeParsers({ ...rawJson, [TIMESTAMPTZ_OID]: isoTimeOnce() });
 
 function isoTimeOnce(): (text: string) => string {
   const parse = pgTypes.getTypeParser(TIMESTAMPTZ_OID, 'text') as (text: string) => Date;
@@ -130,7 +131,7 @@ export async function insertMessages(
     try {
       return { accepted: (await insertNew(db, values))[0]?.accepted ?? 0, path: 'new' };
     } catch (error) {
-      if ((error as { code?: string }).code !== UNIQUE_VIOLATION) throw error;
+      if (!isPgError(error, '23505')) throw error; // unique_violation
     }
   }
   const accepted = (await insertDedup(db, values))[0]?.accepted ?? 0;
@@ -138,8 +139,6 @@ export async function insertMessages(
 }
 
 export type InsertPath = 'new' | 'dedup' | 'new_then_dedup';
-
-const UNIQUE_VIOLATION = '23505';
 
 const ensure = statement(
   'ensure_topic',

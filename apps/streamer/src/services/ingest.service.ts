@@ -6,6 +6,7 @@ import {
   telemetryBatch,
   telemetrySample,
 } from '@gpu-telemetry/model';
+import { isPgError } from '@gpu-telemetry/db';
 import type { HandleResult } from '@gpu-telemetry/queue-client';
 import { getTracer, type Logger, withSpan } from '@gpu-telemetry/service-kit';
 import type { Pool } from 'pg';
@@ -170,7 +171,7 @@ export class IngestService {
       stored = await insertSamples(this.deps.pool, samples);
     } catch (error) {
       // A partition this process thought existed was dropped (retention elsewhere): recreate, retry once.
-      if ((error as { code?: string }).code !== '23514') throw error;
+      if (!isPgError(error, '23514')) throw error; // check_violation: no partition for the row
       this.knownDays.clear();
       await this.ensureDays(times);
       stored = await insertSamples(this.deps.pool, samples);

@@ -1,3 +1,4 @@
+import { isPgError } from '@gpu-telemetry/db';
 import { type TelemetrySample, fromSampleValue } from '@gpu-telemetry/model';
 import { once } from 'node:events';
 import type { Pool, PoolClient } from 'pg';
@@ -14,7 +15,6 @@ import { from as copyFrom } from 'pg-copy-streams';
 const COLUMNS =
   'uuid, gpu_id, gpu_index, device, model_name, hostname, metric_name, "timestamp", value, container, pod, namespace, labels';
 const staged = new WeakSet<PoolClient>();
-const UNIQUE_VIOLATION = '23505';
 
 const SPECIAL = /[\\\t\n\r]/;
 function text(value: string | null): string {
@@ -79,7 +79,7 @@ export async function insertSamples(
       // One statement, so its own transaction: all rows or none.
       return { inserted: await copyRows(client, 'telemetry', samples), path: 'copy' };
     } catch (error) {
-      if ((error as { code?: string }).code !== UNIQUE_VIOLATION) throw error;
+      if (!isPgError(error, '23505')) throw error; // unique_violation
     }
     await client.query('BEGIN');
     try {
