@@ -1,11 +1,18 @@
 import { gzipSync } from 'node:zlib';
 import { context, trace } from '@opentelemetry/api';
+import { type ExportResult, ExportResultCode } from '@opentelemetry/core';
 import { OTLPTraceExporter as HttpJsonExporter } from '@opentelemetry/exporter-trace-otlp-http';
 import { OTLPTraceExporter as ProtoExporter } from '@opentelemetry/exporter-trace-otlp-proto';
 import { resourceFromAttributes } from '@opentelemetry/resources';
-import { BasicTracerProvider, SimpleSpanProcessor, type SpanExporter } from '@opentelemetry/sdk-trace-base';
+import {
+  BasicTracerProvider,
+  InMemorySpanExporter,
+  SimpleSpanProcessor,
+  type SpanExporter,
+} from '@opentelemetry/sdk-trace-base';
 import { createTestDatabase, type TestDatabase } from '@gpu-telemetry/db/testing';
 import type { RunningServer } from '@gpu-telemetry/service-kit';
+import { SlicedOtlpTraceExporter } from '@gpu-telemetry/service-kit/telemetry';
 import request from 'supertest';
 import type { GatewayApp } from '../app';
 import { createTestGateway, listenGateway } from '../testing/gateway-test-app';
@@ -94,6 +101,34 @@ describe('POST /v1/traces (OTLP/HTTP)', () => {
   it('stores spans sent by the OpenTelemetry JSON exporter', async () => {
     await expectTree(
       await exportTrace(() => new HttpJsonExporter({ url: `${base}/v1/traces`, headers: auth })),
+    );
+  });
+
+  it("stores every span of a batch that the services' sliced exporter sends as one merged request", async () => {
+    const memory = new InMemorySpanExporter();
+    const provider = new BasicTracerProvider({
+      resource: resourceFromAttributes({ 'service.name': 'queue' }),
+      spanProcessors: [new SimpleSpanProcessor(memory)],
+    });
+    const tracer = provider.getTracer('test');
+    const root = tracer.startSpan('POST /v1/topics/jobs/messages');
+    const parent = trace.setSpan(context.active(), root);
+    for (let i = 0; i < 40; i++) tracer.startSpan(`insert ${i}`, { attributes: { batch: i } }, parent).end();
+    root.end();
+    const exporter = new SlicedOtlpTraceExporter({ url: `${base}/v1/traces`, headers: auth }, 16);
+    const result = await new Promise<ExportResult>((resolve) =>
+      exporter.export(memory.getFinishedSpans(), resolve),
+    );
+    await exporter.shutdown();
+    expect(result.code).toBe(ExportResultCode.SUCCESS);
+
+    const traceId = root.spanContext().traceId;
+    const res = await request(base).get(`/api/v1/traces/${traceId}`).set('x-api-key', ADMIN).expect(200);
+    expect(res.body).toMatchObject({ traceId, spanCount: 41, services: ['queue'] });
+    expect(res.body.roots).toHaveLength(1);
+    const children = res.body.roots[0].children as { name: string; attributes: { batch: number } }[];
+    expect(children.map((c) => c.attributes.batch).sort((a, b) => a - b)).toEqual(
+      Array.from({ length: 40 }, (_, i) => i),
     );
   });
 
