@@ -1,4 +1,4 @@
-import { randomBytes, randomUUID } from 'node:crypto';
+import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { type Readable, Transform } from 'node:stream';
 import { context, propagation, type Span, SpanKind, SpanStatusCode, trace } from '@opentelemetry/api';
@@ -9,6 +9,7 @@ import type { RateLimiter } from '../auth/rate-limiter';
 import { CircuitBreaker } from './circuit-breaker';
 import type { RequestRecord } from '../records/request-recorder';
 import type { GatewayMetrics } from './gateway.metrics';
+import { newTraceparent } from './trace-ids';
 
 export interface Upstream {
   origin: string;
@@ -365,9 +366,7 @@ export class Proxy {
     } else {
       const incoming = req.headers['traceparent'];
       headers['traceparent'] =
-        typeof incoming === 'string' && TRACEPARENT.test(incoming)
-          ? incoming
-          : `00-${randomBytes(16).toString('hex')}-${randomBytes(8).toString('hex')}-01`;
+        typeof incoming === 'string' && TRACEPARENT.test(incoming) ? incoming : newTraceparent();
       if (typeof req.headers['tracestate'] === 'string') headers['tracestate'] = req.headers['tracestate'];
     }
     return headers;
