@@ -37,7 +37,7 @@ function run(url, connections, duration, headers) {
 }
 
 /** Sequential requests on one keep-alive connection, timed in microseconds (autocannon rounds to ms). */
-async function oneConnection(url, headers, count = 3_000, warmUp = 1_000) {
+async function oneConnection(url, headers, count = 10_000, warmUp = 2_000) {
   const { origin, pathname } = new URL(url);
   const client = new Client(origin, { pipelining: 1 });
   const micros = [];
@@ -139,7 +139,6 @@ try {
   const sink = await child('bench/lib/sink.cjs', { PORT: String(freePort()) }, 'sink');
   services.push(sink);
   const url = await postgres.createDatabase('bench_gateway', true);
-  const gatewayPort = freePort();
   // Limits high enough never to refuse a benchmark request: they are still checked on every one.
   const gatewayEnv = {
     DATABASE_URL: url,
@@ -149,32 +148,23 @@ try {
     GATEWAY_RATE_LIMIT: '1000000',
     GATEWAY_RATE_BURST: '1000000',
   };
-  const gateway = await startService('gateway', {
-    ...gatewayEnv,
-    PORT: String(gatewayPort),
+  const tracing = {
     OTEL_SDK_DISABLED: 'false',
     OTEL_EXPORTER_OTLP_ENDPOINT: sink.url,
     NODE_OPTIONS: `--import ${path.join(root, 'apps/gateway/dist/instrumentation.js')}`,
-  });
-  services.push(gateway);
-  process.stderr.write('gateway...\n');
-  results.push(
-    await measure(
-      'gpu-telemetry gateway (auth, limits, records, tracing)',
-      `${gateway.url}/api/v1/gpus`,
-      gateway.pid,
-      { 'x-api-key': ADMIN },
-    ),
-  );
-  // The same gateway without the OpenTelemetry SDK: what tracing costs.
-  const untraced = await startService('gateway', { ...gatewayEnv, PORT: String(freePort()) });
-  services.push(untraced);
-  process.stderr.write('gateway without tracing...\n');
-  results.push(
-    await measure('gpu-telemetry gateway, tracing off', `${untraced.url}/api/v1/gpus`, untraced.pid, {
-      'x-api-key': ADMIN,
-    }),
-  );
+  };
+  // Every feature on; then without tracing (what tracing costs); then without request records,
+  // whose Postgres inserts share this machine's cores with the proxy (what they cost the tail).
+  for (const [name, env] of [
+    ['gpu-telemetry gateway (auth, limits, records, tracing)', tracing],
+    ['gpu-telemetry gateway, tracing off', {}],
+    ['gpu-telemetry gateway, request records off', { ...tracing, GATEWAY_RECORDS: 'false' }],
+  ]) {
+    const gateway = await startService('gateway', { ...gatewayEnv, ...env, PORT: String(freePort()) });
+    services.push(gateway);
+    process.stderr.write(`${name}...\n`);
+    results.push(await measure(name, `${gateway.url}/api/v1/gpus`, gateway.pid, { 'x-api-key': ADMIN }));
+  }
 } finally {
   for (const service of services.reverse()) await service.stop();
   process.on('uncaughtException', () => undefined);
@@ -185,7 +175,7 @@ const direct = results[0];
 const nginx = results.find((r) => r.name.startsWith('nginx'));
 const peer = results.find((r) => r.name.startsWith('Express'));
 printTable(
-  `Proxying small JSON: autocannon, ${CONNECTIONS} connections for ${DURATION}s; then, once settled, 3,000 sequential requests on 1 connection after 1,000 to warm up (µs)`,
+  `Proxying small JSON: autocannon, ${CONNECTIONS} connections for ${DURATION}s; then, once settled, 10,000 sequential requests on 1 connection after 2,000 to warm up (µs)`,
   [
     'path',
     'req/s',
