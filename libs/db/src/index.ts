@@ -1,3 +1,4 @@
+export { copyText } from './copy-text';
 export { createDb, isPgError, pingDatabase, type Db, type DbOptions } from './create-db';
 export type * from './database';
 export {

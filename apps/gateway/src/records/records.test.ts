@@ -77,6 +77,43 @@ describe('request records', () => {
     ).toHaveLength(1);
   });
 
+  it('stores any path a client sends exactly as sent, whatever characters it holds', async () => {
+    const awkward = [
+      '/api/v1/gpus/a\\b',
+      '/api/v1/gpus/tab\there',
+      '/api/v1/gpus/line\nbreak\r',
+      '/api/v1/gpus/\\N',
+    ];
+    for (const [i, path] of awkward.entries()) {
+      gateway.recorder?.record({
+        at: new Date(Date.UTC(2030, 0, 1, 0, 0, i)).toISOString(),
+        route: 'gpus',
+        method: 'GET',
+        path,
+        status: 200,
+        latencyMs: 1.5,
+        bytesIn: 0,
+        bytesOut: 2,
+        keyId: null,
+        requestId: `awkward-${i}`,
+        traceId: null,
+        upstream: null,
+      });
+    }
+    await gateway.recorder?.flush();
+    const res = await request(gateway.app)
+      .get('/api/v1/requests?limit=4')
+      .set('x-api-key', ADMIN)
+      .expect(200);
+    expect(res.body.requests.map((r: { path: string }) => r.path).reverse()).toEqual(awkward);
+    expect(res.body.requests[0]).toMatchObject({
+      keyId: null,
+      traceId: null,
+      upstream: null,
+      latencyMs: 1.5,
+    });
+  });
+
   it('computes count, error rate and p50/p90/p99 per route on known data', async () => {
     await database.pool.query(
       `INSERT INTO gateway_requests (at, route, method, path, status, latency_ms, bytes_in, bytes_out, request_id)

@@ -1,4 +1,4 @@
-import { isPgError } from '@gpu-telemetry/db';
+import { copyText, isPgError } from '@gpu-telemetry/db';
 import { type TelemetrySample, fromSampleValue } from '@gpu-telemetry/model';
 import { once } from 'node:events';
 import type { Pool, PoolClient } from 'pg';
@@ -16,15 +16,6 @@ const COLUMNS =
   'uuid, gpu_id, gpu_index, device, model_name, hostname, metric_name, "timestamp", value, container, pod, namespace, labels';
 const staged = new WeakSet<PoolClient>();
 
-const SPECIAL = /[\\\t\n\r]/;
-function text(value: string | null): string {
-  if (value === null) return '\\N';
-  if (!SPECIAL.test(value)) return value;
-  return value.replace(/[\\\t\n\r]/g, (c) =>
-    c === '\\' ? '\\\\' : c === '\t' ? '\\t' : c === '\n' ? '\\n' : '\\r',
-  );
-}
-
 function number(value: TelemetrySample['value']): string {
   const n = fromSampleValue(value);
   return Number.isNaN(n) ? 'NaN' : n === Infinity ? 'Infinity' : n === -Infinity ? '-Infinity' : String(n);
@@ -33,9 +24,9 @@ function number(value: TelemetrySample['value']): string {
 /** One line of COPY text format. */
 export function copyLine(s: TelemetrySample): string {
   return (
-    `${s.uuid}\t${text(s.gpuId)}\t${s.gpuIndex ?? '\\N'}\t${text(s.device)}\t${text(s.modelName)}\t${text(s.hostname)}\t` +
-    `${text(s.metricName)}\t${s.timestamp}\t${number(s.value)}\t${text(s.container)}\t${text(s.pod)}\t${text(s.namespace)}\t` +
-    `${text(JSON.stringify(s.labels))}\n`
+    `${s.uuid}\t${copyText(s.gpuId)}\t${s.gpuIndex ?? '\\N'}\t${copyText(s.device)}\t${copyText(s.modelName)}\t${copyText(s.hostname)}\t` +
+    `${copyText(s.metricName)}\t${s.timestamp}\t${number(s.value)}\t${copyText(s.container)}\t${copyText(s.pod)}\t${copyText(s.namespace)}\t` +
+    `${copyText(JSON.stringify(s.labels))}\n`
   );
 }
 
