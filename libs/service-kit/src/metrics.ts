@@ -1,4 +1,5 @@
-import { collectDefaultMetrics, Histogram, Registry } from 'prom-client';
+import { collectDefaultMetrics, Counter, Histogram, Registry } from 'prom-client';
+import { spanExportStats } from './span-export-stats';
 
 export interface ServiceMetrics {
   registry: Registry;
@@ -16,6 +17,17 @@ export function createMetrics(service: string, options: { defaultMetrics?: boole
     labelNames: ['method', 'route', 'status'] as const,
     buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
     registers: [registry],
+  });
+  new Counter({
+    name: 'otlp_spans_exported_total',
+    help: 'Spans sent to the OTLP endpoint: success, or failure (endpoint down, refused, timed out).',
+    labelNames: ['outcome'] as const,
+    registers: [registry],
+    collect() {
+      this.reset();
+      this.inc({ outcome: 'success' }, spanExportStats.exported);
+      this.inc({ outcome: 'failure' }, spanExportStats.failed);
+    },
   });
   return { registry, httpDuration };
 }

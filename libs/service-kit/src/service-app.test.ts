@@ -3,6 +3,7 @@ import request from 'supertest';
 import { z } from 'zod';
 import { createLogger } from './logger';
 import { createMetrics } from './metrics';
+import { spanExportStats } from './span-export-stats';
 import { createServiceApp } from './service-app';
 import { validate } from './validate';
 
@@ -80,6 +81,23 @@ describe('the service frame', () => {
     expect(metrics).toMatch(
       /http_server_request_duration_seconds_count\{service="demo",method="POST",route="\/echo",status="200"\} 1/,
     );
+  });
+
+  it('reports on /metrics what the span exporter has sent and failed to send', async () => {
+    const before = { ...spanExportStats };
+    spanExportStats.exported += 7;
+    spanExportStats.failed += 2;
+    try {
+      const metrics = (await request(app()).get('/metrics').expect(200)).text;
+      expect(metrics).toContain(
+        `otlp_spans_exported_total{outcome="success",service="demo"} ${before.exported + 7}`,
+      );
+      expect(metrics).toContain(
+        `otlp_spans_exported_total{outcome="failure",service="demo"} ${before.failed + 2}`,
+      );
+    } finally {
+      Object.assign(spanExportStats, before);
+    }
   });
 
   it.each([

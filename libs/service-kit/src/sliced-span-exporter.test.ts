@@ -11,6 +11,7 @@ import {
   SimpleSpanProcessor,
 } from '@opentelemetry/sdk-trace-base';
 import { SlicedOtlpTraceExporter } from './sliced-span-exporter';
+import { spanExportStats } from './span-export-stats';
 
 interface Received {
   contentType: string | undefined;
@@ -69,11 +70,13 @@ function exportWith(exporter: SlicedOtlpTraceExporter, spans: ReadableSpan[]): P
 }
 
 describe('SlicedOtlpTraceExporter', () => {
-  it('POSTs a batch once, as the merge of its slices encoded by the stock OTLP serializer', async () => {
+  it('POSTs a batch once, as the merge of its slices encoded by the stock OTLP serializer, and counts it', async () => {
     const spans = finishedSpans(40);
     const exporter = new SlicedOtlpTraceExporter({ url }, 16);
+    const before = { ...spanExportStats };
     const result = await exportWith(exporter, spans);
     await exporter.shutdown();
+    expect(spanExportStats).toEqual({ exported: before.exported + 40, failed: before.failed });
     expect(result.code).toBe(ExportResultCode.SUCCESS);
     expect(received).toHaveLength(1);
     expect(received[0]?.contentType).toBe('application/x-protobuf');
@@ -108,12 +111,14 @@ describe('SlicedOtlpTraceExporter', () => {
     }
   });
 
-  it('reports a refused export as failed', async () => {
+  it('reports a refused export as failed, and counts its spans as failed', async () => {
     answerStatus = 400;
     const exporter = new SlicedOtlpTraceExporter({ url }, 16);
+    const before = { ...spanExportStats };
     const result = await exportWith(exporter, finishedSpans(3));
     await exporter.shutdown();
     expect(result.code).toBe(ExportResultCode.FAILED);
+    expect(spanExportStats).toEqual({ exported: before.exported, failed: before.failed + 3 });
     expect(received).toHaveLength(1);
   });
 

@@ -6,6 +6,7 @@ import {
 } from '@opentelemetry/otlp-exporter-base/node-http';
 import { ProtobufTraceSerializer } from '@opentelemetry/otlp-transformer';
 import type { ReadableSpan, SpanExporter } from '@opentelemetry/sdk-trace-base';
+import { spanExportStats } from './span-export-stats';
 
 /** A batch already encoded, with the number of spans in it (for the exporter's own metrics). */
 interface EncodedBatch {
@@ -49,7 +50,16 @@ export class SlicedOtlpTraceExporter implements SpanExporter {
     );
   }
 
-  export(spans: ReadableSpan[], done: (result: ExportResult) => void): void {
+  export(spans: ReadableSpan[], resultCallback: (result: ExportResult) => void): void {
+    const done = (result: ExportResult): void => {
+      if (result.code === ExportResultCode.SUCCESS) spanExportStats.exported += spans.length;
+      else spanExportStats.failed += spans.length;
+      resultCallback(result);
+    };
+    if (spans.length === 0) {
+      resultCallback({ code: ExportResultCode.SUCCESS });
+      return;
+    }
     const slices: Uint8Array[] = [];
     const encodeFrom = (start: number): void => {
       if (start >= spans.length) {

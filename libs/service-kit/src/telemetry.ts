@@ -1,4 +1,13 @@
-import { type Attributes, type Span, SpanKind, SpanStatusCode, trace, type Tracer } from '@opentelemetry/api';
+import {
+  type Attributes,
+  diag,
+  DiagLogLevel,
+  type Span,
+  SpanKind,
+  SpanStatusCode,
+  trace,
+  type Tracer,
+} from '@opentelemetry/api';
 import { HttpInstrumentation } from '@opentelemetry/instrumentation-http';
 import { PgInstrumentation } from '@opentelemetry/instrumentation-pg';
 import { UndiciInstrumentation } from '@opentelemetry/instrumentation-undici';
@@ -6,6 +15,7 @@ import { resourceFromAttributes } from '@opentelemetry/resources';
 import { NodeSDK } from '@opentelemetry/sdk-node';
 import { BatchSpanProcessor, NoopSpanProcessor } from '@opentelemetry/sdk-trace-base';
 import { ATTR_SERVICE_NAME, ATTR_SERVICE_VERSION } from '@opentelemetry/semantic-conventions';
+import { createLogger, type Logger } from './logger';
 import { SlicedOtlpTraceExporter } from './sliced-span-exporter';
 
 export { SlicedOtlpTraceExporter } from './sliced-span-exporter';
@@ -40,6 +50,8 @@ export interface TelemetryOptions {
 export function startTelemetry(service: string, options: TelemetryOptions = {}): NodeSDK | undefined {
   const version = options.version ?? '0.1.0';
   if (process.env['OTEL_SDK_DISABLED'] === 'true') return undefined;
+  const level = process.env['LOG_LEVEL'];
+  logDiagnostics(createLogger(service, level === 'error' || level === 'silent' ? level : 'warn'));
   // This SDK exports traces only: metrics are Prometheus (prom-client), logs are stdout.
   process.env['OTEL_METRICS_EXPORTER'] ??= 'none';
   process.env['OTEL_LOGS_EXPORTER'] ??= 'none';
@@ -71,6 +83,24 @@ export function startTelemetry(service: string, options: TelemetryOptions = {}):
   });
   sdk.start();
   return sdk;
+}
+
+/**
+ * The SDK's own warnings and errors as log lines of the service (`component: "opentelemetry"`):
+ * failed span exports, spans dropped from a full queue. Left alone, the SDK says nothing.
+ */
+export function logDiagnostics(logger: Logger): void {
+  const write =
+    (level: 'error' | 'warn') =>
+    (message: string, ...args: unknown[]): void => {
+      const err = args.find((arg) => arg instanceof Error);
+      logger[level]({ component: 'opentelemetry', ...(err ? { err } : {}) }, message);
+    };
+  const ignore = (): void => undefined;
+  diag.setLogger(
+    { error: write('error'), warn: write('warn'), info: ignore, debug: ignore, verbose: ignore },
+    { logLevel: DiagLogLevel.WARN, suppressOverrideMessage: true },
+  );
 }
 
 /** Runs `fn` inside an active span that records failures and always ends. */
