@@ -1,5 +1,5 @@
 import { type ExportResult, ExportResultCode } from '@opentelemetry/core';
-import type { OTLPExporterNodeConfigBase } from '@opentelemetry/otlp-exporter-base';
+import type { IOtlpExportDelegate, OTLPExporterNodeConfigBase } from '@opentelemetry/otlp-exporter-base';
 import {
   convertLegacyHttpOptions,
   createOtlpHttpExportDelegate,
@@ -31,7 +31,7 @@ const DEFAULT_SLICE = 16;
  * retries come from the same `OTEL_EXPORTER_OTLP_*` settings and code as the stock exporter's.
  */
 export class SlicedOtlpTraceExporter implements SpanExporter {
-  private readonly delegate;
+  private readonly delegate: IOtlpExportDelegate<EncodedBatch>;
 
   /** `config` is the stock exporter's (url, headers, compression, timeout), over the environment's. */
   constructor(
