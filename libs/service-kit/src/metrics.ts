@@ -20,13 +20,14 @@ export function createMetrics(service: string, options: { defaultMetrics?: boole
   });
   new Counter({
     name: 'otlp_spans_exported_total',
-    help: 'Spans sent to the OTLP endpoint: success, or failure (endpoint down, refused, timed out).',
+    help: 'Spans for the OTLP endpoint: success; failure (endpoint down, refused, timed out); dropped (queue full).',
     labelNames: ['outcome'] as const,
     registers: [registry],
     collect() {
       this.reset();
       this.inc({ outcome: 'success' }, spanExportStats.exported);
       this.inc({ outcome: 'failure' }, spanExportStats.failed);
+      this.inc({ outcome: 'dropped' }, spanExportStats.dropped);
     },
   });
   return { registry, httpDuration };

@@ -83,10 +83,11 @@ describe('the service frame', () => {
     );
   });
 
-  it('reports on /metrics what the span exporter has sent and failed to send', async () => {
+  it('reports on /metrics what the span exporter has sent, failed to send and dropped', async () => {
     const before = { ...spanExportStats };
     spanExportStats.exported += 7;
     spanExportStats.failed += 2;
+    spanExportStats.dropped += 1;
     try {
       const metrics = (await request(app()).get('/metrics').expect(200)).text;
       expect(metrics).toContain(

@@ -8,4 +8,6 @@ export const spanExportStats = {
   exported: 0,
   /** Spans in exports that failed (collector down, refused, timed out) and were given up on. */
   failed: 0,
+  /** Spans not kept because the export queue was full (the collector slower than the spans made). */
+  dropped: 0,
 };

@@ -13,12 +13,12 @@ import { PgInstrumentation } from '@opentelemetry/instrumentation-pg';
 import { UndiciInstrumentation } from '@opentelemetry/instrumentation-undici';
 import { resourceFromAttributes } from '@opentelemetry/resources';
 import { NodeSDK } from '@opentelemetry/sdk-node';
-import { BatchSpanProcessor, NoopSpanProcessor } from '@opentelemetry/sdk-trace-base';
+import { NoopSpanProcessor } from '@opentelemetry/sdk-trace-base';
 import { ATTR_SERVICE_NAME, ATTR_SERVICE_VERSION } from '@opentelemetry/semantic-conventions';
 import { createLogger, type Logger } from './logger';
-import { SlicedOtlpTraceExporter } from './sliced-span-exporter';
+import { OtlpSpanProcessor } from './otlp-span-processor';
 
-export { SlicedOtlpTraceExporter } from './sliced-span-exporter';
+export { OtlpSpanProcessor } from './otlp-span-processor';
 
 // Probes, scrapes and span exports themselves (a trace of exporting traces would feed itself).
 const UNTRACED_PATHS = ['/healthz', '/readyz', '/metrics', '/v1/traces'];
@@ -27,9 +27,8 @@ const UNTRACED_PATHS = ['/healthz', '/readyz', '/metrics', '/v1/traces'];
  * Starts the OpenTelemetry SDK. Called from each service's instrumentation.ts, which node loads
  * with --import before the app, so http, undici and pg are patched before anything requires them.
  * Spans are always created (their ids go into logs and onto outgoing calls); they are exported
- * over OTLP/HTTP only when OTEL_EXPORTER_OTLP_ENDPOINT (or ..._TRACES_ENDPOINT) is set, in batches
- * encoded a slice per event-loop turn so that no request waits for a whole batch (see
- * sliced-span-exporter.ts).
+ * over OTLP/HTTP only when OTEL_EXPORTER_OTLP_ENDPOINT (or ..._TRACES_ENDPOINT) is set, encoded as
+ * they end so that no request waits for a whole batch's encoding (see otlp-span-processor.ts).
  */
 export interface TelemetryOptions {
   version?: string;
@@ -63,9 +62,7 @@ export function startTelemetry(service: string, options: TelemetryOptions = {}):
       [ATTR_SERVICE_NAME]: process.env['OTEL_SERVICE_NAME'] ?? service,
       [ATTR_SERVICE_VERSION]: version,
     }),
-    spanProcessors: [
-      exporting ? new BatchSpanProcessor(new SlicedOtlpTraceExporter()) : new NoopSpanProcessor(),
-    ],
+    spanProcessors: [exporting ? new OtlpSpanProcessor() : new NoopSpanProcessor()],
     instrumentations: [
       ...(options.incomingHttp === false && options.outgoingHttp === false
         ? []

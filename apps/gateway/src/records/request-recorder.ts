@@ -1,3 +1,4 @@
+import { context, ROOT_CONTEXT } from '@opentelemetry/api';
 import { copyText } from '@gpu-telemetry/db';
 import type { Logger } from '@gpu-telemetry/service-kit';
 import type { Pool } from 'pg';
@@ -65,9 +66,14 @@ export class RequestRecorder {
     await this.flush();
   }
 
-  /** Writes what is buffered; on failure the batch goes back to the front (if it still fits). */
+  /**
+   * Writes what is buffered; on failure the batch goes back to the front (if it still fits). Outside
+   * any trace: a flush that a request's record happened to trigger is not that request's work.
+   */
   flush(): Promise<void> {
-    this.flushing ??= this.write().finally(() => (this.flushing = undefined));
+    this.flushing ??= context
+      .with(ROOT_CONTEXT, () => this.write())
+      .finally(() => (this.flushing = undefined));
     return this.flushing;
   }
 

@@ -1,18 +1,12 @@
 import { gzipSync } from 'node:zlib';
 import { context, trace } from '@opentelemetry/api';
-import { type ExportResult, ExportResultCode } from '@opentelemetry/core';
 import { OTLPTraceExporter as HttpJsonExporter } from '@opentelemetry/exporter-trace-otlp-http';
 import { OTLPTraceExporter as ProtoExporter } from '@opentelemetry/exporter-trace-otlp-proto';
 import { resourceFromAttributes } from '@opentelemetry/resources';
-import {
-  BasicTracerProvider,
-  InMemorySpanExporter,
-  SimpleSpanProcessor,
-  type SpanExporter,
-} from '@opentelemetry/sdk-trace-base';
+import { BasicTracerProvider, SimpleSpanProcessor, type SpanExporter } from '@opentelemetry/sdk-trace-base';
 import { createTestDatabase, type TestDatabase } from '@gpu-telemetry/db/testing';
 import type { RunningServer } from '@gpu-telemetry/service-kit';
-import { SlicedOtlpTraceExporter } from '@gpu-telemetry/service-kit/telemetry';
+import { OtlpSpanProcessor } from '@gpu-telemetry/service-kit/telemetry';
 import request from 'supertest';
 import type { GatewayApp } from '../app';
 import { createTestGateway, listenGateway } from '../testing/gateway-test-app';
@@ -104,23 +98,23 @@ describe('POST /v1/traces (OTLP/HTTP)', () => {
     );
   });
 
-  it("stores every span of a batch that the services' sliced exporter sends as one merged request", async () => {
-    const memory = new InMemorySpanExporter();
+  it("stores every span the services' own span processor sends, slices merged into one request", async () => {
+    const processor = new OtlpSpanProcessor({ url: `${base}/v1/traces`, headers: auth }, { minSlice: 16 });
     const provider = new BasicTracerProvider({
       resource: resourceFromAttributes({ 'service.name': 'queue' }),
-      spanProcessors: [new SimpleSpanProcessor(memory)],
+      spanProcessors: [processor],
     });
     const tracer = provider.getTracer('test');
     const root = tracer.startSpan('POST /v1/topics/jobs/messages');
     const parent = trace.setSpan(context.active(), root);
-    for (let i = 0; i < 40; i++) tracer.startSpan(`insert ${i}`, { attributes: { batch: i } }, parent).end();
+    for (let i = 0; i < 40; i++) {
+      tracer.startSpan(`insert ${i}`, { attributes: { batch: i } }, parent).end();
+      // A turn of the event loop every 16 spans: each group is encoded as its own slice.
+      if (i % 16 === 15) await new Promise((resolve) => setImmediate(resolve));
+    }
     root.end();
-    const exporter = new SlicedOtlpTraceExporter({ url: `${base}/v1/traces`, headers: auth }, 16);
-    const result = await new Promise<ExportResult>((resolve) =>
-      exporter.export(memory.getFinishedSpans(), resolve),
-    );
-    await exporter.shutdown();
-    expect(result.code).toBe(ExportResultCode.SUCCESS);
+    await provider.forceFlush();
+    await provider.shutdown();
 
     const traceId = root.spanContext().traceId;
     const res = await request(base).get(`/api/v1/traces/${traceId}`).set('x-api-key', ADMIN).expect(200);
