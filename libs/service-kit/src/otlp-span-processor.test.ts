@@ -129,6 +129,27 @@ describe('OtlpSpanProcessor', () => {
     });
   });
 
+  it('waits for resource attributes still being detected before encoding', async () => {
+    let settle: (hostId: string) => void = () => undefined;
+    const hostId = new Promise<string>((resolve) => (settle = resolve));
+    const processor = new OtlpSpanProcessor({ url }, { minSlice: 1 });
+    const provider = new BasicTracerProvider({
+      resource: resourceFromAttributes({ 'service.name': 'processor-test', 'host.id': hostId }),
+      spanProcessors: [processor],
+    });
+    const span = provider.getTracer('t').startSpan('early');
+    span.end();
+    await nextTurn();
+    await nextTurn();
+    expect(received).toHaveLength(0);
+    settle('host-0123');
+    await processor.forceFlush();
+    await processor.shutdown();
+    expect(received).toHaveLength(1);
+    expect(received[0]?.toString('latin1')).toContain('host-0123');
+    expect(received[0]?.equals(encoded([span as unknown as ReadableSpan]))).toBe(true);
+  });
+
   it('exports only sampled spans', async () => {
     const { processor, provider } = setup({ sampler: new AlwaysOffSampler() });
     const span = provider.getTracer('t').startSpan('not sampled');

@@ -114,7 +114,7 @@ export class OtlpSpanProcessor implements SpanProcessor {
   /** Encodes what has ended and sends whatever is encoded, however little. */
   private async flush(): Promise<void> {
     await this.resourceSettled();
-    while (this.ended.length > 0) this.encode();
+    while (this.ended.length > 0 && !this.ended[0]?.resource.asyncAttributesPending) this.encode();
     if (this.encodedSpans > 0) await this.send();
   }
 
@@ -126,7 +126,9 @@ export class OtlpSpanProcessor implements SpanProcessor {
     if (this.ended.length === 0) return;
     // Resource attributes still being detected (at start-up) would be missing from the encoding.
     if (this.ended[0]?.resource.asyncAttributesPending) {
-      void this.resourceSettled().then(() => this.encode());
+      void this.resourceSettled().then(() => {
+        if (!this.ended[0]?.resource.asyncAttributesPending) this.encode();
+      });
       return;
     }
     const spans = this.ended.splice(0, this.maxExportBatchSize);
@@ -169,8 +171,9 @@ export class OtlpSpanProcessor implements SpanProcessor {
     });
   }
 
+  /** Waits for resource attributes still being detected; a detector that fails is the SDK's to log. */
   private async resourceSettled(): Promise<void> {
     const resource = this.ended[0]?.resource;
-    if (resource?.asyncAttributesPending) await resource.waitForAsyncAttributes?.();
+    if (resource?.asyncAttributesPending) await resource.waitForAsyncAttributes?.().catch(() => undefined);
   }
 }
