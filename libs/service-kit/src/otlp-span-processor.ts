@@ -89,14 +89,7 @@ export class OtlpSpanProcessor implements SpanProcessor {
       return;
     }
     this.ended.push(span);
-    if (this.ended.length >= this.minSlice && !this.encodeScheduled) {
-      this.encodeScheduled = true;
-      // Not inside span.end(): that runs on a request's path.
-      setImmediate(() => {
-        this.encodeScheduled = false;
-        this.encode();
-      });
-    }
+    this.scheduleEncode();
   }
 
   forceFlush(): Promise<void> {
@@ -141,13 +134,20 @@ export class OtlpSpanProcessor implements SpanProcessor {
       diag.error('could not encode spans', error);
     }
     if (this.encodedSpans >= this.maxExportBatchSize) void this.send();
-    if (this.ended.length >= this.minSlice && !this.encodeScheduled) {
-      this.encodeScheduled = true;
-      setImmediate(() => {
-        this.encodeScheduled = false;
-        this.encode();
-      });
-    }
+    this.scheduleEncode();
+  }
+
+  /**
+   * Once a slice's worth has ended, encodes on the next turn of the event loop: never inside
+   * span.end(), which runs on a request's path.
+   */
+  private scheduleEncode(): void {
+    if (this.ended.length < this.minSlice || this.encodeScheduled) return;
+    this.encodeScheduled = true;
+    setImmediate(() => {
+      this.encodeScheduled = false;
+      this.encode();
+    });
   }
 
   private send(): Promise<void> {
