@@ -1,4 +1,4 @@
-export { copyText } from './copy-text';
+export { copyIn, copyText } from './copy';
 export { createDb, isPgError, pingDatabase, type Db, type DbOptions } from './create-db';
 export type * from './database';
 export {

@@ -1,8 +1,7 @@
 import { context, ROOT_CONTEXT } from '@opentelemetry/api';
-import { copyText } from '@gpu-telemetry/db';
+import { copyIn, copyText } from '@gpu-telemetry/db';
 import type { Logger } from '@gpu-telemetry/service-kit';
 import type { Pool } from 'pg';
-import { from as copyFrom } from 'pg-copy-streams';
 import type { Counter, Gauge } from 'prom-client';
 
 export interface RequestRecord {
@@ -105,12 +104,7 @@ export class RequestRecorder {
     const client = await this.deps.pool.connect();
     let broken: Error | undefined;
     try {
-      await new Promise<void>((resolve, reject) => {
-        const stream = client.query(copyFrom(`COPY gateway_requests (${COPY_COLUMNS}) FROM STDIN`));
-        stream.on('error', reject);
-        stream.on('finish', resolve);
-        stream.end(rows);
-      });
+      await copyIn(client, `gateway_requests (${COPY_COLUMNS})`, [rows]);
     } catch (error) {
       broken = error as Error;
       throw error;

@@ -1,8 +1,6 @@
-import { copyText, isPgError } from '@gpu-telemetry/db';
+import { copyIn, copyText, isPgError } from '@gpu-telemetry/db';
 import { type TelemetrySample, fromSampleValue } from '@gpu-telemetry/model';
-import { once } from 'node:events';
 import type { Pool, PoolClient } from 'pg';
-import { from as copyFrom } from 'pg-copy-streams';
 
 /**
  * The hot insert. Measured here: a plain COPY into telemetry is the fastest way in (~100k rows/s),
@@ -31,26 +29,18 @@ export function copyLine(s: TelemetrySample): string {
 }
 
 /** Streams the samples to `COPY <table> FROM STDIN`, with backpressure; returns the row count. */
-async function copyRows(client: PoolClient, table: string, samples: TelemetrySample[]): Promise<number> {
-  const stream = client.query(copyFrom(`COPY ${table} (${COLUMNS}) FROM STDIN`));
-  let failed: Error | undefined;
-  const done = new Promise<void>((resolve, reject) => {
-    stream.on('error', (error) => {
-      failed = error;
-      reject(error);
-    });
-    stream.on('finish', resolve);
-  });
+function copyRows(client: PoolClient, table: string, samples: TelemetrySample[]): Promise<number> {
+  return copyIn(client, `${table} (${COLUMNS})`, copyChunks(samples));
+}
+
+/** The samples as COPY text, 500 lines a chunk, each made only when the COPY is ready for it. */
+function* copyChunks(samples: TelemetrySample[]): Generator<string> {
   const CHUNK = 500;
-  for (let i = 0; i < samples.length && !failed; i += CHUNK) {
+  for (let i = 0; i < samples.length; i += CHUNK) {
     let chunk = '';
     for (const sample of samples.slice(i, i + CHUNK)) chunk += copyLine(sample);
-    // Stop feeding a COPY the server has already refused (e.g. the first row was a duplicate).
-    if (!stream.write(chunk)) await Promise.race([once(stream, 'drain'), done.catch(() => undefined)]);
+    yield chunk;
   }
-  stream.end();
-  await done;
-  return stream.rowCount;
 }
 
 export type InsertPath = 'copy' | 'dedup';

@@ -1,4 +1,4 @@
-import { copyText } from './copy-text';
+import { copyText } from './copy';
 
 describe('copyText (a COPY text-format field)', () => {
   it('passes plain text through unchanged', () => {
