@@ -32,7 +32,7 @@ function postgresAt(adminUrl, stop) {
   return {
     adminUrl,
     createDatabase: (name, migrate) => createDatabase(adminUrl, name, migrate),
-    dropDatabase: (name) => adminQuery(adminUrl, `DROP DATABASE IF EXISTS ${name} WITH (FORCE)`),
+    dropDatabase: (name) => dropDatabase(adminUrl, name),
     quiesce: () => quiesce(adminUrl),
     stop,
   };
@@ -66,8 +66,10 @@ async function quiesce(adminUrl) {
   }
 }
 
+const dropDatabase = (adminUrl, name) => adminQuery(adminUrl, `DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+
 async function createDatabase(adminUrl, name, migrate) {
-  await adminQuery(adminUrl, `DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+  await dropDatabase(adminUrl, name);
   await adminQuery(adminUrl, `CREATE DATABASE ${name}`);
   const url = dbTesting.withDatabase(adminUrl, name);
   if (migrate) {

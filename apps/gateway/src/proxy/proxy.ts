@@ -173,10 +173,8 @@ export class Proxy {
       const rest = (req.url ?? '').slice(route.prefix.length);
       principal = await this.authorize(req, route, rest);
       this.limit(req, res, principal);
-      const tooLarge = () =>
-        new ProxyError(413, `The body is larger than the ${this.options.bodyLimit}-byte limit.`);
       // Refused up front when it says so, and cut off as it streams when it did not.
-      if (Number(req.headers['content-length'] ?? 0) > this.options.bodyLimit) throw tooLarge();
+      if (Number(req.headers['content-length'] ?? 0) > this.options.bodyLimit) throw this.tooLarge();
       if (this.inFlight >= this.options.maxConcurrency) {
         this.options.metrics.rejected.inc({ reason: 'concurrency' });
         throw new ProxyError(503, 'Too many requests in flight; retry shortly.', { 'retry-after': '1' });
@@ -195,7 +193,7 @@ export class Proxy {
               new Transform({
                 transform: (chunk: Buffer, _encoding, callback) => {
                   bytesIn += chunk.length;
-                  if (bytesIn > this.options.bodyLimit) callback(tooLarge());
+                  if (bytesIn > this.options.bodyLimit) callback(this.tooLarge());
                   else callback(null, chunk);
                 },
               }),
@@ -310,6 +308,10 @@ export class Proxy {
         'request',
       );
     }
+  }
+
+  private tooLarge(): ProxyError {
+    return new ProxyError(413, `The body is larger than the ${this.options.bodyLimit}-byte limit.`);
   }
 
   private async authorize(
