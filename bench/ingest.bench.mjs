@@ -14,6 +14,7 @@ import {
   root,
   sleep,
   startPostgres,
+  SERVICE_TOKEN,
   startService,
 } from './lib/harness.mjs';
 
@@ -143,7 +144,7 @@ try {
     TELEMETRY_RETENTION: '0',
   });
   services.push(streamer);
-  const client = new QueueClient({ url: queue.url, connections: 4 });
+  const client = new QueueClient({ url: queue.url, connections: 4, token: SERVICE_TOKEN });
   const pool = new pg.Pool({ connectionString: pipeUrl, max: 2 });
   const rows = messages.reduce((sum, m) => sum + m.samples, 0);
   process.stderr.write('queue + streamer, first delivery...\n');

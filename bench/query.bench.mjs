@@ -1,7 +1,16 @@
 // npm run bench:query: p50/p99 of the query API on 5 million samples, each next to the same SQL
 // sent straight to Postgres (the floor), in one run.
 import pg from 'pg';
-import { fmt, freePort, percentile, printTable, sleep, startPostgres, startService } from './lib/harness.mjs';
+import {
+  fmt,
+  freePort,
+  percentile,
+  printTable,
+  serviceHeaders,
+  sleep,
+  startPostgres,
+  startService,
+} from './lib/harness.mjs';
 
 const ROWS = Number(process.env.BENCH_ROWS ?? 5_000_000);
 const GPUS = 1000;
@@ -100,7 +109,7 @@ try {
     const direct = [];
     for (let i = 0; i < CALLS; i++) {
       let t = performance.now();
-      const res = await fetch(`${streamer.url}${c.http(i)}`);
+      const res = await fetch(`${streamer.url}${c.http(i)}`, { headers: serviceHeaders });
       if (!res.ok) throw new Error(`${c.name}: ${res.status} ${await res.text()}`);
       await res.arrayBuffer();
       api.push(performance.now() - t);

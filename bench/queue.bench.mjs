@@ -14,6 +14,7 @@ import {
   root,
   sleep,
   startPostgres,
+  SERVICE_TOKEN,
   startService,
 } from './lib/harness.mjs';
 
@@ -111,7 +112,11 @@ async function pgBossSystem(url) {
 async function queueSystem(url) {
   const port = freePort();
   const service = await startService('queue', { DATABASE_URL: url, PORT: String(port), HOST: '127.0.0.1' });
-  const client = new QueueClient({ url: service.url, connections: PUBLISHERS + CONSUMERS + 2 });
+  const client = new QueueClient({
+    url: service.url,
+    connections: PUBLISHERS + CONSUMERS + 2,
+    token: SERVICE_TOKEN,
+  });
   const topic = 'bench';
   return {
     name: 'gpu-telemetry queue (HTTP)',

@@ -1,5 +1,6 @@
 // Shared pieces of the benchmarks: a throwaway durable Postgres, child services, stats, tables.
 import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
@@ -82,6 +83,10 @@ async function createDatabase(adminUrl, name, migrate) {
 }
 
 /** Runs a built service (apps/<name>/dist/main.js) as its own process and waits for /healthz. */
+/** The service credential every benchmarked service is started with, and its clients send. */
+export const SERVICE_TOKEN = `bench-${randomBytes(24).toString('base64url')}`;
+export const serviceHeaders = { authorization: `Bearer ${SERVICE_TOKEN}` };
+
 export async function startService(name, env, script = `apps/${name}/dist/main.js`) {
   const profile = process.env.BENCH_PROFILE_DIR
     ? [
@@ -92,7 +97,7 @@ export async function startService(name, env, script = `apps/${name}/dist/main.j
     : [];
   const child = spawn(process.execPath, [...profile, path.join(root, script)], {
     cwd: root,
-    env: { ...process.env, LOG_LEVEL: 'warn', OTEL_SDK_DISABLED: 'true', ...env },
+    env: { ...process.env, LOG_LEVEL: 'warn', OTEL_SDK_DISABLED: 'true', SERVICE_TOKEN, ...env },
     stdio: ['ignore', 'ignore', 'inherit'],
   });
   const url = `http://127.0.0.1:${env.PORT ?? env.SIM_PORT}`;

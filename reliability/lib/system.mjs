@@ -4,6 +4,7 @@
 // counts every sample it serves and can be paused, so a run can be balanced: samples served =
 // rows stored + samples the collector counted as dropped.
 import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { createWriteStream, mkdirSync, rmSync } from 'node:fs';
 import { createServer } from 'node:http';
 import path from 'node:path';
@@ -194,7 +195,11 @@ export async function startSystem({ dir, basePort, hosts = 32, gpusPerHost = 8, 
   const sim = await startSimulator({ hosts, gpusPerHost, port: basePort + 11 });
   const queueUrl = `http://127.0.0.1:${basePort + 1}`;
   const streamerPorts = Array.from({ length: streamers }, (_, i) => basePort + 2 + i * 100);
-  const common = { DATABASE_URL: url, SHUTDOWN_TIMEOUT: '5s' };
+  const common = {
+    DATABASE_URL: url,
+    SHUTDOWN_TIMEOUT: '5s',
+    SERVICE_TOKEN: `reliability-${randomBytes(24).toString('base64url')}`,
+  };
   const services = {
     queue: new ServiceProcess(
       'queue',

@@ -110,6 +110,7 @@ async function service(name, flag) {
     throw new Error(`unknown service "${name}": one of ${Object.keys(SERVICES).join(', ')}`);
   build([name]);
   databaseUrl();
+  process.env.SERVICE_TOKEN = serviceToken();
   const watch = flag === '--watch';
   const children = [];
   if (watch) {
@@ -173,6 +174,7 @@ async function start() {
   const env = {
     ...process.env,
     QUEUE_URL: process.env.QUEUE_URL || `http://127.0.0.1:${SERVICES.queue}`,
+    SERVICE_TOKEN: serviceToken(),
     GATEWAY_ADMIN_KEY: devAdminKey(),
     GATEWAY_OTLP_KEY: devKey('GATEWAY_OTLP_KEY', 'gateway-dev-otlp-key', 'gt_otlp_'),
     // Every service exports its spans to the gateway's OTLP receiver: GET /api/v1/traces/{id}.
@@ -225,8 +227,19 @@ GPUs appear after the first scrape. Through the gateway, with the development ad
 
   curl -H "Authorization: Bearer ${env.GATEWAY_ADMIN_KEY}" localhost:${SERVICES.gateway}/api/v1/gpus
 
+Queue, streamer and collector answer only the system's own services, which send SERVICE_TOKEN${
+    process.env.SERVICE_TOKEN ? '' : ' (kept in .data/service-token)'
+  }:
+
+  curl -H "Authorization: Bearer ${process.env.SERVICE_TOKEN ? '$SERVICE_TOKEN' : '$(cat .data/service-token)'}" localhost:${SERVICES.queue}/v1/topics
+
 Ctrl-C stops everything.
 `);
+}
+
+/** SERVICE_TOKEN, or a development token kept in .data/ that every local service shares. */
+function serviceToken() {
+  return devKey('SERVICE_TOKEN', 'service-token', 'st_dev_');
 }
 
 /** GATEWAY_ADMIN_KEY, or a development key kept in .data/ so it survives restarts. */

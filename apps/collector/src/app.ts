@@ -141,6 +141,7 @@ export function createApp(deps: CollectorAppDeps): CollectorApp {
       { name: 'postgres', check: () => pingDatabase(pool) },
       { name: 'queue', check: () => queue.ready() },
     ],
+    serviceToken: { current: config.SERVICE_TOKEN, previous: config.SERVICE_TOKEN_PREVIOUS },
     openapi: openApiDocument({ title: 'gpu-telemetry collector', version: '0.1.0' }, targetsOperations),
     routes: (app) => app.use(targetsRoutes(targetsService)),
   });

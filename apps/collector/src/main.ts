@@ -13,7 +13,7 @@ async function main(): Promise<void> {
     applicationName: 'collector',
     logger,
   });
-  const queue = new QueueClient({ url: config.QUEUE_URL });
+  const queue = new QueueClient({ url: config.QUEUE_URL, token: config.SERVICE_TOKEN });
   const collector = createApp({ db: database.db, pool: database.pool, logger, queue, config });
   await collector.start();
   const server = await listen(collector.app, {

@@ -90,6 +90,7 @@ export function createApp(deps: GatewayAppDeps): GatewayApp {
     logger,
     metrics: gatewayMetrics,
     recorder,
+    serviceToken: config.SERVICE_TOKEN,
   });
   // Ready while any instance of a route answers: the first good answer settles it, so one stalled
   // replica (which the proxy skips) neither fails the check nor delays it.
@@ -121,7 +122,7 @@ export function createApp(deps: GatewayAppDeps): GatewayApp {
       app.use(keysRoutes(keys, config.GATEWAY_AUTH));
       app.use(analyticsRoutes(new AnalyticsService(db), keys, config.GATEWAY_AUTH));
       app.use(tracesRoutes(traces, keys, config.GATEWAY_AUTH));
-      app.use(docsRoutes(routes));
+      app.use(docsRoutes(routes, config.SERVICE_TOKEN));
     },
   });
   return {

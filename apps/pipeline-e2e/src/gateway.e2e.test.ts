@@ -4,6 +4,7 @@ import { createLogger, listen, type RunningServer } from '@gpu-telemetry/service
 import type { StreamerApp } from '@gpu-telemetry/streamer/app';
 import request from 'supertest';
 import { type Pipeline, Restartable, startPipeline, waitFor } from './pipeline';
+import { TEST_SERVICE_TOKEN } from '@gpu-telemetry/service-kit/testing';
 
 /** Users' view: everything through the gateway, with keys, in front of the real services. */
 const ADMIN = 'e2e-bootstrap-admin-key-0123456789abcdef';
@@ -24,6 +25,7 @@ beforeAll(async () => {
     logger: createLogger('gateway', 'silent'),
     config: loadGatewayConfig({
       DATABASE_URL: pipeline.database.url,
+      SERVICE_TOKEN: TEST_SERVICE_TOKEN,
       GATEWAY_ADMIN_KEY: ADMIN,
       GATEWAY_QUEUE_URLS: pipeline.queueUrl,
       GATEWAY_STREAMER_URLS: streamerUrl,

@@ -1,5 +1,6 @@
 import { TELEMETRY_TOPIC } from '@gpu-telemetry/model';
 import request from 'supertest';
+import { asService, TEST_SERVICE_TOKEN } from '@gpu-telemetry/service-kit/testing';
 import { QueueClient } from '@gpu-telemetry/queue-client';
 import { SIMULATED_METRICS } from '@gpu-telemetry/collector/simulator';
 import { type Pipeline, startPipeline, waitFor } from './pipeline';
@@ -46,7 +47,7 @@ describe('the telemetry pipeline', () => {
     await waitFor('two rounds stored', async () => (await stored()).rows === 2 * PER_ROUND);
     expect(await stored()).toEqual({ rows: 2 * PER_ROUND, distinct: 2 * PER_ROUND });
 
-    const gpus = await request(streamer.app).get('/v1/gpus').expect(200);
+    const gpus = await request(asService(streamer.app)).get('/v1/gpus').expect(200);
     expect(gpus.body.gpus.map((g: { id: string }) => g.id).sort()).toEqual(
       pipeline.simulator
         .inventory()
@@ -55,7 +56,7 @@ describe('the telemetry pipeline', () => {
     );
     const gpu = gpus.body.gpus[0];
     expect(gpu.metrics).toHaveLength(SIMULATED_METRICS);
-    const samples = await request(streamer.app)
+    const samples = await request(asService(streamer.app))
       .get(`/v1/gpus/${gpu.id}/telemetry?metric=DCGM_FI_DEV_GPU_UTIL`)
       .expect(200);
     expect(samples.body.samples).toHaveLength(2);
@@ -66,7 +67,7 @@ describe('the telemetry pipeline', () => {
     const before = (await stored()).rows;
     for (let i = 0; i < 3; i++) await round();
     // A consumer leases some telemetry and dies without acking: the lease must expire and redeliver.
-    const crashed = new QueueClient({ url: pipeline.queueUrl });
+    const crashed = new QueueClient({ url: pipeline.queueUrl, token: TEST_SERVICE_TOKEN });
     const taken = await crashed.lease(TELEMETRY_TOPIC, { consumer: 'crashed', max: 3, visibilitySeconds: 1 });
     expect(taken.messages.length).toBe(3);
     await crashed.close();
@@ -108,7 +109,7 @@ describe('invalid telemetry on the topic', () => {
   it('ends in the dead letters with a reason naming the field, without holding up valid messages', async () => {
     const streamer = await pipeline.startStreamer();
     const before = (await stored()).rows;
-    const client = new QueueClient({ url: pipeline.queueUrl });
+    const client = new QueueClient({ url: pipeline.queueUrl, token: TEST_SERVICE_TOKEN });
     const published = await client.publish(TELEMETRY_TOPIC, [
       { payload: { source: 'manual', samples: [{ uuid: 'not-a-uuid' }] } },
       { payload: 'not telemetry at all' },
@@ -116,7 +117,9 @@ describe('invalid telemetry on the topic', () => {
     await round();
     await waitFor('the round stored', async () => (await stored()).rows === before + PER_ROUND);
     await waitFor('two dead letters', async () => (await client.topic(TELEMETRY_TOPIC)).dead === 2);
-    const dead = await request(pipeline.queue.app).get(`/v1/topics/${TELEMETRY_TOPIC}/dead`).expect(200);
+    const dead = await request(asService(pipeline.queue.app))
+      .get(`/v1/topics/${TELEMETRY_TOPIC}/dead`)
+      .expect(200);
     expect(dead.body.messages.map((m: { id: string }) => m.id).sort()).toEqual([...published.ids].sort());
     expect(dead.body.messages.map((m: { lastError: string }) => m.lastError).sort()).toEqual([
       'invalid telemetry: payload: Invalid input: expected object, received string',

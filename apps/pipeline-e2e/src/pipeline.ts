@@ -7,6 +7,7 @@ import { createTestDatabase, type TestDatabase } from '@gpu-telemetry/db/testing
 import { createApp as createQueue, type QueueApp } from '@gpu-telemetry/queue/app';
 import { QueueClient } from '@gpu-telemetry/queue-client';
 import { createLogger } from '@gpu-telemetry/service-kit';
+import { TEST_SERVICE_TOKEN } from '@gpu-telemetry/service-kit/testing';
 import { createApp as createStreamer, type StreamerApp } from '@gpu-telemetry/streamer/app';
 
 const logger = (service: string) => createLogger(service, process.env['TEST_LOG_LEVEL'] ?? 'silent');
@@ -66,12 +67,13 @@ export async function startPipeline(options: {
       QUEUE_MAX_PAYLOAD: 256 * 1024,
       QUEUE_BODY_LIMIT: 32 * 1024 * 1024,
       QUEUE_FALLBACK_POLL: 1_000,
+      SERVICE_TOKEN: TEST_SERVICE_TOKEN,
     },
   });
   await queue.start();
   const queueServer = new Restartable(queue.app);
   const queueUrl = await queueServer.start();
-  const collectorQueue = new QueueClient({ url: queueUrl, timeoutMs: 2_000 });
+  const collectorQueue = new QueueClient({ url: queueUrl, timeoutMs: 2_000, token: TEST_SERVICE_TOKEN });
   const collector = createCollector({
     db: database.db,
     pool: database.pool,
@@ -79,6 +81,7 @@ export async function startPipeline(options: {
     queue: collectorQueue,
     config: loadConfig(collectorEnv, {
       DATABASE_URL: database.url,
+      SERVICE_TOKEN: TEST_SERVICE_TOKEN,
       COLLECT_TARGETS: `${simulatorUrl}/hosts/{1..${options.hosts}}/metrics`,
       COLLECT_INTERVAL: '1h', // rounds are run by hand
       ...options.collectorEnv,
@@ -95,7 +98,7 @@ export async function startPipeline(options: {
     collector,
     collectorQueue,
     async startStreamer() {
-      const client = new QueueClient({ url: queueUrl });
+      const client = new QueueClient({ url: queueUrl, token: TEST_SERVICE_TOKEN });
       const app = createStreamer({
         db: database.db,
         pool: database.pool,
@@ -108,6 +111,7 @@ export async function startPipeline(options: {
           STREAMER_WAIT: 1_000,
           TELEMETRY_RETENTION: 0,
           TELEMETRY_MAINTENANCE_INTERVAL: 3_600_000,
+          SERVICE_TOKEN: TEST_SERVICE_TOKEN,
         },
       });
       await app.start();

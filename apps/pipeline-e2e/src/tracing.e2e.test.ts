@@ -2,6 +2,7 @@ import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { createServer } from 'node:net';
 import path from 'node:path';
 import { createTestDatabase, type TestDatabase } from '@gpu-telemetry/db/testing';
+import { TEST_SERVICE_TOKEN } from '@gpu-telemetry/service-kit/testing';
 
 /**
  * Distributed tracing as users get it: the built gateway and queue run as their own processes
@@ -70,6 +71,7 @@ beforeAll(async () => {
   const [gatewayPort, queuePort] = [await freePort(), await freePort()];
   const common = {
     DATABASE_URL: database.url,
+    SERVICE_TOKEN: TEST_SERVICE_TOKEN,
     HOST: '127.0.0.1',
     OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${gatewayPort}`,
     // The receiver takes spans only with a key that has the traces scope.

@@ -15,7 +15,13 @@ export interface QueueAppDeps {
   logger: Logger;
   config: Pick<
     QueueConfig,
-    'DATABASE_URL' | 'QUEUE_MAX_ATTEMPTS' | 'QUEUE_MAX_PAYLOAD' | 'QUEUE_BODY_LIMIT' | 'QUEUE_FALLBACK_POLL'
+    | 'DATABASE_URL'
+    | 'QUEUE_MAX_ATTEMPTS'
+    | 'QUEUE_MAX_PAYLOAD'
+    | 'QUEUE_BODY_LIMIT'
+    | 'QUEUE_FALLBACK_POLL'
+    | 'SERVICE_TOKEN'
+    | 'SERVICE_TOKEN_PREVIOUS'
   >;
 }
 
@@ -64,6 +70,7 @@ export function createApp(deps: QueueAppDeps): QueueApp {
     metrics,
     bodyLimit: config.QUEUE_BODY_LIMIT,
     readiness: [{ name: 'postgres', check: () => pingDatabase(pool) }],
+    serviceToken: { current: config.SERVICE_TOKEN, previous: config.SERVICE_TOKEN_PREVIOUS },
     routes: (app) => app.use(topicsRoutes(queue)),
     openapi: openApiDocument({ title: 'gpu-telemetry queue', version: '0.1.0' }, topicsOperations),
   });

@@ -2,8 +2,13 @@ import { ConfigError } from '@gpu-telemetry/config';
 import { loadQueueConfig } from './config';
 
 describe('queue configuration', () => {
-  it('needs only DATABASE_URL and documents sensible defaults', () => {
-    expect(loadQueueConfig({ DATABASE_URL: 'postgres://localhost/x' })).toMatchObject({
+  it('needs only DATABASE_URL and SERVICE_TOKEN, and documents sensible defaults', () => {
+    expect(
+      loadQueueConfig({
+        DATABASE_URL: 'postgres://localhost/x',
+        SERVICE_TOKEN: 'a-service-token-of-at-least-32-characters',
+      }),
+    ).toMatchObject({
       PORT: 8081,
       QUEUE_MAX_ATTEMPTS: 5,
       QUEUE_MAX_PAYLOAD: 262_144,
@@ -21,6 +26,7 @@ describe('queue configuration', () => {
     } catch (error) {
       expect((error as ConfigError).problems).toEqual([
         'DATABASE_URL is required',
+        'SERVICE_TOKEN is required',
         'QUEUE_MAX_ATTEMPTS must be at least 1 (got "0")',
         'QUEUE_FALLBACK_POLL must be a duration such as 500ms, 30s, 5m, 1h or 7d (got "often")',
       ]);

@@ -33,6 +33,8 @@ export interface StreamerAppDeps {
     | 'STREAMER_WAIT'
     | 'TELEMETRY_RETENTION'
     | 'TELEMETRY_MAINTENANCE_INTERVAL'
+    | 'SERVICE_TOKEN'
+    | 'SERVICE_TOKEN_PREVIOUS'
   >;
   /** Name shown on leases, e.g. the pod name. */
   consumerName?: string;
@@ -78,6 +80,7 @@ export function createApp(deps: StreamerAppDeps): StreamerApp {
       { name: 'postgres', check: () => pingDatabase(pool) },
       { name: 'queue', check: () => queue.ready() },
     ],
+    serviceToken: { current: config.SERVICE_TOKEN, previous: config.SERVICE_TOKEN_PREVIOUS },
     openapi: openApiDocument({ title: 'gpu-telemetry streamer', version: '0.1.0' }, gpusOperations),
     routes: (app) => app.use(gpusRoutes(queries)),
   });

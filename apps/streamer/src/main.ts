@@ -14,7 +14,7 @@ async function main(): Promise<void> {
     applicationName: 'streamer',
     logger,
   });
-  const queue = new QueueClient({ url: config.QUEUE_URL });
+  const queue = new QueueClient({ url: config.QUEUE_URL, token: config.SERVICE_TOKEN });
   const streamer = createApp({
     db: database.db,
     pool: database.pool,

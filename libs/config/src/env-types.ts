@@ -86,6 +86,17 @@ export const logLevel = z
   })
   .default('info');
 
+/**
+ * A shared secret: at least 32 characters, no whitespace (it travels in an Authorization header).
+ * `openssl rand -base64 32` or `node -e "console.log(crypto.randomBytes(32).toString('base64url'))"`.
+ */
+export function secret() {
+  return z
+    .string({ message: 'is required' })
+    .min(32, 'must be at least 32 characters')
+    .regex(/^\S+$/, 'must not contain whitespace');
+}
+
 /** Variables every service reads. */
 export function serviceEnv(defaultPort: number) {
   return {
@@ -95,6 +106,13 @@ export function serviceEnv(defaultPort: number) {
     DATABASE_POOL_SIZE: int(10, 1, 200),
     LOG_LEVEL: logLevel,
     SHUTDOWN_TIMEOUT: duration('10s', { max: '5m' }),
+    /**
+     * The credential the services present to each other (`Authorization: Bearer <token>`): queue,
+     * streamer and collector answer nothing but /healthz, /readyz and /metrics without it.
+     */
+    SERVICE_TOKEN: secret(),
+    /** The token being rotated out: still accepted (never sent) until every replica has the new one. */
+    SERVICE_TOKEN_PREVIOUS: secret().optional(),
   };
 }
 

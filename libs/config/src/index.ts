@@ -9,5 +9,6 @@ export {
   parseDuration,
   port,
   postgresUrl,
+  secret,
   serviceEnv,
 } from './env-types';

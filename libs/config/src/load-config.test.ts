@@ -1,3 +1,6 @@
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { z } from 'zod';
 import { bytes, duration, flag, int, list, parseDuration, serviceEnv } from './env-types';
 import { ConfigError, loadConfig } from './load-config';
@@ -11,10 +14,13 @@ const schema = z.object({
   WORKERS: int(4, 1, 64),
 });
 
+const TOKEN = 'a-service-token-of-at-least-32-characters';
+
 describe('loadConfig', () => {
   it('applies defaults and parses durations, sizes, lists and flags', () => {
     const config = loadConfig(schema, {
       DATABASE_URL: 'postgres://u:p@db:5432/x',
+      SERVICE_TOKEN: TOKEN,
       TARGETS: 'http://a:9400/metrics, ,http://b:9400/metrics',
     });
     expect(config).toMatchObject({
@@ -30,7 +36,10 @@ describe('loadConfig', () => {
   });
 
   it('treats empty values as unset, so FOO= in a .env file falls back to the default', () => {
-    expect(loadConfig(schema, { DATABASE_URL: 'postgres://x/y', PORT: '', INTERVAL: ' ' }).PORT).toBe(8081);
+    expect(
+      loadConfig(schema, { DATABASE_URL: 'postgres://x/y', SERVICE_TOKEN: TOKEN, PORT: '', INTERVAL: ' ' })
+        .PORT,
+    ).toBe(8081);
   });
 
   it('fails with one error that lists every bad variable', () => {
@@ -49,8 +58,9 @@ describe('loadConfig', () => {
     }
     expect(error).toBeInstanceOf(ConfigError);
     const message = (error as ConfigError).message;
-    expect((error as ConfigError).problems).toHaveLength(7);
+    expect((error as ConfigError).problems).toHaveLength(8);
     expect(message).toContain('DATABASE_URL is required');
+    expect(message).toContain('SERVICE_TOKEN is required');
     expect(message).toContain('PORT must be at most 65535 (got "70000")');
     expect(message).toContain('LOG_LEVEL must be one of');
     expect(message).toContain('INTERVAL must be a duration such as 500ms, 30s, 5m, 1h or 7d (got "30")');
@@ -60,9 +70,9 @@ describe('loadConfig', () => {
   });
 
   it('rejects durations outside their bounds and never prints a password or key', () => {
-    expect(() => loadConfig(schema, { DATABASE_URL: 'postgres://x/y', INTERVAL: '10ms' })).toThrow(
-      /INTERVAL must be between 1s and unbounded/,
-    );
+    expect(() =>
+      loadConfig(schema, { DATABASE_URL: 'postgres://x/y', SERVICE_TOKEN: TOKEN, INTERVAL: '10ms' }),
+    ).toThrow(/INTERVAL must be between 1s and unbounded/);
     const bad = z.object({ DATABASE_URL: serviceEnv(1).DATABASE_URL, ADMIN_KEY: z.string().min(32) });
     try {
       loadConfig(bad, { DATABASE_URL: 'mysql://root:hunter2@db/x', ADMIN_KEY: 'short-secret' });
@@ -72,6 +82,75 @@ describe('loadConfig', () => {
       expect(String(error)).not.toContain('short-secret');
       expect(String(error)).toContain('mysql://root:***@db/x');
     }
+  });
+});
+
+describe('SERVICE_TOKEN', () => {
+  const base = { DATABASE_URL: 'postgres://x/y' };
+
+  it('refuses a short token or one with whitespace, without printing it', () => {
+    for (const token of ['short-token', `${TOKEN} with spaces`]) {
+      try {
+        loadConfig(schema, { ...base, SERVICE_TOKEN: token });
+        throw new Error('expected a ConfigError');
+      } catch (error) {
+        expect(String(error)).toMatch(
+          /SERVICE_TOKEN must (be at least 32 characters|not contain whitespace) \(got \(hidden\)\)/,
+        );
+        expect(String(error)).not.toContain(token);
+      }
+    }
+  });
+
+  it('accepts a previous token for rotation, held to the same rules', () => {
+    const config = loadConfig(schema, {
+      ...base,
+      SERVICE_TOKEN: TOKEN,
+      SERVICE_TOKEN_PREVIOUS: `${TOKEN}-old`,
+    });
+    expect(config.SERVICE_TOKEN_PREVIOUS).toBe(`${TOKEN}-old`);
+    expect(() => loadConfig(schema, { ...base, SERVICE_TOKEN: TOKEN, SERVICE_TOKEN_PREVIOUS: 'x' })).toThrow(
+      /SERVICE_TOKEN_PREVIOUS must be at least 32 characters/,
+    );
+  });
+});
+
+describe('<NAME>_FILE', () => {
+  let dir: string;
+  beforeAll(() => {
+    dir = mkdtempSync(path.join(tmpdir(), 'config-file-'));
+  });
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  it('reads a variable from the file it names, without the trailing newline', () => {
+    const file = path.join(dir, 'token');
+    writeFileSync(file, `${TOKEN}\n`);
+    expect(
+      loadConfig(schema, { ...{ DATABASE_URL: 'postgres://x/y' }, SERVICE_TOKEN_FILE: file }).SERVICE_TOKEN,
+    ).toBe(TOKEN);
+  });
+
+  it('says which file cannot be read, and refuses a variable set both ways', () => {
+    const missing = path.join(dir, 'nope');
+    expect(() => loadConfig(schema, { DATABASE_URL: 'postgres://x/y', SERVICE_TOKEN_FILE: missing })).toThrow(
+      `SERVICE_TOKEN_FILE cannot be read (ENOENT: ${missing})`,
+    );
+    let error: unknown;
+    try {
+      loadConfig(schema, { DATABASE_URL: 'postgres://x/y', SERVICE_TOKEN_FILE: missing });
+    } catch (caught) {
+      error = caught;
+    }
+    expect((error as ConfigError).problems).toEqual([
+      `SERVICE_TOKEN_FILE cannot be read (ENOENT: ${missing})`,
+    ]);
+    expect(() =>
+      loadConfig(schema, {
+        DATABASE_URL: 'postgres://x/y',
+        SERVICE_TOKEN: TOKEN,
+        SERVICE_TOKEN_FILE: missing,
+      }),
+    ).toThrow('SERVICE_TOKEN and SERVICE_TOKEN_FILE are both set; set one');
   });
 });
 

@@ -89,7 +89,8 @@ export async function createTestDatabase(options: DbOptions = {}): Promise<TestD
   if (!adminUrl || !template) {
     throw new Error('No test cluster: run tests through jest, whose global setup starts Postgres.');
   }
-  const name = `gt_test_${template.slice('gt_template_'.length)}_${process.pid}_${++clones}`;
+  // Unique even when a test file in the same worker left its database behind (it failed to drop).
+  const name = `gt_test_${template.slice('gt_template_'.length)}_${process.pid}_${++clones}_${randomBytes(3).toString('hex')}`;
   await admin(adminUrl, `CREATE DATABASE ${name} TEMPLATE ${template}`);
   const url = withDatabase(adminUrl, name);
   const db = createDb(url, { max: 5, ...options });

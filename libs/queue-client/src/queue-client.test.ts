@@ -64,3 +64,30 @@ describe('QueueClient', () => {
     await client.close();
   });
 });
+
+describe('QueueClient credential', () => {
+  it('sends the service token as a bearer credential on every call', async () => {
+    const client = new QueueClient({ url, token: 'a-service-token-of-at-least-32-characters' });
+    await client.publish('telemetry', [{ payload: 1 }]);
+    await client.close();
+    expect(seen.at(-1)?.headers['authorization']).toBe('Bearer a-service-token-of-at-least-32-characters');
+  });
+
+  it('is not ready while the queue refuses its credential', async () => {
+    const refusing = createServer((req, res) => {
+      if (req.url === '/readyz') res.writeHead(200, { 'content-type': 'application/json' }).end('{}');
+      else res.writeHead(req.headers['authorization'] === 'Bearer right-token' ? 200 : 401).end();
+    });
+    await new Promise<void>((resolve) => refusing.listen(0, '127.0.0.1', resolve));
+    const base = `http://127.0.0.1:${(refusing.address() as AddressInfo).port}`;
+    const wrong = new QueueClient({ url: base, token: 'wrong-token' });
+    const right = new QueueClient({ url: base, token: 'right-token' });
+    try {
+      await expect(wrong.ready()).rejects.toThrow(/refuses this service’s credential: check SERVICE_TOKEN/);
+      await expect(right.ready()).resolves.toBeUndefined();
+    } finally {
+      await Promise.all([wrong.close(), right.close()]);
+      await new Promise((resolve) => refusing.close(resolve));
+    }
+  });
+});

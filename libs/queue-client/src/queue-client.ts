@@ -15,6 +15,8 @@ export interface QueueClientOptions {
   connections?: number;
   /** Time to wait for response headers on calls other than long-polls. */
   timeoutMs?: number;
+  /** The service credential, sent as `Authorization: Bearer <token>` on every call. */
+  token?: string;
   /** Sent on every request (e.g. an API key when going through the gateway). */
   headers?: Record<string, string>;
 }
@@ -56,7 +58,11 @@ export class QueueClient {
       keepAliveMaxTimeout: 60_000,
     });
     this.timeoutMs = options.timeoutMs ?? 10_000;
-    this.headers = { 'content-type': 'application/json', ...options.headers };
+    this.headers = {
+      'content-type': 'application/json',
+      ...(options.token ? { authorization: `Bearer ${options.token}` } : {}),
+      ...options.headers,
+    };
   }
 
   publish(topic: string, messages: MessageInput[]): Promise<PublishResult> {
@@ -120,13 +126,31 @@ export class QueueClient {
     return this.call('topic', 'GET', `/v1/topics/${encodeURIComponent(topic)}`);
   }
 
-  /** Resolves when the queue answers /readyz with 200. */
+  /**
+   * Resolves when the queue answers /readyz with 200 and accepts this client's credential (a
+   * service whose SERVICE_TOKEN differs from the queue's is not ready: every call would be a 401).
+   */
   async ready(): Promise<void> {
     // The signal also bounds the wait for a free connection when every one is stuck.
     await this.call('readyz', 'GET', '/readyz', undefined, {
       timeoutMs: 2_000,
       signal: AbortSignal.timeout(2_000),
     });
+    const res = await this.pool.request({
+      method: 'HEAD',
+      path: '/openapi.json',
+      headers: this.headers,
+      headersTimeout: 2_000,
+      signal: AbortSignal.timeout(2_000),
+    });
+    await res.body.dump();
+    if (res.statusCode === 401 || res.statusCode === 403) {
+      throw new QueueRequestError(
+        res.statusCode,
+        { detail: 'the queue refuses this service’s credential: check SERVICE_TOKEN' },
+        'credential check',
+      );
+    }
   }
 
   close(): Promise<void> {

@@ -17,6 +17,7 @@ export {
   SECURITY_HEADERS,
   type ServiceAppOptions,
 } from './service-app';
+export { requireServiceToken, serviceAuthorization, type ServiceToken } from './service-auth';
 export { getTracer, startTelemetry, withSpan } from './telemetry';
 export { validate } from './validate';
 export { openApiDocument, type Operation } from './openapi';

@@ -169,3 +169,70 @@ describe('the service frame', () => {
     expect(res.text).not.toContain('secret/path');
   });
 });
+
+describe('the service credential', () => {
+  const token = 'current-service-token-0123456789abcdefgh';
+  const previous = 'previous-service-token-0123456789abcdefg';
+  function guarded() {
+    const metrics = createMetrics('demo', { defaultMetrics: false });
+    let bodiesRead = 0;
+    const guardedApp = createServiceApp({
+      service: 'demo',
+      logger: createLogger('demo', 'silent'),
+      metrics,
+      readiness: [],
+      openapi: { openapi: '3.1.0' },
+      serviceToken: { current: token, previous },
+      routes: (app) => {
+        app.post('/echo', (req, res) => {
+          bodiesRead++;
+          res.json(req.body);
+        });
+      },
+    });
+    return { app: guardedApp, metrics, bodiesRead: () => bodiesRead };
+  }
+
+  it('keeps /healthz, /readyz and /metrics open to probes and Prometheus', async () => {
+    const { app: guardedApp } = guarded();
+    await request(guardedApp).get('/healthz').expect(200);
+    await request(guardedApp).get('/readyz').expect(200);
+    await request(guardedApp).get('/metrics').expect(200);
+  });
+
+  it('refuses every other path without the token, before reading the body, and counts why', async () => {
+    const { app: guardedApp, metrics, bodiesRead } = guarded();
+    const missing = await request(guardedApp).post('/echo').send({ n: 1 }).expect(401);
+    expect(missing.headers['content-type']).toContain('application/problem+json');
+    expect(missing.headers['www-authenticate']).toBe('Bearer realm="gpu-telemetry"');
+    expect(missing.body).toMatchObject({ status: 401, title: 'Unauthorized' });
+    expect(missing.body.detail).toContain('Authorization: Bearer <SERVICE_TOKEN>');
+    const wrong = await request(guardedApp)
+      .post('/echo')
+      .set('authorization', `Bearer ${token}x`)
+      .send({ n: 1 })
+      .expect(401);
+    expect(wrong.headers['www-authenticate']).toContain('error="invalid_token"');
+    await request(guardedApp).get('/openapi.json').set('authorization', `Basic ${token}`).expect(401);
+    // Unknown paths do not say whether they exist.
+    await request(guardedApp).get('/nowhere').expect(401);
+    expect(bodiesRead()).toBe(0);
+    const text = await metrics.registry.metrics();
+    expect(text).toContain('service_auth_failures_total{reason="missing",service="demo"} 3');
+    expect(text).toContain('service_auth_failures_total{reason="invalid",service="demo"} 1');
+  });
+
+  it('serves the current and the previous token, so a rotation can roll out', async () => {
+    const { app: guardedApp } = guarded();
+    for (const presented of [token, previous]) {
+      const res = await request(guardedApp)
+        .post('/echo')
+        .set('authorization', `Bearer ${presented}`)
+        .send({ n: 2 })
+        .expect(200);
+      expect(res.body).toEqual({ n: 2 });
+    }
+    await request(guardedApp).get('/openapi.json').set('authorization', `bearer ${token}`).expect(200);
+    await request(guardedApp).get('/nowhere').set('authorization', `Bearer ${token}`).expect(404);
+  });
+});

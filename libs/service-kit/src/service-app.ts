@@ -6,6 +6,7 @@ import type { Logger } from 'pino';
 import { errorHandler } from './error-handler';
 import type { ServiceMetrics } from './metrics';
 import { sendProblem } from './problem';
+import { requireServiceToken, type ServiceToken } from './service-auth';
 
 export interface ReadinessCheck {
   /** Named in the 503 when it fails: `postgres`, `queue`. */
@@ -31,6 +32,11 @@ export interface ServiceAppOptions {
   routes(app: Express): void;
   /** Served as GET /openapi.json. */
   openapi?: object;
+  /**
+   * When set, every route but /healthz, /readyz and /metrics needs this credential (a 401
+   * otherwise): the backends answer only the system's own services.
+   */
+  serviceToken?: ServiceToken;
   /**
    * Longest a readiness check may take before it counts as failed (default 2 s): a dependency
    * that hangs (a stopped process, a black-holed network) makes /readyz answer 503 promptly
@@ -133,16 +139,19 @@ export function createServiceApp(options: ServiceAppOptions): Express {
     });
   });
 
+  app.get('/metrics', async (_req, res) => {
+    res.type(metrics.registry.contentType).send(await metrics.registry.metrics());
+  });
+
+  // Everything below needs the service credential, checked before a body is read.
+  if (options.serviceToken) app.use(requireServiceToken(options.serviceToken, metrics.registry));
+
   if (options.openapi) {
     const document = JSON.stringify(options.openapi);
     app.get('/openapi.json', (_req, res) => {
       res.type('application/json').send(document);
     });
   }
-
-  app.get('/metrics', async (_req, res) => {
-    res.type(metrics.registry.contentType).send(await metrics.registry.metrics());
-  });
 
   // Bodies are JSON. Anything else with a body is a 415, not a confusing "field required".
   app.use((req: Request, _res: Response, next: NextFunction) => {

@@ -1,5 +1,6 @@
 import fc from 'fast-check';
 import request from 'supertest';
+import { asService } from '@gpu-telemetry/service-kit/testing';
 import { startCollectorTestApp } from '../testing/collector-test-app';
 
 /**
@@ -17,7 +18,7 @@ afterAll(async () => {
   await app.close();
 });
 
-const api = () => request(app.collector.app);
+const api = () => request(asService(app.collector.app));
 
 async function expectSane(res: request.Response) {
   expect(res.status).toBeLessThan(500);

@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { createTestDatabase, type TestDatabase } from '@gpu-telemetry/db/testing';
 import { QueueClient } from '@gpu-telemetry/queue-client';
 import request from 'supertest';
+import { asService } from '@gpu-telemetry/service-kit/testing';
 import type { CollectorApp } from '../app';
 import { createTestCollector } from '../testing/collector-test-app';
 
@@ -19,7 +20,7 @@ afterAll(async () => {
   await database.drop();
 });
 
-const api = () => request(collector.app);
+const api = () => request(asService(collector.app));
 
 describe('GET/POST/DELETE /v1/targets', () => {
   it('lists static targets, adds one at runtime, and removes it', async () => {

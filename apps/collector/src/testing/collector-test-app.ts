@@ -1,6 +1,7 @@
 import { createTestDatabase, type TestDatabase } from '@gpu-telemetry/db/testing';
 import { QueueClient } from '@gpu-telemetry/queue-client';
 import { createLogger } from '@gpu-telemetry/service-kit';
+import { TEST_SERVICE_TOKEN } from '@gpu-telemetry/service-kit/testing';
 import { createApp, type CollectorApp } from '../app';
 import { loadCollectorConfig } from '../config';
 
@@ -15,7 +16,7 @@ export function createTestCollector(
     pool: database.pool,
     logger: createLogger('collector', 'silent'),
     queue,
-    config: loadCollectorConfig({ DATABASE_URL: database.url, ...env }),
+    config: loadCollectorConfig({ DATABASE_URL: database.url, SERVICE_TOKEN: TEST_SERVICE_TOKEN, ...env }),
   });
 }
 
@@ -24,7 +25,7 @@ export async function startCollectorTestApp(
   env: Record<string, string> = {},
 ): Promise<{ collector: CollectorApp; database: TestDatabase; close(): Promise<void> }> {
   const database = await createTestDatabase();
-  const queue = new QueueClient({ url: 'http://127.0.0.1:9' });
+  const queue = new QueueClient({ url: 'http://127.0.0.1:9', token: TEST_SERVICE_TOKEN });
   return {
     collector: createTestCollector(database, queue, env),
     database,

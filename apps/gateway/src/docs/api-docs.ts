@@ -1,6 +1,6 @@
 import { createRequire } from 'node:module';
 import path from 'node:path';
-import { openApiDocument, type Operation } from '@gpu-telemetry/service-kit';
+import { openApiDocument, type Operation, serviceAuthorization } from '@gpu-telemetry/service-kit';
 import express, { Router } from 'express';
 import { request } from 'undici';
 import { z } from 'zod';
@@ -102,7 +102,7 @@ const CACHE_MS = 30_000;
  * moved under the gateway's prefixes; GET /docs renders it with Swagger UI served from the
  * installed swagger-ui-dist package (no CDN).
  */
-export function docsRoutes(routes: ProxyRoute[]): Router {
+export function docsRoutes(routes: ProxyRoute[], serviceToken: string): Router {
   const router = Router();
   let cached: { at: number; body: string } | undefined;
 
@@ -122,6 +122,7 @@ export function docsRoutes(routes: ProxyRoute[]): Router {
       const upstream = route.upstreams[0];
       try {
         const res = await request(`${upstream?.origin}/openapi.json`, {
+          headers: { authorization: serviceAuthorization(serviceToken) },
           headersTimeout: 2_000,
           bodyTimeout: 2_000,
         });

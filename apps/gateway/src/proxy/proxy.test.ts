@@ -1,10 +1,11 @@
 import { createServer, type IncomingMessage, type Server, request as httpRequest } from 'node:http';
 import { createServer as createNetServer } from 'node:net';
 import { createTestDatabase, type TestDatabase } from '@gpu-telemetry/db/testing';
-import type { RunningServer } from '@gpu-telemetry/service-kit';
+import { type RunningServer, serviceAuthorization } from '@gpu-telemetry/service-kit';
 import request from 'supertest';
 import type { GatewayApp } from '../app';
 import { createTestGateway, listenGateway, serve } from '../testing/gateway-test-app';
+import { TEST_SERVICE_TOKEN } from '@gpu-telemetry/service-kit/testing';
 
 /**
  * The gateway in front of real HTTP upstreams: an echo server that reports what reached it, one
@@ -154,14 +155,9 @@ describe('proxying', () => {
       'x-forwarded-proto': 'http',
       'x-forwarded-host': expect.stringContaining('127.0.0.1'),
     });
-    for (const header of [
-      'authorization',
-      'x-api-key',
-      'x-client-secret',
-      'keep-alive',
-      'proxy-authorization',
-      'te',
-    ]) {
+    // The client's credential stays at the gateway; the upstream gets the service credential.
+    expect(upstream?.headers['authorization']).toBe(serviceAuthorization(TEST_SERVICE_TOKEN));
+    for (const header of ['x-api-key', 'x-client-secret', 'keep-alive', 'proxy-authorization', 'te']) {
       expect(upstream?.headers[header]).toBeUndefined();
     }
     expect(res.headers['x-request-id']).toBe('req-42');

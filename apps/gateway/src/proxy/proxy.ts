@@ -2,7 +2,12 @@ import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { type Readable, Transform } from 'node:stream';
 import { context, propagation, type Span, SpanKind, SpanStatusCode, trace } from '@opentelemetry/api';
-import { type Logger, SECURITY_HEADERS, writeProblem } from '@gpu-telemetry/service-kit';
+import {
+  type Logger,
+  SECURITY_HEADERS,
+  serviceAuthorization,
+  writeProblem,
+} from '@gpu-telemetry/service-kit';
 import { type Dispatcher, Pool } from 'undici';
 import { type ApiKeysService, AuthError, type Principal, type Scope } from '../auth/api-keys.service';
 import type { RateLimiter } from '../auth/rate-limiter';
@@ -40,6 +45,8 @@ export interface ProxyOptions {
   metrics: GatewayMetrics;
   /** Where each proxied request is recorded (off the response path). */
   recorder?: { record(entry: RequestRecord): void };
+  /** The service credential, sent upstream in place of the client's own credentials. */
+  serviceToken: string;
 }
 
 // Hop-by-hop headers (RFC 9110 7.6.1) never cross the proxy, in either direction; neither do the
@@ -122,8 +129,11 @@ function stripped(
 export class Proxy {
   private inFlight = 0;
   private readonly cursor = new Map<ProxyRoute, number>();
+  private readonly upstreamAuthorization: string;
 
-  constructor(private readonly options: ProxyOptions) {}
+  constructor(private readonly options: ProxyOptions) {
+    this.upstreamAuthorization = serviceAuthorization(options.serviceToken);
+  }
 
   match(url: string | undefined): ProxyRoute | undefined {
     const path = (url ?? '/').split('?')[0] ?? '/';
@@ -359,6 +369,7 @@ export class Proxy {
     headers['x-forwarded-host'] =
       (req.headers['x-forwarded-host'] as string | undefined) ?? req.headers.host ?? '';
     headers['x-request-id'] = requestId;
+    headers['authorization'] = this.upstreamAuthorization;
     // With the OpenTelemetry SDK running, the upstream's parent is this hop's span. Without it,
     // the caller's trace context is passed on as is, or a new trace is started.
     delete headers['traceparent'];

@@ -1,6 +1,7 @@
 import type { AddressInfo, Server } from 'node:net';
 import type { TestDatabase } from '@gpu-telemetry/db/testing';
 import { createLogger, listen, type Logger, type RunningServer } from '@gpu-telemetry/service-kit';
+import { TEST_SERVICE_TOKEN } from '@gpu-telemetry/service-kit/testing';
 import { createApp, type GatewayApp } from '../app';
 import { loadGatewayConfig } from '../config';
 
@@ -14,7 +15,7 @@ export function createTestGateway(
     db: database.db,
     pool: database.pool,
     logger,
-    config: loadGatewayConfig({ DATABASE_URL: database.url, ...env }),
+    config: loadGatewayConfig({ DATABASE_URL: database.url, SERVICE_TOKEN: TEST_SERVICE_TOKEN, ...env }),
   });
 }
 

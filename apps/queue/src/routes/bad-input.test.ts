@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import request from 'supertest';
+import { asService } from '@gpu-telemetry/service-kit/testing';
 import { startQueueTestApp, type QueueTestApp } from '../testing/queue-test-app';
 
 /**
@@ -13,11 +14,11 @@ let heldId: string;
 
 beforeAll(async () => {
   queue = await startQueueTestApp({ QUEUE_BODY_LIMIT: 512 * 1024 });
-  await request(queue.app)
+  await request(asService(queue.app))
     .post(`/v1/topics/${topic}/messages`)
     .send({ messages: [{ payload: 1 }, { payload: 2 }] })
     .expect(201);
-  const lease = await request(queue.app)
+  const lease = await request(asService(queue.app))
     .post(`/v1/topics/${topic}/leases`)
     .send({ consumer: 'c', max: 1 })
     .expect(200);
@@ -202,7 +203,7 @@ describe('bad input', () => {
   it.each(cases.map((c) => [`${c[0]}: ${c[4]} naming ${c[5]}`, ...c.slice(1)] as Case))(
     '%s',
     async (_name, method, path, body, status, field) => {
-      let req = request(queue.app)[method](path);
+      let req = request(asService(queue.app))[method](path);
       if (typeof body === 'string' && body.startsWith('text/plain:')) {
         req = req.set('content-type', 'text/plain').send(body.slice('text/plain:'.length));
       } else if (typeof body === 'string') {
@@ -219,21 +220,21 @@ describe('bad input', () => {
   );
 
   it('leaves the topic exactly as it was: nothing lost, duplicated or settled', async () => {
-    const stats = await request(queue.app).get(`/v1/topics/${topic}`).expect(200);
+    const stats = await request(asService(queue.app)).get(`/v1/topics/${topic}`).expect(200);
     expect(stats.body).toMatchObject({ ready: 1, inFlight: 1, dead: 0 });
     const { rows } = await queue.database.pool.query(
       'SELECT count(*)::int AS n, count(DISTINCT msg_uuid)::int AS distinct_ids FROM queue_messages WHERE topic = $1',
       [topic],
     );
     expect(rows[0]).toEqual({ n: 2, distinct_ids: 2 });
-    await request(queue.app)
+    await request(asService(queue.app))
       .post(`/v1/topics/${topic}/acks`)
       .send({ leaseId, ids: [heldId] })
       .expect(200, { acked: 1 });
   });
 
   it('answers an unknown route with 404 problem+json', async () => {
-    const res = await request(queue.app).get('/v1/nothing-here').expect(404);
+    const res = await request(asService(queue.app)).get('/v1/nothing-here').expect(404);
     expect(res.headers['content-type']).toContain('application/problem+json');
   });
 });

@@ -1,5 +1,6 @@
 import fc from 'fast-check';
 import request from 'supertest';
+import { asService } from '@gpu-telemetry/service-kit/testing';
 import { startQueueTestApp, type QueueTestApp } from '../testing/queue-test-app';
 
 /**
@@ -41,7 +42,7 @@ describe('hostile input', () => {
         fc.jsonValue({ maxDepth: 6 }),
         async ([method, path], body) => {
           await expectSane(
-            await request(queue.app)
+            await request(asService(queue.app))
               [method](path)
               .set('content-type', 'application/json')
               .send(JSON.stringify(body)),
@@ -81,7 +82,7 @@ describe('hostile input', () => {
     );
     await fc.assert(
       fc.asyncProperty(fc.constantFrom(...endpoints), body, async ([method, path], payload) => {
-        await expectSane(await request(queue.app)[method](path).send(payload));
+        await expectSane(await request(asService(queue.app))[method](path).send(payload));
       }),
       { numRuns: 150 },
     );
@@ -102,21 +103,23 @@ describe('hostile input', () => {
     ];
     for (const [type, body] of cases) {
       for (const [method, path] of endpoints) {
-        await expectSane(await request(queue.app)[method](path).set('content-type', type).send(body));
+        await expectSane(
+          await request(asService(queue.app))[method](path).set('content-type', type).send(body),
+        );
       }
     }
-    await request(queue.app).get('/healthz').expect(200);
+    await request(asService(queue.app)).get('/healthz').expect(200);
   });
 
   it('treats hostile topic names and ids in the path as data', async () => {
     await fc.assert(
       fc.asyncProperty(fc.string({ minLength: 1, maxLength: 80 }), async (name) => {
-        const res = await request(queue.app).get(`/v1/topics/${encodeURIComponent(name)}`);
+        const res = await request(asService(queue.app)).get(`/v1/topics/${encodeURIComponent(name)}`);
         expect([200, 400, 404]).toContain(res.status);
       }),
       { numRuns: 200 },
     );
-    await request(queue.app).get("/v1/topics/x';DROP TABLE queue_messages;--").expect(400);
+    await request(asService(queue.app)).get("/v1/topics/x';DROP TABLE queue_messages;--").expect(400);
     const { rows } = await queue.database.pool.query(
       "SELECT to_regclass('queue_messages') IS NOT NULL AS present",
     );

@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import request from 'supertest';
+import { asService } from '@gpu-telemetry/service-kit/testing';
 import { startQueueTestApp, type QueueTestApp } from '../testing/queue-test-app';
 
 let queue: QueueTestApp;
@@ -12,7 +13,7 @@ afterAll(async () => {
   await queue.close();
 });
 
-const api = () => request(queue.app);
+const api = () => request(asService(queue.app));
 const topicName = () => `t-${randomUUID().slice(0, 8)}`;
 const uuidFor = (i: number) => `00000000-0000-4000-8000-${String(i).padStart(12, '0')}`;
 
@@ -220,13 +221,16 @@ describe('POST /v1/topics/:topic/leases', () => {
     try {
       const topic = topicName();
       const started = Date.now();
-      const waiting = request(slow.app)
+      const waiting = request(asService(slow.app))
         .post(`/v1/topics/${topic}/leases`)
         .send({ consumer: 'waiter', max: 5, waitSeconds: 20 })
         .then((res) => ({ res, at: Date.now() }));
       await new Promise((resolve) => setTimeout(resolve, 300));
       const publishedAt = Date.now();
-      await request(slow.app).post(`/v1/topics/${topic}/messages`).send({ payload: 'wake' }).expect(201);
+      await request(asService(slow.app))
+        .post(`/v1/topics/${topic}/messages`)
+        .send({ payload: 'wake' })
+        .expect(201);
       const { res, at } = await waiting;
       expect(res.status).toBe(200);
       expect(res.body.messages.map((m: { payload: unknown }) => m.payload)).toEqual(['wake']);
@@ -243,13 +247,16 @@ describe('POST /v1/topics/:topic/leases', () => {
     try {
       await waitFor(() => a.notifier.listening && b.notifier.listening);
       const topic = topicName();
-      const waiting = request(a.app)
+      const waiting = request(asService(a.app))
         .post(`/v1/topics/${topic}/leases`)
         .send({ consumer: 'a', waitSeconds: 20 })
         .then((res) => ({ res, at: Date.now() }));
       await new Promise((resolve) => setTimeout(resolve, 300));
       const publishedAt = Date.now();
-      await request(b.app).post(`/v1/topics/${topic}/messages`).send({ payload: 'from b' }).expect(201);
+      await request(asService(b.app))
+        .post(`/v1/topics/${topic}/messages`)
+        .send({ payload: 'from b' })
+        .expect(201);
       const { res, at } = await waiting;
       expect(res.body.messages.map((m: { payload: unknown }) => m.payload)).toEqual(['from b']);
       expect(at - publishedAt).toBeLessThan(1_000);
@@ -270,14 +277,19 @@ describe('POST /v1/topics/:topic/leases', () => {
     const slow = await startQueueTestApp({ QUEUE_FALLBACK_POLL: 60_000 }, queue.database);
     try {
       const topic = topicName();
-      await request(slow.app).post(`/v1/topics/${topic}/messages`).send({ payload: 'later' }).expect(201);
-      const first = (await request(slow.app).post(`/v1/topics/${topic}/leases`).send({ consumer: 'c' })).body;
-      await request(slow.app)
+      await request(asService(slow.app))
+        .post(`/v1/topics/${topic}/messages`)
+        .send({ payload: 'later' })
+        .expect(201);
+      const first = (
+        await request(asService(slow.app)).post(`/v1/topics/${topic}/leases`).send({ consumer: 'c' })
+      ).body;
+      await request(asService(slow.app))
         .post(`/v1/topics/${topic}/nacks`)
         .send({ leaseId: first.leaseId, delaySeconds: 1 })
         .expect(200);
       const started = Date.now();
-      const res = await request(slow.app)
+      const res = await request(asService(slow.app))
         .post(`/v1/topics/${topic}/leases`)
         .send({ consumer: 'c', waitSeconds: 10 });
       expect(res.body.messages).toHaveLength(1);
@@ -516,7 +528,7 @@ describe('shutdown', () => {
   it('answers waiting long-polls with an empty lease at once, so the server can drain', async () => {
     const local = await startQueueTestApp({}, queue.database);
     const started = Date.now();
-    const waiting = request(local.app)
+    const waiting = request(asService(local.app))
       .post(`/v1/topics/${topicName()}/leases`)
       .send({ consumer: 'c', waitSeconds: 30 });
     await new Promise((resolve) => setTimeout(resolve, 200));

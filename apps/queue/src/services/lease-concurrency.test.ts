@@ -1,3 +1,5 @@
+import { serviceAuthorization } from '@gpu-telemetry/service-kit';
+import { TEST_SERVICE_TOKEN } from '@gpu-telemetry/service-kit/testing';
 import { request as httpRequest } from 'undici';
 import { serveQueue, startQueueTestApp, type QueueTestApp } from '../testing/queue-test-app';
 
@@ -18,7 +20,7 @@ afterAll(async () => {
 async function post(path: string, body: unknown) {
   const res = await httpRequest(`${server.url}${path}`, {
     method: 'POST',
-    headers: { 'content-type': 'application/json' },
+    headers: { 'content-type': 'application/json', authorization: serviceAuthorization(TEST_SERVICE_TOKEN) },
     body: JSON.stringify(body),
   });
   // eslint-disable-next-line @typescript-eslint/no-explicit-any -- test reads loosely shaped JSON

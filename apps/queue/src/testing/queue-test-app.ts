@@ -1,5 +1,6 @@
 import { createTestDatabase, type TestDatabase } from '@gpu-telemetry/db/testing';
 import { createLogger, listen, type RunningServer } from '@gpu-telemetry/service-kit';
+import { TEST_SERVICE_TOKEN } from '@gpu-telemetry/service-kit/testing';
 import { createApp, type QueueApp, type QueueAppDeps } from '../app';
 
 export interface QueueTestApp extends QueueApp {
@@ -12,6 +13,7 @@ export const TEST_CONFIG: Omit<QueueAppDeps['config'], 'DATABASE_URL'> = {
   QUEUE_MAX_PAYLOAD: 256 * 1024,
   QUEUE_BODY_LIMIT: 32 * 1024 * 1024,
   QUEUE_FALLBACK_POLL: 5_000,
+  SERVICE_TOKEN: TEST_SERVICE_TOKEN,
 };
 
 /** The real queue app on a fresh database of its own. */

@@ -1,4 +1,5 @@
 import request from 'supertest';
+import { asService } from '@gpu-telemetry/service-kit/testing';
 import { message, sample } from '../testing/samples';
 import { startStreamerTestApp } from '../testing/streamer-test-app';
 
@@ -41,7 +42,7 @@ afterAll(async () => {
   await streamer.close();
 });
 
-const api = () => request(streamer.app);
+const api = () => request(asService(streamer.app));
 
 describe('GET /v1/gpus', () => {
   it('lists every GPU seen with its index, model, host, first and last seen and metrics', async () => {

@@ -1,5 +1,6 @@
 import fc from 'fast-check';
 import request from 'supertest';
+import { asService } from '@gpu-telemetry/service-kit/testing';
 import { message, sample } from '../testing/samples';
 import { startStreamerTestApp } from '../testing/streamer-test-app';
 
@@ -88,7 +89,7 @@ describe('hostile input to the query API', () => {
   it('answers random paths and query strings with 2xx or a 4xx problem, never 5xx', async () => {
     await fc.assert(
       fc.asyncProperty(paths, query, async (path, params) => {
-        const res = await request(streamer.app).get(`${path}?${queryString(params)}`);
+        const res = await request(asService(streamer.app)).get(`${path}?${queryString(params)}`);
         expect(res.status).toBeLessThan(500);
         // (Past 16 KiB of URL, Node answers 431 before the app; serve.test.ts covers that answer.)
         if (res.status >= 400 && res.status !== 431) {
@@ -110,7 +111,7 @@ describe('hostile input to the query API', () => {
       `/v1/gpus/GPU-0/telemetry?cursor=${enc(injection)}`,
       `/v1/gpus/GPU-0/metrics/${enc(injection)}/series`,
     ]) {
-      const res = await request(streamer.app).get(path);
+      const res = await request(asService(streamer.app)).get(path);
       expect([200, 400, 404]).toContain(res.status);
       if (res.status === 200 && Array.isArray(res.body.gpus)) expect(res.body.gpus).toEqual([]);
     }
@@ -118,13 +119,13 @@ describe('hostile input to the query API', () => {
   });
 
   it('refuses bodies, odd methods and oversized query strings without falling over', async () => {
-    await request(streamer.app).post('/v1/gpus').send({ a: 1 }).expect(404);
-    await request(streamer.app).delete('/v1/gpus/GPU-0/telemetry').expect(404);
-    const long = await request(streamer.app)
+    await request(asService(streamer.app)).post('/v1/gpus').send({ a: 1 }).expect(404);
+    await request(asService(streamer.app)).delete('/v1/gpus/GPU-0/telemetry').expect(404);
+    const long = await request(asService(streamer.app))
       .get(`/v1/gpus?hostname=${'h'.repeat(600)}`)
       .expect(400);
     expect(JSON.stringify(long.body)).toContain('hostname');
-    await request(streamer.app).get('/v1/gpus/%ff%fe/telemetry').expect(400);
-    await request(streamer.app).get('/healthz').expect(200);
+    await request(asService(streamer.app)).get('/v1/gpus/%ff%fe/telemetry').expect(400);
+    await request(asService(streamer.app)).get('/healthz').expect(200);
   });
 });

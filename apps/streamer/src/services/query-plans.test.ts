@@ -3,6 +3,7 @@ import { createTestDatabase, type TestDatabase } from '@gpu-telemetry/db/testing
 import { createLogger } from '@gpu-telemetry/service-kit';
 import { QueueClient } from '@gpu-telemetry/queue-client';
 import request from 'supertest';
+import { asService } from '@gpu-telemetry/service-kit/testing';
 import { createApp } from '../app';
 import { STREAMER_TEST_CONFIG } from '../testing/streamer-test-app';
 
@@ -53,7 +54,7 @@ async function plansFor(path: string): Promise<string> {
   });
   plans.length = 0;
   try {
-    await request(app).get(path).expect(200);
+    await request(asService(app)).get(path).expect(200);
     return plans.filter((plan) => plan.includes('telemetry')).join('\n');
   } finally {
     await queue.close();

@@ -1,6 +1,7 @@
 import { createTestDatabase, type TestDatabase } from '@gpu-telemetry/db/testing';
 import { QueueClient } from '@gpu-telemetry/queue-client';
 import { createLogger } from '@gpu-telemetry/service-kit';
+import { TEST_SERVICE_TOKEN } from '@gpu-telemetry/service-kit/testing';
 import { createApp, type StreamerApp, type StreamerAppDeps } from '../app';
 
 export const STREAMER_TEST_CONFIG: StreamerAppDeps['config'] = {
@@ -10,6 +11,7 @@ export const STREAMER_TEST_CONFIG: StreamerAppDeps['config'] = {
   STREAMER_WAIT: 1_000,
   TELEMETRY_RETENTION: 7 * 86_400_000,
   TELEMETRY_MAINTENANCE_INTERVAL: 3_600_000,
+  SERVICE_TOKEN: TEST_SERVICE_TOKEN,
 };
 
 /** The streamer's HTTP app and ingest on a fresh database; its queue is whatever `queueUrl` points at. */
@@ -17,7 +19,7 @@ export async function startStreamerTestApp(
   options: { queueUrl?: string; config?: Partial<StreamerAppDeps['config']> } = {},
 ): Promise<StreamerApp & { database: TestDatabase; queue: QueueClient; close(): Promise<void> }> {
   const database = await createTestDatabase();
-  const queue = new QueueClient({ url: options.queueUrl ?? 'http://127.0.0.1:9' });
+  const queue = new QueueClient({ url: options.queueUrl ?? 'http://127.0.0.1:9', token: TEST_SERVICE_TOKEN });
   const app = createApp({
     db: database.db,
     pool: database.pool,
