@@ -83,14 +83,24 @@ export interface TestDatabase extends Db {
 let clones = 0;
 
 /** A fresh, migrated database for one test file. Call `drop()` in afterAll. */
-export async function createTestDatabase(options: DbOptions = {}): Promise<TestDatabase> {
+export function createTestDatabase(options: DbOptions = {}): Promise<TestDatabase> {
+  return newTestDatabase(true, options);
+}
+
+/** A fresh database with no schema, for tests that run the migrations themselves. Call `drop()`. */
+export function createEmptyTestDatabase(options: DbOptions = {}): Promise<TestDatabase> {
+  return newTestDatabase(false, options);
+}
+
+async function newTestDatabase(migrated: boolean, options: DbOptions): Promise<TestDatabase> {
   const adminUrl = process.env[ADMIN_URL_VAR];
   const template = process.env[TEMPLATE_VAR];
   if (!adminUrl || !template) {
     throw new Error('No test cluster: run tests through jest, whose global setup starts Postgres.');
   }
+  // Named after the template, so the cluster's teardown drops whatever a failed test left behind.
   const name = `gt_test_${template.slice('gt_template_'.length)}_${process.pid}_${++clones}`;
-  await admin(adminUrl, `CREATE DATABASE ${name} TEMPLATE ${template}`);
+  await admin(adminUrl, `CREATE DATABASE ${name}${migrated ? ` TEMPLATE ${template}` : ''}`);
   const url = withDatabase(adminUrl, name);
   const db = createDb(url, { max: 5, ...options });
   return {
