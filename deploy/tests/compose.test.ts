@@ -1,7 +1,8 @@
-import { readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { validate } from 'dockerfile-utils';
 import { parse } from 'yaml';
+import { imageNodeVersion } from '../tools/image-node.cjs';
 import { documentedIn } from './support/env-example';
 
 /** docker-compose.yaml and the Dockerfile, checked for what a user relies on (no Docker engine needed). */
@@ -21,6 +22,18 @@ const compose = parse(readFileSync(path.join(root, 'docker-compose.yaml'), 'utf8
 };
 const dockerfile = readFileSync(path.join(root, 'Dockerfile'), 'utf8');
 const entrypoint = readFileSync(path.join(root, 'deploy/docker/entrypoint.sh'), 'utf8');
+const assembler = readFileSync(path.join(root, 'deploy/docker/assemble.mjs'), 'utf8');
+/** The Dockerfile's instructions per stage, continuation lines joined, comments dropped. */
+const stages = dockerfile
+  .replace(/\\\n/g, ' ')
+  .split('\n')
+  .filter((line) => line.trim() && !line.startsWith('#'))
+  .reduce<string[][]>((all, line) => {
+    if (line.startsWith('FROM ')) all.push([]);
+    all.at(-1)?.push(line);
+    return all;
+  }, []);
+const finalStage = stages.at(-1) ?? [];
 const PORTS: Record<string, number> = {
   gateway: 8080,
   queue: 8081,
@@ -98,25 +111,49 @@ describe('Dockerfile', () => {
       instructionWorkdirRelative: 1,
     });
     expect(problems.map((p) => `line ${p.range.start.line + 1}: ${p.message}`)).toEqual([]);
-    // Base images pinned to a Node major (no implicit latest).
+    // Base images pinned to one Node release (no implicit latest).
     for (const from of dockerfile.match(/^FROM \S+/gm) ?? [])
       expect(from).toMatch(/^FROM node:\$\{NODE_VERSION\}-bookworm-slim$/);
-    expect(dockerfile).toMatch(/^ARG NODE_VERSION=20(\.\d+)*$/m);
   });
 
-  it('is multi-stage, ships production dependencies only, runs as non-root, and leaves health to the orchestrator', () => {
-    expect(dockerfile.match(/^FROM /gm)?.length).toBeGreaterThanOrEqual(3);
-    expect(dockerfile).toContain('npm ci --omit=dev');
-    expect(dockerfile).toMatch(/^USER node$/m);
+  it('pins the Node release the boot test runs the assembled tree under, an LTS line', () => {
+    const version = imageNodeVersion();
+    expect(dockerfile).toMatch(new RegExp(`^ARG NODE_VERSION=${version.replace(/\./g, '\\.')}$`, 'm'));
+    expect(Number(version.split('.')[0]) % 2).toBe(0);
+  });
+
+  it('ships what the assembler assembles and nothing else: its final stage is the /out of the build stage', () => {
+    expect(stages.length).toBeGreaterThanOrEqual(2);
+    expect(stages[0]).toContain('RUN node deploy/docker/assemble.mjs /out');
+    expect(finalStage.filter((line) => /^(COPY|ADD|RUN) /.test(line))).toEqual([
+      'COPY --from=build /out /app',
+    ]);
+    expect(assembler).toContain("'--omit=dev'");
+    expect(finalStage).toContain('USER node');
     expect(dockerfile).not.toMatch(/^HEALTHCHECK/m);
-    expect(dockerfile).toMatch(/^ENTRYPOINT \["\/usr\/local\/bin\/gpu-telemetry"\]$/m);
+    expect(finalStage).toContain('ENTRYPOINT ["/app/bin/gpu-telemetry"]');
+  });
+
+  it("copies every workspace's manifest before npm ci in the build stage", () => {
+    const workspaces = (
+      JSON.parse(readFileSync(path.join(root, 'package.json'), 'utf8')) as { workspaces: string[] }
+    ).workspaces.flatMap((pattern) => {
+      const parent = pattern.replace(/\/\*$/, '');
+      return readdirSync(path.join(root, parent))
+        .filter((name) => existsSync(path.join(root, parent, name, 'package.json')))
+        .map((name) => `${parent}/${name}`);
+    });
+    const npmCi = stages[0]?.findIndex((line) => line.startsWith('RUN npm ci')) ?? -1;
+    expect(npmCi).toBeGreaterThan(0);
+    for (const folder of workspaces)
+      expect(stages[0]?.slice(0, npmCi)).toContain(`COPY ${folder}/package.json ${folder}/`);
   });
 
   it('execs each service so node is PID 1 and gets SIGTERM', () => {
-    expect(entrypoint).toMatch(
-      /exec node --enable-source-maps --import "\/app\/apps\/\$service\/dist\/instrumentation.js"/,
+    expect(entrypoint).toContain(
+      'exec node --enable-source-maps --import "$app/apps/$service/dist/instrumentation.js" "$app/apps/$service/dist/main.js"',
     );
-    expect(entrypoint).toContain('exec node /app/libs/db/dist/bin/migrate.js');
-    expect(entrypoint).toContain('exec node /app/apps/collector/dist/simulator/main.js');
+    expect(entrypoint).toContain('exec node "$app/libs/db/dist/bin/migrate.js"');
+    expect(entrypoint).toContain('exec node "$app/apps/collector/dist/simulator/main.js"');
   });
 });

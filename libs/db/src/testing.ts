@@ -83,15 +83,25 @@ export interface TestDatabase extends Db {
 let clones = 0;
 
 /** A fresh, migrated database for one test file. Call `drop()` in afterAll. */
-export async function createTestDatabase(options: DbOptions = {}): Promise<TestDatabase> {
+export function createTestDatabase(options: DbOptions = {}): Promise<TestDatabase> {
+  return newTestDatabase(true, options);
+}
+
+/** A fresh database with no schema, for tests that run the migrations themselves. Call `drop()`. */
+export function createEmptyTestDatabase(options: DbOptions = {}): Promise<TestDatabase> {
+  return newTestDatabase(false, options);
+}
+
+async function newTestDatabase(migrated: boolean, options: DbOptions): Promise<TestDatabase> {
   const adminUrl = process.env[ADMIN_URL_VAR];
   const template = process.env[TEMPLATE_VAR];
   if (!adminUrl || !template) {
     throw new Error('No test cluster: run tests through jest, whose global setup starts Postgres.');
   }
-  // Unique even when a test file in the same worker left its database behind (it failed to drop).
+  // Named after the template, so the cluster's teardown drops whatever a failed test left behind;
+  // unique even when a test file in the same worker failed to drop its own.
   const name = `gt_test_${template.slice('gt_template_'.length)}_${process.pid}_${++clones}_${randomBytes(3).toString('hex')}`;
-  await admin(adminUrl, `CREATE DATABASE ${name} TEMPLATE ${template}`);
+  await admin(adminUrl, `CREATE DATABASE ${name}${migrated ? ` TEMPLATE ${template}` : ''}`);
   const url = withDatabase(adminUrl, name);
   const db = createDb(url, { max: 5, ...options });
   return {

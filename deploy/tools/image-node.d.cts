@@ -1,0 +1,3 @@
+export declare function ensureImageNode(): string;
+export declare function imageNodeSupported(): boolean;
+export declare function imageNodeVersion(): string;
