@@ -10,6 +10,10 @@ import { readSampleValue } from './sample-value';
  * `-Inf`, optional timestamps, trailing commas in label sets, quoted (UTF-8) metric names, and a
  * bad line here and there (e.g. `... ERROR - FAILED TO CONVERT TO STRING` as a value): a bad line is
  * reported and skipped, the rest of the scrape still counts.
+ *
+ * Its cost is linear in the body whatever the body is: values are read by `readSampleValue` in one
+ * pass, a line is searched for its end only as its pieces arrive, and a line over `maxLineLength` or
+ * a sample over `maxLabels` is reported (marked with the limit it broke) without reading further.
  */
 export interface ExpositionSample {
   name: string;
