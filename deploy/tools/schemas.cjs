@@ -170,6 +170,12 @@ const SERVICES = {
       COLLECT_TIMEOUT: env.duration('Per-scrape timeout.'),
       COLLECT_CONCURRENCY: env.int('Parallel scrapes.', 1, 1024),
       COLLECT_MAX_BODY: env.bytes('Largest body read from a target.'),
+      COLLECT_SAMPLE_LIMIT: env.int(
+        'Most samples per scrape; past it the scrape fails and nothing of it is stored.',
+        1,
+        10_000_000,
+      ),
+      COLLECT_LABEL_LIMIT: env.int('Most labels on one sample; past it the scrape fails.', 1, 10_000),
       COLLECT_ALLOW_LINK_LOCAL: env.flag('Allow targets on link-local / cloud metadata addresses.'),
       COLLECT_BUFFER_SAMPLES: env.int('Samples held while the queue is slow or down.', 1, 100_000_000),
       COLLECT_PUBLISH_BATCH: env.int('Queue messages per publish request.', 1, 1000),

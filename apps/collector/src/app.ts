@@ -120,6 +120,8 @@ export function createApp(deps: CollectorAppDeps): CollectorApp {
     intervalMs: config.COLLECT_INTERVAL,
     timeoutMs: config.COLLECT_TIMEOUT,
     maxBytes: config.COLLECT_MAX_BODY,
+    sampleLimit: config.COLLECT_SAMPLE_LIMIT,
+    labelLimit: config.COLLECT_LABEL_LIMIT,
     concurrency: config.COLLECT_CONCURRENCY,
   });
   const csvReplay = config.COLLECT_CSV

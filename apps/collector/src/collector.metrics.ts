@@ -7,7 +7,7 @@ export function createCollectorMetrics(registry: Registry) {
   return {
     scrapes: new Counter({
       name: 'collector_scrapes_total',
-      help: 'Scrapes by outcome: success, timeout, http_error, connection_error, parse_error, too_large, blocked.',
+      help: 'Scrapes by outcome: success, timeout, http_error, connection_error, parse_error, blocked, or the limit refused: too_large (body), sample_limit, label_limit, line_too_long.',
       labelNames: ['outcome'] as const,
       registers,
     }),

@@ -13,6 +13,9 @@ export const collectorEnv = z.object({
   COLLECT_TIMEOUT: duration('10s', { min: '100ms', max: '5m' }),
   COLLECT_CONCURRENCY: int(32, 1, 1024),
   COLLECT_MAX_BODY: bytes('32mb'),
+  /** Most samples per scrape and labels per sample (Prometheus: sample_limit, label_limit); past either the scrape fails. */
+  COLLECT_SAMPLE_LIMIT: int(20_000, 1, 10_000_000),
+  COLLECT_LABEL_LIMIT: int(128, 1, 10_000),
   /** Allow targets on link-local and cloud metadata addresses (off: they are refused). */
   COLLECT_ALLOW_LINK_LOCAL: flag(false),
   /** Samples held while the queue is slow or down; beyond it the oldest are dropped (and counted). */

@@ -1,6 +1,11 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import { ExpositionParser, parseExposition, parseValue, type ExpositionSample } from './exposition-parser';
+import {
+  ExpositionParser,
+  parseExposition,
+  type ExpositionSample,
+  type ParseError,
+} from './exposition-parser';
 
 const FIXTURES = path.resolve(__dirname, '../../../../fixtures/dcgm-exporter');
 const fixture = (name: string) => readFileSync(path.join(FIXTURES, name), 'utf8');
@@ -150,23 +155,46 @@ describe('the text format', () => {
     expect(samples.map((s) => s.name)).toEqual(['ok', 'also_ok']);
     expect(errors).toEqual(['line longer than 100 characters']);
   });
-});
 
-describe('parseValue', () => {
-  it.each([
-    ['0', 0],
-    ['16.365000', 16.365],
-    ['-1.5e-3', -0.0015],
-    ['.5', 0.5],
-    ['9223372036854775794', Number('9223372036854775794')],
-    ['Inf', Infinity],
-    ['+Inf', Infinity],
-    ['-Inf', -Infinity],
-  ])('reads %s', (text, value) => {
-    expect(parseValue(text)).toBe(value);
+  it('marks the errors that broke a limit: line length and labels per sample', () => {
+    const errors: ParseError[] = [];
+    const parser = new ExpositionParser({
+      maxLineLength: 200,
+      maxLabels: 3,
+      onSample: () => undefined,
+      onError: (e) => errors.push(e),
+    });
+    parser.push('m{a="1",b="2",c="3"} 1\n');
+    parser.push(`m{${Array.from({ length: 4 }, (_, i) => `l${i}="v"`).join(',')}} 1\n`);
+    parser.push(`m{a="${'x'.repeat(300)}"} 1\n`);
+    parser.push('m twelve\n');
+    parser.end();
+    expect(errors.map((e) => [e.line, e.message, e.limit])).toEqual([
+      [2, 'more than 3 labels', 'labels'],
+      [3, 'line longer than 200 characters', 'line_length'],
+      [4, 'value "twelve" is not a number', undefined],
+    ]);
   });
 
-  it.each(['', 'ERROR', '1,5', '0x1p3', '1e', '--1'])('refuses %p', (text) => {
-    expect(parseValue(text)).toBeUndefined();
+  it('gives the same line numbers to a long line however it arrives', () => {
+    for (const size of [1, 50, 10_000]) {
+      const errors: ParseError[] = [];
+      const parser = new ExpositionParser({
+        maxLineLength: 100,
+        onSample: () => undefined,
+        onError: (e) => errors.push(e),
+      });
+      const text = `a 1\n${'x'.repeat(500)}\nb 2\nc x\n`;
+      for (let i = 0; i < text.length; i += size) parser.push(text.slice(i, i + size));
+      parser.end();
+      expect(errors.map((e) => e.line)).toEqual([2, 4]);
+    }
+  });
+
+  it('cuts error messages and text, so a hostile line cannot fill the logs', () => {
+    const key = 'k'.repeat(10_000);
+    const { errors } = parseExposition(`m{${key}="1",${key}="2"} 1\n`);
+    expect(errors[0]?.message.length).toBeLessThanOrEqual(241);
+    expect(errors[0]?.text.length).toBeLessThanOrEqual(120);
   });
 });

@@ -1,3 +1,5 @@
+import { readSampleValue } from './sample-value';
+
 /**
  * A streaming parser for the Prometheus text format (0.0.4) and OpenMetrics 1.0, the formats
  * dcgm-exporter serves. Feed it the body chunk by chunk as it arrives; it emits each sample as soon
@@ -8,6 +10,10 @@
  * `-Inf`, optional timestamps, trailing commas in label sets, quoted (UTF-8) metric names, and a
  * bad line here and there (e.g. `... ERROR - FAILED TO CONVERT TO STRING` as a value): a bad line is
  * reported and skipped, the rest of the scrape still counts.
+ *
+ * Its cost is linear in the body whatever the body is: values are read by `readSampleValue` in one
+ * pass, a line is searched for its end only as its pieces arrive, and a line over `maxLineLength` or
+ * a sample over `maxLabels` is reported (marked with the limit it broke) without reading further.
  */
 export interface ExpositionSample {
   name: string;
@@ -21,7 +27,12 @@ export interface ParseError {
   line: number;
   message: string;
   text: string;
+  /** Set when the line broke a limit rather than the syntax. */
+  limit?: ParseLimit;
 }
+
+/** The limits a line can break: its length, or its number of labels. */
+export type ParseLimit = 'line_length' | 'labels';
 
 export type ExpositionFormat = 'prometheus' | 'openmetrics';
 
@@ -30,17 +41,25 @@ export interface ParserOptions {
   format?: ExpositionFormat;
   /** Longest line accepted; longer lines are errors (a guard against garbage bodies). */
   maxLineLength?: number;
+  /** Most labels on one sample; a sample with more is an error, found without reading them all. */
+  maxLabels?: number;
   onSample(sample: ExpositionSample): void;
   onError?(error: ParseError): void;
 }
 
+/** Error text and messages are cut to this length: a hostile line must not fill the logs. */
 const MAX_ERROR_TEXT = 120;
 
 export class ExpositionParser {
-  private partial = '';
+  /** The start of a line whose end has not arrived yet, in pieces (joined once, when it ends). */
+  private partial: string[] = [];
+  private partialLength = 0;
+  /** Inside a line already reported as too long: dropped up to its end. */
+  private skipping = false;
   private lineNumber = 0;
   private ended = false;
   private readonly maxLineLength: number;
+  private readonly maxLabels: number;
   /** Samples and errors so far. */
   samples = 0;
   errors = 0;
@@ -49,48 +68,66 @@ export class ExpositionParser {
 
   constructor(private readonly options: ParserOptions) {
     this.maxLineLength = options.maxLineLength ?? 64 * 1024;
+    this.maxLabels = options.maxLabels ?? Infinity;
   }
 
+  /**
+   * Parses every line the chunk completes. Only the new chunk is searched for line ends, so a
+   * line that arrives a byte at a time costs its length, not its length squared.
+   */
   push(chunk: string): void {
+    let start = 0;
+    let newline = chunk.indexOf('\n');
     if (this.skipping) {
-      // Inside a line already reported as too long: drop it up to its end.
-      const newline = chunk.indexOf('\n');
       if (newline === -1) return;
       this.skipping = false;
-      this.lineNumber++;
-      chunk = chunk.slice(newline + 1);
+      start = newline + 1;
+      newline = chunk.indexOf('\n', start);
+    } else if (this.partialLength > 0 && newline !== -1) {
+      this.partial.push(chunk.slice(0, newline));
+      const line = this.partial.join('');
+      this.partial = [];
+      this.partialLength = 0;
+      this.line(line);
+      start = newline + 1;
+      newline = chunk.indexOf('\n', start);
     }
-    const text = this.partial + chunk;
-    let start = 0;
-    for (let newline = text.indexOf('\n'); newline !== -1; newline = text.indexOf('\n', start)) {
-      this.line(text.slice(start, newline));
+    for (; newline !== -1; newline = chunk.indexOf('\n', start)) {
+      this.line(chunk.slice(start, newline));
       start = newline + 1;
     }
-    const rest = text.slice(start);
-    if (rest.length > this.maxLineLength) {
+    if (start === chunk.length) return;
+    const rest = chunk.length - start;
+    if (this.partialLength + rest > this.maxLineLength) {
       // Report once, and do not buffer a runaway line.
-      this.error(rest.slice(0, MAX_ERROR_TEXT), `line longer than ${this.maxLineLength} characters`);
-      this.partial = '';
+      const head = (this.partial.join('') + chunk.slice(start, start + MAX_ERROR_TEXT)).slice(
+        0,
+        MAX_ERROR_TEXT,
+      );
+      this.partial = [];
+      this.partialLength = 0;
       this.skipping = true;
+      this.lineNumber++;
+      this.error(head, `line longer than ${this.maxLineLength} characters`, 'line_length');
       return;
     }
-    this.partial = rest;
+    this.partial.push(start === 0 ? chunk : chunk.slice(start));
+    this.partialLength += rest;
   }
-
-  private skipping = false;
 
   end(): void {
     if (this.ended) return;
     this.ended = true;
-    if (this.partial && !this.skipping) this.line(this.partial);
-    this.partial = '';
+    if (this.partialLength > 0 && !this.skipping) this.line(this.partial.join(''));
+    this.partial = [];
+    this.partialLength = 0;
   }
 
   private line(raw: string): void {
     this.lineNumber++;
     const line = raw.charCodeAt(raw.length - 1) === 13 ? raw.slice(0, -1) : raw; // tolerate CRLF
     if (line.length > this.maxLineLength) {
-      this.error(line, `line longer than ${this.maxLineLength} characters`);
+      this.error(line, `line longer than ${this.maxLineLength} characters`, 'line_length');
       return;
     }
     let i = 0;
@@ -105,14 +142,16 @@ export class ExpositionParser {
       return;
     }
     const problem = this.sample(line, i);
-    if (problem) this.error(line, problem);
+    if (typeof problem === 'string') this.error(line, problem);
+    else if (problem) this.error(line, problem.message, problem.limit);
   }
 
-  /** Parses one sample line; returns an error message or undefined. */
-  private sample(line: string, start: number): string | undefined {
+  /** Parses one sample line; returns what is wrong with it, or undefined. */
+  private sample(line: string, start: number): string | { message: string; limit: ParseLimit } | undefined {
     let i = start;
     let name: string | undefined;
     const labels: Record<string, string> = {};
+    let labelCount = 0;
     const c0 = line.charCodeAt(i);
     if (c0 !== 123 /* { */) {
       const nameEnd = scanName(line, i, true);
@@ -153,6 +192,8 @@ export class ExpositionParser {
         const value = readQuoted(line, i);
         if (!value) return `unterminated value for label ${key}`;
         if (Object.prototype.hasOwnProperty.call(labels, key)) return `label ${key} repeated`;
+        if (++labelCount > this.maxLabels)
+          return { message: `more than ${this.maxLabels} labels`, limit: 'labels' };
         labels[key] = value.value;
         i = skipSpaces(line, value.end);
         const next = line.charCodeAt(i);
@@ -176,17 +217,17 @@ export class ExpositionParser {
       valueEnd++;
     const valueText = line.slice(i, valueEnd);
     if (!valueText) return 'missing value';
-    const value = parseValue(valueText);
-    if (value === undefined) return `value ${JSON.stringify(valueText.slice(0, 40))} is not a number`;
+    const value = readSampleValue(valueText);
+    if (typeof value !== 'number') return `value ${JSON.stringify(valueText.slice(0, 40))} ${value}`;
     let timestampMs: number | undefined;
     i = skipSpaces(line, valueEnd);
     if (i < line.length) {
       let tsEnd = i;
       while (tsEnd < line.length && line.charCodeAt(tsEnd) !== 32 && line.charCodeAt(tsEnd) !== 9) tsEnd++;
       const tsText = line.slice(i, tsEnd);
-      const ts = parseValue(tsText);
-      if (ts === undefined || !Number.isFinite(ts))
-        return `timestamp ${JSON.stringify(tsText.slice(0, 40))} is not a number`;
+      const ts = readSampleValue(tsText);
+      if (typeof ts !== 'number' || !Number.isFinite(ts))
+        return `timestamp ${JSON.stringify(tsText.slice(0, 40))} ${typeof ts === 'number' ? 'is not a number' : ts}`;
       const rest = skipSpaces(line, tsEnd);
       // OpenMetrics exemplars start with " # "; dcgm-exporter sends none, but they are valid.
       if (rest < line.length && line.charCodeAt(rest) !== 35) return 'unexpected text after the timestamp';
@@ -198,9 +239,15 @@ export class ExpositionParser {
     return undefined;
   }
 
-  private error(text: string, message: string): void {
+  private error(text: string, message: string, limit?: ParseLimit): void {
     this.errors++;
-    this.options.onError?.({ line: this.lineNumber, message, text: text.slice(0, MAX_ERROR_TEXT) });
+    const error: ParseError = {
+      line: this.lineNumber,
+      message: message.length > 2 * MAX_ERROR_TEXT ? `${message.slice(0, 2 * MAX_ERROR_TEXT)}…` : message,
+      text: text.slice(0, MAX_ERROR_TEXT),
+    };
+    if (limit) error.limit = limit;
+    this.options.onError?.(error);
   }
 }
 
@@ -265,24 +312,6 @@ function readQuoted(line: string, quote: number): { value: string; end: number }
     i++;
   }
   return undefined;
-}
-
-const NUMBER = /^[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?$/;
-
-/** Go's ParseFloat subset that exporters emit, plus NaN and ±Inf. */
-export function parseValue(text: string): number | undefined {
-  if (NUMBER.test(text)) return Number(text);
-  switch (text.toLowerCase()) {
-    case 'nan':
-      return NaN;
-    case '+inf':
-    case 'inf':
-      return Infinity;
-    case '-inf':
-      return -Infinity;
-    default:
-      return undefined;
-  }
 }
 
 /**

@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import fc from 'fast-check';
 import { readTelemetryCsv } from '../sources/csv-samples';
-import { parseExposition } from './exposition-parser';
+import { ExpositionParser, parseExposition } from './exposition-parser';
 
 const FIXTURE = readFileSync(
   path.resolve(__dirname, '../../../../fixtures/dcgm-exporter/johnsblog-a800-mig-8gpu.prom'),
@@ -40,6 +40,58 @@ describe('the exposition parser on hostile input', () => {
       ),
       { numRuns: 300 },
     );
+  });
+});
+
+describe('the exposition parser on input built to be slow', () => {
+  const time = (fn: () => void) => {
+    const started = performance.now();
+    fn();
+    return performance.now() - started;
+  };
+
+  it('refuses long digit runs in linear time: 100 lines of 60,000 digits', () => {
+    // The regex it had took ~1.4 s per line of these.
+    const line = `DCGM_FI_DEV_GPU_UTIL{UUID="GPU-1"} ${'1'.repeat(60_000)}\n`;
+    let errors: string[] = [];
+    const ms = time(() => {
+      errors = parseExposition(line.repeat(100)).errors.map((e) => e.message);
+    });
+    expect(errors).toHaveLength(100);
+    expect(errors[0]).toMatch(/^value "1{40}" is out of range$/);
+    expect(ms).toBeLessThan(500);
+  });
+
+  it('reads a line arriving a character at a time in time linear in its length', () => {
+    const feed = (length: number) => {
+      const parser = new ExpositionParser({ maxLineLength: 1 << 20, onSample: () => undefined });
+      const text = `m{UUID="GPU-1",l="${'x'.repeat(length)}"} 1\n`;
+      return time(() => {
+        for (let i = 0; i < text.length; i++) parser.push(text[i] as string);
+        parser.end();
+      });
+    };
+    feed(10_000); // warm up
+    const small = Math.min(feed(20_000), feed(20_000));
+    const large = Math.min(feed(200_000), feed(200_000));
+    expect(large).toBeLessThan(2_000);
+    expect(large / Math.max(small, 1)).toBeLessThan(30);
+  });
+
+  it('stops reading labels at the limit, however many a sample has', () => {
+    const labels = Array.from({ length: 20_000 }, (_, i) => `l${i}="v"`).join(',');
+    const messages: string[] = [];
+    const parser = new ExpositionParser({
+      maxLineLength: 1 << 20,
+      maxLabels: 100,
+      onSample: () => undefined,
+      onError: (e) => messages.push(e.message),
+    });
+    const ms = time(() => {
+      for (let i = 0; i < 20; i++) parser.push(`m{${labels}} 1\n`);
+    });
+    expect(messages).toEqual(Array(20).fill('more than 100 labels'));
+    expect(ms).toBeLessThan(500);
   });
 });
 

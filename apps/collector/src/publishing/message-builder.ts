@@ -14,38 +14,59 @@ export const MAX_MESSAGE_BYTES = 200 * 1024;
 /**
  * Splits one scrape into queue messages of at most 1000 samples and ~200 KiB. Each message id is
  * derived from (source, scrape time, chunk), so publishing it again is a duplicate the queue drops.
- * Every sample is serialised exactly once, here.
+ * Every sample is serialised exactly once, as it is added: a scrape holds JSON text, not objects.
  */
+export class MessageBuilder {
+  private readonly messages: OutgoingMessage[] = [];
+  private readonly head: string;
+  private parts: string[] = [];
+  private size: number;
+
+  constructor(
+    private readonly source: string,
+    private readonly scrapedAtMs: number,
+  ) {
+    this.head = `{"source":${JSON.stringify(source)},"samples":[`;
+    this.size = this.head.length;
+  }
+
+  add(sample: TelemetrySample): void {
+    const json = JSON.stringify(sample);
+    if (
+      this.parts.length >= MAX_SAMPLES_PER_MESSAGE ||
+      (this.parts.length > 0 && this.size + json.length + 1 > MAX_MESSAGE_BYTES)
+    )
+      this.flush();
+    this.parts.push(json);
+    this.size += json.length + 1;
+  }
+
+  /** The messages, the last one closed. */
+  finish(): OutgoingMessage[] {
+    this.flush();
+    return this.messages;
+  }
+
+  private flush(): void {
+    if (this.parts.length === 0) return;
+    const id = uuidV5(`${this.source}\n${this.scrapedAtMs}\n${this.messages.length}`);
+    this.messages.push({
+      id,
+      json: `{"id":"${id}","payload":${this.head}${this.parts.join(',')}]}}`,
+      samples: this.parts.length,
+    });
+    this.parts = [];
+    this.size = this.head.length;
+  }
+}
+
+/** The messages of samples already in hand (a CSV replay step). */
 export function buildMessages(
   source: string,
   scrapedAtMs: number,
   samples: TelemetrySample[],
 ): OutgoingMessage[] {
-  const messages: OutgoingMessage[] = [];
-  const head = `{"source":${JSON.stringify(source)},"samples":[`;
-  let parts: string[] = [];
-  let size = head.length;
-  const flush = () => {
-    if (parts.length === 0) return;
-    const id = uuidV5(`${source}\n${scrapedAtMs}\n${messages.length}`);
-    messages.push({
-      id,
-      json: `{"id":"${id}","payload":${head}${parts.join(',')}]}}`,
-      samples: parts.length,
-    });
-    parts = [];
-    size = head.length;
-  };
-  for (const sample of samples) {
-    const json = JSON.stringify(sample);
-    if (
-      parts.length >= MAX_SAMPLES_PER_MESSAGE ||
-      (parts.length > 0 && size + json.length + 1 > MAX_MESSAGE_BYTES)
-    )
-      flush();
-    parts.push(json);
-    size += json.length + 1;
-  }
-  flush();
-  return messages;
+  const builder = new MessageBuilder(source, scrapedAtMs);
+  for (const sample of samples) builder.add(sample);
+  return builder.finish();
 }

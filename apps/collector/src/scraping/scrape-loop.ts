@@ -1,13 +1,15 @@
 import type { Database } from '@gpu-telemetry/db';
 import { getTracer, type Logger, withSpan } from '@gpu-telemetry/service-kit';
+import { type Span, SpanStatusCode } from '@opentelemetry/api';
 import type { Kysely } from 'kysely';
 import type { Dispatcher } from 'undici';
 import type { CollectorMetrics } from '../collector.metrics';
-import { buildMessages } from '../publishing/message-builder';
+import { MessageBuilder } from '../publishing/message-builder';
 import type { Publisher } from '../publishing/publisher';
 import type { Target, TargetRegistry } from '../targets/target-registry';
 import type { TargetPolicy } from '../targets/target-url';
 import { saveStatuses, type TargetStatus } from '../targets/targets.queries';
+import { EventLoopBudget } from './event-loop-budget';
 import { ScrapeError, scrapeTarget } from './scraper';
 
 export interface ScrapeLoopOptions {
@@ -21,6 +23,10 @@ export interface ScrapeLoopOptions {
   intervalMs: number;
   timeoutMs: number;
   maxBytes: number;
+  /** Most samples one scrape may hold (Prometheus's sample_limit); past it the scrape fails. */
+  sampleLimit: number;
+  /** Most labels on one sample (Prometheus's label_limit); past it the scrape fails. */
+  labelLimit: number;
   concurrency: number;
   /** Delay before the first round; by default a random part of the interval, so replicas spread out. */
   firstDelayMs?: number;
@@ -39,6 +45,8 @@ export class ScrapeLoop {
   private round: Promise<void> | undefined;
   private stopped = true;
   private readonly failures = new Map<string, number>();
+  /** Parsing of every scrape shares the event loop through it. */
+  private readonly budget = new EventLoopBudget();
   rounds = 0;
 
   constructor(private readonly options: ScrapeLoopOptions) {}
@@ -85,13 +93,20 @@ export class ScrapeLoop {
       }
       const samples = statuses.reduce((sum, s) => sum + s.lastSamples, 0);
       const failed = statuses.filter((s) => s.lastError !== null).length;
+      span.setAttribute('collector.failed', failed);
       metrics.roundDuration.observe((Date.now() - started) / 1000);
       logger.info({ targets: targets.length, failed, samples, ms: Date.now() - started }, 'scrape round');
     });
     this.rounds++;
   }
 
-  private async scrapeOne(target: Target): Promise<TargetStatus> {
+  private scrapeOne(target: Target): Promise<TargetStatus> {
+    return withSpan(tracer, 'collector.scrape', { 'url.full': target.url }, (span) =>
+      this.scrapeAndPublish(target, span),
+    );
+  }
+
+  private async scrapeAndPublish(target: Target, span: Span): Promise<TargetStatus> {
     const { metrics, logger, publisher } = this.options;
     const now = this.options.now ?? Date.now;
     const scrapedAt = now();
@@ -106,19 +121,25 @@ export class ScrapeLoop {
       consecutiveFailures: 0,
     };
     const started = performance.now();
+    // Samples are serialised as they are parsed; a failed scrape drops them all, unpublished.
+    const messages = new MessageBuilder(target.url, scrapedAt);
     try {
       const result = await scrapeTarget(target.url, {
         dispatcher: this.options.dispatcher,
         timeoutMs: this.options.timeoutMs,
         maxBytes: this.options.maxBytes,
+        sampleLimit: this.options.sampleLimit,
+        labelLimit: this.options.labelLimit,
         policy: this.options.policy,
+        budget: this.budget,
+        onSample: (sample) => messages.add(sample),
         now: () => scrapedAt,
       });
       metrics.scrapes.inc({ outcome: 'success' });
       metrics.parseErrors.inc(result.parseErrors);
-      metrics.samplesScraped.inc(result.samples.length);
+      metrics.samplesScraped.inc(result.samples);
       metrics.lastSuccess.set({ target: target.url }, scrapedAt / 1000);
-      if (result.samples.length > 0) publisher.enqueue(buildMessages(target.url, scrapedAt, result.samples));
+      if (result.samples > 0) publisher.enqueue(messages.finish());
       if (result.parseErrors > 0) {
         logger.debug(
           { target: target.url, errors: result.parseErrors, first: result.firstParseError },
@@ -126,12 +147,20 @@ export class ScrapeLoop {
         );
       }
       status.lastSuccessAt = new Date(scrapedAt);
-      status.lastSamples = result.samples.length;
+      status.lastSamples = result.samples;
       this.failures.delete(target.url);
+      span.setAttributes({
+        'collector.scrape.outcome': 'success',
+        'collector.scrape.samples': result.samples,
+      });
     } catch (error) {
       const outcome = error instanceof ScrapeError ? error.outcome : 'connection_error';
       metrics.scrapes.inc({ outcome });
-      status.lastError = `${outcome}: ${error instanceof Error ? error.message : String(error)}`;
+      const message = `${outcome}: ${error instanceof Error ? error.message : String(error)}`;
+      // What a target sends (a redirect's location) must not fill the status table.
+      status.lastError = message.length > 500 ? `${message.slice(0, 500)}…` : message;
+      span.setAttribute('collector.scrape.outcome', outcome);
+      span.setStatus({ code: SpanStatusCode.ERROR, message: status.lastError });
       const failures = (this.failures.get(target.url) ?? 0) + 1;
       this.failures.set(target.url, failures);
       status.consecutiveFailures = failures;

@@ -1,6 +1,6 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { telemetrySample } from '@gpu-telemetry/model';
+import { type TelemetrySample, telemetrySample } from '@gpu-telemetry/model';
 import { DcgmSimulator, SIMULATED_METRICS } from '../simulator/dcgm-simulator';
 import { createScrapeAgent, ScrapeError, scrapeTarget } from './scraper';
 
@@ -23,8 +23,21 @@ afterAll(async () => {
   await agent.close();
 });
 
-const scrape = (url: string, extra: Partial<Parameters<typeof scrapeTarget>[1]> = {}) =>
-  scrapeTarget(url, { dispatcher: agent, timeoutMs: 1_000, maxBytes: 1_000_000, policy, ...extra });
+/** Scrapes with roomy limits, collecting what the scrape hands over. */
+async function scrape(url: string, extra: Partial<Parameters<typeof scrapeTarget>[1]> = {}) {
+  const samples: TelemetrySample[] = [];
+  const result = await scrapeTarget(url, {
+    dispatcher: agent,
+    timeoutMs: 1_000,
+    maxBytes: 1_000_000,
+    sampleLimit: 10_000,
+    labelLimit: 64,
+    policy,
+    onSample: (sample) => samples.push(sample),
+    ...extra,
+  });
+  return { ...result, samples };
+}
 
 async function failure(promise: Promise<unknown>): Promise<ScrapeError> {
   const error = await promise.then(
@@ -113,5 +126,112 @@ describe('scrapeTarget', () => {
     servers.at(-1)?.close();
     await new Promise((resolve) => setTimeout(resolve, 50));
     expect((await failure(scrape(`${base}/metrics`))).outcome).toBe('connection_error');
+  });
+});
+
+/** A server that streams `line` until the client goes away; resolves with what it sent then. */
+async function streamForever(line: string, headers: Record<string, string> = {}) {
+  let sent = 0;
+  let closed: () => void = () => undefined;
+  const gone = new Promise<void>((resolve) => (closed = resolve));
+  const base = await serve((_req, res) => {
+    res.writeHead(200, { 'content-type': 'text/plain', ...headers });
+    const chunk = line.repeat(Math.max(1, Math.floor(16_384 / line.length)));
+    const write = () => {
+      while (!res.destroyed && res.write(chunk)) sent += chunk.length;
+      if (!res.destroyed) res.once('drain', write);
+    };
+    res.on('close', closed);
+    write();
+  });
+  return { url: `${base}/metrics`, gone: gone.then(() => sent) };
+}
+
+const gpuLine = (i: number) => `DCGM_FI_DEV_GPU_UTIL{gpu="${i % 8}",UUID="GPU-${i % 8}",i="${i}"} ${i}\n`;
+
+describe('scrapeTarget limits, enforced while the body streams', () => {
+  it('fails a scrape past the sample limit, stops reading and closes the connection', async () => {
+    const endless = await streamForever(gpuLine(1));
+    const error = await failure(scrape(endless.url, { sampleLimit: 500, maxBytes: 1e9 }));
+    expect([error.outcome, error.message]).toEqual(['sample_limit', 'more than 500 samples']);
+    // Stopped at the limit, not at the body limit: what was sent is socket buffers, not a gigabyte.
+    expect(await endless.gone).toBeLessThan(16 * 1024 * 1024);
+  });
+
+  it('counts every sample, GPU or not, and accepts exactly the limit', async () => {
+    const body = Array.from({ length: 100 }, (_, i) =>
+      i % 2 ? gpuLine(i) : `go_goroutines{i="${i}"} 1\n`,
+    ).join('');
+    const base = await serve((_req, res) => res.writeHead(200).end(body));
+    const ok = await scrape(`${base}/metrics`, { sampleLimit: 100 });
+    expect([ok.samples.length, ok.skipped]).toEqual([50, 50]);
+    expect((await failure(scrape(`${base}/metrics`, { sampleLimit: 99 }))).outcome).toBe('sample_limit');
+  });
+
+  it('fails an endless body at the body limit and closes the connection', async () => {
+    const endless = await streamForever('# padding padding padding padding padding padding\n');
+    const error = await failure(scrape(endless.url, { maxBytes: 2_000_000 }));
+    expect([error.outcome, error.message]).toEqual(['too_large', 'body larger than 2000000 bytes']);
+    expect(await endless.gone).toBeLessThan(16 * 1024 * 1024);
+  });
+
+  it('refuses a body whose declared length is over the limit before reading it', async () => {
+    const endless = await streamForever('# x\n', { 'content-length': String(10 * 1024 * 1024) });
+    expect((await failure(scrape(endless.url, { maxBytes: 1_000_000 }))).outcome).toBe('too_large');
+    await endless.gone;
+  });
+
+  it('fails a scrape with a sample over the label limit, without reading all its labels', async () => {
+    const labels = Array.from({ length: 5_000 }, (_, i) => `l${i}="v"`).join(',');
+    const base = await serve((_req, res) =>
+      res.writeHead(200).end(`${gpuLine(0)}m{UUID="GPU-0",${labels}} 1\n`),
+    );
+    const error = await failure(scrape(`${base}/metrics`, { labelLimit: 64 }));
+    expect([error.outcome, error.message]).toEqual([
+      'label_limit',
+      'a sample has more than 64 labels (line 2)',
+    ]);
+  });
+
+  it('fails a scrape with a line longer than 64 KiB', async () => {
+    const endless = await streamForever('x'.repeat(1_000));
+    const error = await failure(scrape(endless.url));
+    expect([error.outcome, error.message]).toEqual([
+      'line_too_long',
+      'line 1 is longer than 65536 characters',
+    ]);
+    await endless.gone;
+  });
+
+  it('reports a body of only unreadable values as a parse error, quickly, however long the digits', async () => {
+    const line = `DCGM_FI_DEV_GPU_UTIL{UUID="GPU-1"} ${'7'.repeat(60_000)}\n`;
+    const base = await serve((_req, res) => res.writeHead(200).end(line.repeat(50)));
+    const started = performance.now();
+    const error = await failure(scrape(`${base}/metrics`, { maxBytes: 10_000_000 }));
+    expect(error.outcome).toBe('parse_error');
+    expect(error.message).toMatch(/line 1: value "7{40}" is out of range$/);
+    expect(performance.now() - started).toBeLessThan(1_000);
+  });
+
+  it('reads a body split anywhere, multi-byte characters included', async () => {
+    const body = `${gpuLine(1).replace('i="1"', 'i="é€😀"')}${gpuLine(2)}`;
+    const bytes = Buffer.from(body);
+    const base = await serve((_req, res) => {
+      res.writeHead(200);
+      let at = 0;
+      const next = (): void => {
+        if (at >= bytes.length) {
+          res.end();
+          return;
+        }
+        res.write(bytes.subarray(at, at + 3));
+        at += 3;
+        setImmediate(next);
+      };
+      next();
+    });
+    const result = await scrape(`${base}/metrics`);
+    expect(result.samples.map((s) => s.labels['i'])).toEqual(['é€😀', '2']);
+    expect(result.bytes).toBe(bytes.length);
   });
 });

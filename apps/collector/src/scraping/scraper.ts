@@ -1,13 +1,16 @@
 import { lookup } from 'node:dns';
 import { isIP } from 'node:net';
+import { StringDecoder } from 'node:string_decoder';
 import type { TelemetrySample } from '@gpu-telemetry/model';
 import { Agent, type Dispatcher, request } from 'undici';
 import { ExpositionParser, type ParseError } from '../parsing/exposition-parser';
 import { toTelemetrySample } from '../parsing/to-telemetry';
 import { isBlockedAddress, type TargetPolicy } from '../targets/target-url';
+import { EventLoopBudget } from './event-loop-budget';
 
 export interface ScrapeResult {
-  samples: TelemetrySample[];
+  /** GPU samples handed to `onSample`. */
+  samples: number;
   /** Lines that could not be parsed (the scrape still counts). */
   parseErrors: number;
   firstParseError?: ParseError;
@@ -18,7 +21,23 @@ export interface ScrapeResult {
 }
 
 export type ScrapeOutcome =
-  'success' | 'timeout' | 'http_error' | 'connection_error' | 'parse_error' | 'too_large' | 'blocked';
+  | 'success'
+  | 'timeout'
+  | 'http_error'
+  | 'connection_error'
+  | 'parse_error'
+  | 'blocked'
+  // A limit broken: the body (too_large), samples per scrape, labels per sample, line length.
+  | 'too_large'
+  | 'sample_limit'
+  | 'label_limit'
+  | 'line_too_long';
+
+/** Longest line read from a target: dcgm-exporter's are a few hundred characters. */
+export const MAX_LINE_LENGTH = 64 * 1024;
+
+/** The body is parsed in steps of at most this many characters, so each step is short. */
+const STEP_CHARACTERS = 16 * 1024;
 
 export class ScrapeError extends Error {
   constructor(
@@ -65,9 +84,12 @@ export function createScrapeAgent(policy: TargetPolicy): Agent {
 const ACCEPT = 'application/openmetrics-text;version=1.0.0;q=0.5,text/plain;version=0.0.4;q=0.4,*/*;q=0.1';
 
 /**
- * Scrapes one target: streams the body through the parser as it arrives, within `timeoutMs` for
- * the whole exchange and `maxBytes` for the body. A hanging or huge target costs its own scrape
- * and nothing else.
+ * Scrapes one target: streams the body through the parser as it arrives, in short steps that
+ * share the event loop (`budget`), handing each GPU sample to `onSample` as its line is read.
+ * Limits hold while streaming: the exchange within `timeoutMs`, the body within `maxBytes`, at most
+ * `sampleLimit` samples and `labelLimit` labels per sample, lines within MAX_LINE_LENGTH. The first
+ * limit broken stops the read and closes the connection, and the scrape fails; like Prometheus,
+ * the caller then stores nothing of it (samples already handed over are to be dropped).
  */
 export async function scrapeTarget(
   url: string,
@@ -75,12 +97,17 @@ export async function scrapeTarget(
     dispatcher: Dispatcher;
     timeoutMs: number;
     maxBytes: number;
+    sampleLimit: number;
+    labelLimit: number;
     policy: TargetPolicy;
+    onSample(sample: TelemetrySample): void;
+    budget?: EventLoopBudget;
     now?: () => number;
   },
 ): Promise<ScrapeResult> {
   const started = performance.now();
   const scrapedAt = (options.now ?? Date.now)();
+  const budget = options.budget ?? new EventLoopBudget();
   const host = new URL(url).hostname.replace(/^\[|\]$/g, '');
   if (!options.policy.allowLinkLocal && isIP(host) && isBlockedAddress(host)) {
     throw new ScrapeError('blocked', `${host} is a link-local or metadata address`);
@@ -98,10 +125,12 @@ export async function scrapeTarget(
   } catch (error) {
     throw classify(error, signal);
   }
-  const samples: TelemetrySample[] = [];
+  let samples = 0;
   let skipped = 0;
   let firstParseError: ParseError | undefined;
   let bytes = 0;
+  /** The first limit broken; checked after every step. */
+  let refused: ScrapeError | undefined;
   try {
     if (response.statusCode !== 200) {
       const location = response.headers['location'];
@@ -110,25 +139,58 @@ export async function scrapeTarget(
         `HTTP ${response.statusCode}${location ? ` (redirect to ${String(location)} not followed)` : ''}`,
       );
     }
+    if (Number(response.headers['content-length']) > options.maxBytes)
+      throw new ScrapeError('too_large', `body larger than ${options.maxBytes} bytes`);
     const contentType = String(response.headers['content-type'] ?? '');
     const parser = new ExpositionParser({
       format: contentType.includes('openmetrics') ? 'openmetrics' : 'prometheus',
+      maxLineLength: MAX_LINE_LENGTH,
+      maxLabels: options.labelLimit,
       onSample: (sample) => {
+        if (refused) return;
+        if (samples + skipped >= options.sampleLimit) {
+          refused = new ScrapeError('sample_limit', `more than ${options.sampleLimit} samples`);
+          return;
+        }
         const telemetry = toTelemetrySample(sample, scrapedAt);
-        if (telemetry) samples.push(telemetry);
-        else skipped++;
+        if (!telemetry) {
+          skipped++;
+          return;
+        }
+        samples++;
+        options.onSample(telemetry);
       },
-      onError: (error) => (firstParseError ??= error),
+      onError: (error) => {
+        firstParseError ??= error;
+        if (error.limit === 'labels') {
+          refused ??= new ScrapeError(
+            'label_limit',
+            `a sample has more than ${options.labelLimit} labels (line ${error.line})`,
+          );
+        } else if (error.limit === 'line_length') {
+          refused ??= new ScrapeError(
+            'line_too_long',
+            `line ${error.line} is longer than ${MAX_LINE_LENGTH} characters`,
+          );
+        }
+      },
     });
-    response.body.setEncoding('utf8');
-    for await (const chunk of response.body as AsyncIterable<string>) {
-      bytes += Buffer.byteLength(chunk);
+    const decoder = new StringDecoder('utf8');
+    for await (const chunk of response.body as AsyncIterable<Buffer>) {
+      bytes += chunk.length;
       if (bytes > options.maxBytes)
         throw new ScrapeError('too_large', `body larger than ${options.maxBytes} bytes`);
-      parser.push(chunk);
+      const text = decoder.write(chunk);
+      for (let at = 0; at < text.length; at += STEP_CHARACTERS) {
+        await budget.turn();
+        parser.push(text.length <= STEP_CHARACTERS ? text : text.slice(at, at + STEP_CHARACTERS));
+        if (refused) throw refused;
+      }
     }
+    parser.push(decoder.end());
     parser.end();
-    if (parser.samples === 0 && parser.errors > 0) {
+    if (refused) throw refused;
+    if (samples + skipped === 0 && parser.errors > 0) {
       throw new ScrapeError(
         'parse_error',
         `not the Prometheus text format: line ${firstParseError?.line}: ${firstParseError?.message}`,
@@ -145,7 +207,8 @@ export async function scrapeTarget(
   } catch (error) {
     throw classify(error, signal);
   } finally {
-    // An abort after we stopped reading must not surface as an unhandled stream error.
+    // Closes the connection when the body was not read to its end (a limit, a timeout). An abort
+    // after we stopped reading must not surface as an unhandled stream error.
     response.body.on('error', () => undefined);
     response.body.destroy();
   }

@@ -1,6 +1,7 @@
 import { type TelemetrySample, toSampleValue } from '@gpu-telemetry/model';
 import { CsvError, readCsv } from '../parsing/csv-reader';
-import { parseLabelSet, parseValue } from '../parsing/exposition-parser';
+import { parseLabelSet } from '../parsing/exposition-parser';
+import { parseValue } from '../parsing/sample-value';
 import { sampleId } from '../parsing/sample-id';
 
 /** One row of a dcgm_metrics_*.csv export, before it is stamped with a time. */
