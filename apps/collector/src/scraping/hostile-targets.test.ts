@@ -8,6 +8,8 @@ import {
   InMemorySpanExporter,
   SimpleSpanProcessor,
 } from '@opentelemetry/sdk-trace-base';
+import { serviceAuthorization } from '@gpu-telemetry/service-kit';
+import { TEST_SERVICE_TOKEN } from '@gpu-telemetry/service-kit/testing';
 import { Agent, request } from 'undici';
 import type { CollectorApp } from '../app';
 import { DcgmSimulator, SIMULATED_METRICS } from '../simulator/dcgm-simulator';
@@ -259,7 +261,7 @@ describe('a round over honest and hostile targets at once', () => {
 });
 
 async function requestJson(url: string): Promise<{ status: number; body: unknown }> {
-  const res = await request(url);
+  const res = await request(url, { headers: { authorization: serviceAuthorization(TEST_SERVICE_TOKEN) } });
   return { status: res.statusCode, body: await res.body.json() };
 }
 
