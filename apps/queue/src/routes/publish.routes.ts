@@ -35,6 +35,15 @@ export type PublishRefusal =
 const topicParams = z.object({ topic: topicName });
 const NO_BODY = Buffer.alloc(0);
 
+/** A declared body over the limit, shaped like the body reader's own 413 so that both read alike. */
+class BodyTooLarge extends Error {
+  readonly type = 'entity.too.large';
+  readonly status = 413;
+  constructor(readonly limit: number) {
+    super('request entity too large');
+  }
+}
+
 /**
  * POST /v1/topics/{topic}/messages, which reads its own body, so it is mounted before the
  * service's JSON parser: its bytes, up to bodyLimit (a larger Content-Length is refused before a
@@ -48,9 +57,13 @@ export function publishRoutes(queue: QueueService, options: PublishRouteOptions)
     type: ['application/json', 'application/*+json'],
   });
 
-  // What is wrong before the body is read is refused before it is read.
+  // What is wrong before the body is read is refused before it is read, and answered at once (the
+  // body reader would read a body it refuses to its end before answering).
   const checkRequest: RequestHandler = (req, _res, next) => {
     validate(topicParams, req.params);
+    const encoded = (req.headers['content-encoding'] ?? 'identity') !== 'identity';
+    if (!encoded && Number(req.headers['content-length']) > options.bodyLimit)
+      throw new BodyTooLarge(options.bodyLimit);
     // JSON is UTF-8 (RFC 8259), and payloads are stored as the bytes sent.
     const type = req.headers['content-type'] ?? '';
     if (/charset=(?!"?utf-?8)/i.test(type))
