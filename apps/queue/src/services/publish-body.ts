@@ -1,5 +1,5 @@
 import { isUtf8 } from 'node:buffer';
-import { AppError, type FieldError } from '@gpu-telemetry/model';
+import { AppError, type FieldError, LOWER_UUID } from '@gpu-telemetry/model';
 
 /**
  * A publish body, read from its bytes in one pass that builds nothing it does not keep: the
@@ -243,8 +243,8 @@ function keyName(b: Buffer, start: number, end: number): string {
   return JSON.parse(b.toString('utf8', start, end)) as string;
 }
 
+/** The model's `uuid` (the fuzz test holds the two together). */
 const ANY_UUID = /^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$/;
-const LOWER_UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
 /** The id whose JSON value is at [start, end), in lower case, as Postgres prints it; undefined if it is not a UUID. */
 function uuidAt(b: Buffer, start: number, end: number): string | undefined {
