@@ -258,6 +258,18 @@ describe('bad input', () => {
     expect(res.body.errors).toEqual([{ field: 'content-type', message: expect.stringContaining('UTF-8') }]);
   });
 
+  it('answers a compressed publish with 415: it would cost the limit in memory whatever its size', async () => {
+    const res = await request(queue.app)
+      .post(`/v1/topics/${topic}/messages`)
+      .set('content-type', 'application/json')
+      .set('content-encoding', 'gzip')
+      .send('{"payload":1}')
+      .expect(415);
+    expect(res.body.errors).toEqual([
+      { field: 'content-encoding', message: expect.stringContaining('identity') },
+    ]);
+  });
+
   it('answers an unknown route with 404 problem+json', async () => {
     const res = await request(queue.app).get('/v1/nothing-here').expect(404);
     expect(res.headers['content-type']).toContain('application/problem+json');

@@ -55,19 +55,26 @@ export function publishRoutes(queue: QueueService, options: PublishRouteOptions)
   const readBody = express.raw({
     limit: options.bodyLimit,
     type: ['application/json', 'application/*+json'],
+    inflate: false,
   });
 
   // What is wrong before the body is read is refused before it is read, and answered at once (the
   // body reader would read a body it refuses to its end before answering).
   const checkRequest: RequestHandler = (req, _res, next) => {
     validate(topicParams, req.params);
-    const encoded = (req.headers['content-encoding'] ?? 'identity') !== 'identity';
-    if (!encoded && Number(req.headers['content-length']) > options.bodyLimit)
-      throw new BodyTooLarge(options.bodyLimit);
+    if (Number(req.headers['content-length']) > options.bodyLimit) throw new BodyTooLarge(options.bodyLimit);
     // JSON is UTF-8 (RFC 8259), and payloads are stored as the bytes sent.
     const type = req.headers['content-type'] ?? '';
     if (/charset=(?!"?utf-?8)/i.test(type))
       throw new UnsupportedMediaTypeError(`Send JSON as UTF-8, not ${type}.`);
+    // A compressed body would cost the limit in memory whatever its size on the wire.
+    const encoding = (req.headers['content-encoding'] ?? 'identity').toLowerCase();
+    if (encoding !== 'identity') {
+      const message = `must be identity (send the body uncompressed), not ${encoding}`;
+      throw new AppError(415, `Content-Encoding ${message}.`, {
+        errors: [{ field: 'content-encoding', message }],
+      });
+    }
     next();
   };
 
@@ -101,12 +108,11 @@ export function publishRoutes(queue: QueueService, options: PublishRouteOptions)
 function refusalReason(error: unknown): PublishRefusal | undefined {
   if (error instanceof PublishRefused) return error.reason;
   if (error instanceof ValidationError) return 'invalid_topic';
-  if (error instanceof UnsupportedMediaTypeError) return 'unsupported_media_type';
+  if (error instanceof AppError && error.status === 415) return 'unsupported_media_type';
   if (error instanceof PayloadTooLargeError) return 'payload_too_large';
   const { type, code } = error as { type?: unknown; code?: unknown };
   // The body reader's errors (body-parser's raw-body).
   if (type === 'entity.too.large') return 'body_too_large';
-  if (type === 'encoding.unsupported') return 'unsupported_media_type';
   if (type === 'request.aborted' || type === 'request.size.invalid') return 'unreadable_body';
   // A Postgres data exception: a payload that is JSON but not storable (a lone surrogate escape).
   if (typeof code === 'string' && code.length === 5 && code.startsWith('22')) return 'unstorable_value';
