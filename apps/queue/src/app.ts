@@ -1,10 +1,12 @@
 import { pingDatabase } from '@gpu-telemetry/db';
+import { MAX_BATCH } from '@gpu-telemetry/model';
 import { createMetrics, createServiceApp, type Logger, openApiDocument } from '@gpu-telemetry/service-kit';
 import type { Express } from 'express';
 import type { Pool } from 'pg';
 import type { QueueConfig } from './config';
 import { topicsOperations } from './routes/topics.openapi';
-import { topicsRoutes } from './routes/topics.routes';
+import { publishRoutes } from './routes/publish.routes';
+import { TOPICS_BODY_LIMIT, topicsRoutes } from './routes/topics.routes';
 import { LeaseWaiters } from './services/lease-waiters';
 import { PublishNotifier } from './services/publish-notifier';
 import { createQueueMetrics } from './services/queue.metrics';
@@ -68,9 +70,18 @@ export function createApp(deps: QueueAppDeps): QueueApp {
     service: 'queue',
     logger,
     metrics,
-    bodyLimit: config.QUEUE_BODY_LIMIT,
+    bodyLimit: TOPICS_BODY_LIMIT,
     readiness: [{ name: 'postgres', check: () => pingDatabase(pool) }],
     serviceToken: { current: config.SERVICE_TOKEN, previous: config.SERVICE_TOKEN_PREVIOUS },
+    rawBodyRoutes: (app) =>
+      app.use(
+        publishRoutes(queue, {
+          bodyLimit: config.QUEUE_BODY_LIMIT,
+          maxMessages: MAX_BATCH,
+          maxPayloadBytes: config.QUEUE_MAX_PAYLOAD,
+          metrics: queueMetrics,
+        }),
+      ),
     routes: (app) => app.use(topicsRoutes(queue)),
     openapi: openApiDocument({ title: 'gpu-telemetry queue', version: '0.1.0' }, topicsOperations),
   });

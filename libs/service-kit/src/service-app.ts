@@ -30,6 +30,11 @@ export interface ServiceAppOptions {
   bodyLimit?: number;
   /** Mounts the service's own routes. */
   routes(app: Express): void;
+  /**
+   * Mounts routes that read their own request body (as bytes, to check it before anything is
+   * built from it), before the JSON parser and its bodyLimit.
+   */
+  rawBodyRoutes?(app: Express): void;
   /** Served as GET /openapi.json. */
   openapi?: object;
   /**
@@ -167,6 +172,7 @@ export function createServiceApp(options: ServiceAppOptions): Express {
     }
     next();
   });
+  options.rawBodyRoutes?.(app);
   app.use(
     express.json({
       limit: options.bodyLimit ?? 1024 * 1024,

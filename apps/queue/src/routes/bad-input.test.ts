@@ -32,6 +32,7 @@ afterAll(async () => {
 
 const big = 'x'.repeat(300 * 1024);
 const many = Array.from({ length: 1001 }, (_, i) => ({ payload: i }));
+const deep = JSON.parse('['.repeat(129) + ']'.repeat(129));
 
 type Case = [
   name: string,
@@ -120,6 +121,22 @@ const cases: Case[] = [
     'body',
   ],
   ['a JSON array body', 'post', `/v1/topics/${topic}/messages`, [1, 2], 400, 'body'],
+  [
+    'a payload nested 129 deep',
+    'post',
+    `/v1/topics/${topic}/messages`,
+    { messages: [{ payload: 1 }, { payload: deep }] },
+    400,
+    'messages[1].payload',
+  ],
+  [
+    'an ack body over 64 KiB (2000 ids)',
+    'post',
+    `/v1/topics/${topic}/acks`,
+    { leaseId: randomUUID(), ids: Array.from({ length: 2000 }, () => randomUUID()) },
+    413,
+    'body',
+  ],
   ['a lease without consumer', 'post', `/v1/topics/${topic}/leases`, { max: 1 }, 400, 'consumer'],
   ['max 0', 'post', `/v1/topics/${topic}/leases`, { consumer: 'c', max: 0 }, 400, 'max'],
   ['max over 1000', 'post', `/v1/topics/${topic}/leases`, { consumer: 'c', max: 1001 }, 400, 'max'],
@@ -231,6 +248,27 @@ describe('bad input', () => {
       .post(`/v1/topics/${topic}/acks`)
       .send({ leaseId, ids: [heldId] })
       .expect(200, { acked: 1 });
+  });
+
+  it('answers a publish in a charset other than UTF-8 with 415: payloads are stored as the bytes sent', async () => {
+    const res = await request(queue.app)
+      .post(`/v1/topics/${topic}/messages`)
+      .set('content-type', 'application/json; charset=utf-16le')
+      .send(Buffer.from('{"payload":1}', 'utf16le').toString('latin1'))
+      .expect(415);
+    expect(res.body.errors).toEqual([{ field: 'content-type', message: expect.stringContaining('UTF-8') }]);
+  });
+
+  it('answers a compressed publish with 415: it would cost the limit in memory whatever its size', async () => {
+    const res = await request(queue.app)
+      .post(`/v1/topics/${topic}/messages`)
+      .set('content-type', 'application/json')
+      .set('content-encoding', 'gzip')
+      .send('{"payload":1}')
+      .expect(415);
+    expect(res.body.errors).toEqual([
+      { field: 'content-encoding', message: expect.stringContaining('identity') },
+    ]);
   });
 
   it('answers an unknown route with 404 problem+json', async () => {

@@ -13,6 +13,7 @@ import {
 } from '@gpu-telemetry/model';
 import type { Operation } from '@gpu-telemetry/service-kit';
 import { z } from 'zod';
+import { MAX_NESTING } from '../services/publish-body';
 
 const topic = z.object({ topic: topicName });
 const lease = z.object({ topic: topicName, leaseId: uuid });
@@ -64,7 +65,7 @@ export const topicsOperations: Operation[] = [
   {
     method: 'post',
     path: '/v1/topics/{topic}/messages',
-    summary: 'Publish one message or a batch of up to 1000 (answered after commit; id is the dedup key)',
+    summary: `Publish one message or a batch of up to 1000 (answered after commit; id is the dedup key). A body over QUEUE_BODY_LIMIT or a payload over QUEUE_MAX_PAYLOAD is a 413; more than 1000 messages, or values nested over ${MAX_NESTING} deep, a 400`,
     tags,
     params: topic,
     body: z.union([publishBatchBody, messageInput]),

@@ -2,11 +2,8 @@ import {
   ackBody,
   deadLettersQuery,
   extendBody,
-  fastPublishBatch,
   leaseBody,
   nackBody,
-  publishBatchBody,
-  messageInput,
   redriveBody,
   topicName,
   topicSettingsBody,
@@ -15,13 +12,19 @@ import {
 import { validate } from '@gpu-telemetry/service-kit';
 import { type Response, Router } from 'express';
 import { z } from 'zod';
-import { payloadRanges } from '../services/payload-text';
 import type { QueueService, RawLease } from '../services/queue.service';
 
 const topicParams = z.object({ topic: topicName });
 const leaseParams = z.object({ topic: topicName, leaseId: uuid });
 
-/** HTTP in and out for topics; the behaviour is in QueueService. */
+/**
+ * Largest body of every topics call but a publish (which reads its own, see publish.routes.ts):
+ * the longest is an ack, nack or redrive listing 1000 ids (about 39 KB), so a request here
+ * cannot make the JSON parser build much.
+ */
+export const TOPICS_BODY_LIMIT = 64 * 1024;
+
+/** HTTP in and out for topics, but for publish (publish.routes.ts); the behaviour is in QueueService. */
 export function topicsRoutes(queue: QueueService): Router {
   const router = Router();
 
@@ -38,24 +41,6 @@ export function topicsRoutes(queue: QueueService): Router {
     const { topic } = validate(topicParams, req.params);
     const { maxAttempts } = validate(topicSettingsBody, req.body);
     res.json(await queue.configure(topic, maxAttempts));
-  });
-
-  router.post('/v1/topics/:topic/messages', async (req, res) => {
-    const { topic } = validate(topicParams, req.params);
-    // One message `{id?, payload}` or a batch `{messages: [...]}`.
-    const isBatch = typeof req.body === 'object' && req.body !== null && 'messages' in req.body;
-    const messages = isBatch
-      ? (fastPublishBatch(req.body) ?? validate(publishBatchBody, req.body).messages)
-      : [validate(messageInput, req.body)];
-    // Each payload goes to Postgres as the client wrote it, not serialised again.
-    const utf8 = !/charset=(?!"?utf-?8)/i.test(req.headers['content-type'] ?? '');
-    const body = utf8 ? req.rawBody : undefined;
-    const ranges = body && payloadRanges(body, isBatch);
-    const payloads =
-      body && ranges?.length === messages.length
-        ? ranges.map(([start, end]) => body.subarray(start, end))
-        : undefined;
-    res.status(201).json(await queue.publish(topic, messages, payloads));
   });
 
   router.post('/v1/topics/:topic/leases', async (req, res) => {

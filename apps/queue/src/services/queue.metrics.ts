@@ -63,6 +63,12 @@ export function createQueueMetrics(
       labelNames: ['topic', 'path'] as const,
       registers,
     }),
+    publishRefused: new Counter({
+      name: 'queue_publish_refused_total',
+      help: 'Publishes refused, nothing stored, by reason: body_too_large, too_many_messages, payload_too_large, too_deep, invalid_json, invalid_message, invalid_topic, unsupported_media_type, unreadable_body (the client stopped sending), unstorable_value (Postgres refused a payload).',
+      labelNames: ['reason'] as const,
+      registers,
+    }),
     conflicts: new Counter({
       name: 'queue_lease_conflicts_total',
       help: 'Acks, nacks and extends refused because the lease was no longer held.',

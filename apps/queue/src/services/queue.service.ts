@@ -1,7 +1,6 @@
 import {
   ConflictError,
   type FieldError,
-  type MessageInput,
   NotFoundError,
   PayloadTooLargeError,
   type PublishResult,
@@ -10,6 +9,7 @@ import {
 import { getTracer, type Logger, withSpan } from '@gpu-telemetry/service-kit';
 import type { Pool } from 'pg';
 import type { LeaseWaiters } from './lease-waiters';
+import type { PublishBatch } from './publish-body';
 import type { PublishNotifier } from './publish-notifier';
 import * as q from './queue.queries';
 import type { QueueMetrics } from './queue.metrics';
@@ -55,16 +55,15 @@ export class QueueService {
   constructor(private readonly deps: QueueServiceDeps) {}
 
   /**
-   * Stores the batch in one statement and answers only after it committed. `payloads`, when
-   * given, are the messages' payloads as the client wrote them (UTF-8 JSON, one per message):
-   * stored byte for byte. Otherwise the parsed payloads are serialised.
+   * Stores the batch in one statement and answers only after it committed. Payloads are UTF-8
+   * JSON as the client wrote them, stored byte for byte.
    */
-  async publish(topic: string, messages: MessageInput[], payloads?: Buffer[]): Promise<PublishResult> {
+  async publish(topic: string, batch: PublishBatch): Promise<PublishResult> {
     const { db, metrics, settings } = this.deps;
-    return withSpan(tracer, 'queue.publish', attrs(topic, messages.length), async (span) => {
-      const texts = payloads ?? messages.map((m) => Buffer.from(JSON.stringify(m.payload) ?? 'null'));
+    const { payloads } = batch;
+    return withSpan(tracer, 'queue.publish', attrs(topic, payloads.length), async (span) => {
       const tooLarge: FieldError[] = [];
-      texts.forEach((text, index) => {
+      payloads.forEach((text, index) => {
         if (text.length > settings.maxPayloadBytes) {
           tooLarge.push({
             field: `messages[${index}].payload`,
@@ -78,10 +77,10 @@ export class QueueService {
         await q.ensureTopic(db, topic);
         this.knownTopics.add(topic);
       }
-      const ids = messages.map((m) => m.id ?? uuidv7());
-      const idsAreNew = messages.every((m) => m.id === undefined);
-      const { accepted, path } = await q.insertMessages(db, topic, ids, texts, idsAreNew);
-      const result = { accepted, duplicates: messages.length - accepted, ids };
+      const ids = batch.ids.map((id) => id ?? uuidv7());
+      const idsAreNew = batch.ids.every((id) => id === undefined);
+      const { accepted, path } = await q.insertMessages(db, topic, ids, payloads, idsAreNew);
+      const result = { accepted, duplicates: ids.length - accepted, ids };
       metrics.insertPaths.inc({ topic, path });
       if (path === 'new_then_dedup')
         this.deps.logger.warn(
