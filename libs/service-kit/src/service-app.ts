@@ -57,8 +57,6 @@ declare module 'express-serve-static-core' {
   interface Request {
     log: Logger;
     id: string;
-    /** The JSON body exactly as received, for handlers that pass it on without re-serialising. */
-    rawBody?: Buffer;
   }
 }
 
@@ -178,9 +176,6 @@ export function createServiceApp(options: ServiceAppOptions): Express {
       limit: options.bodyLimit ?? 1024 * 1024,
       strict: false,
       type: ['application/json', 'application/*+json'],
-      verify: (req, _res, buf) => {
-        (req as Request).rawBody = buf;
-      },
     }),
   );
 

@@ -251,7 +251,7 @@ describe('bad input', () => {
   });
 
   it('answers a publish in a charset other than UTF-8 with 415: payloads are stored as the bytes sent', async () => {
-    const res = await request(queue.app)
+    const res = await request(asService(queue.app))
       .post(`/v1/topics/${topic}/messages`)
       .set('content-type', 'application/json; charset=utf-16le')
       .send(Buffer.from('{"payload":1}', 'utf16le').toString('latin1'))
@@ -260,7 +260,7 @@ describe('bad input', () => {
   });
 
   it('answers a compressed publish with 415: it would cost the limit in memory whatever its size', async () => {
-    const res = await request(queue.app)
+    const res = await request(asService(queue.app))
       .post(`/v1/topics/${topic}/messages`)
       .set('content-type', 'application/json')
       .set('content-encoding', 'gzip')

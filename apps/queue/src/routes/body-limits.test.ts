@@ -6,9 +6,13 @@ import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { createTestDatabase, type TestDatabase } from '@gpu-telemetry/db/testing';
 import { createLogger } from '@gpu-telemetry/service-kit';
+import { serviceAuthorization } from '@gpu-telemetry/service-kit';
+import { TEST_SERVICE_TOKEN } from '@gpu-telemetry/service-kit/testing';
 import request from 'supertest';
 import { createApp, type QueueApp } from '../app';
 import { serveQueue, TEST_CONFIG } from '../testing/queue-test-app';
+
+const AUTHORIZATION = serviceAuthorization(TEST_SERVICE_TOKEN);
 
 /**
  * One request costs the queue a small multiple of its size, whatever it holds: bodies over the
@@ -134,7 +138,12 @@ function post(url: string, body: Buffer, headers: Record<string, string> = {}): 
       {
         method: 'POST',
         agent: false,
-        headers: { 'content-type': 'application/json', 'content-length': String(body.length), ...headers },
+        headers: {
+          'content-type': 'application/json',
+          'content-length': String(body.length),
+          authorization: AUTHORIZATION,
+          ...headers,
+        },
       },
       (res) => {
         const chunks: Buffer[] = [];
@@ -164,7 +173,7 @@ function exchange(port: number, topic: string, head: string, rest?: Buffer): Pro
     let text = '';
     const socket = net.connect(port, '127.0.0.1', () => {
       socket.write(
-        `POST /v1/topics/${topic}/messages HTTP/1.1\r\nHost: queue\r\nContent-Type: application/json\r\n${head}`,
+        `POST /v1/topics/${topic}/messages HTTP/1.1\r\nHost: queue\r\nAuthorization: ${AUTHORIZATION}\r\nContent-Type: application/json\r\n${head}`,
       );
       if (rest) socket.write(rest);
     });
@@ -183,7 +192,11 @@ function streamChunked(url: string, chunk: Buffer, count: number): Promise<Answe
   return new Promise((resolve, reject) => {
     const req = http.request(
       url,
-      { method: 'POST', agent: false, headers: { 'content-type': 'application/json' } },
+      {
+        method: 'POST',
+        agent: false,
+        headers: { 'content-type': 'application/json', authorization: AUTHORIZATION },
+      },
       (res) => {
         let text = '';
         res.on('data', (c: Buffer) => (text += c.toString('utf8')));
