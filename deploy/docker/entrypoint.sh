@@ -6,6 +6,17 @@
 # image); it finds that tree from its own path, so the same tree also runs outside a container.
 set -eu
 app=$(CDPATH='' cd -- "$(dirname -- "$0")/.." && pwd)
+# The services read any variable from a file named by <NAME>_FILE; the OpenTelemetry SDK reads its
+# headers (which carry the span-export key) from the environment only, so they are exported here.
+if [ -n "${OTEL_EXPORTER_OTLP_HEADERS_FILE:-}" ]; then
+  if [ -n "${OTEL_EXPORTER_OTLP_HEADERS:-}" ]; then
+    echo "gpu-telemetry: OTEL_EXPORTER_OTLP_HEADERS and OTEL_EXPORTER_OTLP_HEADERS_FILE are both set; set one" >&2
+    exit 2
+  fi
+  OTEL_EXPORTER_OTLP_HEADERS=$(cat -- "$OTEL_EXPORTER_OTLP_HEADERS_FILE")
+  export OTEL_EXPORTER_OTLP_HEADERS
+  unset OTEL_EXPORTER_OTLP_HEADERS_FILE
+fi
 service="${1:-gateway}"
 [ "$#" -gt 0 ] && shift
 case "$service" in

@@ -31,8 +31,24 @@ interface Manifest {
 interface EnvVar {
   name: string;
   value?: string;
-  valueFrom?: { secretKeyRef?: { name: string; key: string }; fieldRef?: { fieldPath: string } };
+  valueFrom?: {
+    secretKeyRef?: { name: string; key: string; optional?: boolean };
+    fieldRef?: { fieldPath: string };
+  };
 }
+/** The backends: closed to all but the release's pods and Prometheus. */
+const BACKENDS = ['queue', 'streamer', 'collector'];
+/** Prometheus pods in any namespace: the default peers for /metrics. */
+const PROMETHEUS = {
+  namespaceSelector: {},
+  podSelector: { matchLabels: { 'app.kubernetes.io/name': 'prometheus' } },
+};
+/** The gpu-telemetry pods of release gt. */
+const RELEASE_PODS = {
+  podSelector: {
+    matchLabels: { 'app.kubernetes.io/instance': 'gt', 'app.kubernetes.io/part-of': 'gpu-telemetry' },
+  },
+};
 
 let helmDir: string;
 
@@ -89,6 +105,16 @@ const find = (manifests: Manifest[], kind: string, name: string) => {
 };
 
 const containerOf = (workload: Manifest) => workload.spec.template.spec.containers[0];
+const workloads = (manifests: Manifest[]) =>
+  manifests.filter((m) => m.kind === 'Deployment' || m.kind === 'StatefulSet');
+const workloadOf = (manifests: Manifest[], name: string) => {
+  const found = workloads(manifests).find((m) => m.metadata.name === `gt-${name}`);
+  if (!found) throw new Error(`no workload gt-${name}`);
+  return found;
+};
+/** Whether a pod template carries every label of a selector. */
+const selects = (matchLabels: Record<string, string>, workload: Manifest) =>
+  Object.entries(matchLabels).every(([k, v]) => workload.spec.template.metadata.labels[k] === v);
 const envOf = (workload: Manifest): Record<string, EnvVar> =>
   Object.fromEntries((containerOf(workload).env as EnvVar[]).map((e) => [e.name, e]));
 
@@ -151,6 +177,11 @@ describe('the gpu-telemetry chart with default values', () => {
         'PodDisruptionBudget/gt-queue',
         'ServiceAccount/gt-queue',
         'Secret/gt-gateway-admin-key',
+        'Secret/gt-service-token',
+        'NetworkPolicy/gt-gateway',
+        'NetworkPolicy/gt-queue',
+        'NetworkPolicy/gt-streamer',
+        'NetworkPolicy/gt-collector',
       ]),
     );
     expect(
@@ -235,6 +266,60 @@ describe('the gpu-telemetry chart with default values', () => {
       expect(names.indexOf('OTLP_KEY')).toBeLessThan(names.indexOf('OTEL_EXPORTER_OTLP_HEADERS'));
       expect(env['OTEL_EXPORTER_OTLP_HEADERS']?.value).toBe('authorization=Bearer%20$(OTLP_KEY)');
     }
+  });
+
+  it('generates one service token Secret, kept across upgrades, that every workload reads', () => {
+    const secrets = manifests.filter((m) => m.kind === 'Secret' && m.metadata.name === 'gt-service-token');
+    expect(secrets).toHaveLength(1);
+    const [secret] = secrets;
+    expect(secret?.stringData).toEqual({ SERVICE_TOKEN: expect.stringMatching(/^[A-Za-z0-9]{40}$/) });
+    expect(secret?.metadata.annotations?.['helm.sh/resource-policy']).toBe('keep');
+    expect(workloads(manifests)).toHaveLength(4);
+    for (const workload of workloads(manifests)) {
+      const env = envOf(workload);
+      expect(env['SERVICE_TOKEN']?.valueFrom?.secretKeyRef).toEqual({
+        name: 'gt-service-token',
+        key: 'SERVICE_TOKEN',
+      });
+      // Set in the Secret only during a rotation.
+      expect(env['SERVICE_TOKEN_PREVIOUS']?.valueFrom?.secretKeyRef).toEqual({
+        name: 'gt-service-token',
+        key: 'SERVICE_TOKEN_PREVIOUS',
+        optional: true,
+      });
+    }
+    // Migrations read DATABASE_URL alone.
+    expect(Object.keys(envOf(find(manifests, 'Job', 'gt-migrate')))).toEqual(['DATABASE_URL']);
+  });
+
+  it.each(BACKENDS)(
+    "lets into %s only this release's pods and Prometheus, on its port, and restricts no egress",
+    (name) => {
+      const policy = find(manifests, 'NetworkPolicy', `gt-${name}`);
+      const workload = workloadOf(manifests, name);
+      expect(policy.spec.podSelector.matchLabels).toEqual(workload.spec.selector.matchLabels);
+      expect(policy.spec.policyTypes).toEqual(['Ingress']);
+      expect(policy.spec.ingress).toEqual([
+        { ports: [{ port: PORTS[name], protocol: 'TCP' }], from: [RELEASE_PODS, PROMETHEUS] },
+      ]);
+      // Every service of the release is such a pod; the migration Job is not, and needs no way in.
+      for (const client of workloads(manifests))
+        expect(`${client.metadata.name}: ${selects(RELEASE_PODS.podSelector.matchLabels, client)}`).toBe(
+          `${client.metadata.name}: true`,
+        );
+      expect(
+        find(manifests, 'Job', 'gt-migrate').spec.template.metadata.labels['app.kubernetes.io/part-of'],
+      ).toBeUndefined();
+    },
+  );
+
+  it('lets anyone reach the gateway, the front door, on its port alone', () => {
+    const policy = find(manifests, 'NetworkPolicy', 'gt-gateway');
+    expect(policy.spec.podSelector.matchLabels).toEqual(
+      workloadOf(manifests, 'gateway').spec.selector.matchLabels,
+    );
+    expect(policy.spec.policyTypes).toEqual(['Ingress']);
+    expect(policy.spec.ingress).toEqual([{ ports: [{ port: 8080, protocol: 'TCP' }] }]);
   });
 
   it('migrates before install and upgrade, from the same image, with the same database Secret', () => {
@@ -400,11 +485,91 @@ describe('tracing settings', () => {
   });
 });
 
+describe('network policy settings', () => {
+  const policies = (manifests: Manifest[]) =>
+    manifests.filter((m) => m.kind === 'NetworkPolicy').map((m) => m.metadata.name);
+
+  it('turns every NetworkPolicy off with the global switch, or one with its chart', () => {
+    expect(policies(render$('gpu-telemetry', { global: { networkPolicy: { enabled: false } } }))).toEqual([]);
+    expect(
+      policies(render$('gpu-telemetry', { queue: { networkPolicy: { enabled: false } } })).sort(),
+    ).toEqual(['gt-collector', 'gt-gateway', 'gt-streamer']);
+  });
+
+  it('takes the Prometheus peers from global, a chart, and more peers from ingressFrom', () => {
+    const monitoring = {
+      namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'monitoring' } },
+      podSelector: { matchLabels: { app: 'vmagent' } },
+    };
+    const controller = {
+      namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'ingress-nginx' } },
+    };
+    const debug = { ipBlock: { cidr: '10.0.0.0/8', except: ['10.1.0.0/16'] } };
+    const manifests = render$('gpu-telemetry', {
+      global: { networkPolicy: { metricsFrom: [monitoring] } },
+      gateway: { networkPolicy: { ingressFrom: [controller] } },
+      queue: { networkPolicy: { ingressFrom: [debug] } },
+      streamer: { networkPolicy: { metricsFrom: [] } },
+    });
+    for (const manifest of manifests) validateAgainstKubernetes(manifest);
+    const from = (name: string) => find(manifests, 'NetworkPolicy', `gt-${name}`).spec.ingress[0].from;
+    // With ingressFrom, the gateway takes that, its release's spans and Prometheus.
+    expect(from('gateway')).toEqual([RELEASE_PODS, monitoring, controller]);
+    expect(from('queue')).toEqual([RELEASE_PODS, monitoring, debug]);
+    expect(from('streamer')).toEqual([RELEASE_PODS]);
+    expect(from('collector')).toEqual([RELEASE_PODS, monitoring]);
+  });
+});
+
+describe('service token settings', () => {
+  it('reads an existing Secret instead of generating one', () => {
+    const manifests = render$('gpu-telemetry', { global: { serviceToken: { existingSecret: 'my-token' } } });
+    expect(manifests.filter((m) => m.kind === 'Secret').map((m) => m.metadata.name)).not.toContain(
+      'gt-service-token',
+    );
+    expect(workloads(manifests)).toHaveLength(4);
+    for (const workload of workloads(manifests)) {
+      expect(envOf(workload)['SERVICE_TOKEN']?.valueFrom?.secretKeyRef).toEqual({
+        name: 'my-token',
+        key: 'SERVICE_TOKEN',
+      });
+      expect(envOf(workload)['SERVICE_TOKEN_PREVIOUS']?.valueFrom?.secretKeyRef?.name).toBe('my-token');
+    }
+  });
+
+  it.each(SERVICE_CHARTS)('generates the Secret for %s installed alone, or reads the one named', (chart) => {
+    const alone = render$(chart);
+    expect(find(alone, 'Secret', 'gt-service-token').stringData?.['SERVICE_TOKEN']).toMatch(
+      /^[A-Za-z0-9]{40}$/,
+    );
+    expect(envOf(workloadOf(alone, chart))['SERVICE_TOKEN']?.valueFrom?.secretKeyRef?.name).toBe(
+      'gt-service-token',
+    );
+    for (const values of [
+      { serviceToken: { existingSecret: 'shared-token' } },
+      { global: { serviceToken: { existingSecret: 'shared-token' } } },
+    ]) {
+      const named = render$(chart, values);
+      expect(named.some((m) => m.metadata.name === 'gt-service-token')).toBe(false);
+      expect(envOf(workloadOf(named, chart))['SERVICE_TOKEN']?.valueFrom?.secretKeyRef?.name).toBe(
+        'shared-token',
+      );
+    }
+  });
+});
+
 describe('a service chart on its own', () => {
   it.each(SERVICE_CHARTS)(
     'renders %s with defaults, and with its own database URL and migrations',
     (chart) => {
-      for (const manifest of render$(chart)) validateAgainstKubernetes(manifest);
+      const defaults = render$(chart);
+      for (const manifest of defaults) validateAgainstKubernetes(manifest);
+      // Closed (or, for the gateway, open) by its own NetworkPolicy, Prometheus let in by default.
+      const policy = find(defaults, 'NetworkPolicy', `gt-${chart}`);
+      expect(policy.spec.ingress[0].ports).toEqual([{ port: PORTS[chart], protocol: 'TCP' }]);
+      expect(policy.spec.ingress[0].from).toEqual(
+        chart === 'gateway' ? undefined : [RELEASE_PODS, PROMETHEUS],
+      );
       const manifests = render$(chart, {
         database: { url: 'postgres://u:p@db:5432/gt' },
         migrations: { enabled: true },
@@ -449,6 +614,24 @@ describe('values.schema.json', () => {
       'collector',
       { dcgmExporter: { targets: ['ftp://x/metrics'] } },
       /targets/,
+    ],
+    [
+      'a NetworkPolicy peer with a misspelt selector',
+      'queue',
+      { networkPolicy: { ingressFrom: [{ podSelectr: {} }] } },
+      /podSelectr/,
+    ],
+    [
+      'metrics peers that are not a list',
+      'gpu-telemetry',
+      { global: { networkPolicy: { metricsFrom: 'prometheus' } } },
+      /metricsFrom/,
+    ],
+    [
+      'a typo under serviceToken',
+      'gpu-telemetry',
+      { global: { serviceToken: { existing: 'x' } } },
+      /existing/,
     ],
     [
       'a bad value in a subchart of the umbrella',

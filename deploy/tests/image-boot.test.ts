@@ -1,6 +1,6 @@
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -172,12 +172,15 @@ describeWhereTheImageNodeRuns('the image', () => {
       collector: `http://127.0.0.1:${collector}`,
       simulator: `http://127.0.0.1:${simulator}`,
     });
+    // The token from a file, as compose and mounted Secrets give it (trailing newline and all).
+    const tokenFile = path.join(tree, 'service-token');
+    writeFileSync(tokenFile, `${SERVICE_TOKEN}\n`, { mode: 0o400 });
     const common = {
       DATABASE_URL: database.url,
       DATABASE_POOL_SIZE: '4',
       HOST: '127.0.0.1',
       LOG_LEVEL: 'warn',
-      SERVICE_TOKEN,
+      SERVICE_TOKEN_FILE: tokenFile,
       SHUTDOWN_TIMEOUT: '5s',
     };
     start('simulator', {

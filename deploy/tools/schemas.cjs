@@ -74,6 +74,8 @@ const COMMON_CONFIG = {
 const SERVICES = {
   gateway: {
     port: 8080,
+    // The front door: its NetworkPolicy lets anyone in unless told otherwise.
+    open: true,
     description: 'API gateway: proxy, API keys, rate limits, request records and the OTLP trace receiver.',
     autoscaling: true,
     config: {
@@ -210,6 +212,55 @@ const SERVICES = {
   },
 };
 
+const labelSelector = (description) =>
+  obj(
+    {
+      matchLabels: stringMap('Labels the pods (or namespaces) must carry.'),
+      matchExpressions: { type: 'array', items: freeObject('A label selector requirement.') },
+    },
+    { description },
+  );
+
+/** A networking.k8s.io/v1 NetworkPolicyPeer. */
+const networkPeer = obj(
+  {
+    podSelector: labelSelector('Pods (in the namespaces of namespaceSelector, else this one).'),
+    namespaceSelector: labelSelector('Namespaces; {} is every namespace.'),
+    ipBlock: obj(
+      {
+        cidr: str('CIDR allowed.', { minLength: 1 }),
+        except: { type: 'array', items: str('CIDR excluded.') },
+      },
+      { required: ['cidr'] },
+    ),
+  },
+  { minProperties: 1 },
+);
+
+const metricsPeers = (description) => ({
+  type: ['array', 'null'],
+  description,
+  items: networkPeer,
+});
+
+function networkPolicySchema(open) {
+  return obj({
+    enabled: bool(
+      'Create a NetworkPolicy for the pods (ingress only); global.networkPolicy.enabled: false turns every one off.',
+    ),
+    metricsFrom: metricsPeers(
+      'Peers allowed on the service port for /metrics; null: global.networkPolicy.metricsFrom, else Prometheus pods in any namespace; [] allows none.',
+    ),
+    ingressFrom: {
+      type: 'array',
+      description: open
+        ? 'Peers allowed on the service port besides the release and metrics peers; empty: anyone.'
+        : "Peers allowed on the service port besides the release's pods and the metrics peers.",
+      items: networkPeer,
+    },
+  });
+}
+
 const imageSchema = (what) =>
   obj({
     repository: str(what, { minLength: 1 }),
@@ -274,6 +325,17 @@ function serviceSchema(name, service) {
             'Where DATABASE_URL comes from; empty: global.database, else the Secret gpu-telemetry-database.',
         },
       ),
+      serviceToken: obj(
+        {
+          existingSecret: str(
+            'Secret holding SERVICE_TOKEN (and SERVICE_TOKEN_PREVIOUS during a rotation); default: global.serviceToken.existingSecret, else <release>-service-token.',
+          ),
+          generate: bool(
+            'Generate <release>-service-token when no Secret is named (installed alone; the gpu-telemetry chart makes it once).',
+          ),
+        },
+        { description: 'The credential the services present to each other (SERVICE_TOKEN).' },
+      ),
       tracing: obj({
         endpoint: str("OTLP/HTTP endpoint for spans; default: global.tracing (the release's gateway).", {
           pattern: '^(https?://.+)?$',
@@ -309,6 +371,7 @@ function serviceSchema(name, service) {
         minAvailable: { type: ['integer', 'string', 'null'], pattern: '^\\d+%$', minimum: 0 },
         maxUnavailable: { type: ['integer', 'string', 'null'], pattern: '^\\d+%$', minimum: 0 },
       }),
+      networkPolicy: networkPolicySchema(Boolean(service.open)),
       serviceMonitor: obj({
         enabled: bool('Create a Prometheus Operator ServiceMonitor for /metrics.'),
         namespace: str('Its namespace; default: the release namespace.'),
@@ -337,7 +400,13 @@ function umbrellaSchema() {
   const subchart = (name) => ({
     type: 'object',
     description: `Values of the ${name} chart (checked by its own schema).`,
-    properties: { enabled: bool(`Install the ${name}.`) },
+    properties: {
+      enabled: bool(`Install the ${name}.`),
+      serviceToken: {
+        type: 'object',
+        description: 'generate: false, since this chart makes the service token Secret.',
+      },
+    },
   });
   return {
     $schema: 'http://json-schema.org/draft-07/schema#',
@@ -368,6 +437,17 @@ function umbrellaSchema() {
             maximum: 1,
             description: 'Share of new traces sampled.',
           },
+        }),
+        serviceToken: obj({
+          existingSecret: str(
+            'Secret holding SERVICE_TOKEN (and SERVICE_TOKEN_PREVIOUS during a rotation); default: <release>-service-token, generated and kept.',
+          ),
+        }),
+        networkPolicy: obj({
+          enabled: bool(
+            'Create the NetworkPolicies of every service (each chart can still turn its own off).',
+          ),
+          metricsFrom: metricsPeers("Peers allowed to scrape every service's /metrics."),
         }),
       }),
       migrations: migrationsSchema,

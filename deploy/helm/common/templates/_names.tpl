@@ -26,6 +26,12 @@ app.kubernetes.io/name: {{ include "common.name" . }}
 app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end -}}
 
+{{/* On every pod of the release's services: what the NetworkPolicies let in. */}}
+{{- define "common.releasePodLabels" -}}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/part-of: gpu-telemetry
+{{- end -}}
+
 {{- define "common.labels" -}}
 helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
 {{ include "common.selectorLabels" . }}

@@ -24,6 +24,7 @@ release's gateway (its OTLP receiver) when global.tracing.enabled.
 - name: LOG_LEVEL
   value: {{ .Values.logLevel | quote }}
 {{ include "common.databaseEnv" . }}
+{{ include "common.serviceTokenEnv" . }}
 {{- with include "common.otlpEndpoint" . }}
 - name: OTEL_EXPORTER_OTLP_ENDPOINT
   value: {{ . | quote }}
@@ -91,6 +92,7 @@ spec:
     metadata:
       labels:
         {{- include "common.selectorLabels" $ctx | nindent 8 }}
+        app.kubernetes.io/part-of: gpu-telemetry
         {{- with $values.podLabels }}
         {{- toYaml . | nindent 8 }}
         {{- end }}
