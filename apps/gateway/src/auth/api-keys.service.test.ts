@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import { createTestDatabase, type TestDatabase } from '@gpu-telemetry/db/testing';
+import { createLogger } from '@gpu-telemetry/service-kit';
 import { ApiKeysService } from './api-keys.service';
 
 /**
@@ -14,7 +15,12 @@ let keys: ApiKeysService;
 
 beforeAll(async () => {
   database = await createTestDatabase();
-  keys = new ApiKeysService(database.db, ADMIN, OTLP);
+  keys = new ApiKeysService({
+    db: database.db,
+    logger: createLogger('gateway', 'silent'),
+    adminKey: ADMIN,
+    otlpKey: OTLP,
+  });
 });
 
 afterAll(async () => {
