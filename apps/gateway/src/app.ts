@@ -36,6 +36,8 @@ export interface GatewayAppDeps {
   pool: Pool;
   logger: Logger;
   config: GatewayConfig;
+  /** The clock of the key caches and the failure throttle. */
+  now?: () => number;
 }
 
 export interface GatewayApp {
@@ -59,7 +61,7 @@ export interface GatewayApp {
 }
 
 export function createApp(deps: GatewayAppDeps): GatewayApp {
-  const { db, pool, logger, config } = deps;
+  const { db, pool, logger, config, now } = deps;
   const metrics = createMetrics('gateway');
   const gatewayMetrics = createGatewayMetrics(metrics.registry);
   const clientAddress = clientAddressOf(config.GATEWAY_TRUSTED_PROXIES);
@@ -75,6 +77,7 @@ export function createApp(deps: GatewayAppDeps): GatewayApp {
     clientAddress,
     onFailure: (reason) => gatewayMetrics.authFailures.inc({ reason }),
     onPreviousKey: (key) => gatewayMetrics.previousKeyUses.inc({ key }),
+    now,
   });
   const routes = buildRoutes(config, gatewayMetrics);
   const recorder = config.GATEWAY_RECORDS

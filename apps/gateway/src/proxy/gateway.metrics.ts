@@ -22,7 +22,7 @@ export function createGatewayMetrics(registry: Registry) {
     rejected: new Counter({
       name: 'gateway_rejected_total',
       help:
-        'Proxied requests refused or cut short: rate_limit, concurrency, circuit_open, body_too_large, client_closed, request_timeout, unforwardable, auth_unavailable, expectation.',
+        'Proxied requests refused or cut short: rate_limit, concurrency, circuit_open, body_too_large, client_closed, unforwardable, auth_unavailable, expectation.',
       labelNames: ['reason'] as const,
       registers,
     }),

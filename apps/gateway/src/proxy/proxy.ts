@@ -70,7 +70,6 @@ type RejectReason =
   | 'circuit_open'
   | 'body_too_large'
   | 'client_closed'
-  | 'request_timeout'
   | 'unforwardable'
   | 'auth_unavailable';
 
@@ -272,7 +271,10 @@ export class Proxy {
             );
         // A client that leaves mid-body fails the upstream request as its own doing (pipe alone
         // would leave the upstream waiting for the rest until the timeout).
-        if (body) req.once('close', () => this.clientGone(req, body));
+        if (body) {
+          if (req.closed) this.clientGone(req, body);
+          else req.once('close', () => this.clientGone(req, body));
+        }
         let response: Dispatcher.ResponseData | undefined;
         for (let attempt = 0; !response; attempt++) {
           upstream = this.pick(route);
@@ -286,17 +288,17 @@ export class Proxy {
               bodyTimeout: route.timeoutMs,
             });
           } catch (error) {
+            // (A slow client body never times out here: undici starts the headers timeout once the
+            // body is written; the server's request timeout bounds the client instead.)
             const code = error instanceof ProxyError ? '' : String((error as { code?: unknown }).code ?? '');
-            // Still waiting for the client's body when the upstream's answer was due: the client is slow.
-            const slowClient = code === 'UND_ERR_HEADERS_TIMEOUT' && body !== undefined && !req.complete;
-            if (slowClient || !(UPSTREAM_FAULTS.has(code) || code.startsWith('HPE_'))) {
+            if (!(UPSTREAM_FAULTS.has(code) || code.startsWith('HPE_'))) {
               upstream.breaker.release();
               this.options.metrics.upstreamErrors.inc({
                 route: route.name,
                 fault: 'request',
                 code: error instanceof ProxyError ? 'refused' : codeLabel(code),
               });
-              throw this.requestFault(error, code, slowClient, route);
+              throw this.requestFault(error, code, route);
             }
             upstream.breaker.failure();
             this.options.metrics.upstreamErrors.inc({ route: route.name, fault: 'upstream', code: codeLabel(code) });
@@ -410,16 +412,8 @@ export class Proxy {
   }
 
   /** The answer to a request that failed for its own reasons; unknown errors are logged. */
-  private requestFault(error: unknown, code: string, slowClient: boolean, route: ProxyRoute): ProxyError {
+  private requestFault(error: unknown, code: string, route: ProxyRoute): ProxyError {
     if (error instanceof ProxyError) return error;
-    if (slowClient) {
-      return new ProxyError(
-        408,
-        `The request body did not arrive within ${route.timeoutMs} ms.`,
-        { connection: 'close' },
-        'request_timeout',
-      );
-    }
     if (REQUEST_FAULTS.has(code)) {
       return new ProxyError(
         400,
