@@ -49,7 +49,12 @@ export const gatewayEnv = z.object({
   GATEWAY_RETENTION: duration('7d'),
   /** Most requests in flight to upstreams at once; beyond it, 503. */
   GATEWAY_MAX_CONCURRENCY: int(1024, 1, 1_000_000),
-}).superRefine((env, ctx) => {
+});
+
+export type GatewayConfig = z.output<typeof gatewayEnv>;
+
+/** A previous key is only accepted next to a current one, and must differ from it. */
+function checkRotation(env: GatewayConfig, ctx: z.RefinementCtx<GatewayConfig>): void {
   for (const name of ['GATEWAY_ADMIN_KEY', 'GATEWAY_OTLP_KEY'] as const) {
     const previous = env[`${name}_PREVIOUS`];
     if (previous === undefined) continue;
@@ -57,10 +62,8 @@ export const gatewayEnv = z.object({
     else if (env[name] === previous)
       ctx.addIssue({ code: 'custom', path: [`${name}_PREVIOUS`], message: `must differ from ${name}` });
   }
-});
-
-export type GatewayConfig = z.output<typeof gatewayEnv>;
+}
 
 export function loadGatewayConfig(env: Record<string, string | undefined> = process.env): GatewayConfig {
-  return loadConfig(gatewayEnv, env);
+  return loadConfig(gatewayEnv.superRefine(checkRotation), env);
 }

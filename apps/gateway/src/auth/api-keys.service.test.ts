@@ -135,10 +135,18 @@ describe('failed authentications through the HTTP API', () => {
       };
       const unknownKey = () => `gt_${randomBytes(32).toString('base64url')}`;
       const valid = (
-        await api().post('/api/v1/keys').set('x-api-key', ADMIN).send({ name: 'v', scopes: ['read'] }).expect(201)
+        await api()
+          .post('/api/v1/keys')
+          .set('x-api-key', ADMIN)
+          .send({ name: 'v', scopes: ['read'] })
+          .expect(201)
       ).body.key as string;
       const uncached = (
-        await api().post('/api/v1/keys').set('x-api-key', ADMIN).send({ name: 'u', scopes: ['read'] }).expect(201)
+        await api()
+          .post('/api/v1/keys')
+          .set('x-api-key', ADMIN)
+          .send({ name: 'u', scopes: ['read'] })
+          .expect(201)
       ).body.key as string;
       await from('203.0.113.1', valid).expect(200);
 
@@ -148,7 +156,10 @@ describe('failed authentications through the HTTP API', () => {
       const throttled = await from('203.0.113.1', unknownKey()).expect(429);
       expect(throttled.headers['retry-after']).toBe('10');
       expect(throttled.headers['content-type']).toContain('application/problem+json');
-      expect(throttled.body).toMatchObject({ status: 429, detail: expect.stringContaining('failed authentications') });
+      expect(throttled.body).toMatchObject({
+        status: 429,
+        detail: expect.stringContaining('failed authentications'),
+      });
       await from('203.0.113.1').expect(429);
 
       await own.close();
@@ -257,8 +268,13 @@ describe('failed authentications through the HTTP API', () => {
       const keys: { id: string; key: string }[] = [];
       for (const name of ['a', 'b']) {
         keys.push(
-          (await api().post('/api/v1/keys').set('x-api-key', ADMIN).send({ name, scopes: ['read'] }).expect(201))
-            .body,
+          (
+            await api()
+              .post('/api/v1/keys')
+              .set('x-api-key', ADMIN)
+              .send({ name, scopes: ['read'] })
+              .expect(201)
+          ).body,
         );
       }
       const before = await writes();
@@ -310,7 +326,12 @@ describe('rotating the environment keys', () => {
       await api().get('/api/v1/keys').set('authorization', `Bearer ${ADMIN}`).expect(200);
       const spans = JSON.stringify({ resourceSpans: [] });
       for (const key of [nextOtlp, OTLP]) {
-        await api().post('/v1/traces').set('content-type', 'application/json').set('x-api-key', key).send(spans).expect(200);
+        await api()
+          .post('/v1/traces')
+          .set('content-type', 'application/json')
+          .set('x-api-key', key)
+          .send(spans)
+          .expect(200);
       }
       // The previous span-export key is still only a span-export key.
       await api().get('/api/v1/keys').set('x-api-key', OTLP).expect(403);
@@ -332,7 +353,11 @@ describe('rotating the environment keys', () => {
       loadGatewayConfig({ DATABASE_URL: database.url, GATEWAY_ADMIN_KEY_PREVIOUS: ADMIN }),
     ).toThrow(/GATEWAY_ADMIN_KEY is required/);
     expect(() =>
-      loadGatewayConfig({ DATABASE_URL: database.url, GATEWAY_OTLP_KEY: OTLP, GATEWAY_OTLP_KEY_PREVIOUS: OTLP }),
+      loadGatewayConfig({
+        DATABASE_URL: database.url,
+        GATEWAY_OTLP_KEY: OTLP,
+        GATEWAY_OTLP_KEY_PREVIOUS: OTLP,
+      }),
     ).toThrow(/GATEWAY_OTLP_KEY_PREVIOUS must differ from GATEWAY_OTLP_KEY \(got \(hidden\)\)/);
   });
 });
@@ -341,14 +366,14 @@ describe('migration 0009 (consume scope, topic limits)', () => {
   it('grants consume to existing publish keys on upgrade, and on downgrade folds it back and deletes topic-limited keys', async () => {
     const scratch = await createTestDatabase();
     try {
-      const applied = async () => (await migrationStatus(scratch.db)).filter((m) => m.executedAt).map((m) => m.name);
+      const applied = async () =>
+        (await migrationStatus(scratch.db)).filter((m) => m.executedAt).map((m) => m.name);
       while ((await applied()).includes('0009_gateway_key_consume_topics')) await migrateDown(scratch.db);
       const insert = (name: string, scopes: string[]) =>
-        scratch.pool.query('INSERT INTO gateway_api_keys (name, prefix, key_hash, scopes) VALUES ($1, $1, $2, $3)', [
-          name,
-          randomBytes(32),
-          scopes,
-        ]);
+        scratch.pool.query(
+          'INSERT INTO gateway_api_keys (name, prefix, key_hash, scopes) VALUES ($1, $1, $2, $3)',
+          [name, randomBytes(32), scopes],
+        );
       await insert('publisher', ['publish']);
       await insert('reader', ['read']);
       await insert('both', ['read', 'publish']);

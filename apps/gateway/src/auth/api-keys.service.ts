@@ -127,12 +127,7 @@ export class ApiKeysService {
     this.logger = options.logger;
     this.now = options.now ?? Date.now;
     this.failuresPerMinute = options.failuresPerMinute ?? 0;
-    this.throttle = new FailureThrottle(
-      this.failuresPerMinute,
-      options.failureBurst ?? 1,
-      100_000,
-      this.now,
-    );
+    this.throttle = new FailureThrottle(this.failuresPerMinute, options.failureBurst ?? 1, 100_000, this.now);
     const admin = (keyId: string) => ({ keyId, scopes: new Set<Scope>(SCOPES) });
     const otlp = (keyId: string) => ({ keyId, scopes: new Set<Scope>(['traces']) });
     const add = (key: string | undefined, principal: Principal, previous?: 'admin' | 'otlp') => {
@@ -368,7 +363,9 @@ export class ApiKeysService {
     const at = new Date(this.now());
     this.touching = this.touching
       .then(() => touchKeys(this.db, ids, at))
-      .catch((error: unknown) => this.logger.warn({ err: error, keys: ids.length }, 'could not record key use'));
+      .catch((error: unknown) =>
+        this.logger.warn({ err: error, keys: ids.length }, 'could not record key use'),
+      );
   }
 }
 

@@ -14,15 +14,13 @@ export function createGatewayMetrics(registry: Registry) {
     }),
     authFailures: new Counter({
       name: 'gateway_auth_failures_total',
-      help:
-        'Requests refused by the key check: missing, invalid, scope, topic, or throttled (too many failures from the address).',
+      help: 'Requests refused by the key check: missing, invalid, scope, topic, or throttled (too many failures from the address).',
       labelNames: ['reason'] as const,
       registers,
     }),
     rejected: new Counter({
       name: 'gateway_rejected_total',
-      help:
-        'Proxied requests refused or cut short: rate_limit, concurrency, circuit_open, body_too_large, client_closed, unforwardable, auth_unavailable, expectation.',
+      help: 'Proxied requests refused or cut short: rate_limit, concurrency, circuit_open, body_too_large, client_closed, unforwardable, auth_unavailable, expectation.',
       labelNames: ['reason'] as const,
       registers,
     }),

@@ -197,7 +197,12 @@ export class Proxy {
    * gets once the request has passed the edge checks (a refused one gets its final answer instead
    * and never sends the body).
    */
-  handle(req: IncomingMessage, res: ServerResponse, route: ProxyRoute, expectsContinue = false): Promise<void> {
+  handle(
+    req: IncomingMessage,
+    res: ServerResponse,
+    route: ProxyRoute,
+    expectsContinue = false,
+  ): Promise<void> {
     const parent = propagation.extract(context.active(), req.headers);
     const span = tracer.startSpan(
       `${req.method} ${route.prefix}`,
@@ -301,7 +306,11 @@ export class Proxy {
               throw this.requestFault(error, code, route);
             }
             upstream.breaker.failure();
-            this.options.metrics.upstreamErrors.inc({ route: route.name, fault: 'upstream', code: codeLabel(code) });
+            this.options.metrics.upstreamErrors.inc({
+              route: route.name,
+              fault: 'upstream',
+              code: codeLabel(code),
+            });
             if (code === 'UND_ERR_HEADERS_TIMEOUT')
               throw new ProxyError(504, `${route.name} did not answer within ${route.timeoutMs} ms.`);
             const connectionFailure = CONNECTION_FAILURES.has(code);
@@ -441,7 +450,8 @@ export class Proxy {
         `${req.method} ${route.prefix}${path}`,
       );
     } catch (error) {
-      if (error instanceof AuthError) throw new ProxyError(error.status, error.message, error.options.headers);
+      if (error instanceof AuthError)
+        throw new ProxyError(error.status, error.message, error.options.headers);
       // The key store (Postgres) is down: worth a retry, not a 502 that blames the upstream.
       this.options.logger.warn({ err: error }, 'API keys could not be checked');
       throw new ProxyError(

@@ -51,7 +51,10 @@ async function start(env: Record<string, string> = {}) {
   });
   const { server, base } = await listenGateway(gateway);
   const readKey = (
-    await request(base).post('/api/v1/keys').set('x-api-key', ADMIN).send({ name: 'r', scopes: ['read'] })
+    await request(base)
+      .post('/api/v1/keys')
+      .set('x-api-key', ADMIN)
+      .send({ name: 'r', scopes: ['read'] })
   ).body.key as string;
   return { gateway, server, base, readKey };
 }

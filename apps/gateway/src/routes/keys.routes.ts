@@ -15,9 +15,7 @@ export const createBody = z
       .max(SCOPES.length, `must list at most ${SCOPES.length} scopes`),
     topics: z
       .array(
-        z
-          .string()
-          .regex(TOPIC_PATTERN, 'must be a topic name, or a name prefix ending in * (e.g. jobs.*)'),
+        z.string().regex(TOPIC_PATTERN, 'must be a topic name, or a name prefix ending in * (e.g. jobs.*)'),
       )
       .min(1, 'must list at least one topic; leave it out for every topic')
       .max(100, 'must list at most 100 topics')
