@@ -191,8 +191,6 @@ export class Proxy {
   /**
    * One server span per proxied request, child of the caller's trace context; its context is what
    * the upstream receives. Without the SDK the span is a no-op and the context passes through.
-   */
-  /**
    * `expectsContinue`: the client sent `Expect: 100-continue` and waits for the go-ahead, which it
    * gets once the request has passed the edge checks (a refused one gets its final answer instead
    * and never sends the body).
