@@ -98,6 +98,16 @@ const SERVICES = {
       ),
       GATEWAY_BREAKER_COOLDOWN: env.duration('How long an open circuit breaker stays open.'),
       GATEWAY_MAX_CONCURRENCY: env.int('Upstream requests in flight at once; beyond it, 503.', 1, 1_000_000),
+      GATEWAY_AUTH_FAILURE_LIMIT: env.int(
+        'Failed authentications per minute per client address (refill); past the burst, 429. 0: no limit.',
+        0,
+        1_000_000,
+      ),
+      GATEWAY_AUTH_FAILURE_BURST: env.int('Failed authentications a client address may make at once.', 1, 1_000_000),
+      GATEWAY_TRUSTED_PROXIES: str(
+        'Load balancers or ingresses in front of the gateway, comma-separated IPs or CIDRs: for their requests the client address comes from X-Forwarded-For.',
+        { pattern: '^[0-9a-fA-F.:/, ]*$' },
+      ),
     },
     extra: {
       upstreams: obj(

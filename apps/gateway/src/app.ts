@@ -1,4 +1,4 @@
-import type { RequestListener } from 'node:http';
+import type { RequestListener, Server } from 'node:http';
 import type { Database } from '@gpu-telemetry/db';
 import { pingDatabase } from '@gpu-telemetry/db';
 import {
@@ -6,12 +6,14 @@ import {
   createServiceApp,
   type Logger,
   type ServiceMetrics,
+  writeProblem,
 } from '@gpu-telemetry/service-kit';
 import type { Express } from 'express';
 import type { Kysely } from 'kysely';
 import type { Pool } from 'pg';
 import { request } from 'undici';
 import { ApiKeysService } from './auth/api-keys.service';
+import { clientAddressOf } from './auth/client-address';
 import { RateLimiter } from './auth/rate-limiter';
 import type { GatewayConfig } from './config';
 import { createGatewayMetrics } from './proxy/gateway.metrics';
@@ -34,11 +36,19 @@ export interface GatewayAppDeps {
   pool: Pool;
   logger: Logger;
   config: GatewayConfig;
+  /** The clock of the key caches and the failure throttle. */
+  now?: () => number;
 }
 
 export interface GatewayApp {
   /** The server's handler: /api/v1/{gpus,topics,targets} on the lean proxy path, the rest on Express. */
   handler: RequestListener;
+  /**
+   * Takes over the server's Expect handling: `100-continue` is sent to a proxied request only once
+   * it has passed the key check, limits and body-size check (others get it at once, as Node
+   * would); any other expectation gets 417.
+   */
+  attach(server: Server): void;
   app: Express;
   metrics: ServiceMetrics;
   keys: ApiKeysService;
@@ -51,10 +61,24 @@ export interface GatewayApp {
 }
 
 export function createApp(deps: GatewayAppDeps): GatewayApp {
-  const { db, pool, logger, config } = deps;
+  const { db, pool, logger, config, now } = deps;
   const metrics = createMetrics('gateway');
-  const keys = new ApiKeysService(db, config.GATEWAY_ADMIN_KEY, config.GATEWAY_OTLP_KEY);
   const gatewayMetrics = createGatewayMetrics(metrics.registry);
+  const clientAddress = clientAddressOf(config.GATEWAY_TRUSTED_PROXIES);
+  const keys = new ApiKeysService({
+    db,
+    logger,
+    adminKey: config.GATEWAY_ADMIN_KEY,
+    adminKeyPrevious: config.GATEWAY_ADMIN_KEY_PREVIOUS,
+    otlpKey: config.GATEWAY_OTLP_KEY,
+    otlpKeyPrevious: config.GATEWAY_OTLP_KEY_PREVIOUS,
+    failuresPerMinute: config.GATEWAY_AUTH_FAILURE_LIMIT,
+    failureBurst: config.GATEWAY_AUTH_FAILURE_BURST,
+    clientAddress,
+    onFailure: (reason) => gatewayMetrics.authFailures.inc({ reason }),
+    onPreviousKey: (key) => gatewayMetrics.previousKeyUses.inc({ key }),
+    now,
+  });
   const routes = buildRoutes(config, gatewayMetrics);
   const recorder = config.GATEWAY_RECORDS
     ? new RequestRecorder({
@@ -73,7 +97,7 @@ export function createApp(deps: GatewayAppDeps): GatewayApp {
   const receiveTraces = createOtlpReceiver({
     traces,
     authorize: config.GATEWAY_AUTH
-      ? (headers) => keys.authorize(headers, 'traces', 'sending spans')
+      ? (req) => keys.authorize(req, { scope: 'traces' }, 'sending spans')
       : undefined,
     logger,
     limit: config.GATEWAY_BODY_LIMIT,
@@ -89,6 +113,7 @@ export function createApp(deps: GatewayAppDeps): GatewayApp {
     maxConcurrency: config.GATEWAY_MAX_CONCURRENCY,
     logger,
     metrics: gatewayMetrics,
+    clientAddress,
     recorder,
     serviceToken: config.SERVICE_TOKEN,
   });
@@ -125,12 +150,30 @@ export function createApp(deps: GatewayAppDeps): GatewayApp {
       app.use(docsRoutes(routes, config.SERVICE_TOKEN));
     },
   });
+  const handler: RequestListener = (req, res) => {
+    const route = proxy.match(req.url);
+    if (route) void proxy.handle(req, res, route);
+    else if (req.url?.split('?')[0] === '/v1/traces') void receiveTraces(req, res);
+    else app(req, res);
+  };
+  const checkContinue: RequestListener = (req, res) => {
+    const route = proxy.match(req.url);
+    if (route) return void proxy.handle(req, res, route, true);
+    res.writeContinue();
+    handler(req, res);
+  };
+  const checkExpectation: RequestListener = (req, res) => {
+    gatewayMetrics.rejected.inc({ reason: 'expectation' });
+    req.resume();
+    writeProblem(res, 417, 'The only expectation this server meets is "Expect: 100-continue".', {
+      headers: { connection: 'close' },
+    });
+  };
   return {
-    handler: (req, res) => {
-      const route = proxy.match(req.url);
-      if (route) void proxy.handle(req, res, route);
-      else if (req.url?.split('?')[0] === '/v1/traces') void receiveTraces(req, res);
-      else app(req, res);
+    handler,
+    attach: (server) => {
+      server.on('checkContinue', checkContinue);
+      server.on('checkExpectation', checkExpectation);
     },
     app,
     metrics,
@@ -140,6 +183,7 @@ export function createApp(deps: GatewayAppDeps): GatewayApp {
     start: () => retention.start(),
     close: async () => {
       retention.stop();
+      await keys.flush();
       await recorder?.stop();
       await proxy.close();
     },

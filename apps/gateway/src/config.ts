@@ -1,5 +1,6 @@
 import { bytes, duration, flag, int, list, loadConfig, serviceEnv } from '@gpu-telemetry/config';
 import { z } from 'zod';
+import { isAddressOrBlock } from './auth/client-address';
 
 export const gatewayEnv = z.object({
   ...serviceEnv(8080),
@@ -13,6 +14,23 @@ export const gatewayEnv = z.object({
   GATEWAY_ADMIN_KEY: z.string().min(24, 'must be at least 24 characters').optional(),
   /** A key that may only send spans to POST /v1/traces (scope `traces`), for the services' exporters. */
   GATEWAY_OTLP_KEY: z.string().min(24, 'must be at least 24 characters').optional(),
+  /** While rotating: the replaced admin / span-export key, still accepted (each use is counted and logged). */
+  GATEWAY_ADMIN_KEY_PREVIOUS: z.string().min(24, 'must be at least 24 characters').optional(),
+  GATEWAY_OTLP_KEY_PREVIOUS: z.string().min(24, 'must be at least 24 characters').optional(),
+  /**
+   * Failed authentications (no key, unknown key) per client address: a minute's refill and the
+   * burst; past them, 429 before any key lookup. 0 turns the limit off.
+   */
+  GATEWAY_AUTH_FAILURE_LIMIT: int(30, 0, 1_000_000),
+  GATEWAY_AUTH_FAILURE_BURST: int(20, 1, 1_000_000),
+  /**
+   * Load balancers or ingresses in front of the gateway (IPs or CIDRs): for requests from them the
+   * client address is taken from X-Forwarded-For. Empty: the socket's peer is the client.
+   */
+  GATEWAY_TRUSTED_PROXIES: list().refine(
+    (entries) => entries.every(isAddressOrBlock),
+    'must be IP addresses or CIDR blocks, comma-separated',
+  ),
   /** Time to wait for an upstream's response headers (queue long-polls get their wait on top). */
   GATEWAY_TIMEOUT: duration('30s', { min: '100ms', max: '10m' }),
   GATEWAY_CONNECT_TIMEOUT: duration('5s', { min: '100ms', max: '1m' }),
@@ -35,6 +53,17 @@ export const gatewayEnv = z.object({
 
 export type GatewayConfig = z.output<typeof gatewayEnv>;
 
+/** A previous key is only accepted next to a current one, and must differ from it. */
+function checkRotation(env: GatewayConfig, ctx: z.RefinementCtx<GatewayConfig>): void {
+  for (const name of ['GATEWAY_ADMIN_KEY', 'GATEWAY_OTLP_KEY'] as const) {
+    const previous = env[`${name}_PREVIOUS`];
+    if (previous === undefined) continue;
+    if (env[name] === undefined) ctx.addIssue({ code: 'custom', path: [name], message: 'is required' });
+    else if (env[name] === previous)
+      ctx.addIssue({ code: 'custom', path: [`${name}_PREVIOUS`], message: `must differ from ${name}` });
+  }
+}
+
 export function loadGatewayConfig(env: Record<string, string | undefined> = process.env): GatewayConfig {
-  return loadConfig(gatewayEnv, env);
+  return loadConfig(gatewayEnv.superRefine(checkRotation), env);
 }

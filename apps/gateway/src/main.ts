@@ -21,6 +21,7 @@ async function main(): Promise<void> {
     logger,
     shutdownTimeoutMs: config.SHUTDOWN_TIMEOUT,
   });
+  gateway.attach(server.server);
   logger.info({ port: server.port }, 'gateway listening');
   onShutdown(
     logger,

@@ -49,12 +49,12 @@ afterAll(async () => {
 const api = () => request(`http://127.0.0.1:${server.port}`);
 
 describe('through the gateway', () => {
-  it('publishes, leases and acks with a publish key, and reads GPUs with a read key', async () => {
+  it('publishes, leases and acks with a publish and consume key, and reads GPUs with a read key', async () => {
     const publisher = (
       await api()
         .post('/api/v1/keys')
         .set('x-api-key', ADMIN)
-        .send({ name: 'producer', scopes: ['publish', 'read'] })
+        .send({ name: 'producer', scopes: ['publish', 'consume', 'read'] })
         .expect(201)
     ).body.key;
     const reader = (

@@ -105,6 +105,8 @@ export interface GatewayApiKeysTable {
   prefix: string;
   key_hash: Buffer;
   scopes: string[];
+  /** Queue topics (names, or prefixes ending in `*`) the key is limited to; null: not limited. */
+  topics: ColumnType<string[] | null, string[] | null | undefined, string[] | null>;
   created_at: DefaultTimestamp;
   revoked_at: Timestamp | null;
   last_used_at: Timestamp | null;

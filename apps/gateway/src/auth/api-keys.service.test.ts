@@ -1,5 +1,14 @@
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
+import { createServer, type Server } from 'node:http';
+import { Writable } from 'node:stream';
+import { createDb, migrateDown, migrateUp, migrationStatus } from '@gpu-telemetry/db';
 import { createTestDatabase, type TestDatabase } from '@gpu-telemetry/db/testing';
+import { createLogger } from '@gpu-telemetry/service-kit';
+import request from 'supertest';
+import { Pool } from 'undici';
+import { createApp } from '../app';
+import { loadGatewayConfig } from '../config';
+import { createTestGateway, listenGateway, serve } from '../testing/gateway-test-app';
 import { ApiKeysService } from './api-keys.service';
 
 /**
@@ -14,7 +23,12 @@ let keys: ApiKeysService;
 
 beforeAll(async () => {
   database = await createTestDatabase();
-  keys = new ApiKeysService(database.db, ADMIN, OTLP);
+  keys = new ApiKeysService({
+    db: database.db,
+    logger: createLogger('gateway', 'silent'),
+    adminKey: ADMIN,
+    otlpKey: OTLP,
+  });
 });
 
 afterAll(async () => {
@@ -58,5 +72,344 @@ describe('ApiKeysService.authenticate', () => {
     expect(rows[0].key_hash).toEqual(createHash('sha256').update(created.key).digest());
     expect(JSON.stringify(rows)).not.toContain(created.key);
     expect(await keys.authenticate(`${created.key}x`)).toBeNull();
+  });
+});
+
+/** Every UPDATE statement on gateway_api_keys, counted by a trigger: authentication must write nothing. */
+async function countKeyWrites(db: TestDatabase): Promise<() => Promise<number>> {
+  await db.pool.query(`
+    CREATE TABLE key_writes (at timestamptz NOT NULL DEFAULT now());
+    CREATE OR REPLACE FUNCTION count_key_write() RETURNS trigger LANGUAGE plpgsql AS
+      $$ BEGIN INSERT INTO key_writes DEFAULT VALUES; RETURN NULL; END $$;
+    CREATE TRIGGER count_key_writes AFTER UPDATE ON gateway_api_keys
+      FOR EACH STATEMENT EXECUTE FUNCTION count_key_write();
+  `);
+  return async () => Number((await db.pool.query('SELECT count(*) AS n FROM key_writes')).rows[0].n);
+}
+
+describe('failed authentications through the HTTP API', () => {
+  let upstream: Server;
+  let upstreamUrl: string;
+
+  beforeAll(async () => {
+    upstream = createServer((req, res) => {
+      req.resume();
+      req.on('end', () => res.writeHead(200, { 'content-type': 'application/json' }).end('{}'));
+    });
+    upstreamUrl = await serve(upstream);
+  });
+
+  afterAll(() => {
+    upstream.closeAllConnections();
+    upstream.close();
+  });
+
+  it('are throttled per client address with 429 and Retry-After, before any key lookup', async () => {
+    // Its own pool, closed halfway: a lookup after that could only fail (503), never be throttled (429).
+    const own = createDb(database.url, { max: 2 });
+    let logs = '';
+    const sink = new Writable({
+      write(chunk: Buffer, _encoding, done) {
+        logs += chunk.toString();
+        done();
+      },
+    });
+    const gateway = createTestGateway(
+      { ...database, db: own.db, pool: own.pool },
+      {
+        GATEWAY_ADMIN_KEY: ADMIN,
+        GATEWAY_STREAMER_URLS: upstreamUrl,
+        GATEWAY_RECORDS: 'false',
+        GATEWAY_AUTH_FAILURE_LIMIT: '6',
+        GATEWAY_AUTH_FAILURE_BURST: '3',
+        // Test clients all connect from loopback; X-Forwarded-For says which "client" each one is.
+        GATEWAY_TRUSTED_PROXIES: '127.0.0.1,::1',
+      },
+      createLogger('gateway', 'info', sink),
+    );
+    try {
+      const api = () => request(gateway.handler);
+      const from = (address: string, key?: string) => {
+        const req = api().get('/api/v1/gpus').set('x-forwarded-for', `198.51.100.99, ${address}`);
+        return key ? req.set('authorization', `Bearer ${key}`) : req;
+      };
+      const unknownKey = () => `gt_${randomBytes(32).toString('base64url')}`;
+      const valid = (
+        await api()
+          .post('/api/v1/keys')
+          .set('x-api-key', ADMIN)
+          .send({ name: 'v', scopes: ['read'] })
+          .expect(201)
+      ).body.key as string;
+      const uncached = (
+        await api()
+          .post('/api/v1/keys')
+          .set('x-api-key', ADMIN)
+          .send({ name: 'u', scopes: ['read'] })
+          .expect(201)
+      ).body.key as string;
+      await from('203.0.113.1', valid).expect(200);
+
+      await from('203.0.113.1', unknownKey()).expect(401);
+      await from('203.0.113.1').expect(401);
+      await from('203.0.113.1', unknownKey()).expect(401);
+      const throttled = await from('203.0.113.1', unknownKey()).expect(429);
+      expect(throttled.headers['retry-after']).toBe('10');
+      expect(throttled.headers['content-type']).toContain('application/problem+json');
+      expect(throttled.body).toMatchObject({
+        status: 429,
+        detail: expect.stringContaining('failed authentications'),
+      });
+      await from('203.0.113.1').expect(429);
+
+      await own.close();
+      for (let i = 0; i < 5; i++) await from('203.0.113.1', unknownKey()).expect(429);
+      // A key already known valid still works from that address; one that would need a lookup waits.
+      await from('203.0.113.1', valid).expect(200);
+      await from('203.0.113.1', uncached).expect(429);
+      // Another address is not throttled: its lookup reaches the closed pool and fails.
+      await from('203.0.113.2', unknownKey()).expect(503);
+      // A client cannot pick its address: only the entry the trusted proxy appended counts.
+      await api()
+        .get('/api/v1/gpus')
+        .set('x-forwarded-for', '203.0.113.77, 203.0.113.1')
+        .set('authorization', `Bearer ${unknownKey()}`)
+        .expect(429);
+
+      const metrics = (await request(gateway.app).get('/metrics')).text;
+      expect(metrics).toContain('gateway_auth_failures_total{reason="invalid",service="gateway"} 2');
+      expect(metrics).toContain('gateway_auth_failures_total{reason="missing",service="gateway"} 1');
+      expect(metrics).toContain('gateway_auth_failures_total{reason="throttled",service="gateway"} 9');
+      const warnings = logs.split('\n').filter((line) => line.includes('failed authentications throttled'));
+      expect(warnings).toHaveLength(1);
+      expect(JSON.parse(warnings[0] as string)).toMatchObject({ client: '203.0.113.1', level: 'warn' });
+    } finally {
+      await gateway.close();
+      await own.close().catch(() => undefined);
+    }
+  });
+
+  it('never evict a valid key: after 20,000 unknown keys it is still served from cache, and nothing was written', async () => {
+    const writes = await countKeyWrites(database);
+    // The caches' clock stands still: only eviction, never expiry, could lose the valid key.
+    const gateway = createApp({
+      db: database.db,
+      pool: database.pool,
+      logger: createLogger('gateway', 'silent'),
+      now: () => 1_700_000_000_000,
+      config: loadGatewayConfig({
+        DATABASE_URL: database.url,
+        GATEWAY_ADMIN_KEY: ADMIN,
+        GATEWAY_STREAMER_URLS: upstreamUrl,
+        GATEWAY_RECORDS: 'false',
+        GATEWAY_RATE_LIMIT: '1000000',
+        GATEWAY_RATE_BURST: '1000000',
+        GATEWAY_AUTH_FAILURE_LIMIT: '0', // every unknown key reaches the lookup and the caches
+      }),
+    });
+    const server = await listenGateway(gateway);
+    const client = new Pool(server.base, { connections: 16 });
+    try {
+      const created = (
+        await request(server.base)
+          .post('/api/v1/keys')
+          .set('x-api-key', ADMIN)
+          .send({ name: 'dashboards', scopes: ['read'] })
+          .expect(201)
+      ).body as { id: string; key: string };
+      const get = async (key: string) => {
+        const res = await client.request({
+          path: '/api/v1/gpus',
+          method: 'GET',
+          headers: { authorization: `Bearer ${key}` },
+        });
+        await res.body.dump();
+        return res.statusCode;
+      };
+      expect(await get(created.key)).toBe(200);
+      await gateway.keys.flush();
+      const writesBefore = await writes();
+
+      let refused = 0;
+      for (let batch = 0; batch < 20_000 / 500; batch++) {
+        const statuses = await Promise.all(
+          Array.from({ length: 500 }, () => get(`gt_${randomBytes(32).toString('base64url')}`)),
+        );
+        refused += statuses.filter((status) => status === 401).length;
+      }
+      expect(refused).toBe(20_000);
+
+      // Revoked behind the gateway's back: only a cached answer can still say 200.
+      await database.pool.query('UPDATE gateway_api_keys SET revoked_at = now() WHERE id = $1', [created.id]);
+      expect(await get(created.key)).toBe(200);
+      const replica = createTestGateway(database, { GATEWAY_ADMIN_KEY: ADMIN, GATEWAY_RECORDS: 'false' });
+      await request(replica.handler).get('/api/v1/gpus').set('x-api-key', created.key).expect(401);
+      await replica.close();
+
+      await gateway.keys.flush();
+      expect((await writes()) - writesBefore).toBe(1); // the revocation above; no authentication wrote
+    } finally {
+      await client.close();
+      await server.server.close();
+      await gateway.close();
+      await database.pool.query('DROP TRIGGER count_key_writes ON gateway_api_keys; DROP TABLE key_writes');
+    }
+  }, 60_000);
+
+  it('record last_used_at in the background, once per key per minute, not per request', async () => {
+    const writes = await countKeyWrites(database);
+    const gateway = createTestGateway(database, {
+      GATEWAY_ADMIN_KEY: ADMIN,
+      GATEWAY_STREAMER_URLS: upstreamUrl,
+      GATEWAY_RECORDS: 'false',
+    });
+    try {
+      const api = () => request(gateway.handler);
+      const keys: { id: string; key: string }[] = [];
+      for (const name of ['a', 'b']) {
+        keys.push(
+          (
+            await api()
+              .post('/api/v1/keys')
+              .set('x-api-key', ADMIN)
+              .send({ name, scopes: ['read'] })
+              .expect(201)
+          ).body,
+        );
+      }
+      const before = await writes();
+      for (let i = 0; i < 10; i++) {
+        for (const { key } of keys) await api().get('/api/v1/gpus').set('x-api-key', key).expect(200);
+      }
+      await gateway.keys.flush();
+      expect((await writes()) - before).toBe(1); // both keys in one statement
+      const listed = (await api().get('/api/v1/keys').set('x-api-key', ADMIN).expect(200)).body.keys as {
+        id: string;
+        lastUsedAt: string | null;
+      }[];
+      for (const { id } of keys) {
+        expect(listed.find((k) => k.id === id)?.lastUsedAt).toEqual(expect.any(String));
+      }
+    } finally {
+      await gateway.close();
+      await database.pool.query('DROP TRIGGER count_key_writes ON gateway_api_keys; DROP TABLE key_writes');
+    }
+  });
+});
+
+describe('rotating the environment keys', () => {
+  it('accepts the previous admin and span-export keys alongside the current ones, counting and logging their use', async () => {
+    const next = 'next-bootstrap-admin-key-0123456789abcdef';
+    const nextOtlp = 'next-span-export-key-0123456789abcdef';
+    let logs = '';
+    const sink = new Writable({
+      write(chunk: Buffer, _encoding, done) {
+        logs += chunk.toString();
+        done();
+      },
+    });
+    const gateway = createTestGateway(
+      database,
+      {
+        GATEWAY_ADMIN_KEY: next,
+        GATEWAY_ADMIN_KEY_PREVIOUS: ADMIN,
+        GATEWAY_OTLP_KEY: nextOtlp,
+        GATEWAY_OTLP_KEY_PREVIOUS: OTLP,
+        GATEWAY_RECORDS: 'false',
+      },
+      createLogger('gateway', 'info', sink),
+    );
+    try {
+      const api = () => request(gateway.handler);
+      await api().get('/api/v1/keys').set('x-api-key', next).expect(200);
+      await api().get('/api/v1/keys').set('x-api-key', ADMIN).expect(200);
+      await api().get('/api/v1/keys').set('authorization', `Bearer ${ADMIN}`).expect(200);
+      const spans = JSON.stringify({ resourceSpans: [] });
+      for (const key of [nextOtlp, OTLP]) {
+        await api()
+          .post('/v1/traces')
+          .set('content-type', 'application/json')
+          .set('x-api-key', key)
+          .send(spans)
+          .expect(200);
+      }
+      // The previous span-export key is still only a span-export key.
+      await api().get('/api/v1/keys').set('x-api-key', OTLP).expect(403);
+      const metrics = (await request(gateway.app).get('/metrics')).text;
+      expect(metrics).toContain('gateway_previous_key_uses_total{key="admin",service="gateway"} 2');
+      expect(metrics).toContain('gateway_previous_key_uses_total{key="otlp",service="gateway"} 2');
+      const warnings = logs.split('\n').filter((line) => line.includes('_PREVIOUS'));
+      // Once a minute per key, not once per request.
+      expect(warnings.map((line) => JSON.parse(line).key)).toEqual(['admin', 'otlp']);
+      expect(warnings[0]).toContain('GATEWAY_ADMIN_KEY_PREVIOUS');
+      for (const key of [next, ADMIN, nextOtlp, OTLP]) expect(logs).not.toContain(key);
+    } finally {
+      await gateway.close();
+    }
+  });
+
+  it('refuses a previous key without a current one, or equal to it', () => {
+    expect(() =>
+      loadGatewayConfig({ DATABASE_URL: database.url, GATEWAY_ADMIN_KEY_PREVIOUS: ADMIN }),
+    ).toThrow(/GATEWAY_ADMIN_KEY is required/);
+    expect(() =>
+      loadGatewayConfig({
+        DATABASE_URL: database.url,
+        GATEWAY_OTLP_KEY: OTLP,
+        GATEWAY_OTLP_KEY_PREVIOUS: OTLP,
+      }),
+    ).toThrow(/GATEWAY_OTLP_KEY_PREVIOUS must differ from GATEWAY_OTLP_KEY \(got \(hidden\)\)/);
+  });
+});
+
+describe('migration 0009 (consume scope, topic limits)', () => {
+  it('grants consume to existing publish keys on upgrade, and on downgrade folds it back and deletes topic-limited keys', async () => {
+    const scratch = await createTestDatabase();
+    try {
+      const applied = async () =>
+        (await migrationStatus(scratch.db)).filter((m) => m.executedAt).map((m) => m.name);
+      while ((await applied()).includes('0009_gateway_key_consume_topics')) await migrateDown(scratch.db);
+      const insert = (name: string, scopes: string[]) =>
+        scratch.pool.query(
+          'INSERT INTO gateway_api_keys (name, prefix, key_hash, scopes) VALUES ($1, $1, $2, $3)',
+          [name, randomBytes(32), scopes],
+        );
+      await insert('publisher', ['publish']);
+      await insert('reader', ['read']);
+      await insert('both', ['read', 'publish']);
+      expect((await migrateUp(scratch.db)).error).toBeUndefined();
+      const scopes = async () =>
+        Object.fromEntries(
+          (await scratch.pool.query('SELECT name, scopes FROM gateway_api_keys ORDER BY name')).rows.map(
+            (row: { name: string; scopes: string[] }) => [row.name, row.scopes],
+          ),
+        );
+      expect(await scopes()).toEqual({
+        both: ['read', 'publish', 'consume'],
+        publisher: ['publish', 'consume'],
+        reader: ['read'],
+      });
+
+      await scratch.pool.query(
+        `INSERT INTO gateway_api_keys (name, prefix, key_hash, scopes, topics)
+         VALUES ('consumer', 'c', $1, '{consume}', NULL), ('limited', 'l', $2, '{publish}', '{jobs.*}')`,
+        [randomBytes(32), randomBytes(32)],
+      );
+      await expect(
+        scratch.pool.query(
+          `INSERT INTO gateway_api_keys (name, prefix, key_hash, scopes, topics) VALUES ('x', 'x', $1, '{admin}', '{a}')`,
+          [randomBytes(32)],
+        ),
+      ).rejects.toThrow(/check constraint/);
+      while ((await applied()).includes('0009_gateway_key_consume_topics')) await migrateDown(scratch.db);
+      expect(await scopes()).toEqual({
+        both: ['publish', 'read'],
+        consumer: ['publish'],
+        publisher: ['publish'],
+        reader: ['read'],
+      });
+    } finally {
+      await scratch.drop();
+    }
   });
 });

@@ -4,6 +4,7 @@ import { openApiDocument, type Operation, serviceAuthorization } from '@gpu-tele
 import express, { Router } from 'express';
 import { request } from 'undici';
 import { z } from 'zod';
+import { SCOPES } from '../auth/api-keys.service';
 import type { ProxyRoute } from '../proxy/proxy';
 import { latencyQuery, requestsQuery } from '../routes/analytics.routes';
 import { createBody } from '../routes/keys.routes';
@@ -13,7 +14,11 @@ const keyView = z.object({
   id: z.string(),
   name: z.string(),
   prefix: z.string(),
-  scopes: z.array(z.enum(['read', 'publish', 'admin', 'traces'])),
+  scopes: z.array(z.enum(SCOPES)),
+  topics: z
+    .array(z.string())
+    .nullable()
+    .describe('The queue topics the key is limited to (names, or prefixes ending in *); null: not limited'),
   createdAt: time,
   revokedAt: time.nullable(),
   lastUsedAt: time.nullable(),
@@ -113,7 +118,11 @@ export function docsRoutes(routes: ProxyRoute[], serviceToken: string): Router {
         title: 'gpu-telemetry',
         version: '0.1.0',
         description:
-          'Everything through the gateway. Send an API key: Authorization: Bearer <key>, or X-API-Key.',
+          'Everything through the gateway. Send an API key: Authorization: Bearer <key>, or X-API-Key. ' +
+          'Scopes: read (GET anything), publish (POST /api/v1/topics/{topic}/messages), consume (leases, ' +
+          'acks, nacks, extend, release), admin (everything, keys included), traces (POST /v1/traces only). ' +
+          'A key created with `topics` reaches only /api/v1/topics/{topic} for those topics. Repeated ' +
+          'failed authentications from one address are answered 429 with Retry-After.',
       },
       gatewayOperations,
     ) as { paths: Record<string, unknown>; [key: string]: unknown };

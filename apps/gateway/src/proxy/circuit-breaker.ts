@@ -40,6 +40,14 @@ export class CircuitBreaker {
     if (this.state !== 'closed') this.set('closed');
   }
 
+  /**
+   * Neither: the request failed for its own reasons (refused by the client library, body too
+   * large, client gone) and says nothing about the upstream. Frees the probe slot when half-open.
+   */
+  release(): void {
+    this.probing = false;
+  }
+
   failure(): void {
     this.probing = false;
     this.failures++;

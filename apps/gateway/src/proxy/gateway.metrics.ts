@@ -14,13 +14,13 @@ export function createGatewayMetrics(registry: Registry) {
     }),
     authFailures: new Counter({
       name: 'gateway_auth_failures_total',
-      help: 'Requests refused by authentication or scope.',
+      help: 'Requests refused by the key check: missing, invalid, scope, topic, or throttled (too many failures from the address).',
       labelNames: ['reason'] as const,
       registers,
     }),
     rejected: new Counter({
       name: 'gateway_rejected_total',
-      help: 'Requests refused: rate_limit, concurrency, circuit_open.',
+      help: 'Proxied requests refused or cut short: rate_limit, concurrency, circuit_open, body_too_large, client_closed, unforwardable, auth_unavailable, expectation.',
       labelNames: ['reason'] as const,
       registers,
     }),
@@ -54,6 +54,18 @@ export function createGatewayMetrics(registry: Registry) {
     spansStored: new Counter({
       name: 'gateway_spans_stored_total',
       help: 'Spans stored from OTLP exports.',
+      registers,
+    }),
+    upstreamErrors: new Counter({
+      name: 'gateway_upstream_errors_total',
+      help: 'Upstream requests that failed without an answer, by whose fault: upstream (counts toward the breaker) or request (does not).',
+      labelNames: ['route', 'fault', 'code'] as const,
+      registers,
+    }),
+    previousKeyUses: new Counter({
+      name: 'gateway_previous_key_uses_total',
+      help: 'Requests authenticated with GATEWAY_ADMIN_KEY_PREVIOUS or GATEWAY_OTLP_KEY_PREVIOUS: rotation is done when this stops growing.',
+      labelNames: ['key'] as const,
       registers,
     }),
     retries: new Counter({

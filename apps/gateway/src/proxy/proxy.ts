@@ -9,7 +9,8 @@ import {
   writeProblem,
 } from '@gpu-telemetry/service-kit';
 import { type Dispatcher, Pool } from 'undici';
-import { type ApiKeysService, AuthError, type Principal, type Scope } from '../auth/api-keys.service';
+import { type Access, type ApiKeysService, AuthError, type Principal } from '../auth/api-keys.service';
+import type { ClientAddressOf } from '../auth/client-address';
 import type { RateLimiter } from '../auth/rate-limiter';
 import { CircuitBreaker } from './circuit-breaker';
 import type { RequestRecord } from '../records/request-recorder';
@@ -30,8 +31,8 @@ export interface ProxyRoute {
   target: string;
   upstreams: Upstream[];
   timeoutMs: number;
-  /** Scope needed for a request, by method and path below the prefix. */
-  scope(method: string, rest: string): Scope;
+  /** What a request needs (scope, and topic on the queue), by method and path below the prefix. */
+  access(method: string, path: string): Access;
 }
 
 export interface ProxyOptions {
@@ -43,6 +44,8 @@ export interface ProxyOptions {
   maxConcurrency: number;
   logger: Logger;
   metrics: GatewayMetrics;
+  /** Whom anonymous requests are rate limited as (with auth off). */
+  clientAddress: ClientAddressOf;
   /** Where each proxied request is recorded (off the response path). */
   recorder?: { record(entry: RequestRecord): void };
   /** The service credential, sent upstream in place of the client's own credentials. */
@@ -50,7 +53,7 @@ export interface ProxyOptions {
 }
 
 // Hop-by-hop headers (RFC 9110 7.6.1) never cross the proxy, in either direction; neither do the
-// client's credentials.
+// client's credentials, nor its Expect (answered here: undici refuses to send it).
 const HOP_BY_HOP = new Set([
   'connection',
   'keep-alive',
@@ -62,19 +65,74 @@ const HOP_BY_HOP = new Set([
   'transfer-encoding',
   'upgrade',
 ]);
-const NOT_FORWARDED = new Set([...HOP_BY_HOP, 'authorization', 'x-api-key', 'host']);
+const NOT_FORWARDED = new Set([...HOP_BY_HOP, 'authorization', 'x-api-key', 'host', 'expect']);
 const REQUEST_ID = /^[\w.:-]{1,128}$/;
 const TRACEPARENT = /^00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$/;
 const tracer = trace.getTracer('gateway');
+
+/** Why a request was refused or cut short, for gateway_rejected_total. */
+type RejectReason =
+  | 'rate_limit'
+  | 'concurrency'
+  | 'circuit_open'
+  | 'body_too_large'
+  | 'client_closed'
+  | 'unforwardable'
+  | 'auth_unavailable';
 
 class ProxyError extends Error {
   constructor(
     readonly status: number,
     message: string,
     readonly headers: Record<string, string> = {},
+    readonly reason?: RejectReason,
   ) {
     super(message);
   }
+}
+
+/**
+ * Upstream faults: the upstream could not be reached, reset or timed out, or sent a broken
+ * response. Only these (and 5xx answers) count toward its circuit breaker. Everything else that
+ * makes a request fail (undici refusing a header or argument, the client leaving, a body over the
+ * limit) is the request's own doing and must not let one client open the breaker for all.
+ */
+const UPSTREAM_FAULTS = new Set([
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'EPIPE',
+  'ETIMEDOUT',
+  'EHOSTUNREACH',
+  'EHOSTDOWN',
+  'ENETUNREACH',
+  'ENETDOWN',
+  'ENOTFOUND',
+  'EAI_AGAIN',
+  'UND_ERR_SOCKET',
+  'UND_ERR_CONNECT_TIMEOUT',
+  'UND_ERR_HEADERS_TIMEOUT',
+  'UND_ERR_BODY_TIMEOUT',
+  'UND_ERR_HEADERS_OVERFLOW',
+  'UND_ERR_RES_CONTENT_LENGTH_MISMATCH',
+]);
+const REQUEST_FAULTS = new Set([
+  'UND_ERR_INVALID_ARG',
+  'UND_ERR_NOT_SUPPORTED',
+  'UND_ERR_REQ_CONTENT_LENGTH_MISMATCH',
+  'UND_ERR_ABORTED',
+]);
+const CONNECTION_FAILURES = new Set([
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'UND_ERR_SOCKET',
+  'UND_ERR_CONNECT_TIMEOUT',
+  'EPIPE',
+]);
+
+/** An undici or socket error code as a bounded metric label. */
+function codeLabel(code: string): string {
+  if (UPSTREAM_FAULTS.has(code) || REQUEST_FAULTS.has(code)) return code;
+  return code.startsWith('HPE_') ? 'HPE' : 'other';
 }
 
 export function createUpstream(
@@ -143,8 +201,16 @@ export class Proxy {
   /**
    * One server span per proxied request, child of the caller's trace context; its context is what
    * the upstream receives. Without the SDK the span is a no-op and the context passes through.
+   * `expectsContinue`: the client sent `Expect: 100-continue` and waits for the go-ahead, which it
+   * gets once the request has passed the edge checks (a refused one gets its final answer instead
+   * and never sends the body).
    */
-  handle(req: IncomingMessage, res: ServerResponse, route: ProxyRoute): Promise<void> {
+  handle(
+    req: IncomingMessage,
+    res: ServerResponse,
+    route: ProxyRoute,
+    expectsContinue = false,
+  ): Promise<void> {
     const parent = propagation.extract(context.active(), req.headers);
     const span = tracer.startSpan(
       `${req.method} ${route.prefix}`,
@@ -158,7 +224,9 @@ export class Proxy {
       },
       parent,
     );
-    return context.with(trace.setSpan(parent, span), () => this.proxy(req, res, route, span));
+    return context.with(trace.setSpan(parent, span), () =>
+      this.proxy(req, res, route, span, expectsContinue),
+    );
   }
 
   private async proxy(
@@ -166,6 +234,7 @@ export class Proxy {
     res: ServerResponse,
     route: ProxyRoute,
     span: Span,
+    expectsContinue: boolean,
   ): Promise<void> {
     const started = performance.now();
     const incomingId = req.headers['x-request-id'];
@@ -186,9 +255,14 @@ export class Proxy {
       // Refused up front when it says so, and cut off as it streams when it did not.
       if (Number(req.headers['content-length'] ?? 0) > this.options.bodyLimit) throw this.tooLarge();
       if (this.inFlight >= this.options.maxConcurrency) {
-        this.options.metrics.rejected.inc({ reason: 'concurrency' });
-        throw new ProxyError(503, 'Too many requests in flight; retry shortly.', { 'retry-after': '1' });
+        throw new ProxyError(
+          503,
+          'Too many requests in flight; retry shortly.',
+          { 'retry-after': '1' },
+          'concurrency',
+        );
       }
+      if (expectsContinue) res.writeContinue();
       this.inFlight++;
       try {
         const headers = this.forwardHeaders(req, requestId);
@@ -208,6 +282,12 @@ export class Proxy {
                 },
               }),
             );
+        // A client that leaves mid-body fails the upstream request as its own doing (pipe alone
+        // would leave the upstream waiting for the rest until the timeout).
+        if (body) {
+          if (req.closed) this.clientGone(req, body);
+          else req.once('close', () => this.clientGone(req, body));
+        }
         let response: Dispatcher.ResponseData | undefined;
         for (let attempt = 0; !response; attempt++) {
           upstream = this.pick(route);
@@ -221,21 +301,27 @@ export class Proxy {
               bodyTimeout: route.timeoutMs,
             });
           } catch (error) {
-            if (error instanceof ProxyError) {
-              upstream.breaker.success(); // the client's fault (body too large), not the upstream's
-              throw error;
+            // (A slow client body never times out here: undici starts the headers timeout once the
+            // body is written; the server's request timeout bounds the client instead.)
+            const code = error instanceof ProxyError ? '' : String((error as { code?: unknown }).code ?? '');
+            if (!(UPSTREAM_FAULTS.has(code) || code.startsWith('HPE_'))) {
+              upstream.breaker.release();
+              this.options.metrics.upstreamErrors.inc({
+                route: route.name,
+                fault: 'request',
+                code: error instanceof ProxyError ? 'refused' : codeLabel(code),
+              });
+              throw this.requestFault(error, code, route);
             }
             upstream.breaker.failure();
-            const code = (error as { code?: string }).code ?? '';
+            this.options.metrics.upstreamErrors.inc({
+              route: route.name,
+              fault: 'upstream',
+              code: codeLabel(code),
+            });
             if (code === 'UND_ERR_HEADERS_TIMEOUT')
               throw new ProxyError(504, `${route.name} did not answer within ${route.timeoutMs} ms.`);
-            const connectionFailure = [
-              'ECONNREFUSED',
-              'ECONNRESET',
-              'UND_ERR_SOCKET',
-              'UND_ERR_CONNECT_TIMEOUT',
-              'EPIPE',
-            ].includes(code);
+            const connectionFailure = CONNECTION_FAILURES.has(code);
             // Retry once, only what is safe to repeat (typically a reused keep-alive socket the
             // upstream had just closed).
             if (connectionFailure && idempotent && attempt === 0) {
@@ -267,6 +353,7 @@ export class Proxy {
       const problem = error instanceof ProxyError ? error : new ProxyError(502, 'The upstream failed.');
       if (!(error instanceof ProxyError))
         this.options.logger.error({ err: error, requestId }, 'proxy failure');
+      if (problem.reason) this.options.metrics.rejected.inc({ reason: problem.reason });
       if (!res.headersSent) {
         writeProblem(res, problem.status, problem.message, { headers: problem.headers, requestId });
       } else {
@@ -321,7 +408,40 @@ export class Proxy {
   }
 
   private tooLarge(): ProxyError {
-    return new ProxyError(413, `The body is larger than the ${this.options.bodyLimit}-byte limit.`);
+    return new ProxyError(
+      413,
+      `The body is larger than the ${this.options.bodyLimit}-byte limit.`,
+      {},
+      'body_too_large',
+    );
+  }
+
+  private clientGone(req: IncomingMessage, body: Transform): void {
+    if (req.complete) return;
+    body.destroy(
+      new ProxyError(
+        499,
+        'The client closed the connection before sending the whole body.',
+        {},
+        'client_closed',
+      ),
+    );
+  }
+
+  /** The answer to a request that failed for its own reasons; unknown errors are logged. */
+  private requestFault(error: unknown, code: string, route: ProxyRoute): ProxyError {
+    if (error instanceof ProxyError) return error;
+    if (REQUEST_FAULTS.has(code)) {
+      return new ProxyError(
+        400,
+        `The request cannot be forwarded: ${(error as Error).message}.`,
+        {},
+        'unforwardable',
+      );
+    }
+    // Neither the upstream's fault nor one we know: 502 as before, but no breaker count.
+    this.options.logger.error({ err: error, route: route.name }, 'upstream request failed');
+    return new ProxyError(502, `${route.name} request failed.`);
   }
 
   private async authorize(
@@ -333,28 +453,37 @@ export class Proxy {
     const path = rest.split('?')[0] ?? '';
     try {
       return await this.options.keys.authorize(
-        req.headers,
-        route.scope(req.method ?? 'GET', path),
+        req,
+        route.access(req.method ?? 'GET', path),
         `${req.method} ${route.prefix}${path}`,
       );
     } catch (error) {
-      if (!(error instanceof AuthError)) throw error;
-      this.options.metrics.authFailures.inc({ reason: error.reason });
-      throw new ProxyError(error.status, error.message, error.options.headers);
+      if (error instanceof AuthError)
+        throw new ProxyError(error.status, error.message, error.options.headers);
+      // The key store (Postgres) is down: worth a retry, not a 502 that blames the upstream.
+      this.options.logger.warn({ err: error }, 'API keys could not be checked');
+      throw new ProxyError(
+        503,
+        'API keys cannot be checked right now; retry shortly.',
+        { 'retry-after': '2' },
+        'auth_unavailable',
+      );
     }
   }
 
   private limit(req: IncomingMessage, res: ServerResponse, principal: Principal | undefined): void {
-    const client = principal ? `key:${principal.keyId}` : `ip:${req.socket.remoteAddress}`;
+    const client = principal ? `key:${principal.keyId}` : `ip:${this.options.clientAddress(req)}`;
     const verdict = this.options.limiter.take(client);
     res.setHeader('ratelimit-limit', String(verdict.limit));
     res.setHeader('ratelimit-remaining', String(verdict.remaining));
     res.setHeader('ratelimit-reset', String(verdict.resetSeconds));
     if (!verdict.allowed) {
-      this.options.metrics.rejected.inc({ reason: 'rate_limit' });
-      throw new ProxyError(429, 'Rate limit exceeded; slow down.', {
-        'retry-after': String(verdict.resetSeconds),
-      });
+      throw new ProxyError(
+        429,
+        'Rate limit exceeded; slow down.',
+        { 'retry-after': String(verdict.resetSeconds) },
+        'rate_limit',
+      );
     }
   }
 
@@ -397,10 +526,12 @@ export class Proxy {
       }
     }
     const retryAfter = Math.min(...route.upstreams.map((u) => u.breaker.retryAfterSeconds()));
-    this.options.metrics.rejected.inc({ reason: 'circuit_open' });
-    throw new ProxyError(503, `Every ${route.name} upstream is failing; the circuit is open.`, {
-      'retry-after': String(retryAfter),
-    });
+    throw new ProxyError(
+      503,
+      `Every ${route.name} upstream is failing; the circuit is open.`,
+      { 'retry-after': String(retryAfter) },
+      'circuit_open',
+    );
   }
 
   async close(): Promise<void> {

@@ -1,20 +1,38 @@
-import type { Scope } from '../auth/api-keys.service';
+import type { Access, Scope } from '../auth/api-keys.service';
 import type { GatewayConfig } from '../config';
 import type { GatewayMetrics } from './gateway.metrics';
 import { createUpstream, type ProxyRoute } from './proxy';
 
 const read = (method: string): Scope | undefined =>
   method === 'GET' || method === 'HEAD' ? 'read' : undefined;
+const READ: Access = { scope: 'read' };
+const ADMIN: Access = { scope: 'admin' };
+/** GPUs and targets: reading is `read`, anything else `admin`. */
+const readOrAdmin = (method: string): Access => (read(method) ? READ : ADMIN);
 
-/** Queue: reading is `read`; publishing and consuming are `publish`; settings and dead-letter surgery are `admin`. */
-function queueScope(method: string, rest: string): Scope {
-  if (read(method)) return 'read';
-  if (
-    /^\/[^/]+\/(messages|leases|acks|nacks)$/.test(rest) ||
-    /^\/[^/]+\/leases\/[^/]+\/(extend|release)$/.test(rest)
-  )
-    return 'publish';
-  return 'admin';
+/** The topic a queue path names, decoded as the queue decodes it; null for the listing. */
+function topicOf(path: string): string | null {
+  const segment = path.split('/')[1] ?? '';
+  if (segment === '') return null;
+  try {
+    return decodeURIComponent(segment);
+  } catch {
+    return segment; // not a topic name, so no limited key is allowed it
+  }
+}
+
+/**
+ * Queue: reading is `read`; publishing is `publish`; leasing, acking, nacking, extending and
+ * releasing are `consume`; settings and dead-letter surgery are `admin`. Every call names its topic
+ * (or none, for the listing) so keys limited to topics can be checked.
+ */
+export function queueAccess(method: string, path: string): Access {
+  const topic = topicOf(path);
+  if (read(method)) return { scope: 'read', topic };
+  if (/^\/[^/]+\/messages$/.test(path)) return { scope: 'publish', topic };
+  if (/^\/[^/]+\/(leases|acks|nacks)$/.test(path) || /^\/[^/]+\/leases\/[^/]+\/(extend|release)$/.test(path))
+    return { scope: 'consume', topic };
+  return { scope: 'admin', topic };
 }
 
 export function buildRoutes(config: GatewayConfig, metrics?: GatewayMetrics): ProxyRoute[] {
@@ -34,7 +52,7 @@ export function buildRoutes(config: GatewayConfig, metrics?: GatewayMetrics): Pr
       target: '/v1/gpus',
       upstreams: upstreams(config.GATEWAY_STREAMER_URLS),
       timeoutMs: config.GATEWAY_TIMEOUT,
-      scope: (m) => read(m) ?? 'admin',
+      access: readOrAdmin,
     },
     // Lease long-polls wait up to 60 s upstream: allow for that on top of the usual timeout.
     {
@@ -43,7 +61,7 @@ export function buildRoutes(config: GatewayConfig, metrics?: GatewayMetrics): Pr
       target: '/v1/topics',
       upstreams: upstreams(config.GATEWAY_QUEUE_URLS),
       timeoutMs: config.GATEWAY_TIMEOUT + 60_000,
-      scope: queueScope,
+      access: queueAccess,
     },
     {
       name: 'targets',
@@ -51,7 +69,7 @@ export function buildRoutes(config: GatewayConfig, metrics?: GatewayMetrics): Pr
       target: '/v1/targets',
       upstreams: upstreams(config.GATEWAY_COLLECTOR_URLS),
       timeoutMs: config.GATEWAY_TIMEOUT,
-      scope: (m) => read(m) ?? 'admin',
+      access: readOrAdmin,
     },
   ];
 }

@@ -20,6 +20,7 @@ let gateway: GatewayApp;
 let logs = '';
 let readKey: string;
 let publishKey: string;
+let consumeKey: string;
 
 beforeAll(async () => {
   database = await createTestDatabase();
@@ -43,6 +44,7 @@ beforeAll(async () => {
       GATEWAY_COLLECTOR_URLS: url,
       GATEWAY_RATE_LIMIT: '100000',
       GATEWAY_RATE_BURST: '100000',
+      GATEWAY_AUTH_FAILURE_BURST: '100000',
     },
     createLogger('gateway', 'debug', sink),
   );
@@ -56,6 +58,7 @@ beforeAll(async () => {
     ).body.key as string;
   readKey = await create(['read']);
   publishKey = await create(['publish']);
+  consumeKey = await create(['consume']);
 });
 
 afterAll(async () => {
@@ -111,7 +114,7 @@ describe('without a key', () => {
 });
 
 describe('scopes', () => {
-  it('lets read keys read and nothing else, and publish keys publish but not administer', async () => {
+  it('lets read keys read and nothing else, publish keys publish, consume keys consume, neither administer', async () => {
     const as = (key: string) => ({
       get: (path: string) => api().get(path).set('authorization', `Bearer ${key}`),
       post: (path: string) => api().post(path).set('authorization', `Bearer ${key}`).send({}),
@@ -130,12 +133,23 @@ describe('scopes', () => {
     await read.post('/api/v1/keys').expect(403);
     const publish = as(publishKey);
     await publish.post('/api/v1/topics/jobs/messages').expect(200);
-    await publish.post('/api/v1/topics/jobs/acks').expect(200);
+    for (const path of ['leases', 'acks', 'nacks', 'leases/l1/extend', 'leases/l1/release']) {
+      await publish.post(`/api/v1/topics/jobs/${path}`).expect(403);
+    }
     await publish.put('/api/v1/topics/jobs').expect(403);
     await publish.post('/api/v1/topics/jobs/dead/redrive').expect(403);
     await publish.post('/api/v1/targets').expect(403);
     await publish.get('/api/v1/keys').expect(403);
     await publish.delete(`/api/v1/keys/00000000-0000-4000-8000-000000000000`).expect(403);
+    const consume = as(consumeKey);
+    for (const path of ['leases', 'acks', 'nacks', 'leases/l1/extend', 'leases/l1/release']) {
+      await consume.post(`/api/v1/topics/jobs/${path}`).expect(200);
+    }
+    const refused = await consume.post('/api/v1/topics/jobs/messages').expect(403);
+    expect(refused.body.detail).toContain('"publish" scope');
+    await consume.get('/api/v1/topics/jobs').expect(403);
+    await consume.put('/api/v1/topics/jobs').expect(403);
+    await consume.post('/api/v1/topics/jobs/dead/redrive').expect(403);
   });
 });
 

@@ -32,5 +32,6 @@ export async function listenGateway(gateway: GatewayApp): Promise<{ server: Runn
     host: '127.0.0.1',
     logger: createLogger('gateway', 'silent'),
   });
+  gateway.attach(server.server);
   return { server, base: `http://127.0.0.1:${server.port}` };
 }

@@ -43,7 +43,7 @@ async function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
 export function createOtlpReceiver(deps: {
   traces: TracesService;
   /** Checks the sender's key (scope `traces`); absent when auth is off. */
-  authorize?: (headers: IncomingMessage['headers']) => Promise<unknown>;
+  authorize?: (req: IncomingMessage) => Promise<unknown>;
   logger: Logger;
   limit: number;
   received: Counter<'outcome'>;
@@ -58,7 +58,7 @@ export function createOtlpReceiver(deps: {
       if (req.method !== 'POST') throw new ReceiveError(405, 'Send spans with POST.');
       if (deps.authorize) {
         try {
-          await deps.authorize(req.headers);
+          await deps.authorize(req);
         } catch (error) {
           if (error instanceof AppError) {
             deps.received.inc({ outcome: 'unauthorized' });

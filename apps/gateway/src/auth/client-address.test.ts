@@ -1,0 +1,49 @@
+import type { IncomingMessage } from 'node:http';
+import { addressGroup, clientAddressOf, isAddressOrBlock } from './client-address';
+
+const from = (peer: string, forwardedFor?: string) =>
+  ({
+    socket: { remoteAddress: peer },
+    headers: forwardedFor === undefined ? {} : { 'x-forwarded-for': forwardedFor },
+  }) as unknown as IncomingMessage;
+
+describe('clientAddressOf', () => {
+  it('is the peer when no proxy is trusted, whatever X-Forwarded-For claims', () => {
+    expect(clientAddressOf([])(from('203.0.113.5', '198.51.100.1'))).toBe('203.0.113.5');
+    expect(clientAddressOf([])(from('::ffff:203.0.113.5'))).toBe('203.0.113.5');
+  });
+
+  it('walks X-Forwarded-For from the right past trusted proxies, and believes nothing further left', () => {
+    const of = clientAddressOf(['10.0.0.0/8', 'fd00::/8']);
+    expect(of(from('10.1.2.3', '198.51.100.1, 203.0.113.9'))).toBe('203.0.113.9');
+    expect(of(from('10.1.2.3', '198.51.100.1, 203.0.113.9, 10.9.9.9'))).toBe('203.0.113.9');
+    expect(of(from('::ffff:10.1.2.3', '2001:db8::7'))).toBe('2001:db8::7');
+    expect(of(from('fd00::1', '203.0.113.9'))).toBe('203.0.113.9');
+    // Not from a trusted proxy: the header is the client's own claim.
+    expect(of(from('203.0.113.50', '10.0.0.1'))).toBe('203.0.113.50');
+    // Garbage stops the walk at the last trusted hop.
+    expect(of(from('10.1.2.3', '203.0.113.9, not-an-ip'))).toBe('10.1.2.3');
+    expect(of(from('10.1.2.3'))).toBe('10.1.2.3');
+  });
+});
+
+describe('addressGroup', () => {
+  it('keeps IPv4 addresses and counts IPv6 by /64', () => {
+    expect(addressGroup('203.0.113.5')).toBe('203.0.113.5');
+    expect(addressGroup('2001:db8:1:2:aaaa::1')).toBe('2001:db8:1:2::/64');
+    expect(addressGroup('2001:0db8:0001:0002:ffff:1:2:3')).toBe('2001:db8:1:2::/64');
+    expect(addressGroup('2001:db8::1')).toBe('2001:db8:0:0::/64');
+    expect(addressGroup('::1')).toBe('0:0:0:0::/64');
+    expect(addressGroup('fe80::1%eth0')).toBe('fe80:0:0:0::/64');
+  });
+});
+
+describe('isAddressOrBlock', () => {
+  it('takes addresses and CIDR blocks, nothing else', () => {
+    for (const ok of ['10.0.0.1', '10.0.0.0/8', '::1', 'fd00::/8', '0.0.0.0/0'])
+      expect(isAddressOrBlock(ok)).toBe(true);
+    for (const bad of ['10.0.0.0/33', 'fd00::/129', 'host', '10.0.0.0/8/1', '10.0.0.0/x', '']) {
+      expect(isAddressOrBlock(bad)).toBe(false);
+    }
+  });
+});
