@@ -130,6 +130,17 @@ describe('<NAME>_FILE', () => {
     ).toBe(TOKEN);
   });
 
+  it('reads files for a schema with refinements too (the gateway refines its keys)', () => {
+    const file = path.join(dir, 'token-refined');
+    writeFileSync(file, TOKEN);
+    const refined = schema.superRefine((env, ctx) => {
+      if (env.WORKERS > 8) ctx.addIssue({ code: 'custom', path: ['WORKERS'], message: 'is too many' });
+    });
+    expect(
+      loadConfig(refined, { DATABASE_URL: 'postgres://x/y', SERVICE_TOKEN_FILE: file }).SERVICE_TOKEN,
+    ).toBe(TOKEN);
+  });
+
   it('says which file cannot be read, and refuses a variable set both ways', () => {
     const missing = path.join(dir, 'nope');
     expect(() => loadConfig(schema, { DATABASE_URL: 'postgres://x/y', SERVICE_TOKEN_FILE: missing })).toThrow(

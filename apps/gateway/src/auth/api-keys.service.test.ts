@@ -8,6 +8,7 @@ import request from 'supertest';
 import { Pool } from 'undici';
 import { createApp } from '../app';
 import { loadGatewayConfig } from '../config';
+import { TEST_SERVICE_TOKEN } from '@gpu-telemetry/service-kit/testing';
 import { createTestGateway, listenGateway, serve } from '../testing/gateway-test-app';
 import { ApiKeysService } from './api-keys.service';
 
@@ -199,6 +200,7 @@ describe('failed authentications through the HTTP API', () => {
       now: () => 1_700_000_000_000,
       config: loadGatewayConfig({
         DATABASE_URL: database.url,
+        SERVICE_TOKEN: TEST_SERVICE_TOKEN,
         GATEWAY_ADMIN_KEY: ADMIN,
         GATEWAY_STREAMER_URLS: upstreamUrl,
         GATEWAY_RECORDS: 'false',
@@ -350,11 +352,16 @@ describe('rotating the environment keys', () => {
 
   it('refuses a previous key without a current one, or equal to it', () => {
     expect(() =>
-      loadGatewayConfig({ DATABASE_URL: database.url, GATEWAY_ADMIN_KEY_PREVIOUS: ADMIN }),
+      loadGatewayConfig({
+        DATABASE_URL: database.url,
+        SERVICE_TOKEN: TEST_SERVICE_TOKEN,
+        GATEWAY_ADMIN_KEY_PREVIOUS: ADMIN,
+      }),
     ).toThrow(/GATEWAY_ADMIN_KEY is required/);
     expect(() =>
       loadGatewayConfig({
         DATABASE_URL: database.url,
+        SERVICE_TOKEN: TEST_SERVICE_TOKEN,
         GATEWAY_OTLP_KEY: OTLP,
         GATEWAY_OTLP_KEY_PREVIOUS: OTLP,
       }),
