@@ -103,7 +103,11 @@ const SERVICES = {
         0,
         1_000_000,
       ),
-      GATEWAY_AUTH_FAILURE_BURST: env.int('Failed authentications a client address may make at once.', 1, 1_000_000),
+      GATEWAY_AUTH_FAILURE_BURST: env.int(
+        'Failed authentications a client address may make at once.',
+        1,
+        1_000_000,
+      ),
       GATEWAY_TRUSTED_PROXIES: str(
         'Load balancers or ingresses in front of the gateway, comma-separated IPs or CIDRs: for their requests the client address comes from X-Forwarded-For.',
         { pattern: '^[0-9a-fA-F.:/, ]*$' },

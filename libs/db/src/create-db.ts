@@ -12,13 +12,14 @@ export interface DbOptions {
   pool?: Omit<PoolConfig, 'connectionString' | 'max' | 'application_name'>;
 }
 
-export interface Db {
-  db: Kysely<Database>;
+/** A pool and a Kysely over it, typed by the tables of the app that owns them. */
+export interface Db<DB = Database> {
+  db: Kysely<DB>;
   pool: Pool;
   close(): Promise<void>;
 }
 
-export function createDb(url: string, options: DbOptions = {}): Db {
+export function createDb<DB = Database>(url: string, options: DbOptions = {}): Db<DB> {
   const pool = new Pool({
     connectionString: url,
     max: options.max ?? 10,
@@ -35,7 +36,7 @@ export function createDb(url: string, options: DbOptions = {}): Db {
       'idle database connection lost',
     ),
   );
-  const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
+  const db = new Kysely<DB>({ dialect: new PostgresDialect({ pool }) });
   let closed: Promise<void> | undefined;
   return {
     db,

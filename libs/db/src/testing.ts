@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { Client } from 'pg';
 import { createDb, type Db, type DbOptions } from './create-db';
+import type { Database } from './database';
 import { startEmbeddedPostgres } from './embedded-postgres';
 import { migrateUp } from './migrator';
 
@@ -73,7 +74,7 @@ export async function setupTestCluster(): Promise<TestCluster> {
   };
 }
 
-export interface TestDatabase extends Db {
+export interface TestDatabase<DB = Database> extends Db<DB> {
   url: string;
   name: string;
   /** Closes the pool and drops the database. */
@@ -83,16 +84,16 @@ export interface TestDatabase extends Db {
 let clones = 0;
 
 /** A fresh, migrated database for one test file. Call `drop()` in afterAll. */
-export function createTestDatabase(options: DbOptions = {}): Promise<TestDatabase> {
-  return newTestDatabase(true, options);
+export function createTestDatabase<DB = Database>(options: DbOptions = {}): Promise<TestDatabase<DB>> {
+  return newTestDatabase<DB>(true, options);
 }
 
 /** A fresh database with no schema, for tests that run the migrations themselves. Call `drop()`. */
-export function createEmptyTestDatabase(options: DbOptions = {}): Promise<TestDatabase> {
-  return newTestDatabase(false, options);
+export function createEmptyTestDatabase<DB = Database>(options: DbOptions = {}): Promise<TestDatabase<DB>> {
+  return newTestDatabase<DB>(false, options);
 }
 
-async function newTestDatabase(migrated: boolean, options: DbOptions): Promise<TestDatabase> {
+async function newTestDatabase<DB>(migrated: boolean, options: DbOptions): Promise<TestDatabase<DB>> {
   const adminUrl = process.env[ADMIN_URL_VAR];
   const template = process.env[TEMPLATE_VAR];
   if (!adminUrl || !template) {
@@ -103,7 +104,7 @@ async function newTestDatabase(migrated: boolean, options: DbOptions): Promise<T
   const name = `gt_test_${template.slice('gt_template_'.length)}_${process.pid}_${++clones}_${randomBytes(3).toString('hex')}`;
   await admin(adminUrl, `CREATE DATABASE ${name}${migrated ? ` TEMPLATE ${template}` : ''}`);
   const url = withDatabase(adminUrl, name);
-  const db = createDb(url, { max: 5, ...options });
+  const db = createDb<DB>(url, { max: 5, ...options });
   return {
     ...db,
     url,
