@@ -1,5 +1,4 @@
 import { ConfigError } from '@gpu-telemetry/config';
-import type { Database } from '@gpu-telemetry/db';
 import { pingDatabase } from '@gpu-telemetry/db';
 import { ValidationError } from '@gpu-telemetry/model';
 import type { QueueClient } from '@gpu-telemetry/queue-client';
@@ -16,6 +15,7 @@ import type { Kysely } from 'kysely';
 import type { Pool } from 'pg';
 import type { Agent } from 'undici';
 import { type CollectorMetrics, createCollectorMetrics } from './collector.metrics';
+import type { CollectorDatabase } from './collector.tables';
 import type { CollectorConfig } from './config';
 import { Publisher } from './publishing/publisher';
 import { targetsOperations } from './routes/targets.openapi';
@@ -28,10 +28,11 @@ import { TargetRegistry } from './targets/target-registry';
 import { expandRanges, parseTargetUrl } from './targets/target-url';
 import { TargetsService } from './targets/targets.service';
 
+export type { CollectorDatabase } from './collector.tables';
 export { collectorEnv, loadCollectorConfig } from './config';
 
 export interface CollectorAppDeps {
-  db: Kysely<Database>;
+  db: Kysely<CollectorDatabase>;
   pool: Pool;
   logger: Logger;
   queue: QueueClient;

@@ -2,13 +2,14 @@ import { createDb } from '@gpu-telemetry/db';
 import { QueueClient } from '@gpu-telemetry/queue-client';
 import { createLogger, exitOnFatal, listen, onShutdown, runMain } from '@gpu-telemetry/service-kit';
 import { createApp } from './app';
+import type { CollectorDatabase } from './collector.tables';
 import { loadCollectorConfig } from './config';
 
 async function main(): Promise<void> {
   const config = loadCollectorConfig();
   const logger = createLogger('collector', config.LOG_LEVEL);
   exitOnFatal(logger);
-  const database = createDb(config.DATABASE_URL, {
+  const database = createDb<CollectorDatabase>(config.DATABASE_URL, {
     max: config.DATABASE_POOL_SIZE,
     applicationName: 'collector',
     logger,

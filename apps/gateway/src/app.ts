@@ -1,5 +1,4 @@
 import type { RequestListener, Server } from 'node:http';
-import type { Database } from '@gpu-telemetry/db';
 import { pingDatabase } from '@gpu-telemetry/db';
 import {
   createMetrics,
@@ -16,6 +15,7 @@ import { ApiKeysService } from './auth/api-keys.service';
 import { clientAddressOf } from './auth/client-address';
 import { RateLimiter } from './auth/rate-limiter';
 import type { GatewayConfig } from './config';
+import type { GatewayDatabase } from './gateway.tables';
 import { createGatewayMetrics } from './proxy/gateway.metrics';
 import { Proxy } from './proxy/proxy';
 import { buildRoutes } from './proxy/routes';
@@ -30,9 +30,10 @@ import { createOtlpReceiver } from './traces/otlp-receiver';
 import { TracesService } from './traces/traces.service';
 
 export { gatewayEnv, loadGatewayConfig } from './config';
+export type { GatewayDatabase } from './gateway.tables';
 
 export interface GatewayAppDeps {
-  db: Kysely<Database>;
+  db: Kysely<GatewayDatabase>;
   pool: Pool;
   logger: Logger;
   config: GatewayConfig;
@@ -92,7 +93,7 @@ export function createApp(deps: GatewayAppDeps): GatewayApp {
       })
     : undefined;
   recorder?.start();
-  const retention = new GatewayRetention({ pool, logger, retentionMs: config.GATEWAY_RETENTION });
+  const retention = new GatewayRetention({ db, logger, retentionMs: config.GATEWAY_RETENTION });
   const traces = new TracesService({ db, pool });
   const receiveTraces = createOtlpReceiver({
     traces,

@@ -2,13 +2,14 @@ import { createDb } from '@gpu-telemetry/db';
 import { createLogger, exitOnFatal, listen, onShutdown, runMain } from '@gpu-telemetry/service-kit';
 import { createApp } from './app';
 import { loadGatewayConfig } from './config';
+import type { GatewayDatabase } from './gateway.tables';
 
 async function main(): Promise<void> {
   const config = loadGatewayConfig();
   const logger = createLogger('gateway', config.LOG_LEVEL);
   exitOnFatal(logger);
   if (!config.GATEWAY_AUTH) logger.warn('GATEWAY_AUTH=false: the API is open to anyone who can reach it');
-  const database = createDb(config.DATABASE_URL, {
+  const database = createDb<GatewayDatabase>(config.DATABASE_URL, {
     max: config.DATABASE_POOL_SIZE,
     applicationName: 'gateway',
     logger,

@@ -1,4 +1,10 @@
-import { createApp as createGateway, loadGatewayConfig, type GatewayApp } from '@gpu-telemetry/gateway/app';
+import { createDb, type Db } from '@gpu-telemetry/db';
+import {
+  createApp as createGateway,
+  type GatewayApp,
+  type GatewayDatabase,
+  loadGatewayConfig,
+} from '@gpu-telemetry/gateway/app';
 import { TELEMETRY_TOPIC } from '@gpu-telemetry/model';
 import { createLogger, listen, type RunningServer } from '@gpu-telemetry/service-kit';
 import type { StreamerApp } from '@gpu-telemetry/streamer/app';
@@ -11,6 +17,7 @@ const ADMIN = 'e2e-bootstrap-admin-key-0123456789abcdef';
 let pipeline: Pipeline;
 let streamer: StreamerApp;
 let streamerServer: Restartable;
+let gatewayDb: Db<GatewayDatabase>;
 let gateway: GatewayApp;
 let server: RunningServer;
 
@@ -19,9 +26,11 @@ beforeAll(async () => {
   streamer = await pipeline.startStreamer();
   streamerServer = new Restartable(streamer.app);
   const streamerUrl = await streamerServer.start();
+  // Its own pool, typed by its own tables, as in production.
+  gatewayDb = createDb<GatewayDatabase>(pipeline.database.url, { max: 5 });
   gateway = createGateway({
-    db: pipeline.database.db,
-    pool: pipeline.database.pool,
+    db: gatewayDb.db,
+    pool: gatewayDb.pool,
     logger: createLogger('gateway', 'silent'),
     config: loadGatewayConfig({
       DATABASE_URL: pipeline.database.url,
@@ -42,6 +51,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await server.close();
   await gateway.close();
+  await gatewayDb.close();
   await streamerServer.stop();
   await pipeline.close();
 });

@@ -1,8 +1,14 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { collectorEnv, createApp as createCollector, type CollectorApp } from '@gpu-telemetry/collector/app';
+import {
+  type CollectorApp,
+  type CollectorDatabase,
+  collectorEnv,
+  createApp as createCollector,
+} from '@gpu-telemetry/collector/app';
 import { DcgmSimulator } from '@gpu-telemetry/collector/simulator';
 import { loadConfig } from '@gpu-telemetry/config';
+import { createDb } from '@gpu-telemetry/db';
 import { createTestDatabase, type TestDatabase } from '@gpu-telemetry/db/testing';
 import { createApp as createQueue, type QueueApp } from '@gpu-telemetry/queue/app';
 import { QueueClient } from '@gpu-telemetry/queue-client';
@@ -74,9 +80,11 @@ export async function startPipeline(options: {
   const queueServer = new Restartable(queue.app);
   const queueUrl = await queueServer.start();
   const collectorQueue = new QueueClient({ url: queueUrl, timeoutMs: 2_000, token: TEST_SERVICE_TOKEN });
+  // Its own pool, typed by its own tables, as in production.
+  const collectorDb = createDb<CollectorDatabase>(database.url, { max: 5 });
   const collector = createCollector({
-    db: database.db,
-    pool: database.pool,
+    db: collectorDb.db,
+    pool: collectorDb.pool,
     logger: logger('collector'),
     queue: collectorQueue,
     config: loadConfig(collectorEnv, {
@@ -125,6 +133,7 @@ export async function startPipeline(options: {
       }
       await collector.stop(1_000);
       await collectorQueue.close();
+      await collectorDb.close();
       await queue.stop();
       await queueServer.stop();
       await simulatorServer.stop();

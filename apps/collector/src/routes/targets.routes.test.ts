@@ -5,13 +5,14 @@ import request from 'supertest';
 import { asService } from '@gpu-telemetry/service-kit/testing';
 import type { CollectorApp } from '../app';
 import { createTestCollector } from '../testing/collector-test-app';
+import type { CollectorDatabase } from '../collector.tables';
 
-let database: TestDatabase;
+let database: TestDatabase<CollectorDatabase>;
 let collector: CollectorApp;
 const queue = new QueueClient({ url: 'http://127.0.0.1:9' });
 
 beforeAll(async () => {
-  database = await createTestDatabase();
+  database = await createTestDatabase<CollectorDatabase>();
   collector = createTestCollector(database, queue, { COLLECT_TARGETS: 'http://gpu-{1..2}:9400/metrics' });
 });
 

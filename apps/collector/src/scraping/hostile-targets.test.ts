@@ -14,6 +14,7 @@ import { Agent, request } from 'undici';
 import type { CollectorApp } from '../app';
 import { DcgmSimulator, SIMULATED_METRICS } from '../simulator/dcgm-simulator';
 import { createTestCollector } from '../testing/collector-test-app';
+import type { CollectorDatabase } from '../collector.tables';
 
 /**
  * One round of the real collector (real Postgres, the queue an HTTP stand-in that records what is
@@ -22,7 +23,7 @@ import { createTestCollector } from '../testing/collector-test-app';
  * failed with its reason.
  */
 const servers: Server[] = [];
-let database: TestDatabase;
+let database: TestDatabase<CollectorDatabase>;
 let queue: QueueClient;
 let collector: CollectorApp;
 let collectorUrl: string;
@@ -111,7 +112,7 @@ beforeAll(async () => {
         .end(JSON.stringify({ accepted: messages.length, duplicates: 0, ids: messages.map((m) => m.id) }));
     });
   });
-  database = await createTestDatabase();
+  database = await createTestDatabase<CollectorDatabase>();
   queue = new QueueClient({ url: fakeQueue });
   collector = createTestCollector(database, queue, {
     COLLECT_TARGETS: Object.values(targets).join(','),

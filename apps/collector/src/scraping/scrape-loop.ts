@@ -1,9 +1,9 @@
-import type { Database } from '@gpu-telemetry/db';
 import { getTracer, type Logger, withSpan } from '@gpu-telemetry/service-kit';
 import { type Span, SpanStatusCode } from '@opentelemetry/api';
 import type { Kysely } from 'kysely';
 import type { Dispatcher } from 'undici';
 import type { CollectorMetrics } from '../collector.metrics';
+import type { CollectorDatabase } from '../collector.tables';
 import { MessageBuilder } from '../publishing/message-builder';
 import type { Publisher } from '../publishing/publisher';
 import type { Target, TargetRegistry } from '../targets/target-registry';
@@ -13,7 +13,7 @@ import { EventLoopBudget } from './event-loop-budget';
 import { ScrapeError, scrapeTarget } from './scraper';
 
 export interface ScrapeLoopOptions {
-  db: Kysely<Database>;
+  db: Kysely<CollectorDatabase>;
   registry: TargetRegistry;
   publisher: Publisher;
   dispatcher: Dispatcher;

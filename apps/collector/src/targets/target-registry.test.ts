@@ -2,11 +2,12 @@ import { createTestDatabase, type TestDatabase } from '@gpu-telemetry/db/testing
 import { createLogger } from '@gpu-telemetry/service-kit';
 import { TargetRegistry } from './target-registry';
 import { insertApiTarget } from './targets.queries';
+import type { CollectorDatabase } from '../collector.tables';
 
-let database: TestDatabase;
+let database: TestDatabase<CollectorDatabase>;
 
 beforeAll(async () => {
-  database = await createTestDatabase();
+  database = await createTestDatabase<CollectorDatabase>();
   await insertApiTarget(database.db, 'http://api-node:9400/metrics');
 });
 

@@ -1,8 +1,8 @@
 import { lookup } from 'node:dns/promises';
 import { isIP } from 'node:net';
-import type { Database } from '@gpu-telemetry/db';
 import type { Logger } from '@gpu-telemetry/service-kit';
 import type { Kysely } from 'kysely';
+import type { CollectorDatabase } from '../collector.tables';
 import { ownerOf } from './ownership';
 import { isBlockedAddress, type TargetPolicy } from './target-url';
 import { listApiTargets } from './targets.queries';
@@ -17,7 +17,7 @@ export interface Target {
 }
 
 export interface TargetRegistryOptions {
-  db: Kysely<Database>;
+  db: Kysely<CollectorDatabase>;
   logger: Logger;
   policy: TargetPolicy;
   /** From COLLECT_TARGETS, ranges already expanded and URLs validated. */

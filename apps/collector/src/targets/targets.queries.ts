@@ -1,5 +1,5 @@
-import type { Database } from '@gpu-telemetry/db';
 import { type Kysely, sql } from 'kysely';
+import type { CollectorDatabase } from '../collector.tables';
 
 export interface ApiTarget {
   id: string;
@@ -7,7 +7,7 @@ export interface ApiTarget {
   createdAt: Date;
 }
 
-export async function listApiTargets(db: Kysely<Database>): Promise<ApiTarget[]> {
+export async function listApiTargets(db: Kysely<CollectorDatabase>): Promise<ApiTarget[]> {
   const rows = await db
     .selectFrom('collector_targets')
     .select(['id', 'url', 'created_at'])
@@ -17,7 +17,7 @@ export async function listApiTargets(db: Kysely<Database>): Promise<ApiTarget[]>
 }
 
 /** Returns the new target, or undefined when the URL is already registered. */
-export async function insertApiTarget(db: Kysely<Database>, url: string): Promise<ApiTarget | undefined> {
+export async function insertApiTarget(db: Kysely<CollectorDatabase>, url: string): Promise<ApiTarget | undefined> {
   const row = await db
     .insertInto('collector_targets')
     .values({ url })
@@ -27,14 +27,17 @@ export async function insertApiTarget(db: Kysely<Database>, url: string): Promis
   return row && { id: row.id, url: row.url, createdAt: row.created_at };
 }
 
-export async function deleteApiTarget(db: Kysely<Database>, id: string): Promise<ApiTarget | undefined> {
+export async function deleteApiTarget(db: Kysely<CollectorDatabase>, id: string): Promise<ApiTarget | undefined> {
   const row = await db
     .deleteFrom('collector_targets')
     .where('id', '=', id)
     .returning(['id', 'url', 'created_at'])
     .executeTakeFirst();
-  if (row) await db.deleteFrom('collector_target_status').where('url', '=', row.url).execute();
   return row && { id: row.id, url: row.url, createdAt: row.created_at };
+}
+
+export async function deleteStatus(db: Kysely<CollectorDatabase>, url: string): Promise<void> {
+  await db.deleteFrom('collector_target_status').where('url', '=', url).execute();
 }
 
 export interface TargetStatus {
@@ -49,7 +52,7 @@ export interface TargetStatus {
 }
 
 /** Writes the round's results in one statement; failures keep the last success time. */
-export async function saveStatuses(db: Kysely<Database>, statuses: TargetStatus[]): Promise<void> {
+export async function saveStatuses(db: Kysely<CollectorDatabase>, statuses: TargetStatus[]): Promise<void> {
   if (statuses.length === 0) return;
   await sql`
     INSERT INTO collector_target_status AS s
@@ -80,7 +83,7 @@ export async function saveStatuses(db: Kysely<Database>, statuses: TargetStatus[
   `.execute(db);
 }
 
-export async function listStatuses(db: Kysely<Database>): Promise<Map<string, TargetStatus>> {
+export async function listStatuses(db: Kysely<CollectorDatabase>): Promise<Map<string, TargetStatus>> {
   const rows = await db.selectFrom('collector_target_status').selectAll().execute();
   return new Map(
     rows.map((row) => [

@@ -1,9 +1,9 @@
-import type { Database } from '@gpu-telemetry/db';
 import { ConflictError, NotFoundError } from '@gpu-telemetry/model';
 import type { Kysely } from 'kysely';
+import type { CollectorDatabase } from '../collector.tables';
 import type { TargetRegistry, TargetSource } from './target-registry';
 import { parseTargetUrl, type TargetPolicy } from './target-url';
-import { deleteApiTarget, insertApiTarget, listStatuses } from './targets.queries';
+import { deleteApiTarget, deleteStatus, insertApiTarget, listStatuses } from './targets.queries';
 
 export interface TargetView {
   id: string | null;
@@ -22,7 +22,7 @@ export interface TargetView {
 
 export class TargetsService {
   constructor(
-    private readonly deps: { db: Kysely<Database>; registry: TargetRegistry; policy: TargetPolicy },
+    private readonly deps: { db: Kysely<CollectorDatabase>; registry: TargetRegistry; policy: TargetPolicy },
   ) {}
 
   async list(): Promise<TargetView[]> {
@@ -54,8 +54,13 @@ export class TargetsService {
     return { id: created.id, url: created.url, source: 'api', createdAt: created.createdAt.toISOString() };
   }
 
+  /** Removes the target and its last scrape status together. */
   async remove(id: string): Promise<void> {
-    const removed = await deleteApiTarget(this.deps.db, id);
+    const removed = await this.deps.db.transaction().execute(async (trx) => {
+      const target = await deleteApiTarget(trx, id);
+      if (target) await deleteStatus(trx, target.url);
+      return target;
+    });
     if (!removed) throw new NotFoundError(`No target with id ${id} was added through the API.`);
   }
 }

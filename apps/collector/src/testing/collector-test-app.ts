@@ -3,11 +3,12 @@ import { QueueClient } from '@gpu-telemetry/queue-client';
 import { createLogger } from '@gpu-telemetry/service-kit';
 import { TEST_SERVICE_TOKEN } from '@gpu-telemetry/service-kit/testing';
 import { createApp, type CollectorApp } from '../app';
+import type { CollectorDatabase } from '../collector.tables';
 import { loadCollectorConfig } from '../config';
 
 /** The collector on a test database, configured from `env` exactly as in production. */
 export function createTestCollector(
-  database: TestDatabase,
+  database: TestDatabase<CollectorDatabase>,
   queue: QueueClient,
   env: Record<string, string> = {},
 ): CollectorApp {
@@ -23,8 +24,8 @@ export function createTestCollector(
 /** The collector's HTTP app on a fresh database, its queue a closed port. */
 export async function startCollectorTestApp(
   env: Record<string, string> = {},
-): Promise<{ collector: CollectorApp; database: TestDatabase; close(): Promise<void> }> {
-  const database = await createTestDatabase();
+): Promise<{ collector: CollectorApp; database: TestDatabase<CollectorDatabase>; close(): Promise<void> }> {
+  const database = await createTestDatabase<CollectorDatabase>();
   const queue = new QueueClient({ url: 'http://127.0.0.1:9', token: TEST_SERVICE_TOKEN });
   return {
     collector: createTestCollector(database, queue, env),

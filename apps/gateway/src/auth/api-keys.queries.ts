@@ -1,5 +1,5 @@
-import type { Database } from '@gpu-telemetry/db';
 import type { Kysely } from 'kysely';
+import type { GatewayDatabase } from '../gateway.tables';
 
 export interface ApiKeyRow {
   id: string;
@@ -47,7 +47,7 @@ function toRow(row: {
 
 /** The active (not revoked) key with this SHA-256 digest. A read: authentication writes nothing. */
 export async function findActiveKey(
-  db: Kysely<Database>,
+  db: Kysely<GatewayDatabase>,
   digest: Buffer,
 ): Promise<{ id: string; scopes: string[]; topics: string[] | null } | undefined> {
   return db
@@ -59,7 +59,7 @@ export async function findActiveKey(
 }
 
 /** Marks keys as used at `at`, in one statement; an older time never overwrites a newer one. */
-export async function touchKeys(db: Kysely<Database>, ids: string[], at: Date): Promise<void> {
+export async function touchKeys(db: Kysely<GatewayDatabase>, ids: string[], at: Date): Promise<void> {
   if (ids.length === 0) return;
   await db
     .updateTable('gateway_api_keys')
@@ -70,7 +70,7 @@ export async function touchKeys(db: Kysely<Database>, ids: string[], at: Date): 
 }
 
 export async function insertKey(
-  db: Kysely<Database>,
+  db: Kysely<GatewayDatabase>,
   key: { name: string; prefix: string; digest: Buffer; scopes: string[]; topics: string[] | null },
 ): Promise<ApiKeyRow> {
   const row = await db
@@ -87,14 +87,14 @@ export async function insertKey(
   return toRow(row);
 }
 
-export async function listKeys(db: Kysely<Database>): Promise<ApiKeyRow[]> {
+export async function listKeys(db: Kysely<GatewayDatabase>): Promise<ApiKeyRow[]> {
   const rows = await db.selectFrom('gateway_api_keys').select(COLUMNS).orderBy('created_at').execute();
   return rows.map(toRow);
 }
 
 /** Revokes an active key; returns it with its digest (to drop it from caches), or undefined. */
 export async function revokeKey(
-  db: Kysely<Database>,
+  db: Kysely<GatewayDatabase>,
   id: string,
   at: Date,
 ): Promise<(ApiKeyRow & { digest: Buffer }) | undefined> {

@@ -11,6 +11,7 @@ import { loadGatewayConfig } from '../config';
 import { TEST_SERVICE_TOKEN } from '@gpu-telemetry/service-kit/testing';
 import { createTestGateway, listenGateway, serve } from '../testing/gateway-test-app';
 import { ApiKeysService } from './api-keys.service';
+import type { GatewayDatabase } from '../gateway.tables';
 
 /**
  * Key checks that leak nothing through timing: the environment's keys are compared as SHA-256
@@ -19,11 +20,11 @@ import { ApiKeysService } from './api-keys.service';
  */
 const ADMIN = 'bootstrap-admin-key-for-unit-tests-0123456789';
 const OTLP = 'span-export-key-for-unit-tests-0123456789';
-let database: TestDatabase;
+let database: TestDatabase<GatewayDatabase>;
 let keys: ApiKeysService;
 
 beforeAll(async () => {
-  database = await createTestDatabase();
+  database = await createTestDatabase<GatewayDatabase>();
   keys = new ApiKeysService({
     db: database.db,
     logger: createLogger('gateway', 'silent'),
@@ -77,7 +78,7 @@ describe('ApiKeysService.authenticate', () => {
 });
 
 /** Every UPDATE statement on gateway_api_keys, counted by a trigger: authentication must write nothing. */
-async function countKeyWrites(db: TestDatabase): Promise<() => Promise<number>> {
+async function countKeyWrites(db: TestDatabase<GatewayDatabase>): Promise<() => Promise<number>> {
   await db.pool.query(`
     CREATE TABLE key_writes (at timestamptz NOT NULL DEFAULT now());
     CREATE OR REPLACE FUNCTION count_key_write() RETURNS trigger LANGUAGE plpgsql AS
@@ -107,7 +108,7 @@ describe('failed authentications through the HTTP API', () => {
 
   it('are throttled per client address with 429 and Retry-After, before any key lookup', async () => {
     // Its own pool, closed halfway: a lookup after that could only fail (503), never be throttled (429).
-    const own = createDb(database.url, { max: 2 });
+    const own = createDb<GatewayDatabase>(database.url, { max: 2 });
     let logs = '';
     const sink = new Writable({
       write(chunk: Buffer, _encoding, done) {

@@ -1,9 +1,9 @@
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
-import type { Database } from '@gpu-telemetry/db';
 import { AppError, NotFoundError } from '@gpu-telemetry/model';
 import type { Logger } from '@gpu-telemetry/service-kit';
 import type { Kysely } from 'kysely';
+import type { GatewayDatabase } from '../gateway.tables';
 import { type ApiKeyRow, findActiveKey, insertKey, listKeys, revokeKey, touchKeys } from './api-keys.queries';
 import { addressGroup, type ClientAddressOf } from './client-address';
 import { FailureThrottle } from './failure-throttle';
@@ -62,7 +62,7 @@ export class AuthError extends AppError {
 export type KeyedRequest = Pick<IncomingMessage, 'headers' | 'socket'>;
 
 export interface ApiKeysOptions {
-  db: Kysely<Database>;
+  db: Kysely<GatewayDatabase>;
   logger: Logger;
   /** The bootstrap admin key, and the one it replaces while clients move over (both work). */
   adminKey?: string;
@@ -106,7 +106,7 @@ interface StaticKey {
  * environment, each with an optional previous value for rotation, and are compared in constant time.
  */
 export class ApiKeysService {
-  private readonly db: Kysely<Database>;
+  private readonly db: Kysely<GatewayDatabase>;
   private readonly logger: Logger;
   private readonly now: () => number;
   private readonly staticKeys: StaticKey[] = [];

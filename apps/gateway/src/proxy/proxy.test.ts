@@ -6,19 +6,20 @@ import request from 'supertest';
 import type { GatewayApp } from '../app';
 import { createTestGateway, listenGateway, serve } from '../testing/gateway-test-app';
 import { TEST_SERVICE_TOKEN } from '@gpu-telemetry/service-kit/testing';
+import type { GatewayDatabase } from '../gateway.tables';
 
 /**
  * The gateway in front of real HTTP upstreams: an echo server that reports what reached it, one
  * that never answers, and a port nobody listens on.
  */
 const ADMIN = 'bootstrap-admin-key-for-tests-0123456789';
-let database: TestDatabase;
+let database: TestDatabase<GatewayDatabase>;
 let echo: Server;
 let echoUrl: string;
 const seen: { method?: string; url?: string; headers: IncomingMessage['headers']; bytes: number }[] = [];
 
 beforeAll(async () => {
-  database = await createTestDatabase();
+  database = await createTestDatabase<GatewayDatabase>();
   echo = createServer((req, res) => {
     if (req.url?.startsWith('/v1/targets/slow')) return; // never answers
     if (req.url?.startsWith('/v1/targets/events')) {

@@ -13,7 +13,7 @@ import { type Access, type ApiKeysService, AuthError, type Principal } from '../
 import type { ClientAddressOf } from '../auth/client-address';
 import type { RateLimiter } from '../auth/rate-limiter';
 import { CircuitBreaker } from './circuit-breaker';
-import type { RequestRecord } from '../records/request-recorder';
+import type { RequestRecord } from '../records/requests.queries';
 import type { GatewayMetrics } from './gateway.metrics';
 import { newTraceparent } from './trace-ids';
 

@@ -4,6 +4,7 @@ import type { RunningServer } from '@gpu-telemetry/service-kit';
 import request from 'supertest';
 import type { GatewayApp } from '../app';
 import { createTestGateway, listenGateway, serve } from '../testing/gateway-test-app';
+import type { GatewayDatabase } from '../gateway.tables';
 
 /**
  * What a client sends must never take an upstream away from everyone else: `Expect` is answered
@@ -12,14 +13,14 @@ import { createTestGateway, listenGateway, serve } from '../testing/gateway-test
  * or too large). Through the production server, with node:http clients (undici will not send Expect).
  */
 const ADMIN = 'bootstrap-admin-key-for-request-faults-0123456789';
-let database: TestDatabase;
+let database: TestDatabase<GatewayDatabase>;
 let upstream: Server;
 let upstreamUrl: string;
 let failing = false;
 const seen: { method?: string; url?: string; headers: IncomingHttpHeaders; bytes: number }[] = [];
 
 beforeAll(async () => {
-  database = await createTestDatabase();
+  database = await createTestDatabase<GatewayDatabase>();
   upstream = createServer((req, res) => {
     let bytes = 0;
     req.on('data', (chunk: Buffer) => (bytes += chunk.length));

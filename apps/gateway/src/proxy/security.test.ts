@@ -6,6 +6,7 @@ import fc from 'fast-check';
 import request from 'supertest';
 import type { GatewayApp } from '../app';
 import { createTestGateway, serve } from '../testing/gateway-test-app';
+import type { GatewayDatabase } from '../gateway.tables';
 
 /**
  * The gateway as an attacker meets it: with auth on, nothing but health and documentation answers
@@ -14,7 +15,7 @@ import { createTestGateway, serve } from '../testing/gateway-test-app';
  */
 const ADMIN = 'bootstrap-admin-key-for-security-0123456789';
 const OPEN = new Set(['/healthz', '/readyz', '/metrics', '/openapi.json', '/docs']);
-let database: TestDatabase;
+let database: TestDatabase<GatewayDatabase>;
 let upstream: Server;
 let gateway: GatewayApp;
 let logs = '';
@@ -23,7 +24,7 @@ let publishKey: string;
 let consumeKey: string;
 
 beforeAll(async () => {
-  database = await createTestDatabase();
+  database = await createTestDatabase<GatewayDatabase>();
   upstream = createServer((req, res) => {
     req.resume();
     req.on('end', () => res.writeHead(200, { 'content-type': 'application/json' }).end('{"ok":true}'));

@@ -3,14 +3,15 @@ import { createTestDatabase, type TestDatabase } from '@gpu-telemetry/db/testing
 import request from 'supertest';
 import type { GatewayApp } from '../app';
 import { createTestGateway, serve } from '../testing/gateway-test-app';
+import type { GatewayDatabase } from '../gateway.tables';
 
 const ADMIN = 'bootstrap-admin-key-for-records-0123456789';
-let database: TestDatabase;
+let database: TestDatabase<GatewayDatabase>;
 let upstream: Server;
 let gateway: GatewayApp;
 
 beforeAll(async () => {
-  database = await createTestDatabase();
+  database = await createTestDatabase<GatewayDatabase>();
   upstream = createServer((_req, res) =>
     res.writeHead(200, { 'content-type': 'application/json' }).end('{"ok":true}'),
   );

@@ -2,12 +2,14 @@ import { createTestDatabase, type TestDatabase } from '@gpu-telemetry/db/testing
 import { createLogger } from '@gpu-telemetry/service-kit';
 import { Registry } from 'prom-client';
 import { createGatewayMetrics } from '../proxy/gateway.metrics';
-import { type RequestRecord, RequestRecorder } from './request-recorder';
+import { RequestRecorder } from './request-recorder';
+import type { RequestRecord } from './requests.queries';
+import type { GatewayDatabase } from '../gateway.tables';
 
-let database: TestDatabase;
+let database: TestDatabase<GatewayDatabase>;
 
 beforeAll(async () => {
-  database = await createTestDatabase();
+  database = await createTestDatabase<GatewayDatabase>();
 });
 
 afterAll(async () => {

@@ -1,35 +1,42 @@
 import type { Logger } from '@gpu-telemetry/service-kit';
-import type { Pool } from 'pg';
+import type { Kysely } from 'kysely';
+import type { GatewayDatabase } from '../gateway.tables';
+import { deleteSpansBefore } from '../traces/traces.queries';
+import { deleteRequestsBefore } from './requests.queries';
 
 const BATCH = 10_000;
 
 /**
- * Deletes request records and spans older than the retention, in batches of 10,000 rows so a
- * large backlog never holds a long lock; hourly, and safe on every replica at once.
+ * Deletes request records and spans older than the retention, BATCH rows per statement so a large
+ * backlog never holds a long lock; hourly, and safe on every replica at once.
  */
 export class GatewayRetention {
   private timer: NodeJS.Timeout | undefined;
 
   constructor(
-    private readonly deps: { pool: Pool; logger: Logger; retentionMs: number; intervalMs?: number },
+    private readonly deps: {
+      db: Kysely<GatewayDatabase>;
+      logger: Logger;
+      retentionMs: number;
+      intervalMs?: number;
+    },
   ) {}
 
   async runOnce(now = Date.now()): Promise<{ requests: number; spans: number }> {
     const before = new Date(now - this.deps.retentionMs);
-    const purge = async (table: 'gateway_requests' | 'gateway_spans', column: 'at' | 'start_time') => {
+    const purge = async (
+      deleteBefore: (db: Kysely<GatewayDatabase>, before: Date, limit: number) => Promise<number>,
+    ) => {
       let total = 0;
       for (;;) {
-        const { rowCount } = await this.deps.pool.query(
-          `DELETE FROM ${table} WHERE ctid IN (SELECT ctid FROM ${table} WHERE ${column} < $1 LIMIT ${BATCH})`,
-          [before],
-        );
-        total += rowCount ?? 0;
-        if ((rowCount ?? 0) < BATCH) return total;
+        const deleted = await deleteBefore(this.deps.db, before, BATCH);
+        total += deleted;
+        if (deleted < BATCH) return total;
       }
     };
     return {
-      requests: await purge('gateway_requests', 'at'),
-      spans: await purge('gateway_spans', 'start_time'),
+      requests: await purge(deleteRequestsBefore),
+      spans: await purge(deleteSpansBefore),
     };
   }
 

@@ -3,16 +3,17 @@ import { createTestDatabase, type TestDatabase } from '@gpu-telemetry/db/testing
 import request from 'supertest';
 import type { GatewayApp } from '../app';
 import { createTestGateway, serve } from '../testing/gateway-test-app';
+import type { GatewayDatabase } from '../gateway.tables';
 
 /** Keys with finer scopes and topic limits, created and used through the HTTP API. */
 const ADMIN = 'bootstrap-admin-key-for-keys-routes-0123456789';
-let database: TestDatabase;
+let database: TestDatabase<GatewayDatabase>;
 let upstream: Server;
 let gateway: GatewayApp;
 const reached: string[] = [];
 
 beforeAll(async () => {
-  database = await createTestDatabase();
+  database = await createTestDatabase<GatewayDatabase>();
   upstream = createServer((req, res) => {
     reached.push(`${req.method} ${req.url}`);
     req.resume();

@@ -4,10 +4,11 @@ import { createLogger, listen, type Logger, type RunningServer } from '@gpu-tele
 import { TEST_SERVICE_TOKEN } from '@gpu-telemetry/service-kit/testing';
 import { createApp, type GatewayApp } from '../app';
 import { loadGatewayConfig } from '../config';
+import type { GatewayDatabase } from '../gateway.tables';
 
 /** The gateway on a test database, configured from `env` exactly as in production. */
 export function createTestGateway(
-  database: TestDatabase,
+  database: TestDatabase<GatewayDatabase>,
   env: Record<string, string>,
   logger: Logger = createLogger('gateway', 'silent'),
 ): GatewayApp {

@@ -10,17 +10,18 @@ import { OtlpSpanProcessor } from '@gpu-telemetry/service-kit/telemetry';
 import request from 'supertest';
 import type { GatewayApp } from '../app';
 import { createTestGateway, listenGateway } from '../testing/gateway-test-app';
+import type { GatewayDatabase } from '../gateway.tables';
 
 const ADMIN = 'bootstrap-admin-key-for-traces-0123456789';
 const OTLP_KEY = 'span-export-key-for-traces-0123456789';
 const auth = { authorization: `Bearer ${OTLP_KEY}` };
-let database: TestDatabase;
+let database: TestDatabase<GatewayDatabase>;
 let gateway: GatewayApp;
 let server: RunningServer;
 let base: string;
 
 beforeAll(async () => {
-  database = await createTestDatabase();
+  database = await createTestDatabase<GatewayDatabase>();
   gateway = createTestGateway(database, { GATEWAY_ADMIN_KEY: ADMIN, GATEWAY_OTLP_KEY: OTLP_KEY });
   ({ server, base } = await listenGateway(gateway));
 });

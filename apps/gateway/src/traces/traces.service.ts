@@ -1,8 +1,9 @@
-import type { Database } from '@gpu-telemetry/db';
 import { NotFoundError } from '@gpu-telemetry/model';
 import type { Kysely } from 'kysely';
 import type { Pool } from 'pg';
+import type { GatewayDatabase } from '../gateway.tables';
 import type { StoredSpan } from './otlp-decoder';
+import { insertSpans, selectTraceSpans } from './traces.queries';
 
 export interface SpanNode {
   spanId: string;
@@ -20,48 +21,33 @@ export interface SpanNode {
 
 /** Spans received over OTLP, and traces read back as trees. */
 export class TracesService {
-  constructor(private readonly deps: { db: Kysely<Database>; pool: Pool }) {}
+  constructor(private readonly deps: { db: Kysely<GatewayDatabase>; pool: Pool }) {}
 
-  async store(spans: StoredSpan[]): Promise<number> {
-    if (spans.length === 0) return 0;
-    const result = await this.deps.pool.query({
-      name: 'gateway_spans_insert',
-      text: `INSERT INTO gateway_spans (trace_id, span_id, parent_span_id, service, name, kind, start_time, end_time, duration_ms, status_code, status_message, attributes)
-             SELECT "traceId", "spanId", "parentSpanId", service, name, kind, to_timestamp("startMs" / 1000), to_timestamp("endMs" / 1000),
-                    "endMs" - "startMs", "statusCode", "statusMessage", attributes
-             FROM json_to_recordset($1::json) AS s("traceId" text, "spanId" text, "parentSpanId" text, service text, name text, kind int,
-                  "startMs" float8, "endMs" float8, "statusCode" int, "statusMessage" text, attributes jsonb)
-             ON CONFLICT (trace_id, span_id) DO NOTHING`,
-      values: [JSON.stringify(spans)],
-    });
-    return result.rowCount ?? 0;
+  /** Stores an export's spans; returns how many were new. */
+  store(spans: StoredSpan[]): Promise<number> {
+    return insertSpans(this.deps.pool, spans);
   }
 
   /** The trace's spans as trees under their roots (spans whose parent was not received are roots too). */
   async trace(
     traceId: string,
   ): Promise<{ traceId: string; spanCount: number; services: string[]; roots: SpanNode[] }> {
-    const rows = await this.deps.db
-      .selectFrom('gateway_spans')
-      .selectAll()
-      .where('trace_id', '=', traceId)
-      .orderBy('start_time')
-      .execute();
-    if (rows.length === 0) throw new NotFoundError(`No spans of trace ${traceId} were received.`);
+    const spans = await selectTraceSpans(this.deps.db, traceId);
+    if (spans.length === 0) throw new NotFoundError(`No spans of trace ${traceId} were received.`);
     const nodes = new Map<string, SpanNode>(
-      rows.map((row) => [
-        row.span_id,
+      spans.map((span) => [
+        span.spanId,
         {
-          spanId: row.span_id,
-          parentSpanId: row.parent_span_id,
-          service: row.service,
-          name: row.name,
-          kind: row.kind,
-          start: row.start_time.toISOString(),
-          end: row.end_time.toISOString(),
-          durationMs: Math.round(row.duration_ms * 1000) / 1000,
-          status: { code: row.status_code, message: row.status_message },
-          attributes: row.attributes,
+          spanId: span.spanId,
+          parentSpanId: span.parentSpanId,
+          service: span.service,
+          name: span.name,
+          kind: span.kind,
+          start: span.start.toISOString(),
+          end: span.end.toISOString(),
+          durationMs: Math.round(span.durationMs * 1000) / 1000,
+          status: { code: span.statusCode, message: span.statusMessage },
+          attributes: span.attributes,
           children: [],
         },
       ]),
@@ -74,8 +60,8 @@ export class TracesService {
     }
     return {
       traceId,
-      spanCount: rows.length,
-      services: [...new Set(rows.map((r) => r.service))].sort(),
+      spanCount: spans.length,
+      services: [...new Set(spans.map((span) => span.service))].sort(),
       roots,
     };
   }
