@@ -17,7 +17,10 @@ export async function listApiTargets(db: Kysely<CollectorDatabase>): Promise<Api
 }
 
 /** Returns the new target, or undefined when the URL is already registered. */
-export async function insertApiTarget(db: Kysely<CollectorDatabase>, url: string): Promise<ApiTarget | undefined> {
+export async function insertApiTarget(
+  db: Kysely<CollectorDatabase>,
+  url: string,
+): Promise<ApiTarget | undefined> {
   const row = await db
     .insertInto('collector_targets')
     .values({ url })
@@ -27,7 +30,10 @@ export async function insertApiTarget(db: Kysely<CollectorDatabase>, url: string
   return row && { id: row.id, url: row.url, createdAt: row.created_at };
 }
 
-export async function deleteApiTarget(db: Kysely<CollectorDatabase>, id: string): Promise<ApiTarget | undefined> {
+export async function deleteApiTarget(
+  db: Kysely<CollectorDatabase>,
+  id: string,
+): Promise<ApiTarget | undefined> {
   const row = await db
     .deleteFrom('collector_targets')
     .where('id', '=', id)
