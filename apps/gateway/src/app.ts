@@ -42,7 +42,10 @@ export interface GatewayAppDeps {
 }
 
 export interface GatewayApp {
-  /** The server's handler: /api/v1/{gpus,topics,targets} on the lean proxy path, the rest on Express. */
+  /**
+   * The server's handler: /api/v1/{gpus,topics,targets} on the lean proxy path, POST /v1/traces to
+   * the OTLP receiver, the rest on Express.
+   */
   handler: RequestListener;
   /**
    * Takes over the server's Expect handling: `100-continue` is sent to a proxied request only once
@@ -57,7 +60,7 @@ export interface GatewayApp {
   retention: GatewayRetention;
   /** Starts background housekeeping (retention). */
   start(): void;
-  /** Writes the last request records and closes the upstream pools. */
+  /** Writes the last key-use times and request records, and closes the upstream pools. */
   close(): Promise<void>;
 }
 

@@ -1,20 +1,6 @@
 import { readSampleValue } from './sample-value';
 
-/**
- * A streaming parser for the Prometheus text format (0.0.4) and OpenMetrics 1.0, the formats
- * dcgm-exporter serves. Feed it the body chunk by chunk as it arrives; it emits each sample as soon
- * as its line is complete, and never holds more than one partial line.
- *
- * What real exporters send, all handled: `# HELP` / `# TYPE` / other comments, OpenMetrics `# EOF`,
- * empty label values (`container=""`), escaped `\\`, `\"` and `\n` in label values, `NaN`, `+Inf`,
- * `-Inf`, optional timestamps, trailing commas in label sets, quoted (UTF-8) metric names, and a
- * bad line here and there (e.g. `... ERROR - FAILED TO CONVERT TO STRING` as a value): a bad line is
- * reported and skipped, the rest of the scrape still counts.
- *
- * Its cost is linear in the body whatever the body is: values are read by `readSampleValue` in one
- * pass, a line is searched for its end only as its pieces arrive, and a line over `maxLineLength` or
- * a sample over `maxLabels` is reported (marked with the limit it broke) without reading further.
- */
+/** One sample line, parsed. */
 export interface ExpositionSample {
   name: string;
   labels: Record<string, string>;
@@ -50,6 +36,21 @@ export interface ParserOptions {
 /** Error text and messages are cut to this length: a hostile line must not fill the logs. */
 const MAX_ERROR_TEXT = 120;
 
+/**
+ * A streaming parser for the Prometheus text format (0.0.4) and OpenMetrics 1.0, the formats
+ * dcgm-exporter serves. Feed it the body chunk by chunk as it arrives; it emits each sample as soon
+ * as its line is complete, and never holds more than one partial line.
+ *
+ * What real exporters send, all handled: `# HELP` / `# TYPE` / other comments, OpenMetrics `# EOF`,
+ * empty label values (`container=""`), escaped `\\`, `\"` and `\n` in label values, `NaN`, `+Inf`,
+ * `-Inf`, optional timestamps, trailing commas in label sets, quoted (UTF-8) metric names, and a
+ * bad line here and there (e.g. `... ERROR - FAILED TO CONVERT TO STRING` as a value): a bad line is
+ * reported and skipped, the rest of the scrape still counts.
+ *
+ * Its cost is linear in the body whatever the body is: values are read by `readSampleValue` in one
+ * pass, a line is searched for its end only as its pieces arrive, and a line over `maxLineLength` or
+ * a sample over `maxLabels` is reported (marked with the limit it broke) without reading further.
+ */
 export class ExpositionParser {
   /** The start of a line whose end has not arrived yet, in pieces (joined once, when it ends). */
   private partial: string[] = [];
@@ -60,11 +61,10 @@ export class ExpositionParser {
   private ended = false;
   private readonly maxLineLength: number;
   private readonly maxLabels: number;
-  /** Samples and errors so far. */
-  samples = 0;
+  /** Lines reported as errors so far. */
   errors = 0;
   /** True once OpenMetrics `# EOF` was seen; later lines are errors. */
-  sawEof = false;
+  private sawEof = false;
 
   constructor(private readonly options: ParserOptions) {
     this.maxLineLength = options.maxLineLength ?? 64 * 1024;
@@ -234,7 +234,6 @@ export class ExpositionParser {
       timestampMs =
         this.options.format === 'openmetrics' || tsText.includes('.') ? Math.round(ts * 1000) : ts;
     }
-    this.samples++;
     this.options.onSample({ name, labels, value, timestampMs });
     return undefined;
   }

@@ -51,7 +51,7 @@ describe('the exposition parser on input built to be slow', () => {
   };
 
   it('refuses long digit runs in linear time: 100 lines of 60,000 digits', () => {
-    // The regex it had took ~1.4 s per line of these.
+    // The regex it had was quadratic on these (docs/performance.md).
     const line = `DCGM_FI_DEV_GPU_UTIL{UUID="GPU-1"} ${'1'.repeat(60_000)}\n`;
     let errors: string[] = [];
     const ms = time(() => {

@@ -149,7 +149,7 @@ describe('readSampleValue', () => {
   });
 
   it('takes linear time: a million digits cost about ten times a hundred thousand', () => {
-    // The regex it replaces took ~1.4 s for 60,000 digits and grew with the square.
+    // The regex it replaced grew with the square of the length (docs/performance.md).
     const shapes = [
       (n: number) => `${'1'.repeat(n)}x`, // refused at the last character
       (n: number) => '9'.repeat(n), // a number, out of range

@@ -2,7 +2,7 @@ import { type TelemetrySample, toSampleValue } from '@gpu-telemetry/model';
 import type { ExpositionSample } from './exposition-parser';
 import { sampleId } from './sample-id';
 
-/** Labels that become typed fields; both the current and the older exporter spellings. */
+// Labels that become typed fields; both the current and the older exporter spellings.
 const GPU_ID = ['UUID', 'uuid'];
 const HOSTNAME = ['Hostname', 'hostname'];
 const CONTAINER = ['container', 'container_name'];

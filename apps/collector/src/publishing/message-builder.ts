@@ -8,8 +8,8 @@ export interface OutgoingMessage {
   samples: number;
 }
 
-/** Stay well under the queue's 256 KiB payload limit. */
-export const MAX_MESSAGE_BYTES = 200 * 1024;
+/** Well under the queue's default payload limit (QUEUE_MAX_PAYLOAD, 256 KiB). */
+const MAX_MESSAGE_BYTES = 200 * 1024;
 
 /**
  * Splits one scrape into queue messages of at most 1000 samples and ~200 KiB. Each message id is

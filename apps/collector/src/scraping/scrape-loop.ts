@@ -47,7 +47,6 @@ export class ScrapeLoop {
   private readonly failures = new Map<string, number>();
   /** Parsing of every scrape shares the event loop through it. */
   private readonly budget = new EventLoopBudget();
-  rounds = 0;
 
   constructor(private readonly options: ScrapeLoopOptions) {}
 
@@ -97,7 +96,6 @@ export class ScrapeLoop {
       metrics.roundDuration.observe((Date.now() - started) / 1000);
       logger.info({ targets: targets.length, failed, samples, ms: Date.now() - started }, 'scrape round');
     });
-    this.rounds++;
   }
 
   private scrapeOne(target: Target): Promise<TargetStatus> {

@@ -17,7 +17,6 @@ export interface ScrapeResult {
   /** Samples without a GPU UUID label (not about a GPU). */
   skipped: number;
   bytes: number;
-  durationMs: number;
 }
 
 export type ScrapeOutcome =
@@ -34,7 +33,7 @@ export type ScrapeOutcome =
   | 'line_too_long';
 
 /** Longest line read from a target: dcgm-exporter's are a few hundred characters. */
-export const MAX_LINE_LENGTH = 64 * 1024;
+const MAX_LINE_LENGTH = 64 * 1024;
 
 /** The body is parsed in steps of at most this many characters, so each step is short. */
 const STEP_CHARACTERS = 16 * 1024;
@@ -105,7 +104,6 @@ export async function scrapeTarget(
     now?: () => number;
   },
 ): Promise<ScrapeResult> {
-  const started = performance.now();
   const scrapedAt = (options.now ?? Date.now)();
   const budget = options.budget ?? new EventLoopBudget();
   const host = new URL(url).hostname.replace(/^\[|\]$/g, '');
@@ -202,7 +200,6 @@ export async function scrapeTarget(
       firstParseError,
       skipped,
       bytes,
-      durationMs: performance.now() - started,
     };
   } catch (error) {
     throw classify(error, signal);

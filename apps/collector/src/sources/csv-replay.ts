@@ -26,8 +26,6 @@ export class CsvReplay {
   private cursor = 0;
   private carry = 0;
   private timer: NodeJS.Timeout | undefined;
-  /** Rows sent so far. */
-  sent = 0;
 
   constructor(private readonly options: CsvReplayOptions) {}
 
@@ -72,7 +70,6 @@ export class CsvReplay {
       samples.push(stampRow(this.rows[this.cursor++] as CsvRow, now));
     }
     if (samples.length === 0) return;
-    this.sent += samples.length;
     this.options.metrics.samplesScraped.inc(samples.length);
     this.options.publisher.enqueue(buildMessages(`csv:${path.basename(this.options.file)}`, now, samples));
     if (this.finished) this.stop();

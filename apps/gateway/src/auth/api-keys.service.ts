@@ -383,7 +383,7 @@ function view(row: ApiKeyRow): ApiKeyView {
 }
 
 /** The key a request carries: `Authorization: Bearer <key>` or `X-API-Key: <key>`. */
-export function keyFrom(headers: Record<string, string | string[] | undefined>): string | undefined {
+function keyFrom(headers: Record<string, string | string[] | undefined>): string | undefined {
   const authorization = headers['authorization'];
   if (typeof authorization === 'string') {
     const match = /^Bearer\s+(\S+)\s*$/i.exec(authorization);

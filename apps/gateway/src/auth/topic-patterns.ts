@@ -1,5 +1,5 @@
 /** A queue topic name, as the queue accepts it. */
-export const TOPIC_NAME = /^[a-z0-9][a-z0-9._-]{0,62}$/;
+const TOPIC_NAME = /^[a-z0-9][a-z0-9._-]{0,62}$/;
 /** What a key may be limited to: a topic name, or a name prefix ending in `*` (`jobs.*`). */
 export const TOPIC_PATTERN = /^[a-z0-9][a-z0-9._-]{0,62}\*?$/;
 

@@ -26,7 +26,7 @@ function topicOf(path: string): string | null {
  * releasing are `consume`; settings and dead-letter surgery are `admin`. Every call names its topic
  * (or none, for the listing) so keys limited to topics can be checked.
  */
-export function queueAccess(method: string, path: string): Access {
+function queueAccess(method: string, path: string): Access {
   const topic = topicOf(path);
   if (read(method)) return { scope: 'read', topic };
   if (/^\/[^/]+\/messages$/.test(path)) return { scope: 'publish', topic };
