@@ -1,11 +1,10 @@
-/**
- * Postgres binary-format arrays, built by hand for the publish statement's parameters: the
- * payloads as a `json[]` and their ids as a `uuid[]`. node-postgres sends a Buffer parameter as
- * is, in binary format, so Postgres reads the array without the quoting, escaping and parsing of
- * an array literal, and each payload reaches it as the exact bytes the client wrote (never parsed
- * and serialised again: big integers, number formats and key order survive).
- */
+// Postgres binary-format arrays, built by hand for the publish statement's parameters: the
+// payloads as a `json[]` and their ids as a `uuid[]`. node-postgres sends a Buffer parameter as
+// is, in binary format, so Postgres reads the array without the quoting, escaping and parsing of
+// an array literal, and each payload reaches it as the exact bytes the client wrote (never parsed
+// and serialised again: big integers, number formats and key order survive).
 
+/** The OID of Postgres's json type. */
 export const JSON_OID = 114;
 const UUID_OID = 2950;
 

@@ -24,7 +24,7 @@ export interface QueueSettings {
 }
 
 export interface QueueServiceDeps {
-  /** The pool itself: queue statements are prepared per connection (see queue.queries.ts). */
+  /** The pool itself: statements are prepared per connection, and settle transactions taken from it. */
   db: Pool;
   logger: Logger;
   waiters: LeaseWaiters;
