@@ -2,12 +2,13 @@ import { createDb } from '@gpu-telemetry/db';
 import { createLogger, exitOnFatal, listen, onShutdown, runMain } from '@gpu-telemetry/service-kit';
 import { createApp } from './app';
 import { loadQueueConfig } from './config';
+import type { QueueDatabase } from './queue.tables';
 
 async function main(): Promise<void> {
   const config = loadQueueConfig();
   const logger = createLogger('queue', config.LOG_LEVEL);
   exitOnFatal(logger);
-  const database = createDb(config.DATABASE_URL, {
+  const database = createDb<QueueDatabase>(config.DATABASE_URL, {
     max: config.DATABASE_POOL_SIZE,
     applicationName: 'queue',
     logger,

@@ -16,3 +16,4 @@ export {
   type EmbeddedPostgres,
   type EmbeddedPostgresOptions,
 } from './embedded-postgres';
+export { withTransaction } from './transaction';

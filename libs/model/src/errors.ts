@@ -74,12 +74,6 @@ export class UnsupportedMediaTypeError extends AppError {
   }
 }
 
-export class ServiceUnavailableError extends AppError {
-  constructor(detail: string, headers?: Record<string, string>, extensions?: Record<string, unknown>) {
-    super(503, detail, { headers, extensions });
-  }
-}
-
 function describe(errors: FieldError[]): string {
   const first = errors[0];
   if (!first) return 'The request is invalid.';

@@ -2,7 +2,6 @@ import { z } from 'zod';
 
 export const TOPIC_PATTERN = /^[a-z0-9][a-z0-9._-]{0,62}$/;
 export const MAX_BATCH = 1000;
-export const MAX_PAYLOAD_BYTES = 256 * 1024;
 
 export const topicName = z
   .string()
@@ -36,13 +35,6 @@ export const publishBatchBody = z.strictObject({
 });
 
 export const LOWER_UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
-
-/** An object from JSON.parse (or written as a literal): not an array, a Date, or a class instance. */
-export function isPlainRecord(value: unknown): value is Record<string, unknown> {
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) return false;
-  const proto = Object.getPrototypeOf(value);
-  return proto === Object.prototype || proto === null;
-}
 
 export const leaseBody = z.strictObject({
   consumer: z.string().min(1, 'must not be empty').max(200, 'must be at most 200 characters'),
@@ -82,7 +74,6 @@ export const deadLettersQuery = z.strictObject({
 
 export type MessageInput = z.infer<typeof messageInput>;
 export type LeaseRequest = z.input<typeof leaseBody>;
-export type NackRequest = z.input<typeof nackBody>;
 
 export interface PublishResult {
   accepted: number;
@@ -111,13 +102,4 @@ export interface TopicStats {
   dead: number;
   oldestReadyAgeSeconds: number | null;
   maxAttempts: number;
-}
-
-export interface DeadLetter {
-  id: string;
-  payload: unknown;
-  attempts: number;
-  publishedAt: string;
-  deadAt: string;
-  lastError: string | null;
 }

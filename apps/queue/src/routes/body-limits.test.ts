@@ -10,6 +10,7 @@ import { serviceAuthorization } from '@gpu-telemetry/service-kit';
 import { TEST_SERVICE_TOKEN } from '@gpu-telemetry/service-kit/testing';
 import request from 'supertest';
 import { createApp, type QueueApp } from '../app';
+import type { QueueDatabase } from '../queue.tables';
 import { serveQueue, TEST_CONFIG } from '../testing/queue-test-app';
 
 const AUTHORIZATION = serviceAuthorization(TEST_SERVICE_TOKEN);
@@ -27,7 +28,7 @@ const MB = 1024 * 1024;
 const LIMIT = 32 * MB; // QUEUE_BODY_LIMIT, the default
 const SMALL_LIMIT = MB;
 
-let database: TestDatabase;
+let database: TestDatabase<QueueDatabase>;
 let queue: QueueApp;
 let small: QueueApp;
 let server: Awaited<ReturnType<typeof serveQueue>>;
@@ -35,7 +36,7 @@ let smallServer: Awaited<ReturnType<typeof serveQueue>>;
 const logLines: Record<string, unknown>[] = [];
 
 beforeAll(async () => {
-  database = await createTestDatabase({ max: 10 });
+  database = await createTestDatabase<QueueDatabase>({ max: 10 });
   const logger = createLogger(
     'queue',
     'warn',

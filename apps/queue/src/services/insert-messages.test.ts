@@ -1,12 +1,13 @@
 import { randomUUID } from 'node:crypto';
 import { createTestDatabase, type TestDatabase } from '@gpu-telemetry/db/testing';
+import type { QueueDatabase } from '../queue.tables';
 import { insertMessages } from './queue.queries';
 import { uuidv7 } from './uuid-v7';
 
-let database: TestDatabase;
+let database: TestDatabase<QueueDatabase>;
 
 beforeAll(async () => {
-  database = await createTestDatabase();
+  database = await createTestDatabase<QueueDatabase>();
 });
 
 afterAll(async () => {

@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { createTestDatabase, type TestDatabase } from '@gpu-telemetry/db/testing';
+import type { QueueDatabase } from '../queue.tables';
 import { Pool, type PoolClient } from 'pg';
 import { ackMessages, extendLease, nackMessages, releaseLease } from './queue.queries';
 
@@ -8,11 +9,11 @@ import { ackMessages, extendLease, nackMessages, releaseLease } from './queue.qu
  * planner believes about the table. A plan with a Sort or a Seq Scan reads the whole backlog on
  * every lease: fine on a small table, a collapse at a few hundred thousand rows.
  */
-let database: TestDatabase;
+let database: TestDatabase<QueueDatabase>;
 const BACKLOG = 100_000;
 
 beforeAll(async () => {
-  database = await createTestDatabase();
+  database = await createTestDatabase<QueueDatabase>();
   // Statistics must stay as each scenario leaves them: no autovacuum or autoanalyze behind our back.
   await database.pool.query('ALTER TABLE queue_messages SET (autovacuum_enabled = false)');
 }, 60_000);

@@ -1,14 +1,12 @@
 import { isUtf8 } from 'node:buffer';
 import { AppError, type FieldError, LOWER_UUID } from '@gpu-telemetry/model';
 
-/**
- * A publish body, read from its bytes in one pass that builds nothing it does not keep: the
- * checks a schema would make after JSON.parse (shape, field names, ids, at most 1000 messages,
- * payload sizes) are made here before any object exists, so a body of millions of `{}` costs its
- * bytes and a short scan, not millions of objects. Payloads are never parsed: they go to Postgres
- * as the client wrote them, byte for byte (big integers, number formats and key order survive),
- * as views into the body. Duplicate keys mean what JSON.parse makes of them: the last one wins.
- */
+// A publish body, read from its bytes in one pass that builds nothing it does not keep: the
+// checks a schema would make after JSON.parse (shape, field names, ids, at most 1000 messages,
+// payload sizes) are made here before any object exists, so a body of millions of `{}` costs its
+// bytes and a short scan, not millions of objects. Payloads are never parsed: they go to Postgres
+// as the client wrote them, byte for byte (big integers, number formats and key order survive),
+// as views into the body. Duplicate keys mean what JSON.parse makes of them: the last one wins.
 
 /** Containers one value may nest (a payload, or any other value in the body). */
 export const MAX_NESTING = 128;

@@ -2,8 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type { Logger } from '@gpu-telemetry/service-kit';
 import { Client, type Pool } from 'pg';
 import type { LeaseWaiters } from './lease-waiters';
-
-const CHANNEL = 'queue_published';
+import { listenForPublishes, notifyPublished, readPublishNotice } from './queue.queries';
 
 /**
  * Wakes long-polls on other replicas. After a publish commits, local waiters wake at once and one
@@ -54,11 +53,7 @@ export class PublishNotifier {
     const topics = [...this.pending];
     this.pending.clear();
     try {
-      await this.deps.pool.query(`SELECT pg_notify($1, $2 || ':' || t) FROM unnest($3::text[]) AS t`, [
-        CHANNEL,
-        this.instanceId,
-        topics,
-      ]);
+      await notifyPublished(this.deps.pool, this.instanceId, topics);
     } catch (error) {
       this.deps.logger.debug({ err: error }, 'notify failed; other replicas wake on their fallback timer');
     } finally {
@@ -80,12 +75,11 @@ export class PublishNotifier {
     });
     client.on('notification', ({ payload }) => {
       if (!payload) return;
-      const separator = payload.indexOf(':');
-      if (payload.slice(0, separator) === this.instanceId) return;
-      this.deps.waiters.notify(payload.slice(separator + 1));
+      const { sender, topic } = readPublishNotice(payload);
+      if (sender !== this.instanceId) this.deps.waiters.notify(topic);
     });
     await client.connect();
-    await client.query(`LISTEN ${CHANNEL}`);
+    await listenForPublishes(client);
     if (this.stopped) {
       await client.end();
       return;

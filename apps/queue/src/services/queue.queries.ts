@@ -6,17 +6,19 @@ import {
   type PoolClient,
   type QueryResultRow,
 } from 'pg';
-import { binaryJsonArray, binaryUuidArray, JSON_OID } from './payload-text';
+import { binaryJsonArray, binaryUuidArray, JSON_OID } from './binary-arrays';
 
-/**
- * The queue's SQL. The queue is its SQL, so it is written out here rather than built: each
- * function is one statement, atomic on its own, run as a named prepared statement (parsed and
- * planned once per connection: 20-35% faster than unnamed on the hot paths). `$1` is always the
- * topic. Statements that add or remove live or dead messages adjust the topic's counters in the
- * same statement, so depth stays exact without counting rows.
- */
+// All of the queue's SQL. The queue is its SQL, so it is written out rather than built with
+// Kysely: each function runs one statement, atomic on its own, as a named prepared statement
+// (parsed and planned once per connection, which the hot paths measurably gain from: see
+// docs/performance.md). `$1` is the topic wherever there is one. Statements that add or remove
+// live or dead messages adjust the topic's counters in the same statement, so depth stays exact
+// without counting rows. A transaction, where one is needed, is the caller's (QueueService).
+
+/** Where a statement runs: the pool, or a client holding a transaction. */
 export type Queryable = Pick<Pool | PoolClient, 'query'>;
 
+/** A named prepared statement; json columns come back as their text unless `types` says otherwise. */
 function statement<R extends QueryResultRow>(
   name: string,
   text: string,
@@ -77,9 +79,8 @@ function counted(source: string, live: string, dead: string): string {
  *
  * Settle, extend and release statements name rows by key only: no `dead_at IS NULL`, which would
  * let the planner pick the partial lease index and filter the topic's whole backlog when the
- * statistics are stale, e.g. minutes after a burst of publishes (measured: 15 ms instead of
- * 1 ms per 100-message ack at a 60k backlog). By key, the primary key is the only index that
- * fits.
+ * statistics are stale, e.g. minutes after a burst of publishes. By key, the primary key is the
+ * only index that fits (lease-plan.test.ts holds it).
  */
 const TARGETS = `targets AS (
     SELECT coalesce($3::uuid[], (SELECT l.msg_uuids FROM queue_leases l WHERE l.lease_id = $2 AND l.topic = $1)) AS ids
@@ -114,10 +115,10 @@ const insertNew = insertStatement('insert_new', false);
  * each one once, as it receives it, and never re-serialises it. The ids go as a binary `uuid[]`.
  *
  * `idsAreNew`: every id was made up by the queue (time-ordered, unique: see uuid-v7.ts), so none
- * can already be stored, and the batch skips ON CONFLICT's speculative insertion (measured: 1.3-2
- * µs of Postgres CPU per message). Should one collide all the same, the statement fails whole on
- * the unique key and the batch is inserted again the de-duplicating way (so `db` must not be in
- * a transaction: the pool, as the service calls it).
+ * can already be stored, and the batch skips ON CONFLICT's speculative insertion, which costs
+ * Postgres CPU per message. Should one collide all the same, the statement fails whole on the
+ * unique key and the batch is inserted again the de-duplicating way (so `db` must not be in a
+ * transaction: the pool, as the service calls it).
  */
 export async function insertMessages(
   db: Queryable,
@@ -167,7 +168,10 @@ const lease = statement<LeasedRow>(
   LEASED,
 );
 
-/** See queue_lease() in 0001_queue.sql: SKIP LOCKED, a pinned index-ordered plan, dead on exhaustion. */
+/**
+ * See queue_lease() in migrations/0008_queue_lease_json.sql (why each part is there: 0001_queue.sql):
+ * SKIP LOCKED, a pinned index-ordered plan, dead on exhaustion.
+ */
 export async function leaseMessages(
   db: Queryable,
   args: {
@@ -212,13 +216,6 @@ export interface Settlement {
   dead: number;
 }
 
-/** Thrown inside a settle transaction to roll it back: the lease no longer holds every named id. */
-export class NotAllHeld extends Error {
-  constructor(readonly held: string[]) {
-    super('the lease does not hold every named message');
-  }
-}
-
 const ack = statement<{ settled: string[] }>(
   'ack',
   `WITH ${TARGETS},
@@ -254,50 +251,23 @@ const nack = statement<{ settled: string[]; dead: number }>(
 );
 
 /**
- * Runs a settle statement. Settling named ids is all or nothing: if the lease no longer holds one
- * of them, the transaction rolls back and NotAllHeld says which it did hold.
+ * Deletes acked messages: the named ones the lease still holds, or (no ids) every one it still
+ * holds. Reports which it deleted; it is for the caller to refuse a partial ack.
  */
-async function settle(
-  pool: Pool,
-  ids: string[] | undefined,
-  run: (db: Queryable) => Promise<Settlement>,
-): Promise<Settlement> {
-  if (!ids) return run(pool);
-  const client = await pool.connect();
-  try {
-    await client.query('BEGIN');
-    const result = await run(client);
-    if (result.settled.length < ids.length) {
-      await client.query('ROLLBACK');
-      throw new NotAllHeld(result.settled);
-    }
-    await client.query('COMMIT');
-    return result;
-  } catch (error) {
-    if (!(error instanceof NotAllHeld)) await client.query('ROLLBACK').catch(() => undefined);
-    throw error;
-  } finally {
-    client.release();
-  }
-}
-
-/** Deletes acked messages: the named ones (all or nothing), or whatever the lease still holds. */
-export function ackMessages(
-  pool: Pool,
+export async function ackMessages(
+  db: Queryable,
   args: { topic: string; leaseId: string; ids?: string[] },
 ): Promise<Settlement> {
-  return settle(pool, args.ids, async (db) => {
-    const [row] = await ack(db, [args.topic, args.leaseId, args.ids ?? null]);
-    return { settled: row?.settled ?? [], dead: 0 };
-  });
+  const [row] = await ack(db, [args.topic, args.leaseId, args.ids ?? null]);
+  return { settled: row?.settled ?? [], dead: 0 };
 }
 
 /**
  * Returns messages to the queue after `delaySeconds`, or to the dead letters when they used up
- * their attempts. Same rules as ack.
+ * their attempts (or `deadLetter`). Which messages: as for ack.
  */
-export function nackMessages(
-  pool: Pool,
+export async function nackMessages(
+  db: Queryable,
   args: {
     topic: string;
     leaseId: string;
@@ -308,18 +278,16 @@ export function nackMessages(
     deadLetter: boolean;
   },
 ): Promise<Settlement> {
-  return settle(pool, args.ids, async (db) => {
-    const [row] = await nack(db, [
-      args.topic,
-      args.leaseId,
-      args.ids ?? null,
-      args.delaySeconds,
-      args.reason,
-      args.defaultMaxAttempts,
-      args.deadLetter,
-    ]);
-    return { settled: row?.settled ?? [], dead: row?.dead ?? 0 };
-  });
+  const [row] = await nack(db, [
+    args.topic,
+    args.leaseId,
+    args.ids ?? null,
+    args.delaySeconds,
+    args.reason,
+    args.defaultMaxAttempts,
+    args.deadLetter,
+  ]);
+  return { settled: row?.settled ?? [], dead: row?.dead ?? 0 };
 }
 
 const extend = statement<{ extended: number; lease_until: Date | null }>(
@@ -489,4 +457,28 @@ export async function upsertTopicSettings(
   args: { topic: string; maxAttempts: number | null },
 ): Promise<void> {
   await upsertSettings(db, [args.topic, args.maxAttempts]);
+}
+
+/** Publishes wake long-polls on other replicas through this channel; a notice is `<sender>:<topic>`. */
+const PUBLISHED_CHANNEL = 'queue_published';
+
+const notify = statement(
+  'notify',
+  `SELECT pg_notify('${PUBLISHED_CHANNEL}', $1 || ':' || t) FROM unnest($2::text[]) AS t`,
+);
+
+/** Tells every replica listening (listenForPublishes) that `topics` have new messages. */
+export async function notifyPublished(db: Queryable, sender: string, topics: string[]): Promise<void> {
+  await notify(db, [sender, topics]);
+}
+
+/** Subscribes a dedicated connection to publish notices: they arrive as its `notification` events. */
+export async function listenForPublishes(client: Queryable): Promise<void> {
+  await client.query(`LISTEN ${PUBLISHED_CHANNEL}`);
+}
+
+/** Who sent a publish notice (notifyPublished's `sender`), and for which topic. */
+export function readPublishNotice(payload: string): { sender: string; topic: string } {
+  const separator = payload.indexOf(':');
+  return { sender: payload.slice(0, separator), topic: payload.slice(separator + 1) };
 }

@@ -1,3 +1,4 @@
+import { withTransaction } from '@gpu-telemetry/db';
 import {
   ConflictError,
   type FieldError,
@@ -23,7 +24,7 @@ export interface QueueSettings {
 }
 
 export interface QueueServiceDeps {
-  /** The pool itself: queue statements are prepared per connection (see queue.queries.ts). */
+  /** The pool itself: statements are prepared per connection, and settle transactions taken from it. */
   db: Pool;
   logger: Logger;
   waiters: LeaseWaiters;
@@ -170,8 +171,8 @@ export class QueueService {
       'queue.ack',
       { ...attrs(topic, ids?.length), 'queue.lease_id': leaseId },
       async () => {
-        const result = await this.settle('ack', topic, leaseId, ids, () =>
-          q.ackMessages(this.deps.db, { topic, leaseId, ids }),
+        const result = await this.settle('ack', topic, leaseId, ids, (db) =>
+          q.ackMessages(db, { topic, leaseId, ids }),
         );
         this.deps.metrics.acked.inc({ topic }, result.settled.length);
         return { acked: result.settled.length };
@@ -183,14 +184,14 @@ export class QueueService {
     topic: string,
     request: { leaseId: string; ids?: string[]; delaySeconds: number; reason?: string; deadLetter?: boolean },
   ): Promise<{ nacked: number; dead: number }> {
-    const { db, metrics, settings } = this.deps;
+    const { metrics, settings } = this.deps;
     const { leaseId, ids } = request;
     return withSpan(
       tracer,
       'queue.nack',
       { ...attrs(topic, ids?.length), 'queue.lease_id': leaseId },
       async () => {
-        const result = await this.settle('nack', topic, leaseId, ids, () =>
+        const result = await this.settle('nack', topic, leaseId, ids, (db) =>
           q.nackMessages(db, {
             topic,
             leaseId,
@@ -290,30 +291,38 @@ export class QueueService {
     return { deleted: await q.purgeDeadLetters(this.deps.db, { topic, ids }) };
   }
 
-  /** Runs an ack or nack; a lease that holds none (or not all) of the messages is a 409 that changed nothing. */
+  /**
+   * Runs an ack or nack statement. Named ids are all or nothing: in a transaction that rolls back
+   * when the lease no longer holds every one. A lease that holds none (or not all) of the messages
+   * is a 409 that changed nothing.
+   */
   private async settle(
     operation: 'ack' | 'nack',
     topic: string,
     leaseId: string,
     ids: string[] | undefined,
-    run: () => Promise<q.Settlement>,
+    run: (db: q.Queryable) => Promise<q.Settlement>,
   ): Promise<q.Settlement> {
-    let result: q.Settlement;
-    try {
-      result = await run();
-    } catch (error) {
-      if (!(error instanceof q.NotAllHeld) || !ids) throw error;
-      const held = new Set(error.held);
-      const notHeld = ids.filter((id) => !held.has(id));
+    const conflict = (detail: string, extensions?: Record<string, unknown>) => {
       this.deps.metrics.conflicts.inc({ topic, operation });
-      throw new ConflictError(
-        `Lease ${leaseId} no longer holds ${notHeld.length} of the ${ids.length} messages named; nothing was ${operation}ed.`,
-        { notHeld },
-      );
-    }
+      return new ConflictError(detail, extensions);
+    };
+    const result = ids
+      ? await withTransaction(this.deps.db, async (tx) => {
+          const result = await run(tx);
+          if (result.settled.length < ids.length) {
+            const held = new Set(result.settled);
+            const notHeld = ids.filter((id) => !held.has(id));
+            throw conflict(
+              `Lease ${leaseId} no longer holds ${notHeld.length} of the ${ids.length} messages named; nothing was ${operation}ed.`,
+              { notHeld },
+            );
+          }
+          return result;
+        })
+      : await run(this.deps.db); // the whole lease: one statement, atomic on its own
     if (result.settled.length === 0) {
-      this.deps.metrics.conflicts.inc({ topic, operation });
-      throw new ConflictError(
+      throw conflict(
         `Lease ${leaseId} holds no messages: they were already settled, or re-leased after the lease expired.`,
       );
     }

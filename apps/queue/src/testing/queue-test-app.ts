@@ -2,9 +2,10 @@ import { createTestDatabase, type TestDatabase } from '@gpu-telemetry/db/testing
 import { createLogger, listen, type RunningServer } from '@gpu-telemetry/service-kit';
 import { TEST_SERVICE_TOKEN } from '@gpu-telemetry/service-kit/testing';
 import { createApp, type QueueApp, type QueueAppDeps } from '../app';
+import type { QueueDatabase } from '../queue.tables';
 
 export interface QueueTestApp extends QueueApp {
-  database: TestDatabase;
+  database: TestDatabase<QueueDatabase>;
   close(): Promise<void>;
 }
 
@@ -19,9 +20,9 @@ export const TEST_CONFIG: Omit<QueueAppDeps['config'], 'DATABASE_URL'> = {
 /** The real queue app on a fresh database of its own. */
 export async function startQueueTestApp(
   config: Partial<QueueAppDeps['config']> = {},
-  database?: TestDatabase,
+  database?: TestDatabase<QueueDatabase>,
 ): Promise<QueueTestApp> {
-  const db = database ?? (await createTestDatabase({ max: 10 }));
+  const db = database ?? (await createTestDatabase<QueueDatabase>({ max: 10 }));
   const queue = createApp({
     pool: db.pool,
     logger: createLogger('queue', process.env['TEST_LOG_LEVEL'] ?? 'silent'),

@@ -1,20 +1,17 @@
-/**
- * Payloads travel to Postgres as the client wrote them, byte for byte (publish-body.ts finds them
- * in the request body): a payload is never parsed and serialised again, so big integers, number
- * formats and key order survive, and the queue spends no CPU re-encoding what it only stores.
- * These pack them, and their ids, into binary array parameters, which Postgres reads without the
- * quoting and escaping of an array literal.
- */
+// Postgres binary-format arrays, built by hand for the publish statement's parameters: the
+// payloads as a `json[]` and their ids as a `uuid[]`. node-postgres sends a Buffer parameter as
+// is, in binary format, so Postgres reads the array without the quoting, escaping and parsing of
+// an array literal, and each payload reaches it as the exact bytes the client wrote (never parsed
+// and serialised again: big integers, number formats and key order survive).
 
+/** The OID of Postgres's json type. */
 export const JSON_OID = 114;
 const UUID_OID = 2950;
 
 /**
  * A Postgres binary one-dimensional array (no NULLs) of `count` elements of type `oid`, with room
  * for `elementBytes` of elements (each a 4-byte length, then the value in that type's binary
- * form) from offset 20, which the caller fills. node-postgres sends a Buffer parameter in binary
- * format, so this reaches a `$n::type[]` parameter as is: no array literal to quote, escape and
- * parse. No elements: zero dimensions, 12 bytes.
+ * form) from offset 20, which the caller fills. No elements: zero dimensions, 12 bytes.
  */
 function binaryArray(oid: number, count: number, elementBytes: number): Buffer {
   if (count === 0) {

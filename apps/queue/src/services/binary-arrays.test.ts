@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { binaryJsonArray, binaryUuidArray } from './payload-text';
+import { binaryJsonArray, binaryUuidArray } from './binary-arrays';
 
 describe('binaryJsonArray', () => {
   it('lays out a one-dimensional json[] in the binary wire format', () => {
