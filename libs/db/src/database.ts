@@ -1,4 +1,4 @@
-import type { ColumnType, Generated } from 'kysely';
+import type { ColumnType } from 'kysely';
 
 /** Row types of every table, for Kysely. The schema itself lives in migrations/*.sql. */
 export interface Database {
