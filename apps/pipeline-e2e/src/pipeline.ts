@@ -1,8 +1,8 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { collectorEnv, createApp as createCollector, type CollectorApp } from '@gpu-telemetry/collector/app';
-import { DcgmSimulator } from '@gpu-telemetry/collector/simulator';
 import { loadConfig } from '@gpu-telemetry/config';
+import { DcgmSimulator } from '@gpu-telemetry/dcgm-simulator';
 import { createTestDatabase, type TestDatabase } from '@gpu-telemetry/db/testing';
 import { createApp as createQueue, type QueueApp } from '@gpu-telemetry/queue/app';
 import { QueueClient } from '@gpu-telemetry/queue-client';
@@ -131,16 +131,4 @@ export async function startPipeline(options: {
       await database.drop();
     },
   };
-}
-
-export async function waitFor(
-  what: string,
-  condition: () => Promise<boolean> | boolean,
-  ms = 20_000,
-): Promise<void> {
-  const until = Date.now() + ms;
-  while (!(await condition())) {
-    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
 }
