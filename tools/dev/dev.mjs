@@ -33,7 +33,7 @@ if (!commands[command]) {
   console.error(`usage: dev.mjs <${Object.keys(commands).join('|')}> [...]`);
   process.exit(2);
 }
-// Processes are started and stopped through the harness library, built like the rest.
+// From @gpu-telemetry/harness, which build() builds with the rest before loading it.
 let startProcess;
 commands[command](...args).catch((error) => {
   console.error(error instanceof Error ? error.message : error);
@@ -95,8 +95,8 @@ async function db() {
 }
 
 /**
- * Runs in the foreground of the terminal: this script exits with the process's code, and passes
- * SIGINT and SIGTERM on (as `forward`, when given) after stopping `others` first.
+ * `main` in the foreground of the terminal: SIGINT and SIGTERM are passed on to it (as `forward`,
+ * when given); when it exits, `others` are stopped and this script exits with its code.
  */
 function foreground(main, { forward, others = [] } = {}) {
   void main.exited.then(async ({ code }) => {
