@@ -19,6 +19,8 @@ COPY apps/collector/package.json apps/collector/
 COPY apps/pipeline-e2e/package.json apps/pipeline-e2e/
 COPY libs/config/package.json libs/config/
 COPY libs/db/package.json libs/db/
+COPY libs/dcgm-simulator/package.json libs/dcgm-simulator/
+COPY libs/harness/package.json libs/harness/
 COPY libs/model/package.json libs/model/
 COPY libs/service-kit/package.json libs/service-kit/
 COPY libs/queue-client/package.json libs/queue-client/

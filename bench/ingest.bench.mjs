@@ -19,7 +19,7 @@ import {
 } from './lib/harness.mjs';
 
 const { QueueClient } = require(path.join(root, 'libs/queue-client/dist/index.js'));
-const { DcgmSimulator } = require(path.join(root, 'apps/collector/dist/simulator/dcgm-simulator.js'));
+const { DcgmSimulator } = require(path.join(root, 'libs/dcgm-simulator/dist/dcgm-simulator.js'));
 const { parseExposition } = require(path.join(root, 'apps/collector/dist/parsing/exposition-parser.js'));
 const { toTelemetrySample } = require(path.join(root, 'apps/collector/dist/parsing/to-telemetry.js'));
 const { buildMessages } = require(path.join(root, 'apps/collector/dist/publishing/message-builder.js'));
@@ -190,7 +190,7 @@ try {
     const simulator = await startService(
       'simulator',
       { SIM_PORT: String(simPort), SIM_HOST: '127.0.0.1', SIM_HOSTS: String(hosts), SIM_GPUS_PER_HOST: '8' },
-      'apps/collector/dist/simulator/main.js',
+      'libs/dcgm-simulator/dist/main.js',
     );
     services.push(simulator);
     await pool.query('TRUNCATE telemetry');

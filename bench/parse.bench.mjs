@@ -6,7 +6,7 @@ import { fmt, printTable, require, root } from './lib/harness.mjs';
 const { ExpositionParser } = require(path.join(root, 'apps/collector/dist/parsing/exposition-parser.js'));
 const { toTelemetrySample } = require(path.join(root, 'apps/collector/dist/parsing/to-telemetry.js'));
 const { DcgmSimulator, SIMULATED_METRICS } = require(
-  path.join(root, 'apps/collector/dist/simulator/dcgm-simulator.js'),
+  path.join(root, 'libs/dcgm-simulator/dist/dcgm-simulator.js'),
 );
 const parsePrometheusTextFormat = require('parse-prometheus-text-format');
 

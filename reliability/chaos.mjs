@@ -6,8 +6,8 @@
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { fmt, printTable, root } from '../bench/lib/harness.mjs';
-import { SIMULATED_METRICS, sleep, startSystem, waitFor } from './lib/system.mjs';
+import { fmt, printTable, sleep, waitFor } from '@gpu-telemetry/harness';
+import { root, SIMULATED_METRICS, startSystem } from './lib/system.mjs';
 
 const HOSTS = Number(process.env.CHAOS_HOSTS ?? 32);
 const GPUS_PER_HOST = 8;
@@ -40,7 +40,7 @@ async function recovery(system, liftedAt) {
   return waitFor(
     'recovery (every /readyz 200 and new rows stored)',
     async () => (await system.allReady()) && (await system.storedSince(liftedAt)) > 0,
-    120_000,
+    { timeoutMs: 120_000, intervalMs: 100 },
   );
 }
 
@@ -152,8 +152,7 @@ async function settle(system) {
         Date.now() - stableSince > 2_000
       );
     },
-    180_000,
-    250,
+    { timeoutMs: 180_000, intervalMs: 250 },
   );
 }
 
@@ -181,7 +180,10 @@ async function main() {
   const rows = [];
   const failures = [];
   try {
-    await waitFor('first samples stored', async () => (await system.stored()) > 0, 60_000);
+    await waitFor('first samples stored', async () => (await system.stored()) > 0, {
+      timeoutMs: 60_000,
+      intervalMs: 100,
+    });
     await settle(system);
     for (const fault of faults) {
       const before = { served: system.sim.served, stored: await system.stored(), dropped: system.dropped() };

@@ -7,8 +7,8 @@ import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { Agent, request } from 'undici';
-import { fmt, percentile, printTable, root } from '../bench/lib/harness.mjs';
-import { sleep, startSystem, waitFor } from './lib/system.mjs';
+import { fmt, percentile, printTable, sleep, waitFor } from '@gpu-telemetry/harness';
+import { root, startSystem } from './lib/system.mjs';
 
 const MINUTES = Math.min(Number(process.env.SOAK_MINUTES ?? 10), 120);
 const RATE = Math.min(Number(process.env.SOAK_RATE ?? 200), 5_000); // gateway requests/s
@@ -73,7 +73,10 @@ async function main() {
   };
 
   try {
-    await waitFor('first samples stored', async () => (await system.stored()) > 0, 60_000);
+    await waitFor('first samples stored', async () => (await system.stored()) > 0, {
+      timeoutMs: 60_000,
+      intervalMs: 100,
+    });
     await sample();
     const started = Date.now();
     const end = started + MINUTES * 60_000;

@@ -14,7 +14,6 @@ export default [
             '@gpu-telemetry/gateway/app',
             '@gpu-telemetry/streamer/app',
             '@gpu-telemetry/collector/app',
-            '@gpu-telemetry/collector/simulator',
           ],
           depConstraints: [{ sourceTag: 'type:e2e', onlyDependOnLibsWithTags: ['type:app', 'type:lib'] }],
         },

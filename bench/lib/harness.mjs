@@ -1,12 +1,15 @@
-// Shared pieces of the benchmarks: a throwaway durable Postgres, child services, stats, tables.
-import { spawn } from 'node:child_process';
+// Shared pieces of the benchmarks: a throwaway durable Postgres, child services, CPU meters; the
+// process, waiting and table helpers come from @gpu-telemetry/harness (re-exported for the benches).
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { sleep, startProcess } from '@gpu-telemetry/harness';
 import pg from 'pg';
+
+export { fmt, percentile, printTable, sleep } from '@gpu-telemetry/harness';
 
 export const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 export const require = createRequire(import.meta.url);
@@ -82,11 +85,11 @@ async function createDatabase(adminUrl, name, migrate) {
   return url;
 }
 
-/** Runs a built service (apps/<name>/dist/main.js) as its own process and waits for /healthz. */
 /** The service credential every benchmarked service is started with, and its clients send. */
 export const SERVICE_TOKEN = `bench-${randomBytes(24).toString('base64url')}`;
 export const serviceHeaders = { authorization: `Bearer ${SERVICE_TOKEN}` };
 
+/** Runs a built service (apps/<name>/dist/main.js) as its own process and waits for /healthz. */
 export async function startService(name, env, script = `apps/${name}/dist/main.js`) {
   const profile = process.env.BENCH_PROFILE_DIR
     ? [
@@ -95,36 +98,17 @@ export async function startService(name, env, script = `apps/${name}/dist/main.j
         `--cpu-prof-name=${name}.${Date.now()}.cpuprofile`,
       ]
     : [];
-  const child = spawn(process.execPath, [...profile, path.join(root, script)], {
+  const service = startProcess({
+    name,
+    args: [...profile, path.join(root, script)],
     cwd: root,
     env: { ...process.env, LOG_LEVEL: 'warn', OTEL_SDK_DISABLED: 'true', SERVICE_TOKEN, ...env },
-    stdio: ['ignore', 'ignore', 'inherit'],
+    stdout: 'ignore',
+    stderr: 'inherit',
   });
   const url = `http://127.0.0.1:${env.PORT ?? env.SIM_PORT}`;
-  const deadline = Date.now() + 30_000;
-  for (;;) {
-    if (child.exitCode !== null) throw new Error(`${name} exited with ${child.exitCode}`);
-    if (
-      await fetch(`${url}/healthz`).then(
-        (r) => r.ok,
-        () => false,
-      )
-    )
-      break;
-    if (Date.now() > deadline) throw new Error(`${name} did not start`);
-    await sleep(100);
-  }
-  return {
-    url,
-    pid: child.pid,
-    child,
-    stop: () =>
-      new Promise((resolve) => {
-        if (child.exitCode !== null) return resolve();
-        child.once('exit', resolve);
-        child.kill('SIGTERM');
-      }),
-  };
+  await service.waitForUrl(`${url}/healthz`, { timeoutMs: 30_000 });
+  return { url, pid: service.pid, stop: () => service.stop() };
 }
 
 /** CPU time (user + system) a process has used so far, in microseconds. */
@@ -174,32 +158,6 @@ export function cpuMeter(pids = {}) {
   };
 }
 
-export const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
-
-export function percentile(values, p) {
-  if (values.length === 0) return NaN;
-  const sorted = Float64Array.from(values).sort();
-  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
-}
-
 export function freePort() {
   return 20_000 + Math.floor(Math.random() * 20_000);
 }
-
-/** Prints rows as an aligned text table. */
-export function printTable(title, header, rows) {
-  const widths = header.map((h, i) =>
-    Math.max(String(h).length, ...rows.map((r) => String(r[i] ?? '').length)),
-  );
-  const line = (cells) =>
-    cells.map((c, i) => (i === 0 ? String(c).padEnd(widths[i]) : String(c).padStart(widths[i]))).join('  ');
-  console.log(`\n${title}`);
-  console.log(line(header));
-  console.log(widths.map((w) => '-'.repeat(w)).join('  '));
-  for (const row of rows) console.log(line(row));
-}
-
-export const fmt = (n, digits = 0) =>
-  Number.isFinite(n)
-    ? n.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits })
-    : '-';

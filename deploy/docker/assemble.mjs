@@ -6,6 +6,7 @@
 //
 //   bin/gpu-telemetry            the entrypoint (gateway|queue|streamer|collector|simulator|migrate)
 //   apps/<service>/dist          the four services, built
+//   libs/dcgm-simulator/dist     the simulated dcgm-exporter fleet (`simulator`), built
 //   libs/<lib>/dist              the workspace libs they depend on, built
 //   */*/package.json             every workspace manifest (npm ci wants them all; the links use them)
 //   node_modules/                production dependencies only (npm ci --omit=dev); the workspace
@@ -20,8 +21,15 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-const SERVICES = ['gateway', 'queue', 'streamer', 'collector'];
 const SCOPE = '@gpu-telemetry/';
+/** What the entrypoint runs: the four services and the simulator, each with the tsconfig that builds it. */
+const SHIPPED = {
+  [`${SCOPE}gateway`]: 'apps/gateway/tsconfig.app.json',
+  [`${SCOPE}queue`]: 'apps/queue/tsconfig.app.json',
+  [`${SCOPE}streamer`]: 'apps/streamer/tsconfig.app.json',
+  [`${SCOPE}collector`]: 'apps/collector/tsconfig.app.json',
+  [`${SCOPE}dcgm-simulator`]: 'libs/dcgm-simulator/tsconfig.lib.json',
+};
 /**
  * Settings an `npm run` passes down in the environment that would change what the nested npm ci
  * installs, or where: this install is always the whole production tree of <dir>.
@@ -41,11 +49,11 @@ if (existsSync(target) && readdirSync(target).length > 0) {
 }
 const started = Date.now();
 
-// 1. Build the services and, through their project references, the libs they use.
+// 1. Build the services and the simulator and, through their project references, the libs they use.
 const tsc = createRequire(import.meta.url).resolve('typescript/bin/tsc');
-run(process.execPath, [tsc, '-b', ...SERVICES.map((s) => `apps/${s}/tsconfig.app.json`)], root);
+run(process.execPath, [tsc, '-b', ...Object.values(SHIPPED)], root);
 
-// 2. Every workspace's manifest; the built output of the services and of the libs they need.
+// 2. Every workspace's manifest; the built output of the services, the simulator and the libs they need.
 const workspaces = workspaceFolders();
 for (const folder of workspaces.values()) {
   mkdirSync(path.join(target, folder), { recursive: true });
@@ -117,7 +125,7 @@ function workspaceFolders() {
   return folders;
 }
 
-/** The four services and every workspace package their production dependencies reach. */
+/** The shipped packages and every workspace package their production dependencies reach. */
 function shippedPackages(workspaces) {
   const shipped = new Set();
   const visit = (name) => {
@@ -128,6 +136,6 @@ function shippedPackages(workspaces) {
     const { dependencies = {} } = JSON.parse(readFileSync(path.join(root, folder, 'package.json'), 'utf8'));
     for (const dependency of Object.keys(dependencies)) if (dependency.startsWith(SCOPE)) visit(dependency);
   };
-  for (const service of SERVICES) visit(`${SCOPE}${service}`);
+  for (const name of Object.keys(SHIPPED)) visit(name);
   return shipped;
 }

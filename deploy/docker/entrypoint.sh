@@ -23,7 +23,7 @@ case "$service" in
   gateway|queue|streamer|collector)
     exec node --enable-source-maps --import "$app/apps/$service/dist/instrumentation.js" "$app/apps/$service/dist/main.js" "$@" ;;
   simulator)
-    exec node "$app/apps/collector/dist/simulator/main.js" "$@" ;;
+    exec node "$app/libs/dcgm-simulator/dist/main.js" "$@" ;;
   migrate)
     [ "$#" -eq 0 ] && set -- up
     exec node "$app/libs/db/dist/bin/migrate.js" "$@" ;;

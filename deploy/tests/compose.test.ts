@@ -269,7 +269,7 @@ describe('Dockerfile', () => {
       'exec node --enable-source-maps --import "$app/apps/$service/dist/instrumentation.js" "$app/apps/$service/dist/main.js"',
     );
     expect(entrypoint).toContain('exec node "$app/libs/db/dist/bin/migrate.js"');
-    expect(entrypoint).toContain('exec node "$app/apps/collector/dist/simulator/main.js"');
+    expect(entrypoint).toContain('exec node "$app/libs/dcgm-simulator/dist/main.js"');
   });
 
   it('exports OTEL_EXPORTER_OTLP_HEADERS from OTEL_EXPORTER_OTLP_HEADERS_FILE, whose name it drops', () => {

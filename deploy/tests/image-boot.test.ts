@@ -1,10 +1,10 @@
-import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { createEmptyTestDatabase, type TestDatabase } from '@gpu-telemetry/db/testing';
+import { freePort, type ManagedProcess, startProcess } from '@gpu-telemetry/harness';
 import { ensureImageNode, imageNodeSupported, imageNodeVersion } from '../tools/image-node.cjs';
 
 /**
@@ -24,27 +24,12 @@ const ADMIN_KEY = `gt_boot_${randomBytes(24).toString('base64url')}`;
 const SIM_HOSTS = 2;
 const SIM_GPUS_PER_HOST = 2;
 
-interface Running {
-  child: ChildProcess;
-  output: () => string;
-  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
-}
-
 let tree: string;
 let node: string;
 let env: Record<string, string>;
 let database: TestDatabase;
-const running = new Map<string, Running>();
+const running = new Map<string, ManagedProcess>();
 const urls: Record<string, string> = {};
-
-function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const probe = createServer().listen(0, '127.0.0.1', () => {
-      const { port } = probe.address() as { port: number };
-      probe.close(() => resolve(port));
-    });
-  });
-}
 
 /** `bin/gpu-telemetry <args>` of the tree, run to completion. */
 function entrypoint(args: string[], extra: Record<string, string> = {}) {
@@ -58,50 +43,32 @@ function entrypoint(args: string[], extra: Record<string, string> = {}) {
 
 /** `bin/gpu-telemetry <name>` of the tree, left running; its output is kept for failure messages. */
 function start(name: string, extra: Record<string, string>): void {
-  const child = spawn(path.join(tree, 'bin/gpu-telemetry'), [name], {
-    cwd: tree,
-    env: { ...env, ...extra },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let output = '';
-  const keep = (chunk: Buffer) => {
-    output = (output + chunk.toString('utf8')).slice(-20_000);
-  };
-  child.stdout?.on('data', keep);
-  child.stderr?.on('data', keep);
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
-    child.once('exit', (code, signal) => resolve({ code, signal })),
+  running.set(
+    name,
+    startProcess({
+      name,
+      command: path.join(tree, 'bin/gpu-telemetry'),
+      args: [name],
+      cwd: tree,
+      env: { ...env, ...extra },
+      stdout: 'keep',
+      stderr: 'keep',
+    }),
   );
-  running.set(name, { child, output: () => output, exited });
 }
 
-/** Polls url until it answers 200; fails at once, with its output, if the process exits first. */
-async function until200(name: string, url: string, deadlineMs = 60_000): Promise<void> {
+/** Waits until url answers 200; fails at once, with its output, if the process exits first. */
+async function until200(name: string, url: string): Promise<void> {
   const service = running.get(name);
   if (!service) throw new Error(`${name} was not started`);
-  let exit: { code: number | null; signal: NodeJS.Signals | null } | undefined;
-  void service.exited.then((result) => (exit = result));
-  const deadline = Date.now() + deadlineMs;
-  for (;;) {
-    if (exit) throw new Error(`${name} exited (${JSON.stringify(exit)}):\n${service.output()}`);
-    const status = await fetch(url).then(
-      (response) => response.status,
-      () => 0,
-    );
-    if (status === 200) return;
-    if (Date.now() > deadline) throw new Error(`${url} answered ${status}:\n${service.output()}`);
-    await new Promise((resolve) => setTimeout(resolve, 200));
-  }
+  await service.waitForUrl(url, { timeoutMs: 60_000, intervalMs: 200 });
 }
 
 /** SIGTERM, then the exit it made (a process still running after 30 s is killed, and says so). */
 async function stop(name: string) {
   const service = running.get(name);
   if (!service) throw new Error(`${name} was not started`);
-  service.child.kill('SIGTERM');
-  const timer = setTimeout(() => service.child.kill('SIGKILL'), 30_000);
-  const result = await service.exited;
-  clearTimeout(timer);
+  const result = await service.stop({ graceMs: 30_000 });
   return { name, ...result, ...(result.code === 0 ? {} : { output: service.output() }) };
 }
 
@@ -127,8 +94,7 @@ describeWhereTheImageNodeRuns('the image', () => {
   }, 300_000);
 
   afterAll(async () => {
-    for (const { child } of running.values()) if (child.exitCode === null) child.kill('SIGKILL');
-    await Promise.all([...running.values()].map((service) => service.exited));
+    await Promise.all([...running.values()].map((service) => service.kill()));
     await database?.drop();
     if (tree) rmSync(tree, { recursive: true, force: true });
   });

@@ -3,22 +3,22 @@
 // killed, stopped (SIGSTOP) and restarted, and an in-process simulated dcgm-exporter fleet that
 // counts every sample it serves and can be paused, so a run can be balanced: samples served =
 // rows stored + samples the collector counted as dropped.
-import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { createWriteStream, mkdirSync, rmSync } from 'node:fs';
 import { createServer } from 'node:http';
+import { createRequire } from 'node:module';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { DcgmSimulator, SIMULATED_METRICS } from '@gpu-telemetry/dcgm-simulator';
+import { startProcess } from '@gpu-telemetry/harness';
 import pg from 'pg';
-import { require, root, sleep } from '../../bench/lib/harness.mjs';
 
-const dbLib = require(path.join(root, 'libs/db/dist/index.js'));
-const { DcgmSimulator, SIMULATED_METRICS } = require(
-  path.join(root, 'apps/collector/dist/simulator/dcgm-simulator.js'),
-);
+export const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+const dbLib = createRequire(import.meta.url)(path.join(root, 'libs/db/dist/index.js'));
 
-export { sleep, SIMULATED_METRICS };
+export { SIMULATED_METRICS };
 
-/** A service (or one replica of it) run from its build as a child process. */
+/** A service (or one replica of it) run from its build as a child process that can be restarted. */
 class ServiceProcess {
   constructor(name, script, port, env, logDir) {
     this.name = name;
@@ -26,7 +26,7 @@ class ServiceProcess {
     this.port = port;
     this.env = env;
     this.log = createWriteStream(path.join(logDir, `${name}.log`), { flags: 'a' });
-    this.child = undefined;
+    this.process = undefined;
     this.expectedExit = false;
     /** Exits nobody asked for: a crash. */
     this.crashes = [];
@@ -38,17 +38,19 @@ class ServiceProcess {
   }
 
   get pid() {
-    return this.child?.pid;
+    return this.process?.pid;
   }
 
   get running() {
-    return this.child !== undefined && this.child.exitCode === null && this.child.signalCode === null;
+    return this.process?.running ?? false;
   }
 
   start() {
     this.expectedExit = false;
     this.starts++;
-    const child = spawn(process.execPath, [path.join(root, this.script)], {
+    const started = startProcess({
+      name: this.name,
+      args: [path.join(root, this.script)],
       cwd: root,
       env: {
         ...process.env,
@@ -57,40 +59,34 @@ class ServiceProcess {
         ...this.env,
         PORT: String(this.port),
       },
-      stdio: ['ignore', 'pipe', 'pipe'],
+      stdout: this.log,
+      stderr: this.log,
     });
-    this.log.write(`--- start ${this.starts} pid ${child.pid} at ${new Date().toISOString()}\n`);
-    child.stdout.pipe(this.log, { end: false });
-    child.stderr.pipe(this.log, { end: false });
-    child.once('exit', (code, signal) => {
-      this.log.write(`--- exit pid ${child.pid} code ${code} signal ${signal}\n`);
-      if (!this.expectedExit) this.crashes.push({ pid: child.pid, code, signal, at: new Date() });
+    this.log.write(`--- start ${this.starts} pid ${started.pid} at ${new Date().toISOString()}\n`);
+    void started.exited.then(({ code, signal }) => {
+      this.log.write(`--- exit pid ${started.pid} code ${code} signal ${signal}\n`);
+      if (!this.expectedExit) this.crashes.push({ pid: started.pid, code, signal, at: new Date() });
     });
-    this.child = child;
+    this.process = started;
     return this;
   }
 
   /** Sends a signal the runner means (SIGKILL, SIGSTOP, SIGCONT, SIGTERM). */
   signal(signal) {
     if (signal === 'SIGKILL' || signal === 'SIGTERM') this.expectedExit = true;
-    this.child?.kill(signal);
+    this.process?.signal(signal);
   }
 
   async kill() {
     if (!this.running) return;
-    const exited = new Promise((resolve) => this.child.once('exit', resolve));
-    this.signal('SIGKILL');
-    await exited;
+    this.expectedExit = true;
+    await this.process.kill();
   }
 
   async stop() {
     if (!this.running) return;
-    const exited = new Promise((resolve) => this.child.once('exit', resolve));
-    this.child.kill('SIGCONT');
-    this.signal('SIGTERM');
-    const timer = setTimeout(() => this.child?.kill('SIGKILL'), 15_000);
-    await exited;
-    clearTimeout(timer);
+    this.expectedExit = true;
+    await this.process.stop();
   }
 
   async readyStatus() {
@@ -103,18 +99,8 @@ class ServiceProcess {
     }
   }
 
-  async waitHealthy(timeoutMs = 30_000) {
-    const deadline = Date.now() + timeoutMs;
-    while (Date.now() < deadline) {
-      if (!this.running) throw new Error(`${this.name} exited while starting (see its log)`);
-      const ok = await fetch(`${this.url}/healthz`).then(
-        (r) => r.ok,
-        () => false,
-      );
-      if (ok) return;
-      await sleep(100);
-    }
-    throw new Error(`${this.name} did not answer /healthz within ${timeoutMs} ms`);
+  async waitHealthy() {
+    await this.process.waitForUrl(`${this.url}/healthz`, { timeoutMs: 30_000 });
   }
 
   /** The service's Prometheus metrics as { 'name{labels}': value }; undefined when unreachable. */
@@ -339,14 +325,4 @@ export function sumMetric(metrics, name) {
     if (key === name || key.startsWith(`${name}{`)) total += value;
   }
   return total;
-}
-
-/** Polls `check` until it is truthy; returns ms waited, or throws after `timeoutMs`. */
-export async function waitFor(what, check, timeoutMs = 60_000, everyMs = 100) {
-  const started = Date.now();
-  while (Date.now() - started < timeoutMs) {
-    if (await check().catch(() => false)) return Date.now() - started;
-    await sleep(everyMs);
-  }
-  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
 }

@@ -4,12 +4,13 @@
 //   node tools/dev/dev.mjs start              everything: Postgres, migrations, all services, simulator
 //   node tools/dev/dev.mjs service <name>     one service (queue, gateway, streamer, collector)
 //   node tools/dev/dev.mjs service <name> --watch
+//   node tools/dev/dev.mjs simulator          the simulated dcgm-exporter fleet alone
 //   node tools/dev/dev.mjs db                 the embedded Postgres in the foreground
 //   node tools/dev/dev.mjs migrate <up|down|status|create name>
 //
 // It reads .env when present. Without DATABASE_URL, `start` runs an embedded PostgreSQL with its
 // data in .data/postgres; the other commands use that same server (start it with `npm run db:start`).
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
@@ -22,6 +23,7 @@ const require = createRequire(import.meta.url);
 const SERVICES = { gateway: 8080, queue: 8081, streamer: 8082, collector: 8083 };
 const EMBEDDED_PORT = Number(process.env.EMBEDDED_PG_PORT ?? 54329);
 const EMBEDDED_URL = `postgres://postgres:postgres@127.0.0.1:${EMBEDDED_PORT}/gpu_telemetry`;
+const SIMULATOR = path.join(root, 'libs/dcgm-simulator/dist/main.js');
 
 loadDotEnv(path.join(root, '.env'));
 
@@ -31,6 +33,8 @@ if (!commands[command]) {
   console.error(`usage: dev.mjs <${Object.keys(commands).join('|')}> [...]`);
   process.exit(2);
 }
+// From @gpu-telemetry/harness, which build() builds with the rest before loading it.
+let startProcess;
 commands[command](...args).catch((error) => {
   console.error(error instanceof Error ? error.message : error);
   process.exit(1);
@@ -46,8 +50,9 @@ function loadDotEnv(file) {
   }
 }
 
-function build(targets) {
-  const configs = targets.map((t) =>
+/** Builds the given services and libs, and the harness this script runs processes with. */
+async function build(targets) {
+  const configs = [...targets, 'harness'].map((t) =>
     t in SERVICES ? `apps/${t}/tsconfig.app.json` : `libs/${t}/tsconfig.lib.json`,
   );
   const result = spawnSync(process.execPath, [require.resolve('typescript/bin/tsc'), '-b', ...configs], {
@@ -55,6 +60,7 @@ function build(targets) {
     stdio: 'inherit',
   });
   if (result.status !== 0) throw new Error('build failed');
+  ({ startProcess } = await import('@gpu-telemetry/harness'));
 }
 
 function databaseUrl() {
@@ -68,7 +74,7 @@ function databaseUrl() {
 }
 
 async function migrate(direction = 'up', ...rest) {
-  build(['db']);
+  await build(['db']);
   if (direction !== 'create') databaseUrl();
   const result = spawnSync(
     process.execPath,
@@ -82,13 +88,22 @@ async function migrate(direction = 'up', ...rest) {
 }
 
 async function db() {
-  build(['db']);
-  const child = spawn(process.execPath, [path.join(root, 'libs/db/dist/bin/db-start.js')], {
-    cwd: root,
-    stdio: 'inherit',
+  await build(['db']);
+  foreground(
+    startProcess({ name: 'postgres', args: [path.join(root, 'libs/db/dist/bin/db-start.js')], cwd: root }),
+  );
+}
+
+/**
+ * `main` in the foreground of the terminal: SIGINT and SIGTERM are passed on to it (as `forward`,
+ * when given); when it exits, `others` are stopped and this script exits with its code.
+ */
+function foreground(main, { forward, others = [] } = {}) {
+  void main.exited.then(async ({ code }) => {
+    await Promise.all(others.map((other) => other.stop()));
+    process.exit(code ?? 0);
   });
-  child.on('exit', (code) => process.exit(code ?? 0));
-  for (const signal of ['SIGINT', 'SIGTERM']) process.on(signal, () => child.kill(signal));
+  for (const signal of ['SIGINT', 'SIGTERM']) process.on(signal, () => main.signal(forward ?? signal));
 }
 
 function serviceCommand(name) {
@@ -108,52 +123,37 @@ function pathToImport(file) {
 async function service(name, flag) {
   if (!(name in SERVICES))
     throw new Error(`unknown service "${name}": one of ${Object.keys(SERVICES).join(', ')}`);
-  build([name]);
+  await build([name]);
   databaseUrl();
   process.env.SERVICE_TOKEN = serviceToken();
   const watch = flag === '--watch';
-  const children = [];
-  if (watch) {
-    children.push(
-      spawn(
-        process.execPath,
-        [
-          require.resolve('typescript/bin/tsc'),
-          '-b',
-          '-w',
-          '--preserveWatchOutput',
-          `apps/${name}/tsconfig.app.json`,
-        ],
-        {
+  const compiler = watch
+    ? [
+        startProcess({
+          name: 'tsc',
+          args: [
+            require.resolve('typescript/bin/tsc'),
+            '-b',
+            '-w',
+            '--preserveWatchOutput',
+            `apps/${name}/tsconfig.app.json`,
+          ],
           cwd: root,
-          stdio: 'inherit',
-        },
-      ),
-    );
-  }
+        }),
+      ]
+    : [];
   const args = watch ? ['--watch', ...serviceCommand(name)] : serviceCommand(name);
-  const child = spawn(process.execPath, args, { cwd: root, stdio: 'inherit', env: process.env });
-  children.push(child);
-  child.on('exit', (code) => {
-    for (const other of children) other.kill('SIGTERM');
-    process.exit(code ?? 0);
-  });
-  for (const signal of ['SIGINT', 'SIGTERM']) process.on(signal, () => child.kill('SIGTERM'));
+  foreground(startProcess({ name, args, cwd: root }), { forward: 'SIGTERM', others: compiler });
 }
 
 async function simulator() {
-  build(['collector']);
-  const child = spawn(process.execPath, [path.join(root, 'apps/collector/dist/simulator/main.js')], {
-    cwd: root,
-    stdio: 'inherit',
-  });
-  child.on('exit', (code) => process.exit(code ?? 0));
-  for (const signal of ['SIGINT', 'SIGTERM']) process.on(signal, () => child.kill(signal));
+  await build(['dcgm-simulator']);
+  foreground(startProcess({ name: 'simulator', args: [SIMULATOR], cwd: root }));
 }
 
 async function start() {
   console.log('building...');
-  build(Object.keys(SERVICES));
+  await build([...Object.keys(SERVICES), 'dcgm-simulator']);
   let postgres;
   if (!process.env.DATABASE_URL) {
     console.log(`starting embedded PostgreSQL (data in .data/postgres, port ${EMBEDDED_PORT})...`);
@@ -165,7 +165,7 @@ async function start() {
     stdio: 'inherit',
   });
   if (migrated.status !== 0) {
-    await terminate(postgres?.child);
+    await postgres?.process.stop();
     throw new Error('migrations failed');
   }
 
@@ -187,35 +187,50 @@ async function start() {
   // ... with the key that may only send spans (the receiver wants one when auth is on).
   env.OTEL_EXPORTER_OTLP_HEADERS ||= `authorization=Bearer%20${env.GATEWAY_OTLP_KEY}`;
   const processes = [
-    { name: 'simulator', args: [path.join(root, 'apps/collector/dist/simulator/main.js')] },
+    { name: 'simulator', args: [SIMULATOR] },
     ...Object.keys(SERVICES).map((name) => ({ name, args: serviceCommand(name) })),
   ];
-  const children = processes.map(({ name, args }) => run(name, args, env));
+  // Each in its own process group: a Ctrl-C reaches only this script, which stops the services
+  // first and the database last.
+  const children = processes.map(({ name, args }) => {
+    const print = (line) => process.stdout.write(`${formatLine(name, line)}\n`);
+    return startProcess({ name, args, cwd: root, env, stdout: print, stderr: print, ownProcessGroup: true });
+  });
 
   let stopping = false;
   const stop = async (code = 0) => {
     if (stopping) return;
     stopping = true;
     console.log('\nstopping...');
-    await Promise.all(children.map((child) => terminate(child)));
-    await terminate(postgres?.child);
+    await Promise.all(children.map((child) => child.stop()));
+    await postgres?.process.stop();
     process.exit(code);
   };
   for (const signal of ['SIGINT', 'SIGTERM']) process.on(signal, () => void stop(0));
-  // Children run in their own process groups; never leave them behind.
-  process.on('exit', () => {
-    for (const child of [...children, postgres?.child])
-      if (child && child.exitCode === null) child.kill('SIGTERM');
-  });
   for (const child of children) {
-    child.on('exit', (code) => {
+    void child.exited.then(({ code }) => {
       if (!stopping) {
-        console.error(`${child.label} exited with code ${code}; stopping everything.`);
+        console.error(`${child.name} exited with code ${code}; stopping everything.`);
         void stop(1);
       }
     });
   }
-  await waitReady();
+  try {
+    await Promise.all(
+      Object.entries(SERVICES).map(([name, port]) =>
+        children
+          .find((child) => child.name === name)
+          .waitForUrl(`http://127.0.0.1:${port}/healthz`, { timeoutMs: 60_000, intervalMs: 200 }),
+      ),
+    );
+  } catch (error) {
+    // An exit is reported above and stops everything; a service that never answered does too.
+    if (!stopping) {
+      console.error(error.message);
+      await stop(1);
+    }
+    return;
+  }
   console.log(`
 gpu-telemetry is running:
   gateway    http://localhost:${SERVICES.gateway}
@@ -264,73 +279,22 @@ function devKey(variable, file, prefix) {
  */
 function startPostgresProcess() {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [path.join(root, 'libs/db/dist/bin/db-start.js')], {
+    const started = startProcess({
+      name: 'postgres',
+      args: [path.join(root, 'libs/db/dist/bin/db-start.js')],
       cwd: root,
       env: {
         ...process.env,
         EMBEDDED_PG_DIR: path.join(root, '.data/postgres'),
         EMBEDDED_PG_PORT: String(EMBEDDED_PORT),
       },
-      stdio: ['ignore', 'pipe', 'inherit'],
-      detached: true,
+      stdout: (line) => {
+        const match = /DATABASE_URL=(\S+)/.exec(line);
+        if (match) resolve({ url: match[1], process: started });
+      },
+      stderr: 'inherit',
+      ownProcessGroup: true,
     });
-    let output = '';
-    child.stdout.setEncoding('utf8');
-    child.stdout.on('data', (chunk) => {
-      output += chunk;
-      const match = /DATABASE_URL=(\S+)/.exec(output);
-      if (match) resolve({ url: match[1], child });
-    });
-    child.on('exit', (code) => reject(new Error(`embedded PostgreSQL exited with code ${code}`)));
+    void started.exited.then(({ code }) => reject(new Error(`embedded PostgreSQL exited with code ${code}`)));
   });
-}
-
-function run(label, args, env) {
-  const child = spawn(process.execPath, args, {
-    cwd: root,
-    env,
-    stdio: ['ignore', 'pipe', 'pipe'],
-    detached: true,
-  });
-  child.label = label;
-  for (const stream of [child.stdout, child.stderr]) {
-    let buffered = '';
-    stream.setEncoding('utf8');
-    stream.on('data', (chunk) => {
-      buffered += chunk;
-      let newline;
-      while ((newline = buffered.indexOf('\n')) >= 0) {
-        process.stdout.write(formatLine(label, buffered.slice(0, newline)) + '\n');
-        buffered = buffered.slice(newline + 1);
-      }
-    });
-  }
-  return child;
-}
-
-function terminate(child) {
-  if (!child || child.exitCode !== null) return Promise.resolve();
-  return new Promise((resolve) => {
-    const timer = setTimeout(() => child.kill('SIGKILL'), 15_000);
-    child.once('exit', () => {
-      clearTimeout(timer);
-      resolve();
-    });
-    child.kill('SIGTERM');
-  });
-}
-
-async function waitReady() {
-  const deadline = Date.now() + 60_000;
-  for (const [name, port] of Object.entries(SERVICES)) {
-    for (;;) {
-      const ok = await fetch(`http://127.0.0.1:${port}/healthz`).then(
-        (r) => r.ok,
-        () => false,
-      );
-      if (ok) break;
-      if (Date.now() > deadline) throw new Error(`${name} did not come up on port ${port}`);
-      await new Promise((resolve) => setTimeout(resolve, 200));
-    }
-  }
 }

@@ -9,7 +9,8 @@ import { TELEMETRY_TOPIC } from '@gpu-telemetry/model';
 import { createLogger, listen, type RunningServer } from '@gpu-telemetry/service-kit';
 import type { StreamerApp } from '@gpu-telemetry/streamer/app';
 import request from 'supertest';
-import { type Pipeline, Restartable, startPipeline, waitFor } from './pipeline';
+import { waitFor } from '@gpu-telemetry/harness';
+import { type Pipeline, Restartable, startPipeline } from './pipeline';
 import { TEST_SERVICE_TOKEN } from '@gpu-telemetry/service-kit/testing';
 
 /** Users' view: everything through the gateway, with keys, in front of the real services. */

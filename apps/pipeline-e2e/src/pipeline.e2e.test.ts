@@ -2,8 +2,9 @@ import { TELEMETRY_TOPIC } from '@gpu-telemetry/model';
 import request from 'supertest';
 import { asService, TEST_SERVICE_TOKEN } from '@gpu-telemetry/service-kit/testing';
 import { QueueClient } from '@gpu-telemetry/queue-client';
-import { SIMULATED_METRICS } from '@gpu-telemetry/collector/simulator';
-import { type Pipeline, startPipeline, waitFor } from './pipeline';
+import { SIMULATED_METRICS } from '@gpu-telemetry/dcgm-simulator';
+import { waitFor } from '@gpu-telemetry/harness';
+import { type Pipeline, startPipeline } from './pipeline';
 
 /**
  * Simulated dcgm-exporters -> collector -> queue -> streamer -> Postgres -> query API, with the

@@ -6,9 +6,9 @@ import {
   collectorEnv,
   createApp as createCollector,
 } from '@gpu-telemetry/collector/app';
-import { DcgmSimulator } from '@gpu-telemetry/collector/simulator';
 import { loadConfig } from '@gpu-telemetry/config';
 import { createDb } from '@gpu-telemetry/db';
+import { DcgmSimulator } from '@gpu-telemetry/dcgm-simulator';
 import { createTestDatabase, type TestDatabase } from '@gpu-telemetry/db/testing';
 import { createApp as createQueue, type QueueApp } from '@gpu-telemetry/queue/app';
 import { QueueClient } from '@gpu-telemetry/queue-client';
@@ -140,16 +140,4 @@ export async function startPipeline(options: {
       await database.drop();
     },
   };
-}
-
-export async function waitFor(
-  what: string,
-  condition: () => Promise<boolean> | boolean,
-  ms = 20_000,
-): Promise<void> {
-  const until = Date.now() + ms;
-  while (!(await condition())) {
-    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
 }

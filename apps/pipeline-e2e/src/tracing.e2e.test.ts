@@ -1,7 +1,7 @@
-import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
-import { createServer } from 'node:net';
+import { spawnSync } from 'node:child_process';
 import path from 'node:path';
 import { createTestDatabase, type TestDatabase } from '@gpu-telemetry/db/testing';
+import { freePort, type ManagedProcess, startProcess } from '@gpu-telemetry/harness';
 import { TEST_SERVICE_TOKEN } from '@gpu-telemetry/service-kit/testing';
 
 /**
@@ -14,44 +14,25 @@ const ADMIN = 'tracing-e2e-admin-key-0123456789abcdef';
 const OTLP_KEY = 'tracing-e2e-span-export-key-0123456789';
 let database: TestDatabase;
 let gateway: string;
-const children: ChildProcess[] = [];
-
-function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const probe = createServer().listen(0, '127.0.0.1', () => {
-      const { port } = probe.address() as { port: number };
-      probe.close(() => resolve(port));
-    });
-  });
-}
+const children: ManagedProcess[] = [];
 
 async function start(service: string, env: Record<string, string>): Promise<string> {
-  const child = spawn(
-    process.execPath,
-    [
+  const child = startProcess({
+    name: service,
+    args: [
       '--import',
       path.join(root, `apps/${service}/dist/instrumentation.js`),
       path.join(root, `apps/${service}/dist/main.js`),
     ],
-    {
-      cwd: root,
-      env: { ...process.env, LOG_LEVEL: 'warn', OTEL_BSP_SCHEDULE_DELAY: '100', ...env },
-      stdio: 'ignore',
-    },
-  );
+    cwd: root,
+    env: { ...process.env, LOG_LEVEL: 'warn', OTEL_BSP_SCHEDULE_DELAY: '100', ...env },
+    stdout: 'keep',
+    stderr: 'keep',
+  });
   children.push(child);
   const url = `http://127.0.0.1:${env['PORT']}`;
-  for (let i = 0; i < 150; i++) {
-    if (
-      await fetch(`${url}/healthz`).then(
-        (r) => r.ok,
-        () => false,
-      )
-    )
-      return url;
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
-  throw new Error(`${service} did not start`);
+  await child.waitForUrl(`${url}/healthz`, { timeoutMs: 15_000 });
+  return url;
 }
 
 beforeAll(async () => {
@@ -88,14 +69,7 @@ beforeAll(async () => {
 }, 120_000);
 
 afterAll(async () => {
-  await Promise.all(
-    children.map(
-      (child) =>
-        new Promise((resolve) =>
-          child.exitCode !== null ? resolve(null) : (child.once('exit', resolve), child.kill('SIGTERM')),
-        ),
-    ),
-  );
+  await Promise.all(children.map((child) => child.stop()));
   await database?.drop();
 });
 

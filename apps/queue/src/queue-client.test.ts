@@ -1,3 +1,4 @@
+import { waitFor } from '@gpu-telemetry/harness';
 import { createLogger, serviceAuthorization } from '@gpu-telemetry/service-kit';
 import { TEST_SERVICE_TOKEN } from '@gpu-telemetry/service-kit/testing';
 import { createConsumer, QueueClient, QueueRequestError } from '@gpu-telemetry/queue-client';
@@ -72,7 +73,13 @@ describe('createConsumer', () => {
     });
     consumer.start();
     // The batches holding the five bad ones may settle before the last good batch is handled.
-    await waitFor(async () => handled.length === 50 && (await client.topic(topic)).dead === 5);
+    await waitFor(
+      '50 handled and 5 dead',
+      async () => handled.length === 50 && (await client.topic(topic)).dead === 5,
+      {
+        timeoutMs: 10_000,
+      },
+    );
     await consumer.stop();
     expect(handled.sort((a, b) => a - b)).toEqual(Array.from({ length: 50 }, (_, n) => n));
     expect(await client.topic(topic)).toMatchObject({ ready: 0, inFlight: 0, dead: 5 });
@@ -109,7 +116,13 @@ describe('createConsumer', () => {
       },
     });
     consumer.start();
-    await waitFor(async () => (await client.topic(topic)).inFlight === 0 && deliveries > 0, 10_000);
+    await waitFor(
+      'the lease released',
+      async () => (await client.topic(topic)).inFlight === 0 && deliveries > 0,
+      {
+        timeoutMs: 10_000,
+      },
+    );
     await consumer.stop();
     expect(deliveries).toBe(1);
     expect(await client.topic(topic)).toMatchObject({ ready: 0, inFlight: 0, dead: 0 });
@@ -145,11 +158,3 @@ describe('createConsumer', () => {
     expect(await client.topic(topic)).toMatchObject({ ready: 0, inFlight: 0 });
   });
 });
-
-async function waitFor(condition: () => Promise<boolean>, ms = 10_000): Promise<void> {
-  const until = Date.now() + ms;
-  while (!(await condition())) {
-    if (Date.now() > until) throw new Error('condition not met in time');
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-}

@@ -1,6 +1,8 @@
 import { createServer, type RequestListener, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { DcgmSimulator, SIMULATED_METRICS } from '@gpu-telemetry/dcgm-simulator';
 import { createTestDatabase, type TestDatabase } from '@gpu-telemetry/db/testing';
+import { waitFor } from '@gpu-telemetry/harness';
 import { QueueClient } from '@gpu-telemetry/queue-client';
 import { trace } from '@opentelemetry/api';
 import {
@@ -12,7 +14,6 @@ import { serviceAuthorization } from '@gpu-telemetry/service-kit';
 import { TEST_SERVICE_TOKEN } from '@gpu-telemetry/service-kit/testing';
 import { Agent, request } from 'undici';
 import type { CollectorApp } from '../app';
-import { DcgmSimulator, SIMULATED_METRICS } from '../simulator/dcgm-simulator';
 import { createTestCollector } from '../testing/collector-test-app';
 import type { CollectorDatabase } from '../collector.tables';
 
@@ -215,7 +216,11 @@ describe('a round over honest and hostile targets at once', () => {
     }
 
     // Honest samples reached the queue while the hostile scrapes were still running; hostile ones never.
-    await waitFor(() => published.reduce((sum, m) => sum + m.samples, 0) >= 2 * 8 * SIMULATED_METRICS);
+    await waitFor(
+      'the honest samples published',
+      () => published.reduce((sum, m) => sum + m.samples, 0) >= 2 * 8 * SIMULATED_METRICS,
+      { timeoutMs: 5_000, intervalMs: 20 },
+    );
     const honest = new Set(
       [targets['honest-1'], targets['honest-2']].map((url) => new URL(url as string).href),
     );
@@ -263,12 +268,4 @@ describe('a round over honest and hostile targets at once', () => {
 async function requestJson(url: string): Promise<{ status: number; body: unknown }> {
   const res = await request(url, { headers: { authorization: serviceAuthorization(TEST_SERVICE_TOKEN) } });
   return { status: res.statusCode, body: await res.body.json() };
-}
-
-async function waitFor(condition: () => boolean, timeoutMs = 5_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error('timed out waiting');
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
 }

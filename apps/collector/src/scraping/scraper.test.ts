@@ -1,7 +1,7 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { DcgmSimulator, SIMULATED_METRICS } from '@gpu-telemetry/dcgm-simulator';
 import { type TelemetrySample, telemetrySample } from '@gpu-telemetry/model';
-import { DcgmSimulator, SIMULATED_METRICS } from '../simulator/dcgm-simulator';
 import { createScrapeAgent, ScrapeError, scrapeTarget } from './scraper';
 
 const policy = { allowLinkLocal: false };

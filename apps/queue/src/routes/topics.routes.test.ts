@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { waitFor } from '@gpu-telemetry/harness';
 import request from 'supertest';
 import { asService } from '@gpu-telemetry/service-kit/testing';
 import { startQueueTestApp, type QueueTestApp } from '../testing/queue-test-app';
@@ -245,7 +246,10 @@ describe('POST /v1/topics/:topic/leases', () => {
     const a = await startQueueTestApp({ QUEUE_FALLBACK_POLL: 60_000 }, queue.database);
     const b = await startQueueTestApp({ QUEUE_FALLBACK_POLL: 60_000 }, queue.database);
     try {
-      await waitFor(() => a.notifier.listening && b.notifier.listening);
+      await waitFor('both replicas listening', () => a.notifier.listening && b.notifier.listening, {
+        timeoutMs: 5_000,
+        intervalMs: 20,
+      });
       const topic = topicName();
       const waiting = request(asService(a.app))
         .post(`/v1/topics/${topic}/leases`)
@@ -539,11 +543,3 @@ describe('shutdown', () => {
     expect(Date.now() - started).toBeLessThan(2_000);
   });
 });
-
-async function waitFor(condition: () => boolean, ms = 5_000): Promise<void> {
-  const until = Date.now() + ms;
-  while (!condition()) {
-    if (Date.now() > until) throw new Error('condition not met in time');
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
-}

@@ -1,11 +1,7 @@
 import { createHash } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 
-/**
- * A stand-in for NVIDIA dcgm-exporter: every simulated host serves `/hosts/<n>/metrics` in the
- * exact text layout of the real exporter (HELP/TYPE per family, labels in its order, `%f`
- * floats), with values that change over time. `npm start` points the collector at it.
- */
+/** The fleet to simulate; hosts are named `<hostPrefix>-001` on, and `now()` (ms) drives the values. */
 export interface SimulatorOptions {
   hosts: number;
   gpusPerHost: number;
@@ -175,6 +171,11 @@ const METRICS: Metric[] = [
 
 export const SIMULATED_METRICS = METRICS.length;
 
+/**
+ * A stand-in for NVIDIA dcgm-exporter: every simulated host serves `/hosts/<n>/metrics` in the
+ * exact text layout of the real exporter (HELP/TYPE per family, labels in its order, `%f`
+ * floats), with values that change over time. `npm start` points the collector at it.
+ */
 export class DcgmSimulator {
   private readonly hostNames: string[];
   private readonly gpus: GpuState[][];
