@@ -139,9 +139,9 @@ export function vectorBinop(
     const rs = rightSigs.get(s);
     if (!rs) continue;
     const [vl, vr] = swapped ? [rs.value, ls.value] : [ls.value, rs.value];
-    let [value, keep] = elementBinop(op, vl, vr);
-    if (returnBool) value = keep ? 1 : 0;
-    else if (!keep) continue;
+    const [computed, keep] = elementBinop(op, vl, vr);
+    if (!returnBool && !keep) continue;
+    const value = returnBool ? (keep ? 1 : 0) : computed;
     let metric = resultMetric(ls.labels, rs.labels, op, matching);
     if (returnBool) metric = dropMetricName(metric);
     const inserted = matchedSigs.get(s);

@@ -471,7 +471,7 @@ class Evaluator {
       return this.combine(grid, [lhs, rhs], ([l, r]) => [{ labels: [], value: scalarBinop(e.op, l[0].value, r[0].value) }]);
     }
     if (lt === 'vector' && rt === 'vector') {
-      const matching = e.matching!;
+      const matching = e.matching ?? { card: 'one-to-one', on: false, labels: [], include: [] };
       const sig = signatureFunction(matching);
       if (isSetOp(e.op)) {
         const setFn = e.op === 'and' ? vectorAnd : e.op === 'or' ? vectorOr : vectorUnless;
@@ -489,7 +489,7 @@ class Evaluator {
     const grouping = { labels: e.grouping, without: e.without };
     const enclosing: Enclosing = { func: e.op, grouping: e.grouping, by: !e.without };
     if (e.op === 'count_values') {
-      const label = stringValue(e.param!);
+      const label = e.param ? stringValue(e.param) : '';
       const input = await this.steps(e.expr, grid, enclosing);
       return this.combine(grid, [input], ([v]) => aggregate(e.op, grouping, label, v));
     }

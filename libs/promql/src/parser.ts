@@ -91,7 +91,8 @@ const BINARY_OPS: Record<string, BinaryOp> = {
 
 const MATCH_OPS: Record<string, MatchType> = { EqlSingle: '=', Neq: '!=', EqlRegex: '=~', NeqRegex: '!~' };
 
-const MAX_INT64 = 9223372036854775807;
+// Go's float64(math.MaxInt64), the bound Prometheus checks `@` timestamps (in seconds) against.
+const MAX_INT64_FLOAT = 2 ** 63;
 
 type SyntaxNode = ReturnType<typeof lezerParser.parse>['topNode'];
 
@@ -329,7 +330,7 @@ class Converter {
   private matrixSelector(node: SyntaxNode, inner: SyntaxNode): MatrixSelector {
     const range = this.children(node)[1];
     const selector = this.expr(inner);
-    const bracket = { start: inner.to, end: node.to };
+    const bracket = { start: this.query.indexOf('[', inner.to), end: node.to };
     if (selector.kind !== 'vector_selector') return this.fail(bracket, 'ranges only allowed for vector selectors');
     if (selector.offsetMs !== 0) this.fail(bracket, 'no offset modifiers allowed before range');
     if (selector.at) this.fail(bracket, 'no @ modifiers allowed before range');
@@ -380,7 +381,7 @@ class Converter {
       at = this.children(value)[0]?.name === 'AtStart' ? { kind: 'start' } : { kind: 'end' };
     } else if (value?.name === 'NumberDurationLiteral') {
       const seconds = this.number(value);
-      if (!Number.isFinite(seconds) || seconds * 1000 >= MAX_INT64 || seconds * 1000 <= -MAX_INT64) {
+      if (!Number.isFinite(seconds) || seconds >= MAX_INT64_FLOAT || seconds <= -MAX_INT64_FLOAT) {
         this.fail(this.pos(node), `timestamp out of bounds for @ modifier: ${seconds}`);
       }
       at = { kind: 'timestamp', ms: Math.round(seconds * 1000) };
@@ -432,7 +433,7 @@ class Converter {
 
   private aggregate(node: SyntaxNode): AggregateExpr {
     const kids = this.children(node);
-    const opNode = kids.find((k) => k.name === 'AggregateOp')!;
+    const opNode = kids.find((k) => k.name === 'AggregateOp') ?? kids[0];
     const op = this.text(opNode).toLowerCase();
     if (!AGGREGATE_OPS.has(op)) this.fail(this.pos(opNode), `unknown function with name ${JSON.stringify(op)}`);
     const modifier = kids.find((k) => k.name === 'AggregateModifier');
@@ -443,7 +444,7 @@ class Converter {
       without = kw.name === 'Without';
       grouping = this.groupingLabels(labels);
     }
-    const body = kids.find((k) => k.name === 'FunctionCallBody')!;
+    const body = kids.find((k) => k.name === 'FunctionCallBody') ?? kids[kids.length - 1];
     const args = this.children(body).map((a) => this.expr(a));
     const pos = this.pos(node);
     if (args.length === 0) this.fail(pos, 'no arguments for aggregate expression provided');
