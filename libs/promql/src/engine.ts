@@ -378,9 +378,9 @@ class Evaluator {
    * is no older than the lookback delta and is not a staleness marker. With `sampleTimes`, the
    * values are the samples' timestamps in seconds instead (what `timestamp()` reports).
    */
-  private async vectorSelector(vs: VectorSelector, grid: Grid, enclosing: Enclosing, sampleTimes: boolean, ignoreOffset = false): Promise<StepSeries[]> {
+  private async vectorSelector(vs: VectorSelector, grid: Grid, enclosing: Enclosing, sampleTimes: boolean): Promise<StepSeries[]> {
     const at = this.atTime(vs.at);
-    const offset = ignoreOffset ? 0 : vs.offsetMs;
+    const offset = vs.offsetMs;
     const lookback = this.c.lookbackMs;
     const first = this.refTime(grid, 0, at, offset);
     const last = this.refTime(grid, grid.n - 1, at, offset);
@@ -512,9 +512,8 @@ class Evaluator {
     if (!state) this.callState.set(e, (state = {}));
     const first = e.args[0] ? unwrapParens(e.args[0]) : undefined;
     if (name === 'timestamp' && first?.kind === 'vector_selector') {
-      // The time of the sample itself, not of the step. Prometheus ignores the offset of a
-      // selector that also has `@` here, and so does this.
-      const times = await this.vectorSelector(first, grid, enclosing, true, first.at !== undefined);
+      // The time of the sample itself, not of the step.
+      const times = await this.vectorSelector(first, grid, enclosing, true);
       return this.combine(grid, [times], ([v]) => v.map((s) => ({ labels: dropMetricName(s.labels), value: s.value })));
     }
     const absentMatchers = name === 'absent' && first?.kind === 'vector_selector' ? first.matchers : undefined;
