@@ -24,6 +24,7 @@ COPY libs/harness/package.json libs/harness/
 COPY libs/model/package.json libs/model/
 COPY libs/service-kit/package.json libs/service-kit/
 COPY libs/queue-client/package.json libs/queue-client/
+COPY libs/promql/package.json libs/promql/
 RUN npm ci --ignore-scripts --no-audit --no-fund
 COPY tsconfig.base.json tsconfig.json ./
 COPY apps apps

@@ -1,0 +1,313 @@
+import {
+  BadDataError,
+  ExecutionError,
+  formatValue,
+  MemorySeriesSource,
+  PromQLEngine,
+  QueryCanceledError,
+  QueryTimeoutError,
+  type SelectHints,
+  type SeriesSource,
+  toPrometheusData,
+  toPrometheusError,
+  TooManySamplesError,
+} from './index';
+
+const s = 1000;
+const m = 60 * s;
+
+/** Samples every 15 s from 0: values[i] at i * 15 s. */
+function every15s(values: number[]): [number, number][] {
+  return values.map((v, i) => [i * 15 * s, v]);
+}
+
+async function instant(source: MemorySeriesSource, query: string, t: number, engine = new PromQLEngine({ source })) {
+  return toPrometheusData(await engine.instantQuery(query, t));
+}
+
+async function values(source: MemorySeriesSource, query: string, t: number): Promise<Record<string, string>> {
+  const data = await instant(source, query, t);
+  if (data.resultType !== 'vector') throw new Error(`expected a vector, got ${data.resultType}`);
+  return Object.fromEntries(data.result.map((r) => [JSON.stringify(r.metric), r.value[1]]));
+}
+
+describe('instant selectors: lookback and staleness', () => {
+  const source = new MemorySeriesSource().add({ __name__: 'temp', gpu: '0' }, [[0, 40]]);
+
+  it('returns the newest sample up to five minutes old, stamped with the evaluation time', async () => {
+    const data = await instant(source, 'temp', 5 * m);
+    expect(data).toEqual({ resultType: 'vector', result: [{ metric: { __name__: 'temp', gpu: '0' }, value: [300, '40'] }] });
+  });
+
+  it('forgets a series once its newest sample is older than the lookback', async () => {
+    expect(await values(source, 'temp', 5 * m + 1)).toEqual({});
+  });
+
+  it('ends a series at a staleness marker, and picks it up again at the next sample', async () => {
+    const src = new MemorySeriesSource().add({ __name__: 'util' }, [[0, 1], { t: 30 * s, stale: true }, [90 * s, 3]]);
+    expect(await values(src, 'util', 29 * s)).toEqual({ '{"__name__":"util"}': '1' });
+    expect(await values(src, 'util', 60 * s)).toEqual({});
+    expect(await values(src, 'util', 90 * s)).toEqual({ '{"__name__":"util"}': '3' });
+  });
+
+  it('leaves staleness markers out of range vectors', async () => {
+    const src = new MemorySeriesSource().add({ __name__: 'util' }, [[0, 1], { t: 30 * s, stale: true }, [90 * s, 3]]);
+    expect(await values(src, 'count_over_time(util[2m])', 90 * s)).toEqual({ '{}': '2' });
+  });
+
+  it('looks at the time given by offset and @', async () => {
+    const src = new MemorySeriesSource().add({ __name__: 'x' }, every15s([0, 1, 2, 3, 4, 5, 6, 7, 8]));
+    expect(await values(src, 'x offset 1m', 2 * m)).toEqual({ '{"__name__":"x"}': '4' });
+    expect(await values(src, 'x @ 30', 2 * m)).toEqual({ '{"__name__":"x"}': '2' });
+    const range = toPrometheusData(await new PromQLEngine({ source: src }).rangeQuery('x @ start()', 30 * s, 60 * s, 15 * s));
+    expect(range).toEqual({ resultType: 'matrix', result: [{ metric: { __name__: 'x' }, values: [[30, '2'], [45, '2'], [60, '2']] }] });
+  });
+});
+
+describe('rate, increase and delta', () => {
+  it('is exact for a counter sampled across the whole window', async () => {
+    // 10 per 15 s is 2/3 per second; the window's first sample is 15 s after its start.
+    const src = new MemorySeriesSource().add({ __name__: 'c' }, every15s([0, 10, 20, 30, 40, 50, 60, 70, 80, 90, 100, 110, 120]));
+    expect(await values(src, 'rate(c[1m])', 3 * m)).toEqual({ '{}': formatValue(40 / 60) });
+    expect(await values(src, 'increase(c[1m])', 3 * m)).toEqual({ '{}': '40' });
+  });
+
+  it('does not extrapolate a counter below zero', async () => {
+    // Starting at 5 with a slope of 10 per 15 s, zero is 7.5 s before the first sample.
+    const src = new MemorySeriesSource().add({ __name__: 'c' }, [
+      [20 * s, 5],
+      [35 * s, 15],
+      [50 * s, 25],
+    ]);
+    expect(await values(src, 'increase(c[1m])', 60 * s)).toEqual({ '{}': formatValue(20 * ((30 + 7.5 + 10) / 30)) });
+  });
+
+  it('counts a counter reset as a restart from zero', async () => {
+    const src = new MemorySeriesSource().add({ __name__: 'c' }, every15s([100, 110, 120, 5, 15]));
+    expect(await values(src, 'resets(c[1m])', 60 * s)).toEqual({ '{}': '1' });
+    // 20 before the reset + 15 after, extrapolated over the 60 s window from the 60 s sampled.
+    expect(await values(src, 'increase(c[1m])', 60 * s)).toEqual({ '{}': '35' });
+    expect(await values(src, 'delta(c[1m])', 60 * s)).toEqual({ '{}': '-85' });
+  });
+
+  it('needs two samples', async () => {
+    const src = new MemorySeriesSource().add({ __name__: 'c' }, [[0, 1]]);
+    expect(await values(src, 'rate(c[5m])', m)).toEqual({});
+    expect(await values(src, 'irate(c[5m])', m)).toEqual({});
+  });
+
+  it('drops the metric name, except for last_over_time', async () => {
+    const src = new MemorySeriesSource().add({ __name__: 'c', job: 'a' }, every15s([1, 2, 3]));
+    expect(await values(src, 'irate(c[1m])', 30 * s)).toEqual({ '{"job":"a"}': formatValue(1 / 15) });
+    expect(await values(src, 'last_over_time(c[1m])', 30 * s)).toEqual({ '{"__name__":"c","job":"a"}': '3' });
+  });
+});
+
+describe('vector matching', () => {
+  const src = new MemorySeriesSource()
+    .add({ __name__: 'util', host: 'a', gpu: '0' }, [[0, 50]])
+    .add({ __name__: 'util', host: 'a', gpu: '1' }, [[0, 70]])
+    .add({ __name__: 'power', host: 'a', gpu: '0' }, [[0, 300]])
+    .add({ __name__: 'power', host: 'a', gpu: '1' }, [[0, 400]])
+    .add({ __name__: 'host_info', host: 'a', rack: 'r1' }, [[0, 1]]);
+
+  it('matches one-to-one on all labels but the name', async () => {
+    expect(await values(src, 'power / util', 0)).toEqual({ '{"gpu":"0","host":"a"}': '6', '{"gpu":"1","host":"a"}': formatValue(400 / 70) });
+  });
+
+  it('copies group_left labels from the one side', async () => {
+    expect(await values(src, 'util * on(host) group_left(rack) host_info', 0)).toEqual({
+      '{"gpu":"0","host":"a","rack":"r1"}': '50',
+      '{"gpu":"1","host":"a","rack":"r1"}': '70',
+    });
+  });
+
+  it('refuses many-to-many matching with the match group and both series', async () => {
+    await expect(new PromQLEngine({ source: src }).instantQuery('util + on(host) power', 0)).rejects.toThrow(
+      'found duplicate series for the match group {host="a"} on the right hand-side of the operation: [{__name__="power", gpu="1", host="a"}, {__name__="power", gpu="0", host="a"}];many-to-many matching not allowed: matching labels must be unique on one side',
+    );
+  });
+
+  it('keeps the left side for and, unless, and adds the unmatched right side for or', async () => {
+    expect(Object.keys(await values(src, 'util and on(gpu) (power > 350)', 0))).toEqual(['{"__name__":"util","gpu":"1","host":"a"}']);
+    expect(Object.keys(await values(src, 'util unless on(gpu) (power > 350)', 0))).toEqual(['{"__name__":"util","gpu":"0","host":"a"}']);
+    expect(Object.keys(await values(src, 'util > 60 or power', 0))).toEqual(['{"__name__":"util","gpu":"1","host":"a"}', '{"__name__":"power","gpu":"0","host":"a"}']);
+  });
+
+  it('filters with comparisons and answers 0/1 with bool', async () => {
+    expect(await values(src, 'util > 60', 0)).toEqual({ '{"__name__":"util","gpu":"1","host":"a"}': '70' });
+    expect(await values(src, 'util > bool 60', 0)).toEqual({ '{"gpu":"0","host":"a"}': '0', '{"gpu":"1","host":"a"}': '1' });
+  });
+});
+
+describe('histogram_quantile over classic buckets', () => {
+  const bucket = (le: string, v: number) => [{ __name__: 'd_bucket', le }, [[0, v]]] as const;
+  const src = new MemorySeriesSource();
+  for (const [labels, samples] of [bucket('0.1', 10), bucket('0.5', 60), bucket('1', 90), bucket('+Inf', 100)]) src.add(labels, [...samples] as [number, number][]);
+
+  it('interpolates inside the bucket the rank falls in', async () => {
+    // Rank 50 of 100 is 40 of the 50 observations in (0.1, 0.5].
+    expect(await values(src, 'histogram_quantile(0.5, d_bucket)', 0)).toEqual({ '{}': formatValue(0.1 + 0.4 * (40 / 50)) });
+  });
+
+  it('answers the highest finite bound for the top bucket, +Inf above 1, and NaN without +Inf', async () => {
+    expect(await values(src, 'histogram_quantile(0.99, d_bucket)', 0)).toEqual({ '{}': '1' });
+    expect(await values(src, 'histogram_quantile(2, d_bucket)', 0)).toEqual({ '{}': '+Inf' });
+    expect(await values(src, 'histogram_quantile(0.5, d_bucket{le!="+Inf"})', 0)).toEqual({ '{}': 'NaN' });
+  });
+});
+
+describe('regular expressions', () => {
+  const src = new MemorySeriesSource()
+    .add({ __name__: 'x', host: 'host-1' }, [[0, 1]])
+    .add({ __name__: 'x', host: 'Host-2' }, [[0, 2]])
+    .add({ __name__: 'x', host: 'a\nb' }, [[0, 3]]);
+
+  it('are anchored at both ends', async () => {
+    expect(await values(src, 'x{host=~"host"}', 0)).toEqual({});
+    expect(Object.keys(await values(src, 'x{host=~"host-.*"}', 0))).toEqual(['{"__name__":"x","host":"host-1"}']);
+  });
+
+  it('read RE2 syntax: (?i), . not matching a newline, escaped punctuation', async () => {
+    expect(Object.keys(await values(src, 'x{host=~"(?i)HOST-\\\\d"}', 0))).toHaveLength(2);
+    expect(await values(src, 'x{host=~"a.b"}', 0)).toEqual({});
+    expect(Object.keys(await values(src, 'x{host=~"host\\\\-1"}', 0))).toHaveLength(1);
+  });
+
+  it('expand label_replace templates as Go does ($1x names group "1x")', async () => {
+    const out = await values(src, 'label_replace(x{host="host-1"}, "y", "$1x-${1}x", "host", "host-(.*)")', 0);
+    expect(out).toEqual({ '{"__name__":"x","host":"host-1","y":"-1x"}': '1' });
+  });
+});
+
+describe('aggregations', () => {
+  const src = new MemorySeriesSource()
+    .add({ __name__: 'u', host: 'a', gpu: '0' }, [[0, 10]])
+    .add({ __name__: 'u', host: 'a', gpu: '1' }, [[0, 30]])
+    .add({ __name__: 'u', host: 'b', gpu: '0' }, [[0, 20]])
+    .add({ __name__: 'u', host: 'b', gpu: '1' }, [[0, NaN]]);
+
+  it('group by and without', async () => {
+    expect(await values(src, 'sum by (host) (u{gpu="0"})', 0)).toEqual({ '{"host":"a"}': '10', '{"host":"b"}': '20' });
+    expect(await values(src, 'max without (gpu) (u)', 0)).toEqual({ '{"host":"a"}': '30', '{"host":"b"}': '20' });
+  });
+
+  it('orders topk from the top and lets NaN lose', async () => {
+    const data = await instant(src, 'topk(2, u)', 0);
+    expect(data.resultType === 'vector' && data.result.map((r) => r.value[1])).toEqual(['30', '20']);
+  });
+
+  it('counts values into a label', async () => {
+    expect(await values(src, 'count_values("v", u{host="a"})', 0)).toEqual({ '{"v":"10"}': '1', '{"v":"30"}': '1' });
+  });
+});
+
+describe('errors', () => {
+  const engine = new PromQLEngine({ source: new MemorySeriesSource().add({ __name__: 'x' }, every15s([1, 2, 3])) });
+
+  it.each([
+    ['rate(x)', '1:6: parse error: expected type range vector in call to function "rate", got instant vector'],
+    ['sum(x', '1:6: parse error: unexpected end of input'],
+    ['x + bool 1', '1:3: parse error: bool modifier can only be used on comparison operators'],
+    ['{job=~".*"}', '1:1: parse error: vector selector must contain at least one non-empty matcher'],
+    ['abs(x) offset 5m', '1:1: parse error: offset modifier must be preceded by an instant vector selector or range vector selector or a subquery'],
+    ['x @ 1 @ 2', '1:1: parse error: @ <timestamp> may not be set multiple times'],
+    ['x offset 1m [5m]', '1:13: parse error: no offset modifiers allowed before range'],
+    ['topk(x, x)', '1:6: parse error: expected type scalar in aggregation parameter, got instant vector'],
+    ['x and 1', '1:1: parse error: set operator "and" not allowed in binary scalar expression'],
+    ['nofunc(x)', '1:1: parse error: unknown function with name "nofunc"'],
+    ['x\n  + foo(', '2:5: parse error: unknown function with name "foo"'],
+  ])('%s is bad_data: %s', async (query, message) => {
+    const err = await engine.instantQuery(query, 0).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(BadDataError);
+    expect((err as Error).message).toBe(message);
+    expect(toPrometheusError(err)).toEqual({ httpStatus: 400, body: { status: 'error', errorType: 'bad_data', error: message } });
+  });
+
+  it('refuses range queries over 11,000 points per series', async () => {
+    await expect(engine.rangeQuery('x', 0, 11_001 * s, s)).rejects.toThrow(
+      'exceeded maximum resolution of 11,000 points per timeseries. Try decreasing the query resolution (?step=XX)',
+    );
+    await expect(engine.rangeQuery('x', 0, 11_000 * s, s)).resolves.toMatchObject({ resultType: 'matrix' });
+  });
+
+  it('stops at the max samples budget with an execution error (422)', async () => {
+    const small = new PromQLEngine({ source: new MemorySeriesSource().add({ __name__: 'x' }, every15s([1, 2, 3, 4])), maxSamples: 5 });
+    const err = await small.rangeQuery('x', 0, 45 * s, 5 * s).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(TooManySamplesError);
+    expect(toPrometheusError(err)).toEqual({
+      httpStatus: 422,
+      body: { status: 'error', errorType: 'execution', error: 'query processing would load too many samples into memory in query execution' },
+    });
+  });
+
+  it('times out (503) by its clock, and is canceled by an abort signal', async () => {
+    let now = 0;
+    const source: SeriesSource = {
+      async *select() {
+        now += 10_000;
+        yield* [];
+      },
+      labelNames: async () => [],
+      labelValues: async () => [],
+    };
+    const slow = new PromQLEngine({ source, timeoutMs: 5_000, now: () => now });
+    const err = await slow.instantQuery('sum(x) + sum(y)', 0).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(QueryTimeoutError);
+    expect(toPrometheusError(err)).toEqual({ httpStatus: 503, body: { status: 'error', errorType: 'timeout', error: 'query timed out in expression evaluation' } });
+
+    const controller = new AbortController();
+    controller.abort();
+    await expect(engine.instantQuery('x', 0, { signal: controller.signal })).rejects.toBeInstanceOf(QueryCanceledError);
+  });
+
+  it('reports many-to-one without group_left as an execution error', async () => {
+    const src = new MemorySeriesSource().add({ __name__: 'a', g: '1', i: '1' }, [[0, 1]]).add({ __name__: 'a', g: '1', i: '2' }, [[0, 1]]).add({ __name__: 'b', g: '1' }, [[0, 1]]);
+    const err = await new PromQLEngine({ source: src }).instantQuery('a + on(g) b', 0).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(ExecutionError);
+    expect((err as Error).message).toBe('multiple matches for labels: many-to-one matching must be explicit (group_left/group_right)');
+  });
+});
+
+describe('results as Prometheus spells them', () => {
+  it('writes values like Go: no exponents, NaN, +Inf, -Inf', () => {
+    expect([1e21, 1.5e-7, 0.1 + 0.2, NaN, Infinity, -Infinity, -0, 42].map(formatValue)).toEqual([
+      '1000000000000000000000',
+      '0.00000015',
+      '0.30000000000000004',
+      'NaN',
+      '+Inf',
+      '-Inf',
+      '-0',
+      '42',
+    ]);
+  });
+
+  it('answers scalars and strings as [time, "value"]', async () => {
+    const source = new MemorySeriesSource();
+    expect(await instant(source, '1 / 0', 1500)).toEqual({ resultType: 'scalar', result: [1.5, '+Inf'] });
+    expect(await instant(source, '"hi"', 1500)).toEqual({ resultType: 'string', result: [1.5, 'hi'] });
+  });
+});
+
+describe('the source interface', () => {
+  it('gets the time range, step, range and enclosing function of each selector', async () => {
+    const seen: SelectHints[] = [];
+    const mem = new MemorySeriesSource().add({ __name__: 'x' }, every15s([1, 2, 3]));
+    const source: SeriesSource = {
+      select: (matchers, hints) => {
+        seen.push(hints);
+        return mem.select(matchers, hints);
+      },
+      labelNames: () => mem.labelNames(),
+      labelValues: (name) => mem.labelValues(name),
+    };
+    await new PromQLEngine({ source }).rangeQuery('sum by (job) (rate(x[5m] offset 1m)) + x', 10 * m, 20 * m, m);
+    expect(seen).toEqual([
+      { startMs: 4 * m, endMs: 19 * m, stepMs: m, rangeMs: 5 * m, func: 'rate' },
+      { startMs: 5 * m, endMs: 20 * m, stepMs: m, rangeMs: 0 },
+    ]);
+    expect(await mem.labelNames()).toEqual(['__name__']);
+    expect(await mem.labelValues('__name__')).toEqual(['x']);
+  });
+});

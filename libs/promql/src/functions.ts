@@ -1,0 +1,455 @@
+import { ExecutionError } from './errors';
+import { formatValue } from './format';
+import {
+  BUCKET_LABEL,
+  dropMetricName,
+  getLabel,
+  isValidLabelName,
+  keyWithoutLabels,
+  type Labels,
+  METRIC_NAME,
+  setLabel,
+  withoutLabels,
+} from './labels';
+import type { Matcher } from './matchers';
+import { type Bucket, bucketQuantile, quantile } from './quantile';
+import { compileAnchoredRegex, expandTemplate } from './re2';
+
+/** One element of an instant vector at one step. */
+export interface VSample {
+  labels: Labels;
+  value: number;
+}
+
+/** Neumaier's compensated sum step, as Prometheus sums over time. */
+export function kahanSumInc(inc: number, sum: number, c: number): [number, number] {
+  const t = sum + inc;
+  if (Math.abs(sum) >= Math.abs(inc)) c += sum - t + inc;
+  else c += inc - t + sum;
+  return [t, c];
+}
+
+/** Go's math.Pow, whose special cases differ from `**` (1^NaN is 1, (-1)^±Inf is 1). */
+export function goPow(x: number, y: number): number {
+  if (y === 0) return 1;
+  if (x === 1) return 1;
+  if (x === -1 && !Number.isFinite(y) && !Number.isNaN(y)) return 1;
+  return x ** y;
+}
+
+const SIMPLE: Record<string, (v: number) => number> = {
+  abs: Math.abs,
+  ceil: Math.ceil,
+  floor: Math.floor,
+  exp: Math.exp,
+  sqrt: Math.sqrt,
+  ln: Math.log,
+  log2: Math.log2,
+  log10: Math.log10,
+  sin: Math.sin,
+  cos: Math.cos,
+  tan: Math.tan,
+  asin: Math.asin,
+  acos: Math.acos,
+  atan: Math.atan,
+  sinh: Math.sinh,
+  cosh: Math.cosh,
+  tanh: Math.tanh,
+  asinh: Math.asinh,
+  acosh: Math.acosh,
+  atanh: Math.atanh,
+  rad: (v) => (v * Math.PI) / 180,
+  deg: (v) => (v * 180) / Math.PI,
+  sgn: (v) => (v < 0 ? -1 : v > 0 ? 1 : v),
+};
+
+function dateOf(seconds: number): Date {
+  return new Date(Math.trunc(seconds) * 1000);
+}
+
+const DATE: Record<string, (d: Date) => number> = {
+  day_of_month: (d) => d.getUTCDate(),
+  day_of_week: (d) => d.getUTCDay(),
+  day_of_year: (d) => Math.round((Date.UTC(d.getUTCFullYear(), d.getUTCMonth(), d.getUTCDate()) - Date.UTC(d.getUTCFullYear(), 0, 1)) / 86_400_000) + 1,
+  days_in_month: (d) => new Date(Date.UTC(d.getUTCFullYear(), d.getUTCMonth() + 1, 0)).getUTCDate(),
+  hour: (d) => d.getUTCHours(),
+  minute: (d) => d.getUTCMinutes(),
+  month: (d) => d.getUTCMonth() + 1,
+  year: (d) => d.getUTCFullYear(),
+};
+
+/** Argument values of an instant-vector function at one step. */
+export type StepArg = VSample[] | number | string;
+
+/** Per-node state kept across steps (compiled regular expressions, checked label names). */
+export interface CallState {
+  regex?: RegExp;
+}
+
+/**
+ * Functions over instant vectors and scalars, evaluated at one step (`ts` in ms). Returns the
+ * output vector; scalar-returning functions return a single element with empty labels.
+ */
+export function instantFunction(name: string, args: StepArg[], ts: number, state: CallState, absentMatchers?: readonly Matcher[]): VSample[] {
+  const vec = () => args[0] as VSample[];
+  const num = (i: number) => args[i] as number;
+  const str = (i: number) => args[i] as string;
+
+  const simple = SIMPLE[name];
+  if (simple) return vec().map((s) => ({ labels: dropMetricName(s.labels), value: simple(s.value) }));
+
+  const date = DATE[name];
+  if (date) {
+    if (args.length === 0) return [{ labels: [], value: date(dateOf(Math.trunc(ts / 1000))) }];
+    return vec().map((s) => ({ labels: dropMetricName(s.labels), value: date(dateOf(s.value)) }));
+  }
+
+  switch (name) {
+    case 'time':
+      return [{ labels: [], value: ts / 1000 }];
+    case 'pi':
+      return [{ labels: [], value: Math.PI }];
+    case 'vector':
+      return [{ labels: [], value: num(0) }];
+    case 'scalar': {
+      const v = vec();
+      return [{ labels: [], value: v.length === 1 ? v[0].value : NaN }];
+    }
+    case 'clamp': {
+      const min = num(1);
+      const max = num(2);
+      if (max < min) return [];
+      return vec().map((s) => ({ labels: dropMetricName(s.labels), value: Math.max(min, Math.min(max, s.value)) }));
+    }
+    case 'clamp_min':
+      return vec().map((s) => ({ labels: dropMetricName(s.labels), value: Math.max(num(1), s.value) }));
+    case 'clamp_max':
+      return vec().map((s) => ({ labels: dropMetricName(s.labels), value: Math.min(num(1), s.value) }));
+    case 'round': {
+      const toNearestInverse = 1 / (args.length > 1 ? num(1) : 1);
+      return vec().map((s) => ({ labels: dropMetricName(s.labels), value: Math.floor(s.value * toNearestInverse + 0.5) / toNearestInverse }));
+    }
+    case 'timestamp':
+      // Of a computed vector, the evaluation time (the engine reads a selector's sample times itself).
+      return vec().map((s) => ({ labels: dropMetricName(s.labels), value: ts / 1000 }));
+    case 'sort':
+      return sortVector(vec(), (a, b) => (Number.isNaN(b) ? true : a < b));
+    case 'sort_desc':
+      return sortVector(vec(), (a, b) => (Number.isNaN(b) ? true : a > b));
+    case 'absent':
+      return vec().length > 0 ? [] : [{ labels: absentLabels(absentMatchers), value: 1 }];
+    case 'label_replace':
+      return labelReplace(vec(), str(1), str(2), str(3), str(4), state);
+    case 'label_join':
+      return labelJoin(vec(), str(1), str(2), args.slice(3) as string[]);
+    case 'histogram_quantile':
+      return histogramQuantile(num(0), args[1] as VSample[]);
+    case 'histogram_count':
+    case 'histogram_sum':
+    case 'histogram_fraction':
+      // Only native histograms have these; classic (float) samples are skipped.
+      return [];
+    default:
+      throw new ExecutionError(`function ${JSON.stringify(name)} is not implemented`);
+  }
+}
+
+/**
+ * Go's `sort.Sort` as Prometheus calls it: insertion sort up to 12 elements (what Go does, so ties
+ * keep Prometheus's order), a stable merge sort beyond. `before(a, b)` says a sorts before b.
+ */
+export function sortVector(vec: VSample[], before: (a: number, b: number) => boolean): VSample[] {
+  const out = [...vec];
+  if (out.length <= 12) {
+    for (let i = 1; i < out.length; i++) {
+      for (let j = i; j > 0 && before(out[j].value, out[j - 1].value); j--) {
+        [out[j], out[j - 1]] = [out[j - 1], out[j]];
+      }
+    }
+    return out;
+  }
+  return out.sort((x, y) => (before(x.value, y.value) ? -1 : before(y.value, x.value) ? 1 : 0));
+}
+
+/** The labels `absent()` reports: those fixed by equality matchers, each named once. */
+export function absentLabels(matchers: readonly Matcher[] | undefined): Labels {
+  if (!matchers) return [];
+  let labels: Labels = [];
+  const has = new Set<string>();
+  for (const m of matchers) {
+    if (m.name === METRIC_NAME) continue;
+    if (m.type === '=' && !has.has(m.name)) {
+      labels = setLabel(labels, m.name, m.value);
+      has.add(m.name);
+    } else {
+      labels = setLabel(labels, m.name, '');
+    }
+  }
+  return labels;
+}
+
+function labelReplace(vec: VSample[], dst: string, replacement: string, src: string, regex: string, state: CallState): VSample[] {
+  if (!state.regex) {
+    try {
+      state.regex = compileAnchoredRegex(regex);
+    } catch {
+      throw new ExecutionError(`invalid regular expression in label_replace(): ${regex}`);
+    }
+    if (!isValidLabelName(dst)) throw new ExecutionError(`invalid destination label name in label_replace(): ${dst}`);
+  }
+  const re = state.regex;
+  return vec.map((s) => {
+    const match = re.exec(getLabel(s.labels, src));
+    if (!match) return s;
+    return { labels: setLabel(s.labels, dst, expandTemplate(replacement, match)), value: s.value };
+  });
+}
+
+function labelJoin(vec: VSample[], dst: string, separator: string, sources: string[]): VSample[] {
+  for (const src of sources) {
+    if (!isValidLabelName(src)) throw new ExecutionError(`invalid source label name in label_join(): ${src}`);
+  }
+  if (!isValidLabelName(dst)) throw new ExecutionError(`invalid destination label name in label_join(): ${dst}`);
+  return vec.map((s) => ({
+    labels: setLabel(s.labels, dst, sources.map((src) => getLabel(s.labels, src)).join(separator)),
+    value: s.value,
+  }));
+}
+
+const LE_EXCLUDED = new Set([BUCKET_LABEL]);
+const LE_AND_NAME = new Set([BUCKET_LABEL, METRIC_NAME]);
+
+/** Go's strconv.ParseFloat for bucket bounds (`+Inf`, `1e3`, `0.5`); NaN when unparseable. */
+export function parseGoFloat(text: string): number | undefined {
+  if (/^[+-]?(inf|infinity)$/i.test(text)) return text.startsWith('-') ? -Infinity : Infinity;
+  if (/^[+-]?nan$/i.test(text)) return NaN;
+  if (/^[+-]?(\d[\d_]*(\.[\d_]*)?|\.\d[\d_]*)([eE][+-]?\d+)?$/.test(text)) return Number(text.replace(/_/g, ''));
+  if (/^[+-]?0[xX][0-9a-fA-F]+$/.test(text)) return Number(text.replace(/^[+-]/, '')) * (text.startsWith('-') ? -1 : 1);
+  return undefined;
+}
+
+function histogramQuantile(q: number, vec: VSample[]): VSample[] {
+  const groups = new Map<string, { labels: Labels; buckets: Bucket[] }>();
+  for (const s of vec) {
+    const upperBound = parseGoFloat(getLabel(s.labels, BUCKET_LABEL));
+    if (upperBound === undefined) continue;
+    const key = keyWithoutLabels(s.labels, LE_EXCLUDED);
+    let group = groups.get(key);
+    if (!group) {
+      group = { labels: withoutLabels(s.labels, LE_AND_NAME), buckets: [] };
+      groups.set(key, group);
+    }
+    group.buckets.push({ upperBound, count: s.value });
+  }
+  return [...groups.values()].map((g) => ({ labels: g.labels, value: bucketQuantile(q, g.buckets) }));
+}
+
+/** The window of one series at one step, with what range functions need to know about it. */
+export interface Window {
+  t: ArrayLike<number>;
+  v: ArrayLike<number>;
+  /** First index inside the window and one past the last. */
+  lo: number;
+  hi: number;
+  /** Evaluation time and the window's bounds, in ms. */
+  ts: number;
+  rangeStart: number;
+  rangeEnd: number;
+  rangeMs: number;
+  /** Scalar arguments at this step (quantile_over_time's φ, predict_linear's seconds, ...). */
+  scalars: number[];
+}
+
+export type RangeFunction = (w: Window) => number | undefined;
+
+function extrapolatedRate(w: Window, isCounter: boolean, isRate: boolean): number | undefined {
+  const { t, v, lo, hi } = w;
+  const n = hi - lo;
+  if (n < 2) return undefined;
+  const first = v[lo];
+  const last = v[hi - 1];
+  let result = last - first;
+  if (isCounter) {
+    let prev = first;
+    for (let i = lo + 1; i < hi; i++) {
+      if (v[i] < prev) result += prev;
+      prev = v[i];
+    }
+  }
+  let durationToStart = (t[lo] - w.rangeStart) / 1000;
+  const durationToEnd = (w.rangeEnd - t[hi - 1]) / 1000;
+  const sampledInterval = (t[hi - 1] - t[lo]) / 1000;
+  const averageDurationBetweenSamples = sampledInterval / (n - 1);
+  if (isCounter && result > 0 && first >= 0) {
+    // A counter cannot go below zero: do not extrapolate past the point where it would be zero.
+    const durationToZero = sampledInterval * (first / result);
+    if (durationToZero < durationToStart) durationToStart = durationToZero;
+  }
+  const threshold = averageDurationBetweenSamples * 1.1;
+  let extrapolateToInterval = sampledInterval;
+  extrapolateToInterval += durationToStart < threshold ? durationToStart : averageDurationBetweenSamples / 2;
+  extrapolateToInterval += durationToEnd < threshold ? durationToEnd : averageDurationBetweenSamples / 2;
+  let factor = extrapolateToInterval / sampledInterval;
+  if (isRate) factor /= w.rangeMs / 1000;
+  return result * factor;
+}
+
+function instantValue(w: Window, isRate: boolean): number | undefined {
+  const { t, v, lo, hi } = w;
+  if (hi - lo < 2) return undefined;
+  const last = v[hi - 1];
+  const previous = v[hi - 2];
+  let result = isRate && last < previous ? last : last - previous;
+  const sampledInterval = t[hi - 1] - t[hi - 2];
+  if (sampledInterval === 0) return undefined;
+  if (isRate) result /= sampledInterval / 1000;
+  return result;
+}
+
+/** Least squares over the window: slope per second, and the value at interceptTime. */
+function linearRegression(w: Window, interceptTime: number): [number, number] {
+  const { t, v, lo, hi } = w;
+  let n = 0;
+  let sumX = 0,
+    cX = 0,
+    sumY = 0,
+    cY = 0,
+    sumXY = 0,
+    cXY = 0,
+    sumX2 = 0,
+    cX2 = 0;
+  const initY = v[lo];
+  let constY = true;
+  for (let i = lo; i < hi; i++) {
+    if (constY && i > lo && v[i] !== initY) constY = false;
+    n += 1;
+    const x = (t[i] - interceptTime) / 1e3;
+    [sumX, cX] = kahanSumInc(x, sumX, cX);
+    [sumY, cY] = kahanSumInc(v[i], sumY, cY);
+    [sumXY, cXY] = kahanSumInc(x * v[i], sumXY, cXY);
+    [sumX2, cX2] = kahanSumInc(x * x, sumX2, cX2);
+  }
+  if (constY) {
+    if (!Number.isFinite(initY) && !Number.isNaN(initY)) return [NaN, NaN];
+    return [0, initY];
+  }
+  sumX += cX;
+  sumY += cY;
+  sumXY += cXY;
+  sumX2 += cX2;
+  const covXY = sumXY - (sumX * sumY) / n;
+  const varX = sumX2 - (sumX * sumX) / n;
+  const slope = covXY / varX;
+  return [slope, sumY / n - (slope * sumX) / n];
+}
+
+function stdvarOverTime(w: Window): number {
+  let count = 0;
+  let mean = 0,
+    cMean = 0,
+    aux = 0,
+    cAux = 0;
+  for (let i = w.lo; i < w.hi; i++) {
+    const x = w.v[i];
+    count++;
+    const delta = x - (mean + cMean);
+    [mean, cMean] = kahanSumInc(delta / count, mean, cMean);
+    [aux, cAux] = kahanSumInc(delta * (x - (mean + cMean)), aux, cAux);
+  }
+  return (aux + cAux) / count;
+}
+
+function holtWinters(w: Window): number | undefined {
+  const [sf, tf] = w.scalars;
+  if (sf <= 0 || sf >= 1) throw new ExecutionError(`invalid smoothing factor. Expected: 0 < sf < 1, got: ${sf.toFixed(6)}`);
+  if (tf <= 0 || tf >= 1) throw new ExecutionError(`invalid trend factor. Expected: 0 < tf < 1, got: ${tf.toFixed(6)}`);
+  const { v, lo, hi } = w;
+  if (hi - lo < 2) return undefined;
+  let s0 = 0;
+  let s1 = v[lo];
+  let b = v[lo + 1] - v[lo];
+  for (let i = 1; i < hi - lo; i++) {
+    const x = sf * v[lo + i];
+    b = i - 1 === 0 ? b : tf * (s1 - s0) + (1 - tf) * b;
+    const y = (1 - sf) * (s1 + b);
+    s0 = s1;
+    s1 = x + y;
+  }
+  return s1;
+}
+
+/** Functions over range vectors, each computing one value from one series' window (or none). */
+export const RANGE_FUNCTIONS: Record<string, RangeFunction> = {
+  rate: (w) => extrapolatedRate(w, true, true),
+  increase: (w) => extrapolatedRate(w, true, false),
+  delta: (w) => extrapolatedRate(w, false, false),
+  irate: (w) => instantValue(w, true),
+  idelta: (w) => instantValue(w, false),
+  deriv: (w) => (w.hi - w.lo < 2 ? undefined : linearRegression(w, w.t[w.lo])[0]),
+  predict_linear: (w) => {
+    if (w.hi - w.lo < 2) return undefined;
+    const [slope, intercept] = linearRegression(w, w.ts);
+    return slope * w.scalars[0] + intercept;
+  },
+  holt_winters: holtWinters,
+  resets: (w) => {
+    let resets = 0;
+    for (let i = w.lo + 1; i < w.hi; i++) if (w.v[i] < w.v[i - 1]) resets++;
+    return resets;
+  },
+  changes: (w) => {
+    let changes = 0;
+    for (let i = w.lo + 1; i < w.hi; i++) {
+      const cur = w.v[i];
+      const prev = w.v[i - 1];
+      if (cur !== prev && !(Number.isNaN(cur) && Number.isNaN(prev))) changes++;
+    }
+    return changes;
+  },
+  avg_over_time: (w) => {
+    let mean = 0,
+      c = 0,
+      count = 0;
+    for (let i = w.lo; i < w.hi; i++) {
+      const x = w.v[i];
+      count++;
+      if (!Number.isFinite(mean) && !Number.isNaN(mean)) {
+        // An infinite mean stays as it is unless a NaN or the opposite infinity arrives.
+        if (!Number.isFinite(x) && !Number.isNaN(x) && mean > 0 === x > 0) continue;
+        if (Number.isFinite(x)) continue;
+      }
+      [mean, c] = kahanSumInc(x / count - mean / count, mean, c);
+    }
+    return !Number.isFinite(mean) && !Number.isNaN(mean) ? mean : mean + c;
+  },
+  sum_over_time: (w) => {
+    let sum = 0,
+      c = 0;
+    for (let i = w.lo; i < w.hi; i++) [sum, c] = kahanSumInc(w.v[i], sum, c);
+    return !Number.isFinite(sum) && !Number.isNaN(sum) ? sum : sum + c;
+  },
+  count_over_time: (w) => w.hi - w.lo,
+  present_over_time: () => 1,
+  absent_over_time: () => 1,
+  last_over_time: (w) => w.v[w.hi - 1],
+  max_over_time: (w) => {
+    let max = w.v[w.lo];
+    for (let i = w.lo; i < w.hi; i++) if (w.v[i] > max || Number.isNaN(max)) max = w.v[i];
+    return max;
+  },
+  min_over_time: (w) => {
+    let min = w.v[w.lo];
+    for (let i = w.lo; i < w.hi; i++) if (w.v[i] < min || Number.isNaN(min)) min = w.v[i];
+    return min;
+  },
+  quantile_over_time: (w) => {
+    const values: number[] = [];
+    for (let i = w.lo; i < w.hi; i++) values.push(w.v[i]);
+    return quantile(w.scalars[0], values);
+  },
+  stdvar_over_time: stdvarOverTime,
+  stddev_over_time: (w) => Math.sqrt(stdvarOverTime(w)),
+};
+
+/** The `count_values` label value: the sample value as Prometheus prints it. */
+export const countValuesLabel = formatValue;

@@ -1,0 +1,20 @@
+export * from './ast';
+export { parseExpr } from './parser';
+export { PromQLEngine, type EngineOptions, type QueryOptions, type QueryResult, type InstantSample, type RangeSeries } from './engine';
+export {
+  BadDataError,
+  ExecutionError,
+  PromQLError,
+  type PromErrorType,
+  type PrometheusErrorBody,
+  QueryCanceledError,
+  QueryTimeoutError,
+  TooManySamplesError,
+  toPrometheusError,
+} from './errors';
+export { toPrometheusData, type PrometheusData } from './json';
+export * from './labels';
+export { compileMatcher, type Matcher, type MatchType } from './matchers';
+export { isStaleMarker, MemorySeriesSource, type SampleInput, type SelectHints, type SeriesSamples, type SeriesSource, writeStaleMarker } from './source';
+export { formatValue } from './format';
+export { parseDuration, formatDuration } from './duration';

@@ -1,0 +1,99 @@
+/** One label of a series. A label with an empty value does not exist (Prometheus's rule). */
+export interface Label {
+  readonly name: string;
+  readonly value: string;
+}
+
+/** A label set, sorted by name, names unique, no empty values. */
+export type Labels = readonly Label[];
+
+export const METRIC_NAME = '__name__';
+export const BUCKET_LABEL = 'le';
+
+const LABEL_NAME_RE = /^[a-zA-Z_][a-zA-Z0-9_]*$/;
+
+export function isValidLabelName(name: string): boolean {
+  return LABEL_NAME_RE.test(name);
+}
+
+export function labelsFromRecord(record: Readonly<Record<string, string>>): Labels {
+  return Object.entries(record)
+    .filter(([, value]) => value !== '')
+    .map(([name, value]) => ({ name, value }))
+    .sort((a, b) => compareStrings(a.name, b.name));
+}
+
+export function labelsToRecord(labels: Labels): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const l of labels) out[l.name] = l.value;
+  return out;
+}
+
+export function getLabel(labels: Labels, name: string): string {
+  for (const l of labels) if (l.name === name) return l.value;
+  return '';
+}
+
+/** A string that identifies the label set; equal sets give equal keys. */
+export function labelsKey(labels: Labels): string {
+  let key = '';
+  for (const l of labels) key += l.name + '\xff' + l.value + '\xff';
+  return key;
+}
+
+export function compareStrings(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
+}
+
+/** Prometheus's order of label sets: label by label, name then value, shorter first. */
+export function compareLabels(a: Labels, b: Labels): number {
+  const n = Math.min(a.length, b.length);
+  for (let i = 0; i < n; i++) {
+    const byName = compareStrings(a[i].name, b[i].name);
+    if (byName !== 0) return byName;
+    const byValue = compareStrings(a[i].value, b[i].value);
+    if (byValue !== 0) return byValue;
+  }
+  return a.length - b.length;
+}
+
+export function dropMetricName(labels: Labels): Labels {
+  return labels.some((l) => l.name === METRIC_NAME) ? labels.filter((l) => l.name !== METRIC_NAME) : labels;
+}
+
+export function keepLabels(labels: Labels, names: ReadonlySet<string>): Labels {
+  return labels.filter((l) => names.has(l.name));
+}
+
+export function withoutLabels(labels: Labels, names: ReadonlySet<string>): Labels {
+  return labels.filter((l) => !names.has(l.name));
+}
+
+/** Sets (or, with an empty value, removes) one label. */
+export function setLabel(labels: Labels, name: string, value: string): Labels {
+  const out = labels.filter((l) => l.name !== name);
+  if (value === '') return out;
+  let i = 0;
+  while (i < out.length && out[i].name < name) i++;
+  out.splice(i, 0, { name, value });
+  return out;
+}
+
+/** The key of the listed labels only (`on(...)`, `by(...)`), missing labels counted as empty. */
+export function keyWithLabels(labels: Labels, names: ReadonlySet<string>): string {
+  let key = '';
+  for (const l of labels) if (names.has(l.name)) key += l.name + '\xff' + l.value + '\xff';
+  return key;
+}
+
+/** The key of all labels but the listed ones (`ignoring(...)`, `without(...)`). */
+export function keyWithoutLabels(labels: Labels, names: ReadonlySet<string>): string {
+  let key = '';
+  for (const l of labels) if (!names.has(l.name)) key += l.name + '\xff' + l.value + '\xff';
+  return key;
+}
+
+/** `{a="1", b="2"}`, the way Prometheus prints a label set in its error messages. */
+export function formatLabels(labels: Labels): string {
+  return '{' + labels.map((l) => `${l.name}=${JSON.stringify(l.value)}`).join(', ') + '}';
+}

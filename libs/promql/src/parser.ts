@@ -1,0 +1,543 @@
+import { parser as lezerParser } from '@prometheus-io/lezer-promql';
+import {
+  AGGREGATE_OPS,
+  type AggregateExpr,
+  type AggregateOp,
+  type AtModifier,
+  type BinaryExpr,
+  type BinaryOp,
+  type Cardinality,
+  documentedType,
+  type Expr,
+  FUNCTIONS,
+  isComparisonOp,
+  isSetOp,
+  type MatrixSelector,
+  type PositionRange,
+  type SubqueryExpr,
+  typeOf,
+  type ValueType,
+  type VectorSelector,
+} from './ast';
+import { parseDuration } from './duration';
+import { BadDataError, parseErrorMessage } from './errors';
+import { METRIC_NAME } from './labels';
+import { compileMatcher, type Matcher, type MatchType } from './matchers';
+
+/**
+ * Parses a PromQL expression with the grammar the Prometheus project publishes
+ * (`@prometheus-io/lezer-promql`) and checks it the way Prometheus's own parser does: types of
+ * arguments and operands, aggregation parameters, `bool` only on comparisons, selectors that could
+ * match everything, where `offset` and `@` may stand. The grammar also knows newer experimental
+ * syntax (duration arithmetic, `fill`, `limitk`, quoted label names...); those are refused here.
+ * Every problem is a `BadDataError` whose message reads like Prometheus's (`1:5: parse error: ...`).
+ */
+export function parseExpr(query: string): Expr {
+  return new Converter(query).parse();
+}
+
+/**
+ * Prometheus 2 functions the published grammar no longer knows (`holt_winters`, renamed in
+ * Prometheus 3). Each call is parsed under a known name of the same length, so every position
+ * stays right; the converter reads names from the original text.
+ */
+const RENAMED_FOR_GRAMMAR: Record<string, string> = { holt_winters: 'day_of_month' };
+
+function withRemovedFunctionsRenamed(query: string): string {
+  let out = '';
+  let quote = '';
+  for (let i = 0; i < query.length; i++) {
+    const c = query[i];
+    if (quote) {
+      out += c;
+      if (c === '\\' && quote !== '`') out += query[++i] ?? '';
+      else if (c === quote) quote = '';
+      continue;
+    }
+    if (c === '"' || c === "'" || c === '`') {
+      quote = c;
+      out += c;
+      continue;
+    }
+    const m = /^[a-z_]+(?=\s*\()/.exec(query.slice(i));
+    if (m && (i === 0 || !/[\w:]/.test(query[i - 1]))) {
+      out += RENAMED_FOR_GRAMMAR[m[0]] ?? m[0];
+      i += m[0].length - 1;
+      continue;
+    }
+    out += c;
+  }
+  return out;
+}
+
+const BINARY_OPS: Record<string, BinaryOp> = {
+  Pow: '^',
+  Mul: '*',
+  Div: '/',
+  Mod: '%',
+  Atan2: 'atan2',
+  Add: '+',
+  Sub: '-',
+  Eql: '==',
+  Neq: '!=',
+  Gtr: '>',
+  Lss: '<',
+  Gte: '>=',
+  Lte: '<=',
+  And: 'and',
+  Or: 'or',
+  Unless: 'unless',
+};
+
+const MATCH_OPS: Record<string, MatchType> = { EqlSingle: '=', Neq: '!=', EqlRegex: '=~', NeqRegex: '!~' };
+
+// Go's float64(math.MaxInt64), the bound Prometheus checks `@` timestamps (in seconds) against.
+const MAX_INT64_FLOAT = 2 ** 63;
+
+type SyntaxNode = ReturnType<typeof lezerParser.parse>['topNode'];
+
+class Converter {
+  constructor(private readonly query: string) {}
+
+  parse(): Expr {
+    const tree = lezerParser.parse(withRemovedFunctionsRenamed(this.query));
+    const top = tree.topNode;
+    const children = this.children(top);
+    if (children.length === 0) this.fail(0, 'no expression found in input');
+    this.checkSyntax(top);
+    const expr = this.expr(children[0]);
+    return expr;
+  }
+
+  private fail(position: number | PositionRange, message: string): never {
+    const pos = typeof position === 'number' ? { start: position, end: position } : position;
+    throw new BadDataError(parseErrorMessage(this.query, pos.start, message), pos);
+  }
+
+  private text(node: SyntaxNode): string {
+    return this.query.slice(node.from, node.to);
+  }
+
+  private pos(node: SyntaxNode): PositionRange {
+    return { start: node.from, end: node.to };
+  }
+
+  private children(node: SyntaxNode): SyntaxNode[] {
+    const out: SyntaxNode[] = [];
+    for (let c = node.firstChild; c; c = c.nextSibling) if (c.name !== 'LineComment') out.push(c);
+    return out;
+  }
+
+  /** The first syntax error lezer recovered from, reported where it happened. */
+  private checkSyntax(top: SyntaxNode): void {
+    const cursor = top.cursor();
+    do {
+      if (!cursor.type.isError) continue;
+      const node = cursor.node;
+      const prev = node.prevSibling;
+      const rest = this.query.slice(node.from);
+      if (rest.startsWith('(') && prev?.name === 'Identifier') {
+        this.fail(prev.from, `unknown function with name ${JSON.stringify(this.text(prev))}`);
+      }
+      const token = /^\s*(\S+)/.exec(node.from === node.to ? rest : this.text(node))?.[1];
+      if (token === undefined) this.fail(node.from, 'unexpected end of input');
+      this.fail(node.from, `unexpected ${JSON.stringify(token.length > 20 ? token.slice(0, 20) : token)}`);
+    } while (cursor.next());
+  }
+
+  private expr(node: SyntaxNode): Expr {
+    switch (node.name) {
+      case 'ParenExpr': {
+        const [inner] = this.children(node);
+        return { kind: 'paren', expr: this.expr(inner), pos: this.pos(node) };
+      }
+      case 'NumberDurationLiteral':
+        return { kind: 'number', value: this.number(node), pos: this.pos(node) };
+      case 'StringLiteral':
+        return { kind: 'string', value: this.unquote(node), pos: this.pos(node) };
+      case 'VectorSelector':
+        return this.vectorSelector(node);
+      case 'MatrixSelector':
+      case 'SubqueryExpr':
+      case 'OffsetExpr':
+      case 'StepInvariantExpr':
+        return this.postfix(node, this.children(node)[0]);
+      case 'FunctionCall':
+        return this.call(node);
+      case 'AggregateExpr':
+        return this.aggregate(node);
+      case 'BinaryExpr':
+        return this.binary(node);
+      case 'UnaryExpr':
+        return this.unary(node);
+      case 'AnchoredExpr':
+      case 'SmoothedExpr':
+        return this.fail(this.pos(node), `the ${node.name === 'AnchoredExpr' ? 'anchored' : 'smoothed'} modifier is not supported`);
+      default:
+        return this.fail(this.pos(node), `unexpected ${JSON.stringify(this.text(node))}`);
+    }
+  }
+
+  /** Go's strconv number rules: `0x1f`, `010` (octal), `1_000`, `1e3`, `.5`, `Inf`, `NaN`. */
+  private number(node: SyntaxNode): number {
+    const raw = this.text(node);
+    let sign = 1;
+    let body = raw.trim();
+    if (body.startsWith('-') || body.startsWith('+')) {
+      if (body.startsWith('-')) sign = -1;
+      body = body.slice(1).trim();
+    }
+    const lower = body.toLowerCase();
+    if (lower === 'inf') return sign * Infinity;
+    if (lower === 'nan') return NaN;
+    let value: number;
+    if (/^0x[0-9a-f_]+$/.test(lower)) value = Number(lower.replace(/_/g, ''));
+    else if (/^0[0-7_]+$/.test(lower)) value = parseInt(lower.replace(/_/g, ''), 8);
+    else if (/^([0-9][0-9_]*(\.[0-9_]*)?|\.[0-9][0-9_]*)(e[+-]?[0-9_]+)?$/.test(lower)) value = Number(lower.replace(/_/g, ''));
+    else return this.fail(this.pos(node), `unexpected duration ${JSON.stringify(body)}, expected a number`);
+    if (Number.isNaN(value)) this.fail(this.pos(node), `error parsing number: ${JSON.stringify(body)}`);
+    return sign * value;
+  }
+
+  /** Go's unquoting rules for "…", '…' and `…` strings. */
+  private unquote(node: SyntaxNode): string {
+    const raw = this.text(node);
+    const quote = raw[0];
+    if (raw.length < 2 || raw[raw.length - 1] !== quote) this.fail(node.from, 'unterminated quoted string');
+    const body = raw.slice(1, -1);
+    if (quote === '`') return body.replace(/\r/g, '');
+    let out = '';
+    for (let i = 0; i < body.length; i++) {
+      const c = body[i];
+      if (c !== '\\') {
+        if (c === quote) this.fail(node.from + i + 1, 'unexpected quote in string');
+        out += c;
+        continue;
+      }
+      const e = body[++i];
+      const simple: Record<string, string> = { a: '\x07', b: '\b', f: '\f', n: '\n', r: '\r', t: '\t', v: '\v', '\\': '\\' };
+      if (e in simple) {
+        out += simple[e];
+      } else if (e === quote) {
+        out += e;
+      } else if (e === 'x' || e === 'u' || e === 'U') {
+        const len = e === 'x' ? 2 : e === 'u' ? 4 : 8;
+        const hex = body.slice(i + 1, i + 1 + len);
+        if (!new RegExp(`^[0-9a-fA-F]{${len}}$`).test(hex)) this.fail(node.from, `invalid escape sequence in ${raw}`);
+        const code = parseInt(hex, 16);
+        if (e === 'x') out += String.fromCharCode(code);
+        else if (code > 0x10ffff || (code >= 0xd800 && code < 0xe000)) this.fail(node.from, `invalid escape sequence in ${raw}`);
+        else out += String.fromCodePoint(code);
+        i += len;
+      } else if (e !== undefined && /[0-7]/.test(e)) {
+        const oct = body.slice(i, i + 3);
+        if (!/^[0-7]{3}$/.test(oct) || parseInt(oct, 8) > 255) this.fail(node.from, `invalid escape sequence in ${raw}`);
+        out += String.fromCharCode(parseInt(oct, 8));
+        i += 2;
+      } else {
+        this.fail(node.from, `invalid escape sequence in ${raw}`);
+      }
+    }
+    return out;
+  }
+
+  private vectorSelector(node: SyntaxNode): VectorSelector {
+    let name: string | undefined;
+    const matchers: Matcher[] = [];
+    for (const c of this.children(node)) {
+      if (c.name === 'Identifier') {
+        name = this.text(c);
+      } else if (c.name === 'LabelMatchers') {
+        for (const m of this.children(c)) {
+          if (m.name !== 'UnquotedLabelMatcher') this.fail(this.pos(m), 'quoted label names are not supported');
+          const [labelNode, opNode, valueNode] = this.children(m);
+          const type = MATCH_OPS[this.children(opNode)[0]?.name ?? ''];
+          if (!type || !valueNode) this.fail(this.pos(m), `unexpected ${JSON.stringify(this.text(m))} in label matching`);
+          const matcher: Matcher = { type, name: this.text(labelNode), value: this.unquote(valueNode) };
+          this.checkMatcher(matcher, m);
+          matchers.push(matcher);
+        }
+      }
+    }
+    const pos = this.pos(node);
+    if (name !== undefined) {
+      const twice = matchers.find((m) => m.name === METRIC_NAME);
+      if (twice) this.fail(pos, `metric name must not be set twice: ${JSON.stringify(name)} or ${JSON.stringify(twice.value)}`);
+      matchers.push({ type: '=', name: METRIC_NAME, value: name });
+    } else if (!matchers.some((m) => !compileMatcher(m).matches(''))) {
+      this.fail(pos, 'vector selector must contain at least one non-empty matcher');
+    }
+    return { kind: 'vector_selector', name, matchers, offsetMs: 0, pos };
+  }
+
+  private checkMatcher(matcher: Matcher, node: SyntaxNode): void {
+    try {
+      compileMatcher(matcher);
+    } catch (e) {
+      this.fail(this.pos(node), `error parsing regexp: ${(e as Error).message}`);
+    }
+  }
+
+  private durationOf(node: SyntaxNode | undefined, context: string): number {
+    if (!node) return this.fail(this.query.length, `unexpected end of input in ${context}`);
+    const kids = this.children(node);
+    if (node.name === 'NumberDurationLiteralInDurationContext') {
+      const text = this.text(node);
+      // A plain number is seconds (as Prometheus 3 reads it).
+      if (/^[0-9]+(\.[0-9]+)?$/.test(text)) return Math.round(Number(text) * 1000);
+      try {
+        return parseDuration(text);
+      } catch (e) {
+        return this.fail(this.pos(node), (e as Error).message);
+      }
+    }
+    if ((node.name === 'DurationExpr' || node.name === 'OffsetDurationExpr') && kids.length === 1) {
+      return this.durationOf(kids[0], context);
+    }
+    if (node.name === 'OffsetDurationExpr' && kids.length === 2 && kids[0].name === 'UnaryOp') {
+      const sign = this.text(kids[0]) === '-' ? -1 : 1;
+      return sign * this.durationOf(kids[1], context);
+    }
+    return this.fail(this.pos(node), `duration expressions are not supported in ${context}`);
+  }
+
+  private positiveDuration(node: SyntaxNode | undefined, context: string): number {
+    const ms = this.durationOf(node, context);
+    if (ms <= 0) this.fail(node ? this.pos(node) : this.query.length, 'duration must be greater than 0');
+    return ms;
+  }
+
+  /**
+   * `[range]`, `[range:step]`, `offset` and `@` bind tighter than any operator in PromQL, but the
+   * grammar attaches them to a whole binary or unary expression on their left (`a - b offset 5m`
+   * comes as `(a - b) offset 5m`). They are moved onto the rightmost operand, where they belong.
+   */
+  private postfix(node: SyntaxNode, target: SyntaxNode): Expr {
+    if (target.name === 'BinaryExpr') return this.binary(target, (rhs) => this.postfix(node, rhs));
+    if (target.name === 'UnaryExpr') return this.unary(target, (operand) => this.postfix(node, operand));
+    switch (node.name) {
+      case 'MatrixSelector':
+        return this.matrixSelector(node, target);
+      case 'SubqueryExpr':
+        return this.subquery(node, target);
+      case 'OffsetExpr':
+        return this.offset(node, target);
+      default:
+        return this.at(node, target);
+    }
+  }
+
+  private matrixSelector(node: SyntaxNode, inner: SyntaxNode): MatrixSelector {
+    const range = this.children(node)[1];
+    const selector = this.expr(inner);
+    const bracket = { start: this.query.indexOf('[', inner.to), end: node.to };
+    if (selector.kind !== 'vector_selector') return this.fail(bracket, 'ranges only allowed for vector selectors');
+    if (selector.offsetMs !== 0) this.fail(bracket, 'no offset modifiers allowed before range');
+    if (selector.at) this.fail(bracket, 'no @ modifiers allowed before range');
+    return { kind: 'matrix_selector', selector, rangeMs: this.positiveDuration(range, 'range'), pos: this.pos(node) };
+  }
+
+  private subquery(node: SyntaxNode, inner: SyntaxNode): SubqueryExpr {
+    const [, range, step] = this.children(node);
+    const expr = this.expr(inner);
+    const type = typeOf(expr);
+    if (type !== 'vector') this.fail(this.pos(node), `subquery is only allowed on instant vector, got ${type} instead`);
+    return {
+      kind: 'subquery',
+      expr,
+      rangeMs: this.positiveDuration(range, 'subquery range'),
+      stepMs: step ? this.positiveDuration(step, 'subquery step') : 0,
+      offsetMs: 0,
+      pos: this.pos(node),
+    };
+  }
+
+  /** The node an `offset` or `@` modifies: a selector or a subquery, never a parenthesis. */
+  private modifiable(expr: Expr, node: SyntaxNode, what: string): VectorSelector | SubqueryExpr {
+    if (expr.kind === 'vector_selector' || expr.kind === 'subquery') return expr;
+    if (expr.kind === 'matrix_selector') return expr.selector;
+    return this.fail(this.pos(node), `${what} modifier must be preceded by an instant vector selector or range vector selector or a subquery`);
+  }
+
+  private offset(node: SyntaxNode, targetNode: SyntaxNode): Expr {
+    const kids = this.children(node);
+    const expr = this.expr(targetNode);
+    const target = this.modifiable(expr, node, 'offset');
+    const ms = this.durationOf(kids[2], 'offset');
+    if (ms === 0) this.fail(this.pos(kids[2]), 'duration must be greater than 0');
+    if (target.offsetMs !== 0) this.fail(this.pos(node), 'offset may not be set multiple times');
+    target.offsetMs = ms;
+    return expr;
+  }
+
+  private at(node: SyntaxNode, targetNode: SyntaxNode): Expr {
+    const kids = this.children(node);
+    const expr = this.expr(targetNode);
+    const target = this.modifiable(expr, node, '@');
+    if (target.at) this.fail(this.pos(node), '@ <timestamp> may not be set multiple times');
+    const value = kids[2];
+    let at: AtModifier;
+    if (value?.name === 'AtModifierPreprocessors') {
+      at = this.children(value)[0]?.name === 'AtStart' ? { kind: 'start' } : { kind: 'end' };
+    } else if (value?.name === 'NumberDurationLiteral') {
+      const seconds = this.number(value);
+      if (!Number.isFinite(seconds) || seconds >= MAX_INT64_FLOAT || seconds <= -MAX_INT64_FLOAT) {
+        this.fail(this.pos(node), `timestamp out of bounds for @ modifier: ${seconds}`);
+      }
+      at = { kind: 'timestamp', ms: Math.round(seconds * 1000) };
+    } else {
+      return this.fail(this.pos(node), 'unexpected "@", expected timestamp');
+    }
+    target.at = at;
+    return expr;
+  }
+
+  private expectType(expr: Expr, want: ValueType, context: string): void {
+    const got = typeOf(expr);
+    if (got !== want) {
+      this.fail(expr.pos, `expected type ${documentedType(want)} in ${context}, got ${documentedType(got)}`);
+    }
+  }
+
+  private call(node: SyntaxNode): Expr {
+    const [ident, body] = this.children(node);
+    const name = this.text(ident);
+    const func = FUNCTIONS.get(name);
+    if (!func) return this.fail(this.pos(ident), `unknown function with name ${JSON.stringify(name)}`);
+    const args = this.children(body).map((a) => this.expr(a));
+    const pos = this.pos(node);
+    const nargs = func.argTypes.length;
+    if (func.variadic === 0) {
+      if (nargs !== args.length) this.fail(pos, `expected ${nargs} argument(s) in call to ${JSON.stringify(name)}, got ${args.length}`);
+    } else {
+      const min = nargs - 1;
+      if (min > args.length) {
+        this.fail(pos, `expected at least ${min} argument(s) in call to ${JSON.stringify(name)}, got ${args.length}`);
+      } else if (func.variadic > 0 && min + func.variadic < args.length) {
+        this.fail(pos, `expected at most ${min + func.variadic} argument(s) in call to ${JSON.stringify(name)}, got ${args.length}`);
+      }
+    }
+    args.forEach((arg, i) => {
+      const t = func.argTypes[Math.min(i, nargs - 1)];
+      this.expectType(arg, t, `call to function ${JSON.stringify(name)}`);
+    });
+    return { kind: 'call', func, args, pos };
+  }
+
+  private groupingLabels(node: SyntaxNode): string[] {
+    return this.children(node).map((l) => {
+      if (l.name !== 'LabelName') this.fail(this.pos(l), 'quoted label names are not supported');
+      return this.text(l);
+    });
+  }
+
+  private aggregate(node: SyntaxNode): AggregateExpr {
+    const kids = this.children(node);
+    const opNode = kids.find((k) => k.name === 'AggregateOp') ?? kids[0];
+    const op = this.text(opNode).toLowerCase();
+    if (!AGGREGATE_OPS.has(op)) this.fail(this.pos(opNode), `unknown function with name ${JSON.stringify(op)}`);
+    const modifier = kids.find((k) => k.name === 'AggregateModifier');
+    let grouping: string[] = [];
+    let without = false;
+    if (modifier) {
+      const [kw, labels] = this.children(modifier);
+      without = kw.name === 'Without';
+      grouping = this.groupingLabels(labels);
+    }
+    const body = kids.find((k) => k.name === 'FunctionCallBody') ?? kids[kids.length - 1];
+    const args = this.children(body).map((a) => this.expr(a));
+    const pos = this.pos(node);
+    if (args.length === 0) this.fail(pos, 'no arguments for aggregate expression provided');
+    const withParam = op === 'topk' || op === 'bottomk' || op === 'quantile' || op === 'count_values';
+    const desired = withParam ? 2 : 1;
+    if (args.length !== desired) {
+      this.fail(pos, `wrong number of arguments for aggregate expression provided, expected ${desired}, got ${args.length}`);
+    }
+    const expr = args[desired - 1];
+    this.expectType(expr, 'vector', 'aggregation expression');
+    const param = withParam ? args[0] : undefined;
+    if (param) this.expectType(param, op === 'count_values' ? 'string' : 'scalar', 'aggregation parameter');
+    return { kind: 'aggregate', op: op as AggregateOp, expr, param, grouping, without, pos };
+  }
+
+  private binary(node: SyntaxNode, rhsOf?: (rhs: SyntaxNode) => Expr): Expr {
+    const kids = this.children(node);
+    const lhsNode = kids[0];
+    const rhsNode = kids[kids.length - 1];
+    const opNode = kids[1];
+    const op = BINARY_OPS[opNode.name];
+    const opRange = this.pos(opNode);
+    if (!op) return this.fail(opRange, `binary expression does not support operator ${JSON.stringify(this.text(opNode))}`);
+    const middle = kids.slice(2, -1);
+    if (middle.some((k) => k.name === 'FillModifier')) this.fail(opRange, 'fill modifiers are not supported');
+    const returnBool = middle.some((k) => k.name === 'BoolModifier');
+    const clause = middle.find((k) => k.name === 'MatchingModifierClause');
+    let card: Cardinality = 'one-to-one';
+    let on = false;
+    let labels: string[] = [];
+    let include: string[] = [];
+    if (clause) {
+      const parts = this.children(clause);
+      on = parts[0].name === 'On';
+      labels = this.groupingLabels(parts[1]);
+      if (parts[2]) {
+        card = parts[2].name === 'GroupLeft' ? 'many-to-one' : 'one-to-many';
+        if (parts[3]) include = this.groupingLabels(parts[3]);
+      }
+    }
+
+    // `-2 ^ 2` is -(2 ^ 2) in PromQL: a sign binds looser than `^`.
+    let lhs: Expr;
+    let negateResult = false;
+    if (op === '^' && lhsNode.name === 'NumberDurationLiteral' && /^\s*[-+]/.test(this.text(lhsNode))) {
+      const value = this.number(lhsNode);
+      negateResult = this.text(lhsNode).trim().startsWith('-');
+      lhs = { kind: 'number', value: Math.abs(value), pos: this.pos(lhsNode) };
+    } else {
+      lhs = this.expr(lhsNode);
+    }
+    const rhs = rhsOf ? rhsOf(rhsNode) : this.expr(rhsNode);
+    const lt = typeOf(lhs);
+    const rt = typeOf(rhs);
+    const pos = this.pos(node);
+
+    if (returnBool && !isComparisonOp(op)) this.fail(opRange, 'bool modifier can only be used on comparison operators');
+    if (isComparisonOp(op) && !returnBool && lt === 'scalar' && rt === 'scalar') {
+      this.fail(opRange, 'comparisons between scalars must use BOOL modifier');
+    }
+    if (isSetOp(op) && card === 'one-to-one') card = 'many-to-many';
+    if (on) {
+      for (const l of labels) {
+        if (include.includes(l)) this.fail(opRange, `label ${JSON.stringify(l)} must not occur in ON and GROUP clause at once`);
+      }
+    }
+    if (lt !== 'scalar' && lt !== 'vector') this.fail(lhs.pos, 'binary expression must contain only scalar and instant vector types');
+    if (rt !== 'scalar' && rt !== 'vector') this.fail(rhs.pos, 'binary expression must contain only scalar and instant vector types');
+    let matching: BinaryExpr['matching'];
+    if (lt !== 'vector' || rt !== 'vector') {
+      if (labels.length > 0) this.fail(pos, 'vector matching only allowed between instant vectors');
+    } else {
+      if (isSetOp(op)) {
+        if (card === 'one-to-many' || card === 'many-to-one') this.fail(pos, `no grouping allowed for ${JSON.stringify(op)} operation`);
+      }
+      matching = { card, on, labels, include };
+    }
+    if ((lt === 'scalar' || rt === 'scalar') && isSetOp(op)) {
+      this.fail(pos, `set operator ${JSON.stringify(op)} not allowed in binary scalar expression`);
+    }
+    const result: BinaryExpr = { kind: 'binary', op, lhs, rhs, returnBool, matching, pos };
+    return negateResult ? { kind: 'unary', op: '-', expr: result, pos } : result;
+  }
+
+  private unary(node: SyntaxNode, operandOf?: (operand: SyntaxNode) => Expr): Expr {
+    const [opNode, inner] = this.children(node);
+    const op = this.text(opNode) === '-' ? '-' : '+';
+    const expr = operandOf ? operandOf(inner) : this.expr(inner);
+    const t = typeOf(expr);
+    if (t !== 'scalar' && t !== 'vector') {
+      this.fail(this.pos(node), `unary expression only allowed on expressions of type scalar or instant vector, got ${JSON.stringify(documentedType(t))}`);
+    }
+    if (expr.kind === 'number') return { ...expr, value: op === '-' ? -expr.value : expr.value, pos: this.pos(node) };
+    return { kind: 'unary', op, expr, pos: this.pos(node) };
+  }
+}

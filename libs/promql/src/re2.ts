@@ -1,0 +1,233 @@
+/**
+ * Prometheus matches regular expressions with Go's RE2 syntax, anchored at both ends. This
+ * translates that syntax to a JavaScript RegExp with the same meaning for what label values use:
+ * `.` never matches a newline only, `\s` is ASCII space, POSIX classes, `(?i)`/`(?s)` flags at the
+ * start, `(?P<name>...)`, `\Q...\E`, `\x{...}`, escaped punctuation. What RE2 rejects (back
+ * references, look-around) is rejected here too.
+ */
+
+const POSIX_CLASSES: Record<string, string> = {
+  alnum: '0-9A-Za-z',
+  alpha: 'A-Za-z',
+  ascii: '\\x00-\\x7F',
+  blank: '\\t ',
+  cntrl: '\\x00-\\x1F\\x7F',
+  digit: '0-9',
+  graph: '!-~',
+  lower: 'a-z',
+  print: ' -~',
+  punct: '!-\\/:-@\\[-`{-~',
+  space: '\\t\\n\\v\\f\\r ',
+  upper: 'A-Z',
+  word: '0-9A-Za-z_',
+  xdigit: '0-9A-Fa-f',
+};
+
+// Characters that may be escaped in a JavaScript `u` pattern outside a class.
+const JS_SYNTAX = new Set('^$\\.*+?()[]{}|/'.split(''));
+
+export class RegexSyntaxError extends Error {}
+
+export interface TranslatedRegex {
+  source: string;
+  flags: string;
+}
+
+export function translateRe2(pattern: string): TranslatedRegex {
+  let i = 0;
+  let ignoreCase = false;
+  let dotAll = false;
+  // Leading flag groups: (?i), (?s), (?is).
+  for (;;) {
+    const m = /^\(\?([a-zA-Z]+)\)/.exec(pattern.slice(i));
+    if (!m) break;
+    for (const f of m[1]) {
+      if (f === 'i') ignoreCase = true;
+      else if (f === 's') dotAll = true;
+      else if (f === 'm' || f === 'U') throw new RegexSyntaxError(`unsupported flag (?${f})`);
+      else throw new RegexSyntaxError(`invalid or unsupported Perl syntax: \`(?${f}\``);
+    }
+    i += m[0].length;
+  }
+
+  let out = '';
+  let inClass = false;
+  let classStart = false;
+  while (i < pattern.length) {
+    const c = pattern[i];
+    if (c === '\\') {
+      const next = pattern[i + 1];
+      if (next === undefined) throw new RegexSyntaxError('trailing backslash at end of expression');
+      if (next === 'Q') {
+        const end = pattern.indexOf('\\E', i + 2);
+        const literal = end < 0 ? pattern.slice(i + 2) : pattern.slice(i + 2, end);
+        out += literal.replace(/[\\^$.*+?()[\]{}|/-]/g, '\\$&');
+        i = end < 0 ? pattern.length : end + 2;
+        classStart = false;
+        continue;
+      }
+      if (next === 'A' && !inClass) {
+        out += '^';
+      } else if (next === 'z' && !inClass) {
+        out += '$';
+      } else if (next === 's') {
+        out += inClass ? '\\t\\n\\f\\r ' : '[\\t\\n\\f\\r ]';
+      } else if (next === 'S' && !inClass) {
+        out += '[^\\t\\n\\f\\r ]';
+      } else if (next === 'x' && pattern[i + 2] === '{') {
+        const end = pattern.indexOf('}', i + 3);
+        if (end < 0) throw new RegexSyntaxError('invalid escape sequence: `\\x{`');
+        out += `\\u{${pattern.slice(i + 3, end)}}`;
+        i = end + 1;
+        classStart = false;
+        continue;
+      } else if ((next === 'p' || next === 'P') && pattern[i + 2] !== '{') {
+        out += `\\${next}{${pattern[i + 2] ?? ''}}`;
+        i += 3;
+        classStart = false;
+        continue;
+      } else if (/[1-9]/.test(next)) {
+        throw new RegexSyntaxError(`invalid escape sequence: \`\\${next}\``);
+      } else if (/[a-zA-Z0-9]/.test(next)) {
+        if (!/[dDwWbBfnrtvpPx0]/.test(next)) throw new RegexSyntaxError(`invalid escape sequence: \`\\${next}\``);
+        out += '\\' + next;
+      } else if (JS_SYNTAX.has(next) || (inClass && next === '-')) {
+        out += '\\' + next;
+      } else {
+        // RE2 lets any punctuation be escaped; JavaScript's `u` mode only its syntax characters.
+        out += next;
+      }
+      i += 2;
+      classStart = false;
+      continue;
+    }
+    if (inClass) {
+      if (c === '[' && pattern[i + 1] === ':') {
+        const end = pattern.indexOf(':]', i + 2);
+        if (end > 0) {
+          let name = pattern.slice(i + 2, end);
+          const negated = name.startsWith('^');
+          if (negated) name = name.slice(1);
+          const cls = POSIX_CLASSES[name];
+          if (!cls) throw new RegexSyntaxError(`invalid character class range: \`[:${name}:]\``);
+          if (negated) throw new RegexSyntaxError(`unsupported negated class: \`[:^${name}:]\``);
+          out += cls;
+          i = end + 2;
+          classStart = false;
+          continue;
+        }
+      }
+      if (c === ']' && !classStart) inClass = false;
+      out += c === '[' ? '\\[' : c;
+      if (!(classStart && c === '^')) classStart = false;
+      i++;
+      continue;
+    }
+    if (c === '[') {
+      inClass = true;
+      classStart = true;
+      out += c;
+      i++;
+      if (pattern[i] === '^') {
+        out += '^';
+        i++;
+      }
+      // A `]` first in a class is a literal in RE2.
+      if (pattern[i] === ']') {
+        out += '\\]';
+        i++;
+        classStart = false;
+      }
+      continue;
+    }
+    if (c === '(' && pattern[i + 1] === '?') {
+      if (pattern[i + 2] === 'P' && pattern[i + 3] === '<') {
+        out += '(?<';
+        i += 4;
+        continue;
+      }
+      if (pattern[i + 2] === ':') {
+        out += '(?:';
+        i += 3;
+        continue;
+      }
+      if (pattern[i + 2] === '<') {
+        out += '(?<';
+        i += 3;
+        continue;
+      }
+      throw new RegexSyntaxError(`invalid or unsupported Perl syntax: \`${pattern.slice(i, i + 3)}\``);
+    }
+    if (c === '.') {
+      out += dotAll ? '[^]' : '[^\\n]';
+      i++;
+      continue;
+    }
+    out += c;
+    i++;
+  }
+  if (inClass) throw new RegexSyntaxError(`missing closing ]: \`${pattern}\``);
+  return { source: out, flags: ignoreCase ? 'iu' : 'u' };
+}
+
+/** Compiles a Prometheus regular expression, anchored at both ends. */
+export function compileAnchoredRegex(pattern: string): RegExp {
+  const { source, flags } = translateRe2(pattern);
+  try {
+    return new RegExp(`^(?:${source})$`, flags);
+  } catch (e) {
+    throw new RegexSyntaxError((e as Error).message.replace(/^Invalid regular expression: \/.*\/[a-z]*: /, ''));
+  }
+}
+
+/**
+ * Go's `Regexp.Expand` template: `$1`, `${1}`, `$name`, `${name}`, `$$`. A name is the longest run
+ * of letters, digits and underscores, so `$1x` names group `1x` (which expands to nothing).
+ */
+export function expandTemplate(template: string, match: RegExpExecArray): string {
+  let out = '';
+  let i = 0;
+  while (i < template.length) {
+    const c = template[i];
+    if (c !== '$') {
+      out += c;
+      i++;
+      continue;
+    }
+    if (template[i + 1] === '$') {
+      out += '$';
+      i += 2;
+      continue;
+    }
+    let name: string;
+    let end: number;
+    if (template[i + 1] === '{') {
+      const close = template.indexOf('}', i + 2);
+      const inner = close < 0 ? '' : template.slice(i + 2, close);
+      if (close < 0 || !/^[A-Za-z0-9_]+$/.test(inner)) {
+        out += '$';
+        i++;
+        continue;
+      }
+      name = inner;
+      end = close + 1;
+    } else {
+      const m = /^[A-Za-z0-9_]+/.exec(template.slice(i + 1));
+      if (!m) {
+        out += '$';
+        i++;
+        continue;
+      }
+      name = m[0];
+      end = i + 1 + name.length;
+    }
+    if (/^[0-9]+$/.test(name)) {
+      const n = Number(name);
+      if (n < match.length) out += match[n] ?? '';
+    } else {
+      out += match.groups?.[name] ?? '';
+    }
+    i = end;
+  }
+  return out;
+}
