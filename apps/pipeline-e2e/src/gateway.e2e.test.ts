@@ -1,63 +1,23 @@
-import { createDb, type Db } from '@gpu-telemetry/db';
-import {
-  createApp as createGateway,
-  type GatewayApp,
-  type GatewayDatabase,
-  loadGatewayConfig,
-} from '@gpu-telemetry/gateway/app';
 import { TELEMETRY_TOPIC } from '@gpu-telemetry/model';
-import { createLogger, listen, type RunningServer } from '@gpu-telemetry/service-kit';
-import type { StreamerApp } from '@gpu-telemetry/streamer/app';
 import request from 'supertest';
 import { waitFor } from '@gpu-telemetry/harness';
-import { type Pipeline, Restartable, startPipeline } from './pipeline';
-import { TEST_SERVICE_TOKEN } from '@gpu-telemetry/service-kit/testing';
+import { startSystem, type System } from './pipeline';
 
 /** Users' view: everything through the gateway, with keys, in front of the real services. */
 const ADMIN = 'e2e-bootstrap-admin-key-0123456789abcdef';
-let pipeline: Pipeline;
-let streamer: StreamerApp;
-let streamerServer: Restartable;
-let gatewayDb: Db<GatewayDatabase>;
-let gateway: GatewayApp;
-let server: RunningServer;
+let system: System;
+let pipeline: System['pipeline'];
 
 beforeAll(async () => {
-  pipeline = await startPipeline({ hosts: 2, gpusPerHost: 2 });
-  streamer = await pipeline.startStreamer();
-  streamerServer = new Restartable(streamer.app);
-  const streamerUrl = await streamerServer.start();
-  // Its own pool, typed by its own tables, as in production.
-  gatewayDb = createDb<GatewayDatabase>(pipeline.database.url, { max: 5 });
-  gateway = createGateway({
-    db: gatewayDb.db,
-    pool: gatewayDb.pool,
-    logger: createLogger('gateway', 'silent'),
-    config: loadGatewayConfig({
-      DATABASE_URL: pipeline.database.url,
-      SERVICE_TOKEN: TEST_SERVICE_TOKEN,
-      GATEWAY_ADMIN_KEY: ADMIN,
-      GATEWAY_QUEUE_URLS: pipeline.queueUrl,
-      GATEWAY_STREAMER_URLS: streamerUrl,
-      GATEWAY_COLLECTOR_URLS: 'http://127.0.0.1:9',
-    }),
-  });
-  server = await listen(gateway.handler, {
-    port: 0,
-    host: '127.0.0.1',
-    logger: createLogger('gateway', 'silent'),
-  });
+  system = await startSystem({ hosts: 2, gpusPerHost: 2, adminKey: ADMIN });
+  pipeline = system.pipeline;
 });
 
 afterAll(async () => {
-  await server.close();
-  await gateway.close();
-  await gatewayDb.close();
-  await streamerServer.stop();
-  await pipeline.close();
+  await system.close();
 });
 
-const api = () => request(`http://127.0.0.1:${server.port}`);
+const api = () => request(system.url);
 
 describe('through the gateway', () => {
   it('publishes, leases and acks with a publish and consume key, and reads GPUs with a read key', async () => {

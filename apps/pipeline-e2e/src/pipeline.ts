@@ -12,7 +12,13 @@ import { DcgmSimulator } from '@gpu-telemetry/dcgm-simulator';
 import { createTestDatabase, type TestDatabase } from '@gpu-telemetry/db/testing';
 import { createApp as createQueue, type QueueApp } from '@gpu-telemetry/queue/app';
 import { QueueClient } from '@gpu-telemetry/queue-client';
-import { createLogger } from '@gpu-telemetry/service-kit';
+import {
+  createApp as createGateway,
+  type GatewayApp,
+  type GatewayDatabase,
+  loadGatewayConfig,
+} from '@gpu-telemetry/gateway/app';
+import { createLogger, listen } from '@gpu-telemetry/service-kit';
 import { TEST_SERVICE_TOKEN } from '@gpu-telemetry/service-kit/testing';
 import { createApp as createStreamer, type StreamerApp } from '@gpu-telemetry/streamer/app';
 
@@ -138,6 +144,60 @@ export async function startPipeline(options: {
       await queueServer.stop();
       await simulatorServer.stop();
       await database.drop();
+    },
+  };
+}
+
+export interface System {
+  pipeline: Pipeline;
+  gateway: GatewayApp;
+  /** The gateway's base URL, e.g. http://127.0.0.1:41234 */
+  url: string;
+  close(): Promise<void>;
+}
+
+/**
+ * The whole system as users see it: the pipeline with one streamer, and the gateway in front of
+ * queue, streamer and collector, listening on a loopback port, with `adminKey` as its bootstrap key.
+ */
+export async function startSystem(options: {
+  hosts: number;
+  gpusPerHost: number;
+  adminKey: string;
+}): Promise<System> {
+  const pipeline = await startPipeline(options);
+  const streamer = await pipeline.startStreamer();
+  const streamerServer = new Restartable(streamer.app);
+  const streamerUrl = await streamerServer.start();
+  const collectorServer = new Restartable(pipeline.collector.app);
+  const collectorUrl = await collectorServer.start();
+  // Its own pool, typed by its own tables, as in production.
+  const gatewayDb = createDb<GatewayDatabase>(pipeline.database.url, { max: 5 });
+  const gateway = createGateway({
+    db: gatewayDb.db,
+    pool: gatewayDb.pool,
+    logger: logger('gateway'),
+    config: loadGatewayConfig({
+      DATABASE_URL: pipeline.database.url,
+      SERVICE_TOKEN: TEST_SERVICE_TOKEN,
+      GATEWAY_ADMIN_KEY: options.adminKey,
+      GATEWAY_QUEUE_URLS: pipeline.queueUrl,
+      GATEWAY_STREAMER_URLS: streamerUrl,
+      GATEWAY_COLLECTOR_URLS: collectorUrl,
+    }),
+  });
+  const server = await listen(gateway.handler, { port: 0, host: '127.0.0.1', logger: logger('gateway') });
+  return {
+    pipeline,
+    gateway,
+    url: `http://127.0.0.1:${server.port}`,
+    close: async () => {
+      await server.close();
+      await gateway.close();
+      await gatewayDb.close();
+      await streamerServer.stop();
+      await collectorServer.stop();
+      await pipeline.close();
     },
   };
 }
