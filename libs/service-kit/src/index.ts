@@ -30,6 +30,7 @@ export {
   PROBLEM_MEDIA_TYPE,
   problemSchema,
   type Problems,
+  type SameShape,
   SERVICE_CREDENTIAL_PROBLEMS,
 } from './openapi';
 export { checkResponses, type ResponseCheck, type SentResponse } from './response-check';

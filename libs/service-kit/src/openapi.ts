@@ -31,7 +31,10 @@ export const FRAME_PROBLEMS: Problems = {
   503: 'The database (or another dependency) is unavailable; retry after Retry-After',
 };
 
-/** What the frame's JSON body parser answers on an operation that takes a body. */
+/**
+ * What the frame's body parser answers to a request that brings a body: listed on every operation
+ * but a GET, since it answers so whether or not the operation reads one.
+ */
 export const BODY_PROBLEMS: Problems = {
   400: 'The body is not valid JSON',
   413: 'The body is larger than the limit',
@@ -42,6 +45,12 @@ export const BODY_PROBLEMS: Problems = {
 export const SERVICE_CREDENTIAL_PROBLEMS: Problems = {
   401: 'No service credential, or a wrong one (Authorization: Bearer <SERVICE_TOKEN>)',
 };
+
+/**
+ * `true` only when A and B are the same shape: `const _same: SameShape<z.output<typeof view>,
+ * View> = true` pins a documented schema to the type a service answers with, at compile time.
+ */
+export type SameShape<A, B> = [A] extends [B] ? ([B] extends [A] ? true : false) : false;
 
 export const PROBLEM_MEDIA_TYPE = 'application/problem+json';
 
@@ -119,7 +128,12 @@ export function openApiDocument(
           }
         : { description: response.description };
     }
-    const problems = mergeProblems(op.problems, op.body && BODY_PROBLEMS, options.problems, FRAME_PROBLEMS);
+    const problems = mergeProblems(
+      op.problems,
+      op.method === 'get' ? undefined : BODY_PROBLEMS,
+      options.problems,
+      FRAME_PROBLEMS,
+    );
     for (const [status, description] of [...problems].sort(([a], [b]) => a - b)) {
       responses[status] = {
         description,

@@ -1,15 +1,24 @@
 import { createTestDatabase, type TestDatabase } from '@gpu-telemetry/db/testing';
 import { QueueClient } from '@gpu-telemetry/queue-client';
 import { createLogger } from '@gpu-telemetry/service-kit';
-import { TEST_SERVICE_TOKEN } from '@gpu-telemetry/service-kit/testing';
+import {
+  type DocumentedResponses,
+  documentedResponses,
+  TEST_SERVICE_TOKEN,
+} from '@gpu-telemetry/service-kit/testing';
 import { createApp, type CollectorApp } from '../app';
 import { loadCollectorConfig } from '../config';
+import { collectorApi } from '../routes/targets.openapi';
 
-/** The collector on a test database, configured from `env` exactly as in production. */
+/**
+ * The collector on a test database, configured from `env` exactly as in production. Every answer
+ * is held to its OpenAPI document: one that does not match is answered as a 500 naming why.
+ */
 export function createTestCollector(
   database: TestDatabase,
   queue: QueueClient,
   env: Record<string, string> = {},
+  responses: DocumentedResponses = documentedResponses(collectorApi),
 ): CollectorApp {
   return createApp({
     db: database.db,
@@ -17,6 +26,7 @@ export function createTestCollector(
     logger: createLogger('collector', 'silent'),
     queue,
     config: loadCollectorConfig({ DATABASE_URL: database.url, SERVICE_TOKEN: TEST_SERVICE_TOKEN, ...env }),
+    checkResponse: responses.check,
   });
 }
 
@@ -26,12 +36,14 @@ export async function startCollectorTestApp(
 ): Promise<{ collector: CollectorApp; database: TestDatabase; close(): Promise<void> }> {
   const database = await createTestDatabase();
   const queue = new QueueClient({ url: 'http://127.0.0.1:9', token: TEST_SERVICE_TOKEN });
+  const responses = documentedResponses(collectorApi);
   return {
-    collector: createTestCollector(database, queue, env),
+    collector: createTestCollector(database, queue, env, responses),
     database,
     close: async () => {
       await queue.close();
       await database.drop();
+      responses.assertNone();
     },
   };
 }

@@ -1,7 +1,8 @@
 import { createTestDatabase, type TestDatabase } from '@gpu-telemetry/db/testing';
 import { createLogger, listen, type RunningServer } from '@gpu-telemetry/service-kit';
-import { TEST_SERVICE_TOKEN } from '@gpu-telemetry/service-kit/testing';
+import { documentedResponses, TEST_SERVICE_TOKEN } from '@gpu-telemetry/service-kit/testing';
 import { createApp, type QueueApp, type QueueAppDeps } from '../app';
+import { queueApi } from '../routes/topics.openapi';
 
 export interface QueueTestApp extends QueueApp {
   database: TestDatabase;
@@ -16,16 +17,18 @@ export const TEST_CONFIG: Omit<QueueAppDeps['config'], 'DATABASE_URL'> = {
   SERVICE_TOKEN: TEST_SERVICE_TOKEN,
 };
 
-/** The real queue app on a fresh database of its own. */
+/** The real queue app on a fresh database of its own; every answer is held to its OpenAPI document. */
 export async function startQueueTestApp(
   config: Partial<QueueAppDeps['config']> = {},
   database?: TestDatabase,
 ): Promise<QueueTestApp> {
   const db = database ?? (await createTestDatabase({ max: 10 }));
+  const responses = documentedResponses(queueApi);
   const queue = createApp({
     pool: db.pool,
     logger: createLogger('queue', process.env['TEST_LOG_LEVEL'] ?? 'silent'),
     config: { ...TEST_CONFIG, DATABASE_URL: db.url, ...config },
+    checkResponse: responses.check,
   });
   await queue.start();
   return {
@@ -34,6 +37,7 @@ export async function startQueueTestApp(
     close: async () => {
       await queue.stop();
       if (!database) await db.drop();
+      responses.assertNone();
     },
   };
 }

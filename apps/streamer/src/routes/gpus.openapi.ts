@@ -1,9 +1,15 @@
-import type { Operation } from '@gpu-telemetry/service-kit';
+import { sampleValue } from '@gpu-telemetry/model';
+import {
+  type Operation,
+  openApiDocument,
+  type SameShape,
+  SERVICE_CREDENTIAL_PROBLEMS,
+} from '@gpu-telemetry/service-kit';
 import { z } from 'zod';
+import type { Bucket, GpuView, SampleView } from '../services/telemetry-query.service';
 import { gpuParams, gpusQuery, seriesParams, seriesQuery, telemetryQuery } from './gpus.routes';
 
-const time = z.string().describe('RFC 3339 date-time');
-const value = z.union([z.number(), z.enum(['NaN', '+Inf', '-Inf'])]);
+const time = z.iso.datetime({ offset: true });
 const gpu = z.object({
   id: z.string(),
   index: z.number().int().nullable(),
@@ -18,7 +24,7 @@ const sample = z.object({
   uuid: z.string(),
   timestamp: time,
   metricName: z.string(),
-  value,
+  value: sampleValue,
   gpuIndex: z.number().int().nullable(),
   device: z.string().nullable(),
   modelName: z.string().nullable(),
@@ -28,9 +34,25 @@ const sample = z.object({
   namespace: z.string().nullable(),
   labels: z.record(z.string(), z.string()),
 });
-const tags = ['telemetry'];
+const bucket = z.object({
+  start: time,
+  count: z.number().int(),
+  avg: z.number().nullable(),
+  min: z.number().nullable(),
+  max: z.number().nullable(),
+});
+// What the query service answers with is what is documented, field for field.
+const _sameShapes: [
+  SameShape<z.output<typeof gpu>, GpuView>,
+  SameShape<z.output<typeof sample>, SampleView>,
+  SameShape<z.output<typeof bucket>, Bucket>,
+] = [true, true, true];
 
-/** The query API, from the schemas its routes validate with. */
+const tags = ['telemetry'];
+const badInput = 'A path parameter or a query parameter is invalid (the problem names it)';
+const noGpu = 'The GPU has never reported telemetry';
+
+/** The query API, from the schemas its routes validate with and answer in. */
 export const gpusOperations: Operation[] = [
   {
     method: 'get',
@@ -44,6 +66,7 @@ export const gpusOperations: Operation[] = [
         schema: z.object({ gpus: z.array(gpu), nextCursor: z.string().nullable() }),
       },
     },
+    problems: { 400: badInput },
   },
   {
     method: 'get',
@@ -59,6 +82,7 @@ export const gpusOperations: Operation[] = [
         schema: z.object({ gpuId: z.string(), samples: z.array(sample), nextCursor: z.string().nullable() }),
       },
     },
+    problems: { 400: badInput, 404: noGpu },
   },
   {
     method: 'get',
@@ -74,17 +98,17 @@ export const gpusOperations: Operation[] = [
           gpuId: z.string(),
           metric: z.string(),
           stepSeconds: z.number().int(),
-          buckets: z.array(
-            z.object({
-              start: time,
-              count: z.number().int(),
-              avg: z.number().nullable(),
-              min: z.number().nullable(),
-              max: z.number().nullable(),
-            }),
-          ),
+          buckets: z.array(bucket),
         }),
       },
     },
+    problems: { 400: badInput, 404: noGpu },
   },
 ];
+
+/** Served as GET /openapi.json; tests hold every answer to it. */
+export const streamerApi = openApiDocument(
+  { title: 'gpu-telemetry streamer', version: '0.1.0' },
+  gpusOperations,
+  { problems: SERVICE_CREDENTIAL_PROBLEMS },
+);

@@ -1,8 +1,9 @@
 import { createTestDatabase, type TestDatabase } from '@gpu-telemetry/db/testing';
 import { QueueClient } from '@gpu-telemetry/queue-client';
 import { createLogger } from '@gpu-telemetry/service-kit';
-import { TEST_SERVICE_TOKEN } from '@gpu-telemetry/service-kit/testing';
+import { documentedResponses, TEST_SERVICE_TOKEN } from '@gpu-telemetry/service-kit/testing';
 import { createApp, type StreamerApp, type StreamerAppDeps } from '../app';
+import { streamerApi } from '../routes/gpus.openapi';
 
 export const STREAMER_TEST_CONFIG: StreamerAppDeps['config'] = {
   STREAMER_CONCURRENCY: 2,
@@ -14,18 +15,23 @@ export const STREAMER_TEST_CONFIG: StreamerAppDeps['config'] = {
   SERVICE_TOKEN: TEST_SERVICE_TOKEN,
 };
 
-/** The streamer's HTTP app and ingest on a fresh database; its queue is whatever `queueUrl` points at. */
+/**
+ * The streamer's HTTP app and ingest on a fresh database; its queue is whatever `queueUrl` points
+ * at. Every answer is held to its OpenAPI document.
+ */
 export async function startStreamerTestApp(
   options: { queueUrl?: string; config?: Partial<StreamerAppDeps['config']> } = {},
 ): Promise<StreamerApp & { database: TestDatabase; queue: QueueClient; close(): Promise<void> }> {
   const database = await createTestDatabase();
   const queue = new QueueClient({ url: options.queueUrl ?? 'http://127.0.0.1:9', token: TEST_SERVICE_TOKEN });
+  const responses = documentedResponses(streamerApi);
   const app = createApp({
     db: database.db,
     pool: database.pool,
     logger: createLogger('streamer', process.env['TEST_LOG_LEVEL'] ?? 'silent'),
     queue,
     config: { ...STREAMER_TEST_CONFIG, ...options.config },
+    checkResponse: responses.check,
   });
   await app.maintainer.runOnce();
   return {
@@ -36,6 +42,7 @@ export async function startStreamerTestApp(
       await app.stop();
       await queue.close();
       await database.drop();
+      responses.assertNone();
     },
   };
 }
