@@ -30,7 +30,7 @@ export {
   PROBLEM_MEDIA_TYPE,
   problemSchema,
   type Problems,
-  type SameShape,
+  shapeOf,
   SERVICE_CREDENTIAL_PROBLEMS,
 } from './openapi';
 export { checkResponses, type ResponseCheck, type SentResponse } from './response-check';

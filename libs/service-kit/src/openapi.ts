@@ -46,11 +46,17 @@ export const SERVICE_CREDENTIAL_PROBLEMS: Problems = {
   401: 'No service credential, or a wrong one (Authorization: Bearer <SERVICE_TOKEN>)',
 };
 
+type SameShape<A, B> = [A] extends [B] ? ([B] extends [A] ? true : false) : false;
+
 /**
- * `true` only when A and B are the same shape: `const _same: SameShape<z.output<typeof view>,
- * View> = true` pins a documented schema to the type a service answers with, at compile time.
+ * Pins a documented schema to the type a service answers with: `shapeOf<GpuView>()(z.object(...))`
+ * returns the schema unchanged, and compiles only when its output is exactly that type.
  */
-export type SameShape<A, B> = [A] extends [B] ? ([B] extends [A] ? true : false) : false;
+export function shapeOf<T>() {
+  return <S extends z.ZodType>(
+    schema: S & (SameShape<z.output<S>, T> extends true ? unknown : { 'does not answer in the shape of': T }),
+  ): S => schema;
+}
 
 export const PROBLEM_MEDIA_TYPE = 'application/problem+json';
 

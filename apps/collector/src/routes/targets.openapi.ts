@@ -1,7 +1,7 @@
 import {
   type Operation,
   openApiDocument,
-  type SameShape,
+  shapeOf,
   SERVICE_CREDENTIAL_PROBLEMS,
 } from '@gpu-telemetry/service-kit';
 import { z } from 'zod';
@@ -9,25 +9,24 @@ import type { TargetsService, TargetView } from '../targets/targets.service';
 import { addBody, idParams } from './targets.routes';
 
 const time = z.iso.datetime({ offset: true });
-const target = z.object({
-  id: z.string().nullable(),
-  url: z.string(),
-  source: z.enum(['static', 'dns', 'api']),
-  owner: z.number().int().describe('The replica ordinal that scrapes it'),
-  up: z.boolean().nullable(),
-  lastScrapeAt: time.nullable(),
-  lastSuccessAt: time.nullable(),
-  lastError: z.string().nullable(),
-  lastDurationMs: z.number().nullable(),
-  lastSamples: z.number().int().nullable(),
-  consecutiveFailures: z.number().int(),
-});
-const added = z.object({ id: z.string(), url: z.string(), source: z.literal('api'), createdAt: time });
-// What the targets service answers with is what is documented, field for field.
-const _sameShapes: [
-  SameShape<z.output<typeof target>, TargetView>,
-  SameShape<z.output<typeof added>, Awaited<ReturnType<TargetsService['add']>>>,
-] = [true, true];
+const target = shapeOf<TargetView>()(
+  z.object({
+    id: z.string().nullable(),
+    url: z.string(),
+    source: z.enum(['static', 'dns', 'api']),
+    owner: z.number().int().describe('The replica ordinal that scrapes it'),
+    up: z.boolean().nullable(),
+    lastScrapeAt: time.nullable(),
+    lastSuccessAt: time.nullable(),
+    lastError: z.string().nullable(),
+    lastDurationMs: z.number().nullable(),
+    lastSamples: z.number().int().nullable(),
+    consecutiveFailures: z.number().int(),
+  }),
+);
+const added = shapeOf<Awaited<ReturnType<TargetsService['add']>>>()(
+  z.object({ id: z.string(), url: z.string(), source: z.literal('api'), createdAt: time }),
+);
 
 const tags = ['targets'];
 

@@ -2,7 +2,7 @@ import { sampleValue } from '@gpu-telemetry/model';
 import {
   type Operation,
   openApiDocument,
-  type SameShape,
+  shapeOf,
   SERVICE_CREDENTIAL_PROBLEMS,
 } from '@gpu-telemetry/service-kit';
 import { z } from 'zod';
@@ -10,43 +10,43 @@ import type { Bucket, GpuView, SampleView } from '../services/telemetry-query.se
 import { gpuParams, gpusQuery, seriesParams, seriesQuery, telemetryQuery } from './gpus.routes';
 
 const time = z.iso.datetime({ offset: true });
-const gpu = z.object({
-  id: z.string(),
-  index: z.number().int().nullable(),
-  device: z.string().nullable(),
-  modelName: z.string().nullable(),
-  hostname: z.string().nullable(),
-  firstSeen: time,
-  lastSeen: time,
-  metrics: z.array(z.string()),
-});
-const sample = z.object({
-  uuid: z.string(),
-  timestamp: time,
-  metricName: z.string(),
-  value: sampleValue,
-  gpuIndex: z.number().int().nullable(),
-  device: z.string().nullable(),
-  modelName: z.string().nullable(),
-  hostname: z.string().nullable(),
-  container: z.string().nullable(),
-  pod: z.string().nullable(),
-  namespace: z.string().nullable(),
-  labels: z.record(z.string(), z.string()),
-});
-const bucket = z.object({
-  start: time,
-  count: z.number().int(),
-  avg: z.number().nullable(),
-  min: z.number().nullable(),
-  max: z.number().nullable(),
-});
-// What the query service answers with is what is documented, field for field.
-const _sameShapes: [
-  SameShape<z.output<typeof gpu>, GpuView>,
-  SameShape<z.output<typeof sample>, SampleView>,
-  SameShape<z.output<typeof bucket>, Bucket>,
-] = [true, true, true];
+const gpu = shapeOf<GpuView>()(
+  z.object({
+    id: z.string(),
+    index: z.number().int().nullable(),
+    device: z.string().nullable(),
+    modelName: z.string().nullable(),
+    hostname: z.string().nullable(),
+    firstSeen: time,
+    lastSeen: time,
+    metrics: z.array(z.string()),
+  }),
+);
+const sample = shapeOf<SampleView>()(
+  z.object({
+    uuid: z.string(),
+    timestamp: time,
+    metricName: z.string(),
+    value: sampleValue,
+    gpuIndex: z.number().int().nullable(),
+    device: z.string().nullable(),
+    modelName: z.string().nullable(),
+    hostname: z.string().nullable(),
+    container: z.string().nullable(),
+    pod: z.string().nullable(),
+    namespace: z.string().nullable(),
+    labels: z.record(z.string(), z.string()),
+  }),
+);
+const bucket = shapeOf<Bucket>()(
+  z.object({
+    start: time,
+    count: z.number().int(),
+    avg: z.number().nullable(),
+    min: z.number().nullable(),
+    max: z.number().nullable(),
+  }),
+);
 
 const tags = ['telemetry'];
 const badInput = 'A path parameter or a query parameter is invalid (the problem names it)';
