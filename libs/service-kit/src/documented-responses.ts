@@ -31,7 +31,10 @@ export interface DocumentedResponses {
  * generated schemas forbid them).
  */
 export function documentedResponses(
-  document: { paths?: Record<string, Record<string, unknown>> },
+  document: {
+    paths?: Record<string, Record<string, unknown>>;
+    components?: { schemas?: Record<string, unknown> };
+  },
   options: {
     /** Express routes that are not part of the API (beyond /healthz, /readyz, /metrics, /openapi.json). */
     undocumentedRoutes?: string[];
@@ -86,7 +89,10 @@ export function documentedResponses(
       return `${name}: the body is not JSON`;
     }
     let validator = validators.get(entry.schema);
-    if (!validator) validators.set(entry.schema, (validator = new Validator(entry.schema, '2020-12', false)));
+    if (!validator) {
+      validator = new Validator(withComponents(entry.schema, document.components?.schemas), '2020-12', false);
+      validators.set(entry.schema, validator);
+    }
     const result = validator.validate(body);
     return result.valid ? undefined : `${name}: ${describe(result.errors)}`;
   };
@@ -105,6 +111,14 @@ export function documentedResponses(
       );
     },
   };
+}
+
+/** `schema` on its own, with the document's components as its $defs (refs rewritten to match). */
+function withComponents(schema: Schema, components: Record<string, unknown> | undefined): Schema {
+  if (!components) return schema;
+  const local = (value: unknown) =>
+    JSON.parse(JSON.stringify(value).replaceAll('"#/components/schemas/', '"#/$defs/')) as Schema;
+  return { ...local(schema), $defs: local(components) };
 }
 
 /** The failing leaves, by where in the body: wrappers (properties, items, anyOf branches) left out. */

@@ -28,6 +28,7 @@ export {
   type Operation,
   type OperationResponse,
   PROBLEM_MEDIA_TYPE,
+  problemResponse,
   problemSchema,
   type Problems,
   shapeOf,

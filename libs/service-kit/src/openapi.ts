@@ -4,6 +4,8 @@ import { z } from 'zod';
 export interface OperationResponse {
   description: string;
   schema?: z.ZodType;
+  /** Other media types the answer may come in, as the request asked (application/x-protobuf). */
+  alsoAs?: string[];
 }
 
 /** Problem answers by status, each saying when the operation gives it. */
@@ -75,13 +77,45 @@ export function problemSchema(status: number) {
     .describe('Problem details (RFC 9457)');
 }
 
-/** Requests are described as clients may write them (defaults optional), answers as they are sent. */
-const jsonSchema = (schema: z.ZodType, io: 'input' | 'output') =>
-  z.toJSONSchema(schema, { io, unrepresentable: 'any', target: 'draft-2020-12' }) as Record<string, unknown>;
+/**
+ * Requests are described as clients may write them (defaults optional), answers as they are sent.
+ * Named definitions (a recursive schema needs one: `.meta({ id: 'SpanNode' })`) move to
+ * `components` under that name, where the document's $refs can reach them.
+ */
+function jsonSchema(schema: z.ZodType, io: 'input' | 'output', components: Record<string, unknown>) {
+  const { $defs, ...converted } = z.toJSONSchema(schema, {
+    io,
+    unrepresentable: 'any',
+    target: 'draft-2020-12',
+  }) as Record<string, unknown> & { $defs?: Record<string, unknown> };
+  for (const [name, definition] of Object.entries($defs ?? {})) {
+    if (name.startsWith('__')) throw new Error(`Name the recursive schema ${name} with .meta({ id })`);
+    components[name] = toComponentRefs(definition);
+  }
+  return toComponentRefs(converted) as Record<string, unknown>;
+}
 
-function parameters(schema: z.ZodObject | undefined, where: 'path' | 'query') {
+const toComponentRefs = (schema: unknown): unknown =>
+  JSON.parse(JSON.stringify(schema).replaceAll('"#/$defs/', '"#/components/schemas/'));
+
+/** The OpenAPI response object of a problem answer. */
+export function problemResponse(status: number, description: string) {
+  return {
+    description,
+    content: { [PROBLEM_MEDIA_TYPE]: { schema: jsonSchema(problemSchema(status), 'output', {}) } },
+  };
+}
+
+function parameters(
+  schema: z.ZodObject | undefined,
+  where: 'path' | 'query',
+  components: Record<string, unknown>,
+) {
   if (!schema) return [];
-  const shape = jsonSchema(schema, 'input') as { properties?: Record<string, unknown>; required?: string[] };
+  const shape = jsonSchema(schema, 'input', components) as {
+    properties?: Record<string, unknown>;
+    required?: string[];
+  };
   return Object.entries(shape.properties ?? {}).map(([name, property]) => ({
     name,
     in: where,
@@ -107,6 +141,7 @@ export interface OpenApiDocument {
   openapi: '3.1.0';
   info: { title: string; version: string; description?: string };
   paths: Record<string, Record<string, unknown>>;
+  components?: { schemas?: Record<string, unknown>; [key: string]: unknown };
   [key: string]: unknown;
 }
 
@@ -124,13 +159,17 @@ export function openApiDocument(
   } = {},
 ): OpenApiDocument {
   const paths: Record<string, Record<string, unknown>> = {};
+  const schemas: Record<string, unknown> = {};
   for (const op of operations) {
     const responses: Record<string, unknown> = {};
     for (const [status, response] of Object.entries(op.responses)) {
       responses[status] = response.schema
         ? {
             description: response.description,
-            content: { 'application/json': { schema: jsonSchema(response.schema, 'output') } },
+            content: {
+              'application/json': { schema: jsonSchema(response.schema, 'output', schemas) },
+              ...Object.fromEntries((response.alsoAs ?? []).map((type) => [type, {}])),
+            },
           }
         : { description: response.description };
     }
@@ -141,25 +180,27 @@ export function openApiDocument(
       FRAME_PROBLEMS,
     );
     for (const [status, description] of [...problems].sort(([a], [b]) => a - b)) {
-      responses[status] = {
-        description,
-        content: { [PROBLEM_MEDIA_TYPE]: { schema: jsonSchema(problemSchema(status), 'output') } },
-      };
+      responses[status] = problemResponse(status, description);
     }
     (paths[op.path] ??= {})[op.method] = {
       summary: op.summary,
       tags: op.tags,
-      parameters: [...parameters(op.params, 'path'), ...parameters(op.query, 'query')],
+      parameters: [...parameters(op.params, 'path', schemas), ...parameters(op.query, 'query', schemas)],
       ...(op.body
         ? {
             requestBody: {
               required: true,
-              content: { 'application/json': { schema: jsonSchema(op.body, 'input') } },
+              content: { 'application/json': { schema: jsonSchema(op.body, 'input', schemas) } },
             },
           }
         : {}),
       responses,
     };
   }
-  return { openapi: '3.1.0', info, paths };
+  return {
+    openapi: '3.1.0',
+    info,
+    paths,
+    ...(Object.keys(schemas).length ? { components: { schemas } } : {}),
+  };
 }

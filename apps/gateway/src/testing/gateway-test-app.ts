@@ -1,22 +1,36 @@
 import type { AddressInfo, Server } from 'node:net';
 import type { TestDatabase } from '@gpu-telemetry/db/testing';
 import { createLogger, listen, type Logger, type RunningServer } from '@gpu-telemetry/service-kit';
-import { TEST_SERVICE_TOKEN } from '@gpu-telemetry/service-kit/testing';
+import { documentedResponses, TEST_SERVICE_TOKEN } from '@gpu-telemetry/service-kit/testing';
 import { createApp, type GatewayApp } from '../app';
 import { loadGatewayConfig } from '../config';
+import { gatewayApi } from '../docs/api-docs';
 
-/** The gateway on a test database, configured from `env` exactly as in production. */
+/**
+ * The gateway on a test database, configured from `env` exactly as in production. Every answer
+ * of its own routes is held to their OpenAPI document (one that does not match is answered as a
+ * 500 naming why, and fails close()).
+ */
 export function createTestGateway(
   database: TestDatabase,
   env: Record<string, string>,
   logger: Logger = createLogger('gateway', 'silent'),
 ): GatewayApp {
-  return createApp({
+  const responses = documentedResponses(gatewayApi, { undocumentedRoutes: ['/docs'] });
+  const gateway = createApp({
     db: database.db,
     pool: database.pool,
     logger,
     config: loadGatewayConfig({ DATABASE_URL: database.url, SERVICE_TOKEN: TEST_SERVICE_TOKEN, ...env }),
+    checkResponse: responses.check,
   });
+  return {
+    ...gateway,
+    close: async () => {
+      await gateway.close();
+      responses.assertNone();
+    },
+  };
 }
 
 /** Listens on a free loopback port (an http server, or a bare TCP one); returns the base URL. */
