@@ -72,6 +72,8 @@ describe('documentedResponses', () => {
     expect(res.body.detail).toContain('Property "colour" does not match additional properties schema');
     expect(responses.violations).toHaveLength(1);
     expect(() => responses.assertNone()).toThrow(/1 answer\(s\) did not match the OpenAPI document/);
+    // Reported once: the next test starts clean.
+    expect(() => responses.assertNone()).not.toThrow();
   });
 
   it('refuses a status the operation does not document', async () => {

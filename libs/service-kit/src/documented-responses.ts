@@ -18,9 +18,12 @@ interface PathTemplate {
 export interface DocumentedResponses {
   /** For createServiceApp's `checkResponse`, or `checkResponses` around a node handler. */
   check: ResponseCheck;
-  /** Every mismatch seen so far, oldest first. */
+  /** The mismatches not yet reported by assertNone, oldest first. */
   readonly violations: readonly string[];
-  /** Throws, listing them, when any answer did not match: a test app calls it on close. */
+  /**
+   * Throws, listing them, when any answer did not match since the last call; test apps call it
+   * after each test, so the test that caused a mismatch is the one that fails.
+   */
   assertNone(): void;
 }
 
@@ -106,9 +109,8 @@ export function documentedResponses(
     violations,
     assertNone: () => {
       if (violations.length === 0) return;
-      throw new Error(
-        `${violations.length} answer(s) did not match the OpenAPI document:\n${violations.join('\n')}`,
-      );
+      const seen = violations.splice(0);
+      throw new Error(`${seen.length} answer(s) did not match the OpenAPI document:\n${seen.join('\n')}`);
     },
   };
 }

@@ -1,24 +1,23 @@
 import { createTestDatabase, type TestDatabase } from '@gpu-telemetry/db/testing';
 import { QueueClient } from '@gpu-telemetry/queue-client';
 import { createLogger } from '@gpu-telemetry/service-kit';
-import {
-  type DocumentedResponses,
-  documentedResponses,
-  TEST_SERVICE_TOKEN,
-} from '@gpu-telemetry/service-kit/testing';
+import { documentedResponses, TEST_SERVICE_TOKEN } from '@gpu-telemetry/service-kit/testing';
 import { createApp, type CollectorApp } from '../app';
 import { loadCollectorConfig } from '../config';
 import { collectorApi } from '../routes/targets.openapi';
 
 /**
- * The collector on a test database, configured from `env` exactly as in production. Every answer
- * is held to its OpenAPI document: one that does not match is answered as a 500 naming why.
+ * Every answer of the test apps is held to the OpenAPI document: one that does not match is
+ * answered as a 500 naming why, and fails the test that caused it.
  */
+const responses = documentedResponses(collectorApi);
+afterEach(() => responses.assertNone());
+
+/** The collector on a test database, configured from `env` exactly as in production. */
 export function createTestCollector(
   database: TestDatabase,
   queue: QueueClient,
   env: Record<string, string> = {},
-  responses: DocumentedResponses = documentedResponses(collectorApi),
 ): CollectorApp {
   return createApp({
     db: database.db,
@@ -36,14 +35,12 @@ export async function startCollectorTestApp(
 ): Promise<{ collector: CollectorApp; database: TestDatabase; close(): Promise<void> }> {
   const database = await createTestDatabase();
   const queue = new QueueClient({ url: 'http://127.0.0.1:9', token: TEST_SERVICE_TOKEN });
-  const responses = documentedResponses(collectorApi);
   return {
-    collector: createTestCollector(database, queue, env, responses),
+    collector: createTestCollector(database, queue, env),
     database,
     close: async () => {
       await queue.close();
       await database.drop();
-      responses.assertNone();
     },
   };
 }

@@ -7,30 +7,26 @@ import { loadGatewayConfig } from '../config';
 import { gatewayApi } from '../docs/api-docs';
 
 /**
- * The gateway on a test database, configured from `env` exactly as in production. Every answer
- * of its own routes is held to their OpenAPI document (one that does not match is answered as a
- * 500 naming why, and fails close()).
+ * Every answer of the gateway's own routes (not the proxied ones) is held to their OpenAPI
+ * document: one that does not match is answered as a 500 naming why, and fails the test that
+ * caused it.
  */
+const responses = documentedResponses(gatewayApi, { undocumentedRoutes: ['/docs'] });
+afterEach(() => responses.assertNone());
+
+/** The gateway on a test database, configured from `env` exactly as in production. */
 export function createTestGateway(
   database: TestDatabase,
   env: Record<string, string>,
   logger: Logger = createLogger('gateway', 'silent'),
 ): GatewayApp {
-  const responses = documentedResponses(gatewayApi, { undocumentedRoutes: ['/docs'] });
-  const gateway = createApp({
+  return createApp({
     db: database.db,
     pool: database.pool,
     logger,
     config: loadGatewayConfig({ DATABASE_URL: database.url, SERVICE_TOKEN: TEST_SERVICE_TOKEN, ...env }),
     checkResponse: responses.check,
   });
-  return {
-    ...gateway,
-    close: async () => {
-      await gateway.close();
-      responses.assertNone();
-    },
-  };
 }
 
 /** Listens on a free loopback port (an http server, or a bare TCP one); returns the base URL. */

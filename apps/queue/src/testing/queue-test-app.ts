@@ -17,13 +17,19 @@ export const TEST_CONFIG: Omit<QueueAppDeps['config'], 'DATABASE_URL'> = {
   SERVICE_TOKEN: TEST_SERVICE_TOKEN,
 };
 
-/** The real queue app on a fresh database of its own; every answer is held to its OpenAPI document. */
+/**
+ * Every answer of the test apps is held to the OpenAPI document: one that does not match is
+ * answered as a 500 naming why, and fails the test that caused it.
+ */
+const responses = documentedResponses(queueApi);
+afterEach(() => responses.assertNone());
+
+/** The real queue app on a fresh database of its own. */
 export async function startQueueTestApp(
   config: Partial<QueueAppDeps['config']> = {},
   database?: TestDatabase,
 ): Promise<QueueTestApp> {
   const db = database ?? (await createTestDatabase({ max: 10 }));
-  const responses = documentedResponses(queueApi);
   const queue = createApp({
     pool: db.pool,
     logger: createLogger('queue', process.env['TEST_LOG_LEVEL'] ?? 'silent'),
@@ -37,7 +43,6 @@ export async function startQueueTestApp(
     close: async () => {
       await queue.stop();
       if (!database) await db.drop();
-      responses.assertNone();
     },
   };
 }

@@ -16,15 +16,18 @@ export const STREAMER_TEST_CONFIG: StreamerAppDeps['config'] = {
 };
 
 /**
- * The streamer's HTTP app and ingest on a fresh database; its queue is whatever `queueUrl` points
- * at. Every answer is held to its OpenAPI document.
+ * Every answer of the test apps is held to the OpenAPI document: one that does not match is
+ * answered as a 500 naming why, and fails the test that caused it.
  */
+const responses = documentedResponses(streamerApi);
+afterEach(() => responses.assertNone());
+
+/** The streamer's HTTP app and ingest on a fresh database; its queue is whatever `queueUrl` points at. */
 export async function startStreamerTestApp(
   options: { queueUrl?: string; config?: Partial<StreamerAppDeps['config']> } = {},
 ): Promise<StreamerApp & { database: TestDatabase; queue: QueueClient; close(): Promise<void> }> {
   const database = await createTestDatabase();
   const queue = new QueueClient({ url: options.queueUrl ?? 'http://127.0.0.1:9', token: TEST_SERVICE_TOKEN });
-  const responses = documentedResponses(streamerApi);
   const app = createApp({
     db: database.db,
     pool: database.pool,
@@ -42,7 +45,6 @@ export async function startStreamerTestApp(
       await app.stop();
       await queue.close();
       await database.drop();
-      responses.assertNone();
     },
   };
 }
