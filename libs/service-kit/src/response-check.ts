@@ -46,7 +46,8 @@ export function interceptResponse(
   const restore = () => Object.assign(res, original);
   const sent = (body: Buffer | undefined): SentResponse => ({
     method: req.method ?? 'GET',
-    path: (req.url ?? '/').split('?')[0] ?? '/',
+    // Express trims req.url inside a router mounted on a path; originalUrl is what was asked.
+    path: ((req as { originalUrl?: string }).originalUrl ?? req.url ?? '/').split('?')[0] ?? '/',
     route: route(),
     status: res.statusCode,
     contentType: headerText(res.getHeader('content-type')),
