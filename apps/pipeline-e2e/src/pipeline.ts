@@ -18,8 +18,12 @@ import {
   type GatewayDatabase,
   loadGatewayConfig,
 } from '@gpu-telemetry/gateway/app';
-import { createLogger, listen } from '@gpu-telemetry/service-kit';
-import { TEST_SERVICE_TOKEN } from '@gpu-telemetry/service-kit/testing';
+import { checkResponses, createLogger, listen } from '@gpu-telemetry/service-kit';
+import {
+  type DocumentedResponses,
+  documentedResponses,
+  TEST_SERVICE_TOKEN,
+} from '@gpu-telemetry/service-kit/testing';
 import { createApp as createStreamer, type StreamerApp } from '@gpu-telemetry/streamer/app';
 
 const logger = (service: string) => createLogger(service, process.env['TEST_LOG_LEVEL'] ?? 'silent');
@@ -153,6 +157,8 @@ export interface System {
   gateway: GatewayApp;
   /** The gateway's base URL, e.g. http://127.0.0.1:41234 */
   url: string;
+  /** Every answer through the gateway, held to the merged OpenAPI document it serves. */
+  responses: DocumentedResponses;
   close(): Promise<void>;
 }
 
@@ -186,11 +192,26 @@ export async function startSystem(options: {
       GATEWAY_COLLECTOR_URLS: collectorUrl,
     }),
   });
-  const server = await listen(gateway.handler, { port: 0, host: '127.0.0.1', logger: logger('gateway') });
+  const merged = await new Promise<object>((resolve, reject) => {
+    const probe = createServer(gateway.app).listen(0, '127.0.0.1', () => {
+      const { port } = probe.address() as AddressInfo;
+      fetch(`http://127.0.0.1:${port}/openapi.json`)
+        .then((res) => res.json() as Promise<object>)
+        .then(resolve, reject)
+        .finally(() => probe.close());
+    });
+  });
+  const responses = documentedResponses(merged);
+  const server = await listen(checkResponses(gateway.handler, responses.check), {
+    port: 0,
+    host: '127.0.0.1',
+    logger: logger('gateway'),
+  });
   return {
     pipeline,
     gateway,
     url: `http://127.0.0.1:${server.port}`,
+    responses,
     close: async () => {
       await server.close();
       await gateway.close();

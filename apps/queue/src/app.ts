@@ -1,10 +1,10 @@
 import { pingDatabase } from '@gpu-telemetry/db';
 import { MAX_BATCH } from '@gpu-telemetry/model';
-import { createMetrics, createServiceApp, type Logger, openApiDocument } from '@gpu-telemetry/service-kit';
+import { createMetrics, createServiceApp, type Logger, type ResponseCheck } from '@gpu-telemetry/service-kit';
 import type { Express } from 'express';
 import type { Pool } from 'pg';
 import type { QueueConfig } from './config';
-import { topicsOperations } from './routes/topics.openapi';
+import { queueApi } from './routes/topics.openapi';
 import { publishRoutes } from './routes/publish.routes';
 import { TOPICS_BODY_LIMIT, topicsRoutes } from './routes/topics.routes';
 import { LeaseWaiters } from './services/lease-waiters';
@@ -25,6 +25,8 @@ export interface QueueAppDeps {
     | 'SERVICE_TOKEN'
     | 'SERVICE_TOKEN_PREVIOUS'
   >;
+  /** Tests: holds every answer to the OpenAPI document (see createServiceApp). */
+  checkResponse?: ResponseCheck;
 }
 
 export interface QueueApp {
@@ -83,7 +85,8 @@ export function createApp(deps: QueueAppDeps): QueueApp {
         }),
       ),
     routes: (app) => app.use(topicsRoutes(queue)),
-    openapi: openApiDocument({ title: 'gpu-telemetry queue', version: '0.1.0' }, topicsOperations),
+    openapi: queueApi,
+    checkResponse: deps.checkResponse,
   });
   // No ETags: no queue answer is worth revalidating, and Express would SHA-1 every body (a whole
   // lease of payloads) to make one.

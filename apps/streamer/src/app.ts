@@ -5,15 +5,15 @@ import { type Consumer, createConsumer, type QueueClient } from '@gpu-telemetry/
 import {
   createMetrics,
   createServiceApp,
-  openApiDocument,
   type Logger,
+  type ResponseCheck,
   type ServiceMetrics,
 } from '@gpu-telemetry/service-kit';
 import type { Express } from 'express';
 import type { Kysely } from 'kysely';
 import type { Pool } from 'pg';
 import type { StreamerConfig } from './config';
-import { gpusOperations } from './routes/gpus.openapi';
+import { streamerApi } from './routes/gpus.openapi';
 import { gpusRoutes } from './routes/gpus.routes';
 import { IngestService } from './services/ingest.service';
 import { PartitionMaintainer } from './services/partition-maintainer';
@@ -38,6 +38,8 @@ export interface StreamerAppDeps {
   >;
   /** Name shown on leases, e.g. the pod name. */
   consumerName?: string;
+  /** Tests: holds every answer to the OpenAPI document (see createServiceApp). */
+  checkResponse?: ResponseCheck;
 }
 
 export interface StreamerApp {
@@ -81,7 +83,8 @@ export function createApp(deps: StreamerAppDeps): StreamerApp {
       { name: 'queue', check: () => queue.ready() },
     ],
     serviceToken: { current: config.SERVICE_TOKEN, previous: config.SERVICE_TOKEN_PREVIOUS },
-    openapi: openApiDocument({ title: 'gpu-telemetry streamer', version: '0.1.0' }, gpusOperations),
+    openapi: streamerApi,
+    checkResponse: deps.checkResponse,
     routes: (app) => app.use(gpusRoutes(queries)),
   });
   return {

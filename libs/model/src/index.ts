@@ -1,3 +1,4 @@
 export * from './errors';
+export * from './queue.responses';
 export * from './queue.schemas';
 export * from './telemetry.schemas';

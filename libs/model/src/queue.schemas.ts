@@ -74,32 +74,3 @@ export const deadLettersQuery = z.strictObject({
 
 export type MessageInput = z.infer<typeof messageInput>;
 export type LeaseRequest = z.input<typeof leaseBody>;
-
-export interface PublishResult {
-  accepted: number;
-  duplicates: number;
-  ids: string[];
-}
-
-export interface LeasedMessage<T = unknown> {
-  id: string;
-  payload: T;
-  attempts: number;
-  publishedAt: string;
-}
-
-export interface Lease<T = unknown> {
-  leaseId: string | null;
-  leaseUntil: string | null;
-  messages: LeasedMessage<T>[];
-}
-
-export interface TopicStats {
-  topic: string;
-  ready: number;
-  inFlight: number;
-  delayed: number;
-  dead: number;
-  oldestReadyAgeSeconds: number | null;
-  maxAttempts: number;
-}

@@ -9,7 +9,7 @@ export const MAX_SAMPLES_PER_MESSAGE = 1000;
 export const METRIC_NAME = /^[a-zA-Z_:][a-zA-Z0-9_:]*$/;
 
 /** JSON has no NaN or infinities; exporters do. They travel as these strings. */
-const sampleValue = z.union([z.number(), z.enum(['NaN', '+Inf', '-Inf'])]);
+export const sampleValue = z.union([z.number(), z.enum(['NaN', '+Inf', '-Inf'])]);
 export type SampleValue = z.infer<typeof sampleValue>;
 
 /** Text Postgres can store: bounded, and without NUL characters (valid in JSON, not in a text column). */

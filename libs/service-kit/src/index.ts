@@ -20,4 +20,18 @@ export {
 export { requireServiceToken, serviceAuthorization, type ServiceToken } from './service-auth';
 export { getTracer, startTelemetry, withSpan } from './telemetry';
 export { validate } from './validate';
-export { openApiDocument, type Operation } from './openapi';
+export {
+  BODY_PROBLEMS,
+  FRAME_PROBLEMS,
+  type OpenApiDocument,
+  openApiDocument,
+  type Operation,
+  type OperationResponse,
+  PROBLEM_MEDIA_TYPE,
+  problemResponse,
+  problemSchema,
+  type Problems,
+  shapeOf,
+  SERVICE_CREDENTIAL_PROBLEMS,
+} from './openapi';
+export { checkResponses, type ResponseCheck, type SentResponse } from './response-check';

@@ -6,6 +6,7 @@ import type { Logger } from 'pino';
 import { errorHandler } from './error-handler';
 import type { ServiceMetrics } from './metrics';
 import { sendProblem } from './problem';
+import { interceptResponse, type ResponseCheck } from './response-check';
 import { requireServiceToken, type ServiceToken } from './service-auth';
 
 export interface ReadinessCheck {
@@ -48,6 +49,12 @@ export interface ServiceAppOptions {
    * instead of hanging past the orchestrator's probe timeout.
    */
   readinessTimeoutMs?: number;
+  /**
+   * Tests: every answer is read by this check before it is sent (`documentedResponses` in
+   * ./testing holds them to the OpenAPI document); one it finds wrong is answered as a 500
+   * problem naming the mismatch, so the test that caused it fails.
+   */
+  checkResponse?: ResponseCheck;
 }
 
 const REQUEST_ID = /^[\w.:-]{1,128}$/;
@@ -72,7 +79,13 @@ export function createServiceApp(options: ServiceAppOptions): Express {
   app.set('trust proxy', 'loopback, linklocal, uniquelocal');
   app.set('query parser', 'simple');
 
+  const { checkResponse } = options;
   app.use((req: Request, res: Response, next: NextFunction) => {
+    if (checkResponse) {
+      interceptResponse(req, res, checkResponse, () =>
+        req.route?.path ? `${req.baseUrl}${String(req.route.path)}` : undefined,
+      );
+    }
     const incoming = req.headers['x-request-id'];
     const id = typeof incoming === 'string' && REQUEST_ID.test(incoming) ? incoming : randomUUID();
     req.id = id;

@@ -3,6 +3,8 @@ import type { AddressInfo } from 'node:net';
 import type { Express } from 'express';
 import { serviceAuthorization } from './service-auth';
 
+export { type DocumentedResponses, documentedResponses } from './documented-responses';
+
 /** The service token every test app is built with. */
 export const TEST_SERVICE_TOKEN = 'test-service-token-0123456789abcdefghijklmnop';
 

@@ -1,24 +1,36 @@
-import type { Operation } from '@gpu-telemetry/service-kit';
+import {
+  type Operation,
+  openApiDocument,
+  shapeOf,
+  SERVICE_CREDENTIAL_PROBLEMS,
+} from '@gpu-telemetry/service-kit';
 import { z } from 'zod';
+import type { TargetsService, TargetView } from '../targets/targets.service';
 import { addBody, idParams } from './targets.routes';
 
-const time = z.string().describe('RFC 3339 date-time');
-const target = z.object({
-  id: z.string().nullable(),
-  url: z.string(),
-  source: z.enum(['static', 'dns', 'api']),
-  owner: z.number().int(),
-  up: z.boolean().nullable(),
-  lastScrapeAt: time.nullable(),
-  lastSuccessAt: time.nullable(),
-  lastError: z.string().nullable(),
-  lastDurationMs: z.number().nullable(),
-  lastSamples: z.number().int().nullable(),
-  consecutiveFailures: z.number().int(),
-});
+const time = z.iso.datetime({ offset: true });
+const target = shapeOf<TargetView>()(
+  z.object({
+    id: z.string().nullable(),
+    url: z.string(),
+    source: z.enum(['static', 'dns', 'api']),
+    owner: z.number().int().describe('The replica ordinal that scrapes it'),
+    up: z.boolean().nullable(),
+    lastScrapeAt: time.nullable(),
+    lastSuccessAt: time.nullable(),
+    lastError: z.string().nullable(),
+    lastDurationMs: z.number().nullable(),
+    lastSamples: z.number().int().nullable(),
+    consecutiveFailures: z.number().int(),
+  }),
+);
+const added = shapeOf<Awaited<ReturnType<TargetsService['add']>>>()(
+  z.object({ id: z.string(), url: z.string(), source: z.literal('api'), createdAt: time }),
+);
+
 const tags = ['targets'];
 
-/** The targets API, from the schemas its routes validate with. */
+/** The targets API, from the schemas its routes validate with and answer in. */
 export const targetsOperations: Operation[] = [
   {
     method: 'get',
@@ -33,11 +45,10 @@ export const targetsOperations: Operation[] = [
     summary: 'Add a scrape target (http/https; metadata and link-local addresses refused)',
     tags,
     body: addBody,
-    responses: {
-      201: {
-        description: 'Added',
-        schema: z.object({ id: z.string(), url: z.string(), source: z.literal('api'), createdAt: time }),
-      },
+    responses: { 201: { description: 'Added', schema: added } },
+    problems: {
+      400: 'The url is missing, not an absolute http(s) URL, carries credentials, or points at a refused address',
+      409: 'The URL is already a target (static, DNS or API)',
     },
   },
   {
@@ -47,5 +58,13 @@ export const targetsOperations: Operation[] = [
     tags,
     params: idParams,
     responses: { 204: { description: 'Removed' } },
+    problems: { 400: 'The id is not a UUID', 404: 'No target with this id was added through the API' },
   },
 ];
+
+/** Served as GET /openapi.json; tests hold every answer to it. */
+export const collectorApi = openApiDocument(
+  { title: 'gpu-telemetry collector', version: '0.1.0' },
+  targetsOperations,
+  { problems: SERVICE_CREDENTIAL_PROBLEMS },
+);

@@ -1,10 +1,18 @@
 import { createTestDatabase, type TestDatabase } from '@gpu-telemetry/db/testing';
 import { QueueClient } from '@gpu-telemetry/queue-client';
 import { createLogger } from '@gpu-telemetry/service-kit';
-import { TEST_SERVICE_TOKEN } from '@gpu-telemetry/service-kit/testing';
+import { documentedResponses, TEST_SERVICE_TOKEN } from '@gpu-telemetry/service-kit/testing';
 import { createApp, type CollectorApp } from '../app';
 import type { CollectorDatabase } from '../collector.tables';
 import { loadCollectorConfig } from '../config';
+import { collectorApi } from '../routes/targets.openapi';
+
+/**
+ * Every answer of the test apps is held to the OpenAPI document: one that does not match is
+ * answered as a 500 naming why, and fails the test that caused it.
+ */
+const responses = documentedResponses(collectorApi);
+afterEach(() => responses.assertNone());
 
 /** The collector on a test database, configured from `env` exactly as in production. */
 export function createTestCollector(
@@ -18,6 +26,7 @@ export function createTestCollector(
     logger: createLogger('collector', 'silent'),
     queue,
     config: loadCollectorConfig({ DATABASE_URL: database.url, SERVICE_TOKEN: TEST_SERVICE_TOKEN, ...env }),
+    checkResponse: responses.check,
   });
 }
 

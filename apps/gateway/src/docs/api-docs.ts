@@ -1,28 +1,109 @@
 import { createRequire } from 'node:module';
 import path from 'node:path';
-import { openApiDocument, type Operation, serviceAuthorization } from '@gpu-telemetry/service-kit';
+import {
+  type OpenApiDocument,
+  openApiDocument,
+  type Operation,
+  problemResponse,
+  type Problems,
+  serviceAuthorization,
+  shapeOf,
+} from '@gpu-telemetry/service-kit';
 import express, { Router } from 'express';
 import { request } from 'undici';
 import { z } from 'zod';
-import { SCOPES } from '../auth/api-keys.service';
+import { type ApiKeyView, SCOPES } from '../auth/api-keys.service';
 import type { ProxyRoute } from '../proxy/proxy';
+import type { AnalyticsService, RouteLatency } from '../records/analytics.service';
 import { latencyQuery, requestsQuery } from '../routes/analytics.routes';
 import { createBody } from '../routes/keys.routes';
+import type { SpanNode } from '../traces/traces.service';
 
-const time = z.string().describe('RFC 3339 date-time');
-const keyView = z.object({
-  id: z.string(),
-  name: z.string(),
-  prefix: z.string(),
-  scopes: z.array(z.enum(SCOPES)),
-  topics: z
-    .array(z.string())
-    .nullable()
-    .describe('The queue topics the key is limited to (names, or prefixes ending in *); null: not limited'),
-  createdAt: time,
-  revokedAt: time.nullable(),
-  lastUsedAt: time.nullable(),
-});
+const time = z.iso.datetime({ offset: true });
+const keyView = shapeOf<ApiKeyView>()(
+  z.object({
+    id: z.string(),
+    name: z.string(),
+    prefix: z.string(),
+    scopes: z.array(z.enum(SCOPES)),
+    topics: z
+      .array(z.string())
+      .nullable()
+      .describe('The queue topics the key is limited to (names, or prefixes ending in *); null: not limited'),
+    createdAt: time,
+    revokedAt: time.nullable(),
+    lastUsedAt: time.nullable(),
+  }),
+);
+const routeLatency = shapeOf<RouteLatency>()(
+  z.object({
+    route: z.string(),
+    count: z.number().int(),
+    errorRate: z.number().describe('Share of 5xx answers'),
+    p50Ms: z.number(),
+    p90Ms: z.number(),
+    p99Ms: z.number(),
+  }),
+);
+const requestsPage = shapeOf<Awaited<ReturnType<AnalyticsService['requests']>>>()(
+  z.object({
+    requests: z.array(
+      z.object({
+        id: z.string(),
+        at: time,
+        route: z.string(),
+        method: z.string(),
+        path: z.string(),
+        status: z.number().int(),
+        latencyMs: z.number(),
+        bytesIn: z.number().int(),
+        bytesOut: z.number().int(),
+        keyId: z.string().nullable(),
+        requestId: z.string(),
+        traceId: z.string().nullable(),
+        upstream: z.string().nullable(),
+      }),
+    ),
+    nextCursor: z.string().nullable().describe('Pass as before= for the next page; null on the last'),
+  }),
+);
+const spanNode: z.ZodType<SpanNode> = shapeOf<SpanNode>()(
+  z
+    .object({
+      spanId: z.string(),
+      parentSpanId: z.string().nullable(),
+      service: z.string(),
+      name: z.string(),
+      kind: z.number().int(),
+      start: time,
+      end: time,
+      durationMs: z.number(),
+      status: z.object({ code: z.number().int(), message: z.string().nullable() }),
+      attributes: z.record(z.string(), z.unknown()),
+      get children() {
+        return z.array(spanNode);
+      },
+    })
+    .meta({ id: 'SpanNode' }),
+);
+
+/** What the key check answers on every keyed route, the gateway's own and the proxied ones. */
+const KEY_PROBLEMS: Problems = {
+  401: 'No API key, or an unknown or revoked one',
+  403: 'The key lacks the scope, or is limited to other queue topics',
+  429: 'Too many failed authentications from this address; retry after Retry-After',
+};
+
+/** What the proxy answers on its own, before or instead of the upstream. */
+const PROXY_PROBLEMS: Problems = {
+  ...KEY_PROBLEMS,
+  400: 'The request cannot be forwarded as sent',
+  413: 'The body is larger than GATEWAY_BODY_LIMIT',
+  429: 'Rate limit exceeded, or too many failed authentications; retry after Retry-After',
+  502: 'The upstream is unreachable, or failed',
+  503: 'Every upstream instance is failing (the circuit is open), too many requests are in flight, or keys cannot be checked; retry after Retry-After',
+  504: 'The upstream did not answer within the route timeout',
+};
 
 /** The gateway's own API. */
 export const gatewayOperations: Operation[] = [
@@ -33,6 +114,7 @@ export const gatewayOperations: Operation[] = [
     tags: ['keys'],
     body: createBody,
     responses: { 201: { description: 'Created', schema: keyView.extend({ key: z.string() }) } },
+    problems: { 400: 'A field is invalid (the problem names it)' },
   },
   {
     method: 'get',
@@ -48,6 +130,7 @@ export const gatewayOperations: Operation[] = [
     tags: ['keys'],
     params: z.object({ id: z.string() }),
     responses: { 200: { description: 'Revoked', schema: keyView } },
+    problems: { 400: 'The id is not a UUID', 404: 'No active key has this id' },
   },
   {
     method: 'get',
@@ -58,22 +141,10 @@ export const gatewayOperations: Operation[] = [
     responses: {
       200: {
         description: 'Per route',
-        schema: z.object({
-          from: time,
-          to: time,
-          routes: z.array(
-            z.object({
-              route: z.string(),
-              count: z.number(),
-              errorRate: z.number(),
-              p50Ms: z.number(),
-              p90Ms: z.number(),
-              p99Ms: z.number(),
-            }),
-          ),
-        }),
+        schema: z.object({ from: time, to: time, routes: z.array(routeLatency) }),
       },
     },
+    problems: { 400: 'A query parameter is invalid, or from is not before to' },
   },
   {
     method: 'get',
@@ -81,7 +152,8 @@ export const gatewayOperations: Operation[] = [
     summary: 'Recent proxied requests, newest first (read)',
     tags: ['observability'],
     query: requestsQuery,
-    responses: { 200: { description: 'A page of request records' } },
+    responses: { 200: { description: 'A page of request records', schema: requestsPage } },
+    problems: { 400: 'A query parameter is invalid' },
   },
   {
     method: 'get',
@@ -89,16 +161,76 @@ export const gatewayOperations: Operation[] = [
     summary: 'A trace received over OTLP, as span trees (read)',
     tags: ['observability'],
     params: z.object({ traceId: z.string() }),
-    responses: { 200: { description: 'The trace' } },
+    responses: {
+      200: {
+        description: 'The trace: its spans as trees under their roots',
+        schema: z.object({
+          traceId: z.string(),
+          spanCount: z.number().int(),
+          services: z.array(z.string()),
+          roots: z.array(spanNode),
+        }),
+      },
+    },
+    problems: {
+      400: 'The trace id is not 32 lower-case hex characters',
+      404: 'No span of this trace was received',
+    },
   },
   {
     method: 'post',
     path: '/v1/traces',
     summary: 'OTLP/HTTP trace receiver: application/x-protobuf or application/json, optionally gzip',
     tags: ['observability'],
-    responses: { 200: { description: 'Stored' } },
+    responses: {
+      200: {
+        description: 'Stored: an empty ExportTraceServiceResponse, in the media type sent',
+        schema: z.object({}),
+        alsoAs: ['application/x-protobuf'],
+      },
+    },
+    problems: {
+      400: 'The body is not a valid ExportTraceServiceRequest, or could not be read',
+      405: 'Spans are sent with POST',
+      413: 'The body (gunzipped) is larger than GATEWAY_BODY_LIMIT',
+      415: 'Neither application/x-protobuf nor application/json, or an encoding other than gzip',
+    },
   },
 ];
+
+/** The gateway's own routes; tests hold their answers to it. */
+export const gatewayApi = openApiDocument(
+  {
+    title: 'gpu-telemetry',
+    version: '0.1.0',
+    description:
+      'Everything through the gateway. Send an API key: Authorization: Bearer <key>, or X-API-Key. ' +
+      'Scopes: read (GET anything), publish (POST /api/v1/topics/{topic}/messages), consume (leases, ' +
+      'acks, nacks, extend, release), admin (everything, keys included), traces (POST /v1/traces only). ' +
+      'A key created with `topics` reaches only /api/v1/topics/{topic} for those topics. Repeated ' +
+      'failed authentications from one address are answered 429 with Retry-After.',
+  },
+  gatewayOperations,
+  { problems: KEY_PROBLEMS },
+);
+
+/**
+ * An upstream's operation as the gateway serves it: the proxy's own problems are added to the
+ * upstream's, and its 401 (the service credential, which the gateway always sends) becomes the
+ * API key's.
+ */
+function proxied(operation: { responses?: Record<string, { description?: string }> }) {
+  const responses = { ...operation.responses };
+  delete responses['401'];
+  for (const [status, description] of Object.entries(PROXY_PROBLEMS)) {
+    const upstream = responses[status]?.description;
+    responses[status] = problemResponse(
+      Number(status),
+      upstream ? `${description}; or ${upstream}` : description,
+    );
+  }
+  return { ...operation, responses };
+}
 
 const CACHE_MS = 30_000;
 
@@ -113,19 +245,8 @@ export function docsRoutes(routes: ProxyRoute[], serviceToken: string): Router {
 
   async function merged(): Promise<string> {
     if (cached && Date.now() - cached.at < CACHE_MS) return cached.body;
-    const document = openApiDocument(
-      {
-        title: 'gpu-telemetry',
-        version: '0.1.0',
-        description:
-          'Everything through the gateway. Send an API key: Authorization: Bearer <key>, or X-API-Key. ' +
-          'Scopes: read (GET anything), publish (POST /api/v1/topics/{topic}/messages), consume (leases, ' +
-          'acks, nacks, extend, release), admin (everything, keys included), traces (POST /v1/traces only). ' +
-          'A key created with `topics` reaches only /api/v1/topics/{topic} for those topics. Repeated ' +
-          'failed authentications from one address are answered 429 with Retry-After.',
-      },
-      gatewayOperations,
-    ) as { paths: Record<string, unknown>; [key: string]: unknown };
+    const document: OpenApiDocument = structuredClone(gatewayApi);
+    const schemas: Record<string, unknown> = { ...document.components?.schemas };
     const missing: string[] = [];
     for (const route of routes) {
       const upstream = route.upstreams[0];
@@ -135,16 +256,20 @@ export function docsRoutes(routes: ProxyRoute[], serviceToken: string): Router {
           headersTimeout: 2_000,
           bodyTimeout: 2_000,
         });
-        const upstreamDoc = (await res.body.json()) as { paths?: Record<string, unknown> };
+        const upstreamDoc = (await res.body.json()) as Partial<OpenApiDocument>;
         for (const [p, item] of Object.entries(upstreamDoc.paths ?? {})) {
-          if (p === route.target || p.startsWith(`${route.target}/`))
-            document.paths[route.prefix + p.slice(route.target.length)] = item;
+          if (p !== route.target && !p.startsWith(`${route.target}/`)) continue;
+          document.paths[route.prefix + p.slice(route.target.length)] = Object.fromEntries(
+            Object.entries(item).map(([method, operation]) => [method, proxied(operation as object)]),
+          );
         }
+        Object.assign(schemas, upstreamDoc.components?.schemas);
       } catch {
         missing.push(route.name);
       }
     }
-    document['components'] = {
+    document.components = {
+      ...(Object.keys(schemas).length ? { schemas } : {}),
       securitySchemes: {
         bearer: { type: 'http', scheme: 'bearer' },
         apiKey: { type: 'apiKey', in: 'header', name: 'X-API-Key' },

@@ -1,10 +1,19 @@
 import type { AddressInfo, Server } from 'node:net';
 import type { TestDatabase } from '@gpu-telemetry/db/testing';
 import { createLogger, listen, type Logger, type RunningServer } from '@gpu-telemetry/service-kit';
-import { TEST_SERVICE_TOKEN } from '@gpu-telemetry/service-kit/testing';
+import { documentedResponses, TEST_SERVICE_TOKEN } from '@gpu-telemetry/service-kit/testing';
 import { createApp, type GatewayApp } from '../app';
 import { loadGatewayConfig } from '../config';
 import type { GatewayDatabase } from '../gateway.tables';
+import { gatewayApi } from '../docs/api-docs';
+
+/**
+ * Every answer of the gateway's own routes (not the proxied ones) is held to their OpenAPI
+ * document: one that does not match is answered as a 500 naming why, and fails the test that
+ * caused it.
+ */
+const responses = documentedResponses(gatewayApi, { undocumentedRoutes: ['/docs'] });
+afterEach(() => responses.assertNone());
 
 /** The gateway on a test database, configured from `env` exactly as in production. */
 export function createTestGateway(
@@ -17,6 +26,7 @@ export function createTestGateway(
     pool: database.pool,
     logger,
     config: loadGatewayConfig({ DATABASE_URL: database.url, SERVICE_TOKEN: TEST_SERVICE_TOKEN, ...env }),
+    checkResponse: responses.check,
   });
 }
 

@@ -1,49 +1,40 @@
 import {
   ackBody,
+  deadLetter,
   deadLettersQuery,
   extendBody,
+  lease,
   leaseBody,
   messageInput,
   nackBody,
   publishBatchBody,
+  publishResult,
   redriveBody,
   topicName,
   topicSettingsBody,
+  topicStats,
   uuid,
 } from '@gpu-telemetry/model';
-import type { Operation } from '@gpu-telemetry/service-kit';
+import { type Operation, openApiDocument, SERVICE_CREDENTIAL_PROBLEMS } from '@gpu-telemetry/service-kit';
 import { z } from 'zod';
 import { MAX_NESTING } from '../services/publish-body';
 
 const topic = z.object({ topic: topicName });
-const lease = z.object({ topic: topicName, leaseId: uuid });
-const time = z.string().describe('RFC 3339 date-time');
-const stats = z.object({
-  topic: z.string(),
-  ready: z.number().int(),
-  inFlight: z.number().int(),
-  delayed: z.number().int(),
-  dead: z.number().int(),
-  oldestReadyAgeSeconds: z.number().nullable(),
-  maxAttempts: z.number().int(),
-});
-const leased = z.object({
-  leaseId: z.string().nullable(),
-  leaseUntil: time.nullable(),
-  messages: z.array(
-    z.object({ id: z.string(), payload: z.unknown(), attempts: z.number().int(), publishedAt: time }),
-  ),
-});
+const leaseParams = z.object({ topic: topicName, leaseId: uuid });
 const tags = ['queue'];
+const badInput = 'A path parameter or a field is invalid (the problem names it)';
+const noTopic = 'Nothing was ever published to the topic';
+const leaseLost =
+  'The lease no longer holds the messages (settled, or re-leased after it expired); nothing changed';
 
-/** The queue's API, from the schemas its routes validate with. */
+/** The queue's API, from the schemas its routes validate with and answer in. */
 export const topicsOperations: Operation[] = [
   {
     method: 'get',
     path: '/v1/topics',
     summary: 'List topics with depth by state',
     tags,
-    responses: { 200: { description: 'Topics', schema: z.object({ topics: z.array(stats) }) } },
+    responses: { 200: { description: 'Topics', schema: z.object({ topics: z.array(topicStats) }) } },
   },
   {
     method: 'get',
@@ -51,7 +42,8 @@ export const topicsOperations: Operation[] = [
     summary: 'Depth, oldest ready age and settings of a topic',
     tags,
     params: topic,
-    responses: { 200: { description: 'Topic', schema: stats } },
+    responses: { 200: { description: 'Topic', schema: topicStats } },
+    problems: { 400: badInput, 404: noTopic },
   },
   {
     method: 'put',
@@ -60,7 +52,8 @@ export const topicsOperations: Operation[] = [
     tags,
     params: topic,
     body: topicSettingsBody,
-    responses: { 200: { description: 'Topic', schema: stats } },
+    responses: { 200: { description: 'Topic', schema: topicStats } },
+    problems: { 400: badInput },
   },
   {
     method: 'post',
@@ -69,15 +62,11 @@ export const topicsOperations: Operation[] = [
     tags,
     params: topic,
     body: z.union([publishBatchBody, messageInput]),
-    responses: {
-      201: {
-        description: 'Stored',
-        schema: z.object({
-          accepted: z.number().int(),
-          duplicates: z.number().int(),
-          ids: z.array(z.string()),
-        }),
-      },
+    responses: { 201: { description: 'Stored', schema: publishResult } },
+    problems: {
+      400: badInput,
+      413: 'The body is over QUEUE_BODY_LIMIT, or a payload over QUEUE_MAX_PAYLOAD',
+      415: 'The body is not JSON in UTF-8, or is compressed',
     },
   },
   {
@@ -87,7 +76,8 @@ export const topicsOperations: Operation[] = [
     tags,
     params: topic,
     body: leaseBody,
-    responses: { 200: { description: 'Lease (leaseId null when empty)', schema: leased } },
+    responses: { 200: { description: 'Lease (leaseId null when empty)', schema: lease } },
+    problems: { 400: badInput },
   },
   {
     method: 'post',
@@ -97,6 +87,7 @@ export const topicsOperations: Operation[] = [
     params: topic,
     body: ackBody,
     responses: { 200: { description: 'Acked', schema: z.object({ acked: z.number().int() }) } },
+    problems: { 400: badInput, 409: leaseLost },
   },
   {
     method: 'post',
@@ -108,28 +99,35 @@ export const topicsOperations: Operation[] = [
     responses: {
       200: { description: 'Nacked', schema: z.object({ nacked: z.number().int(), dead: z.number().int() }) },
     },
+    problems: { 400: badInput, 409: leaseLost },
   },
   {
     method: 'post',
     path: '/v1/topics/{topic}/leases/{leaseId}/extend',
     summary: 'Heartbeat: push leaseUntil',
     tags,
-    params: lease,
+    params: leaseParams,
     body: extendBody,
     responses: {
       200: {
         description: 'Extended',
-        schema: z.object({ leaseId: z.string(), leaseUntil: time, extended: z.number().int() }),
+        schema: z.object({
+          leaseId: z.string(),
+          leaseUntil: z.iso.datetime({ offset: true }),
+          extended: z.number().int(),
+        }),
       },
     },
+    problems: { 400: badInput, 409: leaseLost },
   },
   {
     method: 'post',
     path: '/v1/topics/{topic}/leases/{leaseId}/release',
     summary: 'Give a lease back untouched',
     tags,
-    params: lease,
+    params: leaseParams,
     responses: { 200: { description: 'Released', schema: z.object({ released: z.number().int() }) } },
+    problems: { 400: badInput },
   },
   {
     method: 'get',
@@ -138,7 +136,13 @@ export const topicsOperations: Operation[] = [
     tags,
     params: topic,
     query: deadLettersQuery,
-    responses: { 200: { description: 'A page of dead letters' } },
+    responses: {
+      200: {
+        description: 'A page of dead letters; nextCursor is the cursor of the next page, null on the last',
+        schema: z.object({ messages: z.array(deadLetter), nextCursor: z.string().nullable() }),
+      },
+    },
+    problems: { 400: badInput, 404: noTopic },
   },
   {
     method: 'post',
@@ -148,6 +152,7 @@ export const topicsOperations: Operation[] = [
     params: topic,
     body: redriveBody,
     responses: { 200: { description: 'Redriven', schema: z.object({ redriven: z.number().int() }) } },
+    problems: { 400: badInput, 404: noTopic },
   },
   {
     method: 'delete',
@@ -157,5 +162,15 @@ export const topicsOperations: Operation[] = [
     params: topic,
     body: redriveBody,
     responses: { 200: { description: 'Deleted', schema: z.object({ deleted: z.number().int() }) } },
+    problems: { 400: badInput, 404: noTopic },
   },
 ];
+
+/** Served as GET /openapi.json; tests hold every answer to it. */
+export const queueApi = openApiDocument(
+  { title: 'gpu-telemetry queue', version: '0.1.0' },
+  topicsOperations,
+  {
+    problems: SERVICE_CREDENTIAL_PROBLEMS,
+  },
+);

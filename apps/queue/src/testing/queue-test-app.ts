@@ -1,8 +1,9 @@
 import { createTestDatabase, type TestDatabase } from '@gpu-telemetry/db/testing';
 import { createLogger, listen, type RunningServer } from '@gpu-telemetry/service-kit';
-import { TEST_SERVICE_TOKEN } from '@gpu-telemetry/service-kit/testing';
+import { documentedResponses, TEST_SERVICE_TOKEN } from '@gpu-telemetry/service-kit/testing';
 import { createApp, type QueueApp, type QueueAppDeps } from '../app';
 import type { QueueDatabase } from '../queue.tables';
+import { queueApi } from '../routes/topics.openapi';
 
 export interface QueueTestApp extends QueueApp {
   database: TestDatabase<QueueDatabase>;
@@ -17,6 +18,13 @@ export const TEST_CONFIG: Omit<QueueAppDeps['config'], 'DATABASE_URL'> = {
   SERVICE_TOKEN: TEST_SERVICE_TOKEN,
 };
 
+/**
+ * Every answer of the test apps is held to the OpenAPI document: one that does not match is
+ * answered as a 500 naming why, and fails the test that caused it.
+ */
+const responses = documentedResponses(queueApi);
+afterEach(() => responses.assertNone());
+
 /** The real queue app on a fresh database of its own. */
 export async function startQueueTestApp(
   config: Partial<QueueAppDeps['config']> = {},
@@ -27,6 +35,7 @@ export async function startQueueTestApp(
     pool: db.pool,
     logger: createLogger('queue', process.env['TEST_LOG_LEVEL'] ?? 'silent'),
     config: { ...TEST_CONFIG, DATABASE_URL: db.url, ...config },
+    checkResponse: responses.check,
   });
   await queue.start();
   return {

@@ -1,36 +1,58 @@
-import type { Operation } from '@gpu-telemetry/service-kit';
+import { sampleValue } from '@gpu-telemetry/model';
+import {
+  type Operation,
+  openApiDocument,
+  shapeOf,
+  SERVICE_CREDENTIAL_PROBLEMS,
+} from '@gpu-telemetry/service-kit';
 import { z } from 'zod';
+import type { Bucket, GpuView, SampleView } from '../services/telemetry-query.service';
 import { gpuParams, gpusQuery, seriesParams, seriesQuery, telemetryQuery } from './gpus.routes';
 
-const time = z.string().describe('RFC 3339 date-time');
-const value = z.union([z.number(), z.enum(['NaN', '+Inf', '-Inf'])]);
-const gpu = z.object({
-  id: z.string(),
-  index: z.number().int().nullable(),
-  device: z.string().nullable(),
-  modelName: z.string().nullable(),
-  hostname: z.string().nullable(),
-  firstSeen: time,
-  lastSeen: time,
-  metrics: z.array(z.string()),
-});
-const sample = z.object({
-  uuid: z.string(),
-  timestamp: time,
-  metricName: z.string(),
-  value,
-  gpuIndex: z.number().int().nullable(),
-  device: z.string().nullable(),
-  modelName: z.string().nullable(),
-  hostname: z.string().nullable(),
-  container: z.string().nullable(),
-  pod: z.string().nullable(),
-  namespace: z.string().nullable(),
-  labels: z.record(z.string(), z.string()),
-});
-const tags = ['telemetry'];
+const time = z.iso.datetime({ offset: true });
+const gpu = shapeOf<GpuView>()(
+  z.object({
+    id: z.string(),
+    index: z.number().int().nullable(),
+    device: z.string().nullable(),
+    modelName: z.string().nullable(),
+    hostname: z.string().nullable(),
+    firstSeen: time,
+    lastSeen: time,
+    metrics: z.array(z.string()),
+  }),
+);
+const sample = shapeOf<SampleView>()(
+  z.object({
+    uuid: z.string(),
+    timestamp: time,
+    metricName: z.string(),
+    value: sampleValue,
+    gpuIndex: z.number().int().nullable(),
+    device: z.string().nullable(),
+    modelName: z.string().nullable(),
+    hostname: z.string().nullable(),
+    container: z.string().nullable(),
+    pod: z.string().nullable(),
+    namespace: z.string().nullable(),
+    labels: z.record(z.string(), z.string()),
+  }),
+);
+const bucket = shapeOf<Bucket>()(
+  z.object({
+    start: time,
+    count: z.number().int(),
+    avg: z.number().nullable(),
+    min: z.number().nullable(),
+    max: z.number().nullable(),
+  }),
+);
 
-/** The query API, from the schemas its routes validate with. */
+const tags = ['telemetry'];
+const badInput = 'A path parameter or a query parameter is invalid (the problem names it)';
+const noGpu = 'The GPU has never reported telemetry';
+
+/** The query API, from the schemas its routes validate with and answer in. */
 export const gpusOperations: Operation[] = [
   {
     method: 'get',
@@ -44,6 +66,7 @@ export const gpusOperations: Operation[] = [
         schema: z.object({ gpus: z.array(gpu), nextCursor: z.string().nullable() }),
       },
     },
+    problems: { 400: badInput },
   },
   {
     method: 'get',
@@ -59,6 +82,7 @@ export const gpusOperations: Operation[] = [
         schema: z.object({ gpuId: z.string(), samples: z.array(sample), nextCursor: z.string().nullable() }),
       },
     },
+    problems: { 400: badInput, 404: noGpu },
   },
   {
     method: 'get',
@@ -74,17 +98,17 @@ export const gpusOperations: Operation[] = [
           gpuId: z.string(),
           metric: z.string(),
           stepSeconds: z.number().int(),
-          buckets: z.array(
-            z.object({
-              start: time,
-              count: z.number().int(),
-              avg: z.number().nullable(),
-              min: z.number().nullable(),
-              max: z.number().nullable(),
-            }),
-          ),
+          buckets: z.array(bucket),
         }),
       },
     },
+    problems: { 400: badInput, 404: noGpu },
   },
 ];
+
+/** Served as GET /openapi.json; tests hold every answer to it. */
+export const streamerApi = openApiDocument(
+  { title: 'gpu-telemetry streamer', version: '0.1.0' },
+  gpusOperations,
+  { problems: SERVICE_CREDENTIAL_PROBLEMS },
+);

@@ -1,8 +1,9 @@
 import { createTestDatabase, type TestDatabase } from '@gpu-telemetry/db/testing';
 import { QueueClient } from '@gpu-telemetry/queue-client';
 import { createLogger } from '@gpu-telemetry/service-kit';
-import { TEST_SERVICE_TOKEN } from '@gpu-telemetry/service-kit/testing';
+import { documentedResponses, TEST_SERVICE_TOKEN } from '@gpu-telemetry/service-kit/testing';
 import { createApp, type StreamerApp, type StreamerAppDeps } from '../app';
+import { streamerApi } from '../routes/gpus.openapi';
 
 export const STREAMER_TEST_CONFIG: StreamerAppDeps['config'] = {
   STREAMER_CONCURRENCY: 2,
@@ -13,6 +14,13 @@ export const STREAMER_TEST_CONFIG: StreamerAppDeps['config'] = {
   TELEMETRY_MAINTENANCE_INTERVAL: 3_600_000,
   SERVICE_TOKEN: TEST_SERVICE_TOKEN,
 };
+
+/**
+ * Every answer of the test apps is held to the OpenAPI document: one that does not match is
+ * answered as a 500 naming why, and fails the test that caused it.
+ */
+const responses = documentedResponses(streamerApi);
+afterEach(() => responses.assertNone());
 
 /** The streamer's HTTP app and ingest on a fresh database; its queue is whatever `queueUrl` points at. */
 export async function startStreamerTestApp(
@@ -26,6 +34,7 @@ export async function startStreamerTestApp(
     logger: createLogger('streamer', process.env['TEST_LOG_LEVEL'] ?? 'silent'),
     queue,
     config: { ...STREAMER_TEST_CONFIG, ...options.config },
+    checkResponse: responses.check,
   });
   await app.maintainer.runOnce();
   return {
