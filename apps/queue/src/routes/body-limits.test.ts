@@ -279,7 +279,7 @@ describe('POST /v1/topics/:topic/messages under a body bomb', () => {
     expect(await refusals(small, 'body_too_large')).toBe(before + 1);
   });
 
-  it('cuts off a chunked body with no length as it passes the limit, holding a few MB while 64 MB pass', async () => {
+  it('cuts off a chunked body with no length as it passes the limit, holding a fraction of the 64 MB that pass', async () => {
     const chunk = json('{"payload":0},'.repeat(5_000)); // 70 KB
     const { result: res, bytes } = await growth(
       () =>
@@ -293,9 +293,11 @@ describe('POST /v1/topics/:topic/messages under a body bomb', () => {
     expect(res.status).toBe(413);
     expect(res.type).toContain('application/problem+json');
     expect(res.body.errors).toEqual([{ field: 'body', message: `must be at most ${SMALL_LIMIT} bytes` }]);
-    // What the queue held: the 1 MiB it buffered before refusing, and what it read and dropped
-    // since the last collection (buffers are freed a moment after the collection that finds them).
-    expect(bytes).toBeLessThan(16 * MB);
+    // What this process held (the queue and the client writing to it): the 1 MiB the queue
+    // buffered before refusing, socket buffers, and what was read and dropped since the last
+    // collection (buffers are freed a moment after the collection that finds them). Measured 2-3 MB
+    // on a quiet machine, up to 17 on a busy one; holding the stream would be 64.
+    expect(bytes).toBeLessThan(24 * MB);
   });
 
   it('reads no further than a declared length: the bytes after it are a bad request, not more body', async () => {
