@@ -9,6 +9,7 @@ import {
   type Logger,
   type ResponseCheck,
   type ServiceMetrics,
+  serviceTokenFrom,
 } from '@gpu-telemetry/service-kit';
 import type { Express } from 'express';
 import type { Kysely } from 'kysely';
@@ -146,7 +147,7 @@ export function createApp(deps: CollectorAppDeps): CollectorApp {
       { name: 'postgres', check: () => pingDatabase(pool) },
       { name: 'queue', check: () => queue.ready() },
     ],
-    serviceToken: { current: config.SERVICE_TOKEN, previous: config.SERVICE_TOKEN_PREVIOUS },
+    serviceToken: serviceTokenFrom(config),
     openapi: collectorApi,
     checkResponse: deps.checkResponse,
     routes: (app) => app.use(targetsRoutes(targetsService)),

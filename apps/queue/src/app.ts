@@ -1,6 +1,12 @@
 import { pingDatabase } from '@gpu-telemetry/db';
 import { MAX_BATCH } from '@gpu-telemetry/model';
-import { createMetrics, createServiceApp, type Logger, type ResponseCheck } from '@gpu-telemetry/service-kit';
+import {
+  createMetrics,
+  createServiceApp,
+  type Logger,
+  type ResponseCheck,
+  serviceTokenFrom,
+} from '@gpu-telemetry/service-kit';
 import type { Express } from 'express';
 import type { Pool } from 'pg';
 import type { QueueConfig } from './config';
@@ -74,7 +80,7 @@ export function createApp(deps: QueueAppDeps): QueueApp {
     metrics,
     bodyLimit: TOPICS_BODY_LIMIT,
     readiness: [{ name: 'postgres', check: () => pingDatabase(pool) }],
-    serviceToken: { current: config.SERVICE_TOKEN, previous: config.SERVICE_TOKEN_PREVIOUS },
+    serviceToken: serviceTokenFrom(config),
     rawBodyRoutes: (app) =>
       app.use(
         publishRoutes(queue, {

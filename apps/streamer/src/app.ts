@@ -8,6 +8,7 @@ import {
   type Logger,
   type ResponseCheck,
   type ServiceMetrics,
+  serviceTokenFrom,
 } from '@gpu-telemetry/service-kit';
 import type { Express } from 'express';
 import type { Kysely } from 'kysely';
@@ -82,7 +83,7 @@ export function createApp(deps: StreamerAppDeps): StreamerApp {
       { name: 'postgres', check: () => pingDatabase(pool) },
       { name: 'queue', check: () => queue.ready() },
     ],
-    serviceToken: { current: config.SERVICE_TOKEN, previous: config.SERVICE_TOKEN_PREVIOUS },
+    serviceToken: serviceTokenFrom(config),
     openapi: streamerApi,
     checkResponse: deps.checkResponse,
     routes: (app) => app.use(gpusRoutes(queries)),

@@ -17,7 +17,12 @@ export {
   SECURITY_HEADERS,
   type ServiceAppOptions,
 } from './service-app';
-export { requireServiceToken, serviceAuthorization, type ServiceToken } from './service-auth';
+export {
+  requireServiceToken,
+  serviceAuthorization,
+  serviceTokenFrom,
+  type ServiceToken,
+} from './service-auth';
 export { getTracer, startTelemetry, withSpan } from './telemetry';
 export { validate } from './validate';
 export {

@@ -13,6 +13,14 @@ export interface ServiceToken {
   previous?: string;
 }
 
+/** The service token a service's configuration holds (`SERVICE_TOKEN`, `SERVICE_TOKEN_PREVIOUS`). */
+export function serviceTokenFrom(config: {
+  SERVICE_TOKEN: string;
+  SERVICE_TOKEN_PREVIOUS?: string;
+}): ServiceToken {
+  return { current: config.SERVICE_TOKEN, previous: config.SERVICE_TOKEN_PREVIOUS };
+}
+
 /** The header value a service sends on every call to another one. */
 export function serviceAuthorization(token: string): string {
   return `Bearer ${token}`;
