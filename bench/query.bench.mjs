@@ -36,17 +36,25 @@ try {
     `loading ${ROWS.toLocaleString()} samples (${steps} scrapes of ${GPUS} GPUs x ${METRICS.length} metrics)...\n`,
   );
   await pool.query(
-    `SELECT telemetry_ensure_partitions((now() - make_interval(secs => $1))::date, now()::date)`,
+    `INSERT INTO telemetry_series (key, metric_name, gpu_id, gpu_index, model_name, hostname, labels)
+     SELECT telemetry_series_key(m, g, n % 8, null, 'NVIDIA H100 80GB HBM3', 'node-' || (n / 8), null, null, null, l),
+            m, g, n % 8, 'NVIDIA H100 80GB HBM3', 'node-' || (n / 8), l
+     FROM (SELECT n, 'GPU-bench-' || lpad(n::text, 4, '0') AS g, '{"pci_bus_id":"00000000:18:00.0"}'::jsonb AS l
+           FROM generate_series(0, ${GPUS - 1}) n) gpus, unnest($1::text[]) m`,
+    [METRICS],
+  );
+  await pool.query(
+    `SELECT count(*) FROM telemetry_ensure_chunks(
+       ARRAY(SELECT now() - k * interval '1 hour' FROM generate_series(0, ceil($1 / 3600.0)::int) k), 3600)`,
     [steps * 30],
   );
   const started = performance.now();
   for (let step = 0; step < steps; step += 100) {
     await pool.query(
-      `INSERT INTO telemetry (uuid, gpu_id, gpu_index, metric_name, "timestamp", value, model_name, hostname, labels)
-       SELECT gen_random_uuid(), 'GPU-bench-' || lpad(g::text, 4, '0'), g % 8, m, now() - (s * interval '30 seconds'),
-              random() * 100, 'NVIDIA H100 80GB HBM3', 'node-' || (g / 8), '{"pci_bus_id":"00000000:18:00.0"}'
-       FROM generate_series($1::int, $2::int) s, generate_series(0, ${GPUS - 1}) g, unnest($3::text[]) m`,
-      [step, Math.min(step + 99, steps - 1), METRICS],
+      `INSERT INTO telemetry_samples (series_id, ts, value)
+       SELECT s.id, now() - (k * interval '30 seconds'), random() * 100
+       FROM generate_series($1::int, $2::int) k, telemetry_series s`,
+      [step, Math.min(step + 99, steps - 1)],
     );
   }
   await pool.query(
@@ -55,7 +63,8 @@ try {
      FROM generate_series(0, ${GPUS - 1}) g`,
     [METRICS],
   );
-  await pool.query('VACUUM ANALYZE telemetry');
+  await pool.query('VACUUM ANALYZE telemetry_samples');
+  await pool.query('ANALYZE telemetry_series');
   process.stderr.write(`loaded in ${((performance.now() - started) / 1000).toFixed(0)} s\n`);
 
   streamer = await startService('streamer', {
@@ -73,7 +82,8 @@ try {
       http: (i) =>
         `/v1/gpus/${gpu(i * 7)}/telemetry?metric=${METRICS[i % 5]}&start_time=${iso(now - 3_600_000)}&end_time=${iso(now)}&limit=1000`,
       sql: (i) => [
-        `SELECT * FROM telemetry WHERE gpu_id = $1 AND metric_name = $2 AND "timestamp" >= $3 AND "timestamp" < $4 ORDER BY "timestamp", uuid LIMIT 1001`,
+        `SELECT x.* FROM telemetry_samples x JOIN telemetry_series s ON s.id = x.series_id
+         WHERE s.gpu_id = $1 AND s.metric_name = $2 AND x.ts >= $3 AND x.ts < $4 ORDER BY x.ts, x.series_id LIMIT 1001`,
         [gpu(i * 7), METRICS[i % 5], iso(now - 3_600_000), iso(now)],
       ],
     },
@@ -82,7 +92,8 @@ try {
       http: (i) =>
         `/v1/gpus/${gpu(i * 11)}/telemetry?start_time=${iso(now - 3_600_000)}&end_time=${iso(now)}&limit=1000`,
       sql: (i) => [
-        `SELECT * FROM telemetry WHERE gpu_id = $1 AND "timestamp" >= $2 AND "timestamp" < $3 ORDER BY "timestamp", uuid LIMIT 1001`,
+        `SELECT x.* FROM telemetry_samples x JOIN telemetry_series s ON s.id = x.series_id
+         WHERE s.gpu_id = $1 AND x.ts >= $2 AND x.ts < $3 ORDER BY x.ts, x.series_id LIMIT 1001`,
         [gpu(i * 11), iso(now - 3_600_000), iso(now)],
       ],
     },
@@ -91,8 +102,9 @@ try {
       http: (i) =>
         `/v1/gpus/${gpu(i * 13)}/metrics/${METRICS[i % 5]}/series?start_time=${iso(now - 6 * 3_600_000)}&end_time=${iso(now)}&step=5m`,
       sql: (i) => [
-        `SELECT date_bin('5 minutes', "timestamp", TIMESTAMPTZ '1970-01-01 00:00:00+00'), count(*), avg(value), min(value), max(value)
-         FROM telemetry WHERE gpu_id = $1 AND metric_name = $2 AND "timestamp" >= $3 AND "timestamp" < $4
+        `SELECT date_bin('5 minutes', x.ts, TIMESTAMPTZ 'epoch'), count(*), avg(value), min(value), max(value)
+         FROM telemetry_samples x JOIN telemetry_series s ON s.id = x.series_id
+         WHERE s.gpu_id = $1 AND s.metric_name = $2 AND x.ts >= $3 AND x.ts < $4
            AND value > '-Infinity' AND value < 'Infinity' GROUP BY 1 ORDER BY 1`,
         [gpu(i * 13), METRICS[i % 5], iso(now - 6 * 3_600_000), iso(now)],
       ],

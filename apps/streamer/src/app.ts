@@ -1,4 +1,3 @@
-import type { Database } from '@gpu-telemetry/db';
 import { pingDatabase } from '@gpu-telemetry/db';
 import { TELEMETRY_TOPIC } from '@gpu-telemetry/model';
 import { type Consumer, createConsumer, type QueueClient } from '@gpu-telemetry/queue-client';
@@ -10,18 +9,19 @@ import {
   type ServiceMetrics,
 } from '@gpu-telemetry/service-kit';
 import type { Express } from 'express';
-import type { Kysely } from 'kysely';
+import { Kysely, PostgresDialect } from 'kysely';
 import type { Pool } from 'pg';
-import type { StreamerConfig } from './config';
+import { type StreamerConfig, streamerEnv } from './config';
 import { gpusOperations } from './routes/gpus.openapi';
 import { gpusRoutes } from './routes/gpus.routes';
 import { IngestService } from './services/ingest.service';
-import { PartitionMaintainer } from './services/partition-maintainer';
 import { createStreamerMetrics, type StreamerMetrics } from './services/streamer.metrics';
+import { TelemetryMaintainer } from './services/telemetry-maintainer';
 import { TelemetryQueryService } from './services/telemetry-query.service';
+import type { StreamerDatabase } from './streamer.database';
 
 export interface StreamerAppDeps {
-  db: Kysely<Database>;
+  /** The streamer's queries run on this pool (Kysely over it for the typed ones). */
   pool: Pool;
   logger: Logger;
   queue: QueueClient;
@@ -35,7 +35,8 @@ export interface StreamerAppDeps {
     | 'TELEMETRY_MAINTENANCE_INTERVAL'
     | 'SERVICE_TOKEN'
     | 'SERVICE_TOKEN_PREVIOUS'
-  >;
+  > &
+    Partial<Pick<StreamerConfig, 'TELEMETRY_CHUNK'>>;
   /** Name shown on leases, e.g. the pod name. */
   consumerName?: string;
 }
@@ -45,30 +46,34 @@ export interface StreamerApp {
   metrics: ServiceMetrics;
   streamerMetrics: StreamerMetrics;
   ingest: IngestService;
-  maintainer: PartitionMaintainer;
-  /** Starts partition maintenance and the lease loops. */
+  maintainer: TelemetryMaintainer;
+  /** Starts telemetry maintenance and the lease loops. */
   start(): Promise<void>;
   /** Stops leasing and finishes the batches in hand. */
   stop(): Promise<void>;
 }
 
 export function createApp(deps: StreamerAppDeps): StreamerApp {
-  const { db, pool, logger, queue, config } = deps;
+  const { pool, logger, queue, config } = deps;
+  const db = new Kysely<StreamerDatabase>({ dialect: new PostgresDialect({ pool }) });
   const metrics = createMetrics('streamer');
   const streamerMetrics = createStreamerMetrics(metrics.registry);
+  const chunkMs = config.TELEMETRY_CHUNK ?? streamerEnv.shape.TELEMETRY_CHUNK.parse(undefined);
   const ingest = new IngestService({
     pool,
     logger,
     metrics: streamerMetrics,
     retentionMs: config.TELEMETRY_RETENTION,
+    chunkMs,
   });
-  const maintainer = new PartitionMaintainer({
+  const maintainer = new TelemetryMaintainer({
     pool,
     logger,
     metrics: streamerMetrics,
     retentionMs: config.TELEMETRY_RETENTION,
+    chunkMs,
     intervalMs: config.TELEMETRY_MAINTENANCE_INTERVAL,
-    onDropped: () => ingest.forgetPartitions(),
+    onDropped: () => ingest.forgetChunks(),
   });
   const queries = new TelemetryQueryService(db);
   let consumer: Consumer | undefined;
@@ -93,7 +98,7 @@ export function createApp(deps: StreamerAppDeps): StreamerApp {
     async start() {
       await maintainer
         .runOnce()
-        .catch((error: unknown) => logger.warn({ err: error }, 'partition maintenance failed; will retry'));
+        .catch((error: unknown) => logger.warn({ err: error }, 'telemetry maintenance failed; will retry'));
       maintainer.start();
       consumer = createConsumer({
         client: queue,
@@ -113,8 +118,8 @@ export function createApp(deps: StreamerAppDeps): StreamerApp {
       );
     },
     async stop() {
-      maintainer.stop();
       await consumer?.stop();
+      await maintainer.stop();
     },
   };
 }

@@ -13,10 +13,12 @@ export const streamerEnv = z.object({
   STREAMER_VISIBILITY: duration('60s', { min: '1s', max: '12h' }),
   /** Long-poll wait per lease request. */
   STREAMER_WAIT: duration('10s', { max: '60s' }),
-  /** Keep telemetry this long (whole days are dropped); 0 keeps everything. */
+  /** Keep raw samples this long (whole chunks are dropped); 0 keeps everything. */
   TELEMETRY_RETENTION: duration('7d'),
-  /** How often partitions are created ahead and expired ones dropped. */
+  /** How often chunks are created ahead and expired ones dropped. */
   TELEMETRY_MAINTENANCE_INTERVAL: duration('1h', { min: '1s' }),
+  /** Time is cut into chunks this long; a closed chunk is compacted as a whole. */
+  TELEMETRY_CHUNK: duration('1h', { min: '1m', max: '1d' }),
 });
 
 export type StreamerConfig = z.output<typeof streamerEnv>;

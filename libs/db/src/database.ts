@@ -6,8 +6,6 @@ export interface Database {
   queue_messages: QueueMessagesTable;
   queue_leases: QueueLeasesTable;
   queue_topic_counters: QueueTopicCountersTable;
-  telemetry: TelemetryTable;
-  gpus: GpusTable;
   collector_targets: CollectorTargetsTable;
   collector_target_status: CollectorTargetStatusTable;
   gateway_api_keys: GatewayApiKeysTable;
@@ -52,34 +50,6 @@ export interface QueueLeasesTable {
   msg_uuids: string[];
   lease_until: Timestamp;
   leased_at: DefaultTimestamp;
-}
-
-export interface TelemetryTable {
-  uuid: string;
-  gpu_id: string;
-  gpu_index: number | null;
-  device: string | null;
-  model_name: string | null;
-  hostname: string | null;
-  metric_name: string;
-  timestamp: Timestamp;
-  value: number;
-  container: string | null;
-  pod: string | null;
-  namespace: string | null;
-  labels: ColumnType<Record<string, string>, string, string>;
-  ingested_at: DefaultTimestamp;
-}
-
-export interface GpusTable {
-  gpu_id: string;
-  gpu_index: number | null;
-  device: string | null;
-  model_name: string | null;
-  hostname: string | null;
-  first_seen: Timestamp;
-  last_seen: Timestamp;
-  metrics: string[];
 }
 
 export interface CollectorTargetsTable {

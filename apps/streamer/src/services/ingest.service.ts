@@ -1,5 +1,6 @@
 import { fieldErrors } from '@gpu-telemetry/service-kit';
 import {
+  fromSampleValue,
   isTelemetrySample,
   type LeasedMessage,
   type TelemetrySample,
@@ -11,7 +12,17 @@ import type { HandleResult } from '@gpu-telemetry/queue-client';
 import { getTracer, type Logger, withSpan } from '@gpu-telemetry/service-kit';
 import type { Pool } from 'pg';
 import type { StreamerMetrics } from './streamer.metrics';
-import { ensurePartitions, type GpuSighting, insertSamples, upsertGpus } from './telemetry.queries';
+import { SeriesCache } from './series-cache';
+import {
+  type Chunk,
+  ensureChunks,
+  type GpuSighting,
+  type HotSample,
+  insertHotSamples,
+  resolveSeries,
+  type SeriesLabels,
+  upsertGpus,
+} from './telemetry-write.queries';
 
 export interface IngestDeps {
   pool: Pool;
@@ -19,12 +30,13 @@ export interface IngestDeps {
   metrics: StreamerMetrics;
   /** Samples older than this are refused (they would be dropped by retention anyway); 0: no limit. */
   retentionMs: number;
+  /** Length of a chunk of time (TELEMETRY_CHUNK). */
+  chunkMs: number;
   now?: () => number;
 }
 
 const tracer = getTracer('streamer');
-const DAY_MS = 24 * 3_600_000;
-const FUTURE_MS = DAY_MS;
+const FUTURE_MS = 24 * 3_600_000;
 
 /** The samples of a batch that passed, with each one's time parsed once (times[i] is valid[i]'s). */
 interface Accepted {
@@ -36,10 +48,14 @@ interface Accepted {
  * Turns leased telemetry messages into rows. Every sample is validated; the valid ones are stored
  * in one transaction whether or not their message had bad ones, and a message with invalid
  * content goes straight to the dead letters with a reason naming the first problem, so it never
- * holds up the batch. Storage is idempotent: a redelivered message stores nothing twice.
+ * holds up the batch. Each sample finds its series (metric and labels, stored once) and becomes a
+ * narrow row of series id, time and value in its chunk. Storage is idempotent on (series, time):
+ * a redelivered message stores nothing twice.
  */
 export class IngestService {
-  private readonly knownDays = new Set<string>();
+  /** Chunks known to exist, by chunk number (time / chunkMs). */
+  private readonly knownChunks = new Map<number, Chunk>();
+  private readonly series = new SeriesCache();
 
   constructor(private readonly deps: IngestDeps) {}
 
@@ -72,7 +88,6 @@ export class IngestService {
           }
         }
         try {
-          await this.ensureDays(accepted.times);
           const inserted = await this.insert(valid, accepted.times);
           await upsertGpus(this.deps.pool, sightings(accepted));
           const lag = messages.length
@@ -152,37 +167,93 @@ export class IngestService {
     return problems;
   }
 
-  private async ensureDays(times: number[]): Promise<void> {
-    const days = new Set<number>();
-    for (const at of times) days.add(Math.floor(at / DAY_MS));
-    // Each day on its own: a stray old sample must not create every day in between.
-    for (const d of [...days].sort((a, b) => a - b)) {
-      const iso = new Date(d * DAY_MS).toISOString().slice(0, 10);
-      if (this.knownDays.has(iso)) continue;
-      const created = await ensurePartitions(this.deps.pool, iso, iso);
-      if (created > 0) this.deps.metrics.partitionsCreated.inc(created);
-      this.knownDays.add(iso);
+  /** The series id of every sample, resolving (and storing) the ones this process has not seen. */
+  private async seriesIds(samples: TelemetrySample[]): Promise<number[]> {
+    const ids: number[] = new Array(samples.length);
+    const missing = new Map<string, number[]>();
+    for (let i = 0; i < samples.length; i++) {
+      const key = SeriesCache.keyOf(samples[i] as TelemetrySample);
+      const id = this.series.get(key);
+      if (id !== undefined) ids[i] = id;
+      else {
+        const waiting = missing.get(key);
+        if (waiting) waiting.push(i);
+        else missing.set(key, [i]);
+      }
     }
+    if (missing.size > 0) {
+      const keys = [...missing.keys()];
+      const labels: SeriesLabels[] = keys.map((key) => {
+        const s = samples[(missing.get(key) as number[])[0] as number] as TelemetrySample;
+        return {
+          metricName: s.metricName,
+          gpuId: s.gpuId,
+          gpuIndex: s.gpuIndex,
+          device: s.device,
+          modelName: s.modelName,
+          hostname: s.hostname,
+          container: s.container,
+          pod: s.pod,
+          namespace: s.namespace,
+          labels: s.labels,
+        };
+      });
+      const resolved = await resolveSeries(this.deps.pool, labels);
+      keys.forEach((key, k) => {
+        const id = resolved[k] as number;
+        this.series.set(key, id);
+        for (const i of missing.get(key) as number[]) ids[i] = id;
+      });
+      this.deps.metrics.seriesResolved.inc(keys.length);
+    }
+    return ids;
+  }
+
+  /** Makes sure every time has its chunk (and the chunk's partition). */
+  private async ensureChunks(times: number[]): Promise<void> {
+    const { chunkMs } = this.deps;
+    const missing: number[] = [];
+    for (const at of times) {
+      const chunk = this.knownChunks.get(Math.floor(at / chunkMs));
+      if (!chunk || at < chunk.start || at >= chunk.end) missing.push(at);
+    }
+    if (missing.length === 0) return;
+    // One time per chunk number first; a chunk cut short by a neighbour needs a second call.
+    const byNumber = new Map<number, number>();
+    for (const at of missing)
+      if (!byNumber.has(Math.floor(at / chunkMs))) byNumber.set(Math.floor(at / chunkMs), at);
+    let chunks = await ensureChunks(this.deps.pool, [...byNumber.values()], chunkMs);
+    const unplaced = missing.filter((at) => !chunks.some((c) => at >= c.start && at < c.end));
+    if (unplaced.length > 0) chunks = chunks.concat(await ensureChunks(this.deps.pool, unplaced, chunkMs));
+    for (const chunk of chunks) this.knownChunks.set(Math.floor(chunk.start / chunkMs), chunk);
   }
 
   private async insert(samples: TelemetrySample[], times: number[]): Promise<number> {
+    if (samples.length === 0) return 0;
+    const ids = await this.seriesIds(samples);
+    const rows: HotSample[] = samples.map((s, i) => ({
+      seriesId: ids[i] as number,
+      timestamp: s.timestamp,
+      value: fromSampleValue(s.value),
+    }));
+    await this.ensureChunks(times);
     let stored;
     try {
-      stored = await insertSamples(this.deps.pool, samples);
+      stored = await insertHotSamples(this.deps.pool, rows);
     } catch (error) {
-      // A partition this process thought existed was dropped (retention elsewhere): recreate, retry once.
+      // A chunk this process thought existed was dropped (retention elsewhere): recreate, retry once.
       if (!isPgError(error, '23514')) throw error; // check_violation: no partition for the row
-      this.knownDays.clear();
-      await this.ensureDays(times);
-      stored = await insertSamples(this.deps.pool, samples);
+      this.knownChunks.clear();
+      await this.ensureChunks(times);
+      stored = await insertHotSamples(this.deps.pool, rows);
     }
-    if (samples.length > 0) this.deps.metrics.insertPaths.inc({ path: stored.path });
+    this.deps.metrics.insertPaths.inc({ path: stored.path });
     return stored.inserted;
   }
 
-  /** Forget known partitions (after retention dropped some). */
-  forgetPartitions(): void {
-    this.knownDays.clear();
+  /** Forget known chunks (after retention dropped some). */
+  forgetChunks(): void {
+    this.knownChunks.clear();
   }
 }
 

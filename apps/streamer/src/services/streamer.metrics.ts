@@ -54,14 +54,14 @@ export function createStreamerMetrics(registry: Registry) {
       buckets: [0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300],
       registers,
     }),
-    partitionsCreated: new Counter({
-      name: 'streamer_partitions_created_total',
-      help: 'Daily telemetry partitions created.',
+    seriesResolved: new Counter({
+      name: 'streamer_series_resolved_total',
+      help: 'Series looked up or stored because this process had not seen them yet.',
       registers,
     }),
-    partitionsDropped: new Counter({
-      name: 'streamer_partitions_dropped_total',
-      help: 'Daily telemetry partitions dropped by retention.',
+    chunksDropped: new Counter({
+      name: 'streamer_chunks_dropped_total',
+      help: 'Chunks of telemetry dropped by retention.',
       registers,
     }),
   };

@@ -1,6 +1,16 @@
-import type { Database } from '@gpu-telemetry/db';
+import { createHash } from 'node:crypto';
 import { NotFoundError, type SampleValue, toSampleValue, ValidationError } from '@gpu-telemetry/model';
-import { type Kysely, sql } from 'kysely';
+import type { Kysely } from 'kysely';
+import type { StreamerDatabase } from '../streamer.database';
+import {
+  gpuExists,
+  listGpus,
+  type SampleKey,
+  sampleBuckets,
+  samplesPage,
+  type SeriesRow,
+  seriesOfGpu,
+} from './telemetry-read.queries';
 
 export interface GpuView {
   id: string;
@@ -36,24 +46,19 @@ export interface Bucket {
   max: number | null;
 }
 
-/** Keyset cursor: the (timestamp, uuid) of the last row of a page, opaque to clients. */
-export function encodeCursor(timestamp: Date, uuid: string): string {
-  return Buffer.from(JSON.stringify([timestamp.toISOString(), uuid])).toString('base64url');
+/** Keyset cursor: the (time in µs, series id) of the last sample of a page, opaque to clients. */
+export function encodeCursor(key: SampleKey): string {
+  return Buffer.from(JSON.stringify([key.us, key.seriesId])).toString('base64url');
 }
 
-export function decodeCursor(cursor: string): { timestamp: string; uuid: string } {
+export function decodeCursor(cursor: string): SampleKey {
   try {
-    const [timestamp, uuid] = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8')) as [
+    const [us, seriesId] = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8')) as [
       unknown,
       unknown,
     ];
-    if (
-      typeof timestamp === 'string' &&
-      !Number.isNaN(Date.parse(timestamp)) &&
-      typeof uuid === 'string' &&
-      /^[0-9a-f-]{36}$/.test(uuid)
-    ) {
-      return { timestamp, uuid };
+    if (Number.isSafeInteger(us) && Number.isSafeInteger(seriesId) && (seriesId as number) > 0) {
+      return { us: us as number, seriesId: seriesId as number };
     }
   } catch {
     // fall through
@@ -61,48 +66,48 @@ export function decodeCursor(cursor: string): { timestamp: string; uuid: string 
   throw new ValidationError([{ field: 'cursor', message: 'must be a cursor returned by a previous page' }]);
 }
 
-/** The read side of `telemetry`: every query is an index range scan (see the EXPLAIN tests). */
+/** The id a sample is shown with, as telemetry_sample_uuid() computes it in SQL. */
+export function sampleUuid(seriesKey: string, us: number): string {
+  const hex = createHash('md5').update(`${seriesKey}:${us}`).digest('hex');
+  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20, 32)}`;
+}
+
+const isoOfMicros = (us: number) => new Date(Math.floor(us / 1000)).toISOString();
+
+/** The read side: GPUs, samples of a GPU in time order, and aggregates for charts. */
 export class TelemetryQueryService {
-  constructor(private readonly db: Kysely<Database>) {}
+  constructor(private readonly db: Kysely<StreamerDatabase>) {}
 
   async gpus(options: {
     limit: number;
     cursor?: string;
     hostname?: string;
   }): Promise<{ gpus: GpuView[]; nextCursor: string | null }> {
-    let query = this.db
-      .selectFrom('gpus')
-      .selectAll()
-      .orderBy('gpu_id')
-      .limit(options.limit + 1);
-    if (options.cursor)
-      query = query.where('gpu_id', '>', Buffer.from(options.cursor, 'base64url').toString('utf8'));
-    if (options.hostname) query = query.where('hostname', '=', options.hostname);
-    const rows = await query.execute();
+    const rows = await listGpus(this.db, {
+      limit: options.limit + 1,
+      after: options.cursor ? Buffer.from(options.cursor, 'base64url').toString('utf8') : undefined,
+      hostname: options.hostname,
+    });
     const page = rows.slice(0, options.limit);
     return {
       gpus: page.map((row) => ({
-        id: row.gpu_id,
-        index: row.gpu_index,
+        id: row.gpuId,
+        index: row.gpuIndex,
         device: row.device,
-        modelName: row.model_name,
+        modelName: row.modelName,
         hostname: row.hostname,
-        firstSeen: row.first_seen.toISOString(),
-        lastSeen: row.last_seen.toISOString(),
+        firstSeen: row.firstSeen.toISOString(),
+        lastSeen: row.lastSeen.toISOString(),
         metrics: row.metrics,
       })),
       nextCursor:
-        rows.length > options.limit ? Buffer.from(page.at(-1)?.gpu_id ?? '').toString('base64url') : null,
+        rows.length > options.limit ? Buffer.from(page.at(-1)?.gpuId ?? '').toString('base64url') : null,
     };
   }
 
   private async requireGpu(gpuId: string): Promise<void> {
-    const gpu = await this.db
-      .selectFrom('gpus')
-      .select('gpu_id')
-      .where('gpu_id', '=', gpuId)
-      .executeTakeFirst();
-    if (!gpu) throw new NotFoundError(`GPU ${gpuId} has never reported telemetry.`);
+    if (!(await gpuExists(this.db, gpuId)))
+      throw new NotFoundError(`GPU ${gpuId} has never reported telemetry.`);
   }
 
   /** Samples of one GPU in time order, start inclusive, end exclusive, one keyset page at a time. */
@@ -116,53 +121,22 @@ export class TelemetryQueryService {
   }): Promise<{ gpuId: string; samples: SampleView[]; nextCursor: string | null }> {
     await this.requireGpu(args.gpuId);
     const after = args.cursor ? decodeCursor(args.cursor) : undefined;
-    let query = this.db
-      .selectFrom('telemetry')
-      .select([
-        'uuid',
-        'timestamp',
-        'metric_name',
-        'value',
-        'gpu_index',
-        'device',
-        'model_name',
-        'hostname',
-        'container',
-        'pod',
-        'namespace',
-        'labels',
-      ])
-      .where('gpu_id', '=', args.gpuId)
-      .where('timestamp', '>=', args.start)
-      .where('timestamp', '<', args.end)
-      .orderBy('timestamp')
-      .orderBy('uuid')
-      .limit(args.limit + 1);
-    if (args.metric) query = query.where('metric_name', '=', args.metric);
-    if (after)
-      query = query.where(
-        sql<boolean>`("timestamp", uuid) > (${after.timestamp}::timestamptz, ${after.uuid}::uuid)`,
-      );
-    const rows = await query.execute();
+    const series = await seriesOfGpu(this.db, args.gpuId, args.metric);
+    if (series.length === 0) return { gpuId: args.gpuId, samples: [], nextCursor: null };
+    const byId = new Map(series.map((s) => [s.id, s]));
+    const rows = await samplesPage(this.db, {
+      seriesIds: series.map((s) => s.id),
+      start: args.start,
+      end: args.end,
+      after,
+      limit: args.limit + 1,
+    });
     const page = rows.slice(0, args.limit);
     const last = page.at(-1);
     return {
       gpuId: args.gpuId,
-      samples: page.map((row) => ({
-        uuid: row.uuid,
-        timestamp: row.timestamp.toISOString(),
-        metricName: row.metric_name,
-        value: toSampleValue(row.value),
-        gpuIndex: row.gpu_index,
-        device: row.device,
-        modelName: row.model_name,
-        hostname: row.hostname,
-        container: row.container,
-        pod: row.pod,
-        namespace: row.namespace,
-        labels: row.labels,
-      })),
-      nextCursor: rows.length > args.limit && last ? encodeCursor(last.timestamp, last.uuid) : null,
+      samples: page.map((row) => view(byId.get(row.seriesId) as SeriesRow, row.us, row.value)),
+      nextCursor: rows.length > args.limit && last ? encodeCursor(last) : null,
     };
   }
 
@@ -180,33 +154,44 @@ export class TelemetryQueryService {
     buckets: Bucket[];
   }> {
     await this.requireGpu(args.gpuId);
-    const { rows } = await sql<{
-      bucket: Date;
-      count: string;
-      avg: number | null;
-      min: number | null;
-      max: number | null;
-    }>`
-      SELECT date_bin(make_interval(secs => ${args.stepSeconds}), "timestamp", TIMESTAMPTZ '1970-01-01 00:00:00+00') AS bucket,
-             count(*) AS count, avg(value) AS avg, min(value) AS min, max(value) AS max
-      FROM telemetry
-      WHERE gpu_id = ${args.gpuId} AND metric_name = ${args.metric}
-        AND "timestamp" >= ${args.start} AND "timestamp" < ${args.end}
-        AND value > '-Infinity' AND value < 'Infinity'
-      GROUP BY 1
-      ORDER BY 1
-    `.execute(this.db);
+    const series = await seriesOfGpu(this.db, args.gpuId, args.metric);
+    const rows =
+      series.length === 0
+        ? []
+        : await sampleBuckets(this.db, {
+            seriesIds: series.map((s) => s.id),
+            start: args.start,
+            end: args.end,
+            stepSeconds: args.stepSeconds,
+          });
     return {
       gpuId: args.gpuId,
       metric: args.metric,
       stepSeconds: args.stepSeconds,
       buckets: rows.map((row) => ({
-        start: row.bucket.toISOString(),
-        count: Number(row.count),
-        avg: row.avg,
+        start: row.start.toISOString(),
+        count: row.count,
+        avg: row.count > 0 && row.sum !== null ? row.sum / row.count : null,
         min: row.min,
         max: row.max,
       })),
     };
   }
+}
+
+function view(series: SeriesRow, us: number, value: number): SampleView {
+  return {
+    uuid: sampleUuid(series.key, us),
+    timestamp: isoOfMicros(us),
+    metricName: series.metricName,
+    value: toSampleValue(value),
+    gpuIndex: series.gpuIndex,
+    device: series.device,
+    modelName: series.modelName,
+    hostname: series.hostname,
+    container: series.container,
+    pod: series.pod,
+    namespace: series.namespace,
+    labels: series.labels,
+  };
 }

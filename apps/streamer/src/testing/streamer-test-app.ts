@@ -3,6 +3,7 @@ import { QueueClient } from '@gpu-telemetry/queue-client';
 import { createLogger } from '@gpu-telemetry/service-kit';
 import { TEST_SERVICE_TOKEN } from '@gpu-telemetry/service-kit/testing';
 import { createApp, type StreamerApp, type StreamerAppDeps } from '../app';
+import type { StreamerDatabase } from '../streamer.database';
 
 export const STREAMER_TEST_CONFIG: StreamerAppDeps['config'] = {
   STREAMER_CONCURRENCY: 2,
@@ -11,17 +12,19 @@ export const STREAMER_TEST_CONFIG: StreamerAppDeps['config'] = {
   STREAMER_WAIT: 1_000,
   TELEMETRY_RETENTION: 7 * 86_400_000,
   TELEMETRY_MAINTENANCE_INTERVAL: 3_600_000,
+  TELEMETRY_CHUNK: 3_600_000,
   SERVICE_TOKEN: TEST_SERVICE_TOKEN,
 };
 
 /** The streamer's HTTP app and ingest on a fresh database; its queue is whatever `queueUrl` points at. */
 export async function startStreamerTestApp(
   options: { queueUrl?: string; config?: Partial<StreamerAppDeps['config']> } = {},
-): Promise<StreamerApp & { database: TestDatabase; queue: QueueClient; close(): Promise<void> }> {
-  const database = await createTestDatabase();
+): Promise<
+  StreamerApp & { database: TestDatabase<StreamerDatabase>; queue: QueueClient; close(): Promise<void> }
+> {
+  const database = await createTestDatabase<StreamerDatabase>();
   const queue = new QueueClient({ url: options.queueUrl ?? 'http://127.0.0.1:9', token: TEST_SERVICE_TOKEN });
   const app = createApp({
-    db: database.db,
     pool: database.pool,
     logger: createLogger('streamer', process.env['TEST_LOG_LEVEL'] ?? 'silent'),
     queue,
