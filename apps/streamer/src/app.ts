@@ -14,6 +14,7 @@ import type { Pool } from 'pg';
 import { type StreamerConfig, streamerEnv } from './config';
 import { gpusOperations } from './routes/gpus.openapi';
 import { gpusRoutes } from './routes/gpus.routes';
+import { ChunkCompactor } from './services/chunk-compactor';
 import { IngestService } from './services/ingest.service';
 import { createStreamerMetrics, type StreamerMetrics } from './services/streamer.metrics';
 import { TelemetryMaintainer } from './services/telemetry-maintainer';
@@ -36,7 +37,7 @@ export interface StreamerAppDeps {
     | 'SERVICE_TOKEN'
     | 'SERVICE_TOKEN_PREVIOUS'
   > &
-    Partial<Pick<StreamerConfig, 'TELEMETRY_CHUNK'>>;
+    Partial<Pick<StreamerConfig, 'TELEMETRY_CHUNK' | 'TELEMETRY_COMPACT_AFTER'>>;
   /** Name shown on leases, e.g. the pod name. */
   consumerName?: string;
 }
@@ -46,6 +47,7 @@ export interface StreamerApp {
   metrics: ServiceMetrics;
   streamerMetrics: StreamerMetrics;
   ingest: IngestService;
+  compactor: ChunkCompactor;
   maintainer: TelemetryMaintainer;
   /** Starts telemetry maintenance and the lease loops. */
   start(): Promise<void>;
@@ -59,20 +61,27 @@ export function createApp(deps: StreamerAppDeps): StreamerApp {
   const metrics = createMetrics('streamer');
   const streamerMetrics = createStreamerMetrics(metrics.registry);
   const chunkMs = config.TELEMETRY_CHUNK ?? streamerEnv.shape.TELEMETRY_CHUNK.parse(undefined);
+  const compactAfterMs =
+    config.TELEMETRY_COMPACT_AFTER ?? streamerEnv.shape.TELEMETRY_COMPACT_AFTER.parse(undefined);
+  const compactor = new ChunkCompactor({ pool, logger, metrics: streamerMetrics, compactAfterMs });
   const ingest = new IngestService({
     pool,
     logger,
     metrics: streamerMetrics,
     retentionMs: config.TELEMETRY_RETENTION,
     chunkMs,
+    compactor,
   });
   const maintainer = new TelemetryMaintainer({
     pool,
     logger,
     metrics: streamerMetrics,
+    compactor,
     retentionMs: config.TELEMETRY_RETENTION,
     chunkMs,
     intervalMs: config.TELEMETRY_MAINTENANCE_INTERVAL,
+    // Look for closed chunks often enough that one waits little past TELEMETRY_COMPACT_AFTER.
+    compactEveryMs: Math.min(60_000, Math.max(1_000, compactAfterMs / 2)),
     onDropped: () => ingest.forgetChunks(),
   });
   const queries = new TelemetryQueryService(db);
@@ -94,6 +103,7 @@ export function createApp(deps: StreamerAppDeps): StreamerApp {
     metrics,
     streamerMetrics,
     ingest,
+    compactor,
     maintainer,
     async start() {
       await maintainer

@@ -19,6 +19,8 @@ export const streamerEnv = z.object({
   TELEMETRY_MAINTENANCE_INTERVAL: duration('1h', { min: '1s' }),
   /** Time is cut into chunks this long; a closed chunk is compacted as a whole. */
   TELEMETRY_CHUNK: duration('1h', { min: '1m', max: '1d' }),
+  /** A chunk is compacted (one block per series) once it has been closed this long. */
+  TELEMETRY_COMPACT_AFTER: duration('10m', { min: '10s', max: '7d' }),
 });
 
 export type StreamerConfig = z.output<typeof streamerEnv>;

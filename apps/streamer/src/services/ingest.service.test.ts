@@ -236,11 +236,13 @@ describe('retention', () => {
         pool: local.database.pool,
         logger: createLogger('streamer', 'silent'),
         metrics: local.streamerMetrics,
+        compactor: local.compactor,
         retentionMs: 7 * 86_400_000,
         chunkMs: 3_600_000,
         intervalMs: 3_600_000,
+        compactEveryMs: 60_000,
       });
-      const { dropped } = await maintainer.runOnce();
+      const { dropped } = await maintainer.maintain();
       const hour = Math.floor(old.getTime() / 3_600_000) * 3_600_000;
       expect(dropped).toEqual([new Date(hour)]);
       const gpus = await request(asService(local.app)).get('/v1/gpus').expect(200);

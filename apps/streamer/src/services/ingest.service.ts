@@ -12,6 +12,8 @@ import type { HandleResult } from '@gpu-telemetry/queue-client';
 import { getTracer, type Logger, withSpan } from '@gpu-telemetry/service-kit';
 import type { Pool } from 'pg';
 import type { StreamerMetrics } from './streamer.metrics';
+import type { ChunkCompactor, LateSample } from './chunk-compactor';
+import { microsOf } from './sample-time';
 import { SeriesCache } from './series-cache';
 import {
   type Chunk,
@@ -32,6 +34,8 @@ export interface IngestDeps {
   retentionMs: number;
   /** Length of a chunk of time (TELEMETRY_CHUNK). */
   chunkMs: number;
+  /** Merges samples that arrive for chunks already compacted. */
+  compactor: ChunkCompactor;
   now?: () => number;
 }
 
@@ -88,7 +92,7 @@ export class IngestService {
           }
         }
         try {
-          const inserted = await this.insert(valid, accepted.times);
+          const inserted = await this.insert(valid);
           await upsertGpus(this.deps.pool, sightings(accepted));
           const lag = messages.length
             ? (now - Math.min(...messages.map((m) => Date.parse(m.publishedAt)))) / 1000
@@ -209,49 +213,84 @@ export class IngestService {
     return ids;
   }
 
-  /** Makes sure every time has its chunk (and the chunk's partition). */
-  private async ensureChunks(times: number[]): Promise<void> {
+  /** The chunk holding every time (created with its partition where missing). */
+  private async chunksOf(times: number[]): Promise<Chunk[]> {
     const { chunkMs } = this.deps;
+    const found: Chunk[] = new Array(times.length);
     const missing: number[] = [];
-    for (const at of times) {
+    const place = (i: number): boolean => {
+      const at = times[i] as number;
       const chunk = this.knownChunks.get(Math.floor(at / chunkMs));
-      if (!chunk || at < chunk.start || at >= chunk.end) missing.push(at);
+      if (!chunk || at < chunk.start || at >= chunk.end) return false;
+      found[i] = chunk;
+      return true;
+    };
+    for (let i = 0; i < times.length; i++) if (!place(i)) missing.push(i);
+    for (let round = 0; missing.length > 0; round++) {
+      if (round === 3) throw new Error('could not find or make the chunks of a batch');
+      // One time per chunk number; a chunk cut short by a neighbour takes another round.
+      const byNumber = new Map<number, number>();
+      for (const i of missing) {
+        const at = times[i] as number;
+        if (!byNumber.has(Math.floor(at / chunkMs))) byNumber.set(Math.floor(at / chunkMs), at);
+      }
+      for (const chunk of await ensureChunks(this.deps.pool, [...byNumber.values()], chunkMs)) {
+        this.knownChunks.set(Math.floor(chunk.start / chunkMs), chunk);
+      }
+      const left = missing.filter((i) => !place(i));
+      missing.length = 0;
+      missing.push(...left);
     }
-    if (missing.length === 0) return;
-    // One time per chunk number first; a chunk cut short by a neighbour needs a second call.
-    const byNumber = new Map<number, number>();
-    for (const at of missing)
-      if (!byNumber.has(Math.floor(at / chunkMs))) byNumber.set(Math.floor(at / chunkMs), at);
-    let chunks = await ensureChunks(this.deps.pool, [...byNumber.values()], chunkMs);
-    const unplaced = missing.filter((at) => !chunks.some((c) => at >= c.start && at < c.end));
-    if (unplaced.length > 0) chunks = chunks.concat(await ensureChunks(this.deps.pool, unplaced, chunkMs));
-    for (const chunk of chunks) this.knownChunks.set(Math.floor(chunk.start / chunkMs), chunk);
+    return found;
   }
 
-  private async insert(samples: TelemetrySample[], times: number[]): Promise<number> {
+  /**
+   * Stores the samples: those of open (hot) chunks by COPY, those of chunks already compacted by
+   * merging them into their blocks. A chunk compacted since this process last looked refuses the
+   * COPY (check_violation), and the batch is routed again.
+   */
+  private async insert(samples: TelemetrySample[]): Promise<number> {
     if (samples.length === 0) return 0;
     const ids = await this.seriesIds(samples);
-    const rows: HotSample[] = samples.map((s, i) => ({
-      seriesId: ids[i] as number,
-      timestamp: s.timestamp,
-      value: fromSampleValue(s.value),
-    }));
-    await this.ensureChunks(times);
-    let stored;
-    try {
-      stored = await insertHotSamples(this.deps.pool, rows);
-    } catch (error) {
-      // A chunk this process thought existed was dropped (retention elsewhere): recreate, retry once.
-      if (!isPgError(error, '23514')) throw error; // check_violation: no partition for the row
-      this.knownChunks.clear();
-      await this.ensureChunks(times);
-      stored = await insertHotSamples(this.deps.pool, rows);
+    const micros = samples.map((s) => microsOf(s.timestamp));
+    const routeTimes = micros.map((us) => Math.floor(us / 1000));
+    for (let attempt = 1; ; attempt++) {
+      const chunks = await this.chunksOf(routeTimes);
+      const hot: HotSample[] = [];
+      const late = new Map<number, LateSample[]>();
+      for (let i = 0; i < samples.length; i++) {
+        const s = samples[i] as TelemetrySample;
+        const chunk = chunks[i] as Chunk;
+        const value = fromSampleValue(s.value);
+        if (!chunk.compacted) {
+          hot.push({ seriesId: ids[i] as number, timestamp: s.timestamp, value });
+          continue;
+        }
+        const list = late.get(chunk.start);
+        const sample = { seriesId: ids[i] as number, us: micros[i] as number, value };
+        if (list) list.push(sample);
+        else late.set(chunk.start, [sample]);
+      }
+      let inserted = 0;
+      try {
+        if (hot.length > 0) {
+          const stored = await insertHotSamples(this.deps.pool, hot);
+          this.deps.metrics.insertPaths.inc({ path: stored.path });
+          inserted += stored.inserted;
+        }
+      } catch (error) {
+        // check_violation: a chunk was compacted (or dropped by retention) since we looked.
+        if (!isPgError(error, '23514') || attempt === 3) throw error;
+        this.forgetChunks();
+        continue;
+      }
+      for (const [chunkStart, list] of late)
+        inserted += await this.deps.compactor.mergeLate(chunkStart, list);
+      return inserted;
     }
-    this.deps.metrics.insertPaths.inc({ path: stored.path });
-    return stored.inserted;
   }
 
-  /** Forget known chunks (after retention dropped some). */
+  /** Forget known chunks (after retention dropped some, or compaction closed some). */
   forgetChunks(): void {
     this.knownChunks.clear();
   }

@@ -1,5 +1,7 @@
 import type { Logger } from '@gpu-telemetry/service-kit';
 import type { Pool } from 'pg';
+import type { ChunkCompactor } from './chunk-compactor';
+import { dropCompactedPartitions } from './compaction.queries';
 import type { StreamerMetrics } from './streamer.metrics';
 import { deleteGpusNotSeenSince, dropChunks, ensureChunks } from './telemetry-write.queries';
 
@@ -7,25 +9,69 @@ export interface MaintainerDeps {
   pool: Pool;
   logger: Logger;
   metrics: StreamerMetrics;
+  compactor: ChunkCompactor;
   retentionMs: number;
   chunkMs: number;
+  /** How often chunks are made ahead and expired ones dropped. */
   intervalMs: number;
+  /** How often closed chunks are looked for and compacted. */
+  compactEveryMs: number;
   onDropped?: () => void;
   now?: () => number;
 }
 
-/**
- * Keeps the current and the next chunk ready, and drops whole chunks older than
- * TELEMETRY_RETENTION: retention without DELETE, so without bloat. Safe on every replica at once
- * (the SQL functions take an advisory lock).
- */
-export class TelemetryMaintainer {
+/** A loop that never runs twice at once and logs rather than throws. */
+class Loop {
   private timer: NodeJS.Timeout | undefined;
   private running: Promise<unknown> | undefined;
 
-  constructor(private readonly deps: MaintainerDeps) {}
+  constructor(
+    private readonly name: string,
+    private readonly work: () => Promise<unknown>,
+    private readonly logger: Logger,
+  ) {}
 
-  async runOnce(): Promise<{ dropped: Date[] }> {
+  run(): Promise<unknown> {
+    this.running ??= this.work()
+      .catch((error: unknown) => this.logger.warn({ err: error }, `${this.name} failed; will retry`))
+      .finally(() => (this.running = undefined));
+    return this.running;
+  }
+
+  start(everyMs: number): void {
+    void this.run();
+    this.timer = setInterval(() => void this.run(), everyMs);
+    this.timer.unref();
+  }
+
+  async stop(): Promise<void> {
+    clearInterval(this.timer);
+    await this.running;
+  }
+}
+
+/**
+ * Keeps the current and the next chunk ready, compacts closed chunks, drops the emptied hot
+ * partitions, and drops whole chunks older than TELEMETRY_RETENTION: retention without DELETE, so
+ * without bloat. Safe on every replica at once (the SQL takes advisory locks).
+ */
+export class TelemetryMaintainer {
+  private readonly maintenance: Loop;
+  private readonly compaction: Loop;
+
+  constructor(private readonly deps: MaintainerDeps) {
+    this.maintenance = new Loop('telemetry maintenance', () => this.maintain(), deps.logger);
+    this.compaction = new Loop('telemetry compaction', () => this.compact(), deps.logger);
+  }
+
+  /** One round of everything, in order; throws what fails. */
+  async runOnce(): Promise<{ dropped: Date[]; compacted: number }> {
+    const { dropped } = await this.maintain();
+    const { chunks } = await this.compact();
+    return { dropped, compacted: chunks };
+  }
+
+  async maintain(): Promise<{ dropped: Date[] }> {
     const { pool, chunkMs, retentionMs } = this.deps;
     const now = (this.deps.now ?? Date.now)();
     await ensureChunks(pool, [now, now + chunkMs], chunkMs);
@@ -43,22 +89,20 @@ export class TelemetryMaintainer {
     return { dropped };
   }
 
-  start(): void {
-    const run = () => {
-      this.running ??= this.runOnce()
-        .catch((error: unknown) =>
-          this.deps.logger.warn({ err: error }, 'telemetry maintenance failed; will retry'),
-        )
-        .finally(() => (this.running = undefined));
-    };
-    run();
-    this.timer = setInterval(run, this.deps.intervalMs);
-    this.timer.unref();
+  async compact(): Promise<{ chunks: number; samples: number }> {
+    const done = await this.deps.compactor.compactDue();
+    if (done.chunks > 0) this.deps.onDropped?.();
+    await dropCompactedPartitions(this.deps.pool);
+    return done;
   }
 
-  /** Stops the timer and waits for a run in progress. */
+  start(): void {
+    this.maintenance.start(this.deps.intervalMs);
+    this.compaction.start(this.deps.compactEveryMs);
+  }
+
+  /** Stops the loops and waits for the rounds in progress. */
   async stop(): Promise<void> {
-    clearInterval(this.timer);
-    await this.running;
+    await Promise.all([this.maintenance.stop(), this.compaction.stop()]);
   }
 }

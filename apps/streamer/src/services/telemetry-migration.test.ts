@@ -43,6 +43,15 @@ afterAll(async () => {
   await database.drop();
 });
 
+function streamer() {
+  return createApp({
+    pool: database.pool,
+    logger: createLogger('streamer', 'silent'),
+    queue: new QueueClient({ url: 'http://127.0.0.1:9' }),
+    config: { ...STREAMER_TEST_CONFIG, TELEMETRY_RETENTION: 0 },
+  });
+}
+
 async function allSamples(): Promise<Array<Record<string, unknown>>> {
   const queue = new QueueClient({ url: 'http://127.0.0.1:9' });
   const { app } = createApp({
@@ -62,9 +71,9 @@ async function allSamples(): Promise<Array<Record<string, unknown>>> {
   }
 }
 
-describe('migration 0010 (series and narrow samples)', () => {
-  it('moves every row into series stored once and samples that refer to them', async () => {
-    const { error } = await createMigrator(database.db).migrateTo('0010_telemetry_series');
+describe('migrations 0010 and 0011 (series, narrow samples, blocks)', () => {
+  it('move every row into series stored once and samples that refer to them', async () => {
+    const { error } = await createMigrator(database.db).migrateToLatest();
     expect(error).toBeUndefined();
     const { rows: series } = await database.pool.query(
       'SELECT metric_name, labels FROM telemetry_series ORDER BY metric_name, labels::text',
@@ -83,7 +92,17 @@ describe('migration 0010 (series and narrow samples)', () => {
     expect(old[0].t).toBeNull();
   });
 
-  it('goes back down to one row per sample, with the same samples', async () => {
+  it('serve the same samples once their chunks are compacted', async () => {
+    const before = await allSamples();
+    const app = streamer();
+    const done = await app.compactor.compactDue();
+    expect(done).toMatchObject({ chunks: 50, samples: 1_200 });
+    expect(await allSamples()).toEqual(before);
+    const { rows } = await database.pool.query('SELECT count(*)::int AS n FROM telemetry_samples');
+    expect(rows[0].n).toBe(0);
+  });
+
+  it('go back down to one row per sample, with the same samples', async () => {
     const before = await allSamples();
     const { error } = await createMigrator(database.db).migrateTo(BEFORE);
     expect(error).toBeUndefined();

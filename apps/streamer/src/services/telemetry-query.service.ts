@@ -2,14 +2,16 @@ import { createHash } from 'node:crypto';
 import { NotFoundError, type SampleValue, toSampleValue, ValidationError } from '@gpu-telemetry/model';
 import type { Kysely } from 'kysely';
 import type { StreamerDatabase } from '../streamer.database';
+import { decodeBlock } from '../codec/block-codec';
 import {
+  bucketMakings,
   gpuExists,
   listGpus,
   type SampleKey,
-  sampleBuckets,
   samplesPage,
   type SeriesRow,
   seriesOfGpu,
+  type StoredSample,
 } from './telemetry-read.queries';
 
 export interface GpuView {
@@ -124,13 +126,29 @@ export class TelemetryQueryService {
     const series = await seriesOfGpu(this.db, args.gpuId, args.metric);
     if (series.length === 0) return { gpuId: args.gpuId, samples: [], nextCursor: null };
     const byId = new Map(series.map((s) => [s.id, s]));
-    const rows = await samplesPage(this.db, {
+    const want = args.limit + 1;
+    const { hot, blocks } = await samplesPage(this.db, {
       seriesIds: series.map((s) => s.id),
       start: args.start,
       end: args.end,
       after,
-      limit: args.limit + 1,
+      limit: want,
     });
+    // Hot rows and decoded blocks, one (time, series) order. What was read holds the first `want`
+    // samples after the cursor (see samplesPage); the blocks also hold some outside the page.
+    const startUs = args.start.getTime() * 1000;
+    const endUs = args.end.getTime() * 1000;
+    const rows: StoredSample[] = [...hot];
+    for (const block of blocks) {
+      const { times, values } = decodeBlock(block.data);
+      for (let i = 0; i < times.length; i++) {
+        const us = times[i] as number;
+        if (us < startUs || us >= endUs) continue;
+        if (after && (us < after.us || (us === after.us && block.seriesId <= after.seriesId))) continue;
+        rows.push({ seriesId: block.seriesId, us, value: values[i] as number });
+      }
+    }
+    if (blocks.length > 0) rows.sort((a, b) => a.us - b.us || a.seriesId - b.seriesId);
     const page = rows.slice(0, args.limit);
     const last = page.at(-1);
     return {
@@ -155,26 +173,56 @@ export class TelemetryQueryService {
   }> {
     await this.requireGpu(args.gpuId);
     const series = await seriesOfGpu(this.db, args.gpuId, args.metric);
-    const rows =
-      series.length === 0
-        ? []
-        : await sampleBuckets(this.db, {
-            seriesIds: series.map((s) => s.id),
-            start: args.start,
-            end: args.end,
-            stepSeconds: args.stepSeconds,
-          });
+    const buckets = new Map<number, { count: number; sum: number; min: number; max: number }>();
+    if (series.length > 0) {
+      const { hot, blocks } = await bucketMakings(this.db, {
+        seriesIds: series.map((s) => s.id),
+        start: args.start,
+        end: args.end,
+        stepSeconds: args.stepSeconds,
+      });
+      for (const row of hot) {
+        buckets.set(row.start.getTime(), {
+          count: row.count,
+          sum: row.sum as number,
+          min: row.min as number,
+          max: row.max as number,
+        });
+      }
+      const startUs = args.start.getTime() * 1000;
+      const endUs = args.end.getTime() * 1000;
+      const stepUs = args.stepSeconds * 1_000_000;
+      for (const block of blocks) {
+        const { times, values } = decodeBlock(block.data);
+        for (let i = 0; i < times.length; i++) {
+          const us = times[i] as number;
+          const value = values[i] as number;
+          if (us < startUs || us >= endUs || !Number.isFinite(value)) continue;
+          const key = (Math.floor(us / stepUs) * stepUs) / 1000;
+          const bucket = buckets.get(key);
+          if (!bucket) buckets.set(key, { count: 1, sum: value, min: value, max: value });
+          else {
+            bucket.count++;
+            bucket.sum += value;
+            if (value < bucket.min) bucket.min = value;
+            if (value > bucket.max) bucket.max = value;
+          }
+        }
+      }
+    }
     return {
       gpuId: args.gpuId,
       metric: args.metric,
       stepSeconds: args.stepSeconds,
-      buckets: rows.map((row) => ({
-        start: row.start.toISOString(),
-        count: row.count,
-        avg: row.count > 0 && row.sum !== null ? row.sum / row.count : null,
-        min: row.min,
-        max: row.max,
-      })),
+      buckets: [...buckets.entries()]
+        .sort(([a], [b]) => a - b)
+        .map(([start, b]) => ({
+          start: new Date(start).toISOString(),
+          count: b.count,
+          avg: b.sum / b.count,
+          min: b.min,
+          max: b.max,
+        })),
     };
   }
 }

@@ -103,28 +103,80 @@ export interface SampleKey {
   seriesId: number;
 }
 
+/** One series' samples of one compacted chunk, still encoded. */
+export interface StoredBlock {
+  seriesId: number;
+  chunkStartUs: number;
+  data: Buffer;
+}
+
 /** Microseconds since the epoch as a timestamptz, exactly (to_timestamp goes through a double). */
 const atMicros = (us: number) =>
   sql<Date>`(TIMESTAMPTZ 'epoch' + ${String(us)}::bigint * INTERVAL '1 microsecond')`;
 
 /**
- * Samples of these series in [start, end) after `after`, in (time, series) order, at most `limit`.
+ * The makings of one page of samples of these series in [start, end) after `after`, read in one
+ * statement so hot rows and blocks come from one snapshot (a chunk compacted meanwhile is seen
+ * either hot or compacted, never both, never neither). Hot rows: the first `limit` in (time,
+ * series) order. Blocks: those of the chunk where the page starts, then of as many following
+ * chunks as it takes to hold `limit` samples; `more` says whether blocks were left out. Samples
+ * of the first chunk before the page and of the last after `end` are for the caller to drop.
  */
 export async function samplesPage(
   db: Db,
   args: { seriesIds: number[]; start: Date; end: Date; after?: SampleKey; limit: number },
-): Promise<StoredSample[]> {
+): Promise<{ hot: StoredSample[]; blocks: StoredBlock[]; more: boolean }> {
   const after = args.after
     ? sql`AND (ts, series_id) > (${atMicros(args.after.us)}, ${args.after.seriesId})`
     : sql``;
-  const { rows } = await sql<{ series_id: string; us: string; value: number }>`
-    SELECT series_id, (extract(epoch FROM ts) * 1000000)::bigint AS us, value
-    FROM telemetry_samples
-    WHERE series_id = ANY(${args.seriesIds}::bigint[]) AND ts >= ${args.start} AND ts < ${args.end} ${after}
-    ORDER BY ts, series_id
-    LIMIT ${args.limit}
+  const from = args.after
+    ? atMicros(Math.max(args.after.us, args.start.getTime() * 1000))
+    : sql`${args.start}`;
+  const { rows } = await sql<{
+    kind: 'h' | 'b' | 'm';
+    series_id: string | null;
+    us: string | null;
+    value: number | null;
+    data: Buffer | null;
+  }>`
+    WITH hot AS (
+      SELECT series_id, (extract(epoch FROM ts) * 1000000)::bigint AS us, value
+      FROM telemetry_samples
+      WHERE series_id = ANY(${args.seriesIds}::bigint[]) AND ts >= ${args.start} AND ts < ${args.end} ${after}
+      ORDER BY ts, series_id
+      LIMIT ${args.limit}
+    ), counted AS (
+      SELECT b.series_id, b.chunk_start,
+             sum(b.n) OVER (PARTITION BY b.chunk_start) AS in_chunk,
+             sum(b.n) OVER (ORDER BY b.chunk_start) AS through_chunk,
+             b.chunk_start = min(b.chunk_start) OVER () AS first
+      FROM telemetry_blocks b
+      JOIN telemetry_chunks c ON c.chunk_start = b.chunk_start
+      WHERE b.series_id = ANY(${args.seriesIds}::bigint[]) AND b.chunk_start < ${args.end} AND c.chunk_end > ${from}
+    ), chosen AS (
+      SELECT series_id, chunk_start, first,
+             through_chunk - in_chunk - coalesce(max(in_chunk) FILTER (WHERE first) OVER (), 0) < ${args.limit} AS wanted
+      FROM counted
+    )
+    SELECT 'h' AS kind, series_id, us, value, NULL::bytea AS data FROM hot
+    UNION ALL
+    SELECT 'b', b.series_id, (extract(epoch FROM b.chunk_start) * 1000000)::bigint, NULL, b.data
+    FROM chosen JOIN telemetry_blocks b USING (series_id, chunk_start)
+    WHERE chosen.first OR chosen.wanted
+    UNION ALL
+    SELECT 'm', NULL, NULL, NULL, NULL WHERE EXISTS (SELECT 1 FROM chosen WHERE NOT first AND NOT wanted)
   `.execute(db);
-  return rows.map((r) => ({ seriesId: Number(r.series_id), us: Number(r.us), value: r.value }));
+  const hot: StoredSample[] = [];
+  const blocks: StoredBlock[] = [];
+  let more = false;
+  for (const r of rows) {
+    if (r.kind === 'h')
+      hot.push({ seriesId: Number(r.series_id), us: Number(r.us), value: r.value as number });
+    else if (r.kind === 'b')
+      blocks.push({ seriesId: Number(r.series_id), chunkStartUs: Number(r.us), data: r.data as Buffer });
+    else more = true;
+  }
+  return { hot, blocks, more };
 }
 
 export interface BucketRow {
@@ -135,25 +187,45 @@ export interface BucketRow {
   max: number | null;
 }
 
-/** count/sum/min/max of the finite values of these series per `stepSeconds` bucket (aligned to the epoch). */
-export async function sampleBuckets(
+/**
+ * For aggregates over [start, end), in one statement (one snapshot): count/sum/min/max of the
+ * finite hot values of these series per `stepSeconds` bucket (aligned to the epoch), and the
+ * blocks of compacted chunks in the range, for the caller to decode and add.
+ */
+export async function bucketMakings(
   db: Db,
   args: { seriesIds: number[]; start: Date; end: Date; stepSeconds: number },
-): Promise<BucketRow[]> {
+): Promise<{ hot: BucketRow[]; blocks: StoredBlock[] }> {
   const { rows } = await sql<{
-    bucket: Date;
-    count: string;
+    kind: 'h' | 'b';
+    bucket: Date | null;
+    count: string | null;
     sum: number | null;
     min: number | null;
     max: number | null;
+    series_id: string | null;
+    us: string | null;
+    data: Buffer | null;
   }>`
-    SELECT date_bin(make_interval(secs => ${args.stepSeconds}), ts, TIMESTAMPTZ 'epoch') AS bucket,
-           count(*) AS count, sum(value) AS sum, min(value) AS min, max(value) AS max
+    SELECT 'h' AS kind, date_bin(make_interval(secs => ${args.stepSeconds}), ts, TIMESTAMPTZ 'epoch') AS bucket,
+           count(*) AS count, sum(value) AS sum, min(value) AS min, max(value) AS max,
+           NULL::bigint AS series_id, NULL::bigint AS us, NULL::bytea AS data
     FROM telemetry_samples
     WHERE series_id = ANY(${args.seriesIds}::bigint[]) AND ts >= ${args.start} AND ts < ${args.end}
       AND value > '-Infinity' AND value < 'Infinity'
-    GROUP BY 1
-    ORDER BY 1
+    GROUP BY 2
+    UNION ALL
+    SELECT 'b', NULL, NULL, NULL, NULL, NULL, b.series_id, (extract(epoch FROM b.chunk_start) * 1000000)::bigint, b.data
+    FROM telemetry_blocks b
+    JOIN telemetry_chunks c ON c.chunk_start = b.chunk_start
+    WHERE b.series_id = ANY(${args.seriesIds}::bigint[]) AND b.chunk_start < ${args.end} AND c.chunk_end > ${args.start}
   `.execute(db);
-  return rows.map((r) => ({ start: r.bucket, count: Number(r.count), sum: r.sum, min: r.min, max: r.max }));
+  const hot: BucketRow[] = [];
+  const blocks: StoredBlock[] = [];
+  for (const r of rows) {
+    if (r.kind === 'h')
+      hot.push({ start: r.bucket as Date, count: Number(r.count), sum: r.sum, min: r.min, max: r.max });
+    else blocks.push({ seriesId: Number(r.series_id), chunkStartUs: Number(r.us), data: r.data as Buffer });
+  }
+  return { hot, blocks };
 }

@@ -84,15 +84,21 @@ export async function resolveSeries(pool: Pool, series: SeriesLabels[]): Promise
 export interface Chunk {
   start: number;
   end: number;
+  compacted: boolean;
 }
 
 /** The chunks holding these times (ms), created with their partitions where missing. */
 export async function ensureChunks(pool: Pool, times: number[], chunkMs: number): Promise<Chunk[]> {
-  const { rows } = await pool.query<{ chunk_start: Date; chunk_end: Date }>(
-    'SELECT chunk_start, chunk_end FROM telemetry_ensure_chunks($1::timestamptz[], $2)',
+  const { rows } = await pool.query<{ chunk_start: Date; chunk_end: Date; compacted: boolean }>(
+    `SELECT chunk_start, chunk_end, compacted_at IS NOT NULL AS compacted
+     FROM telemetry_ensure_chunks($1::timestamptz[], $2)`,
     [times.map((t) => new Date(t).toISOString()), Math.round(chunkMs / 1000)],
   );
-  return rows.map((r) => ({ start: r.chunk_start.getTime(), end: r.chunk_end.getTime() }));
+  return rows.map((r) => ({
+    start: r.chunk_start.getTime(),
+    end: r.chunk_end.getTime(),
+    compacted: r.compacted,
+  }));
 }
 
 /** Drops the chunks that ended at or before `before`, with their samples; returns their starts. */
