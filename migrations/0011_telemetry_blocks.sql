@@ -19,15 +19,36 @@ CREATE TABLE telemetry_blocks (
 ALTER TABLE telemetry_blocks ALTER COLUMN data SET STORAGE EXTERNAL;
 CREATE UNIQUE INDEX telemetry_blocks_key ON telemetry_blocks (series_id, chunk_start);
 
--- The daily partition telemetry_blocks_YYYYMMDD holding p_day. Safe from several streamers at once.
-CREATE FUNCTION telemetry_ensure_block_day(p_day date) RETURNS void LANGUAGE plpgsql AS $$
+-- The daily partition <p_parent>_YYYYMMDD holding p_day, for tables partitioned by UTC day.
+-- Safe from several streamers at once.
+CREATE FUNCTION telemetry_ensure_day(p_parent text, p_day date) RETURNS void LANGUAGE plpgsql AS $$
 BEGIN
   PERFORM pg_advisory_xact_lock(hashtext('telemetry_partitions'));
-  IF to_regclass(format('telemetry_blocks_%s', to_char(p_day, 'YYYYMMDD'))) IS NULL THEN
-    EXECUTE format('CREATE TABLE %I PARTITION OF telemetry_blocks FOR VALUES FROM (%L) TO (%L)',
-                   format('telemetry_blocks_%s', to_char(p_day, 'YYYYMMDD')),
+  IF to_regclass(format('%s_%s', p_parent, to_char(p_day, 'YYYYMMDD'))) IS NULL THEN
+    EXECUTE format('CREATE TABLE %I PARTITION OF %I FOR VALUES FROM (%L) TO (%L)',
+                   format('%s_%s', p_parent, to_char(p_day, 'YYYYMMDD')), p_parent,
                    p_day::timestamp AT TIME ZONE 'UTC', (p_day + 1)::timestamp AT TIME ZONE 'UTC');
   END IF;
+END
+$$;
+
+-- Drops the daily partitions of p_parent whose whole day ends at or before p_before; returns their days.
+CREATE FUNCTION telemetry_drop_days(p_parent text, p_before timestamptz)
+RETURNS SETOF date LANGUAGE plpgsql AS $$
+DECLARE
+  part record;
+BEGIN
+  PERFORM pg_advisory_xact_lock(hashtext('telemetry_partitions'));
+  FOR part IN
+    SELECT c.relname, to_date(right(c.relname, 8), 'YYYYMMDD') AS day
+    FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+    WHERE i.inhparent = p_parent::regclass AND c.relname ~ ('^' || p_parent || '_\d{8}$')
+  LOOP
+    IF ((part.day + 1)::timestamp AT TIME ZONE 'UTC') <= p_before THEN
+      EXECUTE format('DROP TABLE %I', part.relname);
+      RETURN NEXT part.day;
+    END IF;
+  END LOOP;
 END
 $$;
 
@@ -37,7 +58,6 @@ CREATE OR REPLACE FUNCTION telemetry_drop_chunks(p_before timestamptz)
 RETURNS SETOF timestamptz LANGUAGE plpgsql AS $$
 DECLARE
   chunk telemetry_chunks;
-  part record;
 BEGIN
   PERFORM pg_advisory_xact_lock(hashtext('telemetry_partitions'));
   FOR chunk IN SELECT * FROM telemetry_chunks WHERE chunk_end <= p_before ORDER BY chunk_start LOOP
@@ -45,13 +65,7 @@ BEGIN
     DELETE FROM telemetry_chunks WHERE chunk_start = chunk.chunk_start;
     RETURN NEXT chunk.chunk_start;
   END LOOP;
-  FOR part IN
-    SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
-    WHERE i.inhparent = 'telemetry_blocks'::regclass AND c.relname ~ '^telemetry_blocks_\d{8}$'
-      AND ((to_date(substr(c.relname, 18), 'YYYYMMDD') + 1)::timestamp AT TIME ZONE 'UTC') <= p_before
-  LOOP
-    EXECUTE format('DROP TABLE %I', part.relname);
-  END LOOP;
+  PERFORM telemetry_drop_days('telemetry_blocks', p_before);
 END
 $$;
 
@@ -210,7 +224,8 @@ DROP FUNCTION telemetry_unpack(bytea, integer, integer);
 DROP FUNCTION telemetry_float8(bigint);
 DROP FUNCTION telemetry_block_int(bytea, integer, integer);
 DROP FUNCTION telemetry_drop_compacted_partitions();
-DROP FUNCTION telemetry_ensure_block_day(date);
+DROP FUNCTION telemetry_drop_days(text, timestamptz);
+DROP FUNCTION telemetry_ensure_day(text, date);
 CREATE OR REPLACE FUNCTION telemetry_drop_chunks(p_before timestamptz)
 RETURNS SETOF timestamptz LANGUAGE plpgsql AS $$
 DECLARE

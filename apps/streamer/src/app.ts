@@ -37,7 +37,12 @@ export interface StreamerAppDeps {
     | 'SERVICE_TOKEN'
     | 'SERVICE_TOKEN_PREVIOUS'
   > &
-    Partial<Pick<StreamerConfig, 'TELEMETRY_CHUNK' | 'TELEMETRY_COMPACT_AFTER'>>;
+    Partial<
+      Pick<
+        StreamerConfig,
+        'TELEMETRY_CHUNK' | 'TELEMETRY_COMPACT_AFTER' | 'TELEMETRY_RETENTION_1M' | 'TELEMETRY_RETENTION_1H'
+      >
+    >;
   /** Name shown on leases, e.g. the pod name. */
   consumerName?: string;
 }
@@ -78,6 +83,8 @@ export function createApp(deps: StreamerAppDeps): StreamerApp {
     metrics: streamerMetrics,
     compactor,
     retentionMs: config.TELEMETRY_RETENTION,
+    retention1mMs: config.TELEMETRY_RETENTION_1M ?? streamerEnv.shape.TELEMETRY_RETENTION_1M.parse(undefined),
+    retention1hMs: config.TELEMETRY_RETENTION_1H ?? streamerEnv.shape.TELEMETRY_RETENTION_1H.parse(undefined),
     chunkMs,
     intervalMs: config.TELEMETRY_MAINTENANCE_INTERVAL,
     // Look for closed chunks often enough that one waits little past TELEMETRY_COMPACT_AFTER.

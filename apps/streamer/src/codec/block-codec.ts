@@ -78,8 +78,8 @@ function readPacked(data: Uint8Array, offset: number, count: number, into: Float
   return reader.byteOffset;
 }
 
-/** The smallest k (≤ 15) with every value exactly mantissa / 10^k, mantissa a safe integer; -1 if none. */
-function decimalScale(values: Float64Array): number {
+/** The smallest k (≤ 15) with every value exactly mantissa / 10^k, mantissa a safe integer; -1 if none (or a NaN, an infinity, a -0). */
+export function decimalScale(values: Float64Array): number {
   let k = 0;
   for (let i = 0; i < values.length; i++) {
     const v = values[i] as number;
@@ -118,30 +118,31 @@ function differences(xs: Float64Array, order: 1 | 2): Float64Array | null {
   return out;
 }
 
-export function encodeBlock(block: Block): Buffer {
-  const { times, values } = block;
+/** Times in the largest unit that holds them exactly (10^u µs), and their packed delta-of-deltas. */
+function timeStream(times: Float64Array): { unit: number; first: number; dods: Float64Array } {
   const n = times.length;
-  if (n === 0 || values.length !== n)
-    throw new RangeError('a block holds one or more samples, a value per time');
   let unit = 6;
   for (let i = 0; i < n && unit > 0; i++) {
     const t = times[i] as number;
     while (unit > 0 && t % (POW10[unit] as number) !== 0) unit -= 3;
   }
-  const scaledTimes = new Float64Array(n);
-  for (let i = 0; i < n; i++) scaledTimes[i] = (times[i] as number) / (POW10[unit] as number);
-  const timeDods = differences(scaledTimes, 2);
-  if (!timeDods) throw new RangeError('sample times are too far apart for one block');
+  const scaled = new Float64Array(n);
+  for (let i = 0; i < n; i++) scaled[i] = (times[i] as number) / (POW10[unit] as number);
+  const dods = differences(scaled, 2);
+  if (!dods) throw new RangeError('sample times are too far apart for one block');
+  return { unit, first: scaled[0] as number, dods };
+}
 
-  const header = new Uint8Array(HEADER_BYTES);
-  header[0] = 1;
-  new DataView(header.buffer).setUint32(1, n);
-  header[5] = unit;
-  writeInt64(header, 6, scaledTimes[0] as number);
+/** A column of values: decimal mantissas (deltas or delta-of-deltas, packed) or raw doubles. */
+interface EncodedColumn {
+  mode: number;
+  scale: number;
+  first: number;
+  stream: Float64Array | null;
+}
 
-  let mode = 0;
-  let scale = 0;
-  let mantissaStream: Float64Array | null = null;
+function encodeColumn(values: Float64Array): EncodedColumn {
+  const n = values.length;
   const k = decimalScale(values);
   if (k >= 0) {
     const mantissas = new Float64Array(n);
@@ -150,29 +151,82 @@ export function encodeBlock(block: Block): Buffer {
     const dods = differences(mantissas, 2);
     if (deltas && dods) {
       const useDods = packedBytes(dods, n - 1) < packedBytes(deltas, n - 1);
-      mode = useDods ? 2 : 1;
-      mantissaStream = useDods ? dods : deltas;
-      scale = k;
-      writeInt64(header, 20, mantissas[0] as number);
+      return {
+        mode: useDods ? 2 : 1,
+        scale: k,
+        first: mantissas[0] as number,
+        stream: useDods ? dods : deltas,
+      };
     }
   }
-  header[18] = mode;
-  header[19] = scale;
+  return { mode: 0, scale: 0, first: 0, stream: null };
+}
 
+function writeColumnBody(out: BitWriter, column: EncodedColumn, values: Float64Array): void {
+  if (column.stream) {
+    writePacked(out, column.stream, values.length - 1);
+    return;
+  }
+  const raw = new Uint8Array(values.length * 8);
+  const view = new DataView(raw.buffer);
+  for (let i = 0; i < values.length; i++) view.setFloat64(i * 8, values[i] as number);
+  out.bytes(raw);
+}
+
+function readColumnBody(
+  data: Uint8Array,
+  at: number,
+  n: number,
+  mode: number,
+  scale: number,
+  first: number,
+  into: Float64Array,
+  scratch: Float64Array,
+): number {
+  if (mode === 0) {
+    const view = new DataView(data.buffer, data.byteOffset, data.byteLength);
+    for (let i = 0; i < n; i++) into[i] = view.getFloat64(at + i * 8);
+    return at + n * 8;
+  }
+  const end = readPacked(data, at, n - 1, scratch);
+  const p = POW10[scale] as number;
+  let m = first;
+  let step = 0;
+  into[0] = m / p;
+  for (let i = 1; i < n; i++) {
+    if (mode === 1) m += scratch[i - 1] as number;
+    else {
+      step += scratch[i - 1] as number;
+      m += step;
+    }
+    into[i] = m / p;
+  }
+  return end;
+}
+
+export function encodeBlock(block: Block): Buffer {
+  const { times, values } = block;
+  const n = times.length;
+  if (n === 0 || values.length !== n)
+    throw new RangeError('a block holds one or more samples, a value per time');
+  const time = timeStream(times);
+  const column = encodeColumn(values);
+  const header = new Uint8Array(HEADER_BYTES);
+  const view = new DataView(header.buffer);
+  header[0] = 1;
+  view.setUint32(1, n);
+  header[5] = time.unit;
+  writeInt64(header, 6, time.first);
+  header[18] = column.mode;
+  header[19] = column.scale;
+  writeInt64(header, 20, column.first);
   const out = new BitWriter(HEADER_BYTES + n * 2 + 16);
   out.bytes(header);
-  writePacked(out, timeDods, n - 1);
-  new DataView(header.buffer).setUint32(14, out.length - HEADER_BYTES);
-  if (mantissaStream) {
-    writePacked(out, mantissaStream, n - 1);
-  } else {
-    const raw = new Uint8Array(n * 8);
-    const view = new DataView(raw.buffer);
-    for (let i = 0; i < n; i++) view.setFloat64(i * 8, values[i] as number);
-    out.bytes(raw);
-  }
+  writePacked(out, time.dods, n - 1);
+  const timeBytes = out.length - HEADER_BYTES;
+  writeColumnBody(out, column, values);
   const bytes = out.finish();
-  bytes.set(header.subarray(14, 18), 14);
+  new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength).setUint32(14, timeBytes);
   return bytes;
 }
 
@@ -181,44 +235,102 @@ export function blockCount(data: Uint8Array): number {
   return new DataView(data.buffer, data.byteOffset, data.byteLength).getUint32(1);
 }
 
-export function decodeBlock(data: Uint8Array): Block {
-  if (data[0] !== 1) throw new RangeError(`unknown block version ${data[0]}`);
-  const view = new DataView(data.buffer, data.byteOffset, data.byteLength);
-  const n = view.getUint32(1);
+function readTimes(data: Uint8Array, n: number, scratch: Float64Array): Float64Array {
   const unit = POW10[data[5] as number] as number;
-  const timeBytes = view.getUint32(14);
-  const mode = data[18] as number;
-  const scale = POW10[data[19] as number] as number;
-
-  const diffs = new Float64Array(Math.max(0, n - 1));
-  readPacked(data, HEADER_BYTES, n - 1, diffs);
+  readPacked(data, HEADER_BYTES, n - 1, scratch);
   const times = new Float64Array(n);
   let t = readInt64(data, 6);
   let delta = 0;
   times[0] = t * unit;
   for (let i = 1; i < n; i++) {
-    delta += diffs[i - 1] as number;
+    delta += scratch[i - 1] as number;
     t += delta;
     times[i] = t * unit;
   }
+  return times;
+}
 
+export function decodeBlock(data: Uint8Array): Block {
+  if (data[0] !== 1) throw new RangeError(`not a sample block (version ${data[0]})`);
+  const view = new DataView(data.buffer, data.byteOffset, data.byteLength);
+  const n = view.getUint32(1);
+  const scratch = new Float64Array(Math.max(0, n - 1));
+  const times = readTimes(data, n, scratch);
   const values = new Float64Array(n);
-  const valuesAt = HEADER_BYTES + timeBytes;
-  if (mode === 0) {
-    for (let i = 0; i < n; i++) values[i] = view.getFloat64(valuesAt + i * 8);
-  } else {
-    readPacked(data, valuesAt, n - 1, diffs);
-    let m = readInt64(data, 20);
-    let step = 0;
-    values[0] = m / scale;
-    for (let i = 1; i < n; i++) {
-      if (mode === 1) m += diffs[i - 1] as number;
-      else {
-        step += diffs[i - 1] as number;
-        m += step;
-      }
-      values[i] = m / scale;
-    }
-  }
+  readColumnBody(
+    data,
+    HEADER_BYTES + view.getUint32(14),
+    n,
+    data[18] as number,
+    data[19] as number,
+    readInt64(data, 20),
+    values,
+    scratch,
+  );
   return { times, values };
+}
+
+/**
+ * Several columns of values over the same times (version 2): the block header with no value
+ * column of its own (bytes 18..27 zero), then per column a 14-byte head (mode, scale, first
+ * mantissa, body length) and its body, laid out as a block's value stream.
+ */
+export function encodeColumns(times: Float64Array, columns: Float64Array[]): Buffer {
+  const n = times.length;
+  if (n === 0 || columns.some((c) => c.length !== n)) throw new RangeError('columns need one value per time');
+  const time = timeStream(times);
+  const header = new Uint8Array(HEADER_BYTES);
+  const view = new DataView(header.buffer);
+  header[0] = 2;
+  view.setUint32(1, n);
+  header[5] = time.unit;
+  writeInt64(header, 6, time.first);
+  header[18] = columns.length;
+  const out = new BitWriter(HEADER_BYTES + n * (2 + columns.length * 2) + 16);
+  out.bytes(header);
+  writePacked(out, time.dods, n - 1);
+  const timeBytes = out.length - HEADER_BYTES;
+  for (const values of columns) {
+    const column = encodeColumn(values);
+    const body = new BitWriter(n * 2 + 16);
+    writeColumnBody(body, column, values);
+    const bytes = body.finish();
+    const head = new Uint8Array(14);
+    head[0] = column.mode;
+    head[1] = column.scale;
+    writeInt64(head, 2, column.first);
+    new DataView(head.buffer).setUint32(10, bytes.length);
+    out.bytes(head);
+    out.bytes(bytes);
+  }
+  const bytes = out.finish();
+  new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength).setUint32(14, timeBytes);
+  return bytes;
+}
+
+export function decodeColumns(data: Uint8Array): { times: Float64Array; columns: Float64Array[] } {
+  if (data[0] !== 2) throw new RangeError(`not a column block (version ${data[0]})`);
+  const view = new DataView(data.buffer, data.byteOffset, data.byteLength);
+  const n = view.getUint32(1);
+  const scratch = new Float64Array(Math.max(0, n - 1));
+  const times = readTimes(data, n, scratch);
+  const columns: Float64Array[] = [];
+  let at = HEADER_BYTES + view.getUint32(14);
+  for (let c = 0; c < (data[18] as number); c++) {
+    const values = new Float64Array(n);
+    const length = view.getUint32(at + 10);
+    readColumnBody(
+      data,
+      at + 14,
+      n,
+      data[at] as number,
+      data[at + 1] as number,
+      readInt64(data, at + 2),
+      values,
+      scratch,
+    );
+    columns.push(values);
+    at += 14 + length;
+  }
+  return { times, columns };
 }

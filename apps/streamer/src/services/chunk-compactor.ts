@@ -1,20 +1,28 @@
 import type { Logger } from '@gpu-telemetry/service-kit';
 import type { Pool, PoolClient } from 'pg';
 import { type Block, decodeBlock, encodeBlock } from '../codec/block-codec';
+import { combineRollups, decodeRollup, encodeRollup, HOUR_US, MINUTE_US, rollUp } from '../codec/rollup';
 import {
-  type BlockRow,
+  blocksBetween,
   blocksForUpdate,
   type ChunkBounds,
   chunksToCompact,
-  ensureBlockDay,
+  copySeriesRows,
+  daysToFold,
+  ensureChunkDays,
   finishCompaction,
   freezeHotChunk,
   hotSeriesRange,
   isCompacted,
+  isDayFolded,
   lockChunk,
+  lockRollupDay,
   readHotSamples,
+  readRollupDay,
+  replaceRollupDay,
+  type SeriesRow,
   upsertBlocks,
-  writeBlocks,
+  upsertRollups,
 } from './compaction.queries';
 import type { StreamerMetrics } from './streamer.metrics';
 
@@ -36,36 +44,57 @@ export interface LateSample {
   value: number;
 }
 
-/** Collects one series' samples, in time order, into blocks. */
-class BlockBuilder {
-  readonly blocks: BlockRow[] = [];
+const DAY_MS = 86_400_000;
+const dayOf = (ms: number) => Math.floor(ms / DAY_MS) * DAY_MS;
+
+/** What a chunk's series become: its block, and its 1-minute and 1-hour rollups. */
+interface Compacted {
+  blocks: SeriesRow[];
+  minutes: SeriesRow[];
+  hours: SeriesRow[];
+  samples: number;
+}
+
+function compactSeries(out: Compacted, seriesId: number, start: number, block: Block): void {
+  out.blocks.push({ seriesId, start, n: block.times.length, data: encodeBlock(block) });
+  const minutes = rollUp(block, MINUTE_US);
+  if (minutes) out.minutes.push({ seriesId, start, data: encodeRollup(minutes) });
+  const hours = rollUp(block, HOUR_US);
+  if (hours) out.hours.push({ seriesId, start, data: encodeRollup(hours) });
+  out.samples += block.times.length;
+}
+
+/** Collects one series' samples, in time order, into its block and rollups. */
+class SeriesCollector {
+  readonly out: Compacted = { blocks: [], minutes: [], hours: [], samples: 0 };
   private seriesId = -1;
   private times: number[] = [];
   private values: number[] = [];
-  samples = 0;
+
+  constructor(private readonly start: number) {}
 
   add(seriesId: number, us: number, value: number): void {
     if (seriesId !== this.seriesId) this.flush();
     this.seriesId = seriesId;
     this.times.push(us);
     this.values.push(value);
-    this.samples++;
   }
 
   flush(): void {
     if (this.times.length === 0) return;
-    const block: Block = { times: Float64Array.from(this.times), values: Float64Array.from(this.values) };
-    this.blocks.push({ seriesId: this.seriesId, n: this.times.length, data: encodeBlock(block) });
+    const block = { times: Float64Array.from(this.times), values: Float64Array.from(this.values) };
+    compactSeries(this.out, this.seriesId, this.start, block);
     this.times = [];
     this.values = [];
   }
 }
 
 /**
- * Rewrites closed chunks as one block per series, and merges late samples into chunks already
- * compacted. Each chunk is one transaction: its blocks written, its hot partition emptied and
- * closed to writers, all or nothing, so a crash at any point leaves either the hot rows or the
- * blocks. Several streamers can run it: a chunk is claimed with an advisory lock, others skip it.
+ * Rewrites closed chunks as one block per series (with its rollups), merges late samples into
+ * chunks already compacted, and folds each closed day's 1-hour rollups into one row per series.
+ * Each chunk is one transaction: blocks and rollups written, hot partition emptied and closed to
+ * writers, all or nothing, so a crash at any point leaves either the hot rows or the blocks.
+ * Several streamers can run it: a chunk is claimed with an advisory lock, the others skip it.
  */
 export class ChunkCompactor {
   constructor(private readonly deps: CompactorDeps) {}
@@ -89,23 +118,35 @@ export class ChunkCompactor {
   async compactChunk(chunk: ChunkBounds): Promise<{ samples: number; blocks: number } | null> {
     const { pool, metrics, logger } = this.deps;
     const started = performance.now();
-    await ensureBlockDay(pool, chunk.start);
+    await ensureChunkDays(pool, chunk.start);
     const result = await this.transaction(async (client) => {
       if (!(await lockChunk(client, chunk.start, false))) return null;
       if (await isCompacted(client, chunk.start)) return null;
       await freezeHotChunk(client, chunk.start);
+      // A chunk made late for a day already folded adds to the day's rows instead of its own.
+      await lockRollupDay(client, dayOf(chunk.start));
+      const folded = await isDayFolded(client, dayOf(chunk.start));
       const stats = { samples: 0, blocks: 0 };
       const range = await hotSeriesRange(client, chunk.start);
       const step = this.deps.seriesPerStep ?? 20_000;
       for (let from = range?.[0] ?? 1; range && from <= range[1]; from += step) {
-        const builder = new BlockBuilder();
+        const collector = new SeriesCollector(chunk.start);
         await readHotSamples(client, chunk.start, from, from + step - 1, (id, us, value) =>
-          builder.add(id, us, value),
+          collector.add(id, us, value),
         );
-        builder.flush();
-        await writeBlocks(client, chunk.start, builder.blocks);
-        stats.samples += builder.samples;
-        stats.blocks += builder.blocks.length;
+        collector.flush();
+        const { out } = collector;
+        await copySeriesRows(client, 'telemetry_blocks', out.blocks);
+        await copySeriesRows(client, 'telemetry_rollups_1m', out.minutes);
+        if (folded)
+          await this.refoldHours(
+            client,
+            dayOf(chunk.start),
+            out.blocks.map((b) => b.seriesId),
+          );
+        else await copySeriesRows(client, 'telemetry_rollups_1h', out.hours);
+        stats.samples += out.samples;
+        stats.blocks += out.blocks.length;
       }
       await finishCompaction(client, chunk.start, stats);
       return stats;
@@ -125,7 +166,7 @@ export class ChunkCompactor {
 
   /**
    * Merges samples into a compacted chunk: each series' block decoded, the new samples added where
-   * its times are new, and written back. Returns how many were new.
+   * its times are new, written back with its rollups. Returns how many were new.
    */
   async mergeLate(chunkStart: number, samples: LateSample[]): Promise<number> {
     if (samples.length === 0) return 0;
@@ -140,20 +181,89 @@ export class ChunkCompactor {
       const existing = new Map(
         (await blocksForUpdate(client, chunkStart, [...bySeries.keys()])).map((b) => [b.seriesId, b.data]),
       );
-      const blocks: BlockRow[] = [];
+      const out: Compacted = { blocks: [], minutes: [], hours: [], samples: 0 };
       let count = 0;
       for (const [seriesId, incoming] of bySeries) {
         const stored = existing.get(seriesId);
         const merged = mergeSamples(stored ? decodeBlock(stored) : undefined, incoming);
         if (merged.added === 0) continue;
         count += merged.added;
-        blocks.push({ seriesId, n: merged.block.times.length, data: encodeBlock(merged.block) });
+        compactSeries(out, seriesId, chunkStart, merged.block);
       }
-      await upsertBlocks(client, chunkStart, blocks, count);
+      if (out.blocks.length === 0) return 0;
+      await upsertBlocks(client, chunkStart, out.blocks, count);
+      await upsertRollups(client, 'telemetry_rollups_1m', out.minutes);
+      await lockRollupDay(client, dayOf(chunkStart));
+      if (await isDayFolded(client, dayOf(chunkStart)))
+        await this.refoldHours(
+          client,
+          dayOf(chunkStart),
+          out.blocks.map((b) => b.seriesId),
+        );
+      else await upsertRollups(client, 'telemetry_rollups_1h', out.hours);
       return count;
     });
     this.deps.metrics.lateMerged.inc(added);
     return added;
+  }
+
+  /** Folds the 1-hour rollups of every closed, fully compacted day. */
+  async foldDue(): Promise<number> {
+    const now = (this.deps.now ?? Date.now)();
+    let folded = 0;
+    for (const day of await daysToFold(this.deps.pool, new Date(now - this.deps.compactAfterMs))) {
+      if (await this.foldDay(day)) folded++;
+    }
+    return folded;
+  }
+
+  /** One row per series for the day's 1-hour rollups, in place of one per chunk. */
+  async foldDay(dayStart: number): Promise<boolean> {
+    return this.transaction(async (client) => {
+      await lockRollupDay(client, dayStart);
+      if (await isDayFolded(client, dayStart)) return false;
+      const rows: SeriesRow[] = [];
+      let seriesId = -1;
+      let parts: ReturnType<typeof decodeRollup>[] = [];
+      const flush = () => {
+        const combined = combineRollups(parts);
+        if (combined) rows.push({ seriesId, start: dayStart, data: encodeRollup(combined) });
+        parts = [];
+      };
+      await readRollupDay(client, dayStart, (row) => {
+        if (row.seriesId !== seriesId) flush();
+        seriesId = row.seriesId;
+        parts.push(decodeRollup(row.data));
+      });
+      flush();
+      await replaceRollupDay(client, dayStart, rows);
+      this.deps.logger.info(
+        { day: new Date(dayStart).toISOString().slice(0, 10), series: rows.length },
+        'folded rollups',
+      );
+      return true;
+    });
+  }
+
+  /** The folded 1-hour rows of these series for a day, made again from the day's blocks. */
+  private async refoldHours(client: PoolClient, dayStart: number, seriesIds: number[]): Promise<void> {
+    const blocks = await blocksBetween(client, seriesIds, dayStart, dayStart + DAY_MS);
+    const bySeries = new Map<number, { times: number[]; values: number[] }>();
+    for (const { seriesId, data } of blocks) {
+      const { times, values } = decodeBlock(data);
+      let entry = bySeries.get(seriesId);
+      if (!entry) bySeries.set(seriesId, (entry = { times: [], values: [] }));
+      for (let i = 0; i < times.length; i++) {
+        entry.times.push(times[i] as number);
+        entry.values.push(values[i] as number);
+      }
+    }
+    const rows: SeriesRow[] = [];
+    for (const [seriesId, { times, values }] of bySeries) {
+      const hours = rollUp({ times: Float64Array.from(times), values: Float64Array.from(values) }, HOUR_US);
+      if (hours) rows.push({ seriesId, start: dayStart, data: encodeRollup(hours) });
+    }
+    await upsertRollups(client, 'telemetry_rollups_1h', rows);
   }
 
   private async transaction<T>(work: (client: PoolClient) => Promise<T>): Promise<T> {

@@ -8,13 +8,6 @@ export interface ChunkBounds {
   end: number;
 }
 
-/** A block ready to store: one series' samples in one chunk, encoded. */
-export interface BlockRow {
-  seriesId: number;
-  n: number;
-  data: Uint8Array;
-}
-
 /** Microseconds from the Unix epoch to Postgres' (2000-01-01), the origin of binary timestamps. */
 const PG_EPOCH_US = 946_684_800_000_000;
 const COPY_SIGNATURE = Buffer.from('PGCOPY\n\xff\r\n\0', 'latin1');
@@ -29,12 +22,13 @@ export async function chunksToCompact(pool: Pool, closedBefore: Date): Promise<C
   return rows.map((r) => ({ start: r.chunk_start.getTime(), end: r.chunk_end.getTime() }));
 }
 
-/** The daily partition of telemetry_blocks a chunk's blocks go to. */
-export async function ensureBlockDay(pool: Pool, chunkStart: number): Promise<void> {
-  await pool.query('SELECT telemetry_ensure_block_day(($1::timestamptz AT TIME ZONE $2)::date)', [
-    new Date(chunkStart),
-    'UTC',
-  ]);
+/** The daily partitions a chunk's blocks and rollups go to. */
+export async function ensureChunkDays(pool: Pool, chunkStart: number): Promise<void> {
+  await pool.query(
+    `SELECT telemetry_ensure_day(t, ($1::timestamptz AT TIME ZONE 'UTC')::date)
+     FROM unnest(ARRAY['telemetry_blocks', 'telemetry_rollups_1m', 'telemetry_rollups_1h']) AS t`,
+    [new Date(chunkStart)],
+  );
 }
 
 /**
@@ -140,11 +134,32 @@ export async function readHotSamples(
   return rows;
 }
 
-/** Stores blocks of one chunk by binary COPY. */
-export async function writeBlocks(client: PoolClient, chunkStart: number, blocks: BlockRow[]): Promise<void> {
-  if (blocks.length === 0) return;
+/** Where rows of a series over a span of time go: blocks (with their sample count) or rollups. */
+export type SeriesTable = 'telemetry_blocks' | 'telemetry_rollups_1m' | 'telemetry_rollups_1h';
+
+/** A row of one of those tables: a series, the start of its span, its encoded data. */
+export interface SeriesRow {
+  seriesId: number;
+  /** Start of the span (chunk or day), ms since the epoch. */
+  start: number;
+  n?: number;
+  data: Uint8Array;
+}
+
+/** Stores rows by binary COPY (blocks: series_id, chunk_start, n, data; rollups: series_id, start, data). */
+export async function copySeriesRows(
+  client: PoolClient,
+  table: SeriesTable,
+  rows: SeriesRow[],
+): Promise<void> {
+  if (rows.length === 0) return;
+  const blocks = table === 'telemetry_blocks';
   const stream = client.query(
-    copyFrom('COPY telemetry_blocks (series_id, chunk_start, n, data) FROM STDIN (FORMAT binary)'),
+    copyFrom(
+      blocks
+        ? 'COPY telemetry_blocks (series_id, chunk_start, n, data) FROM STDIN (FORMAT binary)'
+        : `COPY ${table} (series_id, start, data) FROM STDIN (FORMAT binary)`,
+    ),
   );
   const done = new Promise<void>((resolve, reject) => {
     stream.on('error', reject);
@@ -153,7 +168,6 @@ export async function writeBlocks(client: PoolClient, chunkStart: number, blocks
   done.catch(() => undefined); // awaited below; this only keeps an early failure from going unhandled
   const header = Buffer.alloc(19);
   COPY_SIGNATURE.copy(header);
-  const chunkUs = BigInt(chunkStart * 1000 - PG_EPOCH_US);
   let out: Buffer[] = [header];
   let size = 19;
   const flush = async () => {
@@ -161,19 +175,22 @@ export async function writeBlocks(client: PoolClient, chunkStart: number, blocks
     out = [];
     size = 0;
   };
-  for (const block of blocks) {
-    const row = Buffer.alloc(2 + 12 + 12 + 8 + 4 + block.data.length);
-    row.writeInt16BE(4, 0);
-    row.writeInt32BE(8, 2);
-    row.writeBigInt64BE(BigInt(block.seriesId), 6);
-    row.writeInt32BE(8, 14);
-    row.writeBigInt64BE(chunkUs, 18);
-    row.writeInt32BE(4, 26);
-    row.writeInt32BE(block.n, 30);
-    row.writeInt32BE(block.data.length, 34);
-    row.set(block.data, 38);
-    out.push(row);
-    size += row.length;
+  for (const row of rows) {
+    const fixed = blocks ? 38 : 30;
+    const buf = Buffer.alloc(fixed + row.data.length);
+    buf.writeInt16BE(blocks ? 4 : 3, 0);
+    buf.writeInt32BE(8, 2);
+    buf.writeBigInt64BE(BigInt(row.seriesId), 6);
+    buf.writeInt32BE(8, 14);
+    buf.writeBigInt64BE(BigInt(row.start * 1000 - PG_EPOCH_US), 18);
+    if (blocks) {
+      buf.writeInt32BE(4, 26);
+      buf.writeInt32BE(row.n ?? 0, 30);
+    }
+    buf.writeInt32BE(row.data.length, fixed - 4);
+    buf.set(row.data, fixed);
+    out.push(buf);
+    size += buf.length;
     if (size > 256 * 1024) await flush();
   }
   const trailer = Buffer.alloc(2);
@@ -183,6 +200,140 @@ export async function writeBlocks(client: PoolClient, chunkStart: number, blocks
   await flush();
   stream.end();
   await done;
+}
+
+/** Writes rollup rows over the ones with the same series and start (or as new ones). */
+export async function upsertRollups(
+  client: PoolClient,
+  table: 'telemetry_rollups_1m' | 'telemetry_rollups_1h',
+  rows: SeriesRow[],
+): Promise<void> {
+  if (rows.length === 0) return;
+  await client.query(
+    `INSERT INTO ${table} (series_id, start, data)
+     SELECT s, t, d FROM unnest($1::bigint[], $2::timestamptz[], $3::bytea[]) AS x(s, t, d)
+     ON CONFLICT (series_id, start) DO UPDATE SET data = excluded.data`,
+    [
+      rows.map((r) => r.seriesId),
+      rows.map((r) => new Date(r.start)),
+      rows.map((r) => Buffer.from(r.data.buffer, r.data.byteOffset, r.data.byteLength)),
+    ],
+  );
+}
+
+/** Holds the 1-hour rollups of a UTC day for this transaction (folding it, or writing into it). */
+export async function lockRollupDay(client: PoolClient, dayStart: number): Promise<void> {
+  await client.query(`SELECT pg_advisory_xact_lock(hashtext('telemetry_rollup_day'), $1)`, [
+    Math.floor(dayStart / 86_400_000),
+  ]);
+}
+
+export async function isDayFolded(client: PoolClient, dayStart: number): Promise<boolean> {
+  const { rows } = await client.query('SELECT 1 FROM telemetry_rollup_days WHERE day = $1::date', [
+    new Date(dayStart).toISOString().slice(0, 10),
+  ]);
+  return rows.length > 0;
+}
+
+/** Days whose 1-hour rollups can be folded (closed before `closedBefore`, all compacted), oldest first. */
+export async function daysToFold(pool: Pool, closedBefore: Date): Promise<number[]> {
+  const { rows } = await pool.query<{ day: string }>(
+    `SELECT to_char(day, 'YYYY-MM-DD') AS day FROM telemetry_days_to_fold($1) AS day`,
+    [closedBefore],
+  );
+  return rows.map((r) => Date.parse(`${r.day}T00:00:00Z`));
+}
+
+/** Every 1-hour rollup row of a day, in (series, start) order, by binary COPY. */
+export async function readRollupDay(
+  client: PoolClient,
+  dayStart: number,
+  each: (row: SeriesRow) => void,
+): Promise<void> {
+  const part = `telemetry_rollups_1h_${new Date(dayStart).toISOString().slice(0, 10).replaceAll('-', '')}`;
+  const stream = client.query(
+    copyTo(
+      `COPY (SELECT series_id, start, data FROM ${quoteIdent(part)} ORDER BY series_id, start) TO STDOUT (FORMAT binary)`,
+    ),
+  );
+  let pending: Buffer = Buffer.alloc(0);
+  let headerDone = false;
+  for await (const piece of stream as AsyncIterable<Buffer>) {
+    const buf = pending.length > 0 ? Buffer.concat([pending, piece]) : piece;
+    let at = 0;
+    if (!headerDone) {
+      if (buf.length < 19) {
+        pending = buf;
+        continue;
+      }
+      at = 19 + buf.readUInt32BE(15);
+      headerDone = true;
+    }
+    // A row: field count (2), int8 (4 + 8), timestamptz (4 + 8), bytea (4 + length).
+    while (buf.length - at >= 2) {
+      if (buf.readInt16BE(at) === -1) {
+        at += 2;
+        break;
+      }
+      if (buf.length - at < 30) break;
+      const length = buf.readInt32BE(at + 26);
+      if (buf.length - at < 30 + length) break;
+      each({
+        seriesId: Number(buf.readBigInt64BE(at + 6)),
+        start: (Number(buf.readBigInt64BE(at + 18)) + PG_EPOCH_US) / 1000,
+        data: buf.subarray(at + 30, at + 30 + length),
+      });
+      at += 30 + length;
+    }
+    pending = at < buf.length ? Buffer.from(buf.subarray(at)) : Buffer.alloc(0);
+  }
+}
+
+/** Replaces the day's 1-hour rollups with `rows` and records the day as folded. */
+export async function replaceRollupDay(
+  client: PoolClient,
+  dayStart: number,
+  rows: SeriesRow[],
+): Promise<void> {
+  const part = `telemetry_rollups_1h_${new Date(dayStart).toISOString().slice(0, 10).replaceAll('-', '')}`;
+  await client.query(`TRUNCATE ${quoteIdent(part)}`);
+  await copySeriesRows(client, 'telemetry_rollups_1h', rows);
+  await client.query('INSERT INTO telemetry_rollup_days (day) VALUES ($1::date) ON CONFLICT DO NOTHING', [
+    new Date(dayStart).toISOString().slice(0, 10),
+  ]);
+}
+
+/** The blocks of these series in chunks starting within [from, to), in chunk order. */
+export async function blocksBetween(
+  client: PoolClient,
+  seriesIds: number[],
+  from: number,
+  to: number,
+): Promise<{ seriesId: number; data: Buffer }[]> {
+  const { rows } = await client.query<{ series_id: string; data: Buffer }>(
+    `SELECT series_id, data FROM telemetry_blocks
+     WHERE series_id = ANY($1::bigint[]) AND chunk_start >= $2 AND chunk_start < $3
+     ORDER BY series_id, chunk_start`,
+    [seriesIds, new Date(from), new Date(to)],
+  );
+  return rows.map((r) => ({ seriesId: Number(r.series_id), data: r.data }));
+}
+
+/** Drops whole days of a rollup table that end at or before `before`. */
+export async function dropRollupDays(
+  pool: Pool,
+  table: 'telemetry_rollups_1m' | 'telemetry_rollups_1h',
+  before: Date,
+): Promise<number> {
+  const { rows } = await pool.query<{ day: string }>('SELECT telemetry_drop_days($1, $2)::text AS day', [
+    table,
+    before,
+  ]);
+  if (table === 'telemetry_rollups_1h' && rows.length > 0)
+    await pool.query('DELETE FROM telemetry_rollup_days WHERE day = ANY($1::date[])', [
+      rows.map((r) => r.day),
+    ]);
+  return rows.length;
 }
 
 /**
@@ -223,7 +374,7 @@ export async function blocksForUpdate(
 export async function upsertBlocks(
   client: PoolClient,
   chunkStart: number,
-  blocks: BlockRow[],
+  blocks: SeriesRow[],
   added: number,
 ): Promise<void> {
   if (blocks.length === 0) return;
@@ -234,7 +385,7 @@ export async function upsertBlocks(
     [
       new Date(chunkStart),
       blocks.map((b) => b.seriesId),
-      blocks.map((b) => b.n),
+      blocks.map((b) => b.n ?? 0),
       blocks.map((b) => Buffer.from(b.data.buffer, b.data.byteOffset, b.data.byteLength)),
     ],
   );

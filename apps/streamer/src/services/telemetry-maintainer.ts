@@ -1,7 +1,7 @@
 import type { Logger } from '@gpu-telemetry/service-kit';
 import type { Pool } from 'pg';
 import type { ChunkCompactor } from './chunk-compactor';
-import { dropCompactedPartitions } from './compaction.queries';
+import { dropCompactedPartitions, dropRollupDays } from './compaction.queries';
 import type { StreamerMetrics } from './streamer.metrics';
 import { deleteGpusNotSeenSince, dropChunks, ensureChunks } from './telemetry-write.queries';
 
@@ -10,7 +10,10 @@ export interface MaintainerDeps {
   logger: Logger;
   metrics: StreamerMetrics;
   compactor: ChunkCompactor;
+  /** How long samples, 1-minute and 1-hour rollups are kept; 0 keeps them for ever. */
   retentionMs: number;
+  retention1mMs?: number;
+  retention1hMs?: number;
   chunkMs: number;
   /** How often chunks are made ahead and expired ones dropped. */
   intervalMs: number;
@@ -86,14 +89,18 @@ export class TelemetryMaintainer {
         this.deps.logger.info({ dropped: dropped.length }, 'dropped expired telemetry chunks');
       }
     }
+    const { retention1mMs = 0, retention1hMs = 0 } = this.deps;
+    if (retention1mMs > 0) await dropRollupDays(pool, 'telemetry_rollups_1m', new Date(now - retention1mMs));
+    if (retention1hMs > 0) await dropRollupDays(pool, 'telemetry_rollups_1h', new Date(now - retention1hMs));
     return { dropped };
   }
 
-  async compact(): Promise<{ chunks: number; samples: number }> {
+  async compact(): Promise<{ chunks: number; samples: number; folded: number }> {
     const done = await this.deps.compactor.compactDue();
     if (done.chunks > 0) this.deps.onDropped?.();
     await dropCompactedPartitions(this.deps.pool);
-    return done;
+    const folded = await this.deps.compactor.foldDue();
+    return { ...done, folded };
   }
 
   start(): void {

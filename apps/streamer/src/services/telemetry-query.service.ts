@@ -3,12 +3,14 @@ import { NotFoundError, type SampleValue, toSampleValue, ValidationError } from 
 import type { Kysely } from 'kysely';
 import type { StreamerDatabase } from '../streamer.database';
 import { decodeBlock } from '../codec/block-codec';
+import { decodeRollup } from '../codec/rollup';
 import {
   bucketMakings,
   gpuExists,
   listGpus,
   type SampleKey,
   samplesPage,
+  type Segment,
   type SeriesRow,
   seriesOfGpu,
   type StoredSample,
@@ -75,6 +77,51 @@ export function sampleUuid(seriesKey: string, us: number): string {
 }
 
 const isoOfMicros = (us: number) => new Date(Math.floor(us / 1000)).toISOString();
+
+interface BucketSums {
+  count: number;
+  sum: number;
+  min: number;
+  max: number;
+}
+
+function add(
+  buckets: Map<number, BucketSums>,
+  key: number,
+  count: number,
+  sum: number,
+  min: number,
+  max: number,
+) {
+  const bucket = buckets.get(key);
+  if (!bucket) buckets.set(key, { count, sum, min, max });
+  else {
+    bucket.count += count;
+    bucket.sum += sum;
+    if (min < bucket.min) bucket.min = min;
+    if (max > bucket.max) bucket.max = max;
+  }
+}
+
+/**
+ * [start, end) cut into stretches answered exactly at the coarsest resolution that fits the step:
+ * 1-hour rollups where the step is whole hours, 1-minute ones where it is whole minutes, raw samples
+ * otherwise, and finer ones at edges that do not fall on the coarse grid.
+ */
+export function segments(start: number, end: number, stepSeconds: number): Segment[] {
+  const resolution = stepSeconds % 3600 === 0 ? 3600 : stepSeconds % 60 === 0 ? 60 : 0;
+  return split(start, end, resolution);
+}
+
+function split(start: number, end: number, resolution: 0 | 60 | 3600): Segment[] {
+  if (resolution === 0) return start < end ? [{ from: start, to: end, resolution }] : [];
+  const finer = resolution === 3600 ? 60 : 0;
+  const size = resolution * 1000;
+  const a = Math.ceil(start / size) * size;
+  const b = Math.floor(end / size) * size;
+  if (a >= b) return split(start, end, finer);
+  return [...split(start, a, finer), { from: a, to: b, resolution }, ...split(b, end, finer)];
+}
 
 /** The read side: GPUs, samples of a GPU in time order, and aggregates for charts. */
 export class TelemetryQueryService {
@@ -173,40 +220,46 @@ export class TelemetryQueryService {
   }> {
     await this.requireGpu(args.gpuId);
     const series = await seriesOfGpu(this.db, args.gpuId, args.metric);
-    const buckets = new Map<number, { count: number; sum: number; min: number; max: number }>();
+    const buckets = new Map<number, BucketSums>();
     if (series.length > 0) {
-      const { hot, blocks } = await bucketMakings(this.db, {
+      const start = args.start.getTime();
+      const end = args.end.getTime();
+      const stepMs = args.stepSeconds * 1000;
+      const parts = segments(start, end, args.stepSeconds);
+      const { hot, blocks, rollups } = await bucketMakings(this.db, {
         seriesIds: series.map((s) => s.id),
         start: args.start,
         end: args.end,
         stepSeconds: args.stepSeconds,
+        segments: parts,
       });
       for (const row of hot) {
-        buckets.set(row.start.getTime(), {
-          count: row.count,
-          sum: row.sum as number,
-          min: row.min as number,
-          max: row.max as number,
-        });
+        add(buckets, row.start.getTime(), row.count, row.sum as number, row.min as number, row.max as number);
       }
-      const startUs = args.start.getTime() * 1000;
-      const endUs = args.end.getTime() * 1000;
-      const stepUs = args.stepSeconds * 1_000_000;
+      const raw = parts.filter((g) => g.resolution === 0);
       for (const block of blocks) {
         const { times, values } = decodeBlock(block.data);
         for (let i = 0; i < times.length; i++) {
-          const us = times[i] as number;
+          const ms = (times[i] as number) / 1000;
           const value = values[i] as number;
-          if (us < startUs || us >= endUs || !Number.isFinite(value)) continue;
-          const key = (Math.floor(us / stepUs) * stepUs) / 1000;
-          const bucket = buckets.get(key);
-          if (!bucket) buckets.set(key, { count: 1, sum: value, min: value, max: value });
-          else {
-            bucket.count++;
-            bucket.sum += value;
-            if (value < bucket.min) bucket.min = value;
-            if (value > bucket.max) bucket.max = value;
-          }
+          if (!Number.isFinite(value) || !raw.some((g) => ms >= g.from && ms < g.to)) continue;
+          add(buckets, Math.floor(ms / stepMs) * stepMs, 1, value, value, value);
+        }
+      }
+      for (const rollup of rollups) {
+        const within = parts.filter((g) => g.resolution === rollup.resolution);
+        const r = decodeRollup(rollup.data);
+        for (let i = 0; i < r.times.length; i++) {
+          const ms = (r.times[i] as number) / 1000;
+          if (!within.some((g) => ms >= g.from && ms < g.to)) continue;
+          add(
+            buckets,
+            Math.floor(ms / stepMs) * stepMs,
+            r.count[i] as number,
+            r.sum[i] as number,
+            r.min[i] as number,
+            r.max[i] as number,
+          );
         }
       }
     }

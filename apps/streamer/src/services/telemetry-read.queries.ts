@@ -187,45 +187,93 @@ export interface BucketRow {
   max: number | null;
 }
 
+/** A stretch of time [from, to) (ms) answered at one resolution: raw samples, 1-minute or 1-hour rollups. */
+export interface Segment {
+  from: number;
+  to: number;
+  resolution: 0 | 60 | 3600;
+}
+
+/** One series' rollup buckets over a chunk or a day, still encoded. */
+export interface StoredRollup {
+  seriesId: number;
+  resolution: 60 | 3600;
+  data: Buffer;
+}
+
+const DAY = sql`INTERVAL '1 day'`;
+
 /**
  * For aggregates over [start, end), in one statement (one snapshot): count/sum/min/max of the
- * finite hot values of these series per `stepSeconds` bucket (aligned to the epoch), and the
- * blocks of compacted chunks in the range, for the caller to decode and add.
+ * finite hot values of these series per `stepSeconds` bucket (aligned to the epoch), and what the
+ * compacted chunks hold for each segment: blocks where it is raw, rollup rows where it is 1m or 1h.
+ * Rollup rows may reach outside their segment: the caller keeps the buckets inside.
  */
 export async function bucketMakings(
   db: Db,
-  args: { seriesIds: number[]; start: Date; end: Date; stepSeconds: number },
-): Promise<{ hot: BucketRow[]; blocks: StoredBlock[] }> {
+  args: { seriesIds: number[]; start: Date; end: Date; stepSeconds: number; segments: Segment[] },
+): Promise<{ hot: BucketRow[]; blocks: StoredBlock[]; rollups: StoredRollup[] }> {
+  const ids = sql`${args.seriesIds}::bigint[]`;
+  const of = (resolution: 0 | 60 | 3600) => args.segments.filter((g) => g.resolution === resolution);
+  const parts = [
+    sql`SELECT 'h' AS kind, date_bin(make_interval(secs => ${args.stepSeconds}), ts, TIMESTAMPTZ 'epoch') AS bucket,
+               count(*) AS count, sum(value) AS sum, min(value) AS min, max(value) AS max,
+               NULL::bigint AS series_id, NULL::bytea AS data
+        FROM telemetry_samples
+        WHERE series_id = ANY(${ids}) AND ts >= ${args.start} AND ts < ${args.end}
+          AND value > '-Infinity' AND value < 'Infinity'
+        GROUP BY 2`,
+  ];
+  const raw = of(0);
+  if (raw.length > 0) {
+    const overlaps = sql.join(
+      raw.map((g) => sql`(b.chunk_start < ${new Date(g.to)} AND c.chunk_end > ${new Date(g.from)})`),
+      sql` OR `,
+    );
+    parts.push(sql`SELECT 'b', NULL, NULL, NULL, NULL, NULL, b.series_id, b.data
+        FROM telemetry_blocks b JOIN telemetry_chunks c ON c.chunk_start = b.chunk_start
+        WHERE b.series_id = ANY(${ids}) AND (${overlaps})`);
+  }
+  for (const [resolution, table, kind] of [
+    [60, sql`telemetry_rollups_1m`, 'm'],
+    [3600, sql`telemetry_rollups_1h`, 'H'],
+  ] as const) {
+    const segments = of(resolution);
+    if (segments.length === 0) continue;
+    // A row starts at its chunk or day: one that starts up to a day before a segment can reach into it.
+    const overlaps = sql.join(
+      segments.map(
+        (g) => sql`(r.start < ${new Date(g.to)} AND r.start > ${new Date(g.from)}::timestamptz - ${DAY})`,
+      ),
+      sql` OR `,
+    );
+    parts.push(sql`SELECT ${kind}, NULL, NULL, NULL, NULL, NULL, r.series_id, r.data
+        FROM ${table} r WHERE r.series_id = ANY(${ids}) AND (${overlaps})`);
+  }
   const { rows } = await sql<{
-    kind: 'h' | 'b';
+    kind: 'h' | 'b' | 'm' | 'H';
     bucket: Date | null;
     count: string | null;
     sum: number | null;
     min: number | null;
     max: number | null;
     series_id: string | null;
-    us: string | null;
     data: Buffer | null;
-  }>`
-    SELECT 'h' AS kind, date_bin(make_interval(secs => ${args.stepSeconds}), ts, TIMESTAMPTZ 'epoch') AS bucket,
-           count(*) AS count, sum(value) AS sum, min(value) AS min, max(value) AS max,
-           NULL::bigint AS series_id, NULL::bigint AS us, NULL::bytea AS data
-    FROM telemetry_samples
-    WHERE series_id = ANY(${args.seriesIds}::bigint[]) AND ts >= ${args.start} AND ts < ${args.end}
-      AND value > '-Infinity' AND value < 'Infinity'
-    GROUP BY 2
-    UNION ALL
-    SELECT 'b', NULL, NULL, NULL, NULL, NULL, b.series_id, (extract(epoch FROM b.chunk_start) * 1000000)::bigint, b.data
-    FROM telemetry_blocks b
-    JOIN telemetry_chunks c ON c.chunk_start = b.chunk_start
-    WHERE b.series_id = ANY(${args.seriesIds}::bigint[]) AND b.chunk_start < ${args.end} AND c.chunk_end > ${args.start}
-  `.execute(db);
+  }>`${sql.join(parts, sql` UNION ALL `)}`.execute(db);
   const hot: BucketRow[] = [];
   const blocks: StoredBlock[] = [];
+  const rollups: StoredRollup[] = [];
   for (const r of rows) {
     if (r.kind === 'h')
       hot.push({ start: r.bucket as Date, count: Number(r.count), sum: r.sum, min: r.min, max: r.max });
-    else blocks.push({ seriesId: Number(r.series_id), chunkStartUs: Number(r.us), data: r.data as Buffer });
+    else if (r.kind === 'b')
+      blocks.push({ seriesId: Number(r.series_id), chunkStartUs: 0, data: r.data as Buffer });
+    else
+      rollups.push({
+        seriesId: Number(r.series_id),
+        resolution: r.kind === 'm' ? 60 : 3600,
+        data: r.data as Buffer,
+      });
   }
-  return { hot, blocks };
+  return { hot, blocks, rollups };
 }
