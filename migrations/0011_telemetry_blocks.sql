@@ -190,6 +190,24 @@ FROM telemetry_blocks b
 JOIN telemetry_series s ON s.id = b.series_id
 CROSS JOIN LATERAL telemetry_decode(b.data) AS d;
 
+-- The samples (series, time, value) of these series in [p_from, p_to), hot or compacted, only
+-- the blocks in range decoded: for dashboards, e.g.
+--   telemetry_between(ARRAY(SELECT id FROM telemetry_series WHERE metric_name = '...'), $from, $to)
+-- joined to telemetry_series for the labels.
+CREATE FUNCTION telemetry_between(p_series bigint[], p_from timestamptz, p_to timestamptz)
+RETURNS TABLE (series_id bigint, ts timestamptz, value double precision)
+LANGUAGE sql STABLE PARALLEL SAFE AS $$
+  SELECT x.series_id, x.ts, x.value FROM telemetry_samples x
+  WHERE x.series_id = ANY(p_series) AND x.ts >= p_from AND x.ts < p_to
+  UNION ALL
+  SELECT b.series_id, d.ts, d.value
+  FROM telemetry_blocks b
+  JOIN telemetry_chunks c ON c.chunk_start = b.chunk_start
+  CROSS JOIN LATERAL telemetry_decode(b.data) AS d
+  WHERE b.series_id = ANY(p_series) AND b.chunk_start < p_to AND c.chunk_end > p_from
+    AND d.ts >= p_from AND d.ts < p_to
+$$;
+
 -- migrate:down
 
 -- Compacted samples go back to hot rows (their chunks' partitions made anew), one chunk at a time.
@@ -218,6 +236,7 @@ BEGIN
   END LOOP;
 END
 $$;
+DROP FUNCTION telemetry_between(bigint[], timestamptz, timestamptz);
 DROP TABLE telemetry_blocks;
 DROP FUNCTION telemetry_decode(bytea);
 DROP FUNCTION telemetry_unpack(bytea, integer, integer);

@@ -45,6 +45,8 @@ function expand(sql: string, hostnames: string[]): string {
       (_m, column: string) => `to_timestamp(floor(extract(epoch FROM ${column}) / 60) * 60) AS "time"`,
     )
     .replace(/\$__timeFilter\((\w+)\)/g, (_m, column: string) => `${column} BETWEEN '${from}' AND '${to}'`)
+    .replace(/\$__timeFrom\(\)/g, `'${from}'::timestamptz`)
+    .replace(/\$__timeTo\(\)/g, `'${to}'::timestamptz`)
     .replace(/\$__interval_ms/g, '60000')
     .replace(/\$hostname/g, hostnames.map((h) => `'${h}'`).join(', '));
 }

@@ -1,6 +1,14 @@
 import type { Operation } from '@gpu-telemetry/service-kit';
 import { z } from 'zod';
-import { gpuParams, gpusQuery, seriesParams, seriesQuery, telemetryQuery } from './gpus.routes';
+import {
+  fleetSeriesQuery,
+  gpuParams,
+  gpusQuery,
+  metricParams,
+  seriesParams,
+  seriesQuery,
+  telemetryQuery,
+} from './gpus.routes';
 
 const time = z.string().describe('RFC 3339 date-time');
 const value = z.union([z.number(), z.enum(['NaN', '+Inf', '-Inf'])]);
@@ -27,6 +35,13 @@ const sample = z.object({
   pod: z.string().nullable(),
   namespace: z.string().nullable(),
   labels: z.record(z.string(), z.string()),
+});
+const bucket = z.object({
+  start: time,
+  count: z.number().int(),
+  avg: z.number().nullable(),
+  min: z.number().nullable(),
+  max: z.number().nullable(),
 });
 const tags = ['telemetry'];
 
@@ -74,15 +89,27 @@ export const gpusOperations: Operation[] = [
           gpuId: z.string(),
           metric: z.string(),
           stepSeconds: z.number().int(),
-          buckets: z.array(
-            z.object({
-              start: time,
-              count: z.number().int(),
-              avg: z.number().nullable(),
-              min: z.number().nullable(),
-              max: z.number().nullable(),
-            }),
-          ),
+          buckets: z.array(bucket),
+        }),
+      },
+    },
+  },
+  {
+    method: 'get',
+    path: '/v1/gpus/metrics/{metric}/series',
+    summary:
+      'avg/min/max/count per step bucket over every GPU reporting the metric (optionally one host or model); long ranges come from rollups',
+    tags,
+    params: metricParams,
+    query: fleetSeriesQuery,
+    responses: {
+      200: {
+        description: 'Buckets',
+        schema: z.object({
+          metric: z.string(),
+          stepSeconds: z.number().int(),
+          series: z.number().int(),
+          buckets: z.array(bucket),
         }),
       },
     },

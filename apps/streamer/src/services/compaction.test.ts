@@ -135,6 +135,15 @@ describe('compaction', () => {
     );
     expect(viaSql).toEqual(await everySample(1000));
   });
+
+  it('serves a time range, hot and compacted, through telemetry_between (for dashboards)', async () => {
+    const { rows } = await streamer.database.pool.query(
+      `SELECT count(*)::int AS n, min(ts) AS first, max(ts) AS last
+       FROM telemetry_between(ARRAY(SELECT id FROM telemetry_series WHERE gpu_id = $3 AND metric_name = $4), $1, $2)`,
+      [at(55), at(545), GPU, METRICS[0]],
+    );
+    expect(rows[0]).toEqual({ n: 49, first: new Date(at(60)), last: new Date(at(540)) });
+  });
 });
 
 describe('late samples', () => {

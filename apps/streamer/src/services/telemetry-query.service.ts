@@ -13,6 +13,7 @@ import {
   type Segment,
   type SeriesRow,
   seriesOfGpu,
+  seriesOfMetric,
   type StoredSample,
 } from './telemetry-read.queries';
 
@@ -220,14 +221,52 @@ export class TelemetryQueryService {
   }> {
     await this.requireGpu(args.gpuId);
     const series = await seriesOfGpu(this.db, args.gpuId, args.metric);
+    return {
+      gpuId: args.gpuId,
+      metric: args.metric,
+      stepSeconds: args.stepSeconds,
+      buckets: await this.aggregate(
+        series.map((s) => s.id),
+        args,
+      ),
+    };
+  }
+
+  /** The same aggregates over every GPU reporting the metric (optionally on one host, of one model). */
+  async fleetSeries(args: {
+    metric: string;
+    start: Date;
+    end: Date;
+    stepSeconds: number;
+    hostname?: string;
+    model?: string;
+  }): Promise<{ metric: string; stepSeconds: number; series: number; buckets: Bucket[] }> {
+    const ids = await seriesOfMetric(this.db, args.metric, { hostname: args.hostname, model: args.model });
+    return {
+      metric: args.metric,
+      stepSeconds: args.stepSeconds,
+      series: ids.length,
+      buckets: await this.aggregate(ids, args),
+    };
+  }
+
+  /**
+   * Buckets of the finite values of these series: hot rows aggregated by Postgres, compacted chunks
+   * from their blocks or rollups, each stretch of the range at the coarsest resolution that answers
+   * the step exactly (see segments()).
+   */
+  private async aggregate(
+    seriesIds: number[],
+    args: { start: Date; end: Date; stepSeconds: number },
+  ): Promise<Bucket[]> {
     const buckets = new Map<number, BucketSums>();
-    if (series.length > 0) {
+    if (seriesIds.length > 0) {
       const start = args.start.getTime();
       const end = args.end.getTime();
       const stepMs = args.stepSeconds * 1000;
       const parts = segments(start, end, args.stepSeconds);
       const { hot, blocks, rollups } = await bucketMakings(this.db, {
-        seriesIds: series.map((s) => s.id),
+        seriesIds,
         start: args.start,
         end: args.end,
         stepSeconds: args.stepSeconds,
@@ -263,20 +302,15 @@ export class TelemetryQueryService {
         }
       }
     }
-    return {
-      gpuId: args.gpuId,
-      metric: args.metric,
-      stepSeconds: args.stepSeconds,
-      buckets: [...buckets.entries()]
-        .sort(([a], [b]) => a - b)
-        .map(([start, b]) => ({
-          start: new Date(start).toISOString(),
-          count: b.count,
-          avg: b.sum / b.count,
-          min: b.min,
-          max: b.max,
-        })),
-    };
+    return [...buckets.entries()]
+      .sort(([a], [b]) => a - b)
+      .map(([start, b]) => ({
+        start: new Date(start).toISOString(),
+        count: b.count,
+        avg: b.sum / b.count,
+        min: b.min,
+        max: b.max,
+      }));
   }
 }
 

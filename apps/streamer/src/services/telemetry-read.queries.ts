@@ -90,6 +90,18 @@ export async function seriesOfGpu(db: Db, gpuId: string, metric?: string): Promi
   }));
 }
 
+/** The ids of every series of a metric, optionally only those on one host or of one GPU model. */
+export async function seriesOfMetric(
+  db: Db,
+  metric: string,
+  filter: { hostname?: string; model?: string },
+): Promise<number[]> {
+  let query = db.selectFrom('telemetry_series').select('id').where('metric_name', '=', metric);
+  if (filter.hostname !== undefined) query = query.where('hostname', '=', filter.hostname);
+  if (filter.model !== undefined) query = query.where('model_name', '=', filter.model);
+  return (await query.execute()).map((row) => Number(row.id));
+}
+
 /** A sample as read back: its series, its time in microseconds since the epoch, its value. */
 export interface StoredSample {
   seriesId: number;
