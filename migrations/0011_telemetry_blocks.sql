@@ -140,7 +140,7 @@ CREATE FUNCTION telemetry_decode(p_data bytea)
 RETURNS TABLE (ts timestamptz, value double precision) LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
   WITH h AS (
     SELECT telemetry_block_int(p_data, 1, 4)::integer AS n,
-           (ARRAY[1, 1000, 1000000])[get_byte(p_data, 5) / 3 + 1]::bigint AS unit,
+           (ARRAY[1, 10, 100, 1000, 10000, 100000, 1000000])[get_byte(p_data, 5) + 1]::bigint AS unit,
            telemetry_block_int(p_data, 6, 8) AS t0,
            telemetry_block_int(p_data, 14, 4)::integer AS time_bytes,
            get_byte(p_data, 18) AS mode,

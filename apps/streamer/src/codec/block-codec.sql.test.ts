@@ -26,7 +26,7 @@ const value = fc.oneof(
 const block = fc
   .record({
     start: fc.integer({ min: 1_000_000_000, max: 2_000_000_000 }),
-    unit: fc.constantFrom(1, 1_000, 1_000_000),
+    unit: fc.constantFrom(1, 10, 1_000, 100_000, 1_000_000),
     steps: fc.array(fc.integer({ min: 1, max: 5_000_000 }), { maxLength: 120 }),
   })
   .chain(({ start, unit, steps }) => {

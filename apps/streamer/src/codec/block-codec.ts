@@ -7,7 +7,7 @@ import { BitReader, BitWriter, bitWidth, unzigzag, zigzag } from './bit-io';
  *   header (28 bytes, big-endian)
  *     0      version (1)
  *     1..4   n, the sample count
- *     5      time unit: times are counted in 10^u microseconds (u = 0, 3 or 6)
+ *     5      time unit: times are counted in 10^u microseconds (u = 0..6)
  *     6..13  the first time, in that unit
  *     14..17 byte length of the time stream
  *     18     value mode: 0 raw float64, 1 decimal deltas, 2 decimal delta-of-deltas
@@ -124,7 +124,7 @@ function timeStream(times: Float64Array): { unit: number; first: number; dods: F
   let unit = 6;
   for (let i = 0; i < n && unit > 0; i++) {
     const t = times[i] as number;
-    while (unit > 0 && t % (POW10[unit] as number) !== 0) unit -= 3;
+    while (unit > 0 && t % (POW10[unit] as number) !== 0) unit--;
   }
   const scaled = new Float64Array(n);
   for (let i = 0; i < n; i++) scaled[i] = (times[i] as number) / (POW10[unit] as number);
