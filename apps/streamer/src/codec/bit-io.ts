@@ -84,17 +84,14 @@ export class BitReader {
       const high = this.read(width - 24);
       return high * 0x1000000 + this.read(24);
     }
-    let value = 0;
-    let left = width;
-    while (left > 0) {
-      const byte = this.buf[this.bitPos >>> 3] ?? 0;
-      const used = this.bitPos & 7;
-      const take = Math.min(8 - used, left);
-      value = (value << take) | ((byte >>> (8 - used - take)) & ((1 << take) - 1));
-      left -= take;
-      this.bitPos += take;
-    }
-    return value >>> 0;
+    if (width === 0) return 0;
+    // The (up to) 31 bits from here fit in the 4 bytes from here: one word, one shift.
+    const at = this.bitPos >>> 3;
+    const b = this.buf;
+    const word = ((b[at] ?? 0) << 24) | ((b[at + 1] ?? 0) << 16) | ((b[at + 2] ?? 0) << 8) | (b[at + 3] ?? 0);
+    const value = (word << (this.bitPos & 7)) >>> (32 - width);
+    this.bitPos += width;
+    return value;
   }
 
   readBit(): number {

@@ -96,12 +96,29 @@ function exactAt(v: number, k: number): boolean {
   return Math.abs(m) <= Number.MAX_SAFE_INTEGER && m / p === v;
 }
 
+/** A safe integer as a big-endian int64 (high word signed, low word unsigned: no BigInt on the hot path). */
 function writeInt64(out: Uint8Array, offset: number, value: number): void {
-  new DataView(out.buffer, out.byteOffset, out.byteLength).setBigInt64(offset, BigInt(value));
+  const view = new DataView(out.buffer, out.byteOffset, out.byteLength);
+  const high = Math.floor(value / 0x100000000);
+  view.setInt32(offset, high);
+  view.setUint32(offset + 4, value - high * 0x100000000);
 }
 
 function readInt64(data: Uint8Array, offset: number): number {
-  return Number(new DataView(data.buffer, data.byteOffset, data.byteLength).getBigInt64(offset));
+  return readInt32(data, offset) * 0x100000000 + readUint32(data, offset + 4);
+}
+
+function readInt32(data: Uint8Array, at: number): number {
+  return (
+    ((data[at] as number) << 24) |
+    ((data[at + 1] as number) << 16) |
+    ((data[at + 2] as number) << 8) |
+    (data[at + 3] as number)
+  );
+}
+
+function readUint32(data: Uint8Array, at: number): number {
+  return readInt32(data, at) >>> 0;
 }
 
 /** Delta-of-deltas (or deltas) of `xs`, zigzagged, into a new array; null when one is too large to pack. */
@@ -232,7 +249,7 @@ export function encodeBlock(block: Block): Buffer {
 
 /** How many samples a block holds, without decoding it. */
 export function blockCount(data: Uint8Array): number {
-  return new DataView(data.buffer, data.byteOffset, data.byteLength).getUint32(1);
+  return readUint32(data, 1);
 }
 
 function readTimes(data: Uint8Array, n: number, scratch: Float64Array): Float64Array {
@@ -252,14 +269,13 @@ function readTimes(data: Uint8Array, n: number, scratch: Float64Array): Float64A
 
 export function decodeBlock(data: Uint8Array): Block {
   if (data[0] !== 1) throw new RangeError(`not a sample block (version ${data[0]})`);
-  const view = new DataView(data.buffer, data.byteOffset, data.byteLength);
-  const n = view.getUint32(1);
+  const n = readUint32(data, 1);
   const scratch = new Float64Array(Math.max(0, n - 1));
   const times = readTimes(data, n, scratch);
   const values = new Float64Array(n);
   readColumnBody(
     data,
-    HEADER_BYTES + view.getUint32(14),
+    HEADER_BYTES + readUint32(data, 14),
     n,
     data[18] as number,
     data[19] as number,
@@ -310,15 +326,14 @@ export function encodeColumns(times: Float64Array, columns: Float64Array[]): Buf
 
 export function decodeColumns(data: Uint8Array): { times: Float64Array; columns: Float64Array[] } {
   if (data[0] !== 2) throw new RangeError(`not a column block (version ${data[0]})`);
-  const view = new DataView(data.buffer, data.byteOffset, data.byteLength);
-  const n = view.getUint32(1);
+  const n = readUint32(data, 1);
   const scratch = new Float64Array(Math.max(0, n - 1));
   const times = readTimes(data, n, scratch);
   const columns: Float64Array[] = [];
-  let at = HEADER_BYTES + view.getUint32(14);
+  let at = HEADER_BYTES + readUint32(data, 14);
   for (let c = 0; c < (data[18] as number); c++) {
     const values = new Float64Array(n);
-    const length = view.getUint32(at + 10);
+    const length = readUint32(data, at + 10);
     readColumnBody(
       data,
       at + 14,

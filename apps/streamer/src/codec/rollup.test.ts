@@ -21,13 +21,13 @@ function naive(block: Block, bucketUs: number) {
     if (!Number.isFinite(v)) return;
     const key = Math.floor(t / bucketUs) * bucketUs;
     const b = out.get(key);
-    if (!b) out.set(key, { count: 1, sum: v, min: v, max: v, last: v, abs: Math.abs(v) });
+    if (!b) out.set(key, { count: 1, sum: v, min: v + 0, max: v + 0, last: v, abs: Math.abs(v) });
     else
       Object.assign(b, {
         count: b.count + 1,
         sum: b.sum + v,
-        min: Math.min(b.min, v),
-        max: Math.max(b.max, v),
+        min: Math.min(b.min, v) + 0,
+        max: Math.max(b.max, v) + 0,
         last: v,
         abs: b.abs + Math.abs(v),
       });
@@ -41,8 +41,9 @@ function asMap(r: Rollup | null) {
     out.set(t, {
       count: r.count[i] as number,
       sum: r.sum[i] as number,
-      min: r.min[i] as number,
-      max: r.max[i] as number,
+      // -0 and 0 are the same minimum.
+      min: (r.min[i] as number) + 0,
+      max: (r.max[i] as number) + 0,
       last: r.last[i] as number,
     }),
   );
