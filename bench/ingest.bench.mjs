@@ -18,11 +18,16 @@ import {
   serviceHeaders,
 } from './lib/harness.mjs';
 
-/** A quantile of a Prometheus histogram in exposition text, interpolated within its bucket. */
-function histogramQuantile(text, name, q) {
-  const buckets = [
-    ...text.matchAll(new RegExp(`^${name}_bucket\\{[^}]*le="([^"]+)"[^}]*\\} (\\S+)$`, 'gm')),
-  ].map((m) => [m[1] === '+Inf' ? Infinity : Number(m[1]), Number(m[2])]);
+/** The cumulative buckets of a Prometheus histogram in exposition text: [le, count][]. */
+function histogramBuckets(text, name) {
+  return [...text.matchAll(new RegExp(`^${name}_bucket\\{[^}]*le="([^"]+)"[^}]*\\} (\\S+)$`, 'gm'))].map(
+    (m) => [m[1] === '+Inf' ? Infinity : Number(m[1]), Number(m[2])],
+  );
+}
+
+/** A quantile of what a histogram counted between two readings, interpolated within its bucket. */
+function histogramQuantile(before, after, q) {
+  const buckets = after.map(([le, count], i) => [le, count - (before[i]?.[1] ?? 0)]);
   const total = buckets.at(-1)?.[1] ?? 0;
   if (total === 0) return NaN;
   let [prevLe, prevCount] = [0, 0];
@@ -250,6 +255,8 @@ try {
     );
     services.push(simulator);
     await pool.query('TRUNCATE telemetry_samples');
+    const metrics = () => fetch(`${streamer.url}/metrics`, { headers: serviceHeaders }).then((r) => r.text());
+    const ageBefore = histogramBuckets(await metrics(), 'streamer_sample_age_seconds');
     const collector = await startService('collector', {
       DATABASE_URL: pipeUrl,
       PORT: String(freePort()),
@@ -263,7 +270,7 @@ try {
     await sleep((FLEET_ROUNDS * INTERVAL_S + 8) * 1000);
     const { rows: fleet } = await pool.query(`SELECT count(*)::int AS n FROM telemetry_samples`);
     // Scrape-to-stored times come from the streamer's own histogram (no per-sample ingest time is stored).
-    const age = await fetch(`${streamer.url}/metrics`, { headers: serviceHeaders }).then((r) => r.text());
+    const ageAfter = histogramBuckets(await metrics(), 'streamer_sample_age_seconds');
     const expectedPerRound = hosts * 8 * 40;
     printTable(
       `Whole system: ${(hosts * 8).toLocaleString()} simulated GPUs x 40 metrics every ${INTERVAL_S}s (${fmt(expectedPerRound / INTERVAL_S)} samples/s), ${FLEET_ROUNDS} rounds`,
@@ -272,8 +279,8 @@ try {
         [
           fmt(fleet[0].n),
           fmt(fleet[0].n / expectedPerRound, 2),
-          fmt(histogramQuantile(age, 'streamer_sample_age_seconds', 0.5), 2),
-          fmt(histogramQuantile(age, 'streamer_sample_age_seconds', 0.99), 2),
+          fmt(histogramQuantile(ageBefore, ageAfter, 0.5), 2),
+          fmt(histogramQuantile(ageBefore, ageAfter, 0.99), 2),
         ],
       ],
     );

@@ -67,15 +67,44 @@ function writePacked(out: BitWriter, values: Float64Array, count: number): void 
 
 function readPacked(data: Uint8Array, offset: number, count: number, into: Float64Array): number {
   const groups = Math.ceil(count / GROUP);
-  const reader = new BitReader(data, offset + groups);
+  let bit = (offset + groups) * 8;
+  // Words of 4 bytes are read while 4 bytes are left; the last few values go bit by bit.
+  const wordsEnd = (data.length - 4) * 8;
   for (let g = 0, b = 0; g < count; g += GROUP, b++) {
     const end = Math.min(count, g + GROUP);
     const width = data[offset + b] as number;
-    if (width === 0) into.fill(0, g, end);
-    else for (let i = g; i < end; i++) into[i] = unzigzag(reader.read(width));
-    reader.align();
+    if (width === 0) {
+      into.fill(0, g, end);
+      continue;
+    }
+    if (width <= 24) {
+      for (let i = g; i < end; i++) {
+        let z: number;
+        if (bit <= wordsEnd) {
+          const at = bit >>> 3;
+          const word =
+            ((data[at] as number) << 24) |
+            ((data[at + 1] as number) << 16) |
+            ((data[at + 2] as number) << 8) |
+            (data[at + 3] as number);
+          z = (word << (bit & 7)) >>> (32 - width);
+        } else {
+          const reader = new BitReader(data);
+          reader.bitOffset = bit;
+          z = reader.read(width);
+        }
+        into[i] = (z >>> 1) ^ -(z & 1);
+        bit += width;
+      }
+    } else {
+      const reader = new BitReader(data);
+      reader.bitOffset = bit;
+      for (let i = g; i < end; i++) into[i] = unzigzag(reader.read(width));
+      bit = reader.bitOffset;
+    }
+    bit = Math.ceil(bit / 8) * 8;
   }
-  return reader.byteOffset;
+  return bit / 8;
 }
 
 /** The smallest k (≤ 15) with every value exactly mantissa / 10^k, mantissa a safe integer; -1 if none (or a NaN, an infinity, a -0). */
@@ -252,10 +281,10 @@ export function blockCount(data: Uint8Array): number {
   return readUint32(data, 1);
 }
 
-function readTimes(data: Uint8Array, n: number, scratch: Float64Array): Float64Array {
+function readTimes(data: Uint8Array, n: number, scratch: Float64Array, into?: Float64Array): Float64Array {
   const unit = POW10[data[5] as number] as number;
   readPacked(data, HEADER_BYTES, n - 1, scratch);
-  const times = new Float64Array(n);
+  const times = into ?? new Float64Array(n);
   let t = readInt64(data, 6);
   let delta = 0;
   times[0] = t * unit;
@@ -325,27 +354,48 @@ export function encodeColumns(times: Float64Array, columns: Float64Array[]): Buf
 }
 
 export function decodeColumns(data: Uint8Array): { times: Float64Array; columns: Float64Array[] } {
-  if (data[0] !== 2) throw new RangeError(`not a column block (version ${data[0]})`);
-  const n = readUint32(data, 1);
-  const scratch = new Float64Array(Math.max(0, n - 1));
-  const times = readTimes(data, n, scratch);
-  const columns: Float64Array[] = [];
-  let at = HEADER_BYTES + readUint32(data, 14);
-  for (let c = 0; c < (data[18] as number); c++) {
-    const values = new Float64Array(n);
-    const length = readUint32(data, at + 10);
-    readColumnBody(
-      data,
-      at + 14,
-      n,
-      data[at] as number,
-      data[at + 1] as number,
-      readInt64(data, at + 2),
-      values,
-      scratch,
-    );
-    columns.push(values);
-    at += 14 + length;
+  const decoder = new ColumnDecoder();
+  const n = decoder.decode(data);
+  return {
+    times: decoder.times.slice(0, n),
+    columns: decoder.columns.slice(0, data[18] as number).map((c) => c.slice(0, n)),
+  };
+}
+
+/**
+ * Decodes column blocks one after another into the same arrays (grown as needed), for readers of
+ * many blocks: after decode(), times[0..n) and columns[c][0..n) hold the block.
+ */
+export class ColumnDecoder {
+  times = new Float64Array(64);
+  columns: Float64Array[] = [];
+  private scratch = new Float64Array(64);
+
+  decode(data: Uint8Array): number {
+    if (data[0] !== 2) throw new RangeError(`not a column block (version ${data[0]})`);
+    const n = readUint32(data, 1);
+    const count = data[18] as number;
+    if (n > this.times.length) {
+      this.times = new Float64Array(n * 2);
+      this.scratch = new Float64Array(n * 2);
+      this.columns = [];
+    }
+    while (this.columns.length < count) this.columns.push(new Float64Array(this.times.length));
+    readTimes(data, n, this.scratch, this.times);
+    let at = HEADER_BYTES + readUint32(data, 14);
+    for (let c = 0; c < count; c++) {
+      readColumnBody(
+        data,
+        at + 14,
+        n,
+        data[at] as number,
+        data[at + 1] as number,
+        readInt64(data, at + 2),
+        this.columns[c] as Float64Array,
+        this.scratch,
+      );
+      at += 14 + readUint32(data, at + 10);
+    }
+    return n;
   }
-  return { times, columns };
 }

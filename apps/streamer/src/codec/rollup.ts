@@ -1,4 +1,4 @@
-import { type Block, decimalScale, decodeColumns, encodeColumns } from './block-codec';
+import { type Block, ColumnDecoder, decimalScale, decodeColumns, encodeColumns } from './block-codec';
 
 export const MINUTE_US = 60_000_000;
 export const HOUR_US = 3_600_000_000;
@@ -90,6 +90,33 @@ export function decodeRollup(data: Uint8Array): Rollup {
     Float64Array,
   ];
   return { times, count, sum, min, max, last };
+}
+
+/** Reads many encoded rollups through the same arrays: bucket i of the last read is times[i], count[i], ... */
+export class RollupReader {
+  private readonly decoder = new ColumnDecoder();
+  n = 0;
+
+  read(data: Uint8Array): number {
+    this.n = this.decoder.decode(data);
+    return this.n;
+  }
+
+  get times(): Float64Array {
+    return this.decoder.times;
+  }
+  get count(): Float64Array {
+    return this.decoder.columns[0] as Float64Array;
+  }
+  get sum(): Float64Array {
+    return this.decoder.columns[1] as Float64Array;
+  }
+  get min(): Float64Array {
+    return this.decoder.columns[2] as Float64Array;
+  }
+  get max(): Float64Array {
+    return this.decoder.columns[3] as Float64Array;
+  }
 }
 
 /** Partial rollups, in time order, merged bucket by bucket into one. */

@@ -3,7 +3,7 @@ import { NotFoundError, type SampleValue, toSampleValue, ValidationError } from 
 import type { Kysely } from 'kysely';
 import type { StreamerDatabase } from '../streamer.database';
 import { decodeBlock } from '../codec/block-codec';
-import { decodeRollup } from '../codec/rollup';
+import { RollupReader } from '../codec/rollup';
 import {
   bucketMakings,
   gpuExists,
@@ -285,19 +285,21 @@ export class TelemetryQueryService {
           add(buckets, Math.floor(ms / stepMs) * stepMs, 1, value, value, value);
         }
       }
+      const reader = new RollupReader();
       for (const rollup of rollups) {
         const within = parts.filter((g) => g.resolution === rollup.resolution);
-        const r = decodeRollup(rollup.data);
-        for (let i = 0; i < r.times.length; i++) {
-          const ms = (r.times[i] as number) / 1000;
+        const n = reader.read(rollup.data);
+        const { times, count, sum, min, max } = reader;
+        for (let i = 0; i < n; i++) {
+          const ms = (times[i] as number) / 1000;
           if (!within.some((g) => ms >= g.from && ms < g.to)) continue;
           add(
             buckets,
             Math.floor(ms / stepMs) * stepMs,
-            r.count[i] as number,
-            r.sum[i] as number,
-            r.min[i] as number,
-            r.max[i] as number,
+            count[i] as number,
+            sum[i] as number,
+            min[i] as number,
+            max[i] as number,
           );
         }
       }
