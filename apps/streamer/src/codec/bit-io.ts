@@ -109,16 +109,16 @@ export class BitReader {
     return Math.ceil(this.bitPos / 8);
   }
 
+  set byteOffset(offset: number) {
+    this.bitPos = offset * 8;
+  }
+
   get bitOffset(): number {
     return this.bitPos;
   }
 
   set bitOffset(offset: number) {
     this.bitPos = offset;
-  }
-
-  set byteOffset(offset: number) {
-    this.bitPos = offset * 8;
   }
 }
 

@@ -224,12 +224,15 @@ describe('IngestService.handle', () => {
 });
 
 describe('retention', () => {
-  it('drops whole expired chunks and the GPUs not seen since', async () => {
+  it('drops whole expired chunks, and the GPUs not seen since the longest retention', async () => {
     const local = await startStreamerTestApp({ config: { TELEMETRY_RETENTION: 0 } });
     try {
       const old = new Date(Date.now() - 20 * 86_400_000);
       await local.ingest.handle([
         message([sample({ gpuId: 'GPU-old', timestamp: old.toISOString() })]),
+        message([
+          sample({ gpuId: 'GPU-rolled', timestamp: new Date(Date.now() - 8 * 86_400_000).toISOString() }),
+        ]),
         message([sample({ gpuId: 'GPU-new' })]),
       ]);
       const maintainer = new TelemetryMaintainer({
@@ -238,17 +241,21 @@ describe('retention', () => {
         metrics: local.streamerMetrics,
         compactor: local.compactor,
         retentionMs: 7 * 86_400_000,
+        retention1mMs: 7 * 86_400_000,
+        retention1hMs: 10 * 86_400_000,
         chunkMs: 3_600_000,
         intervalMs: 3_600_000,
         compactEveryMs: 60_000,
       });
       const { dropped } = await maintainer.maintain();
-      const hour = Math.floor(old.getTime() / 3_600_000) * 3_600_000;
-      expect(dropped).toEqual([new Date(hour)]);
+      expect(dropped).toHaveLength(2);
+      expect(dropped[0]).toEqual(new Date(Math.floor(old.getTime() / 3_600_000) * 3_600_000));
+      // Samples of 8 days ago are gone, but the GPU's rollups are kept 10 days: it stays listed.
       const gpus = await request(asService(local.app)).get('/v1/gpus').expect(200);
-      expect(gpus.body.gpus.map((g: { id: string }) => g.id)).toEqual(['GPU-new']);
+      expect(gpus.body.gpus.map((g: { id: string }) => g.id)).toEqual(['GPU-new', 'GPU-rolled']);
       expect(await rows('GPU-old', local)).toHaveLength(0);
       expect(await rows('GPU-new', local)).toHaveLength(1);
+      expect(await rows('GPU-rolled', local)).toHaveLength(0);
       const count = await local.database.pool.query('SELECT count(*)::int AS n FROM telemetry');
       expect(count.rows[0].n).toBe(1);
     } finally {

@@ -82,7 +82,6 @@ export class TelemetryMaintainer {
     if (retentionMs > 0) {
       const before = new Date(now - retentionMs);
       dropped = await dropChunks(pool, before);
-      await deleteGpusNotSeenSince(pool, before);
       this.deps.metrics.chunksDropped.inc(dropped.length);
       if (dropped.length > 0) {
         this.deps.onDropped?.();
@@ -92,6 +91,9 @@ export class TelemetryMaintainer {
     const { retention1mMs = 0, retention1hMs = 0 } = this.deps;
     if (retention1mMs > 0) await dropRollupDays(pool, 'telemetry_rollups_1m', new Date(now - retention1mMs));
     if (retention1hMs > 0) await dropRollupDays(pool, 'telemetry_rollups_1h', new Date(now - retention1hMs));
+    // A GPU stays listed while anything of it is kept: its rollups can outlive its samples.
+    const kept = [retentionMs, retention1mMs, retention1hMs];
+    if (kept.every((ms) => ms > 0)) await deleteGpusNotSeenSince(pool, new Date(now - Math.max(...kept)));
     return { dropped };
   }
 
