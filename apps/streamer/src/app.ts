@@ -68,7 +68,18 @@ export function createApp(deps: StreamerAppDeps): StreamerApp {
   const chunkMs = config.TELEMETRY_CHUNK ?? streamerEnv.shape.TELEMETRY_CHUNK.parse(undefined);
   const compactAfterMs =
     config.TELEMETRY_COMPACT_AFTER ?? streamerEnv.shape.TELEMETRY_COMPACT_AFTER.parse(undefined);
-  const compactor = new ChunkCompactor({ pool, logger, metrics: streamerMetrics, compactAfterMs });
+  const compactor = new ChunkCompactor({
+    pool,
+    logger,
+    metrics: streamerMetrics,
+    compactAfterMs,
+    // While consumers are behind, the chunks the backlog still feeds wait for it.
+    backlogAgeMs: () =>
+      queue.topic(TELEMETRY_TOPIC).then(
+        (stats) => (stats.oldestReadyAgeSeconds ?? 0) * 1000,
+        () => 0,
+      ),
+  });
   const ingest = new IngestService({
     pool,
     logger,

@@ -32,6 +32,11 @@ export interface CompactorDeps {
   metrics: StreamerMetrics;
   /** A chunk is compacted once it has been closed this long (TELEMETRY_COMPACT_AFTER). */
   compactAfterMs: number;
+  /**
+   * Age of the oldest telemetry message not yet consumed (0 when none, or unknown). Chunks that
+   * ended after it was published wait: its samples would otherwise all arrive late.
+   */
+  backlogAgeMs?: () => Promise<number>;
   now?: () => number;
   /** Series read and written per step of a chunk's compaction, to bound memory. */
   seriesPerStep?: number;
@@ -102,7 +107,9 @@ export class ChunkCompactor {
   /** Compacts every chunk that is due; returns what was done. */
   async compactDue(): Promise<{ chunks: number; samples: number; blocks: number }> {
     const now = (this.deps.now ?? Date.now)();
-    const due = await chunksToCompact(this.deps.pool, new Date(now - this.deps.compactAfterMs));
+    const backlog = (await this.deps.backlogAgeMs?.()) ?? 0;
+    const closedBefore = now - Math.max(this.deps.compactAfterMs, backlog);
+    const due = await chunksToCompact(this.deps.pool, new Date(closedBefore));
     const total = { chunks: 0, samples: 0, blocks: 0 };
     for (const chunk of due) {
       const done = await this.compactChunk(chunk);

@@ -5,6 +5,7 @@ import type { PoolClient } from 'pg';
 import request from 'supertest';
 import { message, sample } from '../testing/samples';
 import { createApp } from '../app';
+import { ChunkCompactor } from './chunk-compactor';
 import { STREAMER_TEST_CONFIG, startStreamerTestApp } from '../testing/streamer-test-app';
 
 /**
@@ -220,6 +221,29 @@ describe('a writer caught by a compaction', () => {
       ).toMatch(/ 1$/m);
     } finally {
       holder.release();
+      await local.close();
+    }
+  });
+});
+
+describe('a queue backlog', () => {
+  it('holds back the chunks it still feeds, and only those', async () => {
+    const local = await startStreamerTestApp({ config });
+    try {
+      await local.ingest.handle([message(fleetSamples('GPU-backlog', 0, 480))]);
+      let backlogMs = Date.now() - (base + 5 * MINUTE);
+      const compactor = new ChunkCompactor({
+        pool: local.database.pool,
+        logger: createLogger('streamer', 'silent'),
+        metrics: local.streamerMetrics,
+        compactAfterMs: 10_000,
+        backlogAgeMs: async () => backlogMs,
+      });
+      // The oldest unconsumed message was published 5 minutes into the data: chunks ending by then go.
+      expect((await compactor.compactDue()).chunks).toBe(5);
+      backlogMs = 0;
+      expect((await compactor.compactDue()).chunks).toBe(3);
+    } finally {
       await local.close();
     }
   });
