@@ -8,7 +8,6 @@ import {
   cpuMeter,
   fmt,
   freePort,
-  percentile,
   printTable,
   require,
   root,
@@ -16,14 +15,40 @@ import {
   startPostgres,
   SERVICE_TOKEN,
   startService,
+  serviceHeaders,
 } from './lib/harness.mjs';
+
+/** The cumulative buckets of a Prometheus histogram in exposition text: [le, count][]. */
+function histogramBuckets(text, name) {
+  return [...text.matchAll(new RegExp(`^${name}_bucket\\{[^}]*le="([^"]+)"[^}]*\\} (\\S+)$`, 'gm'))].map(
+    (m) => [m[1] === '+Inf' ? Infinity : Number(m[1]), Number(m[2])],
+  );
+}
+
+/** A quantile of what a histogram counted between two readings, interpolated within its bucket. */
+function histogramQuantile(before, after, q) {
+  const buckets = after.map(([le, count], i) => [le, count - (before[i]?.[1] ?? 0)]);
+  const total = buckets.at(-1)?.[1] ?? 0;
+  if (total === 0) return NaN;
+  let [prevLe, prevCount] = [0, 0];
+  for (const [le, count] of buckets) {
+    if (count >= q * total) {
+      if (le === Infinity) return prevLe;
+      return prevLe + ((le - prevLe) * (q * total - prevCount)) / Math.max(1, count - prevCount);
+    }
+    [prevLe, prevCount] = [le, count];
+  }
+  return prevLe;
+}
 
 const { QueueClient } = require(path.join(root, 'libs/queue-client/dist/index.js'));
 const { DcgmSimulator } = require(path.join(root, 'libs/dcgm-simulator/dist/dcgm-simulator.js'));
 const { parseExposition } = require(path.join(root, 'apps/collector/dist/parsing/exposition-parser.js'));
 const { toTelemetrySample } = require(path.join(root, 'apps/collector/dist/parsing/to-telemetry.js'));
 const { buildMessages } = require(path.join(root, 'apps/collector/dist/publishing/message-builder.js'));
-const { copyLine } = require(path.join(root, 'apps/streamer/dist/services/telemetry.queries.js'));
+const { hotCopyLine, resolveSeries, ensureChunks } = require(
+  path.join(root, 'apps/streamer/dist/services/telemetry-write.queries.js'),
+);
 
 const ROWS = Number(process.env.BENCH_ROWS ?? 200_000);
 const FLEET_GPUS = Number(process.env.BENCH_FLEET_GPUS ?? 10_000);
@@ -50,28 +75,64 @@ function makeSamples() {
 }
 
 async function count(pool) {
-  return (await pool.query('SELECT count(*)::int AS n FROM telemetry')).rows[0].n;
+  return (await pool.query('SELECT count(*)::int AS n FROM telemetry_samples')).rows[0].n;
 }
 
+/** The ceiling: the same narrow rows (series already stored) by one plain COPY into the same table. */
 async function copyCeiling(url, samples) {
+  const pool = new pg.Pool({ connectionString: url, max: 1 });
+  const keys = new Map();
+  for (const s of samples) {
+    const key = JSON.stringify([
+      s.metricName,
+      s.gpuId,
+      s.gpuIndex,
+      s.device,
+      s.modelName,
+      s.hostname,
+      s.container,
+      s.pod,
+      s.namespace,
+      s.labels,
+    ]);
+    if (!keys.has(key)) keys.set(key, s);
+  }
+  const ids = await resolveSeries(pool, [...keys.values()]);
+  const idOf = new Map([...keys.keys()].map((key, i) => [key, ids[i]]));
+  const times = samples.map((s) => Date.parse(s.timestamp));
+  await ensureChunks(pool, times, 3_600_000);
+  const rows = samples.map((s) => ({
+    seriesId: idOf.get(
+      JSON.stringify([
+        s.metricName,
+        s.gpuId,
+        s.gpuIndex,
+        s.device,
+        s.modelName,
+        s.hostname,
+        s.container,
+        s.pod,
+        s.namespace,
+        s.labels,
+      ]),
+    ),
+    timestamp: s.timestamp,
+    value: typeof s.value === 'number' ? s.value : NaN,
+  }));
+  await pool.end();
   const client = new pg.Client({ connectionString: url });
   await client.connect();
-  await client.query(`SELECT telemetry_ensure_partitions((now() - interval '2 days')::date, now()::date)`);
   const used = cpuMeter();
   const started = performance.now();
-  const stream = client.query(
-    pgCopy.from(
-      'COPY telemetry (uuid, gpu_id, gpu_index, device, model_name, hostname, metric_name, "timestamp", value, container, pod, namespace, labels) FROM STDIN',
-    ),
-  );
+  const stream = client.query(pgCopy.from('COPY telemetry_samples (series_id, ts, value) FROM STDIN'));
   await new Promise((resolve, reject) => {
     stream.on('error', reject);
     stream.on('finish', resolve);
-    for (let i = 0; i < samples.length; i += 1000)
+    for (let i = 0; i < rows.length; i += 1000)
       stream.write(
-        samples
+        rows
           .slice(i, i + 1000)
-          .map(copyLine)
+          .map(hotCopyLine)
           .join(''),
       );
     stream.end();
@@ -159,7 +220,7 @@ try {
     ['path', 'rows/s', 'ratio to COPY', 'CPU µs/row: postgres', 'queue', 'streamer', 'publisher'],
     [
       [
-        'COPY into telemetry (ceiling)',
+        'COPY into telemetry_samples (ceiling)',
         fmt(copy.rate),
         '1.00',
         fmt(copy.cpu.postgres / samples.length, 1),
@@ -193,7 +254,9 @@ try {
       'libs/dcgm-simulator/dist/main.js',
     );
     services.push(simulator);
-    await pool.query('TRUNCATE telemetry');
+    await pool.query('TRUNCATE telemetry_samples');
+    const metrics = () => fetch(`${streamer.url}/metrics`, { headers: serviceHeaders }).then((r) => r.text());
+    const ageBefore = histogramBuckets(await metrics(), 'streamer_sample_age_seconds');
     const collector = await startService('collector', {
       DATABASE_URL: pipeUrl,
       PORT: String(freePort()),
@@ -204,22 +267,39 @@ try {
       COLLECT_CONCURRENCY: '16',
     });
     services.push(collector);
-    const fleetStart = new Date();
-    await sleep((FLEET_ROUNDS * INTERVAL_S + 8) * 1000);
-    const { rows: fleet } = await pool.query(
-      `SELECT count(*)::int AS n,
-              percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM ingested_at - "timestamp")) AS p50,
-              percentile_cont(0.99) WITHIN GROUP (ORDER BY extract(epoch FROM ingested_at - "timestamp")) AS p99,
-              extract(epoch FROM max("timestamp") - min("timestamp")) AS span
-       FROM telemetry WHERE ingested_at >= $1`,
-      [fleetStart],
-    );
+    // The first round meets 400,000 new series; the rounds after it show the steady state.
+    await sleep((INTERVAL_S + 4) * 1000);
+    const ageFirst = histogramBuckets(await metrics(), 'streamer_sample_age_seconds');
+    await sleep(((FLEET_ROUNDS - 1) * INTERVAL_S + 4) * 1000);
+    const { rows: fleet } = await pool.query(`SELECT count(*)::int AS n FROM telemetry_samples`);
+    const { rows: series } = await pool.query(`SELECT count(*)::int AS n FROM telemetry_series`);
+    // Scrape-to-stored times come from the streamer's own histogram (no per-sample ingest time is stored).
+    const ageAfter = histogramBuckets(await metrics(), 'streamer_sample_age_seconds');
     const expectedPerRound = hosts * 8 * 40;
-    const ageRows = fleet[0];
+    const quantiles = (from, to) => [
+      fmt(histogramQuantile(from, to, 0.5), 2),
+      fmt(histogramQuantile(from, to, 0.99), 2),
+    ];
     printTable(
       `Whole system: ${(hosts * 8).toLocaleString()} simulated GPUs x 40 metrics every ${INTERVAL_S}s (${fmt(expectedPerRound / INTERVAL_S)} samples/s), ${FLEET_ROUNDS} rounds`,
-      ['samples stored', 'rounds (of ' + fmt(expectedPerRound) + ')', 'scrape->stored p50 s', 'p99 s'],
-      [[fmt(ageRows.n), fmt(ageRows.n / expectedPerRound, 2), fmt(ageRows.p50, 2), fmt(ageRows.p99, 2)]],
+      [
+        'samples stored',
+        'series',
+        'rounds (of ' + fmt(expectedPerRound) + ')',
+        'scrape->stored p50 s',
+        'p99 s',
+        'after the first round: p50 s',
+        'p99 s',
+      ],
+      [
+        [
+          fmt(fleet[0].n),
+          fmt(series[0].n),
+          fmt(fleet[0].n / expectedPerRound, 2),
+          ...quantiles(ageBefore, ageAfter),
+          ...(FLEET_ROUNDS > 1 ? quantiles(ageFirst, ageAfter) : ['-', '-']),
+        ],
+      ],
     );
   }
   await pool.end();

@@ -44,6 +44,17 @@ async function recovery(system, liftedAt) {
   );
 }
 
+/** A streamer is compacting a chunk right now (its transaction is reading or writing the chunk). */
+async function compacting(system) {
+  const { rows } = await system.pool.query(
+    `SELECT count(*)::int AS n FROM pg_stat_activity
+     WHERE application_name = 'streamer' AND state = 'active'
+       AND (query LIKE 'COPY (SELECT series_id, ts, value FROM "telemetry_samples_%' OR query LIKE 'COPY telemetry_blocks%'
+            OR query LIKE 'COPY telemetry_rollups_%' OR query LIKE 'LOCK TABLE "telemetry_samples_%')`,
+  );
+  return rows[0].n > 0;
+}
+
 const faults = [
   {
     name: 'none (baseline)',
@@ -62,6 +73,21 @@ const faults = [
         await streamer.kill();
         await sleep(1_000);
         streamer.start();
+        times.push(await recovery(system, new Date()));
+      }
+      return times;
+    },
+  },
+  {
+    name: 'kill -9 every streamer mid-compaction, 2 times',
+    async run(system) {
+      const times = [];
+      for (let i = 0; i < 2; i++) {
+        // Chunks are a minute long and compacted 10 s after they close: one is due every minute.
+        await waitFor('a chunk being compacted', () => compacting(system), 90_000, 20);
+        await Promise.all(system.streamers.map((streamer) => streamer.kill()));
+        await sleep(1_000);
+        for (const streamer of system.streamers) streamer.start();
         times.push(await recovery(system, new Date()));
       }
       return times;
@@ -174,7 +200,13 @@ async function main() {
         // Three rounds: a queue outage longer than 6 s must drop, and count what it drops.
         COLLECT_BUFFER_SAMPLES: String(samplesPerRound * 3),
       },
-      streamer: { STREAMER_VISIBILITY: `${VISIBILITY_MS}ms`, STREAMER_WAIT: '2s' },
+      // One-minute chunks compacted 10 s after they close: every fault also meets compaction.
+      streamer: {
+        STREAMER_VISIBILITY: `${VISIBILITY_MS}ms`,
+        STREAMER_WAIT: '2s',
+        TELEMETRY_CHUNK: '1m',
+        TELEMETRY_COMPACT_AFTER: '10s',
+      },
     },
   });
   const rows = [];

@@ -45,6 +45,8 @@ function expand(sql: string, hostnames: string[]): string {
       (_m, column: string) => `to_timestamp(floor(extract(epoch FROM ${column}) / 60) * 60) AS "time"`,
     )
     .replace(/\$__timeFilter\((\w+)\)/g, (_m, column: string) => `${column} BETWEEN '${from}' AND '${to}'`)
+    .replace(/\$__timeFrom\(\)/g, `'${from}'::timestamptz`)
+    .replace(/\$__timeTo\(\)/g, `'${to}'::timestamptz`)
     .replace(/\$__interval_ms/g, '60000')
     .replace(/\$hostname/g, hostnames.map((h) => `'${h}'`).join(', '));
 }
@@ -53,9 +55,6 @@ let db: TestDatabase;
 
 beforeAll(async () => {
   db = await createTestDatabase();
-  await db.pool.query(
-    `SELECT telemetry_ensure_partitions((now() - interval '1 day')::date, (now() + interval '1 day')::date)`,
-  );
   // Two GPUs on two hosts, a sample of each panel's metric every minute for an hour.
   const metrics: Record<string, (gpu: number, minute: number) => number> = {
     DCGM_FI_DEV_GPU_UTIL: (gpu, m) => (gpu * 30 + m) % 100,
@@ -79,10 +78,22 @@ beforeAll(async () => {
       }
     }
   }
+  // Stored as the streamer stores them: each series once, samples as (series, time, value).
   await db.pool.query(
-    `INSERT INTO telemetry (uuid, gpu_id, gpu_index, hostname, metric_name, timestamp, value)
-     SELECT gen_random_uuid(), r->>0, (r->>1)::int, r->>2, r->>3, (r->>4)::timestamptz, (r->>5)::float8
+    `INSERT INTO telemetry_series (key, gpu_id, gpu_index, hostname, metric_name)
+     SELECT DISTINCT telemetry_series_key(r->>3, r->>0, (r->>1)::int, null, null, r->>2, null, null, null, '{}'),
+            r->>0, (r->>1)::int, r->>2, r->>3
      FROM jsonb_array_elements($1::jsonb) AS r`,
+    [JSON.stringify(rows)],
+  );
+  await db.pool.query(
+    `SELECT count(*) FROM telemetry_ensure_chunks(ARRAY(SELECT now() - k * interval '1 hour' FROM generate_series(0, 2) AS k), 3600)`,
+  );
+  await db.pool.query(
+    `INSERT INTO telemetry_samples (series_id, ts, value)
+     SELECT s.id, (r->>4)::timestamptz, (r->>5)::float8
+     FROM jsonb_array_elements($1::jsonb) AS r
+     JOIN telemetry_series s ON s.gpu_id = r->>0 AND s.metric_name = r->>3`,
     [JSON.stringify(rows)],
   );
   await db.pool.query(

@@ -171,8 +171,30 @@ const SERVICES = {
       STREAMER_BATCH: env.int('Queue messages per lease.', 1, 1000),
       STREAMER_VISIBILITY: env.duration('Lease visibility (extended while a batch runs).'),
       STREAMER_WAIT: env.duration('Long-poll wait per lease request.'),
-      TELEMETRY_RETENTION: env.duration('Keep telemetry this long; 0 keeps everything.', { zero: true }),
-      TELEMETRY_MAINTENANCE_INTERVAL: env.duration('How often partitions are created and dropped.'),
+      TELEMETRY_RETENTION: env.duration('Keep raw samples this long (whole chunks dropped); 0 keeps them.', {
+        zero: true,
+      }),
+      TELEMETRY_RETENTION_1M: env.duration(
+        'Keep 1-minute rollups this long (whole days dropped); 0 keeps them.',
+        {
+          zero: true,
+        },
+      ),
+      TELEMETRY_RETENTION_1H: env.duration(
+        'Keep 1-hour rollups this long (whole days dropped); 0 keeps them.',
+        {
+          zero: true,
+        },
+      ),
+      TELEMETRY_MAINTENANCE_INTERVAL: env.duration(
+        'How often chunks are made ahead and expired data dropped.',
+      ),
+      TELEMETRY_CHUNK: env.duration(
+        'Length of a chunk of time (compacted as a whole): whole minutes that divide a day, 1m to 1d.',
+      ),
+      TELEMETRY_COMPACT_AFTER: env.duration(
+        'Compact a chunk once it has been closed this long (at least 10s).',
+      ),
     },
   },
   collector: {

@@ -118,7 +118,6 @@ export async function startPipeline(options: {
     async startStreamer() {
       const client = new QueueClient({ url: queueUrl, token: TEST_SERVICE_TOKEN });
       const app = createStreamer({
-        db: database.db,
         pool: database.pool,
         logger: logger('streamer'),
         queue: client,

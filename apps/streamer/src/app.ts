@@ -1,4 +1,3 @@
-import type { Database } from '@gpu-telemetry/db';
 import { pingDatabase } from '@gpu-telemetry/db';
 import { TELEMETRY_TOPIC } from '@gpu-telemetry/model';
 import { type Consumer, createConsumer, type QueueClient } from '@gpu-telemetry/queue-client';
@@ -11,18 +10,20 @@ import {
   serviceTokenFrom,
 } from '@gpu-telemetry/service-kit';
 import type { Express } from 'express';
-import type { Kysely } from 'kysely';
+import { Kysely, PostgresDialect } from 'kysely';
 import type { Pool } from 'pg';
-import type { StreamerConfig } from './config';
+import { type StreamerConfig, streamerEnv } from './config';
 import { streamerApi } from './routes/gpus.openapi';
 import { gpusRoutes } from './routes/gpus.routes';
+import { ChunkCompactor } from './services/chunk-compactor';
 import { IngestService } from './services/ingest.service';
-import { PartitionMaintainer } from './services/partition-maintainer';
 import { createStreamerMetrics, type StreamerMetrics } from './services/streamer.metrics';
+import { TelemetryMaintainer } from './services/telemetry-maintainer';
 import { TelemetryQueryService } from './services/telemetry-query.service';
+import type { StreamerDatabase } from './streamer.database';
 
 export interface StreamerAppDeps {
-  db: Kysely<Database>;
+  /** The streamer's queries run on this pool (Kysely over it for the typed ones). */
   pool: Pool;
   logger: Logger;
   queue: QueueClient;
@@ -36,7 +37,13 @@ export interface StreamerAppDeps {
     | 'TELEMETRY_MAINTENANCE_INTERVAL'
     | 'SERVICE_TOKEN'
     | 'SERVICE_TOKEN_PREVIOUS'
-  >;
+  > &
+    Partial<
+      Pick<
+        StreamerConfig,
+        'TELEMETRY_CHUNK' | 'TELEMETRY_COMPACT_AFTER' | 'TELEMETRY_RETENTION_1M' | 'TELEMETRY_RETENTION_1H'
+      >
+    >;
   /** Name shown on leases, e.g. the pod name. */
   consumerName?: string;
   /** Tests: holds every answer to the OpenAPI document (see createServiceApp). */
@@ -48,30 +55,55 @@ export interface StreamerApp {
   metrics: ServiceMetrics;
   streamerMetrics: StreamerMetrics;
   ingest: IngestService;
-  maintainer: PartitionMaintainer;
-  /** Starts partition maintenance and the lease loops. */
+  compactor: ChunkCompactor;
+  maintainer: TelemetryMaintainer;
+  /** Starts telemetry maintenance and the lease loops. */
   start(): Promise<void>;
   /** Stops leasing and finishes the batches in hand. */
   stop(): Promise<void>;
 }
 
 export function createApp(deps: StreamerAppDeps): StreamerApp {
-  const { db, pool, logger, queue, config } = deps;
+  const { pool, logger, queue, config } = deps;
+  const db = new Kysely<StreamerDatabase>({ dialect: new PostgresDialect({ pool }) });
   const metrics = createMetrics('streamer');
   const streamerMetrics = createStreamerMetrics(metrics.registry);
+  const chunkMs = config.TELEMETRY_CHUNK ?? streamerEnv.shape.TELEMETRY_CHUNK.parse(undefined);
+  const compactAfterMs =
+    config.TELEMETRY_COMPACT_AFTER ?? streamerEnv.shape.TELEMETRY_COMPACT_AFTER.parse(undefined);
+  const compactor = new ChunkCompactor({
+    pool,
+    logger,
+    metrics: streamerMetrics,
+    compactAfterMs,
+    // While consumers are behind, the chunks the backlog still feeds wait for it.
+    backlogAgeMs: () =>
+      queue.topic(TELEMETRY_TOPIC).then(
+        (stats) => (stats.oldestReadyAgeSeconds ?? 0) * 1000,
+        () => 0,
+      ),
+  });
   const ingest = new IngestService({
     pool,
     logger,
     metrics: streamerMetrics,
     retentionMs: config.TELEMETRY_RETENTION,
+    chunkMs,
+    compactor,
   });
-  const maintainer = new PartitionMaintainer({
+  const maintainer = new TelemetryMaintainer({
     pool,
     logger,
     metrics: streamerMetrics,
+    compactor,
     retentionMs: config.TELEMETRY_RETENTION,
+    retention1mMs: config.TELEMETRY_RETENTION_1M ?? streamerEnv.shape.TELEMETRY_RETENTION_1M.parse(undefined),
+    retention1hMs: config.TELEMETRY_RETENTION_1H ?? streamerEnv.shape.TELEMETRY_RETENTION_1H.parse(undefined),
+    chunkMs,
     intervalMs: config.TELEMETRY_MAINTENANCE_INTERVAL,
-    onDropped: () => ingest.forgetPartitions(),
+    // Look for closed chunks often enough that one waits little past TELEMETRY_COMPACT_AFTER.
+    compactEveryMs: Math.min(60_000, Math.max(1_000, compactAfterMs / 2)),
+    onDropped: () => ingest.forgetChunks(),
   });
   const queries = new TelemetryQueryService(db);
   let consumer: Consumer | undefined;
@@ -93,11 +125,12 @@ export function createApp(deps: StreamerAppDeps): StreamerApp {
     metrics,
     streamerMetrics,
     ingest,
+    compactor,
     maintainer,
     async start() {
       await maintainer
         .runOnce()
-        .catch((error: unknown) => logger.warn({ err: error }, 'partition maintenance failed; will retry'));
+        .catch((error: unknown) => logger.warn({ err: error }, 'telemetry maintenance failed; will retry'));
       maintainer.start();
       consumer = createConsumer({
         client: queue,
@@ -117,8 +150,8 @@ export function createApp(deps: StreamerAppDeps): StreamerApp {
       );
     },
     async stop() {
-      maintainer.stop();
       await consumer?.stop();
+      await maintainer.stop();
     },
   };
 }

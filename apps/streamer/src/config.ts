@@ -13,10 +13,21 @@ export const streamerEnv = z.object({
   STREAMER_VISIBILITY: duration('60s', { min: '1s', max: '12h' }),
   /** Long-poll wait per lease request. */
   STREAMER_WAIT: duration('10s', { max: '60s' }),
-  /** Keep telemetry this long (whole days are dropped); 0 keeps everything. */
+  /** Keep raw samples this long (whole chunks are dropped); 0 keeps everything. */
   TELEMETRY_RETENTION: duration('7d'),
-  /** How often partitions are created ahead and expired ones dropped. */
+  /** Keep 1-minute rollups this long (whole days are dropped); 0 keeps them for ever. */
+  TELEMETRY_RETENTION_1M: duration('30d'),
+  /** Keep 1-hour rollups this long (whole days are dropped); 0 keeps them for ever. */
+  TELEMETRY_RETENTION_1H: duration('365d'),
+  /** How often chunks are created ahead and expired ones dropped. */
   TELEMETRY_MAINTENANCE_INTERVAL: duration('1h', { min: '1s' }),
+  /** Time is cut into chunks this long; a closed chunk is compacted as a whole. */
+  TELEMETRY_CHUNK: duration('1h', { min: '1m', max: '1d' }).refine(
+    (ms) => ms % 60_000 === 0 && 86_400_000 % ms === 0,
+    'must be whole minutes that divide a day evenly, such as 1m, 2m, 5m, 15m, 1h, 6h or 1d',
+  ),
+  /** A chunk is compacted (one block per series) once it has been closed this long. */
+  TELEMETRY_COMPACT_AFTER: duration('10m', { min: '10s', max: '7d' }),
 });
 
 export type StreamerConfig = z.output<typeof streamerEnv>;

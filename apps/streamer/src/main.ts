@@ -16,7 +16,6 @@ async function main(): Promise<void> {
   });
   const queue = new QueueClient({ url: config.QUEUE_URL, token: config.SERVICE_TOKEN });
   const streamer = createApp({
-    db: database.db,
     pool: database.pool,
     logger,
     queue,

@@ -1,6 +1,8 @@
 import { Kysely, PostgresDialect } from 'kysely';
 import { Pool, type PoolConfig } from 'pg';
-import type { Database } from './database';
+
+/** A database whose tables the caller has not named: give createDb the app's own table types. */
+export type NoTables = Record<string, never>;
 
 export interface DbOptions {
   /** Most connections this process opens. */
@@ -13,13 +15,13 @@ export interface DbOptions {
 }
 
 /** A pool and a Kysely over it, typed by the tables of the app that owns them. */
-export interface Db<DB = Database> {
+export interface Db<DB = NoTables> {
   db: Kysely<DB>;
   pool: Pool;
   close(): Promise<void>;
 }
 
-export function createDb<DB = Database>(url: string, options: DbOptions = {}): Db<DB> {
+export function createDb<DB = NoTables>(url: string, options: DbOptions = {}): Db<DB> {
   const pool = new Pool({
     connectionString: url,
     max: options.max ?? 10,

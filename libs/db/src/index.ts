@@ -1,6 +1,5 @@
 export { copyIn, copyText } from './copy';
-export { createDb, isPgError, pingDatabase, type Db, type DbOptions } from './create-db';
-export type * from './database';
+export { createDb, isPgError, pingDatabase, type Db, type DbOptions, type NoTables } from './create-db';
 export {
   createMigrationFile,
   createMigrator,

@@ -3,8 +3,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { Client } from 'pg';
-import { createDb, type Db, type DbOptions } from './create-db';
-import type { Database } from './database';
+import { createDb, type Db, type DbOptions, type NoTables } from './create-db';
 import { startEmbeddedPostgres } from './embedded-postgres';
 import { migrateUp } from './migrator';
 
@@ -74,7 +73,7 @@ export async function setupTestCluster(): Promise<TestCluster> {
   };
 }
 
-export interface TestDatabase<DB = Database> extends Db<DB> {
+export interface TestDatabase<DB = NoTables> extends Db<DB> {
   url: string;
   name: string;
   /** Closes the pool and drops the database. */
@@ -84,12 +83,12 @@ export interface TestDatabase<DB = Database> extends Db<DB> {
 let clones = 0;
 
 /** A fresh, migrated database for one test file. Call `drop()` in afterAll. */
-export function createTestDatabase<DB = Database>(options: DbOptions = {}): Promise<TestDatabase<DB>> {
+export function createTestDatabase<DB = NoTables>(options: DbOptions = {}): Promise<TestDatabase<DB>> {
   return newTestDatabase<DB>(true, options);
 }
 
 /** A fresh database with no schema, for tests that run the migrations themselves. Call `drop()`. */
-export function createEmptyTestDatabase<DB = Database>(options: DbOptions = {}): Promise<TestDatabase<DB>> {
+export function createEmptyTestDatabase<DB = NoTables>(options: DbOptions = {}): Promise<TestDatabase<DB>> {
   return newTestDatabase<DB>(false, options);
 }
 

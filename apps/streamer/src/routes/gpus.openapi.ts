@@ -7,7 +7,15 @@ import {
 } from '@gpu-telemetry/service-kit';
 import { z } from 'zod';
 import type { Bucket, GpuView, SampleView } from '../services/telemetry-query.service';
-import { gpuParams, gpusQuery, seriesParams, seriesQuery, telemetryQuery } from './gpus.routes';
+import {
+  fleetSeriesQuery,
+  gpuParams,
+  gpusQuery,
+  metricParams,
+  seriesParams,
+  seriesQuery,
+  telemetryQuery,
+} from './gpus.routes';
 
 const time = z.iso.datetime({ offset: true });
 const gpu = shapeOf<GpuView>()(
@@ -103,6 +111,27 @@ export const gpusOperations: Operation[] = [
       },
     },
     problems: { 400: badInput, 404: noGpu },
+  },
+  {
+    method: 'get',
+    path: '/v1/gpus/metrics/{metric}/series',
+    summary:
+      'avg/min/max/count per step bucket over every GPU reporting the metric (optionally one host or model); long ranges come from rollups',
+    tags,
+    params: metricParams,
+    query: fleetSeriesQuery,
+    responses: {
+      200: {
+        description: 'Buckets',
+        schema: z.object({
+          metric: z.string(),
+          stepSeconds: z.number().int(),
+          series: z.number().int(),
+          buckets: z.array(bucket),
+        }),
+      },
+    },
+    problems: { 400: badInput },
   },
 ];
 

@@ -9,9 +9,9 @@ const GPU_ID = /^[\w.:-]{1,128}$/;
 export const gpuParams = z.object({
   gpuId: z.string().regex(GPU_ID, 'must be a GPU id such as GPU-5fd4f087-86f3-7a43-b711-4771313afc50'),
 });
-export const seriesParams = gpuParams.extend({
-  metric: z.string().max(256).regex(METRIC_NAME, 'must be a Prometheus metric name'),
-});
+const metricName = z.string().max(256).regex(METRIC_NAME, 'must be a Prometheus metric name');
+export const seriesParams = gpuParams.extend({ metric: metricName });
+export const metricParams = z.object({ metric: metricName });
 const time = z.iso.datetime({
   offset: true,
   message: 'must be an RFC 3339 date-time such as 2026-01-02T03:04:05Z',
@@ -35,11 +35,10 @@ export const telemetryQuery = z.strictObject({
   cursor: z.string().max(512).optional(),
 });
 
-export const seriesQuery = z.strictObject({
-  ...range,
-  step: z
+const step = (defaultStep: string) =>
+  z
     .string()
-    .default('1m')
+    .default(defaultStep)
     .transform((text, ctx) => {
       const ms = parseDuration(text);
       if (ms === undefined || ms < 1000) {
@@ -47,7 +46,15 @@ export const seriesQuery = z.strictObject({
         return z.NEVER;
       }
       return Math.round(ms / 1000);
-    }),
+    });
+
+export const seriesQuery = z.strictObject({ ...range, step: step('1m') });
+
+export const fleetSeriesQuery = z.strictObject({
+  ...range,
+  step: step('1h'),
+  hostname: z.string().max(256).optional(),
+  model: z.string().max(256).optional(),
 });
 
 const DEFAULT_RANGE_MS = 3_600_000;
@@ -59,6 +66,20 @@ function timeRange(query: { start_time?: string; end_time?: string }): { start: 
   const start = query.start_time ? new Date(query.start_time) : new Date(end.getTime() - DEFAULT_RANGE_MS);
   if (start >= end) {
     throw new ValidationError([{ field: 'start_time', message: 'must be before end_time' }]);
+  }
+  return { start, end };
+}
+
+/** A range for aggregates: as timeRange, and not more than MAX_BUCKETS steps long. */
+function bucketRange(query: { start_time?: string; end_time?: string; step: number }): {
+  start: Date;
+  end: Date;
+} {
+  const { start, end } = timeRange(query);
+  if ((end.getTime() - start.getTime()) / 1000 / query.step > MAX_BUCKETS) {
+    throw new ValidationError([
+      { field: 'step', message: `is too small for this range: at most ${MAX_BUCKETS} buckets` },
+    ]);
   }
   return { start, end };
 }
@@ -88,13 +109,24 @@ export function gpusRoutes(queries: TelemetryQueryService): Router {
   router.get('/v1/gpus/:gpuId/metrics/:metric/series', async (req, res) => {
     const { gpuId, metric } = validate(seriesParams, req.params);
     const query = validate(seriesQuery, req.query);
-    const { start, end } = timeRange(query);
-    if ((end.getTime() - start.getTime()) / 1000 / query.step > MAX_BUCKETS) {
-      throw new ValidationError([
-        { field: 'step', message: `is too small for this range: at most ${MAX_BUCKETS} buckets` },
-      ]);
-    }
+    const { start, end } = bucketRange(query);
     res.json(await queries.series({ gpuId, metric, start, end, stepSeconds: query.step }));
+  });
+
+  router.get('/v1/gpus/metrics/:metric/series', async (req, res) => {
+    const { metric } = validate(metricParams, req.params);
+    const query = validate(fleetSeriesQuery, req.query);
+    const { start, end } = bucketRange(query);
+    res.json(
+      await queries.fleetSeries({
+        metric,
+        start,
+        end,
+        stepSeconds: query.step,
+        hostname: query.hostname,
+        model: query.model,
+      }),
+    );
   });
 
   return router;

@@ -70,6 +70,7 @@ const queryKeys = fc.constantFrom(
   'end_time',
   'metric',
   'step',
+  'model',
   'other',
 );
 const query = fc.dictionary(queryKeys, fc.oneof(hostile, fc.array(hostile, { maxLength: 3 })), {
@@ -81,6 +82,8 @@ const paths = fc.oneof(
   fc.tuple(hostile, hostile).map(([id, metric]) => `/v1/gpus/${enc(id)}/metrics/${enc(metric)}/series`),
   fc.constant('/v1/gpus/GPU-0/metrics/DCGM_FI_DEV_GPU_UTIL/series'),
   fc.constant('/v1/gpus/GPU-0/telemetry'),
+  fc.constant('/v1/gpus/metrics/DCGM_FI_DEV_GPU_UTIL/series'),
+  hostile.map((metric) => `/v1/gpus/metrics/${enc(metric)}/series`),
   fc.constant('/v1/gpus/%ff%fe%fd/telemetry'),
   fc.constant('/v1/gpus/%E0%A4%A/telemetry'),
 );
@@ -110,6 +113,8 @@ describe('hostile input to the query API', () => {
       `/v1/gpus/GPU-0/telemetry?metric=${enc(injection)}`,
       `/v1/gpus/GPU-0/telemetry?cursor=${enc(injection)}`,
       `/v1/gpus/GPU-0/metrics/${enc(injection)}/series`,
+      `/v1/gpus/metrics/${enc(injection)}/series`,
+      `/v1/gpus/metrics/DCGM_FI_DEV_GPU_UTIL/series?hostname=${enc(injection)}&model=${enc(injection)}`,
     ]) {
       const res = await request(asService(streamer.app)).get(path);
       expect([200, 400, 404]).toContain(res.status);

@@ -1,6 +1,8 @@
 import { createLogger } from '@gpu-telemetry/service-kit';
+import { asService } from '@gpu-telemetry/service-kit/testing';
+import request from 'supertest';
 import { startStreamerTestApp } from '../testing/streamer-test-app';
-import { PartitionMaintainer } from './partition-maintainer';
+import { TelemetryMaintainer } from './telemetry-maintainer';
 import { message, sample } from '../testing/samples';
 
 let streamer: Awaited<ReturnType<typeof startStreamerTestApp>>;
@@ -13,12 +15,14 @@ afterAll(async () => {
   await streamer.close();
 });
 
-async function rows(gpuId: string) {
-  const { rows } = await streamer.database.pool.query(
-    'SELECT * FROM telemetry WHERE gpu_id = $1 ORDER BY "timestamp", uuid',
-    [gpuId],
-  );
-  return rows;
+/** Every stored sample of a GPU, read back through the query API. */
+async function rows(gpuId: string, app = streamer) {
+  const res = await request(asService(app.app))
+    .get(`/v1/gpus/${gpuId}/telemetry`)
+    .query({ start_time: '2000-01-01T00:00:00Z', end_time: '2100-01-01T00:00:00Z', limit: 10_000 });
+  if (res.status === 404) return [];
+  expect(res.status).toBe(200);
+  return res.body.samples as Array<Record<string, unknown>>;
 }
 
 describe('IngestService.handle', () => {
@@ -42,25 +46,46 @@ describe('IngestService.handle', () => {
     });
     const stored = await rows(gpuId);
     expect(stored).toHaveLength(4);
-    const byUuid = new Map(stored.map((r) => [r.uuid, r]));
-    expect(byUuid.get(samples[0]!.uuid)).toMatchObject({
-      value: 42.5,
-      labels: samples[0]!.labels,
-      model_name: 'NVIDIA H100 80GB HBM3',
-    });
-    expect(byUuid.get(samples[1]!.uuid)).toMatchObject({
-      value: NaN,
-      container: 'trainer',
-      pod: 'job-0',
-      namespace: 'ml',
-    });
-    expect(byUuid.get(samples[2]!.uuid)).toMatchObject({
-      value: Infinity,
-      gpu_index: null,
-      device: null,
-      hostname: null,
-    });
-    expect(byUuid.get(samples[3]!.uuid)?.value).toBe(-Infinity);
+    expect(stored).toEqual(
+      expect.arrayContaining([
+        expect.objectContaining({
+          value: 42.5,
+          labels: samples[0]!.labels,
+          modelName: 'NVIDIA H100 80GB HBM3',
+        }),
+        expect.objectContaining({
+          value: 'NaN',
+          metricName: 'DCGM_FI_DEV_MEMORY_TEMP',
+          container: 'trainer',
+          pod: 'job-0',
+          namespace: 'ml',
+        }),
+        expect.objectContaining({ value: '+Inf', gpuIndex: null, device: null, hostname: null }),
+        expect.objectContaining({ value: '-Inf', gpuIndex: 0, hostname: 'node-1' }),
+      ]),
+    );
+  });
+
+  it('stores a series once: samples refer to it by id, whatever the order of its labels', async () => {
+    const gpuId = 'GPU-ingest-series';
+    const t0 = Date.now() - 60_000;
+    const at = (k: number) => new Date(t0 + k * 1000).toISOString();
+    await streamer.ingest.handle([
+      message([0, 1, 2].map((k) => sample({ gpuId, timestamp: at(k), labels: { a: '1', b: '2' } }))),
+    ]);
+    await streamer.ingest.handle([
+      message([3, 4].map((k) => sample({ gpuId, timestamp: at(k), labels: { b: '2', a: '1' } }))),
+    ]);
+    await streamer.ingest.handle([message([sample({ gpuId, timestamp: at(5), labels: { a: '1' } })])]);
+    const { rows: series } = await streamer.database.pool.query(
+      `SELECT s.labels, count(x.*)::int AS samples FROM telemetry_series s
+       JOIN telemetry_samples x ON x.series_id = s.id WHERE s.gpu_id = $1 GROUP BY 1 ORDER BY 2 DESC`,
+      [gpuId],
+    );
+    expect(series).toEqual([
+      { labels: { a: '1', b: '2' }, samples: 5 },
+      { labels: { a: '1' }, samples: 1 },
+    ]);
   });
 
   it('stores a redelivered message once: the second time inserts nothing', async () => {
@@ -81,17 +106,25 @@ describe('IngestService.handle', () => {
       return { copy: count('copy'), dedup: count('dedup') };
     };
     const before = await paths();
-    const first = Array.from({ length: 1_200 }, (_, n) => sample({ gpuId, value: n }));
+    const t0 = Date.now() - 3_600_000;
+    const first = Array.from({ length: 1_200 }, (_, n) =>
+      sample({ gpuId, value: n, timestamp: new Date(t0 + n).toISOString() }),
+    );
     await streamer.ingest.handle([message(first.slice(0, 600)), message(first.slice(600))]);
     expect(await paths()).toEqual({ copy: before.copy + 1, dedup: before.dedup });
 
     // The last stored sample again, among new ones: the COPY is refused whole, the new ones still land.
-    const mixed = [...Array.from({ length: 700 }, (_, n) => sample({ gpuId, value: -n })), first[1_199]!];
+    const mixed = [
+      ...Array.from({ length: 700 }, (_, n) =>
+        sample({ gpuId, value: -n, timestamp: new Date(t0 + 2_000 + n).toISOString() }),
+      ),
+      first[1_199]!,
+    ];
     await streamer.ingest.handle([message(mixed)]);
     expect(await paths()).toEqual({ copy: before.copy + 1, dedup: before.dedup + 1 });
     const stored = await rows(gpuId);
     expect(stored).toHaveLength(1_900);
-    expect(new Set(stored.map((r) => r.uuid)).size).toBe(1_900);
+    expect(new Set(stored.map((r) => `${r.timestamp} ${r.metricName}`)).size).toBe(1_900);
   });
 
   it('dead-letters invalid messages with a reason naming the field, and still stores the valid samples', async () => {
@@ -123,7 +156,7 @@ describe('IngestService.handle', () => {
         reason: 'invalid telemetry: samples: must contain at least one sample',
       },
     ]);
-    expect((await rows(gpuId)).map((r) => r.uuid)).toContain(good.uuid);
+    expect((await rows(gpuId)).map((r) => r.timestamp)).toContain(good.timestamp);
     expect(await rows(gpuId)).toHaveLength(2);
   });
 
@@ -151,9 +184,10 @@ describe('IngestService.handle', () => {
     ]);
   });
 
-  it('creates the daily partition a sample needs on demand', async () => {
+  it('creates the chunk a sample needs on demand, with its partition', async () => {
     const when = new Date(Date.now() - 5 * 86_400_000);
-    const name = `telemetry_p${when.toISOString().slice(0, 10).replaceAll('-', '')}`;
+    const hour = when.toISOString().slice(0, 13);
+    const name = `telemetry_samples_${hour.slice(0, 10).replaceAll('-', '')}_${hour.slice(11, 13)}0000`;
     await streamer.ingest.handle([
       message([sample({ gpuId: 'GPU-ingest-4', timestamp: when.toISOString() })]),
     ]);
@@ -161,6 +195,16 @@ describe('IngestService.handle', () => {
       name,
     ]);
     expect(parts[0].name).toBe(name);
+    const { rows: chunks } = await streamer.database.pool.query(
+      'SELECT chunk_start, chunk_end FROM telemetry_chunks WHERE chunk_start <= $1 AND chunk_end > $1',
+      [when],
+    );
+    expect(chunks).toEqual([
+      {
+        chunk_start: new Date(`${hour}:00:00Z`),
+        chunk_end: new Date(Date.parse(`${hour}:00:00Z`) + 3_600_000),
+      },
+    ]);
     expect(await rows('GPU-ingest-4')).toHaveLength(1);
   });
 
@@ -180,25 +224,38 @@ describe('IngestService.handle', () => {
 });
 
 describe('retention', () => {
-  it('drops whole expired days and the GPUs not seen since', async () => {
+  it('drops whole expired chunks, and the GPUs not seen since the longest retention', async () => {
     const local = await startStreamerTestApp({ config: { TELEMETRY_RETENTION: 0 } });
     try {
       const old = new Date(Date.now() - 20 * 86_400_000);
       await local.ingest.handle([
         message([sample({ gpuId: 'GPU-old', timestamp: old.toISOString() })]),
+        message([
+          sample({ gpuId: 'GPU-rolled', timestamp: new Date(Date.now() - 8 * 86_400_000).toISOString() }),
+        ]),
         message([sample({ gpuId: 'GPU-new' })]),
       ]);
-      const maintainer = new PartitionMaintainer({
+      const maintainer = new TelemetryMaintainer({
         pool: local.database.pool,
         logger: createLogger('streamer', 'silent'),
         metrics: local.streamerMetrics,
+        compactor: local.compactor,
         retentionMs: 7 * 86_400_000,
+        retention1mMs: 7 * 86_400_000,
+        retention1hMs: 10 * 86_400_000,
+        chunkMs: 3_600_000,
         intervalMs: 3_600_000,
+        compactEveryMs: 60_000,
       });
-      const { dropped } = await maintainer.runOnce();
-      expect(dropped).toEqual([`telemetry_p${old.toISOString().slice(0, 10).replaceAll('-', '')}`]);
-      const { rows } = await local.database.pool.query('SELECT gpu_id FROM gpus ORDER BY 1');
-      expect(rows.map((r) => r.gpu_id)).toEqual(['GPU-new']);
+      const { dropped } = await maintainer.maintain();
+      expect(dropped).toHaveLength(2);
+      expect(dropped[0]).toEqual(new Date(Math.floor(old.getTime() / 3_600_000) * 3_600_000));
+      // Samples of 8 days ago are gone, but the GPU's rollups are kept 10 days: it stays listed.
+      const gpus = await request(asService(local.app)).get('/v1/gpus').expect(200);
+      expect(gpus.body.gpus.map((g: { id: string }) => g.id)).toEqual(['GPU-new', 'GPU-rolled']);
+      expect(await rows('GPU-old', local)).toHaveLength(0);
+      expect(await rows('GPU-new', local)).toHaveLength(1);
+      expect(await rows('GPU-rolled', local)).toHaveLength(0);
       const count = await local.database.pool.query('SELECT count(*)::int AS n FROM telemetry');
       expect(count.rows[0].n).toBe(1);
     } finally {

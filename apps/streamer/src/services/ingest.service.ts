@@ -1,5 +1,6 @@
 import { fieldErrors } from '@gpu-telemetry/service-kit';
 import {
+  fromSampleValue,
   isTelemetrySample,
   type LeasedMessage,
   type TelemetrySample,
@@ -11,7 +12,19 @@ import type { HandleResult } from '@gpu-telemetry/queue-client';
 import { getTracer, type Logger, withSpan } from '@gpu-telemetry/service-kit';
 import type { Pool } from 'pg';
 import type { StreamerMetrics } from './streamer.metrics';
-import { ensurePartitions, type GpuSighting, insertSamples, upsertGpus } from './telemetry.queries';
+import type { ChunkCompactor, LateSample } from './chunk-compactor';
+import { microsOf } from './sample-time';
+import { SeriesCache } from './series-cache';
+import {
+  type Chunk,
+  ensureChunks,
+  type GpuSighting,
+  type HotSample,
+  insertHotSamples,
+  resolveSeries,
+  type SeriesLabels,
+  upsertGpus,
+} from './telemetry-write.queries';
 
 export interface IngestDeps {
   pool: Pool;
@@ -19,12 +32,15 @@ export interface IngestDeps {
   metrics: StreamerMetrics;
   /** Samples older than this are refused (they would be dropped by retention anyway); 0: no limit. */
   retentionMs: number;
+  /** Length of a chunk of time (TELEMETRY_CHUNK). */
+  chunkMs: number;
+  /** Merges samples that arrive for chunks already compacted. */
+  compactor: ChunkCompactor;
   now?: () => number;
 }
 
 const tracer = getTracer('streamer');
-const DAY_MS = 24 * 3_600_000;
-const FUTURE_MS = DAY_MS;
+const FUTURE_MS = 24 * 3_600_000;
 
 /** The samples of a batch that passed, with each one's time parsed once (times[i] is valid[i]'s). */
 interface Accepted {
@@ -36,10 +52,14 @@ interface Accepted {
  * Turns leased telemetry messages into rows. Every sample is validated; the valid ones are stored
  * in one transaction whether or not their message had bad ones, and a message with invalid
  * content goes straight to the dead letters with a reason naming the first problem, so it never
- * holds up the batch. Storage is idempotent: a redelivered message stores nothing twice.
+ * holds up the batch. Each sample finds its series (metric and labels, stored once) and becomes a
+ * narrow row of series id, time and value in its chunk. Storage is idempotent on (series, time):
+ * a redelivered message stores nothing twice.
  */
 export class IngestService {
-  private readonly knownDays = new Set<string>();
+  /** Chunks known to exist, by chunk number (time / chunkMs). */
+  private readonly knownChunks = new Map<number, Chunk>();
+  private readonly series = new SeriesCache();
 
   constructor(private readonly deps: IngestDeps) {}
 
@@ -72,8 +92,7 @@ export class IngestService {
           }
         }
         try {
-          await this.ensureDays(accepted.times);
-          const inserted = await this.insert(valid, accepted.times);
+          const inserted = await this.insert(valid);
           await upsertGpus(this.deps.pool, sightings(accepted));
           const lag = messages.length
             ? (now - Math.min(...messages.map((m) => Date.parse(m.publishedAt)))) / 1000
@@ -152,37 +171,128 @@ export class IngestService {
     return problems;
   }
 
-  private async ensureDays(times: number[]): Promise<void> {
-    const days = new Set<number>();
-    for (const at of times) days.add(Math.floor(at / DAY_MS));
-    // Each day on its own: a stray old sample must not create every day in between.
-    for (const d of [...days].sort((a, b) => a - b)) {
-      const iso = new Date(d * DAY_MS).toISOString().slice(0, 10);
-      if (this.knownDays.has(iso)) continue;
-      const created = await ensurePartitions(this.deps.pool, iso, iso);
-      if (created > 0) this.deps.metrics.partitionsCreated.inc(created);
-      this.knownDays.add(iso);
+  /** The series id of every sample, resolving (and storing) the ones this process has not seen. */
+  private async seriesIds(samples: TelemetrySample[]): Promise<number[]> {
+    const ids: number[] = new Array(samples.length);
+    const missing = new Map<string, number[]>();
+    for (let i = 0; i < samples.length; i++) {
+      const key = SeriesCache.keyOf(samples[i] as TelemetrySample);
+      const id = this.series.get(key);
+      if (id !== undefined) ids[i] = id;
+      else {
+        const waiting = missing.get(key);
+        if (waiting) waiting.push(i);
+        else missing.set(key, [i]);
+      }
+    }
+    if (missing.size > 0) {
+      const keys = [...missing.keys()];
+      const labels: SeriesLabels[] = keys.map((key) => {
+        const s = samples[(missing.get(key) as number[])[0] as number] as TelemetrySample;
+        return {
+          metricName: s.metricName,
+          gpuId: s.gpuId,
+          gpuIndex: s.gpuIndex,
+          device: s.device,
+          modelName: s.modelName,
+          hostname: s.hostname,
+          container: s.container,
+          pod: s.pod,
+          namespace: s.namespace,
+          labels: s.labels,
+        };
+      });
+      const resolved = await resolveSeries(this.deps.pool, labels);
+      keys.forEach((key, k) => {
+        const id = resolved[k] as number;
+        this.series.set(key, id);
+        for (const i of missing.get(key) as number[]) ids[i] = id;
+      });
+      this.deps.metrics.seriesResolved.inc(keys.length);
+    }
+    return ids;
+  }
+
+  /** The chunk holding every time (created with its partition where missing). */
+  private async chunksOf(times: number[]): Promise<Chunk[]> {
+    const { chunkMs } = this.deps;
+    const found: Chunk[] = new Array(times.length);
+    const missing: number[] = [];
+    const place = (i: number): boolean => {
+      const at = times[i] as number;
+      const chunk = this.knownChunks.get(Math.floor(at / chunkMs));
+      if (!chunk || at < chunk.start || at >= chunk.end) return false;
+      found[i] = chunk;
+      return true;
+    };
+    for (let i = 0; i < times.length; i++) if (!place(i)) missing.push(i);
+    for (let round = 0; missing.length > 0; round++) {
+      if (round === 3) throw new Error('could not find or make the chunks of a batch');
+      // One time per chunk number; a chunk cut short by a neighbour takes another round.
+      const byNumber = new Map<number, number>();
+      for (const i of missing) {
+        const at = times[i] as number;
+        if (!byNumber.has(Math.floor(at / chunkMs))) byNumber.set(Math.floor(at / chunkMs), at);
+      }
+      for (const chunk of await ensureChunks(this.deps.pool, [...byNumber.values()], chunkMs)) {
+        this.knownChunks.set(Math.floor(chunk.start / chunkMs), chunk);
+      }
+      const left = missing.filter((i) => !place(i));
+      missing.length = 0;
+      missing.push(...left);
+    }
+    return found;
+  }
+
+  /**
+   * Stores the samples: those of open (hot) chunks by COPY, those of chunks already compacted by
+   * merging them into their blocks. A chunk compacted since this process last looked refuses the
+   * COPY (check_violation), and the batch is routed again.
+   */
+  private async insert(samples: TelemetrySample[]): Promise<number> {
+    if (samples.length === 0) return 0;
+    const ids = await this.seriesIds(samples);
+    const micros = samples.map((s) => microsOf(s.timestamp));
+    const routeTimes = micros.map((us) => Math.floor(us / 1000));
+    for (let attempt = 1; ; attempt++) {
+      const chunks = await this.chunksOf(routeTimes);
+      const hot: HotSample[] = [];
+      const late = new Map<number, LateSample[]>();
+      for (let i = 0; i < samples.length; i++) {
+        const s = samples[i] as TelemetrySample;
+        const chunk = chunks[i] as Chunk;
+        const value = fromSampleValue(s.value);
+        if (!chunk.compacted) {
+          hot.push({ seriesId: ids[i] as number, timestamp: s.timestamp, value });
+          continue;
+        }
+        const list = late.get(chunk.start);
+        const sample = { seriesId: ids[i] as number, us: micros[i] as number, value };
+        if (list) list.push(sample);
+        else late.set(chunk.start, [sample]);
+      }
+      let inserted = 0;
+      try {
+        if (hot.length > 0) {
+          const stored = await insertHotSamples(this.deps.pool, hot);
+          this.deps.metrics.insertPaths.inc({ path: stored.path });
+          inserted += stored.inserted;
+        }
+      } catch (error) {
+        // check_violation: a chunk was compacted (or dropped by retention) since we looked.
+        if (!isPgError(error, '23514') || attempt === 3) throw error;
+        this.forgetChunks();
+        continue;
+      }
+      for (const [chunkStart, list] of late)
+        inserted += await this.deps.compactor.mergeLate(chunkStart, list);
+      return inserted;
     }
   }
 
-  private async insert(samples: TelemetrySample[], times: number[]): Promise<number> {
-    let stored;
-    try {
-      stored = await insertSamples(this.deps.pool, samples);
-    } catch (error) {
-      // A partition this process thought existed was dropped (retention elsewhere): recreate, retry once.
-      if (!isPgError(error, '23514')) throw error; // check_violation: no partition for the row
-      this.knownDays.clear();
-      await this.ensureDays(times);
-      stored = await insertSamples(this.deps.pool, samples);
-    }
-    if (samples.length > 0) this.deps.metrics.insertPaths.inc({ path: stored.path });
-    return stored.inserted;
-  }
-
-  /** Forget known partitions (after retention dropped some). */
-  forgetPartitions(): void {
-    this.knownDays.clear();
+  /** Forget known chunks (after retention dropped some, or compaction closed some). */
+  forgetChunks(): void {
+    this.knownChunks.clear();
   }
 }
 

@@ -54,14 +54,35 @@ export function createStreamerMetrics(registry: Registry) {
       buckets: [0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300],
       registers,
     }),
-    partitionsCreated: new Counter({
-      name: 'streamer_partitions_created_total',
-      help: 'Daily telemetry partitions created.',
+    seriesResolved: new Counter({
+      name: 'streamer_series_resolved_total',
+      help: 'Series looked up or stored because this process had not seen them yet.',
       registers,
     }),
-    partitionsDropped: new Counter({
-      name: 'streamer_partitions_dropped_total',
-      help: 'Daily telemetry partitions dropped by retention.',
+    chunksCompacted: new Counter({
+      name: 'streamer_chunks_compacted_total',
+      help: 'Chunks rewritten as one block per series.',
+      registers,
+    }),
+    samplesCompacted: new Counter({
+      name: 'streamer_samples_compacted_total',
+      help: 'Samples moved from hot rows into blocks.',
+      registers,
+    }),
+    compactionDuration: new Histogram({
+      name: 'streamer_compaction_duration_seconds',
+      help: 'Time to compact one chunk.',
+      buckets: [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300],
+      registers,
+    }),
+    lateMerged: new Counter({
+      name: 'streamer_late_samples_merged_total',
+      help: 'Samples that arrived after their chunk was compacted, merged into its blocks.',
+      registers,
+    }),
+    chunksDropped: new Counter({
+      name: 'streamer_chunks_dropped_total',
+      help: 'Chunks of telemetry dropped by retention.',
       registers,
     }),
   };

@@ -1,6 +1,21 @@
-import type { Database } from '@gpu-telemetry/db';
+import { createHash } from 'node:crypto';
 import { NotFoundError, type SampleValue, toSampleValue, ValidationError } from '@gpu-telemetry/model';
-import { type Kysely, sql } from 'kysely';
+import type { Kysely } from 'kysely';
+import type { StreamerDatabase } from '../streamer.database';
+import { decodeBlock } from '../codec/block-codec';
+import { RollupReader } from '../codec/rollup';
+import {
+  bucketMakings,
+  gpuExists,
+  listGpus,
+  type SampleKey,
+  samplesPage,
+  type Segment,
+  type SeriesRow,
+  seriesOfGpu,
+  seriesOfMetric,
+  type StoredSample,
+} from './telemetry-read.queries';
 
 export interface GpuView {
   id: string;
@@ -36,24 +51,19 @@ export interface Bucket {
   max: number | null;
 }
 
-/** Keyset cursor: the (timestamp, uuid) of the last row of a page, opaque to clients. */
-export function encodeCursor(timestamp: Date, uuid: string): string {
-  return Buffer.from(JSON.stringify([timestamp.toISOString(), uuid])).toString('base64url');
+/** Keyset cursor: the (time in µs, series id) of the last sample of a page, opaque to clients. */
+export function encodeCursor(key: SampleKey): string {
+  return Buffer.from(JSON.stringify([key.us, key.seriesId])).toString('base64url');
 }
 
-export function decodeCursor(cursor: string): { timestamp: string; uuid: string } {
+export function decodeCursor(cursor: string): SampleKey {
   try {
-    const [timestamp, uuid] = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8')) as [
+    const [us, seriesId] = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8')) as [
       unknown,
       unknown,
     ];
-    if (
-      typeof timestamp === 'string' &&
-      !Number.isNaN(Date.parse(timestamp)) &&
-      typeof uuid === 'string' &&
-      /^[0-9a-f-]{36}$/.test(uuid)
-    ) {
-      return { timestamp, uuid };
+    if (Number.isSafeInteger(us) && Number.isSafeInteger(seriesId) && (seriesId as number) > 0) {
+      return { us: us as number, seriesId: seriesId as number };
     }
   } catch {
     // fall through
@@ -61,48 +71,93 @@ export function decodeCursor(cursor: string): { timestamp: string; uuid: string 
   throw new ValidationError([{ field: 'cursor', message: 'must be a cursor returned by a previous page' }]);
 }
 
-/** The read side of `telemetry`: every query is an index range scan (see the EXPLAIN tests). */
+/** The id a sample is shown with, as telemetry_sample_uuid() computes it in SQL. */
+export function sampleUuid(seriesKey: string, us: number): string {
+  const hex = createHash('md5').update(`${seriesKey}:${us}`).digest('hex');
+  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20, 32)}`;
+}
+
+const isoOfMicros = (us: number) => new Date(Math.floor(us / 1000)).toISOString();
+
+interface BucketSums {
+  count: number;
+  sum: number;
+  min: number;
+  max: number;
+}
+
+function add(
+  buckets: Map<number, BucketSums>,
+  key: number,
+  count: number,
+  sum: number,
+  min: number,
+  max: number,
+) {
+  const bucket = buckets.get(key);
+  if (!bucket) buckets.set(key, { count, sum, min, max });
+  else {
+    bucket.count += count;
+    bucket.sum += sum;
+    if (min < bucket.min) bucket.min = min;
+    if (max > bucket.max) bucket.max = max;
+  }
+}
+
+/**
+ * [start, end) cut into stretches answered exactly at the coarsest resolution that fits the step:
+ * 1-hour rollups where the step is whole hours, 1-minute ones where it is whole minutes, raw samples
+ * otherwise, and finer ones at edges that do not fall on the coarse grid.
+ */
+export function segments(start: number, end: number, stepSeconds: number): Segment[] {
+  const resolution = stepSeconds % 3600 === 0 ? 3600 : stepSeconds % 60 === 0 ? 60 : 0;
+  return split(start, end, resolution);
+}
+
+function split(start: number, end: number, resolution: 0 | 60 | 3600): Segment[] {
+  if (resolution === 0) return start < end ? [{ from: start, to: end, resolution }] : [];
+  const finer = resolution === 3600 ? 60 : 0;
+  const size = resolution * 1000;
+  const a = Math.ceil(start / size) * size;
+  const b = Math.floor(end / size) * size;
+  if (a >= b) return split(start, end, finer);
+  return [...split(start, a, finer), { from: a, to: b, resolution }, ...split(b, end, finer)];
+}
+
+/** The read side: GPUs, samples of a GPU in time order, and aggregates for charts. */
 export class TelemetryQueryService {
-  constructor(private readonly db: Kysely<Database>) {}
+  constructor(private readonly db: Kysely<StreamerDatabase>) {}
 
   async gpus(options: {
     limit: number;
     cursor?: string;
     hostname?: string;
   }): Promise<{ gpus: GpuView[]; nextCursor: string | null }> {
-    let query = this.db
-      .selectFrom('gpus')
-      .selectAll()
-      .orderBy('gpu_id')
-      .limit(options.limit + 1);
-    if (options.cursor)
-      query = query.where('gpu_id', '>', Buffer.from(options.cursor, 'base64url').toString('utf8'));
-    if (options.hostname) query = query.where('hostname', '=', options.hostname);
-    const rows = await query.execute();
+    const rows = await listGpus(this.db, {
+      limit: options.limit + 1,
+      after: options.cursor ? Buffer.from(options.cursor, 'base64url').toString('utf8') : undefined,
+      hostname: options.hostname,
+    });
     const page = rows.slice(0, options.limit);
     return {
       gpus: page.map((row) => ({
-        id: row.gpu_id,
-        index: row.gpu_index,
+        id: row.gpuId,
+        index: row.gpuIndex,
         device: row.device,
-        modelName: row.model_name,
+        modelName: row.modelName,
         hostname: row.hostname,
-        firstSeen: row.first_seen.toISOString(),
-        lastSeen: row.last_seen.toISOString(),
+        firstSeen: row.firstSeen.toISOString(),
+        lastSeen: row.lastSeen.toISOString(),
         metrics: row.metrics,
       })),
       nextCursor:
-        rows.length > options.limit ? Buffer.from(page.at(-1)?.gpu_id ?? '').toString('base64url') : null,
+        rows.length > options.limit ? Buffer.from(page.at(-1)?.gpuId ?? '').toString('base64url') : null,
     };
   }
 
   private async requireGpu(gpuId: string): Promise<void> {
-    const gpu = await this.db
-      .selectFrom('gpus')
-      .select('gpu_id')
-      .where('gpu_id', '=', gpuId)
-      .executeTakeFirst();
-    if (!gpu) throw new NotFoundError(`GPU ${gpuId} has never reported telemetry.`);
+    if (!(await gpuExists(this.db, gpuId)))
+      throw new NotFoundError(`GPU ${gpuId} has never reported telemetry.`);
   }
 
   /** Samples of one GPU in time order, start inclusive, end exclusive, one keyset page at a time. */
@@ -116,53 +171,38 @@ export class TelemetryQueryService {
   }): Promise<{ gpuId: string; samples: SampleView[]; nextCursor: string | null }> {
     await this.requireGpu(args.gpuId);
     const after = args.cursor ? decodeCursor(args.cursor) : undefined;
-    let query = this.db
-      .selectFrom('telemetry')
-      .select([
-        'uuid',
-        'timestamp',
-        'metric_name',
-        'value',
-        'gpu_index',
-        'device',
-        'model_name',
-        'hostname',
-        'container',
-        'pod',
-        'namespace',
-        'labels',
-      ])
-      .where('gpu_id', '=', args.gpuId)
-      .where('timestamp', '>=', args.start)
-      .where('timestamp', '<', args.end)
-      .orderBy('timestamp')
-      .orderBy('uuid')
-      .limit(args.limit + 1);
-    if (args.metric) query = query.where('metric_name', '=', args.metric);
-    if (after)
-      query = query.where(
-        sql<boolean>`("timestamp", uuid) > (${after.timestamp}::timestamptz, ${after.uuid}::uuid)`,
-      );
-    const rows = await query.execute();
+    const series = await seriesOfGpu(this.db, args.gpuId, args.metric);
+    if (series.length === 0) return { gpuId: args.gpuId, samples: [], nextCursor: null };
+    const byId = new Map(series.map((s) => [s.id, s]));
+    const want = args.limit + 1;
+    const { hot, blocks } = await samplesPage(this.db, {
+      seriesIds: series.map((s) => s.id),
+      start: args.start,
+      end: args.end,
+      after,
+      limit: want,
+    });
+    // Hot rows and decoded blocks, one (time, series) order. What was read holds the first `want`
+    // samples after the cursor (see samplesPage); the blocks also hold some outside the page.
+    const startUs = args.start.getTime() * 1000;
+    const endUs = args.end.getTime() * 1000;
+    const rows: StoredSample[] = [...hot];
+    for (const block of blocks) {
+      const { times, values } = decodeBlock(block.data);
+      for (let i = 0; i < times.length; i++) {
+        const us = times[i] as number;
+        if (us < startUs || us >= endUs) continue;
+        if (after && (us < after.us || (us === after.us && block.seriesId <= after.seriesId))) continue;
+        rows.push({ seriesId: block.seriesId, us, value: values[i] as number });
+      }
+    }
+    if (blocks.length > 0) rows.sort((a, b) => a.us - b.us || a.seriesId - b.seriesId);
     const page = rows.slice(0, args.limit);
     const last = page.at(-1);
     return {
       gpuId: args.gpuId,
-      samples: page.map((row) => ({
-        uuid: row.uuid,
-        timestamp: row.timestamp.toISOString(),
-        metricName: row.metric_name,
-        value: toSampleValue(row.value),
-        gpuIndex: row.gpu_index,
-        device: row.device,
-        modelName: row.model_name,
-        hostname: row.hostname,
-        container: row.container,
-        pod: row.pod,
-        namespace: row.namespace,
-        labels: row.labels,
-      })),
-      nextCursor: rows.length > args.limit && last ? encodeCursor(last.timestamp, last.uuid) : null,
+      samples: page.map((row) => view(byId.get(row.seriesId) as SeriesRow, row.us, row.value)),
+      nextCursor: rows.length > args.limit && last ? encodeCursor(last) : null,
     };
   }
 
@@ -180,33 +220,115 @@ export class TelemetryQueryService {
     buckets: Bucket[];
   }> {
     await this.requireGpu(args.gpuId);
-    const { rows } = await sql<{
-      bucket: Date;
-      count: string;
-      avg: number | null;
-      min: number | null;
-      max: number | null;
-    }>`
-      SELECT date_bin(make_interval(secs => ${args.stepSeconds}), "timestamp", TIMESTAMPTZ '1970-01-01 00:00:00+00') AS bucket,
-             count(*) AS count, avg(value) AS avg, min(value) AS min, max(value) AS max
-      FROM telemetry
-      WHERE gpu_id = ${args.gpuId} AND metric_name = ${args.metric}
-        AND "timestamp" >= ${args.start} AND "timestamp" < ${args.end}
-        AND value > '-Infinity' AND value < 'Infinity'
-      GROUP BY 1
-      ORDER BY 1
-    `.execute(this.db);
+    const series = await seriesOfGpu(this.db, args.gpuId, args.metric);
     return {
       gpuId: args.gpuId,
       metric: args.metric,
       stepSeconds: args.stepSeconds,
-      buckets: rows.map((row) => ({
-        start: row.bucket.toISOString(),
-        count: Number(row.count),
-        avg: row.avg,
-        min: row.min,
-        max: row.max,
-      })),
+      buckets: await this.aggregate(
+        series.map((s) => s.id),
+        args,
+      ),
     };
   }
+
+  /** The same aggregates over every GPU reporting the metric (optionally on one host, of one model). */
+  async fleetSeries(args: {
+    metric: string;
+    start: Date;
+    end: Date;
+    stepSeconds: number;
+    hostname?: string;
+    model?: string;
+  }): Promise<{ metric: string; stepSeconds: number; series: number; buckets: Bucket[] }> {
+    const ids = await seriesOfMetric(this.db, args.metric, { hostname: args.hostname, model: args.model });
+    return {
+      metric: args.metric,
+      stepSeconds: args.stepSeconds,
+      series: ids.length,
+      buckets: await this.aggregate(ids, args),
+    };
+  }
+
+  /**
+   * Buckets of the finite values of these series: hot rows aggregated by Postgres, compacted chunks
+   * from their blocks or rollups, each stretch of the range at the coarsest resolution that answers
+   * the step exactly (see segments()).
+   */
+  private async aggregate(
+    seriesIds: number[],
+    args: { start: Date; end: Date; stepSeconds: number },
+  ): Promise<Bucket[]> {
+    const buckets = new Map<number, BucketSums>();
+    if (seriesIds.length > 0) {
+      const start = args.start.getTime();
+      const end = args.end.getTime();
+      const stepMs = args.stepSeconds * 1000;
+      const parts = segments(start, end, args.stepSeconds);
+      const { hot, blocks, rollups } = await bucketMakings(this.db, {
+        seriesIds,
+        start: args.start,
+        end: args.end,
+        stepSeconds: args.stepSeconds,
+        segments: parts,
+      });
+      for (const row of hot) {
+        add(buckets, row.start.getTime(), row.count, row.sum as number, row.min as number, row.max as number);
+      }
+      const raw = parts.filter((g) => g.resolution === 0);
+      for (const block of blocks) {
+        const { times, values } = decodeBlock(block.data);
+        for (let i = 0; i < times.length; i++) {
+          const ms = (times[i] as number) / 1000;
+          const value = values[i] as number;
+          if (!Number.isFinite(value) || !raw.some((g) => ms >= g.from && ms < g.to)) continue;
+          add(buckets, Math.floor(ms / stepMs) * stepMs, 1, value, value, value);
+        }
+      }
+      const reader = new RollupReader();
+      for (const rollup of rollups) {
+        const within = parts.filter((g) => g.resolution === rollup.resolution);
+        const n = reader.read(rollup.data);
+        const { times, count, sum, min, max } = reader;
+        for (let i = 0; i < n; i++) {
+          const ms = (times[i] as number) / 1000;
+          if (!within.some((g) => ms >= g.from && ms < g.to)) continue;
+          add(
+            buckets,
+            Math.floor(ms / stepMs) * stepMs,
+            count[i] as number,
+            sum[i] as number,
+            min[i] as number,
+            max[i] as number,
+          );
+        }
+      }
+    }
+    return [...buckets.entries()]
+      .sort(([a], [b]) => a - b)
+      .map(([start, b]) => ({
+        start: new Date(start).toISOString(),
+        count: b.count,
+        avg: b.sum / b.count,
+        min: b.min,
+        max: b.max,
+      }));
+  }
+}
+
+function view(series: SeriesRow, us: number, value: number): SampleView {
+  return {
+    uuid: sampleUuid(series.key, us),
+    timestamp: isoOfMicros(us),
+    metricName: series.metricName,
+    value: toSampleValue(value),
+    gpuIndex: series.gpuIndex,
+    device: series.device,
+    modelName: series.modelName,
+    hostname: series.hostname,
+    container: series.container,
+    pod: series.pod,
+    namespace: series.namespace,
+    labels: series.labels,
+  };
 }

@@ -1,6 +1,13 @@
 import { randomUUID } from 'node:crypto';
 import type { LeasedMessage, TelemetrySample } from '@gpu-telemetry/model';
 
+let lastMs = 0;
+/** Now, but never the same millisecond twice: samples of one series at one time are one sample. */
+function distinctNow(): string {
+  lastMs = Math.max(Date.now(), lastMs + 1);
+  return new Date(lastMs).toISOString();
+}
+
 /** A valid sample; override what the test is about. */
 export function sample(overrides: Partial<TelemetrySample> = {}): TelemetrySample {
   return {
@@ -12,7 +19,7 @@ export function sample(overrides: Partial<TelemetrySample> = {}): TelemetrySampl
     hostname: 'node-1',
     metricName: 'DCGM_FI_DEV_GPU_UTIL',
     value: 50,
-    timestamp: new Date().toISOString(),
+    timestamp: distinctNow(),
     container: null,
     pod: null,
     namespace: null,

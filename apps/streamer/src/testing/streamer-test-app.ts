@@ -4,6 +4,7 @@ import { createLogger } from '@gpu-telemetry/service-kit';
 import { documentedResponses, TEST_SERVICE_TOKEN } from '@gpu-telemetry/service-kit/testing';
 import { createApp, type StreamerApp, type StreamerAppDeps } from '../app';
 import { streamerApi } from '../routes/gpus.openapi';
+import type { StreamerDatabase } from '../streamer.database';
 
 export const STREAMER_TEST_CONFIG: StreamerAppDeps['config'] = {
   STREAMER_CONCURRENCY: 2,
@@ -12,6 +13,7 @@ export const STREAMER_TEST_CONFIG: StreamerAppDeps['config'] = {
   STREAMER_WAIT: 1_000,
   TELEMETRY_RETENTION: 7 * 86_400_000,
   TELEMETRY_MAINTENANCE_INTERVAL: 3_600_000,
+  TELEMETRY_CHUNK: 3_600_000,
   SERVICE_TOKEN: TEST_SERVICE_TOKEN,
 };
 
@@ -25,11 +27,12 @@ afterEach(() => responses.assertNone());
 /** The streamer's HTTP app and ingest on a fresh database; its queue is whatever `queueUrl` points at. */
 export async function startStreamerTestApp(
   options: { queueUrl?: string; config?: Partial<StreamerAppDeps['config']> } = {},
-): Promise<StreamerApp & { database: TestDatabase; queue: QueueClient; close(): Promise<void> }> {
-  const database = await createTestDatabase();
+): Promise<
+  StreamerApp & { database: TestDatabase<StreamerDatabase>; queue: QueueClient; close(): Promise<void> }
+> {
+  const database = await createTestDatabase<StreamerDatabase>();
   const queue = new QueueClient({ url: options.queueUrl ?? 'http://127.0.0.1:9', token: TEST_SERVICE_TOKEN });
   const app = createApp({
-    db: database.db,
     pool: database.pool,
     logger: createLogger('streamer', process.env['TEST_LOG_LEVEL'] ?? 'silent'),
     queue,

@@ -1,0 +1,311 @@
+import type { Logger } from '@gpu-telemetry/service-kit';
+import type { Pool, PoolClient } from 'pg';
+import { type Block, decodeBlock, encodeBlock } from '../codec/block-codec';
+import { combineRollups, decodeRollup, encodeRollup, HOUR_US, MINUTE_US, rollUp } from '../codec/rollup';
+import {
+  blocksBetween,
+  blocksForUpdate,
+  type ChunkBounds,
+  chunksToCompact,
+  copySeriesRows,
+  daysToFold,
+  ensureChunkDays,
+  finishCompaction,
+  freezeHotChunk,
+  hotSeriesRange,
+  isCompacted,
+  isDayFolded,
+  lockChunk,
+  lockRollupDay,
+  readHotSamples,
+  readRollupDay,
+  replaceRollupDay,
+  type SeriesRow,
+  upsertBlocks,
+  upsertRollups,
+} from './compaction.queries';
+import type { StreamerMetrics } from './streamer.metrics';
+
+export interface CompactorDeps {
+  pool: Pool;
+  logger: Logger;
+  metrics: StreamerMetrics;
+  /** A chunk is compacted once it has been closed this long (TELEMETRY_COMPACT_AFTER). */
+  compactAfterMs: number;
+  /**
+   * Age of the oldest telemetry message not yet consumed (0 when none, or unknown). Chunks that
+   * ended after it was published wait: its samples would otherwise all arrive late.
+   */
+  backlogAgeMs?: () => Promise<number>;
+  now?: () => number;
+  /** Series read and written per step of a chunk's compaction, to bound memory. */
+  seriesPerStep?: number;
+}
+
+/** A sample on its way into a compacted chunk. */
+export interface LateSample {
+  seriesId: number;
+  us: number;
+  value: number;
+}
+
+const DAY_MS = 86_400_000;
+const dayOf = (ms: number) => Math.floor(ms / DAY_MS) * DAY_MS;
+
+/** What a chunk's series become: its block, and its 1-minute and 1-hour rollups. */
+interface Compacted {
+  blocks: SeriesRow[];
+  minutes: SeriesRow[];
+  hours: SeriesRow[];
+  samples: number;
+}
+
+function compactSeries(out: Compacted, seriesId: number, start: number, block: Block): void {
+  out.blocks.push({ seriesId, start, n: block.times.length, data: encodeBlock(block) });
+  const minutes = rollUp(block, MINUTE_US);
+  if (minutes) out.minutes.push({ seriesId, start, data: encodeRollup(minutes) });
+  const hours = rollUp(block, HOUR_US);
+  if (hours) out.hours.push({ seriesId, start, data: encodeRollup(hours) });
+  out.samples += block.times.length;
+}
+
+/** Collects one series' samples, in time order, into its block and rollups. */
+class SeriesCollector {
+  readonly out: Compacted = { blocks: [], minutes: [], hours: [], samples: 0 };
+  private seriesId = -1;
+  private times: number[] = [];
+  private values: number[] = [];
+
+  constructor(private readonly start: number) {}
+
+  add(seriesId: number, us: number, value: number): void {
+    if (seriesId !== this.seriesId) this.flush();
+    this.seriesId = seriesId;
+    this.times.push(us);
+    this.values.push(value);
+  }
+
+  flush(): void {
+    if (this.times.length === 0) return;
+    const block = { times: Float64Array.from(this.times), values: Float64Array.from(this.values) };
+    compactSeries(this.out, this.seriesId, this.start, block);
+    this.times = [];
+    this.values = [];
+  }
+}
+
+/**
+ * Rewrites closed chunks as one block per series (with its rollups), merges late samples into
+ * chunks already compacted, and folds each closed day's 1-hour rollups into one row per series.
+ * Each chunk is one transaction: blocks and rollups written, hot partition emptied and closed to
+ * writers, all or nothing, so a crash at any point leaves either the hot rows or the blocks.
+ * Several streamers can run it: a chunk is claimed with an advisory lock, the others skip it.
+ */
+export class ChunkCompactor {
+  constructor(private readonly deps: CompactorDeps) {}
+
+  /** Compacts every chunk that is due; returns what was done. */
+  async compactDue(): Promise<{ chunks: number; samples: number; blocks: number }> {
+    const now = (this.deps.now ?? Date.now)();
+    const backlog = (await this.deps.backlogAgeMs?.()) ?? 0;
+    const closedBefore = now - Math.max(this.deps.compactAfterMs, backlog);
+    const due = await chunksToCompact(this.deps.pool, new Date(closedBefore));
+    const total = { chunks: 0, samples: 0, blocks: 0 };
+    for (const chunk of due) {
+      const done = await this.compactChunk(chunk);
+      if (!done) continue;
+      total.chunks++;
+      total.samples += done.samples;
+      total.blocks += done.blocks;
+    }
+    return total;
+  }
+
+  /** Compacts one chunk; null when another streamer has it or already did it. */
+  async compactChunk(chunk: ChunkBounds): Promise<{ samples: number; blocks: number } | null> {
+    const { pool, metrics, logger } = this.deps;
+    const started = performance.now();
+    await ensureChunkDays(pool, chunk.start);
+    const result = await this.transaction(async (client) => {
+      if (!(await lockChunk(client, chunk.start, false))) return null;
+      if (await isCompacted(client, chunk.start)) return null;
+      await freezeHotChunk(client, chunk.start);
+      // A chunk made late for a day already folded adds to the day's rows instead of its own.
+      await lockRollupDay(client, dayOf(chunk.start));
+      const folded = await isDayFolded(client, dayOf(chunk.start));
+      const stats = { samples: 0, blocks: 0 };
+      const range = await hotSeriesRange(client, chunk.start);
+      const step = this.deps.seriesPerStep ?? 20_000;
+      for (let from = range?.[0] ?? 1; range && from <= range[1]; from += step) {
+        const collector = new SeriesCollector(chunk.start);
+        await readHotSamples(client, chunk.start, from, from + step - 1, (id, us, value) =>
+          collector.add(id, us, value),
+        );
+        collector.flush();
+        const { out } = collector;
+        await copySeriesRows(client, 'telemetry_blocks', out.blocks);
+        await copySeriesRows(client, 'telemetry_rollups_1m', out.minutes);
+        if (folded)
+          await this.refoldHours(
+            client,
+            dayOf(chunk.start),
+            out.blocks.map((b) => b.seriesId),
+          );
+        else await copySeriesRows(client, 'telemetry_rollups_1h', out.hours);
+        stats.samples += out.samples;
+        stats.blocks += out.blocks.length;
+      }
+      await finishCompaction(client, chunk.start, stats);
+      return stats;
+    });
+    if (result) {
+      const seconds = (performance.now() - started) / 1000;
+      metrics.chunksCompacted.inc();
+      metrics.samplesCompacted.inc(result.samples);
+      metrics.compactionDuration.observe(seconds);
+      logger.info(
+        { chunk: new Date(chunk.start).toISOString(), ...result, seconds: Math.round(seconds * 1000) / 1000 },
+        'compacted chunk',
+      );
+    }
+    return result;
+  }
+
+  /**
+   * Merges samples into a compacted chunk: each series' block decoded, the new samples added where
+   * its times are new, written back with its rollups. Returns how many were new.
+   */
+  async mergeLate(chunkStart: number, samples: LateSample[]): Promise<number> {
+    if (samples.length === 0) return 0;
+    const bySeries = new Map<number, LateSample[]>();
+    for (const s of samples) {
+      const list = bySeries.get(s.seriesId);
+      if (list) list.push(s);
+      else bySeries.set(s.seriesId, [s]);
+    }
+    const added = await this.transaction(async (client) => {
+      await lockChunk(client, chunkStart, true);
+      const existing = new Map(
+        (await blocksForUpdate(client, chunkStart, [...bySeries.keys()])).map((b) => [b.seriesId, b.data]),
+      );
+      const out: Compacted = { blocks: [], minutes: [], hours: [], samples: 0 };
+      let count = 0;
+      for (const [seriesId, incoming] of bySeries) {
+        const stored = existing.get(seriesId);
+        const merged = mergeSamples(stored ? decodeBlock(stored) : undefined, incoming);
+        if (merged.added === 0) continue;
+        count += merged.added;
+        compactSeries(out, seriesId, chunkStart, merged.block);
+      }
+      if (out.blocks.length === 0) return 0;
+      await upsertBlocks(client, chunkStart, out.blocks, count);
+      await upsertRollups(client, 'telemetry_rollups_1m', out.minutes);
+      await lockRollupDay(client, dayOf(chunkStart));
+      if (await isDayFolded(client, dayOf(chunkStart)))
+        await this.refoldHours(
+          client,
+          dayOf(chunkStart),
+          out.blocks.map((b) => b.seriesId),
+        );
+      else await upsertRollups(client, 'telemetry_rollups_1h', out.hours);
+      return count;
+    });
+    this.deps.metrics.lateMerged.inc(added);
+    return added;
+  }
+
+  /** Folds the 1-hour rollups of every closed, fully compacted day. */
+  async foldDue(): Promise<number> {
+    const now = (this.deps.now ?? Date.now)();
+    let folded = 0;
+    for (const day of await daysToFold(this.deps.pool, new Date(now - this.deps.compactAfterMs))) {
+      if (await this.foldDay(day)) folded++;
+    }
+    return folded;
+  }
+
+  /** One row per series for the day's 1-hour rollups, in place of one per chunk. */
+  async foldDay(dayStart: number): Promise<boolean> {
+    return this.transaction(async (client) => {
+      await lockRollupDay(client, dayStart);
+      if (await isDayFolded(client, dayStart)) return false;
+      const rows: SeriesRow[] = [];
+      let seriesId = -1;
+      let parts: ReturnType<typeof decodeRollup>[] = [];
+      const flush = () => {
+        const combined = combineRollups(parts);
+        if (combined) rows.push({ seriesId, start: dayStart, data: encodeRollup(combined) });
+        parts = [];
+      };
+      await readRollupDay(client, dayStart, (row) => {
+        if (row.seriesId !== seriesId) flush();
+        seriesId = row.seriesId;
+        parts.push(decodeRollup(row.data));
+      });
+      flush();
+      await replaceRollupDay(client, dayStart, rows);
+      this.deps.logger.info(
+        { day: new Date(dayStart).toISOString().slice(0, 10), series: rows.length },
+        'folded rollups',
+      );
+      return true;
+    });
+  }
+
+  /** The folded 1-hour rows of these series for a day, made again from the day's blocks. */
+  private async refoldHours(client: PoolClient, dayStart: number, seriesIds: number[]): Promise<void> {
+    const blocks = await blocksBetween(client, seriesIds, dayStart, dayStart + DAY_MS);
+    const bySeries = new Map<number, { times: number[]; values: number[] }>();
+    for (const { seriesId, data } of blocks) {
+      const { times, values } = decodeBlock(data);
+      let entry = bySeries.get(seriesId);
+      if (!entry) bySeries.set(seriesId, (entry = { times: [], values: [] }));
+      for (let i = 0; i < times.length; i++) {
+        entry.times.push(times[i] as number);
+        entry.values.push(values[i] as number);
+      }
+    }
+    const rows: SeriesRow[] = [];
+    for (const [seriesId, { times, values }] of bySeries) {
+      const hours = rollUp({ times: Float64Array.from(times), values: Float64Array.from(values) }, HOUR_US);
+      if (hours) rows.push({ seriesId, start: dayStart, data: encodeRollup(hours) });
+    }
+    await upsertRollups(client, 'telemetry_rollups_1h', rows);
+  }
+
+  private async transaction<T>(work: (client: PoolClient) => Promise<T>): Promise<T> {
+    const client = await this.deps.pool.connect();
+    try {
+      await client.query('BEGIN');
+      try {
+        const result = await work(client);
+        await client.query('COMMIT');
+        return result;
+      } catch (error) {
+        await client.query('ROLLBACK').catch(() => undefined);
+        throw error;
+      }
+    } finally {
+      client.release();
+    }
+  }
+}
+
+/** A block with the incoming samples added where their times are new (what is stored wins). */
+export function mergeSamples(
+  stored: Block | undefined,
+  incoming: LateSample[],
+): { block: Block; added: number } {
+  const byTime = new Map<number, number>();
+  if (stored)
+    for (let i = 0; i < stored.times.length; i++)
+      byTime.set(stored.times[i] as number, stored.values[i] as number);
+  let added = 0;
+  for (const s of incoming) {
+    if (byTime.has(s.us)) continue;
+    byTime.set(s.us, s.value);
+    added++;
+  }
+  const times = Float64Array.from(byTime.keys()).sort();
+  return { block: { times, values: Float64Array.from(times, (t) => byTime.get(t) as number) }, added };
+}

@@ -1,0 +1,416 @@
+import { once } from 'node:events';
+import type { Pool, PoolClient } from 'pg';
+import { from as copyFrom, to as copyTo } from 'pg-copy-streams';
+
+/** A chunk of time, its bounds in ms since the epoch. */
+export interface ChunkBounds {
+  start: number;
+  end: number;
+}
+
+/** Microseconds from the Unix epoch to Postgres' (2000-01-01), the origin of binary timestamps. */
+const PG_EPOCH_US = 946_684_800_000_000;
+const COPY_SIGNATURE = Buffer.from('PGCOPY\n\xff\r\n\0', 'latin1');
+
+/** Closed chunks not yet compacted: ended at or before `closedBefore`, oldest first. */
+export async function chunksToCompact(pool: Pool, closedBefore: Date): Promise<ChunkBounds[]> {
+  const { rows } = await pool.query<{ chunk_start: Date; chunk_end: Date }>(
+    `SELECT chunk_start, chunk_end FROM telemetry_chunks
+     WHERE compacted_at IS NULL AND chunk_end <= $1 ORDER BY chunk_start`,
+    [closedBefore],
+  );
+  return rows.map((r) => ({ start: r.chunk_start.getTime(), end: r.chunk_end.getTime() }));
+}
+
+/** The daily partitions a chunk's blocks and rollups go to. */
+export async function ensureChunkDays(pool: Pool, chunkStart: number): Promise<void> {
+  await pool.query(
+    `SELECT telemetry_ensure_day(t, ($1::timestamptz AT TIME ZONE 'UTC')::date)
+     FROM unnest(ARRAY['telemetry_blocks', 'telemetry_rollups_1m', 'telemetry_rollups_1h']) AS t`,
+    [new Date(chunkStart)],
+  );
+}
+
+/**
+ * Claims the chunk for this transaction, so only one streamer works on it and late samples wait
+ * (pg_advisory_xact_lock on the chunk's minute); `wait` false gives up at once if someone holds it.
+ */
+export async function lockChunk(client: PoolClient, chunkStart: number, wait: boolean): Promise<boolean> {
+  const key = Math.floor(chunkStart / 60_000);
+  if (wait) {
+    await client.query(`SELECT pg_advisory_xact_lock(hashtext('telemetry_chunk'), $1)`, [key]);
+    return true;
+  }
+  const { rows } = await client.query<{ locked: boolean }>(
+    `SELECT pg_try_advisory_xact_lock(hashtext('telemetry_chunk'), $1) AS locked`,
+    [key],
+  );
+  return rows[0]?.locked ?? false;
+}
+
+/** Whether the chunk has been compacted (as this transaction sees it now). */
+export async function isCompacted(client: PoolClient, chunkStart: number): Promise<boolean> {
+  const { rows } = await client.query<{ done: boolean }>(
+    'SELECT compacted_at IS NOT NULL AS done FROM telemetry_chunks WHERE chunk_start = $1',
+    [new Date(chunkStart)],
+  );
+  return rows[0]?.done ?? false;
+}
+
+/**
+ * Stops new samples going into the chunk's hot partition and waits for the ones being written:
+ * what the transaction then reads is all the chunk will ever hold there.
+ */
+export async function freezeHotChunk(client: PoolClient, chunkStart: number): Promise<void> {
+  const { rows } = await client.query<{ part: string }>('SELECT telemetry_chunk_partition($1) AS part', [
+    new Date(chunkStart),
+  ]);
+  await client.query(`LOCK TABLE ${quoteIdent(rows[0]?.part as string)} IN EXCLUSIVE MODE`);
+}
+
+/** The range of series ids with samples in the chunk's hot partition. */
+export async function hotSeriesRange(
+  client: PoolClient,
+  chunkStart: number,
+): Promise<[number, number] | null> {
+  const part = await partitionOf(client, chunkStart);
+  const { rows } = await client.query<{ lo: string | null; hi: string | null }>(
+    `SELECT min(series_id) AS lo, max(series_id) AS hi FROM ${quoteIdent(part)}`,
+  );
+  const { lo, hi } = rows[0] ?? { lo: null, hi: null };
+  return lo === null || hi === null ? null : [Number(lo), Number(hi)];
+}
+
+/**
+ * Streams the chunk's hot samples of series [fromId, toId] in (series, time) order to `each`, by
+ * binary COPY: times arrive as microseconds, values as the exact doubles stored.
+ */
+export async function readHotSamples(
+  client: PoolClient,
+  chunkStart: number,
+  fromId: number,
+  toId: number,
+  each: (seriesId: number, us: number, value: number) => void,
+): Promise<number> {
+  const part = await partitionOf(client, chunkStart);
+  const stream = client.query(
+    copyTo(
+      `COPY (SELECT series_id, ts, value FROM ${quoteIdent(part)}
+             WHERE series_id BETWEEN ${Math.trunc(fromId)} AND ${Math.trunc(toId)}
+             ORDER BY series_id, ts) TO STDOUT (FORMAT binary)`,
+    ),
+  );
+  let pending: Buffer = Buffer.alloc(0);
+  let headerDone = false;
+  let rows = 0;
+  for await (const piece of stream as AsyncIterable<Buffer>) {
+    let buf = pending.length > 0 ? Buffer.concat([pending, piece]) : piece;
+    let at = 0;
+    if (!headerDone) {
+      if (buf.length < 19) {
+        pending = buf;
+        continue;
+      }
+      at = 19 + buf.readUInt32BE(15);
+      headerDone = true;
+    }
+    // A row: field count (2), then three fields of length (4) + 8 bytes: 38 bytes, no nulls.
+    while (buf.length - at >= 2) {
+      if (buf.readInt16BE(at) === -1) {
+        at += 2;
+        break;
+      }
+      if (buf.length - at < 38) break;
+      const seriesId = Number(buf.readBigInt64BE(at + 6));
+      const us = Number(buf.readBigInt64BE(at + 18)) + PG_EPOCH_US;
+      const value = buf.readDoubleBE(at + 30);
+      each(seriesId, us, value);
+      rows++;
+      at += 38;
+    }
+    pending = at < buf.length ? buf.subarray(at) : Buffer.alloc(0);
+    buf = pending;
+  }
+  return rows;
+}
+
+/** Where rows of a series over a span of time go: blocks (with their sample count) or rollups. */
+export type SeriesTable = 'telemetry_blocks' | 'telemetry_rollups_1m' | 'telemetry_rollups_1h';
+
+/** A row of one of those tables: a series, the start of its span, its encoded data. */
+export interface SeriesRow {
+  seriesId: number;
+  /** Start of the span (chunk or day), ms since the epoch. */
+  start: number;
+  n?: number;
+  data: Uint8Array;
+}
+
+/** Stores rows by binary COPY (blocks: series_id, chunk_start, n, data; rollups: series_id, start, data). */
+export async function copySeriesRows(
+  client: PoolClient,
+  table: SeriesTable,
+  rows: SeriesRow[],
+): Promise<void> {
+  if (rows.length === 0) return;
+  const blocks = table === 'telemetry_blocks';
+  const stream = client.query(
+    copyFrom(
+      blocks
+        ? 'COPY telemetry_blocks (series_id, chunk_start, n, data) FROM STDIN (FORMAT binary)'
+        : `COPY ${table} (series_id, start, data) FROM STDIN (FORMAT binary)`,
+    ),
+  );
+  const done = new Promise<void>((resolve, reject) => {
+    stream.on('error', reject);
+    stream.on('finish', resolve);
+  });
+  done.catch(() => undefined); // awaited below; this only keeps an early failure from going unhandled
+  const header = Buffer.alloc(19);
+  COPY_SIGNATURE.copy(header);
+  let out: Buffer[] = [header];
+  let size = 19;
+  const flush = async () => {
+    if (!stream.write(Buffer.concat(out, size))) await Promise.race([once(stream, 'drain'), done]);
+    out = [];
+    size = 0;
+  };
+  for (const row of rows) {
+    const fixed = blocks ? 38 : 30;
+    const buf = Buffer.alloc(fixed + row.data.length);
+    buf.writeInt16BE(blocks ? 4 : 3, 0);
+    buf.writeInt32BE(8, 2);
+    buf.writeBigInt64BE(BigInt(row.seriesId), 6);
+    buf.writeInt32BE(8, 14);
+    buf.writeBigInt64BE(BigInt(row.start * 1000 - PG_EPOCH_US), 18);
+    if (blocks) {
+      buf.writeInt32BE(4, 26);
+      buf.writeInt32BE(row.n ?? 0, 30);
+    }
+    buf.writeInt32BE(row.data.length, fixed - 4);
+    buf.set(row.data, fixed);
+    out.push(buf);
+    size += buf.length;
+    if (size > 256 * 1024) await flush();
+  }
+  const trailer = Buffer.alloc(2);
+  trailer.writeInt16BE(-1);
+  out.push(trailer);
+  size += 2;
+  await flush();
+  stream.end();
+  await done;
+}
+
+/** Writes rollup rows over the ones with the same series and start (or as new ones). */
+export async function upsertRollups(
+  client: PoolClient,
+  table: 'telemetry_rollups_1m' | 'telemetry_rollups_1h',
+  rows: SeriesRow[],
+): Promise<void> {
+  if (rows.length === 0) return;
+  await client.query(
+    `INSERT INTO ${table} (series_id, start, data)
+     SELECT s, t, d FROM unnest($1::bigint[], $2::timestamptz[], $3::bytea[]) AS x(s, t, d)
+     ON CONFLICT (series_id, start) DO UPDATE SET data = excluded.data`,
+    [
+      rows.map((r) => r.seriesId),
+      rows.map((r) => new Date(r.start)),
+      rows.map((r) => Buffer.from(r.data.buffer, r.data.byteOffset, r.data.byteLength)),
+    ],
+  );
+}
+
+/** Holds the 1-hour rollups of a UTC day for this transaction (folding it, or writing into it). */
+export async function lockRollupDay(client: PoolClient, dayStart: number): Promise<void> {
+  await client.query(`SELECT pg_advisory_xact_lock(hashtext('telemetry_rollup_day'), $1)`, [
+    Math.floor(dayStart / 86_400_000),
+  ]);
+}
+
+export async function isDayFolded(client: PoolClient, dayStart: number): Promise<boolean> {
+  const { rows } = await client.query('SELECT 1 FROM telemetry_rollup_days WHERE day = $1::date', [
+    new Date(dayStart).toISOString().slice(0, 10),
+  ]);
+  return rows.length > 0;
+}
+
+/** Days whose 1-hour rollups can be folded (closed before `closedBefore`, all compacted), oldest first. */
+export async function daysToFold(pool: Pool, closedBefore: Date): Promise<number[]> {
+  const { rows } = await pool.query<{ day: string }>(
+    `SELECT to_char(day, 'YYYY-MM-DD') AS day FROM telemetry_days_to_fold($1) AS day`,
+    [closedBefore],
+  );
+  return rows.map((r) => Date.parse(`${r.day}T00:00:00Z`));
+}
+
+/** Every 1-hour rollup row of a day, in (series, start) order, by binary COPY. */
+export async function readRollupDay(
+  client: PoolClient,
+  dayStart: number,
+  each: (row: SeriesRow) => void,
+): Promise<void> {
+  const part = `telemetry_rollups_1h_${new Date(dayStart).toISOString().slice(0, 10).replaceAll('-', '')}`;
+  const stream = client.query(
+    copyTo(
+      `COPY (SELECT series_id, start, data FROM ${quoteIdent(part)} ORDER BY series_id, start) TO STDOUT (FORMAT binary)`,
+    ),
+  );
+  let pending: Buffer = Buffer.alloc(0);
+  let headerDone = false;
+  for await (const piece of stream as AsyncIterable<Buffer>) {
+    const buf = pending.length > 0 ? Buffer.concat([pending, piece]) : piece;
+    let at = 0;
+    if (!headerDone) {
+      if (buf.length < 19) {
+        pending = buf;
+        continue;
+      }
+      at = 19 + buf.readUInt32BE(15);
+      headerDone = true;
+    }
+    // A row: field count (2), int8 (4 + 8), timestamptz (4 + 8), bytea (4 + length).
+    while (buf.length - at >= 2) {
+      if (buf.readInt16BE(at) === -1) {
+        at += 2;
+        break;
+      }
+      if (buf.length - at < 30) break;
+      const length = buf.readInt32BE(at + 26);
+      if (buf.length - at < 30 + length) break;
+      each({
+        seriesId: Number(buf.readBigInt64BE(at + 6)),
+        start: (Number(buf.readBigInt64BE(at + 18)) + PG_EPOCH_US) / 1000,
+        data: buf.subarray(at + 30, at + 30 + length),
+      });
+      at += 30 + length;
+    }
+    pending = at < buf.length ? Buffer.from(buf.subarray(at)) : Buffer.alloc(0);
+  }
+}
+
+/** Replaces the day's 1-hour rollups with `rows` and records the day as folded. */
+export async function replaceRollupDay(
+  client: PoolClient,
+  dayStart: number,
+  rows: SeriesRow[],
+): Promise<void> {
+  const part = `telemetry_rollups_1h_${new Date(dayStart).toISOString().slice(0, 10).replaceAll('-', '')}`;
+  await client.query(`TRUNCATE ${quoteIdent(part)}`);
+  await copySeriesRows(client, 'telemetry_rollups_1h', rows);
+  await client.query('INSERT INTO telemetry_rollup_days (day) VALUES ($1::date) ON CONFLICT DO NOTHING', [
+    new Date(dayStart).toISOString().slice(0, 10),
+  ]);
+}
+
+/** The blocks of these series in chunks starting within [from, to), in chunk order. */
+export async function blocksBetween(
+  client: PoolClient,
+  seriesIds: number[],
+  from: number,
+  to: number,
+): Promise<{ seriesId: number; data: Buffer }[]> {
+  const { rows } = await client.query<{ series_id: string; data: Buffer }>(
+    `SELECT series_id, data FROM telemetry_blocks
+     WHERE series_id = ANY($1::bigint[]) AND chunk_start >= $2 AND chunk_start < $3
+     ORDER BY series_id, chunk_start`,
+    [seriesIds, new Date(from), new Date(to)],
+  );
+  return rows.map((r) => ({ seriesId: Number(r.series_id), data: r.data }));
+}
+
+/** Drops whole days of a rollup table that end at or before `before`. */
+export async function dropRollupDays(
+  pool: Pool,
+  table: 'telemetry_rollups_1m' | 'telemetry_rollups_1h',
+  before: Date,
+): Promise<number> {
+  const { rows } = await pool.query<{ day: string }>('SELECT telemetry_drop_days($1, $2)::text AS day', [
+    table,
+    before,
+  ]);
+  if (table === 'telemetry_rollups_1h' && rows.length > 0)
+    await pool.query('DELETE FROM telemetry_rollup_days WHERE day = ANY($1::date[])', [
+      rows.map((r) => r.day),
+    ]);
+  return rows.length;
+}
+
+/**
+ * Records the chunk as compacted and empties its hot partition; the partition then refuses rows
+ * (a writer that was waiting on it gets check_violation and looks again), and is dropped later.
+ */
+export async function finishCompaction(
+  client: PoolClient,
+  chunkStart: number,
+  stats: { samples: number; blocks: number },
+): Promise<void> {
+  const part = await partitionOf(client, chunkStart);
+  await client.query(
+    'UPDATE telemetry_chunks SET compacted_at = now(), samples = $2, blocks = $3 WHERE chunk_start = $1',
+    [new Date(chunkStart), stats.samples, stats.blocks],
+  );
+  await client.query(`TRUNCATE ${quoteIdent(part)}`);
+  await client.query(
+    `ALTER TABLE ${quoteIdent(part)} ADD CONSTRAINT ${quoteIdent(`${part}_compacted`)} CHECK (false) NOT VALID`,
+  );
+}
+
+/** Blocks of these series in one chunk (to merge late samples into), locked until commit. */
+export async function blocksForUpdate(
+  client: PoolClient,
+  chunkStart: number,
+  seriesIds: number[],
+): Promise<{ seriesId: number; data: Buffer }[]> {
+  const { rows } = await client.query<{ series_id: string; data: Buffer }>(
+    `SELECT series_id, data FROM telemetry_blocks
+     WHERE chunk_start = $1 AND series_id = ANY($2::bigint[]) FOR UPDATE`,
+    [new Date(chunkStart), seriesIds],
+  );
+  return rows.map((r) => ({ seriesId: Number(r.series_id), data: r.data }));
+}
+
+/** Writes merged blocks over the old ones (or as new ones), and counts the added samples. */
+export async function upsertBlocks(
+  client: PoolClient,
+  chunkStart: number,
+  blocks: SeriesRow[],
+  added: number,
+): Promise<void> {
+  if (blocks.length === 0) return;
+  await client.query(
+    `INSERT INTO telemetry_blocks (series_id, chunk_start, n, data)
+     SELECT s, $1, n, d FROM unnest($2::bigint[], $3::int[], $4::bytea[]) AS x(s, n, d)
+     ON CONFLICT (series_id, chunk_start) DO UPDATE SET n = excluded.n, data = excluded.data`,
+    [
+      new Date(chunkStart),
+      blocks.map((b) => b.seriesId),
+      blocks.map((b) => b.n ?? 0),
+      blocks.map((b) => Buffer.from(b.data.buffer, b.data.byteOffset, b.data.byteLength)),
+    ],
+  );
+  await client.query(
+    `UPDATE telemetry_chunks SET samples = samples + $2,
+       blocks = (SELECT count(*) FROM telemetry_blocks WHERE chunk_start = $1) WHERE chunk_start = $1`,
+    [new Date(chunkStart), added],
+  );
+}
+
+/** Drops emptied hot partitions of compacted chunks that nobody is using; returns how many. */
+export async function dropCompactedPartitions(pool: Pool): Promise<number> {
+  const { rows } = await pool.query<{ dropped: number }>(
+    'SELECT telemetry_drop_compacted_partitions() AS dropped',
+  );
+  return rows[0]?.dropped ?? 0;
+}
+
+async function partitionOf(client: PoolClient, chunkStart: number): Promise<string> {
+  const { rows } = await client.query<{ part: string }>('SELECT telemetry_chunk_partition($1) AS part', [
+    new Date(chunkStart),
+  ]);
+  return rows[0]?.part as string;
+}
+
+function quoteIdent(name: string): string {
+  return `"${name.replaceAll('"', '""')}"`;
+}

@@ -1,0 +1,117 @@
+import type { Logger } from '@gpu-telemetry/service-kit';
+import type { Pool } from 'pg';
+import type { ChunkCompactor } from './chunk-compactor';
+import { dropCompactedPartitions, dropRollupDays } from './compaction.queries';
+import type { StreamerMetrics } from './streamer.metrics';
+import { deleteGpusNotSeenSince, dropChunks, ensureChunks } from './telemetry-write.queries';
+
+export interface MaintainerDeps {
+  pool: Pool;
+  logger: Logger;
+  metrics: StreamerMetrics;
+  compactor: ChunkCompactor;
+  /** How long samples, 1-minute and 1-hour rollups are kept; 0 keeps them for ever. */
+  retentionMs: number;
+  retention1mMs?: number;
+  retention1hMs?: number;
+  chunkMs: number;
+  /** How often chunks are made ahead and expired ones dropped. */
+  intervalMs: number;
+  /** How often closed chunks are looked for and compacted. */
+  compactEveryMs: number;
+  onDropped?: () => void;
+  now?: () => number;
+}
+
+/** A loop that never runs twice at once and logs rather than throws. */
+class Loop {
+  private timer: NodeJS.Timeout | undefined;
+  private running: Promise<unknown> | undefined;
+
+  constructor(
+    private readonly name: string,
+    private readonly work: () => Promise<unknown>,
+    private readonly logger: Logger,
+  ) {}
+
+  run(): Promise<unknown> {
+    this.running ??= this.work()
+      .catch((error: unknown) => this.logger.warn({ err: error }, `${this.name} failed; will retry`))
+      .finally(() => (this.running = undefined));
+    return this.running;
+  }
+
+  start(everyMs: number): void {
+    void this.run();
+    this.timer = setInterval(() => void this.run(), everyMs);
+    this.timer.unref();
+  }
+
+  async stop(): Promise<void> {
+    clearInterval(this.timer);
+    await this.running;
+  }
+}
+
+/**
+ * Keeps the current and the next chunk ready, compacts closed chunks, drops the emptied hot
+ * partitions, and drops whole chunks older than TELEMETRY_RETENTION: retention without DELETE, so
+ * without bloat. Safe on every replica at once (the SQL takes advisory locks).
+ */
+export class TelemetryMaintainer {
+  private readonly maintenance: Loop;
+  private readonly compaction: Loop;
+
+  constructor(private readonly deps: MaintainerDeps) {
+    this.maintenance = new Loop('telemetry maintenance', () => this.maintain(), deps.logger);
+    this.compaction = new Loop('telemetry compaction', () => this.compact(), deps.logger);
+  }
+
+  /** One round of everything, in order; throws what fails. */
+  async runOnce(): Promise<{ dropped: Date[]; compacted: number }> {
+    const { dropped } = await this.maintain();
+    const { chunks } = await this.compact();
+    return { dropped, compacted: chunks };
+  }
+
+  async maintain(): Promise<{ dropped: Date[] }> {
+    const { pool, chunkMs, retentionMs } = this.deps;
+    const now = (this.deps.now ?? Date.now)();
+    await ensureChunks(pool, [now, now + chunkMs], chunkMs);
+    let dropped: Date[] = [];
+    if (retentionMs > 0) {
+      const before = new Date(now - retentionMs);
+      dropped = await dropChunks(pool, before);
+      this.deps.metrics.chunksDropped.inc(dropped.length);
+      if (dropped.length > 0) {
+        this.deps.onDropped?.();
+        this.deps.logger.info({ dropped: dropped.length }, 'dropped expired telemetry chunks');
+      }
+    }
+    const { retention1mMs = 0, retention1hMs = 0 } = this.deps;
+    if (retention1mMs > 0) await dropRollupDays(pool, 'telemetry_rollups_1m', new Date(now - retention1mMs));
+    if (retention1hMs > 0) await dropRollupDays(pool, 'telemetry_rollups_1h', new Date(now - retention1hMs));
+    // A GPU stays listed while anything of it is kept: its rollups can outlive its samples.
+    const kept = [retentionMs, retention1mMs, retention1hMs];
+    if (kept.every((ms) => ms > 0)) await deleteGpusNotSeenSince(pool, new Date(now - Math.max(...kept)));
+    return { dropped };
+  }
+
+  async compact(): Promise<{ chunks: number; samples: number; folded: number }> {
+    const done = await this.deps.compactor.compactDue();
+    if (done.chunks > 0) this.deps.onDropped?.();
+    await dropCompactedPartitions(this.deps.pool);
+    const folded = await this.deps.compactor.foldDue();
+    return { ...done, folded };
+  }
+
+  start(): void {
+    this.maintenance.start(this.deps.intervalMs);
+    this.compaction.start(this.deps.compactEveryMs);
+  }
+
+  /** Stops the loops and waits for the rounds in progress. */
+  async stop(): Promise<void> {
+    await Promise.all([this.maintenance.stop(), this.compaction.stop()]);
+  }
+}

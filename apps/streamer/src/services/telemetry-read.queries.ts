@@ -1,0 +1,291 @@
+import { type Kysely, sql } from 'kysely';
+import type { StreamerDatabase } from '../streamer.database';
+
+type Db = Kysely<StreamerDatabase>;
+
+export interface GpuRow {
+  gpuId: string;
+  gpuIndex: number | null;
+  device: string | null;
+  modelName: string | null;
+  hostname: string | null;
+  firstSeen: Date;
+  lastSeen: Date;
+  metrics: string[];
+}
+
+/** GPUs in id order after `after`, optionally on one host. */
+export async function listGpus(
+  db: Db,
+  options: { limit: number; after?: string; hostname?: string },
+): Promise<GpuRow[]> {
+  let query = db.selectFrom('gpus').selectAll().orderBy('gpu_id').limit(options.limit);
+  if (options.after !== undefined) query = query.where('gpu_id', '>', options.after);
+  if (options.hostname !== undefined) query = query.where('hostname', '=', options.hostname);
+  const rows = await query.execute();
+  return rows.map((row) => ({
+    gpuId: row.gpu_id,
+    gpuIndex: row.gpu_index,
+    device: row.device,
+    modelName: row.model_name,
+    hostname: row.hostname,
+    firstSeen: row.first_seen,
+    lastSeen: row.last_seen,
+    metrics: row.metrics,
+  }));
+}
+
+export async function gpuExists(db: Db, gpuId: string): Promise<boolean> {
+  const row = await db.selectFrom('gpus').select('gpu_id').where('gpu_id', '=', gpuId).executeTakeFirst();
+  return row !== undefined;
+}
+
+export interface SeriesRow {
+  id: number;
+  key: string;
+  metricName: string;
+  gpuIndex: number | null;
+  device: string | null;
+  modelName: string | null;
+  hostname: string | null;
+  container: string | null;
+  pod: string | null;
+  namespace: string | null;
+  labels: Record<string, string>;
+}
+
+/** The series of one GPU, optionally of one metric. */
+export async function seriesOfGpu(db: Db, gpuId: string, metric?: string): Promise<SeriesRow[]> {
+  let query = db
+    .selectFrom('telemetry_series')
+    .select([
+      'id',
+      'key',
+      'metric_name',
+      'gpu_index',
+      'device',
+      'model_name',
+      'hostname',
+      'container',
+      'pod',
+      'namespace',
+      'labels',
+    ])
+    .where('gpu_id', '=', gpuId)
+    .orderBy('id');
+  if (metric !== undefined) query = query.where('metric_name', '=', metric);
+  const rows = await query.execute();
+  return rows.map((row) => ({
+    id: Number(row.id),
+    key: row.key,
+    metricName: row.metric_name,
+    gpuIndex: row.gpu_index,
+    device: row.device,
+    modelName: row.model_name,
+    hostname: row.hostname,
+    container: row.container,
+    pod: row.pod,
+    namespace: row.namespace,
+    labels: row.labels,
+  }));
+}
+
+/** The ids of every series of a metric, optionally only those on one host or of one GPU model. */
+export async function seriesOfMetric(
+  db: Db,
+  metric: string,
+  filter: { hostname?: string; model?: string },
+): Promise<number[]> {
+  let query = db.selectFrom('telemetry_series').select('id').where('metric_name', '=', metric);
+  if (filter.hostname !== undefined) query = query.where('hostname', '=', filter.hostname);
+  if (filter.model !== undefined) query = query.where('model_name', '=', filter.model);
+  return (await query.execute()).map((row) => Number(row.id));
+}
+
+/** A sample as read back: its series, its time in microseconds since the epoch, its value. */
+export interface StoredSample {
+  seriesId: number;
+  us: number;
+  value: number;
+}
+
+/** A position in (time, series) order: samples after it come next. */
+export interface SampleKey {
+  us: number;
+  seriesId: number;
+}
+
+/** One series' samples of one compacted chunk, still encoded. */
+export interface StoredBlock {
+  seriesId: number;
+  chunkStartUs: number;
+  data: Buffer;
+}
+
+/** Microseconds since the epoch as a timestamptz, exactly (to_timestamp goes through a double). */
+const atMicros = (us: number) =>
+  sql<Date>`(TIMESTAMPTZ 'epoch' + ${String(us)}::bigint * INTERVAL '1 microsecond')`;
+
+/**
+ * The makings of one page of samples of these series in [start, end) after `after`, read in one
+ * statement so hot rows and blocks come from one snapshot (a chunk compacted meanwhile is seen
+ * either hot or compacted, never both, never neither). Hot rows: the first `limit` in (time,
+ * series) order. Blocks: those of the chunk where the page starts, then of as many following
+ * chunks as it takes to hold `limit` samples; `more` says whether blocks were left out. Samples
+ * of the first chunk before the page and of the last after `end` are for the caller to drop.
+ */
+export async function samplesPage(
+  db: Db,
+  args: { seriesIds: number[]; start: Date; end: Date; after?: SampleKey; limit: number },
+): Promise<{ hot: StoredSample[]; blocks: StoredBlock[]; more: boolean }> {
+  const after = args.after
+    ? sql`AND (ts, series_id) > (${atMicros(args.after.us)}, ${args.after.seriesId})`
+    : sql``;
+  const from = args.after
+    ? atMicros(Math.max(args.after.us, args.start.getTime() * 1000))
+    : sql`${args.start}`;
+  const { rows } = await sql<{
+    kind: 'h' | 'b' | 'm';
+    series_id: string | null;
+    us: string | null;
+    value: number | null;
+    data: Buffer | null;
+  }>`
+    WITH hot AS (
+      SELECT series_id, (extract(epoch FROM ts) * 1000000)::bigint AS us, value
+      FROM telemetry_samples
+      WHERE series_id = ANY(${args.seriesIds}::bigint[]) AND ts >= ${args.start} AND ts < ${args.end} ${after}
+      ORDER BY ts, series_id
+      LIMIT ${args.limit}
+    ), counted AS (
+      SELECT b.series_id, b.chunk_start,
+             sum(b.n) OVER (PARTITION BY b.chunk_start) AS in_chunk,
+             sum(b.n) OVER (ORDER BY b.chunk_start) AS through_chunk,
+             b.chunk_start = min(b.chunk_start) OVER () AS first
+      FROM telemetry_blocks b
+      JOIN telemetry_chunks c ON c.chunk_start = b.chunk_start
+      WHERE b.series_id = ANY(${args.seriesIds}::bigint[]) AND b.chunk_start < ${args.end} AND c.chunk_end > ${from}
+    ), chosen AS (
+      SELECT series_id, chunk_start, first,
+             through_chunk - in_chunk - coalesce(max(in_chunk) FILTER (WHERE first) OVER (), 0) < ${args.limit} AS wanted
+      FROM counted
+    )
+    SELECT 'h' AS kind, series_id, us, value, NULL::bytea AS data FROM hot
+    UNION ALL
+    SELECT 'b', b.series_id, (extract(epoch FROM b.chunk_start) * 1000000)::bigint, NULL, b.data
+    FROM chosen JOIN telemetry_blocks b USING (series_id, chunk_start)
+    WHERE chosen.first OR chosen.wanted
+    UNION ALL
+    SELECT 'm', NULL, NULL, NULL, NULL WHERE EXISTS (SELECT 1 FROM chosen WHERE NOT first AND NOT wanted)
+  `.execute(db);
+  const hot: StoredSample[] = [];
+  const blocks: StoredBlock[] = [];
+  let more = false;
+  for (const r of rows) {
+    if (r.kind === 'h')
+      hot.push({ seriesId: Number(r.series_id), us: Number(r.us), value: r.value as number });
+    else if (r.kind === 'b')
+      blocks.push({ seriesId: Number(r.series_id), chunkStartUs: Number(r.us), data: r.data as Buffer });
+    else more = true;
+  }
+  return { hot, blocks, more };
+}
+
+export interface BucketRow {
+  start: Date;
+  count: number;
+  sum: number | null;
+  min: number | null;
+  max: number | null;
+}
+
+/** A stretch of time [from, to) (ms) answered at one resolution: raw samples, 1-minute or 1-hour rollups. */
+export interface Segment {
+  from: number;
+  to: number;
+  resolution: 0 | 60 | 3600;
+}
+
+/** One series' rollup buckets over a chunk or a day, still encoded. */
+export interface StoredRollup {
+  seriesId: number;
+  resolution: 60 | 3600;
+  data: Buffer;
+}
+
+const DAY = sql`INTERVAL '1 day'`;
+
+/**
+ * For aggregates over [start, end), in one statement (one snapshot): count/sum/min/max of the
+ * finite hot values of these series per `stepSeconds` bucket (aligned to the epoch), and what the
+ * compacted chunks hold for each segment: blocks where it is raw, rollup rows where it is 1m or 1h.
+ * Rollup rows may reach outside their segment: the caller keeps the buckets inside.
+ */
+export async function bucketMakings(
+  db: Db,
+  args: { seriesIds: number[]; start: Date; end: Date; stepSeconds: number; segments: Segment[] },
+): Promise<{ hot: BucketRow[]; blocks: StoredBlock[]; rollups: StoredRollup[] }> {
+  const ids = sql`${args.seriesIds}::bigint[]`;
+  const of = (resolution: 0 | 60 | 3600) => args.segments.filter((g) => g.resolution === resolution);
+  const parts = [
+    sql`SELECT 'h' AS kind, date_bin(make_interval(secs => ${args.stepSeconds}), ts, TIMESTAMPTZ 'epoch') AS bucket,
+               count(*) AS count, sum(value) AS sum, min(value) AS min, max(value) AS max,
+               NULL::bigint AS series_id, NULL::bytea AS data
+        FROM telemetry_samples
+        WHERE series_id = ANY(${ids}) AND ts >= ${args.start} AND ts < ${args.end}
+          AND value > '-Infinity' AND value < 'Infinity'
+        GROUP BY 2`,
+  ];
+  const raw = of(0);
+  if (raw.length > 0) {
+    const overlaps = sql.join(
+      raw.map((g) => sql`(b.chunk_start < ${new Date(g.to)} AND c.chunk_end > ${new Date(g.from)})`),
+      sql` OR `,
+    );
+    parts.push(sql`SELECT 'b', NULL, NULL, NULL, NULL, NULL, b.series_id, b.data
+        FROM telemetry_blocks b JOIN telemetry_chunks c ON c.chunk_start = b.chunk_start
+        WHERE b.series_id = ANY(${ids}) AND (${overlaps})`);
+  }
+  for (const [resolution, table, kind] of [
+    [60, sql`telemetry_rollups_1m`, 'm'],
+    [3600, sql`telemetry_rollups_1h`, 'H'],
+  ] as const) {
+    const segments = of(resolution);
+    if (segments.length === 0) continue;
+    // A row starts at its chunk or day: one that starts up to a day before a segment can reach into it.
+    const overlaps = sql.join(
+      segments.map(
+        (g) => sql`(r.start < ${new Date(g.to)} AND r.start > ${new Date(g.from)}::timestamptz - ${DAY})`,
+      ),
+      sql` OR `,
+    );
+    parts.push(sql`SELECT ${kind}, NULL, NULL, NULL, NULL, NULL, r.series_id, r.data
+        FROM ${table} r WHERE r.series_id = ANY(${ids}) AND (${overlaps})`);
+  }
+  const { rows } = await sql<{
+    kind: 'h' | 'b' | 'm' | 'H';
+    bucket: Date | null;
+    count: string | null;
+    sum: number | null;
+    min: number | null;
+    max: number | null;
+    series_id: string | null;
+    data: Buffer | null;
+  }>`${sql.join(parts, sql` UNION ALL `)}`.execute(db);
+  const hot: BucketRow[] = [];
+  const blocks: StoredBlock[] = [];
+  const rollups: StoredRollup[] = [];
+  for (const r of rows) {
+    if (r.kind === 'h')
+      hot.push({ start: r.bucket as Date, count: Number(r.count), sum: r.sum, min: r.min, max: r.max });
+    else if (r.kind === 'b')
+      blocks.push({ seriesId: Number(r.series_id), chunkStartUs: 0, data: r.data as Buffer });
+    else
+      rollups.push({
+        seriesId: Number(r.series_id),
+        resolution: r.kind === 'm' ? 60 : 3600,
+        data: r.data as Buffer,
+      });
+  }
+  return { hot, blocks, rollups };
+}

@@ -1,0 +1,54 @@
+import type { ColumnType, Generated } from 'kysely';
+
+/** Row types of the streamer's tables, for Kysely. The schema itself lives in migrations/*.sql. */
+export interface StreamerDatabase {
+  telemetry_series: TelemetrySeriesTable;
+  telemetry_samples: TelemetrySamplesTable;
+  telemetry_chunks: TelemetryChunksTable;
+  gpus: GpusTable;
+}
+
+type Timestamp = ColumnType<Date, Date | string, Date | string>;
+/** A timestamp column with a database default. */
+type DefaultTimestamp = ColumnType<Date, Date | string | undefined, Date | string>;
+/** bigint columns: pg returns them as strings. */
+type BigIntColumn = ColumnType<string, number | string, number | string>;
+
+export interface TelemetrySeriesTable {
+  id: Generated<BigIntColumn>;
+  key: string;
+  metric_name: string;
+  gpu_id: string;
+  gpu_index: number | null;
+  device: string | null;
+  model_name: string | null;
+  hostname: string | null;
+  container: string | null;
+  pod: string | null;
+  namespace: string | null;
+  labels: ColumnType<Record<string, string>, string, string>;
+  created_at: DefaultTimestamp;
+}
+
+export interface TelemetrySamplesTable {
+  series_id: BigIntColumn;
+  ts: Timestamp;
+  value: number;
+}
+
+export interface TelemetryChunksTable {
+  chunk_start: Timestamp;
+  chunk_end: Timestamp;
+  created_at: DefaultTimestamp;
+}
+
+export interface GpusTable {
+  gpu_id: string;
+  gpu_index: number | null;
+  device: string | null;
+  model_name: string | null;
+  hostname: string | null;
+  first_seen: Timestamp;
+  last_seen: Timestamp;
+  metrics: string[];
+}

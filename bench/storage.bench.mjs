@@ -1,0 +1,311 @@
+// npm run bench:storage: bytes of Postgres per sample, indexes included, for a simulated fleet and
+// for the real CSV fixture replayed as the collector replays it: as hot rows, compacted into blocks
+// (the streamer's encoding, next to Prometheus' Gorilla/XOR chunks and to plain arrays left to
+// TOAST compression, the same samples each way), and as 1-minute and 1-hour rollups; and how fast
+// chunks compact. Prometheus documents 1-2 bytes per sample.
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import pg from 'pg';
+import pgCopy from 'pg-copy-streams';
+import { fmt, printTable, require, root, startPostgres } from './lib/harness.mjs';
+
+const { createApp } = require(path.join(root, 'apps/streamer/dist/app.js'));
+const { decodeBlock } = require(path.join(root, 'apps/streamer/dist/codec/block-codec.js'));
+const { encodeGorilla } = require(path.join(root, 'apps/streamer/dist/codec/gorilla-codec.js'));
+const { rollUp, encodeRollup, HOUR_US } = require(path.join(root, 'apps/streamer/dist/codec/rollup.js'));
+const { createLogger } = require(path.join(root, 'libs/service-kit/dist/index.js'));
+const { QueueClient } = require(path.join(root, 'libs/queue-client/dist/index.js'));
+const { DcgmSimulator } = require(path.join(root, 'libs/dcgm-simulator/dist/dcgm-simulator.js'));
+const { parseExposition } = require(path.join(root, 'apps/collector/dist/parsing/exposition-parser.js'));
+const { toTelemetrySample } = require(path.join(root, 'apps/collector/dist/parsing/to-telemetry.js'));
+const { readTelemetryCsv, stampRow } = require(path.join(root, 'apps/collector/dist/sources/csv-samples.js'));
+
+const HOSTS = Number(process.env.BENCH_HOSTS ?? 32);
+const INTERVAL_MS = 30_000;
+const HOUR = 3_600_000;
+const CSV = path.join(root, 'fixtures/csv/dcgm_metrics_20250718_134233.csv');
+// An hour that closed two days ago: one chunk (TELEMETRY_CHUNK=1h), in a day that can fold.
+const hourStart = Math.floor(Date.now() / 86_400_000) * 86_400_000 - 2 * 86_400_000 + 10 * HOUR;
+
+function message(samples) {
+  return {
+    id: crypto.randomUUID(),
+    payload: { source: 'bench', samples },
+    attempts: 1,
+    publishedAt: new Date().toISOString(),
+  };
+}
+
+/** Simulated scrapes, as the collector makes them: every host every 30 s, stamped at its scrape. */
+function* simulatorRounds() {
+  let now = 0;
+  const simulator = new DcgmSimulator({ hosts: HOSTS, gpusPerHost: 8, now: () => now });
+  for (let round = 0; round < HOUR / INTERVAL_MS; round++) {
+    const messages = [];
+    for (let host = 1; host <= HOSTS; host++) {
+      // Targets are scraped concurrently: a few ms apart, a little jitter round to round.
+      now = hourStart + round * INTERVAL_MS + host * 3 + Math.floor(Math.random() * 15);
+      const samples = parseExposition(simulator.render(host))
+        .samples.map((s) => toTelemetrySample(s, now))
+        .filter(Boolean);
+      for (let i = 0; i < samples.length; i += 1000) messages.push(message(samples.slice(i, i + 1000)));
+    }
+    yield messages;
+  }
+}
+
+/** The CSV replayed in a loop, a pass every 30 s, rows stamped with the 100 ms tick that sends them. */
+function* csvRounds() {
+  const { rows } = readTelemetryCsv(readFileSync(CSV, 'utf8'));
+  const perTick = rows.length / (INTERVAL_MS / 100);
+  let cursor = 0;
+  let carry = 0;
+  for (let tick = 0; tick < HOUR / 100; tick++) {
+    const due = perTick + carry;
+    let count = Math.floor(due);
+    carry = due - count;
+    const samples = [];
+    while (count-- > 0) {
+      samples.push(stampRow(rows[cursor], hourStart + tick * 100));
+      cursor = (cursor + 1) % rows.length;
+    }
+    if (tick % 300 === 0) yield [];
+    if (samples.length > 0) yield [message(samples)];
+  }
+}
+
+async function sizeOf(pool, pattern) {
+  const { rows } = await pool.query(
+    `SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0)::bigint AS bytes
+     FROM pg_class c WHERE c.relkind = 'r' AND c.relname ~ $1`,
+    [pattern],
+  );
+  return Number(rows[0].bytes);
+}
+
+/** A table shaped like telemetry_blocks for another encoding of the same samples. */
+async function storeAlternative(pool, name, columns, rows, options = '') {
+  await pool.query(`DROP TABLE IF EXISTS ${name}`);
+  await pool.query(
+    `CREATE TABLE ${name} (series_id bigint NOT NULL, chunk_start timestamptz NOT NULL, ${columns}) ${options}`,
+  );
+  await pool.query(`CREATE UNIQUE INDEX ON ${name} (series_id, chunk_start)`);
+  const client = await pool.connect();
+  try {
+    const stream = client.query(pgCopy.from(`COPY ${name} FROM STDIN`));
+    await new Promise((resolve, reject) => {
+      stream.on('error', reject);
+      stream.on('finish', resolve);
+      for (let i = 0; i < rows.length; i += 500) stream.write(rows.slice(i, i + 500).join(''));
+      stream.end();
+    });
+  } finally {
+    client.release();
+  }
+  await pool.query(`VACUUM ANALYZE ${name}`);
+  return sizeOf(pool, `^${name}$`);
+}
+
+/**
+ * A day of 1-hour rollups as folded rows (one per series, 24 buckets), made from a day of samples
+ * of the same source; returns bytes per sample summarised.
+ */
+async function foldedDay(pool, day) {
+  const rows = [];
+  let samples = 0;
+  let id = 0;
+  for (const { times, values } of day.values()) {
+    const hours = rollUp({ times: Float64Array.from(times), values: Float64Array.from(values) }, HOUR_US);
+    samples += times.length;
+    if (hours)
+      rows.push(
+        `${++id}\t${new Date(hourStart).toISOString()}\t\\\\x${encodeRollup(hours).toString('hex')}\n`,
+      );
+  }
+  const bytes = await storeAlternative(pool, 'bench_rollups_1h_day', 'data bytea', rows);
+  return bytes / samples;
+}
+
+/** A day of a simulated fleet's samples (a few hosts), per series. */
+function simulatorDay(hosts = 4) {
+  let now = 0;
+  const simulator = new DcgmSimulator({ hosts, gpusPerHost: 8, now: () => now });
+  const day = new Map();
+  for (let round = 0; round < 86_400_000 / INTERVAL_MS; round++) {
+    for (let host = 1; host <= hosts; host++) {
+      now = hourStart - 10 * HOUR + round * INTERVAL_MS + host * 3 + Math.floor(Math.random() * 15);
+      for (const s of parseExposition(simulator.render(host)).samples) {
+        const key = `${s.name}${JSON.stringify(s.labels)}`;
+        let series = day.get(key);
+        if (!series) day.set(key, (series = { times: [], values: [] }));
+        series.times.push(now * 1000);
+        series.values.push(s.value);
+      }
+    }
+  }
+  return day;
+}
+
+/** A day of the CSV replayed in a loop, a pass every 30 s, per series. */
+function csvDay() {
+  const { rows } = readTelemetryCsv(readFileSync(CSV, 'utf8'));
+  const day = new Map();
+  for (let pass = 0; pass < 86_400_000 / INTERVAL_MS; pass++) {
+    rows.forEach((row, i) => {
+      const at =
+        hourStart - 10 * HOUR + pass * INTERVAL_MS + Math.floor((i * INTERVAL_MS) / rows.length / 100) * 100;
+      const key = `${row.gpuId}/${row.metricName}`;
+      let series = day.get(key);
+      if (!series) day.set(key, (series = { times: [], values: [] }));
+      series.times.push(at * 1000);
+      series.values.push(row.value);
+    });
+  }
+  return day;
+}
+
+async function measure(postgres, label, rounds, dayOf) {
+  const url = await postgres.createDatabase(`storage_${label.replace(/\W+/g, '_').toLowerCase()}`, true);
+  const pool = new pg.Pool({ connectionString: url, max: 4 });
+  const queue = new QueueClient({ url: 'http://127.0.0.1:9' });
+  const app = createApp({
+    pool,
+    logger: createLogger('streamer', 'warn'),
+    queue,
+    config: {
+      STREAMER_CONCURRENCY: 1,
+      STREAMER_BATCH: 20,
+      STREAMER_VISIBILITY: 60_000,
+      STREAMER_WAIT: 1_000,
+      TELEMETRY_RETENTION: 0,
+      TELEMETRY_MAINTENANCE_INTERVAL: HOUR,
+      TELEMETRY_CHUNK: HOUR,
+      TELEMETRY_COMPACT_AFTER: 10_000,
+      SERVICE_TOKEN: 'x'.repeat(32),
+    },
+  });
+  process.stderr.write(`${label}: storing an hour of samples...\n`);
+  for (const messages of rounds()) {
+    for (let i = 0; i < messages.length; i += 20) await app.ingest.handle(messages.slice(i, i + 20));
+  }
+  const { rows: counted } = await pool.query('SELECT count(*)::int AS n FROM telemetry_samples');
+  const samples = counted[0].n;
+  await pool.query('VACUUM ANALYZE telemetry_samples');
+  const hot = await sizeOf(pool, '^telemetry_samples_\\d');
+
+  await postgres.quiesce();
+  process.stderr.write(`${label}: compacting ${samples.toLocaleString()} samples...\n`);
+  const started = performance.now();
+  const done = await app.compactor.compactDue();
+  const seconds = (performance.now() - started) / 1000;
+  if (done.samples !== samples) throw new Error(`compacted ${done.samples} of ${samples} samples`);
+  await pool.query('VACUUM ANALYZE telemetry_blocks, telemetry_rollups_1m, telemetry_rollups_1h');
+  const blocks = await sizeOf(pool, '^telemetry_blocks_\\d');
+  const { rows: data } = await pool.query('SELECT sum(length(data))::bigint AS bytes FROM telemetry_blocks');
+  const minutes = await sizeOf(pool, '^telemetry_rollups_1m_\\d');
+
+  // The same samples in the other encodings, a row per series per chunk as well.
+  const { rows: stored } = await pool.query('SELECT series_id, chunk_start, data FROM telemetry_blocks');
+  const gorilla = [];
+  const arrays = [];
+  for (const row of stored) {
+    const block = decodeBlock(row.data);
+    const start = row.chunk_start.toISOString();
+    gorilla.push(
+      `${row.series_id}\t${start}\t${block.times.length}\t\\\\x${encodeGorilla(block).toString('hex')}\n`,
+    );
+    const deltas = Array.from(block.times, (t, i) =>
+      i === 0 ? t - row.chunk_start.getTime() * 1000 : t - block.times[i - 1],
+    );
+    const values = Array.from(block.values, (v) =>
+      Number.isNaN(v) ? 'NaN' : v === Infinity ? 'Infinity' : v === -Infinity ? '-Infinity' : String(v),
+    );
+    arrays.push(`${row.series_id}\t${start}\t{${deltas.join(',')}}\t{${values.join(',')}}\n`);
+  }
+  const gorillaBytes = await storeAlternative(pool, 'bench_gorilla', 'n integer, data bytea', gorilla);
+  await pool.query('ALTER TABLE bench_gorilla ALTER COLUMN data SET STORAGE EXTERNAL').catch(() => undefined);
+  const arrayOptions = 'WITH (toast_tuple_target = 128)';
+  const pglz = await storeAlternative(
+    pool,
+    'bench_arrays_pglz',
+    'times bigint[] COMPRESSION pglz, vals double precision[] COMPRESSION pglz',
+    arrays,
+    arrayOptions,
+  );
+  const lz4 = await storeAlternative(
+    pool,
+    'bench_arrays_lz4',
+    'times bigint[] COMPRESSION lz4, vals double precision[] COMPRESSION lz4',
+    arrays,
+    arrayOptions,
+  ).catch(() => null);
+  const folded = await foldedDay(pool, dayOf());
+  const result = {
+    label,
+    samples,
+    series: stored.length,
+    hot: hot / samples,
+    blocks: blocks / samples,
+    blockData: Number(data[0].bytes) / samples,
+    gorilla: gorillaBytes / samples,
+    pglz: pglz / samples,
+    lz4: lz4 === null ? null : lz4 / samples,
+    minutes: minutes / samples,
+    hours: folded,
+    rate: samples / seconds,
+  };
+  await queue.close();
+  await pool.end();
+  await postgres.dropDatabase(url.split('/').pop().split('?')[0]);
+  return result;
+}
+
+const postgres = await startPostgres();
+const results = [];
+try {
+  results.push(
+    await measure(postgres, `Simulator (${HOSTS * 8} GPUs x 40 metrics)`, simulatorRounds, () =>
+      simulatorDay(),
+    ),
+  );
+  results.push(await measure(postgres, 'CSV fixture replayed (247 GPUs x 10 metrics)', csvRounds, csvDay));
+} finally {
+  await postgres.stop();
+}
+
+printTable(
+  'Storage: bytes of Postgres per sample, indexes included (an hour of samples every 30 s; Prometheus documents 1-2)',
+  [
+    'data',
+    'samples',
+    'hot rows',
+    'blocks',
+    '(block data)',
+    'Gorilla/XOR',
+    'arrays pglz',
+    'arrays lz4',
+    'rollup 1m',
+    'rollup 1h',
+    'compaction samples/s',
+  ],
+  results.map((r) => [
+    r.label,
+    fmt(r.samples),
+    fmt(r.hot, 1),
+    fmt(r.blocks, 2),
+    fmt(r.blockData, 2),
+    fmt(r.gorilla, 2),
+    fmt(r.pglz, 2),
+    r.lz4 === null ? 'n/a' : fmt(r.lz4, 2),
+    fmt(r.minutes, 2),
+    fmt(r.hours, 3),
+    fmt(r.rate),
+  ]),
+);
+console.log(
+  '\nblocks, Gorilla/XOR and arrays: one row per series per 1h chunk, same samples, same (series, chunk) index;' +
+    '\nrollup 1m: one row per series per chunk (60 buckets); rollup 1h: one folded row per series per day (24 buckets,' +
+    '\nmade from a day of the same source: 32 GPUs of the simulator, or the whole CSV), per sample summarised;' +
+    '\narrays lz4 is n/a where the server was built without lz4.',
+);
+process.exit(0);
