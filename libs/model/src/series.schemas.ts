@@ -43,7 +43,7 @@ export const labelName = z
   .string()
   .max(MAX_LABEL_NAME_LENGTH, `must be at most ${MAX_LABEL_NAME_LENGTH} characters`)
   .regex(LABEL_NAME, 'must be a Prometheus label name ([a-zA-Z_][a-zA-Z0-9_]*)')
-  .refine((name) => name !== '__name__', 'must not be __name__ (the metric is carried apart)');
+  .refine((name) => !name.startsWith('__'), 'must not start with __ (reserved; the metric is carried apart)');
 
 /** One sample: [time in ms since the epoch, value]. */
 export const seriesSample = z.tuple([
