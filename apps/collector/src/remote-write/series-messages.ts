@@ -12,9 +12,9 @@ export const MAX_LABELS_JSON_BYTES = 64 * 1024;
  * The queue messages of one remote write: `{"source":"remote-write","series":[{"metric","labels",
  * "samples":[[ms,value],...]}]}`, each at most 1000 samples and ~200 KiB, a long series split
  * across messages. Every id is derived from `requestHash` (the decompressed request's digest) and
- * the message's place, so a request sent again publishes the same ids, which the queue drops as
- * duplicates: a retried write never stores anything twice (nor does the streamer, keyed on
- * series and time, for a request that differs only in its bytes).
+ * the message's place, so a request sent again publishes the same ids: the queue drops them while
+ * the first copies wait there, and the streamer, keyed on series and time, stores nothing twice
+ * once they are consumed. A retried write never stores a sample twice.
  */
 export function buildSeriesMessages(requestHash: string, series: DecodedSeries[]): OutgoingMessage[] {
   const messages: OutgoingMessage[] = [];
