@@ -34,6 +34,20 @@ SET prom_labels = telemetry_gpu_labels(gpu_id, gpu_index, device, model_name, ho
                                        namespace, labels);
 ALTER TABLE telemetry_series ALTER COLUMN prom_labels SET NOT NULL;
 
+-- A series written without its label set (by SQL that knows only the GPU columns: scripts,
+-- benchmarks) gets the one its GPU columns make, as the backfill above did.
+CREATE FUNCTION telemetry_series_fill_labels() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  IF NEW.prom_labels IS NULL THEN
+    NEW.prom_labels := telemetry_gpu_labels(NEW.gpu_id, NEW.gpu_index, NEW.device, NEW.model_name, NEW.hostname,
+                                            NEW.container, NEW.pod, NEW.namespace, NEW.labels);
+  END IF;
+  RETURN NEW;
+END
+$$;
+CREATE TRIGGER telemetry_series_fill_labels BEFORE INSERT ON telemetry_series
+  FOR EACH ROW EXECUTE FUNCTION telemetry_series_fill_labels();
+
 -- Prometheus' stale markers (the NaN 0x7ff0000000000002): where a series ends for PromQL's
 -- lookback. Kept here, not as a value in the hot rows: Postgres prints every NaN as 'NaN' (the text
 -- COPY the hot rows go in by loses its bits), and a marker is no value for any average or rollup.
@@ -53,6 +67,8 @@ DELETE FROM telemetry_blocks WHERE series_id IN (SELECT id FROM telemetry_series
 DELETE FROM telemetry_rollups_1m WHERE series_id IN (SELECT id FROM telemetry_series WHERE gpu_id IS NULL);
 DELETE FROM telemetry_rollups_1h WHERE series_id IN (SELECT id FROM telemetry_series WHERE gpu_id IS NULL);
 DELETE FROM telemetry_series WHERE gpu_id IS NULL;
+DROP TRIGGER telemetry_series_fill_labels ON telemetry_series;
+DROP FUNCTION telemetry_series_fill_labels();
 ALTER TABLE telemetry_series DROP COLUMN prom_labels;
 ALTER TABLE telemetry_series ALTER COLUMN gpu_id SET NOT NULL;
 DROP FUNCTION telemetry_gpu_labels(text, integer, text, text, text, text, text, text, jsonb);

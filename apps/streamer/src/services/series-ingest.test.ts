@@ -255,6 +255,12 @@ describe('series of any metric (remote write)', () => {
       pci_bus_id: '00:18',
     });
     expect(rows[0].from_sql).toEqual(rows[0].prom_labels);
+    // SQL that writes a series by its GPU columns alone gets the same label set.
+    const { rows: written } = await streamer.database.pool.query(
+      `INSERT INTO telemetry_series (key, metric_name, gpu_id, gpu_index, hostname, labels)
+       VALUES (gen_random_uuid(), 'rw_by_sql', 'GPU-sql', 1, 'node-sql', '{"a": "1"}') RETURNING prom_labels`,
+    );
+    expect(written[0].prom_labels).toEqual({ UUID: 'GPU-sql', gpu: '1', Hostname: 'node-sql', a: '1' });
   });
 
   it('drops stale markers with the samples of their time (retention)', async () => {
