@@ -227,6 +227,33 @@ describe('decodeWriteRequest', () => {
       ]),
     );
     expect(error.message).toBe('timeseries[0] has the label a twice');
+    const emptyFirst = refusal(
+      encodeWriteRequest([
+        {
+          labels: [
+            { name: '__name__', value: 'up' },
+            { name: 'a', value: '' },
+            { name: 'a', value: '2' },
+          ],
+          timestamps: [1],
+          values: [1],
+        },
+      ]),
+    );
+    expect(emptyFirst.message).toBe('timeseries[0] has the label a twice');
+    const twoNames = refusal(
+      encodeWriteRequest([
+        {
+          labels: [
+            { name: '__name__', value: 'up' },
+            { name: '__name__', value: 'down' },
+          ],
+          timestamps: [1],
+          values: [1],
+        },
+      ]),
+    );
+    expect(twoNames.message).toBe('timeseries[0] has the label __name__ twice');
   });
 
   it.each([

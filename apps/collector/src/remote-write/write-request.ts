@@ -1,3 +1,4 @@
+import { isUtf8 } from 'node:buffer';
 import {
   LABEL_NAME,
   MAX_LABEL_NAME_LENGTH,
@@ -59,26 +60,56 @@ export interface WriteRequestLimits {
   maxTimestampMs: number;
 }
 
-const utf8 = new TextDecoder('utf-8', { fatal: true });
+// The model's values, read once: through the package's re-exports each use would be a getter call.
+const LABEL = LABEL_NAME;
+const METRIC = METRIC_NAME;
+const MAX_LABELS = MAX_SERIES_LABELS;
+const MAX_NAME = MAX_LABEL_NAME_LENGTH;
+const MAX_VALUE = MAX_LABEL_VALUE_LENGTH;
+const MAX_TIME = MAX_TIMESTAMP_MS;
+const valueOfBits = seriesValueOfBits;
 
-/** A protobuf reader over one message's bytes; every read checks the bounds. */
+/**
+ * Where the reader is, for error messages: a series (-1: the request itself), and a label or
+ * sample of it. One object per request, moved along as it is read; the path is only spelled out
+ * when something is wrong, so a request that is fine builds no strings for it.
+ */
+interface Place {
+  series: number;
+  part: '' | 'labels' | 'samples';
+  n: number;
+}
+
+function pathOf(place: Place, what: string): string {
+  if (place.series < 0) return what;
+  let path = `timeseries[${place.series}]`;
+  if (place.part) path += `.${place.part}[${place.n}]`;
+  return what ? `${path}.${what}` : path;
+}
+
+/** A protobuf reader over one message's bytes (moved to the next one by setting pos and end). */
 class Reader {
   constructor(
-    readonly buf: Uint8Array,
+    readonly buf: Buffer,
     public pos: number,
-    readonly end: number,
+    public end: number,
+    readonly place: Place,
   ) {}
+
+  fail(what: string, problem: string): never {
+    throw new WriteRequestError(`${pathOf(this.place, what)} ${problem}`);
+  }
 
   /** An unsigned varint up to 2^53 (lengths, keys); larger is refused as no length can be that. */
   uint(what: string): number {
     let value = 0;
     for (let shift = 0; shift < 53; shift += 7) {
-      if (this.pos >= this.end) throw new WriteRequestError(`${what} is cut short`);
+      if (this.pos >= this.end) this.fail(what, 'is cut short');
       const byte = this.buf[this.pos++] as number;
       value += (byte & 0x7f) * 2 ** shift;
       if (byte < 0x80) return value;
     }
-    throw new WriteRequestError(`${what} is too large`);
+    return this.fail(what, 'is too large');
   }
 
   /**
@@ -88,30 +119,33 @@ class Reader {
   int64(what: string): number {
     let value = 0;
     for (let i = 0; i < 10; i++) {
-      if (this.pos >= this.end) throw new WriteRequestError(`${what} is cut short`);
+      if (this.pos >= this.end) this.fail(what, 'is cut short');
       const byte = this.buf[this.pos++] as number;
       value += (byte & 0x7f) * 2 ** (7 * i);
       if (byte < 0x80) return i === 9 && byte !== 0 ? -1 : value;
     }
-    throw new WriteRequestError(`${what} is not a valid varint`);
+    return this.fail(what, 'is not a valid varint');
   }
 
   /** The end of a length-delimited field that starts here. */
   lengthEnd(what: string): number {
     const length = this.uint(what);
-    if (length > this.end - this.pos) throw new WriteRequestError(`${what} runs past the end of its message`);
+    if (length > this.end - this.pos) this.fail(what, 'runs past the end of its message');
     return this.pos + length;
   }
 
   string(what: string): string {
     const end = this.lengthEnd(what);
-    try {
-      return utf8.decode(this.buf.subarray(this.pos, end));
-    } catch {
-      throw new WriteRequestError(`${what} is not valid UTF-8`);
-    } finally {
-      this.pos = end;
+    const start = this.pos;
+    this.pos = end;
+    // Most label text is ASCII: read it as such; anything else must be valid UTF-8 (protobuf's rule).
+    for (let i = start; i < end; i++) {
+      if ((this.buf[i] as number) >= 0x80) {
+        if (!isUtf8(this.buf.subarray(start, end))) this.fail(what, 'is not valid UTF-8');
+        return this.buf.toString('utf8', start, end);
+      }
     }
+    return this.buf.toString('latin1', start, end);
   }
 
   /** Skips a field of an unknown number; groups (wire types 3, 4) are refused as malformed here. */
@@ -130,29 +164,32 @@ class Reader {
         this.fixed(4, what);
         return;
       default:
-        throw new WriteRequestError(`${what} has wire type ${wireType}, which this message cannot hold`);
+        this.fail(what, `has wire type ${wireType}, which this message cannot hold`);
     }
   }
 
   fixed(bytes: number, what: string): number {
-    if (this.end - this.pos < bytes) throw new WriteRequestError(`${what} is cut short`);
+    if (this.end - this.pos < bytes) this.fail(what, 'is cut short');
     const at = this.pos;
     this.pos += bytes;
     return at;
   }
 
-  /** The next field's number and wire type. */
-  key(what: string): { field: number; wireType: number } {
+  /** The next field's number (the wire type is `lastWireType`). */
+  field(what: string): number {
     const key = this.uint(what);
     const field = Math.floor(key / 8);
-    if (field === 0) throw new WriteRequestError(`${what} has field number 0`);
-    return { field, wireType: key % 8 };
+    if (field === 0) this.fail(what, 'has field number 0');
+    this.lastWireType = key % 8;
+    return field;
   }
-}
 
-function expectWireType(actual: number, expected: number, what: string): void {
-  if (actual !== expected)
-    throw new WriteRequestError(`${what} has wire type ${actual}, not ${expected} as the schema says`);
+  lastWireType = 0;
+
+  expect(wireType: number, what: string): void {
+    if (this.lastWireType !== wireType)
+      this.fail(what, `has wire type ${this.lastWireType}, not ${wireType} as the schema says`);
+  }
 }
 
 /**
@@ -161,33 +198,42 @@ function expectWireType(actual: number, expected: number, what: string): void {
  * and `maxTimestampMs`. The first problem refuses the whole request (a 4xx the sender does not
  * retry), naming the series and label.
  */
-export function decodeWriteRequest(buf: Uint8Array, limits: WriteRequestLimits): DecodedWriteRequest {
+export function decodeWriteRequest(body: Uint8Array, limits: WriteRequestLimits): DecodedWriteRequest {
+  const buf = Buffer.isBuffer(body) ? body : Buffer.from(body.buffer, body.byteOffset, body.byteLength);
   const out: DecodedWriteRequest = {
     series: [],
     samples: 0,
     staleMarkers: 0,
     ignored: { exemplars: 0, histograms: 0, metadata: 0 },
   };
-  const r = new Reader(buf, 0, buf.length);
+  const place: Place = { series: -1, part: '', n: 0 };
+  const r = new Reader(buf, 0, buf.length, place);
+  const series = new Reader(buf, 0, 0, place);
+  const inner = new Reader(buf, 0, 0, place);
   let index = 0;
   while (r.pos < r.end) {
-    const { field, wireType } = r.key('a WriteRequest field');
+    place.series = -1;
+    const field = r.field('a WriteRequest field');
     if (field === 1) {
-      expectWireType(wireType, 2, 'timeseries');
+      r.expect(2, 'timeseries');
       if (index >= limits.maxSeries) {
         throw new WriteRequestError(`the request holds more than ${limits.maxSeries} series`, 413);
       }
-      const end = r.lengthEnd(`timeseries[${index}]`);
-      const series = decodeSeries(new Reader(buf, r.pos, end), index, out, limits);
+      place.series = index;
+      place.part = '';
+      const end = r.lengthEnd('');
+      series.pos = r.pos;
+      series.end = end;
+      const decoded = decodeSeries(series, inner, out, limits);
       r.pos = end;
-      if (series) out.series.push(series);
+      if (decoded) out.series.push(decoded);
       index++;
     } else if (field === 3) {
-      expectWireType(wireType, 2, 'metadata');
-      r.skip(wireType, 'metadata');
+      r.expect(2, 'metadata');
+      r.skip(2, 'metadata');
       out.ignored.metadata++;
     } else {
-      r.skip(wireType, `WriteRequest field ${field}`);
+      r.skip(r.lastWireType, `WriteRequest field ${field}`);
     }
   }
   return out;
@@ -195,127 +241,122 @@ export function decodeWriteRequest(buf: Uint8Array, limits: WriteRequestLimits):
 
 function decodeSeries(
   r: Reader,
-  index: number,
+  inner: Reader,
   out: DecodedWriteRequest,
   limits: WriteRequestLimits,
 ): DecodedSeries | undefined {
-  const at = `timeseries[${index}]`;
+  const place = r.place;
+  const refuse = (problem: string): never => {
+    place.part = '';
+    throw new WriteRequestError(`${pathOf(place, '')}${problem}`);
+  };
   let metric: string | undefined;
   const labels: Record<string, string> = {};
-  const names = new Set<string>();
   let labelCount = 0;
+  let kept = 0;
+  let empty = false;
   const timestamps: number[] = [];
   const values: SeriesValue[] = [];
   while (r.pos < r.end) {
-    const { field, wireType } = r.key(`a field of ${at}`);
+    place.part = '';
+    const field = r.field('field');
     if (field === 1) {
-      expectWireType(wireType, 2, `${at}.labels[${labelCount}]`);
-      const end = r.lengthEnd(`${at}.labels[${labelCount}]`);
-      const { name, value } = decodeLabel(new Reader(r.buf, r.pos, end), `${at}.labels[${labelCount}]`);
+      place.part = 'labels';
+      place.n = labelCount;
+      r.expect(2, '');
+      const end = r.lengthEnd('');
+      inner.pos = r.pos;
+      inner.end = end;
+      let name = '';
+      let value = '';
+      while (inner.pos < inner.end) {
+        const f = inner.field('field');
+        if (f === 1) {
+          inner.expect(2, 'name');
+          name = inner.string('name');
+        } else if (f === 2) {
+          inner.expect(2, 'value');
+          value = inner.string('value');
+        } else inner.skip(inner.lastWireType, `field ${f}`);
+      }
       r.pos = end;
       labelCount++;
-      if (names.has(name)) throw new WriteRequestError(`${at} has the label ${name} twice`);
-      names.add(name);
       if (name === '__name__') {
-        if (value.length > 256 || !METRIC_NAME.test(value))
-          throw new WriteRequestError(
-            `${at}: the metric name ${quote(value)} is not a Prometheus metric name`,
-          );
+        if (metric !== undefined) refuse(' has the label __name__ twice');
+        if (value.length > 256 || !METRIC.test(value))
+          refuse(`: the metric name ${quote(value)} is not a Prometheus metric name`);
         metric = value;
         continue;
       }
-      if (name.length > MAX_LABEL_NAME_LENGTH || !LABEL_NAME.test(name))
-        throw new WriteRequestError(`${at}: the label name ${quote(name)} is not a Prometheus label name`);
+      if (name.length > MAX_NAME || !LABEL.test(name))
+        refuse(`: the label name ${quote(name)} is not a Prometheus label name`);
       // Reserved for the system by the data model (and __proto__ would not survive a JS object).
-      if (name.startsWith('__'))
-        throw new WriteRequestError(`${at}: the label name ${quote(name)} is reserved (it starts with __)`);
-      if (value.length > MAX_LABEL_VALUE_LENGTH)
-        throw new WriteRequestError(
-          `${at}: the value of ${name} is longer than ${MAX_LABEL_VALUE_LENGTH} characters`,
-        );
-      if (value.includes('\u0000'))
-        throw new WriteRequestError(`${at}: the value of ${name} holds a NUL character`);
-      if (value === '') continue;
-      if (Object.keys(labels).length >= MAX_SERIES_LABELS)
-        throw new WriteRequestError(`${at} has more than ${MAX_SERIES_LABELS} labels besides __name__`);
+      if (name.charCodeAt(0) === 95 && name.charCodeAt(1) === 95)
+        refuse(`: the label name ${quote(name)} is reserved (it starts with __)`);
+      if (name in labels) refuse(` has the label ${name} twice`);
+      if (value.length > MAX_VALUE) refuse(`: the value of ${name} is longer than ${MAX_VALUE} characters`);
+      if (value.includes('\u0000')) refuse(`: the value of ${name} holds a NUL character`);
+      if (value === '') {
+        // No label, in the data model; still one name, so it may not come again.
+        labels[name] = '';
+        empty = true;
+        continue;
+      }
+      if (++kept > MAX_LABELS) refuse(` has more than ${MAX_LABELS} labels besides __name__`);
       labels[name] = value;
     } else if (field === 2) {
-      expectWireType(wireType, 2, `${at}.samples[${timestamps.length}]`);
+      place.part = 'samples';
+      place.n = timestamps.length;
+      r.expect(2, '');
       if (out.samples >= limits.maxSamples) {
         throw new WriteRequestError(`the request holds more than ${limits.maxSamples} samples`, 413);
       }
-      const end = r.lengthEnd(`${at}.samples[${timestamps.length}]`);
-      const what = `${at}.samples[${timestamps.length}]`;
-      const { timestamp, value } = decodeSample(new Reader(r.buf, r.pos, end), what);
+      const end = r.lengthEnd('');
+      inner.pos = r.pos;
+      inner.end = end;
+      let timestamp = 0;
+      let value: SeriesValue = 0;
+      while (inner.pos < inner.end) {
+        const f = inner.field('field');
+        if (f === 1) {
+          inner.expect(1, 'value');
+          const p = inner.fixed(8, 'value');
+          const b = inner.buf;
+          // Little-endian double: its bits tell the stale marker from NaN, then the number is read.
+          value = valueOfBits(b.readInt32LE(p + 4), b.readInt32LE(p), b.readDoubleLE(p));
+        } else if (f === 2) {
+          inner.expect(0, 'timestamp');
+          timestamp = inner.int64('timestamp');
+        } else inner.skip(inner.lastWireType, `field ${f}`);
+      }
       r.pos = end;
-      if (timestamp < 0 || timestamp > MAX_TIMESTAMP_MS)
-        throw new WriteRequestError(`${what}: the timestamp ${timestamp} is before 1970 or after 9999`);
+      if (timestamp < 0 || timestamp > MAX_TIME)
+        throw new WriteRequestError(
+          `${pathOf(place, '')}: the timestamp ${timestamp} is before 1970 or after 9999`,
+        );
       if (timestamp > limits.maxTimestampMs)
-        throw new WriteRequestError(`${what}: the timestamp ${timestamp} is more than a day in the future`);
+        throw new WriteRequestError(
+          `${pathOf(place, '')}: the timestamp ${timestamp} is more than a day in the future`,
+        );
       timestamps.push(timestamp);
       values.push(value);
       out.samples++;
       if (value === 'stale') out.staleMarkers++;
     } else if (field === 3) {
-      r.skip(wireType, `${at}.exemplars`);
+      r.skip(r.lastWireType, 'exemplars');
       out.ignored.exemplars++;
     } else if (field === 4) {
-      r.skip(wireType, `${at}.histograms`);
+      r.skip(r.lastWireType, 'histograms');
       out.ignored.histograms++;
     } else {
-      r.skip(wireType, `${at} field ${field}`);
+      r.skip(r.lastWireType, `field ${field}`);
     }
   }
-  if (metric === undefined) throw new WriteRequestError(`${at} has no __name__ label (its metric name)`);
+  if (metric === undefined) refuse(' has no __name__ label (its metric name)');
   // A series with only exemplars or histograms has nothing to store here.
   if (timestamps.length === 0) return undefined;
-  return { metric, labels, timestamps, values };
-}
-
-function decodeLabel(r: Reader, at: string): { name: string; value: string } {
-  let name = '';
-  let value = '';
-  while (r.pos < r.end) {
-    const { field, wireType } = r.key(`a field of ${at}`);
-    if (field === 1) {
-      expectWireType(wireType, 2, `${at}.name`);
-      name = r.string(`${at}.name`);
-    } else if (field === 2) {
-      expectWireType(wireType, 2, `${at}.value`);
-      value = r.string(`${at}.value`);
-    } else r.skip(wireType, `${at} field ${field}`);
-  }
-  return { name, value };
-}
-
-function decodeSample(r: Reader, at: string): { timestamp: number; value: SeriesValue } {
-  let timestamp = 0;
-  let value: SeriesValue = 0;
-  while (r.pos < r.end) {
-    const { field, wireType } = r.key(`a field of ${at}`);
-    if (field === 1) {
-      expectWireType(wireType, 1, `${at}.value`);
-      const p = r.fixed(8, `${at}.value`);
-      const b = r.buf;
-      // Little-endian double: its bits decide stale marker or NaN, then the number is read.
-      const low =
-        (b[p] as number) |
-        ((b[p + 1] as number) << 8) |
-        ((b[p + 2] as number) << 16) |
-        ((b[p + 3] as number) << 24);
-      const high =
-        (b[p + 4] as number) |
-        ((b[p + 5] as number) << 8) |
-        ((b[p + 6] as number) << 16) |
-        ((b[p + 7] as number) << 24);
-      const number = new DataView(b.buffer, b.byteOffset + p, 8).getFloat64(0, true);
-      value = seriesValueOfBits(high, low, number);
-    } else if (field === 2) {
-      expectWireType(wireType, 0, `${at}.timestamp`);
-      timestamp = r.int64(`${at}.timestamp`);
-    } else r.skip(wireType, `${at} field ${field}`);
-  }
-  return { timestamp, value };
+  if (empty) for (const name in labels) if (labels[name] === '') delete labels[name];
+  return { metric: metric as string, labels, timestamps, values };
 }
 
 function quote(text: string): string {
