@@ -8,7 +8,9 @@ const { snappyDecode } = require(path.join(root, 'apps/collector/dist/remote-wri
 const { decodeWriteRequest, encodeWriteRequest } = require(
   path.join(root, 'apps/collector/dist/remote-write/write-request.js'),
 );
-const { buildSeriesMessages } = require(path.join(root, 'apps/collector/dist/remote-write/series-messages.js'));
+const { buildSeriesMessages } = require(
+  path.join(root, 'apps/collector/dist/remote-write/series-messages.js'),
+);
 const { DcgmSimulator } = require(path.join(root, 'libs/dcgm-simulator/dist/dcgm-simulator.js'));
 const snappy = require('snappyjs');
 
@@ -71,6 +73,14 @@ for (const [name, hosts, perSeries] of [
 }
 printTable(
   `Remote write: decompress, decode, build queue messages (best of ${ROUNDS})`,
-  ['request', 'snappy / protobuf', 'snappy ms (ours)', 'snappy ms (snappyjs)', 'decode ms', 'messages ms', 'samples/s'],
+  [
+    'request',
+    'snappy / protobuf',
+    'snappy ms (ours)',
+    'snappy ms (snappyjs)',
+    'decode ms',
+    'messages ms',
+    'samples/s',
+  ],
   rows,
 );
