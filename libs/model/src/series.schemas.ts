@@ -79,6 +79,63 @@ export const seriesEntry = z.strictObject({
 });
 export type SeriesEntry = z.infer<typeof seriesEntry>;
 
+// --- the fast path ------------------------------------------------------------------------------
+// As for TelemetrySample: the streamer checks every series it stores, and a zod parse costs several
+// microseconds each. isSeriesEntry is the same contract written out by hand; it accepts a subset
+// of what the schema accepts, so anything it passes the schema passes unchanged, and anything it
+// refuses goes to the schema, which names the problem. A test holds the two together.
+
+const ENTRY_KEYS = new Set(Object.keys(seriesEntry.shape));
+const SERIES_VALUES = new Set(['NaN', '+Inf', '-Inf', STALE]);
+
+function isLabelSet(value: unknown): boolean {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) return false;
+  if (Object.getPrototypeOf(value) !== Object.prototype) return false;
+  let count = 0;
+  for (const name in value) {
+    if (!Object.prototype.hasOwnProperty.call(value, name)) return false;
+    const v = (value as Record<string, unknown>)[name];
+    if (
+      ++count > MAX_SERIES_LABELS ||
+      name.length > MAX_LABEL_NAME_LENGTH ||
+      !LABEL_NAME.test(name) ||
+      (name.charCodeAt(0) === 95 && name.charCodeAt(1) === 95) ||
+      typeof v !== 'string' ||
+      v === '' ||
+      v.length > MAX_LABEL_VALUE_LENGTH ||
+      v.includes('\u0000') ||
+      LONE_SURROGATE.test(v)
+    )
+      return false;
+  }
+  return true;
+}
+
+/** True when `value` is a series entry the schema accepts as is; false means: ask the schema why. */
+export function isSeriesEntry(value: unknown): value is SeriesEntry {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) return false;
+  if (Object.getPrototypeOf(value) !== Object.prototype) return false;
+  let keys = 0;
+  for (const key in value) {
+    if (!ENTRY_KEYS.has(key)) return false;
+    keys++;
+  }
+  if (keys !== ENTRY_KEYS.size) return false;
+  const { metric, labels, samples } = value as Record<keyof SeriesEntry, unknown>;
+  if (typeof metric !== 'string' || metric.length > 256 || !METRIC_NAME.test(metric)) return false;
+  if (!isLabelSet(labels)) return false;
+  if (!Array.isArray(samples) || samples.length === 0 || samples.length > MAX_SAMPLES_PER_MESSAGE)
+    return false;
+  for (const sample of samples) {
+    if (!Array.isArray(sample) || sample.length !== 2) return false;
+    const [t, v] = sample as unknown[];
+    if (typeof t !== 'number' || !Number.isInteger(t) || t < 0 || t > MAX_TIMESTAMP_MS) return false;
+    if (!((typeof v === 'number' && Number.isFinite(v)) || (typeof v === 'string' && SERIES_VALUES.has(v))))
+      return false;
+  }
+  return true;
+}
+
 /**
  * The payload of one telemetry message of series: at most MAX_SAMPLES_PER_MESSAGE samples in all
  * (the series are checked one by one, so one bad series does not hide the others).

@@ -4,11 +4,13 @@ import {
   fromSeriesValue,
   type GpuColumns,
   gpuColumnsOf,
+  isSeriesEntry,
   isTelemetrySample,
   labelsOfGpuColumns,
   type LeasedMessage,
   STALE,
   seriesBatch,
+  type SeriesEntry,
   seriesEntry,
   type TelemetrySample,
   telemetryBatch,
@@ -215,13 +217,20 @@ export class IngestService {
     const problems: string[] = [];
     const { series } = envelope.data;
     for (let index = 0; index < series.length; index++) {
-      const parsed = seriesEntry.safeParse(series[index]);
-      if (!parsed.success) {
-        for (const e of fieldErrors(parsed.error, ['series', index]))
-          problems.push(`${e.field}: ${e.message}`);
-        continue;
+      const raw = series[index];
+      let entry: SeriesEntry;
+      if (isSeriesEntry(raw)) entry = raw;
+      else {
+        // Off the fast path: the schema says what is wrong.
+        const parsed = seriesEntry.safeParse(raw);
+        if (!parsed.success) {
+          for (const e of fieldErrors(parsed.error, ['series', index]))
+            problems.push(`${e.field}: ${e.message}`);
+          continue;
+        }
+        entry = parsed.data;
       }
-      const { metric, labels, samples } = parsed.data;
+      const { metric, labels, samples } = entry;
       const of: LabelledSeries = {
         metric,
         labels,
