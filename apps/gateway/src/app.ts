@@ -47,7 +47,7 @@ export interface GatewayAppDeps {
 
 export interface GatewayApp {
   /**
-   * The server's handler: /api/v1/{gpus,topics,targets} on the lean proxy path, POST /v1/traces to
+   * The server's handler: /api/v1/{gpus,topics,targets,write} on the lean proxy path, POST /v1/traces to
    * the OTLP receiver, the rest on Express.
    */
   handler: RequestListener;
@@ -67,6 +67,15 @@ export interface GatewayApp {
   /** Writes the last key-use times and request records, and closes the upstream pools. */
   close(): Promise<void>;
 }
+
+/** The backend each proxied route reaches, as /readyz names it. */
+const BACKEND_OF: Record<string, string> = {
+  gpus: 'streamer',
+  topics: 'queue',
+  targets: 'collector',
+  write: 'collector',
+};
+const backendOf = (route: { name: string }): string => BACKEND_OF[route.name] ?? route.name;
 
 export function createApp(deps: GatewayAppDeps): GatewayApp {
   const { db, pool, logger, config, now } = deps;
@@ -147,10 +156,10 @@ export function createApp(deps: GatewayAppDeps): GatewayApp {
     metrics,
     readiness: [
       { name: 'postgres', check: () => pingDatabase(pool) },
-      ...routes.map((route) => ({
-        name: route.name === 'gpus' ? 'streamer' : route.name === 'topics' ? 'queue' : 'collector',
-        check: upstreamCheck(route),
-      })),
+      // One check per backend, by its first route: routes to the same one (targets, write) share it.
+      ...routes
+        .filter((route, i) => routes.findIndex((r) => backendOf(r) === backendOf(route)) === i)
+        .map((route) => ({ name: backendOf(route), check: upstreamCheck(route) })),
     ],
     routes: (app) => {
       app.use(keysRoutes(keys, config.GATEWAY_AUTH));

@@ -36,6 +36,11 @@ export interface ServiceAppOptions {
    * built from it), before the JSON parser and its bodyLimit.
    */
   rawBodyRoutes?(app: Express): void;
+  /**
+   * Mounts routes whose bodies are not JSON at all (protobuf), before the check that answers 415
+   * to anything else: each checks its own media type and reads its own body, within its own limit.
+   */
+  binaryBodyRoutes?(app: Express): void;
   /** Served as GET /openapi.json. */
   openapi?: object;
   /**
@@ -168,6 +173,8 @@ export function createServiceApp(options: ServiceAppOptions): Express {
       res.type('application/json').send(document);
     });
   }
+
+  options.binaryBodyRoutes?.(app);
 
   // Bodies are JSON. Anything else with a body is a 415, not a confusing "field required".
   app.use((req: Request, _res: Response, next: NextFunction) => {

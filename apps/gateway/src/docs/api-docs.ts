@@ -205,7 +205,8 @@ export const gatewayApi = openApiDocument(
     version: '0.1.0',
     description:
       'Everything through the gateway. Send an API key: Authorization: Bearer <key>, or X-API-Key. ' +
-      'Scopes: read (GET anything), publish (POST /api/v1/topics/{topic}/messages), consume (leases, ' +
+      'Scopes: read (GET anything), publish (POST /api/v1/topics/{topic}/messages, and Prometheus ' +
+      'remote write to POST /api/v1/write, which publishes to the telemetry topic), consume (leases, ' +
       'acks, nacks, extend, release), admin (everything, keys included), traces (POST /v1/traces only). ' +
       'A key created with `topics` reaches only /api/v1/topics/{topic} for those topics. Repeated ' +
       'failed authentications from one address are answered 429 with Retry-After.',
