@@ -36,6 +36,11 @@ export interface ServiceAppOptions {
    * built from it), before the JSON parser and its bodyLimit.
    */
   rawBodyRoutes?(app: Express): void;
+  /**
+   * Mounts routes whose bodies are not JSON (form-encoded ones, read with `formBody`), after the
+   * service credential check and before the frame's JSON-only rule.
+   */
+  ownBodyRoutes?(app: Express): void;
   /** Served as GET /openapi.json. */
   openapi?: object;
   /**
@@ -168,6 +173,8 @@ export function createServiceApp(options: ServiceAppOptions): Express {
       res.type('application/json').send(document);
     });
   }
+
+  options.ownBodyRoutes?.(app);
 
   // Bodies are JSON. Anything else with a body is a 415, not a confusing "field required".
   app.use((req: Request, _res: Response, next: NextFunction) => {

@@ -1,0 +1,328 @@
+import type { PoolClient } from 'pg';
+import { to as copyTo } from 'pg-copy-streams';
+
+/**
+ * The read side of PromQL: every statement runs on one connection inside one read-only
+ * REPEATABLE READ transaction (beginSnapshot), so all the selectors of a query see the same
+ * series, hot rows and blocks, and a chunk compacted meanwhile is seen either hot or compacted.
+ */
+
+/** A stored series: its id and the columns its Prometheus labels are made of. */
+export interface StoredSeries {
+  id: number;
+  metricName: string;
+  gpuId: string;
+  gpuIndex: number | null;
+  device: string | null;
+  modelName: string | null;
+  hostname: string | null;
+  container: string | null;
+  pod: string | null;
+  namespace: string | null;
+  labels: Record<string, string>;
+}
+
+/**
+ * The typed columns of telemetry_series and the dcgm-exporter label each one was made from (the
+ * collector stores `UUID` as gpu_id, `Hostname` as hostname, ...). `labels` holds every other label
+ * as it was sent. A typed column becomes its label only where `labels` holds none of the label's
+ * spellings, so series stored with every label kept in `labels` read back exactly as sent.
+ */
+export const TYPED_LABELS = [
+  { column: 'gpu_id', field: 'gpuId', label: 'UUID', spellings: ['UUID', 'uuid'] },
+  { column: 'gpu_index', field: 'gpuIndex', label: 'gpu', spellings: ['gpu'] },
+  { column: 'device', field: 'device', label: 'device', spellings: ['device'] },
+  { column: 'model_name', field: 'modelName', label: 'modelName', spellings: ['modelName'] },
+  { column: 'hostname', field: 'hostname', label: 'Hostname', spellings: ['Hostname', 'hostname'] },
+  { column: 'container', field: 'container', label: 'container', spellings: ['container', 'container_name'] },
+  { column: 'pod', field: 'pod', label: 'pod', spellings: ['pod', 'pod_name'] },
+  { column: 'namespace', field: 'namespace', label: 'namespace', spellings: ['namespace', 'pod_namespace'] },
+] as const;
+
+const sqlStrings = (values: readonly string[]) => `ARRAY[${values.map((v) => `'${v}'`).join(', ')}]`;
+
+/** Opens the snapshot every later statement of the query reads; statements end by `timeoutMs`. */
+export async function beginSnapshot(client: PoolClient, timeoutMs: number): Promise<void> {
+  await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
+  await client.query(`SET LOCAL statement_timeout = ${Math.max(1, Math.ceil(timeoutMs))}`);
+}
+
+export async function endSnapshot(client: PoolClient): Promise<void> {
+  await client.query('COMMIT');
+}
+
+/**
+ * Every metric name, from telemetry_series_name_idx one name at a time (a loose index scan):
+ * as many index probes as there are names, however many series each has.
+ */
+export async function metricNames(client: PoolClient): Promise<string[]> {
+  const { rows } = await client.query<{ name: string }>({
+    name: 'promql_metric_names',
+    text: `WITH RECURSIVE names AS (
+        (SELECT metric_name AS name FROM telemetry_series ORDER BY metric_name LIMIT 1)
+        UNION ALL
+        SELECT (SELECT s.metric_name FROM telemetry_series s WHERE s.metric_name > names.name
+                ORDER BY s.metric_name LIMIT 1)
+        FROM names WHERE names.name IS NOT NULL
+      )
+      SELECT name FROM names WHERE name IS NOT NULL`,
+  });
+  return rows.map((r) => r.name);
+}
+
+interface SeriesRowData {
+  id: string;
+  metric_name: string;
+  gpu_id: string;
+  gpu_index: number | null;
+  device: string | null;
+  model_name: string | null;
+  hostname: string | null;
+  container: string | null;
+  pod: string | null;
+  namespace: string | null;
+  labels: Record<string, string>;
+}
+
+const SERIES_COLUMNS =
+  'id, metric_name, gpu_id, gpu_index, device, model_name, hostname, container, pod, namespace, labels';
+
+function toStoredSeries(r: SeriesRowData): StoredSeries {
+  return {
+    id: Number(r.id),
+    metricName: r.metric_name,
+    gpuId: r.gpu_id,
+    gpuIndex: r.gpu_index,
+    device: r.device,
+    modelName: r.model_name,
+    hostname: r.hostname,
+    container: r.container,
+    pod: r.pod,
+    namespace: r.namespace,
+    labels: r.labels,
+  };
+}
+
+/**
+ * Up to `limit` series of these metrics (of every metric when `names` is null) with ids above
+ * `afterId`, in id order: a selector reads its candidates in keyset batches, so it can stop at
+ * its series cap without having read them all.
+ */
+export async function seriesBatch(
+  client: PoolClient,
+  args: { names: string[] | null; afterId: number; limit: number },
+): Promise<StoredSeries[]> {
+  const { rows } =
+    args.names === null
+      ? await client.query<SeriesRowData>({
+          name: 'promql_series_all',
+          text: `SELECT ${SERIES_COLUMNS} FROM telemetry_series WHERE id > $1 ORDER BY id LIMIT $2`,
+          values: [args.afterId, args.limit],
+        })
+      : await client.query<SeriesRowData>({
+          name: 'promql_series_of_names',
+          text: `SELECT ${SERIES_COLUMNS} FROM telemetry_series
+                 WHERE metric_name = ANY($1::text[]) AND id > $2 ORDER BY id LIMIT $3`,
+          values: [args.names, args.afterId, args.limit],
+        });
+  return rows.map(toStoredSeries);
+}
+
+/** How many chunks overlap [fromUs, toUs), compacted and not: what a batch of series will read. */
+export async function chunksBetween(
+  client: PoolClient,
+  fromUs: number,
+  toUs: number,
+): Promise<{ compacted: number; hot: number }> {
+  const { rows } = await client.query<{ compacted: number; hot: number }>({
+    name: 'promql_chunks_between',
+    text: `SELECT count(*) FILTER (WHERE compacted_at IS NOT NULL)::int AS compacted,
+                  count(*) FILTER (WHERE compacted_at IS NULL)::int AS hot
+           FROM telemetry_chunks WHERE chunk_start < $2 AND chunk_end > $1`,
+    values: [pgTimestamp(fromUs), pgTimestamp(toUs)],
+  });
+  return rows[0] ?? { compacted: 0, hot: 0 };
+}
+
+/**
+ * Microseconds since the epoch as a timestamptz literal, exactly: written into COPY statements
+ * (which take no parameters) as constants, so Postgres prunes partitions when it plans them.
+ */
+export function pgTimestamp(us: number): string {
+  const ms = Math.floor(us / 1000);
+  const micro = us - ms * 1000;
+  const iso = new Date(ms).toISOString(); // YYYY-MM-DDTHH:MM:SS.mmmZ
+  return `${iso.slice(0, 23)}${String(Math.round(micro)).padStart(3, '0')}Z`;
+}
+
+const idArray = (ids: readonly number[]) => `'{${ids.map((id) => Math.trunc(id)).join(',')}}'::bigint[]`;
+const tsLiteral = (us: number) => `'${pgTimestamp(us)}'::timestamptz`;
+
+/** Microseconds from the Unix epoch to Postgres' (2000-01-01), the origin of binary timestamps. */
+const PG_EPOCH_US = 946_684_800_000_000;
+
+/**
+ * The hot samples of these series in [fromUs, toUs), in (series, time) order, by binary COPY:
+ * each row's value is handed over as its 8 stored bytes (big-endian) at `buf[at]`, so a
+ * staleness marker keeps its bits (a NaN read through JavaScript numbers may not).
+ */
+export async function readHotSamples(
+  client: PoolClient,
+  args: { seriesIds: readonly number[]; fromUs: number; toUs: number },
+  each: (seriesId: number, us: number, buf: Buffer, at: number) => void,
+): Promise<number> {
+  return readBinaryCopy(
+    client,
+    `COPY (SELECT series_id, ts, value FROM telemetry_samples
+           WHERE series_id = ANY(${idArray(args.seriesIds)})
+             AND ts >= ${tsLiteral(args.fromUs)} AND ts < ${tsLiteral(args.toUs)}
+           ORDER BY series_id, ts) TO STDOUT (FORMAT binary)`,
+    (buf, fields) => {
+      const seriesId = Number(buf.readBigInt64BE(fields[0] as number));
+      const us = Number(buf.readBigInt64BE(fields[2] as number)) + PG_EPOCH_US;
+      each(seriesId, us, buf, fields[4] as number);
+    },
+  );
+}
+
+/**
+ * The blocks of these series whose chunks overlap [fromUs, toUs), in (series, chunk) order, by
+ * binary COPY. `data` is a view into the stream's buffer: decode it before returning.
+ */
+export async function readBlocks(
+  client: PoolClient,
+  args: { seriesIds: readonly number[]; fromUs: number; toUs: number },
+  each: (seriesId: number, data: Buffer) => void,
+): Promise<number> {
+  return readBinaryCopy(
+    client,
+    `COPY (SELECT b.series_id, b.data FROM telemetry_blocks b
+           JOIN telemetry_chunks c ON c.chunk_start = b.chunk_start
+           WHERE b.series_id = ANY(${idArray(args.seriesIds)})
+             AND b.chunk_start < ${tsLiteral(args.toUs)} AND c.chunk_end > ${tsLiteral(args.fromUs)}
+           ORDER BY b.series_id, b.chunk_start) TO STDOUT (FORMAT binary)`,
+    (buf, fields) => {
+      const seriesId = Number(buf.readBigInt64BE(fields[0] as number));
+      const at = fields[2] as number;
+      each(seriesId, buf.subarray(at, at + (fields[3] as number)));
+    },
+  );
+}
+
+const COPY_HEADER = 11 + 4 + 4; // signature, flags, header extension length
+
+/**
+ * Runs a `COPY ... TO STDOUT (FORMAT binary)` and calls `row` for each row with the buffer holding
+ * it and its fields as (offset, length) pairs (length -1: null), valid during the call only.
+ */
+async function readBinaryCopy(
+  client: PoolClient,
+  statement: string,
+  row: (buf: Buffer, fields: Int32Array) => void,
+): Promise<number> {
+  const stream = client.query(copyTo(statement));
+  let pending: Buffer | undefined;
+  let headerDone = false;
+  let rows = 0;
+  let fields = new Int32Array(8);
+  for await (const piece of stream as AsyncIterable<Buffer>) {
+    const buf: Buffer = pending ? Buffer.concat([pending, piece]) : piece;
+    let at = 0;
+    if (!headerDone) {
+      if (buf.length < COPY_HEADER) {
+        pending = buf;
+        continue;
+      }
+      const extension = buf.readUInt32BE(15);
+      if (buf.length < COPY_HEADER + extension) {
+        pending = buf;
+        continue;
+      }
+      at = COPY_HEADER + extension;
+      headerDone = true;
+    }
+    for (;;) {
+      if (buf.length - at < 2) break;
+      const count = buf.readInt16BE(at);
+      if (count === -1) {
+        at = buf.length;
+        break;
+      }
+      if (fields.length < count * 2) fields = new Int32Array(count * 2);
+      let p = at + 2;
+      let complete = true;
+      for (let f = 0; f < count; f++) {
+        if (buf.length - p < 4) {
+          complete = false;
+          break;
+        }
+        const len = buf.readInt32BE(p);
+        p += 4;
+        if (len > 0 && buf.length - p < len) {
+          complete = false;
+          break;
+        }
+        fields[2 * f] = p;
+        fields[2 * f + 1] = len;
+        if (len > 0) p += len;
+      }
+      if (!complete) break;
+      row(buf, fields);
+      rows++;
+      at = p;
+    }
+    pending = at < buf.length ? buf.subarray(at) : undefined;
+  }
+  return rows;
+}
+
+/** The ids among `seriesIds` with a sample (hot) or a block overlapping [from, to]. */
+export async function seriesWithDataBetween(
+  client: PoolClient,
+  args: { seriesIds: readonly number[]; from: Date; to: Date },
+): Promise<Set<number>> {
+  const { rows } = await client.query<{ id: string }>({
+    name: 'promql_series_with_data',
+    text: `SELECT id FROM unnest($1::bigint[]) AS id
+           WHERE EXISTS (SELECT 1 FROM telemetry_samples x WHERE x.series_id = id AND x.ts BETWEEN $2 AND $3)
+              OR EXISTS (SELECT 1 FROM telemetry_blocks b JOIN telemetry_chunks c ON c.chunk_start = b.chunk_start
+                         WHERE b.series_id = id AND b.chunk_start <= $3 AND c.chunk_end > $2)`,
+    values: [args.seriesIds, args.from, args.to],
+  });
+  return new Set(rows.map((r) => Number(r.id)));
+}
+
+/** A typed column that becomes its label on this row: set, and no spelling of the label in `labels`. */
+const typedShown = (t: (typeof TYPED_LABELS)[number], alias = '') =>
+  `${alias}${t.column} IS NOT NULL AND ${alias}${t.column}::text <> '' AND NOT ${alias}labels ?| ${sqlStrings(t.spellings)}`;
+
+/** Every label name of every series (__name__ included when there is a series). */
+export async function allLabelNames(client: PoolClient): Promise<string[]> {
+  const typed = TYPED_LABELS.map((t) => `UNION ALL SELECT '${t.label}' WHERE ${typedShown(t, 's.')}`).join('\n');
+  const { rows } = await client.query<{ name: string }>({
+    name: 'promql_label_names',
+    text: `SELECT DISTINCT name FROM telemetry_series s CROSS JOIN LATERAL (
+             SELECT '__name__' AS name
+             UNION ALL SELECT key FROM jsonb_each_text(s.labels) WHERE value <> '' AND key <> '__name__'
+             ${typed}
+           ) AS x`,
+  });
+  return rows.map((r) => r.name);
+}
+
+/** Every value of one label over every series (not __name__: see metricNames). */
+export async function allLabelValues(client: PoolClient, name: string): Promise<string[]> {
+  const typed = TYPED_LABELS.find((t) => t.label === name);
+  const fromColumn = typed
+    ? `UNION ALL SELECT ${typed.column}::text FROM telemetry_series s WHERE ${typedShown(typed, 's.')}`
+    : '';
+  const { rows } = await client.query<{ value: string }>({
+    name: typed ? `promql_label_values_${typed.column}` : 'promql_label_values',
+    text: `SELECT DISTINCT value FROM (
+             SELECT labels->>$1::text AS value FROM telemetry_series WHERE labels ? $1::text
+             ${fromColumn}
+           ) AS x WHERE value <> ''`,
+    values: [name],
+  });
+  return rows.map((r) => r.value);
+}
