@@ -321,3 +321,78 @@ describe('hostile input', () => {
     );
   });
 });
+
+describe('limits', () => {
+  let limited: TestApp;
+
+  beforeAll(async () => {
+    limited = await startStreamerTestApp({
+      config: { ...config, PROMQL_MAX_SAMPLES: 1_000, PROMQL_MAX_SERIES: 10, PROMQL_MAX_CONCURRENCY: 1 },
+    });
+    await storeSeries(limited.database.pool, data, HOUR);
+  }, 60_000);
+
+  afterAll(async () => {
+    await limited?.close();
+  });
+
+  it('answers 422 execution past the samples budget (PROMQL_MAX_SAMPLES)', async () => {
+    // Four series at 481 steps hold 1,924 samples.
+    const res = await api(limited)
+      .get(`${API}/query_range`)
+      .query({ query: 'DCGM_FI_DEV_GPU_UTIL{Hostname="host-0"}', start: sec(DATASET_START_MS), end: sec(DATASET_END_MS), step: '15' })
+      .expect(422);
+    expect(res.body).toEqual({
+      status: 'error',
+      errorType: 'execution',
+      error: 'query processing would load too many samples into memory in query execution',
+    });
+  });
+
+  it('answers 422 execution when a selector would touch more than PROMQL_MAX_SERIES series', async () => {
+    const query = await api(limited).get(`${API}/query`).query({ query: 'DCGM_FI_DEV_GPU_UTIL', time: sec(DATASET_END_MS) }).expect(422);
+    expect(query.body).toMatchObject({ errorType: 'execution', error: expect.stringMatching(/more than 10 series \(PROMQL_MAX_SERIES\)/) });
+    const series = await api(limited).get(`${API}/series`).query({ 'match[]': '{Hostname=~"host-[01]"}' }).expect(422);
+    expect(series.body).toMatchObject({ errorType: 'execution' });
+    await api(limited).get(`${API}/query`).query({ query: 'DCGM_FI_DEV_GPU_UTIL{Hostname="host-0"}', time: sec(DATASET_END_MS) }).expect(200);
+  });
+
+  it('answers 503 timeout when the timeout parameter has run out', async () => {
+    const res = await api(limited)
+      .get(`${API}/query`)
+      .query({ query: 'DCGM_FI_DEV_GPU_UTIL{Hostname="host-0"}', time: sec(DATASET_END_MS), timeout: '0s' })
+      .expect(503);
+    expect(res.body).toEqual({ status: 'error', errorType: 'timeout', error: 'query timed out in expression evaluation' });
+  });
+
+  it('queues queries past PROMQL_MAX_CONCURRENCY, and times out one that waits too long', async () => {
+    // Hold the only turn: a query whose series lookup waits behind a lock this test holds.
+    const locker = await limited.database.pool.connect();
+    await locker.query('BEGIN');
+    await locker.query('LOCK TABLE telemetry_series IN ACCESS EXCLUSIVE MODE');
+    const first = api(limited).get(`${API}/query`).query({ query: 'DCGM_FI_DEV_GPU_UTIL{Hostname="host-1"}', time: sec(DATASET_END_MS) }).then((r) => r);
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    const waiting = await api(limited)
+      .get(`${API}/query`)
+      .query({ query: 'vector(1)', timeout: '300ms' })
+      .expect(503);
+    expect(waiting.body).toEqual({ status: 'error', errorType: 'timeout', error: 'query timed out in query queue' });
+    await locker.query('ROLLBACK');
+    locker.release();
+    expect((await first).status).toBe(200);
+    await api(limited).get(`${API}/query`).query({ query: 'vector(1)' }).expect(200);
+  });
+
+  it('answers 503 timeout when a statement runs past the query timeout', async () => {
+    const locker = await limited.database.pool.connect();
+    await locker.query('BEGIN');
+    await locker.query('LOCK TABLE telemetry_series IN ACCESS EXCLUSIVE MODE');
+    const res = await api(limited)
+      .get(`${API}/query`)
+      .query({ query: 'DCGM_FI_DEV_GPU_UTIL{Hostname="host-1"}', time: sec(DATASET_END_MS), timeout: '300ms' });
+    await locker.query('ROLLBACK');
+    locker.release();
+    expect(res.status).toBe(503);
+    expect(res.body).toMatchObject({ errorType: 'timeout' });
+  });
+});
