@@ -34,6 +34,9 @@ import { TracesService } from './traces/traces.service';
 export { gatewayEnv, loadGatewayConfig } from './config';
 export type { GatewayDatabase } from './gateway.tables';
 
+/** The backend each route's readiness check is named after. */
+const READINESS_NAMES: Record<string, string> = { gpus: 'streamer', topics: 'queue', targets: 'collector' };
+
 export interface GatewayAppDeps {
   db: Kysely<GatewayDatabase>;
   pool: Pool;
@@ -47,7 +50,7 @@ export interface GatewayAppDeps {
 
 export interface GatewayApp {
   /**
-   * The server's handler: /api/v1/{gpus,topics,targets} on the lean proxy path, POST /v1/traces to
+   * The server's handler: /api/v1/{gpus,topics,targets} and /prometheus/api/v1 on the lean proxy path, POST /v1/traces to
    * the OTLP receiver, the rest on Express.
    */
   handler: RequestListener;
@@ -147,10 +150,10 @@ export function createApp(deps: GatewayAppDeps): GatewayApp {
     metrics,
     readiness: [
       { name: 'postgres', check: () => pingDatabase(pool) },
-      ...routes.map((route) => ({
-        name: route.name === 'gpus' ? 'streamer' : route.name === 'topics' ? 'queue' : 'collector',
-        check: upstreamCheck(route),
-      })),
+      // One check per backend (the streamer serves both /api/v1/gpus and /prometheus).
+      ...routes
+        .filter((route) => route.name in READINESS_NAMES)
+        .map((route) => ({ name: READINESS_NAMES[route.name] as string, check: upstreamCheck(route) })),
     ],
     routes: (app) => {
       app.use(keysRoutes(keys, config.GATEWAY_AUTH));
