@@ -4,6 +4,7 @@ module.exports = {
   ...preset,
   displayName: 'pipeline-e2e',
   rootDir: __dirname,
-  // Browser tests need Chromium: `npm run test:e2e` (jest.browser.config.cjs) runs them.
-  testPathIgnorePatterns: ['\\.browser\\.test\\.ts$'],
+  // Browser tests need Chromium: `npm run test:e2e` (jest.browser.config.cjs) runs them; the
+  // comparison with a real Prometheus is part of `npm run test:compat` (jest.compat.config.cjs).
+  testPathIgnorePatterns: ['\\.browser\\.test\\.ts$', '\\.compat\\.test\\.ts$'],
 };
