@@ -14,11 +14,16 @@ import {
 import { isPgError } from '@gpu-telemetry/db';
 import type { Pool, PoolClient } from 'pg';
 import { decodeBlock } from '../codec/block-codec';
+import { decodeRollup, type Rollup } from '../codec/rollup';
 import {
   allLabelNames,
   allLabelValues,
   beginSnapshot,
   chunksBetween,
+  chunksIn,
+  foldedDays,
+  readBlockHeads,
+  readHourRollups,
   endSnapshot,
   metricNames,
   readBlocks,
@@ -28,7 +33,17 @@ import {
   type StoredSeries,
   TYPED_LABELS,
 } from './prometheus.queries';
-import { type RollupPlan, planRollups, readRollupSeries } from './prometheus-rollups';
+import {
+  type BlockHead,
+  bucketPiece,
+  planRollups,
+  preferFor,
+  readBlockHead,
+  refInside,
+  type RollupPlan,
+  rollupCount,
+} from './prometheus-rollups';
+import { type HotRows, hotPiece, mergePieces, type Piece } from './sample-pieces';
 
 /** What a source counts as it reads (streamer_promql_* metrics). */
 export interface SourceCounters {
@@ -57,6 +72,7 @@ interface Selected {
 }
 
 const SERIES_BATCH = 5_000;
+const DAY_MS = 86_400_000;
 const DEFAULT_BLOCKS_PER_BATCH = 20_000;
 const MAX_SERIES_PER_BATCH = 1_000;
 /** What Postgres' timestamptz and JavaScript's Date both hold, in ms: 0001-01-01 to 9999-12-31. */
@@ -264,35 +280,137 @@ export class PrometheusSource implements SeriesSource {
     }
   }
 
+  /**
+   * A selector answered from 1-hour rollups where that gives the raw samples' answer (see
+   * prometheus-rollups.ts): per batch of series, the block headers and rollup rows of the whole
+   * days around the range, then raw samples only for what rollups cannot stand for.
+   */
   private async *fromRollups(
     selected: Selected[],
     plan: RollupPlan,
     startMs: number,
     endMs: number,
   ): AsyncIterable<SeriesSamples> {
+    const spanFromUs = Math.floor(startMs / DAY_MS) * DAY_MS * 1000;
+    const spanToUs = (Math.floor(endMs / DAY_MS) + 1) * DAY_MS * 1000;
+    const chunks = await this.run((client) => chunksIn(client, spanFromUs, spanToUs));
+    if (chunks.length === 0) return;
+    const folded = await this.run((client) => foldedDays(client, spanFromUs, spanToUs));
+    const chunkAt = new Map(chunks.map((c) => [c.startUs, c]));
+    // Chunks whose samples at an evaluation time could be anywhere in their blocks: read raw.
+    const interior = new Set(
+      chunks.filter((c) => c.compacted && refInside(plan, c.startUs / 1000, c.endUs / 1000)).map((c) => c.startUs),
+    );
+    const anyHot = chunks.some((c) => !c.compacted && c.startUs / 1000 <= endMs && c.endUs / 1000 > startMs);
+    const prefer = preferFor(plan);
+    const fromUs = startMs * 1000;
+    const toUs = (endMs + 1) * 1000;
     for (let i = 0; i < selected.length; i += MAX_SERIES_PER_BATCH) {
       const batch = selected.slice(i, i + MAX_SERIES_PER_BATCH);
-      const read = await this.run((client) =>
-        readRollupSeries(client, {
-          plan,
-          series: batch.map((s) => s.ids),
-          startMs,
-          endMs,
+      const ids = batch.flatMap((s) => s.ids);
+      const heads = new Map<number, Map<number, BlockHead>>();
+      const rollups = new Map<number, { startUs: number; rollup: Rollup }[]>();
+      await this.run((client) =>
+        readBlockHeads(client, { seriesIds: ids, fromUs: spanFromUs, toUs: spanToUs }, (id, chunkStartUs, head, raw) => {
+          let byChunk = heads.get(id);
+          if (!byChunk) heads.set(id, (byChunk = new Map()));
+          byChunk.set(chunkStartUs, readBlockHead(head, raw));
         }),
       );
-      for (let k = 0; k < batch.length; k++) {
-        const samples = read[k];
-        if (!samples || samples.timestamps.length === 0) continue;
-        this.options.counters?.samples('rollups', samples.timestamps.length);
-        yield { labels: (batch[k] as Selected).labels, ...samples };
+      await this.run((client) =>
+        readHourRollups(client, { seriesIds: ids, fromUs: spanFromUs, toUs: spanToUs }, (id, startUs, data) => {
+          let list = rollups.get(id);
+          if (!list) rollups.set(id, (list = []));
+          list.push({ startUs, rollup: decodeRollup(data) });
+        }),
+      );
+      // Per series: the rollup rows that count every sample of the blocks they were made from,
+      // and the chunks those blocks are in; every other compacted chunk of it is read raw.
+      const usable = new Map<number, Rollup[]>();
+      const covered = new Map<number, Set<number>>();
+      const rawChunks = new Set<number>(interior);
+      for (const id of ids) {
+        const byChunk = heads.get(id) ?? new Map<number, BlockHead>();
+        const mine = new Set<number>();
+        const kept: Rollup[] = [];
+        for (const { startUs, rollup } of rollups.get(id) ?? []) {
+          const isDay = folded.has(startUs) && startUs % (DAY_MS * 1000) === 0;
+          const span = isDay
+            ? chunks.filter((c) => c.startUs >= startUs && c.startUs < startUs + DAY_MS * 1000).map((c) => c.startUs)
+            : [startUs];
+          let n = 0;
+          for (const c of span) n += byChunk.get(c)?.n ?? 0;
+          if (n === 0 || n !== rollupCount(rollup) || span.some((c) => !chunkAt.get(c)?.compacted)) continue;
+          kept.push(rollup);
+          for (const c of span) if (byChunk.has(c)) mine.add(c);
+        }
+        for (const c of byChunk.keys()) if (!mine.has(c)) rawChunks.add(c);
+        usable.set(id, kept);
+        covered.set(id, mine);
+      }
+      const inRange = [...rawChunks].filter((c) => {
+        const chunk = chunkAt.get(c);
+        return chunk !== undefined && chunk.startUs < toUs && chunk.endUs > fromUs;
+      });
+      const blocks = new Map<number, Buffer[]>();
+      if (inRange.length > 0) {
+        await this.run((client) =>
+          readBlocks(client, { seriesIds: ids, fromUs, toUs, chunkStartsUs: inRange }, (id, data) => {
+            let list = blocks.get(id);
+            if (!list) blocks.set(id, (list = []));
+            list.push(Buffer.from(data));
+          }),
+        );
+      }
+      const hot = new Map<number, HotRows>();
+      if (anyHot) {
+        await this.run((client) =>
+          readHotSamples(client, { seriesIds: ids, fromUs, toUs }, (id, us, buf, at) => {
+            let rows = hot.get(id);
+            if (!rows) hot.set(id, (rows = { us: [], hi: [], lo: [] }));
+            rows.us.push(us);
+            rows.hi.push(buf.readUInt32BE(at));
+            rows.lo.push(buf.readUInt32BE(at + 4));
+          }),
+        );
+      }
+      for (const s of batch) {
+        const pieces: Piece[] = [];
+        let buckets = 0;
+        let raw = 0;
+        let fromHot = 0;
+        for (const id of s.ids) {
+          for (const rollup of usable.get(id) ?? []) {
+            const piece = bucketPiece(plan, rollup);
+            pieces.push(piece);
+            buckets += piece.times.length;
+          }
+          const byChunk = heads.get(id);
+          for (const c of covered.get(id) ?? []) {
+            const head = byChunk?.get(c) as BlockHead;
+            pieces.push({ times: Float64Array.of(head.firstUs), values: head.first });
+          }
+          for (const data of blocks.get(id) ?? []) {
+            const block = decodeBlock(data);
+            pieces.push(block);
+            raw += block.times.length;
+          }
+          const rows = hot.get(id);
+          if (rows) {
+            pieces.push(hotPiece(rows));
+            fromHot += rows.us.length;
+          }
+        }
+        this.options.counters?.samples('rollups', buckets);
+        this.options.counters?.samples('blocks', raw);
+        this.options.counters?.samples('hot', fromHot);
+        const samples = mergePieces(pieces, startMs, endMs, prefer);
+        if (samples) yield { labels: s.labels, ...samples };
       }
     }
   }
 
-  /**
-   * One series' samples in [startMs, endMs] from its blocks and hot rows: times in ms, ascending
-   * and unique (two samples in one millisecond: the later one), values bit for bit as stored.
-   */
+  /** One series' samples in [startMs, endMs] from its blocks and hot rows. */
   private assemble(
     ids: number[],
     blocks: Map<number, Buffer[]>,
@@ -300,7 +418,7 @@ export class PrometheusSource implements SeriesSource {
     startMs: number,
     endMs: number,
   ): { timestamps: Float64Array; values: Float64Array } | null {
-    const pieces: { times: Float64Array; values: Float64Array }[] = [];
+    const pieces: Piece[] = [];
     let fromBlocks = 0;
     let fromHot = 0;
     for (const id of ids) {
@@ -311,50 +429,13 @@ export class PrometheusSource implements SeriesSource {
       }
       const rows = hot.get(id);
       if (rows) {
-        const n = rows.us.length;
-        const values = new Float64Array(n);
-        const words = new Uint32Array(values.buffer);
-        for (let k = 0; k < n; k++) {
-          words[2 * k] = rows.lo[k] as number;
-          words[2 * k + 1] = rows.hi[k] as number;
-        }
-        pieces.push({ times: Float64Array.from(rows.us), values });
-        fromHot += n;
+        pieces.push(hotPiece(rows));
+        fromHot += rows.us.length;
       }
     }
     this.options.counters?.samples('blocks', fromBlocks);
     this.options.counters?.samples('hot', fromHot);
-    if (pieces.length === 0) return null;
-    pieces.sort((a, b) => (a.times[0] as number) - (b.times[0] as number));
-    const total = pieces.reduce((n, p) => n + p.times.length, 0);
-    const timestamps = new Float64Array(total);
-    const values = new Float64Array(total);
-    // Values move as their two 32-bit words: a NaN moved as a number may lose its bits.
-    const out = new Uint32Array(values.buffer);
-    let n = 0;
-    let ordered = true;
-    for (const p of pieces) {
-      const words = new Uint32Array(p.values.buffer, p.values.byteOffset, p.values.length * 2);
-      for (let k = 0; k < p.times.length; k++) {
-        const ms = Math.floor((p.times[k] as number) / 1000);
-        if (n > 0 && ms <= (timestamps[n - 1] as number)) {
-          if (ms < (timestamps[n - 1] as number)) ordered = false;
-          else n--; // the same millisecond: the later sample stands
-        }
-        timestamps[n] = ms;
-        out[2 * n] = words[2 * k] as number;
-        out[2 * n + 1] = words[2 * k + 1] as number;
-        n++;
-      }
-    }
-    let t: Float64Array = timestamps.subarray(0, n);
-    let v: Float64Array = values.subarray(0, n);
-    if (!ordered) ({ t, v } = sortByTime(t, v));
-    keepStaleMarkers(v);
-    const lo = lowerBound(t, startMs);
-    const hi = lowerBound(t, endMs + 1);
-    if (hi <= lo) return null;
-    return { timestamps: t.subarray(lo, hi), values: v.subarray(lo, hi) };
+    return mergePieces(pieces, startMs, endMs);
   }
 
   /** Label names of the series matching any of the sets (all series without sets). */
@@ -408,52 +489,3 @@ export class PrometheusSource implements SeriesSource {
     return selected.map((s) => s.labels).sort(compareLabels);
   }
 }
-
-interface HotRows {
-  us: number[];
-  hi: number[];
-  lo: number[];
-}
-
-/** The first index whose value is >= x. */
-function lowerBound(a: Float64Array, x: number): number {
-  let lo = 0;
-  let hi = a.length;
-  while (lo < hi) {
-    const mid = (lo + hi) >>> 1;
-    if ((a[mid] as number) < x) lo = mid + 1;
-    else hi = mid;
-  }
-  return lo;
-}
-
-/** Samples whose pieces overlapped in time: sorted, one per millisecond (the later one stands). */
-function sortByTime(t: Float64Array, v: Float64Array): { t: Float64Array; v: Float64Array } {
-  const order = Array.from({ length: t.length }, (_, i) => i).sort((a, b) => (t[a] as number) - (t[b] as number) || a - b);
-  const times = new Float64Array(t.length);
-  const values = new Float64Array(t.length);
-  const from = new Uint32Array(v.buffer, v.byteOffset, v.length * 2);
-  const to = new Uint32Array(values.buffer);
-  let n = 0;
-  for (const i of order) {
-    if (n > 0 && times[n - 1] === t[i]) n--;
-    times[n] = t[i] as number;
-    to[2 * n] = from[2 * i] as number;
-    to[2 * n + 1] = from[2 * i + 1] as number;
-    n++;
-  }
-  return { t: times.subarray(0, n), v: values.subarray(0, n) };
-}
-
-/**
- * Prometheus' staleness marker is the NaN 0x7ff0000000000002. A JavaScript array of numbers
- * quiets a NaN it holds (0x7ff8000000000002), which a writer that gathers values that way may
- * store: that NaN is read as the marker it was.
- */
-function keepStaleMarkers(values: Float64Array): void {
-  const words = new Uint32Array(values.buffer, values.byteOffset, values.length * 2);
-  for (let i = 0; i < values.length; i++) {
-    if (words[2 * i] === 2 && words[2 * i + 1] === 0x7ff80000) words[2 * i + 1] = 0x7ff00000;
-  }
-}
-

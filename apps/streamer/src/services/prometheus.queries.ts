@@ -186,25 +186,111 @@ export async function readHotSamples(
 }
 
 /**
- * The blocks of these series whose chunks overlap [fromUs, toUs), in (series, chunk) order, by
- * binary COPY. `data` is a view into the stream's buffer: decode it before returning.
+ * The blocks of these series whose chunks overlap [fromUs, toUs) (and start at one of
+ * `chunkStartsUs`, when given), in (series, chunk) order, by binary COPY. `data` is a view into
+ * the stream's buffer: copy or decode it before returning.
  */
 export async function readBlocks(
   client: PoolClient,
-  args: { seriesIds: readonly number[]; fromUs: number; toUs: number },
+  args: { seriesIds: readonly number[]; fromUs: number; toUs: number; chunkStartsUs?: readonly number[] },
   each: (seriesId: number, data: Buffer) => void,
 ): Promise<number> {
+  const chunks = args.chunkStartsUs
+    ? `AND b.chunk_start = ANY(ARRAY[${args.chunkStartsUs.map(tsLiteral).join(', ')}]::timestamptz[])`
+    : '';
   return readBinaryCopy(
     client,
     `COPY (SELECT b.series_id, b.data FROM telemetry_blocks b
            JOIN telemetry_chunks c ON c.chunk_start = b.chunk_start
            WHERE b.series_id = ANY(${idArray(args.seriesIds)})
-             AND b.chunk_start < ${tsLiteral(args.toUs)} AND c.chunk_end > ${tsLiteral(args.fromUs)}
+             AND b.chunk_start < ${tsLiteral(args.toUs)} AND c.chunk_end > ${tsLiteral(args.fromUs)} ${chunks}
            ORDER BY b.series_id, b.chunk_start) TO STDOUT (FORMAT binary)`,
     (buf, fields) => {
       const seriesId = Number(buf.readBigInt64BE(fields[0] as number));
       const at = fields[2] as number;
       each(seriesId, buf.subarray(at, at + (fields[3] as number)));
+    },
+  );
+}
+
+/** A chunk of time, µs since the epoch, and whether it is compacted (blocks and rollups) or hot. */
+export interface ChunkSpan {
+  startUs: number;
+  endUs: number;
+  compacted: boolean;
+}
+
+/** The chunks overlapping [fromUs, toUs), in time order. */
+export async function chunksIn(client: PoolClient, fromUs: number, toUs: number): Promise<ChunkSpan[]> {
+  const { rows } = await client.query<{ s: string; e: string; compacted: boolean }>({
+    name: 'promql_chunks_in',
+    text: `SELECT (extract(epoch FROM chunk_start) * 1000000)::bigint AS s,
+                  (extract(epoch FROM chunk_end) * 1000000)::bigint AS e,
+                  compacted_at IS NOT NULL AS compacted
+           FROM telemetry_chunks WHERE chunk_start < $2 AND chunk_end > $1 ORDER BY chunk_start`,
+    values: [pgTimestamp(fromUs), pgTimestamp(toUs)],
+  });
+  return rows.map((r) => ({ startUs: Number(r.s), endUs: Number(r.e), compacted: r.compacted }));
+}
+
+/** The days in [fromUs, toUs) whose 1-hour rollups are folded into one row per series (their starts, µs). */
+export async function foldedDays(client: PoolClient, fromUs: number, toUs: number): Promise<Set<number>> {
+  const { rows } = await client.query<{ day: string }>({
+    name: 'promql_folded_days',
+    text: `SELECT to_char(day, 'YYYY-MM-DD') AS day FROM telemetry_rollup_days
+           WHERE day >= ($1::timestamptz AT TIME ZONE 'UTC')::date AND day < ($2::timestamptz AT TIME ZONE 'UTC')::date`,
+    values: [pgTimestamp(fromUs), pgTimestamp(toUs)],
+  });
+  return new Set(rows.map((r) => Date.parse(`${r.day}T00:00:00Z`) * 1000));
+}
+
+/**
+ * What the header of each block of these series in chunks starting in [fromUs, toUs) says,
+ * without the block itself: its sample count, and its first sample (28 header bytes, plus the
+ * first raw double where values are stored raw). Blocks are stored uncompressed out of line
+ * (STORAGE EXTERNAL), so Postgres fetches only these slices.
+ */
+export async function readBlockHeads(
+  client: PoolClient,
+  args: { seriesIds: readonly number[]; fromUs: number; toUs: number },
+  each: (seriesId: number, chunkStartUs: number, head: Buffer, raw: Buffer | null) => void,
+): Promise<number> {
+  const timeBytes = `((get_byte(data, 14) << 24) | (get_byte(data, 15) << 16) | (get_byte(data, 16) << 8) | get_byte(data, 17))`;
+  return readBinaryCopy(
+    client,
+    `COPY (SELECT series_id, chunk_start, substring(data FROM 1 FOR 28),
+                  CASE WHEN get_byte(data, 18) = 0 THEN substring(data FROM 29 + ${timeBytes} FOR 8) END
+           FROM telemetry_blocks
+           WHERE series_id = ANY(${idArray(args.seriesIds)})
+             AND chunk_start >= ${tsLiteral(args.fromUs)} AND chunk_start < ${tsLiteral(args.toUs)}
+           ORDER BY series_id, chunk_start) TO STDOUT (FORMAT binary)`,
+    (buf, fields) => {
+      const seriesId = Number(buf.readBigInt64BE(fields[0] as number));
+      const chunkStartUs = Number(buf.readBigInt64BE(fields[2] as number)) + PG_EPOCH_US;
+      const head = buf.subarray(fields[4] as number, (fields[4] as number) + (fields[5] as number));
+      const rawLen = fields[7] as number;
+      const raw = rawLen > 0 ? buf.subarray(fields[6] as number, (fields[6] as number) + rawLen) : null;
+      each(seriesId, chunkStartUs, head, raw);
+    },
+  );
+}
+
+/** The 1-hour rollup rows of these series starting in [fromUs, toUs), by binary COPY (`data` as in readBlocks). */
+export async function readHourRollups(
+  client: PoolClient,
+  args: { seriesIds: readonly number[]; fromUs: number; toUs: number },
+  each: (seriesId: number, startUs: number, data: Buffer) => void,
+): Promise<number> {
+  return readBinaryCopy(
+    client,
+    `COPY (SELECT series_id, start, data FROM telemetry_rollups_1h
+           WHERE series_id = ANY(${idArray(args.seriesIds)})
+             AND start >= ${tsLiteral(args.fromUs)} AND start < ${tsLiteral(args.toUs)}
+           ORDER BY series_id, start) TO STDOUT (FORMAT binary)`,
+    (buf, fields) => {
+      const seriesId = Number(buf.readBigInt64BE(fields[0] as number));
+      const startUs = Number(buf.readBigInt64BE(fields[2] as number)) + PG_EPOCH_US;
+      each(seriesId, startUs, buf.subarray(fields[4] as number, (fields[4] as number) + (fields[5] as number)));
     },
   );
 }

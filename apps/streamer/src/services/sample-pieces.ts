@@ -1,0 +1,115 @@
+/** Samples of one series from one place (a block, hot rows, rollup buckets): times in µs, ascending. */
+export interface Piece {
+  times: Float64Array;
+  values: Float64Array;
+}
+
+/** Hot rows gathered as they stream in: times in µs and each value's two 32-bit words as stored. */
+export interface HotRows {
+  us: number[];
+  hi: number[];
+  lo: number[];
+}
+
+/** Of two samples in the same millisecond, which stands: by default the later one. */
+export type Prefer = (earlier: number, later: number) => 'earlier' | 'later';
+
+export function hotPiece(rows: HotRows): Piece {
+  const n = rows.us.length;
+  const values = new Float64Array(n);
+  const words = new Uint32Array(values.buffer);
+  for (let k = 0; k < n; k++) {
+    words[2 * k] = rows.lo[k] as number;
+    words[2 * k + 1] = rows.hi[k] as number;
+  }
+  return { times: Float64Array.from(rows.us), values };
+}
+
+/**
+ * One series' pieces as the engine takes them: times in ms, ascending and unique (two samples in
+ * one millisecond: the one `prefer` picks), values bit for bit as stored, only [startMs, endMs].
+ */
+export function mergePieces(
+  pieces: Piece[],
+  startMs: number,
+  endMs: number,
+  prefer?: Prefer,
+): { timestamps: Float64Array; values: Float64Array } | null {
+  if (pieces.length === 0) return null;
+  pieces.sort((a, b) => (a.times[0] as number) - (b.times[0] as number));
+  const total = pieces.reduce((n, p) => n + p.times.length, 0);
+  let timestamps = new Float64Array(total);
+  let values = new Float64Array(total);
+  // Values move as their two 32-bit words: a NaN moved as a number may lose its bits.
+  let out = new Uint32Array(values.buffer);
+  let n = 0;
+  let ordered = true;
+  for (const p of pieces) {
+    const words = new Uint32Array(p.values.buffer, p.values.byteOffset, p.values.length * 2);
+    for (let k = 0; k < p.times.length; k++) {
+      const ms = Math.floor((p.times[k] as number) / 1000);
+      if (n > 0 && ms < (timestamps[n - 1] as number)) ordered = false;
+      timestamps[n] = ms;
+      out[2 * n] = words[2 * k] as number;
+      out[2 * n + 1] = words[2 * k + 1] as number;
+      n++;
+    }
+  }
+  if (!ordered) {
+    const order = Array.from({ length: n }, (_, i) => i).sort((a, b) => (timestamps[a] as number) - (timestamps[b] as number) || a - b);
+    const t = new Float64Array(n);
+    const v = new Float64Array(n);
+    const w = new Uint32Array(v.buffer);
+    order.forEach((i, j) => {
+      t[j] = timestamps[i] as number;
+      w[2 * j] = out[2 * i] as number;
+      w[2 * j + 1] = out[2 * i + 1] as number;
+    });
+    timestamps = t;
+    values = v;
+    out = w;
+  }
+  // One sample per millisecond.
+  let m = 0;
+  for (let i = 0; i < n; i++) {
+    if (m > 0 && timestamps[m - 1] === timestamps[i]) {
+      if ((prefer?.(values[m - 1] as number, values[i] as number) ?? 'later') === 'earlier') continue;
+      m--;
+    }
+    timestamps[m] = timestamps[i] as number;
+    out[2 * m] = out[2 * i] as number;
+    out[2 * m + 1] = out[2 * i + 1] as number;
+    m++;
+  }
+  const t = timestamps.subarray(0, m);
+  const v = values.subarray(0, m);
+  keepStaleMarkers(v);
+  const lo = lowerBound(t, startMs);
+  const hi = lowerBound(t, endMs + 1);
+  if (hi <= lo) return null;
+  return { timestamps: t.subarray(lo, hi), values: v.subarray(lo, hi) };
+}
+
+/** The first index whose value is >= x. */
+function lowerBound(a: Float64Array, x: number): number {
+  let lo = 0;
+  let hi = a.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if ((a[mid] as number) < x) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}
+
+/**
+ * Prometheus' staleness marker is the NaN 0x7ff0000000000002. A JavaScript array of numbers
+ * quiets a NaN it holds (0x7ff8000000000002), which a writer that gathers values that way may
+ * store: that NaN is read as the marker it was.
+ */
+function keepStaleMarkers(values: Float64Array): void {
+  const words = new Uint32Array(values.buffer, values.byteOffset, values.length * 2);
+  for (let i = 0; i < values.length; i++) {
+    if (words[2 * i] === 2 && words[2 * i + 1] === 0x7ff80000) words[2 * i + 1] = 0x7ff00000;
+  }
+}
