@@ -107,8 +107,7 @@ export async function remoteWrite(url: string, series: readonly WriteSeries[]): 
 
 /**
  * Sends a data set to Prometheus in time order, ten minutes per request (its head accepts what is
- * no older than its newest hour), values copied bit for bit (staleness markers are NaNs that a
- * plain copy may change).
+ * no older than its newest hour). Timestamps must be ascending within each series.
  */
 export async function remoteWriteDataset(
   url: string,
@@ -122,23 +121,21 @@ export async function remoteWriteDataset(
     first = Math.min(first, s.timestamps[0] as number);
     last = Math.max(last, s.timestamps[s.timestamps.length - 1] as number);
   }
+  // Each series' samples are taken in order, a slice at a time, from where the last slice ended.
+  const next = new Array<number>(data.length).fill(0);
   for (let from = first; from <= last; from += slice) {
     const batch: WriteSeries[] = [];
-    for (const s of data) {
-      const idx: number[] = [];
-      s.timestamps.forEach((t, i) => {
-        if (t >= from && t < from + slice) idx.push(i);
-      });
-      if (idx.length === 0) continue;
-      const values = new Float64Array(idx.length);
-      const src = new Uint32Array(s.values.buffer, s.values.byteOffset, s.values.length * 2);
-      const dst = new Uint32Array(values.buffer);
-      idx.forEach((i, j) => {
-        dst[2 * j] = src[2 * i] as number;
-        dst[2 * j + 1] = src[2 * i + 1] as number;
-      });
-      batch.push({ labels: s.labels, timestamps: idx.map((i) => s.timestamps[i] as number), values });
-    }
+    data.forEach((s, k) => {
+      const lo = next[k] as number;
+      let hi = lo;
+      while (hi < s.timestamps.length && (s.timestamps[hi] as number) < from + slice) hi++;
+      next[k] = hi;
+      if (hi === lo) return;
+      const values = new Float64Array(hi - lo);
+      // Bit for bit: staleness markers are NaNs that a copy through numbers may change.
+      new Uint32Array(values.buffer).set(new Uint32Array(s.values.buffer, s.values.byteOffset + lo * 8, (hi - lo) * 2));
+      batch.push({ labels: s.labels, timestamps: s.timestamps.slice(lo, hi), values });
+    });
     await remoteWrite(url, batch);
   }
 }
