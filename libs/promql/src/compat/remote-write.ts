@@ -8,8 +8,13 @@ export interface WriteSeries {
 }
 
 class Writer {
-  private buf = new Uint8Array(1 << 16);
+  private buf: Uint8Array;
   length = 0;
+
+  /** Small by default: a writer is made per label and per sample, and grows as needed. */
+  constructor(size = 64) {
+    this.buf = new Uint8Array(size);
+  }
 
   private ensure(n: number): void {
     if (this.length + n <= this.buf.length) return;
@@ -54,9 +59,9 @@ function lengthDelimited(w: Writer, field: number, payload: Uint8Array): void {
 
 /** A remote write 1.0 `WriteRequest` (protobuf), values written bit for bit. */
 export function encodeWriteRequest(series: readonly WriteSeries[]): Uint8Array {
-  const out = new Writer();
+  const out = new Writer(1 << 16);
   for (const s of series) {
-    const ts = new Writer();
+    const ts = new Writer(1024);
     for (const l of s.labels) {
       const label = new Writer();
       lengthDelimited(label, 1, utf8.encode(l.name));
