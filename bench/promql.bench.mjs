@@ -124,10 +124,16 @@ const PG_EPOCH_US = 946_684_800_000_000;
 /** Hot rows by binary COPY, as ingest leaves the open chunks. */
 async function storeHot(pool, ids, data, chunkMs) {
   const chunks = new Set();
-  for (const d of data) for (const t of d.timestamps) chunks.add(new Date(Math.floor(t / chunkMs) * chunkMs).toISOString());
-  await pool.query('SELECT count(*) FROM telemetry_ensure_chunks($1::timestamptz[], $2)', [[...chunks], chunkMs / 1000]);
+  for (const d of data)
+    for (const t of d.timestamps) chunks.add(new Date(Math.floor(t / chunkMs) * chunkMs).toISOString());
+  await pool.query('SELECT count(*) FROM telemetry_ensure_chunks($1::timestamptz[], $2)', [
+    [...chunks],
+    chunkMs / 1000,
+  ]);
   const client = await pool.connect();
-  const stream = client.query(pgCopy.from('COPY telemetry_samples (series_id, ts, value) FROM STDIN (FORMAT binary)'));
+  const stream = client.query(
+    pgCopy.from('COPY telemetry_samples (series_id, ts, value) FROM STDIN (FORMAT binary)'),
+  );
   const done = once(stream, 'finish');
   const header = Buffer.alloc(19);
   Buffer.from('PGCOPY\n\xff\r\n\0', 'latin1').copy(header);
@@ -164,7 +170,10 @@ async function storeCompacted(pool, ids, data, from, to) {
   await pool.query('SELECT count(*) FROM telemetry_ensure_chunks($1::timestamptz[], 3600)', [hours]);
   for (let day = Math.floor(from / DAY) * DAY; day < to; day += DAY) {
     for (const table of ['telemetry_blocks', 'telemetry_rollups_1h']) {
-      await pool.query('SELECT telemetry_ensure_day($1, $2::date)', [table, new Date(day).toISOString().slice(0, 10)]);
+      await pool.query('SELECT telemetry_ensure_day($1, $2::date)', [
+        table,
+        new Date(day).toISOString().slice(0, 10),
+      ]);
     }
   }
   const client = await pool.connect();
@@ -181,12 +190,19 @@ async function storeCompacted(pool, ids, data, from, to) {
         const start = i;
         while (i < timestamps.length && timestamps[i] < hour + HOUR) i++;
         if (i === start) continue;
-        const block = { times: Float64Array.from(timestamps.slice(start, i), (t) => t * 1000), values: values.slice(start, i) };
+        const block = {
+          times: Float64Array.from(timestamps.slice(start, i), (t) => t * 1000),
+          values: values.slice(start, i),
+        };
         blocks.push({ seriesId: ids[k], start: hour, n: i - start, data: encodeBlock(block) });
-        if (!whole) rollups.push({ seriesId: ids[k], start: hour, data: encodeRollup(rollUp(block, HOUR_US)) });
+        if (!whole)
+          rollups.push({ seriesId: ids[k], start: hour, data: encodeRollup(rollUp(block, HOUR_US)) });
       }
       if (whole && i > dayFrom) {
-        const dayBlock = { times: Float64Array.from(timestamps.slice(dayFrom, i), (t) => t * 1000), values: values.slice(dayFrom, i) };
+        const dayBlock = {
+          times: Float64Array.from(timestamps.slice(dayFrom, i), (t) => t * 1000),
+          values: values.slice(dayFrom, i),
+        };
         rollups.push({ seriesId: ids[k], start: day, data: encodeRollup(rollUp(dayBlock, HOUR_US)) });
       }
     }
@@ -204,7 +220,8 @@ async function storeCompacted(pool, ids, data, from, to) {
      WHERE b.chunk_start = c.chunk_start`,
   );
   const folded = [];
-  for (let day = Math.ceil(from / DAY) * DAY; day + DAY <= to; day += DAY) folded.push(new Date(day).toISOString().slice(0, 10));
+  for (let day = Math.ceil(from / DAY) * DAY; day + DAY <= to; day += DAY)
+    folded.push(new Date(day).toISOString().slice(0, 10));
   await pool.query('INSERT INTO telemetry_rollup_days (day) SELECT unnest($1::date[])', [folded]);
   await pool.query('SELECT telemetry_drop_compacted_partitions()');
 }
@@ -239,15 +256,23 @@ async function race(gatewayUrl, prometheus, queries, range, calls) {
   const rows = [];
   let differing = 0;
   for (const query of queries) {
-    const form = { query, start: String(range.start / 1000), end: String(range.end / 1000), step: String(range.step / 1000) };
+    const form = {
+      query,
+      start: String(range.start / 1000),
+      end: String(range.end / 1000),
+      step: String(range.step / 1000),
+    };
     const ours = [];
     const theirs = [];
     let first;
     for (let i = 0; i < calls + 1; i++) {
-      const a = await post(`${gatewayUrl}/prometheus/api/v1/query_range`, form, { authorization: `Bearer ${ADMIN_KEY}` });
+      const a = await post(`${gatewayUrl}/prometheus/api/v1/query_range`, form, {
+        authorization: `Bearer ${ADMIN_KEY}`,
+      });
       const b = await post(`${prometheus.url}/api/v1/query_range`, form);
       if (a.body.status !== 'success') throw new Error(`${query}: ${JSON.stringify(a.body)}`);
-      if (i === 0) first = [a.body, b.body]; // warm-up: not timed
+      if (i === 0)
+        first = [a.body, b.body]; // warm-up: not timed
       else {
         ours.push(a.ms);
         theirs.push(b.ms);
@@ -274,7 +299,9 @@ async function phase(name, { metrics, from, to, scrapeMs, compacted, queries, ra
   const series = fleet(metrics);
   const data = samplesOf(series, from, to, scrapeMs);
   const samples = data.reduce((n, d) => n + d.timestamps.length, 0);
-  process.stderr.write(`${name}: ${series.length.toLocaleString()} series, ${samples.toLocaleString()} samples...\n`);
+  process.stderr.write(
+    `${name}: ${series.length.toLocaleString()} series, ${samples.toLocaleString()} samples...\n`,
+  );
   const url = await postgres.createDatabase(`promql_${compacted ? 'week' : 'hour'}`, true);
   const pool = new pg.Pool({ connectionString: url, max: 2 });
   let started = performance.now();
@@ -286,7 +313,9 @@ async function phase(name, { metrics, from, to, scrapeMs, compacted, queries, ra
   started = performance.now();
   const prometheus = await compat.startPrometheus();
   await writeToPrometheus(prometheus, data);
-  process.stderr.write(`  remote-written to Prometheus ${prometheus.version} in ${fmt((performance.now() - started) / 1000, 0)} s\n`);
+  process.stderr.write(
+    `  remote-written to Prometheus ${prometheus.version} in ${fmt((performance.now() - started) / 1000, 0)} s\n`,
+  );
   await postgres.quiesce();
   const port = freePort();
   const streamer = await startService('streamer', {
@@ -312,7 +341,16 @@ async function phase(name, { metrics, from, to, scrapeMs, compacted, queries, ra
     const { rows, differing } = await race(gateway.url, prometheus, queries, range, calls);
     printTable(
       `${name}: ${GPUS.toLocaleString()} GPUs, ${calls} calls each after a warm-up, ms (query_range; ratio: ours / Prometheus at p99)`,
-      ['query', 'series', 'Prometheus p50', 'Prometheus p99', 'gateway p50', 'gateway p99', 'p99 ratio', 'answers'],
+      [
+        'query',
+        'series',
+        'Prometheus p50',
+        'Prometheus p99',
+        'gateway p50',
+        'gateway p99',
+        'p99 ratio',
+        'answers',
+      ],
       rows,
     );
     return differing;
@@ -326,7 +364,9 @@ async function phase(name, { metrics, from, to, scrapeMs, compacted, queries, ra
 }
 
 const [load1] = loadavg();
-process.stderr.write(`load average ${load1.toFixed(2)}${load1 >= 1 ? ' (not quiet: figures will be noisy)' : ''}\n`);
+process.stderr.write(
+  `load average ${load1.toFixed(2)}${load1 >= 1 ? ' (not quiet: figures will be noisy)' : ''}\n`,
+);
 const postgres = await startPostgres();
 let differing = 0;
 try {

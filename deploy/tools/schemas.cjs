@@ -201,8 +201,16 @@ const SERVICES = {
       PROMQL_TIMEOUT: env.duration(
         "Longest a PromQL query may run, waiting for its turn included (a query's timeout parameter only shortens it).",
       ),
-      PROMQL_MAX_SAMPLES: env.int('Most samples one PromQL query may hold in memory at once.', 1_000, 1_000_000_000),
-      PROMQL_MAX_SERIES: env.int('Most series one PromQL selector (or match[] parameter) may touch.', 1, 10_000_000),
+      PROMQL_MAX_SAMPLES: env.int(
+        'Most samples one PromQL query may hold in memory at once.',
+        1_000,
+        1_000_000_000,
+      ),
+      PROMQL_MAX_SERIES: env.int(
+        'Most series one PromQL selector (or match[] parameter) may touch.',
+        1,
+        10_000_000,
+      ),
       PROMQL_MAX_CONCURRENCY: env.int(
         'PromQL queries evaluated at once, each on a database connection; the rest wait their turn.',
         1,

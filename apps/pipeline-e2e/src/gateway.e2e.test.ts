@@ -130,12 +130,19 @@ describe('through the gateway', () => {
 
   it('answers PromQL over the stored telemetry at /prometheus, as a Grafana data source asks it', async () => {
     const reader = (
-      await api().post('/api/v1/keys').set('x-api-key', ADMIN).send({ name: 'grafana', scopes: ['read'] }).expect(201)
+      await api()
+        .post('/api/v1/keys')
+        .set('x-api-key', ADMIN)
+        .send({ name: 'grafana', scopes: ['read'] })
+        .expect(201)
     ).body.key;
     await pipeline.collector.scrapeLoop.runRound();
     const query = 'count by (Hostname) (DCGM_FI_DEV_GPU_UTIL)';
     await waitFor('samples queryable through PromQL', async () => {
-      const res = await api().get('/prometheus/api/v1/query').query({ query }).set('authorization', `Bearer ${reader}`);
+      const res = await api()
+        .get('/prometheus/api/v1/query')
+        .query({ query })
+        .set('authorization', `Bearer ${reader}`);
       return res.body.data?.result?.length === 2;
     });
     const instant = await api()
@@ -152,10 +159,17 @@ describe('through the gateway', () => {
       .set('authorization', `Bearer ${reader}`)
       .expect(200);
     expect(range.body.data.resultType).toBe('matrix');
-    const hosts = await api().get('/prometheus/api/v1/label/Hostname/values').set('x-api-key', reader).expect(200);
+    const hosts = await api()
+      .get('/prometheus/api/v1/label/Hostname/values')
+      .set('x-api-key', reader)
+      .expect(200);
     expect(hosts.body.data).toHaveLength(2);
     await api().get('/prometheus/api/v1/status/buildinfo').set('x-api-key', reader).expect(200);
-    const bad = await api().get('/prometheus/api/v1/query').query({ query: 'sum(' }).set('x-api-key', reader).expect(400);
+    const bad = await api()
+      .get('/prometheus/api/v1/query')
+      .query({ query: 'sum(' })
+      .set('x-api-key', reader)
+      .expect(400);
     expect(bad.body).toMatchObject({ status: 'error', errorType: 'bad_data' });
   });
 

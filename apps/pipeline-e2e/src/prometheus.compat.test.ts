@@ -49,7 +49,12 @@ afterAll(async () => {
   await prometheus?.stop();
 });
 
-async function ask(base: string, path: string, params: Record<string, string>, headers: Record<string, string> = {}): Promise<ApiAnswer> {
+async function ask(
+  base: string,
+  path: string,
+  params: Record<string, string>,
+  headers: Record<string, string> = {},
+): Promise<ApiAnswer> {
   const res = await fetch(`${base}${path}`, {
     method: 'POST',
     headers: { 'content-type': 'application/x-www-form-urlencoded', ...headers },
@@ -58,7 +63,8 @@ async function ask(base: string, path: string, params: Record<string, string>, h
   return (await res.json()) as ApiAnswer;
 }
 
-const theirs = (path: string, params: Record<string, string>) => ask(prometheus.url, `/api/v1/${path}`, params);
+const theirs = (path: string, params: Record<string, string>) =>
+  ask(prometheus.url, `/api/v1/${path}`, params);
 const mine = (path: string, params: Record<string, string>) =>
   ask(system.url, `/prometheus/api/v1/${path}`, params, { authorization: `Bearer ${key}` });
 
@@ -70,16 +76,35 @@ it('holds the same series in both', async () => {
 });
 
 describe.each(COMPAT_QUERIES.map((c) => [c.query, c] as const))('%s', (_name, c) => {
-  it.each(INSTANT_TIMES.map((t) => [new Date(t).toISOString(), t] as const))('instant at %s', async (_iso, t) => {
-    const params = { query: c.query, time: String(t / 1000) };
-    expect(compareAnswers(await theirs('query', params), await mine('query', params), { ordered: c.ordered })).toEqual([]);
-  });
-
-  it.each(RANGES.map(([s, e, step]) => [`${new Date(s).toISOString()}..${new Date(e).toISOString()} step ${step / 1000}s`, s, e, step] as const))(
-    'range %s',
-    async (_label, start, end, step) => {
-      const params = { query: c.query, start: String(start / 1000), end: String(end / 1000), step: String(step / 1000) };
-      expect(compareAnswers(await theirs('query_range', params), await mine('query_range', params))).toEqual([]);
+  it.each(INSTANT_TIMES.map((t) => [new Date(t).toISOString(), t] as const))(
+    'instant at %s',
+    async (_iso, t) => {
+      const params = { query: c.query, time: String(t / 1000) };
+      expect(
+        compareAnswers(await theirs('query', params), await mine('query', params), { ordered: c.ordered }),
+      ).toEqual([]);
     },
   );
+
+  it.each(
+    RANGES.map(
+      ([s, e, step]) =>
+        [
+          `${new Date(s).toISOString()}..${new Date(e).toISOString()} step ${step / 1000}s`,
+          s,
+          e,
+          step,
+        ] as const,
+    ),
+  )('range %s', async (_label, start, end, step) => {
+    const params = {
+      query: c.query,
+      start: String(start / 1000),
+      end: String(end / 1000),
+      step: String(step / 1000),
+    };
+    expect(compareAnswers(await theirs('query_range', params), await mine('query_range', params))).toEqual(
+      [],
+    );
+  });
 });

@@ -118,7 +118,8 @@ export function createApp(deps: StreamerAppDeps): StreamerApp {
   });
   const queries = new TelemetryQueryService(db);
   const setting = <K extends keyof typeof streamerEnv.shape>(name: K) =>
-    (config as Partial<StreamerConfig>)[name] ?? (streamerEnv.shape[name].parse(undefined) as StreamerConfig[K]);
+    (config as Partial<StreamerConfig>)[name] ??
+    (streamerEnv.shape[name].parse(undefined) as StreamerConfig[K]);
   const prometheus = new PrometheusService({
     pool,
     logger,

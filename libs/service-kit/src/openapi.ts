@@ -208,7 +208,9 @@ export function openApiDocument(
         ? {
             requestBody: {
               required: true,
-              content: { [op.bodyMediaType ?? 'application/json']: { schema: jsonSchema(op.body, 'input', schemas) } },
+              content: {
+                [op.bodyMediaType ?? 'application/json']: { schema: jsonSchema(op.body, 'input', schemas) },
+              },
             },
           }
         : {}),

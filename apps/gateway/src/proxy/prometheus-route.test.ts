@@ -29,7 +29,9 @@ beforeAll(async () => {
       seen.push({ method: req.method, url: req.url, headers: req.headers, body });
       if (req.url?.includes('/query_range')) {
         res.writeHead(400, { 'content-type': 'application/json' });
-        res.end(JSON.stringify({ status: 'error', errorType: 'bad_data', error: 'invalid parameter "start"' }));
+        res.end(
+          JSON.stringify({ status: 'error', errorType: 'bad_data', error: 'invalid parameter "start"' }),
+        );
         return;
       }
       res.writeHead(200, { 'content-type': 'application/json' });
@@ -66,7 +68,7 @@ async function key(scopes: string[], topics?: string[]): Promise<string> {
 }
 
 describe('/prometheus/api/v1/*', () => {
-  it('reaches the streamer\'s Prometheus API with the service credential, query string and form body intact', async () => {
+  it("reaches the streamer's Prometheus API with the service credential, query string and form body intact", async () => {
     const reader = await key(['read']);
     seen.length = 0;
     await api()
@@ -79,13 +81,20 @@ describe('/prometheus/api/v1/*', () => {
       .type('form')
       .send('query=sum(rate(x[5m]))&time=2')
       .expect(200);
-    expect(seen[0]).toMatchObject({ method: 'GET', url: '/v1/prometheus/api/v1/query?query=up%7Bjob%3D%22a%22%7D&time=1' });
+    expect(seen[0]).toMatchObject({
+      method: 'GET',
+      url: '/v1/prometheus/api/v1/query?query=up%7Bjob%3D%22a%22%7D&time=1',
+    });
     expect(seen[0]?.headers['authorization']).not.toContain(reader);
-    expect(seen[1]).toMatchObject({ method: 'POST', url: '/v1/prometheus/api/v1/query', body: 'query=sum(rate(x[5m]))&time=2' });
+    expect(seen[1]).toMatchObject({
+      method: 'POST',
+      url: '/v1/prometheus/api/v1/query',
+      body: 'query=sum(rate(x[5m]))&time=2',
+    });
     expect(seen[1]?.headers['content-type']).toBe('application/x-www-form-urlencoded');
   });
 
-  it('passes Prometheus\' error envelope through with its status', async () => {
+  it("passes Prometheus' error envelope through with its status", async () => {
     const reader = await key(['read']);
     const res = await api()
       .get('/prometheus/api/v1/query_range?query=up')
@@ -97,7 +106,12 @@ describe('/prometheus/api/v1/*', () => {
   it('needs the read scope for GET and POST, and refuses keys limited to topics', async () => {
     await api().get('/prometheus/api/v1/labels').expect(401);
     const publisher = await key(['publish']);
-    const refused = await api().post('/prometheus/api/v1/query').set('x-api-key', publisher).type('form').send('query=up').expect(403);
+    const refused = await api()
+      .post('/prometheus/api/v1/query')
+      .set('x-api-key', publisher)
+      .type('form')
+      .send('query=up')
+      .expect(403);
     expect(refused.body.detail).toContain('"read" scope');
     const limited = await key(['read'], ['jobs']);
     await api().get('/prometheus/api/v1/labels').set('x-api-key', limited).expect(403);
@@ -110,6 +124,9 @@ describe('/prometheus/api/v1/*', () => {
     const wrong = Buffer.from('prometheus:gt_nope').toString('base64');
     await api().get('/prometheus/api/v1/status/buildinfo').set('authorization', `Basic ${wrong}`).expect(401);
     const noPassword = Buffer.from(`${reader}`).toString('base64');
-    await api().get('/prometheus/api/v1/status/buildinfo').set('authorization', `Basic ${noPassword}`).expect(401);
+    await api()
+      .get('/prometheus/api/v1/status/buildinfo')
+      .set('authorization', `Basic ${noPassword}`)
+      .expect(401);
   });
 });

@@ -4,10 +4,13 @@ import { PROMETHEUS_API } from './prometheus.routes';
 
 /** A sample as the API writes it: [unix seconds, value as a string ("NaN", "+Inf" included)]. */
 const point = z.tuple([z.number(), z.string()]);
-const metric = z.record(z.string(), z.string()).describe('The series\' labels, __name__ included where kept');
+const metric = z.record(z.string(), z.string()).describe("The series' labels, __name__ included where kept");
 const queryData = z.discriminatedUnion('resultType', [
   z.object({ resultType: z.literal('vector'), result: z.array(z.object({ metric, value: point })) }),
-  z.object({ resultType: z.literal('matrix'), result: z.array(z.object({ metric, values: z.array(point) })) }),
+  z.object({
+    resultType: z.literal('matrix'),
+    result: z.array(z.object({ metric, values: z.array(point) })),
+  }),
   z.object({ resultType: z.literal('scalar'), result: point }),
   z.object({ resultType: z.literal('string'), result: point }),
 ]);
@@ -27,12 +30,18 @@ const failure = z
   .describe("Prometheus' error envelope");
 
 const fail = (description: string): OperationResponse => ({ description, schema: failure });
-const BAD_DATA = fail('bad_data: a parameter is missing or invalid, or the query does not parse (the error names it)');
+const BAD_DATA = fail(
+  'bad_data: a parameter is missing or invalid, or the query does not parse (the error names it)',
+);
 const INTERNAL = fail('internal: an unexpected error, logged with the request id');
-const UNAVAILABLE = fail('timeout: the query ran past its timeout (PROMQL_TIMEOUT, or `timeout`), queue wait included; or unavailable: the database is down');
+const UNAVAILABLE = fail(
+  'timeout: the query ran past its timeout (PROMQL_TIMEOUT, or `timeout`), queue wait included; or unavailable: the database is down',
+);
 const TOO_LARGE = fail('bad_data: the form body is larger than 1 MiB');
 const NOT_A_FORM = fail('bad_data: a POST body that is not application/x-www-form-urlencoded UTF-8');
-const TOO_MANY_SERIES = fail('execution: the match[] selectors would touch more than PROMQL_MAX_SERIES series');
+const TOO_MANY_SERIES = fail(
+  'execution: the match[] selectors would touch more than PROMQL_MAX_SERIES series',
+);
 
 const time = z.string().describe('Unix seconds (a decimal) or RFC 3339');
 const duration = z.string().describe('Seconds (a decimal) or a duration such as 15s, 1m30s, 2h');
@@ -83,7 +92,9 @@ function getAndPost(
 const queryResponses = (what: string): Record<number, OperationResponse> => ({
   200: { description: what, schema: success(queryData) },
   400: BAD_DATA,
-  422: fail('execution: evaluation failed, the samples budget (PROMQL_MAX_SAMPLES) or a selector\'s series cap (PROMQL_MAX_SERIES) was exceeded'),
+  422: fail(
+    "execution: evaluation failed, the samples budget (PROMQL_MAX_SAMPLES) or a selector's series cap (PROMQL_MAX_SERIES) was exceeded",
+  ),
   500: INTERNAL,
   503: UNAVAILABLE,
 });
@@ -98,10 +109,30 @@ const listResponses = (what: string, item: z.ZodType): Record<number, OperationR
 
 /** The Prometheus HTTP API (v1): what Grafana's Prometheus data source, promtool and scripts call. */
 export const prometheusOperations: Operation[] = [
-  ...getAndPost('/query', 'PromQL instant query', instantParams, queryResponses('The value of the expression at `time`')),
-  ...getAndPost('/query_range', 'PromQL range query', rangeParams, queryResponses('The values from start to end every step')),
-  ...getAndPost('/series', 'Series matching any match[] selector (with data in start..end when given)', matchParams, listResponses('Label sets', metric)),
-  ...getAndPost('/labels', 'Label names (of the series matching match[] when given)', optionalMatch, listResponses('Label names', z.string())),
+  ...getAndPost(
+    '/query',
+    'PromQL instant query',
+    instantParams,
+    queryResponses('The value of the expression at `time`'),
+  ),
+  ...getAndPost(
+    '/query_range',
+    'PromQL range query',
+    rangeParams,
+    queryResponses('The values from start to end every step'),
+  ),
+  ...getAndPost(
+    '/series',
+    'Series matching any match[] selector (with data in start..end when given)',
+    matchParams,
+    listResponses('Label sets', metric),
+  ),
+  ...getAndPost(
+    '/labels',
+    'Label names (of the series matching match[] when given)',
+    optionalMatch,
+    listResponses('Label names', z.string()),
+  ),
   {
     method: 'get',
     path: path('/label/{name}/values'),
@@ -116,11 +147,17 @@ export const prometheusOperations: Operation[] = [
     path: path('/metadata'),
     summary: 'Metric metadata: type, help and unit are not stored, so none is known (an empty object)',
     tags,
-    query: z.object({ metric: z.string().optional(), limit: z.string().optional(), limit_per_metric: z.string().optional() }),
+    query: z.object({
+      metric: z.string().optional(),
+      limit: z.string().optional(),
+      limit_per_metric: z.string().optional(),
+    }),
     responses: {
       200: {
         description: 'Metadata by metric name',
-        schema: success(z.record(z.string(), z.array(z.object({ type: z.string(), help: z.string(), unit: z.string() })))),
+        schema: success(
+          z.record(z.string(), z.array(z.object({ type: z.string(), help: z.string(), unit: z.string() }))),
+        ),
       },
       400: BAD_DATA,
     },

@@ -73,8 +73,14 @@ describe.each([
   ['blocks and hot rows', () => compacted],
 ])('from %s', (_name, app) => {
   it.each(SAMPLED)('answers %s as the engine does over the same samples', async (query) => {
-    for (const t of [DATASET_END_MS, DATASET_START_MS + 80 * MINUTE, DATASET_START_MS + 100 * MINUTE + 37_000]) {
-      const res = await api(app()).get(`${API}/query`).query({ query, time: sec(t) });
+    for (const t of [
+      DATASET_END_MS,
+      DATASET_START_MS + 80 * MINUTE,
+      DATASET_START_MS + 100 * MINUTE + 37_000,
+    ]) {
+      const res = await api(app())
+        .get(`${API}/query`)
+        .query({ query, time: sec(t) });
       expect(answer(res)).toEqual(await expected(() => reference.instantQuery(query, t)));
     }
     const [start, end, step] = [DATASET_START_MS + 10 * MINUTE, DATASET_END_MS, 7 * MINUTE + 13_000];
@@ -89,7 +95,12 @@ describe.each([
     const query = 'DCGM_FI_DEV_GPU_UTIL{Hostname="host-2", gpu="0"}';
     const res = await api(app())
       .get(`${API}/query_range`)
-      .query({ query, start: sec(DATASET_START_MS + 70 * MINUTE), end: sec(DATASET_START_MS + 90 * MINUTE), step: '60' })
+      .query({
+        query,
+        start: sec(DATASET_START_MS + 70 * MINUTE),
+        end: sec(DATASET_START_MS + 90 * MINUTE),
+        step: '60',
+      })
       .expect(200);
     const times = (res.body.data.result[0].values as [number, string][]).map(([t]) => t);
     // The marker is sample 300 (75 min): nothing from then until sample 340 (85 min).
@@ -103,12 +114,19 @@ describe.each([
 describe('GET and POST /v1/prometheus/api/v1/query', () => {
   it('takes the time as unix seconds or RFC 3339, and its parameters from a form body', async () => {
     const query = 'sum by (Hostname) (DCGM_FI_DEV_POWER_USAGE)';
-    const bySeconds = await api(compacted).get(`${API}/query`).query({ query, time: sec(DATASET_END_MS) }).expect(200);
+    const bySeconds = await api(compacted)
+      .get(`${API}/query`)
+      .query({ query, time: sec(DATASET_END_MS) })
+      .expect(200);
     const byDate = await api(compacted)
       .get(`${API}/query`)
       .query({ query, time: new Date(DATASET_END_MS).toISOString() })
       .expect(200);
-    const byForm = await api(compacted).post(`${API}/query`).type('form').send({ query, time: sec(DATASET_END_MS) }).expect(200);
+    const byForm = await api(compacted)
+      .post(`${API}/query`)
+      .type('form')
+      .send({ query, time: sec(DATASET_END_MS) })
+      .expect(200);
     expect(bySeconds.headers['content-type']).toMatch(/^application\/json/);
     expect(bySeconds.body.data.resultType).toBe('vector');
     expect(bySeconds.body.data.result).toHaveLength(4);
@@ -135,12 +153,22 @@ describe('GET and POST /v1/prometheus/api/v1/query', () => {
   it.each([
     [{ query: 'sum(' }, /^invalid parameter "query": 1:5: parse error/],
     [{}, /^invalid parameter "query": /],
-    [{ query: 'up', time: 'yesterday' }, /^invalid parameter "time": cannot parse "yesterday" to a valid timestamp$/],
-    [{ query: 'up', timeout: 'soon' }, /^invalid parameter "timeout": cannot parse "soon" to a valid duration$/],
+    [
+      { query: 'up', time: 'yesterday' },
+      /^invalid parameter "time": cannot parse "yesterday" to a valid timestamp$/,
+    ],
+    [
+      { query: 'up', timeout: 'soon' },
+      /^invalid parameter "timeout": cannot parse "soon" to a valid duration$/,
+    ],
     [{ query: 'up{job=~"("}' }, /^invalid parameter "query": /],
   ])('answers bad input %j with 400 bad_data naming it', async (params, message) => {
     const res = await api(hot).get(`${API}/query`).query(params).expect(400);
-    expect(res.body).toEqual({ status: 'error', errorType: 'bad_data', error: expect.stringMatching(message) });
+    expect(res.body).toEqual({
+      status: 'error',
+      errorType: 'bad_data',
+      error: expect.stringMatching(message),
+    });
   });
 
   it('answers an evaluation failure with 422 execution', async () => {
@@ -153,7 +181,11 @@ describe('GET and POST /v1/prometheus/api/v1/query', () => {
 
   it('refuses a POST body that is not a form, or is too large, in the envelope', async () => {
     const json = await api(hot).post(`${API}/query`).send({ query: 'up' }).expect(415);
-    expect(json.body).toMatchObject({ status: 'error', errorType: 'bad_data', error: expect.stringMatching(/x-www-form-urlencoded/) });
+    expect(json.body).toMatchObject({
+      status: 'error',
+      errorType: 'bad_data',
+      error: expect.stringMatching(/x-www-form-urlencoded/),
+    });
     const large = await api(hot)
       .post(`${API}/query`)
       .type('form')
@@ -169,9 +201,19 @@ describe('GET and POST /v1/prometheus/api/v1/query', () => {
 
 describe('GET and POST /v1/prometheus/api/v1/query_range', () => {
   it('takes step as seconds or as a duration', async () => {
-    const params = { query: 'avg(DCGM_FI_DEV_GPU_TEMP)', start: sec(DATASET_START_MS), end: sec(DATASET_END_MS) };
-    const seconds = await api(compacted).get(`${API}/query_range`).query({ ...params, step: '300' }).expect(200);
-    const duration = await api(compacted).get(`${API}/query_range`).query({ ...params, step: '5m' }).expect(200);
+    const params = {
+      query: 'avg(DCGM_FI_DEV_GPU_TEMP)',
+      start: sec(DATASET_START_MS),
+      end: sec(DATASET_END_MS),
+    };
+    const seconds = await api(compacted)
+      .get(`${API}/query_range`)
+      .query({ ...params, step: '300' })
+      .expect(200);
+    const duration = await api(compacted)
+      .get(`${API}/query_range`)
+      .query({ ...params, step: '5m' })
+      .expect(200);
     expect(seconds.body).toEqual(duration.body);
     expect(seconds.body.data.result[0].values).toHaveLength(25);
   });
@@ -180,16 +222,26 @@ describe('GET and POST /v1/prometheus/api/v1/query_range', () => {
     [{ start: 'x', end: '10', step: '1' }, /^invalid parameter "start": cannot parse "x"/],
     [{ start: '10', step: '1' }, /^invalid parameter "end": cannot parse ""/],
     [{ start: '10', end: '5', step: '1' }, /^end timestamp must not be before start time$/],
-    [{ start: '0', end: '10', step: 'often' }, /^invalid parameter "step": cannot parse "often" to a valid duration$/],
+    [
+      { start: '0', end: '10', step: 'often' },
+      /^invalid parameter "step": cannot parse "often" to a valid duration$/,
+    ],
     [{ start: '0', end: '10', step: '0' }, /^zero or negative query resolution step widths are not accepted/],
     [{ start: '0', end: '11001', step: '1' }, /^exceeded maximum resolution of 11,000 points per timeseries/],
-    [{ start: '0', end: '10', step: '1', query: 'DCGM_FI_DEV_GPU_UTIL[5m]' }, /^invalid expression type "range vector" for range query/],
+    [
+      { start: '0', end: '10', step: '1', query: 'DCGM_FI_DEV_GPU_UTIL[5m]' },
+      /^invalid expression type "range vector" for range query/,
+    ],
   ])('answers %j with 400 bad_data', async (params, message) => {
     const res = await api(hot)
       .get(`${API}/query_range`)
       .query({ query: 'up', ...params })
       .expect(400);
-    expect(res.body).toEqual({ status: 'error', errorType: 'bad_data', error: expect.stringMatching(message) });
+    expect(res.body).toEqual({
+      status: 'error',
+      errorType: 'bad_data',
+      error: expect.stringMatching(message),
+    });
   });
 });
 
@@ -198,7 +250,9 @@ describe('GET and POST /v1/prometheus/api/v1/series', () => {
     const res = await api(compacted)
       .post(`${API}/series`)
       .type('form')
-      .send('match[]=DCGM_FI_DEV_GPU_UTIL{Hostname="host-3"}&match[]=dcgm_scrape_duration_seconds_count{Hostname="host-3"}')
+      .send(
+        'match[]=DCGM_FI_DEV_GPU_UTIL{Hostname="host-3"}&match[]=dcgm_scrape_duration_seconds_count{Hostname="host-3"}',
+      )
       .expect(200);
     expect(res.body.data).toHaveLength(5);
     expect(res.body.data[0]).toEqual({
@@ -222,13 +276,20 @@ describe('GET and POST /v1/prometheus/api/v1/series', () => {
     });
     const later = await api(compacted)
       .get(`${API}/series`)
-      .query({ 'match[]': 'DCGM_FI_DEV_GPU_UTIL{Hostname="host-3"}', start: sec(DATASET_END_MS + HOUR), end: sec(DATASET_END_MS + 2 * HOUR) })
+      .query({
+        'match[]': 'DCGM_FI_DEV_GPU_UTIL{Hostname="host-3"}',
+        start: sec(DATASET_END_MS + HOUR),
+        end: sec(DATASET_END_MS + 2 * HOUR),
+      })
       .expect(200);
     expect(later.body.data).toEqual([]);
   });
 
   it('cuts the list at limit, with a warning', async () => {
-    const res = await api(hot).get(`${API}/series`).query({ 'match[]': 'DCGM_FI_DEV_GPU_UTIL', limit: '3' }).expect(200);
+    const res = await api(hot)
+      .get(`${API}/series`)
+      .query({ 'match[]': 'DCGM_FI_DEV_GPU_UTIL', limit: '3' })
+      .expect(200);
     expect(res.body.data).toHaveLength(3);
     expect(res.body.warnings).toEqual(['results truncated due to limit']);
   });
@@ -240,7 +301,11 @@ describe('GET and POST /v1/prometheus/api/v1/series', () => {
     [{ 'match[]': 'up', limit: '-1' }, /^invalid parameter "limit"/],
   ])('answers %j with 400 bad_data', async (params, message) => {
     const res = await api(hot).get(`${API}/series`).query(params).expect(400);
-    expect(res.body).toEqual({ status: 'error', errorType: 'bad_data', error: expect.stringMatching(message) });
+    expect(res.body).toEqual({
+      status: 'error',
+      errorType: 'bad_data',
+      error: expect.stringMatching(message),
+    });
   });
 });
 
@@ -281,13 +346,19 @@ describe('label names and values', () => {
       .get(`${API}/label/gpu/values`)
       .query({ 'match[]': 'DCGM_FI_DEV_GPU_UTIL{Hostname="host-1"}', limit: '2' })
       .expect(200);
-    expect(gpus.body).toEqual({ status: 'success', data: ['0', '1'], warnings: ['results truncated due to limit'] });
+    expect(gpus.body).toEqual({
+      status: 'success',
+      data: ['0', '1'],
+      warnings: ['results truncated due to limit'],
+    });
     const none = await api(compacted).get(`${API}/label/nope/values`).expect(200);
     expect(none.body.data).toEqual([]);
   });
 
   it('refuses a label name that is not one', async () => {
-    const res = await api(hot).get(`${API}/label/${encodeURIComponent('a-b')}/values`).expect(400);
+    const res = await api(hot)
+      .get(`${API}/label/${encodeURIComponent('a-b')}/values`)
+      .expect(400);
     expect(res.body).toEqual({ status: 'error', errorType: 'bad_data', error: 'invalid label name: "a-b"' });
   });
 });
@@ -305,12 +376,26 @@ describe('hostile input', () => {
   it('answers any parameters with a success or a 4xx in the envelope, never a 5xx', async () => {
     const text = fc.oneof(
       fc.string({ maxLength: 30 }),
-      fc.constantFrom('1e309', 'NaN', '-1', '0', '9'.repeat(40), '{', '"', 'up{', 'x[5m]', '2024-06-03T00:00:00Z'),
+      fc.constantFrom(
+        '1e309',
+        'NaN',
+        '-1',
+        '0',
+        '9'.repeat(40),
+        '{',
+        '"',
+        'up{',
+        'x[5m]',
+        '2024-06-03T00:00:00Z',
+      ),
     );
     await fc.assert(
       fc.asyncProperty(
         fc.constantFrom('query', 'query_range', 'series', 'labels', 'label/job/values', 'metadata'),
-        fc.record({ query: text, time: text, start: text, end: text, step: text, 'match[]': text, limit: text }, { requiredKeys: [] }),
+        fc.record(
+          { query: text, time: text, start: text, end: text, step: text, 'match[]': text, limit: text },
+          { requiredKeys: [] },
+        ),
         async (endpoint, params) => {
           const res = await api(hot).get(`${API}/${endpoint}`).query(params);
           expect(res.status === 200 || (res.status >= 400 && res.status < 500)).toBe(true);
@@ -340,7 +425,12 @@ describe('limits', () => {
     // Four series at 481 steps hold 1,924 samples.
     const res = await api(limited)
       .get(`${API}/query_range`)
-      .query({ query: 'DCGM_FI_DEV_GPU_UTIL{Hostname="host-0"}', start: sec(DATASET_START_MS), end: sec(DATASET_END_MS), step: '15' })
+      .query({
+        query: 'DCGM_FI_DEV_GPU_UTIL{Hostname="host-0"}',
+        start: sec(DATASET_START_MS),
+        end: sec(DATASET_END_MS),
+        step: '15',
+      })
       .expect(422);
     expect(res.body).toEqual({
       status: 'error',
@@ -350,11 +440,23 @@ describe('limits', () => {
   });
 
   it('answers 422 execution when a selector would touch more than PROMQL_MAX_SERIES series', async () => {
-    const query = await api(limited).get(`${API}/query`).query({ query: 'DCGM_FI_DEV_GPU_UTIL', time: sec(DATASET_END_MS) }).expect(422);
-    expect(query.body).toMatchObject({ errorType: 'execution', error: expect.stringMatching(/more than 10 series \(PROMQL_MAX_SERIES\)/) });
-    const series = await api(limited).get(`${API}/series`).query({ 'match[]': '{Hostname=~"host-[01]"}' }).expect(422);
+    const query = await api(limited)
+      .get(`${API}/query`)
+      .query({ query: 'DCGM_FI_DEV_GPU_UTIL', time: sec(DATASET_END_MS) })
+      .expect(422);
+    expect(query.body).toMatchObject({
+      errorType: 'execution',
+      error: expect.stringMatching(/more than 10 series \(PROMQL_MAX_SERIES\)/),
+    });
+    const series = await api(limited)
+      .get(`${API}/series`)
+      .query({ 'match[]': '{Hostname=~"host-[01]"}' })
+      .expect(422);
     expect(series.body).toMatchObject({ errorType: 'execution' });
-    await api(limited).get(`${API}/query`).query({ query: 'DCGM_FI_DEV_GPU_UTIL{Hostname="host-0"}', time: sec(DATASET_END_MS) }).expect(200);
+    await api(limited)
+      .get(`${API}/query`)
+      .query({ query: 'DCGM_FI_DEV_GPU_UTIL{Hostname="host-0"}', time: sec(DATASET_END_MS) })
+      .expect(200);
   });
 
   it('answers 503 timeout when the timeout parameter has run out', async () => {
@@ -362,7 +464,11 @@ describe('limits', () => {
       .get(`${API}/query`)
       .query({ query: 'DCGM_FI_DEV_GPU_UTIL{Hostname="host-0"}', time: sec(DATASET_END_MS), timeout: '0s' })
       .expect(503);
-    expect(res.body).toEqual({ status: 'error', errorType: 'timeout', error: 'query timed out in expression evaluation' });
+    expect(res.body).toEqual({
+      status: 'error',
+      errorType: 'timeout',
+      error: 'query timed out in expression evaluation',
+    });
   });
 
   it('queues queries past PROMQL_MAX_CONCURRENCY, and times out one that waits too long', async () => {
@@ -370,13 +476,20 @@ describe('limits', () => {
     const locker = await limited.database.pool.connect();
     await locker.query('BEGIN');
     await locker.query('LOCK TABLE telemetry_series IN ACCESS EXCLUSIVE MODE');
-    const first = api(limited).get(`${API}/query`).query({ query: 'DCGM_FI_DEV_GPU_UTIL{Hostname="host-1"}', time: sec(DATASET_END_MS) }).then((r) => r);
+    const first = api(limited)
+      .get(`${API}/query`)
+      .query({ query: 'DCGM_FI_DEV_GPU_UTIL{Hostname="host-1"}', time: sec(DATASET_END_MS) })
+      .then((r) => r);
     await new Promise((resolve) => setTimeout(resolve, 200));
     const waiting = await api(limited)
       .get(`${API}/query`)
       .query({ query: 'vector(1)', timeout: '300ms' })
       .expect(503);
-    expect(waiting.body).toEqual({ status: 'error', errorType: 'timeout', error: 'query timed out in query queue' });
+    expect(waiting.body).toEqual({
+      status: 'error',
+      errorType: 'timeout',
+      error: 'query timed out in query queue',
+    });
     await locker.query('ROLLBACK');
     locker.release();
     expect((await first).status).toBe(200);
@@ -389,7 +502,11 @@ describe('limits', () => {
     await locker.query('LOCK TABLE telemetry_series IN ACCESS EXCLUSIVE MODE');
     const res = await api(limited)
       .get(`${API}/query`)
-      .query({ query: 'DCGM_FI_DEV_GPU_UTIL{Hostname="host-1"}', time: sec(DATASET_END_MS), timeout: '300ms' });
+      .query({
+        query: 'DCGM_FI_DEV_GPU_UTIL{Hostname="host-1"}',
+        time: sec(DATASET_END_MS),
+        timeout: '300ms',
+      });
     await locker.query('ROLLBACK');
     locker.release();
     expect(res.status).toBe(503);

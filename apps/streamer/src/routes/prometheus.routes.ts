@@ -87,13 +87,23 @@ export function parseTime(text: string): number | undefined {
   }
   if (text === '-292273086-05-16T16:47:06Z') return MIN_TIME_MS;
   if (text === '292277025-08-18T07:12:54.999999999Z') return MAX_TIME_MS;
-  const rfc3339 = /^(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$/.exec(text);
+  const rfc3339 = /^(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$/.exec(
+    text,
+  );
   if (!rfc3339) return undefined;
   const ms = Date.parse(text.replace(/(\.\d{3})\d+/, '$1'));
   return Number.isNaN(ms) ? undefined : ms;
 }
 
-const UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000, w: 604_800_000, y: 31_536_000_000 };
+const UNITS: Record<string, number> = {
+  ms: 1,
+  s: 1000,
+  m: 60_000,
+  h: 3_600_000,
+  d: 86_400_000,
+  w: 604_800_000,
+  y: 31_536_000_000,
+};
 
 /** Prometheus' parseDuration: seconds (a float) or a duration such as 15s, 1m30s, 2h; ms. */
 export function parseDurationParam(text: string): number | undefined {
@@ -187,7 +197,8 @@ function rangeParams(params: Params): { startMs?: number; endMs?: number } {
 
 /** A list cut at `limit` (0: no limit), with Prometheus' warning when it was cut. */
 function limited<T>(items: T[], limit: number): { data: T[]; warnings?: string[] } {
-  if (limit > 0 && items.length > limit) return { data: items.slice(0, limit), warnings: ['results truncated due to limit'] };
+  if (limit > 0 && items.length > limit)
+    return { data: items.slice(0, limit), warnings: ['results truncated due to limit'] };
   return { data: items };
 }
 
@@ -224,9 +235,13 @@ export function prometheusRoutes(prometheus: PrometheusService, now: () => numbe
     if (endMs < startMs) throw new ApiError('bad_data', 'end timestamp must not be before start time');
     const stepText = params.get('step');
     const stepMs = parseDurationParam(stepText);
-    if (stepMs === undefined) throw invalidParam('step', `cannot parse ${quote(stepText)} to a valid duration`);
+    if (stepMs === undefined)
+      throw invalidParam('step', `cannot parse ${quote(stepText)} to a valid duration`);
     if (stepMs <= 0) {
-      throw new ApiError('bad_data', 'zero or negative query resolution step widths are not accepted. Try a positive integer');
+      throw new ApiError(
+        'bad_data',
+        'zero or negative query resolution step widths are not accepted. Try a positive integer',
+      );
     }
     if (Math.floor((endMs - startMs) / stepMs) > 11_000) {
       throw new ApiError(

@@ -1,4 +1,11 @@
-import { labelsFromRecord, PromQLEngine, type QueryResult, toPrometheusData, toPrometheusError, writeStaleMarker } from '@gpu-telemetry/promql';
+import {
+  labelsFromRecord,
+  PromQLEngine,
+  type QueryResult,
+  toPrometheusData,
+  toPrometheusError,
+  writeStaleMarker,
+} from '@gpu-telemetry/promql';
 import { asService } from '@gpu-telemetry/service-kit/testing';
 import request from 'supertest';
 import { compactChunks, memorySource, type PromSeries, storeSeries } from '../testing/prometheus-data';
@@ -50,7 +57,12 @@ function dataset(): PromSeries[] {
       const v = new Float64Array(values);
       for (const i of stale) writeStaleMarker(v, i);
       out.push({
-        labels: labelsFromRecord({ __name__: metric, UUID: `GPU-${gpu}`, gpu: String(gpu), Hostname: 'host-0' }),
+        labels: labelsFromRecord({
+          __name__: metric,
+          UUID: `GPU-${gpu}`,
+          gpu: String(gpu),
+          Hostname: 'host-0',
+        }),
         timestamps,
         values: v,
       });
@@ -110,42 +122,39 @@ const RANGES: [string, number, number, number][] = [
   ['the hot end at 1h', END - 8 * HOUR, END + HOUR, HOUR],
 ];
 
-describe.each([['one-hour chunks'], ['two-hour chunks'], ['half-hour chunks']])(
-  'with %s',
-  (name) => {
-    const app = () => (apps.find((a) => a.name === name) as { app: TestApp }).app;
+describe.each([['one-hour chunks'], ['two-hour chunks'], ['half-hour chunks']])('with %s', (name) => {
+  const app = () => (apps.find((a) => a.name === name) as { app: TestApp }).app;
 
-    it.each(QUERIES)('answers %s from rollups as from the raw samples', async (query) => {
-      const before = await rollupSamples(app());
-      for (const [, start, end, step] of RANGES) {
-        const res = await request(asService(app().app))
-          .get(`${API}/query_range`)
-          .query({ query, start: String(start / 1000), end: String(end / 1000), step: String(step / 1000) });
-        expect(res.body).toEqual(await expected(() => reference.rangeQuery(query, start, end, step)));
-      }
-      for (const t of [START + 20 * HOUR, START + 31 * HOUR, END - 3 * HOUR]) {
-        const res = await request(asService(app().app))
-          .get(`${API}/query`)
-          .query({ query, time: String(t / 1000) });
-        expect(res.body).toEqual(await expected(() => reference.instantQuery(query, t)));
-      }
-      expect(await rollupSamples(app())).toBeGreaterThan(before);
-    });
+  it.each(QUERIES)('answers %s from rollups as from the raw samples', async (query) => {
+    const before = await rollupSamples(app());
+    for (const [, start, end, step] of RANGES) {
+      const res = await request(asService(app().app))
+        .get(`${API}/query_range`)
+        .query({ query, start: String(start / 1000), end: String(end / 1000), step: String(step / 1000) });
+      expect(res.body).toEqual(await expected(() => reference.rangeQuery(query, start, end, step)));
+    }
+    for (const t of [START + 20 * HOUR, START + 31 * HOUR, END - 3 * HOUR]) {
+      const res = await request(asService(app().app))
+        .get(`${API}/query`)
+        .query({ query, time: String(t / 1000) });
+      expect(res.body).toEqual(await expected(() => reference.instantQuery(query, t)));
+    }
+    expect(await rollupSamples(app())).toBeGreaterThan(before);
+  });
 
-    it('reads raw samples where windows or times are not whole hours, with the same answers', async () => {
-      const before = await rollupSamples(app());
-      for (const [query, step] of [
-        ['max_over_time(DCGM_FI_DEV_GPU_TEMP[90m])', HOUR],
-        ['max_over_time(DCGM_FI_DEV_GPU_TEMP[1h])', 30 * 60_000],
-        ['avg_over_time(DCGM_FI_DEV_GPU_TEMP[1h])', HOUR],
-      ] as const) {
-        const [start, end] = [START + DAY, START + DAY + 6 * HOUR];
-        const res = await request(asService(app().app))
-          .get(`${API}/query_range`)
-          .query({ query, start: String(start / 1000), end: String(end / 1000), step: String(step / 1000) });
-        expect(res.body).toEqual(await expected(() => reference.rangeQuery(query, start, end, step)));
-      }
-      expect(await rollupSamples(app())).toBe(before);
-    });
-  },
-);
+  it('reads raw samples where windows or times are not whole hours, with the same answers', async () => {
+    const before = await rollupSamples(app());
+    for (const [query, step] of [
+      ['max_over_time(DCGM_FI_DEV_GPU_TEMP[90m])', HOUR],
+      ['max_over_time(DCGM_FI_DEV_GPU_TEMP[1h])', 30 * 60_000],
+      ['avg_over_time(DCGM_FI_DEV_GPU_TEMP[1h])', HOUR],
+    ] as const) {
+      const [start, end] = [START + DAY, START + DAY + 6 * HOUR];
+      const res = await request(asService(app().app))
+        .get(`${API}/query_range`)
+        .query({ query, start: String(start / 1000), end: String(end / 1000), step: String(step / 1000) });
+      expect(res.body).toEqual(await expected(() => reference.rangeQuery(query, start, end, step)));
+    }
+    expect(await rollupSamples(app())).toBe(before);
+  });
+});

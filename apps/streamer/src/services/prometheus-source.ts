@@ -243,7 +243,10 @@ export class PrometheusSource implements SeriesSource {
     const chunks = await this.run((client) => chunksBetween(client, fromUs, toUs));
     if (chunks.compacted + chunks.hot === 0) return;
     const budget = this.options.blocksPerBatch ?? DEFAULT_BLOCKS_PER_BATCH;
-    const perBatch = Math.max(1, Math.min(MAX_SERIES_PER_BATCH, Math.floor(budget / Math.max(1, chunks.compacted))));
+    const perBatch = Math.max(
+      1,
+      Math.min(MAX_SERIES_PER_BATCH, Math.floor(budget / Math.max(1, chunks.compacted))),
+    );
     for (let i = 0; i < selected.length; i += perBatch) {
       const batch = selected.slice(i, i + perBatch);
       const ids = batch.flatMap((s) => s.ids);
@@ -299,7 +302,9 @@ export class PrometheusSource implements SeriesSource {
     const chunkAt = new Map(chunks.map((c) => [c.startUs, c]));
     // Chunks whose samples at an evaluation time could be anywhere in their blocks: read raw.
     const interior = new Set(
-      chunks.filter((c) => c.compacted && refInside(plan, c.startUs / 1000, c.endUs / 1000)).map((c) => c.startUs),
+      chunks
+        .filter((c) => c.compacted && refInside(plan, c.startUs / 1000, c.endUs / 1000))
+        .map((c) => c.startUs),
     );
     const anyHot = chunks.some((c) => !c.compacted && c.startUs / 1000 <= endMs && c.endUs / 1000 > startMs);
     const prefer = preferFor(plan);
@@ -311,18 +316,26 @@ export class PrometheusSource implements SeriesSource {
       const heads = new Map<number, Map<number, BlockHead>>();
       const rollups = new Map<number, { startUs: number; rollup: Rollup }[]>();
       await this.run((client) =>
-        readBlockHeads(client, { seriesIds: ids, fromUs: spanFromUs, toUs: spanToUs }, (id, chunkStartUs, head, raw) => {
-          let byChunk = heads.get(id);
-          if (!byChunk) heads.set(id, (byChunk = new Map()));
-          byChunk.set(chunkStartUs, readBlockHead(head, raw));
-        }),
+        readBlockHeads(
+          client,
+          { seriesIds: ids, fromUs: spanFromUs, toUs: spanToUs },
+          (id, chunkStartUs, head, raw) => {
+            let byChunk = heads.get(id);
+            if (!byChunk) heads.set(id, (byChunk = new Map()));
+            byChunk.set(chunkStartUs, readBlockHead(head, raw));
+          },
+        ),
       );
       await this.run((client) =>
-        readHourRollups(client, { seriesIds: ids, fromUs: spanFromUs, toUs: spanToUs }, (id, startUs, data) => {
-          let list = rollups.get(id);
-          if (!list) rollups.set(id, (list = []));
-          list.push({ startUs, rollup: decodeRollup(data) });
-        }),
+        readHourRollups(
+          client,
+          { seriesIds: ids, fromUs: spanFromUs, toUs: spanToUs },
+          (id, startUs, data) => {
+            let list = rollups.get(id);
+            if (!list) rollups.set(id, (list = []));
+            list.push({ startUs, rollup: decodeRollup(data) });
+          },
+        ),
       );
       // Per series: the rollup rows that count every sample of the blocks they were made from,
       // and the chunks those blocks are in; every other compacted chunk of it is read raw.
@@ -336,7 +349,9 @@ export class PrometheusSource implements SeriesSource {
         for (const { startUs, rollup } of rollups.get(id) ?? []) {
           const isDay = folded.has(startUs) && startUs % (DAY_MS * 1000) === 0;
           const span = isDay
-            ? chunks.filter((c) => c.startUs >= startUs && c.startUs < startUs + DAY_MS * 1000).map((c) => c.startUs)
+            ? chunks
+                .filter((c) => c.startUs >= startUs && c.startUs < startUs + DAY_MS * 1000)
+                .map((c) => c.startUs)
             : [startUs];
           let n = 0;
           for (const c of span) n += byChunk.get(c)?.n ?? 0;
@@ -439,7 +454,9 @@ export class PrometheusSource implements SeriesSource {
   }
 
   /** Label names of the series matching any of the sets (all series without sets). */
-  async labelNames(options: { matchers?: Matcher[][]; startMs?: number; endMs?: number } = {}): Promise<string[]> {
+  async labelNames(
+    options: { matchers?: Matcher[][]; startMs?: number; endMs?: number } = {},
+  ): Promise<string[]> {
     if (!options.matchers?.length) return (await this.run(allLabelNames)).sort();
     const names = new Set<string>();
     for (const labels of await this.series(options.matchers, options.startMs, options.endMs)) {
@@ -483,7 +500,9 @@ export class PrometheusSource implements SeriesSource {
       const ids = selected.flatMap((s) => s.ids);
       const from = new Date(clampMs(startMs ?? MIN_MS));
       const to = new Date(clampMs(endMs ?? MAX_MS));
-      const withData = ids.length ? await this.run((client) => seriesWithDataBetween(client, { seriesIds: ids, from, to })) : new Set<number>();
+      const withData = ids.length
+        ? await this.run((client) => seriesWithDataBetween(client, { seriesIds: ids, from, to }))
+        : new Set<number>();
       selected = selected.filter((s) => s.ids.some((id) => withData.has(id)));
     }
     return selected.map((s) => s.labels).sort(compareLabels);

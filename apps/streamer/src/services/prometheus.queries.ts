@@ -290,7 +290,11 @@ export async function readHourRollups(
     (buf, fields) => {
       const seriesId = Number(buf.readBigInt64BE(fields[0] as number));
       const startUs = Number(buf.readBigInt64BE(fields[2] as number)) + PG_EPOCH_US;
-      each(seriesId, startUs, buf.subarray(fields[4] as number, (fields[4] as number) + (fields[5] as number)));
+      each(
+        seriesId,
+        startUs,
+        buf.subarray(fields[4] as number, (fields[4] as number) + (fields[5] as number)),
+      );
     },
   );
 }
@@ -384,7 +388,9 @@ const typedShown = (t: (typeof TYPED_LABELS)[number], alias = '') =>
 
 /** Every label name of every series (__name__ included when there is a series). */
 export async function allLabelNames(client: PoolClient): Promise<string[]> {
-  const typed = TYPED_LABELS.map((t) => `UNION ALL SELECT '${t.label}' WHERE ${typedShown(t, 's.')}`).join('\n');
+  const typed = TYPED_LABELS.map((t) => `UNION ALL SELECT '${t.label}' WHERE ${typedShown(t, 's.')}`).join(
+    '\n',
+  );
   const { rows } = await client.query<{ name: string }>({
     name: 'promql_label_names',
     text: `SELECT DISTINCT name FROM telemetry_series s CROSS JOIN LATERAL (

@@ -68,8 +68,12 @@ export class PrometheusService {
     range: { startMs: number; endMs: number; stepMs: number },
     call: QueryCall = {},
   ): Promise<QueryResult> {
-    return this.evaluate('query_range', { 'db.query.text': query.slice(0, 1024) }, call, (engine, timeoutMs) =>
-      engine.rangeQuery(query, range.startMs, range.endMs, range.stepMs, { timeoutMs }),
+    return this.evaluate(
+      'query_range',
+      { 'db.query.text': query.slice(0, 1024) },
+      call,
+      (engine, timeoutMs) =>
+        engine.rangeQuery(query, range.startMs, range.endMs, range.stepMs, { timeoutMs }),
     );
   }
 
@@ -82,7 +86,11 @@ export class PrometheusService {
     return this.withSource('labels', {}, {}, (source) => source.labelNames({ matchers, ...range }));
   }
 
-  async labelValues(name: string, matchers: Matcher[][], range: { startMs?: number; endMs?: number }): Promise<string[]> {
+  async labelValues(
+    name: string,
+    matchers: Matcher[][],
+    range: { startMs?: number; endMs?: number },
+  ): Promise<string[]> {
     return this.withSource('label_values', { 'promql.label': name }, {}, (source) =>
       source.labelValues(name, { matchers, ...range }),
     );
@@ -163,11 +171,14 @@ export class PrometheusService {
         clearTimeout(timer);
         resolve();
       };
-      const timer = setTimeout(() => {
-        const at = this.waiting.indexOf(wake);
-        if (at >= 0) this.waiting.splice(at, 1);
-        reject(new QueryTimeoutError('query queue'));
-      }, Math.max(0, deadline - this.now()));
+      const timer = setTimeout(
+        () => {
+          const at = this.waiting.indexOf(wake);
+          if (at >= 0) this.waiting.splice(at, 1);
+          reject(new QueryTimeoutError('query queue'));
+        },
+        Math.max(0, deadline - this.now()),
+      );
       this.waiting.push(wake);
     });
     // The turn was handed over by release(): running already counts it.

@@ -56,7 +56,9 @@ export function mergePieces(
     }
   }
   if (!ordered) {
-    const order = Array.from({ length: n }, (_, i) => i).sort((a, b) => (timestamps[a] as number) - (timestamps[b] as number) || a - b);
+    const order = Array.from({ length: n }, (_, i) => i).sort(
+      (a, b) => (timestamps[a] as number) - (timestamps[b] as number) || a - b,
+    );
     const t = new Float64Array(n);
     const v = new Float64Array(n);
     const w = new Uint32Array(v.buffer);

@@ -21,8 +21,18 @@ const record = (labels: PromSeries['labels']) =>
  * `labels`. A series without UUID (a histogram of the exporter itself) has an empty gpu_id.
  */
 export function seriesLabelsOf(labels: PromSeries['labels']): SeriesLabels {
-  const { __name__: name, UUID, gpu, device, modelName, Hostname, container, pod, namespace, ...rest } =
-    record(labels);
+  const {
+    __name__: name,
+    UUID,
+    gpu,
+    device,
+    modelName,
+    Hostname,
+    container,
+    pod,
+    namespace,
+    ...rest
+  } = record(labels);
   const numericGpu = gpu !== undefined && /^\d{1,5}$/.test(gpu);
   return {
     metricName: name ?? '',
@@ -51,13 +61,18 @@ export async function storeSeries(
   series: readonly PromSeries[],
   chunkMs: number,
 ): Promise<{ start: number; end: number }[]> {
-  const ids = await resolveSeries(pool, series.map((s) => seriesLabelsOf(s.labels)));
+  const ids = await resolveSeries(
+    pool,
+    series.map((s) => seriesLabelsOf(s.labels)),
+  );
   const times = new Set<number>();
   for (const s of series) for (const t of s.timestamps) times.add(Math.floor(t / chunkMs) * chunkMs);
   const chunks = await ensureChunks(pool, [...times], chunkMs);
   const client = await pool.connect();
   try {
-    const stream = client.query(copyFrom('COPY telemetry_samples (series_id, ts, value) FROM STDIN (FORMAT binary)'));
+    const stream = client.query(
+      copyFrom('COPY telemetry_samples (series_id, ts, value) FROM STDIN (FORMAT binary)'),
+    );
     const done = new Promise<void>((resolve, reject) => {
       stream.on('error', reject);
       stream.on('finish', resolve);
@@ -93,7 +108,10 @@ export async function storeSeries(
 }
 
 /** Compacts these chunks now (blocks and rollups), as the maintainer does once they are closed. */
-export async function compactChunks(compactor: ChunkCompactor, chunks: { start: number; end: number }[]): Promise<void> {
+export async function compactChunks(
+  compactor: ChunkCompactor,
+  chunks: { start: number; end: number }[],
+): Promise<void> {
   for (const chunk of chunks) {
     const done = await compactor.compactChunk(chunk);
     if (!done) throw new Error(`chunk ${new Date(chunk.start).toISOString()} was not compacted`);

@@ -10,5 +10,13 @@ export {
   SCRAPE_INTERVAL_MS,
 } from './dataset';
 export { type PrometheusServer, startPrometheus } from './prometheus-server';
-export { COMPAT_QUERIES, type CompatQuery, DCGM_DASHBOARD, INSTANT_TIMES, LANGUAGE, PROJECT_DASHBOARD, RANGES } from './queries';
+export {
+  COMPAT_QUERIES,
+  type CompatQuery,
+  DCGM_DASHBOARD,
+  INSTANT_TIMES,
+  LANGUAGE,
+  PROJECT_DASHBOARD,
+  RANGES,
+} from './queries';
 export { remoteWrite, remoteWriteDataset, type WriteSeries } from './remote-write';

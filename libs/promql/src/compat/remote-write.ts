@@ -138,7 +138,9 @@ export async function remoteWriteDataset(
       if (hi === lo) return;
       const values = new Float64Array(hi - lo);
       // Bit for bit: staleness markers are NaNs that a copy through numbers may change.
-      new Uint32Array(values.buffer).set(new Uint32Array(s.values.buffer, s.values.byteOffset + lo * 8, (hi - lo) * 2));
+      new Uint32Array(values.buffer).set(
+        new Uint32Array(s.values.buffer, s.values.byteOffset + lo * 8, (hi - lo) * 2),
+      );
       batch.push({ labels: s.labels, timestamps: s.timestamps.slice(lo, hi), values });
     });
     await remoteWrite(url, batch);
