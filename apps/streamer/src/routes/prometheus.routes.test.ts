@@ -91,6 +91,18 @@ describe.each([
     expect(answer(res)).toEqual(await expected(() => reference.rangeQuery(query, start, end, step)));
   });
 
+  it('sends a large answer (megabytes, written in pieces) exactly', async () => {
+    const query = '{__name__=~"DCGM_FI_DEV_.*"}';
+    const res = await api(app())
+      .get(`${API}/query_range`)
+      .query({ query, start: sec(DATASET_START_MS), end: sec(DATASET_END_MS), step: '15' })
+      .expect(200);
+    expect(res.text.length).toBeGreaterThan(1024 * 1024);
+    expect(res.body).toEqual(
+      await expected(() => reference.rangeQuery(query, DATASET_START_MS, DATASET_END_MS, 15_000)),
+    );
+  });
+
   it('keeps staleness markers: a series is gone right after one, and back when samples resume', async () => {
     const query = 'DCGM_FI_DEV_GPU_UTIL{Hostname="host-2", gpu="0"}';
     const res = await api(app())

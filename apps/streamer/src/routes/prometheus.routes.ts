@@ -6,11 +6,11 @@ import {
   parseExpr,
   parseMetricSelector,
   PromQLError,
-  toPrometheusData,
 } from '@gpu-telemetry/promql';
 import { formBody, FormBodyError, isDependencyFailure } from '@gpu-telemetry/service-kit';
 import { type ErrorRequestHandler, type Request, type RequestHandler, type Response, Router } from 'express';
 import { PROMETHEUS_COMPATIBLE_VERSION, type PrometheusService } from '../services/prometheus.service';
+import { sendQueryResult } from './prometheus-json';
 
 /** Where the Prometheus HTTP API lives on the streamer (the gateway serves it as /prometheus/api/v1). */
 export const PROMETHEUS_API = '/v1/prometheus/api/v1';
@@ -206,6 +206,15 @@ const send = (res: Response, body: object) => {
   res.json({ status: 'success', ...body });
 };
 
+/** Cancelled when the client leaves before its answer: a query nobody waits for stops at its next check. */
+function clientGone(res: Response): AbortSignal {
+  const controller = new AbortController();
+  res.on('close', () => {
+    if (!res.writableFinished) controller.abort();
+  });
+  return controller.signal;
+}
+
 /**
  * The Prometheus HTTP API (v1) over the stored telemetry, as Grafana, promtool and scripts speak
  * it: GET, or POST with a form body; Prometheus' parameter spellings, its JSON envelope, and its
@@ -224,8 +233,8 @@ export function prometheusRoutes(prometheus: PrometheusService, now: () => numbe
     const timeMs = timeParam(params, 'time', now());
     const timeoutMs = timeoutParam(params);
     const query = queryParam(params);
-    const result = await prometheus.instantQuery(query, timeMs, { timeoutMs });
-    send(res, { data: toPrometheusData(result) });
+    const result = await prometheus.instantQuery(query, timeMs, { timeoutMs, signal: clientGone(res) });
+    await sendQueryResult(res, result);
   });
 
   both('/query_range', async (req, res) => {
@@ -251,8 +260,12 @@ export function prometheusRoutes(prometheus: PrometheusService, now: () => numbe
     }
     const timeoutMs = timeoutParam(params);
     const query = queryParam(params);
-    const result = await prometheus.rangeQuery(query, { startMs, endMs, stepMs }, { timeoutMs });
-    send(res, { data: toPrometheusData(result) });
+    const result = await prometheus.rangeQuery(
+      query,
+      { startMs, endMs, stepMs },
+      { timeoutMs, signal: clientGone(res) },
+    );
+    await sendQueryResult(res, result);
   });
 
   both('/series', async (req, res) => {

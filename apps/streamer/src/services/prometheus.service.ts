@@ -33,6 +33,8 @@ export interface PrometheusDeps {
 export interface QueryCall {
   /** The `timeout` parameter, ms: shortens PROMQL_TIMEOUT, never lengthens it. */
   timeoutMs?: number;
+  /** Aborted when nobody waits for the answer any more (the client left): the query is cancelled. */
+  signal?: AbortSignal;
 }
 
 /** Endpoints, as metric labels. */
@@ -59,7 +61,7 @@ export class PrometheusService {
 
   async instantQuery(query: string, timeMs: number, call: QueryCall = {}): Promise<QueryResult> {
     return this.evaluate('query', { 'db.query.text': query.slice(0, 1024) }, call, (engine, timeoutMs) =>
-      engine.instantQuery(query, timeMs, { timeoutMs }),
+      engine.instantQuery(query, timeMs, { timeoutMs, signal: call.signal }),
     );
   }
 
@@ -73,7 +75,10 @@ export class PrometheusService {
       { 'db.query.text': query.slice(0, 1024) },
       call,
       (engine, timeoutMs) =>
-        engine.rangeQuery(query, range.startMs, range.endMs, range.stepMs, { timeoutMs }),
+        engine.rangeQuery(query, range.startMs, range.endMs, range.stepMs, {
+          timeoutMs,
+          signal: call.signal,
+        }),
     );
   }
 
