@@ -1,4 +1,3 @@
-import { once } from 'node:events';
 import { formatValue, type Labels, type QueryResult } from '@gpu-telemetry/promql';
 import type { Response } from 'express';
 
@@ -11,6 +10,19 @@ const metricJson = (labels: Labels) => {
   return `${out}}`;
 };
 const point = (ms: number, value: number) => `[${ms / 1000},"${formatValue(value)}"]`;
+
+/** Resolves when the response can take more, or is gone; leaves no listener behind. */
+function drained(res: Response): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => {
+      res.off('drain', done);
+      res.off('close', done);
+      resolve();
+    };
+    res.on('drain', done);
+    res.on('close', done);
+  });
+}
 
 /** Bytes gathered before a write: large answers go out in pieces, with backpressure. */
 const PIECE = 256 * 1024;
@@ -27,7 +39,7 @@ export async function sendQueryResult(res: Response, result: QueryResult): Promi
     if (!force && pending.length < PIECE) return;
     const ok = res.write(pending);
     pending = '';
-    if (!ok && !res.destroyed) await Promise.race([once(res, 'drain'), once(res, 'close')]);
+    if (!ok && !res.destroyed) await drained(res);
   };
   switch (result.resultType) {
     case 'scalar':

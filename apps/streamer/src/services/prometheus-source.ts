@@ -43,7 +43,7 @@ import {
   type RollupPlan,
   rollupCount,
 } from './prometheus-rollups';
-import { type HotRows, hotPiece, mergePieces, type Piece } from './sample-pieces';
+import { mergePieces, type Piece } from './sample-pieces';
 
 /** What a source counts as it reads (streamer_promql_* metrics). */
 export interface SourceCounters {
@@ -251,25 +251,15 @@ export class PrometheusSource implements SeriesSource {
       const batch = selected.slice(i, i + perBatch);
       const ids = batch.flatMap((s) => s.ids);
       const blocks = new Map<number, Buffer[]>();
-      const hot = new Map<number, HotRows>();
+      const hot = new Map<number, Piece>();
       if (chunks.compacted > 0) {
         await this.run((client) =>
-          readBlocks(client, { seriesIds: ids, fromUs, toUs }, (id, data) => {
-            let list = blocks.get(id);
-            if (!list) blocks.set(id, (list = []));
-            list.push(Buffer.from(data)); // the stream reuses its buffer
-          }),
+          readBlocks(client, { seriesIds: ids, fromUs, toUs }, (id, list) => blocks.set(id, list)),
         );
       }
       if (chunks.hot > 0) {
         await this.run((client) =>
-          readHotSamples(client, { seriesIds: ids, fromUs, toUs }, (id, us, buf, at) => {
-            let rows = hot.get(id);
-            if (!rows) hot.set(id, (rows = { us: [], hi: [], lo: [] }));
-            rows.us.push(us);
-            rows.hi.push(buf.readUInt32BE(at));
-            rows.lo.push(buf.readUInt32BE(at + 4));
-          }),
+          readHotSamples(client, { seriesIds: ids, fromUs, toUs }, (id, piece) => hot.set(id, piece)),
         );
       }
       for (const s of batch) {
@@ -316,14 +306,8 @@ export class PrometheusSource implements SeriesSource {
       const heads = new Map<number, Map<number, BlockHead>>();
       const rollups = new Map<number, { startUs: number; rollup: Rollup }[]>();
       await this.run((client) =>
-        readBlockHeads(
-          client,
-          { seriesIds: ids, fromUs: spanFromUs, toUs: spanToUs },
-          (id, chunkStartUs, head, raw) => {
-            let byChunk = heads.get(id);
-            if (!byChunk) heads.set(id, (byChunk = new Map()));
-            byChunk.set(chunkStartUs, readBlockHead(head, raw));
-          },
+        readBlockHeads(client, { seriesIds: ids, fromUs: spanFromUs, toUs: spanToUs }, (id, stored) =>
+          heads.set(id, new Map(stored.map((h) => [h.chunkStartUs, readBlockHead(h.head, h.raw)]))),
         ),
       );
       await this.run((client) =>
@@ -370,23 +354,15 @@ export class PrometheusSource implements SeriesSource {
       const blocks = new Map<number, Buffer[]>();
       if (inRange.length > 0) {
         await this.run((client) =>
-          readBlocks(client, { seriesIds: ids, fromUs, toUs, chunkStartsUs: inRange }, (id, data) => {
-            let list = blocks.get(id);
-            if (!list) blocks.set(id, (list = []));
-            list.push(Buffer.from(data));
-          }),
+          readBlocks(client, { seriesIds: ids, fromUs, toUs, chunkStartsUs: inRange }, (id, list) =>
+            blocks.set(id, list),
+          ),
         );
       }
-      const hot = new Map<number, HotRows>();
+      const hot = new Map<number, Piece>();
       if (anyHot) {
         await this.run((client) =>
-          readHotSamples(client, { seriesIds: ids, fromUs, toUs }, (id, us, buf, at) => {
-            let rows = hot.get(id);
-            if (!rows) hot.set(id, (rows = { us: [], hi: [], lo: [] }));
-            rows.us.push(us);
-            rows.hi.push(buf.readUInt32BE(at));
-            rows.lo.push(buf.readUInt32BE(at + 4));
-          }),
+          readHotSamples(client, { seriesIds: ids, fromUs, toUs }, (id, piece) => hot.set(id, piece)),
         );
       }
       for (const s of batch) {
@@ -412,8 +388,8 @@ export class PrometheusSource implements SeriesSource {
           }
           const rows = hot.get(id);
           if (rows) {
-            pieces.push(hotPiece(rows));
-            fromHot += rows.us.length;
+            pieces.push(rows);
+            fromHot += rows.times.length;
           }
         }
         this.options.counters?.samples('rollups', buckets);
@@ -429,7 +405,7 @@ export class PrometheusSource implements SeriesSource {
   private assemble(
     ids: number[],
     blocks: Map<number, Buffer[]>,
-    hot: Map<number, HotRows>,
+    hot: Map<number, Piece>,
     startMs: number,
     endMs: number,
   ): { timestamps: Float64Array; values: Float64Array } | null {
@@ -444,8 +420,8 @@ export class PrometheusSource implements SeriesSource {
       }
       const rows = hot.get(id);
       if (rows) {
-        pieces.push(hotPiece(rows));
-        fromHot += rows.us.length;
+        pieces.push(rows);
+        fromHot += rows.times.length;
       }
     }
     this.options.counters?.samples('blocks', fromBlocks);

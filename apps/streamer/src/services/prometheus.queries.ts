@@ -162,53 +162,70 @@ const tsLiteral = (us: number) => `'${pgTimestamp(us)}'::timestamptz`;
 const PG_EPOCH_US = 946_684_800_000_000;
 
 /**
- * The hot samples of these series in [fromUs, toUs), in (series, time) order, by binary COPY:
- * each row's value is handed over as its 8 stored bytes (big-endian) at `buf[at]`, so a
+ * The hot samples of these series in [fromUs, toUs), one row per series (times and values
+ * aggregated in Postgres: a binary COPY row is a message and a stream chunk of its own, costlier
+ * here than the sample it carries), by binary COPY. Values are the 8 stored bytes, so a
  * staleness marker keeps its bits (a NaN read through JavaScript numbers may not).
  */
 export async function readHotSamples(
   client: PoolClient,
   args: { seriesIds: readonly number[]; fromUs: number; toUs: number },
-  each: (seriesId: number, us: number, buf: Buffer, at: number) => void,
+  each: (seriesId: number, piece: { times: Float64Array; values: Float64Array }) => void,
 ): Promise<number> {
   return readBinaryCopy(
     client,
-    `COPY (SELECT series_id, ts, value FROM telemetry_samples
+    `COPY (SELECT series_id, array_agg(ts ORDER BY ts), array_agg(value ORDER BY ts) FROM telemetry_samples
            WHERE series_id = ANY(${idArray(args.seriesIds)})
              AND ts >= ${tsLiteral(args.fromUs)} AND ts < ${tsLiteral(args.toUs)}
-           ORDER BY series_id, ts) TO STDOUT (FORMAT binary)`,
+           GROUP BY series_id) TO STDOUT (FORMAT binary)`,
     (buf, fields) => {
       const seriesId = Number(buf.readBigInt64BE(fields[0] as number));
-      const us = Number(buf.readBigInt64BE(fields[2] as number)) + PG_EPOCH_US;
-      each(seriesId, us, buf, fields[4] as number);
+      const n = arrayLength(buf, fields[2] as number);
+      const times = new Float64Array(n);
+      const values = new Float64Array(n);
+      const words = new Uint32Array(values.buffer);
+      let i = 0;
+      forEachElement(buf, fields[2] as number, (at) => {
+        times[i++] = buf.readInt32BE(at) * 0x100000000 + buf.readUInt32BE(at + 4) + PG_EPOCH_US;
+      });
+      i = 0;
+      forEachElement(buf, fields[4] as number, (at) => {
+        words[2 * i] = buf.readUInt32BE(at + 4);
+        words[2 * i + 1] = buf.readUInt32BE(at);
+        i++;
+      });
+      each(seriesId, { times, values });
     },
   );
 }
 
 /**
  * The blocks of these series whose chunks overlap [fromUs, toUs) (and start at one of
- * `chunkStartsUs`, when given), in (series, chunk) order, by binary COPY. `data` is a view into
- * the stream's buffer: copy or decode it before returning.
+ * `chunkStartsUs`, when given), in chunk order, one row per series, by binary COPY.
  */
 export async function readBlocks(
   client: PoolClient,
   args: { seriesIds: readonly number[]; fromUs: number; toUs: number; chunkStartsUs?: readonly number[] },
-  each: (seriesId: number, data: Buffer) => void,
+  each: (seriesId: number, blocks: Buffer[]) => void,
 ): Promise<number> {
   const chunks = args.chunkStartsUs
     ? `AND b.chunk_start = ANY(ARRAY[${args.chunkStartsUs.map(tsLiteral).join(', ')}]::timestamptz[])`
     : '';
   return readBinaryCopy(
     client,
-    `COPY (SELECT b.series_id, b.data FROM telemetry_blocks b
+    `COPY (SELECT b.series_id, array_agg(b.data ORDER BY b.chunk_start) FROM telemetry_blocks b
            JOIN telemetry_chunks c ON c.chunk_start = b.chunk_start
            WHERE b.series_id = ANY(${idArray(args.seriesIds)})
              AND b.chunk_start < ${tsLiteral(args.toUs)} AND c.chunk_end > ${tsLiteral(args.fromUs)} ${chunks}
-           ORDER BY b.series_id, b.chunk_start) TO STDOUT (FORMAT binary)`,
+           GROUP BY b.series_id) TO STDOUT (FORMAT binary)`,
     (buf, fields) => {
       const seriesId = Number(buf.readBigInt64BE(fields[0] as number));
       const at = fields[2] as number;
-      each(seriesId, buf.subarray(at, at + (fields[3] as number)));
+      // One copy of the row's blocks: the stream's buffer is not ours to keep.
+      const row = Buffer.from(buf.subarray(at, at + (fields[3] as number)));
+      const blocks: Buffer[] = [];
+      forEachElement(row, 0, (offset, len) => blocks.push(row.subarray(offset, offset + len)));
+      each(seriesId, blocks);
     },
   );
 }
@@ -244,33 +261,54 @@ export async function foldedDays(client: PoolClient, fromUs: number, toUs: numbe
   return new Set(rows.map((r) => Date.parse(`${r.day}T00:00:00Z`) * 1000));
 }
 
+/** A block's header (28 bytes) and, where its values are stored raw, its first double. */
+export interface StoredBlockHead {
+  chunkStartUs: number;
+  head: Buffer;
+  raw: Buffer | null;
+}
+
 /**
  * What the header of each block of these series in chunks starting in [fromUs, toUs) says,
- * without the block itself: its sample count, and its first sample (28 header bytes, plus the
- * first raw double where values are stored raw). Blocks are stored uncompressed out of line
- * (STORAGE EXTERNAL), so Postgres fetches only these slices.
+ * without the block itself: its sample count and its first sample (28 header bytes, plus the
+ * first raw double where values are stored raw); one row per series, in chunk order. Large
+ * blocks are stored uncompressed out of line (STORAGE EXTERNAL): Postgres fetches only slices.
  */
 export async function readBlockHeads(
   client: PoolClient,
   args: { seriesIds: readonly number[]; fromUs: number; toUs: number },
-  each: (seriesId: number, chunkStartUs: number, head: Buffer, raw: Buffer | null) => void,
+  each: (seriesId: number, heads: StoredBlockHead[]) => void,
 ): Promise<number> {
   const timeBytes = `((get_byte(data, 14) << 24) | (get_byte(data, 15) << 16) | (get_byte(data, 16) << 8) | get_byte(data, 17))`;
   return readBinaryCopy(
     client,
-    `COPY (SELECT series_id, chunk_start, substring(data FROM 1 FOR 28),
-                  CASE WHEN get_byte(data, 18) = 0 THEN substring(data FROM 29 + ${timeBytes} FOR 8) END
+    `COPY (SELECT series_id, array_agg(chunk_start ORDER BY chunk_start),
+                  array_agg(substring(data FROM 1 FOR 28) ORDER BY chunk_start),
+                  array_agg(CASE WHEN get_byte(data, 18) = 0 THEN substring(data FROM 29 + ${timeBytes} FOR 8) END
+                            ORDER BY chunk_start)
            FROM telemetry_blocks
            WHERE series_id = ANY(${idArray(args.seriesIds)})
              AND chunk_start >= ${tsLiteral(args.fromUs)} AND chunk_start < ${tsLiteral(args.toUs)}
-           ORDER BY series_id, chunk_start) TO STDOUT (FORMAT binary)`,
+           GROUP BY series_id) TO STDOUT (FORMAT binary)`,
     (buf, fields) => {
       const seriesId = Number(buf.readBigInt64BE(fields[0] as number));
-      const chunkStartUs = Number(buf.readBigInt64BE(fields[2] as number)) + PG_EPOCH_US;
-      const head = buf.subarray(fields[4] as number, (fields[4] as number) + (fields[5] as number));
-      const rawLen = fields[7] as number;
-      const raw = rawLen > 0 ? buf.subarray(fields[6] as number, (fields[6] as number) + rawLen) : null;
-      each(seriesId, chunkStartUs, head, raw);
+      const heads: StoredBlockHead[] = [];
+      forEachElement(buf, fields[2] as number, (at) => {
+        heads.push({
+          chunkStartUs: buf.readInt32BE(at) * 0x100000000 + buf.readUInt32BE(at + 4) + PG_EPOCH_US,
+          head: Buffer.alloc(0),
+          raw: null,
+        });
+      });
+      let i = 0;
+      forEachElement(buf, fields[4] as number, (at, len) => {
+        (heads[i++] as StoredBlockHead).head = Buffer.from(buf.subarray(at, at + len));
+      });
+      i = 0;
+      forEachElement(buf, fields[6] as number, (at, len) => {
+        (heads[i++] as StoredBlockHead).raw = len < 0 ? null : Buffer.from(buf.subarray(at, at + len));
+      });
+      each(seriesId, heads);
     },
   );
 }
@@ -297,6 +335,23 @@ export async function readHourRollups(
       );
     },
   );
+}
+
+/** How many elements the one-dimensional binary array at buf[at] holds. */
+function arrayLength(buf: Buffer, at: number): number {
+  return buf.readInt32BE(at) === 0 ? 0 : buf.readInt32BE(at + 12);
+}
+
+/** Calls `element` with each element's offset and length (-1: null) of the one-dimensional binary array at buf[at]. */
+function forEachElement(buf: Buffer, at: number, element: (offset: number, length: number) => void): void {
+  const n = arrayLength(buf, at);
+  let p = at + 20; // dimensions, null flag, element type, then the dimension's size and lower bound
+  for (let i = 0; i < n; i++) {
+    const len = buf.readInt32BE(p);
+    p += 4;
+    element(p, len);
+    if (len > 0) p += len;
+  }
 }
 
 const COPY_HEADER = 11 + 4 + 4; // signature, flags, header extension length

@@ -4,26 +4,8 @@ export interface Piece {
   values: Float64Array;
 }
 
-/** Hot rows gathered as they stream in: times in µs and each value's two 32-bit words as stored. */
-export interface HotRows {
-  us: number[];
-  hi: number[];
-  lo: number[];
-}
-
 /** Of two samples in the same millisecond, which stands: by default the later one. */
 export type Prefer = (earlier: number, later: number) => 'earlier' | 'later';
-
-export function hotPiece(rows: HotRows): Piece {
-  const n = rows.us.length;
-  const values = new Float64Array(n);
-  const words = new Uint32Array(values.buffer);
-  for (let k = 0; k < n; k++) {
-    words[2 * k] = rows.lo[k] as number;
-    words[2 * k + 1] = rows.hi[k] as number;
-  }
-  return { times: Float64Array.from(rows.us), values };
-}
 
 /**
  * One series' pieces as the engine takes them: times in ms, ascending and unique (two samples in
