@@ -84,7 +84,10 @@ const faults = [
       const times = [];
       for (let i = 0; i < 2; i++) {
         // Chunks are a minute long and compacted 10 s after they close: one is due every minute.
-        await waitFor('a chunk being compacted', () => compacting(system), 90_000, 20);
+        await waitFor('a chunk being compacted', () => compacting(system), {
+          timeoutMs: 90_000,
+          intervalMs: 20,
+        });
         await Promise.all(system.streamers.map((streamer) => streamer.kill()));
         await sleep(1_000);
         for (const streamer of system.streamers) streamer.start();

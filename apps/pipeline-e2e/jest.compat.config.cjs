@@ -1,11 +1,12 @@
 const preset = require('../../jest.preset.cjs');
 
-// Part of `npm run test:compat`: the gateway's /prometheus API against a real Prometheus (Debian's
-// `prometheus` package, or PROMETHEUS_BIN). Not part of `npm test`, which needs nothing but Node.
+// A project of `npm run test:compat` (jest.compat.config.cjs at the root, which sets the reporters
+// and timeout): the system against a real Prometheus (Debian's `prometheus`, or PROMETHEUS_BIN):
+// Prometheus remote-writing to it, and its /prometheus API answering the PromQL compatibility
+// table as Prometheus does. Not part of `npm test`, which needs nothing but Node.
 module.exports = {
   ...preset,
-  displayName: 'prometheus-api-compat',
+  displayName: 'system-compat',
   rootDir: __dirname,
   testMatch: ['<rootDir>/src/**/*.compat.test.ts'],
-  testTimeout: 60_000,
 };

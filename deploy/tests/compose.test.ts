@@ -71,6 +71,8 @@ describe('docker-compose.yaml', () => {
     expect(Object.keys(compose.services).sort()).toEqual([
       'collector',
       'gateway',
+      'grafana',
+      'grafana-key',
       'migrate',
       'postgres',
       'queue',
@@ -92,11 +94,14 @@ describe('docker-compose.yaml', () => {
     if (name !== 'simulator') expect(service?.environment?.['PORT']).toBe(String(port));
   });
 
-  it('publishes the gateway only: the backends, Postgres and the simulator answer on the compose network', () => {
+  it('publishes the gateway and Grafana only: the backends, Postgres and the simulator answer on the compose network', () => {
     const published = Object.entries(compose.services)
       .filter(([, service]) => service.ports?.length)
       .map(([name, service]) => [name, service.ports]);
-    expect(published).toEqual([['gateway', ['8080:8080']]]);
+    expect(published).toEqual([
+      ['gateway', ['8080:8080']],
+      ['grafana', ['3000:3000']],
+    ]);
     for (const name of ['queue', 'streamer', 'collector', 'simulator'])
       expect(compose.services[name]?.expose).toEqual([String(PORTS[name])]);
   });
@@ -204,11 +209,48 @@ describe('docker-compose.yaml', () => {
 
   it('sets only variables that .env.example documents', () => {
     for (const [name, service] of Object.entries(compose.services)) {
-      if (name === 'postgres') continue;
+      // Their images' own settings.
+      if (name === 'postgres' || name === 'grafana') continue;
       for (const key of Object.keys(service.environment ?? {})) {
         expect(documentedIn(name, key)).toBe(`${name}: ${key} documented`);
       }
     }
+  });
+  it('runs Grafana on the gateway PromQL API, provisioned from deploy/grafana, with a read key it never sees made', () => {
+    const grafana = compose.services['grafana'];
+    expect(grafana?.image).toMatch(/^grafana\/grafana:\d+\.\d+\.\d+$/);
+    expect(grafana?.environment).toMatchObject({
+      GPU_TELEMETRY_URL: 'http://gateway:8080',
+      GF_SECURITY_ADMIN_PASSWORD__FILE: '/run/secrets/grafana-admin-password',
+    });
+    expect(grafana?.volumes).toEqual(
+      expect.arrayContaining([
+        './deploy/grafana/provisioning:/etc/grafana/provisioning:ro',
+        './deploy/grafana/dashboards:/var/lib/grafana/dashboards/gpu-telemetry:ro',
+        'secrets:/run/secrets:ro',
+      ]),
+    );
+    for (const mounted of ['deploy/grafana/provisioning/datasources', 'deploy/grafana/dashboards'])
+      expect(readdirSync(path.join(root, mounted)).length).toBeGreaterThan(0);
+    const datasource = readFileSync(
+      path.join(root, 'deploy/grafana/provisioning/datasources/gpu-telemetry.yaml'),
+      'utf8',
+    );
+    expect(datasource).toContain('Bearer $__file{/run/secrets/grafana-key}');
+    expect(grafana?.depends_on?.['grafana-key']?.condition).toBe('service_completed_successfully');
+    // The key: made by a one-shot once the gateway is up, with the read scope only, kept across
+    // restarts while it still works, written for Grafana's user (472) alone.
+    const maker = compose.services['grafana-key'];
+    const script = maker?.command?.[2] ?? '';
+    expect(maker?.depends_on?.['gateway']?.condition).toBe('service_healthy');
+    expect(maker?.volumes).toEqual(['secrets:/secrets']);
+    expect(script).toContain("JSON.stringify({ name: 'grafana', scopes: ['read'] })");
+    expect(script).toContain("write('grafana-key', (await res.json()).key)");
+    expect(script).toContain('if (res.status !== 401) return;');
+    expect(script).toContain('fs.chownSync(file(name), 472, 0)');
+    expect(script).toContain('mode: 0o400');
+    expect(script).not.toContain('$');
+    expect(() => new Function(script)).not.toThrow();
   });
 });
 

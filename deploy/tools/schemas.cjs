@@ -242,6 +242,17 @@ const SERVICES = {
       COLLECT_CSV: str('Replay this dcgm_metrics_*.csv file (mounted into the pod) as live telemetry.'),
       COLLECT_CSV_RATE: env.int('CSV rows per second.', 1, 1_000_000),
       COLLECT_CSV_LOOP: env.flag('Replay the CSV in a loop.'),
+      REMOTE_WRITE_MAX_BODY: env.bytes('Largest Prometheus remote write body (snappy-compressed).'),
+      REMOTE_WRITE_MAX_DECOMPRESSED: env.bytes(
+        'Largest remote write request once decompressed; refused from its length preamble, before decoding.',
+      ),
+      REMOTE_WRITE_MAX_SERIES: env.int('Most series in one remote write request (past it: 413).', 1, 10_000_000),
+      REMOTE_WRITE_MAX_SAMPLES: env.int('Most samples in one remote write request (past it: 413).', 1, 10_000_000),
+      REMOTE_WRITE_CONCURRENCY: env.int(
+        'Remote write requests decoded at once; more are answered 503 with Retry-After (Prometheus retries).',
+        1,
+        1024,
+      ),
     },
     extra: {
       dcgmExporter: obj(

@@ -1,7 +1,7 @@
 const preset = require('../../jest.preset.cjs');
 
-// `npm run test:compat`: the engine against a real Prometheus (Debian's `prometheus` package, or
-// PROMETHEUS_BIN). Not part of `npm test`, which needs nothing but Node.
+// A project of `npm run test:compat` (jest.compat.config.cjs at the root): the engine against a
+// real Prometheus (Debian's `prometheus` package, or PROMETHEUS_BIN). Not part of `npm test`.
 module.exports = {
   ...preset,
   displayName: 'promql-compat',
@@ -10,5 +10,4 @@ module.exports = {
   globalSetup: undefined,
   globalTeardown: undefined,
   testTimeout: 60_000,
-  reporters: ['default', '<rootDir>/../../tools/jest/summary-reporter.cjs'],
 };

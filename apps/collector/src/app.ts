@@ -19,8 +19,10 @@ import { type CollectorMetrics, createCollectorMetrics } from './collector.metri
 import type { CollectorDatabase } from './collector.tables';
 import type { CollectorConfig } from './config';
 import { Publisher } from './publishing/publisher';
-import { collectorApi } from './routes/targets.openapi';
+import { collectorApi } from './routes/collector.openapi';
 import { targetsRoutes } from './routes/targets.routes';
+import { writeRoutes } from './routes/write.routes';
+import { RemoteWriteService } from './remote-write/remote-write.service';
 import { createScrapeAgent } from './scraping/scraper';
 import { ScrapeLoop } from './scraping/scrape-loop';
 import { CsvReplay } from './sources/csv-replay';
@@ -31,6 +33,7 @@ import { TargetsService } from './targets/targets.service';
 
 export type { CollectorDatabase } from './collector.tables';
 export { collectorEnv, loadCollectorConfig } from './config';
+export { encodeWriteRequest, type WriteSeries } from './remote-write/write-request';
 
 export interface CollectorAppDeps {
   db: Kysely<CollectorDatabase>;
@@ -139,6 +142,17 @@ export function createApp(deps: CollectorAppDeps): CollectorApp {
       })
     : undefined;
   const targetsService = new TargetsService({ db, registry, policy });
+  const remoteWrite = new RemoteWriteService({
+    queue,
+    topic: TELEMETRY_TOPIC,
+    logger,
+    metrics: collectorMetrics,
+    maxBodyBytes: config.REMOTE_WRITE_MAX_BODY,
+    maxDecompressedBytes: config.REMOTE_WRITE_MAX_DECOMPRESSED,
+    maxSeries: config.REMOTE_WRITE_MAX_SERIES,
+    maxSamples: config.REMOTE_WRITE_MAX_SAMPLES,
+    concurrency: config.REMOTE_WRITE_CONCURRENCY,
+  });
   const app = createServiceApp({
     service: 'collector',
     logger,
@@ -150,6 +164,7 @@ export function createApp(deps: CollectorAppDeps): CollectorApp {
     serviceToken: serviceTokenFrom(config),
     openapi: collectorApi,
     checkResponse: deps.checkResponse,
+    binaryBodyRoutes: (app) => app.use(writeRoutes(remoteWrite)),
     routes: (app) => app.use(targetsRoutes(targetsService)),
   });
   return {

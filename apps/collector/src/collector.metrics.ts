@@ -67,5 +67,30 @@ export function createCollectorMetrics(registry: Registry) {
       buckets: [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60],
       registers,
     }),
+    remoteWriteRequests: new Counter({
+      name: 'collector_remote_write_requests_total',
+      help: 'Remote write requests by outcome: stored (the queue has them), malformed, too_large, unsupported (not remote write 1.0), overloaded, queue_unavailable, queue_refused, error.',
+      labelNames: ['outcome'] as const,
+      registers,
+    }),
+    remoteWriteSamples: new Counter({
+      name: 'collector_remote_write_samples_total',
+      help: 'Samples received by remote write and published, by kind: value, or stale (a stale marker).',
+      labelNames: ['kind'] as const,
+      registers,
+    }),
+    remoteWriteIgnored: new Counter({
+      name: 'collector_remote_write_ignored_total',
+      help: 'Parts of remote write requests read past and not stored: exemplar, histogram (native), metadata.',
+      labelNames: ['kind'] as const,
+      registers,
+    }),
+    remoteWriteDuration: new Histogram({
+      name: 'collector_remote_write_duration_seconds',
+      help: 'Time to read, decode and publish one remote write request, by outcome.',
+      labelNames: ['outcome'] as const,
+      buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+      registers,
+    }),
   };
 }

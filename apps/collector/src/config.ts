@@ -26,6 +26,16 @@ export const collectorEnv = z.object({
   COLLECT_CSV: z.string().optional(),
   COLLECT_CSV_RATE: int(100, 1, 1_000_000),
   COLLECT_CSV_LOOP: flag(true),
+  /**
+   * Prometheus remote write in (POST /v1/write): the largest body (snappy-compressed), the largest
+   * request once decompressed (refused from snappy's preamble, before decoding), the most series
+   * and samples in one request, and how many requests are decoded at once (more: 503, retried).
+   */
+  REMOTE_WRITE_MAX_BODY: bytes('4mb'),
+  REMOTE_WRITE_MAX_DECOMPRESSED: bytes('16mb'),
+  REMOTE_WRITE_MAX_SERIES: int(50_000, 1, 10_000_000),
+  REMOTE_WRITE_MAX_SAMPLES: int(100_000, 1, 10_000_000),
+  REMOTE_WRITE_CONCURRENCY: int(4, 1, 1024),
   /** How many collector replicas split the targets, and which one this is (default: from HOSTNAME, e.g. collector-2). */
   COLLECTOR_REPLICAS: int(1, 1, 1000),
   COLLECTOR_ORDINAL: z.coerce.number().int().min(0).optional(),

@@ -34,9 +34,6 @@ import { TracesService } from './traces/traces.service';
 export { gatewayEnv, loadGatewayConfig } from './config';
 export type { GatewayDatabase } from './gateway.tables';
 
-/** The backend each route's readiness check is named after. */
-const READINESS_NAMES: Record<string, string> = { gpus: 'streamer', topics: 'queue', targets: 'collector' };
-
 export interface GatewayAppDeps {
   db: Kysely<GatewayDatabase>;
   pool: Pool;
@@ -50,7 +47,8 @@ export interface GatewayAppDeps {
 
 export interface GatewayApp {
   /**
-   * The server's handler: /api/v1/{gpus,topics,targets} and /prometheus/api/v1 on the lean proxy path, POST /v1/traces to
+   * The server's handler: /api/v1/{gpus,topics,targets,write} and /prometheus/api/v1 on the lean
+   * proxy path, POST /v1/traces to
    * the OTLP receiver, the rest on Express.
    */
   handler: RequestListener;
@@ -70,6 +68,16 @@ export interface GatewayApp {
   /** Writes the last key-use times and request records, and closes the upstream pools. */
   close(): Promise<void>;
 }
+
+/** The backend each proxied route reaches, as /readyz names it. */
+const BACKEND_OF: Record<string, string> = {
+  gpus: 'streamer',
+  topics: 'queue',
+  targets: 'collector',
+  write: 'collector',
+  prometheus: 'streamer',
+};
+const backendOf = (route: { name: string }): string => BACKEND_OF[route.name] ?? route.name;
 
 export function createApp(deps: GatewayAppDeps): GatewayApp {
   const { db, pool, logger, config, now } = deps;
@@ -150,10 +158,11 @@ export function createApp(deps: GatewayAppDeps): GatewayApp {
     metrics,
     readiness: [
       { name: 'postgres', check: () => pingDatabase(pool) },
-      // One check per backend (the streamer serves both /api/v1/gpus and /prometheus).
+      // One check per backend, by its first route: routes to the same one (targets and write,
+      // gpus and prometheus) share it.
       ...routes
-        .filter((route) => route.name in READINESS_NAMES)
-        .map((route) => ({ name: READINESS_NAMES[route.name] as string, check: upstreamCheck(route) })),
+        .filter((route, i) => routes.findIndex((r) => backendOf(r) === backendOf(route)) === i)
+        .map((route) => ({ name: backendOf(route), check: upstreamCheck(route) })),
     ],
     routes: (app) => {
       app.use(keysRoutes(keys, config.GATEWAY_AUTH));

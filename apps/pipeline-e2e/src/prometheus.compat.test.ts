@@ -22,7 +22,6 @@ import { startSystem, type System } from './pipeline';
  * within a relative 1e-9), and every gateway answer must match the OpenAPI document it serves.
  */
 const ADMIN = 'compat-bootstrap-admin-key-0123456789abcdef';
-const HOUR = 3_600_000;
 let prometheus: PrometheusServer;
 let system: System;
 let key: string;
@@ -32,7 +31,10 @@ beforeAll(async () => {
   const data = generateDataset();
   await remoteWriteDataset(`${prometheus.url}/api/v1/write`, data);
   system = await startSystem({ hosts: 1, gpusPerHost: 1, adminKey: ADMIN });
-  const chunks = await storeSeries(system.pipeline.database.pool, data, HOUR);
+  const chunks = await storeSeries(
+    { ingest: system.streamer.ingest, pool: system.pipeline.database.pool },
+    data,
+  );
   await compactChunks(system.streamer.compactor, chunks.slice(0, 1));
   const res = await fetch(`${system.url}/api/v1/keys`, {
     method: 'POST',

@@ -144,7 +144,7 @@ export function createApp(deps: StreamerAppDeps): StreamerApp {
     serviceToken: serviceTokenFrom(config),
     openapi: streamerApi,
     checkResponse: deps.checkResponse,
-    ownBodyRoutes: (app) => app.use(prometheusRoutes(prometheus)),
+    binaryBodyRoutes: (app) => app.use(prometheusRoutes(prometheus)),
     routes: (app) => app.use(gpusRoutes(queries)),
   });
   return {

@@ -5,6 +5,7 @@ export interface StreamerDatabase {
   telemetry_series: TelemetrySeriesTable;
   telemetry_samples: TelemetrySamplesTable;
   telemetry_chunks: TelemetryChunksTable;
+  telemetry_stale: TelemetryStaleTable;
   gpus: GpusTable;
 }
 
@@ -18,7 +19,8 @@ export interface TelemetrySeriesTable {
   id: Generated<BigIntColumn>;
   key: string;
   metric_name: string;
-  gpu_id: string;
+  /** Null for a series that names no GPU (remote-written series of any metric). */
+  gpu_id: string | null;
   gpu_index: number | null;
   device: string | null;
   model_name: string | null;
@@ -26,7 +28,10 @@ export interface TelemetrySeriesTable {
   container: string | null;
   pod: string | null;
   namespace: string | null;
+  /** The labels that are not GPU columns (all of them for a series without a GPU). */
   labels: ColumnType<Record<string, string>, string, string>;
+  /** The whole Prometheus label set, __name__ apart (metric_name). */
+  prom_labels: ColumnType<Record<string, string>, string, string>;
   created_at: DefaultTimestamp;
 }
 
@@ -34,6 +39,12 @@ export interface TelemetrySamplesTable {
   series_id: BigIntColumn;
   ts: Timestamp;
   value: number;
+}
+
+/** Prometheus stale markers: the series ended at ts (PromQL's lookback stops there). */
+export interface TelemetryStaleTable {
+  series_id: BigIntColumn;
+  ts: Timestamp;
 }
 
 export interface TelemetryChunksTable {

@@ -17,8 +17,13 @@ export const sleep = (ms: number): Promise<void> => new Promise((resolve) => set
 export async function waitFor(
   what: string,
   condition: () => boolean | Promise<boolean>,
-  { timeoutMs = 20_000, intervalMs = 50, signal }: WaitForOptions = {},
+  options: WaitForOptions = {},
 ): Promise<number> {
+  // Scripts in plain JavaScript call this too: a bare number would silently mean the default.
+  if (typeof options !== 'object' || options === null) {
+    throw new TypeError(`waitFor(${JSON.stringify(what)}): pass options as { timeoutMs, intervalMs }`);
+  }
+  const { timeoutMs = 20_000, intervalMs = 50, signal } = options;
   const started = Date.now();
   let lastError: unknown;
   for (;;) {

@@ -15,7 +15,7 @@ export class FormBodyError extends Error {
 
 /**
  * Reads an `application/x-www-form-urlencoded` body of at most `limit` bytes into `req.body` as
- * URLSearchParams (empty when there is no body), for routes mounted with `ownBodyRoutes`: a
+ * URLSearchParams (empty when there is no body), for routes mounted with `binaryBodyRoutes`: a
  * larger Content-Length is refused before a byte is read, a stream as soon as it passes the
  * limit. Failures reach the route's error handler as a FormBodyError.
  */

@@ -37,10 +37,11 @@ export interface ServiceAppOptions {
    */
   rawBodyRoutes?(app: Express): void;
   /**
-   * Mounts routes whose bodies are not JSON (form-encoded ones, read with `formBody`), after the
-   * service credential check and before the frame's JSON-only rule.
+   * Mounts routes whose bodies are not JSON at all (protobuf; form-encoded, read with `formBody`),
+   * before the check that answers 415 to anything else: each checks its own media type and reads
+   * its own body, within its own limit.
    */
-  ownBodyRoutes?(app: Express): void;
+  binaryBodyRoutes?(app: Express): void;
   /** Served as GET /openapi.json. */
   openapi?: object;
   /**
@@ -174,7 +175,7 @@ export function createServiceApp(options: ServiceAppOptions): Express {
     });
   }
 
-  options.ownBodyRoutes?.(app);
+  options.binaryBodyRoutes?.(app);
 
   // Bodies are JSON. Anything else with a body is a 415, not a confusing "field required".
   app.use((req: Request, _res: Response, next: NextFunction) => {

@@ -1,31 +1,18 @@
-import { type TelemetrySample, toSampleValue } from '@gpu-telemetry/model';
+// The labels that become typed fields are shared with the streamer, which reads remote-written
+// series the same way.
+import {
+  CONTAINER_LABELS,
+  firstLabel as first,
+  GPU_ID_LABELS as GPU_ID,
+  GPU_TYPED_LABELS as TYPED,
+  HOSTNAME_LABELS as HOSTNAME,
+  NAMESPACE_LABELS as NAMESPACE,
+  POD_LABELS as POD,
+  type TelemetrySample,
+  toSampleValue,
+} from '@gpu-telemetry/model';
 import type { ExpositionSample } from './exposition-parser';
 import { sampleId } from './sample-id';
-
-// Labels that become typed fields; both the current and the older exporter spellings.
-const GPU_ID = ['UUID', 'uuid'];
-const HOSTNAME = ['Hostname', 'hostname'];
-const CONTAINER = ['container', 'container_name'];
-const POD = ['pod', 'pod_name'];
-const NAMESPACE = ['namespace', 'pod_namespace'];
-const TYPED = new Set([
-  ...GPU_ID,
-  ...HOSTNAME,
-  ...CONTAINER,
-  ...POD,
-  ...NAMESPACE,
-  'gpu',
-  'device',
-  'modelName',
-]);
-
-function first(labels: Record<string, string>, names: string[]): string | null {
-  for (const name of names) {
-    const value = labels[name];
-    if (value !== undefined && value !== '') return value;
-  }
-  return null;
-}
 
 /**
  * Turns one exposition sample into a TelemetrySample, or null when it is not about a GPU (no
@@ -51,7 +38,7 @@ export function toTelemetrySample(sample: ExpositionSample, scrapedAtMs: number)
     metricName: sample.name,
     value: toSampleValue(sample.value),
     timestamp: new Date(timestampMs).toISOString(),
-    container: first(sample.labels, CONTAINER),
+    container: first(sample.labels, CONTAINER_LABELS),
     pod: first(sample.labels, POD),
     namespace: first(sample.labels, NAMESPACE),
     labels: rest,

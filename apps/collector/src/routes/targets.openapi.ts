@@ -1,9 +1,4 @@
-import {
-  type Operation,
-  openApiDocument,
-  shapeOf,
-  SERVICE_CREDENTIAL_PROBLEMS,
-} from '@gpu-telemetry/service-kit';
+import { type Operation, shapeOf } from '@gpu-telemetry/service-kit';
 import { z } from 'zod';
 import type { TargetsService, TargetView } from '../targets/targets.service';
 import { addBody, idParams } from './targets.routes';
@@ -61,10 +56,3 @@ export const targetsOperations: Operation[] = [
     problems: { 400: 'The id is not a UUID', 404: 'No target with this id was added through the API' },
   },
 ];
-
-/** Served as GET /openapi.json; tests hold every answer to it. */
-export const collectorApi = openApiDocument(
-  { title: 'gpu-telemetry collector', version: '0.1.0' },
-  targetsOperations,
-  { problems: SERVICE_CREDENTIAL_PROBLEMS },
-);

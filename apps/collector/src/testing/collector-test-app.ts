@@ -5,7 +5,7 @@ import { documentedResponses, TEST_SERVICE_TOKEN } from '@gpu-telemetry/service-
 import { createApp, type CollectorApp } from '../app';
 import type { CollectorDatabase } from '../collector.tables';
 import { loadCollectorConfig } from '../config';
-import { collectorApi } from '../routes/targets.openapi';
+import { collectorApi } from '../routes/collector.openapi';
 
 /**
  * Every answer of the test apps is held to the OpenAPI document: one that does not match is

@@ -206,7 +206,8 @@ export const gatewayApi = openApiDocument(
     description:
       'Everything through the gateway. Send an API key: Authorization: Bearer <key>, X-API-Key, or ' +
       'Authorization: Basic with the key as the password (any user name). ' +
-      'Scopes: read (GET anything), publish (POST /api/v1/topics/{topic}/messages), consume (leases, ' +
+      'Scopes: read (GET anything), publish (POST /api/v1/topics/{topic}/messages, and Prometheus ' +
+      'remote write to POST /api/v1/write, which publishes to the telemetry topic), consume (leases, ' +
       'acks, nacks, extend, release), admin (everything, keys included), traces (POST /v1/traces only). ' +
       'The Prometheus HTTP API (/prometheus/api/v1/*, for Grafana and promtool) needs read, for GET and ' +
       'form-encoded POST alike. A key created with `topics` reaches only /api/v1/topics/{topic} for those topics. Repeated ' +

@@ -91,6 +91,39 @@ async function key(scopes: string[]): Promise<string> {
 }
 
 describe('authentication and scopes', () => {
+  it('takes Prometheus remote write with a publish key for the telemetry topic, and passes it on as sent', async () => {
+    const create = async (name: string, topics?: string[]) =>
+      (
+        await api()
+          .post('/api/v1/keys')
+          .set('x-api-key', ADMIN)
+          .send({ name, scopes: ['publish'], ...(topics ? { topics } : {}) })
+          .expect(201)
+      ).body.key as string;
+    const writer = await create('prometheus', ['telemetry']);
+    const elsewhere = await create('jobs only', ['jobs']);
+    const reader = await key(['read']);
+    const body = Buffer.from([0x0a, 0x00, 0xff, 0x01]);
+    const send = (k: string) =>
+      api()
+        .post('/api/v1/write')
+        .set('authorization', `Bearer ${k}`)
+        .set('content-type', 'application/x-protobuf')
+        .set('content-encoding', 'snappy')
+        .set('x-prometheus-remote-write-version', '0.1.0')
+        .send(body);
+    expect((await send(reader).expect(403)).body.detail).toContain('"publish" scope');
+    expect((await send(elsewhere).expect(403)).body.detail).toContain('other topics than "telemetry"');
+    await send(writer).expect(200);
+    expect(seen.at(-1)).toMatchObject({ method: 'POST', url: '/v1/write', bytes: body.length });
+    expect(seen.at(-1)?.headers).toMatchObject({
+      authorization: serviceAuthorization(TEST_SERVICE_TOKEN),
+      'content-type': 'application/x-protobuf',
+      'content-encoding': 'snappy',
+      'x-prometheus-remote-write-version': '0.1.0',
+    });
+  });
+
   it('keeps health open and refuses /api without a key or with a bad one', async () => {
     await api().get('/healthz').expect(200);
     const missing = await api().get('/api/v1/gpus').expect(401);

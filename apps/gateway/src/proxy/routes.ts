@@ -1,3 +1,4 @@
+import { TELEMETRY_TOPIC } from '@gpu-telemetry/model';
 import type { Access, Scope } from '../auth/api-keys.service';
 import type { GatewayConfig } from '../config';
 import type { GatewayMetrics } from './gateway.metrics';
@@ -34,6 +35,12 @@ function queueAccess(method: string, path: string): Access {
     return { scope: 'consume', topic };
   return { scope: 'admin', topic };
 }
+
+/**
+ * Prometheus remote write: the samples go to the telemetry topic, so writing them is publishing
+ * there (`publish`, and a key limited to topics must include `telemetry`).
+ */
+const WRITE: Access = { scope: 'publish', topic: TELEMETRY_TOPIC };
 
 export function buildRoutes(config: GatewayConfig, metrics?: GatewayMetrics): ProxyRoute[] {
   const upstreams = (urls: string[]) =>
@@ -80,6 +87,14 @@ export function buildRoutes(config: GatewayConfig, metrics?: GatewayMetrics): Pr
       upstreams: upstreams(config.GATEWAY_COLLECTOR_URLS),
       timeoutMs: config.GATEWAY_TIMEOUT,
       access: readOrAdmin,
+    },
+    {
+      name: 'write',
+      prefix: '/api/v1/write',
+      target: '/v1/write',
+      upstreams: upstreams(config.GATEWAY_COLLECTOR_URLS),
+      timeoutMs: config.GATEWAY_TIMEOUT,
+      access: () => WRITE,
     },
   ];
 }

@@ -35,8 +35,8 @@ beforeAll(async () => {
   reference = new PromQLEngine({ source: memorySource(data) });
   hot = await startStreamerTestApp({ config });
   compacted = await startStreamerTestApp({ config });
-  await storeSeries(hot.database.pool, data, HOUR);
-  const chunks = await storeSeries(compacted.database.pool, data, HOUR);
+  await storeSeries({ ingest: hot.ingest, pool: hot.database.pool }, data);
+  const chunks = await storeSeries({ ingest: compacted.ingest, pool: compacted.database.pool }, data);
   expect(chunks.length).toBe(3);
   await compactChunks(compacted.compactor, chunks.slice(0, 2));
 }, 120_000);
@@ -426,7 +426,7 @@ describe('limits', () => {
     limited = await startStreamerTestApp({
       config: { ...config, PROMQL_MAX_SAMPLES: 1_000, PROMQL_MAX_SERIES: 10, PROMQL_MAX_CONCURRENCY: 1 },
     });
-    await storeSeries(limited.database.pool, data, HOUR);
+    await storeSeries({ ingest: limited.ingest, pool: limited.database.pool }, data);
   }, 60_000);
 
   afterAll(async () => {

@@ -1,8 +1,17 @@
 import { fieldErrors } from '@gpu-telemetry/service-kit';
 import {
   fromSampleValue,
+  fromSeriesValue,
+  type GpuColumns,
+  gpuColumnsOf,
+  isSeriesEntry,
   isTelemetrySample,
+  labelsOfGpuColumns,
   type LeasedMessage,
+  STALE,
+  seriesBatch,
+  type SeriesEntry,
+  seriesEntry,
   type TelemetrySample,
   telemetryBatch,
   telemetrySample,
@@ -21,8 +30,10 @@ import {
   type GpuSighting,
   type HotSample,
   insertHotSamples,
+  insertStaleMarkers,
   resolveSeries,
   type SeriesLabels,
+  type StaleMarker,
   upsertGpus,
 } from './telemetry-write.queries';
 
@@ -42,18 +53,36 @@ export interface IngestDeps {
 const tracer = getTracer('streamer');
 const FUTURE_MS = 24 * 3_600_000;
 
-/** The samples of a batch that passed, with each one's time parsed once (times[i] is valid[i]'s). */
-interface Accepted {
-  valid: TelemetrySample[];
-  times: number[];
+/** A series sent as its metric and label set (remote write), its GPU columns read from the labels. */
+interface LabelledSeries {
+  metric: string;
+  labels: Record<string, string>;
+  gpu: GpuColumns | null;
+  /** Its series cache key, made once for all of its samples. */
+  key: string;
 }
+
+/** A sample ready to store, from either kind of message. */
+interface Incoming {
+  of: TelemetrySample | LabelledSeries;
+  /** Milliseconds since the epoch. */
+  at: number;
+  /** RFC 3339, as the COPY reads it. */
+  timestamp: string;
+  /** The value, or STALE for a stale marker. */
+  value: number | typeof STALE;
+}
+
+const isScraped = (of: TelemetrySample | LabelledSeries): of is TelemetrySample => 'uuid' in of;
 
 /**
  * Turns leased telemetry messages into rows. Every sample is validated; the valid ones are stored
  * in one transaction whether or not their message had bad ones, and a message with invalid
  * content goes straight to the dead letters with a reason naming the first problem, so it never
- * holds up the batch. Each sample finds its series (metric and labels, stored once) and becomes a
- * narrow row of series id, time and value in its chunk. Storage is idempotent on (series, time):
+ * holds up the batch. A message carries either scraped GPU samples (`samples`) or series of any
+ * metric with their labels (`series`, from remote write). Each sample finds its series (metric
+ * and labels, stored once) and becomes a narrow row of series id, time and value in its chunk; a
+ * stale marker becomes a row of telemetry_stale instead. Storage is idempotent on (series, time):
  * a redelivered message stores nothing twice.
  */
 export class IngestService {
@@ -72,15 +101,19 @@ export class IngestService {
       { 'messaging.batch.message_count': messages.length },
       async (span) => {
         const now = (this.deps.now ?? Date.now)();
-        const accepted: Accepted = { valid: [], times: [] };
-        const { valid } = accepted;
+        const accepted: Incoming[] = [];
         const failed: NonNullable<HandleResult['failed']> = [];
         const oldest: number[] = [];
         let invalid = 0;
         for (const message of messages) {
-          const before = valid.length;
+          const before = accepted.length;
           const problems = this.validate(message.payload, now, accepted);
-          if (valid.length > before) oldest.push(Math.min(...accepted.times.slice(before)));
+          if (accepted.length > before) {
+            let first = Infinity;
+            for (let i = before; i < accepted.length; i++)
+              first = Math.min(first, (accepted[i] as Incoming).at);
+            oldest.push(first);
+          }
           if (problems.length > 0) {
             invalid += problems.length;
             const more = problems.length > 1 ? ` (and ${problems.length - 1} more)` : '';
@@ -92,13 +125,14 @@ export class IngestService {
           }
         }
         try {
-          const inserted = await this.insert(valid);
+          const { inserted, values, stale } = await this.insert(accepted);
           await upsertGpus(this.deps.pool, sightings(accepted));
           const lag = messages.length
             ? (now - Math.min(...messages.map((m) => Date.parse(m.publishedAt)))) / 1000
             : 0;
           metrics.inserted.inc(inserted);
-          metrics.duplicates.inc(valid.length - inserted);
+          metrics.duplicates.inc(values - inserted);
+          metrics.staleMarkers.inc(stale);
           metrics.invalid.inc(invalid);
           metrics.deadLettered.inc(failed.length);
           metrics.batches.inc({ outcome: 'stored' });
@@ -107,15 +141,17 @@ export class IngestService {
           for (const at of oldest) metrics.sampleAge.observe(Math.max(0, (stored - at) / 1000));
           span.setAttributes({
             'streamer.inserted': inserted,
-            'streamer.duplicates': valid.length - inserted,
+            'streamer.duplicates': values - inserted,
+            'streamer.stale_markers': stale,
             'streamer.invalid': invalid,
           });
           logger.info(
             {
               messages: messages.length,
-              samples: valid.length,
+              samples: values,
               inserted,
-              duplicates: valid.length - inserted,
+              duplicates: values - inserted,
+              staleMarkers: stale,
               invalid,
               deadLettered: failed.length,
               lagSeconds: Math.round(lag * 1000) / 1000,
@@ -134,7 +170,10 @@ export class IngestService {
   }
 
   /** Appends the message's valid samples to `accepted`; returns its problems, named by field. */
-  private validate(payload: unknown, now: number, accepted: Accepted): string[] {
+  private validate(payload: unknown, now: number, accepted: Incoming[]): string[] {
+    if (typeof payload === 'object' && payload !== null && 'series' in payload) {
+      return this.validateSeries(payload, now, accepted);
+    }
     const envelope = telemetryBatch.safeParse(payload);
     if (!envelope.success) {
       return fieldErrors(envelope.error).map(
@@ -159,24 +198,70 @@ export class IngestService {
         sample = parsed.data;
       }
       const at = Date.parse(sample.timestamp);
-      if (at > now + FUTURE_MS) {
-        problems.push(`samples[${index}].timestamp: is more than a day in the future`);
-      } else if (this.deps.retentionMs > 0 && at < now - this.deps.retentionMs) {
-        problems.push(`samples[${index}].timestamp: is older than TELEMETRY_RETENTION`);
-      } else {
-        accepted.valid.push(sample);
-        accepted.times.push(at);
+      const late = this.outOfRange(at, now);
+      if (late) problems.push(`samples[${index}].timestamp: ${late}`);
+      else
+        accepted.push({ of: sample, at, timestamp: sample.timestamp, value: fromSampleValue(sample.value) });
+    }
+    return problems;
+  }
+
+  /** A message of series (remote write): each series is checked on its own, then each sample's time. */
+  private validateSeries(payload: object, now: number, accepted: Incoming[]): string[] {
+    const envelope = seriesBatch.safeParse(payload);
+    if (!envelope.success) {
+      return fieldErrors(envelope.error).map(
+        (e) => `${e.field === 'body' ? 'payload' : e.field}: ${e.message}`,
+      );
+    }
+    const problems: string[] = [];
+    const { series } = envelope.data;
+    for (let index = 0; index < series.length; index++) {
+      const raw = series[index];
+      let entry: SeriesEntry;
+      if (isSeriesEntry(raw)) entry = raw;
+      else {
+        // Off the fast path: the schema says what is wrong.
+        const parsed = seriesEntry.safeParse(raw);
+        if (!parsed.success) {
+          for (const e of fieldErrors(parsed.error, ['series', index]))
+            problems.push(`${e.field}: ${e.message}`);
+          continue;
+        }
+        entry = parsed.data;
+      }
+      const { metric, labels, samples } = entry;
+      const of: LabelledSeries = {
+        metric,
+        labels,
+        gpu: gpuColumnsOf(labels),
+        key: SeriesCache.keyOfLabelSet(metric, labels),
+      };
+      for (let k = 0; k < samples.length; k++) {
+        const [at, value] = samples[k] as [number, Parameters<typeof fromSeriesValue>[0]];
+        const late = this.outOfRange(at, now);
+        if (late) problems.push(`series[${index}].samples[${k}][0]: ${late}`);
+        else accepted.push({ of, at, timestamp: new Date(at).toISOString(), value: fromSeriesValue(value) });
       }
     }
     return problems;
   }
 
+  /** Why a sample time cannot be stored, or undefined when it can. */
+  private outOfRange(at: number, now: number): string | undefined {
+    if (at > now + FUTURE_MS) return 'is more than a day in the future';
+    if (this.deps.retentionMs > 0 && at < now - this.deps.retentionMs)
+      return 'is older than TELEMETRY_RETENTION';
+    return undefined;
+  }
+
   /** The series id of every sample, resolving (and storing) the ones this process has not seen. */
-  private async seriesIds(samples: TelemetrySample[]): Promise<number[]> {
+  private async seriesIds(samples: Incoming[]): Promise<number[]> {
     const ids: number[] = new Array(samples.length);
     const missing = new Map<string, number[]>();
     for (let i = 0; i < samples.length; i++) {
-      const key = SeriesCache.keyOf(samples[i] as TelemetrySample);
+      const { of } = samples[i] as Incoming;
+      const key = isScraped(of) ? SeriesCache.keyOf(of) : of.key;
       const id = this.series.get(key);
       if (id !== undefined) ids[i] = id;
       else {
@@ -187,21 +272,9 @@ export class IngestService {
     }
     if (missing.size > 0) {
       const keys = [...missing.keys()];
-      const labels: SeriesLabels[] = keys.map((key) => {
-        const s = samples[(missing.get(key) as number[])[0] as number] as TelemetrySample;
-        return {
-          metricName: s.metricName,
-          gpuId: s.gpuId,
-          gpuIndex: s.gpuIndex,
-          device: s.device,
-          modelName: s.modelName,
-          hostname: s.hostname,
-          container: s.container,
-          pod: s.pod,
-          namespace: s.namespace,
-          labels: s.labels,
-        };
-      });
+      const labels: SeriesLabels[] = keys.map((key) =>
+        seriesLabels((samples[(missing.get(key) as number[])[0] as number] as Incoming).of),
+      );
       const resolved = await resolveSeries(this.deps.pool, labels);
       keys.forEach((key, k) => {
         const id = resolved[k] as number;
@@ -246,28 +319,42 @@ export class IngestService {
 
   /**
    * Stores the samples: those of open (hot) chunks by COPY, those of chunks already compacted by
-   * merging them into their blocks. A chunk compacted since this process last looked refuses the
-   * COPY (check_violation), and the batch is routed again.
+   * merging them into their blocks, stale markers in telemetry_stale. A chunk compacted since this
+   * process last looked refuses the COPY (check_violation), and the batch is routed again. Returns
+   * the values stored (of `values` offered) and the stale markers newly stored.
    */
-  private async insert(samples: TelemetrySample[]): Promise<number> {
-    if (samples.length === 0) return 0;
-    const ids = await this.seriesIds(samples);
-    const micros = samples.map((s) => microsOf(s.timestamp));
+  private async insert(all: Incoming[]): Promise<{ inserted: number; values: number; stale: number }> {
+    if (all.length === 0) return { inserted: 0, values: 0, stale: 0 };
+    const ids = await this.seriesIds(all);
+    const markers: StaleMarker[] = [];
+    const samples: Incoming[] = [];
+    const sampleIds: number[] = [];
+    for (let i = 0; i < all.length; i++) {
+      const s = all[i] as Incoming;
+      if (s.value === STALE) markers.push({ seriesId: ids[i] as number, timestamp: s.timestamp });
+      else {
+        samples.push(s);
+        sampleIds.push(ids[i] as number);
+      }
+    }
+    const stale = await insertStaleMarkers(this.deps.pool, markers);
+    if (samples.length === 0) return { inserted: 0, values: 0, stale };
+    const micros = samples.map((s) => (isScraped(s.of) ? microsOf(s.timestamp) : s.at * 1000));
     const routeTimes = micros.map((us) => Math.floor(us / 1000));
     for (let attempt = 1; ; attempt++) {
       const chunks = await this.chunksOf(routeTimes);
       const hot: HotSample[] = [];
       const late = new Map<number, LateSample[]>();
       for (let i = 0; i < samples.length; i++) {
-        const s = samples[i] as TelemetrySample;
+        const s = samples[i] as Incoming;
         const chunk = chunks[i] as Chunk;
-        const value = fromSampleValue(s.value);
+        const value = s.value as number;
         if (!chunk.compacted) {
-          hot.push({ seriesId: ids[i] as number, timestamp: s.timestamp, value });
+          hot.push({ seriesId: sampleIds[i] as number, timestamp: s.timestamp, value });
           continue;
         }
         const list = late.get(chunk.start);
-        const sample = { seriesId: ids[i] as number, us: micros[i] as number, value };
+        const sample = { seriesId: sampleIds[i] as number, us: micros[i] as number, value };
         if (list) list.push(sample);
         else late.set(chunk.start, [sample]);
       }
@@ -286,7 +373,7 @@ export class IngestService {
       }
       for (const [chunkStart, list] of late)
         inserted += await this.deps.compactor.mergeLate(chunkStart, list);
-      return inserted;
+      return { inserted, values: samples.length, stale };
     }
   }
 
@@ -296,19 +383,57 @@ export class IngestService {
   }
 }
 
-function sightings({ valid, times }: Accepted): GpuSighting[] {
+/** How a sample's series is stored: from a scrape's GPU fields, or from a label set as sent. */
+function seriesLabels(of: TelemetrySample | LabelledSeries): SeriesLabels {
+  if (isScraped(of)) {
+    return {
+      metricName: of.metricName,
+      gpuId: of.gpuId,
+      gpuIndex: of.gpuIndex,
+      device: of.device,
+      modelName: of.modelName,
+      hostname: of.hostname,
+      container: of.container,
+      pod: of.pod,
+      namespace: of.namespace,
+      labels: of.labels,
+      promLabels: labelsOfGpuColumns(of),
+      byLabelSet: false,
+    };
+  }
+  const gpu = of.gpu;
+  return {
+    metricName: of.metric,
+    gpuId: gpu?.gpuId ?? null,
+    gpuIndex: gpu?.gpuIndex ?? null,
+    device: gpu?.device ?? null,
+    modelName: gpu?.modelName ?? null,
+    hostname: gpu?.hostname ?? null,
+    container: gpu?.container ?? null,
+    pod: gpu?.pod ?? null,
+    namespace: gpu?.namespace ?? null,
+    labels: gpu ? gpu.labels : of.labels,
+    promLabels: of.labels,
+    byLabelSet: true,
+  };
+}
+
+/** The GPUs the samples were taken from (stale markers and series without a GPU say nothing of one). */
+function sightings(accepted: Incoming[]): GpuSighting[] {
   const byGpu = new Map<string, GpuSighting & { first: number; last: number; metricSet: Set<string> }>();
-  for (let i = 0; i < valid.length; i++) {
-    const s = valid[i] as TelemetrySample;
-    const at = times[i] as number;
-    let gpu = byGpu.get(s.gpuId);
-    if (!gpu) {
-      gpu = {
-        gpuId: s.gpuId,
-        gpuIndex: s.gpuIndex,
-        device: s.device,
-        modelName: s.modelName,
-        hostname: s.hostname,
+  for (const s of accepted) {
+    if (s.value === STALE) continue;
+    const { of, at } = s;
+    const gpu = isScraped(of) ? of : of.gpu;
+    if (!gpu) continue;
+    let seen = byGpu.get(gpu.gpuId);
+    if (!seen) {
+      seen = {
+        gpuId: gpu.gpuId,
+        gpuIndex: gpu.gpuIndex,
+        device: gpu.device,
+        modelName: gpu.modelName,
+        hostname: gpu.hostname,
         firstSeen: s.timestamp,
         lastSeen: s.timestamp,
         metrics: [],
@@ -316,17 +441,17 @@ function sightings({ valid, times }: Accepted): GpuSighting[] {
         last: at,
         metricSet: new Set(),
       };
-      byGpu.set(s.gpuId, gpu);
+      byGpu.set(gpu.gpuId, seen);
     }
-    if (at < gpu.first) {
-      gpu.first = at;
-      gpu.firstSeen = s.timestamp;
+    if (at < seen.first) {
+      seen.first = at;
+      seen.firstSeen = s.timestamp;
     }
-    if (at > gpu.last) {
-      gpu.last = at;
-      gpu.lastSeen = s.timestamp;
+    if (at > seen.last) {
+      seen.last = at;
+      seen.lastSeen = s.timestamp;
     }
-    gpu.metricSet.add(s.metricName);
+    seen.metricSet.add(isScraped(of) ? of.metricName : of.metric);
   }
   return [...byGpu.values()].map(({ metricSet, first: _first, last: _last, ...gpu }) => ({
     ...gpu,

@@ -77,7 +77,7 @@ const apps: { name: string; app: TestApp }[] = [];
 
 async function storedWith(chunkMs: number, hotChunks: number): Promise<TestApp> {
   const app = await startStreamerTestApp({ config: { TELEMETRY_RETENTION: 0, TELEMETRY_CHUNK: chunkMs } });
-  const chunks = await storeSeries(app.database.pool, data, chunkMs);
+  const chunks = await storeSeries({ ingest: app.ingest, pool: app.database.pool }, data);
   await compactChunks(app.compactor, chunks.slice(0, chunks.length - hotChunks));
   // Fold the first two days' 1-hour rollups into one row per series per day.
   expect(await app.compactor.foldDay(START)).toBe(true);

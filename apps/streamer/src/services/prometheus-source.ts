@@ -28,10 +28,10 @@ import {
   metricNames,
   readBlocks,
   readHotSamples,
+  readStaleMarkers,
   seriesBatch,
   seriesWithDataBetween,
   type StoredSeries,
-  TYPED_LABELS,
 } from './prometheus.queries';
 import {
   type BlockHead,
@@ -80,21 +80,9 @@ const MIN_MS = -62_135_596_800_000;
 const MAX_MS = 253_402_300_799_999;
 const clampMs = (ms: number) => Math.min(MAX_MS, Math.max(MIN_MS, Math.floor(ms)));
 
-/** The Prometheus labels of a stored series (see TYPED_LABELS for how the columns map back). */
+/** The Prometheus labels of a stored series: its label set and its metric as __name__. */
 export function prometheusLabels(s: StoredSeries): Labels {
-  const record: Record<string, string> = {};
-  for (const name in s.labels) {
-    const value = s.labels[name];
-    if (typeof value === 'string' && value !== '' && name !== '__name__') record[name] = value;
-  }
-  for (const t of TYPED_LABELS) {
-    const value = s[t.field];
-    if (value === null || value === '') continue;
-    if (t.spellings.some((spelling) => spelling in s.labels)) continue;
-    record[t.label] = String(value);
-  }
-  record['__name__'] = s.metricName;
-  return labelsFromRecord(record);
+  return labelsFromRecord({ ...s.labels, __name__: s.metricName });
 }
 
 /**
@@ -262,8 +250,12 @@ export class PrometheusSource implements SeriesSource {
           readHotSamples(client, { seriesIds: ids, fromUs, toUs }, (id, piece) => hot.set(id, piece)),
         );
       }
+      const stale = new Map<number, Float64Array>();
+      await this.run((client) =>
+        readStaleMarkers(client, { seriesIds: ids, fromUs, toUs }, (id, times) => stale.set(id, times)),
+      );
       for (const s of batch) {
-        const samples = this.assemble(s.ids, blocks, hot, startMs, endMs);
+        const samples = this.assemble(s.ids, blocks, hot, stale, startMs, endMs);
         for (const id of s.ids) {
           blocks.delete(id);
           hot.delete(id);
@@ -395,7 +387,7 @@ export class PrometheusSource implements SeriesSource {
         this.options.counters?.samples('rollups', buckets);
         this.options.counters?.samples('blocks', raw);
         this.options.counters?.samples('hot', fromHot);
-        const samples = mergePieces(pieces, startMs, endMs, prefer);
+        const samples = mergePieces(pieces, startMs, endMs, { prefer });
         if (samples) yield { labels: s.labels, ...samples };
       }
     }
@@ -406,10 +398,12 @@ export class PrometheusSource implements SeriesSource {
     ids: number[],
     blocks: Map<number, Buffer[]>,
     hot: Map<number, Piece>,
+    stale: Map<number, Float64Array>,
     startMs: number,
     endMs: number,
   ): { timestamps: Float64Array; values: Float64Array } | null {
     const pieces: Piece[] = [];
+    const markers: number[] = [];
     let fromBlocks = 0;
     let fromHot = 0;
     for (const id of ids) {
@@ -424,9 +418,10 @@ export class PrometheusSource implements SeriesSource {
         fromHot += rows.times.length;
       }
     }
+    for (const id of ids) for (const us of stale.get(id) ?? []) markers.push(us);
     this.options.counters?.samples('blocks', fromBlocks);
     this.options.counters?.samples('hot', fromHot);
-    return mergePieces(pieces, startMs, endMs);
+    return mergePieces(pieces, startMs, endMs, { staleUs: markers });
   }
 
   /** Label names of the series matching any of the sets (all series without sets). */

@@ -7,39 +7,12 @@ import { to as copyTo } from 'pg-copy-streams';
  * series, hot rows and blocks, and a chunk compacted meanwhile is seen either hot or compacted.
  */
 
-/** A stored series: its id and the columns its Prometheus labels are made of. */
+/** A stored series: its id, metric and label set (`prom_labels`: every label as sent, __name__ apart). */
 export interface StoredSeries {
   id: number;
   metricName: string;
-  gpuId: string;
-  gpuIndex: number | null;
-  device: string | null;
-  modelName: string | null;
-  hostname: string | null;
-  container: string | null;
-  pod: string | null;
-  namespace: string | null;
   labels: Record<string, string>;
 }
-
-/**
- * The typed columns of telemetry_series and the dcgm-exporter label each one was made from (the
- * collector stores `UUID` as gpu_id, `Hostname` as hostname, ...). `labels` holds every other label
- * as it was sent. A typed column becomes its label only where `labels` holds none of the label's
- * spellings, so series stored with every label kept in `labels` read back exactly as sent.
- */
-export const TYPED_LABELS = [
-  { column: 'gpu_id', field: 'gpuId', label: 'UUID', spellings: ['UUID', 'uuid'] },
-  { column: 'gpu_index', field: 'gpuIndex', label: 'gpu', spellings: ['gpu'] },
-  { column: 'device', field: 'device', label: 'device', spellings: ['device'] },
-  { column: 'model_name', field: 'modelName', label: 'modelName', spellings: ['modelName'] },
-  { column: 'hostname', field: 'hostname', label: 'Hostname', spellings: ['Hostname', 'hostname'] },
-  { column: 'container', field: 'container', label: 'container', spellings: ['container', 'container_name'] },
-  { column: 'pod', field: 'pod', label: 'pod', spellings: ['pod', 'pod_name'] },
-  { column: 'namespace', field: 'namespace', label: 'namespace', spellings: ['namespace', 'pod_namespace'] },
-] as const;
-
-const sqlStrings = (values: readonly string[]) => `ARRAY[${values.map((v) => `'${v}'`).join(', ')}]`;
 
 /** Opens the snapshot every later statement of the query reads; statements end by `timeoutMs`. */
 export async function beginSnapshot(client: PoolClient, timeoutMs: number): Promise<void> {
@@ -73,35 +46,16 @@ export async function metricNames(client: PoolClient): Promise<string[]> {
 interface SeriesRowData {
   id: string;
   metric_name: string;
-  gpu_id: string;
-  gpu_index: number | null;
-  device: string | null;
-  model_name: string | null;
-  hostname: string | null;
-  container: string | null;
-  pod: string | null;
-  namespace: string | null;
-  labels: Record<string, string>;
+  prom_labels: Record<string, string>;
 }
 
-const SERIES_COLUMNS =
-  'id, metric_name, gpu_id, gpu_index, device, model_name, hostname, container, pod, namespace, labels';
+const SERIES_COLUMNS = 'id, metric_name, prom_labels';
 
-function toStoredSeries(r: SeriesRowData): StoredSeries {
-  return {
-    id: Number(r.id),
-    metricName: r.metric_name,
-    gpuId: r.gpu_id,
-    gpuIndex: r.gpu_index,
-    device: r.device,
-    modelName: r.model_name,
-    hostname: r.hostname,
-    container: r.container,
-    pod: r.pod,
-    namespace: r.namespace,
-    labels: r.labels,
-  };
-}
+const toStoredSeries = (r: SeriesRowData): StoredSeries => ({
+  id: Number(r.id),
+  metricName: r.metric_name,
+  labels: r.prom_labels,
+});
 
 /**
  * Up to `limit` series of these metrics (of every metric when `names` is null) with ids above
@@ -437,21 +391,13 @@ export async function seriesWithDataBetween(
   return new Set(rows.map((r) => Number(r.id)));
 }
 
-/** A typed column that becomes its label on this row: set, and no spelling of the label in `labels`. */
-const typedShown = (t: (typeof TYPED_LABELS)[number], alias = '') =>
-  `${alias}${t.column} IS NOT NULL AND ${alias}${t.column}::text <> '' AND NOT ${alias}labels ?| ${sqlStrings(t.spellings)}`;
-
 /** Every label name of every series (__name__ included when there is a series). */
 export async function allLabelNames(client: PoolClient): Promise<string[]> {
-  const typed = TYPED_LABELS.map((t) => `UNION ALL SELECT '${t.label}' WHERE ${typedShown(t, 's.')}`).join(
-    '\n',
-  );
   const { rows } = await client.query<{ name: string }>({
     name: 'promql_label_names',
     text: `SELECT DISTINCT name FROM telemetry_series s CROSS JOIN LATERAL (
              SELECT '__name__' AS name
-             UNION ALL SELECT key FROM jsonb_each_text(s.labels) WHERE value <> '' AND key <> '__name__'
-             ${typed}
+             UNION ALL SELECT key FROM jsonb_each_text(s.prom_labels) WHERE value <> ''
            ) AS x`,
   });
   return rows.map((r) => r.name);
@@ -459,17 +405,38 @@ export async function allLabelNames(client: PoolClient): Promise<string[]> {
 
 /** Every value of one label over every series (not __name__: see metricNames). */
 export async function allLabelValues(client: PoolClient, name: string): Promise<string[]> {
-  const typed = TYPED_LABELS.find((t) => t.label === name);
-  const fromColumn = typed
-    ? `UNION ALL SELECT ${typed.column}::text FROM telemetry_series s WHERE ${typedShown(typed, 's.')}`
-    : '';
   const { rows } = await client.query<{ value: string }>({
-    name: typed ? `promql_label_values_${typed.column}` : 'promql_label_values',
-    text: `SELECT DISTINCT value FROM (
-             SELECT labels->>$1::text AS value FROM telemetry_series WHERE labels ? $1::text
-             ${fromColumn}
-           ) AS x WHERE value <> ''`,
+    name: 'promql_label_values',
+    text: `SELECT DISTINCT prom_labels->>$1::text AS value FROM telemetry_series
+           WHERE prom_labels ? $1::text AND prom_labels->>$1::text <> ''`,
     values: [name],
   });
   return rows.map((r) => r.value);
+}
+
+/**
+ * The stale markers (telemetry_stale: where a series ended, for PromQL's lookback) of these series
+ * in [fromUs, toUs), one row per series: their times in µs.
+ */
+export async function readStaleMarkers(
+  client: PoolClient,
+  args: { seriesIds: readonly number[]; fromUs: number; toUs: number },
+  each: (seriesId: number, timesUs: Float64Array) => void,
+): Promise<number> {
+  return readBinaryCopy(
+    client,
+    `COPY (SELECT series_id, array_agg(ts ORDER BY ts) FROM telemetry_stale
+           WHERE series_id = ANY(${idArray(args.seriesIds)})
+             AND ts >= ${tsLiteral(args.fromUs)} AND ts < ${tsLiteral(args.toUs)}
+           GROUP BY series_id) TO STDOUT (FORMAT binary)`,
+    (buf, fields) => {
+      const seriesId = Number(buf.readBigInt64BE(fields[0] as number));
+      const times = new Float64Array(arrayLength(buf, fields[2] as number));
+      let i = 0;
+      forEachElement(buf, fields[2] as number, (at) => {
+        times[i++] = buf.readInt32BE(at) * 0x100000000 + buf.readUInt32BE(at + 4) + PG_EPOCH_US;
+      });
+      each(seriesId, times);
+    },
+  );
 }

@@ -15,8 +15,17 @@ export function mergePieces(
   pieces: Piece[],
   startMs: number,
   endMs: number,
-  prefer?: Prefer,
+  options: {
+    prefer?: Prefer;
+    /**
+     * Where the series ended (stale markers, µs): each becomes Prometheus' stale NaN, unless a
+     * sample stands in that millisecond (as Prometheus keeps the first of two at one time).
+     */
+    staleUs?: readonly number[];
+  } = {},
 ): { timestamps: Float64Array; values: Float64Array } | null {
+  const { prefer } = options;
+  if (options.staleUs?.length) pieces = [...pieces, stalePiece(options.staleUs)];
   if (pieces.length === 0) return null;
   pieces.sort((a, b) => (a.times[0] as number) - (b.times[0] as number));
   const total = pieces.reduce((n, p) => n + p.times.length, 0);
@@ -57,7 +66,14 @@ export function mergePieces(
   let m = 0;
   for (let i = 0; i < n; i++) {
     if (m > 0 && timestamps[m - 1] === timestamps[i]) {
-      if ((prefer?.(values[m - 1] as number, values[i] as number) ?? 'later') === 'earlier') continue;
+      const earlierStale = isStale(out, m - 1);
+      const laterStale = isStale(out, i);
+      if (laterStale && !earlierStale) continue;
+      if (
+        earlierStale === laterStale &&
+        (prefer?.(values[m - 1] as number, values[i] as number) ?? 'later') === 'earlier'
+      )
+        continue;
       m--;
     }
     timestamps[m] = timestamps[i] as number;
@@ -67,11 +83,27 @@ export function mergePieces(
   }
   const t = timestamps.subarray(0, m);
   const v = values.subarray(0, m);
-  keepStaleMarkers(v);
   const lo = lowerBound(t, startMs);
   const hi = lowerBound(t, endMs + 1);
   if (hi <= lo) return null;
   return { timestamps: t.subarray(lo, hi), values: v.subarray(lo, hi) };
+}
+
+const STALE_HIGH = 0x7ff00000;
+const STALE_LOW = 0x00000002;
+const isStale = (words: Uint32Array, i: number) =>
+  words[2 * i] === STALE_LOW && words[2 * i + 1] === STALE_HIGH;
+
+/** Stale markers as samples: Prometheus' stale NaN at each time. */
+function stalePiece(staleUs: readonly number[]): Piece {
+  const times = Float64Array.from(staleUs).sort();
+  const values = new Float64Array(times.length);
+  const words = new Uint32Array(values.buffer);
+  for (let i = 0; i < times.length; i++) {
+    words[2 * i] = STALE_LOW;
+    words[2 * i + 1] = STALE_HIGH;
+  }
+  return { times, values };
 }
 
 /** The first index whose value is >= x. */
@@ -84,16 +116,4 @@ function lowerBound(a: Float64Array, x: number): number {
     else hi = mid;
   }
   return lo;
-}
-
-/**
- * Prometheus' staleness marker is the NaN 0x7ff0000000000002. A JavaScript array of numbers
- * quiets a NaN it holds (0x7ff8000000000002), which a writer that gathers values that way may
- * store: that NaN is read as the marker it was.
- */
-function keepStaleMarkers(values: Float64Array): void {
-  const words = new Uint32Array(values.buffer, values.byteOffset, values.length * 2);
-  for (let i = 0; i < values.length; i++) {
-    if (words[2 * i] === 2 && words[2 * i + 1] === 0x7ff80000) words[2 * i + 1] = 0x7ff00000;
-  }
 }

@@ -26,6 +26,14 @@ export class SeriesCache {
     ]);
   }
 
+  /**
+   * The cache key of a series sent as a label set. Its own prefix keeps it apart from a scraped
+   * sample's key (a JSON array), as telemetry_series_key keeps the two kinds apart in SQL.
+   */
+  static keyOfLabelSet(metric: string, labels: Record<string, string>): string {
+    return `L${JSON.stringify([metric, labels])}`;
+  }
+
   get(key: string): number | undefined {
     return this.ids.get(key);
   }

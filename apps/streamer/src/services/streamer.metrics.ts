@@ -15,6 +15,11 @@ export function createStreamerMetrics(registry: Registry) {
       help: 'Samples skipped because they were already stored (redelivery).',
       registers,
     }),
+    staleMarkers: new Counter({
+      name: 'streamer_stale_markers_total',
+      help: 'Stale markers stored (a series ended: Prometheus remote write sends them).',
+      registers,
+    }),
     invalid: new Counter({
       name: 'streamer_samples_invalid_total',
       help: 'Samples that failed validation.',

@@ -3,7 +3,12 @@ import type { Pool } from 'pg';
 import type { ChunkCompactor } from './chunk-compactor';
 import { dropCompactedPartitions, dropRollupDays } from './compaction.queries';
 import type { StreamerMetrics } from './streamer.metrics';
-import { deleteGpusNotSeenSince, dropChunks, ensureChunks } from './telemetry-write.queries';
+import {
+  deleteGpusNotSeenSince,
+  deleteStaleMarkersBefore,
+  dropChunks,
+  ensureChunks,
+} from './telemetry-write.queries';
 
 export interface MaintainerDeps {
   pool: Pool;
@@ -82,6 +87,8 @@ export class TelemetryMaintainer {
     if (retentionMs > 0) {
       const before = new Date(now - retentionMs);
       dropped = await dropChunks(pool, before);
+      // Markers are rare (a series went away), so DELETE is cheap here where the samples need DROP.
+      await deleteStaleMarkersBefore(pool, before);
       this.deps.metrics.chunksDropped.inc(dropped.length);
       if (dropped.length > 0) {
         this.deps.onDropped?.();

@@ -90,13 +90,18 @@ export async function seriesOfGpu(db: Db, gpuId: string, metric?: string): Promi
   }));
 }
 
-/** The ids of every series of a metric, optionally only those on one host or of one GPU model. */
+/** The ids of every GPU series of a metric, optionally only those on one host or of one GPU model. */
 export async function seriesOfMetric(
   db: Db,
   metric: string,
   filter: { hostname?: string; model?: string },
 ): Promise<number[]> {
-  let query = db.selectFrom('telemetry_series').select('id').where('metric_name', '=', metric);
+  // GPU series only: a remote-written series of the same name that names no GPU is not a GPU's.
+  let query = db
+    .selectFrom('telemetry_series')
+    .select('id')
+    .where('metric_name', '=', metric)
+    .where('gpu_id', 'is not', null);
   if (filter.hostname !== undefined) query = query.where('hostname', '=', filter.hostname);
   if (filter.model !== undefined) query = query.where('model_name', '=', filter.model);
   return (await query.execute()).map((row) => Number(row.id));

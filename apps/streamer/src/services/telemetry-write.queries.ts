@@ -9,10 +9,10 @@ export interface HotSample {
   value: number;
 }
 
-/** What identifies a series: its metric name and every label. */
+/** A series as stored: its metric, its GPU columns (null where it names no GPU), its labels. */
 export interface SeriesLabels {
   metricName: string;
-  gpuId: string;
+  gpuId: string | null;
   gpuIndex: number | null;
   device: string | null;
   modelName: string | null;
@@ -20,7 +20,15 @@ export interface SeriesLabels {
   container: string | null;
   pod: string | null;
   namespace: string | null;
+  /** The labels that are not a GPU column (all of them when the series names no GPU). */
   labels: Record<string, string>;
+  /** The whole label set, __name__ apart: exactly as sent, or made from a scrape's GPU columns. */
+  promLabels: Record<string, string>;
+  /**
+   * Identified by metric and label set (sent as labels: remote write), not by GPU columns and
+   * labels (a scrape made by the collector, keyed so since before label sets were kept).
+   */
+  byLabelSet: boolean;
 }
 
 /**
@@ -48,19 +56,23 @@ export async function resolveSeries(pool: Pool, series: SeriesLabels[]): Promise
         p: s.pod,
         n: s.namespace,
         l: s.labels,
+        pl: s.promLabels,
+        k: s.byLabelSet,
       };
     });
     const { rows } = await pool.query<{ o: number; id: string | null }>({
       name: 'telemetry_series_resolve',
       text: `WITH input AS (
-          SELECT x.o, telemetry_series_key(x.m, x.g, x.i, x.d, x.mo, x.h, x.c, x.p, x.n, x.l) AS key,
-                 x.m, x.g, x.i, x.d, x.mo, x.h, x.c, x.p, x.n, x.l
+          SELECT x.o,
+                 CASE WHEN x.k THEN telemetry_series_key(x.m, x.pl)
+                      ELSE telemetry_series_key(x.m, x.g, x.i, x.d, x.mo, x.h, x.c, x.p, x.n, x.l) END AS key,
+                 x.m, x.g, x.i, x.d, x.mo, x.h, x.c, x.p, x.n, x.l, x.pl
           FROM jsonb_to_recordset($1::jsonb) AS x(o int, m text, g text, i int, d text, mo text, h text,
-                                                  c text, p text, n text, l jsonb)
+                                                  c text, p text, n text, l jsonb, pl jsonb, k boolean)
         ), inserted AS (
           INSERT INTO telemetry_series (key, metric_name, gpu_id, gpu_index, device, model_name, hostname,
-                                        container, pod, namespace, labels)
-          SELECT DISTINCT ON (key) key, m, g, i, d, mo, h, c, p, n, l FROM input
+                                        container, pod, namespace, labels, prom_labels)
+          SELECT DISTINCT ON (key) key, m, g, i, d, mo, h, c, p, n, l, pl FROM input
           ORDER BY key -- one lock order for every writer
           ON CONFLICT (key) DO NOTHING
           RETURNING id, key
@@ -183,6 +195,32 @@ export async function insertHotSamples(
   } finally {
     client.release();
   }
+}
+
+/** A stale marker: the series ended at this time. */
+export interface StaleMarker {
+  seriesId: number;
+  /** RFC 3339. */
+  timestamp: string;
+}
+
+/** Stores stale markers, each once; returns how many were new. */
+export async function insertStaleMarkers(pool: Pool, markers: StaleMarker[]): Promise<number> {
+  if (markers.length === 0) return 0;
+  const result = await pool.query({
+    name: 'telemetry_stale_insert',
+    text: `INSERT INTO telemetry_stale (series_id, ts)
+           SELECT s, t FROM unnest($1::bigint[], $2::timestamptz[]) AS x(s, t)
+           ON CONFLICT DO NOTHING`,
+    values: [markers.map((m) => m.seriesId), markers.map((m) => m.timestamp)],
+  });
+  return result.rowCount ?? 0;
+}
+
+/** Deletes the stale markers older than `before` (retention). */
+export async function deleteStaleMarkersBefore(pool: Pool, before: Date): Promise<number> {
+  const { rowCount } = await pool.query('DELETE FROM telemetry_stale WHERE ts < $1', [before]);
+  return rowCount ?? 0;
 }
 
 export interface GpuSighting {

@@ -1,0 +1,258 @@
+import { createHash } from 'node:crypto';
+import type { IncomingHttpHeaders } from 'node:http';
+import { AppError } from '@gpu-telemetry/model';
+import type { QueueClient } from '@gpu-telemetry/queue-client';
+import { getTracer, type Logger, withSpan } from '@gpu-telemetry/service-kit';
+import type { CollectorMetrics } from '../collector.metrics';
+import type { OutgoingMessage } from '../publishing/message-builder';
+import { buildSeriesMessages } from './series-messages';
+import { SnappyError, snappyDecode, SnappyTooLargeError } from './snappy';
+import { decodeWriteRequest, WriteRequestError } from './write-request';
+
+export interface RemoteWriteOptions {
+  queue: Pick<QueueClient, 'publishSerialized'>;
+  topic: string;
+  logger: Logger;
+  metrics: CollectorMetrics;
+  /** Largest compressed body (REMOTE_WRITE_MAX_BODY). */
+  maxBodyBytes: number;
+  /** Largest request once decompressed (REMOTE_WRITE_MAX_DECOMPRESSED), checked before decoding. */
+  maxDecompressedBytes: number;
+  /** Most series and samples in one request (REMOTE_WRITE_MAX_SERIES, REMOTE_WRITE_MAX_SAMPLES). */
+  maxSeries: number;
+  maxSamples: number;
+  /** Requests decoded and published at once (REMOTE_WRITE_CONCURRENCY); more are a 503. */
+  concurrency: number;
+  now?: () => number;
+}
+
+export interface WriteResult {
+  series: number;
+  samples: number;
+  staleMarkers: number;
+  messages: number;
+  /** Messages the queue already had: a retried request. */
+  duplicates: number;
+}
+
+/** Why a write was answered as it was: collector_remote_write_requests_total{outcome}. */
+export type WriteOutcome =
+  | 'stored'
+  | 'malformed'
+  | 'too_large'
+  | 'unsupported'
+  | 'overloaded'
+  | 'queue_unavailable'
+  | 'queue_refused'
+  | 'error';
+
+class WriteRefused extends AppError {
+  constructor(
+    status: number,
+    detail: string,
+    readonly outcome: WriteOutcome,
+    headers?: Record<string, string>,
+  ) {
+    super(status, detail, { headers });
+  }
+}
+
+const FUTURE_MS = 24 * 3_600_000;
+/** Messages per publish request: a few MB at most (200 KiB each). */
+const MESSAGES_PER_PUBLISH = 32;
+const tracer = getTracer('collector');
+
+/**
+ * Prometheus remote write 1.0 in: a snappy-compressed protobuf WriteRequest becomes series
+ * messages on the telemetry topic, answered only once the queue has them (durable), with
+ * Prometheus' status contract: 204 stored; 4xx never worth retrying (malformed, too large, not
+ * remote write 1.0), with the reason; 503 with Retry-After while the queue cannot take them or
+ * too many writes are in hand, which Prometheus retries. Every limit is checked before the memory
+ * it guards is taken: the body as it streams, the decompressed size from snappy's preamble, the
+ * series and samples as they are decoded.
+ */
+export class RemoteWriteService {
+  private inFlight = 0;
+
+  constructor(private readonly options: RemoteWriteOptions) {}
+
+  async receive(
+    headers: IncomingHttpHeaders,
+    read: (limit: number) => Promise<Buffer>,
+  ): Promise<WriteResult> {
+    const { metrics, logger } = this.options;
+    const started = performance.now();
+    return withSpan(tracer, 'collector.remote_write', {}, async (span) => {
+      let outcome: WriteOutcome = 'stored';
+      try {
+        const result = await this.write(headers, read);
+        metrics.remoteWriteSamples.inc({ kind: 'value' }, result.samples - result.staleMarkers);
+        metrics.remoteWriteSamples.inc({ kind: 'stale' }, result.staleMarkers);
+        span.setAttributes({
+          'remote_write.series': result.series,
+          'remote_write.samples': result.samples,
+          'remote_write.messages': result.messages,
+          'remote_write.duplicates': result.duplicates,
+        });
+        logger.debug(result, 'remote write stored');
+        return result;
+      } catch (error) {
+        if (error instanceof WriteRefused) outcome = error.outcome;
+        else if (error instanceof AppError) outcome = error.status === 413 ? 'too_large' : 'malformed';
+        else outcome = 'error';
+        if (error instanceof AppError) {
+          if (error.status < 500) logger.warn({ outcome, reason: error.message }, 'remote write refused');
+          else logger.warn({ outcome, reason: error.message }, 'remote write not stored; the sender retries');
+        }
+        throw error;
+      } finally {
+        span.setAttribute('remote_write.outcome', outcome);
+        metrics.remoteWriteRequests.inc({ outcome });
+        metrics.remoteWriteDuration.observe({ outcome }, (performance.now() - started) / 1000);
+      }
+    });
+  }
+
+  private async write(
+    headers: IncomingHttpHeaders,
+    read: (limit: number) => Promise<Buffer>,
+  ): Promise<WriteResult> {
+    checkHeaders(headers);
+    if (this.inFlight >= this.options.concurrency) {
+      throw new WriteRefused(
+        503,
+        `${this.options.concurrency} remote writes are being stored already; retry shortly.`,
+        'overloaded',
+        { 'retry-after': '1' },
+      );
+    }
+    this.inFlight++;
+    try {
+      const body = await read(this.options.maxBodyBytes);
+      let decompressed: Buffer;
+      try {
+        decompressed = snappyDecode(body, this.options.maxDecompressedBytes);
+      } catch (error) {
+        if (error instanceof SnappyTooLargeError)
+          throw new WriteRefused(413, `The body is too large: ${error.message}.`, 'too_large');
+        if (error instanceof SnappyError)
+          throw new WriteRefused(400, `The body is not a snappy block: ${error.message}.`, 'malformed');
+        throw error;
+      }
+      const now = (this.options.now ?? Date.now)();
+      let messages: OutgoingMessage[];
+      let decoded: ReturnType<typeof decodeWriteRequest>;
+      try {
+        decoded = decodeWriteRequest(decompressed, {
+          maxSeries: this.options.maxSeries,
+          maxSamples: this.options.maxSamples,
+          maxTimestampMs: now + FUTURE_MS,
+        });
+        const hash = createHash('sha256').update(decompressed).digest('hex');
+        messages = buildSeriesMessages(hash, decoded.series);
+      } catch (error) {
+        if (error instanceof WriteRequestError) {
+          throw new WriteRefused(
+            error.status,
+            `The body is not a WriteRequest this receiver can store: ${error.message}.`,
+            error.status === 413 ? 'too_large' : 'malformed',
+          );
+        }
+        throw error;
+      }
+      const duplicates = await this.publish(messages);
+      const { exemplars, histograms, metadata } = decoded.ignored;
+      if (exemplars) this.options.metrics.remoteWriteIgnored.inc({ kind: 'exemplar' }, exemplars);
+      if (histograms) this.options.metrics.remoteWriteIgnored.inc({ kind: 'histogram' }, histograms);
+      if (metadata) this.options.metrics.remoteWriteIgnored.inc({ kind: 'metadata' }, metadata);
+      return {
+        series: decoded.series.length,
+        samples: decoded.samples,
+        staleMarkers: decoded.staleMarkers,
+        messages: messages.length,
+        duplicates,
+      };
+    } finally {
+      this.inFlight--;
+    }
+  }
+
+  /** Publishes every message, a few at a time; returns how many the queue already had. */
+  private async publish(messages: OutgoingMessage[]): Promise<number> {
+    const { queue, topic } = this.options;
+    let duplicates = 0;
+    for (let i = 0; i < messages.length; i += MESSAGES_PER_PUBLISH) {
+      const batch = messages.slice(i, i + MESSAGES_PER_PUBLISH);
+      try {
+        const result = await queue.publishSerialized(
+          topic,
+          batch.map((m) => m.json),
+        );
+        duplicates += result.duplicates;
+      } catch (error) {
+        const status = (error as { status?: number }).status;
+        // The queue refuses these messages as such (payload over QUEUE_MAX_PAYLOAD): sending them
+        // again cannot help, so the sender is told not to.
+        if (status === 400 || status === 413 || status === 422) {
+          throw new WriteRefused(
+            400,
+            `The queue refuses these samples: ${(error as Error).message}.`,
+            'queue_refused',
+          );
+        }
+        // Down, slow, overloaded, or refusing this collector's credential: worth a retry later.
+        this.options.logger.warn({ err: error, messages: batch.length }, 'remote write: publish failed');
+        throw new WriteRefused(
+          503,
+          'The queue cannot take the samples right now; retry shortly.',
+          'queue_unavailable',
+          { 'retry-after': '5' },
+        );
+      }
+    }
+    return duplicates;
+  }
+}
+
+/**
+ * Remote write 1.0 only: `Content-Type: application/x-protobuf` (no `proto=` but the 1.0 message),
+ * `Content-Encoding: snappy`. Missing headers are taken as 1.0 and snappy, as Prometheus' own
+ * receiver does; anything else is a 415 naming what was sent.
+ */
+function checkHeaders(headers: IncomingHttpHeaders): void {
+  const type = headers['content-type'];
+  if (type !== undefined) {
+    const [media, ...parameters] = type.split(';').map((part) => part.trim());
+    if (media?.toLowerCase() !== 'application/x-protobuf') {
+      throw new WriteRefused(
+        415,
+        `Send the WriteRequest as application/x-protobuf, not ${type}.`,
+        'unsupported',
+      );
+    }
+    const proto = parameters.find((p) => p.toLowerCase().startsWith('proto='))?.slice(6);
+    if (proto !== undefined && proto !== 'prometheus.WriteRequest') {
+      throw new WriteRefused(
+        415,
+        `Only remote write 1.0 (prometheus.WriteRequest) is accepted, not ${proto}.`,
+        'unsupported',
+      );
+    }
+  }
+  const encoding = headers['content-encoding'];
+  if (encoding !== undefined && encoding.trim().toLowerCase() !== 'snappy') {
+    throw new WriteRefused(
+      415,
+      `Compress the WriteRequest with snappy (block format), not ${encoding}.`,
+      'unsupported',
+    );
+  }
+  const version = headers['x-prometheus-remote-write-version'];
+  if (typeof version === 'string' && !version.startsWith('0.1.')) {
+    throw new WriteRefused(
+      415,
+      `Only remote write 1.0 (X-Prometheus-Remote-Write-Version 0.1.0) is accepted, not ${version}.`,
+      'unsupported',
+    );
+  }
+}
