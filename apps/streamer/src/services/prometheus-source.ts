@@ -13,7 +13,7 @@ import {
 } from '@gpu-telemetry/promql';
 import { isPgError } from '@gpu-telemetry/db';
 import type { Pool, PoolClient } from 'pg';
-import { decodeBlock } from '../codec/block-codec';
+import { BlockDecoder, decodeBlock } from '../codec/block-codec';
 import { decodeRollup, type Rollup } from '../codec/rollup';
 import {
   allLabelNames,
@@ -43,7 +43,7 @@ import {
   type RollupPlan,
   rollupCount,
 } from './prometheus-rollups';
-import { mergePieces, type Piece } from './sample-pieces';
+import { mergePieces, newestAtEach, type Piece } from './sample-pieces';
 
 /** What a source counts as it reads (streamer_promql_* metrics). */
 export interface SourceCounters {
@@ -96,6 +96,7 @@ export class PrometheusSource implements SeriesSource {
   private client: PoolClient | undefined;
   private opening: Promise<PoolClient> | undefined;
   private readonly resolved = new Map<string, Promise<Selected[]>>();
+  private readonly decoder = new BlockDecoder();
   private readonly now: () => number;
 
   constructor(private readonly options: PrometheusSourceOptions) {
@@ -230,6 +231,9 @@ export class PrometheusSource implements SeriesSource {
     }
     const chunks = await this.run((client) => chunksBetween(client, fromUs, toUs));
     if (chunks.compacted + chunks.hot === 0) return;
+    // An instant selector reads, at each evaluation time, the newest sample at or before it and
+    // nothing else: only those samples need to reach the engine.
+    const instants = hints.rangeMs === 0 ? { lastMs: endMs, stepMs: hints.stepMs } : undefined;
     const budget = this.options.blocksPerBatch ?? DEFAULT_BLOCKS_PER_BATCH;
     const perBatch = Math.max(
       1,
@@ -255,7 +259,7 @@ export class PrometheusSource implements SeriesSource {
         readStaleMarkers(client, { seriesIds: ids, fromUs, toUs }, (id, times) => stale.set(id, times)),
       );
       for (const s of batch) {
-        const samples = this.assemble(s.ids, blocks, hot, stale, startMs, endMs);
+        const samples = this.assemble(s.ids, blocks, hot, stale, startMs, endMs, instants);
         for (const id of s.ids) {
           blocks.delete(id);
           hot.delete(id);
@@ -401,6 +405,7 @@ export class PrometheusSource implements SeriesSource {
     stale: Map<number, Float64Array>,
     startMs: number,
     endMs: number,
+    instants?: { lastMs: number; stepMs: number },
   ): { timestamps: Float64Array; values: Float64Array } | null {
     const pieces: Piece[] = [];
     const markers: number[] = [];
@@ -408,13 +413,25 @@ export class PrometheusSource implements SeriesSource {
     let fromHot = 0;
     for (const id of ids) {
       for (const data of blocks.get(id) ?? []) {
+        if (instants) {
+          // Decoded into reused arrays: only the few samples kept are copied out.
+          const n = this.decoder.decode(data);
+          const view = {
+            times: this.decoder.times.subarray(0, n),
+            values: this.decoder.values.subarray(0, n),
+          };
+          const kept = newestAtEach(view, instants);
+          pieces.push(kept === view ? { times: view.times.slice(), values: view.values.slice() } : kept);
+          fromBlocks += n;
+          continue;
+        }
         const block = decodeBlock(data);
         pieces.push(block);
         fromBlocks += block.times.length;
       }
       const rows = hot.get(id);
       if (rows) {
-        pieces.push(rows);
+        pieces.push(instants ? newestAtEach(rows, instants) : rows);
         fromHot += rows.times.length;
       }
     }

@@ -106,10 +106,46 @@ function stalePiece(staleUs: readonly number[]): Piece {
   return { times, values };
 }
 
-/** The first index whose value is >= x. */
-function lowerBound(a: Float64Array, x: number): number {
+/**
+ * Of a piece (times ascending), only the samples an instant selector can read: for each
+ * evaluation time lastMs, lastMs - stepMs, ... (stepMs 0: lastMs alone), the newest sample in that
+ * millisecond or before. Whatever other pieces hold, the newest sample at or before each time is
+ * one of these or one of theirs.
+ */
+export function newestAtEach(piece: Piece, instants: { lastMs: number; stepMs: number }): Piece {
+  const { times } = piece;
+  if (times.length === 0) return piece;
+  const keep: number[] = [];
+  // From the newest evaluation time back: at each, the last sample in its millisecond or before
+  // (times are µs: before the next millisecond), then on to the first time before that sample.
+  let ref = instants.lastMs;
+  let end = times.length;
+  for (;;) {
+    const i = lowerBound(times, (ref + 1) * 1000, end) - 1;
+    if (i < 0) break;
+    keep.push(i);
+    if (instants.stepMs <= 0) break;
+    const ms = Math.floor((times[i] as number) / 1000);
+    ref -= Math.ceil((ref - ms + 1) / instants.stepMs) * instants.stepMs;
+    end = i;
+  }
+  if (keep.length === times.length) return piece;
+  keep.reverse();
+  const out = { times: new Float64Array(keep.length), values: new Float64Array(keep.length) };
+  const from = new Uint32Array(piece.values.buffer, piece.values.byteOffset, piece.values.length * 2);
+  const to = new Uint32Array(out.values.buffer);
+  keep.forEach((k, j) => {
+    out.times[j] = times[k] as number;
+    to[2 * j] = from[2 * k] as number;
+    to[2 * j + 1] = from[2 * k + 1] as number;
+  });
+  return out;
+}
+
+/** The first index (below `end`) whose value is >= x. */
+function lowerBound(a: Float64Array, x: number, end = a.length): number {
   let lo = 0;
-  let hi = a.length;
+  let hi = end;
   while (lo < hi) {
     const mid = (lo + hi) >>> 1;
     if ((a[mid] as number) < x) lo = mid + 1;
