@@ -1,5 +1,6 @@
 import type { SelectHints } from '@gpu-telemetry/promql';
-import { HOUR_US, type Rollup } from '../codec/rollup';
+import type { ColumnDecoder } from '../codec/block-codec';
+import { HOUR_US } from '../codec/rollup';
 import type { Piece, Prefer } from './sample-pieces';
 
 /**
@@ -67,19 +68,26 @@ export function preferFor(plan: RollupPlan): Prefer {
   };
 }
 
-/** A rollup's buckets as samples: one per bucket, in its last millisecond, carrying its max or min. */
-export function bucketPiece(plan: RollupPlan, rollup: Rollup): Piece {
-  const n = rollup.times.length;
+/**
+ * A 1-hour rollup row (see codec/rollup.ts: count, sum, min, max, last per bucket) read for the
+ * plan: how many finite samples it counts, and its buckets as samples, one per bucket in its last
+ * millisecond carrying the bucket's max or min. `decoder` is reused from row to row.
+ */
+export function rollupRow(
+  plan: RollupPlan,
+  decoder: ColumnDecoder,
+  data: Uint8Array,
+): { count: number; piece: Piece } {
+  const n = decoder.decode(data);
+  const counts = decoder.columns[0] as Float64Array;
+  const column = decoder.columns[plan.fn === 'min' ? 2 : 3] as Float64Array;
+  let count = 0;
   const times = new Float64Array(n);
-  for (let i = 0; i < n; i++) times[i] = (rollup.times[i] as number) + HOUR_US - 1000;
-  return { times, values: (plan.fn === 'min' ? rollup.min : rollup.max).slice(0, n) };
-}
-
-/** Sum of a rollup's counts: the finite samples it was made from. */
-export function rollupCount(rollup: Rollup): number {
-  let n = 0;
-  for (let i = 0; i < rollup.count.length; i++) n += rollup.count[i] as number;
-  return n;
+  for (let i = 0; i < n; i++) {
+    count += counts[i] as number;
+    times[i] = (decoder.times[i] as number) + HOUR_US - 1000;
+  }
+  return { count, piece: { times, values: column.slice(0, n) } };
 }
 
 const POW10 = [
@@ -90,24 +98,26 @@ const POW10 = [
 export interface BlockHead {
   n: number;
   firstUs: number;
-  /** The first value's two 32-bit words (little-endian order: low, high), as decodeBlock gives it. */
-  first: Float64Array;
+  /** The first value's two 32-bit words (low, high), bit for bit as decodeBlock gives it. */
+  firstLow: number;
+  firstHigh: number;
 }
 
+const scratch = new Float64Array(1);
+const scratchWords = new Uint32Array(scratch.buffer);
+
 /** Reads a block header (28 bytes) and, for raw values, the first stored double. */
-export function readBlockHead(head: Buffer, raw: Buffer | null): BlockHead {
+export function readBlockHead(head: Uint8Array, raw: Uint8Array | null): BlockHead {
   if (head[0] !== 1) throw new RangeError(`not a sample block (version ${head[0]})`);
-  const int64 = (at: number) => head.readInt32BE(at) * 0x100000000 + head.readUInt32BE(at + 4);
-  const n = head.readUInt32BE(1);
+  const view = new DataView(head.buffer, head.byteOffset, head.byteLength);
+  const int64 = (at: number) => view.getInt32(at) * 0x100000000 + view.getUint32(at + 4);
+  const n = view.getUint32(1);
   const firstUs = int64(6) * (POW10[head[5] as number] as number);
-  const first = new Float64Array(1);
   if (head[18] === 0) {
     if (!raw) throw new RangeError('a raw block without its first value');
-    const words = new Uint32Array(first.buffer);
-    words[0] = raw.readUInt32BE(4);
-    words[1] = raw.readUInt32BE(0);
-  } else {
-    first[0] = int64(20) / (POW10[head[19] as number] as number); // as decodeBlock computes it
+    const words = new DataView(raw.buffer, raw.byteOffset, raw.byteLength);
+    return { n, firstUs, firstLow: words.getUint32(4), firstHigh: words.getUint32(0) };
   }
-  return { n, firstUs, first };
+  scratch[0] = int64(20) / (POW10[head[19] as number] as number); // as decodeBlock computes it
+  return { n, firstUs, firstLow: scratchWords[0] as number, firstHigh: scratchWords[1] as number };
 }

@@ -13,8 +13,7 @@ import {
 } from '@gpu-telemetry/promql';
 import { isPgError } from '@gpu-telemetry/db';
 import type { Pool, PoolClient } from 'pg';
-import { BlockDecoder, decodeBlock } from '../codec/block-codec';
-import { decodeRollup, type Rollup } from '../codec/rollup';
+import { BlockDecoder, ColumnDecoder, decodeBlock } from '../codec/block-codec';
 import {
   allLabelNames,
   allLabelValues,
@@ -35,13 +34,12 @@ import {
 } from './prometheus.queries';
 import {
   type BlockHead,
-  bucketPiece,
   planRollups,
   preferFor,
   readBlockHead,
   refInside,
   type RollupPlan,
-  rollupCount,
+  rollupRow,
 } from './prometheus-rollups';
 import { mergePieces, newestAtEach, type Piece } from './sample-pieces';
 
@@ -97,6 +95,7 @@ export class PrometheusSource implements SeriesSource {
   private opening: Promise<PoolClient> | undefined;
   private readonly resolved = new Map<string, Promise<Selected[]>>();
   private readonly decoder = new BlockDecoder();
+  private readonly rollupDecoder = new ColumnDecoder();
   private readonly now: () => number;
 
   constructor(private readonly options: PrometheusSourceOptions) {
@@ -286,6 +285,11 @@ export class PrometheusSource implements SeriesSource {
     if (chunks.length === 0) return;
     const folded = await this.run((client) => foldedDays(client, spanFromUs, spanToUs));
     const chunkAt = new Map(chunks.map((c) => [c.startUs, c]));
+    const chunksOfDay = new Map<number, number[]>();
+    for (const c of chunks) {
+      const day = Math.floor(c.startUs / (DAY_MS * 1000)) * DAY_MS * 1000;
+      chunksOfDay.set(day, [...(chunksOfDay.get(day) ?? []), c.startUs]);
+    }
     // Chunks whose samples at an evaluation time could be anywhere in their blocks: read raw.
     const interior = new Set(
       chunks
@@ -300,7 +304,7 @@ export class PrometheusSource implements SeriesSource {
       const batch = selected.slice(i, i + MAX_SERIES_PER_BATCH);
       const ids = batch.flatMap((s) => s.ids);
       const heads = new Map<number, Map<number, BlockHead>>();
-      const rollups = new Map<number, { startUs: number; rollup: Rollup }[]>();
+      const rollups = new Map<number, { startUs: number; count: number; piece: Piece }[]>();
       await this.run((client) =>
         readBlockHeads(client, { seriesIds: ids, fromUs: spanFromUs, toUs: spanToUs }, (id, stored) =>
           heads.set(id, new Map(stored.map((h) => [h.chunkStartUs, readBlockHead(h.head, h.raw)]))),
@@ -313,30 +317,26 @@ export class PrometheusSource implements SeriesSource {
           (id, startUs, data) => {
             let list = rollups.get(id);
             if (!list) rollups.set(id, (list = []));
-            list.push({ startUs, rollup: decodeRollup(data) });
+            list.push({ startUs, ...rollupRow(plan, this.rollupDecoder, data) });
           },
         ),
       );
       // Per series: the rollup rows that count every sample of the blocks they were made from,
       // and the chunks those blocks are in; every other compacted chunk of it is read raw.
-      const usable = new Map<number, Rollup[]>();
+      const usable = new Map<number, Piece[]>();
       const covered = new Map<number, Set<number>>();
       const rawChunks = new Set<number>(interior);
       for (const id of ids) {
         const byChunk = heads.get(id) ?? new Map<number, BlockHead>();
         const mine = new Set<number>();
-        const kept: Rollup[] = [];
-        for (const { startUs, rollup } of rollups.get(id) ?? []) {
+        const kept: Piece[] = [];
+        for (const { startUs, count, piece } of rollups.get(id) ?? []) {
           const isDay = folded.has(startUs) && startUs % (DAY_MS * 1000) === 0;
-          const span = isDay
-            ? chunks
-                .filter((c) => c.startUs >= startUs && c.startUs < startUs + DAY_MS * 1000)
-                .map((c) => c.startUs)
-            : [startUs];
+          const span = isDay ? (chunksOfDay.get(startUs) ?? []) : [startUs];
           let n = 0;
           for (const c of span) n += byChunk.get(c)?.n ?? 0;
-          if (n === 0 || n !== rollupCount(rollup) || span.some((c) => !chunkAt.get(c)?.compacted)) continue;
-          kept.push(rollup);
+          if (n === 0 || n !== count || span.some((c) => !chunkAt.get(c)?.compacted)) continue;
+          kept.push(piece);
           for (const c of span) if (byChunk.has(c)) mine.add(c);
         }
         for (const c of byChunk.keys()) if (!mine.has(c)) rawChunks.add(c);
@@ -367,15 +367,21 @@ export class PrometheusSource implements SeriesSource {
         let raw = 0;
         let fromHot = 0;
         for (const id of s.ids) {
-          for (const rollup of usable.get(id) ?? []) {
-            const piece = bucketPiece(plan, rollup);
+          for (const piece of usable.get(id) ?? []) {
             pieces.push(piece);
             buckets += piece.times.length;
           }
+          // Each covered block's first sample: the one that may lie exactly on an evaluation time.
           const byChunk = heads.get(id);
-          for (const c of covered.get(id) ?? []) {
-            const head = byChunk?.get(c) as BlockHead;
-            pieces.push({ times: Float64Array.of(head.firstUs), values: head.first });
+          const firsts = [...(covered.get(id) ?? [])].map((c) => byChunk?.get(c) as BlockHead);
+          if (firsts.length > 0) {
+            const values = new Float64Array(firsts.length);
+            const words = new Uint32Array(values.buffer);
+            firsts.forEach((head, k) => {
+              words[2 * k] = head.firstLow;
+              words[2 * k + 1] = head.firstHigh;
+            });
+            pieces.push({ times: Float64Array.from(firsts, (head) => head.firstUs), values });
           }
           for (const data of blocks.get(id) ?? []) {
             const block = decodeBlock(data);

@@ -215,7 +215,7 @@ export async function foldedDays(client: PoolClient, fromUs: number, toUs: numbe
   return new Set(rows.map((r) => Date.parse(`${r.day}T00:00:00Z`) * 1000));
 }
 
-/** A block's header (28 bytes) and, where its values are stored raw, its first double. */
+/** A block's header (28 bytes) and, where its values are stored raw, its first double: views, valid during the call. */
 export interface StoredBlockHead {
   chunkStartUs: number;
   head: Buffer;
@@ -256,11 +256,11 @@ export async function readBlockHeads(
       });
       let i = 0;
       forEachElement(buf, fields[4] as number, (at, len) => {
-        (heads[i++] as StoredBlockHead).head = Buffer.from(buf.subarray(at, at + len));
+        (heads[i++] as StoredBlockHead).head = buf.subarray(at, at + len);
       });
       i = 0;
       forEachElement(buf, fields[6] as number, (at, len) => {
-        (heads[i++] as StoredBlockHead).raw = len < 0 ? null : Buffer.from(buf.subarray(at, at + len));
+        (heads[i++] as StoredBlockHead).raw = len < 0 ? null : buf.subarray(at, at + len);
       });
       each(seriesId, heads);
     },
