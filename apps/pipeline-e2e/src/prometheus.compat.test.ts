@@ -1,3 +1,5 @@
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
 import {
   type ApiAnswer,
   COMPAT_QUERIES,
@@ -20,6 +22,7 @@ import { startSystem, type System } from './pipeline';
  * is asked of Prometheus' /api/v1/query(_range) and of the gateway's /prometheus/api/v1/query(_range)
  * with a read key, as instant and range queries. Series, labels and values must match (floats
  * within a relative 1e-9), and every gateway answer must match the OpenAPI document it serves.
+ * promtool (of the same Debian package, or PROMTOOL_BIN) queries the gateway too.
  */
 const ADMIN = 'compat-bootstrap-admin-key-0123456789abcdef';
 let prometheus: PrometheusServer;
@@ -75,6 +78,26 @@ it('holds the same series in both', async () => {
   const expected = await theirs('query', params);
   expect(expected.status).toBe('success');
   expect(compareAnswers(expected, await mine('query', params))).toEqual([]);
+});
+
+it('answers promtool, which sends the key as the password of the URL', async () => {
+  const url = new URL(`${system.url}/prometheus`);
+  url.username = 'promtool';
+  url.password = key;
+  const time = String(DATASET_END_MS / 1000);
+  // Asynchronously: the gateway it asks answers from this process.
+  const { stdout, stderr } = await promisify(execFile)(
+    process.env['PROMTOOL_BIN'] ?? 'promtool',
+    ['query', 'instant', `--time=${time}`, url.toString(), 'count by (Hostname) (DCGM_FI_DEV_GPU_UTIL)'],
+    { encoding: 'utf8', timeout: 30_000 },
+  );
+  expect(stderr).toBe('');
+  expect(stdout.trim().split('\n').sort()).toEqual([
+    `{Hostname="host-0"} => 4 @[${time}]`,
+    `{Hostname="host-1"} => 4 @[${time}]`,
+    `{Hostname="host-2"} => 4 @[${time}]`,
+    `{Hostname="host-3"} => 3 @[${time}]`,
+  ]);
 });
 
 describe.each(COMPAT_QUERIES.map((c) => [c.query, c] as const))('%s', (_name, c) => {
