@@ -1,6 +1,7 @@
 // `npm run test:compat`: the suites that need a real Prometheus (Debian's `prometheus`, or
-// PROMETHEUS_BIN): the PromQL engine compared with it, and it remote-writing to the system. Not
-// part of `npm test`, which needs nothing but Node.
+// PROMETHEUS_BIN): the PromQL engine compared with it, it remote-writing to the system, and the
+// gateway's /prometheus API over stored telemetry compared with it, in one run with one totals
+// line. Not part of `npm test`, which needs nothing but Node.
 module.exports = {
   projects: [
     '<rootDir>/libs/promql/jest.compat.config.cjs',

@@ -81,6 +81,9 @@ const SERVICES = {
     config: {
       GATEWAY_AUTH: env.flag('Require an API key on /api (health endpoints stay open).'),
       GATEWAY_TIMEOUT: env.duration('Upstream response-header timeout (queue long-polls get 60 s more).'),
+      GATEWAY_PROMQL_TIMEOUT: env.duration(
+        "Timeout of /prometheus/api/v1/* (PromQL); longer than the streamer's PROMQL_TIMEOUT.",
+      ),
       GATEWAY_CONNECT_TIMEOUT: env.duration('Upstream connect timeout.'),
       GATEWAY_BODY_LIMIT: env.bytes('Largest request body.'),
       GATEWAY_RATE_LIMIT: env.int('Requests per second per key (per IP when anonymous).', 1, 1_000_000),
@@ -195,6 +198,25 @@ const SERVICES = {
       TELEMETRY_COMPACT_AFTER: env.duration(
         'Compact a chunk once it has been closed this long (at least 10s).',
       ),
+      PROMQL_TIMEOUT: env.duration(
+        "Longest a PromQL query may run, waiting for its turn included (a query's timeout parameter only shortens it).",
+      ),
+      PROMQL_MAX_SAMPLES: env.int(
+        'Most samples one PromQL query may hold in memory at once.',
+        1_000,
+        1_000_000_000,
+      ),
+      PROMQL_MAX_SERIES: env.int(
+        'Most series one PromQL selector (or match[] parameter) may touch.',
+        1,
+        10_000_000,
+      ),
+      PROMQL_MAX_CONCURRENCY: env.int(
+        'PromQL queries evaluated at once, each on a database connection; the rest wait their turn.',
+        1,
+        256,
+      ),
+      PROMQL_LOOKBACK_DELTA: env.duration('How far back a PromQL instant selector looks for a sample.'),
     },
   },
   collector: {

@@ -47,7 +47,8 @@ export interface GatewayAppDeps {
 
 export interface GatewayApp {
   /**
-   * The server's handler: /api/v1/{gpus,topics,targets,write} on the lean proxy path, POST /v1/traces to
+   * The server's handler: /api/v1/{gpus,topics,targets,write} and /prometheus/api/v1 on the lean
+   * proxy path, POST /v1/traces to
    * the OTLP receiver, the rest on Express.
    */
   handler: RequestListener;
@@ -74,6 +75,7 @@ const BACKEND_OF: Record<string, string> = {
   topics: 'queue',
   targets: 'collector',
   write: 'collector',
+  prometheus: 'streamer',
 };
 const backendOf = (route: { name: string }): string => BACKEND_OF[route.name] ?? route.name;
 
@@ -156,7 +158,8 @@ export function createApp(deps: GatewayAppDeps): GatewayApp {
     metrics,
     readiness: [
       { name: 'postgres', check: () => pingDatabase(pool) },
-      // One check per backend, by its first route: routes to the same one (targets, write) share it.
+      // One check per backend, by its first route: routes to the same one (targets and write,
+      // gpus and prometheus) share it.
       ...routes
         .filter((route, i) => routes.findIndex((r) => backendOf(r) === backendOf(route)) === i)
         .map((route) => ({ name: backendOf(route), check: upstreamCheck(route) })),

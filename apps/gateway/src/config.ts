@@ -33,6 +33,11 @@ export const gatewayEnv = z.object({
   ),
   /** Time to wait for an upstream's response headers (queue long-polls get their wait on top). */
   GATEWAY_TIMEOUT: duration('30s', { min: '100ms', max: '10m' }),
+  /**
+   * Time to wait for the streamer's answer to a PromQL query (/prometheus/api/v1/*): longer than
+   * its PROMQL_TIMEOUT (2m), so its own timeout answer, in Prometheus' envelope, reaches the client.
+   */
+  GATEWAY_PROMQL_TIMEOUT: duration('150s', { min: '1s', max: '1h' }),
   GATEWAY_CONNECT_TIMEOUT: duration('5s', { min: '100ms', max: '1m' }),
   GATEWAY_BODY_LIMIT: bytes('32mb'),
   /** Token bucket per API key (per client IP when anonymous): sustained requests/s and burst. */

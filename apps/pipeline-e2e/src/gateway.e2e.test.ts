@@ -101,6 +101,9 @@ describe('through the gateway', () => {
         '/api/v1/gpus',
         '/api/v1/gpus/{gpuId}/telemetry',
         '/api/v1/gpus/{gpuId}/metrics/{metric}/series',
+        '/prometheus/api/v1/query',
+        '/prometheus/api/v1/query_range',
+        '/prometheus/api/v1/label/{name}/values',
       ]),
     );
     const lease = doc.paths['/api/v1/topics/{topic}/leases'].post;
@@ -123,6 +126,51 @@ describe('through the gateway', () => {
       .get('/docs/assets/swagger-ui-bundle.js')
       .expect(200)
       .expect('content-type', /javascript/);
+  });
+
+  it('answers PromQL over the stored telemetry at /prometheus, as a Grafana data source asks it', async () => {
+    const reader = (
+      await api()
+        .post('/api/v1/keys')
+        .set('x-api-key', ADMIN)
+        .send({ name: 'grafana', scopes: ['read'] })
+        .expect(201)
+    ).body.key;
+    await pipeline.collector.scrapeLoop.runRound();
+    const query = 'count by (Hostname) (DCGM_FI_DEV_GPU_UTIL)';
+    await waitFor('samples queryable through PromQL', async () => {
+      const res = await api()
+        .get('/prometheus/api/v1/query')
+        .query({ query })
+        .set('authorization', `Bearer ${reader}`);
+      return res.body.data?.result?.length === 2;
+    });
+    const instant = await api()
+      .post('/prometheus/api/v1/query')
+      .set('authorization', `Bearer ${reader}`)
+      .type('form')
+      .send({ query })
+      .expect(200);
+    expect(instant.body.data.result.map((r: { value: [number, string] }) => r.value[1])).toEqual(['2', '2']);
+    const now = Date.now() / 1000;
+    const range = await api()
+      .get('/prometheus/api/v1/query_range')
+      .query({ query: 'max(DCGM_FI_DEV_GPU_TEMP)', start: String(now - 600), end: String(now), step: '15s' })
+      .set('authorization', `Bearer ${reader}`)
+      .expect(200);
+    expect(range.body.data.resultType).toBe('matrix');
+    const hosts = await api()
+      .get('/prometheus/api/v1/label/Hostname/values')
+      .set('x-api-key', reader)
+      .expect(200);
+    expect(hosts.body.data).toHaveLength(2);
+    await api().get('/prometheus/api/v1/status/buildinfo').set('x-api-key', reader).expect(200);
+    const bad = await api()
+      .get('/prometheus/api/v1/query')
+      .query({ query: 'sum(' })
+      .set('x-api-key', reader)
+      .expect(400);
+    expect(bad.body).toMatchObject({ status: 'error', errorType: 'bad_data' });
   });
 
   it('passes the queue problem details through unchanged', async () => {

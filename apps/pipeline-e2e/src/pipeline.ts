@@ -153,6 +153,7 @@ export async function startPipeline(options: {
 
 export interface System {
   pipeline: Pipeline;
+  streamer: StreamerApp;
   gateway: GatewayApp;
   /** The gateway's base URL, e.g. http://127.0.0.1:41234 */
   url: string;
@@ -208,6 +209,7 @@ export async function startSystem(options: {
   });
   return {
     pipeline,
+    streamer,
     gateway,
     url: `http://127.0.0.1:${server.port}`,
     responses,

@@ -15,8 +15,10 @@ import type { Pool } from 'pg';
 import { type StreamerConfig, streamerEnv } from './config';
 import { streamerApi } from './routes/gpus.openapi';
 import { gpusRoutes } from './routes/gpus.routes';
+import { prometheusRoutes } from './routes/prometheus.routes';
 import { ChunkCompactor } from './services/chunk-compactor';
 import { IngestService } from './services/ingest.service';
+import { PrometheusService } from './services/prometheus.service';
 import { createStreamerMetrics, type StreamerMetrics } from './services/streamer.metrics';
 import { TelemetryMaintainer } from './services/telemetry-maintainer';
 import { TelemetryQueryService } from './services/telemetry-query.service';
@@ -41,7 +43,15 @@ export interface StreamerAppDeps {
     Partial<
       Pick<
         StreamerConfig,
-        'TELEMETRY_CHUNK' | 'TELEMETRY_COMPACT_AFTER' | 'TELEMETRY_RETENTION_1M' | 'TELEMETRY_RETENTION_1H'
+        | 'TELEMETRY_CHUNK'
+        | 'TELEMETRY_COMPACT_AFTER'
+        | 'TELEMETRY_RETENTION_1M'
+        | 'TELEMETRY_RETENTION_1H'
+        | 'PROMQL_TIMEOUT'
+        | 'PROMQL_MAX_SAMPLES'
+        | 'PROMQL_MAX_SERIES'
+        | 'PROMQL_MAX_CONCURRENCY'
+        | 'PROMQL_LOOKBACK_DELTA'
       >
     >;
   /** Name shown on leases, e.g. the pod name. */
@@ -55,6 +65,7 @@ export interface StreamerApp {
   metrics: ServiceMetrics;
   streamerMetrics: StreamerMetrics;
   ingest: IngestService;
+  prometheus: PrometheusService;
   compactor: ChunkCompactor;
   maintainer: TelemetryMaintainer;
   /** Starts telemetry maintenance and the lease loops. */
@@ -106,6 +117,21 @@ export function createApp(deps: StreamerAppDeps): StreamerApp {
     onDropped: () => ingest.forgetChunks(),
   });
   const queries = new TelemetryQueryService(db);
+  const setting = <K extends keyof typeof streamerEnv.shape>(name: K) =>
+    (config as Partial<StreamerConfig>)[name] ??
+    (streamerEnv.shape[name].parse(undefined) as StreamerConfig[K]);
+  const prometheus = new PrometheusService({
+    pool,
+    logger,
+    metrics: streamerMetrics,
+    limits: {
+      timeoutMs: setting('PROMQL_TIMEOUT'),
+      maxSamples: setting('PROMQL_MAX_SAMPLES'),
+      maxSeries: setting('PROMQL_MAX_SERIES'),
+      maxConcurrency: setting('PROMQL_MAX_CONCURRENCY'),
+      lookbackDeltaMs: setting('PROMQL_LOOKBACK_DELTA'),
+    },
+  });
   let consumer: Consumer | undefined;
   const app = createServiceApp({
     service: 'streamer',
@@ -118,6 +144,7 @@ export function createApp(deps: StreamerAppDeps): StreamerApp {
     serviceToken: serviceTokenFrom(config),
     openapi: streamerApi,
     checkResponse: deps.checkResponse,
+    binaryBodyRoutes: (app) => app.use(prometheusRoutes(prometheus)),
     routes: (app) => app.use(gpusRoutes(queries)),
   });
   return {
@@ -125,6 +152,7 @@ export function createApp(deps: StreamerAppDeps): StreamerApp {
     metrics,
     streamerMetrics,
     ingest,
+    prometheus,
     compactor,
     maintainer,
     async start() {

@@ -28,6 +28,20 @@ export const streamerEnv = z.object({
   ),
   /** A chunk is compacted (one block per series) once it has been closed this long. */
   TELEMETRY_COMPACT_AFTER: duration('10m', { min: '10s', max: '7d' }),
+  /** Longest a PromQL query may run (its own `timeout` parameter can only shorten it); Prometheus: 2m. */
+  PROMQL_TIMEOUT: duration('2m', { min: '100ms', max: '1h' }),
+  /**
+   * Most samples one PromQL query may hold in memory at once. Prometheus' default is 50,000,000;
+   * a held sample costs this service about 25 bytes (Go: 16), so 20,000,000 keeps a query under
+   * about 500 MB.
+   */
+  PROMQL_MAX_SAMPLES: int(20_000_000, 1_000, 1_000_000_000),
+  /** Most series one selector (or the match[] of a series, labels or values call) may touch. */
+  PROMQL_MAX_SERIES: int(50_000, 1, 10_000_000),
+  /** PromQL queries evaluated at once (each holds a database connection); the rest wait their turn. */
+  PROMQL_MAX_CONCURRENCY: int(4, 1, 256),
+  /** How far back an instant selector looks for a sample; Prometheus: 5m. */
+  PROMQL_LOOKBACK_DELTA: duration('5m', { min: '1s', max: '1d' }),
 });
 
 export type StreamerConfig = z.output<typeof streamerEnv>;

@@ -28,7 +28,16 @@ export interface Grouping {
  * `topk`/`bottomk` (Go's container/heap, so ties resolve as Prometheus resolves them).
  * Groups come out in the order their first sample came in.
  */
-export function aggregate(op: AggregateOp, grouping: Grouping, param: number | string | undefined, vec: VSample[]): VSample[] {
+/** An input series' group key and group labels, kept across the steps of one aggregation (its labels do not change). */
+export type GroupCache = WeakMap<Labels, { key: string; labels: Labels }>;
+
+export function aggregate(
+  op: AggregateOp,
+  grouping: Grouping,
+  param: number | string | undefined,
+  vec: VSample[],
+  cache?: GroupCache,
+): VSample[] {
   let k = 0;
   if (op === 'topk' || op === 'bottomk') {
     const f = param as number;
@@ -46,17 +55,25 @@ export function aggregate(op: AggregateOp, grouping: Grouping, param: number | s
   const names = new Set(groupingLabels);
   const withoutNames = new Set([...groupingLabels, METRIC_NAME]);
   const keyOf = (labels: Labels) => (grouping.without ? keyWithoutLabels(labels, withoutNames) : keyWithLabels(labels, names));
+  const groupOf = (labels: Labels) => {
+    let found = op === 'count_values' ? undefined : cache?.get(labels);
+    if (!found) {
+      found = { key: keyOf(labels), labels: grouping.without ? withoutLabels(labels, withoutNames) : keepLabels(labels, names) };
+      if (op !== 'count_values') cache?.set(labels, found);
+    }
+    return found;
+  };
 
   const groups = new Map<string, Group>();
   const ordered: Group[] = [];
   for (const s of vec) {
     let labels = s.labels;
     if (op === 'count_values') labels = setLabel(labels, valueLabel, formatValue(s.value));
-    const key = keyOf(labels);
+    const { key, labels: groupLabels } = groupOf(labels);
     const group = groups.get(key);
     if (!group) {
       const g: Group = {
-        labels: grouping.without ? withoutLabels(labels, withoutNames) : keepLabels(labels, names),
+        labels: groupLabels,
         value: s.value,
         mean: s.value,
         count: 1,

@@ -1,4 +1,4 @@
-import { aggregate } from './aggregate';
+import { aggregate, type GroupCache } from './aggregate';
 import {
   type AggregateExpr,
   type AtModifier,
@@ -219,8 +219,19 @@ class Evaluator {
   private samples = 0;
   private checks = 0;
   private readonly callState = new WeakMap<Call, CallState>();
+  /** Label set keys: the same label sets come back at every step. */
+  private readonly keys = new WeakMap<Labels, string>();
 
   constructor(private readonly c: EvaluatorConfig) {}
+
+  private keyOf(labels: Labels): string {
+    let key = this.keys.get(labels);
+    if (key === undefined) {
+      key = labelsKey(labels);
+      this.keys.set(labels, key);
+    }
+    return key;
+  }
 
   async run<T>(fn: () => Promise<T>): Promise<T> {
     this.check(true);
@@ -419,18 +430,29 @@ class Evaluator {
   private combine(grid: Grid, inputs: StepSeries[][], fn: (vectors: VSample[][], ts: number) => VSample[]): StepSeries[] {
     const out = new Map<string, StepSeries>();
     const vectors: VSample[][] = inputs.map(() => []);
+    // One sample object per input series, its value set at each step: what `fn` gets is read
+    // before the next step, and a series' labels are the same at every step.
+    const samples = inputs.map((input) => input.map((s): VSample => ({ labels: s.labels, value: 0 })));
     for (let i = 0; i < grid.n; i++) {
       this.check();
       const ts = grid.start + i * grid.step;
       for (let k = 0; k < inputs.length; k++) {
         const vec: VSample[] = [];
-        for (const s of inputs[k]) if (s.present[i]) vec.push({ labels: s.labels, value: s.values[i] });
+        const input = inputs[k];
+        const own = samples[k];
+        for (let j = 0; j < input.length; j++) {
+          const s = input[j];
+          if (!s.present[i]) continue;
+          const sample = own[j];
+          sample.value = s.values[i];
+          vec.push(sample);
+        }
         vectors[k] = vec;
       }
       const result = fn(vectors, ts);
       const seen = new Set<string>();
       for (const r of result) {
-        const key = labelsKey(r.labels);
+        const key = this.keyOf(r.labels);
         if (seen.has(key)) throw new ExecutionError('vector cannot contain metrics with the same labelset');
         seen.add(key);
         let series = out.get(key);
@@ -486,20 +508,22 @@ class Evaluator {
   }
 
   private async aggregate(e: AggregateExpr, grid: Grid): Promise<StepSeries[]> {
+    // Each input series' group, worked out once rather than at every step.
+    const cache: GroupCache = new WeakMap();
     const grouping = { labels: e.grouping, without: e.without };
     const enclosing: Enclosing = { func: e.op, grouping: e.grouping, by: !e.without };
     if (e.op === 'count_values') {
       const label = e.param ? stringValue(e.param) : '';
       const input = await this.steps(e.expr, grid, enclosing);
-      return this.combine(grid, [input], ([v]) => aggregate(e.op, grouping, label, v));
+      return this.combine(grid, [input], ([v]) => aggregate(e.op, grouping, label, v, cache));
     }
     if (e.param) {
       const param = await this.steps(e.param, grid, {});
       const input = await this.steps(e.expr, grid, enclosing);
-      return this.combine(grid, [param, input], ([p, v]) => aggregate(e.op, grouping, p[0].value, v));
+      return this.combine(grid, [param, input], ([p, v]) => aggregate(e.op, grouping, p[0].value, v, cache));
     }
     const input = await this.steps(e.expr, grid, enclosing);
-    return this.combine(grid, [input], ([v]) => aggregate(e.op, grouping, undefined, v));
+    return this.combine(grid, [input], ([v]) => aggregate(e.op, grouping, undefined, v, cache));
   }
 
   private async call(e: Call, grid: Grid): Promise<StepSeries[]> {

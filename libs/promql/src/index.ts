@@ -1,5 +1,5 @@
 export * from './ast';
-export { parseExpr } from './parser';
+export { parseExpr, parseMetricSelector } from './parser';
 export { PromQLEngine, type EngineOptions, type QueryOptions, type QueryResult, type InstantSample, type RangeSeries } from './engine';
 export {
   BadDataError,

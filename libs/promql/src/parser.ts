@@ -37,6 +37,18 @@ export function parseExpr(query: string): Expr {
 }
 
 /**
+ * A series selector as the `match[]` parameter of the series, labels and label values endpoints
+ * takes it (Prometheus' ParseMetricSelector): one instant vector selector and nothing else.
+ */
+export function parseMetricSelector(text: string): Matcher[] {
+  const expr = parseExpr(text);
+  if (expr.kind !== 'vector_selector' || expr.offsetMs !== 0 || expr.at) {
+    throw new BadDataError(`1:1: parse error: expected a series selector such as metric{label="value"}, got ${JSON.stringify(text)}`);
+  }
+  return expr.matchers;
+}
+
+/**
  * Prometheus 2 functions the published grammar no longer knows (`holt_winters`, renamed in
  * Prometheus 3). Each call is parsed under a known name of the same length, so every position
  * stays right; the converter reads names from the original text.

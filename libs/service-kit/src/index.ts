@@ -23,6 +23,7 @@ export {
   serviceTokenFrom,
   type ServiceToken,
 } from './service-auth';
+export { FORM_MEDIA_TYPE, formBody, FormBodyError } from './form-body';
 export { getTracer, startTelemetry, withSpan } from './telemetry';
 export { validate } from './validate';
 export {

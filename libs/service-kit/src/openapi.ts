@@ -21,6 +21,8 @@ export interface Operation {
   params?: z.ZodObject;
   query?: z.ZodObject;
   body?: z.ZodType;
+  /** The body's media type: application/json unless said (application/x-www-form-urlencoded). */
+  bodyMediaType?: string;
   /** The answers that are not problems, by status. */
   responses: Record<number, OperationResponse>;
   /** The problems (application/problem+json) the route itself answers; the frame's are added. */
@@ -137,6 +139,22 @@ function mergeProblems(...sources: (Problems | undefined)[]): Map<number, string
   return new Map([...merged].map(([status, list]) => [status, list.join('; or ')]));
 }
 
+/**
+ * A status the operation answers in its own shape and the frame as a problem too (a Prometheus
+ * API error and the frame's 500, say) lists both media types.
+ */
+function withProblem(
+  own: unknown,
+  problem: ReturnType<typeof problemResponse>,
+): ReturnType<typeof problemResponse> {
+  const documented = own as { description?: string; content?: Record<string, unknown> } | undefined;
+  if (!documented?.content) return problem;
+  return {
+    description: `${documented.description}; or ${problem.description}`,
+    content: { ...documented.content, ...problem.content },
+  };
+}
+
 export interface OpenApiDocument {
   openapi: '3.1.0';
   info: { title: string; version: string; description?: string };
@@ -180,7 +198,7 @@ export function openApiDocument(
       FRAME_PROBLEMS,
     );
     for (const [status, description] of [...problems].sort(([a], [b]) => a - b)) {
-      responses[status] = problemResponse(status, description);
+      responses[status] = withProblem(responses[status], problemResponse(status, description));
     }
     (paths[op.path] ??= {})[op.method] = {
       summary: op.summary,
@@ -190,7 +208,9 @@ export function openApiDocument(
         ? {
             requestBody: {
               required: true,
-              content: { 'application/json': { schema: jsonSchema(op.body, 'input', schemas) } },
+              content: {
+                [op.bodyMediaType ?? 'application/json']: { schema: jsonSchema(op.body, 'input', schemas) },
+              },
             },
           }
         : {}),

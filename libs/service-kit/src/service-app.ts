@@ -37,8 +37,9 @@ export interface ServiceAppOptions {
    */
   rawBodyRoutes?(app: Express): void;
   /**
-   * Mounts routes whose bodies are not JSON at all (protobuf), before the check that answers 415
-   * to anything else: each checks its own media type and reads its own body, within its own limit.
+   * Mounts routes whose bodies are not JSON at all (protobuf; form-encoded, read with `formBody`),
+   * before the check that answers 415 to anything else: each checks its own media type and reads
+   * its own body, within its own limit.
    */
   binaryBodyRoutes?(app: Express): void;
   /** Served as GET /openapi.json. */

@@ -382,12 +382,20 @@ function view(row: ApiKeyRow): ApiKeyView {
   };
 }
 
-/** The key a request carries: `Authorization: Bearer <key>` or `X-API-Key: <key>`. */
+/** The key a request carries: `Authorization: Bearer <key>`, `Authorization: Basic` with the key as password, or `X-API-Key: <key>`. */
 function keyFrom(headers: Record<string, string | string[] | undefined>): string | undefined {
   const authorization = headers['authorization'];
   if (typeof authorization === 'string') {
     const match = /^Bearer\s+(\S+)\s*$/i.exec(authorization);
     if (match) return match[1];
+    // Basic, with the key as the password (the user name is ignored): what clients that can only
+    // send credentials in the URL or as a user and password use, promtool 2.42 among them.
+    const basic = /^Basic\s+([A-Za-z0-9+/=]+)\s*$/i.exec(authorization);
+    if (basic) {
+      const decoded = Buffer.from(basic[1] as string, 'base64').toString('utf8');
+      const password = decoded.slice(decoded.indexOf(':') + 1);
+      if (decoded.includes(':') && password.trim()) return password.trim();
+    }
   }
   const header = headers['x-api-key'];
   return typeof header === 'string' && header.trim() ? header.trim() : undefined;

@@ -204,11 +204,13 @@ export const gatewayApi = openApiDocument(
     title: 'gpu-telemetry',
     version: '0.1.0',
     description:
-      'Everything through the gateway. Send an API key: Authorization: Bearer <key>, or X-API-Key. ' +
+      'Everything through the gateway. Send an API key: Authorization: Bearer <key>, X-API-Key, or ' +
+      'Authorization: Basic with the key as the password (any user name). ' +
       'Scopes: read (GET anything), publish (POST /api/v1/topics/{topic}/messages, and Prometheus ' +
       'remote write to POST /api/v1/write, which publishes to the telemetry topic), consume (leases, ' +
       'acks, nacks, extend, release), admin (everything, keys included), traces (POST /v1/traces only). ' +
-      'A key created with `topics` reaches only /api/v1/topics/{topic} for those topics. Repeated ' +
+      'The Prometheus HTTP API (/prometheus/api/v1/*, for Grafana and promtool) needs read, for GET and ' +
+      'form-encoded POST alike. A key created with `topics` reaches only /api/v1/topics/{topic} for those topics. Repeated ' +
       'failed authentications from one address are answered 429 with Retry-After.',
   },
   gatewayOperations,
@@ -220,15 +222,20 @@ export const gatewayApi = openApiDocument(
  * upstream's, and its 401 (the service credential, which the gateway always sends) becomes the
  * API key's.
  */
-function proxied(operation: { responses?: Record<string, { description?: string }> }) {
+function proxied(operation: {
+  responses?: Record<string, { description?: string; content?: Record<string, unknown> }>;
+}) {
   const responses = { ...operation.responses };
   delete responses['401'];
   for (const [status, description] of Object.entries(PROXY_PROBLEMS)) {
-    const upstream = responses[status]?.description;
-    responses[status] = problemResponse(
+    const upstream = responses[status];
+    const problem = problemResponse(
       Number(status),
-      upstream ? `${description}; or ${upstream}` : description,
+      upstream?.description ? `${description}; or ${upstream.description}` : description,
     );
+    // An upstream that answers the status in its own shape too (Prometheus' error envelope)
+    // keeps it beside the proxy's problem.
+    responses[status] = { ...problem, content: { ...upstream?.content, ...problem.content } };
   }
   return { ...operation, responses };
 }

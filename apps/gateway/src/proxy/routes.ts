@@ -70,6 +70,16 @@ export function buildRoutes(config: GatewayConfig, metrics?: GatewayMetrics): Pr
       timeoutMs: config.GATEWAY_TIMEOUT + 60_000,
       access: queueAccess,
     },
+    // The Prometheus HTTP API, for Grafana's Prometheus data source and promtool: queries sent as
+    // form-encoded POSTs are reads too.
+    {
+      name: 'prometheus',
+      prefix: '/prometheus/api/v1',
+      target: '/v1/prometheus/api/v1',
+      upstreams: upstreams(config.GATEWAY_STREAMER_URLS),
+      timeoutMs: config.GATEWAY_PROMQL_TIMEOUT,
+      access: () => READ,
+    },
     {
       name: 'targets',
       prefix: '/api/v1/targets',

@@ -1,5 +1,5 @@
 import fc from 'fast-check';
-import { type Block, blockCount, decodeBlock, encodeBlock } from './block-codec';
+import { type Block, BlockDecoder, blockCount, decodeBlock, encodeBlock } from './block-codec';
 import { decodeGorilla, encodeGorilla } from './gorilla-codec';
 
 /** Sample times: ascending and distinct, at µs, ms or s precision, regular or jittered. */
@@ -54,6 +54,28 @@ describe('block codec', () => {
         },
       ),
       { numRuns: 500 },
+    );
+  });
+
+  it('decodes block after block into the same arrays exactly as one by one', () => {
+    const decoder = new BlockDecoder();
+    fc.assert(
+      fc.property(
+        fc.array(
+          anyTimes.chain((ts) =>
+            fc.tuple(fc.constant(ts), fc.array(value, { minLength: ts.length, maxLength: ts.length })),
+          ),
+          { minLength: 1, maxLength: 4 },
+        ),
+        (blocks) => {
+          for (const [ts, values] of blocks) {
+            const block = blockOf(ts, (i) => values[i] as number);
+            const n = decoder.decode(encodeBlock(block));
+            expectSame({ times: decoder.times.slice(0, n), values: decoder.values.slice(0, n) }, block);
+          }
+        },
+      ),
+      { numRuns: 200 },
     );
   });
 

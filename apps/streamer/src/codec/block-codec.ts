@@ -316,6 +316,38 @@ export function decodeBlock(data: Uint8Array): Block {
 }
 
 /**
+ * Decodes sample blocks one after another into the same arrays (grown as needed), for readers
+ * that keep little of each block: after decode(), times[0..n) and values[0..n) hold the block.
+ */
+export class BlockDecoder {
+  times = new Float64Array(256);
+  values = new Float64Array(256);
+  private scratch = new Float64Array(256);
+
+  decode(data: Uint8Array): number {
+    if (data[0] !== 1) throw new RangeError(`not a sample block (version ${data[0]})`);
+    const n = readUint32(data, 1);
+    if (n > this.times.length) {
+      this.times = new Float64Array(n * 2);
+      this.values = new Float64Array(n * 2);
+      this.scratch = new Float64Array(n * 2);
+    }
+    readTimes(data, n, this.scratch, this.times);
+    readColumnBody(
+      data,
+      HEADER_BYTES + readUint32(data, 14),
+      n,
+      data[18] as number,
+      data[19] as number,
+      readInt64(data, 20),
+      this.values,
+      this.scratch,
+    );
+    return n;
+  }
+}
+
+/**
  * Several columns of values over the same times (version 2): the block header with no value
  * column of its own (bytes 18..27 zero), then per column a 14-byte head (mode, scale, first
  * mantissa, body length) and its body, laid out as a block's value stream.

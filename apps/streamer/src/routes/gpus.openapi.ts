@@ -16,6 +16,7 @@ import {
   seriesQuery,
   telemetryQuery,
 } from './gpus.routes';
+import { prometheusOperations } from './prometheus.openapi';
 
 const time = z.iso.datetime({ offset: true });
 const gpu = shapeOf<GpuView>()(
@@ -138,6 +139,6 @@ export const gpusOperations: Operation[] = [
 /** Served as GET /openapi.json; tests hold every answer to it. */
 export const streamerApi = openApiDocument(
   { title: 'gpu-telemetry streamer', version: '0.1.0' },
-  gpusOperations,
+  [...gpusOperations, ...prometheusOperations],
   { problems: SERVICE_CREDENTIAL_PROBLEMS },
 );

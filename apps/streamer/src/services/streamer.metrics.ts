@@ -90,5 +90,29 @@ export function createStreamerMetrics(registry: Registry) {
       help: 'Chunks of telemetry dropped by retention.',
       registers,
     }),
+    promqlCalls: new Counter({
+      name: 'streamer_promql_requests_total',
+      help: 'Prometheus API calls by endpoint and outcome (success, or the error type answered).',
+      labelNames: ['endpoint', 'outcome'] as const,
+      registers,
+    }),
+    promqlDuration: new Histogram({
+      name: 'streamer_promql_duration_seconds',
+      help: 'Time to answer a Prometheus API call (query, query_range, series, labels, label_values), waiting for a turn included.',
+      labelNames: ['endpoint'] as const,
+      buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120],
+      registers,
+    }),
+    promqlSeries: new Counter({
+      name: 'streamer_promql_series_selected_total',
+      help: 'Series selected by PromQL selectors and match[] parameters.',
+      registers,
+    }),
+    promqlSamples: new Counter({
+      name: 'streamer_promql_samples_read_total',
+      help: 'Samples read for PromQL, by origin: hot rows, decoded blocks, or rollup buckets.',
+      labelNames: ['origin'] as const,
+      registers,
+    }),
   };
 }

@@ -1,10 +1,10 @@
 import { BadDataError, PromQLEngine, toPrometheusData, toPrometheusError } from '../index';
 import { MemorySeriesSource } from '../source';
 import { type ApiAnswer, compareAnswers } from './compare';
-import { DATASET_END_MS, DATASET_START_MS, type DatasetSeries, generateDataset, SCRAPE_INTERVAL_MS } from './dataset';
+import { DATASET_END_MS, generateDataset, SCRAPE_INTERVAL_MS } from './dataset';
 import { type PrometheusServer, startPrometheus } from './prometheus-server';
-import { COMPAT_QUERIES } from './queries';
-import { remoteWrite } from './remote-write';
+import { COMPAT_QUERIES, INSTANT_TIMES, RANGES } from './queries';
+import { remoteWriteDataset } from './remote-write';
 
 /**
  * The engine against a real Prometheus: the same generated data set is remote-written to
@@ -13,46 +13,8 @@ import { remoteWrite } from './remote-write';
  * windows and steps. Series, labels and values must match (floats within a relative 1e-9).
  */
 
-const minute = 60_000;
-const INSTANT_TIMES = [
-  DATASET_END_MS, // the end of the data
-  DATASET_START_MS + 80 * minute, // inside host-2's outage
-  DATASET_START_MS + 25 * minute, // the NaN sample
-  DATASET_START_MS + 100 * minute + 37_000, // after the GPU removal, between scrapes
-  DATASET_START_MS + 47 * minute + 3_000,
-];
-const RANGES: [start: number, end: number, step: number][] = [
-  [DATASET_START_MS, DATASET_END_MS, minute],
-  [DATASET_START_MS + 70 * minute, DATASET_START_MS + 90 * minute, 15_000],
-  [DATASET_START_MS + 10 * minute, DATASET_END_MS, 7 * minute + 13_000],
-];
-
 let prometheus: PrometheusServer;
 let engine: PromQLEngine;
-
-async function loadPrometheus(url: string, data: DatasetSeries[]): Promise<void> {
-  // In time order, ten minutes per request: the head accepts what is no older than its newest hour.
-  const slice = 10 * minute;
-  for (let from = DATASET_START_MS; from <= DATASET_END_MS; from += slice) {
-    const batch = data
-      .map((s) => {
-        const idx = s.timestamps.flatMap((t, i) => (t >= from && t < from + slice ? [i] : []));
-        return { labels: s.labels, timestamps: idx.map((i) => s.timestamps[i]), values: new Float64Array(idx.map(() => 0)), idx, s };
-      })
-      .filter((b) => b.idx.length > 0)
-      .map((b) => {
-        // Copy the values bit for bit (stale markers are NaNs that a plain copy may change).
-        const src = new Uint32Array(b.s.values.buffer);
-        const dst = new Uint32Array(b.values.buffer);
-        b.idx.forEach((i, j) => {
-          dst[2 * j] = src[2 * i];
-          dst[2 * j + 1] = src[2 * i + 1];
-        });
-        return { labels: b.labels, timestamps: b.timestamps, values: b.values };
-      });
-    await remoteWrite(`${url}/api/v1/write`, batch);
-  }
-}
 
 async function prometheusAnswer(path: string, params: Record<string, string>): Promise<ApiAnswer> {
   const res = await fetch(`${prometheus.url}${path}`, {
@@ -75,7 +37,7 @@ async function engineAnswer(run: () => Promise<Parameters<typeof toPrometheusDat
 beforeAll(async () => {
   prometheus = await startPrometheus();
   const data = generateDataset();
-  await loadPrometheus(prometheus.url, data);
+  await remoteWriteDataset(`${prometheus.url}/api/v1/write`, data);
   const source = new MemorySeriesSource();
   for (const s of data) {
     const samples = s.timestamps.map((t, i) => {

@@ -1,3 +1,5 @@
+import { DATASET_END_MS, DATASET_START_MS } from './dataset';
+
 /** One expression of the compatibility table. */
 export interface CompatQuery {
   query: string;
@@ -237,3 +239,19 @@ export const LANGUAGE: CompatQuery[] = [
 ];
 
 export const COMPAT_QUERIES: CompatQuery[] = [...DCGM_DASHBOARD, ...PROJECT_DASHBOARD, ...LANGUAGE];
+
+const minute = 60_000;
+/** The times each expression is evaluated at as an instant query. */
+export const INSTANT_TIMES = [
+  DATASET_END_MS, // the end of the data
+  DATASET_START_MS + 80 * minute, // inside host-2's outage
+  DATASET_START_MS + 25 * minute, // the NaN sample
+  DATASET_START_MS + 100 * minute + 37_000, // after the GPU removal, between scrapes
+  DATASET_START_MS + 47 * minute + 3_000,
+];
+/** The windows and steps each expression is evaluated over as a range query. */
+export const RANGES: [start: number, end: number, step: number][] = [
+  [DATASET_START_MS, DATASET_END_MS, minute],
+  [DATASET_START_MS + 70 * minute, DATASET_START_MS + 90 * minute, 15_000],
+  [DATASET_START_MS + 10 * minute, DATASET_END_MS, 7 * minute + 13_000],
+];

@@ -8,8 +8,13 @@ export interface WriteSeries {
 }
 
 class Writer {
-  private buf = new Uint8Array(1 << 16);
+  private buf: Uint8Array;
   length = 0;
+
+  /** Small by default: a writer is made per label and per sample, and grows as needed. */
+  constructor(size = 64) {
+    this.buf = new Uint8Array(size);
+  }
 
   private ensure(n: number): void {
     if (this.length + n <= this.buf.length) return;
@@ -54,9 +59,9 @@ function lengthDelimited(w: Writer, field: number, payload: Uint8Array): void {
 
 /** A remote write 1.0 `WriteRequest` (protobuf), values written bit for bit. */
 export function encodeWriteRequest(series: readonly WriteSeries[]): Uint8Array {
-  const out = new Writer();
+  const out = new Writer(1 << 16);
   for (const s of series) {
-    const ts = new Writer();
+    const ts = new Writer(1024);
     for (const l of s.labels) {
       const label = new Writer();
       lengthDelimited(label, 1, utf8.encode(l.name));
@@ -103,4 +108,41 @@ export async function remoteWrite(url: string, series: readonly WriteSeries[]): 
     body: snappyLiteral(encodeWriteRequest(series)),
   });
   if (!res.ok) throw new Error(`remote write answered ${res.status}: ${await res.text()}`);
+}
+
+/**
+ * Sends a data set to Prometheus in time order, ten minutes per request (its head accepts what is
+ * no older than its newest hour). Timestamps must be ascending within each series.
+ */
+export async function remoteWriteDataset(
+  url: string,
+  data: readonly { labels: WriteSeries['labels']; timestamps: readonly number[]; values: Float64Array }[],
+): Promise<void> {
+  const slice = 10 * 60_000;
+  let first = Infinity;
+  let last = -Infinity;
+  for (const s of data) {
+    if (s.timestamps.length === 0) continue;
+    first = Math.min(first, s.timestamps[0] as number);
+    last = Math.max(last, s.timestamps[s.timestamps.length - 1] as number);
+  }
+  // Each series' samples are taken in order, a slice at a time, from where the last slice ended.
+  const next = new Array<number>(data.length).fill(0);
+  for (let from = first; from <= last; from += slice) {
+    const batch: WriteSeries[] = [];
+    data.forEach((s, k) => {
+      const lo = next[k] as number;
+      let hi = lo;
+      while (hi < s.timestamps.length && (s.timestamps[hi] as number) < from + slice) hi++;
+      next[k] = hi;
+      if (hi === lo) return;
+      const values = new Float64Array(hi - lo);
+      // Bit for bit: staleness markers are NaNs that a copy through numbers may change.
+      new Uint32Array(values.buffer).set(
+        new Uint32Array(s.values.buffer, s.values.byteOffset + lo * 8, (hi - lo) * 2),
+      );
+      batch.push({ labels: s.labels, timestamps: s.timestamps.slice(lo, hi), values });
+    });
+    await remoteWrite(url, batch);
+  }
 }

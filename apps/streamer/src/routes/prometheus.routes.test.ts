@@ -1,0 +1,527 @@
+import {
+  COMPAT_QUERIES,
+  DATASET_END_MS,
+  DATASET_START_MS,
+  type DatasetSeries,
+  generateDataset,
+} from '@gpu-telemetry/promql/compat';
+import { PromQLEngine, type QueryResult, toPrometheusData, toPrometheusError } from '@gpu-telemetry/promql';
+import { asService } from '@gpu-telemetry/service-kit/testing';
+import fc from 'fast-check';
+import request from 'supertest';
+import { compactChunks, memorySource, storeSeries } from '../testing/prometheus-data';
+import { startStreamerTestApp } from '../testing/streamer-test-app';
+
+/**
+ * The Prometheus HTTP API over stored telemetry. The compatibility suite's data set (16 GPUs x 20
+ * DCGM metrics and a histogram per host, two hours at 15 s, with an outage ended by staleness
+ * markers, a removed GPU, a counter reset and a NaN) is stored twice: all hot rows, and compacted
+ * (blocks and rollups) but for the last chunk. Every answer must be exactly what the same engine
+ * answers over the same samples held in memory: the stored samples, their order, their staleness
+ * markers and their series are what was written, hot or compacted.
+ */
+type TestApp = Awaited<ReturnType<typeof startStreamerTestApp>>;
+const HOUR = 3_600_000;
+const MINUTE = 60_000;
+const API = '/v1/prometheus/api/v1';
+const config = { TELEMETRY_RETENTION: 0, TELEMETRY_CHUNK: HOUR };
+let data: DatasetSeries[];
+let hot: TestApp;
+let compacted: TestApp;
+let reference: PromQLEngine;
+
+beforeAll(async () => {
+  data = generateDataset();
+  reference = new PromQLEngine({ source: memorySource(data) });
+  hot = await startStreamerTestApp({ config });
+  compacted = await startStreamerTestApp({ config });
+  await storeSeries({ ingest: hot.ingest, pool: hot.database.pool }, data);
+  const chunks = await storeSeries({ ingest: compacted.ingest, pool: compacted.database.pool }, data);
+  expect(chunks.length).toBe(3);
+  await compactChunks(compacted.compactor, chunks.slice(0, 2));
+}, 120_000);
+
+afterAll(async () => {
+  await hot?.close();
+  await compacted?.close();
+});
+
+const api = (app: TestApp) => request(asService(app.app));
+const sec = (ms: number) => String(ms / 1000);
+
+async function expected(run: () => Promise<QueryResult>): Promise<object> {
+  try {
+    return { status: 'success', data: toPrometheusData(await run()) };
+  } catch (error) {
+    const { body } = toPrometheusError(error);
+    return { status: 'error', errorType: body.errorType };
+  }
+}
+
+/** The answer's body, errors reduced to their type (parse errors read `invalid parameter "query": ...`). */
+function answer(res: request.Response): object {
+  const body = res.body as { status: string; errorType?: string };
+  return body.status === 'error' ? { status: 'error', errorType: body.errorType } : body;
+}
+
+// A cross-section of the compatibility table: the dashboards, selectors and modifiers, staleness,
+// range functions, subqueries and errors.
+const SAMPLED = COMPAT_QUERIES.filter((_, i) => i % 4 === 0).map((c) => c.query);
+
+describe.each([
+  ['hot rows', () => hot],
+  ['blocks and hot rows', () => compacted],
+])('from %s', (_name, app) => {
+  it.each(SAMPLED)('answers %s as the engine does over the same samples', async (query) => {
+    for (const t of [
+      DATASET_END_MS,
+      DATASET_START_MS + 80 * MINUTE,
+      DATASET_START_MS + 100 * MINUTE + 37_000,
+    ]) {
+      const res = await api(app())
+        .get(`${API}/query`)
+        .query({ query, time: sec(t) });
+      expect(answer(res)).toEqual(await expected(() => reference.instantQuery(query, t)));
+    }
+    const [start, end, step] = [DATASET_START_MS + 10 * MINUTE, DATASET_END_MS, 7 * MINUTE + 13_000];
+    const res = await api(app())
+      .post(`${API}/query_range`)
+      .type('form')
+      .send({ query, start: sec(start), end: sec(end), step: sec(step) });
+    expect(answer(res)).toEqual(await expected(() => reference.rangeQuery(query, start, end, step)));
+  });
+
+  it('sends a large answer (megabytes, written in pieces) exactly', async () => {
+    const query = '{__name__=~"DCGM_FI_DEV_.*"}';
+    const res = await api(app())
+      .get(`${API}/query_range`)
+      .query({ query, start: sec(DATASET_START_MS), end: sec(DATASET_END_MS), step: '15' })
+      .expect(200);
+    expect(res.text.length).toBeGreaterThan(1024 * 1024);
+    expect(res.body).toEqual(
+      await expected(() => reference.rangeQuery(query, DATASET_START_MS, DATASET_END_MS, 15_000)),
+    );
+  });
+
+  it('keeps staleness markers: a series is gone right after one, and back when samples resume', async () => {
+    const query = 'DCGM_FI_DEV_GPU_UTIL{Hostname="host-2", gpu="0"}';
+    const res = await api(app())
+      .get(`${API}/query_range`)
+      .query({
+        query,
+        start: sec(DATASET_START_MS + 70 * MINUTE),
+        end: sec(DATASET_START_MS + 90 * MINUTE),
+        step: '60',
+      })
+      .expect(200);
+    const times = (res.body.data.result[0].values as [number, string][]).map(([t]) => t);
+    // The marker is sample 300 (75 min): nothing from then until sample 340 (85 min).
+    expect(times).toContain((DATASET_START_MS + 74 * MINUTE) / 1000);
+    expect(times).not.toContain((DATASET_START_MS + 75 * MINUTE) / 1000);
+    expect(times).not.toContain((DATASET_START_MS + 84 * MINUTE) / 1000);
+    expect(times).toContain((DATASET_START_MS + 85 * MINUTE) / 1000);
+  });
+});
+
+describe('GET and POST /v1/prometheus/api/v1/query', () => {
+  it('takes the time as unix seconds or RFC 3339, and its parameters from a form body', async () => {
+    const query = 'sum by (Hostname) (DCGM_FI_DEV_POWER_USAGE)';
+    const bySeconds = await api(compacted)
+      .get(`${API}/query`)
+      .query({ query, time: sec(DATASET_END_MS) })
+      .expect(200);
+    const byDate = await api(compacted)
+      .get(`${API}/query`)
+      .query({ query, time: new Date(DATASET_END_MS).toISOString() })
+      .expect(200);
+    const byForm = await api(compacted)
+      .post(`${API}/query`)
+      .type('form')
+      .send({ query, time: sec(DATASET_END_MS) })
+      .expect(200);
+    expect(bySeconds.headers['content-type']).toMatch(/^application\/json/);
+    expect(bySeconds.body.data.resultType).toBe('vector');
+    expect(bySeconds.body.data.result).toHaveLength(4);
+    expect(byDate.body).toEqual(bySeconds.body);
+    expect(byForm.body).toEqual(bySeconds.body);
+  });
+
+  it('lets the form body win over the query string, as Prometheus reads them', async () => {
+    const res = await api(hot)
+      .post(`${API}/query?query=vector(1)&time=100`)
+      .type('form')
+      .send({ query: 'vector(2)' })
+      .expect(200);
+    expect(res.body.data).toEqual({ resultType: 'vector', result: [{ metric: {}, value: [100, '2'] }] });
+  });
+
+  it('evaluates at now without a time', async () => {
+    const before = Date.now() / 1000;
+    const res = await api(hot).get(`${API}/query`).query({ query: 'time()' }).expect(200);
+    expect(res.body.data.resultType).toBe('scalar');
+    expect(res.body.data.result[0]).toBeGreaterThanOrEqual(Math.floor(before));
+  });
+
+  it.each([
+    [{ query: 'sum(' }, /^invalid parameter "query": 1:5: parse error/],
+    [{}, /^invalid parameter "query": /],
+    [
+      { query: 'up', time: 'yesterday' },
+      /^invalid parameter "time": cannot parse "yesterday" to a valid timestamp$/,
+    ],
+    [
+      { query: 'up', timeout: 'soon' },
+      /^invalid parameter "timeout": cannot parse "soon" to a valid duration$/,
+    ],
+    [{ query: 'up{job=~"("}' }, /^invalid parameter "query": /],
+  ])('answers bad input %j with 400 bad_data naming it', async (params, message) => {
+    const res = await api(hot).get(`${API}/query`).query(params).expect(400);
+    expect(res.body).toEqual({
+      status: 'error',
+      errorType: 'bad_data',
+      error: expect.stringMatching(message),
+    });
+  });
+
+  it('answers an evaluation failure with 422 execution', async () => {
+    const res = await api(hot)
+      .get(`${API}/query`)
+      .query({ query: 'DCGM_FI_DEV_GPU_UTIL + on(Hostname) DCGM_FI_DEV_GPU_TEMP', time: sec(DATASET_END_MS) })
+      .expect(422);
+    expect(res.body).toMatchObject({ status: 'error', errorType: 'execution' });
+  });
+
+  it('refuses a POST body that is not a form, or is too large, in the envelope', async () => {
+    const json = await api(hot).post(`${API}/query`).send({ query: 'up' }).expect(415);
+    expect(json.body).toMatchObject({
+      status: 'error',
+      errorType: 'bad_data',
+      error: expect.stringMatching(/x-www-form-urlencoded/),
+    });
+    const large = await api(hot)
+      .post(`${API}/query`)
+      .type('form')
+      .send(`query=${'x'.repeat(1024 * 1024 + 1)}`)
+      .expect(413);
+    expect(large.body).toMatchObject({ status: 'error', errorType: 'bad_data' });
+  });
+
+  it('needs the service credential', async () => {
+    await request(hot.app).get(`${API}/query`).query({ query: 'up' }).expect(401);
+  });
+});
+
+describe('GET and POST /v1/prometheus/api/v1/query_range', () => {
+  it('takes step as seconds or as a duration', async () => {
+    const params = {
+      query: 'avg(DCGM_FI_DEV_GPU_TEMP)',
+      start: sec(DATASET_START_MS),
+      end: sec(DATASET_END_MS),
+    };
+    const seconds = await api(compacted)
+      .get(`${API}/query_range`)
+      .query({ ...params, step: '300' })
+      .expect(200);
+    const duration = await api(compacted)
+      .get(`${API}/query_range`)
+      .query({ ...params, step: '5m' })
+      .expect(200);
+    expect(seconds.body).toEqual(duration.body);
+    expect(seconds.body.data.result[0].values).toHaveLength(25);
+  });
+
+  it.each([
+    [{ start: 'x', end: '10', step: '1' }, /^invalid parameter "start": cannot parse "x"/],
+    [{ start: '10', step: '1' }, /^invalid parameter "end": cannot parse ""/],
+    [{ start: '10', end: '5', step: '1' }, /^end timestamp must not be before start time$/],
+    [
+      { start: '0', end: '10', step: 'often' },
+      /^invalid parameter "step": cannot parse "often" to a valid duration$/,
+    ],
+    [{ start: '0', end: '10', step: '0' }, /^zero or negative query resolution step widths are not accepted/],
+    [{ start: '0', end: '11001', step: '1' }, /^exceeded maximum resolution of 11,000 points per timeseries/],
+    [
+      { start: '0', end: '10', step: '1', query: 'DCGM_FI_DEV_GPU_UTIL[5m]' },
+      /^invalid expression type "range vector" for range query/,
+    ],
+  ])('answers %j with 400 bad_data', async (params, message) => {
+    const res = await api(hot)
+      .get(`${API}/query_range`)
+      .query({ query: 'up', ...params })
+      .expect(400);
+    expect(res.body).toEqual({
+      status: 'error',
+      errorType: 'bad_data',
+      error: expect.stringMatching(message),
+    });
+  });
+});
+
+describe('GET and POST /v1/prometheus/api/v1/series', () => {
+  it('lists the series matching any match[] selector, with data in the range when one is given', async () => {
+    const res = await api(compacted)
+      .post(`${API}/series`)
+      .type('form')
+      .send(
+        'match[]=DCGM_FI_DEV_GPU_UTIL{Hostname="host-3"}&match[]=dcgm_scrape_duration_seconds_count{Hostname="host-3"}',
+      )
+      .expect(200);
+    expect(res.body.data).toHaveLength(5);
+    expect(res.body.data[0]).toEqual({
+      __name__: 'DCGM_FI_DEV_GPU_UTIL',
+      DCGM_FI_DRIVER_VERSION: '535.129.03',
+      GPU_I_ID: '0',
+      GPU_I_PROFILE: '3g.40gb',
+      Hostname: 'host-3',
+      UUID: 'GPU-30000000-aaaa-bbbb-cccc-000000000030',
+      device: 'nvidia0',
+      gpu: '0',
+      instance: 'host-3:9400',
+      job: 'dcgm-exporter',
+      modelName: 'NVIDIA A100-SXM4-40GB',
+    });
+    expect(res.body.data[4]).toEqual({
+      __name__: 'dcgm_scrape_duration_seconds_count',
+      Hostname: 'host-3',
+      instance: 'host-3:9400',
+      job: 'dcgm-exporter',
+    });
+    const later = await api(compacted)
+      .get(`${API}/series`)
+      .query({
+        'match[]': 'DCGM_FI_DEV_GPU_UTIL{Hostname="host-3"}',
+        start: sec(DATASET_END_MS + HOUR),
+        end: sec(DATASET_END_MS + 2 * HOUR),
+      })
+      .expect(200);
+    expect(later.body.data).toEqual([]);
+  });
+
+  it('cuts the list at limit, with a warning', async () => {
+    const res = await api(hot)
+      .get(`${API}/series`)
+      .query({ 'match[]': 'DCGM_FI_DEV_GPU_UTIL', limit: '3' })
+      .expect(200);
+    expect(res.body.data).toHaveLength(3);
+    expect(res.body.warnings).toEqual(['results truncated due to limit']);
+  });
+
+  it.each([
+    [{}, /^no match\[\] parameter provided$/],
+    [{ 'match[]': 'rate(x[5m])' }, /^invalid parameter "match\[\]": /],
+    [{ 'match[]': '{job=~".*"}' }, /^invalid parameter "match\[\]": .*at least one non-empty matcher/],
+    [{ 'match[]': 'up', limit: '-1' }, /^invalid parameter "limit"/],
+  ])('answers %j with 400 bad_data', async (params, message) => {
+    const res = await api(hot).get(`${API}/series`).query(params).expect(400);
+    expect(res.body).toEqual({
+      status: 'error',
+      errorType: 'bad_data',
+      error: expect.stringMatching(message),
+    });
+  });
+});
+
+describe('label names and values', () => {
+  it('lists every label name, and those of the series matching match[]', async () => {
+    const all = await api(hot).get(`${API}/labels`).expect(200);
+    expect(all.body.data).toEqual([
+      'DCGM_FI_DRIVER_VERSION',
+      'GPU_I_ID',
+      'GPU_I_PROFILE',
+      'Hostname',
+      'UUID',
+      '__name__',
+      'device',
+      'gpu',
+      'instance',
+      'job',
+      'le',
+      'modelName',
+    ]);
+    const histogram = await api(hot)
+      .post(`${API}/labels`)
+      .type('form')
+      .send({ 'match[]': 'dcgm_scrape_duration_seconds_bucket' })
+      .expect(200);
+    expect(histogram.body.data).toEqual(['Hostname', '__name__', 'instance', 'job', 'le']);
+  });
+
+  it('lists the values of a label, metric names for __name__', async () => {
+    const hosts = await api(compacted).get(`${API}/label/Hostname/values`).expect(200);
+    expect(hosts.body.data).toEqual(['host-0', 'host-1', 'host-2', 'host-3']);
+    const names = await api(compacted).get(`${API}/label/__name__/values`).expect(200);
+    expect(names.body.data).toHaveLength(20 + 3);
+    expect(names.body.data).toContain('DCGM_FI_DEV_GPU_UTIL');
+    const profiles = await api(compacted).get(`${API}/label/GPU_I_PROFILE/values`).expect(200);
+    expect(profiles.body.data).toEqual(['3g.40gb']);
+    const gpus = await api(compacted)
+      .get(`${API}/label/gpu/values`)
+      .query({ 'match[]': 'DCGM_FI_DEV_GPU_UTIL{Hostname="host-1"}', limit: '2' })
+      .expect(200);
+    expect(gpus.body).toEqual({
+      status: 'success',
+      data: ['0', '1'],
+      warnings: ['results truncated due to limit'],
+    });
+    const none = await api(compacted).get(`${API}/label/nope/values`).expect(200);
+    expect(none.body.data).toEqual([]);
+  });
+
+  it('refuses a label name that is not one', async () => {
+    const res = await api(hot)
+      .get(`${API}/label/${encodeURIComponent('a-b')}/values`)
+      .expect(400);
+    expect(res.body).toEqual({ status: 'error', errorType: 'bad_data', error: 'invalid label name: "a-b"' });
+  });
+});
+
+describe('metadata and build information', () => {
+  it('knows no metadata, and says which Prometheus it answers like', async () => {
+    const metadata = await api(hot).get(`${API}/metadata`).expect(200);
+    expect(metadata.body).toEqual({ status: 'success', data: {} });
+    const info = await api(hot).get(`${API}/status/buildinfo`).expect(200);
+    expect(info.body.data.version).toBe('2.42.0');
+  });
+});
+
+describe('hostile input', () => {
+  it('answers any parameters with a success or a 4xx in the envelope, never a 5xx', async () => {
+    const text = fc.oneof(
+      fc.string({ maxLength: 30 }),
+      fc.constantFrom(
+        '1e309',
+        'NaN',
+        '-1',
+        '0',
+        '9'.repeat(40),
+        '{',
+        '"',
+        'up{',
+        'x[5m]',
+        '2024-06-03T00:00:00Z',
+      ),
+    );
+    await fc.assert(
+      fc.asyncProperty(
+        fc.constantFrom('query', 'query_range', 'series', 'labels', 'label/job/values', 'metadata'),
+        fc.record(
+          { query: text, time: text, start: text, end: text, step: text, 'match[]': text, limit: text },
+          { requiredKeys: [] },
+        ),
+        async (endpoint, params) => {
+          const res = await api(hot).get(`${API}/${endpoint}`).query(params);
+          expect(res.status === 200 || (res.status >= 400 && res.status < 500)).toBe(true);
+          expect(res.body.status).toBe(res.status === 200 ? 'success' : 'error');
+        },
+      ),
+      { numRuns: 120 },
+    );
+  });
+});
+
+describe('limits', () => {
+  let limited: TestApp;
+
+  beforeAll(async () => {
+    limited = await startStreamerTestApp({
+      config: { ...config, PROMQL_MAX_SAMPLES: 1_000, PROMQL_MAX_SERIES: 10, PROMQL_MAX_CONCURRENCY: 1 },
+    });
+    await storeSeries({ ingest: limited.ingest, pool: limited.database.pool }, data);
+  }, 60_000);
+
+  afterAll(async () => {
+    await limited?.close();
+  });
+
+  it('answers 422 execution past the samples budget (PROMQL_MAX_SAMPLES)', async () => {
+    // Four series at 481 steps hold 1,924 samples.
+    const res = await api(limited)
+      .get(`${API}/query_range`)
+      .query({
+        query: 'DCGM_FI_DEV_GPU_UTIL{Hostname="host-0"}',
+        start: sec(DATASET_START_MS),
+        end: sec(DATASET_END_MS),
+        step: '15',
+      })
+      .expect(422);
+    expect(res.body).toEqual({
+      status: 'error',
+      errorType: 'execution',
+      error: 'query processing would load too many samples into memory in query execution',
+    });
+  });
+
+  it('answers 422 execution when a selector would touch more than PROMQL_MAX_SERIES series', async () => {
+    const query = await api(limited)
+      .get(`${API}/query`)
+      .query({ query: 'DCGM_FI_DEV_GPU_UTIL', time: sec(DATASET_END_MS) })
+      .expect(422);
+    expect(query.body).toMatchObject({
+      errorType: 'execution',
+      error: expect.stringMatching(/more than 10 series \(PROMQL_MAX_SERIES\)/),
+    });
+    const series = await api(limited)
+      .get(`${API}/series`)
+      .query({ 'match[]': '{Hostname=~"host-[01]"}' })
+      .expect(422);
+    expect(series.body).toMatchObject({ errorType: 'execution' });
+    await api(limited)
+      .get(`${API}/query`)
+      .query({ query: 'DCGM_FI_DEV_GPU_UTIL{Hostname="host-0"}', time: sec(DATASET_END_MS) })
+      .expect(200);
+  });
+
+  it('answers 503 timeout when the timeout parameter has run out', async () => {
+    const res = await api(limited)
+      .get(`${API}/query`)
+      .query({ query: 'DCGM_FI_DEV_GPU_UTIL{Hostname="host-0"}', time: sec(DATASET_END_MS), timeout: '0s' })
+      .expect(503);
+    expect(res.body).toEqual({
+      status: 'error',
+      errorType: 'timeout',
+      error: 'query timed out in expression evaluation',
+    });
+  });
+
+  it('queues queries past PROMQL_MAX_CONCURRENCY, and times out one that waits too long', async () => {
+    // Hold the only turn: a query whose series lookup waits behind a lock this test holds.
+    const locker = await limited.database.pool.connect();
+    await locker.query('BEGIN');
+    await locker.query('LOCK TABLE telemetry_series IN ACCESS EXCLUSIVE MODE');
+    const first = api(limited)
+      .get(`${API}/query`)
+      .query({ query: 'DCGM_FI_DEV_GPU_UTIL{Hostname="host-1"}', time: sec(DATASET_END_MS) })
+      .then((r) => r);
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    const waiting = await api(limited)
+      .get(`${API}/query`)
+      .query({ query: 'vector(1)', timeout: '300ms' })
+      .expect(503);
+    expect(waiting.body).toEqual({
+      status: 'error',
+      errorType: 'timeout',
+      error: 'query timed out in query queue',
+    });
+    await locker.query('ROLLBACK');
+    locker.release();
+    expect((await first).status).toBe(200);
+    await api(limited).get(`${API}/query`).query({ query: 'vector(1)' }).expect(200);
+  });
+
+  it('answers 503 timeout when a statement runs past the query timeout', async () => {
+    const locker = await limited.database.pool.connect();
+    await locker.query('BEGIN');
+    await locker.query('LOCK TABLE telemetry_series IN ACCESS EXCLUSIVE MODE');
+    const res = await api(limited)
+      .get(`${API}/query`)
+      .query({
+        query: 'DCGM_FI_DEV_GPU_UTIL{Hostname="host-1"}',
+        time: sec(DATASET_END_MS),
+        timeout: '300ms',
+      });
+    await locker.query('ROLLBACK');
+    locker.release();
+    expect(res.status).toBe(503);
+    expect(res.body).toMatchObject({ errorType: 'timeout' });
+  });
+});

@@ -1,0 +1,346 @@
+import {
+  BadDataError,
+  isValidLabelName,
+  labelsToRecord,
+  type Matcher,
+  parseExpr,
+  parseMetricSelector,
+  PromQLError,
+} from '@gpu-telemetry/promql';
+import { formBody, FormBodyError, isDependencyFailure } from '@gpu-telemetry/service-kit';
+import { type ErrorRequestHandler, type Request, type RequestHandler, type Response, Router } from 'express';
+import { PROMETHEUS_COMPATIBLE_VERSION, type PrometheusService } from '../services/prometheus.service';
+import { sendQueryResult } from './prometheus-json';
+
+/** Where the Prometheus HTTP API lives on the streamer (the gateway serves it as /prometheus/api/v1). */
+export const PROMETHEUS_API = '/v1/prometheus/api/v1';
+/** Largest form body: Prometheus reads up to 10 MB; dashboards' queries are a few KB. */
+export const PROMETHEUS_FORM_LIMIT = 1024 * 1024;
+
+/** Prometheus' error types, and the HTTP status each is answered with. */
+type ErrorType = 'bad_data' | 'execution' | 'timeout' | 'canceled' | 'internal' | 'unavailable';
+const STATUS: Record<ErrorType, number> = {
+  bad_data: 400,
+  execution: 422,
+  timeout: 503,
+  canceled: 503,
+  internal: 500,
+  unavailable: 503,
+};
+
+/** An error answered in Prometheus' envelope. */
+class ApiError extends Error {
+  constructor(
+    readonly errorType: ErrorType,
+    message: string,
+    readonly status = STATUS[errorType],
+  ) {
+    super(message);
+  }
+}
+
+/**
+ * A request's parameters as Prometheus reads them (Go's Request.FormValue and Form): the form
+ * body's values first, then the query string's.
+ */
+class Params {
+  private readonly query: URLSearchParams;
+  private readonly body: URLSearchParams;
+
+  constructor(req: Request) {
+    const url = req.originalUrl;
+    const at = url.indexOf('?');
+    this.query = new URLSearchParams(at < 0 ? '' : url.slice(at + 1));
+    this.body = req.body instanceof URLSearchParams ? req.body : new URLSearchParams();
+  }
+
+  /** The first value, or '' (Prometheus treats a missing parameter and an empty one alike). */
+  get(name: string): string {
+    return this.body.get(name) ?? this.query.get(name) ?? '';
+  }
+
+  all(name: string): string[] {
+    return [...this.body.getAll(name), ...this.query.getAll(name)];
+  }
+}
+
+const invalidParam = (name: string, message: string) =>
+  new ApiError('bad_data', `invalid parameter ${JSON.stringify(name)}: ${message}`);
+
+/** Go's strconv.Quote for these messages: close enough to JSON's quoting for what they show. */
+const quote = (s: string) => JSON.stringify(s);
+
+/** Prometheus' "maximum" time, in ms: what an absent `end` of series and labels means. */
+const MAX_TIME_MS = 9_223_309_901_257_974; // (math.MaxInt64/1000 - 62135596801) * 1000, as Prometheus' maxTime
+const MIN_TIME_MS = -9_223_309_901_257_974;
+
+/**
+ * Prometheus' parseTime: unix seconds (a float, rounded to the millisecond) or RFC 3339; ms.
+ * Prometheus' own spellings of its minimum and maximum times are accepted too.
+ */
+export function parseTime(text: string): number | undefined {
+  if (/^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$/.test(text.trim()) && text.trim() !== '') {
+    const seconds = Number(text);
+    if (!Number.isFinite(seconds)) return undefined;
+    const whole = Math.trunc(seconds);
+    return whole * 1000 + Math.round((seconds - whole) * 1000);
+  }
+  if (text === '-292273086-05-16T16:47:06Z') return MIN_TIME_MS;
+  if (text === '292277025-08-18T07:12:54.999999999Z') return MAX_TIME_MS;
+  const rfc3339 = /^(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$/.exec(
+    text,
+  );
+  if (!rfc3339) return undefined;
+  const ms = Date.parse(text.replace(/(\.\d{3})\d+/, '$1'));
+  return Number.isNaN(ms) ? undefined : ms;
+}
+
+const UNITS: Record<string, number> = {
+  ms: 1,
+  s: 1000,
+  m: 60_000,
+  h: 3_600_000,
+  d: 86_400_000,
+  w: 604_800_000,
+  y: 31_536_000_000,
+};
+
+/** Prometheus' parseDuration: seconds (a float) or a duration such as 15s, 1m30s, 2h; ms. */
+export function parseDurationParam(text: string): number | undefined {
+  const trimmed = text.trim();
+  if (/^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$/.test(trimmed)) {
+    const seconds = Number(trimmed);
+    if (!Number.isFinite(seconds) || Math.abs(seconds) > 9_223_372_036) return undefined;
+    return Math.round(seconds * 1000);
+  }
+  // Prometheus' model.ParseDuration: units in decreasing order, each at most once.
+  if (text === '' || text === '0') return text === '0' ? 0 : undefined;
+  const re = /(\d+)(ms|y|w|d|h|m|s)/gy;
+  let ms = 0;
+  let at = 0;
+  let lastRank = -1;
+  const order = ['y', 'w', 'd', 'h', 'm', 's', 'ms'];
+  for (let m = re.exec(text); m; m = re.exec(text)) {
+    const rank = order.indexOf(m[2] as string);
+    if (rank <= lastRank) return undefined;
+    lastRank = rank;
+    ms += Number(m[1]) * (UNITS[m[2] as string] as number);
+    at = re.lastIndex;
+  }
+  return at === text.length && lastRank >= 0 ? ms : undefined;
+}
+
+function timeParam(params: Params, name: string, fallback: number): number {
+  const text = params.get(name);
+  if (text === '') return fallback;
+  const ms = parseTime(text);
+  if (ms === undefined) throw invalidParam(name, `cannot parse ${quote(text)} to a valid timestamp`);
+  return ms;
+}
+
+function requiredTime(params: Params, name: string): number {
+  const text = params.get(name);
+  const ms = parseTime(text);
+  if (ms === undefined) throw invalidParam(name, `cannot parse ${quote(text)} to a valid timestamp`);
+  return ms;
+}
+
+function timeoutParam(params: Params): number | undefined {
+  const text = params.get('timeout');
+  if (text === '') return undefined;
+  const ms = parseDurationParam(text);
+  if (ms === undefined) throw invalidParam('timeout', `cannot parse ${quote(text)} to a valid duration`);
+  return ms;
+}
+
+function limitParam(params: Params): number {
+  const text = params.get('limit');
+  if (text === '') return 0;
+  if (!/^\d+$/.test(text)) throw invalidParam('limit', `cannot parse ${quote(text)} to a valid limit`);
+  return Number(text);
+}
+
+/** The query, parsed once here so a syntax error reads as Prometheus writes it. */
+function queryParam(params: Params): string {
+  const query = params.get('query');
+  try {
+    parseExpr(query);
+  } catch (error) {
+    if (error instanceof BadDataError) throw invalidParam('query', error.message);
+    throw error;
+  }
+  return query;
+}
+
+function matchParams(params: Params, required: boolean): Matcher[][] {
+  const texts = params.all('match[]');
+  if (required && texts.length === 0) throw new ApiError('bad_data', 'no match[] parameter provided');
+  return texts.map((text) => {
+    try {
+      return parseMetricSelector(text);
+    } catch (error) {
+      if (error instanceof BadDataError) throw invalidParam('match[]', error.message);
+      throw error;
+    }
+  });
+}
+
+/** The optional start and end of series, labels and label values (absent: all time). */
+function rangeParams(params: Params): { startMs?: number; endMs?: number } {
+  const startMs = timeParam(params, 'start', MIN_TIME_MS);
+  const endMs = timeParam(params, 'end', MAX_TIME_MS);
+  return {
+    ...(startMs === MIN_TIME_MS ? {} : { startMs }),
+    ...(endMs === MAX_TIME_MS ? {} : { endMs }),
+  };
+}
+
+/** A list cut at `limit` (0: no limit), with Prometheus' warning when it was cut. */
+function limited<T>(items: T[], limit: number): { data: T[]; warnings?: string[] } {
+  if (limit > 0 && items.length > limit)
+    return { data: items.slice(0, limit), warnings: ['results truncated due to limit'] };
+  return { data: items };
+}
+
+const send = (res: Response, body: object) => {
+  res.json({ status: 'success', ...body });
+};
+
+/** Cancelled when the client leaves before its answer: a query nobody waits for stops at its next check. */
+function clientGone(res: Response): AbortSignal {
+  const controller = new AbortController();
+  res.on('close', () => {
+    if (!res.writableFinished) controller.abort();
+  });
+  return controller.signal;
+}
+
+/**
+ * The Prometheus HTTP API (v1) over the stored telemetry, as Grafana, promtool and scripts speak
+ * it: GET, or POST with a form body; Prometheus' parameter spellings, its JSON envelope, and its
+ * error types with their HTTP statuses (400 bad_data, 422 execution, 503 timeout).
+ */
+export function prometheusRoutes(prometheus: PrometheusService, now: () => number = Date.now): Router {
+  const router = Router();
+  const readForm = formBody({ limit: PROMETHEUS_FORM_LIMIT });
+  const both = (path: string, handler: RequestHandler) => {
+    router.get(`${PROMETHEUS_API}${path}`, readForm, handler);
+    router.post(`${PROMETHEUS_API}${path}`, readForm, handler);
+  };
+
+  both('/query', async (req, res) => {
+    const params = new Params(req);
+    const timeMs = timeParam(params, 'time', now());
+    const timeoutMs = timeoutParam(params);
+    const query = queryParam(params);
+    const result = await prometheus.instantQuery(query, timeMs, { timeoutMs, signal: clientGone(res) });
+    await sendQueryResult(res, result);
+  });
+
+  both('/query_range', async (req, res) => {
+    const params = new Params(req);
+    const startMs = requiredTime(params, 'start');
+    const endMs = requiredTime(params, 'end');
+    if (endMs < startMs) throw new ApiError('bad_data', 'end timestamp must not be before start time');
+    const stepText = params.get('step');
+    const stepMs = parseDurationParam(stepText);
+    if (stepMs === undefined)
+      throw invalidParam('step', `cannot parse ${quote(stepText)} to a valid duration`);
+    if (stepMs <= 0) {
+      throw new ApiError(
+        'bad_data',
+        'zero or negative query resolution step widths are not accepted. Try a positive integer',
+      );
+    }
+    if (Math.floor((endMs - startMs) / stepMs) > 11_000) {
+      throw new ApiError(
+        'bad_data',
+        'exceeded maximum resolution of 11,000 points per timeseries. Try decreasing the query resolution (?step=XX)',
+      );
+    }
+    const timeoutMs = timeoutParam(params);
+    const query = queryParam(params);
+    const result = await prometheus.rangeQuery(
+      query,
+      { startMs, endMs, stepMs },
+      { timeoutMs, signal: clientGone(res) },
+    );
+    await sendQueryResult(res, result);
+  });
+
+  both('/series', async (req, res) => {
+    const params = new Params(req);
+    const matchers = matchParams(params, true);
+    const range = rangeParams(params);
+    const limit = limitParam(params);
+    const series = await prometheus.series(matchers, range);
+    send(res, limited(series.map(labelsToRecord), limit));
+  });
+
+  both('/labels', async (req, res) => {
+    const params = new Params(req);
+    const matchers = matchParams(params, false);
+    const range = rangeParams(params);
+    const limit = limitParam(params);
+    send(res, limited(await prometheus.labelNames(matchers, range), limit));
+  });
+
+  router.get(`${PROMETHEUS_API}/label/:name/values`, readForm, async (req, res) => {
+    const params = new Params(req);
+    const name = String(req.params['name']);
+    if (!isValidLabelName(name)) throw new ApiError('bad_data', `invalid label name: ${quote(name)}`);
+    const matchers = matchParams(params, false);
+    const range = rangeParams(params);
+    const limit = limitParam(params);
+    send(res, limited(await prometheus.labelValues(name, matchers, range), limit));
+  });
+
+  // Type, help and unit are not stored with the samples: nothing is known, which Prometheus
+  // answers as an empty object (Grafana reads the first entry of each listed metric).
+  router.get(`${PROMETHEUS_API}/metadata`, readForm, (req, res) => {
+    const params = new Params(req);
+    limitParam(params);
+    const perMetric = params.get('limit_per_metric');
+    if (perMetric !== '' && !/^-?\d+$/.test(perMetric)) {
+      throw invalidParam('limit_per_metric', `cannot parse ${quote(perMetric)} to a valid limit`);
+    }
+    send(res, { data: {} });
+  });
+
+  router.get(`${PROMETHEUS_API}/status/buildinfo`, readForm, (_req, res) => {
+    send(res, {
+      data: {
+        version: PROMETHEUS_COMPATIBLE_VERSION,
+        revision: 'gpu-telemetry',
+        branch: '',
+        buildUser: '',
+        buildDate: '',
+        goVersion: '',
+      },
+    });
+  });
+
+  router.use(prometheusErrors);
+  return router;
+}
+
+/** Every failure of these routes in Prometheus' envelope: `{status: "error", errorType, error}`. */
+const prometheusErrors: ErrorRequestHandler = (error: unknown, req, res, next) => {
+  if (res.headersSent) {
+    next(error);
+    return;
+  }
+  let answer: ApiError;
+  if (error instanceof ApiError) answer = error;
+  else if (error instanceof PromQLError) answer = new ApiError(error.errorType, error.message);
+  else if (error instanceof FormBodyError) answer = new ApiError('bad_data', error.message, error.status);
+  else if (isDependencyFailure(error)) {
+    req.log.warn({ err: error }, 'database unavailable');
+    answer = new ApiError('unavailable', 'the database is unavailable; retry shortly');
+    res.setHeader('Retry-After', '2');
+  } else {
+    req.log.error({ err: error }, 'PromQL request failed');
+    answer = new ApiError('internal', `internal error (request ${req.id})`);
+  }
+  res.status(answer.status).json({ status: 'error', errorType: answer.errorType, error: answer.message });
+};

@@ -1,0 +1,160 @@
+import {
+  labelsFromRecord,
+  PromQLEngine,
+  type QueryResult,
+  toPrometheusData,
+  toPrometheusError,
+  writeStaleMarker,
+} from '@gpu-telemetry/promql';
+import { asService } from '@gpu-telemetry/service-kit/testing';
+import request from 'supertest';
+import { compactChunks, memorySource, type PromSeries, storeSeries } from '../testing/prometheus-data';
+import { startStreamerTestApp } from '../testing/streamer-test-app';
+
+/**
+ * max_over_time, min_over_time and present_over_time over whole hours at whole-hour steps are
+ * read from 1-hour rollups (folded days included), and answer exactly what the raw samples
+ * answer: across chunk sizes (chunks of an hour, of two hours with evaluation times inside
+ * them, of half an hour with partial buckets), with NaN, infinities and staleness markers in
+ * some chunks, samples exactly on the hour, gaps, and the last chunks still hot.
+ */
+type TestApp = Awaited<ReturnType<typeof startStreamerTestApp>>;
+const HOUR = 3_600_000;
+const DAY = 86_400_000;
+const API = '/v1/prometheus/api/v1';
+const START = Date.UTC(2024, 5, 3); // three days of samples every 30 s, from midnight
+const END = START + 3 * DAY;
+
+function dataset(): PromSeries[] {
+  const out: PromSeries[] = [];
+  for (let gpu = 0; gpu < 4; gpu++) {
+    for (const metric of ['DCGM_FI_DEV_GPU_TEMP', 'DCGM_FI_DEV_POWER_USAGE']) {
+      const timestamps: number[] = [];
+      const values: number[] = [];
+      const stale: number[] = [];
+      for (let t = START + 7_000 * gpu; t < END; t += 30_000) {
+        const k = (t - START) / 30_000;
+        // gpu 3 is down from hour 30 to hour 33: a staleness marker, then nothing.
+        if (gpu === 3 && t >= START + 30 * HOUR && t < START + 33 * HOUR) {
+          if (timestamps.length && stale.length === 0) {
+            stale.push(timestamps.length);
+            timestamps.push(t);
+            values.push(0);
+          }
+          continue;
+        }
+        timestamps.push(t);
+        if (gpu === 1 && Math.floor(k) === 1000) values.push(NaN);
+        else if (gpu === 2 && Math.floor(k) === 4000) values.push(Infinity);
+        else values.push(Number((50 + 30 * Math.sin(k / (40 + gpu)) + (k % 11) * 0.25).toFixed(2)));
+      }
+      // A sample exactly on an hour that is the highest of its window.
+      if (gpu === 0) {
+        const at = START + 20 * HOUR;
+        const i = timestamps.indexOf(at);
+        values[i] = 1000;
+      }
+      const v = new Float64Array(values);
+      for (const i of stale) writeStaleMarker(v, i);
+      out.push({
+        labels: labelsFromRecord({
+          __name__: metric,
+          UUID: `GPU-${gpu}`,
+          gpu: String(gpu),
+          Hostname: 'host-0',
+        }),
+        timestamps,
+        values: v,
+      });
+    }
+  }
+  return out;
+}
+
+const data = dataset();
+const reference = new PromQLEngine({ source: memorySource(data) });
+const apps: { name: string; app: TestApp }[] = [];
+
+async function storedWith(chunkMs: number, hotChunks: number): Promise<TestApp> {
+  const app = await startStreamerTestApp({ config: { TELEMETRY_RETENTION: 0, TELEMETRY_CHUNK: chunkMs } });
+  const chunks = await storeSeries({ ingest: app.ingest, pool: app.database.pool }, data);
+  await compactChunks(app.compactor, chunks.slice(0, chunks.length - hotChunks));
+  // Fold the first two days' 1-hour rollups into one row per series per day.
+  expect(await app.compactor.foldDay(START)).toBe(true);
+  expect(await app.compactor.foldDay(START + DAY)).toBe(true);
+  return app;
+}
+
+beforeAll(async () => {
+  apps.push({ name: 'one-hour chunks', app: await storedWith(HOUR, 5) });
+  apps.push({ name: 'two-hour chunks', app: await storedWith(2 * HOUR, 2) });
+  apps.push({ name: 'half-hour chunks', app: await storedWith(HOUR / 2, 7) });
+}, 180_000);
+
+afterAll(async () => {
+  for (const { app } of apps) await app.close();
+});
+
+async function expected(run: () => Promise<QueryResult>): Promise<object> {
+  try {
+    return { status: 'success', data: toPrometheusData(await run()) };
+  } catch (error) {
+    return { status: 'error', errorType: toPrometheusError(error).body.errorType };
+  }
+}
+
+async function rollupSamples(app: TestApp): Promise<number> {
+  const metric = await app.streamerMetrics.promqlSamples.get();
+  return metric.values.find((v) => v.labels['origin'] === 'rollups')?.value ?? 0;
+}
+
+const QUERIES = [
+  'max_over_time(DCGM_FI_DEV_GPU_TEMP[1h])',
+  'min_over_time(DCGM_FI_DEV_GPU_TEMP[3h])',
+  'max_over_time(DCGM_FI_DEV_POWER_USAGE[1d])',
+  'min_over_time(DCGM_FI_DEV_POWER_USAGE{gpu=~"[12]"}[2h])',
+  'present_over_time(DCGM_FI_DEV_GPU_TEMP{gpu="3"}[1h])',
+  'sum(max_over_time(DCGM_FI_DEV_GPU_TEMP[6h]) - min_over_time(DCGM_FI_DEV_GPU_TEMP[6h]))',
+];
+const RANGES: [string, number, number, number][] = [
+  ['three days at 1h', START + HOUR, END, HOUR],
+  ['two days at 2h', START + 2 * HOUR, START + 2 * DAY, 2 * HOUR],
+  ['the hot end at 1h', END - 8 * HOUR, END + HOUR, HOUR],
+];
+
+describe.each([['one-hour chunks'], ['two-hour chunks'], ['half-hour chunks']])('with %s', (name) => {
+  const app = () => (apps.find((a) => a.name === name) as { app: TestApp }).app;
+
+  it.each(QUERIES)('answers %s from rollups as from the raw samples', async (query) => {
+    const before = await rollupSamples(app());
+    for (const [, start, end, step] of RANGES) {
+      const res = await request(asService(app().app))
+        .get(`${API}/query_range`)
+        .query({ query, start: String(start / 1000), end: String(end / 1000), step: String(step / 1000) });
+      expect(res.body).toEqual(await expected(() => reference.rangeQuery(query, start, end, step)));
+    }
+    for (const t of [START + 20 * HOUR, START + 31 * HOUR, END - 3 * HOUR]) {
+      const res = await request(asService(app().app))
+        .get(`${API}/query`)
+        .query({ query, time: String(t / 1000) });
+      expect(res.body).toEqual(await expected(() => reference.instantQuery(query, t)));
+    }
+    expect(await rollupSamples(app())).toBeGreaterThan(before);
+  });
+
+  it('reads raw samples where windows or times are not whole hours, with the same answers', async () => {
+    const before = await rollupSamples(app());
+    for (const [query, step] of [
+      ['max_over_time(DCGM_FI_DEV_GPU_TEMP[90m])', HOUR],
+      ['max_over_time(DCGM_FI_DEV_GPU_TEMP[1h])', 30 * 60_000],
+      ['avg_over_time(DCGM_FI_DEV_GPU_TEMP[1h])', HOUR],
+    ] as const) {
+      const [start, end] = [START + DAY, START + DAY + 6 * HOUR];
+      const res = await request(asService(app().app))
+        .get(`${API}/query_range`)
+        .query({ query, start: String(start / 1000), end: String(end / 1000), step: String(step / 1000) });
+      expect(res.body).toEqual(await expected(() => reference.rangeQuery(query, start, end, step)));
+    }
+    expect(await rollupSamples(app())).toBe(before);
+  });
+});

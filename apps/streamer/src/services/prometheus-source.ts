@@ -1,0 +1,504 @@
+import {
+  compareLabels,
+  compileMatcher,
+  type Labels,
+  labelsFromRecord,
+  labelsKey,
+  type Matcher,
+  ExecutionError,
+  QueryTimeoutError,
+  type SelectHints,
+  type SeriesSamples,
+  type SeriesSource,
+} from '@gpu-telemetry/promql';
+import { isPgError } from '@gpu-telemetry/db';
+import type { Pool, PoolClient } from 'pg';
+import { BlockDecoder, ColumnDecoder, decodeBlock } from '../codec/block-codec';
+import {
+  allLabelNames,
+  allLabelValues,
+  beginSnapshot,
+  chunksBetween,
+  chunksIn,
+  foldedDays,
+  readBlockHeads,
+  readHourRollups,
+  endSnapshot,
+  metricNames,
+  readBlocks,
+  readHotSamples,
+  readStaleMarkers,
+  seriesBatch,
+  seriesWithDataBetween,
+  type StoredSeries,
+} from './prometheus.queries';
+import {
+  type BlockHead,
+  planRollups,
+  preferFor,
+  readBlockHead,
+  refInside,
+  type RollupPlan,
+  rollupRow,
+} from './prometheus-rollups';
+import { mergePieces, newestAtEach, type Piece } from './sample-pieces';
+
+/** What a source counts as it reads (streamer_promql_* metrics). */
+export interface SourceCounters {
+  series(n: number): void;
+  samples(origin: 'hot' | 'blocks' | 'rollups', n: number): void;
+}
+
+export interface PrometheusSourceOptions {
+  pool: Pool;
+  /** Most series one selector may select (PROMQL_MAX_SERIES). */
+  maxSeries: number;
+  /** When the query must be done (Date.now() clock): statements are cut off there too. */
+  deadline: number;
+  counters?: SourceCounters;
+  /** Encoded blocks one batch of series may hold at once (bounds a selector's memory). */
+  blocksPerBatch?: number;
+  /** Whether selectors may be answered from rollups where the answer is provably the same. */
+  rollups?: boolean;
+  now?: () => number;
+}
+
+/** A selected series: its Prometheus labels and the stored series behind them (one, nearly always). */
+interface Selected {
+  labels: Labels;
+  ids: number[];
+}
+
+const SERIES_BATCH = 5_000;
+const DAY_MS = 86_400_000;
+const DEFAULT_BLOCKS_PER_BATCH = 20_000;
+const MAX_SERIES_PER_BATCH = 1_000;
+/** What Postgres' timestamptz and JavaScript's Date both hold, in ms: 0001-01-01 to 9999-12-31. */
+const MIN_MS = -62_135_596_800_000;
+const MAX_MS = 253_402_300_799_999;
+const clampMs = (ms: number) => Math.min(MAX_MS, Math.max(MIN_MS, Math.floor(ms)));
+
+/** The Prometheus labels of a stored series: its label set and its metric as __name__. */
+export function prometheusLabels(s: StoredSeries): Labels {
+  return labelsFromRecord({ ...s.labels, __name__: s.metricName });
+}
+
+/**
+ * The stored telemetry as a PromQL series source, for one query: every statement runs in one
+ * snapshot on one connection, taken on first use and given back by `close()`. Selectors find
+ * their series by metric name (an index scan; every name when the selector names none) and match
+ * the labels here, with Prometheus' anchored RE2 semantics, stopping at `maxSeries`; then stream
+ * their samples a batch of series at a time, hot rows and blocks alike, decoded here.
+ */
+export class PrometheusSource implements SeriesSource {
+  private client: PoolClient | undefined;
+  private opening: Promise<PoolClient> | undefined;
+  private readonly resolved = new Map<string, Promise<Selected[]>>();
+  private readonly decoder = new BlockDecoder();
+  private readonly rollupDecoder = new ColumnDecoder();
+  private readonly now: () => number;
+
+  constructor(private readonly options: PrometheusSourceOptions) {
+    this.now = options.now ?? Date.now;
+  }
+
+  /** Ends the snapshot and gives the connection back; safe to call more than once. */
+  async close(): Promise<void> {
+    const opening = this.opening;
+    this.opening = undefined;
+    this.client = undefined;
+    if (!opening) return;
+    let client: PoolClient;
+    try {
+      client = await opening;
+    } catch {
+      return; // never opened: nothing to give back
+    }
+    try {
+      await endSnapshot(client);
+      client.release();
+    } catch (error) {
+      client.release(error instanceof Error ? error : true); // in an unknown state: not reused
+    }
+  }
+
+  private async db(): Promise<PoolClient> {
+    if (this.client) return this.client;
+    this.opening ??= (async () => {
+      const client = await this.options.pool.connect();
+      try {
+        await beginSnapshot(client, this.remainingMs());
+      } catch (error) {
+        client.release(error instanceof Error ? error : true);
+        throw error;
+      }
+      return client;
+    })();
+    this.client = await this.opening;
+    return this.client;
+  }
+
+  private remainingMs(): number {
+    const left = this.options.deadline - this.now();
+    if (left <= 0) throw new QueryTimeoutError('expression evaluation');
+    return left;
+  }
+
+  /** Runs a statement, turning Postgres' statement timeout into the query's timeout. */
+  private async run<T>(fn: (client: PoolClient) => Promise<T>): Promise<T> {
+    this.remainingMs();
+    const client = await this.db();
+    try {
+      return await fn(client);
+    } catch (error) {
+      if (isPgError(error, '57014')) throw new QueryTimeoutError('expression evaluation');
+      throw error;
+    }
+  }
+
+  /** The series matching every matcher, in label order; memoised for the query. */
+  private resolve(matchers: readonly Matcher[]): Promise<Selected[]> {
+    const key = JSON.stringify(matchers.map((m) => [m.type, m.name, m.value]));
+    let found = this.resolved.get(key);
+    if (!found) {
+      found = this.find(matchers);
+      this.resolved.set(key, found);
+    }
+    return found;
+  }
+
+  private async find(matchers: readonly Matcher[]): Promise<Selected[]> {
+    const compiled = matchers.map(compileMatcher);
+    const nameMatchers = compiled.filter((m) => m.name === '__name__');
+    const equal = nameMatchers.find((m) => m.type === '=');
+    let names: string[] | null = null;
+    if (equal) names = [equal.value];
+    else if (nameMatchers.length > 0) {
+      names = (await this.run(metricNames)).filter((n) => nameMatchers.every((m) => m.matches(n)));
+    }
+    if (names?.length === 0) return [];
+    const rest = compiled.filter((m) => m.name !== '__name__' || m !== equal);
+    const byKey = new Map<string, Selected>();
+    let afterId = 0;
+    for (;;) {
+      const batch = await this.run((client) => seriesBatch(client, { names, afterId, limit: SERIES_BATCH }));
+      for (const stored of batch) {
+        const labels = prometheusLabels(stored);
+        let matches = true;
+        for (const m of rest) {
+          let value = '';
+          for (const l of labels) if (l.name === m.name) value = l.value;
+          if (!m.matches(value)) {
+            matches = false;
+            break;
+          }
+        }
+        if (!matches) continue;
+        const key = labelsKey(labels);
+        const same = byKey.get(key);
+        if (same) {
+          same.ids.push(stored.id);
+          continue;
+        }
+        if (byKey.size >= this.options.maxSeries) {
+          throw new ExecutionError(
+            `a selector would touch more than ${this.options.maxSeries} series (PROMQL_MAX_SERIES); narrow it with more label matchers`,
+          );
+        }
+        byKey.set(key, { labels, ids: [stored.id] });
+      }
+      if (batch.length < SERIES_BATCH) break;
+      afterId = (batch[batch.length - 1] as StoredSeries).id;
+    }
+    const selected = [...byKey.values()].sort((a, b) => compareLabels(a.labels, b.labels));
+    this.options.counters?.series(selected.length);
+    return selected;
+  }
+
+  async *select(matchers: readonly Matcher[], hints: SelectHints): AsyncIterable<SeriesSamples> {
+    const selected = await this.resolve(matchers);
+    if (selected.length === 0) return;
+    const startMs = clampMs(hints.startMs);
+    const endMs = clampMs(hints.endMs);
+    if (endMs < startMs) return;
+    const fromUs = startMs * 1000;
+    const toUs = (endMs + 1) * 1000; // every stored microsecond of endMs
+    const plan = this.options.rollups === false ? null : planRollups(hints);
+    if (plan) {
+      yield* this.fromRollups(selected, plan, startMs, endMs);
+      return;
+    }
+    const chunks = await this.run((client) => chunksBetween(client, fromUs, toUs));
+    if (chunks.compacted + chunks.hot === 0) return;
+    // An instant selector reads, at each evaluation time, the newest sample at or before it and
+    // nothing else: only those samples need to reach the engine.
+    const instants = hints.rangeMs === 0 ? { lastMs: endMs, stepMs: hints.stepMs } : undefined;
+    const budget = this.options.blocksPerBatch ?? DEFAULT_BLOCKS_PER_BATCH;
+    const perBatch = Math.max(
+      1,
+      Math.min(MAX_SERIES_PER_BATCH, Math.floor(budget / Math.max(1, chunks.compacted))),
+    );
+    for (let i = 0; i < selected.length; i += perBatch) {
+      const batch = selected.slice(i, i + perBatch);
+      const ids = batch.flatMap((s) => s.ids);
+      const blocks = new Map<number, Buffer[]>();
+      const hot = new Map<number, Piece>();
+      if (chunks.compacted > 0) {
+        await this.run((client) =>
+          readBlocks(client, { seriesIds: ids, fromUs, toUs }, (id, list) => blocks.set(id, list)),
+        );
+      }
+      if (chunks.hot > 0) {
+        await this.run((client) =>
+          readHotSamples(client, { seriesIds: ids, fromUs, toUs }, (id, piece) => hot.set(id, piece)),
+        );
+      }
+      const stale = new Map<number, Float64Array>();
+      await this.run((client) =>
+        readStaleMarkers(client, { seriesIds: ids, fromUs, toUs }, (id, times) => stale.set(id, times)),
+      );
+      for (const s of batch) {
+        const samples = this.assemble(s.ids, blocks, hot, stale, startMs, endMs, instants);
+        for (const id of s.ids) {
+          blocks.delete(id);
+          hot.delete(id);
+        }
+        if (samples) yield { labels: s.labels, ...samples };
+      }
+    }
+  }
+
+  /**
+   * A selector answered from 1-hour rollups where that gives the raw samples' answer (see
+   * prometheus-rollups.ts): per batch of series, the block headers and rollup rows of the whole
+   * days around the range, then raw samples only for what rollups cannot stand for.
+   */
+  private async *fromRollups(
+    selected: Selected[],
+    plan: RollupPlan,
+    startMs: number,
+    endMs: number,
+  ): AsyncIterable<SeriesSamples> {
+    const spanFromUs = Math.floor(startMs / DAY_MS) * DAY_MS * 1000;
+    const spanToUs = (Math.floor(endMs / DAY_MS) + 1) * DAY_MS * 1000;
+    const chunks = await this.run((client) => chunksIn(client, spanFromUs, spanToUs));
+    if (chunks.length === 0) return;
+    const folded = await this.run((client) => foldedDays(client, spanFromUs, spanToUs));
+    const chunkAt = new Map(chunks.map((c) => [c.startUs, c]));
+    const chunksOfDay = new Map<number, number[]>();
+    for (const c of chunks) {
+      const day = Math.floor(c.startUs / (DAY_MS * 1000)) * DAY_MS * 1000;
+      chunksOfDay.set(day, [...(chunksOfDay.get(day) ?? []), c.startUs]);
+    }
+    // Chunks whose samples at an evaluation time could be anywhere in their blocks: read raw.
+    const interior = new Set(
+      chunks
+        .filter((c) => c.compacted && refInside(plan, c.startUs / 1000, c.endUs / 1000))
+        .map((c) => c.startUs),
+    );
+    const anyHot = chunks.some((c) => !c.compacted && c.startUs / 1000 <= endMs && c.endUs / 1000 > startMs);
+    const prefer = preferFor(plan);
+    const fromUs = startMs * 1000;
+    const toUs = (endMs + 1) * 1000;
+    for (let i = 0; i < selected.length; i += MAX_SERIES_PER_BATCH) {
+      const batch = selected.slice(i, i + MAX_SERIES_PER_BATCH);
+      const ids = batch.flatMap((s) => s.ids);
+      const heads = new Map<number, Map<number, BlockHead>>();
+      const rollups = new Map<number, { startUs: number; count: number; piece: Piece }[]>();
+      await this.run((client) =>
+        readBlockHeads(client, { seriesIds: ids, fromUs: spanFromUs, toUs: spanToUs }, (id, stored) =>
+          heads.set(id, new Map(stored.map((h) => [h.chunkStartUs, readBlockHead(h.head, h.raw)]))),
+        ),
+      );
+      await this.run((client) =>
+        readHourRollups(
+          client,
+          { seriesIds: ids, fromUs: spanFromUs, toUs: spanToUs },
+          (id, startUs, data) => {
+            let list = rollups.get(id);
+            if (!list) rollups.set(id, (list = []));
+            list.push({ startUs, ...rollupRow(plan, this.rollupDecoder, data) });
+          },
+        ),
+      );
+      // Per series: the rollup rows that count every sample of the blocks they were made from,
+      // and the chunks those blocks are in; every other compacted chunk of it is read raw.
+      const usable = new Map<number, Piece[]>();
+      const covered = new Map<number, Set<number>>();
+      const rawChunks = new Set<number>(interior);
+      for (const id of ids) {
+        const byChunk = heads.get(id) ?? new Map<number, BlockHead>();
+        const mine = new Set<number>();
+        const kept: Piece[] = [];
+        for (const { startUs, count, piece } of rollups.get(id) ?? []) {
+          const isDay = folded.has(startUs) && startUs % (DAY_MS * 1000) === 0;
+          const span = isDay ? (chunksOfDay.get(startUs) ?? []) : [startUs];
+          let n = 0;
+          for (const c of span) n += byChunk.get(c)?.n ?? 0;
+          if (n === 0 || n !== count || span.some((c) => !chunkAt.get(c)?.compacted)) continue;
+          kept.push(piece);
+          for (const c of span) if (byChunk.has(c)) mine.add(c);
+        }
+        for (const c of byChunk.keys()) if (!mine.has(c)) rawChunks.add(c);
+        usable.set(id, kept);
+        covered.set(id, mine);
+      }
+      const inRange = [...rawChunks].filter((c) => {
+        const chunk = chunkAt.get(c);
+        return chunk !== undefined && chunk.startUs < toUs && chunk.endUs > fromUs;
+      });
+      const blocks = new Map<number, Buffer[]>();
+      if (inRange.length > 0) {
+        await this.run((client) =>
+          readBlocks(client, { seriesIds: ids, fromUs, toUs, chunkStartsUs: inRange }, (id, list) =>
+            blocks.set(id, list),
+          ),
+        );
+      }
+      const hot = new Map<number, Piece>();
+      if (anyHot) {
+        await this.run((client) =>
+          readHotSamples(client, { seriesIds: ids, fromUs, toUs }, (id, piece) => hot.set(id, piece)),
+        );
+      }
+      for (const s of batch) {
+        const pieces: Piece[] = [];
+        let buckets = 0;
+        let raw = 0;
+        let fromHot = 0;
+        for (const id of s.ids) {
+          for (const piece of usable.get(id) ?? []) {
+            pieces.push(piece);
+            buckets += piece.times.length;
+          }
+          // Each covered block's first sample: the one that may lie exactly on an evaluation time.
+          const byChunk = heads.get(id);
+          const firsts = [...(covered.get(id) ?? [])].map((c) => byChunk?.get(c) as BlockHead);
+          if (firsts.length > 0) {
+            const values = new Float64Array(firsts.length);
+            const words = new Uint32Array(values.buffer);
+            firsts.forEach((head, k) => {
+              words[2 * k] = head.firstLow;
+              words[2 * k + 1] = head.firstHigh;
+            });
+            pieces.push({ times: Float64Array.from(firsts, (head) => head.firstUs), values });
+          }
+          for (const data of blocks.get(id) ?? []) {
+            const block = decodeBlock(data);
+            pieces.push(block);
+            raw += block.times.length;
+          }
+          const rows = hot.get(id);
+          if (rows) {
+            pieces.push(rows);
+            fromHot += rows.times.length;
+          }
+        }
+        this.options.counters?.samples('rollups', buckets);
+        this.options.counters?.samples('blocks', raw);
+        this.options.counters?.samples('hot', fromHot);
+        const samples = mergePieces(pieces, startMs, endMs, { prefer });
+        if (samples) yield { labels: s.labels, ...samples };
+      }
+    }
+  }
+
+  /** One series' samples in [startMs, endMs] from its blocks and hot rows. */
+  private assemble(
+    ids: number[],
+    blocks: Map<number, Buffer[]>,
+    hot: Map<number, Piece>,
+    stale: Map<number, Float64Array>,
+    startMs: number,
+    endMs: number,
+    instants?: { lastMs: number; stepMs: number },
+  ): { timestamps: Float64Array; values: Float64Array } | null {
+    const pieces: Piece[] = [];
+    const markers: number[] = [];
+    let fromBlocks = 0;
+    let fromHot = 0;
+    for (const id of ids) {
+      for (const data of blocks.get(id) ?? []) {
+        if (instants) {
+          // Decoded into reused arrays: only the few samples kept are copied out.
+          const n = this.decoder.decode(data);
+          const view = {
+            times: this.decoder.times.subarray(0, n),
+            values: this.decoder.values.subarray(0, n),
+          };
+          const kept = newestAtEach(view, instants);
+          pieces.push(kept === view ? { times: view.times.slice(), values: view.values.slice() } : kept);
+          fromBlocks += n;
+          continue;
+        }
+        const block = decodeBlock(data);
+        pieces.push(block);
+        fromBlocks += block.times.length;
+      }
+      const rows = hot.get(id);
+      if (rows) {
+        pieces.push(instants ? newestAtEach(rows, instants) : rows);
+        fromHot += rows.times.length;
+      }
+    }
+    for (const id of ids) for (const us of stale.get(id) ?? []) markers.push(us);
+    this.options.counters?.samples('blocks', fromBlocks);
+    this.options.counters?.samples('hot', fromHot);
+    return mergePieces(pieces, startMs, endMs, { staleUs: markers });
+  }
+
+  /** Label names of the series matching any of the sets (all series without sets). */
+  async labelNames(
+    options: { matchers?: Matcher[][]; startMs?: number; endMs?: number } = {},
+  ): Promise<string[]> {
+    if (!options.matchers?.length) return (await this.run(allLabelNames)).sort();
+    const names = new Set<string>();
+    for (const labels of await this.series(options.matchers, options.startMs, options.endMs)) {
+      for (const l of labels) names.add(l.name);
+    }
+    return [...names].sort();
+  }
+
+  /** Values of one label over the series matching any of the sets (all series without sets). */
+  async labelValues(
+    name: string,
+    options: { matchers?: Matcher[][]; startMs?: number; endMs?: number } = {},
+  ): Promise<string[]> {
+    if (!options.matchers?.length) {
+      if (name === '__name__') return this.run(metricNames);
+      return (await this.run((client) => allLabelValues(client, name))).sort();
+    }
+    const values = new Set<string>();
+    for (const labels of await this.series(options.matchers, options.startMs, options.endMs)) {
+      for (const l of labels) if (l.name === name) values.add(l.value);
+    }
+    return [...values].sort();
+  }
+
+  /**
+   * The label sets of the series matching any of the sets, in label order; with a time range,
+   * only those with samples (hot) or a block in it.
+   */
+  async series(matcherSets: Matcher[][], startMs?: number, endMs?: number): Promise<Labels[]> {
+    const byKey = new Map<string, Selected>();
+    for (const set of matcherSets) {
+      for (const s of await this.resolve(set)) byKey.set(labelsKey(s.labels), s);
+      if (byKey.size > this.options.maxSeries) {
+        throw new ExecutionError(
+          `the match[] selectors would touch more than ${this.options.maxSeries} series (PROMQL_MAX_SERIES); narrow them`,
+        );
+      }
+    }
+    let selected = [...byKey.values()];
+    if (startMs !== undefined || endMs !== undefined) {
+      const ids = selected.flatMap((s) => s.ids);
+      const from = new Date(clampMs(startMs ?? MIN_MS));
+      const to = new Date(clampMs(endMs ?? MAX_MS));
+      const withData = ids.length
+        ? await this.run((client) => seriesWithDataBetween(client, { seriesIds: ids, from, to }))
+        : new Set<number>();
+      selected = selected.filter((s) => s.ids.some((id) => withData.has(id)));
+    }
+    return selected.map((s) => s.labels).sort(compareLabels);
+  }
+}

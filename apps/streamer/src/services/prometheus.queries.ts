@@ -1,0 +1,442 @@
+import type { PoolClient } from 'pg';
+import { to as copyTo } from 'pg-copy-streams';
+
+/**
+ * The read side of PromQL: every statement runs on one connection inside one read-only
+ * REPEATABLE READ transaction (beginSnapshot), so all the selectors of a query see the same
+ * series, hot rows and blocks, and a chunk compacted meanwhile is seen either hot or compacted.
+ */
+
+/** A stored series: its id, metric and label set (`prom_labels`: every label as sent, __name__ apart). */
+export interface StoredSeries {
+  id: number;
+  metricName: string;
+  labels: Record<string, string>;
+}
+
+/** Opens the snapshot every later statement of the query reads; statements end by `timeoutMs`. */
+export async function beginSnapshot(client: PoolClient, timeoutMs: number): Promise<void> {
+  await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
+  await client.query(`SET LOCAL statement_timeout = ${Math.max(1, Math.ceil(timeoutMs))}`);
+}
+
+export async function endSnapshot(client: PoolClient): Promise<void> {
+  await client.query('COMMIT');
+}
+
+/**
+ * Every metric name, from telemetry_series_name_idx one name at a time (a loose index scan):
+ * as many index probes as there are names, however many series each has.
+ */
+export async function metricNames(client: PoolClient): Promise<string[]> {
+  const { rows } = await client.query<{ name: string }>({
+    name: 'promql_metric_names',
+    text: `WITH RECURSIVE names AS (
+        (SELECT metric_name AS name FROM telemetry_series ORDER BY metric_name LIMIT 1)
+        UNION ALL
+        SELECT (SELECT s.metric_name FROM telemetry_series s WHERE s.metric_name > names.name
+                ORDER BY s.metric_name LIMIT 1)
+        FROM names WHERE names.name IS NOT NULL
+      )
+      SELECT name FROM names WHERE name IS NOT NULL`,
+  });
+  return rows.map((r) => r.name);
+}
+
+interface SeriesRowData {
+  id: string;
+  metric_name: string;
+  prom_labels: Record<string, string>;
+}
+
+const SERIES_COLUMNS = 'id, metric_name, prom_labels';
+
+const toStoredSeries = (r: SeriesRowData): StoredSeries => ({
+  id: Number(r.id),
+  metricName: r.metric_name,
+  labels: r.prom_labels,
+});
+
+/**
+ * Up to `limit` series of these metrics (of every metric when `names` is null) with ids above
+ * `afterId`, in id order: a selector reads its candidates in keyset batches, so it can stop at
+ * its series cap without having read them all.
+ */
+export async function seriesBatch(
+  client: PoolClient,
+  args: { names: string[] | null; afterId: number; limit: number },
+): Promise<StoredSeries[]> {
+  const { rows } =
+    args.names === null
+      ? await client.query<SeriesRowData>({
+          name: 'promql_series_all',
+          text: `SELECT ${SERIES_COLUMNS} FROM telemetry_series WHERE id > $1 ORDER BY id LIMIT $2`,
+          values: [args.afterId, args.limit],
+        })
+      : await client.query<SeriesRowData>({
+          name: 'promql_series_of_names',
+          text: `SELECT ${SERIES_COLUMNS} FROM telemetry_series
+                 WHERE metric_name = ANY($1::text[]) AND id > $2 ORDER BY id LIMIT $3`,
+          values: [args.names, args.afterId, args.limit],
+        });
+  return rows.map(toStoredSeries);
+}
+
+/** How many chunks overlap [fromUs, toUs), compacted and not: what a batch of series will read. */
+export async function chunksBetween(
+  client: PoolClient,
+  fromUs: number,
+  toUs: number,
+): Promise<{ compacted: number; hot: number }> {
+  const { rows } = await client.query<{ compacted: number; hot: number }>({
+    name: 'promql_chunks_between',
+    text: `SELECT count(*) FILTER (WHERE compacted_at IS NOT NULL)::int AS compacted,
+                  count(*) FILTER (WHERE compacted_at IS NULL)::int AS hot
+           FROM telemetry_chunks WHERE chunk_start < $2 AND chunk_end > $1`,
+    values: [pgTimestamp(fromUs), pgTimestamp(toUs)],
+  });
+  return rows[0] ?? { compacted: 0, hot: 0 };
+}
+
+/**
+ * Microseconds since the epoch as a timestamptz literal, exactly: written into COPY statements
+ * (which take no parameters) as constants, so Postgres prunes partitions when it plans them.
+ */
+export function pgTimestamp(us: number): string {
+  const ms = Math.floor(us / 1000);
+  const micro = us - ms * 1000;
+  const iso = new Date(ms).toISOString(); // YYYY-MM-DDTHH:MM:SS.mmmZ
+  return `${iso.slice(0, 23)}${String(Math.round(micro)).padStart(3, '0')}Z`;
+}
+
+const idArray = (ids: readonly number[]) => `'{${ids.map((id) => Math.trunc(id)).join(',')}}'::bigint[]`;
+const tsLiteral = (us: number) => `'${pgTimestamp(us)}'::timestamptz`;
+
+/** Microseconds from the Unix epoch to Postgres' (2000-01-01), the origin of binary timestamps. */
+const PG_EPOCH_US = 946_684_800_000_000;
+
+/**
+ * The hot samples of these series in [fromUs, toUs), one row per series (times and values
+ * aggregated in Postgres: a binary COPY row is a message and a stream chunk of its own, costlier
+ * here than the sample it carries), by binary COPY. Values are the 8 stored bytes, so a
+ * staleness marker keeps its bits (a NaN read through JavaScript numbers may not).
+ */
+export async function readHotSamples(
+  client: PoolClient,
+  args: { seriesIds: readonly number[]; fromUs: number; toUs: number },
+  each: (seriesId: number, piece: { times: Float64Array; values: Float64Array }) => void,
+): Promise<number> {
+  return readBinaryCopy(
+    client,
+    `COPY (SELECT series_id, array_agg(ts ORDER BY ts), array_agg(value ORDER BY ts) FROM telemetry_samples
+           WHERE series_id = ANY(${idArray(args.seriesIds)})
+             AND ts >= ${tsLiteral(args.fromUs)} AND ts < ${tsLiteral(args.toUs)}
+           GROUP BY series_id) TO STDOUT (FORMAT binary)`,
+    (buf, fields) => {
+      const seriesId = Number(buf.readBigInt64BE(fields[0] as number));
+      const n = arrayLength(buf, fields[2] as number);
+      const times = new Float64Array(n);
+      const values = new Float64Array(n);
+      const words = new Uint32Array(values.buffer);
+      let i = 0;
+      forEachElement(buf, fields[2] as number, (at) => {
+        times[i++] = buf.readInt32BE(at) * 0x100000000 + buf.readUInt32BE(at + 4) + PG_EPOCH_US;
+      });
+      i = 0;
+      forEachElement(buf, fields[4] as number, (at) => {
+        words[2 * i] = buf.readUInt32BE(at + 4);
+        words[2 * i + 1] = buf.readUInt32BE(at);
+        i++;
+      });
+      each(seriesId, { times, values });
+    },
+  );
+}
+
+/**
+ * The blocks of these series whose chunks overlap [fromUs, toUs) (and start at one of
+ * `chunkStartsUs`, when given), in chunk order, one row per series, by binary COPY.
+ */
+export async function readBlocks(
+  client: PoolClient,
+  args: { seriesIds: readonly number[]; fromUs: number; toUs: number; chunkStartsUs?: readonly number[] },
+  each: (seriesId: number, blocks: Buffer[]) => void,
+): Promise<number> {
+  const chunks = args.chunkStartsUs
+    ? `AND b.chunk_start = ANY(ARRAY[${args.chunkStartsUs.map(tsLiteral).join(', ')}]::timestamptz[])`
+    : '';
+  return readBinaryCopy(
+    client,
+    `COPY (SELECT b.series_id, array_agg(b.data ORDER BY b.chunk_start) FROM telemetry_blocks b
+           JOIN telemetry_chunks c ON c.chunk_start = b.chunk_start
+           WHERE b.series_id = ANY(${idArray(args.seriesIds)})
+             AND b.chunk_start < ${tsLiteral(args.toUs)} AND c.chunk_end > ${tsLiteral(args.fromUs)} ${chunks}
+           GROUP BY b.series_id) TO STDOUT (FORMAT binary)`,
+    (buf, fields) => {
+      const seriesId = Number(buf.readBigInt64BE(fields[0] as number));
+      const at = fields[2] as number;
+      // One copy of the row's blocks: the stream's buffer is not ours to keep.
+      const row = Buffer.from(buf.subarray(at, at + (fields[3] as number)));
+      const blocks: Buffer[] = [];
+      forEachElement(row, 0, (offset, len) => blocks.push(row.subarray(offset, offset + len)));
+      each(seriesId, blocks);
+    },
+  );
+}
+
+/** A chunk of time, µs since the epoch, and whether it is compacted (blocks and rollups) or hot. */
+export interface ChunkSpan {
+  startUs: number;
+  endUs: number;
+  compacted: boolean;
+}
+
+/** The chunks overlapping [fromUs, toUs), in time order. */
+export async function chunksIn(client: PoolClient, fromUs: number, toUs: number): Promise<ChunkSpan[]> {
+  const { rows } = await client.query<{ s: string; e: string; compacted: boolean }>({
+    name: 'promql_chunks_in',
+    text: `SELECT (extract(epoch FROM chunk_start) * 1000000)::bigint AS s,
+                  (extract(epoch FROM chunk_end) * 1000000)::bigint AS e,
+                  compacted_at IS NOT NULL AS compacted
+           FROM telemetry_chunks WHERE chunk_start < $2 AND chunk_end > $1 ORDER BY chunk_start`,
+    values: [pgTimestamp(fromUs), pgTimestamp(toUs)],
+  });
+  return rows.map((r) => ({ startUs: Number(r.s), endUs: Number(r.e), compacted: r.compacted }));
+}
+
+/** The days in [fromUs, toUs) whose 1-hour rollups are folded into one row per series (their starts, µs). */
+export async function foldedDays(client: PoolClient, fromUs: number, toUs: number): Promise<Set<number>> {
+  const { rows } = await client.query<{ day: string }>({
+    name: 'promql_folded_days',
+    text: `SELECT to_char(day, 'YYYY-MM-DD') AS day FROM telemetry_rollup_days
+           WHERE day >= ($1::timestamptz AT TIME ZONE 'UTC')::date AND day < ($2::timestamptz AT TIME ZONE 'UTC')::date`,
+    values: [pgTimestamp(fromUs), pgTimestamp(toUs)],
+  });
+  return new Set(rows.map((r) => Date.parse(`${r.day}T00:00:00Z`) * 1000));
+}
+
+/** A block's header (28 bytes) and, where its values are stored raw, its first double: views, valid during the call. */
+export interface StoredBlockHead {
+  chunkStartUs: number;
+  head: Buffer;
+  raw: Buffer | null;
+}
+
+/**
+ * What the header of each block of these series in chunks starting in [fromUs, toUs) says,
+ * without the block itself: its sample count and its first sample (28 header bytes, plus the
+ * first raw double where values are stored raw); one row per series, in chunk order. Large
+ * blocks are stored uncompressed out of line (STORAGE EXTERNAL): Postgres fetches only slices.
+ */
+export async function readBlockHeads(
+  client: PoolClient,
+  args: { seriesIds: readonly number[]; fromUs: number; toUs: number },
+  each: (seriesId: number, heads: StoredBlockHead[]) => void,
+): Promise<number> {
+  const timeBytes = `((get_byte(data, 14) << 24) | (get_byte(data, 15) << 16) | (get_byte(data, 16) << 8) | get_byte(data, 17))`;
+  return readBinaryCopy(
+    client,
+    `COPY (SELECT series_id, array_agg(chunk_start ORDER BY chunk_start),
+                  array_agg(substring(data FROM 1 FOR 28) ORDER BY chunk_start),
+                  array_agg(CASE WHEN get_byte(data, 18) = 0 THEN substring(data FROM 29 + ${timeBytes} FOR 8) END
+                            ORDER BY chunk_start)
+           FROM telemetry_blocks
+           WHERE series_id = ANY(${idArray(args.seriesIds)})
+             AND chunk_start >= ${tsLiteral(args.fromUs)} AND chunk_start < ${tsLiteral(args.toUs)}
+           GROUP BY series_id) TO STDOUT (FORMAT binary)`,
+    (buf, fields) => {
+      const seriesId = Number(buf.readBigInt64BE(fields[0] as number));
+      const heads: StoredBlockHead[] = [];
+      forEachElement(buf, fields[2] as number, (at) => {
+        heads.push({
+          chunkStartUs: buf.readInt32BE(at) * 0x100000000 + buf.readUInt32BE(at + 4) + PG_EPOCH_US,
+          head: Buffer.alloc(0),
+          raw: null,
+        });
+      });
+      let i = 0;
+      forEachElement(buf, fields[4] as number, (at, len) => {
+        (heads[i++] as StoredBlockHead).head = buf.subarray(at, at + len);
+      });
+      i = 0;
+      forEachElement(buf, fields[6] as number, (at, len) => {
+        (heads[i++] as StoredBlockHead).raw = len < 0 ? null : buf.subarray(at, at + len);
+      });
+      each(seriesId, heads);
+    },
+  );
+}
+
+/** The 1-hour rollup rows of these series starting in [fromUs, toUs), by binary COPY (`data` as in readBlocks). */
+export async function readHourRollups(
+  client: PoolClient,
+  args: { seriesIds: readonly number[]; fromUs: number; toUs: number },
+  each: (seriesId: number, startUs: number, data: Buffer) => void,
+): Promise<number> {
+  return readBinaryCopy(
+    client,
+    `COPY (SELECT series_id, start, data FROM telemetry_rollups_1h
+           WHERE series_id = ANY(${idArray(args.seriesIds)})
+             AND start >= ${tsLiteral(args.fromUs)} AND start < ${tsLiteral(args.toUs)}
+           ORDER BY series_id, start) TO STDOUT (FORMAT binary)`,
+    (buf, fields) => {
+      const seriesId = Number(buf.readBigInt64BE(fields[0] as number));
+      const startUs = Number(buf.readBigInt64BE(fields[2] as number)) + PG_EPOCH_US;
+      each(
+        seriesId,
+        startUs,
+        buf.subarray(fields[4] as number, (fields[4] as number) + (fields[5] as number)),
+      );
+    },
+  );
+}
+
+/** How many elements the one-dimensional binary array at buf[at] holds. */
+function arrayLength(buf: Buffer, at: number): number {
+  return buf.readInt32BE(at) === 0 ? 0 : buf.readInt32BE(at + 12);
+}
+
+/** Calls `element` with each element's offset and length (-1: null) of the one-dimensional binary array at buf[at]. */
+function forEachElement(buf: Buffer, at: number, element: (offset: number, length: number) => void): void {
+  const n = arrayLength(buf, at);
+  let p = at + 20; // dimensions, null flag, element type, then the dimension's size and lower bound
+  for (let i = 0; i < n; i++) {
+    const len = buf.readInt32BE(p);
+    p += 4;
+    element(p, len);
+    if (len > 0) p += len;
+  }
+}
+
+const COPY_HEADER = 11 + 4 + 4; // signature, flags, header extension length
+
+/**
+ * Runs a `COPY ... TO STDOUT (FORMAT binary)` and calls `row` for each row with the buffer holding
+ * it and its fields as (offset, length) pairs (length -1: null), valid during the call only.
+ */
+async function readBinaryCopy(
+  client: PoolClient,
+  statement: string,
+  row: (buf: Buffer, fields: Int32Array) => void,
+): Promise<number> {
+  const stream = client.query(copyTo(statement));
+  let pending: Buffer | undefined;
+  let headerDone = false;
+  let rows = 0;
+  let fields = new Int32Array(8);
+  for await (const piece of stream as AsyncIterable<Buffer>) {
+    const buf: Buffer = pending ? Buffer.concat([pending, piece]) : piece;
+    let at = 0;
+    if (!headerDone) {
+      if (buf.length < COPY_HEADER) {
+        pending = buf;
+        continue;
+      }
+      const extension = buf.readUInt32BE(15);
+      if (buf.length < COPY_HEADER + extension) {
+        pending = buf;
+        continue;
+      }
+      at = COPY_HEADER + extension;
+      headerDone = true;
+    }
+    for (;;) {
+      if (buf.length - at < 2) break;
+      const count = buf.readInt16BE(at);
+      if (count === -1) {
+        at = buf.length;
+        break;
+      }
+      if (fields.length < count * 2) fields = new Int32Array(count * 2);
+      let p = at + 2;
+      let complete = true;
+      for (let f = 0; f < count; f++) {
+        if (buf.length - p < 4) {
+          complete = false;
+          break;
+        }
+        const len = buf.readInt32BE(p);
+        p += 4;
+        if (len > 0 && buf.length - p < len) {
+          complete = false;
+          break;
+        }
+        fields[2 * f] = p;
+        fields[2 * f + 1] = len;
+        if (len > 0) p += len;
+      }
+      if (!complete) break;
+      row(buf, fields);
+      rows++;
+      at = p;
+    }
+    pending = at < buf.length ? buf.subarray(at) : undefined;
+  }
+  return rows;
+}
+
+/** The ids among `seriesIds` with a sample (hot) or a block overlapping [from, to]. */
+export async function seriesWithDataBetween(
+  client: PoolClient,
+  args: { seriesIds: readonly number[]; from: Date; to: Date },
+): Promise<Set<number>> {
+  const { rows } = await client.query<{ id: string }>({
+    name: 'promql_series_with_data',
+    text: `SELECT id FROM unnest($1::bigint[]) AS id
+           WHERE EXISTS (SELECT 1 FROM telemetry_samples x WHERE x.series_id = id AND x.ts BETWEEN $2 AND $3)
+              OR EXISTS (SELECT 1 FROM telemetry_blocks b JOIN telemetry_chunks c ON c.chunk_start = b.chunk_start
+                         WHERE b.series_id = id AND b.chunk_start <= $3 AND c.chunk_end > $2)`,
+    values: [args.seriesIds, args.from, args.to],
+  });
+  return new Set(rows.map((r) => Number(r.id)));
+}
+
+/** Every label name of every series (__name__ included when there is a series). */
+export async function allLabelNames(client: PoolClient): Promise<string[]> {
+  const { rows } = await client.query<{ name: string }>({
+    name: 'promql_label_names',
+    text: `SELECT DISTINCT name FROM telemetry_series s CROSS JOIN LATERAL (
+             SELECT '__name__' AS name
+             UNION ALL SELECT key FROM jsonb_each_text(s.prom_labels) WHERE value <> ''
+           ) AS x`,
+  });
+  return rows.map((r) => r.name);
+}
+
+/** Every value of one label over every series (not __name__: see metricNames). */
+export async function allLabelValues(client: PoolClient, name: string): Promise<string[]> {
+  const { rows } = await client.query<{ value: string }>({
+    name: 'promql_label_values',
+    text: `SELECT DISTINCT prom_labels->>$1::text AS value FROM telemetry_series
+           WHERE prom_labels ? $1::text AND prom_labels->>$1::text <> ''`,
+    values: [name],
+  });
+  return rows.map((r) => r.value);
+}
+
+/**
+ * The stale markers (telemetry_stale: where a series ended, for PromQL's lookback) of these series
+ * in [fromUs, toUs), one row per series: their times in µs.
+ */
+export async function readStaleMarkers(
+  client: PoolClient,
+  args: { seriesIds: readonly number[]; fromUs: number; toUs: number },
+  each: (seriesId: number, timesUs: Float64Array) => void,
+): Promise<number> {
+  return readBinaryCopy(
+    client,
+    `COPY (SELECT series_id, array_agg(ts ORDER BY ts) FROM telemetry_stale
+           WHERE series_id = ANY(${idArray(args.seriesIds)})
+             AND ts >= ${tsLiteral(args.fromUs)} AND ts < ${tsLiteral(args.toUs)}
+           GROUP BY series_id) TO STDOUT (FORMAT binary)`,
+    (buf, fields) => {
+      const seriesId = Number(buf.readBigInt64BE(fields[0] as number));
+      const times = new Float64Array(arrayLength(buf, fields[2] as number));
+      let i = 0;
+      forEachElement(buf, fields[2] as number, (at) => {
+        times[i++] = buf.readInt32BE(at) * 0x100000000 + buf.readUInt32BE(at + 4) + PG_EPOCH_US;
+      });
+      each(seriesId, times);
+    },
+  );
+}

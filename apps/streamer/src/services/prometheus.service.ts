@@ -1,0 +1,197 @@
+import {
+  type Labels,
+  type Matcher,
+  PromQLEngine,
+  type QueryResult,
+  QueryTimeoutError,
+} from '@gpu-telemetry/promql';
+import { getTracer, type Logger, withSpan } from '@gpu-telemetry/service-kit';
+import type { Pool } from 'pg';
+import { PrometheusSource } from './prometheus-source';
+import type { StreamerMetrics } from './streamer.metrics';
+
+export interface PrometheusLimits {
+  /** PROMQL_TIMEOUT: the longest a query may take, waiting for its turn included. */
+  timeoutMs: number;
+  maxSamples: number;
+  maxSeries: number;
+  maxConcurrency: number;
+  lookbackDeltaMs: number;
+}
+
+export interface PrometheusDeps {
+  pool: Pool;
+  logger: Logger;
+  metrics: StreamerMetrics;
+  limits: PrometheusLimits;
+  /** Whether selectors may read rollups where the answer is provably the same (default yes). */
+  rollups?: boolean;
+  now?: () => number;
+}
+
+/** What a query endpoint is asked, beyond the query itself. */
+export interface QueryCall {
+  /** The `timeout` parameter, ms: shortens PROMQL_TIMEOUT, never lengthens it. */
+  timeoutMs?: number;
+  /** Aborted when nobody waits for the answer any more (the client left): the query is cancelled. */
+  signal?: AbortSignal;
+}
+
+/** Endpoints, as metric labels. */
+export type PrometheusEndpoint = 'query' | 'query_range' | 'series' | 'labels' | 'label_values';
+
+const tracer = getTracer('streamer');
+
+/** The version the engine is proved against (libs/promql's compatibility suite), as build info says it. */
+export const PROMETHEUS_COMPATIBLE_VERSION = '2.42.0';
+
+/**
+ * PromQL over the stored telemetry: each call gets its own source (one snapshot, one connection)
+ * and engine, waits for one of PROMQL_MAX_CONCURRENCY turns within its timeout, and is counted,
+ * timed and traced.
+ */
+export class PrometheusService {
+  private running = 0;
+  private readonly waiting: (() => void)[] = [];
+  private readonly now: () => number;
+
+  constructor(private readonly deps: PrometheusDeps) {
+    this.now = deps.now ?? Date.now;
+  }
+
+  async instantQuery(query: string, timeMs: number, call: QueryCall = {}): Promise<QueryResult> {
+    return this.evaluate('query', { 'db.query.text': query.slice(0, 1024) }, call, (engine, timeoutMs) =>
+      engine.instantQuery(query, timeMs, { timeoutMs, signal: call.signal }),
+    );
+  }
+
+  async rangeQuery(
+    query: string,
+    range: { startMs: number; endMs: number; stepMs: number },
+    call: QueryCall = {},
+  ): Promise<QueryResult> {
+    return this.evaluate(
+      'query_range',
+      { 'db.query.text': query.slice(0, 1024) },
+      call,
+      (engine, timeoutMs) =>
+        engine.rangeQuery(query, range.startMs, range.endMs, range.stepMs, {
+          timeoutMs,
+          signal: call.signal,
+        }),
+    );
+  }
+
+  /** The label sets of the series matching any of the sets (with data in the range, when given). */
+  async series(matchers: Matcher[][], range: { startMs?: number; endMs?: number }): Promise<Labels[]> {
+    return this.withSource('series', {}, {}, (source) => source.series(matchers, range.startMs, range.endMs));
+  }
+
+  async labelNames(matchers: Matcher[][], range: { startMs?: number; endMs?: number }): Promise<string[]> {
+    return this.withSource('labels', {}, {}, (source) => source.labelNames({ matchers, ...range }));
+  }
+
+  async labelValues(
+    name: string,
+    matchers: Matcher[][],
+    range: { startMs?: number; endMs?: number },
+  ): Promise<string[]> {
+    return this.withSource('label_values', { 'promql.label': name }, {}, (source) =>
+      source.labelValues(name, { matchers, ...range }),
+    );
+  }
+
+  private evaluate(
+    endpoint: PrometheusEndpoint,
+    attributes: Record<string, string>,
+    call: QueryCall,
+    run: (engine: PromQLEngine, timeoutMs: number) => Promise<QueryResult>,
+  ): Promise<QueryResult> {
+    const { limits } = this.deps;
+    return this.withSource(endpoint, attributes, call, (source, deadline) =>
+      run(
+        new PromQLEngine({
+          source,
+          lookbackDeltaMs: limits.lookbackDeltaMs,
+          maxSamples: limits.maxSamples,
+          timeoutMs: limits.timeoutMs,
+          now: this.now,
+        }),
+        Math.max(1, deadline - this.now()),
+      ),
+    );
+  }
+
+  /** Runs `fn` in its turn with a fresh source, counted and traced; the source is always closed. */
+  private async withSource<T>(
+    endpoint: PrometheusEndpoint,
+    attributes: Record<string, string>,
+    call: QueryCall,
+    fn: (source: PrometheusSource, deadline: number) => Promise<T>,
+  ): Promise<T> {
+    const { metrics, limits, pool } = this.deps;
+    const started = this.now();
+    const deadline = started + Math.min(limits.timeoutMs, call.timeoutMs ?? Infinity);
+    const timer = metrics.promqlDuration.startTimer({ endpoint });
+    let outcome = 'success';
+    try {
+      return await withSpan(tracer, `promql.${endpoint}`, attributes, async () => {
+        await this.turn(deadline);
+        const source = new PrometheusSource({
+          pool,
+          maxSeries: limits.maxSeries,
+          deadline,
+          rollups: this.deps.rollups,
+          now: this.now,
+          counters: {
+            series: (n) => metrics.promqlSeries.inc(n),
+            samples: (origin, n) => metrics.promqlSamples.inc({ origin }, n),
+          },
+        });
+        try {
+          return await fn(source, deadline);
+        } finally {
+          await source.close();
+          this.release();
+        }
+      });
+    } catch (error) {
+      outcome = (error as { errorType?: string }).errorType ?? 'internal';
+      if (outcome === 'internal') this.deps.logger.error({ err: error, endpoint }, 'PromQL call failed');
+      throw error;
+    } finally {
+      timer();
+      metrics.promqlCalls.inc({ endpoint, outcome });
+    }
+  }
+
+  /** Waits for one of PROMQL_MAX_CONCURRENCY turns, until the deadline (a timeout, as Prometheus' queue). */
+  private async turn(deadline: number): Promise<void> {
+    if (this.running < this.deps.limits.maxConcurrency) {
+      this.running++;
+      return;
+    }
+    await new Promise<void>((resolve, reject) => {
+      const wake = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+      const timer = setTimeout(
+        () => {
+          const at = this.waiting.indexOf(wake);
+          if (at >= 0) this.waiting.splice(at, 1);
+          reject(new QueryTimeoutError('query queue'));
+        },
+        Math.max(0, deadline - this.now()),
+      );
+      this.waiting.push(wake);
+    });
+    // The turn was handed over by release(): running already counts it.
+  }
+
+  private release(): void {
+    const next = this.waiting.shift();
+    if (next) next();
+    else this.running--;
+  }
+}
