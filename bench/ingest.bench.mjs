@@ -50,6 +50,8 @@ const { hotCopyLine, resolveSeries, ensureChunks } = require(
   path.join(root, 'apps/streamer/dist/services/telemetry-write.queries.js'),
 );
 
+const { SeriesCache } = require(path.join(root, 'apps/streamer/dist/services/series-cache.js'));
+
 const ROWS = Number(process.env.BENCH_ROWS ?? 200_000);
 const FLEET_GPUS = Number(process.env.BENCH_FLEET_GPUS ?? 10_000);
 const FLEET_ROUNDS = Number(process.env.BENCH_FLEET_ROUNDS ?? 3);
@@ -83,18 +85,7 @@ async function copyCeiling(url, samples) {
   const pool = new pg.Pool({ connectionString: url, max: 1 });
   const keys = new Map();
   for (const s of samples) {
-    const key = JSON.stringify([
-      s.metricName,
-      s.gpuId,
-      s.gpuIndex,
-      s.device,
-      s.modelName,
-      s.hostname,
-      s.container,
-      s.pod,
-      s.namespace,
-      s.labels,
-    ]);
+    const key = SeriesCache.keyOf(s);
     if (!keys.has(key)) keys.set(key, s);
   }
   const ids = await resolveSeries(pool, [...keys.values()]);
@@ -102,20 +93,7 @@ async function copyCeiling(url, samples) {
   const times = samples.map((s) => Date.parse(s.timestamp));
   await ensureChunks(pool, times, 3_600_000);
   const rows = samples.map((s) => ({
-    seriesId: idOf.get(
-      JSON.stringify([
-        s.metricName,
-        s.gpuId,
-        s.gpuIndex,
-        s.device,
-        s.modelName,
-        s.hostname,
-        s.container,
-        s.pod,
-        s.namespace,
-        s.labels,
-      ]),
-    ),
+    seriesId: idOf.get(SeriesCache.keyOf(s)),
     timestamp: s.timestamp,
     value: typeof s.value === 'number' ? s.value : NaN,
   }));

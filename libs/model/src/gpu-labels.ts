@@ -28,9 +28,8 @@ export function firstLabel(labels: Record<string, string>, names: readonly strin
   return null;
 }
 
-/** A series' GPU columns, and the labels that are not one of them. */
-export interface GpuColumns {
-  gpuId: string;
+/** Where a GPU series' samples come from, besides its UUID: the descriptive GPU columns. */
+export interface GpuFields {
   gpuIndex: number | null;
   device: string | null;
   modelName: string | null;
@@ -38,6 +37,11 @@ export interface GpuColumns {
   container: string | null;
   pod: string | null;
   namespace: string | null;
+}
+
+/** A series' GPU columns, and the labels that are not one of them. */
+export interface GpuColumns extends GpuFields {
+  gpuId: string;
   /** Every other label. */
   labels: Record<string, string>;
 }

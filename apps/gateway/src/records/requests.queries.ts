@@ -20,20 +20,9 @@ export interface RequestRecord {
 }
 
 /** A stored request record, with its id (the listing's cursor). */
-export interface StoredRequest {
+export interface StoredRequest extends Omit<RequestRecord, 'at'> {
   id: string;
   at: Date;
-  route: string;
-  method: string;
-  path: string;
-  status: number;
-  latencyMs: number;
-  bytesIn: number;
-  bytesOut: number;
-  keyId: string | null;
-  requestId: string;
-  traceId: string | null;
-  upstream: string | null;
 }
 
 const COPY_COLUMNS =

@@ -1,6 +1,7 @@
 import { once } from 'node:events';
 import type { Pool, PoolClient } from 'pg';
-import { from as copyFrom, to as copyTo } from 'pg-copy-streams';
+import { from as copyFrom } from 'pg-copy-streams';
+import { PG_EPOCH_US, readBinaryCopy, readCopyStream } from './binary-copy';
 
 /** A chunk of time, its bounds in ms since the epoch. */
 export interface ChunkBounds {
@@ -8,8 +9,6 @@ export interface ChunkBounds {
   end: number;
 }
 
-/** Microseconds from the Unix epoch to Postgres' (2000-01-01), the origin of binary timestamps. */
-const PG_EPOCH_US = 946_684_800_000_000;
 const COPY_SIGNATURE = Buffer.from('PGCOPY\n\xff\r\n\0', 'latin1');
 
 /** Closed chunks not yet compacted: ended at or before `closedBefore`, oldest first. */
@@ -93,44 +92,28 @@ export async function readHotSamples(
   each: (seriesId: number, us: number, value: number) => void,
 ): Promise<number> {
   const part = await partitionOf(client, chunkStart);
-  const stream = client.query(
-    copyTo(
-      `COPY (SELECT series_id, ts, value FROM ${quoteIdent(part)}
-             WHERE series_id BETWEEN ${Math.trunc(fromId)} AND ${Math.trunc(toId)}
-             ORDER BY series_id, ts) TO STDOUT (FORMAT binary)`,
-    ),
-  );
-  let pending: Buffer = Buffer.alloc(0);
-  let headerDone = false;
   let rows = 0;
-  for await (const piece of stream as AsyncIterable<Buffer>) {
-    let buf = pending.length > 0 ? Buffer.concat([pending, piece]) : piece;
-    let at = 0;
-    if (!headerDone) {
-      if (buf.length < 19) {
-        pending = buf;
-        continue;
+  await readCopyStream(
+    client,
+    `COPY (SELECT series_id, ts, value FROM ${quoteIdent(part)}
+           WHERE series_id BETWEEN ${Math.trunc(fromId)} AND ${Math.trunc(toId)}
+           ORDER BY series_id, ts) TO STDOUT (FORMAT binary)`,
+    (buf, at) => {
+      // A row: field count (2), then three fields of length (4) + 8 bytes: 38 bytes, no nulls.
+      while (buf.length - at >= 2) {
+        if (buf.readInt16BE(at) === -1) return -1;
+        if (buf.length - at < 38) break;
+        each(
+          Number(buf.readBigInt64BE(at + 6)),
+          Number(buf.readBigInt64BE(at + 18)) + PG_EPOCH_US,
+          buf.readDoubleBE(at + 30),
+        );
+        rows++;
+        at += 38;
       }
-      at = 19 + buf.readUInt32BE(15);
-      headerDone = true;
-    }
-    // A row: field count (2), then three fields of length (4) + 8 bytes: 38 bytes, no nulls.
-    while (buf.length - at >= 2) {
-      if (buf.readInt16BE(at) === -1) {
-        at += 2;
-        break;
-      }
-      if (buf.length - at < 38) break;
-      const seriesId = Number(buf.readBigInt64BE(at + 6));
-      const us = Number(buf.readBigInt64BE(at + 18)) + PG_EPOCH_US;
-      const value = buf.readDoubleBE(at + 30);
-      each(seriesId, us, value);
-      rows++;
-      at += 38;
-    }
-    pending = at < buf.length ? buf.subarray(at) : Buffer.alloc(0);
-    buf = pending;
-  }
+      return at;
+    },
+  );
   return rows;
 }
 
@@ -251,42 +234,18 @@ export async function readRollupDay(
   each: (row: SeriesRow) => void,
 ): Promise<void> {
   const part = `telemetry_rollups_1h_${new Date(dayStart).toISOString().slice(0, 10).replaceAll('-', '')}`;
-  const stream = client.query(
-    copyTo(
-      `COPY (SELECT series_id, start, data FROM ${quoteIdent(part)} ORDER BY series_id, start) TO STDOUT (FORMAT binary)`,
-    ),
-  );
-  let pending: Buffer = Buffer.alloc(0);
-  let headerDone = false;
-  for await (const piece of stream as AsyncIterable<Buffer>) {
-    const buf = pending.length > 0 ? Buffer.concat([pending, piece]) : piece;
-    let at = 0;
-    if (!headerDone) {
-      if (buf.length < 19) {
-        pending = buf;
-        continue;
-      }
-      at = 19 + buf.readUInt32BE(15);
-      headerDone = true;
-    }
-    // A row: field count (2), int8 (4 + 8), timestamptz (4 + 8), bytea (4 + length).
-    while (buf.length - at >= 2) {
-      if (buf.readInt16BE(at) === -1) {
-        at += 2;
-        break;
-      }
-      if (buf.length - at < 30) break;
-      const length = buf.readInt32BE(at + 26);
-      if (buf.length - at < 30 + length) break;
+  await readBinaryCopy(
+    client,
+    `COPY (SELECT series_id, start, data FROM ${quoteIdent(part)} ORDER BY series_id, start) TO STDOUT (FORMAT binary)`,
+    (buf, fields) => {
+      const data = fields[4] as number;
       each({
-        seriesId: Number(buf.readBigInt64BE(at + 6)),
-        start: (Number(buf.readBigInt64BE(at + 18)) + PG_EPOCH_US) / 1000,
-        data: buf.subarray(at + 30, at + 30 + length),
+        seriesId: Number(buf.readBigInt64BE(fields[0] as number)),
+        start: (Number(buf.readBigInt64BE(fields[2] as number)) + PG_EPOCH_US) / 1000,
+        data: buf.subarray(data, data + (fields[5] as number)),
       });
-      at += 30 + length;
-    }
-    pending = at < buf.length ? Buffer.from(buf.subarray(at)) : Buffer.alloc(0);
-  }
+    },
+  );
 }
 
 /** Replaces the day's 1-hour rollups with `rows` and records the day as folded. */

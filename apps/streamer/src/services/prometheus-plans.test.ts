@@ -1,12 +1,6 @@
-import { createDb } from '@gpu-telemetry/db';
 import { createTestDatabase, type TestDatabase } from '@gpu-telemetry/db/testing';
-import { QueueClient } from '@gpu-telemetry/queue-client';
-import { createLogger } from '@gpu-telemetry/service-kit';
-import { asService } from '@gpu-telemetry/service-kit/testing';
-import request from 'supertest';
-import { createApp } from '../app';
 import type { StreamerDatabase } from '../streamer.database';
-import { STREAMER_TEST_CONFIG } from '../testing/streamer-test-app';
+import { logPlans, plansFor as plansForTest } from '../testing/query-plans';
 
 /**
  * A selector that names its metric reads only that metric's series: on 20,000 series (200
@@ -15,7 +9,6 @@ import { STREAMER_TEST_CONFIG } from '../testing/streamer-test-app';
  * scan of every series; and the names are listed by skipping through that index.
  */
 let template: TestDatabase<StreamerDatabase>;
-const plans: string[] = [];
 
 beforeAll(async () => {
   template = await createTestDatabase<StreamerDatabase>();
@@ -34,35 +27,14 @@ beforeAll(async () => {
     FROM telemetry_series s, generate_series(0, 119) AS k WHERE s.metric_name = 'metric_7'`);
   await pool.query('ANALYZE telemetry_series');
   await pool.query('ANALYZE telemetry_samples');
-  await pool.query(`ALTER DATABASE ${template.name} SET session_preload_libraries = 'auto_explain'`);
-  await pool.query(`ALTER DATABASE ${template.name} SET auto_explain.log_min_duration = 0`);
-  await pool.query(`ALTER DATABASE ${template.name} SET auto_explain.log_level = 'notice'`);
-  await pool.query(`ALTER DATABASE ${template.name} SET client_min_messages = 'notice'`);
+  await logPlans(template);
 }, 120_000);
 
 afterAll(async () => {
   await template.drop();
 });
 
-async function plansFor(path: string): Promise<string> {
-  const database = createDb<StreamerDatabase>(template.url, { max: 2 });
-  database.pool.on('connect', (client) => client.on('notice', (notice) => plans.push(notice.message ?? '')));
-  const queue = new QueueClient({ url: 'http://127.0.0.1:9' });
-  const { app } = createApp({
-    pool: database.pool,
-    logger: createLogger('streamer', 'silent'),
-    queue,
-    config: STREAMER_TEST_CONFIG,
-  });
-  plans.length = 0;
-  try {
-    await request(asService(app)).get(path).expect(200);
-    return plans.filter((plan) => plan.includes('telemetry_series')).join('\n');
-  } finally {
-    await queue.close();
-    await database.close();
-  }
-}
+const plansFor = (path: string) => plansForTest(template, path, 'telemetry_series');
 
 const API = '/v1/prometheus/api/v1';
 

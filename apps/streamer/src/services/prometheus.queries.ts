@@ -1,5 +1,5 @@
 import type { PoolClient } from 'pg';
-import { to as copyTo } from 'pg-copy-streams';
+import { arrayLength, forEachElement, PG_EPOCH_US, readBinaryCopy } from './binary-copy';
 
 /**
  * The read side of PromQL: every statement runs on one connection inside one read-only
@@ -111,9 +111,6 @@ export function pgTimestamp(us: number): string {
 
 const idArray = (ids: readonly number[]) => `'{${ids.map((id) => Math.trunc(id)).join(',')}}'::bigint[]`;
 const tsLiteral = (us: number) => `'${pgTimestamp(us)}'::timestamptz`;
-
-/** Microseconds from the Unix epoch to Postgres' (2000-01-01), the origin of binary timestamps. */
-const PG_EPOCH_US = 946_684_800_000_000;
 
 /**
  * The hot samples of these series in [fromUs, toUs), one row per series (times and values
@@ -289,90 +286,6 @@ export async function readHourRollups(
       );
     },
   );
-}
-
-/** How many elements the one-dimensional binary array at buf[at] holds. */
-function arrayLength(buf: Buffer, at: number): number {
-  return buf.readInt32BE(at) === 0 ? 0 : buf.readInt32BE(at + 12);
-}
-
-/** Calls `element` with each element's offset and length (-1: null) of the one-dimensional binary array at buf[at]. */
-function forEachElement(buf: Buffer, at: number, element: (offset: number, length: number) => void): void {
-  const n = arrayLength(buf, at);
-  let p = at + 20; // dimensions, null flag, element type, then the dimension's size and lower bound
-  for (let i = 0; i < n; i++) {
-    const len = buf.readInt32BE(p);
-    p += 4;
-    element(p, len);
-    if (len > 0) p += len;
-  }
-}
-
-const COPY_HEADER = 11 + 4 + 4; // signature, flags, header extension length
-
-/**
- * Runs a `COPY ... TO STDOUT (FORMAT binary)` and calls `row` for each row with the buffer holding
- * it and its fields as (offset, length) pairs (length -1: null), valid during the call only.
- */
-async function readBinaryCopy(
-  client: PoolClient,
-  statement: string,
-  row: (buf: Buffer, fields: Int32Array) => void,
-): Promise<number> {
-  const stream = client.query(copyTo(statement));
-  let pending: Buffer | undefined;
-  let headerDone = false;
-  let rows = 0;
-  let fields = new Int32Array(8);
-  for await (const piece of stream as AsyncIterable<Buffer>) {
-    const buf: Buffer = pending ? Buffer.concat([pending, piece]) : piece;
-    let at = 0;
-    if (!headerDone) {
-      if (buf.length < COPY_HEADER) {
-        pending = buf;
-        continue;
-      }
-      const extension = buf.readUInt32BE(15);
-      if (buf.length < COPY_HEADER + extension) {
-        pending = buf;
-        continue;
-      }
-      at = COPY_HEADER + extension;
-      headerDone = true;
-    }
-    for (;;) {
-      if (buf.length - at < 2) break;
-      const count = buf.readInt16BE(at);
-      if (count === -1) {
-        at = buf.length;
-        break;
-      }
-      if (fields.length < count * 2) fields = new Int32Array(count * 2);
-      let p = at + 2;
-      let complete = true;
-      for (let f = 0; f < count; f++) {
-        if (buf.length - p < 4) {
-          complete = false;
-          break;
-        }
-        const len = buf.readInt32BE(p);
-        p += 4;
-        if (len > 0 && buf.length - p < len) {
-          complete = false;
-          break;
-        }
-        fields[2 * f] = p;
-        fields[2 * f + 1] = len;
-        if (len > 0) p += len;
-      }
-      if (!complete) break;
-      row(buf, fields);
-      rows++;
-      at = p;
-    }
-    pending = at < buf.length ? buf.subarray(at) : undefined;
-  }
-  return rows;
 }
 
 /** The ids among `seriesIds` with a sample (hot) or a block overlapping [from, to]. */

@@ -1,12 +1,6 @@
-import { createDb } from '@gpu-telemetry/db';
 import { createTestDatabase, type TestDatabase } from '@gpu-telemetry/db/testing';
-import { createLogger } from '@gpu-telemetry/service-kit';
-import { QueueClient } from '@gpu-telemetry/queue-client';
-import request from 'supertest';
-import { asService } from '@gpu-telemetry/service-kit/testing';
-import { createApp } from '../app';
 import type { StreamerDatabase } from '../streamer.database';
-import { STREAMER_TEST_CONFIG } from '../testing/streamer-test-app';
+import { logPlans, plansFor as plansForTest } from '../testing/query-plans';
 
 /**
  * The query API must read only the rows it returns. On a realistic table (500k samples of 250
@@ -14,7 +8,6 @@ import { STREAMER_TEST_CONFIG } from '../testing/streamer-test-app';
  * with auto_explain, are index scans: never a sequential scan of the samples.
  */
 let template: TestDatabase<StreamerDatabase>;
-const plans: string[] = [];
 const GPU = 'GPU-plan-0042';
 
 beforeAll(async () => {
@@ -38,35 +31,14 @@ beforeAll(async () => {
   );
   await pool.query('ANALYZE telemetry_samples');
   await pool.query('ANALYZE telemetry_series');
-  await pool.query(`ALTER DATABASE ${template.name} SET session_preload_libraries = 'auto_explain'`);
-  await pool.query(`ALTER DATABASE ${template.name} SET auto_explain.log_min_duration = 0`);
-  await pool.query(`ALTER DATABASE ${template.name} SET auto_explain.log_level = 'notice'`);
-  await pool.query(`ALTER DATABASE ${template.name} SET client_min_messages = 'notice'`);
+  await logPlans(template);
 }, 120_000);
 
 afterAll(async () => {
   await template.drop();
 });
 
-async function plansFor(path: string): Promise<string> {
-  const database = createDb<StreamerDatabase>(template.url, { max: 2 });
-  database.pool.on('connect', (client) => client.on('notice', (notice) => plans.push(notice.message ?? '')));
-  const queue = new QueueClient({ url: 'http://127.0.0.1:9' });
-  const { app } = createApp({
-    pool: database.pool,
-    logger: createLogger('streamer', 'silent'),
-    queue,
-    config: STREAMER_TEST_CONFIG,
-  });
-  plans.length = 0;
-  try {
-    await request(asService(app)).get(path).expect(200);
-    return plans.filter((plan) => plan.includes('telemetry_samples')).join('\n');
-  } finally {
-    await queue.close();
-    await database.close();
-  }
-}
+const plansFor = (path: string) => plansForTest(template, path, 'telemetry_samples');
 
 const end = () => new Date().toISOString();
 const start = () => new Date(Date.now() - 6 * 3_600_000).toISOString();

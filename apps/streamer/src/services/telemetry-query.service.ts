@@ -1,5 +1,11 @@
 import { createHash } from 'node:crypto';
-import { NotFoundError, type SampleValue, toSampleValue, ValidationError } from '@gpu-telemetry/model';
+import {
+  type GpuFields,
+  NotFoundError,
+  type SampleValue,
+  toSampleValue,
+  ValidationError,
+} from '@gpu-telemetry/model';
 import type { Kysely } from 'kysely';
 import type { StreamerDatabase } from '../streamer.database';
 import { decodeBlock } from '../codec/block-codec';
@@ -28,18 +34,11 @@ export interface GpuView {
   metrics: string[];
 }
 
-export interface SampleView {
+export interface SampleView extends GpuFields {
   uuid: string;
   timestamp: string;
   metricName: string;
   value: SampleValue;
-  gpuIndex: number | null;
-  device: string | null;
-  modelName: string | null;
-  hostname: string | null;
-  container: string | null;
-  pod: string | null;
-  namespace: string | null;
   labels: Record<string, string>;
 }
 

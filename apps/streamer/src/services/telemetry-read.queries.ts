@@ -1,3 +1,4 @@
+import type { GpuFields } from '@gpu-telemetry/model';
 import { type Kysely, sql } from 'kysely';
 import type { StreamerDatabase } from '../streamer.database';
 
@@ -40,17 +41,10 @@ export async function gpuExists(db: Db, gpuId: string): Promise<boolean> {
   return row !== undefined;
 }
 
-export interface SeriesRow {
+export interface SeriesRow extends GpuFields {
   id: number;
   key: string;
   metricName: string;
-  gpuIndex: number | null;
-  device: string | null;
-  modelName: string | null;
-  hostname: string | null;
-  container: string | null;
-  pod: string | null;
-  namespace: string | null;
   labels: Record<string, string>;
 }
 

@@ -1,4 +1,5 @@
 import { copyIn, isPgError } from '@gpu-telemetry/db';
+import type { GpuFields } from '@gpu-telemetry/model';
 import type { Pool, PoolClient } from 'pg';
 
 /** One narrow hot row: a sample of a stored series. */
@@ -10,16 +11,9 @@ export interface HotSample {
 }
 
 /** A series as stored: its metric, its GPU columns (null where it names no GPU), its labels. */
-export interface SeriesLabels {
+export interface SeriesLabels extends GpuFields {
   metricName: string;
   gpuId: string | null;
-  gpuIndex: number | null;
-  device: string | null;
-  modelName: string | null;
-  hostname: string | null;
-  container: string | null;
-  pod: string | null;
-  namespace: string | null;
   /** The labels that are not a GPU column (all of them when the series names no GPU). */
   labels: Record<string, string>;
   /** The whole label set, __name__ apart: exactly as sent, or made from a scrape's GPU columns. */

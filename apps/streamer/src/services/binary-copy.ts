@@ -1,0 +1,99 @@
+import type { PoolClient } from 'pg';
+import { to as copyTo } from 'pg-copy-streams';
+
+/**
+ * Reading `COPY ... TO STDOUT (FORMAT binary)`: what the streamer's readers of hot rows, blocks and
+ * rollups share. Binary COPY hands over times as microseconds and values as the exact doubles
+ * stored, with no text to parse.
+ */
+
+/** Microseconds from the Unix epoch to Postgres' (2000-01-01), the origin of binary timestamps. */
+export const PG_EPOCH_US = 946_684_800_000_000;
+
+const COPY_HEADER = 11 + 4 + 4; // signature, flags, header extension length
+
+/**
+ * Runs the COPY and hands `take` the data after the header as it arrives: `take(buf, at)` reads the
+ * complete rows it finds from `at` and returns where the first incomplete one starts, or -1 once it
+ * has read the trailer. A row cut between two pieces is offered again whole with the next piece.
+ * Buffers are never written to once handed over, so slices of them may be kept.
+ */
+export async function readCopyStream(
+  client: PoolClient,
+  statement: string,
+  take: (buf: Buffer, at: number) => number,
+): Promise<void> {
+  const stream = client.query(copyTo(statement));
+  let pending: Buffer | undefined;
+  let headerDone = false;
+  for await (const piece of stream as AsyncIterable<Buffer>) {
+    const buf: Buffer = pending ? Buffer.concat([pending, piece]) : piece;
+    let at = 0;
+    if (!headerDone) {
+      if (buf.length < COPY_HEADER || buf.length < COPY_HEADER + buf.readUInt32BE(15)) {
+        pending = buf;
+        continue;
+      }
+      at = COPY_HEADER + buf.readUInt32BE(15);
+      headerDone = true;
+    }
+    at = take(buf, at);
+    pending = at >= 0 && at < buf.length ? buf.subarray(at) : undefined;
+  }
+}
+
+/**
+ * Runs the COPY and calls `row` for each row with the buffer holding it and its fields as
+ * (offset, length) pairs (length -1: null); `fields` is reused, the buffer's bytes are not.
+ */
+export async function readBinaryCopy(
+  client: PoolClient,
+  statement: string,
+  row: (buf: Buffer, fields: Int32Array) => void,
+): Promise<number> {
+  let rows = 0;
+  let fields = new Int32Array(8);
+  await readCopyStream(client, statement, (buf, at) => {
+    for (;;) {
+      if (buf.length - at < 2) return at;
+      const count = buf.readInt16BE(at);
+      if (count === -1) return -1;
+      if (fields.length < count * 2) fields = new Int32Array(count * 2);
+      let p = at + 2;
+      for (let f = 0; f < count; f++) {
+        if (buf.length - p < 4) return at;
+        const len = buf.readInt32BE(p);
+        p += 4;
+        if (len > 0 && buf.length - p < len) return at;
+        fields[2 * f] = p;
+        fields[2 * f + 1] = len;
+        if (len > 0) p += len;
+      }
+      row(buf, fields);
+      rows++;
+      at = p;
+    }
+  });
+  return rows;
+}
+
+/** Elements in the one-dimensional binary array at buf[at]. */
+export function arrayLength(buf: Buffer, at: number): number {
+  return buf.readInt32BE(at) === 0 ? 0 : buf.readInt32BE(at + 12);
+}
+
+/** Calls `element` with each element's offset and length (-1: null) of the one-dimensional binary array at buf[at]. */
+export function forEachElement(
+  buf: Buffer,
+  at: number,
+  element: (offset: number, length: number) => void,
+): void {
+  const n = arrayLength(buf, at);
+  let p = at + 20; // dimensions, null flag, element type, then the dimension's size and lower bound
+  for (let i = 0; i < n; i++) {
+    const len = buf.readInt32BE(p);
+    p += 4;
+    element(p, len);
+    if (len > 0) p += len;
+  }
+}
