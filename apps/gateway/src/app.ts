@@ -72,6 +72,7 @@ export interface GatewayApp {
 /** The backend each proxied route reaches, as /readyz names it. */
 const BACKEND_OF: Record<string, string> = {
   gpus: 'streamer',
+  storage: 'streamer',
   topics: 'queue',
   targets: 'collector',
   write: 'collector',

@@ -83,6 +83,12 @@ describe('through the gateway', () => {
       .set('x-api-key', reader)
       .expect(200);
     expect(telemetry.body.samples).toHaveLength(1);
+    // What the stored telemetry costs, for read keys; writing there is nobody's business.
+    const storage = await api().get('/api/v1/storage').set('x-api-key', reader).expect(200);
+    expect(storage.body.series.count).toBeGreaterThanOrEqual(4);
+    expect(storage.body.hot.samples).toBeGreaterThan(0);
+    await api().get('/api/v1/storage').expect(401);
+    await api().post('/api/v1/storage').set('x-api-key', reader).send({}).expect(403);
   });
 
   it('serves one OpenAPI 3.1 document for the whole system, and a docs page from local assets', async () => {
@@ -101,6 +107,7 @@ describe('through the gateway', () => {
         '/api/v1/gpus',
         '/api/v1/gpus/{gpuId}/telemetry',
         '/api/v1/gpus/{gpuId}/metrics/{metric}/series',
+        '/api/v1/storage',
         '/prometheus/api/v1/query',
         '/prometheus/api/v1/query_range',
         '/prometheus/api/v1/label/{name}/values',

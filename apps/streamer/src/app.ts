@@ -16,10 +16,12 @@ import { type StreamerConfig, streamerEnv } from './config';
 import { streamerApi } from './routes/gpus.openapi';
 import { gpusRoutes } from './routes/gpus.routes';
 import { prometheusRoutes } from './routes/prometheus.routes';
+import { storageRoutes } from './routes/storage.routes';
 import { ChunkCompactor } from './services/chunk-compactor';
 import { IngestService } from './services/ingest.service';
 import { PrometheusService } from './services/prometheus.service';
 import { createStreamerMetrics, type StreamerMetrics } from './services/streamer.metrics';
+import { StorageService } from './services/storage.service';
 import { TelemetryMaintainer } from './services/telemetry-maintainer';
 import { TelemetryQueryService } from './services/telemetry-query.service';
 import type { StreamerDatabase } from './streamer.database';
@@ -102,8 +104,14 @@ export function createApp(deps: StreamerAppDeps): StreamerApp {
     chunkMs,
     compactor,
   });
+  const storage = new StorageService({
+    pool,
+    retentionMs: config.TELEMETRY_RETENTION,
+    metrics: streamerMetrics,
+  });
   const maintainer = new TelemetryMaintainer({
     pool,
+    storage,
     logger,
     metrics: streamerMetrics,
     compactor,
@@ -145,7 +153,7 @@ export function createApp(deps: StreamerAppDeps): StreamerApp {
     openapi: streamerApi,
     checkResponse: deps.checkResponse,
     binaryBodyRoutes: (app) => app.use(prometheusRoutes(prometheus)),
-    routes: (app) => app.use(gpusRoutes(queries)),
+    routes: (app) => app.use(gpusRoutes(queries), storageRoutes(storage)),
   });
   return {
     app,

@@ -61,6 +61,14 @@ export function buildRoutes(config: GatewayConfig, metrics?: GatewayMetrics): Pr
       timeoutMs: config.GATEWAY_TIMEOUT,
       access: readOrAdmin,
     },
+    {
+      name: 'storage',
+      prefix: '/api/v1/storage',
+      target: '/v1/storage',
+      upstreams: upstreams(config.GATEWAY_STREAMER_URLS),
+      timeoutMs: config.GATEWAY_TIMEOUT,
+      access: readOrAdmin,
+    },
     // Lease long-polls wait up to 60 s upstream: allow for that on top of the usual timeout.
     {
       name: 'topics',

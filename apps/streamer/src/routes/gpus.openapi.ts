@@ -17,6 +17,8 @@ import {
   telemetryQuery,
 } from './gpus.routes';
 import { prometheusOperations } from './prometheus.openapi';
+import { storageQuery } from './storage.routes';
+import type { StorageReport } from '../services/storage.service';
 
 const time = z.iso.datetime({ offset: true });
 const gpu = shapeOf<GpuView>()(
@@ -136,9 +138,40 @@ export const gpusOperations: Operation[] = [
   },
 ];
 
+const bytes = z.number().int().nonnegative();
+const tier = {
+  bytes,
+  samples: z.number().int().nonnegative(),
+  bytesPerSample: z.number().nullable(),
+};
+const storageReport = shapeOf<StorageReport>()(
+  z.object({
+    hot: z.object({ ...tier, estimated: z.boolean() }),
+    blocks: z.object({ ...tier, blocks: z.number().int().nonnegative() }),
+    rollups1m: z.object({ bytes }),
+    rollups1h: z.object({ bytes }),
+    series: z.object({ count: z.number().int().nonnegative(), bytes }),
+    totalBytes: bytes,
+  }),
+);
+
+/** What the stored telemetry costs. */
+export const storageOperations: Operation[] = [
+  {
+    method: 'get',
+    path: '/v1/storage',
+    summary:
+      'Bytes of Postgres per tier (hot rows, blocks, 1-minute and 1-hour rollups, series), indexes and TOAST included, with samples and bytes per sample; hot rows are estimated (`estimated`) once past 800 MB',
+    tags: ['storage'],
+    query: storageQuery,
+    responses: { 200: { description: 'The storage report', schema: storageReport } },
+    problems: { 400: 'A query parameter was given (the problem names it)' },
+  },
+];
+
 /** Served as GET /openapi.json; tests hold every answer to it. */
 export const streamerApi = openApiDocument(
   { title: 'gpu-telemetry streamer', version: '0.1.0' },
-  [...gpusOperations, ...prometheusOperations],
+  [...gpusOperations, ...storageOperations, ...prometheusOperations],
   { problems: SERVICE_CREDENTIAL_PROBLEMS },
 );

@@ -90,6 +90,23 @@ export function createStreamerMetrics(registry: Registry) {
       help: 'Chunks of telemetry dropped by retention.',
       registers,
     }),
+    storageBytes: new Gauge({
+      name: 'streamer_storage_bytes',
+      help: 'Bytes telemetry takes in Postgres, indexes included, by tier: hot, blocks, rollups_1m, rollups_1h, series (as last measured).',
+      labelNames: ['tier'] as const,
+      registers,
+    }),
+    storageSamples: new Gauge({
+      name: 'streamer_storage_samples',
+      help: 'Samples stored, by tier: hot rows, blocks (as last measured).',
+      labelNames: ['tier'] as const,
+      registers,
+    }),
+    storageSeries: new Gauge({
+      name: 'streamer_storage_series',
+      help: 'Series stored (as last measured).',
+      registers,
+    }),
     promqlCalls: new Counter({
       name: 'streamer_promql_requests_total',
       help: 'Prometheus API calls by endpoint and outcome (success, or the error type answered).',

@@ -2,6 +2,7 @@ import type { Logger } from '@gpu-telemetry/service-kit';
 import type { Pool } from 'pg';
 import type { ChunkCompactor } from './chunk-compactor';
 import { dropCompactedPartitions, dropRollupDays } from './compaction.queries';
+import type { StorageService } from './storage.service';
 import type { StreamerMetrics } from './streamer.metrics';
 import {
   deleteGpusNotSeenSince,
@@ -15,6 +16,8 @@ export interface MaintainerDeps {
   logger: Logger;
   metrics: StreamerMetrics;
   compactor: ChunkCompactor;
+  /** Measured after compaction rounds that did something, and at least once a minute (the streamer_storage_* gauges). */
+  storage?: StorageService;
   /** How long samples, 1-minute and 1-hour rollups are kept; 0 keeps them for ever. */
   retentionMs: number;
   retention1mMs?: number;
@@ -66,6 +69,7 @@ class Loop {
 export class TelemetryMaintainer {
   private readonly maintenance: Loop;
   private readonly compaction: Loop;
+  private measuredAt = -Infinity;
 
   constructor(private readonly deps: MaintainerDeps) {
     this.maintenance = new Loop('telemetry maintenance', () => this.maintain(), deps.logger);
@@ -109,6 +113,11 @@ export class TelemetryMaintainer {
     if (done.chunks > 0) this.deps.onDropped?.();
     await dropCompactedPartitions(this.deps.pool);
     const folded = await this.deps.compactor.foldDue();
+    const now = (this.deps.now ?? Date.now)();
+    if (this.deps.storage && (done.chunks > 0 || folded > 0 || now - this.measuredAt >= 60_000)) {
+      this.measuredAt = now;
+      await this.deps.storage.report();
+    }
     return { ...done, folded };
   }
 
