@@ -33,6 +33,8 @@ export interface TelemetrySeriesTable {
   /** The whole Prometheus label set, __name__ apart (metric_name). */
   prom_labels: ColumnType<Record<string, string>, string, string>;
   created_at: DefaultTimestamp;
+  /** When a streamer last resolved it (at most a day behind); see migrations/0015. */
+  last_seen: DefaultTimestamp;
 }
 
 export interface TelemetrySamplesTable {

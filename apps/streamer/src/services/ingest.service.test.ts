@@ -2,6 +2,8 @@ import { createLogger } from '@gpu-telemetry/service-kit';
 import { asService } from '@gpu-telemetry/service-kit/testing';
 import request from 'supertest';
 import { startStreamerTestApp } from '../testing/streamer-test-app';
+import type { Pool } from 'pg';
+import { IngestService } from './ingest.service';
 import { TelemetryMaintainer } from './telemetry-maintainer';
 import { message, sample } from '../testing/samples';
 
@@ -261,5 +263,115 @@ describe('retention', () => {
     } finally {
       await local.close();
     }
+  });
+
+  describe('series', () => {
+    const DAY = 86_400_000;
+    const seriesOf = async (gpuId: string, app: typeof streamer) =>
+      (
+        await app.database.pool.query<{ id: string; age_days: number }>(
+          `SELECT id, extract(epoch FROM now() - last_seen) / 86400 AS age_days FROM telemetry_series WHERE gpu_id = $1`,
+          [gpuId],
+        )
+      ).rows.map((r) => ({ id: Number(r.id), ageDays: Number(r.age_days) }));
+    const makeOld = (app: typeof streamer, gpuId: string, days: number) =>
+      app.database.pool.query(
+        `UPDATE telemetry_series SET last_seen = now() - make_interval(days => $2) WHERE gpu_id = $1`,
+        [gpuId, days],
+      );
+    /** A streamer that has just started: nothing in its series cache. */
+    const freshIngest = (app: typeof streamer, pool: Pool = app.database.pool) =>
+      new IngestService({
+        pool,
+        logger: createLogger('streamer', 'silent'),
+        metrics: app.streamerMetrics,
+        retentionMs: 0,
+        chunkMs: 3_600_000,
+        compactor: app.compactor,
+      });
+
+    it('deletes series unseen for three days past the longest retention; one seen again is stored anew', async () => {
+      const local = await startStreamerTestApp({ config: { TELEMETRY_RETENTION: 0 } });
+      try {
+        await local.ingest.handle([message([sample({ gpuId: 'GPU-gone' }), sample({ gpuId: 'GPU-idle' })])]);
+        const [gone] = await seriesOf('GPU-gone', local);
+        // Its pod went away 14 days ago; the other series paused 12 days ago.
+        await makeOld(local, 'GPU-gone', 14);
+        await makeOld(local, 'GPU-idle', 12);
+        const maintainer = new TelemetryMaintainer({
+          pool: local.database.pool,
+          logger: createLogger('streamer', 'silent'),
+          metrics: local.streamerMetrics,
+          compactor: local.compactor,
+          retentionMs: 7 * DAY,
+          retention1mMs: 7 * DAY,
+          retention1hMs: 10 * DAY,
+          chunkMs: 3_600_000,
+          intervalMs: 3_600_000,
+          compactEveryMs: 60_000,
+        });
+        // Longest retention 10 days + 3: only the 14-day-old series goes.
+        expect((await maintainer.maintain()).seriesDeleted).toBe(1);
+        expect(await seriesOf('GPU-gone', local)).toEqual([]);
+        expect(await seriesOf('GPU-idle', local)).toHaveLength(1);
+        const metrics = await request(asService(local.app)).get('/metrics').expect(200);
+        expect(metrics.text).toMatch(/^streamer_series_deleted_total\{[^}]*\} 1$/m);
+
+        // A restarted streamer sees both again: the idle one is refreshed, the gone one stored
+        // with a new id, and its new sample is read back.
+        const again = sample({
+          gpuId: 'GPU-gone',
+          timestamp: new Date(Date.now() + 1000).toISOString(),
+          value: 7,
+        });
+        expect(await freshIngest(local).handle([message([again, sample({ gpuId: 'GPU-idle' })])])).toEqual({
+          failed: [],
+        });
+        const [idle] = await seriesOf('GPU-idle', local);
+        expect(idle?.ageDays).toBeLessThan(0.01);
+        const [back] = await seriesOf('GPU-gone', local);
+        expect(back?.id).not.toBe(gone?.id);
+        expect((await rows('GPU-gone', local)).map((r) => r['value'])).toEqual([7]);
+      } finally {
+        await local.close();
+      }
+    });
+
+    it('stores a series anew when it is deleted between being found and being refreshed', async () => {
+      const local = await startStreamerTestApp({ config: { TELEMETRY_RETENTION: 0 } });
+      try {
+        await local.ingest.handle([message([sample({ gpuId: 'GPU-race', value: 1 })])]);
+        const [before] = await seriesOf('GPU-race', local);
+        await makeOld(local, 'GPU-race', 2);
+        // The maintainer deletes the series just as a streamer, having found it a day old, goes
+        // to refresh it.
+        const real = local.database.pool;
+        const racing = new Proxy(real, {
+          get(target, prop, receiver) {
+            if (prop !== 'query') return Reflect.get(target, prop, receiver);
+            return async (text: unknown, values?: unknown[]) => {
+              if (typeof text === 'string' && text.startsWith('UPDATE telemetry_series SET last_seen')) {
+                await target.query('DELETE FROM telemetry_series WHERE id = ANY($1::bigint[])', values);
+              }
+              return (target.query as (t: unknown, v?: unknown[]) => Promise<unknown>)(text, values);
+            };
+          },
+        });
+        const later = sample({
+          gpuId: 'GPU-race',
+          timestamp: new Date(Date.now() + 1000).toISOString(),
+          value: 2,
+        });
+        expect(await freshIngest(local, racing).handle([message([later])])).toEqual({ failed: [] });
+        const [after] = await seriesOf('GPU-race', local);
+        expect(after?.id).not.toBe(before?.id);
+        expect(after?.ageDays).toBeLessThan(0.01);
+        // The first sample went with the deleted series (as retention would have taken it); the
+        // new one is stored under the new id and read back.
+        expect((await rows('GPU-race', local)).map((r) => r['value'])).toEqual([2]);
+      } finally {
+        await local.close();
+      }
+    });
   });
 });

@@ -88,9 +88,11 @@ const isScraped = (of: TelemetrySample | LabelledSeries): of is TelemetrySample 
 export class IngestService {
   /** Chunks known to exist, by chunk number (time / chunkMs). */
   private readonly knownChunks = new Map<number, Chunk>();
-  private readonly series = new SeriesCache();
+  private readonly series: SeriesCache;
 
-  constructor(private readonly deps: IngestDeps) {}
+  constructor(private readonly deps: IngestDeps) {
+    this.series = new SeriesCache(undefined, undefined, deps.now);
+  }
 
   async handle(messages: LeasedMessage<unknown>[]): Promise<HandleResult> {
     const { metrics, logger } = this.deps;

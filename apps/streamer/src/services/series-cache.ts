@@ -2,13 +2,22 @@ import type { TelemetrySample } from '@gpu-telemetry/model';
 
 /**
  * Series ids this process has already resolved, so a sample finds its series without a round
- * trip. Entries never go stale (a series id never changes); past `maxEntries` the cache starts
- * over rather than grow without bound.
+ * trip. A series id never changes while the series exists, but a series unseen for longer than
+ * every retention is deleted; resolving refreshes last_seen, so the cache starts over every
+ * `maxAgeMs` (6 hours), well inside the days the maintainer waits before deleting. Past
+ * `maxEntries` it starts over too, rather than grow without bound.
  */
 export class SeriesCache {
   private readonly ids = new Map<string, number>();
+  private startedAt: number;
 
-  constructor(private readonly maxEntries = 2_000_000) {}
+  constructor(
+    private readonly maxEntries = 2_000_000,
+    private readonly maxAgeMs = 6 * 3_600_000,
+    private readonly now: () => number = Date.now,
+  ) {
+    this.startedAt = now();
+  }
 
   /** The cache key of a sample's series: its metric and labels as sent (label order may vary). */
   static keyOf(s: TelemetrySample): string {
@@ -35,6 +44,10 @@ export class SeriesCache {
   }
 
   get(key: string): number | undefined {
+    if (this.now() - this.startedAt >= this.maxAgeMs) {
+      this.ids.clear();
+      this.startedAt = this.now();
+    }
     return this.ids.get(key);
   }
 

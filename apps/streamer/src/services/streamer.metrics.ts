@@ -85,6 +85,11 @@ export function createStreamerMetrics(registry: Registry) {
       help: 'Samples that arrived after their chunk was compacted, merged into its blocks.',
       registers,
     }),
+    seriesDeleted: new Counter({
+      name: 'streamer_series_deleted_total',
+      help: 'Series deleted because nothing of them was left: not seen for three days beyond the longest retention.',
+      registers,
+    }),
     chunksDropped: new Counter({
       name: 'streamer_chunks_dropped_total',
       help: 'Chunks of telemetry dropped by retention.',

@@ -6,6 +6,7 @@ import type { StorageService } from './storage.service';
 import type { StreamerMetrics } from './streamer.metrics';
 import {
   deleteGpusNotSeenSince,
+  deleteSeriesNotSeenSince,
   deleteStaleMarkersBefore,
   dropChunks,
   ensureChunks,
@@ -30,6 +31,10 @@ export interface MaintainerDeps {
   onDropped?: () => void;
   now?: () => number;
 }
+
+/** How long past the longest retention an unseen series is kept (see maintain()). */
+export const SERIES_GRACE_MS = 3 * 86_400_000;
+const SERIES_DELETE_BATCH = 5_000;
 
 /** A loop that never runs twice at once and logs rather than throws. */
 class Loop {
@@ -83,7 +88,7 @@ export class TelemetryMaintainer {
     return { dropped, compacted: chunks };
   }
 
-  async maintain(): Promise<{ dropped: Date[] }> {
+  async maintain(): Promise<{ dropped: Date[]; seriesDeleted: number }> {
     const { pool, chunkMs, retentionMs } = this.deps;
     const now = (this.deps.now ?? Date.now)();
     await ensureChunks(pool, [now, now + chunkMs], chunkMs);
@@ -104,8 +109,27 @@ export class TelemetryMaintainer {
     if (retention1hMs > 0) await dropRollupDays(pool, 'telemetry_rollups_1h', new Date(now - retention1hMs));
     // A GPU stays listed while anything of it is kept: its rollups can outlive its samples.
     const kept = [retentionMs, retention1mMs, retention1hMs];
-    if (kept.every((ms) => ms > 0)) await deleteGpusNotSeenSince(pool, new Date(now - Math.max(...kept)));
-    return { dropped };
+    let seriesDeleted = 0;
+    if (kept.every((ms) => ms > 0)) {
+      const longest = Math.max(...kept);
+      await deleteGpusNotSeenSince(pool, new Date(now - longest));
+      // A series goes once nothing of it can be left: its last day of blocks and rollups is
+      // dropped a day after the retention passes it, last_seen may be a day behind, and a
+      // streamer's cache may use an id for 6 hours without a round trip; three days cover all.
+      const before = new Date(now - longest - SERIES_GRACE_MS);
+      for (let n = SERIES_DELETE_BATCH; n === SERIES_DELETE_BATCH;) {
+        n = await deleteSeriesNotSeenSince(pool, before, SERIES_DELETE_BATCH);
+        seriesDeleted += n;
+      }
+      if (seriesDeleted > 0) {
+        this.deps.metrics.seriesDeleted.inc(seriesDeleted);
+        this.deps.logger.info(
+          { deleted: seriesDeleted },
+          'deleted series not seen since every retention passed',
+        );
+      }
+    }
+    return { dropped, seriesDeleted };
   }
 
   async compact(): Promise<{ chunks: number; samples: number; folded: number }> {

@@ -25,11 +25,14 @@ export interface SeriesLabels extends GpuFields {
   byLabelSet: boolean;
 }
 
+/** How old last_seen may grow before resolving a series refreshes it. */
+const SEEN_REFRESH = '1 day';
+
 /**
  * The ids of these series, in order, stored first where new. The key is computed in SQL
  * (telemetry_series_key), so every streamer and the migrations agree on it. A series another
  * streamer is storing at the same moment is not visible to this statement's snapshot: those are
- * asked again once it has committed.
+ * asked again once it has committed. An id handed out has last_seen within the last day.
  */
 export async function resolveSeries(pool: Pool, series: SeriesLabels[]): Promise<number[]> {
   const ids: number[] = new Array(series.length);
@@ -54,7 +57,7 @@ export async function resolveSeries(pool: Pool, series: SeriesLabels[]): Promise
         k: s.byLabelSet,
       };
     });
-    const { rows } = await pool.query<{ o: number; id: string | null }>({
+    const { rows } = await pool.query<{ o: number; id: string | null; stale: boolean }>({
       name: 'telemetry_series_resolve',
       text: `WITH input AS (
           SELECT x.o,
@@ -71,16 +74,36 @@ export async function resolveSeries(pool: Pool, series: SeriesLabels[]): Promise
           ON CONFLICT (key) DO NOTHING
           RETURNING id, key
         )
-        SELECT input.o, coalesce(inserted.id, s.id) AS id
+        SELECT input.o, coalesce(inserted.id, s.id) AS id,
+               inserted.id IS NULL AND s.last_seen < now() - interval '${SEEN_REFRESH}' AS stale
         FROM input
         LEFT JOIN inserted ON inserted.key = input.key
         LEFT JOIN telemetry_series s ON s.key = input.key`,
       values: [JSON.stringify(input)],
     });
     pending = [];
+    const stale = new Map<number, number[]>();
     for (const row of rows) {
       if (row.id === null) pending.push(row.o);
-      else ids[row.o] = Number(row.id);
+      else if (row.stale) {
+        const id = Number(row.id);
+        stale.set(id, [...(stale.get(id) ?? []), row.o]);
+      } else ids[row.o] = Number(row.id);
+    }
+    if (stale.size > 0) {
+      // Seen again after a day: refreshed, unless the series was deleted meanwhile (not seen
+      // for longer than every retention), in which case it is stored anew on the next attempt.
+      const { rows: refreshed } = await pool.query<{ id: string }>(
+        `UPDATE telemetry_series SET last_seen = now() WHERE id = ANY($1::bigint[]) RETURNING id`,
+        [[...stale.keys()]],
+      );
+      const kept = new Set(refreshed.map((r) => Number(r.id)));
+      for (const [id, os] of stale) {
+        for (const o of os) {
+          if (kept.has(id)) ids[o] = id;
+          else pending.push(o);
+        }
+      }
     }
   }
   return ids;
@@ -116,6 +139,19 @@ export async function dropChunks(pool: Pool, before: Date): Promise<Date[]> {
 /** Deletes the GPUs not seen since `before`. */
 export async function deleteGpusNotSeenSince(pool: Pool, before: Date): Promise<number> {
   const { rowCount } = await pool.query('DELETE FROM gpus WHERE last_seen < $1', [before]);
+  return rowCount ?? 0;
+}
+
+/**
+ * Deletes the series last seen before `before`, up to `limit` of them; returns how many. The
+ * condition is checked again on the row deleted, so a series refreshed meanwhile stays.
+ */
+export async function deleteSeriesNotSeenSince(pool: Pool, before: Date, limit: number): Promise<number> {
+  const { rowCount } = await pool.query(
+    `DELETE FROM telemetry_series
+     WHERE id IN (SELECT id FROM telemetry_series WHERE last_seen < $1 LIMIT $2) AND last_seen < $1`,
+    [before, limit],
+  );
   return rowCount ?? 0;
 }
 

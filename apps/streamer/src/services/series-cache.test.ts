@@ -1,0 +1,25 @@
+import { SeriesCache } from './series-cache';
+
+describe('SeriesCache', () => {
+  it('forgets every id once they are maxAge old, so each is resolved (and refreshed) again', () => {
+    let now = 1_000;
+    const cache = new SeriesCache(10, 6 * 3_600_000, () => now);
+    cache.set('a', 1);
+    now += 6 * 3_600_000 - 1;
+    expect(cache.get('a')).toBe(1);
+    now += 1;
+    expect(cache.get('a')).toBeUndefined();
+    cache.set('a', 2);
+    expect(cache.get('a')).toBe(2);
+  });
+
+  it('starts over past maxEntries rather than grow', () => {
+    const cache = new SeriesCache(2);
+    cache.set('a', 1);
+    cache.set('b', 2);
+    cache.set('c', 3);
+    expect(cache.size).toBe(1);
+    expect(cache.get('a')).toBeUndefined();
+    expect(cache.get('c')).toBe(3);
+  });
+});
