@@ -6,6 +6,7 @@ export interface StreamerDatabase {
   telemetry_samples: TelemetrySamplesTable;
   telemetry_chunks: TelemetryChunksTable;
   telemetry_stale: TelemetryStaleTable;
+  telemetry_metadata: TelemetryMetadataTable;
   gpus: GpusTable;
 }
 
@@ -44,6 +45,15 @@ export interface TelemetrySamplesTable {
 }
 
 /** Prometheus stale markers: the series ended at ts (PromQL's lookback stops there). */
+/** Type, help and unit of a metric family, as exporters last said them (migrations/0016). */
+export interface TelemetryMetadataTable {
+  metric_name: string;
+  type: string;
+  help: string;
+  unit: string;
+  updated_at: DefaultTimestamp;
+}
+
 export interface TelemetryStaleTable {
   series_id: BigIntColumn;
   ts: Timestamp;

@@ -4,3 +4,4 @@ export * from './queue.schemas';
 export * from './telemetry.schemas';
 export * from './gpu-labels';
 export * from './series.schemas';
+export * from './metadata.schemas';

@@ -32,7 +32,7 @@ export type SeriesValue = z.infer<typeof seriesValue>;
 const LONE_SURROGATE = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
 
 /** Text Postgres can store in jsonb: bounded, no NUL, no lone surrogate. */
-const storableText = (max: number) =>
+export const storableText = (max: number) =>
   z
     .string()
     .max(max, `must be at most ${max} characters`)

@@ -145,7 +145,8 @@ export const prometheusOperations: Operation[] = [
   {
     method: 'get',
     path: path('/metadata'),
-    summary: 'Metric metadata: type, help and unit are not stored, so none is known (an empty object)',
+    summary:
+      'Metric metadata: type, help and unit as exporters last said them (scrapes and remote writes), one entry per metric; `limit` counts metrics',
     tags,
     query: z.object({
       metric: z.string().optional(),

@@ -10,6 +10,7 @@ import { asService } from '@gpu-telemetry/service-kit/testing';
 import fc from 'fast-check';
 import request from 'supertest';
 import { compactChunks, memorySource, storeSeries } from '../testing/prometheus-data';
+import { metadataMessage } from '../testing/samples';
 import { startStreamerTestApp } from '../testing/streamer-test-app';
 
 /**
@@ -376,11 +377,77 @@ describe('label names and values', () => {
 });
 
 describe('metadata and build information', () => {
-  it('knows no metadata, and says which Prometheus it answers like', async () => {
-    const metadata = await api(hot).get(`${API}/metadata`).expect(200);
-    expect(metadata.body).toEqual({ status: 'success', data: {} });
-    const info = await api(hot).get(`${API}/status/buildinfo`).expect(200);
-    expect(info.body.data.version).toBe('2.42.0');
+  it('lists what exporters said of each metric, the latest word standing; says which Prometheus it answers like', async () => {
+    const local = await startStreamerTestApp();
+    try {
+      expect((await api(local).get(`${API}/metadata`).expect(200)).body).toEqual({
+        status: 'success',
+        data: {},
+      });
+      const temp = {
+        metric: 'DCGM_FI_DEV_GPU_TEMP',
+        type: 'gauge',
+        help: 'GPU temperature (in C).',
+        unit: '',
+      };
+      const xid = {
+        metric: 'DCGM_FI_DEV_XID_ERRORS',
+        type: 'gauge',
+        help: 'Value of the last XID error.',
+        unit: '',
+      };
+      const energy = {
+        metric: 'DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION',
+        type: 'counter',
+        help: 'old',
+        unit: '',
+      };
+      expect(
+        await local.ingest.handle([
+          metadataMessage([temp, energy]),
+          metadataMessage([xid, { ...energy, help: 'Total energy consumption since boot (in mJ).' }]),
+        ]),
+      ).toEqual({ failed: [] });
+      const all = await api(local).get(`${API}/metadata`).expect(200);
+      expect(all.body).toEqual({
+        status: 'success',
+        data: {
+          DCGM_FI_DEV_GPU_TEMP: [{ type: 'gauge', help: 'GPU temperature (in C).', unit: '' }],
+          DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION: [
+            { type: 'counter', help: 'Total energy consumption since boot (in mJ).', unit: '' },
+          ],
+          DCGM_FI_DEV_XID_ERRORS: [{ type: 'gauge', help: 'Value of the last XID error.', unit: '' }],
+        },
+      });
+      const one = await api(local)
+        .get(`${API}/metadata`)
+        .query({ metric: 'DCGM_FI_DEV_XID_ERRORS' })
+        .expect(200);
+      expect(Object.keys(one.body.data)).toEqual(['DCGM_FI_DEV_XID_ERRORS']);
+      expect((await api(local).get(`${API}/metadata`).query({ limit: 2 }).expect(200)).body.data).toEqual({
+        DCGM_FI_DEV_GPU_TEMP: expect.any(Array),
+        DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION: expect.any(Array),
+      });
+      expect((await api(local).get(`${API}/metadata`).query({ limit: 0 }).expect(200)).body.data).toEqual({});
+      expect(
+        Object.keys((await api(local).get(`${API}/metadata`).query({ limit: -1 }).expect(200)).body.data),
+      ).toHaveLength(3);
+      const bad = await api(local).get(`${API}/metadata`).query({ limit: 'x' }).expect(400);
+      expect(bad.body).toMatchObject({ errorType: 'bad_data', error: expect.stringContaining('limit') });
+
+      // A message with a type Prometheus does not know goes to the dead letters, naming the field.
+      const result = await local.ingest.handle([metadataMessage([{ ...temp, type: 'thermometer' }])]);
+      expect(result.failed).toEqual([
+        expect.objectContaining({ deadLetter: true, reason: expect.stringContaining('metadata[0].type') }),
+      ]);
+      const metrics = await api(local).get('/metrics').expect(200);
+      // Three metrics stored: the two words on the energy counter in one batch are one row.
+      expect(metrics.text).toMatch(/^streamer_metadata_updated_total\{[^}]*\} 3$/m);
+      const info = await api(local).get(`${API}/status/buildinfo`).expect(200);
+      expect(info.body.data.version).toBe('2.42.0');
+    } finally {
+      await local.close();
+    }
   });
 });
 

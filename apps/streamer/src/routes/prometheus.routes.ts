@@ -10,6 +10,7 @@ import {
 import { formBody, FormBodyError, isDependencyFailure } from '@gpu-telemetry/service-kit';
 import { type ErrorRequestHandler, type Request, type RequestHandler, type Response, Router } from 'express';
 import { PROMETHEUS_COMPATIBLE_VERSION, type PrometheusService } from '../services/prometheus.service';
+import type { StoredMetadata } from '../services/prometheus.queries';
 import { sendQueryResult } from './prometheus-json';
 
 /** Where the Prometheus HTTP API lives on the streamer (the gateway serves it as /prometheus/api/v1). */
@@ -295,16 +296,25 @@ export function prometheusRoutes(prometheus: PrometheusService, now: () => numbe
     send(res, limited(await prometheus.labelValues(name, matchers, range), limit));
   });
 
-  // Type, help and unit are not stored with the samples: nothing is known, which Prometheus
-  // answers as an empty object (Grafana reads the first entry of each listed metric).
-  router.get(`${PROMETHEUS_API}/metadata`, readForm, (req, res) => {
+  // What exporters said of each metric (scrapes' # TYPE/# HELP/# UNIT, remote writes' metadata).
+  // As Prometheus: `limit` counts metrics, absent or negative is no limit, 0 answers none.
+  router.get(`${PROMETHEUS_API}/metadata`, readForm, async (req, res) => {
     const params = new Params(req);
-    limitParam(params);
+    const limitText = params.get('limit');
+    if (limitText !== '' && !/^-?\d+$/.test(limitText)) {
+      throw invalidParam('limit', `cannot parse ${quote(limitText)} to a valid limit`);
+    }
     const perMetric = params.get('limit_per_metric');
     if (perMetric !== '' && !/^-?\d+$/.test(perMetric)) {
       throw invalidParam('limit_per_metric', `cannot parse ${quote(perMetric)} to a valid limit`);
     }
-    send(res, { data: {} });
+    const limit = limitText === '' || Number(limitText) < 0 ? undefined : Number(limitText);
+    const metric = params.get('metric');
+    const found = limit === 0 ? new Map() : await prometheus.metadata({ metric: metric || undefined, limit });
+    // One entry per metric is kept, so limit_per_metric changes nothing.
+    const data: Record<string, StoredMetadata[]> = {};
+    for (const [name, m] of found) data[name] = [m];
+    send(res, { data });
   });
 
   router.get(`${PROMETHEUS_API}/status/buildinfo`, readForm, (_req, res) => {

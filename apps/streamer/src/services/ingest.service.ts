@@ -8,6 +8,8 @@ import {
   isTelemetrySample,
   labelsOfGpuColumns,
   type LeasedMessage,
+  metadataBatch,
+  type MetricMetadata,
   STALE,
   seriesBatch,
   type SeriesEntry,
@@ -35,6 +37,7 @@ import {
   type SeriesLabels,
   type StaleMarker,
   upsertGpus,
+  upsertMetadata,
 } from './telemetry-write.queries';
 
 export interface IngestDeps {
@@ -104,12 +107,13 @@ export class IngestService {
       async (span) => {
         const now = (this.deps.now ?? Date.now)();
         const accepted: Incoming[] = [];
+        const described = new Map<string, MetricMetadata>();
         const failed: NonNullable<HandleResult['failed']> = [];
         const oldest: number[] = [];
         let invalid = 0;
         for (const message of messages) {
           const before = accepted.length;
-          const problems = this.validate(message.payload, now, accepted);
+          const problems = this.validate(message.payload, now, accepted, described);
           if (accepted.length > before) {
             let first = Infinity;
             for (let i = before; i < accepted.length; i++)
@@ -129,6 +133,8 @@ export class IngestService {
         try {
           const { inserted, values, stale } = await this.insert(accepted);
           await upsertGpus(this.deps.pool, sightings(accepted));
+          const metadata = await upsertMetadata(this.deps.pool, [...described.values()]);
+          metrics.metadataUpdated.inc(metadata);
           const lag = messages.length
             ? (now - Math.min(...messages.map((m) => Date.parse(m.publishedAt)))) / 1000
             : 0;
@@ -172,9 +178,17 @@ export class IngestService {
   }
 
   /** Appends the message's valid samples to `accepted`; returns its problems, named by field. */
-  private validate(payload: unknown, now: number, accepted: Incoming[]): string[] {
+  private validate(
+    payload: unknown,
+    now: number,
+    accepted: Incoming[],
+    described: Map<string, MetricMetadata>,
+  ): string[] {
     if (typeof payload === 'object' && payload !== null && 'series' in payload) {
       return this.validateSeries(payload, now, accepted);
+    }
+    if (typeof payload === 'object' && payload !== null && 'metadata' in payload && !('samples' in payload)) {
+      return this.validateMetadata(payload, described);
     }
     const envelope = telemetryBatch.safeParse(payload);
     if (!envelope.success) {
@@ -206,6 +220,19 @@ export class IngestService {
         accepted.push({ of: sample, at, timestamp: sample.timestamp, value: fromSampleValue(sample.value) });
     }
     return problems;
+  }
+
+  /** A message of metadata: all of it is taken, or none (the message is dead-lettered). */
+  private validateMetadata(payload: object, described: Map<string, MetricMetadata>): string[] {
+    const envelope = metadataBatch.safeParse(payload);
+    if (!envelope.success) {
+      return fieldErrors(envelope.error).map(
+        (e) => `${e.field === 'body' ? 'payload' : e.field}: ${e.message}`,
+      );
+    }
+    // Later messages of the batch say it later: theirs stands.
+    for (const entry of envelope.data.metadata) described.set(entry.metric, entry);
+    return [];
   }
 
   /** A message of series (remote write): each series is checked on its own, then each sample's time. */

@@ -1,4 +1,4 @@
-import type { PoolClient } from 'pg';
+import type { Pool, PoolClient } from 'pg';
 import { arrayLength, forEachElement, PG_EPOCH_US, readBinaryCopy } from './binary-copy';
 
 /**
@@ -352,4 +352,25 @@ export async function readStaleMarkers(
       each(seriesId, times);
     },
   );
+}
+
+/** A metric family's metadata, as /api/v1/metadata lists it. */
+export interface StoredMetadata {
+  type: string;
+  help: string;
+  unit: string;
+}
+
+/** The stored metadata by metric name (one metric, or all), in name order, at most `limit` metrics. */
+export async function readMetadata(
+  pool: Pool,
+  args: { metric?: string; limit?: number },
+): Promise<Map<string, StoredMetadata>> {
+  const { rows } = await pool.query<{ metric_name: string } & StoredMetadata>(
+    `SELECT metric_name, type, help, unit FROM telemetry_metadata
+     WHERE $1::text IS NULL OR metric_name = $1
+     ORDER BY metric_name LIMIT $2`,
+    [args.metric ?? null, args.limit ?? null],
+  );
+  return new Map(rows.map((r) => [r.metric_name, { type: r.type, help: r.help, unit: r.unit }]));
 }

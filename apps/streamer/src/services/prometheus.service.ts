@@ -8,6 +8,7 @@ import {
 import { getTracer, type Logger, withSpan } from '@gpu-telemetry/service-kit';
 import type { Pool } from 'pg';
 import { PrometheusSource } from './prometheus-source';
+import { readMetadata, type StoredMetadata } from './prometheus.queries';
 import type { StreamerMetrics } from './streamer.metrics';
 
 export interface PrometheusLimits {
@@ -38,7 +39,7 @@ export interface QueryCall {
 }
 
 /** Endpoints, as metric labels. */
-export type PrometheusEndpoint = 'query' | 'query_range' | 'series' | 'labels' | 'label_values';
+export type PrometheusEndpoint = 'query' | 'query_range' | 'series' | 'labels' | 'label_values' | 'metadata';
 
 const tracer = getTracer('streamer');
 
@@ -99,6 +100,11 @@ export class PrometheusService {
     return this.withSource('label_values', { 'promql.label': name }, {}, (source) =>
       source.labelValues(name, { matchers, ...range }),
     );
+  }
+
+  /** Type, help and unit by metric name (one metric, or all), at most `limit` metrics. */
+  async metadata(args: { metric?: string; limit?: number }): Promise<Map<string, StoredMetadata>> {
+    return this.withSource('metadata', {}, {}, () => readMetadata(this.deps.pool, args));
   }
 
   private evaluate(

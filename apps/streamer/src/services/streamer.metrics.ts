@@ -85,6 +85,11 @@ export function createStreamerMetrics(registry: Registry) {
       help: 'Samples that arrived after their chunk was compacted, merged into its blocks.',
       registers,
     }),
+    metadataUpdated: new Counter({
+      name: 'streamer_metadata_updated_total',
+      help: 'Metrics whose type, help or unit was stored or changed.',
+      registers,
+    }),
     seriesDeleted: new Counter({
       name: 'streamer_series_deleted_total',
       help: 'Series deleted because nothing of them was left: not seen for three days beyond the longest retention.',

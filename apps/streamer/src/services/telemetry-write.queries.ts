@@ -1,5 +1,5 @@
 import { copyIn, isPgError } from '@gpu-telemetry/db';
-import type { GpuFields } from '@gpu-telemetry/model';
+import type { GpuFields, MetricMetadata } from '@gpu-telemetry/model';
 import type { Pool, PoolClient } from 'pg';
 
 /** One narrow hot row: a sample of a stored series. */
@@ -151,6 +151,29 @@ export async function deleteSeriesNotSeenSince(pool: Pool, before: Date, limit: 
     `DELETE FROM telemetry_series
      WHERE id IN (SELECT id FROM telemetry_series WHERE last_seen < $1 LIMIT $2) AND last_seen < $1`,
     [before, limit],
+  );
+  return rowCount ?? 0;
+}
+
+/**
+ * Stores what exporters said of these metrics (the last word wins), in name order so that
+ * streamers writing the same names never deadlock; returns how many rows changed.
+ */
+export async function upsertMetadata(client: Pool | PoolClient, entries: MetricMetadata[]): Promise<number> {
+  if (entries.length === 0) return 0;
+  const sorted = [...entries].sort((a, b) => (a.metric < b.metric ? -1 : a.metric > b.metric ? 1 : 0));
+  const { rowCount } = await client.query(
+    `INSERT INTO telemetry_metadata AS t (metric_name, type, help, unit)
+     SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[])
+     ON CONFLICT (metric_name) DO UPDATE
+       SET type = excluded.type, help = excluded.help, unit = excluded.unit, updated_at = now()
+       WHERE (t.type, t.help, t.unit) IS DISTINCT FROM (excluded.type, excluded.help, excluded.unit)`,
+    [
+      sorted.map((e) => e.metric),
+      sorted.map((e) => e.type),
+      sorted.map((e) => e.help),
+      sorted.map((e) => e.unit),
+    ],
   );
   return rowCount ?? 0;
 }

@@ -37,3 +37,16 @@ export function message(samples: unknown[], source = 'http://node-1:9400/metrics
     publishedAt: new Date().toISOString(),
   };
 }
+
+/** A leased message carrying metric metadata, as a scrape or a remote write sends it. */
+export function metadataMessage(
+  metadata: unknown[],
+  source = 'http://node-1:9400/metrics',
+): LeasedMessage<unknown> {
+  return {
+    id: randomUUID(),
+    payload: { source, metadata },
+    attempts: 1,
+    publishedAt: new Date().toISOString(),
+  };
+}

@@ -1,0 +1,43 @@
+import { z } from 'zod';
+import { storableText } from './series.schemas';
+import { MAX_SAMPLES_PER_MESSAGE, METRIC_NAME } from './telemetry.schemas';
+
+/**
+ * What an exporter says of a metric family beside its samples (`# TYPE`, `# HELP`, `# UNIT`;
+ * the metadata of a Prometheus remote write), as Prometheus' /api/v1/metadata answers it. Types
+ * are Prometheus' names: the text format's `untyped` is `unknown`.
+ */
+export const METRIC_TYPES = [
+  'counter',
+  'gauge',
+  'histogram',
+  'gaugehistogram',
+  'summary',
+  'info',
+  'stateset',
+  'unknown',
+] as const;
+export type MetricType = (typeof METRIC_TYPES)[number];
+
+/** Help texts longer than this are cut to it by whoever reads them from an exporter. */
+export const MAX_HELP_LENGTH = 4096;
+export const MAX_UNIT_LENGTH = 256;
+
+export const metricMetadata = z.strictObject({
+  metric: z.string().max(256, 'must be at most 256 characters').regex(METRIC_NAME, 'must be a Prometheus metric name'),
+  type: z.enum(METRIC_TYPES),
+  help: storableText(MAX_HELP_LENGTH),
+  unit: storableText(MAX_UNIT_LENGTH),
+});
+export type MetricMetadata = z.infer<typeof metricMetadata>;
+
+/** A telemetry message of metadata only: sent when a target's metadata changes, and now and then. */
+export const metadataBatch = z.strictObject({
+  /** Where it came from: the scraped URL, or `remote-write`. */
+  source: storableText(2048),
+  metadata: z
+    .array(metricMetadata)
+    .min(1, 'must contain at least one metric')
+    .max(MAX_SAMPLES_PER_MESSAGE, `must contain at most ${MAX_SAMPLES_PER_MESSAGE} metrics`),
+});
+export type MetadataBatch = z.infer<typeof metadataBatch>;
