@@ -27,6 +27,11 @@ export function createCollectorMetrics(registry: Registry) {
       help: 'GPU samples read from targets and CSV replay.',
       registers,
     }),
+    metadataSent: new Counter({
+      name: 'collector_metadata_sent_total',
+      help: 'Metric metadata entries (type, help, unit of a family) sent on the telemetry topic, from scrapes and remote writes.',
+      registers,
+    }),
     published: new Counter({
       name: 'collector_samples_published_total',
       help: 'Samples the queue accepted.',
@@ -81,7 +86,7 @@ export function createCollectorMetrics(registry: Registry) {
     }),
     remoteWriteIgnored: new Counter({
       name: 'collector_remote_write_ignored_total',
-      help: 'Parts of remote write requests read past and not stored: exemplar, histogram (native), metadata.',
+      help: 'Parts of remote write requests read past and not stored: exemplar, histogram (native).',
       labelNames: ['kind'] as const,
       registers,
     }),

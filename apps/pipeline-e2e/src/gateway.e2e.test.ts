@@ -172,6 +172,15 @@ describe('through the gateway', () => {
       .expect(200);
     expect(hosts.body.data).toHaveLength(2);
     await api().get('/prometheus/api/v1/status/buildinfo').set('x-api-key', reader).expect(200);
+    // The exporter's # TYPE and # HELP lines came along with the samples.
+    const metadata = await api()
+      .get('/prometheus/api/v1/metadata')
+      .query({ metric: 'DCGM_FI_DEV_GPU_TEMP' })
+      .set('x-api-key', reader)
+      .expect(200);
+    expect(metadata.body.data).toEqual({
+      DCGM_FI_DEV_GPU_TEMP: [{ type: 'gauge', help: expect.stringContaining('temperature'), unit: '' }],
+    });
     const bad = await api()
       .get('/prometheus/api/v1/query')
       .query({ query: 'sum(' })

@@ -165,14 +165,22 @@ describe('a real Prometheus remote-writing to the gateway', () => {
     // Prometheus dropped nothing: no write was refused.
     const metrics = await (await fetch(`${prometheusUrl}/metrics`)).text();
     expect(metrics).toMatch(/^prometheus_remote_storage_samples_failed_total\{[^}]*\} 0$/m);
-    // Its metadata requests are taken (and not stored).
-    await waitFor('metadata received', async () =>
-      /kind="metadata"[^}]*} [1-9]/.test(
-        await system.pipeline.collector.metrics.registry.getSingleMetricAsString(
-          'collector_remote_write_ignored_total',
-        ),
-      ),
-    );
+    // Its metadata requests are stored: /api/v1/metadata answers as Prometheus' own does.
+    const theirMetadata = (await (await fetch(`${prometheusUrl}/api/v1/metadata`)).json()) as {
+      data: Record<string, unknown>;
+    };
+    expect(Object.keys(theirMetadata.data).length).toBeGreaterThan(20);
+    let ourMetadata: unknown;
+    await waitFor(
+      'metadata as Prometheus has it',
+      async () => {
+        const res = await request(system.url).get('/prometheus/api/v1/metadata').set('x-api-key', ADMIN);
+        ourMetadata = res.body.data;
+        return JSON.stringify(ourMetadata) === JSON.stringify(sortedKeys(theirMetadata.data));
+      },
+      { timeoutMs: 20_000 },
+    ).catch(() => undefined);
+    expect(ourMetadata).toEqual(theirMetadata.data);
   });
 
   it('keeps the stale markers Prometheus writes when a target goes away', async () => {
@@ -200,3 +208,8 @@ describe('a real Prometheus remote-writing to the gateway', () => {
     expect(up[0]?.value[1]).toBe('0');
   });
 });
+
+/** An object with its keys in sorted order (the stored metadata comes in name order). */
+function sortedKeys<T>(o: Record<string, T>): Record<string, T> {
+  return Object.fromEntries(Object.entries(o).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
+}

@@ -10,6 +10,46 @@ import {
 const FIXTURES = path.resolve(__dirname, '../../../../fixtures/dcgm-exporter');
 const fixture = (name: string) => readFileSync(path.join(FIXTURES, name), 'utf8');
 
+describe('metadata lines', () => {
+  it('reads HELP and TYPE of every family of real dcgm-exporter output', () => {
+    const { metadata } = parseExposition(fixture('kops-l4-no-pod.prom'));
+    const types = metadata.filter((m) => m.kind === 'type');
+    expect(types).toHaveLength(23);
+    expect(types.filter((m) => m.text === 'counter')).toHaveLength(4);
+    expect(metadata).toContainEqual({
+      name: 'DCGM_FI_DEV_SM_CLOCK',
+      kind: 'help',
+      text: 'SM clock frequency (in MHz).',
+    });
+    expect(metadata).toContainEqual({ name: 'DCGM_FI_DEV_SM_CLOCK', kind: 'type', text: 'gauge' });
+  });
+
+  it('unescapes help as Prometheus does, takes UNIT, and ignores other comments and half lines', () => {
+    const { metadata, samples, errors } = parseExposition(
+      [
+        '# HELP a_total Counts \\ things\\nover two lines, \\t kept',
+        '#   TYPE   a_total   counter  ',
+        '# UNIT a_total seconds',
+        '# a free comment',
+        '# HELP',
+        '# HELP 1bad text',
+        '# HELPER x y',
+        '# TYPE b untyped',
+        'a_total 1',
+      ].join('\n'),
+      'openmetrics',
+    );
+    expect(metadata).toEqual([
+      { name: 'a_total', kind: 'help', text: 'Counts \\ things\nover two lines, \\t kept' },
+      { name: 'a_total', kind: 'type', text: 'counter' },
+      { name: 'a_total', kind: 'unit', text: 'seconds' },
+      { name: 'b', kind: 'type', text: 'untyped' },
+    ]);
+    expect(samples).toHaveLength(1);
+    expect(errors).toEqual([]);
+  });
+});
+
 describe('parsing real dcgm-exporter output', () => {
   it('reads every sample of an L4 without k8s labels', () => {
     const { samples, errors } = parseExposition(fixture('kops-l4-no-pod.prom'));

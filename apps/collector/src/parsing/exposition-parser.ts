@@ -9,6 +9,15 @@ export interface ExpositionSample {
   timestampMs?: number;
 }
 
+/** A `# HELP`, `# TYPE` or `# UNIT` line: what the exporter says of a metric family. */
+export interface ExpositionMetadata {
+  /** The metric family's name. */
+  name: string;
+  kind: 'help' | 'type' | 'unit';
+  /** The help text unescaped (`\\\\`, `\\n`), or the type or unit as written. */
+  text: string;
+}
+
 export interface ParseError {
   line: number;
   message: string;
@@ -30,6 +39,7 @@ export interface ParserOptions {
   /** Most labels on one sample; a sample with more is an error, found without reading them all. */
   maxLabels?: number;
   onSample(sample: ExpositionSample): void;
+  onMetadata?(metadata: ExpositionMetadata): void;
   onError?(error: ParseError): void;
 }
 
@@ -135,6 +145,7 @@ export class ExpositionParser {
     if (i === line.length) return;
     if (line.charCodeAt(i) === 35 /* # */) {
       if (line.startsWith('# EOF', i) && line.length - i === 5) this.sawEof = true;
+      else if (this.options.onMetadata && !this.sawEof) this.comment(line, i);
       return;
     }
     if (this.sawEof) {
@@ -144,6 +155,31 @@ export class ExpositionParser {
     const problem = this.sample(line, i);
     if (typeof problem === 'string') this.error(line, problem);
     else if (problem) this.error(line, problem.message, problem.limit);
+  }
+
+  /**
+   * `# HELP name text`, `# TYPE name type`, `# UNIT name unit`, as Prometheus reads them (blanks
+   * between the parts); any other comment, or one of these without a name, says nothing.
+   */
+  private comment(line: string, hash: number): void {
+    let i = skipSpaces(line, hash + 1);
+    const keyword = line.slice(i, i + 4);
+    const kind =
+      keyword === 'HELP' ? 'help' : keyword === 'TYPE' ? 'type' : keyword === 'UNIT' ? 'unit' : null;
+    if (!kind) return;
+    i += 4;
+    const afterKeyword = skipSpaces(line, i);
+    if (afterKeyword === i) return;
+    const nameEnd = scanName(line, afterKeyword, true);
+    if (nameEnd === afterKeyword) return;
+    const textStart = skipSpaces(line, nameEnd);
+    if (textStart === nameEnd && nameEnd < line.length) return; // the name runs into something else
+    const rest = line.slice(textStart);
+    this.options.onMetadata?.({
+      name: line.slice(afterKeyword, nameEnd),
+      kind,
+      text: kind === 'help' ? unescapeHelp(rest) : rest.trimEnd(),
+    });
   }
 
   /** Parses one sample line; returns what is wrong with it, or undefined. */
@@ -254,17 +290,19 @@ export class ExpositionParser {
 export function parseExposition(
   text: string,
   format: ExpositionFormat = 'prometheus',
-): { samples: ExpositionSample[]; errors: ParseError[] } {
+): { samples: ExpositionSample[]; errors: ParseError[]; metadata: ExpositionMetadata[] } {
   const samples: ExpositionSample[] = [];
   const errors: ParseError[] = [];
+  const metadata: ExpositionMetadata[] = [];
   const parser = new ExpositionParser({
     format,
     onSample: (s) => samples.push(s),
+    onMetadata: (m) => metadata.push(m),
     onError: (e) => errors.push(e),
   });
   parser.push(text);
   parser.end();
-  return { samples, errors };
+  return { samples, errors, metadata };
 }
 
 function skipSpaces(line: string, i: number): number {
@@ -287,6 +325,21 @@ function scanName(line: string, i: number, colon: boolean): number {
     i++;
   }
   return i;
+}
+
+/** A help text's escapes undone: `\\\\` and `\\n` (others are kept as written, as in label values). */
+function unescapeHelp(text: string): string {
+  if (!text.includes('\\')) return text;
+  let out = '';
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charAt(i);
+    if (c !== '\\' || i + 1 === text.length) out += c;
+    else {
+      const next = text.charAt(++i);
+      out += next === 'n' ? '\n' : next === '\\' ? '\\' : `\\${next}`;
+    }
+  }
+  return out;
 }
 
 /** Reads "..." starting at the quote; unescapes \\, \" and \n. */

@@ -1,4 +1,4 @@
-import { MAX_SAMPLES_PER_MESSAGE, type TelemetrySample } from '@gpu-telemetry/model';
+import { MAX_SAMPLES_PER_MESSAGE, type MetricMetadata, type TelemetrySample } from '@gpu-telemetry/model';
 import { uuidV5 } from '../parsing/sample-id';
 
 /** A queue message ready to publish: its deterministic id and its JSON text. */
@@ -69,4 +69,19 @@ export function buildMessages(
   const builder = new MessageBuilder(source, scrapedAtMs);
   for (const sample of samples) builder.add(sample);
   return builder.finish();
+}
+
+/**
+ * Metadata messages (`{source, metadata}`) of one scrape or write: at most 1000 metrics each. Ids
+ * come from the source and `key` (the scrape's time, the write's digest), so a retried publish is
+ * a duplicate; storing the same metadata again changes nothing.
+ */
+export function metadataMessages(source: string, key: string, entries: MetricMetadata[]): OutgoingMessage[] {
+  const out: OutgoingMessage[] = [];
+  for (let i = 0; i < entries.length; i += MAX_SAMPLES_PER_MESSAGE) {
+    const id = uuidV5(`${source}\n${key}\nmetadata\n${out.length}`);
+    const payload = { source, metadata: entries.slice(i, i + MAX_SAMPLES_PER_MESSAGE) };
+    out.push({ id, json: JSON.stringify({ id, payload }), samples: 0 });
+  }
+  return out;
 }

@@ -4,7 +4,7 @@ import { AppError } from '@gpu-telemetry/model';
 import type { QueueClient } from '@gpu-telemetry/queue-client';
 import { getTracer, type Logger, withSpan } from '@gpu-telemetry/service-kit';
 import type { CollectorMetrics } from '../collector.metrics';
-import type { OutgoingMessage } from '../publishing/message-builder';
+import { metadataMessages, type OutgoingMessage } from '../publishing/message-builder';
 import { buildSeriesMessages } from './series-messages';
 import { SnappyError, snappyDecode, SnappyTooLargeError } from './snappy';
 import { decodeWriteRequest, WriteRequestError } from './write-request';
@@ -149,7 +149,10 @@ export class RemoteWriteService {
           maxTimestampMs: now + FUTURE_MS,
         });
         const hash = createHash('sha256').update(decompressed).digest('hex');
-        messages = buildSeriesMessages(hash, decoded.series);
+        messages = [
+          ...buildSeriesMessages(hash, decoded.series),
+          ...metadataMessages('remote-write', hash, decoded.metadata),
+        ];
       } catch (error) {
         if (error instanceof WriteRequestError) {
           throw new WriteRefused(
@@ -161,10 +164,10 @@ export class RemoteWriteService {
         throw error;
       }
       const duplicates = await this.publish(messages);
-      const { exemplars, histograms, metadata } = decoded.ignored;
+      const { exemplars, histograms } = decoded.ignored;
       if (exemplars) this.options.metrics.remoteWriteIgnored.inc({ kind: 'exemplar' }, exemplars);
       if (histograms) this.options.metrics.remoteWriteIgnored.inc({ kind: 'histogram' }, histograms);
-      if (metadata) this.options.metrics.remoteWriteIgnored.inc({ kind: 'metadata' }, metadata);
+      this.options.metrics.metadataSent.inc(decoded.metadata.length);
       return {
         series: decoded.series.length,
         samples: decoded.samples,

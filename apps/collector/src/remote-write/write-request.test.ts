@@ -121,7 +121,7 @@ describe('decodeWriteRequest', () => {
     expect(Object.keys(decoded.series[0]?.labels ?? {})).toEqual(['zeta', 'UUID', 'alpha']);
   });
 
-  it('skips unknown fields, and counts exemplars, native histograms and metadata without storing them', () => {
+  it('skips unknown fields, counts exemplars and native histograms without storing them, and reads metadata', () => {
     const ts = Buffer.concat([
       delimited(1, Buffer.concat([delimited(1, Buffer.from('__name__')), delimited(2, Buffer.from('up'))])),
       delimited(
@@ -144,7 +144,40 @@ describe('decodeWriteRequest', () => {
     ]);
     const decoded = decode(body);
     expect(decoded.series).toEqual([{ metric: 'up', labels: {}, timestamps: [5], values: [0] }]);
-    expect(decoded.ignored).toEqual({ exemplars: 1, histograms: 1, metadata: 1 });
+    expect(decoded.ignored).toEqual({ exemplars: 1, histograms: 1 });
+    expect(decoded.metadata).toEqual([{ metric: 'up', type: 'counter', help: '', unit: '' }]);
+  });
+
+  it('reads metadata as Prometheus sends it, types by their enum, cutting help past its limit', () => {
+    const body = encodeWriteRequest(
+      [],
+      [
+        { metric: 'DCGM_FI_DEV_GPU_TEMP', type: 'gauge', help: 'GPU temperature (in C).', unit: '' },
+        { metric: 'node_cpu_seconds_total', type: 'counter', help: 'é'.repeat(5000), unit: 'seconds' },
+        { metric: 'h', type: 'stateset', help: '', unit: '' },
+      ],
+    );
+    const decoded = decode(body);
+    expect(decoded.series).toEqual([]);
+    expect(decoded.metadata.map((m) => [m.metric, m.type, m.help.length, m.unit])).toEqual([
+      ['DCGM_FI_DEV_GPU_TEMP', 'gauge', 23, ''],
+      ['node_cpu_seconds_total', 'counter', 4096, 'seconds'],
+      ['h', 'stateset', 0, ''],
+    ]);
+    // An enum number this receiver does not know is `unknown`.
+    const future = delimited(3, Buffer.concat([Buffer.from([0x08, 0x63]), delimited(2, Buffer.from('x'))]));
+    expect(decode(future).metadata).toEqual([{ metric: 'x', type: 'unknown', help: '', unit: '' }]);
+  });
+
+  it('refuses metadata of a family whose name is not a metric name, naming the entry', () => {
+    const body = encodeWriteRequest(
+      [],
+      [
+        { metric: 'ok', type: 'gauge', help: '', unit: '' },
+        { metric: '1bad', type: 'gauge', help: '', unit: '' },
+      ],
+    );
+    expect(() => decode(body)).toThrow(/metadata\[1\]\.metric_family_name "1bad" is not a metric name/);
   });
 
   it('passes over a series with only histograms: nothing to store, nothing wrong', () => {

@@ -5,10 +5,14 @@ import {
   MAX_LABEL_VALUE_LENGTH,
   MAX_SERIES_LABELS,
   MAX_TIMESTAMP_MS,
+  MAX_HELP_LENGTH,
+  MAX_UNIT_LENGTH,
   METRIC_NAME,
+  type MetricMetadata,
   type SeriesValue,
   seriesValueOfBits,
 } from '@gpu-telemetry/model';
+import { storable } from '../parsing/scrape-metadata';
 
 /**
  * Prometheus remote write 1.0's `WriteRequest`, decoded by hand: only the few messages it holds.
@@ -18,9 +22,10 @@ import {
  *                  repeated Exemplar exemplars = 3; repeated Histogram histograms = 4; }
  *   Label        { string name = 1; string value = 2; }
  *   Sample       { double value = 1; int64 timestamp = 2; }   (milliseconds)
+ *   MetricMetadata { MetricType type = 1; string metric_family_name = 2; string help = 4; string unit = 5; }
  *
- * Unknown fields are skipped as protobuf says; exemplars, native histograms and metadata are
- * counted and not stored. Values are read as their bits, so the stale marker is told from NaN.
+ * Unknown fields are skipped as protobuf says; exemplars and native histograms are counted and
+ * not stored. Values are read as their bits, so the stale marker is told from NaN.
  */
 
 /** Refused: the body is not a valid request, or one this receiver cannot store. */
@@ -47,8 +52,10 @@ export interface DecodedWriteRequest {
   series: DecodedSeries[];
   samples: number;
   staleMarkers: number;
+  /** Type, help and unit of metric families (Prometheus sends them in requests of their own). */
+  metadata: MetricMetadata[];
   /** Parts of the request that are read past and not stored. */
-  ignored: { exemplars: number; histograms: number; metadata: number };
+  ignored: { exemplars: number; histograms: number };
 }
 
 export interface WriteRequestLimits {
@@ -204,7 +211,8 @@ export function decodeWriteRequest(body: Uint8Array, limits: WriteRequestLimits)
     series: [],
     samples: 0,
     staleMarkers: 0,
-    ignored: { exemplars: 0, histograms: 0, metadata: 0 },
+    metadata: [],
+    ignored: { exemplars: 0, histograms: 0 },
   };
   const place: Place = { series: -1, part: '', n: 0 };
   const r = new Reader(buf, 0, buf.length, place);
@@ -230,13 +238,54 @@ export function decodeWriteRequest(body: Uint8Array, limits: WriteRequestLimits)
       index++;
     } else if (field === 3) {
       r.expect(2, 'metadata');
-      r.skip(2, 'metadata');
-      out.ignored.metadata++;
+      if (out.metadata.length >= limits.maxSeries) {
+        throw new WriteRequestError(`the request holds more than ${limits.maxSeries} metadata entries`, 413);
+      }
+      const end = r.lengthEnd('metadata');
+      series.pos = r.pos;
+      series.end = end;
+      out.metadata.push(decodeMetadata(series, out.metadata.length));
+      r.pos = end;
     } else {
       r.skip(r.lastWireType, `WriteRequest field ${field}`);
     }
   }
   return out;
+}
+
+/** Prometheus' MetricType enum, by number; an unknown number is `unknown`. */
+const TYPE_OF_ENUM = [
+  'unknown',
+  'counter',
+  'gauge',
+  'histogram',
+  'gaugehistogram',
+  'summary',
+  'info',
+  'stateset',
+] as const;
+
+/** One MetricMetadata: its family name must be a metric name; help and unit are cut to their limits. */
+function decodeMetadata(r: Reader, index: number): MetricMetadata {
+  let type: MetricMetadata['type'] = 'unknown';
+  let metric = '';
+  let help = '';
+  let unit = '';
+  while (r.pos < r.end) {
+    const field = r.field(`metadata[${index}]`);
+    if (field === 1 && r.lastWireType === 0)
+      type = TYPE_OF_ENUM[r.uint(`metadata[${index}].type`)] ?? 'unknown';
+    else if (field === 2 && r.lastWireType === 2) metric = r.string(`metadata[${index}].metric_family_name`);
+    else if (field === 4 && r.lastWireType === 2) help = r.string(`metadata[${index}].help`);
+    else if (field === 5 && r.lastWireType === 2) unit = r.string(`metadata[${index}].unit`);
+    else r.skip(r.lastWireType, `metadata[${index}] field ${field}`);
+  }
+  if (!METRIC.test(metric) || metric.length > 256) {
+    throw new WriteRequestError(
+      `metadata[${index}].metric_family_name ${JSON.stringify(metric.slice(0, 80))} is not a metric name`,
+    );
+  }
+  return { metric, type, help: storable(help, MAX_HELP_LENGTH), unit: storable(unit, MAX_UNIT_LENGTH) };
 }
 
 function decodeSeries(
@@ -410,8 +459,17 @@ class Writer {
 }
 
 /** A remote write 1.0 WriteRequest (protobuf, uncompressed), values written bit for bit. */
-export function encodeWriteRequest(series: WriteSeries[]): Buffer {
+export function encodeWriteRequest(series: WriteSeries[], metadata: MetricMetadata[] = []): Buffer {
   const out = new Writer();
+  for (const m of metadata) {
+    const entry = new Writer();
+    entry.field(1, 0);
+    entry.varint(Math.max(0, TYPE_OF_ENUM.indexOf(m.type as (typeof TYPE_OF_ENUM)[number])));
+    entry.delimited(2, Buffer.from(m.metric, 'utf8'));
+    entry.delimited(4, Buffer.from(m.help, 'utf8'));
+    entry.delimited(5, Buffer.from(m.unit, 'utf8'));
+    out.delimited(3, entry.result());
+  }
   for (const s of series) {
     const ts = new Writer();
     for (const l of s.labels) {

@@ -4,13 +4,13 @@ import type { Kysely } from 'kysely';
 import type { Dispatcher } from 'undici';
 import type { CollectorMetrics } from '../collector.metrics';
 import type { CollectorDatabase } from '../collector.tables';
-import { MessageBuilder } from '../publishing/message-builder';
+import { MessageBuilder, metadataMessages } from '../publishing/message-builder';
 import type { Publisher } from '../publishing/publisher';
 import type { Target, TargetRegistry } from '../targets/target-registry';
 import type { TargetPolicy } from '../targets/target-url';
 import { saveStatuses, type TargetStatus } from '../targets/targets.queries';
 import { EventLoopBudget } from './event-loop-budget';
-import { ScrapeError, scrapeTarget } from './scraper';
+import { ScrapeError, type ScrapeResult, scrapeTarget } from './scraper';
 
 export interface ScrapeLoopOptions {
   db: Kysely<CollectorDatabase>;
@@ -34,6 +34,8 @@ export interface ScrapeLoopOptions {
 }
 
 const tracer = getTracer('collector');
+/** How often a target's unchanged metadata is sent again. */
+const METADATA_RESEND_MS = 10 * 60_000;
 
 /**
  * Every interval, scrapes each target this replica owns, at most `concurrency` at a time, each
@@ -45,6 +47,8 @@ export class ScrapeLoop {
   private round: Promise<void> | undefined;
   private stopped = true;
   private readonly failures = new Map<string, number>();
+  /** Per target, the metadata last sent and when: sent again when it changes, or after a while. */
+  private readonly metadataSent = new Map<string, { text: string; at: number }>();
   /** Parsing of every scrape shares the event loop through it. */
   private readonly budget = new EventLoopBudget();
 
@@ -75,6 +79,8 @@ export class ScrapeLoop {
         return;
       }
       metrics.targets.set(targets.length);
+      const owned = new Set(targets.map((t) => t.url));
+      for (const url of this.metadataSent.keys()) if (!owned.has(url)) this.metadataSent.delete(url);
       span.setAttribute('collector.targets', targets.length);
       const statuses: TargetStatus[] = [];
       let next = 0;
@@ -138,6 +144,7 @@ export class ScrapeLoop {
       metrics.samplesScraped.inc(result.samples);
       metrics.lastSuccess.set({ target: target.url }, scrapedAt / 1000);
       if (result.samples > 0) publisher.enqueue(messages.finish());
+      this.sendMetadata(target.url, scrapedAt, result.metadata);
       if (result.parseErrors > 0) {
         logger.debug(
           { target: target.url, errors: result.parseErrors, first: result.firstParseError },
@@ -169,6 +176,20 @@ export class ScrapeLoop {
     status.lastDurationMs = performance.now() - started;
     metrics.scrapeDuration.observe(status.lastDurationMs / 1000);
     return status;
+  }
+
+  /**
+   * A target's metadata goes on the telemetry topic when it differs from what was last sent for
+   * it, and again every METADATA_RESEND_MS (a streamer's store may have been restored since).
+   */
+  private sendMetadata(url: string, at: number, entries: ScrapeResult['metadata']): void {
+    if (entries.length === 0) return;
+    const text = JSON.stringify(entries);
+    const last = this.metadataSent.get(url);
+    if (last && last.text === text && at - last.at < METADATA_RESEND_MS) return;
+    this.metadataSent.set(url, { text, at });
+    this.options.publisher.enqueue(metadataMessages(url, String(at), entries));
+    this.options.metrics.metadataSent.inc(entries.length);
   }
 
   private schedule(delayMs: number): void {

@@ -73,6 +73,24 @@ describe('scrapeTarget', () => {
     ).toBe(true);
   });
 
+  it('returns the type and help of every family it kept samples of', async () => {
+    const simulator = new DcgmSimulator({ hosts: 1, gpusPerHost: 2 });
+    const base = await serve(simulator.handle);
+    const result = await scrape(`${base}/hosts/1/metrics`);
+    expect(result.metadata).toHaveLength(SIMULATED_METRICS);
+    expect(result.metadata).toContainEqual({
+      metric: 'DCGM_FI_DEV_SM_CLOCK',
+      type: 'gauge',
+      help: 'SM clock frequency (in MHz).',
+      unit: '',
+    });
+    // Families whose samples name no GPU are not kept, nor is what is said of them.
+    const other = await serve((_req, res) => {
+      res.end('# HELP node_load1 Load.\n# TYPE node_load1 gauge\nnode_load1 0.5\n');
+    });
+    expect((await scrape(other)).metadata).toEqual([]);
+  });
+
   it('gives up on a target that never answers within the timeout', async () => {
     const base = await serve(() => undefined);
     const started = Date.now();

@@ -1,9 +1,10 @@
 import { lookup } from 'node:dns';
 import { isIP } from 'node:net';
 import { StringDecoder } from 'node:string_decoder';
-import type { TelemetrySample } from '@gpu-telemetry/model';
+import type { MetricMetadata, TelemetrySample } from '@gpu-telemetry/model';
 import { Agent, type Dispatcher, request } from 'undici';
 import { ExpositionParser, type ParseError } from '../parsing/exposition-parser';
+import { ScrapeMetadata } from '../parsing/scrape-metadata';
 import { toTelemetrySample } from '../parsing/to-telemetry';
 import { isBlockedAddress, type TargetPolicy } from '../targets/target-url';
 import { EventLoopBudget } from './event-loop-budget';
@@ -17,6 +18,8 @@ export interface ScrapeResult {
   /** Samples without a GPU UUID label (not about a GPU). */
   skipped: number;
   bytes: number;
+  /** Type, help and unit of the metric families whose samples were kept, in name order. */
+  metadata: MetricMetadata[];
 }
 
 export type ScrapeOutcome =
@@ -140,6 +143,7 @@ export async function scrapeTarget(
     if (Number(response.headers['content-length']) > options.maxBytes)
       throw new ScrapeError('too_large', `body larger than ${options.maxBytes} bytes`);
     const contentType = String(response.headers['content-type'] ?? '');
+    const metadata = new ScrapeMetadata(options.sampleLimit);
     const parser = new ExpositionParser({
       format: contentType.includes('openmetrics') ? 'openmetrics' : 'prometheus',
       maxLineLength: MAX_LINE_LENGTH,
@@ -156,8 +160,10 @@ export async function scrapeTarget(
           return;
         }
         samples++;
+        metadata.sampleKept(sample.name);
         options.onSample(telemetry);
       },
+      onMetadata: (m) => metadata.note(m),
       onError: (error) => {
         firstParseError ??= error;
         if (error.limit === 'labels') {
@@ -200,6 +206,7 @@ export async function scrapeTarget(
       firstParseError,
       skipped,
       bytes,
+      metadata: metadata.entries(),
     };
   } catch (error) {
     throw classify(error, signal);
