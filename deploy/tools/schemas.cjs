@@ -246,8 +246,16 @@ const SERVICES = {
       REMOTE_WRITE_MAX_DECOMPRESSED: env.bytes(
         'Largest remote write request once decompressed; refused from its length preamble, before decoding.',
       ),
-      REMOTE_WRITE_MAX_SERIES: env.int('Most series in one remote write request (past it: 413).', 1, 10_000_000),
-      REMOTE_WRITE_MAX_SAMPLES: env.int('Most samples in one remote write request (past it: 413).', 1, 10_000_000),
+      REMOTE_WRITE_MAX_SERIES: env.int(
+        'Most series in one remote write request (past it: 413).',
+        1,
+        10_000_000,
+      ),
+      REMOTE_WRITE_MAX_SAMPLES: env.int(
+        'Most samples in one remote write request (past it: 413).',
+        1,
+        10_000_000,
+      ),
       REMOTE_WRITE_CONCURRENCY: env.int(
         'Remote write requests decoded at once; more are answered 503 with Retry-After (Prometheus retries).',
         1,

@@ -24,7 +24,10 @@ export const MAX_HELP_LENGTH = 4096;
 export const MAX_UNIT_LENGTH = 256;
 
 export const metricMetadata = z.strictObject({
-  metric: z.string().max(256, 'must be at most 256 characters').regex(METRIC_NAME, 'must be a Prometheus metric name'),
+  metric: z
+    .string()
+    .max(256, 'must be at most 256 characters')
+    .regex(METRIC_NAME, 'must be a Prometheus metric name'),
   type: z.enum(METRIC_TYPES),
   help: storableText(MAX_HELP_LENGTH),
   unit: storableText(MAX_UNIT_LENGTH),

@@ -1,7 +1,16 @@
 import type { AggregateOp } from './ast';
 import { ExecutionError } from './errors';
 import { formatValue } from './format';
-import { isValidLabelName, keepLabels, keyWithLabels, keyWithoutLabels, type Labels, METRIC_NAME, setLabel, withoutLabels } from './labels';
+import {
+  isValidLabelName,
+  keepLabels,
+  keyWithLabels,
+  keyWithoutLabels,
+  type Labels,
+  METRIC_NAME,
+  setLabel,
+  withoutLabels,
+} from './labels';
 import type { VSample } from './functions';
 import { quantile } from './quantile';
 
@@ -41,7 +50,8 @@ export function aggregate(
   let k = 0;
   if (op === 'topk' || op === 'bottomk') {
     const f = param as number;
-    if (!(f <= MAX_INT64 && f >= MIN_INT64)) throw new ExecutionError(`Scalar value ${formatValue(f)} overflows int64`);
+    if (!(f <= MAX_INT64 && f >= MIN_INT64))
+      throw new ExecutionError(`Scalar value ${formatValue(f)} overflows int64`);
     k = Math.trunc(f);
     if (k < 1) return [];
   }
@@ -49,16 +59,21 @@ export function aggregate(
   let groupingLabels = grouping.labels;
   if (op === 'count_values') {
     valueLabel = param as string;
-    if (!isValidLabelName(valueLabel)) throw new ExecutionError(`invalid label name ${JSON.stringify(valueLabel)}`);
+    if (!isValidLabelName(valueLabel))
+      throw new ExecutionError(`invalid label name ${JSON.stringify(valueLabel)}`);
     if (!grouping.without) groupingLabels = [...groupingLabels, valueLabel];
   }
   const names = new Set(groupingLabels);
   const withoutNames = new Set([...groupingLabels, METRIC_NAME]);
-  const keyOf = (labels: Labels) => (grouping.without ? keyWithoutLabels(labels, withoutNames) : keyWithLabels(labels, names));
+  const keyOf = (labels: Labels) =>
+    grouping.without ? keyWithoutLabels(labels, withoutNames) : keyWithLabels(labels, names);
   const groupOf = (labels: Labels) => {
     let found = op === 'count_values' ? undefined : cache?.get(labels);
     if (!found) {
-      found = { key: keyOf(labels), labels: grouping.without ? withoutLabels(labels, withoutNames) : keepLabels(labels, names) };
+      found = {
+        key: keyOf(labels),
+        labels: grouping.without ? withoutLabels(labels, withoutNames) : keepLabels(labels, names),
+      };
       if (op !== 'count_values') cache?.set(labels, found);
     }
     return found;

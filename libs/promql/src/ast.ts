@@ -157,12 +157,37 @@ const STR: ValueType = 'string';
 /** The functions of Prometheus 2 (its `parser.Functions`), with their argument types. */
 export const FUNCTIONS: ReadonlyMap<string, FunctionSignature> = new Map(
   [
-    ...['abs', 'ceil', 'floor', 'exp', 'sqrt', 'ln', 'log2', 'log10', 'sgn', 'timestamp', 'absent', 'sort', 'sort_desc'].map(
-      (n) => fn(n, [V], V),
-    ),
-    ...['sin', 'cos', 'tan', 'asin', 'acos', 'atan', 'sinh', 'cosh', 'tanh', 'asinh', 'acosh', 'atanh', 'deg', 'rad'].map((n) =>
-      fn(n, [V], V),
-    ),
+    ...[
+      'abs',
+      'ceil',
+      'floor',
+      'exp',
+      'sqrt',
+      'ln',
+      'log2',
+      'log10',
+      'sgn',
+      'timestamp',
+      'absent',
+      'sort',
+      'sort_desc',
+    ].map((n) => fn(n, [V], V)),
+    ...[
+      'sin',
+      'cos',
+      'tan',
+      'asin',
+      'acos',
+      'atan',
+      'sinh',
+      'cosh',
+      'tanh',
+      'asinh',
+      'acosh',
+      'atanh',
+      'deg',
+      'rad',
+    ].map((n) => fn(n, [V], V)),
     ...['histogram_count', 'histogram_sum'].map((n) => fn(n, [V], V)),
     ...[
       'avg_over_time',
@@ -184,8 +209,8 @@ export const FUNCTIONS: ReadonlyMap<string, FunctionSignature> = new Map(
       'resets',
       'changes',
     ].map((n) => fn(n, [M], V)),
-    ...['day_of_month', 'day_of_week', 'day_of_year', 'days_in_month', 'hour', 'minute', 'month', 'year'].map((n) =>
-      fn(n, [V], V, 1),
+    ...['day_of_month', 'day_of_week', 'day_of_year', 'days_in_month', 'hour', 'minute', 'month', 'year'].map(
+      (n) => fn(n, [V], V, 1),
     ),
     fn('quantile_over_time', [S, M], V),
     fn('predict_linear', [M, S], V),

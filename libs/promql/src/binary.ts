@@ -97,7 +97,9 @@ function resultMetric(lhs: Labels, rhs: Labels, op: BinaryOp, matching: VectorMa
   let out = lhs;
   if (dropsMetricName(op)) out = dropMetricName(out);
   if (matching.card === 'one-to-one') {
-    out = matching.on ? keepLabels(out, new Set(matching.labels)) : withoutLabels(out, new Set(matching.labels));
+    out = matching.on
+      ? keepLabels(out, new Set(matching.labels))
+      : withoutLabels(out, new Set(matching.labels));
   }
   for (const name of matching.include) out = setLabel(out, name, getLabel(rhs, name));
   return out;
@@ -147,7 +149,9 @@ export function vectorBinop(
     const inserted = matchedSigs.get(s);
     if (matching.card === 'one-to-one') {
       if (inserted !== undefined) {
-        throw new ExecutionError('multiple matches for labels: many-to-one matching must be explicit (group_left/group_right)');
+        throw new ExecutionError(
+          'multiple matches for labels: many-to-one matching must be explicit (group_left/group_right)',
+        );
       }
       matchedSigs.set(s, null);
     } else {
@@ -166,7 +170,13 @@ export function vectorBinop(
 }
 
 /** A vector against a scalar (`swap`: the scalar is on the left). */
-export function vectorScalarBinop(op: BinaryOp, vec: VSample[], scalar: number, swap: boolean, returnBool: boolean): VSample[] {
+export function vectorScalarBinop(
+  op: BinaryOp,
+  vec: VSample[],
+  scalar: number,
+  swap: boolean,
+  returnBool: boolean,
+): VSample[] {
   const out: VSample[] = [];
   for (const s of vec) {
     const [lv, rv] = swap ? [scalar, s.value] : [s.value, scalar];

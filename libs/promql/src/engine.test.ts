@@ -21,7 +21,12 @@ function every15s(values: number[]): [number, number][] {
   return values.map((v, i) => [i * 15 * s, v]);
 }
 
-async function instant(source: MemorySeriesSource, query: string, t: number, engine = new PromQLEngine({ source })) {
+async function instant(
+  source: MemorySeriesSource,
+  query: string,
+  t: number,
+  engine = new PromQLEngine({ source }),
+) {
   return toPrometheusData(await engine.instantQuery(query, t));
 }
 
@@ -36,7 +41,10 @@ describe('instant selectors: lookback and staleness', () => {
 
   it('returns the newest sample up to five minutes old, stamped with the evaluation time', async () => {
     const data = await instant(source, 'temp', 5 * m);
-    expect(data).toEqual({ resultType: 'vector', result: [{ metric: { __name__: 'temp', gpu: '0' }, value: [300, '40'] }] });
+    expect(data).toEqual({
+      resultType: 'vector',
+      result: [{ metric: { __name__: 'temp', gpu: '0' }, value: [300, '40'] }],
+    });
   });
 
   it('forgets a series once its newest sample is older than the lookback', async () => {
@@ -44,14 +52,22 @@ describe('instant selectors: lookback and staleness', () => {
   });
 
   it('ends a series at a staleness marker, and picks it up again at the next sample', async () => {
-    const src = new MemorySeriesSource().add({ __name__: 'util' }, [[0, 1], { t: 30 * s, stale: true }, [90 * s, 3]]);
+    const src = new MemorySeriesSource().add({ __name__: 'util' }, [
+      [0, 1],
+      { t: 30 * s, stale: true },
+      [90 * s, 3],
+    ]);
     expect(await values(src, 'util', 29 * s)).toEqual({ '{"__name__":"util"}': '1' });
     expect(await values(src, 'util', 60 * s)).toEqual({});
     expect(await values(src, 'util', 90 * s)).toEqual({ '{"__name__":"util"}': '3' });
   });
 
   it('leaves staleness markers out of range vectors', async () => {
-    const src = new MemorySeriesSource().add({ __name__: 'util' }, [[0, 1], { t: 30 * s, stale: true }, [90 * s, 3]]);
+    const src = new MemorySeriesSource().add({ __name__: 'util' }, [
+      [0, 1],
+      { t: 30 * s, stale: true },
+      [90 * s, 3],
+    ]);
     expect(await values(src, 'count_over_time(util[2m])', 90 * s)).toEqual({ '{}': '2' });
   });
 
@@ -59,15 +75,32 @@ describe('instant selectors: lookback and staleness', () => {
     const src = new MemorySeriesSource().add({ __name__: 'x' }, every15s([0, 1, 2, 3, 4, 5, 6, 7, 8]));
     expect(await values(src, 'x offset 1m', 2 * m)).toEqual({ '{"__name__":"x"}': '4' });
     expect(await values(src, 'x @ 30', 2 * m)).toEqual({ '{"__name__":"x"}': '2' });
-    const range = toPrometheusData(await new PromQLEngine({ source: src }).rangeQuery('x @ start()', 30 * s, 60 * s, 15 * s));
-    expect(range).toEqual({ resultType: 'matrix', result: [{ metric: { __name__: 'x' }, values: [[30, '2'], [45, '2'], [60, '2']] }] });
+    const range = toPrometheusData(
+      await new PromQLEngine({ source: src }).rangeQuery('x @ start()', 30 * s, 60 * s, 15 * s),
+    );
+    expect(range).toEqual({
+      resultType: 'matrix',
+      result: [
+        {
+          metric: { __name__: 'x' },
+          values: [
+            [30, '2'],
+            [45, '2'],
+            [60, '2'],
+          ],
+        },
+      ],
+    });
   });
 });
 
 describe('rate, increase and delta', () => {
   it('is exact for a counter sampled across the whole window', async () => {
     // 10 per 15 s is 2/3 per second; the window's first sample is 15 s after its start.
-    const src = new MemorySeriesSource().add({ __name__: 'c' }, every15s([0, 10, 20, 30, 40, 50, 60, 70, 80, 90, 100, 110, 120]));
+    const src = new MemorySeriesSource().add(
+      { __name__: 'c' },
+      every15s([0, 10, 20, 30, 40, 50, 60, 70, 80, 90, 100, 110, 120]),
+    );
     expect(await values(src, 'rate(c[1m])', 3 * m)).toEqual({ '{}': formatValue(40 / 60) });
     expect(await values(src, 'increase(c[1m])', 3 * m)).toEqual({ '{}': '40' });
   });
@@ -79,7 +112,9 @@ describe('rate, increase and delta', () => {
       [35 * s, 15],
       [50 * s, 25],
     ]);
-    expect(await values(src, 'increase(c[1m])', 60 * s)).toEqual({ '{}': formatValue(20 * ((30 + 7.5 + 10) / 30)) });
+    expect(await values(src, 'increase(c[1m])', 60 * s)).toEqual({
+      '{}': formatValue(20 * ((30 + 7.5 + 10) / 30)),
+    });
   });
 
   it('counts a counter reset as a restart from zero', async () => {
@@ -112,7 +147,10 @@ describe('vector matching', () => {
     .add({ __name__: 'host_info', host: 'a', rack: 'r1' }, [[0, 1]]);
 
   it('matches one-to-one on all labels but the name', async () => {
-    expect(await values(src, 'power / util', 0)).toEqual({ '{"gpu":"0","host":"a"}': '6', '{"gpu":"1","host":"a"}': formatValue(400 / 70) });
+    expect(await values(src, 'power / util', 0)).toEqual({
+      '{"gpu":"0","host":"a"}': '6',
+      '{"gpu":"1","host":"a"}': formatValue(400 / 70),
+    });
   });
 
   it('copies group_left labels from the one side', async () => {
@@ -129,25 +167,43 @@ describe('vector matching', () => {
   });
 
   it('keeps the left side for and, unless, and adds the unmatched right side for or', async () => {
-    expect(Object.keys(await values(src, 'util and on(gpu) (power > 350)', 0))).toEqual(['{"__name__":"util","gpu":"1","host":"a"}']);
-    expect(Object.keys(await values(src, 'util unless on(gpu) (power > 350)', 0))).toEqual(['{"__name__":"util","gpu":"0","host":"a"}']);
-    expect(Object.keys(await values(src, 'util > 60 or power', 0))).toEqual(['{"__name__":"util","gpu":"1","host":"a"}', '{"__name__":"power","gpu":"0","host":"a"}']);
+    expect(Object.keys(await values(src, 'util and on(gpu) (power > 350)', 0))).toEqual([
+      '{"__name__":"util","gpu":"1","host":"a"}',
+    ]);
+    expect(Object.keys(await values(src, 'util unless on(gpu) (power > 350)', 0))).toEqual([
+      '{"__name__":"util","gpu":"0","host":"a"}',
+    ]);
+    expect(Object.keys(await values(src, 'util > 60 or power', 0))).toEqual([
+      '{"__name__":"util","gpu":"1","host":"a"}',
+      '{"__name__":"power","gpu":"0","host":"a"}',
+    ]);
   });
 
   it('filters with comparisons and answers 0/1 with bool', async () => {
     expect(await values(src, 'util > 60', 0)).toEqual({ '{"__name__":"util","gpu":"1","host":"a"}': '70' });
-    expect(await values(src, 'util > bool 60', 0)).toEqual({ '{"gpu":"0","host":"a"}': '0', '{"gpu":"1","host":"a"}': '1' });
+    expect(await values(src, 'util > bool 60', 0)).toEqual({
+      '{"gpu":"0","host":"a"}': '0',
+      '{"gpu":"1","host":"a"}': '1',
+    });
   });
 });
 
 describe('histogram_quantile over classic buckets', () => {
   const bucket = (le: string, v: number) => [{ __name__: 'd_bucket', le }, [[0, v]]] as const;
   const src = new MemorySeriesSource();
-  for (const [labels, samples] of [bucket('0.1', 10), bucket('0.5', 60), bucket('1', 90), bucket('+Inf', 100)]) src.add(labels, [...samples] as [number, number][]);
+  for (const [labels, samples] of [
+    bucket('0.1', 10),
+    bucket('0.5', 60),
+    bucket('1', 90),
+    bucket('+Inf', 100),
+  ])
+    src.add(labels, [...samples] as [number, number][]);
 
   it('interpolates inside the bucket the rank falls in', async () => {
     // Rank 50 of 100 is 40 of the 50 observations in (0.1, 0.5].
-    expect(await values(src, 'histogram_quantile(0.5, d_bucket)', 0)).toEqual({ '{}': formatValue(0.1 + 0.4 * (40 / 50)) });
+    expect(await values(src, 'histogram_quantile(0.5, d_bucket)', 0)).toEqual({
+      '{}': formatValue(0.1 + 0.4 * (40 / 50)),
+    });
   });
 
   it('answers the highest finite bound for the top bucket, +Inf above 1, and NaN without +Inf', async () => {
@@ -165,7 +221,9 @@ describe('regular expressions', () => {
 
   it('are anchored at both ends', async () => {
     expect(await values(src, 'x{host=~"host"}', 0)).toEqual({});
-    expect(Object.keys(await values(src, 'x{host=~"host-.*"}', 0))).toEqual(['{"__name__":"x","host":"host-1"}']);
+    expect(Object.keys(await values(src, 'x{host=~"host-.*"}', 0))).toEqual([
+      '{"__name__":"x","host":"host-1"}',
+    ]);
   });
 
   it('read RE2 syntax: (?i), . not matching a newline, escaped punctuation', async () => {
@@ -175,7 +233,11 @@ describe('regular expressions', () => {
   });
 
   it('expand label_replace templates as Go does ($1x names group "1x")', async () => {
-    const out = await values(src, 'label_replace(x{host="host-1"}, "y", "$1x-${1}x", "host", "host-(.*)")', 0);
+    const out = await values(
+      src,
+      'label_replace(x{host="host-1"}, "y", "$1x-${1}x", "host", "host-(.*)")',
+      0,
+    );
     expect(out).toEqual({ '{"__name__":"x","host":"host-1","y":"-1x"}': '1' });
   });
 });
@@ -188,8 +250,14 @@ describe('aggregations', () => {
     .add({ __name__: 'u', host: 'b', gpu: '1' }, [[0, NaN]]);
 
   it('group by and without', async () => {
-    expect(await values(src, 'sum by (host) (u{gpu="0"})', 0)).toEqual({ '{"host":"a"}': '10', '{"host":"b"}': '20' });
-    expect(await values(src, 'max without (gpu) (u)', 0)).toEqual({ '{"host":"a"}': '30', '{"host":"b"}': '20' });
+    expect(await values(src, 'sum by (host) (u{gpu="0"})', 0)).toEqual({
+      '{"host":"a"}': '10',
+      '{"host":"b"}': '20',
+    });
+    expect(await values(src, 'max without (gpu) (u)', 0)).toEqual({
+      '{"host":"a"}': '30',
+      '{"host":"b"}': '20',
+    });
   });
 
   it('orders topk from the top and lets NaN lose', async () => {
@@ -198,19 +266,30 @@ describe('aggregations', () => {
   });
 
   it('counts values into a label', async () => {
-    expect(await values(src, 'count_values("v", u{host="a"})', 0)).toEqual({ '{"v":"10"}': '1', '{"v":"30"}': '1' });
+    expect(await values(src, 'count_values("v", u{host="a"})', 0)).toEqual({
+      '{"v":"10"}': '1',
+      '{"v":"30"}': '1',
+    });
   });
 });
 
 describe('errors', () => {
-  const engine = new PromQLEngine({ source: new MemorySeriesSource().add({ __name__: 'x' }, every15s([1, 2, 3])) });
+  const engine = new PromQLEngine({
+    source: new MemorySeriesSource().add({ __name__: 'x' }, every15s([1, 2, 3])),
+  });
 
   it.each([
-    ['rate(x)', '1:6: parse error: expected type range vector in call to function "rate", got instant vector'],
+    [
+      'rate(x)',
+      '1:6: parse error: expected type range vector in call to function "rate", got instant vector',
+    ],
     ['sum(x', '1:6: parse error: unexpected end of input'],
     ['x + bool 1', '1:3: parse error: bool modifier can only be used on comparison operators'],
     ['{job=~".*"}', '1:1: parse error: vector selector must contain at least one non-empty matcher'],
-    ['abs(x) offset 5m', '1:1: parse error: offset modifier must be preceded by an instant vector selector or range vector selector or a subquery'],
+    [
+      'abs(x) offset 5m',
+      '1:1: parse error: offset modifier must be preceded by an instant vector selector or range vector selector or a subquery',
+    ],
     ['x @ 1 @ 2', '1:1: parse error: @ <timestamp> may not be set multiple times'],
     ['x offset 1m [5m]', '1:13: parse error: no offset modifiers allowed before range'],
     ['topk(x, x)', '1:6: parse error: expected type scalar in aggregation parameter, got instant vector'],
@@ -221,7 +300,10 @@ describe('errors', () => {
     const err = await engine.instantQuery(query, 0).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(BadDataError);
     expect((err as Error).message).toBe(message);
-    expect(toPrometheusError(err)).toEqual({ httpStatus: 400, body: { status: 'error', errorType: 'bad_data', error: message } });
+    expect(toPrometheusError(err)).toEqual({
+      httpStatus: 400,
+      body: { status: 'error', errorType: 'bad_data', error: message },
+    });
   });
 
   it('refuses range queries over 11,000 points per series', async () => {
@@ -232,12 +314,19 @@ describe('errors', () => {
   });
 
   it('stops at the max samples budget with an execution error (422)', async () => {
-    const small = new PromQLEngine({ source: new MemorySeriesSource().add({ __name__: 'x' }, every15s([1, 2, 3, 4])), maxSamples: 5 });
+    const small = new PromQLEngine({
+      source: new MemorySeriesSource().add({ __name__: 'x' }, every15s([1, 2, 3, 4])),
+      maxSamples: 5,
+    });
     const err = await small.rangeQuery('x', 0, 45 * s, 5 * s).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(TooManySamplesError);
     expect(toPrometheusError(err)).toEqual({
       httpStatus: 422,
-      body: { status: 'error', errorType: 'execution', error: 'query processing would load too many samples into memory in query execution' },
+      body: {
+        status: 'error',
+        errorType: 'execution',
+        error: 'query processing would load too many samples into memory in query execution',
+      },
     });
   });
 
@@ -254,18 +343,30 @@ describe('errors', () => {
     const slow = new PromQLEngine({ source, timeoutMs: 5_000, now: () => now });
     const err = await slow.instantQuery('sum(x) + sum(y)', 0).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(QueryTimeoutError);
-    expect(toPrometheusError(err)).toEqual({ httpStatus: 503, body: { status: 'error', errorType: 'timeout', error: 'query timed out in expression evaluation' } });
+    expect(toPrometheusError(err)).toEqual({
+      httpStatus: 503,
+      body: { status: 'error', errorType: 'timeout', error: 'query timed out in expression evaluation' },
+    });
 
     const controller = new AbortController();
     controller.abort();
-    await expect(engine.instantQuery('x', 0, { signal: controller.signal })).rejects.toBeInstanceOf(QueryCanceledError);
+    await expect(engine.instantQuery('x', 0, { signal: controller.signal })).rejects.toBeInstanceOf(
+      QueryCanceledError,
+    );
   });
 
   it('reports many-to-one without group_left as an execution error', async () => {
-    const src = new MemorySeriesSource().add({ __name__: 'a', g: '1', i: '1' }, [[0, 1]]).add({ __name__: 'a', g: '1', i: '2' }, [[0, 1]]).add({ __name__: 'b', g: '1' }, [[0, 1]]);
-    const err = await new PromQLEngine({ source: src }).instantQuery('a + on(g) b', 0).catch((e: unknown) => e);
+    const src = new MemorySeriesSource()
+      .add({ __name__: 'a', g: '1', i: '1' }, [[0, 1]])
+      .add({ __name__: 'a', g: '1', i: '2' }, [[0, 1]])
+      .add({ __name__: 'b', g: '1' }, [[0, 1]]);
+    const err = await new PromQLEngine({ source: src })
+      .instantQuery('a + on(g) b', 0)
+      .catch((e: unknown) => e);
     expect(err).toBeInstanceOf(ExecutionError);
-    expect((err as Error).message).toBe('multiple matches for labels: many-to-one matching must be explicit (group_left/group_right)');
+    expect((err as Error).message).toBe(
+      'multiple matches for labels: many-to-one matching must be explicit (group_left/group_right)',
+    );
   });
 });
 
@@ -302,7 +403,12 @@ describe('the source interface', () => {
       labelNames: () => mem.labelNames(),
       labelValues: (name) => mem.labelValues(name),
     };
-    await new PromQLEngine({ source }).rangeQuery('sum by (job) (rate(x[5m] offset 1m)) + x', 10 * m, 20 * m, m);
+    await new PromQLEngine({ source }).rangeQuery(
+      'sum by (job) (rate(x[5m] offset 1m)) + x',
+      10 * m,
+      20 * m,
+      m,
+    );
     expect(seen).toEqual([
       { startMs: 4 * m, endMs: 19 * m, stepMs: m, rangeMs: 5 * m, func: 'rate' },
       { startMs: 5 * m, endMs: 20 * m, stepMs: m, rangeMs: 0 },

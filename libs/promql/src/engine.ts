@@ -12,9 +12,30 @@ import {
   typeOf,
   type VectorSelector,
 } from './ast';
-import { scalarBinop, signatureFunction, vectorAnd, vectorBinop, vectorOr, vectorScalarBinop, vectorUnless } from './binary';
-import { BadDataError, ExecutionError, QueryCanceledError, QueryTimeoutError, TooManySamplesError } from './errors';
-import { absentLabels, type CallState, instantFunction, RANGE_FUNCTIONS, type StepArg, type VSample } from './functions';
+import {
+  scalarBinop,
+  signatureFunction,
+  vectorAnd,
+  vectorBinop,
+  vectorOr,
+  vectorScalarBinop,
+  vectorUnless,
+} from './binary';
+import {
+  BadDataError,
+  ExecutionError,
+  QueryCanceledError,
+  QueryTimeoutError,
+  TooManySamplesError,
+} from './errors';
+import {
+  absentLabels,
+  type CallState,
+  instantFunction,
+  RANGE_FUNCTIONS,
+  type StepArg,
+  type VSample,
+} from './functions';
 import { compareLabels, dropMetricName, type Labels, labelsKey } from './labels';
 import { parseExpr } from './parser';
 import type { SelectHints, SeriesSource } from './source';
@@ -124,19 +145,35 @@ export class PromQLEngine {
         raw.sort((a, b) => compareLabels(a.labels, b.labels));
         return {
           resultType: 'matrix',
-          result: raw.map((s) => ({ labels: s.labels, timestamps: Array.from(s.t), values: Array.from(s.v) })),
+          result: raw.map((s) => ({
+            labels: s.labels,
+            timestamps: Array.from(s.t),
+            values: Array.from(s.v),
+          })),
         };
       }
       const steps = await ev.steps(expr, grid, {});
-      if (type === 'scalar') return { resultType: 'scalar', result: { t: timeMs, value: steps[0].values[0] } };
-      return { resultType: 'vector', result: steps.map((s) => ({ labels: s.labels, t: timeMs, value: s.values[0] })) };
+      if (type === 'scalar')
+        return { resultType: 'scalar', result: { t: timeMs, value: steps[0].values[0] } };
+      return {
+        resultType: 'vector',
+        result: steps.map((s) => ({ labels: s.labels, t: timeMs, value: s.values[0] })),
+      };
     });
   }
 
   /** The values of `query` from start to end every step (all ms), like `/api/v1/query_range`. */
-  async rangeQuery(query: string, startMs: number, endMs: number, stepMs: number, options: QueryOptions = {}): Promise<QueryResult> {
+  async rangeQuery(
+    query: string,
+    startMs: number,
+    endMs: number,
+    stepMs: number,
+    options: QueryOptions = {},
+  ): Promise<QueryResult> {
     if (!(stepMs > 0)) {
-      throw new BadDataError('zero or negative query resolution step widths are not accepted. Try a positive integer');
+      throw new BadDataError(
+        'zero or negative query resolution step widths are not accepted. Try a positive integer',
+      );
     }
     if (endMs < startMs) throw new BadDataError('end timestamp must not be before start time');
     if (Math.floor((endMs - startMs) / stepMs) > this.options.maxPointsPerSeries) {
@@ -147,9 +184,16 @@ export class PromQLEngine {
     const expr = parseExpr(query);
     const type = typeOf(expr);
     if (type !== 'vector' && type !== 'scalar') {
-      throw new BadDataError(`invalid expression type ${JSON.stringify(documentedType(type))} for range query, must be Scalar or instant Vector`);
+      throw new BadDataError(
+        `invalid expression type ${JSON.stringify(documentedType(type))} for range query, must be Scalar or instant Vector`,
+      );
     }
-    const grid: Grid = { start: startMs, end: endMs, step: stepMs, n: Math.floor((endMs - startMs) / stepMs) + 1 };
+    const grid: Grid = {
+      start: startMs,
+      end: endMs,
+      step: stepMs,
+      n: Math.floor((endMs - startMs) / stepMs) + 1,
+    };
     const ev = this.evaluator(grid, options);
     return ev.run(async () => {
       const steps = await ev.steps(expr, grid, {});
@@ -270,9 +314,15 @@ class Evaluator {
 
   async matrix(expr: Expr, grid: Grid): Promise<RawSeries[]> {
     const e = unwrapParens(expr);
-    if (e.kind !== 'matrix_selector' && e.kind !== 'subquery') throw new ExecutionError(`unexpected range vector ${e.kind}`);
+    if (e.kind !== 'matrix_selector' && e.kind !== 'subquery')
+      throw new ExecutionError(`unexpected range vector ${e.kind}`);
     const out: RawSeries[] = [];
-    const ref = this.refTime(grid, 0, this.atTime(e.kind === 'subquery' ? e.at : e.selector.at), e.kind === 'subquery' ? e.offsetMs : e.selector.offsetMs);
+    const ref = this.refTime(
+      grid,
+      0,
+      this.atTime(e.kind === 'subquery' ? e.at : e.selector.at),
+      e.kind === 'subquery' ? e.offsetMs : e.selector.offsetMs,
+    );
     const range = e.kind === 'subquery' ? e.rangeMs : e.rangeMs;
     for await (const s of this.rangeSeries(e, grid, {})) {
       const t: number[] = [];
@@ -294,18 +344,29 @@ class Evaluator {
    * The series of a range selector or subquery, staleness markers removed, each covering every
    * window the grid will ask for.
    */
-  private async *rangeSeries(e: MatrixSelector | SubqueryExpr, grid: Grid, enclosing: Enclosing): AsyncGenerator<RawSeries> {
+  private async *rangeSeries(
+    e: MatrixSelector | SubqueryExpr,
+    grid: Grid,
+    enclosing: Enclosing,
+  ): AsyncGenerator<RawSeries> {
     if (e.kind === 'matrix_selector') {
       const vs = e.selector;
       const at = this.atTime(vs.at);
       const first = this.refTime(grid, 0, at, vs.offsetMs);
       const last = this.refTime(grid, grid.n - 1, at, vs.offsetMs);
-      const hints: SelectHints = { startMs: first - e.rangeMs, endMs: last, stepMs: grid.n > 1 ? grid.step : 0, rangeMs: e.rangeMs, ...enclosing };
+      const hints: SelectHints = {
+        startMs: first - e.rangeMs,
+        endMs: last,
+        stepMs: grid.n > 1 ? grid.step : 0,
+        rangeMs: e.rangeMs,
+        ...enclosing,
+      };
       for await (const s of this.c.source.select(vs.matchers, hints, this.c.signal)) {
         this.check(true);
         const words = new Uint32Array(s.values.buffer, s.values.byteOffset, s.values.length * 2);
         let stale = 0;
-        for (let i = 0; i < s.values.length; i++) if (words[2 * i] === STALE_LO && words[2 * i + 1] === STALE_HI) stale++;
+        for (let i = 0; i < s.values.length; i++)
+          if (words[2 * i] === STALE_LO && words[2 * i + 1] === STALE_HI) stale++;
         if (stale === 0) {
           yield { labels: s.labels, t: s.timestamps, v: s.values };
           continue;
@@ -329,7 +390,12 @@ class Evaluator {
     const step = e.stepMs || this.c.defaultSubqueryStepMs;
     let start = step * Math.trunc((first - e.rangeMs) / step);
     if (start < first - e.rangeMs) start += step;
-    const inner: Grid = { start, end: last, step, n: last < start ? 0 : Math.floor((last - start) / step) + 1 };
+    const inner: Grid = {
+      start,
+      end: last,
+      step,
+      n: last < start ? 0 : Math.floor((last - start) / step) + 1,
+    };
     if (inner.n === 0) return;
     const steps = await this.steps(e.expr, inner, enclosing);
     for (const s of steps) {
@@ -389,13 +455,24 @@ class Evaluator {
    * is no older than the lookback delta and is not a staleness marker. With `sampleTimes`, the
    * values are the samples' timestamps in seconds instead (what `timestamp()` reports).
    */
-  private async vectorSelector(vs: VectorSelector, grid: Grid, enclosing: Enclosing, sampleTimes: boolean): Promise<StepSeries[]> {
+  private async vectorSelector(
+    vs: VectorSelector,
+    grid: Grid,
+    enclosing: Enclosing,
+    sampleTimes: boolean,
+  ): Promise<StepSeries[]> {
     const at = this.atTime(vs.at);
     const offset = vs.offsetMs;
     const lookback = this.c.lookbackMs;
     const first = this.refTime(grid, 0, at, offset);
     const last = this.refTime(grid, grid.n - 1, at, offset);
-    const hints: SelectHints = { startMs: first - lookback, endMs: last, stepMs: grid.n > 1 ? grid.step : 0, rangeMs: 0, ...enclosing };
+    const hints: SelectHints = {
+      startMs: first - lookback,
+      endMs: last,
+      stepMs: grid.n > 1 ? grid.step : 0,
+      rangeMs: 0,
+      ...enclosing,
+    };
     const out: StepSeries[] = [];
     let sorted = true;
     for await (const s of this.c.source.select(vs.matchers, hints, this.c.signal)) {
@@ -427,7 +504,11 @@ class Evaluator {
    * Combines inputs step by step: `fn` gets each input's vector at a step (scalars as a single
    * element) and returns the output vector, whose label sets must be unique.
    */
-  private combine(grid: Grid, inputs: StepSeries[][], fn: (vectors: VSample[][], ts: number) => VSample[]): StepSeries[] {
+  private combine(
+    grid: Grid,
+    inputs: StepSeries[][],
+    fn: (vectors: VSample[][], ts: number) => VSample[],
+  ): StepSeries[] {
     const out = new Map<string, StepSeries>();
     const vectors: VSample[][] = inputs.map(() => []);
     // One sample object per input series, its value set at each step: what `fn` gets is read
@@ -490,7 +571,9 @@ class Evaluator {
     const lhs = await this.steps(e.lhs, grid, {});
     const rhs = await this.steps(e.rhs, grid, {});
     if (lt === 'scalar' && rt === 'scalar') {
-      return this.combine(grid, [lhs, rhs], ([l, r]) => [{ labels: [], value: scalarBinop(e.op, l[0].value, r[0].value) }]);
+      return this.combine(grid, [lhs, rhs], ([l, r]) => [
+        { labels: [], value: scalarBinop(e.op, l[0].value, r[0].value) },
+      ]);
     }
     if (lt === 'vector' && rt === 'vector') {
       const matching = e.matching ?? { card: 'one-to-one', on: false, labels: [], include: [] };
@@ -502,9 +585,13 @@ class Evaluator {
       return this.combine(grid, [lhs, rhs], ([l, r]) => vectorBinop(e.op, l, r, matching, e.returnBool, sig));
     }
     if (lt === 'vector') {
-      return this.combine(grid, [lhs, rhs], ([l, r]) => vectorScalarBinop(e.op, l, r[0].value, false, e.returnBool));
+      return this.combine(grid, [lhs, rhs], ([l, r]) =>
+        vectorScalarBinop(e.op, l, r[0].value, false, e.returnBool),
+      );
     }
-    return this.combine(grid, [lhs, rhs], ([l, r]) => vectorScalarBinop(e.op, r, l[0].value, true, e.returnBool));
+    return this.combine(grid, [lhs, rhs], ([l, r]) =>
+      vectorScalarBinop(e.op, r, l[0].value, true, e.returnBool),
+    );
   }
 
   private async aggregate(e: AggregateExpr, grid: Grid): Promise<StepSeries[]> {
@@ -538,9 +625,12 @@ class Evaluator {
     if (name === 'timestamp' && first?.kind === 'vector_selector') {
       // The time of the sample itself, not of the step.
       const times = await this.vectorSelector(first, grid, enclosing, true);
-      return this.combine(grid, [times], ([v]) => v.map((s) => ({ labels: dropMetricName(s.labels), value: s.value })));
+      return this.combine(grid, [times], ([v]) =>
+        v.map((s) => ({ labels: dropMetricName(s.labels), value: s.value })),
+      );
     }
-    const absentMatchers = name === 'absent' && first?.kind === 'vector_selector' ? first.matchers : undefined;
+    const absentMatchers =
+      name === 'absent' && first?.kind === 'vector_selector' ? first.matchers : undefined;
     const inputs: StepSeries[][] = [];
     const kinds: ('steps' | string)[] = [];
     for (const arg of e.args) {
@@ -569,7 +659,8 @@ class Evaluator {
     const fn = RANGE_FUNCTIONS[name];
     if (!fn) throw new ExecutionError(`function ${JSON.stringify(name)} is not implemented`);
     const scalarInputs: StepSeries[][] = [];
-    for (let i = 0; i < e.args.length; i++) if (i !== matrixIndex) scalarInputs.push(await this.steps(e.args[i], grid, {}));
+    for (let i = 0; i < e.args.length; i++)
+      if (i !== matrixIndex) scalarInputs.push(await this.steps(e.args[i], grid, {}));
     const arg = unwrapParens(e.args[matrixIndex]) as MatrixSelector | SubqueryExpr;
     const at = this.atTime(arg.kind === 'subquery' ? arg.at : arg.selector.at);
     const offset = arg.kind === 'subquery' ? arg.offsetMs : arg.selector.offsetMs;
@@ -599,7 +690,17 @@ class Evaluator {
           continue;
         }
         for (let k = 0; k < scalarInputs.length; k++) scalars[k] = scalarInputs[k][0].values[i];
-        const value = fn({ t: s.t, v: s.v, lo, hi, ts: grid.start + i * grid.step, rangeStart: from, rangeEnd: ref, rangeMs, scalars });
+        const value = fn({
+          t: s.t,
+          v: s.v,
+          lo,
+          hi,
+          ts: grid.start + i * grid.step,
+          rangeStart: from,
+          rangeEnd: ref,
+          rangeMs,
+          scalars,
+        });
         if (value === undefined) continue;
         series.values[i] = value;
         series.present[i] = 1;
@@ -615,7 +716,10 @@ class Evaluator {
     this.release(scalarInputs);
 
     if (covered) {
-      const series = this.newSeries(absentLabels(arg.kind === 'matrix_selector' ? arg.selector.matchers : undefined), grid);
+      const series = this.newSeries(
+        absentLabels(arg.kind === 'matrix_selector' ? arg.selector.matchers : undefined),
+        grid,
+      );
       for (let i = 0; i < grid.n; i++) {
         if (covered[i]) continue;
         series.values[i] = 1;

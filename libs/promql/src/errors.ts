@@ -67,9 +67,15 @@ export interface PrometheusErrorBody {
 /** The HTTP status and body Prometheus answers for an error (anything unknown is internal, 500). */
 export function toPrometheusError(err: unknown): { httpStatus: number; body: PrometheusErrorBody } {
   if (err instanceof PromQLError) {
-    return { httpStatus: err.httpStatus, body: { status: 'error', errorType: err.errorType, error: err.message } };
+    return {
+      httpStatus: err.httpStatus,
+      body: { status: 'error', errorType: err.errorType, error: err.message },
+    };
   }
-  return { httpStatus: 500, body: { status: 'error', errorType: 'internal', error: (err as Error)?.message ?? String(err) } };
+  return {
+    httpStatus: 500,
+    body: { status: 'error', errorType: 'internal', error: (err as Error)?.message ?? String(err) },
+  };
 }
 
 /** `line:column: parse error: message`, Prometheus's spelling of a parse error. */

@@ -70,7 +70,11 @@ function dateOf(seconds: number): Date {
 const DATE: Record<string, (d: Date) => number> = {
   day_of_month: (d) => d.getUTCDate(),
   day_of_week: (d) => d.getUTCDay(),
-  day_of_year: (d) => Math.round((Date.UTC(d.getUTCFullYear(), d.getUTCMonth(), d.getUTCDate()) - Date.UTC(d.getUTCFullYear(), 0, 1)) / 86_400_000) + 1,
+  day_of_year: (d) =>
+    Math.round(
+      (Date.UTC(d.getUTCFullYear(), d.getUTCMonth(), d.getUTCDate()) - Date.UTC(d.getUTCFullYear(), 0, 1)) /
+        86_400_000,
+    ) + 1,
   days_in_month: (d) => new Date(Date.UTC(d.getUTCFullYear(), d.getUTCMonth() + 1, 0)).getUTCDate(),
   hour: (d) => d.getUTCHours(),
   minute: (d) => d.getUTCMinutes(),
@@ -90,7 +94,13 @@ export interface CallState {
  * Functions over instant vectors and scalars, evaluated at one step (`ts` in ms). Returns the
  * output vector; scalar-returning functions return a single element with empty labels.
  */
-export function instantFunction(name: string, args: StepArg[], ts: number, state: CallState, absentMatchers?: readonly Matcher[]): VSample[] {
+export function instantFunction(
+  name: string,
+  args: StepArg[],
+  ts: number,
+  state: CallState,
+  absentMatchers?: readonly Matcher[],
+): VSample[] {
   const vec = () => args[0] as VSample[];
   const num = (i: number) => args[i] as number;
   const str = (i: number) => args[i] as string;
@@ -119,7 +129,10 @@ export function instantFunction(name: string, args: StepArg[], ts: number, state
       const min = num(1);
       const max = num(2);
       if (max < min) return [];
-      return vec().map((s) => ({ labels: dropMetricName(s.labels), value: Math.max(min, Math.min(max, s.value)) }));
+      return vec().map((s) => ({
+        labels: dropMetricName(s.labels),
+        value: Math.max(min, Math.min(max, s.value)),
+      }));
     }
     case 'clamp_min':
       return vec().map((s) => ({ labels: dropMetricName(s.labels), value: Math.max(num(1), s.value) }));
@@ -127,7 +140,10 @@ export function instantFunction(name: string, args: StepArg[], ts: number, state
       return vec().map((s) => ({ labels: dropMetricName(s.labels), value: Math.min(num(1), s.value) }));
     case 'round': {
       const toNearestInverse = 1 / (args.length > 1 ? num(1) : 1);
-      return vec().map((s) => ({ labels: dropMetricName(s.labels), value: Math.floor(s.value * toNearestInverse + 0.5) / toNearestInverse }));
+      return vec().map((s) => ({
+        labels: dropMetricName(s.labels),
+        value: Math.floor(s.value * toNearestInverse + 0.5) / toNearestInverse,
+      }));
     }
     case 'timestamp':
       // Of a computed vector, the evaluation time (the engine reads a selector's sample times itself).
@@ -188,14 +204,22 @@ export function absentLabels(matchers: readonly Matcher[] | undefined): Labels {
   return labels;
 }
 
-function labelReplace(vec: VSample[], dst: string, replacement: string, src: string, regex: string, state: CallState): VSample[] {
+function labelReplace(
+  vec: VSample[],
+  dst: string,
+  replacement: string,
+  src: string,
+  regex: string,
+  state: CallState,
+): VSample[] {
   if (!state.regex) {
     try {
       state.regex = compileAnchoredRegex(regex);
     } catch {
       throw new ExecutionError(`invalid regular expression in label_replace(): ${regex}`);
     }
-    if (!isValidLabelName(dst)) throw new ExecutionError(`invalid destination label name in label_replace(): ${dst}`);
+    if (!isValidLabelName(dst))
+      throw new ExecutionError(`invalid destination label name in label_replace(): ${dst}`);
   }
   const re = state.regex;
   return vec.map((s) => {
@@ -209,7 +233,8 @@ function labelJoin(vec: VSample[], dst: string, separator: string, sources: stri
   for (const src of sources) {
     if (!isValidLabelName(src)) throw new ExecutionError(`invalid source label name in label_join(): ${src}`);
   }
-  if (!isValidLabelName(dst)) throw new ExecutionError(`invalid destination label name in label_join(): ${dst}`);
+  if (!isValidLabelName(dst))
+    throw new ExecutionError(`invalid destination label name in label_join(): ${dst}`);
   return vec.map((s) => ({
     labels: setLabel(s.labels, dst, sources.map((src) => getLabel(s.labels, src)).join(separator)),
     value: s.value,
@@ -223,8 +248,10 @@ const LE_AND_NAME = new Set([BUCKET_LABEL, METRIC_NAME]);
 export function parseGoFloat(text: string): number | undefined {
   if (/^[+-]?(inf|infinity)$/i.test(text)) return text.startsWith('-') ? -Infinity : Infinity;
   if (/^[+-]?nan$/i.test(text)) return NaN;
-  if (/^[+-]?(\d[\d_]*(\.[\d_]*)?|\.\d[\d_]*)([eE][+-]?\d+)?$/.test(text)) return Number(text.replace(/_/g, ''));
-  if (/^[+-]?0[xX][0-9a-fA-F]+$/.test(text)) return Number(text.replace(/^[+-]/, '')) * (text.startsWith('-') ? -1 : 1);
+  if (/^[+-]?(\d[\d_]*(\.[\d_]*)?|\.\d[\d_]*)([eE][+-]?\d+)?$/.test(text))
+    return Number(text.replace(/_/g, ''));
+  if (/^[+-]?0[xX][0-9a-fA-F]+$/.test(text))
+    return Number(text.replace(/^[+-]/, '')) * (text.startsWith('-') ? -1 : 1);
   return undefined;
 }
 
@@ -361,8 +388,10 @@ function stdvarOverTime(w: Window): number {
 
 function holtWinters(w: Window): number | undefined {
   const [sf, tf] = w.scalars;
-  if (sf <= 0 || sf >= 1) throw new ExecutionError(`invalid smoothing factor. Expected: 0 < sf < 1, got: ${sf.toFixed(6)}`);
-  if (tf <= 0 || tf >= 1) throw new ExecutionError(`invalid trend factor. Expected: 0 < tf < 1, got: ${tf.toFixed(6)}`);
+  if (sf <= 0 || sf >= 1)
+    throw new ExecutionError(`invalid smoothing factor. Expected: 0 < sf < 1, got: ${sf.toFixed(6)}`);
+  if (tf <= 0 || tf >= 1)
+    throw new ExecutionError(`invalid trend factor. Expected: 0 < tf < 1, got: ${tf.toFixed(6)}`);
   const { v, lo, hi } = w;
   if (hi - lo < 2) return undefined;
   let s0 = 0;

@@ -1,6 +1,13 @@
 export * from './ast';
 export { parseExpr, parseMetricSelector } from './parser';
-export { PromQLEngine, type EngineOptions, type QueryOptions, type QueryResult, type InstantSample, type RangeSeries } from './engine';
+export {
+  PromQLEngine,
+  type EngineOptions,
+  type QueryOptions,
+  type QueryResult,
+  type InstantSample,
+  type RangeSeries,
+} from './engine';
 export {
   BadDataError,
   ExecutionError,
@@ -15,6 +22,14 @@ export {
 export { toPrometheusData, type PrometheusData } from './json';
 export * from './labels';
 export { compileMatcher, type Matcher, type MatchType } from './matchers';
-export { isStaleMarker, MemorySeriesSource, type SampleInput, type SelectHints, type SeriesSamples, type SeriesSource, writeStaleMarker } from './source';
+export {
+  isStaleMarker,
+  MemorySeriesSource,
+  type SampleInput,
+  type SelectHints,
+  type SeriesSamples,
+  type SeriesSource,
+  writeStaleMarker,
+} from './source';
 export { formatValue } from './format';
 export { parseDuration, formatDuration } from './duration';

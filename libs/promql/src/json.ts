@@ -16,7 +16,10 @@ export function toPrometheusData(r: QueryResult): PrometheusData {
     case 'vector':
       return {
         resultType: 'vector',
-        result: r.result.map((s) => ({ metric: labelsToRecord(s.labels), value: [toApiTimestamp(s.t), formatValue(s.value)] })),
+        result: r.result.map((s) => ({
+          metric: labelsToRecord(s.labels),
+          value: [toApiTimestamp(s.t), formatValue(s.value)],
+        })),
       };
     case 'matrix':
       return {

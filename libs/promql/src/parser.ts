@@ -43,7 +43,9 @@ export function parseExpr(query: string): Expr {
 export function parseMetricSelector(text: string): Matcher[] {
   const expr = parseExpr(text);
   if (expr.kind !== 'vector_selector' || expr.offsetMs !== 0 || expr.at) {
-    throw new BadDataError(`1:1: parse error: expected a series selector such as metric{label="value"}, got ${JSON.stringify(text)}`);
+    throw new BadDataError(
+      `1:1: parse error: expected a series selector such as metric{label="value"}, got ${JSON.stringify(text)}`,
+    );
   }
   return expr.matchers;
 }
@@ -184,7 +186,10 @@ class Converter {
         return this.unary(node);
       case 'AnchoredExpr':
       case 'SmoothedExpr':
-        return this.fail(this.pos(node), `the ${node.name === 'AnchoredExpr' ? 'anchored' : 'smoothed'} modifier is not supported`);
+        return this.fail(
+          this.pos(node),
+          `the ${node.name === 'AnchoredExpr' ? 'anchored' : 'smoothed'} modifier is not supported`,
+        );
       default:
         return this.fail(this.pos(node), `unexpected ${JSON.stringify(this.text(node))}`);
     }
@@ -205,7 +210,8 @@ class Converter {
     let value: number;
     if (/^0x[0-9a-f_]+$/.test(lower)) value = Number(lower.replace(/_/g, ''));
     else if (/^0[0-7_]+$/.test(lower)) value = parseInt(lower.replace(/_/g, ''), 8);
-    else if (/^([0-9][0-9_]*(\.[0-9_]*)?|\.[0-9][0-9_]*)(e[+-]?[0-9_]+)?$/.test(lower)) value = Number(lower.replace(/_/g, ''));
+    else if (/^([0-9][0-9_]*(\.[0-9_]*)?|\.[0-9][0-9_]*)(e[+-]?[0-9_]+)?$/.test(lower))
+      value = Number(lower.replace(/_/g, ''));
     else return this.fail(this.pos(node), `unexpected duration ${JSON.stringify(body)}, expected a number`);
     if (Number.isNaN(value)) this.fail(this.pos(node), `error parsing number: ${JSON.stringify(body)}`);
     return sign * value;
@@ -227,7 +233,16 @@ class Converter {
         continue;
       }
       const e = body[++i];
-      const simple: Record<string, string> = { a: '\x07', b: '\b', f: '\f', n: '\n', r: '\r', t: '\t', v: '\v', '\\': '\\' };
+      const simple: Record<string, string> = {
+        a: '\x07',
+        b: '\b',
+        f: '\f',
+        n: '\n',
+        r: '\r',
+        t: '\t',
+        v: '\v',
+        '\\': '\\',
+      };
       if (e in simple) {
         out += simple[e];
       } else if (e === quote) {
@@ -235,15 +250,18 @@ class Converter {
       } else if (e === 'x' || e === 'u' || e === 'U') {
         const len = e === 'x' ? 2 : e === 'u' ? 4 : 8;
         const hex = body.slice(i + 1, i + 1 + len);
-        if (!new RegExp(`^[0-9a-fA-F]{${len}}$`).test(hex)) this.fail(node.from, `invalid escape sequence in ${raw}`);
+        if (!new RegExp(`^[0-9a-fA-F]{${len}}$`).test(hex))
+          this.fail(node.from, `invalid escape sequence in ${raw}`);
         const code = parseInt(hex, 16);
         if (e === 'x') out += String.fromCharCode(code);
-        else if (code > 0x10ffff || (code >= 0xd800 && code < 0xe000)) this.fail(node.from, `invalid escape sequence in ${raw}`);
+        else if (code > 0x10ffff || (code >= 0xd800 && code < 0xe000))
+          this.fail(node.from, `invalid escape sequence in ${raw}`);
         else out += String.fromCodePoint(code);
         i += len;
       } else if (e !== undefined && /[0-7]/.test(e)) {
         const oct = body.slice(i, i + 3);
-        if (!/^[0-7]{3}$/.test(oct) || parseInt(oct, 8) > 255) this.fail(node.from, `invalid escape sequence in ${raw}`);
+        if (!/^[0-7]{3}$/.test(oct) || parseInt(oct, 8) > 255)
+          this.fail(node.from, `invalid escape sequence in ${raw}`);
         out += String.fromCharCode(parseInt(oct, 8));
         i += 2;
       } else {
@@ -261,10 +279,12 @@ class Converter {
         name = this.text(c);
       } else if (c.name === 'LabelMatchers') {
         for (const m of this.children(c)) {
-          if (m.name !== 'UnquotedLabelMatcher') this.fail(this.pos(m), 'quoted label names are not supported');
+          if (m.name !== 'UnquotedLabelMatcher')
+            this.fail(this.pos(m), 'quoted label names are not supported');
           const [labelNode, opNode, valueNode] = this.children(m);
           const type = MATCH_OPS[this.children(opNode)[0]?.name ?? ''];
-          if (!type || !valueNode) this.fail(this.pos(m), `unexpected ${JSON.stringify(this.text(m))} in label matching`);
+          if (!type || !valueNode)
+            this.fail(this.pos(m), `unexpected ${JSON.stringify(this.text(m))} in label matching`);
           const matcher: Matcher = { type, name: this.text(labelNode), value: this.unquote(valueNode) };
           this.checkMatcher(matcher, m);
           matchers.push(matcher);
@@ -274,7 +294,11 @@ class Converter {
     const pos = this.pos(node);
     if (name !== undefined) {
       const twice = matchers.find((m) => m.name === METRIC_NAME);
-      if (twice) this.fail(pos, `metric name must not be set twice: ${JSON.stringify(name)} or ${JSON.stringify(twice.value)}`);
+      if (twice)
+        this.fail(
+          pos,
+          `metric name must not be set twice: ${JSON.stringify(name)} or ${JSON.stringify(twice.value)}`,
+        );
       matchers.push({ type: '=', name: METRIC_NAME, value: name });
     } else if (!matchers.some((m) => !compileMatcher(m).matches(''))) {
       this.fail(pos, 'vector selector must contain at least one non-empty matcher');
@@ -343,17 +367,24 @@ class Converter {
     const range = this.children(node)[1];
     const selector = this.expr(inner);
     const bracket = { start: this.query.indexOf('[', inner.to), end: node.to };
-    if (selector.kind !== 'vector_selector') return this.fail(bracket, 'ranges only allowed for vector selectors');
+    if (selector.kind !== 'vector_selector')
+      return this.fail(bracket, 'ranges only allowed for vector selectors');
     if (selector.offsetMs !== 0) this.fail(bracket, 'no offset modifiers allowed before range');
     if (selector.at) this.fail(bracket, 'no @ modifiers allowed before range');
-    return { kind: 'matrix_selector', selector, rangeMs: this.positiveDuration(range, 'range'), pos: this.pos(node) };
+    return {
+      kind: 'matrix_selector',
+      selector,
+      rangeMs: this.positiveDuration(range, 'range'),
+      pos: this.pos(node),
+    };
   }
 
   private subquery(node: SyntaxNode, inner: SyntaxNode): SubqueryExpr {
     const [, range, step] = this.children(node);
     const expr = this.expr(inner);
     const type = typeOf(expr);
-    if (type !== 'vector') this.fail(this.pos(node), `subquery is only allowed on instant vector, got ${type} instead`);
+    if (type !== 'vector')
+      this.fail(this.pos(node), `subquery is only allowed on instant vector, got ${type} instead`);
     return {
       kind: 'subquery',
       expr,
@@ -368,7 +399,10 @@ class Converter {
   private modifiable(expr: Expr, node: SyntaxNode, what: string): VectorSelector | SubqueryExpr {
     if (expr.kind === 'vector_selector' || expr.kind === 'subquery') return expr;
     if (expr.kind === 'matrix_selector') return expr.selector;
-    return this.fail(this.pos(node), `${what} modifier must be preceded by an instant vector selector or range vector selector or a subquery`);
+    return this.fail(
+      this.pos(node),
+      `${what} modifier must be preceded by an instant vector selector or range vector selector or a subquery`,
+    );
   }
 
   private offset(node: SyntaxNode, targetNode: SyntaxNode): Expr {
@@ -420,13 +454,23 @@ class Converter {
     const pos = this.pos(node);
     const nargs = func.argTypes.length;
     if (func.variadic === 0) {
-      if (nargs !== args.length) this.fail(pos, `expected ${nargs} argument(s) in call to ${JSON.stringify(name)}, got ${args.length}`);
+      if (nargs !== args.length)
+        this.fail(
+          pos,
+          `expected ${nargs} argument(s) in call to ${JSON.stringify(name)}, got ${args.length}`,
+        );
     } else {
       const min = nargs - 1;
       if (min > args.length) {
-        this.fail(pos, `expected at least ${min} argument(s) in call to ${JSON.stringify(name)}, got ${args.length}`);
+        this.fail(
+          pos,
+          `expected at least ${min} argument(s) in call to ${JSON.stringify(name)}, got ${args.length}`,
+        );
       } else if (func.variadic > 0 && min + func.variadic < args.length) {
-        this.fail(pos, `expected at most ${min + func.variadic} argument(s) in call to ${JSON.stringify(name)}, got ${args.length}`);
+        this.fail(
+          pos,
+          `expected at most ${min + func.variadic} argument(s) in call to ${JSON.stringify(name)}, got ${args.length}`,
+        );
       }
     }
     args.forEach((arg, i) => {
@@ -447,7 +491,8 @@ class Converter {
     const kids = this.children(node);
     const opNode = kids.find((k) => k.name === 'AggregateOp') ?? kids[0];
     const op = this.text(opNode).toLowerCase();
-    if (!AGGREGATE_OPS.has(op)) this.fail(this.pos(opNode), `unknown function with name ${JSON.stringify(op)}`);
+    if (!AGGREGATE_OPS.has(op))
+      this.fail(this.pos(opNode), `unknown function with name ${JSON.stringify(op)}`);
     const modifier = kids.find((k) => k.name === 'AggregateModifier');
     let grouping: string[] = [];
     let without = false;
@@ -463,7 +508,10 @@ class Converter {
     const withParam = op === 'topk' || op === 'bottomk' || op === 'quantile' || op === 'count_values';
     const desired = withParam ? 2 : 1;
     if (args.length !== desired) {
-      this.fail(pos, `wrong number of arguments for aggregate expression provided, expected ${desired}, got ${args.length}`);
+      this.fail(
+        pos,
+        `wrong number of arguments for aggregate expression provided, expected ${desired}, got ${args.length}`,
+      );
     }
     const expr = args[desired - 1];
     this.expectType(expr, 'vector', 'aggregation expression');
@@ -479,7 +527,11 @@ class Converter {
     const opNode = kids[1];
     const op = BINARY_OPS[opNode.name];
     const opRange = this.pos(opNode);
-    if (!op) return this.fail(opRange, `binary expression does not support operator ${JSON.stringify(this.text(opNode))}`);
+    if (!op)
+      return this.fail(
+        opRange,
+        `binary expression does not support operator ${JSON.stringify(this.text(opNode))}`,
+      );
     const middle = kids.slice(2, -1);
     if (middle.some((k) => k.name === 'FillModifier')) this.fail(opRange, 'fill modifiers are not supported');
     const returnBool = middle.some((k) => k.name === 'BoolModifier');
@@ -513,24 +565,29 @@ class Converter {
     const rt = typeOf(rhs);
     const pos = this.pos(node);
 
-    if (returnBool && !isComparisonOp(op)) this.fail(opRange, 'bool modifier can only be used on comparison operators');
+    if (returnBool && !isComparisonOp(op))
+      this.fail(opRange, 'bool modifier can only be used on comparison operators');
     if (isComparisonOp(op) && !returnBool && lt === 'scalar' && rt === 'scalar') {
       this.fail(opRange, 'comparisons between scalars must use BOOL modifier');
     }
     if (isSetOp(op) && card === 'one-to-one') card = 'many-to-many';
     if (on) {
       for (const l of labels) {
-        if (include.includes(l)) this.fail(opRange, `label ${JSON.stringify(l)} must not occur in ON and GROUP clause at once`);
+        if (include.includes(l))
+          this.fail(opRange, `label ${JSON.stringify(l)} must not occur in ON and GROUP clause at once`);
       }
     }
-    if (lt !== 'scalar' && lt !== 'vector') this.fail(lhs.pos, 'binary expression must contain only scalar and instant vector types');
-    if (rt !== 'scalar' && rt !== 'vector') this.fail(rhs.pos, 'binary expression must contain only scalar and instant vector types');
+    if (lt !== 'scalar' && lt !== 'vector')
+      this.fail(lhs.pos, 'binary expression must contain only scalar and instant vector types');
+    if (rt !== 'scalar' && rt !== 'vector')
+      this.fail(rhs.pos, 'binary expression must contain only scalar and instant vector types');
     let matching: BinaryExpr['matching'];
     if (lt !== 'vector' || rt !== 'vector') {
       if (labels.length > 0) this.fail(pos, 'vector matching only allowed between instant vectors');
     } else {
       if (isSetOp(op)) {
-        if (card === 'one-to-many' || card === 'many-to-one') this.fail(pos, `no grouping allowed for ${JSON.stringify(op)} operation`);
+        if (card === 'one-to-many' || card === 'many-to-one')
+          this.fail(pos, `no grouping allowed for ${JSON.stringify(op)} operation`);
       }
       matching = { card, on, labels, include };
     }
@@ -547,9 +604,13 @@ class Converter {
     const expr = operandOf ? operandOf(inner) : this.expr(inner);
     const t = typeOf(expr);
     if (t !== 'scalar' && t !== 'vector') {
-      this.fail(this.pos(node), `unary expression only allowed on expressions of type scalar or instant vector, got ${JSON.stringify(documentedType(t))}`);
+      this.fail(
+        this.pos(node),
+        `unary expression only allowed on expressions of type scalar or instant vector, got ${JSON.stringify(documentedType(t))}`,
+      );
     }
-    if (expr.kind === 'number') return { ...expr, value: op === '-' ? -expr.value : expr.value, pos: this.pos(node) };
+    if (expr.kind === 'number')
+      return { ...expr, value: op === '-' ? -expr.value : expr.value, pos: this.pos(node) };
     return { kind: 'unary', op, expr, pos: this.pos(node) };
   }
 }

@@ -89,7 +89,8 @@ export function translateRe2(pattern: string): TranslatedRegex {
       } else if (/[1-9]/.test(next)) {
         throw new RegexSyntaxError(`invalid escape sequence: \`\\${next}\``);
       } else if (/[a-zA-Z0-9]/.test(next)) {
-        if (!/[dDwWbBfnrtvpPx0]/.test(next)) throw new RegexSyntaxError(`invalid escape sequence: \`\\${next}\``);
+        if (!/[dDwWbBfnrtvpPx0]/.test(next))
+          throw new RegexSyntaxError(`invalid escape sequence: \`\\${next}\``);
         out += '\\' + next;
       } else if (JS_SYNTAX.has(next) || (inClass && next === '-')) {
         out += '\\' + next;
@@ -176,7 +177,9 @@ export function compileAnchoredRegex(pattern: string): RegExp {
   try {
     return new RegExp(`^(?:${source})$`, flags);
   } catch (e) {
-    throw new RegexSyntaxError((e as Error).message.replace(/^Invalid regular expression: \/.*\/[a-z]*: /, ''));
+    throw new RegexSyntaxError(
+      (e as Error).message.replace(/^Invalid regular expression: \/.*\/[a-z]*: /, ''),
+    );
   }
 }
 

@@ -41,11 +41,18 @@ export interface SeriesSamples {
  *   beyond the step results it computes from them, so a source may stream.
  */
 export interface SeriesSource {
-  select(matchers: readonly Matcher[], hints: SelectHints, signal?: AbortSignal): AsyncIterable<SeriesSamples>;
+  select(
+    matchers: readonly Matcher[],
+    hints: SelectHints,
+    signal?: AbortSignal,
+  ): AsyncIterable<SeriesSamples>;
   /** Label names of the series matching any of the matcher sets (all series without sets). */
   labelNames(options?: { matchers?: Matcher[][]; startMs?: number; endMs?: number }): Promise<string[]>;
   /** Values of one label over the series matching any of the matcher sets. */
-  labelValues(name: string, options?: { matchers?: Matcher[][]; startMs?: number; endMs?: number }): Promise<string[]>;
+  labelValues(
+    name: string,
+    options?: { matchers?: Matcher[][]; startMs?: number; endMs?: number },
+  ): Promise<string[]>;
 }
 
 const STALE_HI = 0x7ff00000;
@@ -80,7 +87,9 @@ export class MemorySeriesSource implements SeriesSource {
 
   /** Adds a series (or replaces the one with the same labels); samples are sorted by time. */
   add(labels: Labels | Record<string, string>, samples: readonly SampleInput[]): this {
-    const ls = Array.isArray(labels) ? (labels as Labels) : labelsFromRecord(labels as Record<string, string>);
+    const ls = Array.isArray(labels)
+      ? (labels as Labels)
+      : labelsFromRecord(labels as Record<string, string>);
     const ordered = [...samples].sort((a, b) => time(a) - time(b));
     const timestamps = new Float64Array(ordered.length);
     const values = new Float64Array(ordered.length);
@@ -106,7 +115,11 @@ export class MemorySeriesSource implements SeriesSource {
       const from = lowerBound(s.timestamps, hints.startMs);
       const to = lowerBound(s.timestamps, hints.endMs + 1);
       if (from >= to) continue;
-      yield { labels: s.labels, timestamps: s.timestamps.subarray(from, to), values: s.values.subarray(from, to) };
+      yield {
+        labels: s.labels,
+        timestamps: s.timestamps.subarray(from, to),
+        values: s.values.subarray(from, to),
+      };
     }
   }
 
@@ -120,15 +133,23 @@ export class MemorySeriesSource implements SeriesSource {
     });
   }
 
-  async labelNames(options?: { matchers?: Matcher[][]; startMs?: number; endMs?: number }): Promise<string[]> {
+  async labelNames(options?: {
+    matchers?: Matcher[][];
+    startMs?: number;
+    endMs?: number;
+  }): Promise<string[]> {
     const names = new Set<string>();
     for (const s of this.matching(options)) for (const l of s.labels) names.add(l.name);
     return [...names].sort();
   }
 
-  async labelValues(name: string, options?: { matchers?: Matcher[][]; startMs?: number; endMs?: number }): Promise<string[]> {
+  async labelValues(
+    name: string,
+    options?: { matchers?: Matcher[][]; startMs?: number; endMs?: number },
+  ): Promise<string[]> {
     const values = new Set<string>();
-    for (const s of this.matching(options)) for (const l of s.labels) if (l.name === name) values.add(l.value);
+    for (const s of this.matching(options))
+      for (const l of s.labels) if (l.name === name) values.add(l.value);
     return [...values].sort();
   }
 }

@@ -63,7 +63,6 @@ const LONE_SURROGATE = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[
 
 /** Text the store takes: without NUL characters or lone surrogates, and cut to `max` characters. */
 export function storable(text: string, max: number): string {
-  // eslint-disable-next-line no-control-regex
   const clean = text.length > max ? text.slice(0, max) : text;
-  return clean.replace(/\u0000/g, '').replace(LONE_SURROGATE, '\ufffd');
+  return clean.replaceAll('\u0000', '').replace(LONE_SURROGATE, '\ufffd');
 }

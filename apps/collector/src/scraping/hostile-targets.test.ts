@@ -28,7 +28,7 @@ let database: TestDatabase<CollectorDatabase>;
 let queue: QueueClient;
 let collector: CollectorApp;
 let collectorUrl: string;
-const published: { source: string; samples: number; at: number }[] = [];
+const published: { source: string; samples: number; metadata: number; at: number }[] = [];
 /** Resolves when each endless target's connection is closed, with the bytes it had sent. */
 const closed: Record<string, Promise<number>> = {};
 const spans = new InMemorySpanExporter();
@@ -100,12 +100,13 @@ beforeAll(async () => {
     req.on('end', () => {
       if (req.method !== 'POST') return void res.writeHead(200).end('{"status":"ok"}');
       const { messages } = JSON.parse(Buffer.concat(chunks).toString()) as {
-        messages: { id: string; payload: { source: string; samples: unknown[] } }[];
+        messages: { id: string; payload: { source: string; samples?: unknown[]; metadata?: unknown[] } }[];
       };
       for (const m of messages)
         published.push({
           source: m.payload.source,
-          samples: m.payload.samples.length,
+          samples: m.payload.samples?.length ?? 0,
+          metadata: m.payload.metadata?.length ?? 0,
           at: performance.now(),
         });
       res
@@ -226,6 +227,8 @@ describe('a round over honest and hostile targets at once', () => {
     );
     expect(published.every((m) => honest.has(m.source))).toBe(true);
     expect(published.reduce((sum, m) => sum + m.samples, 0)).toBe(2 * 8 * SIMULATED_METRICS);
+    // And what the honest exporters said of their metrics, once each.
+    expect(published.reduce((sum, m) => sum + m.metadata, 0)).toBe(2 * SIMULATED_METRICS);
     expect(Math.max(...published.map((m) => m.at))).toBeLessThan(roundEnded - 1_000);
 
     // Each scrape's span says how it ended.

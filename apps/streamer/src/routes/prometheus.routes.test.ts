@@ -432,6 +432,15 @@ describe('metadata and build information', () => {
       expect(
         Object.keys((await api(local).get(`${API}/metadata`).query({ limit: -1 }).expect(200)).body.data),
       ).toHaveLength(3);
+      expect(
+        Object.keys(
+          (await api(local).get(`${API}/metadata`).query({ limit: '99999999999' }).expect(200)).body.data,
+        ),
+      ).toHaveLength(3);
+      await api(local)
+        .get(`${API}/metadata`)
+        .query({ limit: '9'.repeat(40) })
+        .expect(400);
       const bad = await api(local).get(`${API}/metadata`).query({ limit: 'x' }).expect(400);
       expect(bad.body).toMatchObject({ errorType: 'bad_data', error: expect.stringContaining('limit') });
 

@@ -308,7 +308,14 @@ export function prometheusRoutes(prometheus: PrometheusService, now: () => numbe
     if (perMetric !== '' && !/^-?\d+$/.test(perMetric)) {
       throw invalidParam('limit_per_metric', `cannot parse ${quote(perMetric)} to a valid limit`);
     }
-    const limit = limitText === '' || Number(limitText) < 0 ? undefined : Number(limitText);
+    // Prometheus reads it as a 64-bit integer; past what a LIMIT holds, every metric is wanted anyway.
+    if (limitText !== '' && (BigInt(limitText) > 2n ** 63n - 1n || BigInt(limitText) < -(2n ** 63n))) {
+      throw invalidParam('limit', `cannot parse ${quote(limitText)} to a valid limit`);
+    }
+    const limit =
+      limitText === '' || Number(limitText) < 0 || Number(limitText) > 2 ** 31
+        ? undefined
+        : Number(limitText);
     const metric = params.get('metric');
     const found = limit === 0 ? new Map() : await prometheus.metadata({ metric: metric || undefined, limit });
     // One entry per metric is kept, so limit_per_metric changes nothing.

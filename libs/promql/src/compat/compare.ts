@@ -1,7 +1,8 @@
 import type { PrometheusData } from '../json';
 
 /** A query API answer as Prometheus sends it (and as the engine's answer is shaped for comparison). */
-export type ApiAnswer = { status: 'success'; data: PrometheusData } | { status: 'error'; errorType: string; error: string };
+export type ApiAnswer =
+  { status: 'success'; data: PrometheusData } | { status: 'error'; errorType: string; error: string };
 
 type Point = [number, string];
 
@@ -31,11 +32,19 @@ function metricKey(metric: Record<string, string>): string {
  * (`actual`): error types, result types, series (by label set), timestamps and values. Empty when
  * they agree.
  */
-export function compareAnswers(expected: ApiAnswer, actual: ApiAnswer, options: CompareOptions = {}): string[] {
+export function compareAnswers(
+  expected: ApiAnswer,
+  actual: ApiAnswer,
+  options: CompareOptions = {},
+): string[] {
   const tolerance = options.relativeTolerance ?? 1e-9;
   if (expected.status === 'error' || actual.status === 'error') {
     if (expected.status === 'error' && actual.status === 'error') {
-      return expected.errorType === actual.errorType ? [] : [`error type ${actual.errorType} (${actual.error}), Prometheus: ${expected.errorType} (${expected.error})`];
+      return expected.errorType === actual.errorType
+        ? []
+        : [
+            `error type ${actual.errorType} (${actual.error}), Prometheus: ${expected.errorType} (${expected.error})`,
+          ];
     }
     return expected.status === 'error'
       ? [`answered, Prometheus failed with ${expected.errorType}: ${expected.error}`]
@@ -47,7 +56,8 @@ export function compareAnswers(expected: ApiAnswer, actual: ApiAnswer, options: 
   const out: string[] = [];
   const point = (what: string, ep: Point, ap: Point) => {
     if (ep[0] !== ap[0]) out.push(`${what}: time ${ap[0]}, Prometheus: ${ep[0]}`);
-    else if (!sameValue(ep[1], ap[1], tolerance)) out.push(`${what} @${ep[0]}: ${ap[1]}, Prometheus: ${ep[1]}`);
+    else if (!sameValue(ep[1], ap[1], tolerance))
+      out.push(`${what} @${ep[0]}: ${ap[1]}, Prometheus: ${ep[1]}`);
   };
   switch (e.resultType) {
     case 'scalar':
@@ -64,7 +74,8 @@ export function compareAnswers(expected: ApiAnswer, actual: ApiAnswer, options: 
         if (!mine) out.push(`missing series ${key}`);
         else point(`series ${key}`, s.value, mine.value);
       }
-      for (const s of av) if (!expectedKeys.has(metricKey(s.metric))) out.push(`extra series ${metricKey(s.metric)}`);
+      for (const s of av)
+        if (!expectedKeys.has(metricKey(s.metric))) out.push(`extra series ${metricKey(s.metric)}`);
       if (options.ordered && out.length === 0) out.push(...compareOrder(e.result, av, tolerance));
       break;
     }
@@ -86,9 +97,11 @@ export function compareAnswers(expected: ApiAnswer, actual: ApiAnswer, options: 
           else point(`series ${key}`, p, m);
         }
         const expectedTimes = new Set(s.values.map((p) => p[0]));
-        for (const p of mine.values) if (!expectedTimes.has(p[0])) out.push(`series ${key}: extra point @${p[0]}`);
+        for (const p of mine.values)
+          if (!expectedTimes.has(p[0])) out.push(`series ${key}: extra point @${p[0]}`);
       }
-      for (const s of am) if (!expectedKeys.has(metricKey(s.metric))) out.push(`extra series ${metricKey(s.metric)}`);
+      for (const s of am)
+        if (!expectedKeys.has(metricKey(s.metric))) out.push(`extra series ${metricKey(s.metric)}`);
       break;
     }
   }
@@ -96,7 +109,11 @@ export function compareAnswers(expected: ApiAnswer, actual: ApiAnswer, options: 
 }
 
 /** Order must match, except among elements with equal values (Go's sort is not stable). */
-function compareOrder(e: { metric: Record<string, string>; value: Point }[], a: { metric: Record<string, string>; value: Point }[], tolerance: number): string[] {
+function compareOrder(
+  e: { metric: Record<string, string>; value: Point }[],
+  a: { metric: Record<string, string>; value: Point }[],
+  tolerance: number,
+): string[] {
   for (let i = 0; i < e.length; i++) {
     if (metricKey(e[i].metric) === metricKey(a[i].metric)) continue;
     if (sameValue(e[i].value[1], a[i].value[1], tolerance)) continue;

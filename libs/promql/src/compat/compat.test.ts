@@ -42,7 +42,9 @@ beforeAll(async () => {
   for (const s of data) {
     const samples = s.timestamps.map((t, i) => {
       const words = new Uint32Array(s.values.buffer, i * 8, 2);
-      return words[0] === 2 && words[1] === 0x7ff00000 ? { t, stale: true as const } : ([t, s.values[i]] as [number, number]);
+      return words[0] === 2 && words[1] === 0x7ff00000
+        ? { t, stale: true as const }
+        : ([t, s.values[i]] as [number, number]);
     });
     source.add(s.labels, samples);
   }
@@ -63,25 +65,35 @@ it('loads the same data into both', async () => {
 });
 
 describe.each(COMPAT_QUERIES.map((c) => [c.query, c] as const))('%s', (_name, c) => {
-  it.each(INSTANT_TIMES.map((t) => [new Date(t).toISOString(), t] as const))('instant at %s', async (_iso, t) => {
-    const theirs = await prometheusAnswer('/api/v1/query', { query: c.query, time: String(t / 1000) });
-    const mine = await engineAnswer(() => engine.instantQuery(c.query, t));
-    expect(compareAnswers(theirs, mine, { ordered: c.ordered })).toEqual([]);
-  });
-
-  it.each(RANGES.map(([s, e, step]) => [`${new Date(s).toISOString()}..${new Date(e).toISOString()} step ${step / 1000}s`, s, e, step] as const))(
-    'range %s',
-    async (_label, start, end, step) => {
-      const theirs = await prometheusAnswer('/api/v1/query_range', {
-        query: c.query,
-        start: String(start / 1000),
-        end: String(end / 1000),
-        step: String(step / 1000),
-      });
-      const mine = await engineAnswer(() => engine.rangeQuery(c.query, start, end, step));
-      expect(compareAnswers(theirs, mine)).toEqual([]);
+  it.each(INSTANT_TIMES.map((t) => [new Date(t).toISOString(), t] as const))(
+    'instant at %s',
+    async (_iso, t) => {
+      const theirs = await prometheusAnswer('/api/v1/query', { query: c.query, time: String(t / 1000) });
+      const mine = await engineAnswer(() => engine.instantQuery(c.query, t));
+      expect(compareAnswers(theirs, mine, { ordered: c.ordered })).toEqual([]);
     },
   );
+
+  it.each(
+    RANGES.map(
+      ([s, e, step]) =>
+        [
+          `${new Date(s).toISOString()}..${new Date(e).toISOString()} step ${step / 1000}s`,
+          s,
+          e,
+          step,
+        ] as const,
+    ),
+  )('range %s', async (_label, start, end, step) => {
+    const theirs = await prometheusAnswer('/api/v1/query_range', {
+      query: c.query,
+      start: String(start / 1000),
+      end: String(end / 1000),
+      step: String(step / 1000),
+    });
+    const mine = await engineAnswer(() => engine.rangeQuery(c.query, start, end, step));
+    expect(compareAnswers(theirs, mine)).toEqual([]);
+  });
 });
 
 it('refuses more than 11,000 points per series, as Prometheus does', async () => {

@@ -44,8 +44,16 @@ const round = (v: number, digits: number) => Math.round(v * 10 ** digits) / 10 *
 
 const METRICS: MetricSpec[] = [
   { name: 'DCGM_FI_DEV_GPU_UTIL', kind: 'gauge', next: (r) => Math.floor(r() * 101) },
-  { name: 'DCGM_FI_DEV_GPU_TEMP', kind: 'gauge', next: (r, _i, p) => Math.max(30, Math.min(92, (p || 55) + Math.floor(r() * 5) - 2)) },
-  { name: 'DCGM_FI_DEV_MEMORY_TEMP', kind: 'gauge', next: (r, _i, p) => Math.max(30, Math.min(95, (p || 60) + Math.floor(r() * 5) - 2)) },
+  {
+    name: 'DCGM_FI_DEV_GPU_TEMP',
+    kind: 'gauge',
+    next: (r, _i, p) => Math.max(30, Math.min(92, (p || 55) + Math.floor(r() * 5) - 2)),
+  },
+  {
+    name: 'DCGM_FI_DEV_MEMORY_TEMP',
+    kind: 'gauge',
+    next: (r, _i, p) => Math.max(30, Math.min(95, (p || 60) + Math.floor(r() * 5) - 2)),
+  },
   { name: 'DCGM_FI_DEV_POWER_USAGE', kind: 'gauge', next: (r) => round(60 + r() * 640, 3) },
   { name: 'DCGM_FI_DEV_FB_USED', kind: 'gauge', next: (r) => Math.floor(r() * 81_000) },
   { name: 'DCGM_FI_DEV_FB_FREE', kind: 'gauge', next: (r) => Math.floor(r() * 81_000) },
@@ -53,16 +61,32 @@ const METRICS: MetricSpec[] = [
   { name: 'DCGM_FI_DEV_MEM_CLOCK', kind: 'gauge', next: (r) => (r() < 0.9 ? 2619 : 1593) },
   { name: 'DCGM_FI_PROF_GR_ENGINE_ACTIVE', kind: 'gauge', next: (r) => round(r(), 6) },
   { name: 'DCGM_FI_PROF_PIPE_TENSOR_ACTIVE', kind: 'gauge', next: (r) => round(r() * 0.8, 6) },
-  { name: 'DCGM_FI_DEV_XID_ERRORS', kind: 'gauge', next: (r) => (r() < 0.01 ? [13, 31, 43, 48, 79][Math.floor(r() * 5)] : 0) },
-  { name: 'DCGM_FI_DEV_CLOCK_THROTTLE_REASONS', kind: 'gauge', next: (r) => [0, 0, 0, 1, 4, 8, 32, 64][Math.floor(r() * 8)] },
-  { name: 'DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION', kind: 'counter', next: (r) => Math.floor(15_000 * (60 + r() * 640)) },
+  {
+    name: 'DCGM_FI_DEV_XID_ERRORS',
+    kind: 'gauge',
+    next: (r) => (r() < 0.01 ? [13, 31, 43, 48, 79][Math.floor(r() * 5)] : 0),
+  },
+  {
+    name: 'DCGM_FI_DEV_CLOCK_THROTTLE_REASONS',
+    kind: 'gauge',
+    next: (r) => [0, 0, 0, 1, 4, 8, 32, 64][Math.floor(r() * 8)],
+  },
+  {
+    name: 'DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION',
+    kind: 'counter',
+    next: (r) => Math.floor(15_000 * (60 + r() * 640)),
+  },
   { name: 'DCGM_FI_PROF_PCIE_TX_BYTES', kind: 'counter', next: (r) => Math.floor(r() * 4e9) },
   { name: 'DCGM_FI_PROF_PCIE_RX_BYTES', kind: 'counter', next: (r) => Math.floor(r() * 6e9) },
   { name: 'DCGM_FI_PROF_NVLINK_TX_BYTES', kind: 'counter', next: (r) => Math.floor(r() * 3e10) },
   { name: 'DCGM_FI_PROF_NVLINK_RX_BYTES', kind: 'counter', next: (r) => Math.floor(r() * 3e10) },
   { name: 'DCGM_FI_DEV_ECC_SBE_VOL_TOTAL', kind: 'counter', next: (r) => (r() < 0.05 ? 1 : 0) },
   { name: 'DCGM_FI_DEV_ECC_DBE_VOL_TOTAL', kind: 'counter', next: (r) => (r() < 0.005 ? 1 : 0) },
-  { name: 'DCGM_FI_DEV_PCIE_REPLAY_COUNTER', kind: 'counter', next: (r) => (r() < 0.1 ? Math.floor(r() * 3) : 0) },
+  {
+    name: 'DCGM_FI_DEV_PCIE_REPLAY_COUNTER',
+    kind: 'counter',
+    next: (r) => (r() < 0.1 ? Math.floor(r() * 3) : 0),
+  },
 ];
 
 const HOSTS = ['host-0', 'host-1', 'host-2', 'host-3'];
@@ -82,7 +106,12 @@ function presence(host: string, gpu: number, i: number): 'sample' | 'stale' | 'n
   return 'sample';
 }
 
-function build(labels: Record<string, string>, host: string, gpu: number, value: (i: number) => number): DatasetSeries {
+function build(
+  labels: Record<string, string>,
+  host: string,
+  gpu: number,
+  value: (i: number) => number,
+): DatasetSeries {
   const timestamps: number[] = [];
   const kinds: ('sample' | 'stale')[] = [];
   const raw: number[] = [];
@@ -163,7 +192,16 @@ export function generateDataset(seed = 42): DatasetSeries[] {
       totals.push(total);
     }
     const hl = { job: 'dcgm-exporter', instance: `${host}:9400`, Hostname: host };
-    BUCKETS.forEach((le, j) => out.push(build({ ...hl, __name__: 'dcgm_scrape_duration_seconds_bucket', le }, host, -1, (i) => bucketValues[j][i])));
+    BUCKETS.forEach((le, j) =>
+      out.push(
+        build(
+          { ...hl, __name__: 'dcgm_scrape_duration_seconds_bucket', le },
+          host,
+          -1,
+          (i) => bucketValues[j][i],
+        ),
+      ),
+    );
     out.push(build({ ...hl, __name__: 'dcgm_scrape_duration_seconds_sum' }, host, -1, (i) => sums[i]));
     out.push(build({ ...hl, __name__: 'dcgm_scrape_duration_seconds_count' }, host, -1, (i) => totals[i]));
   }

@@ -29,7 +29,9 @@ export async function startPrometheus(): Promise<PrometheusServer> {
   const bin = process.env.PROMETHEUS_BIN ?? 'prometheus';
   const probe = spawnSync(bin, ['--version'], { encoding: 'utf8' });
   if (probe.error || probe.status !== 0) {
-    throw new Error(`the compatibility suite needs Prometheus: ${bin} did not run (apt-get install prometheus, or set PROMETHEUS_BIN)`);
+    throw new Error(
+      `the compatibility suite needs Prometheus: ${bin} did not run (apt-get install prometheus, or set PROMETHEUS_BIN)`,
+    );
   }
   const version = /version (\S+)/.exec(probe.stdout + probe.stderr)?.[1] ?? 'unknown';
   const dir = await mkdtemp(join(tmpdir(), 'promql-compat-'));

@@ -38,7 +38,9 @@ export const PROJECT_DASHBOARD: CompatQuery[] = [
   q('max by (Hostname, gpu) (DCGM_FI_DEV_GPU_TEMP)'),
   q('max by (Hostname) (DCGM_FI_DEV_MEMORY_TEMP)'),
   q('100 * DCGM_FI_DEV_FB_USED / (DCGM_FI_DEV_FB_USED + DCGM_FI_DEV_FB_FREE)'),
-  q('sum by (Hostname) (DCGM_FI_DEV_FB_USED) / sum by (Hostname) (DCGM_FI_DEV_FB_USED + DCGM_FI_DEV_FB_FREE)'),
+  q(
+    'sum by (Hostname) (DCGM_FI_DEV_FB_USED) / sum by (Hostname) (DCGM_FI_DEV_FB_USED + DCGM_FI_DEV_FB_FREE)',
+  ),
   q('sum by (Hostname) (DCGM_FI_DEV_POWER_USAGE)'),
   q('sum(DCGM_FI_DEV_POWER_USAGE)'),
   q('avg by (modelName) (DCGM_FI_DEV_POWER_USAGE)'),
@@ -113,10 +115,14 @@ export const LANGUAGE: CompatQuery[] = [
   q('DCGM_FI_DEV_FB_USED / ignoring(GPU_I_ID) DCGM_FI_DEV_FB_FREE'),
   q('DCGM_FI_DEV_GPU_UTIL * on(Hostname) group_left avg by (Hostname) (DCGM_FI_DEV_POWER_USAGE)'),
   q('avg by (Hostname) (DCGM_FI_DEV_POWER_USAGE) / on(Hostname) group_right DCGM_FI_DEV_GPU_UTIL'),
-  q('DCGM_FI_DEV_GPU_UTIL * on(Hostname) group_left(modelName) max by (Hostname, modelName) (DCGM_FI_DEV_GPU_TEMP)'),
+  q(
+    'DCGM_FI_DEV_GPU_UTIL * on(Hostname) group_left(modelName) max by (Hostname, modelName) (DCGM_FI_DEV_GPU_TEMP)',
+  ),
   q('DCGM_FI_DEV_GPU_UTIL + on(Hostname) DCGM_FI_DEV_GPU_TEMP'),
   q('DCGM_FI_DEV_GPU_UTIL + on(Hostname) group_left DCGM_FI_DEV_GPU_TEMP'),
-  q('sum by (Hostname, gpu) (DCGM_FI_DEV_GPU_UTIL) + on(Hostname) group_left sum by (Hostname, gpu) (DCGM_FI_DEV_GPU_TEMP)'),
+  q(
+    'sum by (Hostname, gpu) (DCGM_FI_DEV_GPU_UTIL) + on(Hostname) group_left sum by (Hostname, gpu) (DCGM_FI_DEV_GPU_TEMP)',
+  ),
   q('DCGM_FI_DEV_GPU_UTIL > 50 and DCGM_FI_DEV_GPU_TEMP > 55'),
   q('DCGM_FI_DEV_GPU_UTIL > 90 or DCGM_FI_DEV_GPU_TEMP > 80'),
   q('DCGM_FI_DEV_GPU_UTIL unless DCGM_FI_DEV_GPU_UTIL < 30'),
@@ -141,7 +147,9 @@ export const LANGUAGE: CompatQuery[] = [
   q('topk(0, DCGM_FI_DEV_GPU_UTIL)'),
   q('avg(DCGM_FI_DEV_POWER_USAGE)'),
   // Functions over ranges.
-  ...['avg', 'min', 'max', 'sum', 'count', 'last', 'present', 'stddev', 'stdvar'].map((f) => q(`${f}_over_time(DCGM_FI_DEV_GPU_TEMP[10m])`)),
+  ...['avg', 'min', 'max', 'sum', 'count', 'last', 'present', 'stddev', 'stdvar'].map((f) =>
+    q(`${f}_over_time(DCGM_FI_DEV_GPU_TEMP[10m])`),
+  ),
   q('avg_over_time(DCGM_FI_DEV_POWER_USAGE{Hostname="host-0"}[10m])'),
   q('quantile_over_time(0.95, DCGM_FI_DEV_GPU_TEMP[30m])'),
   q('quantile_over_time(0, DCGM_FI_DEV_POWER_USAGE[5m])'),
@@ -187,7 +195,9 @@ export const LANGUAGE: CompatQuery[] = [
   q('scalar(DCGM_FI_DEV_GPU_UTIL)'),
   q('DCGM_FI_DEV_GPU_UTIL * scalar(count(DCGM_FI_DEV_GPU_UTIL))'),
   q('vector(1)'),
-  ...['hour', 'minute', 'month', 'year', 'day_of_month', 'day_of_week', 'day_of_year', 'days_in_month'].map((f) => q(`${f}()`)),
+  ...['hour', 'minute', 'month', 'year', 'day_of_month', 'day_of_week', 'day_of_year', 'days_in_month'].map(
+    (f) => q(`${f}()`),
+  ),
   q('hour(timestamp(DCGM_FI_DEV_GPU_UTIL{gpu="0"}))'),
   q('day_of_week(vector(1717376400))'),
   q('sort(DCGM_FI_DEV_POWER_USAGE{Hostname="host-0"})', true),
