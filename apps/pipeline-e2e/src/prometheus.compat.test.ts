@@ -8,7 +8,7 @@ import {
   generateDataset,
   INSTANT_TIMES,
   type PrometheusServer,
-  RANGES,
+  RANGE_CASES,
   remoteWriteDataset,
   startPrometheus,
 } from '@gpu-telemetry/promql/compat';
@@ -111,17 +111,7 @@ describe.each(COMPAT_QUERIES.map((c) => [c.query, c] as const))('%s', (_name, c)
     },
   );
 
-  it.each(
-    RANGES.map(
-      ([s, e, step]) =>
-        [
-          `${new Date(s).toISOString()}..${new Date(e).toISOString()} step ${step / 1000}s`,
-          s,
-          e,
-          step,
-        ] as const,
-    ),
-  )('range %s', async (_label, start, end, step) => {
+  it.each(RANGE_CASES)('range %s', async (_label, start, end, step) => {
     const params = {
       query: c.query,
       start: String(start / 1000),

@@ -5,9 +5,11 @@ import { MAX_SAMPLES_PER_MESSAGE, METRIC_NAME } from './telemetry.schemas';
 /**
  * What an exporter says of a metric family beside its samples (`# TYPE`, `# HELP`, `# UNIT`;
  * the metadata of a Prometheus remote write), as Prometheus' /api/v1/metadata answers it. Types
- * are Prometheus' names: the text format's `untyped` is `unknown`.
+ * are Prometheus' names (the text format's `untyped` is `unknown`), in the order of remote
+ * write's `MetricType` enum: a type's number there is its index here.
  */
 export const METRIC_TYPES = [
+  'unknown',
   'counter',
   'gauge',
   'histogram',
@@ -15,7 +17,6 @@ export const METRIC_TYPES = [
   'summary',
   'info',
   'stateset',
-  'unknown',
 ] as const;
 export type MetricType = (typeof METRIC_TYPES)[number];
 

@@ -8,6 +8,7 @@ import {
   MAX_HELP_LENGTH,
   MAX_UNIT_LENGTH,
   METRIC_NAME,
+  METRIC_TYPES,
   type MetricMetadata,
   type SeriesValue,
   seriesValueOfBits,
@@ -253,18 +254,6 @@ export function decodeWriteRequest(body: Uint8Array, limits: WriteRequestLimits)
   return out;
 }
 
-/** Prometheus' MetricType enum, by number; an unknown number is `unknown`. */
-const TYPE_OF_ENUM = [
-  'unknown',
-  'counter',
-  'gauge',
-  'histogram',
-  'gaugehistogram',
-  'summary',
-  'info',
-  'stateset',
-] as const;
-
 /** One MetricMetadata: its family name must be a metric name; help and unit are cut to their limits. */
 function decodeMetadata(r: Reader, index: number): MetricMetadata {
   let type: MetricMetadata['type'] = 'unknown';
@@ -274,7 +263,7 @@ function decodeMetadata(r: Reader, index: number): MetricMetadata {
   while (r.pos < r.end) {
     const field = r.field(`metadata[${index}]`);
     if (field === 1 && r.lastWireType === 0)
-      type = TYPE_OF_ENUM[r.uint(`metadata[${index}].type`)] ?? 'unknown';
+      type = METRIC_TYPES[r.uint(`metadata[${index}].type`)] ?? 'unknown';
     else if (field === 2 && r.lastWireType === 2) metric = r.string(`metadata[${index}].metric_family_name`);
     else if (field === 4 && r.lastWireType === 2) help = r.string(`metadata[${index}].help`);
     else if (field === 5 && r.lastWireType === 2) unit = r.string(`metadata[${index}].unit`);
@@ -464,7 +453,7 @@ export function encodeWriteRequest(series: WriteSeries[], metadata: MetricMetada
   for (const m of metadata) {
     const entry = new Writer();
     entry.field(1, 0);
-    entry.varint(Math.max(0, TYPE_OF_ENUM.indexOf(m.type as (typeof TYPE_OF_ENUM)[number])));
+    entry.varint(Math.max(0, METRIC_TYPES.indexOf(m.type)));
     entry.delimited(2, Buffer.from(m.metric, 'utf8'));
     entry.delimited(4, Buffer.from(m.help, 'utf8'));
     entry.delimited(5, Buffer.from(m.unit, 'utf8'));

@@ -3,7 +3,7 @@ import { MemorySeriesSource } from '../source';
 import { type ApiAnswer, compareAnswers } from './compare';
 import { DATASET_END_MS, generateDataset, SCRAPE_INTERVAL_MS } from './dataset';
 import { type PrometheusServer, startPrometheus } from './prometheus-server';
-import { COMPAT_QUERIES, INSTANT_TIMES, RANGES } from './queries';
+import { COMPAT_QUERIES, INSTANT_TIMES, RANGE_CASES } from './queries';
 import { remoteWriteDataset } from './remote-write';
 
 /**
@@ -74,17 +74,7 @@ describe.each(COMPAT_QUERIES.map((c) => [c.query, c] as const))('%s', (_name, c)
     },
   );
 
-  it.each(
-    RANGES.map(
-      ([s, e, step]) =>
-        [
-          `${new Date(s).toISOString()}..${new Date(e).toISOString()} step ${step / 1000}s`,
-          s,
-          e,
-          step,
-        ] as const,
-    ),
-  )('range %s', async (_label, start, end, step) => {
+  it.each(RANGE_CASES)('range %s', async (_label, start, end, step) => {
     const theirs = await prometheusAnswer('/api/v1/query_range', {
       query: c.query,
       start: String(start / 1000),

@@ -17,6 +17,7 @@ export {
   INSTANT_TIMES,
   LANGUAGE,
   PROJECT_DASHBOARD,
+  RANGE_CASES,
   RANGES,
 } from './queries';
 export { remoteWrite, remoteWriteDataset, type WriteSeries } from './remote-write';

@@ -265,3 +265,9 @@ export const RANGES: [start: number, end: number, step: number][] = [
   [DATASET_START_MS + 70 * minute, DATASET_START_MS + 90 * minute, 15_000],
   [DATASET_START_MS + 10 * minute, DATASET_END_MS, 7 * minute + 13_000],
 ];
+
+/** RANGES as test cases: [label, start, end, step]. */
+export const RANGE_CASES = RANGES.map(
+  ([s, e, step]) =>
+    [`${new Date(s).toISOString()}..${new Date(e).toISOString()} step ${step / 1000}s`, s, e, step] as const,
+);
