@@ -27,7 +27,7 @@ describe('metadata lines', () => {
   it('unescapes help as Prometheus does, takes UNIT, and ignores other comments and half lines', () => {
     const { metadata, samples, errors } = parseExposition(
       [
-        '# HELP a_total Counts \\ things\\nover two lines, \\t kept',
+        '# HELP a_total Counts \\ things\\nover two lines, \\t kept, \\"quoted\\"',
         '#   TYPE   a_total   counter  ',
         '# UNIT a_total seconds',
         '# a free comment',
@@ -40,13 +40,16 @@ describe('metadata lines', () => {
       'openmetrics',
     );
     expect(metadata).toEqual([
-      { name: 'a_total', kind: 'help', text: 'Counts \\ things\nover two lines, \\t kept' },
+      { name: 'a_total', kind: 'help', text: 'Counts \\ things\nover two lines, \\t kept, "quoted"' },
       { name: 'a_total', kind: 'type', text: 'counter' },
       { name: 'a_total', kind: 'unit', text: 'seconds' },
       { name: 'b', kind: 'type', text: 'untyped' },
     ]);
     expect(samples).toHaveLength(1);
     expect(errors).toEqual([]);
+    // In the Prometheus text format UNIT is a plain comment, and \" is not an escape of help.
+    const text = parseExposition('# UNIT a seconds\n# HELP a say \\"hi\\"\na 1\n');
+    expect(text.metadata).toEqual([{ name: 'a', kind: 'help', text: 'say \\"hi\\"' }]);
   });
 });
 

@@ -164,8 +164,16 @@ export class ExpositionParser {
   private comment(line: string, hash: number): void {
     let i = skipSpaces(line, hash + 1);
     const keyword = line.slice(i, i + 4);
+    // UNIT is OpenMetrics'; in the Prometheus text format it is a comment like any other.
+    const openMetrics = this.options.format === 'openmetrics';
     const kind =
-      keyword === 'HELP' ? 'help' : keyword === 'TYPE' ? 'type' : keyword === 'UNIT' ? 'unit' : null;
+      keyword === 'HELP'
+        ? 'help'
+        : keyword === 'TYPE'
+          ? 'type'
+          : keyword === 'UNIT' && openMetrics
+            ? 'unit'
+            : null;
     if (!kind) return;
     i += 4;
     const afterKeyword = skipSpaces(line, i);
@@ -178,7 +186,7 @@ export class ExpositionParser {
     this.options.onMetadata?.({
       name: line.slice(afterKeyword, nameEnd),
       kind,
-      text: kind === 'help' ? unescapeHelp(rest) : rest.trimEnd(),
+      text: kind === 'help' ? unescapeHelp(rest, openMetrics) : rest.trimEnd(),
     });
   }
 
@@ -327,8 +335,8 @@ function scanName(line: string, i: number, colon: boolean): number {
   return i;
 }
 
-/** A help text's escapes undone: `\\\\` and `\\n` (others are kept as written, as in label values). */
-function unescapeHelp(text: string): string {
+/** A help text's escapes undone: `\\\\` and `\\n`, and `\\"` in OpenMetrics (others are kept as written). */
+function unescapeHelp(text: string, openMetrics: boolean): string {
   if (!text.includes('\\')) return text;
   let out = '';
   for (let i = 0; i < text.length; i++) {
@@ -336,7 +344,7 @@ function unescapeHelp(text: string): string {
     if (c !== '\\' || i + 1 === text.length) out += c;
     else {
       const next = text.charAt(++i);
-      out += next === 'n' ? '\n' : next === '\\' ? '\\' : `\\${next}`;
+      out += next === 'n' ? '\n' : next === '\\' ? '\\' : next === '"' && openMetrics ? '"' : `\\${next}`;
     }
   }
   return out;

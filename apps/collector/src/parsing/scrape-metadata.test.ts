@@ -1,22 +1,32 @@
 import { ScrapeMetadata, storable } from './scrape-metadata';
 
 describe('ScrapeMetadata', () => {
-  it('keeps the families whose samples were kept, in Prometheus type names, the first word standing', () => {
+  it('keeps the families whose samples were kept, in Prometheus type names, the last word standing', () => {
     const m = new ScrapeMetadata(100);
     m.note({ name: 'DCGM_FI_DEV_GPU_TEMP', kind: 'help', text: 'GPU temperature (in C).' });
-    m.note({ name: 'DCGM_FI_DEV_GPU_TEMP', kind: 'type', text: 'gauge' });
     m.note({ name: 'DCGM_FI_DEV_GPU_TEMP', kind: 'type', text: 'counter' });
+    m.note({ name: 'DCGM_FI_DEV_GPU_TEMP', kind: 'type', text: 'gauge' });
+    m.note({ name: 'shouting', kind: 'type', text: 'GAUGE' });
+    m.note({ name: 'x'.repeat(300), kind: 'type', text: 'gauge' });
     m.note({ name: 'requests', kind: 'type', text: 'counter' });
     m.note({ name: 'latency', kind: 'type', text: 'histogram' });
     m.note({ name: 'old_style', kind: 'type', text: 'untyped' });
     m.note({ name: 'node_only', kind: 'type', text: 'gauge' });
-    for (const name of ['DCGM_FI_DEV_GPU_TEMP', 'requests_total', 'latency_bucket', 'old_style'])
+    for (const name of [
+      'DCGM_FI_DEV_GPU_TEMP',
+      'requests_total',
+      'latency_bucket',
+      'old_style',
+      'shouting',
+      'x'.repeat(300),
+    ])
       m.sampleKept(name);
     expect(m.entries()).toEqual([
       { metric: 'DCGM_FI_DEV_GPU_TEMP', type: 'gauge', help: 'GPU temperature (in C).', unit: '' },
       { metric: 'latency', type: 'histogram', help: '', unit: '' },
       { metric: 'old_style', type: 'unknown', help: '', unit: '' },
       { metric: 'requests', type: 'counter', help: '', unit: '' },
+      { metric: 'shouting', type: 'unknown', help: '', unit: '' },
     ]);
   });
 

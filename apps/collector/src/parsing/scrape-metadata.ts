@@ -1,6 +1,7 @@
 import {
   MAX_HELP_LENGTH,
   MAX_UNIT_LENGTH,
+  METRIC_NAME,
   METRIC_TYPES,
   type MetricMetadata,
   type MetricType,
@@ -28,7 +29,7 @@ export class ScrapeMetadata {
       if (this.families.size >= this.maxFamilies) return;
       this.families.set(m.name, (family = {}));
     }
-    family[m.kind] ??= m.text; // the first word on a family counts, as in Prometheus
+    family[m.kind] = m.text; // the last word on a family counts, as in Prometheus' scrape cache
   }
 
   /** A sample of this metric name was kept. */
@@ -41,6 +42,7 @@ export class ScrapeMetadata {
     const out: MetricMetadata[] = [];
     for (const [name, family] of this.families) {
       if (!FAMILY_SUFFIXES.some((suffix) => this.kept.has(name + suffix))) continue;
+      if (name.length > 256 || !METRIC_NAME.test(name)) continue; // what the store could not take
       if (family.type === undefined && family.help === undefined && family.unit === undefined) continue;
       out.push({
         metric: name,
@@ -53,9 +55,9 @@ export class ScrapeMetadata {
   }
 }
 
-/** The type as Prometheus names it: the text format's `untyped`, and anything unknown, is `unknown`. */
+/** The type as Prometheus names it: the text format's `untyped`, and anything else it does not know (types are lower case), is `unknown`. */
 export function prometheusType(written: string | undefined): MetricType {
-  const type = (written ?? '').toLowerCase();
+  const type = written ?? '';
   return (METRIC_TYPES as readonly string[]).includes(type) ? (type as MetricType) : 'unknown';
 }
 

@@ -72,16 +72,35 @@ export function buildMessages(
 }
 
 /**
- * Metadata messages (`{source, metadata}`) of one scrape or write: at most 1000 metrics each. Ids
- * come from the source and `key` (the scrape's time, the write's digest), so a retried publish is
- * a duplicate; storing the same metadata again changes nothing.
+ * Metadata messages (`{source, metadata}`) of one scrape or write: at most 1000 metrics and ~200
+ * KiB (counted in UTF-8 bytes: help texts may be long and not ASCII) each. Ids come from the
+ * source and `key` (the scrape's time, the write's digest), so a retried publish is a duplicate;
+ * storing the same metadata again changes nothing.
  */
 export function metadataMessages(source: string, key: string, entries: MetricMetadata[]): OutgoingMessage[] {
   const out: OutgoingMessage[] = [];
-  for (let i = 0; i < entries.length; i += MAX_SAMPLES_PER_MESSAGE) {
+  const head = Buffer.byteLength(JSON.stringify({ id: uuidV5(''), payload: { source, metadata: [] } }));
+  let batch: string[] = [];
+  let size = head;
+  const flush = () => {
+    if (batch.length === 0) return;
     const id = uuidV5(`${source}\n${key}\nmetadata\n${out.length}`);
-    const payload = { source, metadata: entries.slice(i, i + MAX_SAMPLES_PER_MESSAGE) };
-    out.push({ id, json: JSON.stringify({ id, payload }), samples: 0 });
+    out.push({
+      id,
+      json: `{"id":"${id}","payload":{"source":${JSON.stringify(source)},"metadata":[${batch.join(',')}]}}`,
+      samples: 0,
+    });
+    batch = [];
+    size = head;
+  };
+  for (const entry of entries) {
+    const json = JSON.stringify(entry);
+    const bytes = Buffer.byteLength(json) + 1;
+    if (batch.length >= MAX_SAMPLES_PER_MESSAGE || (batch.length > 0 && size + bytes > MAX_MESSAGE_BYTES))
+      flush();
+    batch.push(json);
+    size += bytes;
   }
+  flush();
   return out;
 }

@@ -164,9 +164,10 @@ export class RemoteWriteService {
         throw error;
       }
       const duplicates = await this.publish(messages);
-      const { exemplars, histograms } = decoded.ignored;
+      const { exemplars, histograms, metadata } = decoded.ignored;
       if (exemplars) this.options.metrics.remoteWriteIgnored.inc({ kind: 'exemplar' }, exemplars);
       if (histograms) this.options.metrics.remoteWriteIgnored.inc({ kind: 'histogram' }, histograms);
+      if (metadata) this.options.metrics.remoteWriteIgnored.inc({ kind: 'metadata' }, metadata);
       this.options.metrics.metadataSent.inc(decoded.metadata.length);
       return {
         series: decoded.series.length,

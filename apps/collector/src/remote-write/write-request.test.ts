@@ -144,7 +144,7 @@ describe('decodeWriteRequest', () => {
     ]);
     const decoded = decode(body);
     expect(decoded.series).toEqual([{ metric: 'up', labels: {}, timestamps: [5], values: [0] }]);
-    expect(decoded.ignored).toEqual({ exemplars: 1, histograms: 1 });
+    expect(decoded.ignored).toEqual({ exemplars: 1, histograms: 1, metadata: 0 });
     expect(decoded.metadata).toEqual([{ metric: 'up', type: 'counter', help: '', unit: '' }]);
   });
 
@@ -169,7 +169,7 @@ describe('decodeWriteRequest', () => {
     expect(decode(future).metadata).toEqual([{ metric: 'x', type: 'unknown', help: '', unit: '' }]);
   });
 
-  it('refuses metadata of a family whose name is not a metric name, naming the entry', () => {
+  it('passes over metadata of a family whose name is not a metric name, counting it', () => {
     const body = encodeWriteRequest(
       [],
       [
@@ -177,7 +177,9 @@ describe('decodeWriteRequest', () => {
         { metric: '1bad', type: 'gauge', help: '', unit: '' },
       ],
     );
-    expect(() => decode(body)).toThrow(/metadata\[1\]\.metric_family_name "1bad" is not a metric name/);
+    const decoded = decode(body);
+    expect(decoded.metadata.map((m) => m.metric)).toEqual(['ok']);
+    expect(decoded.ignored.metadata).toBe(1);
   });
 
   it('passes over a series with only histograms: nothing to store, nothing wrong', () => {

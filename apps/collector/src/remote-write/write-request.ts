@@ -26,7 +26,7 @@ import { storable } from '../parsing/scrape-metadata';
  *   MetricMetadata { MetricType type = 1; string metric_family_name = 2; string help = 4; string unit = 5; }
  *
  * Unknown fields are skipped as protobuf says; exemplars and native histograms are counted and
- * not stored. Values are read as their bits, so the stale marker is told from NaN.
+ * not stored, as are metadata entries whose family name is not a metric name. Values are read as their bits, so the stale marker is told from NaN.
  */
 
 /** Refused: the body is not a valid request, or one this receiver cannot store. */
@@ -56,7 +56,7 @@ export interface DecodedWriteRequest {
   /** Type, help and unit of metric families (Prometheus sends them in requests of their own). */
   metadata: MetricMetadata[];
   /** Parts of the request that are read past and not stored. */
-  ignored: { exemplars: number; histograms: number };
+  ignored: { exemplars: number; histograms: number; metadata: number };
 }
 
 export interface WriteRequestLimits {
@@ -213,13 +213,14 @@ export function decodeWriteRequest(body: Uint8Array, limits: WriteRequestLimits)
     samples: 0,
     staleMarkers: 0,
     metadata: [],
-    ignored: { exemplars: 0, histograms: 0 },
+    ignored: { exemplars: 0, histograms: 0, metadata: 0 },
   };
   const place: Place = { series: -1, part: '', n: 0 };
   const r = new Reader(buf, 0, buf.length, place);
   const series = new Reader(buf, 0, 0, place);
   const inner = new Reader(buf, 0, 0, place);
   let index = 0;
+  let metadataIndex = 0;
   while (r.pos < r.end) {
     place.series = -1;
     const field = r.field('a WriteRequest field');
@@ -239,13 +240,15 @@ export function decodeWriteRequest(body: Uint8Array, limits: WriteRequestLimits)
       index++;
     } else if (field === 3) {
       r.expect(2, 'metadata');
-      if (out.metadata.length >= limits.maxSeries) {
+      if (metadataIndex >= limits.maxSeries) {
         throw new WriteRequestError(`the request holds more than ${limits.maxSeries} metadata entries`, 413);
       }
       const end = r.lengthEnd('metadata');
       series.pos = r.pos;
       series.end = end;
-      out.metadata.push(decodeMetadata(series, out.metadata.length));
+      const entry = decodeMetadata(series, metadataIndex++);
+      if (entry) out.metadata.push(entry);
+      else out.ignored.metadata++;
       r.pos = end;
     } else {
       r.skip(r.lastWireType, `WriteRequest field ${field}`);
@@ -254,8 +257,8 @@ export function decodeWriteRequest(body: Uint8Array, limits: WriteRequestLimits)
   return out;
 }
 
-/** One MetricMetadata: its family name must be a metric name; help and unit are cut to their limits. */
-function decodeMetadata(r: Reader, index: number): MetricMetadata {
+/** One MetricMetadata, help and unit cut to their limits; undefined when its family name is not a metric name. */
+function decodeMetadata(r: Reader, index: number): MetricMetadata | undefined {
   let type: MetricMetadata['type'] = 'unknown';
   let metric = '';
   let help = '';
@@ -269,11 +272,8 @@ function decodeMetadata(r: Reader, index: number): MetricMetadata {
     else if (field === 5 && r.lastWireType === 2) unit = r.string(`metadata[${index}].unit`);
     else r.skip(r.lastWireType, `metadata[${index}] field ${field}`);
   }
-  if (!METRIC.test(metric) || metric.length > 256) {
-    throw new WriteRequestError(
-      `metadata[${index}].metric_family_name ${JSON.stringify(metric.slice(0, 80))} is not a metric name`,
-    );
-  }
+  // A family name the store cannot take costs only that entry (counted as ignored), not the request.
+  if (!METRIC.test(metric) || metric.length > 256) return undefined;
   return { metric, type, help: storable(help, MAX_HELP_LENGTH), unit: storable(unit, MAX_UNIT_LENGTH) };
 }
 

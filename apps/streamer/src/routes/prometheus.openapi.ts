@@ -151,7 +151,7 @@ export const prometheusOperations: Operation[] = [
     query: z.object({
       metric: z.string().optional(),
       limit: z.string().optional(),
-      limit_per_metric: z.string().optional(),
+      limit_per_metric: z.string().optional().describe('Accepted and ignored: one entry per metric is kept'),
     }),
     responses: {
       200: {

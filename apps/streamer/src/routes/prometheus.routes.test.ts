@@ -441,6 +441,10 @@ describe('metadata and build information', () => {
         .get(`${API}/metadata`)
         .query({ limit: '9'.repeat(40) })
         .expect(400);
+      expect(
+        Object.keys((await api(local).get(`${API}/metadata`).query({ limit: '+1' }).expect(200)).body.data),
+      ).toEqual(['DCGM_FI_DEV_GPU_TEMP']);
+      await api(local).get(`${API}/metadata`).query({ limit_per_metric: 'x' }).expect(200);
       const bad = await api(local).get(`${API}/metadata`).query({ limit: 'x' }).expect(400);
       expect(bad.body).toMatchObject({ errorType: 'bad_data', error: expect.stringContaining('limit') });
 

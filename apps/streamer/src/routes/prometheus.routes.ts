@@ -300,17 +300,14 @@ export function prometheusRoutes(prometheus: PrometheusService, now: () => numbe
   // As Prometheus: `limit` counts metrics, absent or negative is no limit, 0 answers none.
   router.get(`${PROMETHEUS_API}/metadata`, readForm, async (req, res) => {
     const params = new Params(req);
-    const limitText = params.get('limit');
-    if (limitText !== '' && !/^-?\d+$/.test(limitText)) {
-      throw invalidParam('limit', `cannot parse ${quote(limitText)} to a valid limit`);
-    }
-    const perMetric = params.get('limit_per_metric');
-    if (perMetric !== '' && !/^-?\d+$/.test(perMetric)) {
-      throw invalidParam('limit_per_metric', `cannot parse ${quote(perMetric)} to a valid limit`);
-    }
-    // Prometheus reads it as a 64-bit integer; past what a LIMIT holds, every metric is wanted anyway.
-    if (limitText !== '' && (BigInt(limitText) > 2n ** 63n - 1n || BigInt(limitText) < -(2n ** 63n))) {
-      throw invalidParam('limit', `cannot parse ${quote(limitText)} to a valid limit`);
+    // Prometheus 2.42 reads `limit` as a 64-bit integer (a sign allowed) and knows no
+    // limit_per_metric; past what a LIMIT holds, every metric is wanted anyway.
+    const limitText = params.get('limit').replace(/^\+/, '');
+    if (
+      limitText !== '' &&
+      (!/^-?\d+$/.test(limitText) || BigInt(limitText) > 2n ** 63n - 1n || BigInt(limitText) < -(2n ** 63n))
+    ) {
+      throw invalidParam('limit', `cannot parse ${quote(params.get('limit'))} to a valid limit`);
     }
     const limit =
       limitText === '' || Number(limitText) < 0 || Number(limitText) > 2 ** 31
@@ -318,7 +315,7 @@ export function prometheusRoutes(prometheus: PrometheusService, now: () => numbe
         : Number(limitText);
     const metric = params.get('metric');
     const found = limit === 0 ? new Map() : await prometheus.metadata({ metric: metric || undefined, limit });
-    // One entry per metric is kept, so limit_per_metric changes nothing.
+    // One entry per metric is kept, as exporters last said it.
     const data: Record<string, StoredMetadata[]> = {};
     for (const [name, m] of found) data[name] = [m];
     send(res, { data });

@@ -290,14 +290,14 @@ describe('retention', () => {
         compactor: app.compactor,
       });
 
-    it('deletes series unseen for three days past the longest retention; one seen again is stored anew', async () => {
+    it('deletes series unseen for four days past the longest retention; one seen again is stored anew', async () => {
       const local = await startStreamerTestApp({ config: { TELEMETRY_RETENTION: 0 } });
       try {
         await local.ingest.handle([message([sample({ gpuId: 'GPU-gone' }), sample({ gpuId: 'GPU-idle' })])]);
         const [gone] = await seriesOf('GPU-gone', local);
-        // Its pod went away 14 days ago; the other series paused 12 days ago.
-        await makeOld(local, 'GPU-gone', 14);
-        await makeOld(local, 'GPU-idle', 12);
+        // Its pod went away 15 days ago; the other series paused 13 days ago.
+        await makeOld(local, 'GPU-gone', 15);
+        await makeOld(local, 'GPU-idle', 13);
         const maintainer = new TelemetryMaintainer({
           pool: local.database.pool,
           logger: createLogger('streamer', 'silent'),
@@ -310,7 +310,7 @@ describe('retention', () => {
           intervalMs: 3_600_000,
           compactEveryMs: 60_000,
         });
-        // Longest retention 10 days + 3: only the 14-day-old series goes.
+        // Longest retention 10 days + 4: only the 15-day-old series goes.
         expect((await maintainer.maintain()).seriesDeleted).toBe(1);
         expect(await seriesOf('GPU-gone', local)).toEqual([]);
         expect(await seriesOf('GPU-idle', local)).toHaveLength(1);

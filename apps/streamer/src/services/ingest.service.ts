@@ -304,10 +304,11 @@ export class IngestService {
       const labels: SeriesLabels[] = keys.map((key) =>
         seriesLabels((samples[(missing.get(key) as number[])[0] as number] as Incoming).of),
       );
+      const generation = this.series.generation;
       const resolved = await resolveSeries(this.deps.pool, labels);
       keys.forEach((key, k) => {
         const id = resolved[k] as number;
-        this.series.set(key, id);
+        this.series.set(key, id, generation);
         for (const i of missing.get(key) as number[]) ids[i] = id;
       });
       this.deps.metrics.seriesResolved.inc(keys.length);

@@ -13,6 +13,18 @@ describe('SeriesCache', () => {
     expect(cache.get('a')).toBe(2);
   });
 
+  it('does not keep an id resolved before it started over', () => {
+    let now = 0;
+    const cache = new SeriesCache(10, 1_000, () => now);
+    const generation = cache.generation;
+    now = 1_000;
+    expect(cache.get('other')).toBeUndefined(); // starts over while a resolution is under way
+    cache.set('a', 1, generation);
+    expect(cache.get('a')).toBeUndefined();
+    cache.set('a', 2, cache.generation);
+    expect(cache.get('a')).toBe(2);
+  });
+
   it('starts over past maxEntries rather than grow', () => {
     const cache = new SeriesCache(2);
     cache.set('a', 1);

@@ -43,17 +43,25 @@ export class SeriesCache {
     return `L${JSON.stringify([metric, labels])}`;
   }
 
+  /** Changes each time the cache starts over: an id resolved under an older one is not kept. */
+  generation = 0;
+
   get(key: string): number | undefined {
-    if (this.now() - this.startedAt >= this.maxAgeMs) {
-      this.ids.clear();
-      this.startedAt = this.now();
-    }
+    if (this.now() - this.startedAt >= this.maxAgeMs) this.startOver();
     return this.ids.get(key);
   }
 
-  set(key: string, id: number): void {
-    if (this.ids.size >= this.maxEntries) this.ids.clear();
+  /** Keeps an id resolved while `generation` was current (ids resolved before a start-over are not). */
+  set(key: string, id: number, generation = this.generation): void {
+    if (generation !== this.generation) return;
+    if (this.ids.size >= this.maxEntries) this.startOver();
     this.ids.set(key, id);
+  }
+
+  private startOver(): void {
+    this.ids.clear();
+    this.startedAt = this.now();
+    this.generation++;
   }
 
   get size(): number {

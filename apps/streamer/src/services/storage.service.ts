@@ -21,8 +21,13 @@ export interface StorageReport {
   totalBytes: number;
 }
 
-/** Hot partitions up to this many pages (800 MB) are counted; larger ones estimated. */
-const COUNT_HOT_UP_TO_PAGES = 100_000;
+/**
+ * Hot rows are counted while their partitions hold up to this many pages (80 MB, about 1.5
+ * million rows: a count of a tenth of a second), and estimated from Postgres' statistics past it.
+ */
+const COUNT_HOT_UP_TO_PAGES = 10_000;
+/** A page of hot rows (52 bytes each with their line pointer), for partitions not analysed yet. */
+const HOT_ROWS_PER_PAGE = 156;
 
 const perSample = (bytes: number, samples: number) =>
   samples > 0 ? Math.round((bytes / samples) * 100) / 100 : null;
@@ -32,6 +37,8 @@ const perSample = (bytes: number, samples: number) =>
  * one that shows compaction at work (bytes per sample in blocks against hot rows).
  */
 export class StorageService {
+  private measuring: Promise<StorageReport> | undefined;
+
   constructor(
     private readonly deps: {
       pool: Pool;
@@ -42,7 +49,13 @@ export class StorageService {
     },
   ) {}
 
-  async report(): Promise<StorageReport> {
+  /** Measures now; callers that ask while a measurement runs share it, so asking often costs one. */
+  report(): Promise<StorageReport> {
+    this.measuring ??= this.measure().finally(() => (this.measuring = undefined));
+    return this.measuring;
+  }
+
+  private async measure(): Promise<StorageReport> {
     const { pool } = this.deps;
     const [hotParts, blockParts, m1, h1, series, byDay] = await Promise.all([
       partitionSizes(pool, 'telemetry_samples'),
@@ -58,7 +71,10 @@ export class StorageService {
     const hotPages = hotParts.reduce((n, p) => n + p.pages, 0);
     const estimated = hotPages > COUNT_HOT_UP_TO_PAGES;
     const hotSamples = estimated
-      ? hotParts.reduce((n, p) => n + Math.max(0, p.estimatedRows), 0)
+      ? hotParts.reduce(
+          (n, p) => n + (p.estimatedRows >= 0 ? p.estimatedRows : p.pages * HOT_ROWS_PER_PAGE),
+          0,
+        )
       : await countHotSamples(pool);
 
     // Retention drops chunks one by one but a day of blocks whole, once the day is past: the

@@ -92,7 +92,7 @@ export function createStreamerMetrics(registry: Registry) {
     }),
     seriesDeleted: new Counter({
       name: 'streamer_series_deleted_total',
-      help: 'Series deleted because nothing of them was left: not seen for three days beyond the longest retention.',
+      help: 'Series deleted because nothing of them was left: not seen for four days beyond the longest retention.',
       registers,
     }),
     chunksDropped: new Counter({

@@ -6,7 +6,7 @@ import type { StorageService } from './storage.service';
 import type { StreamerMetrics } from './streamer.metrics';
 import {
   deleteGpusNotSeenSince,
-  deleteSeriesNotSeenSince,
+  deleteSeriesNotSeenFor,
   deleteStaleMarkersBefore,
   dropChunks,
   ensureChunks,
@@ -33,7 +33,7 @@ export interface MaintainerDeps {
 }
 
 /** How long past the longest retention an unseen series is kept (see maintain()). */
-export const SERIES_GRACE_MS = 3 * 86_400_000;
+export const SERIES_GRACE_MS = 4 * 86_400_000;
 const SERIES_DELETE_BATCH = 5_000;
 
 /** A loop that never runs twice at once and logs rather than throws. */
@@ -114,11 +114,11 @@ export class TelemetryMaintainer {
       const longest = Math.max(...kept);
       await deleteGpusNotSeenSince(pool, new Date(now - longest));
       // A series goes once nothing of it can be left: its last day of blocks and rollups is
-      // dropped a day after the retention passes it, last_seen may be a day behind, and a
-      // streamer's cache may use an id for 6 hours without a round trip; three days cover all.
-      const before = new Date(now - longest - SERIES_GRACE_MS);
+      // dropped a day after the retention passes it, last_seen may be a day behind, a streamer's
+      // cache may use an id for 6 hours without a round trip, and a sample may be stamped up to
+      // a day ahead; four days cover all.
       for (let n = SERIES_DELETE_BATCH; n === SERIES_DELETE_BATCH;) {
-        n = await deleteSeriesNotSeenSince(pool, before, SERIES_DELETE_BATCH);
+        n = await deleteSeriesNotSeenFor(pool, longest + SERIES_GRACE_MS, SERIES_DELETE_BATCH);
         seriesDeleted += n;
       }
       if (seriesDeleted > 0) {

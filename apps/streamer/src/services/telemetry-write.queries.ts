@@ -143,14 +143,17 @@ export async function deleteGpusNotSeenSince(pool: Pool, before: Date): Promise<
 }
 
 /**
- * Deletes the series last seen before `before`, up to `limit` of them; returns how many. The
- * condition is checked again on the row deleted, so a series refreshed meanwhile stays.
+ * Deletes the series not seen for `ageMs` (by the database's clock, which also sets last_seen),
+ * up to `limit` of them; returns how many. The condition is checked again on the row deleted, so
+ * a series refreshed meanwhile stays.
  */
-export async function deleteSeriesNotSeenSince(pool: Pool, before: Date, limit: number): Promise<number> {
+export async function deleteSeriesNotSeenFor(pool: Pool, ageMs: number, limit: number): Promise<number> {
   const { rowCount } = await pool.query(
-    `DELETE FROM telemetry_series
-     WHERE id IN (SELECT id FROM telemetry_series WHERE last_seen < $1 LIMIT $2) AND last_seen < $1`,
-    [before, limit],
+    `WITH cutoff AS (SELECT now() - make_interval(secs => $1::float8 / 1000) AS at)
+     DELETE FROM telemetry_series
+     WHERE id IN (SELECT id FROM telemetry_series, cutoff WHERE last_seen < cutoff.at LIMIT $2)
+       AND last_seen < (SELECT at FROM cutoff)`,
+    [ageMs, limit],
   );
   return rowCount ?? 0;
 }
