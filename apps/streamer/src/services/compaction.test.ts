@@ -6,6 +6,7 @@ import request from 'supertest';
 import { message, sample } from '../testing/samples';
 import { createApp } from '../app';
 import { ChunkCompactor } from './chunk-compactor';
+import { waitForLockWaiters } from '../testing/locks';
 import { STREAMER_TEST_CONFIG, startStreamerTestApp } from '../testing/streamer-test-app';
 
 /**
@@ -200,12 +201,12 @@ describe('a writer caught by a compaction', () => {
         start: chunk.chunk_start.getTime(),
         end: chunk.chunk_end.getTime(),
       });
-      await waitForLockWaiters(local, 1);
+      await waitForLockWaiters(local.database.pool, 1);
       // ...and a new writer queues behind the compactor.
       const writing = local.ingest.handle([
         message([sample({ gpuId, metricName: METRICS[0], timestamp: at(5), value: 7 })]),
       ]);
-      await waitForLockWaiters(local, 2);
+      await waitForLockWaiters(local.database.pool, 2);
       await holder.query('COMMIT');
       expect(await compacting).toEqual({ samples: 12, blocks: 2 });
       expect(await writing).toEqual({ failed: [] });
@@ -282,15 +283,4 @@ describe('several streamers', () => {
 function partitionSuffix(startMs: number): string {
   const iso = new Date(startMs).toISOString();
   return `${iso.slice(0, 10).replaceAll('-', '')}_${iso.slice(11, 19).replaceAll(':', '')}`;
-}
-
-async function waitForLockWaiters(app: TestApp, count: number): Promise<void> {
-  for (let i = 0; i < 200; i++) {
-    const { rows } = await app.database.pool.query(
-      `SELECT count(*)::int AS n FROM pg_locks WHERE NOT granted AND locktype = 'relation'`,
-    );
-    if (rows[0].n >= count) return;
-    await new Promise((resolve) => setTimeout(resolve, 25));
-  }
-  throw new Error(`never saw ${count} waiting lock requests`);
 }

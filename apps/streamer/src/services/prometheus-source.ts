@@ -6,6 +6,7 @@ import {
   labelsKey,
   type Matcher,
   ExecutionError,
+  QueryCanceledError,
   QueryTimeoutError,
   type SelectHints,
   type SeriesSamples,
@@ -18,6 +19,7 @@ import {
   allLabelNames,
   allLabelValues,
   beginSnapshot,
+  cancelStatement,
   chunksBetween,
   chunksIn,
   foldedDays,
@@ -55,6 +57,11 @@ export interface PrometheusSourceOptions {
   maxSeries: number;
   /** When the query must be done (Date.now() clock): statements are cut off there too. */
   deadline: number;
+  /**
+   * Aborted when nobody waits for the answer any more: the statement running then is cancelled in
+   * Postgres (pg_cancel_backend), not left to run to its timeout.
+   */
+  signal?: AbortSignal;
   counters?: SourceCounters;
   /** Encoded blocks one batch of series may hold at once (bounds a selector's memory). */
   blocksPerBatch?: number;
@@ -78,6 +85,20 @@ const MIN_MS = -62_135_596_800_000;
 const MAX_MS = 253_402_300_799_999;
 const clampMs = (ms: number) => Math.min(MAX_MS, Math.max(MIN_MS, Math.floor(ms)));
 
+/**
+ * Asks Postgres to cancel what `client`'s backend is running (from another connection, as a
+ * running statement holds its own). Best effort: a failure leaves the statement to its timeout.
+ */
+async function cancelBackend(pool: Pool, client: PoolClient): Promise<void> {
+  const pid = (client as PoolClient & { processID?: number }).processID;
+  if (!pid) return;
+  try {
+    await cancelStatement(pool, pid);
+  } catch {
+    // the statement still ends at the query's deadline
+  }
+}
+
 /** The Prometheus labels of a stored series: its label set and its metric as __name__. */
 export function prometheusLabels(s: StoredSeries): Labels {
   return labelsFromRecord({ ...s.labels, __name__: s.metricName });
@@ -97,6 +118,8 @@ export class PrometheusSource implements SeriesSource {
   private readonly decoder = new BlockDecoder();
   private readonly rollupDecoder = new ColumnDecoder();
   private readonly now: () => number;
+  /** The cancel request sent for an abandoned query's statement, if one was. */
+  private cancelling: Promise<void> | undefined;
 
   constructor(private readonly options: PrometheusSourceOptions) {
     this.now = options.now ?? Date.now;
@@ -113,6 +136,13 @@ export class PrometheusSource implements SeriesSource {
       client = await opening;
     } catch {
       return; // never opened: nothing to give back
+    }
+    if (this.cancelling) {
+      // A cancel request in flight could still land on the connection's next statement, another
+      // query's: the connection is closed instead of going back to the pool.
+      await this.cancelling;
+      client.release(true);
+      return;
     }
     try {
       await endSnapshot(client);
@@ -144,15 +174,27 @@ export class PrometheusSource implements SeriesSource {
     return left;
   }
 
-  /** Runs a statement, turning Postgres' statement timeout into the query's timeout. */
+  /**
+   * Runs a statement, turning Postgres' statement timeout into the query's timeout, and cancelling
+   * it in Postgres if the query is abandoned meanwhile.
+   */
   private async run<T>(fn: (client: PoolClient) => Promise<T>): Promise<T> {
+    const { signal } = this.options;
+    if (signal?.aborted) throw new QueryCanceledError('expression evaluation');
     this.remainingMs();
     const client = await this.db();
+    const cancel = () => {
+      this.cancelling ??= cancelBackend(this.options.pool, client);
+    };
+    signal?.addEventListener('abort', cancel, { once: true });
     try {
       return await fn(client);
     } catch (error) {
+      if (signal?.aborted) throw new QueryCanceledError('expression evaluation');
       if (isPgError(error, '57014')) throw new QueryTimeoutError('expression evaluation');
       throw error;
+    } finally {
+      signal?.removeEventListener('abort', cancel);
     }
   }
 

@@ -354,6 +354,11 @@ export async function readStaleMarkers(
   );
 }
 
+/** Cancels the statement the backend `pid` is running (the query was abandoned). */
+export async function cancelStatement(pool: Pool, pid: number): Promise<void> {
+  await pool.query('SELECT pg_cancel_backend($1)', [pid]);
+}
+
 /** A metric family's metadata, as /api/v1/metadata lists it. */
 export interface StoredMetadata {
   type: string;

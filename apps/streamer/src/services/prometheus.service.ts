@@ -147,6 +147,7 @@ export class PrometheusService {
           pool,
           maxSeries: limits.maxSeries,
           deadline,
+          signal: call.signal,
           rollups: this.deps.rollups,
           now: this.now,
           counters: {
