@@ -12,6 +12,7 @@ import {
   toPrometheusError,
   TooManySamplesError,
 } from './index';
+import { FUNCTIONS } from './ast';
 
 const s = 1000;
 const m = 60 * s;
@@ -270,6 +271,25 @@ describe('aggregations', () => {
       '{"v":"10"}': '1',
       '{"v":"30"}': '1',
     });
+  });
+});
+
+describe('functions', () => {
+  it('evaluates every function the parser accepts (Prometheus 2 has no other)', async () => {
+    const source = new MemorySeriesSource().add({ __name__: 'm', a: 'x' }, every15s([1, 2, 3, 4, 5]));
+    const engine = new PromQLEngine({ source });
+    const argument = { vector: 'm', matrix: 'm[1m]', scalar: '0.5', string: '"a"' } as const;
+    const special: Record<string, string> = {
+      label_replace: 'label_replace(m, "b", "$1", "a", "(.*)")',
+      label_join: 'label_join(m, "b", ",", "a")',
+    };
+    const failed: string[] = [];
+    for (const [name, f] of FUNCTIONS) {
+      const query = special[name] ?? `${name}(${f.argTypes.map((t) => argument[t]).join(', ')})`;
+      await engine.instantQuery(query, 60 * s).catch((e: Error) => failed.push(`${query}: ${e.message}`));
+    }
+    expect(FUNCTIONS.size).toBeGreaterThan(60);
+    expect(failed).toEqual([]);
   });
 });
 
