@@ -288,6 +288,7 @@ export class IngestService {
   private async seriesIds(samples: Incoming[]): Promise<number[]> {
     const ids: number[] = new Array(samples.length);
     const missing = new Map<string, number[]>();
+    this.series.expireIfOld();
     for (let i = 0; i < samples.length; i++) {
       const { of } = samples[i] as Incoming;
       const key = isScraped(of) ? SeriesCache.keyOf(of) : of.key;

@@ -46,8 +46,12 @@ export class SeriesCache {
   /** Changes each time the cache starts over: an id resolved under an older one is not kept. */
   generation = 0;
 
-  get(key: string): number | undefined {
+  /** Starts over if the ids are maxAge old: called once per batch, before its lookups. */
+  expireIfOld(): void {
     if (this.now() - this.startedAt >= this.maxAgeMs) this.startOver();
+  }
+
+  get(key: string): number | undefined {
     return this.ids.get(key);
   }
 
