@@ -250,30 +250,52 @@ function readColumnBody(
   return end;
 }
 
+/**
+ * What sample blocks and column blocks share: the header's first 18 bytes (version, count, time
+ * unit, first time), the rest of it as `tail` writes it (bytes 18..27), and the time stream. The
+ * caller writes the values, then `finish` fills in the time stream's length.
+ */
+function startBlock(
+  version: number,
+  times: Float64Array,
+  capacity: number,
+  tail: (header: Uint8Array) => void,
+): { out: BitWriter; finish(): Buffer } {
+  const n = times.length;
+  const time = timeStream(times);
+  const header = new Uint8Array(HEADER_BYTES);
+  header[0] = version;
+  new DataView(header.buffer).setUint32(1, n);
+  header[5] = time.unit;
+  writeInt64(header, 6, time.first);
+  tail(header);
+  const out = new BitWriter(capacity);
+  out.bytes(header);
+  writePacked(out, time.dods, n - 1);
+  const timeBytes = out.length - HEADER_BYTES;
+  return {
+    out,
+    finish() {
+      const bytes = out.finish();
+      new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength).setUint32(14, timeBytes);
+      return bytes;
+    },
+  };
+}
+
 export function encodeBlock(block: Block): Buffer {
   const { times, values } = block;
   const n = times.length;
   if (n === 0 || values.length !== n)
     throw new RangeError('a block holds one or more samples, a value per time');
-  const time = timeStream(times);
   const column = encodeColumn(values);
-  const header = new Uint8Array(HEADER_BYTES);
-  const view = new DataView(header.buffer);
-  header[0] = 1;
-  view.setUint32(1, n);
-  header[5] = time.unit;
-  writeInt64(header, 6, time.first);
-  header[18] = column.mode;
-  header[19] = column.scale;
-  writeInt64(header, 20, column.first);
-  const out = new BitWriter(HEADER_BYTES + n * 2 + 16);
-  out.bytes(header);
-  writePacked(out, time.dods, n - 1);
-  const timeBytes = out.length - HEADER_BYTES;
-  writeColumnBody(out, column, values);
-  const bytes = out.finish();
-  new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength).setUint32(14, timeBytes);
-  return bytes;
+  const started = startBlock(1, times, HEADER_BYTES + n * 2 + 16, (header) => {
+    header[18] = column.mode;
+    header[19] = column.scale;
+    writeInt64(header, 20, column.first);
+  });
+  writeColumnBody(started.out, column, values);
+  return started.finish();
 }
 
 /** How many samples a block holds, without decoding it. */
@@ -355,18 +377,9 @@ export class BlockDecoder {
 export function encodeColumns(times: Float64Array, columns: Float64Array[]): Buffer {
   const n = times.length;
   if (n === 0 || columns.some((c) => c.length !== n)) throw new RangeError('columns need one value per time');
-  const time = timeStream(times);
-  const header = new Uint8Array(HEADER_BYTES);
-  const view = new DataView(header.buffer);
-  header[0] = 2;
-  view.setUint32(1, n);
-  header[5] = time.unit;
-  writeInt64(header, 6, time.first);
-  header[18] = columns.length;
-  const out = new BitWriter(HEADER_BYTES + n * (2 + columns.length * 2) + 16);
-  out.bytes(header);
-  writePacked(out, time.dods, n - 1);
-  const timeBytes = out.length - HEADER_BYTES;
+  const block = startBlock(2, times, HEADER_BYTES + n * (2 + columns.length * 2) + 16, (header) => {
+    header[18] = columns.length;
+  });
   for (const values of columns) {
     const column = encodeColumn(values);
     const body = new BitWriter(n * 2 + 16);
@@ -377,12 +390,10 @@ export function encodeColumns(times: Float64Array, columns: Float64Array[]): Buf
     head[1] = column.scale;
     writeInt64(head, 2, column.first);
     new DataView(head.buffer).setUint32(10, bytes.length);
-    out.bytes(head);
-    out.bytes(bytes);
+    block.out.bytes(head);
+    block.out.bytes(bytes);
   }
-  const bytes = out.finish();
-  new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength).setUint32(14, timeBytes);
-  return bytes;
+  return block.finish();
 }
 
 export function decodeColumns(data: Uint8Array): { times: Float64Array; columns: Float64Array[] } {
