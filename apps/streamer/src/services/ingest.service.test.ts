@@ -1,10 +1,9 @@
 import { createLogger } from '@gpu-telemetry/service-kit';
 import { asService } from '@gpu-telemetry/service-kit/testing';
 import request from 'supertest';
-import { startStreamerTestApp } from '../testing/streamer-test-app';
+import { maintainerWith, startStreamerTestApp } from '../testing/streamer-test-app';
 import type { Pool } from 'pg';
 import { IngestService } from './ingest.service';
-import { TelemetryMaintainer } from './telemetry-maintainer';
 import { message, sample } from '../testing/samples';
 
 let streamer: Awaited<ReturnType<typeof startStreamerTestApp>>;
@@ -237,17 +236,10 @@ describe('retention', () => {
         ]),
         message([sample({ gpuId: 'GPU-new' })]),
       ]);
-      const maintainer = new TelemetryMaintainer({
-        pool: local.database.pool,
-        logger: createLogger('streamer', 'silent'),
-        metrics: local.streamerMetrics,
-        compactor: local.compactor,
+      const maintainer = maintainerWith(local, {
         retentionMs: 7 * 86_400_000,
         retention1mMs: 7 * 86_400_000,
         retention1hMs: 10 * 86_400_000,
-        chunkMs: 3_600_000,
-        intervalMs: 3_600_000,
-        compactEveryMs: 60_000,
       });
       const { dropped } = await maintainer.maintain();
       expect(dropped).toHaveLength(2);
@@ -298,17 +290,10 @@ describe('retention', () => {
         // Its pod went away 15 days ago; the other series paused 13 days ago.
         await makeOld(local, 'GPU-gone', 15);
         await makeOld(local, 'GPU-idle', 13);
-        const maintainer = new TelemetryMaintainer({
-          pool: local.database.pool,
-          logger: createLogger('streamer', 'silent'),
-          metrics: local.streamerMetrics,
-          compactor: local.compactor,
+        const maintainer = maintainerWith(local, {
           retentionMs: 7 * DAY,
           retention1mMs: 7 * DAY,
           retention1hMs: 10 * DAY,
-          chunkMs: 3_600_000,
-          intervalMs: 3_600_000,
-          compactEveryMs: 60_000,
         });
         // Longest retention 10 days + 4: only the 15-day-old series goes.
         expect((await maintainer.maintain()).seriesDeleted).toBe(1);

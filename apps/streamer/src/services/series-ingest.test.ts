@@ -1,11 +1,9 @@
 import { randomUUID } from 'node:crypto';
 import type { LeasedMessage, SeriesEntry } from '@gpu-telemetry/model';
-import { createLogger } from '@gpu-telemetry/service-kit';
 import { asService } from '@gpu-telemetry/service-kit/testing';
 import request from 'supertest';
 import { message, sample } from '../testing/samples';
-import { startStreamerTestApp } from '../testing/streamer-test-app';
-import { TelemetryMaintainer } from './telemetry-maintainer';
+import { maintainerWith, startStreamerTestApp } from '../testing/streamer-test-app';
 
 /**
  * Series of any metric with any labels (the messages remote write turns into): stored exactly as
@@ -279,16 +277,7 @@ describe('series of any metric (remote write)', () => {
           },
         ]),
       ]);
-      const maintainer = new TelemetryMaintainer({
-        pool: local.database.pool,
-        logger: createLogger('streamer', 'silent'),
-        metrics: local.streamerMetrics,
-        compactor: local.compactor,
-        retentionMs: 7 * 86_400_000,
-        chunkMs: 3_600_000,
-        intervalMs: 3_600_000,
-        compactEveryMs: 60_000,
-      });
+      const maintainer = maintainerWith(local, { retentionMs: 7 * 86_400_000 });
       await maintainer.maintain();
       const { rows } = await local.database.pool.query(
         'SELECT (extract(epoch FROM ts) * 1000)::float8 AS at FROM telemetry_stale',

@@ -4,6 +4,7 @@ import { createLogger } from '@gpu-telemetry/service-kit';
 import { documentedResponses, TEST_SERVICE_TOKEN } from '@gpu-telemetry/service-kit/testing';
 import { createApp, type StreamerApp, type StreamerAppDeps } from '../app';
 import { streamerApi } from '../routes/gpus.openapi';
+import { type MaintainerDeps, TelemetryMaintainer } from '../services/telemetry-maintainer';
 import type { StreamerDatabase } from '../streamer.database';
 
 export const STREAMER_TEST_CONFIG: StreamerAppDeps['config'] = {
@@ -50,4 +51,24 @@ export async function startStreamerTestApp(
       await database.drop();
     },
   };
+}
+
+/**
+ * A maintainer of a test app's database with the retentions a test sets (ms), hourly chunks, and
+ * the app's compactor and metrics.
+ */
+export function maintainerWith(
+  app: Awaited<ReturnType<typeof startStreamerTestApp>>,
+  retentions: Pick<MaintainerDeps, 'retentionMs' | 'retention1mMs' | 'retention1hMs'>,
+): TelemetryMaintainer {
+  return new TelemetryMaintainer({
+    pool: app.database.pool,
+    logger: createLogger('streamer', 'silent'),
+    metrics: app.streamerMetrics,
+    compactor: app.compactor,
+    chunkMs: 3_600_000,
+    intervalMs: 3_600_000,
+    compactEveryMs: 60_000,
+    ...retentions,
+  });
 }
