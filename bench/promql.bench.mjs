@@ -178,7 +178,7 @@ async function storeCompacted(pool, ids, data, from, to) {
   }
   const client = await pool.connect();
   let blocks = [];
-  let rollups = [];
+  const rollups = [];
   for (let k = 0; k < data.length; k++) {
     const { timestamps, values } = data[k];
     let i = 0;
@@ -196,14 +196,22 @@ async function storeCompacted(pool, ids, data, from, to) {
         };
         blocks.push({ seriesId: ids[k], start: hour, n: i - start, data: encodeBlock(block) });
         if (!whole)
-          rollups.push({ seriesId: ids[k], start: hour, data: encodeRollup(rollUp(block, HOUR_US)) });
+          rollups.push({
+            seriesId: ids[k],
+            start: hour,
+            data: encodeRollup(rollUp(block, HOUR_US, { edges: true })),
+          });
       }
       if (whole && i > dayFrom) {
         const dayBlock = {
           times: Float64Array.from(timestamps.slice(dayFrom, i), (t) => t * 1000),
           values: values.slice(dayFrom, i),
         };
-        rollups.push({ seriesId: ids[k], start: day, data: encodeRollup(rollUp(dayBlock, HOUR_US)) });
+        rollups.push({
+          seriesId: ids[k],
+          start: day,
+          data: encodeRollup(rollUp(dayBlock, HOUR_US, { edges: true })),
+        });
       }
     }
     if (blocks.length > 20_000) {
@@ -215,7 +223,7 @@ async function storeCompacted(pool, ids, data, from, to) {
   await copySeriesRows(client, 'telemetry_rollups_1h', rollups);
   client.release();
   await pool.query(
-    `UPDATE telemetry_chunks c SET compacted_at = now(), blocks = b.n, samples = b.samples
+    `UPDATE telemetry_chunks c SET compacted_at = now(), exact_rollups = true, blocks = b.n, samples = b.samples
      FROM (SELECT chunk_start, count(*)::int AS n, sum(n) AS samples FROM telemetry_blocks GROUP BY 1) b
      WHERE b.chunk_start = c.chunk_start`,
   );

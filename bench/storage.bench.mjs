@@ -115,7 +115,9 @@ async function foldedDay(pool, day) {
   let samples = 0;
   let id = 0;
   for (const { times, values } of day.values()) {
-    const hours = rollUp({ times: Float64Array.from(times), values: Float64Array.from(values) }, HOUR_US);
+    const hours = rollUp({ times: Float64Array.from(times), values: Float64Array.from(values) }, HOUR_US, {
+      edges: true,
+    });
     samples += times.length;
     if (hours)
       rows.push(

@@ -412,12 +412,15 @@ export function decodeColumns(data: Uint8Array): { times: Float64Array; columns:
 export class ColumnDecoder {
   times = new Float64Array(64);
   columns: Float64Array[] = [];
+  /** How many columns the last block decoded has (columns may hold more arrays, from earlier ones). */
+  columnCount = 0;
   private scratch = new Float64Array(64);
 
   decode(data: Uint8Array): number {
     if (data[0] !== 2) throw new RangeError(`not a column block (version ${data[0]})`);
     const n = readUint32(data, 1);
     const count = data[18] as number;
+    this.columnCount = count;
     if (n > this.times.length) {
       this.times = new Float64Array(n * 2);
       this.scratch = new Float64Array(n * 2);

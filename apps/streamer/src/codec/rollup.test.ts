@@ -10,33 +10,49 @@ import {
   rollUp,
 } from './rollup';
 
-/** The rollup the slow, obvious way. */
-function naive(block: Block, bucketUs: number) {
-  const out = new Map<
-    number,
-    { count: number; sum: number; min: number; max: number; last: number; abs: number }
-  >();
+interface NaiveBucket {
+  count: number;
+  sum: number;
+  min: number;
+  max: number;
+  last: number;
+  abs: number;
+  n: number;
+  first: number;
+  firstAt: number;
+  lastAt: number;
+}
+
+/** The rollup the slow, obvious way; with edges, a bucket for every sample. */
+function naive(block: Block, bucketUs: number, edges = false) {
+  const out = new Map<number, NaiveBucket>();
   block.times.forEach((t, i) => {
     const v = block.values[i] as number;
-    if (!Number.isFinite(v)) return;
     const key = Math.floor(t / bucketUs) * bucketUs;
-    const b = out.get(key);
-    if (!b) out.set(key, { count: 1, sum: v, min: v + 0, max: v + 0, last: v, abs: Math.abs(v) });
-    else
-      Object.assign(b, {
-        count: b.count + 1,
-        sum: b.sum + v,
-        min: Math.min(b.min, v) + 0,
-        max: Math.max(b.max, v) + 0,
-        last: v,
-        abs: b.abs + Math.abs(v),
-      });
+    if (!Number.isFinite(v) && !edges) return;
+    let b = out.get(key);
+    if (!b) {
+      b = { count: 0, sum: 0, min: 0, max: 0, last: 0, abs: 0, n: 0, first: 0, firstAt: 0, lastAt: 0 };
+      out.set(key, b);
+    }
+    b.n++;
+    if (!Number.isFinite(v)) return;
+    if (b.count === 0) Object.assign(b, { min: v + 0, max: v + 0, first: v, firstAt: t - key });
+    Object.assign(b, {
+      count: b.count + 1,
+      sum: b.sum + v,
+      min: Math.min(b.min, v) + 0,
+      max: Math.max(b.max, v) + 0,
+      last: v,
+      lastAt: t - key,
+      abs: b.abs + Math.abs(v),
+    });
   });
   return out;
 }
 
 function asMap(r: Rollup | null) {
-  const out = new Map<number, { count: number; sum: number; min: number; max: number; last: number }>();
+  const out = new Map<number, Partial<NaiveBucket>>();
   r?.times.forEach((t, i) =>
     out.set(t, {
       count: r.count[i] as number,
@@ -45,6 +61,14 @@ function asMap(r: Rollup | null) {
       min: (r.min[i] as number) + 0,
       max: (r.max[i] as number) + 0,
       last: r.last[i] as number,
+      ...(r.edges
+        ? {
+            n: r.edges.n[i] as number,
+            first: r.edges.first[i] as number,
+            firstAt: r.edges.firstAt[i] as number,
+            lastAt: r.edges.lastAt[i] as number,
+          }
+        : {}),
     }),
   );
   return out;
@@ -74,17 +98,22 @@ const block = fc
   });
 
 describe('rollups', () => {
-  it('hold per bucket the count, sum, min, max and last of the finite values', () => {
+  it('hold per bucket the count, sum, min, max and last of the finite values; with edges, a bucket for every sample with its count of samples, first and last', () => {
     fc.assert(
-      fc.property(block, fc.constantFrom(MINUTE_US, HOUR_US), (b, bucketUs) => {
-        const got = asMap(rollUp(b, bucketUs));
-        const want = naive(b, bucketUs);
+      fc.property(block, fc.constantFrom(MINUTE_US, HOUR_US), fc.boolean(), (b, bucketUs, edges) => {
+        const got = asMap(rollUp(b, bucketUs, { edges }));
+        const want = naive(b, bucketUs, edges);
         expect([...got.keys()]).toEqual([...want.keys()]);
         for (const [key, w] of want) {
           const g = got.get(key)!;
-          expect({ ...g, sum: 0 }).toEqual({ ...w, sum: 0, abs: undefined });
+          const { abs, n, first, firstAt, lastAt, ...values } = w;
+          expect({ ...g, sum: 0 }).toEqual({
+            ...values,
+            sum: 0,
+            ...(edges ? { n, first, firstAt, lastAt } : {}),
+          });
           // Rollups add decimals exactly; the plain float sum here drifts by a few ulps of the total.
-          expect(Math.abs(g.sum - w.sum)).toBeLessThanOrEqual(1e-12 * Math.max(1, w.abs));
+          expect(Math.abs((g.sum as number) - w.sum)).toBeLessThanOrEqual(1e-12 * Math.max(1, abs));
         }
       }),
       { numRuns: 300 },
@@ -99,32 +128,67 @@ describe('rollups', () => {
 
   it('come back from their encoding as they went in', () => {
     fc.assert(
-      fc.property(block, (b) => {
-        const r = rollUp(b, MINUTE_US);
+      fc.property(block, fc.boolean(), (b, edges) => {
+        const r = rollUp(b, edges ? HOUR_US : MINUTE_US, { edges });
         if (r) expect(decodeRollup(encodeRollup(r))).toEqual(r);
       }),
       { numRuns: 300 },
     );
   });
 
-  it('of the pieces of a series, combined in time order, equal the rollup of the whole', () => {
+  it('of the pieces of a series, combined in time order, equal the rollup of the whole, edges included', () => {
     fc.assert(
       fc.property(block, fc.integer({ min: 1, max: 50 }), (b, cut) => {
         const at = Math.min(cut, b.times.length);
         const head = { times: b.times.slice(0, at), values: b.values.slice(0, at) };
         const tail = { times: b.times.slice(at), values: b.values.slice(at) };
-        const parts = [head, tail].filter((p) => p.times.length > 0).map((p) => rollUp(p, HOUR_US));
+        const parts = [head, tail]
+          .filter((p) => p.times.length > 0)
+          .map((p) => rollUp(p, HOUR_US, { edges: true }));
         const combined = asMap(combineRollups(parts.filter((p): p is Rollup => p !== null)));
-        const whole = asMap(rollUp(b, HOUR_US));
+        const whole = asMap(rollUp(b, HOUR_US, { edges: true }));
         expect([...combined.keys()]).toEqual([...whole.keys()]);
         for (const [key, w] of whole) {
           const c = combined.get(key)!;
           expect({ ...c, sum: 0 }).toEqual({ ...w, sum: 0 });
-          const abs = naive(b, HOUR_US).get(key)!.abs;
-          expect(Math.abs(c.sum - w.sum)).toBeLessThanOrEqual(1e-12 * Math.max(1, abs));
+          const abs = naive(b, HOUR_US, true).get(key)!.abs;
+          expect(Math.abs((c.sum as number) - (w.sum as number))).toBeLessThanOrEqual(
+            1e-12 * Math.max(1, abs),
+          );
         }
       }),
       { numRuns: 300 },
     );
+  });
+
+  it('keep their edges through combining only where every part has them', () => {
+    const times = Float64Array.from([0, 30, 60, 90], (s) => HOUR_US * 100 + s * 1_000_000);
+    const values = Float64Array.from([NaN, 2, 3, 4]);
+    const head = { times: times.slice(0, 2), values: values.slice(0, 2) };
+    const tail = { times: times.slice(2), values: values.slice(2) };
+    const both = combineRollups([
+      rollUp(head, HOUR_US, { edges: true }) as Rollup,
+      rollUp(tail, HOUR_US, { edges: true }) as Rollup,
+    ]);
+    expect(both?.edges).toEqual({
+      n: Float64Array.from([4]),
+      first: Float64Array.from([2]),
+      firstAt: Float64Array.from([30_000_000]),
+      lastAt: Float64Array.from([90_000_000]),
+    });
+    expect(both?.count).toEqual(Float64Array.from([3]));
+    const older = combineRollups([
+      rollUp(head, HOUR_US) as Rollup,
+      rollUp(tail, HOUR_US, { edges: true }) as Rollup,
+    ]);
+    expect(older?.edges).toBeUndefined();
+    expect(decodeRollup(encodeRollup(older as Rollup)).edges).toBeUndefined();
+  });
+
+  it('with edges, keep a bucket whose samples are all NaN or infinite, counting none of them as values', () => {
+    const times = Float64Array.from([0, 30], (s) => HOUR_US * 100 + s * 1_000_000);
+    const r = rollUp({ times, values: Float64Array.from([NaN, Infinity]) }, HOUR_US, { edges: true });
+    expect(r && { count: r.count[0], n: r.edges?.n[0] }).toEqual({ count: 0, n: 2 });
+    expect(rollUp({ times, values: Float64Array.from([NaN, Infinity]) }, HOUR_US)).toBeNull();
   });
 });

@@ -17,82 +17,158 @@ export interface Rollup {
   min: Float64Array;
   max: Float64Array;
   last: Float64Array;
+  /** Kept by 1-hour rollups (see RollupEdges); 1-hour rollups written before them have none. */
+  edges?: RollupEdges;
+}
+
+/**
+ * What lets a rollup stand for its raw samples exactly in PromQL (see
+ * services/prometheus-rollups.ts): with edges there is a bucket for every sample, finite or not
+ * (where none is finite, count is 0 and the other columns 0), and each bucket tells how many
+ * samples it has and its first and last finite sample with their times. Where every sample of a
+ * bucket is finite (count = n), those are the bucket's first and last samples. A few values an
+ * hour: 1-hour rollups keep them, 1-minute ones do not.
+ */
+export interface RollupEdges {
+  /** Samples in the bucket, NaN and infinities included. */
+  n: Float64Array;
+  first: Float64Array;
+  /** Microseconds from the bucket's start to `first`. */
+  firstAt: Float64Array;
+  /** Microseconds from the bucket's start to `last`. */
+  lastAt: Float64Array;
 }
 
 const POW10 = [1, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15];
 
-/** The rollup of a block's samples into buckets of `bucketUs`; null when none is finite. */
-export function rollUp(block: Block, bucketUs: number): Rollup | null {
+interface Bucket {
+  start: number;
+  count: number;
+  sum: number;
+  min: number;
+  max: number;
+  last: number;
+  n: number;
+  first: number;
+  firstAt: number;
+  lastAt: number;
+}
+
+/**
+ * The rollup of a block's samples into buckets of `bucketUs`, with `edges` its edges; null when
+ * it has no bucket (no finite value, without edges).
+ */
+export function rollUp(block: Block, bucketUs: number, options: { edges?: boolean } = {}): Rollup | null {
   const finite: number[] = [];
   for (let i = 0; i < block.values.length; i++) if (Number.isFinite(block.values[i])) finite.push(i);
-  if (finite.length === 0) return null;
   // Sums of exporter decimals are kept exact: added as integers at their common decimal scale.
   const k = decimalScale(Float64Array.from(finite, (i) => (block.values[i] as number) || 0));
   const p = k >= 0 ? (POW10[k] as number) : 1;
-  const times: number[] = [];
-  const count: number[] = [];
-  const sum: number[] = [];
-  const min: number[] = [];
-  const max: number[] = [];
-  const last: number[] = [];
+  const buckets: Bucket[] = [];
   let exact = 0;
   let exactOk = k >= 0;
-  for (const i of finite) {
-    const us = block.times[i] as number;
+  const closeSum = () => {
+    const b = buckets[buckets.length - 1];
+    if (b && b.count > 0 && exactOk) b.sum = exact / p;
+  };
+  for (let i = 0; i < block.values.length; i++) {
     const v = block.values[i] as number;
-    const bucket = Math.floor(us / bucketUs) * bucketUs;
-    const b = times.length - 1;
-    if (b < 0 || times[b] !== bucket) {
-      if (b >= 0) sum[b] = exactOk ? exact / p : (sum[b] as number);
-      times.push(bucket);
-      count.push(1);
-      sum.push(v);
-      min.push(v);
-      max.push(v);
-      last.push(v);
-      exact = k >= 0 ? Math.round(v * p) : 0;
+    const isFinite = Number.isFinite(v);
+    if (!isFinite && !options.edges) continue;
+    const us = block.times[i] as number;
+    const start = Math.floor(us / bucketUs) * bucketUs;
+    let b = buckets[buckets.length - 1];
+    if (!b || b.start !== start) {
+      closeSum();
+      b = { start, count: 0, sum: 0, min: 0, max: 0, last: 0, n: 0, first: 0, firstAt: 0, lastAt: 0 };
+      buckets.push(b);
+      exact = 0;
       exactOk = k >= 0;
-      continue;
     }
-    count[b] = (count[b] as number) + 1;
-    sum[b] = (sum[b] as number) + v;
-    if (v < (min[b] as number)) min[b] = v;
-    if (v > (max[b] as number)) max[b] = v;
-    last[b] = v;
+    b.n++;
+    if (!isFinite) continue;
+    if (b.count === 0) {
+      b.min = b.max = b.first = v;
+      b.firstAt = us - start;
+    } else {
+      if (v < b.min) b.min = v;
+      if (v > b.max) b.max = v;
+    }
+    b.count++;
+    b.sum += v;
+    b.last = v;
+    b.lastAt = us - start;
     if (exactOk) {
       exact += Math.round(v * p);
       if (Math.abs(exact) > Number.MAX_SAFE_INTEGER) exactOk = false;
     }
   }
-  const b = times.length - 1;
-  sum[b] = exactOk ? exact / p : (sum[b] as number);
+  closeSum();
+  return buckets.length === 0 ? null : fromBuckets(buckets, options.edges === true);
+}
+
+function fromBuckets(buckets: Bucket[], edges: boolean): Rollup {
+  const pick = (f: (b: Bucket) => number) => Float64Array.from(buckets, f);
   return {
-    times: Float64Array.from(times),
-    count: Float64Array.from(count),
-    sum: Float64Array.from(sum),
-    min: Float64Array.from(min),
-    max: Float64Array.from(max),
-    last: Float64Array.from(last),
+    times: pick((b) => b.start),
+    count: pick((b) => b.count),
+    sum: pick((b) => b.sum),
+    min: pick((b) => b.min),
+    max: pick((b) => b.max),
+    last: pick((b) => b.last),
+    ...(edges
+      ? {
+          edges: {
+            n: pick((b) => b.n),
+            first: pick((b) => b.first),
+            firstAt: pick((b) => b.firstAt),
+            lastAt: pick((b) => b.lastAt),
+          },
+        }
+      : {}),
   };
 }
 
+/** The columns of a rollup's column block, in order: the edges' four follow the first five. */
+export const ROLLUP_COLUMN = {
+  count: 0,
+  sum: 1,
+  min: 2,
+  max: 3,
+  last: 4,
+  n: 5,
+  first: 6,
+  firstAt: 7,
+  lastAt: 8,
+} as const;
+
 export function encodeRollup(r: Rollup): Buffer {
-  return encodeColumns(r.times, [r.count, r.sum, r.min, r.max, r.last]);
+  const columns = [r.count, r.sum, r.min, r.max, r.last];
+  if (r.edges) columns.push(r.edges.n, r.edges.first, r.edges.firstAt, r.edges.lastAt);
+  return encodeColumns(r.times, columns);
 }
 
 export function decodeRollup(data: Uint8Array): Rollup {
-  const { times, columns } = decodeColumns(data);
-  const [count, sum, min, max, last] = columns as [
-    Float64Array,
-    Float64Array,
-    Float64Array,
-    Float64Array,
-    Float64Array,
-  ];
-  return { times, count, sum, min, max, last };
+  const { times, columns: c } = decodeColumns(data);
+  const col = (i: number) => c[i] as Float64Array;
+  const C = ROLLUP_COLUMN;
+  return {
+    times,
+    count: col(C.count),
+    sum: col(C.sum),
+    min: col(C.min),
+    max: col(C.max),
+    last: col(C.last),
+    ...(c.length > C.lastAt
+      ? { edges: { n: col(C.n), first: col(C.first), firstAt: col(C.firstAt), lastAt: col(C.lastAt) } }
+      : {}),
+  };
 }
 
-/** Reads many encoded rollups through the same arrays: bucket i of the last read is times[i], count[i], ... */
+/**
+ * Reads many encoded rollups through the same arrays: bucket i of the last read is times[i],
+ * count[i], ... A bucket with count 0 (edges: no finite sample) has no min, max or sum.
+ */
 export class RollupReader {
   private readonly decoder = new ColumnDecoder();
   n = 0;
@@ -106,53 +182,57 @@ export class RollupReader {
     return this.decoder.times;
   }
   get count(): Float64Array {
-    return this.decoder.columns[0] as Float64Array;
+    return this.decoder.columns[ROLLUP_COLUMN.count] as Float64Array;
   }
   get sum(): Float64Array {
-    return this.decoder.columns[1] as Float64Array;
+    return this.decoder.columns[ROLLUP_COLUMN.sum] as Float64Array;
   }
   get min(): Float64Array {
-    return this.decoder.columns[2] as Float64Array;
+    return this.decoder.columns[ROLLUP_COLUMN.min] as Float64Array;
   }
   get max(): Float64Array {
-    return this.decoder.columns[3] as Float64Array;
+    return this.decoder.columns[ROLLUP_COLUMN.max] as Float64Array;
   }
 }
 
-/** Partial rollups, in time order, merged bucket by bucket into one. */
+/** Partial rollups, in time order, merged bucket by bucket into one; with edges where all have them. */
 export function combineRollups(parts: Rollup[]): Rollup | null {
-  const acc = new Map<number, { count: number; sum: number; min: number; max: number; last: number }>();
+  const acc = new Map<number, Bucket>();
+  const edges = parts.every((r) => r.edges);
   for (const r of parts) {
     for (let i = 0; i < r.times.length; i++) {
-      const t = r.times[i] as number;
-      const b = acc.get(t);
-      if (!b) {
-        acc.set(t, {
-          count: r.count[i] as number,
-          sum: r.sum[i] as number,
-          min: r.min[i] as number,
-          max: r.max[i] as number,
-          last: r.last[i] as number,
-        });
-      } else {
-        b.count += r.count[i] as number;
-        b.sum += r.sum[i] as number;
-        b.min = Math.min(b.min, r.min[i] as number);
-        b.max = Math.max(b.max, r.max[i] as number);
-        b.last = r.last[i] as number;
+      const part: Bucket = {
+        start: r.times[i] as number,
+        count: r.count[i] as number,
+        sum: r.sum[i] as number,
+        min: r.min[i] as number,
+        max: r.max[i] as number,
+        last: r.last[i] as number,
+        n: r.edges?.n[i] ?? 0,
+        first: r.edges?.first[i] ?? 0,
+        firstAt: r.edges?.firstAt[i] ?? 0,
+        lastAt: r.edges?.lastAt[i] ?? 0,
+      };
+      const b = acc.get(part.start);
+      if (!b) acc.set(part.start, part);
+      else {
+        b.n += part.n;
+        if (part.count === 0) continue;
+        if (b.count === 0) Object.assign(b, { ...part, n: b.n });
+        else {
+          b.count += part.count;
+          b.sum += part.sum;
+          b.min = Math.min(b.min, part.min);
+          b.max = Math.max(b.max, part.max);
+          b.last = part.last;
+          b.lastAt = part.lastAt;
+        }
       }
     }
   }
   if (acc.size === 0) return null;
-  const times = [...acc.keys()].sort((a, b) => a - b);
-  const pick = (f: (b: { count: number; sum: number; min: number; max: number; last: number }) => number) =>
-    Float64Array.from(times, (t) => f(acc.get(t) as never));
-  return {
-    times: Float64Array.from(times),
-    count: pick((b) => b.count),
-    sum: pick((b) => b.sum),
-    min: pick((b) => b.min),
-    max: pick((b) => b.max),
-    last: pick((b) => b.last),
-  };
+  return fromBuckets(
+    [...acc.values()].sort((a, b) => a.start - b.start),
+    edges,
+  );
 }

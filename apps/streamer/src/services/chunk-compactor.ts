@@ -64,7 +64,7 @@ function compactSeries(out: Compacted, seriesId: number, start: number, block: B
   out.blocks.push({ seriesId, start, n: block.times.length, data: encodeBlock(block) });
   const minutes = rollUp(block, MINUTE_US);
   if (minutes) out.minutes.push({ seriesId, start, data: encodeRollup(minutes) });
-  const hours = rollUp(block, HOUR_US);
+  const hours = rollUp(block, HOUR_US, { edges: true });
   if (hours) out.hours.push({ seriesId, start, data: encodeRollup(hours) });
   out.samples += block.times.length;
 }
@@ -267,7 +267,9 @@ export class ChunkCompactor {
     }
     const rows: SeriesRow[] = [];
     for (const [seriesId, { times, values }] of bySeries) {
-      const hours = rollUp({ times: Float64Array.from(times), values: Float64Array.from(values) }, HOUR_US);
+      const hours = rollUp({ times: Float64Array.from(times), values: Float64Array.from(values) }, HOUR_US, {
+        edges: true,
+      });
       if (hours) rows.push({ seriesId, start: dayStart, data: encodeRollup(hours) });
     }
     await upsertRollups(client, 'telemetry_rollups_1h', rows);

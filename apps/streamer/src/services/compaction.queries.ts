@@ -296,7 +296,8 @@ export async function dropRollupDays(
 }
 
 /**
- * Records the chunk as compacted and empties its hot partition; the partition then refuses rows
+ * Records the chunk as compacted, its 1-hour rollups made with edges (exact_rollups), and empties
+ * its hot partition; the partition then refuses rows
  * (a writer that was waiting on it gets check_violation and looks again), and is dropped later.
  */
 export async function finishCompaction(
@@ -306,7 +307,7 @@ export async function finishCompaction(
 ): Promise<void> {
   const part = await partitionOf(client, chunkStart);
   await client.query(
-    'UPDATE telemetry_chunks SET compacted_at = now(), samples = $2, blocks = $3 WHERE chunk_start = $1',
+    'UPDATE telemetry_chunks SET compacted_at = now(), exact_rollups = true, samples = $2, blocks = $3 WHERE chunk_start = $1',
     [new Date(chunkStart), stats.samples, stats.blocks],
   );
   await client.query(`TRUNCATE ${quoteIdent(part)}`);

@@ -8,13 +8,14 @@ import {
 } from '@gpu-telemetry/promql';
 import { asService } from '@gpu-telemetry/service-kit/testing';
 import request from 'supertest';
+import { decodeRollup, encodeRollup } from '../codec/rollup';
 import { compactChunks, memorySource, type PromSeries, storeSeries } from '../testing/prometheus-data';
 import { startStreamerTestApp } from '../testing/streamer-test-app';
 
 /**
- * max_over_time, min_over_time and present_over_time over whole hours at whole-hour steps are
- * read from 1-hour rollups (folded days included), and answer exactly what the raw samples
- * answer: across chunk sizes (chunks of an hour, of two hours with evaluation times inside
+ * max_over_time, min_over_time and present_over_time over whole hours at whole-hour steps, and
+ * instant selectors at whole hours, are read from 1-hour rollups (folded days included), and
+ * answer exactly what the raw samples answer: across chunk sizes (chunks of an hour, of two hours with evaluation times inside
  * them, of half an hour with partial buckets), with NaN, infinities and staleness markers in
  * some chunks, samples exactly on the hour, gaps, and the last chunks still hot.
  */
@@ -34,8 +35,9 @@ function dataset(): PromSeries[] {
       const stale: number[] = [];
       for (let t = START + 7_000 * gpu; t < END; t += 30_000) {
         const k = (t - START) / 30_000;
-        // gpu 3 is down from hour 30 to hour 33: a staleness marker, then nothing.
-        if (gpu === 3 && t >= START + 30 * HOUR && t < START + 33 * HOUR) {
+        // gpu 3 is down from a minute before hour 30 to hour 33: a staleness marker, then nothing.
+        // At hour 30 its newest sample is the marker, the last value being still in the lookback.
+        if (gpu === 3 && t >= START + 30 * HOUR - 60_000 && t < START + 33 * HOUR) {
           if (timestamps.length && stale.length === 0) {
             stale.push(timestamps.length);
             timestamps.push(t);
@@ -115,6 +117,12 @@ const QUERIES = [
   'min_over_time(DCGM_FI_DEV_POWER_USAGE{gpu=~"[12]"}[2h])',
   'present_over_time(DCGM_FI_DEV_GPU_TEMP{gpu="3"}[1h])',
   'sum(max_over_time(DCGM_FI_DEV_GPU_TEMP[6h]) - min_over_time(DCGM_FI_DEV_GPU_TEMP[6h]))',
+  // Instant selectors: the newest sample at each hour, staleness included.
+  'DCGM_FI_DEV_GPU_TEMP',
+  'avg(DCGM_FI_DEV_POWER_USAGE) by (Hostname)',
+  'timestamp(DCGM_FI_DEV_GPU_TEMP{gpu=~"[03]"})',
+  'DCGM_FI_DEV_POWER_USAGE offset 2h',
+  'max_over_time(DCGM_FI_DEV_GPU_TEMP[1d:1h])',
 ];
 const RANGES: [string, number, number, number][] = [
   ['three days at 1h', START + HOUR, END, HOUR],
@@ -148,6 +156,8 @@ describe.each([['one-hour chunks'], ['two-hour chunks'], ['half-hour chunks']])(
       ['max_over_time(DCGM_FI_DEV_GPU_TEMP[90m])', HOUR],
       ['max_over_time(DCGM_FI_DEV_GPU_TEMP[1h])', 30 * 60_000],
       ['avg_over_time(DCGM_FI_DEV_GPU_TEMP[1h])', HOUR],
+      ['DCGM_FI_DEV_GPU_TEMP', 30 * 60_000],
+      ['DCGM_FI_DEV_GPU_TEMP offset 1m', HOUR],
     ] as const) {
       const [start, end] = [START + DAY, START + DAY + 6 * HOUR];
       const res = await request(asService(app().app))
@@ -156,5 +166,32 @@ describe.each([['one-hour chunks'], ['two-hour chunks'], ['half-hour chunks']])(
       expect(res.body).toEqual(await expected(() => reference.rangeQuery(query, start, end, step)));
     }
     expect(await rollupSamples(app())).toBe(before);
+  });
+});
+
+describe('1-hour rollups written before they had edges', () => {
+  it('leave instant selectors to the raw samples, with the same answers', async () => {
+    const { app } = apps.find((a) => a.name === 'one-hour chunks') as { app: TestApp };
+    const pool = app.database.pool;
+    const { rows } = await pool.query<{ series_id: string; start: Date; data: Buffer }>(
+      'SELECT series_id, start, data FROM telemetry_rollups_1h',
+    );
+    expect(rows.length).toBeGreaterThan(0);
+    for (const row of rows) {
+      const { edges, ...older } = decodeRollup(row.data);
+      expect(edges).toBeDefined();
+      await pool.query('UPDATE telemetry_rollups_1h SET data = $3 WHERE series_id = $1 AND start = $2', [
+        row.series_id,
+        row.start,
+        encodeRollup(older),
+      ]);
+    }
+    const before = await rollupSamples(app);
+    const [query, start, end] = ['DCGM_FI_DEV_GPU_TEMP', START + HOUR, END];
+    const res = await request(asService(app.app))
+      .get(`${API}/query_range`)
+      .query({ query, start: String(start / 1000), end: String(end / 1000), step: String(HOUR / 1000) });
+    expect(res.body).toEqual(await expected(() => reference.rangeQuery(query, start, end, HOUR)));
+    expect(await rollupSamples(app)).toBe(before);
   });
 });

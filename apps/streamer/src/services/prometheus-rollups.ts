@@ -1,32 +1,45 @@
 import type { SelectHints } from '@gpu-telemetry/promql';
 import type { ColumnDecoder } from '../codec/block-codec';
-import { HOUR_US } from '../codec/rollup';
+import { HOUR_US, ROLLUP_COLUMN } from '../codec/rollup';
 import type { Piece, Prefer } from './sample-pieces';
 
 /**
  * When a selector may be answered from 1-hour rollups, and how, so that the answer is exactly the
- * one the raw samples give.
+ * one the raw samples give. Only rollups with edges (codec/rollup.ts) are used: each bucket says
+ * how many samples it has, finite or not, and its first and last finite sample with their times.
  *
- * Which functions: `max_over_time`, `min_over_time` and `present_over_time` of a range selector.
- * Each window's answer depends only on which values are in it, not on how many times each is
- * there: one sample per bucket carrying the bucket's max (or min), placed in the last millisecond
- * of the bucket, stands for the bucket's samples in every window that holds the whole bucket.
- * (Count, sum, avg, last and the rest would change: counts, rounding, or order.)
+ * Which selectors:
+ * - `max_over_time`, `min_over_time` and `present_over_time` of a range selector. Each window's
+ *   answer depends only on which values are in it, not on how many times each is there: one
+ *   sample per bucket carrying the bucket's max (or min), placed in the last millisecond of the
+ *   bucket, stands for the bucket's samples in every window that holds the whole bucket. (Count,
+ *   sum, avg and the rest would change: counts, rounding, or order.)
+ * - Instant selectors. At an evaluation time t the engine reads the newest sample at or before t:
+ *   one exactly at t (the first of the bucket t starts), or the last of an earlier bucket. Both
+ *   are kept, with their times; staleness markers are read as stored.
  *
- * Which windows: Prometheus' window is [t - range, t], closed at both ends. With every evaluation
- * time t and the range whole hours, each window holds whole buckets [t - range, t) plus whatever
- * sample lies exactly at t, which belongs to the next bucket: that one is read from the block
- * header when t starts a chunk (a block's first sample is in its header); a chunk with an
- * evaluation time strictly inside it is read raw.
+ * Which windows: Prometheus' window is [t - range, t], closed at both ends (an instant selector's
+ * is [t - lookback, t]). With every evaluation time t on a whole hour, and a range of whole hours,
+ * each window holds whole buckets [t - range, t) plus whatever sample lies exactly at t: the first
+ * of the next bucket, which stands as itself. A chunk with an evaluation time strictly inside it
+ * is read raw. An instant selector's window may cut a bucket: the stand-ins are real samples at
+ * their own times, in the window exactly when they are.
  *
- * Which buckets: rollups leave out NaN and infinities, which max and min do not ignore the same
- * way. A rollup row is used only when its buckets count as many samples as the blocks it was
- * made from hold (all finite, no staleness marker); otherwise those chunks are read raw. Hot
- * chunks have no rollups yet and are read raw. Raw samples may overlap rollup buckets: max, min
- * and presence are unchanged by a value being there twice.
+ * Which buckets: rollups leave NaN and infinities out of their values, which max and min do not
+ * ignore the same way. A bucket is used only where all its samples are finite (its count of
+ * finite values equals its count of samples), and every chunk it overlaps is still stored (not
+ * past retention); the chunks of any other bucket are read raw, and so are the chunks compacted
+ * before rollups had edges, and hot chunks. Raw samples may overlap buckets: max, min and
+ * presence are unchanged by a value being there twice, and stand-ins for first and last are the
+ * raw samples themselves.
+ *
+ * One limit: of two samples in one millisecond (stored times are finer than Prometheus'
+ * milliseconds only where a source sent them so), a bucket keeps the first as its first and the
+ * last as its last; raw reading keeps the later.
  */
 export interface RollupPlan {
-  fn: 'max' | 'min' | 'present';
+  /** `last`: an instant selector. */
+  fn: 'max' | 'min' | 'present' | 'last';
   /** Every evaluation time is firstRefMs + k * stepMs (stepMs 0: the one time), up to lastRefMs. */
   firstRefMs: number;
   stepMs: number;
@@ -43,6 +56,18 @@ const aligned = (ms: number) => ((ms % HOUR_MS) + HOUR_MS) % HOUR_MS === 0;
 
 /** The plan for these hints, or null where only raw samples are sure to give the same answer. */
 export function planRollups(hints: SelectHints): RollupPlan | null {
+  if (hints.rangeMs === 0) {
+    // Evaluation times: endMs, endMs - stepMs, ... and none before startMs (which is the first
+    // one less the lookback: taking it as a time is only more cautious).
+    if (!aligned(hints.endMs) || hints.stepMs % HOUR_MS !== 0) return null;
+    const steps = hints.stepMs > 0 ? Math.floor((hints.endMs - hints.startMs) / hints.stepMs) : 0;
+    return {
+      fn: 'last',
+      firstRefMs: hints.endMs - steps * hints.stepMs,
+      stepMs: hints.stepMs,
+      lastRefMs: hints.endMs,
+    };
+  }
   const fn = hints.func ? FUNCTIONS[hints.func] : undefined;
   if (!fn || hints.rangeMs <= 0 || hints.rangeMs % HOUR_MS !== 0) return null;
   const firstRefMs = hints.startMs + hints.rangeMs;
@@ -60,6 +85,7 @@ export function refInside(plan: RollupPlan, startMs: number, endMs: number): boo
 /** Of two values in one millisecond (a bucket's stand-in and a raw sample), the one the function keeps. */
 export function preferFor(plan: RollupPlan): Prefer {
   return (earlier, later) => {
+    if (plan.fn === 'last') return 'later'; // as raw reading keeps it (a stand-in is a raw sample)
     if (Number.isNaN(later)) return 'earlier';
     if (Number.isNaN(earlier)) return 'later';
     if (plan.fn === 'max') return later > earlier ? 'later' : 'earlier';
@@ -68,56 +94,58 @@ export function preferFor(plan: RollupPlan): Prefer {
   };
 }
 
+/** A 1-hour rollup row read for a plan: its buckets' stand-ins, and the buckets they cannot stand for. */
+export interface RollupRead {
+  /** The samples standing for the usable buckets. */
+  piece: Piece;
+  /** How many buckets they stand for. */
+  buckets: number;
+  /** Starts (µs) of the buckets it cannot stand for (see rollupRow): their chunks are read raw. */
+  unusable: number[];
+}
+
 /**
- * A 1-hour rollup row (see codec/rollup.ts: count, sum, min, max, last per bucket) read for the
- * plan: how many finite samples it counts, and its buckets as samples, one per bucket in its last
- * millisecond carrying the bucket's max or min. `decoder` is reused from row to row.
+ * A 1-hour rollup row (see codec/rollup.ts) read for the plan. A bucket is usable where `within`
+ * accepts it and every sample in it is finite; it stands as its first sample at its time, then
+ * its last sample at its time (instant selectors), or a sample carrying its max or min in its last
+ * millisecond (range functions). Null where the row has no edges (written before rollups kept
+ * them): it stands for nothing. `decoder` is reused from row to row.
  */
 export function rollupRow(
   plan: RollupPlan,
   decoder: ColumnDecoder,
   data: Uint8Array,
-): { count: number; piece: Piece } {
+  within: (bucketUs: number) => boolean,
+): RollupRead | null {
   const n = decoder.decode(data);
-  const counts = decoder.columns[0] as Float64Array;
-  const column = decoder.columns[plan.fn === 'min' ? 2 : 3] as Float64Array;
-  let count = 0;
-  const times = new Float64Array(n);
+  if (decoder.columnCount <= ROLLUP_COLUMN.lastAt) return null;
+  const col = (c: number) => decoder.columns[c] as Float64Array;
+  const [count, samples, first, firstAt] = [
+    col(ROLLUP_COLUMN.count),
+    col(ROLLUP_COLUMN.n),
+    col(ROLLUP_COLUMN.first),
+    col(ROLLUP_COLUMN.firstAt),
+  ];
+  const [second, secondAt] =
+    plan.fn === 'last'
+      ? [col(ROLLUP_COLUMN.last), col(ROLLUP_COLUMN.lastAt)]
+      : [col(plan.fn === 'min' ? ROLLUP_COLUMN.min : ROLLUP_COLUMN.max), null];
+  const times = new Float64Array(2 * n);
+  const values = new Float64Array(2 * n);
+  const unusable: number[] = [];
+  let k = 0;
+  let buckets = 0;
   for (let i = 0; i < n; i++) {
-    count += counts[i] as number;
-    times[i] = (decoder.times[i] as number) + HOUR_US - 1000;
+    const start = decoder.times[i] as number;
+    if (!within(start) || count[i] !== samples[i]) {
+      unusable.push(start);
+      continue;
+    }
+    buckets++;
+    times[k] = start + (firstAt[i] as number);
+    values[k++] = first[i] as number;
+    times[k] = start + (secondAt ? (secondAt[i] as number) : HOUR_US - 1000);
+    values[k++] = second[i] as number;
   }
-  return { count, piece: { times, values: column.slice(0, n) } };
-}
-
-const POW10 = [
-  1, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18,
-];
-
-/** What a block's header says (see codec/block-codec.ts): sample count and first sample. */
-export interface BlockHead {
-  n: number;
-  firstUs: number;
-  /** The first value's two 32-bit words (low, high), bit for bit as decodeBlock gives it. */
-  firstLow: number;
-  firstHigh: number;
-}
-
-const scratch = new Float64Array(1);
-const scratchWords = new Uint32Array(scratch.buffer);
-
-/** Reads a block header (28 bytes) and, for raw values, the first stored double. */
-export function readBlockHead(head: Uint8Array, raw: Uint8Array | null): BlockHead {
-  if (head[0] !== 1) throw new RangeError(`not a sample block (version ${head[0]})`);
-  const view = new DataView(head.buffer, head.byteOffset, head.byteLength);
-  const int64 = (at: number) => view.getInt32(at) * 0x100000000 + view.getUint32(at + 4);
-  const n = view.getUint32(1);
-  const firstUs = int64(6) * (POW10[head[5] as number] as number);
-  if (head[18] === 0) {
-    if (!raw) throw new RangeError('a raw block without its first value');
-    const words = new DataView(raw.buffer, raw.byteOffset, raw.byteLength);
-    return { n, firstUs, firstLow: words.getUint32(4), firstHigh: words.getUint32(0) };
-  }
-  scratch[0] = int64(20) / (POW10[head[19] as number] as number); // as decodeBlock computes it
-  return { n, firstUs, firstLow: scratchWords[0] as number, firstHigh: scratchWords[1] as number };
+  return { piece: { times: times.subarray(0, k), values: values.subarray(0, k) }, buckets, unusable };
 }

@@ -21,9 +21,8 @@ import {
   beginSnapshot,
   cancelStatement,
   chunksBetween,
+  type ChunkSpan,
   chunksIn,
-  foldedDays,
-  readBlockHeads,
   readHourRollups,
   endSnapshot,
   metricNames,
@@ -34,15 +33,8 @@ import {
   seriesWithDataBetween,
   type StoredSeries,
 } from './prometheus.queries';
-import {
-  type BlockHead,
-  planRollups,
-  preferFor,
-  readBlockHead,
-  refInside,
-  type RollupPlan,
-  rollupRow,
-} from './prometheus-rollups';
+import { planRollups, preferFor, refInside, type RollupPlan, rollupRow } from './prometheus-rollups';
+import { HOUR_US } from '../codec/rollup';
 import { mergePieces, newestAtEach, type Piece } from './sample-pieces';
 
 /** What a source counts as it reads (streamer_promql_* metrics). */
@@ -312,8 +304,8 @@ export class PrometheusSource implements SeriesSource {
 
   /**
    * A selector answered from 1-hour rollups where that gives the raw samples' answer (see
-   * prometheus-rollups.ts): per batch of series, the block headers and rollup rows of the whole
-   * days around the range, then raw samples only for what rollups cannot stand for.
+   * prometheus-rollups.ts): per batch of series, the rollup rows of the whole days around the
+   * range, then raw samples only for what rollups cannot stand for.
    */
   private async *fromRollups(
     selected: Selected[],
@@ -325,74 +317,57 @@ export class PrometheusSource implements SeriesSource {
     const spanToUs = (Math.floor(endMs / DAY_MS) + 1) * DAY_MS * 1000;
     const chunks = await this.run((client) => chunksIn(client, spanFromUs, spanToUs));
     if (chunks.length === 0) return;
-    const folded = await this.run((client) => foldedDays(client, spanFromUs, spanToUs));
-    const chunkAt = new Map(chunks.map((c) => [c.startUs, c]));
-    const chunksOfDay = new Map<number, number[]>();
-    for (const c of chunks) {
-      const day = Math.floor(c.startUs / (DAY_MS * 1000)) * DAY_MS * 1000;
-      chunksOfDay.set(day, [...(chunksOfDay.get(day) ?? []), c.startUs]);
-    }
-    // Chunks whose samples at an evaluation time could be anywhere in their blocks: read raw.
-    const interior = new Set(
-      chunks
-        .filter((c) => c.compacted && refInside(plan, c.startUs / 1000, c.endUs / 1000))
-        .map((c) => c.startUs),
-    );
-    const anyHot = chunks.some((c) => !c.compacted && c.startUs / 1000 <= endMs && c.endUs / 1000 > startMs);
-    const prefer = preferFor(plan);
     const fromUs = startMs * 1000;
     const toUs = (endMs + 1) * 1000;
+    const inRange = (c: ChunkSpan) => c.startUs < toUs && c.endUs > fromUs;
+    // What rollups cannot stand for, whatever they hold: chunks compacted before rollups had
+    // edges, and chunks with an evaluation time strictly inside them.
+    const rawForAll = chunks.filter(
+      (c) => c.compacted && (!c.exactRollups || refInside(plan, c.startUs / 1000, c.endUs / 1000)),
+    );
+    const anyHot = chunks.some((c) => !c.compacted && inRange(c));
+    // Hours wholly within stored chunks: a bucket elsewhere (partly past retention) stands for nothing.
+    const stored = new Map<number, number>();
+    for (const c of chunks) {
+      for (let h = Math.floor(c.startUs / HOUR_US) * HOUR_US; h < c.endUs; h += HOUR_US) {
+        stored.set(h, (stored.get(h) ?? 0) + Math.min(c.endUs, h + HOUR_US) - Math.max(c.startUs, h));
+      }
+    }
+    const within = (bucketUs: number) => stored.get(bucketUs) === HOUR_US;
+    const overlapping = (fromUs: number, toUs: number) =>
+      chunks.filter((c) => c.compacted && c.startUs < toUs && c.endUs > fromUs).map((c) => c.startUs);
+    const prefer = preferFor(plan);
     for (let i = 0; i < selected.length; i += MAX_SERIES_PER_BATCH) {
       const batch = selected.slice(i, i + MAX_SERIES_PER_BATCH);
       const ids = batch.flatMap((s) => s.ids);
-      const heads = new Map<number, Map<number, BlockHead>>();
-      const rollups = new Map<number, { startUs: number; count: number; piece: Piece }[]>();
-      await this.run((client) =>
-        readBlockHeads(client, { seriesIds: ids, fromUs: spanFromUs, toUs: spanToUs }, (id, stored) =>
-          heads.set(id, new Map(stored.map((h) => [h.chunkStartUs, readBlockHead(h.head, h.raw)]))),
-        ),
-      );
+      const rawChunks = new Set(rawForAll.map((c) => c.startUs));
+      const rollups = new Map<number, { pieces: Piece[]; buckets: number }>();
       await this.run((client) =>
         readHourRollups(
           client,
           { seriesIds: ids, fromUs: spanFromUs, toUs: spanToUs },
           (id, startUs, data) => {
-            let list = rollups.get(id);
-            if (!list) rollups.set(id, (list = []));
-            list.push({ startUs, ...rollupRow(plan, this.rollupDecoder, data) });
+            const row = rollupRow(plan, this.rollupDecoder, data, within);
+            if (!row) {
+              // No edges: a folded day or one chunk, whose chunks are read raw.
+              for (const c of overlapping(startUs, startUs + DAY_MS * 1000)) rawChunks.add(c);
+              return;
+            }
+            for (const bucketUs of row.unusable) {
+              for (const c of overlapping(bucketUs, bucketUs + HOUR_US)) rawChunks.add(c);
+            }
+            let mine = rollups.get(id);
+            if (!mine) rollups.set(id, (mine = { pieces: [], buckets: 0 }));
+            mine.pieces.push(row.piece);
+            mine.buckets += row.buckets;
           },
         ),
       );
-      // Per series: the rollup rows that count every sample of the blocks they were made from,
-      // and the chunks those blocks are in; every other compacted chunk of it is read raw.
-      const usable = new Map<number, Piece[]>();
-      const covered = new Map<number, Set<number>>();
-      const rawChunks = new Set<number>(interior);
-      for (const id of ids) {
-        const byChunk = heads.get(id) ?? new Map<number, BlockHead>();
-        const mine = new Set<number>();
-        const kept: Piece[] = [];
-        for (const { startUs, count, piece } of rollups.get(id) ?? []) {
-          const isDay = folded.has(startUs) && startUs % (DAY_MS * 1000) === 0;
-          const span = isDay ? (chunksOfDay.get(startUs) ?? []) : [startUs];
-          let n = 0;
-          for (const c of span) n += byChunk.get(c)?.n ?? 0;
-          if (n === 0 || n !== count || span.some((c) => !chunkAt.get(c)?.compacted)) continue;
-          kept.push(piece);
-          for (const c of span) if (byChunk.has(c)) mine.add(c);
-        }
-        for (const c of byChunk.keys()) if (!mine.has(c)) rawChunks.add(c);
-        usable.set(id, kept);
-        covered.set(id, mine);
-      }
-      const inRange = [...rawChunks].filter((c) => {
-        const chunk = chunkAt.get(c);
-        return chunk !== undefined && chunk.startUs < toUs && chunk.endUs > fromUs;
-      });
+      const raw = chunks.filter((c) => rawChunks.has(c.startUs) && inRange(c)).map((c) => c.startUs);
       const blocks = new Map<number, Buffer[]>();
-      if (inRange.length > 0) {
+      if (raw.length > 0) {
         await this.run((client) =>
-          readBlocks(client, { seriesIds: ids, fromUs, toUs, chunkStartsUs: inRange }, (id, list) =>
+          readBlocks(client, { seriesIds: ids, fromUs, toUs, chunkStartsUs: raw }, (id, list) =>
             blocks.set(id, list),
           ),
         );
@@ -403,43 +378,41 @@ export class PrometheusSource implements SeriesSource {
           readHotSamples(client, { seriesIds: ids, fromUs, toUs }, (id, piece) => hot.set(id, piece)),
         );
       }
+      // Range functions never see staleness markers; an instant selector does.
+      const stale = new Map<number, Float64Array>();
+      if (plan.fn === 'last') {
+        await this.run((client) =>
+          readStaleMarkers(client, { seriesIds: ids, fromUs, toUs }, (id, times) => stale.set(id, times)),
+        );
+      }
       for (const s of batch) {
         const pieces: Piece[] = [];
+        const staleUs: number[] = [];
         let buckets = 0;
-        let raw = 0;
+        let fromBlocks = 0;
         let fromHot = 0;
         for (const id of s.ids) {
-          for (const piece of usable.get(id) ?? []) {
-            pieces.push(piece);
-            buckets += piece.times.length;
-          }
-          // Each covered block's first sample: the one that may lie exactly on an evaluation time.
-          const byChunk = heads.get(id);
-          const firsts = [...(covered.get(id) ?? [])].map((c) => byChunk?.get(c) as BlockHead);
-          if (firsts.length > 0) {
-            const values = new Float64Array(firsts.length);
-            const words = new Uint32Array(values.buffer);
-            firsts.forEach((head, k) => {
-              words[2 * k] = head.firstLow;
-              words[2 * k + 1] = head.firstHigh;
-            });
-            pieces.push({ times: Float64Array.from(firsts, (head) => head.firstUs), values });
+          const mine = rollups.get(id);
+          if (mine) {
+            pieces.push(...mine.pieces);
+            buckets += mine.buckets;
           }
           for (const data of blocks.get(id) ?? []) {
             const block = decodeBlock(data);
             pieces.push(block);
-            raw += block.times.length;
+            fromBlocks += block.times.length;
           }
           const rows = hot.get(id);
           if (rows) {
             pieces.push(rows);
             fromHot += rows.times.length;
           }
+          for (const us of stale.get(id) ?? []) staleUs.push(us);
         }
         this.options.counters?.samples('rollups', buckets);
-        this.options.counters?.samples('blocks', raw);
+        this.options.counters?.samples('blocks', fromBlocks);
         this.options.counters?.samples('hot', fromHot);
-        const samples = mergePieces(pieces, startMs, endMs, { prefer });
+        const samples = mergePieces(pieces, startMs, endMs, { prefer, staleUs });
         if (samples) yield { labels: s.labels, ...samples };
       }
     }

@@ -186,82 +186,26 @@ export interface ChunkSpan {
   startUs: number;
   endUs: number;
   compacted: boolean;
+  /** Whether its 1-hour rollups have edges (compacted since they do): see codec/rollup.ts. */
+  exactRollups: boolean;
 }
 
 /** The chunks overlapping [fromUs, toUs), in time order. */
 export async function chunksIn(client: PoolClient, fromUs: number, toUs: number): Promise<ChunkSpan[]> {
-  const { rows } = await client.query<{ s: string; e: string; compacted: boolean }>({
+  const { rows } = await client.query<{ s: string; e: string; compacted: boolean; exact: boolean }>({
     name: 'promql_chunks_in',
     text: `SELECT (extract(epoch FROM chunk_start) * 1000000)::bigint AS s,
                   (extract(epoch FROM chunk_end) * 1000000)::bigint AS e,
-                  compacted_at IS NOT NULL AS compacted
+                  compacted_at IS NOT NULL AS compacted, exact_rollups AS exact
            FROM telemetry_chunks WHERE chunk_start < $2 AND chunk_end > $1 ORDER BY chunk_start`,
     values: [pgTimestamp(fromUs), pgTimestamp(toUs)],
   });
-  return rows.map((r) => ({ startUs: Number(r.s), endUs: Number(r.e), compacted: r.compacted }));
-}
-
-/** The days in [fromUs, toUs) whose 1-hour rollups are folded into one row per series (their starts, µs). */
-export async function foldedDays(client: PoolClient, fromUs: number, toUs: number): Promise<Set<number>> {
-  const { rows } = await client.query<{ day: string }>({
-    name: 'promql_folded_days',
-    text: `SELECT to_char(day, 'YYYY-MM-DD') AS day FROM telemetry_rollup_days
-           WHERE day >= ($1::timestamptz AT TIME ZONE 'UTC')::date AND day < ($2::timestamptz AT TIME ZONE 'UTC')::date`,
-    values: [pgTimestamp(fromUs), pgTimestamp(toUs)],
-  });
-  return new Set(rows.map((r) => Date.parse(`${r.day}T00:00:00Z`) * 1000));
-}
-
-/** A block's header (28 bytes) and, where its values are stored raw, its first double: views, valid during the call. */
-export interface StoredBlockHead {
-  chunkStartUs: number;
-  head: Buffer;
-  raw: Buffer | null;
-}
-
-/**
- * What the header of each block of these series in chunks starting in [fromUs, toUs) says,
- * without the block itself: its sample count and its first sample (28 header bytes, plus the
- * first raw double where values are stored raw); one row per series, in chunk order. Large
- * blocks are stored uncompressed out of line (STORAGE EXTERNAL): Postgres fetches only slices.
- */
-export async function readBlockHeads(
-  client: PoolClient,
-  args: { seriesIds: readonly number[]; fromUs: number; toUs: number },
-  each: (seriesId: number, heads: StoredBlockHead[]) => void,
-): Promise<number> {
-  const timeBytes = `((get_byte(data, 14) << 24) | (get_byte(data, 15) << 16) | (get_byte(data, 16) << 8) | get_byte(data, 17))`;
-  return readBinaryCopy(
-    client,
-    `COPY (SELECT series_id, array_agg(chunk_start ORDER BY chunk_start),
-                  array_agg(substring(data FROM 1 FOR 28) ORDER BY chunk_start),
-                  array_agg(CASE WHEN get_byte(data, 18) = 0 THEN substring(data FROM 29 + ${timeBytes} FOR 8) END
-                            ORDER BY chunk_start)
-           FROM telemetry_blocks
-           WHERE series_id = ANY(${idArray(args.seriesIds)})
-             AND chunk_start >= ${tsLiteral(args.fromUs)} AND chunk_start < ${tsLiteral(args.toUs)}
-           GROUP BY series_id) TO STDOUT (FORMAT binary)`,
-    (buf, fields) => {
-      const seriesId = Number(buf.readBigInt64BE(fields[0] as number));
-      const heads: StoredBlockHead[] = [];
-      forEachElement(buf, fields[2] as number, (at) => {
-        heads.push({
-          chunkStartUs: buf.readInt32BE(at) * 0x100000000 + buf.readUInt32BE(at + 4) + PG_EPOCH_US,
-          head: Buffer.alloc(0),
-          raw: null,
-        });
-      });
-      let i = 0;
-      forEachElement(buf, fields[4] as number, (at, len) => {
-        (heads[i++] as StoredBlockHead).head = buf.subarray(at, at + len);
-      });
-      i = 0;
-      forEachElement(buf, fields[6] as number, (at, len) => {
-        (heads[i++] as StoredBlockHead).raw = len < 0 ? null : buf.subarray(at, at + len);
-      });
-      each(seriesId, heads);
-    },
-  );
+  return rows.map((r) => ({
+    startUs: Number(r.s),
+    endUs: Number(r.e),
+    compacted: r.compacted,
+    exactRollups: r.compacted && r.exact,
+  }));
 }
 
 /** The 1-hour rollup rows of these series starting in [fromUs, toUs), by binary COPY (`data` as in readBlocks). */

@@ -291,7 +291,7 @@ export class TelemetryQueryService {
         const { times, count, sum, min, max } = reader;
         for (let i = 0; i < n; i++) {
           const ms = (times[i] as number) / 1000;
-          if (!within.some((g) => ms >= g.from && ms < g.to)) continue;
+          if (count[i] === 0 || !within.some((g) => ms >= g.from && ms < g.to)) continue;
           add(
             buckets,
             Math.floor(ms / stepMs) * stepMs,
