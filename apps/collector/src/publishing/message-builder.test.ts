@@ -1,5 +1,70 @@
-import { metadataBatch, type MetricMetadata } from '@gpu-telemetry/model';
-import { metadataMessages } from './message-builder';
+import {
+  frameSamples,
+  metadataBatch,
+  type MetricMetadata,
+  type TelemetrySample,
+  telemetryFrame,
+} from '@gpu-telemetry/model';
+import { buildMessages, metadataMessages } from './message-builder';
+
+/** A scrape's samples: `gpus` GPUs x `metrics` metrics at one time, labels long enough to weigh. */
+function scrape(gpus: number, metrics: number, labelBytes = 40): TelemetrySample[] {
+  const out: TelemetrySample[] = [];
+  for (let g = 0; g < gpus; g++) {
+    for (let m = 0; m < metrics; m++) {
+      out.push({
+        uuid: '00000000-0000-5000-8000-000000000000',
+        gpuId: `GPU-${String(g).padStart(8, '0')}-0000-0000-0000-000000000000`,
+        gpuIndex: g % 8,
+        device: `nvidia${g % 8}`,
+        modelName: 'NVIDIA H100 80GB HBM3',
+        hostname: `node-${Math.floor(g / 8)}`,
+        metricName: `DCGM_FI_METRIC_${m}`,
+        value: m === 3 ? 'NaN' : g * 1000 + m + 0.25,
+        timestamp: '2026-12-01T10:00:00.000Z',
+        container: null,
+        pod: g % 2 ? 'job-1' : null,
+        namespace: null,
+        labels: { pci_bus_id: '00000000:18:00.0', note: 'x'.repeat(labelBytes) },
+      });
+    }
+  }
+  return out;
+}
+
+describe('buildMessages', () => {
+  it('sends a scrape as frames: each GPU, metric and time once, every sample as it was', () => {
+    const samples = scrape(8, 40);
+    const [only, ...rest] = buildMessages('http://node-0:9400/metrics', 1_700_000_000_000, samples);
+    expect(rest).toEqual([]);
+    const { id, payload } = JSON.parse(only!.json) as { id: string; payload: unknown };
+    expect(id).toBe(only!.id);
+    const frame = telemetryFrame.parse(payload);
+    expect([frame.groups.length, frame.metrics.length, frame.times.length, only!.samples]).toEqual([
+      8, 40, 1, 320,
+    ]);
+    expect(frameSamples(frame)).toEqual(samples.map(({ uuid: _, ...s }) => s));
+    // A tenth of the bytes of the samples written out whole.
+    expect(only!.json.length).toBeLessThan(JSON.stringify(samples).length / 8);
+  });
+
+  it('splits at 1000 samples and at ~200 KiB, each frame whole, with the same ids each time', () => {
+    for (const samples of [scrape(100, 25), scrape(400, 4, 2_000)]) {
+      const messages = buildMessages('http://node-0:9400/metrics', 1_700_000_000_000, samples);
+      expect(messages.length).toBeGreaterThan(1);
+      const back = messages.flatMap((m) => {
+        expect(m.json.length).toBeLessThanOrEqual(200 * 1024);
+        const frame = telemetryFrame.parse(JSON.parse(m.json).payload);
+        expect(frame.samples).toHaveLength(m.samples);
+        return frameSamples(frame);
+      });
+      expect(back).toEqual(samples.map(({ uuid: _, ...s }) => s));
+      expect(
+        buildMessages('http://node-0:9400/metrics', 1_700_000_000_000, samples).map((m) => m.id),
+      ).toEqual(messages.map((m) => m.id));
+    }
+  });
+});
 
 describe('metadataMessages', () => {
   it('splits long metadata into messages of at most ~200 KiB in UTF-8, each one the streamer takes', () => {

@@ -11,34 +11,77 @@ export interface OutgoingMessage {
 /** Well under the queue's default payload limit (QUEUE_MAX_PAYLOAD, 256 KiB). */
 const MAX_MESSAGE_BYTES = 200 * 1024;
 
+/** The strings of one message's frame, each kept once, with its index. */
+class Dictionary {
+  readonly index = new Map<string, number>();
+  readonly parts: string[] = [];
+
+  /** What adding `json` would cost in bytes: 0 when it is there already. */
+  cost(json: string): number {
+    return this.index.has(json) ? 0 : json.length + 1;
+  }
+
+  add(json: string): number {
+    let i = this.index.get(json);
+    if (i === undefined) {
+      i = this.parts.length;
+      this.index.set(json, i);
+      this.parts.push(json);
+    }
+    return i;
+  }
+}
+
 /**
- * Splits one scrape into queue messages of at most 1000 samples and ~200 KiB. Each message id is
- * derived from (source, scrape time, chunk), so publishing it again is a duplicate the queue drops.
- * Every sample is serialised exactly once, as it is added: a scrape holds JSON text, not objects.
+ * Splits one scrape into queue messages (telemetryFrame: each GPU's fields, each metric name and
+ * the time sent once, a sample as four short fields) of at most 1000 samples and ~200 KiB. Each
+ * message id is derived from (source, scrape time, chunk), so publishing it again is a duplicate
+ * the queue drops. Every sample is serialised once, as it is added: a scrape holds JSON text, not
+ * objects.
  */
 export class MessageBuilder {
   private readonly messages: OutgoingMessage[] = [];
   private readonly head: string;
-  private parts: string[] = [];
+  private groups = new Dictionary();
+  private metrics = new Dictionary();
+  private times = new Dictionary();
+  private samples: string[] = [];
   private size: number;
 
   constructor(
     private readonly source: string,
     private readonly scrapedAtMs: number,
   ) {
-    this.head = `{"source":${JSON.stringify(source)},"samples":[`;
+    this.head = `{"source":${JSON.stringify(source)},"groups":[],"metrics":[],"times":[],"samples":[]}`;
     this.size = this.head.length;
   }
 
   add(sample: TelemetrySample): void {
-    const json = JSON.stringify(sample);
+    const group = JSON.stringify({
+      gpuId: sample.gpuId,
+      gpuIndex: sample.gpuIndex,
+      device: sample.device,
+      modelName: sample.modelName,
+      hostname: sample.hostname,
+      container: sample.container,
+      pod: sample.pod,
+      namespace: sample.namespace,
+      labels: sample.labels,
+    });
+    const metric = JSON.stringify(sample.metricName);
+    const time = JSON.stringify(sample.timestamp);
+    const value = JSON.stringify(sample.value);
+    // A sample's indexes take at most 4 digits each (at most 1000 of anything).
+    const cost = () =>
+      this.groups.cost(group) + this.metrics.cost(metric) + this.times.cost(time) + value.length + 16;
     if (
-      this.parts.length >= MAX_SAMPLES_PER_MESSAGE ||
-      (this.parts.length > 0 && this.size + json.length + 1 > MAX_MESSAGE_BYTES)
+      this.samples.length >= MAX_SAMPLES_PER_MESSAGE ||
+      (this.samples.length > 0 && this.size + cost() > MAX_MESSAGE_BYTES)
     )
       this.flush();
-    this.parts.push(json);
-    this.size += json.length + 1;
+    this.size += cost();
+    const at = `[${this.groups.add(group)},${this.metrics.add(metric)},${this.times.add(time)},${value}]`;
+    this.samples.push(at);
   }
 
   /** The messages, the last one closed. */
@@ -48,14 +91,17 @@ export class MessageBuilder {
   }
 
   private flush(): void {
-    if (this.parts.length === 0) return;
+    if (this.samples.length === 0) return;
     const id = uuidV5(`${this.source}\n${this.scrapedAtMs}\n${this.messages.length}`);
-    this.messages.push({
-      id,
-      json: `{"id":"${id}","payload":${this.head}${this.parts.join(',')}]}}`,
-      samples: this.parts.length,
-    });
-    this.parts = [];
+    const frame =
+      `{"source":${JSON.stringify(this.source)},"groups":[${this.groups.parts.join(',')}],` +
+      `"metrics":[${this.metrics.parts.join(',')}],"times":[${this.times.parts.join(',')}],` +
+      `"samples":[${this.samples.join(',')}]}`;
+    this.messages.push({ id, json: `{"id":"${id}","payload":${frame}}`, samples: this.samples.length });
+    this.groups = new Dictionary();
+    this.metrics = new Dictionary();
+    this.times = new Dictionary();
+    this.samples = [];
     this.size = this.head.length;
   }
 }

@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import { telemetrySample } from '@gpu-telemetry/model';
+import { frameSamples, telemetryFrame, telemetrySample } from '@gpu-telemetry/model';
 import { createLogger, createMetrics } from '@gpu-telemetry/service-kit';
 import { createCollectorMetrics } from '../collector.metrics';
 import type { OutgoingMessage } from '../publishing/message-builder';
@@ -99,15 +99,28 @@ describe('CsvReplay', () => {
     now += 100;
     replay.tick(100); // 470 to the end of the file, then 1,530 from the top
     replay.stop();
-    const payloads = sent.map(
-      (m) => JSON.parse(m.json).payload as { source: string; samples: { uuid: string; timestamp: string }[] },
-    );
-    const samples = payloads.flatMap((p) => p.samples);
+    const payloads = sent.map((m) => telemetryFrame.parse(JSON.parse(m.json).payload));
+    const samples = payloads.flatMap(frameSamples);
     expect(samples).toHaveLength(4000);
     expect(
       payloads.every((p) => p.source === 'csv:dcgm_metrics_20250718_134233.csv' && p.samples.length <= 1000),
     ).toBe(true);
-    expect(new Set(samples.map((s) => s.uuid)).size).toBe(4000);
+    // Each a sample of its own: no series sent twice at one time.
+    const { value: _, ...first } = samples[0] as (typeof samples)[number];
+    expect(Object.keys(first).sort()).toEqual([
+      'container',
+      'device',
+      'gpuId',
+      'gpuIndex',
+      'hostname',
+      'labels',
+      'metricName',
+      'modelName',
+      'namespace',
+      'pod',
+      'timestamp',
+    ]);
+    expect(new Set(samples.map(({ value: _v, ...s }) => JSON.stringify(s))).size).toBe(4000);
     expect(samples.slice(0, 2000).every((s) => s.timestamp === '2026-05-01T00:00:00.000Z')).toBe(true);
     expect(samples.slice(2000).every((s) => s.timestamp === '2026-05-01T00:00:00.100Z')).toBe(true);
   });

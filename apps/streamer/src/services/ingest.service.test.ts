@@ -4,7 +4,7 @@ import request from 'supertest';
 import { maintainerWith, startStreamerTestApp } from '../testing/streamer-test-app';
 import type { Pool } from 'pg';
 import { IngestService } from './ingest.service';
-import { message, sample } from '../testing/samples';
+import { frameMessage, message, sample } from '../testing/samples';
 
 let streamer: Awaited<ReturnType<typeof startStreamerTestApp>>;
 
@@ -159,6 +159,90 @@ describe('IngestService.handle', () => {
     ]);
     expect((await rows(gpuId)).map((r) => r.timestamp)).toContain(good.timestamp);
     expect(await rows(gpuId)).toHaveLength(2);
+  });
+
+  it("stores a frame (the collector's form) as the same series and samples as whole sample objects", async () => {
+    const gpuId = 'GPU-ingest-frame';
+    const at = Date.now() - 60_000;
+    const samples = [0, 1].flatMap((gpuIndex) =>
+      ['DCGM_FI_DEV_GPU_UTIL', 'DCGM_FI_DEV_GPU_TEMP'].flatMap((metricName) =>
+        [0, 15_000].map((ms) =>
+          sample({
+            gpuId: `${gpuId}-${gpuIndex}`,
+            gpuIndex,
+            metricName,
+            timestamp: new Date(at + ms).toISOString(),
+            value: ms === 0 ? gpuIndex + 0.5 : 'NaN',
+          }),
+        ),
+      ),
+    );
+    const frame = frameMessage(samples);
+    expect(frame.payload.groups).toHaveLength(2);
+    expect(frame.payload.metrics).toHaveLength(2);
+    expect(frame.payload.times).toHaveLength(2);
+    expect(await streamer.ingest.handle([frame])).toEqual({ failed: [] });
+    const stored = [...(await rows(`${gpuId}-0`)), ...(await rows(`${gpuId}-1`))];
+    const view = (s: Record<string, unknown>) => [s.gpuIndex, s.metricName, s.timestamp, s.value, s.labels];
+    expect(stored.map(view).sort()).toEqual(samples.map((s) => view(s)).sort());
+    // The older form of the same samples is the same series at the same times: nothing new.
+    const { failed } = await streamer.ingest.handle([message(samples)]);
+    expect(failed).toEqual([]);
+    expect((await rows(`${gpuId}-0`)).length + (await rows(`${gpuId}-1`)).length).toBe(8);
+    const series = await streamer.database.pool.query(
+      `SELECT count(*)::int AS n FROM telemetry_series WHERE gpu_id LIKE $1`,
+      [`${gpuId}-%`],
+    );
+    expect(series.rows[0].n).toBe(4);
+  });
+
+  it("dead-letters a frame's bad samples with a reason naming the field, and stores its good ones", async () => {
+    const gpuId = 'GPU-ingest-frame-bad';
+    const good = sample({ gpuId });
+    const cases: [string, (p: ReturnType<typeof frameMessage>['payload']) => void, string][] = [
+      [
+        'group out of range',
+        (p) => p.samples.push([1, 0, 0, 1]),
+        'samples[1][0]: must be the index of one of the 1 groups',
+      ],
+      [
+        'metric not an index',
+        (p) => p.samples.push([0, 'x', 0, 1]),
+        'samples[1][1]: must be the index of one of the 1 metrics',
+      ],
+      [
+        'time negative',
+        (p) => p.samples.push([0, 0, -1, 1]),
+        'samples[1][2]: must be the index of one of the 1 times',
+      ],
+      [
+        'value not a number',
+        (p) => p.samples.push([0, 0, 0, 'hot']),
+        'samples[1][3]: must be a finite number, "NaN", "+Inf" or "-Inf"',
+      ],
+      ['not a tuple', (p) => p.samples.push({ g: 0 }), 'samples[1]: must be [group, metric, time, value]'],
+    ];
+    for (const [, change, reason] of cases) {
+      const bad = frameMessage([good]);
+      change(bad.payload);
+      expect(await streamer.ingest.handle([bad])).toEqual({
+        failed: [{ id: bad.id, deadLetter: true, reason: `invalid telemetry: ${reason}` }],
+      });
+    }
+    expect(await rows(gpuId)).toHaveLength(1);
+    const nul = frameMessage([sample({ gpuId, hostname: 'node\u0000evil' })]);
+    const late = frameMessage([
+      sample({ gpuId, timestamp: new Date(Date.now() + 3 * 86_400_000).toISOString() }),
+    ]);
+    const noMetric = frameMessage([sample({ gpuId })]);
+    noMetric.payload.metrics = ['not a metric'];
+    const { failed } = await streamer.ingest.handle([nul, late, noMetric]);
+    expect(failed?.map((f) => f.reason)).toEqual([
+      'invalid telemetry: groups[0].hostname: must not contain NUL characters',
+      'invalid telemetry: times[0]: is more than a day in the future',
+      'invalid telemetry: metrics[0]: must be a Prometheus metric name',
+    ]);
+    expect(await rows(gpuId)).toHaveLength(1);
   });
 
   it('refuses text Postgres cannot store (a NUL character) instead of failing the whole batch', async () => {

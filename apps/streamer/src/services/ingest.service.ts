@@ -1,5 +1,7 @@
 import { fieldErrors } from '@gpu-telemetry/service-kit';
 import {
+  type FrameSample,
+  frameSampleProblem,
   fromSampleValue,
   fromSeriesValue,
   type GpuColumns,
@@ -8,6 +10,7 @@ import {
   isTelemetrySample,
   labelsOfGpuColumns,
   type LeasedMessage,
+  type SampleGroup,
   metadataBatch,
   type MetricMetadata,
   STALE,
@@ -16,6 +19,7 @@ import {
   seriesEntry,
   type TelemetrySample,
   telemetryBatch,
+  telemetryFrame,
   telemetrySample,
 } from '@gpu-telemetry/model';
 import { isPgError } from '@gpu-telemetry/db';
@@ -65,25 +69,51 @@ interface LabelledSeries {
   key: string;
 }
 
-/** A sample ready to store, from either kind of message. */
+/** A series of a scrape: dcgm-exporter's GPU fields and labels, and its metric. */
+interface ScrapedSeries extends SampleGroup {
+  metricName: string;
+  /** Its series cache key, made once for all of its samples. */
+  key: string;
+}
+
+/** A sample ready to store, from any kind of message. */
 interface Incoming {
-  of: TelemetrySample | LabelledSeries;
+  of: ScrapedSeries | LabelledSeries;
   /** Milliseconds since the epoch. */
   at: number;
+  /** Microseconds since the epoch: the time stored. */
+  us: number;
   /** RFC 3339, as the COPY reads it. */
   timestamp: string;
   /** The value, or STALE for a stale marker. */
   value: number | typeof STALE;
 }
 
-const isScraped = (of: TelemetrySample | LabelledSeries): of is TelemetrySample => 'uuid' in of;
+const isScraped = (of: ScrapedSeries | LabelledSeries): of is ScrapedSeries => 'metricName' in of;
+
+function scrapedSeries(group: SampleGroup, metricName: string): ScrapedSeries {
+  const of = {
+    gpuId: group.gpuId,
+    gpuIndex: group.gpuIndex,
+    device: group.device,
+    modelName: group.modelName,
+    hostname: group.hostname,
+    container: group.container,
+    pod: group.pod,
+    namespace: group.namespace,
+    labels: group.labels,
+    metricName,
+  };
+  return { ...of, key: SeriesCache.keyOf(of) };
+}
 
 /**
  * Turns leased telemetry messages into rows. Every sample is validated; the valid ones are stored
  * in one transaction whether or not their message had bad ones, and a message with invalid
  * content goes straight to the dead letters with a reason naming the first problem, so it never
- * holds up the batch. A message carries either scraped GPU samples (`samples`) or series of any
- * metric with their labels (`series`, from remote write). Each sample finds its series (metric
+ * holds up the batch. A message carries a scrape's GPU samples (a frame: `groups`, `metrics`,
+ * `times` and `samples`; or, as collectors sent them before frames, `samples` of whole objects),
+ * series of any metric with their labels (`series`, from remote write), or metadata. Each sample finds its series (metric
  * and labels, stored once) and becomes a narrow row of series id, time and value in its chunk; a
  * stale marker becomes a row of telemetry_stale instead. Storage is idempotent on (series, time):
  * a redelivered message stores nothing twice.
@@ -184,6 +214,9 @@ export class IngestService {
     accepted: Incoming[],
     described: Map<string, MetricMetadata>,
   ): string[] {
+    if (typeof payload === 'object' && payload !== null && 'groups' in payload) {
+      return this.validateFrame(payload, now, accepted);
+    }
     if (typeof payload === 'object' && payload !== null && 'series' in payload) {
       return this.validateSeries(payload, now, accepted);
     }
@@ -217,7 +250,58 @@ export class IngestService {
       const late = this.outOfRange(at, now);
       if (late) problems.push(`samples[${index}].timestamp: ${late}`);
       else
-        accepted.push({ of: sample, at, timestamp: sample.timestamp, value: fromSampleValue(sample.value) });
+        accepted.push({
+          of: scrapedSeries(sample, sample.metricName),
+          at,
+          us: microsOf(sample.timestamp),
+          timestamp: sample.timestamp,
+          value: fromSampleValue(sample.value),
+        });
+    }
+    return problems;
+  }
+
+  /**
+   * A frame (a scrape, each GPU's fields, metric name and time sent once): the envelope is
+   * checked whole, then each time and each sample; a series and a time are made once per message.
+   */
+  private validateFrame(payload: object, now: number, accepted: Incoming[]): string[] {
+    const envelope = telemetryFrame.safeParse(payload);
+    if (!envelope.success) {
+      return fieldErrors(envelope.error).map(
+        (e) => `${e.field === 'body' ? 'payload' : e.field}: ${e.message}`,
+      );
+    }
+    const frame = envelope.data;
+    const problems: string[] = [];
+    const times = frame.times.map((timestamp, t) => {
+      const at = Date.parse(timestamp);
+      const late = this.outOfRange(at, now);
+      if (late) problems.push(`times[${t}]: ${late}`);
+      return { timestamp, at, us: microsOf(timestamp), late: late !== undefined };
+    });
+    const series = new Map<number, ScrapedSeries>();
+    for (let index = 0; index < frame.samples.length; index++) {
+      const raw = frame.samples[index];
+      const problem = frameSampleProblem(frame, raw);
+      if (problem) {
+        problems.push(`samples[${index}]${problem}`);
+        continue;
+      }
+      const [g, m, t, value] = raw as FrameSample;
+      const time = times[t] as (typeof times)[number];
+      if (time.late) continue; // said once, of its time
+      const k = g * frame.metrics.length + m;
+      let of = series.get(k);
+      if (!of)
+        series.set(k, (of = scrapedSeries(frame.groups[g] as SampleGroup, frame.metrics[m] as string)));
+      accepted.push({
+        of,
+        at: time.at,
+        us: time.us,
+        timestamp: time.timestamp,
+        value: fromSampleValue(value),
+      });
     }
     return problems;
   }
@@ -270,7 +354,14 @@ export class IngestService {
         const [at, value] = samples[k] as [number, Parameters<typeof fromSeriesValue>[0]];
         const late = this.outOfRange(at, now);
         if (late) problems.push(`series[${index}].samples[${k}][0]: ${late}`);
-        else accepted.push({ of, at, timestamp: new Date(at).toISOString(), value: fromSeriesValue(value) });
+        else
+          accepted.push({
+            of,
+            at,
+            us: at * 1000,
+            timestamp: new Date(at).toISOString(),
+            value: fromSeriesValue(value),
+          });
       }
     }
     return problems;
@@ -291,13 +382,12 @@ export class IngestService {
     this.series.expireIfOld();
     for (let i = 0; i < samples.length; i++) {
       const { of } = samples[i] as Incoming;
-      const key = isScraped(of) ? SeriesCache.keyOf(of) : of.key;
-      const id = this.series.get(key);
+      const id = this.series.get(of.key);
       if (id !== undefined) ids[i] = id;
       else {
-        const waiting = missing.get(key);
+        const waiting = missing.get(of.key);
         if (waiting) waiting.push(i);
-        else missing.set(key, [i]);
+        else missing.set(of.key, [i]);
       }
     }
     if (missing.size > 0) {
@@ -370,7 +460,7 @@ export class IngestService {
     }
     const stale = await insertStaleMarkers(this.deps.pool, markers);
     if (samples.length === 0) return { inserted: 0, values: 0, stale };
-    const micros = samples.map((s) => (isScraped(s.of) ? microsOf(s.timestamp) : s.at * 1000));
+    const micros = samples.map((s) => s.us);
     const routeTimes = micros.map((us) => Math.floor(us / 1000));
     for (let attempt = 1; ; attempt++) {
       const chunks = await this.chunksOf(routeTimes);
@@ -415,7 +505,7 @@ export class IngestService {
 }
 
 /** How a sample's series is stored: from a scrape's GPU fields, or from a label set as sent. */
-function seriesLabels(of: TelemetrySample | LabelledSeries): SeriesLabels {
+function seriesLabels(of: ScrapedSeries | LabelledSeries): SeriesLabels {
   if (isScraped(of)) {
     return {
       metricName: of.metricName,

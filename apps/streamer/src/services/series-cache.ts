@@ -1,4 +1,4 @@
-import type { TelemetrySample } from '@gpu-telemetry/model';
+import type { SampleGroup } from '@gpu-telemetry/model';
 
 /**
  * Series ids this process has already resolved, so a sample finds its series without a round
@@ -20,7 +20,7 @@ export class SeriesCache {
   }
 
   /** The cache key of a sample's series: its metric and labels as sent (label order may vary). */
-  static keyOf(s: TelemetrySample): string {
+  static keyOf(s: SampleGroup & { metricName: string }): string {
     return JSON.stringify([
       s.metricName,
       s.gpuId,

@@ -38,6 +38,41 @@ export function message(samples: unknown[], source = 'http://node-1:9400/metrics
   };
 }
 
+/**
+ * A leased message carrying `samples` as a frame (the collector's form: each group of GPU fields,
+ * metric and time once), its payload then open to the test's changes.
+ */
+export function frameMessage(
+  samples: TelemetrySample[],
+  source = 'http://node-1:9400/metrics',
+): LeasedMessage<{
+  source: string;
+  groups: unknown[];
+  metrics: unknown[];
+  times: unknown[];
+  samples: unknown[];
+}> {
+  const groups: string[] = [];
+  const metrics: string[] = [];
+  const times: string[] = [];
+  const indexIn = (list: string[], item: string) => {
+    const i = list.indexOf(item);
+    return i >= 0 ? i : list.push(item) - 1;
+  };
+  const rows = samples.map(({ uuid: _, metricName, timestamp, value, ...group }) => [
+    indexIn(groups, JSON.stringify(group)),
+    indexIn(metrics, metricName),
+    indexIn(times, timestamp),
+    value,
+  ]);
+  return {
+    id: randomUUID(),
+    payload: { source, groups: groups.map((g) => JSON.parse(g)), metrics, times, samples: rows },
+    attempts: 1,
+    publishedAt: new Date().toISOString(),
+  };
+}
+
 /** A leased message carrying metric metadata, as a scrape or a remote write sends it. */
 export function metadataMessage(
   metadata: unknown[],
