@@ -196,6 +196,23 @@ describe('IngestService.handle', () => {
     expect(series.rows[0].n).toBe(4);
   });
 
+  it('finds the series of the next frame from the same GPUs without resolving them again', async () => {
+    const gpuId = 'GPU-ingest-frame-next';
+    const scrape = (at: number) =>
+      frameMessage(
+        ['DCGM_FI_DEV_GPU_UTIL', 'DCGM_FI_DEV_POWER_USAGE'].map((metricName) =>
+          sample({ gpuId, metricName, timestamp: new Date(at).toISOString() }),
+        ),
+      );
+    const resolved = async () => (await streamer.streamerMetrics.seriesResolved.get()).values[0]?.value ?? 0;
+    const at = Date.now() - 120_000;
+    await streamer.ingest.handle([scrape(at)]);
+    const before = await resolved();
+    expect(await streamer.ingest.handle([scrape(at + 30_000), scrape(at + 60_000)])).toEqual({ failed: [] });
+    expect(await resolved()).toBe(before);
+    expect(await rows(gpuId)).toHaveLength(6);
+  });
+
   it("dead-letters a frame's bad samples with a reason naming the field, and stores its good ones", async () => {
     const gpuId = 'GPU-ingest-frame-bad';
     const good = sample({ gpuId });

@@ -74,6 +74,9 @@ interface ScrapedSeries extends SampleGroup {
   metricName: string;
   /** Its series cache key, made once for all of its samples. */
   key: string;
+  /** Its id, while the series cache's generation is still `generation`. */
+  id?: number;
+  generation?: number;
 }
 
 /** A sample ready to store, from any kind of message. */
@@ -122,6 +125,14 @@ export class IngestService {
   /** Chunks known to exist, by chunk number (time / chunkMs). */
   private readonly knownChunks = new Map<number, Chunk>();
   private readonly series: SeriesCache;
+  /**
+   * The series of frames, by group (its JSON) and metric, kept from message to message with their
+   * ids: a scrape's sample finds its series by a short metric name, not by making and hashing its
+   * key. Starts over with the series cache, and past as many series as it holds.
+   */
+  private readonly framed = new Map<string, Map<string, ScrapedSeries>>();
+  private framedCount = 0;
+  private framedGeneration = 0;
 
   constructor(private readonly deps: IngestDeps) {
     this.series = new SeriesCache(undefined, undefined, deps.now);
@@ -280,6 +291,17 @@ export class IngestService {
       if (late) problems.push(`times[${t}]: ${late}`);
       return { timestamp, at, us: microsOf(timestamp), late: late !== undefined };
     });
+    if (this.framedGeneration !== this.series.generation || this.framedCount >= this.series.maxEntries) {
+      this.framed.clear();
+      this.framedCount = 0;
+      this.framedGeneration = this.series.generation;
+    }
+    const groups = frame.groups.map((group) => {
+      const key = JSON.stringify(group);
+      let metrics = this.framed.get(key);
+      if (!metrics) this.framed.set(key, (metrics = new Map()));
+      return { group, metrics };
+    });
     const series = new Map<number, ScrapedSeries>();
     for (let index = 0; index < frame.samples.length; index++) {
       const raw = frame.samples[index];
@@ -293,8 +315,16 @@ export class IngestService {
       if (time.late) continue; // said once, of its time
       const k = g * frame.metrics.length + m;
       let of = series.get(k);
-      if (!of)
-        series.set(k, (of = scrapedSeries(frame.groups[g] as SampleGroup, frame.metrics[m] as string)));
+      if (!of) {
+        const { group, metrics } = groups[g] as (typeof groups)[number];
+        const metricName = frame.metrics[m] as string;
+        of = metrics.get(metricName);
+        if (!of) {
+          metrics.set(metricName, (of = scrapedSeries(group, metricName)));
+          this.framedCount++;
+        }
+        series.set(k, of);
+      }
       accepted.push({
         of,
         at: time.at,
@@ -380,11 +410,18 @@ export class IngestService {
     const ids: number[] = new Array(samples.length);
     const missing = new Map<string, number[]>();
     this.series.expireIfOld();
+    const current = this.series.generation;
     for (let i = 0; i < samples.length; i++) {
       const { of } = samples[i] as Incoming;
+      if (isScraped(of) && of.generation === current) {
+        ids[i] = of.id as number;
+        continue;
+      }
       const id = this.series.get(of.key);
-      if (id !== undefined) ids[i] = id;
-      else {
+      if (id !== undefined) {
+        ids[i] = id;
+        if (isScraped(of)) Object.assign(of, { id, generation: current });
+      } else {
         const waiting = missing.get(of.key);
         if (waiting) waiting.push(i);
         else missing.set(of.key, [i]);
@@ -397,10 +434,15 @@ export class IngestService {
       );
       const generation = this.series.generation;
       const resolved = await resolveSeries(this.deps.pool, labels);
+      const kept = generation === this.series.generation; // not started over meanwhile
       keys.forEach((key, k) => {
         const id = resolved[k] as number;
         this.series.set(key, id, generation);
-        for (const i of missing.get(key) as number[]) ids[i] = id;
+        for (const i of missing.get(key) as number[]) {
+          ids[i] = id;
+          const { of } = samples[i] as Incoming;
+          if (kept && isScraped(of)) Object.assign(of, { id, generation });
+        }
       });
       this.deps.metrics.seriesResolved.inc(keys.length);
     }

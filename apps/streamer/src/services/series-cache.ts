@@ -12,7 +12,7 @@ export class SeriesCache {
   private startedAt: number;
 
   constructor(
-    private readonly maxEntries = 2_000_000,
+    readonly maxEntries = 2_000_000,
     private readonly maxAgeMs = 6 * 3_600_000,
     private readonly now: () => number = Date.now,
   ) {
