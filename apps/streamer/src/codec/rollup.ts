@@ -56,55 +56,95 @@ interface Bucket {
 
 /**
  * The rollup of a block's samples into buckets of `bucketUs`, with `edges` its edges; null when
- * it has no bucket (no finite value, without edges).
+ * it has no bucket (no finite value, without edges). Compaction runs it twice per block: it
+ * writes into typed arrays sized for the worst case (a bucket per sample), no object per bucket.
  */
 export function rollUp(block: Block, bucketUs: number, options: { edges?: boolean } = {}): Rollup | null {
-  const finite: number[] = [];
-  for (let i = 0; i < block.values.length; i++) if (Number.isFinite(block.values[i])) finite.push(i);
+  const { times, values } = block;
+  const edges = options.edges === true;
+  const length = values.length;
+  let finite = 0;
+  for (let i = 0; i < length; i++) if (Number.isFinite(values[i])) finite++;
+  const scaled = new Float64Array(finite);
+  for (let i = 0, j = 0; i < length; i++)
+    if (Number.isFinite(values[i])) scaled[j++] = (values[i] as number) || 0;
   // Sums of exporter decimals are kept exact: added as integers at their common decimal scale.
-  const k = decimalScale(Float64Array.from(finite, (i) => (block.values[i] as number) || 0));
+  const k = decimalScale(scaled);
   const p = k >= 0 ? (POW10[k] as number) : 1;
-  const buckets: Bucket[] = [];
+  const out = {
+    times: new Float64Array(length),
+    count: new Float64Array(length),
+    sum: new Float64Array(length),
+    min: new Float64Array(length),
+    max: new Float64Array(length),
+    last: new Float64Array(length),
+    n: new Float64Array(edges ? length : 0),
+    first: new Float64Array(edges ? length : 0),
+    firstAt: new Float64Array(edges ? length : 0),
+    lastAt: new Float64Array(edges ? length : 0),
+  };
+  let b = -1;
   let exact = 0;
   let exactOk = k >= 0;
   const closeSum = () => {
-    const b = buckets[buckets.length - 1];
-    if (b && b.count > 0 && exactOk) b.sum = exact / p;
+    if (b >= 0 && (out.count[b] as number) > 0 && exactOk) out.sum[b] = exact / p;
   };
-  for (let i = 0; i < block.values.length; i++) {
-    const v = block.values[i] as number;
+  for (let i = 0; i < length; i++) {
+    const v = values[i] as number;
     const isFinite = Number.isFinite(v);
-    if (!isFinite && !options.edges) continue;
-    const us = block.times[i] as number;
+    if (!isFinite && !edges) continue;
+    const us = times[i] as number;
     const start = Math.floor(us / bucketUs) * bucketUs;
-    let b = buckets[buckets.length - 1];
-    if (!b || b.start !== start) {
+    if (b < 0 || out.times[b] !== start) {
       closeSum();
-      b = { start, count: 0, sum: 0, min: 0, max: 0, last: 0, n: 0, first: 0, firstAt: 0, lastAt: 0 };
-      buckets.push(b);
+      b++;
+      out.times[b] = start;
       exact = 0;
       exactOk = k >= 0;
     }
-    b.n++;
+    if (edges) out.n[b]++;
     if (!isFinite) continue;
-    if (b.count === 0) {
-      b.min = b.max = b.first = v;
-      b.firstAt = us - start;
+    const c = out.count[b] as number;
+    if (c === 0) {
+      out.min[b] = out.max[b] = v;
+      if (edges) {
+        out.first[b] = v;
+        out.firstAt[b] = us - start;
+      }
     } else {
-      if (v < b.min) b.min = v;
-      if (v > b.max) b.max = v;
+      if (v < (out.min[b] as number)) out.min[b] = v;
+      if (v > (out.max[b] as number)) out.max[b] = v;
     }
-    b.count++;
-    b.sum += v;
-    b.last = v;
-    b.lastAt = us - start;
+    out.count[b] = c + 1;
+    out.sum[b] += v;
+    out.last[b] = v;
+    if (edges) out.lastAt[b] = us - start;
     if (exactOk) {
       exact += Math.round(v * p);
       if (Math.abs(exact) > Number.MAX_SAFE_INTEGER) exactOk = false;
     }
   }
   closeSum();
-  return buckets.length === 0 ? null : fromBuckets(buckets, options.edges === true);
+  if (b < 0) return null;
+  const n = b + 1;
+  return {
+    times: out.times.slice(0, n),
+    count: out.count.slice(0, n),
+    sum: out.sum.slice(0, n),
+    min: out.min.slice(0, n),
+    max: out.max.slice(0, n),
+    last: out.last.slice(0, n),
+    ...(edges
+      ? {
+          edges: {
+            n: out.n.slice(0, n),
+            first: out.first.slice(0, n),
+            firstAt: out.firstAt.slice(0, n),
+            lastAt: out.lastAt.slice(0, n),
+          },
+        }
+      : {}),
+  };
 }
 
 function fromBuckets(buckets: Bucket[], edges: boolean): Rollup {
