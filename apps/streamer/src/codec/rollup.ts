@@ -24,18 +24,22 @@ export interface Rollup {
 /**
  * What lets a rollup stand for its raw samples exactly in PromQL (see
  * services/prometheus-rollups.ts): with edges there is a bucket for every sample, finite or not
- * (where none is finite, count is 0 and the other columns 0), and each bucket tells how many
- * samples it has and its first and last finite sample with their times. Where every sample of a
- * bucket is finite (count = n), those are the bucket's first and last samples. A few values an
+ * (where none is finite, count is 0 and the other columns 0), and each bucket tells how many of
+ * its samples are not finite, and its first and last finite sample with their times. Where every
+ * sample of a bucket is finite (nonFinite = 0), those are the bucket's first and last samples. A few values an
  * hour: 1-hour rollups keep them, 1-minute ones do not.
  */
 export interface RollupEdges {
-  /** Samples in the bucket, NaN and infinities included. */
-  n: Float64Array;
+  /** Samples in the bucket that are NaN or infinite (left out of the other columns). */
+  nonFinite: Float64Array;
   first: Float64Array;
-  /** Microseconds from the bucket's start to `first`. */
+  /**
+   * Milliseconds from the bucket's start to `first` (with a fraction where a source sent finer
+   * times): offsets in milliseconds vary by a few units where microseconds vary by thousands, and
+   * encode in fewer bits.
+   */
   firstAt: Float64Array;
-  /** Microseconds from the bucket's start to `last`. */
+  /** Milliseconds from the bucket's start to `last`. */
   lastAt: Float64Array;
 }
 
@@ -48,7 +52,7 @@ interface Bucket {
   min: number;
   max: number;
   last: number;
-  n: number;
+  nonFinite: number;
   first: number;
   firstAt: number;
   lastAt: number;
@@ -78,7 +82,7 @@ export function rollUp(block: Block, bucketUs: number, options: { edges?: boolea
     min: new Float64Array(length),
     max: new Float64Array(length),
     last: new Float64Array(length),
-    n: new Float64Array(edges ? length : 0),
+    nonFinite: new Float64Array(edges ? length : 0),
     first: new Float64Array(edges ? length : 0),
     firstAt: new Float64Array(edges ? length : 0),
     lastAt: new Float64Array(edges ? length : 0),
@@ -102,14 +106,16 @@ export function rollUp(block: Block, bucketUs: number, options: { edges?: boolea
       exact = 0;
       exactOk = k >= 0;
     }
-    if (edges) out.n[b]++;
-    if (!isFinite) continue;
+    if (!isFinite) {
+      out.nonFinite[b]++;
+      continue;
+    }
     const c = out.count[b] as number;
     if (c === 0) {
       out.min[b] = out.max[b] = v;
       if (edges) {
         out.first[b] = v;
-        out.firstAt[b] = us - start;
+        out.firstAt[b] = (us - start) / 1000;
       }
     } else {
       if (v < (out.min[b] as number)) out.min[b] = v;
@@ -118,7 +124,7 @@ export function rollUp(block: Block, bucketUs: number, options: { edges?: boolea
     out.count[b] = c + 1;
     out.sum[b] += v;
     out.last[b] = v;
-    if (edges) out.lastAt[b] = us - start;
+    if (edges) out.lastAt[b] = (us - start) / 1000;
     if (exactOk) {
       exact += Math.round(v * p);
       if (Math.abs(exact) > Number.MAX_SAFE_INTEGER) exactOk = false;
@@ -137,7 +143,7 @@ export function rollUp(block: Block, bucketUs: number, options: { edges?: boolea
     ...(edges
       ? {
           edges: {
-            n: out.n.slice(0, n),
+            nonFinite: out.nonFinite.slice(0, n),
             first: out.first.slice(0, n),
             firstAt: out.firstAt.slice(0, n),
             lastAt: out.lastAt.slice(0, n),
@@ -159,7 +165,7 @@ function fromBuckets(buckets: Bucket[], edges: boolean): Rollup {
     ...(edges
       ? {
           edges: {
-            n: pick((b) => b.n),
+            nonFinite: pick((b) => b.nonFinite),
             first: pick((b) => b.first),
             firstAt: pick((b) => b.firstAt),
             lastAt: pick((b) => b.lastAt),
@@ -176,7 +182,7 @@ export const ROLLUP_COLUMN = {
   min: 2,
   max: 3,
   last: 4,
-  n: 5,
+  nonFinite: 5,
   first: 6,
   firstAt: 7,
   lastAt: 8,
@@ -184,7 +190,7 @@ export const ROLLUP_COLUMN = {
 
 export function encodeRollup(r: Rollup): Buffer {
   const columns = [r.count, r.sum, r.min, r.max, r.last];
-  if (r.edges) columns.push(r.edges.n, r.edges.first, r.edges.firstAt, r.edges.lastAt);
+  if (r.edges) columns.push(r.edges.nonFinite, r.edges.first, r.edges.firstAt, r.edges.lastAt);
   return encodeColumns(r.times, columns);
 }
 
@@ -200,7 +206,14 @@ export function decodeRollup(data: Uint8Array): Rollup {
     max: col(C.max),
     last: col(C.last),
     ...(c.length > C.lastAt
-      ? { edges: { n: col(C.n), first: col(C.first), firstAt: col(C.firstAt), lastAt: col(C.lastAt) } }
+      ? {
+          edges: {
+            nonFinite: col(C.nonFinite),
+            first: col(C.first),
+            firstAt: col(C.firstAt),
+            lastAt: col(C.lastAt),
+          },
+        }
       : {}),
   };
 }
@@ -248,7 +261,7 @@ export function combineRollups(parts: Rollup[]): Rollup | null {
         min: r.min[i] as number,
         max: r.max[i] as number,
         last: r.last[i] as number,
-        n: r.edges?.n[i] ?? 0,
+        nonFinite: r.edges?.nonFinite[i] ?? 0,
         first: r.edges?.first[i] ?? 0,
         firstAt: r.edges?.firstAt[i] ?? 0,
         lastAt: r.edges?.lastAt[i] ?? 0,
@@ -256,9 +269,9 @@ export function combineRollups(parts: Rollup[]): Rollup | null {
       const b = acc.get(part.start);
       if (!b) acc.set(part.start, part);
       else {
-        b.n += part.n;
+        b.nonFinite += part.nonFinite;
         if (part.count === 0) continue;
-        if (b.count === 0) Object.assign(b, { ...part, n: b.n });
+        if (b.count === 0) Object.assign(b, { ...part, nonFinite: b.nonFinite });
         else {
           b.count += part.count;
           b.sum += part.sum;

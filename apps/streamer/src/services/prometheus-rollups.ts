@@ -6,7 +6,7 @@ import type { Piece, Prefer } from './sample-pieces';
 /**
  * When a selector may be answered from 1-hour rollups, and how, so that the answer is exactly the
  * one the raw samples give. Only rollups with edges (codec/rollup.ts) are used: each bucket says
- * how many samples it has, finite or not, and its first and last finite sample with their times.
+ * how many of its samples are not finite, and its first and last finite sample with their times.
  *
  * Which selectors:
  * - `max_over_time`, `min_over_time` and `present_over_time` of a range selector. Each window's
@@ -26,8 +26,8 @@ import type { Piece, Prefer } from './sample-pieces';
  * their own times, in the window exactly when they are.
  *
  * Which buckets: rollups leave NaN and infinities out of their values, which max and min do not
- * ignore the same way. A bucket is used only where all its samples are finite (its count of
- * finite values equals its count of samples), and every chunk it overlaps is still stored (not
+ * ignore the same way. A bucket is used only where all its samples are finite (none counted as
+ * nonFinite), and every chunk it overlaps is still stored (not
  * past retention); the chunks of any other bucket are read raw, and so are the chunks compacted
  * before rollups had edges, and hot chunks. Raw samples may overlap buckets: max, min and
  * presence are unchanged by a value being there twice, and stand-ins for first and last are the
@@ -120,9 +120,8 @@ export function rollupRow(
   const n = decoder.decode(data);
   if (decoder.columnCount <= ROLLUP_COLUMN.lastAt) return null;
   const col = (c: number) => decoder.columns[c] as Float64Array;
-  const [count, samples, first, firstAt] = [
-    col(ROLLUP_COLUMN.count),
-    col(ROLLUP_COLUMN.n),
+  const [nonFinite, first, firstAt] = [
+    col(ROLLUP_COLUMN.nonFinite),
     col(ROLLUP_COLUMN.first),
     col(ROLLUP_COLUMN.firstAt),
   ];
@@ -137,14 +136,14 @@ export function rollupRow(
   let buckets = 0;
   for (let i = 0; i < n; i++) {
     const start = decoder.times[i] as number;
-    if (!within(start) || count[i] !== samples[i]) {
+    if (!within(start) || nonFinite[i] !== 0) {
       unusable.push(start);
       continue;
     }
     buckets++;
-    times[k] = start + (firstAt[i] as number);
+    times[k] = start + Math.round((firstAt[i] as number) * 1000); // ms offsets of µs times
     values[k++] = first[i] as number;
-    times[k] = start + (secondAt ? (secondAt[i] as number) : HOUR_US - 1000);
+    times[k] = start + (secondAt ? Math.round((secondAt[i] as number) * 1000) : HOUR_US - 1000);
     values[k++] = second[i] as number;
   }
   return { piece: { times: times.subarray(0, k), values: values.subarray(0, k) }, buckets, unusable };
