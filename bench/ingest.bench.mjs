@@ -145,7 +145,7 @@ async function throughPipeline(queue, pool, messages, expectedRows, reissue, pid
   for (;;) {
     await sleep(50);
     const stats = await queue.topic('telemetry');
-    if (published && stats.ready + stats.inFlight === 0) break;
+    if (published && stats.ready + stats.inFlight + stats.delayed === 0) break;
   }
   await publishing;
   const seconds = (performance.now() - started) / 1000;

@@ -25,13 +25,17 @@ export interface Rollup {
  * What lets a rollup stand for its raw samples exactly in PromQL (see
  * services/prometheus-rollups.ts): with edges there is a bucket for every sample, finite or not
  * (where none is finite, count is 0 and the other columns 0), and each bucket tells how many of
- * its samples are not finite, and its first and last finite sample with their times. Where every
- * sample of a bucket is finite (nonFinite = 0), those are the bucket's first and last samples. A few values an
+ * its samples are irregular (not finite, or sharing a millisecond), and its first and last finite
+ * sample with their times. Where none is irregular, those are the bucket's first and last samples. A few values an
  * hour: 1-hour rollups keep them, 1-minute ones do not.
  */
 export interface RollupEdges {
-  /** Samples in the bucket that are NaN or infinite (left out of the other columns). */
-  nonFinite: Float64Array;
+  /**
+   * Samples in the bucket that it cannot stand for: NaN or infinite (left out of the other
+   * columns), or in the same millisecond as the sample before (PromQL keeps one sample a
+   * millisecond). 0 in nearly every bucket.
+   */
+  irregular: Float64Array;
   first: Float64Array;
   /**
    * Milliseconds from the bucket's start to `first` (with a fraction where a source sent finer
@@ -52,7 +56,7 @@ interface Bucket {
   min: number;
   max: number;
   last: number;
-  nonFinite: number;
+  irregular: number;
   first: number;
   firstAt: number;
   lastAt: number;
@@ -82,12 +86,13 @@ export function rollUp(block: Block, bucketUs: number, options: { edges?: boolea
     min: new Float64Array(length),
     max: new Float64Array(length),
     last: new Float64Array(length),
-    nonFinite: new Float64Array(edges ? length : 0),
+    irregular: new Float64Array(edges ? length : 0),
     first: new Float64Array(edges ? length : 0),
     firstAt: new Float64Array(edges ? length : 0),
     lastAt: new Float64Array(edges ? length : 0),
   };
   let b = -1;
+  let previousMs = NaN;
   let exact = 0;
   let exactOk = k >= 0;
   const closeSum = () => {
@@ -98,6 +103,9 @@ export function rollUp(block: Block, bucketUs: number, options: { edges?: boolea
     const isFinite = Number.isFinite(v);
     if (!isFinite && !edges) continue;
     const us = times[i] as number;
+    const ms = Math.floor(us / 1000);
+    const sameMs = ms === previousMs;
+    previousMs = ms;
     const start = Math.floor(us / bucketUs) * bucketUs;
     if (b < 0 || out.times[b] !== start) {
       closeSum();
@@ -106,10 +114,8 @@ export function rollUp(block: Block, bucketUs: number, options: { edges?: boolea
       exact = 0;
       exactOk = k >= 0;
     }
-    if (!isFinite) {
-      out.nonFinite[b]++;
-      continue;
-    }
+    if (edges && (sameMs || !isFinite)) out.irregular[b]++;
+    if (!isFinite) continue;
     const c = out.count[b] as number;
     if (c === 0) {
       out.min[b] = out.max[b] = v;
@@ -143,7 +149,7 @@ export function rollUp(block: Block, bucketUs: number, options: { edges?: boolea
     ...(edges
       ? {
           edges: {
-            nonFinite: out.nonFinite.slice(0, n),
+            irregular: out.irregular.slice(0, n),
             first: out.first.slice(0, n),
             firstAt: out.firstAt.slice(0, n),
             lastAt: out.lastAt.slice(0, n),
@@ -165,7 +171,7 @@ function fromBuckets(buckets: Bucket[], edges: boolean): Rollup {
     ...(edges
       ? {
           edges: {
-            nonFinite: pick((b) => b.nonFinite),
+            irregular: pick((b) => b.irregular),
             first: pick((b) => b.first),
             firstAt: pick((b) => b.firstAt),
             lastAt: pick((b) => b.lastAt),
@@ -182,7 +188,7 @@ export const ROLLUP_COLUMN = {
   min: 2,
   max: 3,
   last: 4,
-  nonFinite: 5,
+  irregular: 5,
   first: 6,
   firstAt: 7,
   lastAt: 8,
@@ -190,7 +196,7 @@ export const ROLLUP_COLUMN = {
 
 export function encodeRollup(r: Rollup): Buffer {
   const columns = [r.count, r.sum, r.min, r.max, r.last];
-  if (r.edges) columns.push(r.edges.nonFinite, r.edges.first, r.edges.firstAt, r.edges.lastAt);
+  if (r.edges) columns.push(r.edges.irregular, r.edges.first, r.edges.firstAt, r.edges.lastAt);
   return encodeColumns(r.times, columns);
 }
 
@@ -208,7 +214,7 @@ export function decodeRollup(data: Uint8Array): Rollup {
     ...(c.length > C.lastAt
       ? {
           edges: {
-            nonFinite: col(C.nonFinite),
+            irregular: col(C.irregular),
             first: col(C.first),
             firstAt: col(C.firstAt),
             lastAt: col(C.lastAt),
@@ -261,7 +267,7 @@ export function combineRollups(parts: Rollup[]): Rollup | null {
         min: r.min[i] as number,
         max: r.max[i] as number,
         last: r.last[i] as number,
-        nonFinite: r.edges?.nonFinite[i] ?? 0,
+        irregular: r.edges?.irregular[i] ?? 0,
         first: r.edges?.first[i] ?? 0,
         firstAt: r.edges?.firstAt[i] ?? 0,
         lastAt: r.edges?.lastAt[i] ?? 0,
@@ -269,9 +275,9 @@ export function combineRollups(parts: Rollup[]): Rollup | null {
       const b = acc.get(part.start);
       if (!b) acc.set(part.start, part);
       else {
-        b.nonFinite += part.nonFinite;
+        b.irregular += part.irregular;
         if (part.count === 0) continue;
-        if (b.count === 0) Object.assign(b, { ...part, nonFinite: b.nonFinite });
+        if (b.count === 0) Object.assign(b, { ...part, irregular: b.irregular });
         else {
           b.count += part.count;
           b.sum += part.sum;

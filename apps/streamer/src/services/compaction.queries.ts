@@ -284,6 +284,15 @@ export async function dropRollupDays(
   table: 'telemetry_rollups_1m' | 'telemetry_rollups_1h',
   before: Date,
 ): Promise<number> {
+  if (table === 'telemetry_rollups_1h') {
+    // First, in its own statement: a chunk whose 1-hour rollups may be gone no longer says they
+    // stand for its samples (PromQL then reads its blocks). Chunks kept longer than their rollups
+    // happen where TELEMETRY_RETENTION is longer than TELEMETRY_RETENTION_1H, or 0.
+    await pool.query(
+      'UPDATE telemetry_chunks SET exact_rollups = false WHERE exact_rollups AND chunk_start < $1',
+      [before],
+    );
+  }
   const { rows } = await pool.query<{ day: string }>('SELECT telemetry_drop_days($1, $2)::text AS day', [
     table,
     before,

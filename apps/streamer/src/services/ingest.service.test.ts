@@ -383,6 +383,38 @@ describe('retention', () => {
         compactor: app.compactor,
       });
 
+    it('keeps no frame series past the series cache: one deleted meanwhile is stored anew', async () => {
+      const local = await startStreamerTestApp({ config: { TELEMETRY_RETENTION: 0 } });
+      try {
+        let now = Date.now();
+        const ingest = new IngestService({
+          pool: local.database.pool,
+          logger: createLogger('streamer', 'silent'),
+          metrics: local.streamerMetrics,
+          retentionMs: 0,
+          chunkMs: 3_600_000,
+          compactor: local.compactor,
+          now: () => now,
+        });
+        const scrape = (at: number) =>
+          frameMessage([sample({ gpuId: 'GPU-framed', timestamp: new Date(at).toISOString() })]);
+        const at = Date.now() - 60_000;
+        expect(await ingest.handle([scrape(at)])).toEqual({ failed: [] });
+        const [first] = await seriesOf('GPU-framed', local);
+        // Deleted (as the maintainer deletes series unseen for days); the cache starts over at 6 hours.
+        await local.database.pool.query('DELETE FROM telemetry_series WHERE gpu_id = $1', ['GPU-framed']);
+        now += 7 * 3_600_000;
+        expect(await ingest.handle([scrape(at + 30_000)])).toEqual({ failed: [] });
+        const [again] = await seriesOf('GPU-framed', local);
+        expect(again?.id).not.toBe(first?.id);
+        expect((await rows('GPU-framed', local)).map((r) => r.timestamp)).toEqual([
+          new Date(at + 30_000).toISOString(),
+        ]);
+      } finally {
+        await local.close();
+      }
+    });
+
     it('deletes series unseen for four days past the longest retention; one seen again is stored anew', async () => {
       const local = await startStreamerTestApp({ config: { TELEMETRY_RETENTION: 0 } });
       try {

@@ -296,12 +296,21 @@ export class IngestService {
       this.framedCount = 0;
       this.framedGeneration = this.series.generation;
     }
-    const groups = frame.groups.map((group) => {
-      const key = JSON.stringify(group);
-      let metrics = this.framed.get(key);
-      if (!metrics) this.framed.set(key, (metrics = new Map()));
-      return { group, metrics };
-    });
+    // A group's entry is made when a sample of it is taken, so a bad frame adds nothing.
+    const groups = frame.groups.map((group) => ({
+      group,
+      metrics: undefined as Map<string, ScrapedSeries> | undefined,
+    }));
+    const metricsOf = (g: (typeof groups)[number]) => {
+      if (g.metrics) return g.metrics;
+      const key = JSON.stringify(g.group);
+      g.metrics = this.framed.get(key);
+      if (!g.metrics) {
+        this.framed.set(key, (g.metrics = new Map()));
+        this.framedCount++; // counted as a series too: the entry holds its key
+      }
+      return g.metrics;
+    };
     const series = new Map<number, ScrapedSeries>();
     for (let index = 0; index < frame.samples.length; index++) {
       const raw = frame.samples[index];
@@ -316,11 +325,12 @@ export class IngestService {
       const k = g * frame.metrics.length + m;
       let of = series.get(k);
       if (!of) {
-        const { group, metrics } = groups[g] as (typeof groups)[number];
+        const entry = groups[g] as (typeof groups)[number];
+        const metrics = metricsOf(entry);
         const metricName = frame.metrics[m] as string;
         of = metrics.get(metricName);
         if (!of) {
-          metrics.set(metricName, (of = scrapedSeries(group, metricName)));
+          metrics.set(metricName, (of = scrapedSeries(entry.group, metricName)));
           this.framedCount++;
         }
         series.set(k, of);

@@ -10,7 +10,7 @@ import { asService } from '@gpu-telemetry/service-kit/testing';
 import request from 'supertest';
 import { decodeRollup, encodeRollup } from '../codec/rollup';
 import { compactChunks, memorySource, type PromSeries, storeSeries } from '../testing/prometheus-data';
-import { startStreamerTestApp } from '../testing/streamer-test-app';
+import { maintainerWith, startStreamerTestApp } from '../testing/streamer-test-app';
 
 /**
  * max_over_time, min_over_time and present_over_time over whole hours at whole-hour steps, and
@@ -193,5 +193,26 @@ describe('1-hour rollups written before they had edges', () => {
       .query({ query, start: String(start / 1000), end: String(end / 1000), step: String(HOUR / 1000) });
     expect(res.body).toEqual(await expected(() => reference.rangeQuery(query, start, end, HOUR)));
     expect(await rollupSamples(app)).toBe(before);
+  });
+});
+
+describe('chunks kept longer than their 1-hour rollups', () => {
+  it('are read raw once the rollups of their day are dropped, with the same answers', async () => {
+    const { app } = apps.find((a) => a.name === 'two-hour chunks') as { app: TestApp };
+    // Raw samples kept for ever (TELEMETRY_RETENTION 0), 1-hour rollups of the first day dropped.
+    const maintainer = maintainerWith(app, { retentionMs: 0, retention1hMs: Date.now() - (START + DAY) });
+    await maintainer.maintain();
+    const left = await app.database.pool.query<{ n: number }>(
+      'SELECT count(*)::int AS n FROM telemetry_rollups_1h WHERE start < $1',
+      [new Date(START + DAY)],
+    );
+    expect(left.rows[0]?.n).toBe(0);
+    for (const query of ['DCGM_FI_DEV_GPU_TEMP', 'max_over_time(DCGM_FI_DEV_POWER_USAGE[1h])']) {
+      const [start, end] = [START + HOUR, END];
+      const res = await request(asService(app.app))
+        .get(`${API}/query_range`)
+        .query({ query, start: String(start / 1000), end: String(end / 1000), step: String(HOUR / 1000) });
+      expect(res.body).toEqual(await expected(() => reference.rangeQuery(query, start, end, HOUR)));
+    }
   });
 });

@@ -21,29 +21,23 @@ import type { Piece, Prefer } from './sample-pieces';
  * Which windows: Prometheus' window is [t - range, t], closed at both ends (an instant selector's
  * is [t - lookback, t]). With every evaluation time t on a whole hour, and a range of whole hours,
  * each window holds whole buckets [t - range, t) plus whatever sample lies exactly at t: the first
- * of the next bucket, which stands as itself. A chunk with an evaluation time strictly inside it
- * is read raw. An instant selector's window may cut a bucket: the stand-ins are real samples at
- * their own times, in the window exactly when they are.
+ * of the next bucket, which stands as itself. Buckets are hours of the epoch whatever the chunks:
+ * a chunk cut inside an hour gives partial buckets, each standing for its own samples. An instant
+ * selector's window may cut a bucket: the stand-ins are real samples at their own times, in the
+ * window exactly when they are.
  *
  * Which buckets: rollups leave NaN and infinities out of their values, which max and min do not
- * ignore the same way. A bucket is used only where all its samples are finite (none counted as
- * nonFinite), and every chunk it overlaps is still stored (not
- * past retention); the chunks of any other bucket are read raw, and so are the chunks compacted
- * before rollups had edges, and hot chunks. Raw samples may overlap buckets: max, min and
- * presence are unchanged by a value being there twice, and stand-ins for first and last are the
- * raw samples themselves.
- *
- * One limit: of two samples in one millisecond (stored times are finer than Prometheus'
- * milliseconds only where a source sent them so), a bucket keeps the first as its first and the
- * last as its last; raw reading keeps the later.
+ * ignore the same way, and PromQL keeps one sample a millisecond. A bucket is used only where none
+ * of its samples is irregular (not finite, or sharing a millisecond), and every chunk it overlaps
+ * is still stored (not past retention); the chunks of any other bucket are read raw, and so are
+ * chunks whose rollups may lack edges or be gone (compacted before edges, or kept past
+ * TELEMETRY_RETENTION_1H: exact_rollups false), and hot chunks. Raw samples may overlap buckets:
+ * max, min and presence are unchanged by a value being there twice, and stand-ins for first and
+ * last are the raw samples themselves.
  */
 export interface RollupPlan {
   /** `last`: an instant selector. */
   fn: 'max' | 'min' | 'present' | 'last';
-  /** Every evaluation time is firstRefMs + k * stepMs (stepMs 0: the one time), up to lastRefMs. */
-  firstRefMs: number;
-  stepMs: number;
-  lastRefMs: number;
 }
 
 const FUNCTIONS: Record<string, RollupPlan['fn']> = {
@@ -57,29 +51,14 @@ const aligned = (ms: number) => ((ms % HOUR_MS) + HOUR_MS) % HOUR_MS === 0;
 /** The plan for these hints, or null where only raw samples are sure to give the same answer. */
 export function planRollups(hints: SelectHints): RollupPlan | null {
   if (hints.rangeMs === 0) {
-    // Evaluation times: endMs, endMs - stepMs, ... and none before startMs (which is the first
-    // one less the lookback: taking it as a time is only more cautious).
-    if (!aligned(hints.endMs) || hints.stepMs % HOUR_MS !== 0) return null;
-    const steps = hints.stepMs > 0 ? Math.floor((hints.endMs - hints.startMs) / hints.stepMs) : 0;
-    return {
-      fn: 'last',
-      firstRefMs: hints.endMs - steps * hints.stepMs,
-      stepMs: hints.stepMs,
-      lastRefMs: hints.endMs,
-    };
+    // Evaluation times: endMs, endMs - stepMs, ... all on whole hours.
+    return aligned(hints.endMs) && hints.stepMs % HOUR_MS === 0 ? { fn: 'last' } : null;
   }
   const fn = hints.func ? FUNCTIONS[hints.func] : undefined;
   if (!fn || hints.rangeMs <= 0 || hints.rangeMs % HOUR_MS !== 0) return null;
-  const firstRefMs = hints.startMs + hints.rangeMs;
-  if (!aligned(firstRefMs) || hints.stepMs % HOUR_MS !== 0) return null;
-  return { fn, firstRefMs, stepMs: hints.stepMs, lastRefMs: hints.endMs };
-}
-
-/** Whether an evaluation time falls strictly inside (startMs, endMs). */
-export function refInside(plan: RollupPlan, startMs: number, endMs: number): boolean {
-  let ref = plan.firstRefMs;
-  if (plan.stepMs > 0 && ref <= startMs) ref += (Math.floor((startMs - ref) / plan.stepMs) + 1) * plan.stepMs;
-  return ref > startMs && ref < endMs && ref <= plan.lastRefMs;
+  // Evaluation times: startMs + rangeMs, then every stepMs.
+  if (!aligned(hints.startMs + hints.rangeMs) || hints.stepMs % HOUR_MS !== 0) return null;
+  return { fn };
 }
 
 /** Of two values in one millisecond (a bucket's stand-in and a raw sample), the one the function keeps. */
@@ -120,8 +99,8 @@ export function rollupRow(
   const n = decoder.decode(data);
   if (decoder.columnCount <= ROLLUP_COLUMN.lastAt) return null;
   const col = (c: number) => decoder.columns[c] as Float64Array;
-  const [nonFinite, first, firstAt] = [
-    col(ROLLUP_COLUMN.nonFinite),
+  const [irregular, first, firstAt] = [
+    col(ROLLUP_COLUMN.irregular),
     col(ROLLUP_COLUMN.first),
     col(ROLLUP_COLUMN.firstAt),
   ];
@@ -136,7 +115,7 @@ export function rollupRow(
   let buckets = 0;
   for (let i = 0; i < n; i++) {
     const start = decoder.times[i] as number;
-    if (!within(start) || nonFinite[i] !== 0) {
+    if (!within(start) || irregular[i] !== 0) {
       unusable.push(start);
       continue;
     }

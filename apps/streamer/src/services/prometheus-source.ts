@@ -33,7 +33,7 @@ import {
   seriesWithDataBetween,
   type StoredSeries,
 } from './prometheus.queries';
-import { planRollups, preferFor, refInside, type RollupPlan, rollupRow } from './prometheus-rollups';
+import { planRollups, preferFor, type RollupPlan, rollupRow } from './prometheus-rollups';
 import { HOUR_US } from '../codec/rollup';
 import { mergePieces, newestAtEach, type Piece } from './sample-pieces';
 
@@ -320,11 +320,9 @@ export class PrometheusSource implements SeriesSource {
     const fromUs = startMs * 1000;
     const toUs = (endMs + 1) * 1000;
     const inRange = (c: ChunkSpan) => c.startUs < toUs && c.endUs > fromUs;
-    // What rollups cannot stand for, whatever they hold: chunks compacted before rollups had
-    // edges, and chunks with an evaluation time strictly inside them.
-    const rawForAll = chunks.filter(
-      (c) => c.compacted && (!c.exactRollups || refInside(plan, c.startUs / 1000, c.endUs / 1000)),
-    );
+    // What rollups cannot stand for, whatever they hold: chunks whose rollups may lack edges or
+    // be gone (compacted before edges, or kept past the 1-hour rollups' retention).
+    const rawForAll = chunks.filter((c) => c.compacted && !c.exactRollups);
     const anyHot = chunks.some((c) => !c.compacted && inRange(c));
     // Hours wholly within stored chunks: a bucket elsewhere (partly past retention) stands for nothing.
     const stored = new Map<number, number>();
