@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { storableText } from './series.schemas';
-import { MAX_SAMPLES_PER_MESSAGE, METRIC_NAME } from './telemetry.schemas';
+import { messageList, METRIC_NAME } from './telemetry.schemas';
 
 /**
  * What an exporter says of a metric family beside its samples (`# TYPE`, `# HELP`, `# UNIT`;
@@ -39,9 +39,6 @@ export type MetricMetadata = z.infer<typeof metricMetadata>;
 export const metadataBatch = z.strictObject({
   /** Where it came from: the scraped URL, or `remote-write`. */
   source: storableText(2048),
-  metadata: z
-    .array(metricMetadata)
-    .min(1, 'must contain at least one metric')
-    .max(MAX_SAMPLES_PER_MESSAGE, `must contain at most ${MAX_SAMPLES_PER_MESSAGE} metrics`),
+  metadata: messageList(metricMetadata, 'metric'),
 });
 export type MetadataBatch = z.infer<typeof metadataBatch>;

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { MAX_SAMPLES_PER_MESSAGE, METRIC_NAME } from './telemetry.schemas';
+import { MAX_SAMPLES_PER_MESSAGE, messageList, METRIC_NAME } from './telemetry.schemas';
 
 /**
  * Series of any metric, with any labels, as Prometheus remote write sends them: the payload of a
@@ -72,10 +72,7 @@ export const seriesEntry = z.strictObject({
       (labels) => Object.keys(labels).length <= MAX_SERIES_LABELS,
       `must have at most ${MAX_SERIES_LABELS} labels`,
     ),
-  samples: z
-    .array(seriesSample)
-    .min(1, 'must contain at least one sample')
-    .max(MAX_SAMPLES_PER_MESSAGE, `must contain at most ${MAX_SAMPLES_PER_MESSAGE} samples`),
+  samples: messageList(seriesSample, 'sample'),
 });
 export type SeriesEntry = z.infer<typeof seriesEntry>;
 
@@ -143,10 +140,7 @@ export function isSeriesEntry(value: unknown): value is SeriesEntry {
 export const seriesBatch = z.strictObject({
   /** Where the series came from: `remote-write`. */
   source: storableText(2048),
-  series: z
-    .array(z.unknown())
-    .min(1, 'must contain at least one series')
-    .max(MAX_SAMPLES_PER_MESSAGE, `must contain at most ${MAX_SAMPLES_PER_MESSAGE} series`),
+  series: messageList(z.unknown(), 'series', 'series'),
 });
 export type SeriesBatch = z.infer<typeof seriesBatch>;
 

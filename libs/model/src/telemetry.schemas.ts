@@ -6,6 +6,16 @@ export const TELEMETRY_TOPIC = 'telemetry';
 /** Samples per queue message: one target's scrape is split into messages of at most this many. */
 export const MAX_SAMPLES_PER_MESSAGE = 1000;
 
+/**
+ * A list in a telemetry message: at least one `item`, at most MAX_SAMPLES_PER_MESSAGE; errors name
+ * the items `one` (and `many`).
+ */
+export const messageList = <T extends z.ZodType>(item: T, one: string, many = `${one}s`) =>
+  z
+    .array(item)
+    .min(1, `must contain at least one ${one}`)
+    .max(MAX_SAMPLES_PER_MESSAGE, `must contain at most ${MAX_SAMPLES_PER_MESSAGE} ${many}`);
+
 export const METRIC_NAME = /^[a-zA-Z_:][a-zA-Z0-9_:]*$/;
 
 /** JSON has no NaN or infinities; exporters do. They travel as these strings. */
@@ -117,10 +127,7 @@ export function isTelemetrySample(value: unknown): value is TelemetrySample {
 export const telemetryBatch = z.strictObject({
   /** Where the samples came from: the scraped URL, or csv:<file>. */
   source: text(2048),
-  samples: z
-    .array(z.unknown())
-    .min(1, 'must contain at least one sample')
-    .max(MAX_SAMPLES_PER_MESSAGE, `must contain at most ${MAX_SAMPLES_PER_MESSAGE} samples`),
+  samples: messageList(z.unknown(), 'sample'),
 });
 
 // --- frames: a scrape's samples, each shared string sent once -----------------------------------
@@ -144,22 +151,10 @@ export type SampleGroup = z.infer<typeof sampleGroup>;
  */
 export const telemetryFrame = z.strictObject({
   source: text(2048),
-  groups: z
-    .array(sampleGroup)
-    .min(1, 'must contain at least one group')
-    .max(MAX_SAMPLES_PER_MESSAGE, `must contain at most ${MAX_SAMPLES_PER_MESSAGE} groups`),
-  metrics: z
-    .array(telemetrySample.shape.metricName)
-    .min(1, 'must contain at least one metric')
-    .max(MAX_SAMPLES_PER_MESSAGE, `must contain at most ${MAX_SAMPLES_PER_MESSAGE} metrics`),
-  times: z
-    .array(telemetrySample.shape.timestamp)
-    .min(1, 'must contain at least one time')
-    .max(MAX_SAMPLES_PER_MESSAGE, `must contain at most ${MAX_SAMPLES_PER_MESSAGE} times`),
-  samples: z
-    .array(z.unknown())
-    .min(1, 'must contain at least one sample')
-    .max(MAX_SAMPLES_PER_MESSAGE, `must contain at most ${MAX_SAMPLES_PER_MESSAGE} samples`),
+  groups: messageList(sampleGroup, 'group'),
+  metrics: messageList(telemetrySample.shape.metricName, 'metric'),
+  times: messageList(telemetrySample.shape.timestamp, 'time'),
+  samples: messageList(z.unknown(), 'sample'),
 });
 export type TelemetryFrame = z.infer<typeof telemetryFrame>;
 
