@@ -177,6 +177,9 @@ export class ChunkCompactor {
    */
   async mergeLate(chunkStart: number, samples: LateSample[]): Promise<number> {
     if (samples.length === 0) return 0;
+    // The chunk's rollup days may be gone (kept shorter than raw samples): made again, to be
+    // dropped with their retention.
+    await ensureChunkDays(this.deps.pool, chunkStart);
     const bySeries = new Map<number, LateSample[]>();
     for (const s of samples) {
       const list = bySeries.get(s.seriesId);

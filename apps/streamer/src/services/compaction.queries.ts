@@ -284,23 +284,28 @@ export async function dropRollupDays(
   table: 'telemetry_rollups_1m' | 'telemetry_rollups_1h',
   before: Date,
 ): Promise<number> {
-  if (table === 'telemetry_rollups_1h') {
-    // First, in its own statement: a chunk whose 1-hour rollups may be gone no longer says they
-    // stand for its samples (PromQL then reads its blocks). Chunks kept longer than their rollups
-    // happen where TELEMETRY_RETENTION is longer than TELEMETRY_RETENTION_1H, or 0.
-    await pool.query(
-      'UPDATE telemetry_chunks SET exact_rollups = false WHERE exact_rollups AND chunk_start < $1',
+  // A chunk whose 1-hour rollups may be gone no longer says they stand for its samples (PromQL
+  // then reads its blocks): chunks of the days dropped, those that end at or before `before`.
+  // Cleared first, in its own statement, so no query sees the flag without the rows; and again
+  // after, for a chunk compacted in between. Chunks kept longer than their rollups happen where
+  // TELEMETRY_RETENTION is longer than TELEMETRY_RETENTION_1H, or 0.
+  const unmark = () =>
+    pool.query(
+      `UPDATE telemetry_chunks SET exact_rollups = false
+       WHERE exact_rollups AND chunk_start < date_trunc('day', $1::timestamptz AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'`,
       [before],
     );
-  }
+  if (table === 'telemetry_rollups_1h') await unmark();
   const { rows } = await pool.query<{ day: string }>('SELECT telemetry_drop_days($1, $2)::text AS day', [
     table,
     before,
   ]);
-  if (table === 'telemetry_rollups_1h' && rows.length > 0)
+  if (table === 'telemetry_rollups_1h' && rows.length > 0) {
     await pool.query('DELETE FROM telemetry_rollup_days WHERE day = ANY($1::date[])', [
       rows.map((r) => r.day),
     ]);
+    await unmark();
+  }
   return rows.length;
 }
 

@@ -358,6 +358,35 @@ describe('retention', () => {
     }
   });
 
+  it('merges a late sample into a chunk kept longer than its rollups, making their days again', async () => {
+    const local = await startStreamerTestApp({ config: { TELEMETRY_RETENTION: 0 } });
+    try {
+      const at = Math.floor((Date.now() - 20 * 86_400_000) / 3_600_000) * 3_600_000 + 60_000;
+      expect(
+        await local.ingest.handle([
+          message([sample({ gpuId: 'GPU-late', timestamp: new Date(at).toISOString() })]),
+        ]),
+      ).toEqual({ failed: [] });
+      expect(
+        await local.compactor.compactChunk({ start: at - 60_000, end: at - 60_000 + 3_600_000 }),
+      ).not.toBeNull();
+      // Raw samples kept for ever; rollups of 7 and 10 days: the chunk's rollup days are dropped.
+      await maintainerWith(local, {
+        retentionMs: 0,
+        retention1mMs: 7 * 86_400_000,
+        retention1hMs: 10 * 86_400_000,
+      }).maintain();
+      const late = message([sample({ gpuId: 'GPU-late', timestamp: new Date(at + 30_000).toISOString() })]);
+      expect(await local.ingest.handle([late])).toEqual({ failed: [] });
+      expect((await rows('GPU-late', local)).map((r) => r.timestamp)).toEqual([
+        new Date(at).toISOString(),
+        new Date(at + 30_000).toISOString(),
+      ]);
+    } finally {
+      await local.close();
+    }
+  });
+
   describe('series', () => {
     const DAY = 86_400_000;
     const seriesOf = async (gpuId: string, app: typeof streamer) =>
