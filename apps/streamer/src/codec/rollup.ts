@@ -26,8 +26,8 @@ export interface Rollup {
  * services/prometheus-rollups.ts): with edges there is a bucket for every sample, finite or not
  * (where none is finite, count is 0 and the other columns 0), and each bucket tells how many of
  * its samples are irregular (not finite, or sharing a millisecond), and its first and last finite
- * sample with their times. Where none is irregular, those are the bucket's first and last samples. A few values an
- * hour: 1-hour rollups keep them, 1-minute ones do not.
+ * sample with their times. Where none is irregular, those are the bucket's first and last
+ * samples. A few values an hour: 1-hour rollups keep them, 1-minute ones do not.
  */
 export interface RollupEdges {
   /**

@@ -274,7 +274,8 @@ export class IngestService {
 
   /**
    * A frame (a scrape, each GPU's fields, metric name and time sent once): the envelope is
-   * checked whole, then each time and each sample; a series and a time are made once per message.
+   * checked whole, then each time and each sample; a time is read once per message, a series
+   * once while the memo keeps it.
    */
   private validateFrame(payload: object, now: number, accepted: Incoming[]): string[] {
     const envelope = telemetryFrame.safeParse(payload);
@@ -311,7 +312,6 @@ export class IngestService {
       }
       return g.metrics;
     };
-    const series = new Map<number, ScrapedSeries>();
     for (let index = 0; index < frame.samples.length; index++) {
       const raw = frame.samples[index];
       const problem = frameSampleProblem(frame, raw);
@@ -322,18 +322,13 @@ export class IngestService {
       const [g, m, t, value] = raw as FrameSample;
       const time = times[t] as (typeof times)[number];
       if (time.late) continue; // said once, of its time
-      const k = g * frame.metrics.length + m;
-      let of = series.get(k);
+      const entry = groups[g] as (typeof groups)[number];
+      const metrics = metricsOf(entry);
+      const metricName = frame.metrics[m] as string;
+      let of = metrics.get(metricName);
       if (!of) {
-        const entry = groups[g] as (typeof groups)[number];
-        const metrics = metricsOf(entry);
-        const metricName = frame.metrics[m] as string;
-        of = metrics.get(metricName);
-        if (!of) {
-          metrics.set(metricName, (of = scrapedSeries(entry.group, metricName)));
-          this.framedCount++;
-        }
-        series.set(k, of);
+        metrics.set(metricName, (of = scrapedSeries(entry.group, metricName)));
+        this.framedCount++;
       }
       accepted.push({
         of,

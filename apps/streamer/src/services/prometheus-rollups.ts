@@ -6,7 +6,8 @@ import type { Piece, Prefer } from './sample-pieces';
 /**
  * When a selector may be answered from 1-hour rollups, and how, so that the answer is exactly the
  * one the raw samples give. Only rollups with edges (codec/rollup.ts) are used: each bucket says
- * how many of its samples are not finite, and its first and last finite sample with their times.
+ * how many of its samples are irregular (not finite, or sharing a millisecond), and its first and
+ * last finite sample with their times.
  *
  * Which selectors:
  * - `max_over_time`, `min_over_time` and `present_over_time` of a range selector. Each window's

@@ -324,16 +324,24 @@ export class PrometheusSource implements SeriesSource {
     // be gone (compacted before edges, or kept past the 1-hour rollups' retention).
     const rawForAll = chunks.filter((c) => c.compacted && !c.exactRollups);
     const anyHot = chunks.some((c) => !c.compacted && inRange(c));
-    // Hours wholly within stored chunks: a bucket elsewhere (partly past retention) stands for nothing.
-    const stored = new Map<number, number>();
+    // Per hour: how much of it stored chunks cover, and the compacted chunks it overlaps.
+    const hours = new Map<number, { storedUs: number; compacted: number[] }>();
     for (const c of chunks) {
       for (let h = Math.floor(c.startUs / HOUR_US) * HOUR_US; h < c.endUs; h += HOUR_US) {
-        stored.set(h, (stored.get(h) ?? 0) + Math.min(c.endUs, h + HOUR_US) - Math.max(c.startUs, h));
+        let hour = hours.get(h);
+        if (!hour) hours.set(h, (hour = { storedUs: 0, compacted: [] }));
+        hour.storedUs += Math.min(c.endUs, h + HOUR_US) - Math.max(c.startUs, h);
+        if (c.compacted) hour.compacted.push(c.startUs);
       }
     }
-    const within = (bucketUs: number) => stored.get(bucketUs) === HOUR_US;
-    const overlapping = (fromUs: number, toUs: number) =>
-      chunks.filter((c) => c.compacted && c.startUs < toUs && c.endUs > fromUs).map((c) => c.startUs);
+    // A bucket of an hour not wholly stored (partly past retention) stands for nothing.
+    const within = (bucketUs: number) => hours.get(bucketUs)?.storedUs === HOUR_US;
+    /** Adds to `raw` the compacted chunks overlapping [fromUs, toUs). */
+    const readRaw = (raw: Set<number>, fromUs: number, toUs: number) => {
+      for (let h = Math.floor(fromUs / HOUR_US) * HOUR_US; h < toUs; h += HOUR_US) {
+        for (const c of hours.get(h)?.compacted ?? []) raw.add(c);
+      }
+    };
     const prefer = preferFor(plan);
     for (let i = 0; i < selected.length; i += MAX_SERIES_PER_BATCH) {
       const batch = selected.slice(i, i + MAX_SERIES_PER_BATCH);
@@ -348,12 +356,10 @@ export class PrometheusSource implements SeriesSource {
             const row = rollupRow(plan, this.rollupDecoder, data, within);
             if (!row) {
               // No edges: a folded day or one chunk, whose chunks are read raw.
-              for (const c of overlapping(startUs, startUs + DAY_MS * 1000)) rawChunks.add(c);
+              readRaw(rawChunks, startUs, startUs + DAY_MS * 1000);
               return;
             }
-            for (const bucketUs of row.unusable) {
-              for (const c of overlapping(bucketUs, bucketUs + HOUR_US)) rawChunks.add(c);
-            }
+            for (const bucketUs of row.unusable) readRaw(rawChunks, bucketUs, bucketUs + HOUR_US);
             let mine = rollups.get(id);
             if (!mine) rollups.set(id, (mine = { pieces: [], buckets: 0 }));
             mine.pieces.push(row.piece);
