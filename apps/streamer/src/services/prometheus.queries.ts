@@ -116,7 +116,8 @@ const tsLiteral = (us: number) => `'${pgTimestamp(us)}'::timestamptz`;
  * The hot samples of these series in [fromUs, toUs), one row per series (times and values
  * aggregated in Postgres: a binary COPY row is a message and a stream chunk of its own, costlier
  * here than the sample it carries), by binary COPY. Values are the 8 stored bytes, so a
- * staleness marker keeps its bits (a NaN read through JavaScript numbers may not).
+ * staleness marker keeps its bits (a NaN read through JavaScript numbers may not). A time stored
+ * twice (the same sample sent in two messages) is read once, with the greatest value.
  */
 export async function readHotSamples(
   client: PoolClient,
@@ -125,7 +126,8 @@ export async function readHotSamples(
 ): Promise<number> {
   return readBinaryCopy(
     client,
-    `COPY (SELECT series_id, array_agg(ts ORDER BY ts), array_agg(value ORDER BY ts) FROM telemetry_samples
+    `COPY (SELECT series_id, array_agg(ts ORDER BY ts, value DESC), array_agg(value ORDER BY ts, value DESC)
+           FROM telemetry_samples
            WHERE series_id = ANY(${idArray(args.seriesIds)})
              AND ts >= ${tsLiteral(args.fromUs)} AND ts < ${tsLiteral(args.toUs)}
            GROUP BY series_id) TO STDOUT (FORMAT binary)`,
@@ -145,9 +147,29 @@ export async function readHotSamples(
         words[2 * i + 1] = buf.readUInt32BE(at);
         i++;
       });
-      each(seriesId, { times, values });
+      each(seriesId, onePerTime(times, values));
     },
   );
+}
+
+/** The samples with each time once, the first of a run of equal times kept (times sorted). */
+export function onePerTime(
+  times: Float64Array,
+  values: Float64Array,
+): { times: Float64Array; values: Float64Array } {
+  let n = 1;
+  while (n < times.length && times[n] !== times[n - 1]) n++;
+  if (n >= times.length) return { times, values }; // nearly always: nothing stored twice
+  const words = new Uint32Array(values.buffer, values.byteOffset, values.length * 2);
+  for (let i = n + 1; i < times.length; i++) {
+    if (times[i] === times[n - 1]) continue;
+    times[n] = times[i] as number;
+    // Copied as bits: a staleness marker's NaN must keep them.
+    words[2 * n] = words[2 * i] as number;
+    words[2 * n + 1] = words[2 * i + 1] as number;
+    n++;
+  }
+  return { times: times.subarray(0, n), values: values.subarray(0, n) };
 }
 
 /**
