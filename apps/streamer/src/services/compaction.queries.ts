@@ -260,6 +260,7 @@ export async function replaceRollupDay(
   rows: SeriesRow[],
 ): Promise<void> {
   const part = `telemetry_rollups_1h_${new Date(dayStart).toISOString().slice(0, 10).replaceAll('-', '')}`;
+  await advanceEpoch(client);
   await client.query(`TRUNCATE ${quoteIdent(part)}`);
   await copySeriesRows(client, 'telemetry_rollups_1h', rows);
   await client.query('INSERT INTO telemetry_rollup_days (day) VALUES ($1::date) ON CONFLICT DO NOTHING', [
@@ -331,10 +332,19 @@ export async function finishCompaction(
   );
   // A message that put its last hot samples here is forgotten: delivered again, they are late.
   await client.query('DELETE FROM telemetry_ingested WHERE chunk_start = $1', [new Date(chunkStart)]);
+  await advanceEpoch(client);
   await client.query(`TRUNCATE ${quoteIdent(part)}`);
   await client.query(
     `ALTER TABLE ${quoteIdent(part)} ADD CONSTRAINT ${quoteIdent(`${part}_compacted`)} CHECK (false) NOT VALID`,
   );
+}
+
+/**
+ * Moves telemetry_epoch, in a transaction about to empty a table by TRUNCATE: a PromQL query
+ * whose snapshot is older sees the counter moved once done, and is evaluated again.
+ */
+async function advanceEpoch(client: PoolClient): Promise<void> {
+  await client.query('UPDATE telemetry_epoch SET n = n + 1');
 }
 
 /** Blocks of these series in one chunk (to merge late samples into), locked until commit. */

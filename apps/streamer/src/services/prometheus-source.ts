@@ -112,6 +112,8 @@ export class PrometheusSource implements SeriesSource {
   private readonly now: () => number;
   /** The cancel request sent for an abandoned query's statement, if one was. */
   private cancelling: Promise<void> | undefined;
+  /** telemetry_epoch as the snapshot saw it; undefined until the snapshot is taken. */
+  snapshotEpoch: number | undefined;
 
   constructor(private readonly options: PrometheusSourceOptions) {
     this.now = options.now ?? Date.now;
@@ -149,7 +151,7 @@ export class PrometheusSource implements SeriesSource {
     this.opening ??= (async () => {
       const client = await this.options.pool.connect();
       try {
-        await beginSnapshot(client, this.remainingMs());
+        this.snapshotEpoch = await beginSnapshot(client, this.remainingMs());
       } catch (error) {
         client.release(error instanceof Error ? error : true);
         throw error;

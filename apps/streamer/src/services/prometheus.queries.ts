@@ -14,10 +14,27 @@ export interface StoredSeries {
   labels: Record<string, string>;
 }
 
-/** Opens the snapshot every later statement of the query reads; statements end by `timeoutMs`. */
-export async function beginSnapshot(client: PoolClient, timeoutMs: number): Promise<void> {
+/**
+ * Opens the snapshot every later statement of the query reads; statements end by `timeoutMs`.
+ * Returns telemetry_epoch as the snapshot sees it.
+ */
+export async function beginSnapshot(client: PoolClient, timeoutMs: number): Promise<number> {
   await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
   await client.query(`SET LOCAL statement_timeout = ${Math.max(1, Math.ceil(timeoutMs))}`);
+  return currentEpoch(client);
+}
+
+/**
+ * telemetry_epoch: moved by every commit that empties a table by TRUNCATE (a compaction, a day
+ * fold). Read in a query's snapshot and again once it is done: if it moved, a table the query read
+ * may have looked empty to it (TRUNCATE is not MVCC-safe), and the query is evaluated again.
+ */
+export async function currentEpoch(client: Pool | PoolClient): Promise<number> {
+  const { rows } = await client.query<{ n: string }>({
+    name: 'telemetry_epoch',
+    text: 'SELECT n FROM telemetry_epoch',
+  });
+  return Number(rows[0]?.n ?? 0);
 }
 
 export async function endSnapshot(client: PoolClient): Promise<void> {

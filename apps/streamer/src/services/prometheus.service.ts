@@ -8,7 +8,7 @@ import {
 import { getTracer, type Logger, withSpan } from '@gpu-telemetry/service-kit';
 import type { Pool } from 'pg';
 import { PrometheusSource } from './prometheus-source';
-import { readMetadata, type StoredMetadata } from './prometheus.queries';
+import { currentEpoch, readMetadata, type StoredMetadata } from './prometheus.queries';
 import type { StreamerMetrics } from './streamer.metrics';
 
 export interface PrometheusLimits {
@@ -42,6 +42,9 @@ export interface QueryCall {
 export type PrometheusEndpoint = 'query' | 'query_range' | 'series' | 'labels' | 'label_values' | 'metadata';
 
 const tracer = getTracer('streamer');
+
+/** How many times a call is evaluated while compactions keep committing under it. */
+const MAX_ATTEMPTS = 3;
 
 /** The version the engine is proved against (libs/promql's compatibility suite), as build info says it. */
 export const PROMETHEUS_COMPATIBLE_VERSION = '2.42.0';
@@ -141,24 +144,37 @@ export class PrometheusService {
     const timer = metrics.promqlDuration.startTimer({ endpoint });
     let outcome = 'success';
     try {
-      return await withSpan(tracer, `promql.${endpoint}`, attributes, async () => {
+      return await withSpan(tracer, `promql.${endpoint}`, attributes, async (span) => {
         await this.turn(deadline);
-        const source = new PrometheusSource({
-          pool,
-          maxSeries: limits.maxSeries,
-          deadline,
-          signal: call.signal,
-          rollups: this.deps.rollups,
-          now: this.now,
-          counters: {
-            series: (n) => metrics.promqlSeries.inc(n),
-            samples: (origin, n) => metrics.promqlSamples.inc({ origin }, n),
-          },
-        });
         try {
-          return await fn(source, deadline);
+          for (let attempt = 1; ; attempt++) {
+            const source = new PrometheusSource({
+              pool,
+              maxSeries: limits.maxSeries,
+              deadline,
+              signal: call.signal,
+              rollups: this.deps.rollups,
+              now: this.now,
+              counters: {
+                series: (n) => metrics.promqlSeries.inc(n),
+                samples: (origin, n) => metrics.promqlSamples.inc({ origin }, n),
+              },
+            });
+            let result: T;
+            try {
+              result = await fn(source, deadline);
+            } finally {
+              await source.close();
+            }
+            // A compaction or day fold that committed after the snapshot may have emptied a
+            // table before the query read it: the answer is made again from a newer snapshot.
+            const seen = source.snapshotEpoch;
+            if (seen === undefined || attempt === MAX_ATTEMPTS || this.now() >= deadline) return result;
+            if ((await currentEpoch(pool)) === seen) return result;
+            metrics.promqlRetries.inc({ endpoint });
+            span.setAttribute('promql.attempts', attempt + 1);
+          }
         } finally {
-          await source.close();
           this.release();
         }
       });

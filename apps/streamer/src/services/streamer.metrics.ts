@@ -122,6 +122,12 @@ export function createStreamerMetrics(registry: Registry) {
       labelNames: ['endpoint', 'outcome'] as const,
       registers,
     }),
+    promqlRetries: new Counter({
+      name: 'streamer_promql_retries_total',
+      help: 'PromQL calls evaluated again: a compaction or day fold emptied a table they read after their snapshot.',
+      labelNames: ['endpoint'] as const,
+      registers,
+    }),
     promqlDuration: new Histogram({
       name: 'streamer_promql_duration_seconds',
       help: 'Time to answer a Prometheus API call (query, query_range, series, labels, label_values), waiting for a turn included.',

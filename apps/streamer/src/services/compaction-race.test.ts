@@ -1,0 +1,108 @@
+import { createLogger } from '@gpu-telemetry/service-kit';
+import type { Pool, PoolClient } from 'pg';
+import { startStreamerTestApp } from '../testing/streamer-test-app';
+import { message, sample } from '../testing/samples';
+import { PrometheusService } from './prometheus.service';
+
+/**
+ * A compaction empties a chunk's hot partition by TRUNCATE, which is not MVCC-safe: a PromQL query
+ * whose snapshot was taken before the compaction committed, reading the partition after it, finds
+ * it empty, and the blocks that replace it are not in its snapshot. The query sees telemetry_epoch
+ * move, and is evaluated again from a newer snapshot.
+ */
+const MINUTE = 60_000;
+const base = Math.floor((Date.now() - 10 * MINUTE) / MINUTE) * MINUTE;
+const at = (s: number) => new Date(base + s * 1000).toISOString();
+const GPU = 'GPU-race-promql';
+
+let streamer: Awaited<ReturnType<typeof startStreamerTestApp>>;
+
+beforeAll(async () => {
+  streamer = await startStreamerTestApp({
+    config: { TELEMETRY_RETENTION: 0, TELEMETRY_CHUNK: MINUTE, TELEMETRY_COMPACT_AFTER: 10_000 },
+  });
+  await streamer.ingest.handle([
+    message([0, 15, 30, 45].map((s) => sample({ gpuId: GPU, timestamp: at(s), value: s }))),
+  ]);
+});
+
+afterAll(async () => {
+  await streamer.close();
+});
+
+/**
+ * The pool, with `hook` run once right after a query's snapshot is taken (its first read of
+ * telemetry_epoch), before the query reads anything else.
+ */
+function poolRunningAfterSnapshot(pool: Pool, hook: () => Promise<unknown>): Pool {
+  let armed = true;
+  const wrap = (client: PoolClient): PoolClient =>
+    new Proxy(client, {
+      get(target, prop) {
+        if (prop !== 'query') {
+          const value = Reflect.get(target, prop, target);
+          return typeof value === 'function' ? value.bind(target) : value;
+        }
+        return (...args: unknown[]) => {
+          // Streams (COPY) go through untouched: query() returns them, not a promise.
+          const result = (target.query as (...a: unknown[]) => unknown)(...args);
+          const text = typeof args[0] === 'string' ? args[0] : (args[0] as { text?: string })?.text;
+          if (!armed || !text?.includes('telemetry_epoch')) return result;
+          armed = false;
+          return (result as Promise<unknown>).then(async (value) => {
+            await hook();
+            return value;
+          });
+        };
+      },
+    });
+  return new Proxy(pool, {
+    get(target, prop) {
+      if (prop === 'connect') return async () => wrap(await target.connect());
+      const value = Reflect.get(target, prop, target);
+      return typeof value === 'function' ? value.bind(target) : value;
+    },
+  });
+}
+
+function service(pool: Pool): PrometheusService {
+  return new PrometheusService({
+    pool,
+    logger: createLogger('streamer', 'silent'),
+    metrics: streamer.streamerMetrics,
+    limits: {
+      timeoutMs: 30_000,
+      maxSamples: 1_000_000,
+      maxSeries: 10_000,
+      maxConcurrency: 4,
+      lookbackDeltaMs: 300_000,
+    },
+  });
+}
+
+describe('a PromQL query whose snapshot predates a compaction', () => {
+  it('is evaluated again from a newer snapshot, and answers every sample', async () => {
+    const retries = async () =>
+      Number(
+        (await streamer.streamerMetrics.promqlRetries.get()).values.find((v) => v.labels.endpoint === 'query')
+          ?.value ?? 0,
+      );
+    const before = await retries();
+    let compacted: unknown;
+    const racing = service(
+      poolRunningAfterSnapshot(streamer.database.pool, async () => {
+        compacted = await streamer.compactor.compactChunk({ start: base, end: base + MINUTE });
+      }),
+    );
+    const query = `count_over_time(DCGM_FI_DEV_GPU_UTIL{UUID="${GPU}"}[1m])`;
+    const result = await racing.instantQuery(query, base + 59_000);
+    expect(compacted).toEqual({ samples: 4, blocks: 1 }); // it did commit under the first snapshot
+    expect(result.result).toEqual([expect.objectContaining({ value: 4 })]);
+    expect(await retries()).toBe(before + 1);
+
+    // Asked again, now that the chunk is compacted: the same answer, from the blocks, first time.
+    const plain = await service(streamer.database.pool).instantQuery(query, base + 59_000);
+    expect(plain.result).toEqual(result.result);
+    expect(await retries()).toBe(before + 1);
+  });
+});
