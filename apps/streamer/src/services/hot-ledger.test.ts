@@ -4,6 +4,8 @@ import request from 'supertest';
 import { startStreamerTestApp } from '../testing/streamer-test-app';
 import { message, sample } from '../testing/samples';
 import { onePerTime } from './prometheus.queries';
+import { IngestService } from './ingest.service';
+import { createLogger } from '@gpu-telemetry/service-kit';
 
 /**
  * Hot samples have no unique key (series, time): a message's id is kept with its samples
@@ -120,6 +122,40 @@ describe('the hot ledger', () => {
 
     await streamer.compactor.compactChunk({ start: base + 2 * MINUTE, end: base + 3 * MINUTE });
     expect(await read()).toEqual(hot);
+  });
+});
+
+describe('two streamers given the same messages at once', () => {
+  it('store each once, whatever order their batches hold them in', async () => {
+    const gpuId = 'GPU-ledger-concurrent';
+    const messages = Array.from({ length: 20 }, (_, k) =>
+      message([sample({ gpuId, timestamp: at(300 + k), value: k })]),
+    );
+    const other = await startStreamerTestApp({ config });
+    try {
+      // The other streamer writes to this one's database: same ledger, same partitions.
+      const second = new IngestService({
+        pool: streamer.database.pool,
+        logger: createLogger('streamer', 'silent'),
+        metrics: other.streamerMetrics,
+        retentionMs: 0,
+        chunkMs: MINUTE,
+        compactor: streamer.compactor,
+      });
+      const results = await Promise.all([
+        streamer.ingest.handle(messages),
+        second.handle([...messages].reverse()),
+      ]);
+      expect(results).toEqual([{ failed: [] }, { failed: [] }]);
+    } finally {
+      await other.close();
+    }
+    const { rows } = await streamer.database.pool.query(
+      `SELECT count(*)::int AS n FROM telemetry_samples x JOIN telemetry_series s ON s.id = x.series_id
+       WHERE s.gpu_id = $1`,
+      [gpuId],
+    );
+    expect(rows[0].n).toBe(20);
   });
 });
 

@@ -230,6 +230,7 @@ export async function insertHotSamples(
         name: 'telemetry_ingested_insert',
         text: `INSERT INTO telemetry_ingested (message_id, chunk_start)
                SELECT * FROM unnest($1::uuid[], $2::timestamptz[])
+               ORDER BY 1 -- one lock order for every writer: batches sharing messages never deadlock
                ON CONFLICT DO NOTHING RETURNING message_id`,
         values: [messages.map((m) => m.id), messages.map((m) => new Date(m.chunkStart))],
       });
