@@ -160,22 +160,28 @@ describe('two streamers given the same messages at once', () => {
 });
 
 describe('onePerTime', () => {
-  it('keeps the first of each run of equal times, values moved as their bits', () => {
-    const stale = new Float64Array(1);
-    new Uint32Array(stale.buffer).set([0x00000002, 0x7ff00000]);
-    const times = Float64Array.from([1, 2, 2, 2, 3, 4, 4]);
-    const values = Float64Array.from([10, 20, 21, 22, stale[0] as number, 40, 41]);
+  it('keeps the greatest value of each time stored twice, NaN above all, values moved as their bits', () => {
+    const times = Float64Array.from([1, 2, 2, 2, 3, 4, 4, 5, 5]);
+    const values = Float64Array.from([10, 20, 22, 21, 0, 41, 40, 50, 0]);
     const words = new Uint32Array(values.buffer);
-    words[8] = 0x00000002; // the marker's exact bits at index 4
-    words[9] = 0x7ff00000;
+    for (const i of [4, 8]) {
+      words[2 * i] = 0x00000002; // a staleness marker's exact bits
+      words[2 * i + 1] = 0x7ff00000;
+    }
     const out = onePerTime(times, values);
-    expect([...out.times]).toEqual([1, 2, 3, 4]);
-    expect([...out.values].map((v) => (Number.isNaN(v) ? 'NaN' : v))).toEqual([10, 20, 'NaN', 40]);
-    const bits = new Uint32Array(out.values.buffer, out.values.byteOffset, 8);
-    expect([bits[4], bits[5]]).toEqual([0x00000002, 0x7ff00000]);
+    expect([...out.times]).toEqual([1, 2, 3, 4, 5]);
+    expect([...out.values].map((v) => (Number.isNaN(v) ? 'NaN' : v))).toEqual([10, 22, 'NaN', 41, 'NaN']);
+    const bits = new Uint32Array(out.values.buffer, out.values.byteOffset, 10);
+    expect([bits[4], bits[5], bits[8], bits[9]]).toEqual([0x00000002, 0x7ff00000, 0x00000002, 0x7ff00000]);
   });
 
-  it('returns the same arrays when no time repeats', () => {
+  it('puts samples read out of order in time order', () => {
+    const out = onePerTime(Float64Array.from([3, 1, 2, 1]), Float64Array.from([30, 10, 20, 15]));
+    expect([...out.times]).toEqual([1, 2, 3]);
+    expect([...out.values]).toEqual([15, 20, 30]);
+  });
+
+  it('returns the same arrays when they are in order with no time twice', () => {
     const times = Float64Array.from([1, 2, 3]);
     const values = Float64Array.from([1, 2, 3]);
     const out = onePerTime(times, values);
