@@ -1,6 +1,6 @@
 // npm run bench:ingest: rows/s from publish to stored through queue + streamer, against a plain
 // COPY of the same rows into the same table (the ceiling), in one run; the same messages delivered
-// again (their ids already stored: skipped); then the whole system under a 10,000-GPU fleet, with scrape-to-stored p99.
+// again (every sample already stored); then the whole system under a 10,000-GPU fleet, with scrape-to-stored p99.
 import path from 'node:path';
 import pg from 'pg';
 import pgCopy from 'pg-copy-streams';
@@ -123,7 +123,7 @@ async function copyCeiling(url, samples) {
 
 /**
  * Publishes the messages (again when `again`: the queue, which forgets acked ids, delivers them
- * and the streamer finds them stored); returns rows/s until the streamer has
+ * and the streamer finds every sample stored); returns rows/s until the streamer has
  * them all, and the CPU each process spent meanwhile. Done is read from the queue's counters (every
  * message acked, which the streamer does after its commit), not by counting rows while they go in:
  * a count(*) every 50 ms would be a scan of the table competing with what it measures. The rows

@@ -82,8 +82,7 @@ export async function hotSeriesRange(
 
 /**
  * Streams the chunk's hot samples of series [fromId, toId] in (series, time) order to `each`, by
- * binary COPY: times arrive as microseconds, values as the exact doubles stored. A time stored
- * twice (the same sample sent in two messages) is passed once, with the greatest value.
+ * binary COPY: times arrive as microseconds, values as the exact doubles stored.
  */
 export async function readHotSamples(
   client: PoolClient,
@@ -94,26 +93,22 @@ export async function readHotSamples(
 ): Promise<number> {
   const part = await partitionOf(client, chunkStart);
   let rows = 0;
-  let lastSeries = -1;
-  let lastUs = NaN;
   await readCopyStream(
     client,
     `COPY (SELECT series_id, ts, value FROM ${quoteIdent(part)}
            WHERE series_id BETWEEN ${Math.trunc(fromId)} AND ${Math.trunc(toId)}
-           ORDER BY series_id, ts, value DESC) TO STDOUT (FORMAT binary)`,
+           ORDER BY series_id, ts) TO STDOUT (FORMAT binary)`,
     (buf, at) => {
       // A row: field count (2), then three fields of length (4) + 8 bytes: 38 bytes, no nulls.
       while (buf.length - at >= 2) {
         if (buf.readInt16BE(at) === -1) return -1;
         if (buf.length - at < 38) break;
-        const seriesId = Number(buf.readBigInt64BE(at + 6));
-        const us = Number(buf.readBigInt64BE(at + 18)) + PG_EPOCH_US;
-        if (seriesId !== lastSeries || us !== lastUs) {
-          each(seriesId, us, buf.readDoubleBE(at + 30));
-          rows++;
-          lastSeries = seriesId;
-          lastUs = us;
-        }
+        each(
+          Number(buf.readBigInt64BE(at + 6)),
+          Number(buf.readBigInt64BE(at + 18)) + PG_EPOCH_US,
+          buf.readDoubleBE(at + 30),
+        );
+        rows++;
         at += 38;
       }
       return at;
@@ -330,8 +325,6 @@ export async function finishCompaction(
     'UPDATE telemetry_chunks SET compacted_at = now(), exact_rollups = true, samples = $2, blocks = $3 WHERE chunk_start = $1',
     [new Date(chunkStart), stats.samples, stats.blocks],
   );
-  // A message that put its last hot samples here is forgotten: delivered again, they are late.
-  await client.query('DELETE FROM telemetry_ingested WHERE chunk_start = $1', [new Date(chunkStart)]);
   await advanceEpoch(client);
   await client.query(`TRUNCATE ${quoteIdent(part)}`);
   await client.query(

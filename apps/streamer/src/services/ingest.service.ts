@@ -34,7 +34,7 @@ import {
   type Chunk,
   ensureChunks,
   type GpuSighting,
-  type HotMessage,
+  type HotSample,
   insertHotSamples,
   insertStaleMarkers,
   resolveSeries,
@@ -90,8 +90,6 @@ interface Incoming {
   timestamp: string;
   /** The value, or STALE for a stale marker. */
   value: number | typeof STALE;
-  /** The message that brought it: its place in the batch. */
-  message: number;
 }
 
 const isScraped = (of: ScrapedSeries | LabelledSeries): of is ScrapedSeries => 'metricName' in of;
@@ -120,10 +118,8 @@ function scrapedSeries(group: SampleGroup, metricName: string): ScrapedSeries {
  * `times` and `samples`; or, as collectors sent them before frames, `samples` of whole objects),
  * series of any metric with their labels (`series`, from remote write), or metadata. Each sample finds its series (metric
  * and labels, stored once) and becomes a narrow row of series id, time and value in its chunk; a
- * stale marker becomes a row of telemetry_stale instead. A redelivered message stores nothing
- * twice: its id is kept with its hot samples (telemetry_ingested), and late samples merge into
- * blocks only at times they do not hold. The same sample sent in two messages is kept once by
- * every read and by compaction.
+ * stale marker becomes a row of telemetry_stale instead. Storage is idempotent on (series, time):
+ * a redelivered message stores nothing twice.
  */
 export class IngestService {
   /** Chunks known to exist, by chunk number (time / chunkMs). */
@@ -156,9 +152,9 @@ export class IngestService {
         const failed: NonNullable<HandleResult['failed']> = [];
         const oldest: number[] = [];
         let invalid = 0;
-        for (const [m, message] of messages.entries()) {
+        for (const message of messages) {
           const before = accepted.length;
-          const problems = this.validate(m, message.payload, now, accepted, described);
+          const problems = this.validate(message.payload, now, accepted, described);
           if (accepted.length > before) {
             let first = Infinity;
             for (let i = before; i < accepted.length; i++)
@@ -176,7 +172,7 @@ export class IngestService {
           }
         }
         try {
-          const { inserted, values, stale } = await this.insert(accepted, messages);
+          const { inserted, values, stale } = await this.insert(accepted);
           await upsertGpus(this.deps.pool, sightings(accepted));
           const metadata = await upsertMetadata(this.deps.pool, [...described.values()]);
           metrics.metadataUpdated.inc(metadata);
@@ -224,17 +220,16 @@ export class IngestService {
 
   /** Appends the message's valid samples to `accepted`; returns its problems, named by field. */
   private validate(
-    message: number,
     payload: unknown,
     now: number,
     accepted: Incoming[],
     described: Map<string, MetricMetadata>,
   ): string[] {
     if (typeof payload === 'object' && payload !== null && 'groups' in payload) {
-      return this.validateFrame(message, payload, now, accepted);
+      return this.validateFrame(payload, now, accepted);
     }
     if (typeof payload === 'object' && payload !== null && 'series' in payload) {
-      return this.validateSeries(message, payload, now, accepted);
+      return this.validateSeries(payload, now, accepted);
     }
     if (typeof payload === 'object' && payload !== null && 'metadata' in payload && !('samples' in payload)) {
       return this.validateMetadata(payload, described);
@@ -272,7 +267,6 @@ export class IngestService {
           us: microsOf(sample.timestamp),
           timestamp: sample.timestamp,
           value: fromSampleValue(sample.value),
-          message,
         });
     }
     return problems;
@@ -283,7 +277,7 @@ export class IngestService {
    * checked whole, then each time and each sample; a time is read once per message, a series
    * once while the memo keeps it.
    */
-  private validateFrame(message: number, payload: object, now: number, accepted: Incoming[]): string[] {
+  private validateFrame(payload: object, now: number, accepted: Incoming[]): string[] {
     const envelope = telemetryFrame.safeParse(payload);
     if (!envelope.success) {
       return fieldErrors(envelope.error).map(
@@ -342,7 +336,6 @@ export class IngestService {
         us: time.us,
         timestamp: time.timestamp,
         value: fromSampleValue(value),
-        message,
       });
     }
     return problems;
@@ -362,7 +355,7 @@ export class IngestService {
   }
 
   /** A message of series (remote write): each series is checked on its own, then each sample's time. */
-  private validateSeries(message: number, payload: object, now: number, accepted: Incoming[]): string[] {
+  private validateSeries(payload: object, now: number, accepted: Incoming[]): string[] {
     const envelope = seriesBatch.safeParse(payload);
     if (!envelope.success) {
       return fieldErrors(envelope.error).map(
@@ -403,7 +396,6 @@ export class IngestService {
             us: at * 1000,
             timestamp: new Date(at).toISOString(),
             value: fromSeriesValue(value),
-            message,
           });
       }
     }
@@ -499,10 +491,7 @@ export class IngestService {
    * process last looked refuses the COPY (check_violation), and the batch is routed again. Returns
    * the values stored (of `values` offered) and the stale markers newly stored.
    */
-  private async insert(
-    all: Incoming[],
-    messages: LeasedMessage<unknown>[],
-  ): Promise<{ inserted: number; values: number; stale: number }> {
+  private async insert(all: Incoming[]): Promise<{ inserted: number; values: number; stale: number }> {
     if (all.length === 0) return { inserted: 0, values: 0, stale: 0 };
     const ids = await this.seriesIds(all);
     const markers: StaleMarker[] = [];
@@ -522,26 +511,14 @@ export class IngestService {
     const routeTimes = micros.map((us) => Math.floor(us / 1000));
     for (let attempt = 1; ; attempt++) {
       const chunks = await this.chunksOf(routeTimes);
-      // By message as delivered: one delivered twice in a batch is stored once (insertHotSamples).
-      const hot = new Map<number, HotMessage>();
+      const hot: HotSample[] = [];
       const late = new Map<number, LateSample[]>();
       for (let i = 0; i < samples.length; i++) {
         const s = samples[i] as Incoming;
         const chunk = chunks[i] as Chunk;
         const value = s.value as number;
         if (!chunk.compacted) {
-          const sample = { seriesId: sampleIds[i] as number, timestamp: s.timestamp, value };
-          const of = hot.get(s.message);
-          if (!of)
-            hot.set(s.message, {
-              id: (messages[s.message] as LeasedMessage<unknown>).id,
-              chunkStart: chunk.start,
-              samples: [sample],
-            });
-          else {
-            of.samples.push(sample);
-            of.chunkStart = Math.max(of.chunkStart, chunk.start);
-          }
+          hot.push({ seriesId: sampleIds[i] as number, timestamp: s.timestamp, value });
           continue;
         }
         const list = late.get(chunk.start);
@@ -551,9 +528,9 @@ export class IngestService {
       }
       let inserted = 0;
       try {
-        if (hot.size > 0) {
-          const stored = await insertHotSamples(this.deps.pool, [...hot.values()]);
-          this.deps.metrics.redelivered.inc(stored.redelivered);
+        if (hot.length > 0) {
+          const stored = await insertHotSamples(this.deps.pool, hot);
+          this.deps.metrics.insertPaths.inc({ path: stored.path });
           inserted += stored.inserted;
         }
       } catch (error) {
@@ -562,8 +539,6 @@ export class IngestService {
         this.forgetChunks();
         continue;
       }
-      // Late samples are merged whether or not their message was stored before: a merge adds
-      // only the times a block does not hold.
       for (const [chunkStart, list] of late)
         inserted += await this.deps.compactor.mergeLate(chunkStart, list);
       return { inserted, values: samples.length, stale };

@@ -33,8 +33,8 @@ const t0 = Math.floor((Date.now() - 600_000) / 1000) * 1000;
 async function storedSeries(metric: string) {
   const { rows } = await streamer.database.pool.query(
     `SELECT s.id, s.metric_name, s.gpu_id, s.gpu_index, s.hostname, s.model_name, s.labels, s.prom_labels,
-            array(SELECT (extract(epoch FROM x.ts) * 1000)::bigint || '=' || x.value::text
-                  FROM telemetry_between(ARRAY[s.id], '-infinity', 'infinity') x ORDER BY x.ts) AS samples,
+            array(SELECT (extract(epoch FROM x.ts) * 1000)::bigint || '=' || x.value::text FROM telemetry_samples x
+                  WHERE x.series_id = s.id ORDER BY x.ts) AS samples,
             array(SELECT extract(epoch FROM m.ts) * 1000 FROM telemetry_stale m
                   WHERE m.series_id = s.id ORDER BY m.ts)::float8[] AS stale
      FROM telemetry_series s WHERE s.metric_name = $1 ORDER BY s.id`,

@@ -12,7 +12,7 @@ export function createStreamerMetrics(registry: Registry) {
     }),
     duplicates: new Counter({
       name: 'streamer_rows_duplicate_total',
-      help: 'Samples offered but not stored: their message was delivered again, or a compacted chunk already held their time.',
+      help: 'Samples skipped because they were already stored (redelivery).',
       registers,
     }),
     staleMarkers: new Counter({
@@ -36,9 +36,10 @@ export function createStreamerMetrics(registry: Registry) {
       labelNames: ['outcome'] as const,
       registers,
     }),
-    redelivered: new Counter({
-      name: 'streamer_messages_redelivered_total',
-      help: 'Messages whose hot samples were already stored (delivered again): their samples skipped.',
+    insertPaths: new Counter({
+      name: 'streamer_insert_paths_total',
+      help: 'Batches stored by plain COPY (all rows new) or by the de-duplicating insert (some rows already stored).',
+      labelNames: ['path'] as const,
       registers,
     }),
     batchDuration: new Histogram({

@@ -132,7 +132,6 @@ const atMicros = (us: number) =>
  * series) order. Blocks: those of the chunk where the page starts, then of as many following
  * chunks as it takes to hold `limit` samples; `more` says whether blocks were left out. Samples
  * of the first chunk before the page and of the last after `end` are for the caller to drop.
- * A hot time stored twice (the same sample sent in two messages) is read once, its greatest value.
  */
 export async function samplesPage(
   db: Db,
@@ -152,10 +151,10 @@ export async function samplesPage(
     data: Buffer | null;
   }>`
     WITH hot AS (
-      SELECT DISTINCT ON (ts, series_id) series_id, (extract(epoch FROM ts) * 1000000)::bigint AS us, value
+      SELECT series_id, (extract(epoch FROM ts) * 1000000)::bigint AS us, value
       FROM telemetry_samples
       WHERE series_id = ANY(${args.seriesIds}::bigint[]) AND ts >= ${args.start} AND ts < ${args.end} ${after}
-      ORDER BY ts, series_id, value DESC
+      ORDER BY ts, series_id
       LIMIT ${args.limit}
     ), counted AS (
       SELECT b.series_id, b.chunk_start,
@@ -217,7 +216,7 @@ const DAY = sql`INTERVAL '1 day'`;
 
 /**
  * For aggregates over [start, end), in one statement (one snapshot): count/sum/min/max of the
- * finite hot values (each series' time once, its greatest value) of these series per `stepSeconds` bucket (aligned to the epoch), and what the
+ * finite hot values of these series per `stepSeconds` bucket (aligned to the epoch), and what the
  * compacted chunks hold for each segment: blocks where it is raw, rollup rows where it is 1m or 1h.
  * Rollup rows may reach outside their segment: the caller keeps the buckets inside.
  */
@@ -231,10 +230,9 @@ export async function bucketMakings(
     sql`SELECT 'h' AS kind, date_bin(make_interval(secs => ${args.stepSeconds}), ts, TIMESTAMPTZ 'epoch') AS bucket,
                count(*) AS count, sum(value) AS sum, min(value) AS min, max(value) AS max,
                NULL::bigint AS series_id, NULL::bytea AS data
-        FROM (SELECT ts, max(value) AS value FROM telemetry_samples
-              WHERE series_id = ANY(${ids}) AND ts >= ${args.start} AND ts < ${args.end}
-              GROUP BY series_id, ts) AS x
-        WHERE value > '-Infinity' AND value < 'Infinity'
+        FROM telemetry_samples
+        WHERE series_id = ANY(${ids}) AND ts >= ${args.start} AND ts < ${args.end}
+          AND value > '-Infinity' AND value < 'Infinity'
         GROUP BY 2`,
   ];
   const raw = of(0);

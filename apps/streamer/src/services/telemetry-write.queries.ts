@@ -1,4 +1,4 @@
-import { copyIn } from '@gpu-telemetry/db';
+import { copyIn, isPgError } from '@gpu-telemetry/db';
 import type { GpuFields, MetricMetadata } from '@gpu-telemetry/model';
 import type { Pool, PoolClient } from 'pg';
 
@@ -133,10 +133,7 @@ export async function ensureChunks(pool: Pool, times: number[], chunkMs: number)
 /** Drops the chunks that ended at or before `before`, with their samples; returns their starts. */
 export async function dropChunks(pool: Pool, before: Date): Promise<Date[]> {
   const { rows } = await pool.query<{ start: Date }>('SELECT telemetry_drop_chunks($1) AS start', [before]);
-  const starts = rows.map((r) => r.start);
-  if (starts.length > 0)
-    await pool.query('DELETE FROM telemetry_ingested WHERE chunk_start = ANY($1::timestamptz[])', [starts]);
-  return starts;
+  return rows.map((r) => r.start);
 }
 
 /** Deletes the GPUs not seen since `before`. */
@@ -204,50 +201,49 @@ function* copyChunks(samples: HotSample[]): Generator<string> {
   }
 }
 
-/** The hot samples a message brings, and the last chunk it puts them in. */
-export interface HotMessage {
-  id: string;
-  chunkStart: number;
-  samples: HotSample[];
-}
+export type InsertPath = 'copy' | 'dedup';
+const staged = new WeakSet<PoolClient>();
 
 /**
- * Stores the messages' hot samples in one transaction, each message's once: its id goes into
- * telemetry_ingested with its samples, so a redelivered message (its id already there) stores
- * nothing. A writer delivering the same message at the same moment waits on the id and then finds
- * it there. Returns the samples stored and the messages skipped as already stored.
+ * Stores hot samples in one transaction; returns how many were new and which path they took.
+ * Measured here: a plain COPY is the fastest way in, COPY into a temp table then INSERT ... ON
+ * CONFLICT DO NOTHING the fastest idempotent one. Nearly every batch is all new, so it goes in by
+ * plain COPY first; the key (series, time) refuses it whole if any sample is already stored, and
+ * only then does it take the de-duplicating path. A redelivered sample is never stored twice.
  */
 export async function insertHotSamples(
   pool: Pool,
-  messages: HotMessage[],
-): Promise<{ inserted: number; redelivered: number }> {
-  if (messages.length === 0) return { inserted: 0, redelivered: 0 };
+  samples: HotSample[],
+): Promise<{ inserted: number; path: InsertPath }> {
+  if (samples.length === 0) return { inserted: 0, path: 'copy' };
   const client = await pool.connect();
   try {
+    try {
+      // One statement, so its own transaction: all rows or none.
+      return {
+        inserted: await copyIn(client, 'telemetry_samples (series_id, ts, value)', copyChunks(samples)),
+        path: 'copy',
+      };
+    } catch (error) {
+      if (!isPgError(error, '23505')) throw error; // unique_violation
+    }
     await client.query('BEGIN');
     try {
-      const { rows } = await client.query<{ message_id: string }>({
-        name: 'telemetry_ingested_insert',
-        text: `INSERT INTO telemetry_ingested (message_id, chunk_start)
-               SELECT * FROM unnest($1::uuid[], $2::timestamptz[])
-               ORDER BY 1 -- one lock order for every writer: batches sharing messages never deadlock
-               ON CONFLICT DO NOTHING RETURNING message_id`,
-        values: [messages.map((m) => m.id), messages.map((m) => new Date(m.chunkStart))],
-      });
-      const fresh = new Set(rows.map((r) => r.message_id));
-      const samples: HotSample[] = [];
-      let taken = 0;
-      for (const m of messages) {
-        if (!fresh.delete(m.id)) continue; // stored before, or twice in this batch
-        taken++;
-        for (const s of m.samples) samples.push(s);
+      if (!staged.has(client)) {
+        await client.query(
+          `CREATE TEMP TABLE IF NOT EXISTS telemetry_stage
+             (series_id bigint, ts timestamptz, value double precision) ON COMMIT DELETE ROWS`,
+        );
+        staged.add(client);
       }
-      const inserted =
-        samples.length > 0
-          ? await copyIn(client, 'telemetry_samples (series_id, ts, value)', copyChunks(samples))
-          : 0;
+      await copyIn(client, 'telemetry_stage (series_id, ts, value)', copyChunks(samples));
+      const result = await client.query({
+        name: 'telemetry_insert_dedup',
+        text: `INSERT INTO telemetry_samples (series_id, ts, value)
+               SELECT series_id, ts, value FROM telemetry_stage ON CONFLICT DO NOTHING`,
+      });
       await client.query('COMMIT');
-      return { inserted, redelivered: messages.length - taken };
+      return { inserted: result.rowCount ?? 0, path: 'dedup' };
     } catch (error) {
       await client.query('ROLLBACK').catch(() => undefined);
       throw error;
