@@ -9,7 +9,10 @@ export interface DbOptions {
   max?: number;
   /** Shows in pg_stat_activity, so an operator can tell which service holds a connection. */
   applicationName?: string;
-  /** Told when an idle pooled connection dies (Postgres restart, network cut); the pool replaces it. */
+  /**
+   * Told when a pooled connection dies (Postgres restart, network cut): idle, the pool replaces it;
+   * in use, whatever it was running fails.
+   */
   logger?: { warn(details: object, message: string): void };
   pool?: Omit<PoolConfig, 'connectionString' | 'max' | 'application_name'>;
 }
@@ -31,13 +34,18 @@ export function createDb<DB = NoTables>(url: string, options: DbOptions = {}): D
     keepAlive: true,
     ...options.pool,
   });
-  // Without a listener, an idle client's error (e.g. Postgres restarting) crashes the process.
-  pool.on('error', (error) =>
-    options.logger?.warn(
-      { error: error.message, code: (error as { code?: string }).code },
-      'idle database connection lost',
-    ),
-  );
+  // Without a listener, a connection's error (e.g. Postgres restarting) crashes the process: the
+  // pool listens on idle ones, and each connection listens on itself for while it is in use (a
+  // COPY being read when the server goes away reports there, not to the COPY).
+  pool.on('error', () => undefined); // told by the connection's own listener below
+  pool.on('connect', (client) => {
+    client.on('error', (error) =>
+      options.logger?.warn(
+        { error: error.message, code: (error as { code?: string }).code },
+        'database connection lost',
+      ),
+    );
+  });
   const db = new Kysely<DB>({ dialect: new PostgresDialect({ pool }) });
   let closed: Promise<void> | undefined;
   return {
