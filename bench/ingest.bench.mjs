@@ -251,12 +251,12 @@ try {
     const waitFrom = performance.now();
     for (;;) {
       await sleep(1000);
-      const { rows } = await pool.query(`SELECT count(*)::int AS n FROM telemetry_samples`);
-      if (rows[0].n >= expectedPerRound || performance.now() - waitFrom > 4 * INTERVAL_S * 1000) break;
+      if ((await count(pool)) >= expectedPerRound || performance.now() - waitFrom > 4 * INTERVAL_S * 1000)
+        break;
     }
     const ageFirst = histogramBuckets(await metrics(), 'streamer_sample_age_seconds');
     await sleep(((FLEET_ROUNDS - 1) * INTERVAL_S + 4) * 1000);
-    const { rows: fleet } = await pool.query(`SELECT count(*)::int AS n FROM telemetry_samples`);
+    const stored = await count(pool);
     const { rows: series } = await pool.query(`SELECT count(*)::int AS n FROM telemetry_series`);
     // Scrape-to-stored times come from the streamer's own histogram (no per-sample ingest time is stored).
     const ageAfter = histogramBuckets(await metrics(), 'streamer_sample_age_seconds');
@@ -277,9 +277,9 @@ try {
       ],
       [
         [
-          fmt(fleet[0].n),
+          fmt(stored),
           fmt(series[0].n),
-          fmt(fleet[0].n / expectedPerRound, 2),
+          fmt(stored / expectedPerRound, 2),
           ...quantiles(ageBefore, ageAfter),
           ...(FLEET_ROUNDS > 1 ? quantiles(ageFirst, ageAfter) : ['-', '-']),
         ],
