@@ -2,7 +2,7 @@
 // for the real CSV fixture replayed as the collector replays it: as hot rows, compacted into blocks
 // (the streamer's encoding, next to Prometheus' Gorilla/XOR chunks and to plain arrays left to
 // TOAST compression, the same samples each way), and as 1-minute and 1-hour rollups; and how fast
-// chunks compact. Prometheus documents 1-2 bytes per sample.
+// slices compact and a chunk's slices merge. Prometheus documents 1-2 bytes per sample.
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import pg from 'pg';
@@ -10,6 +10,7 @@ import pgCopy from 'pg-copy-streams';
 import { fmt, printTable, require, root, startPostgres } from './lib/harness.mjs';
 
 const { createApp } = require(path.join(root, 'apps/streamer/dist/app.js'));
+const { dropCompactedPartitions } = require(path.join(root, 'apps/streamer/dist/services/compaction.queries.js'));
 const { decodeBlock } = require(path.join(root, 'apps/streamer/dist/codec/block-codec.js'));
 const { encodeGorilla } = require(path.join(root, 'apps/streamer/dist/codec/gorilla-codec.js'));
 const { rollUp, encodeRollup, HOUR_US } = require(path.join(root, 'apps/streamer/dist/codec/rollup.js'));
@@ -24,7 +25,7 @@ const HOSTS = Number(process.env.BENCH_HOSTS ?? 32);
 const INTERVAL_MS = 30_000;
 const HOUR = 3_600_000;
 const CSV = path.join(root, 'fixtures/csv/dcgm_metrics_20250718_134233.csv');
-// An hour that closed two days ago: one chunk (TELEMETRY_CHUNK=1h), in a day that can fold.
+// An hour that closed two days ago: one chunk (TELEMETRY_CHUNK=1h, six 10-minute slices), in a day that can fold.
 const hourStart = Math.floor(Date.now() / 86_400_000) * 86_400_000 - 2 * 86_400_000 + 10 * HOUR;
 
 function message(samples) {
@@ -197,12 +198,22 @@ async function measure(postgres, label, rounds, dayOf) {
 
   await postgres.quiesce();
   process.stderr.write(`${label}: compacting ${samples.toLocaleString()} samples...\n`);
-  const started = performance.now();
+  let started = performance.now();
   const done = await app.compactor.compactDue();
   const seconds = (performance.now() - started) / 1000;
   if (done.samples !== samples) throw new Error(`compacted ${done.samples} of ${samples} samples`);
+  await pool.query('VACUUM ANALYZE telemetry_blocks');
+  const sliceBlocks = await sizeOf(pool, '^telemetry_blocks_\\d');
+  await dropCompactedPartitions(pool);
+  await postgres.quiesce();
+  process.stderr.write(`${label}: merging ${done.chunks} slices...\n`);
+  started = performance.now();
+  if ((await app.compactor.mergeDue()) !== 1) throw new Error('the slices were not merged');
+  const mergeSeconds = (performance.now() - started) / 1000;
   await pool.query('VACUUM ANALYZE telemetry_blocks, telemetry_rollups_1m, telemetry_rollups_1h');
-  const blocks = await sizeOf(pool, '^telemetry_blocks_\\d');
+  // On disk the day's partition also holds the space the slices' blocks left (reused by the next
+  // hour's once vacuumed); the merged blocks themselves are measured in a table of their own below.
+  const blocksOnDisk = await sizeOf(pool, '^telemetry_blocks_\\d');
   const { rows: data } = await pool.query('SELECT sum(length(data))::bigint AS bytes FROM telemetry_blocks');
   const minutes = await sizeOf(pool, '^telemetry_rollups_1m_\\d');
 
@@ -210,9 +221,11 @@ async function measure(postgres, label, rounds, dayOf) {
   const { rows: stored } = await pool.query('SELECT series_id, chunk_start, data FROM telemetry_blocks');
   const gorilla = [];
   const arrays = [];
+  const merged = [];
   for (const row of stored) {
     const block = decodeBlock(row.data);
     const start = row.chunk_start.toISOString();
+    merged.push(`${row.series_id}\t${start}\t${block.times.length}\t\\\\x${row.data.toString('hex')}\n`);
     gorilla.push(
       `${row.series_id}\t${start}\t${block.times.length}\t\\\\x${encodeGorilla(block).toString('hex')}\n`,
     );
@@ -224,6 +237,7 @@ async function measure(postgres, label, rounds, dayOf) {
     );
     arrays.push(`${row.series_id}\t${start}\t{${deltas.join(',')}}\t{${values.join(',')}}\n`);
   }
+  const blocks = await storeAlternative(pool, 'bench_blocks', 'n integer, data bytea', merged);
   const gorillaBytes = await storeAlternative(pool, 'bench_gorilla', 'n integer, data bytea', gorilla);
   await pool.query('ALTER TABLE bench_gorilla ALTER COLUMN data SET STORAGE EXTERNAL').catch(() => undefined);
   const arrayOptions = 'WITH (toast_tuple_target = 128)';
@@ -247,7 +261,9 @@ async function measure(postgres, label, rounds, dayOf) {
     samples,
     series: stored.length,
     hot: hot / samples,
+    sliceBlocks: sliceBlocks / samples,
     blocks: blocks / samples,
+    blocksOnDisk: blocksOnDisk / samples,
     blockData: Number(data[0].bytes) / samples,
     gorilla: gorillaBytes / samples,
     pglz: pglz / samples,
@@ -255,6 +271,7 @@ async function measure(postgres, label, rounds, dayOf) {
     minutes: minutes / samples,
     hours: folded,
     rate: samples / seconds,
+    mergeRate: samples / mergeSeconds,
   };
   await queue.close();
   await pool.end();
@@ -281,7 +298,9 @@ printTable(
     'data',
     'samples',
     'hot rows',
+    '10m slices',
     'blocks',
+    '(on disk)',
     '(block data)',
     'Gorilla/XOR',
     'arrays pglz',
@@ -289,12 +308,15 @@ printTable(
     'rollup 1m',
     'rollup 1h',
     'compaction samples/s',
+    'merge samples/s',
   ],
   results.map((r) => [
     r.label,
     fmt(r.samples),
     fmt(r.hot, 1),
+    fmt(r.sliceBlocks, 2),
     fmt(r.blocks, 2),
+    fmt(r.blocksOnDisk, 2),
     fmt(r.blockData, 2),
     fmt(r.gorilla, 2),
     fmt(r.pglz, 2),
@@ -302,10 +324,14 @@ printTable(
     fmt(r.minutes, 2),
     fmt(r.hours, 3),
     fmt(r.rate),
+    fmt(r.mergeRate),
   ]),
 );
 console.log(
-  '\nblocks, Gorilla/XOR and arrays: one row per series per 1h chunk, same samples, same (series, chunk) index;' +
+  '\n10m slices: one block per series per slice, as compacted before the chunk closes; blocks: merged, one per' +
+    '\nseries per chunk ((on disk): the day partition after the merge, with the space the slices left, which the next' +
+    "\nhour's slices reuse once vacuumed); blocks, Gorilla/XOR and arrays: one row per series per 1h chunk, same" +
+    '\nsamples, same (series, chunk) index;' +
     '\nrollup 1m: one row per series per chunk (60 buckets); rollup 1h: one folded row per series per day (24 buckets,' +
     '\nmade from a day of the same source: 32 GPUs of the simulator, or the whole CSV), per sample summarised;' +
     '\narrays lz4 is n/a where the server was built without lz4.',

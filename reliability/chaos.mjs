@@ -83,7 +83,7 @@ const faults = [
     async run(system) {
       const times = [];
       for (let i = 0; i < 2; i++) {
-        // Chunks are a minute long and compacted 10 s after they close: one is due every minute.
+        // Slices are a minute long and compacted 10 s after they close: one is due every minute.
         await waitFor('a chunk being compacted', () => compacting(system), {
           timeoutMs: 90_000,
           intervalMs: 20,
@@ -203,11 +203,13 @@ async function main() {
         // Three rounds: a queue outage longer than 6 s must drop, and count what it drops.
         COLLECT_BUFFER_SAMPLES: String(samplesPerRound * 3),
       },
-      // One-minute chunks compacted 10 s after they close: every fault also meets compaction.
+      // Two-minute chunks in one-minute slices, each compacted 10 s after it closes, and a chunk's
+      // slices merged once both are: every fault also meets compaction and merging.
       streamer: {
         STREAMER_VISIBILITY: `${VISIBILITY_MS}ms`,
         STREAMER_WAIT: '2s',
-        TELEMETRY_CHUNK: '1m',
+        TELEMETRY_CHUNK: '2m',
+        TELEMETRY_SLICE: '1m',
         TELEMETRY_COMPACT_AFTER: '10s',
       },
     },

@@ -195,8 +195,11 @@ const SERVICES = {
       TELEMETRY_CHUNK: env.duration(
         'Length of a chunk of time (compacted as a whole): whole minutes that divide a day, 1m to 1d.',
       ),
+      TELEMETRY_SLICE: env.duration(
+        "Hot samples are kept in slices of a chunk this long, each compacted once closed; a closed chunk's slices are then merged. Whole minutes that divide TELEMETRY_CHUNK; unset: the longest, up to 10m.",
+      ),
       TELEMETRY_COMPACT_AFTER: env.duration(
-        'Compact a chunk once it has been closed this long (at least 10s).',
+        'Compact a slice once it has been closed this long (at least 10s).',
       ),
       PROMQL_TIMEOUT: env.duration(
         "Longest a PromQL query may run, waiting for its turn included (a query's timeout parameter only shortens it).",

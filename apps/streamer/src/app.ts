@@ -12,7 +12,7 @@ import {
 import type { Express } from 'express';
 import { Kysely, PostgresDialect } from 'kysely';
 import type { Pool } from 'pg';
-import { type StreamerConfig, streamerEnv } from './config';
+import { type StreamerConfig, sliceLength, streamerEnv } from './config';
 import { streamerApi } from './routes/gpus.openapi';
 import { gpusRoutes } from './routes/gpus.routes';
 import { prometheusRoutes } from './routes/prometheus.routes';
@@ -46,6 +46,7 @@ export interface StreamerAppDeps {
       Pick<
         StreamerConfig,
         | 'TELEMETRY_CHUNK'
+        | 'TELEMETRY_SLICE'
         | 'TELEMETRY_COMPACT_AFTER'
         | 'TELEMETRY_RETENTION_1M'
         | 'TELEMETRY_RETENTION_1H'
@@ -82,6 +83,7 @@ export function createApp(deps: StreamerAppDeps): StreamerApp {
   const metrics = createMetrics('streamer');
   const streamerMetrics = createStreamerMetrics(metrics.registry);
   const chunkMs = config.TELEMETRY_CHUNK ?? streamerEnv.shape.TELEMETRY_CHUNK.parse(undefined);
+  const sliceMs = sliceLength(chunkMs, config.TELEMETRY_SLICE);
   const compactAfterMs =
     config.TELEMETRY_COMPACT_AFTER ?? streamerEnv.shape.TELEMETRY_COMPACT_AFTER.parse(undefined);
   const compactor = new ChunkCompactor({
@@ -89,6 +91,7 @@ export function createApp(deps: StreamerAppDeps): StreamerApp {
     logger,
     metrics: streamerMetrics,
     compactAfterMs,
+    chunkMs,
     // While consumers are behind, the chunks the backlog still feeds wait for it.
     backlogAgeMs: () =>
       queue.topic(TELEMETRY_TOPIC).then(
@@ -101,7 +104,7 @@ export function createApp(deps: StreamerAppDeps): StreamerApp {
     logger,
     metrics: streamerMetrics,
     retentionMs: config.TELEMETRY_RETENTION,
-    chunkMs,
+    sliceMs,
     compactor,
   });
   const storage = new StorageService({
@@ -119,6 +122,7 @@ export function createApp(deps: StreamerAppDeps): StreamerApp {
     retention1mMs: config.TELEMETRY_RETENTION_1M ?? streamerEnv.shape.TELEMETRY_RETENTION_1M.parse(undefined),
     retention1hMs: config.TELEMETRY_RETENTION_1H ?? streamerEnv.shape.TELEMETRY_RETENTION_1H.parse(undefined),
     chunkMs,
+    sliceMs,
     intervalMs: config.TELEMETRY_MAINTENANCE_INTERVAL,
     // Look for closed chunks often enough that one waits little past TELEMETRY_COMPACT_AFTER.
     compactEveryMs: Math.min(60_000, Math.max(1_000, compactAfterMs / 2)),

@@ -1,4 +1,4 @@
-import { duration, int, loadConfig, serviceEnv } from '@gpu-telemetry/config';
+import { ConfigError, duration, int, loadConfig, serviceEnv } from '@gpu-telemetry/config';
 import { z } from 'zod';
 
 export const streamerEnv = z.object({
@@ -26,6 +26,15 @@ export const streamerEnv = z.object({
     (ms) => ms % 60_000 === 0 && 86_400_000 % ms === 0,
     'must be whole minutes that divide a day evenly, such as 1m, 2m, 5m, 15m, 1h, 6h or 1d',
   ),
+  /**
+   * Hot samples are kept in slices of a chunk: each slice is compacted into blocks once it has been
+   * closed for TELEMETRY_COMPACT_AFTER, and a closed chunk's slices are then merged into one block
+   * per series. Unset: the longest whole number of minutes, up to 10, that divides the chunk.
+   */
+  TELEMETRY_SLICE: duration('0', { max: '1d' }).refine(
+    (ms) => ms % 60_000 === 0,
+    'must be whole minutes that divide TELEMETRY_CHUNK, such as 1m, 5m or 10m',
+  ),
   /** A chunk is compacted (one block per series) once it has been closed this long. */
   TELEMETRY_COMPACT_AFTER: duration('10m', { min: '10s', max: '7d' }),
   /** Longest a PromQL query may run (its own `timeout` parameter can only shorten it); Prometheus: 2m. */
@@ -47,5 +56,19 @@ export const streamerEnv = z.object({
 export type StreamerConfig = z.output<typeof streamerEnv>;
 
 export function loadStreamerConfig(env: Record<string, string | undefined> = process.env): StreamerConfig {
-  return loadConfig(streamerEnv, env);
+  const config = loadConfig(streamerEnv, env);
+  const slice = config.TELEMETRY_SLICE;
+  if (slice > 0 && (slice > config.TELEMETRY_CHUNK || config.TELEMETRY_CHUNK % slice !== 0))
+    throw new ConfigError([
+      `TELEMETRY_SLICE must divide TELEMETRY_CHUNK (got ${env['TELEMETRY_SLICE']} for a chunk of ${env['TELEMETRY_CHUNK'] ?? '1h'})`,
+    ]);
+  return config;
+}
+
+/** How long a slice of hot samples is (TELEMETRY_SLICE; 0 picks one): a whole number of minutes dividing the chunk. */
+export function sliceLength(chunkMs: number, sliceMs = 0): number {
+  if (sliceMs > 0) return sliceMs;
+  for (let minutes = Math.min(10, Math.floor(chunkMs / 60_000)); minutes > 1; minutes--)
+    if (chunkMs % (minutes * 60_000) === 0) return minutes * 60_000;
+  return Math.min(chunkMs, 60_000);
 }

@@ -9,6 +9,7 @@ import { PromQLEngine, type QueryResult, toPrometheusData, toPrometheusError } f
 import { asService } from '@gpu-telemetry/service-kit/testing';
 import fc from 'fast-check';
 import request from 'supertest';
+import { dropCompactedPartitions } from '../services/compaction.queries';
 import { compactChunks, memorySource, storeSeries } from '../testing/prometheus-data';
 import { metadataMessage } from '../testing/samples';
 import { startStreamerTestApp } from '../testing/streamer-test-app';
@@ -16,8 +17,8 @@ import { startStreamerTestApp } from '../testing/streamer-test-app';
 /**
  * The Prometheus HTTP API over stored telemetry. The compatibility suite's data set (16 GPUs x 20
  * DCGM metrics and a histogram per host, two hours at 15 s, with an outage ended by staleness
- * markers, a removed GPU, a counter reset and a NaN) is stored twice: all hot rows, and compacted
- * (blocks and rollups) but for the last chunk. Every answer must be exactly what the same engine
+ * markers, a removed GPU, a counter reset and a NaN) is stored twice: all hot rows, and as the
+ * compactor leaves it (a chunk merged from its slices, compacted slices, hot slices). Every answer must be exactly what the same engine
  * answers over the same samples held in memory: the stored samples, their order, their staleness
  * markers and their series are what was written, hot or compacted.
  */
@@ -38,8 +39,12 @@ beforeAll(async () => {
   compacted = await startStreamerTestApp({ config });
   await storeSeries({ ingest: hot.ingest, pool: hot.database.pool }, data);
   const chunks = await storeSeries({ ingest: compacted.ingest, pool: compacted.database.pool }, data);
-  expect(chunks.length).toBe(3);
-  await compactChunks(compacted.compactor, chunks.slice(0, 2));
+  // Hourly chunks in 10-minute slices: the first hour's slices compacted and merged, four of the
+  // second hour's compacted (not mergeable while two are hot), the rest hot.
+  expect(chunks.length).toBe(13);
+  await compactChunks(compacted.compactor, chunks.slice(0, 10));
+  await dropCompactedPartitions(compacted.database.pool);
+  expect(await compacted.compactor.mergeDue()).toBe(1);
 }, 120_000);
 
 afterAll(async () => {

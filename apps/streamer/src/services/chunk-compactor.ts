@@ -3,12 +3,14 @@ import type { Pool, PoolClient } from 'pg';
 import { type Block, decodeBlock, encodeBlock } from '../codec/block-codec';
 import { combineRollups, decodeRollup, encodeRollup, HOUR_US, MINUTE_US, rollUp } from '../codec/rollup';
 import {
+  blockSeriesRange,
   blocksBetween,
   blocksForUpdate,
   type ChunkBounds,
   chunksToCompact,
   copySeriesRows,
   daysToFold,
+  deleteSeriesRows,
   ensureChunkDays,
   finishCompaction,
   freezeHotChunk,
@@ -17,10 +19,15 @@ import {
   isDayFolded,
   lockChunk,
   lockRollupDay,
+  lockSlices,
   readHotSamples,
   readRollupDay,
+  readSliceBlocks,
   replaceRollupDay,
+  replaceSlices,
   type SeriesRow,
+  type SliceGroup,
+  slicesToMerge,
   upsertBlocks,
   upsertRollups,
 } from './compaction.queries';
@@ -33,6 +40,11 @@ export interface CompactorDeps {
   /** A chunk is compacted once it has been closed this long (TELEMETRY_COMPACT_AFTER). */
   compactAfterMs: number;
   /**
+   * TELEMETRY_CHUNK. Hot samples are kept in slices of it (TELEMETRY_SLICE), each compacted on its
+   * own; once the whole chunk is closed and compacted, its slices are merged (see mergeDue).
+   */
+  chunkMs?: number;
+  /**
    * Age of the oldest telemetry message not yet consumed (0 when none, or unknown). Chunks that
    * ended after it was published wait: its samples would otherwise all arrive late.
    */
@@ -40,6 +52,17 @@ export interface CompactorDeps {
   now?: () => number;
   /** Series read and written per step of a chunk's compaction, to bound memory. */
   seriesPerStep?: number;
+}
+
+/**
+ * The compacted chunk a late sample was routed to is gone: merged into its closed chunk's row (or
+ * dropped) meanwhile. Nothing was written; the caller looks the chunk up again.
+ */
+export class ChunkMovedError extends Error {
+  constructor(readonly chunkStart: number) {
+    super(`chunk ${new Date(chunkStart).toISOString()} was merged or dropped meanwhile`);
+    this.name = 'ChunkMovedError';
+  }
 }
 
 /** A sample on its way into a compacted chunk. */
@@ -128,7 +151,8 @@ export class ChunkCompactor {
     await ensureChunkDays(pool, chunk.start);
     const result = await this.transaction(async (client) => {
       if (!(await lockChunk(client, chunk.start, false))) return null;
-      if (await isCompacted(client, chunk.start)) return null;
+      // Compacted, or gone (compacted and merged since it was listed): nothing to do.
+      if ((await isCompacted(client, chunk.start)) !== false) return null;
       await freezeHotChunk(client, chunk.start);
       // A chunk made late for a day already folded adds to the day's rows instead of its own.
       await lockRollupDay(client, dayOf(chunk.start));
@@ -188,6 +212,7 @@ export class ChunkCompactor {
     }
     const added = await this.transaction(async (client) => {
       await lockChunk(client, chunkStart, true);
+      if ((await isCompacted(client, chunkStart)) === null) throw new ChunkMovedError(chunkStart);
       const existing = new Map(
         (await blocksForUpdate(client, chunkStart, [...bySeries.keys()])).map((b) => [b.seriesId, b.data]),
       );
@@ -215,6 +240,82 @@ export class ChunkCompactor {
     });
     this.deps.metrics.lateMerged.inc(added);
     return added;
+  }
+
+  /**
+   * Merges the slices of every closed chunk whose slices are all compacted: one block per series
+   * (and its rollups) for the chunk in place of one per slice. Returns how many chunks were merged.
+   */
+  async mergeDue(): Promise<number> {
+    const { chunkMs, compactAfterMs, pool } = this.deps;
+    if (!chunkMs) return 0;
+    const now = (this.deps.now ?? Date.now)();
+    let merged = 0;
+    for (const group of await slicesToMerge(pool, chunkMs, new Date(now - compactAfterMs))) {
+      if (await this.mergeSlices(group)) merged++;
+    }
+    return merged;
+  }
+
+  /**
+   * One transaction: the slices' blocks decoded in (series, time) order and written again as one
+   * block per series, with its 1-minute and (unless the day is folded) 1-hour rollups; the slices'
+   * rows replaced by one. Late samples for a slice wait on its lock, then find it gone and look
+   * again. Null when another streamer has one of the slices or the slices changed.
+   */
+  async mergeSlices(group: SliceGroup): Promise<{ samples: number; blocks: number } | null> {
+    const { pool, metrics, logger } = this.deps;
+    const started = performance.now();
+    await ensureChunkDays(pool, group.start);
+    const result = await this.transaction(async (client) => {
+      for (const start of group.starts) if (!(await lockChunk(client, start, false))) return null;
+      const slices = await lockSlices(client, group);
+      if (!slices) return null;
+      await lockRollupDay(client, dayOf(group.start));
+      const folded = await isDayFolded(client, dayOf(group.start));
+      const stats = { samples: 0, blocks: 0 };
+      const range = await blockSeriesRange(client, group.starts);
+      const step = this.deps.seriesPerStep ?? 20_000;
+      for (let from = range?.[0] ?? 1; range && from <= range[1]; from += step) {
+        const to = from + step - 1;
+        const collector = new SeriesCollector(group.start);
+        await readSliceBlocks(client, group.starts, from, to, (seriesId, data) => {
+          const { times, values } = decodeBlock(data);
+          for (let i = 0; i < times.length; i++)
+            collector.add(seriesId, times[i] as number, values[i] as number);
+        });
+        collector.flush();
+        const { out } = collector;
+        await deleteSeriesRows(client, 'telemetry_blocks', group.starts, from, to);
+        await deleteSeriesRows(client, 'telemetry_rollups_1m', group.starts, from, to);
+        await copySeriesRows(client, 'telemetry_blocks', out.blocks);
+        await copySeriesRows(client, 'telemetry_rollups_1m', out.minutes);
+        // A folded day keeps one row per series for the day, made from its blocks: unchanged.
+        if (!folded) {
+          await deleteSeriesRows(client, 'telemetry_rollups_1h', group.starts, from, to);
+          await copySeriesRows(client, 'telemetry_rollups_1h', out.hours);
+        }
+        stats.samples += out.samples;
+        stats.blocks += out.blocks.length;
+      }
+      await replaceSlices(client, group, { exact: slices.exact, ...stats });
+      return stats;
+    });
+    if (result) {
+      const seconds = (performance.now() - started) / 1000;
+      metrics.slicesMerged.inc(group.starts.length);
+      metrics.mergeDuration.observe(seconds);
+      logger.info(
+        {
+          chunk: new Date(group.start).toISOString(),
+          slices: group.starts.length,
+          ...result,
+          seconds: Math.round(seconds * 1000) / 1000,
+        },
+        'merged slices of a closed chunk',
+      );
+    }
+    return result;
   }
 
   /** Folds the 1-hour rollups of every closed, fully compacted day. */

@@ -47,13 +47,135 @@ export async function lockChunk(client: PoolClient, chunkStart: number, wait: bo
   return rows[0]?.locked ?? false;
 }
 
-/** Whether the chunk has been compacted (as this transaction sees it now). */
-export async function isCompacted(client: PoolClient, chunkStart: number): Promise<boolean> {
+/**
+ * Whether the chunk has been compacted (as this transaction sees it now); null when it is no
+ * longer there (merged into its closed chunk's row, or dropped by retention).
+ */
+export async function isCompacted(client: PoolClient, chunkStart: number): Promise<boolean | null> {
   const { rows } = await client.query<{ done: boolean }>(
     'SELECT compacted_at IS NOT NULL AS done FROM telemetry_chunks WHERE chunk_start = $1',
     [new Date(chunkStart)],
   );
-  return rows[0]?.done ?? false;
+  return rows[0]?.done ?? null;
+}
+
+/** Compacted slices of one closed chunk, to be merged into one row per series. */
+export interface SliceGroup {
+  /** The slices' starts, ms since the epoch, oldest first. */
+  starts: number[];
+  /** From the first slice's start to the last one's end. */
+  start: number;
+  end: number;
+}
+
+/**
+ * Closed chunks (each window of `chunkMs` from the epoch, ended at or before `closedBefore`) holding
+ * more than one slice, every one compacted and its hot partition dropped, oldest first.
+ */
+export async function slicesToMerge(pool: Pool, chunkMs: number, closedBefore: Date): Promise<SliceGroup[]> {
+  const { rows } = await pool.query<{ starts: Date[]; s: Date; e: Date }>(
+    `WITH c AS (
+       SELECT chunk_start, chunk_end, compacted_at,
+              date_bin(make_interval(secs => $1), chunk_start, TIMESTAMPTZ 'epoch') AS w
+       FROM telemetry_chunks)
+     SELECT array_agg(chunk_start ORDER BY chunk_start) AS starts, min(chunk_start) AS s, max(chunk_end) AS e
+     FROM c WHERE chunk_end <= w + make_interval(secs => $1)
+     GROUP BY w
+     HAVING count(*) > 1 AND bool_and(compacted_at IS NOT NULL)
+        AND w + make_interval(secs => $1) <= $2
+        AND bool_and(to_regclass(telemetry_chunk_partition(chunk_start)) IS NULL)
+     ORDER BY w`,
+    [chunkMs / 1000, closedBefore],
+  );
+  return rows.map((r) => ({
+    starts: r.starts.map((d) => d.getTime()),
+    start: r.s.getTime(),
+    end: r.e.getTime(),
+  }));
+}
+
+/**
+ * The slices of [start, end) as this transaction sees them now, locked until commit: what a merge
+ * replaces. Null unless they are exactly `starts`, all compacted.
+ */
+export async function lockSlices(client: PoolClient, group: SliceGroup): Promise<{ exact: boolean } | null> {
+  const { rows } = await client.query<{ chunk_start: Date; done: boolean; exact: boolean }>(
+    `SELECT chunk_start, compacted_at IS NOT NULL AS done, exact_rollups AS exact FROM telemetry_chunks
+     WHERE chunk_start >= $1 AND chunk_end <= $2 ORDER BY chunk_start FOR UPDATE`,
+    [new Date(group.start), new Date(group.end)],
+  );
+  const same =
+    rows.length === group.starts.length &&
+    rows.every((r, i) => r.done && r.chunk_start.getTime() === group.starts[i]);
+  return same ? { exact: rows.every((r) => r.exact) } : null;
+}
+
+const timestamps = (ms: readonly number[]) =>
+  `ARRAY[${ms.map((t) => `'${new Date(t).toISOString()}'`).join(', ')}]::timestamptz[]`;
+
+/** The range of series ids with blocks in these chunks. */
+export async function blockSeriesRange(
+  client: PoolClient,
+  starts: readonly number[],
+): Promise<[number, number] | null> {
+  const { rows } = await client.query<{ lo: string | null; hi: string | null }>(
+    `SELECT min(series_id) AS lo, max(series_id) AS hi FROM telemetry_blocks WHERE chunk_start = ANY(${timestamps(starts)})`,
+  );
+  const { lo, hi } = rows[0] ?? { lo: null, hi: null };
+  return lo === null || hi === null ? null : [Number(lo), Number(hi)];
+}
+
+/**
+ * Streams the blocks of series [fromId, toId] in these chunks, in (series, chunk) order, by binary
+ * COPY; `data` is only valid during the call.
+ */
+export async function readSliceBlocks(
+  client: PoolClient,
+  starts: readonly number[],
+  fromId: number,
+  toId: number,
+  each: (seriesId: number, data: Buffer) => void,
+): Promise<number> {
+  return readBinaryCopy(
+    client,
+    `COPY (SELECT series_id, data FROM telemetry_blocks
+           WHERE chunk_start = ANY(${timestamps(starts)})
+             AND series_id BETWEEN ${Math.trunc(fromId)} AND ${Math.trunc(toId)}
+           ORDER BY series_id, chunk_start) TO STDOUT (FORMAT binary)`,
+    (buf, fields) => {
+      const at = fields[2] as number;
+      each(Number(buf.readBigInt64BE(fields[0] as number)), buf.subarray(at, at + (fields[3] as number)));
+    },
+  );
+}
+
+/** Deletes the rows of series [fromId, toId] that start at one of `starts` from a table of rows per series. */
+export async function deleteSeriesRows(
+  client: PoolClient,
+  table: SeriesTable,
+  starts: readonly number[],
+  fromId: number,
+  toId: number,
+): Promise<void> {
+  const column = table === 'telemetry_blocks' ? 'chunk_start' : 'start';
+  await client.query(
+    `DELETE FROM ${table} WHERE ${column} = ANY(${timestamps(starts)}) AND series_id BETWEEN $1 AND $2`,
+    [fromId, toId],
+  );
+}
+
+/** Puts one compacted row for [start, end) in place of the merged slices'. */
+export async function replaceSlices(
+  client: PoolClient,
+  group: SliceGroup,
+  merged: { exact: boolean; samples: number; blocks: number },
+): Promise<void> {
+  await client.query(`DELETE FROM telemetry_chunks WHERE chunk_start = ANY(${timestamps(group.starts)})`);
+  await client.query(
+    `INSERT INTO telemetry_chunks (chunk_start, chunk_end, compacted_at, exact_rollups, samples, blocks)
+     VALUES ($1, $2, now(), $3, $4, $5)`,
+    [new Date(group.start), new Date(group.end), merged.exact, merged.samples, merged.blocks],
+  );
 }
 
 /**

@@ -27,7 +27,7 @@ import type { HandleResult } from '@gpu-telemetry/queue-client';
 import { getTracer, type Logger, withSpan } from '@gpu-telemetry/service-kit';
 import type { Pool } from 'pg';
 import type { StreamerMetrics } from './streamer.metrics';
-import type { ChunkCompactor, LateSample } from './chunk-compactor';
+import { type ChunkCompactor, ChunkMovedError, type LateSample } from './chunk-compactor';
 import { microsOf } from './sample-time';
 import { SeriesCache } from './series-cache';
 import {
@@ -50,8 +50,8 @@ export interface IngestDeps {
   metrics: StreamerMetrics;
   /** Samples older than this are refused (they would be dropped by retention anyway); 0: no limit. */
   retentionMs: number;
-  /** Length of a chunk of time (TELEMETRY_CHUNK). */
-  chunkMs: number;
+  /** Length of a slice of a chunk (TELEMETRY_SLICE, see sliceLength): hot samples are partitioned by it. */
+  sliceMs: number;
   /** Merges samples that arrive for chunks already compacted. */
   compactor: ChunkCompactor;
   now?: () => number;
@@ -122,7 +122,7 @@ function scrapedSeries(group: SampleGroup, metricName: string): ScrapedSeries {
  * a redelivered message stores nothing twice.
  */
 export class IngestService {
-  /** Chunks known to exist, by chunk number (time / chunkMs). */
+  /** Chunks known to exist, by slice number (time / sliceMs): a merged chunk under each of its slices'. */
   private readonly knownChunks = new Map<number, Chunk>();
   private readonly series: SeriesCache;
   /**
@@ -456,12 +456,12 @@ export class IngestService {
 
   /** The chunk holding every time (created with its partition where missing). */
   private async chunksOf(times: number[]): Promise<Chunk[]> {
-    const { chunkMs } = this.deps;
+    const { sliceMs } = this.deps;
     const found: Chunk[] = new Array(times.length);
     const missing: number[] = [];
     const place = (i: number): boolean => {
       const at = times[i] as number;
-      const chunk = this.knownChunks.get(Math.floor(at / chunkMs));
+      const chunk = this.knownChunks.get(Math.floor(at / sliceMs));
       if (!chunk || at < chunk.start || at >= chunk.end) return false;
       found[i] = chunk;
       return true;
@@ -469,14 +469,15 @@ export class IngestService {
     for (let i = 0; i < times.length; i++) if (!place(i)) missing.push(i);
     for (let round = 0; missing.length > 0; round++) {
       if (round === 3) throw new Error('could not find or make the chunks of a batch');
-      // One time per chunk number; a chunk cut short by a neighbour takes another round.
+      // One time per slice number; a slice cut short by a neighbour takes another round.
       const byNumber = new Map<number, number>();
       for (const i of missing) {
         const at = times[i] as number;
-        if (!byNumber.has(Math.floor(at / chunkMs))) byNumber.set(Math.floor(at / chunkMs), at);
+        if (!byNumber.has(Math.floor(at / sliceMs))) byNumber.set(Math.floor(at / sliceMs), at);
       }
-      for (const chunk of await ensureChunks(this.deps.pool, [...byNumber.values()], chunkMs)) {
-        this.knownChunks.set(Math.floor(chunk.start / chunkMs), chunk);
+      for (const chunk of await ensureChunks(this.deps.pool, [...byNumber.values()], sliceMs)) {
+        const last = Math.floor((chunk.end - 1) / sliceMs);
+        for (let n = Math.floor(chunk.start / sliceMs); n <= last; n++) this.knownChunks.set(n, chunk);
       }
       const left = missing.filter((i) => !place(i));
       missing.length = 0;
@@ -509,24 +510,26 @@ export class IngestService {
     if (samples.length === 0) return { inserted: 0, values: 0, stale };
     const micros = samples.map((s) => s.us);
     const routeTimes = micros.map((us) => Math.floor(us / 1000));
+    // Indexes of the samples not stored yet: hot ones go in one COPY, late ones chunk by chunk.
+    let pending = samples.map((_, i) => i);
+    let inserted = 0;
     for (let attempt = 1; ; attempt++) {
-      const chunks = await this.chunksOf(routeTimes);
+      const chunks = await this.chunksOf(pending.map((i) => routeTimes[i] as number));
       const hot: HotSample[] = [];
-      const late = new Map<number, LateSample[]>();
-      for (let i = 0; i < samples.length; i++) {
+      const late = new Map<number, { indexes: number[]; samples: LateSample[] }>();
+      pending.forEach((i, k) => {
         const s = samples[i] as Incoming;
-        const chunk = chunks[i] as Chunk;
+        const chunk = chunks[k] as Chunk;
         const value = s.value as number;
         if (!chunk.compacted) {
           hot.push({ seriesId: sampleIds[i] as number, timestamp: s.timestamp, value });
-          continue;
+          return;
         }
-        const list = late.get(chunk.start);
-        const sample = { seriesId: sampleIds[i] as number, us: micros[i] as number, value };
-        if (list) list.push(sample);
-        else late.set(chunk.start, [sample]);
-      }
-      let inserted = 0;
+        let list = late.get(chunk.start);
+        if (!list) late.set(chunk.start, (list = { indexes: [], samples: [] }));
+        list.indexes.push(i);
+        list.samples.push({ seriesId: sampleIds[i] as number, us: micros[i] as number, value });
+      });
       try {
         if (hot.length > 0) {
           const stored = await insertHotSamples(this.deps.pool, hot);
@@ -539,9 +542,18 @@ export class IngestService {
         this.forgetChunks();
         continue;
       }
-      for (const [chunkStart, list] of late)
-        inserted += await this.deps.compactor.mergeLate(chunkStart, list);
-      return { inserted, values: samples.length, stale };
+      pending = [];
+      for (const [chunkStart, list] of late) {
+        try {
+          inserted += await this.deps.compactor.mergeLate(chunkStart, list.samples);
+        } catch (error) {
+          // The chunk's slices were merged meanwhile: nothing of this list was written.
+          if (!(error instanceof ChunkMovedError) || attempt === 3) throw error;
+          pending.push(...list.indexes);
+        }
+      }
+      if (pending.length === 0) return { inserted, values: samples.length, stale };
+      this.forgetChunks();
     }
   }
 

@@ -3,6 +3,7 @@ import request from 'supertest';
 import { message, sample } from '../testing/samples';
 import { startStreamerTestApp } from '../testing/streamer-test-app';
 import { segments } from './telemetry-query.service';
+import { dropCompactedPartitions } from './compaction.queries';
 
 /**
  * Aggregates answered from 1-minute and 1-hour rollups, once chunks compact and days fold, are
@@ -119,11 +120,22 @@ describe('aggregates from rollups', () => {
     await checkAll();
   });
 
-  it('match them once the chunks are compacted (1m and 1h rollups, one row per series and chunk)', async () => {
-    expect((await streamer.compactor.compactDue()).chunks).toBe(12);
+  it('match them once the slices are compacted (1m and 1h rollups, one row per series and slice)', async () => {
+    // 15-minute chunks in 5-minute slices.
+    expect((await streamer.compactor.compactDue()).chunks).toBe(36);
     expect(await rows('telemetry_samples')).toBe(0);
+    expect(await rows('telemetry_rollups_1m')).toBe(36);
+    expect(await rows('telemetry_rollups_1h')).toBe(36);
+    await checkAll();
+  });
+
+  it('match them once the slices are merged (one row per series and chunk)', async () => {
+    await dropCompactedPartitions(streamer.database.pool);
+    expect(await streamer.compactor.mergeDue()).toBe(12);
+    expect(await rows('telemetry_blocks')).toBe(12);
     expect(await rows('telemetry_rollups_1m')).toBe(12);
     expect(await rows('telemetry_rollups_1h')).toBe(12);
+    expect(await streamer.compactor.mergeDue()).toBe(0);
     await checkAll();
   });
 

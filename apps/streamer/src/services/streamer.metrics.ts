@@ -80,6 +80,17 @@ export function createStreamerMetrics(registry: Registry) {
       buckets: [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300],
       registers,
     }),
+    slicesMerged: new Counter({
+      name: 'streamer_slices_merged_total',
+      help: "Compacted slices of a closed chunk merged into the chunk's one block per series.",
+      registers,
+    }),
+    mergeDuration: new Histogram({
+      name: 'streamer_slice_merge_duration_seconds',
+      help: "Time to merge one closed chunk's slices.",
+      buckets: [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300],
+      registers,
+    }),
     lateMerged: new Counter({
       name: 'streamer_late_samples_merged_total',
       help: 'Samples that arrived after their chunk was compacted, merged into its blocks.',

@@ -24,6 +24,8 @@ export interface MaintainerDeps {
   retention1mMs?: number;
   retention1hMs?: number;
   chunkMs: number;
+  /** TELEMETRY_SLICE as worked out (sliceLength): hot partitions are made this long; default the chunk. */
+  sliceMs?: number;
   /** How often chunks are made ahead and expired ones dropped. */
   intervalMs: number;
   /** How often closed chunks are looked for and compacted. */
@@ -89,9 +91,9 @@ export class TelemetryMaintainer {
   }
 
   async maintain(): Promise<{ dropped: Date[]; seriesDeleted: number }> {
-    const { pool, chunkMs, retentionMs } = this.deps;
+    const { pool, chunkMs, sliceMs = chunkMs, retentionMs } = this.deps;
     const now = (this.deps.now ?? Date.now)();
-    await ensureChunks(pool, [now, now + chunkMs], chunkMs);
+    await ensureChunks(pool, [now, now + sliceMs], sliceMs);
     let dropped: Date[] = [];
     if (retentionMs > 0) {
       const before = new Date(now - retentionMs);
@@ -132,17 +134,23 @@ export class TelemetryMaintainer {
     return { dropped, seriesDeleted };
   }
 
-  async compact(): Promise<{ chunks: number; samples: number; folded: number }> {
+  async compact(): Promise<{ chunks: number; samples: number; merged: number; folded: number }> {
     const done = await this.deps.compactor.compactDue();
     if (done.chunks > 0) this.deps.onDropped?.();
     await dropCompactedPartitions(this.deps.pool);
+    // Slices merge once their hot partitions are dropped (a partition is found by its slice's row).
+    const merged = await this.deps.compactor.mergeDue();
+    if (merged > 0) this.deps.onDropped?.();
     const folded = await this.deps.compactor.foldDue();
     const now = (this.deps.now ?? Date.now)();
-    if (this.deps.storage && (done.chunks > 0 || folded > 0 || now - this.measuredAt >= 60_000)) {
+    if (
+      this.deps.storage &&
+      (done.chunks > 0 || merged > 0 || folded > 0 || now - this.measuredAt >= 60_000)
+    ) {
       this.measuredAt = now;
       await this.deps.storage.report();
     }
-    return { ...done, folded };
+    return { ...done, merged, folded };
   }
 
   start(): void {
