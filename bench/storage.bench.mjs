@@ -10,7 +10,9 @@ import pgCopy from 'pg-copy-streams';
 import { fmt, printTable, require, root, startPostgres } from './lib/harness.mjs';
 
 const { createApp } = require(path.join(root, 'apps/streamer/dist/app.js'));
-const { dropCompactedPartitions } = require(path.join(root, 'apps/streamer/dist/services/compaction.queries.js'));
+const { dropCompactedPartitions } = require(
+  path.join(root, 'apps/streamer/dist/services/compaction.queries.js'),
+);
 const { decodeBlock } = require(path.join(root, 'apps/streamer/dist/codec/block-codec.js'));
 const { encodeGorilla } = require(path.join(root, 'apps/streamer/dist/codec/gorilla-codec.js'));
 const { rollUp, encodeRollup, HOUR_US } = require(path.join(root, 'apps/streamer/dist/codec/rollup.js'));
@@ -183,6 +185,7 @@ async function measure(postgres, label, rounds, dayOf) {
       TELEMETRY_RETENTION: 0,
       TELEMETRY_MAINTENANCE_INTERVAL: HOUR,
       TELEMETRY_CHUNK: HOUR,
+      TELEMETRY_SLICE: 10 * 60_000,
       TELEMETRY_COMPACT_AFTER: 10_000,
       SERVICE_TOKEN: 'x'.repeat(32),
     },
@@ -215,7 +218,14 @@ async function measure(postgres, label, rounds, dayOf) {
   // hour's once vacuumed); the merged blocks themselves are measured in a table of their own below.
   const blocksOnDisk = await sizeOf(pool, '^telemetry_blocks_\\d');
   const { rows: data } = await pool.query('SELECT sum(length(data))::bigint AS bytes FROM telemetry_blocks');
-  const minutes = await sizeOf(pool, '^telemetry_rollups_1m_\\d');
+  const minutesOnDisk = await sizeOf(pool, '^telemetry_rollups_1m_\\d');
+  const { rows: minuteRows } = await pool.query('SELECT series_id, start, data FROM telemetry_rollups_1m');
+  const minutes = await storeAlternative(
+    pool,
+    'bench_rollups_1m',
+    'data bytea',
+    minuteRows.map((r) => `${r.series_id}\t${r.start.toISOString()}\t\\\\x${r.data.toString('hex')}\n`),
+  );
 
   // The same samples in the other encodings, a row per series per chunk as well.
   const { rows: stored } = await pool.query('SELECT series_id, chunk_start, data FROM telemetry_blocks');
@@ -269,6 +279,7 @@ async function measure(postgres, label, rounds, dayOf) {
     pglz: pglz / samples,
     lz4: lz4 === null ? null : lz4 / samples,
     minutes: minutes / samples,
+    minutesOnDisk: minutesOnDisk / samples,
     hours: folded,
     rate: samples / seconds,
     mergeRate: samples / mergeSeconds,
@@ -306,6 +317,7 @@ printTable(
     'arrays pglz',
     'arrays lz4',
     'rollup 1m',
+    '(1m on disk)',
     'rollup 1h',
     'compaction samples/s',
     'merge samples/s',
@@ -322,6 +334,7 @@ printTable(
     fmt(r.pglz, 2),
     r.lz4 === null ? 'n/a' : fmt(r.lz4, 2),
     fmt(r.minutes, 2),
+    fmt(r.minutesOnDisk, 2),
     fmt(r.hours, 3),
     fmt(r.rate),
     fmt(r.mergeRate),
@@ -332,7 +345,7 @@ console.log(
     '\nseries per chunk ((on disk): the day partition after the merge, with the space the slices left, which the next' +
     "\nhour's slices reuse once vacuumed); blocks, Gorilla/XOR and arrays: one row per series per 1h chunk, same" +
     '\nsamples, same (series, chunk) index;' +
-    '\nrollup 1m: one row per series per chunk (60 buckets); rollup 1h: one folded row per series per day (24 buckets,' +
+    '\nrollup 1m: one row per series per chunk (60 buckets; (1m on disk) as blocks (on disk)); rollup 1h: one folded row per series per day (24 buckets,' +
     '\nmade from a day of the same source: 32 GPUs of the simulator, or the whole CSV), per sample summarised;' +
     '\narrays lz4 is n/a where the server was built without lz4.',
 );

@@ -196,7 +196,7 @@ const SERVICES = {
         'Length of a chunk of time (compacted as a whole): whole minutes that divide a day, 1m to 1d.',
       ),
       TELEMETRY_SLICE: env.duration(
-        "Hot samples are kept in slices of a chunk this long, each compacted once closed; a closed chunk's slices are then merged. Whole minutes that divide TELEMETRY_CHUNK; unset: the longest, up to 10m.",
+        "Keep hot samples in slices of a chunk this long, each compacted once closed, a closed chunk's slices then merged. Whole minutes that divide TELEMETRY_CHUNK; unset: the whole chunk.",
       ),
       TELEMETRY_COMPACT_AFTER: env.duration(
         'Compact a slice once it has been closed this long (at least 10s).',

@@ -27,9 +27,9 @@ export const streamerEnv = z.object({
     'must be whole minutes that divide a day evenly, such as 1m, 2m, 5m, 15m, 1h, 6h or 1d',
   ),
   /**
-   * Hot samples are kept in slices of a chunk: each slice is compacted into blocks once it has been
-   * closed for TELEMETRY_COMPACT_AFTER, and a closed chunk's slices are then merged into one block
-   * per series. Unset: the longest whole number of minutes, up to 10, that divides the chunk.
+   * Hot samples can be kept in slices of a chunk: each slice is compacted into blocks once it has
+   * been closed for TELEMETRY_COMPACT_AFTER, and a closed chunk's slices are then merged into one
+   * block per series. Unset: one slice, the whole chunk.
    */
   TELEMETRY_SLICE: duration('0', { max: '1d' }).refine(
     (ms) => ms % 60_000 === 0,
@@ -65,10 +65,7 @@ export function loadStreamerConfig(env: Record<string, string | undefined> = pro
   return config;
 }
 
-/** How long a slice of hot samples is (TELEMETRY_SLICE; 0 picks one): a whole number of minutes dividing the chunk. */
+/** How long a slice of hot samples is (TELEMETRY_SLICE; 0: the whole chunk). */
 export function sliceLength(chunkMs: number, sliceMs = 0): number {
-  if (sliceMs > 0) return sliceMs;
-  for (let minutes = Math.min(10, Math.floor(chunkMs / 60_000)); minutes > 1; minutes--)
-    if (chunkMs % (minutes * 60_000) === 0) return minutes * 60_000;
-  return Math.min(chunkMs, 60_000);
+  return sliceMs > 0 ? sliceMs : chunkMs;
 }

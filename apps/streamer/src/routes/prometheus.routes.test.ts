@@ -26,7 +26,7 @@ type TestApp = Awaited<ReturnType<typeof startStreamerTestApp>>;
 const HOUR = 3_600_000;
 const MINUTE = 60_000;
 const API = '/v1/prometheus/api/v1';
-const config = { TELEMETRY_RETENTION: 0, TELEMETRY_CHUNK: HOUR };
+const config = { TELEMETRY_RETENTION: 0, TELEMETRY_CHUNK: HOUR, TELEMETRY_SLICE: 10 * MINUTE };
 let data: DatasetSeries[];
 let hot: TestApp;
 let compacted: TestApp;

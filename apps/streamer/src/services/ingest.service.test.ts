@@ -286,11 +286,10 @@ describe('IngestService.handle', () => {
     ]);
   });
 
-  it('creates the slice of a chunk a sample needs on demand, with its partition', async () => {
+  it('creates the chunk a sample needs on demand, with its partition', async () => {
     const when = new Date(Date.now() - 5 * 86_400_000);
-    const sliceStart = Math.floor(when.getTime() / 600_000) * 600_000; // hourly chunks in 10-minute slices
-    const minute = new Date(sliceStart).toISOString().slice(0, 16);
-    const name = `telemetry_samples_${minute.slice(0, 10).replaceAll('-', '')}_${minute.slice(11, 13)}${minute.slice(14, 16)}00`;
+    const hour = when.toISOString().slice(0, 13);
+    const name = `telemetry_samples_${hour.slice(0, 10).replaceAll('-', '')}_${hour.slice(11, 13)}0000`;
     await streamer.ingest.handle([
       message([sample({ gpuId: 'GPU-ingest-4', timestamp: when.toISOString() })]),
     ]);
@@ -303,7 +302,10 @@ describe('IngestService.handle', () => {
       [when],
     );
     expect(chunks).toEqual([
-      { chunk_start: new Date(sliceStart), chunk_end: new Date(sliceStart + 600_000) },
+      {
+        chunk_start: new Date(`${hour}:00:00Z`),
+        chunk_end: new Date(Date.parse(`${hour}:00:00Z`) + 3_600_000),
+      },
     ]);
     expect(await rows('GPU-ingest-4')).toHaveLength(1);
   });
@@ -342,7 +344,7 @@ describe('retention', () => {
       });
       const { dropped } = await maintainer.maintain();
       expect(dropped).toHaveLength(2);
-      expect(dropped[0]).toEqual(new Date(Math.floor(old.getTime() / 600_000) * 600_000));
+      expect(dropped[0]).toEqual(new Date(Math.floor(old.getTime() / 3_600_000) * 3_600_000));
       // Samples of 8 days ago are gone, but the GPU's rollups are kept 10 days: it stays listed.
       const gpus = await request(asService(local.app)).get('/v1/gpus').expect(200);
       expect(gpus.body.gpus.map((g: { id: string }) => g.id)).toEqual(['GPU-new', 'GPU-rolled']);
@@ -406,7 +408,7 @@ describe('retention', () => {
         logger: createLogger('streamer', 'silent'),
         metrics: app.streamerMetrics,
         retentionMs: 0,
-        sliceMs: 600_000, // the test app's: hourly chunks in 10-minute slices
+        sliceMs: 3_600_000, // the test app's: hourly chunks, one slice each
         compactor: app.compactor,
       });
 
@@ -419,7 +421,7 @@ describe('retention', () => {
           logger: createLogger('streamer', 'silent'),
           metrics: local.streamerMetrics,
           retentionMs: 0,
-          sliceMs: 600_000, // the test app's: hourly chunks in 10-minute slices
+          sliceMs: 3_600_000, // the test app's: hourly chunks, one slice each
           compactor: local.compactor,
           now: () => now,
         });

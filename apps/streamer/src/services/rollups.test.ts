@@ -27,7 +27,12 @@ function valueAt(k: number): number {
 
 beforeAll(async () => {
   streamer = await startStreamerTestApp({
-    config: { TELEMETRY_RETENTION: 0, TELEMETRY_CHUNK: 15 * 60_000, TELEMETRY_COMPACT_AFTER: 10_000 },
+    config: {
+      TELEMETRY_RETENTION: 0,
+      TELEMETRY_CHUNK: 15 * 60_000,
+      TELEMETRY_SLICE: 5 * 60_000,
+      TELEMETRY_COMPACT_AFTER: 10_000,
+    },
   });
   const samples = [];
   for (let k = 0; k < 360; k++) {
@@ -163,6 +168,7 @@ describe('aggregates from rollups', () => {
         TELEMETRY_RETENTION_1M: 86_400_000,
         TELEMETRY_RETENTION_1H: 0,
         TELEMETRY_CHUNK: 15 * 60_000,
+        TELEMETRY_SLICE: 5 * 60_000,
         TELEMETRY_COMPACT_AFTER: 10_000,
       },
     });

@@ -20,7 +20,12 @@ const base = Math.floor(Date.now() / HOUR) * HOUR - 3 * HOUR;
 const at = (s: number) => new Date(base + s * 1000).toISOString();
 const GPUS = ['GPU-slice-0', 'GPU-slice-1'];
 const METRICS = ['DCGM_FI_DEV_GPU_UTIL', 'DCGM_FI_DEV_POWER_USAGE'];
-const config = { TELEMETRY_RETENTION: 0, TELEMETRY_CHUNK: HOUR, TELEMETRY_COMPACT_AFTER: 10_000 };
+const config = {
+  TELEMETRY_RETENTION: 0,
+  TELEMETRY_CHUNK: HOUR,
+  TELEMETRY_SLICE: 10 * MINUTE,
+  TELEMETRY_COMPACT_AFTER: 10_000,
+};
 
 function scrapes(fromS: number, toS: number) {
   const samples = [];
@@ -230,15 +235,10 @@ describe('a streamer that looked before the merge', () => {
 });
 
 describe('TELEMETRY_SLICE', () => {
-  it('defaults to the longest whole number of minutes, up to 10, that divides the chunk', () => {
-    expect(sliceLength(HOUR)).toBe(10 * MINUTE);
-    expect(sliceLength(15 * MINUTE)).toBe(5 * MINUTE);
-    expect(sliceLength(45 * MINUTE)).toBe(9 * MINUTE);
-    expect(sliceLength(7 * MINUTE)).toBe(7 * MINUTE);
+  it('defaults to the whole chunk', () => {
+    expect(sliceLength(HOUR)).toBe(HOUR);
     expect(sliceLength(2 * MINUTE)).toBe(2 * MINUTE);
-    expect(sliceLength(MINUTE)).toBe(MINUTE);
-    expect(sliceLength(24 * HOUR)).toBe(10 * MINUTE);
-    expect(sliceLength(HOUR, 30 * MINUTE)).toBe(30 * MINUTE);
+    expect(sliceLength(HOUR, 10 * MINUTE)).toBe(10 * MINUTE);
   });
 
   it('must divide the chunk, in whole minutes', () => {

@@ -54,8 +54,7 @@ export async function startStreamerTestApp(
 }
 
 /**
- * A maintainer of a test app's database with the retentions a test sets (ms), hourly chunks in
- * 10-minute slices (the test app's), and
+ * A maintainer of a test app's database with the retentions a test sets (ms), hourly chunks, and
  * the app's compactor and metrics.
  */
 export function maintainerWith(
@@ -68,7 +67,6 @@ export function maintainerWith(
     metrics: app.streamerMetrics,
     compactor: app.compactor,
     chunkMs: 3_600_000,
-    sliceMs: 600_000,
     intervalMs: 3_600_000,
     compactEveryMs: 60_000,
     ...retentions,
