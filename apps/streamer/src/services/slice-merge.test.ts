@@ -180,42 +180,48 @@ describe('slices of a chunk', () => {
   });
 });
 
+/**
+ * A streamer of its own holding a sample every 5 minutes of the hour in compacted slices, with
+ * partitions dropped; `ingestAt` sends one sample, `values` reads the stored ones back.
+ */
+async function compactedHour(gpuId: string) {
+  const local = await startStreamerTestApp({ config });
+  const ingestAt = (s: number, value: number) =>
+    local.ingest.handle([message([sample({ gpuId, timestamp: at(s), value })])]);
+  for (let s = 0; s < 3600; s += 300) await ingestAt(s, s);
+  await local.compactor.compactDue();
+  await dropCompactedPartitions(local.database.pool);
+  const values = async (toS: number) => {
+    const res = await request(asService(local.app))
+      .get(`/v1/gpus/${gpuId}/telemetry`)
+      .query({ start_time: at(0), end_time: at(toS) })
+      .expect(200);
+    return res.body.samples.map((s: { value: number }) => s.value);
+  };
+  return { local, ingestAt, values };
+}
+
 describe('a streamer that looked before the merge', () => {
   it('finds the slice it knew gone, looks again and stores the sample once', async () => {
-    const local = await startStreamerTestApp({ config });
+    // The ingest knows each slice as hot. Another streamer compacted them all, and merges them...
+    const { local, ingestAt, values } = await compactedHour('GPU-slice-stale');
     try {
-      const gpuId = 'GPU-slice-stale';
-      const ingestAt = (s: number, value: number) =>
-        local.ingest.handle([message([sample({ gpuId, timestamp: at(s), value })])]);
-      for (let s = 0; s < 3600; s += 300) await ingestAt(s, s);
-      // The ingest knows each slice as hot. Another streamer compacts and merges them all...
-      await local.compactor.compactDue();
-      await dropCompactedPartitions(local.database.pool);
       expect(await local.compactor.mergeDue()).toBe(1);
       // ...and this one writes to a slice it still thinks hot: the COPY finds no partition, it
       // looks again and merges the sample into the chunk's block; then once more, knowing better.
       await ingestAt(630, 1);
       await ingestAt(660, 2);
-      const res = await request(asService(local.app))
-        .get(`/v1/gpus/${gpuId}/telemetry`)
-        .query({ start_time: at(0), end_time: at(3600) })
-        .expect(200);
-      const values = res.body.samples.map((s: { value: number }) => s.value);
-      expect(values).toEqual([0, 300, 600, 1, 2, 900, 1200, 1500, 1800, 2100, 2400, 2700, 3000, 3300]);
+      expect(await values(3600)).toEqual([
+        0, 300, 600, 1, 2, 900, 1200, 1500, 1800, 2100, 2400, 2700, 3000, 3300,
+      ]);
     } finally {
       await local.close();
     }
   });
 
   it('with a compacted slice in mind, is told it moved and stores the sample once', async () => {
-    const local = await startStreamerTestApp({ config });
+    const { local, ingestAt, values } = await compactedHour('GPU-slice-moved');
     try {
-      const gpuId = 'GPU-slice-moved';
-      const ingestAt = (s: number, value: number) =>
-        local.ingest.handle([message([sample({ gpuId, timestamp: at(s), value })])]);
-      for (let s = 0; s < 3600; s += 300) await ingestAt(s, s);
-      await local.compactor.compactDue();
-      await dropCompactedPartitions(local.database.pool);
       // The ingest learns the second slice compacted (a late sample merged into its block)...
       local.ingest.forgetChunks();
       await ingestAt(610, 1);
@@ -223,11 +229,7 @@ describe('a streamer that looked before the merge', () => {
       expect(await local.compactor.mergeDue()).toBe(1);
       await ingestAt(620, 2);
       await ingestAt(620, 2);
-      const res = await request(asService(local.app))
-        .get(`/v1/gpus/${gpuId}/telemetry`)
-        .query({ start_time: at(0), end_time: at(1200) })
-        .expect(200);
-      expect(res.body.samples.map((s: { value: number }) => s.value)).toEqual([0, 300, 600, 1, 2, 900]);
+      expect(await values(1200)).toEqual([0, 300, 600, 1, 2, 900]);
     } finally {
       await local.close();
     }
