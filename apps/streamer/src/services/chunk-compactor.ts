@@ -157,28 +157,22 @@ export class ChunkCompactor {
       // A chunk made late for a day already folded adds to the day's rows instead of its own.
       await lockRollupDay(client, dayOf(chunk.start));
       const folded = await isDayFolded(client, dayOf(chunk.start));
-      const stats = { samples: 0, blocks: 0 };
-      const range = await hotSeriesRange(client, chunk.start);
-      const step = this.deps.seriesPerStep ?? 20_000;
-      for (let from = range?.[0] ?? 1; range && from <= range[1]; from += step) {
-        const collector = new SeriesCollector(chunk.start);
-        await readHotSamples(client, chunk.start, from, from + step - 1, (id, us, value) =>
-          collector.add(id, us, value),
-        );
-        collector.flush();
-        const { out } = collector;
-        await copySeriesRows(client, 'telemetry_blocks', out.blocks);
-        await copySeriesRows(client, 'telemetry_rollups_1m', out.minutes);
-        if (folded)
-          await this.refoldHours(
-            client,
-            dayOf(chunk.start),
-            out.blocks.map((b) => b.seriesId),
-          );
-        else await copySeriesRows(client, 'telemetry_rollups_1h', out.hours);
-        stats.samples += out.samples;
-        stats.blocks += out.blocks.length;
-      }
+      const stats = await this.rewriteSeries(
+        await hotSeriesRange(client, chunk.start),
+        chunk.start,
+        (from, to, add) => readHotSamples(client, chunk.start, from, to, add),
+        async (out) => {
+          await copySeriesRows(client, 'telemetry_blocks', out.blocks);
+          await copySeriesRows(client, 'telemetry_rollups_1m', out.minutes);
+          if (folded)
+            await this.refoldHours(
+              client,
+              dayOf(chunk.start),
+              out.blocks.map((b) => b.seriesId),
+            );
+          else await copySeriesRows(client, 'telemetry_rollups_1h', out.hours);
+        },
+      );
       await finishCompaction(client, chunk.start, stats);
       return stats;
     });
@@ -273,31 +267,26 @@ export class ChunkCompactor {
       if (!slices) return null;
       await lockRollupDay(client, dayOf(group.start));
       const folded = await isDayFolded(client, dayOf(group.start));
-      const stats = { samples: 0, blocks: 0 };
-      const range = await blockSeriesRange(client, group.starts);
-      const step = this.deps.seriesPerStep ?? 20_000;
-      for (let from = range?.[0] ?? 1; range && from <= range[1]; from += step) {
-        const to = from + step - 1;
-        const collector = new SeriesCollector(group.start);
-        await readSliceBlocks(client, group.starts, from, to, (seriesId, data) => {
-          const { times, values } = decodeBlock(data);
-          for (let i = 0; i < times.length; i++)
-            collector.add(seriesId, times[i] as number, values[i] as number);
-        });
-        collector.flush();
-        const { out } = collector;
-        await deleteSeriesRows(client, 'telemetry_blocks', group.starts, from, to);
-        await deleteSeriesRows(client, 'telemetry_rollups_1m', group.starts, from, to);
-        await copySeriesRows(client, 'telemetry_blocks', out.blocks);
-        await copySeriesRows(client, 'telemetry_rollups_1m', out.minutes);
-        // A folded day keeps one row per series for the day, made from its blocks: unchanged.
-        if (!folded) {
-          await deleteSeriesRows(client, 'telemetry_rollups_1h', group.starts, from, to);
-          await copySeriesRows(client, 'telemetry_rollups_1h', out.hours);
-        }
-        stats.samples += out.samples;
-        stats.blocks += out.blocks.length;
-      }
+      const stats = await this.rewriteSeries(
+        await blockSeriesRange(client, group.starts),
+        group.start,
+        (from, to, add) =>
+          readSliceBlocks(client, group.starts, from, to, (seriesId, data) => {
+            const { times, values } = decodeBlock(data);
+            for (let i = 0; i < times.length; i++) add(seriesId, times[i] as number, values[i] as number);
+          }),
+        async (out, from, to) => {
+          await deleteSeriesRows(client, 'telemetry_blocks', group.starts, from, to);
+          await deleteSeriesRows(client, 'telemetry_rollups_1m', group.starts, from, to);
+          await copySeriesRows(client, 'telemetry_blocks', out.blocks);
+          await copySeriesRows(client, 'telemetry_rollups_1m', out.minutes);
+          // A folded day keeps one row per series for the day, made from its blocks: unchanged.
+          if (!folded) {
+            await deleteSeriesRows(client, 'telemetry_rollups_1h', group.starts, from, to);
+            await copySeriesRows(client, 'telemetry_rollups_1h', out.hours);
+          }
+        },
+      );
       await replaceSlices(client, group, { exact: slices.exact, ...stats });
       return stats;
     });
@@ -316,6 +305,35 @@ export class ChunkCompactor {
       );
     }
     return result;
+  }
+
+  /**
+   * Rewrites a span's series as blocks and rollups, a step of series ids at a time so that memory
+   * stays bounded: `read` hands a step's samples to `add` in (series, time) order, `write` stores
+   * what they became. Returns the samples and blocks written.
+   */
+  private async rewriteSeries(
+    range: [number, number] | null,
+    spanStart: number,
+    read: (
+      fromId: number,
+      toId: number,
+      add: (seriesId: number, us: number, value: number) => void,
+    ) => Promise<unknown>,
+    write: (out: Compacted, fromId: number, toId: number) => Promise<void>,
+  ): Promise<{ samples: number; blocks: number }> {
+    const stats = { samples: 0, blocks: 0 };
+    const step = this.deps.seriesPerStep ?? 20_000;
+    for (let from = range?.[0] ?? 1; range && from <= range[1]; from += step) {
+      const to = from + step - 1;
+      const collector = new SeriesCollector(spanStart);
+      await read(from, to, (seriesId, us, value) => collector.add(seriesId, us, value));
+      collector.flush();
+      await write(collector.out, from, to);
+      stats.samples += collector.out.samples;
+      stats.blocks += collector.out.blocks.length;
+    }
+    return stats;
   }
 
   /** Folds the 1-hour rollups of every closed, fully compacted day. */
