@@ -47,6 +47,12 @@ const ADMIN_KEY = `bench-admin-${SERVICE_TOKEN.slice(6, 40)}`;
 const ALL = 'Hostname=~".*", gpu=~".*"';
 const DASHBOARD = compat.DCGM_DASHBOARD.map((q) => q.query).filter((q) => q.includes(ALL));
 const METRICS_1H = [...new Set(DASHBOARD.map((q) => /DCGM_FI_\w+/.exec(q)[0]))];
+// The same panels with one host picked, then one of its GPUs (the label index finds their series).
+const ONE_HOST = 'Hostname=~"host-042", gpu=~".*"';
+const ONE_GPU = 'Hostname=~"host-042", gpu=~"3"';
+const PICKED = DASHBOARD.slice(0, 2).flatMap((q) => [q.replace(ALL, ONE_HOST), q.replace(ALL, ONE_GPU)]);
+/** Label lists as Grafana's query editor asks for them, without match[]. */
+const LABEL_LISTS = ['labels', 'label/Hostname/values', 'label/UUID/values'];
 // What the week's data holds: the dashboard's temperature and power panels, and the same panels
 // over hourly maxima, which 1-hour rollups answer.
 const WEEK = [
@@ -296,7 +302,10 @@ async function race(gatewayUrl, prometheus, queries, range, calls) {
     if (diff.length) differing++;
     const series = first[0].data.result.length;
     rows.push([
-      query.replace(`{${ALL}}`, '').replace(`${ALL}`, ''),
+      query
+        .replace(`{${ALL}}`, '')
+        .replace(`${ALL}`, '')
+        .replace(/\{(Hostname=.*?)\}/, ' {$1}'),
       String(series),
       fmt(percentile(theirs, 50), 1),
       fmt(percentile(theirs, 99), 1),
@@ -309,7 +318,48 @@ async function race(gatewayUrl, prometheus, queries, range, calls) {
   return { rows, differing };
 }
 
-async function phase(name, { metrics, from, to, scrapeMs, compacted, queries, range, calls }) {
+async function get(url, headers = {}) {
+  const started = performance.now();
+  const res = await fetch(url, { headers });
+  const body = await res.json();
+  return { ms: performance.now() - started, body };
+}
+
+/** Times each label list on both, alternating, as race() does queries. */
+async function raceLists(gatewayUrl, prometheus, paths, calls) {
+  const rows = [];
+  let differing = 0;
+  for (const p of paths) {
+    const ours = [];
+    const theirs = [];
+    let first;
+    for (let i = 0; i < calls + 1; i++) {
+      const a = await get(`${gatewayUrl}/prometheus/api/v1/${p}`, { authorization: `Bearer ${ADMIN_KEY}` });
+      const b = await get(`${prometheus.url}/api/v1/${p}`);
+      if (a.body.status !== 'success') throw new Error(`${p}: ${JSON.stringify(a.body)}`);
+      if (i === 0) first = [a.body.data, b.body.data];
+      else {
+        ours.push(a.ms);
+        theirs.push(b.ms);
+      }
+    }
+    const same = JSON.stringify(first[0]) === JSON.stringify(first[1]);
+    if (!same) differing++;
+    rows.push([
+      `/api/v1/${p}`,
+      String(first[0].length),
+      fmt(percentile(theirs, 50), 1),
+      fmt(percentile(theirs, 99), 1),
+      fmt(percentile(ours, 50), 1),
+      fmt(percentile(ours, 99), 1),
+      fmt(percentile(ours, 99) / percentile(theirs, 99), 2),
+      same ? 'same' : 'differ',
+    ]);
+  }
+  return { rows, differing };
+}
+
+async function phase(name, { metrics, from, to, scrapeMs, compacted, queries, range, calls, lists = [] }) {
   const series = fleet(metrics);
   const data = samplesOf(series, from, to, scrapeMs);
   const samples = data.reduce((n, d) => n + d.timestamps.length, 0);
@@ -372,11 +422,13 @@ async function phase(name, { metrics, from, to, scrapeMs, compacted, queries, ra
   });
   try {
     const { rows, differing } = await race(gateway.url, prometheus, queries, range, calls);
+    const listed = await raceLists(gateway.url, prometheus, lists, calls);
+    rows.push(...listed.rows);
     printTable(
       `${name}: ${GPUS.toLocaleString()} GPUs, ${calls} calls each after a warm-up, ms (query_range; ratio: ours / Prometheus at p99)`,
       [
         'query',
-        'series',
+        'series or values',
         'Prometheus p50',
         'Prometheus p99',
         'gateway p50',
@@ -386,7 +438,7 @@ async function phase(name, { metrics, from, to, scrapeMs, compacted, queries, ra
       ],
       rows,
     );
-    return differing;
+    return differing + listed.differing;
   } finally {
     await gateway.stop();
     await streamer.stop();
@@ -412,9 +464,10 @@ try {
       to: now,
       scrapeMs: 15_000,
       compacted: false,
-      queries: DASHBOARD,
+      queries: [...DASHBOARD, ...PICKED],
       range: { start: now - HOUR, end: now, step: 15_000 },
       calls: CALLS_1H,
+      lists: LABEL_LISTS,
     },
   );
   // A week of history ending at the last whole hour, compacted.

@@ -21,7 +21,7 @@ export {
 } from './errors';
 export { toPrometheusData, type PrometheusData } from './json';
 export * from './labels';
-export { compileMatcher, type Matcher, type MatchType } from './matchers';
+export { compileMatcher, type CompiledMatcher, type Matcher, type MatchType, setMatches } from './matchers';
 export {
   isStaleMarker,
   MemorySeriesSource,

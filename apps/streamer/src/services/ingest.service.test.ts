@@ -484,6 +484,44 @@ describe('retention', () => {
       }
     });
 
+    it("lists a series' labels once it is stored, and drops those no series has once it is deleted", async () => {
+      const local = await startStreamerTestApp({ config: { TELEMETRY_RETENTION: 0 } });
+      const labels = async (path: string) =>
+        (await request(asService(local.app)).get(`/v1/prometheus/api/v1/${path}`).expect(200)).body.data;
+      try {
+        await local.ingest.handle([
+          message([
+            sample({ gpuId: 'GPU-gone', hostname: 'node-shared', labels: { rack: 'r9' } }),
+            sample({
+              gpuId: 'GPU-gone',
+              hostname: 'node-shared',
+              metricName: 'DCGM_FI_DEV_GPU_TEMP',
+              labels: { rack: 'r9' },
+            }),
+            sample({ gpuId: 'GPU-kept', hostname: 'node-shared' }),
+          ]),
+        ]);
+        expect(await labels('labels')).toContain('rack');
+        expect(await labels('label/UUID/values')).toEqual(['GPU-gone', 'GPU-kept']);
+        expect(await labels('label/rack/values')).toEqual(['r9']);
+
+        await makeOld(local, 'GPU-gone', 15);
+        const maintainer = maintainerWith(local, {
+          retentionMs: 7 * DAY,
+          retention1mMs: 7 * DAY,
+          retention1hMs: 10 * DAY,
+        });
+        expect((await maintainer.maintain()).seriesDeleted).toBe(2);
+        // Its GPU and rack went with it; the host stays, another series has it.
+        expect(await labels('labels')).not.toContain('rack');
+        expect(await labels('label/UUID/values')).toEqual(['GPU-kept']);
+        expect(await labels('label/rack/values')).toEqual([]);
+        expect(await labels('label/Hostname/values')).toEqual(['node-shared']);
+      } finally {
+        await local.close();
+      }
+    });
+
     it('stores a series anew when it is deleted between being found and being refreshed', async () => {
       const local = await startStreamerTestApp({ config: { TELEMETRY_RETENTION: 0 } });
       try {

@@ -3,10 +3,11 @@ import type { StreamerDatabase } from '../streamer.database';
 import { logPlans, plansFor as plansForTest } from '../testing/query-plans';
 
 /**
- * A selector that names its metric reads only that metric's series: on 20,000 series (200
- * metrics of 100 GPUs), the plans Postgres runs for a query, the series list and a metric's label
- * values, captured with auto_explain, go through telemetry_series_name_idx (plain or bitmap scans), never a sequential
- * scan of every series; and the names are listed by skipping through that index.
+ * A selector reads only the series it can match: on 20,000 series (20 metrics of 1,000 GPUs on
+ * 125 hosts), the plans Postgres runs (captured with auto_explain) find a metric's series through
+ * telemetry_series_name_idx, and the series whose matchers name label values (one GPU, two hosts)
+ * through the label index, never by a sequential scan of every series. Metric names are listed
+ * by skipping through the name index, other labels and their values from telemetry_label_values.
  */
 let template: TestDatabase<StreamerDatabase>;
 
@@ -15,9 +16,10 @@ beforeAll(async () => {
   const pool = template.pool;
   await pool.query(`
     INSERT INTO telemetry_series (key, metric_name, gpu_id, gpu_index, hostname)
-    SELECT telemetry_series_key(m, g, 0, null, null, 'node-1', null, null, null, '{}'), m, g, 0, 'node-1'
-    FROM (SELECT 'GPU-plan-' || lpad(n::text, 4, '0') AS g FROM generate_series(0, 99) AS n) gpus,
-         (SELECT 'metric_' || k AS m FROM generate_series(0, 199) AS k) metrics`);
+    SELECT telemetry_series_key(m, g, 0, null, null, h, null, null, null, '{}'), m, g, 0, h
+    FROM (SELECT 'GPU-plan-' || lpad(n::text, 4, '0') AS g, 'node-' || n / 8 AS h
+          FROM generate_series(0, 999) AS n) gpus,
+         (SELECT 'metric_' || k AS m FROM generate_series(0, 19) AS k) metrics`);
   await pool.query(
     `SELECT count(*) FROM telemetry_ensure_chunks(ARRAY(SELECT now() - k * interval '30 seconds' FROM generate_series(0, 119) AS k), 3600)`,
   );
@@ -46,6 +48,25 @@ describe('PromQL plans on 20,000 series', () => {
   ])('finds the series of %s through the metric name index', async (_what, path) => {
     const plan = await plansFor(path);
     expect(plan).toMatch(/(Bitmap )?Index Scan (using|on) telemetry_series_name_idx/);
+    expect(plan).not.toMatch(/Seq Scan on telemetry_series/);
+  });
+
+  it.each([
+    ['one GPU of a metric', 'metric_7{UUID="GPU-plan-0042"}'],
+    ['one GPU of every metric', '{UUID="GPU-plan-0042"}'],
+    ["two hosts' GPUs", 'count({Hostname=~"node-3|node-4", gpu="0"})'],
+  ])('finds %s through the label index', async (_what, query) => {
+    const plan = await plansFor(`${API}/query?query=${encodeURIComponent(query)}`);
+    expect(plan).toMatch(/Bitmap Index Scan on telemetry_series_labels_idx/);
+    expect(plan).not.toMatch(/Seq Scan on telemetry_series/);
+  });
+
+  it.each([
+    ['label names', `${API}/labels`],
+    ['the values of a label', `${API}/label/Hostname/values`],
+  ])('lists %s from the label values table, not from every series', async (_what, path) => {
+    const plan = await plansForTest(template, path, 'telemetry_');
+    expect(plan).toMatch(/(Index Only Scan using|Bitmap Index Scan on) telemetry_label_values_pkey/);
     expect(plan).not.toMatch(/Seq Scan on telemetry_series/);
   });
 

@@ -1,5 +1,6 @@
 import {
   compareLabels,
+  type CompiledMatcher,
   compileMatcher,
   type Labels,
   labelsFromRecord,
@@ -11,6 +12,7 @@ import {
   type SelectHints,
   type SeriesSamples,
   type SeriesSource,
+  setMatches,
 } from '@gpu-telemetry/promql';
 import { isPgError } from '@gpu-telemetry/db';
 import type { Pool, PoolClient } from 'pg';
@@ -89,6 +91,41 @@ async function cancelBackend(pool: Pool, client: PoolClient): Promise<void> {
   } catch {
     // the statement still ends at the query's deadline
   }
+}
+
+/** Most label sets one selector asks the label index for; a longer alternation is matched here. */
+const MAX_CONTAINING = 1_000;
+
+/**
+ * What a selector's label matchers (not __name__) let the label index find: label sets of which
+ * every matching series contains one. The matchers that name their values (setMatches) do: every
+ * `=` together, times the values of the shortest alternation. Null where none names values (the
+ * metric's series are read and matched here); empty where no series can match (`a="x", a="y"`).
+ * Every matcher is still checked on every series found.
+ */
+export function labelContainment(matchers: readonly CompiledMatcher[]): Record<string, string>[] | null {
+  const equal: Record<string, string> = {};
+  let alternation: { name: string; values: string[] } | undefined;
+  for (const m of matchers) {
+    if (m.name === '__name__') continue;
+    const values = setMatches(m);
+    if (!values) continue;
+    if (values.length === 1) {
+      const value = values[0] as string;
+      if (m.name in equal && equal[m.name] !== value) return [];
+      equal[m.name] = value;
+    } else if (values.length <= MAX_CONTAINING && values.length < (alternation?.values.length ?? Infinity)) {
+      alternation = { name: m.name, values };
+    }
+  }
+  if (alternation && alternation.name in equal) {
+    const value = equal[alternation.name] as string;
+    if (!alternation.values.includes(value)) return [];
+    alternation = undefined;
+  }
+  if (!alternation) return Object.keys(equal).length > 0 ? [equal] : null;
+  const { name, values } = alternation;
+  return values.map((value) => ({ ...equal, [name]: value }));
 }
 
 /** The Prometheus labels of a stored series: its label set and its metric as __name__. */
@@ -214,10 +251,14 @@ export class PrometheusSource implements SeriesSource {
     }
     if (names?.length === 0) return [];
     const rest = compiled.filter((m) => m.name !== '__name__' || m !== equal);
+    const containing = labelContainment(rest);
+    if (containing?.length === 0) return [];
     const byKey = new Map<string, Selected>();
     let afterId = 0;
     for (;;) {
-      const batch = await this.run((client) => seriesBatch(client, { names, afterId, limit: SERIES_BATCH }));
+      const batch = await this.run((client) =>
+        seriesBatch(client, { names, containing, afterId, limit: SERIES_BATCH }),
+      );
       for (const stored of batch) {
         const labels = prometheusLabels(stored);
         let matches = true;

@@ -81,21 +81,35 @@ const toStoredSeries = (r: SeriesRowData): StoredSeries => ({
  */
 export async function seriesBatch(
   client: PoolClient,
-  args: { names: string[] | null; afterId: number; limit: number },
+  args: {
+    names: string[] | null;
+    /**
+     * Label sets of which a series must contain one (`prom_labels @>`), found through the label
+     * index; null for no such condition.
+     */
+    containing: Record<string, string>[] | null;
+    afterId: number;
+    limit: number;
+  },
 ): Promise<StoredSeries[]> {
-  const { rows } =
-    args.names === null
-      ? await client.query<SeriesRowData>({
-          name: 'promql_series_all',
-          text: `SELECT ${SERIES_COLUMNS} FROM telemetry_series WHERE id > $1 ORDER BY id LIMIT $2`,
-          values: [args.afterId, args.limit],
-        })
-      : await client.query<SeriesRowData>({
-          name: 'promql_series_of_names',
-          text: `SELECT ${SERIES_COLUMNS} FROM telemetry_series
-                 WHERE metric_name = ANY($1::text[]) AND id > $2 ORDER BY id LIMIT $3`,
-          values: [args.names, args.afterId, args.limit],
-        });
+  // One statement for each shape, so each plan keeps the index its conditions can use.
+  const where: string[] = [];
+  const values: unknown[] = [];
+  if (args.names !== null) {
+    values.push(args.names);
+    where.push(`metric_name = ANY($${values.length}::text[])`);
+  }
+  if (args.containing !== null) {
+    values.push(args.containing.map((labels) => JSON.stringify(labels)));
+    where.push(`prom_labels @> ANY($${values.length}::jsonb[])`);
+  }
+  values.push(args.afterId, args.limit);
+  where.push(`id > $${values.length - 1}`);
+  const { rows } = await client.query<SeriesRowData>({
+    name: `promql_series${args.names === null ? '' : '_of_names'}${args.containing === null ? '' : '_containing'}`,
+    text: `SELECT ${SERIES_COLUMNS} FROM telemetry_series WHERE ${where.join(' AND ')} ORDER BY id LIMIT $${values.length}`,
+    values,
+  });
   return rows.map(toStoredSeries);
 }
 
@@ -265,14 +279,22 @@ export async function seriesWithDataBetween(
   return new Set(rows.map((r) => Number(r.id)));
 }
 
-/** Every label name of every series (__name__ included when there is a series). */
+/**
+ * Every label name of every series (__name__ included when there is a series), from
+ * telemetry_label_values one name at a time (a loose index scan, as metricNames).
+ */
 export async function allLabelNames(client: PoolClient): Promise<string[]> {
   const { rows } = await client.query<{ name: string }>({
     name: 'promql_label_names',
-    text: `SELECT DISTINCT name FROM telemetry_series s CROSS JOIN LATERAL (
-             SELECT '__name__' AS name
-             UNION ALL SELECT key FROM jsonb_each_text(s.prom_labels) WHERE value <> ''
-           ) AS x`,
+    text: `WITH RECURSIVE names AS (
+        (SELECT name FROM telemetry_label_values ORDER BY name LIMIT 1)
+        UNION ALL
+        SELECT (SELECT v.name FROM telemetry_label_values v WHERE v.name > names.name ORDER BY v.name LIMIT 1)
+        FROM names WHERE names.name IS NOT NULL
+      )
+      SELECT name FROM names WHERE name IS NOT NULL
+      UNION ALL
+      SELECT '__name__' WHERE (SELECT metric_name FROM telemetry_series ORDER BY metric_name LIMIT 1) IS NOT NULL`,
   });
   return rows.map((r) => r.name);
 }
@@ -281,8 +303,7 @@ export async function allLabelNames(client: PoolClient): Promise<string[]> {
 export async function allLabelValues(client: PoolClient, name: string): Promise<string[]> {
   const { rows } = await client.query<{ value: string }>({
     name: 'promql_label_values',
-    text: `SELECT DISTINCT prom_labels->>$1::text AS value FROM telemetry_series
-           WHERE prom_labels ? $1::text AND prom_labels->>$1::text <> ''`,
+    text: 'SELECT value FROM telemetry_label_values WHERE name = $1',
     values: [name],
   });
   return rows.map((r) => r.value);

@@ -246,6 +246,13 @@ export const LANGUAGE: CompatQuery[] = [
   q('1 > 2'),
   q('DCGM_FI_DEV_GPU_UTIL + bool 1'),
   q('sum(DCGM_FI_DEV_GPU_UTIL[5m])'),
+  // Matchers that name their values (found through the label index), and ones that only look so.
+  q('{UUID="GPU-21000000-aaaa-bbbb-cccc-000000000021"}'),
+  q('DCGM_FI_DEV_GPU_UTIL{Hostname=~"(host-1|host-3)", gpu=~"0|1"}'),
+  q('DCGM_FI_DEV_GPU_UTIL{Hostname=~"host\\\\-1|host-2", gpu="1", gpu=~"1|2"}'),
+  q('DCGM_FI_DEV_GPU_UTIL{Hostname=~"host-1|"}'),
+  q('DCGM_FI_DEV_GPU_UTIL{Hostname="host-1", Hostname="host-2"}'),
+  q('DCGM_FI_DEV_GPU_UTIL{Hostname=~"host-1|host.2"}'),
 ];
 
 export const COMPAT_QUERIES: CompatQuery[] = [...DCGM_DASHBOARD, ...PROJECT_DASHBOARD, ...LANGUAGE];
