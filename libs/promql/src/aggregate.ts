@@ -201,6 +201,147 @@ export function aggregate(
   return out;
 }
 
+/** The aggregations `aggregateColumns` evaluates: no parameter, one number per group and step. */
+export const COLUMN_OPS: ReadonlySet<AggregateOp> = new Set<AggregateOp>([
+  'sum',
+  'avg',
+  'count',
+  'min',
+  'max',
+  'group',
+  'stddev',
+  'stdvar',
+]);
+
+/** An input or output series as values at every step of a grid (`present`: whether it has one). */
+export interface StepColumn {
+  labels: Labels;
+  values: Float64Array;
+  present: Uint8Array;
+}
+
+/**
+ * `aggregate` for every step of a grid at once, for COLUMN_OPS: each input series' group is worked
+ * out once, and each step walks the inputs in order into per-group numbers, with exactly the
+ * arithmetic (and order of operations) of `aggregate`, rather than making a vector, a map of
+ * groups and an output vector at every step. Groups come out in the order `aggregate`, step after
+ * step, first returns them; `each(step)` runs after every step (deadline checks, sample budget).
+ */
+export function aggregateColumns(
+  op: AggregateOp,
+  grouping: Grouping,
+  inputs: readonly StepColumn[],
+  steps: number,
+  each: (step: number, groups: number) => void,
+): (StepColumn & { points: number })[] {
+  if (!COLUMN_OPS.has(op)) throw new Error(`aggregateColumns cannot evaluate ${op}`);
+  const names = new Set(grouping.labels);
+  const withoutNames = new Set([...grouping.labels, METRIC_NAME]);
+  const indexOf = new Map<string, number>();
+  const groupLabels: Labels[] = [];
+  const groupOf = new Int32Array(inputs.length);
+  inputs.forEach((s, j) => {
+    const key = grouping.without ? keyWithoutLabels(s.labels, withoutNames) : keyWithLabels(s.labels, names);
+    let g = indexOf.get(key);
+    if (g === undefined) {
+      g = groupLabels.length;
+      indexOf.set(key, g);
+      groupLabels.push(
+        grouping.without ? withoutLabels(s.labels, withoutNames) : keepLabels(s.labels, names),
+      );
+    }
+    groupOf[j] = g;
+  });
+  const groups = groupLabels.length;
+  const value = new Float64Array(groups);
+  const mean = new Float64Array(groups);
+  const count = new Float64Array(groups);
+  const seenAt = new Int32Array(groups).fill(-1);
+  const touched = new Int32Array(groups);
+  const out: (StepColumn & { points: number })[] = [];
+  const outOf = new Int32Array(groups).fill(-1);
+  for (let i = 0; i < steps; i++) {
+    let nTouched = 0;
+    for (let j = 0; j < inputs.length; j++) {
+      const s = inputs[j] as StepColumn;
+      if (!s.present[i]) continue;
+      const v = s.values[i] as number;
+      const g = groupOf[j] as number;
+      if (seenAt[g] !== i) {
+        seenAt[g] = i;
+        touched[nTouched++] = g;
+        value[g] = op === 'stddev' || op === 'stdvar' ? 0 : op === 'group' ? 1 : v;
+        mean[g] = v;
+        count[g] = 1;
+        continue;
+      }
+      switch (op) {
+        case 'sum':
+          value[g] += v;
+          break;
+        case 'avg': {
+          const c = ++count[g];
+          const m = mean[g] as number;
+          if (!Number.isFinite(m) && !Number.isNaN(m)) {
+            if (!Number.isFinite(v) && !Number.isNaN(v) && m > 0 === v > 0) break;
+            if (Number.isFinite(v)) break;
+          }
+          mean[g] = m + (v / c - m / c);
+          break;
+        }
+        case 'max':
+          if ((value[g] as number) < v || Number.isNaN(value[g])) value[g] = v;
+          break;
+        case 'min':
+          if ((value[g] as number) > v || Number.isNaN(value[g])) value[g] = v;
+          break;
+        case 'count':
+          count[g]++;
+          break;
+        case 'stddev':
+        case 'stdvar': {
+          const c = ++count[g];
+          const delta = v - (mean[g] as number);
+          mean[g] = (mean[g] as number) + delta / c;
+          value[g] = (value[g] as number) + delta * (v - (mean[g] as number));
+          break;
+        }
+        default: // group
+          break;
+      }
+    }
+    for (let k = 0; k < nTouched; k++) {
+      const g = touched[k] as number;
+      let o = outOf[g] as number;
+      if (o < 0) {
+        o = outOf[g] = out.length;
+        out.push({
+          labels: groupLabels[g] as Labels,
+          values: new Float64Array(steps),
+          present: new Uint8Array(steps),
+          points: 0,
+        });
+      }
+      const series = out[o] as StepColumn & { points: number };
+      const c = count[g] as number;
+      series.values[i] =
+        op === 'avg'
+          ? (mean[g] as number)
+          : op === 'count'
+            ? c
+            : op === 'stdvar'
+              ? (value[g] as number) / c
+              : op === 'stddev'
+                ? Math.sqrt((value[g] as number) / c)
+                : (value[g] as number);
+      series.present[i] = 1;
+      series.points++;
+    }
+    each(i, nTouched);
+  }
+  return out;
+}
+
 function better(op: AggregateOp, candidate: number, worst: number): boolean {
   return op === 'topk' ? worst < candidate : worst > candidate;
 }

@@ -1,4 +1,4 @@
-import { aggregate, type GroupCache } from './aggregate';
+import { aggregate, aggregateColumns, COLUMN_OPS, type GroupCache } from './aggregate';
 import {
   type AggregateExpr,
   type AtModifier,
@@ -610,6 +610,15 @@ class Evaluator {
       return this.combine(grid, [param, input], ([p, v]) => aggregate(e.op, grouping, p[0].value, v, cache));
     }
     const input = await this.steps(e.expr, grid, enclosing);
+    if (COLUMN_OPS.has(e.op)) {
+      // Every step at once, without a vector per step (the same answers: see aggregateColumns).
+      const out = aggregateColumns(e.op, grouping, input, grid.n, (_step, groups) => {
+        this.check();
+        this.hold(groups);
+      });
+      this.release([input]);
+      return out;
+    }
     return this.combine(grid, [input], ([v]) => aggregate(e.op, grouping, undefined, v, cache));
   }
 

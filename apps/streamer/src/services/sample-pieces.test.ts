@@ -37,6 +37,15 @@ describe('newestAtEach', () => {
       { numRuns: 500 },
     );
   });
+
+  it('thins an hour of 15-second samples for hourly steps, and leaves them be for 15-second steps', () => {
+    const hour = pieceOf(Array.from({ length: 240 }, (_, i) => 3_600_000_000 + i * 15_000_000));
+    const lastMs = 7_200_000;
+    expect(newestAtEach(hour, { lastMs, stepMs: 3_600_000 }).times).toHaveLength(2); // at 1 h and 2 h
+    expect(newestAtEach(hour, { lastMs, stepMs: 60_000 }).times).toHaveLength(61);
+    expect(newestAtEach(hour, { lastMs, stepMs: 15_000 })).toBe(hour);
+    expect(newestAtEach(hour, { lastMs, stepMs: 10_000 })).toBe(hour);
+  });
 });
 
 describe('mergePieces', () => {
