@@ -19,9 +19,13 @@ export interface StoredSeries {
  * Returns telemetry_epoch as the snapshot sees it.
  */
 export async function beginSnapshot(client: PoolClient, timeoutMs: number): Promise<number> {
-  await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
-  await client.query(`SET LOCAL statement_timeout = ${Math.max(1, Math.ceil(timeoutMs))}`);
-  return currentEpoch(client);
+  // One round trip: three statements in one simple query (no parameters), answered in order.
+  const results = (await client.query(
+    `BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY;
+     SET LOCAL statement_timeout = ${Math.max(1, Math.ceil(timeoutMs))};
+     SELECT n FROM telemetry_epoch`,
+  )) as unknown as { rows: { n: string }[] }[];
+  return Number(results[2]?.rows[0]?.n ?? 0);
 }
 
 /**
@@ -105,8 +109,11 @@ export async function seriesBatch(
   }
   values.push(args.afterId, args.limit);
   where.push(`id > $${values.length - 1}`);
+  // Label sets are planned with their values each time (an unnamed statement): a prepared plan
+  // cannot tell one GPU's labels from a label every series has, and would read every series of
+  // the metric to check them.
   const { rows } = await client.query<SeriesRowData>({
-    name: `promql_series${args.names === null ? '' : '_of_names'}${args.containing === null ? '' : '_containing'}`,
+    ...(args.containing === null ? { name: `promql_series${args.names === null ? '' : '_of_names'}` } : {}),
     text: `SELECT ${SERIES_COLUMNS} FROM telemetry_series WHERE ${where.join(' AND ')} ORDER BY id LIMIT $${values.length}`,
     values,
   });
