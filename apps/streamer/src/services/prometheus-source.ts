@@ -151,6 +151,8 @@ export class PrometheusSource implements SeriesSource {
   private cancelling: Promise<void> | undefined;
   /** telemetry_epoch as the snapshot saw it; undefined until the snapshot is taken. */
   snapshotEpoch: number | undefined;
+  /** telemetry_epoch read right after the snapshot ended; undefined until it ends well. */
+  closingEpoch: number | undefined;
 
   constructor(private readonly options: PrometheusSourceOptions) {
     this.now = options.now ?? Date.now;
@@ -176,7 +178,7 @@ export class PrometheusSource implements SeriesSource {
       return;
     }
     try {
-      await endSnapshot(client);
+      this.closingEpoch = await endSnapshot(client);
       client.release();
     } catch (error) {
       client.release(error instanceof Error ? error : true); // in an unknown state: not reused

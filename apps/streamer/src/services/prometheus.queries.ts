@@ -41,8 +41,12 @@ export async function currentEpoch(client: Pool | PoolClient): Promise<number> {
   return Number(rows[0]?.n ?? 0);
 }
 
-export async function endSnapshot(client: PoolClient): Promise<void> {
-  await client.query('COMMIT');
+/** Ends the snapshot; returns telemetry_epoch as it is now, read just after (in the same round trip). */
+export async function endSnapshot(client: PoolClient): Promise<number> {
+  const results = (await client.query('COMMIT; SELECT n FROM telemetry_epoch')) as unknown as {
+    rows: { n: string }[];
+  }[];
+  return Number(results[1]?.rows[0]?.n ?? 0);
 }
 
 /**

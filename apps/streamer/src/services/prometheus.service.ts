@@ -170,7 +170,7 @@ export class PrometheusService {
             // table before the query read it: the answer is made again from a newer snapshot.
             const seen = source.snapshotEpoch;
             if (seen === undefined || attempt === MAX_ATTEMPTS || this.now() >= deadline) return result;
-            if ((await currentEpoch(pool)) === seen) return result;
+            if ((source.closingEpoch ?? (await currentEpoch(pool))) === seen) return result;
             metrics.promqlRetries.inc({ endpoint });
             span.setAttribute('promql.attempts', attempt + 1);
           }
