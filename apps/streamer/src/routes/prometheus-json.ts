@@ -29,10 +29,13 @@ const PIECE = 256 * 1024;
 
 /**
  * Sends a query's answer in Prometheus' envelope (`{"status":"success","data":{resultType,
- * result}}`, values as strings), written as it is serialised: an answer of millions of points
+ * result},"warnings"?}`, values as strings), written as it is serialised: an answer of millions of points
  * never becomes one string (V8 caps strings at 512 MiB) nor an object per point.
  */
-export async function sendQueryResult(res: Response, result: QueryResult): Promise<void> {
+export async function sendQueryResult(
+  res: Response,
+  result: QueryResult & { warnings?: string[] },
+): Promise<void> {
   res.status(200).type('application/json');
   let pending = `{"status":"success","data":{"resultType":"${result.resultType}","result":`;
   const flush = async (force = false) => {
@@ -72,7 +75,9 @@ export async function sendQueryResult(res: Response, result: QueryResult): Promi
       pending += ']';
       break;
   }
-  pending += '}}';
+  pending += '}';
+  if (result.warnings?.length) pending += `,"warnings":${JSON.stringify(result.warnings)}`;
+  pending += '}';
   await flush(true);
   res.end();
 }

@@ -90,7 +90,10 @@ function getAndPost(
 }
 
 const queryResponses = (what: string): Record<number, OperationResponse> => ({
-  200: { description: what, schema: success(queryData) },
+  200: {
+    description: `${what}. Past TELEMETRY_RETENTION, series are read from their rollups, one sample per minute (or hour), and \`warnings\` says from when`,
+    schema: success(queryData),
+  },
   400: BAD_DATA,
   422: fail(
     "execution: evaluation failed, the samples budget (PROMQL_MAX_SAMPLES) or a selector's series cap (PROMQL_MAX_SERIES) was exceeded",

@@ -25,7 +25,10 @@ import {
   chunksBetween,
   type ChunkSpan,
   chunksIn,
-  readHourRollups,
+  oldestRollupDayUs,
+  rawHorizonUs,
+  readRollupRows,
+  type RollupTable,
   endSnapshot,
   metricNames,
   readBlocks,
@@ -36,7 +39,14 @@ import {
   type StoredSeries,
 } from './prometheus.queries';
 import { planRollups, preferFor, type RollupPlan, rollupRow } from './prometheus-rollups';
-import { HOUR_US } from '../codec/rollup';
+import { HOUR_US, MINUTE_US } from '../codec/rollup';
+import {
+  addRollupRow,
+  type Bucket,
+  downsampled,
+  type DownsampledRead,
+  evaluationTimes,
+} from './prometheus-downsampled';
 import { mergePieces, newestAtEach, type Piece } from './sample-pieces';
 
 /** What a source counts as it reads (streamer_promql_* metrics). */
@@ -61,8 +71,48 @@ export interface PrometheusSourceOptions {
   blocksPerBatch?: number;
   /** Whether selectors may be answered from rollups where the answer is provably the same. */
   rollups?: boolean;
+  /** PROMQL_LOOKBACK_DELTA: how far back an instant selector reads (downsampled reads need it). */
+  lookbackMs?: number;
   now?: () => number;
 }
+
+/** Two series' samples in one, ascending: where both have a time, the later part's sample stands. */
+function joinSamples(
+  a: { timestamps: Float64Array; values: Float64Array },
+  b: { timestamps: Float64Array; values: Float64Array },
+): { timestamps: Float64Array; values: Float64Array } {
+  const n = a.timestamps.length + b.timestamps.length;
+  const timestamps = new Float64Array(n);
+  const values = new Float64Array(n);
+  // Values move as their two 32-bit words: a NaN moved as a number may lose its bits.
+  const out = new Uint32Array(values.buffer);
+  const aw = new Uint32Array(a.values.buffer, a.values.byteOffset, a.values.length * 2);
+  const bw = new Uint32Array(b.values.buffer, b.values.byteOffset, b.values.length * 2);
+  let i = 0;
+  let j = 0;
+  let k = 0;
+  while (i < a.timestamps.length || j < b.timestamps.length) {
+    const ta = i < a.timestamps.length ? (a.timestamps[i] as number) : Infinity;
+    const tb = j < b.timestamps.length ? (b.timestamps[j] as number) : Infinity;
+    if (ta < tb) {
+      timestamps[k] = ta;
+      out[2 * k] = aw[2 * i] as number;
+      out[2 * k + 1] = aw[2 * i + 1] as number;
+      i++;
+    } else {
+      if (ta === tb) i++;
+      timestamps[k] = tb;
+      out[2 * k] = bw[2 * j] as number;
+      out[2 * k + 1] = bw[2 * j + 1] as number;
+      j++;
+    }
+    k++;
+  }
+  return { timestamps: timestamps.subarray(0, k), values: values.subarray(0, k) };
+}
+
+/** The last evaluation time of an instant selector (its hints' end). */
+const endMsOf = (hints: SelectHints) => clampMs(hints.endMs);
 
 /** A selected series: its Prometheus labels and the stored series behind them (one, nearly always). */
 interface Selected {
@@ -71,6 +121,8 @@ interface Selected {
 }
 
 const SERIES_BATCH = 5_000;
+const DEFAULT_LOOKBACK_MS = 300_000;
+const HOUR_MS = HOUR_US / 1000;
 const DAY_MS = 86_400_000;
 const DEFAULT_BLOCKS_PER_BATCH = 20_000;
 const MAX_SERIES_PER_BATCH = 1_000;
@@ -149,6 +201,13 @@ export class PrometheusSource implements SeriesSource {
   private readonly now: () => number;
   /** The cancel request sent for an abandoned query's statement, if one was. */
   private cancelling: Promise<void> | undefined;
+  private horizon: Promise<number> | undefined;
+  private minuteDays: Promise<number | null> | undefined;
+  /**
+   * Set when a selector read rollups past raw retention (downsampled, approximate): where raw
+   * samples begin (ms; +Infinity when none is left), for the answer's warning.
+   */
+  downsampledBefore: number | undefined;
   /** telemetry_epoch as the snapshot saw it; undefined until the snapshot is taken. */
   snapshotEpoch: number | undefined;
   /** telemetry_epoch read right after the snapshot ended; undefined until it ends well. */
@@ -300,6 +359,121 @@ export class PrometheusSource implements SeriesSource {
     const startMs = clampMs(hints.startMs);
     const endMs = clampMs(hints.endMs);
     if (endMs < startMs) return;
+    const horizonMs = await this.rawHorizonMs();
+    if (startMs >= horizonMs) {
+      yield* this.selectRaw(selected, hints, startMs, endMs);
+      return;
+    }
+    // Partly or wholly past TELEMETRY_RETENTION: rollups before the horizon, raw samples after,
+    // a batch of series at a time, in the order of `selected`.
+    for (let i = 0; i < selected.length; i += MAX_SERIES_PER_BATCH) {
+      const batch = selected.slice(i, i + MAX_SERIES_PER_BATCH);
+      const early = await this.beforeRaw(batch, hints, startMs, Math.min(endMs + 1, horizonMs));
+      if (early.size > 0) this.downsampledBefore = horizonMs;
+      const raw = endMs >= horizonMs ? this.selectRaw(batch, hints, startMs, endMs) : null;
+      let next = 0;
+      const earlyUpTo = function* (k: number): Generator<SeriesSamples> {
+        for (; next < k; next++) {
+          const s = batch[next] as Selected;
+          const samples = early.get(s);
+          if (samples) yield { labels: s.labels, ...samples };
+        }
+      };
+      const at = new Map(batch.map((s, k) => [s.labels, k]));
+      for await (const later of raw ?? []) {
+        const k = at.get(later.labels) as number;
+        yield* earlyUpTo(k);
+        next = k + 1;
+        const before = early.get(batch[k] as Selected);
+        yield before ? { labels: later.labels, ...joinSamples(before, later) } : later;
+      }
+      yield* earlyUpTo(batch.length);
+    }
+  }
+
+  /** Where raw samples begin (ms): the oldest stored chunk's start; +Infinity when none is stored. */
+  private rawHorizonMs(): Promise<number> {
+    this.horizon ??= this.run(rawHorizonUs).then((us) => (us === null ? Infinity : Math.floor(us / 1000)));
+    return this.horizon;
+  }
+
+  /**
+   * The selected series' samples in [startMs, toMs), before raw samples begin, read downsampled
+   * from the rollups (see prometheus-downsampled.ts): 1-hour buckets where steps are an hour or
+   * more and before the 1-minute rollups' oldest day, 1-minute buckets elsewhere.
+   */
+  private async beforeRaw(
+    batch: Selected[],
+    hints: SelectHints,
+    startMs: number,
+    toMs: number,
+  ): Promise<Map<Selected, { timestamps: Float64Array; values: Float64Array }>> {
+    const out = new Map<Selected, { timestamps: Float64Array; values: Float64Array }>();
+    if (toMs <= startMs) return out;
+    const lookbackMs = this.options.lookbackMs ?? DEFAULT_LOOKBACK_MS;
+    const read: DownsampledRead =
+      hints.rangeMs === 0
+        ? {
+            kind: 'instant',
+            timesMs: evaluationTimes(startMs + lookbackMs, endMsOf(hints), hints.stepMs),
+            lookbackMs,
+          }
+        : { kind: 'range', func: hints.func };
+    const hourly = hints.stepMs >= HOUR_MS && (hints.rangeMs === 0 || hints.rangeMs >= HOUR_MS);
+    this.minuteDays ??= this.run((client) => oldestRollupDayUs(client, 'telemetry_rollups_1m'));
+    const minuteFromUs = hourly ? null : await this.minuteDays;
+    const minuteFromMs = minuteFromUs === null ? toMs : Math.max(startMs, Math.floor(minuteFromUs / 1000));
+    const spans: { table: RollupTable; bucketUs: number; fromMs: number; toMs: number }[] = [
+      { table: 'telemetry_rollups_1h', bucketUs: HOUR_US, fromMs: startMs, toMs: minuteFromMs },
+      { table: 'telemetry_rollups_1m', bucketUs: MINUTE_US, fromMs: minuteFromMs, toMs },
+    ];
+    const ids = batch.flatMap((s) => s.ids);
+    const owner = new Map<number, Selected>();
+    for (const s of batch) for (const id of s.ids) owner.set(id, s);
+    const pieces = new Map<Selected, { timestamps: Float64Array; values: Float64Array }[]>();
+    for (const span of spans) {
+      if (span.toMs <= span.fromMs) continue;
+      const buckets = new Map<Selected, Map<number, Bucket>>();
+      // A row starts at its chunk (or, folded, at its day) and may hold buckets from there on.
+      await this.run((client) =>
+        readRollupRows(
+          client,
+          {
+            table: span.table,
+            seriesIds: ids,
+            fromUs: (span.fromMs - DAY_MS) * 1000,
+            toUs: span.toMs * 1000,
+          },
+          (id, _startUs, data) => {
+            const s = owner.get(id) as Selected;
+            let mine = buckets.get(s);
+            if (!mine) buckets.set(s, (mine = new Map()));
+            addRollupRow(mine, this.rollupDecoder, data);
+          },
+        ),
+      );
+      for (const [s, mine] of buckets) {
+        const samples = downsampled(mine.values(), span.bucketUs, read, span.fromMs, span.toMs);
+        if (!samples) continue;
+        this.options.counters?.samples('rollups', samples.timestamps.length);
+        let list = pieces.get(s);
+        if (!list) pieces.set(s, (list = []));
+        list.push(samples);
+      }
+    }
+    for (const [s, list] of pieces) {
+      out.set(s, list.length === 1 ? (list[0] as (typeof list)[0]) : list.reduce(joinSamples));
+    }
+    return out;
+  }
+
+  /** Raw samples (hot rows, blocks, exact rollups) of the selected series. */
+  private async *selectRaw(
+    selected: Selected[],
+    hints: SelectHints,
+    startMs: number,
+    endMs: number,
+  ): AsyncIterable<SeriesSamples> {
     const fromUs = startMs * 1000;
     const toUs = (endMs + 1) * 1000; // every stored microsecond of endMs
     const plan = this.options.rollups === false ? null : planRollups(hints);
@@ -394,9 +568,9 @@ export class PrometheusSource implements SeriesSource {
       const rawChunks = new Set(rawForAll.map((c) => c.startUs));
       const rollups = new Map<number, { pieces: Piece[]; buckets: number }>();
       await this.run((client) =>
-        readHourRollups(
+        readRollupRows(
           client,
-          { seriesIds: ids, fromUs: spanFromUs, toUs: spanToUs },
+          { table: 'telemetry_rollups_1h', seriesIds: ids, fromUs: spanFromUs, toUs: spanToUs },
           (id, startUs, data) => {
             const row = rollupRow(plan, this.rollupDecoder, data, within);
             if (!row) {

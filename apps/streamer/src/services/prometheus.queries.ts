@@ -250,15 +250,18 @@ export async function chunksIn(client: PoolClient, fromUs: number, toUs: number)
   }));
 }
 
-/** The 1-hour rollup rows of these series starting in [fromUs, toUs), by binary COPY (`data` as in readBlocks). */
-export async function readHourRollups(
+/** Rollup tables, by bucket. */
+export type RollupTable = 'telemetry_rollups_1m' | 'telemetry_rollups_1h';
+
+/** The rollup rows of these series starting in [fromUs, toUs), by binary COPY (`data` as in readBlocks). */
+export async function readRollupRows(
   client: PoolClient,
-  args: { seriesIds: readonly number[]; fromUs: number; toUs: number },
+  args: { table: RollupTable; seriesIds: readonly number[]; fromUs: number; toUs: number },
   each: (seriesId: number, startUs: number, data: Buffer) => void,
 ): Promise<number> {
   return readBinaryCopy(
     client,
-    `COPY (SELECT series_id, start, data FROM telemetry_rollups_1h
+    `COPY (SELECT series_id, start, data FROM ${args.table === 'telemetry_rollups_1m' ? 'telemetry_rollups_1m' : 'telemetry_rollups_1h'}
            WHERE series_id = ANY(${idArray(args.seriesIds)})
              AND start >= ${tsLiteral(args.fromUs)} AND start < ${tsLiteral(args.toUs)}
            ORDER BY series_id, start) TO STDOUT (FORMAT binary)`,
@@ -272,6 +275,30 @@ export async function readHourRollups(
       );
     },
   );
+}
+
+/**
+ * Where raw samples begin: the start (µs) of the oldest chunk still stored, hot or compacted.
+ * Before it, past TELEMETRY_RETENTION, only rollups are left. Null when no chunk is stored.
+ */
+export async function rawHorizonUs(client: PoolClient): Promise<number | null> {
+  const { rows } = await client.query<{ us: string | null }>({
+    name: 'promql_raw_horizon',
+    text: 'SELECT (extract(epoch FROM min(chunk_start)) * 1000000)::bigint AS us FROM telemetry_chunks',
+  });
+  return rows[0]?.us == null ? null : Number(rows[0].us);
+}
+
+/** The first day (µs) of a rollup table's oldest daily partition, from the catalog; null when it has none. */
+export async function oldestRollupDayUs(client: PoolClient, table: RollupTable): Promise<number | null> {
+  const { rows } = await client.query<{ us: string | null }>({
+    name: `promql_oldest_day_${table}`,
+    text: `SELECT (extract(epoch FROM min(to_date(right(c.relname, 8), 'YYYYMMDD'))::timestamp AT TIME ZONE 'UTC') * 1000000)::bigint AS us
+           FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+           WHERE i.inhparent = $1::regclass`,
+    values: [table],
+  });
+  return rows[0]?.us == null ? null : Number(rows[0].us);
 }
 
 /** The ids among `seriesIds` with a sample (hot) or a block overlapping [from, to]. */

@@ -30,6 +30,9 @@ export interface PrometheusDeps {
   now?: () => number;
 }
 
+/** A query's answer, and what Prometheus' envelope says beside it. */
+export type AnsweredQuery = QueryResult & { warnings?: string[] };
+
 /** What a query endpoint is asked, beyond the query itself. */
 export interface QueryCall {
   /** The `timeout` parameter, ms: shortens PROMQL_TIMEOUT, never lengthens it. */
@@ -63,7 +66,7 @@ export class PrometheusService {
     this.now = deps.now ?? Date.now;
   }
 
-  async instantQuery(query: string, timeMs: number, call: QueryCall = {}): Promise<QueryResult> {
+  async instantQuery(query: string, timeMs: number, call: QueryCall = {}): Promise<AnsweredQuery> {
     return this.evaluate('query', { 'db.query.text': query.slice(0, 1024) }, call, (engine, timeoutMs) =>
       engine.instantQuery(query, timeMs, { timeoutMs, signal: call.signal }),
     );
@@ -73,7 +76,7 @@ export class PrometheusService {
     query: string,
     range: { startMs: number; endMs: number; stepMs: number },
     call: QueryCall = {},
-  ): Promise<QueryResult> {
+  ): Promise<AnsweredQuery> {
     return this.evaluate(
       'query_range',
       { 'db.query.text': query.slice(0, 1024) },
@@ -115,10 +118,10 @@ export class PrometheusService {
     attributes: Record<string, string>,
     call: QueryCall,
     run: (engine: PromQLEngine, timeoutMs: number) => Promise<QueryResult>,
-  ): Promise<QueryResult> {
+  ): Promise<AnsweredQuery> {
     const { limits } = this.deps;
-    return this.withSource(endpoint, attributes, call, (source, deadline) =>
-      run(
+    return this.withSource(endpoint, attributes, call, async (source, deadline) => {
+      const result: AnsweredQuery = await run(
         new PromQLEngine({
           source,
           lookbackDeltaMs: limits.lookbackDeltaMs,
@@ -127,8 +130,17 @@ export class PrometheusService {
           now: this.now,
         }),
         Math.max(1, deadline - this.now()),
-      ),
-    );
+      );
+      if (source.downsampledBefore !== undefined) {
+        this.deps.metrics.promqlDownsampled.inc({ endpoint });
+        const before = source.downsampledBefore;
+        result.warnings = [
+          `${Number.isFinite(before) ? `samples before ${new Date(before).toISOString()} are` : 'every sample is'} ` +
+            'past TELEMETRY_RETENTION: read from rollups, one sample per minute or hour (downsampled, approximate)',
+        ];
+      }
+      return result;
+    });
   }
 
   /** Runs `fn` in its turn with a fresh source, counted and traced; the source is always closed. */
@@ -154,6 +166,7 @@ export class PrometheusService {
               deadline,
               signal: call.signal,
               rollups: this.deps.rollups,
+              lookbackMs: limits.lookbackDeltaMs,
               now: this.now,
               counters: {
                 series: (n) => metrics.promqlSeries.inc(n),

@@ -140,6 +140,12 @@ export function createStreamerMetrics(registry: Registry) {
       labelNames: ['endpoint'] as const,
       registers,
     }),
+    promqlDownsampled: new Counter({
+      name: 'streamer_promql_downsampled_total',
+      help: 'PromQL queries that read rollups past TELEMETRY_RETENTION (answers downsampled, with a warning).',
+      labelNames: ['endpoint'] as const,
+      registers,
+    }),
     promqlDuration: new Histogram({
       name: 'streamer_promql_duration_seconds',
       help: 'Time to answer a Prometheus API call (query, query_range, series, labels, label_values), waiting for a turn included.',
