@@ -240,6 +240,23 @@ describe('PromQL past TELEMETRY_RETENTION', () => {
     expect(res.body.warnings).toHaveLength(1);
   });
 
+  it('lists the series that rollups alone hold in a time range', async () => {
+    const range = { start: String((START + HOUR) / 1000), end: String((START + 2 * HOUR) / 1000) };
+    const series = await get('series', { 'match[]': 'DCGM_FI_DEV_GPU_TEMP', ...range });
+    expect(series.body.data).toEqual([
+      { __name__: 'DCGM_FI_DEV_GPU_TEMP', UUID: 'GPU-0', gpu: '0' },
+      { __name__: 'DCGM_FI_DEV_GPU_TEMP', UUID: 'GPU-1', gpu: '1' },
+    ]);
+    const gpus = await get('label/gpu/values', { 'match[]': 'DCGM_FI_DEV_GPU_TEMP', ...range });
+    expect(gpus.body.data).toEqual(['0', '1']);
+    const later = await get('series', {
+      'match[]': 'DCGM_FI_DEV_GPU_TEMP',
+      start: String((END + 2 * 86_400_000) / 1000),
+      end: String((END + 3 * 86_400_000) / 1000),
+    });
+    expect(later.body.data).toEqual([]);
+  });
+
   it('answers nothing once every rollup is gone too', async () => {
     const query = 'max_over_time(DCGM_FI_DEV_GPU_TEMP[1h])';
     const [start, end] = [START + HOUR, START + 2 * HOUR];
