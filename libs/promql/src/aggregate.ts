@@ -222,122 +222,125 @@ export interface StepColumn {
 
 /**
  * `aggregate` for every step of a grid at once, for COLUMN_OPS: each input series' group is worked
- * out once, and each step walks the inputs in order into per-group numbers, with exactly the
- * arithmetic (and order of operations) of `aggregate`, rather than making a vector, a map of
- * groups and an output vector at every step. Groups come out in the order `aggregate`, step after
- * step, first returns them; `each(step)` runs after every step (deadline checks, sample budget).
+ * out once, then each input is walked from its first step to its last (its arrays read in order,
+ * not one element of each of thousands of arrays per step) into its group's numbers for every
+ * step. Each group's numbers at a step still take the inputs in input order, with exactly the
+ * arithmetic of `aggregate`; groups come out in the order `aggregate`, step after step, first
+ * returns them. `check()` runs between inputs (deadlines); the points made are returned with them.
  */
 export function aggregateColumns(
   op: AggregateOp,
   grouping: Grouping,
   inputs: readonly StepColumn[],
   steps: number,
-  each: (step: number, groups: number) => void,
+  check: () => void,
 ): (StepColumn & { points: number })[] {
   if (!COLUMN_OPS.has(op)) throw new Error(`aggregateColumns cannot evaluate ${op}`);
   const names = new Set(grouping.labels);
   const withoutNames = new Set([...grouping.labels, METRIC_NAME]);
   const indexOf = new Map<string, number>();
-  const groupLabels: Labels[] = [];
-  const groupOf = new Int32Array(inputs.length);
-  inputs.forEach((s, j) => {
+  const groups: {
+    labels: Labels;
+    /** The value at each step: the running sum, max, min..., the mean for avg and stddev. */
+    values: Float64Array;
+    present: Uint8Array;
+    /** Samples taken at each step (avg, count, stddev, stdvar). */
+    count: Float64Array | null;
+    /** Welford's running sum of squares (stddev, stdvar). */
+    squares: Float64Array | null;
+    firstStep: number;
+    firstInput: number;
+  }[] = [];
+  const counted = op === 'avg' || op === 'count' || op === 'stddev' || op === 'stdvar';
+  const welford = op === 'stddev' || op === 'stdvar';
+  for (let j = 0; j < inputs.length; j++) {
+    check();
+    const s = inputs[j] as StepColumn;
     const key = grouping.without ? keyWithoutLabels(s.labels, withoutNames) : keyWithLabels(s.labels, names);
     let g = indexOf.get(key);
     if (g === undefined) {
-      g = groupLabels.length;
+      g = groups.length;
       indexOf.set(key, g);
-      groupLabels.push(
-        grouping.without ? withoutLabels(s.labels, withoutNames) : keepLabels(s.labels, names),
-      );
+      groups.push({
+        labels: grouping.without ? withoutLabels(s.labels, withoutNames) : keepLabels(s.labels, names),
+        values: new Float64Array(steps),
+        present: new Uint8Array(steps),
+        count: counted ? new Float64Array(steps) : null,
+        squares: welford ? new Float64Array(steps) : null,
+        firstStep: steps,
+        firstInput: 0,
+      });
     }
-    groupOf[j] = g;
-  });
-  const groups = groupLabels.length;
-  const value = new Float64Array(groups);
-  const mean = new Float64Array(groups);
-  const count = new Float64Array(groups);
-  const seenAt = new Int32Array(groups).fill(-1);
-  const touched = new Int32Array(groups);
-  const out: (StepColumn & { points: number })[] = [];
-  const outOf = new Int32Array(groups).fill(-1);
-  for (let i = 0; i < steps; i++) {
-    let nTouched = 0;
-    for (let j = 0; j < inputs.length; j++) {
-      const s = inputs[j] as StepColumn;
-      if (!s.present[i]) continue;
-      const v = s.values[i] as number;
-      const g = groupOf[j] as number;
-      if (seenAt[g] !== i) {
-        seenAt[g] = i;
-        touched[nTouched++] = g;
-        value[g] = op === 'stddev' || op === 'stdvar' ? 0 : op === 'group' ? 1 : v;
-        mean[g] = v;
-        count[g] = 1;
+    const group = groups[g] as (typeof groups)[number];
+    const { values, present, count, squares } = group;
+    const sv = s.values;
+    const sp = s.present;
+    for (let i = 0; i < steps; i++) {
+      if (!sp[i]) continue;
+      const v = sv[i] as number;
+      if (!present[i]) {
+        present[i] = 1;
+        if (i < group.firstStep) {
+          group.firstStep = i;
+          group.firstInput = j;
+        }
+        values[i] = op === 'group' ? 1 : v; // the mean too, for avg, stddev and stdvar
+        if (count) count[i] = 1;
+        if (squares) squares[i] = 0;
         continue;
       }
       switch (op) {
         case 'sum':
-          value[g] += v;
+          values[i] = (values[i] as number) + v;
           break;
         case 'avg': {
-          const c = ++count[g];
-          const m = mean[g] as number;
+          const c = ++(count as Float64Array)[i];
+          const m = values[i] as number;
           if (!Number.isFinite(m) && !Number.isNaN(m)) {
             if (!Number.isFinite(v) && !Number.isNaN(v) && m > 0 === v > 0) break;
             if (Number.isFinite(v)) break;
           }
-          mean[g] = m + (v / c - m / c);
+          values[i] = m + (v / c - m / c);
           break;
         }
         case 'max':
-          if ((value[g] as number) < v || Number.isNaN(value[g])) value[g] = v;
+          if ((values[i] as number) < v || Number.isNaN(values[i])) values[i] = v;
           break;
         case 'min':
-          if ((value[g] as number) > v || Number.isNaN(value[g])) value[g] = v;
+          if ((values[i] as number) > v || Number.isNaN(values[i])) values[i] = v;
           break;
         case 'count':
-          count[g]++;
+          (count as Float64Array)[i]++;
           break;
         case 'stddev':
         case 'stdvar': {
-          const c = ++count[g];
-          const delta = v - (mean[g] as number);
-          mean[g] = (mean[g] as number) + delta / c;
-          value[g] = (value[g] as number) + delta * (v - (mean[g] as number));
+          const c = ++(count as Float64Array)[i];
+          const delta = v - (values[i] as number);
+          values[i] = (values[i] as number) + delta / c;
+          (squares as Float64Array)[i] = (squares as Float64Array)[i] + delta * (v - (values[i] as number));
           break;
         }
         default: // group
           break;
       }
     }
-    for (let k = 0; k < nTouched; k++) {
-      const g = touched[k] as number;
-      let o = outOf[g] as number;
-      if (o < 0) {
-        o = outOf[g] = out.length;
-        out.push({
-          labels: groupLabels[g] as Labels,
-          values: new Float64Array(steps),
-          present: new Uint8Array(steps),
-          points: 0,
-        });
-      }
-      const series = out[o] as StepColumn & { points: number };
-      const c = count[g] as number;
-      series.values[i] =
-        op === 'avg'
-          ? (mean[g] as number)
-          : op === 'count'
-            ? c
-            : op === 'stdvar'
-              ? (value[g] as number) / c
-              : op === 'stddev'
-                ? Math.sqrt((value[g] as number) / c)
-                : (value[g] as number);
-      series.present[i] = 1;
-      series.points++;
+  }
+  const out: (StepColumn & { points: number })[] = [];
+  // In the order the per-step path first answers them: by first step, then by first input there.
+  const ordered = groups
+    .filter((g) => g.firstStep < steps)
+    .sort((a, b) => a.firstStep - b.firstStep || a.firstInput - b.firstInput);
+  for (const g of ordered) {
+    const { values, present, count, squares } = g;
+    let points = 0;
+    for (let i = 0; i < steps; i++) {
+      if (!present[i]) continue;
+      points++;
+      if (op === 'count') values[i] = count?.[i] as number;
+      else if (op === 'stdvar') values[i] = (squares?.[i] as number) / (count?.[i] as number);
+      else if (op === 'stddev') values[i] = Math.sqrt((squares?.[i] as number) / (count?.[i] as number));
     }
-    each(i, nTouched);
+    out.push({ labels: g.labels, values, present, points });
   }
   return out;
 }

@@ -35,11 +35,15 @@ export function mergePieces(
   let out = new Uint32Array(values.buffer);
   let n = 0;
   let ordered = true;
+  let shared = false; // two samples in one millisecond
   for (const p of pieces) {
     const words = new Uint32Array(p.values.buffer, p.values.byteOffset, p.values.length * 2);
     for (let k = 0; k < p.times.length; k++) {
       const ms = Math.floor((p.times[k] as number) / 1000);
-      if (n > 0 && ms < (timestamps[n - 1] as number)) ordered = false;
+      if (n > 0 && ms <= (timestamps[n - 1] as number)) {
+        if (ms < (timestamps[n - 1] as number)) ordered = false;
+        else shared = true;
+      }
       timestamps[n] = ms;
       out[2 * n] = words[2 * k] as number;
       out[2 * n + 1] = words[2 * k + 1] as number;
@@ -62,9 +66,9 @@ export function mergePieces(
     values = v;
     out = w;
   }
-  // One sample per millisecond.
-  let m = 0;
-  for (let i = 0; i < n; i++) {
+  // One sample per millisecond (nothing to do where, in order, no two shared one).
+  let m = ordered && !shared ? n : 0;
+  for (let i = m; i < n; i++) {
     if (m > 0 && timestamps[m - 1] === timestamps[i]) {
       const earlierStale = isStale(out, m - 1);
       const laterStale = isStale(out, i);
