@@ -26,7 +26,6 @@ import {
   type ChunkSpan,
   chunksIn,
   oldestRollupDayUs,
-  rawHorizonUs,
   readRollupRows,
   type RollupTable,
   endSnapshot,
@@ -201,7 +200,8 @@ export class PrometheusSource implements SeriesSource {
   private readonly now: () => number;
   /** The cancel request sent for an abandoned query's statement, if one was. */
   private cancelling: Promise<void> | undefined;
-  private horizon: Promise<number> | undefined;
+  /** Where raw samples begin (ms), as the snapshot sees it: see beginSnapshot. */
+  private horizonMs = Infinity;
   private minuteDays: Promise<number | null> | undefined;
   /**
    * Set when a selector read rollups past raw retention (downsampled, approximate): where raw
@@ -249,7 +249,9 @@ export class PrometheusSource implements SeriesSource {
     this.opening ??= (async () => {
       const client = await this.options.pool.connect();
       try {
-        this.snapshotEpoch = await beginSnapshot(client, this.remainingMs());
+        const snapshot = await beginSnapshot(client, this.remainingMs());
+        this.snapshotEpoch = snapshot.epoch;
+        this.horizonMs = snapshot.rawHorizonUs === null ? Infinity : Math.floor(snapshot.rawHorizonUs / 1000);
       } catch (error) {
         client.release(error instanceof Error ? error : true);
         throw error;
@@ -392,9 +394,9 @@ export class PrometheusSource implements SeriesSource {
   }
 
   /** Where raw samples begin (ms): the oldest stored chunk's start; +Infinity when none is stored. */
-  private rawHorizonMs(): Promise<number> {
-    this.horizon ??= this.run(rawHorizonUs).then((us) => (us === null ? Infinity : Math.floor(us / 1000)));
-    return this.horizon;
+  private async rawHorizonMs(): Promise<number> {
+    await this.run(async () => undefined); // opens the snapshot, which reads it
+    return this.horizonMs;
   }
 
   /**

@@ -16,16 +16,23 @@ export interface StoredSeries {
 
 /**
  * Opens the snapshot every later statement of the query reads; statements end by `timeoutMs`.
- * Returns telemetry_epoch as the snapshot sees it.
+ * Returns telemetry_epoch as the snapshot sees it, and where raw samples begin: the start (µs) of
+ * the oldest chunk stored, hot or compacted (before it, past TELEMETRY_RETENTION, only rollups are
+ * left; null when no chunk is stored).
  */
-export async function beginSnapshot(client: PoolClient, timeoutMs: number): Promise<number> {
-  // One round trip: three statements in one simple query (no parameters), answered in order.
+export async function beginSnapshot(
+  client: PoolClient,
+  timeoutMs: number,
+): Promise<{ epoch: number; rawHorizonUs: number | null }> {
+  // One round trip: four statements in one simple query (no parameters), answered in order.
   const results = (await client.query(
     `BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY;
      SET LOCAL statement_timeout = ${Math.max(1, Math.ceil(timeoutMs))};
-     SELECT n FROM telemetry_epoch`,
-  )) as unknown as { rows: { n: string }[] }[];
-  return Number(results[2]?.rows[0]?.n ?? 0);
+     SELECT n FROM telemetry_epoch;
+     SELECT (extract(epoch FROM min(chunk_start)) * 1000000)::bigint AS us FROM telemetry_chunks`,
+  )) as unknown as { rows: { n?: string; us?: string | null }[] }[];
+  const us = results[3]?.rows[0]?.us;
+  return { epoch: Number(results[2]?.rows[0]?.n ?? 0), rawHorizonUs: us == null ? null : Number(us) };
 }
 
 /**
@@ -275,18 +282,6 @@ export async function readRollupRows(
       );
     },
   );
-}
-
-/**
- * Where raw samples begin: the start (µs) of the oldest chunk still stored, hot or compacted.
- * Before it, past TELEMETRY_RETENTION, only rollups are left. Null when no chunk is stored.
- */
-export async function rawHorizonUs(client: PoolClient): Promise<number | null> {
-  const { rows } = await client.query<{ us: string | null }>({
-    name: 'promql_raw_horizon',
-    text: 'SELECT (extract(epoch FROM min(chunk_start)) * 1000000)::bigint AS us FROM telemetry_chunks',
-  });
-  return rows[0]?.us == null ? null : Number(rows[0].us);
 }
 
 /** The first day (µs) of a rollup table's oldest daily partition, from the catalog; null when it has none. */
