@@ -200,7 +200,21 @@ describe('PromQL past TELEMETRY_RETENTION', () => {
       );
       expect(res.body.warnings).toHaveLength(1);
     }
-    expect(await downsampledCalls()).toBe(calls + 5);
+    // A range long enough that each series is read in a batch of its own: the same order.
+    const t2 = START + 2 * HOUR;
+    const year = await get('query_range', {
+      query: 'DCGM_FI_DEV_GPU_TEMP',
+      start: String((t2 - 400 * 86_400_000) / 1000),
+      end: String(t2 / 1000),
+      step: '86400',
+    });
+    expect(year.body.data.result).toEqual(
+      [0, 1].map((gpu) => ({
+        metric: { __name__: 'DCGM_FI_DEV_GPU_TEMP', UUID: `GPU-${gpu}`, gpu: String(gpu) },
+        values: [[t2 / 1000, String(valuesIn(gpu, START + HOUR, t2).at(-1))]],
+      })),
+    );
+    expect(await downsampledCalls()).toBe(calls + 6);
   });
 
   it('joins rollups before the horizon and raw samples after it in one series', async () => {

@@ -121,6 +121,8 @@ interface Selected {
 
 const SERIES_BATCH = 5_000;
 const DEFAULT_LOOKBACK_MS = 300_000;
+/** Rollup buckets one batch of series may read at once, past raw retention (bounds memory). */
+const MAX_BUCKETS_PER_BATCH = 250_000;
 const HOUR_MS = HOUR_US / 1000;
 const DAY_MS = 86_400_000;
 const DEFAULT_BLOCKS_PER_BATCH = 20_000;
@@ -367,9 +369,12 @@ export class PrometheusSource implements SeriesSource {
       return;
     }
     // Partly or wholly past TELEMETRY_RETENTION: rollups before the horizon, raw samples after,
-    // a batch of series at a time, in the order of `selected`.
-    for (let i = 0; i < selected.length; i += MAX_SERIES_PER_BATCH) {
-      const batch = selected.slice(i, i + MAX_SERIES_PER_BATCH);
+    // a batch of series at a time, in the order of `selected`; batches hold at most about
+    // MAX_BUCKETS_PER_BATCH buckets (a week of minutes is 10,080 a series).
+    const minutes = (Math.min(endMs + 1, horizonMs) - startMs) / 60_000;
+    const perBatch = Math.max(1, Math.min(MAX_SERIES_PER_BATCH, Math.floor(MAX_BUCKETS_PER_BATCH / minutes)));
+    for (let i = 0; i < selected.length; i += perBatch) {
+      const batch = selected.slice(i, i + perBatch);
       const early = await this.beforeRaw(batch, hints, startMs, Math.min(endMs + 1, horizonMs));
       if (early.size > 0) this.downsampledBefore = horizonMs;
       const raw = endMs >= horizonMs ? this.selectRaw(batch, hints, startMs, endMs) : null;
