@@ -30,6 +30,14 @@ describe('labelContainment: what the label index may be asked for a selector', (
     expect(containment(['__name__', '=', 'up'])).toBeNull(); // found by the metric name index
   });
 
+  it('takes label names that objects have too', () => {
+    expect(containment(['constructor', '=', 'a'], ['__proto__', '=~', 'b|c'])).toEqual([
+      JSON.parse('{"constructor":"a","__proto__":"b"}'),
+      JSON.parse('{"constructor":"a","__proto__":"c"}'),
+    ]);
+    expect(JSON.stringify(containment(['toString', '=', 'x']))).toBe('[{"toString":"x"}]');
+  });
+
   it('leaves a very long alternation to the matchers', () => {
     const values = Array.from({ length: 1001 }, (_, i) => `n${i}`).join('|');
     expect(containment(['Hostname', '=~', values])).toBeNull();

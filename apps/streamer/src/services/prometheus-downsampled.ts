@@ -100,7 +100,10 @@ export function downsampled(
   const times: number[] = [];
   const values: number[] = [];
   if (read.kind === 'range') {
-    const value = VALUE_OF[read.func ?? ''] ?? ((b: Bucket) => b.last);
+    const func = read.func ?? '';
+    const value = Object.hasOwn(VALUE_OF, func)
+      ? (VALUE_OF[func] as (b: Bucket) => number)
+      : (b: Bucket) => b.last;
     for (const b of sorted) {
       const at = b.startUs / 1000 + bucketMs - 1; // the bucket's last millisecond
       if (at < fromMs || at >= toMs) continue;

@@ -110,9 +110,6 @@ function joinSamples(
   return { timestamps: timestamps.subarray(0, k), values: values.subarray(0, k) };
 }
 
-/** The last evaluation time of an instant selector (its hints' end). */
-const endMsOf = (hints: SelectHints) => clampMs(hints.endMs);
-
 /** A selected series: its Prometheus labels and the stored series behind them (one, nearly always). */
 interface Selected {
   labels: Labels;
@@ -157,7 +154,8 @@ const MAX_CONTAINING = 1_000;
  * Every matcher is still checked on every series found.
  */
 export function labelContainment(matchers: readonly CompiledMatcher[]): Record<string, string>[] | null {
-  const equal: Record<string, string> = {};
+  // A map, not an object: `constructor` and `__proto__` are label names too.
+  const equal = new Map<string, string>();
   let alternation: { name: string; values: string[] } | undefined;
   for (const m of matchers) {
     if (m.name === '__name__') continue;
@@ -165,20 +163,19 @@ export function labelContainment(matchers: readonly CompiledMatcher[]): Record<s
     if (!values) continue;
     if (values.length === 1) {
       const value = values[0] as string;
-      if (m.name in equal && equal[m.name] !== value) return [];
-      equal[m.name] = value;
+      if (equal.has(m.name) && equal.get(m.name) !== value) return [];
+      equal.set(m.name, value);
     } else if (values.length <= MAX_CONTAINING && values.length < (alternation?.values.length ?? Infinity)) {
       alternation = { name: m.name, values };
     }
   }
-  if (alternation && alternation.name in equal) {
-    const value = equal[alternation.name] as string;
-    if (!alternation.values.includes(value)) return [];
+  if (alternation && equal.has(alternation.name)) {
+    if (!alternation.values.includes(equal.get(alternation.name) as string)) return [];
     alternation = undefined;
   }
-  if (!alternation) return Object.keys(equal).length > 0 ? [equal] : null;
+  if (!alternation) return equal.size > 0 ? [Object.fromEntries(equal)] : null;
   const { name, values } = alternation;
-  return values.map((value) => ({ ...equal, [name]: value }));
+  return values.map((value) => Object.fromEntries([...equal, [name, value]]));
 }
 
 /** The Prometheus labels of a stored series: its label set and its metric as __name__. */
@@ -422,7 +419,7 @@ export class PrometheusSource implements SeriesSource {
       hints.rangeMs === 0
         ? {
             kind: 'instant',
-            timesMs: evaluationTimes(startMs + lookbackMs, endMsOf(hints), hints.stepMs),
+            timesMs: evaluationTimes(startMs + lookbackMs, clampMs(hints.endMs), hints.stepMs),
             lookbackMs,
           }
         : { kind: 'range', func: hints.func };
