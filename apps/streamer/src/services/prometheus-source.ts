@@ -75,41 +75,6 @@ export interface PrometheusSourceOptions {
   now?: () => number;
 }
 
-/** Two series' samples in one, ascending: where both have a time, the later part's sample stands. */
-function joinSamples(
-  a: { timestamps: Float64Array; values: Float64Array },
-  b: { timestamps: Float64Array; values: Float64Array },
-): { timestamps: Float64Array; values: Float64Array } {
-  const n = a.timestamps.length + b.timestamps.length;
-  const timestamps = new Float64Array(n);
-  const values = new Float64Array(n);
-  // Values move as their two 32-bit words: a NaN moved as a number may lose its bits.
-  const out = new Uint32Array(values.buffer);
-  const aw = new Uint32Array(a.values.buffer, a.values.byteOffset, a.values.length * 2);
-  const bw = new Uint32Array(b.values.buffer, b.values.byteOffset, b.values.length * 2);
-  let i = 0;
-  let j = 0;
-  let k = 0;
-  while (i < a.timestamps.length || j < b.timestamps.length) {
-    const ta = i < a.timestamps.length ? (a.timestamps[i] as number) : Infinity;
-    const tb = j < b.timestamps.length ? (b.timestamps[j] as number) : Infinity;
-    if (ta < tb) {
-      timestamps[k] = ta;
-      out[2 * k] = aw[2 * i] as number;
-      out[2 * k + 1] = aw[2 * i + 1] as number;
-      i++;
-    } else {
-      if (ta === tb) i++;
-      timestamps[k] = tb;
-      out[2 * k] = bw[2 * j] as number;
-      out[2 * k + 1] = bw[2 * j + 1] as number;
-      j++;
-    }
-    k++;
-  }
-  return { timestamps: timestamps.subarray(0, k), values: values.subarray(0, k) };
-}
-
 /** A selected series: its Prometheus labels and the stored series behind them (one, nearly always). */
 interface Selected {
   labels: Labels;
@@ -374,24 +339,15 @@ export class PrometheusSource implements SeriesSource {
       const batch = selected.slice(i, i + perBatch);
       const early = await this.beforeRaw(batch, hints, startMs, Math.min(endMs + 1, horizonMs));
       if (early.size > 0) this.downsampledBefore = horizonMs;
-      const raw = endMs >= horizonMs ? this.selectRaw(batch, hints, startMs, endMs) : null;
-      let next = 0;
-      const earlyUpTo = function* (k: number): Generator<SeriesSamples> {
-        for (; next < k; next++) {
-          const s = batch[next] as Selected;
-          const samples = early.get(s);
-          if (samples) yield { labels: s.labels, ...samples };
-        }
-      };
-      const at = new Map(batch.map((s, k) => [s.labels, k]));
-      for await (const later of raw ?? []) {
-        const k = at.get(later.labels) as number;
-        yield* earlyUpTo(k);
-        next = k + 1;
-        const before = early.get(batch[k] as Selected);
-        yield before ? { labels: later.labels, ...joinSamples(before, later) } : later;
+      if (endMs >= horizonMs) {
+        // The rollups' samples are merged with the raw ones, as pieces of the series.
+        yield* this.selectRaw(batch, hints, startMs, endMs, early);
+        continue;
       }
-      yield* earlyUpTo(batch.length);
+      for (const s of batch) {
+        const samples = mergePieces(early.get(s) ?? [], startMs, endMs);
+        if (samples) yield { labels: s.labels, ...samples };
+      }
     }
   }
 
@@ -411,9 +367,9 @@ export class PrometheusSource implements SeriesSource {
     hints: SelectHints,
     startMs: number,
     toMs: number,
-  ): Promise<Map<Selected, { timestamps: Float64Array; values: Float64Array }>> {
-    const out = new Map<Selected, { timestamps: Float64Array; values: Float64Array }>();
-    if (toMs <= startMs) return out;
+  ): Promise<Map<Selected, Piece[]>> {
+    const pieces = new Map<Selected, Piece[]>();
+    if (toMs <= startMs) return pieces;
     const lookbackMs = this.options.lookbackMs ?? DEFAULT_LOOKBACK_MS;
     const read: DownsampledRead =
       hints.rangeMs === 0
@@ -434,7 +390,6 @@ export class PrometheusSource implements SeriesSource {
     const ids = batch.flatMap((s) => s.ids);
     const owner = new Map<number, Selected>();
     for (const s of batch) for (const id of s.ids) owner.set(id, s);
-    const pieces = new Map<Selected, { timestamps: Float64Array; values: Float64Array }[]>();
     for (const span of spans) {
       if (span.toMs <= span.fromMs) continue;
       const buckets = new Map<Selected, Map<number, Bucket>>();
@@ -462,27 +417,28 @@ export class PrometheusSource implements SeriesSource {
         this.options.counters?.samples('rollups', samples.timestamps.length);
         let list = pieces.get(s);
         if (!list) pieces.set(s, (list = []));
-        list.push(samples);
+        list.push({ times: samples.timestamps.map((ms) => ms * 1000), values: samples.values });
       }
     }
-    for (const [s, list] of pieces) {
-      out.set(s, list.length === 1 ? (list[0] as (typeof list)[0]) : list.reduce(joinSamples));
-    }
-    return out;
+    return pieces;
   }
 
-  /** Raw samples (hot rows, blocks, exact rollups) of the selected series. */
+  /**
+   * Raw samples (hot rows, blocks, exact rollups) of the selected series, merged with `early`
+   * pieces of them (read from rollups before raw samples begin).
+   */
   private async *selectRaw(
     selected: Selected[],
     hints: SelectHints,
     startMs: number,
     endMs: number,
+    early?: Map<Selected, Piece[]>,
   ): AsyncIterable<SeriesSamples> {
     const fromUs = startMs * 1000;
     const toUs = (endMs + 1) * 1000; // every stored microsecond of endMs
     const plan = this.options.rollups === false ? null : planRollups(hints);
     if (plan) {
-      yield* this.fromRollups(selected, plan, startMs, endMs);
+      yield* this.fromRollups(selected, plan, startMs, endMs, early);
       return;
     }
     const chunks = await this.run((client) => chunksBetween(client, fromUs, toUs));
@@ -515,7 +471,7 @@ export class PrometheusSource implements SeriesSource {
         readStaleMarkers(client, { seriesIds: ids, fromUs, toUs }, (id, times) => stale.set(id, times)),
       );
       for (const s of batch) {
-        const samples = this.assemble(s.ids, blocks, hot, stale, startMs, endMs, instants);
+        const samples = this.assemble(s.ids, blocks, hot, stale, startMs, endMs, instants, early?.get(s));
         for (const id of s.ids) {
           blocks.delete(id);
           hot.delete(id);
@@ -535,6 +491,7 @@ export class PrometheusSource implements SeriesSource {
     plan: RollupPlan,
     startMs: number,
     endMs: number,
+    early?: Map<Selected, Piece[]>,
   ): AsyncIterable<SeriesSamples> {
     const spanFromUs = Math.floor(startMs / DAY_MS) * DAY_MS * 1000;
     const spanToUs = (Math.floor(endMs / DAY_MS) + 1) * DAY_MS * 1000;
@@ -613,7 +570,7 @@ export class PrometheusSource implements SeriesSource {
         );
       }
       for (const s of batch) {
-        const pieces: Piece[] = [];
+        const pieces: Piece[] = [...(early?.get(s) ?? [])];
         const staleUs: number[] = [];
         let buckets = 0;
         let fromBlocks = 0;
@@ -645,7 +602,7 @@ export class PrometheusSource implements SeriesSource {
     }
   }
 
-  /** One series' samples in [startMs, endMs] from its blocks and hot rows. */
+  /** One series' samples in [startMs, endMs] from its blocks and hot rows (and `early` pieces of it). */
   private assemble(
     ids: number[],
     blocks: Map<number, Buffer[]>,
@@ -654,8 +611,9 @@ export class PrometheusSource implements SeriesSource {
     startMs: number,
     endMs: number,
     instants?: { lastMs: number; stepMs: number },
+    early: Piece[] = [],
   ): { timestamps: Float64Array; values: Float64Array } | null {
-    const pieces: Piece[] = [];
+    const pieces: Piece[] = [...early];
     const markers: number[] = [];
     let fromBlocks = 0;
     let fromHot = 0;
@@ -737,7 +695,14 @@ export class PrometheusSource implements SeriesSource {
       const from = new Date(clampMs(startMs ?? MIN_MS));
       const to = new Date(clampMs(endMs ?? MAX_MS));
       const withData = ids.length
-        ? await this.run((client) => seriesWithDataBetween(client, { seriesIds: ids, from, to }))
+        ? await this.run((client) =>
+            seriesWithDataBetween(client, {
+              seriesIds: ids,
+              from,
+              to,
+              rawFrom: Number.isFinite(this.horizonMs) ? new Date(this.horizonMs) : null,
+            }),
+          )
         : new Set<number>();
       selected = selected.filter((s) => s.ids.some((id) => withData.has(id)));
     }

@@ -268,7 +268,7 @@ export async function readRollupRows(
 ): Promise<number> {
   return readBinaryCopy(
     client,
-    `COPY (SELECT series_id, start, data FROM ${args.table === 'telemetry_rollups_1m' ? 'telemetry_rollups_1m' : 'telemetry_rollups_1h'}
+    `COPY (SELECT series_id, start, data FROM ${args.table}
            WHERE series_id = ANY(${idArray(args.seriesIds)})
              AND start >= ${tsLiteral(args.fromUs)} AND start < ${tsLiteral(args.toUs)}
            ORDER BY series_id, start) TO STDOUT (FORMAT binary)`,
@@ -297,26 +297,26 @@ export async function oldestRollupDayUs(client: PoolClient, table: RollupTable):
 }
 
 /**
- * The ids among `seriesIds` with a sample (hot) or a block overlapping [from, to], or, before the
- * oldest stored chunk (past raw retention), a rollup row that may: a row starts at its chunk, or
- * at its day once folded, so it counts from a day before `from` (as Prometheus counts a block).
+ * The ids among `seriesIds` with a sample (hot) or a block overlapping [from, to], or, before
+ * `rawFrom` (where raw samples begin: see beginSnapshot), a rollup row that may: a row starts at
+ * its chunk, or at its day once folded, so it counts from a day before `from` (as Prometheus
+ * counts a block).
  */
 export async function seriesWithDataBetween(
   client: PoolClient,
-  args: { seriesIds: readonly number[]; from: Date; to: Date },
+  args: { seriesIds: readonly number[]; from: Date; to: Date; rawFrom: Date | null },
 ): Promise<Set<number>> {
   const { rows } = await client.query<{ id: string }>({
     name: 'promql_series_with_data',
-    text: `WITH horizon AS (SELECT coalesce(min(chunk_start), 'infinity') AS at FROM telemetry_chunks)
-           SELECT id FROM unnest($1::bigint[]) AS id
+    text: `SELECT id FROM unnest($1::bigint[]) AS id
            WHERE EXISTS (SELECT 1 FROM telemetry_samples x WHERE x.series_id = id AND x.ts BETWEEN $2 AND $3)
               OR EXISTS (SELECT 1 FROM telemetry_blocks b JOIN telemetry_chunks c ON c.chunk_start = b.chunk_start
                          WHERE b.series_id = id AND b.chunk_start <= $3 AND c.chunk_end > $2)
-              OR EXISTS (SELECT 1 FROM telemetry_rollups_1m r, horizon
-                         WHERE r.series_id = id AND r.start <= $3 AND r.start > $2 - interval '1 day' AND r.start < horizon.at)
-              OR EXISTS (SELECT 1 FROM telemetry_rollups_1h r, horizon
-                         WHERE r.series_id = id AND r.start <= $3 AND r.start > $2 - interval '1 day' AND r.start < horizon.at)`,
-    values: [args.seriesIds, args.from, args.to],
+              OR EXISTS (SELECT 1 FROM telemetry_rollups_1m r
+                         WHERE r.series_id = id AND r.start <= $3 AND r.start > $2 - interval '1 day' AND r.start < $4)
+              OR EXISTS (SELECT 1 FROM telemetry_rollups_1h r
+                         WHERE r.series_id = id AND r.start <= $3 AND r.start > $2 - interval '1 day' AND r.start < $4)`,
+    values: [args.seriesIds, args.from, args.to, args.rawFrom ?? 'infinity'],
   });
   return new Set(rows.map((r) => Number(r.id)));
 }
