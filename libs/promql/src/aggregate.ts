@@ -16,8 +16,6 @@ import { quantile } from './quantile';
 
 interface Group {
   labels: Labels;
-  value: number;
-  mean: number;
   count: number;
   heap: VSample[];
   values: number[];
@@ -31,14 +29,25 @@ export interface Grouping {
   without: boolean;
 }
 
-/**
- * One step of an aggregation, with Prometheus's arithmetic: a running sum, an incremental mean for
- * `avg`, Welford for `stddev`/`stdvar`, NaN replaced by any value in `min`/`max`, heaps for
- * `topk`/`bottomk` (Go's container/heap, so ties resolve as Prometheus resolves them).
- * Groups come out in the order their first sample came in.
- */
 /** An input series' group key and group labels, kept across the steps of one aggregation (its labels do not change). */
 export type GroupCache = WeakMap<Labels, { key: string; labels: Labels }>;
+
+/** A series' group: its key, and the labels the group's output has (`by` keeps them, `without` drops them and the name). */
+function groupingOf(names: readonly string[], without: boolean) {
+  const kept = new Set(names);
+  const dropped = new Set([...names, METRIC_NAME]);
+  return {
+    key: (labels: Labels) => (without ? keyWithoutLabels(labels, dropped) : keyWithLabels(labels, kept)),
+    labels: (labels: Labels) => (without ? withoutLabels(labels, dropped) : keepLabels(labels, kept)),
+  };
+}
+
+/**
+ * One step of an aggregation with a parameter (`topk`, `bottomk`, `quantile`, `count_values`),
+ * with Prometheus's arithmetic: heaps for `topk`/`bottomk` (Go's container/heap, so ties resolve
+ * as Prometheus resolves them). Groups come out in the order their first sample came in. The
+ * others (COLUMN_OPS) are evaluated every step at once by `aggregateColumns`.
+ */
 
 export function aggregate(
   op: AggregateOp,
@@ -47,6 +56,7 @@ export function aggregate(
   vec: VSample[],
   cache?: GroupCache,
 ): VSample[] {
+  if (COLUMN_OPS.has(op)) throw new Error(`${op} is evaluated by aggregateColumns`);
   let k = 0;
   if (op === 'topk' || op === 'bottomk') {
     const f = param as number;
@@ -63,17 +73,11 @@ export function aggregate(
       throw new ExecutionError(`invalid label name ${JSON.stringify(valueLabel)}`);
     if (!grouping.without) groupingLabels = [...groupingLabels, valueLabel];
   }
-  const names = new Set(groupingLabels);
-  const withoutNames = new Set([...groupingLabels, METRIC_NAME]);
-  const keyOf = (labels: Labels) =>
-    grouping.without ? keyWithoutLabels(labels, withoutNames) : keyWithLabels(labels, names);
+  const grouper = groupingOf(groupingLabels, grouping.without);
   const groupOf = (labels: Labels) => {
     let found = op === 'count_values' ? undefined : cache?.get(labels);
     if (!found) {
-      found = {
-        key: keyOf(labels),
-        labels: grouping.without ? withoutLabels(labels, withoutNames) : keepLabels(labels, names),
-      };
+      found = { key: grouper.key(labels), labels: grouper.labels(labels) };
       if (op !== 'count_values') cache?.set(labels, found);
     }
     return found;
@@ -85,59 +89,23 @@ export function aggregate(
     let labels = s.labels;
     if (op === 'count_values') labels = setLabel(labels, valueLabel, formatValue(s.value));
     const { key, labels: groupLabels } = groupOf(labels);
-    const group = groups.get(key);
-    if (!group) {
-      const g: Group = {
-        labels: groupLabels,
-        value: s.value,
-        mean: s.value,
-        count: 1,
-        heap: [],
-        values: [],
-      };
-      if (op === 'stddev' || op === 'stdvar') g.value = 0;
-      else if (op === 'topk' || op === 'bottomk') g.heap = [s];
+    const found = groups.get(key);
+    if (!found) {
+      const g: Group = { labels: groupLabels, count: 1, heap: [], values: [] };
+      if (op === 'topk' || op === 'bottomk') g.heap = [s];
       else if (op === 'quantile') g.values = [s.value];
-      else if (op === 'group') g.value = 1;
       groups.set(key, g);
       ordered.push(g);
       continue;
     }
     switch (op) {
-      case 'sum':
-        group.value += s.value;
-        break;
-      case 'avg': {
-        group.count++;
-        if (!Number.isFinite(group.mean) && !Number.isNaN(group.mean)) {
-          if (!Number.isFinite(s.value) && !Number.isNaN(s.value) && group.mean > 0 === s.value > 0) break;
-          if (Number.isFinite(s.value)) break;
-        }
-        group.mean += s.value / group.count - group.mean / group.count;
-        break;
-      }
-      case 'max':
-        if (group.value < s.value || Number.isNaN(group.value)) group.value = s.value;
-        break;
-      case 'min':
-        if (group.value > s.value || Number.isNaN(group.value)) group.value = s.value;
-        break;
-      case 'count':
       case 'count_values':
-        group.count++;
+        found.count++;
         break;
-      case 'stddev':
-      case 'stdvar': {
-        group.count++;
-        const delta = s.value - group.mean;
-        group.mean += delta / group.count;
-        group.value += delta * (s.value - group.mean);
-        break;
-      }
       case 'topk':
       case 'bottomk': {
         const less = op === 'topk' ? topkLess : bottomkLess;
-        const h = group.heap;
+        const h = found.heap;
         if (h.length < k || better(op, s.value, h[0].value) || Number.isNaN(h[0].value)) {
           if (h.length === k) {
             if (k === 1) {
@@ -151,9 +119,7 @@ export function aggregate(
         break;
       }
       case 'quantile':
-        group.values.push(s.value);
-        break;
-      case 'group':
+        found.values.push(s.value);
         break;
     }
   }
@@ -161,18 +127,8 @@ export function aggregate(
   const out: VSample[] = [];
   for (const g of ordered) {
     switch (op) {
-      case 'avg':
-        out.push({ labels: g.labels, value: g.mean });
-        break;
-      case 'count':
       case 'count_values':
         out.push({ labels: g.labels, value: g.count });
-        break;
-      case 'stdvar':
-        out.push({ labels: g.labels, value: g.value / g.count });
-        break;
-      case 'stddev':
-        out.push({ labels: g.labels, value: Math.sqrt(g.value / g.count) });
         break;
       case 'topk':
       case 'bottomk': {
@@ -191,11 +147,8 @@ export function aggregate(
         for (const s of h) out.push({ labels: s.labels, value: s.value });
         break;
       }
-      case 'quantile':
+      default: // quantile
         out.push({ labels: g.labels, value: quantile(param as number, g.values) });
-        break;
-      default:
-        out.push({ labels: g.labels, value: g.value });
     }
   }
   return out;
@@ -236,8 +189,7 @@ export function aggregateColumns(
   check: () => void,
 ): (StepColumn & { points: number })[] {
   if (!COLUMN_OPS.has(op)) throw new Error(`aggregateColumns cannot evaluate ${op}`);
-  const names = new Set(grouping.labels);
-  const withoutNames = new Set([...grouping.labels, METRIC_NAME]);
+  const grouper = groupingOf(grouping.labels, grouping.without);
   const indexOf = new Map<string, number>();
   const groups: {
     labels: Labels;
@@ -256,13 +208,13 @@ export function aggregateColumns(
   for (let j = 0; j < inputs.length; j++) {
     check();
     const s = inputs[j] as StepColumn;
-    const key = grouping.without ? keyWithoutLabels(s.labels, withoutNames) : keyWithLabels(s.labels, names);
+    const key = grouper.key(s.labels);
     let g = indexOf.get(key);
     if (g === undefined) {
       g = groups.length;
       indexOf.set(key, g);
       groups.push({
-        labels: grouping.without ? withoutLabels(s.labels, withoutNames) : keepLabels(s.labels, names),
+        labels: grouper.labels(s.labels),
         values: new Float64Array(steps),
         present: new Uint8Array(steps),
         count: counted ? new Float64Array(steps) : null,

@@ -1,4 +1,4 @@
-import { aggregate, aggregateColumns, COLUMN_OPS, type GroupCache } from './aggregate';
+import { aggregate, aggregateColumns, type GroupCache } from './aggregate';
 import {
   type AggregateExpr,
   type AtModifier,
@@ -609,15 +609,12 @@ class Evaluator {
       const input = await this.steps(e.expr, grid, enclosing);
       return this.combine(grid, [param, input], ([p, v]) => aggregate(e.op, grouping, p[0].value, v, cache));
     }
+    // The rest (COLUMN_OPS): every step at once, without a vector per step.
     const input = await this.steps(e.expr, grid, enclosing);
-    if (COLUMN_OPS.has(e.op)) {
-      // Every step at once, without a vector per step (the same answers: see aggregateColumns).
-      const out = aggregateColumns(e.op, grouping, input, grid.n, () => this.check());
-      this.hold(out.reduce((n, s) => n + s.points, 0));
-      this.release([input]);
-      return out;
-    }
-    return this.combine(grid, [input], ([v]) => aggregate(e.op, grouping, undefined, v, cache));
+    const out = aggregateColumns(e.op, grouping, input, grid.n, () => this.check());
+    this.hold(out.reduce((n, s) => n + s.points, 0));
+    this.release([input]);
+    return out;
   }
 
   private async call(e: Call, grid: Grid): Promise<StepSeries[]> {
