@@ -277,7 +277,41 @@ async function post(url, form, headers = {}) {
  */
 const callsFor = (oursMs, theirsMs, calls) => (oursMs < 50 && theirsMs < 50 ? calls * 5 : calls);
 
-/** Times each query on both, alternating; returns table rows and how many answers differed. */
+/**
+ * Asks both, alternating, once to warm up (that answer is returned) and then `callsFor` times
+ * more, timed; returns the warm-up answers and each side's times.
+ */
+async function timeBoth(ours, theirs, calls) {
+  const times = { ours: [], theirs: [] };
+  let first;
+  let total = calls;
+  for (let i = 0; i < total + 1; i++) {
+    const a = await ours();
+    const b = await theirs();
+    if (i === 0) {
+      first = [a.body, b.body];
+      total = callsFor(a.ms, b.ms, calls);
+    } else {
+      times.ours.push(a.ms);
+      times.theirs.push(b.ms);
+    }
+  }
+  return { first, ...times };
+}
+
+/** A table row: p50 and p99 of each side, the p99 ratio, and whether the answers were the same. */
+const row = (label, count, { ours, theirs }, same) => [
+  label,
+  String(count),
+  fmt(percentile(theirs, 50), 1),
+  fmt(percentile(theirs, 99), 1),
+  fmt(percentile(ours, 50), 1),
+  fmt(percentile(ours, 99), 1),
+  fmt(percentile(ours, 99) / percentile(theirs, 99), 2),
+  same,
+];
+
+/** Times each query on both; returns table rows and how many answers differed. */
 async function race(gatewayUrl, prometheus, queries, range, calls) {
   const rows = [];
   let differing = 0;
@@ -288,40 +322,27 @@ async function race(gatewayUrl, prometheus, queries, range, calls) {
       end: String(range.end / 1000),
       step: String(range.step / 1000),
     };
-    const ours = [];
-    const theirs = [];
-    let first;
-    let total = calls;
-    for (let i = 0; i < total + 1; i++) {
-      const a = await post(`${gatewayUrl}/prometheus/api/v1/query_range`, form, {
-        authorization: `Bearer ${ADMIN_KEY}`,
-      });
-      const b = await post(`${prometheus.url}/api/v1/query_range`, form);
-      if (a.body.status !== 'success') throw new Error(`${query}: ${JSON.stringify(a.body)}`);
-      if (i === 0) {
-        first = [a.body, b.body]; // warm-up: not timed
-        total = callsFor(a.ms, b.ms, calls);
-      } else {
-        ours.push(a.ms);
-        theirs.push(b.ms);
-      }
-    }
-    const diff = compat.compareAnswers(first[1], first[0]);
+    const timed = await timeBoth(
+      async () => {
+        const a = await post(`${gatewayUrl}/prometheus/api/v1/query_range`, form, {
+          authorization: `Bearer ${ADMIN_KEY}`,
+        });
+        if (a.body.status !== 'success') throw new Error(`${query}: ${JSON.stringify(a.body)}`);
+        return a;
+      },
+      () => post(`${prometheus.url}/api/v1/query_range`, form),
+      calls,
+    );
+    const [oursFirst, theirsFirst] = timed.first;
+    const diff = compat.compareAnswers(theirsFirst, oursFirst);
     if (diff.length) differing++;
-    const series = first[0].data.result.length;
-    rows.push([
-      query
-        .replace(`{${ALL}}`, '')
-        .replace(`${ALL}`, '')
-        .replace(/\{(Hostname=.*?)\}/, ' {$1}'),
-      String(series),
-      fmt(percentile(theirs, 50), 1),
-      fmt(percentile(theirs, 99), 1),
-      fmt(percentile(ours, 50), 1),
-      fmt(percentile(ours, 99), 1),
-      fmt(percentile(ours, 99) / percentile(theirs, 99), 2),
-      diff.length ? `differ (${diff.length})` : 'same',
-    ]);
+    const label = query
+      .replace(`{${ALL}}`, '')
+      .replace(`${ALL}`, '')
+      .replace(/\{(Hostname=.*?)\}/, ' {$1}');
+    rows.push(
+      row(label, oursFirst.data.result.length, timed, diff.length ? `differ (${diff.length})` : 'same'),
+    );
   }
   return { rows, differing };
 }
@@ -333,39 +354,24 @@ async function get(url, headers = {}) {
   return { ms: performance.now() - started, body };
 }
 
-/** Times each label list on both, alternating, as race() does queries. */
+/** Times each label list on both, as race() does queries. */
 async function raceLists(gatewayUrl, prometheus, paths, calls) {
   const rows = [];
   let differing = 0;
   for (const p of paths) {
-    const ours = [];
-    const theirs = [];
-    let first;
-    let total = calls;
-    for (let i = 0; i < total + 1; i++) {
-      const a = await get(`${gatewayUrl}/prometheus/api/v1/${p}`, { authorization: `Bearer ${ADMIN_KEY}` });
-      const b = await get(`${prometheus.url}/api/v1/${p}`);
-      if (a.body.status !== 'success') throw new Error(`${p}: ${JSON.stringify(a.body)}`);
-      if (i === 0) {
-        first = [a.body.data, b.body.data];
-        total = callsFor(a.ms, b.ms, calls);
-      } else {
-        ours.push(a.ms);
-        theirs.push(b.ms);
-      }
-    }
-    const same = JSON.stringify(first[0]) === JSON.stringify(first[1]);
+    const timed = await timeBoth(
+      async () => {
+        const a = await get(`${gatewayUrl}/prometheus/api/v1/${p}`, { authorization: `Bearer ${ADMIN_KEY}` });
+        if (a.body.status !== 'success') throw new Error(`${p}: ${JSON.stringify(a.body)}`);
+        return a;
+      },
+      () => get(`${prometheus.url}/api/v1/${p}`),
+      calls,
+    );
+    const [ours, theirs] = timed.first.map((body) => body.data);
+    const same = JSON.stringify(ours) === JSON.stringify(theirs);
     if (!same) differing++;
-    rows.push([
-      `/api/v1/${p}`,
-      String(first[0].length),
-      fmt(percentile(theirs, 50), 1),
-      fmt(percentile(theirs, 99), 1),
-      fmt(percentile(ours, 50), 1),
-      fmt(percentile(ours, 99), 1),
-      fmt(percentile(ours, 99) / percentile(theirs, 99), 2),
-      same ? 'same' : 'differ',
-    ]);
+    rows.push(row(`/api/v1/${p}`, ours.length, timed, same ? 'same' : 'differ'));
   }
   return { rows, differing };
 }
