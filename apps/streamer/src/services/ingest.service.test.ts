@@ -389,6 +389,8 @@ describe('retention', () => {
 
   describe('series', () => {
     const DAY = 86_400_000;
+    /** Raw samples and 1-minute rollups kept 7 days, 1-hour rollups 10: series go after 14 days unseen. */
+    const RETENTIONS = { retentionMs: 7 * DAY, retention1mMs: 7 * DAY, retention1hMs: 10 * DAY };
     const seriesOf = async (gpuId: string, app: typeof streamer) =>
       (
         await app.database.pool.query<{ id: string; age_days: number }>(
@@ -452,11 +454,7 @@ describe('retention', () => {
         // Its pod went away 15 days ago; the other series paused 13 days ago.
         await makeOld(local, 'GPU-gone', 15);
         await makeOld(local, 'GPU-idle', 13);
-        const maintainer = maintainerWith(local, {
-          retentionMs: 7 * DAY,
-          retention1mMs: 7 * DAY,
-          retention1hMs: 10 * DAY,
-        });
+        const maintainer = maintainerWith(local, RETENTIONS);
         // Longest retention 10 days + 4: only the 15-day-old series goes.
         expect((await maintainer.maintain()).seriesDeleted).toBe(1);
         expect(await seriesOf('GPU-gone', local)).toEqual([]);
@@ -506,11 +504,7 @@ describe('retention', () => {
         expect(await labels('label/rack/values')).toEqual(['r9']);
 
         await makeOld(local, 'GPU-gone', 15);
-        const maintainer = maintainerWith(local, {
-          retentionMs: 7 * DAY,
-          retention1mMs: 7 * DAY,
-          retention1hMs: 10 * DAY,
-        });
+        const maintainer = maintainerWith(local, RETENTIONS);
         expect((await maintainer.maintain()).seriesDeleted).toBe(2);
         // Its GPU and rack went with it; the host stays, another series has it.
         expect(await labels('labels')).not.toContain('rack');
