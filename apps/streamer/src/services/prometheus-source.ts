@@ -71,7 +71,7 @@ export interface PrometheusSourceOptions {
   /** Whether selectors may be answered from rollups where the answer is provably the same. */
   rollups?: boolean;
   /** PROMQL_LOOKBACK_DELTA: how far back an instant selector reads (downsampled reads need it). */
-  lookbackMs?: number;
+  lookbackMs: number;
   now?: () => number;
 }
 
@@ -82,7 +82,6 @@ interface Selected {
 }
 
 const SERIES_BATCH = 5_000;
-const DEFAULT_LOOKBACK_MS = 300_000;
 /** Rollup buckets one batch of series may read at once, past raw retention (bounds memory). */
 const MAX_BUCKETS_PER_BATCH = 250_000;
 const HOUR_MS = HOUR_US / 1000;
@@ -370,7 +369,7 @@ export class PrometheusSource implements SeriesSource {
   ): Promise<Map<Selected, Piece[]>> {
     const pieces = new Map<Selected, Piece[]>();
     if (toMs <= startMs) return pieces;
-    const lookbackMs = this.options.lookbackMs ?? DEFAULT_LOOKBACK_MS;
+    const { lookbackMs } = this.options;
     const read: DownsampledRead =
       hints.rangeMs === 0
         ? {
