@@ -3,7 +3,6 @@
 // again (every sample already stored); then the whole system under a 10,000-GPU fleet, with scrape-to-stored p99.
 import path from 'node:path';
 import pg from 'pg';
-import pgCopy from 'pg-copy-streams';
 import {
   cpuMeter,
   fmt,
@@ -46,25 +45,30 @@ const { DcgmSimulator } = require(path.join(root, 'libs/dcgm-simulator/dist/dcgm
 const { parseExposition } = require(path.join(root, 'apps/collector/dist/parsing/exposition-parser.js'));
 const { toTelemetrySample } = require(path.join(root, 'apps/collector/dist/parsing/to-telemetry.js'));
 const { buildMessages } = require(path.join(root, 'apps/collector/dist/publishing/message-builder.js'));
-const { hotCopyLine, resolveSeries, ensureChunks } = require(
+const { hotCopyChunks, resolveSeries, ensureChunks } = require(
   path.join(root, 'apps/streamer/dist/services/telemetry-write.queries.js'),
 );
 
+const { copyIn } = require(path.join(root, 'libs/db/dist/index.js'));
 const { SeriesCache } = require(path.join(root, 'apps/streamer/dist/services/series-cache.js'));
 
 const ROWS = Number(process.env.BENCH_ROWS ?? 200_000);
 const FLEET_GPUS = Number(process.env.BENCH_FLEET_GPUS ?? 10_000);
 const FLEET_ROUNDS = Number(process.env.BENCH_FLEET_ROUNDS ?? 3);
 const INTERVAL_S = 30;
+const PUBLISHERS = Number(process.env.BENCH_PUBLISHERS ?? 4);
+const STREAMER_ENV = {
+  STREAMER_CONCURRENCY: process.env.BENCH_SC ?? '2',
+  STREAMER_BATCH: process.env.BENCH_SB ?? '20',
+};
 
-// The same samples for every contender: simulated scrapes of 64 hosts, as many rounds as needed.
-function makeSamples() {
-  const simulator = new DcgmSimulator({ hosts: 64, gpusPerHost: 8 });
+// The same samples for every contender: simulated scrapes of 64 hosts every 30 s from `t`, `rows`
+// samples or `rounds` rounds of scrapes, whichever comes first.
+function makeSamples(simulator, t, rows, rounds = Infinity) {
   const samples = [];
   const messages = [];
-  let t = Date.now() - 3_600_000;
-  while (samples.length < ROWS) {
-    for (let host = 1; host <= 64 && samples.length < ROWS; host++) {
+  for (let round = 0; samples.length < rows && round < rounds; round++) {
+    for (let host = 1; host <= 64 && samples.length < rows; host++) {
       const batch = parseExposition(simulator.render(host))
         .samples.map((s) => toTelemetrySample(s, t))
         .filter(Boolean);
@@ -73,14 +77,19 @@ function makeSamples() {
     }
     t += 30_000;
   }
-  return { samples: samples.slice(0, ROWS), messages, total: samples.length };
+  return { samples: samples.slice(0, rows), messages, t };
 }
 
 async function count(pool) {
   return (await pool.query('SELECT count(*)::int AS n FROM telemetry_samples')).rows[0].n;
 }
 
-/** The ceiling: the same narrow rows (series already stored) by one plain COPY into the same table. */
+/**
+ * The ceiling: the same narrow rows (series already stored) by one plain COPY into the same table,
+ * in the binary format the streamer sends.
+ * Timed three times (emptied in between), the median kept: one COPY lasts about a second, so a
+ * single one moves with whatever else the machine does in that second.
+ */
 async function copyCeiling(url, samples) {
   const pool = new pg.Pool({ connectionString: url, max: 1 });
   const keys = new Map();
@@ -94,31 +103,23 @@ async function copyCeiling(url, samples) {
   await ensureChunks(pool, times, 3_600_000);
   const rows = samples.map((s) => ({
     seriesId: idOf.get(SeriesCache.keyOf(s)),
-    timestamp: s.timestamp,
+    us: Date.parse(s.timestamp) * 1000,
     value: typeof s.value === 'number' ? s.value : NaN,
   }));
-  await pool.end();
   const client = new pg.Client({ connectionString: url });
   await client.connect();
-  const used = cpuMeter();
-  const started = performance.now();
-  const stream = client.query(pgCopy.from('COPY telemetry_samples (series_id, ts, value) FROM STDIN'));
-  await new Promise((resolve, reject) => {
-    stream.on('error', reject);
-    stream.on('finish', resolve);
-    for (let i = 0; i < rows.length; i += 1000)
-      stream.write(
-        rows
-          .slice(i, i + 1000)
-          .map(hotCopyLine)
-          .join(''),
-      );
-    stream.end();
-  });
-  const seconds = (performance.now() - started) / 1000;
-  const cpu = used();
+  const runs = [];
+  for (let run = 0; run < 3; run++) {
+    await pool.query('TRUNCATE telemetry_samples');
+    const used = cpuMeter();
+    const started = performance.now();
+    await copyIn(client, 'telemetry_samples (series_id, ts, value)', hotCopyChunks(rows), 'binary');
+    const seconds = (performance.now() - started) / 1000;
+    runs.push({ rate: samples.length / seconds, cpu: used() });
+  }
   await client.end();
-  return { rate: samples.length / seconds, cpu };
+  await pool.end();
+  return runs.sort((a, b) => a.rate - b.rate)[1];
 }
 
 /**
@@ -134,13 +135,17 @@ async function throughPipeline(queue, pool, messages, expectedRows, again, pids)
   const used = cpuMeter(pids);
   const started = performance.now();
   let published = false;
-  const publishing = (async () => {
-    for (let i = 0; i < messages.length; i += 16) {
-      const chunk = messages.slice(i, i + 16).map((m) => m.json);
+  // Collectors publish side by side: PUBLISHERS calls in flight, 16 messages each.
+  let next = 0;
+  const publisher = async () => {
+    while (next < messages.length) {
+      const chunk = messages.slice(next, (next += 16)).map((m) => m.json);
       await queue.publishSerialized('telemetry', chunk);
     }
+  };
+  const publishing = Promise.all(Array.from({ length: PUBLISHERS }, publisher)).then(() => {
     published = true;
-  })();
+  });
   for (;;) {
     await sleep(50);
     const stats = await queue.topic('telemetry');
@@ -159,7 +164,11 @@ const postgres = await startPostgres();
 const services = [];
 try {
   process.stderr.write(`preparing ${ROWS.toLocaleString()} samples...\n`);
-  const { samples, messages } = makeSamples();
+  // One round of scrapes meets every series (stored once, for good); the measured samples are the
+  // rounds after it, as in a fleet that has been running: the ceiling's series are stored too.
+  const simulator = new DcgmSimulator({ hosts: 64, gpusPerHost: 8 });
+  const firstRound = makeSamples(simulator, Date.now() - 3_600_000, Infinity, 1);
+  const { samples, messages } = makeSamples(simulator, firstRound.t, ROWS);
   const copyUrl = await postgres.createDatabase('ingest_copy', true);
   const pipeUrl = await postgres.createDatabase('ingest_pipeline', true);
 
@@ -178,20 +187,22 @@ try {
     PORT: String(freePort()),
     HOST: '127.0.0.1',
     QUEUE_URL: queue.url,
-    STREAMER_CONCURRENCY: '2',
-    STREAMER_BATCH: '20',
+    ...STREAMER_ENV,
     TELEMETRY_RETENTION: '0',
   });
   services.push(streamer);
   const client = new QueueClient({ url: queue.url, connections: 4, token: SERVICE_TOKEN });
   const pool = new pg.Pool({ connectionString: pipeUrl, max: 2 });
   const rows = messages.reduce((sum, m) => sum + m.samples, 0);
-  process.stderr.write('queue + streamer, first delivery...\n');
   const pids = { queue: queue.pid, streamer: streamer.pid };
+  process.stderr.write('queue + streamer, the first round: every series new...\n');
+  const newSeries = firstRound.messages.reduce((sum, m) => sum + m.samples, 0);
+  const fresh = await throughPipeline(client, pool, firstRound.messages, newSeries, false, pids);
+  process.stderr.write('queue + streamer, the rounds after...\n');
   const first = await throughPipeline(client, pool, messages, rows, false, pids);
   process.stderr.write('queue + streamer, redelivered...\n');
   const dup = await throughPipeline(client, pool, messages, rows, true, pids);
-  if ((await count(pool)) !== rows) throw new Error('redelivery changed the row count');
+  if ((await count(pool)) !== rows + newSeries) throw new Error('redelivery changed the row count');
 
   printTable(
     `Ingest: ${rows.toLocaleString()} samples (simulated dcgm-exporter scrapes), ~${Math.round(rows / messages.length)} per message`,
@@ -207,13 +218,14 @@ try {
         '-',
       ],
       ...[
-        ['publish -> queue -> streamer -> stored', first],
-        ['the same messages again (already stored)', dup],
-      ].map(([label, r]) => [
+        ['publish -> queue -> streamer -> stored', first, rows],
+        ['the same messages again (already stored)', dup, rows],
+        [`first round: ${fmt(newSeries)} series new (not in ratio)`, fresh, newSeries],
+      ].map(([label, r, n]) => [
         label,
         fmt(r.rate),
-        fmt(r.rate / copy.rate, 2),
-        ...['postgres', 'queue', 'streamer', 'self'].map((k) => fmt(r.cpu[k] / rows, 1)),
+        n === rows ? fmt(r.rate / copy.rate, 2) : '-',
+        ...['postgres', 'queue', 'streamer', 'self'].map((k) => fmt(r.cpu[k] / n, 1)),
       ]),
     ],
   );

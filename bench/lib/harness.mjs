@@ -119,34 +119,35 @@ export function cpuMicros(pid) {
 }
 
 /**
- * CPU time used so far by every PostgreSQL process on this machine (postmaster, backends, WAL
- * writer, checkpointer...), in microseconds. Backends that exited in between are not counted,
- * so take readings while the connections of interest are open.
+ * CPU time used so far by each PostgreSQL process on this machine (postmaster, backends, WAL
+ * writer, checkpointer...), in microseconds, by pid.
  */
-export function postgresCpuMicros() {
-  let total = 0;
+function postgresCpuByPid() {
+  const byPid = new Map();
   for (const pid of readdirSync('/proc')) {
     if (!/^\d+$/.test(pid)) continue;
     try {
       const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
       if (!stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')')).startsWith('postgres')) continue;
-      total += cpuMicros(pid);
+      byPid.set(pid, cpuMicros(pid));
     } catch {
       // gone in between
     }
   }
-  return total;
+  return byPid;
 }
 
 /**
  * Starts counting the CPU time (µs) of Postgres, of the given processes (name -> pid), and of this
- * process (`self`). The function it returns gives what each has used since.
+ * process (`self`). The function it returns gives what each has used since. Postgres is counted
+ * process by process, over those alive at the end: a backend (or another benchmark's server) that
+ * exits in between takes what it used with it, rather than making the sum go backwards.
  */
 export function cpuMeter(pids = {}) {
   const read = () => {
     const own = process.cpuUsage();
     return {
-      postgres: postgresCpuMicros(),
+      postgres: postgresCpuByPid(),
       ...Object.fromEntries(Object.entries(pids).map(([name, pid]) => [name, pid ? cpuMicros(pid) : NaN])),
       self: own.user + own.system,
     };
@@ -154,7 +155,11 @@ export function cpuMeter(pids = {}) {
   const before = read();
   return () => {
     const after = read();
-    return Object.fromEntries(Object.keys(after).map((key) => [key, after[key] - before[key]]));
+    let postgres = 0;
+    for (const [pid, micros] of after.postgres) postgres += micros - (before.postgres.get(pid) ?? 0);
+    return Object.fromEntries(
+      Object.keys(after).map((key) => [key, key === 'postgres' ? postgres : after[key] - before[key]]),
+    );
   };
 }
 

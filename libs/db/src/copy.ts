@@ -22,14 +22,26 @@ export function copyText(value: string | null): string {
   return SPECIAL.test(value) ? value.replace(SPECIALS, (c) => ESCAPES[c] as string) : value;
 }
 
+/** The start of a binary COPY stream: its signature, no flags, no header extension. */
+const BINARY_HEADER = Buffer.concat([Buffer.from('PGCOPY\n\xff\r\n\0', 'latin1'), Buffer.alloc(8)]);
+/** The end of a binary COPY stream: a tuple of -1 fields. */
+const BINARY_TRAILER = Buffer.from([0xff, 0xff]);
+
 /**
- * Streams text-format rows to `COPY <target> FROM STDIN` (target: a table and its column list),
- * a chunk at a time with backpressure; returns the row count. Chunks are taken lazily, and none is
- * sent once the server has refused the COPY (e.g. a duplicate key in its first rows): the promise
- * rejects with the server's error.
+ * Streams rows to `COPY <target> FROM STDIN` (target: a table and its column list), a chunk at a
+ * time with backpressure; returns the row count. `text` chunks are lines of COPY's text format;
+ * `binary` ones are tuples of its binary format, which this frames with the stream's header and
+ * trailer. Chunks are taken lazily, and none is sent once the server has refused the COPY (e.g. a
+ * duplicate key in its first rows): the promise rejects with the server's error.
  */
-export async function copyIn(client: PoolClient, target: string, chunks: Iterable<string>): Promise<number> {
-  const stream = client.query(copyFrom(`COPY ${target} FROM STDIN`));
+export async function copyIn(
+  client: PoolClient,
+  target: string,
+  chunks: Iterable<string | Uint8Array>,
+  format: 'text' | 'binary' = 'text',
+): Promise<number> {
+  const binary = format === 'binary';
+  const stream = client.query(copyFrom(`COPY ${target} FROM STDIN${binary ? ' (FORMAT binary)' : ''}`));
   let failed = false;
   const done = new Promise<void>((resolve, reject) => {
     stream.on('error', (error) => {
@@ -38,10 +50,15 @@ export async function copyIn(client: PoolClient, target: string, chunks: Iterabl
     });
     stream.on('finish', resolve);
   });
+  const send = async (chunk: string | Uint8Array) => {
+    if (!stream.write(chunk)) await Promise.race([once(stream, 'drain'), done.catch(() => undefined)]);
+  };
+  if (binary) await send(BINARY_HEADER);
   for (const chunk of chunks) {
     if (failed) break;
-    if (!stream.write(chunk)) await Promise.race([once(stream, 'drain'), done.catch(() => undefined)]);
+    await send(chunk);
   }
+  if (binary && !failed) await send(BINARY_TRAILER);
   stream.end();
   await done;
   return stream.rowCount;

@@ -67,6 +67,35 @@ describe('IngestService.handle', () => {
     );
   });
 
+  it('stores times to the microsecond and values to the last bit, before 2000 and with series ids past 2^32', async () => {
+    // Hot rows go in by binary COPY: ids and times as two 32-bit halves, times from 2000-01-01.
+    const app = await startStreamerTestApp({ config: { TELEMETRY_RETENTION: 0 } });
+    try {
+      await app.database.pool.query('ALTER TABLE telemetry_series ALTER COLUMN id RESTART WITH 4294967301');
+      const cases: [string, number, number][] = [
+        ['1999-12-31T23:59:59.999999Z', 946_684_799_999_999, 0.1 + 0.2],
+        ['1969-07-20T20:17:40.000001Z', -14_182_939_999_999, -1.7976931348623157e308],
+        ['2026-06-01T12:00:00.123456Z', 1_780_315_200_123_456, 5e-324],
+        ['2026-06-01T12:00:00.5Z', 1_780_315_200_500_000, -0.5],
+      ];
+      const gpuId = 'GPU-ingest-exact';
+      await app.ingest.handle([
+        message(cases.map(([timestamp, , value]) => sample({ gpuId, timestamp, value }))),
+      ]);
+      const { rows: stored } = await app.database.pool.query<{ id: string; us: string; value: number }>(
+        `SELECT series_id::text AS id, (extract(epoch FROM ts) * 1000000)::bigint::text AS us, value
+         FROM telemetry_samples ORDER BY ts`,
+      );
+      expect(stored).toEqual(
+        [...cases]
+          .sort((a, b) => a[1] - b[1])
+          .map(([, us, value]) => ({ id: '4294967301', us: String(us), value })),
+      );
+    } finally {
+      await app.close();
+    }
+  });
+
   it('stores a series once: samples refer to it by id, whatever the order of its labels', async () => {
     const gpuId = 'GPU-ingest-series';
     const t0 = Date.now() - 60_000;

@@ -522,7 +522,7 @@ export class IngestService {
         const chunk = chunks[k] as Chunk;
         const value = s.value as number;
         if (!chunk.compacted) {
-          hot.push({ seriesId: sampleIds[i] as number, timestamp: s.timestamp, value });
+          hot.push({ seriesId: sampleIds[i] as number, us: s.us, value });
           return;
         }
         let list = late.get(chunk.start);
