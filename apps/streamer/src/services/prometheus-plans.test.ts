@@ -70,6 +70,18 @@ describe('PromQL plans on 20,000 series', () => {
     expect(plan).not.toMatch(/Seq Scan on telemetry_series/);
   });
 
+  it("reads a selector's hot rows and stale markers in one statement", async () => {
+    const end = Math.floor(Date.now() / 1000);
+    const query = encodeURIComponent('metric_7{UUID="GPU-plan-0042"}');
+    const plan = await plansForTest(
+      template,
+      `${API}/query_range?query=${query}&start=${end - 3600}&end=${end}&step=60`,
+      'telemetry_samples',
+    );
+    expect(plan.match(/duration:/g)).toHaveLength(1);
+    expect(plan).toMatch(/Index (Only )?Scan using telemetry_stale_pkey on telemetry_stale/);
+  });
+
   it('lists metric names by skipping through the name index', async () => {
     const plan = await plansFor(`${API}/label/__name__/values`);
     expect(plan).toMatch(/Index Only Scan using telemetry_series_name_idx/);

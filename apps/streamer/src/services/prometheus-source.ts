@@ -22,7 +22,6 @@ import {
   allLabelValues,
   beginSnapshot,
   cancelStatement,
-  chunksBetween,
   type ChunkSpan,
   chunksIn,
   oldestRollupDayUs,
@@ -30,9 +29,7 @@ import {
   type RollupTable,
   endSnapshot,
   metricNames,
-  readBlocks,
-  readHotSamples,
-  readStaleMarkers,
+  readSamples,
   seriesBatch,
   seriesWithDataBetween,
   type StoredSeries,
@@ -165,6 +162,9 @@ export class PrometheusSource implements SeriesSource {
   private cancelling: Promise<void> | undefined;
   /** Where raw samples begin (ms), as the snapshot sees it: see beginSnapshot. */
   private horizonMs = Infinity;
+  /** The newest chunks, as the snapshot saw them (every chunk when `allChunks`): see beginSnapshot. */
+  private newestChunks: ChunkSpan[] = [];
+  private allChunks = false;
   private minuteDays: Promise<number | null> | undefined;
   /**
    * Set when a selector read rollups past raw retention (downsampled, approximate): where raw
@@ -215,6 +215,8 @@ export class PrometheusSource implements SeriesSource {
         const snapshot = await beginSnapshot(client, this.remainingMs());
         this.snapshotEpoch = snapshot.epoch;
         this.horizonMs = snapshot.rawHorizonUs === null ? Infinity : Math.floor(snapshot.rawHorizonUs / 1000);
+        this.newestChunks = snapshot.chunks;
+        this.allChunks = snapshot.allChunks;
       } catch (error) {
         client.release(error instanceof Error ? error : true);
         throw error;
@@ -426,6 +428,19 @@ export class PrometheusSource implements SeriesSource {
    * Raw samples (hot rows, blocks, exact rollups) of the selected series, merged with `early`
    * pieces of them (read from rollups before raw samples begin).
    */
+  /**
+   * The chunks overlapping [fromUs, toUs), in time order: from those the snapshot read as it
+   * opened when they reach back that far (a chunk older than all of them ends before the oldest
+   * begins), otherwise asked for.
+   */
+  private async chunksIn(fromUs: number, toUs: number): Promise<ChunkSpan[]> {
+    await this.run(async () => undefined); // opens the snapshot, which reads them
+    const oldest = this.newestChunks[0];
+    if (!this.allChunks && (oldest === undefined || fromUs < oldest.startUs))
+      return this.run((client) => chunksIn(client, fromUs, toUs));
+    return this.newestChunks.filter((c) => c.startUs < toUs && c.endUs > fromUs);
+  }
+
   private async *selectRaw(
     selected: Selected[],
     hints: SelectHints,
@@ -440,8 +455,12 @@ export class PrometheusSource implements SeriesSource {
       yield* this.fromRollups(selected, plan, startMs, endMs, early);
       return;
     }
-    const chunks = await this.run((client) => chunksBetween(client, fromUs, toUs));
-    if (chunks.compacted + chunks.hot === 0) return;
+    const spans = await this.chunksIn(fromUs, toUs);
+    if (spans.length === 0) return;
+    const chunks = {
+      compacted: spans.filter((c) => c.compacted).length,
+      hot: spans.filter((c) => !c.compacted).length,
+    };
     // An instant selector reads, at each evaluation time, the newest sample at or before it and
     // nothing else: only those samples need to reach the engine.
     const instants = hints.rangeMs === 0 ? { lastMs: endMs, stepMs: hints.stepMs } : undefined;
@@ -455,19 +474,17 @@ export class PrometheusSource implements SeriesSource {
       const ids = batch.flatMap((s) => s.ids);
       const blocks = new Map<number, Buffer[]>();
       const hot = new Map<number, Piece>();
-      if (chunks.compacted > 0) {
-        await this.run((client) =>
-          readBlocks(client, { seriesIds: ids, fromUs, toUs }, (id, list) => blocks.set(id, list)),
-        );
-      }
-      if (chunks.hot > 0) {
-        await this.run((client) =>
-          readHotSamples(client, { seriesIds: ids, fromUs, toUs }, (id, piece) => hot.set(id, piece)),
-        );
-      }
       const stale = new Map<number, Float64Array>();
       await this.run((client) =>
-        readStaleMarkers(client, { seriesIds: ids, fromUs, toUs }, (id, times) => stale.set(id, times)),
+        readSamples(
+          client,
+          { seriesIds: ids, fromUs, toUs },
+          {
+            blocks: chunks.compacted > 0 ? (id, list) => blocks.set(id, list) : undefined,
+            hot: chunks.hot > 0 ? (id, piece) => hot.set(id, piece) : undefined,
+            stale: (id, times) => stale.set(id, times),
+          },
+        ),
       );
       for (const s of batch) {
         const samples = this.assemble(s.ids, blocks, hot, stale, startMs, endMs, instants, early?.get(s));
@@ -494,7 +511,7 @@ export class PrometheusSource implements SeriesSource {
   ): AsyncIterable<SeriesSamples> {
     const spanFromUs = Math.floor(startMs / DAY_MS) * DAY_MS * 1000;
     const spanToUs = (Math.floor(endMs / DAY_MS) + 1) * DAY_MS * 1000;
-    const chunks = await this.run((client) => chunksIn(client, spanFromUs, spanToUs));
+    const chunks = await this.chunksIn(spanFromUs, spanToUs);
     if (chunks.length === 0) return;
     const fromUs = startMs * 1000;
     const toUs = (endMs + 1) * 1000;
@@ -548,26 +565,20 @@ export class PrometheusSource implements SeriesSource {
       );
       const raw = chunks.filter((c) => rawChunks.has(c.startUs) && inRange(c)).map((c) => c.startUs);
       const blocks = new Map<number, Buffer[]>();
-      if (raw.length > 0) {
-        await this.run((client) =>
-          readBlocks(client, { seriesIds: ids, fromUs, toUs, chunkStartsUs: raw }, (id, list) =>
-            blocks.set(id, list),
-          ),
-        );
-      }
       const hot = new Map<number, Piece>();
-      if (anyHot) {
-        await this.run((client) =>
-          readHotSamples(client, { seriesIds: ids, fromUs, toUs }, (id, piece) => hot.set(id, piece)),
-        );
-      }
-      // Range functions never see staleness markers; an instant selector does.
       const stale = new Map<number, Float64Array>();
-      if (plan.fn === 'last') {
-        await this.run((client) =>
-          readStaleMarkers(client, { seriesIds: ids, fromUs, toUs }, (id, times) => stale.set(id, times)),
-        );
-      }
+      await this.run((client) =>
+        readSamples(
+          client,
+          { seriesIds: ids, fromUs, toUs, chunkStartsUs: raw },
+          {
+            blocks: raw.length > 0 ? (id, list) => blocks.set(id, list) : undefined,
+            hot: anyHot ? (id, piece) => hot.set(id, piece) : undefined,
+            // Range functions never see staleness markers; an instant selector does.
+            stale: plan.fn === 'last' ? (id, times) => stale.set(id, times) : undefined,
+          },
+        ),
+      );
       for (const s of batch) {
         const pieces: Piece[] = [...(early?.get(s) ?? [])];
         const staleUs: number[] = [];

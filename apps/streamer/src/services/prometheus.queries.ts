@@ -14,25 +14,37 @@ export interface StoredSeries {
   labels: Record<string, string>;
 }
 
+/** How many of the newest chunks a snapshot reads as it opens (see beginSnapshot). */
+export const SNAPSHOT_CHUNKS = 256;
+
 /**
  * Opens the snapshot every later statement of the query reads; statements end by `timeoutMs`.
- * Returns telemetry_epoch as the snapshot sees it, and where raw samples begin: the start (µs) of
- * the oldest chunk stored, hot or compacted (before it, past TELEMETRY_RETENTION, only rollups are
- * left; null when no chunk is stored).
+ * Returns telemetry_epoch as the snapshot sees it; where raw samples begin: the start (µs) of the
+ * oldest chunk stored, hot or compacted (before it, past TELEMETRY_RETENTION, only rollups are
+ * left; null when no chunk is stored); and the newest SNAPSHOT_CHUNKS chunks in time order
+ * (`allChunks`: that is every chunk), from which a query over recent time knows what to read
+ * without asking again.
  */
 export async function beginSnapshot(
   client: PoolClient,
   timeoutMs: number,
-): Promise<{ epoch: number; rawHorizonUs: number | null }> {
-  // One round trip: four statements in one simple query (no parameters), answered in order.
+): Promise<{ epoch: number; rawHorizonUs: number | null; chunks: ChunkSpan[]; allChunks: boolean }> {
+  // One round trip: five statements in one simple query (no parameters), answered in order.
   const results = (await client.query(
     `BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY;
      SET LOCAL statement_timeout = ${Math.max(1, Math.ceil(timeoutMs))};
      SELECT n FROM telemetry_epoch;
-     SELECT (extract(epoch FROM min(chunk_start)) * 1000000)::bigint AS us FROM telemetry_chunks`,
-  )) as unknown as { rows: { n?: string; us?: string | null }[] }[];
-  const us = results[3]?.rows[0]?.us;
-  return { epoch: Number(results[2]?.rows[0]?.n ?? 0), rawHorizonUs: us == null ? null : Number(us) };
+     SELECT (extract(epoch FROM min(chunk_start)) * 1000000)::bigint AS us FROM telemetry_chunks;
+     SELECT ${CHUNK_COLUMNS} FROM telemetry_chunks ORDER BY chunk_start DESC LIMIT ${SNAPSHOT_CHUNKS}`,
+  )) as unknown as { rows: Record<string, string | boolean | null>[] }[];
+  const us = results[3]?.rows[0]?.['us'];
+  const newest = (results[4]?.rows ?? []) as unknown as ChunkRow[];
+  return {
+    epoch: Number(results[2]?.rows[0]?.['n'] ?? 0),
+    rawHorizonUs: us == null ? null : Number(us),
+    chunks: newest.map(toChunkSpan).reverse(),
+    allChunks: newest.length < SNAPSHOT_CHUNKS,
+  };
 }
 
 /**
@@ -131,22 +143,6 @@ export async function seriesBatch(
   return rows.map(toStoredSeries);
 }
 
-/** How many chunks overlap [fromUs, toUs), compacted and not: what a batch of series will read. */
-export async function chunksBetween(
-  client: PoolClient,
-  fromUs: number,
-  toUs: number,
-): Promise<{ compacted: number; hot: number }> {
-  const { rows } = await client.query<{ compacted: number; hot: number }>({
-    name: 'promql_chunks_between',
-    text: `SELECT count(*) FILTER (WHERE compacted_at IS NOT NULL)::int AS compacted,
-                  count(*) FILTER (WHERE compacted_at IS NULL)::int AS hot
-           FROM telemetry_chunks WHERE chunk_start < $2 AND chunk_end > $1`,
-    values: [pgTimestamp(fromUs), pgTimestamp(toUs)],
-  });
-  return rows[0] ?? { compacted: 0, hot: 0 };
-}
-
 /**
  * Microseconds since the epoch as a timestamptz literal, exactly: written into COPY statements
  * (which take no parameters) as constants, so Postgres prunes partitions when it plans them.
@@ -161,71 +157,86 @@ export function pgTimestamp(us: number): string {
 const idArray = (ids: readonly number[]) => `'{${ids.map((id) => Math.trunc(id)).join(',')}}'::bigint[]`;
 const tsLiteral = (us: number) => `'${pgTimestamp(us)}'::timestamptz`;
 
+/** What readSamples hands over for one series. */
+export interface SampleReader {
+  /** Its hot samples in the range, in time order (values: the 8 stored bytes, NaN bits kept). */
+  hot?: (seriesId: number, piece: { times: Float64Array; values: Float64Array }) => void;
+  /** Its blocks, in chunk order (kept: copied out of the stream's buffer). */
+  blocks?: (seriesId: number, blocks: Buffer[]) => void;
+  /** The times (µs) of its stale markers in the range. */
+  stale?: (seriesId: number, timesUs: Float64Array) => void;
+}
+
 /**
- * The hot samples of these series in [fromUs, toUs), one row per series (times and values
- * aggregated in Postgres: a binary COPY row is a message and a stream chunk of its own, costlier
- * here than the sample it carries), by binary COPY. Values are the 8 stored bytes, so a
- * staleness marker keeps its bits (a NaN read through JavaScript numbers may not).
+ * The stored samples of these series in [fromUs, toUs), by one binary COPY (one round trip):
+ * hot rows (when `each.hot`), blocks of the chunks overlapping the range (`each.blocks`; only
+ * those starting at one of `chunkStartsUs`, when given) and stale markers (`each.stale`), one
+ * row per series and kind, each aggregated in Postgres (a binary COPY row is a message and a
+ * stream chunk of its own, costlier here than the sample it carries). Values are the 8 stored
+ * bytes, so a staleness marker keeps its bits (a NaN read through JavaScript numbers may not).
  */
-export async function readHotSamples(
+export async function readSamples(
   client: PoolClient,
-  args: { seriesIds: readonly number[]; fromUs: number; toUs: number },
-  each: (seriesId: number, piece: { times: Float64Array; values: Float64Array }) => void,
+  args: { seriesIds: readonly number[]; fromUs: number; toUs: number; chunkStartsUs?: readonly number[] },
+  each: SampleReader,
 ): Promise<number> {
+  const ids = idArray(args.seriesIds);
+  const from = tsLiteral(args.fromUs);
+  const to = tsLiteral(args.toUs);
+  const parts: string[] = [];
+  if (each.hot) {
+    parts.push(`SELECT 1::int2, series_id, array_agg(ts ORDER BY ts), array_agg(value ORDER BY ts), NULL::bytea[]
+           FROM telemetry_samples WHERE series_id = ANY(${ids}) AND ts >= ${from} AND ts < ${to}
+           GROUP BY series_id`);
+  }
+  if (each.blocks && args.chunkStartsUs?.length !== 0) {
+    const chunks = args.chunkStartsUs
+      ? `AND b.chunk_start = ANY(ARRAY[${args.chunkStartsUs.map(tsLiteral).join(', ')}]::timestamptz[])`
+      : '';
+    parts.push(`SELECT 2::int2, b.series_id, NULL::timestamptz[], NULL::float8[], array_agg(b.data ORDER BY b.chunk_start)
+           FROM telemetry_blocks b JOIN telemetry_chunks c ON c.chunk_start = b.chunk_start
+           WHERE b.series_id = ANY(${ids}) AND b.chunk_start < ${to} AND c.chunk_end > ${from} ${chunks}
+           GROUP BY b.series_id`);
+  }
+  if (each.stale) {
+    parts.push(`SELECT 3::int2, series_id, array_agg(ts ORDER BY ts), NULL::float8[], NULL::bytea[]
+           FROM telemetry_stale WHERE series_id = ANY(${ids}) AND ts >= ${from} AND ts < ${to}
+           GROUP BY series_id`);
+  }
+  if (parts.length === 0) return 0;
   return readBinaryCopy(
     client,
-    `COPY (SELECT series_id, array_agg(ts ORDER BY ts), array_agg(value ORDER BY ts) FROM telemetry_samples
-           WHERE series_id = ANY(${idArray(args.seriesIds)})
-             AND ts >= ${tsLiteral(args.fromUs)} AND ts < ${tsLiteral(args.toUs)}
-           GROUP BY series_id) TO STDOUT (FORMAT binary)`,
+    `COPY (${parts.join(' UNION ALL ')}) TO STDOUT (FORMAT binary)`,
     (buf, fields) => {
-      const seriesId = Number(buf.readBigInt64BE(fields[0] as number));
-      const n = arrayLength(buf, fields[2] as number);
-      const times = new Float64Array(n);
-      const values = new Float64Array(n);
-      const words = new Uint32Array(values.buffer);
+      const kind = buf.readInt16BE(fields[0] as number);
+      const seriesId = Number(buf.readBigInt64BE(fields[2] as number));
+      if (kind === 2) {
+        const at = fields[8] as number;
+        // One copy of the row's blocks: the stream's buffer is not ours to keep.
+        const row = Buffer.from(buf.subarray(at, at + (fields[9] as number)));
+        const blocks: Buffer[] = [];
+        forEachElement(row, 0, (offset, len) => blocks.push(row.subarray(offset, offset + len)));
+        each.blocks?.(seriesId, blocks);
+        return;
+      }
+      const times = new Float64Array(arrayLength(buf, fields[4] as number));
       let i = 0;
-      forEachElement(buf, fields[2] as number, (at) => {
+      forEachElement(buf, fields[4] as number, (at) => {
         times[i++] = buf.readInt32BE(at) * 0x100000000 + buf.readUInt32BE(at + 4) + PG_EPOCH_US;
       });
+      if (kind === 3) {
+        each.stale?.(seriesId, times);
+        return;
+      }
+      const values = new Float64Array(times.length);
+      const words = new Uint32Array(values.buffer);
       i = 0;
-      forEachElement(buf, fields[4] as number, (at) => {
+      forEachElement(buf, fields[6] as number, (at) => {
         words[2 * i] = buf.readUInt32BE(at + 4);
         words[2 * i + 1] = buf.readUInt32BE(at);
         i++;
       });
-      each(seriesId, { times, values });
-    },
-  );
-}
-
-/**
- * The blocks of these series whose chunks overlap [fromUs, toUs) (and start at one of
- * `chunkStartsUs`, when given), in chunk order, one row per series, by binary COPY.
- */
-export async function readBlocks(
-  client: PoolClient,
-  args: { seriesIds: readonly number[]; fromUs: number; toUs: number; chunkStartsUs?: readonly number[] },
-  each: (seriesId: number, blocks: Buffer[]) => void,
-): Promise<number> {
-  const chunks = args.chunkStartsUs
-    ? `AND b.chunk_start = ANY(ARRAY[${args.chunkStartsUs.map(tsLiteral).join(', ')}]::timestamptz[])`
-    : '';
-  return readBinaryCopy(
-    client,
-    `COPY (SELECT b.series_id, array_agg(b.data ORDER BY b.chunk_start) FROM telemetry_blocks b
-           JOIN telemetry_chunks c ON c.chunk_start = b.chunk_start
-           WHERE b.series_id = ANY(${idArray(args.seriesIds)})
-             AND b.chunk_start < ${tsLiteral(args.toUs)} AND c.chunk_end > ${tsLiteral(args.fromUs)} ${chunks}
-           GROUP BY b.series_id) TO STDOUT (FORMAT binary)`,
-    (buf, fields) => {
-      const seriesId = Number(buf.readBigInt64BE(fields[0] as number));
-      const at = fields[2] as number;
-      // One copy of the row's blocks: the stream's buffer is not ours to keep.
-      const row = Buffer.from(buf.subarray(at, at + (fields[3] as number)));
-      const blocks: Buffer[] = [];
-      forEachElement(row, 0, (offset, len) => blocks.push(row.subarray(offset, offset + len)));
-      each(seriesId, blocks);
+      each.hot?.(seriesId, { times, values });
     },
   );
 }
@@ -239,22 +250,31 @@ export interface ChunkSpan {
   exactRollups: boolean;
 }
 
+const CHUNK_COLUMNS = `(extract(epoch FROM chunk_start) * 1000000)::bigint AS s,
+  (extract(epoch FROM chunk_end) * 1000000)::bigint AS e, compacted_at IS NOT NULL AS compacted, exact_rollups AS exact`;
+
+interface ChunkRow {
+  s: string;
+  e: string;
+  compacted: boolean;
+  exact: boolean;
+}
+
+const toChunkSpan = (r: ChunkRow): ChunkSpan => ({
+  startUs: Number(r.s),
+  endUs: Number(r.e),
+  compacted: r.compacted,
+  exactRollups: r.compacted && r.exact,
+});
+
 /** The chunks overlapping [fromUs, toUs), in time order. */
 export async function chunksIn(client: PoolClient, fromUs: number, toUs: number): Promise<ChunkSpan[]> {
-  const { rows } = await client.query<{ s: string; e: string; compacted: boolean; exact: boolean }>({
+  const { rows } = await client.query<ChunkRow>({
     name: 'promql_chunks_in',
-    text: `SELECT (extract(epoch FROM chunk_start) * 1000000)::bigint AS s,
-                  (extract(epoch FROM chunk_end) * 1000000)::bigint AS e,
-                  compacted_at IS NOT NULL AS compacted, exact_rollups AS exact
-           FROM telemetry_chunks WHERE chunk_start < $2 AND chunk_end > $1 ORDER BY chunk_start`,
+    text: `SELECT ${CHUNK_COLUMNS} FROM telemetry_chunks WHERE chunk_start < $2 AND chunk_end > $1 ORDER BY chunk_start`,
     values: [pgTimestamp(fromUs), pgTimestamp(toUs)],
   });
-  return rows.map((r) => ({
-    startUs: Number(r.s),
-    endUs: Number(r.e),
-    compacted: r.compacted,
-    exactRollups: r.compacted && r.exact,
-  }));
+  return rows.map(toChunkSpan);
 }
 
 /** Rollup tables, by bucket. */
@@ -349,33 +369,6 @@ export async function allLabelValues(client: PoolClient, name: string): Promise<
     values: [name],
   });
   return rows.map((r) => r.value);
-}
-
-/**
- * The stale markers (telemetry_stale: where a series ended, for PromQL's lookback) of these series
- * in [fromUs, toUs), one row per series: their times in µs.
- */
-export async function readStaleMarkers(
-  client: PoolClient,
-  args: { seriesIds: readonly number[]; fromUs: number; toUs: number },
-  each: (seriesId: number, timesUs: Float64Array) => void,
-): Promise<number> {
-  return readBinaryCopy(
-    client,
-    `COPY (SELECT series_id, array_agg(ts ORDER BY ts) FROM telemetry_stale
-           WHERE series_id = ANY(${idArray(args.seriesIds)})
-             AND ts >= ${tsLiteral(args.fromUs)} AND ts < ${tsLiteral(args.toUs)}
-           GROUP BY series_id) TO STDOUT (FORMAT binary)`,
-    (buf, fields) => {
-      const seriesId = Number(buf.readBigInt64BE(fields[0] as number));
-      const times = new Float64Array(arrayLength(buf, fields[2] as number));
-      let i = 0;
-      forEachElement(buf, fields[2] as number, (at) => {
-        times[i++] = buf.readInt32BE(at) * 0x100000000 + buf.readUInt32BE(at + 4) + PG_EPOCH_US;
-      });
-      each(seriesId, times);
-    },
-  );
 }
 
 /** Cancels the statement the backend `pid` is running (the query was abandoned). */

@@ -29,7 +29,22 @@ export async function plansFor(
 ): Promise<string> {
   const plans: string[] = [];
   const database = createDb<StreamerDatabase>(template.url, { max: 2 });
-  database.pool.on('connect', (client) => client.on('notice', (notice) => plans.push(notice.message ?? '')));
+  database.pool.on('connect', (client) => {
+    client.on('notice', (notice) => plans.push(notice.message ?? ''));
+    // A statement sent with parameters runs in the unnamed portal, and auto_explain logs its plan
+    // when that portal is dropped: the next Bind does that, a simple query or COMMIT does not send
+    // it on. So each such statement is followed by a no-op one, and its plan is seen.
+    const query = client.query.bind(client) as (...args: unknown[]) => unknown;
+    (client as unknown as { query: (...args: unknown[]) => unknown }).query = (...args: unknown[]) => {
+      const result = query(...args);
+      const config = args[0] as { values?: unknown } | undefined;
+      if (!(result instanceof Promise) || typeof config !== 'object' || !config?.values) return result;
+      return result.then(async (rows: unknown) => {
+        await query({ text: 'SELECT $1::int AS flush', values: [0] });
+        return rows;
+      });
+    };
+  });
   const queue = new QueueClient({ url: 'http://127.0.0.1:9' });
   const { app } = createApp({
     pool: database.pool,
