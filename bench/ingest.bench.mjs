@@ -80,6 +80,13 @@ function makeSamples(simulator, t, rows, rounds = Infinity) {
   return { samples: samples.slice(0, rows), messages, t };
 }
 
+/** Where the server's write-ahead log is now, in bytes: its growth is what a path writes to it. */
+async function walBytes(pool) {
+  return Number(
+    (await pool.query(`SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::bigint AS b`)).rows[0].b,
+  );
+}
+
 async function count(pool) {
   return (await pool.query('SELECT count(*)::int AS n FROM telemetry_samples')).rows[0].n;
 }
@@ -111,11 +118,12 @@ async function copyCeiling(url, samples) {
   const runs = [];
   for (let run = 0; run < 3; run++) {
     await pool.query('TRUNCATE telemetry_samples');
+    const wal = await walBytes(pool);
     const used = cpuMeter();
     const started = performance.now();
     await copyIn(client, 'telemetry_samples (series_id, ts, value)', hotCopyChunks(rows), 'binary');
     const seconds = (performance.now() - started) / 1000;
-    runs.push({ rate: samples.length / seconds, cpu: used() });
+    runs.push({ rate: samples.length / seconds, cpu: used(), wal: (await walBytes(pool)) - wal });
   }
   await client.end();
   await pool.end();
@@ -132,6 +140,7 @@ async function copyCeiling(url, samples) {
  */
 async function throughPipeline(queue, pool, messages, expectedRows, again, pids) {
   const startRows = await count(pool);
+  const wal = await walBytes(pool);
   const used = cpuMeter(pids);
   const started = performance.now();
   let published = false;
@@ -154,10 +163,11 @@ async function throughPipeline(queue, pool, messages, expectedRows, again, pids)
   await publishing;
   const seconds = (performance.now() - started) / 1000;
   const cpu = used();
+  const walWritten = (await walBytes(pool)) - wal;
   const stored = (await count(pool)) - startRows;
   if (stored !== (again ? 0 : expectedRows))
     throw new Error(`stored ${stored} rows, expected ${again ? 0 : expectedRows}`);
-  return { rate: expectedRows / seconds, cpu };
+  return { rate: expectedRows / seconds, cpu, wal: walWritten };
 }
 
 const postgres = await startPostgres();
@@ -206,12 +216,22 @@ try {
 
   printTable(
     `Ingest: ${rows.toLocaleString()} samples (simulated dcgm-exporter scrapes), ~${Math.round(rows / messages.length)} per message`,
-    ['path', 'rows/s', 'ratio to COPY', 'CPU µs/row: postgres', 'queue', 'streamer', 'publisher'],
+    [
+      'path',
+      'rows/s',
+      'ratio to COPY',
+      'WAL B/row',
+      'CPU µs/row: postgres',
+      'queue',
+      'streamer',
+      'publisher',
+    ],
     [
       [
         'COPY into telemetry_samples (ceiling)',
         fmt(copy.rate),
         '1.00',
+        fmt(copy.wal / samples.length, 0),
         fmt(copy.cpu.postgres / samples.length, 1),
         '-',
         '-',
@@ -225,6 +245,7 @@ try {
         label,
         fmt(r.rate),
         n === rows ? fmt(r.rate / copy.rate, 2) : '-',
+        fmt(r.wal / n, 0),
         ...['postgres', 'queue', 'streamer', 'self'].map((k) => fmt(r.cpu[k] / n, 1)),
       ]),
     ],
