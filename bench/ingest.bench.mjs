@@ -50,6 +50,7 @@ const { hotCopyChunks, resolveSeries, ensureChunks } = require(
 );
 
 const { copyIn } = require(path.join(root, 'libs/db/dist/index.js'));
+const { microsOf } = require(path.join(root, 'apps/streamer/dist/services/sample-time.js'));
 const { SeriesCache } = require(path.join(root, 'apps/streamer/dist/services/series-cache.js'));
 
 const ROWS = Number(process.env.BENCH_ROWS ?? 200_000);
@@ -110,7 +111,7 @@ async function copyCeiling(url, samples) {
   await ensureChunks(pool, times, 3_600_000);
   const rows = samples.map((s) => ({
     seriesId: idOf.get(SeriesCache.keyOf(s)),
-    us: Date.parse(s.timestamp) * 1000,
+    us: microsOf(s.timestamp),
     value: typeof s.value === 'number' ? s.value : NaN,
   }));
   const client = new pg.Client({ connectionString: url });

@@ -425,10 +425,6 @@ export class PrometheusSource implements SeriesSource {
   }
 
   /**
-   * Raw samples (hot rows, blocks, exact rollups) of the selected series, merged with `early`
-   * pieces of them (read from rollups before raw samples begin).
-   */
-  /**
    * The chunks overlapping [fromUs, toUs), in time order: from those the snapshot read as it
    * opened when they reach back that far (a chunk older than all of them ends before the oldest
    * begins), otherwise asked for.
@@ -441,6 +437,10 @@ export class PrometheusSource implements SeriesSource {
     return this.newestChunks.filter((c) => c.startUs < toUs && c.endUs > fromUs);
   }
 
+  /**
+   * Raw samples (hot rows, blocks, exact rollups) of the selected series, merged with `early`
+   * pieces of them (read from rollups before raw samples begin).
+   */
   private async *selectRaw(
     selected: Selected[],
     hints: SelectHints,
