@@ -1,6 +1,5 @@
-import { once } from 'node:events';
+import { copyIn } from '@gpu-telemetry/db';
 import type { Pool, PoolClient } from 'pg';
-import { from as copyFrom } from 'pg-copy-streams';
 import { PG_EPOCH_US, readBinaryCopy, readCopyStream } from './binary-copy';
 
 /** A chunk of time, its bounds in ms since the epoch. */
@@ -8,8 +7,6 @@ export interface ChunkBounds {
   start: number;
   end: number;
 }
-
-const COPY_SIGNATURE = Buffer.from('PGCOPY\n\xff\r\n\0', 'latin1');
 
 /** Closed chunks not yet compacted: ended at or before `closedBefore`, oldest first. */
 export async function chunksToCompact(pool: Pool, closedBefore: Date): Promise<ChunkBounds[]> {
@@ -259,27 +256,18 @@ export async function copySeriesRows(
 ): Promise<void> {
   if (rows.length === 0) return;
   const blocks = table === 'telemetry_blocks';
-  const stream = client.query(
-    copyFrom(
-      blocks
-        ? 'COPY telemetry_blocks (series_id, chunk_start, n, data) FROM STDIN (FORMAT binary)'
-        : `COPY ${table} (series_id, start, data) FROM STDIN (FORMAT binary)`,
-    ),
+  await copyIn(
+    client,
+    blocks ? 'telemetry_blocks (series_id, chunk_start, n, data)' : `${table} (series_id, start, data)`,
+    seriesRowChunks(rows, blocks),
+    'binary',
   );
-  const done = new Promise<void>((resolve, reject) => {
-    stream.on('error', reject);
-    stream.on('finish', resolve);
-  });
-  done.catch(() => undefined); // awaited below; this only keeps an early failure from going unhandled
-  const header = Buffer.alloc(19);
-  COPY_SIGNATURE.copy(header);
-  let out: Buffer[] = [header];
-  let size = 19;
-  const flush = async () => {
-    if (!stream.write(Buffer.concat(out, size))) await Promise.race([once(stream, 'drain'), done]);
-    out = [];
-    size = 0;
-  };
+}
+
+/** The rows as tuples of COPY's binary format, ~256 KiB a chunk, each made when the COPY is ready for it. */
+function* seriesRowChunks(rows: SeriesRow[], blocks: boolean): Generator<Buffer> {
+  let out: Buffer[] = [];
+  let size = 0;
   for (const row of rows) {
     const fixed = blocks ? 38 : 30;
     const buf = Buffer.alloc(fixed + row.data.length);
@@ -296,15 +284,13 @@ export async function copySeriesRows(
     buf.set(row.data, fixed);
     out.push(buf);
     size += buf.length;
-    if (size > 256 * 1024) await flush();
+    if (size > 256 * 1024) {
+      yield Buffer.concat(out, size);
+      out = [];
+      size = 0;
+    }
   }
-  const trailer = Buffer.alloc(2);
-  trailer.writeInt16BE(-1);
-  out.push(trailer);
-  size += 2;
-  await flush();
-  stream.end();
-  await done;
+  if (size > 0) yield Buffer.concat(out, size);
 }
 
 /** Writes rollup rows over the ones with the same series and start (or as new ones). */

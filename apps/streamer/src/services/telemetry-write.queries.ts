@@ -1,6 +1,7 @@
 import { copyIn, isPgError } from '@gpu-telemetry/db';
 import type { GpuFields, MetricMetadata } from '@gpu-telemetry/model';
 import type { Pool, PoolClient } from 'pg';
+import { PG_EPOCH_US } from './binary-copy';
 
 /** One narrow hot row: a sample of a stored series. */
 export interface HotSample {
@@ -181,8 +182,6 @@ export async function upsertMetadata(client: Pool | PoolClient, entries: MetricM
   return rowCount ?? 0;
 }
 
-/** Microseconds from the Unix epoch to Postgres' (2000-01-01), the origin of binary timestamps. */
-const PG_EPOCH_US = 946_684_800_000_000;
 const TWO_32 = 2 ** 32;
 /** Bytes of one hot row in COPY's binary format: a field count, then three 8-byte fields with their lengths. */
 const HOT_TUPLE = 2 + 3 * (4 + 8);
