@@ -24,6 +24,7 @@ import {
   cancelStatement,
   type ChunkSpan,
   chunksIn,
+  type Snapshot,
   oldestRollupDayUs,
   readRollupRows,
   type RollupTable,
@@ -160,11 +161,8 @@ export class PrometheusSource implements SeriesSource {
   private readonly now: () => number;
   /** The cancel request sent for an abandoned query's statement, if one was. */
   private cancelling: Promise<void> | undefined;
-  /** Where raw samples begin (ms), as the snapshot sees it: see beginSnapshot. */
-  private horizonMs = Infinity;
-  /** The newest chunks, as the snapshot saw them (every chunk when `allChunks`): see beginSnapshot. */
-  private newestChunks: ChunkSpan[] = [];
-  private allChunks = false;
+  /** What the snapshot read as it opened; undefined until it is taken. */
+  private snapshot: Snapshot | undefined;
   private minuteDays: Promise<number | null> | undefined;
   /**
    * Set when a selector read rollups past raw retention (downsampled, approximate): where raw
@@ -212,11 +210,8 @@ export class PrometheusSource implements SeriesSource {
     this.opening ??= (async () => {
       const client = await this.options.pool.connect();
       try {
-        const snapshot = await beginSnapshot(client, this.remainingMs());
-        this.snapshotEpoch = snapshot.epoch;
-        this.horizonMs = snapshot.rawHorizonUs === null ? Infinity : Math.floor(snapshot.rawHorizonUs / 1000);
-        this.newestChunks = snapshot.chunks;
-        this.allChunks = snapshot.allChunks;
+        this.snapshot = await beginSnapshot(client, this.remainingMs());
+        this.snapshotEpoch = this.snapshot.epoch;
       } catch (error) {
         client.release(error instanceof Error ? error : true);
         throw error;
@@ -352,10 +347,16 @@ export class PrometheusSource implements SeriesSource {
     }
   }
 
+  /** What the snapshot read as it opened, opening it if need be. */
+  private async opened(): Promise<Snapshot> {
+    await this.run(async () => undefined);
+    return this.snapshot as Snapshot;
+  }
+
   /** Where raw samples begin (ms): the oldest stored chunk's start; +Infinity when none is stored. */
   private async rawHorizonMs(): Promise<number> {
-    await this.run(async () => undefined); // opens the snapshot, which reads it
-    return this.horizonMs;
+    const { rawHorizonUs } = await this.opened();
+    return rawHorizonUs === null ? Infinity : Math.floor(rawHorizonUs / 1000);
   }
 
   /**
@@ -430,11 +431,11 @@ export class PrometheusSource implements SeriesSource {
    * begins), otherwise asked for.
    */
   private async chunksIn(fromUs: number, toUs: number): Promise<ChunkSpan[]> {
-    await this.run(async () => undefined); // opens the snapshot, which reads them
-    const oldest = this.newestChunks[0];
-    if (!this.allChunks && (oldest === undefined || fromUs < oldest.startUs))
+    const { chunks, allChunks } = await this.opened();
+    const oldest = chunks[0];
+    if (!allChunks && (oldest === undefined || fromUs < oldest.startUs))
       return this.run((client) => chunksIn(client, fromUs, toUs));
-    return this.newestChunks.filter((c) => c.startUs < toUs && c.endUs > fromUs);
+    return chunks.filter((c) => c.startUs < toUs && c.endUs > fromUs);
   }
 
   /**
@@ -457,17 +458,15 @@ export class PrometheusSource implements SeriesSource {
     }
     const spans = await this.chunksIn(fromUs, toUs);
     if (spans.length === 0) return;
-    const chunks = {
-      compacted: spans.filter((c) => c.compacted).length,
-      hot: spans.filter((c) => !c.compacted).length,
-    };
+    const compactedChunks = spans.filter((c) => c.compacted).length;
+    const hotChunks = spans.length - compactedChunks;
     // An instant selector reads, at each evaluation time, the newest sample at or before it and
     // nothing else: only those samples need to reach the engine.
     const instants = hints.rangeMs === 0 ? { lastMs: endMs, stepMs: hints.stepMs } : undefined;
     const budget = this.options.blocksPerBatch ?? DEFAULT_BLOCKS_PER_BATCH;
     const perBatch = Math.max(
       1,
-      Math.min(MAX_SERIES_PER_BATCH, Math.floor(budget / Math.max(1, chunks.compacted))),
+      Math.min(MAX_SERIES_PER_BATCH, Math.floor(budget / Math.max(1, compactedChunks))),
     );
     for (let i = 0; i < selected.length; i += perBatch) {
       const batch = selected.slice(i, i + perBatch);
@@ -480,8 +479,8 @@ export class PrometheusSource implements SeriesSource {
           client,
           { seriesIds: ids, fromUs, toUs },
           {
-            blocks: chunks.compacted > 0 ? (id, list) => blocks.set(id, list) : undefined,
-            hot: chunks.hot > 0 ? (id, piece) => hot.set(id, piece) : undefined,
+            blocks: compactedChunks > 0 ? (id, list) => blocks.set(id, list) : undefined,
+            hot: hotChunks > 0 ? (id, piece) => hot.set(id, piece) : undefined,
             stale: (id, times) => stale.set(id, times),
           },
         ),
@@ -704,16 +703,18 @@ export class PrometheusSource implements SeriesSource {
       const ids = selected.flatMap((s) => s.ids);
       const from = new Date(clampMs(startMs ?? MIN_MS));
       const to = new Date(clampMs(endMs ?? MAX_MS));
-      const withData = ids.length
-        ? await this.run((client) =>
-            seriesWithDataBetween(client, {
-              seriesIds: ids,
-              from,
-              to,
-              rawFrom: Number.isFinite(this.horizonMs) ? new Date(this.horizonMs) : null,
-            }),
-          )
-        : new Set<number>();
+      let withData = new Set<number>();
+      if (ids.length > 0) {
+        const horizonMs = await this.rawHorizonMs();
+        withData = await this.run((client) =>
+          seriesWithDataBetween(client, {
+            seriesIds: ids,
+            from,
+            to,
+            rawFrom: Number.isFinite(horizonMs) ? new Date(horizonMs) : null,
+          }),
+        );
+      }
       selected = selected.filter((s) => s.ids.some((id) => withData.has(id)));
     }
     return selected.map((s) => s.labels).sort(compareLabels);

@@ -17,6 +17,14 @@ export interface StoredSeries {
 /** How many of the newest chunks a snapshot reads as it opens (see beginSnapshot). */
 export const SNAPSHOT_CHUNKS = 256;
 
+/** What a query's snapshot reads as it opens: see beginSnapshot. */
+export interface Snapshot {
+  epoch: number;
+  rawHorizonUs: number | null;
+  chunks: ChunkSpan[];
+  allChunks: boolean;
+}
+
 /**
  * Opens the snapshot every later statement of the query reads; statements end by `timeoutMs`.
  * Returns telemetry_epoch as the snapshot sees it; where raw samples begin: the start (µs) of the
@@ -25,10 +33,7 @@ export const SNAPSHOT_CHUNKS = 256;
  * (`allChunks`: that is every chunk), from which a query over recent time knows what to read
  * without asking again.
  */
-export async function beginSnapshot(
-  client: PoolClient,
-  timeoutMs: number,
-): Promise<{ epoch: number; rawHorizonUs: number | null; chunks: ChunkSpan[]; allChunks: boolean }> {
+export async function beginSnapshot(client: PoolClient, timeoutMs: number): Promise<Snapshot> {
   // One round trip: five statements in one simple query (no parameters), answered in order.
   const results = (await client.query(
     `BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY;
