@@ -58,10 +58,6 @@ const FLEET_GPUS = Number(process.env.BENCH_FLEET_GPUS ?? 10_000);
 const FLEET_ROUNDS = Number(process.env.BENCH_FLEET_ROUNDS ?? 3);
 const INTERVAL_S = 30;
 const PUBLISHERS = Number(process.env.BENCH_PUBLISHERS ?? 4);
-const STREAMER_ENV = {
-  STREAMER_CONCURRENCY: process.env.BENCH_SC ?? '2',
-  STREAMER_BATCH: process.env.BENCH_SB ?? '20',
-};
 
 // The same samples for every contender: simulated scrapes of 64 hosts every 30 s from `t`, `rows`
 // samples or `rounds` rounds of scrapes, whichever comes first.
@@ -198,7 +194,8 @@ try {
     PORT: String(freePort()),
     HOST: '127.0.0.1',
     QUEUE_URL: queue.url,
-    ...STREAMER_ENV,
+    STREAMER_CONCURRENCY: '2',
+    STREAMER_BATCH: '20',
     TELEMETRY_RETENTION: '0',
   });
   services.push(streamer);
