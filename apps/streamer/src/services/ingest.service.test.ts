@@ -353,6 +353,25 @@ describe('IngestService.handle', () => {
     expect(gpus[0].first_seen.toISOString()).toBe(t0);
     expect(gpus[0].last_seen.toISOString()).toBe(t1);
   });
+
+  it('lists the metrics of a GPU whose row was deleted while the streamer still knew them', async () => {
+    const gpuId = 'GPU-relisted';
+    const listed = async () =>
+      (await request(asService(streamer.app)).get('/v1/gpus').expect(200)).body.gpus.find(
+        (g: { id: string }) => g.id === gpuId,
+      );
+    const t0 = new Date(Date.now() - 60_000).toISOString();
+    await streamer.ingest.handle([message([sample({ gpuId, timestamp: t0, metricName: 'A' })])]);
+    // Sent again, the known names are left out and the row keeps them.
+    const t1 = new Date(Date.now() - 30_000).toISOString();
+    await streamer.ingest.handle([message([sample({ gpuId, timestamp: t1, metricName: 'A' })])]);
+    expect(await listed()).toMatchObject({ metrics: ['A'], lastSeen: t1 });
+    // What retention does to a GPU unseen for longer than every retention.
+    await streamer.database.pool.query('DELETE FROM gpus WHERE gpu_id = $1', [gpuId]);
+    const t2 = new Date().toISOString();
+    await streamer.ingest.handle([message([sample({ gpuId, timestamp: t2, metricName: 'A' })])]);
+    expect(await listed()).toMatchObject({ metrics: ['A'], firstSeen: t2, lastSeen: t2 });
+  });
 });
 
 describe('retention', () => {

@@ -28,6 +28,7 @@ import { getTracer, type Logger, withSpan } from '@gpu-telemetry/service-kit';
 import type { Pool } from 'pg';
 import type { StreamerMetrics } from './streamer.metrics';
 import { type ChunkCompactor, ChunkMovedError, type LateSample } from './chunk-compactor';
+import { GpuMetricsWritten } from './gpu-metrics-written';
 import { microsOf } from './sample-time';
 import { SeriesCache } from './series-cache';
 import {
@@ -62,6 +63,7 @@ const FUTURE_MS = 24 * 3_600_000;
 
 /** A series sent as its metric and label set (remote write), its GPU columns read from the labels. */
 interface LabelledSeries {
+  kind: 'labelled';
   metric: string;
   labels: Record<string, string>;
   gpu: GpuColumns | null;
@@ -71,6 +73,7 @@ interface LabelledSeries {
 
 /** A series of a scrape: dcgm-exporter's GPU fields and labels, and its metric. */
 interface ScrapedSeries extends SampleGroup {
+  kind: 'scraped';
   metricName: string;
   /** Its series cache key, made once for all of its samples. */
   key: string;
@@ -92,7 +95,7 @@ interface Incoming {
   value: number | typeof STALE;
 }
 
-const isScraped = (of: ScrapedSeries | LabelledSeries): of is ScrapedSeries => 'metricName' in of;
+const isScraped = (of: ScrapedSeries | LabelledSeries): of is ScrapedSeries => of.kind === 'scraped';
 
 function scrapedSeries(group: SampleGroup, metricName: string): ScrapedSeries {
   const of = {
@@ -107,7 +110,7 @@ function scrapedSeries(group: SampleGroup, metricName: string): ScrapedSeries {
     labels: group.labels,
     metricName,
   };
-  return { ...of, key: SeriesCache.keyOf(of) };
+  return { kind: 'scraped', ...of, key: SeriesCache.keyOf(of) };
 }
 
 /**
@@ -125,6 +128,7 @@ export class IngestService {
   /** Chunks known to exist, by slice number (time / sliceMs): a merged chunk under each of its slices'. */
   private readonly knownChunks = new Map<number, Chunk>();
   private readonly series: SeriesCache;
+  private readonly gpuMetrics = new GpuMetricsWritten();
   /**
    * The series of frames, by group (its JSON) and metric, kept from message to message with their
    * ids: a scrape's sample finds its series by a short metric name, not by making and hashing its
@@ -173,7 +177,7 @@ export class IngestService {
         }
         try {
           const { inserted, values, stale } = await this.insert(accepted);
-          await upsertGpus(this.deps.pool, sightings(accepted));
+          await this.storeSightings(sightings(accepted));
           const metadata = await upsertMetadata(this.deps.pool, [...described.values()]);
           metrics.metadataUpdated.inc(metadata);
           const lag = messages.length
@@ -380,6 +384,7 @@ export class IngestService {
       }
       const { metric, labels, samples } = entry;
       const of: LabelledSeries = {
+        kind: 'labelled',
         metric,
         labels,
         gpu: gpuColumnsOf(labels),
@@ -557,6 +562,24 @@ export class IngestService {
     }
   }
 
+  /**
+   * Keeps `gpus` current. A GPU whose metric names are all stored is sent without them; if its row
+   * turns out to be gone (retention deleted it meanwhile), it is sent again with them.
+   */
+  private async storeSightings(seen: GpuSighting[]): Promise<void> {
+    const { pool } = this.deps;
+    const unlisted = await upsertGpus(pool, this.gpuMetrics.narrow(seen));
+    if (unlisted.length > 0) {
+      this.gpuMetrics.forget(unlisted);
+      const again = new Set(unlisted);
+      await upsertGpus(
+        pool,
+        seen.filter((s) => again.has(s.gpuId)),
+      );
+    }
+    this.gpuMetrics.stored(seen);
+  }
+
   /** Forget known chunks (after retention dropped some, or compaction closed some). */
   forgetChunks(): void {
     this.knownChunks.clear();
@@ -600,10 +623,22 @@ function seriesLabels(of: ScrapedSeries | LabelledSeries): SeriesLabels {
 
 /** The GPUs the samples were taken from (stale markers and series without a GPU say nothing of one). */
 function sightings(accepted: Incoming[]): GpuSighting[] {
-  const byGpu = new Map<string, GpuSighting & { first: number; last: number; metricSet: Set<string> }>();
+  // Each series once, with its first and last sample: a batch has far fewer series than samples.
+  const spans = new Map<ScrapedSeries | LabelledSeries, { first: Incoming; last: Incoming }>();
+  let previous: ScrapedSeries | LabelledSeries | undefined;
+  let span: { first: Incoming; last: Incoming } | undefined;
   for (const s of accepted) {
     if (s.value === STALE) continue;
-    const { of, at } = s;
+    if (s.of !== previous || !span) {
+      previous = s.of;
+      span = spans.get(s.of);
+      if (!span) spans.set(s.of, (span = { first: s, last: s }));
+    }
+    if (s.at < span.first.at) span.first = s;
+    else if (s.at > span.last.at) span.last = s;
+  }
+  const byGpu = new Map<string, GpuSighting & { first: number; last: number; metricSet: Set<string> }>();
+  for (const [of, { first, last }] of spans) {
     const gpu = isScraped(of) ? of : of.gpu;
     if (!gpu) continue;
     let seen = byGpu.get(gpu.gpuId);
@@ -614,22 +649,22 @@ function sightings(accepted: Incoming[]): GpuSighting[] {
         device: gpu.device,
         modelName: gpu.modelName,
         hostname: gpu.hostname,
-        firstSeen: s.timestamp,
-        lastSeen: s.timestamp,
+        firstSeen: first.timestamp,
+        lastSeen: last.timestamp,
         metrics: [],
-        first: at,
-        last: at,
+        first: first.at,
+        last: last.at,
         metricSet: new Set(),
       };
       byGpu.set(gpu.gpuId, seen);
     }
-    if (at < seen.first) {
-      seen.first = at;
-      seen.firstSeen = s.timestamp;
+    if (first.at < seen.first) {
+      seen.first = first.at;
+      seen.firstSeen = first.timestamp;
     }
-    if (at > seen.last) {
-      seen.last = at;
-      seen.lastSeen = s.timestamp;
+    if (last.at > seen.last) {
+      seen.last = last.at;
+      seen.lastSeen = last.timestamp;
     }
     seen.metricSet.add(isScraped(of) ? of.metricName : of.metric);
   }

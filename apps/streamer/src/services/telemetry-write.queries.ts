@@ -308,13 +308,19 @@ export interface GpuSighting {
   hostname: string | null;
   firstSeen: string;
   lastSeen: string;
+  /** Metric names seen; empty when the stored list already has them all (nothing to add). */
   metrics: string[];
 }
 
-/** Keeps `gpus` current: one row per GPU, updated only when something moved. */
-export async function upsertGpus(pool: Pool, gpus: GpuSighting[]): Promise<void> {
-  if (gpus.length === 0) return;
-  await pool.query({
+/**
+ * Keeps `gpus` current: one row per GPU, updated only when something moved. A sighting without
+ * metric names leaves the stored list alone, without reading it. Returns the GPUs whose stored
+ * list is empty after the statement: sent without names, they had no row (retention deleted it),
+ * so the caller sends them again with their names.
+ */
+export async function upsertGpus(pool: Pool, gpus: GpuSighting[]): Promise<string[]> {
+  if (gpus.length === 0) return [];
+  const { rows } = await pool.query<{ gpu_id: string; unlisted: boolean }>({
     name: 'gpus_upsert',
     text: `INSERT INTO gpus AS g (gpu_id, gpu_index, device, model_name, hostname, first_seen, last_seen, metrics)
       SELECT x."gpuId", x."gpuIndex", x.device, x."modelName", x.hostname, x."firstSeen", x."lastSeen", x.metrics
@@ -328,9 +334,12 @@ export async function upsertGpus(pool: Pool, gpus: GpuSighting[]): Promise<void>
         hostname = coalesce(excluded.hostname, g.hostname),
         first_seen = least(g.first_seen, excluded.first_seen),
         last_seen = greatest(g.last_seen, excluded.last_seen),
-        metrics = CASE WHEN excluded.metrics <@ g.metrics THEN g.metrics
+        metrics = CASE WHEN cardinality(excluded.metrics) = 0 OR excluded.metrics <@ g.metrics THEN g.metrics
                        ELSE ARRAY(SELECT DISTINCT m FROM unnest(g.metrics || excluded.metrics) AS m ORDER BY m) END
-      WHERE excluded.last_seen > g.last_seen OR excluded.first_seen < g.first_seen OR NOT excluded.metrics <@ g.metrics`,
+      WHERE excluded.last_seen > g.last_seen OR excluded.first_seen < g.first_seen
+         OR (cardinality(excluded.metrics) > 0 AND NOT excluded.metrics <@ g.metrics)
+      RETURNING gpu_id, cardinality(metrics) = 0 AS unlisted`,
     values: [JSON.stringify(gpus)],
   });
+  return rows.filter((row) => row.unlisted).map((row) => row.gpu_id);
 }
