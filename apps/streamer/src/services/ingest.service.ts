@@ -69,12 +69,21 @@ interface LabelledSeries {
   gpu: GpuColumns | null;
   /** Its series cache key, made once for all of its samples. */
   key: string;
+  /** Its first and last sample in the batch being summed up by `sightings` (only meanwhile). */
+  span: Span | undefined;
+}
+
+/** A series' first and last sample in a batch. */
+interface Span {
+  first: Incoming;
+  last: Incoming;
 }
 
 /** A series of a scrape: dcgm-exporter's GPU fields and labels, and its metric. */
 interface ScrapedSeries extends SampleGroup {
   kind: 'scraped';
   metricName: string;
+  span: Span | undefined;
   /** Its series cache key, made once for all of its samples. */
   key: string;
   /** Its id, while the series cache's generation is still `generation`. */
@@ -110,7 +119,7 @@ function scrapedSeries(group: SampleGroup, metricName: string): ScrapedSeries {
     labels: group.labels,
     metricName,
   };
-  return { kind: 'scraped', ...of, key: SeriesCache.keyOf(of) };
+  return { kind: 'scraped', ...of, key: SeriesCache.keyOf(of), span: undefined };
 }
 
 /**
@@ -305,6 +314,8 @@ export class IngestService {
     const groups = frame.groups.map((group) => ({
       group,
       metrics: undefined as Map<string, ScrapedSeries> | undefined,
+      /** This frame's series of the group, by metric index: the maps are asked once per series. */
+      series: [] as (ScrapedSeries | undefined)[],
     }));
     const metricsOf = (g: (typeof groups)[number]) => {
       if (g.metrics) return g.metrics;
@@ -327,12 +338,16 @@ export class IngestService {
       const time = times[t] as (typeof times)[number];
       if (time.late) continue; // said once, of its time
       const entry = groups[g] as (typeof groups)[number];
-      const metrics = metricsOf(entry);
-      const metricName = frame.metrics[m] as string;
-      let of = metrics.get(metricName);
+      let of = entry.series[m];
       if (!of) {
-        metrics.set(metricName, (of = scrapedSeries(entry.group, metricName)));
-        this.framedCount++;
+        const metrics = metricsOf(entry);
+        const metricName = frame.metrics[m] as string;
+        of = metrics.get(metricName);
+        if (!of) {
+          metrics.set(metricName, (of = scrapedSeries(entry.group, metricName)));
+          this.framedCount++;
+        }
+        entry.series[m] = of;
       }
       accepted.push({
         of,
@@ -389,6 +404,7 @@ export class IngestService {
         labels,
         gpu: gpuColumnsOf(labels),
         key: SeriesCache.keyOfLabelSet(metric, labels),
+        span: undefined,
       };
       for (let k = 0; k < samples.length; k++) {
         const [at, value] = samples[k] as [number, Parameters<typeof fromSeriesValue>[0]];
@@ -471,7 +487,13 @@ export class IngestService {
       found[i] = chunk;
       return true;
     };
-    for (let i = 0; i < times.length; i++) if (!place(i)) missing.push(i);
+    let last: Chunk | undefined; // a batch's times are mostly a few scrape times: asked once each
+    for (let i = 0; i < times.length; i++) {
+      const at = times[i] as number;
+      if (last && at >= last.start && at < last.end) found[i] = last;
+      else if (place(i)) last = found[i];
+      else missing.push(i);
+    }
     for (let round = 0; missing.length > 0; round++) {
       if (round === 3) throw new Error('could not find or make the chunks of a batch');
       // One time per slice number; a slice cut short by a neighbour takes another round.
@@ -624,23 +646,25 @@ function seriesLabels(of: ScrapedSeries | LabelledSeries): SeriesLabels {
 /** The GPUs the samples were taken from (stale markers and series without a GPU say nothing of one). */
 function sightings(accepted: Incoming[]): GpuSighting[] {
   // Each series once, with its first and last sample: a batch has far fewer series than samples.
-  const spans = new Map<ScrapedSeries | LabelledSeries, { first: Incoming; last: Incoming }>();
-  let previous: ScrapedSeries | LabelledSeries | undefined;
-  let span: { first: Incoming; last: Incoming } | undefined;
+  // The span hangs on the series while this runs (a property, not a lookup per sample).
+  const series: (ScrapedSeries | LabelledSeries)[] = [];
+  const spans: Span[] = [];
   for (const s of accepted) {
     if (s.value === STALE) continue;
-    if (s.of !== previous || !span) {
-      previous = s.of;
-      span = spans.get(s.of);
-      if (!span) spans.set(s.of, (span = { first: s, last: s }));
-    }
-    if (s.at < span.first.at) span.first = s;
+    const { of } = s;
+    const span = of.span;
+    if (!span) {
+      spans.push((of.span = { first: s, last: s }));
+      series.push(of);
+    } else if (s.at < span.first.at) span.first = s;
     else if (s.at > span.last.at) span.last = s;
   }
+  for (const of of series) of.span = undefined;
   const byGpu = new Map<string, GpuSighting & { first: number; last: number; metricSet: Set<string> }>();
-  for (const [of, { first, last }] of spans) {
+  series.forEach((of, i) => {
+    const { first, last } = spans[i] as Span;
     const gpu = isScraped(of) ? of : of.gpu;
-    if (!gpu) continue;
+    if (!gpu) return;
     let seen = byGpu.get(gpu.gpuId);
     if (!seen) {
       seen = {
@@ -667,7 +691,7 @@ function sightings(accepted: Incoming[]): GpuSighting[] {
       seen.lastSeen = last.timestamp;
     }
     seen.metricSet.add(isScraped(of) ? of.metricName : of.metric);
-  }
+  });
   return [...byGpu.values()].map(({ metricSet, first: _first, last: _last, ...gpu }) => ({
     ...gpu,
     metrics: [...metricSet].sort(),
