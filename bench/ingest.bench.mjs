@@ -105,11 +105,11 @@ async function copyCeiling(url, samples) {
   const idOf = new Map([...keys.keys()].map((key, i) => [key, ids[i]]));
   const times = samples.map((s) => Date.parse(s.timestamp));
   await ensureChunks(pool, times, 3_600_000);
-  const rows = samples.map((s) => ({
-    seriesId: idOf.get(SeriesCache.keyOf(s)),
-    us: microsOf(s.timestamp),
-    value: typeof s.value === 'number' ? s.value : NaN,
-  }));
+  const rows = {
+    seriesIds: samples.map((s) => idOf.get(SeriesCache.keyOf(s))),
+    us: samples.map((s) => microsOf(s.timestamp)),
+    values: samples.map((s) => (typeof s.value === 'number' ? s.value : NaN)),
+  };
   const client = new pg.Client({ connectionString: url });
   await client.connect();
   const runs = [];

@@ -35,7 +35,7 @@ import {
   type Chunk,
   ensureChunks,
   type GpuSighting,
-  type HotSample,
+  type HotRows,
   insertHotSamples,
   insertStaleMarkers,
   resolveSeries,
@@ -73,10 +73,10 @@ interface LabelledSeries {
   span: Span | undefined;
 }
 
-/** A series' first and last sample in a batch. */
+/** A series' first and last sample in a batch (their indexes in its Accepted). */
 interface Span {
-  first: Incoming;
-  last: Incoming;
+  first: number;
+  last: number;
 }
 
 /** A series of a scrape: dcgm-exporter's GPU fields and labels, and its metric. */
@@ -91,17 +91,42 @@ interface ScrapedSeries extends SampleGroup {
   generation?: number;
 }
 
-/** A sample ready to store, from any kind of message. */
-interface Incoming {
-  of: ScrapedSeries | LabelledSeries;
+/**
+ * A batch's samples ready to store, from any kind of message, column by column: a batch holds
+ * thousands, and an object each would live through its round trips into the old generation.
+ */
+class Accepted {
+  /** Each sample's series. */
+  readonly of: (ScrapedSeries | LabelledSeries)[] = [];
   /** Milliseconds since the epoch. */
-  at: number;
+  readonly at: number[] = [];
   /** Microseconds since the epoch: the time stored. */
-  us: number;
-  /** RFC 3339, as the COPY reads it. */
-  timestamp: string;
-  /** The value, or STALE for a stale marker. */
-  value: number | typeof STALE;
+  readonly us: number[] = [];
+  /** RFC 3339. */
+  readonly timestamp: string[] = [];
+  /** The value; NaN for a stale marker. */
+  readonly value: number[] = [];
+  /** The indexes of the stale markers, ascending. */
+  readonly stale: number[] = [];
+
+  get length(): number {
+    return this.of.length;
+  }
+
+  add(
+    of: ScrapedSeries | LabelledSeries,
+    at: number,
+    us: number,
+    timestamp: string,
+    value: number | typeof STALE,
+  ): void {
+    if (value === STALE) this.stale.push(this.of.length);
+    this.of.push(of);
+    this.at.push(at);
+    this.us.push(us);
+    this.timestamp.push(timestamp);
+    this.value.push(value === STALE ? NaN : value);
+  }
 }
 
 const isScraped = (of: ScrapedSeries | LabelledSeries): of is ScrapedSeries => of.kind === 'scraped';
@@ -119,7 +144,15 @@ function scrapedSeries(group: SampleGroup, metricName: string): ScrapedSeries {
     labels: group.labels,
     metricName,
   };
-  return { kind: 'scraped', ...of, key: SeriesCache.keyOf(of), span: undefined };
+  // Every field set from the start: one shape for every series, whatever it is given later.
+  return {
+    kind: 'scraped',
+    ...of,
+    key: SeriesCache.keyOf(of),
+    id: undefined,
+    generation: undefined,
+    span: undefined,
+  };
 }
 
 /**
@@ -160,7 +193,7 @@ export class IngestService {
       { 'messaging.batch.message_count': messages.length },
       async (span) => {
         const now = (this.deps.now ?? Date.now)();
-        const accepted: Incoming[] = [];
+        const accepted = new Accepted();
         const described = new Map<string, MetricMetadata>();
         const failed: NonNullable<HandleResult['failed']> = [];
         const oldest: number[] = [];
@@ -170,8 +203,7 @@ export class IngestService {
           const problems = this.validate(message.payload, now, accepted, described);
           if (accepted.length > before) {
             let first = Infinity;
-            for (let i = before; i < accepted.length; i++)
-              first = Math.min(first, (accepted[i] as Incoming).at);
+            for (let i = before; i < accepted.length; i++) first = Math.min(first, accepted.at[i] as number);
             oldest.push(first);
           }
           if (problems.length > 0) {
@@ -235,7 +267,7 @@ export class IngestService {
   private validate(
     payload: unknown,
     now: number,
-    accepted: Incoming[],
+    accepted: Accepted,
     described: Map<string, MetricMetadata>,
   ): string[] {
     if (typeof payload === 'object' && payload !== null && 'groups' in payload) {
@@ -274,13 +306,13 @@ export class IngestService {
       const late = this.outOfRange(at, now);
       if (late) problems.push(`samples[${index}].timestamp: ${late}`);
       else
-        accepted.push({
-          of: scrapedSeries(sample, sample.metricName),
+        accepted.add(
+          scrapedSeries(sample, sample.metricName),
           at,
-          us: microsOf(sample.timestamp),
-          timestamp: sample.timestamp,
-          value: fromSampleValue(sample.value),
-        });
+          microsOf(sample.timestamp),
+          sample.timestamp,
+          fromSampleValue(sample.value),
+        );
     }
     return problems;
   }
@@ -290,7 +322,7 @@ export class IngestService {
    * checked whole, then each time and each sample; a time is read once per message, a series
    * once while the memo keeps it.
    */
-  private validateFrame(payload: object, now: number, accepted: Incoming[]): string[] {
+  private validateFrame(payload: object, now: number, accepted: Accepted): string[] {
     const envelope = telemetryFrame.safeParse(payload);
     if (!envelope.success) {
       return fieldErrors(envelope.error).map(
@@ -349,13 +381,7 @@ export class IngestService {
         }
         entry.series[m] = of;
       }
-      accepted.push({
-        of,
-        at: time.at,
-        us: time.us,
-        timestamp: time.timestamp,
-        value: fromSampleValue(value),
-      });
+      accepted.add(of, time.at, time.us, time.timestamp, fromSampleValue(value));
     }
     return problems;
   }
@@ -374,7 +400,7 @@ export class IngestService {
   }
 
   /** A message of series (remote write): each series is checked on its own, then each sample's time. */
-  private validateSeries(payload: object, now: number, accepted: Incoming[]): string[] {
+  private validateSeries(payload: object, now: number, accepted: Accepted): string[] {
     const envelope = seriesBatch.safeParse(payload);
     if (!envelope.success) {
       return fieldErrors(envelope.error).map(
@@ -410,14 +436,7 @@ export class IngestService {
         const [at, value] = samples[k] as [number, Parameters<typeof fromSeriesValue>[0]];
         const late = this.outOfRange(at, now);
         if (late) problems.push(`series[${index}].samples[${k}][0]: ${late}`);
-        else
-          accepted.push({
-            of,
-            at,
-            us: at * 1000,
-            timestamp: new Date(at).toISOString(),
-            value: fromSeriesValue(value),
-          });
+        else accepted.add(of, at, at * 1000, new Date(at).toISOString(), fromSeriesValue(value));
       }
     }
     return problems;
@@ -432,13 +451,13 @@ export class IngestService {
   }
 
   /** The series id of every sample, resolving (and storing) the ones this process has not seen. */
-  private async seriesIds(samples: Incoming[]): Promise<number[]> {
+  private async seriesIds(samples: Accepted): Promise<number[]> {
     const ids: number[] = new Array(samples.length);
     const missing = new Map<string, number[]>();
     this.series.expireIfOld();
     const current = this.series.generation;
     for (let i = 0; i < samples.length; i++) {
-      const { of } = samples[i] as Incoming;
+      const of = samples.of[i] as ScrapedSeries | LabelledSeries;
       if (isScraped(of) && of.generation === current) {
         ids[i] = of.id as number;
         continue;
@@ -456,7 +475,9 @@ export class IngestService {
     if (missing.size > 0) {
       const keys = [...missing.keys()];
       const labels: SeriesLabels[] = keys.map((key) =>
-        seriesLabels((samples[(missing.get(key) as number[])[0] as number] as Incoming).of),
+        seriesLabels(
+          samples.of[(missing.get(key) as number[])[0] as number] as ScrapedSeries | LabelledSeries,
+        ),
       );
       const generation = this.series.generation;
       const resolved = await resolveSeries(this.deps.pool, labels);
@@ -466,7 +487,7 @@ export class IngestService {
         this.series.set(key, id, generation);
         for (const i of missing.get(key) as number[]) {
           ids[i] = id;
-          const { of } = samples[i] as Incoming;
+          const of = samples.of[i] as ScrapedSeries | LabelledSeries;
           if (kept && isScraped(of)) Object.assign(of, { id, generation });
         }
       });
@@ -519,46 +540,41 @@ export class IngestService {
    * process last looked refuses the COPY (check_violation), and the batch is routed again. Returns
    * the values stored (of `values` offered) and the stale markers newly stored.
    */
-  private async insert(all: Incoming[]): Promise<{ inserted: number; values: number; stale: number }> {
+  private async insert(all: Accepted): Promise<{ inserted: number; values: number; stale: number }> {
     if (all.length === 0) return { inserted: 0, values: 0, stale: 0 };
     const ids = await this.seriesIds(all);
-    const markers: StaleMarker[] = [];
-    const samples: Incoming[] = [];
-    const sampleIds: number[] = [];
-    for (let i = 0; i < all.length; i++) {
-      const s = all[i] as Incoming;
-      if (s.value === STALE) markers.push({ seriesId: ids[i] as number, timestamp: s.timestamp });
-      else {
-        samples.push(s);
-        sampleIds.push(ids[i] as number);
-      }
-    }
+    const markers: StaleMarker[] = all.stale.map((i) => ({
+      seriesId: ids[i] as number,
+      timestamp: all.timestamp[i] as string,
+    }));
     const stale = await insertStaleMarkers(this.deps.pool, markers);
-    if (samples.length === 0) return { inserted: 0, values: 0, stale };
-    const micros = samples.map((s) => s.us);
-    const routeTimes = micros.map((us) => Math.floor(us / 1000));
     // Indexes of the samples not stored yet: hot ones go in one COPY, late ones chunk by chunk.
-    let pending = samples.map((_, i) => i);
+    let pending = withoutIndexes(all.length, all.stale);
+    const values = pending.length;
+    if (values === 0) return { inserted: 0, values: 0, stale };
     let inserted = 0;
     for (let attempt = 1; ; attempt++) {
-      const chunks = await this.chunksOf(pending.map((i) => routeTimes[i] as number));
-      const hot: HotSample[] = [];
+      const chunks = await this.chunksOf(pending.map((i) => Math.floor((all.us[i] as number) / 1000)));
+      const hot: HotRows = { seriesIds: [], us: [], values: [] };
       const late = new Map<number, { indexes: number[]; samples: LateSample[] }>();
       pending.forEach((i, k) => {
-        const s = samples[i] as Incoming;
         const chunk = chunks[k] as Chunk;
-        const value = s.value as number;
+        const seriesId = ids[i] as number;
+        const us = all.us[i] as number;
+        const value = all.value[i] as number;
         if (!chunk.compacted) {
-          hot.push({ seriesId: sampleIds[i] as number, us: s.us, value });
+          hot.seriesIds.push(seriesId);
+          hot.us.push(us);
+          hot.values.push(value);
           return;
         }
         let list = late.get(chunk.start);
         if (!list) late.set(chunk.start, (list = { indexes: [], samples: [] }));
         list.indexes.push(i);
-        list.samples.push({ seriesId: sampleIds[i] as number, us: micros[i] as number, value });
+        list.samples.push({ seriesId, us, value });
       });
       try {
-        if (hot.length > 0) {
+        if (hot.seriesIds.length > 0) {
           const stored = await insertHotSamples(this.deps.pool, hot);
           this.deps.metrics.insertPaths.inc({ path: stored.path });
           inserted += stored.inserted;
@@ -579,7 +595,7 @@ export class IngestService {
           pending.push(...list.indexes);
         }
       }
-      if (pending.length === 0) return { inserted, values: samples.length, stale };
+      if (pending.length === 0) return { inserted, values, stale };
       this.forgetChunks();
     }
   }
@@ -644,25 +660,36 @@ function seriesLabels(of: ScrapedSeries | LabelledSeries): SeriesLabels {
 }
 
 /** The GPUs the samples were taken from (stale markers and series without a GPU say nothing of one). */
-function sightings(accepted: Incoming[]): GpuSighting[] {
+function sightings(accepted: Accepted): GpuSighting[] {
   // Each series once, with its first and last sample: a batch has far fewer series than samples.
   // The span hangs on the series while this runs (a property, not a lookup per sample).
   const series: (ScrapedSeries | LabelledSeries)[] = [];
   const spans: Span[] = [];
-  for (const s of accepted) {
-    if (s.value === STALE) continue;
-    const { of } = s;
+  const { at, stale } = accepted;
+  let k = 0; // the next stale marker, which says nothing of its GPU
+  for (let i = 0; i < accepted.length; i++) {
+    if (i === stale[k]) {
+      k++;
+      continue;
+    }
+    const of = accepted.of[i] as ScrapedSeries | LabelledSeries;
     const span = of.span;
+    const time = at[i] as number;
     if (!span) {
-      spans.push((of.span = { first: s, last: s }));
+      spans.push((of.span = { first: i, last: i }));
       series.push(of);
-    } else if (s.at < span.first.at) span.first = s;
-    else if (s.at > span.last.at) span.last = s;
+    } else if (time < (at[span.first] as number)) span.first = i;
+    else if (time > (at[span.last] as number)) span.last = i;
   }
   for (const of of series) of.span = undefined;
   const byGpu = new Map<string, GpuSighting & { first: number; last: number; metricSet: Set<string> }>();
   series.forEach((of, i) => {
-    const { first, last } = spans[i] as Span;
+    const span = spans[i] as Span;
+    const first = {
+      at: accepted.at[span.first] as number,
+      timestamp: accepted.timestamp[span.first] as string,
+    };
+    const last = { at: accepted.at[span.last] as number, timestamp: accepted.timestamp[span.last] as string };
     const gpu = isScraped(of) ? of : of.gpu;
     if (!gpu) return;
     let seen = byGpu.get(gpu.gpuId);
@@ -696,4 +723,15 @@ function sightings(accepted: Incoming[]): GpuSighting[] {
     ...gpu,
     metrics: [...metricSet].sort(),
   }));
+}
+
+/** 0 .. length-1 without `skip` (ascending). */
+function withoutIndexes(length: number, skip: readonly number[]): number[] {
+  const kept: number[] = [];
+  let k = 0;
+  for (let i = 0; i < length; i++) {
+    if (i === skip[k]) k++;
+    else kept.push(i);
+  }
+  return kept;
 }
