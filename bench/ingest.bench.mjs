@@ -53,7 +53,7 @@ const { copyIn } = require(path.join(root, 'libs/db/dist/index.js'));
 const { microsOf } = require(path.join(root, 'apps/streamer/dist/services/sample-time.js'));
 const { SeriesCache } = require(path.join(root, 'apps/streamer/dist/services/series-cache.js'));
 
-const ROWS = Number(process.env.BENCH_ROWS ?? 200_000);
+const ROWS = Number(process.env.BENCH_ROWS ?? 600_000);
 const FLEET_GPUS = Number(process.env.BENCH_FLEET_GPUS ?? 10_000);
 const FLEET_ROUNDS = Number(process.env.BENCH_FLEET_ROUNDS ?? 3);
 const INTERVAL_S = 30;
