@@ -22,7 +22,7 @@ import { IngestService } from './services/ingest.service';
 import { PrometheusService } from './services/prometheus.service';
 import { createStreamerMetrics, type StreamerMetrics } from './services/streamer.metrics';
 import { StorageService } from './services/storage.service';
-import { TelemetryMaintainer } from './services/telemetry-maintainer';
+import { gpuRetention, TelemetryMaintainer } from './services/telemetry-maintainer';
 import { TelemetryQueryService } from './services/telemetry-query.service';
 import type { StreamerDatabase } from './streamer.database';
 
@@ -99,11 +99,16 @@ export function createApp(deps: StreamerAppDeps): StreamerApp {
         () => 0,
       ),
   });
+  const retention1mMs =
+    config.TELEMETRY_RETENTION_1M ?? streamerEnv.shape.TELEMETRY_RETENTION_1M.parse(undefined);
+  const retention1hMs =
+    config.TELEMETRY_RETENTION_1H ?? streamerEnv.shape.TELEMETRY_RETENTION_1H.parse(undefined);
   const ingest = new IngestService({
     pool,
     logger,
     metrics: streamerMetrics,
     retentionMs: config.TELEMETRY_RETENTION,
+    gpuRetentionMs: gpuRetention(config.TELEMETRY_RETENTION, retention1mMs, retention1hMs),
     sliceMs,
     compactor,
   });
@@ -119,8 +124,8 @@ export function createApp(deps: StreamerAppDeps): StreamerApp {
     metrics: streamerMetrics,
     compactor,
     retentionMs: config.TELEMETRY_RETENTION,
-    retention1mMs: config.TELEMETRY_RETENTION_1M ?? streamerEnv.shape.TELEMETRY_RETENTION_1M.parse(undefined),
-    retention1hMs: config.TELEMETRY_RETENTION_1H ?? streamerEnv.shape.TELEMETRY_RETENTION_1H.parse(undefined),
+    retention1mMs,
+    retention1hMs,
     chunkMs,
     sliceMs,
     intervalMs: config.TELEMETRY_MAINTENANCE_INTERVAL,

@@ -44,12 +44,41 @@ describe('GpuMetricsWritten', () => {
     expect(written.narrow([seen('GPU-c', ['A'])])[0]?.metrics).toEqual(['A']);
   });
 
+  it('sends the names again once the row may have been deleted (unseen for the GPU retention)', () => {
+    const day = 86_400_000;
+    let now = Date.parse('2026-01-10T00:00:00.000Z');
+    const written = new GpuMetricsWritten(7 * day, undefined, () => now);
+    const at = (ms: number) => ({ ...seen('GPU-a', ['A']), lastSeen: new Date(ms).toISOString() });
+    written.stored([at(now)]);
+    now += 5 * day; // within the retention, less a day's margin for clocks
+    expect(written.narrow([at(now)])[0]?.metrics).toEqual([]);
+    // Sending it moved last_seen on: the entry lives on from there.
+    written.stored([at(now)]);
+    now += 5 * day;
+    expect(written.narrow([at(now)])[0]?.metrics).toEqual([]);
+    // Away for longer than the retention: another streamer may have made the row anew meanwhile.
+    now += 6.5 * day;
+    expect(written.narrow([at(now)])[0]?.metrics).toEqual(['A']);
+    // With a retention of 0 (GPUs never deleted) it never ages.
+    const forever = new GpuMetricsWritten(0, undefined, () => now);
+    forever.stored([at(now - 400 * day)]);
+    expect(forever.narrow([at(now)])[0]?.metrics).toEqual([]);
+  });
+
   it('starts over past its bound instead of growing', () => {
-    const written = new GpuMetricsWritten(3);
+    const written = new GpuMetricsWritten(0, 3);
     for (let i = 0; i < 10; i++) written.stored([seen(`GPU-${i}`, ['A'])]);
     expect(written.size).toBeLessThanOrEqual(3);
     // What it still holds is right; what it dropped is sent in full again.
     expect(written.narrow([seen('GPU-9', ['A'])])[0]?.metrics).toEqual([]);
     expect(written.narrow([seen('GPU-0', ['A'])])[0]?.metrics).toEqual(['A']);
+  });
+
+  it('does not start over when a GPU it holds gains a name at the bound', () => {
+    const written = new GpuMetricsWritten(0, 2);
+    written.stored([seen('GPU-a', ['A']), seen('GPU-b', ['A'])]);
+    written.stored([seen('GPU-a', ['A', 'B'])]);
+    expect(written.size).toBe(2);
+    expect(written.narrow([seen('GPU-b', ['A'])])[0]?.metrics).toEqual([]);
   });
 });

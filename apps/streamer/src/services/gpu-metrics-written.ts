@@ -1,36 +1,68 @@
 import type { GpuSighting } from './telemetry-write.queries';
 
+/** What this process stored of a GPU: its metric names, and the latest last_seen it sent. */
+interface Written {
+  names: ReadonlySet<string>;
+  lastSeenMs: number;
+}
+
+/**
+ * Margin for clocks: the maintainer that deletes GPU rows may run on another machine, and a
+ * sample may be stamped up to a day ahead.
+ */
+const CLOCK_MARGIN_MS = 25 * 3_600_000;
+
 /**
  * The metric names this process has stored for each GPU, so that a batch sends a GPU's names only
  * when some of them are new: otherwise the gpus row keeps its list without reading it, and the
  * update that moves last_seen stays narrow. GPUs that report the same names (every GPU of a model,
- * as a rule) share one list. Past `maxEntries` GPUs or lists it starts over rather than grow
+ * as a rule) share one list.
+ *
+ * What it remembers is true while the row cannot have been deleted: the maintainer deletes a GPU
+ * unseen for `gpuRetentionMs` (0: never), so an entry is used only while the last_seen it sent is
+ * younger than that, less a margin for clocks. Past it the names are sent again, whichever
+ * streamer wrote the row since. Past `maxEntries` GPUs or lists it starts over rather than grow
  * without bound; forgetting only costs a batch that sends the names again.
  */
 export class GpuMetricsWritten {
-  private readonly byGpu = new Map<string, ReadonlySet<string>>();
+  private readonly byGpu = new Map<string, Written>();
   /** Each distinct list once, by its names joined. */
   private readonly lists = new Map<string, ReadonlySet<string>>();
 
-  constructor(readonly maxEntries = 100_000) {}
+  constructor(
+    private readonly gpuRetentionMs = 0,
+    readonly maxEntries = 100_000,
+    private readonly now: () => number = Date.now,
+  ) {}
 
   /** The sightings to send: a GPU's names left out (an empty list) where all of them are stored. */
   narrow(sightings: readonly GpuSighting[]): GpuSighting[] {
-    return sightings.map((s) => (this.hasAll(s) ? { ...s, metrics: [] } : s));
+    const now = this.now();
+    return sightings.map((s) => (this.hasAll(s, now) ? { ...s, metrics: [] } : s));
   }
 
   /** Notes that these sightings (with all their names) are stored. */
   stored(sightings: readonly GpuSighting[]): void {
+    const now = this.now();
     for (const s of sightings) {
-      if (this.hasAll(s)) continue;
-      const known = this.byGpu.get(s.gpuId);
-      const names = known ? [...new Set([...known, ...s.metrics])].sort() : s.metrics;
-      if (this.byGpu.size >= this.maxEntries || this.lists.size >= this.maxEntries) this.startOver();
-      this.byGpu.set(s.gpuId, this.intern(names));
+      const lastSeenMs = Date.parse(s.lastSeen);
+      const known = this.current(s.gpuId, now);
+      if (known && s.metrics.every((name) => known.names.has(name))) {
+        known.lastSeenMs = Math.max(known.lastSeenMs, lastSeenMs);
+        continue;
+      }
+      const names = known ? [...new Set([...known.names, ...s.metrics])].sort() : s.metrics;
+      const adding = !this.byGpu.has(s.gpuId);
+      if ((adding && this.byGpu.size >= this.maxEntries) || this.lists.size >= this.maxEntries)
+        this.startOver();
+      this.byGpu.set(s.gpuId, {
+        names: this.intern(names),
+        lastSeenMs: Math.max(known?.lastSeenMs ?? -Infinity, lastSeenMs),
+      });
     }
   }
 
-  /** Forgets GPUs whose rows turned out to be gone (deleted by retention meanwhile). */
+  /** Forgets GPUs whose rows turned out to be gone. */
   forget(gpuIds: Iterable<string>): void {
     for (const id of gpuIds) this.byGpu.delete(id);
   }
@@ -39,11 +71,20 @@ export class GpuMetricsWritten {
     return this.byGpu.size;
   }
 
-  private hasAll(s: GpuSighting): boolean {
-    const known = this.byGpu.get(s.gpuId);
+  private hasAll(s: GpuSighting, now: number): boolean {
+    const known = this.current(s.gpuId, now);
     if (!known) return false;
-    for (const name of s.metrics) if (!known.has(name)) return false;
+    for (const name of s.metrics) if (!known.names.has(name)) return false;
     return true;
+  }
+
+  /** The entry of a GPU, unless its row may have been deleted since (then it is dropped). */
+  private current(gpuId: string, now: number): Written | undefined {
+    const known = this.byGpu.get(gpuId);
+    if (!known || this.gpuRetentionMs <= 0) return known;
+    if (now - known.lastSeenMs < this.gpuRetentionMs - CLOCK_MARGIN_MS) return known;
+    this.byGpu.delete(gpuId);
+    return undefined;
   }
 
   private intern(sortedNames: readonly string[]): ReadonlySet<string> {

@@ -51,6 +51,8 @@ export interface IngestDeps {
   metrics: StreamerMetrics;
   /** Samples older than this are refused (they would be dropped by retention anyway); 0: no limit. */
   retentionMs: number;
+  /** How long the maintainer keeps a GPU unseen before deleting its row (gpuRetention); 0: never. */
+  gpuRetentionMs?: number;
   /** Length of a slice of a chunk (TELEMETRY_SLICE, see sliceLength): hot samples are partitioned by it. */
   sliceMs: number;
   /** Merges samples that arrive for chunks already compacted. */
@@ -170,7 +172,7 @@ export class IngestService {
   /** Chunks known to exist, by slice number (time / sliceMs): a merged chunk under each of its slices'. */
   private readonly knownChunks = new Map<number, Chunk>();
   private readonly series: SeriesCache;
-  private readonly gpuMetrics = new GpuMetricsWritten();
+  private readonly gpuMetrics: GpuMetricsWritten;
   /**
    * The series of frames, by group (its JSON) and metric, kept from message to message with their
    * ids: a scrape's sample finds its series by a short metric name, not by making and hashing its
@@ -182,6 +184,7 @@ export class IngestService {
 
   constructor(private readonly deps: IngestDeps) {
     this.series = new SeriesCache(undefined, undefined, deps.now);
+    this.gpuMetrics = new GpuMetricsWritten(deps.gpuRetentionMs, undefined, deps.now);
   }
 
   async handle(messages: LeasedMessage<unknown>[]): Promise<HandleResult> {
@@ -667,21 +670,24 @@ function sightings(accepted: Accepted): GpuSighting[] {
   const spans: Span[] = [];
   const { at, stale } = accepted;
   let k = 0; // the next stale marker, which says nothing of its GPU
-  for (let i = 0; i < accepted.length; i++) {
-    if (i === stale[k]) {
-      k++;
-      continue;
+  try {
+    for (let i = 0; i < accepted.length; i++) {
+      if (i === stale[k]) {
+        k++;
+        continue;
+      }
+      const of = accepted.of[i] as ScrapedSeries | LabelledSeries;
+      const span = of.span;
+      const time = at[i] as number;
+      if (!span) {
+        spans.push((of.span = { first: i, last: i }));
+        series.push(of);
+      } else if (time < (at[span.first] as number)) span.first = i;
+      else if (time > (at[span.last] as number)) span.last = i;
     }
-    const of = accepted.of[i] as ScrapedSeries | LabelledSeries;
-    const span = of.span;
-    const time = at[i] as number;
-    if (!span) {
-      spans.push((of.span = { first: i, last: i }));
-      series.push(of);
-    } else if (time < (at[span.first] as number)) span.first = i;
-    else if (time > (at[span.last] as number)) span.last = i;
+  } finally {
+    for (const of of series) of.span = undefined;
   }
-  for (const of of series) of.span = undefined;
   const byGpu = new Map<string, GpuSighting & { first: number; last: number; metricSet: Set<string> }>();
   series.forEach((of, i) => {
     const span = spans[i] as Span;

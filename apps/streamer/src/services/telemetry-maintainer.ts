@@ -69,6 +69,15 @@ class Loop {
 }
 
 /**
+ * How long a GPU unseen stays in `gpus` (ms): while anything of it is kept, since its rollups can
+ * outlive its samples, so the longest retention; 0 when one of them keeps everything (never deleted).
+ */
+export function gpuRetention(retentionMs: number, retention1mMs: number, retention1hMs: number): number {
+  const kept = [retentionMs, retention1mMs, retention1hMs];
+  return kept.every((ms) => ms > 0) ? Math.max(...kept) : 0;
+}
+
+/**
  * Keeps the current and the next chunk ready, compacts closed chunks, drops the emptied hot
  * partitions, and drops whole chunks older than TELEMETRY_RETENTION: retention without DELETE, so
  * without bloat. Safe on every replica at once (the SQL takes advisory locks).
@@ -109,18 +118,16 @@ export class TelemetryMaintainer {
     const { retention1mMs = 0, retention1hMs = 0 } = this.deps;
     if (retention1mMs > 0) await dropRollupDays(pool, 'telemetry_rollups_1m', new Date(now - retention1mMs));
     if (retention1hMs > 0) await dropRollupDays(pool, 'telemetry_rollups_1h', new Date(now - retention1hMs));
-    // A GPU stays listed while anything of it is kept: its rollups can outlive its samples.
-    const kept = [retentionMs, retention1mMs, retention1hMs];
+    const gpuKeptMs = gpuRetention(retentionMs, retention1mMs, retention1hMs);
     let seriesDeleted = 0;
-    if (kept.every((ms) => ms > 0)) {
-      const longest = Math.max(...kept);
-      await deleteGpusNotSeenSince(pool, new Date(now - longest));
+    if (gpuKeptMs > 0) {
+      await deleteGpusNotSeenSince(pool, new Date(now - gpuKeptMs));
       // A series goes once nothing of it can be left: its last day of blocks and rollups is
       // dropped a day after the retention passes it, last_seen may be a day behind, a streamer's
       // cache may use an id for 6 hours without a round trip, and a sample may be stamped up to
       // a day ahead; four days cover all.
       for (let n = SERIES_DELETE_BATCH; n === SERIES_DELETE_BATCH;) {
-        n = await deleteSeriesNotSeenFor(pool, longest + SERIES_GRACE_MS, SERIES_DELETE_BATCH);
+        n = await deleteSeriesNotSeenFor(pool, gpuKeptMs + SERIES_GRACE_MS, SERIES_DELETE_BATCH);
         seriesDeleted += n;
       }
       if (seriesDeleted > 0) {
