@@ -1,9 +1,11 @@
 import { randomUUID } from 'node:crypto';
 import type { LeasedMessage, SeriesEntry } from '@gpu-telemetry/model';
 import { asService } from '@gpu-telemetry/service-kit/testing';
+import { Pool } from 'pg';
 import request from 'supertest';
 import { message, sample } from '../testing/samples';
 import { maintainerWith, startStreamerTestApp } from '../testing/streamer-test-app';
+import { resolveSeries } from './telemetry-write.queries';
 
 /**
  * Series of any metric with any labels (the messages remote write turns into): stored exactly as
@@ -175,6 +177,78 @@ describe('series of any metric (remote write)', () => {
     const after = await streamer.metrics.registry.getSingleMetricAsString('streamer_stale_markers_total');
     const count = (text: string) => Number(/ (\d+)$/m.exec(text)?.[1] ?? 0);
     expect(count(after) - count(before)).toBe(1);
+  });
+
+  it('puts new series into the label index in bulk, leaving searches no pending list', async () => {
+    const flush = async () =>
+      Number(
+        (
+          await streamer.database.pool.query(
+            `SELECT gin_clean_pending_list('telemetry_series_labels_idx'::regclass) AS pages`,
+          )
+        ).rows[0].pages,
+      );
+    await flush();
+    // A series stored by plain SQL (a script) waits in the index's pending list...
+    await streamer.database.pool.query(
+      `INSERT INTO telemetry_series (key, metric_name, prom_labels) VALUES ($1, 'by_sql', '{"job":"script"}')`,
+      [randomUUID()],
+    );
+    expect(await flush()).toBeGreaterThan(0);
+    // ...and the streamer moves its own new series into the index as it stores them.
+    const fresh = Array.from({ length: 50 }, (_, i) => ({
+      metric: 'bulk_indexed',
+      labels: { job: 'bulk', instance: `host-${i}:9100` },
+      samples: [[t0, i]],
+    }));
+    expect(await streamer.ingest.handle([seriesMessage(fresh)])).toEqual({ failed: [] });
+    expect(await flush()).toBe(0);
+    const res = await request(asService(streamer.app))
+      .get('/v1/prometheus/api/v1/series')
+      .query({ 'match[]': 'bulk_indexed{instance="host-7:9100"}' })
+      .expect(200);
+    expect(res.body.data).toEqual([{ __name__: 'bulk_indexed', job: 'bulk', instance: 'host-7:9100' }]);
+  });
+
+  it('stores new series under a role that may not flush the label index (only its owner may)', async () => {
+    const admin = streamer.database.pool;
+    const role = `streamer_${randomUUID().slice(0, 8)}`;
+    await admin.query(`CREATE ROLE ${role} LOGIN PASSWORD 'not-the-owner'`);
+    const url = new URL(streamer.database.url);
+    url.username = role;
+    url.password = 'not-the-owner';
+    const pool = new Pool({ connectionString: url.toString(), max: 1 });
+    try {
+      await admin.query(`GRANT SELECT, INSERT, UPDATE ON ALL TABLES IN SCHEMA public TO ${role}`);
+      await admin.query(`GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO ${role}`);
+      const labels = (i: number) => ({
+        metricName: 'not_owner',
+        gpuId: null,
+        gpuIndex: null,
+        device: null,
+        modelName: null,
+        hostname: null,
+        container: null,
+        pod: null,
+        namespace: null,
+        labels: { job: 'least-privilege', instance: `n-${i}` },
+        promLabels: { job: 'least-privilege', instance: `n-${i}` },
+        byLabelSet: true,
+      });
+      const ids = await resolveSeries(pool, [labels(1), labels(2)]);
+      expect(ids).toHaveLength(2);
+      expect(await resolveSeries(pool, [labels(2), labels(1)])).toEqual([ids[1], ids[0]]);
+      // Left in the pending list, where a search still finds it.
+      const res = await request(asService(streamer.app))
+        .get('/v1/prometheus/api/v1/series')
+        .query({ 'match[]': 'not_owner{instance="n-2"}' })
+        .expect(200);
+      expect(res.body.data).toEqual([{ __name__: 'not_owner', job: 'least-privilege', instance: 'n-2' }]);
+    } finally {
+      await pool.end();
+      await admin.query(`DROP OWNED BY ${role}`);
+      await admin.query(`DROP ROLE ${role}`);
+    }
   });
 
   it('stores a redelivered message of series once', async () => {
