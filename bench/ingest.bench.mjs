@@ -101,7 +101,7 @@ async function copyCeiling(url, samples) {
     const key = SeriesCache.keyOf(s);
     if (!keys.has(key)) keys.set(key, s);
   }
-  const ids = await resolveSeries(pool, [...keys.values()]);
+  const { ids } = await resolveSeries(pool, [...keys.values()]);
   const idOf = new Map([...keys.keys()].map((key, i) => [key, ids[i]]));
   const times = samples.map((s) => Date.parse(s.timestamp));
   await ensureChunks(pool, times, 3_600_000);

@@ -7,6 +7,9 @@
 -- pass after each batch of new series (gin_clean_pending_list), so searches find the list empty;
 -- where it may not (only the index's owner may), an insert that finds the list past 256 kB does
 -- the same, and a search reads at most that much.
+-- Turning fastupdate on locks the index as a DROP would: rather than queue every query of
+-- telemetry_series behind a long one, give up (the migration is tried again at the next start).
+SET LOCAL lock_timeout = '10s';
 ALTER INDEX telemetry_series_labels_idx SET (fastupdate = on, gin_pending_list_limit = 256);
 
 -- migrate:down

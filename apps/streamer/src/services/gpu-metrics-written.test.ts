@@ -50,15 +50,22 @@ describe('GpuMetricsWritten', () => {
     const written = new GpuMetricsWritten(7 * day, undefined, () => now);
     const at = (ms: number) => ({ ...seen('GPU-a', ['A']), lastSeen: new Date(ms).toISOString() });
     written.stored([at(now)]);
-    now += 5 * day; // within the retention, less a day's margin for clocks
+    now += 6 * day; // within the retention, less a margin for clocks
     expect(written.narrow([at(now)])[0]?.metrics).toEqual([]);
     // Sending it moved last_seen on: the entry lives on from there.
     written.stored([at(now)]);
-    now += 5 * day;
+    now += 6 * day;
     expect(written.narrow([at(now)])[0]?.metrics).toEqual([]);
-    // Away for longer than the retention: another streamer may have made the row anew meanwhile.
-    now += 6.5 * day;
+    // Away for the retention (less the margin): another streamer may have made the row anew.
+    now += day - 5 * 60_000; // the last last_seen sent was 7 days less 5 minutes ago
     expect(written.narrow([at(now)])[0]?.metrics).toEqual(['A']);
+    // An hour's retention: trusted for 50 minutes.
+    const hourly = new GpuMetricsWritten(3_600_000, undefined, () => now);
+    hourly.stored([at(now)]);
+    now += 45 * 60_000;
+    expect(hourly.narrow([at(now)])[0]?.metrics).toEqual([]);
+    now += 10 * 60_000;
+    expect(hourly.narrow([at(now)])[0]?.metrics).toEqual(['A']);
     // With a retention of 0 (GPUs never deleted) it never ages.
     const forever = new GpuMetricsWritten(0, undefined, () => now);
     forever.stored([at(now - 400 * day)]);

@@ -7,10 +7,11 @@ interface Written {
 }
 
 /**
- * Margin for clocks: the maintainer that deletes GPU rows may run on another machine, and a
- * sample may be stamped up to a day ahead.
+ * Margin for the maintainer's clock (it may run on another machine) and for the time between
+ * sending a batch's sightings and their commit. A row's last_seen is never below what was sent,
+ * so a sample stamped ahead only puts its deletion off.
  */
-const CLOCK_MARGIN_MS = 25 * 3_600_000;
+const CLOCK_MARGIN_MS = 10 * 60_000;
 
 /**
  * The metric names this process has stored for each GPU, so that a batch sends a GPU's names only
@@ -19,8 +20,9 @@ const CLOCK_MARGIN_MS = 25 * 3_600_000;
  * as a rule) share one list.
  *
  * What it remembers is true while the row cannot have been deleted: the maintainer deletes a GPU
- * unseen for `gpuRetentionMs` (0: never), so an entry is used only while the last_seen it sent is
- * younger than that, less a margin for clocks. Past it the names are sent again, whichever
+ * unseen for `gpuRetentionMs` (0: never; the longest retention, as every streamer's maintainer is
+ * configured), so an entry is used only while the last_seen it sent is younger than that, less a
+ * margin for clocks. Past it the names are sent again, whichever
  * streamer wrote the row since. Past `maxEntries` GPUs or lists it starts over rather than grow
  * without bound; forgetting only costs a batch that sends the names again.
  */
@@ -29,11 +31,16 @@ export class GpuMetricsWritten {
   /** Each distinct list once, by its names joined. */
   private readonly lists = new Map<string, ReadonlySet<string>>();
 
+  /** How long after the last_seen it sent an entry is trusted; 0: always. */
+  private readonly trustMs: number;
+
   constructor(
-    private readonly gpuRetentionMs = 0,
+    gpuRetentionMs = 0,
     readonly maxEntries = 100_000,
     private readonly now: () => number = Date.now,
-  ) {}
+  ) {
+    this.trustMs = gpuRetentionMs > 0 ? gpuRetentionMs - Math.min(CLOCK_MARGIN_MS, gpuRetentionMs / 2) : 0;
+  }
 
   /** The sightings to send: a GPU's names left out (an empty list) where all of them are stored. */
   narrow(sightings: readonly GpuSighting[]): GpuSighting[] {
@@ -81,8 +88,8 @@ export class GpuMetricsWritten {
   /** The entry of a GPU, unless its row may have been deleted since (then it is dropped). */
   private current(gpuId: string, now: number): Written | undefined {
     const known = this.byGpu.get(gpuId);
-    if (!known || this.gpuRetentionMs <= 0) return known;
-    if (now - known.lastSeenMs < this.gpuRetentionMs - CLOCK_MARGIN_MS) return known;
+    if (!known || this.trustMs === 0) return known;
+    if (now - known.lastSeenMs < this.trustMs) return known;
     this.byGpu.delete(gpuId);
     return undefined;
   }

@@ -38,6 +38,7 @@ import {
   type HotRows,
   insertHotSamples,
   insertStaleMarkers,
+  flushLabelIndex,
   resolveSeries,
   type SeriesLabels,
   type StaleMarker,
@@ -173,6 +174,8 @@ export class IngestService {
   private readonly knownChunks = new Map<number, Chunk>();
   private readonly series: SeriesCache;
   private readonly gpuMetrics: GpuMetricsWritten;
+  /** Whether this role may not flush the label index, and when a failed flush was last logged. */
+  private readonly labelIndex = { unflushable: false, warnedAt: -Infinity };
   /**
    * The series of frames, by group (its JSON) and metric, kept from message to message with their
    * ids: a scrape's sample finds its series by a short metric name, not by making and hashing its
@@ -483,7 +486,11 @@ export class IngestService {
         ),
       );
       const generation = this.series.generation;
-      const resolved = await resolveSeries(this.deps.pool, labels);
+      const { ids: resolved, created } = await resolveSeries(this.deps.pool, labels);
+      if (created > 0) {
+        this.deps.metrics.seriesCreated.inc(created);
+        await this.flushLabelIndex();
+      }
       const kept = generation === this.series.generation; // not started over meanwhile
       keys.forEach((key, k) => {
         const id = resolved[k] as number;
@@ -619,6 +626,41 @@ export class IngestService {
       );
     }
     this.gpuMetrics.stored(seen);
+  }
+
+  /**
+   * Moves new series into the label index in bulk (flushLabelIndex). The series are stored
+   * whatever happens: a role that may not flush (not the index's owner) stops trying, with one
+   * warning; another failure is counted and logged at most once a minute, and tried again with the
+   * next new series.
+   */
+  private async flushLabelIndex(): Promise<void> {
+    if (this.labelIndex.unflushable) return;
+    const { pool, metrics, logger } = this.deps;
+    try {
+      await flushLabelIndex(pool);
+      metrics.labelIndexFlushes.inc({ outcome: 'flushed' });
+    } catch (error) {
+      if (isPgError(error, '42501')) {
+        this.labelIndex.unflushable = true;
+        metrics.labelIndexFlushes.inc({ outcome: 'not_owner' });
+        logger.warn(
+          { err: error },
+          'this role does not own telemetry_series_labels_idx: new series reach the label index ' +
+            'when its pending list passes 256 kB or autovacuum runs (run the streamer as the role that migrated)',
+        );
+        return;
+      }
+      metrics.labelIndexFlushes.inc({ outcome: 'failed' });
+      const now = Date.now();
+      if (now - this.labelIndex.warnedAt >= 60_000) {
+        this.labelIndex.warnedAt = now;
+        logger.warn(
+          { err: error },
+          'could not move new series into the label index; the next ones will try again',
+        );
+      }
+    }
   }
 
   /** Forget known chunks (after retention dropped some, or compaction closed some). */

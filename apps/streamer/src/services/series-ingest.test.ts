@@ -1,11 +1,12 @@
 import { randomUUID } from 'node:crypto';
 import type { LeasedMessage, SeriesEntry } from '@gpu-telemetry/model';
+import { createLogger } from '@gpu-telemetry/service-kit';
 import { asService } from '@gpu-telemetry/service-kit/testing';
 import { Pool } from 'pg';
 import request from 'supertest';
 import { message, sample } from '../testing/samples';
 import { maintainerWith, startStreamerTestApp } from '../testing/streamer-test-app';
-import { resolveSeries } from './telemetry-write.queries';
+import { IngestService } from './ingest.service';
 
 /**
  * Series of any metric with any labels (the messages remote write turns into): stored exactly as
@@ -43,6 +44,23 @@ async function storedSeries(metric: string) {
     [metric],
   );
   return rows;
+}
+
+/** `count` series of a metric never seen before, one sample each. */
+function newSeries(metric: string, count: number): SeriesEntry[] {
+  return Array.from({ length: count }, (_, i) => ({
+    metric,
+    labels: { job: 'test', instance: `host-${i}:9100` },
+    samples: [[t0, i]],
+  }));
+}
+
+async function seriesMatching(selector: string) {
+  const res = await request(asService(streamer.app))
+    .get('/v1/prometheus/api/v1/series')
+    .query({ 'match[]': selector })
+    .expect(200);
+  return res.body.data;
 }
 
 describe('series of any metric (remote write)', () => {
@@ -180,74 +198,72 @@ describe('series of any metric (remote write)', () => {
   });
 
   it('puts new series into the label index in bulk, leaving searches no pending list', async () => {
+    const pool = streamer.database.pool;
+    // Only this test's writes may flush the list: not an autovacuum run in between.
+    await pool.query('ALTER TABLE telemetry_series SET (autovacuum_enabled = off)');
     const flush = async () =>
       Number(
-        (
-          await streamer.database.pool.query(
-            `SELECT gin_clean_pending_list('telemetry_series_labels_idx'::regclass) AS pages`,
-          )
-        ).rows[0].pages,
+        (await pool.query(`SELECT gin_clean_pending_list('telemetry_series_labels_idx'::regclass) AS pages`))
+          .rows[0].pages,
       );
-    await flush();
-    // A series stored by plain SQL (a script) waits in the index's pending list...
-    await streamer.database.pool.query(
-      `INSERT INTO telemetry_series (key, metric_name, prom_labels) VALUES ($1, 'by_sql', '{"job":"script"}')`,
-      [randomUUID()],
-    );
-    expect(await flush()).toBeGreaterThan(0);
-    // ...and the streamer moves its own new series into the index as it stores them.
-    const fresh = Array.from({ length: 50 }, (_, i) => ({
-      metric: 'bulk_indexed',
-      labels: { job: 'bulk', instance: `host-${i}:9100` },
-      samples: [[t0, i]],
-    }));
-    expect(await streamer.ingest.handle([seriesMessage(fresh)])).toEqual({ failed: [] });
-    expect(await flush()).toBe(0);
-    const res = await request(asService(streamer.app))
-      .get('/v1/prometheus/api/v1/series')
-      .query({ 'match[]': 'bulk_indexed{instance="host-7:9100"}' })
-      .expect(200);
-    expect(res.body.data).toEqual([{ __name__: 'bulk_indexed', job: 'bulk', instance: 'host-7:9100' }]);
+    try {
+      await flush();
+      // A series stored by plain SQL (a script) waits in the index's pending list...
+      await pool.query(
+        `INSERT INTO telemetry_series (key, metric_name, prom_labels) VALUES ($1, 'by_sql', '{"job":"script"}')`,
+        [randomUUID()],
+      );
+      expect(await flush()).toBeGreaterThan(0);
+      // ...and the streamer moves its own new series into the index as it stores them.
+      expect(await streamer.ingest.handle([seriesMessage(newSeries('bulk_indexed', 50))])).toEqual({
+        failed: [],
+      });
+      expect(await flush()).toBe(0);
+      expect(await seriesMatching('bulk_indexed{instance="host-7:9100"}')).toEqual([
+        { __name__: 'bulk_indexed', job: 'test', instance: 'host-7:9100' },
+      ]);
+    } finally {
+      await pool.query('ALTER TABLE telemetry_series RESET (autovacuum_enabled)');
+    }
   });
 
-  it('stores new series under a role that may not flush the label index (only its owner may)', async () => {
+  it('stores new series under a role that may not flush the label index, and stops asking', async () => {
     const admin = streamer.database.pool;
     const role = `streamer_${randomUUID().slice(0, 8)}`;
-    await admin.query(`CREATE ROLE ${role} LOGIN PASSWORD 'not-the-owner'`);
     const url = new URL(streamer.database.url);
     url.username = role;
     url.password = 'not-the-owner';
     const pool = new Pool({ connectionString: url.toString(), max: 1 });
+    const flushes = async (outcome: string) =>
+      (await streamer.streamerMetrics.labelIndexFlushes.get()).values.find(
+        (v) => v.labels.outcome === outcome,
+      )?.value ?? 0;
     try {
+      await admin.query(`CREATE ROLE ${role} LOGIN PASSWORD 'not-the-owner'`);
       await admin.query(`GRANT SELECT, INSERT, UPDATE ON ALL TABLES IN SCHEMA public TO ${role}`);
       await admin.query(`GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO ${role}`);
-      const labels = (i: number) => ({
-        metricName: 'not_owner',
-        gpuId: null,
-        gpuIndex: null,
-        device: null,
-        modelName: null,
-        hostname: null,
-        container: null,
-        pod: null,
-        namespace: null,
-        labels: { job: 'least-privilege', instance: `n-${i}` },
-        promLabels: { job: 'least-privilege', instance: `n-${i}` },
-        byLabelSet: true,
+      const ingest = new IngestService({
+        pool,
+        logger: createLogger('streamer', 'silent'),
+        metrics: streamer.streamerMetrics,
+        retentionMs: 0,
+        sliceMs: 3_600_000, // the test app's: hourly chunks, one slice each
+        compactor: streamer.compactor,
       });
-      const ids = await resolveSeries(pool, [labels(1), labels(2)]);
-      expect(ids).toHaveLength(2);
-      expect(await resolveSeries(pool, [labels(2), labels(1)])).toEqual([ids[1], ids[0]]);
-      // Left in the pending list, where a search still finds it.
-      const res = await request(asService(streamer.app))
-        .get('/v1/prometheus/api/v1/series')
-        .query({ 'match[]': 'not_owner{instance="n-2"}' })
-        .expect(200);
-      expect(res.body.data).toEqual([{ __name__: 'not_owner', job: 'least-privilege', instance: 'n-2' }]);
+      const notOwner = await flushes('not_owner');
+      for (const metric of ['not_owner_a', 'not_owner_b']) {
+        expect(await ingest.handle([seriesMessage(newSeries(metric, 3))])).toEqual({ failed: [] });
+        expect(await storedSeries(metric)).toHaveLength(3);
+      }
+      // Refused once, then not asked again; a search still finds the series in the pending list.
+      expect((await flushes('not_owner')) - notOwner).toBe(1);
+      expect(await seriesMatching('not_owner_b{instance="host-2:9100"}')).toEqual([
+        { __name__: 'not_owner_b', job: 'test', instance: 'host-2:9100' },
+      ]);
     } finally {
       await pool.end();
-      await admin.query(`DROP OWNED BY ${role}`);
-      await admin.query(`DROP ROLE ${role}`);
+      await admin.query(`DROP OWNED BY ${role}`).catch(() => undefined);
+      await admin.query(`DROP ROLE IF EXISTS ${role}`);
     }
   });
 

@@ -64,6 +64,17 @@ export function createStreamerMetrics(registry: Registry) {
       help: 'Series looked up or stored because this process had not seen them yet.',
       registers,
     }),
+    seriesCreated: new Counter({
+      name: 'streamer_series_created_total',
+      help: 'Series stored for the first time by this process.',
+      registers,
+    }),
+    labelIndexFlushes: new Counter({
+      name: 'streamer_label_index_flushes_total',
+      help: 'Bulk moves of new series into the label index: flushed, not_owner (this role may not; left to inserts and autovacuum) or failed.',
+      labelNames: ['outcome'] as const,
+      registers,
+    }),
     chunksCompacted: new Counter({
       name: 'streamer_chunks_compacted_total',
       help: 'Chunks rewritten as one block per series.',

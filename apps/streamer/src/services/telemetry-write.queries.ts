@@ -29,14 +29,21 @@ export interface SeriesLabels extends GpuFields {
 /** How old last_seen may grow before resolving a series refreshes it. */
 const SEEN_REFRESH = '1 day';
 
+/** The ids of series asked for, in order, and how many of them this call stored. */
+export interface ResolvedSeries {
+  ids: number[];
+  created: number;
+}
+
 /**
  * The ids of these series, in order, stored first where new. The key is computed in SQL
  * (telemetry_series_key), so every streamer and the migrations agree on it. A series another
  * streamer is storing at the same moment is not visible to this statement's snapshot: those are
  * asked again once it has committed. An id handed out has last_seen within the last day.
  */
-export async function resolveSeries(pool: Pool, series: SeriesLabels[]): Promise<number[]> {
+export async function resolveSeries(pool: Pool, series: SeriesLabels[]): Promise<ResolvedSeries> {
   const ids: number[] = new Array(series.length);
+  let created = 0;
   let pending = series.map((_, i) => i);
   for (let attempt = 0; pending.length > 0; attempt++) {
     if (attempt === 5) throw new Error(`could not resolve ${pending.length} series`);
@@ -83,7 +90,7 @@ export async function resolveSeries(pool: Pool, series: SeriesLabels[]): Promise
         LEFT JOIN telemetry_series s ON s.key = input.key`,
       values: [JSON.stringify(input)],
     });
-    if (rows.some((row) => row.created)) await flushLabelIndex(pool);
+    for (const row of rows) if (row.created) created++;
     pending = [];
     const stale = new Map<number, number[]>();
     for (const row of rows) {
@@ -109,29 +116,21 @@ export async function resolveSeries(pool: Pool, series: SeriesLabels[]): Promise
       }
     }
   }
-  return ids;
+  return { ids, created };
 }
-
-/** Pools whose role may not flush the label index (only its owner may). */
-const unflushable = new WeakSet<Pool>();
 
 /**
  * Moves the label index's pending entries (the series stored since the last flush) into the index
- * in one bulk pass, which costs a third of inserting them one series at a time (migration 0021),
- * and leaves searches no pending list to read. Only the index's owner may: a role that is not (the
- * streamer migrated by another) leaves it to the inserts that find the list past its 256 kB and
- * to autovacuum. A flush that fails otherwise is left for the next one: the series are stored.
+ * in one bulk pass, which costs far less than inserting them one series at a time (migration
+ * 0021), and leaves searches no pending list to read. Only the index's owner may: a role that is
+ * not gets insufficient_privilege (42501), and the list is left to the inserts that find it past
+ * its 256 kB and to autovacuum.
  */
-async function flushLabelIndex(pool: Pool): Promise<void> {
-  if (unflushable.has(pool)) return;
-  try {
-    await pool.query({
-      name: 'telemetry_label_index_flush',
-      text: `SELECT gin_clean_pending_list('telemetry_series_labels_idx'::regclass)`,
-    });
-  } catch (error) {
-    if (isPgError(error, '42501')) unflushable.add(pool); // insufficient_privilege
-  }
+export async function flushLabelIndex(pool: Pool): Promise<void> {
+  await pool.query({
+    name: 'telemetry_label_index_flush',
+    text: `SELECT gin_clean_pending_list('telemetry_series_labels_idx'::regclass)`,
+  });
 }
 
 /** A chunk of time: its hot samples live in their own partition until it is compacted. */
