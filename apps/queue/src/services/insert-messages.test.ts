@@ -72,3 +72,25 @@ describe('insertMessages', () => {
     expect(await stored(topic)).toEqual({ rows: [{ id, payload: 1 }], live: 1 });
   });
 });
+
+describe('payload storage', () => {
+  it('compresses payloads with lz4 where the server has it, and keeps them byte for byte', async () => {
+    const { rows } = await database.pool.query<{ lz4: boolean; compression: string }>(
+      `SELECT 'lz4' = ANY ((SELECT enumvals FROM pg_settings WHERE name = 'default_toast_compression')::text[]) AS lz4,
+              (SELECT attcompression::text FROM pg_attribute
+               WHERE attrelid = 'queue_messages'::regclass AND attname = 'payload') AS compression`,
+    );
+    const [{ lz4, compression }] = rows as [{ lz4: boolean; compression: string }];
+    expect(compression).toBe(lz4 ? 'l' : ''); // '' is the server's default (pglz)
+    // A frame big enough to be compressed comes back as it went in.
+    const topic = `t-${randomUUID().slice(0, 8)}`;
+    const frame = { samples: Array.from({ length: 2_000 }, (_, i) => [i % 8, i % 40, 0, i * 0.5]) };
+    await insertMessages(database.pool, topic, [uuidv7()], [json(frame)], true);
+    const { rows: sizes } = await database.pool.query<{ stored: number; raw: number }>(
+      `SELECT pg_column_size(payload) AS stored, octet_length(payload::text) AS raw FROM queue_messages WHERE topic = $1`,
+      [topic],
+    );
+    expect(sizes[0]?.stored).toBeLessThan((sizes[0]?.raw ?? 0) / 2);
+    expect((await stored(topic)).rows.map((r) => r.payload)).toEqual([frame]);
+  });
+});
