@@ -47,6 +47,26 @@ const bits = (v: number) => {
 };
 
 describe('telemetry_decode (SQL)', () => {
+  it('is planned without JIT, whatever the server says: compiling it costs far more than it does', async () => {
+    const { rows } = await database.pool.query<{ config: string[] | null }>(
+      `SELECT proconfig AS config FROM pg_proc WHERE proname = 'telemetry_decode'`,
+    );
+    expect(rows).toEqual([{ config: ['jit=off'] }]);
+    // Where every query is compiled (on a server with JIT), the decode still answers.
+    const client = await database.pool.connect();
+    try {
+      await client.query('BEGIN');
+      await client.query('SET LOCAL jit_above_cost = 0');
+      const decoded = await client.query('SELECT count(*)::int AS n FROM telemetry_decode($1)', [
+        encodeBlock({ times: [1_000_000, 2_000_000, 3_000_000], values: [1, 2, 3] }),
+      ]);
+      expect(decoded.rows).toEqual([{ n: 3 }]);
+      await client.query('COMMIT');
+    } finally {
+      client.release();
+    }
+  });
+
   it('decodes every block as the streamer does', async () => {
     await fc.assert(
       fc.asyncProperty(block, async (b) => {
