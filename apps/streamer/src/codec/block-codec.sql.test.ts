@@ -58,7 +58,10 @@ describe('telemetry_decode (SQL)', () => {
       await client.query('BEGIN');
       await client.query('SET LOCAL jit_above_cost = 0');
       const decoded = await client.query('SELECT count(*)::int AS n FROM telemetry_decode($1)', [
-        encodeBlock({ times: [1_000_000, 2_000_000, 3_000_000], values: [1, 2, 3] }),
+        encodeBlock({
+          times: Float64Array.of(1_000_000, 2_000_000, 3_000_000),
+          values: Float64Array.of(1, 2, 3),
+        }),
       ]);
       expect(decoded.rows).toEqual([{ n: 3 }]);
       await client.query('COMMIT');
