@@ -2,13 +2,42 @@ import type { PoolClient } from 'pg';
 import { to as copyTo } from 'pg-copy-streams';
 
 /**
- * Reading `COPY ... TO STDOUT (FORMAT binary)`: what the streamer's readers of hot rows, blocks and
- * rollups share. Binary COPY hands over times as microseconds and values as the exact doubles
- * stored, with no text to parse.
+ * COPY's binary format: reading `COPY ... TO STDOUT (FORMAT binary)`, what the streamer's readers
+ * of hot rows, blocks and rollups share, and the fields its writers send. Binary COPY hands over
+ * times as microseconds and values as the exact doubles stored, with no text to parse.
  */
 
 /** Microseconds from the Unix epoch to Postgres' (2000-01-01), the origin of binary timestamps. */
 export const PG_EPOCH_US = 946_684_800_000_000;
+
+const TWO_32 = 2 ** 32;
+
+/**
+ * Writes a bigint field (its length, then the value) at buf[at] for a binary COPY; returns where
+ * the next field starts. The value, a safe integer, goes as two 32-bit halves: no BigInt.
+ */
+export function writeInt8Field(buf: Buffer, at: number, value: number): number {
+  const high = Math.floor(value / TWO_32);
+  buf.writeInt32BE(8, at);
+  buf.writeInt32BE(high, at + 4);
+  buf.writeUInt32BE(value - high * TWO_32, at + 8);
+  return at + 12;
+}
+
+/** The bigint (a safe integer) at buf[at], a field's value or an array element's. */
+export function readInt8(buf: Buffer, at: number): number {
+  return buf.readInt32BE(at) * TWO_32 + buf.readUInt32BE(at + 4);
+}
+
+/** The timestamptz at buf[at], in microseconds since the Unix epoch. */
+export function readTimestamp(buf: Buffer, at: number): number {
+  return readInt8(buf, at) + PG_EPOCH_US;
+}
+
+/** Writes a timestamptz field, `us` microseconds since the Unix epoch; returns where the next field starts. */
+export function writeTimestampField(buf: Buffer, at: number, us: number): number {
+  return writeInt8Field(buf, at, us - PG_EPOCH_US);
+}
 
 const COPY_HEADER = 11 + 4 + 4; // signature, flags, header extension length
 

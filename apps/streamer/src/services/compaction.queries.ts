@@ -1,6 +1,13 @@
 import { copyIn } from '@gpu-telemetry/db';
 import type { Pool, PoolClient } from 'pg';
-import { PG_EPOCH_US, readBinaryCopy, readCopyStream } from './binary-copy';
+import {
+  readBinaryCopy,
+  readCopyStream,
+  readInt8,
+  readTimestamp,
+  writeInt8Field,
+  writeTimestampField,
+} from './binary-copy';
 
 /** A chunk of time, its bounds in ms since the epoch. */
 export interface ChunkBounds {
@@ -141,7 +148,7 @@ export async function readSliceBlocks(
            ORDER BY series_id, chunk_start) TO STDOUT (FORMAT binary)`,
     (buf, fields) => {
       const at = fields[2] as number;
-      each(Number(buf.readBigInt64BE(fields[0] as number)), buf.subarray(at, at + (fields[3] as number)));
+      each(readInt8(buf, fields[0] as number), buf.subarray(at, at + (fields[3] as number)));
     },
   );
 }
@@ -222,11 +229,7 @@ export async function readHotSamples(
       while (buf.length - at >= 2) {
         if (buf.readInt16BE(at) === -1) return -1;
         if (buf.length - at < 38) break;
-        each(
-          Number(buf.readBigInt64BE(at + 6)),
-          Number(buf.readBigInt64BE(at + 18)) + PG_EPOCH_US,
-          buf.readDoubleBE(at + 30),
-        );
+        each(readInt8(buf, at + 6), readTimestamp(buf, at + 18), buf.readDoubleBE(at + 30));
         rows++;
         at += 38;
       }
@@ -272,10 +275,7 @@ function* seriesRowChunks(rows: SeriesRow[], blocks: boolean): Generator<Buffer>
     const fixed = blocks ? 38 : 30;
     const buf = Buffer.alloc(fixed + row.data.length);
     buf.writeInt16BE(blocks ? 4 : 3, 0);
-    buf.writeInt32BE(8, 2);
-    buf.writeBigInt64BE(BigInt(row.seriesId), 6);
-    buf.writeInt32BE(8, 14);
-    buf.writeBigInt64BE(BigInt(row.start * 1000 - PG_EPOCH_US), 18);
+    writeTimestampField(buf, writeInt8Field(buf, 2, row.seriesId), row.start * 1000);
     if (blocks) {
       buf.writeInt32BE(4, 26);
       buf.writeInt32BE(row.n ?? 0, 30);
@@ -348,8 +348,8 @@ export async function readRollupDay(
     (buf, fields) => {
       const data = fields[4] as number;
       each({
-        seriesId: Number(buf.readBigInt64BE(fields[0] as number)),
-        start: (Number(buf.readBigInt64BE(fields[2] as number)) + PG_EPOCH_US) / 1000,
+        seriesId: readInt8(buf, fields[0] as number),
+        start: readTimestamp(buf, fields[2] as number) / 1000,
         data: buf.subarray(data, data + (fields[5] as number)),
       });
     },

@@ -1,5 +1,5 @@
 import type { Pool, PoolClient } from 'pg';
-import { arrayLength, forEachElement, PG_EPOCH_US, readBinaryCopy } from './binary-copy';
+import { arrayLength, forEachElement, readBinaryCopy, readInt8, readTimestamp } from './binary-copy';
 
 /**
  * The read side of PromQL: every statement runs on one connection inside one read-only
@@ -214,7 +214,7 @@ export async function readSamples(
     `COPY (${parts.join(' UNION ALL ')}) TO STDOUT (FORMAT binary)`,
     (buf, fields) => {
       const kind = buf.readInt16BE(fields[0] as number);
-      const seriesId = Number(buf.readBigInt64BE(fields[2] as number));
+      const seriesId = readInt8(buf, fields[2] as number);
       if (kind === 2) {
         const at = fields[8] as number;
         // One copy of the row's blocks: the stream's buffer is not ours to keep.
@@ -227,7 +227,7 @@ export async function readSamples(
       const times = new Float64Array(arrayLength(buf, fields[4] as number));
       let i = 0;
       forEachElement(buf, fields[4] as number, (at) => {
-        times[i++] = buf.readInt32BE(at) * 0x100000000 + buf.readUInt32BE(at + 4) + PG_EPOCH_US;
+        times[i++] = readTimestamp(buf, at);
       });
       if (kind === 3) {
         each.stale?.(seriesId, times);
@@ -298,8 +298,8 @@ export async function readRollupRows(
              AND start >= ${tsLiteral(args.fromUs)} AND start < ${tsLiteral(args.toUs)}
            ORDER BY series_id, start) TO STDOUT (FORMAT binary)`,
     (buf, fields) => {
-      const seriesId = Number(buf.readBigInt64BE(fields[0] as number));
-      const startUs = Number(buf.readBigInt64BE(fields[2] as number)) + PG_EPOCH_US;
+      const seriesId = readInt8(buf, fields[0] as number);
+      const startUs = readTimestamp(buf, fields[2] as number);
       each(
         seriesId,
         startUs,

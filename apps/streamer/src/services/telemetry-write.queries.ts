@@ -1,7 +1,7 @@
 import { copyIn, isPgError } from '@gpu-telemetry/db';
 import type { GpuFields, MetricMetadata } from '@gpu-telemetry/model';
 import type { Pool, PoolClient } from 'pg';
-import { PG_EPOCH_US } from './binary-copy';
+import { writeInt8Field, writeTimestampField } from './binary-copy';
 
 /** Narrow hot rows, column by column: samples of stored series. */
 export interface HotRows {
@@ -90,10 +90,10 @@ export async function resolveSeries(pool: Pool, series: SeriesLabels[]): Promise
         LEFT JOIN telemetry_series s ON s.key = input.key`,
       values: [JSON.stringify(input)],
     });
-    for (const row of rows) if (row.created) created++;
     pending = [];
     const stale = new Map<number, number[]>();
     for (const row of rows) {
+      if (row.created) created++;
       if (row.id === null) pending.push(row.o);
       else if (row.stale) {
         const id = Number(row.id);
@@ -205,7 +205,6 @@ export async function upsertMetadata(client: Pool | PoolClient, entries: MetricM
   return rowCount ?? 0;
 }
 
-const TWO_32 = 2 ** 32;
 /** Bytes of one hot row in COPY's binary format: a field count, then three 8-byte fields with their lengths. */
 const HOT_TUPLE = 2 + 3 * (4 + 8);
 
@@ -223,19 +222,11 @@ export function* hotCopyChunks(rows: HotRows): Generator<Buffer> {
     const buf = Buffer.allocUnsafe((end - i) * HOT_TUPLE);
     let p = 0;
     for (let j = i; j < end; j++) {
-      const seriesId = seriesIds[j] as number;
-      const us = (times[j] as number) - PG_EPOCH_US;
-      const high = Math.floor(us / TWO_32);
       buf.writeInt16BE(3, p);
-      buf.writeInt32BE(8, p + 2);
-      buf.writeInt32BE(Math.floor(seriesId / TWO_32), p + 6);
-      buf.writeUInt32BE(seriesId >>> 0, p + 10);
-      buf.writeInt32BE(8, p + 14);
-      buf.writeInt32BE(high, p + 18);
-      buf.writeUInt32BE(us - high * TWO_32, p + 22);
-      buf.writeInt32BE(8, p + 26);
-      buf.writeDoubleBE(values[j] as number, p + 30);
-      p += HOT_TUPLE;
+      p = writeTimestampField(buf, writeInt8Field(buf, p + 2, seriesIds[j] as number), times[j] as number);
+      buf.writeInt32BE(8, p);
+      buf.writeDoubleBE(values[j] as number, p + 4);
+      p += 12;
     }
     yield buf;
   }
