@@ -45,7 +45,10 @@ export class GpuMetricsWritten {
   /** The sightings to send: a GPU's names left out (an empty list) where all of them are stored. */
   narrow(sightings: readonly GpuSighting[]): GpuSighting[] {
     const now = this.now();
-    return sightings.map((s) => (this.hasAll(s, now) ? { ...s, metrics: [] } : s));
+    return sightings.map((s) => {
+      const known = this.current(s.gpuId, now);
+      return known && covers(known, s) ? { ...s, metrics: [] } : s;
+    });
   }
 
   /** Notes that these sightings (with all their names) are stored. */
@@ -54,7 +57,7 @@ export class GpuMetricsWritten {
     for (const s of sightings) {
       const lastSeenMs = Date.parse(s.lastSeen);
       const known = this.current(s.gpuId, now);
-      if (known && s.metrics.every((name) => known.names.has(name))) {
+      if (known && covers(known, s)) {
         known.lastSeenMs = Math.max(known.lastSeenMs, lastSeenMs);
         continue;
       }
@@ -78,13 +81,6 @@ export class GpuMetricsWritten {
     return this.byGpu.size;
   }
 
-  private hasAll(s: GpuSighting, now: number): boolean {
-    const known = this.current(s.gpuId, now);
-    if (!known) return false;
-    for (const name of s.metrics) if (!known.names.has(name)) return false;
-    return true;
-  }
-
   /** The entry of a GPU, unless its row may have been deleted since (then it is dropped). */
   private current(gpuId: string, now: number): Written | undefined {
     const known = this.byGpu.get(gpuId);
@@ -105,4 +101,10 @@ export class GpuMetricsWritten {
     this.byGpu.clear();
     this.lists.clear();
   }
+}
+
+/** Whether every name of the sighting is among those written. */
+function covers(known: Written, s: GpuSighting): boolean {
+  for (const name of s.metrics) if (!known.names.has(name)) return false;
+  return true;
 }

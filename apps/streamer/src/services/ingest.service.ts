@@ -511,20 +511,17 @@ export class IngestService {
     const { sliceMs } = this.deps;
     const found: Chunk[] = new Array(times.length);
     const missing: number[] = [];
+    const holds = (chunk: Chunk | undefined, at: number): chunk is Chunk =>
+      chunk !== undefined && at >= chunk.start && at < chunk.end;
+    let last: Chunk | undefined; // a batch's times are mostly a few scrape times: looked up once each
     const place = (i: number): boolean => {
       const at = times[i] as number;
-      const chunk = this.knownChunks.get(Math.floor(at / sliceMs));
-      if (!chunk || at < chunk.start || at >= chunk.end) return false;
-      found[i] = chunk;
+      const chunk = holds(last, at) ? last : this.knownChunks.get(Math.floor(at / sliceMs));
+      if (!holds(chunk, at)) return false;
+      found[i] = last = chunk;
       return true;
     };
-    let last: Chunk | undefined; // a batch's times are mostly a few scrape times: asked once each
-    for (let i = 0; i < times.length; i++) {
-      const at = times[i] as number;
-      if (last && at >= last.start && at < last.end) found[i] = last;
-      else if (place(i)) last = found[i];
-      else missing.push(i);
-    }
+    for (let i = 0; i < times.length; i++) if (!place(i)) missing.push(i);
     for (let round = 0; missing.length > 0; round++) {
       if (round === 3) throw new Error('could not find or make the chunks of a batch');
       // One time per slice number; a slice cut short by a neighbour takes another round.
@@ -706,11 +703,10 @@ function seriesLabels(of: ScrapedSeries | LabelledSeries): SeriesLabels {
 
 /** The GPUs the samples were taken from (stale markers and series without a GPU say nothing of one). */
 function sightings(accepted: Accepted): GpuSighting[] {
+  const { at, timestamp, stale } = accepted;
   // Each series once, with its first and last sample: a batch has far fewer series than samples.
   // The span hangs on the series while this runs (a property, not a lookup per sample).
-  const series: (ScrapedSeries | LabelledSeries)[] = [];
-  const spans: Span[] = [];
-  const { at, stale } = accepted;
+  const spans: { of: ScrapedSeries | LabelledSeries; span: Span }[] = [];
   let k = 0; // the next stale marker, which says nothing of its GPU
   try {
     for (let i = 0; i < accepted.length; i++) {
@@ -721,55 +717,40 @@ function sightings(accepted: Accepted): GpuSighting[] {
       const of = accepted.of[i] as ScrapedSeries | LabelledSeries;
       const span = of.span;
       const time = at[i] as number;
-      if (!span) {
-        spans.push((of.span = { first: i, last: i }));
-        series.push(of);
-      } else if (time < (at[span.first] as number)) span.first = i;
+      if (!span) spans.push({ of, span: (of.span = { first: i, last: i }) });
+      else if (time < (at[span.first] as number)) span.first = i;
       else if (time > (at[span.last] as number)) span.last = i;
     }
   } finally {
-    for (const of of series) of.span = undefined;
+    for (const { of } of spans) of.span = undefined;
   }
-  const byGpu = new Map<string, GpuSighting & { first: number; last: number; metricSet: Set<string> }>();
-  series.forEach((of, i) => {
-    const span = spans[i] as Span;
-    const first = {
-      at: accepted.at[span.first] as number,
-      timestamp: accepted.timestamp[span.first] as string,
-    };
-    const last = { at: accepted.at[span.last] as number, timestamp: accepted.timestamp[span.last] as string };
+  // Then each GPU once, its span the widest of its series'.
+  const byGpu = new Map<string, { gpu: GpuColumns | ScrapedSeries; span: Span; metrics: Set<string> }>();
+  for (const { of, span } of spans) {
     const gpu = isScraped(of) ? of : of.gpu;
-    if (!gpu) return;
-    let seen = byGpu.get(gpu.gpuId);
+    if (!gpu) continue;
+    const seen = byGpu.get(gpu.gpuId);
     if (!seen) {
-      seen = {
-        gpuId: gpu.gpuId,
-        gpuIndex: gpu.gpuIndex,
-        device: gpu.device,
-        modelName: gpu.modelName,
-        hostname: gpu.hostname,
-        firstSeen: first.timestamp,
-        lastSeen: last.timestamp,
-        metrics: [],
-        first: first.at,
-        last: last.at,
-        metricSet: new Set(),
-      };
-      byGpu.set(gpu.gpuId, seen);
+      byGpu.set(gpu.gpuId, {
+        gpu,
+        span: { ...span },
+        metrics: new Set([isScraped(of) ? of.metricName : of.metric]),
+      });
+      continue;
     }
-    if (first.at < seen.first) {
-      seen.first = first.at;
-      seen.firstSeen = first.timestamp;
-    }
-    if (last.at > seen.last) {
-      seen.last = last.at;
-      seen.lastSeen = last.timestamp;
-    }
-    seen.metricSet.add(isScraped(of) ? of.metricName : of.metric);
-  });
-  return [...byGpu.values()].map(({ metricSet, first: _first, last: _last, ...gpu }) => ({
-    ...gpu,
-    metrics: [...metricSet].sort(),
+    if ((at[span.first] as number) < (at[seen.span.first] as number)) seen.span.first = span.first;
+    if ((at[span.last] as number) > (at[seen.span.last] as number)) seen.span.last = span.last;
+    seen.metrics.add(isScraped(of) ? of.metricName : of.metric);
+  }
+  return [...byGpu.values()].map(({ gpu, span, metrics }) => ({
+    gpuId: gpu.gpuId,
+    gpuIndex: gpu.gpuIndex,
+    device: gpu.device,
+    modelName: gpu.modelName,
+    hostname: gpu.hostname,
+    firstSeen: timestamp[span.first] as string,
+    lastSeen: timestamp[span.last] as string,
+    metrics: [...metrics].sort(),
   }));
 }
 
