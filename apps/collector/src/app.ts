@@ -55,7 +55,7 @@ export interface CollectorApp {
   scrapeLoop: ScrapeLoop;
   csvReplay: CsvReplay | undefined;
   start(): Promise<void>;
-  /** Stops scraping, then publishes what is buffered (up to `timeoutMs`). */
+  /** Stops scraping (scrapes in flight get half of `timeoutMs`), then publishes what is buffered, within `timeoutMs` in all. */
   stop(timeoutMs: number): Promise<void>;
 }
 
@@ -189,10 +189,19 @@ export function createApp(deps: CollectorAppDeps): CollectorApp {
       );
     },
     async stop(timeoutMs: number) {
+      const deadline = performance.now() + timeoutMs;
       csvReplay?.stop();
-      await scrapeLoop.stop();
-      await publisher.stop(timeoutMs);
-      await dispatcher.close();
+      // Scrapes in flight get half the time to finish (what one finds later is dropped, counted);
+      // the publisher the rest, to publish what is buffered.
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([
+        scrapeLoop.stop(),
+        new Promise((resolve) => (timer = setTimeout(resolve, timeoutMs / 2))),
+      ]);
+      clearTimeout(timer);
+      await publisher.stop(Math.max(0, deadline - performance.now()));
+      // Ends any scrape still in flight.
+      await dispatcher.destroy();
     },
   };
 }

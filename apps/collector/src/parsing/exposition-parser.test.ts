@@ -156,6 +156,18 @@ describe('the text format', () => {
     expect(errors).toEqual([expect.objectContaining({ line: 4, message: 'content after # EOF' })]);
   });
 
+  it('reads OpenMetrics exemplars after a value or after a timestamp', () => {
+    const { samples, errors } = parseExposition(
+      'a_total{gpu="0"} 17 # {trace_id="abc"} 1\nb_total 5 1700000000.25 # {trace_id="d"} 2 1700000000\n',
+      'openmetrics',
+    );
+    expect(errors).toEqual([]);
+    expect(samples.map((s) => [s.name, s.labels, s.value, s.timestampMs])).toEqual([
+      ['a_total', { gpu: '0' }, 17, undefined],
+      ['b_total', {}, 5, 1_700_000_000_250],
+    ]);
+  });
+
   it('tolerates CRLF line endings and a last line without newline', () => {
     expect(parseExposition('a 1\r\nb{x="y"} 2').samples.map((s) => [s.name, s.value])).toEqual([
       ['a', 1],
@@ -172,6 +184,8 @@ describe('the text format', () => {
     ['m twelve', 'is not a number'],
     ['m 1 soon', 'timestamp "soon" is not a number'],
     ['m 1 2 3', 'unexpected text after the timestamp'],
+    ['m 1 1700000000000000000', 'timestamp "1700000000000000000" is outside 1970 to 9999'],
+    ['m 1 -5', 'timestamp "-5" is outside 1970 to 9999'],
     ['9m 1', 'expected a metric name'],
     ['m{="v"} 1', 'expected a label name'],
     ['{"quoted"="v",} 1', 'missing metric name'],

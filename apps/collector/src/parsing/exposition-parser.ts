@@ -1,3 +1,4 @@
+import { MAX_TIMESTAMP_MS } from '@gpu-telemetry/model';
 import { readSampleValue } from './sample-value';
 
 /** One sample line, parsed. */
@@ -265,7 +266,9 @@ export class ExpositionParser {
     if (typeof value !== 'number') return `value ${JSON.stringify(valueText.slice(0, 40))} ${value}`;
     let timestampMs: number | undefined;
     i = skipSpaces(line, valueEnd);
-    if (i < line.length) {
+    // OpenMetrics exemplars start with " # ", after the timestamp or, without one, the value;
+    // dcgm-exporter sends none, but they are valid.
+    if (i < line.length && line.charCodeAt(i) !== 35 /* # */) {
       let tsEnd = i;
       while (tsEnd < line.length && line.charCodeAt(tsEnd) !== 32 && line.charCodeAt(tsEnd) !== 9) tsEnd++;
       const tsText = line.slice(i, tsEnd);
@@ -273,10 +276,12 @@ export class ExpositionParser {
       if (typeof ts !== 'number' || !Number.isFinite(ts))
         return `timestamp ${JSON.stringify(tsText.slice(0, 40))} ${typeof ts === 'number' ? 'is not a number' : ts}`;
       const rest = skipSpaces(line, tsEnd);
-      // OpenMetrics exemplars start with " # "; dcgm-exporter sends none, but they are valid.
       if (rest < line.length && line.charCodeAt(rest) !== 35) return 'unexpected text after the timestamp';
       timestampMs =
         this.options.format === 'openmetrics' || tsText.includes('.') ? Math.round(ts * 1000) : ts;
+      // Nanoseconds or microseconds sent as milliseconds land past the year 9999.
+      if (timestampMs < 0 || timestampMs > MAX_TIMESTAMP_MS)
+        return `timestamp ${JSON.stringify(tsText.slice(0, 40))} is outside 1970 to 9999`;
     }
     this.options.onSample({ name, labels, value, timestampMs });
     return undefined;

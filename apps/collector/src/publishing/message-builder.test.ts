@@ -8,7 +8,7 @@ import {
 import { buildMessages, metadataMessages } from './message-builder';
 
 /** A scrape's samples: `gpus` GPUs x `metrics` metrics at one time, labels long enough to weigh. */
-function scrape(gpus: number, metrics: number, labelBytes = 40): TelemetrySample[] {
+function scrape(gpus: number, metrics: number, labelBytes = 40, char = 'x'): TelemetrySample[] {
   const out: TelemetrySample[] = [];
   for (let g = 0; g < gpus; g++) {
     for (let m = 0; m < metrics; m++) {
@@ -25,7 +25,7 @@ function scrape(gpus: number, metrics: number, labelBytes = 40): TelemetrySample
         container: null,
         pod: g % 2 ? 'job-1' : null,
         namespace: null,
-        labels: { pci_bus_id: '00000000:18:00.0', note: 'x'.repeat(labelBytes) },
+        labels: { pci_bus_id: '00000000:18:00.0', note: char.repeat(labelBytes) },
       });
     }
   }
@@ -63,6 +63,17 @@ describe('buildMessages', () => {
         buildMessages('http://node-0:9400/metrics', 1_700_000_000_000, samples).map((m) => m.id),
       ).toEqual(messages.map((m) => m.id));
     }
+  });
+
+  it('counts the ~200 KiB in UTF-8 bytes, as the queue does, not in characters', () => {
+    // Label values of 2,000 CJK characters: 6,000 bytes each, three to a character.
+    const samples = scrape(100, 2, 2_000, '\u6e29');
+    const messages = buildMessages('http://node-0:9400/metrics', 1_700_000_000_000, samples);
+    expect(messages.length).toBeGreaterThan(2);
+    for (const m of messages) expect(Buffer.byteLength(m.json)).toBeLessThanOrEqual(200 * 1024 + 512);
+    expect(messages.flatMap((m) => frameSamples(telemetryFrame.parse(JSON.parse(m.json).payload)))).toEqual(
+      samples.map(({ uuid: _, ...s }) => s),
+    );
   });
 });
 

@@ -16,9 +16,9 @@ class Dictionary {
   readonly index = new Map<string, number>();
   readonly parts: string[] = [];
 
-  /** What adding `json` would cost in bytes: 0 when it is there already. */
+  /** What adding `json` would cost in UTF-8 bytes (what the queue counts): 0 when it is there already. */
   cost(json: string): number {
-    return this.index.has(json) ? 0 : json.length + 1;
+    return this.index.has(json) ? 0 : Buffer.byteLength(json) + 1;
   }
 
   add(json: string): number {
@@ -53,7 +53,7 @@ export class MessageBuilder {
     private readonly scrapedAtMs: number,
   ) {
     this.head = `{"source":${JSON.stringify(source)},"groups":[],"metrics":[],"times":[],"samples":[]}`;
-    this.size = this.head.length;
+    this.size = Buffer.byteLength(this.head);
   }
 
   add(sample: TelemetrySample): void {
@@ -71,7 +71,7 @@ export class MessageBuilder {
     const metric = JSON.stringify(sample.metricName);
     const time = JSON.stringify(sample.timestamp);
     const value = JSON.stringify(sample.value);
-    // A sample's indexes take at most 4 digits each (at most 1000 of anything).
+    // A sample's indexes take at most 4 digits each (at most 1000 of anything); values are ASCII.
     const cost = () =>
       this.groups.cost(group) + this.metrics.cost(metric) + this.times.cost(time) + value.length + 16;
     if (
@@ -102,7 +102,7 @@ export class MessageBuilder {
     this.metrics = new Dictionary();
     this.times = new Dictionary();
     this.samples = [];
-    this.size = this.head.length;
+    this.size = Buffer.byteLength(this.head);
   }
 }
 

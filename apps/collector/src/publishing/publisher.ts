@@ -15,22 +15,33 @@ export interface PublisherOptions {
   retry?: { minMs: number; maxMs: number };
 }
 
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-
 /**
  * Decouples scraping from publishing. Scrapes enqueue messages and return at once; one loop
  * publishes them in batches, retrying with exponential backoff while the queue is slow or down
  * (ids are deterministic, so a retry that had in fact succeeded is a duplicate the queue drops).
  * The buffer is bounded: when full, the oldest messages not being published are dropped, counted
- * in collector_samples_dropped_total. Scraping is never blocked.
+ * in collector_samples_dropped_total. Scraping is never blocked. A batch the queue refuses outright
+ * (a 4xx other than 408 and 429) is published again a message at a time, so that only the message
+ * it refuses is dropped. A stop cuts a backoff short and goes on publishing, and retrying, until
+ * its deadline.
  */
 export class Publisher {
   private buffer: OutgoingMessage[] = [];
   private inFlight = 0;
   private buffered = 0;
+  /** Ends the loop's wait for work: new messages, or a stop. */
   private wake: (() => void) | undefined;
+  /** Ends a backoff early: only a stop does (new messages must not hurry a queue that is down). */
+  private interrupt: (() => void) | undefined;
   private loop: Promise<void> | undefined;
   private stopping = false;
+  /** When stopping, the time (performance.now) after which the loop gives up. */
+  private deadline = Infinity;
+  /**
+   * Messages at the front to publish one at a time: those of a batch the queue refused outright,
+   * so that only the message it refuses is dropped, not the others beside it.
+   */
+  private isolate = 0;
   private retryMs: number;
   /** Totals since start, for tests and logs. */
   readonly totals = { published: 0, dropped: 0 };
@@ -69,8 +80,14 @@ export class Publisher {
   /** Publishes what it can until `timeoutMs`, then counts the rest as dropped. */
   async stop(timeoutMs: number): Promise<void> {
     this.stopping = true;
+    this.deadline = performance.now() + timeoutMs;
+    // Backoff starts over: the time left is short, and the queue may be back.
+    this.retryMs = this.options.retry?.minMs ?? 100;
     this.wake?.();
-    await Promise.race([this.loop, sleep(timeoutMs)]);
+    this.interrupt?.();
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([this.loop, new Promise((resolve) => (timer = setTimeout(resolve, timeoutMs)))]);
+    clearTimeout(timer);
     this.drop(this.buffer.splice(this.inFlight), 'shutdown');
     this.buffered = 0;
     this.options.metrics.buffered.set(0);
@@ -86,7 +103,8 @@ export class Publisher {
         this.wake = undefined;
         continue;
       }
-      const batch = this.buffer.slice(0, this.options.messagesPerPublish);
+      if (performance.now() >= this.deadline) return;
+      const batch = this.buffer.slice(0, this.isolate > 0 ? 1 : this.options.messagesPerPublish);
       this.inFlight = batch.length;
       const samples = batch.reduce((sum, m) => sum + m.samples, 0);
       const started = performance.now();
@@ -104,34 +122,53 @@ export class Publisher {
         const status = (error as { status?: number }).status;
         metrics.publishErrors.inc();
         if (status !== undefined && status >= 400 && status < 500 && status !== 429 && status !== 408) {
-          // The queue refuses these messages outright; retrying would block everything behind them.
-          logger.error(
-            { err: error, messages: batch.length, samples },
-            'queue rejected messages; dropping them',
-          );
+          this.inFlight = 0;
+          if (batch.length > 1) {
+            // One of them is what the queue refuses: publish them one at a time to find it.
+            logger.warn(
+              { err: error, messages: batch.length },
+              'queue rejected a batch; publishing its messages one at a time',
+            );
+            this.isolate = batch.length;
+            continue;
+          }
+          // The queue refuses this message outright; retrying would block everything behind it.
+          logger.error({ err: error, messages: 1, samples }, 'queue rejected a message; dropping it');
           this.settle(batch);
           this.drop(batch, 'rejected');
           continue;
         }
-        if (this.stopping) {
-          this.inFlight = 0;
-          return;
-        }
+        this.inFlight = 0;
+        // Stopping, the loop goes on trying until the deadline: the queue may be back any moment.
+        const left = this.deadline - performance.now();
+        if (left <= 0) return;
+        const wait = Math.min(this.retryMs * (0.5 + Math.random() / 2), left);
         logger.warn(
-          { err: error, retryInMs: this.retryMs, bufferedSamples: this.buffered },
+          { err: error, retryInMs: Math.round(wait), bufferedSamples: this.buffered },
           'publish failed; retrying',
         );
-        this.inFlight = 0;
-        await sleep(this.retryMs * (0.5 + Math.random() / 2));
+        await this.backoff(wait);
         this.retryMs = Math.min(this.retryMs * 2, max);
       }
     }
+  }
+
+  /** Waits `ms`, or less if a stop begins meanwhile (so that it tries again at once). */
+  private backoff(ms: number): Promise<void> {
+    return new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, ms);
+      this.interrupt = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+    }).finally(() => (this.interrupt = undefined));
   }
 
   /** Removes a published (or rejected) batch from the front of the buffer. */
   private settle(batch: OutgoingMessage[]): void {
     this.buffer.splice(0, batch.length);
     this.inFlight = 0;
+    this.isolate = Math.max(0, this.isolate - batch.length);
     this.buffered -= batch.reduce((sum, m) => sum + m.samples, 0);
     this.options.metrics.buffered.set(this.buffered);
   }

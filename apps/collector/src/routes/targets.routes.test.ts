@@ -1,4 +1,6 @@
 import { randomUUID } from 'node:crypto';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { createTestDatabase, type TestDatabase } from '@gpu-telemetry/db/testing';
 import { QueueClient } from '@gpu-telemetry/queue-client';
 import request from 'supertest';
@@ -69,6 +71,16 @@ describe('GET/POST/DELETE /v1/targets', () => {
     expect(res.body.errors).toContainEqual({ field, message: expect.stringContaining(message) });
   });
 
+  it.each([
+    ['2,049 characters', `http://node/${'x'.repeat(2037)}`, 'must be at most 2048 characters'],
+    // Under the limit as typed, nine times longer once percent-encoded, as it would be stored.
+    ['2,012 characters, 18,000 once encoded', `http://node/${'\u6e29'.repeat(2000)}`, 'once percent-encoded'],
+  ])('answers a URL of %s with 400 naming url', async (_, url, message) => {
+    const res = await api().post('/v1/targets').send({ url }).expect(400);
+    expect(res.headers['content-type']).toContain('application/problem+json');
+    expect(res.body.errors).toEqual([{ field: 'url', message: expect.stringContaining(message) }]);
+  });
+
   it('answers a bad id with 400 and malformed JSON with 400', async () => {
     expect((await api().delete('/v1/targets/not-a-uuid').expect(400)).body.errors[0].field).toBe('id');
     await api().delete(`/v1/targets/${randomUUID()}`).expect(404);
@@ -79,6 +91,30 @@ describe('GET/POST/DELETE /v1/targets', () => {
     const res = await api().get('/readyz').expect(503);
     expect(res.body.failed).toEqual(['queue']);
     expect(res.body.checks.postgres).toBe('ok');
+  });
+});
+
+describe('a target removed', () => {
+  it('leaves /metrics once the next round no longer scrapes it', async () => {
+    const exporter = createServer((_req, res) => res.end('DCGM_FI_DEV_GPU_UTIL{gpu="0",UUID="GPU-1"} 5\n'));
+    await new Promise<void>((resolve) => exporter.listen(0, '127.0.0.1', resolve));
+    const url = `http://127.0.0.1:${(exporter.address() as AddressInfo).port}/metrics`;
+    const own = createTestCollector(database, queue);
+    try {
+      const lastSuccess = async () =>
+        (await request(own.app).get('/metrics').expect(200)).text
+          .split('\n')
+          .filter((line) => line.startsWith('collector_target_last_success_timestamp_seconds{'));
+      const created = await request(asService(own.app)).post('/v1/targets').send({ url }).expect(201);
+      await own.scrapeLoop.runRound();
+      expect(await lastSuccess()).toEqual([expect.stringContaining(`target="${url}"`)]);
+      await request(asService(own.app)).delete(`/v1/targets/${created.body.id}`).expect(204);
+      await own.scrapeLoop.runRound();
+      expect(await lastSuccess()).toEqual([]);
+    } finally {
+      await own.stop(100);
+      exporter.close();
+    }
   });
 });
 

@@ -2,10 +2,14 @@ import { uuid } from '@gpu-telemetry/model';
 import { validate } from '@gpu-telemetry/service-kit';
 import { Router } from 'express';
 import { z } from 'zod';
+import { MAX_TARGET_URL } from '../targets/target-url';
 import type { TargetsService } from '../targets/targets.service';
 
 export const addBody = z.strictObject({
-  url: z.string().min(1, 'must not be empty').max(2048, 'must be at most 2048 characters'),
+  url: z
+    .string()
+    .min(1, 'must not be empty')
+    .max(MAX_TARGET_URL, `must be at most ${MAX_TARGET_URL} characters`),
 });
 export const idParams = z.object({ id: uuid });
 

@@ -46,9 +46,13 @@ export class ScrapeLoop {
   private timer: NodeJS.Timeout | undefined;
   private round: Promise<void> | undefined;
   private stopped = true;
+  /** Set by stop(): a round under way starts no new scrape. (Rounds run by hand before start() run whole.) */
+  private halted = false;
   private readonly failures = new Map<string, number>();
   /** Per target, the metadata last sent and when: sent again when it changes, or after a while. */
   private readonly metadataSent = new Map<string, { text: string; at: number }>();
+  /** Targets with a last-success series exported. */
+  private readonly succeeded = new Set<string>();
   /** Parsing of every scrape shares the event loop through it. */
   private readonly budget = new EventLoopBudget();
 
@@ -56,12 +60,14 @@ export class ScrapeLoop {
 
   start(): void {
     this.stopped = false;
+    this.halted = false;
     const first = this.options.firstDelayMs ?? Math.random() * Math.min(this.options.intervalMs, 10_000);
     this.schedule(first);
   }
 
   async stop(): Promise<void> {
     this.stopped = true;
+    this.halted = true;
     clearTimeout(this.timer);
     await this.round;
   }
@@ -79,13 +85,13 @@ export class ScrapeLoop {
         return;
       }
       metrics.targets.set(targets.length);
-      const owned = new Set(targets.map((t) => t.url));
-      for (const url of this.metadataSent.keys()) if (!owned.has(url)) this.metadataSent.delete(url);
+      this.forgetAllBut(new Set(targets.map((t) => t.url)));
       span.setAttribute('collector.targets', targets.length);
       const statuses: TargetStatus[] = [];
       let next = 0;
+      // Once stopped, no new scrape starts: the stop waits only for those in flight.
       const worker = async () => {
-        while (next < targets.length) {
+        while (next < targets.length && !this.halted) {
           const target = targets[next++] as Target;
           statuses.push(await this.scrapeOne(target));
         }
@@ -102,6 +108,20 @@ export class ScrapeLoop {
       metrics.roundDuration.observe((Date.now() - started) / 1000);
       logger.info({ targets: targets.length, failed, samples, ms: Date.now() - started }, 'scrape round');
     });
+  }
+
+  /**
+   * Forgets what it kept of targets it no longer scrapes (removed, or now another replica's): their
+   * failure counts, metadata, and last-success series, which would otherwise be exported for good.
+   */
+  private forgetAllBut(owned: Set<string>): void {
+    for (const url of this.metadataSent.keys()) if (!owned.has(url)) this.metadataSent.delete(url);
+    for (const url of this.failures.keys()) if (!owned.has(url)) this.failures.delete(url);
+    for (const url of this.succeeded) {
+      if (owned.has(url)) continue;
+      this.succeeded.delete(url);
+      this.options.metrics.lastSuccess.remove({ target: url });
+    }
   }
 
   private scrapeOne(target: Target): Promise<TargetStatus> {
@@ -143,6 +163,7 @@ export class ScrapeLoop {
       metrics.parseErrors.inc(result.parseErrors);
       metrics.samplesScraped.inc(result.samples);
       metrics.lastSuccess.set({ target: target.url }, scrapedAt / 1000);
+      this.succeeded.add(target.url);
       if (result.samples > 0) publisher.enqueue(messages.finish());
       this.sendMetadata(target.url, scrapedAt, result.metadata);
       if (result.parseErrors > 0) {

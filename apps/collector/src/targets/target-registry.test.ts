@@ -48,6 +48,39 @@ describe('TargetRegistry', () => {
     expect(targets.map((t) => t.source)).toEqual(['static', 'static', 'api']);
   });
 
+  it('scrapes the addresses a name last had while its lookup fails, and follows it again once it answers', async () => {
+    let answer: string[] | Error = ['10.1.0.7', '10.1.0.8'];
+    const r = registry({ resolve: async () => (answer instanceof Error ? Promise.reject(answer) : answer) });
+    const dns = async () => (await r.all()).filter((t) => t.source === 'dns').map((t) => t.url);
+    expect(await dns()).toEqual(['http://10.1.0.7:9400/metrics', 'http://10.1.0.8:9400/metrics']);
+    answer = new Error('EAI_AGAIN');
+    expect(await dns()).toEqual(['http://10.1.0.7:9400/metrics', 'http://10.1.0.8:9400/metrics']);
+    answer = ['10.1.0.9'];
+    expect(await dns()).toEqual(['http://10.1.0.9:9400/metrics']);
+  });
+
+  it('scrapes the API targets last listed while Postgres cannot list them', async () => {
+    const r = registry();
+    expect((await r.all()).filter((t) => t.source === 'api').map((t) => t.url)).toEqual([
+      'http://api-node:9400/metrics',
+    ]);
+    // The table gone for a moment: listing fails as it would with Postgres down.
+    await database.pool.query('ALTER TABLE collector_targets RENAME TO collector_targets_away');
+    try {
+      await expect(registry().all()).resolves.toHaveLength(5); // a registry that never listed: none
+      expect((await r.all()).map((t) => [t.source, t.url])).toEqual([
+        ['static', 'http://static-1:9400/metrics'],
+        ['static', 'http://static-2:9400/metrics'],
+        ['dns', 'http://10.1.0.7:9400/metrics'],
+        ['dns', 'http://10.1.0.8:9400/metrics'],
+        ['dns', 'http://[fd00::9]:9400/metrics'],
+        ['api', 'http://api-node:9400/metrics'],
+      ]);
+    } finally {
+      await database.pool.query('ALTER TABLE collector_targets_away RENAME TO collector_targets');
+    }
+  });
+
   it('splits the targets between replicas with no overlap and no gap', async () => {
     const shares = await Promise.all([0, 1, 2].map((ordinal) => registry({ replicas: 3, ordinal }).owned()));
     const urls = shares.flat().map((t) => t.url);

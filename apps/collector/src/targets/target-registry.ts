@@ -38,6 +38,10 @@ async function resolveAll(host: string): Promise<string[]> {
  * replica scrapes. DNS names are resolved each round, so a DaemonSet's pods come and go with it.
  */
 export class TargetRegistry {
+  /** What the API and each DNS name last gave: used again for a round in which they fail. */
+  private lastApi: Target[] = [];
+  private readonly lastDns = new Map<string, Target[]>();
+
   constructor(private readonly options: TargetRegistryOptions) {}
 
   get replicaName(): string {
@@ -48,9 +52,7 @@ export class TargetRegistry {
     const seen = new Map<string, Target>();
     for (const url of this.options.staticTargets) seen.set(url, { url, source: 'static' });
     for (const target of await this.fromDns()) if (!seen.has(target.url)) seen.set(target.url, target);
-    for (const target of await listApiTargets(this.options.db)) {
-      if (!seen.has(target.url)) seen.set(target.url, { url: target.url, source: 'api', id: target.id });
-    }
+    for (const target of await this.fromApi()) if (!seen.has(target.url)) seen.set(target.url, target);
     return [...seen.values()];
   }
 
@@ -64,21 +66,45 @@ export class TargetRegistry {
     return ownerOf(url, this.options.replicas);
   }
 
+  /**
+   * Targets added through the API. While Postgres does not answer, those it last gave: the
+   * targets outlive the outage, and scrapes go on filling the publisher's buffer meanwhile.
+   */
+  private async fromApi(): Promise<Target[]> {
+    try {
+      const rows = await listApiTargets(this.options.db);
+      this.lastApi = rows.map((t) => ({ url: t.url, source: 'api', id: t.id }));
+    } catch (error) {
+      this.options.logger.warn(
+        { err: error, targets: this.lastApi.length },
+        'could not list API targets; scraping those last listed',
+      );
+    }
+    return this.lastApi;
+  }
+
+  /** Each DNS name's addresses; for a name whose lookup fails, the addresses it last had. */
   private async fromDns(): Promise<Target[]> {
     const resolve = this.options.resolve ?? resolveAll;
     const targets: Target[] = [];
     for (const template of this.options.dnsTargets) {
       const url = new URL(template);
       try {
+        const found: Target[] = [];
         for (const address of await resolve(url.hostname)) {
           if (!this.options.policy.allowLinkLocal && isBlockedAddress(address)) continue;
           const copy = new URL(template);
           copy.hostname = isIP(address) === 6 ? `[${address}]` : address;
-          targets.push({ url: copy.toString(), source: 'dns' });
+          found.push({ url: copy.toString(), source: 'dns' });
         }
+        this.lastDns.set(template, found);
       } catch (error) {
-        this.options.logger.warn({ err: error, host: url.hostname }, 'DNS lookup for targets failed');
+        this.options.logger.warn(
+          { err: error, host: url.hostname, targets: this.lastDns.get(template)?.length ?? 0 },
+          'DNS lookup for targets failed; scraping the addresses it last had',
+        );
       }
+      targets.push(...(this.lastDns.get(template) ?? []));
     }
     return targets;
   }

@@ -41,6 +41,9 @@ export function isBlockedAddress(address: string): boolean {
   return false;
 }
 
+/** The longest target URL, as stored (percent-encoded). */
+export const MAX_TARGET_URL = 2048;
+
 /** Normalises and checks a target URL; throws a 400 naming `field` when it is not allowed. */
 export function parseTargetUrl(input: string, policy: TargetPolicy, field = 'url'): string {
   let url: URL;
@@ -68,7 +71,14 @@ export function parseTargetUrl(input: string, policy: TargetPolicy, field = 'url
     ]);
   }
   url.hash = '';
-  return url.toString();
+  const normalised = url.toString();
+  // Percent-encoding can make a URL up to 9 times longer than it was typed (one CJK character
+  // becomes three escaped bytes); the stored form is what must fit.
+  if (normalised.length > MAX_TARGET_URL)
+    throw new ValidationError([
+      { field, message: `must be at most ${MAX_TARGET_URL} characters once percent-encoded` },
+    ]);
+  return normalised;
 }
 
 /**

@@ -1,0 +1,163 @@
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { QueueClient } from '@gpu-telemetry/queue-client';
+import { createLogger } from '@gpu-telemetry/service-kit';
+import { Registry } from 'prom-client';
+import { createCollectorMetrics } from '../collector.metrics';
+import { buildMessages, type OutgoingMessage } from './message-builder';
+import { Publisher } from './publisher';
+
+/**
+ * The publisher against an HTTP stand-in for the queue whose answers the tests set: up, down
+ * (503), or refusing any request that carries a message over `limit` bytes (413), as the queue does
+ * for a payload over QUEUE_MAX_PAYLOAD.
+ */
+let server: Server;
+let client: QueueClient;
+let mode: 'up' | 'down' = 'up';
+let limit = Infinity;
+let stored: string[] = [];
+let requests = 0;
+
+beforeAll(async () => {
+  server = createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (chunk: Buffer) => chunks.push(chunk));
+    req.on('end', () => {
+      requests++;
+      const problem = (status: number, title: string) =>
+        res
+          .writeHead(status, { 'content-type': 'application/problem+json' })
+          .end(JSON.stringify({ title, status }));
+      if (mode === 'down') return void problem(503, 'Service Unavailable');
+      const body = Buffer.concat(chunks).toString();
+      const { messages } = JSON.parse(body) as { messages: { id: string }[] };
+      if (messages.some((m) => Buffer.byteLength(JSON.stringify(m)) > limit))
+        return void problem(413, 'Too Large');
+      stored.push(...messages.map((m) => m.id));
+      res
+        .writeHead(201, { 'content-type': 'application/json' })
+        .end(JSON.stringify({ accepted: messages.length, duplicates: 0, ids: messages.map((m) => m.id) }));
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  client = new QueueClient({ url: `http://127.0.0.1:${(server.address() as AddressInfo).port}` });
+});
+
+afterAll(async () => {
+  await client.close();
+  await new Promise((resolve) => server.close(resolve));
+});
+
+beforeEach(() => {
+  mode = 'up';
+  limit = Infinity;
+  stored = [];
+  requests = 0;
+});
+
+function publisher(retry = { minMs: 50, maxMs: 30_000 }) {
+  const registry = new Registry();
+  const metrics = createCollectorMetrics(registry);
+  const p = new Publisher({
+    client,
+    topic: 'telemetry',
+    maxBufferedSamples: 1_000_000,
+    messagesPerPublish: 16,
+    logger: createLogger('collector', 'silent'),
+    metrics,
+    retry,
+  });
+  const dropped = async (reason: string) =>
+    (await registry.getSingleMetric('collector_samples_dropped_total')?.get())?.values.find(
+      (v) => v.labels['reason'] === reason,
+    )?.value ?? 0;
+  return { p, dropped };
+}
+
+/** `count` one-sample messages, each `size` characters of label value. */
+function messages(count: number, from = 0, size = 10): OutgoingMessage[] {
+  return Array.from({ length: count }, (_, i) =>
+    buildMessages(`host-${from + i}`, 1_700_000_000_000, [
+      {
+        uuid: '00000000-0000-4000-8000-000000000000',
+        gpuId: `GPU-${from + i}`,
+        gpuIndex: 0,
+        device: 'nvidia0',
+        modelName: 'H100',
+        hostname: `host-${from + i}`,
+        metricName: 'DCGM_FI_DEV_GPU_UTIL',
+        value: i,
+        timestamp: '2023-11-14T22:13:20.000Z',
+        container: null,
+        pod: null,
+        namespace: null,
+        labels: { note: 'n'.repeat(size) },
+      },
+    ]),
+  ).flat();
+}
+
+const until = async (check: () => boolean, ms = 5_000) => {
+  const end = Date.now() + ms;
+  while (!check()) {
+    if (Date.now() > end) throw new Error('timed out');
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+};
+
+describe('Publisher', () => {
+  it('drops only the message the queue refuses, publishing the others of its batch', async () => {
+    const { p, dropped } = publisher();
+    limit = 2_000;
+    const batch = [...messages(5, 0), ...messages(1, 5, 5_000), ...messages(5, 6)];
+    p.start();
+    p.enqueue(batch);
+    await until(() => p.bufferedSamples === 0);
+    expect(stored.sort()).toEqual(
+      batch
+        .filter((_, i) => i !== 5)
+        .map((m) => m.id)
+        .sort(),
+    );
+    expect(await dropped('rejected')).toBe(1);
+    // And the batches after it go out whole again: one request for the next 16.
+    const before = requests;
+    p.enqueue(messages(16, 100));
+    await until(() => p.bufferedSamples === 0);
+    expect(requests - before).toBe(1);
+    await p.stop(1_000);
+  });
+
+  it('publishes what it holds when stopped during a long backoff, without waiting the backoff out', async () => {
+    // Backoff from 10 s: the stop comes during the first wait.
+    const { p, dropped } = publisher({ minMs: 10_000, maxMs: 30_000 });
+    mode = 'down';
+    p.start();
+    const batch = messages(20);
+    p.enqueue(batch);
+    await until(() => requests >= 1);
+    mode = 'up';
+    const started = Date.now();
+    await p.stop(5_000);
+    expect(Date.now() - started).toBeLessThan(4_000);
+    expect(stored.sort()).toEqual(batch.map((m) => m.id).sort());
+    expect(await dropped('shutdown')).toBe(0);
+  });
+
+  it('retries until the deadline when stopped while the queue is down, then counts the rest dropped', async () => {
+    const { p, dropped } = publisher({ minMs: 50, maxMs: 30_000 });
+    mode = 'down';
+    p.start();
+    p.enqueue(messages(3));
+    await until(() => requests >= 1);
+    const before = requests;
+    const started = Date.now();
+    await p.stop(1_000);
+    expect(Date.now() - started).toBeGreaterThanOrEqual(900);
+    expect(Date.now() - started).toBeLessThan(3_000);
+    expect(requests - before).toBeGreaterThanOrEqual(3);
+    expect(stored).toEqual([]);
+    expect(await dropped('shutdown')).toBe(3);
+  });
+});
