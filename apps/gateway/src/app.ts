@@ -16,6 +16,7 @@ import { request } from 'undici';
 import { ApiKeysService } from './auth/api-keys.service';
 import { clientAddressOf } from './auth/client-address';
 import { RateLimiter } from './auth/rate-limiter';
+import type { Edge } from './auth/require-scope';
 import type { GatewayConfig } from './config';
 import type { GatewayDatabase } from './gateway.tables';
 import { createGatewayMetrics } from './proxy/gateway.metrics';
@@ -125,10 +126,18 @@ export function createApp(deps: GatewayAppDeps): GatewayApp {
     spans: gatewayMetrics.spansStored,
   });
   const receiveTraces = deps.checkResponse ? checkResponses(otlpReceiver, deps.checkResponse) : otlpReceiver;
+  const limiter = new RateLimiter(config.GATEWAY_RATE_LIMIT, config.GATEWAY_RATE_BURST);
+  const edge: Edge = {
+    keys,
+    auth: config.GATEWAY_AUTH,
+    limiter,
+    clientAddress,
+    onRateLimited: () => gatewayMetrics.rejected.inc({ reason: 'rate_limit' }),
+  };
   const proxy = new Proxy({
     routes,
     keys,
-    limiter: new RateLimiter(config.GATEWAY_RATE_LIMIT, config.GATEWAY_RATE_BURST),
+    limiter,
     auth: config.GATEWAY_AUTH,
     bodyLimit: config.GATEWAY_BODY_LIMIT,
     maxConcurrency: config.GATEWAY_MAX_CONCURRENCY,
@@ -166,9 +175,9 @@ export function createApp(deps: GatewayAppDeps): GatewayApp {
         .map((route) => ({ name: backendOf(route), check: upstreamCheck(route) })),
     ],
     routes: (app) => {
-      app.use(keysRoutes(keys, config.GATEWAY_AUTH));
-      app.use(analyticsRoutes(new AnalyticsService(db), keys, config.GATEWAY_AUTH));
-      app.use(tracesRoutes(traces, keys, config.GATEWAY_AUTH));
+      app.use(keysRoutes(keys, edge));
+      app.use(analyticsRoutes(new AnalyticsService(db), edge));
+      app.use(tracesRoutes(traces, edge));
       app.use(docsRoutes(routes, config.SERVICE_TOKEN));
     },
     checkResponse: deps.checkResponse,

@@ -91,7 +91,7 @@ const spanNode: z.ZodType<SpanNode> = shapeOf<SpanNode>()(
 const KEY_PROBLEMS: Problems = {
   401: 'No API key, or an unknown or revoked one',
   403: 'The key lacks the scope, or is limited to other queue topics',
-  429: 'Too many failed authentications from this address; retry after Retry-After',
+  429: 'Rate limit exceeded, or too many failed authentications; retry after Retry-After',
 };
 
 /** What the proxy answers on its own, before or instead of the upstream. */
@@ -99,7 +99,6 @@ const PROXY_PROBLEMS: Problems = {
   ...KEY_PROBLEMS,
   400: 'The request cannot be forwarded as sent',
   413: 'The body is larger than GATEWAY_BODY_LIMIT',
-  429: 'Rate limit exceeded, or too many failed authentications; retry after Retry-After',
   502: 'The upstream is unreachable, or failed',
   503: 'Every upstream instance is failing (the circuit is open), too many requests are in flight, or keys cannot be checked; retry after Retry-After',
   504: 'The upstream did not answer within the route timeout',
@@ -210,8 +209,10 @@ export const gatewayApi = openApiDocument(
       'remote write to POST /api/v1/write, which publishes to the telemetry topic), consume (leases, ' +
       'acks, nacks, extend, release), admin (everything, keys included), traces (POST /v1/traces only). ' +
       'The Prometheus HTTP API (/prometheus/api/v1/*, for Grafana and promtool) needs read, for GET and ' +
-      'form-encoded POST alike. A key created with `topics` reaches only /api/v1/topics/{topic} for those topics. Repeated ' +
-      'failed authentications from one address are answered 429 with Retry-After.',
+      'form-encoded POST alike. A key created with `topics` reaches only /api/v1/topics/{topic} for those topics. Each key ' +
+      '(without one, each address, or IPv6 /64) has one rate-limit budget for every route, answered 429 ' +
+      'with Retry-After and RateLimit headers once spent; repeated failed authentications from one ' +
+      'address are answered 429 too.',
   },
   gatewayOperations,
   { problems: KEY_PROBLEMS },
@@ -241,40 +242,72 @@ function proxied(operation: {
 }
 
 const CACHE_MS = 30_000;
+/** How long a document missing an upstream's operations is served before that upstream is asked again. */
+const PARTIAL_CACHE_MS = 5_000;
+
+/** An upstream service's own document, or undefined when it cannot be had. */
+async function upstreamDocument(
+  origin: string,
+  serviceToken: string,
+): Promise<Partial<OpenApiDocument> | undefined> {
+  try {
+    const res = await request(`${origin}/openapi.json`, {
+      headers: { authorization: serviceAuthorization(serviceToken) },
+      headersTimeout: 2_000,
+      bodyTimeout: 2_000,
+    });
+    if (res.statusCode !== 200) {
+      await res.body.dump();
+      return undefined;
+    }
+    return (await res.body.json()) as Partial<OpenApiDocument>;
+  } catch {
+    return undefined;
+  }
+}
 
 /**
  * GET /openapi.json merges the gateway's own operations with each upstream's document, its paths
  * moved under the gateway's prefixes; GET /docs renders it with Swagger UI served from the
- * installed swagger-ui-dist package (no CDN).
+ * installed swagger-ui-dist package (no CDN). The document is built once for all the callers
+ * asking meanwhile, each upstream asked once and all side by side, and kept 30 s (5 s while an
+ * upstream is missing from it): anonymous callers cannot multiply the calls to the upstreams.
  */
 export function docsRoutes(routes: ProxyRoute[], serviceToken: string): Router {
   const router = Router();
-  let cached: { at: number; body: string } | undefined;
+  let cached: { at: number; body: string; complete: boolean } | undefined;
+  let building: Promise<string> | undefined;
 
-  async function merged(): Promise<string> {
-    if (cached && Date.now() - cached.at < CACHE_MS) return cached.body;
+  function merged(): Promise<string> {
+    if (cached && Date.now() - cached.at < (cached.complete ? CACHE_MS : PARTIAL_CACHE_MS))
+      return Promise.resolve(cached.body);
+    building ??= build().finally(() => (building = undefined));
+    return building;
+  }
+
+  async function build(): Promise<string> {
     const document: OpenApiDocument = structuredClone(gatewayApi);
     const schemas: Record<string, unknown> = { ...document.components?.schemas };
-    const missing: string[] = [];
+    const origins = [...new Set(routes.map((route) => route.upstreams[0]?.origin ?? ''))];
+    const documents = new Map(
+      await Promise.all(
+        origins.map(async (origin) => [origin, await upstreamDocument(origin, serviceToken)] as const),
+      ),
+    );
+    let complete = true;
     for (const route of routes) {
-      const upstream = route.upstreams[0];
-      try {
-        const res = await request(`${upstream?.origin}/openapi.json`, {
-          headers: { authorization: serviceAuthorization(serviceToken) },
-          headersTimeout: 2_000,
-          bodyTimeout: 2_000,
-        });
-        const upstreamDoc = (await res.body.json()) as Partial<OpenApiDocument>;
-        for (const [p, item] of Object.entries(upstreamDoc.paths ?? {})) {
-          if (p !== route.target && !p.startsWith(`${route.target}/`)) continue;
-          document.paths[route.prefix + p.slice(route.target.length)] = Object.fromEntries(
-            Object.entries(item).map(([method, operation]) => [method, proxied(operation as object)]),
-          );
-        }
-        Object.assign(schemas, upstreamDoc.components?.schemas);
-      } catch {
-        missing.push(route.name);
+      const upstreamDoc = documents.get(route.upstreams[0]?.origin ?? '');
+      if (!upstreamDoc) {
+        complete = false;
+        continue;
       }
+      for (const [p, item] of Object.entries(upstreamDoc.paths ?? {})) {
+        if (p !== route.target && !p.startsWith(`${route.target}/`)) continue;
+        document.paths[route.prefix + p.slice(route.target.length)] = Object.fromEntries(
+          Object.entries(item).map(([method, operation]) => [method, proxied(operation as object)]),
+        );
+      }
+      Object.assign(schemas, upstreamDoc.components?.schemas);
     }
     document.components = {
       ...(Object.keys(schemas).length ? { schemas } : {}),
@@ -285,8 +318,7 @@ export function docsRoutes(routes: ProxyRoute[], serviceToken: string): Router {
     };
     document['security'] = [{ bearer: [] }, { apiKey: [] }];
     const body = JSON.stringify(document);
-    // Only cache a complete document; retry the missing upstreams next time.
-    if (missing.length === 0) cached = { at: Date.now(), body };
+    cached = { at: Date.now(), body, complete };
     return body;
   }
 

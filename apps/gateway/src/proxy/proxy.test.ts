@@ -207,6 +207,28 @@ describe('proxying', () => {
     expect(res.headers['x-request-id']).toBe(seen.at(-1)?.headers['x-request-id']);
   });
 
+  it.each([
+    ['all-zero trace id', '00-00000000000000000000000000000000-00f067aa0ba902b7-01'],
+    ['all-zero span id', '00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01'],
+    ['malformed', '00-xyz-01'],
+  ])(
+    'starts a new trace for a traceparent with %s, and drops the tracestate that came with it',
+    async (_, bad) => {
+      const reader = await key(['read']);
+      await api()
+        .get('/api/v1/gpus')
+        .set('x-api-key', reader)
+        .set('traceparent', bad)
+        .set('tracestate', 'v=1')
+        .expect(200);
+      const sent = seen.at(-1)?.headers;
+      expect(sent?.['traceparent']).toMatch(/^00-[0-9a-f]{32}-[0-9a-f]{16}-01$/);
+      expect(sent?.['traceparent']).not.toBe(bad);
+      expect(sent?.['traceparent']).not.toMatch(/^00-0{32}-|-0{16}-/);
+      expect(sent?.['tracestate']).toBeUndefined();
+    },
+  );
+
   it('streams a large request body through without buffering limits of its own', async () => {
     const admin = ADMIN;
     const body = Buffer.alloc(5 * 1024 * 1024, 'x');
@@ -357,5 +379,40 @@ describe('rate limits', () => {
     expect(refused.headers['ratelimit-remaining']).toBe('0');
     expect(refused.headers['content-type']).toContain('application/problem+json');
     await limited.close();
+  });
+
+  it("limits the gateway's own routes too, from the same budget as the proxied ones", async () => {
+    const limited = gateway({ GATEWAY_RATE_LIMIT: '1', GATEWAY_RATE_BURST: '3' });
+    const reader = await key(['read']);
+    const own = () => request(limited.handler).get('/api/v1/requests').set('x-api-key', reader);
+    const ok = await own().expect(200);
+    expect(ok.headers['ratelimit-remaining']).toBe('2');
+    await request(limited.handler).get('/api/v1/gpus').set('x-api-key', reader).expect(200);
+    await own().expect(200);
+    const refused = await own().expect(429);
+    expect(refused.headers['content-type']).toContain('application/problem+json');
+    expect(refused.headers['retry-after']).toBe('1');
+    await request(limited.handler).get('/api/v1/gpus').set('x-api-key', reader).expect(429);
+    // Another key has its own budget.
+    await request(limited.handler).get('/api/v1/analytics/latency').set('x-api-key', ADMIN).expect(200);
+    await limited.close();
+  });
+
+  it('counts a client without a key by its IPv6 /64, so rotating addresses within it buys no fresh burst', async () => {
+    const open = gateway({
+      GATEWAY_AUTH: 'false',
+      GATEWAY_TRUSTED_PROXIES: '127.0.0.1,::1',
+      GATEWAY_RATE_LIMIT: '1',
+      GATEWAY_RATE_BURST: '2',
+    });
+    const from = (address: string) =>
+      request(open.handler).get('/api/v1/gpus').set('x-forwarded-for', address);
+    await from('2001:db8:0:1::1').expect(200);
+    await from('2001:db8:0:1::2').expect(200);
+    await from('2001:db8:0:1:ffff::3').expect(429);
+    // Another /64, and an IPv4 address, have buckets of their own.
+    await from('2001:db8:0:2::1').expect(200);
+    await from('198.51.100.7').expect(200);
+    await open.close();
   });
 });

@@ -1,7 +1,15 @@
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { type Readable, Transform } from 'node:stream';
-import { context, propagation, type Span, SpanKind, SpanStatusCode, trace } from '@opentelemetry/api';
+import {
+  context,
+  isSpanContextValid,
+  propagation,
+  type Span,
+  SpanKind,
+  SpanStatusCode,
+  trace,
+} from '@opentelemetry/api';
 import {
   type Logger,
   SECURITY_HEADERS,
@@ -11,7 +19,7 @@ import {
 import { type Dispatcher, Pool } from 'undici';
 import { type Access, type ApiKeysService, AuthError, type Principal } from '../auth/api-keys.service';
 import type { ClientAddressOf } from '../auth/client-address';
-import type { RateLimiter } from '../auth/rate-limiter';
+import { clientOf, type RateLimiter, takeToken } from '../auth/rate-limiter';
 import { CircuitBreaker } from './circuit-breaker';
 import type { RequestRecord } from '../records/requests.queries';
 import type { GatewayMetrics } from './gateway.metrics';
@@ -67,7 +75,8 @@ const HOP_BY_HOP = new Set([
 ]);
 const NOT_FORWARDED = new Set([...HOP_BY_HOP, 'authorization', 'x-api-key', 'host', 'expect']);
 const REQUEST_ID = /^[\w.:-]{1,128}$/;
-const TRACEPARENT = /^00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$/;
+/** Version 00; all-zero trace and span ids are invalid (W3C Trace Context). */
+const TRACEPARENT = /^00-(?!0{32})[0-9a-f]{32}-(?!0{16})[0-9a-f]{16}-[0-9a-f]{2}$/;
 const tracer = trace.getTracer('gateway');
 
 /** Why a request was refused or cut short, for gateway_rejected_total. */
@@ -264,9 +273,14 @@ export class Proxy {
       }
       if (expectsContinue) res.writeContinue();
       this.inFlight++;
+      // A client that leaves before the answer ends the upstream request too: the upstream stops
+      // working for nobody (a PromQL query is cancelled, a long-poll lease released).
+      const left = new AbortController();
+      const leave = () => left.abort();
+      res.once('close', leave);
       try {
         const headers = this.forwardHeaders(req, requestId);
-        traceId = span.isRecording()
+        traceId = isSpanContextValid(span.spanContext())
           ? span.spanContext().traceId
           : String(headers['traceparent'] ?? '').split('-')[1];
         const idempotent = req.method === 'GET' || req.method === 'HEAD';
@@ -299,8 +313,23 @@ export class Proxy {
               body,
               headersTimeout: route.timeoutMs,
               bodyTimeout: route.timeoutMs,
+              signal: left.signal,
             });
           } catch (error) {
+            if (left.signal.aborted) {
+              upstream.breaker.release();
+              this.options.metrics.upstreamErrors.inc({
+                route: route.name,
+                fault: 'request',
+                code: 'client_closed',
+              });
+              throw new ProxyError(
+                499,
+                'The client closed the connection before the answer.',
+                {},
+                'client_closed',
+              );
+            }
             // (A slow client body never times out here: undici starts the headers timeout once the
             // body is written; the server's request timeout bounds the client instead.)
             const code = error instanceof ProxyError ? '' : String((error as { code?: unknown }).code ?? '');
@@ -334,7 +363,11 @@ export class Proxy {
           }
         }
         const chosen = upstream as Upstream;
-        if (response.statusCode >= 500) chosen.breaker.failure();
+        // 503 and 504 are the upstream's verdict on this one request (shedding load, or out of the
+        // time the request itself gave, as PromQL's `timeout` does): it is up and answering, and a
+        // client must not be able to open the breaker for everyone by asking for them.
+        if (response.statusCode === 503 || response.statusCode === 504) chosen.breaker.release();
+        else if (response.statusCode >= 500) chosen.breaker.failure();
         else chosen.breaker.success();
         const outHeaders = stripped(
           response.headers as Record<string, string | string[] | undefined>,
@@ -347,6 +380,7 @@ export class Proxy {
         if (outHeaders['content-length'] === undefined) res.flushHeaders();
         await relay(response.body, res, (n) => (bytesOut += n));
       } finally {
+        res.off('close', leave);
         this.inFlight--;
       }
     } catch (error) {
@@ -472,19 +506,14 @@ export class Proxy {
   }
 
   private limit(req: IncomingMessage, res: ServerResponse, principal: Principal | undefined): void {
-    const client = principal ? `key:${principal.keyId}` : `ip:${this.options.clientAddress(req)}`;
-    const verdict = this.options.limiter.take(client);
-    res.setHeader('ratelimit-limit', String(verdict.limit));
-    res.setHeader('ratelimit-remaining', String(verdict.remaining));
-    res.setHeader('ratelimit-reset', String(verdict.resetSeconds));
-    if (!verdict.allowed) {
+    const wait = takeToken(this.options.limiter, res, clientOf(req, principal, this.options.clientAddress));
+    if (wait !== undefined)
       throw new ProxyError(
         429,
         'Rate limit exceeded; slow down.',
-        { 'retry-after': String(verdict.resetSeconds) },
+        { 'retry-after': String(wait) },
         'rate_limit',
       );
-    }
   }
 
   private forwardHeaders(req: IncomingMessage, requestId: string): Record<string, string | string[]> {
@@ -499,17 +528,21 @@ export class Proxy {
       (req.headers['x-forwarded-host'] as string | undefined) ?? req.headers.host ?? '';
     headers['x-request-id'] = requestId;
     headers['authorization'] = this.upstreamAuthorization;
-    // With the OpenTelemetry SDK running, the upstream's parent is this hop's span. Without it,
-    // the caller's trace context is passed on as is, or a new trace is started.
+    // With the OpenTelemetry SDK running, the upstream's parent is this hop's span, sampled or
+    // not (its flags say which, so the upstream follows the same decision). Without it, the
+    // caller's trace context is passed on as is, or a new trace is started.
     delete headers['traceparent'];
     delete headers['tracestate'];
-    if (trace.getActiveSpan()?.isRecording()) {
+    const active = trace.getActiveSpan();
+    if (active && isSpanContextValid(active.spanContext())) {
       propagation.inject(context.active(), headers);
     } else {
       const incoming = req.headers['traceparent'];
-      headers['traceparent'] =
-        typeof incoming === 'string' && TRACEPARENT.test(incoming) ? incoming : newTraceparent();
-      if (typeof req.headers['tracestate'] === 'string') headers['tracestate'] = req.headers['tracestate'];
+      const continued = typeof incoming === 'string' && TRACEPARENT.test(incoming);
+      headers['traceparent'] = continued ? incoming : newTraceparent();
+      // A tracestate belongs to the trace it came with: dropped with an invalid traceparent.
+      if (continued && typeof req.headers['tracestate'] === 'string')
+        headers['tracestate'] = req.headers['tracestate'];
     }
     return headers;
   }
@@ -546,6 +579,11 @@ export class Proxy {
  * which allocates an AbortController and throws a DOMException into it on every completion.)
  */
 function relay(body: Readable, res: ServerResponse, count: (bytes: number) => void): Promise<void> {
+  if (res.destroyed) {
+    // Gone between the upstream's headers and now: its 'close' has been and will not come again.
+    body.destroy();
+    return Promise.resolve();
+  }
   return new Promise((resolve) => {
     body.on('data', (chunk: Buffer) => count(chunk.length));
     body.on('error', () => res.destroy());

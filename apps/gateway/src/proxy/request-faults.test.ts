@@ -17,6 +17,10 @@ let database: TestDatabase<GatewayDatabase>;
 let upstream: Server;
 let upstreamUrl: string;
 let failing = false;
+/** Status the upstream answers with when set (instead of 200 or 500). */
+let answering: number | undefined;
+/** Requests to a `slow` path the upstream saw closed before it answered them (after 2 s). */
+let abandoned = 0;
 const seen: { method?: string; url?: string; headers: IncomingHttpHeaders; bytes: number }[] = [];
 
 beforeAll(async () => {
@@ -26,8 +30,17 @@ beforeAll(async () => {
     req.on('data', (chunk: Buffer) => (bytes += chunk.length));
     req.on('end', () => {
       seen.push({ method: req.method, url: req.url, headers: req.headers, bytes });
-      res.writeHead(failing ? 500 : 200, { 'content-type': 'application/json' });
-      res.end(JSON.stringify({ bytes }));
+      const answer = () => {
+        res.writeHead(answering ?? (failing ? 500 : 200), { 'content-type': 'application/json' });
+        res.end(JSON.stringify({ bytes }));
+      };
+      if (!req.url?.includes('slow')) return answer();
+      const timer = setTimeout(answer, 2_000);
+      res.on('close', () => {
+        if (res.writableFinished) return;
+        clearTimeout(timer);
+        abandoned++;
+      });
     });
   });
   upstreamUrl = await serve(upstream);
@@ -205,7 +218,67 @@ describe('Expect: 100-continue', () => {
   });
 });
 
+describe('a client that leaves before the answer', () => {
+  it('ends the upstream request, frees its slot and records it as 499', async () => {
+    // Two requests in flight at most: slots that leaked would refuse the request after them.
+    const running = await start({ GATEWAY_MAX_CONCURRENCY: '2' });
+    try {
+      const before = abandoned;
+      for (let i = 0; i < 3; i++) {
+        await new Promise<void>((resolve) => {
+          const req = httpRequest(`${running.base}/api/v1/gpus?slow=${i}`, {
+            agent: false,
+            headers: { 'x-api-key': running.readKey },
+          });
+          req.on('error', () => resolve());
+          req.on('close', () => resolve());
+          req.end(() => setTimeout(() => req.destroy(), 200));
+        });
+      }
+      // The upstream saw each one closed well before its 2 s answer was due.
+      const deadline = Date.now() + 1_500;
+      while (abandoned < before + 3 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+      expect(abandoned).toBe(before + 3);
+      await request(running.base).get('/api/v1/gpus').set('x-api-key', running.readKey).expect(200);
+      expect(await metric(running.base, 'gateway_rejected_total', { reason: 'client_closed' })).toBe(3);
+      expect(await metric(running.base, 'gateway_rejected_total', { reason: 'concurrency' })).toBe(0);
+      expect(
+        await metric(running.base, 'gateway_proxy_request_duration_seconds_count', {
+          route: 'gpus',
+          status: '499',
+        }),
+      ).toBe(3);
+      expect(await metric(running.base, 'gateway_breaker_state')).toBe(0);
+    } finally {
+      await stop(running);
+    }
+  });
+});
+
 describe('circuit breaker', () => {
+  it('is not opened by answers an upstream gives one request while up (503, 504)', async () => {
+    const running = await start();
+    try {
+      for (const status of [503, 504]) {
+        answering = status;
+        try {
+          // Past the three failures that open it, each answer is still the upstream's own.
+          for (let i = 0; i < 5; i++) {
+            const res = await request(running.base).get('/api/v1/gpus').set('x-api-key', running.readKey);
+            expect(res.status).toBe(status);
+            expect(res.text).not.toContain('circuit is open');
+          }
+        } finally {
+          answering = undefined;
+        }
+      }
+      expect(await metric(running.base, 'gateway_breaker_state')).toBe(0);
+      await request(running.base).get('/api/v1/gpus').set('x-api-key', running.readKey).expect(200);
+    } finally {
+      await stop(running);
+    }
+  });
+
   it('stays closed for others after many Expect requests from one read key (which undici would refuse)', async () => {
     const running = await start();
     try {

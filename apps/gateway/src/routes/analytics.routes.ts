@@ -2,8 +2,7 @@ import { ValidationError } from '@gpu-telemetry/model';
 import { validate } from '@gpu-telemetry/service-kit';
 import { Router } from 'express';
 import { z } from 'zod';
-import type { ApiKeysService } from '../auth/api-keys.service';
-import { requireScope } from '../auth/require-scope';
+import { type Edge, requireScope } from '../auth/require-scope';
 import type { AnalyticsService } from '../records/analytics.service';
 
 const time = z.iso.datetime({ offset: true, message: 'must be an RFC 3339 date-time' });
@@ -25,9 +24,9 @@ export const requestsQuery = z.strictObject({
 });
 
 /** Latency analytics and recent requests, from the gateway's request records. Needs `read`. */
-export function analyticsRoutes(analytics: AnalyticsService, keys: ApiKeysService, auth: boolean): Router {
+export function analyticsRoutes(analytics: AnalyticsService, edge: Edge): Router {
   const router = Router();
-  const read = requireScope(keys, auth, 'read');
+  const read = requireScope(edge, 'read');
 
   router.get('/api/v1/analytics/latency', read, async (req, res) => {
     const query = validate(latencyQuery, req.query);

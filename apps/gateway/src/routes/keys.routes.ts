@@ -3,7 +3,7 @@ import { validate } from '@gpu-telemetry/service-kit';
 import { Router } from 'express';
 import { z } from 'zod';
 import { type ApiKeysService, SCOPES } from '../auth/api-keys.service';
-import { requireScope } from '../auth/require-scope';
+import { type Edge, requireScope } from '../auth/require-scope';
 import { TOPIC_PATTERN } from '../auth/topic-patterns';
 
 export const createBody = z
@@ -37,9 +37,9 @@ export const createBody = z
   });
 
 /** Admin API for keys: create (the key is shown once), list, revoke. Needs an admin key. */
-export function keysRoutes(keys: ApiKeysService, auth: boolean): Router {
+export function keysRoutes(keys: ApiKeysService, edge: Edge): Router {
   const router = Router();
-  const admin = requireScope(keys, auth, 'admin');
+  const admin = requireScope(edge, 'admin');
 
   router.post('/api/v1/keys', admin, async (req, res) => {
     const { name, scopes, topics } = validate(createBody, req.body);

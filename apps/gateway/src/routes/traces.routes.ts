@@ -1,17 +1,16 @@
 import { validate } from '@gpu-telemetry/service-kit';
 import { Router } from 'express';
 import { z } from 'zod';
-import type { ApiKeysService } from '../auth/api-keys.service';
-import { requireScope } from '../auth/require-scope';
+import { type Edge, requireScope } from '../auth/require-scope';
 import type { TracesService } from '../traces/traces.service';
 
 const params = z.object({
   traceId: z.string().regex(/^[0-9a-f]{32}$/, 'must be 32 lower-case hex characters'),
 });
 
-export function tracesRoutes(traces: TracesService, keys: ApiKeysService, auth: boolean): Router {
+export function tracesRoutes(traces: TracesService, edge: Edge): Router {
   const router = Router();
-  router.get('/api/v1/traces/:traceId', requireScope(keys, auth, 'read'), async (req, res) => {
+  router.get('/api/v1/traces/:traceId', requireScope(edge, 'read'), async (req, res) => {
     res.json(await traces.trace(validate(params, req.params).traceId));
   });
   return router;

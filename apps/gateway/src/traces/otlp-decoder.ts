@@ -95,9 +95,13 @@ interface RequestShape {
   }[];
 }
 
+/** Postgres stores no NUL in text or jsonb: one in a span's strings becomes U+FFFD. */
+const text = (value: string) => (value.includes('\u0000') ? value.replaceAll('\u0000', '\ufffd') : value);
+
 function anyValue(value: AnyValue | undefined): unknown {
   if (!value) return null;
-  if (value.stringValue !== undefined) return value.stringValue;
+  if (value.stringValue !== undefined)
+    return typeof value.stringValue === 'string' ? text(value.stringValue) : null;
   if (value.boolValue !== undefined) return value.boolValue;
   if (value.intValue !== undefined) return Number(value.intValue);
   if (value.doubleValue !== undefined) return value.doubleValue;
@@ -109,11 +113,33 @@ function anyValue(value: AnyValue | undefined): unknown {
 
 function attributes(list: KeyValue[] | undefined): Record<string, unknown> {
   const out: Record<string, unknown> = {};
-  for (const { key, value } of list ?? []) if (key) out[key] = anyValue(value);
+  for (const { key, value } of list ?? [])
+    if (typeof key === 'string' && key) out[text(key)] = anyValue(value);
   return out;
 }
 
-const nanosToMs = (nanos: string | number | undefined) => Number(BigInt(nanos ?? 0) / 1000n) / 1000;
+/** The latest time Postgres and the API take: the end of the year 9999, in ms. */
+const MAX_MS = 253_402_300_799_999;
+
+function nanosToMs(nanos: string | number | undefined, field: string): number {
+  const ms = Number(BigInt(nanos ?? 0) / 1000n) / 1000;
+  if (!(ms >= 0 && ms <= MAX_MS)) throw new Error(`a span's ${field} is outside 1970 to 9999`);
+  return ms;
+}
+
+/** An enum field: an integer from 0 to `max` (OTLP/JSON sends enums as integers). */
+function enumValue(value: unknown, field: string, max: number): number {
+  if (value === undefined || value === null) return 0;
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < 0 || value > max)
+    throw new Error(`a span's ${field} must be an integer from 0 to ${max}`);
+  return value;
+}
+
+function optionalText(value: unknown, field: string): string | null {
+  if (value === undefined || value === null || value === '') return null;
+  if (typeof value !== 'string') throw new Error(`a span's ${field} must be a string`);
+  return text(value);
+}
 const HEX_ID = /^[0-9a-f]+$/;
 
 /** Spans of a decoded request; ids become lower-case hex whatever the encoding. */
@@ -134,12 +160,12 @@ function spansOf(request: RequestShape, id: (value: string | undefined) => strin
           spanId,
           parentSpanId: parent.length === 16 ? parent : null,
           service,
-          name: span.name ?? '',
-          kind: span.kind ?? 0,
-          startMs: nanosToMs(span.startTimeUnixNano),
-          endMs: nanosToMs(span.endTimeUnixNano),
-          statusCode: span.status?.code ?? 0,
-          statusMessage: span.status?.message || null,
+          name: optionalText(span.name, 'name') ?? '',
+          kind: enumValue(span.kind, 'kind', 5),
+          startMs: nanosToMs(span.startTimeUnixNano, 'startTimeUnixNano'),
+          endMs: nanosToMs(span.endTimeUnixNano, 'endTimeUnixNano'),
+          statusCode: enumValue(span.status?.code, 'status.code', 2),
+          statusMessage: optionalText(span.status?.message, 'status.message'),
           attributes: attributes(span.attributes),
         });
       }

@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { gzipSync } from 'node:zlib';
 import { context, trace } from '@opentelemetry/api';
 import { OTLPTraceExporter as HttpJsonExporter } from '@opentelemetry/exporter-trace-otlp-http';
@@ -209,6 +210,63 @@ describe('POST /v1/traces (OTLP/HTTP)', () => {
       .set('content-type', 'application/json')
       .send(JSON.stringify(bad))
       .expect(400);
+  });
+
+  it.each([
+    ['a kind that is not an enum value', { kind: 1.5 }, "a span's kind must be an integer from 0 to 5"],
+    ['a name that is not a string', { name: { x: 1 } }, "a span's name must be a string"],
+    [
+      'a start past the year 9999',
+      { startTimeUnixNano: '99999999999999999999999999' },
+      'outside 1970 to 9999',
+    ],
+    [
+      'a status code out of range',
+      { status: { code: 7 } },
+      "a span's status.code must be an integer from 0 to 2",
+    ],
+  ])('refuses a span with %s as 400 naming it, storing nothing', async (_, fields, message) => {
+    const traceId = randomBytes(16).toString('hex');
+    const span = {
+      traceId,
+      spanId: '00f067aa0ba902b7',
+      name: 'x',
+      startTimeUnixNano: '1',
+      endTimeUnixNano: '2',
+      ...fields,
+    };
+    const res = await request(base)
+      .post('/v1/traces')
+      .set(auth)
+      .set('content-type', 'application/json')
+      .send(JSON.stringify({ resourceSpans: [{ scopeSpans: [{ spans: [span] }] }] }))
+      .expect(400);
+    expect(res.headers['content-type']).toContain('application/problem+json');
+    expect(res.body.errors).toEqual([{ field: 'body', message: expect.stringContaining(message) }]);
+    await request(base).get(`/api/v1/traces/${traceId}`).set('x-api-key', ADMIN).expect(404);
+  });
+
+  it('stores a span whose strings hold NUL characters, which Postgres cannot, with U+FFFD in their place', async () => {
+    const traceId = randomBytes(16).toString('hex');
+    const span = {
+      traceId,
+      spanId: '00f067aa0ba902b7',
+      name: 'a\u0000b',
+      startTimeUnixNano: '1700000000000000000',
+      endTimeUnixNano: '1700000000001000000',
+      attributes: [{ key: 'k\u0000', value: { stringValue: 'v\u0000' } }],
+      status: { code: 2, message: 'm\u0000' },
+    };
+    await request(base)
+      .post('/v1/traces')
+      .set(auth)
+      .set('content-type', 'application/json')
+      .send(JSON.stringify({ resourceSpans: [{ scopeSpans: [{ spans: [span] }] }] }))
+      .expect(200);
+    const res = await request(base).get(`/api/v1/traces/${traceId}`).set('x-api-key', ADMIN).expect(200);
+    expect(JSON.stringify(res.body)).not.toContain('\\u0000');
+    expect(JSON.stringify(res.body)).toContain('a\ufffdb');
+    expect(JSON.stringify(res.body)).toContain('"k\ufffd":"v\ufffd"');
   });
 
   it('answers 404 for an unknown trace and 400 for a malformed id', async () => {

@@ -88,7 +88,11 @@ export function createOtlpReceiver(deps: {
       // An empty ExportTraceServiceResponse: full success.
       if (type === 'application/json') res.writeHead(200, { 'content-type': 'application/json' }).end('{}');
       else res.writeHead(200, { 'content-type': 'application/x-protobuf' }).end();
-    } catch (error) {
+    } catch (thrown) {
+      // A value Postgres refuses (SQLSTATE class 22) is the export's fault: retrying cannot help.
+      const error = /^22/.test(String((thrown as { code?: unknown }).code))
+        ? new ReceiveError(400, `A span holds a value that cannot be stored: ${(thrown as Error).message}`)
+        : thrown;
       const status = error instanceof ReceiveError ? error.status : 503;
       deps.received.inc({ outcome: status === 503 ? 'failed' : 'rejected' });
       if (status === 503) deps.logger.warn({ error: (error as Error).message }, 'could not store spans');
