@@ -157,7 +157,8 @@ export const gatewayOperations: Operation[] = [
   {
     method: 'get',
     path: '/api/v1/traces/{traceId}',
-    summary: 'A trace received over OTLP, as span trees (read)',
+    summary:
+      'A trace received over OTLP, as span trees (read): at most 10,000 spans, trees at most 64 deep (a deeper span, or one in a parent cycle, starts a tree of its own)',
     tags: ['observability'],
     params: z.object({ traceId: z.string() }),
     responses: {
@@ -166,6 +167,9 @@ export const gatewayOperations: Operation[] = [
         schema: z.object({
           traceId: z.string(),
           spanCount: z.number().int(),
+          truncated: z
+            .boolean()
+            .meta({ description: 'Whether the trace has more than the 10,000 spans read, the earliest' }),
           services: z.array(z.string()),
           roots: z.array(spanNode),
         }),

@@ -269,6 +269,60 @@ describe('POST /v1/traces (OTLP/HTTP)', () => {
     expect(JSON.stringify(res.body)).toContain('"k\ufffd":"v\ufffd"');
   });
 
+  it('reads back a trace whose parents loop or nest deep as trees, every span once', async () => {
+    const traceId = randomBytes(16).toString('hex');
+    const id = (n: number) => n.toString(16).padStart(16, '0');
+    const span = (n: number, parent: number | null) => ({
+      traceId,
+      spanId: id(n),
+      ...(parent === null ? {} : { parentSpanId: id(parent) }),
+      name: `s${n}`,
+      startTimeUnixNano: String(1_700_000_000_000_000_000n + BigInt(n) * 1_000_000n),
+      endTimeUnixNano: String(1_700_000_000_000_000_000n + BigInt(n) * 1_000_000n + 1n),
+    });
+    const spans = [
+      span(1, 1), // its own parent
+      span(2, 3), // 2 and 3: each other's
+      span(3, 2),
+      // A chain 300 deep from a root.
+      span(100, null),
+      ...Array.from({ length: 299 }, (_, i) => span(101 + i, 100 + i)),
+    ];
+    await request(base)
+      .post('/v1/traces')
+      .set(auth)
+      .set('content-type', 'application/json')
+      .send(JSON.stringify({ resourceSpans: [{ scopeSpans: [{ spans }] }] }))
+      .expect(200);
+    const res = await request(base).get(`/api/v1/traces/${traceId}`).set('x-api-key', ADMIN).expect(200);
+    expect(res.body).toMatchObject({ spanCount: 303, truncated: false });
+    interface Node {
+      name: string;
+      children: Node[];
+    }
+    const seen: string[] = [];
+    let deepest = 0;
+    const walk = (node: Node, depth: number) => {
+      seen.push(node.name);
+      deepest = Math.max(deepest, depth);
+      for (const child of node.children) walk(child, depth + 1);
+    };
+    for (const root of res.body.roots as Node[]) walk(root, 1);
+    expect(seen.sort()).toEqual(spans.map((s) => s.name).sort());
+    expect(deepest).toBe(64);
+    // The chain's root, then s1 and s2 (the first of the loops), then the rest of the chain, cut
+    // every 64 spans.
+    expect((res.body.roots as Node[]).map((r) => r.name)).toEqual([
+      's100',
+      's1',
+      's2',
+      's164',
+      's228',
+      's292',
+      's356',
+    ]);
+  });
+
   it('answers 404 for an unknown trace and 400 for a malformed id', async () => {
     await request(base)
       .get(`/api/v1/traces/${'a'.repeat(32)}`)

@@ -39,13 +39,19 @@ export async function insertSpans(pool: Pool, spans: StoredSpan[]): Promise<numb
   return result.rowCount ?? 0;
 }
 
-/** Every stored span of a trace, in start order. */
-export async function selectTraceSpans(db: Kysely<GatewayDatabase>, traceId: string): Promise<SpanRow[]> {
+/** The first `limit` stored spans of a trace, in start order. */
+export async function selectTraceSpans(
+  db: Kysely<GatewayDatabase>,
+  traceId: string,
+  limit: number,
+): Promise<SpanRow[]> {
   const rows = await db
     .selectFrom('gateway_spans')
     .selectAll()
     .where('trace_id', '=', traceId)
     .orderBy('start_time')
+    .orderBy('span_id')
+    .limit(limit)
     .execute();
   return rows.map((row) => ({
     traceId: row.trace_id,

@@ -28,12 +28,23 @@ export class TracesService {
     return insertSpans(this.deps.pool, spans);
   }
 
-  /** The trace's spans as trees under their roots (spans whose parent was not received are roots too). */
-  async trace(
-    traceId: string,
-  ): Promise<{ traceId: string; spanCount: number; services: string[]; roots: SpanNode[] }> {
-    const spans = await selectTraceSpans(this.deps.db, traceId);
+  /**
+   * The trace's spans as trees under their roots: spans whose parent was not received are roots
+   * too, and so is a span where its parent chain loops back on itself or runs deeper than
+   * MAX_TRACE_DEPTH (what a sender claims is not trusted to be a tree). At most MAX_TRACE_SPANS
+   * spans, the earliest, are read; `truncated` says when there were more.
+   */
+  async trace(traceId: string): Promise<{
+    traceId: string;
+    spanCount: number;
+    truncated: boolean;
+    services: string[];
+    roots: SpanNode[];
+  }> {
+    const spans = await selectTraceSpans(this.deps.db, traceId, MAX_TRACE_SPANS + 1);
     if (spans.length === 0) throw new NotFoundError(`No spans of trace ${traceId} were received.`);
+    const truncated = spans.length > MAX_TRACE_SPANS;
+    if (truncated) spans.length = MAX_TRACE_SPANS;
     const nodes = new Map<string, SpanNode>(
       spans.map((span) => [
         span.spanId,
@@ -52,17 +63,54 @@ export class TracesService {
         },
       ]),
     );
-    const roots: SpanNode[] = [];
-    for (const node of nodes.values()) {
-      const parent = node.parentSpanId ? nodes.get(node.parentSpanId) : undefined;
-      if (parent) parent.children.push(node);
-      else roots.push(node);
-    }
     return {
       traceId,
       spanCount: spans.length,
-      services: [...new Set(spans.map((span) => span.service))].sort(),
-      roots,
+      truncated,
+      services: [...new Set(spans.map((s) => s.service))].sort(),
+      roots: forest(nodes),
     };
   }
+}
+
+/** The most spans of one trace read back. */
+export const MAX_TRACE_SPANS = 10_000;
+/** The deepest a tree is built; a span below it starts a tree of its own. */
+export const MAX_TRACE_DEPTH = 64;
+
+/**
+ * Hangs each span under its parent, level by level from the roots, so that every span is placed
+ * once: a cycle (a span its own ancestor) or a chain past MAX_TRACE_DEPTH cannot loop or nest
+ * without end. Spans not reached from a root start trees of their own, in start order.
+ */
+function forest(nodes: Map<string, SpanNode>): SpanNode[] {
+  const childrenOf = new Map<string, SpanNode[]>();
+  for (const node of nodes.values()) {
+    if (!node.parentSpanId || !nodes.has(node.parentSpanId)) continue;
+    const siblings = childrenOf.get(node.parentSpanId);
+    if (siblings) siblings.push(node);
+    else childrenOf.set(node.parentSpanId, [node]);
+  }
+  const roots: SpanNode[] = [];
+  const placed = new Set<SpanNode>();
+  const grow = (root: SpanNode) => {
+    roots.push(root);
+    placed.add(root);
+    let level = [root];
+    for (let depth = 1; level.length > 0 && depth < MAX_TRACE_DEPTH; depth++) {
+      const next: SpanNode[] = [];
+      for (const parent of level) {
+        for (const child of childrenOf.get(parent.spanId) ?? []) {
+          if (placed.has(child)) continue;
+          placed.add(child);
+          parent.children.push(child);
+          next.push(child);
+        }
+      }
+      level = next;
+    }
+  };
+  for (const node of nodes.values()) if (!node.parentSpanId || !nodes.has(node.parentSpanId)) grow(node);
+  for (const node of nodes.values()) if (!placed.has(node)) grow(node);
+  return roots;
 }
