@@ -13,7 +13,7 @@ import {
 } from './labels';
 import type { Matcher } from './matchers';
 import { type Bucket, bucketQuantile, quantile } from './quantile';
-import { compileAnchoredRegex, expandTemplate } from './re2';
+import { type AnchoredRegex, compileAnchoredRegex, expandTemplate } from './re2';
 
 /** One element of an instant vector at one step. */
 export interface VSample {
@@ -87,7 +87,7 @@ export type StepArg = VSample[] | number | string;
 
 /** Per-node state kept across steps (compiled regular expressions, checked label names). */
 export interface CallState {
-  regex?: RegExp;
+  regex?: AnchoredRegex;
 }
 
 /**

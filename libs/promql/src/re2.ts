@@ -6,6 +6,8 @@
  * references, look-around) is rejected here too.
  */
 
+import { RE2JS } from 're2js';
+
 const POSIX_CLASSES: Record<string, string> = {
   alnum: '0-9A-Za-z',
   alpha: 'A-Za-z',
@@ -171,16 +173,73 @@ export function translateRe2(pattern: string): TranslatedRegex {
   return { source: out, flags: ignoreCase ? 'iu' : 'u' };
 }
 
-/** Compiles a Prometheus regular expression, anchored at both ends. */
-export function compileAnchoredRegex(pattern: string): RegExp {
+/** A compiled, anchored regular expression: what matchers and label_replace() need of one. */
+export interface AnchoredRegex {
+  test(value: string): boolean;
+  /** The groups of a match (0: the whole value, and by name in `groups`), or null. */
+  exec(value: string): RegExpExecArray | null;
+}
+
+/**
+ * Compiles a Prometheus regular expression, anchored at both ends. JavaScript's engine backtracks:
+ * `(.+)+x` against a 40-character label value takes 2^39 steps, and a selector would hold the
+ * event loop for hours. RE2, which Prometheus uses, runs in time linear in the input; so does
+ * re2js, a port of it, which runs every pattern that could backtrack without bound. Patterns that
+ * cannot (no repeated group, at most one repetition, as in `GPU-.*` or `a|b|c`, which is most of
+ * what dashboards send) keep the native engine, ten times faster.
+ */
+export function compileAnchoredRegex(pattern: string): AnchoredRegex {
   const { source, flags } = translateRe2(pattern);
+  let native: RegExp;
   try {
-    return new RegExp(`^(?:${source})$`, flags);
+    native = new RegExp(`^(?:${source})$`, flags);
   } catch (e) {
     throw new RegexSyntaxError(
       (e as Error).message.replace(/^Invalid regular expression: \/.*\/[a-z]*: /, ''),
     );
   }
+  if (backtrackFree(source)) return native;
+  let linear: RE2JS;
+  try {
+    linear = RE2JS.compile(`^(?:${pattern})$`);
+  } catch (e) {
+    throw new RegexSyntaxError((e as Error).message);
+  }
+  return {
+    test: (value) => linear.testExact(value),
+    exec: (value) => linear.exec(value) as RegExpExecArray | null,
+  };
+}
+
+/**
+ * Whether a translated pattern runs in linear time on a backtracking engine: no quantifier after a
+ * group, and at most one quantifier in all (one loop over single characters can only be retried
+ * once for each position it stopped at).
+ */
+function backtrackFree(source: string): boolean {
+  let quantifiers = 0;
+  let inClass = false;
+  for (let i = 0; i < source.length; i++) {
+    const c = source[i];
+    if (c === '\\') {
+      // An escape; `\u{...}` and `\p{...}` take their braces with them.
+      const next = source[i + 1];
+      i =
+        next && 'upP'.includes(next) && source[i + 2] === '{'
+          ? Math.max(source.indexOf('}', i), i + 1)
+          : i + 1;
+      continue;
+    }
+    if (inClass) {
+      if (c === ']') inClass = false;
+      continue;
+    }
+    if (c === '[') inClass = true;
+    else if (c === '*' || c === '+' || (c === '?' && source[i - 1] !== '(') || c === '{') {
+      if (source[i - 1] === ')' || ++quantifiers > 1) return false;
+    }
+  }
+  return true;
 }
 
 /**

@@ -73,6 +73,10 @@ export const LANGUAGE: CompatQuery[] = [
   q('DCGM_FI_DEV_GPU_UTIL{Hostname=~"host-[01]"}'),
   q('DCGM_FI_DEV_GPU_UTIL{Hostname=~"host"}'),
   q('DCGM_FI_DEV_GPU_UTIL{Hostname=~"HOST-0"}'),
+  // Patterns a backtracking engine could loop on: matched by the linear one.
+  q('DCGM_FI_DEV_GPU_UTIL{Hostname=~"(host-[0-9]+)+"}'),
+  q('DCGM_FI_DEV_GPU_UTIL{Hostname=~"(h|o|s|t|-|[0-9])*1"}'),
+  q('DCGM_FI_DEV_GPU_UTIL{modelName=~"(?i)nvidia.*[0-9]+.*", Hostname!~"(.+)+0"}'),
   q('DCGM_FI_DEV_GPU_UTIL{Hostname=~"(?i)HOST-0"}'),
   q('DCGM_FI_DEV_GPU_UTIL{Hostname!~"host-.*"}'),
   q('DCGM_FI_DEV_GPU_UTIL{gpu=~"1|2", modelName=~".*H100.*"}'),
