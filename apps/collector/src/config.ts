@@ -9,7 +9,7 @@ export const collectorEnv = z.object({
   COLLECT_TARGETS: list(),
   /** Comma-separated URLs whose host name is resolved each round: every address is a target. */
   COLLECT_DNS: list(),
-  COLLECT_INTERVAL: duration('30s', { min: '100ms' }),
+  COLLECT_INTERVAL: duration('30s', { min: '100ms', max: '1d' }),
   COLLECT_TIMEOUT: duration('10s', { min: '100ms', max: '5m' }),
   COLLECT_CONCURRENCY: int(32, 1, 1024),
   COLLECT_MAX_BODY: bytes('32mb'),

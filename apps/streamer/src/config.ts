@@ -20,7 +20,7 @@ export const streamerEnv = z.object({
   /** Keep 1-hour rollups this long (whole days are dropped); 0 keeps them for ever. */
   TELEMETRY_RETENTION_1H: duration('365d'),
   /** How often chunks are created ahead and expired ones dropped. */
-  TELEMETRY_MAINTENANCE_INTERVAL: duration('1h', { min: '1s' }),
+  TELEMETRY_MAINTENANCE_INTERVAL: duration('1h', { min: '1s', max: '1d' }),
   /** Time is cut into chunks this long; a closed chunk is compacted as a whole. */
   TELEMETRY_CHUNK: duration('1h', { min: '1m', max: '1d' }).refine(
     (ms) => ms % 60_000 === 0 && 86_400_000 % ms === 0,

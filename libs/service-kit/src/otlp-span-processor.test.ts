@@ -129,6 +129,24 @@ describe('OtlpSpanProcessor', () => {
     });
   });
 
+  it('takes the default batch size when OTEL_BSP_MAX_EXPORT_BATCH_SIZE is 0, instead of spinning on batches of none', async () => {
+    process.env['OTEL_BSP_MAX_EXPORT_BATCH_SIZE'] = '0';
+    let made: ReturnType<typeof setup>;
+    try {
+      made = setup();
+    } finally {
+      delete process.env['OTEL_BSP_MAX_EXPORT_BATCH_SIZE'];
+    }
+    const { processor, endSpans, ended } = made;
+    try {
+      endSpans(3);
+      await processor.forceFlush();
+      expect(Buffer.concat(received).equals(encoded(ended))).toBe(true);
+    } finally {
+      await processor.shutdown();
+    }
+  });
+
   it('waits for resource attributes still being detected before encoding', async () => {
     let settle: (hostId: string) => void = () => undefined;
     const hostId = new Promise<string>((resolve) => (settle = resolve));

@@ -65,14 +65,18 @@ export class OtlpSpanProcessor implements SpanProcessor {
       { name: 'span', countItems: (batch) => batch.spans },
       config.selfObsMeterProvider,
     );
-    this.maxExportBatchSize =
-      options.maxExportBatchSize ?? getNumberFromEnv('OTEL_BSP_MAX_EXPORT_BATCH_SIZE') ?? 512;
+    // A setting of 0 or less (or not a number) takes the default: a batch of 0 spans would never
+    // empty the queue, and flush() would spin on it.
+    this.maxExportBatchSize = positive(
+      options.maxExportBatchSize ?? getNumberFromEnv('OTEL_BSP_MAX_EXPORT_BATCH_SIZE'),
+      512,
+    );
     this.maxQueueSize = Math.max(
-      options.maxQueueSize ?? getNumberFromEnv('OTEL_BSP_MAX_QUEUE_SIZE') ?? 2048,
+      positive(options.maxQueueSize ?? getNumberFromEnv('OTEL_BSP_MAX_QUEUE_SIZE'), 2048),
       this.maxExportBatchSize,
     );
     this.minSlice = options.minSlice ?? 16;
-    const delay = options.scheduledDelayMillis ?? getNumberFromEnv('OTEL_BSP_SCHEDULE_DELAY') ?? 5000;
+    const delay = positive(options.scheduledDelayMillis ?? getNumberFromEnv('OTEL_BSP_SCHEDULE_DELAY'), 5000);
     this.timer = setInterval(() => void this.flush(), delay);
     this.timer.unref();
   }
@@ -176,4 +180,9 @@ export class OtlpSpanProcessor implements SpanProcessor {
     const resource = this.ended[0]?.resource;
     if (resource?.asyncAttributesPending) await resource.waitForAsyncAttributes?.().catch(() => undefined);
   }
+}
+
+/** `value` as a whole number of at least 1, or `fallback` when it is not one. */
+function positive(value: number | undefined, fallback: number): number {
+  return value !== undefined && Number.isFinite(value) && value >= 1 ? Math.floor(value) : fallback;
 }

@@ -119,6 +119,12 @@ describe('a target removed', () => {
 });
 
 describe('collector configuration', () => {
+  it('refuses an interval past what a timer can wait (Node would fire it every millisecond)', () => {
+    expect(() => createTestCollector(database, queue, { COLLECT_INTERVAL: '30d' })).toThrow(
+      /COLLECT_INTERVAL must be between 100ms and 1d \(got "30d"\)/,
+    );
+  });
+
   it('refuses to start on a bad target URL, naming it', () => {
     expect(() =>
       createTestCollector(database, queue, {
