@@ -169,10 +169,11 @@ export function createApp(deps: GatewayAppDeps): GatewayApp {
     readiness: [
       { name: 'postgres', check: () => pingDatabase(pool) },
       // One check per backend, by its first route: routes to the same one (targets and write,
-      // gpus and prometheus) share it.
+      // gpus and prometheus) share it. Reported, never a 503: the gateway serves the routes whose
+      // backend answers (and its own, from Postgres) while another is down.
       ...routes
         .filter((route, i) => routes.findIndex((r) => backendOf(r) === backendOf(route)) === i)
-        .map((route) => ({ name: backendOf(route), check: upstreamCheck(route) })),
+        .map((route) => ({ name: backendOf(route), check: upstreamCheck(route), required: false })),
     ],
     routes: (app) => {
       app.use(keysRoutes(keys, edge));

@@ -13,6 +13,12 @@ export interface ReadinessCheck {
   /** Named in the 503 when it fails: `postgres`, `queue`. */
   name: string;
   check(): Promise<void>;
+  /**
+   * False for a dependency the pod serves without (the gateway's upstreams: the proxy answers
+   * 502/503 for the one route that lacks it): reported in `checks`, but never a 503, so that one
+   * backend's outage does not take every pod out of its Service.
+   */
+  required?: boolean;
 }
 
 /** Sent on every answer of every service (and on everything the gateway proxies). */
@@ -131,7 +137,7 @@ export function createServiceApp(options: ServiceAppOptions): Express {
   const readinessTimeoutMs = options.readinessTimeoutMs ?? 2_000;
   app.get('/readyz', async (_req, res) => {
     const results = await Promise.all(
-      options.readiness.map(async ({ name, check }) => {
+      options.readiness.map(async ({ name, check, required = true }) => {
         let timer: NodeJS.Timeout | undefined;
         try {
           await Promise.race([
@@ -143,14 +149,15 @@ export function createServiceApp(options: ServiceAppOptions): Express {
               );
             }),
           ]).finally(() => clearTimeout(timer));
-          return { name, ok: true as const };
+          return { name, required, ok: true as const };
         } catch (error) {
-          return { name, ok: false as const, error: error instanceof Error ? error.message : String(error) };
+          const message = error instanceof Error ? error.message : String(error);
+          return { name, required, ok: false as const, error: message };
         }
       }),
     );
     const checks = Object.fromEntries(results.map((r) => [r.name, r.ok ? 'ok' : `failed: ${r.error}`]));
-    const failed = results.filter((r) => !r.ok).map((r) => r.name);
+    const failed = results.filter((r) => !r.ok && r.required).map((r) => r.name);
     if (failed.length === 0) {
       res.json({ status: 'ready', service, checks });
       return;

@@ -308,7 +308,7 @@ describe('proxying', () => {
 });
 
 describe('readiness', () => {
-  it('is ready while one instance of each route answers, even when another hangs, and names the route with none', async () => {
+  it('stays ready while a backend has no instance answering (its routes answer 502/503), and names it', async () => {
     // A replica that accepts connections and never answers (a stopped process).
     const hanging = createNetServer(() => undefined);
     const hangingUrl = await serve(hanging);
@@ -319,15 +319,15 @@ describe('readiness', () => {
           .handler,
       )
         .get('/readyz')
-        .expect(503);
+        .expect(200);
       expect(Date.now() - started).toBeLessThan(1_900);
+      expect(res.body.status).toBe('ready');
       expect(res.body.checks).toEqual({
         postgres: 'ok',
         streamer: 'ok',
         queue: 'failed: no topics upstream answers',
         collector: 'failed: no targets upstream answers',
       });
-      expect(res.body.failed).toEqual(['queue', 'collector']);
     } finally {
       hanging.close();
     }
