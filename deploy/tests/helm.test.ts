@@ -202,6 +202,10 @@ describe('the gpu-telemetry chart with default values', () => {
       expect(envOf(workload!)['PORT']?.value).toBe(String(PORTS[name]));
       expect(container.livenessProbe.httpGet).toEqual({ path: '/healthz', port: 'http' });
       expect(container.readinessProbe.httpGet).toEqual({ path: '/readyz', port: 'http' });
+      // Serving on for 5 s after it is told to stop, then SHUTDOWN_TIMEOUT (10 s) and 10 s more at
+      // most: all within the grace period.
+      expect(container.lifecycle.preStop.exec.command).toEqual(['sleep', '5']);
+      expect(workload!.spec.template.spec.terminationGracePeriodSeconds).toBeGreaterThanOrEqual(5 + 10 + 10);
       expect(container.resources.requests).toMatchObject({
         cpu: expect.any(String),
         memory: expect.any(String),

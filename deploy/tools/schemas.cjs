@@ -462,7 +462,15 @@ function serviceSchema(name, service) {
       migrations: migrationsSchema,
       livenessProbe: freeObject('Timing of the /healthz probe.'),
       readinessProbe: freeObject('Timing of the /readyz probe.'),
-      terminationGracePeriodSeconds: integer('Seconds a stopping pod gets; keep above SHUTDOWN_TIMEOUT.', 1),
+      preStopSleepSeconds: integer(
+        'Seconds a stopping pod goes on serving before SIGTERM (a preStop sleep), so that load balancers stop sending to it first; 0: none.',
+        0,
+        300,
+      ),
+      terminationGracePeriodSeconds: integer(
+        'Seconds a stopping pod gets; keep above preStopSleepSeconds + SHUTDOWN_TIMEOUT + 10.',
+        1,
+      ),
       podAnnotations: stringMap('Pod annotations.'),
       podLabels: stringMap('Pod labels.'),
       nodeSelector: stringMap('Node selector.'),

@@ -145,6 +145,13 @@ spec:
           readinessProbe:
             httpGet: { path: /readyz, port: http }
             {{- toYaml $values.readinessProbe | nindent 12 }}
+          {{- if gt (int $values.preStopSleepSeconds) 0 }}
+          # Serving on while Services and Ingress controllers stop sending here: SIGTERM comes after.
+          lifecycle:
+            preStop:
+              exec:
+                command: ["sleep", {{ $values.preStopSleepSeconds | quote }}]
+          {{- end }}
           resources:
             {{- toYaml $values.resources | nindent 12 }}
           securityContext:
