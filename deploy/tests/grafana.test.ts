@@ -6,7 +6,8 @@ import { parse } from 'yaml';
 /**
  * The Grafana dashboard: every panel's SQL, with Grafana's macros expanded the way its Postgres
  * data source expands them, runs against the real migrated schema and returns what the panel
- * draws. A renamed column or table fails here, not on an operator's screen.
+ * draws, as the read-only role datasource.yaml tells operators to create. A renamed column or
+ * table, or a table that role may not read, fails here, not on an operator's screen.
  */
 const grafanaDir = path.resolve(__dirname, '../grafana');
 interface Target {
@@ -27,7 +28,8 @@ const dashboard = JSON.parse(readFileSync(path.join(grafanaDir, 'gpu-telemetry.j
   panels: Panel[];
   templating: { list: Array<{ name: string; query: string; datasource: { uid: string } }> };
 };
-const datasource = parse(readFileSync(path.join(grafanaDir, 'datasource.yaml'), 'utf8')) as {
+const datasourceText = readFileSync(path.join(grafanaDir, 'datasource.yaml'), 'utf8');
+const datasource = parse(datasourceText) as {
   datasources: Array<{ uid: string; type: string; jsonData: { database: string } }>;
 };
 const queryPanels = dashboard.panels.filter((p) => p.targets?.length);
@@ -52,9 +54,28 @@ function expand(sql: string, hostnames: string[]): string {
 }
 
 let db: TestDatabase;
+/** The read-only role datasource.yaml tells operators to create, with its GRANT as written there. */
+const reader = `grafana_reader_${process.pid}_${Date.now()}`;
+
+/** Runs a panel's SQL as that role, as Grafana would. */
+async function asReader(sql: string) {
+  const client = await db.pool.connect();
+  try {
+    await client.query('BEGIN');
+    await client.query(`SET LOCAL ROLE ${reader}`);
+    return await client.query(sql);
+  } finally {
+    await client.query('ROLLBACK');
+    client.release();
+  }
+}
 
 beforeAll(async () => {
   db = await createTestDatabase();
+  const grant = /GRANT SELECT ON [^;]+ TO grafana_reader;/.exec(datasourceText)?.[0];
+  if (!grant) throw new Error('datasource.yaml no longer shows the GRANT for its read-only role');
+  await db.pool.query(`CREATE ROLE ${reader}`);
+  await db.pool.query(grant.replace('grafana_reader', reader));
   // Two GPUs on two hosts, a sample of each panel's metric every minute for an hour.
   const metrics: Record<string, (gpu: number, minute: number) => number> = {
     DCGM_FI_DEV_GPU_UTIL: (gpu, m) => (gpu * 30 + m) % 100,
@@ -112,6 +133,8 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
+  await db?.pool.query(`DROP OWNED BY ${reader}`);
+  await db?.pool.query(`DROP ROLE ${reader}`);
   await db?.drop();
 });
 
@@ -140,7 +163,7 @@ describe('Grafana dashboard', () => {
 
   it('lists the hosts for the $hostname variable', async () => {
     const variable = dashboard.templating.list.find((v) => v.name === 'hostname');
-    const { rows } = await db.pool.query(variable!.query);
+    const { rows } = await asReader(variable!.query);
     expect(rows.map((r) => Object.values(r)[0])).toEqual(['host-0', 'host-1']);
   });
 
@@ -148,7 +171,7 @@ describe('Grafana dashboard', () => {
     'runs the %s query on the real schema',
     async (_title, panel) => {
       for (const target of panel.targets ?? []) {
-        const { rows, fields } = await db.pool.query(expand(target.rawSql, ['host-0', 'host-1']));
+        const { rows, fields } = await asReader(expand(target.rawSql, ['host-0', 'host-1']));
         expect(rows.length).toBeGreaterThan(0);
         if (target.format === 'time_series') {
           expect(fields.map((f) => f.name)).toEqual(['time', 'metric', 'value']);
@@ -164,14 +187,14 @@ describe('Grafana dashboard', () => {
   it('draws what was stored: per-GPU series, memory as a share, queue depth and latency percentiles', async () => {
     const sqlOf = (title: string) =>
       expand(queryPanels.find((p) => p.title === title)!.targets![0]!.rawSql, ['host-1']);
-    const power = await db.pool.query(sqlOf('GPU power'));
+    const power = await asReader(sqlOf('GPU power'));
     expect(new Set(power.rows.map((r) => r.metric))).toEqual(new Set(['host-1 / GPU 1']));
     expect(power.rows.every((r) => Number(r.value) === 300)).toBe(true);
-    const memory = await db.pool.query(sqlOf('GPU memory used'));
+    const memory = await asReader(sqlOf('GPU memory used'));
     expect(memory.rows.every((r) => Number(r.value) === 75)).toBe(true);
-    const depth = await db.pool.query(sqlOf('Queue depth'));
+    const depth = await asReader(sqlOf('Queue depth'));
     expect(depth.rows).toEqual([{ topic: 'telemetry', live: '42', dead: '1' }]);
-    const latency = await db.pool.query(sqlOf('Gateway latency percentiles'));
+    const latency = await asReader(sqlOf('Gateway latency percentiles'));
     expect(new Set(latency.rows.map((r) => r.metric))).toEqual(new Set(['gpus p50', 'gpus p90', 'gpus p99']));
   });
 });
