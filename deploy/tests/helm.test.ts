@@ -584,10 +584,31 @@ describe('a service chart on its own', () => {
         'postgres://u:p@db:5432/gt',
       );
       expect(containerOf(find(manifests, 'Job', `gt-${chart}-migrate`)).args).toEqual(['migrate', 'up']);
-      expect(find(manifests, 'ServiceMonitor', `gt-${chart}`).spec.endpoints[0].path).toBe('/metrics');
+      const monitor = find(manifests, 'ServiceMonitor', `gt-${chart}`);
+      expect(monitor.spec.endpoints[0].path).toBe('/metrics');
+      // It selects one Service, so each pod is scraped once (the collector's headless Service too
+      // carries its pods' labels).
+      const selected = manifests.filter(
+        (m) => m.kind === 'Service' && selectsService(monitor.spec.selector, m),
+      );
+      expect(selected.map((m) => m.metadata.name)).toEqual([`gt-${chart}`]);
     },
   );
 });
+
+/** Whether a Service selector (matchLabels, and matchExpressions with Exists or DoesNotExist) selects it. */
+function selectsService(
+  selector: { matchLabels?: Record<string, string>; matchExpressions?: { key: string; operator: string }[] },
+  manifest: Manifest,
+): boolean {
+  const labels: Record<string, string> = manifest.metadata.labels ?? {};
+  return (
+    Object.entries(selector.matchLabels ?? {}).every(([key, value]) => labels[key] === value) &&
+    (selector.matchExpressions ?? []).every((e) =>
+      e.operator === 'DoesNotExist' ? !(e.key in labels) : e.operator === 'Exists' ? e.key in labels : false,
+    )
+  );
+}
 
 describe('values.schema.json', () => {
   const rejected: Array<[string, string, unknown, RegExp]> = [

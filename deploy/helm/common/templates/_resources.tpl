@@ -117,6 +117,9 @@ spec:
   selector:
     matchLabels:
       {{- include "common.selectorLabels" $ | nindent 6 }}
+    # Not a StatefulSet's governing (headless) Service too: its pods would be scraped twice.
+    matchExpressions:
+      - { key: gpu-telemetry.io/headless, operator: DoesNotExist }
   endpoints:
     - port: http
       path: /metrics
