@@ -150,6 +150,7 @@ export function createApp(deps: StreamerAppDeps): StreamerApp {
     },
   });
   let consumer: Consumer | undefined;
+  let stopped = false;
   const app = createServiceApp({
     service: 'streamer',
     logger,
@@ -176,6 +177,8 @@ export function createApp(deps: StreamerAppDeps): StreamerApp {
       await maintainer
         .runOnce()
         .catch((error: unknown) => logger.warn({ err: error }, 'telemetry maintenance failed; will retry'));
+      // Stopped while the first round ran (it may compact chunks for minutes): start nothing.
+      if (stopped) return;
       maintainer.start();
       consumer = createConsumer({
         client: queue,
@@ -195,6 +198,7 @@ export function createApp(deps: StreamerAppDeps): StreamerApp {
       );
     },
     async stop() {
+      stopped = true;
       await consumer?.stop();
       await maintainer.stop();
     },

@@ -22,7 +22,8 @@ async function main(): Promise<void> {
     config,
     consumerName: hostname(),
   });
-  await streamer.start();
+  // Listening first: the API answers (and probes pass) while the first maintenance round runs,
+  // which compacts every chunk that closed while no streamer ran, minutes after a long outage.
   const server = await listen(streamer.app, {
     port: config.PORT,
     host: config.HOST,
@@ -40,6 +41,7 @@ async function main(): Promise<void> {
     ],
     { deadlineMs: config.SHUTDOWN_TIMEOUT + 10_000 },
   );
+  await streamer.start();
 }
 
 runMain(main);
