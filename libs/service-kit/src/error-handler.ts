@@ -28,6 +28,9 @@ interface BodyParserError extends Error {
 export function errorHandler(logger: Logger): ErrorRequestHandler {
   return (error: unknown, req, res, _next) => {
     if (res.headersSent) {
+      // Too late for a problem: the answer has begun. Cut it off (the client sees a broken
+      // answer, not a complete wrong one), and say why.
+      logger.error({ err: error, requestId: res.locals['requestId'] }, 'failed after the answer began');
       req.socket.destroy();
       return;
     }

@@ -1,3 +1,5 @@
+import { get as httpGet } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { AppError, ConflictError } from '@gpu-telemetry/model';
 import request from 'supertest';
 import { z } from 'zod';
@@ -29,6 +31,10 @@ function app(options: { ready?: boolean; hang?: boolean; error?: unknown } = {})
       });
       app.get('/boom', () => {
         throw options.error;
+      });
+      app.get('/slow', (_req, res) => {
+        const timer = setTimeout(() => res.json({ late: true }), 2_000);
+        res.on('close', () => clearTimeout(timer));
       });
     },
   });
@@ -81,6 +87,28 @@ describe('the service frame', () => {
     expect(metrics).toMatch(
       /http_server_request_duration_seconds_count\{service="demo",method="POST",route="\/echo",status="200"\} 1/,
     );
+  });
+
+  it('counts a request the client left before its answer, as 499', async () => {
+    const demo = app();
+    const server = demo.listen(0, '127.0.0.1');
+    await new Promise((resolve) => server.once('listening', resolve));
+    try {
+      const port = (server.address() as AddressInfo).port;
+      await new Promise<void>((resolve) => {
+        const req = httpGet(`http://127.0.0.1:${port}/slow`);
+        req.on('error', () => resolve());
+        req.on('close', () => resolve());
+        setTimeout(() => req.destroy(), 100);
+      });
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      const metrics = (await request(demo).get('/metrics').expect(200)).text;
+      expect(metrics).toMatch(
+        /http_server_request_duration_seconds_count\{service="demo",method="GET",route="\/slow",status="499"\} 1/,
+      );
+    } finally {
+      server.close();
+    }
   });
 
   it('reports on /metrics what the span exporter has sent, failed to send and dropped', async () => {

@@ -108,25 +108,33 @@ export function createServiceApp(options: ServiceAppOptions): Express {
     const started = process.hrtime.bigint();
     // The server span's context, so the request line carries its trace id.
     const requestContext = context.active();
-    res.on('finish', () =>
+    // Recorded once: when the answer is sent, or when the connection closes before it is (the
+    // client left, or the answer broke off): 499, as proxies log it, so abandoned slow requests
+    // stay in the latency histogram and the log.
+    let recorded = false;
+    const record = () =>
       context.with(requestContext, () => {
+        if (recorded) return;
+        recorded = true;
         const seconds = Number(process.hrtime.bigint() - started) / 1e9;
         const route = req.route?.path ? `${req.baseUrl}${String(req.route.path)}` : 'unmatched';
-        metrics.httpDuration.observe({ method: req.method, route, status: String(res.statusCode) }, seconds);
+        const status = res.writableFinished ? res.statusCode : 499;
+        metrics.httpDuration.observe({ method: req.method, route, status: String(status) }, seconds);
         const line = {
           method: req.method,
           path: req.originalUrl.split('?')[0],
           route,
-          status: res.statusCode,
+          status,
           ms: Math.round(seconds * 1e4) / 10,
           bytesIn: Number(req.headers['content-length'] ?? 0),
           bytesOut: Number(res.getHeader('content-length') ?? 0),
         };
         if (QUIET_PATHS.has(req.path)) req.log.debug(line, 'request');
-        else if (res.statusCode >= 500) req.log.error(line, 'request');
+        else if (status >= 500) req.log.error(line, 'request');
         else req.log.info(line, 'request');
-      }),
-    );
+      });
+    res.on('finish', record);
+    res.on('close', record);
     next();
   });
 
