@@ -350,6 +350,29 @@ describe('errors', () => {
     });
   });
 
+  it('refuses a subquery with more steps than the budget holds before reading or allocating them', async () => {
+    const selects: SelectHints[] = [];
+    const source: SeriesSource = {
+      async *select(_matchers, hints) {
+        selects.push(hints);
+        yield* [];
+      },
+      labelNames: async () => [],
+      labelValues: async () => [],
+    };
+    const small = new PromQLEngine({ source, maxSamples: 1_000 });
+    for (const query of ['max_over_time(vector(1)[10y:1ms])', 'max_over_time(x[30d:1ms])', 'x[1s:1ms]']) {
+      await expect(small.instantQuery(query, 100 * 365 * 86_400 * s)).rejects.toThrow(TooManySamplesError);
+    }
+    expect(selects).toEqual([]);
+    // A subquery whose steps fit is evaluated.
+    const fits = await small.instantQuery('count_over_time(vector(1)[400ms:1ms])', 0);
+    expect(toPrometheusData(fits)).toEqual({
+      resultType: 'vector',
+      result: [{ metric: {}, value: [0, '401'] }],
+    });
+  });
+
   it('times out (503) by its clock, and is canceled by an abort signal', async () => {
     let now = 0;
     const source: SeriesSource = {

@@ -294,6 +294,15 @@ class Evaluator {
     if (this.samples > this.c.maxSamples) throw new TooManySamplesError();
   }
 
+  /**
+   * Refuses a grid with more points than the budget has left, before anything grid-sized is
+   * allocated for it (every series of its steps holds grid.n values). A query's own grid is
+   * bounded by maxPointsPerSeries; a subquery's (`[30d:1ms]`) is not.
+   */
+  private fits(grid: Grid): void {
+    if (this.samples + grid.n > this.c.maxSamples) throw new TooManySamplesError();
+  }
+
   private release(inputs: StepSeries[][]): void {
     for (const input of inputs) for (const s of input) this.samples -= s.points;
   }
@@ -397,6 +406,7 @@ class Evaluator {
       n: last < start ? 0 : Math.floor((last - start) / step) + 1,
     };
     if (inner.n === 0) return;
+    this.fits(inner);
     const steps = await this.steps(e.expr, inner, enclosing);
     for (const s of steps) {
       const t = new Float64Array(s.points);
@@ -440,9 +450,9 @@ class Evaluator {
   }
 
   private constant(grid: Grid, value: number): StepSeries[] {
+    this.hold(grid.n);
     const values = new Float64Array(grid.n).fill(value);
     const present = new Uint8Array(grid.n).fill(1);
-    this.hold(grid.n);
     return [{ labels: [], values, present, points: grid.n }];
   }
 

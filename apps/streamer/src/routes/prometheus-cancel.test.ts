@@ -9,14 +9,15 @@ import { startStreamerTestApp } from '../testing/streamer-test-app';
  * A PromQL query nobody waits for any more stops in Postgres too: its running statement is
  * cancelled at once rather than left to run to PROMQL_TIMEOUT (Grafana abandons queries whenever a
  * panel's range changes). Made deterministic by holding a lock the query's first statement waits
- * for; without cancellation it would wait until the lock is released.
+ * for; without cancellation it would wait until the lock is released. One turn
+ * (PROMQL_MAX_CONCURRENCY) for all: an abandoned call that kept it would stall the next.
  */
 type TestApp = Awaited<ReturnType<typeof startStreamerTestApp>>;
 let streamer: TestApp;
 const API = '/v1/prometheus/api/v1';
 
 beforeAll(async () => {
-  streamer = await startStreamerTestApp();
+  streamer = await startStreamerTestApp({ config: { PROMQL_MAX_CONCURRENCY: 1 } });
   await streamer.ingest.handle([
     message([sample({ gpuId: 'GPU-cancel-0', metricName: 'DCGM_FI_DEV_GPU_TEMP' })]),
   ]);
@@ -88,4 +89,41 @@ describe('abandoned PromQL queries', () => {
     const metrics = await request(asService(streamer.app)).get('/metrics').expect(200);
     expect(metrics.text).toMatch(/^streamer_promql_requests_total\{[^}]*outcome="canceled"[^}]*\} [1-9]/m);
   });
+
+  it.each([
+    ['/series', 'series'],
+    ['/labels', 'labels'],
+    ['/label/gpu/values', 'label_values'],
+  ])(
+    'cancel the statement of %s when the HTTP client leaves, and give its turn back',
+    async (path, endpoint) => {
+      await holdingSeriesLock(async () => {
+        const leaving = request(asService(streamer.app))
+          .get(`${API}${path}`)
+          .query({ 'match[]': 'DCGM_FI_DEV_GPU_TEMP' })
+          .timeout(300)
+          .then(
+            () => 'answered',
+            (error: { timeout?: number }) => (error.timeout ? 'left' : String(error)),
+          );
+        await waitForLockWaiters(streamer.database.pool, 1);
+        expect(await leaving).toBe('left');
+        for (let i = 0; i < 100 && (await waiting()) > 0; i++) await new Promise((r) => setTimeout(r, 20));
+        expect(await waiting()).toBe(0);
+        // The only turn is free again while the lock is still held.
+        const next = await request(asService(streamer.app))
+          .get(`${API}/query`)
+          .query({ query: 'vector(1)', timeout: '5s' })
+          .expect(200);
+        expect(next.body.data.result).toEqual([{ metric: {}, value: [expect.any(Number), '1'] }]);
+      });
+      const metrics = await request(asService(streamer.app)).get('/metrics').expect(200);
+      expect(metrics.text).toMatch(
+        new RegExp(
+          `^streamer_promql_requests_total\\{[^}]*endpoint="${endpoint}"[^}]*outcome="canceled"[^}]*\\} 1$`,
+          'm',
+        ),
+      );
+    },
+  );
 });

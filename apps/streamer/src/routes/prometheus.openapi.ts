@@ -62,6 +62,7 @@ const matchParams = z.object({
   start: time.optional(),
   end: time.optional(),
   limit: z.string().optional().describe('At most this many results (0: all); a warning says when cut'),
+  timeout: duration.optional().describe('Shortens PROMQL_TIMEOUT'),
 });
 const optionalMatch = matchParams.partial({ 'match[]': true });
 

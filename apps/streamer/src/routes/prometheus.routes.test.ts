@@ -86,6 +86,9 @@ const BY_LABEL_INDEX = [
   'DCGM_FI_DEV_GPU_UTIL{Hostname="host-1", Hostname="host-2"}',
   'DCGM_FI_DEV_GPU_UTIL{Hostname=~"host-1|host.2"}',
   'dcgm_scrape_duration_seconds_bucket{le=~"0\\\\.1|\\\\+Inf"}',
+  // A NUL (PromQL's escape), which no stored value holds: Postgres refuses it.
+  'DCGM_FI_DEV_GPU_UTIL{Hostname="\\x00"}',
+  'DCGM_FI_DEV_GPU_UTIL{Hostname=~"host-1|\\x00", gpu=~"0|\\x00"}',
 ];
 
 /** Asks `app` for `query` at three times and over a range, as the reference engine answers it. */
@@ -203,6 +206,14 @@ describe('GET and POST /v1/prometheus/api/v1/query', () => {
       /^invalid parameter "timeout": cannot parse "soon" to a valid duration$/,
     ],
     [{ query: 'up{job=~"("}' }, /^invalid parameter "query": /],
+    [
+      { query: 'vector(1)', time: '1e308' },
+      /^invalid parameter "time": cannot parse "1e308" to a valid timestamp$/,
+    ],
+    [
+      { query: 'up', timeout: '300y' },
+      /^invalid parameter "timeout": cannot parse "300y" to a valid duration$/,
+    ],
   ])('answers bad input %j with 400 bad_data naming it', async (params, message) => {
     const res = await api(hot).get(`${API}/query`).query(params).expect(400);
     expect(res.body).toEqual({
@@ -210,6 +221,21 @@ describe('GET and POST /v1/prometheus/api/v1/query', () => {
       errorType: 'bad_data',
       error: expect.stringMatching(message),
     });
+  });
+
+  it('answers a selector on a NUL, which nothing stored holds, with an empty vector', async () => {
+    for (const query of [
+      'DCGM_FI_DEV_GPU_UTIL{Hostname="\\x00"}',
+      '{__name__="\\x00"}',
+      'DCGM_FI_DEV_GPU_UTIL{Hostname="\u0000"}',
+      'count(DCGM_FI_DEV_GPU_UTIL{gpu=~"\\x00|\\x00"})',
+    ]) {
+      const res = await api(compacted)
+        .get(`${API}/query`)
+        .query({ query, time: sec(DATASET_END_MS) })
+        .expect(200);
+      expect(res.body).toEqual({ status: 'success', data: { resultType: 'vector', result: [] } });
+    }
   });
 
   it('answers an evaluation failure with 422 execution', async () => {
@@ -268,6 +294,16 @@ describe('GET and POST /v1/prometheus/api/v1/query_range', () => {
       /^invalid parameter "step": cannot parse "often" to a valid duration$/,
     ],
     [{ start: '0', end: '10', step: '0' }, /^zero or negative query resolution step widths are not accepted/],
+    [{ start: '1e308', end: '1e308', step: '1' }, /^invalid parameter "start": cannot parse "1e308"/],
+    [{ start: '0', end: '1e308', step: '1' }, /^invalid parameter "end": cannot parse "1e308"/],
+    [
+      { start: '0', end: '10', step: '300y' },
+      /^invalid parameter "step": cannot parse "300y" to a valid duration$/,
+    ],
+    [
+      { start: '0', end: '10', step: `1${'0'.repeat(30)}y` },
+      /^invalid parameter "step": cannot parse "10+y" to a valid duration$/,
+    ],
     [{ start: '0', end: '11001', step: '1' }, /^exceeded maximum resolution of 11,000 points per timeseries/],
     [
       { start: '0', end: '10', step: '1', query: 'DCGM_FI_DEV_GPU_UTIL[5m]' },
@@ -326,6 +362,29 @@ describe('GET and POST /v1/prometheus/api/v1/series', () => {
     expect(later.body.data).toEqual([]);
   });
 
+  it('finds no series for a matcher on a NUL, which nothing stored holds, and matches the rest', async () => {
+    const series = async (...match: string[]) => {
+      const res = await api(compacted).get(`${API}/series`).query({ 'match[]': match }).expect(200);
+      return res.body.data as Record<string, string>[];
+    };
+    expect(await series('{job="\\x00"}')).toEqual([]);
+    expect(await series('{__name__="\\x00"}', '{Hostname="\u0000"}')).toEqual([]);
+    const host = await series('DCGM_FI_DEV_GPU_UTIL{Hostname="host-3"}');
+    expect(host).toHaveLength(4);
+    expect(await series('DCGM_FI_DEV_GPU_UTIL{Hostname=~"host-3|\\x00"}')).toEqual(host);
+    expect(await series('DCGM_FI_DEV_GPU_UTIL{Hostname="host-3", job!="\\x00"}')).toEqual(host);
+    expect(await series('DCGM_FI_DEV_GPU_UTIL{Hostname="host-3", job!~"\\x00"}')).toEqual(host);
+    const start = sec(DATASET_START_MS);
+    const labels = await api(compacted).get(`${API}/labels`).query({ 'match[]': '{job="\\x00"}', start });
+    expect(labels.status).toBe(200);
+    expect(labels.body.data).toEqual([]);
+    const values = await api(compacted)
+      .get(`${API}/label/gpu/values`)
+      .query({ 'match[]': 'DCGM_FI_DEV_GPU_UTIL{Hostname=~"host-3|\\x00"}' });
+    expect(values.status).toBe(200);
+    expect(values.body.data).toEqual(['0', '1', '2', '3']);
+  });
+
   it('cuts the list at limit, with a warning', async () => {
     const res = await api(hot)
       .get(`${API}/series`)
@@ -340,6 +399,9 @@ describe('GET and POST /v1/prometheus/api/v1/series', () => {
     [{ 'match[]': 'rate(x[5m])' }, /^invalid parameter "match\[\]": /],
     [{ 'match[]': '{job=~".*"}' }, /^invalid parameter "match\[\]": .*at least one non-empty matcher/],
     [{ 'match[]': 'up', limit: '-1' }, /^invalid parameter "limit"/],
+    [{ 'match[]': 'up', start: '1e308' }, /^invalid parameter "start": cannot parse "1e308"/],
+    [{ 'match[]': 'up', end: '-1e308' }, /^invalid parameter "end": cannot parse "-1e308"/],
+    [{ 'match[]': 'up', timeout: 'soon' }, /^invalid parameter "timeout": cannot parse "soon"/],
   ])('answers %j with 400 bad_data', async (params, message) => {
     const res = await api(hot).get(`${API}/series`).query(params).expect(400);
     expect(res.body).toEqual({
@@ -452,6 +514,9 @@ describe('metadata and build information', () => {
         .query({ metric: 'DCGM_FI_DEV_XID_ERRORS' })
         .expect(200);
       expect(Object.keys(one.body.data)).toEqual(['DCGM_FI_DEV_XID_ERRORS']);
+      const nul = await api(local).get(`${API}/metadata`).query({ metric: 'DCGM_FI_DEV_XID_ERRORS\u0000' });
+      expect(nul.status).toBe(200);
+      expect(nul.body).toEqual({ status: 'success', data: {} });
       expect((await api(local).get(`${API}/metadata`).query({ limit: 2 }).expect(200)).body.data).toEqual({
         DCGM_FI_DEV_GPU_TEMP: expect.any(Array),
         DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION: expect.any(Array),
@@ -632,4 +697,27 @@ describe('limits', () => {
     expect(res.status).toBe(503);
     expect(res.body).toMatchObject({ errorType: 'timeout' });
   });
+
+  it.each(['/series', '/labels', '/label/gpu/values'])(
+    'answers 503 timeout when %s runs past the timeout parameter',
+    async (path) => {
+      const locker = await limited.database.pool.connect();
+      await locker.query('BEGIN');
+      await locker.query('LOCK TABLE telemetry_series IN ACCESS EXCLUSIVE MODE');
+      const started = Date.now();
+      const res = await api(limited)
+        .get(`${API}${path}`)
+        .query({ 'match[]': 'DCGM_FI_DEV_GPU_UTIL{Hostname="host-1"}', timeout: '300ms' });
+      const took = Date.now() - started;
+      await locker.query('ROLLBACK');
+      locker.release();
+      expect(res.status).toBe(503);
+      expect(res.body).toEqual({
+        status: 'error',
+        errorType: 'timeout',
+        error: 'query timed out in expression evaluation',
+      });
+      expect(took).toBeLessThan(5_000);
+    },
+  );
 });

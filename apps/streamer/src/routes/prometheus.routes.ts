@@ -77,14 +77,15 @@ const MIN_TIME_MS = -9_223_309_901_257_974;
 
 /**
  * Prometheus' parseTime: unix seconds (a float, rounded to the millisecond) or RFC 3339; ms.
- * Prometheus' own spellings of its minimum and maximum times are accepted too.
+ * Prometheus' own spellings of its minimum and maximum times are accepted too. Seconds whose
+ * milliseconds overflow a double (1e308) are refused: Prometheus wraps them around int64.
  */
 export function parseTime(text: string): number | undefined {
   if (/^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$/.test(text.trim()) && text.trim() !== '') {
     const seconds = Number(text);
-    if (!Number.isFinite(seconds)) return undefined;
     const whole = Math.trunc(seconds);
-    return whole * 1000 + Math.round((seconds - whole) * 1000);
+    const ms = whole * 1000 + Math.round((seconds - whole) * 1000);
+    return Number.isFinite(ms) ? ms : undefined;
   }
   if (text === '-292273086-05-16T16:47:06Z') return MIN_TIME_MS;
   if (text === '292277025-08-18T07:12:54.999999999Z') return MAX_TIME_MS;
@@ -105,6 +106,9 @@ const UNITS: Record<string, number> = {
   w: 604_800_000,
   y: 31_536_000_000,
 };
+
+/** The longest duration Prometheus takes (a Go time.Duration, int64 nanoseconds, ~292y), in ms. */
+const MAX_DURATION_MS = 9_223_372_036_854;
 
 /** Prometheus' parseDuration: seconds (a float) or a duration such as 15s, 1m30s, 2h; ms. */
 export function parseDurationParam(text: string): number | undefined {
@@ -128,7 +132,7 @@ export function parseDurationParam(text: string): number | undefined {
     ms += Number(m[1]) * (UNITS[m[2] as string] as number);
     at = re.lastIndex;
   }
-  return at === text.length && lastRank >= 0 ? ms : undefined;
+  return at === text.length && lastRank >= 0 && ms <= MAX_DURATION_MS ? ms : undefined;
 }
 
 function timeParam(params: Params, name: string, fallback: number): number {
@@ -274,7 +278,8 @@ export function prometheusRoutes(prometheus: PrometheusService, now: () => numbe
     const matchers = matchParams(params, true);
     const range = rangeParams(params);
     const limit = limitParam(params);
-    const series = await prometheus.series(matchers, range);
+    const timeoutMs = timeoutParam(params);
+    const series = await prometheus.series(matchers, range, { timeoutMs, signal: clientGone(res) });
     send(res, limited(series.map(labelsToRecord), limit));
   });
 
@@ -283,7 +288,9 @@ export function prometheusRoutes(prometheus: PrometheusService, now: () => numbe
     const matchers = matchParams(params, false);
     const range = rangeParams(params);
     const limit = limitParam(params);
-    send(res, limited(await prometheus.labelNames(matchers, range), limit));
+    const timeoutMs = timeoutParam(params);
+    const names = await prometheus.labelNames(matchers, range, { timeoutMs, signal: clientGone(res) });
+    send(res, limited(names, limit));
   });
 
   router.get(`${PROMETHEUS_API}/label/:name/values`, readForm, async (req, res) => {
@@ -293,7 +300,12 @@ export function prometheusRoutes(prometheus: PrometheusService, now: () => numbe
     const matchers = matchParams(params, false);
     const range = rangeParams(params);
     const limit = limitParam(params);
-    send(res, limited(await prometheus.labelValues(name, matchers, range), limit));
+    const timeoutMs = timeoutParam(params);
+    const values = await prometheus.labelValues(name, matchers, range, {
+      timeoutMs,
+      signal: clientGone(res),
+    });
+    send(res, limited(values, limit));
   });
 
   // What exporters said of each metric (scrapes' # TYPE/# HELP/# UNIT, remote writes' metadata).
@@ -314,7 +326,11 @@ export function prometheusRoutes(prometheus: PrometheusService, now: () => numbe
         ? undefined
         : Number(limitText);
     const metric = params.get('metric');
-    const found = limit === 0 ? new Map() : await prometheus.metadata({ metric: metric || undefined, limit });
+    // No stored name holds a NUL (Postgres' text refuses one): such a metric has no metadata.
+    const found =
+      limit === 0 || metric.includes('\0')
+        ? new Map()
+        : await prometheus.metadata({ metric: metric || undefined, limit });
     // One entry per metric is kept, as exporters last said it.
     const data: Record<string, StoredMetadata[]> = {};
     for (const [name, m] of found) data[name] = [m];

@@ -30,6 +30,15 @@ describe('labelContainment: what the label index may be asked for a selector', (
     expect(containment(['__name__', '=', 'up'])).toBeNull(); // found by the metric name index
   });
 
+  it('finds nothing for values with a NUL, which Postgres cannot store, and asks only for the others', () => {
+    expect(containment(['Hostname', '=', 'a\u0000'])).toEqual([]);
+    expect(containment(['Hostname', '=~', '\u0000|b\u0000'])).toEqual([]);
+    expect(containment(['Hostname', '=~', 'a|\u0000'], ['gpu', '=', '0'])).toEqual([
+      { gpu: '0', Hostname: 'a' },
+    ]);
+    expect(containment(['Hostname', '!=', '\u0000'])).toBeNull();
+  });
+
   it('takes label names that objects have too', () => {
     expect(containment(['constructor', '=', 'a'], ['__proto__', '=~', 'b|c'])).toEqual([
       JSON.parse('{"constructor":"a","__proto__":"b"}'),

@@ -105,6 +105,14 @@ async function cancelBackend(pool: Pool, client: PoolClient): Promise<void> {
   }
 }
 
+/**
+ * The values that stored labels may hold: Postgres' text and jsonb refuse NUL, so a value with
+ * one names no stored series (and must not reach a statement, which it would fail).
+ */
+function storable(values: string[] | null): string[] | null {
+  return values && values.filter((v) => !v.includes('\0'));
+}
+
 /** Most label sets one selector asks the label index for; a longer alternation is matched here. */
 const MAX_CONTAINING = 1_000;
 
@@ -112,7 +120,8 @@ const MAX_CONTAINING = 1_000;
  * What a selector's label matchers (not __name__) let the label index find: label sets of which
  * every matching series contains one. The matchers that name their values (setMatches) do: every
  * `=` together, times the values of the shortest alternation. Null where none names values (the
- * metric's series are read and matched here); empty where no series can match (`a="x", a="y"`).
+ * metric's series are read and matched here); empty where no series can match (`a="x", a="y"`,
+ * or only values with a NUL).
  * Every matcher is still checked on every series found.
  */
 export function labelContainment(matchers: readonly CompiledMatcher[]): Record<string, string>[] | null {
@@ -121,8 +130,9 @@ export function labelContainment(matchers: readonly CompiledMatcher[]): Record<s
   let alternation: { name: string; values: string[] } | undefined;
   for (const m of matchers) {
     if (m.name === '__name__') continue;
-    const values = setMatches(m);
+    const values = storable(setMatches(m));
     if (!values) continue;
+    if (values.length === 0) return [];
     if (values.length === 1) {
       const value = values[0] as string;
       if (equal.has(m.name) && equal.get(m.name) !== value) return [];
@@ -268,7 +278,7 @@ export class PrometheusSource implements SeriesSource {
     const nameMatchers = compiled.filter((m) => m.name === '__name__');
     const equal = nameMatchers.find((m) => m.type === '=');
     let names: string[] | null = null;
-    if (equal) names = [equal.value];
+    if (equal) names = storable([equal.value]);
     else if (nameMatchers.length > 0) {
       names = (await this.run(metricNames)).filter((n) => nameMatchers.every((m) => m.matches(n)));
     }

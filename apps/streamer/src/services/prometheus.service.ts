@@ -90,20 +90,31 @@ export class PrometheusService {
   }
 
   /** The label sets of the series matching any of the sets (with data in the range, when given). */
-  async series(matchers: Matcher[][], range: { startMs?: number; endMs?: number }): Promise<Labels[]> {
-    return this.withSource('series', {}, {}, (source) => source.series(matchers, range.startMs, range.endMs));
+  async series(
+    matchers: Matcher[][],
+    range: { startMs?: number; endMs?: number },
+    call: QueryCall = {},
+  ): Promise<Labels[]> {
+    return this.withSource('series', {}, call, (source) =>
+      source.series(matchers, range.startMs, range.endMs),
+    );
   }
 
-  async labelNames(matchers: Matcher[][], range: { startMs?: number; endMs?: number }): Promise<string[]> {
-    return this.withSource('labels', {}, {}, (source) => source.labelNames({ matchers, ...range }));
+  async labelNames(
+    matchers: Matcher[][],
+    range: { startMs?: number; endMs?: number },
+    call: QueryCall = {},
+  ): Promise<string[]> {
+    return this.withSource('labels', {}, call, (source) => source.labelNames({ matchers, ...range }));
   }
 
   async labelValues(
     name: string,
     matchers: Matcher[][],
     range: { startMs?: number; endMs?: number },
+    call: QueryCall = {},
   ): Promise<string[]> {
-    return this.withSource('label_values', { 'promql.label': name }, {}, (source) =>
+    return this.withSource('label_values', { 'promql.label': name }, call, (source) =>
       source.labelValues(name, { matchers, ...range }),
     );
   }
