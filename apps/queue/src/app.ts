@@ -9,7 +9,7 @@ import {
 } from '@gpu-telemetry/service-kit';
 import type { Express } from 'express';
 import type { Pool } from 'pg';
-import type { QueueConfig } from './config';
+import { type QueueConfig, queueEnv } from './config';
 import { queueApi } from './routes/topics.openapi';
 import { publishRoutes } from './routes/publish.routes';
 import { TOPICS_BODY_LIMIT, topicsRoutes } from './routes/topics.routes';
@@ -30,7 +30,8 @@ export interface QueueAppDeps {
     | 'QUEUE_FALLBACK_POLL'
     | 'SERVICE_TOKEN'
     | 'SERVICE_TOKEN_PREVIOUS'
-  >;
+  > &
+    Partial<Pick<QueueConfig, 'QUEUE_RESPONSE_LIMIT'>>;
   /** Tests: holds every answer to the OpenAPI document (see createServiceApp). */
   checkResponse?: ResponseCheck;
 }
@@ -72,6 +73,7 @@ export function createApp(deps: QueueAppDeps): QueueApp {
       defaultMaxAttempts: config.QUEUE_MAX_ATTEMPTS,
       maxPayloadBytes: config.QUEUE_MAX_PAYLOAD,
       fallbackPollMs: config.QUEUE_FALLBACK_POLL,
+      maxResponseBytes: config.QUEUE_RESPONSE_LIMIT ?? queueEnv.shape.QUEUE_RESPONSE_LIMIT.parse(undefined),
     },
   });
   const app = createServiceApp({

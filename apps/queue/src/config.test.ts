@@ -13,6 +13,7 @@ describe('queue configuration', () => {
       QUEUE_MAX_ATTEMPTS: 5,
       QUEUE_MAX_PAYLOAD: 262_144,
       QUEUE_BODY_LIMIT: 33_554_432,
+      QUEUE_RESPONSE_LIMIT: 4_194_304,
       QUEUE_FALLBACK_POLL: 5_000,
     });
   });

@@ -10,6 +10,8 @@ export const queueEnv = z.object({
   QUEUE_MAX_PAYLOAD: bytes('256kb'),
   /** Largest request body: a batch of up to 1000 messages. */
   QUEUE_BODY_LIMIT: bytes('32mb'),
+  /** Most payload bytes one lease or dead-letter page carries (always one message, at least). */
+  QUEUE_RESPONSE_LIMIT: bytes('4mb'),
   /** A waiting lease looks again at least this often, even without a wake-up. */
   QUEUE_FALLBACK_POLL: duration('5s', { min: '10ms', max: '1m' }),
 });

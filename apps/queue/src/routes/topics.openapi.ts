@@ -1,12 +1,9 @@
 import {
   ackBody,
   deadLetter,
-  deadLettersQuery,
   extendBody,
   lease,
-  leaseBody,
   messageInput,
-  nackBody,
   publishBatchBody,
   publishResult,
   redriveBody,
@@ -18,6 +15,7 @@ import {
 import { type Operation, openApiDocument, SERVICE_CREDENTIAL_PROBLEMS } from '@gpu-telemetry/service-kit';
 import { z } from 'zod';
 import { MAX_NESTING } from '../services/publish-body';
+import { deadLettersQuery, leaseBody, nackBody } from './topics.schemas';
 
 const topic = z.object({ topic: topicName });
 const leaseParams = z.object({ topic: topicName, leaseId: uuid });
@@ -72,7 +70,8 @@ export const topicsOperations: Operation[] = [
   {
     method: 'post',
     path: '/v1/topics/{topic}/leases',
-    summary: 'Lease up to max ready messages, long-polling up to waitSeconds',
+    summary:
+      'Lease up to max ready messages, oldest first, long-polling up to waitSeconds; no more than QUEUE_RESPONSE_LIMIT of payloads (but always one message): the rest stay ready for the next lease',
     tags,
     params: topic,
     body: leaseBody,
@@ -132,13 +131,15 @@ export const topicsOperations: Operation[] = [
   {
     method: 'get',
     path: '/v1/topics/{topic}/dead',
-    summary: 'Dead letters, oldest first',
+    summary:
+      'Dead letters, oldest first: up to limit, and no more than QUEUE_RESPONSE_LIMIT of payloads (but always one)',
     tags,
     params: topic,
     query: deadLettersQuery,
     responses: {
       200: {
-        description: 'A page of dead letters; nextCursor is the cursor of the next page, null on the last',
+        description:
+          'A page of dead letters; nextCursor is the cursor of the next page (also when the page was cut short by QUEUE_RESPONSE_LIMIT), null on the last',
         schema: z.object({ messages: z.array(deadLetter), nextCursor: z.string().nullable() }),
       },
     },

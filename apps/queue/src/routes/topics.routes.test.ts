@@ -302,6 +302,152 @@ describe('POST /v1/topics/:topic/leases', () => {
       await slow.stop();
     }
   });
+
+  it('wakes a lease already waiting when a message nacked with a delay becomes visible', async () => {
+    const slow = await startQueueTestApp({ QUEUE_FALLBACK_POLL: 60_000 }, queue.database);
+    try {
+      const topic = topicName();
+      const slowApi = () => request(asService(slow.app));
+      await slowApi().post(`/v1/topics/${topic}/messages`).send({ payload: 'retry me' }).expect(201);
+      const held = (
+        await slowApi()
+          .post(`/v1/topics/${topic}/leases`)
+          .send({ consumer: 'a', visibilitySeconds: 30 })
+          .expect(200)
+      ).body;
+      // The only message is in flight for 30 s: the waiter sleeps until then, or until woken.
+      const waiting = slowApi()
+        .post(`/v1/topics/${topic}/leases`)
+        .send({ consumer: 'b', waitSeconds: 20 })
+        .then((res) => ({ res, at: Date.now() }));
+      await waitFor('the lease to wait', () => slow.waiters.waiting === 1, {
+        timeoutMs: 5_000,
+        intervalMs: 10,
+      });
+      const nackedAt = Date.now();
+      await slowApi()
+        .post(`/v1/topics/${topic}/nacks`)
+        .send({ leaseId: held.leaseId, delaySeconds: 1 })
+        .expect(200, { nacked: 1, dead: 0 });
+      const { res, at } = await waiting;
+      expect(res.body.messages.map((m: { payload: unknown }) => m.payload)).toEqual(['retry me']);
+      expect(at - nackedAt).toBeGreaterThanOrEqual(900);
+      expect(at - nackedAt).toBeLessThan(1_500);
+    } finally {
+      await slow.stop();
+    }
+  });
+
+  it('answers the leaseUntil its lease row holds in Postgres, as extend does', async () => {
+    const topic = topicName();
+    await publish(
+      topic,
+      Array.from({ length: 300 }, (_, n) => ({ payload: { n } })),
+    );
+    const leased = await lease(topic, { max: 300, visibilitySeconds: 60 });
+    const held = async () =>
+      (
+        await queue.database.pool.query<{ until: string }>(
+          `SELECT to_char(lease_until AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') AS until
+           FROM queue_leases WHERE lease_id = $1`,
+          [leased.leaseId],
+        )
+      ).rows[0]?.until;
+    expect(leased.messages).toHaveLength(300);
+    expect(leased.leaseUntil).toBe(await held());
+    const extended = await api()
+      .post(`/v1/topics/${topic}/leases/${leased.leaseId}/extend`)
+      .send({ visibilitySeconds: 60 })
+      .expect(200);
+    expect(extended.body.leaseUntil).toBe(await held());
+  });
+});
+
+describe('QUEUE_RESPONSE_LIMIT', () => {
+  const KB = 1024;
+  /** About 200 KB of JSON each: five fit in 1 MiB, six do not. */
+  const large = (n: number) => ({ payload: { n, pad: 'x'.repeat(200_000) } });
+  let limited: QueueTestApp;
+
+  beforeAll(async () => {
+    limited = await startQueueTestApp({ QUEUE_RESPONSE_LIMIT: 1024 * KB }, queue.database);
+  });
+
+  afterAll(async () => {
+    await limited.stop();
+  });
+
+  const limitedApi = () => request(asService(limited.app));
+  const numbers = (messages: { payload: { n: number } }[]) => messages.map((m) => m.payload.n);
+
+  it('stops a lease where its payloads would pass the limit; the rest stay ready for the next', async () => {
+    const topic = topicName();
+    const { ids } = await publish(
+      topic,
+      Array.from({ length: 8 }, (_, n) => large(n)),
+    );
+    const leaseAll = async () =>
+      (await limitedApi().post(`/v1/topics/${topic}/leases`).send({ consumer: 'c', max: 1000 }).expect(200))
+        .body;
+    const first = await leaseAll();
+    expect(numbers(first.messages)).toEqual([0, 1, 2, 3, 4]);
+    expect(await stats(topic)).toMatchObject({ ready: 3, inFlight: 5 });
+    const second = await leaseAll();
+    expect(numbers(second.messages)).toEqual([5, 6, 7]);
+    expect(second.messages.every((m: { attempts: number }) => m.attempts === 1)).toBe(true);
+    expect((await leaseAll()).messages).toEqual([]);
+    const delivered = [...first.messages, ...second.messages].map((m: { id: string }) => m.id);
+    expect(delivered).toEqual(ids);
+    await limitedApi()
+      .post(`/v1/topics/${topic}/acks`)
+      .send({ leaseId: first.leaseId })
+      .expect(200, { acked: 5 });
+    await limitedApi()
+      .post(`/v1/topics/${topic}/acks`)
+      .send({ leaseId: second.leaseId })
+      .expect(200, { acked: 3 });
+  });
+
+  it('always leases one message, even one larger than the limit', async () => {
+    const small = await startQueueTestApp({ QUEUE_RESPONSE_LIMIT: 1 }, queue.database);
+    try {
+      const topic = topicName();
+      await publish(topic, [{ payload: 'a' }, { payload: 'b' }]);
+      const leaseAll = async () =>
+        (
+          await request(asService(small.app))
+            .post(`/v1/topics/${topic}/leases`)
+            .send({ consumer: 'c', max: 10 })
+            .expect(200)
+        ).body.messages.map((m: { payload: unknown }) => m.payload);
+      expect(await leaseAll()).toEqual(['a']);
+      expect(await leaseAll()).toEqual(['b']);
+    } finally {
+      await small.stop();
+    }
+  });
+
+  it('cuts a dead-letter page where its payloads would pass the limit, with a cursor to the rest', async () => {
+    const topic = topicName();
+    await api().put(`/v1/topics/${topic}`).send({ maxAttempts: 1 }).expect(200);
+    await publish(
+      topic,
+      Array.from({ length: 8 }, (_, n) => large(n)),
+    );
+    const { leaseId } = await lease(topic, { max: 8 });
+    await api()
+      .post(`/v1/topics/${topic}/nacks`)
+      .send({ leaseId, deadLetter: true, reason: 'too big to bear' })
+      .expect(200, { nacked: 8, dead: 8 });
+    const page1 = (await limitedApi().get(`/v1/topics/${topic}/dead?limit=1000`).expect(200)).body;
+    expect(numbers(page1.messages)).toEqual([0, 1, 2, 3, 4]);
+    expect(page1.nextCursor).toEqual(expect.any(String));
+    const page2 = (
+      await limitedApi().get(`/v1/topics/${topic}/dead?limit=1000&cursor=${page1.nextCursor}`).expect(200)
+    ).body;
+    expect(numbers(page2.messages)).toEqual([5, 6, 7]);
+    expect(page2.nextCursor).toBeNull();
+  });
 });
 
 describe('POST /v1/topics/:topic/acks', () => {
@@ -525,6 +671,39 @@ describe('GET /v1/topics', () => {
     expect(value('queue_publish_insert_paths_total', ',path="new"')).toBe(1);
     expect(value('queue_publish_insert_paths_total', ',path="dedup"')).toBe(1);
     expect(text).toContain('queue_lease_wait_seconds_bucket');
+  });
+});
+
+describe('made-up topic names', () => {
+  it('leave no series in /metrics and no waiters behind, while real topics keep theirs', async () => {
+    const names = Array.from({ length: 40 }, () => `made-up-${randomUUID().slice(0, 8)}`);
+    await Promise.all(names.map((name) => lease(name, { waitSeconds: 0.05 })));
+    await Promise.all(
+      names.flatMap((name) => [
+        api().post(`/v1/topics/${name}/acks`).send({ leaseId: randomUUID() }).expect(409),
+        api().post(`/v1/topics/${name}/nacks`).send({ leaseId: randomUUID() }).expect(409),
+        api().post(`/v1/topics/${name}/leases/${randomUUID()}/extend`).send({}).expect(409),
+      ]),
+    );
+    // Published through another replica: this one learns from Postgres that the topic exists.
+    const real = topicName();
+    const other = await startQueueTestApp({}, queue.database);
+    await request(asService(other.app)).post(`/v1/topics/${real}/messages`).send({ payload: 1 }).expect(201);
+    await other.stop();
+    await lease(real, { waitSeconds: 0.05 });
+    await lease(real, { waitSeconds: 0.05 });
+    await api().post(`/v1/topics/${real}/acks`).send({ leaseId: randomUUID() }).expect(409);
+
+    const text = (await api().get('/metrics').expect(200)).text;
+    for (const name of names) expect(text).not.toContain(name);
+    expect(text).toMatch(
+      new RegExp(`^queue_lease_wait_seconds_count\\{[^}]*topic="${real}",outcome="empty"[^}]*\\} 1$`, 'm'),
+    );
+    expect(text).toMatch(
+      new RegExp(`^queue_lease_conflicts_total\\{[^}]*topic="${real}",operation="ack"[^}]*\\} 1$`, 'm'),
+    );
+    expect(queue.waiters.waiting).toBe(0);
+    expect(queue.waiters.topicsWaitedOn).toBe(0);
   });
 });
 

@@ -1,18 +1,9 @@
-import {
-  ackBody,
-  deadLettersQuery,
-  extendBody,
-  leaseBody,
-  nackBody,
-  redriveBody,
-  topicName,
-  topicSettingsBody,
-  uuid,
-} from '@gpu-telemetry/model';
+import { ackBody, extendBody, redriveBody, topicName, topicSettingsBody, uuid } from '@gpu-telemetry/model';
 import { validate } from '@gpu-telemetry/service-kit';
 import { type Response, Router } from 'express';
 import { z } from 'zod';
 import type { QueueService, RawLease } from '../services/queue.service';
+import { deadLettersQuery, leaseBody, nackBody } from './topics.schemas';
 
 const topicParams = z.object({ topic: topicName });
 const leaseParams = z.object({ topic: topicName, leaseId: uuid });
@@ -120,7 +111,7 @@ function sendLease(res: Response, lease: RawLease): void {
   res
     .type('application/json')
     .send(
-      `{"leaseId":${JSON.stringify(lease.leaseId)},"leaseUntil":${JSON.stringify(lease.leaseUntil?.toISOString() ?? null)},` +
+      `{"leaseId":${JSON.stringify(lease.leaseId)},"leaseUntil":${JSON.stringify(lease.leaseUntil)},` +
         `"messages":[${messages.join(',')}]}`,
     );
 }

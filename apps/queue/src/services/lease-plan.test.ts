@@ -34,7 +34,7 @@ async function leasePlans(client: PoolClient, topic: string): Promise<string> {
     await client.query(`SET auto_explain.log_level = notice`);
     await client.query(`SET client_min_messages = notice`);
     const { rows } = await client.query(
-      `SELECT * FROM queue_lease($1, 100, interval '30 seconds', $2, 'plan-test', 5)`,
+      `SELECT * FROM queue_lease($1, 100, interval '30 seconds', $2, 'plan-test', 5, 4194304)`,
       [topic, randomUUID()],
     );
     expect(rows).toHaveLength(100);
@@ -117,7 +117,7 @@ describe('the settle plans', () => {
     const leaseOf = async () => {
       const leaseId = randomUUID();
       const { rows } = await pool.query<{ msg_uuid: string }>(
-        `SELECT msg_uuid FROM queue_lease('settle', 100, interval '30 seconds', $1, 'plan-test', 5)`,
+        `SELECT msg_uuid FROM queue_lease('settle', 100, interval '30 seconds', $1, 'plan-test', 5, 4194304)`,
         [leaseId],
       );
       expect(rows).toHaveLength(100);

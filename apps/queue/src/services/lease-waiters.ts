@@ -22,6 +22,11 @@ export class LeaseWaiters {
     return n;
   }
 
+  /** Topics someone is waiting on: none once nobody waits, whatever names were waited on. */
+  get topicsWaitedOn(): number {
+    return this.sleepers.size;
+  }
+
   /** Something became ready on `topic`: wake everyone waiting on it. */
   notify(topic: string): void {
     this.versions.set(topic, this.version(topic) + 1);
@@ -41,6 +46,8 @@ export class LeaseWaiters {
       const wake = () => {
         clearTimeout(timer);
         set.delete(wake);
+        // The last sleeper forgets the topic (unless a notify already has, and a new set replaced it).
+        if (set.size === 0 && this.sleepers.get(topic) === set) this.sleepers.delete(topic);
         signal?.removeEventListener('abort', wake);
         resolve();
       };

@@ -44,21 +44,21 @@ const RAW_JSON = typeParsers(rawJson);
 /**
  * Leased rows, whose times go out as ISO 8601 text: each value is converted straight to that,
  * once per distinct value. The messages of one publish share their publish time (the insert's
- * transaction time), so a lease of 100 typically converts one, not 100 (a Date parse and a
- * toISOString each).
+ * transaction time), and every row of a lease its lease_until, so a lease of 100 typically
+ * converts two, not 200 (a Date parse and a toISOString each).
  */
 const LEASED = typeParsers({ ...rawJson, [TIMESTAMPTZ_OID]: isoTimeOnce() });
 
+/** Remembers the last two values: a row's published_at and lease_until alternate. */
 function isoTimeOnce(): (text: string) => string {
   const parse = pgTypes.getTypeParser(TIMESTAMPTZ_OID, 'text') as (text: string) => Date;
-  let lastText = '';
-  let lastIso = '';
+  let last = { text: '', iso: '' };
+  let before = { text: '', iso: '' };
   return (text) => {
-    if (text !== lastText) {
-      lastIso = parse(text).toISOString();
-      lastText = text;
-    }
-    return lastIso;
+    if (text === last.text) return last.iso;
+    if (text !== before.text) before = { text, iso: parse(text).toISOString() };
+    [last, before] = [before, last];
+    return last.iso;
   };
 }
 
@@ -73,18 +73,24 @@ function counted(source: string, live: string, dead: string): string {
 }
 
 /**
- * The messages a settle call is about: the named ids, or every message the lease took (from its
- * queue_leases row). Rows are then matched by key and by lease id, so a message re-leased to
- * someone else is never touched, and a dead one neither (going dead clears lease_id).
+ * The ids of the messages a settle call is about: the named ones, or every message the lease took
+ * (from its queue_leases row). Rows are then matched by key and by lease id, so a message re-leased
+ * to someone else is never touched, and a dead one neither (going dead clears lease_id).
+ *
+ * Without ids, the sub-select locks the lease row (FOR UPDATE, in an InitPlan: before any message),
+ * as extend and release lock it first too. Were it locked last (FORGET_LEASE deletes it), an ack
+ * racing a heartbeat could hold messages the heartbeat waits for while it waits for the row the
+ * heartbeat holds: a deadlock, which Postgres breaks by failing one of them. With ids, coalesce
+ * never runs the sub-select, and the lease row is not touched.
  *
  * Settle, extend and release statements name rows by key only: no `dead_at IS NULL`, which would
  * let the planner pick the partial lease index and filter the topic's whole backlog when the
  * statistics are stale, e.g. minutes after a burst of publishes. By key, the primary key is the
  * only index that fits (lease-plan.test.ts holds it).
  */
-const TARGETS = `targets AS (
-    SELECT coalesce($3::uuid[], (SELECT l.msg_uuids FROM queue_leases l WHERE l.lease_id = $2 AND l.topic = $1)) AS ids
-  )`;
+const TARGET_IDS = `coalesce($3::uuid[], (
+    SELECT l.msg_uuids FROM queue_leases l WHERE l.lease_id = $2 AND l.topic = $1 FOR UPDATE
+  ))`;
 
 /** Forgets the lease row once the whole lease is settled (no ids named). */
 const FORGET_LEASE = `forgotten AS (DELETE FROM queue_leases WHERE lease_id = $2 AND topic = $1 AND $3::uuid[] IS NULL)`;
@@ -159,24 +165,28 @@ export interface LeasedRow {
   published_at: string;
   redelivered: boolean;
   dead: boolean;
+  /** ISO 8601: the deadline the lease row holds, the same on every row. */
+  lease_until: string;
 }
 
 const lease = statement<LeasedRow>(
   'lease',
-  `SELECT msg_uuid::text, seq, payload, attempts, published_at, redelivered, dead
-   FROM queue_lease($1, $2, make_interval(secs => $3), $4, $5, $6)`,
+  `SELECT msg_uuid::text, seq, payload, attempts, published_at, redelivered, dead, lease_until
+   FROM queue_lease($1, $2, make_interval(secs => $3), $4, $5, $6, $7)`,
   LEASED,
 );
 
 /**
- * See queue_lease() in migrations/0008_queue_lease_json.sql (why each part is there: 0001_queue.sql):
- * SKIP LOCKED, a pinned index-ordered plan, dead on exhaustion.
+ * See queue_lease() in migrations/0024_queue_lease_budget.sql (why each part is there: 0001_queue.sql):
+ * SKIP LOCKED, a pinned index-ordered plan, dead on exhaustion, and at most `maxBytes` of payloads
+ * (but always one message).
  */
 export async function leaseMessages(
   db: Queryable,
   args: {
     topic: string;
     max: number;
+    maxBytes: number;
     visibilitySeconds: number;
     leaseId: string;
     consumer: string;
@@ -190,6 +200,7 @@ export async function leaseMessages(
     args.leaseId,
     args.consumer,
     args.defaultMaxAttempts,
+    args.maxBytes,
   ]);
   // RETURNING order is not guaranteed; deliver in the order the lease walked (publish order).
   return rows.sort((a, b) => a.seq.length - b.seq.length || (a.seq < b.seq ? -1 : 1));
@@ -218,10 +229,9 @@ export interface Settlement {
 
 const ack = statement<{ settled: string[] }>(
   'ack',
-  `WITH ${TARGETS},
-   gone AS (
-     DELETE FROM queue_messages m USING targets t
-     WHERE m.topic = $1 AND m.msg_uuid = ANY(t.ids) AND m.lease_id = $2
+  `WITH gone AS (
+     DELETE FROM queue_messages m
+     WHERE m.topic = $1 AND m.msg_uuid = ANY(${TARGET_IDS}) AND m.lease_id = $2
      RETURNING m.msg_uuid
    ),
    ${FORGET_LEASE},
@@ -231,8 +241,7 @@ const ack = statement<{ settled: string[] }>(
 
 const nack = statement<{ settled: string[]; dead: number }>(
   'nack',
-  `WITH ${TARGETS},
-   settings AS MATERIALIZED (
+  `WITH settings AS MATERIALIZED (
      SELECT coalesce((SELECT max_attempts FROM queue_topics WHERE topic = $1), $6::int) AS max_attempts
    ),
    changed AS (
@@ -241,8 +250,8 @@ const nack = statement<{ settled: string[]; dead: number }>(
        visible_at = now() + make_interval(secs => $4),
        last_error = $5,
        dead_at = CASE WHEN $7 OR m.attempts >= s.max_attempts THEN now() END
-     FROM targets t, settings s
-     WHERE m.topic = $1 AND m.msg_uuid = ANY(t.ids) AND m.lease_id = $2
+     FROM settings s
+     WHERE m.topic = $1 AND m.msg_uuid = ANY(${TARGET_IDS}) AND m.lease_id = $2
      RETURNING m.msg_uuid, m.dead_at IS NOT NULL AS dead
    ),
    ${FORGET_LEASE},
@@ -348,27 +357,42 @@ export async function forgetEndedLeases(db: Queryable, graceSeconds: number): Pr
 export interface DeadRow {
   seq: string;
   msg_uuid: string;
-  payload: string;
+  /** Null past the byte budget (`fits` false). */
+  payload: string | null;
   attempts: number;
   published_at: Date;
   dead_at: Date;
   last_error: string | null;
+  /** The payloads up to and including this one are within the budget (the first always is). */
+  fits: boolean;
 }
 
+// The page is cut where the payloads pass the budget, in Postgres, so that a page of large ones is
+// never sent to the service at all; the rows after the cut come without payload, to say there is more.
 const dead = statement<DeadRow>(
   'dead',
-  `SELECT seq, msg_uuid::text, payload, attempts, published_at, dead_at, last_error
-   FROM queue_messages
-   WHERE topic = $1 AND dead_at IS NOT NULL AND seq > $2::bigint
-   ORDER BY seq
-   LIMIT $3`,
+  `SELECT seq, msg_uuid::text, CASE WHEN fits THEN payload END AS payload, attempts, published_at,
+          dead_at, last_error, fits
+   FROM (
+     SELECT d.*, row_number() OVER w = 1 OR sum(octet_length(d.payload::text)) OVER w <= $4 AS fits
+     FROM (
+       SELECT seq, msg_uuid, payload, attempts, published_at, dead_at, last_error
+       FROM queue_messages
+       WHERE topic = $1 AND dead_at IS NOT NULL AND seq > $2::bigint
+       ORDER BY seq
+       LIMIT $3
+     ) AS d
+     WINDOW w AS (ORDER BY seq ROWS UNBOUNDED PRECEDING)
+   ) AS page
+   ORDER BY seq`,
 );
 
+/** Up to `limit` dead letters after `after`, oldest first, payloads within `maxBytes` marked `fits`. */
 export async function listDeadLetters(
   db: Queryable,
-  args: { topic: string; limit: number; after?: string },
+  args: { topic: string; limit: number; maxBytes: number; after?: string },
 ): Promise<DeadRow[]> {
-  return dead(db, [args.topic, args.after ?? '0', args.limit]);
+  return dead(db, [args.topic, args.after ?? '0', args.limit, args.maxBytes]);
 }
 
 const redrive = statement<{ n: number }>(
@@ -444,6 +468,16 @@ const stats = statement<TopicRow>(
  */
 export async function topicStats(db: Queryable, topic?: string): Promise<TopicRow[]> {
   return stats(db, [topic ?? null]);
+}
+
+const exists = statement<{ exists: boolean }>(
+  'topic_exists',
+  `SELECT EXISTS (SELECT 1 FROM queue_topics WHERE topic = $1) AS exists`,
+);
+
+/** Whether the topic was ever published to (or configured). */
+export async function topicExists(db: Queryable, topic: string): Promise<boolean> {
+  return (await exists(db, [topic]))[0]?.exists ?? false;
 }
 
 const upsertSettings = statement(

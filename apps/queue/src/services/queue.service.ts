@@ -1,5 +1,6 @@
-import { withTransaction } from '@gpu-telemetry/db';
+import { isPgError, withTransaction } from '@gpu-telemetry/db';
 import {
+  AppError,
   ConflictError,
   type FieldError,
   NotFoundError,
@@ -21,6 +22,11 @@ export interface QueueSettings {
   maxPayloadBytes: number;
   /** Longest a waiting lease sleeps before looking again without a wake-up (missed NOTIFY, clock). */
   fallbackPollMs: number;
+  /**
+   * Most payload bytes (JSON text) a lease or a dead-letter page carries, but always one message:
+   * the service builds each answer a few times over in memory.
+   */
+  maxResponseBytes: number;
 }
 
 export interface QueueServiceDeps {
@@ -44,13 +50,15 @@ export interface RawLeasedMessage {
 
 export interface RawLease {
   leaseId: string | null;
-  leaseUntil: Date | null;
+  /** ISO 8601, as the lease row holds it. */
+  leaseUntil: string | null;
   messages: RawLeasedMessage[];
 }
 
 const tracer = getTracer('queue');
 
 export class QueueService {
+  /** Topics known to exist. Topics are never deleted, so it holds at most every topic there is. */
   private readonly knownTopics = new Set<string>();
 
   constructor(private readonly deps: QueueServiceDeps) {}
@@ -101,10 +109,10 @@ export class QueueService {
   }
 
   /**
-   * Leases up to `max` messages, waiting up to `waitSeconds` for some to arrive. Wakes on a
-   * publish to the topic (this replica or another), or when the next delayed or expired message
-   * becomes visible; returns an empty lease when the wait runs out, the caller goes away, or the
-   * service shuts down.
+   * Leases up to `max` messages, and no more than `maxResponseBytes` of payloads, waiting up to
+   * `waitSeconds` for some to arrive. Wakes on a publish to the topic (this replica or another),
+   * or when the next delayed or expired message becomes visible; returns an empty lease when the
+   * wait runs out, the caller goes away, or the service shuts down.
    */
   async lease(
     topic: string,
@@ -121,11 +129,13 @@ export class QueueService {
         const deadline = started + request.waitSeconds * 1000;
         const leaseId = uuidv7();
         let messages: RawLeasedMessage[] = [];
+        let leaseUntil: string | null = null;
         for (;;) {
           const seen = waiters.version(topic);
           const rows = await q.leaseMessages(db, {
             topic,
             max: request.max,
+            maxBytes: settings.maxResponseBytes,
             visibilitySeconds: request.visibilitySeconds,
             leaseId,
             consumer: request.consumer,
@@ -142,6 +152,7 @@ export class QueueService {
               publishedAt: row.published_at,
             }));
           if (messages.length > 0) {
+            leaseUntil = rows.find((row) => !row.dead)?.lease_until ?? null;
             metrics.leased.inc({ topic }, messages.length);
             const redelivered = rows.filter((row) => row.redelivered && !row.dead).length;
             if (redelivered > 0) metrics.redelivered.inc({ topic }, redelivered);
@@ -157,10 +168,11 @@ export class QueueService {
           await waiters.wait(topic, seen, sleep, signal);
         }
         const waited = (Date.now() - started) / 1000;
-        metrics.leaseWait.observe({ topic, outcome: messages.length > 0 ? 'messages' : 'empty' }, waited);
+        if (messages.length > 0 || (await this.exists(topic)))
+          metrics.leaseWait.observe({ topic, outcome: messages.length > 0 ? 'messages' : 'empty' }, waited);
         span.setAttribute('queue.leased', messages.length);
         if (messages.length === 0) return { leaseId: null, leaseUntil: null, messages };
-        return { leaseId, leaseUntil: new Date(Date.now() + request.visibilitySeconds * 1000), messages };
+        return { leaseId, leaseUntil, messages };
       },
     );
   }
@@ -205,7 +217,9 @@ export class QueueService {
         const nacked = result.settled.length;
         metrics.nacked.inc({ topic }, nacked);
         if (result.dead > 0) metrics.dead.inc({ topic }, result.dead);
-        if (nacked > result.dead && request.delaySeconds === 0) this.deps.notifier.published(topic);
+        // Waiters wake to take what is ready now; for delayed messages they wake to look again, and
+        // then sleep until the earliest is due rather than until a later one or the fallback poll.
+        if (nacked > result.dead) this.deps.notifier.published(topic);
         return { nacked, dead: result.dead };
       },
     );
@@ -217,13 +231,11 @@ export class QueueService {
     visibilitySeconds: number,
   ): Promise<{ leaseId: string; leaseUntil: Date; extended: number }> {
     return withSpan(tracer, 'queue.extend', { ...attrs(topic), 'queue.lease_id': leaseId }, async () => {
-      const { extended, leaseUntil } = await q.extendLease(this.deps.db, {
-        topic,
-        leaseId,
-        visibilitySeconds,
-      });
+      const { extended, leaseUntil } = await this.retryOnce('extend', () =>
+        q.extendLease(this.deps.db, { topic, leaseId, visibilitySeconds }),
+      );
       if (extended === 0 || !leaseUntil) {
-        this.deps.metrics.conflicts.inc({ topic, operation: 'extend' });
+        await this.countConflict(topic, 'extend');
         throw new ConflictError(
           `Lease ${leaseId} is no longer held: its messages were acked, or re-leased after it expired.`,
         );
@@ -234,7 +246,7 @@ export class QueueService {
 
   /** The caller went away before receiving its lease: give the messages back at once. */
   async release(topic: string, leaseId: string): Promise<number> {
-    const released = await q.releaseLease(this.deps.db, { topic, leaseId });
+    const released = await this.retryOnce('release', () => q.releaseLease(this.deps.db, { topic, leaseId }));
     if (released > 0) this.deps.notifier.published(topic);
     return released;
   }
@@ -269,11 +281,17 @@ export class QueueService {
     return this.topic(topic);
   }
 
+  /** Up to `limit` dead letters, fewer where their payloads would pass `maxResponseBytes`. */
   async deadLetters(topic: string, limit: number, cursor?: string) {
     await this.topic(topic);
-    const rows = await q.listDeadLetters(this.deps.db, { topic, limit: limit + 1, after: cursor });
-    const page = rows.slice(0, limit);
-    return { rows: page, nextCursor: rows.length > limit ? (page.at(-1)?.seq ?? null) : null };
+    const rows = await q.listDeadLetters(this.deps.db, {
+      topic,
+      limit: limit + 1,
+      maxBytes: this.deps.settings.maxResponseBytes,
+      after: cursor,
+    });
+    const page = rows.filter(withPayload).slice(0, limit);
+    return { rows: page, nextCursor: rows.length > page.length ? (page.at(-1)?.seq ?? null) : null };
   }
 
   async redrive(topic: string, ids?: string[]): Promise<{ redriven: number }> {
@@ -294,7 +312,7 @@ export class QueueService {
   /**
    * Runs an ack or nack statement. Named ids are all or nothing: in a transaction that rolls back
    * when the lease no longer holds every one. A lease that holds none (or not all) of the messages
-   * is a 409 that changed nothing.
+   * is a 409 that changed nothing. A deadlock victim runs once more (retryOnce).
    */
   private async settle(
     operation: 'ack' | 'nack',
@@ -303,36 +321,86 @@ export class QueueService {
     ids: string[] | undefined,
     run: (db: q.Queryable) => Promise<q.Settlement>,
   ): Promise<q.Settlement> {
-    const conflict = (detail: string, extensions?: Record<string, unknown>) => {
-      this.deps.metrics.conflicts.inc({ topic, operation });
-      return new ConflictError(detail, extensions);
-    };
-    const result = ids
-      ? await withTransaction(this.deps.db, async (tx) => {
-          const result = await run(tx);
-          if (result.settled.length < ids.length) {
-            const held = new Set(result.settled);
-            const notHeld = ids.filter((id) => !held.has(id));
-            throw conflict(
-              `Lease ${leaseId} no longer holds ${notHeld.length} of the ${ids.length} messages named; nothing was ${operation}ed.`,
-              { notHeld },
-            );
-          }
-          return result;
-        })
-      : await run(this.deps.db); // the whole lease: one statement, atomic on its own
+    const result = await this.retryOnce(
+      operation,
+      () =>
+        ids
+          ? withTransaction(this.deps.db, async (tx) => {
+              const result = await run(tx);
+              if (result.settled.length < ids.length) {
+                const held = new Set(result.settled);
+                const notHeld = ids.filter((id) => !held.has(id));
+                throw new ConflictError(
+                  `Lease ${leaseId} no longer holds ${notHeld.length} of the ${ids.length} messages named; nothing was ${operation}ed.`,
+                  { notHeld },
+                );
+              }
+              return result;
+            })
+          : run(this.deps.db), // the whole lease: one statement, atomic on its own
+    ).catch(async (error: unknown) => {
+      if (error instanceof ConflictError) await this.countConflict(topic, operation);
+      throw error;
+    });
     if (result.settled.length === 0) {
-      throw conflict(
+      await this.countConflict(topic, operation);
+      throw new ConflictError(
         `Lease ${leaseId} holds no messages: they were already settled, or re-leased after the lease expired.`,
       );
     }
     return result;
   }
 
+  /**
+   * Runs a statement (or transaction) once more when Postgres aborted it as a deadlock victim or
+   * a serialization failure, which left nothing behind. Aborted twice, it is a 503 to retry.
+   */
+  private async retryOnce<T>(operation: string, run: () => Promise<T>): Promise<T> {
+    try {
+      return await run();
+    } catch (error) {
+      if (!isRetryable(error)) throw error;
+      this.deps.logger.warn({ err: error, operation }, 'Postgres aborted the statement; running it again');
+    }
+    try {
+      return await run();
+    } catch (error) {
+      if (!isRetryable(error)) throw error;
+      throw new AppError(503, `Postgres aborted the ${operation} twice (${error.code}); retry it.`, {
+        headers: { 'Retry-After': '1' },
+      });
+    }
+  }
+
+  /** Conflicts are counted by topic only for topics that exist, so made-up names add no series. */
+  private async countConflict(topic: string, operation: 'ack' | 'nack' | 'extend'): Promise<void> {
+    if (await this.exists(topic)) this.deps.metrics.conflicts.inc({ topic, operation });
+  }
+
+  /**
+   * Whether the topic was ever published to or configured, asked of Postgres until it is. For
+   * metric labels only: when Postgres cannot say, no, rather than fail the request.
+   */
+  private async exists(topic: string): Promise<boolean> {
+    if (this.knownTopics.has(topic)) return true;
+    if (!(await q.topicExists(this.deps.db, topic).catch(() => false))) return false;
+    this.knownTopics.add(topic);
+    return true;
+  }
+
   /** Forgets leases that ended long ago (housekeeping; message visibility never depends on it). */
   forgetEndedLeases(graceSeconds: number): Promise<number> {
     return q.forgetEndedLeases(this.deps.db, graceSeconds);
   }
+}
+
+/** A deadlock victim or a serialization failure: Postgres undid the statement, and it may run again. */
+function isRetryable(error: unknown): error is Error & { code: string } {
+  return isPgError(error, '40P01') || isPgError(error, '40001');
+}
+
+function withPayload(row: q.DeadRow): row is q.DeadRow & { payload: string } {
+  return row.fits && row.payload !== null;
 }
 
 function attrs(topic: string, count?: number) {
