@@ -97,6 +97,69 @@ describe('createConsumer', () => {
     ]);
   });
 
+  it('dead-letters a message whose failure reason is longer than the queue takes, with the reason cut', async () => {
+    const topic = 'consumer-long-reason';
+    await queue.queue.configure(topic, 1);
+    await client.publish(topic, [{ payload: { n: 1 } }]);
+    const consumer = createConsumer<{ n: number }>({
+      client,
+      topic,
+      consumer: 'test',
+      concurrency: 1,
+      batch: 1,
+      visibilitySeconds: 30,
+      waitSeconds: 1,
+      logger,
+      handle: async (messages) => ({
+        failed: messages.map((m) => ({ id: m.id, reason: `field ${'x'.repeat(3_000)} is not known` })),
+      }),
+    });
+    consumer.start();
+    try {
+      await waitFor('dead', async () => (await client.topic(topic)).dead === 1, { timeoutMs: 5_000 });
+    } finally {
+      await consumer.stop();
+    }
+    const dead = (await fetch(`${server.url}/v1/topics/${topic}/dead`, {
+      headers: { authorization: serviceAuthorization(TEST_SERVICE_TOKEN) },
+    }).then((r) => r.json())) as { messages: { lastError: string }[] };
+    expect(dead.messages[0]?.lastError).toHaveLength(2_000);
+    expect(dead.messages[0]?.lastError).toMatch(/^field x+…$/);
+  });
+
+  it('pauses between empty leases that come back at once, instead of spinning', async () => {
+    const topic = 'consumer-no-wait';
+    let leases = 0;
+    const counting = new Proxy(client, {
+      get(target, key, receiver) {
+        if (key === 'lease') {
+          return (...args: Parameters<QueueClient['lease']>) => {
+            leases++;
+            return target.lease(...args);
+          };
+        }
+        return Reflect.get(target, key, receiver);
+      },
+    });
+    const consumer = createConsumer({
+      client: counting,
+      topic,
+      consumer: 'test',
+      concurrency: 1,
+      batch: 10,
+      visibilitySeconds: 30,
+      waitSeconds: 0,
+      logger,
+      handle: async () => undefined,
+    });
+    consumer.start();
+    await new Promise((resolve) => setTimeout(resolve, 1_000));
+    await consumer.stop();
+    // A pause of 250 ms after each: about four in a second, not hundreds.
+    expect(leases).toBeGreaterThanOrEqual(2);
+    expect(leases).toBeLessThanOrEqual(6);
+  });
+
   it('extends the lease while a slow batch runs, so it is not redelivered', async () => {
     const topic = 'consumer-slow';
     await client.publish(topic, [{ payload: 'slow' }]);

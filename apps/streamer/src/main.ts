@@ -14,7 +14,14 @@ async function main(): Promise<void> {
     applicationName: 'streamer',
     logger,
   });
-  const queue = new QueueClient({ url: config.QUEUE_URL, token: config.SERVICE_TOKEN });
+  // Each lease loop may hold a long-poll and, while its batch runs, a heartbeat or an ack: two
+  // connections a loop, and a few more, so that /readyz and settling never queue behind
+  // long-polls (with 16 loops they took all 16 of the default pool).
+  const queue = new QueueClient({
+    url: config.QUEUE_URL,
+    token: config.SERVICE_TOKEN,
+    connections: 2 * config.STREAMER_CONCURRENCY + 4,
+  });
   const streamer = createApp({
     pool: database.pool,
     logger,

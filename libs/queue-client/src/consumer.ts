@@ -36,6 +36,9 @@ export interface Consumer {
   stop(): Promise<void>;
 }
 
+/** The pause after an empty lease that came back early. */
+const EMPTY_PAUSE_MS = 250;
+
 function sleep(ms: number, signal?: AbortSignal): Promise<void> {
   return new Promise<void>((resolve) => {
     const done = () => {
@@ -96,11 +99,16 @@ export function createConsumer<T>(options: ConsumerOptions<T>): Consumer {
         return;
       } catch (error) {
         const status = (error as { status?: number }).status;
-        if (status !== undefined && status < 500 && status !== 429) {
+        if (status === 409 || status === 404) {
           logger.warn(
             { err: error, topic },
             'lease was lost before it was settled; the queue will redeliver',
           );
+          return;
+        }
+        if (status !== undefined && status < 500 && status !== 429) {
+          // Refused as sent: retrying the same call cannot help.
+          logger.error({ err: error, topic }, 'the queue refused to settle a lease; it will be redelivered');
           return;
         }
         if (attempt >= 8) {
@@ -119,6 +127,7 @@ export function createConsumer<T>(options: ConsumerOptions<T>): Consumer {
     let backoff = 100;
     while (!stopping.signal.aborted) {
       let lease;
+      const asked = performance.now();
       try {
         lease = await client.lease<T>(
           topic,
@@ -138,7 +147,13 @@ export function createConsumer<T>(options: ConsumerOptions<T>): Consumer {
         backoff = Math.min(backoff * 2, 10_000);
         continue;
       }
-      if (!lease.leaseId || lease.messages.length === 0) continue;
+      if (!lease.leaseId || lease.messages.length === 0) {
+        // An empty answer well before the wait was up (no long-poll asked for, or a queue that is
+        // shutting down answers at once) must not make the loop a busy one.
+        if (options.waitSeconds === 0 || performance.now() - asked < (options.waitSeconds * 1000) / 2)
+          await sleep(EMPTY_PAUSE_MS, stopping.signal);
+        continue;
+      }
       const leaseId = lease.leaseId;
       const heartbeat = setInterval(
         () => {

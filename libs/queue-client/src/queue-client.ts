@@ -100,6 +100,9 @@ export class QueueClient {
     return this.call('nack', 'POST', `/v1/topics/${encodeURIComponent(topic)}/nacks`, {
       leaseId,
       ...options,
+      // The queue takes at most MAX_NACK_REASON characters: a longer reason (one naming a long
+      // field of a bad message) must not turn the nack, and the dead-lettering, into a 400.
+      ...(options.reason === undefined ? {} : { reason: shortened(options.reason, MAX_NACK_REASON) }),
     });
   }
 
@@ -184,4 +187,16 @@ export class QueueClient {
     }
     throw new QueueRequestError(res.statusCode, problem, operation);
   }
+}
+
+/** The longest nack reason the queue takes (the nack schema's limit). */
+export const MAX_NACK_REASON = 2000;
+
+/** `text` cut to `max` characters, ending in an ellipsis when cut, never between a surrogate pair. */
+function shortened(text: string, max: number): string {
+  if (text.length <= max) return text;
+  let end = max - 1;
+  const last = text.charCodeAt(end - 1);
+  if (last >= 0xd800 && last <= 0xdbff) end--;
+  return `${text.slice(0, end)}…`;
 }
