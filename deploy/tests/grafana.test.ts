@@ -72,10 +72,10 @@ async function asReader(sql: string) {
 
 beforeAll(async () => {
   db = await createTestDatabase();
-  const grant = /GRANT SELECT ON [^;]+ TO grafana_reader;/.exec(datasourceText)?.[0];
-  if (!grant) throw new Error('datasource.yaml no longer shows the GRANT for its read-only role');
+  const grants = datasourceText.match(/GRANT SELECT ON [^;\n]+ TO grafana_reader;/g);
+  if (!grants) throw new Error('datasource.yaml no longer shows the GRANTs for its read-only role');
   await db.pool.query(`CREATE ROLE ${reader}`);
-  await db.pool.query(grant.replace('grafana_reader', reader));
+  for (const grant of grants) await db.pool.query(grant.replace('grafana_reader', reader));
   // Two GPUs on two hosts, a sample of each panel's metric every minute for an hour.
   const metrics: Record<string, (gpu: number, minute: number) => number> = {
     DCGM_FI_DEV_GPU_UTIL: (gpu, m) => (gpu * 30 + m) % 100,

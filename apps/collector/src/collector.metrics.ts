@@ -86,7 +86,7 @@ export function createCollectorMetrics(registry: Registry) {
     }),
     remoteWriteIgnored: new Counter({
       name: 'collector_remote_write_ignored_total',
-      help: 'Parts of remote write requests read past and not stored: exemplar, histogram (native), metadata (a family name that is not a metric name).',
+      help: 'Parts of remote write requests read past and not stored: exemplar, histogram (native), metadata (a family name that is not a metric name), refused (samples of a series that cannot be stored, or out of time range).',
       labelNames: ['kind'] as const,
       registers,
     }),

@@ -166,6 +166,33 @@ describe('POST /api/v1/write (Prometheus remote write 1.0)', () => {
     expect(samples.body.samples.map((s: { value: number }) => s.value)).toEqual([61, 62.5]);
   });
 
+  it('stores the series beside one it cannot store, and says in a 400 what it passed over', async () => {
+    const body = compress(
+      encodeWriteRequest([
+        series({ __name__: 'rw_partial', job: 'kept', constructor: 'a label name like any other' }, [
+          [now, 1],
+          [Date.parse('2200-01-01'), 2],
+        ]),
+        series({ __name__: 'rw_partial', job: 'bad', 'bad-label': 'x' }, [[now, 3]]),
+        series({ __name__: 'rw_partial', job: 'wide', note: '\u6e29'.repeat(3_000) }, [[now, 4]]),
+      ]),
+    );
+    const res = await write(body).expect(400);
+    expect(res.headers['content-type']).toContain('application/problem+json');
+    expect(res.body.detail).toContain(
+      'Stored 2 samples of 2 series; 1 series and 2 samples could not be stored',
+    );
+    expect(res.body.detail).toContain('timeseries[0].samples[1]: the timestamp');
+    expect(res.body.detail).toContain(
+      'timeseries[1]: the label name "bad-label" is not a Prometheus label name',
+    );
+    await waitFor('the two good series stored', async () => (await stored('rw_partial')).length === 2);
+    expect((await stored('rw_partial')).map((s) => [s.labels['job'], s.samples])).toEqual([
+      ['kept', [`${now}=1`]],
+      ['wide', [`${now}=4`]],
+    ]);
+  });
+
   it('needs a key that may publish to the telemetry topic', async () => {
     const body = compress(encodeWriteRequest([series({ __name__: 'up', job: 'x' }, [[now, 1]])]));
     await request(system.url).post('/api/v1/write').send(body).expect(401);

@@ -33,6 +33,8 @@ export interface WriteResult {
   messages: number;
   /** Messages the queue already had: a retried request. */
   duplicates: number;
+  /** What could not be stored and was passed over; the rest of the request was stored. */
+  refused: { series: number; samples: number; reasons: string[] };
 }
 
 /** Why a write was answered as it was: collector_remote_write_requests_total{outcome}. */
@@ -44,6 +46,7 @@ export type WriteOutcome =
   | 'overloaded'
   | 'queue_unavailable'
   | 'queue_refused'
+  | 'partial'
   | 'error';
 
 class WriteRefused extends AppError {
@@ -95,6 +98,17 @@ export class RemoteWriteService {
           'remote_write.duplicates': result.duplicates,
         });
         logger.debug(result, 'remote write stored');
+        const { refused } = result;
+        if (refused.series > 0 || refused.samples > 0) {
+          // The rest is stored: a 400, which Prometheus does not retry, says what was not.
+          metrics.remoteWriteIgnored.inc({ kind: 'refused' }, refused.samples);
+          throw new WriteRefused(
+            400,
+            `Stored ${result.samples} samples of ${result.series} series; ${refused.series} series and ` +
+              `${refused.samples} samples could not be stored and were passed over: ${refused.reasons.join('; ')}.`,
+            'partial',
+          );
+        }
         return result;
       } catch (error) {
         if (error instanceof WriteRefused) outcome = error.outcome;
@@ -175,6 +189,7 @@ export class RemoteWriteService {
         staleMarkers: decoded.staleMarkers,
         messages: messages.length,
         duplicates,
+        refused: decoded.refused,
       };
     } finally {
       this.inFlight--;

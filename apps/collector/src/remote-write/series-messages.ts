@@ -1,12 +1,16 @@
 import { MAX_SAMPLES_PER_MESSAGE } from '@gpu-telemetry/model';
 import { uuidV5 } from '../parsing/sample-id';
 import type { OutgoingMessage } from '../publishing/message-builder';
-import { WriteRequestError, type DecodedSeries } from './write-request';
+import type { DecodedSeries } from './write-request';
 
 /** Well under the queue's default payload limit (QUEUE_MAX_PAYLOAD, 256 KiB), as for scrapes. */
 const MAX_MESSAGE_BYTES = 200 * 1024;
-/** A series' labels as JSON must leave room for its samples in one message. */
-export const MAX_LABELS_JSON_BYTES = 64 * 1024;
+
+/** A sample value as JSON: -0 keeps its sign (String(-0) is "0"), a stale marker or NaN is a string. */
+function valueJson(value: DecodedSeries['values'][number]): string {
+  if (typeof value !== 'number') return `"${value}"`;
+  return Object.is(value, -0) ? '-0' : String(value);
+}
 
 /**
  * The queue messages of one remote write: `{"source":"remote-write","series":[{"metric","labels",
@@ -30,33 +34,33 @@ export function buildSeriesMessages(requestHash: string, series: DecodedSeries[]
     size = head.length;
     samples = 0;
   };
-  series.forEach((s, index) => {
+  // Sizes in UTF-8 bytes, as the queue counts them: labels may be any text. (Decoding refused a
+  // series whose labels take more than MAX_LABELS_JSON_BYTES, so each fits with samples beside.)
+  for (const s of series) {
     const prefix = `{"metric":${JSON.stringify(s.metric)},"labels":${JSON.stringify(s.labels)},"samples":[`;
-    if (prefix.length > MAX_LABELS_JSON_BYTES) {
-      throw new WriteRequestError(
-        `timeseries[${index}]: its labels take more than ${MAX_LABELS_JSON_BYTES} bytes as JSON`,
-      );
-    }
+    const prefixBytes = Buffer.byteLength(prefix);
     let k = 0;
     while (k < s.timestamps.length) {
-      if (samples >= MAX_SAMPLES_PER_MESSAGE || size + prefix.length + 64 > MAX_MESSAGE_BYTES) flush();
+      if (samples >= MAX_SAMPLES_PER_MESSAGE || size + prefixBytes + 64 > MAX_MESSAGE_BYTES) flush();
       let entry = prefix;
+      // Samples are ASCII: a character a byte.
+      let entryBytes = prefixBytes;
       let first = true;
       for (; k < s.timestamps.length; k++) {
-        const value = s.values[k];
-        const sample = `[${s.timestamps[k]},${typeof value === 'number' ? String(value) : `"${value}"`}]`;
+        const sample = `[${s.timestamps[k]},${valueJson(s.values[k] as DecodedSeries['values'][number])}]`;
         const room =
-          samples < MAX_SAMPLES_PER_MESSAGE && size + entry.length + sample.length + 3 <= MAX_MESSAGE_BYTES;
+          samples < MAX_SAMPLES_PER_MESSAGE && size + entryBytes + sample.length + 3 <= MAX_MESSAGE_BYTES;
         if (!room && !first) break;
         entry += first ? sample : `,${sample}`;
+        entryBytes += first ? sample.length : sample.length + 1;
         first = false;
         samples++;
       }
       entry += ']}';
       entries.push(entry);
-      size += entry.length + 1;
+      size += entryBytes + 3;
     }
-  });
+  }
   flush();
   return messages;
 }

@@ -14,6 +14,13 @@ const series = (
 });
 
 const decode = (body: Buffer, limits = LIMITS) => decodeWriteRequest(body, limits);
+/** The one reason a request of one series that cannot be stored gives, nothing decoded from it. */
+const passedOver = (body: Buffer): string => {
+  const decoded = decode(body);
+  expect(decoded.series).toEqual([]);
+  expect(decoded.refused.series).toBe(1);
+  return decoded.refused.reasons[0] as string;
+};
 const refusal = (body: Buffer, limits = LIMITS): WriteRequestError => {
   try {
     decode(body, limits);
@@ -241,14 +248,55 @@ describe('decodeWriteRequest', () => {
       [series({ __name__: 'up' }, [[Date.parse('2200-01-01'), 1]])],
       `timeseries[0].samples[0]: the timestamp ${Date.parse('2200-01-01')} is more than a day in the future`,
     ],
-  ])('refuses %s, naming it', (_what, input, message) => {
-    const error = refusal(encodeWriteRequest(input));
-    expect(error.status).toBe(400);
-    expect(error.message).toContain(message);
+  ])('passes over %s, naming it, and keeps the series beside it', (_what, input, message) => {
+    const good = series({ __name__: 'up', job: 'kept' });
+    const decoded = decode(encodeWriteRequest([...input, good]));
+    expect(decoded.series).toEqual([
+      { metric: 'up', labels: { job: 'kept' }, timestamps: [1_700_000_000_000], values: [1] },
+    ]);
+    expect(decoded.samples).toBe(1);
+    expect(decoded.refused.reasons).toEqual([expect.stringContaining(message)]);
+    // A series is refused whole; a sample out of time range only itself.
+    const bySample = /timestamp/.test(message);
+    expect(decoded.refused).toMatchObject({ series: bySample ? 0 : 1, samples: 1 });
   });
 
-  it('refuses a label sent twice', () => {
-    const error = refusal(
+  it('keeps the samples of a series beside one out of time range', () => {
+    const decoded = decode(
+      encodeWriteRequest([
+        series({ __name__: 'up' }, [
+          [1_700_000_000_000, 1],
+          [Date.parse('2200-01-01'), 2],
+          [1_700_000_015_000, 3],
+        ]),
+      ]),
+    );
+    expect(decoded.series).toEqual([
+      { metric: 'up', labels: {}, timestamps: [1_700_000_000_000, 1_700_000_015_000], values: [1, 3] },
+    ]);
+    expect(decoded.refused).toMatchObject({ series: 0, samples: 1 });
+  });
+
+  it('takes label names that are also names on every JavaScript object (constructor, toString)', () => {
+    const decoded = decode(
+      encodeWriteRequest([series({ __name__: 'up', constructor: 'x', toString: 'y', hasOwnProperty: 'z' })]),
+    );
+    expect(decoded.refused.series).toBe(0);
+    expect(decoded.series[0]?.labels).toEqual({ constructor: 'x', toString: 'y', hasOwnProperty: 'z' });
+  });
+
+  it('passes over a series whose labels take more than 64 KiB as JSON, counted in bytes', () => {
+    // 64 labels of 400 characters of three bytes each: 25,600 characters, 76,800 bytes.
+    const wide = Object.fromEntries(Array.from({ length: 64 }, (_, i) => [`l${i}`, '\u6e29'.repeat(400)]));
+    const decoded = decode(
+      encodeWriteRequest([series({ __name__: 'up', ...wide }), series({ __name__: 'ok' })]),
+    );
+    expect(decoded.series.map((s) => s.metric)).toEqual(['ok']);
+    expect(decoded.refused.reasons).toEqual(['timeseries[0]: its labels take more than 65536 bytes as JSON']);
+  });
+
+  it('passes over a series with a label sent twice', () => {
+    const error = passedOver(
       encodeWriteRequest([
         {
           labels: [
@@ -261,8 +309,8 @@ describe('decodeWriteRequest', () => {
         },
       ]),
     );
-    expect(error.message).toBe('timeseries[0] has the label a twice');
-    const emptyFirst = refusal(
+    expect(error).toBe('timeseries[0] has the label a twice');
+    const emptyFirst = passedOver(
       encodeWriteRequest([
         {
           labels: [
@@ -275,8 +323,8 @@ describe('decodeWriteRequest', () => {
         },
       ]),
     );
-    expect(emptyFirst.message).toBe('timeseries[0] has the label a twice');
-    const twoNames = refusal(
+    expect(emptyFirst).toBe('timeseries[0] has the label a twice');
+    const twoNames = passedOver(
       encodeWriteRequest([
         {
           labels: [
@@ -288,7 +336,7 @@ describe('decodeWriteRequest', () => {
         },
       ]),
     );
-    expect(twoNames.message).toBe('timeseries[0] has the label __name__ twice');
+    expect(twoNames).toBe('timeseries[0] has the label __name__ twice');
   });
 
   it.each([

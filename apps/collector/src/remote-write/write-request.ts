@@ -40,6 +40,15 @@ export class WriteRequestError extends Error {
   }
 }
 
+/** One series this receiver cannot store: passed over, the request's others kept. */
+class SeriesRefused extends WriteRequestError {}
+
+/** A series' labels as JSON must leave room for its samples in one queue message. */
+export const MAX_LABELS_JSON_BYTES = 64 * 1024;
+
+/** The most refusal reasons a decoded request keeps (the count has them all). */
+const MAX_REASONS = 10;
+
 export interface DecodedSeries {
   metric: string;
   /** Every label but __name__, in the order sent; empty values left out (no label, in the data model). */
@@ -57,6 +66,8 @@ export interface DecodedWriteRequest {
   metadata: MetricMetadata[];
   /** Parts of the request that are read past and not stored. */
   ignored: { exemplars: number; histograms: number; metadata: number };
+  /** Series that cannot be stored (a bad name, a label too long, a time out of range), passed over. */
+  refused: { series: number; samples: number; reasons: string[] };
 }
 
 export interface WriteRequestLimits {
@@ -203,8 +214,10 @@ class Reader {
 /**
  * Decodes and checks a WriteRequest: every series needs a valid metric name (`__name__`), label
  * names of the data model, each once, within the label limits; every sample a time between 1970
- * and `maxTimestampMs`. The first problem refuses the whole request (a 4xx the sender does not
- * retry), naming the series and label.
+ * and `maxTimestampMs`. A series that fails these is passed over and counted in `refused` with
+ * the reason (naming the series and label), the others kept: one bad series in every batch a
+ * Prometheus sends must not cost the rest. A body that is not a WriteRequest, or one over a count
+ * limit, refuses the whole request.
  */
 export function decodeWriteRequest(body: Uint8Array, limits: WriteRequestLimits): DecodedWriteRequest {
   const buf = Buffer.isBuffer(body) ? body : Buffer.from(body.buffer, body.byteOffset, body.byteLength);
@@ -214,6 +227,7 @@ export function decodeWriteRequest(body: Uint8Array, limits: WriteRequestLimits)
     staleMarkers: 0,
     metadata: [],
     ignored: { exemplars: 0, histograms: 0, metadata: 0 },
+    refused: { series: 0, samples: 0, reasons: [] },
   };
   const place: Place = { series: -1, part: '', n: 0 };
   const r = new Reader(buf, 0, buf.length, place);
@@ -232,9 +246,24 @@ export function decodeWriteRequest(body: Uint8Array, limits: WriteRequestLimits)
       place.series = index;
       place.part = '';
       const end = r.lengthEnd('');
-      series.pos = r.pos;
+      const start = r.pos;
+      series.pos = start;
       series.end = end;
-      const decoded = decodeSeries(series, inner, out, limits);
+      const samples = out.samples;
+      const staleMarkers = out.staleMarkers;
+      const refusedSamples = out.refused.samples;
+      let decoded: DecodedSeries | undefined;
+      try {
+        decoded = decodeSeries(series, inner, out, limits);
+      } catch (error) {
+        if (!(error instanceof SeriesRefused)) throw error;
+        // None of it is stored: every sample it holds counts as refused (read or not).
+        out.refused.series++;
+        out.refused.samples = refusedSamples + samplesIn(series, start, end);
+        out.samples = samples;
+        out.staleMarkers = staleMarkers;
+        if (out.refused.reasons.length < MAX_REASONS) out.refused.reasons.push(error.message);
+      }
       r.pos = end;
       if (decoded) out.series.push(decoded);
       index++;
@@ -255,6 +284,19 @@ export function decodeWriteRequest(body: Uint8Array, limits: WriteRequestLimits)
     }
   }
   return out;
+}
+
+/** How many samples (field 2) a TimeSeries between `start` and `end` holds, read past, not decoded. */
+function samplesIn(r: Reader, start: number, end: number): number {
+  r.pos = start;
+  r.end = end;
+  let n = 0;
+  while (r.pos < r.end) {
+    const field = r.field('field');
+    if (field === 2 && r.lastWireType === 2) n++;
+    r.skip(r.lastWireType, `field ${field}`);
+  }
+  return n;
 }
 
 /** One MetricMetadata, help and unit cut to their limits; undefined when its family name is not a metric name. */
@@ -286,7 +328,7 @@ function decodeSeries(
   const place = r.place;
   const refuse = (problem: string): never => {
     place.part = '';
-    throw new WriteRequestError(`${pathOf(place, '')}${problem}`);
+    throw new SeriesRefused(`${pathOf(place, '')}${problem}`);
   };
   let metric: string | undefined;
   const labels: Record<string, string> = {};
@@ -331,7 +373,7 @@ function decodeSeries(
       // Reserved for the system by the data model (and __proto__ would not survive a JS object).
       if (name.charCodeAt(0) === 95 && name.charCodeAt(1) === 95)
         refuse(`: the label name ${quote(name)} is reserved (it starts with __)`);
-      if (name in labels) refuse(` has the label ${name} twice`);
+      if (Object.hasOwn(labels, name)) refuse(` has the label ${name} twice`);
       if (value.length > MAX_VALUE) refuse(`: the value of ${name} is longer than ${MAX_VALUE} characters`);
       if (value.includes('\u0000')) refuse(`: the value of ${name} holds a NUL character`);
       if (value === '') {
@@ -368,14 +410,19 @@ function decodeSeries(
         } else inner.skip(inner.lastWireType, `field ${f}`);
       }
       r.pos = end;
-      if (timestamp < 0 || timestamp > MAX_TIME)
-        throw new WriteRequestError(
-          `${pathOf(place, '')}: the timestamp ${timestamp} is before 1970 or after 9999`,
-        );
-      if (timestamp > limits.maxTimestampMs)
-        throw new WriteRequestError(
-          `${pathOf(place, '')}: the timestamp ${timestamp} is more than a day in the future`,
-        );
+      // A sample out of range costs only itself (Prometheus' own receivers drop such samples).
+      const outOfRange =
+        timestamp < 0 || timestamp > MAX_TIME
+          ? 'is before 1970 or after 9999'
+          : timestamp > limits.maxTimestampMs
+            ? 'is more than a day in the future'
+            : undefined;
+      if (outOfRange) {
+        out.refused.samples++;
+        if (out.refused.reasons.length < MAX_REASONS)
+          out.refused.reasons.push(`${pathOf(place, '')}: the timestamp ${timestamp} ${outOfRange}`);
+        continue;
+      }
       timestamps.push(timestamp);
       values.push(value);
       out.samples++;
@@ -391,6 +438,16 @@ function decodeSeries(
     }
   }
   if (metric === undefined) refuse(' has no __name__ label (its metric name)');
+  // Characters, each at most three bytes in UTF-8 (and quotes, colon, comma): the exact size
+  // only when that bound is passed.
+  let chars = (metric as string).length;
+  for (const name in labels) chars += name.length + (labels[name] as string).length + 6;
+  if (
+    chars * 3 > MAX_LABELS_JSON_BYTES &&
+    Buffer.byteLength(JSON.stringify(metric)) + Buffer.byteLength(JSON.stringify(labels)) >
+      MAX_LABELS_JSON_BYTES
+  )
+    refuse(`: its labels take more than ${MAX_LABELS_JSON_BYTES} bytes as JSON`);
   // A series with only exemplars or histograms has nothing to store here.
   if (timestamps.length === 0) return undefined;
   if (empty) for (const name in labels) if (labels[name] === '') delete labels[name];
