@@ -1,4 +1,4 @@
-import type { Logger } from '@gpu-telemetry/service-kit';
+import { isDependencyFailure, type Logger } from '@gpu-telemetry/service-kit';
 import type { Pool, PoolClient } from 'pg';
 import { type Block, decodeBlock, encodeBlock } from '../codec/block-codec';
 import { combineRollups, decodeRollup, encodeRollup, HOUR_US, MINUTE_US, rollUp } from '../codec/rollup';
@@ -134,8 +134,22 @@ export class ChunkCompactor {
     const closedBefore = now - Math.max(this.deps.compactAfterMs, backlog);
     const due = await chunksToCompact(this.deps.pool, new Date(closedBefore));
     const total = { chunks: 0, samples: 0, blocks: 0 };
+    let failed = 0;
     for (const chunk of due) {
-      const done = await this.compactChunk(chunk);
+      // A chunk that fails (rolled back whole) is tried again next round; it must not keep the
+      // chunks after it waiting. Postgres gone fails them all: that is thrown, once.
+      let done: Awaited<ReturnType<ChunkCompactor['compactChunk']>>;
+      try {
+        done = await this.compactChunk(chunk);
+      } catch (error) {
+        if (isDependencyFailure(error) || ++failed === due.length) throw error;
+        this.deps.metrics.compactionFailures.inc();
+        this.deps.logger.error(
+          { err: error, chunk: new Date(chunk.start).toISOString() },
+          'chunk compaction failed; going on',
+        );
+        continue;
+      }
       if (!done) continue;
       total.chunks++;
       total.samples += done.samples;

@@ -80,6 +80,11 @@ export function createStreamerMetrics(registry: Registry) {
       help: 'Chunks rewritten as one block per series.',
       registers,
     }),
+    compactionFailures: new Counter({
+      name: 'streamer_compaction_failures_total',
+      help: 'Chunks whose compaction failed (rolled back, tried again next round); the others go on.',
+      registers,
+    }),
     samplesCompacted: new Counter({
       name: 'streamer_samples_compacted_total',
       help: 'Samples moved from hot rows into blocks.',
