@@ -161,7 +161,9 @@ const SERVICES = {
       QUEUE_MAX_ATTEMPTS: env.int('Deliveries before a message is dead-lettered.', 1, 1000),
       QUEUE_MAX_PAYLOAD: env.bytes('Largest payload of one message.'),
       QUEUE_BODY_LIMIT: env.bytes('Largest request body.'),
-      QUEUE_RESPONSE_LIMIT: env.bytes('Most payload bytes in one lease or dead-letter page (always one message).'),
+      QUEUE_RESPONSE_LIMIT: env.bytes(
+        'Most payload bytes in one lease or dead-letter page (always one message).',
+      ),
       QUEUE_FALLBACK_POLL: env.duration('A waiting long-poll re-checks at least this often.'),
     },
   },
