@@ -30,17 +30,20 @@ function registry(
   });
 }
 
+/** What the registry above lists: static targets, DNS addresses (link-local skipped), the API's. */
+const EVERY_SOURCE = [
+  ['static', 'http://static-1:9400/metrics'],
+  ['static', 'http://static-2:9400/metrics'],
+  ['dns', 'http://10.1.0.7:9400/metrics'],
+  ['dns', 'http://10.1.0.8:9400/metrics'],
+  ['dns', 'http://[fd00::9]:9400/metrics'],
+  ['api', 'http://api-node:9400/metrics'],
+];
+
 describe('TargetRegistry', () => {
   it('merges static, DNS (every address, link-local skipped) and API targets', async () => {
     const targets = await registry().all();
-    expect(targets.map((t) => [t.source, t.url])).toEqual([
-      ['static', 'http://static-1:9400/metrics'],
-      ['static', 'http://static-2:9400/metrics'],
-      ['dns', 'http://10.1.0.7:9400/metrics'],
-      ['dns', 'http://10.1.0.8:9400/metrics'],
-      ['dns', 'http://[fd00::9]:9400/metrics'],
-      ['api', 'http://api-node:9400/metrics'],
-    ]);
+    expect(targets.map((t) => [t.source, t.url])).toEqual(EVERY_SOURCE);
   });
 
   it('keeps the other sources when DNS fails', async () => {
@@ -68,14 +71,7 @@ describe('TargetRegistry', () => {
     await database.pool.query('ALTER TABLE collector_targets RENAME TO collector_targets_away');
     try {
       await expect(registry().all()).resolves.toHaveLength(5); // a registry that never listed: none
-      expect((await r.all()).map((t) => [t.source, t.url])).toEqual([
-        ['static', 'http://static-1:9400/metrics'],
-        ['static', 'http://static-2:9400/metrics'],
-        ['dns', 'http://10.1.0.7:9400/metrics'],
-        ['dns', 'http://10.1.0.8:9400/metrics'],
-        ['dns', 'http://[fd00::9]:9400/metrics'],
-        ['api', 'http://api-node:9400/metrics'],
-      ]);
+      expect((await r.all()).map((t) => [t.source, t.url])).toEqual(EVERY_SOURCE);
     } finally {
       await database.pool.query('ALTER TABLE collector_targets_away RENAME TO collector_targets');
     }

@@ -71,20 +71,28 @@ describe('abandoned PromQL queries', () => {
     expect(after.resultType).toBe('vector');
   });
 
+  /**
+   * Calls `path` and leaves (a 300 ms client timeout) while its statement waits on the lock, then
+   * checks that the statement was cancelled: no backend is left waiting.
+   */
+  async function leaveWhileWaiting(path: string, query: Record<string, string>): Promise<void> {
+    const leaving = request(asService(streamer.app))
+      .get(path)
+      .query(query)
+      .timeout(300)
+      .then(
+        () => 'answered',
+        (error: { timeout?: number }) => (error.timeout ? 'left' : String(error)),
+      );
+    await waitForLockWaiters(streamer.database.pool, 1);
+    expect(await leaving).toBe('left');
+    for (let i = 0; i < 100 && (await waiting()) > 0; i++) await new Promise((r) => setTimeout(r, 20));
+    expect(await waiting()).toBe(0);
+  }
+
   it('cancel their statement when the HTTP client leaves', async () => {
     await holdingSeriesLock(async () => {
-      const leaving = request(asService(streamer.app))
-        .get(`${API}/query`)
-        .query({ query: 'DCGM_FI_DEV_GPU_TEMP' })
-        .timeout(300)
-        .then(
-          () => 'answered',
-          (error: { timeout?: number }) => (error.timeout ? 'left' : String(error)),
-        );
-      await waitForLockWaiters(streamer.database.pool, 1);
-      expect(await leaving).toBe('left');
-      for (let i = 0; i < 100 && (await waiting()) > 0; i++) await new Promise((r) => setTimeout(r, 20));
-      expect(await waiting()).toBe(0);
+      await leaveWhileWaiting(`${API}/query`, { query: 'DCGM_FI_DEV_GPU_TEMP' });
     });
     const metrics = await request(asService(streamer.app)).get('/metrics').expect(200);
     expect(metrics.text).toMatch(/^streamer_promql_requests_total\{[^}]*outcome="canceled"[^}]*\} [1-9]/m);
@@ -98,18 +106,7 @@ describe('abandoned PromQL queries', () => {
     'cancel the statement of %s when the HTTP client leaves, and give its turn back',
     async (path, endpoint) => {
       await holdingSeriesLock(async () => {
-        const leaving = request(asService(streamer.app))
-          .get(`${API}${path}`)
-          .query({ 'match[]': 'DCGM_FI_DEV_GPU_TEMP' })
-          .timeout(300)
-          .then(
-            () => 'answered',
-            (error: { timeout?: number }) => (error.timeout ? 'left' : String(error)),
-          );
-        await waitForLockWaiters(streamer.database.pool, 1);
-        expect(await leaving).toBe('left');
-        for (let i = 0; i < 100 && (await waiting()) > 0; i++) await new Promise((r) => setTimeout(r, 20));
-        expect(await waiting()).toBe(0);
+        await leaveWhileWaiting(`${API}${path}`, { 'match[]': 'DCGM_FI_DEV_GPU_TEMP' });
         // The only turn is free again while the lock is still held.
         const next = await request(asService(streamer.app))
           .get(`${API}/query`)
