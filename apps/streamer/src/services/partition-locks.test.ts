@@ -62,4 +62,38 @@ describe('partitions made while a long read holds the tables', () => {
     expect((await reader.query('SELECT count(*)::int AS n FROM telemetry_samples')).rows[0].n).toBe(0);
     await reader.query('COMMIT');
   });
+
+  it('are dropped by retention only when they can be at once: a drop refused waits for the next round', async () => {
+    // A day of blocks and a chunk, both past any retention by the time of the drop below.
+    await db.pool.query(`SELECT telemetry_ensure_day('telemetry_blocks', '2001-01-01')`);
+    await db.pool.query(
+      `SELECT count(*) FROM telemetry_ensure_chunks(ARRAY['2001-01-01T10:00:00Z'::timestamptz], 3600)`,
+    );
+    const reader = await db.pool.connect();
+    const dropper = await db.pool.connect();
+    try {
+      await reader.query('BEGIN ISOLATION LEVEL REPEATABLE READ');
+      await reader.query('SELECT count(*) FROM telemetry_samples');
+      await reader.query('SELECT count(*) FROM telemetry_blocks');
+      await dropper.query(`SET statement_timeout = '10s'`);
+      const started = performance.now();
+      const chunks = await dropper.query(`SELECT telemetry_drop_chunks('2001-01-02T00:00:00Z') AS start`);
+      expect(performance.now() - started).toBeLessThan(5_000);
+      expect(chunks.rows).toEqual([]);
+      // Nothing undone halfway: the chunk keeps its row while its partition stays.
+      const kept = await dropper.query(
+        `SELECT count(*)::int AS n FROM telemetry_chunks WHERE chunk_start = '2001-01-01T10:00:00Z'`,
+      );
+      expect(kept.rows[0].n).toBe(1);
+      await reader.query('COMMIT');
+      // The next round drops both.
+      const later = await dropper.query(`SELECT telemetry_drop_chunks('2001-01-02T00:00:00Z') AS start`);
+      expect(later.rows.map((r) => (r.start as Date).toISOString())).toEqual(['2001-01-01T10:00:00.000Z']);
+      const days = await dropper.query(`SELECT to_regclass('telemetry_blocks_20010101') AS left`);
+      expect(days.rows[0].left).toBeNull();
+    } finally {
+      reader.release();
+      dropper.release();
+    }
+  });
 });
