@@ -73,9 +73,10 @@ export class QueueClient {
    * Publishes messages already serialised, each `{"id": ..., "payload": ...}` as JSON text, so a
    * producer that built them once does not pay for serialising them again.
    */
-  publishSerialized(topic: string, messages: string[]): Promise<PublishResult> {
+  publishSerialized(topic: string, messages: string[], signal?: AbortSignal): Promise<PublishResult> {
     return this.call('publish', 'POST', `/v1/topics/${encodeURIComponent(topic)}/messages`, undefined, {
       rawBody: `{"messages":[${messages.join(',')}]}`,
+      signal,
     });
   }
 

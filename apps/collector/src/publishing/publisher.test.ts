@@ -14,7 +14,7 @@ import { Publisher } from './publisher';
  */
 let server: Server;
 let client: QueueClient;
-let mode: 'up' | 'down' = 'up';
+let mode: 'up' | 'down' | 'hang' = 'up';
 let limit = Infinity;
 let stored: string[] = [];
 let requests = 0;
@@ -30,6 +30,7 @@ beforeAll(async () => {
           .writeHead(status, { 'content-type': 'application/problem+json' })
           .end(JSON.stringify({ title, status }));
       if (mode === 'down') return void problem(503, 'Service Unavailable');
+      if (mode === 'hang') return; // a queue that takes the request and never answers
       const body = Buffer.concat(chunks).toString();
       const { messages } = JSON.parse(body) as { messages: { id: string }[] };
       if (messages.some((m) => Buffer.byteLength(JSON.stringify(m)) > limit))
@@ -159,5 +160,19 @@ describe('Publisher', () => {
     expect(requests - before).toBeGreaterThanOrEqual(3);
     expect(stored).toEqual([]);
     expect(await dropped('shutdown')).toBe(3);
+  });
+
+  it('counts as dropped what a publish still in flight at the deadline carried, and returns at the deadline', async () => {
+    const { p, dropped } = publisher();
+    mode = 'hang';
+    p.start();
+    p.enqueue(messages(3));
+    await until(() => requests >= 1);
+    const started = Date.now();
+    await p.stop(500);
+    expect(Date.now() - started).toBeLessThan(1_500);
+    expect(stored).toEqual([]);
+    expect(await dropped('shutdown')).toBe(3);
+    expect(p.bufferedSamples).toBe(0);
   });
 });

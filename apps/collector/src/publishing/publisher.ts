@@ -42,6 +42,8 @@ export class Publisher {
    * so that only the message it refuses is dropped, not the others beside it.
    */
   private isolate = 0;
+  /** Aborts the publish in flight when a stop reaches its deadline. */
+  private readonly cutOff = new AbortController();
   private retryMs: number;
   /** Totals since start, for tests and logs. */
   readonly totals = { published: 0, dropped: 0 };
@@ -88,7 +90,11 @@ export class Publisher {
     let timer: NodeJS.Timeout | undefined;
     await Promise.race([this.loop, new Promise((resolve) => (timer = setTimeout(resolve, timeoutMs)))]);
     clearTimeout(timer);
-    this.drop(this.buffer.splice(this.inFlight), 'shutdown');
+    // A publish still in flight at the deadline is cut off, so that what it carried is either
+    // published (it answered first) or counted below, never neither.
+    this.cutOff.abort();
+    await this.loop;
+    this.drop(this.buffer.splice(0), 'shutdown');
     this.buffered = 0;
     this.options.metrics.buffered.set(0);
   }
@@ -112,6 +118,7 @@ export class Publisher {
         await client.publishSerialized(
           topic,
           batch.map((m) => m.json),
+          this.cutOff.signal,
         );
         metrics.publishDuration.observe((performance.now() - started) / 1000);
         metrics.published.inc(samples);
