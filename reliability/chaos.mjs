@@ -127,6 +127,10 @@ const faults = [
   },
   {
     name: 'restart Postgres (down 5 s)',
+    // The collector scrapes on through the outage (its targets are the ones it last listed) and
+    // buffers for the queue, which needs Postgres: the outage and the queue's recovery may outlast
+    // this run's three-round buffer, and what it drops must then be counted.
+    mayDrop: true,
     expectNotReady: ['collector', 'gateway', 'queue', 'streamer-1', 'streamer-2'],
     async run(system) {
       await sleep(3_000);
@@ -252,7 +256,7 @@ async function main() {
       }
       if (fault.expectDrops)
         check(dropped > 0, 'the outage outlasted the buffer but nothing was counted as dropped');
-      else check(dropped === 0, `${dropped} samples dropped`);
+      else if (!fault.mayDrop) check(dropped === 0, `${dropped} samples dropped`);
       for (const name of fault.expectNotReady ?? []) {
         check(notReady.includes(name), `${name} never answered /readyz 503 while its dependency was down`);
       }
