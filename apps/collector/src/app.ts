@@ -10,6 +10,7 @@ import {
   type ResponseCheck,
   type ServiceMetrics,
   serviceTokenFrom,
+  waitAtMost,
 } from '@gpu-telemetry/service-kit';
 import type { Express } from 'express';
 import type { Kysely } from 'kysely';
@@ -193,12 +194,7 @@ export function createApp(deps: CollectorAppDeps): CollectorApp {
       csvReplay?.stop();
       // Scrapes in flight get half the time to finish (what one finds later is dropped, counted);
       // the publisher the rest, to publish what is buffered.
-      let timer: NodeJS.Timeout | undefined;
-      await Promise.race([
-        scrapeLoop.stop(),
-        new Promise((resolve) => (timer = setTimeout(resolve, timeoutMs / 2))),
-      ]);
-      clearTimeout(timer);
+      await waitAtMost(scrapeLoop.stop(), timeoutMs / 2);
       await publisher.stop(Math.max(0, deadline - performance.now()));
       // Ends any scrape still in flight.
       await dispatcher.destroy();

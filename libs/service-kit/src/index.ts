@@ -26,6 +26,7 @@ export {
 export { FORM_MEDIA_TYPE, formBody, FormBodyError } from './form-body';
 export { getTracer, startTelemetry, withSpan } from './telemetry';
 export { validate } from './validate';
+export { waitAtMost } from './wait';
 export {
   BODY_PROBLEMS,
   FRAME_PROBLEMS,

@@ -1,5 +1,5 @@
 import type { QueueClient } from '@gpu-telemetry/queue-client';
-import type { Logger } from '@gpu-telemetry/service-kit';
+import { type Logger, waitAtMost } from '@gpu-telemetry/service-kit';
 import type { CollectorMetrics } from '../collector.metrics';
 import type { OutgoingMessage } from './message-builder';
 
@@ -87,9 +87,7 @@ export class Publisher {
     this.retryMs = this.options.retry?.minMs ?? 100;
     this.wake?.();
     this.interrupt?.();
-    let timer: NodeJS.Timeout | undefined;
-    await Promise.race([this.loop, new Promise((resolve) => (timer = setTimeout(resolve, timeoutMs)))]);
-    clearTimeout(timer);
+    await waitAtMost(this.loop, timeoutMs);
     // A publish still in flight at the deadline is cut off, so that what it carried is either
     // published (it answered first) or counted below, never neither.
     this.cutOff.abort();

@@ -1,4 +1,5 @@
 import protobuf from 'protobufjs';
+import { MAX_TIMESTAMP_MS } from '@gpu-telemetry/model';
 
 /**
  * The part of OTLP's ExportTraceServiceRequest the gateway stores, as a protobufjs schema (field
@@ -118,12 +119,9 @@ function attributes(list: KeyValue[] | undefined): Record<string, unknown> {
   return out;
 }
 
-/** The latest time Postgres and the API take: the end of the year 9999, in ms. */
-const MAX_MS = 253_402_300_799_999;
-
 function nanosToMs(nanos: string | number | undefined, field: string): number {
   const ms = Number(BigInt(nanos ?? 0) / 1000n) / 1000;
-  if (!(ms >= 0 && ms <= MAX_MS)) throw new Error(`a span's ${field} is outside 1970 to 9999`);
+  if (!(ms >= 0 && ms <= MAX_TIMESTAMP_MS)) throw new Error(`a span's ${field} is outside 1970 to 9999`);
   return ms;
 }
 
