@@ -36,8 +36,16 @@ export const publishBatchBody = z.strictObject({
 
 export const LOWER_UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
+// What Postgres would refuse after the fact (and the error mapper could then name only as `body`)
+// is refused here, naming the field: a NUL character in text, a cursor past bigint.
+const noNul = (text: z.ZodString) =>
+  text.refine((value) => !value.includes('\u0000'), 'must not contain the NUL character (\\u0000)');
+
+/** Largest seq Postgres holds (bigint). */
+const MAX_CURSOR = 9_223_372_036_854_775_807n;
+
 export const leaseBody = z.strictObject({
-  consumer: z.string().min(1, 'must not be empty').max(200, 'must be at most 200 characters'),
+  consumer: noNul(z.string().min(1, 'must not be empty').max(200, 'must be at most 200 characters')),
   max: z.number().int('must be a whole number').min(1).max(MAX_BATCH).default(10),
   visibilitySeconds: z.number().int('must be a whole number').min(1).max(43_200).default(30),
   waitSeconds: z.number().min(0).max(60).default(0),
@@ -49,7 +57,7 @@ export const nackBody = z.strictObject({
   leaseId: uuid,
   ids: uuidList.optional(),
   delaySeconds: z.number().min(0).max(86_400).default(0),
-  reason: z.string().max(2_000, 'must be at most 2000 characters').optional(),
+  reason: noNul(z.string().max(2_000, 'must be at most 2000 characters')).optional(),
   /** Straight to the dead letters, whatever the attempts: retrying cannot help (e.g. invalid content). */
   deadLetter: z.boolean().default(false),
 });
@@ -69,6 +77,11 @@ export const deadLettersQuery = z.strictObject({
   cursor: z
     .string()
     .regex(/^\d{1,19}$/, 'must be a cursor returned by a previous page')
+    // Refinements run after a failed regex too: only digits are compared.
+    .refine(
+      (cursor) => !/^\d+$/.test(cursor) || BigInt(cursor) <= MAX_CURSOR,
+      'must be a cursor returned by a previous page',
+    )
     .optional(),
 });
 

@@ -1,9 +1,12 @@
 import {
   ackBody,
   deadLetter,
+  deadLettersQuery,
   extendBody,
   lease,
+  leaseBody,
   messageInput,
+  nackBody,
   publishBatchBody,
   publishResult,
   redriveBody,
@@ -15,7 +18,6 @@ import {
 import { type Operation, openApiDocument, SERVICE_CREDENTIAL_PROBLEMS } from '@gpu-telemetry/service-kit';
 import { z } from 'zod';
 import { MAX_NESTING } from '../services/publish-body';
-import { deadLettersQuery, leaseBody, nackBody } from './topics.schemas';
 
 const topic = z.object({ topic: topicName });
 const leaseParams = z.object({ topic: topicName, leaseId: uuid });

@@ -1,9 +1,18 @@
-import { ackBody, extendBody, redriveBody, topicName, topicSettingsBody, uuid } from '@gpu-telemetry/model';
+import {
+  ackBody,
+  deadLettersQuery,
+  extendBody,
+  leaseBody,
+  nackBody,
+  redriveBody,
+  topicName,
+  topicSettingsBody,
+  uuid,
+} from '@gpu-telemetry/model';
 import { validate } from '@gpu-telemetry/service-kit';
 import { type Response, Router } from 'express';
 import { z } from 'zod';
 import type { QueueService, RawLease } from '../services/queue.service';
-import { deadLettersQuery, leaseBody, nackBody } from './topics.schemas';
 
 const topicParams = z.object({ topic: topicName });
 const leaseParams = z.object({ topic: topicName, leaseId: uuid });
