@@ -203,7 +203,7 @@ async function main() {
     env: {
       collector: {
         COLLECT_INTERVAL: `${INTERVAL_MS}ms`,
-        COLLECT_TIMEOUT: '5s',
+        COLLECT_TIMEOUT: `${INTERVAL_MS}ms`,
         // Three rounds: a queue outage longer than 6 s must drop, and count what it drops.
         COLLECT_BUFFER_SAMPLES: String(samplesPerRound * 3),
       },

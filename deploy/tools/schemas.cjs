@@ -204,11 +204,14 @@ const SERVICES = {
       TELEMETRY_COMPACT_AFTER: env.duration(
         'Compact a slice once it has been closed this long (at least 10s).',
       ),
+      QUERY_TIMEOUT: env.duration(
+        'Longest the Postgres reads of one REST call (/v1/gpus/...) may run; then 503.',
+      ),
       PROMQL_TIMEOUT: env.duration(
         "Longest a PromQL query may run, waiting for its turn included (a query's timeout parameter only shortens it).",
       ),
       PROMQL_MAX_SAMPLES: env.int(
-        'Most samples one PromQL query may hold in memory at once.',
+        'Most samples one PromQL query may hold in memory at once, and one REST aggregate may decode.',
         1_000,
         1_000_000_000,
       ),
@@ -233,7 +236,9 @@ const SERVICES = {
     config: {
       QUEUE_URL: env.url("Where the queue answers; default: this release's queue Service."),
       COLLECT_INTERVAL: env.duration('Scrape interval.'),
-      COLLECT_TIMEOUT: env.duration('Per-scrape timeout.'),
+      COLLECT_TIMEOUT: env.duration(
+        'Per-scrape timeout, at most COLLECT_INTERVAL (unset: 10s, or the interval when shorter).',
+      ),
       COLLECT_CONCURRENCY: env.int('Parallel scrapes.', 1, 1024),
       COLLECT_MAX_BODY: env.bytes('Largest body read from a target.'),
       COLLECT_SAMPLE_LIMIT: env.int(

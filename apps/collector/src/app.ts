@@ -18,7 +18,7 @@ import type { Pool } from 'pg';
 import type { Agent } from 'undici';
 import { type CollectorMetrics, createCollectorMetrics } from './collector.metrics';
 import type { CollectorDatabase } from './collector.tables';
-import type { CollectorConfig } from './config';
+import { type CollectorConfig, scrapeTimeoutMs } from './config';
 import { Publisher } from './publishing/publisher';
 import { collectorApi } from './routes/collector.openapi';
 import { targetsRoutes } from './routes/targets.routes';
@@ -126,7 +126,7 @@ export function createApp(deps: CollectorAppDeps): CollectorApp {
     logger,
     metrics: collectorMetrics,
     intervalMs: config.COLLECT_INTERVAL,
-    timeoutMs: config.COLLECT_TIMEOUT,
+    timeoutMs: scrapeTimeoutMs(config),
     maxBytes: config.COLLECT_MAX_BODY,
     sampleLimit: config.COLLECT_SAMPLE_LIMIT,
     labelLimit: config.COLLECT_LABEL_LIMIT,

@@ -50,6 +50,7 @@ export interface StreamerAppDeps {
         | 'TELEMETRY_COMPACT_AFTER'
         | 'TELEMETRY_RETENTION_1M'
         | 'TELEMETRY_RETENTION_1H'
+        | 'QUERY_TIMEOUT'
         | 'PROMQL_TIMEOUT'
         | 'PROMQL_MAX_SAMPLES'
         | 'PROMQL_MAX_SERIES'
@@ -96,7 +97,7 @@ export function createApp(deps: StreamerAppDeps): StreamerApp {
     backlogAgeMs: () =>
       queue.topic(TELEMETRY_TOPIC).then(
         (stats) => (stats.oldestReadyAgeSeconds ?? 0) * 1000,
-        () => 0,
+        () => undefined,
       ),
   });
   const retention1mMs =
@@ -133,10 +134,13 @@ export function createApp(deps: StreamerAppDeps): StreamerApp {
     compactEveryMs: Math.min(60_000, Math.max(1_000, compactAfterMs / 2)),
     onDropped: () => ingest.forgetChunks(),
   });
-  const queries = new TelemetryQueryService(db);
   const setting = <K extends keyof typeof streamerEnv.shape>(name: K) =>
     (config as Partial<StreamerConfig>)[name] ??
     (streamerEnv.shape[name].parse(undefined) as StreamerConfig[K]);
+  const queries = new TelemetryQueryService(db, {
+    maxSamples: setting('PROMQL_MAX_SAMPLES'),
+    timeoutMs: setting('QUERY_TIMEOUT'),
+  });
   const prometheus = new PrometheusService({
     pool,
     logger,

@@ -19,6 +19,21 @@ export const GPU_TYPED_LABELS: ReadonlySet<string> = new Set([
   'modelName',
 ]);
 
+/**
+ * What a GPU id may be: the exporter's UUIDs (GPU-…, MIG-…) and their like, 1-128 letters, digits
+ * and `_ . : -`. It is a path segment of the REST API, so a UUID label outside it names no GPU: such a
+ * series is stored with its labels only (PromQL still reads it).
+ */
+export const GPU_ID = /^[\w.:-]{1,128}$/;
+export const GPU_ID_MESSAGE =
+  'must be a GPU id (1-128 letters, digits and _ . : -) such as GPU-5fd4f087-86f3-7a43-b711-4771313afc50';
+
+/** The GPU a label set names: its first non-empty UUID label, if that is a GPU id; else null. */
+export function gpuIdOf(labels: Record<string, string>): string | null {
+  const id = firstLabel(labels, GPU_ID_LABELS);
+  return id !== null && GPU_ID.test(id) ? id : null;
+}
+
 /** The first of `names` with a non-empty value. */
 export function firstLabel(labels: Record<string, string>, names: readonly string[]): string | null {
   for (const name of names) {
@@ -48,10 +63,10 @@ export interface GpuColumns extends GpuFields {
 
 /**
  * The GPU columns of a label set, the way the collector reads a dcgm-exporter scrape; null when the
- * labels name no GPU (no UUID), so the series is stored with its labels only.
+ * labels name no GPU (no UUID, or one that is no GPU id), so the series is stored with its labels only.
  */
 export function gpuColumnsOf(labels: Record<string, string>): GpuColumns | null {
-  const gpuId = firstLabel(labels, GPU_ID_LABELS);
+  const gpuId = gpuIdOf(labels);
   if (gpuId === null) return null;
   const rest: Record<string, string> = {};
   for (const key in labels) {

@@ -1,6 +1,7 @@
 import {
   ackBody,
   fromSampleValue,
+  isTelemetrySample,
   leaseBody,
   publishBatchBody,
   telemetrySample,
@@ -72,6 +73,17 @@ describe('sample values', () => {
     expect(telemetrySample.safeParse({ ...base, extra: 1 }).success).toBe(false);
     expect(telemetrySample.safeParse({ ...base, metricName: 'gpu util' }).success).toBe(false);
     expect(telemetrySample.safeParse({ ...base, value: 'Infinity' }).success).toBe(false);
+    // A GPU id is a REST path segment: 1-128 letters, digits and _ . : - (MIG ids included).
+    expect(
+      telemetrySample.safeParse({ ...base, gpuId: 'MIG-1fc2b4d4-7c6a-5b7c-9b7b-1f0e0e0e0e0e' }).success,
+    ).toBe(true);
+    for (const gpuId of ['', 'GPU 1', 'GPU/1', 'GPU-1?x', 'g'.repeat(129), 'GPU-é']) {
+      const parsed = telemetrySample.safeParse({ ...base, gpuId });
+      expect(parsed.success).toBe(false);
+      expect(parsed.error?.issues[0]?.path).toEqual(['gpuId']);
+      expect(parsed.error?.issues[0]?.message).toMatch(/must be a GPU id/);
+      expect(isTelemetrySample({ ...base, gpuId })).toBe(false);
+    }
     expect(
       telemetrySample.safeParse({
         ...base,

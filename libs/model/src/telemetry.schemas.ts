@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { GPU_ID, GPU_ID_MESSAGE } from './gpu-labels';
 import { LOWER_UUID, uuid } from './queue.schemas';
 
 /** The queue topic the collector publishes to and the streamer consumes. */
@@ -37,7 +38,7 @@ const text = (max: number) =>
 export const telemetrySample = z.strictObject({
   uuid,
   /** The GPU's UUID as the exporter reports it, e.g. GPU-5fd4f087-86f3-7a43-b711-4771313afc50. */
-  gpuId: text(128).refine((value) => value.length > 0, 'must not be empty'),
+  gpuId: z.string().regex(GPU_ID, GPU_ID_MESSAGE),
   gpuIndex: z.number().int('must be a whole number').min(0).max(65_535).nullable(),
   device: text(128).nullable(),
   modelName: text(256).nullable(),
@@ -104,8 +105,8 @@ export function isTelemetrySample(value: unknown): value is TelemetrySample {
   return (
     typeof s.uuid === 'string' &&
     LOWER_UUID.test(s.uuid) &&
-    isText(s.gpuId, 128) &&
-    s.gpuId !== '' &&
+    typeof s.gpuId === 'string' &&
+    GPU_ID.test(s.gpuId) &&
     (i === null || (typeof i === 'number' && Number.isInteger(i) && i >= 0 && i <= 65_535)) &&
     isNullableText(s.device, 128) &&
     isNullableText(s.modelName, 256) &&

@@ -64,6 +64,18 @@ describe('toTelemetrySample', () => {
     });
   });
 
+  it('skips samples whose UUID is no GPU id (a REST path could not name the GPU)', () => {
+    const { samples } = parseExposition(
+      'a{UUID="GPU 9"} 1\nb{UUID="x/y"} 1\nc{UUID="GPU-9",uuid="odd one"} 1\nd{UUID="",uuid="GPU-8"} 1\n',
+    );
+    expect(samples.map((s) => toTelemetrySample(s, scrapedAt)?.gpuId ?? null)).toEqual([
+      null,
+      null,
+      'GPU-9',
+      'GPU-8',
+    ]);
+  });
+
   it('skips samples that are not about a GPU, and keeps the exporter timestamp when present', () => {
     const { samples } = parseExposition(
       'process_cpu_seconds_total 12\ngpu_metric{UUID="GPU-9"} NaN 1700000000000\n',

@@ -3,8 +3,8 @@
 import {
   CONTAINER_LABELS,
   firstLabel as first,
-  GPU_ID_LABELS as GPU_ID,
   GPU_TYPED_LABELS as TYPED,
+  gpuIdOf,
   HOSTNAME_LABELS as HOSTNAME,
   NAMESPACE_LABELS as NAMESPACE,
   POD_LABELS as POD,
@@ -16,10 +16,10 @@ import { sampleId } from './sample-id';
 
 /**
  * Turns one exposition sample into a TelemetrySample, or null when it is not about a GPU (no
- * UUID label). `scrapedAtMs` stamps samples that carry no timestamp of their own.
+ * UUID label, or one that is no GPU id). `scrapedAtMs` stamps samples that carry no timestamp of their own.
  */
 export function toTelemetrySample(sample: ExpositionSample, scrapedAtMs: number): TelemetrySample | null {
-  const gpuId = first(sample.labels, GPU_ID);
+  const gpuId = gpuIdOf(sample.labels);
   if (gpuId === null) return null;
   const timestampMs = sample.timestampMs ?? scrapedAtMs;
   const rest: Record<string, string> = {};

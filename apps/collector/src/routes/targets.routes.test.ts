@@ -125,6 +125,38 @@ describe('collector configuration', () => {
     );
   });
 
+  it('refuses a scrape timeout longer than the interval, as Prometheus does', () => {
+    expect(() =>
+      createTestCollector(database, queue, { COLLECT_INTERVAL: '2s', COLLECT_TIMEOUT: '5s' }),
+    ).toThrow(/COLLECT_TIMEOUT must not be longer than COLLECT_INTERVAL .*\(got "5s"\)/);
+    expect(() => createTestCollector(database, queue, { COLLECT_TIMEOUT: '50ms' })).toThrow(
+      /COLLECT_TIMEOUT must be at least 100ms \(got "50ms"\)/,
+    );
+  });
+
+  it('times a hung target out within one interval when COLLECT_TIMEOUT is unset', async () => {
+    // Accepts the connection and never answers.
+    const hung = createServer(() => undefined);
+    await new Promise<void>((resolve) => hung.listen(0, '127.0.0.1', resolve));
+    const url = `http://127.0.0.1:${(hung.address() as AddressInfo).port}/metrics`;
+    const own = createTestCollector(database, queue, { COLLECT_TARGETS: url, COLLECT_INTERVAL: '1s' });
+    try {
+      const started = performance.now();
+      await own.scrapeLoop.runRound();
+      const took = performance.now() - started;
+      // 10 s by default; capped at the 1 s interval.
+      expect(took).toBeGreaterThanOrEqual(900);
+      expect(took).toBeLessThan(5_000);
+      const { body } = await request(asService(own.app)).get('/v1/targets').expect(200);
+      const status = body.targets.find((t: { url: string }) => t.url === url);
+      expect(status.lastError).toMatch(/^timeout/);
+    } finally {
+      await own.stop(100);
+      hung.closeAllConnections();
+      hung.close();
+    }
+  });
+
   it('refuses to start on a bad target URL, naming it', () => {
     expect(() =>
       createTestCollector(database, queue, {

@@ -1,14 +1,11 @@
 import { parseDuration } from '@gpu-telemetry/config';
-import { METRIC_NAME, ValidationError } from '@gpu-telemetry/model';
+import { GPU_ID, GPU_ID_MESSAGE, METRIC_NAME, ValidationError } from '@gpu-telemetry/model';
 import { validate } from '@gpu-telemetry/service-kit';
 import { Router } from 'express';
 import { z } from 'zod';
 import type { TelemetryQueryService } from '../services/telemetry-query.service';
 
-const GPU_ID = /^[\w.:-]{1,128}$/;
-export const gpuParams = z.object({
-  gpuId: z.string().regex(GPU_ID, 'must be a GPU id such as GPU-5fd4f087-86f3-7a43-b711-4771313afc50'),
-});
+export const gpuParams = z.object({ gpuId: z.string().regex(GPU_ID, GPU_ID_MESSAGE) });
 const metricName = z.string().max(256).regex(METRIC_NAME, 'must be a Prometheus metric name');
 export const seriesParams = gpuParams.extend({ metric: metricName });
 export const metricParams = z.object({ metric: metricName });

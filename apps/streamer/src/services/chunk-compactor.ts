@@ -5,6 +5,8 @@ import { combineRollups, decodeRollup, encodeRollup, HOUR_US, MINUTE_US, rollUp 
 import {
   blockSeriesRange,
   blocksBetween,
+  createFoldScratch,
+  FOLD_SCRATCH,
   blocksForUpdate,
   type ChunkBounds,
   chunksToCompact,
@@ -22,6 +24,7 @@ import {
   lockSlices,
   readHotSamples,
   readRollupDay,
+  rollupDaySeriesRange,
   readSliceBlocks,
   replaceRollupDay,
   replaceSlices,
@@ -45,10 +48,11 @@ export interface CompactorDeps {
    */
   chunkMs?: number;
   /**
-   * Age of the oldest telemetry message not yet consumed (0 when none, or unknown). Chunks that
-   * ended after it was published wait: its samples would otherwise all arrive late.
+   * Age of the oldest telemetry message not yet consumed (0 when none; undefined when the queue
+   * cannot say). Chunks that ended after it was published wait: its samples would otherwise all
+   * arrive late. While the queue cannot say, the backlog it last reported has only aged.
    */
-  backlogAgeMs?: () => Promise<number>;
+  backlogAgeMs?: () => Promise<number | undefined>;
   now?: () => number;
   /** Series read and written per step of a chunk's compaction, to bound memory. */
   seriesPerStep?: number;
@@ -72,6 +76,11 @@ export interface LateSample {
   value: number;
 }
 
+/** Thrown to roll a merge back: the slices it read are no longer all the chunk's. */
+class SlicesChanged extends Error {}
+
+/** Series refolded at once when late samples reach a folded day (each decoded for the whole day). */
+const REFOLD_SERIES = 500;
 const DAY_MS = 86_400_000;
 const dayOf = (ms: number) => Math.floor(ms / DAY_MS) * DAY_MS;
 
@@ -125,12 +134,29 @@ class SeriesCollector {
  * Several streamers can run it: a chunk is claimed with an advisory lock, the others skip it.
  */
 export class ChunkCompactor {
+  /** The backlog's age as last reported, and when: an unreachable queue's backlog is at least that, aged since. */
+  private backlogSeen: { ageMs: number; at: number } | undefined;
+
   constructor(private readonly deps: CompactorDeps) {}
+
+  /**
+   * How long the oldest unconsumed message has waited, at least. Nothing is consumed while the
+   * queue is out of reach, so its backlog ages with the outage; before the queue was ever
+   * reached, nothing is known and nothing is held (a late sample is merged, never lost).
+   */
+  private async backlogMs(now: number): Promise<number> {
+    const reported = await this.deps.backlogAgeMs?.();
+    if (reported !== undefined) {
+      this.backlogSeen = { ageMs: reported, at: now };
+      return reported;
+    }
+    return this.backlogSeen ? this.backlogSeen.ageMs + (now - this.backlogSeen.at) : 0;
+  }
 
   /** Compacts every chunk that is due; returns what was done. */
   async compactDue(): Promise<{ chunks: number; samples: number; blocks: number }> {
     const now = (this.deps.now ?? Date.now)();
-    const backlog = (await this.deps.backlogAgeMs?.()) ?? 0;
+    const backlog = await this.backlogMs(now);
     const closedBefore = now - Math.max(this.deps.compactAfterMs, backlog);
     const due = await chunksToCompact(this.deps.pool, new Date(closedBefore));
     const total = { chunks: 0, samples: 0, blocks: 0 };
@@ -269,7 +295,8 @@ export class ChunkCompactor {
    * One transaction: the slices' blocks decoded in (series, time) order and written again as one
    * block per series, with its 1-minute and (unless the day is folded) 1-hour rollups; the slices'
    * rows replaced by one. Late samples for a slice wait on its lock, then find it gone and look
-   * again. Null when another streamer has one of the slices or the slices changed.
+   * again. Null when another streamer has one of the slices or the slices changed, before or while
+   * they were merged.
    */
   async mergeSlices(group: SliceGroup): Promise<{ samples: number; blocks: number } | null> {
     const { pool, metrics, logger } = this.deps;
@@ -301,8 +328,16 @@ export class ChunkCompactor {
           }
         },
       );
-      await replaceSlices(client, group, { exact: slices.exact, ...stats });
+      // A slice made meanwhile in a gap among them: roll back, and merge it too once compacted.
+      if (!(await replaceSlices(client, group, { exact: slices.exact, ...stats }))) throw new SlicesChanged();
       return stats;
+    }).catch((error: unknown) => {
+      if (!(error instanceof SlicesChanged)) throw error;
+      logger.info(
+        { chunk: new Date(group.start).toISOString() },
+        'a slice was made among those merging; merging later',
+      );
+      return null;
     });
     if (result) {
       const seconds = (performance.now() - started) / 1000;
@@ -360,55 +395,77 @@ export class ChunkCompactor {
     return folded;
   }
 
-  /** One row per series for the day's 1-hour rollups, in place of one per chunk. */
+  /**
+   * One row per series for the day's 1-hour rollups, in place of one per chunk. A step of series
+   * at a time is read and folded, and waits in a scratch table: memory holds one step, not the day.
+   */
   async foldDay(dayStart: number): Promise<boolean> {
     return this.transaction(async (client) => {
       await lockRollupDay(client, dayStart);
       if (await isDayFolded(client, dayStart)) return false;
-      const rows: SeriesRow[] = [];
-      let seriesId = -1;
-      let parts: ReturnType<typeof decodeRollup>[] = [];
-      const flush = () => {
-        const combined = combineRollups(parts);
-        if (combined) rows.push({ seriesId, start: dayStart, data: encodeRollup(combined) });
-        parts = [];
-      };
-      await readRollupDay(client, dayStart, (row) => {
-        if (row.seriesId !== seriesId) flush();
-        seriesId = row.seriesId;
-        parts.push(decodeRollup(row.data));
-      });
-      flush();
-      await replaceRollupDay(client, dayStart, rows);
-      this.deps.logger.info(
-        { day: new Date(dayStart).toISOString().slice(0, 10), series: rows.length },
-        'folded rollups',
-      );
+      await createFoldScratch(client);
+      const range = await rollupDaySeriesRange(client, dayStart);
+      const step = this.deps.seriesPerStep ?? 20_000;
+      let series = 0;
+      for (let from = range?.[0] ?? 1; range && from <= range[1]; from += step) {
+        const rows: SeriesRow[] = [];
+        let seriesId = -1;
+        let parts: ReturnType<typeof decodeRollup>[] = [];
+        const flush = () => {
+          const combined = combineRollups(parts);
+          if (combined) rows.push({ seriesId, start: dayStart, data: encodeRollup(combined) });
+          parts = [];
+        };
+        await readRollupDay(client, dayStart, from, from + step - 1, (row) => {
+          if (row.seriesId !== seriesId) flush();
+          seriesId = row.seriesId;
+          parts.push(decodeRollup(row.data));
+        });
+        flush();
+        await copySeriesRows(client, FOLD_SCRATCH, rows);
+        series += rows.length;
+      }
+      await replaceRollupDay(client, dayStart);
+      this.deps.logger.info({ day: new Date(dayStart).toISOString().slice(0, 10), series }, 'folded rollups');
       return true;
     });
   }
 
-  /** The folded 1-hour rows of these series for a day, made again from the day's blocks. */
+  /**
+   * The folded 1-hour rows of these series for a day, made again from the day's blocks, a few
+   * hundred series at a time: a series' day of samples is decoded whole.
+   */
   private async refoldHours(client: PoolClient, dayStart: number, seriesIds: number[]): Promise<void> {
-    const blocks = await blocksBetween(client, seriesIds, dayStart, dayStart + DAY_MS);
-    const bySeries = new Map<number, { times: number[]; values: number[] }>();
-    for (const { seriesId, data } of blocks) {
-      const { times, values } = decodeBlock(data);
-      let entry = bySeries.get(seriesId);
-      if (!entry) bySeries.set(seriesId, (entry = { times: [], values: [] }));
-      for (let i = 0; i < times.length; i++) {
-        entry.times.push(times[i] as number);
-        entry.values.push(values[i] as number);
+    for (let i = 0; i < seriesIds.length; i += REFOLD_SERIES) {
+      const blocks = await blocksBetween(
+        client,
+        seriesIds.slice(i, i + REFOLD_SERIES),
+        dayStart,
+        dayStart + DAY_MS,
+      );
+      const bySeries = new Map<number, { times: number[]; values: number[] }>();
+      for (const { seriesId, data } of blocks) {
+        const { times, values } = decodeBlock(data);
+        let entry = bySeries.get(seriesId);
+        if (!entry) bySeries.set(seriesId, (entry = { times: [], values: [] }));
+        for (let k = 0; k < times.length; k++) {
+          entry.times.push(times[k] as number);
+          entry.values.push(values[k] as number);
+        }
       }
+      const rows: SeriesRow[] = [];
+      for (const [seriesId, { times, values }] of bySeries) {
+        const hours = rollUp(
+          { times: Float64Array.from(times), values: Float64Array.from(values) },
+          HOUR_US,
+          {
+            edges: true,
+          },
+        );
+        if (hours) rows.push({ seriesId, start: dayStart, data: encodeRollup(hours) });
+      }
+      await upsertRollups(client, 'telemetry_rollups_1h', rows);
     }
-    const rows: SeriesRow[] = [];
-    for (const [seriesId, { times, values }] of bySeries) {
-      const hours = rollUp({ times: Float64Array.from(times), values: Float64Array.from(values) }, HOUR_US, {
-        edges: true,
-      });
-      if (hours) rows.push({ seriesId, start: dayStart, data: encodeRollup(hours) });
-    }
-    await upsertRollups(client, 'telemetry_rollups_1h', rows);
   }
 
   private async transaction<T>(work: (client: PoolClient) => Promise<T>): Promise<T> {

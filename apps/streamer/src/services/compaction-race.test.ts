@@ -3,6 +3,7 @@ import type { Pool, PoolClient } from 'pg';
 import { startStreamerTestApp } from '../testing/streamer-test-app';
 import { message, sample } from '../testing/samples';
 import { PrometheusService } from './prometheus.service';
+import { dropChunks } from './telemetry-write.queries';
 
 /**
  * A compaction empties a chunk's hot partition by TRUNCATE, which is not MVCC-safe: a PromQL query
@@ -103,6 +104,48 @@ describe('a PromQL query whose snapshot predates a compaction', () => {
     // Asked again, now that the chunk is compacted: the same answer, from the blocks, first time.
     const plain = await service(streamer.database.pool).instantQuery(query, base + 59_000);
     expect(plain.result).toEqual(result.result);
+    expect(await retries()).toBe(before + 1);
+  });
+});
+
+describe('a PromQL query whose snapshot predates a retention drop', () => {
+  it('is evaluated again from a snapshot without the dropped chunks', async () => {
+    const gpu = 'GPU-race-retention';
+    await streamer.ingest.handle([
+      message([120, 135, 150, 165].map((s) => sample({ gpuId: gpu, timestamp: at(s), value: s }))),
+    ]);
+    const retries = async () =>
+      Number(
+        (await streamer.streamerMetrics.promqlRetries.get()).values.find((v) => v.labels.endpoint === 'query')
+          ?.value ?? 0,
+      );
+    const query = `count_over_time(DCGM_FI_DEV_GPU_UTIL{UUID="${gpu}"}[1m])`;
+    expect((await service(streamer.database.pool).instantQuery(query, base + 179_000)).result).toEqual([
+      expect.objectContaining({ value: 4 }),
+    ]);
+
+    // A drop that finds nothing to drop leaves a query in flight alone.
+    let before = await retries();
+    let dropped: Date[] = [];
+    const idle = service(
+      poolRunningAfterSnapshot(streamer.database.pool, async () => {
+        dropped = await dropChunks(streamer.database.pool, new Date(base - 60 * MINUTE));
+      }),
+    );
+    expect((await idle.instantQuery(query, base + 179_000)).result).toHaveLength(1);
+    expect(dropped).toEqual([]);
+    expect(await retries()).toBe(before);
+
+    // One that drops the chunk the query is about to read sends it round again.
+    before = await retries();
+    const racing = service(
+      poolRunningAfterSnapshot(streamer.database.pool, async () => {
+        dropped = await dropChunks(streamer.database.pool, new Date(base + 3 * MINUTE));
+      }),
+    );
+    const result = await racing.instantQuery(query, base + 179_000);
+    expect(dropped.map((d) => d.getTime())).toContain(base + 2 * MINUTE);
+    expect(result.result).toEqual([]);
     expect(await retries()).toBe(before + 1);
   });
 });

@@ -168,18 +168,30 @@ export async function deleteSeriesRows(
   );
 }
 
-/** Puts one compacted row for [start, end) in place of the merged slices'. */
+/**
+ * Replaces the slices' rows with the merged chunk's row, unless a slice was made since they were
+ * locked in a gap among them (for a late sample; telemetry_ensure_chunks makes one holding the
+ * 'telemetry_partitions' lock, which this takes too, so what it sees is settled): then false, and
+ * the caller rolls back, to merge again once that slice is compacted too.
+ */
 export async function replaceSlices(
   client: PoolClient,
   group: SliceGroup,
   merged: { exact: boolean; samples: number; blocks: number },
-): Promise<void> {
+): Promise<boolean> {
+  await client.query(`SELECT pg_advisory_xact_lock(hashtext('telemetry_partitions'))`);
+  const { rows } = await client.query<{ n: number }>(
+    'SELECT count(*)::int AS n FROM telemetry_chunks WHERE chunk_start < $2 AND chunk_end > $1',
+    [new Date(group.start), new Date(group.end)],
+  );
+  if (rows[0]?.n !== group.starts.length) return false;
   await client.query(`DELETE FROM telemetry_chunks WHERE chunk_start = ANY(${timestamps(group.starts)})`);
   await client.query(
     `INSERT INTO telemetry_chunks (chunk_start, chunk_end, compacted_at, exact_rollups, samples, blocks)
      VALUES ($1, $2, now(), $3, $4, $5)`,
     [new Date(group.start), new Date(group.end), merged.exact, merged.samples, merged.blocks],
   );
+  return true;
 }
 
 /**
@@ -240,7 +252,8 @@ export async function readHotSamples(
 }
 
 /** Where rows of a series over a span of time go: blocks (with their sample count) or rollups. */
-export type SeriesTable = 'telemetry_blocks' | 'telemetry_rollups_1m' | 'telemetry_rollups_1h';
+export type SeriesTable =
+  'telemetry_blocks' | 'telemetry_rollups_1m' | 'telemetry_rollups_1h' | typeof FOLD_SCRATCH;
 
 /** A row of one of those tables: a series, the start of its span, its encoded data. */
 export interface SeriesRow {
@@ -335,16 +348,36 @@ export async function daysToFold(pool: Pool, closedBefore: Date): Promise<number
   return rows.map((r) => Date.parse(`${r.day}T00:00:00Z`));
 }
 
-/** Every 1-hour rollup row of a day, in (series, start) order, by binary COPY. */
+/** The day's 1-hour rollup partition. */
+function rollupDayPartition(dayStart: number): string {
+  return `telemetry_rollups_1h_${new Date(dayStart).toISOString().slice(0, 10).replaceAll('-', '')}`;
+}
+
+/** The lowest and highest series id in a day's 1-hour rollups; null when it has none. */
+export async function rollupDaySeriesRange(
+  client: PoolClient,
+  dayStart: number,
+): Promise<[number, number] | null> {
+  const { rows } = await client.query<{ lo: string | null; hi: string | null }>(
+    `SELECT min(series_id) AS lo, max(series_id) AS hi FROM ${quoteIdent(rollupDayPartition(dayStart))}`,
+  );
+  const { lo, hi } = rows[0] ?? { lo: null, hi: null };
+  return lo === null || hi === null ? null : [Number(lo), Number(hi)];
+}
+
+/** Streams the day's 1-hour rollup rows of series [fromId, toId] to `each`, in (series, start) order. */
 export async function readRollupDay(
   client: PoolClient,
   dayStart: number,
+  fromId: number,
+  toId: number,
   each: (row: SeriesRow) => void,
 ): Promise<void> {
-  const part = `telemetry_rollups_1h_${new Date(dayStart).toISOString().slice(0, 10).replaceAll('-', '')}`;
   await readBinaryCopy(
     client,
-    `COPY (SELECT series_id, start, data FROM ${quoteIdent(part)} ORDER BY series_id, start) TO STDOUT (FORMAT binary)`,
+    `COPY (SELECT series_id, start, data FROM ${quoteIdent(rollupDayPartition(dayStart))}
+           WHERE series_id BETWEEN ${Math.trunc(fromId)} AND ${Math.trunc(toId)}
+           ORDER BY series_id, start) TO STDOUT (FORMAT binary)`,
     (buf, fields) => {
       const data = fields[4] as number;
       each({
@@ -356,16 +389,26 @@ export async function readRollupDay(
   );
 }
 
-/** Replaces the day's 1-hour rollups with `rows` and records the day as folded. */
-export async function replaceRollupDay(
-  client: PoolClient,
-  dayStart: number,
-  rows: SeriesRow[],
-): Promise<void> {
-  const part = `telemetry_rollups_1h_${new Date(dayStart).toISOString().slice(0, 10).replaceAll('-', '')}`;
+/**
+ * Where a day's folded rows wait, a step of series at a time, until they replace the day's rows
+ * (see replaceRollupDay): a temporary table, dropped at commit.
+ */
+export const FOLD_SCRATCH = 'telemetry_fold_scratch';
+
+export async function createFoldScratch(client: PoolClient): Promise<void> {
+  await client.query(
+    `CREATE TEMPORARY TABLE ${FOLD_SCRATCH} (series_id bigint, start timestamptz, data bytea) ON COMMIT DROP`,
+  );
+}
+
+/** Replaces the day's 1-hour rollups with the folded rows in FOLD_SCRATCH and records the day as folded. */
+export async function replaceRollupDay(client: PoolClient, dayStart: number): Promise<void> {
+  const part = rollupDayPartition(dayStart);
   await advanceEpoch(client);
   await client.query(`TRUNCATE ${quoteIdent(part)}`);
-  await copySeriesRows(client, 'telemetry_rollups_1h', rows);
+  await client.query(
+    `INSERT INTO telemetry_rollups_1h (series_id, start, data) SELECT series_id, start, data FROM ${FOLD_SCRATCH} ORDER BY series_id`,
+  );
   await client.query('INSERT INTO telemetry_rollup_days (day) VALUES ($1::date) ON CONFLICT DO NOTHING', [
     new Date(dayStart).toISOString().slice(0, 10),
   ]);

@@ -248,6 +248,61 @@ describe('a queue backlog', () => {
       await local.close();
     }
   });
+
+  it('is taken to have aged while the queue cannot be reached, not to have gone', async () => {
+    const local = await startStreamerTestApp({ config });
+    try {
+      await local.ingest.handle([message(fleetSamples('GPU-outage', 0, 480))]);
+      let now = Date.now();
+      let reported: number | undefined = now - (base + 3 * MINUTE);
+      const compactor = new ChunkCompactor({
+        pool: local.database.pool,
+        logger: createLogger('streamer', 'silent'),
+        metrics: local.streamerMetrics,
+        compactAfterMs: 10_000,
+        backlogAgeMs: async () => reported,
+        now: () => now,
+      });
+      // Of the eight chunks of data (the empty ones the maintainer made ahead aside).
+      const compacted = async () =>
+        (
+          await local.database.pool.query(
+            'SELECT count(*)::int AS n FROM telemetry_chunks WHERE compacted_at IS NOT NULL AND chunk_start < $1',
+            [new Date(base + 8 * MINUTE)],
+          )
+        ).rows[0].n;
+      await compactor.compactDue();
+      expect(await compacted()).toBe(3);
+      // The queue goes down, and 10 minutes on the message that was oldest is still unconsumed.
+      reported = undefined;
+      now += 10 * MINUTE;
+      await compactor.compactDue();
+      expect(await compacted()).toBe(3);
+      // Back, and caught up.
+      reported = 0;
+      await compactor.compactDue();
+      expect(await compacted()).toBe(8);
+    } finally {
+      await local.close();
+    }
+  });
+
+  it('holds nothing back before the queue was ever reached (a late sample is merged, not lost)', async () => {
+    const local = await startStreamerTestApp({ config });
+    try {
+      await local.ingest.handle([message(fleetSamples('GPU-unknown', 0, 480))]);
+      const compactor = new ChunkCompactor({
+        pool: local.database.pool,
+        logger: createLogger('streamer', 'silent'),
+        metrics: local.streamerMetrics,
+        compactAfterMs: 10_000,
+        backlogAgeMs: async () => undefined,
+      });
+      expect((await compactor.compactDue()).chunks).toBe(8);
+    } finally {
+      await local.close();
+    }
+  });
 });
 
 describe('several streamers', () => {

@@ -144,6 +144,24 @@ describe('series of any metric (remote write)', () => {
     ]);
   });
 
+  it('keeps a series whose UUID is no GPU id with its labels only: PromQL reads it, no GPU is listed', async () => {
+    const labels = { UUID: 'GPU 7/../x', Hostname: 'node-odd', job: 'dcgm' };
+    await streamer.ingest.handle([
+      seriesMessage([{ metric: 'DCGM_FI_DEV_FB_USED', labels, samples: [[t0, 1234]] }]),
+    ]);
+    const rows = await storedSeries('DCGM_FI_DEV_FB_USED');
+    expect(rows).toEqual([expect.objectContaining({ gpu_id: null, prom_labels: labels })]);
+    const gpus = await request(asService(streamer.app)).get('/v1/gpus').query({ limit: 10_000 }).expect(200);
+    expect(gpus.body.gpus.map((g: { id: string }) => g.id)).not.toContain(labels.UUID);
+    const res = await request(asService(streamer.app))
+      .get('/v1/prometheus/api/v1/query')
+      .query({ query: 'DCGM_FI_DEV_FB_USED{Hostname="node-odd"}', time: String(t0 / 1000) })
+      .expect(200);
+    expect(res.body.data.result).toEqual([
+      { metric: { __name__: 'DCGM_FI_DEV_FB_USED', ...labels }, value: [t0 / 1000, '1234'] },
+    ]);
+  });
+
   it('is one series whatever the order of its labels, and never the same series as a scrape', async () => {
     const at = (k: number) => t0 + k * 1000;
     await streamer.ingest.handle([

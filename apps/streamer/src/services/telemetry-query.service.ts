@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import {
+  AppError,
   type GpuFields,
   NotFoundError,
   type SampleValue,
@@ -12,6 +13,7 @@ import { decodeBlock } from '../codec/block-codec';
 import { RollupReader } from '../codec/rollup';
 import {
   bucketMakings,
+  compactedSamplesPerSeries,
   gpuExists,
   listGpus,
   type SampleKey,
@@ -21,7 +23,16 @@ import {
   seriesOfGpu,
   seriesOfMetric,
   type StoredSample,
+  withinTimeout,
 } from './telemetry-read.queries';
+
+/** What one aggregate may cost: samples decoded in the streamer, and time in Postgres. */
+export interface AggregateLimits {
+  /** Stored samples and rollup buckets one aggregate may decode (PROMQL_MAX_SAMPLES). */
+  maxSamples: number;
+  /** Longest its reads may run (QUERY_TIMEOUT). */
+  timeoutMs: number;
+}
 
 export interface GpuView {
   id: string;
@@ -125,7 +136,10 @@ function split(start: number, end: number, resolution: 0 | 60 | 3600): Segment[]
 
 /** The read side: GPUs, samples of a GPU in time order, and aggregates for charts. */
 export class TelemetryQueryService {
-  constructor(private readonly db: Kysely<StreamerDatabase>) {}
+  constructor(
+    private readonly db: Kysely<StreamerDatabase>,
+    private readonly limits: AggregateLimits,
+  ) {}
 
   async gpus(options: {
     limit: number;
@@ -250,6 +264,46 @@ export class TelemetryQueryService {
   }
 
   /**
+   * What an aggregate is made of, read in one snapshot within QUERY_TIMEOUT, once its cost is
+   * known to be within PROMQL_MAX_SAMPLES: the stored samples of the raw segments' compacted chunks
+   * and a bucket per step of each rollup segment, for every series. Over it, a 400 names the step.
+   */
+  private readMakings(
+    seriesIds: number[],
+    args: { start: Date; end: Date; stepSeconds: number },
+    parts: Segment[],
+  ): ReturnType<typeof bucketMakings> {
+    const { maxSamples, timeoutMs } = this.limits;
+    return withinTimeout(this.db, timeoutMs, async (trx) => {
+      let perSeries = await compactedSamplesPerSeries(trx, parts);
+      for (const g of parts) if (g.resolution > 0) perSeries += (g.to - g.from) / (g.resolution * 1000);
+      const cost = Math.ceil(perSeries * seriesIds.length);
+      if (cost > maxSamples) {
+        throw new ValidationError([
+          {
+            field: 'step',
+            message: `would decode about ${cost.toLocaleString('en')} stored samples for ${seriesIds.length.toLocaleString('en')} series, more than the ${maxSamples.toLocaleString('en')} an aggregate may (PROMQL_MAX_SAMPLES): lengthen the step, shorten the range, or pick fewer GPUs`,
+          },
+        ]);
+      }
+      return bucketMakings(trx, {
+        seriesIds,
+        start: args.start,
+        end: args.end,
+        stepSeconds: args.stepSeconds,
+        segments: parts,
+      });
+    }).catch((error: unknown) => {
+      if ((error as { code?: unknown }).code !== '57014') throw error;
+      throw new AppError(
+        503,
+        `The aggregate ran past ${timeoutMs} ms (QUERY_TIMEOUT); lengthen the step or shorten the range.`,
+        { headers: { 'Retry-After': '5' } },
+      );
+    });
+  }
+
+  /**
    * Buckets of the finite values of these series: hot rows aggregated by Postgres, compacted chunks
    * from their blocks or rollups, each stretch of the range at the coarsest resolution that answers
    * the step exactly (see segments()).
@@ -264,13 +318,7 @@ export class TelemetryQueryService {
       const end = args.end.getTime();
       const stepMs = args.stepSeconds * 1000;
       const parts = segments(start, end, args.stepSeconds);
-      const { hot, blocks, rollups } = await bucketMakings(this.db, {
-        seriesIds,
-        start: args.start,
-        end: args.end,
-        stepSeconds: args.stepSeconds,
-        segments: parts,
-      });
+      const { hot, blocks, rollups } = await this.readMakings(seriesIds, args, parts);
       for (const row of hot) {
         add(buckets, row.start.getTime(), row.count, row.sum as number, row.min as number, row.max as number);
       }

@@ -215,6 +215,40 @@ export interface StoredRollup {
 const DAY = sql`INTERVAL '1 day'`;
 
 /**
+ * Runs `read` in one read-only transaction whose statements Postgres cancels past `timeoutMs`
+ * (SQLSTATE 57014): an aggregate over a long range cannot hold a connection for good.
+ */
+export async function withinTimeout<T>(db: Db, timeoutMs: number, read: (trx: Db) => Promise<T>): Promise<T> {
+  return db
+    .transaction()
+    .setAccessMode('read only')
+    .execute(async (trx) => {
+      await sql`SELECT set_config('statement_timeout', ${String(Math.max(1, Math.ceil(timeoutMs)))}, true)`.execute(
+        trx,
+      );
+      return read(trx);
+    });
+}
+
+/**
+ * How many samples one series has, on average, in the compacted chunks that the raw segments
+ * reach (each chunk's samples over its blocks): what an aggregate decodes for every series it
+ * reads there. Hot rows are summed by Postgres and cost the streamer nothing.
+ */
+export async function compactedSamplesPerSeries(db: Db, segments: Segment[]): Promise<number> {
+  const raw = segments.filter((g) => g.resolution === 0);
+  if (raw.length === 0) return 0;
+  const overlaps = sql.join(
+    raw.map((g) => sql`(chunk_start < ${new Date(g.to)} AND chunk_end > ${new Date(g.from)})`),
+    sql` OR `,
+  );
+  const { rows } = await sql<{ n: number | null }>`
+    SELECT sum(samples::float8 / greatest(blocks, 1)) AS n FROM telemetry_chunks
+    WHERE compacted_at IS NOT NULL AND (${overlaps})`.execute(db);
+  return Number(rows[0]?.n ?? 0);
+}
+
+/**
  * For aggregates over [start, end), in one statement (one snapshot): count/sum/min/max of the
  * finite hot values of these series per `stepSeconds` bucket (aligned to the epoch), and what the
  * compacted chunks hold for each segment: blocks where it is raw, rollup rows where it is 1m or 1h.
