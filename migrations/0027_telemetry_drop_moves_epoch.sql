@@ -3,7 +3,9 @@
 -- A retention drop moves telemetry_epoch in its transaction, as a compaction's TRUNCATE does. A
 -- PromQL query reads several statements in one snapshot; a partition dropped after the snapshot
 -- was taken is gone for the statements after, while the chunk rows the snapshot read still name it.
--- The moved epoch tells the query to evaluate again from a snapshot taken after the drop.
+-- The moved epoch tells the query to evaluate again from a snapshot taken after the drop. The
+-- epoch is moved last: compactions and folds also move it last, just before they commit, so its
+-- row lock is held by no one waiting for the tables these drops hold.
 CREATE OR REPLACE FUNCTION telemetry_drop_days(p_parent text, p_before timestamptz)
 RETURNS SETOF date LANGUAGE plpgsql SET lock_timeout = '2s' AS $$
 DECLARE
@@ -49,10 +51,10 @@ BEGIN
       NULL; -- in use: next round
     END;
   END LOOP;
+  PERFORM telemetry_drop_days('telemetry_blocks', p_before);
   IF dropped THEN
     UPDATE telemetry_epoch SET n = n + 1;
   END IF;
-  PERFORM telemetry_drop_days('telemetry_blocks', p_before);
 END
 $$;
 

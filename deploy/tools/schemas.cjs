@@ -205,7 +205,7 @@ const SERVICES = {
         'Compact a slice once it has been closed this long (at least 10s).',
       ),
       QUERY_TIMEOUT: env.duration(
-        'Longest the Postgres reads of one REST call (/v1/gpus/...) may run; then 503.',
+        'Longest one REST aggregate (/v1/gpus/.../series) may take, then 503; below the gateway timeout.',
       ),
       PROMQL_TIMEOUT: env.duration(
         "Longest a PromQL query may run, waiting for its turn included (a query's timeout parameter only shortens it).",

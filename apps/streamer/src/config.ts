@@ -38,10 +38,11 @@ export const streamerEnv = z.object({
   /** A chunk is compacted (one block per series) once it has been closed this long. */
   TELEMETRY_COMPACT_AFTER: duration('10m', { min: '10s', max: '7d' }),
   /**
-   * Longest the reads of one REST call (/v1/gpus/...) may run in Postgres; past it the statement is
-   * cancelled and the call answered 503. As the gateway's GATEWAY_TIMEOUT, which gives up on it then.
+   * Longest one REST aggregate (/v1/gpus/.../series) may take from its start: past it Postgres
+   * cancels its read and the call is answered 503. Shorter than the gateway's GATEWAY_TIMEOUT
+   * (30s), so the client gets that answer rather than the gateway's 504.
    */
-  QUERY_TIMEOUT: duration('30s', { min: '100ms', max: '1h' }),
+  QUERY_TIMEOUT: duration('20s', { min: '100ms', max: '1h' }),
   /** Longest a PromQL query may run (its own `timeout` parameter can only shorten it); Prometheus: 2m. */
   PROMQL_TIMEOUT: duration('2m', { min: '100ms', max: '1h' }),
   /**

@@ -21,8 +21,8 @@ export const GPU_TYPED_LABELS: ReadonlySet<string> = new Set([
 
 /**
  * What a GPU id may be: the exporter's UUIDs (GPU-…, MIG-…) and their like, 1-128 letters, digits
- * and `_ . : -`. It is a path segment of the REST API, so a UUID label outside it names no GPU: such a
- * series is stored with its labels only (PromQL still reads it).
+ * and `_ . : -`. It is a path segment of the REST API, so a UUID label outside it names no GPU: a
+ * scrape leaves such samples out, remote write keeps the series with its labels only (for PromQL).
  */
 export const GPU_ID = /^[\w.:-]{1,128}$/;
 export const GPU_ID_MESSAGE =

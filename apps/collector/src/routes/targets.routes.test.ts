@@ -6,6 +6,7 @@ import { QueueClient } from '@gpu-telemetry/queue-client';
 import request from 'supertest';
 import { asService } from '@gpu-telemetry/service-kit/testing';
 import type { CollectorApp } from '../app';
+import { loadCollectorConfig, scrapeTimeoutMs } from '../config';
 import { createTestCollector } from '../testing/collector-test-app';
 import type { CollectorDatabase } from '../collector.tables';
 
@@ -132,6 +133,18 @@ describe('collector configuration', () => {
     expect(() => createTestCollector(database, queue, { COLLECT_TIMEOUT: '50ms' })).toThrow(
       /COLLECT_TIMEOUT must be at least 100ms \(got "50ms"\)/,
     );
+  });
+
+  it('takes the timeout given, up to the interval, and 10s or the interval when none is', () => {
+    const timeout = (env: Record<string, string>) =>
+      scrapeTimeoutMs(
+        loadCollectorConfig({ DATABASE_URL: database.url, SERVICE_TOKEN: 'x'.repeat(32), ...env }),
+      );
+    expect(timeout({})).toBe(10_000);
+    expect(timeout({ COLLECT_INTERVAL: '2s' })).toBe(2_000);
+    expect(timeout({ COLLECT_INTERVAL: '2s', COLLECT_TIMEOUT: '2s' })).toBe(2_000);
+    expect(timeout({ COLLECT_INTERVAL: '1m', COLLECT_TIMEOUT: '45s' })).toBe(45_000);
+    expect(timeout({ COLLECT_INTERVAL: '1m', COLLECT_TIMEOUT: '' })).toBe(10_000);
   });
 
   it('times a hung target out within one interval when COLLECT_TIMEOUT is unset', async () => {

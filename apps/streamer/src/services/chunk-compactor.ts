@@ -76,6 +76,9 @@ export interface LateSample {
   value: number;
 }
 
+/** How long an unknown backlog is taken to go on aging (see backlogMs). */
+const BACKLOG_AGING_MAX_MS = 3_600_000;
+
 /** Thrown to roll a merge back: the slices it read are no longer all the chunk's. */
 class SlicesChanged extends Error {}
 
@@ -136,21 +139,28 @@ class SeriesCollector {
 export class ChunkCompactor {
   /** The backlog's age as last reported, and when: an unreachable queue's backlog is at least that, aged since. */
   private backlogSeen: { ageMs: number; at: number } | undefined;
+  private backlogUnknown = false;
 
   constructor(private readonly deps: CompactorDeps) {}
 
   /**
    * How long the oldest unconsumed message has waited, at least. Nothing is consumed while the
-   * queue is out of reach, so its backlog ages with the outage; before the queue was ever
-   * reached, nothing is known and nothing is held (a late sample is merged, never lost).
+   * queue is out of reach, so its backlog ages with the outage, for up to an hour: past that (or
+   * before the queue was ever reached) compaction goes on, and late samples are merged, never lost.
    */
   private async backlogMs(now: number): Promise<number> {
     const reported = await this.deps.backlogAgeMs?.();
     if (reported !== undefined) {
+      if (this.backlogUnknown) this.deps.logger.info('queue backlog known again');
+      this.backlogUnknown = false;
       this.backlogSeen = { ageMs: reported, at: now };
       return reported;
     }
-    return this.backlogSeen ? this.backlogSeen.ageMs + (now - this.backlogSeen.at) : 0;
+    if (!this.backlogUnknown)
+      this.deps.logger.warn('queue backlog unknown; closed chunks it may still feed wait up to an hour');
+    this.backlogUnknown = true;
+    if (!this.backlogSeen) return 0;
+    return this.backlogSeen.ageMs + Math.min(now - this.backlogSeen.at, BACKLOG_AGING_MAX_MS);
   }
 
   /** Compacts every chunk that is due; returns what was done. */

@@ -171,15 +171,21 @@ export async function deleteSeriesRows(
 /**
  * Replaces the slices' rows with the merged chunk's row, unless a slice was made since they were
  * locked in a gap among them (for a late sample; telemetry_ensure_chunks makes one holding the
- * 'telemetry_partitions' lock, which this takes too, so what it sees is settled): then false, and
- * the caller rolls back, to merge again once that slice is compacted too.
+ * 'telemetry_partitions' lock, which this takes too, so what it sees is settled), or that lock is
+ * held right now: then false, and the caller rolls back, to merge next round (once such a slice
+ * is compacted too).
  */
 export async function replaceSlices(
   client: PoolClient,
   group: SliceGroup,
   merged: { exact: boolean; samples: number; blocks: number },
 ): Promise<boolean> {
-  await client.query(`SELECT pg_advisory_xact_lock(hashtext('telemetry_partitions'))`);
+  // Tried, not waited for: retention holds it while its drops wait for the tables this
+  // transaction has written, and waiting here would close the circle.
+  const { rows: locked } = await client.query<{ ok: boolean }>(
+    `SELECT pg_try_advisory_xact_lock(hashtext('telemetry_partitions')) AS ok`,
+  );
+  if (!locked[0]?.ok) return false;
   const { rows } = await client.query<{ n: number }>(
     'SELECT count(*)::int AS n FROM telemetry_chunks WHERE chunk_start < $2 AND chunk_end > $1',
     [new Date(group.start), new Date(group.end)],
@@ -404,7 +410,6 @@ export async function createFoldScratch(client: PoolClient): Promise<void> {
 /** Replaces the day's 1-hour rollups with the folded rows in FOLD_SCRATCH and records the day as folded. */
 export async function replaceRollupDay(client: PoolClient, dayStart: number): Promise<void> {
   const part = rollupDayPartition(dayStart);
-  await advanceEpoch(client);
   await client.query(`TRUNCATE ${quoteIdent(part)}`);
   await client.query(
     `INSERT INTO telemetry_rollups_1h (series_id, start, data) SELECT series_id, start, data FROM ${FOLD_SCRATCH} ORDER BY series_id`,
@@ -412,6 +417,7 @@ export async function replaceRollupDay(client: PoolClient, dayStart: number): Pr
   await client.query('INSERT INTO telemetry_rollup_days (day) VALUES ($1::date) ON CONFLICT DO NOTHING', [
     new Date(dayStart).toISOString().slice(0, 10),
   ]);
+  await advanceEpoch(client);
 }
 
 /** The blocks of these series in chunks starting within [from, to), in chunk order. */
@@ -476,16 +482,19 @@ export async function finishCompaction(
     'UPDATE telemetry_chunks SET compacted_at = now(), exact_rollups = true, samples = $2, blocks = $3 WHERE chunk_start = $1',
     [new Date(chunkStart), stats.samples, stats.blocks],
   );
-  await advanceEpoch(client);
   await client.query(`TRUNCATE ${quoteIdent(part)}`);
   await client.query(
     `ALTER TABLE ${quoteIdent(part)} ADD CONSTRAINT ${quoteIdent(`${part}_compacted`)} CHECK (false) NOT VALID`,
   );
+  await advanceEpoch(client);
 }
 
 /**
- * Moves telemetry_epoch, in a transaction about to empty a table by TRUNCATE: a PromQL query
- * whose snapshot is older sees the counter moved once done, and is evaluated again.
+ * Moves telemetry_epoch, in a transaction that empties a table by TRUNCATE: a PromQL query whose
+ * snapshot is older sees the counter moved once done, and is evaluated again. It is the last
+ * statement before COMMIT (where in the transaction makes no difference to readers), so the row
+ * lock is never held while waiting for anything: retention's drops, which hold their tables'
+ * locks, move it too.
  */
 async function advanceEpoch(client: PoolClient): Promise<void> {
   await client.query('UPDATE telemetry_epoch SET n = n + 1');

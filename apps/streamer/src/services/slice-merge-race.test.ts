@@ -113,9 +113,29 @@ it('rolls a merge back when a slice is made among its slices meanwhile, and merg
   const all = [0, 30, 90, 120, 150].map((s) => iso(base + s * 1000));
   expect(await storedTimes()).toEqual(all);
 
-  // Once the new slice is compacted too, the chunk is merged whole.
+  // Once the new slice is compacted too, the chunk is merged whole; not while retention (or a
+  // new slice being made) holds the partitions' lock, which the merge does not wait for.
   await streamer.compactor.compactDue();
   await dropCompactedPartitions(streamer.database.pool);
+  const holder = await streamer.database.pool.connect();
+  try {
+    const held = new ChunkCompactor({
+      pool: poolPausingAfterSliceLock(streamer.database.pool, () =>
+        holder.query(`SELECT pg_advisory_lock(hashtext('telemetry_partitions'))`),
+      ),
+      logger: createLogger('streamer', 'silent'),
+      metrics: streamer.streamerMetrics,
+      compactAfterMs: 10_000,
+      chunkMs: 3 * MINUTE,
+    });
+    const started = performance.now();
+    expect(await held.mergeDue()).toBe(0);
+    expect(performance.now() - started).toBeLessThan(5_000);
+    await holder.query(`SELECT pg_advisory_unlock(hashtext('telemetry_partitions'))`);
+  } finally {
+    holder.release();
+  }
+  expect(await chunkRows()).toHaveLength(3);
   expect(await streamer.compactor.mergeDue()).toBe(1);
   expect(await chunkRows()).toEqual([[iso(base), iso(base + 3 * MINUTE)]]);
   expect(await storedTimes()).toEqual(all);

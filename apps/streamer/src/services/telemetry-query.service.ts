@@ -23,8 +23,15 @@ import {
   seriesOfGpu,
   seriesOfMetric,
   type StoredSample,
+  setStatementTimeout,
   withinTimeout,
 } from './telemetry-read.queries';
+
+/**
+ * A series' last_seen is refreshed once it is a day old and the series cache starts over every 6
+ * hours: one not seen for two days before a range has no sample in it.
+ */
+const SEEN_SLACK_MS = 2 * 86_400_000;
 
 /** What one aggregate may cost: samples decoded in the streamer, and time in Postgres. */
 export interface AggregateLimits {
@@ -232,6 +239,7 @@ export class TelemetryQueryService {
     stepSeconds: number;
     buckets: Bucket[];
   }> {
+    const deadline = Date.now() + this.limits.timeoutMs;
     await this.requireGpu(args.gpuId);
     const series = await seriesOfGpu(this.db, args.gpuId, args.metric);
     return {
@@ -241,6 +249,7 @@ export class TelemetryQueryService {
       buckets: await this.aggregate(
         series.map((s) => s.id),
         args,
+        deadline,
       ),
     };
   }
@@ -254,17 +263,23 @@ export class TelemetryQueryService {
     hostname?: string;
     model?: string;
   }): Promise<{ metric: string; stepSeconds: number; series: number; buckets: Bucket[] }> {
-    const ids = await seriesOfMetric(this.db, args.metric, { hostname: args.hostname, model: args.model });
+    const deadline = Date.now() + this.limits.timeoutMs;
+    const ids = await seriesOfMetric(this.db, args.metric, {
+      hostname: args.hostname,
+      model: args.model,
+      seenSince: new Date(args.start.getTime() - SEEN_SLACK_MS),
+    });
     return {
       metric: args.metric,
       stepSeconds: args.stepSeconds,
       series: ids.length,
-      buckets: await this.aggregate(ids, args),
+      buckets: await this.aggregate(ids, args, deadline),
     };
   }
 
   /**
-   * What an aggregate is made of, read in one snapshot within QUERY_TIMEOUT, once its cost is
+   * What an aggregate is made of, read in one transaction by `deadline` (QUERY_TIMEOUT from the
+   * call's start; Postgres cancels a statement past it), once its cost is
    * known to be within PROMQL_MAX_SAMPLES: the stored samples of the raw segments' compacted chunks
    * and a bucket per step of each rollup segment, for every series. Over it, a 400 names the step.
    */
@@ -272,9 +287,11 @@ export class TelemetryQueryService {
     seriesIds: number[],
     args: { start: Date; end: Date; stepSeconds: number },
     parts: Segment[],
+    deadline: number,
   ): ReturnType<typeof bucketMakings> {
     const { maxSamples, timeoutMs } = this.limits;
-    return withinTimeout(this.db, timeoutMs, async (trx) => {
+    const left = () => deadline - Date.now();
+    return withinTimeout(this.db, left(), async (trx) => {
       let perSeries = await compactedSamplesPerSeries(trx, parts);
       for (const g of parts) if (g.resolution > 0) perSeries += (g.to - g.from) / (g.resolution * 1000);
       const cost = Math.ceil(perSeries * seriesIds.length);
@@ -282,10 +299,12 @@ export class TelemetryQueryService {
         throw new ValidationError([
           {
             field: 'step',
-            message: `would decode about ${cost.toLocaleString('en')} stored samples for ${seriesIds.length.toLocaleString('en')} series, more than the ${maxSamples.toLocaleString('en')} an aggregate may (PROMQL_MAX_SAMPLES): lengthen the step, shorten the range, or pick fewer GPUs`,
+            message: `would decode about ${cost.toLocaleString('en')} stored samples for ${seriesIds.length.toLocaleString('en')} series, more than the ${maxSamples.toLocaleString('en')} an aggregate may (PROMQL_MAX_SAMPLES): use a step of whole hours (read from 1-hour rollups), a shorter range, or fewer GPUs (hostname, model)`,
           },
         ]);
       }
+      // What is left of QUERY_TIMEOUT, not all of it again.
+      await setStatementTimeout(trx, left());
       return bucketMakings(trx, {
         seriesIds,
         start: args.start,
@@ -297,7 +316,7 @@ export class TelemetryQueryService {
       if ((error as { code?: unknown }).code !== '57014') throw error;
       throw new AppError(
         503,
-        `The aggregate ran past ${timeoutMs} ms (QUERY_TIMEOUT); lengthen the step or shorten the range.`,
+        `The aggregate ran past ${timeoutMs} ms (QUERY_TIMEOUT); use a longer step or a shorter range.`,
         { headers: { 'Retry-After': '5' } },
       );
     });
@@ -311,6 +330,7 @@ export class TelemetryQueryService {
   private async aggregate(
     seriesIds: number[],
     args: { start: Date; end: Date; stepSeconds: number },
+    deadline: number,
   ): Promise<Bucket[]> {
     const buckets = new Map<number, BucketSums>();
     if (seriesIds.length > 0) {
@@ -318,7 +338,7 @@ export class TelemetryQueryService {
       const end = args.end.getTime();
       const stepMs = args.stepSeconds * 1000;
       const parts = segments(start, end, args.stepSeconds);
-      const { hot, blocks, rollups } = await this.readMakings(seriesIds, args, parts);
+      const { hot, blocks, rollups } = await this.readMakings(seriesIds, args, parts, deadline);
       for (const row of hot) {
         add(buckets, row.start.getTime(), row.count, row.sum as number, row.min as number, row.max as number);
       }

@@ -88,7 +88,7 @@ export async function seriesOfGpu(db: Db, gpuId: string, metric?: string): Promi
 export async function seriesOfMetric(
   db: Db,
   metric: string,
-  filter: { hostname?: string; model?: string },
+  filter: { hostname?: string; model?: string; seenSince?: Date },
 ): Promise<number[]> {
   // GPU series only: a remote-written series of the same name that names no GPU is not a GPU's.
   let query = db
@@ -96,6 +96,7 @@ export async function seriesOfMetric(
     .select('id')
     .where('metric_name', '=', metric)
     .where('gpu_id', 'is not', null);
+  if (filter.seenSince !== undefined) query = query.where('last_seen', '>=', filter.seenSince);
   if (filter.hostname !== undefined) query = query.where('hostname', '=', filter.hostname);
   if (filter.model !== undefined) query = query.where('model_name', '=', filter.model);
   return (await query.execute()).map((row) => Number(row.id));
@@ -223,11 +224,16 @@ export async function withinTimeout<T>(db: Db, timeoutMs: number, read: (trx: Db
     .transaction()
     .setAccessMode('read only')
     .execute(async (trx) => {
-      await sql`SELECT set_config('statement_timeout', ${String(Math.max(1, Math.ceil(timeoutMs)))}, true)`.execute(
-        trx,
-      );
+      await setStatementTimeout(trx, timeoutMs);
       return read(trx);
     });
+}
+
+/** Sets the statement timeout of the transaction `trx` is in (at least 1 ms). */
+export async function setStatementTimeout(trx: Db, timeoutMs: number): Promise<void> {
+  await sql`SELECT set_config('statement_timeout', ${String(Math.max(1, Math.ceil(timeoutMs)))}, true)`.execute(
+    trx,
+  );
 }
 
 /**
