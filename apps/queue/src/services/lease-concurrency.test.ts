@@ -158,7 +158,7 @@ describe('concurrent consumers', () => {
     await holder.query('COMMIT');
     holder.release();
     const res = await ack;
-    expect(res.status).toBe(200);
-    expect(res.body).toEqual({ acked: 2 });
+    // Status and body together: a failure shows the problem's detail.
+    expect({ status: res.status, body: res.body }).toEqual({ status: 200, body: { acked: 2 } });
   });
 });

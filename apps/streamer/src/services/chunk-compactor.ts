@@ -25,6 +25,7 @@ import {
   readHotSamples,
   readRollupDay,
   rollupDaySeriesRange,
+  seriesStepEnd,
   readSliceBlocks,
   replaceRollupDay,
   replaceSlices,
@@ -208,6 +209,7 @@ export class ChunkCompactor {
       await lockRollupDay(client, dayOf(chunk.start));
       const folded = await isDayFolded(client, dayOf(chunk.start));
       const stats = await this.rewriteSeries(
+        client,
         await hotSeriesRange(client, chunk.start),
         chunk.start,
         (from, to, add) => readHotSamples(client, chunk.start, from, to, add),
@@ -319,6 +321,7 @@ export class ChunkCompactor {
       await lockRollupDay(client, dayOf(group.start));
       const folded = await isDayFolded(client, dayOf(group.start));
       const stats = await this.rewriteSeries(
+        client,
         await blockSeriesRange(client, group.starts),
         group.start,
         (from, to, add) =>
@@ -367,11 +370,29 @@ export class ChunkCompactor {
   }
 
   /**
-   * Rewrites a span's series as blocks and rollups, a step of series ids at a time so that memory
+   * Cuts a range of series ids into steps of at most `seriesPerStep` stored series, [from, to]
+   * inclusive and contiguous. Counted in series, not ids: ids are not dense (one drawn by an insert
+   * that lost a race is never used), and a range of sparse ids cut by id would be mostly empty steps.
+   */
+  private async steps(client: PoolClient, range: [number, number] | null): Promise<[number, number][]> {
+    if (!range) return [];
+    const count = this.deps.seriesPerStep ?? 20_000;
+    const out: [number, number][] = [];
+    for (let from = range[0]; from <= range[1];) {
+      const to = Math.min(range[1], (await seriesStepEnd(client, from, count)) ?? range[1]);
+      out.push([from, to]);
+      from = to + 1;
+    }
+    return out;
+  }
+
+  /**
+   * Rewrites a span's series as blocks and rollups, a step of series at a time so that memory
    * stays bounded: `read` hands a step's samples to `add` in (series, time) order, `write` stores
    * what they became. Returns the samples and blocks written.
    */
   private async rewriteSeries(
+    client: PoolClient,
     range: [number, number] | null,
     spanStart: number,
     read: (
@@ -382,9 +403,7 @@ export class ChunkCompactor {
     write: (out: Compacted, fromId: number, toId: number) => Promise<void>,
   ): Promise<{ samples: number; blocks: number }> {
     const stats = { samples: 0, blocks: 0 };
-    const step = this.deps.seriesPerStep ?? 20_000;
-    for (let from = range?.[0] ?? 1; range && from <= range[1]; from += step) {
-      const to = from + step - 1;
+    for (const [from, to] of await this.steps(client, range)) {
       const collector = new SeriesCollector(spanStart);
       await read(from, to, (seriesId, us, value) => collector.add(seriesId, us, value));
       collector.flush();
@@ -414,10 +433,8 @@ export class ChunkCompactor {
       await lockRollupDay(client, dayStart);
       if (await isDayFolded(client, dayStart)) return false;
       await createFoldScratch(client);
-      const range = await rollupDaySeriesRange(client, dayStart);
-      const step = this.deps.seriesPerStep ?? 20_000;
       let series = 0;
-      for (let from = range?.[0] ?? 1; range && from <= range[1]; from += step) {
+      for (const [from, to] of await this.steps(client, await rollupDaySeriesRange(client, dayStart))) {
         const rows: SeriesRow[] = [];
         let seriesId = -1;
         let parts: ReturnType<typeof decodeRollup>[] = [];
@@ -426,7 +443,7 @@ export class ChunkCompactor {
           if (combined) rows.push({ seriesId, start: dayStart, data: encodeRollup(combined) });
           parts = [];
         };
-        await readRollupDay(client, dayStart, from, from + step - 1, (row) => {
+        await readRollupDay(client, dayStart, from, to, (row) => {
           if (row.seriesId !== seriesId) flush();
           seriesId = row.seriesId;
           parts.push(decodeRollup(row.data));

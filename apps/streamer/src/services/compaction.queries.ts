@@ -359,6 +359,22 @@ function rollupDayPartition(dayStart: number): string {
   return `telemetry_rollups_1h_${new Date(dayStart).toISOString().slice(0, 10).replaceAll('-', '')}`;
 }
 
+/**
+ * The id that ends a step of `count` stored series beginning at `fromId` (the count-th id from it
+ * in telemetry_series), or null when fewer are left.
+ */
+export async function seriesStepEnd(
+  client: PoolClient,
+  fromId: number,
+  count: number,
+): Promise<number | null> {
+  const { rows } = await client.query<{ id: string }>(
+    'SELECT id FROM telemetry_series WHERE id >= $1 ORDER BY id OFFSET $2 LIMIT 1',
+    [fromId, count - 1],
+  );
+  return rows[0] ? Number(rows[0].id) : null;
+}
+
 /** The lowest and highest series id in a day's 1-hour rollups; null when it has none. */
 export async function rollupDaySeriesRange(
   client: PoolClient,

@@ -88,3 +88,48 @@ it('folds each day two series at a time into one row per series, answering as th
     .expect(200);
   expect(one.body.buckets).toEqual(expected([3]));
 });
+
+it('steps through sparse series ids by the series stored, not by the ids between them', async () => {
+  const local = await startStreamerTestApp({
+    config: { TELEMETRY_RETENTION: 0, TELEMETRY_CHUNK: HOUR, TELEMETRY_COMPACT_AFTER: 10_000 },
+  });
+  try {
+    // Three GPUs whose series ids lie ten million apart (ids drawn and never used leave such gaps).
+    for (let i = 0; i < 3; i++) {
+      await local.database.pool.query(`SELECT setval(pg_get_serial_sequence('telemetry_series', 'id'), $1)`, [
+        (i + 1) * 10_000_000,
+      ]);
+      await local.ingest.handle([
+        message(
+          [0, 1, 2, 3].map((h) =>
+            sample({ gpuId: `GPU-sparse-${i}`, timestamp: iso(base + h * HOUR), value: i }),
+          ),
+        ),
+      ]);
+    }
+    const compactor = new ChunkCompactor({
+      pool: local.database.pool,
+      logger: createLogger('streamer', 'silent'),
+      metrics: local.streamerMetrics,
+      compactAfterMs: 10_000,
+      chunkMs: HOUR,
+      seriesPerStep: 1,
+    });
+    const started = performance.now();
+    expect(await compactor.compactDue()).toMatchObject({ chunks: 4, samples: 12, blocks: 12 });
+    expect(await compactor.foldDue()).toBe(2);
+    expect(performance.now() - started).toBeLessThan(10_000);
+    const res = await request(asService(local.app))
+      .get('/v1/gpus/metrics/DCGM_FI_DEV_GPU_UTIL/series')
+      .query({ start_time: iso(base), end_time: iso(base + 4 * HOUR), step: '1h' })
+      .expect(200);
+    expect(res.body.buckets.map((b: { count: number; avg: number }) => [b.count, b.avg])).toEqual([
+      [3, 1],
+      [3, 1],
+      [3, 1],
+      [3, 1],
+    ]);
+  } finally {
+    await local.close();
+  }
+});

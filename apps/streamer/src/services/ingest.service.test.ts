@@ -463,6 +463,30 @@ describe('retention', () => {
         compactor: app.compactor,
       });
 
+    it('draws no series ids for series already stored, however often a cache starts over', async () => {
+      const local = await startStreamerTestApp({ config: { TELEMETRY_RETENTION: 0 } });
+      try {
+        const scrape = (gpuId: string, at: number) =>
+          message(
+            ['DCGM_FI_DEV_GPU_UTIL', 'DCGM_FI_DEV_GPU_TEMP'].map((metricName) =>
+              sample({ gpuId, metricName, timestamp: new Date(at).toISOString() }),
+            ),
+          );
+        const at = Date.now() - 60_000;
+        await local.ingest.handle([scrape('GPU-ids-a', at)]);
+        // Three streamers that have just started, each resolving the same two series again.
+        for (let k = 1; k <= 3; k++) await freshIngest(local).handle([scrape('GPU-ids-a', at + k * 1000)]);
+        await freshIngest(local).handle([scrape('GPU-ids-b', at)]);
+        const ids = [...(await seriesOf('GPU-ids-a', local)), ...(await seriesOf('GPU-ids-b', local))]
+          .map((s) => s.id)
+          .sort((a, b) => a - b);
+        expect(ids).toHaveLength(4);
+        expect(ids.at(-1)! - ids[0]!).toBe(3);
+      } finally {
+        await local.close();
+      }
+    });
+
     it('keeps no frame series past the series cache: one deleted meanwhile is stored anew', async () => {
       const local = await startStreamerTestApp({ config: { TELEMETRY_RETENTION: 0 } });
       try {

@@ -75,9 +75,13 @@ export async function resolveSeries(pool: Pool, series: SeriesLabels[]): Promise
           FROM jsonb_to_recordset($1::jsonb) AS x(o int, m text, g text, i int, d text, mo text, h text,
                                                   c text, p text, n text, l jsonb, pl jsonb, k boolean)
         ), inserted AS (
+          -- Only keys not stored yet are offered: an insert that meets a conflict still draws an id,
+          -- and ids drawn for nothing (every series, each time a cache starts over) would spread
+          -- the live series over a range that compaction walks a step at a time.
           INSERT INTO telemetry_series (key, metric_name, gpu_id, gpu_index, device, model_name, hostname,
                                         container, pod, namespace, labels, prom_labels)
           SELECT DISTINCT ON (key) key, m, g, i, d, mo, h, c, p, n, l, pl FROM input
+          WHERE NOT EXISTS (SELECT 1 FROM telemetry_series t WHERE t.key = input.key)
           ORDER BY key -- one lock order for every writer
           ON CONFLICT (key) DO NOTHING
           RETURNING id, key
