@@ -74,24 +74,27 @@ export async function resolveSeries(pool: Pool, series: SeriesLabels[]): Promise
                  x.m, x.g, x.i, x.d, x.mo, x.h, x.c, x.p, x.n, x.l, x.pl
           FROM jsonb_to_recordset($1::jsonb) AS x(o int, m text, g text, i int, d text, mo text, h text,
                                                   c text, p text, n text, l jsonb, pl jsonb, k boolean)
+        ), stored AS MATERIALIZED (
+          SELECT input.o, input.key, s.id, s.last_seen
+          FROM input LEFT JOIN telemetry_series s ON s.key = input.key
         ), inserted AS (
           -- Only keys not stored yet are offered: an insert that meets a conflict still draws an id,
-          -- and ids drawn for nothing (every series, each time a cache starts over) would spread
-          -- the live series over a range that compaction walks a step at a time.
+          -- and ids drawn for nothing (every series, each time a cache starts over) would leave the
+          -- live series' ids sparse.
           INSERT INTO telemetry_series (key, metric_name, gpu_id, gpu_index, device, model_name, hostname,
                                         container, pod, namespace, labels, prom_labels)
-          SELECT DISTINCT ON (key) key, m, g, i, d, mo, h, c, p, n, l, pl FROM input
-          WHERE NOT EXISTS (SELECT 1 FROM telemetry_series t WHERE t.key = input.key)
-          ORDER BY key -- one lock order for every writer
+          SELECT DISTINCT ON (input.key) input.key, m, g, i, d, mo, h, c, p, n, l, pl
+          FROM input JOIN stored USING (o)
+          WHERE stored.id IS NULL
+          ORDER BY input.key -- one lock order for every writer
           ON CONFLICT (key) DO NOTHING
           RETURNING id, key
         )
-        SELECT input.o, coalesce(inserted.id, s.id) AS id,
-               inserted.id IS NULL AND s.last_seen < now() - interval '${SEEN_REFRESH}' AS stale,
+        SELECT stored.o, coalesce(inserted.id, stored.id) AS id,
+               inserted.id IS NULL AND stored.last_seen < now() - interval '${SEEN_REFRESH}' AS stale,
                inserted.id IS NOT NULL AS created
-        FROM input
-        LEFT JOIN inserted ON inserted.key = input.key
-        LEFT JOIN telemetry_series s ON s.key = input.key`,
+        FROM stored
+        LEFT JOIN inserted ON inserted.key = stored.key`,
       values: [JSON.stringify(input)],
     });
     pending = [];
