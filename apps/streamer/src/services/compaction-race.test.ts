@@ -1,5 +1,6 @@
 import { createLogger } from '@gpu-telemetry/service-kit';
-import type { Pool, PoolClient } from 'pg';
+import type { Pool } from 'pg';
+import { poolWithHook } from '../testing/pool-hook';
 import { startStreamerTestApp } from '../testing/streamer-test-app';
 import { message, sample } from '../testing/samples';
 import { PrometheusService } from './prometheus.service';
@@ -31,41 +32,6 @@ afterAll(async () => {
   await streamer.close();
 });
 
-/**
- * The pool, with `hook` run once right after a query's snapshot is taken (its first read of
- * telemetry_epoch), before the query reads anything else.
- */
-function poolRunningAfterSnapshot(pool: Pool, hook: () => Promise<unknown>): Pool {
-  let armed = true;
-  const wrap = (client: PoolClient): PoolClient =>
-    new Proxy(client, {
-      get(target, prop) {
-        if (prop !== 'query') {
-          const value = Reflect.get(target, prop, target);
-          return typeof value === 'function' ? value.bind(target) : value;
-        }
-        return (...args: unknown[]) => {
-          // Streams (COPY) go through untouched: query() returns them, not a promise.
-          const result = (target.query as (...a: unknown[]) => unknown)(...args);
-          const text = typeof args[0] === 'string' ? args[0] : (args[0] as { text?: string })?.text;
-          if (!armed || !text?.includes('telemetry_epoch')) return result;
-          armed = false;
-          return (result as Promise<unknown>).then(async (value) => {
-            await hook();
-            return value;
-          });
-        };
-      },
-    });
-  return new Proxy(pool, {
-    get(target, prop) {
-      if (prop === 'connect') return async () => wrap(await target.connect());
-      const value = Reflect.get(target, prop, target);
-      return typeof value === 'function' ? value.bind(target) : value;
-    },
-  });
-}
-
 function service(pool: Pool): PrometheusService {
   return new PrometheusService({
     pool,
@@ -81,19 +47,25 @@ function service(pool: Pool): PrometheusService {
   });
 }
 
+/** streamer_promql_retries_total{endpoint="query"}. */
+const retries = async () =>
+  Number(
+    (await streamer.streamerMetrics.promqlRetries.get()).values.find((v) => v.labels.endpoint === 'query')
+      ?.value ?? 0,
+  );
+
 describe('a PromQL query whose snapshot predates a compaction', () => {
   it('is evaluated again from a newer snapshot, and answers every sample', async () => {
-    const retries = async () =>
-      Number(
-        (await streamer.streamerMetrics.promqlRetries.get()).values.find((v) => v.labels.endpoint === 'query')
-          ?.value ?? 0,
-      );
     const before = await retries();
     let compacted: unknown;
     const racing = service(
-      poolRunningAfterSnapshot(streamer.database.pool, async () => {
-        compacted = await streamer.compactor.compactChunk({ start: base, end: base + MINUTE });
-      }),
+      poolWithHook(
+        streamer.database.pool,
+        (text) => text.includes('telemetry_epoch'),
+        async () => {
+          compacted = await streamer.compactor.compactChunk({ start: base, end: base + MINUTE });
+        },
+      ),
     );
     const query = `count_over_time(DCGM_FI_DEV_GPU_UTIL{UUID="${GPU}"}[1m])`;
     const result = await racing.instantQuery(query, base + 59_000);
@@ -114,11 +86,6 @@ describe('a PromQL query whose snapshot predates a retention drop', () => {
     await streamer.ingest.handle([
       message([120, 135, 150, 165].map((s) => sample({ gpuId: gpu, timestamp: at(s), value: s }))),
     ]);
-    const retries = async () =>
-      Number(
-        (await streamer.streamerMetrics.promqlRetries.get()).values.find((v) => v.labels.endpoint === 'query')
-          ?.value ?? 0,
-      );
     const query = `count_over_time(DCGM_FI_DEV_GPU_UTIL{UUID="${gpu}"}[1m])`;
     expect((await service(streamer.database.pool).instantQuery(query, base + 179_000)).result).toEqual([
       expect.objectContaining({ value: 4 }),
@@ -128,9 +95,13 @@ describe('a PromQL query whose snapshot predates a retention drop', () => {
     let before = await retries();
     let dropped: Date[] = [];
     const idle = service(
-      poolRunningAfterSnapshot(streamer.database.pool, async () => {
-        dropped = await dropChunks(streamer.database.pool, new Date(base - 60 * MINUTE));
-      }),
+      poolWithHook(
+        streamer.database.pool,
+        (text) => text.includes('telemetry_epoch'),
+        async () => {
+          dropped = await dropChunks(streamer.database.pool, new Date(base - 60 * MINUTE));
+        },
+      ),
     );
     expect((await idle.instantQuery(query, base + 179_000)).result).toHaveLength(1);
     expect(dropped).toEqual([]);
@@ -139,9 +110,13 @@ describe('a PromQL query whose snapshot predates a retention drop', () => {
     // One that drops the chunk the query is about to read sends it round again.
     before = await retries();
     const racing = service(
-      poolRunningAfterSnapshot(streamer.database.pool, async () => {
-        dropped = await dropChunks(streamer.database.pool, new Date(base + 3 * MINUTE));
-      }),
+      poolWithHook(
+        streamer.database.pool,
+        (text) => text.includes('telemetry_epoch'),
+        async () => {
+          dropped = await dropChunks(streamer.database.pool, new Date(base + 3 * MINUTE));
+        },
+      ),
     );
     const result = await racing.instantQuery(query, base + 179_000);
     expect(dropped.map((d) => d.getTime())).toContain(base + 2 * MINUTE);

@@ -1,8 +1,8 @@
 import { createLogger } from '@gpu-telemetry/service-kit';
 import { asService } from '@gpu-telemetry/service-kit/testing';
-import type { Pool, PoolClient } from 'pg';
 import request from 'supertest';
 import { message, sample } from '../testing/samples';
+import { poolWithHook } from '../testing/pool-hook';
 import { startStreamerTestApp } from '../testing/streamer-test-app';
 import { ChunkCompactor } from './chunk-compactor';
 import { dropCompactedPartitions } from './compaction.queries';
@@ -39,35 +39,6 @@ afterAll(async () => {
   await streamer.close();
 });
 
-/** The pool, with `hook` run once right after a merge has locked its slices' rows. */
-function poolPausingAfterSliceLock(pool: Pool, hook: () => Promise<unknown>): Pool {
-  let armed = true;
-  const wrap = (client: PoolClient): PoolClient =>
-    new Proxy(client, {
-      get(target, prop) {
-        const value = Reflect.get(target, prop, target);
-        if (prop !== 'query') return typeof value === 'function' ? value.bind(target) : value;
-        return (...args: unknown[]) => {
-          const result = (target.query as (...a: unknown[]) => unknown)(...args);
-          const text = typeof args[0] === 'string' ? args[0] : (args[0] as { text?: string })?.text;
-          if (!armed || !text?.includes('FOR UPDATE')) return result;
-          armed = false;
-          return (result as Promise<unknown>).then(async (rows) => {
-            await hook();
-            return rows;
-          });
-        };
-      },
-    });
-  return new Proxy(pool, {
-    get(target, prop) {
-      if (prop === 'connect') return async () => wrap(await target.connect());
-      const value = Reflect.get(target, prop, target);
-      return typeof value === 'function' ? value.bind(target) : value;
-    },
-  });
-}
-
 async function chunkRows(): Promise<[string, string][]> {
   // Those of the chunk's window (the maintainer made others ahead, at the present time).
   const { rows } = await streamer.database.pool.query(
@@ -94,9 +65,12 @@ it('rolls a merge back when a slice is made among its slices meanwhile, and merg
   ]);
 
   const racing = new ChunkCompactor({
-    pool: poolPausingAfterSliceLock(streamer.database.pool, () =>
-      // A late sample for the middle slice, which has no row yet.
-      streamer.ingest.handle([message([sample({ gpuId: GPU, timestamp: iso(base + 90_000), value: 90 })])]),
+    pool: poolWithHook(
+      streamer.database.pool,
+      (text) => text.includes('FOR UPDATE'),
+      () =>
+        // A late sample for the middle slice, which has no row yet.
+        streamer.ingest.handle([message([sample({ gpuId: GPU, timestamp: iso(base + 90_000), value: 90 })])]),
     ),
     logger: createLogger('streamer', 'silent'),
     metrics: streamer.streamerMetrics,
@@ -120,8 +94,10 @@ it('rolls a merge back when a slice is made among its slices meanwhile, and merg
   const holder = await streamer.database.pool.connect();
   try {
     const held = new ChunkCompactor({
-      pool: poolPausingAfterSliceLock(streamer.database.pool, () =>
-        holder.query(`SELECT pg_advisory_lock(hashtext('telemetry_partitions'))`),
+      pool: poolWithHook(
+        streamer.database.pool,
+        (text) => text.includes('FOR UPDATE'),
+        () => holder.query(`SELECT pg_advisory_lock(hashtext('telemetry_partitions'))`),
       ),
       logger: createLogger('streamer', 'silent'),
       metrics: streamer.streamerMetrics,
