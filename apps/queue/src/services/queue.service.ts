@@ -9,6 +9,7 @@ import {
   type TopicStats,
 } from '@gpu-telemetry/model';
 import { getTracer, type Logger, withSpan } from '@gpu-telemetry/service-kit';
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { Pool } from 'pg';
 import type { LeaseWaiters } from './lease-waiters';
 import type { PublishBatch } from './publish-body';
@@ -354,6 +355,8 @@ export class QueueService {
   /**
    * Runs a statement (or transaction) once more when Postgres aborted it as a deadlock victim or
    * a serialization failure, which left nothing behind. Aborted twice, it is a 503 to retry.
+   * The second run waits 10-50 ms first: run at once, it can take the first lock back before the
+   * transaction that won the deadlock has taken it, and meet that transaction again.
    */
   private async retryOnce<T>(operation: string, run: () => Promise<T>): Promise<T> {
     try {
@@ -362,6 +365,7 @@ export class QueueService {
       if (!isRetryable(error)) throw error;
       this.deps.logger.warn({ err: error, operation }, 'Postgres aborted the statement; running it again');
     }
+    await sleep(10 + Math.random() * 40);
     try {
       return await run();
     } catch (error) {
