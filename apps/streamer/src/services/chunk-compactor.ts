@@ -57,6 +57,8 @@ export interface CompactorDeps {
   now?: () => number;
   /** Series read and written per step of a chunk's compaction, to bound memory. */
   seriesPerStep?: number;
+  /** Series refolded at once when late samples reach a folded day (each decoded for the whole day). */
+  refoldSeries?: number;
 }
 
 /**
@@ -83,8 +85,6 @@ const BACKLOG_AGING_MAX_MS = 3_600_000;
 /** Thrown to roll a merge back: the slices it read are no longer all the chunk's. */
 class SlicesChanged extends Error {}
 
-/** Series refolded at once when late samples reach a folded day (each decoded for the whole day). */
-const REFOLD_SERIES = 500;
 const DAY_MS = 86_400_000;
 const dayOf = (ms: number) => Math.floor(ms / DAY_MS) * DAY_MS;
 
@@ -463,13 +463,9 @@ export class ChunkCompactor {
    * hundred series at a time: a series' day of samples is decoded whole.
    */
   private async refoldHours(client: PoolClient, dayStart: number, seriesIds: number[]): Promise<void> {
-    for (let i = 0; i < seriesIds.length; i += REFOLD_SERIES) {
-      const blocks = await blocksBetween(
-        client,
-        seriesIds.slice(i, i + REFOLD_SERIES),
-        dayStart,
-        dayStart + DAY_MS,
-      );
+    const batch = this.deps.refoldSeries ?? 500;
+    for (let i = 0; i < seriesIds.length; i += batch) {
+      const blocks = await blocksBetween(client, seriesIds.slice(i, i + batch), dayStart, dayStart + DAY_MS);
       const bySeries = new Map<number, { times: number[]; values: number[] }>();
       for (const { seriesId, data } of blocks) {
         const { times, values } = decodeBlock(data);

@@ -87,6 +87,38 @@ it('folds each day two series at a time into one row per series, answering as th
     .query(range)
     .expect(200);
   expect(one.body.buckets).toEqual(expected([3]));
+
+  // A chunk made late in the folded second day: its series' day rows are made again from their
+  // blocks, two series at a time.
+  await streamer.ingest.handle([
+    message(
+      Array.from({ length: GPUS }, (_, i) =>
+        sample({ gpuId: gpu(i), timestamp: iso(base + 5 * HOUR + 60_000), value: 100 + i }),
+      ),
+    ),
+  ]);
+  const late = new ChunkCompactor({
+    pool: streamer.database.pool,
+    logger: createLogger('streamer', 'silent'),
+    metrics: streamer.streamerMetrics,
+    compactAfterMs: 10_000,
+    chunkMs: HOUR,
+    refoldSeries: 2,
+  });
+  expect((await late.compactDue()).chunks).toBe(1);
+  const after = await request(asService(streamer.app))
+    .get('/v1/gpus/metrics/DCGM_FI_DEV_GPU_UTIL/series')
+    .query({ start_time: iso(base), end_time: iso(base + 6 * HOUR), step: '1h' })
+    .expect(200);
+  expect(after.body.buckets).toEqual([
+    ...expected([0, 1, 2, 3, 4]),
+    { start: iso(base + 5 * HOUR), count: GPUS, avg: 102, min: 100, max: 104 },
+  ]);
+  const { rows: dayRows } = await streamer.database.pool.query(
+    'SELECT count(*)::int AS n FROM telemetry_rollups_1h WHERE start = $1',
+    [new Date(base + 2 * HOUR)],
+  );
+  expect(dayRows[0].n).toBe(GPUS);
 });
 
 it('steps through sparse series ids by the series stored, not by the ids between them', async () => {
