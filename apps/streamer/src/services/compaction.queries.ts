@@ -122,10 +122,15 @@ export async function blockSeriesRange(
   client: PoolClient,
   starts: readonly number[],
 ): Promise<[number, number] | null> {
-  const { rows } = await client.query<{ lo: string | null; hi: string | null }>(
-    `SELECT min(series_id) AS lo, max(series_id) AS hi FROM telemetry_blocks WHERE chunk_start = ANY(${timestamps(starts)})`,
+  return seriesRange(client, `telemetry_blocks WHERE chunk_start = ANY(${timestamps(starts)})`);
+}
+
+/** The lowest and highest series_id of `rows` (a table, and a condition); null when there are none. */
+async function seriesRange(client: PoolClient, rows: string): Promise<[number, number] | null> {
+  const { rows: found } = await client.query<{ lo: string | null; hi: string | null }>(
+    `SELECT min(series_id) AS lo, max(series_id) AS hi FROM ${rows}`,
   );
-  const { lo, hi } = rows[0] ?? { lo: null, hi: null };
+  const { lo, hi } = found[0] ?? { lo: null, hi: null };
   return lo === null || hi === null ? null : [Number(lo), Number(hi)];
 }
 
@@ -216,12 +221,7 @@ export async function hotSeriesRange(
   client: PoolClient,
   chunkStart: number,
 ): Promise<[number, number] | null> {
-  const part = await partitionOf(client, chunkStart);
-  const { rows } = await client.query<{ lo: string | null; hi: string | null }>(
-    `SELECT min(series_id) AS lo, max(series_id) AS hi FROM ${quoteIdent(part)}`,
-  );
-  const { lo, hi } = rows[0] ?? { lo: null, hi: null };
-  return lo === null || hi === null ? null : [Number(lo), Number(hi)];
+  return seriesRange(client, quoteIdent(await partitionOf(client, chunkStart)));
 }
 
 /**
@@ -380,11 +380,7 @@ export async function rollupDaySeriesRange(
   client: PoolClient,
   dayStart: number,
 ): Promise<[number, number] | null> {
-  const { rows } = await client.query<{ lo: string | null; hi: string | null }>(
-    `SELECT min(series_id) AS lo, max(series_id) AS hi FROM ${quoteIdent(rollupDayPartition(dayStart))}`,
-  );
-  const { lo, hi } = rows[0] ?? { lo: null, hi: null };
-  return lo === null || hi === null ? null : [Number(lo), Number(hi)];
+  return seriesRange(client, quoteIdent(rollupDayPartition(dayStart)));
 }
 
 /** Streams the day's 1-hour rollup rows of series [fromId, toId] to `each`, in (series, start) order. */

@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { isPgError } from '@gpu-telemetry/db';
 import {
   AppError,
   type GpuFields,
@@ -313,7 +314,7 @@ export class TelemetryQueryService {
         segments: parts,
       });
     }).catch((error: unknown) => {
-      if ((error as { code?: unknown }).code !== '57014') throw error;
+      if (!isPgError(error, '57014')) throw error; // query_canceled: the statement timeout
       throw new AppError(
         503,
         `The aggregate ran past ${timeoutMs} ms (QUERY_TIMEOUT); use a longer step or a shorter range.`,
