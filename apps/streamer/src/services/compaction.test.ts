@@ -5,9 +5,8 @@ import type { PoolClient } from 'pg';
 import request from 'supertest';
 import { message, sample } from '../testing/samples';
 import { createApp } from '../app';
-import { ChunkCompactor } from './chunk-compactor';
 import { waitForLockWaiters } from '../testing/locks';
-import { STREAMER_TEST_CONFIG, startStreamerTestApp } from '../testing/streamer-test-app';
+import { compactorWith, STREAMER_TEST_CONFIG, startStreamerTestApp } from '../testing/streamer-test-app';
 
 /**
  * Closed chunks become one block per series; every read serves hot and compacted samples alike,
@@ -233,13 +232,7 @@ describe('a queue backlog', () => {
     try {
       await local.ingest.handle([message(fleetSamples('GPU-backlog', 0, 480))]);
       let backlogMs = Date.now() - (base + 5 * MINUTE);
-      const compactor = new ChunkCompactor({
-        pool: local.database.pool,
-        logger: createLogger('streamer', 'silent'),
-        metrics: local.streamerMetrics,
-        compactAfterMs: 10_000,
-        backlogAgeMs: async () => backlogMs,
-      });
+      const compactor = compactorWith(local, { backlogAgeMs: async () => backlogMs });
       // The oldest unconsumed message was published 5 minutes into the data: chunks ending by then go.
       expect((await compactor.compactDue()).chunks).toBe(5);
       backlogMs = 0;
@@ -255,14 +248,7 @@ describe('a queue backlog', () => {
       await local.ingest.handle([message(fleetSamples('GPU-outage', 0, 480))]);
       let now = Date.now();
       let reported: number | undefined = now - (base + 3 * MINUTE);
-      const compactor = new ChunkCompactor({
-        pool: local.database.pool,
-        logger: createLogger('streamer', 'silent'),
-        metrics: local.streamerMetrics,
-        compactAfterMs: 10_000,
-        backlogAgeMs: async () => reported,
-        now: () => now,
-      });
+      const compactor = compactorWith(local, { backlogAgeMs: async () => reported, now: () => now });
       // Of the eight chunks of data (the empty ones the maintainer made ahead aside).
       const compacted = async () =>
         (
@@ -291,13 +277,7 @@ describe('a queue backlog', () => {
     const local = await startStreamerTestApp({ config });
     try {
       await local.ingest.handle([message(fleetSamples('GPU-unknown', 0, 480))]);
-      const compactor = new ChunkCompactor({
-        pool: local.database.pool,
-        logger: createLogger('streamer', 'silent'),
-        metrics: local.streamerMetrics,
-        compactAfterMs: 10_000,
-        backlogAgeMs: async () => undefined,
-      });
+      const compactor = compactorWith(local, { backlogAgeMs: async () => undefined });
       expect((await compactor.compactDue()).chunks).toBe(8);
     } finally {
       await local.close();

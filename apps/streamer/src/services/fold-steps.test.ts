@@ -1,9 +1,7 @@
-import { createLogger } from '@gpu-telemetry/service-kit';
 import { asService } from '@gpu-telemetry/service-kit/testing';
 import request from 'supertest';
 import { message, sample } from '../testing/samples';
-import { startStreamerTestApp } from '../testing/streamer-test-app';
-import { ChunkCompactor } from './chunk-compactor';
+import { compactorWith, startStreamerTestApp } from '../testing/streamer-test-app';
 
 /**
  * A day's 1-hour rollups are folded a step of series at a time (memory holds one step, not the
@@ -46,14 +44,7 @@ afterAll(async () => {
 });
 
 it('folds each day two series at a time into one row per series, answering as the samples do', async () => {
-  const compactor = new ChunkCompactor({
-    pool: streamer.database.pool,
-    logger: createLogger('streamer', 'silent'),
-    metrics: streamer.streamerMetrics,
-    compactAfterMs: 10_000,
-    chunkMs: HOUR,
-    seriesPerStep: 2,
-  });
+  const compactor = compactorWith(streamer, { chunkMs: HOUR, seriesPerStep: 2 });
   expect((await compactor.compactDue()).chunks).toBe(4);
   expect(await compactor.foldDue()).toBe(2);
   const { rows } = await streamer.database.pool.query(
@@ -97,14 +88,7 @@ it('folds each day two series at a time into one row per series, answering as th
       ),
     ),
   ]);
-  const late = new ChunkCompactor({
-    pool: streamer.database.pool,
-    logger: createLogger('streamer', 'silent'),
-    metrics: streamer.streamerMetrics,
-    compactAfterMs: 10_000,
-    chunkMs: HOUR,
-    refoldSeries: 2,
-  });
+  const late = compactorWith(streamer, { chunkMs: HOUR, refoldSeries: 2 });
   expect((await late.compactDue()).chunks).toBe(1);
   const after = await request(asService(streamer.app))
     .get('/v1/gpus/metrics/DCGM_FI_DEV_GPU_UTIL/series')
@@ -139,14 +123,7 @@ it('steps through sparse series ids by the series stored, not by the ids between
         ),
       ]);
     }
-    const compactor = new ChunkCompactor({
-      pool: local.database.pool,
-      logger: createLogger('streamer', 'silent'),
-      metrics: local.streamerMetrics,
-      compactAfterMs: 10_000,
-      chunkMs: HOUR,
-      seriesPerStep: 1,
-    });
+    const compactor = compactorWith(local, { chunkMs: HOUR, seriesPerStep: 1 });
     const started = performance.now();
     expect(await compactor.compactDue()).toMatchObject({ chunks: 4, samples: 12, blocks: 12 });
     expect(await compactor.foldDue()).toBe(2);

@@ -1,10 +1,8 @@
-import { createLogger } from '@gpu-telemetry/service-kit';
 import { asService } from '@gpu-telemetry/service-kit/testing';
 import request from 'supertest';
 import { message, sample } from '../testing/samples';
 import { poolWithHook } from '../testing/pool-hook';
-import { startStreamerTestApp } from '../testing/streamer-test-app';
-import { ChunkCompactor } from './chunk-compactor';
+import { compactorWith, startStreamerTestApp } from '../testing/streamer-test-app';
 import { dropCompactedPartitions } from './compaction.queries';
 
 /**
@@ -64,7 +62,7 @@ it('rolls a merge back when a slice is made among its slices meanwhile, and merg
     [iso(base + 2 * MINUTE), iso(base + 3 * MINUTE)],
   ]);
 
-  const racing = new ChunkCompactor({
+  const racing = compactorWith(streamer, {
     pool: poolWithHook(
       streamer.database.pool,
       (text) => text.includes('FOR UPDATE'),
@@ -72,9 +70,6 @@ it('rolls a merge back when a slice is made among its slices meanwhile, and merg
         // A late sample for the middle slice, which has no row yet.
         streamer.ingest.handle([message([sample({ gpuId: GPU, timestamp: iso(base + 90_000), value: 90 })])]),
     ),
-    logger: createLogger('streamer', 'silent'),
-    metrics: streamer.streamerMetrics,
-    compactAfterMs: 10_000,
     chunkMs: 3 * MINUTE,
   });
   expect(await racing.mergeDue()).toBe(0);
@@ -93,15 +88,12 @@ it('rolls a merge back when a slice is made among its slices meanwhile, and merg
   await dropCompactedPartitions(streamer.database.pool);
   const holder = await streamer.database.pool.connect();
   try {
-    const held = new ChunkCompactor({
+    const held = compactorWith(streamer, {
       pool: poolWithHook(
         streamer.database.pool,
         (text) => text.includes('FOR UPDATE'),
         () => holder.query(`SELECT pg_advisory_lock(hashtext('telemetry_partitions'))`),
       ),
-      logger: createLogger('streamer', 'silent'),
-      metrics: streamer.streamerMetrics,
-      compactAfterMs: 10_000,
       chunkMs: 3 * MINUTE,
     });
     const started = performance.now();

@@ -4,6 +4,7 @@ import { createLogger } from '@gpu-telemetry/service-kit';
 import { documentedResponses, TEST_SERVICE_TOKEN } from '@gpu-telemetry/service-kit/testing';
 import { createApp, type StreamerApp, type StreamerAppDeps } from '../app';
 import { streamerApi } from '../routes/gpus.openapi';
+import { ChunkCompactor, type CompactorDeps } from '../services/chunk-compactor';
 import { type MaintainerDeps, TelemetryMaintainer } from '../services/telemetry-maintainer';
 import type { StreamerDatabase } from '../streamer.database';
 
@@ -70,5 +71,22 @@ export function maintainerWith(
     intervalMs: 3_600_000,
     compactEveryMs: 60_000,
     ...retentions,
+  });
+}
+
+/**
+ * A compactor of a test app's database, compacting a chunk 10 s after it closes, with what else
+ * the test sets (a chunk length, step sizes, a backlog, a clock, a pool).
+ */
+export function compactorWith(
+  app: Awaited<ReturnType<typeof startStreamerTestApp>>,
+  deps: Partial<CompactorDeps> = {},
+): ChunkCompactor {
+  return new ChunkCompactor({
+    pool: app.database.pool,
+    logger: createLogger('streamer', 'silent'),
+    metrics: app.streamerMetrics,
+    compactAfterMs: 10_000,
+    ...deps,
   });
 }
