@@ -257,7 +257,13 @@ describe('POST /api/v1/write (Prometheus remote write 1.0)', () => {
       await system.pipeline.queueServer.start();
     }
     await write(body).expect(204);
-    await waitFor('the retried write stored', async () => (await stored('rw_outage')).length === 1);
+    // The series is stored (and visible) before the transaction that stores its sample commits:
+    // wait for the sample, not the series.
+    await waitFor(
+      'the retried write stored',
+      async () => (await stored('rw_outage'))[0]?.samples.length === 1,
+    );
+    expect(await stored('rw_outage')).toHaveLength(1);
     expect((await stored('rw_outage'))[0]?.samples).toEqual([`${now}=7`]);
   });
 });
