@@ -268,23 +268,35 @@ export async function startSystem({ dir, basePort, hosts = 32, gpusPerHost = 8, 
     async allReady() {
       return Object.values(await system.readiness()).every((status) => status === 200);
     },
+    /**
+     * Samples stored, hot or compacted: hot rows counted, blocks by the sample count each keeps
+     * (what decoding them gives, without decoding: the books are read every 250 ms, and decoding
+     * every block each time would starve the system it measures).
+     */
     async stored() {
-      const { rows } = await pool.query('SELECT count(*)::bigint AS n FROM telemetry');
+      const { rows } = await pool.query(
+        `SELECT (SELECT count(*) FROM telemetry_samples) + (SELECT coalesce(sum(n), 0) FROM telemetry_blocks) AS n`,
+      );
       return Number(rows[0].n);
     },
-    /** Rows that repeat a (GPU, metric, scrape time) already stored. */
+    /** Rows that repeat a (GPU, metric, scrape time) already stored: every block decoded, so once a phase. */
     async duplicates() {
       const { rows } = await pool.query(
         'SELECT (count(*) - count(DISTINCT (gpu_id, metric_name, "timestamp")))::bigint AS n FROM telemetry',
       );
       return Number(rows[0].n);
     },
+    /** Whether a sample scraped after `time` is stored: hot, or in a block of a chunk that ends after it. */
     async storedSince(time) {
       const { rows } = await pool.query(
-        'SELECT count(*)::bigint AS n FROM telemetry WHERE ingested_at > $1',
+        `SELECT EXISTS (SELECT 1 FROM telemetry_samples WHERE ts > $1)
+             OR EXISTS (SELECT 1 FROM telemetry_blocks b
+                        JOIN telemetry_chunks c ON c.chunk_start = b.chunk_start
+                        CROSS JOIN LATERAL telemetry_decode(b.data) AS d
+                        WHERE c.chunk_end > $1 AND d.ts > $1) AS stored`,
         [time],
       );
-      return Number(rows[0].n);
+      return rows[0].stored;
     },
     /** Messages of the telemetry topic not yet acked (ready, delayed or in flight). */
     async queueDepth() {
