@@ -22,7 +22,7 @@ import {
   telemetryFrame,
   telemetrySample,
 } from '@gpu-telemetry/model';
-import { isPgError } from '@gpu-telemetry/db';
+import { isPgError, withTransaction } from '@gpu-telemetry/db';
 import type { HandleResult } from '@gpu-telemetry/queue-client';
 import { getTracer, type Logger, withSpan } from '@gpu-telemetry/service-kit';
 import type { Pool } from 'pg';
@@ -36,7 +36,8 @@ import {
   ensureChunks,
   type GpuSighting,
   type HotRows,
-  insertHotSamples,
+  copyHotSamples,
+  insertNewHotSamples,
   insertStaleMarkers,
   flushLabelIndex,
   resolveSeries,
@@ -582,7 +583,7 @@ export class IngestService {
       });
       try {
         if (hot.seriesIds.length > 0) {
-          const stored = await insertHotSamples(this.deps.pool, hot);
+          const stored = await this.storeHot(hot);
           this.deps.metrics.insertPaths.inc({ path: stored.path });
           inserted += stored.inserted;
         }
@@ -611,6 +612,27 @@ export class IngestService {
    * Keeps `gpus` current. A GPU whose metric names are all stored is sent without them; if its row
    * turns out to be gone (retention deleted it meanwhile), it is sent again with them.
    */
+  /**
+   * Stores hot samples; returns how many were new and which path they took. Nearly every batch is
+   * all new, so it goes in by plain COPY first; only when the key refuses it (a sample already
+   * stored: a redelivery) does it take the de-duplicating path, in its own transaction. A
+   * redelivered sample is never stored twice.
+   */
+  private async storeHot(rows: HotRows): Promise<{ inserted: number; path: 'copy' | 'dedup' }> {
+    const client = await this.deps.pool.connect();
+    try {
+      return { inserted: await copyHotSamples(client, rows), path: 'copy' };
+    } catch (error) {
+      if (!isPgError(error, '23505')) throw error; // unique_violation
+    } finally {
+      client.release();
+    }
+    return {
+      inserted: await withTransaction(this.deps.pool, (tx) => insertNewHotSamples(tx, rows)),
+      path: 'dedup',
+    };
+  }
+
   private async storeSightings(seen: GpuSighting[]): Promise<void> {
     const { pool } = this.deps;
     const unlisted = await upsertGpus(pool, this.gpuMetrics.narrow(seen));

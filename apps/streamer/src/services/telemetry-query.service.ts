@@ -25,7 +25,6 @@ import {
   seriesOfMetric,
   type StoredSample,
   setStatementTimeout,
-  withinTimeout,
 } from './telemetry-read.queries';
 
 /**
@@ -292,35 +291,42 @@ export class TelemetryQueryService {
   ): ReturnType<typeof bucketMakings> {
     const { maxSamples, timeoutMs } = this.limits;
     const left = () => deadline - Date.now();
-    return withinTimeout(this.db, left(), async (trx) => {
-      let perSeries = await compactedSamplesPerSeries(trx, parts);
-      for (const g of parts) if (g.resolution > 0) perSeries += (g.to - g.from) / (g.resolution * 1000);
-      const cost = Math.ceil(perSeries * seriesIds.length);
-      if (cost > maxSamples) {
-        throw new ValidationError([
-          {
-            field: 'step',
-            message: `would decode about ${cost.toLocaleString('en')} stored samples for ${seriesIds.length.toLocaleString('en')} series, more than the ${maxSamples.toLocaleString('en')} an aggregate may (PROMQL_MAX_SAMPLES): use a step of whole hours (read from 1-hour rollups), a shorter range, or fewer GPUs (hostname, model)`,
-          },
-        ]);
-      }
-      // What is left of QUERY_TIMEOUT, not all of it again.
-      await setStatementTimeout(trx, left());
-      return bucketMakings(trx, {
-        seriesIds,
-        start: args.start,
-        end: args.end,
-        stepSeconds: args.stepSeconds,
-        segments: parts,
+    // One read-only transaction whose statements Postgres cancels past the deadline (57014): an
+    // aggregate over a long range cannot hold a connection for good.
+    return this.db
+      .transaction()
+      .setAccessMode('read only')
+      .execute(async (trx) => {
+        await setStatementTimeout(trx, left());
+        let perSeries = await compactedSamplesPerSeries(trx, parts);
+        for (const g of parts) if (g.resolution > 0) perSeries += (g.to - g.from) / (g.resolution * 1000);
+        const cost = Math.ceil(perSeries * seriesIds.length);
+        if (cost > maxSamples) {
+          throw new ValidationError([
+            {
+              field: 'step',
+              message: `would decode about ${cost.toLocaleString('en')} stored samples for ${seriesIds.length.toLocaleString('en')} series, more than the ${maxSamples.toLocaleString('en')} an aggregate may (PROMQL_MAX_SAMPLES): use a step of whole hours (read from 1-hour rollups), a shorter range, or fewer GPUs (hostname, model)`,
+            },
+          ]);
+        }
+        // What is left of QUERY_TIMEOUT, not all of it again.
+        await setStatementTimeout(trx, left());
+        return bucketMakings(trx, {
+          seriesIds,
+          start: args.start,
+          end: args.end,
+          stepSeconds: args.stepSeconds,
+          segments: parts,
+        });
+      })
+      .catch((error: unknown) => {
+        if (!isPgError(error, '57014')) throw error; // query_canceled: the statement timeout
+        throw new AppError(
+          503,
+          `The aggregate ran past ${timeoutMs} ms (QUERY_TIMEOUT); use a longer step or a shorter range.`,
+          { headers: { 'Retry-After': '5' } },
+        );
       });
-    }).catch((error: unknown) => {
-      if (!isPgError(error, '57014')) throw error; // query_canceled: the statement timeout
-      throw new AppError(
-        503,
-        `The aggregate ran past ${timeoutMs} ms (QUERY_TIMEOUT); use a longer step or a shorter range.`,
-        { headers: { 'Retry-After': '5' } },
-      );
-    });
   }
 
   /**

@@ -215,20 +215,6 @@ export interface StoredRollup {
 
 const DAY = sql`INTERVAL '1 day'`;
 
-/**
- * Runs `read` in one read-only transaction whose statements Postgres cancels past `timeoutMs`
- * (SQLSTATE 57014): an aggregate over a long range cannot hold a connection for good.
- */
-export async function withinTimeout<T>(db: Db, timeoutMs: number, read: (trx: Db) => Promise<T>): Promise<T> {
-  return db
-    .transaction()
-    .setAccessMode('read only')
-    .execute(async (trx) => {
-      await setStatementTimeout(trx, timeoutMs);
-      return read(trx);
-    });
-}
-
 /** Sets the statement timeout of the transaction `trx` is in (at least 1 ms). */
 export async function setStatementTimeout(trx: Db, timeoutMs: number): Promise<void> {
   await sql`SELECT set_config('statement_timeout', ${String(Math.max(1, Math.ceil(timeoutMs)))}, true)`.execute(

@@ -1,4 +1,4 @@
-import { copyIn, isPgError } from '@gpu-telemetry/db';
+import { copyIn } from '@gpu-telemetry/db';
 import type { GpuFields, MetricMetadata } from '@gpu-telemetry/model';
 import type { Pool, PoolClient } from 'pg';
 import { writeInt8Field, writeTimestampField } from './binary-copy';
@@ -239,61 +239,36 @@ export function* hotCopyChunks(rows: HotRows): Generator<Buffer> {
   }
 }
 
-export type InsertPath = 'copy' | 'dedup';
 const staged = new WeakSet<PoolClient>();
 
 /**
- * Stores hot samples in one transaction; returns how many were new and which path they took.
- * Measured here: a plain COPY is the fastest way in, COPY into a temp table then INSERT ... ON
- * CONFLICT DO NOTHING the fastest idempotent one. Nearly every batch is all new, so it goes in by
- * plain COPY first; the key (series, time) refuses it whole if any sample is already stored, and
- * only then does it take the de-duplicating path. A redelivered sample is never stored twice.
+ * Hot samples by plain COPY, the fastest way in: one statement, so all rows or none. The key
+ * (series, time) refuses the whole COPY (23505) if any sample is already stored.
  */
-export async function insertHotSamples(
-  pool: Pool,
-  rows: HotRows,
-): Promise<{ inserted: number; path: InsertPath }> {
-  if (rows.seriesIds.length === 0) return { inserted: 0, path: 'copy' };
-  const client = await pool.connect();
-  try {
-    try {
-      // One statement, so its own transaction: all rows or none.
-      return {
-        inserted: await copyIn(
-          client,
-          'telemetry_samples (series_id, ts, value)',
-          hotCopyChunks(rows),
-          'binary',
-        ),
-        path: 'copy',
-      };
-    } catch (error) {
-      if (!isPgError(error, '23505')) throw error; // unique_violation
-    }
-    await client.query('BEGIN');
-    try {
-      if (!staged.has(client)) {
-        await client.query(
-          `CREATE TEMP TABLE IF NOT EXISTS telemetry_stage
-             (series_id bigint, ts timestamptz, value double precision) ON COMMIT DELETE ROWS`,
-        );
-        staged.add(client);
-      }
-      await copyIn(client, 'telemetry_stage (series_id, ts, value)', hotCopyChunks(rows), 'binary');
-      const result = await client.query({
-        name: 'telemetry_insert_dedup',
-        text: `INSERT INTO telemetry_samples (series_id, ts, value)
-               SELECT series_id, ts, value FROM telemetry_stage ON CONFLICT DO NOTHING`,
-      });
-      await client.query('COMMIT');
-      return { inserted: result.rowCount ?? 0, path: 'dedup' };
-    } catch (error) {
-      await client.query('ROLLBACK').catch(() => undefined);
-      throw error;
-    }
-  } finally {
-    client.release();
+export async function copyHotSamples(client: PoolClient, rows: HotRows): Promise<number> {
+  return copyIn(client, 'telemetry_samples (series_id, ts, value)', hotCopyChunks(rows), 'binary');
+}
+
+/**
+ * Hot samples, skipping those already stored: COPY into a temp table, then INSERT ... ON CONFLICT
+ * DO NOTHING, the fastest idempotent way measured here. Runs inside the caller's transaction (the
+ * temp table empties at its commit); returns how many samples were new.
+ */
+export async function insertNewHotSamples(client: PoolClient, rows: HotRows): Promise<number> {
+  if (!staged.has(client)) {
+    await client.query(
+      `CREATE TEMP TABLE IF NOT EXISTS telemetry_stage
+         (series_id bigint, ts timestamptz, value double precision) ON COMMIT DELETE ROWS`,
+    );
+    staged.add(client);
   }
+  await copyIn(client, 'telemetry_stage (series_id, ts, value)', hotCopyChunks(rows), 'binary');
+  const result = await client.query({
+    name: 'telemetry_insert_dedup',
+    text: `INSERT INTO telemetry_samples (series_id, ts, value)
+           SELECT series_id, ts, value FROM telemetry_stage ON CONFLICT DO NOTHING`,
+  });
+  return result.rowCount ?? 0;
 }
 
 /** A stale marker: the series ended at this time. */
