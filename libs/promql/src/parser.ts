@@ -57,6 +57,9 @@ export function parseMetricSelector(text: string): Matcher[] {
  */
 const RENAMED_FOR_GRAMMAR: Record<string, string> = { holt_winters: 'day_of_month' };
 
+const WORD = /[a-z_]+/y;
+const CALL = /\s*\(/y;
+
 function withRemovedFunctionsRenamed(query: string): string {
   let out = '';
   let quote = '';
@@ -73,11 +76,17 @@ function withRemovedFunctionsRenamed(query: string): string {
       out += c;
       continue;
     }
-    const m = /^[a-z_]+(?=\s*\()/.exec(query.slice(i));
-    if (m && (i === 0 || !/[\w:]/.test(query[i - 1]))) {
-      out += RENAMED_FOR_GRAMMAR[m[0]] ?? m[0];
-      i += m[0].length - 1;
-      continue;
+    // A word is read once, from its start: matching at every position of a long run of letters
+    // would cost the square of its length.
+    if (i === 0 || !/[\w:]/.test(query[i - 1] as string)) {
+      WORD.lastIndex = i;
+      const word = WORD.exec(query)?.[0];
+      if (word) {
+        CALL.lastIndex = i + word.length;
+        out += CALL.test(query) ? (RENAMED_FOR_GRAMMAR[word] ?? word) : word;
+        i += word.length - 1;
+        continue;
+      }
     }
     out += c;
   }

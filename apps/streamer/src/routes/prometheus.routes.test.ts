@@ -590,6 +590,45 @@ describe('hostile input', () => {
       { numRuns: 120 },
     );
   });
+  it('answers at the ends of time (years 1 and 9999) without a 5xx', async () => {
+    for (const time of ['253402300800', '253402300799.999', '-62135596800', '-62135600000']) {
+      for (const query of ['up', 'count_over_time(up[1h])', 'max_over_time(DCGM_FI_DEV_GPU_TEMP[1d])']) {
+        const res = await api(hot).get(`${API}/query`).query({ query, time });
+        expect({ query, time, status: res.status }).toEqual({ query, time, status: 200 });
+        expect(res.body.data.result).toEqual([]);
+      }
+    }
+    const range = await api(hot)
+      .get(`${API}/query_range`)
+      .query({ query: 'sum(DCGM_FI_DEV_GPU_TEMP)', start: '253402290000', end: '253402300800', step: '1h' });
+    expect(range.status).toBe(200);
+  });
+
+  it('reads a long run of letters or digits in one pass: answered in well under a second', async () => {
+    // Each is just under the 1 MiB form limit. A pattern that tried every split of the run would
+    // hold the event loop for minutes: the request would time out and /healthz with it.
+    const run = 1024 * 1024 - 100;
+    const cases: [string, number][] = [
+      [`query=${'x'.repeat(run)}`, 200], // a metric name nothing stored has
+      [`query=${'sum('.repeat(8)}${'a'.repeat(run)}`, 400],
+      [`query=up&time=${'1'.repeat(run)}x`, 400],
+      [`query=up&start=0&end=1&step=${'1'.repeat(run)}x`, 400],
+    ];
+    for (const [body, status] of cases) {
+      const endpoint = body.includes('step=') ? 'query_range' : 'query';
+      const started = performance.now();
+      const res = await api(hot)
+        .post(`${API}/${endpoint}`)
+        .set('content-type', 'application/x-www-form-urlencoded')
+        .send(body);
+      expect(performance.now() - started).toBeLessThan(5_000);
+      expect(res.status).toBe(status);
+      expect(res.body.status).toBe(status === 200 ? 'success' : 'error');
+      if (status === 200) expect(res.body.data.result).toEqual([]);
+      else expect(res.body.errorType).toBe('bad_data');
+    }
+    await api(hot).get('/healthz').expect(200);
+  });
 });
 
 describe('limits', () => {
