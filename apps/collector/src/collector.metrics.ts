@@ -44,7 +44,7 @@ export function createCollectorMetrics(registry: Registry) {
     }),
     dropped: new Counter({
       name: 'collector_samples_dropped_total',
-      help: 'Samples dropped: buffer_full (queue down longer than the buffer lasts), rejected by the queue, or unpublished at shutdown.',
+      help: 'Samples dropped: buffer_full (queue down longer than the buffer lasts), rejected by the queue, unpublished at shutdown, or unstorable (a scraped GPU sample the store cannot take: gpu index past 65535, too many or too long labels).',
       labelNames: ['reason'] as const,
       registers,
     }),

@@ -14,7 +14,7 @@ import { Publisher } from './publisher';
  */
 let server: Server;
 let client: QueueClient;
-let mode: 'up' | 'down' | 'hang' = 'up';
+let mode: 'up' | 'down' | 'hang' | 'unauthorized' | 'not-found' = 'up';
 let limit = Infinity;
 let stored: string[] = [];
 let requests = 0;
@@ -30,6 +30,8 @@ beforeAll(async () => {
           .writeHead(status, { 'content-type': 'application/problem+json' })
           .end(JSON.stringify({ title, status }));
       if (mode === 'down') return void problem(503, 'Service Unavailable');
+      if (mode === 'unauthorized') return void problem(401, 'Unauthorized');
+      if (mode === 'not-found') return void problem(404, 'Not Found');
       if (mode === 'hang') return; // a queue that takes the request and never answers
       const body = Buffer.concat(chunks).toString();
       const { messages } = JSON.parse(body) as { messages: { id: string }[] };
@@ -128,6 +130,25 @@ describe('Publisher', () => {
     await until(() => p.bufferedSamples === 0);
     expect(requests - before).toBe(1);
     await p.stop(1_000);
+  });
+
+  it('keeps its samples while the queue refuses its credential or has no such endpoint, and publishes them once it takes them', async () => {
+    for (const refusal of ['unauthorized', 'not-found'] as const) {
+      const { p, dropped } = publisher({ minMs: 20, maxMs: 40 });
+      stored = [];
+      mode = refusal;
+      const batch = messages(20, 0);
+      p.start();
+      p.enqueue(batch);
+      await until(() => requests >= 3);
+      expect(p.bufferedSamples).toBe(20);
+      mode = 'up';
+      await until(() => p.bufferedSamples === 0);
+      expect(stored.sort()).toEqual(batch.map((m) => m.id).sort());
+      expect(await dropped('rejected')).toBe(0);
+      await p.stop(1_000);
+      requests = 0;
+    }
   });
 
   it('publishes what it holds when stopped during a long backoff, without waiting the backoff out', async () => {

@@ -53,6 +53,8 @@ export class ScrapeLoop {
   private readonly metadataSent = new Map<string, { text: string; at: number }>();
   /** Targets with a last-success series exported. */
   private readonly succeeded = new Set<string>();
+  /** Targets warned of samples the store cannot take, until their scrapes are clean again. */
+  private readonly unstorableWarned = new Set<string>();
   /** Parsing of every scrape shares the event loop through it. */
   private readonly budget = new EventLoopBudget();
 
@@ -117,6 +119,7 @@ export class ScrapeLoop {
   private forgetAllBut(owned: Set<string>): void {
     for (const url of this.metadataSent.keys()) if (!owned.has(url)) this.metadataSent.delete(url);
     for (const url of this.failures.keys()) if (!owned.has(url)) this.failures.delete(url);
+    for (const url of this.unstorableWarned) if (!owned.has(url)) this.unstorableWarned.delete(url);
     for (const url of this.succeeded) {
       if (owned.has(url)) continue;
       this.succeeded.delete(url);
@@ -166,6 +169,18 @@ export class ScrapeLoop {
       this.succeeded.add(target.url);
       if (result.samples > 0) publisher.enqueue(messages.finish());
       this.sendMetadata(target.url, scrapedAt, result.metadata);
+      if (result.unstorable > 0) {
+        metrics.dropped.inc({ reason: 'unstorable' }, result.unstorable);
+        // Warned once a target until its samples are storable again: an exporter does not fix
+        // itself between scrapes.
+        if (!this.unstorableWarned.has(target.url)) {
+          this.unstorableWarned.add(target.url);
+          logger.warn(
+            { target: target.url, samples: result.unstorable, first: result.firstUnstorable },
+            'left out samples the store cannot take',
+          );
+        }
+      } else this.unstorableWarned.delete(target.url);
       if (result.parseErrors > 0) {
         logger.debug(
           { target: target.url, errors: result.parseErrors, first: result.firstParseError },

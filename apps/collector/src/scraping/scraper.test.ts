@@ -122,6 +122,31 @@ describe('scrapeTarget', () => {
     expect((await failure(scrape(`${base}/metrics`, { maxBytes: 1_000 }))).outcome).toBe('too_large');
   });
 
+  it('leaves out, counts and names the GPU samples the store cannot take, keeping the rest of the scrape', async () => {
+    const uuid = 'GPU-6a3f0c1e-0000-4000-8000-000000000001';
+    const many = Array.from({ length: 70 }, (_, i) => `l${i}="v"`).join(',');
+    const base = await serve((_req, res) =>
+      res.end(
+        [
+          `DCGM_FI_DEV_GPU_TEMP{gpu="0",UUID="${uuid}",Hostname="h1"} 41`,
+          `DCGM_FI_DEV_GPU_UTIL{gpu="70000",UUID="${uuid}",Hostname="h1"} 5`,
+          `DCGM_FI_DEV_POWER_USAGE{gpu="0",UUID="${uuid}",${many}} 300`,
+          `DCGM_FI_DEV_SM_CLOCK{gpu="0",UUID="${uuid}",device="${'n'.repeat(200)}"} 1410`,
+          `DCGM_FI_DEV_MEM_CLOCK{gpu="0",UUID="${uuid}",Hostname="h1"} 1593`,
+          '',
+        ].join('\n'),
+      ),
+    );
+    const result = await scrape(base, { labelLimit: 128 });
+    expect(result.samples.map((s) => s.metricName)).toEqual([
+      'DCGM_FI_DEV_GPU_TEMP',
+      'DCGM_FI_DEV_MEM_CLOCK',
+    ]);
+    for (const sample of result.samples) expect(telemetrySample.safeParse(sample).success).toBe(true);
+    expect(result.unstorable).toBe(3);
+    expect(result.firstUnstorable).toMatch(/^DCGM_FI_DEV_GPU_UTIL: gpuIndex /);
+  });
+
   it('reports HTTP errors and does not follow redirects', async () => {
     const base = await serve((req, res) => {
       if (req.url === '/redirect')

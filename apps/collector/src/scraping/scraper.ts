@@ -1,7 +1,12 @@
 import { lookup } from 'node:dns';
 import { isIP } from 'node:net';
 import { StringDecoder } from 'node:string_decoder';
-import type { MetricMetadata, TelemetrySample } from '@gpu-telemetry/model';
+import {
+  isTelemetrySample,
+  type MetricMetadata,
+  type TelemetrySample,
+  telemetrySample,
+} from '@gpu-telemetry/model';
 import { Agent, type Dispatcher, request } from 'undici';
 import { ExpositionParser, type ParseError } from '../parsing/exposition-parser';
 import { ScrapeMetadata } from '../parsing/scrape-metadata';
@@ -17,6 +22,13 @@ export interface ScrapeResult {
   firstParseError?: ParseError;
   /** Samples without a GPU UUID label (not about a GPU). */
   skipped: number;
+  /**
+   * GPU samples the store could not take (a `gpu` index past 65535, more than 64 labels besides
+   * the GPU's, a name or value too long): left out, so that they do not cost the whole message
+   * they would travel in. The first one's problem, field named, in `firstUnstorable`.
+   */
+  unstorable: number;
+  firstUnstorable?: string;
   bytes: number;
   /** Type, help and unit of the metric families whose samples were kept, in name order. */
   metadata: MetricMetadata[];
@@ -128,6 +140,8 @@ export async function scrapeTarget(
   }
   let samples = 0;
   let skipped = 0;
+  let unstorable = 0;
+  let firstUnstorable: string | undefined;
   let firstParseError: ParseError | undefined;
   let bytes = 0;
   /** The first limit broken; checked after every step. */
@@ -150,7 +164,7 @@ export async function scrapeTarget(
       maxLabels: options.labelLimit,
       onSample: (sample) => {
         if (refused) return;
-        if (samples + skipped >= options.sampleLimit) {
+        if (samples + skipped + unstorable >= options.sampleLimit) {
           refused = new ScrapeError('sample_limit', `more than ${options.sampleLimit} samples`);
           return;
         }
@@ -158,6 +172,16 @@ export async function scrapeTarget(
         if (!telemetry) {
           skipped++;
           return;
+        }
+        if (!isTelemetrySample(telemetry)) {
+          const checked = telemetrySample.safeParse(telemetry);
+          if (!checked.success) {
+            unstorable++;
+            firstUnstorable ??= `${sample.name}: ${checked.error.issues
+              .map((issue) => `${issue.path.join('.')} ${issue.message}`)
+              .join('; ')}`;
+            return;
+          }
         }
         samples++;
         metadata.sampleKept(sample.name);
@@ -194,7 +218,7 @@ export async function scrapeTarget(
     parser.push(decoder.end());
     parser.end();
     if (refused) throw refused;
-    if (samples + skipped === 0 && parser.errors > 0) {
+    if (samples + skipped + unstorable === 0 && parser.errors > 0) {
       throw new ScrapeError(
         'parse_error',
         `not the Prometheus text format: line ${firstParseError?.line}: ${firstParseError?.message}`,
@@ -205,6 +229,8 @@ export async function scrapeTarget(
       parseErrors: parser.errors,
       firstParseError,
       skipped,
+      unstorable,
+      ...(firstUnstorable === undefined ? {} : { firstUnstorable }),
       bytes,
       metadata: metadata.entries(),
     };
