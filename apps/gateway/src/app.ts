@@ -15,7 +15,7 @@ import type { Pool } from 'pg';
 import { request } from 'undici';
 import { ApiKeysService } from './auth/api-keys.service';
 import { clientAddressOf } from './auth/client-address';
-import { RateLimiter } from './auth/rate-limiter';
+import { clientOf, RateLimiter, takeToken } from './auth/rate-limiter';
 import type { Edge } from './auth/require-scope';
 import type { GatewayConfig } from './config';
 import type { GatewayDatabase } from './gateway.tables';
@@ -29,7 +29,7 @@ import { analyticsRoutes } from './routes/analytics.routes';
 import { docsRoutes } from './docs/api-docs';
 import { keysRoutes } from './routes/keys.routes';
 import { tracesRoutes } from './routes/traces.routes';
-import { createOtlpReceiver } from './traces/otlp-receiver';
+import { createOtlpReceiver, OTLP_CONCURRENCY, OTLP_MAX_BODY } from './traces/otlp-receiver';
 import { TracesService } from './traces/traces.service';
 
 export { gatewayEnv, loadGatewayConfig } from './config';
@@ -115,18 +115,24 @@ export function createApp(deps: GatewayAppDeps): GatewayApp {
   recorder?.start();
   const retention = new GatewayRetention({ db, logger, retentionMs: config.GATEWAY_RETENTION });
   const traces = new TracesService({ db, pool });
+  const limiter = new RateLimiter(config.GATEWAY_RATE_LIMIT, config.GATEWAY_RATE_BURST);
   const otlpReceiver = createOtlpReceiver({
     traces,
     authorize: config.GATEWAY_AUTH
       ? (req) => keys.authorize(req, { scope: 'traces' }, 'sending spans')
       : undefined,
+    throttle: (req, res, principal) => {
+      const wait = takeToken(limiter, res, clientOf(req, principal, clientAddress));
+      if (wait !== undefined) gatewayMetrics.rejected.inc({ reason: 'rate_limit' });
+      return wait;
+    },
     logger,
-    limit: config.GATEWAY_BODY_LIMIT,
+    limit: Math.min(config.GATEWAY_BODY_LIMIT, OTLP_MAX_BODY),
+    concurrency: OTLP_CONCURRENCY,
     received: gatewayMetrics.otlpRequests,
     spans: gatewayMetrics.spansStored,
   });
   const receiveTraces = deps.checkResponse ? checkResponses(otlpReceiver, deps.checkResponse) : otlpReceiver;
-  const limiter = new RateLimiter(config.GATEWAY_RATE_LIMIT, config.GATEWAY_RATE_BURST);
   const edge: Edge = {
     keys,
     auth: config.GATEWAY_AUTH,

@@ -32,6 +32,21 @@ describe('CircuitBreaker', () => {
     expect(changes).toEqual(['open', 'half-open', 'closed']);
   });
 
+  it('lets another request probe when the probe has not answered within a second (a long-poll), and closes on either success', () => {
+    const b = breaker();
+    for (let i = 0; i < 3; i++) b.failure();
+    now += 10_000;
+    expect(b.tryAcquire()).toBe(true); // a lease that waits up to a minute for messages
+    now += 999;
+    expect(b.tryAcquire()).toBe(false);
+    now += 1;
+    expect(b.tryAcquire()).toBe(true); // an ack, answered at once
+    expect(b.tryAcquire()).toBe(false);
+    b.success();
+    expect(b.state).toBe('closed');
+    expect(b.tryAcquire()).toBe(true);
+  });
+
   it('opens again at once when the probe fails', () => {
     const b = breaker();
     for (let i = 0; i < 3; i++) b.failure();

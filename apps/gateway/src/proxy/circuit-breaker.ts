@@ -3,12 +3,17 @@ export type BreakerState = 'closed' | 'open' | 'half-open';
 /**
  * One breaker per upstream instance. After `threshold` consecutive failures it opens: requests
  * skip the instance for `cooldownMs`. Then it half-opens and lets one probe through; a success
- * closes it, a failure opens it again.
+ * closes it, a failure opens it again. A probe that has not answered within PROBE_MS (a lease
+ * long-poll answers only when it ends, up to a minute later) no longer holds the others back: the
+ * next request probes too.
  */
+export const PROBE_MS = 1_000;
+
 export class CircuitBreaker {
   private failures = 0;
   private openedAt = 0;
   private probing = false;
+  private probeAt = 0;
   state: BreakerState = 'closed';
 
   constructor(
@@ -22,8 +27,9 @@ export class CircuitBreaker {
   tryAcquire(): boolean {
     if (this.state === 'open' && this.now() - this.openedAt >= this.cooldownMs) this.set('half-open');
     if (this.state === 'closed') return true;
-    if (this.state === 'half-open' && !this.probing) {
+    if (this.state === 'half-open' && (!this.probing || this.now() - this.probeAt >= PROBE_MS)) {
       this.probing = true;
+      this.probeAt = this.now();
       return true;
     }
     return false;

@@ -47,7 +47,7 @@ export function createGatewayMetrics(registry: Registry) {
     }),
     otlpRequests: new Counter({
       name: 'gateway_otlp_requests_total',
-      help: 'OTLP trace exports received, by outcome (stored, rejected, failed).',
+      help: 'OTLP trace exports received, by outcome: stored, rejected (bad content, too large), throttled (rate limit, too many at once), unauthorized, failed (not stored; retried by the exporter).',
       labelNames: ['outcome'] as const,
       registers,
     }),

@@ -367,6 +367,75 @@ describe('circuit breaker', () => {
   });
 });
 
+describe('one upstream instance, whichever route reaches it', () => {
+  it('has one breaker: failures on one route open it for every route to the instance, and its one gauge says so', async () => {
+    let calls = 0;
+    const failing = createServer((_req, res) => {
+      calls++;
+      res.writeHead(500, { 'content-type': 'application/json' }).end('{}');
+    });
+    const failingUrl = await serve(failing);
+    const guarded = gateway({
+      GATEWAY_STREAMER_URLS: failingUrl,
+      GATEWAY_BREAKER_FAILURES: '2',
+      GATEWAY_BREAKER_COOLDOWN: '10s',
+    });
+    await request(guarded.handler).get('/api/v1/gpus').set('x-api-key', ADMIN).expect(500);
+    await request(guarded.handler).get('/api/v1/gpus').set('x-api-key', ADMIN).expect(500);
+    const promql = await request(guarded.handler)
+      .get('/prometheus/api/v1/query?query=up')
+      .set('x-api-key', ADMIN)
+      .expect(503);
+    expect(promql.body.detail).toContain('circuit is open');
+    expect(calls).toBe(2);
+    const metrics = await request(guarded.app).get('/metrics').expect(200);
+    const gauges = metrics.text.split('\n').filter((line) => line.startsWith('gateway_breaker_state{'));
+    expect(gauges.filter((line) => line.includes(failingUrl))).toEqual([expect.stringMatching(/ 1$/)]);
+    await guarded.close();
+    failing.close();
+  });
+
+  it('answers acks at once while more long-polls wait on the queue than a pool has connections', async () => {
+    const waiting: IncomingMessage[] = [];
+    const queue = createServer((req, res) => {
+      if (req.method === 'POST' && /^\/v1\/topics\/[^/]+\/leases$/.test(req.url ?? '')) {
+        waiting.push(req); // a long-poll on an idle topic: answered when it ends
+        return;
+      }
+      req.resume();
+      req.on('end', () => res.writeHead(200, { 'content-type': 'application/json' }).end('{"acked":1}'));
+    });
+    const queueUrl = await serve(queue);
+    const fronting = gateway({ GATEWAY_QUEUE_URLS: queueUrl });
+    const listening = await listenGateway(fronting);
+    const polls = new AbortController();
+    const post = (path: string, body: object, signal?: AbortSignal) =>
+      fetch(`${listening.base}/api/v1/topics/jobs/${path}`, {
+        method: 'POST',
+        headers: { 'x-api-key': ADMIN, 'content-type': 'application/json' },
+        body: JSON.stringify(body),
+        signal,
+      });
+    const leases = Array.from({ length: 140 }, () =>
+      post('leases', { consumer: 'c', waitSeconds: 60 }, polls.signal).catch(() => undefined),
+    );
+    for (let i = 0; waiting.length < 140 && i < 500; i++) await new Promise((r) => setTimeout(r, 10));
+    expect(waiting.length).toBe(140);
+    const ack = await post(
+      'acks',
+      { leaseId: '00000000-0000-4000-8000-000000000000' },
+      AbortSignal.timeout(5_000),
+    );
+    expect(ack.status).toBe(200);
+    polls.abort();
+    await Promise.all(leases);
+    await listening.server.close();
+    await fronting.close();
+    queue.closeAllConnections();
+    queue.close();
+  });
+});
+
 describe('rate limits', () => {
   it('sends RateLimit headers and answers 429 with Retry-After when the bucket is empty', async () => {
     const limited = gateway({ GATEWAY_RATE_LIMIT: '1', GATEWAY_RATE_BURST: '2' });

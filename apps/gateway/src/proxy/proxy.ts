@@ -25,9 +25,16 @@ import type { RequestRecord } from '../records/requests.queries';
 import type { GatewayMetrics } from './gateway.metrics';
 import { newTraceparent } from './trace-ids';
 
+/** One upstream instance: every route to its origin shares its pools and its breaker. */
 export interface Upstream {
   origin: string;
   pool: Pool;
+  /**
+   * Long-polls (a lease that waits for messages) on connections of their own: in the shared pool
+   * they would hold its connections for up to a minute, and an ack or a publish behind them
+   * would wait in its queue as long, past its lease's deadline.
+   */
+  longPolls: Pool;
   breaker: CircuitBreaker;
 }
 
@@ -41,6 +48,8 @@ export interface ProxyRoute {
   timeoutMs: number;
   /** What a request needs (scope, and topic on the queue), by method and path below the prefix. */
   access(method: string, path: string): Access;
+  /** Whether a request may wait upstream for long (a lease's long-poll): it goes by `longPolls`. */
+  longPoll?(method: string, path: string): boolean;
 }
 
 export interface ProxyOptions {
@@ -163,6 +172,13 @@ export function createUpstream(
     // Idle keep-alive shorter than the upstream's (65 s), so a reused socket is never one it closes.
     pool: new Pool(origin, {
       connections: 128,
+      keepAliveTimeout: 30_000,
+      keepAliveMaxTimeout: 60_000,
+      connectTimeout: connectTimeoutMs,
+    }),
+    // As many connections as long-polls waiting: GATEWAY_MAX_CONCURRENCY bounds them.
+    longPolls: new Pool(origin, {
+      connections: null,
       keepAliveTimeout: 30_000,
       keepAliveMaxTimeout: 60_000,
       connectTimeout: connectTimeoutMs,
@@ -306,7 +322,8 @@ export class Proxy {
         for (let attempt = 0; !response; attempt++) {
           upstream = this.pick(route);
           try {
-            response = await upstream.pool.request({
+            const pool = route.longPoll?.(req.method ?? 'GET', rest) ? upstream.longPolls : upstream.pool;
+            response = await pool.request({
               method: (req.method ?? 'GET') as Dispatcher.HttpMethod,
               path: route.target + rest,
               headers,
@@ -568,7 +585,8 @@ export class Proxy {
   }
 
   async close(): Promise<void> {
-    await Promise.all(this.options.routes.flatMap((r) => r.upstreams.map((u) => u.pool.close())));
+    const upstreams = new Set(this.options.routes.flatMap((r) => r.upstreams));
+    await Promise.all([...upstreams].flatMap((u) => [u.pool.close(), u.longPolls.close()]));
   }
 }
 

@@ -2,7 +2,7 @@ import { TELEMETRY_TOPIC } from '@gpu-telemetry/model';
 import type { Access, Scope } from '../auth/api-keys.service';
 import type { GatewayConfig } from '../config';
 import type { GatewayMetrics } from './gateway.metrics';
-import { createUpstream, type ProxyRoute } from './proxy';
+import { createUpstream, type ProxyRoute, type Upstream } from './proxy';
 
 const read = (method: string): Scope | undefined =>
   method === 'GET' || method === 'HEAD' ? 'read' : undefined;
@@ -43,15 +43,24 @@ function queueAccess(method: string, path: string): Access {
 const WRITE: Access = { scope: 'publish', topic: TELEMETRY_TOPIC };
 
 export function buildRoutes(config: GatewayConfig, metrics?: GatewayMetrics): ProxyRoute[] {
+  // One upstream per origin, shared by its routes: an instance has one breaker (and one
+  // gateway_breaker_state series), whichever route found it failing.
+  const byOrigin = new Map<string, Upstream>();
   const upstreams = (urls: string[]) =>
-    urls.map((url) =>
-      createUpstream(new URL(url).origin, {
-        connectTimeoutMs: config.GATEWAY_CONNECT_TIMEOUT,
-        breakerFailures: config.GATEWAY_BREAKER_FAILURES,
-        breakerCooldownMs: config.GATEWAY_BREAKER_COOLDOWN,
-        metrics,
-      }),
-    );
+    urls.map((url) => {
+      const origin = new URL(url).origin;
+      let upstream = byOrigin.get(origin);
+      if (!upstream) {
+        upstream = createUpstream(origin, {
+          connectTimeoutMs: config.GATEWAY_CONNECT_TIMEOUT,
+          breakerFailures: config.GATEWAY_BREAKER_FAILURES,
+          breakerCooldownMs: config.GATEWAY_BREAKER_COOLDOWN,
+          metrics,
+        });
+        byOrigin.set(origin, upstream);
+      }
+      return upstream;
+    });
   return [
     {
       name: 'gpus',
@@ -77,6 +86,7 @@ export function buildRoutes(config: GatewayConfig, metrics?: GatewayMetrics): Pr
       upstreams: upstreams(config.GATEWAY_QUEUE_URLS),
       timeoutMs: config.GATEWAY_TIMEOUT + 60_000,
       access: queueAccess,
+      longPoll: (method, path) => method === 'POST' && /^\/[^/]+\/leases$/.test(path.split('?')[0] ?? ''),
     },
     // The Prometheus HTTP API, for Grafana's Prometheus data source and promtool: queries sent as
     // form-encoded POSTs are reads too.

@@ -142,6 +142,7 @@ describe('request records', () => {
     ['/api/v1/analytics/latency?route=admin', 'route'],
     ['/api/v1/requests?limit=0', 'limit'],
     ['/api/v1/requests?before=x', 'before'],
+    ['/api/v1/requests?before=9223372036854775808', 'before'],
   ])('answers %s with 400 naming %s', async (url, field) => {
     const res = await request(gateway.app).get(url).set('x-api-key', ADMIN).expect(400);
     expect(res.body.errors[0].field).toBe(field);

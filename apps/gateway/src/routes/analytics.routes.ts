@@ -8,6 +8,9 @@ import type { AnalyticsService } from '../records/analytics.service';
 const time = z.iso.datetime({ offset: true, message: 'must be an RFC 3339 date-time' });
 const route = z.enum(['gpus', 'topics', 'targets'], { message: 'must be gpus, topics or targets' });
 
+/** The largest id Postgres holds (bigint): a cursor past it is none we returned. */
+const MAX_BIGINT = 9_223_372_036_854_775_807n;
+
 export const latencyQuery = z.strictObject({
   route: route.optional(),
   from: time.optional(),
@@ -20,6 +23,10 @@ export const requestsQuery = z.strictObject({
   before: z
     .string()
     .regex(/^\d{1,19}$/, 'must be a cursor returned by a previous page')
+    .refine(
+      (cursor) => !/^\d+$/.test(cursor) || BigInt(cursor) <= MAX_BIGINT,
+      'must be a cursor returned by a previous page',
+    )
     .optional(),
 });
 

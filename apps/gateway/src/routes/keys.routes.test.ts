@@ -70,6 +70,7 @@ describe('POST /api/v1/keys', () => {
         /cannot limit a key with the admin scope/,
       ],
       [{ name: 'x', scopes: ['read', 'traces'], topics: ['jobs'] }, 'topics', /traces scope/],
+      [{ name: 'a\u0000b', scopes: ['read'] }, 'name', /NUL/],
     ];
     for (const [body, field, message] of cases) {
       const res = await create(body).expect(400);

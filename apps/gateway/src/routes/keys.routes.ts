@@ -8,7 +8,11 @@ import { TOPIC_PATTERN } from '../auth/topic-patterns';
 
 export const createBody = z
   .strictObject({
-    name: z.string().min(1, 'must not be empty').max(200, 'must be at most 200 characters'),
+    name: z
+      .string()
+      .min(1, 'must not be empty')
+      .max(200, 'must be at most 200 characters')
+      .refine((name) => !name.includes('\u0000'), 'must not contain the NUL character (\\u0000)'),
     scopes: z
       .array(z.enum(SCOPES, { message: 'must be read, publish, consume, admin or traces' }))
       .min(1, 'must list at least one scope')

@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import { type ClientRequest, request as httpRequest } from 'node:http';
 import { gzipSync } from 'node:zlib';
 import { context, trace } from '@opentelemetry/api';
 import { OTLPTraceExporter as HttpJsonExporter } from '@opentelemetry/exporter-trace-otlp-http';
@@ -332,5 +333,106 @@ describe('POST /v1/traces (OTLP/HTTP)', () => {
     await request(base)
       .get(`/api/v1/traces/${'a'.repeat(32)}`)
       .expect(401);
+  });
+});
+
+/** A raw POST to /v1/traces: writes `body` in pieces (chunked unless `length` is given) and reads the answer. */
+function rawExport(
+  at: string,
+  pieces: Buffer[],
+  headers: Record<string, string> = {},
+): {
+  answer: Promise<{ status: number; headers: Record<string, unknown>; body: string }>;
+  req: ClientRequest;
+} {
+  const req = httpRequest(`${at}/v1/traces`, {
+    method: 'POST',
+    headers: { ...auth, 'content-type': 'application/x-protobuf', ...headers },
+  });
+  const answer = new Promise<{ status: number; headers: Record<string, unknown>; body: string }>(
+    (resolve, reject) => {
+      req.on('response', (res) => {
+        let body = '';
+        res.setEncoding('utf8');
+        res.on('data', (chunk: string) => (body += chunk));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body }));
+      });
+      req.on('error', reject);
+    },
+  );
+  (async () => {
+    for (const piece of pieces) {
+      if (req.destroyed) return;
+      if (!req.write(piece)) await new Promise((resolve) => req.once('drain', resolve));
+    }
+  })().catch(() => undefined);
+  return { answer, req };
+}
+
+describe('POST /v1/traces limits', () => {
+  const MIB = 1024 * 1024;
+
+  it('answers an export over 8 MiB with a 413 problem, whether it says its length, streams it, or inflates to it', async () => {
+    const declared = rawExport(base, [Buffer.alloc(1024)], { 'content-length': String(9 * MIB) });
+    const streamed = rawExport(
+      base,
+      Array.from({ length: 12 }, () => Buffer.alloc(MIB)),
+    );
+    const bomb = rawExport(base, [gzipSync(Buffer.alloc(64 * MIB))], { 'content-encoding': 'gzip' });
+    for (const { answer, req } of [declared, streamed, bomb]) {
+      const res = await answer;
+      expect(res.status).toBe(413);
+      expect(res.headers['content-type']).toContain('application/problem+json');
+      expect(JSON.parse(res.body).errors).toEqual([
+        { field: 'body', message: 'The body is larger than the 8388608-byte limit.' },
+      ]);
+      req.destroy();
+    }
+  });
+
+  it('reads at most four exports at once and asks the fifth to retry; a key over its rate gets 429', async () => {
+    const slow = Array.from({ length: 4 }, () =>
+      rawExport(base, [Buffer.from([0x0a])], { 'content-length': '1000' }),
+    );
+    // Four bodies started and stalled: the fifth export is refused until one of them ends.
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    const fifth = await request(base)
+      .post('/v1/traces')
+      .set(auth)
+      .set('content-type', 'application/x-protobuf')
+      .send(Buffer.alloc(0))
+      .expect(503);
+    expect(fifth.headers['retry-after']).toBe('1');
+    for (const { req, answer } of slow) {
+      req.destroy();
+      await answer.catch(() => undefined);
+    }
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    await request(base)
+      .post('/v1/traces')
+      .set(auth)
+      .set('content-type', 'application/x-protobuf')
+      .send(Buffer.alloc(0))
+      .expect(200);
+
+    const limited = createTestGateway(database, {
+      GATEWAY_ADMIN_KEY: ADMIN,
+      GATEWAY_OTLP_KEY: OTLP_KEY,
+      GATEWAY_RATE_LIMIT: '1',
+      GATEWAY_RATE_BURST: '1',
+    });
+    const send = () =>
+      request(limited.handler)
+        .post('/v1/traces')
+        .set(auth)
+        .set('content-type', 'application/x-protobuf')
+        .send(Buffer.alloc(0));
+    await send().expect(200);
+    const throttled = await send().expect(429);
+    expect(Number(throttled.headers['retry-after'])).toBeGreaterThanOrEqual(1);
+    expect(throttled.headers['content-type']).toContain('application/problem+json');
+    const metrics = await request(limited.app).get('/metrics').expect(200);
+    expect(metrics.text).toMatch(/gateway_otlp_requests_total\{[^}]*outcome="throttled"[^}]*\} 1\n/);
+    await limited.close();
   });
 });
