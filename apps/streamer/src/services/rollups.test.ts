@@ -118,6 +118,23 @@ describe('aggregates from rollups', () => {
       ['03:00:00', '03:00:45', 0],
     ]);
     expect(segments(start, end, 90)).toEqual([{ from: start, to: end, resolution: 0 }]);
+    // Before a resolution's horizon (its oldest day kept), the next finer one answers.
+    const day = Date.parse('2026-01-02T00:00:00Z');
+    const horizons = { 60: day + 86_400_000, 3600: day };
+    expect(
+      segments(day - 90 * 60_000, day + 86_400_000 + 90 * 60_000, 3600, horizons).map((g) => [
+        iso(g.from).slice(5, 16),
+        iso(g.to).slice(5, 16),
+        g.resolution,
+      ]),
+    ).toEqual([
+      ['01-01T22:30', '01-02T00:00', 0],
+      ['01-02T00:00', '01-03T01:00', 3600],
+      ['01-03T01:00', '01-03T01:30', 60],
+    ]);
+    expect(segments(day, day + HOUR, 60, { 60: Infinity, 3600: Infinity })).toEqual([
+      { from: day, to: day + HOUR, resolution: 0 },
+    ]);
   });
 
   it('match the samples while every chunk is hot', async () => {
@@ -184,6 +201,18 @@ describe('aggregates from rollups', () => {
       expect(await count('telemetry_rollups_1m')).toBe(0);
       expect(await count('telemetry_rollups_1h')).toBe(1);
       expect(await count('telemetry_blocks')).toBe(1);
+      // Where the 1-minute rollups are gone but the samples are kept, whole-minute steps read the
+      // samples; whole hours still read the 1-hour rollups.
+      for (const step of ['1m', '5m', '1h', '90s']) {
+        const res = await request(asService(local.app))
+          .get(`/v1/gpus/${GPU}/metrics/${METRIC}/series`)
+          .query({ start_time: iso(base - 2 * HOUR), end_time: iso(base + 2 * HOUR), step })
+          .expect(200);
+        expect({ step, counts: res.body.buckets.map((b: { count: number }) => b.count) }).toEqual({
+          step,
+          counts: [1],
+        });
+      }
     } finally {
       await local.close();
     }

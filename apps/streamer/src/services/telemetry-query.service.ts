@@ -24,6 +24,8 @@ import {
   seriesOfGpu,
   seriesOfMetric,
   type StoredSample,
+  rollupHorizons,
+  type RollupHorizons,
   setStatementTimeout,
 } from './telemetry-read.queries';
 
@@ -121,24 +123,42 @@ function add(
   }
 }
 
+const EVERY_ROLLUP: RollupHorizons = { 60: -Infinity, 3600: -Infinity };
+
 /**
  * [start, end) cut into stretches answered exactly at the coarsest resolution that fits the step:
  * 1-hour rollups where the step is whole hours, 1-minute ones where it is whole minutes, raw samples
- * otherwise, and finer ones at edges that do not fall on the coarse grid.
+ * otherwise, and finer ones at edges that do not fall on the coarse grid or before a resolution's
+ * horizon (a day boundary, so on every grid).
  */
-export function segments(start: number, end: number, stepSeconds: number): Segment[] {
+export function segments(
+  start: number,
+  end: number,
+  stepSeconds: number,
+  horizons: RollupHorizons = EVERY_ROLLUP,
+): Segment[] {
   const resolution = stepSeconds % 3600 === 0 ? 3600 : stepSeconds % 60 === 0 ? 60 : 0;
-  return split(start, end, resolution);
+  return split(start, end, resolution, horizons);
 }
 
-function split(start: number, end: number, resolution: 0 | 60 | 3600): Segment[] {
-  if (resolution === 0) return start < end ? [{ from: start, to: end, resolution }] : [];
+function split(start: number, end: number, resolution: 0 | 60 | 3600, horizons: RollupHorizons): Segment[] {
+  if (start >= end) return [];
+  if (resolution === 0) return [{ from: start, to: end, resolution }];
   const finer = resolution === 3600 ? 60 : 0;
+  const horizon = horizons[resolution];
+  if (start < horizon) {
+    const cut = Math.min(end, horizon);
+    return [...split(start, cut, finer, horizons), ...split(cut, end, resolution, horizons)];
+  }
   const size = resolution * 1000;
   const a = Math.ceil(start / size) * size;
   const b = Math.floor(end / size) * size;
-  if (a >= b) return split(start, end, finer);
-  return [...split(start, a, finer), { from: a, to: b, resolution }, ...split(b, end, finer)];
+  if (a >= b) return split(start, end, finer, horizons);
+  return [
+    ...split(start, a, finer, horizons),
+    { from: a, to: b, resolution },
+    ...split(b, end, finer, horizons),
+  ];
 }
 
 /** The read side: GPUs, samples of a GPU in time order, and aggregates for charts. */
@@ -286,9 +306,8 @@ export class TelemetryQueryService {
   private readMakings(
     seriesIds: number[],
     args: { start: Date; end: Date; stepSeconds: number },
-    parts: Segment[],
     deadline: number,
-  ): ReturnType<typeof bucketMakings> {
+  ): Promise<Awaited<ReturnType<typeof bucketMakings>> & { parts: Segment[] }> {
     const { maxSamples, timeoutMs } = this.limits;
     const left = () => deadline - Date.now();
     // One read-only transaction whose statements Postgres cancels past the deadline (57014): an
@@ -298,6 +317,8 @@ export class TelemetryQueryService {
       .setAccessMode('read only')
       .execute(async (trx) => {
         await setStatementTimeout(trx, left());
+        const horizons = await rollupHorizons(trx);
+        const parts = segments(args.start.getTime(), args.end.getTime(), args.stepSeconds, horizons);
         let perSeries = await compactedSamplesPerSeries(trx, parts);
         for (const g of parts) if (g.resolution > 0) perSeries += (g.to - g.from) / (g.resolution * 1000);
         const cost = Math.ceil(perSeries * seriesIds.length);
@@ -311,13 +332,14 @@ export class TelemetryQueryService {
         }
         // What is left of QUERY_TIMEOUT, not all of it again.
         await setStatementTimeout(trx, left());
-        return bucketMakings(trx, {
+        const makings = await bucketMakings(trx, {
           seriesIds,
           start: args.start,
           end: args.end,
           stepSeconds: args.stepSeconds,
           segments: parts,
         });
+        return { ...makings, parts };
       })
       .catch((error: unknown) => {
         if (!isPgError(error, '57014')) throw error; // query_canceled: the statement timeout
@@ -341,11 +363,8 @@ export class TelemetryQueryService {
   ): Promise<Bucket[]> {
     const buckets = new Map<number, BucketSums>();
     if (seriesIds.length > 0) {
-      const start = args.start.getTime();
-      const end = args.end.getTime();
       const stepMs = args.stepSeconds * 1000;
-      const parts = segments(start, end, args.stepSeconds);
-      const { hot, blocks, rollups } = await this.readMakings(seriesIds, args, parts, deadline);
+      const { hot, blocks, rollups, parts } = await this.readMakings(seriesIds, args, deadline);
       for (const row of hot) {
         add(buckets, row.start.getTime(), row.count, row.sum as number, row.min as number, row.max as number);
       }

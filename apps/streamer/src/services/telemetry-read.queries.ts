@@ -206,6 +206,16 @@ export interface Segment {
   resolution: 0 | 60 | 3600;
 }
 
+/**
+ * Where each rollup resolution begins (ms): the first day its retention has kept. Before it, only
+ * finer data can answer (raw samples are kept longer than rollups when TELEMETRY_RETENTION is
+ * longer than TELEMETRY_RETENTION_1M or _1H). Infinity: none is stored.
+ */
+export interface RollupHorizons {
+  60: number;
+  3600: number;
+}
+
 /** One series' rollup buckets over a chunk or a day, still encoded. */
 export interface StoredRollup {
   seriesId: number;
@@ -214,6 +224,25 @@ export interface StoredRollup {
 }
 
 const DAY = sql`INTERVAL '1 day'`;
+
+/**
+ * Where each rollup resolution begins (ms): the first day of its table's oldest daily partition,
+ * from the catalog (retention drops whole days, so every day from it on is kept); Infinity for a
+ * table with none.
+ */
+export async function rollupHorizons(db: Db): Promise<RollupHorizons> {
+  const { rows } = await sql<{ table: string; ms: string | null }>`
+    SELECT t AS table,
+           (SELECT (extract(epoch FROM min(to_date(right(c.relname, 8), 'YYYYMMDD'))::timestamp AT TIME ZONE 'UTC') * 1000)::bigint
+            FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+            WHERE i.inhparent = t::regclass) AS ms
+    FROM unnest(ARRAY['telemetry_rollups_1m', 'telemetry_rollups_1h']) AS t`.execute(db);
+  const of = (table: string) => {
+    const ms = rows.find((r) => r.table === table)?.ms;
+    return ms == null ? Infinity : Number(ms);
+  };
+  return { 60: of('telemetry_rollups_1m'), 3600: of('telemetry_rollups_1h') };
+}
 
 /** Sets the statement timeout of the transaction `trx` is in (at least 1 ms). */
 export async function setStatementTimeout(trx: Db, timeoutMs: number): Promise<void> {
