@@ -52,17 +52,27 @@ export function createApp(deps: QueueAppDeps): QueueApp {
   const metrics = createMetrics('queue');
   const waiters = new LeaseWaiters();
   let housekeeping: NodeJS.Timeout | undefined;
-  const notifier = new PublishNotifier({ connectionString: config.DATABASE_URL, pool, waiters, logger });
-  // The depth gauge reads the service when scraped, after construction.
-  const queueMetrics = createQueueMetrics(metrics.registry, async () => {
-    const stats = await queue.stats();
-    return stats.flatMap((s) => [
-      { topic: s.topic, state: 'ready', count: s.ready },
-      { topic: s.topic, state: 'delayed', count: s.delayed },
-      { topic: s.topic, state: 'in_flight', count: s.inFlight },
-      { topic: s.topic, state: 'dead', count: s.dead },
-    ]);
+  const notifier = new PublishNotifier({
+    connectionString: config.DATABASE_URL,
+    pool,
+    waiters,
+    logger,
+    onNotifyFailed: () => queueMetrics.notifyFailures.inc(),
   });
+  // The depth gauge reads the service when scraped, after construction.
+  const queueMetrics = createQueueMetrics(
+    metrics.registry,
+    async () => {
+      const stats = await queue.stats();
+      return stats.flatMap((s) => [
+        { topic: s.topic, state: 'ready', count: s.ready },
+        { topic: s.topic, state: 'delayed', count: s.delayed },
+        { topic: s.topic, state: 'in_flight', count: s.inFlight },
+        { topic: s.topic, state: 'dead', count: s.dead },
+      ]);
+    },
+    () => notifier.listening,
+  );
   const queue = new QueueService({
     db: pool,
     logger,

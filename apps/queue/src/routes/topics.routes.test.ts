@@ -264,6 +264,9 @@ describe('POST /v1/topics/:topic/leases', () => {
       const { res, at } = await waiting;
       expect(res.body.messages.map((m: { payload: unknown }) => m.payload)).toEqual(['from b']);
       expect(at - publishedAt).toBeLessThan(1_000);
+      const metrics = await request(asService(a.app)).get('/metrics').expect(200);
+      expect(metrics.text).toMatch(/^queue_listening(\{[^}]*\})? 1$/m);
+      expect(metrics.text).toMatch(/^queue_notify_failures_total(\{[^}]*\})? 0$/m);
     } finally {
       await a.stop();
       await b.stop();

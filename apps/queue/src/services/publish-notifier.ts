@@ -19,8 +19,17 @@ export class PublishNotifier {
   private retryMs = 500;
   private retryTimer: NodeJS.Timeout | undefined;
 
+  private warnedAt = -Infinity;
+
   constructor(
-    private readonly deps: { connectionString: string; pool: Pool; waiters: LeaseWaiters; logger: Logger },
+    private readonly deps: {
+      connectionString: string;
+      pool: Pool;
+      waiters: LeaseWaiters;
+      logger: Logger;
+      /** Counts a NOTIFY that failed (queue_notify_failures_total). */
+      onNotifyFailed?: () => void;
+    },
   ) {}
 
   get listening(): boolean {
@@ -55,7 +64,13 @@ export class PublishNotifier {
     try {
       await notifyPublished(this.deps.pool, this.instanceId, topics);
     } catch (error) {
-      this.deps.logger.debug({ err: error }, 'notify failed; other replicas wake on their fallback timer');
+      this.deps.onNotifyFailed?.();
+      // Warned at most once a minute: a Postgres outage fails every publish's NOTIFY.
+      const now = performance.now();
+      if (now - this.warnedAt >= 60_000) {
+        this.warnedAt = now;
+        this.deps.logger.warn({ err: error }, 'notify failed; other replicas wake on their fallback timer');
+      }
     } finally {
       this.flushing = false;
     }
@@ -63,9 +78,14 @@ export class PublishNotifier {
   }
 
   private async connect(): Promise<void> {
+    // TCP keepalive, as the pool's connections have: an idle LISTEN socket dropped by a NAT or a
+    // load balancer would otherwise never report an error, and the replica would stop hearing
+    // other replicas' publishes without a word.
     const client = new Client({
       connectionString: this.deps.connectionString,
       application_name: 'queue-listener',
+      keepAlive: true,
+      keepAliveInitialDelayMillis: 10_000,
     });
     client.on('error', (error) => {
       this.deps.logger.warn({ err: error }, 'listen connection lost');

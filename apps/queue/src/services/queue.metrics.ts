@@ -5,6 +5,7 @@ export type QueueMetrics = ReturnType<typeof createQueueMetrics>;
 export function createQueueMetrics(
   registry: Registry,
   readDepth: () => Promise<{ topic: string; state: string; count: number }[]>,
+  listening: () => boolean = () => false,
 ) {
   const topic = ['topic'] as const;
   const registers = [registry];
@@ -81,6 +82,19 @@ export function createQueueMetrics(
       labelNames: ['topic', 'outcome'] as const,
       buckets: [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 2, 5, 10, 20, 30, 60],
       registers,
+    }),
+    notifyFailures: new Counter({
+      name: 'queue_notify_failures_total',
+      help: "NOTIFYs of a publish that failed: other replicas' long-polls on its topic wake on QUEUE_FALLBACK_POLL instead.",
+      registers,
+    }),
+    listening: new Gauge({
+      name: 'queue_listening',
+      help: "1 while the LISTEN connection is up that wakes this replica's long-polls on other replicas' publishes.",
+      registers,
+      collect() {
+        this.set(listening() ? 1 : 0);
+      },
     }),
     depth: new Gauge({
       name: 'queue_depth',
