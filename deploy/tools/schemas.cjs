@@ -165,6 +165,11 @@ const SERVICES = {
         'Most payload bytes in one lease or dead-letter page (always one message).',
       ),
       QUEUE_FALLBACK_POLL: env.duration('A waiting long-poll re-checks at least this often.'),
+      QUEUE_MAX_TOPICS: env.int(
+        'Most topics the queue holds; past it a new topic is refused (409).',
+        1,
+        1000000,
+      ),
     },
   },
   streamer: {

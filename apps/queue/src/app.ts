@@ -28,6 +28,7 @@ export interface QueueAppDeps {
     | 'QUEUE_MAX_PAYLOAD'
     | 'QUEUE_BODY_LIMIT'
     | 'QUEUE_FALLBACK_POLL'
+    | 'QUEUE_MAX_TOPICS'
     | 'SERVICE_TOKEN'
     | 'SERVICE_TOKEN_PREVIOUS'
   > &
@@ -83,6 +84,7 @@ export function createApp(deps: QueueAppDeps): QueueApp {
       defaultMaxAttempts: config.QUEUE_MAX_ATTEMPTS,
       maxPayloadBytes: config.QUEUE_MAX_PAYLOAD,
       fallbackPollMs: config.QUEUE_FALLBACK_POLL,
+      maxTopics: config.QUEUE_MAX_TOPICS,
       maxResponseBytes: config.QUEUE_RESPONSE_LIMIT ?? queueEnv.shape.QUEUE_RESPONSE_LIMIT.parse(undefined),
     },
   });

@@ -12,6 +12,12 @@ export const queueEnv = z.object({
   QUEUE_BODY_LIMIT: bytes('32mb'),
   /** Most payload bytes one lease or dead-letter page carries (always one message, at least). */
   QUEUE_RESPONSE_LIMIT: bytes('4mb'),
+  /**
+   * Most topics the queue holds. Publishing creates a topic and topics are kept for good (each
+   * costs a little memory and a few metric series on every replica), so a key that may publish to
+   * `jobs.*` cannot create them without end: past it, publishing to a new topic is a 409.
+   */
+  QUEUE_MAX_TOPICS: int(10_000, 1, 1_000_000),
   /** A waiting lease looks again at least this often, even without a wake-up. */
   QUEUE_FALLBACK_POLL: duration('5s', { min: '10ms', max: '1m' }),
 });

@@ -24,6 +24,7 @@ const leaseParams = z.object({ topic: topicName, leaseId: uuid });
 const tags = ['queue'];
 const badInput = 'A path parameter or a field is invalid (the problem names it)';
 const noTopic = 'Nothing was ever published to the topic';
+const tooManyTopics = 'A new topic, and the queue holds QUEUE_MAX_TOPICS already (the problem names `topic`)';
 const leaseLost =
   'The lease no longer holds the messages (settled, or re-leased after it expired); nothing changed';
 
@@ -53,7 +54,7 @@ export const topicsOperations: Operation[] = [
     params: topic,
     body: topicSettingsBody,
     responses: { 200: { description: 'Topic', schema: topicStats } },
-    problems: { 400: badInput },
+    problems: { 400: badInput, 409: tooManyTopics },
   },
   {
     method: 'post',
@@ -65,6 +66,7 @@ export const topicsOperations: Operation[] = [
     responses: { 201: { description: 'Stored', schema: publishResult } },
     problems: {
       400: badInput,
+      409: tooManyTopics,
       413: 'The body is over QUEUE_BODY_LIMIT, or a payload over QUEUE_MAX_PAYLOAD',
       415: 'The body is not JSON in UTF-8, or is compressed',
     },

@@ -725,3 +725,41 @@ describe('shutdown', () => {
     expect(Date.now() - started).toBeLessThan(2_000);
   });
 });
+
+describe('QUEUE_MAX_TOPICS', () => {
+  it('refuses a new topic past it with 409 naming the topic, on any replica, and keeps serving the ones there are', async () => {
+    const a = await startQueueTestApp({ QUEUE_MAX_TOPICS: 3 });
+    const b = await startQueueTestApp({ QUEUE_MAX_TOPICS: 3 }, a.database);
+    try {
+      const publish = (app: QueueTestApp, topic: string) =>
+        request(asService(app.app)).post(`/v1/topics/${topic}/messages`).send({ payload: topic });
+      for (const topic of ['jobs.a', 'jobs.b']) await publish(a, topic).expect(201);
+      await request(asService(a.app)).put('/v1/topics/jobs.c').send({ maxAttempts: 3 }).expect(200);
+      for (const [app, topic] of [
+        [a, 'jobs.d'],
+        [b, 'jobs.e'],
+      ] as const) {
+        const refused = await publish(app, topic).expect(409);
+        expect(refused.headers['content-type']).toContain('application/problem+json');
+        expect(refused.body.errors).toEqual([
+          { field: 'topic', message: expect.stringContaining('3 topics') },
+        ]);
+      }
+      await request(asService(b.app)).put('/v1/topics/jobs.f').send({ maxAttempts: 3 }).expect(409);
+      await publish(b, 'jobs.a').expect(201);
+      const listed = await request(asService(b.app)).get('/v1/topics').expect(200);
+      expect(listed.body.topics.map((t: { topic: string }) => t.topic).sort()).toEqual([
+        'jobs.a',
+        'jobs.b',
+        'jobs.c',
+      ]);
+      const lease = await request(asService(b.app))
+        .post('/v1/topics/jobs.a/leases')
+        .send({ consumer: 'c', max: 10 });
+      expect(lease.body.messages.map((m: { payload: unknown }) => m.payload)).toEqual(['jobs.a', 'jobs.a']);
+    } finally {
+      await b.stop();
+      await a.close();
+    }
+  });
+});

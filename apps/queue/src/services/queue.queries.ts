@@ -147,13 +147,21 @@ export async function insertMessages(
 
 export type InsertPath = 'new' | 'dedup' | 'new_then_dedup';
 
-const ensure = statement(
+// Counting the topics costs a scan of a table of at most QUEUE_MAX_TOPICS rows, once per topic
+// and replica (then the topic is known). Creations racing each other may pass the cap by a few.
+const ensure = statement<{ ok: boolean }>(
   'ensure_topic',
-  `INSERT INTO queue_topics (topic) VALUES ($1) ON CONFLICT (topic) DO NOTHING`,
+  `WITH made AS (
+     INSERT INTO queue_topics (topic) SELECT $1 WHERE (SELECT count(*) FROM queue_topics) < $2
+     ON CONFLICT (topic) DO NOTHING RETURNING 1
+   )
+   SELECT EXISTS (SELECT 1 FROM made) OR EXISTS (SELECT 1 FROM queue_topics WHERE topic = $1) AS ok`,
 );
 
-export async function ensureTopic(db: Queryable, topic: string): Promise<void> {
-  await ensure(db, [topic]);
+/** Creates the topic unless `maxTopics` exist already; whether it exists now. */
+export async function ensureTopic(db: Queryable, topic: string, maxTopics: number): Promise<boolean> {
+  const rows = await ensure(db, [topic, maxTopics]);
+  return rows[0]?.ok === true;
 }
 
 export interface LeasedRow {

@@ -28,6 +28,8 @@ export interface QueueSettings {
    * the service builds each answer a few times over in memory.
    */
   maxResponseBytes: number;
+  /** Most topics there may be (QUEUE_MAX_TOPICS): a new one past it is refused. */
+  maxTopics: number;
 }
 
 export interface QueueServiceDeps {
@@ -83,10 +85,7 @@ export class QueueService {
       });
       if (tooLarge.length > 0)
         throw new PayloadTooLargeError(`${tooLarge[0]?.field} ${tooLarge[0]?.message}.`, tooLarge);
-      if (!this.knownTopics.has(topic)) {
-        await q.ensureTopic(db, topic);
-        this.knownTopics.add(topic);
-      }
+      await this.ensureTopic(topic);
       const ids = batch.ids.map((id) => id ?? uuidv7());
       const idsAreNew = batch.ids.every((id) => id === undefined);
       const { accepted, path } = await q.insertMessages(db, topic, ids, payloads, idsAreNew);
@@ -277,9 +276,28 @@ export class QueueService {
   }
 
   async configure(topic: string, maxAttempts: number | null): Promise<TopicStats> {
+    await this.ensureTopic(topic);
     await q.upsertTopicSettings(this.deps.db, { topic, maxAttempts });
-    this.knownTopics.add(topic);
     return this.topic(topic);
+  }
+
+  /** Creates the topic where new, unless QUEUE_MAX_TOPICS are there already (409 naming it). */
+  private async ensureTopic(topic: string): Promise<void> {
+    if (this.knownTopics.has(topic)) return;
+    const { maxTopics } = this.deps.settings;
+    if (!(await q.ensureTopic(this.deps.db, topic, maxTopics))) {
+      this.deps.logger.warn({ topic, maxTopics }, 'refused a new topic: QUEUE_MAX_TOPICS reached');
+      throw new AppError(
+        409,
+        `The queue holds ${maxTopics} topics (QUEUE_MAX_TOPICS): ${topic} cannot be created.`,
+        {
+          errors: [
+            { field: 'topic', message: `must be an existing topic: the queue holds its ${maxTopics} topics` },
+          ],
+        },
+      );
+    }
+    this.knownTopics.add(topic);
   }
 
   /** Up to `limit` dead letters, fewer where their payloads would pass `maxResponseBytes`. */
