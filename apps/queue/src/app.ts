@@ -28,11 +28,10 @@ export interface QueueAppDeps {
     | 'QUEUE_MAX_PAYLOAD'
     | 'QUEUE_BODY_LIMIT'
     | 'QUEUE_FALLBACK_POLL'
-    | 'QUEUE_MAX_TOPICS'
     | 'SERVICE_TOKEN'
     | 'SERVICE_TOKEN_PREVIOUS'
   > &
-    Partial<Pick<QueueConfig, 'QUEUE_RESPONSE_LIMIT'>>;
+    Partial<Pick<QueueConfig, 'QUEUE_RESPONSE_LIMIT' | 'QUEUE_MAX_TOPICS'>>;
   /** Tests: holds every answer to the OpenAPI document (see createServiceApp). */
   checkResponse?: ResponseCheck;
 }
@@ -84,7 +83,7 @@ export function createApp(deps: QueueAppDeps): QueueApp {
       defaultMaxAttempts: config.QUEUE_MAX_ATTEMPTS,
       maxPayloadBytes: config.QUEUE_MAX_PAYLOAD,
       fallbackPollMs: config.QUEUE_FALLBACK_POLL,
-      maxTopics: config.QUEUE_MAX_TOPICS,
+      maxTopics: config.QUEUE_MAX_TOPICS ?? queueEnv.shape.QUEUE_MAX_TOPICS.parse(undefined),
       maxResponseBytes: config.QUEUE_RESPONSE_LIMIT ?? queueEnv.shape.QUEUE_RESPONSE_LIMIT.parse(undefined),
     },
   });
