@@ -2,7 +2,7 @@ import { createLogger } from '@gpu-telemetry/service-kit';
 import { asService } from '@gpu-telemetry/service-kit/testing';
 import request from 'supertest';
 import { maintainerWith, startStreamerTestApp } from '../testing/streamer-test-app';
-import type { Pool } from 'pg';
+import { Pool } from 'pg';
 import { IngestService } from './ingest.service';
 import { frameMessage, message, sample } from '../testing/samples';
 
@@ -156,6 +156,45 @@ describe('IngestService.handle', () => {
     const stored = await rows(gpuId);
     expect(stored).toHaveLength(1_900);
     expect(new Set(stored.map((r) => `${r.timestamp} ${r.metricName}`)).size).toBe(1_900);
+  });
+
+  it('takes the de-duplicating path again on a connection whose first de-duplicating insert was rolled back', async () => {
+    const local = await startStreamerTestApp({ config: { TELEMETRY_RETENTION: 0 } });
+    // One connection, so the second attempt is on the connection of the failed first; and the
+    // first de-duplicating insert fails in Postgres (a sequence is not rolled back: once).
+    const single = new Pool({ connectionString: local.database.url, max: 1 });
+    await local.database.pool.query(`
+      CREATE SEQUENCE fail_once;
+      CREATE FUNCTION fail_first_dedup() RETURNS trigger LANGUAGE plpgsql AS $$
+      BEGIN
+        IF current_query() LIKE '%FROM telemetry_stage%' THEN
+          IF nextval('fail_once') = 1 THEN RAISE EXCEPTION 'the insert failed'; END IF;
+        END IF;
+        RETURN NEW;
+      END $$;
+      CREATE TRIGGER fail_first_dedup BEFORE INSERT ON telemetry_samples
+        FOR EACH ROW EXECUTE FUNCTION fail_first_dedup();`);
+    try {
+      const ingest = new IngestService({
+        pool: single,
+        logger: createLogger('streamer', 'silent'),
+        metrics: local.streamerMetrics,
+        retentionMs: 0,
+        sliceMs: 3_600_000,
+        compactor: local.compactor,
+      });
+      const gpuId = 'GPU-dedup-rollback';
+      const t0 = Date.now() - 60_000;
+      const at = (n: number) => sample({ gpuId, value: n, timestamp: new Date(t0 + n * 1000).toISOString() });
+      expect(await ingest.handle([message([at(0)])])).toEqual({ failed: [] });
+      const redelivered = message([at(0), at(1)]);
+      await expect(ingest.handle([redelivered])).rejects.toThrow('the insert failed');
+      expect(await ingest.handle([redelivered])).toEqual({ failed: [] });
+      expect((await rows(gpuId, local)).map((r) => r.value)).toEqual([0, 1]);
+    } finally {
+      await single.end();
+      await local.close();
+    }
   });
 
   it('dead-letters invalid messages with a reason naming the field, and still stores the valid samples', async () => {

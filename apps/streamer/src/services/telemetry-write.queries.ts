@@ -239,8 +239,6 @@ export function* hotCopyChunks(rows: HotRows): Generator<Buffer> {
   }
 }
 
-const staged = new WeakSet<PoolClient>();
-
 /**
  * Hot samples by plain COPY, the fastest way in: one statement, so all rows or none. The key
  * (series, time) refuses the whole COPY (23505) if any sample is already stored.
@@ -252,16 +250,15 @@ export async function copyHotSamples(client: PoolClient, rows: HotRows): Promise
 /**
  * Hot samples, skipping those already stored: COPY into a temp table, then INSERT ... ON CONFLICT
  * DO NOTHING, the fastest idempotent way measured here. Runs inside the caller's transaction (the
- * temp table empties at its commit); returns how many samples were new.
+ * temp table empties at its commit); returns how many samples were new. The table is asked for
+ * every time, not remembered per connection: made in a transaction that rolled back, it is gone
+ * again (the path is taken only by redeliveries, so the check costs nothing that matters).
  */
 export async function insertNewHotSamples(client: PoolClient, rows: HotRows): Promise<number> {
-  if (!staged.has(client)) {
-    await client.query(
-      `CREATE TEMP TABLE IF NOT EXISTS telemetry_stage
-         (series_id bigint, ts timestamptz, value double precision) ON COMMIT DELETE ROWS`,
-    );
-    staged.add(client);
-  }
+  await client.query(
+    `CREATE TEMP TABLE IF NOT EXISTS telemetry_stage
+       (series_id bigint, ts timestamptz, value double precision) ON COMMIT DELETE ROWS`,
+  );
   await copyIn(client, 'telemetry_stage (series_id, ts, value)', hotCopyChunks(rows), 'binary');
   const result = await client.query({
     name: 'telemetry_insert_dedup',
