@@ -136,6 +136,17 @@ describe('request records', () => {
     expect(outside.body.routes).toEqual([]);
   });
 
+  it('filters by every route requests are recorded under', async () => {
+    for (const route of ['gpus', 'storage', 'topics', 'prometheus', 'targets', 'write']) {
+      const res = await request(gateway.app)
+        .get(`/api/v1/analytics/latency?route=${route}&from=2026-01-01T00:00:00Z&to=2026-01-02T00:00:00Z`)
+        .set('x-api-key', ADMIN)
+        .expect(200);
+      for (const row of res.body.routes) expect(row.route).toBe(route);
+      await request(gateway.app).get(`/api/v1/requests?route=${route}`).set('x-api-key', ADMIN).expect(200);
+    }
+  });
+
   it.each([
     ['/api/v1/analytics/latency?from=yesterday', 'from'],
     ['/api/v1/analytics/latency?from=2026-01-02T00:00:00Z&to=2026-01-01T00:00:00Z', 'from'],

@@ -6,7 +6,9 @@ import { type Edge, requireScope } from '../auth/require-scope';
 import type { AnalyticsService } from '../records/analytics.service';
 
 const time = z.iso.datetime({ offset: true, message: 'must be an RFC 3339 date-time' });
-const route = z.enum(['gpus', 'topics', 'targets'], { message: 'must be gpus, topics or targets' });
+/** The proxied routes, as requests are recorded under them (proxy/routes.ts). */
+const ROUTES = ['gpus', 'storage', 'topics', 'prometheus', 'targets', 'write'] as const;
+const route = z.enum(ROUTES, { message: `must be one of ${ROUTES.join(', ')}` });
 
 /** The largest id Postgres holds (bigint): a cursor past it is none we returned. */
 const MAX_BIGINT = 9_223_372_036_854_775_807n;
