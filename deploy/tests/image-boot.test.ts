@@ -123,8 +123,15 @@ describeWhereTheImageNodeRuns('the image', () => {
     const first = entrypoint(['migrate'], { DATABASE_URL: database.url });
     expect({ status: first.status, stderr: first.stderr }).toEqual({ status: 0, stderr: '' });
     expect(first.stdout.trim().split('\n')).toEqual(MIGRATIONS.map((name) => `applied ${name}`));
-    const again = entrypoint(['migrate', 'up'], { DATABASE_URL: database.url });
-    expect(again.stdout.trim()).toBe('already up to date');
+    // The URL from a mounted secret, as the chart's hook job may read it (DATABASE_URL_FILE).
+    const secret = path.join(mkdtempSync(path.join(tmpdir(), 'gt-secret-')), 'database-url');
+    writeFileSync(secret, `${database.url}\n`, { mode: 0o600 });
+    const again = entrypoint(['migrate', 'up'], { DATABASE_URL_FILE: secret });
+    expect({ status: again.status, stdout: again.stdout.trim() }).toEqual({
+      status: 0,
+      stdout: 'already up to date',
+    });
+    rmSync(path.dirname(secret), { recursive: true, force: true });
   });
 
   it('starts the simulator and the four services until every /readyz answers 200', async () => {

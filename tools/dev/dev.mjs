@@ -26,6 +26,7 @@ const EMBEDDED_URL = `postgres://postgres:postgres@127.0.0.1:${EMBEDDED_PORT}/gp
 const SIMULATOR = path.join(root, 'libs/dcgm-simulator/dist/main.js');
 
 loadDotEnv(path.join(root, '.env'));
+readFileVariables(['DATABASE_URL', 'SERVICE_TOKEN', 'GATEWAY_ADMIN_KEY', 'GATEWAY_OTLP_KEY']);
 
 const [command, ...args] = process.argv.slice(2);
 const commands = { start, service, db, migrate, simulator };
@@ -51,6 +52,21 @@ function loadDotEnv(file) {
 }
 
 /** Builds the given services and libs, and the harness this script runs processes with. */
+/**
+ * `<NAME>_FILE` read into <NAME> here, as the services would read it, for the variables this
+ * launcher gives a value of its own when unset (the embedded Postgres, the development keys):
+ * otherwise it would start a second database, or hand the services both forms.
+ */
+function readFileVariables(names) {
+  for (const name of names) {
+    const file = process.env[`${name}_FILE`];
+    if (!file) continue;
+    if (process.env[name]) throw new Error(`${name} and ${name}_FILE are both set; set one`);
+    process.env[name] = readFileSync(file, 'utf8').replace(/\r?\n$/, '');
+    delete process.env[`${name}_FILE`];
+  }
+}
+
 async function build(targets) {
   const configs = [...targets, 'harness'].map((t) =>
     t in SERVICES ? `apps/${t}/tsconfig.app.json` : `libs/${t}/tsconfig.lib.json`,

@@ -3,8 +3,18 @@
  * Applies plain SQL migrations from migrations/ to DATABASE_URL. Used by `npm run migrate:*`,
  * `npm start`, the compose migrate service and the Helm pre-install/pre-upgrade hook job.
  */
+import { readFileSync } from 'node:fs';
 import { createDb } from '../create-db';
 import { createMigrationFile, migrateDown, migrateUp, migrationStatus } from '../migrator';
+
+/** DATABASE_URL, or the file DATABASE_URL_FILE names (a mounted secret), as the services read it. */
+function databaseUrl(): string | undefined {
+  const file = process.env['DATABASE_URL_FILE'];
+  if (!file) return process.env['DATABASE_URL'] || undefined;
+  if (process.env['DATABASE_URL'])
+    throw new Error('DATABASE_URL and DATABASE_URL_FILE are both set; set one');
+  return readFileSync(file, 'utf8').replace(/\r?\n$/, '');
+}
 
 async function main(argv: string[]): Promise<number> {
   const [command = 'up', ...rest] = argv;
@@ -13,9 +23,11 @@ async function main(argv: string[]): Promise<number> {
     console.log(`created ${file}`);
     return 0;
   }
-  const url = process.env['DATABASE_URL'];
+  const url = databaseUrl();
   if (!url) {
-    console.error('DATABASE_URL is required (or run `npm start`, which starts an embedded Postgres).');
+    console.error(
+      'DATABASE_URL (or DATABASE_URL_FILE) is required (or run `npm start`, which starts an embedded Postgres).',
+    );
     return 1;
   }
   const { db, close } = createDb(url, { max: 1, applicationName: 'migrate' });
