@@ -562,6 +562,36 @@ describe('service token settings', () => {
   });
 });
 
+describe('service ports', () => {
+  it('keeps each Service on its own port for the other services when service.port moves it', () => {
+    const manifests = render$('gpu-telemetry', {
+      gateway: { service: { type: 'LoadBalancer', port: 80 } },
+      queue: { service: { port: 9000 } },
+    });
+    for (const manifest of manifests) validateAgainstKubernetes(manifest);
+    const ports = (name: string) =>
+      (find(manifests, 'Service', name).spec.ports as { name: string; port: number }[]).map((p) => [
+        p.name,
+        p.port,
+      ]);
+    expect(ports('gt-gateway')).toEqual([
+      ['http', 80],
+      ['internal', 8080],
+    ]);
+    expect(ports('gt-queue')).toEqual([
+      ['http', 9000],
+      ['internal', 8081],
+    ]);
+    expect(ports('gt-streamer')).toEqual([['http', 8082]]);
+    expect(envOf(find(manifests, 'Deployment', 'gt-streamer'))['QUEUE_URL']?.value).toBe(
+      'http://gt-queue:8081',
+    );
+    expect(envOf(find(manifests, 'Deployment', 'gt-streamer'))['OTEL_EXPORTER_OTLP_ENDPOINT']?.value).toBe(
+      'http://gt-gateway:8080',
+    );
+  });
+});
+
 describe('a service chart on its own', () => {
   it.each(SERVICE_CHARTS)(
     'renders %s with defaults, and with its own database URL and migrations',
@@ -625,6 +655,9 @@ describe('values.schema.json', () => {
     ['a duration without a unit', 'streamer', { config: { STREAMER_WAIT: '10 seconds' } }, /STREAMER_WAIT/],
     ['a number out of range', 'streamer', { config: { STREAMER_CONCURRENCY: 500 } }, /STREAMER_CONCURRENCY/],
     ['an unknown log level', 'gateway', { logLevel: 'verbose' }, /logLevel/],
+    // Resources are <release>-<chart>, by which the other services find them.
+    ['a name override', 'queue', { nameOverride: 'jobs' }, /nameOverride/],
+    ['a full name override', 'gpu-telemetry', { queue: { fullnameOverride: 'jobs' } }, /fullnameOverride/],
     ['a short admin key', 'gateway', { adminKey: { value: 'short' } }, /adminKey/],
     ['a service type that does not exist', 'gateway', { service: { type: 'External' } }, /type/],
     [

@@ -384,13 +384,6 @@ function serviceSchema(name, service) {
     ...obj({
       global: freeObject('Values shared with every chart of the release (set by the gpu-telemetry chart).'),
       enabled: bool('Install this service (read by the gpu-telemetry chart).'),
-      nameOverride: str('Replaces the chart name in resource names.', {
-        pattern: '^([a-z0-9]([-a-z0-9]*[a-z0-9])?)?$',
-      }),
-      fullnameOverride: str('Replaces <release>-<chart> as the resource name.', {
-        pattern: '^([a-z0-9]([-a-z0-9]*[a-z0-9])?)?$',
-        maxLength: 63,
-      }),
       replicaCount: integer(
         name === 'collector'
           ? 'Replicas; they split the targets between them (COLLECTOR_REPLICAS follows it).'

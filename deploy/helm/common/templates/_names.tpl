@@ -1,19 +1,21 @@
 {{/*
-Names and labels. A service chart's resources are called <release>-<chart> (no "contains"
-shortcut), so that one chart can compute another's Service name from the release name alone:
-the gateway finds the queue at http://<release>-queue:8081.
+Names and labels. A service chart's resources are called <release>-<chart>, always (no name
+overrides, no "contains" shortcut), and every Service answers on its service's own port (8080-8083)
+whatever `service.port` adds: so one chart computes another's address from the release name
+alone, and the gateway finds the queue at http://<release>-queue:8081.
 */}}
 
 {{- define "common.name" -}}
-{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" -}}
+{{- .Chart.Name | trunc 63 | trimSuffix "-" -}}
 {{- end -}}
 
 {{- define "common.fullname" -}}
-{{- if .Values.fullnameOverride -}}
-{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" -}}
-{{- else -}}
 {{- printf "%s-%s" .Release.Name (include "common.name" .) | trunc 63 | trimSuffix "-" -}}
 {{- end -}}
+
+{{/* The port siblings reach a service chart's Service on: its service's default port. */}}
+{{- define "common.internalPort" -}}
+{{- get (dict "gateway" 8080 "queue" 8081 "streamer" 8082 "collector" 8083) .Chart.Name -}}
 {{- end -}}
 
 {{/* The in-cluster URL of a sibling service chart of the same release: (dict "ctx" . "chart" "queue" "port" 8081). */}}

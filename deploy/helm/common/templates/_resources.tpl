@@ -21,6 +21,14 @@ spec:
       {{- if and (eq .Values.service.type "NodePort") .Values.service.nodePort }}
       nodePort: {{ .Values.service.nodePort }}
       {{- end }}
+    {{- $internal := include "common.internalPort" . | int }}
+    {{- if ne (int .Values.service.port) $internal }}
+    # Where the release's other services reach this one, whatever service.port says.
+    - name: internal
+      port: {{ $internal }}
+      targetPort: http
+      protocol: TCP
+    {{- end }}
 {{- end -}}
 
 {{- define "common.serviceAccount" -}}
