@@ -48,6 +48,12 @@ export function createCollectorMetrics(registry: Registry) {
       labelNames: ['reason'] as const,
       registers,
     }),
+    metadataDropped: new Counter({
+      name: 'collector_metadata_dropped_total',
+      help: "Metric metadata entries dropped unpublished, by reason (as collector_samples_dropped_total); a scrape target's are sent again with its next scrape.",
+      labelNames: ['reason'] as const,
+      registers,
+    }),
     publishErrors: new Counter({
       name: 'collector_publish_errors_total',
       help: 'Failed publish requests (retried unless rejected).',

@@ -6,6 +6,10 @@ export interface OutgoingMessage {
   id: string;
   json: string;
   samples: number;
+  /** Metric metadata entries it carries (a metadata message). */
+  metadata?: number;
+  /** Called when the message is dropped unpublished (its sender may then send it again). */
+  onDropped?: () => void;
 }
 
 /** Well under the queue's default payload limit (QUEUE_MAX_PAYLOAD, 256 KiB). */
@@ -135,6 +139,7 @@ export function metadataMessages(source: string, key: string, entries: MetricMet
       id,
       json: `{"id":"${id}","payload":{"source":${JSON.stringify(source)},"metadata":[${batch.join(',')}]}}`,
       samples: 0,
+      metadata: batch.length,
     });
     batch = [];
     size = head;

@@ -4,7 +4,7 @@ import { QueueClient } from '@gpu-telemetry/queue-client';
 import { createLogger } from '@gpu-telemetry/service-kit';
 import { Registry } from 'prom-client';
 import { createCollectorMetrics } from '../collector.metrics';
-import { buildMessages, type OutgoingMessage } from './message-builder';
+import { buildMessages, metadataMessages, type OutgoingMessage } from './message-builder';
 import { Publisher } from './publisher';
 
 /**
@@ -59,23 +59,24 @@ beforeEach(() => {
   requests = 0;
 });
 
-function publisher(retry = { minMs: 50, maxMs: 30_000 }) {
+function publisher(retry = { minMs: 50, maxMs: 30_000 }, maxBufferedSamples = 1_000_000) {
   const registry = new Registry();
   const metrics = createCollectorMetrics(registry);
   const p = new Publisher({
     client,
     topic: 'telemetry',
-    maxBufferedSamples: 1_000_000,
+    maxBufferedSamples,
     messagesPerPublish: 16,
     logger: createLogger('collector', 'silent'),
     metrics,
     retry,
   });
-  const dropped = async (reason: string) =>
-    (await registry.getSingleMetric('collector_samples_dropped_total')?.get())?.values.find(
-      (v) => v.labels['reason'] === reason,
-    )?.value ?? 0;
-  return { p, dropped };
+  const counted = async (metric: string, reason: string) =>
+    (await registry.getSingleMetric(metric)?.get())?.values.find((v) => v.labels['reason'] === reason)
+      ?.value ?? 0;
+  const dropped = (reason: string) => counted('collector_samples_dropped_total', reason);
+  const metadataDropped = (reason: string) => counted('collector_metadata_dropped_total', reason);
+  return { p, dropped, metadataDropped };
 }
 
 /** `count` one-sample messages, each `size` characters of label value. */
@@ -149,6 +150,25 @@ describe('Publisher', () => {
       await p.stop(1_000);
       requests = 0;
     }
+  });
+
+  it('counts metadata dropped with the buffer, and tells its sender so that it is sent again', async () => {
+    const { p, dropped, metadataDropped } = publisher({ minMs: 20, maxMs: 40 }, 10);
+    mode = 'down';
+    p.start();
+    let told = 0;
+    const metadata = metadataMessages('http://node-1:9400/metrics', '1', [
+      { metric: 'DCGM_FI_DEV_GPU_TEMP', type: 'gauge', help: 'GPU temperature (in C).', unit: '' },
+      { metric: 'DCGM_FI_DEV_GPU_UTIL', type: 'gauge', help: 'GPU utilization (in %).', unit: '' },
+    ]).map((m) => ({ ...m, onDropped: () => told++ }));
+    p.enqueue([...metadata, ...messages(1, 0)]);
+    p.enqueue(messages(10, 1)); // past the 10-sample buffer: the oldest go, metadata among them
+    expect(await dropped('buffer_full')).toBe(1);
+    expect(await metadataDropped('buffer_full')).toBe(2);
+    expect(told).toBe(1);
+    mode = 'up';
+    await until(() => p.bufferedSamples === 0);
+    await p.stop(1_000);
   });
 
   it('publishes what it holds when stopped during a long backoff, without waiting the backoff out', async () => {

@@ -187,10 +187,15 @@ export class Publisher {
 
   private drop(messages: OutgoingMessage[], reason: 'buffer_full' | 'rejected' | 'shutdown'): void {
     const samples = messages.reduce((sum, m) => sum + m.samples, 0);
-    if (samples === 0) return;
-    this.totals.dropped += samples;
-    this.options.metrics.dropped.inc({ reason }, samples);
-    this.options.logger.warn({ samples, reason }, 'dropped samples');
+    const metadata = messages.reduce((sum, m) => sum + (m.metadata ?? 0), 0);
+    for (const message of messages) message.onDropped?.();
+    if (samples > 0) {
+      this.totals.dropped += samples;
+      this.options.metrics.dropped.inc({ reason }, samples);
+    }
+    if (metadata > 0) this.options.metrics.metadataDropped.inc({ reason }, metadata);
+    if (samples > 0 || metadata > 0)
+      this.options.logger.warn({ samples, metadata, reason }, 'dropped samples');
   }
 }
 

@@ -196,29 +196,26 @@ export class RemoteWriteService {
     }
   }
 
-  /** Publishes every message, a few at a time; returns how many the queue already had. */
+  /**
+   * Publishes every message, a few at a time; returns how many the queue already had. A group the
+   * queue refuses as such (a payload over QUEUE_MAX_PAYLOAD) is published again a message at a
+   * time, so that only what it refuses is left out; the write is then a 400 (sending it again
+   * cannot help), answered once the rest is stored.
+   */
   private async publish(messages: OutgoingMessage[]): Promise<number> {
-    const { queue, topic } = this.options;
     let duplicates = 0;
-    for (let i = 0; i < messages.length; i += MESSAGES_PER_PUBLISH) {
-      const batch = messages.slice(i, i + MESSAGES_PER_PUBLISH);
+    const refused: Error[] = [];
+    const send = async (batch: OutgoingMessage[]): Promise<boolean> => {
       try {
-        const result = await queue.publishSerialized(
-          topic,
+        const result = await this.options.queue.publishSerialized(
+          this.options.topic,
           batch.map((m) => m.json),
         );
         duplicates += result.duplicates;
+        return true;
       } catch (error) {
         const status = (error as { status?: number }).status;
-        // The queue refuses these messages as such (payload over QUEUE_MAX_PAYLOAD): sending them
-        // again cannot help, so the sender is told not to.
-        if (status === 400 || status === 413 || status === 422) {
-          throw new WriteRefused(
-            400,
-            `The queue refuses these samples: ${(error as Error).message}.`,
-            'queue_refused',
-          );
-        }
+        if (status === 400 || status === 413 || status === 422) return false;
         // Down, slow, overloaded, or refusing this collector's credential: worth a retry later.
         this.options.logger.warn({ err: error, messages: batch.length }, 'remote write: publish failed');
         throw new WriteRefused(
@@ -228,6 +225,25 @@ export class RemoteWriteService {
           { 'retry-after': '5' },
         );
       }
+    };
+    for (let i = 0; i < messages.length; i += MESSAGES_PER_PUBLISH) {
+      const batch = messages.slice(i, i + MESSAGES_PER_PUBLISH);
+      if (await send(batch)) continue;
+      for (const message of batch) {
+        if (!(await send([message])))
+          refused.push(new Error(`message ${message.id} (${Buffer.byteLength(message.json)} bytes)`));
+      }
+    }
+    if (refused.length > 0) {
+      this.options.logger.warn(
+        { refused: refused.length, messages: messages.length, first: refused[0]?.message },
+        'remote write: the queue refused messages',
+      );
+      throw new WriteRefused(
+        400,
+        `The queue refuses ${refused.length} of the ${messages.length} messages of this write (the rest are stored): ${refused[0]?.message}; is QUEUE_MAX_PAYLOAD under 256kb?`,
+        'queue_refused',
+      );
     }
     return duplicates;
   }

@@ -234,3 +234,58 @@ describe('POST /v1/write under load', () => {
     expect(await pending).toBe(503);
   });
 });
+
+describe('POST /v1/write when the queue refuses a message as such', () => {
+  let refusing: Server;
+  let refusingQueue: QueueClient;
+  let writer: CollectorApp;
+  const stored: string[] = [];
+
+  beforeAll(async () => {
+    // A queue that refuses any publish holding a message that mentions "refuse-me" (as it refuses
+    // a payload over QUEUE_MAX_PAYLOAD), and takes every other.
+    refusing = createServer((req, res) => {
+      const chunks: Buffer[] = [];
+      req.on('data', (chunk: Buffer) => chunks.push(chunk));
+      req.on('end', () => {
+        const { messages } = JSON.parse(Buffer.concat(chunks).toString()) as { messages: { id: string }[] };
+        if (messages.some((m) => JSON.stringify(m).includes('refuse-me'))) {
+          res.writeHead(413, { 'content-type': 'application/problem+json' });
+          res.end(JSON.stringify({ title: 'Payload Too Large', status: 413, detail: 'too large' }));
+          return;
+        }
+        stored.push(...messages.map((m) => m.id));
+        res.writeHead(201, { 'content-type': 'application/json' });
+        res.end(JSON.stringify({ accepted: messages.length, duplicates: 0, ids: messages.map((m) => m.id) }));
+      });
+    });
+    await new Promise<void>((resolve) => refusing.listen(0, '127.0.0.1', resolve));
+    refusingQueue = new QueueClient({ url: `http://127.0.0.1:${(refusing.address() as AddressInfo).port}` });
+    writer = createTestCollector(database, refusingQueue, {
+      REMOTE_WRITE_MAX_SERIES: '10000',
+      REMOTE_WRITE_MAX_SAMPLES: '10000',
+    });
+  });
+
+  afterAll(async () => {
+    await refusingQueue.close();
+    refusing.closeAllConnections();
+    await new Promise((resolve) => refusing.close(resolve));
+  });
+
+  it('stores every other message of the write, then answers 400 naming how many were refused', async () => {
+    // 2,500 series of one sample: three messages of at most 1,000 samples, the second refused.
+    const series = Array.from({ length: 2_500 }, (_, i) =>
+      up(i === 1_500 ? { instance: `node-${i}`, note: 'refuse-me' } : { instance: `node-${i}` }),
+    );
+    const res = await request(asService(writer.app))
+      .post('/v1/write')
+      .set(HEADERS)
+      .send(body(series))
+      .expect(400);
+    expect(res.body.detail).toMatch(
+      /^The queue refuses 1 of the 3 messages of this write \(the rest are stored\)/,
+    );
+    expect(stored).toHaveLength(2);
+  });
+});

@@ -223,8 +223,15 @@ export class ScrapeLoop {
     const text = JSON.stringify(entries);
     const last = this.metadataSent.get(url);
     if (last && last.text === text && at - last.at < METADATA_RESEND_MS) return;
-    this.metadataSent.set(url, { text, at });
-    this.options.publisher.enqueue(metadataMessages(url, String(at), entries));
+    const sent = { text, at };
+    this.metadataSent.set(url, sent);
+    // Dropped unpublished (the queue down past the buffer): sent again with the next scrape.
+    const forget = () => {
+      if (this.metadataSent.get(url) === sent) this.metadataSent.delete(url);
+    };
+    this.options.publisher.enqueue(
+      metadataMessages(url, String(at), entries).map((message) => ({ ...message, onDropped: forget })),
+    );
     this.options.metrics.metadataSent.inc(entries.length);
   }
 
