@@ -3,7 +3,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { parseAllDocuments } from 'yaml';
 import { buildDependencies, helm } from '../tools/helm.cjs';
-import { buildSchemas, render, SERVICES } from '../tools/schemas.cjs';
+import { buildDurationRanges, buildSchemas, render, SERVICES } from '../tools/schemas.cjs';
 import { documentedIn } from './support/env-example';
 
 /**
@@ -706,11 +706,46 @@ describe('values.schema.json', () => {
     expect(result.stderr).toMatch(field);
   });
 
+  // JSON Schema cannot compare durations: the range each service takes is checked by the templates
+  // (common.checkDurations), naming the value, before anything is installed.
+  it.each([
+    ['streamer', { config: { STREAMER_WAIT: '2m' } }, 'config.STREAMER_WAIT: 2m is above 60s'],
+    ['streamer', { config: { TELEMETRY_CHUNK: '30s' } }, 'config.TELEMETRY_CHUNK: 30s is below 1m'],
+    ['collector', { config: { COLLECT_INTERVAL: '50ms' } }, 'config.COLLECT_INTERVAL: 50ms is below 100ms'],
+    [
+      'gpu-telemetry',
+      { gateway: { config: { GATEWAY_TIMEOUT: '0.5h' } } },
+      'config.GATEWAY_TIMEOUT: 0.5h is above 10m',
+    ],
+  ])('refuses a %s duration outside its service range: %j', (chart, values, message) => {
+    const result = template(chart, values);
+    expect(result.status).not.toBe(0);
+    expect(result.stderr).toContain(message);
+  });
+
+  it('takes the ends of each range, and 0 where the service does', () => {
+    render$('streamer', {
+      config: {
+        STREAMER_WAIT: '60s',
+        TELEMETRY_CHUNK: '1d',
+        TELEMETRY_SLICE: '0',
+        SHUTDOWN_TIMEOUT: '0',
+        TELEMETRY_COMPACT_AFTER: '10s',
+      },
+    });
+    render$('collector', { config: { COLLECT_INTERVAL: '100ms', COLLECT_TIMEOUT: '0' } });
+  });
+
   it('is what deploy/tools/schemas.cjs generates (npm run helm:schemas)', () => {
     for (const [chart, schema] of Object.entries(buildSchemas())) {
       expect(
         `${chart}: ${readFileSync(path.join(root, 'deploy/helm', chart, 'values.schema.json'), 'utf8')}`,
       ).toBe(`${chart}: ${render(schema)}`);
+    }
+    for (const [chart, ranges] of Object.entries(buildDurationRanges())) {
+      expect(
+        `${chart}: ${readFileSync(path.join(root, 'deploy/helm', chart, 'duration-ranges.json'), 'utf8')}`,
+      ).toBe(`${chart}: ${render(ranges)}`);
     }
   });
 

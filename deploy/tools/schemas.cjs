@@ -37,11 +37,25 @@ const stringMap = (description) => ({
 });
 
 const DURATION = '^\\d+(\\.\\d+)?(ms|s|m|h|d)$';
+const UNIT_MS = { ms: 1, s: 1_000, m: 60_000, h: 3_600_000, d: 86_400_000 };
+const durationMs = (text) => {
+  const [, number, unit] = /^(\d+(?:\.\d+)?)(ms|s|m|h|d)$/.exec(text);
+  return Number(number) * UNIT_MS[unit];
+};
 const env = {
-  duration: (description, { zero = false } = {}) => ({
-    description: `${description} A duration such as 500ms, 30s, 5m, 1h or 7d${zero ? ', or 0' : ''}.`,
+  /**
+   * A duration the service takes from `min` to `max` (as its config says; 0 too when it has no
+   * minimum). JSON Schema cannot compare durations, so the range goes in x-min-ms and x-max-ms,
+   * which the charts' templates check (common.checkDurations).
+   */
+  duration: (description, { min, max } = {}) => ({
+    description: `${description} A duration such as 500ms, 30s, 5m, 1h or 7d${min ? '' : ', or 0'}${
+      min || max ? `; from ${min ?? '0'} to ${max ?? 'unbounded'}` : ''
+    }.`,
     type: 'string',
-    pattern: zero ? `^(0|\\d+(\\.\\d+)?(ms|s|m|h|d))$` : DURATION,
+    pattern: min ? DURATION : `^(0|\\d+(\\.\\d+)?(ms|s|m|h|d))$`,
+    ...(min ? { 'x-min': min, 'x-min-ms': durationMs(min) } : {}),
+    ...(max ? { 'x-max': max, 'x-max-ms': durationMs(max) } : {}),
   }),
   int: (description, minimum, maximum) => ({
     description: `${description} An integer from ${minimum} to ${maximum}.`,
@@ -68,7 +82,7 @@ const env = {
 
 const COMMON_CONFIG = {
   DATABASE_POOL_SIZE: env.int('Connections kept to Postgres.', 1, 200),
-  SHUTDOWN_TIMEOUT: env.duration('Time in-flight work gets to finish after SIGTERM.'),
+  SHUTDOWN_TIMEOUT: env.duration('Time in-flight work gets to finish after SIGTERM.', { max: '5m' }),
 };
 
 const SERVICES = {
@@ -80,26 +94,34 @@ const SERVICES = {
     autoscaling: true,
     config: {
       GATEWAY_AUTH: env.flag('Require an API key on /api (health endpoints stay open).'),
-      GATEWAY_TIMEOUT: env.duration('Upstream response-header timeout (queue long-polls get 60 s more).'),
+      GATEWAY_TIMEOUT: env.duration('Upstream response-header timeout (queue long-polls get 60 s more).', {
+        min: '100ms',
+        max: '10m',
+      }),
       GATEWAY_PROMQL_TIMEOUT: env.duration(
         "Timeout of /prometheus/api/v1/* (PromQL); longer than the streamer's PROMQL_TIMEOUT.",
+        { min: '1s', max: '1h' },
       ),
-      GATEWAY_CONNECT_TIMEOUT: env.duration('Upstream connect timeout.'),
+      GATEWAY_CONNECT_TIMEOUT: env.duration('Upstream connect timeout.', { min: '100ms', max: '1m' }),
       GATEWAY_BODY_LIMIT: env.bytes('Largest request body.'),
       GATEWAY_RATE_LIMIT: env.int('Requests per second per key (per IP when anonymous).', 1, 1_000_000),
       GATEWAY_RATE_BURST: env.int('Token bucket burst.', 1, 1_000_000),
       GATEWAY_RECORDS: env.flag('Record every proxied request in Postgres.'),
       GATEWAY_RECORDS_BUFFER: env.int('Request records buffered before they are dropped.', 1, 10_000_000),
-      GATEWAY_RECORDS_FLUSH: env.duration('How often buffered request records are written.'),
-      GATEWAY_RETENTION: env.duration('Keep request records and spans this long; 0 keeps everything.', {
-        zero: true,
+      GATEWAY_RECORDS_FLUSH: env.duration('How often buffered request records are written.', {
+        min: '10ms',
+        max: '1m',
       }),
+      GATEWAY_RETENTION: env.duration('Keep request records and spans this long; 0 keeps everything.'),
       GATEWAY_BREAKER_FAILURES: env.int(
         'Consecutive failures that open an upstream circuit breaker.',
         1,
         1000,
       ),
-      GATEWAY_BREAKER_COOLDOWN: env.duration('How long an open circuit breaker stays open.'),
+      GATEWAY_BREAKER_COOLDOWN: env.duration('How long an open circuit breaker stays open.', {
+        min: '100ms',
+        max: '10m',
+      }),
       GATEWAY_MAX_CONCURRENCY: env.int('Upstream requests in flight at once; beyond it, 503.', 1, 1_000_000),
       GATEWAY_AUTH_FAILURE_LIMIT: env.int(
         'Failed authentications per minute per client address (refill); past the burst, 429. 0: no limit.',
@@ -164,7 +186,10 @@ const SERVICES = {
       QUEUE_RESPONSE_LIMIT: env.bytes(
         'Most payload bytes in one lease or dead-letter page (always one message).',
       ),
-      QUEUE_FALLBACK_POLL: env.duration('A waiting long-poll re-checks at least this often.'),
+      QUEUE_FALLBACK_POLL: env.duration('A waiting long-poll re-checks at least this often.', {
+        min: '10ms',
+        max: '1m',
+      }),
       QUEUE_MAX_TOPICS: env.int(
         'Most topics the queue holds; past it a new topic is refused (409).',
         1,
@@ -180,40 +205,41 @@ const SERVICES = {
       QUEUE_URL: env.url("Where the queue answers; default: this release's queue Service."),
       STREAMER_CONCURRENCY: env.int('Parallel lease loops.', 1, 64),
       STREAMER_BATCH: env.int('Queue messages per lease.', 1, 1000),
-      STREAMER_VISIBILITY: env.duration('Lease visibility (extended while a batch runs).'),
-      STREAMER_WAIT: env.duration('Long-poll wait per lease request.'),
-      TELEMETRY_RETENTION: env.duration('Keep raw samples this long (whole chunks dropped); 0 keeps them.', {
-        zero: true,
+      STREAMER_VISIBILITY: env.duration('Lease visibility (extended while a batch runs).', {
+        min: '1s',
+        max: '12h',
       }),
+      STREAMER_WAIT: env.duration('Long-poll wait per lease request.', { max: '60s' }),
+      TELEMETRY_RETENTION: env.duration('Keep raw samples this long (whole chunks dropped); 0 keeps them.'),
       TELEMETRY_RETENTION_1M: env.duration(
         'Keep 1-minute rollups this long (whole days dropped); 0 keeps them.',
-        {
-          zero: true,
-        },
       ),
       TELEMETRY_RETENTION_1H: env.duration(
         'Keep 1-hour rollups this long (whole days dropped); 0 keeps them.',
-        {
-          zero: true,
-        },
       ),
       TELEMETRY_MAINTENANCE_INTERVAL: env.duration(
         'How often chunks are made ahead and expired data dropped.',
+        { min: '1s', max: '1d' },
       ),
       TELEMETRY_CHUNK: env.duration(
         'Length of a chunk of time (compacted as a whole): whole minutes that divide a day, 1m to 1d.',
+        { min: '1m', max: '1d' },
       ),
       TELEMETRY_SLICE: env.duration(
         "Keep hot samples in slices of a chunk this long, each compacted once closed, a closed chunk's slices then merged. Whole minutes that divide TELEMETRY_CHUNK; unset: the whole chunk.",
+        { max: '1d' },
       ),
       TELEMETRY_COMPACT_AFTER: env.duration(
         'Compact a slice once it has been closed this long (at least 10s).',
+        { min: '10s', max: '7d' },
       ),
       QUERY_TIMEOUT: env.duration(
         'Longest one REST aggregate (/v1/gpus/.../series) may take, then 503; below the gateway timeout.',
+        { min: '100ms', max: '1h' },
       ),
       PROMQL_TIMEOUT: env.duration(
         "Longest a PromQL query may run, waiting for its turn included (a query's timeout parameter only shortens it).",
+        { min: '100ms', max: '1h' },
       ),
       PROMQL_MAX_SAMPLES: env.int(
         'Most samples one PromQL query may hold in memory at once, and one REST aggregate may decode.',
@@ -230,7 +256,10 @@ const SERVICES = {
         1,
         256,
       ),
-      PROMQL_LOOKBACK_DELTA: env.duration('How far back a PromQL instant selector looks for a sample.'),
+      PROMQL_LOOKBACK_DELTA: env.duration('How far back a PromQL instant selector looks for a sample.', {
+        min: '1s',
+        max: '1d',
+      }),
     },
   },
   collector: {
@@ -240,9 +269,10 @@ const SERVICES = {
     minReplicas: 1,
     config: {
       QUEUE_URL: env.url("Where the queue answers; default: this release's queue Service."),
-      COLLECT_INTERVAL: env.duration('Scrape interval.'),
+      COLLECT_INTERVAL: env.duration('Scrape interval.', { min: '100ms', max: '1d' }),
       COLLECT_TIMEOUT: env.duration(
         'Per-scrape timeout, at most COLLECT_INTERVAL (unset: 10s, or the interval when shorter).',
+        { max: '5m' },
       ),
       COLLECT_CONCURRENCY: env.int('Parallel scrapes.', 1, 1024),
       COLLECT_MAX_BODY: env.bytes('Largest body read from a target.'),
@@ -563,14 +593,39 @@ function buildSchemas() {
   return schemas;
 }
 
+/**
+ * Per service chart, the range of each duration its service takes, for its templates to check
+ * (common.checkDurations reads duration-ranges.json: Helm keeps values.schema.json from them).
+ */
+function buildDurationRanges() {
+  const ranges = {};
+  for (const name of Object.keys(SERVICES)) {
+    const config = serviceSchema(name, SERVICES[name]).properties.config.properties;
+    ranges[name] = {};
+    for (const [variable, p] of Object.entries(config)) {
+      if (p['x-min-ms'] === undefined && p['x-max-ms'] === undefined) continue;
+      ranges[name][variable] = {
+        min: p['x-min'],
+        minMs: p['x-min-ms'],
+        max: p['x-max'],
+        maxMs: p['x-max-ms'],
+      };
+    }
+  }
+  return ranges;
+}
+
 const render = (schema) => `${JSON.stringify(schema, null, 2)}\n`;
 
-module.exports = { buildSchemas, render, HELM_DIR, SERVICES };
+module.exports = { buildSchemas, buildDurationRanges, render, HELM_DIR, SERVICES };
 
 if (require.main === module) {
-  for (const [chart, schema] of Object.entries(buildSchemas())) {
-    const file = path.join(HELM_DIR, chart, 'values.schema.json');
-    writeFileSync(file, render(schema));
+  const write = (file, value) => {
+    writeFileSync(file, render(value));
     console.log(`wrote ${path.relative(process.cwd(), file)}`);
-  }
+  };
+  for (const [chart, schema] of Object.entries(buildSchemas()))
+    write(path.join(HELM_DIR, chart, 'values.schema.json'), schema);
+  for (const [chart, ranges] of Object.entries(buildDurationRanges()))
+    write(path.join(HELM_DIR, chart, 'duration-ranges.json'), ranges);
 }

@@ -18,6 +18,8 @@ import { PublishNotifier } from './services/publish-notifier';
 import { createQueueMetrics } from './services/queue.metrics';
 import { QueueService } from './services/queue.service';
 
+export { loadQueueConfig, queueEnv } from './config';
+
 export interface QueueAppDeps {
   pool: Pool;
   logger: Logger;

@@ -26,6 +26,8 @@ import { gpuRetention, TelemetryMaintainer } from './services/telemetry-maintain
 import { TelemetryQueryService } from './services/telemetry-query.service';
 import type { StreamerDatabase } from './streamer.database';
 
+export { loadStreamerConfig, streamerEnv } from './config';
+
 export interface StreamerAppDeps {
   /** The streamer's queries run on this pool (Kysely over it for the typed ones). */
   pool: Pool;

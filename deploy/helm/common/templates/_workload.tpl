@@ -58,10 +58,35 @@ release's gateway (its OTLP receiver) when global.tracing.enabled.
 {{- end -}}
 
 {{/*
+Fails the render when a duration in .Values.config lies outside the range its service takes, which
+JSON Schema cannot compare: the chart's duration-ranges.json holds each range (written by
+deploy/tools/schemas.cjs, as values.schema.json is). helm then refuses the value, naming it,
+instead of installing a pod that exits on "Invalid configuration".
+*/}}
+{{- define "common.checkDurations" -}}
+{{- $ranges := .Files.Get "duration-ranges.json" | default "{}" | fromJson -}}
+{{- $units := dict "ms" 1 "s" 1000 "m" 60000 "h" 3600000 "d" 86400000 -}}
+{{- range $name, $value := .Values.config -}}
+{{- $range := get $ranges $name -}}
+{{- if and (kindIs "map" $range) (kindIs "string" $value) (regexMatch "^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$" $value) -}}
+{{- $number := regexFind "^[0-9]+(\\.[0-9]+)?" $value -}}
+{{- $ms := mulf (float64 $number) (get $units (trimPrefix $number $value)) -}}
+{{- if and (hasKey $range "minMs") (lt $ms (float64 (get $range "minMs"))) -}}
+{{- fail (printf "config.%s: %s is below %s, the least the service takes" $name $value (get $range "min")) -}}
+{{- end -}}
+{{- if and (hasKey $range "maxMs") (gt $ms (float64 (get $range "maxMs"))) -}}
+{{- fail (printf "config.%s: %s is above %s, the most the service takes" $name $value (get $range "max")) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
 The Deployment (or StatefulSet) of a service: (dict "ctx" . "kind" "Deployment" "env" <extra env YAML list>).
 */}}
 {{- define "common.workload" -}}
 {{- $ctx := .ctx -}}
+{{- include "common.checkDurations" $ctx -}}
 {{- $values := $ctx.Values -}}
 {{- $kind := .kind | default "Deployment" -}}
 apiVersion: apps/v1
