@@ -38,11 +38,21 @@ export const LOWER_UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9
 
 // What Postgres would refuse after the fact (and the error mapper could then name only as `body`)
 // is refused here, naming the field: a NUL character in text, a cursor past bigint.
-const noNul = (text: z.ZodString) =>
+export const noNul = (text: z.ZodString) =>
   text.refine((value) => !value.includes('\u0000'), 'must not contain the NUL character (\\u0000)');
 
 /** Largest seq Postgres holds (bigint). */
 const MAX_CURSOR = 9_223_372_036_854_775_807n;
+
+/** A keyset cursor over a bigint id, as a previous page returned it: digits, at most bigint. */
+export const bigintCursor = z
+  .string()
+  .regex(/^\d{1,19}$/, 'must be a cursor returned by a previous page')
+  // Refinements run after a failed regex too: only digits are compared.
+  .refine(
+    (cursor) => !/^\d+$/.test(cursor) || BigInt(cursor) <= MAX_CURSOR,
+    'must be a cursor returned by a previous page',
+  );
 
 export const leaseBody = z.strictObject({
   consumer: noNul(z.string().min(1, 'must not be empty').max(200, 'must be at most 200 characters')),
@@ -74,15 +84,7 @@ export const topicSettingsBody = z.strictObject({
 
 export const deadLettersQuery = z.strictObject({
   limit: z.coerce.number().int('must be a whole number').min(1).max(1_000).default(100),
-  cursor: z
-    .string()
-    .regex(/^\d{1,19}$/, 'must be a cursor returned by a previous page')
-    // Refinements run after a failed regex too: only digits are compared.
-    .refine(
-      (cursor) => !/^\d+$/.test(cursor) || BigInt(cursor) <= MAX_CURSOR,
-      'must be a cursor returned by a previous page',
-    )
-    .optional(),
+  cursor: bigintCursor.optional(),
 });
 
 export type MessageInput = z.infer<typeof messageInput>;

@@ -8,6 +8,7 @@ import {
   telemetrySample,
 } from '@gpu-telemetry/model';
 import { Agent, type Dispatcher, request } from 'undici';
+import { fieldErrors } from '@gpu-telemetry/service-kit';
 import { ExpositionParser, type ParseError } from '../parsing/exposition-parser';
 import { ScrapeMetadata } from '../parsing/scrape-metadata';
 import { toTelemetrySample } from '../parsing/to-telemetry';
@@ -177,8 +178,8 @@ export async function scrapeTarget(
           const checked = telemetrySample.safeParse(telemetry);
           if (!checked.success) {
             unstorable++;
-            firstUnstorable ??= `${sample.name}: ${checked.error.issues
-              .map((issue) => `${issue.path.join('.')} ${issue.message}`)
+            firstUnstorable ??= `${sample.name}: ${fieldErrors(checked.error)
+              .map((e) => `${e.field} ${e.message}`)
               .join('; ')}`;
             return;
           }

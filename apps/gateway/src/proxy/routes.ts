@@ -42,7 +42,13 @@ function queueAccess(method: string, path: string): Access {
  */
 const WRITE: Access = { scope: 'publish', topic: TELEMETRY_TOPIC };
 
-export function buildRoutes(config: GatewayConfig, metrics?: GatewayMetrics): ProxyRoute[] {
+/** The proxied routes' names, as their requests are recorded (and filtered in the analytics). */
+export const ROUTE_NAMES = ['gpus', 'storage', 'topics', 'prometheus', 'targets', 'write'] as const;
+
+export function buildRoutes(
+  config: GatewayConfig,
+  metrics?: GatewayMetrics,
+): (ProxyRoute & { name: (typeof ROUTE_NAMES)[number] })[] {
   // One upstream per origin, shared by its routes: an instance has one breaker (and one
   // gateway_breaker_state series), whichever route found it failing.
   const byOrigin = new Map<string, Upstream>();

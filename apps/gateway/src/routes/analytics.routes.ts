@@ -1,17 +1,13 @@
-import { ValidationError } from '@gpu-telemetry/model';
+import { bigintCursor, ValidationError } from '@gpu-telemetry/model';
 import { validate } from '@gpu-telemetry/service-kit';
 import { Router } from 'express';
 import { z } from 'zod';
 import { type Edge, requireScope } from '../auth/require-scope';
+import { ROUTE_NAMES } from '../proxy/routes';
 import type { AnalyticsService } from '../records/analytics.service';
 
 const time = z.iso.datetime({ offset: true, message: 'must be an RFC 3339 date-time' });
-/** The proxied routes, as requests are recorded under them (proxy/routes.ts). */
-const ROUTES = ['gpus', 'storage', 'topics', 'prometheus', 'targets', 'write'] as const;
-const route = z.enum(ROUTES, { message: `must be one of ${ROUTES.join(', ')}` });
-
-/** The largest id Postgres holds (bigint): a cursor past it is none we returned. */
-const MAX_BIGINT = 9_223_372_036_854_775_807n;
+const route = z.enum(ROUTE_NAMES, { message: `must be one of ${ROUTE_NAMES.join(', ')}` });
 
 export const latencyQuery = z.strictObject({
   route: route.optional(),
@@ -22,14 +18,7 @@ export const requestsQuery = z.strictObject({
   route: route.optional(),
   status: z.coerce.number().int().min(100).max(599).optional(),
   limit: z.coerce.number().int().min(1).max(1000).default(100),
-  before: z
-    .string()
-    .regex(/^\d{1,19}$/, 'must be a cursor returned by a previous page')
-    .refine(
-      (cursor) => !/^\d+$/.test(cursor) || BigInt(cursor) <= MAX_BIGINT,
-      'must be a cursor returned by a previous page',
-    )
-    .optional(),
+  before: bigintCursor.optional(),
 });
 
 /** Latency analytics and recent requests, from the gateway's request records. Needs `read`. */

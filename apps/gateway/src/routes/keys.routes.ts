@@ -1,4 +1,4 @@
-import { uuid } from '@gpu-telemetry/model';
+import { noNul, uuid } from '@gpu-telemetry/model';
 import { validate } from '@gpu-telemetry/service-kit';
 import { Router } from 'express';
 import { z } from 'zod';
@@ -8,11 +8,7 @@ import { TOPIC_PATTERN } from '../auth/topic-patterns';
 
 export const createBody = z
   .strictObject({
-    name: z
-      .string()
-      .min(1, 'must not be empty')
-      .max(200, 'must be at most 200 characters')
-      .refine((name) => !name.includes('\u0000'), 'must not contain the NUL character (\\u0000)'),
+    name: noNul(z.string().min(1, 'must not be empty').max(200, 'must be at most 200 characters')),
     scopes: z
       .array(z.enum(SCOPES, { message: 'must be read, publish, consume, admin or traces' }))
       .min(1, 'must list at least one scope')

@@ -1,5 +1,6 @@
 import type { Pool, PoolClient } from 'pg';
 import { arrayLength, forEachElement, readBinaryCopy, readInt8, readTimestamp } from './binary-copy';
+import { oldestDayUs } from './telemetry-read.queries';
 
 /**
  * The read side of PromQL: every statement runs on one connection inside one read-only
@@ -320,9 +321,7 @@ export async function readRollupRows(
 export async function oldestRollupDayUs(client: PoolClient, table: RollupTable): Promise<number | null> {
   const { rows } = await client.query<{ us: string | null }>({
     name: `promql_oldest_day_${table}`,
-    text: `SELECT (extract(epoch FROM min(to_date(right(c.relname, 8), 'YYYYMMDD'))::timestamp AT TIME ZONE 'UTC') * 1000000)::bigint AS us
-           FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
-           WHERE i.inhparent = $1::regclass`,
+    text: `SELECT ${oldestDayUs('$1')} AS us`,
     values: [table],
   });
   return rows[0]?.us == null ? null : Number(rows[0].us);

@@ -226,20 +226,27 @@ export interface StoredRollup {
 const DAY = sql`INTERVAL '1 day'`;
 
 /**
+ * The first day (µs) of the oldest daily partition of the table named by the SQL text expression
+ * `table`, from the catalog; null when it has none. An expression, for statements of the REST and
+ * PromQL reads alike.
+ */
+export const oldestDayUs = (table: string) =>
+  `(SELECT (extract(epoch FROM min(to_date(right(c.relname, 8), 'YYYYMMDD'))::timestamp AT TIME ZONE 'UTC') * 1000000)::bigint
+    FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+    WHERE i.inhparent = ${table}::regclass)`;
+
+/**
  * Where each rollup resolution begins (ms): the first day of its table's oldest daily partition,
  * from the catalog (retention drops whole days, so every day from it on is kept); Infinity for a
  * table with none.
  */
 export async function rollupHorizons(db: Db): Promise<RollupHorizons> {
-  const { rows } = await sql<{ table: string; ms: string | null }>`
-    SELECT t AS table,
-           (SELECT (extract(epoch FROM min(to_date(right(c.relname, 8), 'YYYYMMDD'))::timestamp AT TIME ZONE 'UTC') * 1000)::bigint
-            FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
-            WHERE i.inhparent = t::regclass) AS ms
+  const { rows } = await sql<{ table: string; us: string | null }>`
+    SELECT t AS table, ${sql.raw(oldestDayUs('t'))} AS us
     FROM unnest(ARRAY['telemetry_rollups_1m', 'telemetry_rollups_1h']) AS t`.execute(db);
   const of = (table: string) => {
-    const ms = rows.find((r) => r.table === table)?.ms;
-    return ms == null ? Infinity : Number(ms);
+    const us = rows.find((r) => r.table === table)?.us;
+    return us == null ? Infinity : Number(us) / 1000;
   };
   return { 60: of('telemetry_rollups_1m'), 3600: of('telemetry_rollups_1h') };
 }
