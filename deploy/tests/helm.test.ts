@@ -3,7 +3,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { parseAllDocuments } from 'yaml';
 import { buildDependencies, helm } from '../tools/helm.cjs';
-import { buildDurationRanges, buildSchemas, render, SERVICES } from '../tools/schemas.cjs';
+import { buildDurationRules, buildSchemas, render, SERVICES } from '../tools/schemas.cjs';
 import { documentedIn } from './support/env-example';
 
 /**
@@ -712,6 +712,7 @@ describe('values.schema.json', () => {
     ['streamer', { config: { STREAMER_WAIT: '2m' } }, 'config.STREAMER_WAIT: 2m is above 60s'],
     ['streamer', { config: { TELEMETRY_CHUNK: '30s' } }, 'config.TELEMETRY_CHUNK: 30s is below 1m'],
     ['collector', { config: { COLLECT_INTERVAL: '50ms' } }, 'config.COLLECT_INTERVAL: 50ms is below 100ms'],
+    ['collector', { config: { COLLECT_TIMEOUT: '50ms' } }, 'config.COLLECT_TIMEOUT: 50ms is below 100ms'],
     [
       'gpu-telemetry',
       { gateway: { config: { GATEWAY_TIMEOUT: '0.5h' } } },
@@ -721,6 +722,56 @@ describe('values.schema.json', () => {
     const result = template(chart, values);
     expect(result.status).not.toBe(0);
     expect(result.stderr).toContain(message);
+  });
+
+  // ... and the rules between them (duration-rules.json: step, divides, atMost), the other
+  // variable counted at its service's default when unset.
+  it.each([
+    ['streamer', { TELEMETRY_CHUNK: '90s' }, 'config.TELEMETRY_CHUNK: 90s is not a whole number of 1m'],
+    ['streamer', { TELEMETRY_CHUNK: '7m' }, 'config.TELEMETRY_CHUNK: 7m does not divide 1d evenly'],
+    [
+      'streamer',
+      { TELEMETRY_SLICE: '7m' },
+      'config.TELEMETRY_SLICE: 7m does not divide TELEMETRY_CHUNK (1h)',
+    ],
+    [
+      'streamer',
+      { TELEMETRY_CHUNK: '5m', TELEMETRY_SLICE: '10m' },
+      'config.TELEMETRY_SLICE: 10m does not divide TELEMETRY_CHUNK (5m)',
+    ],
+    ['streamer', { TELEMETRY_SLICE: '1.5m' }, 'config.TELEMETRY_SLICE: 1.5m is not a whole number of 1m'],
+    [
+      'collector',
+      { COLLECT_TIMEOUT: '45s' },
+      'config.COLLECT_TIMEOUT: 45s is longer than COLLECT_INTERVAL (30s)',
+    ],
+    [
+      'collector',
+      { COLLECT_INTERVAL: '5s', COLLECT_TIMEOUT: '10s' },
+      'config.COLLECT_TIMEOUT: 10s is longer than COLLECT_INTERVAL (5s)',
+    ],
+  ])('refuses a %s configuration its service would refuse: %j', (chart, config, message) => {
+    const result = template(chart, { config });
+    expect(result.status).not.toBe(0);
+    expect(result.stderr).toContain(message);
+    const umbrella = template('gpu-telemetry', { [chart]: { config } });
+    expect(umbrella.status).not.toBe(0);
+    expect(umbrella.stderr).toContain(message);
+  });
+
+  it('takes what the services take across those rules', () => {
+    for (const config of [
+      { TELEMETRY_CHUNK: '2m', TELEMETRY_SLICE: '1m' },
+      { TELEMETRY_SLICE: '10m' },
+      { TELEMETRY_CHUNK: '1d', TELEMETRY_SLICE: '8h' },
+    ])
+      expect(render$('streamer', { config }).length).toBeGreaterThan(0);
+    for (const config of [
+      { COLLECT_INTERVAL: '5s', COLLECT_TIMEOUT: '5s' },
+      { COLLECT_INTERVAL: '5s' },
+      { COLLECT_TIMEOUT: '100ms' },
+    ])
+      expect(render$('collector', { config }).length).toBeGreaterThan(0);
   });
 
   it('takes the ends of each range, and 0 where the service does', () => {
@@ -742,10 +793,10 @@ describe('values.schema.json', () => {
         `${chart}: ${readFileSync(path.join(root, 'deploy/helm', chart, 'values.schema.json'), 'utf8')}`,
       ).toBe(`${chart}: ${render(schema)}`);
     }
-    for (const [chart, ranges] of Object.entries(buildDurationRanges())) {
+    for (const [chart, rules] of Object.entries(buildDurationRules())) {
       expect(
-        `${chart}: ${readFileSync(path.join(root, 'deploy/helm', chart, 'duration-ranges.json'), 'utf8')}`,
-      ).toBe(`${chart}: ${render(ranges)}`);
+        `${chart}: ${readFileSync(path.join(root, 'deploy/helm', chart, 'duration-rules.json'), 'utf8')}`,
+      ).toBe(`${chart}: ${render(rules)}`);
     }
   });
 

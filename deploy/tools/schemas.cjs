@@ -45,17 +45,23 @@ const durationMs = (text) => {
 const env = {
   /**
    * A duration the service takes from `min` to `max` (as its config says; 0 too when it has no
-   * minimum). JSON Schema cannot compare durations, so the range goes in x-min-ms and x-max-ms,
-   * which the charts' templates check (common.checkDurations).
+   * minimum, or `orZero`). JSON Schema cannot compare durations, so the range goes in x-min-ms and
+   * x-max-ms, which the charts' templates check (common.checkDurations), with the service's other
+   * rules: `step` (a whole number of it), `divides` (a duration, or another variable), `atMost`
+   * (another variable). `default` is the service's default, for rules that name this variable.
    */
-  duration: (description, { min, max } = {}) => ({
-    description: `${description} A duration such as 500ms, 30s, 5m, 1h or 7d${min ? '' : ', or 0'}${
+  duration: (description, { min, max, orZero, step, divides, atMost, default: fallback } = {}) => ({
+    description: `${description} A duration such as 500ms, 30s, 5m, 1h or 7d${min && !orZero ? '' : ', or 0'}${
       min || max ? `; from ${min ?? '0'} to ${max ?? 'unbounded'}` : ''
     }.`,
     type: 'string',
-    pattern: min ? DURATION : `^(0|\\d+(\\.\\d+)?(ms|s|m|h|d))$`,
+    pattern: min && !orZero ? DURATION : `^(0|\\d+(\\.\\d+)?(ms|s|m|h|d))$`,
+    ...(fallback ? { default: fallback } : {}),
     ...(min ? { 'x-min': min, 'x-min-ms': durationMs(min) } : {}),
     ...(max ? { 'x-max': max, 'x-max-ms': durationMs(max) } : {}),
+    ...(step ? { 'x-step': step, 'x-step-ms': durationMs(step) } : {}),
+    ...(divides ? { 'x-divides': divides } : {}),
+    ...(atMost ? { 'x-at-most': atMost } : {}),
   }),
   int: (description, minimum, maximum) => ({
     description: `${description} An integer from ${minimum} to ${maximum}.`,
@@ -223,11 +229,11 @@ const SERVICES = {
       ),
       TELEMETRY_CHUNK: env.duration(
         'Length of a chunk of time (compacted as a whole): whole minutes that divide a day, 1m to 1d.',
-        { min: '1m', max: '1d' },
+        { min: '1m', max: '1d', step: '1m', divides: '1d', default: '1h' },
       ),
       TELEMETRY_SLICE: env.duration(
         "Keep hot samples in slices of a chunk this long, each compacted once closed, a closed chunk's slices then merged. Whole minutes that divide TELEMETRY_CHUNK; unset: the whole chunk.",
-        { max: '1d' },
+        { max: '1d', step: '1m', divides: 'TELEMETRY_CHUNK' },
       ),
       TELEMETRY_COMPACT_AFTER: env.duration(
         'Compact a slice once it has been closed this long (at least 10s).',
@@ -269,10 +275,10 @@ const SERVICES = {
     minReplicas: 1,
     config: {
       QUEUE_URL: env.url("Where the queue answers; default: this release's queue Service."),
-      COLLECT_INTERVAL: env.duration('Scrape interval.', { min: '100ms', max: '1d' }),
+      COLLECT_INTERVAL: env.duration('Scrape interval.', { min: '100ms', max: '1d', default: '30s' }),
       COLLECT_TIMEOUT: env.duration(
         'Per-scrape timeout, at most COLLECT_INTERVAL (unset: 10s, or the interval when shorter).',
-        { max: '5m' },
+        { min: '100ms', max: '5m', orZero: true, atMost: 'COLLECT_INTERVAL' },
       ),
       COLLECT_CONCURRENCY: env.int('Parallel scrapes.', 1, 1024),
       COLLECT_MAX_BODY: env.bytes('Largest body read from a target.'),
@@ -594,30 +600,38 @@ function buildSchemas() {
 }
 
 /**
- * Per service chart, the range of each duration its service takes, for its templates to check
- * (common.checkDurations reads duration-ranges.json: Helm keeps values.schema.json from them).
+ * Per service chart, the range and rules of each duration its service takes, for its templates to
+ * check (common.checkDurations reads duration-rules.json: Helm keeps values.schema.json from them).
  */
-function buildDurationRanges() {
-  const ranges = {};
+function buildDurationRules() {
+  const rules = {};
   for (const name of Object.keys(SERVICES)) {
     const config = serviceSchema(name, SERVICES[name]).properties.config.properties;
-    ranges[name] = {};
+    rules[name] = {};
     for (const [variable, p] of Object.entries(config)) {
-      if (p['x-min-ms'] === undefined && p['x-max-ms'] === undefined) continue;
-      ranges[name][variable] = {
+      if (!p.pattern?.includes('ms|s|m|h|d')) continue;
+      const rule = {
         min: p['x-min'],
         minMs: p['x-min-ms'],
         max: p['x-max'],
         maxMs: p['x-max-ms'],
+        step: p['x-step'],
+        stepMs: p['x-step-ms'],
+        divides: p['x-divides'],
+        dividesMs: p['x-divides'] && /^\d/.test(p['x-divides']) ? durationMs(p['x-divides']) : undefined,
+        atMost: p['x-at-most'],
+        default: p.default,
+        defaultMs: p.default ? durationMs(p.default) : undefined,
       };
+      if (Object.values(rule).some((value) => value !== undefined)) rules[name][variable] = rule;
     }
   }
-  return ranges;
+  return rules;
 }
 
 const render = (schema) => `${JSON.stringify(schema, null, 2)}\n`;
 
-module.exports = { buildSchemas, buildDurationRanges, render, HELM_DIR, SERVICES };
+module.exports = { buildSchemas, buildDurationRules, render, HELM_DIR, SERVICES };
 
 if (require.main === module) {
   const write = (file, value) => {
@@ -626,6 +640,6 @@ if (require.main === module) {
   };
   for (const [chart, schema] of Object.entries(buildSchemas()))
     write(path.join(HELM_DIR, chart, 'values.schema.json'), schema);
-  for (const [chart, ranges] of Object.entries(buildDurationRanges()))
-    write(path.join(HELM_DIR, chart, 'duration-ranges.json'), ranges);
+  for (const [chart, rules] of Object.entries(buildDurationRules()))
+    write(path.join(HELM_DIR, chart, 'duration-rules.json'), rules);
 }

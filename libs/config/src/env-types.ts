@@ -11,8 +11,11 @@ export function parseDuration(text: string): number | undefined {
   return Math.round(Number(match[1]) * UNITS[match[2]]);
 }
 
-/** A duration variable such as `COLLECT_INTERVAL=30s`, parsed to milliseconds. */
-export function duration(defaultValue: string, opts: { min?: string; max?: string } = {}) {
+/**
+ * A duration variable such as `COLLECT_INTERVAL=30s`, parsed to milliseconds, from `min` to `max`;
+ * `orZero` also takes 0 below `min` (for variables where 0 means "unset, use the derived value").
+ */
+export function duration(defaultValue: string, opts: { min?: string; max?: string; orZero?: boolean } = {}) {
   const min = opts.min === undefined ? 0 : (parseDuration(opts.min) ?? 0);
   const max = opts.max === undefined ? Infinity : (parseDuration(opts.max) ?? Infinity);
   return z
@@ -24,10 +27,10 @@ export function duration(defaultValue: string, opts: { min?: string; max?: strin
         ctx.addIssue({ code: 'custom', message: 'must be a duration such as 500ms, 30s, 5m, 1h or 7d' });
         return z.NEVER;
       }
-      if (ms < min || ms > max) {
+      if ((ms < min && !(opts.orZero && ms === 0)) || ms > max) {
         ctx.addIssue({
           code: 'custom',
-          message: `must be between ${opts.min ?? '0'} and ${opts.max ?? 'unbounded'}`,
+          message: `must be ${opts.orZero ? '0 or ' : ''}between ${opts.min ?? '0'} and ${opts.max ?? 'unbounded'}`,
         });
         return z.NEVER;
       }

@@ -254,8 +254,12 @@ describe('TELEMETRY_SLICE', () => {
     expect(load({ TELEMETRY_SLICE: '20m' }).TELEMETRY_SLICE).toBe(20 * MINUTE);
     expect(load({}).TELEMETRY_SLICE).toBe(0);
     for (const [env, problem] of [
-      [{ TELEMETRY_SLICE: '7m' }, /TELEMETRY_SLICE must divide TELEMETRY_CHUNK \(got 7m for a chunk of 1h\)/],
-      [{ TELEMETRY_SLICE: '2h' }, /TELEMETRY_SLICE must divide TELEMETRY_CHUNK/],
+      [{ TELEMETRY_SLICE: '7m' }, /TELEMETRY_SLICE must divide TELEMETRY_CHUNK \(60m\) \(got "7m"\)/],
+      [{ TELEMETRY_SLICE: '2h' }, /TELEMETRY_SLICE must divide TELEMETRY_CHUNK \(60m\)/],
+      [
+        { TELEMETRY_CHUNK: '5m', TELEMETRY_SLICE: '10m' },
+        /TELEMETRY_SLICE must divide TELEMETRY_CHUNK \(5m\)/,
+      ],
       [{ TELEMETRY_SLICE: '90s' }, /TELEMETRY_SLICE must be whole minutes/],
     ] as const) {
       expect(() => load(env)).toThrow(ConfigError);

@@ -58,24 +58,61 @@ release's gateway (its OTLP receiver) when global.tracing.enabled.
 {{- end -}}
 
 {{/*
-Fails the render when a duration in .Values.config lies outside the range its service takes, which
-JSON Schema cannot compare: the chart's duration-ranges.json holds each range (written by
-deploy/tools/schemas.cjs, as values.schema.json is). helm then refuses the value, naming it,
-instead of installing a pod that exits on "Invalid configuration".
+Fails the render when a duration in .Values.config breaks a rule of its service that JSON Schema
+cannot compare: its range, a whole number of a step (TELEMETRY_CHUNK: minutes), dividing a duration
+or another variable (TELEMETRY_SLICE divides TELEMETRY_CHUNK), at most another variable
+(COLLECT_TIMEOUT <= COLLECT_INTERVAL). The chart's duration-rules.json holds the rules, written by
+deploy/tools/schemas.cjs as values.schema.json is. helm then refuses the value, naming it,
+instead of installing a pod that exits on "Invalid configuration". A variable left unset counts at
+its service's default (defaultMs), or 0, which the rules leave alone.
 */}}
 {{- define "common.checkDurations" -}}
-{{- $ranges := .Files.Get "duration-ranges.json" | default "{}" | fromJson -}}
+{{- $rules := .Files.Get "duration-rules.json" | default "{}" | fromJson -}}
+{{- $config := .Values.config | default dict -}}
 {{- $units := dict "ms" 1 "s" 1000 "m" 60000 "h" 3600000 "d" 86400000 -}}
-{{- range $name, $value := .Values.config -}}
-{{- $range := get $ranges $name -}}
-{{- if and (kindIs "map" $range) (kindIs "string" $value) (regexMatch "^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$" $value) -}}
+{{- $ms := dict -}}
+{{- $text := dict -}}
+{{- range $name, $rule := $rules -}}
+{{- $value := get $config $name -}}
+{{- if and (kindIs "string" $value) (regexMatch "^[0-9]+(\\.[0-9]+)?(ms|s|m|h|d)$" $value) -}}
 {{- $number := regexFind "^[0-9]+(\\.[0-9]+)?" $value -}}
-{{- $ms := mulf (float64 $number) (get $units (trimPrefix $number $value)) -}}
-{{- if and (hasKey $range "minMs") (lt $ms (float64 (get $range "minMs"))) -}}
-{{- fail (printf "config.%s: %s is below %s, the least the service takes" $name $value (get $range "min")) -}}
+{{- $_ := set $ms $name (mulf (float64 $number) (get $units (trimPrefix $number $value))) -}}
+{{- $_ := set $text $name $value -}}
+{{- if and (hasKey $rule "minMs") (lt (get $ms $name) (float64 (get $rule "minMs"))) -}}
+{{- fail (printf "config.%s: %s is below %s, the least the service takes" $name $value (get $rule "min")) -}}
 {{- end -}}
-{{- if and (hasKey $range "maxMs") (gt $ms (float64 (get $range "maxMs"))) -}}
-{{- fail (printf "config.%s: %s is above %s, the most the service takes" $name $value (get $range "max")) -}}
+{{- if and (hasKey $rule "maxMs") (gt (get $ms $name) (float64 (get $rule "maxMs"))) -}}
+{{- fail (printf "config.%s: %s is above %s, the most the service takes" $name $value (get $rule "max")) -}}
+{{- end -}}
+{{- else if and (or (eq $value nil) (eq (toString $value) "")) (hasKey $rule "defaultMs") -}}
+{{- $_ := set $ms $name (float64 (get $rule "defaultMs")) -}}
+{{- $_ := set $text $name (get $rule "default") -}}
+{{- else -}}
+{{- $_ := set $ms $name 0.0 -}}
+{{- end -}}
+{{- end -}}
+{{- range $name, $rule := $rules -}}
+{{- $v := get $ms $name -}}
+{{- if gt $v 0.0 -}}
+{{- if and (hasKey $rule "stepMs") (ne (floor (divf $v (get $rule "stepMs"))) (divf $v (get $rule "stepMs"))) -}}
+{{- fail (printf "config.%s: %s is not a whole number of %s, as the service needs" $name (get $text $name) (get $rule "step")) -}}
+{{- end -}}
+{{- if hasKey $rule "divides" -}}
+{{- $target := get $rule "divides" -}}
+{{- $targetMs := get $rule "dividesMs" | default (get $ms $target) | float64 -}}
+{{- if and (gt $targetMs 0.0) (ne (floor (divf $targetMs $v)) (divf $targetMs $v)) -}}
+{{- if hasKey $rule "dividesMs" -}}
+{{- fail (printf "config.%s: %s does not divide %s evenly, as the service needs" $name (get $text $name) $target) -}}
+{{- else -}}
+{{- fail (printf "config.%s: %s does not divide %s (%s) evenly, as the service needs" $name (get $text $name) $target (get $text $target)) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- if hasKey $rule "atMost" -}}
+{{- $other := get $rule "atMost" -}}
+{{- if and (gt (get $ms $other) 0.0) (gt $v (get $ms $other)) -}}
+{{- fail (printf "config.%s: %s is longer than %s (%s), which the service refuses" $name (get $text $name) $other (get $text $other)) -}}
+{{- end -}}
 {{- end -}}
 {{- end -}}
 {{- end -}}
