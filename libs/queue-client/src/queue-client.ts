@@ -37,6 +37,15 @@ export class QueueRequestError extends Error {
     return this.status === 409;
   }
 
+  /**
+   * A publish refused for what its messages hold (400 invalid, 413 too large, 422 unprocessable):
+   * sending them again cannot help. Any other refusal is about the publisher or the moment (a
+   * credential being rotated, a wrong address, the topic limit, a rate limit), worth waiting out.
+   */
+  get refusesTheMessages(): boolean {
+    return this.status === 400 || this.status === 413 || this.status === 422;
+  }
+
   /** Worth retrying: the queue or its database is briefly unavailable. */
   get isRetryable(): boolean {
     return this.status >= 500 || this.status === 429;

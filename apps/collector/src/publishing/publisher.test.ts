@@ -14,7 +14,7 @@ import { Publisher } from './publisher';
  */
 let server: Server;
 let client: QueueClient;
-let mode: 'up' | 'down' | 'hang' | 'unauthorized' | 'not-found' = 'up';
+let mode: 'up' | 'down' | 'hang' | 'unauthorized' | 'not-found' | 'topic-limit' = 'up';
 let limit = Infinity;
 let stored: string[] = [];
 let requests = 0;
@@ -32,6 +32,8 @@ beforeAll(async () => {
       if (mode === 'down') return void problem(503, 'Service Unavailable');
       if (mode === 'unauthorized') return void problem(401, 'Unauthorized');
       if (mode === 'not-found') return void problem(404, 'Not Found');
+      // The queue's answer for a new topic past QUEUE_MAX_TOPICS: about the topic, not the messages.
+      if (mode === 'topic-limit') return void problem(409, 'Conflict');
       if (mode === 'hang') return; // a queue that takes the request and never answers
       const body = Buffer.concat(chunks).toString();
       const { messages } = JSON.parse(body) as { messages: { id: string }[] };
@@ -133,8 +135,8 @@ describe('Publisher', () => {
     await p.stop(1_000);
   });
 
-  it('keeps its samples while the queue refuses its credential or has no such endpoint, and publishes them once it takes them', async () => {
-    for (const refusal of ['unauthorized', 'not-found'] as const) {
+  it('keeps its samples while the queue refuses its credential, has no such endpoint or no room for the topic, and publishes them once it takes them', async () => {
+    for (const refusal of ['unauthorized', 'not-found', 'topic-limit'] as const) {
       const { p, dropped } = publisher({ minMs: 20, maxMs: 40 });
       stored = [];
       mode = refusal;

@@ -1,4 +1,4 @@
-import type { QueueClient } from '@gpu-telemetry/queue-client';
+import { type QueueClient, QueueRequestError } from '@gpu-telemetry/queue-client';
 import { type Logger, waitAtMost } from '@gpu-telemetry/service-kit';
 import type { CollectorMetrics } from '../collector.metrics';
 import type { OutgoingMessage } from './message-builder';
@@ -126,7 +126,7 @@ export class Publisher {
       } catch (error) {
         const status = (error as { status?: number }).status;
         metrics.publishErrors.inc();
-        if (status !== undefined && refusesTheMessage(status)) {
+        if (error instanceof QueueRequestError && error.refusesTheMessages) {
           this.inFlight = 0;
           if (batch.length > 1) {
             // One of them is what the queue refuses: publish them one at a time to find it.
@@ -144,12 +144,14 @@ export class Publisher {
           continue;
         }
         this.inFlight = 0;
-        if (status === 401 || status === 403 || status === 404)
+        if (status !== undefined && status >= 400 && status < 500 && status !== 408 && status !== 429)
           logger.error(
             { err: error, status, bufferedSamples: this.buffered },
             status === 404
               ? 'the queue has no publish endpoint at this address (QUEUE_URL?); keeping samples and retrying'
-              : "the queue refuses this collector's credential (SERVICE_TOKEN?); keeping samples and retrying",
+              : status === 401 || status === 403
+                ? "the queue refuses this collector's credential (SERVICE_TOKEN?); keeping samples and retrying"
+                : "the queue refuses this collector's requests (not their messages); keeping samples and retrying",
           );
         // Stopping, the loop goes on trying until the deadline: the queue may be back any moment.
         const left = this.deadline - performance.now();
@@ -197,15 +199,4 @@ export class Publisher {
     if (samples > 0 || metadata > 0)
       this.options.logger.warn({ samples, metadata, reason }, 'dropped samples');
   }
-}
-
-/**
- * A 4xx about the message itself (too large, invalid): the queue will never take it, so it is
- * dropped and counted. Not a refused credential (401, 403) or a wrong address (404): those are
- * about this collector, not its samples (a token being rotated, a queue behind a proxy still
- * starting), so what is buffered waits for them to be put right, as it waits out a queue outage.
- * Nor a timeout (408) or rate limit (429).
- */
-function refusesTheMessage(status: number): boolean {
-  return status >= 400 && status < 500 && ![401, 403, 404, 408, 429].includes(status);
 }

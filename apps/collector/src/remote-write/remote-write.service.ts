@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import type { IncomingHttpHeaders } from 'node:http';
 import { AppError } from '@gpu-telemetry/model';
-import type { QueueClient } from '@gpu-telemetry/queue-client';
+import { type QueueClient, QueueRequestError } from '@gpu-telemetry/queue-client';
 import { getTracer, type Logger, withSpan } from '@gpu-telemetry/service-kit';
 import type { CollectorMetrics } from '../collector.metrics';
 import { metadataMessages, type OutgoingMessage } from '../publishing/message-builder';
@@ -214,8 +214,7 @@ export class RemoteWriteService {
         duplicates += result.duplicates;
         return true;
       } catch (error) {
-        const status = (error as { status?: number }).status;
-        if (status === 400 || status === 413 || status === 422) return false;
+        if (error instanceof QueueRequestError && error.refusesTheMessages) return false;
         // Down, slow, overloaded, or refusing this collector's credential: worth a retry later.
         this.options.logger.warn({ err: error, messages: batch.length }, 'remote write: publish failed');
         throw new WriteRefused(
