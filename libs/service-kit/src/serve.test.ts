@@ -1,3 +1,4 @@
+import { Agent, get } from 'node:http';
 import { connect, type Socket } from 'node:net';
 import { createLogger } from './logger';
 import { listen, onShutdown, type RunningServer } from './serve';
@@ -89,6 +90,37 @@ describe('slow clients', () => {
 });
 
 describe('shutdown', () => {
+  it('closes a keep-alive connection once its in-flight request is answered, not at the timeout', async () => {
+    const slow = await listen((_req, res) => void setTimeout(() => res.end('done'), 300), {
+      port: 0,
+      host: '127.0.0.1',
+      logger: createLogger('test', 'silent'),
+      shutdownTimeoutMs: 5_000,
+    });
+    const agent = new Agent({ keepAlive: true });
+    const ask = () =>
+      new Promise<{ body: string; connection?: string }>((resolve, reject) => {
+        get({ host: '127.0.0.1', port: slow.port, agent }, (res) => {
+          let body = '';
+          res.on('data', (chunk: Buffer) => (body += chunk));
+          res.on('end', () => resolve({ body, connection: res.headers.connection }));
+        }).on('error', reject);
+      });
+    try {
+      const inFlight = ask();
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      const started = Date.now();
+      const closed = slow.close();
+      const answered = await inFlight;
+      await closed;
+      expect(answered.body).toBe('done');
+      expect(Date.now() - started).toBeLessThan(1_500);
+    } finally {
+      agent.destroy();
+      slow.server.closeAllConnections();
+    }
+  });
+
   it('runs the steps in order on SIGTERM, exits 0 and cancels the deadline', async () => {
     const exit = jest.spyOn(process, 'exit').mockImplementation((() => undefined) as never);
     const ran: string[] = [];

@@ -48,6 +48,11 @@ export async function listen(handler: RequestListener, options: ServeOptions): P
   });
   const port = (server.address() as AddressInfo).port;
   let closing: Promise<void> | undefined;
+  // Stopping, every response closes its connection: a keep-alive client would otherwise hold its
+  // socket past the response (Node keeps it open), and close() would wait for the timeout.
+  server.prependListener('request', (_req, res) => {
+    if (closing) res.setHeader('connection', 'close');
+  });
   return {
     server,
     port,
@@ -58,8 +63,13 @@ export async function listen(handler: RequestListener, options: ServeOptions): P
           server.closeAllConnections();
         }, options.shutdownTimeoutMs ?? 10_000);
         timer.unref();
+        // A request in flight when the stop began answers with keep-alive (its headers may be
+        // sent): its socket is closed once idle, checked every 100 ms.
+        const sweep = setInterval(() => server.closeIdleConnections(), 100);
+        sweep.unref();
         server.close(() => {
           clearTimeout(timer);
+          clearInterval(sweep);
           resolve();
         });
         server.closeIdleConnections();
