@@ -131,6 +131,7 @@ export function createApp(deps: GatewayAppDeps): GatewayApp {
     concurrency: OTLP_CONCURRENCY,
     received: gatewayMetrics.otlpRequests,
     spans: gatewayMetrics.spansStored,
+    truncated: gatewayMetrics.spansTruncated,
   });
   const receiveTraces = deps.checkResponse ? checkResponses(otlpReceiver, deps.checkResponse) : otlpReceiver;
   const edge: Edge = {

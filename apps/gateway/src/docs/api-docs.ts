@@ -143,7 +143,10 @@ export const gatewayOperations: Operation[] = [
         schema: z.object({ from: time, to: time, routes: z.array(routeLatency) }),
       },
     },
-    problems: { 400: 'A query parameter is invalid, or from is not before to' },
+    problems: {
+      400: 'A query parameter is invalid, or from is not before to',
+      503: 'The read took longer than 10 s and was cancelled: ask for a shorter range or a narrower filter',
+    },
   },
   {
     method: 'get',
@@ -152,7 +155,10 @@ export const gatewayOperations: Operation[] = [
     tags: ['observability'],
     query: requestsQuery,
     responses: { 200: { description: 'A page of request records', schema: requestsPage } },
-    problems: { 400: 'A query parameter is invalid' },
+    problems: {
+      400: 'A query parameter is invalid',
+      503: 'The read took longer than 10 s and was cancelled: ask for a shorter range or a narrower filter',
+    },
   },
   {
     method: 'get',
@@ -178,12 +184,14 @@ export const gatewayOperations: Operation[] = [
     problems: {
       400: 'The trace id is not 32 lower-case hex characters',
       404: 'No span of this trace was received',
+      503: 'The read took longer than 10 s and was cancelled',
     },
   },
   {
     method: 'post',
     path: '/v1/traces',
-    summary: 'OTLP/HTTP trace receiver: application/x-protobuf or application/json, optionally gzip',
+    summary:
+      'OTLP/HTTP trace receiver: application/x-protobuf or application/json, optionally gzip. A span keeps a service name of 256 characters, a name of 1,024 and 128 attributes (values cut at 4,096 characters, 16,384 in all, 4 deep); a span cut so is stored with gateway.truncated: true',
     tags: ['observability'],
     responses: {
       200: {
@@ -193,9 +201,11 @@ export const gatewayOperations: Operation[] = [
       },
     },
     problems: {
-      400: 'The body is not a valid ExportTraceServiceRequest, or could not be read',
+      400: 'The body is not a valid ExportTraceServiceRequest, could not be read, or holds a span starting more than a day ahead',
       405: 'Spans are sent with POST',
-      413: 'The body (gunzipped) is larger than GATEWAY_BODY_LIMIT',
+      413: 'The body (gunzipped) is larger than 8 MiB',
+      429: "Over the key's rate limit (Retry-After)",
+      503: 'Four exports are being read already, or the spans could not be stored (Retry-After)',
       415: 'Neither application/x-protobuf nor application/json, or an encoding other than gzip',
     },
   },

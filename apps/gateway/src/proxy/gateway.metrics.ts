@@ -56,6 +56,11 @@ export function createGatewayMetrics(registry: Registry) {
       help: 'Spans stored from OTLP exports.',
       registers,
     }),
+    spansTruncated: new Counter({
+      name: 'gateway_spans_truncated_total',
+      help: 'Spans received with more than a span keeps (long names or values, too many or too deep attributes): stored cut, marked gateway.truncated.',
+      registers,
+    }),
     upstreamErrors: new Counter({
       name: 'gateway_upstream_errors_total',
       help: 'Upstream requests that failed without an answer, by whose fault: upstream (counts toward the breaker) or request (does not).',

@@ -1,9 +1,11 @@
 import { createServer, type Server } from 'node:http';
+import { AppError } from '@gpu-telemetry/model';
 import { createTestDatabase, type TestDatabase } from '@gpu-telemetry/db/testing';
 import request from 'supertest';
 import type { GatewayApp } from '../app';
 import { createTestGateway, serve } from '../testing/gateway-test-app';
 import type { GatewayDatabase } from '../gateway.tables';
+import { AnalyticsService } from './analytics.service';
 
 const ADMIN = 'bootstrap-admin-key-for-records-0123456789';
 let database: TestDatabase<GatewayDatabase>;
@@ -134,6 +136,25 @@ describe('request records', () => {
       .set('x-api-key', ADMIN)
       .expect(200);
     expect(outside.body.routes).toEqual([]);
+  });
+
+  it('cancels a read that outlasts its deadline, answering 503 instead of holding a connection', async () => {
+    await database.pool.query(
+      `INSERT INTO gateway_requests (at, route, method, path, status, latency_ms, bytes_in, bytes_out, request_id)
+       SELECT '2025-01-01T00:00:00Z'::timestamptz + n * interval '1 second', 'gpus', 'GET', '/api/v1/gpus',
+              200, n % 977, 0, 0, 'wide-' || n
+       FROM generate_series(1, 200000) AS n`,
+    );
+    const wide = { from: new Date('1970-01-01T00:00:00Z'), to: new Date('9999-01-01T00:00:00Z') };
+    const hurried = new AnalyticsService(database.db, 1);
+    const refused = await hurried.latency(wide).catch((error: unknown) => error);
+    expect(refused).toBeInstanceOf(AppError);
+    expect((refused as AppError).status).toBe(503);
+    expect((refused as AppError).message).toMatch(/took longer than 0.001 s and was cancelled/);
+    // The same question with the default deadline is answered, and the connection was given back.
+    const answered = await new AnalyticsService(database.db).latency(wide);
+    expect(answered.find((row) => row.route === 'gpus')?.count).toBeGreaterThanOrEqual(200_000);
+    await database.pool.query(`DELETE FROM gateway_requests WHERE request_id LIKE 'wide-%'`);
   });
 
   it('filters by every route requests are recorded under', async () => {

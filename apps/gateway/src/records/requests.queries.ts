@@ -121,3 +121,10 @@ export async function deleteRequestsBefore(
   `.execute(db);
   return Number(result.numAffectedRows ?? 0);
 }
+
+/** Sets the statement timeout of the transaction `trx` is in (at least 1 ms). */
+export async function setStatementTimeout(trx: Kysely<GatewayDatabase>, timeoutMs: number): Promise<void> {
+  await sql`SELECT set_config('statement_timeout', ${String(Math.max(1, Math.ceil(timeoutMs)))}, true)`.execute(
+    trx,
+  );
+}

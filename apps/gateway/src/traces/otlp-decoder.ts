@@ -62,6 +62,8 @@ export interface StoredSpan {
   statusCode: number;
   statusMessage: string | null;
   attributes: Record<string, unknown>;
+  /** Something of it was cut to SPAN_LIMITS. */
+  truncated?: boolean;
 }
 
 interface AnyValue {
@@ -96,28 +98,100 @@ interface RequestShape {
   }[];
 }
 
-/** Postgres stores no NUL in text or jsonb: one in a span's strings becomes U+FFFD. */
-const text = (value: string) => (value.includes('\u0000') ? value.replaceAll('\u0000', '\ufffd') : value);
+/**
+ * What one span keeps, so that no export and no trace read holds unbounded memory (every span of
+ * an export repeats its resource's service name, and a trace is read whole): a service name is cut
+ * at 256 characters, a span's name and status message at 1,024, a string attribute at 4,096; a
+ * span keeps at most 128 attributes (OpenTelemetry SDKs' default count limit), 16,384 characters
+ * of them in all, nested at most 4 deep. A span so cut says so: `gateway.truncated: true`.
+ */
+export const SPAN_LIMITS = {
+  service: 256,
+  text: 1_024,
+  value: 4_096,
+  attributes: 128,
+  budget: 16_384,
+  nesting: 4,
+} as const;
 
-function anyValue(value: AnyValue | undefined): unknown {
+/** How much of a span's attributes is left to keep, and whether anything was cut. */
+interface Budget {
+  left: number;
+  cut: boolean;
+}
+
+/**
+ * Postgres stores no NUL in text or jsonb: one in a span's strings becomes U+FFFD. Longer than
+ * `max`, the text is cut (never inside a surrogate pair, which Postgres would refuse).
+ */
+function text(value: string, max: number = SPAN_LIMITS.text, budget?: Budget): string {
+  let out = value.includes('\u0000') ? value.replaceAll('\u0000', '\ufffd') : value;
+  if (out.length > max) {
+    const high = out.charCodeAt(max - 1);
+    out = out.slice(0, high >= 0xd800 && high <= 0xdbff ? max - 1 : max);
+    if (budget) budget.cut = true;
+  }
+  return out;
+}
+
+function anyValue(value: AnyValue | undefined, budget: Budget, depth: number): unknown {
   if (!value) return null;
-  if (value.stringValue !== undefined)
-    return typeof value.stringValue === 'string' ? text(value.stringValue) : null;
+  budget.left -= 8;
+  if (value.stringValue !== undefined || value.bytesValue !== undefined) {
+    const raw = value.stringValue ?? value.bytesValue;
+    if (typeof raw !== 'string') return null;
+    const kept = text(raw, Math.max(0, Math.min(SPAN_LIMITS.value, budget.left)), budget);
+    budget.left -= kept.length;
+    return kept;
+  }
   if (value.boolValue !== undefined) return value.boolValue;
   if (value.intValue !== undefined) return Number(value.intValue);
   if (value.doubleValue !== undefined) return value.doubleValue;
-  if (value.arrayValue) return (value.arrayValue.values ?? []).map(anyValue);
-  if (value.kvlistValue) return attributes(value.kvlistValue.values);
-  if (value.bytesValue !== undefined) return value.bytesValue;
+  if (value.arrayValue || value.kvlistValue) {
+    if (depth >= SPAN_LIMITS.nesting) {
+      budget.cut = true;
+      return null;
+    }
+    if (value.kvlistValue) return attributes(value.kvlistValue.values, budget, depth + 1);
+    const items = value.arrayValue?.values ?? [];
+    const out: unknown[] = [];
+    for (const item of items) {
+      if (out.length >= SPAN_LIMITS.attributes || budget.left <= 0) {
+        budget.cut = true;
+        break;
+      }
+      out.push(anyValue(item, budget, depth + 1));
+    }
+    return out;
+  }
   return null;
 }
 
-function attributes(list: KeyValue[] | undefined): Record<string, unknown> {
+function attributes(list: KeyValue[] | undefined, budget: Budget, depth = 0): Record<string, unknown> {
   const out: Record<string, unknown> = {};
-  for (const { key, value } of list ?? [])
-    if (typeof key === 'string' && key) out[text(key)] = anyValue(value);
+  let kept = 0;
+  for (const { key, value } of list ?? []) {
+    if (typeof key !== 'string' || !key) continue;
+    if (kept >= SPAN_LIMITS.attributes || budget.left <= 0) {
+      budget.cut = true;
+      break;
+    }
+    const name = text(key, SPAN_LIMITS.service, budget);
+    budget.left -= name.length;
+    out[name] = anyValue(value, budget, depth);
+    kept++;
+  }
   return out;
 }
+
+/** The resource's `service.name`, or "unknown"; its other attributes are not kept. */
+function serviceName(list: KeyValue[] | undefined): string {
+  const value = list?.find((kv) => kv.key === 'service.name')?.value?.stringValue;
+  return typeof value === 'string' && value ? text(value, SPAN_LIMITS.service) : 'unknown';
+}
+
+/** How far ahead of this gateway's clock a span may start: retention counts from the start. */
+const MAX_AHEAD_MS = 24 * 3_600_000;
 
 function nanosToMs(nanos: string | number | undefined, field: string): number {
   const ms = Number(BigInt(nanos ?? 0) / 1000n) / 1000;
@@ -133,19 +207,22 @@ function enumValue(value: unknown, field: string, max: number): number {
   return value;
 }
 
-function optionalText(value: unknown, field: string): string | null {
+function optionalText(value: unknown, field: string, budget: Budget): string | null {
   if (value === undefined || value === null || value === '') return null;
   if (typeof value !== 'string') throw new Error(`a span's ${field} must be a string`);
-  return text(value);
+  return text(value, SPAN_LIMITS.text, budget);
 }
 const HEX_ID = /^[0-9a-f]+$/;
 
 /** Spans of a decoded request; ids become lower-case hex whatever the encoding. */
-function spansOf(request: RequestShape, id: (value: string | undefined) => string): StoredSpan[] {
+function spansOf(
+  request: RequestShape,
+  id: (value: string | undefined) => string,
+  now: number,
+): StoredSpan[] {
   const spans: StoredSpan[] = [];
   for (const resourceSpans of request.resourceSpans ?? []) {
-    const resource = attributes(resourceSpans.resource?.attributes);
-    const service = typeof resource['service.name'] === 'string' ? resource['service.name'] : 'unknown';
+    const service = serviceName(resourceSpans.resource?.attributes);
     for (const scope of resourceSpans.scopeSpans ?? []) {
       for (const span of scope.spans ?? []) {
         const traceId = id(span.traceId);
@@ -153,37 +230,46 @@ function spansOf(request: RequestShape, id: (value: string | undefined) => strin
         if (traceId.length !== 32 || spanId.length !== 16)
           throw new Error('a span has an invalid trace or span id');
         const parent = id(span.parentSpanId);
-        spans.push({
+        const startMs = nanosToMs(span.startTimeUnixNano, 'startTimeUnixNano');
+        if (startMs > now + MAX_AHEAD_MS)
+          throw new Error("a span's startTimeUnixNano is more than a day ahead of the gateway's clock");
+        const budget: Budget = { left: SPAN_LIMITS.budget, cut: false };
+        const stored: StoredSpan = {
           traceId,
           spanId,
           parentSpanId: parent.length === 16 ? parent : null,
           service,
-          name: optionalText(span.name, 'name') ?? '',
+          name: optionalText(span.name, 'name', budget) ?? '',
           kind: enumValue(span.kind, 'kind', 5),
-          startMs: nanosToMs(span.startTimeUnixNano, 'startTimeUnixNano'),
+          startMs,
           endMs: nanosToMs(span.endTimeUnixNano, 'endTimeUnixNano'),
           statusCode: enumValue(span.status?.code, 'status.code', 2),
-          statusMessage: optionalText(span.status?.message, 'status.message'),
-          attributes: attributes(span.attributes),
-        });
+          statusMessage: optionalText(span.status?.message, 'status.message', budget),
+          attributes: attributes(span.attributes, budget),
+        };
+        if (budget.cut) {
+          stored.attributes['gateway.truncated'] = true;
+          stored.truncated = true;
+        }
+        spans.push(stored);
       }
     }
   }
   return spans;
 }
 
-export function decodeProtobuf(body: Buffer): StoredSpan[] {
+export function decodeProtobuf(body: Buffer, now = Date.now()): StoredSpan[] {
   const message = Request.decode(body);
   const request = Request.toObject(message, {
     longs: String,
     bytes: String,
     defaults: false,
   }) as RequestShape;
-  return spansOf(request, (value) => (value ? Buffer.from(value, 'base64').toString('hex') : ''));
+  return spansOf(request, (value) => (value ? Buffer.from(value, 'base64').toString('hex') : ''), now);
 }
 
 /** OTLP/JSON: ids are hex strings (per the OTLP JSON mapping), times are decimal strings. */
-export function decodeJson(body: Buffer): StoredSpan[] {
+export function decodeJson(body: Buffer, now = Date.now()): StoredSpan[] {
   const request = JSON.parse(body.toString('utf8')) as RequestShape;
   if (
     typeof request !== 'object' ||
@@ -193,8 +279,12 @@ export function decodeJson(body: Buffer): StoredSpan[] {
   ) {
     throw new Error('not an ExportTraceServiceRequest');
   }
-  return spansOf(request, (value) => {
-    const text = (value ?? '').toLowerCase();
-    return HEX_ID.test(text) ? text : '';
-  });
+  return spansOf(
+    request,
+    (value) => {
+      const hex = (value ?? '').toLowerCase();
+      return HEX_ID.test(hex) ? hex : '';
+    },
+    now,
+  );
 }

@@ -372,6 +372,90 @@ function rawExport(
 describe('POST /v1/traces limits', () => {
   const MIB = 1024 * 1024;
 
+  /** Posts OTLP/JSON spans of one resource; returns the response. */
+  const postSpans = (resource: Record<string, string>, spans: object[]) =>
+    request(base)
+      .post('/v1/traces')
+      .set(auth)
+      .set('content-type', 'application/json')
+      .send(
+        JSON.stringify({
+          resourceSpans: [
+            {
+              resource: {
+                attributes: Object.entries(resource).map(([key, v]) => ({ key, value: { stringValue: v } })),
+              },
+              scopeSpans: [{ spans }],
+            },
+          ],
+        }),
+      );
+
+  it('keeps what a span keeps of an export that sends more, cut and marked, counted on /metrics', async () => {
+    const traceId = randomBytes(16).toString('hex');
+    const nested = (depth: number): object =>
+      depth === 0
+        ? { stringValue: 'leaf' }
+        : { kvlistValue: { values: [{ key: 'in', value: nested(depth - 1) }] } };
+    const wide = {
+      traceId,
+      spanId: '00f067aa0ba902b7',
+      // A name 5,000 characters long whose 1,024th character is the first half of an emoji.
+      name: `${'n'.repeat(1_023)}\u{1F600}${'n'.repeat(3_975)}`,
+      startTimeUnixNano: '1700000000000000000',
+      endTimeUnixNano: '1700000000001000000',
+      attributes: [
+        { key: 'big', value: { stringValue: 'v'.repeat(100_000) } },
+        { key: 'deep', value: nested(10) },
+        {
+          key: 'list',
+          value: { arrayValue: { values: Array.from({ length: 1_000 }, () => ({ intValue: '1' })) } },
+        },
+        ...Array.from({ length: 300 }, (_, i) => ({ key: `a${i}`, value: { intValue: String(i) } })),
+      ],
+    };
+    const small = {
+      ...wide,
+      spanId: '00f067aa0ba902b8',
+      name: 'fine',
+      attributes: [{ key: 'k', value: { boolValue: true } }],
+    };
+    await postSpans({ 'service.name': 's'.repeat(1_000_000) }, [wide, small]).expect(200);
+    const res = await request(base).get(`/api/v1/traces/${traceId}`).set('x-api-key', ADMIN).expect(200);
+    const spans = res.body.roots as { name: string; service: string; attributes: Record<string, unknown> }[];
+    const cut = spans.find((span) => span.name.startsWith('n'))!;
+    const kept = spans.find((span) => span.name === 'fine')!;
+    expect(cut.service).toBe('s'.repeat(256));
+    expect(cut.name).toBe('n'.repeat(1_023));
+    expect(cut.attributes['big']).toBe('v'.repeat(4_096));
+    expect(JSON.stringify(cut.attributes['deep'])).toBe('{"in":{"in":{"in":{"in":null}}}}');
+    expect((cut.attributes['list'] as unknown[]).length).toBe(128);
+    expect(Object.keys(cut.attributes).length).toBeLessThanOrEqual(129);
+    expect(JSON.stringify(cut.attributes).length).toBeLessThan(20_000);
+    expect(cut.attributes['gateway.truncated']).toBe(true);
+    expect(kept.attributes).toEqual({ k: true });
+    const metrics = await request(base).get('/metrics').set('x-api-key', ADMIN).expect(200);
+    expect(metrics.text).toMatch(/^gateway_spans_truncated_total{[^}]*} [1-9]/m);
+  });
+
+  it('refuses an export with a span starting more than a day ahead (it would outlive retention)', async () => {
+    const ahead = BigInt(Date.now() + 2 * 86_400_000) * 1_000_000n;
+    const res = await postSpans({ 'service.name': 'edge' }, [
+      {
+        traceId: randomBytes(16).toString('hex'),
+        spanId: '00f067aa0ba902b7',
+        name: 'from the future',
+        startTimeUnixNano: String(ahead),
+        endTimeUnixNano: String(ahead + 1_000_000n),
+      },
+    ]).expect(400);
+    expect(res.headers['content-type']).toContain('application/problem+json');
+    expect(res.body.errors[0]).toMatchObject({
+      field: 'body',
+      message: expect.stringContaining('a day ahead'),
+    });
+  });
+
   it('answers an export over 8 MiB with a 413 problem, whether it says its length, streams it, or inflates to it', async () => {
     const declared = rawExport(base, [Buffer.alloc(1024)], { 'content-length': String(9 * MIB) });
     const streamed = rawExport(

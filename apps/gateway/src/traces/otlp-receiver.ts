@@ -101,6 +101,7 @@ export function createOtlpReceiver(deps: {
   concurrency: number;
   received: Counter<'outcome'>;
   spans: Counter;
+  truncated: Counter;
 }) {
   let inFlight = 0;
   return async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
@@ -145,6 +146,11 @@ export function createOtlpReceiver(deps: {
           400,
           `Not a valid OTLP ExportTraceServiceRequest: ${(error as Error).message}`,
         );
+      }
+      const cut = decoded.filter((span) => span.truncated).length;
+      if (cut > 0) {
+        deps.truncated.inc(cut);
+        deps.logger.warn({ spans: cut, of: decoded.length }, 'spans cut to what a span keeps');
       }
       const stored = await deps.traces.store(decoded);
       deps.received.inc({ outcome: 'stored' });

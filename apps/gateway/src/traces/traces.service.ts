@@ -2,6 +2,7 @@ import { NotFoundError } from '@gpu-telemetry/model';
 import type { Kysely } from 'kysely';
 import type { Pool } from 'pg';
 import type { GatewayDatabase } from '../gateway.tables';
+import { boundedRead, READ_TIMEOUT_MS } from '../records/analytics.service';
 import type { StoredSpan } from './otlp-decoder';
 import { insertSpans, selectTraceSpans } from './traces.queries';
 
@@ -41,7 +42,9 @@ export class TracesService {
     services: string[];
     roots: SpanNode[];
   }> {
-    const spans = await selectTraceSpans(this.deps.db, traceId, MAX_TRACE_SPANS + 1);
+    const spans = await boundedRead(this.deps.db, READ_TIMEOUT_MS, (trx) =>
+      selectTraceSpans(trx, traceId, MAX_TRACE_SPANS + 1),
+    );
     if (spans.length === 0) throw new NotFoundError(`No spans of trace ${traceId} were received.`);
     const truncated = spans.length > MAX_TRACE_SPANS;
     if (truncated) spans.length = MAX_TRACE_SPANS;
