@@ -23,6 +23,18 @@ export function formatValue(v: number): string {
   return negative ? '-' + out : out;
 }
 
+/**
+ * How Prometheus writes a vector or matrix sample in its JSON (util/jsonutil MarshalValue): as
+ * formatValue, but in Go's exponent form (`1.5e-07`, `1.2e+21`) below 1e-6 or from 1e21 on.
+ * Scalars and count_values labels keep formatValue.
+ */
+export function formatSampleValue(v: number): string {
+  const abs = Math.abs(v);
+  if (abs === 0 || !(abs < 1e-6 || abs >= 1e21) || !Number.isFinite(v)) return formatValue(v);
+  // JavaScript's shortest exponent form; Go writes the exponent with at least two digits.
+  return v.toExponential().replace(/e([+-])(\d)$/, 'e$10$2');
+}
+
 /** Milliseconds to the API's seconds (a JSON number with up to three decimals). */
 export function toApiTimestamp(ms: number): number {
   return ms / 1000;

@@ -31,5 +31,5 @@ export {
   type SeriesSource,
   writeStaleMarker,
 } from './source';
-export { formatValue } from './format';
+export { formatSampleValue, formatValue } from './format';
 export { parseDuration, formatDuration } from './duration';

@@ -1,5 +1,5 @@
 import type { QueryResult } from './engine';
-import { formatValue, toApiTimestamp } from './format';
+import { formatSampleValue, formatValue, toApiTimestamp } from './format';
 import { labelsToRecord } from './labels';
 
 type ApiPoint = [number, string];
@@ -18,7 +18,7 @@ export function toPrometheusData(r: QueryResult): PrometheusData {
         resultType: 'vector',
         result: r.result.map((s) => ({
           metric: labelsToRecord(s.labels),
-          value: [toApiTimestamp(s.t), formatValue(s.value)],
+          value: [toApiTimestamp(s.t), formatSampleValue(s.value)],
         })),
       };
     case 'matrix':
@@ -26,7 +26,7 @@ export function toPrometheusData(r: QueryResult): PrometheusData {
         resultType: 'matrix',
         result: r.result.map((s) => ({
           metric: labelsToRecord(s.labels),
-          values: s.timestamps.map((t, i): ApiPoint => [toApiTimestamp(t), formatValue(s.values[i])]),
+          values: s.timestamps.map((t, i): ApiPoint => [toApiTimestamp(t), formatSampleValue(s.values[i])]),
         })),
       };
     case 'scalar':

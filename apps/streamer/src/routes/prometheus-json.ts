@@ -1,4 +1,4 @@
-import { formatValue, type Labels, type QueryResult } from '@gpu-telemetry/promql';
+import { formatSampleValue, formatValue, type Labels, type QueryResult } from '@gpu-telemetry/promql';
 import type { Response } from 'express';
 
 const metricJson = (labels: Labels) => {
@@ -9,7 +9,8 @@ const metricJson = (labels: Labels) => {
   }
   return `${out}}`;
 };
-const point = (ms: number, value: number) => `[${ms / 1000},"${formatValue(value)}"]`;
+/** A vector or matrix point; a scalar's value is written as Prometheus' Scalar is, never in exponent form. */
+const point = (ms: number, value: number, format = formatSampleValue) => `[${ms / 1000},"${format(value)}"]`;
 
 /** Resolves when the response can take more, or is gone; leaves no listener behind. */
 function drained(res: Response): Promise<void> {
@@ -49,7 +50,7 @@ export async function sendQueryResult(
     case 'string':
       pending +=
         result.resultType === 'scalar'
-          ? point(result.result.t, result.result.value)
+          ? point(result.result.t, result.result.value, formatValue)
           : `[${result.result.t / 1000},${JSON.stringify(result.result.value)}]`;
       break;
     case 'vector':

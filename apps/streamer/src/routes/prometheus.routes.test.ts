@@ -187,6 +187,27 @@ describe('GET and POST /v1/prometheus/api/v1/query', () => {
     expect(res.body.data).toEqual({ resultType: 'vector', result: [{ metric: {}, value: [100, '2'] }] });
   });
 
+  it("writes vector and matrix values in Go's exponent form below 1e-6 and from 1e21, scalars never, as Prometheus does", async () => {
+    const instant = async (query: string) =>
+      (await api(hot).get(`${API}/query`).query({ query, time: '100' }).expect(200)).body.data;
+    expect(await instant('vector(1.5e-7)')).toEqual({
+      resultType: 'vector',
+      result: [{ metric: {}, value: [100, '1.5e-07'] }],
+    });
+    expect((await instant('vector(-1.2e21)')).result[0].value).toEqual([100, '-1.2e+21']);
+    expect((await instant('vector(1e-6)')).result[0].value).toEqual([100, '0.000001']);
+    expect((await instant('vector(0)')).result[0].value).toEqual([100, '0']);
+    expect(await instant('1.5e-7')).toEqual({ resultType: 'scalar', result: [100, '0.00000015'] });
+    const range = await api(hot)
+      .get(`${API}/query_range`)
+      .query({ query: 'vector(2.5e-300)', start: '100', end: '110', step: '10' })
+      .expect(200);
+    expect(range.body.data.result[0].values).toEqual([
+      [100, '2.5e-300'],
+      [110, '2.5e-300'],
+    ]);
+  });
+
   it('evaluates at now without a time', async () => {
     const before = Date.now() / 1000;
     const res = await api(hot).get(`${API}/query`).query({ query: 'time()' }).expect(200);
