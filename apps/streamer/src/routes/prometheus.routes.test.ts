@@ -479,6 +479,46 @@ describe('label names and values', () => {
     expect(none.body.data).toEqual([]);
   });
 
+  it('leaves out, given a start, what only series unseen for a day before it have (as Grafana asks for its variables)', async () => {
+    const pool = compacted.database.pool;
+    await pool.query(
+      `UPDATE telemetry_series SET last_seen = now() - interval '10 days' WHERE prom_labels->>'Hostname' = 'host-3'`,
+    );
+    try {
+      const hourAgo = String(Math.floor(Date.now() / 1000) - 3600);
+      const hosts = await api(compacted)
+        .get(`${API}/label/Hostname/values`)
+        .query({ start: hourAgo })
+        .expect(200);
+      expect(hosts.body.data).toEqual(['host-0', 'host-1', 'host-2']);
+      // Seen ten days ago counts for a range from eleven days ago; and without a start, everything.
+      const elevenDaysAgo = String(Math.floor(Date.now() / 1000) - 11 * 86_400);
+      const older = await api(compacted).get(`${API}/label/Hostname/values`).query({ start: elevenDaysAgo });
+      expect(older.body.data).toEqual(['host-0', 'host-1', 'host-2', 'host-3']);
+      const all = await api(compacted).get(`${API}/label/Hostname/values`).expect(200);
+      expect(all.body.data).toEqual(['host-0', 'host-1', 'host-2', 'host-3']);
+      // Names and metric names: those of the other hosts' series, as match[] finds them.
+      const others = async (path: string) =>
+        (
+          await api(compacted)
+            .get(`${API}${path}`)
+            .query({ 'match[]': '{__name__=~".+",Hostname!="host-3"}' })
+        ).body.data;
+      const names = await api(compacted).get(`${API}/labels`).query({ start: hourAgo }).expect(200);
+      expect(names.body.data).toEqual(await others('/labels'));
+      const metrics = await api(compacted)
+        .get(`${API}/label/__name__/values`)
+        .query({ start: hourAgo })
+        .expect(200);
+      expect(metrics.body.data).toEqual(await others('/label/__name__/values'));
+      expect(metrics.body.data.length).toBeGreaterThan(0);
+    } finally {
+      await pool.query(
+        `UPDATE telemetry_series SET last_seen = now() WHERE prom_labels->>'Hostname' = 'host-3'`,
+      );
+    }
+  });
+
   it('refuses a label name that is not one', async () => {
     const res = await api(hot)
       .get(`${API}/label/${encodeURIComponent('a-b')}/values`)

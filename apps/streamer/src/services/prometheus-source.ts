@@ -29,7 +29,10 @@ import {
   readRollupRows,
   type RollupTable,
   endSnapshot,
+  labelNamesSince,
+  labelValuesSince,
   metricNames,
+  metricNamesSince,
   readSamples,
   seriesBatch,
   seriesWithDataBetween,
@@ -666,11 +669,21 @@ export class PrometheusSource implements SeriesSource {
     return mergePieces(pieces, startMs, endMs, { staleUs: markers });
   }
 
-  /** Label names of the series matching any of the sets (all series without sets). */
+  /**
+   * Label names of the series matching any of the sets (without sets: of every series, or with a
+   * start of those seen since then).
+   */
   async labelNames(
     options: { matchers?: Matcher[][]; startMs?: number; endMs?: number } = {},
   ): Promise<string[]> {
-    if (!options.matchers?.length) return (await this.run(allLabelNames)).sort();
+    if (!options.matchers?.length) {
+      const since = options.startMs;
+      return (
+        await this.run((client) =>
+          since === undefined ? allLabelNames(client) : labelNamesSince(client, since * 1000),
+        )
+      ).sort();
+    }
     const names = new Set<string>();
     for (const labels of await this.series(options.matchers, options.startMs, options.endMs)) {
       for (const l of labels) names.add(l.name);
@@ -678,14 +691,26 @@ export class PrometheusSource implements SeriesSource {
     return [...names].sort();
   }
 
-  /** Values of one label over the series matching any of the sets (all series without sets). */
+  /**
+   * Values of one label over the series matching any of the sets (without sets: over every
+   * series, or with a start over those seen since then).
+   */
   async labelValues(
     name: string,
     options: { matchers?: Matcher[][]; startMs?: number; endMs?: number } = {},
   ): Promise<string[]> {
     if (!options.matchers?.length) {
-      if (name === '__name__') return this.run(metricNames);
-      return (await this.run((client) => allLabelValues(client, name))).sort();
+      // With a start (Grafana sends one), series unseen since then are left out.
+      const since = options.startMs === undefined ? undefined : options.startMs * 1000;
+      if (name === '__name__')
+        return this.run((client) =>
+          since === undefined ? metricNames(client) : metricNamesSince(client, since),
+        );
+      return (
+        await this.run((client) =>
+          since === undefined ? allLabelValues(client, name) : labelValuesSince(client, name, since),
+        )
+      ).sort();
     }
     const values = new Set<string>();
     for (const labels of await this.series(options.matchers, options.startMs, options.endMs)) {

@@ -382,6 +382,67 @@ export async function allLabelValues(client: PoolClient, name: string): Promise<
   return rows.map((r) => r.value);
 }
 
+/**
+ * A series counts as seen since `sinceUs` when a streamer resolved it within a day before (its
+ * last_seen is refreshed once a day old): the label lists asked for a range (Grafana's variables)
+ * then leave out hosts and GPUs gone for longer, as Prometheus' head and blocks do.
+ */
+const SEEN_SLACK_US = 86_400_000_000;
+const seenSince = (sinceUs: number) => new Date((sinceUs - SEEN_SLACK_US) / 1000);
+
+/** Metric names of the series seen since `sinceUs` (a loose index scan skipping the others). */
+export async function metricNamesSince(client: PoolClient, sinceUs: number): Promise<string[]> {
+  const { rows } = await client.query<{ name: string }>({
+    name: 'promql_metric_names_since',
+    text: `WITH RECURSIVE names AS (
+        (SELECT metric_name AS name FROM telemetry_series WHERE last_seen >= $1 ORDER BY metric_name LIMIT 1)
+        UNION ALL
+        SELECT (SELECT s.metric_name FROM telemetry_series s
+                WHERE s.metric_name > names.name AND s.last_seen >= $1 ORDER BY s.metric_name LIMIT 1)
+        FROM names WHERE names.name IS NOT NULL
+      )
+      SELECT name FROM names WHERE name IS NOT NULL`,
+    values: [seenSince(sinceUs)],
+  });
+  return rows.map((r) => r.name);
+}
+
+/** Label names some series seen since `sinceUs` has (each name stops at its first such value). */
+export async function labelNamesSince(client: PoolClient, sinceUs: number): Promise<string[]> {
+  const { rows } = await client.query<{ name: string }>({
+    name: 'promql_label_names_since',
+    text: `WITH RECURSIVE names AS (
+        (SELECT name FROM telemetry_label_values ORDER BY name LIMIT 1)
+        UNION ALL
+        SELECT (SELECT v.name FROM telemetry_label_values v WHERE v.name > names.name ORDER BY v.name LIMIT 1)
+        FROM names WHERE names.name IS NOT NULL
+      )
+      SELECT n.name FROM names n
+      WHERE n.name IS NOT NULL AND EXISTS (
+        SELECT 1 FROM telemetry_label_values v
+        WHERE v.name = n.name AND EXISTS (
+          SELECT 1 FROM telemetry_series s
+          WHERE s.prom_labels @> jsonb_build_object(v.name, v.value) AND s.last_seen >= $1))
+      UNION ALL
+      SELECT '__name__' WHERE EXISTS (SELECT 1 FROM telemetry_series WHERE last_seen >= $1)`,
+    values: [seenSince(sinceUs)],
+  });
+  return rows.map((r) => r.name);
+}
+
+/** Values of one label over the series seen since `sinceUs` (not __name__: metricNamesSince). */
+export async function labelValuesSince(client: PoolClient, name: string, sinceUs: number): Promise<string[]> {
+  const { rows } = await client.query<{ value: string }>({
+    name: 'promql_label_values_since',
+    text: `SELECT v.value FROM telemetry_label_values v
+           WHERE v.name = $1 AND EXISTS (
+             SELECT 1 FROM telemetry_series s
+             WHERE s.prom_labels @> jsonb_build_object(v.name, v.value) AND s.last_seen >= $2)`,
+    values: [name, seenSince(sinceUs)],
+  });
+  return rows.map((r) => r.value);
+}
+
 /** Cancels the statement the backend `pid` is running (the query was abandoned). */
 export async function cancelStatement(pool: Pool, pid: number): Promise<void> {
   await pool.query('SELECT pg_cancel_backend($1)', [pid]);
