@@ -89,6 +89,52 @@ async function countKeyWrites(db: TestDatabase<GatewayDatabase>): Promise<() => 
   return async () => Number((await db.pool.query('SELECT count(*) AS n FROM key_writes')).rows[0].n);
 }
 
+describe('ApiKeysService lookups', () => {
+  /** Holds an exclusive lock on the keys table (as a migration or a stalled session would) until released. */
+  async function lockKeys() {
+    const client = await database.pool.connect();
+    await client.query('BEGIN');
+    await client.query('LOCK TABLE gateway_api_keys IN ACCESS EXCLUSIVE MODE');
+    return async () => {
+      await client.query('COMMIT');
+      client.release();
+    };
+  }
+
+  it('answers 503 once a lookup has waited its deadline, and the key works again once the database does', async () => {
+    const hurried = new ApiKeysService({
+      db: database.db,
+      logger: createLogger('gateway', 'silent'),
+      lookupTimeoutMs: 200,
+    });
+    const { key } = await hurried.create('stalled', ['read']);
+    const release = await lockKeys();
+    try {
+      const started = Date.now();
+      const refused = await hurried.authenticate(key).catch((error: unknown) => error);
+      expect(refused).toMatchObject({ status: 503, options: { headers: { 'retry-after': '2' } } });
+      expect(Date.now() - started).toBeLessThan(2_000);
+      // A second request of the same key shares the stalled lookup and gets the same answer in time.
+      await expect(hurried.authenticate(key)).rejects.toMatchObject({ status: 503 });
+    } finally {
+      await release();
+    }
+    expect((await hurried.authenticate(key))?.scopes.has('read')).toBe(true);
+  });
+
+  it('does not cache a key revoked while it was being looked up', async () => {
+    const service = new ApiKeysService({ db: database.db, logger: createLogger('gateway', 'silent') });
+    const { key, id } = await service.create('revoked-meanwhile', ['read']);
+    const release = await lockKeys();
+    const looked = service.authenticate(key);
+    const revoked = service.revoke(id);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    await release();
+    await Promise.all([looked, revoked]);
+    expect(await service.authenticate(key)).toBeNull();
+  });
+});
+
 describe('failed authentications through the HTTP API', () => {
   let upstream: Server;
   let upstreamUrl: string;

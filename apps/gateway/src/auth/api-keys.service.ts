@@ -78,6 +78,8 @@ export interface ApiKeysOptions {
   onFailure?: (reason: AuthFailureReason) => void;
   /** Called when a request used a previous (rotated-out) environment key. */
   onPreviousKey?: (key: 'admin' | 'otlp') => void;
+  /** How long a request waits for its key's lookup before a 503 (default 5 s). */
+  lookupTimeoutMs?: number;
   now?: () => number;
 }
 
@@ -121,6 +123,8 @@ export class ApiKeysService {
   private touching: Promise<void> = Promise.resolve();
   private readonly previousLoggedAt = { admin: -Infinity, otlp: -Infinity };
   private readonly failuresPerMinute: number;
+  /** Moved by every revocation: a lookup begun before one does not cache what it found. */
+  private revocations = 0;
 
   constructor(private readonly options: ApiKeysOptions) {
     this.db = options.db;
@@ -227,9 +231,14 @@ export class ApiKeysService {
   }
 
   async revoke(id: string): Promise<ApiKeyView> {
+    // Moved before and after: a lookup begun before the revocation commits may have read the key
+    // as active, whether it began before this call or during it.
+    this.revocations++;
     const row = await revokeKey(this.db, id, new Date(this.now()));
     if (!row) throw new NotFoundError(`No active API key with id ${id}.`);
+    this.revocations++;
     this.valid.delete(row.digest.toString('base64'));
+    this.lookups.delete(row.digest.toString('base64'));
     this.touched.delete(id);
     return view(row);
   }
@@ -267,7 +276,8 @@ export class ApiKeysService {
       this.unknown.delete(cacheKey);
     }
     const pending = this.lookups.get(cacheKey);
-    if (pending) return pending;
+    if (pending) return this.withinDeadline(pending);
+    const generation = this.revocations;
     const lookup = (async () => {
       try {
         const row = await findActiveKey(this.db, digest);
@@ -284,15 +294,37 @@ export class ApiKeysService {
           scopes: new Set(row.scopes as Scope[]),
           ...(row.topics ? { topics: topicLimit(row.topics) } : {}),
         };
-        // Only keys that exist get here, so this map is as large as the set of keys in use.
-        this.valid.set(cacheKey, { principal, until });
+        // Only keys that exist get here, so this map is as large as the set of keys in use. A key
+        // revoked while it was looked up is not cached (its revocation could not clear it).
+        if (generation === this.revocations) this.valid.set(cacheKey, { principal, until });
         return principal;
       } finally {
-        this.lookups.delete(cacheKey);
+        if (this.lookups.get(cacheKey) === lookup) this.lookups.delete(cacheKey);
       }
     })();
     this.lookups.set(cacheKey, lookup);
-    return lookup;
+    return this.withinDeadline(lookup);
+  }
+
+  /**
+   * The lookup's answer, or a 503 once the wait passes lookupTimeoutMs: a stalled connection or a
+   * lock on the keys table would otherwise hold every request of that key (they share the lookup)
+   * for as long as it lasts. The lookup itself goes on, and is shared by the next requests.
+   */
+  private withinDeadline(lookup: Promise<Principal | null>): Promise<Principal | null> {
+    let timer: NodeJS.Timeout | undefined;
+    const deadline = new Promise<never>((_, reject) => {
+      timer = setTimeout(
+        () =>
+          reject(
+            new AppError(503, 'API keys cannot be checked right now; retry shortly.', {
+              headers: { 'retry-after': '2' },
+            }),
+          ),
+        this.options.lookupTimeoutMs ?? 5_000,
+      );
+    });
+    return Promise.race([lookup, deadline]).finally(() => clearTimeout(timer));
   }
 
   private throttled(req: KeyedRequest): AuthError | undefined {
