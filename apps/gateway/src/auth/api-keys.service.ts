@@ -278,7 +278,11 @@ export class ApiKeysService {
     const pending = this.lookups.get(cacheKey);
     if (pending) return this.withinDeadline(pending);
     const generation = this.revocations;
-    const lookup = (async () => {
+    const forget = () => {
+      // A revocation meanwhile may have put a newer lookup in its place: that one stays.
+      if (this.lookups.get(cacheKey) === lookup) this.lookups.delete(cacheKey);
+    };
+    const lookup: Promise<Principal | null> = (async () => {
       try {
         const row = await findActiveKey(this.db, digest);
         const until = this.now() + CACHE_MS;
@@ -299,7 +303,7 @@ export class ApiKeysService {
         if (generation === this.revocations) this.valid.set(cacheKey, { principal, until });
         return principal;
       } finally {
-        if (this.lookups.get(cacheKey) === lookup) this.lookups.delete(cacheKey);
+        forget();
       }
     })();
     this.lookups.set(cacheKey, lookup);
