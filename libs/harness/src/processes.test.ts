@@ -62,7 +62,7 @@ describe('startProcess', () => {
       `process.on('SIGTERM', () => console.log('ignored')); setInterval(() => {}, 1000); console.log('up');`,
     );
     await waitFor('it to start', () => stubborn.output().includes('up'));
-    expect(await stubborn.stop({ graceMs: 300 })).toEqual({ code: null, signal: 'SIGKILL' });
+    expect(await stubborn.stop({ graceMs: 1_000 })).toEqual({ code: null, signal: 'SIGKILL' });
     expect(stubborn.output()).toContain('ignored');
   });
 
