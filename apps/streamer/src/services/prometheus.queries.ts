@@ -352,6 +352,14 @@ export async function seriesWithDataBetween(
   return new Set(rows.map((r) => Number(r.id)));
 }
 
+/** The distinct names of telemetry_label_values, one index probe each (a loose index scan). */
+const LABEL_NAMES = `WITH RECURSIVE names AS (
+    (SELECT name FROM telemetry_label_values ORDER BY name LIMIT 1)
+    UNION ALL
+    SELECT (SELECT v.name FROM telemetry_label_values v WHERE v.name > names.name ORDER BY v.name LIMIT 1)
+    FROM names WHERE names.name IS NOT NULL
+  )`;
+
 /**
  * Every label name of every series (__name__ included when there is a series), from
  * telemetry_label_values one name at a time (a loose index scan, as metricNames).
@@ -359,12 +367,7 @@ export async function seriesWithDataBetween(
 export async function allLabelNames(client: PoolClient): Promise<string[]> {
   const { rows } = await client.query<{ name: string }>({
     name: 'promql_label_names',
-    text: `WITH RECURSIVE names AS (
-        (SELECT name FROM telemetry_label_values ORDER BY name LIMIT 1)
-        UNION ALL
-        SELECT (SELECT v.name FROM telemetry_label_values v WHERE v.name > names.name ORDER BY v.name LIMIT 1)
-        FROM names WHERE names.name IS NOT NULL
-      )
+    text: `${LABEL_NAMES}
       SELECT name FROM names WHERE name IS NOT NULL
       UNION ALL
       SELECT '__name__' WHERE (SELECT metric_name FROM telemetry_series ORDER BY metric_name LIMIT 1) IS NOT NULL`,
@@ -411,12 +414,7 @@ export async function metricNamesSince(client: PoolClient, sinceUs: number): Pro
 export async function labelNamesSince(client: PoolClient, sinceUs: number): Promise<string[]> {
   const { rows } = await client.query<{ name: string }>({
     name: 'promql_label_names_since',
-    text: `WITH RECURSIVE names AS (
-        (SELECT name FROM telemetry_label_values ORDER BY name LIMIT 1)
-        UNION ALL
-        SELECT (SELECT v.name FROM telemetry_label_values v WHERE v.name > names.name ORDER BY v.name LIMIT 1)
-        FROM names WHERE names.name IS NOT NULL
-      )
+    text: `${LABEL_NAMES}
       SELECT n.name FROM names n
       WHERE n.name IS NOT NULL AND EXISTS (
         SELECT 1 FROM telemetry_label_values v
