@@ -759,6 +759,30 @@ describe('values.schema.json', () => {
     expect(umbrella.stderr).toContain(message);
   });
 
+  it('passes whole numbers as written, however large (a values file reads them as floats)', () => {
+    const env = envOf(
+      find(
+        render$('gateway', { config: { GATEWAY_BODY_LIMIT: 33_554_432, GATEWAY_RATE_BURST: 1_000_000 } }),
+        'Deployment',
+        'gt-gateway',
+      ),
+    );
+    expect([env['GATEWAY_BODY_LIMIT']?.value, env['GATEWAY_RATE_BURST']?.value]).toEqual([
+      '33554432',
+      '1000000',
+    ]);
+  });
+
+  it('keeps a PodDisruptionBudget of 0 as 0 (maxUnavailable: 0 blocks evictions)', () => {
+    const pdb = (values: object) =>
+      find(render$('queue', { podDisruptionBudget: values }), 'PodDisruptionBudget', 'gt-queue').spec;
+    expect(pdb({ enabled: true, maxUnavailable: 0 })).toMatchObject({ maxUnavailable: 0 });
+    expect(pdb({ enabled: true, minAvailable: 0 })).toMatchObject({ minAvailable: 0 });
+    expect(pdb({ enabled: true, minAvailable: null, maxUnavailable: null })).toMatchObject({
+      maxUnavailable: 1,
+    });
+  });
+
   it('takes what the services take across those rules', () => {
     for (const config of [
       { TELEMETRY_CHUNK: '2m', TELEMETRY_SLICE: '1m' },

@@ -163,7 +163,9 @@ export function createApp(deps: StreamerAppDeps): StreamerApp {
     metrics,
     readiness: [
       { name: 'postgres', check: () => pingDatabase(pool) },
-      { name: 'queue', check: () => queue.ready() },
+      // Reported, not required: what a ready streamer serves (GPUs, storage, PromQL) is read from
+      // Postgres, and it keeps asking the queue for work on its own while the queue is away.
+      { name: 'queue', check: () => queue.ready(), required: false },
     ],
     serviceToken: serviceTokenFrom(config),
     openapi: streamerApi,

@@ -100,3 +100,15 @@ describe('GET /v1/storage', () => {
     expect(JSON.stringify(res.body)).toContain('tier');
   });
 });
+
+describe('GET /readyz', () => {
+  it('is ready while Postgres answers, reporting a queue it cannot reach without depending on it', async () => {
+    // The test app's queue is 127.0.0.1:9, where nothing listens.
+    const res = await request(asService(streamer.app)).get('/readyz').expect(200);
+    expect(res.body).toMatchObject({
+      status: 'ready',
+      service: 'streamer',
+      checks: { postgres: 'ok', queue: expect.stringMatching(/^failed: /) },
+    });
+  });
+});

@@ -94,10 +94,11 @@ metadata:
   labels:
     {{- include "common.labels" $ | nindent 4 }}
 spec:
-  {{- if .minAvailable }}
+  {{- /* 0 is a value here (maxUnavailable: 0 blocks evictions): only unset falls back. */}}
+  {{- if not (kindIs "invalid" .minAvailable) }}
   minAvailable: {{ .minAvailable }}
   {{- else }}
-  maxUnavailable: {{ .maxUnavailable | default 1 }}
+  maxUnavailable: {{ kindIs "invalid" .maxUnavailable | ternary 1 .maxUnavailable }}
   {{- end }}
   selector:
     matchLabels:

@@ -53,7 +53,12 @@ release's gateway (its OTLP receiver) when global.tracing.enabled.
 {{- end }}
 {{- range $name, $value := .Values.config }}
 - name: {{ $name }}
+  {{- /* A values file's whole numbers arrive as floats: 33554432 would print as 3.3554432e+07. */}}
+  {{- if and (kindIs "float64" $value) (eq (float64 (int64 $value)) $value) }}
+  value: {{ int64 $value | toString | quote }}
+  {{- else }}
   value: {{ $value | toString | quote }}
+  {{- end }}
 {{- end }}
 {{- end -}}
 
