@@ -759,6 +759,26 @@ describe('values.schema.json', () => {
     expect(umbrella.stderr).toContain(message);
   });
 
+  it('refuses a termination grace period the service would outlast stopping, counting its preStop sleep', () => {
+    const refused = template('gateway', { config: { SHUTDOWN_TIMEOUT: '60s' } });
+    expect(refused.status).not.toBe(0);
+    expect(refused.stderr).toContain(
+      'terminationGracePeriodSeconds: 30 is not above preStopSleepSeconds (5) + SHUTDOWN_TIMEOUT (60s) + 10s',
+    );
+    expect(template('queue', { preStopSleepSeconds: 30 }).stderr).toContain(
+      'terminationGracePeriodSeconds: 30 is not above preStopSleepSeconds (30) + SHUTDOWN_TIMEOUT (10s) + 10s',
+    );
+    expect(template('gpu-telemetry', { streamer: { config: { SHUTDOWN_TIMEOUT: '1m' } } }).status).not.toBe(
+      0,
+    );
+    const workload = find(
+      render$('gateway', { config: { SHUTDOWN_TIMEOUT: '60s' }, terminationGracePeriodSeconds: 90 }),
+      'Deployment',
+      'gt-gateway',
+    );
+    expect(workload.spec.template.spec.terminationGracePeriodSeconds).toBe(90);
+  });
+
   it('passes whole numbers as written, however large (a values file reads them as floats)', () => {
     const env = envOf(
       find(

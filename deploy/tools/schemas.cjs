@@ -88,7 +88,10 @@ const env = {
 
 const COMMON_CONFIG = {
   DATABASE_POOL_SIZE: env.int('Connections kept to Postgres.', 1, 200),
-  SHUTDOWN_TIMEOUT: env.duration('Time in-flight work gets to finish after SIGTERM.', { max: '5m' }),
+  SHUTDOWN_TIMEOUT: env.duration('Time in-flight work gets to finish after SIGTERM.', {
+    max: '5m',
+    default: '10s',
+  }),
 };
 
 const SERVICES = {

@@ -121,6 +121,16 @@ its service's default (defaultMs), or 0, which the rules leave alone.
 {{- end -}}
 {{- end -}}
 {{- end -}}
+{{- /* The kubelet kills a pod at terminationGracePeriodSeconds: the preStop sleep, then at most
+SHUTDOWN_TIMEOUT for requests in flight and 10 s more for the service's own stop, must fit. */ -}}
+{{- $grace := .Values.terminationGracePeriodSeconds -}}
+{{- if and (not (kindIs "invalid" $grace)) (hasKey $ms "SHUTDOWN_TIMEOUT") -}}
+{{- $stop := divf (get $ms "SHUTDOWN_TIMEOUT") 1000 -}}
+{{- $needs := addf (float64 (.Values.preStopSleepSeconds | default 0)) $stop 10 -}}
+{{- if le (float64 $grace) $needs -}}
+{{- fail (printf "terminationGracePeriodSeconds: %v is not above preStopSleepSeconds (%v) + SHUTDOWN_TIMEOUT (%vs) + 10s, what the service may take to stop: the kubelet would kill it mid-shutdown" $grace (.Values.preStopSleepSeconds | default 0) $stop) -}}
+{{- end -}}
+{{- end -}}
 {{- end -}}
 
 {{/*
