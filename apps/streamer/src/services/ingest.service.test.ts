@@ -158,43 +158,45 @@ describe('IngestService.handle', () => {
     expect(new Set(stored.map((r) => `${r.timestamp} ${r.metricName}`)).size).toBe(1_900);
   });
 
-  it('takes the de-duplicating path again on a connection whose first de-duplicating insert was rolled back', async () => {
+  it('claims no sample time whose transaction failed: the redelivery stores every sample it brings', async () => {
     const local = await startStreamerTestApp({ config: { TELEMETRY_RETENTION: 0 } });
-    // One connection, so the second attempt is on the connection of the failed first; and the
-    // first de-duplicating insert fails in Postgres (a sequence is not rolled back: once).
-    const single = new Pool({ connectionString: local.database.url, max: 1 });
+    // The first COPY of the value 1 fails in Postgres (a sequence is not rolled back: once).
     await local.database.pool.query(`
       CREATE SEQUENCE fail_once;
-      CREATE FUNCTION fail_first_dedup() RETURNS trigger LANGUAGE plpgsql AS $$
+      CREATE FUNCTION fail_first_one() RETURNS trigger LANGUAGE plpgsql AS $$
       BEGIN
-        IF current_query() LIKE '%FROM telemetry_stage%' THEN
-          IF nextval('fail_once') = 1 THEN RAISE EXCEPTION 'the insert failed'; END IF;
-        END IF;
+        IF NEW.value = 1 AND nextval('fail_once') = 1 THEN RAISE EXCEPTION 'the insert failed'; END IF;
         RETURN NEW;
       END $$;
-      CREATE TRIGGER fail_first_dedup BEFORE INSERT ON telemetry_samples
-        FOR EACH ROW EXECUTE FUNCTION fail_first_dedup();`);
+      CREATE TRIGGER fail_first_one BEFORE INSERT ON telemetry_samples
+        FOR EACH ROW EXECUTE FUNCTION fail_first_one();`);
     try {
-      const ingest = new IngestService({
-        pool: single,
-        logger: createLogger('streamer', 'silent'),
-        metrics: local.streamerMetrics,
-        retentionMs: 0,
-        sliceMs: 3_600_000,
-        compactor: local.compactor,
-      });
       const gpuId = 'GPU-dedup-rollback';
       const t0 = Date.now() - 60_000;
       const at = (n: number) => sample({ gpuId, value: n, timestamp: new Date(t0 + n * 1000).toISOString() });
-      expect(await ingest.handle([message([at(0)])])).toEqual({ failed: [] });
+      expect(await local.ingest.handle([message([at(0)])])).toEqual({ failed: [] });
       const redelivered = message([at(0), at(1)]);
-      await expect(ingest.handle([redelivered])).rejects.toThrow('the insert failed');
-      expect(await ingest.handle([redelivered])).toEqual({ failed: [] });
+      await expect(local.ingest.handle([redelivered])).rejects.toThrow('the insert failed');
+      expect(await local.ingest.handle([redelivered])).toEqual({ failed: [] });
       expect((await rows(gpuId, local)).map((r) => r.value)).toEqual([0, 1]);
     } finally {
-      await single.end();
       await local.close();
     }
+  });
+
+  it('stores a sample once when several messages bring it at once, or one message twice', async () => {
+    const gpuId = 'GPU-dedup-race';
+    const t0 = Date.now() - 120_000;
+    const at = (n: number) => sample({ gpuId, value: n, timestamp: new Date(t0 + n * 1000).toISOString() });
+    // Overlapping messages, each handled on its own connection at the same time.
+    const messages = [0, 1, 2, 3, 4, 5].map((k) => message([at(k), at(k + 1), at(k + 2), at(k + 2)]));
+    await Promise.all(messages.map((m) => streamer.ingest.handle([m])));
+    expect((await rows(gpuId)).map((r) => r.value)).toEqual([0, 1, 2, 3, 4, 5, 6, 7]);
+    // Other series at the same times are new: stored beside them.
+    const other = (n: number) =>
+      sample({ gpuId, metricName: 'DCGM_FI_DEV_SM_CLOCK', value: n, timestamp: new Date(t0 + n * 1000).toISOString() });
+    await Promise.all([0, 1].map(() => streamer.ingest.handle([message([at(3), other(3), other(4)])])));
+    expect(await rows(gpuId)).toHaveLength(10);
   });
 
   it('dead-letters invalid messages with a reason naming the field, and still stores the valid samples', async () => {

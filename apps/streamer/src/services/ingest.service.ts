@@ -29,6 +29,7 @@ import type { Pool } from 'pg';
 import type { StreamerMetrics } from './streamer.metrics';
 import { type ChunkCompactor, ChunkMovedError, type LateSample } from './chunk-compactor';
 import { GpuMetricsWritten } from './gpu-metrics-written';
+import { decodeIdSet, encodeIdSet } from './id-set';
 import { microsOf } from './sample-time';
 import { SeriesCache } from './series-cache';
 import {
@@ -36,8 +37,10 @@ import {
   ensureChunks,
   type GpuSighting,
   type HotRows,
+  claimHotTimes,
   copyHotSamples,
-  insertNewHotSamples,
+  lockHotTimes,
+  writeHotTimes,
   insertStaleMarkers,
   flushLabelIndex,
   resolveSeries,
@@ -613,24 +616,51 @@ export class IngestService {
    * turns out to be gone (retention deleted it meanwhile), it is sent again with them.
    */
   /**
-   * Stores hot samples; returns how many were new and which path they took. Nearly every batch is
-   * all new, so it goes in by plain COPY first; only when the key refuses it (a sample already
-   * stored: a redelivery) does it take the de-duplicating path, in its own transaction. A
-   * redelivered sample is never stored twice.
+   * Stores hot samples, each (series, time) once, in one transaction: the batch's sample times are
+   * claimed in telemetry_hot_times first, and only samples whose series the time did not hold yet
+   * go in by COPY. Nearly every batch brings times nobody holds ('copy'); a redelivery, or another
+   * message with samples of the same time, finds its times held, reads their series under lock and
+   * adds what is new ('dedup'). Returns how many samples were stored and which path they took.
    */
   private async storeHot(rows: HotRows): Promise<{ inserted: number; path: 'copy' | 'dedup' }> {
-    const client = await this.deps.pool.connect();
-    try {
-      return { inserted: await copyHotSamples(client, rows), path: 'copy' };
-    } catch (error) {
-      if (!isPgError(error, '23505')) throw error; // unique_violation
-    } finally {
-      client.release();
-    }
-    return {
-      inserted: await withTransaction(this.deps.pool, (tx) => insertNewHotSamples(tx, rows)),
-      path: 'dedup',
-    };
+    const times = samplesByTime(rows);
+    const order = [...times.keys()].sort((a, b) => a - b);
+    return withTransaction(this.deps.pool, async (tx) => {
+      const claimed = await claimHotTimes(
+        tx,
+        order,
+        order.map((us) => encodeIdSet(sortedIds(times.get(us) as Map<number, number>))),
+      );
+      const keep: number[] = [];
+      const held = order.filter((us) => !claimed.has(us));
+      if (held.length > 0) {
+        const stored = await lockHotTimes(tx, held);
+        const changed: number[] = [];
+        const sets: Buffer[] = [];
+        for (const us of held) {
+          const series = new Set(decodeIdSet(stored.get(us) ?? EMPTY));
+          const before = series.size;
+          for (const [seriesId, index] of times.get(us) as Map<number, number>) {
+            if (series.has(seriesId)) continue;
+            series.add(seriesId);
+            keep.push(index);
+          }
+          if (series.size === before) continue;
+          changed.push(us);
+          sets.push(encodeIdSet([...series].sort((a, b) => a - b)));
+        }
+        await writeHotTimes(tx, changed, sets);
+      }
+      for (const us of claimed) keep.push(...(times.get(us) as Map<number, number>).values());
+      if (keep.length === 0) return { inserted: 0, path: 'dedup' };
+      keep.sort((a, b) => a - b);
+      const fresh: HotRows = {
+        seriesIds: keep.map((i) => rows.seriesIds[i] as number),
+        us: keep.map((i) => rows.us[i] as number),
+        values: keep.map((i) => rows.values[i] as number),
+      };
+      return { inserted: await copyHotSamples(tx, fresh), path: held.length > 0 ? 'dedup' : 'copy' };
+    });
   }
 
   private async storeSightings(seen: GpuSighting[]): Promise<void> {
@@ -785,4 +815,26 @@ function withoutIndexes(length: number, skip: readonly number[]): number[] {
     else kept.push(i);
   }
   return kept;
+}
+
+const EMPTY = Buffer.alloc(0);
+
+/**
+ * The batch's samples by time (microseconds), then series: the index of the sample. A (series,
+ * time) the batch holds twice is kept once, the first.
+ */
+function samplesByTime(rows: HotRows): Map<number, Map<number, number>> {
+  const times = new Map<number, Map<number, number>>();
+  for (let i = 0; i < rows.us.length; i++) {
+    const us = rows.us[i] as number;
+    let series = times.get(us);
+    if (!series) times.set(us, (series = new Map()));
+    const seriesId = rows.seriesIds[i] as number;
+    if (!series.has(seriesId)) series.set(seriesId, i);
+  }
+  return times;
+}
+
+function sortedIds(series: Map<number, number>): number[] {
+  return [...series.keys()].sort((a, b) => a - b);
 }

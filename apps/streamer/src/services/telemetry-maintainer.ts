@@ -7,6 +7,7 @@ import type { StreamerMetrics } from './streamer.metrics';
 import {
   deleteGpusNotSeenSince,
   deleteSeriesNotSeenFor,
+  forgetColdHotTimes,
   deleteStaleMarkersBefore,
   dropChunks,
   ensureChunks,
@@ -109,6 +110,7 @@ export class TelemetryMaintainer {
       dropped = await dropChunks(pool, before);
       // Markers are rare (a series went away), so DELETE is cheap here where the samples need DROP.
       await deleteStaleMarkersBefore(pool, before);
+      if (dropped.length > 0) await forgetColdHotTimes(pool);
       this.deps.metrics.chunksDropped.inc(dropped.length);
       if (dropped.length > 0) {
         this.deps.onDropped?.();
@@ -145,6 +147,7 @@ export class TelemetryMaintainer {
     const done = await this.deps.compactor.compactDue();
     if (done.chunks > 0) this.deps.onDropped?.();
     await dropCompactedPartitions(this.deps.pool);
+    if (done.chunks > 0) await forgetColdHotTimes(this.deps.pool);
     // Slices merge once their hot partitions are dropped (a partition is found by its slice's row).
     const merged = await this.deps.compactor.mergeDue();
     if (merged > 0) this.deps.onDropped?.();

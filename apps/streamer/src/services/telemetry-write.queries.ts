@@ -240,32 +240,79 @@ export function* hotCopyChunks(rows: HotRows): Generator<Buffer> {
 }
 
 /**
- * Hot samples by plain COPY, the fastest way in: one statement, so all rows or none. The key
- * (series, time) refuses the whole COPY (23505) if any sample is already stored.
+ * Hot samples by binary COPY, inside the caller's transaction (after claimHotTimes has kept only
+ * new ones); returns how many were stored.
  */
 export async function copyHotSamples(client: PoolClient, rows: HotRows): Promise<number> {
   return copyIn(client, 'telemetry_samples (series_id, ts, value)', hotCopyChunks(rows), 'binary');
 }
 
+const AT_US = `TIMESTAMPTZ 'epoch' + x.us * INTERVAL '1 microsecond'`;
+
 /**
- * Hot samples, skipping those already stored: COPY into a temp table, then INSERT ... ON CONFLICT
- * DO NOTHING, the fastest idempotent way measured here. Runs inside the caller's transaction (the
- * temp table empties at its commit); returns how many samples were new. The table is asked for
- * every time, not remembered per connection: made in a transaction that rolled back, it is gone
- * again (the path is taken only by redeliveries, so the check costs nothing that matters).
+ * Claims sample times for the batch about to be stored hot: each time (microseconds) not held hot
+ * yet is written with its set of series (encodeIdSet) and returned. A time another transaction is
+ * claiming waits for it to end; times go in ascending order, so two writers never deadlock. The
+ * times not returned are held already: see lockHotTimes.
  */
-export async function insertNewHotSamples(client: PoolClient, rows: HotRows): Promise<number> {
-  await client.query(
-    `CREATE TEMP TABLE IF NOT EXISTS telemetry_stage
-       (series_id bigint, ts timestamptz, value double precision) ON COMMIT DELETE ROWS`,
-  );
-  await copyIn(client, 'telemetry_stage (series_id, ts, value)', hotCopyChunks(rows), 'binary');
-  const result = await client.query({
-    name: 'telemetry_insert_dedup',
-    text: `INSERT INTO telemetry_samples (series_id, ts, value)
-           SELECT series_id, ts, value FROM telemetry_stage ON CONFLICT DO NOTHING`,
+export async function claimHotTimes(
+  client: PoolClient,
+  times: readonly number[],
+  sets: readonly Buffer[],
+): Promise<Set<number>> {
+  const { rows } = await client.query<{ us: string }>({
+    name: 'telemetry_hot_times_claim',
+    text: `INSERT INTO telemetry_hot_times (ts, series)
+           SELECT ${AT_US}, x.series FROM unnest($1::bigint[], $2::bytea[]) AS x(us, series) ORDER BY x.us
+           ON CONFLICT (ts) DO NOTHING
+           RETURNING (extract(epoch FROM ts) * 1000000)::bigint AS us`,
+    values: [times, sets],
   });
-  return result.rowCount ?? 0;
+  return new Set(rows.map((r) => Number(r.us)));
+}
+
+/** The series sets of these sample times (microseconds), locked until commit, in time order. */
+export async function lockHotTimes(client: PoolClient, times: readonly number[]): Promise<Map<number, Buffer>> {
+  const { rows } = await client.query<{ us: string; series: Buffer }>({
+    name: 'telemetry_hot_times_lock',
+    text: `SELECT (extract(epoch FROM h.ts) * 1000000)::bigint AS us, h.series
+           FROM telemetry_hot_times h JOIN unnest($1::bigint[]) AS x(us) ON h.ts = ${AT_US}
+           ORDER BY h.ts FOR UPDATE OF h`,
+    values: [times],
+  });
+  return new Map(rows.map((r) => [Number(r.us), r.series]));
+}
+
+/** Writes the series sets of these sample times (microseconds), ascending. */
+export async function writeHotTimes(
+  client: PoolClient,
+  times: readonly number[],
+  sets: readonly Buffer[],
+): Promise<void> {
+  if (times.length === 0) return;
+  await client.query({
+    name: 'telemetry_hot_times_write',
+    text: `INSERT INTO telemetry_hot_times (ts, series)
+           SELECT ${AT_US}, x.series FROM unnest($1::bigint[], $2::bytea[]) AS x(us, series) ORDER BY x.us
+           ON CONFLICT (ts) DO UPDATE SET series = excluded.series`,
+    values: [times, sets],
+  });
+}
+
+/**
+ * Forgets the sample times no hot chunk holds: those before the oldest chunk not compacted yet
+ * (a sample sent again for a compacted chunk is merged into its block, which keeps it once; one
+ * for a chunk dropped by retention is refused). Rows are locked in time order, as writers lock
+ * them, so this never deadlocks with one. Returns how many were forgotten.
+ */
+export async function forgetColdHotTimes(pool: Pool): Promise<number> {
+  const { rowCount } = await pool.query(
+    `DELETE FROM telemetry_hot_times WHERE ts IN (
+       SELECT ts FROM telemetry_hot_times
+       WHERE ts < coalesce((SELECT min(chunk_start) FROM telemetry_chunks WHERE compacted_at IS NULL), 'infinity')
+       ORDER BY ts FOR UPDATE)`,
+  );
+  return rowCount ?? 0;
 }
 
 /** A stale marker: the series ended at this time. */
