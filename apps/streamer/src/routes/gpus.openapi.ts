@@ -161,7 +161,7 @@ export const storageOperations: Operation[] = [
     method: 'get',
     path: '/v1/storage',
     summary:
-      'Bytes of Postgres per tier (hot rows, blocks, 1-minute and 1-hour rollups, series), indexes and TOAST included, with samples and bytes per sample; hot rows are estimated (`estimated`) once past 80 MB',
+      'Bytes of Postgres per tier (hot rows with the series of each hot sample time, blocks, 1-minute and 1-hour rollups, series), indexes and TOAST included, with samples and bytes per sample; hot rows are estimated (`estimated`) once past 80 MB',
     tags: ['storage'],
     query: storageQuery,
     responses: { 200: { description: 'The storage report', schema: storageReport } },

@@ -194,7 +194,12 @@ describe('IngestService.handle', () => {
     expect((await rows(gpuId)).map((r) => r.value)).toEqual([0, 1, 2, 3, 4, 5, 6, 7]);
     // Other series at the same times are new: stored beside them.
     const other = (n: number) =>
-      sample({ gpuId, metricName: 'DCGM_FI_DEV_SM_CLOCK', value: n, timestamp: new Date(t0 + n * 1000).toISOString() });
+      sample({
+        gpuId,
+        metricName: 'DCGM_FI_DEV_SM_CLOCK',
+        value: n,
+        timestamp: new Date(t0 + n * 1000).toISOString(),
+      });
     await Promise.all([0, 1].map(() => streamer.ingest.handle([message([at(3), other(3), other(4)])])));
     expect(await rows(gpuId)).toHaveLength(10);
   });

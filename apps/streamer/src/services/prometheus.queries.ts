@@ -198,7 +198,9 @@ export async function readSamples(
   const to = tsLiteral(args.toUs);
   const parts: string[] = [];
   if (each.hot) {
-    parts.push(`SELECT 1::int2, series_id, array_agg(ts ORDER BY ts), array_agg(value ORDER BY ts), NULL::bytea[]
+    // In the order found (a series' rows come in the order written, nearly always time order),
+    // put in time order here: ordered aggregates make Postgres sort every row read at once.
+    parts.push(`SELECT 1::int2, series_id, array_agg(ts), array_agg(value), NULL::bytea[]
            FROM telemetry_samples WHERE series_id = ANY(${ids}) AND ts >= ${from} AND ts < ${to}
            GROUP BY series_id`);
   }
@@ -249,9 +251,26 @@ export async function readSamples(
         words[2 * i + 1] = buf.readUInt32BE(at);
         i++;
       });
+      inTimeOrder(times, values);
       each.hot?.(seriesId, { times, values });
     },
   );
+}
+
+/**
+ * Puts a series' samples in time order, in place; values keep their bits (a staleness marker's
+ * NaN included). Samples already in order, as they nearly always are, cost one pass.
+ */
+export function inTimeOrder(times: Float64Array, values: Float64Array): void {
+  let sorted = true;
+  for (let i = 1; i < times.length && sorted; i++) sorted = (times[i - 1] as number) <= (times[i] as number);
+  if (sorted) return;
+  const order = Array.from(times.keys()).sort((a, b) => (times[a] as number) - (times[b] as number));
+  const t = Float64Array.from(order, (k) => times[k] as number);
+  const bits = new BigUint64Array(values.buffer, values.byteOffset, values.length);
+  const v = BigUint64Array.from(order, (k) => bits[k] as bigint);
+  times.set(t);
+  bits.set(v);
 }
 
 /** A chunk of time, µs since the epoch, and whether it is compacted (blocks and rollups) or hot. */

@@ -37,6 +37,14 @@ export async function partitionSizes(pool: Pool, table: TelemetryTable): Promise
   }));
 }
 
+/** Bytes of telemetry_hot_times (the series of each hot sample time: hot samples' key). */
+export async function hotTimesSize(pool: Pool): Promise<number> {
+  const { rows } = await pool.query<{ bytes: string }>(
+    `SELECT pg_total_relation_size('telemetry_hot_times')::bigint AS bytes`,
+  );
+  return Number(rows[0]?.bytes ?? 0);
+}
+
 /** Hot rows, counted. */
 export async function countHotSamples(pool: Pool): Promise<number> {
   const { rows } = await pool.query<{ n: string }>('SELECT count(*) AS n FROM telemetry_samples');

@@ -1,5 +1,5 @@
 import type { Pool } from 'pg';
-import { compactedByDay, countHotSamples, partitionSizes, seriesSize } from './storage.queries';
+import { compactedByDay, countHotSamples, hotTimesSize, partitionSizes, seriesSize } from './storage.queries';
 import type { StreamerMetrics } from './streamer.metrics';
 
 /** One way of storing samples: its bytes, the samples in it, and the two divided. */
@@ -57,8 +57,9 @@ export class StorageService {
 
   private async measure(): Promise<StorageReport> {
     const { pool } = this.deps;
-    const [hotParts, blockParts, m1, h1, series, byDay] = await Promise.all([
+    const [hotParts, hotTimes, blockParts, m1, h1, series, byDay] = await Promise.all([
       partitionSizes(pool, 'telemetry_samples'),
+      hotTimesSize(pool),
       partitionSizes(pool, 'telemetry_blocks'),
       partitionSizes(pool, 'telemetry_rollups_1m'),
       partitionSizes(pool, 'telemetry_rollups_1h'),
@@ -67,7 +68,7 @@ export class StorageService {
     ]);
     const sum = (parts: { bytes: number }[]) => parts.reduce((n, p) => n + p.bytes, 0);
 
-    const hotBytes = sum(hotParts);
+    const hotBytes = sum(hotParts) + hotTimes;
     const hotPages = hotParts.reduce((n, p) => n + p.pages, 0);
     const estimated = hotPages > COUNT_HOT_UP_TO_PAGES;
     const hotSamples = estimated

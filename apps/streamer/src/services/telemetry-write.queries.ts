@@ -272,7 +272,10 @@ export async function claimHotTimes(
 }
 
 /** The series sets of these sample times (microseconds), locked until commit, in time order. */
-export async function lockHotTimes(client: PoolClient, times: readonly number[]): Promise<Map<number, Buffer>> {
+export async function lockHotTimes(
+  client: PoolClient,
+  times: readonly number[],
+): Promise<Map<number, Buffer>> {
   const { rows } = await client.query<{ us: string; series: Buffer }>({
     name: 'telemetry_hot_times_lock',
     text: `SELECT (extract(epoch FROM h.ts) * 1000000)::bigint AS us, h.series
