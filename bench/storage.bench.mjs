@@ -197,7 +197,10 @@ async function measure(postgres, label, rounds, dayOf) {
   const { rows: counted } = await pool.query('SELECT count(*)::int AS n FROM telemetry_samples');
   const samples = counted[0].n;
   await pool.query('VACUUM ANALYZE telemetry_samples');
-  const hot = await sizeOf(pool, '^telemetry_samples_\\d');
+  await pool.query('VACUUM ANALYZE telemetry_hot_times');
+  // Hot rows with their series index, and the series of each hot sample time (their key).
+  const hotTimes = await sizeOf(pool, '^telemetry_hot_times$');
+  const hot = (await sizeOf(pool, '^telemetry_samples_\\d')) + hotTimes;
 
   await postgres.quiesce();
   process.stderr.write(`${label}: compacting ${samples.toLocaleString()} samples...\n`);
@@ -271,6 +274,7 @@ async function measure(postgres, label, rounds, dayOf) {
     samples,
     series: stored.length,
     hot: hot / samples,
+    hotTimes: hotTimes / samples,
     sliceBlocks: sliceBlocks / samples,
     blocks: blocks / samples,
     blocksOnDisk: blocksOnDisk / samples,
@@ -309,6 +313,7 @@ printTable(
     'data',
     'samples',
     'hot rows',
+    '(of which times)',
     '10m slices',
     'blocks',
     '(on disk)',
@@ -326,6 +331,7 @@ printTable(
     r.label,
     fmt(r.samples),
     fmt(r.hot, 1),
+    fmt(r.hotTimes, 2),
     fmt(r.sliceBlocks, 2),
     fmt(r.blocks, 2),
     fmt(r.blocksOnDisk, 2),
