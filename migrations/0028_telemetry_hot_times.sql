@@ -4,12 +4,17 @@
 -- (a scrape round inserts into every series' place at once, so its pages split half full) beside
 -- a 52-byte row. Samples are now found by series alone, an index whose entries are deduplicated
 -- into one posting list per series and page (~10 bytes a sample), and a sample is kept once by
--- telemetry_hot_times: for each sample time held hot, the set of series with a sample at it,
--- written in the transaction that stores them. A scrape's samples share their time, so a set
--- holds a host's series and costs about a byte a sample (sorted ids as LEB128 deltas).
+-- telemetry_hot_times: for each sample time held hot and each bucket of 1,024 series ids
+-- (series_id / 1024), the set of those series with a sample at it, written in the transaction
+-- that stores them. A scrape's samples share their time and its series were made together, so a
+-- set holds a host's series and costs about a byte a sample (sorted ids as LEB128 deltas); hosts
+-- scraped at the same millisecond write different rows, so they neither wait for each other nor
+-- rewrite each other's sets.
 CREATE TABLE telemetry_hot_times (
-  ts     timestamptz PRIMARY KEY,
-  series bytea NOT NULL
+  ts     timestamptz NOT NULL,
+  bucket integer NOT NULL,
+  series bytea NOT NULL,
+  PRIMARY KEY (ts, bucket)
 );
 ALTER TABLE telemetry_hot_times ALTER COLUMN series SET STORAGE MAIN;
 
@@ -64,10 +69,10 @@ BEGIN
 END
 $$;
 
-INSERT INTO telemetry_hot_times (ts, series)
-SELECT ts, telemetry_id_set(array_agg(series_id ORDER BY series_id))
+INSERT INTO telemetry_hot_times (ts, bucket, series)
+SELECT ts, (series_id / 1024)::integer, telemetry_id_set(array_agg(series_id ORDER BY series_id))
 FROM telemetry_samples
-GROUP BY ts;
+GROUP BY 1, 2;
 
 DROP INDEX telemetry_samples_key;
 CREATE INDEX telemetry_samples_series ON telemetry_samples (series_id);

@@ -39,6 +39,8 @@ import {
   type HotRows,
   claimHotTimes,
   copyHotSamples,
+  HOT_TIME_BUCKET,
+  type HotTimes,
   lockHotTimes,
   writeHotTimes,
   insertStaleMarkers,
@@ -616,42 +618,47 @@ export class IngestService {
    * turns out to be gone (retention deleted it meanwhile), it is sent again with them.
    */
   /**
-   * Stores hot samples, each (series, time) once, in one transaction: the batch's sample times are
-   * claimed in telemetry_hot_times first, and only samples whose series the time did not hold yet
-   * go in by COPY. Nearly every batch brings times nobody holds ('copy'); a redelivery, or another
-   * message with samples of the same time, finds its times held, reads their series under lock and
-   * adds what is new ('dedup'). Returns how many samples were stored and which path they took.
+   * Stores hot samples, each (series, time) once, in one transaction: the batch's (sample time,
+   * bucket of series ids) rows are claimed in telemetry_hot_times first, and only samples whose
+   * series the row did not hold yet go in by COPY. Nearly every batch brings rows nobody holds
+   * ('copy'); a redelivery, or another message with samples of the same time and bucket, finds
+   * its row held, reads its series under lock and adds what is new ('dedup'). Returns how many
+   * samples were stored and which path they took.
    */
   private async storeHot(rows: HotRows): Promise<{ inserted: number; path: 'copy' | 'dedup' }> {
-    const times = samplesByTime(rows);
-    const order = [...times.keys()].sort((a, b) => a - b);
+    const { claims, members } = hotTimesOf(rows);
     return withTransaction(this.deps.pool, async (tx) => {
-      const claimed = await claimHotTimes(
-        tx,
-        order,
-        order.map((us) => encodeIdSet(sortedIds(times.get(us) as Map<number, number>))),
-      );
+      const claimed = await claimHotTimes(tx, claims);
       const keep: number[] = [];
-      const held = order.filter((us) => !claimed.has(us));
+      const held: number[] = [];
+      claims.us.forEach((us, k) => {
+        if (claimed.has(`${us}/${claims.buckets[k] as number}`))
+          keep.push(...(members[k] as Members).values());
+        else held.push(k);
+      });
       if (held.length > 0) {
-        const stored = await lockHotTimes(tx, held);
-        const changed: number[] = [];
-        const sets: Buffer[] = [];
-        for (const us of held) {
-          const series = new Set(decodeIdSet(stored.get(us) ?? EMPTY));
+        const stored = await lockHotTimes(tx, {
+          us: held.map((k) => claims.us[k] as number),
+          buckets: held.map((k) => claims.buckets[k] as number),
+        });
+        const changed: HotTimes = { us: [], buckets: [], sets: [] };
+        for (const k of held) {
+          const us = claims.us[k] as number;
+          const bucket = claims.buckets[k] as number;
+          const series = new Set(decodeIdSet(stored.get(`${us}/${bucket}`) ?? EMPTY));
           const before = series.size;
-          for (const [seriesId, index] of times.get(us) as Map<number, number>) {
+          for (const [seriesId, index] of members[k] as Members) {
             if (series.has(seriesId)) continue;
             series.add(seriesId);
             keep.push(index);
           }
           if (series.size === before) continue;
-          changed.push(us);
-          sets.push(encodeIdSet([...series].sort((a, b) => a - b)));
+          changed.us.push(us);
+          changed.buckets.push(bucket);
+          changed.sets.push(encodeIdSet([...series].sort((a, b) => a - b)));
         }
-        await writeHotTimes(tx, changed, sets);
+        await writeHotTimes(tx, changed);
       }
-      for (const us of claimed) keep.push(...(times.get(us) as Map<number, number>).values());
       if (keep.length === 0) return { inserted: 0, path: 'dedup' };
       keep.sort((a, b) => a - b);
       const fresh: HotRows = {
@@ -819,12 +826,15 @@ function withoutIndexes(length: number, skip: readonly number[]): number[] {
 
 const EMPTY = Buffer.alloc(0);
 
+/** A (sample time, bucket) row's samples in a batch: series id to the sample's index. */
+type Members = Map<number, number>;
+
 /**
- * The batch's samples by time (microseconds), then series: the index of the sample. A (series,
- * time) the batch holds twice is kept once, the first.
+ * The batch's telemetry_hot_times rows, in (time, bucket) order, each with its set of series and
+ * the samples behind it. A (series, time) the batch holds twice is kept once, the first.
  */
-function samplesByTime(rows: HotRows): Map<number, Map<number, number>> {
-  const times = new Map<number, Map<number, number>>();
+function hotTimesOf(rows: HotRows): { claims: HotTimes; members: Members[] } {
+  const times = new Map<number, Members>();
   for (let i = 0; i < rows.us.length; i++) {
     const us = rows.us[i] as number;
     let series = times.get(us);
@@ -832,9 +842,22 @@ function samplesByTime(rows: HotRows): Map<number, Map<number, number>> {
     const seriesId = rows.seriesIds[i] as number;
     if (!series.has(seriesId)) series.set(seriesId, i);
   }
-  return times;
-}
-
-function sortedIds(series: Map<number, number>): number[] {
-  return [...series.keys()].sort((a, b) => a - b);
+  const claims: HotTimes = { us: [], buckets: [], sets: [] };
+  const members: Members[] = [];
+  for (const us of [...times.keys()].sort((a, b) => a - b)) {
+    const series = times.get(us) as Members;
+    const ids = [...series.keys()].sort((a, b) => a - b);
+    for (let from = 0; from < ids.length;) {
+      const bucket = Math.floor((ids[from] as number) / HOT_TIME_BUCKET);
+      let to = from + 1;
+      while (to < ids.length && Math.floor((ids[to] as number) / HOT_TIME_BUCKET) === bucket) to++;
+      const inBucket = ids.slice(from, to);
+      claims.us.push(us);
+      claims.buckets.push(bucket);
+      claims.sets.push(encodeIdSet(inBucket));
+      members.push(new Map(inBucket.map((id) => [id, series.get(id) as number])));
+      from = to;
+    }
+  }
+  return { claims, members };
 }

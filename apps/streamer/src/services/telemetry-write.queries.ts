@@ -249,56 +249,66 @@ export async function copyHotSamples(client: PoolClient, rows: HotRows): Promise
 
 const AT_US = `TIMESTAMPTZ 'epoch' + x.us * INTERVAL '1 microsecond'`;
 
-/**
- * Claims sample times for the batch about to be stored hot: each time (microseconds) not held hot
- * yet is written with its set of series (encodeIdSet) and returned. A time another transaction is
- * claiming waits for it to end; times go in ascending order, so two writers never deadlock. The
- * times not returned are held already: see lockHotTimes.
- */
-export async function claimHotTimes(
-  client: PoolClient,
-  times: readonly number[],
-  sets: readonly Buffer[],
-): Promise<Set<number>> {
-  const { rows } = await client.query<{ us: string }>({
-    name: 'telemetry_hot_times_claim',
-    text: `INSERT INTO telemetry_hot_times (ts, series)
-           SELECT ${AT_US}, x.series FROM unnest($1::bigint[], $2::bytea[]) AS x(us, series) ORDER BY x.us
-           ON CONFLICT (ts) DO NOTHING
-           RETURNING (extract(epoch FROM ts) * 1000000)::bigint AS us`,
-    values: [times, sets],
-  });
-  return new Set(rows.map((r) => Number(r.us)));
+/** Series ids per row of telemetry_hot_times: a row is a sample time and a bucket of ids. */
+export const HOT_TIME_BUCKET = 1024;
+
+/** Rows of telemetry_hot_times, column by column, in (time, bucket) order. */
+export interface HotTimes {
+  /** Microseconds since the Unix epoch. */
+  us: number[];
+  buckets: number[];
+  /** encodeIdSet of the bucket's series with a sample at the time. */
+  sets: Buffer[];
 }
 
-/** The series sets of these sample times (microseconds), locked until commit, in time order. */
+/**
+ * Claims (sample time, bucket) rows for the batch about to be stored hot: each one not held yet
+ * is written with its set of series and returned, as `${us}/${bucket}`. A row another transaction
+ * is claiming waits for it to end; rows go in (time, bucket) order, so two writers never
+ * deadlock. The rows not returned are held already: see lockHotTimes.
+ */
+export async function claimHotTimes(client: PoolClient, claims: HotTimes): Promise<Set<string>> {
+  const { rows } = await client.query<{ us: string; bucket: number }>({
+    name: 'telemetry_hot_times_claim',
+    text: `INSERT INTO telemetry_hot_times (ts, bucket, series)
+           SELECT ${AT_US}, x.bucket, x.series
+           FROM unnest($1::bigint[], $2::int[], $3::bytea[]) WITH ORDINALITY AS x(us, bucket, series, i)
+           ORDER BY x.i
+           ON CONFLICT (ts, bucket) DO NOTHING
+           RETURNING (extract(epoch FROM ts) * 1000000)::bigint AS us, bucket`,
+    values: [claims.us, claims.buckets, claims.sets],
+  });
+  return new Set(rows.map((r) => `${r.us}/${r.bucket}`));
+}
+
+/**
+ * The stored sets of these (sample time, bucket) rows, locked until commit, in (time, bucket)
+ * order; keyed `${us}/${bucket}`.
+ */
 export async function lockHotTimes(
   client: PoolClient,
-  times: readonly number[],
-): Promise<Map<number, Buffer>> {
-  const { rows } = await client.query<{ us: string; series: Buffer }>({
+  held: Pick<HotTimes, 'us' | 'buckets'>,
+): Promise<Map<string, Buffer>> {
+  const { rows } = await client.query<{ us: string; bucket: number; series: Buffer }>({
     name: 'telemetry_hot_times_lock',
-    text: `SELECT (extract(epoch FROM h.ts) * 1000000)::bigint AS us, h.series
-           FROM telemetry_hot_times h JOIN unnest($1::bigint[]) AS x(us) ON h.ts = ${AT_US}
-           ORDER BY h.ts FOR UPDATE OF h`,
-    values: [times],
+    text: `SELECT x.us, x.bucket, h.series
+           FROM telemetry_hot_times h
+           JOIN unnest($1::bigint[], $2::int[]) AS x(us, bucket) ON h.ts = ${AT_US} AND h.bucket = x.bucket
+           ORDER BY h.ts, h.bucket FOR UPDATE OF h`,
+    values: [held.us, held.buckets],
   });
-  return new Map(rows.map((r) => [Number(r.us), r.series]));
+  return new Map(rows.map((r) => [`${r.us}/${r.bucket}`, r.series]));
 }
 
-/** Writes the series sets of these sample times (microseconds), ascending. */
-export async function writeHotTimes(
-  client: PoolClient,
-  times: readonly number[],
-  sets: readonly Buffer[],
-): Promise<void> {
-  if (times.length === 0) return;
+/** Writes the series sets of these (sample time, bucket) rows, in (time, bucket) order. */
+export async function writeHotTimes(client: PoolClient, rows: HotTimes): Promise<void> {
+  if (rows.us.length === 0) return;
   await client.query({
     name: 'telemetry_hot_times_write',
-    text: `INSERT INTO telemetry_hot_times (ts, series)
-           SELECT ${AT_US}, x.series FROM unnest($1::bigint[], $2::bytea[]) AS x(us, series) ORDER BY x.us
-           ON CONFLICT (ts) DO UPDATE SET series = excluded.series`,
-    values: [times, sets],
+    text: `INSERT INTO telemetry_hot_times (ts, bucket, series)
+           SELECT ${AT_US}, x.bucket, x.series FROM unnest($1::bigint[], $2::int[], $3::bytea[]) AS x(us, bucket, series)
+           ON CONFLICT (ts, bucket) DO UPDATE SET series = excluded.series`,
+    values: [rows.us, rows.buckets, rows.sets],
   });
 }
 
@@ -310,10 +320,10 @@ export async function writeHotTimes(
  */
 export async function forgetColdHotTimes(pool: Pool): Promise<number> {
   const { rowCount } = await pool.query(
-    `DELETE FROM telemetry_hot_times WHERE ts IN (
-       SELECT ts FROM telemetry_hot_times
+    `DELETE FROM telemetry_hot_times WHERE (ts, bucket) IN (
+       SELECT ts, bucket FROM telemetry_hot_times
        WHERE ts < coalesce((SELECT min(chunk_start) FROM telemetry_chunks WHERE compacted_at IS NULL), 'infinity')
-       ORDER BY ts FOR UPDATE)`,
+       ORDER BY ts, bucket FOR UPDATE)`,
   );
   return rowCount ?? 0;
 }
