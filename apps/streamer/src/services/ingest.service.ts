@@ -29,6 +29,7 @@ import type { Pool } from 'pg';
 import type { StreamerMetrics } from './streamer.metrics';
 import { type ChunkCompactor, ChunkMovedError, type LateSample } from './chunk-compactor';
 import { GpuMetricsWritten } from './gpu-metrics-written';
+import { planHotTimes, samplesOf } from './hot-times';
 import { decodeIdSet, encodeIdSet } from './id-set';
 import { microsOf } from './sample-time';
 import { SeriesCache } from './series-cache';
@@ -39,7 +40,6 @@ import {
   type HotRows,
   claimHotTimes,
   copyHotSamples,
-  HOT_TIME_BUCKET,
   type HotTimes,
   lockHotTimes,
   writeHotTimes,
@@ -626,15 +626,18 @@ export class IngestService {
    * samples were stored and which path they took.
    */
   private async storeHot(rows: HotRows): Promise<{ inserted: number; path: 'copy' | 'dedup' }> {
-    const { claims, members } = hotTimesOf(rows);
+    const plan = planHotTimes(rows);
+    const { claims } = plan;
     return withTransaction(this.deps.pool, async (tx) => {
       const claimed = await claimHotTimes(tx, claims);
+      // Nearly every batch: every row new, no sample twice. Its samples go as they came.
+      if (claimed.size === claims.us.length && plan.repeated === 0)
+        return { inserted: await copyHotSamples(tx, rows), path: 'copy' };
       const keep: number[] = [];
       const held: number[] = [];
       claims.us.forEach((us, k) => {
-        if (claimed.has(`${us}/${claims.buckets[k] as number}`))
-          keep.push(...(members[k] as Members).values());
-        else held.push(k);
+        if (!claimed.has(`${us}/${claims.buckets[k] as number}`)) held.push(k);
+        else for (const [, index] of samplesOf(plan, k)) keep.push(index);
       });
       if (held.length > 0) {
         const stored = await lockHotTimes(tx, {
@@ -647,7 +650,7 @@ export class IngestService {
           const bucket = claims.buckets[k] as number;
           const series = new Set(decodeIdSet(stored.get(`${us}/${bucket}`) ?? EMPTY));
           const before = series.size;
-          for (const [seriesId, index] of members[k] as Members) {
+          for (const [seriesId, index] of samplesOf(plan, k)) {
             if (series.has(seriesId)) continue;
             series.add(seriesId);
             keep.push(index);
@@ -660,12 +663,13 @@ export class IngestService {
         await writeHotTimes(tx, changed);
       }
       if (keep.length === 0) return { inserted: 0, path: 'dedup' };
-      keep.sort((a, b) => a - b);
-      const fresh: HotRows = {
-        seriesIds: keep.map((i) => rows.seriesIds[i] as number),
-        us: keep.map((i) => rows.us[i] as number),
-        values: keep.map((i) => rows.values[i] as number),
-      };
+      const order = Float64Array.from(keep).sort();
+      const fresh: HotRows = { seriesIds: [], us: [], values: [] };
+      for (const i of order) {
+        fresh.seriesIds.push(rows.seriesIds[i] as number);
+        fresh.us.push(rows.us[i] as number);
+        fresh.values.push(rows.values[i] as number);
+      }
       return { inserted: await copyHotSamples(tx, fresh), path: held.length > 0 ? 'dedup' : 'copy' };
     });
   }
@@ -825,39 +829,3 @@ function withoutIndexes(length: number, skip: readonly number[]): number[] {
 }
 
 const EMPTY = Buffer.alloc(0);
-
-/** A (sample time, bucket) row's samples in a batch: series id to the sample's index. */
-type Members = Map<number, number>;
-
-/**
- * The batch's telemetry_hot_times rows, in (time, bucket) order, each with its set of series and
- * the samples behind it. A (series, time) the batch holds twice is kept once, the first.
- */
-function hotTimesOf(rows: HotRows): { claims: HotTimes; members: Members[] } {
-  const times = new Map<number, Members>();
-  for (let i = 0; i < rows.us.length; i++) {
-    const us = rows.us[i] as number;
-    let series = times.get(us);
-    if (!series) times.set(us, (series = new Map()));
-    const seriesId = rows.seriesIds[i] as number;
-    if (!series.has(seriesId)) series.set(seriesId, i);
-  }
-  const claims: HotTimes = { us: [], buckets: [], sets: [] };
-  const members: Members[] = [];
-  for (const us of [...times.keys()].sort((a, b) => a - b)) {
-    const series = times.get(us) as Members;
-    const ids = [...series.keys()].sort((a, b) => a - b);
-    for (let from = 0; from < ids.length;) {
-      const bucket = Math.floor((ids[from] as number) / HOT_TIME_BUCKET);
-      let to = from + 1;
-      while (to < ids.length && Math.floor((ids[to] as number) / HOT_TIME_BUCKET) === bucket) to++;
-      const inBucket = ids.slice(from, to);
-      claims.us.push(us);
-      claims.buckets.push(bucket);
-      claims.sets.push(encodeIdSet(inBucket));
-      members.push(new Map(inBucket.map((id) => [id, series.get(id) as number])));
-      from = to;
-    }
-  }
-  return { claims, members };
-}
