@@ -4,17 +4,17 @@
 -- (a scrape round inserts into every series' place at once, so its pages split half full) beside
 -- a 52-byte row. Samples are now found by series alone, an index whose entries are deduplicated
 -- into one posting list per series and page (~10 bytes a sample), and a sample is kept once by
--- telemetry_hot_times: for each sample time held hot and each bucket of 1,024 series ids
--- (series_id / 1024), the set of those series with a sample at it, written in the transaction
--- that stores them. A scrape's samples share their time and its series were made together, so a
--- set holds a host's series and costs about a byte a sample (sorted ids as LEB128 deltas); hosts
--- scraped at the same millisecond write different rows, so they neither wait for each other nor
--- rewrite each other's sets.
+-- telemetry_hot_times: for each sample time held hot and each group of series, the set of the
+-- group's series with a sample at it, written in the transaction that stores them. A series'
+-- group is its host's (telemetry_hot_group: its hostname, else its instance label), so a scrape's
+-- samples, which share their time, make one row, and hosts scraped at the same millisecond write
+-- rows of their own, neither waiting for each other nor rewriting each other's sets. A set costs
+-- about a byte a sample (sorted ids as LEB128 deltas: a host's series were made together).
 CREATE TABLE telemetry_hot_times (
   ts     timestamptz NOT NULL,
-  bucket integer NOT NULL,
+  grp    integer NOT NULL,
   series bytea NOT NULL,
-  PRIMARY KEY (ts, bucket)
+  PRIMARY KEY (ts, grp)
 );
 ALTER TABLE telemetry_hot_times ALTER COLUMN series SET STORAGE MAIN;
 
@@ -69,9 +69,30 @@ BEGIN
 END
 $$;
 
-INSERT INTO telemetry_hot_times (ts, bucket, series)
-SELECT ts, (series_id / 1024)::integer, telemetry_id_set(array_agg(series_id ORDER BY series_id))
-FROM telemetry_samples
+-- The group of a series' hot sample times: FNV-1a (32 bits, the top one cleared) of the UTF-8
+-- of its host (hostname, else its instance label); without either, its bucket of 1,024 ids,
+-- as -1 - id / 1024. services/hot-times.ts computes the same from a sample's series.
+CREATE FUNCTION telemetry_hot_group(p_host text, p_series bigint) RETURNS integer
+LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE AS $$
+DECLARE
+  h bigint := 2166136261;
+  bytes bytea;
+BEGIN
+  IF p_host IS NULL OR p_host = '' THEN
+    RETURN (-1 - p_series / 1024)::integer;
+  END IF;
+  bytes := convert_to(p_host, 'UTF8');
+  FOR i IN 0 .. length(bytes) - 1 LOOP
+    h := ((h # get_byte(bytes, i)) * 16777619) % 4294967296;
+  END LOOP;
+  RETURN (h & 2147483647)::integer;
+END
+$$;
+
+INSERT INTO telemetry_hot_times (ts, grp, series)
+SELECT x.ts, telemetry_hot_group(coalesce(nullif(s.hostname, ''), s.prom_labels->>'instance'), x.series_id),
+       telemetry_id_set(array_agg(x.series_id ORDER BY x.series_id))
+FROM telemetry_samples x JOIN telemetry_series s ON s.id = x.series_id
 GROUP BY 1, 2;
 
 DROP INDEX telemetry_samples_key;
@@ -82,5 +103,6 @@ CREATE INDEX telemetry_samples_series ON telemetry_samples (series_id);
 DROP INDEX telemetry_samples_series;
 CREATE UNIQUE INDEX telemetry_samples_key ON telemetry_samples (series_id, ts);
 DROP TABLE telemetry_hot_times;
+DROP FUNCTION telemetry_hot_group(text, bigint);
 DROP FUNCTION telemetry_id_set_ids(bytea);
 DROP FUNCTION telemetry_id_set(bigint[]);

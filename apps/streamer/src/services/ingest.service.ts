@@ -29,7 +29,7 @@ import type { Pool } from 'pg';
 import type { StreamerMetrics } from './streamer.metrics';
 import { type ChunkCompactor, ChunkMovedError, type LateSample } from './chunk-compactor';
 import { GpuMetricsWritten } from './gpu-metrics-written';
-import { planHotTimes, samplesOf } from './hot-times';
+import { hotGroup, planHotTimes, samplesOf } from './hot-times';
 import { decodeIdSet, encodeIdSet } from './id-set';
 import { microsOf } from './sample-time';
 import { SeriesCache } from './series-cache';
@@ -178,6 +178,8 @@ function scrapedSeries(group: SampleGroup, metricName: string): ScrapedSeries {
 export class IngestService {
   /** Chunks known to exist, by slice number (time / sliceMs): a merged chunk under each of its slices'. */
   private readonly knownChunks = new Map<number, Chunk>();
+  /** Each host seen to its hotGroup (bounded: cleared past 100,000 hosts). */
+  private readonly hostGroups = new Map<string, number>();
   private readonly series: SeriesCache;
   private readonly gpuMetrics: GpuMetricsWritten;
   /** Whether this role may not flush the label index, and when a failed flush was last logged. */
@@ -569,6 +571,7 @@ export class IngestService {
     for (let attempt = 1; ; attempt++) {
       const chunks = await this.chunksOf(pending.map((i) => Math.floor((all.us[i] as number) / 1000)));
       const hot: HotRows = { seriesIds: [], us: [], values: [] };
+      const groups: number[] = [];
       const late = new Map<number, { indexes: number[]; samples: LateSample[] }>();
       pending.forEach((i, k) => {
         const chunk = chunks[k] as Chunk;
@@ -579,6 +582,7 @@ export class IngestService {
           hot.seriesIds.push(seriesId);
           hot.us.push(us);
           hot.values.push(value);
+          groups.push(this.hotGroupOf(all.of[i] as ScrapedSeries | LabelledSeries, seriesId));
           return;
         }
         let list = late.get(chunk.start);
@@ -588,7 +592,7 @@ export class IngestService {
       });
       try {
         if (hot.seriesIds.length > 0) {
-          const stored = await this.storeHot(hot);
+          const stored = await this.storeHot(hot, groups);
           this.deps.metrics.insertPaths.inc({ path: stored.path });
           inserted += stored.inserted;
         }
@@ -618,6 +622,21 @@ export class IngestService {
    * turns out to be gone (retention deleted it meanwhile), it is sent again with them.
    */
   /**
+   * The group of a series' hot sample times (hotGroup): its host, the hostname it was stored with,
+   * else its instance label, as telemetry_hot_group reads them from telemetry_series.
+   */
+  private hotGroupOf(of: ScrapedSeries | LabelledSeries, seriesId: number): number {
+    const host = (isScraped(of) ? of.hostname : of.gpu?.hostname) || of.labels['instance'] || null;
+    if (!host) return hotGroup(null, seriesId);
+    let group = this.hostGroups.get(host);
+    if (group === undefined) {
+      if (this.hostGroups.size >= 100_000) this.hostGroups.clear();
+      this.hostGroups.set(host, (group = hotGroup(host, seriesId)));
+    }
+    return group;
+  }
+
+  /**
    * Stores hot samples, each (series, time) once, in one transaction: the batch's (sample time,
    * bucket of series ids) rows are claimed in telemetry_hot_times first, and only samples whose
    * series the row did not hold yet go in by COPY. Nearly every batch brings rows nobody holds
@@ -625,8 +644,11 @@ export class IngestService {
    * its row held, reads its series under lock and adds what is new ('dedup'). Returns how many
    * samples were stored and which path they took.
    */
-  private async storeHot(rows: HotRows): Promise<{ inserted: number; path: 'copy' | 'dedup' }> {
-    const plan = planHotTimes(rows);
+  private async storeHot(
+    rows: HotRows,
+    groups: readonly number[],
+  ): Promise<{ inserted: number; path: 'copy' | 'dedup' }> {
+    const plan = planHotTimes(rows, groups);
     const { claims } = plan;
     return withTransaction(this.deps.pool, async (tx) => {
       const claimed = await claimHotTimes(tx, claims);
@@ -636,19 +658,19 @@ export class IngestService {
       const keep: number[] = [];
       const held: number[] = [];
       claims.us.forEach((us, k) => {
-        if (!claimed.has(`${us}/${claims.buckets[k] as number}`)) held.push(k);
+        if (!claimed.has(`${us}/${claims.groups[k] as number}`)) held.push(k);
         else for (const [, index] of samplesOf(plan, k)) keep.push(index);
       });
       if (held.length > 0) {
         const stored = await lockHotTimes(tx, {
           us: held.map((k) => claims.us[k] as number),
-          buckets: held.map((k) => claims.buckets[k] as number),
+          groups: held.map((k) => claims.groups[k] as number),
         });
-        const changed: HotTimes = { us: [], buckets: [], sets: [] };
+        const changed: HotTimes = { us: [], groups: [], sets: [] };
         for (const k of held) {
           const us = claims.us[k] as number;
-          const bucket = claims.buckets[k] as number;
-          const series = new Set(decodeIdSet(stored.get(`${us}/${bucket}`) ?? EMPTY));
+          const group = claims.groups[k] as number;
+          const series = new Set(decodeIdSet(stored.get(`${us}/${group}`) ?? EMPTY));
           const before = series.size;
           for (const [seriesId, index] of samplesOf(plan, k)) {
             if (series.has(seriesId)) continue;
@@ -657,7 +679,7 @@ export class IngestService {
           }
           if (series.size === before) continue;
           changed.us.push(us);
-          changed.buckets.push(bucket);
+          changed.groups.push(group);
           changed.sets.push(encodeIdSet([...series].sort((a, b) => a - b)));
         }
         await writeHotTimes(tx, changed);

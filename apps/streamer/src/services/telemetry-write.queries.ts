@@ -249,66 +249,64 @@ export async function copyHotSamples(client: PoolClient, rows: HotRows): Promise
 
 const AT_US = `TIMESTAMPTZ 'epoch' + x.us * INTERVAL '1 microsecond'`;
 
-/** Series ids per row of telemetry_hot_times: a row is a sample time and a bucket of ids. */
-export const HOT_TIME_BUCKET = 1024;
-
-/** Rows of telemetry_hot_times, column by column, in (time, bucket) order. */
+/** Rows of telemetry_hot_times, column by column, in (time, group) order. */
 export interface HotTimes {
   /** Microseconds since the Unix epoch. */
   us: number[];
-  buckets: number[];
-  /** encodeIdSet of the bucket's series with a sample at the time. */
+  /** Each row's group of series (telemetry_hot_group). */
+  groups: number[];
+  /** encodeIdSet of the group's series with a sample at the time. */
   sets: Buffer[];
 }
 
 /**
- * Claims (sample time, bucket) rows for the batch about to be stored hot: each one not held yet
- * is written with its set of series and returned, as `${us}/${bucket}`. A row another transaction
- * is claiming waits for it to end; rows go in (time, bucket) order, so two writers never
+ * Claims (sample time, group) rows for the batch about to be stored hot: each one not held yet
+ * is written with its set of series and returned, as `${us}/${group}`. A row another transaction
+ * is claiming waits for it to end; rows go in (time, group) order, so two writers never
  * deadlock. The rows not returned are held already: see lockHotTimes.
  */
 export async function claimHotTimes(client: PoolClient, claims: HotTimes): Promise<Set<string>> {
-  const { rows } = await client.query<{ us: string; bucket: number }>({
+  const { rows } = await client.query<{ us: string; grp: number }>({
     name: 'telemetry_hot_times_claim',
-    text: `INSERT INTO telemetry_hot_times (ts, bucket, series)
-           SELECT ${AT_US}, x.bucket, x.series
-           FROM unnest($1::bigint[], $2::int[], $3::bytea[]) WITH ORDINALITY AS x(us, bucket, series, i)
+    text: `INSERT INTO telemetry_hot_times (ts, grp, series)
+           SELECT ${AT_US}, x.grp, x.series
+           FROM unnest($1::bigint[], $2::int[], $3::bytea[]) WITH ORDINALITY AS x(us, grp, series, i)
            ORDER BY x.i
-           ON CONFLICT (ts, bucket) DO NOTHING
-           RETURNING (extract(epoch FROM ts) * 1000000)::bigint AS us, bucket`,
-    values: [claims.us, claims.buckets, claims.sets],
+           ON CONFLICT (ts, grp) DO NOTHING
+           RETURNING (extract(epoch FROM ts) * 1000000)::bigint AS us, grp`,
+    values: [claims.us, claims.groups, claims.sets],
   });
-  return new Set(rows.map((r) => `${r.us}/${r.bucket}`));
+  return new Set(rows.map((r) => `${r.us}/${r.grp}`));
 }
 
 /**
- * The stored sets of these (sample time, bucket) rows, locked until commit, in (time, bucket)
- * order; keyed `${us}/${bucket}`.
+ * The stored sets of these (sample time, group) rows, locked until commit, in (time, group)
+ * order; keyed `${us}/${group}`.
  */
 export async function lockHotTimes(
   client: PoolClient,
-  held: Pick<HotTimes, 'us' | 'buckets'>,
+  held: Pick<HotTimes, 'us' | 'groups'>,
 ): Promise<Map<string, Buffer>> {
-  const { rows } = await client.query<{ us: string; bucket: number; series: Buffer }>({
+  const { rows } = await client.query<{ us: string; grp: number; series: Buffer }>({
     name: 'telemetry_hot_times_lock',
-    text: `SELECT x.us, x.bucket, h.series
+    text: `SELECT x.us, x.grp, h.series
            FROM telemetry_hot_times h
-           JOIN unnest($1::bigint[], $2::int[]) AS x(us, bucket) ON h.ts = ${AT_US} AND h.bucket = x.bucket
-           ORDER BY h.ts, h.bucket FOR UPDATE OF h`,
-    values: [held.us, held.buckets],
+           JOIN unnest($1::bigint[], $2::int[]) AS x(us, grp) ON h.ts = ${AT_US} AND h.grp = x.grp
+           ORDER BY h.ts, h.grp FOR UPDATE OF h`,
+    values: [held.us, held.groups],
   });
-  return new Map(rows.map((r) => [`${r.us}/${r.bucket}`, r.series]));
+  return new Map(rows.map((r) => [`${r.us}/${r.grp}`, r.series]));
 }
 
-/** Writes the series sets of these (sample time, bucket) rows, in (time, bucket) order. */
+/** Writes the series sets of these (sample time, group) rows, in (time, group) order. */
 export async function writeHotTimes(client: PoolClient, rows: HotTimes): Promise<void> {
   if (rows.us.length === 0) return;
   await client.query({
     name: 'telemetry_hot_times_write',
-    text: `INSERT INTO telemetry_hot_times (ts, bucket, series)
-           SELECT ${AT_US}, x.bucket, x.series FROM unnest($1::bigint[], $2::int[], $3::bytea[]) AS x(us, bucket, series)
-           ON CONFLICT (ts, bucket) DO UPDATE SET series = excluded.series`,
-    values: [rows.us, rows.buckets, rows.sets],
+    text: `INSERT INTO telemetry_hot_times (ts, grp, series)
+           SELECT ${AT_US}, x.grp, x.series FROM unnest($1::bigint[], $2::int[], $3::bytea[]) AS x(us, grp, series)
+           ON CONFLICT (ts, grp) DO UPDATE SET series = excluded.series`,
+    values: [rows.us, rows.groups, rows.sets],
   });
 }
 
@@ -320,10 +318,10 @@ export async function writeHotTimes(client: PoolClient, rows: HotTimes): Promise
  */
 export async function forgetColdHotTimes(pool: Pool): Promise<number> {
   const { rowCount } = await pool.query(
-    `DELETE FROM telemetry_hot_times WHERE (ts, bucket) IN (
-       SELECT ts, bucket FROM telemetry_hot_times
+    `DELETE FROM telemetry_hot_times WHERE (ts, grp) IN (
+       SELECT ts, grp FROM telemetry_hot_times
        WHERE ts < coalesce((SELECT min(chunk_start) FROM telemetry_chunks WHERE compacted_at IS NULL), 'infinity')
-       ORDER BY ts, bucket FOR UPDATE)`,
+       ORDER BY ts, grp FOR UPDATE)`,
   );
   return rowCount ?? 0;
 }
