@@ -41,6 +41,7 @@ import {
   claimHotTimes,
   copyHotSamples,
   type HotTimes,
+  hotTimeKey,
   lockHotTimes,
   writeHotTimes,
   insertStaleMarkers,
@@ -638,10 +639,10 @@ export class IngestService {
 
   /**
    * Stores hot samples, each (series, time) once, in one transaction: the batch's (sample time,
-   * bucket of series ids) rows are claimed in telemetry_hot_times first, and only samples whose
-   * series the row did not hold yet go in by COPY. Nearly every batch brings rows nobody holds
-   * ('copy'); a redelivery, or another message with samples of the same time and bucket, finds
-   * its row held, reads its series under lock and adds what is new ('dedup'). Returns how many
+   * host group) rows are claimed in telemetry_hot_times first, and only samples whose series the
+   * row did not hold yet go in by COPY. Nearly every batch brings rows nobody holds ('copy'); a
+   * redelivery, or another message with samples of the same time and host, finds its row held,
+   * reads its series under lock and adds what is new ('dedup'). Returns how many
    * samples were stored and which path they took.
    */
   private async storeHot(
@@ -658,7 +659,7 @@ export class IngestService {
       const keep: number[] = [];
       const held: number[] = [];
       claims.us.forEach((us, k) => {
-        if (!claimed.has(`${us}/${claims.groups[k] as number}`)) held.push(k);
+        if (!claimed.has(hotTimeKey(us, claims.groups[k] as number))) held.push(k);
         else for (const [, index] of samplesOf(plan, k)) keep.push(index);
       });
       if (held.length > 0) {
@@ -670,7 +671,7 @@ export class IngestService {
         for (const k of held) {
           const us = claims.us[k] as number;
           const group = claims.groups[k] as number;
-          const series = new Set(decodeIdSet(stored.get(`${us}/${group}`) ?? EMPTY));
+          const series = new Set(decodeIdSet(stored.get(hotTimeKey(us, group)) ?? EMPTY));
           const before = series.size;
           for (const [seriesId, index] of samplesOf(plan, k)) {
             if (series.has(seriesId)) continue;

@@ -7,10 +7,10 @@ import type { StreamerMetrics } from './streamer.metrics';
 import {
   deleteGpusNotSeenSince,
   deleteSeriesNotSeenFor,
-  forgetColdHotTimes,
   deleteStaleMarkersBefore,
   dropChunks,
   ensureChunks,
+  forgetColdHotTimes,
 } from './telemetry-write.queries';
 
 export interface MaintainerDeps {

@@ -259,9 +259,14 @@ export interface HotTimes {
   sets: Buffer[];
 }
 
+/** How claimHotTimes and lockHotTimes name a (sample time in µs, group) row. */
+export function hotTimeKey(us: number | string, group: number): string {
+  return `${us}/${group}`;
+}
+
 /**
  * Claims (sample time, group) rows for the batch about to be stored hot: each one not held yet
- * is written with its set of series and returned, as `${us}/${group}`. A row another transaction
+ * is written with its set of series and returned, as its hotTimeKey. A row another transaction
  * is claiming waits for it to end; rows go in (time, group) order, so two writers never
  * deadlock. The rows not returned are held already: see lockHotTimes.
  */
@@ -276,12 +281,12 @@ export async function claimHotTimes(client: PoolClient, claims: HotTimes): Promi
            RETURNING (extract(epoch FROM ts) * 1000000)::bigint AS us, grp`,
     values: [claims.us, claims.groups, claims.sets],
   });
-  return new Set(rows.map((r) => `${r.us}/${r.grp}`));
+  return new Set(rows.map((r) => hotTimeKey(r.us, r.grp)));
 }
 
 /**
  * The stored sets of these (sample time, group) rows, locked until commit, in (time, group)
- * order; keyed `${us}/${group}`.
+ * order; by hotTimeKey.
  */
 export async function lockHotTimes(
   client: PoolClient,
@@ -295,7 +300,7 @@ export async function lockHotTimes(
            ORDER BY h.ts, h.grp FOR UPDATE OF h`,
     values: [held.us, held.groups],
   });
-  return new Map(rows.map((r) => [`${r.us}/${r.grp}`, r.series]));
+  return new Map(rows.map((r) => [hotTimeKey(r.us, r.grp), r.series]));
 }
 
 /** Writes the series sets of these (sample time, group) rows, in (time, group) order. */
