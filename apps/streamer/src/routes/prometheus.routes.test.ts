@@ -663,6 +663,22 @@ describe('hostile input', () => {
       .get(`${API}/query_range`)
       .query({ query: 'sum(DCGM_FI_DEV_GPU_TEMP)', start: '253402290000', end: '253402300800', step: '1h' });
     expect(range.status).toBe(200);
+    // Label lists and series with a start or end past any date (Prometheus reads them as seconds).
+    for (const endpoint of ['labels', 'label/job/values', 'label/__name__/values', 'series'])
+      for (const [start, end] of [
+        ['9'.repeat(40), undefined],
+        [`-${'9'.repeat(40)}`, '9'.repeat(40)],
+        ['253402300800', undefined],
+      ]) {
+        const res = await api(hot)
+          .get(`${API}/${endpoint}`)
+          .query({
+            ...(endpoint === 'series' ? { 'match[]': 'DCGM_FI_DEV_GPU_TEMP' } : {}),
+            start,
+            ...(end ? { end } : {}),
+          });
+        expect({ endpoint, start, status: res.status }).toEqual({ endpoint, start, status: 200 });
+      }
   });
 
   it('reads a long run of letters or digits in one pass: answered in well under a second', async () => {

@@ -410,7 +410,7 @@ export async function allLabelValues(client: PoolClient, name: string): Promise<
  * then leave out hosts and GPUs gone for longer, as Prometheus' head and blocks do.
  */
 const SEEN_SLACK_US = 86_400_000_000;
-const seenSince = (sinceUs: number) => new Date((sinceUs - SEEN_SLACK_US) / 1000);
+const seenSince = (sinceUs: number) => pgTimestamp(sinceUs - SEEN_SLACK_US); // any start, clamped to years 1-9999
 
 /** Metric names of the series seen since `sinceUs` (a loose index scan skipping the others). */
 export async function metricNamesSince(client: PoolClient, sinceUs: number): Promise<string[]> {
