@@ -45,7 +45,7 @@ const { DcgmSimulator } = require(path.join(root, 'libs/dcgm-simulator/dist/dcgm
 const { parseExposition } = require(path.join(root, 'apps/collector/dist/parsing/exposition-parser.js'));
 const { toTelemetrySample } = require(path.join(root, 'apps/collector/dist/parsing/to-telemetry.js'));
 const { buildMessages } = require(path.join(root, 'apps/collector/dist/publishing/message-builder.js'));
-const { hotCopyChunks, resolveSeries, ensureChunks } = require(
+const { hotCopyChunks, HOT_COPY_COLUMNS, resolveSeries, ensureChunks } = require(
   path.join(root, 'apps/streamer/dist/services/telemetry-write.queries.js'),
 );
 
@@ -118,7 +118,7 @@ async function copyCeiling(url, samples) {
     const wal = await walBytes(pool);
     const used = cpuMeter();
     const started = performance.now();
-    await copyIn(client, 'telemetry_samples (series_id, ts, value)', hotCopyChunks(rows), 'binary');
+    await copyIn(client, HOT_COPY_COLUMNS, hotCopyChunks(rows), 'binary');
     const seconds = (performance.now() - started) / 1000;
     runs.push({ rate: samples.length / seconds, cpu: used(), wal: (await walBytes(pool)) - wal });
   }

@@ -4,11 +4,9 @@
 // as a streamer with TELEMETRY_SLICE=10m leaves it: closed slices compacted, the newest minutes hot rows), then 7 days at 1 h steps (stored compacted: blocks and folded 1-hour
 // rollups, as the streamer leaves history). p50/p99 of each, their ratio, and whether both answered
 // the same. Needs Prometheus (Debian's `prometheus`, or PROMETHEUS_BIN); run it on a quiet machine.
-import { once } from 'node:events';
 import { loadavg } from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
-import pgCopy from 'pg-copy-streams';
 import {
   fmt,
   freePort,
@@ -27,6 +25,10 @@ const { copySeriesRows, dropCompactedPartitions } = require(
   path.join(root, 'apps/streamer/dist/services/compaction.queries.js'),
 );
 const { ChunkCompactor } = require(path.join(root, 'apps/streamer/dist/services/chunk-compactor.js'));
+const { hotCopyChunks, HOT_COPY_COLUMNS } = require(
+  path.join(root, 'apps/streamer/dist/services/telemetry-write.queries.js'),
+);
+const { copyIn } = require(path.join(root, 'libs/db/dist/index.js'));
 const { createStreamerMetrics } = require(path.join(root, 'apps/streamer/dist/services/streamer.metrics.js'));
 const { createLogger } = require(path.join(root, 'libs/service-kit/dist/index.js'));
 const { Registry } = require('prom-client');
@@ -131,9 +133,7 @@ async function storeSeries(pool, series) {
   return rows.map((r) => ids.get(`${r.m} ${r.g}`));
 }
 
-const PG_EPOCH_US = 946_684_800_000_000;
-
-/** Hot rows by binary COPY, as ingest leaves them: in the slices of their chunks (sliceMs). */
+/** Hot rows by the streamer's own binary COPY, as ingest leaves them: in the slices of their chunks (sliceMs). */
 async function storeHot(pool, ids, data, chunkMs) {
   const chunks = new Set();
   for (const d of data)
@@ -142,34 +142,21 @@ async function storeHot(pool, ids, data, chunkMs) {
     [...chunks],
     chunkMs / 1000,
   ]);
-  const client = await pool.connect();
-  const stream = client.query(
-    pgCopy.from('COPY telemetry_samples (series_id, ts, value) FROM STDIN (FORMAT binary)'),
-  );
-  const done = once(stream, 'finish');
-  const header = Buffer.alloc(19);
-  Buffer.from('PGCOPY\n\xff\r\n\0', 'latin1').copy(header);
-  stream.write(header);
+  const rows = { seriesIds: [], us: [], values: [] };
   for (let k = 0; k < data.length; k++) {
     const { timestamps, values } = data[k];
-    const rows = Buffer.alloc(38 * timestamps.length);
     for (let i = 0; i < timestamps.length; i++) {
-      const at = 38 * i;
-      rows.writeInt16BE(3, at);
-      rows.writeInt32BE(8, at + 2);
-      rows.writeBigInt64BE(BigInt(ids[k]), at + 6);
-      rows.writeInt32BE(8, at + 14);
-      rows.writeBigInt64BE(BigInt(timestamps[i] * 1000 - PG_EPOCH_US), at + 18);
-      rows.writeInt32BE(8, at + 26);
-      rows.writeDoubleBE(values[i], at + 30);
+      rows.seriesIds.push(ids[k]);
+      rows.us.push(timestamps[i] * 1000);
+      rows.values.push(values[i]);
     }
-    if (!stream.write(rows)) await once(stream, 'drain');
   }
-  const trailer = Buffer.alloc(2);
-  trailer.writeInt16BE(-1);
-  stream.end(trailer);
-  await done;
-  client.release();
+  const client = await pool.connect();
+  try {
+    await copyIn(client, HOT_COPY_COLUMNS, hotCopyChunks(rows), 'binary');
+  } finally {
+    client.release();
+  }
 }
 
 /**

@@ -112,8 +112,8 @@ async function fleet() {
   );
   for (let h = 0; h < RAW_HOURS; h++) {
     await pool.query(
-      `INSERT INTO telemetry_samples (series_id, ts, value)
-       SELECT s.id, $1::timestamptz + k * interval '30 seconds', (s.id + k) % 101
+      `INSERT INTO telemetry_samples (series_id, ts, value_dec)
+       SELECT s.id, $1::timestamptz + k * interval '30 seconds', ((s.id + k) % 101)::int << 4
        FROM telemetry_series s, generate_series(0, 119) k WHERE s.metric_name = 'DCGM_FI_DEV_GPU_UTIL'`,
       [new Date(rawStart + h * HOUR)],
     );
@@ -138,10 +138,11 @@ async function fleet() {
   for (let i = 0; i < FLEET_CALLS; i++) {
     const t = performance.now();
     await pool.query(
-      `SELECT date_bin('1 hour', ts, TIMESTAMPTZ 'epoch') AS hour, avg(value)
-       FROM telemetry_samples
+      `SELECT date_bin('1 hour', ts, TIMESTAMPTZ 'epoch') AS hour, avg(v)
+       FROM (SELECT ts, telemetry_value(value, value_dec) AS v FROM telemetry_samples
        WHERE series_id = ANY(ARRAY(SELECT id FROM telemetry_series WHERE metric_name = 'DCGM_FI_DEV_GPU_UTIL'))
-         AND ts >= $1 AND ts < $2 AND value > '-Infinity' AND value < 'Infinity'
+         AND ts >= $1 AND ts < $2) x
+       WHERE v > '-Infinity' AND v < 'Infinity'
        GROUP BY 1 ORDER BY 1`,
       [new Date(rawStart), new Date(end)],
     );

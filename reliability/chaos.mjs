@@ -49,7 +49,7 @@ async function compacting(system) {
   const { rows } = await system.pool.query(
     `SELECT count(*)::int AS n FROM pg_stat_activity
      WHERE application_name = 'streamer' AND state = 'active'
-       AND (query LIKE 'COPY (SELECT series_id, ts, value FROM "telemetry_samples_%' OR query LIKE 'COPY telemetry_blocks%'
+       AND (query LIKE 'COPY (SELECT series_id::int8, ts, telemetry_value(value, value_dec) FROM "telemetry_samples_%' OR query LIKE 'COPY telemetry_blocks%'
             OR query LIKE 'COPY telemetry_rollups_%' OR query LIKE 'LOCK TABLE "telemetry_samples_%')`,
   );
   return rows[0].n > 0;

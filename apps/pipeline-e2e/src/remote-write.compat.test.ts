@@ -112,7 +112,7 @@ async function prom<T>(query: string, at?: number): Promise<T[]> {
 async function storedSeries(job: string) {
   const { rows } = await system.pipeline.database.pool.query(
     `SELECT s.metric_name, s.prom_labels,
-            array(SELECT json_build_array((extract(epoch FROM x.ts) * 1000)::bigint, x.value::text)
+            array(SELECT json_build_array((extract(epoch FROM x.ts) * 1000)::bigint, telemetry_value(x.value, x.value_dec)::text)
                   FROM telemetry_samples x WHERE x.series_id = s.id ORDER BY x.ts) AS samples,
             array(SELECT (extract(epoch FROM m.ts) * 1000)::bigint
                   FROM telemetry_stale m WHERE m.series_id = s.id ORDER BY m.ts)::float8[] AS stale

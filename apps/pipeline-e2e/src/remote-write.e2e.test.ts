@@ -54,7 +54,7 @@ function write(body: Buffer, key = writer) {
 async function stored(metric: string) {
   const { rows } = await system.pipeline.database.pool.query(
     `SELECT s.prom_labels AS labels, s.gpu_id,
-            array(SELECT (extract(epoch FROM x.ts) * 1000)::bigint || '=' || x.value::text
+            array(SELECT (extract(epoch FROM x.ts) * 1000)::bigint || '=' || telemetry_value(x.value, x.value_dec)::text
                   FROM telemetry_samples x WHERE x.series_id = s.id ORDER BY x.ts) AS samples,
             array(SELECT (extract(epoch FROM m.ts) * 1000)::bigint
                   FROM telemetry_stale m WHERE m.series_id = s.id ORDER BY m.ts)::text[] AS stale

@@ -38,10 +38,15 @@ export interface TelemetrySeriesTable {
   last_seen: DefaultTimestamp;
 }
 
+/**
+ * Hot samples (migrations/0029): exactly one of value_dec (a 4-byte decimal, hot-value.ts) and
+ * value (the double) is set; telemetry_value(value, value_dec) reads either.
+ */
 export interface TelemetrySamplesTable {
-  series_id: BigIntColumn;
+  series_id: number;
+  value_dec: number | null;
   ts: Timestamp;
-  value: number;
+  value: number | null;
 }
 
 /** Prometheus stale markers: the series ended at ts (PromQL's lookback stops there). */

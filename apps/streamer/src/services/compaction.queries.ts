@@ -239,7 +239,7 @@ export async function readHotSamples(
   let rows = 0;
   await readCopyStream(
     client,
-    `COPY (SELECT series_id, ts, value FROM ${quoteIdent(part)}
+    `COPY (SELECT series_id::int8, ts, telemetry_value(value, value_dec) FROM ${quoteIdent(part)}
            WHERE series_id BETWEEN ${Math.trunc(fromId)} AND ${Math.trunc(toId)}
            ORDER BY series_id, ts) TO STDOUT (FORMAT binary)`,
     (buf, at) => {

@@ -34,9 +34,10 @@ const streamer = () =>
     config: { ...STREAMER_TEST_CONFIG, TELEMETRY_RETENTION: 0 },
   });
 
-async function stored(): Promise<string[]> {
+/** The hot samples as `metric@ms=value`; `value` reads a row's value (before 0029: its only column). */
+async function stored(value = 'telemetry_value(x.value, x.value_dec)'): Promise<string[]> {
   const { rows } = await database.pool.query<{ s: string }>(
-    `SELECT s.metric_name || '@' || (extract(epoch FROM x.ts) * 1000)::bigint || '=' || x.value AS s
+    `SELECT s.metric_name || '@' || (extract(epoch FROM x.ts) * 1000)::bigint || '=' || ${value} AS s
      FROM telemetry_samples x JOIN telemetry_series s ON s.id = x.series_id`,
   );
   return rows.map((r) => r.s).sort();
@@ -68,7 +69,7 @@ describe('migration 0028 (telemetry_hot_times)', () => {
       `SELECT indexdef FROM pg_indexes WHERE indexname = 'telemetry_samples_key'`,
     );
     expect(key).toHaveLength(1);
-    expect(await stored()).toEqual(before);
+    expect(await stored('x.value')).toEqual(before);
 
     const up = await migrator.migrateToLatest();
     if (up.error) throw up.error;

@@ -67,31 +67,46 @@ describe('IngestService.handle', () => {
     );
   });
 
-  it('stores times to the microsecond and values to the last bit, before 2000 and with series ids past 2^32', async () => {
-    // Hot rows go in by binary COPY: ids and times as two 32-bit halves, times from 2000-01-01.
+  it('stores times to the microsecond and values to the last bit, before 2000 and with the largest series id', async () => {
+    // Hot rows go in by binary COPY: series ids as 4 bytes (ids stop at 2^31 - 1), times from
+    // 2000-01-01, values as a 4-byte decimal where that is exact and as the double otherwise.
     const app = await startStreamerTestApp({ config: { TELEMETRY_RETENTION: 0 } });
     try {
-      await app.database.pool.query('ALTER TABLE telemetry_series ALTER COLUMN id RESTART WITH 4294967301');
-      const cases: [string, number, number][] = [
-        ['1999-12-31T23:59:59.999999Z', 946_684_799_999_999, 0.1 + 0.2],
-        ['1969-07-20T20:17:40.000001Z', -14_182_939_999_999, -1.7976931348623157e308],
-        ['2026-06-01T12:00:00.123456Z', 1_780_315_200_123_456, 5e-324],
-        ['2026-06-01T12:00:00.5Z', 1_780_315_200_500_000, -0.5],
-        ['2026-06-01T12:00:01Z', 1_780_315_201_000_000, -0],
+      await app.database.pool.query('ALTER TABLE telemetry_series ALTER COLUMN id RESTART WITH 2147483647');
+      const cases: [string, number, number, 'decimal' | 'double'][] = [
+        ['1999-12-31T23:59:59.999999Z', 946_684_799_999_999, 0.1 + 0.2, 'double'],
+        ['1969-07-20T20:17:40.000001Z', -14_182_939_999_999, -1.7976931348623157e308, 'double'],
+        ['2026-06-01T12:00:00.123456Z', 1_780_315_200_123_456, 5e-324, 'double'],
+        ['2026-06-01T12:00:00.5Z', 1_780_315_200_500_000, -0.5, 'decimal'],
+        ['2026-06-01T12:00:01Z', 1_780_315_201_000_000, -0, 'double'],
+        ['2026-06-01T12:00:02Z', 1_780_315_202_000_000, 245.117, 'decimal'],
+        ['2026-06-01T12:00:03Z', 1_780_315_203_000_000, -0.731522, 'decimal'],
+        ['2026-06-01T12:00:04Z', 1_780_315_204_000_000, 134_217_727, 'decimal'],
+        ['2026-06-01T12:00:05Z', 1_780_315_205_000_000, 134_217_728, 'double'],
+        ['2026-06-01T12:00:06Z', 1_780_315_206_000_000, 123_456_789_012_345, 'double'],
+        ['2026-06-01T12:00:07Z', 1_780_315_207_000_000, 1e-9, 'decimal'],
       ];
       const gpuId = 'GPU-ingest-exact';
       await app.ingest.handle([
         message(cases.map(([timestamp, , value]) => sample({ gpuId, timestamp, value }))),
       ]);
-      const { rows: stored } = await app.database.pool.query<{ id: string; us: string; value: number }>(
-        `SELECT series_id::text AS id, (extract(epoch FROM ts) * 1000000)::bigint::text AS us, value
+      const { rows: stored } = await app.database.pool.query<{
+        id: string;
+        us: string;
+        value: number;
+        form: string;
+      }>(
+        `SELECT series_id::text AS id, (extract(epoch FROM ts) * 1000000)::bigint::text AS us,
+                telemetry_value(value, value_dec) AS value,
+                CASE WHEN value_dec IS NULL THEN 'double' ELSE 'decimal' END AS form
          FROM telemetry_samples ORDER BY ts`,
       );
       expect(stored).toEqual(
         [...cases]
           .sort((a, b) => a[1] - b[1])
-          .map(([, us, value]) => ({ id: '4294967301', us: String(us), value })),
+          .map(([, us, value, form]) => ({ id: '2147483647', us: String(us), value, form })),
       );
+      expect(Object.is(stored.find((r) => r.us === '1780315201000000')?.value, -0)).toBe(true);
     } finally {
       await app.close();
     }
@@ -165,7 +180,9 @@ describe('IngestService.handle', () => {
       CREATE SEQUENCE fail_once;
       CREATE FUNCTION fail_first_one() RETURNS trigger LANGUAGE plpgsql AS $$
       BEGIN
-        IF NEW.value = 1 AND nextval('fail_once') = 1 THEN RAISE EXCEPTION 'the insert failed'; END IF;
+        IF telemetry_value(NEW.value, NEW.value_dec) = 1 AND nextval('fail_once') = 1 THEN
+          RAISE EXCEPTION 'the insert failed';
+        END IF;
         RETURN NEW;
       END $$;
       CREATE TRIGGER fail_first_one BEFORE INSERT ON telemetry_samples

@@ -200,7 +200,7 @@ export async function readSamples(
   if (each.hot) {
     // In the order found (a series' rows come in the order written, nearly always time order),
     // put in time order here: ordered aggregates make Postgres sort every row read at once.
-    parts.push(`SELECT 1::int2, series_id, array_agg(ts), array_agg(value), NULL::bytea[]
+    parts.push(`SELECT 1::int2, series_id::int8, array_agg(ts), array_agg(telemetry_value(value, value_dec)), NULL::bytea[]
            FROM telemetry_samples WHERE series_id = ANY(${ids}) AND ts >= ${from} AND ts < ${to}
            GROUP BY series_id`);
   }

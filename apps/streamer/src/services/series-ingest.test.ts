@@ -36,7 +36,7 @@ const t0 = Math.floor((Date.now() - 600_000) / 1000) * 1000;
 async function storedSeries(metric: string) {
   const { rows } = await streamer.database.pool.query(
     `SELECT s.id, s.metric_name, s.gpu_id, s.gpu_index, s.hostname, s.model_name, s.labels, s.prom_labels,
-            array(SELECT (extract(epoch FROM x.ts) * 1000)::bigint || '=' || x.value::text FROM telemetry_samples x
+            array(SELECT (extract(epoch FROM x.ts) * 1000)::bigint || '=' || telemetry_value(x.value, x.value_dec)::text FROM telemetry_samples x
                   WHERE x.series_id = s.id ORDER BY x.ts) AS samples,
             array(SELECT extract(epoch FROM m.ts) * 1000 FROM telemetry_stale m
                   WHERE m.series_id = s.id ORDER BY m.ts)::float8[] AS stale

@@ -152,7 +152,7 @@ export async function samplesPage(
     data: Buffer | null;
   }>`
     WITH hot AS (
-      SELECT series_id, (extract(epoch FROM ts) * 1000000)::bigint AS us, value
+      SELECT series_id, (extract(epoch FROM ts) * 1000000)::bigint AS us, telemetry_value(value, value_dec) AS value
       FROM telemetry_samples
       WHERE series_id = ANY(${args.seriesIds}::bigint[]) AND ts >= ${args.start} AND ts < ${args.end} ${after}
       ORDER BY ts, series_id
@@ -292,9 +292,9 @@ export async function bucketMakings(
     sql`SELECT 'h' AS kind, date_bin(make_interval(secs => ${args.stepSeconds}), ts, TIMESTAMPTZ 'epoch') AS bucket,
                count(*) AS count, sum(value) AS sum, min(value) AS min, max(value) AS max,
                NULL::bigint AS series_id, NULL::bytea AS data
-        FROM telemetry_samples
-        WHERE series_id = ANY(${ids}) AND ts >= ${args.start} AND ts < ${args.end}
-          AND value > '-Infinity' AND value < 'Infinity'
+        FROM (SELECT ts, telemetry_value(value, value_dec) AS value FROM telemetry_samples
+              WHERE series_id = ANY(${ids}) AND ts >= ${args.start} AND ts < ${args.end}) x
+        WHERE value > '-Infinity' AND value < 'Infinity'
         GROUP BY 2`,
   ];
   const raw = of(0);
