@@ -727,6 +727,33 @@ describe('shutdown', () => {
 });
 
 describe('QUEUE_MAX_TOPICS', () => {
+  it('creates a topic that another publisher is creating at the same moment (201, not 409)', async () => {
+    const app = await startQueueTestApp({ QUEUE_MAX_TOPICS: 3 });
+    const other = await app.database.pool.connect();
+    try {
+      // Another replica's first publish to the topic, its transaction not yet committed.
+      await other.query(`BEGIN; INSERT INTO queue_topics (topic) VALUES ('jobs.raced')`);
+      const done = request(asService(app.app))
+        .post('/v1/topics/jobs.raced/messages')
+        .send({ payload: 1 })
+        .then((res) => res);
+      await waitFor('the publish to wait for the other creation', async () => {
+        const { rows } = await app.database.pool.query<{ n: number }>(
+          `SELECT count(*)::int AS n FROM pg_stat_activity
+           WHERE datname = current_database() AND wait_event_type = 'Lock'`,
+        );
+        return (rows[0]?.n ?? 0) > 0;
+      });
+      await other.query('COMMIT');
+      expect((await done).status).toBe(201);
+      const listed = await request(asService(app.app)).get('/v1/topics').expect(200);
+      expect(listed.body.topics.map((t: { topic: string }) => t.topic)).toEqual(['jobs.raced']);
+    } finally {
+      other.release();
+      await app.close();
+    }
+  });
+
   it('refuses a new topic past it with 409 naming the topic, on any replica, and keeps serving the ones there are', async () => {
     const a = await startQueueTestApp({ QUEUE_MAX_TOPICS: 3 });
     const b = await startQueueTestApp({ QUEUE_MAX_TOPICS: 3 }, a.database);

@@ -149,11 +149,14 @@ export type InsertPath = 'new' | 'dedup' | 'new_then_dedup';
 
 // Counting the topics costs a scan of a table of at most QUEUE_MAX_TOPICS rows, once per topic
 // and replica (then the topic is known). Creations racing each other may pass the cap by a few.
+// A topic another publisher is creating at the same moment is waited for and then returned by the
+// conflict's update: DO NOTHING would return nothing, and the EXISTS below reads the statement's
+// snapshot, taken before that creation committed, so a first publish racing another got a 409.
 const ensure = statement<{ ok: boolean }>(
   'ensure_topic',
   `WITH made AS (
      INSERT INTO queue_topics (topic) SELECT $1 WHERE (SELECT count(*) FROM queue_topics) < $2
-     ON CONFLICT (topic) DO NOTHING RETURNING 1
+     ON CONFLICT (topic) DO UPDATE SET topic = excluded.topic RETURNING 1
    )
    SELECT EXISTS (SELECT 1 FROM made) OR EXISTS (SELECT 1 FROM queue_topics WHERE topic = $1) AS ok`,
 );
