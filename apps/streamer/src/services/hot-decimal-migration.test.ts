@@ -1,45 +1,32 @@
 import { createMigrator } from '@gpu-telemetry/db';
-import { createEmptyTestDatabase, type TestDatabase } from '@gpu-telemetry/db/testing';
-import { QueueClient } from '@gpu-telemetry/queue-client';
-import { createLogger } from '@gpu-telemetry/service-kit';
-import { createApp } from '../app';
 import { message, sample } from '../testing/samples';
-import { STREAMER_TEST_CONFIG } from '../testing/streamer-test-app';
+import { migratedDatabase } from '../testing/migration-test';
 
 /**
  * Migration 0029 (hot rows of 40 bytes: 4-byte series ids, values as 4-byte decimals where exact):
  * its down section puts every hot sample back as an 8-byte id and double, and its up section
  * moves them forward again, each value to the last bit.
  */
-let database: TestDatabase;
 const BEFORE = '0028_telemetry_hot_times';
-const queue = new QueueClient({ url: 'http://127.0.0.1:9' });
-
-beforeAll(async () => {
-  database = await createEmptyTestDatabase();
-  const { error } = await createMigrator(database.db).migrateToLatest();
-  if (error) throw error;
-}, 60_000);
-
-afterAll(async () => {
-  await queue.close();
-  await database.drop();
-});
-
-const streamer = () =>
-  createApp({
-    pool: database.pool,
-    logger: createLogger('streamer', 'silent'),
-    queue,
-    config: { ...STREAMER_TEST_CONFIG, TELEMETRY_RETENTION: 0 },
-  });
+const { database: db, streamer } = migratedDatabase();
 
 const t0 = Math.floor(Date.now() / 1000) * 1000 - 60_000;
 const VALUES = [87, 245.117, -0.731522, 0.1 + 0.2, 123_456_789_012_345, -1.5e300];
 
+/** One sample of each of VALUES, a second apart from t0. */
+const powerSamples = () =>
+  VALUES.map((value, k) =>
+    sample({
+      gpuId: 'GPU-hot-decimal',
+      metricName: 'DCGM_FI_DEV_POWER_USAGE',
+      value,
+      timestamp: new Date(t0 + k * 1000).toISOString(),
+    }),
+  );
+
 /** The hot samples as (metric, ms, value), `value` read as the schema of the moment stores it. */
 async function stored(value: string): Promise<[string, number, number][]> {
-  const { rows } = await database.pool.query<{ m: string; ms: string; v: number }>(
+  const { rows } = await db().pool.query<{ m: string; ms: string; v: number }>(
     `SELECT s.metric_name AS m, (extract(epoch FROM x.ts) * 1000)::bigint AS ms, ${value} AS v
      FROM telemetry_samples x JOIN telemetry_series s ON s.id = x.series_id ORDER BY 1, 2`,
   );
@@ -47,7 +34,7 @@ async function stored(value: string): Promise<[string, number, number][]> {
 }
 
 async function columnType(column: string): Promise<string | undefined> {
-  const { rows } = await database.pool.query<{ t: string }>(
+  const { rows } = await db().pool.query<{ t: string }>(
     `SELECT format_type(atttypid, atttypmod) AS t FROM pg_attribute
      WHERE attrelid = 'telemetry_samples'::regclass AND attname = $1 AND NOT attisdropped`,
     [column],
@@ -57,16 +44,8 @@ async function columnType(column: string): Promise<string | undefined> {
 
 describe('migration 0029 (hot values as 4-byte decimals)', () => {
   it('stores a short decimal in a 40-byte row and any other value in 48', async () => {
-    const samples = VALUES.map((value, k) =>
-      sample({
-        gpuId: 'GPU-hot-decimal',
-        metricName: 'DCGM_FI_DEV_POWER_USAGE',
-        value,
-        timestamp: new Date(t0 + k * 1000).toISOString(),
-      }),
-    );
-    expect(await streamer().ingest.handle([message(samples)])).toEqual({ failed: [] });
-    const { rows } = await database.pool.query<{ v: number; bytes: number; decimal: boolean }>(
+    expect(await streamer().ingest.handle([message(powerSamples())])).toEqual({ failed: [] });
+    const { rows } = await db().pool.query<{ v: number; bytes: number; decimal: boolean }>(
       `SELECT telemetry_value(x.value, x.value_dec) AS v, pg_column_size(x.*) AS bytes,
               x.value_dec IS NOT NULL AS decimal
        FROM telemetry_samples x ORDER BY x.ts`,
@@ -83,10 +62,10 @@ describe('migration 0029 (hot values as 4-byte decimals)', () => {
 
   it('refuses a row with both values or neither, naming its rule', async () => {
     await expect(
-      database.pool.query(`INSERT INTO telemetry_samples (series_id, ts) VALUES (1, $1)`, [new Date(t0)]),
+      db().pool.query(`INSERT INTO telemetry_samples (series_id, ts) VALUES (1, $1)`, [new Date(t0)]),
     ).rejects.toThrow(/telemetry_samples_one_value/);
     await expect(
-      database.pool.query(
+      db().pool.query(
         `INSERT INTO telemetry_samples (series_id, ts, value, value_dec) VALUES (1, $1, 1, 16)`,
         [new Date(t0)],
       ),
@@ -97,7 +76,7 @@ describe('migration 0029 (hot values as 4-byte decimals)', () => {
     const before = await stored('telemetry_value(x.value, x.value_dec)');
     expect(before.map(([, , v]) => v)).toEqual(VALUES);
 
-    const migrator = createMigrator(database.db);
+    const migrator = createMigrator(db().db);
     const down = await migrator.migrateTo(BEFORE);
     if (down.error) throw down.error;
     expect(await columnType('series_id')).toBe('bigint');
@@ -110,26 +89,18 @@ describe('migration 0029 (hot values as 4-byte decimals)', () => {
     expect(await stored('telemetry_value(x.value, x.value_dec)')).toEqual(before);
 
     // The view and telemetry_between read the new columns.
-    const { rows: view } = await database.pool.query<{ v: number }>(
+    const { rows: view } = await db().pool.query<{ v: number }>(
       `SELECT value AS v FROM telemetry WHERE gpu_id = 'GPU-hot-decimal' ORDER BY "timestamp"`,
     );
     expect(view.map((r) => r.v)).toEqual(VALUES);
-    const { rows: between } = await database.pool.query<{ v: number }>(
+    const { rows: between } = await db().pool.query<{ v: number }>(
       `SELECT value AS v FROM telemetry_between(ARRAY(SELECT id FROM telemetry_series), $1, $2) ORDER BY ts`,
       [new Date(t0), new Date(t0 + 60_000)],
     );
     expect(between.map((r) => r.v)).toEqual(VALUES);
 
-    // Stored again after it: nothing is added twice, and new rows take the short form.
-    const again = VALUES.map((value, k) =>
-      sample({
-        gpuId: 'GPU-hot-decimal',
-        metricName: 'DCGM_FI_DEV_POWER_USAGE',
-        value,
-        timestamp: new Date(t0 + k * 1000).toISOString(),
-      }),
-    );
-    expect(await streamer().ingest.handle([message(again)])).toEqual({ failed: [] });
+    // Sent again after it: each sample is still stored once.
+    expect(await streamer().ingest.handle([message(powerSamples())])).toEqual({ failed: [] });
     expect(await stored('telemetry_value(x.value, x.value_dec)')).toEqual(before);
   });
 });

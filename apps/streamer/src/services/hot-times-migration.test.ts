@@ -1,42 +1,18 @@
 import { createMigrator } from '@gpu-telemetry/db';
-import { createEmptyTestDatabase, type TestDatabase } from '@gpu-telemetry/db/testing';
-import { QueueClient } from '@gpu-telemetry/queue-client';
-import { createLogger } from '@gpu-telemetry/service-kit';
-import { createApp } from '../app';
 import { message, sample } from '../testing/samples';
-import { STREAMER_TEST_CONFIG } from '../testing/streamer-test-app';
+import { migratedDatabase } from '../testing/migration-test';
 
 /**
  * Migration 0028 (hot samples kept once by telemetry_hot_times instead of a unique key): its down
  * section brings the key back over the same rows, and its up section fills telemetry_hot_times
  * from the hot rows it finds, so a sample stored before it is still stored once after it.
  */
-let database: TestDatabase;
 const BEFORE = '0027_telemetry_drop_moves_epoch';
-const queue = new QueueClient({ url: 'http://127.0.0.1:9' });
-
-beforeAll(async () => {
-  database = await createEmptyTestDatabase();
-  const { error } = await createMigrator(database.db).migrateToLatest();
-  if (error) throw error;
-}, 60_000);
-
-afterAll(async () => {
-  await queue.close();
-  await database.drop();
-});
-
-const streamer = () =>
-  createApp({
-    pool: database.pool,
-    logger: createLogger('streamer', 'silent'),
-    queue,
-    config: { ...STREAMER_TEST_CONFIG, TELEMETRY_RETENTION: 0 },
-  });
+const { database: db, streamer } = migratedDatabase();
 
 /** The hot samples as `metric@ms=value`; `value` reads a row's value (before 0029: its only column). */
 async function stored(value = 'telemetry_value(x.value, x.value_dec)'): Promise<string[]> {
-  const { rows } = await database.pool.query<{ s: string }>(
+  const { rows } = await db().pool.query<{ s: string }>(
     `SELECT s.metric_name || '@' || (extract(epoch FROM x.ts) * 1000)::bigint || '=' || ${value} AS s
      FROM telemetry_samples x JOIN telemetry_series s ON s.id = x.series_id`,
   );
@@ -62,10 +38,10 @@ describe('migration 0028 (telemetry_hot_times)', () => {
     const before = await stored();
     expect(before).toHaveLength(3);
 
-    const migrator = createMigrator(database.db);
+    const migrator = createMigrator(db().db);
     const down = await migrator.migrateTo(BEFORE);
     if (down.error) throw down.error;
-    const { rows: key } = await database.pool.query(
+    const { rows: key } = await db().pool.query(
       `SELECT indexdef FROM pg_indexes WHERE indexname = 'telemetry_samples_key'`,
     );
     expect(key).toHaveLength(1);
@@ -73,7 +49,7 @@ describe('migration 0028 (telemetry_hot_times)', () => {
 
     const up = await migrator.migrateToLatest();
     if (up.error) throw up.error;
-    const { rows: times } = await database.pool.query<{ n: number }>(
+    const { rows: times } = await db().pool.query<{ n: number }>(
       `SELECT count(*)::int AS n FROM telemetry_hot_times h, telemetry_id_set_ids(h.series)`,
     );
     expect(times[0]?.n).toBe(3);
