@@ -106,7 +106,11 @@ describe('startEmbeddedPostgres', () => {
       expect(uid).toBe(postgresUid());
       const binaries = path.join(shared, `postgres-${version}`);
       expect(readdirSync(shared).sort()).toEqual(
-        [path.basename(first.dataDir), path.basename(binaries)].sort(),
+        [
+          path.basename(first.dataDir),
+          `${path.basename(first.dataDir)}.origin`,
+          path.basename(binaries),
+        ].sort(),
       );
       expect(path.basename(first.dataDir)).toMatch(/^data-[0-9a-f]{16}$/);
       const data = statSync(first.dataDir);
@@ -120,6 +124,36 @@ describe('startEmbeddedPostgres', () => {
       expect(first.dataDir).toBe(requested);
       expect(existsSync(path.join(requested, 'PG_VERSION'))).toBe(true);
       expect(readdirSync(shared)).toEqual([]);
+    }
+  });
+
+  it('starts a checkout deleted and cloned again at the same path with a database of its own, and removes the old one', async () => {
+    const checkout = path.join(closed, 'cloned');
+    const requested = path.join(checkout, '.data', 'postgres');
+    const first = await startEmbeddedPostgres({ ...options, dataDir: requested, persistent: true });
+    try {
+      await query(first.url, 'CREATE TABLE notes (note text)');
+    } finally {
+      await first.stop();
+    }
+    rmSync(checkout, { recursive: true, force: true });
+
+    const second = await startEmbeddedPostgres({ ...options, dataDir: requested, persistent: true });
+    try {
+      expect(await query(second.url, `SELECT to_regclass('notes') AS found`)).toEqual([{ found: null }]);
+      // The first checkout's data went with it: in the checkout itself, or, as root, removed from
+      // the shared directory once its checkout was found gone.
+      expect(existsSync(first.dataDir)).toBe(false);
+      if (asRoot) expect(second.dataDir).not.toBe(first.dataDir);
+    } finally {
+      await second.stop();
+    }
+    // And the same checkout started again finds its own data.
+    const third = await startEmbeddedPostgres({ ...options, dataDir: requested, persistent: true });
+    try {
+      expect(third.dataDir).toBe(second.dataDir);
+    } finally {
+      await third.stop();
     }
   });
 

@@ -88,7 +88,11 @@ export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions): P
     spawnOptions(account, locale),
     log,
     async () => {
-      if (options.persistent === false) await rm(dataDir, { recursive: true, force: true });
+      if (options.persistent === false) {
+        await rm(dataDir, { recursive: true, force: true });
+        // A relocated directory's record of its checkout goes with it (postgres-as-root.ts).
+        if (dataDir !== path.resolve(options.dataDir)) await rm(`${dataDir}.origin`, { force: true });
+      }
     },
   );
 

@@ -1,7 +1,20 @@
 import { execFile, spawnSync } from 'node:child_process';
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import type { Stats } from 'node:fs';
-import { chmod, chown, cp, lstat, mkdir, mkdtemp, readdir, realpath, rename, rm } from 'node:fs/promises';
+import {
+  chmod,
+  chown,
+  cp,
+  lstat,
+  mkdir,
+  mkdtemp,
+  readdir,
+  readFile,
+  realpath,
+  rename,
+  rm,
+  writeFile,
+} from 'node:fs/promises';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { initdbPath, postgresPath, type PostgresBinaries } from './postgres-binaries';
@@ -107,8 +120,14 @@ export async function binariesFor(
 }
 
 /**
- * `requested` when `account` can enter its parent; else `sharedDir`/data-<hash of requested>, the
- * same place on every run. Either way owned by `account` with mode 0700, as PostgreSQL demands.
+ * `requested` when `account` can enter its parent; else `sharedDir`/data-<hash>, the same place on
+ * every run from this checkout. Either way owned by `account` with mode 0700, as PostgreSQL demands.
+ *
+ * The hash is of `requested` and an id kept beside it (`.<name>.relocated`, made on first use), so a
+ * checkout deleted and cloned again at the same path starts with a database of its own rather than
+ * finding its predecessor's, whose schema may be one its migrations never made. A relocated
+ * directory records where its id lives (`data-<hash>.origin`); one whose id is gone, its checkout
+ * deleted, is removed the next time any checkout relocates, unless its server is still running.
  */
 export async function dataDirFor(
   account: PostgresAccount,
@@ -120,16 +139,71 @@ export async function dataDirFor(
   if (passes(account, [['-x', parent]])) {
     await mkdir(requested, { recursive: true, mode: 0o700 });
   } else {
-    const hash = createHash('sha256').update(requested).digest('hex').slice(0, 16);
-    const relocated = path.join(await ownedDirectory(sharedDir), `data-${hash}`);
+    const shared = await ownedDirectory(sharedDir);
+    await forgetDeletedCheckouts(shared).catch(() => undefined); // tidying never stops a start
+    const marker = path.join(parent, `.${path.basename(requested)}.relocated`);
+    const { id, made } = await checkoutId(marker);
+    const hash = createHash('sha256').update(`${requested}\n${id}`).digest('hex').slice(0, 16);
+    const relocated = path.join(shared, `data-${hash}`);
+    // Before these ids, the place was named by the path alone: a checkout's first run since takes it over.
+    const legacy = path.join(
+      shared,
+      `data-${createHash('sha256').update(requested).digest('hex').slice(0, 16)}`,
+    );
+    if (made) await rename(legacy, relocated).catch(ignoreCode('ENOENT'));
     await mkdir(relocated, { mode: 0o700 }).catch(ignoreCode('EEXIST'));
     const info = await lstat(relocated);
     if (info.isSymbolicLink() || !info.isDirectory()) throw new Error(`${relocated} is not a directory`);
+    await writeFile(`${relocated}.origin`, `${marker}\n${id}\n`, { mode: 0o600 });
     requested = relocated;
   }
   await chown(requested, account.uid, account.gid);
   await chmod(requested, 0o700);
   return requested;
+}
+
+const CHECKOUT_ID = /^[0-9a-f]{32}$/;
+
+/** The id kept in `marker`, made (random) where there is none yet. */
+async function checkoutId(marker: string): Promise<{ id: string; made: boolean }> {
+  const kept = (await readFile(marker, 'utf8').catch(() => '')).trim();
+  if (CHECKOUT_ID.test(kept)) return { id: kept, made: false };
+  const id = randomBytes(16).toString('hex');
+  await writeFile(marker, `${id}\n`, { mode: 0o600 });
+  return { id, made: true };
+}
+
+/**
+ * Removes the relocated data directories in `shared` whose checkout is gone: the id their origin
+ * names is no longer there. A directory whose postmaster.pid names a live process is kept.
+ */
+async function forgetDeletedCheckouts(shared: string): Promise<void> {
+  for (const name of await readdir(shared)) {
+    if (!/^data-[0-9a-f]{16}\.origin$/.test(name)) continue;
+    const origin = path.join(shared, name);
+    const [marker = '', id = ''] = (await readFile(origin, 'utf8').catch(() => '')).split('\n');
+    if (!path.isAbsolute(marker) || !CHECKOUT_ID.test(id)) continue;
+    const current = (await readFile(marker, 'utf8').catch(() => '')).trim();
+    if (current === id) continue;
+    const dataDir = origin.slice(0, -'.origin'.length);
+    if (await serverRunning(dataDir)) continue;
+    await rm(dataDir, { recursive: true, force: true });
+    await rm(origin, { force: true });
+  }
+}
+
+/** Whether the data directory's postmaster.pid names a process that is alive. */
+async function serverRunning(dataDir: string): Promise<boolean> {
+  const pid = Number(
+    (await readFile(path.join(dataDir, 'postmaster.pid'), 'utf8').catch(() => '')).split('\n')[0],
+  );
+  if (!Number.isInteger(pid) || pid <= 0) return false;
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
+  }
 }
 
 /**
