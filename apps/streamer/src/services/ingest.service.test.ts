@@ -72,7 +72,7 @@ describe('IngestService.handle', () => {
     // 2000-01-01, values as a 4-byte decimal where that is exact and as the double otherwise.
     const app = await startStreamerTestApp({ config: { TELEMETRY_RETENTION: 0 } });
     try {
-      await app.database.pool.query('ALTER TABLE telemetry_series ALTER COLUMN id RESTART WITH 2147483647');
+      await app.database.pool.query(`SELECT setval('telemetry_series_id_seq', 2147483647, false)`);
       const cases: [string, number, number, 'decimal' | 'double'][] = [
         ['1999-12-31T23:59:59.999999Z', 946_684_799_999_999, 0.1 + 0.2, 'double'],
         ['1969-07-20T20:17:40.000001Z', -14_182_939_999_999, -1.7976931348623157e308, 'double'],
@@ -107,6 +107,54 @@ describe('IngestService.handle', () => {
           .map(([, us, value, form]) => ({ id: '2147483647', us: String(us), value, form })),
       );
       expect(Object.is(stored.find((r) => r.us === '1780315201000000')?.value, -0)).toBe(true);
+    } finally {
+      await app.close();
+    }
+  });
+
+  it('gives a new series, once the 2^31 - 1 ids have been drawn, the next id no series holds', async () => {
+    const app = await startStreamerTestApp({ config: { TELEMETRY_RETENTION: 0 } });
+    try {
+      const gpuId = 'GPU-ids-reused';
+      const t0 = Date.now() - 60_000;
+      const at = (metricName: string, k: number, value: number) =>
+        sample({ gpuId, metricName, value, timestamp: new Date(t0 + k * 1000).toISOString() });
+      const ids = async () => {
+        const { rows } = await app.database.pool.query<{ metric_name: string; id: number }>(
+          'SELECT metric_name, id::int AS id FROM telemetry_series WHERE gpu_id = $1',
+          [gpuId],
+        );
+        return Object.fromEntries(rows.map((r) => [r.metric_name, r.id]));
+      };
+      await app.ingest.handle([
+        message([
+          at('DCGM_FI_DEV_GPU_UTIL', 0, 1),
+          at('DCGM_FI_DEV_GPU_TEMP', 0, 2),
+          at('DCGM_FI_DEV_SM_CLOCK', 0, 3),
+        ]),
+      ]);
+      const first = await ids();
+      expect(Object.values(first).sort()).toEqual([1, 2, 3]);
+      // One series goes, as retention deletes a series once nothing of it is left; the ids run out.
+      const freed = first['DCGM_FI_DEV_GPU_TEMP'];
+      await app.database.pool.query('DELETE FROM telemetry_samples WHERE series_id = $1', [freed]);
+      await app.database.pool.query('DELETE FROM telemetry_series WHERE id = $1', [freed]);
+      await app.database.pool.query(`SELECT setval('telemetry_series_id_seq', 2147483647)`);
+      await app.ingest.handle([
+        message([at('DCGM_FI_DEV_POWER_USAGE', 1, 245.117), at('DCGM_FI_DEV_GPU_UTIL', 1, 4)]),
+      ]);
+      expect(await ids()).toEqual({
+        DCGM_FI_DEV_GPU_UTIL: first['DCGM_FI_DEV_GPU_UTIL'],
+        DCGM_FI_DEV_SM_CLOCK: first['DCGM_FI_DEV_SM_CLOCK'],
+        DCGM_FI_DEV_POWER_USAGE: freed,
+      });
+      const stored = (await rows(gpuId, app)).map((r) => `${r.metricName}=${r.value}`);
+      expect(stored.sort()).toEqual([
+        'DCGM_FI_DEV_GPU_UTIL=1',
+        'DCGM_FI_DEV_GPU_UTIL=4',
+        'DCGM_FI_DEV_POWER_USAGE=245.117',
+        'DCGM_FI_DEV_SM_CLOCK=3',
+      ]);
     } finally {
       await app.close();
     }
