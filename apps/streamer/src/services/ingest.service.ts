@@ -619,10 +619,6 @@ export class IngestService {
   }
 
   /**
-   * Keeps `gpus` current. A GPU whose metric names are all stored is sent without them; if its row
-   * turns out to be gone (retention deleted it meanwhile), it is sent again with them.
-   */
-  /**
    * The group of a series' hot sample times (hotGroup): its host, the hostname it was stored with,
    * else its instance label, as telemetry_hot_group reads them from telemetry_series.
    */
@@ -697,6 +693,10 @@ export class IngestService {
     });
   }
 
+  /**
+   * Keeps `gpus` current. A GPU whose metric names are all stored is sent without them; if its row
+   * turns out to be gone (retention deleted it meanwhile), it is sent again with them.
+   */
   private async storeSightings(seen: GpuSighting[]): Promise<void> {
     const { pool } = this.deps;
     const unlisted = await upsertGpus(pool, this.gpuMetrics.narrow(seen));
