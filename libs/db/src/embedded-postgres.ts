@@ -5,7 +5,13 @@ import { createServer } from 'node:net';
 import { constants, tmpdir } from 'node:os';
 import path from 'node:path';
 import { Client } from 'pg';
-import { DEFAULT_SHARED_DIR, isRoot, planForRoot, type PostgresAccount } from './postgres-as-root';
+import {
+  DEFAULT_SHARED_DIR,
+  isRoot,
+  planForRoot,
+  type PostgresAccount,
+  removeDataDir,
+} from './postgres-as-root';
 import {
   ensureExecutable,
   findBinaries,
@@ -88,11 +94,8 @@ export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions): P
     spawnOptions(account, locale),
     log,
     async () => {
-      if (options.persistent === false) {
-        await rm(dataDir, { recursive: true, force: true });
-        // A relocated directory's record of its checkout goes with it (postgres-as-root.ts).
-        if (dataDir !== path.resolve(options.dataDir)) await rm(`${dataDir}.origin`, { force: true });
-      }
+      if (options.persistent === false)
+        await removeDataDir(dataDir, dataDir !== path.resolve(options.dataDir));
     },
   );
 

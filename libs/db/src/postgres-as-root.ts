@@ -143,18 +143,14 @@ export async function dataDirFor(
     await forgetDeletedCheckouts(shared).catch(() => undefined); // tidying never stops a start
     const marker = path.join(parent, `.${path.basename(requested)}.relocated`);
     const { id, made } = await checkoutId(marker);
-    const hash = createHash('sha256').update(`${requested}\n${id}`).digest('hex').slice(0, 16);
-    const relocated = path.join(shared, `data-${hash}`);
+    const relocated = path.join(shared, `data-${shortHash(`${requested}\n${id}`)}`);
     // Before these ids, the place was named by the path alone: a checkout's first run since takes it over.
-    const legacy = path.join(
-      shared,
-      `data-${createHash('sha256').update(requested).digest('hex').slice(0, 16)}`,
-    );
+    const legacy = path.join(shared, `data-${shortHash(requested)}`);
     if (made) await rename(legacy, relocated).catch(ignoreCode('ENOENT'));
     await mkdir(relocated, { mode: 0o700 }).catch(ignoreCode('EEXIST'));
     const info = await lstat(relocated);
     if (info.isSymbolicLink() || !info.isDirectory()) throw new Error(`${relocated} is not a directory`);
-    await writeFile(`${relocated}.origin`, `${marker}\n${id}\n`, { mode: 0o600 });
+    await writeFile(originOf(relocated), `${marker}\n${id}\n`, { mode: 0o600 });
     requested = relocated;
   }
   await chown(requested, account.uid, account.gid);
@@ -164,9 +160,31 @@ export async function dataDirFor(
 
 const CHECKOUT_ID = /^[0-9a-f]{32}$/;
 
+/** The first 16 hex digits of the SHA-256 of `text`: a relocated data directory's name. */
+function shortHash(text: string): string {
+  return createHash('sha256').update(text).digest('hex').slice(0, 16);
+}
+
+/** Where a relocated data directory records its checkout's id (see dataDirFor). */
+const originOf = (dataDir: string) => `${dataDir}.origin`;
+
+/** A small file's text, trimmed; '' when it cannot be read. */
+async function readSmallFile(file: string): Promise<string> {
+  return (await readFile(file, 'utf8').catch(() => '')).trim();
+}
+
+/**
+ * Deletes a data directory, and where dataDirFor relocated it, the record of its checkout: a
+ * throwaway server's on stop, or one whose checkout is gone.
+ */
+export async function removeDataDir(dataDir: string, relocated: boolean): Promise<void> {
+  await rm(dataDir, { recursive: true, force: true });
+  if (relocated) await rm(originOf(dataDir), { force: true });
+}
+
 /** The id kept in `marker`, made (random) where there is none yet. */
 async function checkoutId(marker: string): Promise<{ id: string; made: boolean }> {
-  const kept = (await readFile(marker, 'utf8').catch(() => '')).trim();
+  const kept = await readSmallFile(marker);
   if (CHECKOUT_ID.test(kept)) return { id: kept, made: false };
   const id = randomBytes(16).toString('hex');
   await writeFile(marker, `${id}\n`, { mode: 0o600 });
@@ -181,22 +199,17 @@ async function forgetDeletedCheckouts(shared: string): Promise<void> {
   for (const name of await readdir(shared)) {
     if (!/^data-[0-9a-f]{16}\.origin$/.test(name)) continue;
     const origin = path.join(shared, name);
-    const [marker = '', id = ''] = (await readFile(origin, 'utf8').catch(() => '')).split('\n');
+    const [marker = '', id = ''] = (await readSmallFile(origin)).split('\n');
     if (!path.isAbsolute(marker) || !CHECKOUT_ID.test(id)) continue;
-    const current = (await readFile(marker, 'utf8').catch(() => '')).trim();
-    if (current === id) continue;
+    if ((await readSmallFile(marker)) === id) continue;
     const dataDir = origin.slice(0, -'.origin'.length);
-    if (await serverRunning(dataDir)) continue;
-    await rm(dataDir, { recursive: true, force: true });
-    await rm(origin, { force: true });
+    if (!(await serverRunning(dataDir))) await removeDataDir(dataDir, true);
   }
 }
 
 /** Whether the data directory's postmaster.pid names a process that is alive. */
 async function serverRunning(dataDir: string): Promise<boolean> {
-  const pid = Number(
-    (await readFile(path.join(dataDir, 'postmaster.pid'), 'utf8').catch(() => '')).split('\n')[0],
-  );
+  const pid = Number((await readSmallFile(path.join(dataDir, 'postmaster.pid'))).split('\n')[0]);
   if (!Number.isInteger(pid) || pid <= 0) return false;
   try {
     process.kill(pid, 0);
