@@ -21,7 +21,9 @@ const { QueueClient } = require(path.join(root, 'libs/queue-client/dist/index.js
 const { DcgmSimulator } = require(path.join(root, 'libs/dcgm-simulator/dist/dcgm-simulator.js'));
 const { parseExposition } = require(path.join(root, 'apps/collector/dist/parsing/exposition-parser.js'));
 const { toTelemetrySample } = require(path.join(root, 'apps/collector/dist/parsing/to-telemetry.js'));
-const { readTelemetryCsv, stampRow } = require(path.join(root, 'apps/collector/dist/sources/csv-samples.js'));
+const { readTelemetryCsv, ReplayClock, MAX_RUN_MS } = require(
+  path.join(root, 'apps/collector/dist/sources/csv-samples.js'),
+);
 
 const HOSTS = Number(process.env.BENCH_HOSTS ?? 32);
 const INTERVAL_MS = 30_000;
@@ -57,10 +59,14 @@ function* simulatorRounds() {
   }
 }
 
-/** The CSV replayed in a loop, a pass every 30 s, rows stamped with the 100 ms tick that sends them. */
+/**
+ * The CSV replayed in a loop, a pass every 30 s in 100 ms ticks, stamped as the collector stamps
+ * it (ReplayClock: the rows the export took at one time share the time the replay reached them).
+ */
 function* csvRounds() {
   const { rows } = readTelemetryCsv(readFileSync(CSV, 'utf8'));
   const perTick = rows.length / (INTERVAL_MS / 100);
+  const clock = new ReplayClock();
   let cursor = 0;
   let carry = 0;
   for (let tick = 0; tick < HOUR / 100; tick++) {
@@ -69,7 +75,8 @@ function* csvRounds() {
     carry = due - count;
     const samples = [];
     while (count-- > 0) {
-      samples.push(stampRow(rows[cursor], hourStart + tick * 100));
+      if (cursor === 0) clock.restart();
+      samples.push(clock.stamp(rows[cursor], hourStart + tick * 100));
       cursor = (cursor + 1) % rows.length;
     }
     if (tick % 300 === 0) yield [];
@@ -151,14 +158,22 @@ function simulatorDay(hosts = 4) {
   return day;
 }
 
-/** A day of the CSV replayed in a loop, a pass every 30 s, per series. */
+/** A day of the CSV replayed in a loop, a pass every 30 s, per series, with csvRounds' times. */
 function csvDay() {
   const { rows } = readTelemetryCsv(readFileSync(CSV, 'utf8'));
+  // Row i goes out in the tick at `sentAt(i)` ms into its pass and is stamped with the tick that
+  // reached its run (ReplayClock, written out here: a day is 7 million rows).
+  const sentAt = (i) => Math.floor((i * INTERVAL_MS) / rows.length / 100) * 100;
+  const stampedAt = [];
+  rows.forEach((row, i) => {
+    const reached = stampedAt[i - 1];
+    const sameRun = i > 0 && row.exportedAt === rows[i - 1].exportedAt && sentAt(i) - reached < MAX_RUN_MS;
+    stampedAt.push(sameRun ? reached : sentAt(i));
+  });
   const day = new Map();
   for (let pass = 0; pass < 86_400_000 / INTERVAL_MS; pass++) {
     rows.forEach((row, i) => {
-      const at =
-        hourStart - 10 * HOUR + pass * INTERVAL_MS + Math.floor((i * INTERVAL_MS) / rows.length / 100) * 100;
+      const at = hourStart - 10 * HOUR + pass * INTERVAL_MS + stampedAt[i];
       const key = `${row.gpuId}/${row.metricName}`;
       let series = day.get(key);
       if (!series) day.set(key, (series = { times: [], values: [] }));

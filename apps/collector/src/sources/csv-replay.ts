@@ -4,7 +4,7 @@ import type { Logger } from '@gpu-telemetry/service-kit';
 import type { CollectorMetrics } from '../collector.metrics';
 import { buildMessages } from '../publishing/message-builder';
 import type { Publisher } from '../publishing/publisher';
-import { type CsvRow, readTelemetryCsv, stampRow } from './csv-samples';
+import { type CsvRow, ReplayClock, readTelemetryCsv } from './csv-samples';
 
 export interface CsvReplayOptions {
   file: string;
@@ -18,11 +18,13 @@ export interface CsvReplayOptions {
 }
 
 /**
- * Replays a dcgm_metrics_*.csv export as live telemetry: rows go out at `rowsPerSecond`, each
- * stamped with the time it is processed, from the top again when the file ends (if `loop`).
+ * Replays a dcgm_metrics_*.csv export as live telemetry: rows go out at `rowsPerSecond`, from the
+ * top again when the file ends (if `loop`). The rows the export took at one time share the time
+ * the replay reached them (ReplayClock), as one scrape's samples do.
  */
 export class CsvReplay {
   private rows: CsvRow[] = [];
+  private readonly clock = new ReplayClock();
   private cursor = 0;
   private carry = 0;
   private timer: NodeJS.Timeout | undefined;
@@ -66,8 +68,9 @@ export class CsvReplay {
       if (this.cursor >= this.rows.length) {
         if (!this.options.loop) break;
         this.cursor = 0;
+        this.clock.restart();
       }
-      samples.push(stampRow(this.rows[this.cursor++] as CsvRow, now));
+      samples.push(this.clock.stamp(this.rows[this.cursor++] as CsvRow, now));
     }
     if (samples.length === 0) return;
     this.options.metrics.samplesScraped.inc(samples.length);

@@ -23,6 +23,7 @@ describe('reading the real telemetry CSV', () => {
 
   it('maps columns and labels_raw (with its CSV-escaped quotes) onto samples', () => {
     expect(rows[0]).toEqual({
+      exportedAt: '2025-07-18T20:42:34Z',
       metricName: 'DCGM_FI_DEV_GPU_UTIL',
       gpuIndex: 0,
       device: 'nvidia0',
@@ -81,32 +82,45 @@ describe('readCsv', () => {
 });
 
 describe('CsvReplay', () => {
-  it('sends rows at the configured rate, stamped with the time they are processed, looping over the file', async () => {
+  /** A replay of the fixture whose ticks the test drives by hand, and what it sent. */
+  async function replayOf(rowsPerSecond: number) {
     const sent: OutgoingMessage[] = [];
-    let now = Date.parse('2026-05-01T00:00:00Z');
+    const clock = { now: Date.parse('2026-05-01T00:00:00Z') };
     const replay = new CsvReplay({
       file: CSV,
-      rowsPerSecond: 20_000,
+      rowsPerSecond,
       loop: true,
       publisher: { enqueue: (messages) => sent.push(...messages) },
       logger: createLogger('test', 'silent'),
       metrics: createCollectorMetrics(createMetrics('test', { defaultMetrics: false }).registry),
-      now: () => now,
-      tickMs: 60_000_000, // ticks are driven by hand below
+      now: () => clock.now,
+      tickMs: 60_000_000, // ticks are driven by hand
     });
     await replay.start();
-    replay.tick(100); // 2,000 rows
-    now += 100;
-    replay.tick(100); // 470 to the end of the file, then 1,530 from the top
+    const tick = () => {
+      replay.tick(100);
+      clock.now += 100;
+    };
+    const samples = () =>
+      sent.map((m) => telemetryFrame.parse(JSON.parse(m.json).payload)).flatMap(frameSamples);
+    return { replay, tick, sent, samples, start: clock.now };
+  }
+  const at = (ms: number) => new Date(ms).toISOString();
+  // The fixture's runs: 741 rows taken at 20:42:34, 741 at :35, 247 at :36, 741 at :37.
+  const RUNS = [741, 741, 247, 741];
+
+  it('sends rows at the configured rate, looping over the file, each series once at a time', async () => {
+    const { replay, tick, sent, samples, start } = await replayOf(20_000);
+    tick(); // 2,000 rows: the first three runs and 271 rows of the fourth
+    tick(); // the fourth run's 470 others, then 1,530 from the top
     replay.stop();
-    const payloads = sent.map((m) => telemetryFrame.parse(JSON.parse(m.json).payload));
-    const samples = payloads.flatMap(frameSamples);
-    expect(samples).toHaveLength(4000);
+    const all = samples();
+    expect(all).toHaveLength(4000);
+    const frames = sent.map((m) => telemetryFrame.parse(JSON.parse(m.json).payload));
     expect(
-      payloads.every((p) => p.source === 'csv:dcgm_metrics_20250718_134233.csv' && p.samples.length <= 1000),
+      frames.every((p) => p.source === 'csv:dcgm_metrics_20250718_134233.csv' && p.samples.length <= 1000),
     ).toBe(true);
-    // Each a sample of its own: no series sent twice at one time.
-    const { value: _, ...first } = samples[0] as (typeof samples)[number];
+    const { value: _, ...first } = all[0] as (typeof all)[number];
     expect(Object.keys(first).sort()).toEqual([
       'container',
       'device',
@@ -120,8 +134,38 @@ describe('CsvReplay', () => {
       'pod',
       'timestamp',
     ]);
-    expect(new Set(samples.map(({ value: _v, ...s }) => JSON.stringify(s))).size).toBe(4000);
-    expect(samples.slice(0, 2000).every((s) => s.timestamp === '2026-05-01T00:00:00.000Z')).toBe(true);
-    expect(samples.slice(2000).every((s) => s.timestamp === '2026-05-01T00:00:00.100Z')).toBe(true);
+    expect(new Set(all.map(({ value: _v, ...s }) => JSON.stringify(s))).size).toBe(4000);
+    // The fourth run keeps the time it was reached, though its end went out a tick later; the
+    // second pass is a scrape of its own.
+    expect(all.slice(0, 2470).every((s) => s.timestamp === at(start))).toBe(true);
+    expect(all.slice(2470).every((s) => s.timestamp === at(start + 100))).toBe(true);
+  });
+
+  it('stamps the rows the export took together with one time, the time the replay reached them', async () => {
+    const { replay, tick, samples, start } = await replayOf(100); // 10 rows a tick
+    for (let i = 0; i < 300; i++) tick(); // 3,000 rows: the whole file, then 530 rows from the top
+    replay.stop();
+    const times = samples().map((s) => s.timestamp);
+    expect(times).toHaveLength(3000);
+    // Each run's time is the tick that sent its first row.
+    let row = 0;
+    for (const run of [...RUNS, 530]) {
+      const reached = start + Math.floor(row / 10) * 100;
+      expect(new Set(times.slice(row, row + run))).toEqual(new Set([at(reached)]));
+      row += run;
+    }
+    expect(new Set(times).size).toBe(5);
+  });
+
+  it('moves a run that takes longer than 10 s to send on to a later time', async () => {
+    const { replay, tick, samples, start } = await replayOf(50); // 5 rows a tick: a run of 741 takes 14.8 s
+    for (let i = 0; i < 160; i++) tick(); // 800 rows
+    replay.stop();
+    const times = samples().map((s) => s.timestamp);
+    // 10 s of the first run (100 ticks, 500 rows) at its time, its last 241 rows at the tick that
+    // passed 10 s, the second run from the tick that reached it.
+    expect(new Set(times.slice(0, 500))).toEqual(new Set([at(start)]));
+    expect(new Set(times.slice(500, 741))).toEqual(new Set([at(start + 10_000)]));
+    expect(new Set(times.slice(741, 800))).toEqual(new Set([at(start + Math.floor(741 / 5) * 100)]));
   });
 });

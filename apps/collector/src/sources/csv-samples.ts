@@ -6,6 +6,8 @@ import { sampleId } from '../parsing/sample-id';
 
 /** One row of a dcgm_metrics_*.csv export, before it is stamped with a time. */
 export interface CsvRow {
+  /** The export's `timestamp`, as written: rows that share it were scraped together. */
+  exportedAt: string;
   metricName: string;
   gpuIndex: number | null;
   device: string | null;
@@ -88,6 +90,7 @@ export function readTelemetryCsv(text: string): {
       const rest: Record<string, string> = {};
       for (const key in labels) if (!TYPED_LABELS.has(key)) rest[key] = labels[key] as string;
       rows.push({
+        exportedAt: get('timestamp') ?? '',
         metricName,
         gpuIndex: /^\d{1,5}$/.test(gpu) ? Number(gpu) : null,
         device: blank(get('device')),
@@ -108,7 +111,7 @@ export function readTelemetryCsv(text: string): {
   return { rows, errors };
 }
 
-/** A CSV row as a sample taken now: replayed data carries the time it was processed. */
+/** A CSV row as a sample taken at `timestampMs`. */
 export function stampRow(row: CsvRow, timestampMs: number): TelemetrySample {
   return {
     uuid: sampleId(
@@ -130,4 +133,33 @@ export function stampRow(row: CsvRow, timestampMs: number): TelemetrySample {
     namespace: row.namespace,
     labels: row.labels,
   };
+}
+
+/** The longest a run of rows keeps its time while the replay sends it (ReplayClock). */
+export const MAX_RUN_MS = 10_000;
+
+/**
+ * The times a replay stamps rows with. The rows an export took at one time (a run of rows with
+ * the same `exportedAt`: one scrape of the fleet) keep one time between them, the time the replay
+ * reached the run, as one scrape's samples share its time; the replay may take several ticks to
+ * send them. A run still being sent MAX_RUN_MS after it was reached goes on at the time of the
+ * row that passes it, so that no sample is stamped much before it is sent. Each pass over the
+ * file is a new scrape (`restart`), so a file of one timestamp never repeats a series' time.
+ */
+export class ReplayClock {
+  private run: string | undefined;
+  private reachedAt = 0;
+
+  stamp(row: CsvRow, nowMs: number): TelemetrySample {
+    if (row.exportedAt !== this.run || nowMs - this.reachedAt >= MAX_RUN_MS) {
+      this.run = row.exportedAt;
+      this.reachedAt = nowMs;
+    }
+    return stampRow(row, this.reachedAt);
+  }
+
+  /** The top of the file again: the next row starts a run whatever its timestamp. */
+  restart(): void {
+    this.run = undefined;
+  }
 }
