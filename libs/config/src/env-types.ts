@@ -104,7 +104,11 @@ export function secret() {
 export function serviceEnv(defaultPort: number) {
   return {
     PORT: port(defaultPort),
-    HOST: z.string().default('0.0.0.0'),
+    /**
+     * The address to listen on. Unset or empty: every address, IPv6 and IPv4 (IPv4 alone where the
+     * host has no IPv6), so one image serves IPv4, IPv6 and dual-stack clusters.
+     */
+    HOST: z.string().optional(),
     DATABASE_URL: postgresUrl,
     DATABASE_POOL_SIZE: int(10, 1, 200),
     LOG_LEVEL: logLevel,

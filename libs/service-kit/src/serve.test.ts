@@ -1,5 +1,5 @@
 import { Agent, get } from 'node:http';
-import { connect, type Socket } from 'node:net';
+import { connect, createServer, type Socket } from 'node:net';
 import { createLogger } from './logger';
 import { listen, onShutdown, type RunningServer } from './serve';
 
@@ -46,6 +46,56 @@ function drip(lead: string, dripByte: string, everyMs: number) {
     });
   });
 }
+
+describe('listen address', () => {
+  const canListenOn = (host: string) =>
+    new Promise<boolean>((resolve) => {
+      const probe = createServer();
+      probe.once('error', () => resolve(false));
+      probe.listen(0, host, () => probe.close(() => resolve(true)));
+    });
+  /** The body a GET of `host`:`port` answers, or the error's code. */
+  const fetchFrom = (host: string, port: number) =>
+    new Promise<string>((resolve) => {
+      get({ host, port, path: '/', agent: false }, (res) => {
+        let body = '';
+        res.setEncoding('utf8');
+        res.on('data', (chunk: string) => (body += chunk));
+        res.on('end', () => resolve(body));
+      }).on('error', (error: NodeJS.ErrnoException) => resolve(error.code ?? 'error'));
+    });
+
+  it.each([undefined, ''])('listens on every address, IPv4 and IPv6 alike, when HOST is %p', async (host) => {
+    const open = await listen((_req, res) => res.end('here'), {
+      port: 0,
+      host,
+      logger: createLogger('test', 'silent'),
+    });
+    try {
+      // `::` where the machine has IPv6 (IPv4 clients arrive on the same socket), else 0.0.0.0.
+      const ipv6 = await canListenOn('::1');
+      expect((open.server.address() as { address: string }).address).toBe(ipv6 ? '::' : '0.0.0.0');
+      expect(await fetchFrom('127.0.0.1', open.port)).toBe('here');
+      if (ipv6) expect(await fetchFrom('::1', open.port)).toBe('here');
+    } finally {
+      await open.close();
+    }
+  });
+
+  it('listens on the one address HOST names', async () => {
+    const open = await listen((_req, res) => res.end('here'), {
+      port: 0,
+      host: '127.0.0.1',
+      logger: createLogger('test', 'silent'),
+    });
+    try {
+      expect(await fetchFrom('127.0.0.1', open.port)).toBe('here');
+      expect(await fetchFrom('::1', open.port)).toMatch(/^E[A-Z]+$/);
+    } finally {
+      await open.close();
+    }
+  });
+});
 
 describe('slow clients', () => {
   it('closes a connection that drips its headers, with 408, once the headers timeout passes', async () => {

@@ -6,6 +6,7 @@ import type { Logger } from 'pino';
 
 export interface ServeOptions {
   port: number;
+  /** Unset or empty: every address, IPv6 and IPv4 (Node's default: `::`, else `0.0.0.0`). */
   host?: string;
   logger: Logger;
   /** How long in-flight requests get to finish after SIGTERM before their sockets are cut. */
@@ -41,7 +42,7 @@ export async function listen(handler: RequestListener, options: ServeOptions): P
   server.on('clientError', answerClientError);
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
-    server.listen(options.port, options.host ?? '0.0.0.0', () => {
+    server.listen(options.port, options.host || undefined, () => {
       server.off('error', reject);
       resolve();
     });

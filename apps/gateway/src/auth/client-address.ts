@@ -5,7 +5,7 @@ import { BlockList, isIP } from 'node:net';
 export type ClientAddressOf = (req: Pick<IncomingMessage, 'headers' | 'socket'>) => string;
 
 /** `::ffff:10.0.0.1` (an IPv4 peer of a dual-stack socket) is 10.0.0.1. */
-function normalize(address: string): string {
+export function plainAddress(address: string): string {
   const trimmed = address.trim();
   return trimmed.startsWith('::ffff:') && isIP(trimmed.slice(7)) === 4 ? trimmed.slice(7) : trimmed;
 }
@@ -26,7 +26,7 @@ export function isAddressOrBlock(entry: string): boolean {
  * trusted proxy. Entries further left are the client's own claims and are never believed.
  */
 export function clientAddressOf(trustedProxies: readonly string[]): ClientAddressOf {
-  if (trustedProxies.length === 0) return (req) => normalize(req.socket.remoteAddress ?? '');
+  if (trustedProxies.length === 0) return (req) => plainAddress(req.socket.remoteAddress ?? '');
   const trusted = new BlockList();
   for (const entry of trustedProxies) {
     const [address = '', prefix] = entry.split('/');
@@ -39,12 +39,12 @@ export function clientAddressOf(trustedProxies: readonly string[]): ClientAddres
     return family !== 0 && trusted.check(address, family === 6 ? 'ipv6' : 'ipv4');
   };
   return (req) => {
-    let address = normalize(req.socket.remoteAddress ?? '');
+    let address = plainAddress(req.socket.remoteAddress ?? '');
     if (!isTrusted(address)) return address;
     const header = req.headers['x-forwarded-for'];
     const hops = (Array.isArray(header) ? header.join(',') : (header ?? '')).split(',').reverse();
     for (const hop of hops) {
-      const candidate = normalize(hop);
+      const candidate = plainAddress(hop);
       if (!isIP(candidate)) break; // garbage: the last proxy we trust is as far as we can see
       address = candidate;
       if (!isTrusted(candidate)) break;

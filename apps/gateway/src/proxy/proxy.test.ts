@@ -200,6 +200,20 @@ describe('proxying', () => {
     expect(res.headers['keep-alive']).not.toBe('timeout=5');
   });
 
+  it('passes an IPv4 client on as IPv4 in X-Forwarded-For when it listens on every address (dual-stack)', async () => {
+    const open = gateway();
+    const { server: everywhere, base: at } = await listenGateway(open, '');
+    try {
+      const reader = await key(['read']);
+      await request(at).get('/api/v1/gpus').set('authorization', `Bearer ${reader}`).expect(200);
+      // The socket's peer is ::ffff:127.0.0.1 on a dual-stack socket; the upstream is told 127.0.0.1.
+      expect(seen.at(-1)?.headers['x-forwarded-for']).toBe('127.0.0.1');
+    } finally {
+      await everywhere.close();
+      await open.close();
+    }
+  });
+
   it('starts a trace and a request id when the caller sends none', async () => {
     const reader = await key(['read']);
     const res = await api().get('/api/v1/gpus').set('x-api-key', reader).expect(200);

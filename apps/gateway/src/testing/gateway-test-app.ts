@@ -36,11 +36,17 @@ export async function serve(server: Server): Promise<string> {
   return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
 }
 
-/** The gateway behind the production server (service-kit `listen`) on a free loopback port. */
-export async function listenGateway(gateway: GatewayApp): Promise<{ server: RunningServer; base: string }> {
+/**
+ * The gateway behind the production server (service-kit `listen`) on a free port: of loopback, or
+ * of every address (`host` empty, as HOST unset), reached at 127.0.0.1 either way.
+ */
+export async function listenGateway(
+  gateway: GatewayApp,
+  host = '127.0.0.1',
+): Promise<{ server: RunningServer; base: string }> {
   const server = await listen(gateway.handler, {
     port: 0,
-    host: '127.0.0.1',
+    host,
     logger: createLogger('gateway', 'silent'),
   });
   gateway.attach(server.server);

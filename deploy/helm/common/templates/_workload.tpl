@@ -19,8 +19,6 @@ release's gateway (its OTLP receiver) when global.tracing.enabled.
 {{- define "common.env" -}}
 - name: PORT
   value: {{ .Values.containerPort | quote }}
-- name: HOST
-  value: "0.0.0.0"
 - name: LOG_LEVEL
   value: {{ .Values.logLevel | quote }}
 {{ include "common.databaseEnv" . }}
