@@ -75,7 +75,6 @@ function* csvRounds() {
     carry = due - count;
     const samples = [];
     while (count-- > 0) {
-      if (cursor === 0) clock.restart();
       samples.push(clock.stamp(rows[cursor], hourStart + tick * 100));
       cursor = (cursor + 1) % rows.length;
     }

@@ -200,6 +200,8 @@ describe('the gpu-telemetry chart with default values', () => {
       expect(container.args).toEqual([name]);
       expect(container.ports).toEqual([{ name: 'http', containerPort: PORTS[name], protocol: 'TCP' }]);
       expect(envOf(workload!)['PORT']?.value).toBe(String(PORTS[name]));
+      // No HOST: the service listens on every address, so IPv6-only and dual-stack clusters reach it.
+      expect(envOf(workload!)['HOST']).toBeUndefined();
       expect(container.livenessProbe.httpGet).toEqual({ path: '/healthz', port: 'http' });
       expect(container.readinessProbe.httpGet).toEqual({ path: '/readyz', port: 'http' });
       // Serving on for 5 s after it is told to stop, then SHUTDOWN_TIMEOUT (10 s) and 10 s more at

@@ -7,7 +7,8 @@ import { DcgmSimulator, SIMULATED_METRICS } from './dcgm-simulator';
 const config = loadConfig(
   z.object({
     SIM_PORT: port(9400),
-    SIM_HOST: z.string().default('0.0.0.0'),
+    /** Unset or empty: every address, IPv6 and IPv4, as the services. */
+    SIM_HOST: z.string().optional(),
     SIM_HOSTS: int(4, 1, 100_000),
     SIM_GPUS_PER_HOST: int(8, 1, 64),
     SIM_HOST_PREFIX: z.string().default('sim-node'),
@@ -20,7 +21,7 @@ const simulator = new DcgmSimulator({
 });
 const server = createServer(simulator.handle);
 server.keepAliveTimeout = 65_000;
-server.listen(config.SIM_PORT, config.SIM_HOST, () => {
+server.listen(config.SIM_PORT, config.SIM_HOST || undefined, () => {
   console.log(
     JSON.stringify({
       level: 'info',

@@ -27,6 +27,7 @@ export { FORM_MEDIA_TYPE, formBody, FormBodyError } from './form-body';
 export { getTracer, startTelemetry, withSpan } from './telemetry';
 export { validate } from './validate';
 export { waitAtMost } from './wait';
+export { peerAddress, plainAddress } from './peer-address';
 export {
   BODY_PROBLEMS,
   FRAME_PROBLEMS,

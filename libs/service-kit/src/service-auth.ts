@@ -2,6 +2,7 @@ import { createHash, timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import type { NextFunction, Request, Response } from 'express';
 import { Counter, type Registry } from 'prom-client';
+import { peerAddress } from './peer-address';
 import { sendProblem } from './problem';
 
 /**
@@ -49,7 +50,7 @@ export function requireServiceToken(token: ServiceToken, registry: Registry) {
     const reason = refusal(req, accepted);
     if (!reason) return next();
     failures.inc({ reason });
-    req.log.warn({ reason, remoteAddress: req.socket.remoteAddress }, 'service credential refused');
+    req.log.warn({ reason, remoteAddress: peerAddress(req) }, 'service credential refused');
     sendProblem(
       res,
       401,

@@ -68,7 +68,6 @@ export class CsvReplay {
       if (this.cursor >= this.rows.length) {
         if (!this.options.loop) break;
         this.cursor = 0;
-        this.clock.restart();
       }
       samples.push(this.clock.stamp(this.rows[this.cursor++] as CsvRow, now));
     }

@@ -1,4 +1,5 @@
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { frameSamples, telemetryFrame, telemetrySample } from '@gpu-telemetry/model';
 import { createLogger, createMetrics } from '@gpu-telemetry/service-kit';
@@ -82,14 +83,14 @@ describe('readCsv', () => {
 });
 
 describe('CsvReplay', () => {
-  /** A replay of the fixture whose ticks the test drives by hand, and what it sent. */
-  async function replayOf(rowsPerSecond: number) {
+  /** A replay of `file` whose ticks the test drives by hand, and what it sent. */
+  async function replayOf(rowsPerSecond: number, file = CSV, loop = true) {
     const sent: OutgoingMessage[] = [];
     const clock = { now: Date.parse('2026-05-01T00:00:00Z') };
     const replay = new CsvReplay({
-      file: CSV,
+      file,
       rowsPerSecond,
-      loop: true,
+      loop,
       publisher: { enqueue: (messages) => sent.push(...messages) },
       logger: createLogger('test', 'silent'),
       metrics: createCollectorMetrics(createMetrics('test', { defaultMetrics: false }).registry),
@@ -106,6 +107,20 @@ describe('CsvReplay', () => {
     return { replay, tick, sent, samples, start: clock.now };
   }
   const at = (ms: number) => new Date(ms).toISOString();
+  const seriesAt = (s: { metricName: string; gpuId: string; timestamp: string }) =>
+    `${s.metricName} ${s.gpuId} ${s.timestamp}`;
+
+  /** A CSV of the fixture's first four rows (GPU_UTIL of four GPUs: s0-s3), as [timestamp, row] lines. */
+  function csvOf(lines: [string, number][]): string {
+    const [header, ...rows] = readFileSync(CSV, 'utf8').trim().split('\n');
+    const text = [
+      header,
+      ...lines.map(([time, row]) => `"${time}"${rows[row]!.slice(rows[row]!.indexOf(','))}`),
+    ];
+    const file = path.join(mkdtempSync(path.join(tmpdir(), 'csv-replay-')), 'dcgm_metrics_test.csv');
+    writeFileSync(file, text.join('\n'));
+    return file;
+  }
   // The fixture's runs: 741 rows taken at 20:42:34, 741 at :35, 247 at :36, 741 at :37.
   const RUNS = [741, 741, 247, 741];
 
@@ -167,5 +182,43 @@ describe('CsvReplay', () => {
     expect(new Set(times.slice(0, 500))).toEqual(new Set([at(start)]));
     expect(new Set(times.slice(500, 741))).toEqual(new Set([at(start + 10_000)]));
     expect(new Set(times.slice(741, 800))).toEqual(new Set([at(start + Math.floor(741 / 5) * 100)]));
+  });
+  it('starts a new time where a series comes again, so a later tick never repeats a series at a time', async () => {
+    // s0 and s1 taken at one time; s2, s3 and s0 and s1 again at the next. Three rows a tick: the
+    // second run starts in the first tick, and its s0 and s1 go out in the second.
+    const file = csvOf([
+      ['2025-07-18T20:42:34Z', 0],
+      ['2025-07-18T20:42:34Z', 1],
+      ['2025-07-18T20:42:35Z', 2],
+      ['2025-07-18T20:42:35Z', 3],
+      ['2025-07-18T20:42:35Z', 0],
+      ['2025-07-18T20:42:35Z', 1],
+    ]);
+    const { tick, samples, start } = await replayOf(30, file, false);
+    tick();
+    tick();
+    const all = samples();
+    expect(all.map((s) => s.timestamp)).toEqual([
+      ...Array(4).fill(at(start)), // s0 s1, then s2 s3 of the run reached in the same tick
+      ...Array(2).fill(at(start + 100)), // s0 s1 again: a new scrape, at the tick that sent them
+    ]);
+    expect(new Set(all.map(seriesAt)).size).toBe(6);
+  });
+
+  it.each([
+    ['rows of one timestamp', '2025-07-18T20:42:34Z'],
+    ['an export without times', ''],
+  ])('makes each round of the same series a scrape of its own, in %s', async (_, time) => {
+    // s0-s3 three times over, then again from the top: 2 rows a tick.
+    const file = csvOf([0, 1, 2, 3, 0, 1, 2, 3, 0, 1, 2, 3].map((row): [string, number] => [time, row]));
+    const { replay, tick, samples, start } = await replayOf(20, file);
+    for (let i = 0; i < 8; i++) tick();
+    replay.stop();
+    const all = samples();
+    expect(all).toHaveLength(16);
+    expect(new Set(all.map(seriesAt)).size).toBe(16);
+    expect(all.map((s) => s.timestamp)).toEqual(
+      [0, 200, 400, 600].flatMap((offset) => Array(4).fill(at(start + offset))),
+    );
   });
 });

@@ -142,24 +142,30 @@ export const MAX_RUN_MS = 10_000;
  * The times a replay stamps rows with. The rows an export took at one time (a run of rows with
  * the same `exportedAt`: one scrape of the fleet) keep one time between them, the time the replay
  * reached the run, as one scrape's samples share its time; the replay may take several ticks to
- * send them. A run still being sent MAX_RUN_MS after it was reached goes on at the time of the
- * row that passes it, so that no sample is stamped much before it is sent. Each pass over the
- * file is a new scrape (`restart`), so a file of one timestamp never repeats a series' time.
+ * send them. A new scrape starts where the export's time changes, where a series already stamped
+ * with the current time comes again (the next pass over the file, an export without times), and
+ * MAX_RUN_MS after the current one started, so that no sample is stamped much before it is sent.
+ * A scrape started in a later tick takes that tick's time, so a series is stamped twice with one
+ * time only by two of its rows sent in the same tick, as when every row took its tick's time.
  */
 export class ReplayClock {
   private run: string | undefined;
-  private reachedAt = 0;
+  /** The time being stamped, and the series stamped with it (metric and GPU). */
+  private at = Number.NaN;
+  private readonly stamped = new Set<string>();
 
   stamp(row: CsvRow, nowMs: number): TelemetrySample {
-    if (row.exportedAt !== this.run || nowMs - this.reachedAt >= MAX_RUN_MS) {
+    const series = `${row.metricName}\n${row.gpuId}`;
+    const newScrape =
+      row.exportedAt !== this.run || this.stamped.has(series) || nowMs - this.at >= MAX_RUN_MS;
+    if (newScrape) {
       this.run = row.exportedAt;
-      this.reachedAt = nowMs;
+      if (nowMs !== this.at) {
+        this.at = nowMs;
+        this.stamped.clear();
+      }
     }
-    return stampRow(row, this.reachedAt);
-  }
-
-  /** The top of the file again: the next row starts a run whatever its timestamp. */
-  restart(): void {
-    this.run = undefined;
+    this.stamped.add(series);
+    return stampRow(row, this.at);
   }
 }

@@ -1,7 +1,7 @@
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import { AppError, NotFoundError } from '@gpu-telemetry/model';
-import type { Logger } from '@gpu-telemetry/service-kit';
+import { type Logger, peerAddress } from '@gpu-telemetry/service-kit';
 import type { Kysely } from 'kysely';
 import type { GatewayDatabase } from '../gateway.tables';
 import { type ApiKeyRow, findActiveKey, insertKey, listKeys, revokeKey, touchKeys } from './api-keys.queries';
@@ -363,7 +363,7 @@ export class ApiKeysService {
   }
 
   private group(req: KeyedRequest): string {
-    const address = this.options.clientAddress?.(req) ?? req.socket.remoteAddress ?? '';
+    const address = this.options.clientAddress?.(req) ?? peerAddress(req);
     return addressGroup(address);
   }
 

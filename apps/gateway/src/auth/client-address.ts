@@ -1,14 +1,9 @@
 import type { IncomingMessage } from 'node:http';
 import { BlockList, isIP } from 'node:net';
+import { peerAddress, plainAddress } from '@gpu-telemetry/service-kit';
 
 /** The address a request comes from, as the gateway counts it (rate limits, failed logins). */
 export type ClientAddressOf = (req: Pick<IncomingMessage, 'headers' | 'socket'>) => string;
-
-/** `::ffff:10.0.0.1` (an IPv4 peer of a dual-stack socket) is 10.0.0.1. */
-export function plainAddress(address: string): string {
-  const trimmed = address.trim();
-  return trimmed.startsWith('::ffff:') && isIP(trimmed.slice(7)) === 4 ? trimmed.slice(7) : trimmed;
-}
 
 /** An IP address or CIDR block, e.g. `10.0.0.0/8`, `192.168.1.5`, `fd00::/8`. */
 export function isAddressOrBlock(entry: string): boolean {
@@ -26,7 +21,7 @@ export function isAddressOrBlock(entry: string): boolean {
  * trusted proxy. Entries further left are the client's own claims and are never believed.
  */
 export function clientAddressOf(trustedProxies: readonly string[]): ClientAddressOf {
-  if (trustedProxies.length === 0) return (req) => plainAddress(req.socket.remoteAddress ?? '');
+  if (trustedProxies.length === 0) return peerAddress;
   const trusted = new BlockList();
   for (const entry of trustedProxies) {
     const [address = '', prefix] = entry.split('/');
@@ -39,7 +34,7 @@ export function clientAddressOf(trustedProxies: readonly string[]): ClientAddres
     return family !== 0 && trusted.check(address, family === 6 ? 'ipv6' : 'ipv4');
   };
   return (req) => {
-    let address = plainAddress(req.socket.remoteAddress ?? '');
+    let address = peerAddress(req);
     if (!isTrusted(address)) return address;
     const header = req.headers['x-forwarded-for'];
     const hops = (Array.isArray(header) ? header.join(',') : (header ?? '')).split(',').reverse();

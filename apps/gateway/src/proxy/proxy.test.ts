@@ -204,6 +204,7 @@ describe('proxying', () => {
     const open = gateway();
     const { server: everywhere, base: at } = await listenGateway(open, '');
     try {
+      expect((everywhere.server.address() as { address: string }).address).toBe('::');
       const reader = await key(['read']);
       await request(at).get('/api/v1/gpus').set('authorization', `Bearer ${reader}`).expect(200);
       // The socket's peer is ::ffff:127.0.0.1 on a dual-stack socket; the upstream is told 127.0.0.1.

@@ -12,13 +12,14 @@ import {
 } from '@opentelemetry/api';
 import {
   type Logger,
+  peerAddress,
   SECURITY_HEADERS,
   serviceAuthorization,
   writeProblem,
 } from '@gpu-telemetry/service-kit';
 import { type Dispatcher, Pool } from 'undici';
 import { type Access, type ApiKeysService, AuthError, type Principal } from '../auth/api-keys.service';
-import { type ClientAddressOf, plainAddress } from '../auth/client-address';
+import type { ClientAddressOf } from '../auth/client-address';
 import { clientOf, type RateLimiter, takeToken } from '../auth/rate-limiter';
 import { CircuitBreaker } from './circuit-breaker';
 import type { RequestRecord } from '../records/requests.queries';
@@ -536,7 +537,7 @@ export class Proxy {
   private forwardHeaders(req: IncomingMessage, requestId: string): Record<string, string | string[]> {
     const headers = stripped(req.headers, NOT_FORWARDED);
     // An IPv4 peer of the dual-stack socket is passed on as IPv4 (10.0.0.1, not ::ffff:10.0.0.1).
-    const peer = plainAddress(req.socket.remoteAddress ?? '');
+    const peer = peerAddress(req);
     const prior = req.headers['x-forwarded-for'];
     headers['x-forwarded-for'] = prior ? `${String(prior)}, ${peer}` : peer;
     headers['x-forwarded-proto'] =
