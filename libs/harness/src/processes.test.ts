@@ -78,10 +78,11 @@ describe('startProcess', () => {
     const lines: string[] = [];
     const parent = node(
       'parent',
-      `const child = require('node:child_process').spawn(process.execPath, ['-e', 'setInterval(() => {}, 1000)'], { stdio: 'ignore' });
-       console.log('child ' + child.pid);
-       process.on('SIGTERM', () => process.exit(0)); // without stopping its child
-       setInterval(() => {}, 1000);`,
+      // The handler goes in before the line that tells the test to stop it.
+      `process.on('SIGTERM', () => process.exit(0)); // without stopping its child
+       const child = require('node:child_process').spawn(process.execPath, ['-e', 'setInterval(() => {}, 1000)'], { stdio: 'ignore' });
+       setInterval(() => {}, 1000);
+       setImmediate(() => console.log('child ' + child.pid));`,
       { stdout: (line) => lines.push(line), ownProcessGroup: true },
     );
     await waitFor('the child pid', () => lines.length > 0);
