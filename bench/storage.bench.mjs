@@ -21,7 +21,7 @@ const { QueueClient } = require(path.join(root, 'libs/queue-client/dist/index.js
 const { DcgmSimulator } = require(path.join(root, 'libs/dcgm-simulator/dist/dcgm-simulator.js'));
 const { parseExposition } = require(path.join(root, 'apps/collector/dist/parsing/exposition-parser.js'));
 const { toTelemetrySample } = require(path.join(root, 'apps/collector/dist/parsing/to-telemetry.js'));
-const { readTelemetryCsv, ReplayClock, MAX_RUN_MS } = require(
+const { readTelemetryCsv, ReplayClock } = require(
   path.join(root, 'apps/collector/dist/sources/csv-samples.js'),
 );
 
@@ -160,15 +160,11 @@ function simulatorDay(hosts = 4) {
 /** A day of the CSV replayed in a loop, a pass every 30 s, per series, with csvRounds' times. */
 function csvDay() {
   const { rows } = readTelemetryCsv(readFileSync(CSV, 'utf8'));
-  // Row i goes out in the tick at `sentAt(i)` ms into its pass and is stamped with the tick that
-  // reached its run (ReplayClock, written out here: a day is 7 million rows).
+  // Row i goes out in the tick at `sentAt(i)` ms into its pass; one pass through ReplayClock gives
+  // each row's time in its pass (every pass alike: a day is 7 million rows).
   const sentAt = (i) => Math.floor((i * INTERVAL_MS) / rows.length / 100) * 100;
-  const stampedAt = [];
-  rows.forEach((row, i) => {
-    const reached = stampedAt[i - 1];
-    const sameRun = i > 0 && row.exportedAt === rows[i - 1].exportedAt && sentAt(i) - reached < MAX_RUN_MS;
-    stampedAt.push(sameRun ? reached : sentAt(i));
-  });
+  const clock = new ReplayClock();
+  const stampedAt = rows.map((row, i) => Date.parse(clock.stamp(row, sentAt(i)).timestamp));
   const day = new Map();
   for (let pass = 0; pass < 86_400_000 / INTERVAL_MS; pass++) {
     rows.forEach((row, i) => {

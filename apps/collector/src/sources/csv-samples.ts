@@ -136,7 +136,7 @@ export function stampRow(row: CsvRow, timestampMs: number): TelemetrySample {
 }
 
 /** The longest a run of rows keeps its time while the replay sends it (ReplayClock). */
-export const MAX_RUN_MS = 10_000;
+const MAX_RUN_MS = 10_000;
 
 /**
  * The times a replay stamps rows with. The rows an export took at one time (a run of rows with
