@@ -58,7 +58,9 @@ beforeAll(async () => {
     // The receiver takes spans only with a key that has the traces scope.
     OTEL_EXPORTER_OTLP_HEADERS: `authorization=Bearer%20${OTLP_KEY}`,
   };
-  await start('queue', { ...common, PORT: String(queuePort) });
+  // The queue listens on every address (HOST empty), as it does by default: the gateway reaches it
+  // over IPv4, which a dual-stack socket shows as ::ffff:127.0.0.1.
+  await start('queue', { ...common, HOST: '', PORT: String(queuePort) });
   gateway = await start('gateway', {
     ...common,
     PORT: String(gatewayPort),
@@ -76,6 +78,7 @@ afterAll(async () => {
 interface SpanNode {
   service: string;
   name: string;
+  attributes: Record<string, unknown>;
   children: SpanNode[];
 }
 
@@ -112,5 +115,9 @@ describe('a request through the gateway', () => {
         expect.stringMatching(/^queue:pg\.query:queue_insert/),
       ]),
     );
+    // The queue's server span names its peer, the gateway, as plain IPv4.
+    const all = (node: SpanNode): SpanNode[] => [node, ...node.children.flatMap(all)];
+    const served = all(hop as SpanNode).find((node) => node.service === 'queue' && node.name === 'POST');
+    expect(served?.attributes).toMatchObject({ 'network.peer.address': '127.0.0.1' });
   });
 });

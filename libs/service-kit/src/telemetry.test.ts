@@ -1,7 +1,7 @@
 import { Writable } from 'node:stream';
 import { diag } from '@opentelemetry/api';
 import { createLogger } from './logger';
-import { logDiagnostics } from './telemetry';
+import { incomingSpanAttributes, logDiagnostics } from './telemetry';
 
 describe('logDiagnostics', () => {
   afterEach(() => diag.disable());
@@ -33,5 +33,36 @@ describe('logDiagnostics', () => {
         msg: 'Dropped 12 spans because maxQueueSize reached',
       }),
     ]);
+  });
+});
+
+describe('incomingSpanAttributes', () => {
+  const request = (remoteAddress: string | undefined, headers: Record<string, string> = {}) => ({
+    socket: { remoteAddress },
+    headers,
+  });
+
+  it('records an IPv4 client of a dual-stack socket as plain IPv4, peer and client alike', () => {
+    expect(incomingSpanAttributes(request('::ffff:10.1.2.3'))).toEqual({
+      'network.peer.address': '10.1.2.3',
+      'client.address': '10.1.2.3',
+    });
+  });
+
+  it('leaves the client to a Forwarded or X-Forwarded-For header where one names it', () => {
+    expect(incomingSpanAttributes(request('::ffff:10.1.2.3', { 'x-forwarded-for': '203.0.113.9' }))).toEqual({
+      'network.peer.address': '10.1.2.3',
+    });
+    expect(incomingSpanAttributes(request('::ffff:10.1.2.3', { forwarded: 'for=203.0.113.9' }))).toEqual({
+      'network.peer.address': '10.1.2.3',
+    });
+  });
+
+  it("adds nothing where the socket's own words are already plain, or it has closed", () => {
+    expect(incomingSpanAttributes(request('10.1.2.3'))).toEqual({});
+    expect(incomingSpanAttributes(request('::1'))).toEqual({});
+    expect(incomingSpanAttributes(request('2001:db8::7'))).toEqual({});
+    expect(incomingSpanAttributes(request('::ffff:zz'))).toEqual({});
+    expect(incomingSpanAttributes(request(undefined))).toEqual({});
   });
 });

@@ -14,9 +14,15 @@ import { UndiciInstrumentation } from '@opentelemetry/instrumentation-undici';
 import { resourceFromAttributes } from '@opentelemetry/resources';
 import { NodeSDK } from '@opentelemetry/sdk-node';
 import { NoopSpanProcessor } from '@opentelemetry/sdk-trace-base';
-import { ATTR_SERVICE_NAME, ATTR_SERVICE_VERSION } from '@opentelemetry/semantic-conventions';
+import {
+  ATTR_CLIENT_ADDRESS,
+  ATTR_NETWORK_PEER_ADDRESS,
+  ATTR_SERVICE_NAME,
+  ATTR_SERVICE_VERSION,
+} from '@opentelemetry/semantic-conventions';
 import { createLogger, type Logger } from './logger';
 import { OtlpSpanProcessor } from './otlp-span-processor';
+import { plainAddress } from './peer-address';
 
 export { OtlpSpanProcessor } from './otlp-span-processor';
 
@@ -71,6 +77,7 @@ export function startTelemetry(service: string, options: TelemetryOptions = {}):
               disableIncomingRequestInstrumentation: options.incomingHttp === false,
               disableOutgoingRequestInstrumentation: options.outgoingHttp === false,
               ignoreIncomingRequestHook: (req) => UNTRACED_PATHS.some((path) => req.url?.startsWith(path)),
+              startIncomingSpanHook: incomingSpanAttributes,
             }),
           ]),
       ...(options.undici === false ? [] : [new UndiciInstrumentation()]),
@@ -80,6 +87,24 @@ export function startTelemetry(service: string, options: TelemetryOptions = {}):
   });
   sdk.start();
   return sdk;
+}
+
+/**
+ * What an incoming request's span says of its peer, where the instrumentation's own words would be
+ * a dual-stack socket's: an IPv4 client of a service listening on every address is `::ffff:10.0.0.1`
+ * to the socket, and 10.0.0.1 in `network.peer.address`, and in `client.address` where no
+ * Forwarded or X-Forwarded-For header names the client instead.
+ */
+export function incomingSpanAttributes(req: {
+  socket: { remoteAddress?: string };
+  headers: Record<string, string | string[] | undefined>;
+}): Attributes {
+  const peer = req.socket.remoteAddress;
+  if (!peer) return {};
+  const plain = plainAddress(peer);
+  if (plain === peer) return {};
+  const forwarded = req.headers['forwarded'] !== undefined || req.headers['x-forwarded-for'] !== undefined;
+  return { [ATTR_NETWORK_PEER_ADDRESS]: plain, ...(forwarded ? {} : { [ATTR_CLIENT_ADDRESS]: plain }) };
 }
 
 /**
