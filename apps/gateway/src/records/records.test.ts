@@ -1,4 +1,5 @@
 import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { AppError } from '@gpu-telemetry/model';
 import { createTestDatabase, type TestDatabase } from '@gpu-telemetry/db/testing';
 import request from 'supertest';
@@ -192,6 +193,60 @@ describe('request records', () => {
     expect(after.rows[0].n).toBe(before.rows[0].n - 100);
     const spans = await database.pool.query('SELECT service FROM gateway_spans');
     expect(spans.rows).toEqual([{ service: 'new' }]);
+  });
+
+  it('pages back through records two replicas wrote, each once, while a replica writes more', async () => {
+    // A second gateway on the same database: each buffers its own records and writes them when it
+    // flushes, so the later flush stores older requests after newer ones.
+    const url = `http://127.0.0.1:${(upstream.address() as AddressInfo).port}`;
+    const replica = createTestGateway(database, {
+      GATEWAY_ADMIN_KEY: ADMIN,
+      GATEWAY_STREAMER_URLS: url,
+      GATEWAY_QUEUE_URLS: url,
+      GATEWAY_COLLECTOR_URLS: url,
+      GATEWAY_RECORDS_FLUSH: '1m',
+    });
+    try {
+      const call = (app: GatewayApp, id: string) =>
+        request(app.handler).get('/api/v1/gpus').set('x-api-key', ADMIN).set('x-request-id', id).expect(200);
+      for (let i = 0; i < 4; i++) await call(gateway, `page-a${i}`);
+      for (let i = 0; i < 3; i++) await call(replica, `page-b${i}`);
+      await replica.recorder?.flush();
+      await gateway.recorder?.flush();
+      const stored = (
+        await database.pool.query<{ request_id: string }>(
+          `SELECT request_id FROM gateway_requests WHERE request_id LIKE 'page-%' ORDER BY id DESC`,
+        )
+      ).rows.map((r) => r.request_id);
+      expect(stored).toEqual(['page-a3', 'page-a2', 'page-a1', 'page-a0', 'page-b2', 'page-b1', 'page-b0']);
+
+      const seen: string[] = [];
+      let before: string | null = null;
+      for (let page = 0; page < 10; page++) {
+        const res = await request(gateway.app)
+          .get(`/api/v1/requests?route=gpus&limit=3${before ? `&before=${before}` : ''}`)
+          .set('x-api-key', ADMIN)
+          .expect(200);
+        seen.push(...(res.body.requests as { requestId: string }[]).map((r) => r.requestId));
+        before = res.body.nextCursor as string | null;
+        if (page === 0) {
+          // Meanwhile the replica writes more: newer than every page, it is not in the pages after.
+          await call(replica, 'page-late');
+          await replica.recorder?.flush();
+        }
+        if (!before) break;
+      }
+      const paged = seen.filter((id) => id.startsWith('page-'));
+      expect(paged).toEqual(stored);
+      expect(new Set(seen).size).toBe(seen.length);
+      const first = await request(gateway.app)
+        .get('/api/v1/requests?route=gpus&limit=1')
+        .set('x-api-key', ADMIN)
+        .expect(200);
+      expect(first.body.requests[0].requestId).toBe('page-late');
+    } finally {
+      await replica.close();
+    }
   });
 
   it('needs a key with read scope', async () => {
