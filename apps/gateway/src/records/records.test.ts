@@ -1,5 +1,4 @@
 import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { AppError } from '@gpu-telemetry/model';
 import { createTestDatabase, type TestDatabase } from '@gpu-telemetry/db/testing';
 import request from 'supertest';
@@ -11,6 +10,7 @@ import { AnalyticsService } from './analytics.service';
 const ADMIN = 'bootstrap-admin-key-for-records-0123456789';
 let database: TestDatabase<GatewayDatabase>;
 let upstream: Server;
+let upstreamUrl: string;
 let gateway: GatewayApp;
 
 beforeAll(async () => {
@@ -18,15 +18,20 @@ beforeAll(async () => {
   upstream = createServer((_req, res) =>
     res.writeHead(200, { 'content-type': 'application/json' }).end('{"ok":true}'),
   );
-  const url = await serve(upstream);
-  gateway = createTestGateway(database, {
+  upstreamUrl = await serve(upstream);
+  gateway = gatewayReplica();
+});
+
+/** A gateway on the test database in front of the upstream, writing its records when told to. */
+function gatewayReplica(): GatewayApp {
+  return createTestGateway(database, {
     GATEWAY_ADMIN_KEY: ADMIN,
-    GATEWAY_STREAMER_URLS: url,
-    GATEWAY_QUEUE_URLS: url,
-    GATEWAY_COLLECTOR_URLS: url,
+    GATEWAY_STREAMER_URLS: upstreamUrl,
+    GATEWAY_QUEUE_URLS: upstreamUrl,
+    GATEWAY_COLLECTOR_URLS: upstreamUrl,
     GATEWAY_RECORDS_FLUSH: '1m',
   });
-});
+}
 
 afterAll(async () => {
   await gateway.close();
@@ -198,14 +203,7 @@ describe('request records', () => {
   it('pages back through records two replicas wrote, each once, while a replica writes more', async () => {
     // A second gateway on the same database: each buffers its own records and writes them when it
     // flushes, so the later flush stores older requests after newer ones.
-    const url = `http://127.0.0.1:${(upstream.address() as AddressInfo).port}`;
-    const replica = createTestGateway(database, {
-      GATEWAY_ADMIN_KEY: ADMIN,
-      GATEWAY_STREAMER_URLS: url,
-      GATEWAY_QUEUE_URLS: url,
-      GATEWAY_COLLECTOR_URLS: url,
-      GATEWAY_RECORDS_FLUSH: '1m',
-    });
+    const replica = gatewayReplica();
     try {
       const call = (app: GatewayApp, id: string) =>
         request(app.handler).get('/api/v1/gpus').set('x-api-key', ADMIN).set('x-request-id', id).expect(200);
