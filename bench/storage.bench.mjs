@@ -2,7 +2,8 @@
 // for the real CSV fixture replayed as the collector replays it: as hot rows, compacted into blocks
 // (the streamer's encoding, next to Prometheus' Gorilla/XOR chunks and to plain arrays left to
 // TOAST compression, the same samples each way), and as 1-minute and 1-hour rollups; and how fast
-// slices compact and a chunk's slices merge. Prometheus documents 1-2 bytes per sample.
+// a chunk compacts, and how fast its slices compact and merge (TELEMETRY_SLICE), the hour stored
+// both ways side by side. Prometheus documents 1-2 bytes per sample.
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import pg from 'pg';
@@ -179,8 +180,9 @@ function csvDay() {
   return day;
 }
 
-async function measure(postgres, label, rounds, dayOf) {
-  const url = await postgres.createDatabase(`storage_${label.replace(/\W+/g, '_').toLowerCase()}`, true);
+/** A streamer's app on a database of its own, hot rows in partitions of `slice` ms (null: the whole chunk). */
+async function streamerOn(postgres, name, slice) {
+  const url = await postgres.createDatabase(name, true);
   const pool = new pg.Pool({ connectionString: url, max: 4 });
   const queue = new QueueClient({ url: 'http://127.0.0.1:9' });
   const app = createApp({
@@ -195,26 +197,63 @@ async function measure(postgres, label, rounds, dayOf) {
       TELEMETRY_RETENTION: 0,
       TELEMETRY_MAINTENANCE_INTERVAL: HOUR,
       TELEMETRY_CHUNK: HOUR,
-      TELEMETRY_SLICE: 10 * 60_000,
+      ...(slice === null ? {} : { TELEMETRY_SLICE: slice }),
       TELEMETRY_COMPACT_AFTER: 10_000,
       SERVICE_TOKEN: 'x'.repeat(32),
     },
   });
-  process.stderr.write(`${label}: storing an hour of samples...\n`);
-  for (const messages of rounds()) {
-    for (let i = 0; i < messages.length; i += 20) await app.ingest.handle(messages.slice(i, i + 20));
-  }
+  const close = async () => {
+    await queue.close();
+    await pool.end();
+    await postgres.dropDatabase(name);
+  };
+  return { pool, app, close };
+}
+
+/** Hot rows with their series index, and the series of each hot sample time (their key), in bytes. */
+async function hotBytes(pool) {
   const { rows: counted } = await pool.query('SELECT count(*)::int AS n FROM telemetry_samples');
-  const samples = counted[0].n;
   await pool.query('VACUUM ANALYZE telemetry_samples');
   await pool.query('VACUUM ANALYZE telemetry_hot_times');
-  // Hot rows with their series index, and the series of each hot sample time (their key).
-  const hotTimes = await sizeOf(pool, '^telemetry_hot_times$');
-  const hot = (await sizeOf(pool, '^telemetry_samples_\\d')) + hotTimes;
+  const times = await sizeOf(pool, '^telemetry_hot_times$');
+  return { samples: counted[0].n, times, all: (await sizeOf(pool, '^telemetry_samples_\\d')) + times };
+}
+
+async function measure(postgres, label, rounds, dayOf) {
+  const name = `storage_${label.replace(/\W+/g, '_').toLowerCase()}`;
+  // The hour stored twice, side by side: as the defaults keep it (the chunk's hot rows in one
+  // partition until the chunk compacts) and in 10-minute slices (TELEMETRY_SLICE), compacted one by
+  // one and merged once the chunk closes. Blocks and rollups are measured after the merge.
+  const whole = await streamerOn(postgres, `${name}_chunk`, null);
+  const sliced = await streamerOn(postgres, `${name}_slices`, 10 * 60_000);
+  const { pool, app } = sliced;
+  process.stderr.write(`${label}: storing an hour of samples...\n`);
+  for (const messages of rounds()) {
+    for (let i = 0; i < messages.length; i += 20) {
+      await whole.app.ingest.handle(messages.slice(i, i + 20));
+      await app.ingest.handle(messages.slice(i, i + 20));
+    }
+  }
+  const hot = await hotBytes(whole.pool);
+  const sliceHot = await hotBytes(pool);
+  const samples = hot.samples;
+  if (sliceHot.samples !== samples)
+    throw new Error(`stored ${sliceHot.samples} of ${samples} samples in slices`);
 
   await postgres.quiesce();
-  process.stderr.write(`${label}: compacting ${samples.toLocaleString()} samples...\n`);
+  process.stderr.write(`${label}: compacting the chunk, ${samples.toLocaleString()} samples...\n`);
   let started = performance.now();
+  const chunk = await whole.app.compactor.compactDue();
+  const chunkSeconds = (performance.now() - started) / 1000;
+  if (chunk.samples !== samples) throw new Error(`compacted ${chunk.samples} of ${samples} samples`);
+  const { rows: chunkData } = await whole.pool.query(
+    'SELECT sum(length(data))::bigint AS bytes FROM telemetry_blocks',
+  );
+  await whole.close();
+
+  await postgres.quiesce();
+  process.stderr.write(`${label}: compacting the slices...\n`);
+  started = performance.now();
   const done = await app.compactor.compactDue();
   const seconds = (performance.now() - started) / 1000;
   if (done.samples !== samples) throw new Error(`compacted ${done.samples} of ${samples} samples`);
@@ -283,8 +322,9 @@ async function measure(postgres, label, rounds, dayOf) {
     label,
     samples,
     series: stored.length,
-    hot: hot / samples,
-    hotTimes: hotTimes / samples,
+    hot: hot.all / samples,
+    hotTimes: hot.times / samples,
+    sliceHot: sliceHot.all / samples,
     sliceBlocks: sliceBlocks / samples,
     blocks: blocks / samples,
     blocksOnDisk: blocksOnDisk / samples,
@@ -295,12 +335,14 @@ async function measure(postgres, label, rounds, dayOf) {
     minutes: minutes / samples,
     minutesOnDisk: minutesOnDisk / samples,
     hours: folded,
+    chunkRate: samples / chunkSeconds,
     rate: samples / seconds,
     mergeRate: samples / mergeSeconds,
   };
-  await queue.close();
-  await pool.end();
-  await postgres.dropDatabase(url.split('/').pop().split('?')[0]);
+  // Merged slices are what compacting the whole chunk makes.
+  if (Number(chunkData[0].bytes) !== Number(data[0].bytes))
+    throw new Error(`merged blocks hold ${data[0].bytes} bytes, the chunk's ${chunkData[0].bytes}`);
+  await sliced.close();
   return result;
 }
 
@@ -324,7 +366,8 @@ printTable(
     'samples',
     'hot rows',
     '(of which times)',
-    '10m slices',
+    'hot, 10m slices',
+    'slice blocks',
     'blocks',
     '(on disk)',
     '(block data)',
@@ -334,14 +377,16 @@ printTable(
     'rollup 1m',
     '(1m on disk)',
     'rollup 1h',
-    'compaction samples/s',
-    'merge samples/s',
+    'compaction samples/s: chunk',
+    'slices',
+    'merge',
   ],
   results.map((r) => [
     r.label,
     fmt(r.samples),
     fmt(r.hot, 1),
     fmt(r.hotTimes, 2),
+    fmt(r.sliceHot, 1),
     fmt(r.sliceBlocks, 2),
     fmt(r.blocks, 2),
     fmt(r.blocksOnDisk, 2),
@@ -352,17 +397,21 @@ printTable(
     fmt(r.minutes, 2),
     fmt(r.minutesOnDisk, 2),
     fmt(r.hours, 3),
+    fmt(r.chunkRate),
     fmt(r.rate),
     fmt(r.mergeRate),
   ]),
 );
 console.log(
-  '\n10m slices: one block per series per slice, as compacted before the chunk closes; blocks: merged, one per' +
+  "\nhot rows: the hour kept as the defaults keep it, in its chunk's partition until it compacts (TELEMETRY_CHUNK=1h);" +
+    '\nhot, 10m slices: the same samples stored side by side with TELEMETRY_SLICE=10m, a partition per slice;' +
+    '\nslice blocks: one block per series per slice, as compacted before the chunk closes; blocks: merged, one per' +
     '\nseries per chunk ((on disk): the day partition after the merge, with the space the slices left, which the next' +
     "\nhour's slices reuse once vacuumed); blocks, Gorilla/XOR and arrays: one row per series per 1h chunk, same" +
     '\nsamples, same (series, chunk) index;' +
     '\nrollup 1m: one row per series per chunk (60 buckets; (1m on disk) as blocks (on disk)); rollup 1h: one folded row per series per day (24 buckets,' +
     '\nmade from a day of the same source: 32 GPUs of the simulator, or the whole CSV), per sample summarised;' +
-    '\narrays lz4 is n/a where the server was built without lz4.',
+    '\narrays lz4 is n/a where the server was built without lz4; compaction: the whole chunk at once, the six slices,' +
+    "\nthen their merge (its blocks are checked to be the whole chunk's, byte for byte).",
 );
 process.exit(0);
