@@ -13,7 +13,7 @@
  */
 
 /** The powers of ten by places; telemetry_value in SQL divides by the same doubles. */
-const POW10 = [1, 10, 100, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9];
+export const POW10: readonly number[] = [1, 10, 100, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9];
 
 /** The largest mantissa, 2^27 - 1: 28 bits with its sign, beside 4 bits of places. */
 export const DECIMAL_MANTISSA_MAX = 2 ** 27 - 1;

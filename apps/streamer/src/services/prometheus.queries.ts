@@ -167,7 +167,13 @@ export function pgTimestamp(us: number): string {
 const MIN_TIMESTAMP_US = -62_135_596_800_000_000;
 const MAX_TIMESTAMP_US = 253_402_300_799_000_000;
 
-const idArray = (ids: readonly number[]) => `'{${ids.map((id) => Math.trunc(id)).join(',')}}'::bigint[]`;
+/**
+ * Series ids as an array literal: `bigint[]` for the tables keyed by `bigint`, `int[]` for hot rows
+ * (their 4-byte `series_id`). Comparing hot rows' ids with a `bigint[]` is a cross-type test that
+ * Postgres cannot hash, so a scan of many series would test every row against the whole list.
+ */
+const idArray = (ids: readonly number[], type: 'bigint' | 'int' = 'bigint') =>
+  `'{${ids.map((id) => Math.trunc(id)).join(',')}}'::${type}[]`;
 const tsLiteral = (us: number) => `'${pgTimestamp(us)}'::timestamptz`;
 
 /** What readSamples hands over for one series. */
@@ -201,7 +207,7 @@ export async function readSamples(
     // In the order found (a series' rows come in the order written, nearly always time order),
     // put in time order here: ordered aggregates make Postgres sort every row read at once.
     parts.push(`SELECT 1::int2, series_id::int8, array_agg(ts), array_agg(telemetry_value(value, value_dec)), NULL::bytea[]
-           FROM telemetry_samples WHERE series_id = ANY(${ids}) AND ts >= ${from} AND ts < ${to}
+           FROM telemetry_samples WHERE series_id = ANY(${idArray(args.seriesIds, 'int')}) AND ts >= ${from} AND ts < ${to}
            GROUP BY series_id`);
   }
   if (each.blocks && args.chunkStartsUs?.length !== 0) {

@@ -20,10 +20,18 @@ const base = Math.floor(Date.now() / 86_400_000) * 86_400_000 - 2 * 86_400_000 -
 const iso = (ms: number) => new Date(ms).toISOString();
 const stored: Array<{ at: number; value: number }> = [];
 
+// Decimals of 0-3 places (kept hot in 4 bytes), values only a double holds, NaN and infinities
+// (left out of every aggregate), mixed in the same buckets.
 function valueAt(k: number): number {
   if (k % 97 === 13) return NaN;
+  if (k % 89 === 40) return k % 2 === 0 ? Infinity : -Infinity;
+  if (k % 23 === 5) return 70 + 1 / 3 + (k % 5);
+  if (k % 41 === 7) return -(k % 11) * 0.5;
   return Number((70 + 20 * Math.sin(k / 15) + (k % 7) * 0.125).toFixed(3));
 }
+
+const wire = (value: number) =>
+  Number.isNaN(value) ? 'NaN' : value === Infinity ? '+Inf' : value === -Infinity ? '-Inf' : value;
 
 beforeAll(async () => {
   streamer = await startStreamerTestApp({
@@ -43,7 +51,7 @@ beforeAll(async () => {
         gpuId: GPU,
         metricName: METRIC,
         timestamp: iso(at),
-        value: Number.isNaN(valueAt(k)) ? 'NaN' : valueAt(k),
+        value: wire(valueAt(k)),
       }),
     );
   }
