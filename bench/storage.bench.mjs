@@ -246,9 +246,9 @@ async function measure(postgres, label, rounds, dayOf) {
   const chunk = await whole.app.compactor.compactDue();
   const chunkSeconds = (performance.now() - started) / 1000;
   if (chunk.samples !== samples) throw new Error(`compacted ${chunk.samples} of ${samples} samples`);
-  const { rows: chunkData } = await whole.pool.query(
-    'SELECT sum(length(data))::bigint AS bytes FROM telemetry_blocks',
-  );
+  const blocksDigest = `SELECT md5(string_agg(b.data, ''::bytea ORDER BY s.key, b.chunk_start)) AS digest
+     FROM telemetry_blocks b JOIN telemetry_series s ON s.id = b.series_id`;
+  const { rows: chunkBlocks } = await whole.pool.query(blocksDigest);
   await whole.close();
 
   await postgres.quiesce();
@@ -340,8 +340,9 @@ async function measure(postgres, label, rounds, dayOf) {
     mergeRate: samples / mergeSeconds,
   };
   // Merged slices are what compacting the whole chunk makes.
-  if (Number(chunkData[0].bytes) !== Number(data[0].bytes))
-    throw new Error(`merged blocks hold ${data[0].bytes} bytes, the chunk's ${chunkData[0].bytes}`);
+  const { rows: mergedBlocks } = await pool.query(blocksDigest);
+  if (mergedBlocks[0].digest !== chunkBlocks[0].digest)
+    throw new Error("the merged slices' blocks are not the chunk's blocks");
   await sliced.close();
   return result;
 }

@@ -144,14 +144,14 @@ describe('compaction', () => {
       [at(55), at(545), GPU, METRICS[0]],
     );
     expect(rows[0]).toEqual({ n: 49, first: new Date(at(60)), last: new Date(at(540)) });
-    // The ids as an array value (a dashboard's variable), with ids no series holds.
+    // The ids as an array value (a dashboard's variable), with ids no series holds or could.
     const { rows: ids } = await streamer.database.pool.query(
       'SELECT id FROM telemetry_series WHERE gpu_id = $1 AND metric_name = $2',
       [GPU, METRICS[0]],
     );
     const given = await streamer.database.pool.query(
       `SELECT count(*)::int AS n FROM telemetry_between($3::bigint[], $1, $2)`,
-      [at(55), at(545), [...ids.map((r: { id: string }) => r.id), '2147483647', '-1']],
+      [at(55), at(545), [...ids.map((r: { id: string }) => r.id), '2147483647', '2147483648', '-1']],
     );
     expect(given.rows[0].n).toBe(49);
   });
