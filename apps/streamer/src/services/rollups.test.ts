@@ -1,3 +1,4 @@
+import { toSampleValue } from '@gpu-telemetry/model';
 import { asService } from '@gpu-telemetry/service-kit/testing';
 import request from 'supertest';
 import { message, sample } from '../testing/samples';
@@ -30,9 +31,6 @@ function valueAt(k: number): number {
   return Number((70 + 20 * Math.sin(k / 15) + (k % 7) * 0.125).toFixed(3));
 }
 
-const wire = (value: number) =>
-  Number.isNaN(value) ? 'NaN' : value === Infinity ? '+Inf' : value === -Infinity ? '-Inf' : value;
-
 beforeAll(async () => {
   streamer = await startStreamerTestApp({
     config: {
@@ -51,7 +49,7 @@ beforeAll(async () => {
         gpuId: GPU,
         metricName: METRIC,
         timestamp: iso(at),
-        value: wire(valueAt(k)),
+        value: toSampleValue(valueAt(k)),
       }),
     );
   }
