@@ -5,3 +5,4 @@ export * from './telemetry.schemas';
 export * from './gpu-labels';
 export * from './series.schemas';
 export * from './metadata.schemas';
+export * from './storable-text';

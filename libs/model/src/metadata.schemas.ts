@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { storableText } from './series.schemas';
+import { storableText } from './storable-text';
 import { messageList, METRIC_NAME } from './telemetry.schemas';
 
 /**

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { isStorable, storableText } from './storable-text';
 import { MAX_SAMPLES_PER_MESSAGE, messageList, METRIC_NAME } from './telemetry.schemas';
 
 /**
@@ -27,17 +28,6 @@ export const STALE_NAN_LOW_WORD = 0x00000002;
 /** A value on the wire: a finite JSON number, "NaN", "+Inf", "-Inf", or the stale marker. */
 export const seriesValue = z.union([z.number(), z.enum(['NaN', '+Inf', '-Inf', STALE])]);
 export type SeriesValue = z.infer<typeof seriesValue>;
-
-// A lone UTF-16 surrogate cannot be stored in a jsonb column (Postgres refuses its escape).
-const LONE_SURROGATE = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
-
-/** Text Postgres can store in jsonb: bounded, no NUL, no lone surrogate. */
-export const storableText = (max: number) =>
-  z
-    .string()
-    .max(max, `must be at most ${max} characters`)
-    .refine((value) => !value.includes('\u0000'), 'must not contain NUL characters')
-    .refine((value) => !LONE_SURROGATE.test(value), 'must be valid Unicode');
 
 export const labelName = z
   .string()
@@ -100,8 +90,7 @@ function isLabelSet(value: unknown): boolean {
       typeof v !== 'string' ||
       v === '' ||
       v.length > MAX_LABEL_VALUE_LENGTH ||
-      v.includes('\u0000') ||
-      LONE_SURROGATE.test(v)
+      !isStorable(v)
     )
       return false;
   }

@@ -32,7 +32,7 @@ const variants: Record<string, unknown[]> = {
   gpuIndex: [0, 65_535, 65_536, -1, 1.5, '3', null, undefined],
   device: [null, '', 'x'.repeat(129), 1, undefined],
   modelName: [null, 'x'.repeat(256), 'x'.repeat(257), undefined],
-  hostname: [null, 'a\u0000b', undefined],
+  hostname: [null, 'a\u0000b', 'node-\ud83d', 'node-\udc00x', 'node-\ud83d\ude80', undefined],
   metricName: ['DCGM_FI_DEV_FB_USED', 'ns:metric_1', '1bad', 'bad-name', '', 'x'.repeat(257), null],
   value: [0, -1e308, 'NaN', '+Inf', '-Inf', 'Inf', 'nan', '42', null, true, undefined],
   timestamp: [
@@ -58,6 +58,9 @@ const variants: Record<string, unknown[]> = {
     { a: 1 },
     { a: null },
     { 'a\u0000': 'v' },
+    { a: 'x\ud800' },
+    { ['k\udfff']: 'v' },
+    { a: '\ud83d\ude80' },
     Object.fromEntries(Array.from({ length: 64 }, (_, i) => [`l${i}`, 'v'])),
     Object.fromEntries(Array.from({ length: 65 }, (_, i) => [`l${i}`, 'v'])),
     ['a'],

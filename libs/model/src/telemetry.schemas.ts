@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { GPU_ID, GPU_ID_MESSAGE } from './gpu-labels';
 import { LOWER_UUID, uuid } from './queue.schemas';
+import { isStorable, storableText } from './storable-text';
 
 /** The queue topic the collector publishes to and the streamer consumes. */
 export const TELEMETRY_TOPIC = 'telemetry';
@@ -23,13 +24,6 @@ export const METRIC_NAME = /^[a-zA-Z_:][a-zA-Z0-9_:]*$/;
 export const sampleValue = z.union([z.number(), z.enum(['NaN', '+Inf', '-Inf'])]);
 export type SampleValue = z.infer<typeof sampleValue>;
 
-/** Text Postgres can store: bounded, and without NUL characters (valid in JSON, not in a text column). */
-const text = (max: number) =>
-  z
-    .string()
-    .max(max, `must be at most ${max} characters`)
-    .refine((value) => !value.includes('\u0000'), 'must not contain NUL characters');
-
 /**
  * One GPU metric sample as it travels from collector to streamer. `uuid` is deterministic (a v5
  * UUID of GPU, metric, labels and sample time), so a sample scraped once is stored once however
@@ -40,19 +34,19 @@ export const telemetrySample = z.strictObject({
   /** The GPU's UUID as the exporter reports it, e.g. GPU-5fd4f087-86f3-7a43-b711-4771313afc50. */
   gpuId: z.string().regex(GPU_ID, GPU_ID_MESSAGE),
   gpuIndex: z.number().int('must be a whole number').min(0).max(65_535).nullable(),
-  device: text(128).nullable(),
-  modelName: text(256).nullable(),
-  hostname: text(256).nullable(),
+  device: storableText(128).nullable(),
+  modelName: storableText(256).nullable(),
+  hostname: storableText(256).nullable(),
   metricName: z.string().max(256).regex(METRIC_NAME, 'must be a Prometheus metric name'),
   value: sampleValue,
   /** When the sample was taken (scrape time, the exporter's own timestamp, or CSV replay time). */
   timestamp: z.iso.datetime({ offset: true, message: 'must be an RFC 3339 date-time' }),
-  container: text(256).nullable(),
-  pod: text(256).nullable(),
-  namespace: text(256).nullable(),
+  container: storableText(256).nullable(),
+  pod: storableText(256).nullable(),
+  namespace: storableText(256).nullable(),
   /** Every other label the exporter sent (pci_bus_id, DCGM_FI_DRIVER_VERSION, GPU_I_ID, ...). */
   labels: z
-    .record(text(256), text(4096))
+    .record(storableText(256), storableText(4096))
     .refine((labels) => Object.keys(labels).length <= 64, 'must have at most 64 labels'),
 });
 
@@ -71,7 +65,7 @@ const DATETIME = telemetrySample.shape.timestamp._zod.pattern as RegExp;
 const MAX_LABELS = 64;
 
 const isText = (value: unknown, max: number): value is string =>
-  typeof value === 'string' && value.length <= max && !value.includes('\u0000');
+  typeof value === 'string' && value.length <= max && isStorable(value);
 const isNullableText = (value: unknown, max: number): boolean => value === null || isText(value, max);
 
 /** An object from JSON.parse (or written as a literal): not an array, a Date, or a class instance. */
@@ -127,7 +121,7 @@ export function isTelemetrySample(value: unknown): value is TelemetrySample {
 /** The payload of one message on the telemetry topic. */
 export const telemetryBatch = z.strictObject({
   /** Where the samples came from: the scraped URL, or csv:<file>. */
-  source: text(2048),
+  source: storableText(2048),
   samples: messageList(z.unknown(), 'sample'),
 });
 
@@ -151,7 +145,7 @@ export type SampleGroup = z.infer<typeof sampleGroup>;
  * not sent), at a tenth of the bytes: less for the queue to store and the streamer to parse.
  */
 export const telemetryFrame = z.strictObject({
-  source: text(2048),
+  source: storableText(2048),
   groups: messageList(sampleGroup, 'group'),
   metrics: messageList(telemetrySample.shape.metricName, 'metric'),
   times: messageList(telemetrySample.shape.timestamp, 'time'),

@@ -417,6 +417,57 @@ describe('IngestService.handle', () => {
     expect(await rows('GPU-ingest-6')).toHaveLength(1);
   });
 
+  it('dead-letters text jsonb cannot hold (a lone surrogate), in samples and frames, and stores the rest', async () => {
+    const gpuId = 'GPU-ingest-7';
+    const good = message([sample({ gpuId })]);
+    const loneInLabel = frameMessage([sample({ gpuId, labels: { x: 'a\ud800b' } })]);
+    const loneInKey = message([sample({ gpuId, labels: { ['k\udc00']: 'v' } })]);
+    const loneInHost = message([sample({ gpuId, hostname: 'node-\ud83d' })]);
+    const { failed } = await streamer.ingest.handle([good, loneInLabel, loneInKey, loneInHost]);
+    expect(failed?.map((f) => [f.id, f.deadLetter, f.reason])).toEqual([
+      [loneInLabel.id, true, 'invalid telemetry: groups[0].labels.x: must be valid Unicode'],
+      [
+        loneInKey.id,
+        true,
+        expect.stringMatching(/^invalid telemetry: samples\[0\]\.labels\.k.: Invalid key in record$/),
+      ],
+      [loneInHost.id, true, 'invalid telemetry: samples[0].hostname: must be valid Unicode'],
+    ]);
+    expect(await rows(gpuId)).toHaveLength(1);
+    // A surrogate pair (an emoji) is valid Unicode and stored as sent.
+    const emoji = message([sample({ gpuId, metricName: 'E', labels: { x: 'a\ud83d\ude80b' } })]);
+    expect(await streamer.ingest.handle([emoji])).toEqual({ failed: [] });
+    expect((await rows(gpuId)).find((r) => r.metricName === 'E')?.labels).toEqual({ x: 'a\u{1F680}b' });
+  });
+
+  it('dead-letters sample times before the year 1 (UTC) even when retention keeps everything', async () => {
+    const forever = await startStreamerTestApp({ config: { TELEMETRY_RETENTION: 0 } });
+    try {
+      const gpuId = 'GPU-ingest-8';
+      const good = message([sample({ gpuId })]);
+      const year0 = message([sample({ gpuId, timestamp: '0000-06-01T00:00:00Z' })]);
+      // The year 1 in its own offset, the last hour of the year 0 in UTC.
+      const offset = frameMessage([sample({ gpuId, timestamp: '0001-01-01T00:00:00+01:00' })]);
+      const { failed } = await forever.ingest.handle([good, year0, offset]);
+      expect(failed?.map((f) => [f.id, f.reason])).toEqual([
+        [year0.id, 'invalid telemetry: samples[0].timestamp: is before 0001-01-01T00:00:00Z'],
+        [offset.id, 'invalid telemetry: times[0]: is before 0001-01-01T00:00:00Z'],
+      ]);
+      const first = message([sample({ gpuId, timestamp: '0001-01-01T00:00:00Z' })]);
+      expect(await forever.ingest.handle([first])).toEqual({ failed: [] });
+      const res = await request(asService(forever.app))
+        .get(`/v1/gpus/${gpuId}/telemetry`)
+        .query({ start_time: '0001-01-01T00:00:00Z', end_time: '2100-01-01T00:00:00Z' })
+        .expect(200);
+      expect(res.body.samples.map((r: { timestamp: string }) => r.timestamp)).toEqual([
+        '0001-01-01T00:00:00.000Z',
+        good.payload.samples[0].timestamp,
+      ]);
+    } finally {
+      await forever.close();
+    }
+  });
+
   it('refuses samples older than the retention or from the far future', async () => {
     const old = message([sample({ timestamp: new Date(Date.now() - 30 * 86_400_000).toISOString() })]);
     const future = message([sample({ timestamp: new Date(Date.now() + 3 * 86_400_000).toISOString() })]);
