@@ -15,6 +15,7 @@ export {
   createServiceApp,
   type ReadinessCheck,
   SECURITY_HEADERS,
+  stampAnswer,
   type ServiceAppOptions,
 } from './service-app';
 export {

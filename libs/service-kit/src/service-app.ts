@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import { context } from '@opentelemetry/api';
 import express, { type Express, type NextFunction, type Request, type Response } from 'express';
 import { UnsupportedMediaTypeError } from '@gpu-telemetry/model';
@@ -70,6 +71,18 @@ export interface ServiceAppOptions {
 }
 
 const REQUEST_ID = /^[\w.:-]{1,128}$/;
+
+/**
+ * What every answer carries, set before anything else is: the request id (the caller's
+ * `x-request-id` when it is a plain token, else a new one), returned, and the security headers.
+ */
+export function stampAnswer(req: IncomingMessage, res: ServerResponse): string {
+  const incoming = req.headers['x-request-id'];
+  const id = typeof incoming === 'string' && REQUEST_ID.test(incoming) ? incoming : randomUUID();
+  res.setHeader('x-request-id', id);
+  for (const [name, value] of SECURITY_HEADERS) res.setHeader(name, value);
+  return id;
+}
 const QUIET_PATHS = new Set(['/healthz', '/readyz', '/metrics']);
 
 declare module 'express-serve-static-core' {
@@ -98,13 +111,10 @@ export function createServiceApp(options: ServiceAppOptions): Express {
         req.route?.path ? `${req.baseUrl}${String(req.route.path)}` : undefined,
       );
     }
-    const incoming = req.headers['x-request-id'];
-    const id = typeof incoming === 'string' && REQUEST_ID.test(incoming) ? incoming : randomUUID();
+    const id = stampAnswer(req, res);
     req.id = id;
     res.locals['requestId'] = id;
     req.log = logger.child({ requestId: id });
-    res.setHeader('x-request-id', id);
-    for (const [name, value] of SECURITY_HEADERS) res.setHeader(name, value);
     const started = process.hrtime.bigint();
     // The server span's context, so the request line carries its trace id.
     const requestContext = context.active();

@@ -1,4 +1,3 @@
-import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { type Readable, Transform } from 'node:stream';
 import {
@@ -10,11 +9,12 @@ import {
   SpanStatusCode,
   trace,
 } from '@opentelemetry/api';
+import type { FieldError } from '@gpu-telemetry/model';
 import {
   type Logger,
   peerAddress,
-  SECURITY_HEADERS,
   serviceAuthorization,
+  stampAnswer,
   writeProblem,
 } from '@gpu-telemetry/service-kit';
 import { type Dispatcher, Pool } from 'undici';
@@ -84,7 +84,6 @@ const HOP_BY_HOP = new Set([
   'upgrade',
 ]);
 const NOT_FORWARDED = new Set([...HOP_BY_HOP, 'authorization', 'x-api-key', 'host', 'expect']);
-const REQUEST_ID = /^[\w.:-]{1,128}$/;
 /** Version 00; all-zero trace and span ids are invalid (W3C Trace Context). */
 const TRACEPARENT = /^00-(?!0{32})[0-9a-f]{32}-(?!0{16})[0-9a-f]{16}-[0-9a-f]{2}$/;
 const tracer = trace.getTracer('gateway');
@@ -97,7 +96,8 @@ type RejectReason =
   | 'body_too_large'
   | 'client_closed'
   | 'unforwardable'
-  | 'auth_unavailable';
+  | 'auth_unavailable'
+  | 'malformed_path';
 
 class ProxyError extends Error {
   constructor(
@@ -105,10 +105,19 @@ class ProxyError extends Error {
     message: string,
     readonly headers: Record<string, string> = {},
     readonly reason?: RejectReason,
+    readonly errors?: FieldError[],
   ) {
     super(message);
   }
 }
+
+/**
+ * A path as RFC 3986 writes one: unreserved characters, percent escapes, sub-delimiters, `:`, `@`
+ * and `/`. Node passes on a target with `#`, `\` or raw non-ASCII, and an upstream router may read
+ * it otherwise than the gateway did (Express cuts a path at `#` and turns `\` into `/` before it),
+ * so access would be decided for one path and the upstream would act on another.
+ */
+const PATH = /^[A-Za-z0-9\-._~!$&'()*+,;=:@/%]*$/;
 
 /**
  * Upstream faults: the upstream could not be reached, reset or timed out, or sent a broken
@@ -263,12 +272,8 @@ export class Proxy {
     expectsContinue: boolean,
   ): Promise<void> {
     const started = performance.now();
-    const incomingId = req.headers['x-request-id'];
-    const requestId =
-      typeof incomingId === 'string' && REQUEST_ID.test(incomingId) ? incomingId : randomUUID();
-    res.setHeader('x-request-id', requestId);
     // An upstream's own values win: writeHead copies its headers over these.
-    for (const [name, value] of SECURITY_HEADERS) res.setHeader(name, value);
+    const requestId = stampAnswer(req, res);
     let principal: Principal | undefined;
     let upstream: Upstream | undefined;
     let bytesIn = 0;
@@ -276,6 +281,14 @@ export class Proxy {
     let traceId: string | undefined;
     try {
       const rest = (req.url ?? '').slice(route.prefix.length);
+      if (!PATH.test(rest.split('?')[0] ?? '')) {
+        throw new ProxyError(400, 'The path holds characters a URL path cannot.', {}, 'malformed_path', [
+          {
+            field: 'path',
+            message: "must be made of RFC 3986 path characters (no '#', '\\', spaces or raw non-ASCII)",
+          },
+        ]);
+      }
       principal = await this.authorize(req, route, rest);
       this.limit(req, res, principal);
       // Refused up front when it says so, and cut off as it streams when it did not.
@@ -407,7 +420,11 @@ export class Proxy {
         this.options.logger.error({ err: error, requestId }, 'proxy failure');
       if (problem.reason) this.options.metrics.rejected.inc({ reason: problem.reason });
       if (!res.headersSent) {
-        writeProblem(res, problem.status, problem.message, { headers: problem.headers, requestId });
+        writeProblem(res, problem.status, problem.message, {
+          headers: problem.headers,
+          requestId,
+          errors: problem.errors,
+        });
       } else {
         res.destroy();
       }

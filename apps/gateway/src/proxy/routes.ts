@@ -30,8 +30,12 @@ function topicOf(path: string): string | null {
 function queueAccess(method: string, path: string): Access {
   const topic = topicOf(path);
   if (read(method)) return { scope: 'read', topic };
-  if (/^\/[^/]+\/messages$/.test(path)) return { scope: 'publish', topic };
-  if (/^\/[^/]+\/(leases|acks|nacks)$/.test(path) || /^\/[^/]+\/leases\/[^/]+\/(extend|release)$/.test(path))
+  // Only the calls the queue has: another method on the same path is no publish or consume.
+  if (method === 'POST' && /^\/[^/]+\/messages$/.test(path)) return { scope: 'publish', topic };
+  if (
+    method === 'POST' &&
+    (/^\/[^/]+\/(leases|acks|nacks)$/.test(path) || /^\/[^/]+\/leases\/[^/]+\/(extend|release)$/.test(path))
+  )
     return { scope: 'consume', topic };
   return { scope: 'admin', topic };
 }

@@ -1,4 +1,4 @@
-import { createServer, type Server } from 'node:http';
+import { createServer, request as httpRequest, type Server } from 'node:http';
 import { Writable } from 'node:stream';
 import { createTestDatabase, type TestDatabase } from '@gpu-telemetry/db/testing';
 import { createLogger } from '@gpu-telemetry/service-kit';
@@ -22,10 +22,13 @@ let logs = '';
 let readKey: string;
 let publishKey: string;
 let consumeKey: string;
+/** The request targets the upstream received. */
+const forwarded: string[] = [];
 
 beforeAll(async () => {
   database = await createTestDatabase<GatewayDatabase>();
   upstream = createServer((req, res) => {
+    forwarded.push(req.url ?? '');
     req.resume();
     req.on('end', () => res.writeHead(200, { 'content-type': 'application/json' }).end('{"ok":true}'));
   });
@@ -154,6 +157,68 @@ describe('scopes', () => {
   });
 });
 
+describe('paths an upstream could read otherwise than the gateway', () => {
+  const BODY = '{"maxAttempts":1}';
+  /** Sends the request target as written (a client library would cut it at '#'). */
+  function raw(base: string, method: string, target: string, key: string) {
+    return new Promise<{ status: number; type: string; body: string }>((resolve, reject) => {
+      const req = httpRequest(`${base}/`, {
+        method,
+        path: target,
+        agent: false,
+        headers: {
+          authorization: `Bearer ${key}`,
+          'content-type': 'application/json',
+          'content-length': String(BODY.length),
+        },
+      });
+      req.on('response', (res) => {
+        let body = '';
+        res.on('data', (chunk: Buffer) => (body += chunk.toString()));
+        res.on('end', () =>
+          resolve({ status: res.statusCode ?? 0, type: String(res.headers['content-type']), body }),
+        );
+      });
+      req.on('error', reject);
+      req.end(BODY);
+    });
+  }
+
+  it("are refused before any key decides on them: '#' and '\\' would turn a lease into topic settings", async () => {
+    const server = createServer(gateway.handler);
+    const base = await serve(server);
+    try {
+      // Express reads 'victim#/leases' as 'victim', and 'victim\\dead#/messages' as 'victim/dead':
+      // a consume or publish key must not reach the settings or the dead letters so.
+      const cases: [string, string, string][] = [
+        ['PUT', '/api/v1/topics/victim#/leases', consumeKey],
+        ['DELETE', '/api/v1/topics/victim\\dead#/messages', publishKey],
+        ['POST', '/api/v1/topics/victim\\dead\\redrive#/messages', publishKey],
+        ['GET', '/api/v1/gpus/a#b', readKey],
+      ];
+      const before = forwarded.length;
+      for (const [method, target, key] of cases) {
+        const res = await raw(base, method, target, key);
+        expect([target, res.status]).toEqual([target, 400]);
+        expect(res.type).toContain('application/problem+json');
+        expect(JSON.parse(res.body).errors).toEqual([
+          { field: 'path', message: expect.stringContaining('RFC 3986') },
+        ]);
+      }
+      // Raw non-ASCII never gets that far: Node's parser answers 400 itself.
+      expect((await raw(base, 'GET', '/api/v1/gpus/caf\u00e9', readKey)).status).toBe(400);
+      expect(forwarded.slice(before)).toEqual([]);
+      // Escaped, the same characters are a path like any other, and the key's scope decides.
+      expect((await raw(base, 'PUT', '/api/v1/topics/victim%23/leases', consumeKey)).status).toBe(403);
+      const escaped = await raw(base, 'GET', '/api/v1/gpus/a%23b?q=x%23y', readKey);
+      expect([escaped.status, escaped.body]).toEqual([200, '{"ok":true}']);
+      expect(forwarded.slice(before)).toEqual(['/v1/gpus/a%23b?q=x%23y']);
+    } finally {
+      server.close();
+    }
+  });
+});
+
 describe('credentials', () => {
   it('never writes a key to the logs or echoes one in an error body', async () => {
     const wrong = 'gt_wrong-key-that-must-not-leak-0123456789';
@@ -229,12 +294,15 @@ describe('broken input to the gateway’s own endpoints', () => {
 });
 
 describe('responses', () => {
-  it('carry the security headers, on proxied answers and on refusals alike', async () => {
+  it('carry the security headers and a request id, on proxied answers, refusals and span exports alike', async () => {
     for (const res of [
       await api().get('/api/v1/gpus').set('x-api-key', readKey),
       await api().get('/api/v1/gpus'),
       await api().get('/healthz'),
+      await api().post('/v1/traces').set('content-type', 'application/json').send('{}'),
+      await api().get('/v1/traces').set('authorization', 'Bearer nope'),
     ]) {
+      expect(res.headers['x-request-id']).toMatch(/^[\w.:-]+$/);
       expect(res.headers['x-content-type-options']).toBe('nosniff');
       expect(res.headers['x-frame-options']).toBe('DENY');
       expect(res.headers['referrer-policy']).toBe('no-referrer');

@@ -134,6 +134,18 @@ function text(value: string, max: number = SPAN_LIMITS.text, budget?: Budget): s
   return out;
 }
 
+/** An int64 as decoded protobuf and OTLP/JSON write it: a decimal string, or a number in JSON. */
+function intOf(value: unknown): number | null {
+  if (typeof value === 'number') return Number.isInteger(value) ? value : null;
+  return typeof value === 'string' && /^-?\d{1,20}$/.test(value) ? Number(value) : null;
+}
+
+/** A double; OTLP/JSON writes the three that JSON has no number for as strings, kept so. */
+function doubleOf(value: unknown): number | string | null {
+  if (typeof value === 'number') return value;
+  return value === 'NaN' || value === 'Infinity' || value === '-Infinity' ? value : null;
+}
+
 function anyValue(value: AnyValue | undefined, budget: Budget, depth: number): unknown {
   if (!value) return null;
   budget.left -= 8;
@@ -144,9 +156,11 @@ function anyValue(value: AnyValue | undefined, budget: Budget, depth: number): u
     budget.left -= kept.length;
     return kept;
   }
-  if (value.boolValue !== undefined) return value.boolValue;
-  if (value.intValue !== undefined) return Number(value.intValue);
-  if (value.doubleValue !== undefined) return value.doubleValue;
+  // OTLP/JSON is whatever the sender wrote: a value of the wrong type is dropped (null), never
+  // stored as given (an object there would escape every limit above).
+  if (value.boolValue !== undefined) return typeof value.boolValue === 'boolean' ? value.boolValue : null;
+  if (value.intValue !== undefined) return intOf(value.intValue);
+  if (value.doubleValue !== undefined) return doubleOf(value.doubleValue);
   if (value.arrayValue || value.kvlistValue) {
     if (depth >= SPAN_LIMITS.nesting) {
       budget.cut = true;

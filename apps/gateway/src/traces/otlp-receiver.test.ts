@@ -438,6 +438,48 @@ describe('POST /v1/traces limits', () => {
     expect(metrics.text).toMatch(/^gateway_spans_truncated_total{[^}]*} [1-9]/m);
   });
 
+  it('keeps only values of the type their field names: an object, a list or a long string given as a bool, int or double is dropped', async () => {
+    const traceId = randomBytes(16).toString('hex');
+    const span = {
+      traceId,
+      spanId: '00f067aa0ba902b7',
+      name: 'typed',
+      startTimeUnixNano: '1700000000000000000',
+      endTimeUnixNano: '1700000000001000000',
+      attributes: [
+        { key: 'bool', value: { boolValue: { x: 'y'.repeat(2_000_000) } } },
+        { key: 'double', value: { doubleValue: 'DEEP' } },
+        { key: 'int', value: { intValue: ['1'] } },
+        { key: 'longInt', value: { intValue: '1'.repeat(50) } },
+        { key: 'ok.bool', value: { boolValue: false } },
+        { key: 'ok.int', value: { intValue: '-42' } },
+        { key: 'ok.double', value: { doubleValue: 2.5 } },
+        { key: 'ok.nan', value: { doubleValue: 'NaN' } },
+      ],
+    };
+    // A list nested 100,000 deep (Postgres' jsonb would refuse it: stack depth limit exceeded).
+    const body = JSON.stringify({
+      resourceSpans: [{ resource: { attributes: [] }, scopeSpans: [{ spans: [span] }] }],
+    }).replace('"DEEP"', `${'['.repeat(100_000)}${']'.repeat(100_000)}`);
+    await request(base)
+      .post('/v1/traces')
+      .set(auth)
+      .set('content-type', 'application/json')
+      .send(body)
+      .expect(200);
+    const res = await request(base).get(`/api/v1/traces/${traceId}`).set('x-api-key', ADMIN).expect(200);
+    expect(res.body.roots[0].attributes).toEqual({
+      bool: null,
+      double: null,
+      int: null,
+      longInt: null,
+      'ok.bool': false,
+      'ok.int': -42,
+      'ok.double': 2.5,
+      'ok.nan': 'NaN',
+    });
+  });
+
   it('refuses an export with a span starting more than a day ahead (it would outlive retention)', async () => {
     const ahead = BigInt(Date.now() + 2 * 86_400_000) * 1_000_000n;
     const res = await postSpans({ 'service.name': 'edge' }, [

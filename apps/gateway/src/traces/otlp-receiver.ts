@@ -1,7 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { createGunzip } from 'node:zlib';
 import { AppError } from '@gpu-telemetry/model';
-import { type Logger, writeProblem } from '@gpu-telemetry/service-kit';
+import { type Logger, stampAnswer, writeProblem } from '@gpu-telemetry/service-kit';
 import type { Counter } from 'prom-client';
 import { decodeJson, decodeProtobuf } from './otlp-decoder';
 import type { Principal } from '../auth/api-keys.service';
@@ -105,6 +105,7 @@ export function createOtlpReceiver(deps: {
 }) {
   let inFlight = 0;
   return async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
+    const requestId = stampAnswer(req, res);
     let counted = false;
     const type = String(req.headers['content-type'] ?? '')
       .split(';')[0]
@@ -120,7 +121,7 @@ export function createOtlpReceiver(deps: {
           if (error instanceof AppError) {
             deps.received.inc({ outcome: 'unauthorized' });
             req.resume();
-            writeProblem(res, error.status, error.message, { headers: error.options.headers });
+            writeProblem(res, error.status, error.message, { headers: error.options.headers, requestId });
             return;
           }
           throw error;
@@ -178,6 +179,7 @@ export function createOtlpReceiver(deps: {
       writeProblem(res, status, detail, {
         ...(status === 429 || status === 503 ? {} : { errors: [{ field: 'body', message: detail }] }),
         headers,
+        requestId,
       });
     } finally {
       if (counted) inFlight--;
