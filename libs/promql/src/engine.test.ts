@@ -326,6 +326,44 @@ describe('errors', () => {
     });
   });
 
+  it('bounds the label values label_join and label_replace make: a short query cannot double one into gigabytes', async () => {
+    // 1,000 characters doubled 20 times would be a value of ~1 GB (and a 500: invalid string length).
+    let doubling = `label_replace(vector(1), "a", "${'x'.repeat(1_000)}", "", "")`;
+    for (let i = 0; i < 20; i++) doubling = `label_join(${doubling}, "a", "", "a", "a")`;
+    const joined = await engine.instantQuery(doubling, 0).catch((e: unknown) => e);
+    expect(joined).toBeInstanceOf(ExecutionError);
+    expect((joined as Error).message).toBe(
+      'label_join(): the value of label "a" would be longer than 65,536 characters',
+    );
+    expect(toPrometheusError(joined).httpStatus).toBe(422);
+    // "$1" a thousand times over a 100-character match: 100,000 characters.
+    const hundred = `label_replace(vector(1), "b", "${'y'.repeat(100)}", "", "")`;
+    const replaced = await engine
+      .instantQuery(`label_replace(${hundred}, "a", "${'$1'.repeat(1_000)}", "b", "(.*)")`, 0)
+      .catch((e: unknown) => e);
+    expect((replaced as Error).message).toBe(
+      'label_replace(): the value of label "a" would be longer than 65,536 characters',
+    );
+    // Up to the bound, as Prometheus makes them.
+    let kept = `label_replace(vector(1), "a", "${'x'.repeat(1_024)}", "", "")`;
+    for (let i = 0; i < 6; i++) kept = `label_join(${kept}, "a", "", "a", "a")`;
+    const data = toPrometheusData(await engine.instantQuery(kept, 0));
+    expect(data.resultType === 'vector' && data.result[0]?.metric['a']).toBe('x'.repeat(65_536));
+  });
+
+  it('bounds what one label_join makes across its vector', async () => {
+    const many = new MemorySeriesSource();
+    for (let i = 0; i < 300; i++) many.add({ __name__: 'w', i: String(i) }, every15s([1]));
+    // 300 values of 30,000 characters made (9 M), then 300 of 60,000 joined from them (18 M).
+    const wide = `label_replace(w, "a", "${'x'.repeat(30_000)}", "", "")`;
+    const err = await new PromQLEngine({ source: many })
+      .instantQuery(`label_join(${wide}, "b", "", "a", "a")`, 0)
+      .catch((e: unknown) => e);
+    expect((err as Error).message).toBe(
+      'label_join(): the values of label "b" would hold more than 16,777,216 characters in all',
+    );
+  });
+
   it('refuses range queries over 11,000 points per series', async () => {
     await expect(engine.rangeQuery('x', 0, 11_001 * s, s)).rejects.toThrow(
       'exceeded maximum resolution of 11,000 points per timeseries. Try decreasing the query resolution (?step=XX)',

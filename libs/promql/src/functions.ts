@@ -223,10 +223,12 @@ function labelReplace(
       throw new ExecutionError(`invalid destination label name in label_replace(): ${dst}`);
   }
   const re = state.regex;
+  const made = madeLabels('label_replace', dst);
   return vec.map((s) => {
     const match = re.exec(getLabel(s.labels, src));
     if (!match) return s;
-    return { labels: setLabel(s.labels, dst, expandTemplate(replacement, match)), value: s.value };
+    const value = expandTemplate(replacement, match, MAX_MADE_LABEL);
+    return { labels: setLabel(s.labels, dst, made(value)), value: s.value };
   });
 }
 
@@ -236,10 +238,41 @@ function labelJoin(vec: VSample[], dst: string, separator: string, sources: stri
   }
   if (!isValidLabelName(dst))
     throw new ExecutionError(`invalid destination label name in label_join(): ${dst}`);
-  return vec.map((s) => ({
-    labels: setLabel(s.labels, dst, sources.map((src) => getLabel(s.labels, src)).join(separator)),
-    value: s.value,
-  }));
+  const made = madeLabels('label_join', dst);
+  return vec.map((s) => {
+    const parts = sources.map((src) => getLabel(s.labels, src));
+    let length = separator.length * Math.max(0, parts.length - 1);
+    for (const part of parts) length += part.length;
+    return {
+      labels: setLabel(s.labels, dst, made(length > MAX_MADE_LABEL ? undefined : parts.join(separator))),
+      value: s.value,
+    };
+  });
+}
+
+/**
+ * The longest label value label_join and label_replace make, and the most characters one call
+ * makes across its vector. A short query can double a value at each of a few dozen nested calls
+ * (label_join(label_join(…), "a", "", "a", "a")): without a bound it reaches gigabytes.
+ */
+export const MAX_MADE_LABEL = 65_536;
+export const MAX_MADE_LABELS_PER_CALL = 16 * 1024 * 1024;
+
+/** Checks each value a call makes (undefined: over MAX_MADE_LABEL) and their sum. */
+function madeLabels(fn: string, dst: string): (value: string | undefined) => string {
+  let total = 0;
+  return (value) => {
+    if (value === undefined)
+      throw new ExecutionError(
+        `${fn}(): the value of label "${dst}" would be longer than ${MAX_MADE_LABEL.toLocaleString('en-US')} characters`,
+      );
+    total += value.length;
+    if (total > MAX_MADE_LABELS_PER_CALL)
+      throw new ExecutionError(
+        `${fn}(): the values of label "${dst}" would hold more than ${MAX_MADE_LABELS_PER_CALL.toLocaleString('en-US')} characters in all`,
+      );
+    return value;
+  };
 }
 
 const LE_EXCLUDED = new Set([BUCKET_LABEL]);

@@ -246,7 +246,7 @@ function backtrackFree(source: string): boolean {
  * Go's `Regexp.Expand` template: `$1`, `${1}`, `$name`, `${name}`, `$$`. A name is the longest run
  * of letters, digits and underscores, so `$1x` names group `1x` (which expands to nothing).
  */
-export function expandTemplate(template: string, match: RegExpExecArray): string {
+export function expandTemplate(template: string, match: RegExpExecArray, max = Infinity): string | undefined {
   let out = '';
   let i = 0;
   while (i < template.length) {
@@ -289,7 +289,8 @@ export function expandTemplate(template: string, match: RegExpExecArray): string
     } else {
       out += match.groups?.[name] ?? '';
     }
+    if (out.length > max) return undefined;
     i = end;
   }
-  return out;
+  return out.length > max ? undefined : out;
 }
