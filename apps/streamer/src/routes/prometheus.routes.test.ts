@@ -344,6 +344,29 @@ describe('GET and POST /v1/prometheus/api/v1/query_range', () => {
 });
 
 describe('GET and POST /v1/prometheus/api/v1/series', () => {
+  it('answers many overlapping and repeated match[] selectors with each series once, as one selector would', async () => {
+    const one = await api(compacted)
+      .get(`${API}/series`)
+      .query({ 'match[]': 'DCGM_FI_DEV_GPU_UTIL' })
+      .expect(200);
+    expect(one.body.data.length).toBeGreaterThan(1);
+    // Each selector matches every series of the one above; they are merged set by set.
+    const sets = Array.from({ length: 120 }, (_, i) => `DCGM_FI_DEV_GPU_UTIL{job!="x${i % 60}"}`);
+    const many = await api(compacted)
+      .post(`${API}/series`)
+      .type('form')
+      .send(sets.map((set) => `match[]=${encodeURIComponent(set)}`).join('&'))
+      .expect(200);
+    expect(many.body.data).toEqual(one.body.data);
+    const values = await api(compacted)
+      .get(`${API}/label/Hostname/values`)
+      .query(sets.map((set) => `match[]=${encodeURIComponent(set)}`).join('&'));
+    expect(values.status).toBe(200);
+    expect(values.body.data).toEqual(
+      [...new Set(one.body.data.map((l: { Hostname: string }) => l.Hostname))].sort(),
+    );
+  });
+
   it('lists the series matching any match[] selector, with data in the range when one is given', async () => {
     const res = await api(compacted)
       .post(`${API}/series`)

@@ -165,6 +165,10 @@ export function prometheusLabels(s: StoredSeries): Labels {
  * the labels here, with Prometheus' anchored RE2 semantics, stopping at `maxSeries`; then stream
  * their samples a batch of series at a time, hot rows and blocks alike, decoded here.
  */
+/** One key for equal selectors' matchers. */
+const matchersKey = (matchers: readonly Matcher[]): string =>
+  JSON.stringify(matchers.map((m) => [m.type, m.name, m.value]));
+
 export class PrometheusSource implements SeriesSource {
   private client: PoolClient | undefined;
   private opening: Promise<PoolClient> | undefined;
@@ -267,7 +271,7 @@ export class PrometheusSource implements SeriesSource {
 
   /** The series matching every matcher, in label order; memoised for the query. */
   private resolve(matchers: readonly Matcher[]): Promise<Selected[]> {
-    const key = JSON.stringify(matchers.map((m) => [m.type, m.name, m.value]));
+    const key = matchersKey(matchers);
     let found = this.resolved.get(key);
     if (!found) {
       found = this.find(matchers);
@@ -725,8 +729,17 @@ export class PrometheusSource implements SeriesSource {
    */
   async series(matcherSets: Matcher[][], startMs?: number, endMs?: number): Promise<Labels[]> {
     const byKey = new Map<string, Selected>();
+    // Each set is found and merged, then let go: memoised (as a query's selectors are), a few
+    // hundred sets matching the same series would each hold their own copy of them.
+    const seen = new Set<string>();
     for (const set of matcherSets) {
-      for (const s of await this.resolve(set)) byKey.set(labelsKey(s.labels), s);
+      const key = matchersKey(set);
+      if (seen.has(key)) continue;
+      seen.add(key);
+      for (const s of await this.find(set)) {
+        const labels = labelsKey(s.labels);
+        if (!byKey.has(labels)) byKey.set(labels, s);
+      }
       if (byKey.size > this.options.maxSeries) {
         throw new ExecutionError(
           `the match[] selectors would touch more than ${this.options.maxSeries} series (PROMQL_MAX_SERIES); narrow them`,
