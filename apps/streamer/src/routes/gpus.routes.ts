@@ -1,18 +1,25 @@
 import { parseDuration } from '@gpu-telemetry/config';
-import { GPU_ID, GPU_ID_MESSAGE, METRIC_NAME, ValidationError } from '@gpu-telemetry/model';
+import { GPU_ID, GPU_ID_MESSAGE, METRIC_NAME, storableText, ValidationError } from '@gpu-telemetry/model';
 import { validate } from '@gpu-telemetry/service-kit';
 import { Router } from 'express';
 import { z } from 'zod';
+import { microsOf } from '../services/sample-time';
 import type { TelemetryQueryService } from '../services/telemetry-query.service';
 
 export const gpuParams = z.object({ gpuId: z.string().regex(GPU_ID, GPU_ID_MESSAGE) });
 const metricName = z.string().max(256).regex(METRIC_NAME, 'must be a Prometheus metric name');
 export const seriesParams = gpuParams.extend({ metric: metricName });
 export const metricParams = z.object({ metric: metricName });
-const time = z.iso.datetime({
-  offset: true,
-  message: 'must be an RFC 3339 date-time such as 2026-01-02T03:04:05Z',
-});
+const FIRST_MS = Date.parse('0001-01-01T00:00:00Z');
+const LAST_MS = Date.parse('9999-12-31T23:59:59.999Z');
+const time = z.iso
+  .datetime({ offset: true, message: 'must be an RFC 3339 date-time such as 2026-01-02T03:04:05Z' })
+  .refine((text) => {
+    const ms = Date.parse(text);
+    return Number.isNaN(ms) || (ms >= FIRST_MS && ms <= LAST_MS); // not a date-time: said above
+  }, 'must fall between 0001-01-01T00:00:00Z and 9999-12-31T23:59:59Z');
+/** Text a query can compare with what is stored: bounded, no NUL, no lone surrogate. */
+const label = storableText(256);
 
 const range = {
   start_time: time.optional(),
@@ -21,8 +28,16 @@ const range = {
 
 export const gpusQuery = z.strictObject({
   limit: z.coerce.number().int('must be a whole number').min(1).max(10_000).default(1_000),
-  cursor: z.string().max(512).optional(),
-  hostname: z.string().max(256).optional(),
+  // The last GPU id of a page, base64url.
+  cursor: z
+    .string()
+    .max(512)
+    .refine(
+      (cursor) => GPU_ID.test(Buffer.from(cursor, 'base64url').toString('utf8')),
+      'must be a nextCursor returned by a previous page',
+    )
+    .optional(),
+  hostname: label.optional(),
 });
 
 export const telemetryQuery = z.strictObject({
@@ -32,14 +47,20 @@ export const telemetryQuery = z.strictObject({
   cursor: z.string().max(512).optional(),
 });
 
+/** Ten years: past it, a bucket's bounds overflow Postgres' intervals (and one bucket holds any range). */
+const MAX_STEP_MS = 3650 * 86_400_000;
+
 const step = (defaultStep: string) =>
   z
     .string()
     .default(defaultStep)
     .transform((text, ctx) => {
       const ms = parseDuration(text);
-      if (ms === undefined || ms < 1000) {
-        ctx.addIssue({ code: 'custom', message: 'must be a duration of at least 1s, such as 30s, 5m or 1h' });
+      if (ms === undefined || ms < 1000 || ms > MAX_STEP_MS) {
+        ctx.addIssue({
+          code: 'custom',
+          message: 'must be a duration from 1s to 3650d, such as 30s, 5m or 1h',
+        });
         return z.NEVER;
       }
       return Math.round(ms / 1000);
@@ -50,21 +71,31 @@ export const seriesQuery = z.strictObject({ ...range, step: step('1m') });
 export const fleetSeriesQuery = z.strictObject({
   ...range,
   step: step('1h'),
-  hostname: z.string().max(256).optional(),
-  model: z.string().max(256).optional(),
+  hostname: label.optional(),
+  model: label.optional(),
 });
 
 const DEFAULT_RANGE_MS = 3_600_000;
 const MAX_BUCKETS = 10_000;
 
-/** Bounds default to the last hour; start must come before end. */
-function timeRange(query: { start_time?: string; end_time?: string }): { start: Date; end: Date } {
-  const end = query.end_time ? new Date(query.end_time) : new Date();
-  const start = query.start_time ? new Date(query.start_time) : new Date(end.getTime() - DEFAULT_RANGE_MS);
-  if (start >= end) {
+/** Bounds default to the last hour; start must come before end. Also in microseconds, as stored. */
+function timeRange(query: { start_time?: string; end_time?: string }): {
+  start: Date;
+  end: Date;
+  startUs: number;
+  endUs: number;
+} {
+  const endUs = query.end_time ? microsOf(query.end_time) : Date.now() * 1000;
+  const startUs = query.start_time ? microsOf(query.start_time) : endUs - DEFAULT_RANGE_MS * 1000;
+  if (startUs >= endUs) {
     throw new ValidationError([{ field: 'start_time', message: 'must be before end_time' }]);
   }
-  return { start, end };
+  return {
+    start: new Date(Math.floor(startUs / 1000)),
+    end: new Date(Math.floor(endUs / 1000)),
+    startUs,
+    endUs,
+  };
 }
 
 /** A range for aggregates: as timeRange, and not more than MAX_BUCKETS steps long. */
@@ -92,10 +123,12 @@ export function gpusRoutes(queries: TelemetryQueryService): Router {
   router.get('/v1/gpus/:gpuId/telemetry', async (req, res) => {
     const { gpuId } = validate(gpuParams, req.params);
     const query = validate(telemetryQuery, req.query);
+    const { startUs, endUs } = timeRange(query);
     res.json(
       await queries.telemetry({
         gpuId,
-        ...timeRange(query),
+        startUs,
+        endUs,
         metric: query.metric,
         limit: query.limit,
         cursor: query.cursor,

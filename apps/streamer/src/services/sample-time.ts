@@ -16,3 +16,14 @@ export function microsOf(timestamp: string): number {
   const us = rest > 0.5 || (rest === 0.5 && floor % 2 === 1) ? floor + 1 : floor;
   return whole * 1000 + us;
 }
+
+/**
+ * Microseconds since the epoch as RFC 3339 in UTC: milliseconds as toISOString writes them, and
+ * six fraction digits where the time has a part of a millisecond (so times 0.4 ms apart differ).
+ */
+export function isoOfMicros(us: number): string {
+  const ms = Math.floor(us / 1000);
+  const iso = new Date(ms).toISOString();
+  const below = us - ms * 1000;
+  return below === 0 ? iso : `${iso.slice(0, -1)}${String(below).padStart(3, '0')}Z`;
+}

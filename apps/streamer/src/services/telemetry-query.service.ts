@@ -12,6 +12,7 @@ import type { Kysely } from 'kysely';
 import type { StreamerDatabase } from '../streamer.database';
 import { decodeBlock } from '../codec/block-codec';
 import { RollupReader } from '../codec/rollup';
+import { isoOfMicros } from './sample-time';
 import {
   bucketMakings,
   compactedSamplesPerSeries,
@@ -95,8 +96,6 @@ export function sampleUuid(seriesKey: string, us: number): string {
   const hex = createHash('md5').update(`${seriesKey}:${us}`).digest('hex');
   return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20, 32)}`;
 }
-
-const isoOfMicros = (us: number) => new Date(Math.floor(us / 1000)).toISOString();
 
 interface BucketSums {
   count: number;
@@ -204,8 +203,9 @@ export class TelemetryQueryService {
   async telemetry(args: {
     gpuId: string;
     metric?: string;
-    start: Date;
-    end: Date;
+    /** Microseconds since the epoch: [startUs, endUs). */
+    startUs: number;
+    endUs: number;
     limit: number;
     cursor?: string;
   }): Promise<{ gpuId: string; samples: SampleView[]; nextCursor: string | null }> {
@@ -217,15 +217,14 @@ export class TelemetryQueryService {
     const want = args.limit + 1;
     const { hot, blocks } = await samplesPage(this.db, {
       seriesIds: series.map((s) => s.id),
-      start: args.start,
-      end: args.end,
+      startUs: args.startUs,
+      endUs: args.endUs,
       after,
       limit: want,
     });
     // Hot rows and decoded blocks, one (time, series) order. What was read holds the first `want`
     // samples after the cursor (see samplesPage); the blocks also hold some outside the page.
-    const startUs = args.start.getTime() * 1000;
-    const endUs = args.end.getTime() * 1000;
+    const { startUs, endUs } = args;
     const rows: StoredSample[] = [...hot];
     for (const block of blocks) {
       const { times, values } = decodeBlock(block.data);

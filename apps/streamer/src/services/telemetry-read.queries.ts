@@ -2,6 +2,7 @@ import type { GpuFields } from '@gpu-telemetry/model';
 import { type Kysely, sql } from 'kysely';
 import type { StreamerDatabase } from '../streamer.database';
 import { POW10 } from './hot-value';
+import { isoOfMicros } from './sample-time';
 
 type Db = Kysely<StreamerDatabase>;
 
@@ -137,14 +138,16 @@ const atMicros = (us: number) =>
  */
 export async function samplesPage(
   db: Db,
-  args: { seriesIds: number[]; start: Date; end: Date; after?: SampleKey; limit: number },
+  args: { seriesIds: number[]; startUs: number; endUs: number; after?: SampleKey; limit: number },
 ): Promise<{ hot: StoredSample[]; blocks: StoredBlock[]; more: boolean }> {
   const after = args.after
     ? sql`AND (ts, series_id) > (${atMicros(args.after.us)}, ${args.after.seriesId})`
     : sql``;
-  const from = args.after
-    ? atMicros(Math.max(args.after.us, args.start.getTime() * 1000))
-    : sql`${args.start}`;
+  // The bounds go as text with their microseconds: the parameter takes the column's type, and
+  // the planner prunes partitions by it.
+  const start = isoOfMicros(args.startUs);
+  const end = isoOfMicros(args.endUs);
+  const from = args.after ? atMicros(Math.max(args.after.us, args.startUs)) : sql`${start}::timestamptz`;
   const { rows } = await sql<{
     kind: 'h' | 'b' | 'm';
     series_id: string | null;
@@ -155,7 +158,7 @@ export async function samplesPage(
     WITH hot AS (
       SELECT series_id, (extract(epoch FROM ts) * 1000000)::bigint AS us, telemetry_value(value, value_dec) AS value
       FROM telemetry_samples
-      WHERE series_id = ANY(${args.seriesIds}::int[]) AND ts >= ${args.start} AND ts < ${args.end} ${after}
+      WHERE series_id = ANY(${args.seriesIds}::int[]) AND ts >= ${start} AND ts < ${end} ${after}
       ORDER BY ts, series_id
       LIMIT ${args.limit}
     ), counted AS (
@@ -165,7 +168,7 @@ export async function samplesPage(
              b.chunk_start = min(b.chunk_start) OVER () AS first
       FROM telemetry_blocks b
       JOIN telemetry_chunks c ON c.chunk_start = b.chunk_start
-      WHERE b.series_id = ANY(${args.seriesIds}::bigint[]) AND b.chunk_start < ${args.end} AND c.chunk_end > ${from}
+      WHERE b.series_id = ANY(${args.seriesIds}::bigint[]) AND b.chunk_start < ${end} AND c.chunk_end > ${from}
     ), chosen AS (
       SELECT series_id, chunk_start, first,
              through_chunk - in_chunk - coalesce(max(in_chunk) FILTER (WHERE first) OVER (), 0) < ${args.limit} AS wanted
