@@ -311,6 +311,10 @@ const SERVICES = {
         1,
         10_000_000,
       ),
+      REMOTE_WRITE_BODY_TIMEOUT: env.duration(
+        'How long a remote write body has to arrive whole; past it 408 (a body that trickles in holds no decoding place).',
+        { min: '100ms', max: '5m', default: '10s' },
+      ),
       REMOTE_WRITE_CONCURRENCY: env.int(
         'Remote write requests decoded at once; more are answered 503 with Retry-After (Prometheus retries).',
         1,

@@ -153,6 +153,7 @@ export function createApp(deps: CollectorAppDeps): CollectorApp {
     maxSeries: config.REMOTE_WRITE_MAX_SERIES,
     maxSamples: config.REMOTE_WRITE_MAX_SAMPLES,
     concurrency: config.REMOTE_WRITE_CONCURRENCY,
+    bodyTimeoutMs: config.REMOTE_WRITE_BODY_TIMEOUT,
   });
   const app = createServiceApp({
     service: 'collector',

@@ -41,6 +41,8 @@ export const collectorEnv = z
     REMOTE_WRITE_MAX_SERIES: int(50_000, 1, 10_000_000),
     REMOTE_WRITE_MAX_SAMPLES: int(100_000, 1, 10_000_000),
     REMOTE_WRITE_CONCURRENCY: int(4, 1, 1024),
+    /** How long a body has to arrive whole (408 past it); bodies are read apart from the writes being decoded. */
+    REMOTE_WRITE_BODY_TIMEOUT: duration('10s', { min: '100ms', max: '5m' }),
     /** How many collector replicas split the targets, and which one this is (default: from HOSTNAME, e.g. collector-2). */
     COLLECTOR_REPLICAS: int(1, 1, 1000),
     COLLECTOR_ORDINAL: z.coerce.number().int().min(0).optional(),

@@ -156,6 +156,27 @@ describe('the text format', () => {
     expect(errors).toEqual([expect.objectContaining({ line: 4, message: 'content after # EOF' })]);
   });
 
+  it('reads # EOF in the Prometheus text format as a comment, as Prometheus does', () => {
+    const { samples, errors } = parseExposition('# EOF\nfoo 1\n# EOF\nbar 2\n', 'prometheus');
+    expect(errors).toEqual([]);
+    expect(samples.map((s) => [s.name, s.value])).toEqual([
+      ['foo', 1],
+      ['bar', 2],
+    ]);
+  });
+
+  it('refuses label names beginning with __ (reserved), so __proto__ cannot make two series one', () => {
+    const { samples, errors } = parseExposition(
+      'foo{__proto__="x",a="b"} 1\nfoo{__proto__="y",a="b"} 2\nfoo{a="b",__x="1"} 3\nfoo{a="b"} 4\n',
+    );
+    expect(errors.map((e) => [e.line, e.message])).toEqual([
+      [1, 'label __proto__: names beginning with __ are reserved'],
+      [2, 'label __proto__: names beginning with __ are reserved'],
+      [3, 'label __x: names beginning with __ are reserved'],
+    ]);
+    expect(samples.map((s) => [s.labels, s.value])).toEqual([[{ a: 'b' }, 4]]);
+  });
+
   it('reads OpenMetrics exemplars after a value or after a timestamp', () => {
     const { samples, errors } = parseExposition(
       'a_total{gpu="0"} 17 # {trace_id="abc"} 1\nb_total 5 1700000000.25 # {trace_id="d"} 2 1700000000\n',

@@ -145,7 +145,9 @@ export class ExpositionParser {
     while (i < line.length && (line.charCodeAt(i) === 32 || line.charCodeAt(i) === 9)) i++;
     if (i === line.length) return;
     if (line.charCodeAt(i) === 35 /* # */) {
-      if (line.startsWith('# EOF', i) && line.length - i === 5) this.sawEof = true;
+      // `# EOF` ends an OpenMetrics body; in the Prometheus text format it is a comment.
+      if (this.options.format === 'openmetrics' && line.startsWith('# EOF', i) && line.length - i === 5)
+        this.sawEof = true;
       else if (this.options.onMetadata && !this.sawEof) this.comment(line, i);
       return;
     }
@@ -236,6 +238,10 @@ export class ExpositionParser {
         if (line.charCodeAt(i) !== 34) return `expected a quoted value for label ${key}`;
         const value = readQuoted(line, i);
         if (!value) return `unterminated value for label ${key}`;
+        // Reserved in the Prometheus data model but for __name__ (remote write refuses them too);
+        // __proto__ would also be lost to the object's setter, making two series one.
+        if (key.startsWith('__') && key !== '__name__')
+          return `label ${key}: names beginning with __ are reserved`;
         if (Object.prototype.hasOwnProperty.call(labels, key)) return `label ${key} repeated`;
         if (++labelCount > this.maxLabels)
           return { message: `more than ${this.maxLabels} labels`, limit: 'labels' };

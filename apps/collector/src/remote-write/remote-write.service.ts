@@ -23,6 +23,8 @@ export interface RemoteWriteOptions {
   maxSamples: number;
   /** Requests decoded and published at once (REMOTE_WRITE_CONCURRENCY); more are a 503. */
   concurrency: number;
+  /** How long a body has to arrive whole (REMOTE_WRITE_BODY_TIMEOUT); past it, 408. */
+  bodyTimeoutMs: number;
   now?: () => number;
 }
 
@@ -47,6 +49,7 @@ export type WriteOutcome =
   | 'queue_unavailable'
   | 'queue_refused'
   | 'partial'
+  | 'slow_body'
   | 'error';
 
 class WriteRefused extends AppError {
@@ -74,14 +77,20 @@ const tracer = getTracer('collector');
  * it guards is taken: the body as it streams, the decompressed size from snappy's preamble, the
  * series and samples as they are decoded.
  */
+/** Bodies read at once, per place to store them (REMOTE_WRITE_CONCURRENCY). */
+const READS_PER_STORE = 4;
+
 export class RemoteWriteService {
+  /** Writes being stored (decoded, published): at most `concurrency`. */
   private inFlight = 0;
+  /** Bodies being read: at most READS_PER_STORE x `concurrency`, apart from the stores. */
+  private reading = 0;
 
   constructor(private readonly options: RemoteWriteOptions) {}
 
   async receive(
     headers: IncomingHttpHeaders,
-    read: (limit: number) => Promise<Buffer>,
+    read: (limit: number, deadlineMs: number) => Promise<Buffer>,
   ): Promise<WriteResult> {
     const { metrics, logger } = this.options;
     const started = performance.now();
@@ -129,20 +138,42 @@ export class RemoteWriteService {
 
   private async write(
     headers: IncomingHttpHeaders,
-    read: (limit: number) => Promise<Buffer>,
+    read: (limit: number, deadlineMs: number) => Promise<Buffer>,
   ): Promise<WriteResult> {
     checkHeaders(headers);
-    if (this.inFlight >= this.options.concurrency) {
+    // A body is read before it takes a place to be stored: one that trickles in (or many) holds
+    // a reading place for at most REMOTE_WRITE_BODY_TIMEOUT (Prometheus sends a body it holds in
+    // memory, in well under a second), never the stores of writes that have arrived.
+    const { concurrency } = this.options;
+    if (this.reading >= concurrency * READS_PER_STORE) {
       throw new WriteRefused(
         503,
-        `${this.options.concurrency} remote writes are being stored already; retry shortly.`,
+        `${concurrency * READS_PER_STORE} remote write bodies are being read already; retry shortly.`,
+        'overloaded',
+        { 'retry-after': '1' },
+      );
+    }
+    this.reading++;
+    let body: Buffer;
+    try {
+      body = await read(this.options.maxBodyBytes, this.options.bodyTimeoutMs);
+    } catch (error) {
+      if (error instanceof AppError && error.status === 408)
+        throw new WriteRefused(408, error.message, 'slow_body', error.options.headers);
+      throw error;
+    } finally {
+      this.reading--;
+    }
+    if (this.inFlight >= concurrency) {
+      throw new WriteRefused(
+        503,
+        `${concurrency} remote writes are being stored already; retry shortly.`,
         'overloaded',
         { 'retry-after': '1' },
       );
     }
     this.inFlight++;
     try {
-      const body = await read(this.options.maxBodyBytes);
       let decompressed: Buffer;
       try {
         decompressed = snappyDecode(body, this.options.maxDecompressedBytes);

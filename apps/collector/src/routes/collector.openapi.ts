@@ -16,8 +16,9 @@ export const writeOperations: Operation[] = [
     problems: {
       400: 'The body is not a snappy block, not a WriteRequest, or holds what cannot be stored (a series without __name__, a bad metric or label name, a label twice, over 64 labels, a NUL, a time before 1970 or over a day ahead); the detail names the series and label',
       413: 'The body is larger than REMOTE_WRITE_MAX_BODY, declares more than REMOTE_WRITE_MAX_DECOMPRESSED uncompressed, or holds more than REMOTE_WRITE_MAX_SERIES series or REMOTE_WRITE_MAX_SAMPLES samples',
+      408: 'The body did not arrive whole within REMOTE_WRITE_BODY_TIMEOUT',
       415: 'Not remote write 1.0: another Content-Type, Content-Encoding, protobuf message or protocol version',
-      503: 'The queue cannot take the samples now, or REMOTE_WRITE_CONCURRENCY writes are in hand; retry after Retry-After',
+      503: 'The queue cannot take the samples now, or REMOTE_WRITE_CONCURRENCY writes are being decoded (or four times as many bodies read); retry after Retry-After',
     },
   },
 ];

@@ -54,10 +54,8 @@ function write(payload: Buffer, headers: Record<string, string> = HEADERS) {
   return request(asService(collector.app)).post('/v1/write').set(headers).send(payload);
 }
 
-async function outcomes(): Promise<Record<string, number>> {
-  const text = await collector.metrics.registry.getSingleMetricAsString(
-    'collector_remote_write_requests_total',
-  );
+async function outcomes(app = collector): Promise<Record<string, number>> {
+  const text = await app.metrics.registry.getSingleMetricAsString('collector_remote_write_requests_total');
   return Object.fromEntries(
     [...text.matchAll(/outcome="(\w+)"[^}]*} (\d+)/g)].map((m) => [m[1], Number(m[2])]),
   );
@@ -232,6 +230,89 @@ describe('POST /v1/write under load', () => {
     expect(second.body.detail).toBe('1 remote writes are being stored already; retry shortly.');
     // The stalled publish times out: a 503 too, which Prometheus retries.
     expect(await pending).toBe(503);
+  });
+});
+
+describe('POST /v1/write from senders that trickle their bodies', () => {
+  let slow: CollectorApp;
+  let server: Server;
+  let port: number;
+
+  beforeAll(async () => {
+    slow = createTestCollector(database, queue, {
+      REMOTE_WRITE_CONCURRENCY: '1',
+      REMOTE_WRITE_BODY_TIMEOUT: '400ms',
+    });
+    server = createServer(asService(slow.app));
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    port = (server.address() as AddressInfo).port;
+  });
+
+  afterAll(async () => {
+    server.closeAllConnections();
+    await new Promise((resolve) => server.close(resolve));
+  });
+
+  /** Sends the headers and one byte of a 1,000-byte body; resolves with the answer, if one comes. */
+  function trickle(): Promise<{ status: number; connection?: string; detail: string }> {
+    return new Promise((resolve, reject) => {
+      const req = httpRequest(
+        {
+          port,
+          method: 'POST',
+          path: '/v1/write',
+          agent: false,
+          headers: { ...HEADERS, 'content-length': '1000' },
+        },
+        (res) => {
+          let text = '';
+          res.on('data', (chunk: Buffer) => (text += chunk.toString()));
+          res.on('end', () =>
+            resolve({
+              status: res.statusCode ?? 0,
+              connection: res.headers.connection,
+              detail: (JSON.parse(text) as { detail: string }).detail,
+            }),
+          );
+        },
+      );
+      req.on('error', reject);
+      req.write(Buffer.from([0x0a]));
+    });
+  }
+
+  it('reads bodies apart from the writes being decoded: a stalled one holds no decoding place, and gets 408', async () => {
+    const before = await outcomes(slow);
+    const stalled = trickle();
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    // The only decoding place is free: this write gets as far as the queue (down here).
+    const whole = await request(`http://127.0.0.1:${port}`)
+      .post('/v1/write')
+      .set(HEADERS)
+      .send(body([up()]))
+      .expect(503);
+    expect(whole.body.detail).toBe('The queue cannot take the samples right now; retry shortly.');
+    const answer = await stalled;
+    expect(answer).toEqual({
+      status: 408,
+      connection: 'close',
+      detail: 'The body did not arrive within 0.4 s.',
+    });
+    const after = await outcomes(slow);
+    expect((after['slow_body'] ?? 0) - (before['slow_body'] ?? 0)).toBe(1);
+  });
+
+  it('reads at most four bodies per decoding place at once; the next is a 503 to retry', async () => {
+    const stalled = [trickle(), trickle(), trickle(), trickle()];
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    const fifth = await request(`http://127.0.0.1:${port}`)
+      .post('/v1/write')
+      .set(HEADERS)
+      .send(body([up()]))
+      .expect(503);
+    expect(fifth.headers['retry-after']).toBe('1');
+    expect(fifth.body.detail).toBe('4 remote write bodies are being read already; retry shortly.');
+    expect((await Promise.all(stalled)).map((a) => a.status)).toEqual([408, 408, 408, 408]);
   });
 });
 

@@ -5,9 +5,10 @@ import type { RemoteWriteService } from '../remote-write/remote-write.service';
 
 /**
  * The body's bytes, up to `limit`: a larger Content-Length is refused before a byte is read, a
- * stream that passes the limit as soon as it does (the rest is discarded, never held).
+ * stream that passes the limit as soon as it does (the rest is discarded, never held), a body not
+ * whole within `deadlineMs` with a 408.
  */
-export function readLimitedBody(req: IncomingMessage, limit: number): Promise<Buffer> {
+export function readLimitedBody(req: IncomingMessage, limit: number, deadlineMs = Infinity): Promise<Buffer> {
   const declared = Number(req.headers['content-length'] ?? 0);
   if (declared > limit) {
     return Promise.reject(new PayloadTooLargeError(`The body is larger than the ${limit}-byte limit.`));
@@ -15,7 +16,19 @@ export function readLimitedBody(req: IncomingMessage, limit: number): Promise<Bu
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     let length = 0;
+    // A body that trickles in holds its memory and its place: it has `deadlineMs` to arrive.
+    const timer = Number.isFinite(deadlineMs)
+      ? setTimeout(() => {
+          chunks.length = 0;
+          done(
+            new AppError(408, `The body did not arrive within ${deadlineMs / 1000} s.`, {
+              headers: { connection: 'close' },
+            }),
+          );
+        }, deadlineMs)
+      : undefined;
     const done = (error?: Error) => {
+      clearTimeout(timer);
       req.off('data', onData);
       req.off('end', onEnd);
       req.off('error', onError);
@@ -51,7 +64,7 @@ export function readLimitedBody(req: IncomingMessage, limit: number): Promise<Bu
 export function writeRoutes(remoteWrite: RemoteWriteService): Router {
   const router = Router();
   router.post('/v1/write', async (req, res) => {
-    await remoteWrite.receive(req.headers, (limit) => readLimitedBody(req, limit));
+    await remoteWrite.receive(req.headers, (limit, deadlineMs) => readLimitedBody(req, limit, deadlineMs));
     res.status(204).end();
   });
   return router;
