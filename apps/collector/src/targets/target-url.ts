@@ -27,18 +27,47 @@ export function isBlockedAddress(address: string): boolean {
   }
   if (family === 6) {
     const lower = address.toLowerCase();
-    const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/.exec(lower);
-    if (mapped) return isBlockedAddress(mapped[1] as string);
-    // IPv4-mapped, as URL parsing writes it: ::ffff:a9fe:a9fe is 169.254.169.254.
-    const hex = /^::ffff:([0-9a-f]{1,4}):([0-9a-f]{1,4})$/.exec(lower);
-    if (hex) {
-      const high = parseInt(hex[1] as string, 16);
-      const low = parseInt(hex[2] as string, 16);
-      return isBlockedAddress(`${high >> 8}.${high & 255}.${low >> 8}.${low & 255}`);
+    // An IPv4 address carried in an IPv6 one reaches the same host: IPv4-mapped (::ffff:a9fe:a9fe
+    // is 169.254.169.254), IPv4-compatible (::a9fe:a9fe) and NAT64 (64:ff9b::/96, 64:ff9b:1::/48).
+    const groups = ipv6Groups(lower);
+    if (groups) {
+      const hex = groups.map((g) => g.toString(16));
+      const prefix = hex.slice(0, 6).join(':');
+      if (
+        prefix === '0:0:0:0:0:ffff' ||
+        prefix === '0:0:0:0:0:0' ||
+        prefix === '64:ff9b:0:0:0:0' ||
+        hex.slice(0, 3).join(':') === '64:ff9b:1'
+      ) {
+        const high = groups[6] as number;
+        const low = groups[7] as number;
+        if (isBlockedAddress(`${high >> 8}.${high & 255}.${low >> 8}.${low & 255}`)) return true;
+      }
     }
     return /^fe[89ab][0-9a-f]:/.test(lower) || lower === 'fd00:ec2::254';
   }
   return false;
+}
+
+/** The eight 16-bit groups of an IPv6 address (`isIP` says it is one), as hex numbers' values. */
+function ipv6Groups(address: string): number[] | undefined {
+  let text = address.split('%')[0] as string;
+  const quad = /(\d+)\.(\d+)\.(\d+)\.(\d+)$/.exec(text);
+  if (quad) {
+    const [a, b, c, d] = quad.slice(1).map(Number) as [number, number, number, number];
+    text = `${text.slice(0, quad.index)}${((a << 8) | b).toString(16)}:${((c << 8) | d).toString(16)}`;
+  }
+  const [head, tail] = text.split('::') as [string, string | undefined];
+  const part = (s: string | undefined) => (s ? s.split(':').map((g) => parseInt(g, 16)) : []);
+  const left = part(head);
+  const right = part(tail);
+  const groups =
+    tail === undefined
+      ? left
+      : [...left, ...new Array<number>(8 - left.length - right.length).fill(0), ...right];
+  return groups.length === 8 && groups.every((g) => Number.isInteger(g) && g >= 0 && g <= 0xffff)
+    ? groups
+    : undefined;
 }
 
 /** The longest target URL, as stored (percent-encoded). */

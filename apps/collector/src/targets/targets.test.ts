@@ -19,6 +19,10 @@ describe('target URLs', () => {
     ['http://metadata.google.internal/computeMetadata/v1/', 'metadata or link-local'],
     ['http://[fe80::1]/', 'metadata or link-local'],
     ['http://[::ffff:169.254.169.254]/', 'metadata or link-local'],
+    ['http://[::a9fe:a9fe]/', 'metadata or link-local'],
+    ['http://[64:ff9b::169.254.169.254]/', 'metadata or link-local'],
+    ['http://[64:ff9b:1:0:0:0:a9fe:a9fe]/', 'metadata or link-local'],
+    ['http://[0:0:0:0:0:ffff:6464:64c8]/', 'metadata or link-local'],
     ['http://100.100.100.200/latest/meta-data', 'metadata or link-local'],
   ])('refuse %s', (url, message) => {
     expect(() => parseTargetUrl(url, policy)).toThrow(message);
@@ -30,6 +34,11 @@ describe('target URLs', () => {
     );
     expect(isBlockedAddress('10.0.0.1')).toBe(false);
     expect(isBlockedAddress('169.254.0.1')).toBe(true);
+    // IPv6 addresses that carry an ordinary IPv4 address are as allowed as it is.
+    expect(isBlockedAddress('64:ff9b::a00:1')).toBe(false);
+    expect(isBlockedAddress('::ffff:10.0.0.1')).toBe(false);
+    expect(isBlockedAddress('2001:db8::a9fe:a9fe')).toBe(false);
+    expect(isBlockedAddress('::1')).toBe(false);
   });
 
   it('expand numeric ranges, keeping zero padding', () => {
