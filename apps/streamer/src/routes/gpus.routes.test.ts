@@ -244,6 +244,8 @@ describe('bad input', () => {
     [`${t}?metric=a&metric=b`, 400, 'metric'],
     [`${s}?step=0s`, 400, 'step'],
     [`${s}?step=fast`, 400, 'step'],
+    [`${s}?step=1.5s`, 400, 'step'],
+    [`${s}?step=1500ms`, 400, 'step'],
     [`${s}?start_time=${at(0)}&end_time=${at(6000)}&step=1s`, 400, 'step'],
     ['/v1/gpus/GPU-unknown/telemetry', 404, undefined],
     ['/v1/gpus/GPU-unknown/metrics/DCGM_FI_DEV_GPU_UTIL/series', 404, undefined],

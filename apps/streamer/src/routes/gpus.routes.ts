@@ -56,14 +56,14 @@ const step = (defaultStep: string) =>
     .default(defaultStep)
     .transform((text, ctx) => {
       const ms = parseDuration(text);
-      if (ms === undefined || ms < 1000 || ms > MAX_STEP_MS) {
+      if (ms === undefined || ms < 1000 || ms > MAX_STEP_MS || ms % 1000 !== 0) {
         ctx.addIssue({
           code: 'custom',
-          message: 'must be a duration from 1s to 3650d, such as 30s, 5m or 1h',
+          message: 'must be a whole number of seconds from 1s to 3650d, such as 30s, 5m or 1h',
         });
         return z.NEVER;
       }
-      return Math.round(ms / 1000);
+      return ms / 1000;
     });
 
 export const seriesQuery = z.strictObject({ ...range, step: step('1m') });
