@@ -127,6 +127,98 @@ describe('createConsumer', () => {
     expect(dead.messages[0]?.lastError).toMatch(/^field x+…$/);
   });
 
+  it('dead-letters a message whose failure reason holds a NUL (a field named by a bad payload), with U+FFFD in its place', async () => {
+    const topic = 'consumer-nul-reason';
+    await queue.queue.configure(topic, 1);
+    await client.publish(topic, [{ payload: { n: 1 } }]);
+    const consumer = createConsumer<{ n: number }>({
+      client,
+      topic,
+      consumer: 'test',
+      concurrency: 1,
+      batch: 1,
+      visibilitySeconds: 30,
+      waitSeconds: 1,
+      logger,
+      handle: async (messages) => ({
+        failed: messages.map((m) => ({ id: m.id, deadLetter: true, reason: 'labels.a\u0000b\ud800: bad' })),
+      }),
+    });
+    consumer.start();
+    try {
+      await waitFor('dead', async () => (await client.topic(topic)).dead === 1, { timeoutMs: 5_000 });
+    } finally {
+      await consumer.stop();
+    }
+    const dead = (await fetch(`${server.url}/v1/topics/${topic}/dead`, {
+      headers: { authorization: serviceAuthorization(TEST_SERVICE_TOKEN) },
+    }).then((r) => r.json())) as { messages: { lastError: string; attempts: number }[] };
+    expect(dead.messages.map((m) => m.lastError)).toEqual(['labels.a\ufffdb\ufffd: bad']);
+  });
+
+  it('gives a batch that failed for its dependency back untouched, backs off, and never dead-letters it for that', async () => {
+    const topic = 'consumer-outage';
+    await queue.queue.configure(topic, 2); // two attempts: two nacks would kill the message
+    await client.publish(topic, [{ payload: { n: 1 } }, { payload: { n: 2 } }]);
+    const down = Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:5432'), { code: 'ECONNREFUSED' });
+    const tries: number[] = [];
+    const stored: number[] = [];
+    const consumer = createConsumer<{ n: number }>({
+      client,
+      topic,
+      consumer: 'test',
+      concurrency: 1,
+      batch: 10,
+      visibilitySeconds: 30,
+      waitSeconds: 1,
+      logger,
+      isTransient: (error) => (error as { code?: string }).code === 'ECONNREFUSED',
+      handle: async (messages) => {
+        tries.push(Date.now());
+        // The database is down for the first four tries.
+        if (tries.length <= 4) throw down;
+        stored.push(...messages.map((m) => m.payload.n));
+      },
+    });
+    consumer.start();
+    try {
+      await waitFor('stored', async () => stored.length === 2, { timeoutMs: 15_000 });
+    } finally {
+      await consumer.stop();
+    }
+    expect(stored.sort()).toEqual([1, 2]);
+    expect(await client.topic(topic)).toMatchObject({ ready: 0, inFlight: 0, dead: 0 });
+    // Backing off: 0.5 s, 1 s, 2 s, 4 s between the tries (at least, less a little timer slack).
+    const gaps = tries.slice(1).map((t, i) => t - (tries[i] as number));
+    expect(gaps.slice(0, 4).map((gap, i) => gap >= 500 * 2 ** i - 50)).toEqual([true, true, true, true]);
+  });
+
+  it('still nacks a batch whose handler failed for any other reason, spending an attempt', async () => {
+    const topic = 'consumer-bug';
+    await queue.queue.configure(topic, 1);
+    await client.publish(topic, [{ payload: { n: 1 } }]);
+    const consumer = createConsumer<{ n: number }>({
+      client,
+      topic,
+      consumer: 'test',
+      concurrency: 1,
+      batch: 10,
+      visibilitySeconds: 30,
+      waitSeconds: 1,
+      logger,
+      isTransient: () => false,
+      handle: async () => {
+        throw new Error('cannot read properties of undefined');
+      },
+    });
+    consumer.start();
+    try {
+      await waitFor('dead', async () => (await client.topic(topic)).dead === 1, { timeoutMs: 5_000 });
+    } finally {
+      await consumer.stop();
+    }
+  });
+
   it('pauses between empty leases that come back at once, instead of spinning', async () => {
     const topic = 'consumer-no-wait';
     let leases = 0;

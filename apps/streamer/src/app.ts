@@ -4,6 +4,7 @@ import { type Consumer, createConsumer, type QueueClient } from '@gpu-telemetry/
 import {
   createMetrics,
   createServiceApp,
+  isDependencyFailure,
   type Logger,
   type ResponseCheck,
   type ServiceMetrics,
@@ -198,6 +199,8 @@ export function createApp(deps: StreamerAppDeps): StreamerApp {
         waitSeconds: config.STREAMER_WAIT / 1000,
         logger,
         handle: (messages) => ingest.handle(messages),
+        // Postgres down or restarting: the batch goes back untouched, no attempt spent on it.
+        isTransient: isDependencyFailure,
       });
       consumer.start();
       logger.info(

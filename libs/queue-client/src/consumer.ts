@@ -26,6 +26,13 @@ export interface ConsumerOptions<T> {
   waitSeconds: number;
   /** Seconds before a failed message is offered again. */
   retryDelaySeconds?: number;
+  /**
+   * Whether a handler's error is its dependency's (a database down or restarting), not the
+   * messages': such a batch is given back untouched (released: no attempt counted, never
+   * dead-lettered for it) and the loop backs off before it leases again. Other errors nack the
+   * batch, which counts toward its messages' attempts.
+   */
+  isTransient?(error: unknown): boolean;
   handle(messages: LeasedMessage<T>[]): Promise<HandleResult | void>;
   logger: ConsumerLogger;
 }
@@ -38,6 +45,9 @@ export interface Consumer {
 
 /** The pause after an empty lease that came back early. */
 const EMPTY_PAUSE_MS = 250;
+/** The first and the longest pause after a batch failed for its dependency's sake. */
+const TRANSIENT_PAUSE_MS = 500;
+const TRANSIENT_PAUSE_MAX_MS = 30_000;
 
 function sleep(ms: number, signal?: AbortSignal): Promise<void> {
   return new Promise<void>((resolve) => {
@@ -125,6 +135,7 @@ export function createConsumer<T>(options: ConsumerOptions<T>): Consumer {
 
   async function loop(index: number): Promise<void> {
     let backoff = 100;
+    let transientPause = TRANSIENT_PAUSE_MS;
     while (!stopping.signal.aborted) {
       let lease;
       const asked = performance.now();
@@ -163,18 +174,35 @@ export function createConsumer<T>(options: ConsumerOptions<T>): Consumer {
         },
         (options.visibilitySeconds * 1000) / 3,
       );
+      let paused = false;
       try {
-        let result: HandleResult | void;
+        let result: HandleResult | void = undefined;
         try {
           result = await options.handle(lease.messages);
+          transientPause = TRANSIENT_PAUSE_MS;
         } catch (error) {
-          const reason = error instanceof Error ? error.message : String(error);
-          logger.error({ err: error, topic, leaseId }, 'batch failed; nacking it');
-          result = { failed: lease.messages.map((m) => ({ id: m.id, reason })) };
+          if (options.isTransient?.(error)) {
+            // Not the messages' fault: hand them back as they came and wait for the dependency.
+            logger.warn(
+              { err: error, topic, leaseId, retryInMs: transientPause },
+              'batch failed for a dependency; releasing it untouched and backing off',
+            );
+            clearInterval(heartbeat);
+            await persist(() => client.release(topic, leaseId));
+            paused = true;
+          } else {
+            const reason = error instanceof Error ? error.message : String(error);
+            logger.error({ err: error, topic, leaseId }, 'batch failed; nacking it');
+            result = { failed: lease.messages.map((m) => ({ id: m.id, reason })) };
+          }
         }
-        await settle(leaseId, lease.messages, result);
+        if (!paused) await settle(leaseId, lease.messages, result);
       } finally {
         clearInterval(heartbeat);
+      }
+      if (paused) {
+        await sleep(transientPause, stopping.signal);
+        transientPause = Math.min(transientPause * 2, TRANSIENT_PAUSE_MAX_MS);
       }
     }
   }

@@ -110,9 +110,12 @@ export class QueueClient {
     return this.call('nack', 'POST', `/v1/topics/${encodeURIComponent(topic)}/nacks`, {
       leaseId,
       ...options,
-      // The queue takes at most MAX_NACK_REASON characters: a longer reason (one naming a long
-      // field of a bad message) must not turn the nack, and the dead-lettering, into a 400.
-      ...(options.reason === undefined ? {} : { reason: shortened(options.reason, MAX_NACK_REASON) }),
+      // The queue takes at most MAX_NACK_REASON characters of storable text: a reason naming a
+      // long or odd field of a bad message (one with a NUL) must not turn the nack, and the
+      // dead-lettering, into a 400.
+      ...(options.reason === undefined
+        ? {}
+        : { reason: shortened(storable(options.reason), MAX_NACK_REASON) }),
     });
   }
 
@@ -203,6 +206,13 @@ export class QueueClient {
 export const MAX_NACK_REASON = 2000;
 
 /** `text` cut to `max` characters, ending in an ellipsis when cut, never between a surrogate pair. */
+/** Text Postgres stores: NUL characters and lone surrogates become U+FFFD. */
+function storable(text: string): string {
+  return text
+    .replaceAll('\u0000', '\ufffd')
+    .replace(/[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/g, '\ufffd');
+}
+
 function shortened(text: string, max: number): string {
   if (text.length <= max) return text;
   let end = max - 1;
