@@ -212,6 +212,50 @@ describe('histogram_quantile over classic buckets', () => {
     expect(await values(src, 'histogram_quantile(2, d_bucket)', 0)).toEqual({ '{}': '+Inf' });
     expect(await values(src, 'histogram_quantile(0.5, d_bucket{le!="+Inf"})', 0)).toEqual({ '{}': 'NaN' });
   });
+
+  // Answers of Prometheus 2.42 for the same series.
+  it('finds the bucket of a rank as Prometheus does where counts hold NaN (a binary search)', async () => {
+    const odd = new MemorySeriesSource();
+    const add = (g: string, le: string, v: number) => odd.add({ __name__: 'h_bucket', g, le }, [[0, v]]);
+    for (const [le, v] of [
+      ['0.1', 1],
+      ['1', NaN],
+      ['2', 5],
+      ['+Inf', 10],
+    ] as const)
+      add('nanmid', le, v);
+    for (const [le, v] of [
+      ['0.1', NaN],
+      ['1', 10],
+      ['2', 5],
+      ['3', 12],
+      ['+Inf', 20],
+    ] as const)
+      add('nanfirst', le, v);
+    expect(await values(odd, 'histogram_quantile(0, h_bucket{g="nanmid"})', 0)).toEqual({
+      '{"g":"nanmid"}': 'NaN',
+    });
+    expect(await values(odd, 'histogram_quantile(0.5, h_bucket{g="nanfirst"})', 0)).toEqual({
+      '{"g":"nanfirst"}': '2.7142857142857144',
+    });
+  });
+
+  it('reads bucket bounds as Go parses floats: hexadecimal only with its exponent, NaN unsigned', async () => {
+    const bounds = new MemorySeriesSource();
+    const add = (g: string, le: string, v: number) => bounds.add({ __name__: 'h_bucket', g, le }, [[0, v]]);
+    add('hex', '0x1p3', 5);
+    add('hex', '+Inf', 10);
+    add('nohex', '0x10', 5);
+    add('nohex', '+Inf', 10);
+    add('nan', '1', 5);
+    add('nan', '+NaN', 7);
+    add('nan', '+Inf', 10);
+    expect(await values(bounds, 'histogram_quantile(0.55, h_bucket)', 0)).toEqual({
+      '{"g":"hex"}': '8',
+      '{"g":"nan"}': '1',
+      '{"g":"nohex"}': 'NaN',
+    });
+  });
 });
 
 describe('regular expressions', () => {
@@ -240,6 +284,9 @@ describe('regular expressions', () => {
       0,
     );
     expect(out).toEqual({ '{"__name__":"x","host":"host-1","y":"-1x"}': '1' });
+    // Go reads no group number with a leading zero: $01 and ${01} name a group that is not there.
+    const zero = await values(src, 'label_replace(x{host="host-1"}, "y", "$01|$1|${01}", "host", "(.*)")', 0);
+    expect(zero).toEqual({ '{"__name__":"x","host":"host-1","y":"|host-1|"}': '1' });
   });
 });
 

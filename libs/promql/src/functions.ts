@@ -278,14 +278,23 @@ function madeLabels(fn: string, dst: string): (value: string | undefined) => str
 const LE_EXCLUDED = new Set([BUCKET_LABEL]);
 const LE_AND_NAME = new Set([BUCKET_LABEL, METRIC_NAME]);
 
-/** Go's strconv.ParseFloat for bucket bounds (`+Inf`, `1e3`, `0.5`); NaN when unparseable. */
+/**
+ * Go's strconv.ParseFloat for bucket bounds (`+Inf`, `1e3`, `0.5`, `0x1p-3`); undefined when Go
+ * refuses it. NaN has no sign in Go; a hexadecimal bound needs its `p` exponent.
+ */
 export function parseGoFloat(text: string): number | undefined {
   if (/^[+-]?(inf|infinity)$/i.test(text)) return text.startsWith('-') ? -Infinity : Infinity;
-  if (/^[+-]?nan$/i.test(text)) return NaN;
+  if (/^nan$/i.test(text)) return NaN;
   if (/^[+-]?(\d[\d_]*(\.[\d_]*)?|\.\d[\d_]*)([eE][+-]?\d+)?$/.test(text))
     return Number(text.replace(/_/g, ''));
-  if (/^[+-]?0[xX][0-9a-fA-F]+$/.test(text))
-    return Number(text.replace(/^[+-]/, '')) * (text.startsWith('-') ? -1 : 1);
+  const hex = /^([+-]?)0[xX]([0-9a-fA-F_]*)(?:\.([0-9a-fA-F_]*))?[pP]([+-]?\d+)$/.exec(text);
+  if (hex) {
+    const [, sign, whole = '', fraction = ''] = hex;
+    const digits = `${whole}${fraction}`.replace(/_/g, '');
+    if (digits === '') return undefined;
+    const value = Number.parseInt(digits, 16) * 2 ** (Number(hex[4]) - 4 * fraction.replace(/_/g, '').length);
+    return sign === '-' ? -value : value;
+  }
   return undefined;
 }
 

@@ -32,9 +32,15 @@ export function bucketQuantile(q: number, buckets: Bucket[]): number {
   const observations = merged[merged.length - 1].count;
   if (observations === 0) return NaN;
   let rank = q * observations;
-  // The first bucket (among all but the last) whose count reaches the rank.
+  // The first bucket (among all but the last) whose count reaches the rank, found by binary
+  // search as Go's sort.Search finds it: counts made monotonic above still hold NaN, and where
+  // one does, a scan from the start would stop at another bucket than Prometheus does.
   let b = 0;
-  while (b < merged.length - 1 && !(merged[b].count >= rank)) b++;
+  for (let hi = merged.length - 1; b < hi;) {
+    const h = (b + hi) >>> 1;
+    if (!(merged[h].count >= rank)) b = h + 1;
+    else hi = h;
+  }
   if (b === merged.length - 1) return merged[merged.length - 2].upperBound;
   if (b === 0 && merged[0].upperBound <= 0) return merged[0].upperBound;
   let bucketStart = 0;

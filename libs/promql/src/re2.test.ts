@@ -42,8 +42,29 @@ describe('compileAnchoredRegex', () => {
     ['(a|b)+c*', 'ababcc', true],
     ['(a|b)+c*', 'abd', false],
     ['\\Q(.+)+\\E.*', '(.+)+ and more', true],
+    // Flags anywhere, set for a group, or turned off, as RE2 reads them (answers of Prometheus 2.42).
+    ['(?i:k)', 'K', true],
+    ['a(?i)b', 'aB', true],
+    ['a(?i)b', 'AB', false],
+    ['(?i)a(?-i)b', 'Ab', true],
+    ['(?i)a(?-i)b', 'AB', false],
+    ['x(?s:.)y', 'x\ny', true],
+    ['(?m)a$\nb', 'a\nb', true],
+    ['(?U)a+', 'aaa', true],
   ])('%p against %p: %p', (pattern, value, expected) => {
     expect(compileAnchoredRegex(pattern).test(value)).toBe(expected);
+  });
+
+  it('refuses (?<name>...), as the RE2 of Prometheus 2.42 does, and flags RE2 has not', () => {
+    expect(() => compileAnchoredRegex('(?<n>a)b')).toThrow('invalid or unsupported Perl syntax: `(?<`');
+    expect(() => compileAnchoredRegex('a(?x)b')).toThrow();
+  });
+
+  it('gives the groups of a match made with flags inside the pattern', () => {
+    const re = compileAnchoredRegex('(?i:(k))-(?P<n>\\d+)');
+    const match = re.exec('K-12');
+    expect(match?.[1]).toBe('K');
+    expect(match?.groups?.['n']).toBe('12');
   });
 
   it('gives the groups of a match, numbered and named, from either engine', () => {

@@ -30,6 +30,12 @@ const JS_SYNTAX = new Set('^$\\.*+?()[]{}|/'.split(''));
 
 export class RegexSyntaxError extends Error {}
 
+/** Syntax RE2 has and the translation does not carry over: the pattern is left to re2js whole. */
+class Re2Only extends Error {}
+
+/** The flags of a group RE2 knows: (?i), (?-s), (?im:...), (?U). */
+const FLAG_GROUP = /^\(\?([imsU]*(?:-[imsU]+)?)(\)|:)/;
+
 export interface TranslatedRegex {
   source: string;
   flags: string;
@@ -46,7 +52,7 @@ export function translateRe2(pattern: string): TranslatedRegex {
     for (const f of m[1]) {
       if (f === 'i') ignoreCase = true;
       else if (f === 's') dotAll = true;
-      else if (f === 'm' || f === 'U') throw new RegexSyntaxError(`unsupported flag (?${f})`);
+      else if (f === 'm' || f === 'U') throw new Re2Only();
       else throw new RegexSyntaxError(`invalid or unsupported Perl syntax: \`(?${f}\``);
     }
     i += m[0].length;
@@ -154,11 +160,10 @@ export function translateRe2(pattern: string): TranslatedRegex {
         i += 3;
         continue;
       }
-      if (pattern[i + 2] === '<') {
-        out += '(?<';
-        i += 3;
-        continue;
-      }
+      // Flags inside the pattern, or turned off: RE2 reads them, the translation does not.
+      const flags = FLAG_GROUP.exec(pattern.slice(i));
+      if (flags && (flags[1] as string).length > 0) throw new Re2Only();
+      // `(?<name>` is Go 1.22's; the RE2 of Prometheus 2.42 refuses it, as it refuses the rest.
       throw new RegexSyntaxError(`invalid or unsupported Perl syntax: \`${pattern.slice(i, i + 3)}\``);
     }
     if (c === '.') {
@@ -189,7 +194,14 @@ export interface AnchoredRegex {
  * what dashboards send) keep the native engine, ten times faster.
  */
 export function compileAnchoredRegex(pattern: string): AnchoredRegex {
-  const { source, flags } = translateRe2(pattern);
+  let translated: TranslatedRegex;
+  try {
+    translated = translateRe2(pattern);
+  } catch (error) {
+    if (error instanceof Re2Only) return re2Regex(pattern);
+    throw error;
+  }
+  const { source, flags } = translated;
   let native: RegExp;
   try {
     native = new RegExp(`^(?:${source})$`, flags);
@@ -199,6 +211,11 @@ export function compileAnchoredRegex(pattern: string): AnchoredRegex {
     );
   }
   if (backtrackFree(source)) return native;
+  return re2Regex(pattern);
+}
+
+/** The pattern compiled by re2js, anchored: RE2's own syntax and its linear time. */
+function re2Regex(pattern: string): AnchoredRegex {
   let linear: RE2JS;
   try {
     linear = RE2JS.compile(`^(?:${pattern})$`);
@@ -283,7 +300,8 @@ export function expandTemplate(template: string, match: RegExpExecArray, max = I
       name = m[0];
       end = i + 1 + name.length;
     }
-    if (/^[0-9]+$/.test(name)) {
+    // A number as Go's Expand reads one: no leading zero, under 1e8 (`$01` names no group).
+    if (/^(0|[1-9][0-9]{0,7})$/.test(name)) {
       const n = Number(name);
       if (n < match.length) out += match[n] ?? '';
     } else {
