@@ -6,3 +6,4 @@ export * from './gpu-labels';
 export * from './series.schemas';
 export * from './metadata.schemas';
 export * from './storable-text';
+export * from './date-time';

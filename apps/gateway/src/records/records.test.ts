@@ -178,12 +178,22 @@ describe('request records', () => {
     ['/api/v1/analytics/latency?from=yesterday', 'from'],
     ['/api/v1/analytics/latency?from=2026-01-02T00:00:00Z&to=2026-01-01T00:00:00Z', 'from'],
     ['/api/v1/analytics/latency?route=admin', 'route'],
+    ['/api/v1/analytics/latency?to=0000-06-01T00:00:00Z', 'to'],
+    ['/api/v1/analytics/latency?to=9999-12-31T23:59:59-01:00', 'to'],
     ['/api/v1/requests?limit=0', 'limit'],
     ['/api/v1/requests?before=x', 'before'],
     ['/api/v1/requests?before=9223372036854775808', 'before'],
   ])('answers %s with 400 naming %s', async (url, field) => {
     const res = await request(gateway.app).get(url).set('x-api-key', ADMIN).expect(400);
     expect(res.body.errors[0].field).toBe(field);
+  });
+
+  it('starts the default hour no earlier than the year 1', async () => {
+    const res = await request(gateway.app)
+      .get('/api/v1/analytics/latency?to=0001-01-01T00:30:00Z')
+      .set('x-api-key', ADMIN)
+      .expect(200);
+    expect([res.body.from, res.body.to]).toEqual(['0001-01-01T00:00:00.000Z', '0001-01-01T00:30:00.000Z']);
   });
 
   it('deletes records and spans older than GATEWAY_RETENTION, and keeps the rest', async () => {

@@ -1,4 +1,4 @@
-import { bigintCursor, ValidationError } from '@gpu-telemetry/model';
+import { bigintCursor, dateTime, ValidationError } from '@gpu-telemetry/model';
 import { validate } from '@gpu-telemetry/service-kit';
 import { Router } from 'express';
 import { z } from 'zod';
@@ -6,7 +6,7 @@ import { type Edge, requireScope } from '../auth/require-scope';
 import { ROUTE_NAMES } from '../proxy/routes';
 import type { AnalyticsService } from '../records/analytics.service';
 
-const time = z.iso.datetime({ offset: true, message: 'must be an RFC 3339 date-time' });
+const time = dateTime('must be an RFC 3339 date-time');
 const route = z.enum(ROUTE_NAMES, { message: `must be one of ${ROUTE_NAMES.join(', ')}` });
 
 export const latencyQuery = z.strictObject({
@@ -29,7 +29,10 @@ export function analyticsRoutes(analytics: AnalyticsService, edge: Edge): Router
   router.get('/api/v1/analytics/latency', read, async (req, res) => {
     const query = validate(latencyQuery, req.query);
     const to = query.to ? new Date(query.to) : new Date();
-    const from = query.from ? new Date(query.from) : new Date(to.getTime() - 3_600_000);
+    // An hour before `to`, but not before the year 1.
+    const from = query.from
+      ? new Date(query.from)
+      : new Date(Math.max(to.getTime() - 3_600_000, Date.parse('0001-01-01T00:00:00Z')));
     if (from >= to) throw new ValidationError([{ field: 'from', message: 'must be before to' }]);
     res.json({
       from: from.toISOString(),

@@ -1,5 +1,12 @@
 import { parseDuration } from '@gpu-telemetry/config';
-import { GPU_ID, GPU_ID_MESSAGE, METRIC_NAME, storableText, ValidationError } from '@gpu-telemetry/model';
+import {
+  dateTime,
+  GPU_ID,
+  GPU_ID_MESSAGE,
+  METRIC_NAME,
+  storableText,
+  ValidationError,
+} from '@gpu-telemetry/model';
 import { validate } from '@gpu-telemetry/service-kit';
 import { Router } from 'express';
 import { z } from 'zod';
@@ -10,14 +17,7 @@ export const gpuParams = z.object({ gpuId: z.string().regex(GPU_ID, GPU_ID_MESSA
 const metricName = z.string().max(256).regex(METRIC_NAME, 'must be a Prometheus metric name');
 export const seriesParams = gpuParams.extend({ metric: metricName });
 export const metricParams = z.object({ metric: metricName });
-const FIRST_MS = Date.parse('0001-01-01T00:00:00Z');
-const LAST_MS = Date.parse('9999-12-31T23:59:59.999Z');
-const time = z.iso
-  .datetime({ offset: true, message: 'must be an RFC 3339 date-time such as 2026-01-02T03:04:05Z' })
-  .refine((text) => {
-    const ms = Date.parse(text);
-    return Number.isNaN(ms) || (ms >= FIRST_MS && ms <= LAST_MS); // not a date-time: said above
-  }, 'must fall between 0001-01-01T00:00:00Z and 9999-12-31T23:59:59Z');
+const time = dateTime();
 /** Text a query can compare with what is stored: bounded, no NUL, no lone surrogate. */
 const label = storableText(256);
 
