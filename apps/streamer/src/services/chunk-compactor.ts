@@ -171,15 +171,15 @@ export class ChunkCompactor {
     const closedBefore = now - Math.max(this.deps.compactAfterMs, backlog);
     const due = await chunksToCompact(this.deps.pool, new Date(closedBefore));
     const total = { chunks: 0, samples: 0, blocks: 0 };
-    let failed = 0;
     for (const chunk of due) {
       // A chunk that fails (rolled back whole) is tried again next round; it must not keep the
-      // chunks after it waiting. Postgres gone fails them all: that is thrown, once.
+      // chunks after it waiting, nor (the only one due) the rest of the maintenance round: it is
+      // counted and logged. Postgres gone fails them all: that is thrown, once.
       let done: Awaited<ReturnType<ChunkCompactor['compactChunk']>>;
       try {
         done = await this.compactChunk(chunk);
       } catch (error) {
-        if (isDependencyFailure(error) || ++failed === due.length) throw error;
+        if (isDependencyFailure(error)) throw error;
         this.deps.metrics.compactionFailures.inc();
         this.deps.logger.error(
           { err: error, chunk: new Date(chunk.start).toISOString() },

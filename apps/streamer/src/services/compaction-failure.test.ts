@@ -73,4 +73,28 @@ describe('a chunk whose compaction fails', () => {
     );
     expect(rows[0].n).toBe(18);
   });
+
+  it('alone due, does not stop the rest of the maintenance round', async () => {
+    const partition = async (start: number) =>
+      (
+        await streamer.database.pool.query<{ name: string | null }>(
+          'SELECT to_regclass(telemetry_chunk_partition($1))::text AS name',
+          [new Date(start).toISOString()],
+        )
+      ).rows[0]?.name;
+    expect(await partition(base)).not.toBeNull(); // compacted, its emptied partition not dropped yet
+    await streamer.ingest.handle([
+      message([sample({ gpuId: 'GPU-fail-0', metricName: 'DCGM_FI_DEV_GPU_UTIL', timestamp: at(190) })]),
+    ]);
+    await streamer.database.pool.query(
+      `INSERT INTO telemetry_blocks (series_id, chunk_start, n, data)
+       SELECT id, $1::timestamptz, 0, '\\x00' FROM telemetry_series`,
+      [new Date(base + 3 * MINUTE).toISOString()],
+    );
+    const before = await failures();
+    await expect(streamer.maintainer.compact()).resolves.toMatchObject({ chunks: 0 });
+    expect(await failures()).toBe(before + 1);
+    // The round went on: the compacted chunks' emptied partitions are dropped.
+    expect(await partition(base)).toBeNull();
+  });
 });
