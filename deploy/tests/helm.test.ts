@@ -699,7 +699,60 @@ describe('values.schema.json', () => {
       { queue: { config: { QUEUE_BODY_LIMIT: 'lots' } } },
       /QUEUE_BODY_LIMIT/,
     ],
+    // The gateway would refuse each at startup, and crash-loop.
+    ...['10.0.0.0/33', '999.1.1.1', 'abc', '1.2.3.4/8/9', '10.0.0.1, fd00::/129'].map(
+      (proxies): [string, string, unknown, RegExp] => [
+        `trusted proxies ${proxies}`,
+        'gateway',
+        { config: { GATEWAY_TRUSTED_PROXIES: proxies } },
+        /GATEWAY_TRUSTED_PROXIES/,
+      ],
+    ),
   ];
+
+  it('takes trusted proxies the gateway takes: addresses and blocks of either family, comma-separated', () => {
+    for (const proxies of [
+      '10.0.0.0/8',
+      '10.0.0.0/8, 192.168.1.7',
+      'fd00::/8,::1',
+      '::ffff:10.0.0.1/128',
+      '',
+    ])
+      expect([proxies, template('gateway', { config: { GATEWAY_TRUSTED_PROXIES: proxies } }).status]).toEqual(
+        [proxies, 0],
+      );
+  });
+
+  it('refuses what Kubernetes would: a release name too long for its names, min above max replicas, a relative Ingress path', () => {
+    const long = helm(['template', 'r'.repeat(40), path.join(helmDir, 'gpu-telemetry')]);
+    expect(long.status).not.toBe(0);
+    expect(long.stderr).toContain(
+      `the release name "${'r'.repeat(40)}" is 40 characters long; use at most 39`,
+    );
+    expect(helm(['template', 'r'.repeat(39), path.join(helmDir, 'gpu-telemetry')]).status).toBe(0);
+    const scaling = template('queue', { autoscaling: { enabled: true, minReplicas: 5, maxReplicas: 2 } });
+    expect(scaling.status).not.toBe(0);
+    expect(scaling.stderr).toContain(
+      'autoscaling.minReplicas (5) must not be above autoscaling.maxReplicas (2)',
+    );
+    const relative = template('gateway', {
+      ingress: { enabled: true, hosts: [{ host: 'x.example.com', paths: ['api'] }] },
+    });
+    expect(relative.status).not.toBe(0);
+    expect(relative.stderr).toContain('"api" must be an absolute path, starting with /');
+  });
+
+  it('gives an Ingress without hosts a default backend (every host), and quotes its paths', () => {
+    const open = render$('gateway', { ingress: { enabled: true } });
+    const ingress = find(open, 'Ingress', 'gt-gateway');
+    expect(ingress.spec.rules).toBeUndefined();
+    expect(ingress.spec.defaultBackend).toEqual({ service: { name: 'gt-gateway', port: { name: 'http' } } });
+    const odd = render$('gateway', {
+      ingress: { enabled: true, hosts: [{ host: 'x.example.com', paths: ['/a #b: c'] }] },
+    });
+    expect(find(odd, 'Ingress', 'gt-gateway').spec.rules[0].http.paths[0].path).toBe('/a #b: c');
+    for (const manifest of [...open, ...odd]) validateAgainstKubernetes(manifest);
+  });
 
   it.each(rejected)('rejects %s with a message naming it', (_what, chart, values, field) => {
     const result = template(chart, values);

@@ -14,6 +14,15 @@ const path = require('node:path');
 
 const HELM_DIR = path.resolve(__dirname, '../helm');
 
+// An IPv4 address as Node's isIP takes one (no leading zeros), an IPv6 one loosely (hex groups and
+// colons, an IPv4 tail), each with a prefix in its family's range, comma-separated: what the
+// gateway's GATEWAY_TRUSTED_PROXIES takes, so a wrong entry fails the install, not the pod.
+const OCTET = '(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])';
+const IPV4 = `(${OCTET}\\.){3}${OCTET}`;
+const IPV6 = `[0-9a-fA-F]{0,4}(:[0-9a-fA-F]{0,4}){1,7}(:${IPV4})?`;
+const PROXY = `(${IPV4}(/(3[0-2]|[12]?[0-9]))?|${IPV6}(/(12[0-8]|1[01][0-9]|[1-9]?[0-9]))?)`;
+const TRUSTED_PROXIES = `^ *(${PROXY})? *(, *(${PROXY})? *)*$`;
+
 // --- value kinds, as the services parse their environment ---------------------------------------
 const str = (description, extra = {}) => ({ type: 'string', description, ...extra });
 const bool = (description) => ({ type: 'boolean', description });
@@ -144,7 +153,7 @@ const SERVICES = {
       ),
       GATEWAY_TRUSTED_PROXIES: str(
         'Load balancers or ingresses in front of the gateway, comma-separated IPs or CIDRs: for their requests the client address comes from X-Forwarded-For.',
-        { pattern: '^[0-9a-fA-F.:/, ]*$' },
+        { pattern: TRUSTED_PROXIES },
       ),
     },
     extra: {

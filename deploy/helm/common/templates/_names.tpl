@@ -9,7 +9,16 @@ alone, and the gateway finds the queue at http://<release>-queue:8081.
 {{- .Chart.Name | trunc 63 | trimSuffix "-" -}}
 {{- end -}}
 
+{{/*
+A release name of at most 39 characters: the longest name a chart makes,
+<release>-collector-dcgm-exporter, must fit the 63 of a Service (and <release>-collector the 52 of
+a StatefulSet, whose pods' revision label adds 11). Cut shorter, the names would no longer be the
+ones siblings compute from the release name.
+*/}}
 {{- define "common.fullname" -}}
+{{- if gt (len .Release.Name) 39 -}}
+{{- fail (printf "the release name %q is %d characters long; use at most 39, so every name the charts make (%s-collector-dcgm-exporter the longest) fits Kubernetes' 63" .Release.Name (len .Release.Name) .Release.Name) -}}
+{{- end -}}
 {{- printf "%s-%s" .Release.Name (include "common.name" .) | trunc 63 | trimSuffix "-" -}}
 {{- end -}}
 

@@ -61,6 +61,9 @@ spec:
     apiVersion: apps/v1
     kind: Deployment
     name: {{ include "common.fullname" $ }}
+  {{- if gt (int .minReplicas) (int .maxReplicas) }}
+  {{- fail (printf "autoscaling.minReplicas (%v) must not be above autoscaling.maxReplicas (%v)" .minReplicas .maxReplicas) }}
+  {{- end }}
   minReplicas: {{ .minReplicas }}
   maxReplicas: {{ .maxReplicas }}
   metrics:
