@@ -142,6 +142,11 @@ async function service(name, flag) {
   await build([name]);
   databaseUrl();
   process.env.SERVICE_TOKEN = serviceToken();
+  if (name === 'gateway') {
+    // The same development keys as `npm start`'s, so the README's KEY works on its own too.
+    process.env.GATEWAY_ADMIN_KEY = devAdminKey();
+    process.env.GATEWAY_OTLP_KEY = devKey('GATEWAY_OTLP_KEY', 'gateway-dev-otlp-key', 'gt_otlp_');
+  }
   const watch = flag === '--watch';
   const compiler = watch
     ? [
@@ -159,7 +164,12 @@ async function service(name, flag) {
       ]
     : [];
   const args = watch ? ['--watch', ...serviceCommand(name)] : serviceCommand(name);
-  foreground(startProcess({ name, args, cwd: root }), { forward: 'SIGTERM', others: compiler });
+  // In a process group of its own: Ctrl-C reaches this launcher alone, which passes on one SIGTERM
+  // (the service reads a second signal as "exit now", skipping its drain).
+  foreground(startProcess({ name, args, cwd: root, ownProcessGroup: true }), {
+    forward: 'SIGTERM',
+    others: compiler,
+  });
 }
 
 async function simulator() {
