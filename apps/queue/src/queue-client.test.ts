@@ -97,8 +97,8 @@ describe('createConsumer', () => {
     ]);
   });
 
-  it('dead-letters a message whose failure reason is longer than the queue takes, with the reason cut', async () => {
-    const topic = 'consumer-long-reason';
+  /** Publishes one message, fails it with `reason` (dead-lettered), and reads back its last error. */
+  async function deadLetteredWith(topic: string, reason: string): Promise<string[]> {
     await queue.queue.configure(topic, 1);
     await client.publish(topic, [{ payload: { n: 1 } }]);
     const consumer = createConsumer<{ n: number }>({
@@ -110,9 +110,7 @@ describe('createConsumer', () => {
       visibilitySeconds: 30,
       waitSeconds: 1,
       logger,
-      handle: async (messages) => ({
-        failed: messages.map((m) => ({ id: m.id, reason: `field ${'x'.repeat(3_000)} is not known` })),
-      }),
+      handle: async (messages) => ({ failed: messages.map((m) => ({ id: m.id, reason })) }),
     });
     consumer.start();
     try {
@@ -123,37 +121,22 @@ describe('createConsumer', () => {
     const dead = (await fetch(`${server.url}/v1/topics/${topic}/dead`, {
       headers: { authorization: serviceAuthorization(TEST_SERVICE_TOKEN) },
     }).then((r) => r.json())) as { messages: { lastError: string }[] };
-    expect(dead.messages[0]?.lastError).toHaveLength(2_000);
-    expect(dead.messages[0]?.lastError).toMatch(/^field x+…$/);
+    return dead.messages.map((m) => m.lastError);
+  }
+
+  it('dead-letters a message whose failure reason is longer than the queue takes, with the reason cut', async () => {
+    const [lastError] = await deadLetteredWith(
+      'consumer-long-reason',
+      `field ${'x'.repeat(3_000)} is not known`,
+    );
+    expect(lastError).toHaveLength(2_000);
+    expect(lastError).toMatch(/^field x+…$/);
   });
 
   it('dead-letters a message whose failure reason holds a NUL (a field named by a bad payload), with U+FFFD in its place', async () => {
-    const topic = 'consumer-nul-reason';
-    await queue.queue.configure(topic, 1);
-    await client.publish(topic, [{ payload: { n: 1 } }]);
-    const consumer = createConsumer<{ n: number }>({
-      client,
-      topic,
-      consumer: 'test',
-      concurrency: 1,
-      batch: 1,
-      visibilitySeconds: 30,
-      waitSeconds: 1,
-      logger,
-      handle: async (messages) => ({
-        failed: messages.map((m) => ({ id: m.id, deadLetter: true, reason: 'labels.a\u0000b\ud800: bad' })),
-      }),
-    });
-    consumer.start();
-    try {
-      await waitFor('dead', async () => (await client.topic(topic)).dead === 1, { timeoutMs: 5_000 });
-    } finally {
-      await consumer.stop();
-    }
-    const dead = (await fetch(`${server.url}/v1/topics/${topic}/dead`, {
-      headers: { authorization: serviceAuthorization(TEST_SERVICE_TOKEN) },
-    }).then((r) => r.json())) as { messages: { lastError: string; attempts: number }[] };
-    expect(dead.messages.map((m) => m.lastError)).toEqual(['labels.a\ufffdb\ufffd: bad']);
+    expect(await deadLetteredWith('consumer-nul-reason', 'labels.a\u0000b\ud800: bad')).toEqual([
+      'labels.a\ufffdb\ufffd: bad',
+    ]);
   });
 
   it('gives a batch that failed for its dependency back untouched, backs off, and never dead-letters it for that', async () => {
