@@ -1,7 +1,12 @@
 import { waitFor } from '@gpu-telemetry/harness';
 import { createLogger, serviceAuthorization } from '@gpu-telemetry/service-kit';
 import { TEST_SERVICE_TOKEN } from '@gpu-telemetry/service-kit/testing';
-import { createConsumer, QueueClient, QueueRequestError } from '@gpu-telemetry/queue-client';
+import {
+  type ConsumerOptions,
+  createConsumer,
+  QueueClient,
+  QueueRequestError,
+} from '@gpu-telemetry/queue-client';
 import { serveQueue, startQueueTestApp, type QueueTestApp } from './testing/queue-test-app';
 
 /** libs/queue-client against the real queue service over HTTP. */
@@ -97,19 +102,28 @@ describe('createConsumer', () => {
     ]);
   });
 
-  /** Publishes one message, fails it with `reason` (dead-lettered), and reads back its last error. */
-  async function deadLetteredWith(topic: string, reason: string): Promise<string[]> {
-    await queue.queue.configure(topic, 1);
-    await client.publish(topic, [{ payload: { n: 1 } }]);
-    const consumer = createConsumer<{ n: number }>({
+  /** A consumer of one loop, ten messages a lease, with these options. */
+  const consumerOf = <T>(
+    topic: string,
+    options: Pick<ConsumerOptions<T>, 'handle'> & Partial<ConsumerOptions<T>>,
+  ) =>
+    createConsumer<T>({
       client,
       topic,
       consumer: 'test',
       concurrency: 1,
-      batch: 1,
+      batch: 10,
       visibilitySeconds: 30,
       waitSeconds: 1,
       logger,
+      ...options,
+    });
+
+  /** Publishes one message, fails it with `reason` (dead-lettered), and reads back its last error. */
+  async function deadLetteredWith(topic: string, reason: string): Promise<string[]> {
+    await queue.queue.configure(topic, 1);
+    await client.publish(topic, [{ payload: { n: 1 } }]);
+    const consumer = consumerOf<{ n: number }>(topic, {
       handle: async (messages) => ({ failed: messages.map((m) => ({ id: m.id, reason })) }),
     });
     consumer.start();
@@ -146,15 +160,7 @@ describe('createConsumer', () => {
     const down = Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:5432'), { code: 'ECONNREFUSED' });
     const tries: number[] = [];
     const stored: number[] = [];
-    const consumer = createConsumer<{ n: number }>({
-      client,
-      topic,
-      consumer: 'test',
-      concurrency: 1,
-      batch: 10,
-      visibilitySeconds: 30,
-      waitSeconds: 1,
-      logger,
+    const consumer = consumerOf<{ n: number }>(topic, {
       isTransient: (error) => (error as { code?: string }).code === 'ECONNREFUSED',
       handle: async (messages) => {
         tries.push(Date.now());
@@ -180,15 +186,7 @@ describe('createConsumer', () => {
     const topic = 'consumer-bug';
     await queue.queue.configure(topic, 1);
     await client.publish(topic, [{ payload: { n: 1 } }]);
-    const consumer = createConsumer<{ n: number }>({
-      client,
-      topic,
-      consumer: 'test',
-      concurrency: 1,
-      batch: 10,
-      visibilitySeconds: 30,
-      waitSeconds: 1,
-      logger,
+    const consumer = consumerOf<{ n: number }>(topic, {
       isTransient: () => false,
       handle: async () => {
         throw new Error('cannot read properties of undefined');
