@@ -1,5 +1,6 @@
 import type { Pool, PoolClient } from 'pg';
 import { arrayLength, forEachElement, readBinaryCopy, readInt8, readTimestamp } from './binary-copy';
+import { pgTimestamp } from './sample-time';
 import { oldestDayUs } from './telemetry-read.queries';
 
 /**
@@ -148,24 +149,6 @@ export async function seriesBatch(
   });
   return rows.map(toStoredSeries);
 }
-
-/**
- * Microseconds since the epoch as a timestamptz literal, exactly: written into COPY statements
- * (which take no parameters) as constants, so Postgres prunes partitions when it plans them.
- */
-export function pgTimestamp(us: number): string {
-  // A bound past the years 1-9999 reads as the nearest of them: nothing is stored beyond, and the
-  // ISO form of such a year (+010000-..., -000001-...) is not one Postgres reads.
-  const clamped = Math.min(MAX_TIMESTAMP_US, Math.max(MIN_TIMESTAMP_US, us));
-  const ms = Math.floor(clamped / 1000);
-  const micro = clamped - ms * 1000;
-  const iso = new Date(ms).toISOString(); // YYYY-MM-DDTHH:MM:SS.mmmZ
-  return `${iso.slice(0, 23)}${String(Math.round(micro)).padStart(3, '0')}Z`;
-}
-
-/** 0001-01-01T00:00:00Z and 9999-12-31T23:59:59Z in µs (both exact doubles). */
-const MIN_TIMESTAMP_US = -62_135_596_800_000_000;
-const MAX_TIMESTAMP_US = 253_402_300_799_000_000;
 
 /**
  * Series ids as an array literal: `bigint[]` for the tables keyed by `bigint`, `int[]` for hot rows

@@ -2,7 +2,7 @@ import type { GpuFields } from '@gpu-telemetry/model';
 import { type Kysely, sql } from 'kysely';
 import type { StreamerDatabase } from '../streamer.database';
 import { POW10 } from './hot-value';
-import { isoOfMicros } from './sample-time';
+import { pgTimestamp } from './sample-time';
 
 type Db = Kysely<StreamerDatabase>;
 
@@ -145,8 +145,8 @@ export async function samplesPage(
     : sql``;
   // The bounds go as text with their microseconds: the parameter takes the column's type, and
   // the planner prunes partitions by it.
-  const start = isoOfMicros(args.startUs);
-  const end = isoOfMicros(args.endUs);
+  const start = pgTimestamp(args.startUs);
+  const end = pgTimestamp(args.endUs);
   const from = args.after ? atMicros(Math.max(args.after.us, args.startUs)) : sql`${start}::timestamptz`;
   const { rows } = await sql<{
     kind: 'h' | 'b' | 'm';
