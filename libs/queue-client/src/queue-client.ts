@@ -1,10 +1,11 @@
-import type {
-  Lease,
-  LeaseRequest,
-  MessageInput,
-  Problem,
-  PublishResult,
-  TopicStats,
+import {
+  type Lease,
+  type LeaseRequest,
+  type MessageInput,
+  type Problem,
+  type PublishResult,
+  type TopicStats,
+  toStorable,
 } from '@gpu-telemetry/model';
 import { type Dispatcher, Pool } from 'undici';
 
@@ -115,7 +116,7 @@ export class QueueClient {
       // dead-lettering, into a 400.
       ...(options.reason === undefined
         ? {}
-        : { reason: shortened(storable(options.reason), MAX_NACK_REASON) }),
+        : { reason: shortened(toStorable(options.reason), MAX_NACK_REASON) }),
     });
   }
 
@@ -206,13 +207,6 @@ export class QueueClient {
 export const MAX_NACK_REASON = 2000;
 
 /** `text` cut to `max` characters, ending in an ellipsis when cut, never between a surrogate pair. */
-/** Text Postgres stores: NUL characters and lone surrogates become U+FFFD. */
-function storable(text: string): string {
-  return text
-    .replaceAll('\u0000', '\ufffd')
-    .replace(/[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/g, '\ufffd');
-}
-
 function shortened(text: string, max: number): string {
   if (text.length <= max) return text;
   let end = max - 1;

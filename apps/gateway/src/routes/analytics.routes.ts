@@ -1,4 +1,4 @@
-import { bigintCursor, dateTime, ValidationError } from '@gpu-telemetry/model';
+import { bigintCursor, dateTime, FIRST_TIME_MS, ValidationError } from '@gpu-telemetry/model';
 import { validate } from '@gpu-telemetry/service-kit';
 import { Router } from 'express';
 import { z } from 'zod';
@@ -32,7 +32,7 @@ export function analyticsRoutes(analytics: AnalyticsService, edge: Edge): Router
     // An hour before `to`, but not before the year 1.
     const from = query.from
       ? new Date(query.from)
-      : new Date(Math.max(to.getTime() - 3_600_000, Date.parse('0001-01-01T00:00:00Z')));
+      : new Date(Math.max(to.getTime() - 3_600_000, FIRST_TIME_MS));
     if (from >= to) throw new ValidationError([{ field: 'from', message: 'must be before to' }]);
     res.json({
       from: from.toISOString(),

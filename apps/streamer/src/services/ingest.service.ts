@@ -1,5 +1,6 @@
 import { fieldErrors } from '@gpu-telemetry/service-kit';
 import {
+  FIRST_TIME_MS,
   type FrameSample,
   frameSampleProblem,
   fromSampleValue,
@@ -70,8 +71,6 @@ export interface IngestDeps {
 
 const tracer = getTracer('streamer');
 const FUTURE_MS = 24 * 3_600_000;
-/** The first instant of the year 1, UTC: the earliest sample time stored (retention permitting). */
-const FIRST_STORABLE_MS = Date.parse('0001-01-01T00:00:00Z');
 
 /** A series sent as its metric and label set (remote write), its GPU columns read from the labels. */
 interface LabelledSeries {
@@ -463,7 +462,7 @@ export class IngestService {
   private outOfRange(at: number, now: number): string | undefined {
     if (at > now + FUTURE_MS) return 'is more than a day in the future';
     // Postgres takes no year 0 (JavaScript writes 1 BC so); it would fail the batch's statements.
-    if (at < FIRST_STORABLE_MS) return 'is before 0001-01-01T00:00:00Z';
+    if (at < FIRST_TIME_MS) return 'is before 0001-01-01T00:00:00Z';
     if (this.deps.retentionMs > 0 && at < now - this.deps.retentionMs)
       return 'is older than TELEMETRY_RETENTION';
     return undefined;
