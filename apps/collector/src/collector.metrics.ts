@@ -80,7 +80,7 @@ export function createCollectorMetrics(registry: Registry) {
     }),
     remoteWriteRequests: new Counter({
       name: 'collector_remote_write_requests_total',
-      help: 'Remote write requests by outcome: stored (the queue has them), malformed, too_large, unsupported (not remote write 1.0), overloaded, slow_body (not whole within 10 s: 408), queue_unavailable, queue_refused, partial, error.',
+      help: 'Remote write requests by outcome: stored (the queue has them), malformed, too_large, unsupported (not remote write 1.0), overloaded, slow_body (not whole within REMOTE_WRITE_BODY_TIMEOUT: 408), queue_unavailable, queue_refused, partial, error.',
       labelNames: ['outcome'] as const,
       registers,
     }),

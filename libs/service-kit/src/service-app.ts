@@ -83,6 +83,7 @@ export function stampAnswer(req: IncomingMessage, res: ServerResponse): string {
   for (const [name, value] of SECURITY_HEADERS) res.setHeader(name, value);
   return id;
 }
+
 const QUIET_PATHS = new Set(['/healthz', '/readyz', '/metrics']);
 
 declare module 'express-serve-static-core' {

@@ -68,6 +68,9 @@ const FUTURE_MS = 24 * 3_600_000;
 const MESSAGES_PER_PUBLISH = 32;
 const tracer = getTracer('collector');
 
+/** Bodies read at once, per place to store them (REMOTE_WRITE_CONCURRENCY). */
+const READS_PER_STORE = 4;
+
 /**
  * Prometheus remote write 1.0 in: a snappy-compressed protobuf WriteRequest becomes series
  * messages on the telemetry topic, answered only once the queue has them (durable), with
@@ -77,9 +80,6 @@ const tracer = getTracer('collector');
  * it guards is taken: the body as it streams, the decompressed size from snappy's preamble, the
  * series and samples as they are decoded.
  */
-/** Bodies read at once, per place to store them (REMOTE_WRITE_CONCURRENCY). */
-const READS_PER_STORE = 4;
-
 export class RemoteWriteService {
   /** Writes being stored (decoded, published): at most `concurrency`. */
   private inFlight = 0;

@@ -158,6 +158,10 @@ export function prometheusLabels(s: StoredSeries): Labels {
   return labelsFromRecord({ ...s.labels, __name__: s.metricName });
 }
 
+/** One key for equal selectors' matchers. */
+const matchersKey = (matchers: readonly Matcher[]): string =>
+  JSON.stringify(matchers.map((m) => [m.type, m.name, m.value]));
+
 /**
  * The stored telemetry as a PromQL series source, for one query: every statement runs in one
  * snapshot on one connection, taken on first use and given back by `close()`. Selectors find
@@ -165,10 +169,6 @@ export function prometheusLabels(s: StoredSeries): Labels {
  * the labels here, with Prometheus' anchored RE2 semantics, stopping at `maxSeries`; then stream
  * their samples a batch of series at a time, hot rows and blocks alike, decoded here.
  */
-/** One key for equal selectors' matchers. */
-const matchersKey = (matchers: readonly Matcher[]): string =>
-  JSON.stringify(matchers.map((m) => [m.type, m.name, m.value]));
-
 export class PrometheusSource implements SeriesSource {
   private client: PoolClient | undefined;
   private opening: Promise<PoolClient> | undefined;
