@@ -489,6 +489,33 @@ describe('tracing settings', () => {
     expect(queueElsewhere['OTLP_KEY']).toBeUndefined();
     expect(queueElsewhere['OTEL_EXPORTER_OTLP_HEADERS']).toBeUndefined();
   });
+
+  it('refuses to send spans to a disabled gateway, and takes an endpoint or span export off instead', () => {
+    const nowhere = template('gpu-telemetry', { gateway: { enabled: false } });
+    expect(nowhere.status).not.toBe(0);
+    expect(nowhere.stderr).toContain(
+      'global.tracing: spans go to the gateway, which is disabled; name your OTLP endpoint (global.tracing.endpoint, or queue.tracing.endpoint)',
+    );
+    // Each service that still has no endpoint is named: here the queue has one, the streamer not.
+    const partly = template('gpu-telemetry', {
+      gateway: { enabled: false },
+      queue: { tracing: { endpoint: 'http://otel.observability:4318' } },
+    });
+    expect(partly.stderr).toContain('or streamer.tracing.endpoint');
+    const elsewhere = render$('gpu-telemetry', {
+      gateway: { enabled: false },
+      global: { tracing: { endpoint: 'http://otel.observability:4318' } },
+    });
+    expect(envOf(find(elsewhere, 'Deployment', 'gt-queue'))['OTEL_EXPORTER_OTLP_ENDPOINT']?.value).toBe(
+      'http://otel.observability:4318',
+    );
+    expect(elsewhere.some((m) => m.metadata.name === 'gt-gateway')).toBe(false);
+    const off = render$('gpu-telemetry', {
+      gateway: { enabled: false },
+      global: { tracing: { enabled: false } },
+    });
+    expect(envOf(find(off, 'Deployment', 'gt-streamer'))['OTEL_TRACES_EXPORTER']?.value).toBe('none');
+  });
 });
 
 describe('network policy settings', () => {
