@@ -264,6 +264,44 @@ describe('createConsumer', () => {
     expect(await client.topic(topic)).toMatchObject({ ready: 0, inFlight: 0, dead: 0 });
   });
 
+  it('stops extending the lease of a batch that runs past its limit, so another loop gets its messages', async () => {
+    const topic = 'consumer-hung';
+    await client.publish(topic, [{ payload: 'hung' }]);
+    let deliveries = 0;
+    let unblock!: () => void;
+    const hung = new Promise<void>((resolve) => (unblock = resolve));
+    const consumer = createConsumer({
+      client,
+      topic,
+      consumer: 'hung',
+      concurrency: 2,
+      batch: 1,
+      visibilitySeconds: 1,
+      maxHandleSeconds: 2,
+      waitSeconds: 1,
+      logger,
+      // The first delivery hangs until released; the second is handled at once.
+      handle: async () => {
+        if (++deliveries === 1) await hung;
+      },
+    });
+    consumer.start();
+    try {
+      await waitFor(
+        'the message handled by the other loop',
+        async () => deliveries === 2 && (await client.topic(topic)).inFlight === 0,
+        { timeoutMs: 10_000 },
+      );
+      expect(await client.topic(topic)).toMatchObject({ ready: 0, inFlight: 0, dead: 0 });
+    } finally {
+      unblock();
+      await consumer.stop();
+    }
+    // The hung handler's late settle found its lease gone: nothing delivered again, nothing dead.
+    expect(deliveries).toBe(2);
+    expect(await client.topic(topic)).toMatchObject({ ready: 0, inFlight: 0, dead: 0 });
+  });
+
   it('on stop, finishes the batch in hand and stops waiting at once', async () => {
     const topic = 'consumer-stop';
     await client.publish(topic, [{ payload: 1 }]);

@@ -199,6 +199,7 @@ export function createApp(deps: StreamerAppDeps): StreamerApp {
         waitSeconds: config.STREAMER_WAIT / 1000,
         logger,
         handle: (messages) => ingest.handle(messages),
+        onOverrun: () => streamerMetrics.overruns.inc(),
         // Postgres down or restarting: the batch goes back untouched, no attempt spent on it.
         isTransient: isDependencyFailure,
       });

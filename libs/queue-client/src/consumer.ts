@@ -23,6 +23,15 @@ export interface ConsumerOptions<T> {
   /** Messages per lease. */
   batch: number;
   visibilitySeconds: number;
+  /**
+   * How long a batch's handler may keep its lease alive: past this, heartbeats stop and the lease
+   * runs out, so the queue offers its messages again (to another loop or consumer) instead of a
+   * hung handler holding them for good. Default: 10 × visibilitySeconds. The handler is not
+   * stopped: should it finish later, its settle finds the lease gone, and storage is idempotent.
+   */
+  maxHandleSeconds?: number;
+  /** Called when a batch passes maxHandleSeconds and its lease is left to run out (for a counter). */
+  onOverrun?(messages: number): void;
   waitSeconds: number;
   /** Seconds before a failed message is offered again. */
   retryDelaySeconds?: number;
@@ -68,6 +77,7 @@ function sleep(ms: number, signal?: AbortSignal): Promise<void> {
  */
 export function createConsumer<T>(options: ConsumerOptions<T>): Consumer {
   const { client, topic, logger } = options;
+  const maxHandleMs = (options.maxHandleSeconds ?? 10 * options.visibilitySeconds) * 1000;
   const stopping = new AbortController();
   const loops: Promise<void>[] = [];
 
@@ -166,8 +176,18 @@ export function createConsumer<T>(options: ConsumerOptions<T>): Consumer {
         continue;
       }
       const leaseId = lease.leaseId;
+      const handleUntil = performance.now() + maxHandleMs;
       const heartbeat = setInterval(
         () => {
+          if (performance.now() >= handleUntil) {
+            clearInterval(heartbeat);
+            logger.error(
+              { topic, leaseId, messages: lease.messages.length, maxHandleSeconds: maxHandleMs / 1000 },
+              'batch still running past its limit; no longer extending its lease, so the queue will offer its messages again',
+            );
+            options.onOverrun?.(lease.messages.length);
+            return;
+          }
           client.extend(topic, leaseId, options.visibilitySeconds).catch((error: unknown) => {
             logger.warn({ err: error, topic, leaseId }, 'lease heartbeat failed');
           });

@@ -30,6 +30,11 @@ export function createStreamerMetrics(registry: Registry) {
       help: 'Messages sent to the dead letters as invalid.',
       registers,
     }),
+    overruns: new Counter({
+      name: 'streamer_batches_overrun_total',
+      help: 'Batches still being handled after 10 x STREAMER_VISIBILITY: their lease was left to run out, so the queue offers their messages again.',
+      registers,
+    }),
     batches: new Counter({
       name: 'streamer_batches_total',
       help: 'Batches by outcome (stored, failed).',
