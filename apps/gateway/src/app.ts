@@ -26,7 +26,7 @@ import { AnalyticsService } from './records/analytics.service';
 import { RequestRecorder } from './records/request-recorder';
 import { GatewayRetention } from './records/retention';
 import { analyticsRoutes } from './routes/analytics.routes';
-import { docsRoutes } from './docs/api-docs';
+import { docsRoutes, gatewayApi } from './docs/api-docs';
 import { keysRoutes } from './routes/keys.routes';
 import { tracesRoutes } from './routes/traces.routes';
 import { createOtlpReceiver, OTLP_CONCURRENCY, OTLP_MAX_BODY } from './traces/otlp-receiver';
@@ -188,6 +188,7 @@ export function createApp(deps: GatewayAppDeps): GatewayApp {
       app.use(tracesRoutes(traces, edge));
       app.use(docsRoutes(routes, config.SERVICE_TOKEN));
     },
+    methodsOf: gatewayApi,
     checkResponse: deps.checkResponse,
   });
   const handler: RequestListener = (req, res) => {

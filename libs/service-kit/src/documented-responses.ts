@@ -1,18 +1,9 @@
 import { type OutputUnit, type Schema, Validator } from '@cfworker/json-schema';
+import { FRAME_ROUTES, pathTemplates } from './path-templates';
 import type { ResponseCheck, SentResponse } from './response-check';
-
-/** Answered by every service's frame, outside its own API document. */
-const FRAME_ROUTES = new Set(['/healthz', '/readyz', '/metrics', '/openapi.json']);
 
 interface DocumentedResponse {
   content?: Record<string, { schema?: Schema }>;
-}
-
-interface PathTemplate {
-  template: string;
-  pattern: RegExp;
-  params: number;
-  operations: Record<string, { responses?: Record<string, DocumentedResponse> }>;
 }
 
 export interface DocumentedResponses {
@@ -43,17 +34,7 @@ export function documentedResponses(
     undocumentedRoutes?: string[];
   } = {},
 ): DocumentedResponses {
-  const templates: PathTemplate[] = Object.entries(document.paths ?? {})
-    .map(([template, operations]) => ({
-      template,
-      pattern: new RegExp(
-        `^${template.replace(/[.*+?^$()|[\]\\]/g, '\\$&').replace(/\{[^}/]+\}/g, '[^/]+')}/?$`,
-      ),
-      params: (template.match(/\{/g) ?? []).length,
-      operations: operations as PathTemplate['operations'],
-    }))
-    // A literal segment wins over a parameter: /v1/topics/dead before /v1/topics/{topic}.
-    .sort((a, b) => a.params - b.params);
+  const templates = pathTemplates<{ responses?: Record<string, DocumentedResponse> }>(document.paths);
   const undocumented = new Set([...FRAME_ROUTES, ...(options.undocumentedRoutes ?? [])]);
   const validators = new Map<Schema, Validator>();
   const violations: string[] = [];

@@ -25,7 +25,17 @@ function app(options: { ready?: boolean; hang?: boolean; error?: unknown } = {})
         },
       },
     ],
+    openapi: {
+      openapi: '3.1.0',
+      paths: { '/echo': { post: {} }, '/things/{id}': { get: {}, delete: {} }, '/off': { get: {} } },
+    },
     routes: (app) => {
+      app.get('/things/:id', (req, res) => {
+        res.json({ id: req.params['id'] });
+      });
+      app.delete('/things/:id', (_req, res) => {
+        res.status(204).end();
+      });
       app.post('/echo', (req, res) => {
         res.json(validate(z.strictObject({ n: z.number().int().min(1) }), req.body));
       });
@@ -151,6 +161,19 @@ describe('the service frame', () => {
         .errors[0].field,
     ).toBe('content-type');
     expect((await request(app()).get('/nowhere').expect(404)).body.detail).toBe('No route for GET /nowhere.');
+  });
+
+  it('answers a method a path does not take with a 405 listing the ones it does, in Allow', async () => {
+    const wrong = await request(app()).delete('/echo').expect(405);
+    expect(wrong.headers['allow']).toBe('POST');
+    expect(wrong.headers['content-type']).toContain('application/problem+json');
+    expect(wrong.body.detail).toBe('DELETE is not allowed on /echo; it takes POST.');
+    expect((await request(app()).put('/things/7').expect(405)).headers['allow']).toBe('GET, HEAD, DELETE');
+    expect((await request(app()).post('/healthz').expect(405)).headers['allow']).toBe('GET, HEAD');
+    // Paths the API does not have stay 404s, and so does a documented route this service left out.
+    expect((await request(app()).delete('/things/7/more').expect(404)).headers['allow']).toBeUndefined();
+    expect((await request(app()).get('/off').expect(404)).body.detail).toBe('No route for GET /off.');
+    await request(app()).get('/things/7').expect(200, { id: '7' });
   });
 
   it.each([

@@ -6,6 +6,7 @@ import { UnsupportedMediaTypeError } from '@gpu-telemetry/model';
 import type { Logger } from 'pino';
 import { errorHandler } from './error-handler';
 import type { ServiceMetrics } from './metrics';
+import { allowedMethods, pathTemplates } from './path-templates';
 import { sendProblem } from './problem';
 import { interceptResponse, type ResponseCheck } from './response-check';
 import { requireServiceToken, type ServiceToken } from './service-auth';
@@ -51,6 +52,11 @@ export interface ServiceAppOptions {
   binaryBodyRoutes?(app: Express): void;
   /** Served as GET /openapi.json. */
   openapi?: object;
+  /**
+   * The document whose paths say which methods a path takes, for the 405s (with Allow) of a
+   * method it does not: default `openapi` (a service that serves its document itself names it here).
+   */
+  methodsOf?: object;
   /**
    * When set, every route but /healthz, /readyz and /metrics needs this credential (a 401
    * otherwise): the backends answer only the system's own services.
@@ -228,7 +234,22 @@ export function createServiceApp(options: ServiceAppOptions): Express {
 
   options.routes(app);
 
+  // A path the API has, asked with a method it does not take, is a 405 listing those it does.
+  const templates = pathTemplates(
+    (
+      (options.methodsOf ?? options.openapi) as
+        { paths?: Record<string, Record<string, unknown>> } | undefined
+    )?.paths,
+  );
   app.use((req: Request, res: Response) => {
+    const allowed = allowedMethods(templates, req.path);
+    // A documented method that reached here has no route in this service (a feature turned off).
+    if (allowed && !allowed.includes(req.method)) {
+      sendProblem(res, 405, `${req.method} is not allowed on ${req.path}; it takes ${allowed.join(', ')}.`, {
+        headers: { Allow: allowed.join(', ') },
+      });
+      return;
+    }
     sendProblem(res, 404, `No route for ${req.method} ${req.path}.`);
   });
   app.use(errorHandler(logger));

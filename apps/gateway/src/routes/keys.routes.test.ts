@@ -56,6 +56,15 @@ describe('POST /api/v1/keys', () => {
     expect(listed.find((k: { id: string }) => k.id === res.body.id).topics).toEqual(['telemetry', 'jobs.*']);
   });
 
+  it('answers a method the keys do not take with 405 and Allow', async () => {
+    const wrong = await api().put('/api/v1/keys').set('x-api-key', ADMIN).send({}).expect(405);
+    expect(wrong.headers['allow']).toBe('GET, HEAD, POST');
+    expect(wrong.body.detail).toBe('PUT is not allowed on /api/v1/keys; it takes GET, HEAD, POST.');
+    // What a path takes is no secret (the public /openapi.json lists it); the keys stay behind admin.
+    expect((await api().put('/api/v1/keys').send({}).expect(405)).headers['allow']).toBe('GET, HEAD, POST');
+    await api().get('/api/v1/keys').expect(401);
+  });
+
   it('names the field of a bad scope or topic list', async () => {
     const cases: [unknown, string, RegExp][] = [
       [{ name: 'x', scopes: ['consume', 'root'] }, 'scopes[1]', /read, publish, consume, admin or traces/],

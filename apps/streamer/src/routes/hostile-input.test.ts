@@ -124,8 +124,14 @@ describe('hostile input to the query API', () => {
   });
 
   it('refuses bodies, odd methods and oversized query strings without falling over', async () => {
-    await request(asService(streamer.app)).post('/v1/gpus').send({ a: 1 }).expect(404);
-    await request(asService(streamer.app)).delete('/v1/gpus/GPU-0/telemetry').expect(404);
+    // Paths the API has, asked with methods it does not take: 405, naming the ones it does.
+    expect(
+      (await request(asService(streamer.app)).post('/v1/gpus').send({ a: 1 }).expect(405)).headers['allow'],
+    ).toBe('GET, HEAD');
+    const wrong = await request(asService(streamer.app)).delete('/v1/gpus/GPU-0/telemetry').expect(405);
+    expect(wrong.headers['allow']).toBe('GET, HEAD');
+    expect(wrong.body.detail).toBe('DELETE is not allowed on /v1/gpus/GPU-0/telemetry; it takes GET, HEAD.');
+    await request(asService(streamer.app)).delete('/v1/nothing-here').expect(404);
     const long = await request(asService(streamer.app))
       .get(`/v1/gpus?hostname=${'h'.repeat(600)}`)
       .expect(400);
