@@ -176,6 +176,17 @@ describe('the service frame', () => {
     await request(app()).get('/things/7').expect(200, { id: '7' });
   });
 
+  it('names the path the caller asked for behind the gateway (X-Forwarded-Uri) in its 404s and 405s', async () => {
+    const wrong = await request(app())
+      .put('/things/7')
+      .set('x-forwarded-uri', '/api/things/7?x=1')
+      .expect(405);
+    expect(wrong.body.detail).toBe('PUT is not allowed on /api/things/7; it takes GET, HEAD, DELETE.');
+    expect(wrong.headers['allow']).toBe('GET, HEAD, DELETE');
+    const missing = await request(app()).get('/nowhere').set('x-forwarded-uri', '/api/nowhere').expect(404);
+    expect(missing.body.detail).toBe('No route for GET /api/nowhere.');
+  });
+
   it.each([
     [
       'an AppError',

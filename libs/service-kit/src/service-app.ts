@@ -100,6 +100,17 @@ declare module 'express-serve-static-core' {
 }
 
 /**
+ * The path the caller asked for: behind the gateway, the one it names in X-Forwarded-Uri (the
+ * service sees its own, /v1/gpus for /api/v1/gpus), else the request's.
+ */
+function askedPath(req: Request): string {
+  const forwarded = req.headers['x-forwarded-uri'];
+  return typeof forwarded === 'string' && forwarded.startsWith('/')
+    ? (forwarded.split('?')[0] ?? '/')
+    : req.path;
+}
+
+/**
  * The common frame of every service: request ids, one log line and one histogram sample per
  * request, `/healthz`, `/readyz`, `/metrics`, JSON bodies with a size limit, and problem+json
  * errors. The service adds its routes; no globals, so tests build as many apps as they like.
@@ -243,14 +254,15 @@ export function createServiceApp(options: ServiceAppOptions): Express {
   );
   app.use((req: Request, res: Response) => {
     const allowed = allowedMethods(templates, req.path);
+    const asked = askedPath(req);
     // A documented method that reached here has no route in this service (a feature turned off).
     if (allowed && !allowed.includes(req.method)) {
-      sendProblem(res, 405, `${req.method} is not allowed on ${req.path}; it takes ${allowed.join(', ')}.`, {
+      sendProblem(res, 405, `${req.method} is not allowed on ${asked}; it takes ${allowed.join(', ')}.`, {
         headers: { Allow: allowed.join(', ') },
       });
       return;
     }
-    sendProblem(res, 404, `No route for ${req.method} ${req.path}.`);
+    sendProblem(res, 404, `No route for ${req.method} ${asked}.`);
   });
   app.use(errorHandler(logger));
   return app;

@@ -562,6 +562,9 @@ export class Proxy {
       ('encrypted' in req.socket ? 'https' : 'http');
     headers['x-forwarded-host'] =
       (req.headers['x-forwarded-host'] as string | undefined) ?? req.headers.host ?? '';
+    // The path as the caller wrote it (the upstream sees its own, /v1/gpus for /api/v1/gpus), so
+    // the upstream's 404s and 405s name the path the caller asked for.
+    headers['x-forwarded-uri'] = req.url ?? '/';
     headers['x-request-id'] = requestId;
     headers['authorization'] = this.upstreamAuthorization;
     // With the OpenTelemetry SDK running, the upstream's parent is this hop's span, sampled or
