@@ -194,7 +194,7 @@ export function createApp(deps: GatewayAppDeps): GatewayApp {
   const handler: RequestListener = (req, res) => {
     const route = proxy.match(req.url);
     if (route) void proxy.handle(req, res, route);
-    else if (req.url?.split('?')[0] === '/v1/traces') void receiveTraces(req, res);
+    else if (/^\/v1\/traces\/?$/.test(req.url?.split('?')[0] ?? '')) void receiveTraces(req, res);
     else app(req, res);
   };
   const checkContinue: RequestListener = (req, res) => {

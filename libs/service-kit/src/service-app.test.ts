@@ -176,15 +176,22 @@ describe('the service frame', () => {
     await request(app()).get('/things/7').expect(200, { id: '7' });
   });
 
-  it('names the path the caller asked for behind the gateway (X-Forwarded-Uri) in its 404s and 405s', async () => {
-    const wrong = await request(app())
-      .put('/things/7')
-      .set('x-forwarded-uri', '/api/things/7?x=1')
+  it('answers the 405 before reading a body, whatever its media type or syntax', async () => {
+    const binary = await request(app())
+      .put('/echo')
+      .set('content-type', 'application/x-protobuf')
+      .send(Buffer.from([1, 2, 3]))
       .expect(405);
-    expect(wrong.body.detail).toBe('PUT is not allowed on /api/things/7; it takes GET, HEAD, DELETE.');
-    expect(wrong.headers['allow']).toBe('GET, HEAD, DELETE');
-    const missing = await request(app()).get('/nowhere').set('x-forwarded-uri', '/api/nowhere').expect(404);
-    expect(missing.body.detail).toBe('No route for GET /api/nowhere.');
+    expect(binary.headers['allow']).toBe('POST');
+    await request(app()).patch('/things/7').set('content-type', 'application/json').send('{"n":').expect(405);
+  });
+
+  it('takes no X-Forwarded-Uri from a caller at the edge (no service credential asked)', async () => {
+    const res = await request(app()).get('/nowhere').set('x-forwarded-uri', '/call-0800-scam').expect(404);
+    expect(res.body.detail).toBe('No route for GET /nowhere.');
+    expect(
+      (await request(app()).delete('/echo').set('x-forwarded-uri', '/elsewhere').expect(405)).body.detail,
+    ).toBe('DELETE is not allowed on /echo; it takes POST.');
   });
 
   it.each([
@@ -243,7 +250,7 @@ describe('the service credential', () => {
       logger: createLogger('demo', 'silent'),
       metrics,
       readiness: [],
-      openapi: { openapi: '3.1.0' },
+      openapi: { openapi: '3.1.0', paths: { '/echo': { post: {} } } },
       serviceToken: { current: token, previous },
       routes: (app) => {
         app.post('/echo', (req, res) => {
@@ -296,5 +303,24 @@ describe('the service credential', () => {
     }
     await request(guardedApp).get('/openapi.json').set('authorization', `bearer ${token}`).expect(200);
     await request(guardedApp).get('/nowhere').set('authorization', `Bearer ${token}`).expect(404);
+  });
+
+  it('asks for the token before saying a method is wrong, then names the path the gateway was asked for', async () => {
+    const { app: guardedApp, bodiesRead } = guarded();
+    await request(guardedApp).delete('/echo').expect(401);
+    const wrong = await request(guardedApp)
+      .delete('/echo')
+      .set('authorization', `Bearer ${token}`)
+      .set('x-forwarded-uri', '/api/echo')
+      .expect(405);
+    expect(wrong.headers['allow']).toBe('POST');
+    expect(wrong.body.detail).toBe('DELETE is not allowed on /api/echo; it takes POST.');
+    const missing = await request(guardedApp)
+      .get('/nowhere')
+      .set('authorization', `Bearer ${token}`)
+      .set('x-forwarded-uri', '/api/nowhere')
+      .expect(404);
+    expect(missing.body.detail).toBe('No route for GET /api/nowhere.');
+    expect(bodiesRead()).toBe(0);
   });
 });

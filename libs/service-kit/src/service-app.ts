@@ -100,11 +100,12 @@ declare module 'express-serve-static-core' {
 }
 
 /**
- * The path the caller asked for: behind the gateway, the one it names in X-Forwarded-Uri (the
- * service sees its own, /v1/gpus for /api/v1/gpus), else the request's.
+ * The path the caller asked for: behind the gateway (`trusted`: the caller proved it is one of
+ * the system's services), the one it names in X-Forwarded-Uri (the service sees its own,
+ * /v1/gpus for /api/v1/gpus), else the request's.
  */
-function askedPath(req: Request): string {
-  const forwarded = req.headers['x-forwarded-uri'];
+function askedPath(req: Request, trusted: boolean): string {
+  const forwarded = trusted ? req.headers['x-forwarded-uri'] : undefined;
   return typeof forwarded === 'string' && forwarded.startsWith('/')
     ? (forwarded.split('?')[0] ?? '/')
     : req.path;
@@ -210,6 +211,27 @@ export function createServiceApp(options: ServiceAppOptions): Express {
 
   // Everything below needs the service credential, checked before a body is read.
   if (options.serviceToken) app.use(requireServiceToken(options.serviceToken, metrics.registry));
+  // Past that check only the system's own services call (the gateway among them), so the path a
+  // caller asked the gateway for (X-Forwarded-Uri) can be believed; at the edge it cannot.
+  const trustForwarded = options.serviceToken !== undefined;
+
+  // A path the API has, asked with a method it does not take, is a 405 listing those it does,
+  // before any body is read: its media type or syntax is beside the point. Every routed method is
+  // documented (documentedResponses holds the tests to it), so none is turned away here.
+  const templates = pathTemplates(
+    (
+      (options.methodsOf ?? options.openapi) as
+        { paths?: Record<string, Record<string, unknown>> } | undefined
+    )?.paths,
+  );
+  app.use((req: Request, res: Response, next: NextFunction) => {
+    const allowed = allowedMethods(templates, req.path);
+    if (!allowed || allowed.includes(req.method)) return next();
+    const asked = askedPath(req, trustForwarded);
+    sendProblem(res, 405, `${req.method} is not allowed on ${asked}; it takes ${allowed.join(', ')}.`, {
+      headers: { Allow: allowed.join(', ') },
+    });
+  });
 
   if (options.openapi) {
     const document = JSON.stringify(options.openapi);
@@ -245,24 +267,8 @@ export function createServiceApp(options: ServiceAppOptions): Express {
 
   options.routes(app);
 
-  // A path the API has, asked with a method it does not take, is a 405 listing those it does.
-  const templates = pathTemplates(
-    (
-      (options.methodsOf ?? options.openapi) as
-        { paths?: Record<string, Record<string, unknown>> } | undefined
-    )?.paths,
-  );
   app.use((req: Request, res: Response) => {
-    const allowed = allowedMethods(templates, req.path);
-    const asked = askedPath(req);
-    // A documented method that reached here has no route in this service (a feature turned off).
-    if (allowed && !allowed.includes(req.method)) {
-      sendProblem(res, 405, `${req.method} is not allowed on ${asked}; it takes ${allowed.join(', ')}.`, {
-        headers: { Allow: allowed.join(', ') },
-      });
-      return;
-    }
-    sendProblem(res, 404, `No route for ${req.method} ${asked}.`);
+    sendProblem(res, 404, `No route for ${req.method} ${askedPath(req, trustForwarded)}.`);
   });
   app.use(errorHandler(logger));
   return app;

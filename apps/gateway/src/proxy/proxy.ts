@@ -26,6 +26,9 @@ import type { RequestRecord } from '../records/requests.queries';
 import type { GatewayMetrics } from './gateway.metrics';
 import { newTraceparent } from './trace-ids';
 
+/** The longest path passed on as X-Forwarded-Uri. */
+const MAX_FORWARDED_PATH = 2048;
+
 /** One upstream instance: every route to its origin shares its pools and its breaker. */
 export interface Upstream {
   origin: string;
@@ -563,8 +566,12 @@ export class Proxy {
     headers['x-forwarded-host'] =
       (req.headers['x-forwarded-host'] as string | undefined) ?? req.headers.host ?? '';
     // The path as the caller wrote it (the upstream sees its own, /v1/gpus for /api/v1/gpus), so
-    // the upstream's 404s and 405s name the path the caller asked for.
-    headers['x-forwarded-uri'] = req.url ?? '/';
+    // the upstream's 404s and 405s name the path the caller asked for. The query stays out (the
+    // request line has it: twice, a long one would pass the upstream's header limit), and so does
+    // a path too long to be worth repeating.
+    delete headers['x-forwarded-uri'];
+    const asked = (req.url ?? '/').split('?')[0] ?? '/';
+    if (asked.length <= MAX_FORWARDED_PATH) headers['x-forwarded-uri'] = asked;
     headers['x-request-id'] = requestId;
     headers['authorization'] = this.upstreamAuthorization;
     // With the OpenTelemetry SDK running, the upstream's parent is this hop's span, sampled or

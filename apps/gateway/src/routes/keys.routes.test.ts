@@ -60,6 +60,13 @@ describe('POST /api/v1/keys', () => {
     const wrong = await api().put('/api/v1/keys').set('x-api-key', ADMIN).send({}).expect(405);
     expect(wrong.headers['allow']).toBe('GET, HEAD, POST');
     expect(wrong.body.detail).toBe('PUT is not allowed on /api/v1/keys; it takes GET, HEAD, POST.');
+    // A caller's own X-Forwarded-Uri is not believed at the edge.
+    const claimed = await api()
+      .put('/api/v1/keys')
+      .set('x-forwarded-uri', '/call-0800-scam')
+      .send({})
+      .expect(405);
+    expect(claimed.body.detail).toBe('PUT is not allowed on /api/v1/keys; it takes GET, HEAD, POST.');
     // What a path takes is no secret (the public /openapi.json lists it); the keys stay behind admin.
     expect((await api().put('/api/v1/keys').send({}).expect(405)).headers['allow']).toBe('GET, HEAD, POST');
     await api().get('/api/v1/keys').expect(401);

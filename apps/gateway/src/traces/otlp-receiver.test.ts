@@ -199,7 +199,15 @@ describe('POST /v1/traces (OTLP/HTTP)', () => {
       .set('content-encoding', 'gzip')
       .send(gzipSync('{"resourceSpans":5}'))
       .expect(400);
-    await request(base).get('/v1/traces').expect(405);
+    expect((await request(base).get('/v1/traces').expect(405)).headers['allow']).toBe('POST');
+    expect((await request(base).get('/v1/traces/').expect(405)).headers['allow']).toBe('POST');
+    // With a trailing slash, an export reaches the receiver too (its 400, not a 404).
+    await request(base)
+      .post('/v1/traces/')
+      .set(auth)
+      .set('content-type', 'application/json')
+      .send('{"resourceSpans":5}')
+      .expect(400);
     const bad = {
       resourceSpans: [
         { scopeSpans: [{ spans: [{ traceId: 'xyz', spanId: '00f067aa0ba902b7', name: 'x' }] }] },

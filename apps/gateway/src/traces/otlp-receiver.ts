@@ -174,6 +174,7 @@ export function createOtlpReceiver(deps: {
       const headers: Record<string, string> = {};
       if (status === 429 || status === 503)
         headers['retry-after'] = refused ? (error.retryAfter ?? '1') : '5';
+      if (status === 405) headers['allow'] = 'POST';
       // The rest of a body refused unread is not waited for: the connection closes after the answer.
       if (!req.complete) headers['connection'] = 'close';
       writeProblem(res, status, detail, {
