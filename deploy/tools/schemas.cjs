@@ -227,6 +227,10 @@ const SERVICES = {
         min: '1s',
         max: '12h',
       }),
+      STREAMER_MAX_HANDLE: env.duration(
+        'How long a batch may run with its lease kept alive; then its messages go to another consumer.',
+        { min: '10s', max: '24h' },
+      ),
       STREAMER_WAIT: env.duration('Long-poll wait per lease request.', { max: '60s' }),
       TELEMETRY_RETENTION: env.duration('Keep raw samples this long (whole chunks dropped); 0 keeps them.'),
       TELEMETRY_RETENTION_1M: env.duration(

@@ -125,6 +125,7 @@ export async function startPipeline(options: {
           STREAMER_CONCURRENCY: 2,
           STREAMER_BATCH: 5,
           STREAMER_VISIBILITY: 3_000,
+          STREAMER_MAX_HANDLE: 600_000,
           STREAMER_WAIT: 1_000,
           TELEMETRY_RETENTION: 0,
           TELEMETRY_MAINTENANCE_INTERVAL: 3_600_000,

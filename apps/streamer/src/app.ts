@@ -39,6 +39,7 @@ export interface StreamerAppDeps {
     | 'STREAMER_CONCURRENCY'
     | 'STREAMER_BATCH'
     | 'STREAMER_VISIBILITY'
+    | 'STREAMER_MAX_HANDLE'
     | 'STREAMER_WAIT'
     | 'TELEMETRY_RETENTION'
     | 'TELEMETRY_MAINTENANCE_INTERVAL'
@@ -196,6 +197,7 @@ export function createApp(deps: StreamerAppDeps): StreamerApp {
         concurrency: config.STREAMER_CONCURRENCY,
         batch: config.STREAMER_BATCH,
         visibilitySeconds: Math.ceil(config.STREAMER_VISIBILITY / 1000),
+        maxHandleSeconds: config.STREAMER_MAX_HANDLE / 1000,
         waitSeconds: config.STREAMER_WAIT / 1000,
         logger,
         handle: (messages) => ingest.handle(messages),

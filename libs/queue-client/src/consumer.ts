@@ -25,9 +25,11 @@ export interface ConsumerOptions<T> {
   visibilitySeconds: number;
   /**
    * How long a batch's handler may keep its lease alive: past this, heartbeats stop and the lease
-   * runs out, so the queue offers its messages again (to another loop or consumer) instead of a
-   * hung handler holding them for good. Default: 10 × visibilitySeconds. The handler is not
-   * stopped: should it finish later, its settle finds the lease gone, and storage is idempotent.
+   * runs out, so the queue offers its messages again (another delivery attempt) instead of a hung
+   * handler holding them for good, and the loop leases on (up to `concurrency` such batches at a
+   * time; past that it waits for one to end). The handler is not stopped: should it finish, its
+   * batch is settled as usual, or found gone if it went to another consumer meanwhile.
+   * Default: 10 × visibilitySeconds.
    */
   maxHandleSeconds?: number;
   /** Called when a batch passes maxHandleSeconds and its lease is left to run out (for a counter). */
@@ -77,9 +79,14 @@ function sleep(ms: number, signal?: AbortSignal): Promise<void> {
  */
 export function createConsumer<T>(options: ConsumerOptions<T>): Consumer {
   const { client, topic, logger } = options;
-  const maxHandleMs = (options.maxHandleSeconds ?? 10 * options.visibilitySeconds) * 1000;
+  const maxHandleMs =
+    options.maxHandleSeconds !== undefined && options.maxHandleSeconds > 0
+      ? options.maxHandleSeconds * 1000
+      : 10 * options.visibilitySeconds * 1000;
   const stopping = new AbortController();
   const loops: Promise<void>[] = [];
+  /** Batches past maxHandleSeconds that a loop stopped waiting for, until they end. */
+  const overran = new Set<Promise<boolean>>();
 
   async function settle(
     leaseId: string,
@@ -176,55 +183,77 @@ export function createConsumer<T>(options: ConsumerOptions<T>): Consumer {
         continue;
       }
       const leaseId = lease.leaseId;
-      const handleUntil = performance.now() + maxHandleMs;
+      const messages = lease.messages;
       const heartbeat = setInterval(
-        () => {
-          if (performance.now() >= handleUntil) {
-            clearInterval(heartbeat);
-            logger.error(
-              { topic, leaseId, messages: lease.messages.length, maxHandleSeconds: maxHandleMs / 1000 },
-              'batch still running past its limit; no longer extending its lease, so the queue will offer its messages again',
-            );
-            options.onOverrun?.(lease.messages.length);
-            return;
-          }
-          client.extend(topic, leaseId, options.visibilitySeconds).catch((error: unknown) => {
+        () =>
+          void client.extend(topic, leaseId, options.visibilitySeconds).catch((error: unknown) => {
             logger.warn({ err: error, topic, leaseId }, 'lease heartbeat failed');
-          });
-        },
+          }),
         (options.visibilitySeconds * 1000) / 3,
       );
-      let paused = false;
-      try {
-        let result: HandleResult | void = undefined;
-        try {
-          result = await options.handle(lease.messages);
-          transientPause = TRANSIENT_PAUSE_MS;
-        } catch (error) {
-          if (options.isTransient?.(error)) {
-            // Not the messages' fault: hand them back as they came and wait for the dependency.
-            logger.warn(
-              { err: error, topic, leaseId, retryInMs: transientPause },
-              'batch failed for a dependency; releasing it untouched and backing off',
-            );
-            clearInterval(heartbeat);
-            await persist(() => client.release(topic, leaseId));
-            paused = true;
-          } else {
-            const reason = error instanceof Error ? error.message : String(error);
-            logger.error({ err: error, topic, leaseId }, 'batch failed; nacking it');
-            result = { failed: lease.messages.map((m) => ({ id: m.id, reason })) };
-          }
+      const stopHeartbeat = () => clearInterval(heartbeat);
+      const batch = runBatch(leaseId, messages, stopHeartbeat).finally(stopHeartbeat);
+      let overrun: NodeJS.Timeout | undefined;
+      const late = new Promise<'late'>(
+        (resolve) => (overrun = setTimeout(() => resolve('late'), maxHandleMs)),
+      );
+      const first = await Promise.race([batch, late]);
+      clearTimeout(overrun);
+      if (first === 'late') {
+        // Hung, or far slower than it should be: stop keeping its lease alive, so the queue offers
+        // the messages again, and lease on, up to `concurrency` such batches at a time (each
+        // holds its messages and what its handler took).
+        stopHeartbeat();
+        options.onOverrun?.(messages.length);
+        const leaseOn = overran.size < options.concurrency;
+        logger.error(
+          { topic, leaseId, messages: messages.length, maxHandleSeconds: maxHandleMs / 1000, leaseOn },
+          'batch still running past its limit; its lease is left to run out, so the queue will offer its messages again',
+        );
+        if (leaseOn) {
+          overran.add(batch);
+          void batch.finally(() => overran.delete(batch));
+          continue;
         }
-        if (!paused) await settle(leaseId, lease.messages, result);
-      } finally {
-        clearInterval(heartbeat);
       }
+      const paused = await batch;
       if (paused) {
         await sleep(transientPause, stopping.signal);
         transientPause = Math.min(transientPause * 2, TRANSIENT_PAUSE_MAX_MS);
-      }
+      } else transientPause = TRANSIENT_PAUSE_MS;
     }
+  }
+
+  /**
+   * Handles one leased batch and settles it: ack what succeeded and nack what failed, or, when
+   * the handler failed for its dependency's sake, release the whole lease untouched. Never
+   * rejects; resolves whether the loop should pause (the dependency is down).
+   */
+  async function runBatch(
+    leaseId: string,
+    messages: LeasedMessage<T>[],
+    stopHeartbeat: () => void,
+  ): Promise<boolean> {
+    let result: HandleResult | void = undefined;
+    try {
+      result = await options.handle(messages);
+    } catch (error) {
+      if (options.isTransient?.(error)) {
+        // Not the messages' fault: hand them back as they came and wait for the dependency.
+        logger.warn(
+          { err: error, topic, leaseId },
+          'batch failed for a dependency; releasing it untouched and backing off',
+        );
+        stopHeartbeat();
+        await persist(() => client.release(topic, leaseId));
+        return true;
+      }
+      const reason = error instanceof Error ? error.message : String(error);
+      logger.error({ err: error, topic, leaseId }, 'batch failed; nacking it');
+      result = { failed: messages.map((m) => ({ id: m.id, reason })) };
+    }
+    await settle(leaseId, messages, result);
+    return false;
   }
 
   return {
@@ -234,6 +263,7 @@ export function createConsumer<T>(options: ConsumerOptions<T>): Consumer {
     async stop() {
       stopping.abort();
       await Promise.all(loops);
+      await Promise.all(overran);
     },
   };
 }
