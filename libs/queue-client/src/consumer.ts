@@ -192,7 +192,13 @@ export function createConsumer<T>(options: ConsumerOptions<T>): Consumer {
         (options.visibilitySeconds * 1000) / 3,
       );
       const stopHeartbeat = () => clearInterval(heartbeat);
-      const batch = runBatch(leaseId, messages, stopHeartbeat).finally(stopHeartbeat);
+      const batch = runBatch(leaseId, messages, stopHeartbeat)
+        .catch((error: unknown) => {
+          // Not expected (settling catches what it meets): the lease runs out and is redelivered.
+          logger.error({ err: error, topic, leaseId }, 'batch failed unsettled; the queue will redeliver it');
+          return false;
+        })
+        .finally(stopHeartbeat);
       let overrun: NodeJS.Timeout | undefined;
       const late = new Promise<'late'>(
         (resolve) => (overrun = setTimeout(() => resolve('late'), maxHandleMs)),
@@ -226,8 +232,8 @@ export function createConsumer<T>(options: ConsumerOptions<T>): Consumer {
 
   /**
    * Handles one leased batch and settles it: ack what succeeded and nack what failed, or, when
-   * the handler failed for its dependency's sake, release the whole lease untouched. Never
-   * rejects; resolves whether the loop should pause (the dependency is down).
+   * the handler failed for its dependency's sake, release the whole lease untouched. Resolves
+   * whether the loop should pause (the dependency is down).
    */
   async function runBatch(
     leaseId: string,
