@@ -25,11 +25,12 @@ export interface ConsumerOptions<T> {
   visibilitySeconds: number;
   /**
    * How long a batch's handler may keep its lease alive: past this, heartbeats stop and the lease
-   * runs out, so the queue offers its messages again (another delivery attempt) instead of a hung
-   * handler holding them for good, and the loop leases on (up to `concurrency` such batches at a
-   * time; past that it waits for one to end). The handler is not stopped: should it finish, its
-   * batch is settled as usual, or found gone if it went to another consumer meanwhile.
-   * Default: 10 × visibilitySeconds.
+   * runs out, instead of a hung handler holding its messages for good, and the loop leases on (up
+   * to `concurrency` such batches at a time; past that it waits for one to end). Offered to this
+   * consumer again, those messages are dead-lettered unhandled, so a batch that hangs every time
+   * cannot take every loop; another consumer handles them as usual. The handler is not stopped:
+   * should it finish, its batch is settled as usual (or found gone). Default: 10 ×
+   * visibilitySeconds; Infinity: no limit.
    */
   maxHandleSeconds?: number;
   /** Called when a batch passes maxHandleSeconds and its lease is left to run out (for a counter). */
@@ -53,6 +54,13 @@ export interface Consumer {
   /** Stops leasing, finishes the batches in hand (ack or nack), then resolves. */
   stop(): Promise<void>;
 }
+
+/** The longest delay a timer takes (2^31 - 1 ms); Node fires a longer one at once. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+/** The most ids of overrun batches' messages remembered (each dead-lettered if seen again). */
+const MAX_SUSPECTS = 10_000;
+
+type BatchOutcome = 'ok' | 'failed' | 'released';
 
 /** The pause after an empty lease that came back early. */
 const EMPTY_PAUSE_MS = 250;
@@ -79,14 +87,18 @@ function sleep(ms: number, signal?: AbortSignal): Promise<void> {
  */
 export function createConsumer<T>(options: ConsumerOptions<T>): Consumer {
   const { client, topic, logger } = options;
-  const maxHandleMs =
+  const maxHandleSeconds =
     options.maxHandleSeconds !== undefined && options.maxHandleSeconds > 0
-      ? options.maxHandleSeconds * 1000
-      : 10 * options.visibilitySeconds * 1000;
+      ? options.maxHandleSeconds
+      : 10 * options.visibilitySeconds;
+  // Past what a timer takes (~24.8 days), or Infinity: no limit.
+  const maxHandleMs = maxHandleSeconds * 1000 <= MAX_TIMER_MS ? maxHandleSeconds * 1000 : Infinity;
   const stopping = new AbortController();
   const loops: Promise<void>[] = [];
   /** Batches past maxHandleSeconds that a loop stopped waiting for, until they end. */
-  const overran = new Set<Promise<boolean>>();
+  const overran = new Set<Promise<BatchOutcome>>();
+  /** Ids of messages whose batch overran, oldest first: dead-lettered when delivered again. */
+  const suspects = new Set<string>();
 
   async function settle(
     leaseId: string,
@@ -192,29 +204,38 @@ export function createConsumer<T>(options: ConsumerOptions<T>): Consumer {
         (options.visibilitySeconds * 1000) / 3,
       );
       const stopHeartbeat = () => clearInterval(heartbeat);
-      const batch = runBatch(leaseId, messages, stopHeartbeat)
-        .catch((error: unknown) => {
+      // The limit is on the handler alone: settling after it (retried through a queue blip) keeps
+      // the lease alive as long as it takes.
+      let overrun: NodeJS.Timeout | undefined;
+      const late = new Promise<'late'>((resolve) => {
+        if (maxHandleMs !== Infinity) overrun = setTimeout(() => resolve('late'), maxHandleMs);
+      });
+      let handled!: () => void;
+      const handling = new Promise<'handled'>((resolve) => (handled = () => resolve('handled')));
+      const batch = runBatch(leaseId, messages, stopHeartbeat, handled)
+        .catch((error: unknown): BatchOutcome => {
           // Not expected (settling catches what it meets): the lease runs out and is redelivered.
           logger.error({ err: error, topic, leaseId }, 'batch failed unsettled; the queue will redeliver it');
-          return false;
+          return 'failed';
         })
         .finally(stopHeartbeat);
-      let overrun: NodeJS.Timeout | undefined;
-      const late = new Promise<'late'>(
-        (resolve) => (overrun = setTimeout(() => resolve('late'), maxHandleMs)),
-      );
-      const first = await Promise.race([batch, late]);
+      const first = await Promise.race([handling, batch, late]);
       clearTimeout(overrun);
       if (first === 'late') {
         // Hung, or far slower than it should be: stop keeping its lease alive, so the queue offers
-        // the messages again, and lease on, up to `concurrency` such batches at a time (each
-        // holds its messages and what its handler took).
+        // the messages again; this consumer dead-letters them then (they may hang again), and
+        // leases on, up to `concurrency` such batches at a time (each holds its messages and what
+        // its handler took).
         stopHeartbeat();
         options.onOverrun?.(messages.length);
+        for (const m of messages) {
+          suspects.add(m.id);
+          if (suspects.size > MAX_SUSPECTS) suspects.delete(suspects.values().next().value as string);
+        }
         const leaseOn = overran.size < options.concurrency;
         logger.error(
-          { topic, leaseId, messages: messages.length, maxHandleSeconds: maxHandleMs / 1000, leaseOn },
-          'batch still running past its limit; its lease is left to run out, so the queue will offer its messages again',
+          { topic, leaseId, messages: messages.length, maxHandleSeconds, leaseOn },
+          'batch still running past its limit; its lease is left to run out, and its messages will be dead-lettered when offered again',
         );
         if (leaseOn) {
           overran.add(batch);
@@ -222,29 +243,40 @@ export function createConsumer<T>(options: ConsumerOptions<T>): Consumer {
           continue;
         }
       }
-      const paused = await batch;
-      if (paused) {
+      const outcome = await batch;
+      if (outcome === 'released') {
         await sleep(transientPause, stopping.signal);
         transientPause = Math.min(transientPause * 2, TRANSIENT_PAUSE_MAX_MS);
-      } else transientPause = TRANSIENT_PAUSE_MS;
+      } else if (outcome === 'ok') transientPause = TRANSIENT_PAUSE_MS;
     }
   }
 
   /**
    * Handles one leased batch and settles it: ack what succeeded and nack what failed, or, when
-   * the handler failed for its dependency's sake, release the whole lease untouched. Resolves
-   * whether the loop should pause (the dependency is down).
+   * the handler failed for its dependency's sake, release the whole lease untouched. Messages
+   * whose batch overran before are dead-lettered without being handled. Calls `handled` once the
+   * handler is done, before settling.
    */
   async function runBatch(
     leaseId: string,
     messages: LeasedMessage<T>[],
     stopHeartbeat: () => void,
-  ): Promise<boolean> {
+    handled: () => void,
+  ): Promise<BatchOutcome> {
+    const suspect = messages.filter((m) => suspects.has(m.id));
+    const fresh = suspect.length === 0 ? messages : messages.filter((m) => !suspects.has(m.id));
+    const refused = suspect.map((m) => ({
+      id: m.id,
+      reason: `its handling ran past ${maxHandleSeconds}s on an earlier delivery; dead-lettered so that it cannot hang again (redrive it once the cause is found)`,
+      deadLetter: true,
+    }));
     let result: HandleResult | void = undefined;
+    let outcome: BatchOutcome = 'ok';
     try {
-      result = await options.handle(messages);
+      if (fresh.length > 0) result = await options.handle(fresh);
     } catch (error) {
-      if (options.isTransient?.(error)) {
+      if (options.isTransient?.(error) && suspect.length === 0) {
+        handled();
         // Not the messages' fault: hand them back as they came and wait for the dependency.
         logger.warn(
           { err: error, topic, leaseId },
@@ -252,14 +284,22 @@ export function createConsumer<T>(options: ConsumerOptions<T>): Consumer {
         );
         stopHeartbeat();
         await persist(() => client.release(topic, leaseId));
-        return true;
+        return 'released';
       }
       const reason = error instanceof Error ? error.message : String(error);
       logger.error({ err: error, topic, leaseId }, 'batch failed; nacking it');
-      result = { failed: messages.map((m) => ({ id: m.id, reason })) };
+      result = { failed: fresh.map((m) => ({ id: m.id, reason })) };
+      outcome = 'failed';
     }
-    await settle(leaseId, messages, result);
-    return false;
+    handled();
+    for (const m of suspect) suspects.delete(m.id);
+    if (suspect.length > 0)
+      logger.error(
+        { topic, leaseId, messages: suspect.length },
+        'dead-lettering messages whose batch overran',
+      );
+    await settle(leaseId, messages, { failed: [...refused, ...(result?.failed ?? [])] });
+    return outcome;
   }
 
   return {
@@ -268,8 +308,8 @@ export function createConsumer<T>(options: ConsumerOptions<T>): Consumer {
     },
     async stop() {
       stopping.abort();
+      // Batches given up on past maxHandleSeconds are not waited for: their leases ran out.
       await Promise.all(loops);
-      await Promise.all(overran);
     },
   };
 }

@@ -170,6 +170,10 @@ describe('the service frame', () => {
     expect(wrong.body.detail).toBe('DELETE is not allowed on /echo; it takes POST.');
     expect((await request(app()).put('/things/7').expect(405)).headers['allow']).toBe('GET, HEAD, DELETE');
     expect((await request(app()).post('/healthz').expect(405)).headers['allow']).toBe('GET, HEAD');
+    // OPTIONS asks what a path takes: answered, not refused.
+    expect((await request(app()).options('/things/7').expect(204)).headers['allow']).toBe(
+      'GET, HEAD, DELETE',
+    );
     // Paths the API does not have stay 404s, and so does a documented route this service left out.
     expect((await request(app()).delete('/things/7/more').expect(404)).headers['allow']).toBeUndefined();
     expect((await request(app()).get('/off').expect(404)).body.detail).toBe('No route for GET /off.');

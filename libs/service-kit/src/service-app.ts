@@ -227,6 +227,11 @@ export function createServiceApp(options: ServiceAppOptions): Express {
   app.use((req: Request, res: Response, next: NextFunction) => {
     const allowed = allowedMethods(templates, req.path);
     if (!allowed || allowed.includes(req.method)) return next();
+    if (req.method === 'OPTIONS') {
+      res.setHeader('Allow', allowed.join(', '));
+      res.status(204).end();
+      return;
+    }
     const asked = askedPath(req, trustForwarded);
     sendProblem(res, 405, `${req.method} is not allowed on ${asked}; it takes ${allowed.join(', ')}.`, {
       headers: { Allow: allowed.join(', ') },

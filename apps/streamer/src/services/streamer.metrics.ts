@@ -32,7 +32,7 @@ export function createStreamerMetrics(registry: Registry) {
     }),
     overruns: new Counter({
       name: 'streamer_batches_overrun_total',
-      help: 'Batches still being handled after STREAMER_MAX_HANDLE: their lease was left to run out, so the queue offers their messages again.',
+      help: 'Batches still being handled after STREAMER_MAX_HANDLE: their lease was left to run out, and their messages are dead-lettered when offered again.',
       registers,
     }),
     batches: new Counter({
