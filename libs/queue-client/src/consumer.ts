@@ -237,6 +237,10 @@ export function createConsumer<T>(options: ConsumerOptions<T>): Consumer {
           { topic, leaseId, messages: messages.length, maxHandleSeconds, leaseOn },
           'batch still running past its limit; its lease is left to run out, and its messages will be dead-lettered when offered again',
         );
+        // One that ends well was slow, not hung: its messages, if offered again, are handled.
+        void batch.then((outcome) => {
+          if (outcome === 'ok') for (const m of messages) suspects.delete(m.id);
+        });
         if (leaseOn) {
           overran.add(batch);
           void batch.finally(() => overran.delete(batch));
