@@ -362,6 +362,15 @@ describe('errors', () => {
     ['topk(x, x)', '1:6: parse error: expected type scalar in aggregation parameter, got instant vector'],
     ['x and 1', '1:1: parse error: set operator "and" not allowed in binary scalar expression'],
     ['nofunc(x)', '1:1: parse error: unknown function with name "nofunc"'],
+    // Past the largest double, as Prometheus says (1e-400 is 0 there too, no error).
+    [
+      '1e400',
+      '1:1: parse error: error parsing number: strconv.ParseFloat: parsing "1e400": value out of range',
+    ],
+    [
+      'x + -1e400',
+      '1:6: parse error: error parsing number: strconv.ParseFloat: parsing "1e400": value out of range',
+    ],
     ['x\n  + foo(', '2:5: parse error: unknown function with name "foo"'],
   ])('%s is bad_data: %s', async (query, message) => {
     const err = await engine.instantQuery(query, 0).catch((e: unknown) => e);

@@ -223,6 +223,14 @@ class Converter {
       value = Number(lower.replace(/_/g, ''));
     else return this.fail(this.pos(node), `unexpected duration ${JSON.stringify(body)}, expected a number`);
     if (Number.isNaN(value)) this.fail(this.pos(node), `error parsing number: ${JSON.stringify(body)}`);
+    if (!Number.isFinite(value)) {
+      // Past the largest double (1e400): Go's ParseFloat says so rather than give an infinity.
+      const start = this.pos(node).start + raw.trimEnd().length - body.length;
+      this.fail(
+        { start, end: start + body.length },
+        `error parsing number: strconv.ParseFloat: parsing ${JSON.stringify(body)}: value out of range`,
+      );
+    }
     return sign * value;
   }
 
