@@ -228,7 +228,7 @@ const SERVICES = {
         max: '12h',
       }),
       STREAMER_MAX_HANDLE: env.duration(
-        'How long a batch may run with its lease kept alive; then its messages go to another consumer.',
+        'How long a batch may run with its lease kept alive; then the lease runs out, the loop leases on, and its messages are dead-lettered when offered to this streamer again.',
         { min: '10s', max: '24h' },
       ),
       STREAMER_WAIT: env.duration('Long-poll wait per lease request.', { max: '60s' }),

@@ -12,6 +12,7 @@ export const streamerEnv = z
     STREAMER_BATCH: int(20, 1, 1000),
     /** Lease visibility; long batches extend it on a heartbeat. */
     STREAMER_VISIBILITY: duration('60s', { min: '1s', max: '12h' }),
+    /** How long a batch may run with its lease kept alive; a batch past it is left to run out. */
     STREAMER_MAX_HANDLE: duration('10m', { min: '10s', max: '24h' }),
     /** Long-poll wait per lease request. */
     STREAMER_WAIT: duration('10s', { max: '60s' }),
