@@ -175,15 +175,17 @@ describe('a round over honest and hostile targets at once', () => {
     const roundEnded = performance.now();
 
     // The service answered all along: a health check per ~100 ms of the round at least, none held
-    // up by collector work for long (what was measured: docs/performance.md).
+    // up by collector work for long (what was measured: docs/performance.md). The bounds sit far
+    // below what an unbounded target costs (one value of the digits target held the loop 1.4 s
+    // with the parser's old regex, fifty of them in a row) and far above this machine's noise.
     expect(roundEnded - started).toBeGreaterThan(2_900); // the trickling target held its slot to the timeout
     expect(health.latencies.length).toBeGreaterThan((roundEnded - started) / 100);
-    // Process CPU counts every thread: a wait or two may also hold garbage collection of the
-    // refused 32 MB body (as it is read, and once dropped), which runs beside the loop on helper
-    // threads, more so on a loaded machine.
-    expect(health.cpu.at(-3)).toBeLessThan(150);
-    expect(health.cpu.at(-1)).toBeLessThan(300);
-    expect(health.latencies.at(-1)).toBeLessThan(500);
+    // Process CPU counts every thread: a few waits may also hold garbage collection of the refused
+    // 32 MB body (as it is read, and once dropped), which runs beside the loop on helper threads,
+    // more so on a loaded machine (up to 520 ms of it seen once, CI on two busy cores).
+    expect(health.cpu.at(-4)).toBeLessThan(150);
+    expect(health.cpu.at(-1)).toBeLessThan(1_000);
+    expect(health.latencies.at(-1)).toBeLessThan(1_000);
     expect(health.latencies[Math.floor(health.latencies.length * 0.9)]).toBeLessThan(100);
     // The huge body (32 MB read, then refused) and the samples held until the limit did not pile
     // up (what was measured: docs/performance.md).
