@@ -1,3 +1,5 @@
+import { readFileSync } from 'node:fs';
+import type { Socket } from 'node:net';
 import { createTestDatabase, type TestDatabase } from './testing';
 
 /**
@@ -36,5 +38,27 @@ describe('createDb', () => {
     ]);
     const { rows } = await database.pool.query<{ one: number }>('SELECT 1 AS one');
     expect(rows[0]!.one).toBe(1);
+  });
+
+  it('probes a silent connection from 10 s on, not after the kernel default of 2 hours', async () => {
+    const client = await database.pool.connect();
+    try {
+      await client.query('SELECT 1');
+      const socket = (client as unknown as { connection: { stream: Socket } }).connection.stream;
+      const port = socket.localPort;
+      expect(port).toBeGreaterThan(0); // a TCP connection, not a Unix socket
+      // /proc/net/tcp{,6}: local address:port (hex), ..., then the timer: 02 (keepalive) and the
+      // clock ticks (1/100 s) until it fires.
+      const rows = ['/proc/net/tcp', '/proc/net/tcp6']
+        .flatMap((file) => readFileSync(file, 'utf8').split('\n').slice(1))
+        .map((line) => line.trim().split(/\s+/))
+        .filter((fields) => fields[1]?.endsWith(`:${port!.toString(16).toUpperCase().padStart(4, '0')}`));
+      expect(rows).toHaveLength(1);
+      const [timer, ticks] = (rows[0]![5] as string).split(':');
+      expect(timer).toBe('02');
+      expect(parseInt(ticks as string, 16)).toBeLessThanOrEqual(10 * 100);
+    } finally {
+      client.release();
+    }
   });
 });
