@@ -2,11 +2,27 @@ import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 
 export type QueueMetrics = ReturnType<typeof createQueueMetrics>;
 
+type Depth = { topic: string; state: string; count: number }[];
+
+/**
+ * `read`, run once for every caller that asks while it runs: scrapes that arrive together (several
+ * Prometheus replicas, or anyone, since /metrics needs no credential) share one depth query
+ * instead of each taking a database connection.
+ */
+export function sharedRead(read: () => Promise<Depth>): () => Promise<Depth> {
+  let running: Promise<Depth> | undefined;
+  return () =>
+    (running ??= read().finally(() => {
+      running = undefined;
+    }));
+}
+
 export function createQueueMetrics(
   registry: Registry,
-  readDepth: () => Promise<{ topic: string; state: string; count: number }[]>,
+  readDepth: () => Promise<Depth>,
   listening: () => boolean = () => false,
 ) {
+  const depth = sharedRead(readDepth);
   const topic = ['topic'] as const;
   const registers = [registry];
   return {
@@ -103,7 +119,7 @@ export function createQueueMetrics(
       registers,
       async collect() {
         this.reset();
-        for (const { topic, state, count } of await readDepth().catch(() => []))
+        for (const { topic, state, count } of await depth().catch(() => []))
           this.set({ topic, state }, count);
       },
     }),

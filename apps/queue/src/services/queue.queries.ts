@@ -456,26 +456,14 @@ export interface TopicRow {
 
 const stats = statement<TopicRow>(
   'stats',
-  `SELECT
-     t.topic,
-     t.max_attempts,
-     coalesce((SELECT sum(c.live) FROM queue_topic_counters c WHERE c.topic = t.topic), 0) AS live,
-     coalesce((SELECT sum(c.dead) FROM queue_topic_counters c WHERE c.topic = t.topic), 0) AS dead,
-     (SELECT count(*) FROM queue_messages m
-       WHERE m.topic = t.topic AND m.dead_at IS NULL AND m.visible_at > now() AND m.lease_id IS NOT NULL) AS in_flight,
-     (SELECT count(*) FROM queue_messages m
-       WHERE m.topic = t.topic AND m.dead_at IS NULL AND m.visible_at > now()) AS not_visible,
-     (SELECT extract(epoch FROM now() - m.published_at)::float8 FROM queue_messages m
-       WHERE m.topic = t.topic AND m.dead_at IS NULL AND m.visible_at <= now()
-       ORDER BY m.visible_at, m.seq LIMIT 1) AS oldest_ready_age
-   FROM queue_topics t
-   WHERE $1::text IS NULL OR t.topic = $1::text
-   ORDER BY t.topic`,
+  `SELECT topic, max_attempts, live, dead, in_flight, not_visible, oldest_ready_age
+   FROM queue_topic_stats($1::text)`,
 );
 
 /**
  * Depth of one topic or all, from the counters plus the (small) set of rows not yet visible;
- * never a count over the backlog.
+ * never a count over the backlog. See queue_topic_stats() in migrations/0032_queue_topic_stats.sql
+ * (why it is a function: a plan held to the lease index).
  */
 export async function topicStats(db: Queryable, topic?: string): Promise<TopicRow[]> {
   return stats(db, [topic ?? null]);
