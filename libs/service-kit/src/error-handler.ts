@@ -2,6 +2,7 @@ import type { ErrorRequestHandler } from 'express';
 import { AppError } from '@gpu-telemetry/model';
 import type { Logger } from 'pino';
 import { ZodError } from 'zod';
+import { paramNamed, type PathTemplate, undecodableSegment } from './path-templates';
 import { fieldErrors, sendProblem } from './problem';
 
 const PG_UNAVAILABLE = /^(08|53|57P0[1-3])/; // connection failures, out of resources, shutting down
@@ -25,7 +26,10 @@ interface BodyParserError extends Error {
  * down is a 503 the client can retry; anything else is a 500 that leaks nothing and is logged
  * with the request id.
  */
-export function errorHandler(logger: Logger): ErrorRequestHandler {
+export function errorHandler(
+  logger: Logger,
+  templates: readonly PathTemplate<unknown>[] = [],
+): ErrorRequestHandler {
   return (error: unknown, req, res, _next) => {
     if (res.headersSent) {
       // Too late for a problem: the answer has begun. Cut it off (the client sees a broken
@@ -40,6 +44,12 @@ export function errorHandler(logger: Logger): ErrorRequestHandler {
         headers: error.options.headers,
         extensions: error.extensions,
       });
+    }
+    const segment = undecodableSegment(error);
+    if (segment !== undefined) {
+      const field = paramNamed(templates, req.path, segment);
+      const message = `is not percent-encoded UTF-8: ${JSON.stringify(segment)}`;
+      return sendProblem(res, 400, `${field}: ${message}`, { errors: [{ field, message }] });
     }
     if (error instanceof ZodError) {
       const errors = fieldErrors(error);

@@ -1,4 +1,5 @@
 export { errorHandler, isDependencyFailure } from './error-handler';
+export { undecodableSegment } from './path-templates';
 export { createLogger, type Logger } from './logger';
 export { createMetrics, type ServiceMetrics } from './metrics';
 export { fieldErrors, fieldName, type ProblemExtras, sendProblem, writeProblem } from './problem';

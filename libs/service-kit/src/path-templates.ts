@@ -53,3 +53,31 @@ export function allowedMethods(
   if (methods.includes('get')) methods.push('head');
   return METHODS.filter((m) => methods.includes(m)).map((m) => m.toUpperCase());
 }
+
+/**
+ * A path segment that the router could not percent-decode (`%ZZ`, `%ff`: not UTF-8), from the
+ * error it throws for it, or undefined for any other error.
+ */
+export function undecodableSegment(error: unknown): string | undefined {
+  if (!(error instanceof URIError) || (error as { status?: unknown }).status !== 400) return undefined;
+  return /^Failed to decode param '(.*)'$/s.exec(error.message)?.[1] ?? '';
+}
+
+/**
+ * The name of the parameter a request path holds `segment` as ({topic} of /v1/topics/{topic}:
+ * `topic`), or `path` when no template of the document says.
+ */
+export function paramNamed(
+  templates: readonly PathTemplate<unknown>[],
+  path: string,
+  segment: string,
+): string {
+  const found = templates.find((t) => t.pattern.test(path));
+  if (found) {
+    const names = found.template.split('/');
+    const index = path.split('/').indexOf(segment);
+    const name = /^\{([^}/]+)\}$/.exec(names[index] ?? '')?.[1];
+    if (name) return name;
+  }
+  return 'path';
+}

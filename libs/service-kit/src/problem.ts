@@ -47,14 +47,24 @@ export function sendProblem(
 }
 
 /** Zod issues as the fields a client wrote: `messages[3].id`, `limit`. */
+/** Field errors listed in one answer, as the queue's publish lists them: a body can hold millions. */
+export const MAX_FIELD_ERRORS = 100;
+
 export function fieldErrors(error: ZodError, prefix: (string | number)[] = []): FieldError[] {
-  return error.issues.flatMap((issue) => {
+  const errors: FieldError[] = [];
+  for (const issue of error.issues) {
     const path = [...prefix, ...issue.path] as (string | number)[];
     if (issue.code === 'unrecognized_keys') {
-      return issue.keys.map((key) => ({ field: fieldName([...path, key]), message: 'is not a known field' }));
+      for (const key of issue.keys) {
+        if (errors.length === MAX_FIELD_ERRORS) return errors;
+        errors.push({ field: fieldName([...path, key]), message: 'is not a known field' });
+      }
+    } else {
+      if (errors.length === MAX_FIELD_ERRORS) return errors;
+      errors.push({ field: fieldName(path) || 'body', message: issue.message });
     }
-    return [{ field: fieldName(path) || 'body', message: issue.message }];
-  });
+  }
+  return errors;
 }
 
 export function fieldName(path: readonly (string | number | symbol)[]): string {

@@ -275,6 +275,6 @@ export function createServiceApp(options: ServiceAppOptions): Express {
   app.use((req: Request, res: Response) => {
     sendProblem(res, 404, `No route for ${req.method} ${askedPath(req, trustForwarded)}.`);
   });
-  app.use(errorHandler(logger));
+  app.use(errorHandler(logger, templates));
   return app;
 }

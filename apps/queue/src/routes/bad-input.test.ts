@@ -238,6 +238,16 @@ const cases: Case[] = [
   ['an unknown query parameter', 'get', `/v1/topics/${topic}/dead?sort=desc`, undefined, 400, 'sort'],
   ['maxAttempts 0', 'put', `/v1/topics/${topic}`, { maxAttempts: 0 }, 400, 'maxAttempts'],
   ['a redrive with bad ids', 'post', `/v1/topics/${topic}/dead/redrive`, { ids: 'all' }, 400, 'ids'],
+  ['a topic that is not percent-encoded UTF-8', 'get', '/v1/topics/%ZZ', undefined, 400, 'topic'],
+  ['a topic cut mid-character', 'post', '/v1/topics/%E0%A4%A/messages', { messages: [] }, 400, 'topic'],
+  [
+    'a lease id that is not percent-encoded UTF-8',
+    'post',
+    `/v1/topics/${topic}/leases/%ff/extend`,
+    { visibilitySeconds: 10 },
+    400,
+    'leaseId',
+  ],
 ];
 
 describe('bad input', () => {
@@ -293,6 +303,17 @@ describe('bad input', () => {
     expect(res.body.errors).toEqual([
       { field: 'content-encoding', message: expect.stringContaining('identity') },
     ]);
+  });
+
+  it("lists at most 100 of a body's mistakes, however many it has", async () => {
+    const body = Object.fromEntries(Array.from({ length: 3_000 }, (_, i) => [`u${i}`, 0]));
+    const res = await request(asService(queue.app))
+      .post(`/v1/topics/${topic}/leases`)
+      .send({ consumer: 'c', ...body })
+      .expect(400);
+    expect(res.body.errors).toHaveLength(100);
+    expect(res.body.errors[0]).toEqual({ field: 'u0', message: 'is not a known field' });
+    expect(res.text.length).toBeLessThan(10_000);
   });
 
   it('answers an unknown route with 404 problem+json', async () => {

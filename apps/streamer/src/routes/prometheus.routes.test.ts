@@ -457,6 +457,17 @@ describe('GET and POST /v1/prometheus/api/v1/series', () => {
 });
 
 describe('label names and values', () => {
+  it('refuses a label name that is not percent-encoded UTF-8 as bad data, as Prometheus does', async () => {
+    for (const name of ['%ff', '%ZZ', '%E0%A4%A']) {
+      const res = await api(hot).get(`${API}/label/${name}/values`).expect(400);
+      expect(res.body).toEqual({
+        status: 'error',
+        errorType: 'bad_data',
+        error: `invalid label name: "${name}" is not percent-encoded UTF-8`,
+      });
+    }
+  });
+
   it('lists every label name, and those of the series matching match[]', async () => {
     const all = await api(hot).get(`${API}/labels`).expect(200);
     expect(all.body.data).toEqual([

@@ -7,7 +7,7 @@ import {
   parseMetricSelector,
   PromQLError,
 } from '@gpu-telemetry/promql';
-import { formBody, FormBodyError, isDependencyFailure } from '@gpu-telemetry/service-kit';
+import { formBody, FormBodyError, isDependencyFailure, undecodableSegment } from '@gpu-telemetry/service-kit';
 import { type ErrorRequestHandler, type Request, type RequestHandler, type Response, Router } from 'express';
 import { PROMETHEUS_COMPATIBLE_VERSION, type PrometheusService } from '../services/prometheus.service';
 import type { StoredMetadata } from '../services/prometheus.queries';
@@ -376,6 +376,12 @@ const prometheusErrors: ErrorRequestHandler = (error: unknown, req, res, next) =
   if (error instanceof ApiError) answer = error;
   else if (error instanceof PromQLError) answer = new ApiError(error.errorType, error.message);
   else if (error instanceof FormBodyError) answer = new ApiError('bad_data', error.message, error.status);
+  else if (undecodableSegment(error) !== undefined)
+    // The one parameter these paths hold is /label/{name}/values' name.
+    answer = new ApiError(
+      'bad_data',
+      `invalid label name: ${JSON.stringify(undecodableSegment(error))} is not percent-encoded UTF-8`,
+    );
   else if (isDependencyFailure(error)) {
     req.log.warn({ err: error }, 'database unavailable');
     answer = new ApiError('unavailable', 'the database is unavailable; retry shortly');
