@@ -18,6 +18,10 @@ describe('compileAnchoredRegex', () => {
     ['(?i)(.+)+X', uuid, false],
     ['(.*a){20}', `${'a'.repeat(40)}b`, false],
     ['(\\w+\\s?)+$', `${'word '.repeat(12)}!`, false],
+    // Groups of choices one after another, no quantifier: every combination is tried.
+    ['(a|a)'.repeat(40) + 'c', 'a'.repeat(40), false],
+    ['(?:a|a)'.repeat(40), `${'a'.repeat(39)}b`, false],
+    ['(a|ab)(c|bcd)'.repeat(20) + 'x', 'abcd'.repeat(20), false],
     // And the same kind of pattern where it does match.
     ['(.+)+d', uuid, true],
     ['(GPU-[0-9a-f]+-?)+', 'GPU-0a1b-2c3d', false],
@@ -41,6 +45,9 @@ describe('compileAnchoredRegex', () => {
     ['[[:digit:]]+\\.[[:digit:]]+', '12.5', true],
     ['(a|b)+c*', 'ababcc', true],
     ['(a|b)+c*', 'abd', false],
+    ['(node|gpu)-(1|2)', 'gpu-2', true],
+    ['(node|gpu)-(1|2)', 'gpu-3', false],
+    ['a(b|c)d|e', 'e', true],
     ['\\Q(.+)+\\E.*', '(.+)+ and more', true],
     // Flags anywhere, set for a group, or turned off, as RE2 reads them (answers of Prometheus 2.42).
     ['(?i:k)', 'K', true],

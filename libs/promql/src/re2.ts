@@ -230,12 +230,16 @@ function re2Regex(pattern: string): AnchoredRegex {
 
 /**
  * Whether a translated pattern runs in linear time on a backtracking engine: no quantifier after a
- * group, and at most one quantifier in all (one loop over single characters can only be retried
- * once for each position it stopped at).
+ * group, at most one quantifier in all (one loop over single characters can only be retried once
+ * for each position it stopped at), and at most one alternation (a run of groups of choices, as
+ * `(a|a)(a|a)...`, is retried for every combination of them: 2^29 for 29 such groups).
  */
 function backtrackFree(source: string): boolean {
   let quantifiers = 0;
+  let alternations = 0;
   let inClass = false;
+  /** For the group being read at each depth (the pattern itself at 0): whether it holds a `|`. */
+  const choices: boolean[] = [false];
   for (let i = 0; i < source.length; i++) {
     const c = source[i];
     if (c === '\\') {
@@ -252,11 +256,15 @@ function backtrackFree(source: string): boolean {
       continue;
     }
     if (c === '[') inClass = true;
+    else if (c === '(') choices.push(false);
+    else if (c === ')') {
+      if (choices.length > 1 && choices.pop() && ++alternations > 1) return false;
+    } else if (c === '|') choices[choices.length - 1] = true;
     else if (c === '*' || c === '+' || (c === '?' && source[i - 1] !== '(') || c === '{') {
       if (source[i - 1] === ')' || ++quantifiers > 1) return false;
     }
   }
-  return true;
+  return !(choices[0] && ++alternations > 1);
 }
 
 /**
