@@ -255,6 +255,9 @@ interface EvaluatorConfig {
   defaultSubqueryStepMs: number;
 }
 
+/** How long one query holds the event loop before letting it run (Evaluator.pause). */
+const PAUSE_EVERY_MS = 20;
+
 const STALE_HI = 0x7ff00000;
 const STALE_LO = 0x00000002;
 
@@ -262,6 +265,9 @@ class Evaluator {
   /** Samples held by the query right now (step values of live node results, windows). */
   private samples = 0;
   private checks = 0;
+  /** When this query last let the event loop run, by its clock; and whether it is due to again. */
+  private pausedAt = 0;
+  private pauseDue = false;
   private readonly callState = new WeakMap<Call, CallState>();
   /** Label set keys: the same label sets come back at every step. */
   private readonly keys = new WeakMap<Labels, string>();
@@ -278,15 +284,34 @@ class Evaluator {
   }
 
   async run<T>(fn: () => Promise<T>): Promise<T> {
+    this.pausedAt = this.c.now();
     this.check(true);
     return fn();
   }
 
-  /** Ends the query when it is past its deadline or aborted; cheap enough for inner loops. */
-  check(force = false): void {
-    if (!force && ++this.checks % 1024 !== 0) return;
+  /**
+   * Ends the query when it is past its deadline or aborted; cheap enough for inner loops. `work`
+   * is what the caller did since it last asked (points of a window, say): the clock is read every
+   * 1024 of it, so a step that reads a day of points counts as that, not as one.
+   */
+  check(force = false, work = 1): void {
+    this.checks += work;
+    if (!force && this.checks < 1024) return;
+    this.checks = 0;
     if (this.c.signal?.aborted) throw new QueryCanceledError('expression evaluation');
-    if (this.c.now() > this.c.deadline) throw new QueryTimeoutError('expression evaluation');
+    const now = this.c.now();
+    if (now > this.c.deadline) throw new QueryTimeoutError('expression evaluation');
+    if (now - this.pausedAt >= PAUSE_EVERY_MS) this.pauseDue = true;
+  }
+
+  /**
+   * Lets the event loop run (health checks, other requests, the streamer's ingest) when this
+   * query has held it for PAUSE_EVERY_MS: called between steps of the loops that can run long.
+   */
+  private async pause(): Promise<void> {
+    await new Promise<void>((resolve) => setImmediate(resolve));
+    this.pauseDue = false;
+    this.pausedAt = this.c.now();
   }
 
   private hold(n: number): void {
@@ -692,12 +717,13 @@ class Evaluator {
       let lo = 0;
       let hi = 0;
       for (let i = 0; i < grid.n; i++) {
-        this.check();
+        if (this.pauseDue) await this.pause();
         const ref = this.refTime(grid, i, at, offset);
         const from = ref - rangeMs;
         while (lo < s.t.length && s.t[lo] < from) lo++;
         if (hi < lo) hi = lo;
         while (hi < s.t.length && s.t[hi] <= ref) hi++;
+        this.check(false, 1 + hi - lo);
         if (hi <= lo) continue;
         if (this.samples + (hi - lo) > this.c.maxSamples) throw new TooManySamplesError();
         if (covered) {
