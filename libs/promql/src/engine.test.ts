@@ -517,6 +517,20 @@ describe('errors', () => {
     expect(longestGap).toBeLessThan(500);
   });
 
+  it('bounds the step cells a query makes by max samples, not only the points it holds', async () => {
+    const engine = new PromQLEngine({ source: new MemorySeriesSource(), maxSamples: 1_000_000 });
+    // A series per distinct value, each as long as the grid: 11,001 x 11,001 cells for 11,001
+    // points (over a gigabyte of arrays before).
+    const used = process.memoryUsage().heapUsed;
+    await expect(
+      engine.rangeQuery('count_values("x", vector(time()))', 0, 11_000 * s, s),
+    ).rejects.toBeInstanceOf(TooManySamplesError);
+    expect(process.memoryUsage().heapUsed - used).toBeLessThan(200 * 1024 * 1024);
+    // The same query over fewer steps fits, and answers a series per value.
+    const data = toPrometheusData(await engine.rangeQuery('count_values("x", vector(time()))', 0, 99 * s, s));
+    expect(data.resultType === 'matrix' && data.result.length).toBe(100);
+  });
+
   it('reports many-to-one without group_left as an execution error', async () => {
     const src = new MemorySeriesSource()
       .add({ __name__: 'a', g: '1', i: '1' }, [[0, 1]])

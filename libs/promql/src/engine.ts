@@ -264,6 +264,8 @@ const STALE_LO = 0x00000002;
 class Evaluator {
   /** Samples held by the query right now (step values of live node results, windows). */
   private samples = 0;
+  /** Step cells of every series this query has made (newSeries), held or not since. */
+  private cells = 0;
   private checks = 0;
   /** When this query last let the event loop run, by its clock; and whether it is due to again. */
   private pausedAt = 0;
@@ -481,7 +483,14 @@ class Evaluator {
     return [{ labels: [], values, present, points: grid.n }];
   }
 
+  /**
+   * A series of the grid: a cell for every step, whether or not it gets a value. The cells a query
+   * makes are bounded by maxSamples too (9 bytes each): `count_values` over a long range makes a
+   * series per distinct value, each as long as the grid, for points that fill one cell each.
+   */
   private newSeries(labels: Labels, grid: Grid): StepSeries {
+    this.cells += grid.n;
+    if (this.cells > this.c.maxSamples) throw new TooManySamplesError();
     return { labels, values: new Float64Array(grid.n), present: new Uint8Array(grid.n), points: 0 };
   }
 
