@@ -382,6 +382,23 @@ describe('errors', () => {
     });
   });
 
+  it('refuses a megabyte of brackets at the 1,001st, before the grammar reads it (seconds before)', async () => {
+    for (const [query, message] of [
+      ['('.repeat(1_000_000), '1:1001: parse error: the query nests more than 1000 brackets deep'],
+      ['abs('.repeat(250_000), '1:4004: parse error: the query nests more than 1000 brackets deep'],
+    ]) {
+      const err = await engine.instantQuery(query as string, 0).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(BadDataError);
+      expect((err as Error).message).toBe(message);
+    }
+    // 1,000 deep is a query; brackets in strings and comments are not nesting.
+    const deep = `${'('.repeat(1_000)}x${')'.repeat(1_000)} + on() group_left x{x!="${'('.repeat(2_000)}"} # ${'['.repeat(2_000)}`;
+    expect(toPrometheusData(await engine.instantQuery(deep, 30 * s))).toEqual({
+      resultType: 'vector',
+      result: [{ metric: {}, value: [30, '6'] }],
+    });
+  });
+
   it('bounds the label values label_join and label_replace make: a short query cannot double one into gigabytes', async () => {
     // 1,000 characters doubled 20 times would be a value of ~1 GB (and a 500: invalid string length).
     let doubling = `label_replace(vector(1), "a", "${'x'.repeat(1_000)}", "", "")`;

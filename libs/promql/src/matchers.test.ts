@@ -46,3 +46,33 @@ describe('setMatches: the values a matcher can only match', () => {
     }
   });
 });
+
+describe('compileMatcher on a list of literal values', () => {
+  it('matches exactly the values of a list of 200,000 (a Grafana variable of every host), at once', () => {
+    const hosts = Array.from({ length: 200_000 }, (_, i) => `host-${i}.example`);
+    const pattern = hosts.map((h) => h.replace(/\./g, '\\.')).join('|');
+    for (const type of ['=~', '!~'] as const) {
+      const m = compileMatcher({ type, name: 'instance', value: pattern });
+      const yes = type === '=~';
+      expect(m.matches('host-0.example')).toBe(yes);
+      expect(m.matches('host-199999.example')).toBe(yes);
+      expect(m.matches('host-200000.example')).toBe(!yes);
+      expect(m.matches('host-1')).toBe(!yes); // a prefix of a value is not a match: the pattern is anchored
+      expect(m.matches('host-1xexample')).toBe(!yes); // \. is a dot, not any character
+      expect(m.matches('')).toBe(!yes);
+    }
+  });
+
+  it('matches a list as the regular expression would, escapes and all', () => {
+    for (const [pattern, value, expected] of [
+      ['a|b', 'a', true],
+      ['a|b', 'ab', false],
+      ['a\\|b', 'a|b', true],
+      ['a\\|b', 'a', false],
+      ['gpu-0|gpu-1', 'gpu-1', true],
+      ['a|', '', true], // an empty alternative: the regular expression decides
+      ['a|b.c', 'bxc', true], // a metacharacter: likewise
+    ] as const)
+      expect(compileMatcher({ type: '=~', name: 'l', value: pattern }).matches(value)).toBe(expected);
+  });
+});

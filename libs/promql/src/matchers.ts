@@ -23,17 +23,32 @@ export function compileMatcher(m: Matcher): CompiledMatcher {
       matches = (v) => v !== m.value;
       break;
     case '=~': {
-      const re = compileAnchoredRegex(m.value);
-      matches = (v) => re.test(v);
+      const test = anchoredTest(m.value);
+      matches = (v) => test(v);
       break;
     }
     case '!~': {
-      const re = compileAnchoredRegex(m.value);
-      matches = (v) => !re.test(v);
+      const test = anchoredTest(m.value);
+      matches = (v) => !test(v);
       break;
     }
   }
   return { type: m.type, name: m.name, value: m.value, matches };
+}
+
+/**
+ * Whether a value matches the whole pattern. A list of literal values (`a|b\\.c`: Grafana's
+ * multi-value variables, thousands of hosts at times) is a set lookup: compiling it as a regular
+ * expression took V8 two seconds for 200,000 of them.
+ */
+function anchoredTest(pattern: string): (value: string) => boolean {
+  const values = literalAlternatives(pattern);
+  if (values) {
+    const set = new Set(values);
+    return (v) => set.has(v);
+  }
+  const re = compileAnchoredRegex(pattern);
+  return (v) => re.test(v);
 }
 
 export function matchesAll(matchers: readonly CompiledMatcher[], labels: Labels): boolean {
@@ -57,6 +72,17 @@ export function setMatches(m: CompiledMatcher): string[] | null {
     const inner = pattern.slice(open.length, -1);
     if (pattern.startsWith(open) && pattern.endsWith(')') && !/[()]/.test(inner)) pattern = inner;
   }
+  const values = literalAlternatives(pattern);
+  if (!values || values.some((v) => !m.matches(v))) return null;
+  return [...new Set(values)];
+}
+
+/**
+ * The values a pattern of literal alternatives names (`a|b\\.c`: `a`, `b.c`), or null when it has
+ * anything else: a class, a repetition, a group, a flag, an escape that is not punctuation, or an
+ * empty alternative (which matches a missing label).
+ */
+function literalAlternatives(pattern: string): string[] | null {
   const values: string[] = [];
   let current = '';
   for (let i = 0; i < pattern.length; i++) {
@@ -76,8 +102,7 @@ export function setMatches(m: CompiledMatcher): string[] | null {
     }
   }
   values.push(current);
-  if (values.some((v) => v === '' || !m.matches(v))) return null;
-  return [...new Set(values)];
+  return values.some((v) => v === '') ? null : values;
 }
 
 /** `name="value"` etc., for messages. */

@@ -32,6 +32,9 @@ import { compileMatcher, type Matcher, type MatchType } from './matchers';
  * syntax (duration arithmetic, `fill`, `limitk`, quoted label names...); those are refused here.
  * Every problem is a `BadDataError` whose message reads like Prometheus's (`1:5: parse error: ...`).
  */
+/** Brackets a query may nest: far beyond any real query, well within what lezer takes. */
+export const MAX_NESTING = 1_000;
+
 export function parseExpr(query: string): Expr {
   return new Converter(query).parse();
 }
@@ -123,6 +126,7 @@ class Converter {
   constructor(private readonly query: string) {}
 
   parse(): Expr {
+    this.checkNesting();
     const tree = lezerParser.parse(withRemovedFunctionsRenamed(this.query));
     const top = tree.topNode;
     const children = this.children(top);
@@ -130,6 +134,30 @@ class Converter {
     this.checkSyntax(top);
     const expr = this.expr(children[0]);
     return expr;
+  }
+
+  /**
+   * Refuses a query nested deeper than MAX_NESTING brackets before lezer reads it: its error
+   * recovery on a megabyte of `(` or `abs(` took seconds, holding the event loop, for a query
+   * that fails anyway (lezer gives up near 8,000 deep). Strings and comments are skipped.
+   */
+  private checkNesting(): void {
+    const q = this.query;
+    let depth = 0;
+    for (let i = 0; i < q.length; i++) {
+      const c = q.charCodeAt(i);
+      if (c === 0x28 || c === 0x5b || c === 0x7b) {
+        if (++depth > MAX_NESTING) this.fail(i, `the query nests more than ${MAX_NESTING} brackets deep`);
+      } else if (c === 0x29 || c === 0x5d || c === 0x7d) {
+        if (depth > 0) depth--;
+      } else if (c === 0x22 || c === 0x27 || c === 0x60) {
+        // A string: to its closing quote (a backslash escapes the next character, but not in `...`).
+        for (i++; i < q.length && q.charCodeAt(i) !== c; i++) if (c !== 0x60 && q.charCodeAt(i) === 0x5c) i++;
+      } else if (c === 0x23) {
+        // A comment: to the end of the line.
+        while (i < q.length && q.charCodeAt(i) !== 0x0a) i++;
+      }
+    }
   }
 
   private fail(position: number | PositionRange, message: string): never {
