@@ -208,6 +208,24 @@ describe('GET and POST /v1/prometheus/api/v1/query', () => {
     ]);
   });
 
+  it('reads times and steps as Go does: leap days, halves away from zero, steps cut to the millisecond', async () => {
+    const at = async (time: string) =>
+      (await api(hot).get(`${API}/query`).query({ query: 'time()', time }).expect(200)).body.data.result;
+    expect(await at('2024-02-29T12:00:00Z')).toEqual([1709208000, '1709208000']);
+    expect(await at('2024-02-29T13:00:00+01:00')).toEqual([1709208000, '1709208000']);
+    expect(await at('2024-01-01T00:00:00+24:00')).toEqual([1703980800, '1703980800']);
+    expect(await at('2024-01-01T00:00:00.123987-00:30')).toEqual([1704069000.123, '1704069000.123']);
+    expect(await at('-0.0005')).toEqual([-0.001, '-0.001']);
+    expect(await at('0.0005')).toEqual([0.001, '0.001']);
+    const range = await api(hot)
+      .get(`${API}/query_range`)
+      .query({ query: 'time()', start: '0', end: '6', step: '1.9999' })
+      .expect(200);
+    expect(range.body.data.result[0].values.map((v: [number, string]) => v[0])).toEqual([
+      0, 1.999, 3.998, 5.997,
+    ]);
+  });
+
   it('evaluates at now without a time', async () => {
     const before = Date.now() / 1000;
     const res = await api(hot).get(`${API}/query`).query({ query: 'time()' }).expect(200);
@@ -234,6 +252,19 @@ describe('GET and POST /v1/prometheus/api/v1/query', () => {
     [
       { query: 'up', timeout: '300y' },
       /^invalid parameter "timeout": cannot parse "300y" to a valid duration$/,
+    ],
+    // Times Go's time.Parse refuses, where Date.parse would roll them over (Prometheus 2.42: 400).
+    ...['2024-02-30T00:00:00Z', '2023-02-29T00:00:00Z', '2024-01-01T24:00:00Z', '2024-01-01T00:00:60Z']
+      .concat(['2024-01-01t00:00:00z', '2024-13-01T00:00:00Z', '2024-01-01T00:00:00+25:00', ' 100'])
+      .map((time): [Record<string, string>, RegExp] => [
+        { query: 'vector(1)', time },
+        new RegExp(
+          `^invalid parameter "time": cannot parse "${time.replace(/[+.]/g, '\\$&')}" to a valid timestamp$`,
+        ),
+      ]),
+    [
+      { query: 'up', timeout: ' 10' },
+      /^invalid parameter "timeout": cannot parse " 10" to a valid duration$/,
     ],
   ])('answers bad input %j with 400 bad_data naming it', async (params, message) => {
     const res = await api(hot).get(`${API}/query`).query(params).expect(400);

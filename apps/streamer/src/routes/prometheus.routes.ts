@@ -92,20 +92,45 @@ const MAX_PARAM_LENGTH = 256;
  */
 export function parseTime(text: string): number | undefined {
   if (text.length > MAX_PARAM_LENGTH) return undefined;
-  if (DECIMAL.test(text.trim())) {
+  // Go's ParseFloat, then time.Parse: neither trims spaces.
+  if (DECIMAL.test(text)) {
     const seconds = Number(text);
     const whole = Math.trunc(seconds);
-    const ms = whole * 1000 + Math.round((seconds - whole) * 1000);
+    const ms = whole * 1000 + roundHalfAway((seconds - whole) * 1000);
     return Number.isFinite(ms) ? ms : undefined;
   }
   if (text === '-292273086-05-16T16:47:06Z') return MIN_TIME_MS;
   if (text === '292277025-08-18T07:12:54.999999999Z') return MAX_TIME_MS;
-  const rfc3339 = /^(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$/.exec(
+  // RFC 3339 as Go's time.Parse reads it: `T` and `Z` in capitals, and every field in its range
+  // (no 30 February, no 24:00, no leap second), where Date.parse would roll them over.
+  const rfc3339 = /^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(\.\d+)?(Z|[+-](\d{2}):(\d{2}))$/.exec(
     text,
   );
   if (!rfc3339) return undefined;
-  const ms = Date.parse(text.replace(/(\.\d{3})\d+/, '$1'));
-  return Number.isNaN(ms) ? undefined : ms;
+  const [year, month, day, hour, minute, second] = rfc3339.slice(1, 7).map(Number) as [
+    number,
+    number,
+    number,
+    number,
+    number,
+    number,
+  ];
+  const daysInMonth = new Date(Date.UTC(year, month, 0)).getUTCDate();
+  if (month < 1 || month > 12 || day < 1 || day > daysInMonth) return undefined;
+  if (hour > 23 || minute > 59 || second > 59) return undefined;
+  // An offset may be as long as 24:00 (Go: "some people do write offsets of 24 hours").
+  const [zone = 'Z', offsetHours = '0', offsetMinutes = '0'] = rfc3339.slice(8);
+  if (Number(offsetHours) > 24 || Number(offsetMinutes) > 60) return undefined;
+  const offsetMs =
+    (zone.startsWith('-') ? -1 : 1) * (Number(offsetHours) * 60 + Number(offsetMinutes)) * 60_000;
+  // Milliseconds of the fraction, the rest cut (Prometheus keeps whole milliseconds).
+  const fraction = Number((rfc3339[7] ?? '.').slice(1, 4).padEnd(3, '0'));
+  return Date.UTC(year, month - 1, day, hour, minute, second, fraction) - offsetMs;
+}
+
+/** Go's math.Round: halves away from zero (JavaScript's Math.round takes -0.5 to 0). */
+function roundHalfAway(x: number): number {
+  return Math.sign(x) * Math.round(Math.abs(x));
 }
 
 const UNITS: Record<string, number> = {
@@ -124,11 +149,12 @@ const MAX_DURATION_MS = 9_223_372_036_854;
 /** Prometheus' parseDuration: seconds (a float) or a duration such as 15s, 1m30s, 2h; ms. */
 export function parseDurationParam(text: string): number | undefined {
   if (text.length > MAX_PARAM_LENGTH) return undefined;
-  const trimmed = text.trim();
-  if (DECIMAL.test(trimmed)) {
-    const seconds = Number(trimmed);
+  if (DECIMAL.test(text)) {
+    const seconds = Number(text);
     if (!Number.isFinite(seconds) || Math.abs(seconds) > 9_223_372_036) return undefined;
-    return Math.round(seconds * 1000);
+    // Go: time.Duration(seconds * 1e9) truncates to the nanosecond, and the engine takes whole
+    // milliseconds of it: 1.9999 is 1,999 ms there, not 2,000.
+    return Math.trunc(Math.trunc(seconds * 1e9) / 1e6) + 0;
   }
   // Prometheus' model.ParseDuration: units in decreasing order, each at most once.
   if (text === '' || text === '0') return text === '0' ? 0 : undefined;
