@@ -122,6 +122,9 @@ export function createServiceApp(options: ServiceAppOptions): Express {
   app.disable('x-powered-by');
   app.set('trust proxy', 'loopback, linklocal, uniquelocal');
   app.set('query parser', 'simple');
+  // Paths are matched as the OpenAPI document writes them (the routers are made so too), as the
+  // 405 check and the gateway's scopes match them: /V1/TOPICS is not /v1/topics.
+  app.set('case sensitive routing', true);
 
   const { checkResponse } = options;
   app.use((req: Request, res: Response, next: NextFunction) => {

@@ -15,7 +15,7 @@ export const idParams = z.object({ id: uuid });
 
 /** HTTP in and out for scrape targets; the behaviour is in TargetsService. */
 export function targetsRoutes(targets: TargetsService): Router {
-  const router = Router();
+  const router = Router({ caseSensitive: true });
 
   router.get('/v1/targets', async (_req, res) => {
     res.json({ targets: await targets.list() });

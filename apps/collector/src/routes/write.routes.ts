@@ -62,7 +62,7 @@ export function readLimitedBody(req: IncomingMessage, limit: number, deadlineMs 
  * so it is mounted before the service's JSON handling). 204 once the queue has every sample.
  */
 export function writeRoutes(remoteWrite: RemoteWriteService): Router {
-  const router = Router();
+  const router = Router({ caseSensitive: true });
   router.post('/v1/write', async (req, res) => {
     await remoteWrite.receive(req.headers, (limit, deadlineMs) => readLimitedBody(req, limit, deadlineMs));
     res.status(204).end();

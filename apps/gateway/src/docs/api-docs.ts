@@ -288,7 +288,7 @@ async function upstreamDocument(
  * upstream is missing from it): anonymous callers cannot multiply the calls to the upstreams.
  */
 export function docsRoutes(routes: ProxyRoute[], serviceToken: string): Router {
-  const router = Router();
+  const router = Router({ caseSensitive: true });
   let cached: { at: number; body: string; complete: boolean } | undefined;
   let building: Promise<string> | undefined;
 

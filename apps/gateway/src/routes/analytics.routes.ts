@@ -23,7 +23,7 @@ export const requestsQuery = z.strictObject({
 
 /** Latency analytics and recent requests, from the gateway's request records. Needs `read`. */
 export function analyticsRoutes(analytics: AnalyticsService, edge: Edge): Router {
-  const router = Router();
+  const router = Router({ caseSensitive: true });
   const read = requireScope(edge, 'read');
 
   router.get('/api/v1/analytics/latency', read, async (req, res) => {

@@ -38,7 +38,7 @@ export const createBody = z
 
 /** Admin API for keys: create (the key is shown once), list, revoke. Needs an admin key. */
 export function keysRoutes(keys: ApiKeysService, edge: Edge): Router {
-  const router = Router();
+  const router = Router({ caseSensitive: true });
   const admin = requireScope(edge, 'admin');
 
   router.post('/api/v1/keys', admin, async (req, res) => {

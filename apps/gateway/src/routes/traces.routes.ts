@@ -9,7 +9,7 @@ const params = z.object({
 });
 
 export function tracesRoutes(traces: TracesService, edge: Edge): Router {
-  const router = Router();
+  const router = Router({ caseSensitive: true });
   router.get('/api/v1/traces/:traceId', requireScope(edge, 'read'), async (req, res) => {
     res.json(await traces.trace(validate(params, req.params).traceId));
   });

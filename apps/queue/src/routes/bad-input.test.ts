@@ -239,6 +239,14 @@ const cases: Case[] = [
   ['maxAttempts 0', 'put', `/v1/topics/${topic}`, { maxAttempts: 0 }, 400, 'maxAttempts'],
   ['a redrive with bad ids', 'post', `/v1/topics/${topic}/dead/redrive`, { ids: 'all' }, 400, 'ids'],
   ['a topic that is not percent-encoded UTF-8', 'get', '/v1/topics/%ZZ', undefined, 400, 'topic'],
+  [
+    'a release with a body',
+    'post',
+    `/v1/topics/${topic}/leases/00000000-0000-4000-8000-000000000001/release`,
+    { anything: [1, 2] },
+    400,
+    'anything',
+  ],
   ['a topic cut mid-character', 'post', '/v1/topics/%E0%A4%A/messages', { messages: [] }, 400, 'topic'],
   [
     'a lease id that is not percent-encoded UTF-8',
@@ -314,6 +322,21 @@ describe('bad input', () => {
     expect(res.body.errors).toHaveLength(100);
     expect(res.body.errors[0]).toEqual({ field: 'u0', message: 'is not a known field' });
     expect(res.text.length).toBeLessThan(10_000);
+  });
+
+  it('matches paths as the document writes them: in another case they are not found', async () => {
+    for (const [method, path] of [
+      ['get', '/V1/TOPICS'],
+      ['post', '/V1/Topics/case-topic/MESSAGES'],
+      ['get', `/v1/topics/${topic}/MESSAGES`],
+    ] as const) {
+      const res = await request(asService(queue.app))
+        [method](path)
+        .send({ messages: [{ payload: 1 }] });
+      expect(res.status).toBe(404);
+      expect(res.headers['content-type']).toContain('application/problem+json');
+    }
+    await request(asService(queue.app)).get('/v1/topics/case-topic').expect(404); // nothing was stored
   });
 
   it('answers an unknown route with 404 problem+json', async () => {

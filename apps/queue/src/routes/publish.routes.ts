@@ -51,7 +51,7 @@ class BodyTooLarge extends Error {
  * before anything is built from them, and its payloads are stored as those bytes.
  */
 export function publishRoutes(queue: QueueService, options: PublishRouteOptions): Router {
-  const router = Router();
+  const router = Router({ caseSensitive: true });
   const readBody = express.raw({
     limit: options.bodyLimit,
     type: ['application/json', 'application/*+json'],

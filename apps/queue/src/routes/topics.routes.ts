@@ -16,6 +16,8 @@ import type { QueueService, RawLease } from '../services/queue.service';
 
 const topicParams = z.object({ topic: topicName });
 const leaseParams = z.object({ topic: topicName, leaseId: uuid });
+/** A release says nothing but its path: a body may be empty or `{}`. */
+const releaseBody = z.strictObject({});
 
 /**
  * Largest body of every topics call but a publish (which reads its own, see publish.routes.ts):
@@ -26,7 +28,7 @@ export const TOPICS_BODY_LIMIT = 64 * 1024;
 
 /** HTTP in and out for topics, but for publish (publish.routes.ts); the behaviour is in QueueService. */
 export function topicsRoutes(queue: QueueService): Router {
-  const router = Router();
+  const router = Router({ caseSensitive: true });
 
   router.get('/v1/topics', async (_req, res) => {
     res.json({ topics: await queue.stats() });
@@ -78,6 +80,7 @@ export function topicsRoutes(queue: QueueService): Router {
 
   router.post('/v1/topics/:topic/leases/:leaseId/release', async (req, res) => {
     const { topic, leaseId } = validate(leaseParams, req.params);
+    validate(releaseBody, req.body ?? {});
     res.json({ released: await queue.release(topic, leaseId) });
   });
 

@@ -114,7 +114,7 @@ function bucketRange(query: { start_time?: string; end_time?: string; step: numb
 
 /** HTTP in and out for the query API; the behaviour is in TelemetryQueryService. */
 export function gpusRoutes(queries: TelemetryQueryService): Router {
-  const router = Router();
+  const router = Router({ caseSensitive: true });
 
   router.get('/v1/gpus', async (req, res) => {
     res.json(await queries.gpus(validate(gpusQuery, req.query)));

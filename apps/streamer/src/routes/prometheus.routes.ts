@@ -264,7 +264,7 @@ function clientGone(res: Response): AbortSignal {
  * error types with their HTTP statuses (400 bad_data, 422 execution, 503 timeout).
  */
 export function prometheusRoutes(prometheus: PrometheusService, now: () => number = Date.now): Router {
-  const router = Router();
+  const router = Router({ caseSensitive: true });
   const readForm = formBody({ limit: PROMETHEUS_FORM_LIMIT });
   const both = (path: string, handler: RequestHandler) => {
     router.get(`${PROMETHEUS_API}${path}`, readForm, handler);

@@ -7,7 +7,7 @@ export const storageQuery = z.strictObject({});
 
 /** GET /v1/storage: what the stored telemetry costs, tier by tier. */
 export function storageRoutes(storage: StorageService): Router {
-  const router = Router();
+  const router = Router({ caseSensitive: true });
   router.get('/v1/storage', async (req, res) => {
     validate(storageQuery, req.query);
     res.json(await storage.report());
