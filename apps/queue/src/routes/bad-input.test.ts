@@ -339,6 +339,17 @@ describe('bad input', () => {
     await request(asService(queue.app)).get('/v1/topics/case-topic').expect(404); // nothing was stored
   });
 
+  it('names the body when it is not the gzip its Content-Encoding says', async () => {
+    const res = await request(asService(queue.app))
+      .post(`/v1/topics/${topic}/leases`)
+      .set('content-type', 'application/json')
+      .set('content-encoding', 'gzip')
+      .send('not gzip at all')
+      .expect(400);
+    expect(res.headers['content-type']).toContain('application/problem+json');
+    expect(res.body.errors).toEqual([{ field: 'body', message: 'is not valid gzip data' }]);
+  });
+
   it('answers an unknown route with 404 problem+json', async () => {
     const res = await request(asService(queue.app)).get('/v1/nothing-here').expect(404);
     expect(res.headers['content-type']).toContain('application/problem+json');
