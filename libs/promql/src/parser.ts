@@ -24,6 +24,9 @@ import { BadDataError, parseErrorMessage } from './errors';
 import { METRIC_NAME } from './labels';
 import { compileMatcher, type Matcher, type MatchType } from './matchers';
 
+/** Brackets a query may nest: far beyond any real query, well within what lezer takes. */
+export const MAX_NESTING = 1_000;
+
 /**
  * Parses a PromQL expression with the grammar the Prometheus project publishes
  * (`@prometheus-io/lezer-promql`) and checks it the way Prometheus's own parser does: types of
@@ -32,9 +35,6 @@ import { compileMatcher, type Matcher, type MatchType } from './matchers';
  * syntax (duration arithmetic, `fill`, `limitk`, quoted label names...); those are refused here.
  * Every problem is a `BadDataError` whose message reads like Prometheus's (`1:5: parse error: ...`).
  */
-/** Brackets a query may nest: far beyond any real query, well within what lezer takes. */
-export const MAX_NESTING = 1_000;
-
 export function parseExpr(query: string): Expr {
   return new Converter(query).parse();
 }

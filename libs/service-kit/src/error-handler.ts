@@ -76,14 +76,14 @@ export function errorHandler(
           errors: [{ field: 'body', message: bodyError.message }],
         });
     }
-    const zlibCode = (error as { code?: unknown }).code;
-    if (typeof zlibCode === 'string' && zlibCode.startsWith('Z_') && bodyError.status === 400) {
+    // A zlib error (Z_...) or a Postgres SQLSTATE.
+    const code = (error as { code?: unknown }).code;
+    if (typeof code === 'string' && code.startsWith('Z_') && bodyError.status === 400) {
       // A body whose Content-Encoding says gzip or deflate, and whose bytes are not.
       const message = `is not valid ${String(req.headers['content-encoding'] ?? 'compressed')} data`;
       return sendProblem(res, 400, `body: ${message}`, { errors: [{ field: 'body', message }] });
     }
-    const sqlstate = (error as { code?: unknown }).code;
-    if (typeof sqlstate === 'string' && sqlstate.startsWith('22') && sqlstate.length === 5) {
+    if (typeof code === 'string' && code.startsWith('22') && code.length === 5) {
       // A data exception: a value Postgres cannot store, e.g. "\u0000" or an unpaired surrogate in JSON.
       const message = error instanceof Error ? error.message : 'invalid value';
       return sendProblem(res, 400, `A value in the request cannot be stored: ${message}.`, {

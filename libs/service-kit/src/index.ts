@@ -13,6 +13,7 @@ export {
   type ShutdownStep,
 } from './serve';
 export {
+  apiRouter,
   createServiceApp,
   type ReadinessCheck,
   SECURITY_HEADERS,

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { context } from '@opentelemetry/api';
-import express, { type Express, type NextFunction, type Request, type Response } from 'express';
+import express, { type Express, type NextFunction, type Request, type Response, Router } from 'express';
 import { UnsupportedMediaTypeError } from '@gpu-telemetry/model';
 import type { Logger } from 'pino';
 import { errorHandler } from './error-handler';
@@ -116,13 +116,21 @@ function askedPath(req: Request, trusted: boolean): string {
  * request, `/healthz`, `/readyz`, `/metrics`, JSON bodies with a size limit, and problem+json
  * errors. The service adds its routes; no globals, so tests build as many apps as they like.
  */
+/**
+ * A router of a service's routes, matching paths as the app does: case-sensitively, as the OpenAPI
+ * document writes them (express.Router() alone would take /V1/TOPICS for /v1/topics).
+ */
+export function apiRouter(): Router {
+  return Router({ caseSensitive: true });
+}
+
 export function createServiceApp(options: ServiceAppOptions): Express {
   const { service, logger, metrics } = options;
   const app = express();
   app.disable('x-powered-by');
   app.set('trust proxy', 'loopback, linklocal, uniquelocal');
   app.set('query parser', 'simple');
-  // Paths are matched as the OpenAPI document writes them (the routers are made so too), as the
+  // Paths are matched as the OpenAPI document writes them (apiRouter does too), as the
   // 405 check and the gateway's scopes match them: /V1/TOPICS is not /v1/topics.
   app.set('case sensitive routing', true);
 

@@ -1,6 +1,6 @@
 import { uuid } from '@gpu-telemetry/model';
-import { validate } from '@gpu-telemetry/service-kit';
-import { Router } from 'express';
+import { apiRouter, validate } from '@gpu-telemetry/service-kit';
+import type { Router } from 'express';
 import { z } from 'zod';
 import { MAX_TARGET_URL } from '../targets/target-url';
 import type { TargetsService } from '../targets/targets.service';
@@ -15,7 +15,7 @@ export const idParams = z.object({ id: uuid });
 
 /** HTTP in and out for scrape targets; the behaviour is in TargetsService. */
 export function targetsRoutes(targets: TargetsService): Router {
-  const router = Router({ caseSensitive: true });
+  const router = apiRouter();
 
   router.get('/v1/targets', async (_req, res) => {
     res.json({ targets: await targets.list() });

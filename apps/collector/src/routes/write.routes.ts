@@ -1,6 +1,7 @@
+import { apiRouter } from '@gpu-telemetry/service-kit';
 import type { IncomingMessage } from 'node:http';
 import { AppError, PayloadTooLargeError } from '@gpu-telemetry/model';
-import { Router } from 'express';
+import type { Router } from 'express';
 import type { RemoteWriteService } from '../remote-write/remote-write.service';
 
 /**
@@ -62,7 +63,7 @@ export function readLimitedBody(req: IncomingMessage, limit: number, deadlineMs 
  * so it is mounted before the service's JSON handling). 204 once the queue has every sample.
  */
 export function writeRoutes(remoteWrite: RemoteWriteService): Router {
-  const router = Router({ caseSensitive: true });
+  const router = apiRouter();
   router.post('/v1/write', async (req, res) => {
     await remoteWrite.receive(req.headers, (limit, deadlineMs) => readLimitedBody(req, limit, deadlineMs));
     res.status(204).end();

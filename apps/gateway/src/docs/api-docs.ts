@@ -1,6 +1,7 @@
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import {
+  apiRouter,
   type OpenApiDocument,
   openApiDocument,
   type Operation,
@@ -9,7 +10,7 @@ import {
   serviceAuthorization,
   shapeOf,
 } from '@gpu-telemetry/service-kit';
-import express, { Router } from 'express';
+import express, { type Router } from 'express';
 import { request } from 'undici';
 import { z } from 'zod';
 import { type ApiKeyView, SCOPES } from '../auth/api-keys.service';
@@ -288,7 +289,7 @@ async function upstreamDocument(
  * upstream is missing from it): anonymous callers cannot multiply the calls to the upstreams.
  */
 export function docsRoutes(routes: ProxyRoute[], serviceToken: string): Router {
-  const router = Router({ caseSensitive: true });
+  const router = apiRouter();
   let cached: { at: number; body: string; complete: boolean } | undefined;
   let building: Promise<string> | undefined;
 

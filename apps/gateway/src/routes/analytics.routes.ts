@@ -1,6 +1,6 @@
 import { bigintCursor, dateTime, FIRST_TIME_MS, ValidationError } from '@gpu-telemetry/model';
-import { validate } from '@gpu-telemetry/service-kit';
-import { Router } from 'express';
+import { apiRouter, validate } from '@gpu-telemetry/service-kit';
+import type { Router } from 'express';
 import { z } from 'zod';
 import { type Edge, requireScope } from '../auth/require-scope';
 import { ROUTE_NAMES } from '../proxy/routes';
@@ -23,7 +23,7 @@ export const requestsQuery = z.strictObject({
 
 /** Latency analytics and recent requests, from the gateway's request records. Needs `read`. */
 export function analyticsRoutes(analytics: AnalyticsService, edge: Edge): Router {
-  const router = Router({ caseSensitive: true });
+  const router = apiRouter();
   const read = requireScope(edge, 'read');
 
   router.get('/api/v1/analytics/latency', read, async (req, res) => {

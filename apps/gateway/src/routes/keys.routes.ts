@@ -1,6 +1,6 @@
 import { noNul, uuid } from '@gpu-telemetry/model';
-import { validate } from '@gpu-telemetry/service-kit';
-import { Router } from 'express';
+import { apiRouter, validate } from '@gpu-telemetry/service-kit';
+import type { Router } from 'express';
 import { z } from 'zod';
 import { type ApiKeysService, SCOPES } from '../auth/api-keys.service';
 import { type Edge, requireScope } from '../auth/require-scope';
@@ -38,7 +38,7 @@ export const createBody = z
 
 /** Admin API for keys: create (the key is shown once), list, revoke. Needs an admin key. */
 export function keysRoutes(keys: ApiKeysService, edge: Edge): Router {
-  const router = Router({ caseSensitive: true });
+  const router = apiRouter();
   const admin = requireScope(edge, 'admin');
 
   router.post('/api/v1/keys', admin, async (req, res) => {

@@ -1,5 +1,5 @@
-import { validate } from '@gpu-telemetry/service-kit';
-import { Router } from 'express';
+import { apiRouter, validate } from '@gpu-telemetry/service-kit';
+import type { Router } from 'express';
 import { z } from 'zod';
 import { type Edge, requireScope } from '../auth/require-scope';
 import type { TracesService } from '../traces/traces.service';
@@ -9,7 +9,7 @@ const params = z.object({
 });
 
 export function tracesRoutes(traces: TracesService, edge: Edge): Router {
-  const router = Router({ caseSensitive: true });
+  const router = apiRouter();
   router.get('/api/v1/traces/:traceId', requireScope(edge, 'read'), async (req, res) => {
     res.json(await traces.trace(validate(params, req.params).traceId));
   });

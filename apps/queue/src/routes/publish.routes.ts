@@ -5,8 +5,8 @@ import {
   UnsupportedMediaTypeError,
   ValidationError,
 } from '@gpu-telemetry/model';
-import { validate } from '@gpu-telemetry/service-kit';
-import express, { type ErrorRequestHandler, type RequestHandler, Router } from 'express';
+import { apiRouter, validate } from '@gpu-telemetry/service-kit';
+import express, { type ErrorRequestHandler, type RequestHandler, type Router } from 'express';
 import { z } from 'zod';
 import {
   type PublishLimits,
@@ -51,7 +51,7 @@ class BodyTooLarge extends Error {
  * before anything is built from them, and its payloads are stored as those bytes.
  */
 export function publishRoutes(queue: QueueService, options: PublishRouteOptions): Router {
-  const router = Router({ caseSensitive: true });
+  const router = apiRouter();
   const readBody = express.raw({
     limit: options.bodyLimit,
     type: ['application/json', 'application/*+json'],

@@ -9,8 +9,8 @@ import {
   topicSettingsBody,
   uuid,
 } from '@gpu-telemetry/model';
-import { validate } from '@gpu-telemetry/service-kit';
-import { type Response, Router } from 'express';
+import { apiRouter, validate } from '@gpu-telemetry/service-kit';
+import { type Response, type Router } from 'express';
 import { z } from 'zod';
 import type { QueueService, RawLease } from '../services/queue.service';
 
@@ -28,7 +28,7 @@ export const TOPICS_BODY_LIMIT = 64 * 1024;
 
 /** HTTP in and out for topics, but for publish (publish.routes.ts); the behaviour is in QueueService. */
 export function topicsRoutes(queue: QueueService): Router {
-  const router = Router({ caseSensitive: true });
+  const router = apiRouter();
 
   router.get('/v1/topics', async (_req, res) => {
     res.json({ topics: await queue.stats() });

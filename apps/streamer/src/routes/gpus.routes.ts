@@ -7,8 +7,8 @@ import {
   storableText,
   ValidationError,
 } from '@gpu-telemetry/model';
-import { validate } from '@gpu-telemetry/service-kit';
-import { Router } from 'express';
+import { apiRouter, validate } from '@gpu-telemetry/service-kit';
+import type { Router } from 'express';
 import { z } from 'zod';
 import { microsOf } from '../services/sample-time';
 import type { TelemetryQueryService } from '../services/telemetry-query.service';
@@ -114,7 +114,7 @@ function bucketRange(query: { start_time?: string; end_time?: string; step: numb
 
 /** HTTP in and out for the query API; the behaviour is in TelemetryQueryService. */
 export function gpusRoutes(queries: TelemetryQueryService): Router {
-  const router = Router({ caseSensitive: true });
+  const router = apiRouter();
 
   router.get('/v1/gpus', async (req, res) => {
     res.json(await queries.gpus(validate(gpusQuery, req.query)));

@@ -7,8 +7,20 @@ import {
   parseMetricSelector,
   PromQLError,
 } from '@gpu-telemetry/promql';
-import { formBody, FormBodyError, isDependencyFailure, undecodableSegment } from '@gpu-telemetry/service-kit';
-import { type ErrorRequestHandler, type Request, type RequestHandler, type Response, Router } from 'express';
+import {
+  apiRouter,
+  formBody,
+  FormBodyError,
+  isDependencyFailure,
+  undecodableSegment,
+} from '@gpu-telemetry/service-kit';
+import {
+  type ErrorRequestHandler,
+  type Request,
+  type RequestHandler,
+  type Response,
+  type Router,
+} from 'express';
 import { PROMETHEUS_COMPATIBLE_VERSION, type PrometheusService } from '../services/prometheus.service';
 import type { StoredMetadata } from '../services/prometheus.queries';
 import { sendQueryResult } from './prometheus-json';
@@ -264,7 +276,7 @@ function clientGone(res: Response): AbortSignal {
  * error types with their HTTP statuses (400 bad_data, 422 execution, 503 timeout).
  */
 export function prometheusRoutes(prometheus: PrometheusService, now: () => number = Date.now): Router {
-  const router = Router({ caseSensitive: true });
+  const router = apiRouter();
   const readForm = formBody({ limit: PROMETHEUS_FORM_LIMIT });
   const both = (path: string, handler: RequestHandler) => {
     router.get(`${PROMETHEUS_API}${path}`, readForm, handler);
@@ -399,14 +411,15 @@ const prometheusErrors: ErrorRequestHandler = (error: unknown, req, res, next) =
     return;
   }
   let answer: ApiError;
+  const segment = undecodableSegment(error);
   if (error instanceof ApiError) answer = error;
   else if (error instanceof PromQLError) answer = new ApiError(error.errorType, error.message);
   else if (error instanceof FormBodyError) answer = new ApiError('bad_data', error.message, error.status);
-  else if (undecodableSegment(error) !== undefined)
+  else if (segment !== undefined)
     // The one parameter these paths hold is /label/{name}/values' name.
     answer = new ApiError(
       'bad_data',
-      `invalid label name: ${JSON.stringify(undecodableSegment(error))} is not percent-encoded UTF-8`,
+      `invalid label name: ${JSON.stringify(segment)} is not percent-encoded UTF-8`,
     );
   else if (isDependencyFailure(error)) {
     req.log.warn({ err: error }, 'database unavailable');

@@ -1,5 +1,5 @@
-import { validate } from '@gpu-telemetry/service-kit';
-import { Router } from 'express';
+import { apiRouter, validate } from '@gpu-telemetry/service-kit';
+import type { Router } from 'express';
 import { z } from 'zod';
 import type { StorageService } from '../services/storage.service';
 
@@ -7,7 +7,7 @@ export const storageQuery = z.strictObject({});
 
 /** GET /v1/storage: what the stored telemetry costs, tier by tier. */
 export function storageRoutes(storage: StorageService): Router {
-  const router = Router({ caseSensitive: true });
+  const router = apiRouter();
   router.get('/v1/storage', async (req, res) => {
     validate(storageQuery, req.query);
     res.json(await storage.report());
