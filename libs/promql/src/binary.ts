@@ -10,6 +10,7 @@ import {
   keyWithoutLabels,
   type Labels,
   labelsKey,
+  memoizeLabels,
   METRIC_NAME,
   setLabel,
   withoutLabels,
@@ -20,38 +21,57 @@ export function dropsMetricName(op: BinaryOp): boolean {
   return op === '+' || op === '-' || op === '*' || op === '/' || op === '%' || op === '^';
 }
 
+/** The arithmetic operators, on two numbers. */
+const ARITHMETIC: Partial<Record<BinaryOp, (lhs: number, rhs: number) => number>> = {
+  '+': (l, r) => l + r,
+  '-': (l, r) => l - r,
+  '*': (l, r) => l * r,
+  '/': (l, r) => l / r,
+  '%': (l, r) => l % r,
+  '^': goPow,
+  atan2: Math.atan2,
+};
+
+/** The comparison operators, on two numbers: whether the pair is kept. */
+const COMPARISON: Partial<Record<BinaryOp, (lhs: number, rhs: number) => boolean>> = {
+  '==': (l, r) => l === r,
+  '!=': (l, r) => l !== r,
+  '>': (l, r) => l > r,
+  '<': (l, r) => l < r,
+  '>=': (l, r) => l >= r,
+  '<=': (l, r) => l <= r,
+};
+
+function notBetweenNumbers(op: BinaryOp): never {
+  throw new ExecutionError(`operator ${JSON.stringify(op)} not allowed for operations between vectors`);
+}
+
 /** The value of `lhs op rhs` and, for comparisons, whether the pair is kept. */
 export function elementBinop(op: BinaryOp, lhs: number, rhs: number): [number, boolean] {
-  switch (op) {
-    case '+':
-      return [lhs + rhs, true];
-    case '-':
-      return [lhs - rhs, true];
-    case '*':
-      return [lhs * rhs, true];
-    case '/':
-      return [lhs / rhs, true];
-    case '%':
-      return [lhs % rhs, true];
-    case '^':
-      return [goPow(lhs, rhs), true];
-    case 'atan2':
-      return [Math.atan2(lhs, rhs), true];
-    case '==':
-      return [lhs, lhs === rhs];
-    case '!=':
-      return [lhs, lhs !== rhs];
-    case '>':
-      return [lhs, lhs > rhs];
-    case '<':
-      return [lhs, lhs < rhs];
-    case '>=':
-      return [lhs, lhs >= rhs];
-    case '<=':
-      return [lhs, lhs <= rhs];
-    default:
-      throw new ExecutionError(`operator ${JSON.stringify(op)} not allowed for operations between vectors`);
-  }
+  const arithmetic = ARITHMETIC[op];
+  if (arithmetic) return [arithmetic(lhs, rhs), true];
+  const comparison = COMPARISON[op];
+  if (comparison) return [lhs, comparison(lhs, rhs)];
+  return notBetweenNumbers(op);
+}
+
+/**
+ * `l op r` for an element `l` (a vector's, the left one's between two vectors) and `r` (a scalar,
+ * or the right vector's element; with `swap`, the scalar is on the left): the result's value (a
+ * comparison keeps the element's; with `bool`, 1 or 0), or undefined where a comparison drops it.
+ * Made once per operator: the engine applies it a series at a time.
+ */
+export function elementOperator(
+  op: BinaryOp,
+  swap: boolean,
+  returnBool: boolean,
+): (vector: number, scalar: number) => number | undefined {
+  const arithmetic = ARITHMETIC[op];
+  if (arithmetic) return swap ? (v, k) => arithmetic(k, v) : (v, k) => arithmetic(v, k);
+  const holds = COMPARISON[op] ?? notBetweenNumbers(op);
+  if (returnBool) return swap ? (v, k) => (holds(k, v) ? 1 : 0) : (v, k) => (holds(v, k) ? 1 : 0);
+  // A comparison keeps the vector's value, whichever side the scalar is on.
+  return swap ? (v, k) => (holds(k, v) ? v : undefined) : (v, k) => (holds(v, k) ? v : undefined);
 }
 
 export function scalarBinop(op: BinaryOp, lhs: number, rhs: number): number {
@@ -59,33 +79,17 @@ export function scalarBinop(op: BinaryOp, lhs: number, rhs: number): number {
   return isComparisonOp(op) ? (keep ? 1 : 0) : value;
 }
 
-/** The function giving each series its matching signature for `on(...)`/`ignoring(...)`. */
+/**
+ * The function giving each series its matching signature for `on(...)`/`ignoring(...)`, worked
+ * out once per label set (a series is matched again at every step).
+ */
 export function signatureFunction(matching: VectorMatching): (labels: Labels) => string {
   if (matching.on) {
     const names = new Set(matching.labels);
-    return (labels) => keyWithLabels(labels, names);
+    return memoizeLabels((labels) => keyWithLabels(labels, names));
   }
   const names = new Set([...matching.labels, METRIC_NAME]);
-  return (labels) => keyWithoutLabels(labels, names);
-}
-
-export function vectorAnd(lhs: VSample[], rhs: VSample[], sig: (l: Labels) => string): VSample[] {
-  if (lhs.length === 0 || rhs.length === 0) return [];
-  const right = new Set(rhs.map((s) => sig(s.labels)));
-  return lhs.filter((s) => right.has(sig(s.labels)));
-}
-
-export function vectorOr(lhs: VSample[], rhs: VSample[], sig: (l: Labels) => string): VSample[] {
-  if (lhs.length === 0) return [...rhs];
-  if (rhs.length === 0) return [...lhs];
-  const left = new Set(lhs.map((s) => sig(s.labels)));
-  return [...lhs, ...rhs.filter((s) => !left.has(sig(s.labels)))];
-}
-
-export function vectorUnless(lhs: VSample[], rhs: VSample[], sig: (l: Labels) => string): VSample[] {
-  if (lhs.length === 0 || rhs.length === 0) return [...lhs];
-  const right = new Set(rhs.map((s) => sig(s.labels)));
-  return lhs.filter((s) => !right.has(sig(s.labels)));
+  return memoizeLabels((labels) => keyWithoutLabels(labels, names));
 }
 
 function matchedLabels(labels: Labels, matching: VectorMatching): Labels {
@@ -93,17 +97,38 @@ function matchedLabels(labels: Labels, matching: VectorMatching): Labels {
   return withoutLabels(labels, new Set([...matching.labels, METRIC_NAME]));
 }
 
-function resultMetric(lhs: Labels, rhs: Labels, op: BinaryOp, matching: VectorMatching): Labels {
-  let out = lhs;
-  if (dropsMetricName(op)) out = dropMetricName(out);
-  if (matching.card === 'one-to-one') {
-    out = matching.on
-      ? keepLabels(out, new Set(matching.labels))
-      : withoutLabels(out, new Set(matching.labels));
-  }
-  for (const name of matching.include) out = setLabel(out, name, getLabel(rhs, name));
-  return out;
+/**
+ * The function giving the label set of an element matched between two series: the left one's (the
+ * "many" side's) with the name dropped where the operator drops it, cut to the matching labels for
+ * one-to-one, then the `group_left(...)` labels taken from the right. Worked out once per left
+ * series (and right series where labels are taken from it), not at every step.
+ */
+export function resultMetricFunction(
+  op: BinaryOp,
+  matching: VectorMatching,
+  returnBool: boolean,
+): (lhs: Labels, rhs: Labels) => Labels {
+  const listed = new Set(matching.labels);
+  const base = memoizeLabels((lhs) => {
+    let out = lhs;
+    if (dropsMetricName(op)) out = dropMetricName(out);
+    if (matching.card === 'one-to-one')
+      out = matching.on ? keepLabels(out, listed) : withoutLabels(out, listed);
+    return returnBool && matching.include.length === 0 ? dropMetricName(out) : out;
+  });
+  if (matching.include.length === 0) return (lhs) => base(lhs);
+  const byLeft = memoizeLabels((lhs) =>
+    memoizeLabels((rhs) => {
+      let out = base(lhs);
+      for (const name of matching.include) out = setLabel(out, name, getLabel(rhs, name));
+      return returnBool ? dropMetricName(out) : out;
+    }),
+  );
+  return (lhs, rhs) => byLeft(lhs)(rhs);
 }
+
+/** The key of a result's label set, made once per set (the same sets come back at every step). */
+const metricKey = memoizeLabels(labelsKey);
 
 /**
  * Arithmetic and comparison between two instant vectors at one step, with Prometheus's matching:
@@ -117,6 +142,7 @@ export function vectorBinop(
   matching: VectorMatching,
   returnBool: boolean,
   sig: (l: Labels) => string,
+  resultMetric: (lhs: Labels, rhs: Labels) => Labels,
 ): VSample[] {
   if (lhsIn.length === 0 || rhsIn.length === 0) return [];
   const swapped = matching.card === 'one-to-many';
@@ -144,8 +170,7 @@ export function vectorBinop(
     const [computed, keep] = elementBinop(op, vl, vr);
     if (!returnBool && !keep) continue;
     const value = returnBool ? (keep ? 1 : 0) : computed;
-    let metric = resultMetric(ls.labels, rs.labels, op, matching);
-    if (returnBool) metric = dropMetricName(metric);
+    const metric = resultMetric(ls.labels, rs.labels);
     const inserted = matchedSigs.get(s);
     if (matching.card === 'one-to-one') {
       if (inserted !== undefined) {
@@ -155,7 +180,7 @@ export function vectorBinop(
       }
       matchedSigs.set(s, null);
     } else {
-      const key = labelsKey(metric);
+      const key = metricKey(metric);
       if (inserted === undefined) {
         matchedSigs.set(s, new Set([key]));
       } else if (inserted?.has(key)) {
@@ -165,30 +190,6 @@ export function vectorBinop(
       }
     }
     out.push({ labels: metric, value });
-  }
-  return out;
-}
-
-/** A vector against a scalar (`swap`: the scalar is on the left). */
-export function vectorScalarBinop(
-  op: BinaryOp,
-  vec: VSample[],
-  scalar: number,
-  swap: boolean,
-  returnBool: boolean,
-): VSample[] {
-  const out: VSample[] = [];
-  for (const s of vec) {
-    const [lv, rv] = swap ? [scalar, s.value] : [s.value, scalar];
-    let [value, keep] = elementBinop(op, lv, rv);
-    // A comparison keeps the vector's value even when the scalar is on the left.
-    if (isComparisonOp(op) && swap) value = rv;
-    if (returnBool) {
-      value = keep ? 1 : 0;
-      keep = true;
-    }
-    if (!keep) continue;
-    out.push({ labels: dropsMetricName(op) || returnBool ? dropMetricName(s.labels) : s.labels, value });
   }
   return out;
 }

@@ -10,16 +10,16 @@ import {
   type MatrixSelector,
   type SubqueryExpr,
   typeOf,
+  type VectorMatching,
   type VectorSelector,
 } from './ast';
 import {
+  dropsMetricName,
+  elementOperator,
+  resultMetricFunction,
   scalarBinop,
   signatureFunction,
-  vectorAnd,
   vectorBinop,
-  vectorOr,
-  vectorScalarBinop,
-  vectorUnless,
 } from './binary';
 import {
   BadDataError,
@@ -31,8 +31,10 @@ import {
 import {
   absentLabels,
   type CallState,
+  elementFunction,
   instantFunction,
   RANGE_FUNCTIONS,
+  relabelling,
   type StepArg,
   type VSample,
 } from './functions';
@@ -254,6 +256,9 @@ interface EvaluatorConfig {
   queryEnd: number;
   defaultSubqueryStepMs: number;
 }
+
+/** A label set as it is (operators that keep the metric name). */
+const sameLabels = (labels: Labels): Labels => labels;
 
 /** How long one query holds the event loop before letting it run (Evaluator.pause). */
 const PAUSE_EVERY_MS = 20;
@@ -521,6 +526,7 @@ class Evaluator {
     let sorted = true;
     for await (const s of this.c.source.select(vs.matchers, hints, this.c.signal)) {
       this.check(true);
+      if (this.pauseDue) await this.pause();
       const { timestamps: T, values: V } = s;
       const words = new Uint32Array(V.buffer, V.byteOffset, V.length * 2);
       let series: StepSeries | undefined;
@@ -546,21 +552,26 @@ class Evaluator {
 
   /**
    * Combines inputs step by step: `fn` gets each input's vector at a step (scalars as a single
-   * element) and returns the output vector, whose label sets must be unique.
+   * element) and returns the output vector, whose label sets must be unique; what it returns is
+   * gathered into series by label set. The label sets `fn` returns for a series are the same
+   * arrays at every step (labels.ts memoizes what operators and functions derive), so their keys
+   * are made once. Counts the samples of each step toward the clock check and lets the event loop
+   * run between steps when due: one step of a fleet-wide operator is tens of thousands of samples.
    */
-  private combine(
+  private async combine(
     grid: Grid,
     inputs: StepSeries[][],
     fn: (vectors: VSample[][], ts: number) => VSample[],
-  ): StepSeries[] {
+  ): Promise<StepSeries[]> {
     const out = new Map<string, StepSeries>();
     const vectors: VSample[][] = inputs.map(() => []);
     // One sample object per input series, its value set at each step: what `fn` gets is read
     // before the next step, and a series' labels are the same at every step.
     const samples = inputs.map((input) => input.map((s): VSample => ({ labels: s.labels, value: 0 })));
     for (let i = 0; i < grid.n; i++) {
-      this.check();
+      if (this.pauseDue) await this.pause();
       const ts = grid.start + i * grid.step;
+      let work = 1;
       for (let k = 0; k < inputs.length; k++) {
         const vec: VSample[] = [];
         const input = inputs[k];
@@ -573,23 +584,25 @@ class Evaluator {
           vec.push(sample);
         }
         vectors[k] = vec;
+        work += input.length;
       }
       const result = fn(vectors, ts);
-      const seen = new Set<string>();
       for (const r of result) {
         const key = this.keyOf(r.labels);
-        if (seen.has(key)) throw new ExecutionError('vector cannot contain metrics with the same labelset');
-        seen.add(key);
         let series = out.get(key);
         if (!series) {
           series = this.newSeries(r.labels, grid);
           out.set(key, series);
+        } else if (series.present[i]) {
+          // Already given a value at this step: two results with one label set.
+          throw new ExecutionError('vector cannot contain metrics with the same labelset');
         }
         series.values[i] = r.value;
         series.present[i] = 1;
         series.points++;
       }
       this.hold(result.length);
+      this.check(false, work + result.length);
     }
     this.release(inputs);
     return [...out.values()];
@@ -622,20 +635,200 @@ class Evaluator {
     if (lt === 'vector' && rt === 'vector') {
       const matching = e.matching ?? { card: 'one-to-one', on: false, labels: [], include: [] };
       const sig = signatureFunction(matching);
-      if (isSetOp(e.op)) {
-        const setFn = e.op === 'and' ? vectorAnd : e.op === 'or' ? vectorOr : vectorUnless;
-        return this.combine(grid, [lhs, rhs], ([l, r]) => setFn(l, r, sig));
-      }
-      return this.combine(grid, [lhs, rhs], ([l, r]) => vectorBinop(e.op, l, r, matching, e.returnBool, sig));
-    }
-    if (lt === 'vector') {
+      if (isSetOp(e.op)) return this.setOp(e.op, grid, lhs, rhs, sig);
+      const out = await this.matched(e, matching, grid, lhs, rhs, sig);
+      if (out) return out;
+      const metric = resultMetricFunction(e.op, matching, e.returnBool);
       return this.combine(grid, [lhs, rhs], ([l, r]) =>
-        vectorScalarBinop(e.op, l, r[0].value, false, e.returnBool),
+        vectorBinop(e.op, l, r, matching, e.returnBool, sig, metric),
       );
     }
-    return this.combine(grid, [lhs, rhs], ([l, r]) =>
-      vectorScalarBinop(e.op, r, l[0].value, true, e.returnBool),
-    );
+    // A vector and a scalar: each series on its own.
+    const swap = lt !== 'vector';
+    const [vector, scalar] = swap ? [rhs, lhs] : [lhs, rhs];
+    const k = (scalar[0] as StepSeries).values;
+    const element = elementOperator(e.op, swap, e.returnBool);
+    const labelsOf = dropsMetricName(e.op) || e.returnBool ? dropMetricName : sameLabels;
+    const out = await this.eachSeries(grid, vector, labelsOf, (v, i) => element(v, k[i] as number));
+    this.release([scalar]);
+    return out;
+  }
+
+  /**
+   * An operation on each series alone (an operator with a scalar, a function of one value, a
+   * relabelling), evaluated a series at a time over every step: its labels are worked out once,
+   * not at each step. `valueOf` gets a value and its step, and returns undefined to drop it.
+   */
+  private async eachSeries(
+    grid: Grid,
+    input: StepSeries[],
+    labelsOf: (labels: Labels) => Labels,
+    valueOf: (value: number, step: number) => number | undefined,
+  ): Promise<StepSeries[]> {
+    const out = new Map<string, StepSeries>();
+    for (const s of input) {
+      if (this.pauseDue) await this.pause();
+      const put = this.writer(out, labelsOf(s.labels), grid);
+      for (let i = 0; i < grid.n; i++) {
+        if (!s.present[i]) continue;
+        const value = valueOf(s.values[i] as number, i);
+        if (value !== undefined) put(i, value);
+      }
+      this.check(false, 1 + grid.n);
+    }
+    this.release([input]);
+    return [...out.values()];
+  }
+
+  /**
+   * Writes one input series' results into the output series of `labels`, made at its first value
+   * (an input that yields nothing makes none). Outputs are merged by label set, as step-by-step
+   * evaluation merges them; two values for one label set at one step is Prometheus's error.
+   */
+  private writer(
+    out: Map<string, StepSeries>,
+    labels: Labels,
+    grid: Grid,
+  ): (step: number, value: number) => void {
+    let target: StepSeries | undefined;
+    return (i, value) => {
+      if (!target) {
+        const key = this.keyOf(labels);
+        target = out.get(key);
+        if (!target) out.set(key, (target = this.newSeries(labels, grid)));
+      }
+      if (target.present[i]) throw new ExecutionError('vector cannot contain metrics with the same labelset');
+      target.values[i] = value;
+      target.present[i] = 1;
+      target.points++;
+      this.hold(1);
+    };
+  }
+
+  /**
+   * `and`, `or` and `unless` series by series: which signatures the other side has at each step
+   * is worked out once, then each series is kept or not step by step. `and` keeps a left element
+   * whose signature the right side has at its step, `unless` one whose signature it lacks (every
+   * one where the right side is empty), `or` every left element and each right one whose
+   * signature the left side lacks.
+   */
+  private async setOp(
+    op: 'and' | 'or' | 'unless',
+    grid: Grid,
+    lhs: StepSeries[],
+    rhs: StepSeries[],
+    sig: (labels: Labels) => string,
+  ): Promise<StepSeries[]> {
+    /** The steps at which any series of `side` with each signature has a value. */
+    const presentBySig = (side: StepSeries[]): Map<string, Uint8Array> => {
+      const by = new Map<string, Uint8Array>();
+      for (const s of side) {
+        const key = sig(s.labels);
+        let present = by.get(key);
+        if (!present) by.set(key, (present = new Uint8Array(grid.n)));
+        for (let i = 0; i < grid.n; i++) present[i] |= s.present[i] as number;
+      }
+      return by;
+    };
+    const anyPresent = (side: StepSeries[]): Uint8Array => {
+      const any = new Uint8Array(grid.n);
+      for (const s of side) for (let i = 0; i < grid.n; i++) any[i] |= s.present[i] as number;
+      return any;
+    };
+    const out = new Map<string, StepSeries>();
+    const copy = async (series: StepSeries[], keep: (s: StepSeries, i: number) => boolean) => {
+      for (const s of series) {
+        if (this.pauseDue) await this.pause();
+        const put = this.writer(out, s.labels, grid);
+        for (let i = 0; i < grid.n; i++) if (s.present[i] && keep(s, i)) put(i, s.values[i] as number);
+        this.check(false, 1 + grid.n);
+      }
+    };
+    const none = new Uint8Array(grid.n);
+    if (op === 'or') {
+      // Every left element; a right one where no left element of its signature is.
+      const left = presentBySig(lhs);
+      const leftAny = anyPresent(lhs);
+      await copy(lhs, () => true);
+      await copy(rhs, (s, i) => !leftAny[i] || !(left.get(sig(s.labels)) ?? none)[i]);
+    } else {
+      // A left element where the right has one of its signature (and), or has none (unless);
+      // an empty right side keeps the whole left for unless, and nothing for and.
+      const right = presentBySig(rhs);
+      const rightAny = anyPresent(rhs);
+      const wanted = op === 'and' ? 1 : 0;
+      await copy(lhs, (s, i) =>
+        rightAny[i] ? ((right.get(sig(s.labels)) ?? none)[i] as number) === wanted : wanted === 0,
+      );
+    }
+    this.release([lhs, rhs]);
+    return [...out.values()];
+  }
+
+  /**
+   * Arithmetic or comparison between two vectors, series by series: each series of the "many"
+   * side (the left one, the right for `group_right`) meets the series of its signature on the
+   * other side at the steps both have a value, and its result's label set is worked out once per
+   * pair. Where a step-by-step evaluation could fail (two series of the "one" side with a value
+   * under one signature at one step; for one-to-one, two left series of a signature; otherwise,
+   * two of a signature that would make one label set), undefined: the caller then evaluates step
+   * by step, which reports the error where and as Prometheus does.
+   */
+  private async matched(
+    e: BinaryExpr,
+    matching: VectorMatching,
+    grid: Grid,
+    lhs: StepSeries[],
+    rhs: StepSeries[],
+    sig: (labels: Labels) => string,
+  ): Promise<StepSeries[] | undefined> {
+    const swapped = matching.card === 'one-to-many';
+    const [many, one] = swapped ? [rhs, lhs] : [lhs, rhs];
+    const resultMetric = resultMetricFunction(e.op, matching, e.returnBool);
+    const bySig = (side: StepSeries[]): Map<string, StepSeries[]> => {
+      const groups = new Map<string, StepSeries[]>();
+      for (const s of side) {
+        const key = sig(s.labels);
+        const group = groups.get(key);
+        if (!group) groups.set(key, [s]);
+        else group.push(s);
+      }
+      return groups;
+    };
+    const others = bySig(one);
+    for (const group of others.values()) {
+      if (group.length === 1) continue;
+      for (let i = 0; i < grid.n; i++) {
+        let n = 0;
+        for (const s of group) n += s.present[i] as number;
+        if (n > 1) return undefined;
+      }
+    }
+    for (const [key, group] of bySig(many)) {
+      if (group.length === 1) continue;
+      if (matching.card === 'one-to-one') return undefined;
+      for (const o of others.get(key) ?? []) {
+        const made = new Set(group.map((m) => this.keyOf(resultMetric(m.labels, o.labels))));
+        if (made.size < group.length) return undefined;
+      }
+    }
+    const element = elementOperator(e.op, false, e.returnBool);
+    const out = new Map<string, StepSeries>();
+    for (const m of many) {
+      if (this.pauseDue) await this.pause();
+      for (const o of others.get(sig(m.labels)) ?? []) {
+        const put = this.writer(out, resultMetric(m.labels, o.labels), grid);
+        const [l, r] = swapped ? [o, m] : [m, o];
+        for (let i = 0; i < grid.n; i++) {
+          if (!l.present[i] || !r.present[i]) continue;
+          const value = element(l.values[i] as number, r.values[i] as number);
+          if (value !== undefined) put(i, value);
+        }
+      }
+      this.check(false, 1 + grid.n);
+    }
+    this.release([lhs, rhs]);
+    return [...out.values()];
   }
 
   private async aggregate(e: AggregateExpr, grid: Grid): Promise<StepSeries[]> {
@@ -655,7 +848,7 @@ class Evaluator {
     }
     // The rest (COLUMN_OPS): every step at once, without a vector per step.
     const input = await this.steps(e.expr, grid, enclosing);
-    const out = aggregateColumns(e.op, grouping, input, grid.n, () => this.check());
+    const out = aggregateColumns(e.op, grouping, input, grid.n, () => this.check(false, grid.n));
     this.hold(out.reduce((n, s) => n + s.points, 0));
     this.release([input]);
     return out;
@@ -677,6 +870,17 @@ class Evaluator {
         v.map((s) => ({ labels: dropMetricName(s.labels), value: s.value })),
       );
     }
+    // A function of each element's value alone, or a relabelling: each series on its own.
+    const element = elementFunction(name, e.args.length);
+    if (element) {
+      const input = await this.steps(e.args[0] as Expr, grid, enclosing);
+      return this.eachSeries(grid, input, dropMetricName, element);
+    }
+    if (name === 'label_replace' || name === 'label_join') {
+      const input = await this.steps(e.args[0] as Expr, grid, enclosing);
+      const relabel = relabelling(name, e.args.slice(1).map(stringValue), state);
+      return this.eachSeries(grid, input, relabel, (v) => v);
+    }
     const absentMatchers =
       name === 'absent' && first?.kind === 'vector_selector' ? first.matchers : undefined;
     const inputs: StepSeries[][] = [];
@@ -697,7 +901,7 @@ class Evaluator {
         const vec = vectors[k++];
         return argTypes[i] === 'scalar' ? vec[0].value : vec;
       });
-      return instantFunction(name, args, ts, state, absentMatchers);
+      return instantFunction(name, args, ts, absentMatchers);
     });
   }
 

@@ -7,6 +7,7 @@ import {
   isValidLabelName,
   keyWithoutLabels,
   type Labels,
+  memoizeLabels,
   METRIC_NAME,
   setLabel,
   withoutLabels,
@@ -82,12 +83,25 @@ const DATE: Record<string, (d: Date) => number> = {
   year: (d) => d.getUTCFullYear(),
 };
 
+/**
+ * The function of one value a function applies to each element of its only argument (`abs(v)`,
+ * `hour(v)`), or undefined where it is not one: the engine maps such a call series by series.
+ */
+export function elementFunction(name: string, argCount: number): ((v: number) => number) | undefined {
+  if (argCount !== 1) return undefined;
+  const simple = SIMPLE[name];
+  if (simple) return simple;
+  const date = DATE[name];
+  return date && ((v) => date(dateOf(v)));
+}
+
 /** Argument values of an instant-vector function at one step. */
 export type StepArg = VSample[] | number | string;
 
-/** Per-node state kept across steps (compiled regular expressions, checked label names). */
+/** Per-node state kept across steps. */
 export interface CallState {
-  regex?: AnchoredRegex;
+  /** What label_replace or label_join makes of each input label set (checked once, made once a set). */
+  relabel?: (labels: Labels) => Labels;
 }
 
 /**
@@ -98,21 +112,15 @@ export function instantFunction(
   name: string,
   args: StepArg[],
   ts: number,
-  state: CallState,
   absentMatchers?: readonly Matcher[],
 ): VSample[] {
   const vec = () => args[0] as VSample[];
   const num = (i: number) => args[i] as number;
-  const str = (i: number) => args[i] as string;
 
-  const simple = SIMPLE[name];
-  if (simple) return vec().map((s) => ({ labels: dropMetricName(s.labels), value: simple(s.value) }));
-
+  // Functions of each element's value alone (elementFunction) and label_replace/label_join are
+  // evaluated by the engine a series at a time, not here.
   const date = DATE[name];
-  if (date) {
-    if (args.length === 0) return [{ labels: [], value: date(dateOf(Math.trunc(ts / 1000))) }];
-    return vec().map((s) => ({ labels: dropMetricName(s.labels), value: date(dateOf(s.value)) }));
-  }
+  if (date && args.length === 0) return [{ labels: [], value: date(dateOf(Math.trunc(ts / 1000))) }];
 
   switch (name) {
     case 'time':
@@ -154,10 +162,6 @@ export function instantFunction(
       return sortVector(vec(), (a, b) => (Number.isNaN(b) ? true : a > b));
     case 'absent':
       return vec().length > 0 ? [] : [{ labels: absentLabels(absentMatchers), value: 1 }];
-    case 'label_replace':
-      return labelReplace(vec(), str(1), str(2), str(3), str(4), state);
-    case 'label_join':
-      return labelJoin(vec(), str(1), str(2), args.slice(3) as string[]);
     case 'histogram_quantile':
       return histogramQuantile(num(0), args[1] as VSample[]);
     case 'histogram_count':
@@ -205,49 +209,52 @@ export function absentLabels(matchers: readonly Matcher[] | undefined): Labels {
   return labels;
 }
 
-function labelReplace(
-  vec: VSample[],
-  dst: string,
-  replacement: string,
-  src: string,
-  regex: string,
+/**
+ * What label_replace or label_join (`name`, its string arguments after the vector) makes of each
+ * label set: checked once, and made once per series (its first step), counted then against the
+ * made-label bounds. Kept in the call's state for its later steps.
+ */
+export function relabelling(
+  name: string,
+  strings: readonly string[],
   state: CallState,
-): VSample[] {
-  if (!state.regex) {
+): (labels: Labels) => Labels {
+  if (state.relabel) return state.relabel;
+  const [dst = '', ...rest] = strings;
+  let derive: (labels: Labels) => Labels;
+  if (name === 'label_replace') {
+    const [replacement = '', src = '', regex = ''] = rest;
+    let re: AnchoredRegex;
     try {
-      state.regex = compileAnchoredRegex(regex);
+      re = compileAnchoredRegex(regex);
     } catch {
       throw new ExecutionError(`invalid regular expression in label_replace(): ${regex}`);
     }
     if (!isValidLabelName(dst))
       throw new ExecutionError(`invalid destination label name in label_replace(): ${dst}`);
-  }
-  const re = state.regex;
-  const made = madeLabels('label_replace', dst);
-  return vec.map((s) => {
-    const match = re.exec(getLabel(s.labels, src));
-    if (!match) return s;
-    const value = expandTemplate(replacement, match, MAX_MADE_LABEL);
-    return { labels: setLabel(s.labels, dst, made(value)), value: s.value };
-  });
-}
-
-function labelJoin(vec: VSample[], dst: string, separator: string, sources: string[]): VSample[] {
-  for (const src of sources) {
-    if (!isValidLabelName(src)) throw new ExecutionError(`invalid source label name in label_join(): ${src}`);
-  }
-  if (!isValidLabelName(dst))
-    throw new ExecutionError(`invalid destination label name in label_join(): ${dst}`);
-  const made = madeLabels('label_join', dst);
-  return vec.map((s) => {
-    const parts = sources.map((src) => getLabel(s.labels, src));
-    let length = separator.length * Math.max(0, parts.length - 1);
-    for (const part of parts) length += part.length;
-    return {
-      labels: setLabel(s.labels, dst, made(length > MAX_MADE_LABEL ? undefined : parts.join(separator))),
-      value: s.value,
+    const made = madeLabels('label_replace', dst);
+    derive = (labels) => {
+      const match = re.exec(getLabel(labels, src));
+      if (!match) return labels;
+      return setLabel(labels, dst, made(expandTemplate(replacement, match, MAX_MADE_LABEL)));
     };
-  });
+  } else {
+    const [separator = '', ...sources] = rest;
+    for (const src of sources) {
+      if (!isValidLabelName(src))
+        throw new ExecutionError(`invalid source label name in label_join(): ${src}`);
+    }
+    if (!isValidLabelName(dst))
+      throw new ExecutionError(`invalid destination label name in label_join(): ${dst}`);
+    const made = madeLabels('label_join', dst);
+    derive = (labels) => {
+      const parts = sources.map((src) => getLabel(labels, src));
+      let length = separator.length * Math.max(0, parts.length - 1);
+      for (const part of parts) length += part.length;
+      return setLabel(labels, dst, made(length > MAX_MADE_LABEL ? undefined : parts.join(separator)));
+    };
+  }
+  return (state.relabel = memoizeLabels(derive));
 }
 
 /**

@@ -57,8 +57,34 @@ export function compareLabels(a: Labels, b: Labels): number {
   return a.length - b.length;
 }
 
+/**
+ * Label sets without their metric name, by the set they came from. Operators and functions drop
+ * the name of the same series at every step: one array per series, not one per step, and the same
+ * array each time, so what is keyed by label set (the engine's keys) is worked out once.
+ */
+const withoutName = new WeakMap<Labels, Labels>();
+
 export function dropMetricName(labels: Labels): Labels {
-  return labels.some((l) => l.name === METRIC_NAME) ? labels.filter((l) => l.name !== METRIC_NAME) : labels;
+  if (!labels.some((l) => l.name === METRIC_NAME)) return labels;
+  let dropped = withoutName.get(labels);
+  if (dropped === undefined) {
+    dropped = labels.filter((l) => l.name !== METRIC_NAME);
+    withoutName.set(labels, dropped);
+  }
+  return dropped;
+}
+
+/**
+ * `derive` as a function of a label set alone, worked out once per set: a series' labels are the
+ * same array at every step, so its derived set (and that set's key) is made once, not per step.
+ */
+export function memoizeLabels<T>(derive: (labels: Labels) => T): (labels: Labels) => T {
+  const made = new WeakMap<Labels, { value: T }>();
+  return (labels) => {
+    let found = made.get(labels);
+    if (found === undefined) made.set(labels, (found = { value: derive(labels) }));
+    return found.value;
+  };
 }
 
 export function keepLabels(labels: Labels, names: ReadonlySet<string>): Labels {
