@@ -461,6 +461,37 @@ describe('aggregations', () => {
   });
 });
 
+describe('number literals', () => {
+  const engine = new PromQLEngine({ source: new MemorySeriesSource() });
+  const scalar = async (query: string) => toPrometheusData(await engine.instantQuery(query, 0));
+
+  it.each([
+    ['5.', '5'],
+    ['5. + 1', '6'],
+    ['5.e2', '500'],
+    ['-5.E-1', '-0.5'],
+    ['0X1F', '31'],
+    ['0x1f', '31'],
+    ['017', '15'],
+    ['08', '8'],
+    ['.5', '0.5'],
+    ['vector(2.)', undefined],
+  ])('reads %s as Prometheus does', async (query, value) => {
+    const data = await scalar(query);
+    if (value === undefined)
+      expect(data).toMatchObject({ resultType: 'vector', result: [{ value: [0, '2'] }] });
+    else expect(data).toEqual({ resultType: 'scalar', result: [0, value] });
+  });
+
+  it.each([
+    ['1_000', '1:1: parse error: bad number or duration syntax: "1"'],
+    ['1.5.', '1:4: parse error: unexpected "."'],
+    ['5.e', '1:3: parse error: unexpected "e"'],
+  ])('refuses %s', async (query, message) => {
+    await expect(engine.instantQuery(query, 0)).rejects.toThrow(message);
+  });
+});
+
 describe('functions', () => {
   it('evaluates every function the parser accepts (Prometheus 2 has no other)', async () => {
     const source = new MemorySeriesSource().add({ __name__: 'm', a: 'x' }, every15s([1, 2, 3, 4, 5]));

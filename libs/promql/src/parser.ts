@@ -62,8 +62,16 @@ const RENAMED_FOR_GRAMMAR: Record<string, string> = { holt_winters: 'day_of_mont
 
 const WORD = /[a-z_]+/y;
 const CALL = /\s*\(/y;
+/** `0X1f`, and a number ending in its point (`5.`, `5.e2`), which Prometheus reads and lezer does not. */
+const GO_NUMBER = /0X|([0-9]+)\.(?![0-9])([eE][+-]?[0-9]+)?/y;
 
-function withRemovedFunctionsRenamed(query: string): string {
+/**
+ * The query as the published grammar can read it, every position unchanged: functions it no longer
+ * knows renamed (RENAMED_FOR_GRAMMAR), and numbers Prometheus's lexer takes but lezer's does not
+ * (`0X1F`, `5.`, `5.e2`) written as the same number in the same length (`0x1F`, `5 `, `5e2 `).
+ * The converter reads names and numbers from the original text.
+ */
+function forGrammar(query: string): string {
   let out = '';
   let quote = '';
   for (let i = 0; i < query.length; i++) {
@@ -78,6 +86,16 @@ function withRemovedFunctionsRenamed(query: string): string {
       quote = c;
       out += c;
       continue;
+    }
+    if (c >= '0' && c <= '9' && (i === 0 || !/[\w:.]/.test(query[i - 1] as string))) {
+      GO_NUMBER.lastIndex = i;
+      const number = GO_NUMBER.exec(query);
+      if (number) {
+        const [text, digits, exponent] = number;
+        out += digits === undefined ? '0x' : (digits + (exponent ?? '')).padEnd(text.length);
+        i += text.length - 1;
+        continue;
+      }
     }
     // A word is read once, from its start: matching at every position of a long run of letters
     // would cost the square of its length.
@@ -123,11 +141,15 @@ const MAX_INT64_FLOAT = 2 ** 63;
 type SyntaxNode = ReturnType<typeof lezerParser.parse>['topNode'];
 
 class Converter {
+  /** The query as lezer reads it (forGrammar): numbers are read from it, all else from the query. */
+  private grammarText = '';
+
   constructor(private readonly query: string) {}
 
   parse(): Expr {
     this.checkNesting();
-    const tree = lezerParser.parse(withRemovedFunctionsRenamed(this.query));
+    this.grammarText = forGrammar(this.query);
+    const tree = lezerParser.parse(this.grammarText);
     const top = tree.topNode;
     const children = this.children(top);
     if (children.length === 0) this.fail(0, 'no expression found in input');
@@ -232,9 +254,9 @@ class Converter {
     }
   }
 
-  /** Go's strconv number rules: `0x1f`, `010` (octal), `1_000`, `1e3`, `.5`, `Inf`, `NaN`. */
+  /** Prometheus's number rules: `0x1f`, `010` (octal), `1e3`, `.5`, `5.`, `Inf`, `NaN`; no `1_000`. */
   private number(node: SyntaxNode): number {
-    const raw = this.text(node);
+    const raw = this.grammarText.slice(node.from, node.to);
     let sign = 1;
     let body = raw.trim();
     if (body.startsWith('-') || body.startsWith('+')) {
@@ -244,11 +266,17 @@ class Converter {
     const lower = body.toLowerCase();
     if (lower === 'inf') return sign * Infinity;
     if (lower === 'nan') return NaN;
+    // Prometheus's lexer ends a number at an underscore, which is then out of place.
+    const underscore = body.indexOf('_');
+    if (underscore >= 0)
+      this.fail(
+        this.pos(node),
+        `bad number or duration syntax: ${JSON.stringify(body.slice(0, underscore))}`,
+      );
     let value: number;
-    if (/^0x[0-9a-f_]+$/.test(lower)) value = Number(lower.replace(/_/g, ''));
-    else if (/^0[0-7_]+$/.test(lower)) value = parseInt(lower.replace(/_/g, ''), 8);
-    else if (/^([0-9][0-9_]*(\.[0-9_]*)?|\.[0-9][0-9_]*)(e[+-]?[0-9_]+)?$/.test(lower))
-      value = Number(lower.replace(/_/g, ''));
+    if (/^0x[0-9a-f]+$/.test(lower)) value = Number(lower);
+    else if (/^0[0-7]+$/.test(lower)) value = parseInt(lower, 8);
+    else if (/^([0-9]+(\.[0-9]*)?|\.[0-9]+)(e[+-]?[0-9]+)?$/.test(lower)) value = Number(lower);
     else return this.fail(this.pos(node), `unexpected duration ${JSON.stringify(body)}, expected a number`);
     if (Number.isNaN(value)) this.fail(this.pos(node), `error parsing number: ${JSON.stringify(body)}`);
     if (!Number.isFinite(value)) {
