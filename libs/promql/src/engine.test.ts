@@ -522,6 +522,8 @@ describe('errors', () => {
       '1:6: parse error: expected type range vector in call to function "rate", got instant vector',
     ],
     ['sum(x', '1:6: parse error: unexpected end of input'],
+    ['', '1:1: parse error: no expression found in input'],
+    ['  # only a comment\n', '1:1: parse error: no expression found in input'],
     ['x + bool 1', '1:3: parse error: bool modifier can only be used on comparison operators'],
     ['{job=~".*"}', '1:1: parse error: vector selector must contain at least one non-empty matcher'],
     [

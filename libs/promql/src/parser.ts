@@ -147,6 +147,8 @@ class Converter {
   constructor(private readonly query: string) {}
 
   parse(): Expr {
+    // Nothing but spaces and comments: said as Prometheus says it, before lezer calls it an end.
+    if (this.query.replace(/#[^\n]*/g, '').trim() === '') this.fail(0, 'no expression found in input');
     this.checkNesting();
     this.grammarText = forGrammar(this.query);
     const tree = lezerParser.parse(this.grammarText);

@@ -167,6 +167,36 @@ export const prometheusOperations: Operation[] = [
       400: BAD_DATA,
     },
   },
+  ...getAndPost(
+    '/query_exemplars',
+    'Exemplars of the series a query selects: none are kept, so always an empty list (Grafana asks when its exemplars toggle is on)',
+    z.object({ query: z.string().describe('PromQL'), start: time.optional(), end: time.optional() }),
+    {
+      200: { description: 'An empty list', schema: success(z.array(z.never())) },
+      400: BAD_DATA,
+    },
+  ),
+  {
+    method: 'get',
+    path: path('/rules'),
+    summary:
+      "Alerting and recording rules: none are evaluated here, so no groups (Grafana's Alerting pages ask every Prometheus data source)",
+    tags,
+    query: z.object({ type: z.enum(['alert', 'record']).optional().describe('Case-insensitive') }),
+    responses: {
+      200: { description: 'No rule groups', schema: success(z.object({ groups: z.array(z.never()) })) },
+      400: BAD_DATA,
+    },
+  },
+  {
+    method: 'get',
+    path: path('/alerts'),
+    summary: 'Active alerts: no rules are evaluated here, so none',
+    tags,
+    responses: {
+      200: { description: 'No alerts', schema: success(z.object({ alerts: z.array(z.never()) })) },
+    },
+  },
   {
     method: 'get',
     path: path('/status/buildinfo'),

@@ -683,6 +683,45 @@ describe('metadata and build information', () => {
   });
 });
 
+describe('what Grafana asks beyond queries: exemplars, rules and alerts', () => {
+  it('answers as a Prometheus without exemplars or rules does, GET and POST where Prometheus takes both', async () => {
+    const query = 'rate(DCGM_FI_PROF_PCIE_TX_BYTES[5m])';
+    expect(
+      (await api(hot).get(`${API}/query_exemplars`).query({ query, start: '0', end: '60' }).expect(200)).body,
+    ).toEqual({ status: 'success', data: [] });
+    expect(
+      (await api(hot).post(`${API}/query_exemplars`).type('form').send({ query }).expect(200)).body,
+    ).toEqual({ status: 'success', data: [] });
+    expect((await api(hot).get(`${API}/rules`).expect(200)).body).toEqual({
+      status: 'success',
+      data: { groups: [] },
+    });
+    expect((await api(hot).get(`${API}/rules?type=ALERT`).expect(200)).body.data).toEqual({ groups: [] });
+    expect((await api(hot).get(`${API}/alerts`).expect(200)).body).toEqual({
+      status: 'success',
+      data: { alerts: [] },
+    });
+  });
+
+  it('refuses what Prometheus refuses, in its words', async () => {
+    const refused = async (url: string, error: string) => {
+      const res = await api(hot).get(url).expect(400);
+      expect(res.body).toEqual({ status: 'error', errorType: 'bad_data', error });
+    };
+    await refused(`${API}/query_exemplars?query=1%20%2B`, '1:4: parse error: unexpected end of input');
+    await refused(`${API}/query_exemplars`, '1:1: parse error: no expression found in input');
+    await refused(
+      `${API}/query_exemplars?query=up&start=10&end=5`,
+      'end timestamp must not be before start timestamp',
+    );
+    await refused(
+      `${API}/query_exemplars?query=up&start=yesterday`,
+      'invalid parameter "start": cannot parse "yesterday" to a valid timestamp',
+    );
+    await refused(`${API}/rules?type=x`, 'invalid parameter "type": not supported value "x"');
+  });
+});
+
 describe('hostile input', () => {
   it('answers any parameters with a success or a 4xx in the envelope, never a 5xx', async () => {
     const text = fc.oneof(

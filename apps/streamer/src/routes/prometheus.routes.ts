@@ -400,6 +400,36 @@ export function prometheusRoutes(prometheus: PrometheusService, now: () => numbe
     });
   });
 
+  // What Grafana asks of a Prometheus data source beyond queries: exemplars (the query editor's
+  // toggle) and the data source's own alerting and recording rules (its Alerting pages). This
+  // store keeps no exemplars and evaluates no rules, so each answers as a Prometheus without them
+  // does, after checking its parameters as Prometheus does.
+  both('/query_exemplars', (req, res) => {
+    const params = new Params(req);
+    const startMs = timeParam(params, 'start', MIN_TIME_MS);
+    const endMs = timeParam(params, 'end', MAX_TIME_MS);
+    if (endMs < startMs) throw new ApiError('bad_data', 'end timestamp must not be before start timestamp');
+    try {
+      parseExpr(params.get('query'));
+    } catch (error) {
+      // Prometheus gives this one's parse error bare, not as an invalid parameter.
+      if (error instanceof BadDataError) throw new ApiError('bad_data', error.message);
+      throw error;
+    }
+    send(res, { data: [] });
+  });
+
+  router.get(`${PROMETHEUS_API}/rules`, readForm, (req, res) => {
+    const type = new Params(req).get('type').toLowerCase();
+    if (type !== '' && type !== 'alert' && type !== 'record')
+      throw invalidParam('type', `not supported value ${quote(type)}`);
+    send(res, { data: { groups: [] } });
+  });
+
+  router.get(`${PROMETHEUS_API}/alerts`, readForm, (_req, res) => {
+    send(res, { data: { alerts: [] } });
+  });
+
   router.use(prometheusErrors);
   return router;
 }
