@@ -485,6 +485,8 @@ describe('number literals', () => {
     ['0x1f', '31'],
     ['017', '15'],
     ['08', '8'],
+    ['010.', '10'],
+    ["# it's a comment, its quote opens no string\n5.", '5'],
     ['.5', '0.5'],
     ['vector(2.)', undefined],
   ])('reads %s as Prometheus does', async (query, value) => {
@@ -497,7 +499,8 @@ describe('number literals', () => {
   it.each([
     ['1_000', '1:1: parse error: bad number or duration syntax: "1"'],
     ['1.5.', '1:4: parse error: unexpected "."'],
-    ['5.e', '1:3: parse error: unexpected "e"'],
+    ['5.e', '1:2: parse error: unexpected "."'],
+    ['5.atan2 1', '1:2: parse error: unexpected "."'],
   ])('refuses %s', async (query, message) => {
     await expect(engine.instantQuery(query, 0)).rejects.toThrow(message);
   });

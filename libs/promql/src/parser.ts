@@ -62,8 +62,11 @@ const RENAMED_FOR_GRAMMAR: Record<string, string> = { holt_winters: 'day_of_mont
 
 const WORD = /[a-z_]+/y;
 const CALL = /\s*\(/y;
-/** `0X1f`, and a number ending in its point (`5.`, `5.e2`), which Prometheus reads and lezer does not. */
-const GO_NUMBER = /0X|([0-9]+)\.(?![0-9])([eE][+-]?[0-9]+)?/y;
+/**
+ * `0X1f`, and a number ending in its point (`5.`, `5.e2`) where a token ends, which Prometheus
+ * reads and lezer does not.
+ */
+const GO_NUMBER = /0X|([0-9]+)\.(?![0-9])([eE][+-]?[0-9]+)?(?![\w:.])/y;
 
 /**
  * The query as the published grammar can read it, every position unchanged: functions it no longer
@@ -85,6 +88,14 @@ function forGrammar(query: string): string {
     if (c === '"' || c === "'" || c === '`') {
       quote = c;
       out += c;
+      continue;
+    }
+    if (c === '#') {
+      // A comment, to the end of its line: its quotes open no string.
+      const end = query.indexOf('\n', i);
+      const to = end < 0 ? query.length : end;
+      out += query.slice(i, to);
+      i = to - 1;
       continue;
     }
     if (c >= '0' && c <= '9' && (i === 0 || !/[\w:.]/.test(query[i - 1] as string))) {
@@ -275,9 +286,11 @@ class Converter {
         this.pos(node),
         `bad number or duration syntax: ${JSON.stringify(body.slice(0, underscore))}`,
       );
+    // Written with a point after it (`010.`, read as `010` here: forGrammar), it is decimal.
+    const pointed = this.query[node.to] === '.' && this.grammarText[node.to] === ' ';
     let value: number;
     if (/^0x[0-9a-f]+$/.test(lower)) value = Number(lower);
-    else if (/^0[0-7]+$/.test(lower)) value = parseInt(lower, 8);
+    else if (/^0[0-7]+$/.test(lower) && !pointed) value = parseInt(lower, 8);
     else if (/^([0-9]+(\.[0-9]*)?|\.[0-9]+)(e[+-]?[0-9]+)?$/.test(lower)) value = Number(lower);
     else return this.fail(this.pos(node), `unexpected duration ${JSON.stringify(body)}, expected a number`);
     if (Number.isNaN(value)) this.fail(this.pos(node), `error parsing number: ${JSON.stringify(body)}`);
