@@ -486,6 +486,9 @@ describe('number literals', () => {
     ['017', '15'],
     ['08', '8'],
     ['010.', '10'],
+    // Past int64, an octal-looking number is decimal (Go's ParseFloat after ParseInt fails).
+    ['0777777777777777777777777', '777777777777777800000000'],
+    ['0x7fffffffffffffff', '9223372036854776000'],
     ["# it's a comment, its quote opens no string\n5.", '5'],
     ['.5', '0.5'],
     ['vector(2.)', undefined],
@@ -498,6 +501,10 @@ describe('number literals', () => {
 
   it.each([
     ['1_000', '1:1: parse error: bad number or duration syntax: "1"'],
+    [
+      '0xffffffffffffffffff',
+      '1:1: parse error: error parsing number: strconv.ParseFloat: parsing "0xffffffffffffffffff": invalid syntax',
+    ],
     ['1.5.', '1:4: parse error: unexpected "."'],
     ['5.e', '1:2: parse error: unexpected "."'],
     ['5.atan2 1', '1:2: parse error: unexpected "."'],

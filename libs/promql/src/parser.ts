@@ -125,6 +125,8 @@ function forGrammar(query: string): string {
   return out;
 }
 
+const MAX_INT64 = 2n ** 63n - 1n;
+
 const BINARY_OPS: Record<string, BinaryOp> = {
   Pow: '^',
   Mul: '*',
@@ -289,8 +291,18 @@ class Converter {
     // Written with a point after it (`010.`, read as `010` here: forGrammar), it is decimal.
     const pointed = this.query[node.to] === '.' && this.grammarText[node.to] === ' ';
     let value: number;
-    if (/^0x[0-9a-f]+$/.test(lower)) value = Number(lower);
-    else if (/^0[0-7]+$/.test(lower) && !pointed) value = parseInt(lower, 8);
+    // Integers are read as Go's ParseInt reads them, up to int64; past it, as ParseFloat would read
+    // the same text: an octal-looking one as decimal, a hex one not at all.
+    const int64 = (text: string) => BigInt(text) <= MAX_INT64;
+    if (/^0x[0-9a-f]+$/.test(lower)) {
+      if (!int64(lower))
+        this.fail(
+          this.pos(node),
+          `error parsing number: strconv.ParseFloat: parsing ${JSON.stringify(body)}: invalid syntax`,
+        );
+      value = Number(lower);
+    } else if (/^0[0-7]+$/.test(lower) && !pointed && int64(`0o${lower.slice(1)}`))
+      value = parseInt(lower, 8);
     else if (/^([0-9]+(\.[0-9]*)?|\.[0-9]+)(e[+-]?[0-9]+)?$/.test(lower)) value = Number(lower);
     else return this.fail(this.pos(node), `unexpected duration ${JSON.stringify(body)}, expected a number`);
     if (Number.isNaN(value)) this.fail(this.pos(node), `error parsing number: ${JSON.stringify(body)}`);
