@@ -3,6 +3,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { context } from '@opentelemetry/api';
 import express, { type Express, type NextFunction, type Request, type Response, Router } from 'express';
 import { UnsupportedMediaTypeError } from '@gpu-telemetry/model';
+import { spellUtf8AsTheParserDoes } from './json-charset';
 import type { Logger } from 'pino';
 import { errorHandler } from './error-handler';
 import type { ServiceMetrics } from './metrics';
@@ -260,6 +261,7 @@ export function createServiceApp(options: ServiceAppOptions): Express {
 
   // Bodies are JSON. Anything else with a body is a 415, not a confusing "field required".
   app.use((req: Request, _res: Response, next: NextFunction) => {
+    spellUtf8AsTheParserDoes(req.headers);
     const hasBody =
       Number(req.headers['content-length'] ?? 0) > 0 || req.headers['transfer-encoding'] !== undefined;
     if (hasBody && !req.is(['application/json', 'application/*+json'])) {
