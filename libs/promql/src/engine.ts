@@ -730,36 +730,27 @@ class Evaluator {
       }
       return by;
     };
-    const anyPresent = (side: StepSeries[]): Uint8Array => {
-      const any = new Uint8Array(grid.n);
-      for (const s of side) for (let i = 0; i < grid.n; i++) any[i] |= s.present[i] as number;
-      return any;
-    };
+    const none = new Uint8Array(grid.n);
     const out = new Map<string, StepSeries>();
-    const copy = async (series: StepSeries[], keep: (s: StepSeries, i: number) => boolean) => {
+    /** Copies each series' values at the steps where the other side's signature is `want` (0 or 1). */
+    const copy = async (series: StepSeries[], other: Map<string, Uint8Array> | undefined, want: number) => {
       for (const s of series) {
         if (this.pauseDue) await this.pause();
         const put = this.writer(out, s.labels, grid);
-        for (let i = 0; i < grid.n; i++) if (s.present[i] && keep(s, i)) put(i, s.values[i] as number);
+        const there = other ? (other.get(sig(s.labels)) ?? none) : undefined;
+        for (let i = 0; i < grid.n; i++) {
+          if (s.present[i] && (!there || there[i] === want)) put(i, s.values[i] as number);
+        }
         this.check(false, 1 + grid.n);
       }
     };
-    const none = new Uint8Array(grid.n);
     if (op === 'or') {
       // Every left element; a right one where no left element of its signature is.
-      const left = presentBySig(lhs);
-      const leftAny = anyPresent(lhs);
-      await copy(lhs, () => true);
-      await copy(rhs, (s, i) => !leftAny[i] || !(left.get(sig(s.labels)) ?? none)[i]);
+      await copy(lhs, undefined, 1);
+      await copy(rhs, presentBySig(lhs), 0);
     } else {
-      // A left element where the right has one of its signature (and), or has none (unless);
-      // an empty right side keeps the whole left for unless, and nothing for and.
-      const right = presentBySig(rhs);
-      const rightAny = anyPresent(rhs);
-      const wanted = op === 'and' ? 1 : 0;
-      await copy(lhs, (s, i) =>
-        rightAny[i] ? ((right.get(sig(s.labels)) ?? none)[i] as number) === wanted : wanted === 0,
-      );
+      // A left element where the right has one of its signature (and), or has none (unless).
+      await copy(lhs, presentBySig(rhs), op === 'and' ? 1 : 0);
     }
     this.release([lhs, rhs]);
     return [...out.values()];
