@@ -31,6 +31,7 @@ import {
 import {
   absentLabels,
   type CallState,
+  ELEMENT_WITH_SCALARS,
   elementFunction,
   instantFunction,
   RANGE_FUNCTIONS,
@@ -866,6 +867,21 @@ class Evaluator {
     if (element) {
       const input = await this.steps(e.args[0] as Expr, grid, enclosing);
       return this.eachSeries(grid, input, dropMetricName, element);
+    }
+    const withScalars = ELEMENT_WITH_SCALARS[name];
+    if (withScalars) {
+      // The timestamp of a computed vector is its step's time (a selector's is read above).
+      const input = await this.steps(e.args[0] as Expr, grid, enclosing);
+      const args: StepSeries[][] = [];
+      for (const arg of e.args.slice(1)) args.push(await this.steps(arg, grid, enclosing));
+      const columns = args.map(([scalar]) => (scalar as StepSeries).values);
+      const scalars = columns.map(() => NaN);
+      const out = await this.eachSeries(grid, input, dropMetricName, (v, i) => {
+        for (let k = 0; k < columns.length; k++) scalars[k] = (columns[k] as Float64Array)[i] as number;
+        return withScalars(v, scalars, grid.start + i * grid.step);
+      });
+      this.release(args);
+      return out;
     }
     if (name === 'label_replace' || name === 'label_join') {
       const input = await this.steps(e.args[0] as Expr, grid, enclosing);

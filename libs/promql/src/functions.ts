@@ -2,7 +2,6 @@ import { ExecutionError } from './errors';
 import { formatValue } from './format';
 import {
   BUCKET_LABEL,
-  dropMetricName,
   getLabel,
   isValidLabelName,
   keyWithoutLabels,
@@ -95,6 +94,25 @@ export function elementFunction(name: string, argCount: number): ((v: number) =>
   return date && ((v) => date(dateOf(v)));
 }
 
+/**
+ * Functions of each element's value and the call's scalar arguments at its step (`clamp(v, min,
+ * max)`, `round(v, to)`), or the step's time (`timestamp` of a computed vector); undefined drops
+ * the element. The engine maps such a call series by series.
+ */
+export const ELEMENT_WITH_SCALARS: Record<
+  string,
+  (v: number, scalars: readonly number[], tsMs: number) => number | undefined
+> = {
+  clamp: (v, [min = NaN, max = NaN]) => (max < min ? undefined : Math.max(min, Math.min(max, v))),
+  clamp_min: (v, [min = NaN]) => Math.max(min, v),
+  clamp_max: (v, [max = NaN]) => Math.min(max, v),
+  round: (v, [to = 1]) => {
+    const toNearestInverse = 1 / to;
+    return Math.floor(v * toNearestInverse + 0.5) / toNearestInverse;
+  },
+  timestamp: (_v, _scalars, tsMs) => tsMs / 1000,
+};
+
 /** Argument values of an instant-vector function at one step. */
 export type StepArg = VSample[] | number | string;
 
@@ -117,8 +135,8 @@ export function instantFunction(
   const vec = () => args[0] as VSample[];
   const num = (i: number) => args[i] as number;
 
-  // Functions of each element's value alone (elementFunction) and label_replace/label_join are
-  // evaluated by the engine a series at a time, not here.
+  // Functions of each element's value (elementFunction, ELEMENT_WITH_SCALARS) and
+  // label_replace/label_join are evaluated by the engine a series at a time, not here.
   const date = DATE[name];
   if (date && args.length === 0) return [{ labels: [], value: date(dateOf(Math.trunc(ts / 1000))) }];
 
@@ -133,29 +151,6 @@ export function instantFunction(
       const v = vec();
       return [{ labels: [], value: v.length === 1 ? v[0].value : NaN }];
     }
-    case 'clamp': {
-      const min = num(1);
-      const max = num(2);
-      if (max < min) return [];
-      return vec().map((s) => ({
-        labels: dropMetricName(s.labels),
-        value: Math.max(min, Math.min(max, s.value)),
-      }));
-    }
-    case 'clamp_min':
-      return vec().map((s) => ({ labels: dropMetricName(s.labels), value: Math.max(num(1), s.value) }));
-    case 'clamp_max':
-      return vec().map((s) => ({ labels: dropMetricName(s.labels), value: Math.min(num(1), s.value) }));
-    case 'round': {
-      const toNearestInverse = 1 / (args.length > 1 ? num(1) : 1);
-      return vec().map((s) => ({
-        labels: dropMetricName(s.labels),
-        value: Math.floor(s.value * toNearestInverse + 0.5) / toNearestInverse,
-      }));
-    }
-    case 'timestamp':
-      // Of a computed vector, the evaluation time (the engine reads a selector's sample times itself).
-      return vec().map((s) => ({ labels: dropMetricName(s.labels), value: ts / 1000 }));
     case 'sort':
       return sortVector(vec(), (a, b) => (Number.isNaN(b) ? true : a < b));
     case 'sort_desc':
