@@ -286,6 +286,8 @@ describe('operators and functions over a range, a series at a time', () => {
     'clamp_max(util, scalar(temp{host="b"}))',
     'round(util / 3, 0.5)',
     'timestamp(util * 1)',
+    'sort_desc(util)',
+    'sort(util > 30 or temp)',
     'label_replace(util, "node", "$1", "host", "(.*)")',
     'label_replace(util, "host", "x", "gpu", "1")',
     'temp / util',

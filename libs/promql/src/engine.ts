@@ -862,6 +862,12 @@ class Evaluator {
         v.map((s) => ({ labels: dropMetricName(s.labels), value: s.value })),
       );
     }
+    // Over more than one step, sort and sort_desc change nothing: a range query's series come out
+    // in label order, and Prometheus keeps no order between steps (its docs say sort affects
+    // instant queries only). Sorting every step of a fleet cost seconds for nothing.
+    if ((name === 'sort' || name === 'sort_desc') && grid.n > 1) {
+      return this.steps(e.args[0] as Expr, grid, enclosing);
+    }
     // A function of each element's value alone, or a relabelling: each series on its own.
     const element = elementFunction(name, e.args.length);
     if (element) {
