@@ -9,7 +9,7 @@ import {
   keyWithLabels,
   keyWithoutLabels,
   type Labels,
-  labelsKey,
+  labelsKeyOf,
   memoizeLabels,
   METRIC_NAME,
   setLabel,
@@ -116,7 +116,7 @@ export function resultMetricFunction(
       out = matching.on ? keepLabels(out, listed) : withoutLabels(out, listed);
     return returnBool && matching.include.length === 0 ? dropMetricName(out) : out;
   });
-  if (matching.include.length === 0) return (lhs) => base(lhs);
+  if (matching.include.length === 0) return base;
   const byLeft = memoizeLabels((lhs) =>
     memoizeLabels((rhs) => {
       let out = base(lhs);
@@ -126,9 +126,6 @@ export function resultMetricFunction(
   );
   return (lhs, rhs) => byLeft(lhs)(rhs);
 }
-
-/** The key of a result's label set, made once per set (the same sets come back at every step). */
-const metricKey = memoizeLabels(labelsKey);
 
 /**
  * Arithmetic and comparison between two instant vectors at one step, with Prometheus's matching:
@@ -180,7 +177,7 @@ export function vectorBinop(
       }
       matchedSigs.set(s, null);
     } else {
-      const key = metricKey(metric);
+      const key = labelsKeyOf(metric);
       if (inserted === undefined) {
         matchedSigs.set(s, new Set([key]));
       } else if (inserted?.has(key)) {

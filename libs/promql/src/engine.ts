@@ -31,7 +31,6 @@ import {
 import {
   absentLabels,
   type CallState,
-  ELEMENT_WITH_SCALARS,
   elementFunction,
   instantFunction,
   RANGE_FUNCTIONS,
@@ -39,7 +38,7 @@ import {
   type StepArg,
   type VSample,
 } from './functions';
-import { compareLabels, dropMetricName, type Labels, labelsKey } from './labels';
+import { compareLabels, dropMetricName, type Labels, labelsKey, labelsKeyOf } from './labels';
 import { parseExpr } from './parser';
 import type { SelectHints, SeriesSource } from './source';
 
@@ -277,19 +276,7 @@ class Evaluator {
   private pausedAt = 0;
   private pauseDue = false;
   private readonly callState = new WeakMap<Call, CallState>();
-  /** Label set keys: the same label sets come back at every step. */
-  private readonly keys = new WeakMap<Labels, string>();
-
   constructor(private readonly c: EvaluatorConfig) {}
-
-  private keyOf(labels: Labels): string {
-    let key = this.keys.get(labels);
-    if (key === undefined) {
-      key = labelsKey(labels);
-      this.keys.set(labels, key);
-    }
-    return key;
-  }
 
   async run<T>(fn: () => Promise<T>): Promise<T> {
     this.pausedAt = this.c.now();
@@ -589,7 +576,7 @@ class Evaluator {
       }
       const result = fn(vectors, ts);
       for (const r of result) {
-        const key = this.keyOf(r.labels);
+        const key = labelsKeyOf(r.labels);
         let series = out.get(key);
         if (!series) {
           series = this.newSeries(r.labels, grid);
@@ -694,7 +681,7 @@ class Evaluator {
     let target: StepSeries | undefined;
     return (i, value) => {
       if (!target) {
-        const key = this.keyOf(labels);
+        const key = labelsKeyOf(labels);
         target = out.get(key);
         if (!target) out.set(key, (target = this.newSeries(labels, grid)));
       }
@@ -800,7 +787,7 @@ class Evaluator {
       if (group.length === 1) continue;
       if (matching.card === 'one-to-one') return undefined;
       for (const o of others.get(key) ?? []) {
-        const made = new Set(group.map((m) => this.keyOf(resultMetric(m.labels, o.labels))));
+        const made = new Set(group.map((m) => labelsKeyOf(resultMetric(m.labels, o.labels))));
         if (made.size < group.length) return undefined;
       }
     }
@@ -868,15 +855,11 @@ class Evaluator {
     if ((name === 'sort' || name === 'sort_desc') && grid.n > 1) {
       return this.steps(e.args[0] as Expr, grid, enclosing);
     }
-    // A function of each element's value alone, or a relabelling: each series on its own.
+    // A function of each element (with the call's scalars at each step), or a relabelling: each
+    // series on its own. The timestamp of a computed vector is its step's time (a selector's is
+    // read above).
     const element = elementFunction(name, e.args.length);
     if (element) {
-      const input = await this.steps(e.args[0] as Expr, grid, enclosing);
-      return this.eachSeries(grid, input, dropMetricName, element);
-    }
-    const withScalars = ELEMENT_WITH_SCALARS[name];
-    if (withScalars) {
-      // The timestamp of a computed vector is its step's time (a selector's is read above).
       const input = await this.steps(e.args[0] as Expr, grid, enclosing);
       const args: StepSeries[][] = [];
       for (const arg of e.args.slice(1)) args.push(await this.steps(arg, grid, enclosing));
@@ -884,7 +867,7 @@ class Evaluator {
       const scalars = columns.map(() => NaN);
       const out = await this.eachSeries(grid, input, dropMetricName, (v, i) => {
         for (let k = 0; k < columns.length; k++) scalars[k] = (columns[k] as Float64Array)[i] as number;
-        return withScalars(v, scalars, grid.start + i * grid.step);
+        return element(v, scalars, grid.start + i * grid.step);
       });
       this.release(args);
       return out;

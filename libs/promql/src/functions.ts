@@ -82,27 +82,14 @@ const DATE: Record<string, (d: Date) => number> = {
   year: (d) => d.getUTCFullYear(),
 };
 
-/**
- * The function of one value a function applies to each element of its only argument (`abs(v)`,
- * `hour(v)`), or undefined where it is not one: the engine maps such a call series by series.
- */
-export function elementFunction(name: string, argCount: number): ((v: number) => number) | undefined {
-  if (argCount !== 1) return undefined;
-  const simple = SIMPLE[name];
-  if (simple) return simple;
-  const date = DATE[name];
-  return date && ((v) => date(dateOf(v)));
-}
+/** What a function of each element makes of it: undefined drops the element. */
+export type ElementFunction = (v: number, scalars: readonly number[], tsMs: number) => number | undefined;
 
 /**
  * Functions of each element's value and the call's scalar arguments at its step (`clamp(v, min,
- * max)`, `round(v, to)`), or the step's time (`timestamp` of a computed vector); undefined drops
- * the element. The engine maps such a call series by series.
+ * max)`, `round(v, to)`), or the step's time (`timestamp` of a computed vector).
  */
-export const ELEMENT_WITH_SCALARS: Record<
-  string,
-  (v: number, scalars: readonly number[], tsMs: number) => number | undefined
-> = {
+const WITH_SCALARS: Record<string, ElementFunction> = {
   clamp: (v, [min = NaN, max = NaN]) => (max < min ? undefined : Math.max(min, Math.min(max, v))),
   clamp_min: (v, [min = NaN]) => Math.max(min, v),
   clamp_max: (v, [max = NaN]) => Math.min(max, v),
@@ -112,6 +99,20 @@ export const ELEMENT_WITH_SCALARS: Record<
   },
   timestamp: (_v, _scalars, tsMs) => tsMs / 1000,
 };
+
+/**
+ * The function a call applies to each element of its vector (its first argument; the others are
+ * scalars read at each step), or undefined where the call is not such a function: one value alone
+ * (`abs(v)`, `hour(v)`), or with scalars or the step's time (WITH_SCALARS). The engine maps such
+ * a call series by series.
+ */
+export function elementFunction(name: string, argCount: number): ElementFunction | undefined {
+  const simple = SIMPLE[name];
+  if (simple && argCount === 1) return (v) => simple(v);
+  const date = DATE[name];
+  if (date && argCount === 1) return (v) => date(dateOf(v));
+  return WITH_SCALARS[name];
+}
 
 /** Argument values of an instant-vector function at one step. */
 export type StepArg = VSample[] | number | string;
@@ -135,8 +136,8 @@ export function instantFunction(
   const vec = () => args[0] as VSample[];
   const num = (i: number) => args[i] as number;
 
-  // Functions of each element's value (elementFunction, ELEMENT_WITH_SCALARS) and
-  // label_replace/label_join are evaluated by the engine a series at a time, not here.
+  // Functions of each element (elementFunction) and label_replace/label_join are evaluated by
+  // the engine a series at a time, not here.
   const date = DATE[name];
   if (date && args.length === 0) return [{ labels: [], value: date(dateOf(Math.trunc(ts / 1000))) }];
 

@@ -58,23 +58,6 @@ export function compareLabels(a: Labels, b: Labels): number {
 }
 
 /**
- * Label sets without their metric name, by the set they came from. Operators and functions drop
- * the name of the same series at every step: one array per series, not one per step, and the same
- * array each time, so what is keyed by label set (the engine's keys) is worked out once.
- */
-const withoutName = new WeakMap<Labels, Labels>();
-
-export function dropMetricName(labels: Labels): Labels {
-  if (!labels.some((l) => l.name === METRIC_NAME)) return labels;
-  let dropped = withoutName.get(labels);
-  if (dropped === undefined) {
-    dropped = labels.filter((l) => l.name !== METRIC_NAME);
-    withoutName.set(labels, dropped);
-  }
-  return dropped;
-}
-
-/**
  * `derive` as a function of a label set alone, worked out once per set: a series' labels are the
  * same array at every step, so its derived set (and that set's key) is made once, not per step.
  */
@@ -85,6 +68,20 @@ export function memoizeLabels<T>(derive: (labels: Labels) => T): (labels: Labels
     if (found === undefined) made.set(labels, (found = { value: derive(labels) }));
     return found.value;
   };
+}
+
+/** labelsKey, made once per label set: the same sets come back at every step. */
+export const labelsKeyOf = memoizeLabels(labelsKey);
+
+/**
+ * Label sets without their metric name, by the set they came from. Operators and functions drop
+ * the name of the same series at every step: one array per series, not one per step, and the same
+ * array each time, so what is keyed by label set is worked out once.
+ */
+const withoutName = memoizeLabels((labels) => labels.filter((l) => l.name !== METRIC_NAME));
+
+export function dropMetricName(labels: Labels): Labels {
+  return labels.some((l) => l.name === METRIC_NAME) ? withoutName(labels) : labels;
 }
 
 export function keepLabels(labels: Labels, names: ReadonlySet<string>): Labels {

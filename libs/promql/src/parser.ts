@@ -73,12 +73,21 @@ const GO_NUMBER = /0X|([0-9]+)\.(?![0-9])([eE][+-]?[0-9]+)?(?![\w:.])/y;
  * knows renamed (RENAMED_FOR_GRAMMAR), and numbers Prometheus's lexer takes but lezer's does not
  * (`0X1F`, `5.`, `5.e2`) written as the same number in the same length (`0x1F`, `5 `, `5e2 `).
  * The converter reads names and numbers from the original text.
+ *
+ * On the way, a query nested deeper than MAX_NESTING brackets outside strings and comments is
+ * refused (`tooDeep`, at the bracket) before lezer reads it: its error recovery on a megabyte of
+ * `(` or `abs(` took seconds, holding the event loop, for a query that fails anyway (lezer gives
+ * up near 8,000 deep).
  */
-function forGrammar(query: string): string {
+function forGrammar(query: string, tooDeep: (at: number) => never): string {
   let out = '';
   let quote = '';
+  let depth = 0;
   for (let i = 0; i < query.length; i++) {
     const c = query[i];
+    if (c === '(' || c === '[' || c === '{') {
+      if (!quote && ++depth > MAX_NESTING) tooDeep(i);
+    } else if ((c === ')' || c === ']' || c === '}') && !quote && depth > 0) depth--;
     if (quote) {
       out += c;
       if (c === '\\' && quote !== '`') out += query[++i] ?? '';
@@ -162,8 +171,9 @@ class Converter {
   parse(): Expr {
     // Nothing but spaces and comments: said as Prometheus says it, before lezer calls it an end.
     if (this.query.replace(/#[^\n]*/g, '').trim() === '') this.fail(0, 'no expression found in input');
-    this.checkNesting();
-    this.grammarText = forGrammar(this.query);
+    this.grammarText = forGrammar(this.query, (at) =>
+      this.fail(at, `the query nests more than ${MAX_NESTING} brackets deep`),
+    );
     const tree = lezerParser.parse(this.grammarText);
     const top = tree.topNode;
     const children = this.children(top);
@@ -171,30 +181,6 @@ class Converter {
     this.checkSyntax(top);
     const expr = this.expr(children[0]);
     return expr;
-  }
-
-  /**
-   * Refuses a query nested deeper than MAX_NESTING brackets before lezer reads it: its error
-   * recovery on a megabyte of `(` or `abs(` took seconds, holding the event loop, for a query
-   * that fails anyway (lezer gives up near 8,000 deep). Strings and comments are skipped.
-   */
-  private checkNesting(): void {
-    const q = this.query;
-    let depth = 0;
-    for (let i = 0; i < q.length; i++) {
-      const c = q.charCodeAt(i);
-      if (c === 0x28 || c === 0x5b || c === 0x7b) {
-        if (++depth > MAX_NESTING) this.fail(i, `the query nests more than ${MAX_NESTING} brackets deep`);
-      } else if (c === 0x29 || c === 0x5d || c === 0x7d) {
-        if (depth > 0) depth--;
-      } else if (c === 0x22 || c === 0x27 || c === 0x60) {
-        // A string: to its closing quote (a backslash escapes the next character, but not in `...`).
-        for (i++; i < q.length && q.charCodeAt(i) !== c; i++) if (c !== 0x60 && q.charCodeAt(i) === 0x5c) i++;
-      } else if (c === 0x23) {
-        // A comment: to the end of the line.
-        while (i < q.length && q.charCodeAt(i) !== 0x0a) i++;
-      }
-    }
   }
 
   private fail(position: number | PositionRange, message: string): never {
