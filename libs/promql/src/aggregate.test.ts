@@ -1,8 +1,17 @@
 import fc from 'fast-check';
-import { aggregate, aggregateColumns, COLUMN_OPS, type Grouping, type StepColumn } from './aggregate';
+import {
+  aggregateColumns,
+  COLUMN_OPS,
+  type Grouping,
+  STEP_OPS,
+  StepAggregation,
+  type StepColumn,
+} from './aggregate';
 import type { AggregateOp } from './ast';
+import { formatValue } from './format';
 import type { VSample } from './functions';
 import {
+  isValidLabelName,
   keepLabels,
   keyWithLabels,
   keyWithoutLabels,
@@ -10,8 +19,10 @@ import {
   labelsFromRecord,
   labelsKey,
   METRIC_NAME,
+  setLabel,
   withoutLabels,
 } from './labels';
+import { quantile } from './quantile';
 
 /**
  * One step of a COLUMN_OPS aggregation as the engine evaluated it before aggregateColumns, with
@@ -167,12 +178,222 @@ describe('aggregateColumns', () => {
 
   it('is the only evaluator of its aggregations', () => {
     for (const op of COLUMN_OPS)
-      expect(() => aggregate(op, { labels: [], without: false }, undefined, [])).toThrow(op);
+      expect(() => new StepAggregation(op, { labels: [], without: false }, [])).toThrow(op);
   });
 
   it('refuses an aggregation it cannot evaluate', () => {
     expect(() => aggregateColumns('topk', { labels: [], without: false }, [], 1, () => undefined)).toThrow(
       /topk/,
     );
+  });
+});
+
+/**
+ * One step of topk, bottomk, quantile or count_values as the engine evaluated it before
+ * StepAggregation (a vector of samples a step, a group key a sample), with Prometheus's arithmetic:
+ * Go's container/heap for topk and bottomk, groups in the order their first sample came in.
+ */
+function oneStepWithParam(
+  op: AggregateOp,
+  grouping: Grouping,
+  param: number | string,
+  vec: VSample[],
+): VSample[] {
+  let k = 0;
+  if (op === 'topk' || op === 'bottomk') {
+    const f = param as number;
+    if (!(f <= 9223372036854774784 && f >= -9223372036854775808))
+      throw new Error(`Scalar value ${formatValue(f)} overflows int64`);
+    k = Math.trunc(f);
+    if (k < 1) return [];
+  }
+  let names = grouping.labels;
+  if (op === 'count_values') {
+    if (!isValidLabelName(param as string)) throw new Error(`invalid label name ${JSON.stringify(param)}`);
+    if (!grouping.without) names = [...names, param as string];
+  }
+  const kept = new Set(names);
+  const dropped = new Set([...names, METRIC_NAME]);
+  const less = (a: VSample, b: VSample) =>
+    Number.isNaN(a.value) || (op === 'topk' ? a.value < b.value : a.value > b.value);
+  const groups = new Map<string, { labels: Labels; count: number; heap: VSample[]; values: number[] }>();
+  for (const s of vec) {
+    const labels =
+      op === 'count_values' ? setLabel(s.labels, param as string, formatValue(s.value)) : s.labels;
+    const key = grouping.without ? keyWithoutLabels(labels, dropped) : keyWithLabels(labels, kept);
+    const g = groups.get(key);
+    if (!g) {
+      const own = grouping.without ? withoutLabels(labels, dropped) : keepLabels(labels, kept);
+      groups.set(key, { labels: own, count: 1, heap: [s], values: [s.value] });
+      continue;
+    }
+    g.count++;
+    g.values.push(s.value);
+    const h = g.heap;
+    if (op !== 'topk' && op !== 'bottomk') continue;
+    const worst = h[0] as VSample;
+    if (
+      h.length < k ||
+      (op === 'topk' ? worst.value < s.value : worst.value > s.value) ||
+      Number.isNaN(worst.value)
+    ) {
+      if (h.length === k) {
+        if (k === 1) {
+          h[0] = s;
+          continue;
+        }
+        // heap.Pop: the last to the top, sifted down, then dropped.
+        const n = h.length - 1;
+        [h[0], h[n]] = [h[n] as VSample, h[0] as VSample];
+        for (let i = 0; ;) {
+          let j = 2 * i + 1;
+          if (j >= n) break;
+          if (j + 1 < n && less(h[j + 1] as VSample, h[j] as VSample)) j++;
+          if (!less(h[j] as VSample, h[i] as VSample)) break;
+          [h[i], h[j]] = [h[j] as VSample, h[i] as VSample];
+          i = j;
+        }
+        h.pop();
+      }
+      // heap.Push: appended, sifted up.
+      h.push(s);
+      for (let j = h.length - 1; j > 0;) {
+        const i = Math.trunc((j - 1) / 2);
+        if (!less(h[j] as VSample, h[i] as VSample)) break;
+        [h[i], h[j]] = [h[j] as VSample, h[i] as VSample];
+        j = i;
+      }
+    }
+  }
+  return [...groups.values()].flatMap((g) => {
+    if (op === 'count_values') return [{ labels: g.labels, value: g.count }];
+    if (op === 'quantile') return [{ labels: g.labels, value: quantile(param as number, g.values) }];
+    // sort.Sort(sort.Reverse(heap)): insertion sort up to 12, as Go does.
+    const h = g.heap;
+    if (h.length <= 12) {
+      for (let i = 1; i < h.length; i++)
+        for (let j = i; j > 0 && less(h[j - 1] as VSample, h[j] as VSample); j--)
+          [h[j], h[j - 1]] = [h[j - 1] as VSample, h[j] as VSample];
+    } else h.sort((a, b) => (less(b, a) ? -1 : less(a, b) ? 1 : 0));
+    return h.map((s) => ({ labels: s.labels, value: s.value }));
+  });
+}
+
+/** Series gathered by label set, step after step, with the error a step meets (as the engine gathers them). */
+function gathered(steps: number, answer: (i: number, put: (labels: Labels, value: number) => void) => void) {
+  const out = new Map<string, { labels: Labels; values: number[]; present: number[] }>();
+  try {
+    for (let i = 0; i < steps; i++) {
+      answer(i, (labels, value) => {
+        const key = labelsKey(labels);
+        let series = out.get(key);
+        if (!series)
+          out.set(key, (series = { labels, values: Array(steps).fill(0), present: Array(steps).fill(0) }));
+        if (series.present[i]) throw new Error('vector cannot contain metrics with the same labelset');
+        series.values[i] = value;
+        series.present[i] = 1;
+      });
+    }
+  } catch (error) {
+    return { error: (error as Error).message };
+  }
+  return { series: [...out.values()] };
+}
+
+describe('StepAggregation', () => {
+  const ks = [1, 2, 3, 13, 0, -1, 2.5, NaN, Infinity, 1e19];
+  const qs = [0, 0.25, 0.5, 0.9, 1, -0.5, 1.5, NaN];
+  const valueLabels = ['v', 'host', 'k', METRIC_NAME, '1bad'];
+  const cases = fc.record({
+    op: fc.constantFrom(...STEP_OPS),
+    rows: fc.array(
+      fc.record({
+        host: fc.constantFrom('a', 'b', 'c'),
+        gpu: fc.constantFrom('0', '1'),
+        // Few distinct values, so ties are common: they are where heaps and sorts differ.
+        cells: fc.array(
+          fc.option(
+            fc.oneof(fc.constantFrom(NaN, Infinity, -Infinity, 0, -0, 1, 2), fc.integer({ min: -3, max: 3 })),
+            {
+              nil: undefined,
+            },
+          ),
+          { minLength: 5, maxLength: 5 },
+        ),
+      }),
+      { maxLength: 30 },
+    ),
+    grouping: fc.constantFrom<Grouping>(
+      { labels: [], without: false },
+      { labels: ['host'], without: false },
+      { labels: ['gpu'], without: true },
+      { labels: ['host', 'v'], without: false },
+      { labels: ['v', 'k'], without: true },
+      { labels: ['k'], without: true },
+      { labels: [], without: true },
+    ),
+    params: fc.array(fc.nat({ max: 99 }), { minLength: 5, maxLength: 5 }),
+  });
+
+  it('answers every step as the per-step evaluation did: values, order, ties and errors', () => {
+    fc.assert(
+      fc.property(cases, ({ op, rows, grouping, params }) => {
+        const inputs: StepColumn[] = rows.map((r, k) => ({
+          labels: labelsFromRecord({ __name__: 'm', host: r.host, gpu: r.gpu, k: String(k) }),
+          values: Float64Array.from(r.cells, (c) => c ?? 0),
+          present: Uint8Array.from(r.cells, (c) => (c === undefined ? 0 : 1)),
+        }));
+        const label = valueLabels[(params[0] as number) % valueLabels.length] as string;
+        const param = (i: number) =>
+          op === 'quantile'
+            ? (qs[(params[i] as number) % qs.length] as number)
+            : (ks[(params[i] as number) % ks.length] as number);
+        const want = gathered(5, (i, put) => {
+          const vec = inputs
+            .filter((s) => s.present[i])
+            .map((s) => ({ labels: s.labels, value: s.values[i] as number }));
+          for (const r of oneStepWithParam(op, grouping, op === 'count_values' ? label : param(i), vec))
+            put(r.labels, r.value);
+        });
+        // One aggregation for every step, as the engine runs it: state kept between steps shows.
+        let aggregation: StepAggregation | undefined;
+        const answered = gathered(5, (i, put) => {
+          aggregation ??= new StepAggregation(
+            op,
+            grouping,
+            inputs,
+            op === 'count_values' ? label : undefined,
+          );
+          aggregation.step(i, param(i), (_output, labels, value) => put(labels, value));
+        });
+        expect(answered.error).toEqual(want.error);
+        expect(answered.series?.length).toEqual(want.series?.length);
+        answered.series?.forEach((g, n) => {
+          const w = want.series?.[n];
+          expect(g.labels).toEqual(w?.labels);
+          expect(g.present).toEqual(w?.present);
+          g.values.forEach((v, i) => expect(Object.is(v, w?.values[i])).toBe(true));
+        });
+      }),
+      { numRuns: 2000 },
+    );
+  });
+
+  it('gives an output the same number at every step, one per label set', () => {
+    const inputs: StepColumn[] = [0, 1, 2].map((k) => ({
+      labels: labelsFromRecord({ __name__: 'm', k: String(k) }),
+      values: Float64Array.from([k, 2 - k, k]),
+      present: Uint8Array.from([1, 1, 1]),
+    }));
+    const seen = new Map<number, string>();
+    const aggregation = new StepAggregation('count_values', { labels: [], without: false }, inputs, 'v');
+    for (let i = 0; i < 3; i++)
+      aggregation.step(i, NaN, (output, labels) => {
+        const key = labelsKey(labels);
+        expect(seen.get(output) ?? key).toBe(key);
+        seen.set(output, key);
+      });
+    expect(new Set(seen.values()).size).toBe(seen.size);
+    expect(seen.size).toBe(3);
   });
 });

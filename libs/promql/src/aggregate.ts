@@ -11,15 +11,7 @@ import {
   setLabel,
   withoutLabels,
 } from './labels';
-import type { VSample } from './functions';
 import { quantile } from './quantile';
-
-interface Group {
-  labels: Labels;
-  count: number;
-  heap: VSample[];
-  values: number[];
-}
 
 const MAX_INT64 = 9223372036854774784;
 const MIN_INT64 = -9223372036854775808;
@@ -28,9 +20,6 @@ export interface Grouping {
   labels: string[];
   without: boolean;
 }
-
-/** An input series' group key and group labels, kept across the steps of one aggregation (its labels do not change). */
-export type GroupCache = WeakMap<Labels, { key: string; labels: Labels }>;
 
 /** A series' group: its key, and the labels the group's output has (`by` keeps them, `without` drops them and the name). */
 function groupingOf(names: readonly string[], without: boolean) {
@@ -42,116 +31,257 @@ function groupingOf(names: readonly string[], without: boolean) {
   };
 }
 
+/** The aggregations `StepAggregation` evaluates: with a parameter, and not one number per group. */
+export const STEP_OPS: ReadonlySet<AggregateOp> = new Set<AggregateOp>([
+  'topk',
+  'bottomk',
+  'quantile',
+  'count_values',
+]);
+
+/** Where a step's output value goes: an output's number (the same at every step), labels and value. */
+export type Emit = (output: number, labels: Labels, value: number) => void;
+
 /**
- * One step of an aggregation with a parameter (`topk`, `bottomk`, `quantile`, `count_values`),
- * with Prometheus's arithmetic: heaps for `topk`/`bottomk` (Go's container/heap, so ties resolve
- * as Prometheus resolves them). Groups come out in the order their first sample came in. The
- * others (COLUMN_OPS) are evaluated every step at once by `aggregateColumns`.
+ * `topk`, `bottomk`, `quantile` and `count_values` over a grid, a step at a time, with
+ * Prometheus's arithmetic and order, but without a vector of sample objects per step or a group
+ * key made per sample: each input's group is worked out once (for `count_values`, its group but
+ * the value label, whose text is made once per output), then each step reads the inputs' arrays.
+ * At a step, groups answer in the order of their first input there; `topk` and `bottomk` keep Go's
+ * container/heap, so ties resolve as Prometheus resolves them, and answer from the top down.
  */
+export class StepAggregation {
+  /** Each input's group (`count_values`: its group without the value label). */
+  private readonly groupOf: Int32Array;
+  /** Each group's labels (`count_values`: each output's). */
+  private readonly labelsOf: Labels[] = [];
+  /** The step (+1) at which each group (`count_values`: output) last had an input. */
+  private touchedAt: Int32Array;
+  /** The groups (outputs) with an input at this step, in the order of their first. */
+  private readonly touched: number[] = [];
+  /** Each input's value at this step, as the heaps compare them. */
+  private readonly current: Float64Array;
+  /** topk, bottomk: each group's heap of inputs. */
+  private readonly heaps: number[][] = [];
+  /** quantile: each group's values at this step, and whether one is -0. */
+  private readonly buffers: Float64Array[] = [];
+  private readonly filled: Int32Array;
+  private readonly negativeZero: Uint8Array;
+  /** count_values: each input group's outputs by value (-0 apart from 0), and each output's count. */
+  private readonly outputsByValue: Map<number | string, number>[] = [];
+  private counts: Float64Array = new Float64Array(16);
+  /** count_values: whether outputs differ by value (not when `without` drops the value label). */
+  private byValue = true;
+  private readonly outputLabels: (value: number, input: Labels) => Labels;
+  private readonly less: (a: number, b: number) => boolean;
 
-export function aggregate(
-  op: AggregateOp,
-  grouping: Grouping,
-  param: number | string | undefined,
-  vec: VSample[],
-  cache?: GroupCache,
-): VSample[] {
-  if (COLUMN_OPS.has(op)) throw new Error(`${op} is evaluated by aggregateColumns`);
-  let k = 0;
-  if (op === 'topk' || op === 'bottomk') {
-    const f = param as number;
-    if (!(f <= MAX_INT64 && f >= MIN_INT64))
-      throw new ExecutionError(`Scalar value ${formatValue(f)} overflows int64`);
-    k = Math.trunc(f);
-    if (k < 1) return [];
-  }
-  let valueLabel = '';
-  let groupingLabels = grouping.labels;
-  if (op === 'count_values') {
-    valueLabel = param as string;
-    if (!isValidLabelName(valueLabel))
-      throw new ExecutionError(`invalid label name ${JSON.stringify(valueLabel)}`);
-    if (!grouping.without) groupingLabels = [...groupingLabels, valueLabel];
-  }
-  const grouper = groupingOf(groupingLabels, grouping.without);
-  const groupOf = (labels: Labels) => {
-    let found = op === 'count_values' ? undefined : cache?.get(labels);
-    if (!found) {
-      found = { key: grouper.key(labels), labels: grouper.labels(labels) };
-      if (op !== 'count_values') cache?.set(labels, found);
+  constructor(
+    private readonly op: AggregateOp,
+    grouping: Grouping,
+    private readonly inputs: readonly StepColumn[],
+    valueLabel = '',
+  ) {
+    if (!STEP_OPS.has(op)) throw new Error(`StepAggregation cannot evaluate ${op}`);
+    let grouper = groupingOf(grouping.labels, grouping.without);
+    this.outputLabels = () => [];
+    if (op === 'count_values') {
+      if (!isValidLabelName(valueLabel))
+        throw new ExecutionError(`invalid label name ${JSON.stringify(valueLabel)}`);
+      // An output is its input's labels with the value label set, grouped: by the value and the
+      // input's group without the value label (unless `without` drops that label too).
+      const outputs = groupingOf(
+        grouping.without ? grouping.labels : [...grouping.labels, valueLabel],
+        grouping.without,
+      );
+      this.outputLabels = (value, input) => outputs.labels(setLabel(input, valueLabel, formatValue(value)));
+      // `without` the value label itself: every value of a group is one output.
+      this.byValue =
+        !grouping.without || !(grouping.labels.includes(valueLabel) || valueLabel === METRIC_NAME);
+      grouper = grouping.without
+        ? groupingOf([...grouping.labels, valueLabel], true)
+        : groupingOf(
+            grouping.labels.filter((l) => l !== valueLabel),
+            false,
+          );
     }
-    return found;
-  };
-
-  const groups = new Map<string, Group>();
-  const ordered: Group[] = [];
-  for (const s of vec) {
-    let labels = s.labels;
-    if (op === 'count_values') labels = setLabel(labels, valueLabel, formatValue(s.value));
-    const { key, labels: groupLabels } = groupOf(labels);
-    const found = groups.get(key);
-    if (!found) {
-      const g: Group = { labels: groupLabels, count: 1, heap: [], values: [] };
-      if (op === 'topk' || op === 'bottomk') g.heap = [s];
-      else if (op === 'quantile') g.values = [s.value];
-      groups.set(key, g);
-      ordered.push(g);
-      continue;
-    }
-    switch (op) {
-      case 'count_values':
-        found.count++;
-        break;
-      case 'topk':
-      case 'bottomk': {
-        const less = op === 'topk' ? topkLess : bottomkLess;
-        const h = found.heap;
-        if (h.length < k || better(op, s.value, h[0].value) || Number.isNaN(h[0].value)) {
-          if (h.length === k) {
-            if (k === 1) {
-              h[0] = s;
-              break;
-            }
-            heapPop(h, less);
-          }
-          heapPush(h, s, less);
-        }
-        break;
+    const indexOf = new Map<string, number>();
+    this.groupOf = new Int32Array(inputs.length);
+    const members: number[] = [];
+    for (let j = 0; j < inputs.length; j++) {
+      const labels = (inputs[j] as StepColumn).labels;
+      const key = grouper.key(labels);
+      let g = indexOf.get(key);
+      if (g === undefined) {
+        g = indexOf.size;
+        indexOf.set(key, g);
+        if (op !== 'count_values') this.labelsOf.push(grouper.labels(labels));
+        members.push(0);
       }
+      this.groupOf[j] = g;
+      members[g]++;
+    }
+    const groups = indexOf.size;
+    this.touchedAt = new Int32Array(op === 'count_values' ? 16 : groups);
+    this.current = new Float64Array(op === 'topk' || op === 'bottomk' ? inputs.length : 0);
+    this.filled = new Int32Array(op === 'quantile' ? groups : 0);
+    this.negativeZero = new Uint8Array(op === 'quantile' ? groups : 0);
+    for (let g = 0; g < groups; g++) {
+      if (op === 'topk' || op === 'bottomk') this.heaps.push([]);
+      else if (op === 'quantile') this.buffers.push(new Float64Array(members[g] as number));
+      else this.outputsByValue.push(new Map());
+    }
+    // The heap keeps the input to evict on top: the smallest for topk, the largest for bottomk;
+    // NaN counts as the first to evict in both.
+    const v = this.current;
+    this.less =
+      op === 'topk'
+        ? (a, b) => Number.isNaN(v[a]) || (v[a] as number) < (v[b] as number)
+        : (a, b) => Number.isNaN(v[a]) || (v[a] as number) > (v[b] as number);
+  }
+
+  /**
+   * The aggregation at step `i`, its parameter's value there being `param` (unused by
+   * `count_values`): each output value goes to `emit`, in the order Prometheus answers them.
+   */
+  step(i: number, param: number, emit: Emit): void {
+    this.touched.length = 0;
+    const stamp = i + 1;
+    switch (this.op) {
+      case 'topk':
+      case 'bottomk':
+        return this.kth(i, stamp, param, emit);
       case 'quantile':
-        found.values.push(s.value);
-        break;
+        return this.quantiles(i, stamp, param, emit);
+      default:
+        return this.countValues(i, stamp, emit);
     }
   }
 
-  const out: VSample[] = [];
-  for (const g of ordered) {
-    switch (op) {
-      case 'count_values':
-        out.push({ labels: g.labels, value: g.count });
-        break;
-      case 'topk':
-      case 'bottomk': {
-        const less = op === 'topk' ? topkLess : bottomkLess;
-        // sort.Sort(sort.Reverse(heap)): insertion sort for small heaps, as Go does.
-        const h = g.heap;
-        if (h.length > 1) {
-          if (h.length <= 12) {
-            for (let i = 1; i < h.length; i++) {
-              for (let j = i; j > 0 && less(h[j - 1], h[j]); j--) [h[j], h[j - 1]] = [h[j - 1], h[j]];
-            }
-          } else {
-            h.sort((a, b) => (less(b, a) ? -1 : less(a, b) ? 1 : 0));
-          }
-        }
-        for (const s of h) out.push({ labels: s.labels, value: s.value });
-        break;
+  private kth(i: number, stamp: number, param: number, emit: Emit): void {
+    if (!(param <= MAX_INT64 && param >= MIN_INT64))
+      throw new ExecutionError(`Scalar value ${formatValue(param)} overflows int64`);
+    const k = Math.trunc(param);
+    if (k < 1) return;
+    const { inputs, groupOf, touchedAt, touched, heaps, current, less } = this;
+    const topk = this.op === 'topk';
+    for (let j = 0; j < inputs.length; j++) {
+      const s = inputs[j] as StepColumn;
+      if (!s.present[i]) continue;
+      const value = s.values[i] as number;
+      current[j] = value;
+      const g = groupOf[j] as number;
+      const h = heaps[g] as number[];
+      if (touchedAt[g] !== stamp) {
+        touchedAt[g] = stamp;
+        touched.push(g);
+        h.length = 0;
+        h.push(j);
+        continue;
       }
-      default: // quantile
-        out.push({ labels: g.labels, value: quantile(param as number, g.values) });
+      const worst = current[h[0] as number] as number;
+      if (h.length < k || (topk ? worst < value : worst > value) || Number.isNaN(worst)) {
+        if (h.length === k) {
+          if (k === 1) {
+            h[0] = j;
+            continue;
+          }
+          heapPop(h, less);
+        }
+        heapPush(h, j, less);
+      }
+    }
+    for (const g of touched) {
+      // sort.Sort(sort.Reverse(heap)): insertion sort for small heaps, as Go does.
+      const h = heaps[g] as number[];
+      if (h.length > 1) {
+        if (h.length <= 12) {
+          for (let a = 1; a < h.length; a++) {
+            for (let b = a; b > 0 && less(h[b - 1] as number, h[b] as number); b--) {
+              [h[b], h[b - 1]] = [h[b - 1] as number, h[b] as number];
+            }
+          }
+        } else {
+          h.sort((a, b) => (less(b, a) ? -1 : less(a, b) ? 1 : 0));
+        }
+      }
+      for (const j of h) emit(j, (inputs[j] as StepColumn).labels, current[j] as number);
     }
   }
-  return out;
+
+  private quantiles(i: number, stamp: number, q: number, emit: Emit): void {
+    const { inputs, groupOf, touchedAt, touched, buffers, filled, negativeZero } = this;
+    for (let j = 0; j < inputs.length; j++) {
+      const s = inputs[j] as StepColumn;
+      if (!s.present[i]) continue;
+      const value = s.values[i] as number;
+      const g = groupOf[j] as number;
+      if (touchedAt[g] !== stamp) {
+        touchedAt[g] = stamp;
+        touched.push(g);
+        filled[g] = 0;
+        negativeZero[g] = 0;
+      }
+      (buffers[g] as Float64Array)[filled[g]++] = value;
+      if (value === 0 && 1 / value < 0) negativeZero[g] = 1;
+    }
+    for (const g of touched) {
+      const values = (buffers[g] as Float64Array).subarray(0, filled[g]);
+      // A numeric sort puts -0 before 0, where Prometheus keeps their order: those few go the long way.
+      const value = negativeZero[g] ? quantile(q, Array.from(values)) : sortedQuantile(q, values);
+      emit(g, this.labelsOf[g] as Labels, value);
+    }
+  }
+
+  private countValues(i: number, stamp: number, emit: Emit): void {
+    const { inputs, groupOf, touched, outputsByValue } = this;
+    for (let j = 0; j < inputs.length; j++) {
+      const s = inputs[j] as StepColumn;
+      if (!s.present[i]) continue;
+      const value = s.values[i] as number;
+      const byValue = outputsByValue[groupOf[j] as number] as Map<number | string, number>;
+      // A Map holds 0 and -0 as one key; their labels differ ("0", "-0").
+      const key = !this.byValue ? 0 : value === 0 && 1 / value < 0 ? '-0' : value;
+      let o = byValue.get(key);
+      if (o === undefined) {
+        o = this.labelsOf.length;
+        byValue.set(key, o);
+        this.labelsOf.push(this.outputLabels(value, s.labels));
+        if (o >= this.counts.length) {
+          this.counts = grown(this.counts);
+          this.touchedAt = grown(this.touchedAt);
+        }
+      }
+      if (this.touchedAt[o] !== stamp) {
+        this.touchedAt[o] = stamp;
+        touched.push(o);
+        this.counts[o] = 1;
+      } else this.counts[o]++;
+    }
+    for (const o of touched) emit(o, this.labelsOf[o] as Labels, this.counts[o] as number);
+  }
+}
+
+function grown<T extends Float64Array | Int32Array>(array: T): T {
+  const bigger = new (array.constructor as new (n: number) => T)(array.length * 2);
+  bigger.set(array);
+  return bigger;
+}
+
+/** quantile() of values without -0, sorting them in place as numbers (NaN last, counted as first). */
+function sortedQuantile(q: number, values: Float64Array): number {
+  const n = values.length;
+  if (n === 0 || Number.isNaN(q)) return NaN;
+  if (q < 0) return -Infinity;
+  if (q > 1) return Infinity;
+  values.sort();
+  let nans = 0;
+  while (nans < n && Number.isNaN(values[n - 1 - nans])) nans++;
+  const at = (rank: number) => (rank < nans ? NaN : (values[rank - nans] as number));
+  const rank = q * (n - 1);
+  const lower = Math.max(0, Math.floor(rank));
+  const upper = Math.min(n - 1, lower + 1);
+  const weight = rank - Math.floor(rank);
+  return at(lower) * (1 - weight) + at(upper) * weight;
 }
 
 /** The aggregations `aggregateColumns` evaluates: no parameter, one number per group and step. */
@@ -297,48 +427,39 @@ export function aggregateColumns(
   return out;
 }
 
-function better(op: AggregateOp, candidate: number, worst: number): boolean {
-  return op === 'topk' ? worst < candidate : worst > candidate;
-}
+type Less = (a: number, b: number) => boolean;
 
-type Less = (a: VSample, b: VSample) => boolean;
-
-// The heap keeps the element to evict on top: the smallest for topk, the largest for bottomk;
-// NaN counts as the first to evict in both.
-const topkLess: Less = (a, b) => Number.isNaN(a.value) || a.value < b.value;
-const bottomkLess: Less = (a, b) => Number.isNaN(a.value) || a.value > b.value;
-
-function heapUp(h: VSample[], j: number, less: Less): void {
+function heapUp(h: number[], j: number, less: Less): void {
   for (;;) {
     const i = Math.trunc((j - 1) / 2);
-    if (i === j || !less(h[j], h[i])) break;
-    [h[i], h[j]] = [h[j], h[i]];
+    if (i === j || !less(h[j] as number, h[i] as number)) break;
+    [h[i], h[j]] = [h[j] as number, h[i] as number];
     j = i;
   }
 }
 
-function heapDown(h: VSample[], i0: number, n: number, less: Less): void {
+function heapDown(h: number[], i0: number, n: number, less: Less): void {
   let i = i0;
   for (;;) {
     const j1 = 2 * i + 1;
     if (j1 >= n || j1 < 0) break;
     let j = j1;
     const j2 = j1 + 1;
-    if (j2 < n && less(h[j2], h[j1])) j = j2;
-    if (!less(h[j], h[i])) break;
-    [h[i], h[j]] = [h[j], h[i]];
+    if (j2 < n && less(h[j2] as number, h[j1] as number)) j = j2;
+    if (!less(h[j] as number, h[i] as number)) break;
+    [h[i], h[j]] = [h[j] as number, h[i] as number];
     i = j;
   }
 }
 
-function heapPush(h: VSample[], s: VSample, less: Less): void {
-  h.push(s);
+function heapPush(h: number[], j: number, less: Less): void {
+  h.push(j);
   heapUp(h, h.length - 1, less);
 }
 
-function heapPop(h: VSample[], less: Less): void {
+function heapPop(h: number[], less: Less): void {
   const n = h.length - 1;
-  [h[0], h[n]] = [h[n], h[0]];
+  [h[0], h[n]] = [h[n] as number, h[0] as number];
   heapDown(h, 0, n, less);
   h.pop();
 }

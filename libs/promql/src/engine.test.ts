@@ -298,6 +298,11 @@ describe('operators and functions over a range, a series at a time', () => {
     'util > 80 or util < 20',
     'util or temp',
     'util and temp > 50',
+    'topk(2, util)',
+    'bottomk by (host) (1, util or temp)',
+    'topk(1 + time() / 60 % 3, util)',
+    'quantile by (gpu) (0.75, util)',
+    'count_values by (host) ("v", round(util / 20))',
     'util unless on(host) temp',
     'util unless temp{host="nope"}',
   ])('%s gives at each step what an instant query there gives', async (query) => {

@@ -1,4 +1,4 @@
-import { aggregate, aggregateColumns, type GroupCache } from './aggregate';
+import { aggregateColumns, StepAggregation } from './aggregate';
 import {
   type AggregateExpr,
   type AtModifier,
@@ -811,19 +811,24 @@ class Evaluator {
   }
 
   private async aggregate(e: AggregateExpr, grid: Grid): Promise<StepSeries[]> {
-    // Each input series' group, worked out once rather than at every step.
-    const cache: GroupCache = new WeakMap();
     const grouping = { labels: e.grouping, without: e.without };
     const enclosing: Enclosing = { func: e.op, grouping: e.grouping, by: !e.without };
     if (e.op === 'count_values') {
       const label = e.param ? stringValue(e.param) : '';
       const input = await this.steps(e.expr, grid, enclosing);
-      return this.combine(grid, [input], ([v]) => aggregate(e.op, grouping, label, v, cache));
+      return this.aggregateSteps(new StepAggregation(e.op, grouping, input, label), grid, input);
     }
     if (e.param) {
       const param = await this.steps(e.param, grid, {});
       const input = await this.steps(e.expr, grid, enclosing);
-      return this.combine(grid, [param, input], ([p, v]) => aggregate(e.op, grouping, p[0].value, v, cache));
+      const out = await this.aggregateSteps(
+        new StepAggregation(e.op, grouping, input),
+        grid,
+        input,
+        (param[0] as StepSeries).values,
+      );
+      this.release([param]);
+      return out;
     }
     // The rest (COLUMN_OPS): every step at once, without a vector per step.
     const input = await this.steps(e.expr, grid, enclosing);
@@ -831,6 +836,48 @@ class Evaluator {
     this.hold(out.reduce((n, s) => n + s.points, 0));
     this.release([input]);
     return out;
+  }
+
+  /**
+   * `topk`, `bottomk`, `quantile` and `count_values` (StepAggregation) step after step, their
+   * outputs gathered into series by label set as `combine` gathers them, letting the event loop
+   * run between steps when due.
+   */
+  private async aggregateSteps(
+    aggregation: StepAggregation,
+    grid: Grid,
+    input: StepSeries[],
+    param?: Float64Array,
+  ): Promise<StepSeries[]> {
+    const byKey = new Map<string, StepSeries>();
+    /** Each output's series, found by its label set the first time it answers. */
+    const byOutput: (StepSeries | undefined)[] = [];
+    let step = 0;
+    let made = 0;
+    const emit = (output: number, labels: Labels, value: number) => {
+      let series = byOutput[output];
+      if (!series) {
+        const key = labelsKeyOf(labels);
+        series = byKey.get(key);
+        if (!series) byKey.set(key, (series = this.newSeries(labels, grid)));
+        byOutput[output] = series;
+      }
+      if (series.present[step])
+        throw new ExecutionError('vector cannot contain metrics with the same labelset');
+      series.values[step] = value;
+      series.present[step] = 1;
+      series.points++;
+      made++;
+    };
+    for (; step < grid.n; step++) {
+      if (this.pauseDue) await this.pause();
+      made = 0;
+      aggregation.step(step, param ? (param[step] as number) : NaN, emit);
+      this.hold(made);
+      this.check(false, 1 + input.length + made);
+    }
+    this.release([input]);
+    return [...byKey.values()];
   }
 
   private async call(e: Call, grid: Grid): Promise<StepSeries[]> {

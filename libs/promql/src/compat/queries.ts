@@ -241,6 +241,14 @@ export const LANGUAGE: CompatQuery[] = [
   q('quantile(0.5, DCGM_FI_DEV_POWER_USAGE{Hostname="host-0"})'),
   q('topk(2, DCGM_FI_DEV_POWER_USAGE{Hostname="host-0"})', true),
   q('count_values without (gpu, UUID, device) ("clock", DCGM_FI_DEV_MEM_CLOCK)'),
+  // A parameter that changes from step to step, and the value label dropped. (Ties of topk over a
+  // computed vector are not compared: a range query's computed series reach Prometheus's topk in
+  // the order of a Go map, so which tie wins changes from run to run.)
+  q('topk(scalar(count(DCGM_FI_DEV_GPU_UTIL > 50)), DCGM_FI_DEV_GPU_UTIL)', true),
+  q('bottomk by (Hostname) (2.9, DCGM_FI_DEV_GPU_UTIL)', true),
+  q('quantile by (Hostname) (scalar(count(DCGM_FI_DEV_GPU_UTIL > 50)) / 40, DCGM_FI_DEV_GPU_TEMP)'),
+  q('count_values without (util) ("util", round(DCGM_FI_DEV_GPU_UTIL / 10))'),
+  q('count(topk by (Hostname) (3, DCGM_FI_DEV_POWER_USAGE))'),
   q('label_join(DCGM_FI_DEV_GPU_UTIL, "GPU_I_ID", ",", "GPU_I_ID", "nonexistent")'),
   q('-DCGM_FI_DEV_GPU_UTIL offset 5m'),
   q('DCGM_FI_DEV_GPU_UTIL - DCGM_FI_DEV_GPU_TEMP offset 5m'),
