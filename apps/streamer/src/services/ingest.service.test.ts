@@ -354,6 +354,40 @@ describe('IngestService.handle', () => {
     expect(await rows(gpuId)).toHaveLength(6);
   });
 
+  it("writes a batch's hot rows metric by metric, so a metric's samples share pages", async () => {
+    // Scrapes come host by host, each GPU's metrics together; a fleet-wide selector reads one
+    // metric, which would then have a row on every page the batch filled.
+    const at = Date.now() - 60_000;
+    const metrics = ['DCGM_FI_DEV_GPU_UTIL', 'DCGM_FI_DEV_GPU_TEMP', 'DCGM_FI_DEV_POWER_USAGE'];
+    const scrape = (host: number) =>
+      frameMessage(
+        [0, 1].flatMap((gpuIndex) =>
+          metrics.map((metricName) =>
+            sample({
+              gpuId: `GPU-ingest-order-${host}-${gpuIndex}`,
+              gpuIndex,
+              hostname: `node-order-${host}`,
+              metricName,
+              timestamp: new Date(at).toISOString(),
+            }),
+          ),
+        ),
+        `http://node-order-${host}:9400/metrics`,
+      );
+    expect(await streamer.ingest.handle([scrape(1), scrape(2), scrape(3)])).toEqual({ failed: [] });
+    const { rows: stored } = await streamer.database.pool.query<{ metric_name: string; gpu_id: string }>(
+      `SELECT s.metric_name, s.gpu_id FROM telemetry_samples t JOIN telemetry_series s ON s.id = t.series_id
+       WHERE s.gpu_id LIKE 'GPU-ingest-order-%' ORDER BY t.tableoid, t.ctid`,
+    );
+    expect(stored).toHaveLength(18);
+    // In the order they lie in the table: one run per metric, each in the order the scrapes came.
+    const runs = stored.map((r) => r.metric_name).filter((m, i, all) => m !== all[i - 1]);
+    expect(runs).toEqual(metrics);
+    expect(stored.slice(0, 6).map((r) => r.gpu_id)).toEqual(
+      [1, 2, 3].flatMap((host) => [0, 1].map((gpu) => `GPU-ingest-order-${host}-${gpu}`)),
+    );
+  });
+
   it("dead-letters a frame's bad samples with a reason naming the field, and stores its good ones", async () => {
     const gpuId = 'GPU-ingest-frame-bad';
     const good = sample({ gpuId });
