@@ -133,7 +133,11 @@ async function storeSeries(pool, series) {
   return rows.map((r) => ids.get(`${r.m} ${r.g}`));
 }
 
-/** Hot rows by the streamer's own binary COPY, as ingest leaves them: in the slices of their chunks (sliceMs). */
+/**
+ * Hot rows by the streamer's own binary COPY, in the order ingest writes them: scrape round after
+ * scrape round, each batch of 20 hosts' scrapes (STREAMER_BATCH messages) metric by metric; in
+ * the slices of their chunks (sliceMs). (`data` is metric by metric, GPU by GPU, as `fleet` makes it.)
+ */
 async function storeHot(pool, ids, data, chunkMs) {
   const chunks = new Set();
   for (const d of data)
@@ -143,12 +147,21 @@ async function storeHot(pool, ids, data, chunkMs) {
     chunkMs / 1000,
   ]);
   const rows = { seriesIds: [], us: [], values: [] };
-  for (let k = 0; k < data.length; k++) {
-    const { timestamps, values } = data[k];
-    for (let i = 0; i < timestamps.length; i++) {
-      rows.seriesIds.push(ids[k]);
-      rows.us.push(timestamps[i] * 1000);
-      rows.values.push(values[i]);
+  const metrics = data.length / GPUS;
+  const rounds = Math.max(...data.map((d) => d.timestamps.length));
+  const batchGpus = 20 * GPUS_PER_HOST;
+  for (let n = 0; n < rounds; n++) {
+    for (let first = 0; first < GPUS; first += batchGpus) {
+      for (let m = 0; m < metrics; m++) {
+        for (let g = first; g < Math.min(GPUS, first + batchGpus); g++) {
+          const k = m * GPUS + g;
+          const { timestamps, values } = data[k];
+          if (n >= timestamps.length) continue;
+          rows.seriesIds.push(ids[k]);
+          rows.us.push(timestamps[n] * 1000);
+          rows.values.push(values[n]);
+        }
+      }
     }
   }
   const client = await pool.connect();
