@@ -1,3 +1,4 @@
+import fc from 'fast-check';
 import { inTimeOrder } from './prometheus.queries';
 
 /** A NaN with a payload (Prometheus's staleness marker), to see that bits survive the move. */
@@ -20,5 +21,20 @@ describe('hot samples put in time order as read', () => {
     inTimeOrder(times, values);
     expect([...times]).toEqual([1, 2, 2, 5]);
     expect([...values]).toEqual([1, 2, 3, 4]);
+  });
+
+  it('orders any mix of runs as a stable sort does, each value with its time', () => {
+    fc.assert(
+      fc.property(fc.array(fc.integer({ min: 0, max: 40 }), { maxLength: 300 }), (raw) => {
+        const times = Float64Array.from(raw);
+        // Each value names where it came from, so a value that moves without its time shows.
+        const values = Float64Array.from(raw, (_, i) => i);
+        const want = raw.map((t, i) => [t, i] as const).sort((a, b) => a[0] - b[0]);
+        inTimeOrder(times, values);
+        expect([...times]).toEqual(want.map(([t]) => t));
+        expect([...values]).toEqual(want.map(([, i]) => i));
+      }),
+      { numRuns: 1000 },
+    );
   });
 });
