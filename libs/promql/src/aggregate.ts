@@ -53,7 +53,7 @@ export type Emit = (output: number, labels: Labels, value: number) => void;
 export class StepAggregation {
   /** Each input's group (`count_values`: its group without the value label). */
   private readonly groupOf: Int32Array;
-  /** Each group's labels (`count_values`: each output's). */
+  /** quantile: each group's labels; count_values: each output's. */
   private readonly labelsOf: Labels[] = [];
   /** The step (+1) at which each group (`count_values`: output) last had an input. */
   private touchedAt: Int32Array;
@@ -114,7 +114,7 @@ export class StepAggregation {
       if (g === undefined) {
         g = indexOf.size;
         indexOf.set(key, g);
-        if (op !== 'count_values') this.labelsOf.push(grouper.labels(labels));
+        if (op === 'quantile') this.labelsOf.push(grouper.labels(labels));
         members.push(0);
       }
       this.groupOf[j] = g;
