@@ -248,10 +248,11 @@ export async function readSamples(
 
 /**
  * Puts a series' samples in time order, in place; values keep their bits (a staleness marker's
- * NaN included). Samples already in order, as they nearly always are, cost one pass. Out of
- * order, they are a few runs in order (the partial aggregates of Postgres's parallel workers,
- * concatenated), merged pairwise, as a natural merge sort does: a thousand series of 240 samples
- * in three runs take ~3 ms, where sorting indexes took ~50.
+ * NaN included). Samples read by one process come in order and cost one pass. A parallel scan
+ * interleaves its workers' rows (each worker's in order) as they reach the leader, so a series'
+ * samples come in runs of a few: runs are merged pairwise, as a natural merge sort does. A
+ * thousand series of 76 samples in ~23 runs take ~4 ms, where sorting indexes and copying values
+ * as BigInts took ~22.
  */
 export function inTimeOrder(times: Float64Array, values: Float64Array): void {
   const n = times.length;
