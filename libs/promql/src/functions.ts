@@ -1,5 +1,6 @@
 import { ExecutionError } from './errors';
 import { formatValue } from './format';
+import { type GoDate, goDate, goDaysInMonth, goInt64 } from './go-time';
 import {
   BUCKET_LABEL,
   getLabel,
@@ -63,24 +64,47 @@ const SIMPLE: Record<string, (v: number) => number> = {
   sgn: (v) => (v < 0 ? -1 : v > 0 ? 1 : v),
 };
 
-function dateOf(seconds: number): Date {
-  return new Date(Math.trunc(seconds) * 1000);
+/**
+ * Seconds either side of 1970 a JavaScript Date holds (8.64e12), less 400 days: day_of_year reads
+ * the year's first day, days_in_month the next month's.
+ */
+const DATE_LIMIT_S = 8.64e12 - 400 * 86_400;
+
+/** A date function of each calendar: JavaScript's Date, and Go's beyond it (go-time.ts). */
+interface DateFunction {
+  date: (d: Date) => number;
+  go: (d: GoDate) => number;
 }
 
-const DATE: Record<string, (d: Date) => number> = {
-  day_of_month: (d) => d.getUTCDate(),
-  day_of_week: (d) => d.getUTCDay(),
-  day_of_year: (d) =>
-    Math.round(
-      (Date.UTC(d.getUTCFullYear(), d.getUTCMonth(), d.getUTCDate()) - Date.UTC(d.getUTCFullYear(), 0, 1)) /
-        86_400_000,
-    ) + 1,
-  days_in_month: (d) => new Date(Date.UTC(d.getUTCFullYear(), d.getUTCMonth() + 1, 0)).getUTCDate(),
-  hour: (d) => d.getUTCHours(),
-  minute: (d) => d.getUTCMinutes(),
-  month: (d) => d.getUTCMonth() + 1,
-  year: (d) => d.getUTCFullYear(),
+const DATE: Record<string, DateFunction> = {
+  day_of_month: { date: (d) => d.getUTCDate(), go: (d) => d.day },
+  day_of_week: { date: (d) => d.getUTCDay(), go: (d) => d.weekday },
+  day_of_year: {
+    date: (d) =>
+      Math.round(
+        (Date.UTC(d.getUTCFullYear(), d.getUTCMonth(), d.getUTCDate()) - Date.UTC(d.getUTCFullYear(), 0, 1)) /
+          86_400_000,
+      ) + 1,
+    go: (d) => d.dayOfYear,
+  },
+  days_in_month: {
+    date: (d) => new Date(Date.UTC(d.getUTCFullYear(), d.getUTCMonth() + 1, 0)).getUTCDate(),
+    go: goDaysInMonth,
+  },
+  hour: { date: (d) => d.getUTCHours(), go: (d) => d.hour },
+  minute: { date: (d) => d.getUTCMinutes(), go: (d) => d.minute },
+  month: { date: (d) => d.getUTCMonth() + 1, go: (d) => d.month },
+  year: { date: (d) => d.getUTCFullYear(), go: (d) => d.year },
 };
+
+/**
+ * A date function of `seconds` as Prometheus computes it, from `time.Unix(int64(seconds), 0)`:
+ * by a Date where one holds it, else (NaN, infinities, beyond ±8.6e12 s) by Go's calendar.
+ */
+function dateFunctionOf(f: DateFunction, seconds: number): number {
+  const whole = Math.trunc(seconds);
+  return Math.abs(whole) <= DATE_LIMIT_S ? f.date(new Date(whole * 1000)) : f.go(goDate(goInt64(seconds)));
+}
 
 /** What a function of each element makes of it: undefined drops the element. */
 export type ElementFunction = (v: number, scalars: readonly number[], tsMs: number) => number | undefined;
@@ -110,7 +134,7 @@ export function elementFunction(name: string, argCount: number): ElementFunction
   const simple = SIMPLE[name];
   if (simple && argCount === 1) return (v) => simple(v);
   const date = DATE[name];
-  if (date && argCount === 1) return (v) => date(dateOf(v));
+  if (date && argCount === 1) return (v) => dateFunctionOf(date, v);
   return WITH_SCALARS[name];
 }
 
@@ -139,7 +163,7 @@ export function instantFunction(
   // Functions of each element (elementFunction) and label_replace/label_join are evaluated by
   // the engine a series at a time, not here.
   const date = DATE[name];
-  if (date && args.length === 0) return [{ labels: [], value: date(dateOf(Math.trunc(ts / 1000))) }];
+  if (date && args.length === 0) return [{ labels: [], value: dateFunctionOf(date, Math.trunc(ts / 1000)) }];
 
   switch (name) {
     case 'time':

@@ -241,6 +241,12 @@ export const LANGUAGE: CompatQuery[] = [
   q('quantile(0.5, DCGM_FI_DEV_POWER_USAGE{Hostname="host-0"})'),
   q('topk(2, DCGM_FI_DEV_POWER_USAGE{Hostname="host-0"})', true),
   q('count_values without (gpu, UUID, device) ("clock", DCGM_FI_DEV_MEM_CLOCK)'),
+  // Date functions of what a JavaScript Date cannot hold: NaN, infinities, beyond ±8.64e12 s.
+  q('hour(vector(NaN))'),
+  q('year(vector(-1/0)) + minute(vector(1/0))'),
+  q('days_in_month(DCGM_FI_DEV_GPU_UTIL * 1e15)'),
+  q('day_of_year(DCGM_FI_DEV_GPU_UTIL * -3e14) + day_of_week(vector(1e19)) + month(vector(-1e19))'),
+  q('day_of_month(DCGM_FI_DEV_GPU_TEMP / 0)'),
   // A parameter that changes from step to step, and the value label dropped. (Ties of topk over a
   // computed vector are not compared: a range query's computed series reach Prometheus's topk in
   // the order of a Go map, so which tie wins changes from run to run.)
