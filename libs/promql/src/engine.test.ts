@@ -519,8 +519,43 @@ describe('number literals', () => {
     ['1.5.', '1:4: parse error: unexpected "."'],
     ['5.e', '1:2: parse error: unexpected "."'],
     ['5.atan2 1', '1:2: parse error: unexpected "."'],
+    // Escapes, with Prometheus 2.42's messages, at the string's start.
+    [
+      'vector(1) + on() group_left count_values("\\xZZ", vector(1))',
+      "1:42: parse error: illegal character U+005A 'Z' in escape sequence",
+    ],
+    ['count_values("\\x4", vector(1))', `1:14: parse error: illegal character U+0022 '"' in escape sequence`],
+    [
+      'count_values("\\uD800", vector(1))',
+      '1:14: parse error: escape sequence is an invalid Unicode code point',
+    ],
+    [
+      'count_values("a\\U0011FFFF", vector(1))',
+      '1:14: parse error: escape sequence is an invalid Unicode code point',
+    ],
+    [
+      'count_values("\\400", vector(1))',
+      '1:14: parse error: escape sequence is an invalid Unicode code point',
+    ],
+    ['count_values("\\8", vector(1))', "1:14: parse error: unknown escape sequence U+0038 '8'"],
+    ['count_values("\\d", vector(1))', "1:14: parse error: unknown escape sequence U+0064 'd'"],
   ])('refuses %s', async (query, message) => {
     await expect(engine.instantQuery(query, 0)).rejects.toThrow(message);
+  });
+
+  it.each([
+    ['"\\xe2\\x82\\xac"', '€'],
+    ['"\\x41\\101\\u0042\\U00000043\\a\\v"', 'AABC\x07\v'],
+    ["'\\x41z\\''", "Az'"],
+    ['"é\\"😀\\n"', 'é"😀\n'],
+    // Bytes that are no UTF-8 print as Go prints them: each one U+FFFD.
+    ['"\\xff\\xe2\\x82!"', '\ufffd\ufffd\ufffd!'],
+    ['`\\x41`', '\\x41'],
+  ])('reads the string %s as Go unquotes it, escapes standing for bytes', async (literal, value) => {
+    const data = toPrometheusData(
+      await engine.instantQuery(`label_replace(vector(1), "a", ${literal}, "", "")`, 0),
+    );
+    expect(data).toMatchObject({ resultType: 'vector', result: [{ metric: { a: value } }] });
   });
 });
 

@@ -303,58 +303,72 @@ class Converter {
     return sign * value;
   }
 
-  /** Go's unquoting rules for "…", '…' and `…` strings. */
+  /**
+   * Go's unquoting rules for "…", '…' and `…` strings, with Prometheus's lexer's errors (at the
+   * string's start). Escapes stand for bytes (`\xe2\x82\xac` is "€"), so the string is read as
+   * UTF-8 bytes and decoded as Go prints them: a byte that starts no valid sequence is U+FFFD.
+   */
   private unquote(node: SyntaxNode): string {
     const raw = this.text(node);
     const quote = raw[0];
     if (raw.length < 2 || raw[raw.length - 1] !== quote) this.fail(node.from, 'unterminated quoted string');
     const body = raw.slice(1, -1);
     if (quote === '`') return body.replace(/\r/g, '');
-    let out = '';
+    if (!body.includes('\\')) {
+      const at = body.indexOf(quote as string);
+      if (at >= 0) this.fail(node.from + at + 1, 'unexpected quote in string');
+      return body;
+    }
+    const bytes: number[] = [];
+    const text = (chars: string) => {
+      for (const byte of Buffer.from(chars, 'utf8')) bytes.push(byte);
+    };
     for (let i = 0; i < body.length; i++) {
-      const c = body[i];
+      const c = body[i] as string;
       if (c !== '\\') {
         if (c === quote) this.fail(node.from + i + 1, 'unexpected quote in string');
-        out += c;
+        // A character and its surrogate pair's second half go together.
+        const code = body.codePointAt(i) as number;
+        if (code > 0xffff) i++;
+        text(String.fromCodePoint(code));
         continue;
       }
-      const e = body[++i];
-      const simple: Record<string, string> = {
-        a: '\x07',
-        b: '\b',
-        f: '\f',
-        n: '\n',
-        r: '\r',
-        t: '\t',
-        v: '\v',
-        '\\': '\\',
-      };
-      if (e in simple) {
-        out += simple[e];
-      } else if (e === quote) {
-        out += e;
-      } else if (e === 'x' || e === 'u' || e === 'U') {
-        const len = e === 'x' ? 2 : e === 'u' ? 4 : 8;
-        const hex = body.slice(i + 1, i + 1 + len);
-        if (!new RegExp(`^[0-9a-fA-F]{${len}}$`).test(hex))
-          this.fail(node.from, `invalid escape sequence in ${raw}`);
-        const code = parseInt(hex, 16);
-        if (e === 'x') out += String.fromCharCode(code);
-        else if (code > 0x10ffff || (code >= 0xd800 && code < 0xe000))
-          this.fail(node.from, `invalid escape sequence in ${raw}`);
-        else out += String.fromCodePoint(code);
-        i += len;
-      } else if (e !== undefined && /[0-7]/.test(e)) {
-        const oct = body.slice(i, i + 3);
-        if (!/^[0-7]{3}$/.test(oct) || parseInt(oct, 8) > 255)
-          this.fail(node.from, `invalid escape sequence in ${raw}`);
-        out += String.fromCharCode(parseInt(oct, 8));
-        i += 2;
-      } else {
-        this.fail(node.from, `invalid escape sequence in ${raw}`);
+      const e = body[++i] ?? '';
+      const simple = SIMPLE_ESCAPES[e];
+      if (simple !== undefined || e === quote) {
+        bytes.push(simple ?? (e.charCodeAt(0) as number));
+        continue;
       }
+      const [digits, base, max] =
+        e === 'x'
+          ? [2, 16, 0xff]
+          : e === 'u'
+            ? [4, 16, 0x10ffff]
+            : e === 'U'
+              ? [8, 16, 0x10ffff]
+              : [3, 8, 0xff];
+      if (base === 8) {
+        if (!/[0-7]/.test(e)) this.fail(node.from, `unknown escape sequence ${goRune(body, i)}`);
+        i--; // the first octal digit is the escape's own
+      }
+      let value = 0;
+      for (let k = 0; k < digits; k++) {
+        const digit = parseInt(body[++i] ?? '', base);
+        if (Number.isNaN(digit)) {
+          // Past the body, the character met is the closing quote.
+          this.fail(
+            node.from,
+            `illegal character ${i < body.length ? goRune(body, i) : goRune(raw, raw.length - 1)} in escape sequence`,
+          );
+        }
+        value = value * base + digit;
+      }
+      if (value > max || (value >= 0xd800 && value < 0xe000))
+        this.fail(node.from, 'escape sequence is an invalid Unicode code point');
+      if (e === 'u' || e === 'U') text(String.fromCodePoint(value));
+      else bytes.push(value);
     }
-    return out;
+    return goUtf8(bytes);
   }
 
   private vectorSelector(node: SyntaxNode): VectorSelector {
@@ -699,4 +713,55 @@ class Converter {
       return { ...expr, value: op === '-' ? -expr.value : expr.value, pos: this.pos(node) };
     return { kind: 'unary', op, expr, pos: this.pos(node) };
   }
+}
+
+/** The bytes Go's simple escapes stand for. */
+const SIMPLE_ESCAPES: Record<string, number> = { a: 7, b: 8, f: 12, n: 10, r: 13, t: 9, v: 11, '\\': 92 };
+
+/** The character at `i` as Go's `%#U` prints it: `U+0064 'd'` (the quotes only when printable). */
+function goRune(text: string, i: number): string {
+  const code = text.codePointAt(i) as number;
+  const hex = `U+${code.toString(16).toUpperCase().padStart(4, '0')}`;
+  return /[\p{L}\p{M}\p{N}\p{P}\p{S} ]/u.test(String.fromCodePoint(code))
+    ? `${hex} '${String.fromCodePoint(code)}'`
+    : hex;
+}
+
+/**
+ * UTF-8 bytes as text, as Go's encoding/json prints a string: each byte that starts no valid
+ * sequence (a stray continuation, an overlong or surrogate form, a cut sequence) is U+FFFD.
+ */
+function goUtf8(bytes: readonly number[]): string {
+  let out = '';
+  for (let i = 0; i < bytes.length;) {
+    const first = bytes[i] as number;
+    if (first < 0x80) {
+      out += String.fromCharCode(first);
+      i++;
+      continue;
+    }
+    const [more, min, bits] =
+      first >= 0xc2 && first <= 0xdf
+        ? [1, 0x80, first & 0x1f]
+        : first >= 0xe0 && first <= 0xef
+          ? [2, 0x800, first & 0x0f]
+          : first >= 0xf0 && first <= 0xf4
+            ? [3, 0x10000, first & 0x07]
+            : [0, 0, 0];
+    let code = bits;
+    let valid = more > 0;
+    for (let k = 1; valid && k <= more; k++) {
+      const next = bytes[i + k];
+      if (next === undefined || (next & 0xc0) !== 0x80) valid = false;
+      else code = (code << 6) | (next & 0x3f);
+    }
+    if (!valid || code < min || code > 0x10ffff || (code >= 0xd800 && code < 0xe000)) {
+      out += '\ufffd';
+      i++;
+      continue;
+    }
+    out += String.fromCodePoint(code);
+    i += more + 1;
+  }
+  return out;
 }

@@ -241,6 +241,11 @@ export const LANGUAGE: CompatQuery[] = [
   q('quantile(0.5, DCGM_FI_DEV_POWER_USAGE{Hostname="host-0"})'),
   q('topk(2, DCGM_FI_DEV_POWER_USAGE{Hostname="host-0"})', true),
   q('count_values without (gpu, UUID, device) ("clock", DCGM_FI_DEV_MEM_CLOCK)'),
+  // Escapes stand for bytes; bytes that are no UTF-8 print as U+FFFD, one each.
+  q('label_replace(vector(1), "a", "\\xe2\\x82\\xac\\101\\u00e9\\U0001F600", "", "")'),
+  q(
+    'label_replace(vector(1), "a", "\\xff\\xe2\\x82!|\\xed\\xa0\\x80|\\xc0\\xaf|\\xf4\\x90\\x80\\x80", "", "")',
+  ),
   // Date functions of what a JavaScript Date cannot hold: NaN, infinities, beyond ±8.64e12 s.
   q('hour(vector(NaN))'),
   q('year(vector(-1/0)) + minute(vector(1/0))'),
