@@ -839,8 +839,8 @@ class Evaluator {
   }
 
   /**
-   * `topk`, `bottomk`, `quantile` and `count_values` (StepAggregation) step after step, their
-   * outputs gathered into series by label set as `combine` gathers them, letting the event loop
+   * `topk`, `bottomk`, `quantile` and `count_values` (StepAggregation) step after step, each
+   * output written into the series of its label set (`writer`), letting the event loop
    * run between steps when due.
    */
   private async aggregateSteps(
@@ -850,30 +850,18 @@ class Evaluator {
     param?: Float64Array,
   ): Promise<StepSeries[]> {
     const byKey = new Map<string, StepSeries>();
-    /** Each output's series, found by its label set the first time it answers. */
-    const byOutput: (StepSeries | undefined)[] = [];
+    /** Each output's writer, made the first time it answers. */
+    const writers: ((step: number, value: number) => void)[] = [];
     let step = 0;
     let made = 0;
     const emit = (output: number, labels: Labels, value: number) => {
-      let series = byOutput[output];
-      if (!series) {
-        const key = labelsKeyOf(labels);
-        series = byKey.get(key);
-        if (!series) byKey.set(key, (series = this.newSeries(labels, grid)));
-        byOutput[output] = series;
-      }
-      if (series.present[step])
-        throw new ExecutionError('vector cannot contain metrics with the same labelset');
-      series.values[step] = value;
-      series.present[step] = 1;
-      series.points++;
+      (writers[output] ??= this.writer(byKey, labels, grid))(step, value);
       made++;
     };
     for (; step < grid.n; step++) {
       if (this.pauseDue) await this.pause();
       made = 0;
       aggregation.step(step, param ? (param[step] as number) : NaN, emit);
-      this.hold(made);
       this.check(false, 1 + input.length + made);
     }
     this.release([input]);
