@@ -11,7 +11,7 @@ import {
   setLabel,
   withoutLabels,
 } from './labels';
-import { quantile } from './quantile';
+import { quantile, quantileOfOrdered } from './quantile';
 
 const MAX_INT64 = 9223372036854774784;
 const MIN_INT64 = -9223372036854775808;
@@ -71,7 +71,7 @@ export class StepAggregation {
   private readonly outputsByValue: Map<number | string, number>[] = [];
   private counts: Float64Array = new Float64Array(16);
   /** count_values: whether outputs differ by value (not when `without` drops the value label). */
-  private byValue = true;
+  private readonly byValue: boolean = true;
   private readonly outputLabels: (value: number, input: Labels) => Labels;
   private readonly less: (a: number, b: number) => boolean;
 
@@ -270,18 +270,15 @@ function grown<T extends Float64Array | Int32Array>(array: T): T {
 /** quantile() of values without -0, sorting them in place as numbers (NaN last, counted as first). */
 function sortedQuantile(q: number, values: Float64Array): number {
   const n = values.length;
-  if (n === 0 || Number.isNaN(q)) return NaN;
-  if (q < 0) return -Infinity;
-  if (q > 1) return Infinity;
-  values.sort();
-  let nans = 0;
-  while (nans < n && Number.isNaN(values[n - 1 - nans])) nans++;
-  const at = (rank: number) => (rank < nans ? NaN : (values[rank - nans] as number));
-  const rank = q * (n - 1);
-  const lower = Math.max(0, Math.floor(rank));
-  const upper = Math.min(n - 1, lower + 1);
-  const weight = rank - Math.floor(rank);
-  return at(lower) * (1 - weight) + at(upper) * weight;
+  let nans = -1;
+  return quantileOfOrdered(q, n, (k) => {
+    if (nans < 0) {
+      values.sort();
+      nans = 0;
+      while (nans < n && Number.isNaN(values[n - 1 - nans])) nans++;
+    }
+    return k < nans ? NaN : (values[k - nans] as number);
+  });
 }
 
 /** The aggregations `aggregateColumns` evaluates: no parameter, one number per group and step. */

@@ -56,16 +56,27 @@ export function bucketQuantile(q: number, buckets: Bucket[]): number {
 
 /** The φ-quantile of values, interpolating between the two nearest ranks (NaN sorts first). */
 export function quantile(q: number, values: number[]): number {
-  if (values.length === 0 || Number.isNaN(q)) return NaN;
+  let sorted: number[] | undefined;
+  return quantileOfOrdered(
+    q,
+    values.length,
+    (k) => (sorted ??= [...values].sort(compareNaNFirst))[k] as number,
+  );
+}
+
+/**
+ * The φ-quantile of n values, `at(k)` being the k-th smallest (NaN sorts first), interpolated
+ * between the two nearest ranks; `at` is not called where φ or n alone decide the answer.
+ */
+export function quantileOfOrdered(q: number, n: number, at: (k: number) => number): number {
+  if (n === 0 || Number.isNaN(q)) return NaN;
   if (q < 0) return -Infinity;
   if (q > 1) return Infinity;
-  const sorted = [...values].sort(compareNaNFirst);
-  const n = sorted.length;
   const rank = q * (n - 1);
   const lower = Math.max(0, Math.floor(rank));
   const upper = Math.min(n - 1, lower + 1);
   const weight = rank - Math.floor(rank);
-  return sorted[lower] * (1 - weight) + sorted[upper] * weight;
+  return at(lower) * (1 - weight) + at(upper) * weight;
 }
 
 export function compareNaNFirst(a: number, b: number): number {
