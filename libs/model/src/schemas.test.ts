@@ -1,9 +1,14 @@
 import {
   ackBody,
+  frameRowProblem,
+  frameSamples,
   fromSampleValue,
+  isSampleValue,
   isTelemetrySample,
   leaseBody,
   publishBatchBody,
+  telemetryFrame,
+  type TelemetryFrame,
   telemetrySample,
   toSampleValue,
   topicName,
@@ -90,5 +95,74 @@ describe('sample values', () => {
         labels: Object.fromEntries(Array.from({ length: 65 }, (_, i) => [`k${i}`, 'v'])),
       }).success,
     ).toBe(false);
+  });
+});
+
+describe('telemetryFrame', () => {
+  const group = (gpuId: string) => ({
+    gpuId,
+    gpuIndex: 0,
+    device: 'nvidia0',
+    modelName: null,
+    hostname: 'node-1',
+    container: null,
+    pod: null,
+    namespace: null,
+    labels: {},
+  });
+  const frame = {
+    source: 'http://node-1:9400/metrics',
+    groups: [group('GPU-a'), group('GPU-b')],
+    metrics: ['DCGM_FI_DEV_GPU_UTIL', 'DCGM_FI_DEV_GPU_TEMP'],
+    times: ['2026-01-01T00:00:00Z', '2026-01-01T00:00:15Z'],
+  };
+
+  it("reads rows' samples metric by metric, skipping the null cells, as the [g, m, t, v] form reads them", () => {
+    const rows = telemetryFrame.parse({
+      ...frame,
+      rows: [
+        [0, 0, 1, 'NaN'],
+        [1, 0, 2, null],
+        [0, 1, null, 3],
+      ],
+    });
+    const samples = telemetryFrame.parse({
+      ...frame,
+      samples: [
+        [0, 0, 0, 1],
+        [1, 0, 0, 2],
+        [0, 1, 0, 'NaN'],
+        [0, 1, 1, 3],
+      ],
+    });
+    const view = (f: TelemetryFrame) =>
+      frameSamples(f).map((s) => [s.gpuId, s.metricName, s.timestamp, s.value]);
+    expect(view(rows)).toEqual([
+      ['GPU-a', 'DCGM_FI_DEV_GPU_UTIL', '2026-01-01T00:00:00Z', 1],
+      ['GPU-b', 'DCGM_FI_DEV_GPU_UTIL', '2026-01-01T00:00:00Z', 2],
+      ['GPU-a', 'DCGM_FI_DEV_GPU_TEMP', '2026-01-01T00:00:00Z', 'NaN'],
+      ['GPU-a', 'DCGM_FI_DEV_GPU_TEMP', '2026-01-01T00:00:15Z', 3],
+    ]);
+    expect(view(samples)).toEqual(view(rows));
+  });
+
+  it('takes rows or samples, not both and not neither, and names what is wrong with a row', () => {
+    const issues = (payload: object) =>
+      telemetryFrame.safeParse(payload).error?.issues.map((i) => [i.path.join('.'), i.message]);
+    expect(issues({ ...frame })).toEqual([['rows', 'is required (or samples)']]);
+    expect(issues({ ...frame, rows: [[0, 0, 1, 2]], samples: [[0, 0, 0, 1]] })).toEqual([
+      ['samples', 'must not be sent with rows'],
+    ]);
+    expect(issues({ ...frame, rows: [] })).toEqual([['rows', 'must contain at least one row']]);
+    const parsed = telemetryFrame.parse({ ...frame, rows: [[0, 0, 1, 2]] });
+    expect(frameRowProblem(parsed, [0, 1, 1, 2])).toBeUndefined();
+    expect(frameRowProblem(parsed, [0, 0, 1])).toBe(
+      ': must be [group, time, then one value or null for each of the 2 metrics]',
+    );
+    expect(frameRowProblem(parsed, [2, 0, 1, 2])).toBe('[0]: must be the index of one of the 2 groups');
+    expect(frameRowProblem(parsed, [0, 1.5, 1, 2])).toBe('[1]: must be the index of one of the 2 times');
+    expect(isSampleValue('Infinity')).toBe(false);
+    expect(isSampleValue(null)).toBe(false);
+    expect(isSampleValue(Number.NaN)).toBe(false);
   });
 });

@@ -139,25 +139,45 @@ export type SampleGroup = z.infer<typeof sampleGroup>;
 /**
  * The payload of one message on the telemetry topic as the collector sends a scrape: a frame. In
  * a scrape every GPU's fields and labels, every metric name and the scrape time recur on hundreds
- * of samples; a frame sends each once, in `groups`, `metrics` and `times`, and a sample is
- * `[group, metric, time, value]`, three indexes into them and the value (a number, "NaN", "+Inf"
- * or "-Inf"). A sample so sent is exactly the telemetrySample of those fields (its uuid is derived,
- * not sent), at a tenth of the bytes: less for the queue to store and the streamer to parse.
+ * of samples; a frame sends each once, in `groups`, `metrics` and `times`, and its samples in one
+ * of two forms:
+ * - `rows` (what the collector sends): `[group, time, v0, v1, ...]`, a group's samples at one time,
+ *   one value per metric in `metrics` order and `null` where it has none. A scrape's GPUs share
+ *   their metrics, so a sample is its value and a comma: ~5 bytes, where `[g,m,t,v]` took ~14,
+ *   and the streamer parses a few arrays a message instead of one per sample.
+ * - `samples` (collectors before rows): `[group, metric, time, value]`, three indexes and the value.
+ * A value is a number, "NaN", "+Inf" or "-Inf". A sample so sent is exactly the telemetrySample of
+ * those fields (its uuid is derived, not sent).
  */
-export const telemetryFrame = z.strictObject({
-  source: storableText(2048),
-  groups: messageList(sampleGroup, 'group'),
-  metrics: messageList(telemetrySample.shape.metricName, 'metric'),
-  times: messageList(telemetrySample.shape.timestamp, 'time'),
-  samples: messageList(z.unknown(), 'sample'),
-});
+export const telemetryFrame = z
+  .strictObject({
+    source: storableText(2048),
+    groups: messageList(sampleGroup, 'group'),
+    metrics: messageList(telemetrySample.shape.metricName, 'metric'),
+    times: messageList(telemetrySample.shape.timestamp, 'time'),
+    rows: messageList(z.unknown(), 'row').optional(),
+    samples: messageList(z.unknown(), 'sample').optional(),
+  })
+  .superRefine((frame, ctx) => {
+    if (frame.rows === undefined && frame.samples === undefined)
+      ctx.addIssue({ code: 'custom', path: ['rows'], message: 'is required (or samples)' });
+    else if (frame.rows !== undefined && frame.samples !== undefined)
+      ctx.addIssue({ code: 'custom', path: ['samples'], message: 'must not be sent with rows' });
+  });
 export type TelemetryFrame = z.infer<typeof telemetryFrame>;
 
-/** One sample of a frame: indexes into its groups, metrics and times, and the value. */
+/** One sample of a frame's `samples`: indexes into its groups, metrics and times, and the value. */
 export type FrameSample = [group: number, metric: number, time: number, value: SampleValue];
+
+/** One row of a frame's `rows`: a group, a time, then one value (or null) per metric. */
+export type FrameRow = [group: number, time: number, ...values: (SampleValue | null)[]];
 
 const isIndex = (value: unknown, length: number): value is number =>
   typeof value === 'number' && Number.isInteger(value) && value >= 0 && value < length;
+
+/** Whether `v` is a sample value as a message carries it. */
+export const isSampleValue = (v: unknown): v is SampleValue =>
+  (typeof v === 'number' && Number.isFinite(v)) || v === 'NaN' || v === '+Inf' || v === '-Inf';
 
 /**
  * Why `value` is not a sample of `frame` (a message naming the field, relative to the sample), or
@@ -172,19 +192,49 @@ export function frameSampleProblem(frame: TelemetryFrame, value: unknown): strin
     return `[1]: must be the index of one of the ${frame.metrics.length} metrics`;
   if (!isIndex(t, frame.times.length))
     return `[2]: must be the index of one of the ${frame.times.length} times`;
-  if (!((typeof v === 'number' && Number.isFinite(v)) || v === 'NaN' || v === '+Inf' || v === '-Inf'))
-    return '[3]: must be a finite number, "NaN", "+Inf" or "-Inf"';
+  if (!isSampleValue(v)) return '[3]: must be a finite number, "NaN", "+Inf" or "-Inf"';
   return undefined;
 }
 
-/** A frame's samples written out whole (uuid apart): what a reader of the frame sees. */
+/**
+ * Why `value` is not a row of `frame` (relative to the row), its values apart, or undefined when
+ * it is one; a value that is not null is then checked with frameRowValueProblem.
+ */
+export function frameRowProblem(frame: TelemetryFrame, value: unknown): string | undefined {
+  if (!Array.isArray(value) || value.length !== frame.metrics.length + 2)
+    return `: must be [group, time, then one value or null for each of the ${frame.metrics.length} metrics]`;
+  if (!isIndex(value[0], frame.groups.length))
+    return `[0]: must be the index of one of the ${frame.groups.length} groups`;
+  if (!isIndex(value[1], frame.times.length))
+    return `[1]: must be the index of one of the ${frame.times.length} times`;
+  return undefined;
+}
+
+/** What is wrong with a row's value at `k` (its index in the row) that is neither null nor a sample value. */
+export function frameRowValueProblem(k: number): string {
+  return `[${k}]: must be a finite number, "NaN", "+Inf", "-Inf" or null`;
+}
+
+/**
+ * A frame's samples written out whole (uuid apart): what a reader of the frame sees. Rows give
+ * theirs metric by metric, each metric's in row order (a scrape's own order, where every metric
+ * lists its GPUs alike).
+ */
 export function frameSamples(frame: TelemetryFrame): Omit<TelemetrySample, 'uuid'>[] {
-  return (frame.samples as FrameSample[]).map(([g, m, t, value]) => ({
+  const whole = (g: number, m: number, t: number, value: SampleValue) => ({
     ...(frame.groups[g] as SampleGroup),
     metricName: frame.metrics[m] as string,
     timestamp: frame.times[t] as string,
     value,
-  }));
+  });
+  if (frame.samples) return (frame.samples as FrameSample[]).map(([g, m, t, value]) => whole(g, m, t, value));
+  const rows = (frame.rows ?? []) as FrameRow[];
+  return frame.metrics.flatMap((_, m) =>
+    rows.flatMap(([g, t, ...values]) => {
+      const value = values[m];
+      return value === null || value === undefined ? [] : [whole(g, m, t, value)];
+    }),
+  );
 }
 
 export function toSampleValue(value: number): SampleValue {

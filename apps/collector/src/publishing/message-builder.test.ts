@@ -7,11 +7,14 @@ import {
 } from '@gpu-telemetry/model';
 import { buildMessages, metadataMessages } from './message-builder';
 
-/** A scrape's samples: `gpus` GPUs x `metrics` metrics at one time, labels long enough to weigh. */
+/**
+ * A scrape's samples: `gpus` GPUs x `metrics` metrics at one time, labels long enough to weigh;
+ * metric by metric, as an exporter lists them.
+ */
 function scrape(gpus: number, metrics: number, labelBytes = 40, char = 'x'): TelemetrySample[] {
   const out: TelemetrySample[] = [];
-  for (let g = 0; g < gpus; g++) {
-    for (let m = 0; m < metrics; m++) {
+  for (let m = 0; m < metrics; m++) {
+    for (let g = 0; g < gpus; g++) {
       out.push({
         uuid: '00000000-0000-5000-8000-000000000000',
         gpuId: `GPU-${String(g).padStart(8, '0')}-0000-0000-0000-000000000000`,
@@ -44,8 +47,40 @@ describe('buildMessages', () => {
       8, 40, 1, 320,
     ]);
     expect(frameSamples(frame)).toEqual(samples.map(({ uuid: _, ...s }) => s));
-    // A tenth of the bytes of the samples written out whole.
-    expect(only!.json.length).toBeLessThan(JSON.stringify(samples).length / 8);
+    // A row per GPU, a value per metric: a sample is its value and a comma.
+    expect(frame.rows).toHaveLength(8);
+    expect(JSON.stringify(frame.rows).length).toBeLessThan(320 * 12);
+    // A twentieth of the bytes of the samples written out whole.
+    expect(only!.json.length).toBeLessThan(JSON.stringify(samples).length / 20);
+  });
+
+  it('leaves a cell null where a GPU has no sample of a metric, and sends a series met twice as a second row', () => {
+    const [a, b, c] = scrape(2, 2);
+    const again = { ...a!, value: 7 };
+    const [only] = buildMessages('http://node-0:9400/metrics', 1_700_000_000_000, [a!, b!, c!, again]);
+    const frame = telemetryFrame.parse(JSON.parse(only!.json).payload);
+    // a and b: metric 0 of GPUs 0 and 1; c: metric 1 of GPU 0; again: metric 0 of GPU 0.
+    expect(frame.rows).toEqual([
+      [0, 0, a!.value, c!.value],
+      [1, 0, b!.value, null],
+      [0, 0, 7, null],
+    ]);
+    expect(only!.samples).toBe(4);
+    const sorted = (list: object[]) =>
+      list.map((s) => JSON.stringify(Object.entries(s).sort(([a], [b]) => (a < b ? -1 : 1)))).sort();
+    expect(sorted(frameSamples(frame))).toEqual(sorted([a!, b!, c!, again].map(({ uuid: _, ...s }) => s)));
+  });
+
+  it('counts the bytes of the message it will send: sparse rows split early, none past the limit', () => {
+    // Every GPU a metric of its own: each row is one value among 199 nulls.
+    const samples = scrape(200, 1).map((s, g) => ({ ...s, metricName: `DCGM_FI_METRIC_${g}` }));
+    const messages = buildMessages('http://node-0:9400/metrics', 1_700_000_000_000, samples);
+    expect(messages.length).toBeGreaterThan(1);
+    for (const m of messages.slice(0, -1)) {
+      expect(Buffer.byteLength(m.json)).toBeLessThanOrEqual(200 * 1024);
+      expect(Buffer.byteLength(m.json)).toBeGreaterThan(190 * 1024);
+    }
+    expect(messages.reduce((n, m) => n + m.samples, 0)).toBe(200);
   });
 
   it('splits at 1000 samples and at ~200 KiB, each frame whole, with the same ids each time', () => {
@@ -55,7 +90,8 @@ describe('buildMessages', () => {
       const back = messages.flatMap((m) => {
         expect(m.json.length).toBeLessThanOrEqual(200 * 1024);
         const frame = telemetryFrame.parse(JSON.parse(m.json).payload);
-        expect(frame.samples).toHaveLength(m.samples);
+        expect(frame.rows).toBeDefined();
+        expect(frameSamples(frame)).toHaveLength(m.samples);
         return frameSamples(frame);
       });
       expect(back).toEqual(samples.map(({ uuid: _, ...s }) => s));

@@ -36,28 +36,46 @@ class Dictionary {
   }
 }
 
+/** A frame's row in the making: its group and time, and its values (JSON) by metric index. */
+interface Row {
+  group: number;
+  time: number;
+  values: (string | undefined)[];
+}
+
+/** JSON's `null`, and the comma after it: what a row pays for a metric it has no sample of. */
+const EMPTY_CELL = 5;
+
 /**
  * Splits one scrape into queue messages (telemetryFrame: each GPU's fields, each metric name and
- * the time sent once, a sample as four short fields) of at most 1000 samples and ~200 KiB. Each
- * message id is derived from (source, scrape time, chunk), so publishing it again is a duplicate
- * the queue drops. Every sample is serialised once, as it is added: a scrape holds JSON text, not
- * objects.
+ * the time sent once; each GPU's samples at a time as one row of values, in metric order) of at
+ * most 1000 samples and ~200 KiB. Each message id is derived from (source, scrape time, chunk), so
+ * publishing it again is a duplicate the queue drops. Every value is serialised once, as it is
+ * added: a scrape holds JSON text, not objects.
  */
 export class MessageBuilder {
   private readonly messages: OutgoingMessage[] = [];
-  private readonly head: string;
+  private readonly head: number;
   private groups = new Dictionary();
   private metrics = new Dictionary();
   private times = new Dictionary();
-  private samples: string[] = [];
+  private rows: Row[] = [];
+  /** The row that takes a group's next sample at a time, by `group * 1024 + time` (each < 1000). */
+  private open = new Map<number, Row>();
+  private samples = 0;
+  /** The message's UTF-8 bytes, its cells apart: its lists and each row's brackets and indexes. */
   private size: number;
+  /** What the rows' values add to their cells counted empty (EMPTY_CELL each). */
+  private valueBytes = 0;
 
   constructor(
     private readonly source: string,
     private readonly scrapedAtMs: number,
   ) {
-    this.head = `{"source":${JSON.stringify(source)},"groups":[],"metrics":[],"times":[],"samples":[]}`;
-    this.size = Buffer.byteLength(this.head);
+    this.head = Buffer.byteLength(
+      `{"id":"${uuidV5('')}","payload":{"source":${JSON.stringify(source)},"groups":[],"metrics":[],"times":[],"rows":[]}}`,
+    );
+    this.size = this.head;
   }
 
   add(sample: TelemetrySample): void {
@@ -75,17 +93,48 @@ export class MessageBuilder {
     const metric = JSON.stringify(sample.metricName);
     const time = JSON.stringify(sample.timestamp);
     const value = JSON.stringify(sample.value);
-    // A sample's indexes take at most 4 digits each (at most 1000 of anything); values are ASCII.
-    const cost = () =>
-      this.groups.cost(group) + this.metrics.cost(metric) + this.times.cost(time) + value.length + 16;
     if (
-      this.samples.length >= MAX_SAMPLES_PER_MESSAGE ||
-      (this.samples.length > 0 && this.size + cost() > MAX_MESSAGE_BYTES)
+      this.samples >= MAX_SAMPLES_PER_MESSAGE ||
+      (this.samples > 0 && this.sizeWith(group, metric, time, value) > MAX_MESSAGE_BYTES)
     )
       this.flush();
-    this.size += cost();
-    const at = `[${this.groups.add(group)},${this.metrics.add(metric)},${this.times.add(time)},${value}]`;
-    this.samples.push(at);
+    this.size += this.groups.cost(group) + this.metrics.cost(metric) + this.times.cost(time);
+    const g = this.groups.add(group);
+    const t = this.times.add(time);
+    const m = this.metrics.add(metric);
+    let row = this.open.get(g * 1024 + t);
+    // The same series twice in a scrape: the second value goes in a row of its own, as it came.
+    if (!row || row.values[m] !== undefined) {
+      row = { group: g, time: t, values: [] };
+      this.rows.push(row);
+      this.open.set(g * 1024 + t, row);
+      this.size += rowBytes(g, t);
+    }
+    row.values[m] = value;
+    this.valueBytes += value.length - 4;
+    this.samples++;
+  }
+
+  /** The message's bytes once the sample is in: a row per group and time, a cell per row and metric. */
+  private sizeWith(group: string, metric: string, time: string, value: string): number {
+    const g = this.groups.index.get(group) ?? this.groups.parts.length;
+    const t = this.times.index.get(time) ?? this.times.parts.length;
+    const m = this.metrics.index.get(metric) ?? this.metrics.parts.length;
+    const row = this.open.get(g * 1024 + t);
+    const newRow = !row || row.values[m] !== undefined;
+    const rows = this.rows.length + (newRow ? 1 : 0);
+    const metrics = this.metrics.parts.length + (m === this.metrics.parts.length ? 1 : 0);
+    return (
+      this.size +
+      this.groups.cost(group) +
+      this.metrics.cost(metric) +
+      this.times.cost(time) +
+      (newRow ? rowBytes(g, t) : 0) +
+      rows * metrics * EMPTY_CELL +
+      this.valueBytes +
+      value.length -
+      4
+    );
   }
 
   /** The messages, the last one closed. */
@@ -95,19 +144,33 @@ export class MessageBuilder {
   }
 
   private flush(): void {
-    if (this.samples.length === 0) return;
+    if (this.samples === 0) return;
     const id = uuidV5(`${this.source}\n${this.scrapedAtMs}\n${this.messages.length}`);
+    const metrics = this.metrics.parts.length;
+    const rows = this.rows.map((row) => {
+      let cells = `[${row.group},${row.time}`;
+      for (let m = 0; m < metrics; m++) cells += `,${row.values[m] ?? 'null'}`;
+      return `${cells}]`;
+    });
     const frame =
       `{"source":${JSON.stringify(this.source)},"groups":[${this.groups.parts.join(',')}],` +
       `"metrics":[${this.metrics.parts.join(',')}],"times":[${this.times.parts.join(',')}],` +
-      `"samples":[${this.samples.join(',')}]}`;
-    this.messages.push({ id, json: `{"id":"${id}","payload":${frame}}`, samples: this.samples.length });
+      `"rows":[${rows.join(',')}]}`;
+    this.messages.push({ id, json: `{"id":"${id}","payload":${frame}}`, samples: this.samples });
     this.groups = new Dictionary();
     this.metrics = new Dictionary();
     this.times = new Dictionary();
-    this.samples = [];
-    this.size = Buffer.byteLength(this.head);
+    this.rows = [];
+    this.open = new Map();
+    this.samples = 0;
+    this.valueBytes = 0;
+    this.size = this.head;
   }
+}
+
+/** A row's bytes but its cells: `[g,t]` and the comma after it. */
+function rowBytes(group: number, time: number): number {
+  return String(group).length + String(time).length + 4;
 }
 
 /** The messages of samples already in hand (a CSV replay step). */

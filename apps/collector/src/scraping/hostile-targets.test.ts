@@ -1,6 +1,7 @@
 import { createServer, type RequestListener, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { DcgmSimulator, SIMULATED_METRICS } from '@gpu-telemetry/dcgm-simulator';
+import { frameSamples, telemetryFrame } from '@gpu-telemetry/model';
 import { createTestDatabase, type TestDatabase } from '@gpu-telemetry/db/testing';
 import { waitFor } from '@gpu-telemetry/harness';
 import { QueueClient } from '@gpu-telemetry/queue-client';
@@ -100,12 +101,12 @@ beforeAll(async () => {
     req.on('end', () => {
       if (req.method !== 'POST') return void res.writeHead(200).end('{"status":"ok"}');
       const { messages } = JSON.parse(Buffer.concat(chunks).toString()) as {
-        messages: { id: string; payload: { source: string; samples?: unknown[]; metadata?: unknown[] } }[];
+        messages: { id: string; payload: { source: string; rows?: unknown[]; metadata?: unknown[] } }[];
       };
       for (const m of messages)
         published.push({
           source: m.payload.source,
-          samples: m.payload.samples?.length ?? 0,
+          samples: m.payload.rows ? frameSamples(telemetryFrame.parse(m.payload)).length : 0,
           metadata: m.payload.metadata?.length ?? 0,
           at: performance.now(),
         });

@@ -4,7 +4,7 @@ import request from 'supertest';
 import { maintainerWith, startStreamerTestApp } from '../testing/streamer-test-app';
 import { Pool } from 'pg';
 import { IngestService } from './ingest.service';
-import { frameMessage, message, sample } from '../testing/samples';
+import { type FramePayload, frameMessage, message, sample } from '../testing/samples';
 
 let streamer: Awaited<ReturnType<typeof startStreamerTestApp>>;
 
@@ -326,8 +326,12 @@ describe('IngestService.handle', () => {
     const stored = [...(await rows(`${gpuId}-0`)), ...(await rows(`${gpuId}-1`))];
     const view = (s: Record<string, unknown>) => [s.gpuIndex, s.metricName, s.timestamp, s.value, s.labels];
     expect(stored.map(view).sort()).toEqual(samples.map((s) => view(s)).sort());
-    // The older form of the same samples is the same series at the same times: nothing new.
-    const { failed } = await streamer.ingest.handle([message(samples)]);
+    expect(frame.payload.rows).toHaveLength(4); // a row per GPU and time
+    // The older forms of the same samples are the same series at the same times: nothing new.
+    const { failed } = await streamer.ingest.handle([
+      message(samples),
+      frameMessage(samples, undefined, 'samples'),
+    ]);
     expect(failed).toEqual([]);
     expect((await rows(`${gpuId}-0`)).length + (await rows(`${gpuId}-1`)).length).toBe(8);
     const series = await streamer.database.pool.query(
@@ -388,34 +392,76 @@ describe('IngestService.handle', () => {
     );
   });
 
+  it("dead-letters a frame's bad rows and values with a reason naming the field, and stores its good ones", async () => {
+    const gpuId = 'GPU-ingest-rows-bad';
+    const at = Date.now() - 60_000;
+    const good = [0, 1].map((gpuIndex) =>
+      sample({ gpuId: `${gpuId}-${gpuIndex}`, gpuIndex, timestamp: new Date(at).toISOString() }),
+    );
+    const cases: [(p: FramePayload) => void, string][] = [
+      [(p) => p.rows!.push([2, 0, 1]), 'rows[2][0]: must be the index of one of the 2 groups'],
+      [(p) => p.rows!.push([0, 1, 1]), 'rows[2][1]: must be the index of one of the 1 times'],
+      [(p) => p.rows!.push([0, '0', 1]), 'rows[2][1]: must be the index of one of the 1 times'],
+      [
+        (p) => p.rows!.push([0, 0]),
+        'rows[2]: must be [group, time, then one value or null for each of the 1 metrics]',
+      ],
+      [
+        (p) => p.rows!.push({ g: 0 } as never),
+        'rows[2]: must be [group, time, then one value or null for each of the 1 metrics]',
+      ],
+      // The bad value is one sample: the row's others, and the frame's other rows, are stored.
+      [(p) => (p.rows![1]![2] = 'hot'), 'rows[1][2]: must be a finite number, "NaN", "+Inf", "-Inf" or null'],
+      [(p) => (p.rows![0]![2] = [1]), 'rows[0][2]: must be a finite number, "NaN", "+Inf", "-Inf" or null'],
+    ];
+    for (const [change, reason] of cases) {
+      const bad = frameMessage(good);
+      change(bad.payload);
+      expect(await streamer.ingest.handle([bad])).toEqual({
+        failed: [{ id: bad.id, deadLetter: true, reason: `invalid telemetry: ${reason}` }],
+      });
+    }
+    // Every case stored what was good in it, once.
+    expect((await rows(`${gpuId}-0`)).length + (await rows(`${gpuId}-1`)).length).toBe(2);
+    const both = frameMessage(good);
+    both.payload.samples = [[0, 0, 0, 1]];
+    const neither = frameMessage(good);
+    delete neither.payload.rows;
+    const { failed } = await streamer.ingest.handle([both, neither]);
+    expect(failed?.map((f) => f.reason)).toEqual([
+      'invalid telemetry: samples: must not be sent with rows',
+      'invalid telemetry: rows: is required (or samples)',
+    ]);
+  });
+
   it("dead-letters a frame's bad samples with a reason naming the field, and stores its good ones", async () => {
     const gpuId = 'GPU-ingest-frame-bad';
     const good = sample({ gpuId });
-    const cases: [string, (p: ReturnType<typeof frameMessage>['payload']) => void, string][] = [
+    const cases: [string, (p: FramePayload) => void, string][] = [
       [
         'group out of range',
-        (p) => p.samples.push([1, 0, 0, 1]),
+        (p) => p.samples!.push([1, 0, 0, 1]),
         'samples[1][0]: must be the index of one of the 1 groups',
       ],
       [
         'metric not an index',
-        (p) => p.samples.push([0, 'x', 0, 1]),
+        (p) => p.samples!.push([0, 'x', 0, 1]),
         'samples[1][1]: must be the index of one of the 1 metrics',
       ],
       [
         'time negative',
-        (p) => p.samples.push([0, 0, -1, 1]),
+        (p) => p.samples!.push([0, 0, -1, 1]),
         'samples[1][2]: must be the index of one of the 1 times',
       ],
       [
         'value not a number',
-        (p) => p.samples.push([0, 0, 0, 'hot']),
+        (p) => p.samples!.push([0, 0, 0, 'hot']),
         'samples[1][3]: must be a finite number, "NaN", "+Inf" or "-Inf"',
       ],
-      ['not a tuple', (p) => p.samples.push({ g: 0 }), 'samples[1]: must be [group, metric, time, value]'],
+      ['not a tuple', (p) => p.samples!.push({ g: 0 }), 'samples[1]: must be [group, metric, time, value]'],
     ];
     for (const [, change, reason] of cases) {
-      const bad = frameMessage([good]);
+      const bad = frameMessage([good], undefined, 'samples');
       change(bad.payload);
       expect(await streamer.ingest.handle([bad])).toEqual({
         failed: [{ id: bad.id, deadLetter: true, reason: `invalid telemetry: ${reason}` }],

@@ -2,11 +2,14 @@ import { fieldErrors } from '@gpu-telemetry/service-kit';
 import {
   FIRST_TIME_MS,
   type FrameSample,
+  frameRowProblem,
+  frameRowValueProblem,
   frameSampleProblem,
   fromSampleValue,
   fromSeriesValue,
   type GpuColumns,
   gpuColumnsOf,
+  isSampleValue,
   isSeriesEntry,
   isTelemetrySample,
   labelsOfGpuColumns,
@@ -377,17 +380,8 @@ export class IngestService {
       }
       return g.metrics;
     };
-    for (let index = 0; index < frame.samples.length; index++) {
-      const raw = frame.samples[index];
-      const problem = frameSampleProblem(frame, raw);
-      if (problem) {
-        problems.push(`samples[${index}]${problem}`);
-        continue;
-      }
-      const [g, m, t, value] = raw as FrameSample;
-      const time = times[t] as (typeof times)[number];
-      if (time.late) continue; // said once, of its time
-      const entry = groups[g] as (typeof groups)[number];
+    /** The series of group `g`'s samples of metric `m`, made when first needed. */
+    const seriesOf = (entry: (typeof groups)[number], m: number): ScrapedSeries => {
       let of = entry.series[m];
       if (!of) {
         const metrics = metricsOf(entry);
@@ -399,7 +393,47 @@ export class IngestService {
         }
         entry.series[m] = of;
       }
-      accepted.add(of, time.at, time.us, time.timestamp, fromSampleValue(value));
+      return of;
+    };
+    if (frame.rows) {
+      const width = frame.metrics.length + 2;
+      for (let r = 0; r < frame.rows.length; r++) {
+        const row = frame.rows[r] as unknown[];
+        const problem = frameRowProblem(frame, row);
+        if (problem) {
+          problems.push(`rows[${r}]${problem}`);
+          continue;
+        }
+        const time = times[row[1] as number] as (typeof times)[number];
+        if (time.late) continue; // said once, of its time
+        const entry = groups[row[0] as number] as (typeof groups)[number];
+        for (let k = 2; k < width; k++) {
+          const value = row[k];
+          if (value === null) continue;
+          if (!isSampleValue(value)) problems.push(`rows[${r}]${frameRowValueProblem(k)}`);
+          else accepted.add(seriesOf(entry, k - 2), time.at, time.us, time.timestamp, fromSampleValue(value));
+        }
+      }
+      return problems;
+    }
+    const samples = frame.samples ?? [];
+    for (let index = 0; index < samples.length; index++) {
+      const raw = samples[index];
+      const problem = frameSampleProblem(frame, raw);
+      if (problem) {
+        problems.push(`samples[${index}]${problem}`);
+        continue;
+      }
+      const [g, m, t, value] = raw as FrameSample;
+      const time = times[t] as (typeof times)[number];
+      if (time.late) continue; // said once, of its time
+      accepted.add(
+        seriesOf(groups[g] as (typeof groups)[number], m),
+        time.at,
+        time.us,
+        time.timestamp,
+        fromSampleValue(value),
+      );
     }
     return problems;
   }

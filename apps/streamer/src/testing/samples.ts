@@ -38,20 +38,26 @@ export function message(samples: unknown[], source = 'http://node-1:9400/metrics
   };
 }
 
-/**
- * A leased message carrying `samples` as a frame (the collector's form: each group of GPU fields,
- * metric and time once), its payload then open to the test's changes.
- */
-export function frameMessage(
-  samples: TelemetrySample[],
-  source = 'http://node-1:9400/metrics',
-): LeasedMessage<{
+/** A frame's payload, open to a test's changes. */
+export interface FramePayload {
   source: string;
   groups: unknown[];
   metrics: unknown[];
   times: unknown[];
-  samples: unknown[];
-}> {
+  rows?: unknown[][];
+  samples?: unknown[];
+}
+
+/**
+ * A leased message carrying `samples` as a frame: each group of GPU fields, metric and time once,
+ * and the samples as `rows` (the collector's form: a group's values at a time, one per metric,
+ * null where it has none) or, with `form` 'samples', as `[group, metric, time, value]`.
+ */
+export function frameMessage(
+  samples: TelemetrySample[],
+  source = 'http://node-1:9400/metrics',
+  form: 'rows' | 'samples' = 'rows',
+): LeasedMessage<FramePayload> {
   const groups: string[] = [];
   const metrics: string[] = [];
   const times: string[] = [];
@@ -59,18 +65,24 @@ export function frameMessage(
     const i = list.indexOf(item);
     return i >= 0 ? i : list.push(item) - 1;
   };
-  const rows = samples.map(({ uuid: _, metricName, timestamp, value, ...group }) => [
+  const cells = samples.map(({ uuid: _, metricName, timestamp, value, ...group }) => [
     indexIn(groups, JSON.stringify(group)),
     indexIn(metrics, metricName),
     indexIn(times, timestamp),
     value,
   ]);
-  return {
-    id: randomUUID(),
-    payload: { source, groups: groups.map((g) => JSON.parse(g)), metrics, times, samples: rows },
-    attempts: 1,
-    publishedAt: new Date().toISOString(),
-  };
+  const payload: FramePayload = { source, groups: groups.map((g) => JSON.parse(g)), metrics, times };
+  if (form === 'samples') payload.samples = cells;
+  else {
+    const rows: unknown[][] = [];
+    for (const [g, m, t, value] of cells as [number, number, number, unknown][]) {
+      let row = rows.find((r) => r[0] === g && r[1] === t && r[2 + m] === null);
+      if (!row) rows.push((row = [g, t, ...metrics.map(() => null)]));
+      row[2 + m] = value;
+    }
+    payload.rows = rows;
+  }
+  return { id: randomUUID(), payload, attempts: 1, publishedAt: new Date().toISOString() };
 }
 
 /** A leased message carrying metric metadata, as a scrape or a remote write sends it. */
