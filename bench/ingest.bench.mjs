@@ -135,7 +135,15 @@ async function copyCeiling(url, samples) {
  * a count(*) every 50 ms would be a scan of the table competing with what it measures. The rows
  * are counted once at the end.
  */
-async function throughPipeline(queue, pool, messages, expectedRows, again, pids) {
+async function throughPipeline(queue, pool, messages, expectedRows, again, pids, streamerUrl) {
+  const batches = async () => {
+    const text = await fetch(`${streamerUrl}/metrics`, { headers: serviceHeaders }).then((r) => r.text());
+    return [...text.matchAll(/^streamer_batches_total\{[^}]*\} (\S+)$/gm)].reduce(
+      (n, m) => n + Number(m[1]),
+      0,
+    );
+  };
+  const batchesBefore = await batches();
   const startRows = await count(pool);
   const wal = await walBytes(pool);
   const used = cpuMeter(pids);
@@ -164,7 +172,8 @@ async function throughPipeline(queue, pool, messages, expectedRows, again, pids)
   const stored = (await count(pool)) - startRows;
   if (stored !== (again ? 0 : expectedRows))
     throw new Error(`stored ${stored} rows, expected ${again ? 0 : expectedRows}`);
-  return { rate: expectedRows / seconds, cpu, wal: walWritten };
+  const perBatch = messages.length / ((await batches()) - batchesBefore);
+  return { rate: expectedRows / seconds, cpu, wal: walWritten, perBatch };
 }
 
 const postgres = await startPostgres();
@@ -205,11 +214,19 @@ try {
   const pids = { queue: queue.pid, streamer: streamer.pid };
   process.stderr.write('queue + streamer, the first round: every series new...\n');
   const newSeries = firstRound.messages.reduce((sum, m) => sum + m.samples, 0);
-  const fresh = await throughPipeline(client, pool, firstRound.messages, newSeries, false, pids);
+  const fresh = await throughPipeline(
+    client,
+    pool,
+    firstRound.messages,
+    newSeries,
+    false,
+    pids,
+    streamer.url,
+  );
   process.stderr.write('queue + streamer, the rounds after...\n');
-  const first = await throughPipeline(client, pool, messages, rows, false, pids);
+  const first = await throughPipeline(client, pool, messages, rows, false, pids, streamer.url);
   process.stderr.write('queue + streamer, redelivered...\n');
-  const dup = await throughPipeline(client, pool, messages, rows, true, pids);
+  const dup = await throughPipeline(client, pool, messages, rows, true, pids, streamer.url);
   if ((await count(pool)) !== rows + newSeries) throw new Error('redelivery changed the row count');
 
   printTable(
@@ -223,6 +240,7 @@ try {
       'queue',
       'streamer',
       'publisher',
+      'messages a batch',
     ],
     [
       [
@@ -231,6 +249,7 @@ try {
         '1.00',
         fmt(copy.wal / samples.length, 0),
         fmt(copy.cpu.postgres / samples.length, 1),
+        '-',
         '-',
         '-',
         '-',
@@ -245,6 +264,7 @@ try {
         n === rows ? fmt(r.rate / copy.rate, 2) : '-',
         fmt(r.wal / n, 0),
         ...['postgres', 'queue', 'streamer', 'self'].map((k) => fmt(r.cpu[k] / n, 1)),
+        fmt(r.perBatch, 1),
       ]),
     ],
   );
