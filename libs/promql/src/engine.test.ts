@@ -639,6 +639,60 @@ describe('errors', () => {
     });
   });
 
+  it("takes a chain of a thousand operators, past the grammar's own limit, and refuses the 1,001st", async () => {
+    // `or` of selectors as dashboards generate them: lezer alone gave up at the ~415th.
+    const selectors = Array.from({ length: 1_000 }, (_, i) => `x{i="${i}"}`).join(' or ');
+    expect(selectors.length).toBeGreaterThan(8_000);
+    expect(toPrometheusData(await engine.instantQuery(`count(${selectors} or vector(1))`, 30 * s))).toEqual({
+      resultType: 'vector',
+      result: [{ metric: {}, value: [30, '1'] }],
+    });
+    // The deepest tree the bounds allow: 1,000 brackets around 1,000 operators, every walk of it.
+    const ones = Array.from({ length: 1_001 }, () => '1').join('+');
+    expect(
+      toPrometheusData(await engine.instantQuery(`${'('.repeat(1_000)}${ones}${')'.repeat(1_000)}`, 0)),
+    ).toEqual({
+      resultType: 'scalar',
+      result: [0, '1001'],
+    });
+    const range = await engine.rangeQuery(
+      `vector(0) - ${Array.from({ length: 1_000 }, () => 'vector(1)').join(' - ')}`,
+      0,
+      60 * s,
+      30 * s,
+    );
+    expect(toPrometheusData(range)).toEqual({
+      resultType: 'matrix',
+      result: [
+        {
+          metric: {},
+          values: [
+            [0, '-1000'],
+            [30, '-1000'],
+            [60, '-1000'],
+          ],
+        },
+      ],
+    });
+    // Operators in strings, comments, matchers and durations are not counted; signs are.
+    const quoted = `${Array.from({ length: 999 }, () => '1').join('+')} + count_over_time(x{x!="${'-'.repeat(2_000)}"}[5m:1m] offset 1m) # ${'+'.repeat(2_000)}`;
+    expect(toPrometheusData(await engine.instantQuery(quoted, 0))).toEqual({
+      resultType: 'vector',
+      result: [],
+    });
+    for (const [query, at] of [
+      [`${ones}+1`, 2_002],
+      [`${'-'.repeat(1_001)}1`, 1_001],
+      [Array.from({ length: 1_002 }, (_, i) => `x{i="${i}"}`).join(' or '), 13_903],
+    ] as const) {
+      const err = await engine.instantQuery(query, 0).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(BadDataError);
+      expect((err as Error).message).toBe(
+        `1:${at}: parse error: the query has more than 1000 binary operators`,
+      );
+    }
+  });
+
   it('bounds the label values label_join and label_replace make: a short query cannot double one into gigabytes', async () => {
     // 1,000 characters doubled 20 times would be a value of ~1 GB (and a 500: invalid string length).
     let doubling = `label_replace(vector(1), "a", "${'x'.repeat(1_000)}", "", "")`;

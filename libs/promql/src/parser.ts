@@ -36,7 +36,43 @@ export const MAX_NESTING = 1_000;
  * Every problem is a `BadDataError` whose message reads like Prometheus's (`1:5: parse error: ...`).
  */
 export function parseExpr(query: string): Expr {
-  return new Converter(query).parse();
+  try {
+    return new Converter(query).parse();
+  } catch (error) {
+    // The stack ran out (a tree deeper than the limits below foresee): a query refused, not a 500.
+    if (error instanceof RangeError) {
+      throw new BadDataError(parseErrorMessage(query, 0, 'the query is nested too deeply to read'), {
+        start: 0,
+        end: 0,
+      });
+    }
+    throw error;
+  }
+}
+
+/**
+ * Binary operators a query may hold (outside strings, comments, braces and brackets; every `-`
+ * and `+` counted, signs too). A chain of them is a tree one level deeper each: lezer stops a chain
+ * past 2,000 characters after 300 more (a kludge against trees too deep to walk, which made `or` of
+ * ~415 selectors a parse error), and Prometheus takes any number. Here a query may hold this many,
+ * whatever their order, a depth every walk of the tree (lezer's, the converter's, the engine's)
+ * takes beside MAX_NESTING brackets.
+ */
+export const MAX_OPERATORS = 1_000;
+
+/**
+ * The tree of `text`, parsed as lezer's `parse` does but without its limit on a chain of
+ * operations (its counter of them, internal to lezer, reset between steps): forGrammar has
+ * bounded the operators already.
+ */
+function parseTree(text: string): ReturnType<typeof lezerParser.parse> {
+  const parse: ReturnType<typeof lezerParser.startParse> & { bigReductionCount?: number } =
+    lezerParser.startParse(text);
+  for (;;) {
+    if (typeof parse.bigReductionCount === 'number') parse.bigReductionCount = 0;
+    const tree = parse.advance();
+    if (tree) return tree;
+  }
 }
 
 /**
@@ -61,6 +97,9 @@ export function parseMetricSelector(text: string): Matcher[] {
 const RENAMED_FOR_GRAMMAR: Record<string, string> = { holt_winters: 'day_of_month' };
 
 const WORD = /[a-z_]+/y;
+/** What forGrammar counts as a binary operator (MAX_OPERATORS): `=` only as the end of `==` or `!=`. */
+const OPERATOR_CHARS = new Set(['+', '-', '*', '/', '%', '^', '<', '>', '=']);
+const WORD_OPERATORS = new Set(['and', 'or', 'unless', 'atan2']);
 const CALL = /\s*\(/y;
 /**
  * `0X1f`, and a number ending in its point (`5.`, `5.e2`) where a token ends, which Prometheus
@@ -79,15 +118,32 @@ const GO_NUMBER = /0X|([0-9]+)\.(?![0-9])([eE][+-]?[0-9]+)?(?![\w:.])/y;
  * `(` or `abs(` took seconds, holding the event loop, for a query that fails anyway (lezer gives
  * up near 8,000 deep).
  */
-function forGrammar(query: string, tooDeep: (at: number) => never): string {
+function forGrammar(
+  query: string,
+  tooDeep: (at: number) => never,
+  tooManyOperators: (at: number) => never,
+): string {
   let out = '';
   let quote = '';
   let depth = 0;
+  /** Open braces and brackets: inside them `=`, `!=`, `-` are matchers and durations. */
+  let inside = 0;
+  let operators = 0;
+  const operator = (at: number) => {
+    if (++operators > MAX_OPERATORS) tooManyOperators(at);
+  };
   for (let i = 0; i < query.length; i++) {
     const c = query[i];
     if (c === '(' || c === '[' || c === '{') {
       if (!quote && ++depth > MAX_NESTING) tooDeep(i);
-    } else if ((c === ')' || c === ']' || c === '}') && !quote && depth > 0) depth--;
+      if (!quote && c !== '(') inside++;
+    } else if ((c === ')' || c === ']' || c === '}') && !quote && depth > 0) {
+      depth--;
+      if (c !== ')' && inside > 0) inside--;
+    } else if (!quote && inside === 0 && OPERATOR_CHARS.has(c as string)) {
+      // `==` and `!=` once (at their `=`), `<=` and `>=` once (at their first character).
+      if (c !== '=' || query[i - 1] === '=' || query[i - 1] === '!') operator(i);
+    }
     if (quote) {
       out += c;
       if (c === '\\' && quote !== '`') out += query[++i] ?? '';
@@ -124,7 +180,9 @@ function forGrammar(query: string, tooDeep: (at: number) => never): string {
       const word = WORD.exec(query)?.[0];
       if (word) {
         CALL.lastIndex = i + word.length;
-        out += CALL.test(query) ? (RENAMED_FOR_GRAMMAR[word] ?? word) : word;
+        const call = CALL.test(query);
+        if (!call && inside === 0 && WORD_OPERATORS.has(word)) operator(i);
+        out += call ? (RENAMED_FOR_GRAMMAR[word] ?? word) : word;
         i += word.length - 1;
         continue;
       }
@@ -171,10 +229,12 @@ class Converter {
   parse(): Expr {
     // Nothing but spaces and comments: said as Prometheus says it, before lezer calls it an end.
     if (this.query.replace(/#[^\n]*/g, '').trim() === '') this.fail(0, 'no expression found in input');
-    this.grammarText = forGrammar(this.query, (at) =>
-      this.fail(at, `the query nests more than ${MAX_NESTING} brackets deep`),
+    this.grammarText = forGrammar(
+      this.query,
+      (at) => this.fail(at, `the query nests more than ${MAX_NESTING} brackets deep`),
+      (at) => this.fail(at, `the query has more than ${MAX_OPERATORS} binary operators`),
     );
-    const tree = lezerParser.parse(this.grammarText);
+    const tree = parseTree(this.grammarText);
     const top = tree.topNode;
     const children = this.children(top);
     if (children.length === 0) this.fail(0, 'no expression found in input');

@@ -301,6 +301,15 @@ export const LANGUAGE: CompatQuery[] = [
   q('DCGM_FI_DEV_GPU_UTIL{Hostname=~"host-1|"}'),
   q('DCGM_FI_DEV_GPU_UTIL{Hostname="host-1", Hostname="host-2"}'),
   q('DCGM_FI_DEV_GPU_UTIL{Hostname=~"host-1|host.2"}'),
+  // Chains past the grammar's own limit (lezer gave up ~2,300 characters in): `or` of 600
+  // selectors, as a dashboard variable's values expand, and 800 operations in a row.
+  q(
+    Array.from(
+      { length: 600 },
+      (_, i) => `DCGM_FI_DEV_GPU_UTIL{Hostname="host-${i % 4}", gpu="${i % 8}", uuid!="u${i}"}`,
+    ).join(' or '),
+  ),
+  q(`DCGM_FI_DEV_GPU_TEMP${' + 1 - 1'.repeat(400)}`),
 ];
 
 export const COMPAT_QUERIES: CompatQuery[] = [...DCGM_DASHBOARD, ...PROJECT_DASHBOARD, ...LANGUAGE];
