@@ -1,3 +1,6 @@
+import { randomUUID } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
 import { createLogger } from '@gpu-telemetry/service-kit';
 import { asService } from '@gpu-telemetry/service-kit/testing';
 import request from 'supertest';
@@ -339,6 +342,46 @@ describe('IngestService.handle', () => {
       [`${gpuId}-%`],
     );
     expect(series.rows[0].n).toBe(4);
+  });
+
+  it('stores the telemetry messages docs/reference.md shows, each form as it says', async () => {
+    const reference = readFileSync(path.join(__dirname, '../../../../docs/reference.md'), 'utf8');
+    const block = reference.slice(reference.indexOf('**Telemetry messages**')).split('```jsonc\n')[1]!;
+    const text = block
+      .slice(0, block.indexOf('\n```'))
+      .split('\n')
+      .filter((line) => !line.trimStart().startsWith('//'))
+      .join('\n');
+    // The examples one after another: each ends where its braces close.
+    const payloads: Record<string, unknown>[] = [];
+    let depth = 0;
+    let from = 0;
+    for (let i = 0; i < text.length; i++) {
+      if (text[i] === '{' && depth++ === 0) from = i;
+      if (text[i] === '}' && --depth === 0) payloads.push(JSON.parse(text.slice(from, i + 1)));
+    }
+    expect(payloads.map((p) => Object.keys(p)[1])).toEqual(['groups', 'series', 'metadata']);
+    // Their times moved to a minute ago (retention would refuse a fixed date one day).
+    const at = Date.now() - 60_000;
+    const [frame, series, metadata] = payloads as [
+      FramePayload,
+      { series: { samples: number[][] }[] },
+      object,
+    ];
+    frame.times = [new Date(at).toISOString()];
+    for (const s of series.series) for (const sample of s.samples) sample[0] = at;
+    const leased = [frame, series, metadata].map((payload) => ({
+      id: randomUUID(),
+      payload,
+      attempts: 1,
+      publishedAt: new Date().toISOString(),
+    }));
+    expect(await streamer.ingest.handle(leased)).toEqual({ failed: [] });
+    const gpu = (frame.groups[0] as { gpuId: string }).gpuId;
+    expect((await rows(gpu)).map((r) => [r.metricName, r.value]).sort()).toEqual([
+      ['DCGM_FI_DEV_GPU_TEMP', 64],
+      ['DCGM_FI_DEV_GPU_UTIL', 87],
+    ]);
   });
 
   it('finds the series of the next frame from the same GPUs without resolving them again', async () => {
