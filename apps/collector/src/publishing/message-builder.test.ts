@@ -71,16 +71,49 @@ describe('buildMessages', () => {
     expect(sorted(frameSamples(frame))).toEqual(sorted([a!, b!, c!, again].map(({ uuid: _, ...s }) => s)));
   });
 
-  it('counts the bytes of the message it will send: sparse rows split early, none past the limit', () => {
-    // Every GPU a metric of its own: each row is one value among 199 nulls.
+  it('sends a scrape whose rows would be mostly null as [group, metric, time, value] samples', () => {
+    // Every GPU a metric of its own: as rows, each would be one value among 199 nulls (~200 KiB).
     const samples = scrape(200, 1).map((s, g) => ({ ...s, metricName: `DCGM_FI_METRIC_${g}` }));
     const messages = buildMessages('http://node-0:9400/metrics', 1_700_000_000_000, samples);
-    expect(messages.length).toBeGreaterThan(1);
-    for (const m of messages.slice(0, -1)) {
-      expect(Buffer.byteLength(m.json)).toBeLessThanOrEqual(200 * 1024);
-      expect(Buffer.byteLength(m.json)).toBeGreaterThan(190 * 1024);
+    expect(messages).toHaveLength(1);
+    const frame = telemetryFrame.parse(JSON.parse(messages[0]!.json).payload);
+    expect(frame.rows).toBeUndefined();
+    expect(frame.samples).toHaveLength(200);
+    expect(frameSamples(frame)).toEqual(samples.map(({ uuid: _, ...s }) => s));
+    expect(Buffer.byteLength(messages[0]!.json)).toBeLessThan(100 * 1024);
+  });
+
+  it('counts the bytes of the message it will send, in the form it will send it: none past the limit', () => {
+    // GPUs with 8 KiB of labels: 25 metrics each, a GPU after another (dense rows), or each with
+    // a metric of its own (rows would be nulls). Either way the bytes, not the 1000 samples, split.
+    const byGpu = (gpus: number, metrics: number) =>
+      Array.from({ length: gpus }, (_, g) =>
+        scrape(1, metrics, 4_096).map((s) => ({
+          ...s,
+          gpuId: `GPU-${g}`,
+          labels: { ...s.labels, more: s.labels['note']! },
+        })),
+      );
+    const dense = byGpu(60, 25).flat();
+    const sparse = byGpu(60, 1).flatMap(([s], g) => [{ ...s!, metricName: `DCGM_FI_METRIC_${g}` }]);
+    for (const [samples, form] of [
+      [dense, 'rows'],
+      [sparse, 'samples'],
+    ] as const) {
+      const messages = buildMessages('http://node-0:9400/metrics', 1_700_000_000_000, samples);
+      expect(messages.length).toBeGreaterThan(1);
+      for (const [i, m] of messages.entries()) {
+        const frame = telemetryFrame.parse(JSON.parse(m.json).payload);
+        expect(frame[form]).toBeDefined();
+        const bytes = Buffer.byteLength(m.json);
+        expect(bytes).toBeLessThanOrEqual(200 * 1024);
+        // Full: the next GPU (its 8 KiB of labels) would not have fitted.
+        if (i < messages.length - 1) expect(bytes).toBeGreaterThan(190 * 1024);
+      }
+      expect(
+        messages.flatMap((m) => frameSamples(telemetryFrame.parse(JSON.parse(m.json).payload))).length,
+      ).toBe(samples.length);
     }
-    expect(messages.reduce((n, m) => n + m.samples, 0)).toBe(200);
   });
 
   it('splits at 1000 samples and at ~200 KiB, each frame whole, with the same ids each time', () => {
@@ -90,7 +123,6 @@ describe('buildMessages', () => {
       const back = messages.flatMap((m) => {
         expect(m.json.length).toBeLessThanOrEqual(200 * 1024);
         const frame = telemetryFrame.parse(JSON.parse(m.json).payload);
-        expect(frame.rows).toBeDefined();
         expect(frameSamples(frame)).toHaveLength(m.samples);
         return frameSamples(frame);
       });

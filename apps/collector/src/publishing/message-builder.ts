@@ -48,10 +48,12 @@ const EMPTY_CELL = 5;
 
 /**
  * Splits one scrape into queue messages (telemetryFrame: each GPU's fields, each metric name and
- * the time sent once; each GPU's samples at a time as one row of values, in metric order) of at
- * most 1000 samples and ~200 KiB. Each message id is derived from (source, scrape time, chunk), so
- * publishing it again is a duplicate the queue drops. Every value is serialised once, as it is
- * added: a scrape holds JSON text, not objects.
+ * the time sent once) of at most 1000 samples and ~200 KiB. A frame's samples go as rows, each
+ * GPU's values at a time in metric order (what a scrape's GPUs sharing their metrics makes dense),
+ * or as `[group, metric, time, value]` when that is smaller: a scrape whose groups each have a few
+ * metrics of their own would fill rows with nulls. Each message id is derived from (source, scrape
+ * time, chunk), so publishing it again is a duplicate the queue drops. Every value is serialised
+ * once, as it is added: a scrape holds JSON text, not objects.
  */
 export class MessageBuilder {
   private readonly messages: OutgoingMessage[] = [];
@@ -62,18 +64,23 @@ export class MessageBuilder {
   private rows: Row[] = [];
   /** The row that takes a group's next sample at a time, by `group * 1024 + time` (each < 1000). */
   private open = new Map<number, Row>();
-  private samples = 0;
-  /** The message's UTF-8 bytes, its cells apart: its lists and each row's brackets and indexes. */
+  /** The samples as `[group, metric, time, value]`, in the order added. */
+  private samples: string[] = [];
+  /** The message's UTF-8 bytes but its samples: the head and the groups, metrics and times. */
   private size: number;
+  /** The rows' bytes but their cells: each row's brackets and indexes. */
+  private rowBytes = 0;
   /** What the rows' values add to their cells counted empty (EMPTY_CELL each). */
   private valueBytes = 0;
+  /** The samples' bytes as `[group, metric, time, value]`. */
+  private sampleBytes = 0;
 
   constructor(
     private readonly source: string,
     private readonly scrapedAtMs: number,
   ) {
     this.head = Buffer.byteLength(
-      `{"id":"${uuidV5('')}","payload":{"source":${JSON.stringify(source)},"groups":[],"metrics":[],"times":[],"rows":[]}}`,
+      `{"id":"${uuidV5('')}","payload":{"source":${JSON.stringify(source)},"groups":[],"metrics":[],"times":[],"samples":[]}}`,
     );
     this.size = this.head;
   }
@@ -94,8 +101,8 @@ export class MessageBuilder {
     const time = JSON.stringify(sample.timestamp);
     const value = JSON.stringify(sample.value);
     if (
-      this.samples >= MAX_SAMPLES_PER_MESSAGE ||
-      (this.samples > 0 && this.sizeWith(group, metric, time, value) > MAX_MESSAGE_BYTES)
+      this.samples.length >= MAX_SAMPLES_PER_MESSAGE ||
+      (this.samples.length > 0 && this.sizeWith(group, metric, time, value) > MAX_MESSAGE_BYTES)
     )
       this.flush();
     this.size += this.groups.cost(group) + this.metrics.cost(metric) + this.times.cost(time);
@@ -108,14 +115,16 @@ export class MessageBuilder {
       row = { group: g, time: t, values: [] };
       this.rows.push(row);
       this.open.set(g * 1024 + t, row);
-      this.size += rowBytes(g, t);
+      this.rowBytes += rowOverhead(g, t);
     }
     row.values[m] = value;
     this.valueBytes += value.length - 4;
-    this.samples++;
+    const at = `[${g},${m},${t},${value}]`;
+    this.samples.push(at);
+    this.sampleBytes += at.length + 1;
   }
 
-  /** The message's bytes once the sample is in: a row per group and time, a cell per row and metric. */
+  /** The message's bytes once the sample is in, in the smaller of the two forms. */
   private sizeWith(group: string, metric: string, time: string, value: string): number {
     const g = this.groups.index.get(group) ?? this.groups.parts.length;
     const t = this.times.index.get(time) ?? this.times.parts.length;
@@ -124,16 +133,20 @@ export class MessageBuilder {
     const newRow = !row || row.values[m] !== undefined;
     const rows = this.rows.length + (newRow ? 1 : 0);
     const metrics = this.metrics.parts.length + (m === this.metrics.parts.length ? 1 : 0);
+    const asRows =
+      this.rowBytes +
+      (newRow ? rowOverhead(g, t) : 0) +
+      rows * metrics * EMPTY_CELL +
+      this.valueBytes +
+      value.length -
+      4;
+    const asSamples = this.sampleBytes + `[${g},${m},${t},${value}],`.length;
     return (
       this.size +
       this.groups.cost(group) +
       this.metrics.cost(metric) +
       this.times.cost(time) +
-      (newRow ? rowBytes(g, t) : 0) +
-      rows * metrics * EMPTY_CELL +
-      this.valueBytes +
-      value.length -
-      4
+      Math.min(asRows, asSamples)
     );
   }
 
@@ -144,32 +157,39 @@ export class MessageBuilder {
   }
 
   private flush(): void {
-    if (this.samples === 0) return;
+    if (this.samples.length === 0) return;
     const id = uuidV5(`${this.source}\n${this.scrapedAtMs}\n${this.messages.length}`);
     const metrics = this.metrics.parts.length;
-    const rows = this.rows.map((row) => {
-      let cells = `[${row.group},${row.time}`;
-      for (let m = 0; m < metrics; m++) cells += `,${row.values[m] ?? 'null'}`;
-      return `${cells}]`;
-    });
+    const asRows = this.rowBytes + this.rows.length * metrics * EMPTY_CELL + this.valueBytes;
+    let samples: string;
+    if (asRows <= this.sampleBytes) {
+      const rows = this.rows.map((row) => {
+        let cells = `[${row.group},${row.time}`;
+        for (let m = 0; m < metrics; m++) cells += `,${row.values[m] ?? 'null'}`;
+        return `${cells}]`;
+      });
+      samples = `"rows":[${rows.join(',')}]`;
+    } else samples = `"samples":[${this.samples.join(',')}]`;
     const frame =
       `{"source":${JSON.stringify(this.source)},"groups":[${this.groups.parts.join(',')}],` +
       `"metrics":[${this.metrics.parts.join(',')}],"times":[${this.times.parts.join(',')}],` +
-      `"rows":[${rows.join(',')}]}`;
-    this.messages.push({ id, json: `{"id":"${id}","payload":${frame}}`, samples: this.samples });
+      `${samples}}`;
+    this.messages.push({ id, json: `{"id":"${id}","payload":${frame}}`, samples: this.samples.length });
     this.groups = new Dictionary();
     this.metrics = new Dictionary();
     this.times = new Dictionary();
     this.rows = [];
     this.open = new Map();
-    this.samples = 0;
+    this.samples = [];
+    this.rowBytes = 0;
     this.valueBytes = 0;
+    this.sampleBytes = 0;
     this.size = this.head;
   }
 }
 
 /** A row's bytes but its cells: `[g,t]` and the comma after it. */
-function rowBytes(group: number, time: number): number {
+function rowOverhead(group: number, time: number): number {
   return String(group).length + String(time).length + 4;
 }
 
