@@ -141,11 +141,12 @@ export type SampleGroup = z.infer<typeof sampleGroup>;
  * a scrape every GPU's fields and labels, every metric name and the scrape time recur on hundreds
  * of samples; a frame sends each once, in `groups`, `metrics` and `times`, and its samples in one
  * of two forms:
- * - `rows` (what the collector sends): `[group, time, v0, v1, ...]`, a group's samples at one time,
- *   one value per metric in `metrics` order and `null` where it has none. A scrape's GPUs share
- *   their metrics, so a sample is its value and a comma: ~5 bytes, where `[g,m,t,v]` took ~14,
- *   and the streamer parses a few arrays a message instead of one per sample.
- * - `samples` (collectors before rows): `[group, metric, time, value]`, three indexes and the value.
+ * - `rows`: `[group, time, v0, v1, ...]`, a group's samples at one time, one value per metric in
+ *   `metrics` order and `null` where it has none. A scrape's GPUs share their metrics, so a sample
+ *   is its value and a comma: ~5 bytes, where `[g,m,t,v]` takes ~14, and the streamer parses a few
+ *   arrays a message instead of one per sample.
+ * - `samples`: `[group, metric, time, value]`, three indexes and the value. The collector sends it
+ *   where rows would be mostly nulls (and collectors before rows sent only it).
  * A value is a number, "NaN", "+Inf" or "-Inf". A sample so sent is exactly the telemetrySample of
  * those fields (its uuid is derived, not sent).
  */

@@ -341,7 +341,7 @@ export class IngestService {
   /**
    * A frame (a scrape, each GPU's fields, metric name and time sent once): the envelope is
    * checked whole, then each time, and each row and value (or each `[g, m, t, v]` sample of the
-   * older form); a time is read once per message, a series once while the memo keeps it.
+   * other form); a time is read once per message, a series once while the memo keeps it.
    */
   private validateFrame(payload: object, now: number, accepted: Accepted): string[] {
     const envelope = telemetryFrame.safeParse(payload);
