@@ -24,6 +24,11 @@ export const METRIC_NAME = /^[a-zA-Z_:][a-zA-Z0-9_:]*$/;
 export const sampleValue = z.union([z.number(), z.enum(['NaN', '+Inf', '-Inf'])]);
 export type SampleValue = z.infer<typeof sampleValue>;
 
+/** Whether `v` is a sample value as a message carries it (sampleValue, finite numbers only). */
+export function isSampleValue(v: unknown): v is SampleValue {
+  return (typeof v === 'number' && Number.isFinite(v)) || v === 'NaN' || v === '+Inf' || v === '-Inf';
+}
+
 /**
  * One GPU metric sample as it travels from collector to streamer. `uuid` is deterministic (a v5
  * UUID of GPU, metric, labels and sample time), so a sample scraped once is stored once however
@@ -108,7 +113,7 @@ export function isTelemetrySample(value: unknown): value is TelemetrySample {
     typeof s.metricName === 'string' &&
     s.metricName.length <= 256 &&
     METRIC_NAME.test(s.metricName) &&
-    ((typeof v === 'number' && Number.isFinite(v)) || v === 'NaN' || v === '+Inf' || v === '-Inf') &&
+    isSampleValue(v) &&
     typeof s.timestamp === 'string' &&
     DATETIME.test(s.timestamp) &&
     isNullableText(s.container, 256) &&
@@ -176,10 +181,6 @@ export type FrameRow = [group: number, time: number, ...values: (SampleValue | n
 const isIndex = (value: unknown, length: number): value is number =>
   typeof value === 'number' && Number.isInteger(value) && value >= 0 && value < length;
 
-/** Whether `v` is a sample value as a message carries it. */
-export const isSampleValue = (v: unknown): v is SampleValue =>
-  (typeof v === 'number' && Number.isFinite(v)) || v === 'NaN' || v === '+Inf' || v === '-Inf';
-
 /**
  * Why `value` is not a sample of `frame` (a message naming the field, relative to the sample), or
  * undefined when it is one.
@@ -231,9 +232,9 @@ export function frameSamples(frame: TelemetryFrame): Omit<TelemetrySample, 'uuid
   if (frame.samples) return (frame.samples as FrameSample[]).map(([g, m, t, value]) => whole(g, m, t, value));
   const rows = (frame.rows ?? []) as FrameRow[];
   return frame.metrics.flatMap((_, m) =>
-    rows.flatMap(([g, t, ...values]) => {
-      const value = values[m];
-      return value === null || value === undefined ? [] : [whole(g, m, t, value)];
+    rows.flatMap((row) => {
+      const value = row[m + 2];
+      return value === null || value === undefined ? [] : [whole(row[0], m, row[1], value)];
     }),
   );
 }

@@ -62,7 +62,7 @@ export class MessageBuilder {
   private metrics = new Dictionary();
   private times = new Dictionary();
   private rows: Row[] = [];
-  /** The row that takes a group's next sample at a time, by `group * 1024 + time` (each < 1000). */
+  /** The row that takes a group's next sample at a time, by rowKey. */
   private open = new Map<number, Row>();
   /** The samples as `[group, metric, time, value]`, in the order added. */
   private samples: string[] = [];
@@ -109,12 +109,11 @@ export class MessageBuilder {
     const g = this.groups.add(group);
     const t = this.times.add(time);
     const m = this.metrics.add(metric);
-    let row = this.open.get(g * 1024 + t);
-    // The same series twice in a scrape: the second value goes in a row of its own, as it came.
-    if (!row || row.values[m] !== undefined) {
+    let row = this.openRow(g, t, m);
+    if (!row) {
       row = { group: g, time: t, values: [] };
       this.rows.push(row);
-      this.open.set(g * 1024 + t, row);
+      this.open.set(rowKey(g, t), row);
       this.rowBytes += rowOverhead(g, t);
     }
     row.values[m] = value;
@@ -129,18 +128,16 @@ export class MessageBuilder {
     const g = this.groups.index.get(group) ?? this.groups.parts.length;
     const t = this.times.index.get(time) ?? this.times.parts.length;
     const m = this.metrics.index.get(metric) ?? this.metrics.parts.length;
-    const row = this.open.get(g * 1024 + t);
-    const newRow = !row || row.values[m] !== undefined;
-    const rows = this.rows.length + (newRow ? 1 : 0);
-    const metrics = this.metrics.parts.length + (m === this.metrics.parts.length ? 1 : 0);
-    const asRows =
-      this.rowBytes +
-      (newRow ? rowOverhead(g, t) : 0) +
-      rows * metrics * EMPTY_CELL +
-      this.valueBytes +
-      value.length -
-      4;
-    const asSamples = this.sampleBytes + `[${g},${m},${t},${value}],`.length;
+    const newRow = !this.openRow(g, t, m);
+    const asRows = rowsBytes(
+      this.rowBytes + (newRow ? rowOverhead(g, t) : 0),
+      this.rows.length + (newRow ? 1 : 0),
+      this.metrics.parts.length + (m === this.metrics.parts.length ? 1 : 0),
+      this.valueBytes + value.length - 4,
+    );
+    // `[g,m,t,value],`
+    const asSamples =
+      this.sampleBytes + String(g).length + String(m).length + String(t).length + value.length + 6;
     return (
       this.size +
       this.groups.cost(group) +
@@ -148,6 +145,16 @@ export class MessageBuilder {
       this.times.cost(time) +
       Math.min(asRows, asSamples)
     );
+  }
+
+  /**
+   * The row that takes group `g`'s sample of metric `m` at time `t`: the open one, unless it has
+   * that metric already (the same series twice in a scrape: the second value goes in a row of its
+   * own, as it came); undefined when a new row is needed.
+   */
+  private openRow(g: number, t: number, m: number): Row | undefined {
+    const row = this.open.get(rowKey(g, t));
+    return row && row.values[m] === undefined ? row : undefined;
   }
 
   /** The messages, the last one closed. */
@@ -160,9 +167,8 @@ export class MessageBuilder {
     if (this.samples.length === 0) return;
     const id = uuidV5(`${this.source}\n${this.scrapedAtMs}\n${this.messages.length}`);
     const metrics = this.metrics.parts.length;
-    const asRows = this.rowBytes + this.rows.length * metrics * EMPTY_CELL + this.valueBytes;
     let samples: string;
-    if (asRows <= this.sampleBytes) {
+    if (rowsBytes(this.rowBytes, this.rows.length, metrics, this.valueBytes) <= this.sampleBytes) {
       const rows = this.rows.map((row) => {
         let cells = `[${row.group},${row.time}`;
         for (let m = 0; m < metrics; m++) cells += `,${row.values[m] ?? 'null'}`;
@@ -186,6 +192,19 @@ export class MessageBuilder {
     this.sampleBytes = 0;
     this.size = this.head;
   }
+}
+
+/** A group and time as one number (each is an index below 1000, MAX_SAMPLES_PER_MESSAGE). */
+function rowKey(group: number, time: number): number {
+  return group * 1024 + time;
+}
+
+/**
+ * The bytes of `rows` rows as sent, of `metrics` cells each: their brackets and indexes
+ * (`overheads`), every cell counted empty, and what their values add to that (`valueBytes`).
+ */
+function rowsBytes(overheads: number, rows: number, metrics: number, valueBytes: number): number {
+  return overheads + rows * metrics * EMPTY_CELL + valueBytes;
 }
 
 /** A row's bytes but its cells: `[g,t]` and the comma after it. */
