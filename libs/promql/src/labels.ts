@@ -41,9 +41,26 @@ export function labelsKey(labels: Labels): string {
   return key;
 }
 
+/**
+ * Go's order of strings, which Prometheus sorts by: their UTF-8 bytes, that is their code points.
+ * JavaScript's `<` compares UTF-16 units instead, which puts a character past U+FFFF (a surrogate
+ * pair, 0xD800-0xDFFF) before one of U+E000-U+FFFF; only where the first difference is between
+ * those two kinds does the order need mending.
+ */
 export function compareStrings(a: string, b: string): number {
-  return a < b ? -1 : a > b ? 1 : 0;
+  if (a === b) return 0;
+  const n = Math.min(a.length, b.length);
+  let i = 0;
+  while (i < n && a.charCodeAt(i) === b.charCodeAt(i)) i++;
+  if (i === n) return a.length < b.length ? -1 : 1;
+  const x = a.charCodeAt(i);
+  const y = b.charCodeAt(i);
+  if (x >= 0xd800 && y >= 0xd800) return codePointRank(x) < codePointRank(y) ? -1 : 1;
+  return x < y ? -1 : 1;
 }
+
+/** A UTF-16 unit of 0xD800 or more, ranked as the code points it stands for are: surrogates last. */
+const codePointRank = (unit: number) => (unit >= 0xe000 ? unit - 0x800 : unit + 0x2000);
 
 /** Prometheus's order of label sets: label by label, name then value, shorter first. */
 export function compareLabels(a: Labels, b: Labels): number {

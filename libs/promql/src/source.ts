@@ -1,4 +1,4 @@
-import { compareLabels, type Labels, labelsFromRecord, labelsKey } from './labels';
+import { compareLabels, compareStrings, type Labels, labelsFromRecord, labelsKey } from './labels';
 import { compileMatcher, matchesAll, type Matcher } from './matchers';
 
 /** What the engine will do with the samples it asks for, so a source can choose how to read. */
@@ -140,7 +140,7 @@ export class MemorySeriesSource implements SeriesSource {
   }): Promise<string[]> {
     const names = new Set<string>();
     for (const s of this.matching(options)) for (const l of s.labels) names.add(l.name);
-    return [...names].sort();
+    return [...names].sort(compareStrings);
   }
 
   async labelValues(
@@ -150,7 +150,7 @@ export class MemorySeriesSource implements SeriesSource {
     const values = new Set<string>();
     for (const s of this.matching(options))
       for (const l of s.labels) if (l.name === name) values.add(l.value);
-    return [...values].sort();
+    return [...values].sort(compareStrings);
   }
 }
 

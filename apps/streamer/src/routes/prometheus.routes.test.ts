@@ -592,6 +592,48 @@ describe('label names and values', () => {
   });
 });
 
+describe("the order of names and values: Go's, by UTF-8 bytes", () => {
+  it('lists metric names and label values as Prometheus sorts them, whatever the database collation', async () => {
+    const app = await startStreamerTestApp({ config });
+    try {
+      const now = Date.now();
+      const values = ['b', 'B', '\u00e9', '\uFF21', '\u{1F600}', 'b_c', 'bc'];
+      await storeSeries(
+        { ingest: app.ingest, pool: app.database.pool },
+        ['zeta_order', 'Zeta_order', 'alpha_order', 'Alpha_order', 'a_order'].flatMap((metric) =>
+          values.map((probe) => ({
+            labels: { __name__: metric, probe },
+            timestamps: [now - 60_000],
+            values: Float64Array.of(1),
+          })),
+        ),
+      );
+      const goOrder = (list: string[]) =>
+        [...list].sort((a, b) => Buffer.compare(Buffer.from(a), Buffer.from(b)));
+      const names = await api(app).get(`${API}/label/__name__/values`).expect(200);
+      expect(names.body.data).toEqual(['Alpha_order', 'Zeta_order', 'a_order', 'alpha_order', 'zeta_order']);
+      const probes = await api(app).get(`${API}/label/probe/values`).expect(200);
+      expect(probes.body.data).toEqual(goOrder(values));
+      expect(probes.body.data.slice(-2)).toEqual(['\uFF21', '\u{1F600}']);
+      // The same order given match[] (worked out here, not by the database) and in a range query's series.
+      const matched = await api(app)
+        .get(`${API}/label/probe/values`)
+        .query({ 'match[]': 'a_order' })
+        .expect(200);
+      expect(matched.body.data).toEqual(goOrder(values));
+      const range = await api(app)
+        .get(`${API}/query_range`)
+        .query({ query: 'a_order', start: sec(now - 120_000), end: sec(now), step: '60' })
+        .expect(200);
+      expect(range.body.data.result.map((r: { metric: { probe: string } }) => r.metric.probe)).toEqual(
+        goOrder(values),
+      );
+    } finally {
+      await app.close();
+    }
+  });
+});
+
 describe('metadata and build information', () => {
   it('lists what exporters said of each metric, the latest word standing; says which Prometheus it answers like', async () => {
     const local = await startStreamerTestApp();

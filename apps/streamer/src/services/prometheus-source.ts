@@ -1,5 +1,6 @@
 import {
   compareLabels,
+  compareStrings,
   type CompiledMatcher,
   compileMatcher,
   type Labels,
@@ -686,13 +687,13 @@ export class PrometheusSource implements SeriesSource {
         await this.run((client) =>
           since === undefined ? allLabelNames(client) : labelNamesSince(client, since * 1000),
         )
-      ).sort();
+      ).sort(compareStrings);
     }
     const names = new Set<string>();
     for (const labels of await this.series(options.matchers, options.startMs, options.endMs)) {
       for (const l of labels) names.add(l.name);
     }
-    return [...names].sort();
+    return [...names].sort(compareStrings);
   }
 
   /**
@@ -707,20 +708,22 @@ export class PrometheusSource implements SeriesSource {
       // With a start (Grafana sends one), series unseen since then are left out.
       const since = options.startMs === undefined ? undefined : options.startMs * 1000;
       if (name === '__name__')
-        return this.run((client) =>
-          since === undefined ? metricNames(client) : metricNamesSince(client, since),
-        );
+        return (
+          await this.run((client) =>
+            since === undefined ? metricNames(client) : metricNamesSince(client, since),
+          )
+        ).sort(compareStrings); // in Go's order, whatever the database's collation
       return (
         await this.run((client) =>
           since === undefined ? allLabelValues(client, name) : labelValuesSince(client, name, since),
         )
-      ).sort();
+      ).sort(compareStrings);
     }
     const values = new Set<string>();
     for (const labels of await this.series(options.matchers, options.startMs, options.endMs)) {
       for (const l of labels) if (l.name === name) values.add(l.value);
     }
-    return [...values].sort();
+    return [...values].sort(compareStrings);
   }
 
   /**
