@@ -3,7 +3,7 @@
 // (the common Node peer); a bare node:http + undici proxy (the floor of any Node proxy); and this
 // gateway with auth, rate limits, request records and tracing on.
 import { execFileSync, spawn } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import autocannon from 'autocannon';
@@ -88,9 +88,10 @@ try {
   results.push(await measure('direct to upstream', `${upstream.url}/v1/gpus`));
 
   let nginx;
+  let dir;
   try {
     execFileSync('nginx', ['-v'], { stdio: 'ignore' });
-    const dir = mkdtempSync(path.join(tmpdir(), 'bench-nginx-'));
+    dir = mkdtempSync(path.join(tmpdir(), 'bench-nginx-'));
     const port = freePort();
     writeFileSync(
       path.join(dir, 'nginx.conf'),
@@ -115,6 +116,7 @@ try {
     );
   } finally {
     nginx?.kill();
+    if (dir) rmSync(dir, { recursive: true, force: true });
   }
 
   // The Node proxies, each as its own process in front of the same upstream.

@@ -1,4 +1,4 @@
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { sql } from 'kysely';
@@ -72,7 +72,11 @@ describe('migration files', () => {
     const dir = mkdtempSync(path.join(tmpdir(), 'migrations-'));
     writeFileSync(path.join(dir, '0007_existing.sql'), '-- migrate:up\nSELECT 1;\n');
     const file = await createMigrationFile('Add GPU targets!', dir);
-    expect(path.basename(file)).toBe('0008_add_gpu_targets.sql');
-    expect(readFileSync(file, 'utf8')).toContain('-- migrate:down');
+    try {
+      expect(path.basename(file)).toBe('0008_add_gpu_targets.sql');
+      expect(readFileSync(file, 'utf8')).toContain('-- migrate:down');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

@@ -1,4 +1,4 @@
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { frameSamples, telemetryFrame, telemetrySample } from '@gpu-telemetry/model';
@@ -117,10 +117,16 @@ describe('CsvReplay', () => {
       header,
       ...lines.map(([time, row]) => `"${time}"${rows[row]!.slice(rows[row]!.indexOf(','))}`),
     ];
-    const file = path.join(mkdtempSync(path.join(tmpdir(), 'csv-replay-')), 'dcgm_metrics_test.csv');
+    const dir = mkdtempSync(path.join(tmpdir(), 'csv-replay-'));
+    made.push(dir);
+    const file = path.join(dir, 'dcgm_metrics_test.csv');
     writeFileSync(file, text.join('\n'));
     return file;
   }
+  const made: string[] = [];
+  afterAll(() => {
+    for (const dir of made) rmSync(dir, { recursive: true, force: true });
+  });
   // The fixture's runs: 741 rows taken at 20:42:34, 741 at :35, 247 at :36, 741 at :37.
   const RUNS = [741, 741, 247, 741];
 
