@@ -43,7 +43,7 @@ function histogramQuantile(before, after, q) {
 const { QueueClient } = require(path.join(root, 'libs/queue-client/dist/index.js'));
 const { DcgmSimulator } = require(path.join(root, 'libs/dcgm-simulator/dist/dcgm-simulator.js'));
 const { parseExposition } = require(path.join(root, 'apps/collector/dist/parsing/exposition-parser.js'));
-const { toTelemetrySample } = require(path.join(root, 'apps/collector/dist/parsing/to-telemetry.js'));
+const { toScrapedSample } = require(path.join(root, 'apps/collector/dist/parsing/to-telemetry.js'));
 const { buildMessages } = require(path.join(root, 'apps/collector/dist/publishing/message-builder.js'));
 const { hotCopyChunks, HOT_COPY_COLUMNS, resolveSeries, ensureChunks } = require(
   path.join(root, 'apps/streamer/dist/services/telemetry-write.queries.js'),
@@ -67,7 +67,7 @@ function makeSamples(simulator, t, rows, rounds = Infinity) {
   for (let round = 0; samples.length < rows && round < rounds; round++) {
     for (let host = 1; host <= 64 && samples.length < rows; host++) {
       const batch = parseExposition(simulator.render(host))
-        .samples.map((s) => toTelemetrySample(s, t))
+        .samples.map((s) => toScrapedSample(s, t))
         .filter(Boolean);
       samples.push(...batch);
       messages.push(...buildMessages(`bench-host-${host}`, t, batch));

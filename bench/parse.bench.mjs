@@ -4,8 +4,9 @@ import path from 'node:path';
 import { fmt, printTable, require, root } from './lib/harness.mjs';
 
 const { ExpositionParser } = require(path.join(root, 'apps/collector/dist/parsing/exposition-parser.js'));
-const { toTelemetrySample } = require(path.join(root, 'apps/collector/dist/parsing/to-telemetry.js'));
-const { isTelemetrySample } = require(path.join(root, 'libs/model/dist/index.js'));
+const { toScrapedSample } = require(path.join(root, 'apps/collector/dist/parsing/to-telemetry.js'));
+const { isScrapedSample } = require(path.join(root, 'libs/model/dist/index.js'));
+const { MessageBuilder } = require(path.join(root, 'apps/collector/dist/publishing/message-builder.js'));
 const { DcgmSimulator, SIMULATED_METRICS } = require(
   path.join(root, 'libs/dcgm-simulator/dist/dcgm-simulator.js'),
 );
@@ -31,24 +32,44 @@ function ours() {
 function oursWithMapping() {
   let n = 0;
   const now = Date.now();
-  const parser = new ExpositionParser({ onSample: (s) => (toTelemetrySample(s, now) ? n++ : 0) });
+  const parser = new ExpositionParser({ onSample: (s) => (toScrapedSample(s, now) ? n++ : 0) });
   for (let i = 0; i < text.length; i += 64 * 1024) parser.push(text.slice(i, i + 64 * 1024));
   parser.end();
   return n;
 }
 
-/** As a scrape does: mapped, then checked to be a sample the store takes (isTelemetrySample). */
+/** As a scrape does: mapped, then checked to be a sample the store takes (isScrapedSample). */
 function oursChecked() {
   let n = 0;
   const now = Date.now();
   const parser = new ExpositionParser({
     onSample: (s) => {
-      const sample = toTelemetrySample(s, now);
-      if (sample && isTelemetrySample(sample)) n++;
+      const sample = toScrapedSample(s, now);
+      if (sample && isScrapedSample(sample)) n++;
     },
   });
   for (let i = 0; i < text.length; i += 64 * 1024) parser.push(text.slice(i, i + 64 * 1024));
   parser.end();
+  return n;
+}
+
+/** The whole of a scrape's work on a sample: parsed, mapped, checked, and framed into queue messages. */
+function oursFramed() {
+  let n = 0;
+  const now = Date.now();
+  const messages = new MessageBuilder('http://bench:9400/metrics', now);
+  const parser = new ExpositionParser({
+    onSample: (s) => {
+      const sample = toScrapedSample(s, now);
+      if (sample && isScrapedSample(sample)) {
+        messages.add(sample);
+        n++;
+      }
+    },
+  });
+  for (let i = 0; i < text.length; i += 64 * 1024) parser.push(text.slice(i, i + 64 * 1024));
+  parser.end();
+  if (messages.finish().length === 0) throw new Error('no messages');
   return n;
 }
 
@@ -74,20 +95,22 @@ function measure(fn) {
 }
 
 // Alternate, so neither gets the warmer machine.
-const results = { reference: [], ours: [], mapped: [], checked: [] };
+const results = { reference: [], ours: [], mapped: [], checked: [], framed: [] };
 for (let i = 0; i < 3; i++) {
   results.reference.push(measure(reference));
   results.ours.push(measure(ours));
   results.mapped.push(measure(oursWithMapping));
   results.checked.push(measure(oursChecked));
+  results.framed.push(measure(oursFramed));
 }
 const best = (list) => list.reduce((a, b) => (a.samplesPerSecond > b.samplesPerSecond ? a : b));
 const ref = best(results.reference);
 const rows = [
   ['parse-prometheus-text-format (reference)', ref],
   ['gpu-telemetry ExpositionParser', best(results.ours)],
-  ['gpu-telemetry parse + map to TelemetrySample', best(results.mapped)],
-  ['gpu-telemetry parse + map + storable check (as a scrape)', best(results.checked)],
+  ['gpu-telemetry parse + map to a sample', best(results.mapped)],
+  ['gpu-telemetry parse + map + storable check', best(results.checked)],
+  ['gpu-telemetry parse + map + check + framed into messages (a scrape)', best(results.framed)],
 ].map(([name, r]) => [
   name,
   fmt(r.samplesPerSecond),

@@ -21,7 +21,7 @@ const { createLogger } = require(path.join(root, 'libs/service-kit/dist/index.js
 const { QueueClient } = require(path.join(root, 'libs/queue-client/dist/index.js'));
 const { DcgmSimulator } = require(path.join(root, 'libs/dcgm-simulator/dist/dcgm-simulator.js'));
 const { parseExposition } = require(path.join(root, 'apps/collector/dist/parsing/exposition-parser.js'));
-const { toTelemetrySample } = require(path.join(root, 'apps/collector/dist/parsing/to-telemetry.js'));
+const { toScrapedSample } = require(path.join(root, 'apps/collector/dist/parsing/to-telemetry.js'));
 const { readTelemetryCsv, ReplayClock } = require(
   path.join(root, 'apps/collector/dist/sources/csv-samples.js'),
 );
@@ -52,7 +52,7 @@ function* simulatorRounds() {
       // Targets are scraped concurrently: a few ms apart, a little jitter round to round.
       now = hourStart + round * INTERVAL_MS + host * 3 + Math.floor(Math.random() * 15);
       const samples = parseExposition(simulator.render(host))
-        .samples.map((s) => toTelemetrySample(s, now))
+        .samples.map((s) => toScrapedSample(s, now))
         .filter(Boolean);
       for (let i = 0; i < samples.length; i += 1000) messages.push(message(samples.slice(i, i + 1000)));
     }

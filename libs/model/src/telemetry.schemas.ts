@@ -57,15 +57,24 @@ export const telemetrySample = z.strictObject({
 
 export type TelemetrySample = z.infer<typeof telemetrySample>;
 
+/**
+ * A sample as a scrape or a CSV replay makes it: a TelemetrySample without its uuid. Frames do not
+ * carry one (the streamer derives a sample's id from its series and time, where the API shows it),
+ * so the collector makes none.
+ */
+export const scrapedSample = telemetrySample.omit({ uuid: true });
+export type ScrapedSample = z.infer<typeof scrapedSample>;
+
 // --- the fast path --------------------------------------------------------------------------------
 // The streamer checks every sample it stores, and a zod parse of this object costs several times
-// the rest of its work on the sample. isTelemetrySample
-// is the same contract written out by hand: it accepts a subset of what the schema accepts (the
+// the rest of its work on the sample (and the collector every sample it scrapes). isTelemetrySample
+// and isScrapedSample are the same contracts written out by hand: it accepts a subset of what the schema accepts (the
 // schema's own datetime pattern; lower-case UUIDs only, which the schema would lower-case anyway),
 // so every sample it passes is one the schema passes unchanged. Anything it refuses goes through
 // the schema, which then names the problem. A test holds the two together.
 
 const SAMPLE_KEYS = new Set(Object.keys(telemetrySample.shape));
+const SCRAPED_KEYS = new Set(Object.keys(scrapedSample.shape));
 const DATETIME = telemetrySample.shape.timestamp._zod.pattern as RegExp;
 const MAX_LABELS = 64;
 
@@ -91,19 +100,32 @@ function isLabels(value: unknown): boolean {
 
 /** True when `value` is a sample the schema accepts as is; false means: ask the schema why. */
 export function isTelemetrySample(value: unknown): value is TelemetrySample {
+  if (!hasExactly(value, SAMPLE_KEYS)) return false;
+  const uuid = value['uuid'];
+  return typeof uuid === 'string' && LOWER_UUID.test(uuid) && hasSampleFields(value);
+}
+
+/** isTelemetrySample for a sample without its uuid (scrapedSample). */
+export function isScrapedSample(value: unknown): value is ScrapedSample {
+  return hasExactly(value, SCRAPED_KEYS) && hasSampleFields(value);
+}
+
+/** A plain object with exactly these keys. */
+function hasExactly(value: unknown, keys: ReadonlySet<string>): value is Record<string, unknown> {
   if (!isPlainRecord(value)) return false;
-  let keys = 0;
+  let count = 0;
   for (const key in value) {
-    if (!SAMPLE_KEYS.has(key)) return false;
-    keys++;
+    if (!keys.has(key)) return false;
+    count++;
   }
-  if (keys !== SAMPLE_KEYS.size) return false;
-  const s = value as Record<keyof TelemetrySample, unknown>;
-  const v = s.value;
+  return count === keys.size;
+}
+
+/** Every field of a sample but its uuid as the schema takes it unchanged. */
+function hasSampleFields(value: Record<string, unknown>): boolean {
+  const s = value as Record<keyof ScrapedSample, unknown>;
   const i = s.gpuIndex;
   return (
-    typeof s.uuid === 'string' &&
-    LOWER_UUID.test(s.uuid) &&
     typeof s.gpuId === 'string' &&
     GPU_ID.test(s.gpuId) &&
     (i === null || (typeof i === 'number' && Number.isInteger(i) && i >= 0 && i <= 65_535)) &&
@@ -113,7 +135,7 @@ export function isTelemetrySample(value: unknown): value is TelemetrySample {
     typeof s.metricName === 'string' &&
     s.metricName.length <= 256 &&
     METRIC_NAME.test(s.metricName) &&
-    isSampleValue(v) &&
+    isSampleValue(s.value) &&
     typeof s.timestamp === 'string' &&
     DATETIME.test(s.timestamp) &&
     isNullableText(s.container, 256) &&
@@ -133,8 +155,7 @@ export const telemetryBatch = z.strictObject({
 // --- frames: a scrape's samples, each shared string sent once -----------------------------------
 
 /** The GPU columns and other labels that samples of a frame share (a sample's fields but four). */
-export const sampleGroup = telemetrySample.omit({
-  uuid: true,
+export const sampleGroup = scrapedSample.omit({
   metricName: true,
   value: true,
   timestamp: true,
@@ -222,7 +243,7 @@ export function frameRowValueProblem(k: number): string {
  * theirs metric by metric, each metric's in row order (a scrape's own order, where every metric
  * lists its GPUs alike).
  */
-export function frameSamples(frame: TelemetryFrame): Omit<TelemetrySample, 'uuid'>[] {
+export function frameSamples(frame: TelemetryFrame): ScrapedSample[] {
   const whole = (g: number, m: number, t: number, value: SampleValue) => ({
     ...(frame.groups[g] as SampleGroup),
     metricName: frame.metrics[m] as string,

@@ -1,22 +1,23 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import { telemetrySample } from '@gpu-telemetry/model';
+import { scrapedSample } from '@gpu-telemetry/model';
 import { parseExposition } from './exposition-parser';
-import { sampleId, uuidV5 } from './sample-id';
-import { toTelemetrySample } from './to-telemetry';
+import { toScrapedSample } from './to-telemetry';
+import { uuidV5 } from './uuid-v5';
 
 const FIXTURES = path.resolve(__dirname, '../../../../fixtures/dcgm-exporter');
 const scrapedAt = Date.parse('2026-01-02T03:04:05.678Z');
 
-describe('toTelemetrySample', () => {
-  it('maps a real A800 MIG scrape to valid samples with distinct, deterministic ids', () => {
+describe('toScrapedSample', () => {
+  it('maps a real A800 MIG scrape to valid samples, one per series (MIG instances apart by their labels)', () => {
     const { samples } = parseExposition(
       readFileSync(path.join(FIXTURES, 'johnsblog-a800-mig-8gpu.prom'), 'utf8'),
     );
-    const telemetry = samples.map((s) => toTelemetrySample(s, scrapedAt)).filter((s) => s !== null);
+    const telemetry = samples.map((s) => toScrapedSample(s, scrapedAt)).filter((s) => s !== null);
     expect(telemetry).toHaveLength(223);
-    for (const sample of telemetry) expect(telemetrySample.safeParse(sample).success).toBe(true);
-    expect(new Set(telemetry.map((s) => s.uuid)).size).toBe(223);
+    for (const sample of telemetry) expect(scrapedSample.safeParse(sample).success).toBe(true);
+    const series = (s: (typeof telemetry)[number]) => JSON.stringify([s.metricName, s.gpuId, s.labels]);
+    expect(new Set(telemetry.map(series)).size).toBe(223);
     const mig = telemetry.find(
       (s) => s.metricName === 'DCGM_FI_DEV_SM_CLOCK' && s.labels['GPU_I_ID'] === '5',
     );
@@ -38,8 +39,6 @@ describe('toTelemetrySample', () => {
         DCGM_FI_PROCESS_NAME: '/usr/bin/dcgm-exporter',
       },
     });
-    const again = samples.map((s) => toTelemetrySample(s, scrapedAt)).filter((s) => s !== null);
-    expect(again.map((s) => s.uuid)).toEqual(telemetry.map((s) => s.uuid));
   });
 
   it('reads k8s labels in current and old spellings, treating empty ones as absent', () => {
@@ -47,7 +46,7 @@ describe('toTelemetrySample', () => {
       'a{UUID="GPU-1",gpu="3",container="trainer",pod="job-0",namespace="ml"} 1\n' +
         'b{uuid="GPU-2",hostname="node-1",container_name="",pod_name="p",pod_namespace="ns"} 2\n',
     );
-    expect(toTelemetrySample(samples[0]!, scrapedAt)).toMatchObject({
+    expect(toScrapedSample(samples[0]!, scrapedAt)).toMatchObject({
       gpuId: 'GPU-1',
       gpuIndex: 3,
       container: 'trainer',
@@ -55,7 +54,7 @@ describe('toTelemetrySample', () => {
       namespace: 'ml',
       labels: {},
     });
-    expect(toTelemetrySample(samples[1]!, scrapedAt)).toMatchObject({
+    expect(toScrapedSample(samples[1]!, scrapedAt)).toMatchObject({
       gpuId: 'GPU-2',
       hostname: 'node-1',
       container: null,
@@ -68,7 +67,7 @@ describe('toTelemetrySample', () => {
     const { samples } = parseExposition(
       'a{UUID="GPU 9"} 1\nb{UUID="x/y"} 1\nc{UUID="GPU-9",uuid="odd one"} 1\nd{UUID="",uuid="GPU-8"} 1\n',
     );
-    expect(samples.map((s) => toTelemetrySample(s, scrapedAt)?.gpuId ?? null)).toEqual([
+    expect(samples.map((s) => toScrapedSample(s, scrapedAt)?.gpuId ?? null)).toEqual([
       null,
       null,
       'GPU-9',
@@ -80,32 +79,18 @@ describe('toTelemetrySample', () => {
     const { samples } = parseExposition(
       'process_cpu_seconds_total 12\ngpu_metric{UUID="GPU-9"} NaN 1700000000000\n',
     );
-    expect(toTelemetrySample(samples[0]!, scrapedAt)).toBeNull();
-    expect(toTelemetrySample(samples[1]!, scrapedAt)).toMatchObject({
+    expect(toScrapedSample(samples[0]!, scrapedAt)).toBeNull();
+    expect(toScrapedSample(samples[1]!, scrapedAt)).toMatchObject({
       value: 'NaN',
       timestamp: '2023-11-14T22:13:20.000Z',
     });
   });
 });
 
-describe('sample ids', () => {
-  it('are RFC 9562 version 5 UUIDs', () => {
+describe('uuidV5 (the ids of the messages a scrape makes)', () => {
+  it('makes RFC 9562 version 5 UUIDs', () => {
     // Known answer: uuid v5 of "www.example.com" in the DNS namespace.
     const dns = Buffer.from('6ba7b8109dad11d180b400c04fd430c8', 'hex');
     expect(uuidV5('www.example.com', dns)).toBe('2ed6657d-e927-568b-95e1-2665a8aea6a2');
-  });
-
-  it('change with any of GPU, metric, labels or time, and not with label order', () => {
-    const base = sampleId('GPU-1', 'm', { a: '1', b: '2' }, 1000);
-    expect(sampleId('GPU-1', 'm', { b: '2', a: '1' }, 1000)).toBe(base);
-    expect(
-      new Set([
-        base,
-        sampleId('GPU-2', 'm', { a: '1', b: '2' }, 1000),
-        sampleId('GPU-1', 'n', { a: '1', b: '2' }, 1000),
-        sampleId('GPU-1', 'm', { a: '1', b: '3' }, 1000),
-        sampleId('GPU-1', 'm', { a: '1', b: '2' }, 1001),
-      ]).size,
-    ).toBe(5);
   });
 });

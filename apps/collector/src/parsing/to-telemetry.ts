@@ -8,17 +8,16 @@ import {
   HOSTNAME_LABELS as HOSTNAME,
   NAMESPACE_LABELS as NAMESPACE,
   POD_LABELS as POD,
-  type TelemetrySample,
+  type ScrapedSample,
   toSampleValue,
 } from '@gpu-telemetry/model';
 import type { ExpositionSample } from './exposition-parser';
-import { sampleId } from './sample-id';
 
 /**
- * Turns one exposition sample into a TelemetrySample, or null when it is not about a GPU (no
+ * Turns one exposition sample into a ScrapedSample, or null when it is not about a GPU (no
  * UUID label, or one that is no GPU id). `scrapedAtMs` stamps samples that carry no timestamp of their own.
  */
-export function toTelemetrySample(sample: ExpositionSample, scrapedAtMs: number): TelemetrySample | null {
+export function toScrapedSample(sample: ExpositionSample, scrapedAtMs: number): ScrapedSample | null {
   const gpuId = gpuIdOf(sample.labels);
   if (gpuId === null) return null;
   const timestampMs = sample.timestampMs ?? scrapedAtMs;
@@ -29,7 +28,6 @@ export function toTelemetrySample(sample: ExpositionSample, scrapedAtMs: number)
   const gpu = sample.labels['gpu'];
   const gpuIndex = gpu !== undefined && /^\d{1,5}$/.test(gpu) ? Number(gpu) : null;
   return {
-    uuid: sampleId(gpuId, sample.name, sample.labels, timestampMs),
     gpuId,
     gpuIndex,
     device: first(sample.labels, ['device']),
@@ -37,10 +35,22 @@ export function toTelemetrySample(sample: ExpositionSample, scrapedAtMs: number)
     hostname: first(sample.labels, HOSTNAME),
     metricName: sample.name,
     value: toSampleValue(sample.value),
-    timestamp: new Date(timestampMs).toISOString(),
+    timestamp: isoTime(timestampMs),
     container: first(sample.labels, CONTAINER_LABELS),
     pod: first(sample.labels, POD),
     namespace: first(sample.labels, NAMESPACE),
     labels: rest,
   };
+}
+
+/** The last time written, and its RFC 3339 text: a scrape's samples share their time. */
+let lastMs = Number.NaN;
+let lastIso = '';
+
+function isoTime(ms: number): string {
+  if (ms !== lastMs) {
+    lastIso = new Date(ms).toISOString();
+    lastMs = ms;
+  }
+  return lastIso;
 }

@@ -2,7 +2,7 @@ import {
   frameSamples,
   metadataBatch,
   type MetricMetadata,
-  type TelemetrySample,
+  type ScrapedSample,
   telemetryFrame,
 } from '@gpu-telemetry/model';
 import { buildMessages, metadataMessages } from './message-builder';
@@ -11,12 +11,11 @@ import { buildMessages, metadataMessages } from './message-builder';
  * A scrape's samples: `gpus` GPUs x `metrics` metrics at one time, labels long enough to weigh;
  * metric by metric, as an exporter lists them.
  */
-function scrape(gpus: number, metrics: number, labelBytes = 40, char = 'x'): TelemetrySample[] {
-  const out: TelemetrySample[] = [];
+function scrape(gpus: number, metrics: number, labelBytes = 40, char = 'x'): ScrapedSample[] {
+  const out: ScrapedSample[] = [];
   for (let m = 0; m < metrics; m++) {
     for (let g = 0; g < gpus; g++) {
       out.push({
-        uuid: '00000000-0000-5000-8000-000000000000',
         gpuId: `GPU-${String(g).padStart(8, '0')}-0000-0000-0000-000000000000`,
         gpuIndex: g % 8,
         device: `nvidia${g % 8}`,
@@ -46,7 +45,7 @@ describe('buildMessages', () => {
     expect([frame.groups.length, frame.metrics.length, frame.times.length, only!.samples]).toEqual([
       8, 40, 1, 320,
     ]);
-    expect(frameSamples(frame)).toEqual(samples.map(({ uuid: _, ...s }) => s));
+    expect(frameSamples(frame)).toEqual(samples);
     // A row per GPU, a value per metric: a sample is its value and a comma.
     expect(frame.rows).toHaveLength(8);
     expect(JSON.stringify(frame.rows).length).toBeLessThan(320 * 12);
@@ -68,18 +67,55 @@ describe('buildMessages', () => {
     expect(only!.samples).toBe(4);
     const sorted = (list: object[]) =>
       list.map((s) => JSON.stringify(Object.entries(s).sort(([a], [b]) => (a < b ? -1 : 1)))).sort();
-    expect(sorted(frameSamples(frame))).toEqual(sorted([a!, b!, c!, again].map(({ uuid: _, ...s }) => s)));
+    expect(sorted(frameSamples(frame))).toEqual(sorted([a!, b!, c!, again]));
+  });
+
+  it('makes a group per GPU and label set: MIG instances of one GPU apart, one label set in any key order together', () => {
+    const [base] = scrape(1, 1);
+    const mig = (id: string, metricName: string) => ({
+      ...base!,
+      metricName,
+      labels: { GPU_I_ID: id, GPU_I_PROFILE: '3g.40gb' },
+    });
+    const reordered = {
+      ...mig('1', 'DCGM_FI_METRIC_1'),
+      labels: { GPU_I_PROFILE: '3g.40gb', GPU_I_ID: '1' },
+    };
+    const moved = { ...mig('1', 'DCGM_FI_METRIC_2'), hostname: 'node-9' };
+    const samples = [
+      mig('1', 'DCGM_FI_METRIC_0'),
+      mig('2', 'DCGM_FI_METRIC_0'),
+      reordered,
+      mig('2', 'DCGM_FI_METRIC_1'),
+      moved,
+    ];
+    const [only] = buildMessages('http://node-0:9400/metrics', 1_700_000_000_000, samples);
+    const frame = telemetryFrame.parse(JSON.parse(only!.json).payload);
+    expect(frame.groups.map((g) => [g.labels['GPU_I_ID'], g.hostname])).toEqual([
+      ['1', 'node-0'],
+      ['2', 'node-0'],
+      ['1', 'node-9'],
+    ]);
+    // Every object's keys in order: label sets compared whatever the order of their keys.
+    const canonical = (sample: object) =>
+      JSON.stringify(sample, (_, v) =>
+        v && typeof v === 'object' && !Array.isArray(v) ? Object.fromEntries(Object.entries(v).sort()) : v,
+      );
+    expect(frameSamples(frame).map(canonical).sort()).toEqual(samples.map(canonical).sort());
   });
 
   it('sends a scrape whose rows would be mostly null as [group, metric, time, value] samples', () => {
     // Every GPU a metric of its own: as rows, each would be one value among 199 nulls (~200 KiB).
-    const samples = scrape(200, 1).map((s, g) => ({ ...s, metricName: `DCGM_FI_METRIC_${g}` }));
+    // (And GPU 0's series again, with another value: kept, in the order it came.)
+    const sparse = scrape(200, 1).map((s, g) => ({ ...s, metricName: `DCGM_FI_METRIC_${g}` }));
+    const samples = [...sparse, { ...sparse[0]!, value: 9 }];
     const messages = buildMessages('http://node-0:9400/metrics', 1_700_000_000_000, samples);
     expect(messages).toHaveLength(1);
     const frame = telemetryFrame.parse(JSON.parse(messages[0]!.json).payload);
     expect(frame.rows).toBeUndefined();
-    expect(frame.samples).toHaveLength(200);
-    expect(frameSamples(frame)).toEqual(samples.map(({ uuid: _, ...s }) => s));
+    expect(frame.samples).toHaveLength(201);
+    expect(frame.samples?.at(-1)).toEqual([0, 0, 0, 9]);
+    expect(frameSamples(frame)).toEqual(samples);
     expect(Buffer.byteLength(messages[0]!.json)).toBeLessThan(100 * 1024);
   });
 
@@ -126,7 +162,7 @@ describe('buildMessages', () => {
         expect(frameSamples(frame)).toHaveLength(m.samples);
         return frameSamples(frame);
       });
-      expect(back).toEqual(samples.map(({ uuid: _, ...s }) => s));
+      expect(back).toEqual(samples);
       expect(
         buildMessages('http://node-0:9400/metrics', 1_700_000_000_000, samples).map((m) => m.id),
       ).toEqual(messages.map((m) => m.id));
@@ -140,7 +176,7 @@ describe('buildMessages', () => {
     expect(messages.length).toBeGreaterThan(2);
     for (const m of messages) expect(Buffer.byteLength(m.json)).toBeLessThanOrEqual(200 * 1024 + 512);
     expect(messages.flatMap((m) => frameSamples(telemetryFrame.parse(JSON.parse(m.json).payload)))).toEqual(
-      samples.map(({ uuid: _, ...s }) => s),
+      samples,
     );
   });
 });

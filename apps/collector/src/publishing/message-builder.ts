@@ -1,5 +1,5 @@
-import { MAX_SAMPLES_PER_MESSAGE, type MetricMetadata, type TelemetrySample } from '@gpu-telemetry/model';
-import { uuidV5 } from '../parsing/sample-id';
+import { MAX_SAMPLES_PER_MESSAGE, type MetricMetadata, type ScrapedSample } from '@gpu-telemetry/model';
+import { uuidV5 } from '../parsing/uuid-v5';
 
 /** A queue message ready to publish: its deterministic id and its JSON text. */
 export interface OutgoingMessage {
@@ -38,6 +38,8 @@ class Dictionary {
 
 /** A frame's row in the making: its group and time, and its values (JSON) by metric index. */
 interface Row {
+  /** Its place in the message's rows. */
+  index: number;
   group: number;
   time: number;
   values: (string | undefined)[];
@@ -64,8 +66,15 @@ export class MessageBuilder {
   private rows: Row[] = [];
   /** The row that takes a group's next sample at a time, by rowKey. */
   private open = new Map<number, Row>();
-  /** The samples as `[group, metric, time, value]`, in the order added. */
-  private samples: string[] = [];
+  /** The samples in the order added, as pairs: the index of the row holding it, its metric. */
+  private order: number[] = [];
+  /** The samples in the message. */
+  private count = 0;
+  /** Each group's JSON, made once a scrape: by GPU id, the groups (label sets) of that GPU. */
+  private readonly groupJson = new Map<string, { of: ScrapedSample; json: string }[]>();
+  /** The last sample's time, and its JSON: a scrape's samples share one. */
+  private lastTime = '';
+  private lastTimeJson = '""';
   /** The message's UTF-8 bytes but its samples: the head and the groups, metrics and times. */
   private size: number;
   /** The rows' bytes but their cells: each row's brackets and indexes. */
@@ -85,8 +94,51 @@ export class MessageBuilder {
     this.size = this.head;
   }
 
-  add(sample: TelemetrySample): void {
-    const group = JSON.stringify({
+  add(sample: ScrapedSample): void {
+    const group = this.groupOf(sample);
+    const metric = JSON.stringify(sample.metricName);
+    if (sample.timestamp !== this.lastTime) {
+      this.lastTime = sample.timestamp;
+      this.lastTimeJson = JSON.stringify(sample.timestamp);
+    }
+    const time = this.lastTimeJson;
+    const value = JSON.stringify(sample.value);
+    if (
+      this.count >= MAX_SAMPLES_PER_MESSAGE ||
+      (this.count > 0 &&
+        this.mayExceed(group, metric, time, value) &&
+        this.sizeWith(group, metric, time, value) > MAX_MESSAGE_BYTES)
+    )
+      this.flush();
+    this.size += this.groups.cost(group) + this.metrics.cost(metric) + this.times.cost(time);
+    const g = this.groups.add(group);
+    const t = this.times.add(time);
+    const m = this.metrics.add(metric);
+    let row = this.openRow(g, t, m);
+    if (!row) {
+      row = { index: this.rows.length, group: g, time: t, values: [] };
+      this.rows.push(row);
+      this.open.set(rowKey(g, t), row);
+      this.rowBytes += rowOverhead(g, t);
+    }
+    row.values[m] = value;
+    this.valueBytes += value.length - 4;
+    this.order.push(row.index, m);
+    this.count++;
+    // `[g,m,t,value],`
+    this.sampleBytes += digits(g) + digits(m) + digits(t) + value.length + 6;
+  }
+
+  /**
+   * The JSON of a sample's group (its GPU fields and labels). A scrape has tens of samples of each
+   * GPU: the JSON is made for the first, and found again for the others by comparing fields.
+   */
+  private groupOf(sample: ScrapedSample): string {
+    let known = this.groupJson.get(sample.gpuId);
+    if (known) {
+      for (const entry of known) if (sameGroup(entry.of, sample)) return entry.json;
+    } else this.groupJson.set(sample.gpuId, (known = []));
+    const json = JSON.stringify({
       gpuId: sample.gpuId,
       gpuIndex: sample.gpuIndex,
       device: sample.device,
@@ -97,30 +149,18 @@ export class MessageBuilder {
       namespace: sample.namespace,
       labels: sample.labels,
     });
-    const metric = JSON.stringify(sample.metricName);
-    const time = JSON.stringify(sample.timestamp);
-    const value = JSON.stringify(sample.value);
-    if (
-      this.samples.length >= MAX_SAMPLES_PER_MESSAGE ||
-      (this.samples.length > 0 && this.sizeWith(group, metric, time, value) > MAX_MESSAGE_BYTES)
-    )
-      this.flush();
-    this.size += this.groups.cost(group) + this.metrics.cost(metric) + this.times.cost(time);
-    const g = this.groups.add(group);
-    const t = this.times.add(time);
-    const m = this.metrics.add(metric);
-    let row = this.openRow(g, t, m);
-    if (!row) {
-      row = { group: g, time: t, values: [] };
-      this.rows.push(row);
-      this.open.set(rowKey(g, t), row);
-      this.rowBytes += rowOverhead(g, t);
-    }
-    row.values[m] = value;
-    this.valueBytes += value.length - 4;
-    const at = `[${g},${m},${t},${value}]`;
-    this.samples.push(at);
-    this.sampleBytes += at.length + 1;
+    known.push({ of: sample, json });
+    return json;
+  }
+
+  /**
+   * Whether the sample might take the message past MAX_MESSAGE_BYTES: a bound of what sizeWith
+   * works out, without its lookups (each string at most 3 UTF-8 bytes a UTF-16 unit, as new to the
+   * message; the sample as `[g, m, t, v]`, the larger form; indexes of up to 4 digits).
+   */
+  private mayExceed(group: string, metric: string, time: string, value: string): boolean {
+    const strings = 3 * (group.length + metric.length + time.length) + 3;
+    return this.size + strings + this.sampleBytes + value.length + 18 > MAX_MESSAGE_BYTES;
   }
 
   /** The message's bytes once the sample is in, in the smaller of the two forms. */
@@ -136,8 +176,7 @@ export class MessageBuilder {
       this.valueBytes + value.length - 4,
     );
     // `[g,m,t,value],`
-    const asSamples =
-      this.sampleBytes + String(g).length + String(m).length + String(t).length + value.length + 6;
+    const asSamples = this.sampleBytes + digits(g) + digits(m) + digits(t) + value.length + 6;
     return (
       this.size +
       this.groups.cost(group) +
@@ -164,7 +203,7 @@ export class MessageBuilder {
   }
 
   private flush(): void {
-    if (this.samples.length === 0) return;
+    if (this.count === 0) return;
     const id = uuidV5(`${this.source}\n${this.scrapedAtMs}\n${this.messages.length}`);
     const metrics = this.metrics.parts.length;
     let samples: string;
@@ -175,18 +214,27 @@ export class MessageBuilder {
         return `${cells}]`;
       });
       samples = `"rows":[${rows.join(',')}]`;
-    } else samples = `"samples":[${this.samples.join(',')}]`;
+    } else {
+      const cells: string[] = [];
+      for (let i = 0; i < this.order.length; i += 2) {
+        const row = this.rows[this.order[i] as number] as Row;
+        const m = this.order[i + 1] as number;
+        cells.push(`[${row.group},${m},${row.time},${row.values[m]}]`);
+      }
+      samples = `"samples":[${cells.join(',')}]`;
+    }
     const frame =
       `{"source":${JSON.stringify(this.source)},"groups":[${this.groups.parts.join(',')}],` +
       `"metrics":[${this.metrics.parts.join(',')}],"times":[${this.times.parts.join(',')}],` +
       `${samples}}`;
-    this.messages.push({ id, json: `{"id":"${id}","payload":${frame}}`, samples: this.samples.length });
+    this.messages.push({ id, json: `{"id":"${id}","payload":${frame}}`, samples: this.count });
     this.groups = new Dictionary();
     this.metrics = new Dictionary();
     this.times = new Dictionary();
     this.rows = [];
     this.open = new Map();
-    this.samples = [];
+    this.order = [];
+    this.count = 0;
     this.rowBytes = 0;
     this.valueBytes = 0;
     this.sampleBytes = 0;
@@ -209,14 +257,45 @@ function rowsBytes(overheads: number, rows: number, metrics: number, valueBytes:
 
 /** A row's bytes but its cells: `[g,t]` and the comma after it. */
 function rowOverhead(group: number, time: number): number {
-  return String(group).length + String(time).length + 4;
+  return digits(group) + digits(time) + 4;
+}
+
+/** The characters of a frame index (below 1024) in JSON. */
+function digits(index: number): number {
+  return index < 10 ? 1 : index < 100 ? 2 : index < 1000 ? 3 : 4;
+}
+
+/** Whether two samples have one group: the same GPU fields and labels. */
+function sameGroup(a: ScrapedSample, b: ScrapedSample): boolean {
+  return (
+    a.gpuId === b.gpuId &&
+    a.gpuIndex === b.gpuIndex &&
+    a.device === b.device &&
+    a.modelName === b.modelName &&
+    a.hostname === b.hostname &&
+    a.container === b.container &&
+    a.pod === b.pod &&
+    a.namespace === b.namespace &&
+    sameLabels(a.labels, b.labels)
+  );
+}
+
+function sameLabels(a: Record<string, string>, b: Record<string, string>): boolean {
+  if (a === b) return true;
+  let count = 0;
+  for (const key in a) {
+    if (a[key] !== b[key]) return false;
+    count++;
+  }
+  for (const _ in b) count--;
+  return count === 0;
 }
 
 /** The messages of samples already in hand (a CSV replay step). */
 export function buildMessages(
   source: string,
   scrapedAtMs: number,
-  samples: TelemetrySample[],
+  samples: ScrapedSample[],
 ): OutgoingMessage[] {
   const builder = new MessageBuilder(source, scrapedAtMs);
   for (const sample of samples) builder.add(sample);

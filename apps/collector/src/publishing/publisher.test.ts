@@ -86,7 +86,6 @@ function messages(count: number, from = 0, size = 10): OutgoingMessage[] {
   return Array.from({ length: count }, (_, i) =>
     buildMessages(`host-${from + i}`, 1_700_000_000_000, [
       {
-        uuid: '00000000-0000-4000-8000-000000000000',
         gpuId: `GPU-${from + i}`,
         gpuIndex: 0,
         device: 'nvidia0',

@@ -1,5 +1,5 @@
 import { MAX_SAMPLES_PER_MESSAGE } from '@gpu-telemetry/model';
-import { uuidV5 } from '../parsing/sample-id';
+import { uuidV5 } from '../parsing/uuid-v5';
 import type { OutgoingMessage } from '../publishing/message-builder';
 import type { DecodedSeries } from './write-request';
 

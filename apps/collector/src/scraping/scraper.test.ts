@@ -1,7 +1,7 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { DcgmSimulator, SIMULATED_METRICS } from '@gpu-telemetry/dcgm-simulator';
-import { type TelemetrySample, telemetrySample } from '@gpu-telemetry/model';
+import { type ScrapedSample, scrapedSample } from '@gpu-telemetry/model';
 import { createScrapeAgent, ScrapeError, scrapeTarget } from './scraper';
 
 const policy = { allowLinkLocal: false };
@@ -25,7 +25,7 @@ afterAll(async () => {
 
 /** Scrapes with roomy limits, collecting what the scrape hands over. */
 async function scrape(url: string, extra: Partial<Parameters<typeof scrapeTarget>[1]> = {}) {
-  const samples: TelemetrySample[] = [];
+  const samples: ScrapedSample[] = [];
   const result = await scrapeTarget(url, {
     dispatcher: agent,
     timeoutMs: 1_000,
@@ -65,7 +65,7 @@ describe('scrapeTarget', () => {
           .map((g) => g.uuid),
       ),
     );
-    for (const sample of result.samples) expect(telemetrySample.safeParse(sample).success).toBe(true);
+    for (const sample of result.samples) expect(scrapedSample.safeParse(sample).success).toBe(true);
     expect(
       result.samples.every(
         (s) => s.timestamp === '2026-03-04T05:06:07.890Z' && s.hostname === 'sim-node-002',
@@ -142,7 +142,7 @@ describe('scrapeTarget', () => {
       'DCGM_FI_DEV_GPU_TEMP',
       'DCGM_FI_DEV_MEM_CLOCK',
     ]);
-    for (const sample of result.samples) expect(telemetrySample.safeParse(sample).success).toBe(true);
+    for (const sample of result.samples) expect(scrapedSample.safeParse(sample).success).toBe(true);
     expect(result.unstorable).toBe(3);
     expect(result.firstUnstorable).toMatch(/^DCGM_FI_DEV_GPU_UTIL: gpuIndex /);
   });

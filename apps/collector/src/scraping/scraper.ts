@@ -2,16 +2,16 @@ import { lookup } from 'node:dns';
 import { isIP } from 'node:net';
 import { StringDecoder } from 'node:string_decoder';
 import {
-  isTelemetrySample,
+  isScrapedSample,
   type MetricMetadata,
-  type TelemetrySample,
-  telemetrySample,
+  type ScrapedSample,
+  scrapedSample,
 } from '@gpu-telemetry/model';
 import { Agent, type Dispatcher, request } from 'undici';
 import { fieldErrors } from '@gpu-telemetry/service-kit';
 import { ExpositionParser, type ParseError } from '../parsing/exposition-parser';
 import { ScrapeMetadata } from '../parsing/scrape-metadata';
-import { toTelemetrySample } from '../parsing/to-telemetry';
+import { toScrapedSample } from '../parsing/to-telemetry';
 import { isBlockedAddress, type TargetPolicy } from '../targets/target-url';
 import { EventLoopBudget } from './event-loop-budget';
 
@@ -115,7 +115,7 @@ export async function scrapeTarget(
     sampleLimit: number;
     labelLimit: number;
     policy: TargetPolicy;
-    onSample(sample: TelemetrySample): void;
+    onSample(sample: ScrapedSample): void;
     budget?: EventLoopBudget;
     now?: () => number;
   },
@@ -169,13 +169,13 @@ export async function scrapeTarget(
           refused = new ScrapeError('sample_limit', `more than ${options.sampleLimit} samples`);
           return;
         }
-        const telemetry = toTelemetrySample(sample, scrapedAt);
+        const telemetry = toScrapedSample(sample, scrapedAt);
         if (!telemetry) {
           skipped++;
           return;
         }
-        if (!isTelemetrySample(telemetry)) {
-          const checked = telemetrySample.safeParse(telemetry);
+        if (!isScrapedSample(telemetry)) {
+          const checked = scrapedSample.safeParse(telemetry);
           if (!checked.success) {
             unstorable++;
             firstUnstorable ??= `${sample.name}: ${fieldErrors(checked.error)

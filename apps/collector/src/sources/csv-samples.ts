@@ -1,8 +1,7 @@
-import { type TelemetrySample, toSampleValue } from '@gpu-telemetry/model';
+import { type ScrapedSample, toSampleValue } from '@gpu-telemetry/model';
 import { CsvError, readCsv } from '../parsing/csv-reader';
 import { parseLabelSet } from '../parsing/exposition-parser';
 import { parseValue } from '../parsing/sample-value';
-import { sampleId } from '../parsing/sample-id';
 
 /** One row of a dcgm_metrics_*.csv export, before it is stamped with a time. */
 export interface CsvRow {
@@ -112,14 +111,8 @@ export function readTelemetryCsv(text: string): {
 }
 
 /** A CSV row as a sample taken at `timestampMs`. */
-export function stampRow(row: CsvRow, timestampMs: number): TelemetrySample {
+export function stampRow(row: CsvRow, timestampMs: number): ScrapedSample {
   return {
-    uuid: sampleId(
-      row.gpuId,
-      row.metricName,
-      { ...row.labels, gpu: String(row.gpuIndex ?? ''), device: row.device ?? '' },
-      timestampMs,
-    ),
     gpuId: row.gpuId,
     gpuIndex: row.gpuIndex,
     device: row.device,
@@ -154,7 +147,7 @@ export class ReplayClock {
   private at = Number.NaN;
   private readonly stamped = new Set<string>();
 
-  stamp(row: CsvRow, nowMs: number): TelemetrySample {
+  stamp(row: CsvRow, nowMs: number): ScrapedSample {
     const series = `${row.metricName}\n${row.gpuId}`;
     const newScrape =
       row.exportedAt !== this.run || this.stamped.has(series) || nowMs - this.at >= MAX_RUN_MS;
