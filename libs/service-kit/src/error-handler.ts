@@ -66,6 +66,9 @@ export function errorHandler(
           errors: [{ field: 'body', message: `must be at most ${bodyError.limit} bytes` }],
         });
       case 'encoding.unsupported':
+        return sendProblem(res, 415, bodyError.message, {
+          errors: [{ field: 'content-encoding', message: 'must be gzip, deflate, br or identity' }],
+        });
       case 'charset.unsupported':
         return sendProblem(res, 415, bodyError.message, {
           errors: [{ field: 'content-type', message: bodyError.message }],
@@ -76,10 +79,14 @@ export function errorHandler(
           errors: [{ field: 'body', message: bodyError.message }],
         });
     }
-    // A zlib error (Z_...) or a Postgres SQLSTATE.
+    // A zlib error (Z_... for gzip and deflate, ERR__ERROR_... for brotli) or a Postgres SQLSTATE.
     const code = (error as { code?: unknown }).code;
-    if (typeof code === 'string' && code.startsWith('Z_') && bodyError.status === 400) {
-      // A body whose Content-Encoding says gzip or deflate, and whose bytes are not.
+    if (
+      typeof code === 'string' &&
+      (code.startsWith('Z_') || code.startsWith('ERR__ERROR_')) &&
+      bodyError.status === 400
+    ) {
+      // A body whose Content-Encoding says gzip, deflate or br, and whose bytes are not.
       const message = `is not valid ${String(req.headers['content-encoding'] ?? 'compressed')} data`;
       return sendProblem(res, 400, `body: ${message}`, { errors: [{ field: 'body', message }] });
     }

@@ -138,6 +138,30 @@ describe('slow clients', () => {
     });
   });
 
+  it('names the path when it holds a raw byte past ASCII, and Host when HTTP/1.1 has none', async () => {
+    const body = (response: string) => JSON.parse(response.split('\r\n\r\n')[1]!);
+    const unicode = await new Promise<string>((resolve) => {
+      let response = '';
+      const socket = connect(server.port, '127.0.0.1', () =>
+        socket.write(Buffer.from('GET /v1/topics/\u00e9 HTTP/1.1\r\nHost: x\r\n\r\n', 'utf8')),
+      );
+      socket.setEncoding('utf8');
+      socket.on('data', (chunk: string) => (response += chunk));
+      socket.on('close', () => resolve(response));
+    });
+    expect(unicode).toMatch(/^HTTP\/1.1 400 /);
+    expect(body(unicode).errors).toEqual([
+      { field: 'path', message: expect.stringContaining('percent-encoded') },
+    ]);
+    const hostless = await drip('GET /v1/gpus HTTP/1.1\r\n\r\n', '', 10_000);
+    expect(hostless.response).toMatch(/^HTTP\/1.1 400 /);
+    expect(hostless.response.toLowerCase()).toContain('content-type: application/problem+json');
+    expect(body(hostless.response)).toMatchObject({ status: 400, errors: [{ field: 'host' }] });
+    // HTTP/1.0 never needed a Host.
+    const old = await drip('GET /v1/gpus HTTP/1.0\r\n\r\n', '', 10_000);
+    expect(old.response).toMatch(/^HTTP\/1.1 200 /);
+  });
+
   it('keeps answering other clients while slow ones hold connections', async () => {
     const slow = Array.from({ length: 20 }, () => drip('GET / HTTP/1.1\r\nHost: x\r\n', 'X', 100));
     const res = await fetch(`http://127.0.0.1:${server.port}/`);

@@ -33,8 +33,32 @@ export interface RunningServer {
 export async function listen(handler: RequestListener, options: ServeOptions): Promise<RunningServer> {
   const headersTimeout = options.headersTimeoutMs ?? 10_000;
   const server = createServer(
-    { connectionsCheckingInterval: Math.min(1_000, Math.max(100, headersTimeout / 2)) },
-    handler,
+    {
+      connectionsCheckingInterval: Math.min(1_000, Math.max(100, headersTimeout / 2)),
+      // Node's own refusal is a bare 400: answered below instead, as every other problem is.
+      requireHostHeader: false,
+    },
+    (req, res) => {
+      if (req.headers.host === undefined && req.httpVersionMajor === 1 && req.httpVersionMinor >= 1) {
+        // RFC 9112 3.2: an HTTP/1.1 request without Host is a 400.
+        const body = problem(
+          400,
+          'Bad Request',
+          'host: is required in HTTP/1.1',
+          'host',
+          'is required in HTTP/1.1',
+        );
+        res
+          .writeHead(400, {
+            'content-type': 'application/problem+json',
+            'content-length': Buffer.byteLength(body),
+            connection: 'close',
+          })
+          .end(body);
+        return;
+      }
+      handler(req, res);
+    },
   );
   server.keepAliveTimeout = 65_000;
   server.headersTimeout = headersTimeout;
@@ -78,7 +102,10 @@ export async function listen(handler: RequestListener, options: ServeOptions): P
   };
 }
 
-const CLIENT_ERRORS: Record<string, [status: number, title: string, detail: string]> = {
+const CLIENT_ERRORS: Record<
+  string,
+  [status: number, title: string, detail: string, field?: string, message?: string]
+> = {
   HPE_HEADER_OVERFLOW: [
     431,
     'Request Header Fields Too Large',
@@ -86,7 +113,26 @@ const CLIENT_ERRORS: Record<string, [status: number, title: string, detail: stri
   ],
   ERR_HTTP_REQUEST_TIMEOUT: [408, 'Request Timeout', 'The request did not arrive in time.'],
   HPE_INVALID_METHOD: [400, 'Bad Request', 'The request method is not valid HTTP.'],
+  // A raw space, control character or byte past ASCII in the request target.
+  HPE_INVALID_URL: [
+    400,
+    'Bad Request',
+    'path: must be ASCII without spaces, other characters percent-encoded (RFC 3986)',
+    'path',
+    'must be ASCII without spaces, other characters percent-encoded (RFC 3986)',
+  ],
 };
+
+/** A problem+json body, naming the field at fault when there is one. */
+function problem(status: number, title: string, detail: string, field?: string, message?: string): string {
+  return JSON.stringify({
+    type: 'about:blank',
+    title,
+    status,
+    detail,
+    ...(field ? { errors: [{ field, message }] } : {}),
+  });
+}
 
 /**
  * Requests Node refuses before any handler runs (headers too large, malformed HTTP, too slow) get
@@ -97,12 +143,12 @@ function answerClientError(error: NodeJS.ErrnoException, socket: Duplex): void {
     socket.destroy();
     return;
   }
-  const [status, title, detail] = CLIENT_ERRORS[error.code ?? ''] ?? [
+  const [status, title, detail, field, message] = CLIENT_ERRORS[error.code ?? ''] ?? [
     400,
     'Bad Request',
     'The request is not valid HTTP/1.1.',
   ];
-  const body = JSON.stringify({ type: 'about:blank', title, status, detail });
+  const body = problem(status, title, detail, field, message);
   socket.end(
     `HTTP/1.1 ${status} ${title}\r\nContent-Type: application/problem+json\r\n` +
       `Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,

@@ -1,5 +1,6 @@
 import { get as httpGet } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { brotliCompressSync } from 'node:zlib';
 import { AppError, ConflictError } from '@gpu-telemetry/model';
 import request from 'supertest';
 import { z } from 'zod';
@@ -161,6 +162,45 @@ describe('the service frame', () => {
         .errors[0].field,
     ).toBe('content-type');
     expect((await request(app()).get('/nowhere').expect(404)).body.detail).toBe('No route for GET /nowhere.');
+  });
+
+  it('names content-encoding when a body is compressed in a way it cannot read, or is not what it says', async () => {
+    const unknown = await request(app())
+      .post('/echo')
+      .set('content-type', 'application/json')
+      .set('content-encoding', 'zstd')
+      .send('{"n":1}')
+      .expect(415);
+    expect(unknown.body.errors).toEqual([
+      { field: 'content-encoding', message: 'must be gzip, deflate, br or identity' },
+    ]);
+    for (const encoding of ['br', 'gzip', 'deflate']) {
+      const res = await request(app())
+        .post('/echo')
+        .set('content-type', 'application/json')
+        .set('content-encoding', encoding)
+        .send('{"n":1}')
+        .expect(400);
+      expect(res.headers['content-type']).toContain('application/problem+json');
+      expect(res.body.errors).toEqual([{ field: 'body', message: `is not valid ${encoding} data` }]);
+    }
+    const packed = await request(app())
+      .post('/echo')
+      .set('content-type', 'application/json')
+      .set('content-encoding', 'br')
+      .serialize((bytes: Buffer) => bytes as unknown as string) // as sent, not as JSON
+      .send(brotliCompressSync('{"n":3}'))
+      .expect(200);
+    expect(packed.body).toEqual({ n: 3 });
+  });
+
+  it('reads no body of a GET: whatever it is, the GET is answered', async () => {
+    await request(app())
+      .get('/things/7')
+      .set('content-type', 'text/plain')
+      .send('x')
+      .expect(200, { id: '7' });
+    await request(app()).get('/things/8').set('content-type', 'application/json').send('{"n":').expect(200);
   });
 
   it('answers a method a path does not take with a 405 listing the ones it does, in Allow', async () => {

@@ -259,12 +259,14 @@ export function createServiceApp(options: ServiceAppOptions): Express {
 
   options.binaryBodyRoutes?.(app);
 
-  // Bodies are JSON. Anything else with a body is a 415, not a confusing "field required".
+  // Bodies are JSON. Anything else with a body is a 415, not a confusing "field required". A
+  // GET's or HEAD's body means nothing in HTTP: it is not read, as a proxy would not read it.
   app.use((req: Request, _res: Response, next: NextFunction) => {
     spellUtf8AsTheParserDoes(req.headers);
     const hasBody =
       Number(req.headers['content-length'] ?? 0) > 0 || req.headers['transfer-encoding'] !== undefined;
-    if (hasBody && !req.is(['application/json', 'application/*+json'])) {
+    const meansNothing = req.method === 'GET' || req.method === 'HEAD';
+    if (hasBody && !meansNothing && !req.is(['application/json', 'application/*+json'])) {
       next(
         new UnsupportedMediaTypeError(
           `Send the body as application/json, not ${req.headers['content-type'] ?? 'no content type'}.`,
@@ -279,7 +281,10 @@ export function createServiceApp(options: ServiceAppOptions): Express {
     express.json({
       limit: options.bodyLimit ?? 1024 * 1024,
       strict: false,
-      type: ['application/json', 'application/*+json'],
+      type: (req) =>
+        req.method !== 'GET' &&
+        req.method !== 'HEAD' &&
+        Boolean((req as Request).is(['application/json', 'application/*+json'])),
     }),
   );
 
