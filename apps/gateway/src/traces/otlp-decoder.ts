@@ -79,22 +79,22 @@ interface KeyValue {
   key?: string;
   value?: AnyValue;
 }
+/** A span as decoded; from OTLP/JSON any field may hold anything, and is checked as it is read. */
+interface SpanShape {
+  traceId?: unknown;
+  spanId?: unknown;
+  parentSpanId?: unknown;
+  name?: unknown;
+  kind?: unknown;
+  startTimeUnixNano?: unknown;
+  endTimeUnixNano?: unknown;
+  attributes?: unknown;
+  status?: unknown;
+}
 interface RequestShape {
   resourceSpans?: {
     resource?: { attributes?: KeyValue[] };
-    scopeSpans?: {
-      spans?: {
-        traceId?: string;
-        spanId?: string;
-        parentSpanId?: string;
-        name?: string;
-        kind?: number;
-        startTimeUnixNano?: string | number;
-        endTimeUnixNano?: string | number;
-        attributes?: KeyValue[];
-        status?: { code?: number; message?: string };
-      }[];
-    }[];
+    scopeSpans?: { spans?: SpanShape[] }[];
   }[];
 }
 
@@ -167,7 +167,8 @@ function anyValue(value: AnyValue | undefined, budget: Budget, depth: number): u
       return null;
     }
     if (value.kvlistValue) return attributes(value.kvlistValue.values, budget, depth + 1);
-    const items = value.arrayValue?.values ?? [];
+    const values = value.arrayValue?.values;
+    const items = Array.isArray(values) ? values : [];
     const out: unknown[] = [];
     for (const item of items) {
       if (out.length >= SPAN_LIMITS.attributes || budget.left <= 0) {
@@ -181,10 +182,14 @@ function anyValue(value: AnyValue | undefined, budget: Budget, depth: number): u
   return null;
 }
 
-function attributes(list: KeyValue[] | undefined, budget: Budget, depth = 0): Record<string, unknown> {
+/** A list of key-values: from OTLP/JSON anything that is not one is dropped, as a value of the wrong type is. */
+function attributes(list: unknown, budget: Budget, depth = 0): Record<string, unknown> {
   const out: Record<string, unknown> = {};
+  if (!Array.isArray(list)) return out;
   let kept = 0;
-  for (const { key, value } of list ?? []) {
+  for (const item of list as (KeyValue | null)[]) {
+    const key = item?.key;
+    const value = item?.value;
     if (typeof key !== 'string' || !key) continue;
     if (kept >= SPAN_LIMITS.attributes || budget.left <= 0) {
       budget.cut = true;
@@ -198,18 +203,50 @@ function attributes(list: KeyValue[] | undefined, budget: Budget, depth = 0): Re
   return out;
 }
 
+/** A part of a request that is not what OTLP says: `field` is its path, e.g. resourceSpans[0].scopeSpans[1].spans[2].traceId. */
+export class SpanFieldError extends Error {
+  constructor(
+    readonly field: string,
+    readonly problem: string,
+  ) {
+    super(`${field}: ${problem}`);
+  }
+}
+
+/** A repeated field as OTLP/JSON may send it: absent is empty; anything but an array is refused. */
+function listAt(value: unknown, field: string): unknown[] {
+  if (value === undefined || value === null) return [];
+  if (!Array.isArray(value)) throw new SpanFieldError(field, 'must be an array');
+  return value;
+}
+
+/** A message field: absent is empty; anything but an object is refused (an item of a list must be there). */
+function objectAt<T extends object>(value: unknown, field: string, item = false): Partial<T> {
+  if ((value === undefined || value === null) && !item) return {};
+  if (typeof value !== 'object' || value === null || Array.isArray(value))
+    throw new SpanFieldError(field, 'must be an object');
+  return value as Partial<T>;
+}
+
 /** The resource's `service.name`, or "unknown"; its other attributes are not kept. */
-function serviceName(list: KeyValue[] | undefined): string {
-  const value = list?.find((kv) => kv.key === 'service.name')?.value?.stringValue;
+function serviceName(list: unknown[]): string {
+  const named = list.find((kv) => (kv as KeyValue | null)?.key === 'service.name') as KeyValue | undefined;
+  const value = named?.value?.stringValue;
   return typeof value === 'string' && value ? text(value, SPAN_LIMITS.service) : 'unknown';
 }
 
 /** How far ahead of this gateway's clock a span may start: retention counts from the start. */
 const MAX_AHEAD_MS = 24 * 3_600_000;
 
-function nanosToMs(nanos: string | number | undefined, field: string): number {
+/** Nanoseconds since 1970 as OTLP writes them: a decimal string, or a whole number in JSON. */
+function nanosToMs(nanos: unknown, field: string): number {
+  const whole =
+    nanos === undefined ||
+    (typeof nanos === 'string' && /^\d{1,30}$/.test(nanos)) ||
+    (typeof nanos === 'number' && Number.isSafeInteger(nanos) && nanos >= 0);
+  if (!whole) throw new SpanFieldError(field, 'must be a whole number of nanoseconds since 1970');
   const ms = Number(BigInt(nanos ?? 0) / 1000n) / 1000;
-  if (!(ms >= 0 && ms <= MAX_TIMESTAMP_MS)) throw new Error(`a span's ${field} is outside 1970 to 9999`);
+  if (!(ms <= MAX_TIMESTAMP_MS)) throw new SpanFieldError(field, 'is outside 1970 to 9999');
   return ms;
 }
 
@@ -217,59 +254,90 @@ function nanosToMs(nanos: string | number | undefined, field: string): number {
 function enumValue(value: unknown, field: string, max: number): number {
   if (value === undefined || value === null) return 0;
   if (typeof value !== 'number' || !Number.isInteger(value) || value < 0 || value > max)
-    throw new Error(`a span's ${field} must be an integer from 0 to ${max}`);
+    throw new SpanFieldError(field, `must be an integer from 0 to ${max}`);
   return value;
 }
 
 function optionalText(value: unknown, field: string, budget: Budget): string | null {
   if (value === undefined || value === null || value === '') return null;
-  if (typeof value !== 'string') throw new Error(`a span's ${field} must be a string`);
+  if (typeof value !== 'string') throw new SpanFieldError(field, 'must be a string');
   return text(value, SPAN_LIMITS.text, budget);
 }
 const HEX_ID = /^[0-9a-f]+$/;
 
-/** Spans of a decoded request; ids become lower-case hex whatever the encoding. */
-function spansOf(
-  request: RequestShape,
-  id: (value: string | undefined) => string,
-  now: number,
-): StoredSpan[] {
+/**
+ * Spans of a decoded request; ids become lower-case hex whatever the encoding (`id` gives '' for
+ * one that is not). A part that is not what OTLP says is refused with its path (SpanFieldError).
+ */
+function spansOf(request: RequestShape, id: (value: unknown) => string, now: number): StoredSpan[] {
   const spans: StoredSpan[] = [];
-  for (const resourceSpans of request.resourceSpans ?? []) {
-    const service = serviceName(resourceSpans.resource?.attributes);
-    for (const scope of resourceSpans.scopeSpans ?? []) {
-      for (const span of scope.spans ?? []) {
-        const traceId = id(span.traceId);
-        const spanId = id(span.spanId);
-        if (traceId.length !== 32 || spanId.length !== 16)
-          throw new Error('a span has an invalid trace or span id');
-        const parent = id(span.parentSpanId);
-        const startMs = nanosToMs(span.startTimeUnixNano, 'startTimeUnixNano');
-        if (startMs > now + MAX_AHEAD_MS)
-          throw new Error("a span's startTimeUnixNano is more than a day ahead of the gateway's clock");
-        const budget: Budget = { left: SPAN_LIMITS.budget, cut: false };
-        const stored: StoredSpan = {
-          traceId,
-          spanId,
-          parentSpanId: parent.length === 16 ? parent : null,
-          service,
-          name: optionalText(span.name, 'name', budget) ?? '',
-          kind: enumValue(span.kind, 'kind', 5),
-          startMs,
-          endMs: nanosToMs(span.endTimeUnixNano, 'endTimeUnixNano'),
-          statusCode: enumValue(span.status?.code, 'status.code', 2),
-          statusMessage: optionalText(span.status?.message, 'status.message', budget),
-          attributes: attributes(span.attributes, budget),
-        };
-        if (budget.cut) {
-          stored.attributes['gateway.truncated'] = true;
-          stored.truncated = true;
+  const resources = listAt(request.resourceSpans, 'resourceSpans');
+  for (let r = 0; r < resources.length; r++) {
+    const at = `resourceSpans[${r}]`;
+    const resourceSpans = objectAt<NonNullable<RequestShape['resourceSpans']>[number]>(
+      resources[r],
+      at,
+      true,
+    );
+    const resource = objectAt<{ attributes?: KeyValue[] }>(resourceSpans.resource, `${at}.resource`);
+    const service = serviceName(listAt(resource.attributes, `${at}.resource.attributes`));
+    const scopes = listAt(resourceSpans.scopeSpans, `${at}.scopeSpans`);
+    for (let c = 0; c < scopes.length; c++) {
+      const scope = objectAt<{ spans?: SpanShape[] }>(scopes[c], `${at}.scopeSpans[${c}]`, true);
+      const list = listAt(scope.spans, `${at}.scopeSpans[${c}].spans`);
+      for (let k = 0; k < list.length; k++) {
+        const path = `${at}.scopeSpans[${c}].spans[${k}]`;
+        try {
+          spans.push(spanOf(objectAt<SpanShape>(list[k], '', true), service, id, now));
+        } catch (error) {
+          if (!(error instanceof SpanFieldError)) throw error;
+          throw new SpanFieldError(error.field ? `${path}.${error.field}` : path, error.problem);
         }
-        spans.push(stored);
       }
     }
   }
   return spans;
+}
+
+/** All zeros is no id (OTLP): a span must have a trace id and a span id. */
+const ZERO_ID = /^0+$/;
+
+function spanOf(
+  span: Partial<SpanShape>,
+  service: string,
+  id: (value: unknown) => string,
+  now: number,
+): StoredSpan {
+  const traceId = id(span.traceId);
+  if (traceId.length !== 32 || ZERO_ID.test(traceId))
+    throw new SpanFieldError('traceId', 'must be 16 bytes (32 hex digits), not all zero');
+  const spanId = id(span.spanId);
+  if (spanId.length !== 16 || ZERO_ID.test(spanId))
+    throw new SpanFieldError('spanId', 'must be 8 bytes (16 hex digits), not all zero');
+  const parent = id(span.parentSpanId);
+  const startMs = nanosToMs(span.startTimeUnixNano, 'startTimeUnixNano');
+  if (startMs > now + MAX_AHEAD_MS)
+    throw new SpanFieldError('startTimeUnixNano', "is more than a day ahead of the gateway's clock");
+  const status = objectAt<{ code?: unknown; message?: unknown }>(span.status, 'status');
+  const budget: Budget = { left: SPAN_LIMITS.budget, cut: false };
+  const stored: StoredSpan = {
+    traceId,
+    spanId,
+    parentSpanId: parent.length === 16 && !ZERO_ID.test(parent) ? parent : null,
+    service,
+    name: optionalText(span.name, 'name', budget) ?? '',
+    kind: enumValue(span.kind, 'kind', 5),
+    startMs,
+    endMs: nanosToMs(span.endTimeUnixNano, 'endTimeUnixNano'),
+    statusCode: enumValue(status.code, 'status.code', 2),
+    statusMessage: optionalText(status.message, 'status.message', budget),
+    attributes: attributes(span.attributes, budget),
+  };
+  if (budget.cut) {
+    stored.attributes['gateway.truncated'] = true;
+    stored.truncated = true;
+  }
+  return stored;
 }
 
 export function decodeProtobuf(body: Buffer, now = Date.now()): StoredSpan[] {
@@ -279,24 +347,23 @@ export function decodeProtobuf(body: Buffer, now = Date.now()): StoredSpan[] {
     bytes: String,
     defaults: false,
   }) as RequestShape;
-  return spansOf(request, (value) => (value ? Buffer.from(value, 'base64').toString('hex') : ''), now);
+  return spansOf(
+    request,
+    (value) => (typeof value === 'string' && value ? Buffer.from(value, 'base64').toString('hex') : ''),
+    now,
+  );
 }
 
 /** OTLP/JSON: ids are hex strings (per the OTLP JSON mapping), times are decimal strings. */
 export function decodeJson(body: Buffer, now = Date.now()): StoredSpan[] {
   const request = JSON.parse(body.toString('utf8')) as RequestShape;
-  if (
-    typeof request !== 'object' ||
-    request === null ||
-    Array.isArray(request) ||
-    (request.resourceSpans !== undefined && !Array.isArray(request.resourceSpans))
-  ) {
+  if (typeof request !== 'object' || request === null || Array.isArray(request)) {
     throw new Error('not an ExportTraceServiceRequest');
   }
   return spansOf(
     request,
     (value) => {
-      const hex = (value ?? '').toLowerCase();
+      const hex = typeof value === 'string' ? value.toLowerCase() : '';
       return HEX_ID.test(hex) ? hex : '';
     },
     now,

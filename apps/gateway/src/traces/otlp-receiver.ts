@@ -3,7 +3,7 @@ import { createGunzip } from 'node:zlib';
 import { AppError } from '@gpu-telemetry/model';
 import { type Logger, stampAnswer, writeProblem } from '@gpu-telemetry/service-kit';
 import type { Counter } from 'prom-client';
-import { decodeJson, decodeProtobuf } from './otlp-decoder';
+import { decodeJson, decodeProtobuf, SpanFieldError } from './otlp-decoder';
 import type { Principal } from '../auth/api-keys.service';
 import type { TracesService } from './traces.service';
 
@@ -11,8 +11,13 @@ class ReceiveError extends Error {
   constructor(
     readonly status: number,
     message: string,
-    /** Seconds, for a 429 or 503. */
-    readonly retryAfter?: string,
+    readonly options: {
+      /** Seconds, for a 429 or 503. */
+      retryAfter?: string;
+      /** What the problem names: the body unless said otherwise. */
+      field?: string;
+      problem?: string;
+    } = {},
   ) {
     super(message);
   }
@@ -36,7 +41,10 @@ function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
   const encoding = String(req.headers['content-encoding'] ?? 'identity').toLowerCase();
   if (encoding !== 'identity' && encoding !== 'gzip')
     return Promise.reject(
-      new ReceiveError(415, `Content-Encoding ${encoding} is not supported; use gzip or none.`),
+      new ReceiveError(415, `Content-Encoding ${encoding} is not supported; use gzip or none.`, {
+        field: 'content-encoding',
+        problem: 'must be gzip or identity',
+      }),
     );
   const gunzip = encoding === 'gzip' ? createGunzip() : undefined;
   const source = gunzip ? req.pipe(gunzip) : req;
@@ -128,14 +136,18 @@ export function createOtlpReceiver(deps: {
         }
       }
       const wait = deps.throttle(req, res, principal);
-      if (wait !== undefined) throw new ReceiveError(429, 'Rate limit exceeded; slow down.', String(wait));
+      if (wait !== undefined)
+        throw new ReceiveError(429, 'Rate limit exceeded; slow down.', { retryAfter: String(wait) });
       if (type !== 'application/x-protobuf' && type !== 'application/json') {
-        throw new ReceiveError(415, 'Send OTLP as application/x-protobuf or application/json.');
+        throw new ReceiveError(415, 'Send OTLP as application/x-protobuf or application/json.', {
+          field: 'content-type',
+          problem: 'must be application/x-protobuf or application/json',
+        });
       }
       if (Number(req.headers['content-length'] ?? 0) > deps.limit)
         throw new ReceiveError(413, `The body is larger than the ${deps.limit}-byte limit.`);
       if (inFlight >= deps.concurrency)
-        throw new ReceiveError(503, 'Too many span exports in flight; retry shortly.', '1');
+        throw new ReceiveError(503, 'Too many span exports in flight; retry shortly.', { retryAfter: '1' });
       inFlight++;
       counted = true;
       const body = await readBody(req, deps.limit);
@@ -143,10 +155,10 @@ export function createOtlpReceiver(deps: {
       try {
         decoded = type === 'application/json' ? decodeJson(body) : decodeProtobuf(body);
       } catch (error) {
-        throw new ReceiveError(
-          400,
-          `Not a valid OTLP ExportTraceServiceRequest: ${(error as Error).message}`,
-        );
+        const message = `Not a valid OTLP ExportTraceServiceRequest: ${(error as Error).message}`;
+        throw error instanceof SpanFieldError
+          ? new ReceiveError(400, message, { field: error.field, problem: error.problem })
+          : new ReceiveError(400, message);
       }
       const cut = decoded.filter((span) => span.truncated).length;
       if (cut > 0) {
@@ -173,12 +185,20 @@ export function createOtlpReceiver(deps: {
       const detail = refused ? error.message : 'Spans could not be stored; retry shortly.';
       const headers: Record<string, string> = {};
       if (status === 429 || status === 503)
-        headers['retry-after'] = refused ? (error.retryAfter ?? '1') : '5';
+        headers['retry-after'] = refused ? (error.options.retryAfter ?? '1') : '5';
       if (status === 405) headers['allow'] = 'POST';
       // The rest of a body refused unread is not waited for: the connection closes after the answer.
       if (!req.complete) headers['connection'] = 'close';
       writeProblem(res, status, detail, {
-        ...(status === 429 || status === 503 ? {} : { errors: [{ field: 'body', message: detail }] }),
+        ...(status === 429 || status === 503
+          ? {}
+          : {
+              errors: [
+                refused && error.options.field
+                  ? { field: error.options.field, message: error.options.problem ?? detail }
+                  : { field: 'body', message: detail },
+              ],
+            }),
         headers,
         requestId,
       });
