@@ -333,6 +333,9 @@ const SERVICES = {
         1,
         1024,
       ),
+      TELEMETRY_RETENTION: env.duration(
+        "Remote-written samples older than this are refused with 400 (the streamer keeps none); set it as the streamer's. 0: any age.",
+      ),
     },
     extra: {
       dcgmExporter: obj(

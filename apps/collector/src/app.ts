@@ -154,6 +154,7 @@ export function createApp(deps: CollectorAppDeps): CollectorApp {
     maxSamples: config.REMOTE_WRITE_MAX_SAMPLES,
     concurrency: config.REMOTE_WRITE_CONCURRENCY,
     bodyTimeoutMs: config.REMOTE_WRITE_BODY_TIMEOUT,
+    retentionMs: config.TELEMETRY_RETENTION,
   });
   const app = createServiceApp({
     service: 'collector',

@@ -43,6 +43,12 @@ export const collectorEnv = z
     REMOTE_WRITE_CONCURRENCY: int(4, 1, 1024),
     /** How long a body has to arrive whole (408 past it); bodies are read apart from the writes being decoded. */
     REMOTE_WRITE_BODY_TIMEOUT: duration('10s', { min: '100ms', max: '5m' }),
+    /**
+     * The streamer's raw retention: a remote-written sample older than it is refused with the
+     * write's 400 (the streamer would store none of it), not accepted and then dead-lettered.
+     * Set it as the streamer's; 0 takes any age.
+     */
+    TELEMETRY_RETENTION: duration('7d'),
     /** How many collector replicas split the targets, and which one this is (default: from HOSTNAME, e.g. collector-2). */
     COLLECTOR_REPLICAS: int(1, 1, 1000),
     COLLECTOR_ORDINAL: z.coerce.number().int().min(0).optional(),

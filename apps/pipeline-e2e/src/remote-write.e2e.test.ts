@@ -174,17 +174,22 @@ describe('POST /api/v1/write (Prometheus remote write 1.0)', () => {
           [Date.parse('2200-01-01'), 2],
         ]),
         series({ __name__: 'rw_partial', job: 'bad', 'bad-label': 'x' }, [[now, 3]]),
+        // Older than TELEMETRY_RETENTION (7 days): refused in the answer, not dead-lettered after a 204.
+        series({ __name__: 'rw_partial', job: 'old' }, [[now - 8 * 86_400_000, 5]]),
         series({ __name__: 'rw_partial', job: 'wide', note: '\u6e29'.repeat(3_000) }, [[now, 4]]),
       ]),
     );
     const res = await write(body).expect(400);
     expect(res.headers['content-type']).toContain('application/problem+json');
     expect(res.body.detail).toContain(
-      'Stored 2 samples of 2 series; 1 series and 2 samples could not be stored',
+      'Stored 2 samples of 2 series; 1 series and 3 samples could not be stored',
     );
     expect(res.body.detail).toContain('timeseries[0].samples[1]: the timestamp');
     expect(res.body.detail).toContain(
       'timeseries[1]: the label name "bad-label" is not a Prometheus label name',
+    );
+    expect(res.body.detail).toContain(
+      `timeseries[2].samples[0]: the timestamp ${now - 8 * 86_400_000} is older than TELEMETRY_RETENTION`,
     );
     // A series is visible before the transaction that stores its samples commits: wait for the
     // samples of both, not for the series.

@@ -25,6 +25,8 @@ export interface RemoteWriteOptions {
   concurrency: number;
   /** How long a body has to arrive whole (REMOTE_WRITE_BODY_TIMEOUT); past it, 408. */
   bodyTimeoutMs: number;
+  /** Samples older than this are refused (TELEMETRY_RETENTION: the streamer stores none); 0: any age. */
+  retentionMs?: number;
   now?: () => number;
 }
 
@@ -192,6 +194,7 @@ export class RemoteWriteService {
           maxSeries: this.options.maxSeries,
           maxSamples: this.options.maxSamples,
           maxTimestampMs: now + FUTURE_MS,
+          minTimestampMs: this.options.retentionMs ? now - this.options.retentionMs : 0,
         });
         const hash = createHash('sha256').update(decompressed).digest('hex');
         messages = [

@@ -1,7 +1,17 @@
 import fc from 'fast-check';
-import { decodeWriteRequest, encodeWriteRequest, type WriteSeries, WriteRequestError } from './write-request';
+import {
+  decodeWriteRequest,
+  encodeWriteRequest,
+  type WriteRequestLimits,
+  type WriteSeries,
+  WriteRequestError,
+} from './write-request';
 
-const LIMITS = { maxSeries: 1_000, maxSamples: 10_000, maxTimestampMs: Date.parse('2100-01-01') };
+const LIMITS: WriteRequestLimits = {
+  maxSeries: 1_000,
+  maxSamples: 10_000,
+  maxTimestampMs: Date.parse('2100-01-01'),
+};
 const STALE_BITS = 0x7ff0000000000002n;
 
 const series = (
@@ -259,6 +269,25 @@ describe('decodeWriteRequest', () => {
     // A series is refused whole; a sample out of time range only itself.
     const bySample = /timestamp/.test(message);
     expect(decoded.refused).toMatchObject({ series: bySample ? 0 : 1, samples: 1 });
+  });
+
+  it('passes over a sample older than minTimestampMs (TELEMETRY_RETENTION), keeping the newer ones', () => {
+    const decoded = decode(
+      encodeWriteRequest([
+        series({ __name__: 'up' }, [
+          [1_600_000_000_000, 1],
+          [1_700_000_000_000, 2],
+        ]),
+      ]),
+      { ...LIMITS, minTimestampMs: 1_650_000_000_000 },
+    );
+    expect(decoded.series).toEqual([
+      { metric: 'up', labels: {}, timestamps: [1_700_000_000_000], values: [2] },
+    ]);
+    expect(decoded.refused).toMatchObject({ series: 0, samples: 1 });
+    expect(decoded.refused.reasons).toEqual([
+      'timeseries[0].samples[0]: the timestamp 1600000000000 is older than TELEMETRY_RETENTION',
+    ]);
   });
 
   it('keeps the samples of a series beside one out of time range', () => {

@@ -77,6 +77,8 @@ export interface WriteRequestLimits {
   maxSamples: number;
   /** Latest sample time accepted (ms since the epoch). */
   maxTimestampMs: number;
+  /** Earliest sample time accepted (ms since the epoch; TELEMETRY_RETENTION ago), 0 for any. */
+  minTimestampMs?: number;
 }
 
 // The model's values, read once: through the package's re-exports each use would be a getter call.
@@ -214,7 +216,7 @@ class Reader {
 /**
  * Decodes and checks a WriteRequest: every series needs a valid metric name (`__name__`), label
  * names of the data model, each once, within the label limits; every sample a time between 1970
- * and `maxTimestampMs`. A series that fails these is passed over and counted in `refused` with
+ * (or `minTimestampMs`) and `maxTimestampMs`. A series that fails these is passed over and counted in `refused` with
  * the reason (naming the series and label), the others kept: one bad series in every batch a
  * Prometheus sends must not cost the rest. A body that is not a WriteRequest, or one over a count
  * limit, refuses the whole request.
@@ -416,7 +418,9 @@ function decodeSeries(
           ? 'is before 1970 or after 9999'
           : timestamp > limits.maxTimestampMs
             ? 'is more than a day in the future'
-            : undefined;
+            : timestamp < (limits.minTimestampMs ?? 0)
+              ? 'is older than TELEMETRY_RETENTION'
+              : undefined;
       if (outOfRange) {
         out.refused.samples++;
         if (out.refused.reasons.length < MAX_REASONS)
