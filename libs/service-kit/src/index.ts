@@ -28,7 +28,7 @@ export {
 } from './service-auth';
 export { FORM_MEDIA_TYPE, formBody, FormBodyError } from './form-body';
 export { getTracer, startTelemetry, withSpan } from './telemetry';
-export { validate } from './validate';
+export { validate, validateQuery } from './validate';
 export { waitAtMost } from './wait';
 export { peerAddress, plainAddress } from './peer-address';
 export {

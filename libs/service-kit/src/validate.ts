@@ -11,3 +11,19 @@ export function validate<S extends z.ZodType>(schema: S, input: unknown): z.outp
   if (!result.success) throw new ValidationError(fieldErrors(result.error));
   return result.data;
 }
+
+/**
+ * validate() for a query string. A parameter given more than once arrives as a list; where the
+ * schema wants one value, the 400 says so rather than what the list fails to be.
+ */
+export function validateQuery<S extends z.ZodType>(schema: S, query: unknown): z.output<S> {
+  const result = schema.safeParse(query ?? {});
+  if (result.success) return result.data;
+  const given = (query ?? {}) as Record<string, unknown>;
+  throw new ValidationError(
+    fieldErrors(result.error).map((e) => {
+      const value = Object.hasOwn(given, e.field) ? given[e.field] : undefined;
+      return Array.isArray(value) ? { ...e, message: `must be given once, not ${value.length} times` } : e;
+    }),
+  );
+}

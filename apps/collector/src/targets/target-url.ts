@@ -86,6 +86,14 @@ export function parseTargetUrl(input: string, policy: TargetPolicy, field = 'url
       { field, message: `must use http or https, not ${url.protocol.replace(':', '')}` },
     ]);
   }
+  // A URL parser reads `http:///metrics` or `http:metrics` as the host "metrics": refused, as
+  // surely a mistake; so is port 0, which nothing listens on.
+  if (!/^https?:\/\/[^/?#\\]/i.test(input.trim())) {
+    throw new ValidationError([{ field, message: 'must name a host: http://host[:port]/path' }]);
+  }
+  if (url.port === '0') {
+    throw new ValidationError([{ field, message: 'must not use port 0' }]);
+  }
   if (url.username || url.password) {
     throw new ValidationError([{ field, message: 'must not carry credentials' }]);
   }

@@ -1,5 +1,5 @@
 import { bigintCursor, dateTime, FIRST_TIME_MS, ValidationError } from '@gpu-telemetry/model';
-import { apiRouter, validate } from '@gpu-telemetry/service-kit';
+import { apiRouter, validateQuery } from '@gpu-telemetry/service-kit';
 import type { Router } from 'express';
 import { z } from 'zod';
 import { type Edge, requireScope } from '../auth/require-scope';
@@ -27,7 +27,7 @@ export function analyticsRoutes(analytics: AnalyticsService, edge: Edge): Router
   const read = requireScope(edge, 'read');
 
   router.get('/api/v1/analytics/latency', read, async (req, res) => {
-    const query = validate(latencyQuery, req.query);
+    const query = validateQuery(latencyQuery, req.query);
     const to = query.to ? new Date(query.to) : new Date();
     // An hour before `to`, but not before the year 1.
     const from = query.from
@@ -42,7 +42,7 @@ export function analyticsRoutes(analytics: AnalyticsService, edge: Edge): Router
   });
 
   router.get('/api/v1/requests', read, async (req, res) => {
-    res.json(await analytics.requests(validate(requestsQuery, req.query)));
+    res.json(await analytics.requests(validateQuery(requestsQuery, req.query)));
   });
 
   return router;

@@ -9,7 +9,7 @@ import {
   topicSettingsBody,
   uuid,
 } from '@gpu-telemetry/model';
-import { apiRouter, validate } from '@gpu-telemetry/service-kit';
+import { apiRouter, validate, validateQuery } from '@gpu-telemetry/service-kit';
 import { type Response, type Router } from 'express';
 import { z } from 'zod';
 import type { QueueService, RawLease } from '../services/queue.service';
@@ -86,7 +86,7 @@ export function topicsRoutes(queue: QueueService): Router {
 
   router.get('/v1/topics/:topic/dead', async (req, res) => {
     const { topic } = validate(topicParams, req.params);
-    const { limit, cursor } = validate(deadLettersQuery, req.query);
+    const { limit, cursor } = validateQuery(deadLettersQuery, req.query);
     const { rows, nextCursor } = await queue.deadLetters(topic, limit, cursor);
     const items = rows.map(
       (row) =>

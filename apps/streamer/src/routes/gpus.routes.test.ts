@@ -265,6 +265,13 @@ describe('bad input', () => {
     if (field) expect(res.body.errors.map((e: { field: string }) => e.field)).toEqual([field]);
   });
 
+  it('says a parameter given twice must be given once, not what a list of them fails to be', async () => {
+    const res = await api().get('/v1/gpus?limit=1&limit=2').expect(400);
+    expect(res.body.errors).toEqual([{ field: 'limit', message: 'must be given once, not 2 times' }]);
+    const metric = await api().get(`/v1/gpus/${GPU_A}/telemetry?metric=a&metric=b`).expect(400);
+    expect(metric.body.errors).toEqual([{ field: 'metric', message: 'must be given once, not 2 times' }]);
+  });
+
   it('treats SQL in parameters as data', async () => {
     const count = () => streamer.database.pool.query('SELECT count(*)::int AS n FROM telemetry');
     const before = (await count()).rows[0].n;

@@ -7,7 +7,7 @@ import {
   storableText,
   ValidationError,
 } from '@gpu-telemetry/model';
-import { apiRouter, validate } from '@gpu-telemetry/service-kit';
+import { apiRouter, validate, validateQuery } from '@gpu-telemetry/service-kit';
 import type { Router } from 'express';
 import { z } from 'zod';
 import { microsOf } from '../services/sample-time';
@@ -117,12 +117,12 @@ export function gpusRoutes(queries: TelemetryQueryService): Router {
   const router = apiRouter();
 
   router.get('/v1/gpus', async (req, res) => {
-    res.json(await queries.gpus(validate(gpusQuery, req.query)));
+    res.json(await queries.gpus(validateQuery(gpusQuery, req.query)));
   });
 
   router.get('/v1/gpus/:gpuId/telemetry', async (req, res) => {
     const { gpuId } = validate(gpuParams, req.params);
-    const query = validate(telemetryQuery, req.query);
+    const query = validateQuery(telemetryQuery, req.query);
     const { startUs, endUs } = timeRange(query);
     res.json(
       await queries.telemetry({
@@ -138,14 +138,14 @@ export function gpusRoutes(queries: TelemetryQueryService): Router {
 
   router.get('/v1/gpus/:gpuId/metrics/:metric/series', async (req, res) => {
     const { gpuId, metric } = validate(seriesParams, req.params);
-    const query = validate(seriesQuery, req.query);
+    const query = validateQuery(seriesQuery, req.query);
     const { start, end } = bucketRange(query);
     res.json(await queries.series({ gpuId, metric, start, end, stepSeconds: query.step }));
   });
 
   router.get('/v1/gpus/metrics/:metric/series', async (req, res) => {
     const { metric } = validate(metricParams, req.params);
-    const query = validate(fleetSeriesQuery, req.query);
+    const query = validateQuery(fleetSeriesQuery, req.query);
     const { start, end } = bucketRange(query);
     res.json(
       await queries.fleetSeries({

@@ -1,4 +1,4 @@
-import { apiRouter, validate } from '@gpu-telemetry/service-kit';
+import { apiRouter, validateQuery } from '@gpu-telemetry/service-kit';
 import type { Router } from 'express';
 import { z } from 'zod';
 import type { StorageService } from '../services/storage.service';
@@ -9,7 +9,7 @@ export const storageQuery = z.strictObject({});
 export function storageRoutes(storage: StorageService): Router {
   const router = apiRouter();
   router.get('/v1/storage', async (req, res) => {
-    validate(storageQuery, req.query);
+    validateQuery(storageQuery, req.query);
     res.json(await storage.report());
   });
   return router;
