@@ -48,7 +48,7 @@ export interface GatewayAppDeps {
 
 export interface GatewayApp {
   /**
-   * The server's handler: /api/v1/{gpus,topics,targets,write} and /prometheus/api/v1 on the lean
+   * The server's handler: /api/v1/{gpus,storage,topics,targets,write} and /prometheus/api/v1 on the lean
    * proxy path, POST /v1/traces to
    * the OTLP receiver, the rest on Express.
    */
