@@ -1,6 +1,7 @@
 import type { RequestListener, Server } from 'node:http';
 import { pingDatabase } from '@gpu-telemetry/db';
 import {
+  answeredMissingHost,
   checkResponses,
   createMetrics,
   createServiceApp,
@@ -197,13 +198,16 @@ export function createApp(deps: GatewayAppDeps): GatewayApp {
     else if (/^\/v1\/traces\/?$/.test(req.url?.split('?')[0] ?? '')) void receiveTraces(req, res);
     else app(req, res);
   };
+  // Node calls these instead of the request listener: they make the Host check listen() makes.
   const checkContinue: RequestListener = (req, res) => {
+    if (answeredMissingHost(req, res)) return;
     const route = proxy.match(req.url);
     if (route) return void proxy.handle(req, res, route, true);
     res.writeContinue();
     handler(req, res);
   };
   const checkExpectation: RequestListener = (req, res) => {
+    if (answeredMissingHost(req, res)) return;
     gatewayMetrics.rejected.inc({ reason: 'expectation' });
     req.resume();
     writeProblem(res, 417, 'The only expectation this server meets is "Expect: 100-continue".', {

@@ -4,6 +4,7 @@ export { createLogger, type Logger } from './logger';
 export { createMetrics, type ServiceMetrics } from './metrics';
 export { fieldErrors, fieldName, type ProblemExtras, sendProblem, writeProblem } from './problem';
 export {
+  answeredMissingHost,
   exitOnFatal,
   listen,
   onShutdown,

@@ -1,7 +1,7 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
-import type { RequestListener } from 'node:http';
+import type { IncomingMessage, RequestListener, ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
 
 export interface ServeOptions {
@@ -39,25 +39,7 @@ export async function listen(handler: RequestListener, options: ServeOptions): P
       requireHostHeader: false,
     },
     (req, res) => {
-      if (req.headers.host === undefined && req.httpVersionMajor === 1 && req.httpVersionMinor >= 1) {
-        // RFC 9112 3.2: an HTTP/1.1 request without Host is a 400.
-        const body = problem(
-          400,
-          'Bad Request',
-          'host: is required in HTTP/1.1',
-          'host',
-          'is required in HTTP/1.1',
-        );
-        res
-          .writeHead(400, {
-            'content-type': 'application/problem+json',
-            'content-length': Buffer.byteLength(body),
-            connection: 'close',
-          })
-          .end(body);
-        return;
-      }
-      handler(req, res);
+      if (!answeredMissingHost(req, res)) handler(req, res);
     },
   );
   server.keepAliveTimeout = 65_000;
@@ -122,6 +104,32 @@ const CLIENT_ERRORS: Record<
     'must be ASCII without spaces, other characters percent-encoded (RFC 3986)',
   ],
 };
+
+/**
+ * RFC 9112 3.2: an HTTP/1.1 request without Host is a 400. Node's own check (requireHostHeader)
+ * answers a bare 400; `listen` turns it off and asks this instead, as must a server's
+ * `checkContinue` and `checkExpectation` listeners, which Node calls in place of the request one.
+ * True when it answered.
+ */
+export function answeredMissingHost(req: IncomingMessage, res: ServerResponse): boolean {
+  if (req.headers.host !== undefined || req.httpVersionMajor !== 1 || req.httpVersionMinor < 1) return false;
+  req.resume();
+  const body = problem(
+    400,
+    'Bad Request',
+    'host: is required in HTTP/1.1',
+    'host',
+    'is required in HTTP/1.1',
+  );
+  res
+    .writeHead(400, {
+      'content-type': 'application/problem+json',
+      'content-length': Buffer.byteLength(body),
+      connection: 'close',
+    })
+    .end(body);
+  return true;
+}
 
 /** A problem+json body, naming the field at fault when there is one. */
 function problem(status: number, title: string, detail: string, field?: string, message?: string): string {

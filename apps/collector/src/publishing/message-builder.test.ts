@@ -104,6 +104,19 @@ describe('buildMessages', () => {
     expect(frameSamples(frame).map(canonical).sort()).toEqual(samples.map(canonical).sort());
   });
 
+  it('sends each group once however many label sets one GPU has (a label of every sample its own)', () => {
+    const [base] = scrape(1, 1);
+    const samples = Array.from({ length: 30 }, (_, i) => ({
+      ...base!,
+      value: i,
+      labels: { pid: String(i % 20) },
+    }));
+    const [only] = buildMessages('http://node-0:9400/metrics', 1_700_000_000_000, samples);
+    const frame = telemetryFrame.parse(JSON.parse(only!.json).payload);
+    expect(frame.groups.map((g) => g.labels['pid'])).toEqual(Array.from({ length: 20 }, (_, i) => String(i)));
+    expect(frameSamples(frame)).toEqual(samples);
+  });
+
   it('sends a scrape whose rows would be mostly null as [group, metric, time, value] samples', () => {
     // Every GPU a metric of its own: as rows, each would be one value among 199 nulls (~200 KiB).
     // (And GPU 0's series again, with another value: kept, in the order it came.)

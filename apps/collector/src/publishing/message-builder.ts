@@ -45,6 +45,9 @@ interface Row {
   values: (string | undefined)[];
 }
 
+/** The label sets of one GPU whose group JSON a builder keeps (MIG: up to 7 instances and the GPU). */
+const GROUPS_A_GPU = 8;
+
 /** JSON's `null`, and the comma after it: what a row pays for a metric it has no sample of. */
 const EMPTY_CELL = 5;
 
@@ -131,7 +134,10 @@ export class MessageBuilder {
 
   /**
    * The JSON of a sample's group (its GPU fields and labels). A scrape has tens of samples of each
-   * GPU: the JSON is made for the first, and found again for the others by comparing fields.
+   * GPU: the JSON is made for the first, and found again for the others by comparing fields. A GPU
+   * keeps at most GROUPS_A_GPU label sets so (its MIG instances); past them, as for samples whose
+   * labels are all their own (a pid, a histogram's le), the JSON is made each time, the dictionary
+   * still sending each group once: the search stays short whatever a target sends.
    */
   private groupOf(sample: ScrapedSample): string {
     let known = this.groupJson.get(sample.gpuId);
@@ -149,7 +155,7 @@ export class MessageBuilder {
       namespace: sample.namespace,
       labels: sample.labels,
     });
-    known.push({ of: sample, json });
+    if (known.length < GROUPS_A_GPU) known.push({ of: sample, json });
     return json;
   }
 

@@ -1,4 +1,5 @@
 import { createServer, type IncomingHttpHeaders, request as httpRequest, type Server } from 'node:http';
+import { connect } from 'node:net';
 import { createTestDatabase, type TestDatabase } from '@gpu-telemetry/db/testing';
 import type { RunningServer } from '@gpu-telemetry/service-kit';
 import request from 'supertest';
@@ -189,6 +190,35 @@ describe('Expect: 100-continue', () => {
         body: Buffer.alloc(4096),
       });
       expect(tooLarge).toMatchObject({ status: 413, continued: false });
+      expect(seen.length).toBe(before);
+    } finally {
+      await stop(running);
+    }
+  });
+
+  it('refuses an HTTP/1.1 request without Host before any Continue, naming host, as it refuses one without Expect', async () => {
+    const running = await start();
+    try {
+      const before = seen.length;
+      const port = new URL(running.base).port;
+      for (const expectation of ['100-continue', 'something-else']) {
+        const raw = await new Promise<string>((resolve) => {
+          let text = '';
+          const socket = connect(Number(port), '127.0.0.1', () =>
+            socket.write(
+              `POST /api/v1/targets HTTP/1.1\r\nx-api-key: ${ADMIN}\r\nExpect: ${expectation}\r\n` +
+                'Content-Length: 2\r\n\r\n',
+            ),
+          );
+          socket.setEncoding('utf8');
+          socket.on('data', (chunk: string) => (text += chunk));
+          socket.on('close', () => resolve(text));
+          socket.on('error', () => resolve(text));
+        });
+        expect(raw).toMatch(/^HTTP\/1.1 400 /);
+        expect(raw).not.toContain('100 Continue');
+        expect(JSON.parse(raw.split('\r\n\r\n')[1] ?? '')).toMatchObject({ errors: [{ field: 'host' }] });
+      }
       expect(seen.length).toBe(before);
     } finally {
       await stop(running);

@@ -240,10 +240,12 @@ const MAX_AHEAD_MS = 24 * 3_600_000;
 
 /** Nanoseconds since 1970 as OTLP writes them: a decimal string, or a whole number in JSON. */
 function nanosToMs(nanos: unknown, field: string): number {
+  // A JSON number of nanoseconds is past 2^53 (1.7e18): whole, if not exact to the nanosecond.
   const whole =
     nanos === undefined ||
+    nanos === null ||
     (typeof nanos === 'string' && /^\d{1,30}$/.test(nanos)) ||
-    (typeof nanos === 'number' && Number.isSafeInteger(nanos) && nanos >= 0);
+    (typeof nanos === 'number' && Number.isInteger(nanos) && nanos >= 0);
   if (!whole) throw new SpanFieldError(field, 'must be a whole number of nanoseconds since 1970');
   const ms = Number(BigInt(nanos ?? 0) / 1000n) / 1000;
   if (!(ms <= MAX_TIMESTAMP_MS)) throw new SpanFieldError(field, 'is outside 1970 to 9999');
@@ -331,7 +333,7 @@ function spanOf(
     endMs: nanosToMs(span.endTimeUnixNano, 'endTimeUnixNano'),
     statusCode: enumValue(status.code, 'status.code', 2),
     statusMessage: optionalText(status.message, 'status.message', budget),
-    attributes: attributes(span.attributes, budget),
+    attributes: attributes(listAt(span.attributes, 'attributes'), budget),
   };
   if (budget.cut) {
     stored.attributes['gateway.truncated'] = true;

@@ -267,6 +267,7 @@ describe('POST /v1/traces (OTLP/HTTP)', () => {
       'must be 8 bytes (16 hex digits), not all zero',
     ],
     ['a status that is a list', { status: [1] }, 'status', 'must be an object'],
+    ['attributes that are no list', { attributes: 5 }, 'attributes', 'must be an array'],
   ])('refuses a span with %s as 400 naming it, storing nothing', async (_, fields, field, message) => {
     const traceId = randomBytes(16).toString('hex');
     const span = {
@@ -544,6 +545,25 @@ describe('POST /v1/traces limits', () => {
       'ok.double': 2.5,
       'ok.nan': 'NaN',
     });
+  });
+
+  it('takes times sent as JSON numbers (past 2^53, whole) and null as absent', async () => {
+    const traceId = randomBytes(16).toString('hex');
+    const start = Date.now() - 60_000;
+    await postSpans({ 'service.name': 'numbers' }, [
+      {
+        traceId,
+        spanId: '00f067aa0ba902b7',
+        name: 'numeric times',
+        startTimeUnixNano: start * 1_000_000,
+        endTimeUnixNano: (start + 250) * 1_000_000,
+        kind: null,
+      },
+    ]).expect(200);
+    const res = await request(base).get(`/api/v1/traces/${traceId}`).set('x-api-key', ADMIN).expect(200);
+    expect(res.body.roots[0].name).toBe('numeric times');
+    // A double holds such a time to about 0.3 µs: not to the nanosecond, as the decimal string does.
+    expect(res.body.roots[0].durationMs).toBeCloseTo(250, 1);
   });
 
   it('refuses an export with a span starting more than a day ahead (it would outlive retention)', async () => {
