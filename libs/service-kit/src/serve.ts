@@ -3,6 +3,7 @@ import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { IncomingMessage, RequestListener, ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
+import { writeProblem } from './problem';
 
 export interface ServeOptions {
   port: number;
@@ -114,24 +115,14 @@ const CLIENT_ERRORS: Record<
 export function answeredMissingHost(req: IncomingMessage, res: ServerResponse): boolean {
   if (req.headers.host !== undefined || req.httpVersionMajor !== 1 || req.httpVersionMinor < 1) return false;
   req.resume();
-  const body = problem(
-    400,
-    'Bad Request',
-    'host: is required in HTTP/1.1',
-    'host',
-    'is required in HTTP/1.1',
-  );
-  res
-    .writeHead(400, {
-      'content-type': 'application/problem+json',
-      'content-length': Buffer.byteLength(body),
-      connection: 'close',
-    })
-    .end(body);
+  writeProblem(res, 400, 'host: is required in HTTP/1.1', {
+    errors: [{ field: 'host', message: 'is required in HTTP/1.1' }],
+    headers: { connection: 'close' },
+  });
   return true;
 }
 
-/** A problem+json body, naming the field at fault when there is one. */
+/** A problem+json body for a socket Node refused before any response existed, naming the field at fault when there is one. */
 function problem(status: number, title: string, detail: string, field?: string, message?: string): string {
   return JSON.stringify({
     type: 'about:blank',

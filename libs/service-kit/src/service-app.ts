@@ -261,12 +261,13 @@ export function createServiceApp(options: ServiceAppOptions): Express {
 
   // Bodies are JSON. Anything else with a body is a 415, not a confusing "field required". A
   // GET's or HEAD's body means nothing in HTTP: it is not read, as a proxy would not read it.
+  const bodyMeansNothing = (req: IncomingMessage) => req.method === 'GET' || req.method === 'HEAD';
+  const JSON_TYPES = ['application/json', 'application/*+json'];
   app.use((req: Request, _res: Response, next: NextFunction) => {
     spellUtf8AsTheParserDoes(req.headers);
     const hasBody =
       Number(req.headers['content-length'] ?? 0) > 0 || req.headers['transfer-encoding'] !== undefined;
-    const meansNothing = req.method === 'GET' || req.method === 'HEAD';
-    if (hasBody && !meansNothing && !req.is(['application/json', 'application/*+json'])) {
+    if (hasBody && !bodyMeansNothing(req) && !req.is(JSON_TYPES)) {
       next(
         new UnsupportedMediaTypeError(
           `Send the body as application/json, not ${req.headers['content-type'] ?? 'no content type'}.`,
@@ -281,10 +282,7 @@ export function createServiceApp(options: ServiceAppOptions): Express {
     express.json({
       limit: options.bodyLimit ?? 1024 * 1024,
       strict: false,
-      type: (req) =>
-        req.method !== 'GET' &&
-        req.method !== 'HEAD' &&
-        Boolean((req as Request).is(['application/json', 'application/*+json'])),
+      type: (req) => !bodyMeansNothing(req) && Boolean((req as Request).is(JSON_TYPES)),
     }),
   );
 
