@@ -10,6 +10,7 @@ import {
 import type { AggregateOp } from './ast';
 import { formatValue } from './format';
 import type { VSample } from './functions';
+import { goSort } from './go-sort';
 import {
   isValidLabelName,
   keepLabels,
@@ -268,13 +269,14 @@ function oneStepWithParam(
   return [...groups.values()].flatMap((g) => {
     if (op === 'count_values') return [{ labels: g.labels, value: g.count }];
     if (op === 'quantile') return [{ labels: g.labels, value: quantile(param as number, g.values) }];
-    // sort.Sort(sort.Reverse(heap)): insertion sort up to 12, as Go does.
+    // sort.Sort(sort.Reverse(heap)), as Go sorts it.
     const h = g.heap;
-    if (h.length <= 12) {
-      for (let i = 1; i < h.length; i++)
-        for (let j = i; j > 0 && less(h[j - 1] as VSample, h[j] as VSample); j--)
-          [h[j], h[j - 1]] = [h[j - 1] as VSample, h[j] as VSample];
-    } else h.sort((a, b) => (less(b, a) ? -1 : less(a, b) ? 1 : 0));
+    goSort(h.length, {
+      less: (i, j) => less(h[j] as VSample, h[i] as VSample),
+      swap: (i, j) => {
+        [h[i], h[j]] = [h[j] as VSample, h[i] as VSample];
+      },
+    });
     return h.map((s) => ({ labels: s.labels, value: s.value }));
   });
 }

@@ -1,6 +1,7 @@
 import type { AggregateOp } from './ast';
 import { ExecutionError } from './errors';
 import { formatValue } from './format';
+import { goSort, type TieOrder } from './go-sort';
 import {
   isValidLabelName,
   keepLabels,
@@ -80,6 +81,8 @@ export class StepAggregation {
     grouping: Grouping,
     private readonly inputs: readonly StepColumn[],
     valueLabel = '',
+    /** Whose sort.Sort orders topk's and bottomk's ties (goSort). */
+    private readonly tieOrder?: TieOrder,
   ) {
     if (!STEP_OPS.has(op)) throw new Error(`StepAggregation cannot evaluate ${op}`);
     let grouper = groupingOf(grouping.labels, grouping.without);
@@ -191,19 +194,18 @@ export class StepAggregation {
       }
     }
     for (const g of touched) {
-      // sort.Sort(sort.Reverse(heap)): insertion sort for small heaps, as Go does.
+      // sort.Sort(sort.Reverse(heap)), as Go sorts it: ties come out in Prometheus's order.
       const h = heaps[g] as number[];
-      if (h.length > 1) {
-        if (h.length <= 12) {
-          for (let a = 1; a < h.length; a++) {
-            for (let b = a; b > 0 && less(h[b - 1] as number, h[b] as number); b--) {
-              [h[b], h[b - 1]] = [h[b - 1] as number, h[b] as number];
-            }
-          }
-        } else {
-          h.sort((a, b) => (less(b, a) ? -1 : less(a, b) ? 1 : 0));
-        }
-      }
+      goSort(
+        h.length,
+        {
+          less: (a, b) => less(h[b] as number, h[a] as number),
+          swap: (a, b) => {
+            [h[a], h[b]] = [h[b] as number, h[a] as number];
+          },
+        },
+        this.tieOrder,
+      );
       for (const j of h) emit(j, (inputs[j] as StepColumn).labels, current[j] as number);
     }
   }

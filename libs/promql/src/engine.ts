@@ -39,6 +39,7 @@ import {
   type VSample,
 } from './functions';
 import { compareLabels, dropMetricName, type Labels, labelsKey, labelsKeyOf } from './labels';
+import { DEFAULT_TIE_ORDER, type TieOrder } from './go-sort';
 import { parseExpr } from './parser';
 import type { SelectHints, SeriesSource } from './source';
 
@@ -56,6 +57,12 @@ export interface EngineOptions {
   maxPointsPerSeries?: number;
   /** The clock for timeouts. */
   now?: () => number;
+  /**
+   * Which Go release's sort.Sort orders equal values in sort(), sort_desc(), topk() and bottomk():
+   * the Prometheus to agree with was built with Go 1.19-1.23 ('go1.19') or 1.24 and later
+   * ('go1.24', the default).
+   */
+  tieOrder?: TieOrder;
 }
 
 export interface QueryOptions {
@@ -118,6 +125,7 @@ const DEFAULTS = {
   timeoutMs: 2 * 60_000,
   defaultSubqueryStepMs: 60_000,
   maxPointsPerSeries: 11_000,
+  tieOrder: DEFAULT_TIE_ORDER as TieOrder,
 };
 
 /**
@@ -226,6 +234,7 @@ export class PromQLEngine {
       queryStart: grid.start,
       queryEnd: grid.end,
       defaultSubqueryStepMs: o.defaultSubqueryStepMs,
+      tieOrder: o.tieOrder,
     });
   }
 }
@@ -255,6 +264,7 @@ interface EvaluatorConfig {
   queryStart: number;
   queryEnd: number;
   defaultSubqueryStepMs: number;
+  tieOrder: TieOrder;
 }
 
 /** A label set as it is (operators that keep the metric name). */
@@ -822,7 +832,7 @@ class Evaluator {
       const param = await this.steps(e.param, grid, {});
       const input = await this.steps(e.expr, grid, enclosing);
       const out = await this.aggregateSteps(
-        new StepAggregation(e.op, grouping, input),
+        new StepAggregation(e.op, grouping, input, '', this.c.tieOrder),
         grid,
         input,
         (param[0] as StepSeries).values,
@@ -932,7 +942,7 @@ class Evaluator {
         const vec = vectors[k++];
         return argTypes[i] === 'scalar' ? vec[0].value : vec;
       });
-      return instantFunction(name, args, ts, absentMatchers);
+      return instantFunction(name, args, ts, absentMatchers, this.c.tieOrder);
     });
   }
 

@@ -1,6 +1,7 @@
 import { ExecutionError } from './errors';
 import { formatValue } from './format';
 import { type GoDate, goDate, goDaysInMonth, goInt64 } from './go-time';
+import { goSort, type TieOrder } from './go-sort';
 import {
   BUCKET_LABEL,
   getLabel,
@@ -156,6 +157,7 @@ export function instantFunction(
   args: StepArg[],
   ts: number,
   absentMatchers?: readonly Matcher[],
+  tieOrder?: TieOrder,
 ): VSample[] {
   const vec = () => args[0] as VSample[];
   const num = (i: number) => args[i] as number;
@@ -177,9 +179,9 @@ export function instantFunction(
       return [{ labels: [], value: v.length === 1 ? v[0].value : NaN }];
     }
     case 'sort':
-      return sortVector(vec(), (a, b) => (Number.isNaN(b) ? true : a < b));
+      return sortVector(vec(), (a, b) => (Number.isNaN(b) ? true : a < b), tieOrder);
     case 'sort_desc':
-      return sortVector(vec(), (a, b) => (Number.isNaN(b) ? true : a > b));
+      return sortVector(vec(), (a, b) => (Number.isNaN(b) ? true : a > b), tieOrder);
     case 'absent':
       return vec().length > 0 ? [] : [{ labels: absentLabels(absentMatchers), value: 1 }];
     case 'histogram_quantile':
@@ -196,20 +198,26 @@ export function instantFunction(
 }
 
 /**
- * Go's `sort.Sort` as Prometheus calls it: insertion sort up to 12 elements (what Go does, so ties
- * keep Prometheus's order), a stable merge sort beyond. `before(a, b)` says a sorts before b.
+ * Go's `sort.Sort` as Prometheus calls it (goSort), so ties keep Prometheus's order. `before(a, b)`
+ * says a sorts before b.
  */
-export function sortVector(vec: VSample[], before: (a: number, b: number) => boolean): VSample[] {
+export function sortVector(
+  vec: VSample[],
+  before: (a: number, b: number) => boolean,
+  tieOrder?: TieOrder,
+): VSample[] {
   const out = [...vec];
-  if (out.length <= 12) {
-    for (let i = 1; i < out.length; i++) {
-      for (let j = i; j > 0 && before(out[j].value, out[j - 1].value); j--) {
-        [out[j], out[j - 1]] = [out[j - 1], out[j]];
-      }
-    }
-    return out;
-  }
-  return out.sort((x, y) => (before(x.value, y.value) ? -1 : before(y.value, x.value) ? 1 : 0));
+  goSort(
+    out.length,
+    {
+      less: (i, j) => before((out[i] as VSample).value, (out[j] as VSample).value),
+      swap: (i, j) => {
+        [out[i], out[j]] = [out[j] as VSample, out[i] as VSample];
+      },
+    },
+    tieOrder,
+  );
+  return out;
 }
 
 /** The labels `absent()` reports: those fixed by equality matchers, each named once. */

@@ -9,6 +9,12 @@ type Point = [number, string];
 export interface CompareOptions {
   /** Compare the order of a vector's elements (sort, sort_desc, topk, bottomk at the top). */
   ordered?: boolean;
+  /**
+   * The order of equal values too: for an engine set to the tie order (EngineOptions.tieOrder) of
+   * the Go release the Prometheus compared with was built with. Otherwise equal values may come in
+   * any order, as from a Prometheus built with another Go.
+   */
+  exactTies?: boolean;
   /** Relative tolerance for float values (exact where both are whole or special). */
   relativeTolerance?: number;
 }
@@ -76,7 +82,8 @@ export function compareAnswers(
       }
       for (const s of av)
         if (!expectedKeys.has(metricKey(s.metric))) out.push(`extra series ${metricKey(s.metric)}`);
-      if (options.ordered && out.length === 0) out.push(...compareOrder(e.result, av, tolerance));
+      if (options.ordered && out.length === 0)
+        out.push(...compareOrder(e.result, av, tolerance, options.exactTies ?? false));
       break;
     }
     case 'matrix': {
@@ -108,15 +115,16 @@ export function compareAnswers(
   return out;
 }
 
-/** Order must match, except among elements with equal values (Go's sort is not stable). */
+/** Order must match; among equal values only when `exactTies`. */
 function compareOrder(
   e: { metric: Record<string, string>; value: Point }[],
   a: { metric: Record<string, string>; value: Point }[],
   tolerance: number,
+  exactTies: boolean,
 ): string[] {
   for (let i = 0; i < e.length; i++) {
     if (metricKey(e[i].metric) === metricKey(a[i].metric)) continue;
-    if (sameValue(e[i].value[1], a[i].value[1], tolerance)) continue;
+    if (!exactTies && sameValue(e[i].value[1], a[i].value[1], tolerance)) continue;
     return [`order differs at ${i}: ${metricKey(a[i].metric)}, Prometheus: ${metricKey(e[i].metric)}`];
   }
   return [];

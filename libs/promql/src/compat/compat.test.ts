@@ -1,4 +1,4 @@
-import { BadDataError, PromQLEngine, toPrometheusData, toPrometheusError } from '../index';
+import { BadDataError, PromQLEngine, type TieOrder, toPrometheusData, toPrometheusError } from '../index';
 import { MemorySeriesSource } from '../source';
 import { type ApiAnswer, compareAnswers } from './compare';
 import { DATASET_END_MS, generateDataset, SCRAPE_INTERVAL_MS } from './dataset';
@@ -10,7 +10,9 @@ import { remoteWriteDataset } from './remote-write';
  * The engine against a real Prometheus: the same generated data set is remote-written to
  * Prometheus and loaded into a MemorySeriesSource, then every expression of the table is
  * evaluated by both, as instant queries at several times and as range queries over several
- * windows and steps. Series, labels and values must match (floats within a relative 1e-9).
+ * windows and steps. Series, labels and values must match (floats within a relative 1e-9), and the
+ * order of sorted answers, ties included: the engine follows the sort.Sort of the Go release
+ * Prometheus says it was built with.
  */
 
 let prometheus: PrometheusServer;
@@ -23,6 +25,16 @@ async function prometheusAnswer(path: string, params: Record<string, string>): P
     body: new URLSearchParams(params).toString(),
   });
   return (await res.json()) as ApiAnswer;
+}
+
+/** The tie order of the Go release the Prometheus at `url` was built with (its build info). */
+async function tieOrderOf(url: string): Promise<TieOrder> {
+  const info = (await (await fetch(`${url}/api/v1/status/buildinfo`)).json()) as {
+    data: { goVersion: string };
+  };
+  const minor = /^go1\.(\d+)/.exec(info.data.goVersion);
+  if (!minor) throw new Error(`Prometheus's build info names no Go release: ${info.data.goVersion}`);
+  return Number(minor[1]) >= 24 ? 'go1.24' : 'go1.19';
 }
 
 async function engineAnswer(run: () => Promise<Parameters<typeof toPrometheusData>[0]>): Promise<ApiAnswer> {
@@ -48,7 +60,7 @@ beforeAll(async () => {
     });
     source.add(s.labels, samples);
   }
-  engine = new PromQLEngine({ source });
+  engine = new PromQLEngine({ source, tieOrder: await tieOrderOf(prometheus.url) });
 }, 120_000);
 
 afterAll(async () => {
@@ -70,7 +82,7 @@ describe.each(COMPAT_QUERIES.map((c) => [c.query, c] as const))('%s', (_name, c)
     async (_iso, t) => {
       const theirs = await prometheusAnswer('/api/v1/query', { query: c.query, time: String(t / 1000) });
       const mine = await engineAnswer(() => engine.instantQuery(c.query, t));
-      expect(compareAnswers(theirs, mine, { ordered: c.ordered })).toEqual([]);
+      expect(compareAnswers(theirs, mine, { ordered: c.ordered, exactTies: true })).toEqual([]);
     },
   );
 

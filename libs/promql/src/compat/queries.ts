@@ -214,6 +214,15 @@ export const LANGUAGE: CompatQuery[] = [
   q('sort(DCGM_FI_DEV_POWER_USAGE{Hostname="host-0"})', true),
   q('sort_desc(DCGM_FI_DEV_POWER_USAGE)', true),
   q('sort(sum by (Hostname) (DCGM_FI_DEV_GPU_UTIL))', true),
+  // More than 12 elements with ties: Go's sort.Sort is a pattern-defeating quicksort there, not
+  // stable, and ties come out in its order.
+  q('sort(DCGM_FI_DEV_MEM_CLOCK)', true),
+  q('sort_desc(DCGM_FI_DEV_MEM_CLOCK)', true),
+  q('sort(round(DCGM_FI_DEV_GPU_UTIL / 25))', true),
+  q('sort_desc(DCGM_FI_DEV_XID_ERRORS)', true),
+  q('topk(14, DCGM_FI_DEV_MEM_CLOCK)', true),
+  q('bottomk(13, DCGM_FI_DEV_MEM_CLOCK)', true),
+  q('topk(16, DCGM_FI_DEV_ECC_SBE_VOL_TOTAL)', true),
   q('label_replace(DCGM_FI_DEV_GPU_UTIL, "host_num", "$1", "Hostname", "host-(\\\\d+)")'),
   q('label_replace(DCGM_FI_DEV_GPU_UTIL, "short", "$1x$2", "modelName", "NVIDIA ([AH])(\\\\d+).*")'),
   q('label_replace(DCGM_FI_DEV_GPU_UTIL, "Hostname", "", "Hostname", ".*")'),
