@@ -82,6 +82,19 @@ describe('PromQL plans on 20,000 series', () => {
     expect(plan).toMatch(/Index (Only )?Scan using telemetry_stale_pkey on telemetry_stale/);
   });
 
+  it("reads a thousand series' hot rows in one process, without starting parallel workers", async () => {
+    // 120,000 rows: workers would each sort their share for the leader to merge and join, which
+    // takes longer than one process hashing them all (PARALLEL_SETUP_COST).
+    const end = Math.floor(Date.now() / 1000);
+    const plan = await plansForTest(
+      template,
+      `${API}/query_range?query=${encodeURIComponent('avg(metric_7)')}&start=${end - 3600}&end=${end}&step=60`,
+      'telemetry_samples',
+    );
+    expect(plan).toMatch(/Scan (using|on) telemetry_samples/);
+    expect(plan).not.toMatch(/Gather/);
+  });
+
   it('lists metric names by skipping through the name index', async () => {
     const plan = await plansFor(`${API}/label/__name__/values`);
     expect(plan).toMatch(/Index Only Scan using telemetry_series_name_idx/);

@@ -28,6 +28,15 @@ export interface Snapshot {
 }
 
 /**
+ * What the planner is told starting parallel workers costs a query's reads (Postgres's default:
+ * 1,000). A panel's read of a thousand series' hot rows (~50,000) was planned in parallel: each
+ * worker sorted and grouped its share, and the leader merged them and joined their arrays, in
+ * 81-101 ms, where one process hashing the rows took 30-49 (docs/performance.md). Ten times the
+ * default keeps parallel plans for reads of millions of rows, where the workers pay for themselves.
+ */
+const PARALLEL_SETUP_COST = 10_000;
+
+/**
  * Opens the snapshot every later statement of the query reads; statements end by `timeoutMs`.
  * Returns telemetry_epoch as the snapshot sees it; where raw samples begin: the start (µs) of the
  * oldest chunk stored, hot or compacted (before it, past TELEMETRY_RETENTION, only rollups are
@@ -36,18 +45,19 @@ export interface Snapshot {
  * without asking again.
  */
 export async function beginSnapshot(client: PoolClient, timeoutMs: number): Promise<Snapshot> {
-  // One round trip: five statements in one simple query (no parameters), answered in order.
+  // One round trip: six statements in one simple query (no parameters), answered in order.
   const results = (await client.query(
     `BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY;
      SET LOCAL statement_timeout = ${Math.max(1, Math.ceil(timeoutMs))};
+     SET LOCAL parallel_setup_cost = ${PARALLEL_SETUP_COST};
      SELECT n FROM telemetry_epoch;
      SELECT (extract(epoch FROM min(chunk_start)) * 1000000)::bigint AS us FROM telemetry_chunks;
      SELECT ${CHUNK_COLUMNS} FROM telemetry_chunks ORDER BY chunk_start DESC LIMIT ${SNAPSHOT_CHUNKS}`,
   )) as unknown as { rows: Record<string, string | boolean | null>[] }[];
-  const us = results[3]?.rows[0]?.['us'];
-  const newest = (results[4]?.rows ?? []) as unknown as ChunkRow[];
+  const us = results[4]?.rows[0]?.['us'];
+  const newest = (results[5]?.rows ?? []) as unknown as ChunkRow[];
   return {
-    epoch: Number(results[2]?.rows[0]?.['n'] ?? 0),
+    epoch: Number(results[3]?.rows[0]?.['n'] ?? 0),
     rawHorizonUs: us == null ? null : Number(us),
     chunks: newest.map(toChunkSpan).reverse(),
     allChunks: newest.length < SNAPSHOT_CHUNKS,
