@@ -10,7 +10,7 @@ import {
 import type { AggregateOp } from './ast';
 import { formatValue } from './format';
 import type { VSample } from './functions';
-import { goSort } from './go-sort';
+import { goSortArray } from './go-sort';
 import {
   isValidLabelName,
   keepLabels,
@@ -271,12 +271,7 @@ function oneStepWithParam(
     if (op === 'quantile') return [{ labels: g.labels, value: quantile(param as number, g.values) }];
     // sort.Sort(sort.Reverse(heap)), as Go sorts it.
     const h = g.heap;
-    goSort(h.length, {
-      less: (i, j) => less(h[j] as VSample, h[i] as VSample),
-      swap: (i, j) => {
-        [h[i], h[j]] = [h[j] as VSample, h[i] as VSample];
-      },
-    });
+    goSortArray(h, (a, b) => less(b, a));
     return h.map((s) => ({ labels: s.labels, value: s.value }));
   });
 }

@@ -1,7 +1,7 @@
 import type { AggregateOp } from './ast';
 import { ExecutionError } from './errors';
 import { formatValue } from './format';
-import { goSort, type TieOrder } from './go-sort';
+import { goSortArray, type TieOrder } from './go-sort';
 import {
   isValidLabelName,
   keepLabels,
@@ -81,7 +81,7 @@ export class StepAggregation {
     grouping: Grouping,
     private readonly inputs: readonly StepColumn[],
     valueLabel = '',
-    /** Whose sort.Sort orders topk's and bottomk's ties (goSort). */
+    /** Whose sort.Sort orders topk's and bottomk's ties (goSortArray). */
     private readonly tieOrder?: TieOrder,
   ) {
     if (!STEP_OPS.has(op)) throw new Error(`StepAggregation cannot evaluate ${op}`);
@@ -196,16 +196,7 @@ export class StepAggregation {
     for (const g of touched) {
       // sort.Sort(sort.Reverse(heap)), as Go sorts it: ties come out in Prometheus's order.
       const h = heaps[g] as number[];
-      goSort(
-        h.length,
-        {
-          less: (a, b) => less(h[b] as number, h[a] as number),
-          swap: (a, b) => {
-            [h[a], h[b]] = [h[b] as number, h[a] as number];
-          },
-        },
-        this.tieOrder,
-      );
+      goSortArray(h, (a, b) => less(b, a), this.tieOrder);
       for (const j of h) emit(j, (inputs[j] as StepColumn).labels, current[j] as number);
     }
   }

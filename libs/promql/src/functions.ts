@@ -1,7 +1,7 @@
 import { ExecutionError } from './errors';
 import { formatValue } from './format';
 import { type GoDate, goDate, goDaysInMonth, goInt64 } from './go-time';
-import { goSort, type TieOrder } from './go-sort';
+import { goSortArray, type TieOrder } from './go-sort';
 import {
   BUCKET_LABEL,
   getLabel,
@@ -198,7 +198,7 @@ export function instantFunction(
 }
 
 /**
- * Go's `sort.Sort` as Prometheus calls it (goSort), so ties keep Prometheus's order. `before(a, b)`
+ * Go's `sort.Sort` as Prometheus calls it (goSortArray), so ties keep Prometheus's order. `before(a, b)`
  * says a sorts before b.
  */
 export function sortVector(
@@ -207,16 +207,7 @@ export function sortVector(
   tieOrder?: TieOrder,
 ): VSample[] {
   const out = [...vec];
-  goSort(
-    out.length,
-    {
-      less: (i, j) => before((out[i] as VSample).value, (out[j] as VSample).value),
-      swap: (i, j) => {
-        [out[i], out[j]] = [out[j] as VSample, out[i] as VSample];
-      },
-    },
-    tieOrder,
-  );
+  goSortArray(out, (x, y) => before(x.value, y.value), tieOrder);
   return out;
 }
 

@@ -1,19 +1,10 @@
 import fc from 'fast-check';
-import { goSort, type TieOrder } from './go-sort';
+import { goSortArray, type TieOrder } from './go-sort';
 
-/** Sorts values tagged by their first place, as goSort leaves them: [value, first place][]. */
+/** Sorts values tagged by their first place, as goSortArray leaves them: [value, first place][]. */
 function sorted(values: readonly number[], order?: TieOrder): [number, number][] {
   const out = values.map((v, i) => [v, i] as [number, number]);
-  goSort(
-    out.length,
-    {
-      less: (i, j) => (out[i] as [number, number])[0] < (out[j] as [number, number])[0],
-      swap: (i, j) => {
-        [out[i], out[j]] = [out[j] as [number, number], out[i] as [number, number]];
-      },
-    },
-    order,
-  );
+  goSortArray(out, (x, y) => x[0] < y[0], order);
   return out;
 }
 
@@ -22,7 +13,7 @@ function sorted(values: readonly number[], order?: TieOrder): [number, number][]
 const values = fc.array(fc.integer({ min: 0, max: 4 }), { maxLength: 400, size: 'max' });
 const orders = fc.constantFrom<TieOrder>('go1.19', 'go1.24');
 
-describe('goSort', () => {
+describe('goSortArray', () => {
   it('sorts every element into place, each once', () => {
     fc.assert(
       fc.property(values, orders, (input, order) => {

@@ -12,7 +12,7 @@ export type TieOrder = 'go1.19' | 'go1.24';
 export const DEFAULT_TIE_ORDER: TieOrder = 'go1.24';
 
 /** What is sorted, by index: Go's sort.Interface without Len. */
-export interface GoSortable {
+interface GoSortable {
   /** Whether the element at i sorts before the one at j. */
   less(i: number, j: number): boolean;
   swap(i: number, j: number): void;
@@ -36,7 +36,7 @@ function bitLength(n: number): number {
 }
 
 /** Sorts elements 0..n-1 as Go's sort.Sort(data) does, in the release `order` names. */
-export function goSort(n: number, data: GoSortable, order: TieOrder = DEFAULT_TIE_ORDER): void {
+function goSort(n: number, data: GoSortable, order: TieOrder = DEFAULT_TIE_ORDER): void {
   if (n <= 1) return;
   pdqsort(data, 0, n, bitLength(n), SHIFTS[order]);
 }
@@ -48,6 +48,20 @@ const SHIFTS: Record<TieOrder, readonly [bigint, bigint, bigint]> = {
 };
 
 type Shifts = (typeof SHIFTS)[TieOrder];
+
+/** goSort over an array's elements, in place: `less(x, y)` says x sorts before y. */
+export function goSortArray<T>(items: T[], less: (x: T, y: T) => boolean, order?: TieOrder): void {
+  goSort(
+    items.length,
+    {
+      less: (i, j) => less(items[i] as T, items[j] as T),
+      swap: (i, j) => {
+        [items[i], items[j]] = [items[j] as T, items[i] as T];
+      },
+    },
+    order,
+  );
+}
 
 function insertionSort(data: GoSortable, a: number, b: number): void {
   for (let i = a + 1; i < b; i++) {

@@ -32,5 +32,5 @@ export {
   writeStaleMarker,
 } from './source';
 export { formatSampleValue, formatValue } from './format';
-export { goSort, type GoSortable, type TieOrder } from './go-sort';
+export type { TieOrder } from './go-sort';
 export { parseDuration, formatDuration } from './duration';

@@ -85,6 +85,9 @@ export async function listen(handler: RequestListener, options: ServeOptions): P
   };
 }
 
+/** What a request target must be (HPE_INVALID_URL). */
+const PATH_RULE = 'must be ASCII without spaces, other characters percent-encoded (RFC 3986)';
+
 const CLIENT_ERRORS: Record<
   string,
   [status: number, title: string, detail: string, field?: string, message?: string]
@@ -97,13 +100,7 @@ const CLIENT_ERRORS: Record<
   ERR_HTTP_REQUEST_TIMEOUT: [408, 'Request Timeout', 'The request did not arrive in time.'],
   HPE_INVALID_METHOD: [400, 'Bad Request', 'The request method is not valid HTTP.'],
   // A raw space, control character or byte past ASCII in the request target.
-  HPE_INVALID_URL: [
-    400,
-    'Bad Request',
-    'path: must be ASCII without spaces, other characters percent-encoded (RFC 3986)',
-    'path',
-    'must be ASCII without spaces, other characters percent-encoded (RFC 3986)',
-  ],
+  HPE_INVALID_URL: [400, 'Bad Request', `path: ${PATH_RULE}`, 'path', PATH_RULE],
 };
 
 /**
