@@ -559,6 +559,70 @@ describe('number literals', () => {
   });
 });
 
+describe('numbers and durations, each where the other stands (as Prometheus 3 reads them)', () => {
+  // A sample every second for a minute.
+  const source = new MemorySeriesSource().add(
+    { __name__: 'x' },
+    Array.from({ length: 61 }, (_, i): [number, number] => [i * s, i]),
+  );
+  const count = async (query: string) => (await values(source, query, 60 * s))['{}'];
+
+  // Ranges hold both their ends here, as in Prometheus 2: [30s] at 60 s holds 31 samples.
+  it.each([
+    ['x[30]', 'x[30s]', '31'],
+    ['x[1.5]', 'x[1500ms]', '2'],
+    ['x[.5]', 'x[500ms]', '1'],
+    ['x[5.]', 'x[5s]', '6'],
+    ['x[1e1]', 'x[10s]', '11'],
+    ['x[0x10]', 'x[16s]', '17'],
+    ['x[010]', 'x[8s]', '9'],
+    ['x[0.0001]', 'x[1ms]', '1'],
+  ])('reads the range of %s as seconds, as %s: %s samples', async (range, same, expected) => {
+    expect(await count(`count_over_time(${range})`)).toBe(expected);
+    expect(await count(`count_over_time(${same})`)).toBe(expected);
+  });
+
+  it('reads numbers as seconds in offsets and subqueries', async () => {
+    expect(await count('sum(x offset 10)')).toBe('50');
+    expect(await count('sum(x offset .5)')).toBe('59');
+    expect(await count('count_over_time(x[30:5])')).toBe('7');
+    expect(await count('count_over_time(x[30s:5s])')).toBe('7');
+  });
+
+  it.each([
+    ['1h', '3600'],
+    ['1h30m + 1', '5401'],
+    ['-2s', '-2'],
+    ['-1h ^ 2', '-12960000'],
+    ['250ms * 4', '1'],
+    ['time() - 1m', '0'],
+  ])('reads the duration in %s as seconds', async (query, value) => {
+    expect(toPrometheusData(await new PromQLEngine({ source }).instantQuery(query, 60 * s))).toEqual({
+      resultType: 'scalar',
+      result: [60, value],
+    });
+  });
+
+  it('takes a duration as an aggregation parameter', async () => {
+    const engine = new PromQLEngine({ source });
+    const data = toPrometheusData(await engine.instantQuery('topk(1m, x)', 60 * s));
+    expect(data).toMatchObject({ resultType: 'vector', result: [{ value: [60, '60'] }] });
+  });
+
+  it.each([
+    ['x @ 1h', '1:5: parse error: unexpected duration "1h", expected a number'],
+    ['x[1e10]', '1:3: parse error: duration out of range'],
+    [
+      'x[1e400]',
+      '1:3: parse error: error parsing number: strconv.ParseFloat: parsing "1e400": value out of range',
+    ],
+    ['x[0]', 'duration must be greater than 0'],
+    ['1m1h', '1:3: parse error: unexpected "1h"'],
+  ])('refuses %s', async (query, message) => {
+    await expect(new PromQLEngine({ source }).instantQuery(query, 60 * s)).rejects.toThrow(message);
+  });
+});
+
 describe('functions', () => {
   it('evaluates every function the parser accepts (Prometheus 2 has no other)', async () => {
     const source = new MemorySeriesSource().add({ __name__: 'm', a: 'x' }, every15s([1, 2, 3, 4, 5]));

@@ -218,6 +218,12 @@ const MATCH_OPS: Record<string, MatchType> = { EqlSingle: '=', Neq: '!=', EqlReg
 // Go's float64(math.MaxInt64), the bound Prometheus checks `@` timestamps (in seconds) against.
 const MAX_INT64_FLOAT = 2 ** 63;
 
+/** The longest duration Go holds (int64 nanoseconds), in seconds, as Prometheus bounds a literal. */
+const MAX_DURATION_SECONDS = 2 ** 63 / 1e9;
+
+/** A duration written with units (`5m`, `1h30m`, `250ms`), not a plain number. */
+const HAS_UNIT = /^[0-9]+(ms|[smhdwy])/;
+
 type SyntaxNode = ReturnType<typeof lezerParser.parse>['topNode'];
 
 class Converter {
@@ -286,7 +292,7 @@ class Converter {
         return { kind: 'paren', expr: this.expr(inner), pos: this.pos(node) };
       }
       case 'NumberDurationLiteral':
-        return { kind: 'number', value: this.number(node), pos: this.pos(node) };
+        return { kind: 'number', value: this.number(node, true), pos: this.pos(node) };
       case 'StringLiteral':
         return { kind: 'string', value: this.unquote(node), pos: this.pos(node) };
       case 'VectorSelector':
@@ -315,8 +321,12 @@ class Converter {
     }
   }
 
-  /** Prometheus's number rules: `0x1f`, `010` (octal), `1e3`, `.5`, `5.`, `Inf`, `NaN`; no `1_000`. */
-  private number(node: SyntaxNode): number {
+  /**
+   * Prometheus's number rules: `0x1f`, `010` (octal), `1e3`, `.5`, `5.`, `Inf`, `NaN`; no `1_000`.
+   * Where an expression takes a number, a duration is one too, in seconds (`time() - 1h`, `x > 2s`),
+   * as Prometheus 3 reads it; an `@` timestamp takes numbers only.
+   */
+  private number(node: SyntaxNode, durations = false): number {
     const raw = this.grammarText.slice(node.from, node.to);
     let sign = 1;
     let body = raw.trim();
@@ -324,6 +334,7 @@ class Converter {
       if (body.startsWith('-')) sign = -1;
       body = body.slice(1).trim();
     }
+    if (durations && HAS_UNIT.test(body)) return (sign * this.unitDuration(node, body)) / 1000;
     const lower = body.toLowerCase();
     if (lower === 'inf') return sign * Infinity;
     if (lower === 'nan') return NaN;
@@ -474,18 +485,29 @@ class Converter {
     }
   }
 
+  /** A duration with units (`1h30m`), in milliseconds. */
+  private unitDuration(node: SyntaxNode, text: string): number {
+    try {
+      return parseDuration(text);
+    } catch (e) {
+      return this.fail(this.pos(node), (e as Error).message);
+    }
+  }
+
   private durationOf(node: SyntaxNode | undefined, context: string): number {
     if (!node) return this.fail(this.query.length, `unexpected end of input in ${context}`);
     const kids = this.children(node);
     if (node.name === 'NumberDurationLiteralInDurationContext') {
       const text = this.text(node);
-      // A plain number is seconds (as Prometheus 3 reads it).
-      if (/^[0-9]+(\.[0-9]+)?$/.test(text)) return Math.round(Number(text) * 1000);
-      try {
-        return parseDuration(text);
-      } catch (e) {
-        return this.fail(this.pos(node), (e as Error).message);
-      }
+      if (HAS_UNIT.test(text)) return this.unitDuration(node, text);
+      // A number is seconds, read by the number rules (`[.5]`, `[1e1]`, `[0x10]`, `[010]` is 8 s),
+      // as Prometheus 3 reads it; past what Go's nanosecond durations hold, out of range.
+      const seconds = this.number(node);
+      if (!(Math.abs(seconds) <= MAX_DURATION_SECONDS))
+        return this.fail(this.pos(node), 'duration out of range');
+      const ms = Math.round(seconds * 1000);
+      // Below a millisecond, a range still holds the sample at its end (times are milliseconds).
+      return ms === 0 && seconds > 0 ? 1 : ms;
     }
     if ((node.name === 'DurationExpr' || node.name === 'OffsetDurationExpr') && kids.length === 1) {
       return this.durationOf(kids[0], context);
@@ -714,7 +736,7 @@ class Converter {
     let lhs: Expr;
     let negateResult = false;
     if (op === '^' && lhsNode.name === 'NumberDurationLiteral' && /^\s*[-+]/.test(this.text(lhsNode))) {
-      const value = this.number(lhsNode);
+      const value = this.number(lhsNode, true);
       negateResult = this.text(lhsNode).trim().startsWith('-');
       lhs = { kind: 'number', value: Math.abs(value), pos: this.pos(lhsNode) };
     } else {
