@@ -338,8 +338,10 @@ export function decodeBlock(data: Uint8Array): Block {
 }
 
 /**
- * Decodes sample blocks one after another into the same arrays (grown as needed), for readers
- * that keep little of each block: after decode(), times[0..n) and values[0..n) hold the block.
+ * Decodes sample blocks into the same arrays (grown as needed), for readers that keep little of
+ * each block or copy it out: after decode(), times[0..n) and values[0..n) hold the block; after
+ * decodeAt(data, at), times[at..at+n) and values[at..at+n), what is before `at` kept, so a series'
+ * blocks can lie one after another. Views taken before the arrays grow still hold what they held.
  */
 export class BlockDecoder {
   times = new Float64Array(256);
@@ -347,14 +349,22 @@ export class BlockDecoder {
   private scratch = new Float64Array(256);
 
   decode(data: Uint8Array): number {
+    return this.decodeAt(data, 0);
+  }
+
+  decodeAt(data: Uint8Array, at: number): number {
     if (data[0] !== 1) throw new RangeError(`not a sample block (version ${data[0]})`);
     const n = readUint32(data, 1);
-    if (n > this.times.length) {
-      this.times = new Float64Array(n * 2);
-      this.values = new Float64Array(n * 2);
-      this.scratch = new Float64Array(n * 2);
+    if (at + n > this.times.length) {
+      const times = new Float64Array((at + n) * 2);
+      const values = new Float64Array((at + n) * 2);
+      times.set(this.times.subarray(0, at));
+      values.set(this.values.subarray(0, at));
+      this.times = times;
+      this.values = values;
     }
-    readTimes(data, n, this.scratch, this.times);
+    if (n > this.scratch.length) this.scratch = new Float64Array(n * 2);
+    readTimes(data, n, this.scratch, at === 0 ? this.times : this.times.subarray(at));
     readColumnBody(
       data,
       HEADER_BYTES + readUint32(data, 14),
@@ -362,7 +372,7 @@ export class BlockDecoder {
       data[18] as number,
       data[19] as number,
       readInt64(data, 20),
-      this.values,
+      at === 0 ? this.values : this.values.subarray(at),
       this.scratch,
     );
     return n;

@@ -645,22 +645,16 @@ export class PrometheusSource implements SeriesSource {
     let fromBlocks = 0;
     let fromHot = 0;
     for (const id of ids) {
+      // The series' blocks are decoded one after another into the decoder's reused arrays, read
+      // from there by mergePieces, which copies out what the engine gets.
       for (const data of blocks.get(id) ?? []) {
-        if (instants) {
-          // Decoded into reused arrays: only the few samples kept are copied out.
-          const n = this.decoder.decode(data);
-          const view = {
-            times: this.decoder.times.subarray(0, n),
-            values: this.decoder.values.subarray(0, n),
-          };
-          const kept = newestAtEach(view, instants);
-          pieces.push(kept === view ? { times: view.times.slice(), values: view.values.slice() } : kept);
-          fromBlocks += n;
-          continue;
-        }
-        const block = decodeBlock(data);
-        pieces.push(block);
-        fromBlocks += block.times.length;
+        const n = this.decoder.decodeAt(data, fromBlocks);
+        const view = {
+          times: this.decoder.times.subarray(fromBlocks, fromBlocks + n),
+          values: this.decoder.values.subarray(fromBlocks, fromBlocks + n),
+        };
+        pieces.push(instants ? newestAtEach(view, instants) : view);
+        fromBlocks += n;
       }
       const rows = hot.get(id);
       if (rows) {

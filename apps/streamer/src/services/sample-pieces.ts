@@ -37,17 +37,18 @@ export function mergePieces(
   let ordered = true;
   let shared = false; // two samples in one millisecond
   for (const p of pieces) {
-    const words = new Uint32Array(p.values.buffer, p.values.byteOffset, p.values.length * 2);
-    for (let k = 0; k < p.times.length; k++) {
-      const ms = Math.floor((p.times[k] as number) / 1000);
-      if (n > 0 && ms <= (timestamps[n - 1] as number)) {
-        if (ms < (timestamps[n - 1] as number)) ordered = false;
+    // A typed array set from one of its own type copies the bytes: a NaN keeps its bits.
+    values.set(p.values, n);
+    const times = p.times;
+    let last = n > 0 ? (timestamps[n - 1] as number) : -Infinity;
+    for (let k = 0; k < times.length; k++) {
+      const ms = Math.floor((times[k] as number) / 1000);
+      if (ms <= last) {
+        if (ms < last) ordered = false;
         else shared = true;
       }
-      timestamps[n] = ms;
-      out[2 * n] = words[2 * k] as number;
-      out[2 * n + 1] = words[2 * k + 1] as number;
-      n++;
+      timestamps[n++] = ms;
+      last = ms;
     }
   }
   if (!ordered) {
