@@ -89,7 +89,10 @@ async function createDatabase(adminUrl, name, migrate) {
 export const SERVICE_TOKEN = `bench-${randomBytes(24).toString('base64url')}`;
 export const serviceHeaders = { authorization: `Bearer ${SERVICE_TOKEN}` };
 
-/** Runs a built service (apps/<name>/dist/main.js) as its own process and waits for /healthz. */
+/**
+ * Runs a built service (apps/<name>/dist/main.js) as its own process and waits for /healthz; on
+ * the Node at BENCH_SERVICE_NODE when set (the image's is `.tools/node-24.*`), else this one.
+ */
 export async function startService(name, env, script = `apps/${name}/dist/main.js`) {
   const profile = process.env.BENCH_PROFILE_DIR
     ? [
@@ -100,6 +103,8 @@ export async function startService(name, env, script = `apps/${name}/dist/main.j
     : [];
   const service = startProcess({
     name,
+    // The services on another Node than the benchmark's, e.g. the image's (`npm run image:node`).
+    command: process.env.BENCH_SERVICE_NODE || undefined,
     args: [...profile, path.join(root, script)],
     cwd: root,
     env: { ...process.env, LOG_LEVEL: 'warn', OTEL_SDK_DISABLED: 'true', SERVICE_TOKEN, ...env },
