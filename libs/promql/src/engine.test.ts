@@ -3,6 +3,7 @@ import {
   ExecutionError,
   formatValue,
   MemorySeriesSource,
+  parseExpr,
   PromQLEngine,
   QueryCanceledError,
   QueryTimeoutError,
@@ -559,32 +560,43 @@ describe('number literals', () => {
   });
 });
 
-describe('numbers and durations, each where the other stands (as Prometheus 3 reads them)', () => {
+describe('numbers and durations, each where the other stands (as Prometheus 2.54 and later read them)', () => {
   // A sample every second for a minute.
   const source = new MemorySeriesSource().add(
     { __name__: 'x' },
     Array.from({ length: 61 }, (_, i): [number, number] => [i * s, i]),
   );
   const count = async (query: string) => (await values(source, query, 60 * s))['{}'];
+  const parsed = (query: string) => parseExpr(query) as unknown as Record<string, unknown>;
 
-  // Ranges hold both their ends here, as in Prometheus 2: [30s] at 60 s holds 31 samples.
   it.each([
-    ['x[30]', 'x[30s]', '31'],
-    ['x[1.5]', 'x[1500ms]', '2'],
-    ['x[.5]', 'x[500ms]', '1'],
-    ['x[5.]', 'x[5s]', '6'],
-    ['x[1e1]', 'x[10s]', '11'],
-    ['x[0x10]', 'x[16s]', '17'],
-    ['x[010]', 'x[8s]', '9'],
-    ['x[0.0001]', 'x[1ms]', '1'],
-  ])('reads the range of %s as seconds, as %s: %s samples', async (range, same, expected) => {
-    expect(await count(`count_over_time(${range})`)).toBe(expected);
-    expect(await count(`count_over_time(${same})`)).toBe(expected);
+    ['x[30]', 30_000],
+    ['x[1.5]', 1_500],
+    ['x[.5]', 500],
+    ['x[5.]', 5_000],
+    ['x[1e1]', 10_000],
+    ['x[0x10]', 16_000],
+    ['x[010]', 8_000], // octal, as Go's ParseInt reads it
+    ['x[1.9999]', 1_999], // cut to the millisecond, as Go converts a float to a duration
+    ['x[0.0015]', 1],
+  ])('reads the range of %s as seconds: %s ms', (query, ms) => {
+    expect(parsed(query)).toMatchObject({ kind: 'matrix_selector', rangeMs: ms });
+  });
+
+  it('selects over a number of seconds what the same duration selects', async () => {
+    // Ranges hold both their ends here, as in Prometheus 2: [30s] at 60 s holds 31 samples.
+    expect(await count('count_over_time(x[30])')).toBe('31');
+    expect(await count('count_over_time(x[30s])')).toBe('31');
+    expect(await count('count_over_time(x[010])')).toBe('9');
   });
 
   it('reads numbers as seconds in offsets and subqueries', async () => {
+    expect(parsed('x offset 10')).toMatchObject({ kind: 'vector_selector', offsetMs: 10_000 });
+    expect(parsed('x offset -1.5')).toMatchObject({ kind: 'vector_selector', offsetMs: -1_500 });
+    expect(parsed('x offset 0.0004')).toMatchObject({ kind: 'vector_selector', offsetMs: 0 });
+    expect(parsed('x offset 0')).toMatchObject({ kind: 'vector_selector', offsetMs: 0 });
+    expect(parsed('x[30:5]')).toMatchObject({ kind: 'subquery', rangeMs: 30_000, stepMs: 5_000 });
     expect(await count('sum(x offset 10)')).toBe('50');
-    expect(await count('sum(x offset .5)')).toBe('59');
     expect(await count('count_over_time(x[30:5])')).toBe('7');
     expect(await count('count_over_time(x[30s:5s])')).toBe('7');
   });
@@ -603,21 +615,24 @@ describe('numbers and durations, each where the other stands (as Prometheus 3 re
     });
   });
 
-  it('takes a duration as an aggregation parameter', async () => {
+  it('takes a duration as an aggregation parameter and as an @ time', async () => {
     const engine = new PromQLEngine({ source });
     const data = toPrometheusData(await engine.instantQuery('topk(1m, x)', 60 * s));
     expect(data).toMatchObject({ resultType: 'vector', result: [{ value: [60, '60'] }] });
+    expect(parsed('x @ 1m')).toMatchObject({ at: { kind: 'timestamp', ms: 60_000 } });
+    expect(parsed('x @ -1m')).toMatchObject({ at: { kind: 'timestamp', ms: -60_000 } });
+    expect(await count('sum(x @ 30s)')).toBe('30');
   });
 
   it.each([
-    ['x @ 1h', '1:5: parse error: unexpected duration "1h", expected a number'],
     ['x[1e10]', '1:3: parse error: duration out of range'],
     [
       'x[1e400]',
       '1:3: parse error: error parsing number: strconv.ParseFloat: parsing "1e400": value out of range',
     ],
     ['x[0]', 'duration must be greater than 0'],
-    ['1m1h', '1:3: parse error: unexpected "1h"'],
+    ['x[0.0001]', 'duration must be greater than 0'],
+    ['x offset 0s', 'duration must be greater than 0'],
   ])('refuses %s', async (query, message) => {
     await expect(new PromQLEngine({ source }).instantQuery(query, 60 * s)).rejects.toThrow(message);
   });

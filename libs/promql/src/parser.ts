@@ -323,8 +323,8 @@ class Converter {
 
   /**
    * Prometheus's number rules: `0x1f`, `010` (octal), `1e3`, `.5`, `5.`, `Inf`, `NaN`; no `1_000`.
-   * Where an expression takes a number, a duration is one too, in seconds (`time() - 1h`, `x > 2s`),
-   * as Prometheus 3 reads it; an `@` timestamp takes numbers only.
+   * Where an expression or an `@` takes a number, a duration is one too, in seconds (`time() - 1h`,
+   * `x > 2s`, `x @ 1h`), as Prometheus 2.54 and later read it.
    */
   private number(node: SyntaxNode, durations = false): number {
     const raw = this.grammarText.slice(node.from, node.to);
@@ -500,14 +500,13 @@ class Converter {
     if (node.name === 'NumberDurationLiteralInDurationContext') {
       const text = this.text(node);
       if (HAS_UNIT.test(text)) return this.unitDuration(node, text);
-      // A number is seconds, read by the number rules (`[.5]`, `[1e1]`, `[0x10]`, `[010]` is 8 s),
-      // as Prometheus 3 reads it; past what Go's nanosecond durations hold, out of range.
+      // A number is seconds, read by the number rules (`[.5]`, `[1e1]`, `[0x10]`, `[010]` is 8 s)
+      // and cut to whole milliseconds, as Prometheus 2.54 and later read it; past what Go's
+      // nanosecond durations hold, out of range.
       const seconds = this.number(node);
       if (!(Math.abs(seconds) <= MAX_DURATION_SECONDS))
         return this.fail(this.pos(node), 'duration out of range');
-      const ms = Math.round(seconds * 1000);
-      // Below a millisecond, a range still holds the sample at its end (times are milliseconds).
-      return ms === 0 && seconds > 0 ? 1 : ms;
+      return Math.trunc(seconds * 1000) || 0; // never -0
     }
     if ((node.name === 'DurationExpr' || node.name === 'OffsetDurationExpr') && kids.length === 1) {
       return this.durationOf(kids[0], context);
@@ -592,7 +591,9 @@ class Converter {
     const expr = this.expr(targetNode);
     const target = this.modifiable(expr, node, 'offset');
     const ms = this.durationOf(kids[2], 'offset');
-    if (ms === 0) this.fail(this.pos(kids[2]), 'duration must be greater than 0');
+    // `offset 0s` is refused as Prometheus refuses a zero duration; `offset 0` is no offset.
+    if (ms === 0 && HAS_UNIT.test(this.text(kids[2]).replace(/^[-+]\s*/, '')))
+      this.fail(this.pos(kids[2]), 'duration must be greater than 0');
     if (target.offsetMs !== 0) this.fail(this.pos(node), 'offset may not be set multiple times');
     target.offsetMs = ms;
     return expr;
@@ -608,7 +609,7 @@ class Converter {
     if (value?.name === 'AtModifierPreprocessors') {
       at = this.children(value)[0]?.name === 'AtStart' ? { kind: 'start' } : { kind: 'end' };
     } else if (value?.name === 'NumberDurationLiteral') {
-      const seconds = this.number(value);
+      const seconds = this.number(value, true);
       if (!Number.isFinite(seconds) || seconds >= MAX_INT64_FLOAT || seconds <= -MAX_INT64_FLOAT) {
         this.fail(this.pos(node), `timestamp out of bounds for @ modifier: ${seconds}`);
       }

@@ -79,6 +79,39 @@ describe('block codec', () => {
     );
   });
 
+  it('decodes blocks one after another at growing offsets, views taken before a growth intact', () => {
+    fc.assert(
+      fc.property(
+        fc.array(
+          anyTimes.chain((ts) =>
+            fc.tuple(fc.constant(ts), fc.array(value, { minLength: ts.length, maxLength: ts.length })),
+          ),
+          { minLength: 1, maxLength: 6 },
+        ),
+        (blocks) => {
+          const decoder = new BlockDecoder(); // starts at 256 samples: several blocks make it grow
+          const views: Block[] = [];
+          let at = 0;
+          for (const [ts, values] of blocks) {
+            const n = decoder.decodeAt(encodeBlock(blockOf(ts, (i) => values[i] as number)), at);
+            views.push({
+              times: decoder.times.subarray(at, at + n),
+              values: decoder.values.subarray(at, at + n),
+            });
+            at += n;
+          }
+          blocks.forEach(([ts, values], b) =>
+            expectSame(
+              views[b] as Block,
+              blockOf(ts, (i) => values[i] as number),
+            ),
+          );
+        },
+      ),
+      { numRuns: 200 },
+    );
+  });
+
   it('gives back exactly the decimals an exporter prints, in slowly changing series', () => {
     fc.assert(
       fc.property(

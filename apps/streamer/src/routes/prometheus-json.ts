@@ -23,6 +23,8 @@ const CLOSE_OBJECT = 0x7d; // }
 class JsonPieces {
   private buf = Buffer.allocUnsafe(PIECE);
   private n = 0;
+  /** A piece went to the response without waiting for it (a long label set): wait at the next flush. */
+  private handedOver = false;
 
   constructor(private readonly res: Response) {}
 
@@ -48,35 +50,43 @@ class JsonPieces {
     this.buf[this.n++] = c;
   }
 
-  /** Whether the piece is (nearly) full: time to `flush`. */
+  /** Whether it is time to `flush`: the piece is (nearly) full, or one went out unwaited. */
   get full(): boolean {
-    return this.n >= PIECE - 1024;
+    return this.n >= PIECE - 1024 || this.handedOver;
   }
 
   /**
    * Hands the piece to the response, waiting while it cannot take more; false once the reader is
    * gone (the rest of the answer would be made for no one).
    */
-  async flush(): Promise<boolean> {
+  async flush(last = false): Promise<boolean> {
     if (this.res.destroyed) return false;
-    if (this.n === 0) return true;
-    const ok = this.res.write(this.buf.subarray(0, this.n));
-    this.buf = Buffer.allocUnsafe(PIECE);
-    this.n = 0;
-    if (!ok && !this.res.destroyed) await drained(this.res);
+    if (this.n > 0) {
+      this.res.write(this.buf.subarray(0, this.n));
+      this.buf = last ? EMPTY : Buffer.allocUnsafe(PIECE);
+      this.n = 0;
+    }
+    this.handedOver = false;
+    if (this.res.writableNeedDrain && !this.res.destroyed) await drained(this.res);
     return !this.res.destroyed;
   }
 
   /**
-   * Makes room for `len` more bytes without waiting: the piece so far goes to the response (which
-   * buffers it): only a write longer than what `full` leaves (a label set of kilobytes) gets here.
+   * Makes room for `len` more bytes without waiting: the piece so far goes to the response, which
+   * buffers it, and the next `flush` waits for it. Only a write longer than what `full` leaves (a
+   * label set of kilobytes) gets here.
    */
   private room(len: number): void {
-    if (this.n > 0) this.res.write(this.buf.subarray(0, this.n));
+    if (this.n > 0) {
+      this.res.write(this.buf.subarray(0, this.n));
+      this.handedOver = true;
+    }
     this.buf = Buffer.allocUnsafe(Math.max(PIECE, len));
     this.n = 0;
   }
 }
+
+const EMPTY = Buffer.alloc(0);
 
 const metricJson = (labels: Labels) => {
   let out = '{';
@@ -164,5 +174,5 @@ export async function sendQueryResult(
   out.byte(CLOSE_OBJECT);
   if (result.warnings?.length) out.text(`,"warnings":${JSON.stringify(result.warnings)}`);
   out.byte(CLOSE_OBJECT);
-  if (await out.flush()) res.end();
+  if (await out.flush(true)) res.end();
 }

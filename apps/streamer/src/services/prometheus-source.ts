@@ -90,6 +90,8 @@ const HOUR_MS = HOUR_US / 1000;
 const DAY_MS = 86_400_000;
 const DEFAULT_BLOCKS_PER_BATCH = 20_000;
 const MAX_SERIES_PER_BATCH = 1_000;
+/** Samples the block decoder's arrays may keep room for between series (16 bytes each). */
+const DECODER_KEPT = 65_536;
 /** What Postgres' timestamptz and JavaScript's Date both hold, in ms: 0001-01-01 to 9999-12-31. */
 const MIN_MS = -62_135_596_800_000;
 const MAX_MS = 253_402_300_799_999;
@@ -174,7 +176,7 @@ export class PrometheusSource implements SeriesSource {
   private client: PoolClient | undefined;
   private opening: Promise<PoolClient> | undefined;
   private readonly resolved = new Map<string, Promise<Selected[]>>();
-  private readonly decoder = new BlockDecoder();
+  private decoder = new BlockDecoder();
   private readonly rollupDecoder = new ColumnDecoder();
   private readonly now: () => number;
   /** The cancel request sent for an abandoned query's statement, if one was. */
@@ -644,16 +646,20 @@ export class PrometheusSource implements SeriesSource {
     const markers: number[] = [];
     let fromBlocks = 0;
     let fromHot = 0;
+    // The series' blocks are decoded one after another into the decoder's reused arrays and read
+    // from there by mergePieces, which copies out what the engine gets. A block of which an instant
+    // selector keeps a few samples (copied out by newestAtEach) leaves its place to the next.
+    let at = 0;
     for (const id of ids) {
-      // The series' blocks are decoded one after another into the decoder's reused arrays, read
-      // from there by mergePieces, which copies out what the engine gets.
       for (const data of blocks.get(id) ?? []) {
-        const n = this.decoder.decodeAt(data, fromBlocks);
+        const n = this.decoder.decodeAt(data, at);
         const view = {
-          times: this.decoder.times.subarray(fromBlocks, fromBlocks + n),
-          values: this.decoder.values.subarray(fromBlocks, fromBlocks + n),
+          times: this.decoder.times.subarray(at, at + n),
+          values: this.decoder.values.subarray(at, at + n),
         };
-        pieces.push(instants ? newestAtEach(view, instants) : view);
+        const kept = instants ? newestAtEach(view, instants) : view;
+        pieces.push(kept);
+        if (kept === view) at += n;
         fromBlocks += n;
       }
       const rows = hot.get(id);
@@ -665,7 +671,10 @@ export class PrometheusSource implements SeriesSource {
     for (const id of ids) for (const us of stale.get(id) ?? []) markers.push(us);
     this.options.counters?.samples('blocks', fromBlocks);
     this.options.counters?.samples('hot', fromHot);
-    return mergePieces(pieces, startMs, endMs, { staleUs: markers });
+    const merged = mergePieces(pieces, startMs, endMs, { staleUs: markers });
+    // Arrays grown for a series of millions of samples are not kept for the ones after it.
+    if (this.decoder.times.length > DECODER_KEPT) this.decoder = new BlockDecoder();
+    return merged;
   }
 
   /**
