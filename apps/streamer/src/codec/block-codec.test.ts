@@ -39,6 +39,15 @@ function expectSame(decoded: Block, block: Block): void {
   }
 }
 
+/** Lists of blocks (times, and a value for each) to decode one after another. */
+const blockLists = (maxLength: number) =>
+  fc.array(
+    anyTimes.chain((ts) =>
+      fc.tuple(fc.constant(ts), fc.array(value, { minLength: ts.length, maxLength: ts.length })),
+    ),
+    { minLength: 1, maxLength },
+  );
+
 describe('block codec', () => {
   it('gives back exactly what it was given: any times, any doubles', () => {
     fc.assert(
@@ -60,54 +69,38 @@ describe('block codec', () => {
   it('decodes block after block into the same arrays exactly as one by one', () => {
     const decoder = new BlockDecoder();
     fc.assert(
-      fc.property(
-        fc.array(
-          anyTimes.chain((ts) =>
-            fc.tuple(fc.constant(ts), fc.array(value, { minLength: ts.length, maxLength: ts.length })),
-          ),
-          { minLength: 1, maxLength: 4 },
-        ),
-        (blocks) => {
-          for (const [ts, values] of blocks) {
-            const block = blockOf(ts, (i) => values[i] as number);
-            const n = decoder.decode(encodeBlock(block));
-            expectSame({ times: decoder.times.slice(0, n), values: decoder.values.slice(0, n) }, block);
-          }
-        },
-      ),
+      fc.property(blockLists(4), (blocks) => {
+        for (const [ts, values] of blocks) {
+          const block = blockOf(ts, (i) => values[i] as number);
+          const n = decoder.decode(encodeBlock(block));
+          expectSame({ times: decoder.times.slice(0, n), values: decoder.values.slice(0, n) }, block);
+        }
+      }),
       { numRuns: 200 },
     );
   });
 
   it('decodes blocks one after another at growing offsets, views taken before a growth intact', () => {
     fc.assert(
-      fc.property(
-        fc.array(
-          anyTimes.chain((ts) =>
-            fc.tuple(fc.constant(ts), fc.array(value, { minLength: ts.length, maxLength: ts.length })),
+      fc.property(blockLists(6), (blocks) => {
+        const decoder = new BlockDecoder(); // starts at 256 samples: several blocks make it grow
+        const views: Block[] = [];
+        let at = 0;
+        for (const [ts, values] of blocks) {
+          const n = decoder.decodeAt(encodeBlock(blockOf(ts, (i) => values[i] as number)), at);
+          views.push({
+            times: decoder.times.subarray(at, at + n),
+            values: decoder.values.subarray(at, at + n),
+          });
+          at += n;
+        }
+        blocks.forEach(([ts, values], b) =>
+          expectSame(
+            views[b] as Block,
+            blockOf(ts, (i) => values[i] as number),
           ),
-          { minLength: 1, maxLength: 6 },
-        ),
-        (blocks) => {
-          const decoder = new BlockDecoder(); // starts at 256 samples: several blocks make it grow
-          const views: Block[] = [];
-          let at = 0;
-          for (const [ts, values] of blocks) {
-            const n = decoder.decodeAt(encodeBlock(blockOf(ts, (i) => values[i] as number)), at);
-            views.push({
-              times: decoder.times.subarray(at, at + n),
-              values: decoder.values.subarray(at, at + n),
-            });
-            at += n;
-          }
-          blocks.forEach(([ts, values], b) =>
-            expectSame(
-              views[b] as Block,
-              blockOf(ts, (i) => values[i] as number),
-            ),
-          );
-        },
-      ),
+        );
+      }),
       { numRuns: 200 },
     );
   });
