@@ -141,7 +141,7 @@ export function createApp(deps: StreamerAppDeps): StreamerApp {
   const setting = <K extends keyof typeof streamerEnv.shape>(name: K) =>
     (config as Partial<StreamerConfig>)[name] ??
     (streamerEnv.shape[name].parse(undefined) as StreamerConfig[K]);
-  const queries = new TelemetryQueryService(db, {
+  const queries = new TelemetryQueryService(db, pool, {
     maxSamples: setting('PROMQL_MAX_SAMPLES'),
     timeoutMs: setting('QUERY_TIMEOUT'),
   });

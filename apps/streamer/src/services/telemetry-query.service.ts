@@ -9,6 +9,7 @@ import {
   ValidationError,
 } from '@gpu-telemetry/model';
 import type { Kysely } from 'kysely';
+import type { Pool, PoolClient } from 'pg';
 import type { StreamerDatabase } from '../streamer.database';
 import { decodeBlock } from '../codec/block-codec';
 import { RollupReader } from '../codec/rollup';
@@ -164,6 +165,8 @@ function split(start: number, end: number, resolution: 0 | 60 | 3600, horizons: 
 export class TelemetryQueryService {
   constructor(
     private readonly db: Kysely<StreamerDatabase>,
+    /** The same database's pool: aggregates read what they decode by binary COPY on one of its connections. */
+    private readonly pool: Pool,
     private readonly limits: AggregateLimits,
   ) {}
 
@@ -302,6 +305,24 @@ export class TelemetryQueryService {
    * known to be within PROMQL_MAX_SAMPLES: the stored samples of the raw segments' compacted chunks
    * and a bucket per step of each rollup segment, for every series. Over it, a 400 names the step.
    */
+  /** `fn` on a connection of the pool, in a read-only transaction that Postgres cancels past `timeoutMs`. */
+  private async readOnly<T>(timeoutMs: number, fn: (client: PoolClient) => Promise<T>): Promise<T> {
+    const client = await this.pool.connect();
+    try {
+      await client.query(
+        `BEGIN READ ONLY; SET LOCAL statement_timeout = ${Math.max(1, Math.ceil(timeoutMs))}`,
+      );
+      const result = await fn(client);
+      await client.query('COMMIT');
+      client.release();
+      return result;
+    } catch (error) {
+      // A failed COPY leaves the transaction aborted; the connection is not reused as it is.
+      client.release(error instanceof Error ? error : true);
+      throw error;
+    }
+  }
+
   private readMakings(
     seriesIds: number[],
     args: { start: Date; end: Date; stepSeconds: number },
@@ -309,8 +330,9 @@ export class TelemetryQueryService {
   ): Promise<Awaited<ReturnType<typeof bucketMakings>> & { parts: Segment[] }> {
     const { maxSamples, timeoutMs } = this.limits;
     const left = () => deadline - Date.now();
-    // One read-only transaction whose statements Postgres cancels past the deadline (57014): an
-    // aggregate over a long range cannot hold a connection for good.
+    // The cost checked in one read-only transaction, the read in another, each statement cancelled
+    // by Postgres past the deadline (57014): an aggregate over a long range cannot hold a
+    // connection for good.
     return this.db
       .transaction()
       .setAccessMode('read only')
@@ -329,15 +351,19 @@ export class TelemetryQueryService {
             },
           ]);
         }
+        return parts;
+      })
+      .then(async (parts) => {
         // What is left of QUERY_TIMEOUT, not all of it again.
-        await setStatementTimeout(trx, left());
-        const makings = await bucketMakings(trx, {
-          seriesIds,
-          start: args.start,
-          end: args.end,
-          stepSeconds: args.stepSeconds,
-          segments: parts,
-        });
+        const makings = await this.readOnly(left(), (client) =>
+          bucketMakings(client, {
+            seriesIds,
+            start: args.start,
+            end: args.end,
+            stepSeconds: args.stepSeconds,
+            segments: parts,
+          }),
+        );
         return { ...makings, parts };
       })
       .catch((error: unknown) => {

@@ -1,5 +1,7 @@
 import type { GpuFields } from '@gpu-telemetry/model';
 import { type Kysely, sql } from 'kysely';
+import type { PoolClient } from 'pg';
+import { readBinaryCopy, readInt8, readTimestamp } from './binary-copy';
 import type { StreamerDatabase } from '../streamer.database';
 import { POW10 } from './hot-value';
 import { pgTimestamp } from './sample-time';
@@ -227,8 +229,6 @@ export interface StoredRollup {
   data: Buffer;
 }
 
-const DAY = sql`INTERVAL '1 day'`;
-
 /**
  * The first day (µs) of the oldest daily partition of the table named by the SQL text expression
  * `table`, from the catalog; null when it has none. An expression, for statements of the REST and
@@ -280,88 +280,98 @@ export async function compactedSamplesPerSeries(db: Db, segments: Segment[]): Pr
   return Number(rows[0]?.n ?? 0);
 }
 
+/** A timestamptz literal for a time (ms), as COPY's statement cannot take parameters. */
+const tsLiteral = (ms: number) => `'${pgTimestamp(ms * 1000)}'::timestamptz`;
+
+/** Whole series ids as an array literal (safe integers only: nothing else can reach the text). */
+const idList = (ids: readonly number[], type: 'bigint' | 'int') =>
+  `'{${ids.map((id) => Math.trunc(id)).join(',')}}'::${type}[]`;
+
 /**
- * For aggregates over [start, end), in one statement (one snapshot): count/sum/min/max of the
+ * For aggregates over [start, end), in one statement (one snapshot), on a connection of the pool
+ * (by binary COPY: rollup rows and blocks as their bytes, not as hex text twice their size, which
+ * the driver turned back into bytes, a string per row on the way): count/sum/min/max of the
  * finite hot values of these series per `stepSeconds` bucket (aligned to the epoch), and what the
  * compacted chunks hold for each segment: blocks where it is raw, rollup rows where it is 1m or 1h.
  * Rollup rows may reach outside their segment: the caller keeps the buckets inside.
  */
 export async function bucketMakings(
-  db: Db,
+  client: PoolClient,
   args: { seriesIds: number[]; start: Date; end: Date; stepSeconds: number; segments: Segment[] },
 ): Promise<{ hot: BucketRow[]; blocks: StoredBlock[]; rollups: StoredRollup[] }> {
-  const ids = sql`${args.seriesIds}::bigint[]`;
+  if (!Number.isFinite(args.stepSeconds) || args.stepSeconds <= 0)
+    throw new RangeError(`not a step: ${args.stepSeconds}`);
+  const ids = idList(args.seriesIds, 'bigint');
   const of = (resolution: 0 | 60 | 3600) => args.segments.filter((g) => g.resolution === resolution);
   // Hot rows are aggregated as stored, by bucket and by places: a decimal's mantissas are summed
   // and compared as integers (the extremes divided once per group give the doubles their rows
   // hold; the sum, divided once, is the exact sum rounded once), doubles as doubles. Reading each
   // row through telemetry_value() instead cost a division and a lookup per row and aggregate.
   // Hot rows' series ids are 4 bytes: an int[] lets Postgres hash the list (a bigint[] cannot be).
-  const tens = sql`${POW10}::float8[]`;
+  const tens = `'{${POW10.join(',')}}'::float8[]`;
   const parts = [
-    sql`SELECT 'h' AS kind, bucket, sum(n)::bigint AS count, sum(s) AS sum, min(lo) AS min, max(hi) AS max,
-               NULL::bigint AS series_id, NULL::bytea AS data
-        FROM (SELECT date_bin(make_interval(secs => ${args.stepSeconds}), ts, TIMESTAMPTZ 'epoch') AS bucket,
-                     count(*) AS n,
-                     coalesce(sum(value), sum(value_dec >> 4)::float8 / (${tens})[(value_dec & 15) + 1]) AS s,
-                     coalesce(min(value), (min(value_dec) >> 4)::float8 / (${tens})[(value_dec & 15) + 1]) AS lo,
-                     coalesce(max(value), (max(value_dec) >> 4)::float8 / (${tens})[(value_dec & 15) + 1]) AS hi
-              FROM telemetry_samples
-              WHERE series_id = ANY(${args.seriesIds}::int[]) AND ts >= ${args.start} AND ts < ${args.end}
-                AND (value_dec IS NOT NULL OR (value > '-Infinity' AND value < 'Infinity'))
-              GROUP BY 1, value_dec & 15) AS by_places
-        GROUP BY bucket`,
+    `SELECT 1::int2 AS kind, bucket, sum(n)::bigint AS count, sum(s) AS sum, min(lo) AS min, max(hi) AS max,
+            NULL::bigint AS series_id, NULL::bytea AS data
+     FROM (SELECT date_bin(make_interval(secs => ${String(args.stepSeconds)}), ts, TIMESTAMPTZ 'epoch') AS bucket,
+                  count(*) AS n,
+                  coalesce(sum(value), sum(value_dec >> 4)::float8 / (${tens})[(value_dec & 15) + 1]) AS s,
+                  coalesce(min(value), (min(value_dec) >> 4)::float8 / (${tens})[(value_dec & 15) + 1]) AS lo,
+                  coalesce(max(value), (max(value_dec) >> 4)::float8 / (${tens})[(value_dec & 15) + 1]) AS hi
+           FROM telemetry_samples
+           WHERE series_id = ANY(${idList(args.seriesIds, 'int')})
+             AND ts >= ${tsLiteral(args.start.getTime())} AND ts < ${tsLiteral(args.end.getTime())}
+             AND (value_dec IS NOT NULL OR (value > '-Infinity' AND value < 'Infinity'))
+           GROUP BY 1, value_dec & 15) AS by_places
+     GROUP BY bucket`,
   ];
   const raw = of(0);
   if (raw.length > 0) {
-    const overlaps = sql.join(
-      raw.map((g) => sql`(b.chunk_start < ${new Date(g.to)} AND c.chunk_end > ${new Date(g.from)})`),
-      sql` OR `,
-    );
-    parts.push(sql`SELECT 'b', NULL, NULL, NULL, NULL, NULL, b.series_id, b.data
-        FROM telemetry_blocks b JOIN telemetry_chunks c ON c.chunk_start = b.chunk_start
-        WHERE b.series_id = ANY(${ids}) AND (${overlaps})`);
+    const overlaps = raw
+      .map((g) => `(b.chunk_start < ${tsLiteral(g.to)} AND c.chunk_end > ${tsLiteral(g.from)})`)
+      .join(' OR ');
+    parts.push(`SELECT 2::int2, NULL, NULL, NULL, NULL, NULL, b.series_id, b.data
+     FROM telemetry_blocks b JOIN telemetry_chunks c ON c.chunk_start = b.chunk_start
+     WHERE b.series_id = ANY(${ids}) AND (${overlaps})`);
   }
   for (const [resolution, table, kind] of [
-    [60, sql`telemetry_rollups_1m`, 'm'],
-    [3600, sql`telemetry_rollups_1h`, 'H'],
+    [60, 'telemetry_rollups_1m', 3],
+    [3600, 'telemetry_rollups_1h', 4],
   ] as const) {
     const segments = of(resolution);
     if (segments.length === 0) continue;
     // A row starts at its chunk or day: one that starts up to a day before a segment can reach into it.
-    const overlaps = sql.join(
-      segments.map(
-        (g) => sql`(r.start < ${new Date(g.to)} AND r.start > ${new Date(g.from)}::timestamptz - ${DAY})`,
-      ),
-      sql` OR `,
-    );
-    parts.push(sql`SELECT ${kind}, NULL, NULL, NULL, NULL, NULL, r.series_id, r.data
-        FROM ${table} r WHERE r.series_id = ANY(${ids}) AND (${overlaps})`);
+    const overlaps = segments
+      .map((g) => `(r.start < ${tsLiteral(g.to)} AND r.start > ${tsLiteral(g.from)} - INTERVAL '1 day')`)
+      .join(' OR ');
+    parts.push(`SELECT ${kind}::int2, NULL, NULL, NULL, NULL, NULL, r.series_id, r.data
+     FROM ${table} r WHERE r.series_id = ANY(${ids}) AND (${overlaps})`);
   }
-  const { rows } = await sql<{
-    kind: 'h' | 'b' | 'm' | 'H';
-    bucket: Date | null;
-    count: string | null;
-    sum: number | null;
-    min: number | null;
-    max: number | null;
-    series_id: string | null;
-    data: Buffer | null;
-  }>`${sql.join(parts, sql` UNION ALL `)}`.execute(db);
   const hot: BucketRow[] = [];
   const blocks: StoredBlock[] = [];
   const rollups: StoredRollup[] = [];
-  for (const r of rows) {
-    if (r.kind === 'h')
-      hot.push({ start: r.bucket as Date, count: Number(r.count), sum: r.sum, min: r.min, max: r.max });
-    else if (r.kind === 'b')
-      blocks.push({ seriesId: Number(r.series_id), chunkStartUs: 0, data: r.data as Buffer });
-    else
-      rollups.push({
-        seriesId: Number(r.series_id),
-        resolution: r.kind === 'm' ? 60 : 3600,
-        data: r.data as Buffer,
-      });
-  }
+  const double = (buf: Buffer, fields: Int32Array, f: number) =>
+    (fields[2 * f + 1] as number) < 0 ? null : buf.readDoubleBE(fields[2 * f] as number);
+  await readBinaryCopy(
+    client,
+    `COPY (${parts.join(' UNION ALL ')}) TO STDOUT (FORMAT binary)`,
+    (buf, fields) => {
+      const kind = buf.readInt16BE(fields[0] as number);
+      if (kind === 1) {
+        hot.push({
+          start: new Date(readTimestamp(buf, fields[2] as number) / 1000),
+          count: readInt8(buf, fields[4] as number),
+          sum: double(buf, fields, 3),
+          min: double(buf, fields, 4),
+          max: double(buf, fields, 5),
+        });
+        return;
+      }
+      const seriesId = readInt8(buf, fields[12] as number);
+      // The stream's buffers are not written to once handed over: the bytes are kept as they came.
+      const data = buf.subarray(fields[14] as number, (fields[14] as number) + (fields[15] as number));
+      if (kind === 2) blocks.push({ seriesId, chunkStartUs: 0, data });
+      else rollups.push({ seriesId, resolution: kind === 3 ? 60 : 3600, data });
+    },
+  );
   return { hot, blocks, rollups };
 }
