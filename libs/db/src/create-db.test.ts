@@ -47,12 +47,19 @@ describe('createDb', () => {
       const socket = (client as unknown as { connection: { stream: Socket } }).connection.stream;
       const port = socket.localPort;
       expect(port).toBeGreaterThan(0); // a TCP connection, not a Unix socket
-      // /proc/net/tcp{,6}: local address:port (hex), ..., then the timer: 02 (keepalive) and the
-      // clock ticks (1/100 s) until it fires.
+      // /proc/net/tcp{,6}: local and remote address:port (hex), the state (01: established), ...,
+      // then the timer: 02 (keepalive) and the clock ticks (1/100 s) until it fires. The local port
+      // alone is not enough: a closed connection that had it may still be listed (TIME_WAIT).
+      const hex = (n: number | undefined) => `:${n!.toString(16).toUpperCase().padStart(4, '0')}`;
       const rows = ['/proc/net/tcp', '/proc/net/tcp6']
         .flatMap((file) => readFileSync(file, 'utf8').split('\n').slice(1))
         .map((line) => line.trim().split(/\s+/))
-        .filter((fields) => fields[1]?.endsWith(`:${port!.toString(16).toUpperCase().padStart(4, '0')}`));
+        .filter(
+          (fields) =>
+            fields[1]?.endsWith(hex(port)) &&
+            fields[2]?.endsWith(hex(socket.remotePort)) &&
+            fields[3] === '01',
+        );
       expect(rows).toHaveLength(1);
       const [timer, ticks] = (rows[0]![5] as string).split(':');
       expect(timer).toBe('02');

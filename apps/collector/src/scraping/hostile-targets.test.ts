@@ -183,8 +183,9 @@ describe('a round over honest and hostile targets at once', () => {
     expect(health.latencies.length).toBeGreaterThan((roundEnded - started) / 100);
     // Process CPU counts every thread: a few waits may also hold garbage collection of the refused
     // 32 MB body (as it is read, and once dropped), which runs beside the loop on helper threads,
-    // more so on a loaded machine (up to 520 ms of it seen once, CI on two busy cores).
-    expect(health.cpu.at(-4)).toBeLessThan(150);
+    // more so on a loaded machine (up to 520 ms of it seen once, and a fourth wait at 155 ms, CI on
+    // two busy cores). An unbounded target would hold the loop 1.4 s a value, value after value.
+    expect(health.cpu.at(-4)).toBeLessThan(300);
     expect(health.cpu.at(-1)).toBeLessThan(1_000);
     expect(health.latencies.at(-1)).toBeLessThan(1_000);
     expect(health.latencies[Math.floor(health.latencies.length * 0.9)]).toBeLessThan(100);
