@@ -1,11 +1,24 @@
 import type { PoolClient } from 'pg';
 import { to as copyTo } from 'pg-copy-streams';
+import { pgTimestamp } from './sample-time';
 
 /**
  * COPY's binary format: reading `COPY ... TO STDOUT (FORMAT binary)`, what the streamer's readers
  * of hot rows, blocks and rollups share, and the fields its writers send. Binary COPY hands over
  * times as microseconds and values as the exact doubles stored, with no text to parse.
  */
+
+/**
+ * Series ids as an array literal, for COPY statements (which take no parameters): `bigint[]` for
+ * the tables keyed by `bigint`, `int[]` for hot rows (their 4-byte `series_id`). Comparing hot rows'
+ * ids with a `bigint[]` is a cross-type test that Postgres cannot hash, so a scan of many series
+ * would test every row against the whole list. Whole numbers only reach the text.
+ */
+export const idArray = (ids: readonly number[], type: 'bigint' | 'int' = 'bigint') =>
+  `'{${ids.map((id) => Math.trunc(id)).join(',')}}'::${type}[]`;
+
+/** A time (µs since the Unix epoch) as a timestamptz literal, for COPY statements. */
+export const tsLiteral = (us: number) => `'${pgTimestamp(us)}'::timestamptz`;
 
 /** Microseconds from the Unix epoch to Postgres' (2000-01-01), the origin of binary timestamps. */
 export const PG_EPOCH_US = 946_684_800_000_000;

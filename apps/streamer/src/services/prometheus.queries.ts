@@ -1,5 +1,13 @@
 import type { Pool, PoolClient } from 'pg';
-import { arrayLength, forEachElement, readBinaryCopy, readInt8, readTimestamp } from './binary-copy';
+import {
+  arrayLength,
+  forEachElement,
+  idArray,
+  readBinaryCopy,
+  readInt8,
+  readTimestamp,
+  tsLiteral,
+} from './binary-copy';
 import { pgTimestamp } from './sample-time';
 import { oldestDayUs } from './telemetry-read.queries';
 
@@ -159,15 +167,6 @@ export async function seriesBatch(
   });
   return rows.map(toStoredSeries);
 }
-
-/**
- * Series ids as an array literal: `bigint[]` for the tables keyed by `bigint`, `int[]` for hot rows
- * (their 4-byte `series_id`). Comparing hot rows' ids with a `bigint[]` is a cross-type test that
- * Postgres cannot hash, so a scan of many series would test every row against the whole list.
- */
-const idArray = (ids: readonly number[], type: 'bigint' | 'int' = 'bigint') =>
-  `'{${ids.map((id) => Math.trunc(id)).join(',')}}'::${type}[]`;
-const tsLiteral = (us: number) => `'${pgTimestamp(us)}'::timestamptz`;
 
 /** What readSamples hands over for one series. */
 export interface SampleReader {

@@ -299,12 +299,6 @@ export class TelemetryQueryService {
     };
   }
 
-  /**
-   * What an aggregate is made of, read in one transaction by `deadline` (QUERY_TIMEOUT from the
-   * call's start; Postgres cancels a statement past it), once its cost is
-   * known to be within PROMQL_MAX_SAMPLES: the stored samples of the raw segments' compacted chunks
-   * and a bucket per step of each rollup segment, for every series. Over it, a 400 names the step.
-   */
   /** `fn` on a connection of the pool, in a read-only transaction that Postgres cancels past `timeoutMs`. */
   private async readOnly<T>(timeoutMs: number, fn: (client: PoolClient) => Promise<T>): Promise<T> {
     const client = await this.pool.connect();
@@ -323,6 +317,12 @@ export class TelemetryQueryService {
     }
   }
 
+  /**
+   * What an aggregate is made of, read by `deadline` (QUERY_TIMEOUT from the call's start; Postgres
+   * cancels a statement past it) in one read-only transaction, once another has found its cost
+   * within PROMQL_MAX_SAMPLES: the stored samples of the raw segments' compacted chunks
+   * and a bucket per step of each rollup segment, for every series. Over it, a 400 names the step.
+   */
   private readMakings(
     seriesIds: number[],
     args: { start: Date; end: Date; stepSeconds: number },

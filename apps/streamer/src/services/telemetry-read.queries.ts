@@ -1,7 +1,7 @@
 import type { GpuFields } from '@gpu-telemetry/model';
 import { type Kysely, sql } from 'kysely';
 import type { PoolClient } from 'pg';
-import { readBinaryCopy, readInt8, readTimestamp } from './binary-copy';
+import { idArray, readBinaryCopy, readInt8, readTimestamp, tsLiteral } from './binary-copy';
 import type { StreamerDatabase } from '../streamer.database';
 import { POW10 } from './hot-value';
 import { pgTimestamp } from './sample-time';
@@ -280,13 +280,6 @@ export async function compactedSamplesPerSeries(db: Db, segments: Segment[]): Pr
   return Number(rows[0]?.n ?? 0);
 }
 
-/** A timestamptz literal for a time (ms), as COPY's statement cannot take parameters. */
-const tsLiteral = (ms: number) => `'${pgTimestamp(ms * 1000)}'::timestamptz`;
-
-/** Whole series ids as an array literal (safe integers only: nothing else can reach the text). */
-const idList = (ids: readonly number[], type: 'bigint' | 'int') =>
-  `'{${ids.map((id) => Math.trunc(id)).join(',')}}'::${type}[]`;
-
 /**
  * For aggregates over [start, end), in one statement (one snapshot), on a connection of the pool
  * (by binary COPY: rollup rows and blocks as their bytes, not as hex text twice their size, which
@@ -301,7 +294,7 @@ export async function bucketMakings(
 ): Promise<{ hot: BucketRow[]; blocks: StoredBlock[]; rollups: StoredRollup[] }> {
   if (!Number.isFinite(args.stepSeconds) || args.stepSeconds <= 0)
     throw new RangeError(`not a step: ${args.stepSeconds}`);
-  const ids = idList(args.seriesIds, 'bigint');
+  const ids = idArray(args.seriesIds);
   const of = (resolution: 0 | 60 | 3600) => args.segments.filter((g) => g.resolution === resolution);
   // Hot rows are aggregated as stored, by bucket and by places: a decimal's mantissas are summed
   // and compared as integers (the extremes divided once per group give the doubles their rows
@@ -318,8 +311,8 @@ export async function bucketMakings(
                   coalesce(min(value), (min(value_dec) >> 4)::float8 / (${tens})[(value_dec & 15) + 1]) AS lo,
                   coalesce(max(value), (max(value_dec) >> 4)::float8 / (${tens})[(value_dec & 15) + 1]) AS hi
            FROM telemetry_samples
-           WHERE series_id = ANY(${idList(args.seriesIds, 'int')})
-             AND ts >= ${tsLiteral(args.start.getTime())} AND ts < ${tsLiteral(args.end.getTime())}
+           WHERE series_id = ANY(${idArray(args.seriesIds, 'int')})
+             AND ts >= ${tsLiteral(args.start.getTime() * 1000)} AND ts < ${tsLiteral(args.end.getTime() * 1000)}
              AND (value_dec IS NOT NULL OR (value > '-Infinity' AND value < 'Infinity'))
            GROUP BY 1, value_dec & 15) AS by_places
      GROUP BY bucket`,
@@ -327,7 +320,7 @@ export async function bucketMakings(
   const raw = of(0);
   if (raw.length > 0) {
     const overlaps = raw
-      .map((g) => `(b.chunk_start < ${tsLiteral(g.to)} AND c.chunk_end > ${tsLiteral(g.from)})`)
+      .map((g) => `(b.chunk_start < ${tsLiteral(g.to * 1000)} AND c.chunk_end > ${tsLiteral(g.from * 1000)})`)
       .join(' OR ');
     parts.push(`SELECT 2::int2, NULL, NULL, NULL, NULL, NULL, b.series_id, b.data
      FROM telemetry_blocks b JOIN telemetry_chunks c ON c.chunk_start = b.chunk_start
@@ -341,7 +334,10 @@ export async function bucketMakings(
     if (segments.length === 0) continue;
     // A row starts at its chunk or day: one that starts up to a day before a segment can reach into it.
     const overlaps = segments
-      .map((g) => `(r.start < ${tsLiteral(g.to)} AND r.start > ${tsLiteral(g.from)} - INTERVAL '1 day')`)
+      .map(
+        (g) =>
+          `(r.start < ${tsLiteral(g.to * 1000)} AND r.start > ${tsLiteral(g.from * 1000)} - INTERVAL '1 day')`,
+      )
       .join(' OR ');
     parts.push(`SELECT ${kind}::int2, NULL, NULL, NULL, NULL, NULL, r.series_id, r.data
      FROM ${table} r WHERE r.series_id = ANY(${ids}) AND (${overlaps})`);
