@@ -633,6 +633,11 @@ describe('numbers and durations, each where the other stands (as Prometheus 2.54
     ['x[0]', 'duration must be greater than 0'],
     ['x[0.0001]', 'duration must be greater than 0'],
     ['x offset 0s', 'duration must be greater than 0'],
+    ['x offset -0s', 'duration must be greater than 0'],
+    ['x > 0s', '1:5: parse error: duration must be greater than 0'],
+    ['x @ 0m', '1:5: parse error: duration must be greater than 0'],
+    ['time() - 0h0m', '1:10: parse error: duration must be greater than 0'],
+    ['x[5m:0s]', 'duration must be greater than 0'],
   ])('refuses %s', async (query, message) => {
     await expect(new PromQLEngine({ source }).instantQuery(query, 60 * s)).rejects.toThrow(message);
   });

@@ -485,13 +485,20 @@ class Converter {
     }
   }
 
-  /** A duration with units (`1h30m`), in milliseconds. */
+  /**
+   * A duration with units (`1h30m`), in milliseconds. Prometheus refuses one of zero (`0s`) wherever
+   * it stands, in an expression (`x > 0s`) or an `@` as in a range or `offset`; the number `0` is
+   * read by the number rules instead (`offset 0` is no offset).
+   */
   private unitDuration(node: SyntaxNode, text: string): number {
+    let ms: number;
     try {
-      return parseDuration(text);
+      ms = parseDuration(text);
     } catch (e) {
       return this.fail(this.pos(node), (e as Error).message);
     }
+    if (ms === 0) this.fail(this.pos(node), 'duration must be greater than 0');
+    return ms;
   }
 
   private durationOf(node: SyntaxNode | undefined, context: string): number {
@@ -591,9 +598,6 @@ class Converter {
     const expr = this.expr(targetNode);
     const target = this.modifiable(expr, node, 'offset');
     const ms = this.durationOf(kids[2], 'offset');
-    // `offset 0s` is refused as Prometheus refuses a zero duration; `offset 0` is no offset.
-    if (ms === 0 && HAS_UNIT.test(this.text(kids[2]).replace(/^[-+]\s*/, '')))
-      this.fail(this.pos(kids[2]), 'duration must be greater than 0');
     if (target.offsetMs !== 0) this.fail(this.pos(node), 'offset may not be set multiple times');
     target.offsetMs = ms;
     return expr;
