@@ -8,7 +8,7 @@ import {
   type StepColumn,
 } from './aggregate';
 import type { AggregateOp } from './ast';
-import { formatValue } from './format';
+import { formatGoFloat, formatValue } from './format';
 import type { VSample } from './functions';
 import { goSortArray } from './go-sort';
 import {
@@ -204,7 +204,7 @@ function oneStepWithParam(
   if (op === 'topk' || op === 'bottomk') {
     const f = param as number;
     if (!(f <= 9223372036854774784 && f >= -9223372036854775808))
-      throw new Error(`Scalar value ${formatValue(f)} overflows int64`);
+      throw new Error(`Scalar value ${formatGoFloat(f)} overflows int64`);
     k = Math.trunc(f);
     if (k < 1) return [];
   }

@@ -1,6 +1,6 @@
 import type { AggregateOp } from './ast';
 import { ExecutionError } from './errors';
-import { formatValue } from './format';
+import { formatGoFloat, formatValue } from './format';
 import { goSortArray, type TieOrder } from './go-sort';
 import {
   isValidLabelName,
@@ -162,7 +162,7 @@ export class StepAggregation {
 
   private kth(i: number, stamp: number, param: number, emit: Emit): void {
     if (!(param <= MAX_INT64 && param >= MIN_INT64))
-      throw new ExecutionError(`Scalar value ${formatValue(param)} overflows int64`);
+      throw new ExecutionError(`Scalar value ${formatGoFloat(param)} overflows int64`);
     const k = Math.trunc(param);
     if (k < 1) return;
     const { inputs, groupOf, touchedAt, touched, heaps, current, less } = this;

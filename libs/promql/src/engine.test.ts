@@ -644,6 +644,24 @@ describe('numbers and durations, each where the other stands (as Prometheus 2.54
 });
 
 describe('functions', () => {
+  it('clamps as Go does: an infinity wins over a NaN bound, and the overflow of topk reads as Go writes it', async () => {
+    const source = new MemorySeriesSource()
+      .add({ __name__: 'up_inf' }, every15s([Infinity]))
+      .add({ __name__: 'down_inf' }, every15s([-Infinity]));
+    const engine = new PromQLEngine({ source });
+    const value = async (query: string) =>
+      (toPrometheusData(await engine.instantQuery(query, 15 * s)) as { result: { value: unknown[] }[] })
+        .result[0]?.value[1];
+    expect(await value('clamp_min(up_inf, NaN)')).toBe('+Inf');
+    expect(await value('clamp_max(down_inf, NaN)')).toBe('-Inf');
+    expect(await value('clamp(up_inf, NaN, +Inf)')).toBe('+Inf');
+    expect(await value('clamp(up_inf, NaN, NaN)')).toBe('NaN');
+    expect(await value('clamp_min(down_inf, NaN)')).toBe('NaN');
+    await expect(engine.instantQuery('topk(1e20, up_inf)', 15 * s)).rejects.toThrow(
+      'Scalar value 1e+20 overflows int64',
+    );
+  });
+
   it('evaluates every function the parser accepts (Prometheus 2 has no other)', async () => {
     const source = new MemorySeriesSource().add({ __name__: 'm', a: 'x' }, every15s([1, 2, 3, 4, 5]));
     const engine = new PromQLEngine({ source });
@@ -672,7 +690,6 @@ describe('errors', () => {
       'rate(x)',
       '1:6: parse error: expected type range vector in call to function "rate", got instant vector',
     ],
-    ['sum(x', '1:6: parse error: unexpected end of input'],
     ['', '1:1: parse error: no expression found in input'],
     ['  # only a comment\n', '1:1: parse error: no expression found in input'],
     ['x + bool 1', '1:3: parse error: bool modifier can only be used on comparison operators'],
@@ -696,6 +713,41 @@ describe('errors', () => {
       '1:6: parse error: error parsing number: strconv.ParseFloat: parsing "1e400": value out of range',
     ],
     ['x\n  + foo(', '2:5: parse error: unknown function with name "foo"'],
+    // What Prometheus' lexer finds before its parser does, in its words.
+    ['sum(x', '1:6: parse error: unclosed left parenthesis'],
+    ['rate(x[5m]', '1:11: parse error: unclosed left parenthesis'],
+    ['x{a="b"}[5m', '1:12: parse error: unclosed left bracket'],
+    ['x{a=~"b"', '1:9: parse error: unexpected end of input inside braces'],
+    ['x{a="b', '1:5: parse error: unterminated quoted string'],
+    ['x{a="b\n"}', '1:5: parse error: unterminated quoted string'],
+    ['x{a=`b', '1:5: parse error: unterminated raw string'],
+    ['x )', "1:4: parse error: unexpected right parenthesis ')'"],
+    ['x]', "1:2: parse error: unexpected right bracket ']'"],
+    ['x}', "1:2: parse error: unexpected character: '}'"],
+    ['!x', "1:1: parse error: unexpected character after '!': 'x'"],
+    ['x{a=")"} + (x', '1:14: parse error: unclosed left parenthesis'],
+    ['x +', '1:4: parse error: unexpected end of input'],
+    ['x # (\n+', '2:2: parse error: unexpected end of input'],
+    ['x offset', '1:9: parse error: unexpected end of input in offset, expected duration'],
+    ['x @', '1:4: parse error: unexpected end of input in @, expected timestamp'],
+    ['sum(x) by', '1:10: parse error: unexpected end of input in grouping opts, expected "("'],
+    // Names Prometheus' lexer reads as something else.
+    ['atan2', '1:1: parse error: unexpected <op:atan2>'],
+    ['x + ATAN2{a="b"}', '1:5: parse error: unexpected <op:ATAN2>'],
+    ['sum by (Inf) (x)', '1:9: parse error: unexpected number "Inf" in grouping opts, expected label'],
+    ['x + on(nan) x', '1:8: parse error: unexpected number "nan" in grouping opts, expected label'],
+    ['sum by (without) (x)', '1:9: parse error: unexpected <without> in grouping opts, expected label'],
+    ['x @ Inf', '1:1: parse error: timestamp out of bounds for @ modifier: +Inf'],
+    ['x @ 1e20', '1:1: parse error: timestamp out of bounds for @ modifier: 100000000000000000000.000000'],
+    [
+      'x @ -1e25',
+      '1:1: parse error: timestamp out of bounds for @ modifier: -10000000000000000905969664.000000',
+    ],
+    // RE2's refusals, in Go's words, of the pattern as Prometheus anchors it.
+    ['x{a=~"("}', '1:3: parse error: error parsing regexp: missing closing ): `^(?:()$`'],
+    ['x{a=~"a{1,1001}"}', '1:3: parse error: error parsing regexp: invalid repeat count: `{1,1001}`'],
+    ['x{a=~"(a{500}){3}"}', '1:3: parse error: error parsing regexp: invalid repeat count: `{3}`'],
+    ['x{a=~"[a"}', '1:3: parse error: error parsing regexp: missing closing ]: `[a)$`'],
   ])('%s is bad_data: %s', async (query, message) => {
     const err = await engine.instantQuery(query, 0).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(BadDataError);

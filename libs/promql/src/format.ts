@@ -35,6 +35,25 @@ export function formatSampleValue(v: number): string {
   return v.toExponential().replace(/e([+-])(\d)$/, 'e$10$2');
 }
 
+/**
+ * Go's `%v` of a float64 (`strconv.FormatFloat(v, 'g', -1, 64)`), how Prometheus writes a number
+ * in an error message: the shortest decimal, in exponent form below 1e-4 or from 1e6 on (`1e+20`).
+ */
+export function formatGoFloat(v: number): string {
+  if (!Number.isFinite(v) || v === 0) return formatValue(v);
+  const [mantissa = '', exponent = '0'] = v.toExponential().split('e');
+  const exp = Number(exponent);
+  if (exp >= -4 && exp < 6) return formatValue(v);
+  return `${mantissa}e${exp < 0 ? '-' : '+'}${String(Math.abs(exp)).padStart(2, '0')}`;
+}
+
+/** Go's `%f` of a float64: six decimals, every digit of a large number (`1e+20` is 100000000000000000000.000000). */
+export function formatGoFixed(v: number): string {
+  if (!Number.isFinite(v)) return formatValue(v);
+  // Past 1e21 a double is a whole number, which toFixed would write in exponent form.
+  return Math.abs(v) < 1e21 ? v.toFixed(6) : `${BigInt(v)}.000000`;
+}
+
 /** Milliseconds to the API's seconds (a JSON number with up to three decimals). */
 export function toApiTimestamp(ms: number): number {
   return ms / 1000;

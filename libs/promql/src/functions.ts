@@ -107,6 +107,16 @@ function dateFunctionOf(f: DateFunction, seconds: number): number {
   return Math.abs(whole) <= DATE_LIMIT_S ? f.date(new Date(whole * 1000)) : f.go(goDate(goInt64(seconds)));
 }
 
+/** Go's math.Max: an infinity wins over a NaN (`Math.max` lets the NaN win). */
+function goMax(a: number, b: number): number {
+  return a === Infinity || b === Infinity ? Infinity : Math.max(a, b);
+}
+
+/** Go's math.Min: a negative infinity wins over a NaN. */
+function goMin(a: number, b: number): number {
+  return a === -Infinity || b === -Infinity ? -Infinity : Math.min(a, b);
+}
+
 /** What a function of each element makes of it: undefined drops the element. */
 export type ElementFunction = (v: number, scalars: readonly number[], tsMs: number) => number | undefined;
 
@@ -115,9 +125,9 @@ export type ElementFunction = (v: number, scalars: readonly number[], tsMs: numb
  * max)`, `round(v, to)`), or the step's time (`timestamp` of a computed vector).
  */
 const WITH_SCALARS: Record<string, ElementFunction> = {
-  clamp: (v, [min = NaN, max = NaN]) => (max < min ? undefined : Math.max(min, Math.min(max, v))),
-  clamp_min: (v, [min = NaN]) => Math.max(min, v),
-  clamp_max: (v, [max = NaN]) => Math.min(max, v),
+  clamp: (v, [min = NaN, max = NaN]) => (max < min ? undefined : goMax(min, goMin(max, v))),
+  clamp_min: (v, [min = NaN]) => goMax(min, v),
+  clamp_max: (v, [max = NaN]) => goMin(max, v),
   round: (v, [to = 1]) => {
     const toNearestInverse = 1 / to;
     return Math.floor(v * toNearestInverse + 0.5) / toNearestInverse;

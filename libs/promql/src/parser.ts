@@ -21,6 +21,7 @@ import {
 } from './ast';
 import { parseDuration } from './duration';
 import { BadDataError, parseErrorMessage } from './errors';
+import { formatGoFixed } from './format';
 import { METRIC_NAME } from './labels';
 import { compileMatcher, type Matcher, type MatchType } from './matchers';
 
@@ -226,6 +227,59 @@ const HAS_UNIT = /^[0-9]+(ms|[smhdwy])/;
 
 type SyntaxNode = ReturnType<typeof lezerParser.parse>['topNode'];
 
+/**
+ * The error Prometheus' lexer stops at, if any: a quoted string left open (where it starts), a
+ * closing bracket or a `!` out of place, or the end of input inside braces, parentheses or a
+ * bracket (in that order, as its lexer checks). `token` is where the parser meets it, `at` where
+ * Prometheus reports it.
+ */
+export function lexerError(query: string): { token: number; at: number; message: string } | undefined {
+  let parens = 0;
+  let bracket = false;
+  let braces = false;
+  for (let i = 0; i < query.length; i++) {
+    const c = query[i];
+    if (c === '"' || c === "'" || c === '`') {
+      const start = i;
+      for (i++; i < query.length && query[i] !== c; i++) {
+        if (c !== '`' && query[i] === '\\') i++;
+        else if (c !== '`' && query[i] === '\n') break;
+      }
+      if (i >= query.length || query[i] !== c) {
+        const message = c === '`' ? 'unterminated raw string' : 'unterminated quoted string';
+        return { token: start, at: start, message };
+      }
+    } else if (braces) {
+      if (c === '}') braces = false;
+    } else if (c === '#') {
+      while (i < query.length && query[i] !== '\n') i++;
+    } else if (c === '{') braces = true;
+    else if (c === '}') return { token: i, at: i, message: "unexpected character: '}'" };
+    else if (c === '(') parens++;
+    else if (c === ')' && --parens < 0)
+      return { token: i, at: i + 1, message: "unexpected right parenthesis ')'" };
+    else if (c === '[') bracket = true;
+    else if (c === ']' && !bracket) return { token: i, at: i, message: "unexpected right bracket ']'" };
+    else if (c === ']') bracket = false;
+    else if (c === '!' && i + 1 < query.length && query[i + 1] !== '=')
+      return { token: i, at: i, message: `unexpected character after '!': '${query[i + 1]}'` };
+  }
+  const end = query.length;
+  if (braces) return { token: end, at: end, message: 'unexpected end of input inside braces' };
+  if (parens > 0) return { token: end, at: end, message: 'unclosed left parenthesis' };
+  if (bracket) return { token: end, at: end, message: 'unclosed left bracket' };
+  return undefined;
+}
+
+/** What Prometheus' grammar adds to an end of input after a keyword that needs more. */
+function endContext(query: string): string {
+  const last = /(\S+)\s*$/.exec(query.replace(/#[^\n]*/g, ''))?.[1]?.toLowerCase();
+  if (last === 'offset') return ' in offset, expected duration';
+  if (last === '@') return ' in @, expected timestamp';
+  if (last === 'by' || last === 'without') return ' in grouping opts, expected "("';
+  return '';
+}
+
 class Converter {
   /** The query as lezer reads it (forGrammar): numbers are read from it, all else from the query. */
   private grammarText = '';
@@ -280,7 +334,11 @@ class Converter {
         this.fail(prev.from, `unknown function with name ${JSON.stringify(this.text(prev))}`);
       }
       const token = /^\s*(\S+)/.exec(node.from === node.to ? rest : this.text(node))?.[1];
-      if (token === undefined) this.fail(node.from, 'unexpected end of input');
+      // Prometheus' lexer runs ahead of its parser: a string it cannot close stops the parse where
+      // the string starts, and the end of input inside brackets is the lexer's to name.
+      const lexed = lexerError(this.query);
+      if (lexed && (token === undefined || lexed.token <= node.from)) this.fail(lexed.at, lexed.message);
+      if (token === undefined) this.fail(node.from, `unexpected end of input${endContext(this.query)}`);
       this.fail(node.from, `unexpected ${JSON.stringify(token.length > 20 ? token.slice(0, 20) : token)}`);
     } while (cursor.next());
   }
@@ -448,6 +506,8 @@ class Converter {
     for (const c of this.children(node)) {
       if (c.name === 'Identifier') {
         name = this.text(c);
+        // An operator spelt as a word is no metric name to Prometheus' lexer.
+        if (name.toLowerCase() === 'atan2') this.fail(this.pos(c), `unexpected <op:${name}>`);
       } else if (c.name === 'LabelMatchers') {
         for (const m of this.children(c)) {
           if (m.name !== 'UnquotedLabelMatcher')
@@ -615,7 +675,7 @@ class Converter {
     } else if (value?.name === 'NumberDurationLiteral') {
       const seconds = this.number(value, true);
       if (!Number.isFinite(seconds) || seconds >= MAX_INT64_FLOAT || seconds <= -MAX_INT64_FLOAT) {
-        this.fail(this.pos(node), `timestamp out of bounds for @ modifier: ${seconds}`);
+        this.fail(this.pos(node), `timestamp out of bounds for @ modifier: ${formatGoFixed(seconds)}`);
       }
       at = { kind: 'timestamp', ms: Math.round(seconds * 1000) };
     } else {
@@ -667,10 +727,17 @@ class Converter {
     return { kind: 'call', func, args, pos };
   }
 
+  /** `by (...)`, `on (...)`: label names, where Prometheus' lexer reads `inf`, `nan` and `without` as no label. */
   private groupingLabels(node: SyntaxNode): string[] {
     return this.children(node).map((l) => {
       if (l.name !== 'LabelName') this.fail(this.pos(l), 'quoted label names are not supported');
-      return this.text(l);
+      const label = this.text(l);
+      const lower = label.toLowerCase();
+      if (lower === 'inf' || lower === 'nan')
+        this.fail(this.pos(l), `unexpected number ${JSON.stringify(label)} in grouping opts, expected label`);
+      if (lower === 'without')
+        this.fail(this.pos(l), `unexpected <${label}> in grouping opts, expected label`);
+      return label;
     });
   }
 

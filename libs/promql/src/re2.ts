@@ -194,24 +194,43 @@ export interface AnchoredRegex {
  * what dashboards send) keep the native engine, ten times faster.
  */
 export function compileAnchoredRegex(pattern: string): AnchoredRegex {
+  // Counted repetitions past RE2's 1,000 (`a{1,1001}`, `(a{500}){3}`) are JavaScript's to run.
+  if (/\{\d/.test(pattern)) {
+    const refused = re2Refusal(pattern);
+    if (refused) throw refused;
+  }
   let translated: TranslatedRegex;
   try {
     translated = translateRe2(pattern);
   } catch (error) {
     if (error instanceof Re2Only) return re2Regex(pattern);
-    throw error;
+    throw error instanceof RegexSyntaxError ? (re2Refusal(pattern) ?? error) : error;
   }
   const { source, flags } = translated;
   let native: RegExp;
   try {
     native = new RegExp(`^(?:${source})$`, flags);
   } catch (e) {
-    throw new RegexSyntaxError(
-      (e as Error).message.replace(/^Invalid regular expression: \/.*\/[a-z]*: /, ''),
+    throw (
+      re2Refusal(pattern) ??
+      new RegexSyntaxError((e as Error).message.replace(/^Invalid regular expression: \/.*\/[a-z]*: /, ''))
     );
   }
   if (backtrackFree(source)) return native;
   return re2Regex(pattern);
+}
+
+/**
+ * RE2's refusal of the pattern, in Go's words, if it refuses it: Prometheus compiles it anchored
+ * (`^(?:...)$`), so that is the text its errors quote (`missing closing ): \`^(?:()$\``).
+ */
+function re2Refusal(pattern: string): RegexSyntaxError | undefined {
+  try {
+    RE2JS.compile(`^(?:${pattern})$`);
+    return undefined;
+  } catch (e) {
+    return new RegexSyntaxError((e as Error).message.replace(/^error parsing regexp: /, ''));
+  }
 }
 
 /** The pattern compiled by re2js, anchored: RE2's own syntax and its linear time. */
@@ -220,7 +239,7 @@ function re2Regex(pattern: string): AnchoredRegex {
   try {
     linear = RE2JS.compile(`^(?:${pattern})$`);
   } catch (e) {
-    throw new RegexSyntaxError((e as Error).message);
+    throw new RegexSyntaxError((e as Error).message.replace(/^error parsing regexp: /, ''));
   }
   return {
     test: (value) => linear.testExact(value),

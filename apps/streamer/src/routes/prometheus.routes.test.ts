@@ -238,7 +238,7 @@ describe('GET and POST /v1/prometheus/api/v1/query', () => {
     [{}, /^invalid parameter "query": /],
     [
       { query: 'up', time: 'yesterday' },
-      /^invalid parameter "time": cannot parse "yesterday" to a valid timestamp$/,
+      /^invalid parameter "time": Invalid time value for 'time': cannot parse "yesterday" to a valid timestamp$/,
     ],
     [
       { query: 'up', timeout: 'soon' },
@@ -247,7 +247,7 @@ describe('GET and POST /v1/prometheus/api/v1/query', () => {
     [{ query: 'up{job=~"("}' }, /^invalid parameter "query": /],
     [
       { query: 'vector(1)', time: '1e308' },
-      /^invalid parameter "time": cannot parse "1e308" to a valid timestamp$/,
+      /^invalid parameter "time": Invalid time value for 'time': cannot parse "1e308" to a valid timestamp$/,
     ],
     [
       { query: 'up', timeout: '300y' },
@@ -259,7 +259,7 @@ describe('GET and POST /v1/prometheus/api/v1/query', () => {
       .map((time): [Record<string, string>, RegExp] => [
         { query: 'vector(1)', time },
         new RegExp(
-          `^invalid parameter "time": cannot parse "${time.replace(/[+.]/g, '\\$&')}" to a valid timestamp$`,
+          `^invalid parameter "time": Invalid time value for 'time': cannot parse "${time.replace(/[+.]/g, '\\$&')}" to a valid timestamp$`,
         ),
       ]),
     [
@@ -340,12 +340,24 @@ describe('GET and POST /v1/prometheus/api/v1/query_range', () => {
   it.each([
     [{ start: 'x', end: '10', step: '1' }, /^invalid parameter "start": cannot parse "x"/],
     [{ start: '10', step: '1' }, /^invalid parameter "end": cannot parse ""/],
-    [{ start: '10', end: '5', step: '1' }, /^end timestamp must not be before start time$/],
+    [
+      { start: '10', end: '5', step: '1' },
+      /^invalid parameter "end": end timestamp must not be before start time$/,
+    ],
     [
       { start: '0', end: '10', step: 'often' },
       /^invalid parameter "step": cannot parse "often" to a valid duration$/,
     ],
-    [{ start: '0', end: '10', step: '0' }, /^zero or negative query resolution step widths are not accepted/],
+    [
+      { start: '0', end: '10', step: '0' },
+      /^invalid parameter "step": zero or negative query resolution step widths are not accepted/,
+    ],
+    [
+      { start: '0', end: '10', step: '-15' },
+      /^invalid parameter "step": zero or negative query resolution step widths are not accepted/,
+    ],
+    // A range query's parse error comes bare, as Prometheus 2 gives it (an instant query's names `query`).
+    [{ start: '0', end: '10', step: '1', query: 'sum(' }, /^1:5: parse error: unclosed left parenthesis$/],
     [{ start: '1e308', end: '1e308', step: '1' }, /^invalid parameter "start": cannot parse "1e308"/],
     [{ start: '0', end: '1e308', step: '1' }, /^invalid parameter "end": cannot parse "1e308"/],
     [
@@ -473,9 +485,26 @@ describe('GET and POST /v1/prometheus/api/v1/series', () => {
     [{}, /^no match\[\] parameter provided$/],
     [{ 'match[]': 'rate(x[5m])' }, /^invalid parameter "match\[\]": /],
     [{ 'match[]': '{job=~".*"}' }, /^invalid parameter "match\[\]": .*at least one non-empty matcher/],
-    [{ 'match[]': 'up', limit: '-1' }, /^invalid parameter "limit"/],
-    [{ 'match[]': 'up', start: '1e308' }, /^invalid parameter "start": cannot parse "1e308"/],
-    [{ 'match[]': 'up', end: '-1e308' }, /^invalid parameter "end": cannot parse "-1e308"/],
+    [{ 'match[]': 'up', limit: '-1' }, /^invalid parameter "limit": limit must be non-negative$/],
+    [
+      { 'match[]': 'up', limit: 'ten' },
+      /^invalid parameter "limit": strconv.Atoi: parsing "ten": invalid syntax$/,
+    ],
+    [
+      { 'match[]': 'up', limit: '99999999999999999999' },
+      /^invalid parameter "limit": strconv.Atoi: parsing "99999999999999999999": value out of range$/,
+    ],
+    [
+      { 'match[]': 'up', start: '1e308' },
+      /^invalid parameter "start": Invalid time value for 'start': cannot parse "1e308"/,
+    ],
+    [
+      { 'match[]': 'up', end: '-1e308' },
+      /^invalid parameter "end": Invalid time value for 'end': cannot parse "-1e308"/,
+    ],
+    // The limit is read first, then the times, then the selectors.
+    [{ 'match[]': 'up{', limit: 'x', start: 'y' }, /^invalid parameter "limit"/],
+    [{ 'match[]': 'up{', start: 'y' }, /^invalid parameter "start"/],
     [{ 'match[]': 'up', timeout: 'soon' }, /^invalid parameter "timeout": cannot parse "soon"/],
   ])('answers %j with 400 bad_data', async (params, message) => {
     const res = await api(hot).get(`${API}/series`).query(params).expect(400);
@@ -488,6 +517,22 @@ describe('GET and POST /v1/prometheus/api/v1/series', () => {
 });
 
 describe('label names and values', () => {
+  it.each([`${API}/labels`, `${API}/label/job/values`])(
+    'gives a selector parse error of %s bare, as Prometheus does (a series query names match[])',
+    async (path) => {
+      const res = await api(hot).get(path).query({ 'match[]': 'up{' }).expect(400);
+      expect(res.body).toEqual({
+        status: 'error',
+        errorType: 'bad_data',
+        error: '1:4: parse error: unexpected end of input inside braces',
+      });
+      const limit = await api(hot).get(path).query({ 'match[]': 'up', limit: '+2' }).expect(200);
+      expect(limit.body.status).toBe('success');
+      const negative = await api(hot).get(path).query({ limit: '-0' }).expect(200);
+      expect(negative.body.status).toBe('success');
+    },
+  );
+
   it('refuses a label name that is not percent-encoded UTF-8 as bad data, as Prometheus does', async () => {
     for (const name of ['%ff', '%ZZ', '%E0%A4%A']) {
       const res = await api(hot).get(`${API}/label/${name}/values`).expect(400);
@@ -761,7 +806,7 @@ describe('what Grafana asks beyond queries: exemplars, rules and alerts', () => 
     );
     await refused(
       `${API}/query_exemplars?query=up&start=yesterday`,
-      'invalid parameter "start": cannot parse "yesterday" to a valid timestamp',
+      `invalid parameter "start": Invalid time value for 'start': cannot parse "yesterday" to a valid timestamp`,
     );
     await refused(`${API}/rules?type=x`, 'invalid parameter "type": not supported value "x"');
   });

@@ -185,11 +185,16 @@ export function parseDurationParam(text: string): number | undefined {
   return at === text.length && lastRank >= 0 && ms <= MAX_DURATION_MS ? ms : undefined;
 }
 
+/** An optional time (Prometheus' parseTimeParam, which names the parameter twice in its error). */
 function timeParam(params: Params, name: string, fallback: number): number {
   const text = params.get(name);
   if (text === '') return fallback;
   const ms = parseTime(text);
-  if (ms === undefined) throw invalidParam(name, `cannot parse ${quote(text)} to a valid timestamp`);
+  if (ms === undefined)
+    throw invalidParam(
+      name,
+      `Invalid time value for '${name}': cannot parse ${quote(text)} to a valid timestamp`,
+    );
   return ms;
 }
 
@@ -208,33 +213,46 @@ function timeoutParam(params: Params): number | undefined {
   return ms;
 }
 
+/** `limit` of series, labels and label values, read as Prometheus 2.54 reads it (Go's strconv.Atoi). */
 function limitParam(params: Params): number {
   const text = params.get('limit');
   if (text === '') return 0;
-  if (!/^\d+$/.test(text)) throw invalidParam('limit', `cannot parse ${quote(text)} to a valid limit`);
-  return Number(text);
+  if (!/^[+-]?\d+$/.test(text))
+    throw invalidParam('limit', `strconv.Atoi: parsing ${quote(text)}: invalid syntax`);
+  const value = BigInt(text);
+  if (value > 2n ** 63n - 1n || value < -(2n ** 63n))
+    throw invalidParam('limit', `strconv.Atoi: parsing ${quote(text)}: value out of range`);
+  if (value < 0n) throw invalidParam('limit', 'limit must be non-negative');
+  return Number(value);
 }
 
-/** The query, parsed once here so a syntax error reads as Prometheus writes it. */
-function queryParam(params: Params): string {
+/**
+ * The query, parsed once here so a syntax error reads as Prometheus writes it: an invalid `query`
+ * parameter of an instant query, and bare for a range query (as Prometheus 2 answers both).
+ */
+function queryParam(params: Params, named = true): string {
   const query = params.get('query');
   try {
     parseExpr(query);
   } catch (error) {
-    if (error instanceof BadDataError) throw invalidParam('query', error.message);
+    if (error instanceof BadDataError)
+      throw named ? invalidParam('query', error.message) : new ApiError('bad_data', error.message);
     throw error;
   }
   return query;
 }
 
-function matchParams(params: Params, required: boolean): Matcher[][] {
-  const texts = params.all('match[]');
-  if (required && texts.length === 0) throw new ApiError('bad_data', 'no match[] parameter provided');
-  return texts.map((text) => {
+/**
+ * The `match[]` selectors. A series query names the parameter in its error; label names and values
+ * give the parser's error bare, as Prometheus does.
+ */
+function matchParams(params: Params, forSeries: boolean): Matcher[][] {
+  return params.all('match[]').map((text) => {
     try {
       return parseMetricSelector(text);
     } catch (error) {
-      if (error instanceof BadDataError) throw invalidParam('match[]', error.message);
+      if (error instanceof BadDataError)
+        throw forSeries ? invalidParam('match[]', error.message) : new ApiError('bad_data', error.message);
       throw error;
     }
   });
@@ -296,14 +314,14 @@ export function prometheusRoutes(prometheus: PrometheusService, now: () => numbe
     const params = new Params(req);
     const startMs = requiredTime(params, 'start');
     const endMs = requiredTime(params, 'end');
-    if (endMs < startMs) throw new ApiError('bad_data', 'end timestamp must not be before start time');
+    if (endMs < startMs) throw invalidParam('end', 'end timestamp must not be before start time');
     const stepText = params.get('step');
     const stepMs = parseDurationParam(stepText);
     if (stepMs === undefined)
       throw invalidParam('step', `cannot parse ${quote(stepText)} to a valid duration`);
     if (stepMs <= 0) {
-      throw new ApiError(
-        'bad_data',
+      throw invalidParam(
+        'step',
         'zero or negative query resolution step widths are not accepted. Try a positive integer',
       );
     }
@@ -314,7 +332,7 @@ export function prometheusRoutes(prometheus: PrometheusService, now: () => numbe
       );
     }
     const timeoutMs = timeoutParam(params);
-    const query = queryParam(params);
+    const query = queryParam(params, false);
     const result = await prometheus.rangeQuery(
       query,
       { startMs, endMs, stepMs },
@@ -325,9 +343,10 @@ export function prometheusRoutes(prometheus: PrometheusService, now: () => numbe
 
   both('/series', async (req, res) => {
     const params = new Params(req);
-    const matchers = matchParams(params, true);
-    const range = rangeParams(params);
+    if (params.all('match[]').length === 0) throw new ApiError('bad_data', 'no match[] parameter provided');
     const limit = limitParam(params);
+    const range = rangeParams(params);
+    const matchers = matchParams(params, true);
     const timeoutMs = timeoutParam(params);
     const series = await prometheus.series(matchers, range, { timeoutMs, signal: clientGone(res) });
     send(res, limited(series.map(labelsToRecord), limit));
@@ -335,9 +354,9 @@ export function prometheusRoutes(prometheus: PrometheusService, now: () => numbe
 
   both('/labels', async (req, res) => {
     const params = new Params(req);
-    const matchers = matchParams(params, false);
-    const range = rangeParams(params);
     const limit = limitParam(params);
+    const range = rangeParams(params);
+    const matchers = matchParams(params, false);
     const timeoutMs = timeoutParam(params);
     const names = await prometheus.labelNames(matchers, range, { timeoutMs, signal: clientGone(res) });
     send(res, limited(names, limit));
@@ -347,9 +366,9 @@ export function prometheusRoutes(prometheus: PrometheusService, now: () => numbe
     const params = new Params(req);
     const name = String(req.params['name']);
     if (!isValidLabelName(name)) throw new ApiError('bad_data', `invalid label name: ${quote(name)}`);
-    const matchers = matchParams(params, false);
-    const range = rangeParams(params);
     const limit = limitParam(params);
+    const range = rangeParams(params);
+    const matchers = matchParams(params, false);
     const timeoutMs = timeoutParam(params);
     const values = await prometheus.labelValues(name, matchers, range, {
       timeoutMs,
