@@ -516,6 +516,17 @@ describe('GET and POST /v1/prometheus/api/v1/series', () => {
   });
 });
 
+describe('times of the first century', () => {
+  it.each([
+    ['0099-12-31T23:59:59Z', -59_011_459_201],
+    ['0001-01-01T00:00:00Z', -62_135_596_800],
+    ['0000-02-29T12:00:00+01:00', -62_162_082_000],
+  ])('reads %s in its own year, not 1900 years on', async (time, seconds) => {
+    const res = await api(hot).get(`${API}/query`).query({ query: 'time()', time }).expect(200);
+    expect(res.body.data.result[0]).toBe(seconds);
+  });
+});
+
 describe('label names and values', () => {
   it.each([`${API}/labels`, `${API}/label/job/values`])(
     'gives a selector parse error of %s bare, as Prometheus does (a series query names match[])',

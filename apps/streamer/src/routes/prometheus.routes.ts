@@ -127,7 +127,13 @@ export function parseTime(text: string): number | undefined {
     number,
     number,
   ];
-  const daysInMonth = new Date(Date.UTC(year, month, 0)).getUTCDate();
+  // Date.UTC reads years 0-99 as 1900-1999: every date is made at 2000 and moved to its year.
+  const utc = (monthIndex: number, date: number, h = 0, m = 0, sec = 0, ms = 0) => {
+    const at = new Date(Date.UTC(2000, 0));
+    at.setUTCFullYear(year, monthIndex, date);
+    return at.setUTCHours(h, m, sec, ms);
+  };
+  const daysInMonth = new Date(utc(month, 0)).getUTCDate();
   if (month < 1 || month > 12 || day < 1 || day > daysInMonth) return undefined;
   if (hour > 23 || minute > 59 || second > 59) return undefined;
   // An offset may be as long as 24:00 (Go: "some people do write offsets of 24 hours").
@@ -137,7 +143,7 @@ export function parseTime(text: string): number | undefined {
     (zone.startsWith('-') ? -1 : 1) * (Number(offsetHours) * 60 + Number(offsetMinutes)) * 60_000;
   // Milliseconds of the fraction, the rest cut (Prometheus keeps whole milliseconds).
   const fraction = Number((rfc3339[7] ?? '.').slice(1, 4).padEnd(3, '0'));
-  return Date.UTC(year, month - 1, day, hour, minute, second, fraction) - offsetMs;
+  return utc(month - 1, day, hour, minute, second, fraction) - offsetMs;
 }
 
 /** Go's math.Round: halves away from zero (JavaScript's Math.round takes -0.5 to 0). */
