@@ -140,7 +140,21 @@ const SERVICES = {
         min: '100ms',
         max: '10m',
       }),
-      GATEWAY_MAX_CONCURRENCY: env.int('Upstream requests in flight at once; beyond it, 503.', 1, 1_000_000),
+      GATEWAY_MAX_CONCURRENCY: env.int(
+        'Upstream requests in flight at once, queue long-polls apart; beyond it, 503.',
+        1,
+        1_000_000,
+      ),
+      GATEWAY_MAX_LONG_POLLS: env.int(
+        'Queue long-polls (lease requests) waiting at once; beyond it, 503. 0: GATEWAY_MAX_CONCURRENCY.',
+        0,
+        1_000_000,
+      ),
+      GATEWAY_MAX_LONG_POLLS_PER_CLIENT: env.int(
+        'Long-polls one key (one address when auth is off) may have waiting; beyond it, 503. 0: a quarter of GATEWAY_MAX_LONG_POLLS.',
+        0,
+        1_000_000,
+      ),
       GATEWAY_AUTH_FAILURE_LIMIT: env.int(
         'Failed authentications per minute per client address (refill); past the burst, 429. 0: no limit.',
         0,
@@ -201,6 +215,9 @@ const SERVICES = {
       QUEUE_MAX_ATTEMPTS: env.int('Deliveries before a message is dead-lettered.', 1, 1000),
       QUEUE_MAX_PAYLOAD: env.bytes('Largest payload of one message.'),
       QUEUE_BODY_LIMIT: env.bytes('Largest request body.'),
+      QUEUE_PUBLISH_MEMORY: env.bytes(
+        'Most publish body bytes held at once, all requests together (never below QUEUE_BODY_LIMIT); past it a publish is a 503. resources.limits.memory must hold 3 times it plus 192Mi.',
+      ),
       QUEUE_RESPONSE_LIMIT: env.bytes(
         'Most payload bytes in one lease or dead-letter page (always one message).',
       ),

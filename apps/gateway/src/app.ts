@@ -17,7 +17,7 @@ import { request } from 'undici';
 import { ApiKeysService } from './auth/api-keys.service';
 import { clientAddressOf } from './auth/client-address';
 import { clientOf, RateLimiter, takeToken } from './auth/rate-limiter';
-import type { Edge } from './auth/require-scope';
+import { type Edge, requireKeyFirst } from './auth/require-scope';
 import type { GatewayConfig } from './config';
 import type { GatewayDatabase } from './gateway.tables';
 import { createGatewayMetrics } from './proxy/gateway.metrics';
@@ -183,6 +183,9 @@ export function createApp(deps: GatewayAppDeps): GatewayApp {
         .filter((route, i) => routes.findIndex((r) => backendOf(r) === backendOf(route)) === i)
         .map((route) => ({ name: backendOf(route), check: upstreamCheck(route), required: false })),
     ],
+    // Every route of the gateway's own needs its key before its method, media type or body is
+    // looked at (the documentation aside).
+    authenticate: requireKeyFirst(edge),
     routes: (app) => {
       app.use(keysRoutes(keys, edge));
       app.use(analyticsRoutes(new AnalyticsService(db), edge));

@@ -52,8 +52,15 @@ export const gatewayEnv = z.object({
   GATEWAY_RECORDS_FLUSH: duration('1s', { min: '10ms', max: '1m' }),
   /** Keep request records and received spans this long; 0 keeps everything. */
   GATEWAY_RETENTION: duration('7d'),
-  /** Most requests in flight to upstreams at once; beyond it, 503. */
+  /** Most requests in flight to upstreams at once, long-polls apart; beyond it, 503. */
   GATEWAY_MAX_CONCURRENCY: int(1024, 1, 1_000_000),
+  /**
+   * Most queue long-polls (lease requests, which may wait up to a minute) waiting at once: in all,
+   * and per client (an API key, or an address when anonymous); beyond either, 503. They take no
+   * slot of GATEWAY_MAX_CONCURRENCY. 0: as many as GATEWAY_MAX_CONCURRENCY, a quarter of that each.
+   */
+  GATEWAY_MAX_LONG_POLLS: int(0, 0, 1_000_000),
+  GATEWAY_MAX_LONG_POLLS_PER_CLIENT: int(0, 0, 1_000_000),
 });
 
 export type GatewayConfig = z.output<typeof gatewayEnv>;
@@ -69,6 +76,28 @@ function checkRotation(env: GatewayConfig, ctx: z.RefinementCtx<GatewayConfig>):
   }
 }
 
+/** The long-poll budgets in force: GATEWAY_MAX_LONG_POLLS(_PER_CLIENT), or the values derived when 0. */
+export function longPollLimits(
+  config: Pick<
+    GatewayConfig,
+    'GATEWAY_MAX_CONCURRENCY' | 'GATEWAY_MAX_LONG_POLLS' | 'GATEWAY_MAX_LONG_POLLS_PER_CLIENT'
+  >,
+): { max: number; perClient: number } {
+  const max = config.GATEWAY_MAX_LONG_POLLS || config.GATEWAY_MAX_CONCURRENCY;
+  return { max, perClient: config.GATEWAY_MAX_LONG_POLLS_PER_CLIENT || Math.ceil(max / 4) };
+}
+
+/** A key's share of the long-polls cannot be more than all of them. */
+function checkLongPolls(env: GatewayConfig, ctx: z.RefinementCtx<GatewayConfig>): void {
+  const { max } = longPollLimits(env);
+  if (env.GATEWAY_MAX_LONG_POLLS_PER_CLIENT > max)
+    ctx.addIssue({
+      code: 'custom',
+      path: ['GATEWAY_MAX_LONG_POLLS_PER_CLIENT'],
+      message: `must be at most GATEWAY_MAX_LONG_POLLS (${max}${env.GATEWAY_MAX_LONG_POLLS ? '' : ', from GATEWAY_MAX_CONCURRENCY'})`,
+    });
+}
+
 export function loadGatewayConfig(env: Record<string, string | undefined> = process.env): GatewayConfig {
-  return loadConfig(gatewayEnv.superRefine(checkRotation), env);
+  return loadConfig(gatewayEnv.superRefine(checkRotation).superRefine(checkLongPolls), env);
 }

@@ -14,6 +14,7 @@ import { queueApi } from './routes/topics.openapi';
 import { publishRoutes } from './routes/publish.routes';
 import { TOPICS_BODY_LIMIT, topicsRoutes } from './routes/topics.routes';
 import { LeaseWaiters } from './services/lease-waiters';
+import { PublishMemory } from './services/publish-memory';
 import { PublishNotifier } from './services/publish-notifier';
 import { createQueueMetrics } from './services/queue.metrics';
 import { QueueService } from './services/queue.service';
@@ -33,7 +34,7 @@ export interface QueueAppDeps {
     | 'SERVICE_TOKEN'
     | 'SERVICE_TOKEN_PREVIOUS'
   > &
-    Partial<Pick<QueueConfig, 'QUEUE_RESPONSE_LIMIT' | 'QUEUE_MAX_TOPICS'>>;
+    Partial<Pick<QueueConfig, 'QUEUE_RESPONSE_LIMIT' | 'QUEUE_MAX_TOPICS' | 'QUEUE_PUBLISH_MEMORY'>>;
   /** Tests: holds every answer to the OpenAPI document (see createServiceApp). */
   checkResponse?: ResponseCheck;
 }
@@ -53,6 +54,13 @@ export function createApp(deps: QueueAppDeps): QueueApp {
   const { pool, logger, config } = deps;
   const metrics = createMetrics('queue');
   const waiters = new LeaseWaiters();
+  // Never below one body of the largest size, so that a lone publish of that size always fits.
+  const publishMemory = new PublishMemory(
+    Math.max(
+      config.QUEUE_PUBLISH_MEMORY ?? queueEnv.shape.QUEUE_PUBLISH_MEMORY.parse(undefined),
+      config.QUEUE_BODY_LIMIT,
+    ),
+  );
   let housekeeping: NodeJS.Timeout | undefined;
   const notifier = new PublishNotifier({
     connectionString: config.DATABASE_URL,
@@ -74,6 +82,7 @@ export function createApp(deps: QueueAppDeps): QueueApp {
       ]);
     },
     () => notifier.listening,
+    publishMemory,
   );
   const queue = new QueueService({
     db: pool,
@@ -96,13 +105,15 @@ export function createApp(deps: QueueAppDeps): QueueApp {
     bodyLimit: TOPICS_BODY_LIMIT,
     readiness: [{ name: 'postgres', check: () => pingDatabase(pool) }],
     serviceToken: serviceTokenFrom(config),
-    rawBodyRoutes: (app) =>
+    // Publish reads its own body and checks its own media type, so that it counts every refusal.
+    binaryBodyRoutes: (app) =>
       app.use(
         publishRoutes(queue, {
           bodyLimit: config.QUEUE_BODY_LIMIT,
           maxMessages: MAX_BATCH,
           maxPayloadBytes: config.QUEUE_MAX_PAYLOAD,
           metrics: queueMetrics,
+          memory: publishMemory,
         }),
       ),
     routes: (app) => app.use(topicsRoutes(queue)),

@@ -10,6 +10,12 @@ export const queueEnv = z.object({
   QUEUE_MAX_PAYLOAD: bytes('256kb'),
   /** Largest request body: a batch of up to 1000 messages. */
   QUEUE_BODY_LIMIT: bytes('32mb'),
+  /**
+   * Most publish body bytes held at once, all requests together (each costs two to three times its
+   * body in memory while it is stored); past it, a publish is a 503 with Retry-After. Never taken
+   * as less than QUEUE_BODY_LIMIT, so one publish of the largest size always fits.
+   */
+  QUEUE_PUBLISH_MEMORY: bytes('64mb').refine((n) => n >= 1024 * 1024, 'must be at least 1mb'),
   /** Most payload bytes one lease or dead-letter page carries (always one message, at least). */
   QUEUE_RESPONSE_LIMIT: bytes('4mb'),
   /**

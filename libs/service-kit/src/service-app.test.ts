@@ -368,3 +368,67 @@ describe('the service credential', () => {
     expect(bodiesRead()).toBe(0);
   });
 });
+
+describe('a service’s own authentication (authenticate)', () => {
+  function keyed() {
+    let checked = 0;
+    const keyedApp = createServiceApp({
+      service: 'demo',
+      logger: createLogger('demo', 'silent'),
+      metrics: createMetrics('demo', { defaultMetrics: false }),
+      readiness: [],
+      openapi: { openapi: '3.1.0', paths: { '/echo': { post: {} } } },
+      authenticate: (req, _res, next) => {
+        checked++;
+        if (req.headers['x-api-key'] === 'good') return next();
+        next(new AppError(401, 'Send an API key.', { headers: { 'www-authenticate': 'Bearer' } }));
+      },
+      routes: (app) => {
+        app.post('/echo', (req, res) => {
+          res.json(req.body);
+        });
+      },
+    });
+    return { app: keyedApp, checked: () => checked };
+  }
+
+  it('keeps /healthz, /readyz and /metrics out of it', async () => {
+    const { app: keyedApp, checked } = keyed();
+    await request(keyedApp).get('/healthz').expect(200);
+    await request(keyedApp).get('/readyz').expect(200);
+    await request(keyedApp).get('/metrics').expect(200);
+    expect(checked()).toBe(0);
+  });
+
+  it('refuses before the method, the media type or the body is looked at', async () => {
+    const { app: keyedApp } = keyed();
+    const refusals = [
+      request(keyedApp).post('/echo').set('content-type', 'application/json').send('{"n":'),
+      request(keyedApp).post('/echo').set('content-type', 'text/plain').send('n=1'),
+      request(keyedApp).delete('/echo'),
+      request(keyedApp).options('/echo'),
+      request(keyedApp).get('/nowhere'),
+    ];
+    for (const res of await Promise.all(refusals)) {
+      expect(res.status).toBe(401);
+      expect(res.headers['content-type']).toContain('application/problem+json');
+      expect(res.headers['www-authenticate']).toBe('Bearer');
+    }
+  });
+
+  it('lets a caller it admits on to the same checks as before', async () => {
+    const { app: keyedApp } = keyed();
+    const key = { 'x-api-key': 'good' };
+    await request(keyedApp)
+      .post('/echo')
+      .set(key)
+      .set('content-type', 'application/json')
+      .send('{"n":')
+      .expect(400);
+    await request(keyedApp).post('/echo').set(key).set('content-type', 'text/plain').send('n=1').expect(415);
+    expect((await request(keyedApp).delete('/echo').set(key).expect(405)).headers['allow']).toBe('POST');
+    expect((await request(keyedApp).post('/echo').set(key).send({ n: 1 }).expect(200)).body).toEqual({
+      n: 1,
+    });
+  });
+});

@@ -1,7 +1,14 @@
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { context } from '@opentelemetry/api';
-import express, { type Express, type NextFunction, type Request, type Response, Router } from 'express';
+import express, {
+  type Express,
+  type NextFunction,
+  type Request,
+  type RequestHandler,
+  type Response,
+  Router,
+} from 'express';
 import { UnsupportedMediaTypeError } from '@gpu-telemetry/model';
 import { spellUtf8AsTheParserDoes } from './json-charset';
 import type { Logger } from 'pino';
@@ -63,6 +70,14 @@ export interface ServiceAppOptions {
    * otherwise): the backends answer only the system's own services.
    */
   serviceToken?: ServiceToken;
+  /**
+   * Runs on every request but /healthz, /readyz and /metrics (after the service credential, when
+   * one is asked), before its method, media type or body is looked at: a service's own check of
+   * who calls (the gateway's API keys), so that a caller it refuses has no body read or parsed and
+   * learns nothing of the API from a 405, 415 or 400. It answers the request, or passes it on
+   * (errors go to the service's error mapper).
+   */
+  authenticate?: RequestHandler;
   /**
    * Longest a readiness check may take before it counts as failed (default 2 s): a dependency
    * that hangs (a stopped process, a black-holed network) makes /readyz answer 503 promptly
@@ -226,6 +241,7 @@ export function createServiceApp(options: ServiceAppOptions): Express {
   // Past that check only the system's own services call (the gateway among them), so the path a
   // caller asked the gateway for (X-Forwarded-Uri) can be believed; at the edge it cannot.
   const trustForwarded = options.serviceToken !== undefined;
+  if (options.authenticate) app.use(options.authenticate);
 
   // A path the API has, asked with a method it does not take, is a 405 listing those it does,
   // before any body is read: its media type or syntax is beside the point. Every routed method is

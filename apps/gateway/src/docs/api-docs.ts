@@ -101,7 +101,7 @@ const PROXY_PROBLEMS: Problems = {
   400: 'The request cannot be forwarded as sent',
   413: 'The body is larger than GATEWAY_BODY_LIMIT',
   502: 'The upstream is unreachable, or failed',
-  503: 'Every upstream instance is failing (the circuit is open), too many requests are in flight, or keys cannot be checked; retry after Retry-After',
+  503: 'Every upstream instance is failing (the circuit is open), too many requests (or long-polls, in all or for this key) are in flight, or keys cannot be checked; retry after Retry-After',
   504: 'The upstream did not answer within the route timeout',
 };
 

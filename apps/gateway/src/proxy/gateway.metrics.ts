@@ -20,7 +20,7 @@ export function createGatewayMetrics(registry: Registry) {
     }),
     rejected: new Counter({
       name: 'gateway_rejected_total',
-      help: 'Proxied requests refused or cut short: rate_limit, concurrency, circuit_open, body_too_large, client_closed, unforwardable, auth_unavailable, malformed_path, expectation.',
+      help: 'Proxied requests refused or cut short: rate_limit, concurrency, long_polls (every long-poll slot held), long_polls_per_client (the key or address holds its share), circuit_open, body_too_large, client_closed, unforwardable, auth_unavailable, malformed_path, expectation.',
       labelNames: ['reason'] as const,
       registers,
     }),

@@ -22,6 +22,7 @@ import { type Access, type ApiKeysService, AuthError, type Principal } from '../
 import type { ClientAddressOf } from '../auth/client-address';
 import { clientOf, type RateLimiter, takeToken } from '../auth/rate-limiter';
 import { CircuitBreaker } from './circuit-breaker';
+import type { LongPollBudget, LongPollRefusal } from './long-poll-budget';
 import type { RequestRecord } from '../records/requests.queries';
 import type { GatewayMetrics } from './gateway.metrics';
 import { newTraceparent } from './trace-ids';
@@ -52,8 +53,11 @@ export interface ProxyRoute {
   timeoutMs: number;
   /** What a request needs (scope, and topic on the queue), by method and path below the prefix. */
   access(method: string, path: string): Access;
-  /** Whether a request may wait upstream for long (a lease's long-poll): it goes by `longPolls`. */
-  longPoll?(method: string, path: string): boolean;
+  /**
+   * Requests that may wait upstream for long (a lease's long-poll): they go by `longPolls`, and take
+   * a slot of `budget` instead of one of the ordinary requests' (GATEWAY_MAX_CONCURRENCY).
+   */
+  longPoll?: { matches(method: string, path: string): boolean; budget: LongPollBudget };
 }
 
 export interface ProxyOptions {
@@ -62,6 +66,7 @@ export interface ProxyOptions {
   limiter: RateLimiter;
   auth: boolean;
   bodyLimit: number;
+  /** Most requests in flight at once, long-polls apart (they have their route's budget). */
   maxConcurrency: number;
   logger: Logger;
   metrics: GatewayMetrics;
@@ -95,6 +100,7 @@ const tracer = trace.getTracer('gateway');
 type RejectReason =
   | 'rate_limit'
   | 'concurrency'
+  | LongPollRefusal
   | 'circuit_open'
   | 'body_too_large'
   | 'client_closed'
@@ -172,6 +178,8 @@ export function createUpstream(
     connectTimeoutMs: number;
     breakerFailures: number;
     breakerCooldownMs: number;
+    /** The long-poll budget (GATEWAY_MAX_LONG_POLLS): no more can wait on one instance either. */
+    maxLongPolls: number;
     metrics?: GatewayMetrics;
   },
 ): Upstream {
@@ -189,9 +197,9 @@ export function createUpstream(
       keepAliveMaxTimeout: 60_000,
       connectTimeout: connectTimeoutMs,
     }),
-    // As many connections as long-polls waiting: GATEWAY_MAX_CONCURRENCY bounds them.
+    // A connection for each long-poll that may wait: the budget bounds them, so none queues here.
     longPolls: new Pool(origin, {
-      connections: null,
+      connections: options.maxLongPolls,
       keepAliveTimeout: 30_000,
       keepAliveMaxTimeout: 60_000,
       connectTimeout: connectTimeoutMs,
@@ -293,19 +301,24 @@ export class Proxy {
         ]);
       }
       principal = await this.authorize(req, route, rest);
-      this.limit(req, res, principal);
+      const client = clientOf(req, principal, this.options.clientAddress);
+      this.limit(res, client);
       // Refused up front when it says so, and cut off as it streams when it did not.
       if (Number(req.headers['content-length'] ?? 0) > this.options.bodyLimit) throw this.tooLarge();
-      if (this.inFlight >= this.options.maxConcurrency) {
+      const longPoll = route.longPoll?.matches(req.method ?? 'GET', rest) ? route.longPoll.budget : undefined;
+      if (longPoll) {
+        this.takeLongPoll(longPoll, client, requestId);
+      } else if (this.inFlight >= this.options.maxConcurrency) {
         throw new ProxyError(
           503,
           'Too many requests in flight; retry shortly.',
           { 'retry-after': '1' },
           'concurrency',
         );
+      } else {
+        this.inFlight++;
       }
       if (expectsContinue) res.writeContinue();
-      this.inFlight++;
       // A client that leaves before the answer ends the upstream request too: the upstream stops
       // working for nobody (a PromQL query is cancelled, a long-poll lease released).
       const left = new AbortController();
@@ -339,7 +352,7 @@ export class Proxy {
         for (let attempt = 0; !response; attempt++) {
           upstream = this.pick(route);
           try {
-            const pool = route.longPoll?.(req.method ?? 'GET', rest) ? upstream.longPolls : upstream.pool;
+            const pool = longPoll ? upstream.longPolls : upstream.pool;
             response = await pool.request({
               method: (req.method ?? 'GET') as Dispatcher.HttpMethod,
               path: route.target + rest,
@@ -415,7 +428,8 @@ export class Proxy {
         await relay(response.body, res, (n) => (bytesOut += n));
       } finally {
         res.off('close', leave);
-        this.inFlight--;
+        if (longPoll) longPoll.release(client);
+        else this.inFlight--;
       }
     } catch (error) {
       const problem = error instanceof ProxyError ? error : new ProxyError(502, 'The upstream failed.');
@@ -480,12 +494,10 @@ export class Proxy {
   }
 
   private tooLarge(): ProxyError {
-    return new ProxyError(
-      413,
-      `The body is larger than the ${this.options.bodyLimit}-byte limit.`,
-      {},
-      'body_too_large',
-    );
+    const limit = this.options.bodyLimit;
+    return new ProxyError(413, `The body is larger than the ${limit}-byte limit.`, {}, 'body_too_large', [
+      { field: 'body', message: `must be at most ${limit} bytes` },
+    ]);
   }
 
   private clientGone(req: IncomingMessage, body: Transform): void {
@@ -504,12 +516,11 @@ export class Proxy {
   private requestFault(error: unknown, code: string, route: ProxyRoute): ProxyError {
     if (error instanceof ProxyError) return error;
     if (REQUEST_FAULTS.has(code)) {
-      return new ProxyError(
-        400,
-        `The request cannot be forwarded: ${(error as Error).message}.`,
-        {},
-        'unforwardable',
-      );
+      // undici names what it refused: a header ("invalid upgrade header"), or else the body.
+      const why = (error as Error).message;
+      return new ProxyError(400, `The request cannot be forwarded: ${why}.`, {}, 'unforwardable', [
+        { field: /header/i.test(why) ? 'headers' : 'body', message: `cannot be forwarded: ${why}` },
+      ]);
     }
     // Neither the upstream's fault nor one we know: 502 as before, but no breaker count.
     this.options.logger.error({ err: error, route: route.name }, 'upstream request failed');
@@ -543,8 +554,36 @@ export class Proxy {
     }
   }
 
-  private limit(req: IncomingMessage, res: ServerResponse, principal: Principal | undefined): void {
-    const wait = takeToken(this.options.limiter, res, clientOf(req, principal, this.options.clientAddress));
+  /**
+   * A slot of the long-poll budget for `client`, or 503: a long-poll refused is logged, as one that
+   * was let in would have held its slot for up to a minute.
+   */
+  private takeLongPoll(budget: LongPollBudget, client: string, requestId: string): void {
+    const refused = budget.take(client);
+    if (!refused) return;
+    const perClient = refused === 'long_polls_per_client';
+    this.options.logger.warn(
+      {
+        requestId,
+        client,
+        reason: refused,
+        holding: budget.holding(perClient ? client : undefined),
+        limit: perClient ? budget.perClient : budget.max,
+      },
+      'long-poll refused',
+    );
+    throw new ProxyError(
+      503,
+      perClient
+        ? `This ${client.startsWith('key:') ? 'key' : 'address'} has ${budget.perClient} long-polls waiting, its most at once; retry when one returns.`
+        : 'Too many long-polls waiting; retry shortly.',
+      { 'retry-after': '1' },
+      refused,
+    );
+  }
+
+  private limit(res: ServerResponse, client: string): void {
+    const wait = takeToken(this.options.limiter, res, client);
     if (wait !== undefined)
       throw new ProxyError(
         429,

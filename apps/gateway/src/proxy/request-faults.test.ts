@@ -248,6 +248,62 @@ describe('Expect: 100-continue', () => {
   });
 });
 
+describe('answers to a body the gateway will not forward', () => {
+  /** A raw request (node:http, chunked unless content-length is given); the answer read whole. */
+  function send(
+    base: string,
+    path: string,
+    options: { method: string; headers: Record<string, string>; body: Buffer },
+  ): Promise<{ status: number; headers: IncomingHttpHeaders; body: Record<string, unknown> }> {
+    return new Promise((resolve, reject) => {
+      const req = httpRequest(`${base}${path}`, {
+        method: options.method,
+        agent: false,
+        headers: options.headers,
+      });
+      req.on('response', (res) => {
+        let text = '';
+        res.setEncoding('utf8');
+        res.on('data', (chunk: string) => (text += chunk));
+        res.on('end', () =>
+          resolve({ status: res.statusCode ?? 0, headers: res.headers, body: JSON.parse(text) }),
+        );
+      });
+      req.on('error', reject);
+      req.end(options.body);
+    });
+  }
+
+  it('answers 413 naming the body, whether the body says its length or streams past the limit', async () => {
+    const running = await start({ GATEWAY_BODY_LIMIT: '1kb' });
+    try {
+      const headers = { 'x-api-key': ADMIN, 'content-type': 'application/json' };
+      const declared = await send(running.base, '/api/v1/targets', {
+        method: 'POST',
+        headers: { ...headers, 'content-length': '2048' },
+        body: Buffer.alloc(2048, 'x'),
+      });
+      const streamed = await send(running.base, '/api/v1/targets', {
+        method: 'POST',
+        headers,
+        body: Buffer.alloc(2048, 'x'),
+      });
+      for (const answer of [declared, streamed]) {
+        expect(answer.status).toBe(413);
+        expect(answer.headers['content-type']).toContain('application/problem+json');
+        expect(answer.body).toMatchObject({
+          status: 413,
+          detail: 'The body is larger than the 1024-byte limit.',
+          errors: [{ field: 'body', message: 'must be at most 1024 bytes' }],
+        });
+      }
+      expect(await metric(running.base, 'gateway_rejected_total', { reason: 'body_too_large' })).toBe(2);
+    } finally {
+      await stop(running);
+    }
+  });
+});
+
 describe('a client that leaves before the answer', () => {
   it('ends the upstream request, frees its slot and records it as 499', async () => {
     // Two requests in flight at most: slots that leaked would refuse the request after them.

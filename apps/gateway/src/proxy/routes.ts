@@ -1,7 +1,8 @@
 import { TELEMETRY_TOPIC } from '@gpu-telemetry/model';
 import type { Access, Scope } from '../auth/api-keys.service';
-import type { GatewayConfig } from '../config';
+import { type GatewayConfig, longPollLimits } from '../config';
 import type { GatewayMetrics } from './gateway.metrics';
+import { LongPollBudget } from './long-poll-budget';
 import { createUpstream, type ProxyRoute, type Upstream } from './proxy';
 
 const read = (method: string): Scope | undefined =>
@@ -53,6 +54,9 @@ export function buildRoutes(
   config: GatewayConfig,
   metrics?: GatewayMetrics,
 ): (ProxyRoute & { name: (typeof ROUTE_NAMES)[number] })[] {
+  // One long-poll budget for the gateway, whichever route and instance a long-poll goes to.
+  const limits = longPollLimits(config);
+  const longPolls = new LongPollBudget(limits.max, limits.perClient);
   // One upstream per origin, shared by its routes: an instance has one breaker (and one
   // gateway_breaker_state series), whichever route found it failing.
   const byOrigin = new Map<string, Upstream>();
@@ -65,6 +69,7 @@ export function buildRoutes(
           connectTimeoutMs: config.GATEWAY_CONNECT_TIMEOUT,
           breakerFailures: config.GATEWAY_BREAKER_FAILURES,
           breakerCooldownMs: config.GATEWAY_BREAKER_COOLDOWN,
+          maxLongPolls: limits.max,
           metrics,
         });
         byOrigin.set(origin, upstream);
@@ -96,7 +101,11 @@ export function buildRoutes(
       upstreams: upstreams(config.GATEWAY_QUEUE_URLS),
       timeoutMs: config.GATEWAY_TIMEOUT + 60_000,
       access: queueAccess,
-      longPoll: (method, path) => method === 'POST' && /^\/[^/]+\/leases$/.test(path.split('?')[0] ?? ''),
+      // Every lease may wait (its waitSeconds is in the body, still unread when the slot is taken).
+      longPoll: {
+        matches: (method, path) => method === 'POST' && /^\/[^/]+\/leases$/.test(path.split('?')[0] ?? ''),
+        budget: longPolls,
+      },
     },
     // The Prometheus HTTP API, for Grafana's Prometheus data source and promtool: queries sent as
     // form-encoded POSTs are reads too.

@@ -120,12 +120,17 @@ interface Budget {
   cut: boolean;
 }
 
+/** ES2024's String.prototype.isWellFormed and toWellFormed (Node 20 on), beyond this project's lib. */
+type Utf16 = string & { isWellFormed(): boolean; toWellFormed(): string };
+
 /**
- * Postgres stores no NUL in text or jsonb: one in a span's strings becomes U+FFFD. Longer than
- * `max`, the text is cut (never inside a surrogate pair, which Postgres would refuse).
+ * Postgres stores no NUL and no lone UTF-16 surrogate (half an emoji, as OTLP/JSON can write
+ * `\ud83d`) in text or jsonb: each in a span's strings becomes U+FFFD. Longer than `max`, the text
+ * is cut (never inside a surrogate pair, which would leave one alone).
  */
 function text(value: string, max: number = SPAN_LIMITS.text, budget?: Budget): string {
-  let out = value.includes('\u0000') ? value.replaceAll('\u0000', '\ufffd') : value;
+  let out = (value as Utf16).isWellFormed() ? value : (value as Utf16).toWellFormed();
+  if (out.includes('\u0000')) out = out.replaceAll('\u0000', '\ufffd');
   if (out.length > max) {
     const high = out.charCodeAt(max - 1);
     out = out.slice(0, high >= 0xd800 && high <= 0xdbff ? max - 1 : max);

@@ -203,8 +203,10 @@ describe('POST /v1/traces (OTLP/HTTP)', () => {
       .set('content-encoding', 'gzip')
       .send(gzipSync('{"resourceSpans":5}'))
       .expect(400);
-    expect((await request(base).get('/v1/traces').expect(405)).headers['allow']).toBe('POST');
-    expect((await request(base).get('/v1/traces/').expect(405)).headers['allow']).toBe('POST');
+    // The method is told to a key that may send spans, and to no one else.
+    await request(base).get('/v1/traces').expect(401);
+    expect((await request(base).get('/v1/traces').set(auth).expect(405)).headers['allow']).toBe('POST');
+    expect((await request(base).get('/v1/traces/').set(auth).expect(405)).headers['allow']).toBe('POST');
     // With a trailing slash, an export reaches the receiver too (its 400, not a 404).
     await request(base)
       .post('/v1/traces/')
@@ -335,6 +337,71 @@ describe('POST /v1/traces (OTLP/HTTP)', () => {
     expect(JSON.stringify(res.body)).not.toContain('\\u0000');
     expect(JSON.stringify(res.body)).toContain('a\ufffdb');
     expect(JSON.stringify(res.body)).toContain('"k\ufffd":"v\ufffd"');
+  });
+
+  it('stores a span whose strings hold lone UTF-16 surrogates (half an emoji), with U+FFFD in their place', async () => {
+    const traceId = randomBytes(16).toString('hex');
+    const lone = (s: string) => ({ stringValue: s });
+    const span = {
+      traceId,
+      spanId: '00f067aa0ba902b7',
+      name: 'cut emoji \ud83d',
+      startTimeUnixNano: '1700000000000000000',
+      endTimeUnixNano: '1700000000001000000',
+      attributes: [
+        { key: 'plain', value: lone('x\udc00y') },
+        { key: 'key \ud83d', value: lone('ok') },
+        { key: 'list', value: { arrayValue: { values: [lone('\udc00a'), lone('whole \ud83d\ude00')] } } },
+        { key: 'map', value: { kvlistValue: { values: [{ key: 'in\udc00', value: lone('\ud83d') }] } } },
+      ],
+      events: [{ name: 'event \ud83d', attributes: [{ key: 'e', value: lone('\udc00') }] }],
+      links: [{ traceId, spanId: '00f067aa0ba902b8', attributes: [{ key: 'l', value: lone('\ud83d') }] }],
+      status: { code: 2, message: 'failed \udc00' },
+    };
+    const resource = { attributes: [{ key: 'service.name', value: lone('svc \ud83d') }] };
+    const scope = { name: 'scope \ud83d', attributes: [{ key: 's', value: lone('\udc00') }] };
+    await request(base)
+      .post('/v1/traces')
+      .set(auth)
+      .set('content-type', 'application/json')
+      // JSON.stringify writes each lone surrogate as its \u escape, as a client's JSON encoder does.
+      .send(JSON.stringify({ resourceSpans: [{ resource, scopeSpans: [{ scope, spans: [span] }] }] }))
+      .expect(200);
+    const res = await request(base).get(`/api/v1/traces/${traceId}`).set('x-api-key', ADMIN).expect(200);
+    expect(res.body).toMatchObject({ traceId, spanCount: 1, services: ['svc \ufffd'] });
+    expect(res.body.roots[0]).toMatchObject({
+      service: 'svc \ufffd',
+      name: 'cut emoji \ufffd',
+      status: { code: 2, message: 'failed \ufffd' },
+      attributes: {
+        plain: 'x\ufffdy',
+        'key \ufffd': 'ok',
+        list: ['\ufffda', 'whole \ud83d\ude00'],
+        map: { 'in\ufffd': '\ufffd' },
+      },
+    });
+  });
+
+  it.each([
+    ['protobuf', () => new ProtoExporter({ url: `${base}/v1/traces`, headers: auth })],
+    ['JSON', () => new HttpJsonExporter({ url: `${base}/v1/traces`, headers: auth })],
+  ])('stores half an emoji sent by the OpenTelemetry %s exporter as U+FFFD', async (_, exporter) => {
+    const provider = new BasicTracerProvider({
+      resource: resourceFromAttributes({ 'service.name': 'cut' }),
+      spanProcessors: [new SimpleSpanProcessor(exporter())],
+    });
+    const span = provider
+      .getTracer('test')
+      .startSpan('cut emoji \ud83d', { attributes: { 'x\udc00': 'x\udc00y', list: ['\ud83d'] } });
+    span.end();
+    await provider.forceFlush();
+    await provider.shutdown();
+    const { traceId } = span.spanContext();
+    const res = await request(base).get(`/api/v1/traces/${traceId}`).set('x-api-key', ADMIN).expect(200);
+    expect(res.body.roots[0]).toMatchObject({
+      name: 'cut emoji \ufffd',
+      attributes: { 'x\ufffd': 'x\ufffdy', list: ['\ufffd'] },
+    });
   });
 
   it('reads back a trace whose parents loop or nest deep as trees, every span once', async () => {

@@ -120,7 +120,6 @@ export function createOtlpReceiver(deps: {
       ?.trim()
       .toLowerCase();
     try {
-      if (req.method !== 'POST') throw new ReceiveError(405, 'Send spans with POST.');
       let principal: Principal | undefined;
       if (deps.authorize) {
         try {
@@ -135,6 +134,8 @@ export function createOtlpReceiver(deps: {
           throw error;
         }
       }
+      // After the key: without one, nothing about the receiver is told, not even its method.
+      if (req.method !== 'POST') throw new ReceiveError(405, 'Send spans with POST.');
       const wait = deps.throttle(req, res, principal);
       if (wait !== undefined)
         throw new ReceiveError(429, 'Rate limit exceeded; slow down.', { retryAfter: String(wait) });

@@ -5,8 +5,9 @@ import {
   UnsupportedMediaTypeError,
   ValidationError,
 } from '@gpu-telemetry/model';
+import type { IncomingMessage } from 'node:http';
 import { apiRouter, validate } from '@gpu-telemetry/service-kit';
-import express, { type ErrorRequestHandler, type RequestHandler, type Router } from 'express';
+import type { ErrorRequestHandler, RequestHandler, Router } from 'express';
 import { z } from 'zod';
 import {
   type PublishLimits,
@@ -14,6 +15,7 @@ import {
   readPublishBody,
   type RefusalReason,
 } from '../services/publish-body';
+import { type PublishMemory, PublishMemoryFull, type PublishReservation } from '../services/publish-memory';
 import type { QueueMetrics } from '../services/queue.metrics';
 import type { QueueService } from '../services/queue.service';
 
@@ -21,6 +23,8 @@ export interface PublishRouteOptions extends PublishLimits {
   /** Largest publish body, in bytes. */
   bodyLimit: number;
   metrics: Pick<QueueMetrics, 'publishRefused'>;
+  /** The body bytes all publishes together may hold at once. */
+  memory: PublishMemory;
 }
 
 /** Why a publish was refused: what the body reader found, or what came before or after it. */
@@ -30,10 +34,11 @@ export type PublishRefusal =
   | 'unsupported_media_type'
   | 'body_too_large'
   | 'unreadable_body'
-  | 'unstorable_value';
+  | 'unstorable_value'
+  | 'memory_full';
 
 const topicParams = z.object({ topic: topicName });
-const NO_BODY = Buffer.alloc(0);
+const JSON_TYPES = ['application/json', 'application/*+json'];
 
 /** A declared body over the limit, shaped like the body reader's own 413 so that both read alike. */
 class BodyTooLarge extends Error {
@@ -44,23 +49,88 @@ class BodyTooLarge extends Error {
   }
 }
 
+/** Like body-parser's errors for a body that did not arrive whole, so that both read alike. */
+class BodyUnreadable extends Error {
+  readonly type = 'request.aborted';
+  readonly status = 400;
+  constructor() {
+    super('request aborted');
+  }
+}
+
 /**
- * POST /v1/topics/{topic}/messages, which reads its own body, so it is mounted before the
- * service's JSON parser: its bytes, up to bodyLimit (a larger Content-Length is refused before a
- * byte is read, a stream that passes it as soon as it does), are checked by readPublishBody
- * before anything is built from them, and its payloads are stored as those bytes.
+ * The body's bytes, up to `limit` (past it, a BodyTooLarge as soon as a byte passes it). A body
+ * of unknown length (chunked) grows `reservation` as it arrives, and is refused with a
+ * PublishMemoryFull once it would pass the budget; a declared length was reserved before reading.
+ * On refusal nothing more is kept: the rest is read and dropped, so the answer can be sent and
+ * the connection used again.
+ */
+function readBody(
+  req: IncomingMessage,
+  limit: number,
+  reservation: PublishReservation,
+  declared: boolean,
+): Promise<Buffer> {
+  return new Promise<Buffer>((resolve, reject) => {
+    let chunks: Buffer[] = [];
+    let size = 0;
+    const stop = () => {
+      req.off('data', onData).off('end', onEnd).off('error', onError).off('close', onClose);
+      chunks = [];
+    };
+    const refuse = (error: Error) => {
+      stop();
+      // Dropped unread from here on; a client that hangs up is no error then.
+      req.on('error', () => undefined).resume();
+      reject(error);
+    };
+    const onData = (chunk: Buffer) => {
+      size += chunk.length;
+      if (size > limit) return refuse(new BodyTooLarge(limit));
+      if (!declared) {
+        try {
+          reservation.grow(chunk.length);
+        } catch (error) {
+          return refuse(error as Error);
+        }
+      }
+      chunks.push(chunk);
+    };
+    const onEnd = () => {
+      const body = Buffer.concat(chunks, size);
+      stop();
+      resolve(body);
+    };
+    const onError = () => refuse(new BodyUnreadable());
+    const onClose = () => {
+      if (!req.complete) onError();
+    };
+    req.on('data', onData).once('end', onEnd).once('error', onError).once('close', onClose);
+  });
+}
+
+/**
+ * POST /v1/topics/{topic}/messages, which reads its own body and checks its own media type, so it
+ * is mounted before the service's media-type check and JSON parser (every refusal passes through
+ * its count): its bytes, up to bodyLimit (a larger Content-Length is refused before a byte is
+ * read, a stream that passes it as soon as it does), within the budget `memory` shares among all
+ * publishes (a declared length reserved before a byte is read, a chunked body as it arrives), are
+ * checked by readPublishBody before anything is built from them, and its payloads are stored as
+ * those bytes.
  */
 export function publishRoutes(queue: QueueService, options: PublishRouteOptions): Router {
   const router = apiRouter();
-  const readBody = express.raw({
-    limit: options.bodyLimit,
-    type: ['application/json', 'application/*+json'],
-    inflate: false,
-  });
 
-  // What is wrong before the body is read is refused before it is read, and answered at once (the
-  // body reader would read a body it refuses to its end before answering).
+  // What is wrong before the body is read is refused before it is read, and answered at once.
   const checkRequest: RequestHandler = (req, _res, next) => {
+    // Bodies are JSON. A body of no type or another one is a 415, not a confusing "not valid JSON".
+    const hasBody =
+      Number(req.headers['content-length'] ?? 0) > 0 || req.headers['transfer-encoding'] !== undefined;
+    if (hasBody && !req.is(JSON_TYPES)) {
+      throw new UnsupportedMediaTypeError(
+        `Send the body as application/json, not ${req.headers['content-type'] ?? 'no content type'}.`,
+      );
+    }
     validate(topicParams, req.params);
     if (Number(req.headers['content-length']) > options.bodyLimit) throw new BodyTooLarge(options.bodyLimit);
     // JSON is UTF-8 (RFC 8259), and payloads are stored as the bytes sent.
@@ -96,17 +166,27 @@ export function publishRoutes(queue: QueueService, options: PublishRouteOptions)
     next(error);
   };
 
+  // The body's bytes are held from before it is read until the publish is answered or fails (the
+  // client gone or not): the reservation is given back on every way out.
   const publish: RequestHandler<{ topic: string }> = async (req, res) => {
-    const batch = readPublishBody(Buffer.isBuffer(req.body) ? req.body : NO_BODY, options);
-    res.status(201).json(await queue.publish(req.params.topic, batch));
+    const length = req.headers['content-length'];
+    const reservation = options.memory.reserve(length === undefined ? 0 : Number(length));
+    try {
+      const body = await readBody(req, options.bodyLimit, reservation, length !== undefined);
+      req.body = body;
+      const batch = readPublishBody(body, options);
+      res.status(201).json(await queue.publish(req.params.topic, batch));
+    } finally {
+      reservation.release();
+    }
   };
 
-  router.post('/v1/topics/:topic/messages', checkRequest, readBody, publish, countRefusal);
+  router.post('/v1/topics/:topic/messages', checkRequest, publish, countRefusal);
   return router;
 }
 
 function refusalReason(error: unknown): PublishRefusal | undefined {
-  if (error instanceof PublishRefused) return error.reason;
+  if (error instanceof PublishRefused || error instanceof PublishMemoryFull) return error.reason;
   if (error instanceof ValidationError) return 'invalid_topic';
   if (error instanceof AppError && error.status === 415) return 'unsupported_media_type';
   if (error instanceof PayloadTooLargeError) return 'payload_too_large';

@@ -69,6 +69,7 @@ export const topicsOperations: Operation[] = [
       409: tooManyTopics,
       413: 'The body is over QUEUE_BODY_LIMIT, or a payload over QUEUE_MAX_PAYLOAD',
       415: 'The body is not JSON in UTF-8, or is compressed',
+      503: 'Publishes in flight already hold QUEUE_PUBLISH_MEMORY of bodies (the problem names `body`); retry after Retry-After',
     },
   },
   {

@@ -21,6 +21,7 @@ export function createQueueMetrics(
   registry: Registry,
   readDepth: () => Promise<Depth>,
   listening: () => boolean = () => false,
+  publishMemory?: { readonly inUse: number; readonly limit: number },
 ) {
   const depth = sharedRead(readDepth);
   const topic = ['topic'] as const;
@@ -82,7 +83,7 @@ export function createQueueMetrics(
     }),
     publishRefused: new Counter({
       name: 'queue_publish_refused_total',
-      help: 'Publishes refused, nothing stored, by reason: body_too_large, too_many_messages, payload_too_large, too_deep, invalid_json, invalid_message, invalid_topic, unsupported_media_type, unreadable_body (the client stopped sending), unstorable_value (Postgres refused a payload).',
+      help: 'Publishes refused, nothing stored, by reason: body_too_large, too_many_messages, payload_too_large, too_deep, invalid_json, invalid_message, invalid_topic, unsupported_media_type, unreadable_body (the client stopped sending), unstorable_value (Postgres refused a payload), memory_full (publishes in flight held QUEUE_PUBLISH_MEMORY of bodies).',
       labelNames: ['reason'] as const,
       registers,
     }),
@@ -103,6 +104,22 @@ export function createQueueMetrics(
       name: 'queue_notify_failures_total',
       help: "NOTIFYs of a publish that failed: other replicas' long-polls on its topic wake on QUEUE_FALLBACK_POLL instead.",
       registers,
+    }),
+    publishMemory: new Gauge({
+      name: 'queue_publish_memory_bytes',
+      help: 'Publish body bytes held now, all requests together (reserved by Content-Length before reading, or as they arrive).',
+      registers,
+      collect() {
+        this.set(publishMemory?.inUse ?? 0);
+      },
+    }),
+    publishMemoryLimit: new Gauge({
+      name: 'queue_publish_memory_limit_bytes',
+      help: 'The most publish body bytes held at once (QUEUE_PUBLISH_MEMORY, never below QUEUE_BODY_LIMIT); past it a publish is a 503.',
+      registers,
+      collect() {
+        this.set(publishMemory?.limit ?? 0);
+      },
     }),
     listening: new Gauge({
       name: 'queue_listening',
