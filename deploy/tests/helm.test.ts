@@ -1,8 +1,8 @@
-import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import os from 'node:os';
+import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { parseAllDocuments } from 'yaml';
-import { buildDependencies, helm } from '../tools/helm.cjs';
+import { copyCharts } from './support/chart-copy';
+import { helm } from '../tools/helm.cjs';
 import { buildDurationRules, buildSchemas, render, SERVICES } from '../tools/schemas.cjs';
 import { documentedIn } from './support/env-example';
 
@@ -53,14 +53,7 @@ const RELEASE_PODS = {
 let helmDir: string;
 
 beforeAll(() => {
-  // Vendor the file:// dependencies in a copy, so the test never writes into the checkout.
-  helmDir = mkdtempSync(path.join(os.tmpdir(), 'gt-helm-'));
-  cpSync(path.join(root, 'deploy/helm'), helmDir, {
-    recursive: true,
-    filter: (source) =>
-      !/[/\\]charts([/\\]|$)|Chart\.lock$/.test(path.relative(path.join(root, 'deploy/helm'), source)),
-  });
-  buildDependencies(helmDir);
+  helmDir = copyCharts('gt-helm-');
 }, 120_000);
 
 afterAll(() => rmSync(helmDir, { recursive: true, force: true }));

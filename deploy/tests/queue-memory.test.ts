@@ -1,25 +1,18 @@
-import { cpSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import os from 'node:os';
+import { rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { parseAllDocuments } from 'yaml';
-import { buildDependencies, helm } from '../tools/helm.cjs';
+import { copyCharts } from './support/chart-copy';
+import { helm } from '../tools/helm.cjs';
 
 /**
  * The queue chart's memory limit holds what publishes may take: QUEUE_PUBLISH_MEMORY of bodies at
  * once (never below QUEUE_BODY_LIMIT), each up to three times its size while stored, beside the
  * service's own 192Mi. A values file that breaks this fails to render, naming the limit.
  */
-const root = path.resolve(__dirname, '../..');
 let helmDir: string;
 
 beforeAll(() => {
-  helmDir = mkdtempSync(path.join(os.tmpdir(), 'gt-queue-memory-'));
-  cpSync(path.join(root, 'deploy/helm'), helmDir, {
-    recursive: true,
-    filter: (source) =>
-      !/[/\\]charts([/\\]|$)|Chart\.lock$/.test(path.relative(path.join(root, 'deploy/helm'), source)),
-  });
-  buildDependencies(helmDir);
+  helmDir = copyCharts('gt-queue-memory-');
 }, 120_000);
 
 afterAll(() => rmSync(helmDir, { recursive: true, force: true }));

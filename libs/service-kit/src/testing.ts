@@ -1,9 +1,26 @@
 import { createServer, type RequestListener } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { Writable } from 'node:stream';
 import type { Express } from 'express';
+import type { Logger } from 'pino';
+import { createLogger } from './logger';
 import { serviceAuthorization } from './service-auth';
 
 export { type DocumentedResponses, documentedResponses } from './documented-responses';
+
+/** A logger of `service` from `level` up whose lines are parsed into `lines`, for tests that read what was logged. */
+export function linesLogger(service: string, level: string, lines: Record<string, unknown>[]): Logger {
+  return createLogger(
+    service,
+    level,
+    new Writable({
+      write(chunk: Buffer, _encoding, done) {
+        lines.push(JSON.parse(chunk.toString('utf8')));
+        done();
+      },
+    }),
+  );
+}
 
 /** The service token every test app is built with. */
 export const TEST_SERVICE_TOKEN = 'test-service-token-0123456789abcdefghijklmnop';

@@ -1,15 +1,11 @@
-import {
-  createServer,
-  type IncomingHttpHeaders,
-  request as httpRequest,
-  type ServerResponse,
-} from 'node:http';
+import { createServer, type ServerResponse } from 'node:http';
 import type { Server } from 'node:http';
 import { createTestDatabase, type TestDatabase } from '@gpu-telemetry/db/testing';
 import { createLogger, type RunningServer } from '@gpu-telemetry/service-kit';
 import request from 'supertest';
 import type { GatewayApp } from '../app';
 import { createTestGateway, listenGateway, serve } from '../testing/gateway-test-app';
+import { metric, type RawAnswer, rawRequest } from '../testing/http-probes';
 import type { GatewayDatabase } from '../gateway.tables';
 
 /**
@@ -92,36 +88,13 @@ async function newKey(base: string, scopes: string[]): Promise<string> {
   return res.body.key as string;
 }
 
-interface Answer {
-  status: number;
-  headers: IncomingHttpHeaders;
-  body: Record<string, unknown>;
-}
-
 /** A lease that waits up to 30 s, on a connection of its own; `abort` leaves before the answer. */
-function lease(base: string, key?: string): { answer: Promise<Answer>; abort: () => void } {
-  const req = httpRequest(`${base}/api/v1/topics/jobs/leases`, {
+function lease(base: string, key?: string): { answer: Promise<RawAnswer>; abort: () => void } {
+  return rawRequest(`${base}/api/v1/topics/jobs/leases`, {
     method: 'POST',
-    agent: false,
     headers: { 'content-type': 'application/json', ...(key ? { 'x-api-key': key } : {}) },
+    body: JSON.stringify({ consumer: 'worker', max: 10, waitSeconds: 30 }),
   });
-  const answer = new Promise<Answer>((resolve, reject) => {
-    req.on('response', (res) => {
-      let text = '';
-      res.setEncoding('utf8');
-      res.on('data', (chunk: string) => (text += chunk));
-      res.on('end', () =>
-        resolve({ status: res.statusCode ?? 0, headers: res.headers, body: JSON.parse(text) }),
-      );
-    });
-    req.on('error', reject);
-  });
-  req.end(JSON.stringify({ consumer: 'worker', max: 10, waitSeconds: 30 }));
-  const abort = () => {
-    answer.catch(() => undefined);
-    req.destroy();
-  };
-  return { answer, abort };
 }
 
 /** Waits until the queue holds `count` leases. */
@@ -131,24 +104,13 @@ async function untilHeld(count: number): Promise<void> {
   expect(held.length).toBe(count);
 }
 
-async function metric(base: string, name: string, labels: Record<string, string> = {}): Promise<number> {
-  const text = (await request(base).get('/metrics').expect(200)).text;
-  let sum = 0;
-  for (const line of text.split('\n')) {
-    const match = /^(\w+)\{([^}]*)\} (\S+)$/.exec(line);
-    if (!match || match[1] !== name) continue;
-    if (Object.entries(labels).every(([k, v]) => match[2]?.includes(`${k}="${v}"`))) sum += Number(match[3]);
-  }
-  return sum;
-}
-
 /** The answers that came back by now, leaving the ones still waiting. */
-async function settled(answers: Promise<Answer>[]): Promise<Answer[]> {
+async function settled(answers: Promise<RawAnswer>[]): Promise<RawAnswer[]> {
   const pending = Symbol('pending');
   const now = await Promise.all(
     answers.map((a) => Promise.race([a, new Promise<typeof pending>((r) => setImmediate(() => r(pending)))])),
   );
-  return now.filter((a): a is Answer => a !== pending);
+  return now.filter((a): a is RawAnswer => a !== pending);
 }
 
 describe('POST /api/v1/topics/:topic/leases (long-polls)', () => {

@@ -5,6 +5,7 @@ import type { RunningServer } from '@gpu-telemetry/service-kit';
 import request from 'supertest';
 import type { GatewayApp } from '../app';
 import { createTestGateway, listenGateway, serve } from '../testing/gateway-test-app';
+import { metric, type RawAnswer, rawRequest } from '../testing/http-probes';
 import type { GatewayDatabase } from '../gateway.tables';
 
 /**
@@ -140,18 +141,6 @@ function abandonUpload(base: string, path: string, key: string): Promise<void> {
   });
 }
 
-/** The sum of a metric's series whose labels include `labels`. */
-async function metric(base: string, name: string, labels: Record<string, string> = {}): Promise<number> {
-  const text = (await request(base).get('/metrics').expect(200)).text;
-  let sum = 0;
-  for (const line of text.split('\n')) {
-    const match = /^(\w+)\{([^}]*)\} (\S+)$/.exec(line);
-    if (!match || match[1] !== name) continue;
-    if (Object.entries(labels).every(([k, v]) => match[2]?.includes(`${k}="${v}"`))) sum += Number(match[3]);
-  }
-  return sum;
-}
-
 describe('Expect: 100-continue', () => {
   it('gets 100 Continue once the request passed the edge checks, and the body is proxied without Expect', async () => {
     const running = await start();
@@ -250,29 +239,11 @@ describe('Expect: 100-continue', () => {
 
 describe('answers to a body the gateway will not forward', () => {
   /** A raw request (node:http, chunked unless content-length is given); the answer read whole. */
-  function send(
+  const send = (
     base: string,
     path: string,
     options: { method: string; headers: Record<string, string>; body: Buffer },
-  ): Promise<{ status: number; headers: IncomingHttpHeaders; body: Record<string, unknown> }> {
-    return new Promise((resolve, reject) => {
-      const req = httpRequest(`${base}${path}`, {
-        method: options.method,
-        agent: false,
-        headers: options.headers,
-      });
-      req.on('response', (res) => {
-        let text = '';
-        res.setEncoding('utf8');
-        res.on('data', (chunk: string) => (text += chunk));
-        res.on('end', () =>
-          resolve({ status: res.statusCode ?? 0, headers: res.headers, body: JSON.parse(text) }),
-        );
-      });
-      req.on('error', reject);
-      req.end(options.body);
-    });
-  }
+  ): Promise<RawAnswer> => rawRequest(`${base}${path}`, options).answer;
 
   it('answers 413 naming the body, whether the body says its length or streams past the limit', async () => {
     const running = await start({ GATEWAY_BODY_LIMIT: '1kb' });

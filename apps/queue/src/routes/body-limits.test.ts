@@ -1,13 +1,11 @@
 import { randomUUID } from 'node:crypto';
 import http from 'node:http';
 import net from 'node:net';
-import { Writable } from 'node:stream';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { createTestDatabase, type TestDatabase } from '@gpu-telemetry/db/testing';
-import { createLogger } from '@gpu-telemetry/service-kit';
 import { serviceAuthorization } from '@gpu-telemetry/service-kit';
-import { TEST_SERVICE_TOKEN } from '@gpu-telemetry/service-kit/testing';
+import { linesLogger, TEST_SERVICE_TOKEN } from '@gpu-telemetry/service-kit/testing';
 import request from 'supertest';
 import { createApp, type QueueApp } from '../app';
 import type { QueueDatabase } from '../queue.tables';
@@ -37,16 +35,7 @@ const logLines: Record<string, unknown>[] = [];
 
 beforeAll(async () => {
   database = await createTestDatabase<QueueDatabase>({ max: 10 });
-  const logger = createLogger(
-    'queue',
-    'warn',
-    new Writable({
-      write(chunk: Buffer, _encoding, done) {
-        logLines.push(JSON.parse(chunk.toString('utf8')));
-        done();
-      },
-    }),
-  );
+  const logger = linesLogger('queue', 'warn', logLines);
   const config = { ...TEST_CONFIG, DATABASE_URL: database.url };
   queue = createApp({ pool: database.pool, logger, config: { ...config, QUEUE_BODY_LIMIT: LIMIT } });
   small = createApp({ pool: database.pool, logger, config: { ...config, QUEUE_BODY_LIMIT: SMALL_LIMIT } });

@@ -1,10 +1,9 @@
 import { randomUUID } from 'node:crypto';
 import http from 'node:http';
 import net from 'node:net';
-import { Writable } from 'node:stream';
 import { createTestDatabase, type TestDatabase } from '@gpu-telemetry/db/testing';
-import { createLogger, serviceAuthorization } from '@gpu-telemetry/service-kit';
-import { TEST_SERVICE_TOKEN } from '@gpu-telemetry/service-kit/testing';
+import { serviceAuthorization } from '@gpu-telemetry/service-kit';
+import { linesLogger, TEST_SERVICE_TOKEN } from '@gpu-telemetry/service-kit/testing';
 import { createApp, type QueueApp } from '../app';
 import type { QueueDatabase } from '../queue.tables';
 import { serveQueue, TEST_CONFIG } from '../testing/queue-test-app';
@@ -30,16 +29,7 @@ afterAll(async () => {
 
 /** A queue on its own port with these limits, logging its warnings to logLines. */
 async function startQueue(limits: { QUEUE_BODY_LIMIT: number; QUEUE_PUBLISH_MEMORY: number }) {
-  const logger = createLogger(
-    'queue',
-    'warn',
-    new Writable({
-      write(chunk: Buffer, _encoding, done) {
-        logLines.push(JSON.parse(chunk.toString('utf8')));
-        done();
-      },
-    }),
-  );
+  const logger = linesLogger('queue', 'warn', logLines);
   const app = createApp({
     pool: database.pool,
     logger,
