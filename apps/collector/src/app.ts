@@ -107,6 +107,7 @@ export function createApp(deps: CollectorAppDeps): CollectorApp {
     replicas: config.COLLECTOR_REPLICAS,
     ordinal,
     resolve: deps.resolve,
+    metrics: collectorMetrics,
   });
   const publisher = new Publisher({
     client: queue,
@@ -131,6 +132,7 @@ export function createApp(deps: CollectorAppDeps): CollectorApp {
     sampleLimit: config.COLLECT_SAMPLE_LIMIT,
     labelLimit: config.COLLECT_LABEL_LIMIT,
     concurrency: config.COLLECT_CONCURRENCY,
+    retentionMs: config.TELEMETRY_RETENTION,
   });
   const csvReplay = config.COLLECT_CSV
     ? new CsvReplay({

@@ -44,7 +44,7 @@ export function createCollectorMetrics(registry: Registry) {
     }),
     dropped: new Counter({
       name: 'collector_samples_dropped_total',
-      help: 'Samples dropped: buffer_full (queue down longer than the buffer lasts), rejected by the queue, unpublished at shutdown, or unstorable (a scraped GPU sample the store cannot take: gpu index past 65535, too many or too long labels).',
+      help: 'Samples dropped: buffer_full (queue down longer than the buffer lasts), rejected by the queue (scraped or remote-written), unpublished at shutdown, or unstorable (a scraped or replayed GPU sample the store cannot take: gpu index past 65535, too many or too long labels, a time of its own more than a day ahead or older than TELEMETRY_RETENTION).',
       labelNames: ['reason'] as const,
       registers,
     }),
@@ -94,6 +94,12 @@ export function createCollectorMetrics(registry: Registry) {
       name: 'collector_remote_write_ignored_total',
       help: 'Parts of remote write requests read past and not stored: exemplar, histogram (native), metadata (a family name that is not a metric name), refused (samples of a series that cannot be stored, or out of time range).',
       labelNames: ['kind'] as const,
+      registers,
+    }),
+    dnsLookups: new Counter({
+      name: 'collector_dns_lookups_total',
+      help: 'Lookups of COLLECT_DNS names by outcome: success, not_found (no such name or no address: its targets are dropped), or error (a timeout or server failure: the addresses last found are kept).',
+      labelNames: ['outcome'] as const,
       registers,
     }),
     remoteWriteDuration: new Histogram({

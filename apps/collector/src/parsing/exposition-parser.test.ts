@@ -203,10 +203,15 @@ describe('the text format', () => {
     ['m{a="1",a="2"} 3', 'label a repeated'],
     ['m', 'missing value'],
     ['m twelve', 'is not a number'],
-    ['m 1 soon', 'timestamp "soon" is not a number'],
+    ['m 1 soon', 'timestamp "soon" is not an integer of milliseconds'],
     ['m 1 2 3', 'unexpected text after the timestamp'],
     ['m 1 1700000000000000000', 'timestamp "1700000000000000000" is outside 1970 to 9999'],
     ['m 1 -5', 'timestamp "-5" is outside 1970 to 9999'],
+    ['m 1 1.5', 'timestamp "1.5" is not an integer of milliseconds'],
+    ['m 1 1e3', 'timestamp "1e3" is not an integer of milliseconds'],
+    ['m 1 0x10', 'timestamp "0x10" is not an integer of milliseconds'],
+    ['m{__name__="n",UUID="GPU-1"} 1', 'label __name__ repeated'],
+    ['{"m",__name__="n"} 1', 'label __name__ repeated'],
     ['9m 1', 'expected a metric name'],
     ['m{="v"} 1', 'expected a label name'],
     ['{"quoted"="v",} 1', 'missing metric name'],
@@ -216,6 +221,13 @@ describe('the text format', () => {
     expect(errors).toHaveLength(1);
     expect(errors[0]?.line).toBe(2);
     expect(errors[0]?.message).toContain(message);
+  });
+
+  it('reads `#HELP` and `#TYPE` with no blank after the `#` as plain comments', () => {
+    const { samples, metadata, errors } = parseExposition('#HELP m some help\n#TYPE m counter\nm 1\n');
+    expect(metadata).toEqual([]);
+    expect(errors).toEqual([]);
+    expect(samples.map((s) => [s.name, s.value])).toEqual([['m', 1]]);
   });
 
   it('refuses a line longer than the limit without buffering it', () => {

@@ -39,6 +39,8 @@ export interface ParserOptions {
   maxLineLength?: number;
   /** Most labels on one sample; a sample with more is an error, found without reading them all. */
   maxLabels?: number;
+  /** Reads `__name__` in the braces as a label like any other (a label set alone, as in labels_raw). */
+  nameLabel?: boolean;
   onSample(sample: ExpositionSample): void;
   onMetadata?(metadata: ExpositionMetadata): void;
   onError?(error: ParseError): void;
@@ -166,6 +168,8 @@ export class ExpositionParser {
    */
   private comment(line: string, hash: number): void {
     let i = skipSpaces(line, hash + 1);
+    // `#HELP`, with no blank after the `#`, is a plain comment to Prometheus.
+    if (i === hash + 1) return;
     const keyword = line.slice(i, i + 4);
     // UNIT is OpenMetrics'; in the Prometheus text format it is a comment like any other.
     const openMetrics = this.options.format === 'openmetrics';
@@ -238,8 +242,12 @@ export class ExpositionParser {
         if (line.charCodeAt(i) !== 34) return `expected a quoted value for label ${key}`;
         const value = readQuoted(line, i);
         if (!value) return `unterminated value for label ${key}`;
-        // Reserved in the Prometheus data model but for __name__ (remote write refuses them too);
-        // __proto__ would also be lost to the object's setter, making two series one.
+        // `__name__` is the metric name, written before the braces (or quoted within them): in the
+        // braces it is a second one, refused as Prometheus refuses any label name given twice.
+        if (key === '__name__' && !this.options.nameLabel)
+          return `label ${key} repeated: the metric name is written before the braces`;
+        // Reserved in the Prometheus data model (remote write refuses them too); __proto__ would
+        // also be lost to the object's setter, making two series one.
         if (key.startsWith('__') && key !== '__name__')
           return `label ${key}: names beginning with __ are reserved`;
         if (Object.prototype.hasOwnProperty.call(labels, key)) return `label ${key} repeated`;
@@ -278,13 +286,16 @@ export class ExpositionParser {
       let tsEnd = i;
       while (tsEnd < line.length && line.charCodeAt(tsEnd) !== 32 && line.charCodeAt(tsEnd) !== 9) tsEnd++;
       const tsText = line.slice(i, tsEnd);
+      // The text format's timestamps are whole milliseconds (Prometheus reads `1.5` or `1e3` as
+      // an error); OpenMetrics' are seconds, fractions allowed.
+      if (this.options.format !== 'openmetrics' && !/^-?\d+$/.test(tsText))
+        return `timestamp ${JSON.stringify(tsText.slice(0, 40))} is not an integer of milliseconds`;
       const ts = readSampleValue(tsText);
       if (typeof ts !== 'number' || !Number.isFinite(ts))
         return `timestamp ${JSON.stringify(tsText.slice(0, 40))} ${typeof ts === 'number' ? 'is not a number' : ts}`;
       const rest = skipSpaces(line, tsEnd);
       if (rest < line.length && line.charCodeAt(rest) !== 35) return 'unexpected text after the timestamp';
-      timestampMs =
-        this.options.format === 'openmetrics' || tsText.includes('.') ? Math.round(ts * 1000) : ts;
+      timestampMs = this.options.format === 'openmetrics' ? Math.round(ts * 1000) : ts;
       // Nanoseconds or microseconds sent as milliseconds land past the year 9999.
       if (timestampMs < 0 || timestampMs > MAX_TIMESTAMP_MS)
         return `timestamp ${JSON.stringify(tsText.slice(0, 40))} is outside 1970 to 9999`;
@@ -391,7 +402,7 @@ function readQuoted(line: string, quote: number): { value: string; end: number }
  */
 export function parseLabelSet(text: string): Record<string, string> | undefined {
   let labels: Record<string, string> | undefined;
-  const parser = new ExpositionParser({ onSample: (s) => (labels = s.labels) });
+  const parser = new ExpositionParser({ nameLabel: true, onSample: (s) => (labels = s.labels) });
   parser.push(`_{${text}} 0`);
   parser.end();
   return labels;

@@ -6,6 +6,8 @@ export interface OutgoingMessage {
   id: string;
   json: string;
   samples: number;
+  /** Of `samples`, the stale markers (remote write). */
+  staleMarkers?: number;
   /** Metric metadata entries it carries (a metadata message). */
   metadata?: number;
   /** Called when the message is dropped unpublished (its sender may then send it again). */

@@ -4,6 +4,7 @@ import { AppError } from '@gpu-telemetry/model';
 import { type QueueClient, QueueRequestError } from '@gpu-telemetry/queue-client';
 import { getTracer, type Logger, withSpan } from '@gpu-telemetry/service-kit';
 import type { CollectorMetrics } from '../collector.metrics';
+import { MAX_FUTURE_MS } from '../parsing/storable-time';
 import { metadataMessages, type OutgoingMessage } from '../publishing/message-builder';
 import { buildSeriesMessages } from './series-messages';
 import { SnappyError, snappyDecode, SnappyTooLargeError } from './snappy';
@@ -39,6 +40,8 @@ export interface WriteResult {
   duplicates: number;
   /** What could not be stored and was passed over; the rest of the request was stored. */
   refused: { series: number; samples: number; reasons: string[] };
+  /** What the queue refused to take (a message over its payload limit); the rest is stored. */
+  lost: { messages: number; total: number; samples: number; staleMarkers: number; first?: string };
 }
 
 /** Why a write was answered as it was: collector_remote_write_requests_total{outcome}. */
@@ -59,13 +62,14 @@ class WriteRefused extends AppError {
     status: number,
     detail: string,
     readonly outcome: WriteOutcome,
-    headers?: Record<string, string>,
+    options: { headers?: Record<string, string>; field?: string } = {},
   ) {
-    super(status, detail, { headers });
+    // The request part at fault, named as for any other 4xx: a header, or the body.
+    const errors = options.field ? [{ field: options.field, message: detail }] : undefined;
+    super(status, detail, { headers: options.headers, errors });
   }
 }
 
-const FUTURE_MS = 24 * 3_600_000;
 /** Messages per publish request: a few MB at most (200 KiB each). */
 const MESSAGES_PER_PUBLISH = 32;
 const tracer = getTracer('collector');
@@ -100,8 +104,12 @@ export class RemoteWriteService {
       let outcome: WriteOutcome = 'stored';
       try {
         const result = await this.write(headers, read);
-        metrics.remoteWriteSamples.inc({ kind: 'value' }, result.samples - result.staleMarkers);
-        metrics.remoteWriteSamples.inc({ kind: 'stale' }, result.staleMarkers);
+        const { lost } = result;
+        // Counted as published: what the queue took.
+        const stored = result.samples - lost.samples;
+        const storedStale = result.staleMarkers - lost.staleMarkers;
+        metrics.remoteWriteSamples.inc({ kind: 'value' }, stored - storedStale);
+        metrics.remoteWriteSamples.inc({ kind: 'stale' }, storedStale);
         span.setAttributes({
           'remote_write.series': result.series,
           'remote_write.samples': result.samples,
@@ -110,14 +118,31 @@ export class RemoteWriteService {
         });
         logger.debug(result, 'remote write stored');
         const { refused } = result;
+        if (refused.series > 0 || refused.samples > 0)
+          metrics.remoteWriteIgnored.inc({ kind: 'refused' }, refused.samples);
+        if (lost.messages > 0) {
+          // As the publisher counts a message the queue refuses.
+          metrics.dropped.inc({ reason: 'rejected' }, lost.samples);
+          logger.warn(
+            { refused: lost.messages, messages: lost.total, samples: lost.samples, first: lost.first },
+            'remote write: the queue refused messages',
+          );
+          throw new WriteRefused(
+            400,
+            `The queue refuses ${lost.messages} of the ${lost.total} messages of this write (${lost.samples} samples; ` +
+              `the rest, ${stored} samples, are stored): ${lost.first}; is QUEUE_MAX_PAYLOAD under 256kb?`,
+            'queue_refused',
+            { field: 'body' },
+          );
+        }
         if (refused.series > 0 || refused.samples > 0) {
           // The rest is stored: a 400, which Prometheus does not retry, says what was not.
-          metrics.remoteWriteIgnored.inc({ kind: 'refused' }, refused.samples);
           throw new WriteRefused(
             400,
             `Stored ${result.samples} samples of ${result.series} series; ${refused.series} series and ` +
               `${refused.samples} samples could not be stored and were passed over: ${refused.reasons.join('; ')}.`,
             'partial',
+            { field: 'body' },
           );
         }
         return result;
@@ -152,7 +177,7 @@ export class RemoteWriteService {
         503,
         `${concurrency * READS_PER_STORE} remote write bodies are being read already; retry shortly.`,
         'overloaded',
-        { 'retry-after': '1' },
+        { headers: { 'retry-after': '1' } },
       );
     }
     this.reading++;
@@ -161,7 +186,9 @@ export class RemoteWriteService {
       body = await read(this.options.maxBodyBytes, this.options.bodyTimeoutMs);
     } catch (error) {
       if (error instanceof AppError && error.status === 408)
-        throw new WriteRefused(408, error.message, 'slow_body', error.options.headers);
+        throw new WriteRefused(408, error.message, 'slow_body', { headers: error.options.headers });
+      if (error instanceof AppError && error.status === 413)
+        throw new WriteRefused(413, error.message, 'too_large', { field: 'body' });
       throw error;
     } finally {
       this.reading--;
@@ -171,7 +198,7 @@ export class RemoteWriteService {
         503,
         `${concurrency} remote writes are being stored already; retry shortly.`,
         'overloaded',
-        { 'retry-after': '1' },
+        { headers: { 'retry-after': '1' } },
       );
     }
     this.inFlight++;
@@ -181,9 +208,13 @@ export class RemoteWriteService {
         decompressed = snappyDecode(body, this.options.maxDecompressedBytes);
       } catch (error) {
         if (error instanceof SnappyTooLargeError)
-          throw new WriteRefused(413, `The body is too large: ${error.message}.`, 'too_large');
+          throw new WriteRefused(413, `The body is too large: ${error.message}.`, 'too_large', {
+            field: 'body',
+          });
         if (error instanceof SnappyError)
-          throw new WriteRefused(400, `The body is not a snappy block: ${error.message}.`, 'malformed');
+          throw new WriteRefused(400, `The body is not a snappy block: ${error.message}.`, 'malformed', {
+            field: 'body',
+          });
         throw error;
       }
       const now = (this.options.now ?? Date.now)();
@@ -193,7 +224,7 @@ export class RemoteWriteService {
         decoded = decodeWriteRequest(decompressed, {
           maxSeries: this.options.maxSeries,
           maxSamples: this.options.maxSamples,
-          maxTimestampMs: now + FUTURE_MS,
+          maxTimestampMs: now + MAX_FUTURE_MS,
           minTimestampMs: this.options.retentionMs ? now - this.options.retentionMs : 0,
         });
         const hash = createHash('sha256').update(decompressed).digest('hex');
@@ -207,11 +238,12 @@ export class RemoteWriteService {
             error.status,
             `The body is not a WriteRequest this receiver can store: ${error.message}.`,
             error.status === 413 ? 'too_large' : 'malformed',
+            { field: 'body' },
           );
         }
         throw error;
       }
-      const duplicates = await this.publish(messages);
+      const { duplicates, lost } = await this.publish(messages);
       const { exemplars, histograms, metadata } = decoded.ignored;
       if (exemplars) this.options.metrics.remoteWriteIgnored.inc({ kind: 'exemplar' }, exemplars);
       if (histograms) this.options.metrics.remoteWriteIgnored.inc({ kind: 'histogram' }, histograms);
@@ -224,6 +256,7 @@ export class RemoteWriteService {
         messages: messages.length,
         duplicates,
         refused: decoded.refused,
+        lost,
       };
     } finally {
       this.inFlight--;
@@ -231,14 +264,16 @@ export class RemoteWriteService {
   }
 
   /**
-   * Publishes every message, a few at a time; returns how many the queue already had. A group the
-   * queue refuses as such (a payload over QUEUE_MAX_PAYLOAD) is published again a message at a
-   * time, so that only what it refuses is left out; the write is then a 400 (sending it again
-   * cannot help), answered once the rest is stored.
+   * Publishes every message, a few at a time; returns how many the queue already had, and what it
+   * refused. A group the queue refuses as such (a payload over QUEUE_MAX_PAYLOAD) is published again
+   * a message at a time, so that only what it refuses is left out; the write is then a 400 (sending
+   * it again cannot help), answered once the rest is stored.
    */
-  private async publish(messages: OutgoingMessage[]): Promise<number> {
+  private async publish(
+    messages: OutgoingMessage[],
+  ): Promise<{ duplicates: number; lost: WriteResult['lost'] }> {
     let duplicates = 0;
-    const refused: Error[] = [];
+    const lost: WriteResult['lost'] = { messages: 0, total: messages.length, samples: 0, staleMarkers: 0 };
     const send = async (batch: OutgoingMessage[]): Promise<boolean> => {
       try {
         const result = await this.options.queue.publishSerialized(
@@ -255,7 +290,7 @@ export class RemoteWriteService {
           503,
           'The queue cannot take the samples right now; retry shortly.',
           'queue_unavailable',
-          { 'retry-after': '5' },
+          { headers: { 'retry-after': '5' } },
         );
       }
     };
@@ -263,22 +298,14 @@ export class RemoteWriteService {
       const batch = messages.slice(i, i + MESSAGES_PER_PUBLISH);
       if (await send(batch)) continue;
       for (const message of batch) {
-        if (!(await send([message])))
-          refused.push(new Error(`message ${message.id} (${Buffer.byteLength(message.json)} bytes)`));
+        if (await send([message])) continue;
+        lost.messages++;
+        lost.samples += message.samples;
+        lost.staleMarkers += message.staleMarkers ?? 0;
+        lost.first ??= `message ${message.id} (${Buffer.byteLength(message.json)} bytes)`;
       }
     }
-    if (refused.length > 0) {
-      this.options.logger.warn(
-        { refused: refused.length, messages: messages.length, first: refused[0]?.message },
-        'remote write: the queue refused messages',
-      );
-      throw new WriteRefused(
-        400,
-        `The queue refuses ${refused.length} of the ${messages.length} messages of this write (the rest are stored): ${refused[0]?.message}; is QUEUE_MAX_PAYLOAD under 256kb?`,
-        'queue_refused',
-      );
-    }
-    return duplicates;
+    return { duplicates, lost };
   }
 }
 
@@ -296,6 +323,7 @@ function checkHeaders(headers: IncomingHttpHeaders): void {
         415,
         `Send the WriteRequest as application/x-protobuf, not ${type}.`,
         'unsupported',
+        { field: 'content-type' },
       );
     }
     const proto = parameters.find((p) => p.toLowerCase().startsWith('proto='))?.slice(6);
@@ -304,6 +332,7 @@ function checkHeaders(headers: IncomingHttpHeaders): void {
         415,
         `Only remote write 1.0 (prometheus.WriteRequest) is accepted, not ${proto}.`,
         'unsupported',
+        { field: 'content-type' },
       );
     }
   }
@@ -313,6 +342,7 @@ function checkHeaders(headers: IncomingHttpHeaders): void {
       415,
       `Compress the WriteRequest with snappy (block format), not ${encoding}.`,
       'unsupported',
+      { field: 'content-encoding' },
     );
   }
   const version = headers['x-prometheus-remote-write-version'];
@@ -321,6 +351,7 @@ function checkHeaders(headers: IncomingHttpHeaders): void {
       415,
       `Only remote write 1.0 (X-Prometheus-Remote-Write-Version 0.1.0) is accepted, not ${version}.`,
       'unsupported',
+      { field: 'x-prometheus-remote-write-version' },
     );
   }
 }

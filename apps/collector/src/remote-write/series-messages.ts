@@ -26,13 +26,20 @@ export function buildSeriesMessages(requestHash: string, series: DecodedSeries[]
   let entries: string[] = [];
   let size = head.length;
   let samples = 0;
+  let staleMarkers = 0;
   const flush = () => {
     if (entries.length === 0) return;
     const id = uuidV5(`remote-write\n${requestHash}\n${messages.length}`);
-    messages.push({ id, json: `{"id":"${id}","payload":${head}${entries.join(',')}]}}`, samples });
+    messages.push({
+      id,
+      json: `{"id":"${id}","payload":${head}${entries.join(',')}]}}`,
+      samples,
+      staleMarkers,
+    });
     entries = [];
     size = head.length;
     samples = 0;
+    staleMarkers = 0;
   };
   // Sizes in UTF-8 bytes, as the queue counts them: labels may be any text. (Decoding refused a
   // series whose labels take more than MAX_LABELS_JSON_BYTES, so each fits with samples beside.)
@@ -55,6 +62,7 @@ export function buildSeriesMessages(requestHash: string, series: DecodedSeries[]
         entryBytes += first ? sample.length : sample.length + 1;
         first = false;
         samples++;
+        if (s.values[k] === 'stale') staleMarkers++;
       }
       entry += ']}';
       entries.push(entry);

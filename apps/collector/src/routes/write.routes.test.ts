@@ -95,6 +95,10 @@ describe('POST /v1/write', () => {
     const res = await write(body([up()]), headers).expect(415);
     expect(res.headers['content-type']).toContain('application/problem+json');
     expect(res.body.detail).toContain(detail);
+    const header = Object.keys(headers).find(
+      (name) => headers[name as keyof typeof headers] !== HEADERS[name as keyof typeof HEADERS],
+    );
+    expect(res.body.errors).toEqual([{ field: header, message: expect.stringContaining(detail) }]);
   });
 
   it.each([
@@ -124,12 +128,14 @@ describe('POST /v1/write', () => {
     async (_what, payload, detail) => {
       const res = await write(payload).expect(400);
       expect(res.body.detail).toContain(detail);
+      expect(res.body.errors).toEqual([{ field: 'body', message: expect.stringContaining(detail) }]);
     },
   );
 
   it('answers 413 to a body over the limit, a decompressed size over the limit, or too many series or samples', async () => {
     const large = await write(Buffer.alloc(65 * 1024, 1)).expect(413);
     expect(large.body.detail).toBe('The body is larger than the 65536-byte limit.');
+    expect(large.body.errors).toEqual([{ field: 'body', message: large.body.detail }]);
     // 20 bytes that declare 300 KiB: refused from the preamble.
     const declared = Buffer.from(snappy.compress(Buffer.alloc(300 * 1024)));
     expect(declared.length).toBeLessThan(65 * 1024);
@@ -137,9 +143,9 @@ describe('POST /v1/write', () => {
       'The body is too large: it declares 307200 bytes uncompressed, more than the 262144-byte limit.',
     );
     const series = Array.from({ length: 101 }, (_, i) => up({ i: String(i) }));
-    expect((await write(body(series)).expect(413)).body.detail).toContain(
-      'the request holds more than 100 series',
-    );
+    const many = await write(body(series)).expect(413);
+    expect(many.body.detail).toContain('the request holds more than 100 series');
+    expect(many.body.errors).toEqual([{ field: 'body', message: many.body.detail }]);
     expect((await write(body([up({}, 201)])).expect(413)).body.detail).toContain(
       'the request holds more than 200 samples',
     );
@@ -365,8 +371,14 @@ describe('POST /v1/write when the queue refuses a message as such', () => {
       .send(body(series))
       .expect(400);
     expect(res.body.detail).toMatch(
-      /^The queue refuses 1 of the 3 messages of this write \(the rest are stored\)/,
+      /^The queue refuses 1 of the 3 messages of this write \(1000 samples; the rest, 1500 samples, are stored\)/,
     );
+    expect(res.body.errors).toEqual([{ field: 'body', message: res.body.detail }]);
     expect(stored).toHaveLength(2);
+    // The stored part counted as received, the refused part as dropped by the queue.
+    const metrics = await writer.metrics.registry.metrics();
+    expect(metrics).toMatch(/^collector_remote_write_samples_total\{kind="value"[^}]*\} 1500$/m);
+    expect(metrics).toMatch(/^collector_samples_dropped_total\{reason="rejected"[^}]*\} 1000$/m);
+    expect(metrics).toMatch(/^collector_remote_write_requests_total\{outcome="queue_refused"[^}]*\} 1$/m);
   });
 });

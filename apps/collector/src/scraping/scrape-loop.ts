@@ -6,9 +6,9 @@ import type { CollectorMetrics } from '../collector.metrics';
 import type { CollectorDatabase } from '../collector.tables';
 import { MessageBuilder, metadataMessages } from '../publishing/message-builder';
 import type { Publisher } from '../publishing/publisher';
-import type { Target, TargetRegistry } from '../targets/target-registry';
+import type { Target, TargetRegistry, TargetSource } from '../targets/target-registry';
 import type { TargetPolicy } from '../targets/target-url';
-import { saveStatuses, type TargetStatus } from '../targets/targets.queries';
+import { pruneStatuses, saveStatuses, type TargetStatus } from '../targets/targets.queries';
 import { EventLoopBudget } from './event-loop-budget';
 import { ScrapeError, type ScrapeResult, scrapeTarget } from './scraper';
 
@@ -28,6 +28,8 @@ export interface ScrapeLoopOptions {
   /** Most labels on one sample (Prometheus's label_limit); past it the scrape fails. */
   labelLimit: number;
   concurrency: number;
+  /** How long the store keeps samples (TELEMETRY_RETENTION): older exporter timestamps are left out. */
+  retentionMs?: number;
   /** Delay before the first round; by default a random part of the interval, so replicas spread out. */
   firstDelayMs?: number;
   now?: () => number;
@@ -36,6 +38,10 @@ export interface ScrapeLoopOptions {
 const tracer = getTracer('collector');
 /** How often a target's unchanged metadata is sent again. */
 const METADATA_RESEND_MS = 10 * 60_000;
+/** How long a round waits for the target list (DNS, Postgres) before it scrapes those last listed. */
+const LIST_WAIT_MS = 500;
+
+type RoundStatus = TargetStatus & { source: TargetSource };
 
 /**
  * Every interval, scrapes each target this replica owns, at most `concurrency` at a time, each
@@ -57,6 +63,11 @@ export class ScrapeLoop {
   private readonly unstorableWarned = new Set<string>();
   /** Parsing of every scrape shares the event loop through it. */
   private readonly budget = new EventLoopBudget();
+  /** The target listing in flight, if any. */
+  private listing: Promise<Target[]> | undefined;
+  /** The status save in flight, if any, and the statuses waiting for the next one. */
+  private saving: Promise<void> | undefined;
+  private readonly unsaved = new Map<string, RoundStatus>();
 
   constructor(private readonly options: ScrapeLoopOptions) {}
 
@@ -72,44 +83,102 @@ export class ScrapeLoop {
     this.halted = true;
     clearTimeout(this.timer);
     await this.round;
+    await this.saving;
   }
 
-  /** One round now (also what the timer runs). */
+  /** One round now, resolving once its statuses are saved (or could not be). */
   async runRound(): Promise<void> {
+    await this.scrapeRound();
+    await this.saving;
+  }
+
+  /**
+   * One round: what the timer runs. It waits on the database for nothing: the targets are those
+   * last listed when listing them is slow, and statuses are saved beside the next scrapes.
+   */
+  private async scrapeRound(): Promise<void> {
     const started = Date.now();
-    const { registry, logger, metrics } = this.options;
+    const { logger, metrics } = this.options;
     await withSpan(tracer, 'collector.round', {}, async (span) => {
-      let targets: Target[];
-      try {
-        targets = await registry.owned();
-      } catch (error) {
-        logger.warn({ err: error }, 'could not list targets; skipping this round');
-        return;
-      }
+      const targets = await this.listTargets();
       metrics.targets.set(targets.length);
       this.forgetAllBut(new Set(targets.map((t) => t.url)));
       span.setAttribute('collector.targets', targets.length);
-      const statuses: TargetStatus[] = [];
+      const statuses: RoundStatus[] = [];
       let next = 0;
       // Once stopped, no new scrape starts: the stop waits only for those in flight.
       const worker = async () => {
         while (next < targets.length && !this.halted) {
           const target = targets[next++] as Target;
-          statuses.push(await this.scrapeOne(target));
+          statuses.push({ ...(await this.scrapeOne(target)), source: target.source });
         }
       };
       await Promise.all(Array.from({ length: Math.min(this.options.concurrency, targets.length) }, worker));
-      try {
-        await saveStatuses(this.options.db, statuses);
-      } catch (error) {
-        logger.warn({ err: error }, 'could not save target statuses');
-      }
+      this.saveStatuses(statuses);
       const samples = statuses.reduce((sum, s) => sum + s.lastSamples, 0);
       const failed = statuses.filter((s) => s.lastError !== null).length;
       span.setAttribute('collector.failed', failed);
       metrics.roundDuration.observe((Date.now() - started) / 1000);
       logger.info({ targets: targets.length, failed, samples, ms: Date.now() - started }, 'scrape round');
     });
+  }
+
+  /**
+   * The targets this replica owns, listed afresh (one listing at a time) when that takes at most
+   * LIST_WAIT_MS; else, or when it fails, those last listed, so that a Postgres that does not
+   * answer (or a slow DNS) delays no scrape.
+   */
+  private async listTargets(): Promise<Target[]> {
+    const { registry, logger } = this.options;
+    if (!this.listing) {
+      const listing = registry.owned().finally(() => {
+        if (this.listing === listing) this.listing = undefined;
+      });
+      listing.catch(() => undefined); // handled below, or by a later round
+      this.listing = listing;
+    }
+    let timer: NodeJS.Timeout | undefined;
+    const waited = new Promise<undefined>(
+      (resolve) => (timer = setTimeout(() => resolve(undefined), LIST_WAIT_MS)),
+    );
+    try {
+      const listed = await Promise.race([this.listing, waited]);
+      if (listed) return listed;
+      logger.info({ ms: LIST_WAIT_MS }, 'listing targets is slow; scraping those last listed');
+    } catch (error) {
+      logger.warn({ err: error }, 'could not list targets; scraping those last listed');
+    } finally {
+      clearTimeout(timer);
+    }
+    return registry.lastOwned();
+  }
+
+  /**
+   * Saves the statuses beside the rounds: one save in flight at most; statuses of rounds that end
+   * meanwhile wait for it, the newest of each target kept. Then deletes the status rows of targets
+   * no longer listed, a bounded number at a time.
+   */
+  private saveStatuses(statuses: RoundStatus[]): void {
+    for (const status of statuses) this.unsaved.set(status.url, status);
+    if (this.saving || this.unsaved.size === 0) return;
+    this.saving = this.saveUnsaved().finally(() => (this.saving = undefined));
+  }
+
+  private async saveUnsaved(): Promise<void> {
+    const { db, registry, logger } = this.options;
+    while (this.unsaved.size > 0) {
+      const batch = [...this.unsaved.values()];
+      this.unsaved.clear();
+      try {
+        await saveStatuses(db, batch);
+        const pruned = await pruneStatuses(db, registry.configured());
+        if (pruned > 0) logger.info({ rows: pruned }, 'deleted the status of targets no longer listed');
+      } catch (error) {
+        // The next round's statuses are saved in their place.
+        logger.warn({ err: error, targets: batch.length }, 'could not save target statuses');
+        return;
+      }
+    }
   }
 
   /**
@@ -161,6 +230,7 @@ export class ScrapeLoop {
         budget: this.budget,
         onSample: (sample) => messages.add(sample),
         now: () => scrapedAt,
+        retentionMs: this.options.retentionMs,
       });
       metrics.scrapes.inc({ outcome: 'success' });
       metrics.parseErrors.inc(result.parseErrors);
@@ -239,7 +309,7 @@ export class ScrapeLoop {
     if (this.stopped) return;
     this.timer = setTimeout(() => {
       const started = Date.now();
-      this.round = this.runRound()
+      this.round = this.scrapeRound()
         .catch((error: unknown) => this.options.logger.error({ err: error }, 'scrape round failed'))
         .finally(() => {
           const elapsed = Date.now() - started;

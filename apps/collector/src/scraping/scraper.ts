@@ -1,6 +1,5 @@
 import { lookup } from 'node:dns';
 import { isIP } from 'node:net';
-import { StringDecoder } from 'node:string_decoder';
 import {
   isScrapedSample,
   type MetricMetadata,
@@ -11,6 +10,7 @@ import { Agent, type Dispatcher, request } from 'undici';
 import { fieldErrors } from '@gpu-telemetry/service-kit';
 import { ExpositionParser, type ParseError } from '../parsing/exposition-parser';
 import { ScrapeMetadata } from '../parsing/scrape-metadata';
+import { unstorableTime } from '../parsing/storable-time';
 import { toScrapedSample } from '../parsing/to-telemetry';
 import { isBlockedAddress, type TargetPolicy } from '../targets/target-url';
 import { EventLoopBudget } from './event-loop-budget';
@@ -118,6 +118,8 @@ export async function scrapeTarget(
     onSample(sample: ScrapedSample): void;
     budget?: EventLoopBudget;
     now?: () => number;
+    /** How long the store keeps samples (TELEMETRY_RETENTION; 0 keeps all): older ones are left out. */
+    retentionMs?: number;
   },
 ): Promise<ScrapeResult> {
   const scrapedAt = (options.now ?? Date.now)();
@@ -174,6 +176,16 @@ export async function scrapeTarget(
           skipped++;
           return;
         }
+        // An exporter's own timestamp the store would refuse is left out like any unstorable sample.
+        const late =
+          sample.timestampMs === undefined
+            ? undefined
+            : unstorableTime(sample.timestampMs, scrapedAt, options.retentionMs);
+        if (late) {
+          unstorable++;
+          firstUnstorable ??= `${sample.name}: timestamp ${sample.timestampMs} ${late}`;
+          return;
+        }
         if (!isScrapedSample(telemetry)) {
           const checked = scrapedSample.safeParse(telemetry);
           if (!checked.success) {
@@ -204,19 +216,28 @@ export async function scrapeTarget(
         }
       },
     });
-    const decoder = new StringDecoder('utf8');
+    // Strict, as Prometheus reads a body: bytes that are no UTF-8 fail the scrape rather than
+    // becoming U+FFFD, which would make two label values one series and lose a sample.
+    const decoder = new TextDecoder('utf-8', { fatal: true });
+    const decode = (chunk?: Buffer): string => {
+      try {
+        return chunk ? decoder.decode(chunk, { stream: true }) : decoder.decode();
+      } catch {
+        throw new ScrapeError('parse_error', `the body is not valid UTF-8 (within its first ${bytes} bytes)`);
+      }
+    };
     for await (const chunk of response.body as AsyncIterable<Buffer>) {
       bytes += chunk.length;
       if (bytes > options.maxBytes)
         throw new ScrapeError('too_large', `body larger than ${options.maxBytes} bytes`);
-      const text = decoder.write(chunk);
+      const text = decode(chunk);
       for (let at = 0; at < text.length; at += STEP_CHARACTERS) {
         await budget.turn();
         parser.push(text.length <= STEP_CHARACTERS ? text : text.slice(at, at + STEP_CHARACTERS));
         if (refused) throw refused;
       }
     }
-    parser.push(decoder.end());
+    parser.push(decode());
     parser.end();
     if (refused) throw refused;
     if (samples + skipped + unstorable === 0 && parser.errors > 0) {

@@ -32,12 +32,20 @@ export class CsvReplay {
   constructor(private readonly options: CsvReplayOptions) {}
 
   async start(): Promise<void> {
-    const { rows, errors } = readTelemetryCsv(await readFile(this.options.file, 'utf8'));
+    const { rows, errors, unstorable } = readTelemetryCsv(await readFile(this.options.file, 'utf8'));
     if (errors.length)
       this.options.logger.warn(
         { file: this.options.file, errors: errors.length, first: errors[0] },
         'skipped bad CSV rows',
       );
+    // Counted once, as the file is read: the rows replayed are those counted as scraped.
+    if (unstorable.length) {
+      this.options.metrics.dropped.inc({ reason: 'unstorable' }, unstorable.length);
+      this.options.logger.warn(
+        { file: this.options.file, samples: unstorable.length, first: unstorable[0] },
+        'left out samples the store cannot take',
+      );
+    }
     if (rows.length === 0) throw new Error(`${this.options.file} has no usable rows`);
     this.rows = rows;
     this.options.logger.info(

@@ -85,13 +85,14 @@ describe('CsvReplay', () => {
   async function replayOf(rowsPerSecond: number, file = CSV, loop = true) {
     const sent: OutgoingMessage[] = [];
     const clock = { now: Date.parse('2026-05-01T00:00:00Z') };
+    const { registry } = createMetrics('test', { defaultMetrics: false });
     const replay = new CsvReplay({
       file,
       rowsPerSecond,
       loop,
       publisher: { enqueue: (messages) => sent.push(...messages) },
       logger: createLogger('test', 'silent'),
-      metrics: createCollectorMetrics(createMetrics('test', { defaultMetrics: false }).registry),
+      metrics: createCollectorMetrics(registry),
       now: () => clock.now,
       tickMs: 60_000_000, // ticks are driven by hand
     });
@@ -102,7 +103,7 @@ describe('CsvReplay', () => {
     };
     const samples = () =>
       sent.map((m) => telemetryFrame.parse(JSON.parse(m.json).payload)).flatMap(frameSamples);
-    return { replay, tick, sent, samples, start: clock.now };
+    return { replay, tick, sent, samples, registry, start: clock.now };
   }
   const at = (ms: number) => new Date(ms).toISOString();
   const seriesAt = (s: { metricName: string; gpuId: string; timestamp: string }) =>
@@ -226,5 +227,26 @@ describe('CsvReplay', () => {
     expect(all.map((s) => s.timestamp)).toEqual(
       [0, 200, 400, 600].flatMap((offset) => Array(4).fill(at(start + offset))),
     );
+  });
+
+  it.each([
+    ['a gpu_id past 65535', '"70000","nvidia9","GPU-9","H100"'],
+    ['a uuid that is no GPU id', '"9","nvidia9","GPU 9/x","H100"'],
+    ['a modelName of 300 characters', `"9","nvidia9","GPU-9","${'M'.repeat(300)}"`],
+  ])('leaves out a row with %s, counted as unstorable, and sends the rows beside it', async (_, bad) => {
+    const header = readFileSync(CSV, 'utf8').split('\n')[0] as string;
+    const row = (gpu: string) => `"2025-07-18T20:42:34Z","DCGM_FI_DEV_GPU_UTIL",${gpu},"h","","","","1",""`;
+    const dir = mkdtempSync(path.join(tmpdir(), 'csv-replay-'));
+    made.push(dir);
+    const file = path.join(dir, 'dcgm_metrics_bad.csv');
+    const good = (i: number) => row(`"${i}","nvidia${i}","GPU-${i}","H100"`);
+    writeFileSync(file, [header, good(0), good(1), good(2), row(bad), good(3)].join('\n'));
+    const { replay, tick, samples, registry } = await replayOf(40, file, false);
+    tick();
+    replay.stop();
+    expect(samples().map((s) => s.gpuId)).toEqual(['GPU-0', 'GPU-1', 'GPU-2', 'GPU-3']);
+    const metrics = await registry.metrics();
+    expect(metrics).toMatch(/^collector_samples_dropped_total\{reason="unstorable"[^}]*\} 1$/m);
+    expect(metrics).toMatch(/^collector_samples_scraped_total(\{[^}]*\})? 4$/m);
   });
 });

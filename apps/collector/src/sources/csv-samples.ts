@@ -1,4 +1,5 @@
-import { type ScrapedSample, toSampleValue } from '@gpu-telemetry/model';
+import { isScrapedSample, type ScrapedSample, scrapedSample, toSampleValue } from '@gpu-telemetry/model';
+import { fieldErrors } from '@gpu-telemetry/service-kit';
 import { CsvError, readCsv } from '../parsing/csv-reader';
 import { parseLabelSet } from '../parsing/exposition-parser';
 import { parseValue } from '../parsing/sample-value';
@@ -53,14 +54,19 @@ const blank = (text: string | undefined) => (text === undefined || text === '' ?
 
 /**
  * Reads the CSV export format (header `timestamp,metric_name,gpu_id,device,uuid,modelName,
- * Hostname,container,pod,namespace,value,labels_raw`). Bad rows are reported, not fatal.
+ * Hostname,container,pod,namespace,value,labels_raw`). Bad rows are reported, not fatal. Rows
+ * that read but make a sample the store cannot take (a `gpu_id` past 65535, a uuid that is no GPU
+ * id, a field too long) are checked as scraped samples are and reported apart, in `unstorable`:
+ * one of them in a message would cost the whole message.
  */
 export function readTelemetryCsv(text: string): {
   rows: CsvRow[];
   errors: { line: number; message: string }[];
+  unstorable: { line: number; message: string }[];
 } {
   const rows: CsvRow[] = [];
   const errors: { line: number; message: string }[] = [];
+  const unstorable: { line: number; message: string }[] = [];
   let header: string[] | undefined;
   try {
     readCsv(text, (fields, line) => {
@@ -88,7 +94,7 @@ export function readTelemetryCsv(text: string): {
       const gpu = get('gpu_id') ?? '';
       const rest: Record<string, string> = {};
       for (const key in labels) if (!TYPED_LABELS.has(key)) rest[key] = labels[key] as string;
-      rows.push({
+      const row: CsvRow = {
         exportedAt: get('timestamp') ?? '',
         metricName,
         gpuIndex: /^\d{1,5}$/.test(gpu) ? Number(gpu) : null,
@@ -101,13 +107,23 @@ export function readTelemetryCsv(text: string): {
         namespace: blank(get('namespace')),
         value,
         labels: rest,
-      });
+      };
+      // The time is stamped at replay, always storable; the rest is checked here, once.
+      const sample = stampRow(row, 0);
+      if (!isScrapedSample(sample)) {
+        const checked = scrapedSample.safeParse(sample);
+        if (!checked.success) {
+          const problems = fieldErrors(checked.error).map((e) => `${e.field} ${e.message}`);
+          return void unstorable.push({ line, message: problems.join('; ') });
+        }
+      }
+      rows.push(row);
     });
   } catch (error) {
     if (!(error instanceof CsvError)) throw error;
     errors.push({ line: error.line, message: error.message });
   }
-  return { rows, errors };
+  return { rows, errors, unstorable };
 }
 
 /** A CSV row as a sample taken at `timestampMs`. */

@@ -1,5 +1,6 @@
 import { createTestDatabase, type TestDatabase } from '@gpu-telemetry/db/testing';
-import { createLogger } from '@gpu-telemetry/service-kit';
+import { createLogger, createMetrics } from '@gpu-telemetry/service-kit';
+import { createCollectorMetrics } from '../collector.metrics';
 import { TargetRegistry } from './target-registry';
 import { insertApiTarget } from './targets.queries';
 import type { CollectorDatabase } from '../collector.tables';
@@ -16,7 +17,12 @@ afterAll(async () => {
 });
 
 function registry(
-  options: { replicas?: number; ordinal?: number; resolve?: (host: string) => Promise<string[]> } = {},
+  options: {
+    replicas?: number;
+    ordinal?: number;
+    resolve?: (host: string) => Promise<string[]>;
+    metrics?: ReturnType<typeof createCollectorMetrics>;
+  } = {},
 ) {
   return new TargetRegistry({
     db: database.db,
@@ -27,6 +33,7 @@ function registry(
     replicas: options.replicas ?? 1,
     ordinal: options.ordinal ?? 0,
     resolve: options.resolve ?? (async () => ['10.1.0.7', '10.1.0.8', 'fd00::9', '169.254.169.254']),
+    metrics: options.metrics,
   });
 }
 
@@ -56,11 +63,39 @@ describe('TargetRegistry', () => {
     const r = registry({ resolve: async () => (answer instanceof Error ? Promise.reject(answer) : answer) });
     const dns = async () => (await r.all()).filter((t) => t.source === 'dns').map((t) => t.url);
     expect(await dns()).toEqual(['http://10.1.0.7:9400/metrics', 'http://10.1.0.8:9400/metrics']);
-    answer = new Error('EAI_AGAIN');
+    answer = Object.assign(new Error('getaddrinfo EAI_AGAIN dcgm-exporter.gpu-operator'), {
+      code: 'EAI_AGAIN',
+    });
     expect(await dns()).toEqual(['http://10.1.0.7:9400/metrics', 'http://10.1.0.8:9400/metrics']);
     answer = ['10.1.0.9'];
     expect(await dns()).toEqual(['http://10.1.0.9:9400/metrics']);
   });
+
+  it.each(['ENOTFOUND', 'ENODATA'])(
+    'drops the addresses of a name whose lookup says %s (no such name, no address), counted',
+    async (code) => {
+      const { registry: metricsRegistry } = createMetrics('test', { defaultMetrics: false });
+      let answer: string[] | Error = ['10.1.0.7', '10.1.0.8'];
+      const r = registry({
+        resolve: async () => (answer instanceof Error ? Promise.reject(answer) : answer),
+        metrics: createCollectorMetrics(metricsRegistry),
+      });
+      const dns = async () => (await r.all()).filter((t) => t.source === 'dns').map((t) => t.url);
+      expect(await dns()).toHaveLength(2);
+      answer = Object.assign(new Error(`getaddrinfo ${code} dcgm-exporter.gpu-operator`), { code });
+      expect(await dns()).toEqual([]);
+      answer = Object.assign(new Error('getaddrinfo EAI_AGAIN dcgm-exporter.gpu-operator'), {
+        code: 'EAI_AGAIN',
+      });
+      expect(await dns()).toEqual([]);
+      answer = ['10.1.0.9'];
+      expect(await dns()).toEqual(['http://10.1.0.9:9400/metrics']);
+      const text = await metricsRegistry.metrics();
+      expect(text).toMatch(/^collector_dns_lookups_total\{outcome="not_found"[^}]*\} 1$/m);
+      expect(text).toMatch(/^collector_dns_lookups_total\{outcome="error"[^}]*\} 1$/m);
+      expect(text).toMatch(/^collector_dns_lookups_total\{outcome="success"[^}]*\} 2$/m);
+    },
+  );
 
   it('scrapes the API targets last listed while Postgres cannot list them', async () => {
     const r = registry();

@@ -2,6 +2,7 @@ import { lookup } from 'node:dns/promises';
 import { isIP } from 'node:net';
 import type { Logger } from '@gpu-telemetry/service-kit';
 import type { Kysely } from 'kysely';
+import type { CollectorMetrics } from '../collector.metrics';
 import type { CollectorDatabase } from '../collector.tables';
 import { ownerOf } from './ownership';
 import { isBlockedAddress, type TargetPolicy } from './target-url';
@@ -27,7 +28,15 @@ export interface TargetRegistryOptions {
   replicas: number;
   ordinal: number;
   resolve?: (host: string) => Promise<string[]>;
+  metrics?: Pick<CollectorMetrics, 'dnsLookups'>;
 }
+
+/**
+ * Lookup errors that say the name has no address (NXDOMAIN, no records): its targets are gone,
+ * as Prometheus' DNS discovery drops them. Any other failure (a timeout, a server failure) keeps
+ * the addresses last found.
+ */
+const NO_SUCH_NAME = new Set(['ENOTFOUND', 'ENODATA', 'EAI_NONAME', 'EAI_NODATA']);
 
 async function resolveAll(host: string): Promise<string[]> {
   return (await lookup(host, { all: true })).map((a) => a.address);
@@ -49,17 +58,35 @@ export class TargetRegistry {
   }
 
   async all(): Promise<Target[]> {
-    const seen = new Map<string, Target>();
-    for (const url of this.options.staticTargets) seen.set(url, { url, source: 'static' });
-    for (const target of await this.fromDns()) if (!seen.has(target.url)) seen.set(target.url, target);
-    for (const target of await this.fromApi()) if (!seen.has(target.url)) seen.set(target.url, target);
-    return [...seen.values()];
+    return this.merge(await this.fromDns(), await this.fromApi());
   }
 
   /** The targets this replica owns (rendezvous hashing: no overlap, no gaps). */
   async owned(): Promise<Target[]> {
+    return this.mine(await this.all());
+  }
+
+  /** The targets this replica owned when last listed, without asking DNS or Postgres again. */
+  lastOwned(): Target[] {
+    return this.mine(this.merge([...this.lastDns.values()].flat(), this.lastApi));
+  }
+
+  /** The URLs of the targets from the environment and DNS (as last resolved), every replica's. */
+  configured(): string[] {
+    return [...this.options.staticTargets, ...[...this.lastDns.values()].flat().map((t) => t.url)];
+  }
+
+  private merge(dns: Target[], api: Target[]): Target[] {
+    const seen = new Map<string, Target>();
+    for (const url of this.options.staticTargets) seen.set(url, { url, source: 'static' });
+    for (const target of dns) if (!seen.has(target.url)) seen.set(target.url, target);
+    for (const target of api) if (!seen.has(target.url)) seen.set(target.url, target);
+    return [...seen.values()];
+  }
+
+  private mine(targets: Target[]): Target[] {
     const { replicas, ordinal } = this.options;
-    return (await this.all()).filter((target) => ownerOf(target.url, replicas) === ordinal);
+    return targets.filter((target) => ownerOf(target.url, replicas) === ordinal);
   }
 
   ownerOf(url: string): number {
@@ -83,7 +110,10 @@ export class TargetRegistry {
     return this.lastApi;
   }
 
-  /** Each DNS name's addresses; for a name whose lookup fails, the addresses it last had. */
+  /**
+   * Each DNS name's addresses; none for a name that no longer exists, and the addresses it last
+   * had for one whose lookup fails otherwise.
+   */
   private async fromDns(): Promise<Target[]> {
     const resolve = this.options.resolve ?? resolveAll;
     const targets: Target[] = [];
@@ -98,11 +128,23 @@ export class TargetRegistry {
           found.push({ url: copy.toString(), source: 'dns' });
         }
         this.lastDns.set(template, found);
+        this.options.metrics?.dnsLookups.inc({ outcome: 'success' });
       } catch (error) {
-        this.options.logger.warn(
-          { err: error, host: url.hostname, targets: this.lastDns.get(template)?.length ?? 0 },
-          'DNS lookup for targets failed; scraping the addresses it last had',
-        );
+        const last = this.lastDns.get(template)?.length ?? 0;
+        if (NO_SUCH_NAME.has((error as { code?: string }).code ?? '')) {
+          this.lastDns.set(template, []);
+          this.options.metrics?.dnsLookups.inc({ outcome: 'not_found' });
+          this.options.logger.warn(
+            { err: error, host: url.hostname, dropped: last },
+            'DNS name for targets has no address; scraping none of it',
+          );
+        } else {
+          this.options.metrics?.dnsLookups.inc({ outcome: 'error' });
+          this.options.logger.warn(
+            { err: error, host: url.hostname, targets: last },
+            'DNS lookup for targets failed; scraping the addresses it last had',
+          );
+        }
       }
       targets.push(...(this.lastDns.get(template) ?? []));
     }
