@@ -518,8 +518,11 @@ describe('number literals', () => {
       '1:1: parse error: error parsing number: strconv.ParseFloat: parsing "0xffffffffffffffffff": invalid syntax',
     ],
     ['1.5.', '1:4: parse error: unexpected "."'],
-    ['5.e', '1:2: parse error: unexpected "."'],
-    ['5.atan2 1', '1:2: parse error: unexpected "."'],
+    ['5.e', '1:1: parse error: error parsing number: strconv.ParseFloat: parsing "5.e": invalid syntax'],
+    ['5.atan2 1', '1:1: parse error: bad number or duration syntax: "5."'],
+    ['0x', '1:1: parse error: error parsing number: strconv.ParseFloat: parsing "0x": invalid syntax'],
+    ['0x1g', '1:1: parse error: bad number or duration syntax: "0x1"'],
+    ['0x1.8', '1:1: parse error: error parsing number: strconv.ParseFloat: parsing "0x1.8": invalid syntax'],
     // Escapes, with Prometheus 2.42's messages, at the string's start.
     [
       'vector(1) + on() group_left count_values("\\xZZ", vector(1))',
@@ -731,6 +734,16 @@ describe('errors', () => {
     ['x offset', '1:9: parse error: unexpected end of input in offset, expected duration'],
     ['x @', '1:4: parse error: unexpected end of input in @, expected timestamp'],
     ['sum(x) by', '1:10: parse error: unexpected end of input in grouping opts, expected "("'],
+    // Numbers and durations as Prometheus' lexer and parser read them.
+    ['x offset 5M', '1:10: parse error: bad number or duration syntax: "5"'],
+    ['x offset 5mm', '1:10: parse error: bad number or duration syntax: "5mm"'],
+    ['x[5M]', '1:3: parse error: bad duration syntax: "5"'],
+    ['x[1h30]', '1:3: parse error: bad duration syntax: "1h30"'],
+    ['rate(x[1m1m])', '1:8: parse error: not a valid duration string: "1m1m"'],
+    ['x[1.5m]', '1:3: parse error: not a valid duration string: "1.5m"'],
+    ['x[2h1d]', '1:3: parse error: not a valid duration string: "2h1d"'],
+    ['3x', '1:1: parse error: bad number or duration syntax: "3"'],
+    ['x > 1e', '1:5: parse error: error parsing number: strconv.ParseFloat: parsing "1e": invalid syntax'],
     // Names Prometheus' lexer reads as something else.
     ['atan2', '1:1: parse error: unexpected <op:atan2>'],
     ['x + ATAN2{a="b"}', '1:5: parse error: unexpected <op:ATAN2>'],

@@ -263,12 +263,73 @@ export function lexerError(query: string): { token: number; at: number; message:
     else if (c === ']') bracket = false;
     else if (c === '!' && i + 1 < query.length && query[i + 1] !== '=')
       return { token: i, at: i, message: `unexpected character after '!': '${query[i + 1]}'` };
+    else if (/[A-Za-z_:]/.test(c as string)) {
+      while (i + 1 < query.length && /[\w:]/.test(query[i + 1] as string)) i++;
+    } else if (/\d/.test(c as string) || (c === '.' && /\d/.test(query[i + 1] ?? ''))) {
+      const token = numberOrDuration(query, i, bracket);
+      if (typeof token === 'string') return { token: i, at: i, message: token };
+      i = token - 1;
+    }
   }
   const end = query.length;
   if (braces) return { token: end, at: end, message: 'unexpected end of input inside braces' };
   if (parens > 0) return { token: end, at: end, message: 'unclosed left parenthesis' };
   if (bracket) return { token: end, at: end, message: 'unclosed left bracket' };
   return undefined;
+}
+
+const DIGITS = /\d/;
+const ALPHANUMERIC = /[\w]/;
+const VALID_DURATION = /^(\d+y)?(\d+w)?(\d+d)?(\d+h)?(\d+m)?(\d+s)?(\d+ms)?$/;
+
+/**
+ * Reads a number or a duration at query[start] as Prometheus' lexer does: where it ends (the next
+ * index), or the error it stops at. A run that reads as a duration but is none (`1m1m`, `1.5m`)
+ * is refused when parsed; one that is neither (`5M`) by the lexer itself.
+ */
+function numberOrDuration(query: string, start: number, inBracket: boolean): number | string {
+  let i = start;
+  let digits = DIGITS;
+  if (query[i] === '0' && /[xX]/.test(query[i + 1] ?? '')) {
+    digits = /[\da-fA-F]/;
+    i += 2;
+  }
+  while (digits.test(query[i] ?? '')) i++;
+  if (query[i] === '.') for (i++; digits.test(query[i] ?? '');) i++;
+  if (/[eE]/.test(query[i] ?? '') && digits === DIGITS) {
+    i++;
+    if (query[i] === '+' || query[i] === '-') i++;
+    while (DIGITS.test(query[i] ?? '')) i++;
+  }
+  if (!ALPHANUMERIC.test(query[i] ?? '')) {
+    // An exponent without digits, a bare 0x or a hexadecimal fraction is a number to the lexer, and
+    // none to the parser (Go's ParseFloat).
+    const text = query.slice(start, i);
+    const hex = digits !== DIGITS;
+    if (hex ? text.includes('.') || text.length === 2 : /[eE][+-]?$/.test(text))
+      return `error parsing number: strconv.ParseFloat: parsing ${JSON.stringify(text)}: invalid syntax`;
+    return i;
+  }
+  // A duration: a unit, then more numbers each with a unit, and nothing alphanumeric after. Where
+  // the lexer stops reading is what its error quotes.
+  let d = i;
+  const refused = () =>
+    `${inBracket ? 'bad duration syntax' : 'bad number or duration syntax'}: ${JSON.stringify(query.slice(start, d))}`;
+  if (!/[smhdwy]/.test(query[d] ?? '')) return refused();
+  d++;
+  if (query[d] === 's') d++;
+  while (DIGITS.test(query[d] ?? '')) {
+    while (DIGITS.test(query[d] ?? '')) d++;
+    if (!/[smhdw]/.test(query[d] ?? '')) return refused();
+    d++;
+    if (query[d] === 's') d++;
+  }
+  if (ALPHANUMERIC.test(query[d] ?? '')) {
+    d++;
+    return refused();
+  }
+  const text = query.slice(start, d);
+  return VALID_DURATION.test(text) ? d : `not a valid duration string: ${JSON.stringify(text)}`;
 }
 
 /** What Prometheus' grammar adds to an end of input after a keyword that needs more. */
