@@ -24,6 +24,16 @@ export function createGatewayMetrics(registry: Registry) {
       labelNames: ['reason'] as const,
       registers,
     }),
+    requestsInFlight: new Gauge({
+      name: 'gateway_requests_in_flight',
+      help: 'Proxied requests in flight to upstreams, queue long-polls apart (at most GATEWAY_MAX_CONCURRENCY).',
+      registers,
+    }),
+    longPollsWaiting: new Gauge({
+      name: 'gateway_long_polls_waiting',
+      help: 'Queue long-polls (lease requests) waiting upstream (at most GATEWAY_MAX_LONG_POLLS).',
+      registers,
+    }),
     breaker: new Gauge({
       name: 'gateway_breaker_state',
       help: 'Circuit breaker per upstream instance: 0 closed, 1 open, 2 half-open.',

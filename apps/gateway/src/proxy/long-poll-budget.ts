@@ -14,6 +14,8 @@ export class LongPollBudget {
   constructor(
     readonly max: number,
     readonly perClient: number,
+    /** Told the slots held after every change (a gauge). */
+    private readonly onChange: (held: number) => void = () => undefined,
   ) {}
 
   /** Takes a slot for `client`, or says why there is none; a slot taken is given back by `release`. */
@@ -23,6 +25,7 @@ export class LongPollBudget {
     if (this.held >= this.max) return 'long_polls';
     this.held++;
     this.byClient.set(client, mine + 1);
+    this.onChange(this.held);
     return undefined;
   }
 
@@ -33,6 +36,7 @@ export class LongPollBudget {
     // Forgotten at zero: one entry per client with a long-poll waiting, not per client ever seen.
     if (mine === 1) this.byClient.delete(client);
     else this.byClient.set(client, mine - 1);
+    this.onChange(this.held);
   }
 
   /** Slots held in all, or by one client. */

@@ -149,6 +149,8 @@ describe('POST /api/v1/topics/:topic/leases (long-polls)', () => {
         7,
       );
       expect(await metric(running.base, 'gateway_rejected_total', { reason: 'concurrency' })).toBe(0);
+      expect(await metric(running.base, 'gateway_long_polls_waiting')).toBe(4);
+      expect(await metric(running.base, 'gateway_requests_in_flight')).toBe(0);
       expect(running.logs.filter((l) => l.msg === 'long-poll refused')).toHaveLength(7);
       expect(running.logs.find((l) => l.msg === 'long-poll refused')).toMatchObject({
         level: 'warn',
@@ -161,6 +163,7 @@ describe('POST /api/v1/topics/:topic/leases (long-polls)', () => {
       answerHeld();
       expect((await Promise.all(polls)).filter((a) => a.status === 200)).toHaveLength(3);
       expect((await others.answer).status).toBe(200);
+      expect(await metric(running.base, 'gateway_long_polls_waiting')).toBe(0);
       const again = lease(running.base, consumer);
       await untilHeld(1);
       answerHeld();

@@ -316,7 +316,7 @@ export class Proxy {
           'concurrency',
         );
       } else {
-        this.inFlight++;
+        this.options.metrics.requestsInFlight.set(++this.inFlight);
       }
       if (expectsContinue) res.writeContinue();
       // A client that leaves before the answer ends the upstream request too: the upstream stops
@@ -429,7 +429,7 @@ export class Proxy {
       } finally {
         res.off('close', leave);
         if (longPoll) longPoll.release(client);
-        else this.inFlight--;
+        else this.options.metrics.requestsInFlight.set(--this.inFlight);
       }
     } catch (error) {
       const problem = error instanceof ProxyError ? error : new ProxyError(502, 'The upstream failed.');

@@ -56,7 +56,9 @@ export function buildRoutes(
 ): (ProxyRoute & { name: (typeof ROUTE_NAMES)[number] })[] {
   // One long-poll budget for the gateway, whichever route and instance a long-poll goes to.
   const limits = longPollLimits(config);
-  const longPolls = new LongPollBudget(limits.max, limits.perClient);
+  const longPolls = new LongPollBudget(limits.max, limits.perClient, (held) =>
+    metrics?.longPollsWaiting.set(held),
+  );
   // One upstream per origin, shared by its routes: an instance has one breaker (and one
   // gateway_breaker_state series), whichever route found it failing.
   const byOrigin = new Map<string, Upstream>();

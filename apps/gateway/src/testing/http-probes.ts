@@ -45,9 +45,10 @@ export async function metric(
   const text = (await request(base).get('/metrics').expect(200)).text;
   let sum = 0;
   for (const line of text.split('\n')) {
-    const match = /^(\w+)\{([^}]*)\} (\S+)$/.exec(line);
+    const match = /^(\w+)(?:\{([^}]*)\})? (\S+)$/.exec(line);
     if (!match || match[1] !== name) continue;
-    if (Object.entries(labels).every(([k, v]) => match[2]?.includes(`${k}="${v}"`))) sum += Number(match[3]);
+    if (Object.entries(labels).every(([k, v]) => (match[2] ?? '').includes(`${k}="${v}"`)))
+      sum += Number(match[3]);
   }
   return sum;
 }
