@@ -146,7 +146,7 @@ describe('telemetryFrame', () => {
     expect(view(samples)).toEqual(view(rows));
   });
 
-  it('takes rows or samples, not both and not neither, and names what is wrong with a row', () => {
+  it('takes rows or samples, not both and not neither, each metric and time once, and names what is wrong with a row', () => {
     const issues = (payload: object) =>
       telemetryFrame.safeParse(payload).error?.issues.map((i) => [i.path.join('.'), i.message]);
     expect(issues({ ...frame })).toEqual([['rows', 'is required (or samples)']]);
@@ -161,6 +161,13 @@ describe('telemetryFrame', () => {
     );
     expect(frameRowProblem(parsed, [2, 0, 1, 2])).toBe('[0]: must be the index of one of the 2 groups');
     expect(frameRowProblem(parsed, [0, 1.5, 1, 2])).toBe('[1]: must be the index of one of the 2 times');
+    expect(issues({ ...frame, metrics: ['A', 'B', 'A', 'B'], rows: [[0, 0, 1, 2, 3, 4]] })).toEqual([
+      ['metrics.2', 'repeats metrics[0]'],
+      ['metrics.3', 'repeats metrics[1]'],
+    ]);
+    expect(issues({ ...frame, times: [frame.times[1], frame.times[1]], rows: [[0, 0, 1, 2]] })).toEqual([
+      ['times.1', 'repeats times[0]'],
+    ]);
     expect(isSampleValue('Infinity')).toBe(false);
     expect(isSampleValue(null)).toBe(false);
     expect(isSampleValue(Number.NaN)).toBe(false);

@@ -190,6 +190,15 @@ export const telemetryFrame = z
       ctx.addIssue({ code: 'custom', path: ['rows'], message: 'is required (or samples)' });
     else if (frame.rows !== undefined && frame.samples !== undefined)
       ctx.addIssue({ code: 'custom', path: ['samples'], message: 'must not be sent with rows' });
+    // Each is sent once: a second would give one series two values at one time, and one be lost.
+    for (const list of ['metrics', 'times'] as const) {
+      const first = new Map<string, number>();
+      frame[list].forEach((text, i) => {
+        const earlier = first.get(text);
+        if (earlier === undefined) first.set(text, i);
+        else ctx.addIssue({ code: 'custom', path: [list, i], message: `repeats ${list}[${earlier}]` });
+      });
+    }
   });
 export type TelemetryFrame = z.infer<typeof telemetryFrame>;
 

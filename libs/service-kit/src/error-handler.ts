@@ -90,8 +90,9 @@ export function errorHandler(
       const message = `is not valid ${String(req.headers['content-encoding'] ?? 'compressed')} data`;
       return sendProblem(res, 400, `body: ${message}`, { errors: [{ field: 'body', message }] });
     }
-    if (typeof code === 'string' && code.startsWith('22') && code.length === 5) {
+    if (typeof code === 'string' && code.startsWith('22') && code.length === 5 && carriesBody(req.method)) {
       // A data exception: a value Postgres cannot store, e.g. "\u0000" or an unpaired surrogate in JSON.
+      // A read has no body to blame: there it is a fault over stored data, a 500 that is logged.
       const message = error instanceof Error ? error.message : 'invalid value';
       return sendProblem(res, 400, `A value in the request cannot be stored: ${message}.`, {
         errors: [{ field: 'body', message }],
@@ -109,6 +110,11 @@ export function errorHandler(
     logger.error({ err: error, requestId: res.locals['requestId'] }, 'unhandled error');
     return sendProblem(res, 500, 'An unexpected error occurred; it has been logged with this request id.');
   };
+}
+
+/** Whether a request of this method carries a body that a value Postgres refuses could come from. */
+function carriesBody(method: string): boolean {
+  return method !== 'GET' && method !== 'HEAD';
 }
 
 /** Postgres down, restarting or out of connections: the client should retry, not see a 500. */

@@ -43,6 +43,9 @@ function app(options: { ready?: boolean; hang?: boolean; error?: unknown } = {})
       app.get('/boom', () => {
         throw options.error;
       });
+      app.post('/boom', () => {
+        throw options.error;
+      });
       app.get('/slow', (_req, res) => {
         const timer = setTimeout(() => res.json({ late: true }), 2_000);
         res.on('close', () => clearTimeout(timer));
@@ -252,10 +255,10 @@ describe('the service frame', () => {
       { detail: 'slow down' },
     ],
     [
-      'Postgres refusing a value',
-      Object.assign(new Error('invalid input syntax for type json'), { code: '22P02' }),
-      400,
-      { errors: [{ field: 'body', message: 'invalid input syntax for type json' }] },
+      'Postgres failing over stored data on a read (no body to blame)',
+      Object.assign(new Error('value out of range: overflow'), { code: '22003' }),
+      500,
+      { detail: 'An unexpected error occurred; it has been logged with this request id.' },
     ],
     [
       'Postgres down',
@@ -280,6 +283,15 @@ describe('the service frame', () => {
     expect(res.headers['content-type']).toContain('application/problem+json');
     expect(res.body).toMatchObject({ type: 'about:blank', status, requestId: expect.any(String), ...body });
     expect(res.text).not.toContain('secret/path');
+  });
+
+  it('maps Postgres refusing a value of a written body to a 400 naming the body', async () => {
+    const error = Object.assign(new Error('invalid input syntax for type json'), { code: '22P02' });
+    const res = await request(app({ error })).post('/boom').send({ n: 1 }).expect(400);
+    expect(res.body).toMatchObject({
+      status: 400,
+      errors: [{ field: 'body', message: 'invalid input syntax for type json' }],
+    });
   });
 });
 

@@ -11,7 +11,7 @@ import { apiRouter, validate, validateQuery } from '@gpu-telemetry/service-kit';
 import type { Router } from 'express';
 import { z } from 'zod';
 import { microsOf } from '../services/sample-time';
-import type { TelemetryQueryService } from '../services/telemetry-query.service';
+import { bucketOf, type TelemetryQueryService } from '../services/telemetry-query.service';
 
 export const gpuParams = z.object({ gpuId: z.string().regex(GPU_ID, GPU_ID_MESSAGE) });
 const metricName = z.string().max(256).regex(METRIC_NAME, 'must be a Prometheus metric name');
@@ -78,10 +78,8 @@ export const fleetSeriesQuery = z.strictObject({
 const DEFAULT_RANGE_MS = 3_600_000;
 const MAX_BUCKETS = 10_000;
 
-/** Bounds default to the last hour; start must come before end. Also in microseconds, as stored. */
+/** Bounds in microseconds, as stored; they default to the last hour; start must come before end. */
 function timeRange(query: { start_time?: string; end_time?: string }): {
-  start: Date;
-  end: Date;
   startUs: number;
   endUs: number;
 } {
@@ -90,26 +88,26 @@ function timeRange(query: { start_time?: string; end_time?: string }): {
   if (startUs >= endUs) {
     throw new ValidationError([{ field: 'start_time', message: 'must be before end_time' }]);
   }
-  return {
-    start: new Date(Math.floor(startUs / 1000)),
-    end: new Date(Math.floor(endUs / 1000)),
-    startUs,
-    endUs,
-  };
+  return { startUs, endUs };
 }
 
-/** A range for aggregates: as timeRange, and not more than MAX_BUCKETS steps long. */
+/**
+ * A range for aggregates: as timeRange, touching at most MAX_BUCKETS buckets (aligned to the
+ * epoch, so a range of n steps that does not start on one touches n + 1).
+ */
 function bucketRange(query: { start_time?: string; end_time?: string; step: number }): {
-  start: Date;
-  end: Date;
+  startUs: number;
+  endUs: number;
 } {
-  const { start, end } = timeRange(query);
-  if ((end.getTime() - start.getTime()) / 1000 / query.step > MAX_BUCKETS) {
+  const { startUs, endUs } = timeRange(query);
+  const stepUs = query.step * 1_000_000;
+  const buckets = (bucketOf(endUs - 1, stepUs) - bucketOf(startUs, stepUs)) / stepUs + 1;
+  if (buckets > MAX_BUCKETS) {
     throw new ValidationError([
       { field: 'step', message: `is too small for this range: at most ${MAX_BUCKETS} buckets` },
     ]);
   }
-  return { start, end };
+  return { startUs, endUs };
 }
 
 /** HTTP in and out for the query API; the behaviour is in TelemetryQueryService. */
@@ -139,19 +137,19 @@ export function gpusRoutes(queries: TelemetryQueryService): Router {
   router.get('/v1/gpus/:gpuId/metrics/:metric/series', async (req, res) => {
     const { gpuId, metric } = validate(seriesParams, req.params);
     const query = validateQuery(seriesQuery, req.query);
-    const { start, end } = bucketRange(query);
-    res.json(await queries.series({ gpuId, metric, start, end, stepSeconds: query.step }));
+    const { startUs, endUs } = bucketRange(query);
+    res.json(await queries.series({ gpuId, metric, startUs, endUs, stepSeconds: query.step }));
   });
 
   router.get('/v1/gpus/metrics/:metric/series', async (req, res) => {
     const { metric } = validate(metricParams, req.params);
     const query = validateQuery(fleetSeriesQuery, req.query);
-    const { start, end } = bucketRange(query);
+    const { startUs, endUs } = bucketRange(query);
     res.json(
       await queries.fleetSeries({
         metric,
-        start,
-        end,
+        startUs,
+        endUs,
         stepSeconds: query.step,
         hostname: query.hostname,
         model: query.model,

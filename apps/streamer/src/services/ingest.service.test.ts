@@ -563,7 +563,7 @@ describe('IngestService.handle', () => {
     expect((await rows(gpuId)).find((r) => r.metricName === 'E')?.labels).toEqual({ x: 'a\u{1F680}b' });
   });
 
-  it('dead-letters sample times before the year 1 (UTC) even when retention keeps everything', async () => {
+  it('dead-letters sample times before the year 1 (UTC), or before the first time kept to the µs, even when retention keeps everything', async () => {
     const forever = await startStreamerTestApp({ config: { TELEMETRY_RETENTION: 0 } });
     try {
       const gpuId = 'GPU-ingest-8';
@@ -577,14 +577,30 @@ describe('IngestService.handle', () => {
         [year0.id, 'invalid telemetry: samples[0].timestamp: is before 0001-01-01T00:00:00Z'],
         [offset.id, 'invalid telemetry: times[0]: is before 0001-01-01T00:00:00Z'],
       ]);
-      const first = message([sample({ gpuId, timestamp: '0001-01-01T00:00:00Z' })]);
+      // Times are kept to the microsecond from 1714-07-29T00:12:25.259009Z (2000-01-01 less 2^53 - 1 µs) on:
+      // one before it is refused, naming the first time stored, not stored apart from its neighbours.
+      const tooOld = message([
+        sample({ gpuId, timestamp: '0001-01-01T00:00:00Z' }),
+        sample({ gpuId, timestamp: '1714-07-29T00:12:25.259008Z' }),
+      ]);
+      const refused = `is before 1714-07-29T00:12:25.259009Z, the first time stored to the microsecond`;
+      expect((await forever.ingest.handle([tooOld])).failed?.map((f) => f.reason)).toEqual([
+        `invalid telemetry: samples[0].timestamp: ${refused} (and 1 more)`,
+      ]);
+      const oldestTimes = frameMessage([
+        sample({ gpuId, metricName: 'F', timestamp: '1600-01-01T00:00:00.000001Z' }),
+      ]);
+      expect((await forever.ingest.handle([oldestTimes])).failed?.map((f) => f.reason)).toEqual([
+        `invalid telemetry: times[0]: ${refused}`,
+      ]);
+      const first = message([sample({ gpuId, timestamp: '1714-07-29T00:12:25.259009Z' })]);
       expect(await forever.ingest.handle([first])).toEqual({ failed: [] });
       const res = await request(asService(forever.app))
         .get(`/v1/gpus/${gpuId}/telemetry`)
         .query({ start_time: '0001-01-01T00:00:00Z', end_time: '2100-01-01T00:00:00Z' })
         .expect(200);
       expect(res.body.samples.map((r: { timestamp: string }) => r.timestamp)).toEqual([
-        '0001-01-01T00:00:00.000Z',
+        '1714-07-29T00:12:25.259009Z',
         now.timestamp,
       ]);
     } finally {

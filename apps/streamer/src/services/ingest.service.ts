@@ -35,7 +35,8 @@ import { type ChunkCompactor, ChunkMovedError, type LateSample } from './chunk-c
 import { GpuMetricsWritten } from './gpu-metrics-written';
 import { hotGroup, planHotTimes, samplesOf } from './hot-times';
 import { decodeIdSet, encodeIdSet } from './id-set';
-import { microsOf } from './sample-time';
+import { PG_EPOCH_US } from './binary-copy';
+import { isoOfMicros, microsOf } from './sample-time';
 import { SeriesCache } from './series-cache';
 import {
   type Chunk,
@@ -74,6 +75,49 @@ export interface IngestDeps {
 
 const tracer = getTracer('streamer');
 const FUTURE_MS = 24 * 3_600_000;
+
+/**
+ * The first time stored to the microsecond: times travel as µs in doubles, since the Unix epoch
+ * and, to and from Postgres by binary COPY, since 2000-01-01; before it, one of them is past 2^53
+ * and distinct times would be one.
+ */
+const FIRST_STORED_US = PG_EPOCH_US - Number.MAX_SAFE_INTEGER;
+export const FIRST_STORED_TIME = isoOfMicros(FIRST_STORED_US);
+
+/** A message's problems, named by field, and how many of its samples they refused. */
+interface Refusal {
+  problems: string[];
+  samples: number;
+}
+
+/** How many elements `value[key]` has, when it is an array (0 otherwise). */
+function lengthOf(value: unknown, key: string): number {
+  const list =
+    typeof value === 'object' && value !== null ? (value as Record<string, unknown>)[key] : undefined;
+  return Array.isArray(list) ? list.length : 0;
+}
+
+/** The samples of a frame's row: its values that are not null (one, if it is not a row at all). */
+function samplesOfRow(row: unknown): number {
+  if (!Array.isArray(row)) return 1;
+  let n = 0;
+  for (let k = 2; k < row.length; k++) if (row[k] !== null) n++;
+  return n;
+}
+
+/**
+ * A message refused whole by its envelope: its problems, and the samples it carried as far as
+ * they can be counted (a frame's rows' values or its samples, a write's series' samples, samples).
+ */
+function envelopeRefusal(error: Parameters<typeof fieldErrors>[0], payload: unknown): Refusal {
+  const problems = fieldErrors(error).map((e) => `${e.field === 'body' ? 'payload' : e.field}: ${e.message}`);
+  const record = (typeof payload === 'object' && payload !== null ? payload : {}) as Record<string, unknown>;
+  let samples = lengthOf(record, 'samples');
+  if (Array.isArray(record['rows'])) for (const row of record['rows']) samples += samplesOfRow(row);
+  if (Array.isArray(record['series']))
+    for (const entry of record['series']) samples += lengthOf(entry, 'samples');
+  return { problems, samples };
+}
 
 /** A series sent as its metric and label set (remote write), its GPU columns read from the labels. */
 interface LabelledSeries {
@@ -221,14 +265,14 @@ export class IngestService {
         let invalid = 0;
         for (const message of messages) {
           const before = accepted.length;
-          const problems = this.validate(message.payload, now, accepted, described);
+          const { problems, samples: refused } = this.validate(message.payload, now, accepted, described);
           if (accepted.length > before) {
             let first = Infinity;
             for (let i = before; i < accepted.length; i++) first = Math.min(first, accepted.at[i] as number);
             oldest.push(first);
           }
+          invalid += refused;
           if (problems.length > 0) {
-            invalid += problems.length;
             const more = problems.length > 1 ? ` (and ${problems.length - 1} more)` : '';
             failed.push({
               id: message.id,
@@ -284,13 +328,17 @@ export class IngestService {
     );
   }
 
-  /** Appends the message's valid samples to `accepted`; returns its problems, named by field. */
+  /**
+   * Appends the message's valid samples to `accepted`; returns its problems, named by field, and
+   * how many samples they refused (a message refused whole: the samples it carried, as far as
+   * they can be counted).
+   */
   private validate(
     payload: unknown,
     now: number,
     accepted: Accepted,
     described: Map<string, MetricMetadata>,
-  ): string[] {
+  ): Refusal {
     if (typeof payload === 'object' && payload !== null && 'groups' in payload) {
       return this.validateFrame(payload, now, accepted);
     }
@@ -298,15 +346,12 @@ export class IngestService {
       return this.validateSeries(payload, now, accepted);
     }
     if (typeof payload === 'object' && payload !== null && 'metadata' in payload && !('samples' in payload)) {
-      return this.validateMetadata(payload, described);
+      return { problems: this.validateMetadata(payload, described), samples: 0 };
     }
     const envelope = telemetryBatch.safeParse(payload);
-    if (!envelope.success) {
-      return fieldErrors(envelope.error).map(
-        (e) => `${e.field === 'body' ? 'payload' : e.field}: ${e.message}`,
-      );
-    }
+    if (!envelope.success) return envelopeRefusal(envelope.error, payload);
     const problems: string[] = [];
+    let refused = 0;
     const { samples } = envelope.data;
     for (let index = 0; index < samples.length; index++) {
       const raw = samples[index];
@@ -319,14 +364,17 @@ export class IngestService {
         if (!parsed.success) {
           for (const e of fieldErrors(parsed.error, ['samples', index]))
             problems.push(`${e.field}: ${e.message}`);
+          refused++;
           continue;
         }
         sample = parsed.data;
       }
       const at = Date.parse(sample.timestamp);
-      const late = this.outOfRange(at, now);
-      if (late) problems.push(`samples[${index}].timestamp: ${late}`);
-      else
+      const late = this.outOfRange(at, now, microsOf(sample.timestamp));
+      if (late) {
+        problems.push(`samples[${index}].timestamp: ${late}`);
+        refused++;
+      } else
         accepted.add(
           scrapedSeries(sample, sample.metricName),
           at,
@@ -335,7 +383,7 @@ export class IngestService {
           fromSampleValue(sample.value),
         );
     }
-    return problems;
+    return { problems, samples: refused };
   }
 
   /**
@@ -343,20 +391,18 @@ export class IngestService {
    * checked whole, then each time, and each row and value (or each `[g, m, t, v]` sample of the
    * other form); a time is read once per message, a series once while the memo keeps it.
    */
-  private validateFrame(payload: object, now: number, accepted: Accepted): string[] {
+  private validateFrame(payload: object, now: number, accepted: Accepted): Refusal {
     const envelope = telemetryFrame.safeParse(payload);
-    if (!envelope.success) {
-      return fieldErrors(envelope.error).map(
-        (e) => `${e.field === 'body' ? 'payload' : e.field}: ${e.message}`,
-      );
-    }
+    if (!envelope.success) return envelopeRefusal(envelope.error, payload);
     const frame = envelope.data;
     const problems: string[] = [];
+    let refused = 0;
     const times = frame.times.map((timestamp, t) => {
       const at = Date.parse(timestamp);
-      const late = this.outOfRange(at, now);
+      const us = microsOf(timestamp);
+      const late = this.outOfRange(at, now, us);
       if (late) problems.push(`times[${t}]: ${late}`);
-      return { timestamp, at, us: microsOf(timestamp), late: late !== undefined };
+      return { timestamp, at, us, late: late !== undefined };
     });
     if (this.framedGeneration !== this.series.generation || this.framedCount >= this.series.maxEntries) {
       this.framed.clear();
@@ -402,19 +448,26 @@ export class IngestService {
         const problem = frameRowProblem(frame, row);
         if (problem) {
           problems.push(`rows[${r}]${problem}`);
+          refused += samplesOfRow(row);
           continue;
         }
         const time = times[row[1] as number] as (typeof times)[number];
-        if (time.late) continue; // said once, of its time
+        if (time.late) {
+          refused += samplesOfRow(row); // said once, of its time
+          continue;
+        }
         const entry = groups[row[0] as number] as (typeof groups)[number];
         for (let k = 2; k < width; k++) {
           const value = row[k];
           if (value === null) continue;
-          if (!isSampleValue(value)) problems.push(`rows[${r}]${frameRowValueProblem(k)}`);
-          else accepted.add(seriesOf(entry, k - 2), time.at, time.us, time.timestamp, fromSampleValue(value));
+          if (!isSampleValue(value)) {
+            problems.push(`rows[${r}]${frameRowValueProblem(k)}`);
+            refused++;
+          } else
+            accepted.add(seriesOf(entry, k - 2), time.at, time.us, time.timestamp, fromSampleValue(value));
         }
       }
-      return problems;
+      return { problems, samples: refused };
     }
     const samples = frame.samples ?? [];
     for (let index = 0; index < samples.length; index++) {
@@ -422,11 +475,15 @@ export class IngestService {
       const problem = frameSampleProblem(frame, raw);
       if (problem) {
         problems.push(`samples[${index}]${problem}`);
+        refused++;
         continue;
       }
       const [g, m, t, value] = raw as FrameSample;
       const time = times[t] as (typeof times)[number];
-      if (time.late) continue; // said once, of its time
+      if (time.late) {
+        refused++; // said once, of its time
+        continue;
+      }
       accepted.add(
         seriesOf(groups[g] as (typeof groups)[number], m),
         time.at,
@@ -435,7 +492,7 @@ export class IngestService {
         fromSampleValue(value),
       );
     }
-    return problems;
+    return { problems, samples: refused };
   }
 
   /** A message of metadata: all of it is taken, or none (the message is dead-lettered). */
@@ -452,14 +509,11 @@ export class IngestService {
   }
 
   /** A message of series (remote write): each series is checked on its own, then each sample's time. */
-  private validateSeries(payload: object, now: number, accepted: Accepted): string[] {
+  private validateSeries(payload: object, now: number, accepted: Accepted): Refusal {
     const envelope = seriesBatch.safeParse(payload);
-    if (!envelope.success) {
-      return fieldErrors(envelope.error).map(
-        (e) => `${e.field === 'body' ? 'payload' : e.field}: ${e.message}`,
-      );
-    }
+    if (!envelope.success) return envelopeRefusal(envelope.error, payload);
     const problems: string[] = [];
+    let refused = 0;
     const { series } = envelope.data;
     for (let index = 0; index < series.length; index++) {
       const raw = series[index];
@@ -471,6 +525,7 @@ export class IngestService {
         if (!parsed.success) {
           for (const e of fieldErrors(parsed.error, ['series', index]))
             problems.push(`${e.field}: ${e.message}`);
+          refused += Math.max(1, lengthOf(raw, 'samples'));
           continue;
         }
         entry = parsed.data;
@@ -486,19 +541,23 @@ export class IngestService {
       };
       for (let k = 0; k < samples.length; k++) {
         const [at, value] = samples[k] as [number, Parameters<typeof fromSeriesValue>[0]];
-        const late = this.outOfRange(at, now);
-        if (late) problems.push(`series[${index}].samples[${k}][0]: ${late}`);
-        else accepted.add(of, at, at * 1000, new Date(at).toISOString(), fromSeriesValue(value));
+        const late = this.outOfRange(at, now, at * 1000);
+        if (late) {
+          problems.push(`series[${index}].samples[${k}][0]: ${late}`);
+          refused++;
+        } else accepted.add(of, at, at * 1000, new Date(at).toISOString(), fromSeriesValue(value));
       }
     }
-    return problems;
+    return { problems, samples: refused };
   }
 
-  /** Why a sample time cannot be stored, or undefined when it can. */
-  private outOfRange(at: number, now: number): string | undefined {
+  /** Why a sample time (ms, and µs as stored) cannot be stored, or undefined when it can. */
+  private outOfRange(at: number, now: number, us: number): string | undefined {
     if (at > now + FUTURE_MS) return 'is more than a day in the future';
     // Postgres takes no year 0 (JavaScript writes 1 BC so); it would fail the batch's statements.
     if (at < FIRST_TIME_MS) return 'is before 0001-01-01T00:00:00Z';
+    if (!(us >= FIRST_STORED_US))
+      return `is before ${FIRST_STORED_TIME}, the first time stored to the microsecond`;
     if (this.deps.retentionMs > 0 && at < now - this.deps.retentionMs)
       return 'is older than TELEMETRY_RETENTION';
     return undefined;

@@ -29,6 +29,7 @@ import {
   rollupHorizons,
   type RollupHorizons,
   setStatementTimeout,
+  HUGE,
 } from './telemetry-read.queries';
 
 /**
@@ -77,13 +78,21 @@ export function encodeCursor(key: SampleKey): string {
   return Buffer.from(JSON.stringify([key.us, key.seriesId])).toString('base64url');
 }
 
+/** Series ids are Postgres integers (4 bytes): a cursor naming one past them was not ours. */
+const MAX_SERIES_ID = 2_147_483_647;
+
 export function decodeCursor(cursor: string): SampleKey {
   try {
     const [us, seriesId] = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8')) as [
       unknown,
       unknown,
     ];
-    if (Number.isSafeInteger(us) && Number.isSafeInteger(seriesId) && (seriesId as number) > 0) {
+    if (
+      Number.isSafeInteger(us) &&
+      Number.isSafeInteger(seriesId) &&
+      (seriesId as number) > 0 &&
+      (seriesId as number) <= MAX_SERIES_ID
+    ) {
       return { us: us as number, seriesId: seriesId as number };
     }
   } catch {
@@ -98,9 +107,12 @@ export function sampleUuid(seriesKey: string, us: number): string {
   return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20, 32)}`;
 }
 
+/** A bucket's aggregates so far: its sum in two parts, as Postgres sums hot rows (see HUGE). */
 interface BucketSums {
   count: number;
   sum: number;
+  /** The sum of values at least HUGE in magnitude, each times 1/HUGE. */
+  huge: number;
   min: number;
   max: number;
 }
@@ -110,17 +122,41 @@ function add(
   key: number,
   count: number,
   sum: number,
+  huge: number,
   min: number,
   max: number,
 ) {
   const bucket = buckets.get(key);
-  if (!bucket) buckets.set(key, { count, sum, min, max });
+  if (!bucket) buckets.set(key, { count, sum, huge, min, max });
   else {
     bucket.count += count;
     bucket.sum += sum;
+    bucket.huge += huge;
     if (min < bucket.min) bucket.min = min;
     if (max > bucket.max) bucket.max = max;
   }
+}
+
+/** One finite value into its bucket, summed as Postgres sums hot rows. */
+function addValue(buckets: Map<number, BucketSums>, key: number, value: number) {
+  if (Math.abs(value) < HUGE) add(buckets, key, 1, value, 0, value, value);
+  else add(buckets, key, 1, 0, value / HUGE, value, value);
+}
+
+/**
+ * The mean of a bucket: finite whenever the mean of its values is, though their sum may not be.
+ * A rollup's stored sum can already be infinite (it is a plain sum): then the mean is only known
+ * where every value was the same.
+ */
+function mean(b: BucketSums): number | null {
+  const avg = b.sum / b.count + (b.huge / b.count) * HUGE;
+  if (Number.isFinite(avg)) return Math.min(b.max, Math.max(b.min, avg));
+  return b.min === b.max ? b.min : null;
+}
+
+/** The start (µs) of the `stepUs` bucket, aligned to the epoch, that holds `us`: exact for safe integers. */
+export function bucketOf(us: number, stepUs: number): number {
+  return us - (((us % stepUs) + stepUs) % stepUs);
 }
 
 const EVERY_ROLLUP: RollupHorizons = { 60: -Infinity, 3600: -Infinity };
@@ -129,35 +165,47 @@ const EVERY_ROLLUP: RollupHorizons = { 60: -Infinity, 3600: -Infinity };
  * [start, end) cut into stretches answered exactly at the coarsest resolution that fits the step:
  * 1-hour rollups where the step is whole hours, 1-minute ones where it is whole minutes, raw samples
  * otherwise, and finer ones at edges that do not fall on the coarse grid or before a resolution's
- * horizon (a day boundary, so on every grid).
+ * horizon (a day boundary, so on every grid). Bounds in ms, or in any unit `perSecond` of a second
+ * (the REST aggregates cut µs bounds); horizons are in ms.
  */
 export function segments(
   start: number,
   end: number,
   stepSeconds: number,
   horizons: RollupHorizons = EVERY_ROLLUP,
+  perSecond = 1000,
 ): Segment[] {
   const resolution = stepSeconds % 3600 === 0 ? 3600 : stepSeconds % 60 === 0 ? 60 : 0;
-  return split(start, end, resolution, horizons);
+  const scale = perSecond / 1000;
+  return split(start, end, resolution, { 60: horizons[60] * scale, 3600: horizons[3600] * scale }, perSecond);
 }
 
-function split(start: number, end: number, resolution: 0 | 60 | 3600, horizons: RollupHorizons): Segment[] {
+function split(
+  start: number,
+  end: number,
+  resolution: 0 | 60 | 3600,
+  horizons: RollupHorizons,
+  perSecond: number,
+): Segment[] {
   if (start >= end) return [];
   if (resolution === 0) return [{ from: start, to: end, resolution }];
   const finer = resolution === 3600 ? 60 : 0;
   const horizon = horizons[resolution];
   if (start < horizon) {
     const cut = Math.min(end, horizon);
-    return [...split(start, cut, finer, horizons), ...split(cut, end, resolution, horizons)];
+    return [
+      ...split(start, cut, finer, horizons, perSecond),
+      ...split(cut, end, resolution, horizons, perSecond),
+    ];
   }
-  const size = resolution * 1000;
+  const size = resolution * perSecond;
   const a = Math.ceil(start / size) * size;
   const b = Math.floor(end / size) * size;
-  if (a >= b) return split(start, end, finer, horizons);
+  if (a >= b) return split(start, end, finer, horizons, perSecond);
   return [
-    ...split(start, a, finer, horizons),
+    ...split(start, a, finer, horizons, perSecond),
     { from: a, to: b, resolution },
-    ...split(b, end, finer, horizons),
+    ...split(b, end, finer, horizons, perSecond),
   ];
 }
 
@@ -252,8 +300,9 @@ export class TelemetryQueryService {
   async series(args: {
     gpuId: string;
     metric: string;
-    start: Date;
-    end: Date;
+    /** Microseconds since the epoch: [startUs, endUs). */
+    startUs: number;
+    endUs: number;
     stepSeconds: number;
   }): Promise<{
     gpuId: string;
@@ -279,8 +328,9 @@ export class TelemetryQueryService {
   /** The same aggregates over every GPU reporting the metric (optionally on one host, of one model). */
   async fleetSeries(args: {
     metric: string;
-    start: Date;
-    end: Date;
+    /** Microseconds since the epoch: [startUs, endUs). */
+    startUs: number;
+    endUs: number;
     stepSeconds: number;
     hostname?: string;
     model?: string;
@@ -289,7 +339,7 @@ export class TelemetryQueryService {
     const ids = await seriesOfMetric(this.db, args.metric, {
       hostname: args.hostname,
       model: args.model,
-      seenSince: new Date(args.start.getTime() - SEEN_SLACK_MS),
+      seenSince: new Date(Math.floor(args.startUs / 1000) - SEEN_SLACK_MS),
     });
     return {
       metric: args.metric,
@@ -325,7 +375,7 @@ export class TelemetryQueryService {
    */
   private readMakings(
     seriesIds: number[],
-    args: { start: Date; end: Date; stepSeconds: number },
+    args: { startUs: number; endUs: number; stepSeconds: number },
     deadline: number,
   ): Promise<Awaited<ReturnType<typeof bucketMakings>> & { parts: Segment[] }> {
     const { maxSamples, timeoutMs } = this.limits;
@@ -339,9 +389,10 @@ export class TelemetryQueryService {
       .execute(async (trx) => {
         await setStatementTimeout(trx, left());
         const horizons = await rollupHorizons(trx);
-        const parts = segments(args.start.getTime(), args.end.getTime(), args.stepSeconds, horizons);
+        const parts = segments(args.startUs, args.endUs, args.stepSeconds, horizons, 1_000_000);
         let perSeries = await compactedSamplesPerSeries(trx, parts);
-        for (const g of parts) if (g.resolution > 0) perSeries += (g.to - g.from) / (g.resolution * 1000);
+        for (const g of parts)
+          if (g.resolution > 0) perSeries += (g.to - g.from) / (g.resolution * 1_000_000);
         const cost = Math.ceil(perSeries * seriesIds.length);
         if (cost > maxSamples) {
           throw new ValidationError([
@@ -358,8 +409,8 @@ export class TelemetryQueryService {
         const makings = await this.readOnly(left(), (client) =>
           bucketMakings(client, {
             seriesIds,
-            start: args.start,
-            end: args.end,
+            startUs: args.startUs,
+            endUs: args.endUs,
             stepSeconds: args.stepSeconds,
             segments: parts,
           }),
@@ -383,24 +434,33 @@ export class TelemetryQueryService {
    */
   private async aggregate(
     seriesIds: number[],
-    args: { start: Date; end: Date; stepSeconds: number },
+    args: { startUs: number; endUs: number; stepSeconds: number },
     deadline: number,
   ): Promise<Bucket[]> {
     const buckets = new Map<number, BucketSums>();
     if (seriesIds.length > 0) {
-      const stepMs = args.stepSeconds * 1000;
+      const stepUs = args.stepSeconds * 1_000_000;
       const { hot, blocks, rollups, parts } = await this.readMakings(seriesIds, args, deadline);
+      // Buckets keyed by their start in ms: every step is whole seconds.
       for (const row of hot) {
-        add(buckets, row.start.getTime(), row.count, row.sum as number, row.min as number, row.max as number);
+        add(
+          buckets,
+          row.start.getTime(),
+          row.count,
+          row.sum ?? 0,
+          row.huge ?? 0,
+          row.min as number,
+          row.max as number,
+        );
       }
       const raw = parts.filter((g) => g.resolution === 0);
       for (const block of blocks) {
         const { times, values } = decodeBlock(block.data);
         for (let i = 0; i < times.length; i++) {
-          const ms = (times[i] as number) / 1000;
+          const us = times[i] as number;
           const value = values[i] as number;
-          if (!Number.isFinite(value) || !raw.some((g) => ms >= g.from && ms < g.to)) continue;
-          add(buckets, Math.floor(ms / stepMs) * stepMs, 1, value, value, value);
+          if (!Number.isFinite(value) || !raw.some((g) => us >= g.from && us < g.to)) continue;
+          addValue(buckets, bucketOf(us, stepUs) / 1000, value);
         }
       }
       const reader = new RollupReader();
@@ -409,13 +469,14 @@ export class TelemetryQueryService {
         const n = reader.read(rollup.data);
         const { times, count, sum, min, max } = reader;
         for (let i = 0; i < n; i++) {
-          const ms = (times[i] as number) / 1000;
-          if (count[i] === 0 || !within.some((g) => ms >= g.from && ms < g.to)) continue;
+          const us = times[i] as number;
+          if (count[i] === 0 || !within.some((g) => us >= g.from && us < g.to)) continue;
           add(
             buckets,
-            Math.floor(ms / stepMs) * stepMs,
+            bucketOf(us, stepUs) / 1000,
             count[i] as number,
             sum[i] as number,
+            0,
             min[i] as number,
             max[i] as number,
           );
@@ -427,7 +488,7 @@ export class TelemetryQueryService {
       .map(([start, b]) => ({
         start: new Date(start).toISOString(),
         count: b.count,
-        avg: b.sum / b.count,
+        avg: mean(b),
         min: b.min,
         max: b.max,
       }));

@@ -200,12 +200,22 @@ export async function samplesPage(
 export interface BucketRow {
   start: Date;
   count: number;
+  /** The sum of the values below HUGE in magnitude (null: none). */
   sum: number | null;
+  /** The sum of the others, each times 1/HUGE (null: none): see HUGE. */
+  huge: number | null;
   min: number | null;
   max: number | null;
 }
 
-/** A stretch of time [from, to) (ms) answered at one resolution: raw samples, 1-minute or 1-hour rollups. */
+/**
+ * 2^960: values at least this large are summed apart, scaled by 1/HUGE (exactly, a power of two),
+ * so no sum overflows a double (Postgres raises on it): 2^64 values below it cannot reach the
+ * largest double, nor can 2^64 scaled ones (each below 2^64). Normal values take the plain sum.
+ */
+export const HUGE = 2 ** 960;
+
+/** A stretch of time [from, to) (µs) answered at one resolution: raw samples, 1-minute or 1-hour rollups. */
 export interface Segment {
   from: number;
   to: number;
@@ -271,7 +281,7 @@ export async function compactedSamplesPerSeries(db: Db, segments: Segment[]): Pr
   const raw = segments.filter((g) => g.resolution === 0);
   if (raw.length === 0) return 0;
   const overlaps = sql.join(
-    raw.map((g) => sql`(chunk_start < ${new Date(g.to)} AND chunk_end > ${new Date(g.from)})`),
+    raw.map((g) => sql`(chunk_start < ${pgTimestamp(g.to)} AND chunk_end > ${pgTimestamp(g.from)})`),
     sql` OR `,
   );
   const { rows } = await sql<{ n: number | null }>`
@@ -290,7 +300,7 @@ export async function compactedSamplesPerSeries(db: Db, segments: Segment[]): Pr
  */
 export async function bucketMakings(
   client: PoolClient,
-  args: { seriesIds: number[]; start: Date; end: Date; stepSeconds: number; segments: Segment[] },
+  args: { seriesIds: number[]; startUs: number; endUs: number; stepSeconds: number; segments: Segment[] },
 ): Promise<{ hot: BucketRow[]; blocks: StoredBlock[]; rollups: StoredRollup[] }> {
   if (!Number.isFinite(args.stepSeconds) || args.stepSeconds <= 0)
     throw new RangeError(`not a step: ${args.stepSeconds}`);
@@ -302,17 +312,23 @@ export async function bucketMakings(
   // row through telemetry_value() instead cost a division and a lookup per row and aggregate.
   // Hot rows' series ids are 4 bytes: an int[] lets Postgres hash the list (a bigint[] cannot be).
   const tens = `'{${POW10.join(',')}}'::float8[]`;
+  // Doubles at least HUGE in magnitude are summed apart, scaled (see HUGE): a plain float8 sum
+  // raises on overflow, and a numeric one costs every row. Constants, folded once by the planner.
+  const huge = `power(2::float8, ${Math.log2(HUGE)})`;
+  const tiny = `power(2::float8, ${-Math.log2(HUGE)})`;
   const parts = [
-    `SELECT 1::int2 AS kind, bucket, sum(n)::bigint AS count, sum(s) AS sum, min(lo) AS min, max(hi) AS max,
+    `SELECT 1::int2 AS kind, bucket, sum(n)::bigint AS count, sum(s) AS sum, sum(h) AS huge, min(lo) AS min, max(hi) AS max,
             NULL::bigint AS series_id, NULL::bytea AS data
      FROM (SELECT date_bin(make_interval(secs => ${String(args.stepSeconds)}), ts, TIMESTAMPTZ 'epoch') AS bucket,
                   count(*) AS n,
-                  coalesce(sum(value), sum(value_dec >> 4)::float8 / (${tens})[(value_dec & 15) + 1]) AS s,
+                  coalesce(sum(value) FILTER (WHERE abs(value) < ${huge}),
+                           sum(value_dec >> 4)::float8 / (${tens})[(value_dec & 15) + 1]) AS s,
+                  sum(value * ${tiny}) FILTER (WHERE abs(value) >= ${huge}) AS h,
                   coalesce(min(value), (min(value_dec) >> 4)::float8 / (${tens})[(value_dec & 15) + 1]) AS lo,
                   coalesce(max(value), (max(value_dec) >> 4)::float8 / (${tens})[(value_dec & 15) + 1]) AS hi
            FROM telemetry_samples
            WHERE series_id = ANY(${idArray(args.seriesIds, 'int')})
-             AND ts >= ${tsLiteral(args.start.getTime() * 1000)} AND ts < ${tsLiteral(args.end.getTime() * 1000)}
+             AND ts >= ${tsLiteral(args.startUs)} AND ts < ${tsLiteral(args.endUs)}
              AND (value_dec IS NOT NULL OR (value > '-Infinity' AND value < 'Infinity'))
            GROUP BY 1, value_dec & 15) AS by_places
      GROUP BY bucket`,
@@ -320,9 +336,9 @@ export async function bucketMakings(
   const raw = of(0);
   if (raw.length > 0) {
     const overlaps = raw
-      .map((g) => `(b.chunk_start < ${tsLiteral(g.to * 1000)} AND c.chunk_end > ${tsLiteral(g.from * 1000)})`)
+      .map((g) => `(b.chunk_start < ${tsLiteral(g.to)} AND c.chunk_end > ${tsLiteral(g.from)})`)
       .join(' OR ');
-    parts.push(`SELECT 2::int2, NULL, NULL, NULL, NULL, NULL, b.series_id, b.data
+    parts.push(`SELECT 2::int2, NULL, NULL, NULL, NULL, NULL, NULL, b.series_id, b.data
      FROM telemetry_blocks b JOIN telemetry_chunks c ON c.chunk_start = b.chunk_start
      WHERE b.series_id = ANY(${ids}) AND (${overlaps})`);
   }
@@ -334,12 +350,9 @@ export async function bucketMakings(
     if (segments.length === 0) continue;
     // A row starts at its chunk or day: one that starts up to a day before a segment can reach into it.
     const overlaps = segments
-      .map(
-        (g) =>
-          `(r.start < ${tsLiteral(g.to * 1000)} AND r.start > ${tsLiteral(g.from * 1000)} - INTERVAL '1 day')`,
-      )
+      .map((g) => `(r.start < ${tsLiteral(g.to)} AND r.start > ${tsLiteral(g.from)} - INTERVAL '1 day')`)
       .join(' OR ');
-    parts.push(`SELECT ${kind}::int2, NULL, NULL, NULL, NULL, NULL, r.series_id, r.data
+    parts.push(`SELECT ${kind}::int2, NULL, NULL, NULL, NULL, NULL, NULL, r.series_id, r.data
      FROM ${table} r WHERE r.series_id = ANY(${ids}) AND (${overlaps})`);
   }
   const hot: BucketRow[] = [];
@@ -357,14 +370,15 @@ export async function bucketMakings(
           start: new Date(readTimestamp(buf, fields[2] as number) / 1000),
           count: readInt8(buf, fields[4] as number),
           sum: double(buf, fields, 3),
-          min: double(buf, fields, 4),
-          max: double(buf, fields, 5),
+          huge: double(buf, fields, 4),
+          min: double(buf, fields, 5),
+          max: double(buf, fields, 6),
         });
         return;
       }
-      const seriesId = readInt8(buf, fields[12] as number);
+      const seriesId = readInt8(buf, fields[14] as number);
       // The stream's buffers are not written to once handed over: the bytes are kept as they came.
-      const data = buf.subarray(fields[14] as number, (fields[14] as number) + (fields[15] as number));
+      const data = buf.subarray(fields[16] as number, (fields[16] as number) + (fields[17] as number));
       if (kind === 2) blocks.push({ seriesId, chunkStartUs: 0, data });
       else rollups.push({ seriesId, resolution: kind === 3 ? 60 : 3600, data });
     },

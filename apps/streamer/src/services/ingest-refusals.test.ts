@@ -1,0 +1,81 @@
+import request from 'supertest';
+import { asService } from '@gpu-telemetry/service-kit/testing';
+import { frameMessage, message, sample } from '../testing/samples';
+import { startStreamerTestApp } from '../testing/streamer-test-app';
+
+let streamer: Awaited<ReturnType<typeof startStreamerTestApp>>;
+const base = Math.floor((Date.now() - 30 * 60_000) / 60_000) * 60_000;
+const iso = (ms: number) => new Date(ms).toISOString();
+
+beforeAll(async () => {
+  streamer = await startStreamerTestApp();
+});
+
+afterAll(async () => {
+  await streamer.close();
+});
+
+/** streamer_samples_invalid_total as /metrics shows it. */
+async function invalidTotal(): Promise<number> {
+  return (await streamer.streamerMetrics.invalid.get()).values[0]?.value ?? 0;
+}
+
+describe('IngestService.handle: frames', () => {
+  it('dead-letters a frame naming a metric twice, naming the second, and stores none of its samples', async () => {
+    const gpuId = 'GPU-refusals-1';
+    const bad = frameMessage([
+      sample({ gpuId, metricName: 'DUP', timestamp: iso(base), value: 1 }),
+      sample({ gpuId, metricName: 'OTHER', timestamp: iso(base), value: 2 }),
+    ]);
+    bad.payload.metrics = ['DUP', 'DUP'];
+    expect(await streamer.ingest.handle([bad])).toEqual({
+      failed: [{ id: bad.id, deadLetter: true, reason: 'invalid telemetry: metrics[1]: repeats metrics[0]' }],
+    });
+    const res = await request(asService(streamer.app)).get(`/v1/gpus/${gpuId}/telemetry`).expect(404);
+    expect(res.body.status).toBe(404);
+  });
+
+  it('dead-letters a frame naming a time twice, naming the second', async () => {
+    const bad = frameMessage([
+      sample({ gpuId: 'GPU-refusals-2', timestamp: iso(base), value: 1 }),
+      sample({ gpuId: 'GPU-refusals-2', timestamp: iso(base + 1000), value: 2 }),
+    ]);
+    bad.payload.times = [iso(base), iso(base)];
+    expect((await streamer.ingest.handle([bad])).failed?.map((f) => f.reason)).toEqual([
+      'invalid telemetry: times[1]: repeats times[0]',
+    ]);
+  });
+});
+
+describe('streamer_samples_invalid_total', () => {
+  it('counts the samples refused: every sample at a bad time, every sample of a refused frame', async () => {
+    const future = iso(Date.now() + 3 * 86_400_000);
+    const group = (gpuId: string) => ({ gpuId, timestamp: future });
+    // Two GPUs, three metrics, one time a day too late: six samples, one problem.
+    const late = frameMessage(
+      ['GPU-refusals-3', 'GPU-refusals-4'].flatMap((gpuId) =>
+        ['M1', 'M2', 'M3'].map((metricName, i) => sample({ ...group(gpuId), metricName, value: i })),
+      ),
+    );
+    let before = await invalidTotal();
+    expect((await streamer.ingest.handle([late])).failed).toHaveLength(1);
+    expect((await invalidTotal()) - before).toBe(6);
+
+    // A frame refused whole (a metric named twice): its four samples.
+    const repeated = frameMessage(
+      ['M1', 'M2'].flatMap((metricName) =>
+        [0, 1].map((s) => sample({ gpuId: 'GPU-refusals-5', metricName, timestamp: iso(base + s * 1000) })),
+      ),
+    );
+    repeated.payload.metrics = ['M1', 'M1'];
+    before = await invalidTotal();
+    expect((await streamer.ingest.handle([repeated])).failed).toHaveLength(1);
+    expect((await invalidTotal()) - before).toBe(4);
+
+    // One sample with two bad fields: one sample.
+    before = await invalidTotal();
+    const twoFields = message([{ ...sample(), gpuId: '', hostname: 'a\u0000b' }, sample()]);
+    expect((await streamer.ingest.handle([twoFields])).failed?.[0]?.reason).toMatch(/\(and 1 more\)$/);
+    expect((await invalidTotal()) - before).toBe(1);
+  });
+});
