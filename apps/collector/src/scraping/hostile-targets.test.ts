@@ -15,7 +15,7 @@ import { serviceAuthorization } from '@gpu-telemetry/service-kit';
 import { TEST_SERVICE_TOKEN } from '@gpu-telemetry/service-kit/testing';
 import { Agent, request } from 'undici';
 import type { CollectorApp } from '../app';
-import { createTestCollector } from '../testing/collector-test-app';
+import { createTestCollector, fakeQueue } from '../testing/collector-test-app';
 import type { CollectorDatabase } from '../collector.tables';
 
 /**
@@ -95,28 +95,18 @@ beforeAll(async () => {
     res.on('close', () => clearInterval(timer));
   })}/metrics`;
 
-  const fakeQueue = await serve((req, res) => {
-    const chunks: Buffer[] = [];
-    req.on('data', (chunk: Buffer) => chunks.push(chunk));
-    req.on('end', () => {
-      if (req.method !== 'POST') return void res.writeHead(200).end('{"status":"ok"}');
-      const { messages } = JSON.parse(Buffer.concat(chunks).toString()) as {
-        messages: { id: string; payload: { source: string; rows?: unknown[]; metadata?: unknown[] } }[];
-      };
-      for (const m of messages)
-        published.push({
-          source: m.payload.source,
-          samples: m.payload.rows ? frameSamples(telemetryFrame.parse(m.payload)).length : 0,
-          metadata: m.payload.metadata?.length ?? 0,
-          at: performance.now(),
-        });
-      res
-        .writeHead(201, { 'content-type': 'application/json' })
-        .end(JSON.stringify({ accepted: messages.length, duplicates: 0, ids: messages.map((m) => m.id) }));
-    });
-  });
+  const queueUrl = await serve(
+    fakeQueue((payload) =>
+      published.push({
+        source: String(payload['source']),
+        samples: payload['rows'] ? frameSamples(telemetryFrame.parse(payload)).length : 0,
+        metadata: (payload['metadata'] as unknown[] | undefined)?.length ?? 0,
+        at: performance.now(),
+      }),
+    ),
+  );
   database = await createTestDatabase<CollectorDatabase>();
-  queue = new QueueClient({ url: fakeQueue });
+  queue = new QueueClient({ url: queueUrl });
   collector = createTestCollector(database, queue, {
     COLLECT_TARGETS: Object.values(targets).join(','),
     COLLECT_TIMEOUT: '3s',

@@ -4,13 +4,11 @@ import { createTestDatabase, type TestDatabase } from '@gpu-telemetry/db/testing
 import { waitFor } from '@gpu-telemetry/harness';
 import { frameSamples, type ScrapedSample, telemetryFrame } from '@gpu-telemetry/model';
 import { QueueClient } from '@gpu-telemetry/queue-client';
-import { createLogger } from '@gpu-telemetry/service-kit';
-import { asService, TEST_SERVICE_TOKEN } from '@gpu-telemetry/service-kit/testing';
+import { asService } from '@gpu-telemetry/service-kit/testing';
 import request from 'supertest';
-import { type CollectorApp, createApp } from '../app';
+import type { CollectorApp } from '../app';
 import type { CollectorDatabase } from '../collector.tables';
-import { loadCollectorConfig } from '../config';
-import { createTestCollector } from '../testing/collector-test-app';
+import { createTestCollector, fakeQueue } from '../testing/collector-test-app';
 
 /**
  * Rounds of the real collector (real Postgres, the queue an HTTP stand-in recording what is
@@ -35,23 +33,13 @@ const exporter = (body: Buffer | string) =>
   );
 
 beforeAll(async () => {
-  const fakeQueue = await serve((req, res) => {
-    const chunks: Buffer[] = [];
-    req.on('data', (chunk: Buffer) => chunks.push(chunk));
-    req.on('end', () => {
-      if (req.method !== 'POST') return void res.writeHead(200).end('{"status":"ok"}');
-      const { messages } = JSON.parse(Buffer.concat(chunks).toString()) as {
-        messages: { id: string; payload: { rows?: unknown[] } }[];
-      };
-      for (const m of messages)
-        if (m.payload.rows) published.push(...frameSamples(telemetryFrame.parse(m.payload)));
-      res
-        .writeHead(201, { 'content-type': 'application/json' })
-        .end(JSON.stringify({ accepted: messages.length, duplicates: 0, ids: messages.map((m) => m.id) }));
-    });
-  });
+  const queueUrl = await serve(
+    fakeQueue((payload) => {
+      if (payload['rows']) published.push(...frameSamples(telemetryFrame.parse(payload)));
+    }),
+  );
   database = await createTestDatabase<CollectorDatabase>();
-  queue = new QueueClient({ url: fakeQueue });
+  queue = new QueueClient({ url: queueUrl });
 });
 
 afterAll(async () => {
@@ -148,19 +136,12 @@ describe('target status', () => {
 
   it('keeps rows only for the addresses a DNS name has now', async () => {
     let n = 0;
-    const collector = createApp({
-      db: database.db,
-      pool: database.pool,
-      logger: createLogger('collector', 'silent'),
+    const collector = createTestCollector(
+      database,
       queue,
-      config: loadCollectorConfig({
-        DATABASE_URL: database.url,
-        SERVICE_TOKEN: TEST_SERVICE_TOKEN,
-        COLLECT_DNS: 'http://dcgm.example:1/metrics',
-        COLLECT_TIMEOUT: '200ms',
-      }),
-      resolve: async () => [`127.0.0.${++n}`],
-    });
+      { COLLECT_DNS: 'http://dcgm.example:1/metrics', COLLECT_TIMEOUT: '200ms' },
+      async () => [`127.0.0.${++n}`],
+    );
     running.push(collector);
     for (let round = 0; round < 5; round++) await collector.scrapeLoop.runRound();
     expect((await statusRows()).map((r) => r.url)).toEqual(['http://127.0.0.5:1/metrics']);
