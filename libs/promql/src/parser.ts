@@ -236,6 +236,7 @@ type SyntaxNode = ReturnType<typeof lezerParser.parse>['topNode'];
 export function lexerError(query: string): { token: number; at: number; message: string } | undefined {
   let parens = 0;
   let bracket = false;
+  let gotColon = false;
   let braces = false;
   for (let i = 0; i < query.length; i++) {
     const c = query[i];
@@ -258,8 +259,14 @@ export function lexerError(query: string): { token: number; at: number; message:
     else if (c === '(') parens++;
     else if (c === ')' && --parens < 0)
       return { token: i, at: i + 1, message: "unexpected right parenthesis ')'" };
-    else if (c === '[') bracket = true;
-    else if (c === ']' && !bracket) return { token: i, at: i, message: "unexpected right bracket ']'" };
+    else if (c === '[') {
+      bracket = true;
+      gotColon = false;
+    } else if (c === ':' && bracket) {
+      // One colon in a subquery's brackets; outside them a colon begins a metric name.
+      if (gotColon) return { token: i, at: i, message: "unexpected colon ':'" };
+      gotColon = true;
+    } else if (c === ']' && !bracket) return { token: i, at: i, message: "unexpected right bracket ']'" };
     else if (c === ']') bracket = false;
     else if (c === '!' && i + 1 < query.length && query[i + 1] !== '=')
       return { token: i, at: i, message: `unexpected character after '!': '${query[i + 1]}'` };
@@ -332,10 +339,117 @@ function numberOrDuration(query: string, start: number, inBracket: boolean): num
   return VALID_DURATION.test(text) ? d : `not a valid duration string: ${JSON.stringify(text)}`;
 }
 
+/** A token as Prometheus' lexer cuts the query: where it starts, and whether within braces. */
+interface Lexeme {
+  kind: 'identifier' | 'number' | 'string' | 'symbol';
+  text: string;
+  start: number;
+  inBraces: boolean;
+}
+
+const OPERATOR_WORDS = new Set(['and', 'or', 'unless', 'atan2']);
+const AGGREGATOR_WORDS = new Set(
+  'sum avg count min max group stddev stdvar topk bottomk count_values quantile'.split(' '),
+);
+const KEYWORD_WORDS = new Set('offset by without on ignoring group_left group_right bool'.split(' '));
+const OPERATOR_SYMBOLS = new Set('+ - * / % ^ == != < <= > >= =~ !~ @'.split(' '));
+const GROUPING_WORDS = new Set(['by', 'without', 'on', 'ignoring', 'group_left', 'group_right']);
+
+/** The tokens of `query` that start before `until`, and the one at or after it (the last). */
+function lexemes(query: string, until: number): Lexeme[] {
+  const out: Lexeme[] = [];
+  let braces = false;
+  for (let i = 0; i < query.length;) {
+    const c = query[i] as string;
+    if (/\s/.test(c)) {
+      i++;
+      continue;
+    }
+    if (c === '#' && !braces) {
+      while (i < query.length && query[i] !== '\n') i++;
+      continue;
+    }
+    const start = i;
+    let kind: Lexeme['kind'] = 'symbol';
+    if (c === '"' || c === "'" || c === '`') {
+      kind = 'string';
+      for (i++; i < query.length && query[i] !== c; i++) if (c !== '`' && query[i] === '\\') i++;
+      i++;
+    } else if (/[A-Za-z_:]/.test(c)) {
+      kind = 'identifier';
+      while (i < query.length && /[\w:]/.test(query[i] as string)) i++;
+    } else if (/\d/.test(c) || (c === '.' && /\d/.test(query[i + 1] ?? ''))) {
+      kind = 'number';
+      while (i < query.length && /[\w.]/.test(query[i] as string)) {
+        i++;
+        if (/[eE]/.test(query[i - 1] as string) && /[+-]/.test(query[i] ?? '')) i++;
+      }
+    } else {
+      i += /^(==|!=|<=|>=|=~|!~)/.test(query.slice(i, i + 2)) ? 2 : 1;
+    }
+    const lexeme = { kind, text: query.slice(start, i), start, inBraces: braces };
+    if (c === '{') braces = true;
+    else if (c === '}') braces = false;
+    out.push(lexeme);
+    if (start >= until) break;
+  }
+  return out;
+}
+
+/** A token as Prometheus' parser names it in an error (Go's Item.desc). */
+function describeLexeme(l: Lexeme): string {
+  const quoted = (text: string) =>
+    text.length > 10 ? `${JSON.stringify(text.slice(0, 10))}...` : JSON.stringify(text);
+  const lower = l.text.toLowerCase();
+  switch (l.kind) {
+    case 'identifier':
+      if (l.inBraces) return `identifier ${JSON.stringify(l.text)}`;
+      if (lower === 'inf' || lower === 'nan') return `number ${quoted(l.text)}`;
+      if (OPERATOR_WORDS.has(lower)) return `<op:${l.text}>`;
+      if (AGGREGATOR_WORDS.has(lower)) return `<aggr:${l.text}>`;
+      if (KEYWORD_WORDS.has(lower)) return `<${l.text}>`;
+      if (lower === 'start' || lower === 'end') return JSON.stringify(l.text);
+      return `${l.text.includes(':') ? 'metric identifier' : 'identifier'} ${JSON.stringify(l.text)}`;
+    case 'number':
+      return `${/^[\d.]+[smhdwy]/.test(l.text) ? 'duration' : 'number'} ${quoted(l.text)}`;
+    case 'string':
+      return `string ${quoted(l.text)}`;
+    default:
+      return OPERATOR_SYMBOLS.has(l.text) ? `<op:${l.text}>` : JSON.stringify(l.text);
+  }
+}
+
+/**
+ * The parser's error at the token starting at or after `at`, as Prometheus words it: the token's
+ * description, and where its grammar says so, what it was reading and what it expected.
+ */
+function unexpectedLexeme(query: string, at: number): { at: number; message: string } | undefined {
+  const all = lexemes(query, at);
+  const found = all.at(-1);
+  if (!found || found.start < at) return undefined;
+  const prev = all.at(-2);
+  const prevLower = prev?.text.toLowerCase();
+  if (found.text === ')' && prev?.text === ',' && !found.inBraces)
+    return { at: prev.start, message: 'trailing commas not allowed in function call args' };
+  let context = '';
+  if (found.inBraces && found.text !== '{') {
+    if (!prev || prev.text === '{' || prev.text === ',')
+      context = ' in label matching, expected identifier or "}"';
+    else if (prev.kind === 'identifier') context = ' in label matching, expected label matching operator';
+    else if (prev.kind === 'string') context = ' in label matching, expected "," or "}"';
+    else if (['=', '!=', '=~', '!~'].includes(prev.text)) context = ' in label matching, expected string';
+  } else if (prev?.text === '@') context = ' in @, expected timestamp';
+  else if (prevLower === 'offset') context = ' in offset, expected duration';
+  else if (prev && !prev.inBraces && prev.kind === 'identifier' && GROUPING_WORDS.has(prevLower ?? ''))
+    context = ' in grouping opts, expected "("';
+  return { at: found.start, message: `unexpected ${describeLexeme(found)}${context}` };
+}
+
 /** What Prometheus' grammar adds to an end of input after a keyword that needs more. */
 function endContext(query: string): string {
-  const last = /(\S+)\s*$/.exec(query.replace(/#[^\n]*/g, ''))?.[1]?.toLowerCase();
-  if (last === 'offset') return ' in offset, expected duration';
+  const text = query.replace(/#[^\n]*/g, '');
+  const last = /(\S+)\s*$/.exec(text)?.[1]?.toLowerCase();
+  if (last === 'offset' || /\boffset\s*[-+]\s*$/i.test(text)) return ' in offset, expected duration';
   if (last === '@') return ' in @, expected timestamp';
   if (last === 'by' || last === 'without') return ' in grouping opts, expected "("';
   return '';
@@ -400,6 +514,8 @@ class Converter {
       const lexed = lexerError(this.query);
       if (lexed && (token === undefined || lexed.token <= node.from)) this.fail(lexed.at, lexed.message);
       if (token === undefined) this.fail(node.from, `unexpected end of input${endContext(this.query)}`);
+      const found = unexpectedLexeme(this.query, node.from);
+      if (found) this.fail(found.at, found.message);
       this.fail(node.from, `unexpected ${JSON.stringify(token.length > 20 ? token.slice(0, 20) : token)}`);
     } while (cursor.next());
   }
