@@ -3,6 +3,7 @@ import { AppError } from '@gpu-telemetry/model';
 import type { Logger } from 'pino';
 import { ZodError } from 'zod';
 import { paramNamed, type PathTemplate, undecodableSegment } from './path-templates';
+import { bodyMeansNothing } from './json-body';
 import { fieldErrors, sendProblem } from './problem';
 
 const PG_UNAVAILABLE = /^(08|53|57P0[1-3])/; // connection failures, out of resources, shutting down
@@ -90,7 +91,12 @@ export function errorHandler(
       const message = `is not valid ${String(req.headers['content-encoding'] ?? 'compressed')} data`;
       return sendProblem(res, 400, `body: ${message}`, { errors: [{ field: 'body', message }] });
     }
-    if (typeof code === 'string' && code.startsWith('22') && code.length === 5 && carriesBody(req.method)) {
+    if (
+      typeof code === 'string' &&
+      code.startsWith('22') &&
+      code.length === 5 &&
+      !bodyMeansNothing(req.method)
+    ) {
       // A data exception: a value Postgres cannot store, e.g. "\u0000" or an unpaired surrogate in JSON.
       // A read has no body to blame: there it is a fault over stored data, a 500 that is logged.
       const message = error instanceof Error ? error.message : 'invalid value';
@@ -110,11 +116,6 @@ export function errorHandler(
     logger.error({ err: error, requestId: res.locals['requestId'] }, 'unhandled error');
     return sendProblem(res, 500, 'An unexpected error occurred; it has been logged with this request id.');
   };
-}
-
-/** Whether a request of this method carries a body that a value Postgres refuses could come from. */
-function carriesBody(method: string): boolean {
-  return method !== 'GET' && method !== 'HEAD';
 }
 
 /** Postgres down, restarting or out of connections: the client should retry, not see a 500. */

@@ -1,4 +1,5 @@
 import express, { type NextFunction, type Request, type RequestHandler, type Response } from 'express';
+import { sendsBody } from './json-body';
 
 export const FORM_MEDIA_TYPE = 'application/x-www-form-urlencoded';
 
@@ -22,9 +23,7 @@ export class FormBodyError extends Error {
 export function formBody(options: { limit: number }): RequestHandler {
   const raw = express.raw({ type: FORM_MEDIA_TYPE, limit: options.limit, inflate: false });
   return (req: Request, res: Response, next: NextFunction) => {
-    const hasBody =
-      Number(req.headers['content-length'] ?? 0) > 0 || req.headers['transfer-encoding'] !== undefined;
-    if (!hasBody) {
+    if (!sendsBody(req)) {
       req.body = new URLSearchParams();
       next();
       return;

@@ -28,6 +28,7 @@ export {
   type ServiceToken,
 } from './service-auth';
 export { FORM_MEDIA_TYPE, formBody, FormBodyError } from './form-body';
+export { notJsonBody } from './json-body';
 export { getTracer, startTelemetry, withSpan } from './telemetry';
 export { validate, validateQuery } from './validate';
 export { waitAtMost } from './wait';

@@ -9,7 +9,7 @@ import express, {
   type Response,
   Router,
 } from 'express';
-import { UnsupportedMediaTypeError } from '@gpu-telemetry/model';
+import { bodyMeansNothing, JSON_MEDIA_TYPES, notJsonBody } from './json-body';
 import { spellUtf8AsTheParserDoes } from './json-charset';
 import type { Logger } from 'pino';
 import { errorHandler } from './error-handler';
@@ -275,30 +275,17 @@ export function createServiceApp(options: ServiceAppOptions): Express {
 
   options.binaryBodyRoutes?.(app);
 
-  // Bodies are JSON. Anything else with a body is a 415, not a confusing "field required". A
-  // GET's or HEAD's body means nothing in HTTP: it is not read, as a proxy would not read it.
-  const bodyMeansNothing = (req: IncomingMessage) => req.method === 'GET' || req.method === 'HEAD';
-  const JSON_TYPES = ['application/json', 'application/*+json'];
+  // Bodies are JSON. Anything else with a body is a 415, not a confusing "field required".
   app.use((req: Request, _res: Response, next: NextFunction) => {
     spellUtf8AsTheParserDoes(req.headers);
-    const hasBody =
-      Number(req.headers['content-length'] ?? 0) > 0 || req.headers['transfer-encoding'] !== undefined;
-    if (hasBody && !bodyMeansNothing(req) && !req.is(JSON_TYPES)) {
-      next(
-        new UnsupportedMediaTypeError(
-          `Send the body as application/json, not ${req.headers['content-type'] ?? 'no content type'}.`,
-        ),
-      );
-      return;
-    }
-    next();
+    next(notJsonBody(req));
   });
   options.rawBodyRoutes?.(app);
   app.use(
     express.json({
       limit: options.bodyLimit ?? 1024 * 1024,
       strict: false,
-      type: (req) => !bodyMeansNothing(req) && Boolean((req as Request).is(JSON_TYPES)),
+      type: (req) => !bodyMeansNothing(req.method) && Boolean((req as Request).is(JSON_MEDIA_TYPES)),
     }),
   );
 

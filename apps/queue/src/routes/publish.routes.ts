@@ -6,7 +6,7 @@ import {
   ValidationError,
 } from '@gpu-telemetry/model';
 import type { IncomingMessage } from 'node:http';
-import { apiRouter, validate } from '@gpu-telemetry/service-kit';
+import { apiRouter, notJsonBody, validate } from '@gpu-telemetry/service-kit';
 import type { ErrorRequestHandler, RequestHandler, Router } from 'express';
 import { z } from 'zod';
 import {
@@ -38,7 +38,6 @@ export type PublishRefusal =
   | 'memory_full';
 
 const topicParams = z.object({ topic: topicName });
-const JSON_TYPES = ['application/json', 'application/*+json'];
 
 /** A declared body over the limit, shaped like the body reader's own 413 so that both read alike. */
 class BodyTooLarge extends Error {
@@ -123,14 +122,8 @@ export function publishRoutes(queue: QueueService, options: PublishRouteOptions)
 
   // What is wrong before the body is read is refused before it is read, and answered at once.
   const checkRequest: RequestHandler = (req, _res, next) => {
-    // Bodies are JSON. A body of no type or another one is a 415, not a confusing "not valid JSON".
-    const hasBody =
-      Number(req.headers['content-length'] ?? 0) > 0 || req.headers['transfer-encoding'] !== undefined;
-    if (hasBody && !req.is(JSON_TYPES)) {
-      throw new UnsupportedMediaTypeError(
-        `Send the body as application/json, not ${req.headers['content-type'] ?? 'no content type'}.`,
-      );
-    }
+    const notJson = notJsonBody(req);
+    if (notJson) throw notJson;
     validate(topicParams, req.params);
     if (Number(req.headers['content-length']) > options.bodyLimit) throw new BodyTooLarge(options.bodyLimit);
     // JSON is UTF-8 (RFC 8259), and payloads are stored as the bytes sent.
