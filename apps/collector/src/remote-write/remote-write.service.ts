@@ -4,7 +4,7 @@ import { AppError } from '@gpu-telemetry/model';
 import { type QueueClient, QueueRequestError } from '@gpu-telemetry/queue-client';
 import { getTracer, type Logger, withSpan } from '@gpu-telemetry/service-kit';
 import type { CollectorMetrics } from '../collector.metrics';
-import { MAX_FUTURE_MS } from '../parsing/storable-time';
+import { storableTimes } from '../parsing/storable-time';
 import { metadataMessages, type OutgoingMessage } from '../publishing/message-builder';
 import { buildSeriesMessages } from './series-messages';
 import { SnappyError, snappyDecode, SnappyTooLargeError } from './snappy';
@@ -217,15 +217,15 @@ export class RemoteWriteService {
           });
         throw error;
       }
-      const now = (this.options.now ?? Date.now)();
+      const times = storableTimes((this.options.now ?? Date.now)(), this.options.retentionMs);
       let messages: OutgoingMessage[];
       let decoded: ReturnType<typeof decodeWriteRequest>;
       try {
         decoded = decodeWriteRequest(decompressed, {
           maxSeries: this.options.maxSeries,
           maxSamples: this.options.maxSamples,
-          maxTimestampMs: now + MAX_FUTURE_MS,
-          minTimestampMs: this.options.retentionMs ? now - this.options.retentionMs : 0,
+          maxTimestampMs: times.maxMs,
+          minTimestampMs: times.minMs,
         });
         const hash = createHash('sha256').update(decompressed).digest('hex');
         messages = [
