@@ -614,6 +614,133 @@ describe('service ports', () => {
   });
 });
 
+describe('values written into Secrets', () => {
+  const checksums = (manifests: Manifest[]) =>
+    Object.fromEntries(
+      workloads(manifests).map((w) => [
+        w.metadata.name,
+        w.spec.template.metadata.annotations?.['checksum/secrets'] as string | undefined,
+      ]),
+    );
+
+  it('rolls the pods that read a database URL or admin key written from values when it changes', () => {
+    // A pod reads a Secret only when it starts: without a change to its template, the old URL stays.
+    const before = checksums(
+      render$('gpu-telemetry', { global: { database: { url: 'postgres://u:a@db/gt' } } }),
+    );
+    const after = checksums(
+      render$('gpu-telemetry', { global: { database: { url: 'postgres://u:b@db/gt' } } }),
+    );
+    for (const name of SERVICE_CHARTS) {
+      expect(before[`gt-${name}`]).toMatch(/^[0-9a-f]{16}$/);
+      expect(after[`gt-${name}`]).toMatch(/^[0-9a-f]{16}$/);
+      expect(after[`gt-${name}`]).not.toBe(before[`gt-${name}`]);
+    }
+    // A chart's own URL rolls that chart's pods alone.
+    const own = checksums(render$('gpu-telemetry', { queue: { database: { url: 'postgres://u:q@db/gt' } } }));
+    expect(Object.entries(own).filter(([, sum]) => sum)).toEqual([['gt-queue', expect.any(String)]]);
+    const adminKey = (value: string) => checksums(render$('gateway', { adminKey: { value } }))['gt-gateway'];
+    expect(adminKey('a'.repeat(24))).not.toBe(adminKey('b'.repeat(24)));
+  });
+
+  it('leaves the pod templates alone when the Secrets are your own or generated', () => {
+    for (const values of [
+      {},
+      { global: { database: { url: 'postgres://u:a@db/gt', existingSecret: 'pg' } } },
+      { gateway: { adminKey: { existingSecret: 'admin', value: 'a'.repeat(24) } } },
+    ])
+      expect(Object.values(checksums(render$('gpu-telemetry', values))).filter(Boolean)).toEqual([]);
+  });
+});
+
+describe('the migration Job of a service chart on its own', () => {
+  it.each(SERVICE_CHARTS)(
+    "runs a pod that %s's Service, PodDisruptionBudget, NetworkPolicy and workload do not select",
+    (chart) => {
+      const manifests = render$(chart, { migrations: { enabled: true } });
+      const job = find(manifests, 'Job', `gt-${chart}-migrate`);
+      const labels: Record<string, string> = job.spec.template.metadata.labels;
+      expect(labels).toMatchObject({
+        'app.kubernetes.io/instance': 'gt',
+        'app.kubernetes.io/component': 'migrate',
+      });
+      const matches = (selector: Record<string, string>) =>
+        Object.entries(selector).every(([key, value]) => labels[key] === value);
+      const selectors = {
+        service: find(manifests, 'Service', `gt-${chart}`).spec.selector,
+        pdb: find(manifests, 'PodDisruptionBudget', `gt-${chart}`).spec.selector.matchLabels,
+        networkPolicy: find(manifests, 'NetworkPolicy', `gt-${chart}`).spec.podSelector.matchLabels,
+        workload: workloadOf(manifests, chart).spec.selector.matchLabels,
+      };
+      expect(Object.entries(selectors).filter(([, selector]) => matches(selector))).toEqual([]);
+    },
+  );
+});
+
+describe('a release without its queue', () => {
+  it('refuses a streamer or collector left calling the disabled queue, and takes one named instead', () => {
+    const nowhere = template('gpu-telemetry', { queue: { enabled: false } });
+    expect(nowhere.status).not.toBe(0);
+    expect(nowhere.stderr).toContain(
+      "queue.enabled=false: the streamer would call this release's queue, which is disabled; name the queue it should use (streamer.config.QUEUE_URL)",
+    );
+    const partly = template('gpu-telemetry', {
+      queue: { enabled: false },
+      streamer: { config: { QUEUE_URL: 'http://queue.shared:8081' } },
+    });
+    expect(partly.stderr).toContain('(collector.config.QUEUE_URL)');
+    const elsewhere = render$('gpu-telemetry', {
+      queue: { enabled: false },
+      streamer: { config: { QUEUE_URL: 'http://queue.shared:8081' } },
+      collector: { config: { QUEUE_URL: 'http://queue.shared:8081' } },
+    });
+    for (const name of ['streamer', 'collector'])
+      expect(envOf(workloadOf(elsewhere, name))['QUEUE_URL']?.value).toBe('http://queue.shared:8081');
+    expect(elsewhere.some((m) => m.metadata.name === 'gt-queue')).toBe(false);
+    // Neither of them installed: nothing calls the queue.
+    expect(
+      template('gpu-telemetry', {
+        queue: { enabled: false },
+        streamer: { enabled: false },
+        collector: { enabled: false },
+      }).status,
+    ).toBe(0);
+  });
+});
+
+describe("the collector and the streamer's retention", () => {
+  it('refuses a TELEMETRY_RETENTION set for one of them alone, and takes the same one written either way', () => {
+    for (const [values, message] of [
+      [
+        { streamer: { config: { TELEMETRY_RETENTION: '30d' } } },
+        'TELEMETRY_RETENTION: the streamer keeps raw samples 30d, the collector takes them 7d (unset)',
+      ],
+      [
+        { collector: { config: { TELEMETRY_RETENTION: '0' } } },
+        'TELEMETRY_RETENTION: the streamer keeps raw samples 7d (unset), the collector takes them 0',
+      ],
+    ] as const) {
+      const result = template('gpu-telemetry', values);
+      expect(result.status).not.toBe(0);
+      expect(result.stderr).toContain(message);
+    }
+    const same = render$('gpu-telemetry', {
+      streamer: { config: { TELEMETRY_RETENTION: '30d' } },
+      collector: { config: { TELEMETRY_RETENTION: '720h' } },
+    });
+    expect(envOf(workloadOf(same, 'collector'))['TELEMETRY_RETENTION']?.value).toBe('720h');
+    for (const values of [
+      { streamer: { config: { TELEMETRY_RETENTION: '7d' } } },
+      {
+        streamer: { config: { TELEMETRY_RETENTION: '0' } },
+        collector: { config: { TELEMETRY_RETENTION: '0' } },
+      },
+      { streamer: { config: { TELEMETRY_RETENTION: '30d' } }, collector: { enabled: false } },
+    ])
+      expect(template('gpu-telemetry', values).status).toBe(0);
+  });
+});
+
 describe('a service chart on its own', () => {
   it.each(SERVICE_CHARTS)(
     'renders %s with defaults, and with its own database URL and migrations',
@@ -852,6 +979,32 @@ describe('values.schema.json', () => {
       'gt-gateway',
     );
     expect(workload.spec.template.spec.terminationGracePeriodSeconds).toBe(90);
+  });
+
+  it("refuses a client's share of the long-polls above all of them, as the gateway would", () => {
+    for (const [config, message] of [
+      [
+        { GATEWAY_MAX_LONG_POLLS_PER_CLIENT: 2000 },
+        'config.GATEWAY_MAX_LONG_POLLS_PER_CLIENT: 2000 is above GATEWAY_MAX_CONCURRENCY (1024)',
+      ],
+      [
+        { GATEWAY_MAX_LONG_POLLS: 10, GATEWAY_MAX_LONG_POLLS_PER_CLIENT: 11 },
+        'config.GATEWAY_MAX_LONG_POLLS_PER_CLIENT: 11 is above GATEWAY_MAX_LONG_POLLS (10)',
+      ],
+      [
+        { GATEWAY_MAX_CONCURRENCY: 10, GATEWAY_MAX_LONG_POLLS_PER_CLIENT: 11 },
+        'config.GATEWAY_MAX_LONG_POLLS_PER_CLIENT: 11 is above GATEWAY_MAX_CONCURRENCY (10)',
+      ],
+    ] as const) {
+      const result = template('gpu-telemetry', { gateway: { config } });
+      expect(result.status).not.toBe(0);
+      expect(result.stderr).toContain(message);
+    }
+    for (const config of [
+      { GATEWAY_MAX_LONG_POLLS_PER_CLIENT: 1024 },
+      { GATEWAY_MAX_CONCURRENCY: 10, GATEWAY_MAX_LONG_POLLS: 100, GATEWAY_MAX_LONG_POLLS_PER_CLIENT: 50 },
+    ])
+      expect(template('gateway', { config }).status).toBe(0);
   });
 
   it('passes whole numbers as written, however large (a values file reads them as floats)', () => {

@@ -56,6 +56,21 @@ describe('the queue chart and QUEUE_PUBLISH_MEMORY', () => {
     expect(released.env).toContainEqual({ name: 'QUEUE_PUBLISH_MEMORY', value: '128mb' });
   });
 
+  it('refuses a budget under 1mb, which the queue would refuse at startup', () => {
+    for (const [value, shown] of [
+      ['512kb', '512kb'],
+      [1_048_575, '1048575'],
+    ] as const) {
+      const result = template('gpu-telemetry', { queue: { config: { QUEUE_PUBLISH_MEMORY: value } } });
+      expect(result.status).not.toBe(0);
+      expect(result.stderr).toContain(`config.QUEUE_PUBLISH_MEMORY: ${shown} is below 1mb`);
+    }
+    expect(queueContainer('queue', { config: { QUEUE_PUBLISH_MEMORY: '1mb' } }).env).toContainEqual({
+      name: 'QUEUE_PUBLISH_MEMORY',
+      value: '1mb',
+    });
+  });
+
   it.each([
     [
       'a budget the default limit cannot hold',

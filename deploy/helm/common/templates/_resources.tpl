@@ -144,6 +144,9 @@ spec:
 {{/*
 The migration Job, run from the same image before install and upgrade (hooks):
 (dict "ctx" . "name" <job name>). Concurrent runs are safe: the runner holds an advisory lock.
+Its pod is named <chart>-migrate, not <chart>: with the service's own selector labels it would be
+one of the pods the service's Service, PodDisruptionBudget (whose eviction budget a Job's pod
+leaves uncomputable: no drain of the service's nodes while it exists) and StatefulSet select.
 */}}
 {{- define "common.migrationJob" -}}
 {{- $ctx := .ctx -}}
@@ -167,7 +170,8 @@ spec:
   template:
     metadata:
       labels:
-        {{- include "common.selectorLabels" $ctx | nindent 8 }}
+        app.kubernetes.io/name: {{ include "common.name" $ctx }}-migrate
+        app.kubernetes.io/instance: {{ $ctx.Release.Name }}
         app.kubernetes.io/component: migrate
     spec:
       restartPolicy: Never

@@ -132,7 +132,22 @@ SHUTDOWN_TIMEOUT for requests in flight and 10 s more for the service's own stop
 {{- end -}}
 
 {{/*
-The Deployment (or StatefulSet) of a service: (dict "ctx" . "kind" "Deployment" "env" <extra env YAML list>).
+The database URL the pods read from a Secret this release writes from values (database.url, else
+global.database.url); empty when the URL comes from a Secret of one's own (existingSecret).
+*/}}
+{{- define "common.inlineDatabaseUrl" -}}
+{{- $global := (.Values.global | default dict).database | default dict -}}
+{{- $local := .Values.database | default dict -}}
+{{- if $local.existingSecret -}}
+{{- else if $local.url -}}{{ $local.url }}
+{{- else if $global.existingSecret -}}
+{{- else if $global.url -}}{{ $global.url }}
+{{- end -}}
+{{- end -}}
+
+{{/*
+The Deployment (or StatefulSet) of a service: (dict "ctx" . "kind" "Deployment" "env" <extra env YAML list>
+"secrets" <list of the other values the chart writes into Secrets its pods read>).
 */}}
 {{- define "common.workload" -}}
 {{- $ctx := .ctx -}}
@@ -174,6 +189,12 @@ spec:
       annotations:
         {{- /* Roll the pods when the configuration changes. */}}
         checksum/config: {{ toJson $values.config | sha256sum | trunc 16 }}
+        {{- /* A container reads a Secret's values only when it starts: a changed database URL (or
+        admin key) written from values would otherwise reach no running pod until it restarts. */}}
+        {{- $secrets := concat (list (include "common.inlineDatabaseUrl" $ctx)) (.secrets | default list) | compact }}
+        {{- with $secrets }}
+        checksum/secrets: {{ toJson . | sha256sum | trunc 16 }}
+        {{- end }}
         {{- with $values.podAnnotations }}
         {{- toYaml . | nindent 8 }}
         {{- end }}

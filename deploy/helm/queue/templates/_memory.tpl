@@ -38,9 +38,14 @@ the service uses without them (heap, connection pool, leases of up to QUEUE_RESP
 A pod under that limit would be OOM-killed by a burst of large publishes instead of answering 503.
 */}}
 {{- define "queue.checkMemory" -}}
+{{- $config := .Values.config | default dict -}}
+{{- /* The queue refuses to start with a budget under 1mb, which the schema cannot compare. */ -}}
+{{- $set := get $config "QUEUE_PUBLISH_MEMORY" -}}
+{{- if and (not (kindIs "invalid" $set)) (ne (toString $set) "") (lt (include "queue.bytes" (dict "value" $set "default" 0) | float64) 1048576.0) -}}
+{{- fail (printf "config.QUEUE_PUBLISH_MEMORY: %s is below 1mb, the least the queue takes" (kindIs "string" $set | ternary $set (int64 $set | toString))) -}}
+{{- end -}}
 {{- $limit := ((.Values.resources | default dict).limits | default dict).memory -}}
 {{- if $limit -}}
-{{- $config := .Values.config | default dict -}}
 {{- $body := include "queue.bytes" (dict "value" (get $config "QUEUE_BODY_LIMIT") "default" 33554432) | float64 -}}
 {{- $budget := include "queue.bytes" (dict "value" (get $config "QUEUE_PUBLISH_MEMORY") "default" 67108864) | float64 -}}
 {{- $budget = maxf $budget $body -}}
