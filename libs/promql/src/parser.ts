@@ -22,6 +22,7 @@ import {
 import { parseDuration } from './duration';
 import { BadDataError, parseErrorMessage } from './errors';
 import { formatGoFixed } from './format';
+import { bracketProblem, endContext, lex, type SyntaxProblem, unexpectedToken } from './lexer';
 import { METRIC_NAME } from './labels';
 import { compileMatcher, type Matcher, type MatchType } from './matchers';
 
@@ -227,234 +228,6 @@ const HAS_UNIT = /^[0-9]+(ms|[smhdwy])/;
 
 type SyntaxNode = ReturnType<typeof lezerParser.parse>['topNode'];
 
-/**
- * The error Prometheus' lexer stops at, if any: a quoted string left open (where it starts), a
- * closing bracket or a `!` out of place, or the end of input inside braces, parentheses or a
- * bracket (in that order, as its lexer checks). `token` is where the parser meets it, `at` where
- * Prometheus reports it.
- */
-export function lexerError(query: string): { token: number; at: number; message: string } | undefined {
-  let parens = 0;
-  let bracket = false;
-  let gotColon = false;
-  let braces = false;
-  for (let i = 0; i < query.length; i++) {
-    const c = query[i];
-    if (c === '"' || c === "'" || c === '`') {
-      const start = i;
-      for (i++; i < query.length && query[i] !== c; i++) {
-        if (c !== '`' && query[i] === '\\') i++;
-        else if (c !== '`' && query[i] === '\n') break;
-      }
-      if (i >= query.length || query[i] !== c) {
-        const message = c === '`' ? 'unterminated raw string' : 'unterminated quoted string';
-        return { token: start, at: start, message };
-      }
-    } else if (braces) {
-      if (c === '}') braces = false;
-    } else if (c === '#') {
-      while (i < query.length && query[i] !== '\n') i++;
-    } else if (c === '{') braces = true;
-    else if (c === '}') return { token: i, at: i, message: "unexpected character: '}'" };
-    else if (c === '(') parens++;
-    else if (c === ')' && --parens < 0)
-      return { token: i, at: i + 1, message: "unexpected right parenthesis ')'" };
-    else if (c === '[') {
-      bracket = true;
-      gotColon = false;
-    } else if (c === ':' && bracket) {
-      // One colon in a subquery's brackets; outside them a colon begins a metric name.
-      if (gotColon) return { token: i, at: i, message: "unexpected colon ':'" };
-      gotColon = true;
-    } else if (c === ']' && !bracket) return { token: i, at: i, message: "unexpected right bracket ']'" };
-    else if (c === ']') bracket = false;
-    else if (c === '!' && i + 1 < query.length && query[i + 1] !== '=')
-      return { token: i, at: i, message: `unexpected character after '!': '${query[i + 1]}'` };
-    else if (/[A-Za-z_:]/.test(c as string)) {
-      while (i + 1 < query.length && /[\w:]/.test(query[i + 1] as string)) i++;
-    } else if (/\d/.test(c as string) || (c === '.' && /\d/.test(query[i + 1] ?? ''))) {
-      const token = numberOrDuration(query, i, bracket);
-      if (typeof token === 'string') return { token: i, at: i, message: token };
-      i = token - 1;
-    }
-  }
-  const end = query.length;
-  if (braces) return { token: end, at: end, message: 'unexpected end of input inside braces' };
-  if (parens > 0) return { token: end, at: end, message: 'unclosed left parenthesis' };
-  if (bracket) return { token: end, at: end, message: 'unclosed left bracket' };
-  return undefined;
-}
-
-const DIGITS = /\d/;
-const ALPHANUMERIC = /[\w]/;
-const VALID_DURATION = /^(\d+y)?(\d+w)?(\d+d)?(\d+h)?(\d+m)?(\d+s)?(\d+ms)?$/;
-
-/**
- * Reads a number or a duration at query[start] as Prometheus' lexer does: where it ends (the next
- * index), or the error it stops at. A run that reads as a duration but is none (`1m1m`, `1.5m`)
- * is refused when parsed; one that is neither (`5M`) by the lexer itself.
- */
-function numberOrDuration(query: string, start: number, inBracket: boolean): number | string {
-  let i = start;
-  let digits = DIGITS;
-  if (query[i] === '0' && /[xX]/.test(query[i + 1] ?? '')) {
-    digits = /[\da-fA-F]/;
-    i += 2;
-  }
-  while (digits.test(query[i] ?? '')) i++;
-  if (query[i] === '.') for (i++; digits.test(query[i] ?? '');) i++;
-  if (/[eE]/.test(query[i] ?? '') && digits === DIGITS) {
-    i++;
-    if (query[i] === '+' || query[i] === '-') i++;
-    while (DIGITS.test(query[i] ?? '')) i++;
-  }
-  if (!ALPHANUMERIC.test(query[i] ?? '')) {
-    // An exponent without digits, a bare 0x or a hexadecimal fraction is a number to the lexer, and
-    // none to the parser (Go's ParseFloat).
-    const text = query.slice(start, i);
-    const hex = digits !== DIGITS;
-    if (hex ? text.includes('.') || text.length === 2 : /[eE][+-]?$/.test(text))
-      return `error parsing number: strconv.ParseFloat: parsing ${JSON.stringify(text)}: invalid syntax`;
-    return i;
-  }
-  // A duration: a unit, then more numbers each with a unit, and nothing alphanumeric after. Where
-  // the lexer stops reading is what its error quotes.
-  let d = i;
-  const refused = () =>
-    `${inBracket ? 'bad duration syntax' : 'bad number or duration syntax'}: ${JSON.stringify(query.slice(start, d))}`;
-  if (!/[smhdwy]/.test(query[d] ?? '')) return refused();
-  d++;
-  if (query[d] === 's') d++;
-  while (DIGITS.test(query[d] ?? '')) {
-    while (DIGITS.test(query[d] ?? '')) d++;
-    if (!/[smhdw]/.test(query[d] ?? '')) return refused();
-    d++;
-    if (query[d] === 's') d++;
-  }
-  if (ALPHANUMERIC.test(query[d] ?? '')) {
-    d++;
-    return refused();
-  }
-  const text = query.slice(start, d);
-  return VALID_DURATION.test(text) ? d : `not a valid duration string: ${JSON.stringify(text)}`;
-}
-
-/** A token as Prometheus' lexer cuts the query: where it starts, and whether within braces. */
-interface Lexeme {
-  kind: 'identifier' | 'number' | 'string' | 'symbol';
-  text: string;
-  start: number;
-  inBraces: boolean;
-}
-
-const OPERATOR_WORDS = new Set(['and', 'or', 'unless', 'atan2']);
-const AGGREGATOR_WORDS = new Set(
-  'sum avg count min max group stddev stdvar topk bottomk count_values quantile'.split(' '),
-);
-const KEYWORD_WORDS = new Set('offset by without on ignoring group_left group_right bool'.split(' '));
-const OPERATOR_SYMBOLS = new Set('+ - * / % ^ == != < <= > >= =~ !~ @'.split(' '));
-const GROUPING_WORDS = new Set(['by', 'without', 'on', 'ignoring', 'group_left', 'group_right']);
-
-/** The tokens of `query` that start before `until`, and the one at or after it (the last). */
-function lexemes(query: string, until: number): Lexeme[] {
-  const out: Lexeme[] = [];
-  let braces = false;
-  for (let i = 0; i < query.length;) {
-    const c = query[i] as string;
-    if (/\s/.test(c)) {
-      i++;
-      continue;
-    }
-    if (c === '#' && !braces) {
-      while (i < query.length && query[i] !== '\n') i++;
-      continue;
-    }
-    const start = i;
-    let kind: Lexeme['kind'] = 'symbol';
-    if (c === '"' || c === "'" || c === '`') {
-      kind = 'string';
-      for (i++; i < query.length && query[i] !== c; i++) if (c !== '`' && query[i] === '\\') i++;
-      i++;
-    } else if (/[A-Za-z_:]/.test(c)) {
-      kind = 'identifier';
-      while (i < query.length && /[\w:]/.test(query[i] as string)) i++;
-    } else if (/\d/.test(c) || (c === '.' && /\d/.test(query[i + 1] ?? ''))) {
-      kind = 'number';
-      while (i < query.length && /[\w.]/.test(query[i] as string)) {
-        i++;
-        if (/[eE]/.test(query[i - 1] as string) && /[+-]/.test(query[i] ?? '')) i++;
-      }
-    } else {
-      i += /^(==|!=|<=|>=|=~|!~)/.test(query.slice(i, i + 2)) ? 2 : 1;
-    }
-    const lexeme = { kind, text: query.slice(start, i), start, inBraces: braces };
-    if (c === '{') braces = true;
-    else if (c === '}') braces = false;
-    out.push(lexeme);
-    if (start >= until) break;
-  }
-  return out;
-}
-
-/** A token as Prometheus' parser names it in an error (Go's Item.desc). */
-function describeLexeme(l: Lexeme): string {
-  const quoted = (text: string) =>
-    text.length > 10 ? `${JSON.stringify(text.slice(0, 10))}...` : JSON.stringify(text);
-  const lower = l.text.toLowerCase();
-  switch (l.kind) {
-    case 'identifier':
-      if (l.inBraces) return `identifier ${JSON.stringify(l.text)}`;
-      if (lower === 'inf' || lower === 'nan') return `number ${quoted(l.text)}`;
-      if (OPERATOR_WORDS.has(lower)) return `<op:${l.text}>`;
-      if (AGGREGATOR_WORDS.has(lower)) return `<aggr:${l.text}>`;
-      if (KEYWORD_WORDS.has(lower)) return `<${l.text}>`;
-      if (lower === 'start' || lower === 'end') return JSON.stringify(l.text);
-      return `${l.text.includes(':') ? 'metric identifier' : 'identifier'} ${JSON.stringify(l.text)}`;
-    case 'number':
-      return `${/^[\d.]+[smhdwy]/.test(l.text) ? 'duration' : 'number'} ${quoted(l.text)}`;
-    case 'string':
-      return `string ${quoted(l.text)}`;
-    default:
-      return OPERATOR_SYMBOLS.has(l.text) ? `<op:${l.text}>` : JSON.stringify(l.text);
-  }
-}
-
-/**
- * The parser's error at the token starting at or after `at`, as Prometheus words it: the token's
- * description, and where its grammar says so, what it was reading and what it expected.
- */
-function unexpectedLexeme(query: string, at: number): { at: number; message: string } | undefined {
-  const all = lexemes(query, at);
-  const found = all.at(-1);
-  if (!found || found.start < at) return undefined;
-  const prev = all.at(-2);
-  const prevLower = prev?.text.toLowerCase();
-  if (found.text === ')' && prev?.text === ',' && !found.inBraces)
-    return { at: prev.start, message: 'trailing commas not allowed in function call args' };
-  let context = '';
-  if (found.inBraces && found.text !== '{') {
-    if (!prev || prev.text === '{' || prev.text === ',')
-      context = ' in label matching, expected identifier or "}"';
-    else if (prev.kind === 'identifier') context = ' in label matching, expected label matching operator';
-    else if (prev.kind === 'string') context = ' in label matching, expected "," or "}"';
-    else if (['=', '!=', '=~', '!~'].includes(prev.text)) context = ' in label matching, expected string';
-  } else if (prev?.text === '@') context = ' in @, expected timestamp';
-  else if (prevLower === 'offset') context = ' in offset, expected duration';
-  else if (prev && !prev.inBraces && prev.kind === 'identifier' && GROUPING_WORDS.has(prevLower ?? ''))
-    context = ' in grouping opts, expected "("';
-  return { at: found.start, message: `unexpected ${describeLexeme(found)}${context}` };
-}
-
-/** What Prometheus' grammar adds to an end of input after a keyword that needs more. */
-function endContext(query: string): string {
-  const text = query.replace(/#[^\n]*/g, '');
-  const last = /(\S+)\s*$/.exec(text)?.[1]?.toLowerCase();
-  if (last === 'offset' || /\boffset\s*[-+]\s*$/i.test(text)) return ' in offset, expected duration';
-  if (last === '@') return ' in @, expected timestamp';
-  if (last === 'by' || last === 'without') return ' in grouping opts, expected "("';
-  return '';
-}
-
 class Converter {
   /** The query as lezer reads it (forGrammar): numbers are read from it, all else from the query. */
   private grammarText = '';
@@ -474,6 +247,9 @@ class Converter {
     const children = this.children(top);
     if (children.length === 0) this.fail(0, 'no expression found in input');
     this.checkSyntax(top);
+    // What the grammar takes and Prometheus' lexer or brackets do not (`x[-5m]`, `x[5m + 1m]`).
+    const { lexemes, error } = lex(this.query);
+    this.failAtFirst([error, bracketProblem(lexemes)], Infinity);
     const expr = this.expr(children[0]);
     return expr;
   }
@@ -509,15 +285,22 @@ class Converter {
         this.fail(prev.from, `unknown function with name ${JSON.stringify(this.text(prev))}`);
       }
       const token = /^\s*(\S+)/.exec(node.from === node.to ? rest : this.text(node))?.[1];
-      // Prometheus' lexer runs ahead of its parser: a string it cannot close stops the parse where
-      // the string starts, and the end of input inside brackets is the lexer's to name.
-      const lexed = lexerError(this.query);
-      if (lexed && (token === undefined || lexed.token <= node.from)) this.fail(lexed.at, lexed.message);
-      if (token === undefined) this.fail(node.from, `unexpected end of input${endContext(this.query)}`);
-      const found = unexpectedLexeme(this.query, node.from);
+      // Prometheus' lexer runs ahead of its parser: what it stops at before the token the grammar
+      // stopped at (a string it cannot close, the end of input inside brackets) is the error.
+      const { lexemes, error } = lex(this.query);
+      this.failAtFirst([error, bracketProblem(lexemes)], token === undefined ? Infinity : node.from);
+      if (token === undefined) this.fail(node.from, `unexpected end of input${endContext(lexemes)}`);
+      const found = unexpectedToken(lexemes, node.from);
       if (found) this.fail(found.at, found.message);
       this.fail(node.from, `unexpected ${JSON.stringify(token.length > 20 ? token.slice(0, 20) : token)}`);
     } while (cursor.next());
+  }
+
+  /** Fails with the first of `problems` the parser meets at or before `limit`, if any. */
+  private failAtFirst(problems: ReadonlyArray<SyntaxProblem | undefined>, limit: number): void {
+    let first: SyntaxProblem | undefined;
+    for (const p of problems) if (p && p.token <= limit && (!first || p.token < first.token)) first = p;
+    if (first) this.fail(first.at, first.message);
   }
 
   private expr(node: SyntaxNode): Expr {

@@ -3,7 +3,7 @@ import { MemorySeriesSource } from '../source';
 import { type ApiAnswer, compareAnswers } from './compare';
 import { DATASET_END_MS, generateDataset, SCRAPE_INTERVAL_MS } from './dataset';
 import { type PrometheusServer, startPrometheus } from './prometheus-server';
-import { COMPAT_QUERIES, INSTANT_TIMES, RANGE_CASES } from './queries';
+import { COMPAT_QUERIES, INSTANT_TIMES, PARSE_CASES, PARSE_DIFFERENCES, RANGE_CASES } from './queries';
 import { remoteWriteDataset } from './remote-write';
 
 /**
@@ -105,4 +105,34 @@ it('refuses more than 11,000 points per series, as Prometheus does', async () =>
   expect(compareAnswers(theirs, mine)).toEqual([]);
   expect(mine).toMatchObject({ errorType: 'bad_data' });
   await expect(engine.rangeQuery('up', 0, 11_001_000, 1000)).rejects.toBeInstanceOf(BadDataError);
+});
+
+/**
+ * Prometheus's error for a query, as the engine words it: without the API's `invalid parameter
+ * "query": ` prefix, and without the internal item number Prometheus 2 prints before an unexpected
+ * `@` (`unexpected "<Item 57385>" <op:@>`).
+ */
+function parseOutcome(answer: ApiAnswer): string {
+  if (answer.status === 'success') return 'takes it';
+  return answer.error.replace(/^invalid parameter "query": /, '').replace(/"<Item \d+>" /, '');
+}
+
+describe('malformed queries', () => {
+  it.each(PARSE_CASES.map((q) => [q]))('%j is refused in the same words, or taken by both', async (query) => {
+    const theirs = await prometheusAnswer('/api/v1/query', { query, time: '0' });
+    const mine = await engineAnswer(() => engine.instantQuery(query, 0));
+    expect(parseOutcome(mine)).toBe(parseOutcome(theirs));
+  });
+
+  it.each(PARSE_DIFFERENCES.map((d) => [d.query, d] as const))(
+    '%j is where the engine parts from Prometheus 2, as documented',
+    async (query, d) => {
+      const theirs = await prometheusAnswer('/api/v1/query', { query, time: '0' });
+      const mine = await engineAnswer(() => engine.instantQuery(query, 0));
+      expect([theirs.status, mine.status]).toEqual([
+        d.prometheus2 === 'takes' ? 'success' : 'error',
+        d.engine === 'takes' ? 'success' : 'error',
+      ]);
+    },
+  );
 });
