@@ -94,10 +94,10 @@ export function lex(query: string): Lexed {
         continue;
       }
       if (c === '!' && query[i + 1] !== '=' && query[i + 1] !== '~')
-        return stop(start, `unexpected character after '!' inside braces: ${goRune(query[i + 1])}`);
+        return stop(start, `unexpected character after '!' inside braces: ${goRune(query, i + 1)}`);
       if (c === '{') return stop(start, "unexpected left brace '{'");
       if (c !== ',' && c !== '=' && c !== '!' && c !== '}')
-        return stop(start, `unexpected character inside braces: ${goRune(c)}`);
+        return stop(start, `unexpected character inside braces: ${goRune(query, i)}`);
       i += c === ',' || c === '}' || (c === '=' && query[i + 1] !== '~') ? 1 : 2;
       push('symbol', start, i);
       if (c === '}') braces = false;
@@ -118,7 +118,7 @@ export function lex(query: string): Lexed {
       }
       // Prometheus' lexer reads a letter in a subquery's brackets as the colon it expects there.
       if (gotColon)
-        return stop(start, `unexpected colon ${goRune(c)}`, letterColon < 0 ? start : letterColon);
+        return stop(start, `unexpected colon ${goRune(query, i)}`, letterColon < 0 ? start : letterColon);
       gotColon = true;
       if (c !== ':') letterColon = start;
       push('colon', start, ++i);
@@ -131,7 +131,7 @@ export function lex(query: string): Lexed {
       case ')':
         if (--parens < 0) return stop(start + 1, "unexpected right parenthesis ')'", start);
         break;
-      case '{':
+      case '{': // inside braces once it is pushed
         break;
       case '[':
         if (bracket) return stop(start, "unexpected left bracket '['");
@@ -143,7 +143,7 @@ export function lex(query: string): Lexed {
         break;
       case '!':
         if (query[i + 1] !== '=')
-          return stop(start, `unexpected character after '!': ${goRune(query[i + 1])}`);
+          return stop(start, `unexpected character after '!': ${goRune(query, i + 1)}`);
         i++;
         break;
       case '=':
@@ -155,7 +155,7 @@ export function lex(query: string): Lexed {
         if (query[i + 1] === '=') i++;
         break;
       default:
-        if (!',*/%+-^@'.includes(c)) return stop(start, `unexpected character: ${goRune(c)}`);
+        if (!',*/%+-^@'.includes(c)) return stop(start, `unexpected character: ${goRune(query, i)}`);
     }
     push('symbol', start, ++i);
     if (c === '{') braces = true;
@@ -172,9 +172,17 @@ export function lex(query: string): Lexed {
   }
 }
 
-/** A rune as Go's `%q` quotes it; the end of input as Go's lexer reads it (not a rune: U+FFFD). */
-function goRune(c: string | undefined): string {
-  if (c === undefined) return "'\uFFFD'";
+/** What Go's strconv.IsPrint takes: letters, marks, numbers, punctuation, symbols and the space. */
+const PRINTABLE = /^[\p{L}\p{M}\p{N}\p{P}\p{S} ]$/u;
+
+/**
+ * The character at query[at] as Go's `%q` quotes a rune; the end of input as Go's lexer reads it
+ * there (no rune: U+FFFD).
+ */
+function goRune(query: string, at: number): string {
+  const code = query.codePointAt(at);
+  if (code === undefined) return "'\uFFFD'";
+  const c = String.fromCodePoint(code);
   const escaped: Record<string, string> = {
     '\x07': '\\a',
     '\b': '\\b',
@@ -187,9 +195,10 @@ function goRune(c: string | undefined): string {
     "'": "\\'",
   };
   if (escaped[c]) return `'${escaped[c]}'`;
-  const code = c.codePointAt(0) as number;
-  if (code < 0x20 || code === 0x7f) return `'\\x${code.toString(16).padStart(2, '0')}'`;
-  return `'${c}'`;
+  if (PRINTABLE.test(c)) return `'${c}'`;
+  const hex = code.toString(16);
+  if (code < 0x80) return `'\\x${hex.padStart(2, '0')}'`;
+  return code < 0x10000 ? `'\\u${hex.padStart(4, '0')}'` : `'\\U${hex.padStart(8, '0')}'`;
 }
 
 const VALID_DURATION = /^(\d+y)?(\d+w)?(\d+d)?(\d+h)?(\d+m)?(\d+s)?(\d+ms)?$/;

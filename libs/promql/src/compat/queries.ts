@@ -513,6 +513,13 @@ export const PARSE_CASES: string[] = [
   'x[5m:1m]:',
   'x[5m] offset 1h:',
   'x\t y',
+  // Characters quoted as Go quotes a rune: printable, escaped, past the 16-bit plane.
+  'x \u00a0 y',
+  'x \u{1F600}',
+  'x \u0001',
+  'x \u200b y',
+  'x{a\u00a0="b"}',
+  'x[5m:é]',
   // Over more than one line, comments included.
   'x[5m:5m # c\n]',
   'x[5m # c\n:1m]',
