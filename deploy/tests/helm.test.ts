@@ -789,6 +789,237 @@ function selectsService(
   );
 }
 
+describe('files mounted into the pods', () => {
+  const CA_VOLUME = { name: 'postgres-ca', secret: { secretName: 'postgres-ca' } };
+  const CA_MOUNT = { name: 'postgres-ca', mountPath: '/etc/postgres-ca', readOnly: true };
+  const CA_URL = 'postgres://gt@db:5432/gt?sslmode=verify-full&sslrootcert=/etc/postgres-ca/ca.crt';
+  const podOf = (manifest: Manifest) => manifest.spec.template.spec;
+
+  it.each(SERVICE_CHARTS)(
+    "mounts extraVolumes into %s's container at extraVolumeMounts, and the migration Job's own",
+    (chart) => {
+      const manifests = render$(chart, {
+        database: { url: CA_URL },
+        extraVolumes: [CA_VOLUME, { name: 'scratch' }],
+        extraVolumeMounts: [CA_MOUNT, { name: 'scratch', mountPath: '/scratch' }],
+        migrations: { enabled: true, extraVolumes: [CA_VOLUME], extraVolumeMounts: [CA_MOUNT] },
+      });
+      for (const manifest of manifests) validateAgainstKubernetes(manifest);
+      const workload = workloadOf(manifests, chart);
+      expect(podOf(workload).volumes).toEqual([
+        { name: 'tmp', emptyDir: { sizeLimit: '64Mi' } },
+        CA_VOLUME,
+        { name: 'scratch' },
+      ]);
+      expect(containerOf(workload).volumeMounts).toEqual([
+        { name: 'tmp', mountPath: '/tmp' },
+        CA_MOUNT,
+        { name: 'scratch', mountPath: '/scratch' },
+      ]);
+      const job = find(manifests, 'Job', `gt-${chart}-migrate`);
+      expect(podOf(job).volumes).toEqual([CA_VOLUME]);
+      expect(containerOf(job).volumeMounts).toEqual([CA_MOUNT]);
+      // Without them, the pods keep their /tmp alone, and the Job none.
+      const plain = render$(chart, { migrations: { enabled: true } });
+      expect(podOf(workloadOf(plain, chart)).volumes).toEqual([
+        { name: 'tmp', emptyDir: { sizeLimit: '64Mi' } },
+      ]);
+      expect(podOf(find(plain, 'Job', `gt-${chart}-migrate`)).volumes).toBeUndefined();
+      expect(containerOf(find(plain, 'Job', `gt-${chart}-migrate`)).volumeMounts).toBeUndefined();
+    },
+  );
+
+  it('replays a CSV mounted into the collector, and gives the migration Job the CA of Postgres, under the umbrella', () => {
+    const manifests = render$('gpu-telemetry', {
+      global: { database: { url: CA_URL } },
+      migrations: { extraVolumes: [CA_VOLUME], extraVolumeMounts: [CA_MOUNT] },
+      collector: {
+        config: { COLLECT_CSV: '/data/dcgm_metrics.csv' },
+        extraVolumes: [{ name: 'csv', configMap: { name: 'dcgm-metrics' } }],
+        extraVolumeMounts: [{ name: 'csv', mountPath: '/data', readOnly: true }],
+      },
+    });
+    for (const manifest of manifests) validateAgainstKubernetes(manifest);
+    const collector = workloadOf(manifests, 'collector');
+    expect(envOf(collector)['COLLECT_CSV']?.value).toBe('/data/dcgm_metrics.csv');
+    expect(podOf(collector).volumes).toContainEqual({ name: 'csv', configMap: { name: 'dcgm-metrics' } });
+    expect(containerOf(collector).volumeMounts).toContainEqual({
+      name: 'csv',
+      mountPath: '/data',
+      readOnly: true,
+    });
+    expect(podOf(workloadOf(manifests, 'queue')).volumes).toHaveLength(1);
+    const job = find(manifests, 'Job', 'gt-migrate');
+    expect(podOf(job).volumes).toEqual([CA_VOLUME]);
+    expect(containerOf(job).volumeMounts).toEqual([CA_MOUNT]);
+  });
+
+  it('leaves out a variable the chart sets when extraEnv has the service read it from a file (<NAME>_FILE)', () => {
+    const files = (names: string[]) => ({
+      extraVolumes: [{ name: 'secrets', secret: { secretName: 'gt-files' } }],
+      extraVolumeMounts: [{ name: 'secrets', mountPath: '/run/secrets/gt', readOnly: true }],
+      extraEnv: names.map((name) => ({ name: `${name}_FILE`, value: `/run/secrets/gt/${name}` })),
+    });
+    const manifests = render$('gpu-telemetry', {
+      queue: files(['DATABASE_URL', 'SERVICE_TOKEN']),
+      gateway: files(['GATEWAY_ADMIN_KEY']),
+    });
+    for (const manifest of manifests) validateAgainstKubernetes(manifest);
+    const queue = envOf(workloadOf(manifests, 'queue'));
+    expect(queue['DATABASE_URL']).toBeUndefined();
+    expect(queue['SERVICE_TOKEN']).toBeUndefined();
+    expect(queue['DATABASE_URL_FILE']?.value).toBe('/run/secrets/gt/DATABASE_URL');
+    expect(queue['SERVICE_TOKEN_FILE']?.value).toBe('/run/secrets/gt/SERVICE_TOKEN');
+    expect(queue['SERVICE_TOKEN_PREVIOUS']?.valueFrom?.secretKeyRef?.name).toBe('gt-service-token');
+    const gateway = envOf(workloadOf(manifests, 'gateway'));
+    expect(gateway['GATEWAY_ADMIN_KEY']).toBeUndefined();
+    expect(gateway['GATEWAY_ADMIN_KEY_FILE']?.value).toBe('/run/secrets/gt/GATEWAY_ADMIN_KEY');
+    expect(gateway['DATABASE_URL']?.valueFrom?.secretKeyRef?.name).toBe('gpu-telemetry-database');
+    // The other services, and the migration Job, still read the Secrets.
+    expect(envOf(workloadOf(manifests, 'streamer'))['DATABASE_URL']?.valueFrom).toBeDefined();
+    expect(envOf(find(manifests, 'Job', 'gt-migrate'))['DATABASE_URL']?.valueFrom).toBeDefined();
+  });
+
+  it.each([
+    [
+      'a mount of no volume',
+      { extraVolumeMounts: [{ name: 'ca', mountPath: '/ca' }] },
+      'extraVolumeMounts: "ca" mounts no volume of the pod; add it to extraVolumes',
+    ],
+    [
+      "a volume named as the chart's own",
+      { extraVolumes: [{ name: 'tmp', emptyDir: {} }] },
+      `extraVolumes: the name "tmp" is taken by the chart's own volume`,
+    ],
+    [
+      'a volume named twice',
+      { extraVolumes: [{ name: 'ca' }, { name: 'ca' }] },
+      'extraVolumes: the name "ca" is taken twice',
+    ],
+    [
+      "a mount over the chart's own /tmp",
+      { extraVolumes: [{ name: 'ca' }], extraVolumeMounts: [{ name: 'ca', mountPath: '/tmp/' }] },
+      'extraVolumeMounts: "ca" is mounted at /tmp/, where another volume is',
+    ],
+    [
+      'a mount of no volume in the migration Job',
+      { migrations: { enabled: true, extraVolumeMounts: [{ name: 'ca', mountPath: '/ca' }] } },
+      'migrations.extraVolumeMounts: "ca" mounts no volume of the pod; add it to migrations.extraVolumes',
+    ],
+  ])('refuses %s, which Kubernetes would', (_what, values, message) => {
+    const result = template('queue', values);
+    expect(result.status).not.toBe(0);
+    expect(result.stderr).toContain(message);
+  });
+});
+
+describe('the image of each service', () => {
+  /** Image and pull policy of each workload and of the migration Job, by name. */
+  const images = (values: unknown) =>
+    Object.fromEntries(
+      render$('gpu-telemetry', values)
+        .filter((m) => m.spec?.template)
+        .map((m) => [m.metadata.name, `${containerOf(m).image} ${containerOf(m).imagePullPolicy}`]),
+    );
+
+  it("takes a service's own repository and pull policy under the umbrella, else global.image, else the default", () => {
+    expect(
+      images({
+        global: { image: { repository: 'registry.example.com/gt', pullPolicy: 'Always' } },
+        queue: { image: { repository: 'registry.example.com/queue', pullPolicy: 'Never' } },
+        streamer: { image: { repository: 'registry.example.com/streamer' } },
+        collector: { image: { pullPolicy: 'IfNotPresent' } },
+      }),
+    ).toEqual({
+      'gt-gateway': 'registry.example.com/gt:0.1.0 Always',
+      'gt-queue': 'registry.example.com/queue:0.1.0 Never',
+      'gt-streamer': 'registry.example.com/streamer:0.1.0 Always',
+      'gt-collector': 'registry.example.com/gt:0.1.0 IfNotPresent',
+      'gt-migrate': 'registry.example.com/gt:0.1.0 Always',
+    });
+    // Neither: the default.
+    expect(images({ queue: { image: { repository: 'registry.example.com/queue' } } })).toEqual({
+      'gt-gateway': 'ghcr.io/gpu-telemetry/gpu-telemetry:0.1.0 IfNotPresent',
+      'gt-queue': 'registry.example.com/queue:0.1.0 IfNotPresent',
+      'gt-streamer': 'ghcr.io/gpu-telemetry/gpu-telemetry:0.1.0 IfNotPresent',
+      'gt-collector': 'ghcr.io/gpu-telemetry/gpu-telemetry:0.1.0 IfNotPresent',
+      'gt-migrate': 'ghcr.io/gpu-telemetry/gpu-telemetry:0.1.0 IfNotPresent',
+    });
+  });
+
+  it("takes a service's own tag or digest over global.image's version, whichever of them global sets", () => {
+    const digest = `sha256:${'a'.repeat(64)}`;
+    const other = `sha256:${'b'.repeat(64)}`;
+    expect(
+      images({
+        global: { image: { digest } },
+        gateway: { image: { tag: '1.2.4' } },
+        queue: { image: { digest: other } },
+      }),
+    ).toEqual({
+      'gt-gateway': 'ghcr.io/gpu-telemetry/gpu-telemetry:1.2.4 IfNotPresent',
+      'gt-queue': `ghcr.io/gpu-telemetry/gpu-telemetry@${other} IfNotPresent`,
+      'gt-streamer': `ghcr.io/gpu-telemetry/gpu-telemetry@${digest} IfNotPresent`,
+      'gt-collector': `ghcr.io/gpu-telemetry/gpu-telemetry@${digest} IfNotPresent`,
+      'gt-migrate': `ghcr.io/gpu-telemetry/gpu-telemetry@${digest} IfNotPresent`,
+    });
+    expect(
+      images({ global: { image: { tag: '2.0.0' } }, streamer: { image: { tag: '2.0.1' } } }),
+    ).toMatchObject({
+      'gt-gateway': 'ghcr.io/gpu-telemetry/gpu-telemetry:2.0.0 IfNotPresent',
+      'gt-streamer': 'ghcr.io/gpu-telemetry/gpu-telemetry:2.0.1 IfNotPresent',
+    });
+  });
+
+  it('takes image pull secrets as names or as {name}, from global and the chart, each once', () => {
+    const manifests = render$('gpu-telemetry', {
+      global: { imagePullSecrets: ['regcred', { name: 'mirror' }] },
+      queue: { imagePullSecrets: [{ name: 'regcred' }, 'queue-only'] },
+    });
+    for (const manifest of manifests) validateAgainstKubernetes(manifest);
+    expect(podSecrets(workloadOf(manifests, 'queue'))).toEqual(['regcred', 'mirror', 'queue-only']);
+    expect(podSecrets(workloadOf(manifests, 'gateway'))).toEqual(['regcred', 'mirror']);
+    expect(podSecrets(find(manifests, 'Job', 'gt-migrate'))).toEqual(['regcred', 'mirror']);
+    expect(
+      podSecrets(workloadOf(render$('streamer', { imagePullSecrets: [{ name: 'x' }] }), 'streamer')),
+    ).toEqual(['x']);
+    for (const secrets of [[{ secret: 'x' }], [{ name: '' }], ['']]) {
+      const result = template('gpu-telemetry', { global: { imagePullSecrets: secrets } });
+      expect(result.status).not.toBe(0);
+      expect(result.stderr).toMatch(/imagePullSecrets/);
+    }
+  });
+});
+
+function podSecrets(manifest: Manifest): string[] {
+  return (manifest.spec.template.spec.imagePullSecrets as { name: string }[]).map((s) => s.name);
+}
+
+describe('the ServiceMonitor', () => {
+  it.each(['30s', '1m30s', '1h', '500ms', '2m', '1h30m15s', '0'])(
+    'takes the Prometheus duration %s as interval and scrape timeout',
+    (duration) => {
+      const monitor = find(
+        render$('gpu-telemetry', {
+          gateway: { serviceMonitor: { enabled: true, interval: duration, scrapeTimeout: duration } },
+        }),
+        'ServiceMonitor',
+        'gt-gateway',
+      );
+      expect(monitor.spec.endpoints[0]).toMatchObject({ interval: duration, scrapeTimeout: duration });
+    },
+  );
+
+  it.each(['', '30', '1.5m', '30s1m', '1 m', '-1s', '30sec'])(
+    'refuses %j, which Prometheus would',
+    (duration) => {
+      const result = template('queue', { serviceMonitor: { enabled: true, interval: duration } });
+      expect(result.status).not.toBe(0);
+      expect(result.stderr).toMatch(/interval/);
+    },
+  );
+});
+
 describe('values.schema.json', () => {
   const rejected: Array<[string, string, unknown, RegExp]> = [
     ['a typo in a top-level key', 'gpu-telemetry', { gatway: { enabled: false } }, /gatway/],

@@ -430,19 +430,80 @@ function networkPolicySchema(open) {
   });
 }
 
-const imageSchema = (what) =>
+// Each part empty: global.image's (for a service chart), else the default.
+const imageSchema = (what, fallback) =>
   obj({
-    repository: str(what, { minLength: 1 }),
-    tag: str('Image tag; default: the chart appVersion.'),
+    repository: str(`${what}; empty: ${fallback}ghcr.io/gpu-telemetry/gpu-telemetry.`),
+    tag: str(`Image tag; empty: ${fallback}the chart appVersion.`),
     digest: str('Image digest (wins over the tag).', { pattern: '^(sha256:[a-f0-9]{64})?$' }),
-    pullPolicy: { enum: ['Always', 'IfNotPresent', 'Never'] },
+    pullPolicy: {
+      description: `Image pull policy; empty: ${fallback}IfNotPresent.`,
+      enum: ['Always', 'IfNotPresent', 'Never', ''],
+    },
   });
+
+/** Secrets to pull the image with: names, or LocalObjectReferences as in a pod spec. */
+const imagePullSecrets = {
+  type: 'array',
+  description: 'Secrets to pull the image with: names, or {name: ...} as in a pod spec.',
+  items: {
+    anyOf: [
+      str('Secret name.', { minLength: 1 }),
+      obj({ name: str('Secret name.', { minLength: 1 }) }, { required: ['name'] }),
+    ],
+  },
+};
+
+// A duration as Prometheus takes one (scrape interval and timeout): units from the largest down,
+// each at most once (1m30s, 1h, 500ms), or 0.
+const PROMETHEUS_DURATION = '^(0|([0-9]+y)?([0-9]+w)?([0-9]+d)?([0-9]+h)?([0-9]+m)?([0-9]+s)?([0-9]+ms)?)$';
+
+/** A pod's volume (core/v1 Volume): a name and a source (none: an emptyDir). */
+const volume = {
+  type: 'object',
+  description: 'A core/v1 Volume: its name and source (secret, configMap, persistentVolumeClaim...).',
+  required: ['name'],
+  properties: {
+    name: str("Volume name, unique in the pod (tmp is the chart's own).", {
+      pattern: '^[a-z0-9]([-a-z0-9]*[a-z0-9])?$',
+      maxLength: 63,
+    }),
+  },
+};
+
+/** A container's volume mount (core/v1 VolumeMount). */
+const volumeMount = {
+  type: 'object',
+  description: 'A core/v1 VolumeMount: the name of a volume and where it is mounted.',
+  required: ['name', 'mountPath'],
+  properties: {
+    name: str('Name of a volume of the pod.', { minLength: 1 }),
+    mountPath: str("Where the volume is mounted in the container (/tmp is the chart's own).", {
+      minLength: 1,
+    }),
+    subPath: str('A path within the volume instead of its root.'),
+    readOnly: bool('Mount read-only.'),
+  },
+};
+
+const extraVolumes = (what) => ({
+  type: 'array',
+  description: `More volumes of ${what} (a CSV file, secrets read through <NAME>_FILE, a Postgres CA file).`,
+  items: volume,
+});
+const extraVolumeMounts = (what) => ({
+  type: 'array',
+  description: `Mounts of those volumes in ${what}.`,
+  items: volumeMount,
+});
 
 const migrationsSchema = obj({
   enabled: bool('Run database migrations as a pre-install/pre-upgrade Job.'),
   backoffLimit: integer('Retries of the Job.', 0),
   activeDeadlineSeconds: integer('Deadline of the Job.', 1),
   resources: freeObject('Resources of the Job.'),
+  extraVolumes: extraVolumes("the Job's pod"),
+  extraVolumeMounts: extraVolumeMounts("the Job's container"),
 });
 
 function serviceSchema(name, service) {
@@ -466,8 +527,8 @@ function serviceSchema(name, service) {
           : 'Replicas when autoscaling is off.',
         service.minReplicas ?? 0,
       ),
-      image: imageSchema('Image repository.'),
-      imagePullSecrets: { type: 'array', items: str('Secret name.') },
+      image: imageSchema('Image repository', 'global.image, else '),
+      imagePullSecrets,
       containerPort: integer('Port the service listens on (PORT).', 1, 65535),
       service: obj({
         type: { enum: ['ClusterIP', 'NodePort', 'LoadBalancer'] },
@@ -519,6 +580,8 @@ function serviceSchema(name, service) {
         },
       },
       extraEnvFrom: { type: 'array', items: freeObject('An EnvFromSource.') },
+      extraVolumes: extraVolumes('the pod'),
+      extraVolumeMounts: extraVolumeMounts("the service's container"),
       resources: freeObject('Container resources.'),
       podSecurityContext: freeObject('Pod security context.'),
       securityContext: freeObject('Container security context.'),
@@ -538,8 +601,14 @@ function serviceSchema(name, service) {
         enabled: bool('Create a Prometheus Operator ServiceMonitor for /metrics.'),
         namespace: str('Its namespace; default: the release namespace.'),
         labels: stringMap('Labels your Prometheus selects ServiceMonitors by.'),
-        interval: str('Scrape interval.', { pattern: '^\\d+(ms|s|m|h)$' }),
-        scrapeTimeout: str('Scrape timeout.', { pattern: '^\\d+(ms|s|m|h)$' }),
+        interval: str('Scrape interval, a Prometheus duration (30s, 1m30s, 1h).', {
+          pattern: PROMETHEUS_DURATION,
+          minLength: 1,
+        }),
+        scrapeTimeout: str('Scrape timeout, a Prometheus duration (10s, 1m30s, 500ms).', {
+          pattern: PROMETHEUS_DURATION,
+          minLength: 1,
+        }),
       }),
       migrations: migrationsSchema,
       livenessProbe: freeObject('Timing of the /healthz probe.'),
@@ -584,8 +653,8 @@ function umbrellaSchema() {
     description: 'The whole system: gateway, queue, streamer and collector, and the migration Job.',
     ...obj({
       global: obj({
-        image: imageSchema('Image of every service.'),
-        imagePullSecrets: { type: 'array', items: str('Secret name.') },
+        image: imageSchema('Image repository of every service that sets none of its own', ''),
+        imagePullSecrets,
         database: obj({
           url: str('postgres:// URL for every service; a Secret <release>-database is created.', {
             pattern: '^(postgres(ql)?://.+)?$',

@@ -59,29 +59,46 @@ app.kubernetes.io/part-of: gpu-telemetry
 {{- end -}}
 {{- end -}}
 
-{{/* global.image wins over the chart's image, so the umbrella chart sets one image for all. */}}
+{{/*
+The image of a service: each of its parts from the chart's own image when set there, else from
+global.image (the gpu-telemetry chart sets one for all), else the built-in default. The version is
+taken whole from the first of the two that names one (digest or tag; a digest wins over a tag),
+else the chart's appVersion: a service's tag is not overridden by a global digest.
+*/}}
 {{- define "common.image" -}}
 {{- $global := (.Values.global | default dict).image | default dict -}}
 {{- $image := .Values.image | default dict -}}
-{{- $repository := $global.repository | default $image.repository -}}
-{{- $tag := $global.tag | default $image.tag | default .Chart.AppVersion -}}
-{{- if $global.digest | default $image.digest -}}
-{{- printf "%s@%s" $repository ($global.digest | default $image.digest) -}}
+{{- $repository := $image.repository | default $global.repository | default "ghcr.io/gpu-telemetry/gpu-telemetry" -}}
+{{- $version := $image -}}
+{{- if not (or $image.digest $image.tag) -}}{{- $version = $global -}}{{- end -}}
+{{- if $version.digest -}}
+{{- printf "%s@%s" $repository $version.digest -}}
 {{- else -}}
-{{- printf "%s:%s" $repository $tag -}}
+{{- printf "%s:%s" $repository ($version.tag | default .Chart.AppVersion | toString) -}}
 {{- end -}}
 {{- end -}}
 
 {{- define "common.imagePullPolicy" -}}
-{{- ((.Values.global | default dict).image | default dict).pullPolicy | default (.Values.image | default dict).pullPolicy | default "IfNotPresent" -}}
+{{- (.Values.image | default dict).pullPolicy | default ((.Values.global | default dict).image | default dict).pullPolicy | default "IfNotPresent" -}}
 {{- end -}}
 
+{{/*
+Secrets to pull the image with, global.imagePullSecrets then the chart's own, each a name or a
+LocalObjectReference ({name: x}), every name once.
+*/}}
 {{- define "common.imagePullSecrets" -}}
-{{- $secrets := concat ((.Values.global | default dict).imagePullSecrets | default list) (.Values.imagePullSecrets | default list) -}}
-{{- if $secrets -}}
+{{- $names := list -}}
+{{- range concat ((.Values.global | default dict).imagePullSecrets | default list) (.Values.imagePullSecrets | default list) -}}
+{{- if kindIs "map" . -}}
+{{- $names = append $names .name -}}
+{{- else -}}
+{{- $names = append $names . -}}
+{{- end -}}
+{{- end -}}
+{{- with $names | compact | uniq -}}
 imagePullSecrets:
-{{- range $secrets }}
-  - name: {{ . }}
+{{- range . }}
+  - name: {{ . | quote }}
 {{- end }}
 {{- end -}}
 {{- end -}}

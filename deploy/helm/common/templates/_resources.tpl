@@ -135,8 +135,8 @@ spec:
   endpoints:
     - port: http
       path: /metrics
-      interval: {{ .interval }}
-      scrapeTimeout: {{ .scrapeTimeout }}
+      interval: {{ .interval | quote }}
+      scrapeTimeout: {{ .scrapeTimeout | quote }}
 {{- end -}}
 {{- end -}}
 {{- end -}}
@@ -152,6 +152,7 @@ leaves uncomputable: no drain of the service's nodes while it exists) and Statef
 {{- $ctx := .ctx -}}
 {{- with $ctx.Values.migrations -}}
 {{- if .enabled -}}
+{{- include "common.checkVolumes" (dict "at" "migrations." "volumes" .extraVolumes "mounts" .extraVolumeMounts) -}}
 apiVersion: batch/v1
 kind: Job
 metadata:
@@ -192,6 +193,14 @@ spec:
             {{- toYaml .resources | nindent 12 }}
           securityContext:
             {{- toYaml $ctx.Values.securityContext | nindent 12 }}
+          {{- with .extraVolumeMounts }}
+          volumeMounts:
+            {{- toYaml . | nindent 12 }}
+          {{- end }}
+      {{- with .extraVolumes }}
+      volumes:
+        {{- toYaml . | nindent 8 }}
+      {{- end }}
 {{- end -}}
 {{- end -}}
 {{- end -}}

@@ -146,6 +146,56 @@ global.database.url); empty when the URL comes from a Secret of one's own (exist
 {{- end -}}
 
 {{/*
+Fails the render when a volume repeats a name, a mount names no volume of the pod or repeats a
+mount path, the chart's own (tmp, at /tmp) included: (dict "at" <values path> "volumes"
+<extraVolumes> "mounts" <extraVolumeMounts> "own" <the chart's own volume names> "ownPaths"
+<their mount paths>). Kubernetes would refuse the pod, after install.
+*/}}
+{{- define "common.checkVolumes" -}}
+{{- $own := .own | default list -}}
+{{- $names := $own -}}
+{{- range .volumes | default list -}}
+{{- if has .name $names -}}
+{{- fail (printf "%sextraVolumes: the name %q is taken%s; name the volume otherwise" $.at .name (has .name $own | ternary " by the chart's own volume" " twice")) -}}
+{{- end -}}
+{{- $names = append $names .name -}}
+{{- end -}}
+{{- $paths := .ownPaths | default list -}}
+{{- range .mounts | default list -}}
+{{- if not (has .name $names) -}}
+{{- fail (printf "%sextraVolumeMounts: %q mounts no volume of the pod; add it to %sextraVolumes" $.at .name $.at) -}}
+{{- end -}}
+{{- $path := trimSuffix "/" .mountPath | default "/" -}}
+{{- if has $path $paths -}}
+{{- fail (printf "%sextraVolumeMounts: %q is mounted at %s, where another volume is; mount it elsewhere" $.at .name .mountPath) -}}
+{{- end -}}
+{{- $paths = append $paths $path -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+The container's env: what the chart sets (common.env and the chart's own, "env"), then extraEnv.
+A variable the chart sets is left out when extraEnv sets <NAME>_FILE, which the service reads it
+from instead (setting both is an error to it): DATABASE_URL_FILE, SERVICE_TOKEN_FILE,
+GATEWAY_ADMIN_KEY_FILE... name a file of a volume in extraVolumes.
+*/}}
+{{- define "common.containerEnv" -}}
+{{- $env := include "common.env" .ctx | fromYamlArray -}}
+{{- with .env }}{{ $env = concat $env (fromYamlArray .) }}{{ end -}}
+{{- $extra := .ctx.Values.extraEnv | default list -}}
+{{- $files := dict -}}
+{{- range $extra -}}
+{{- if hasSuffix "_FILE" (toString .name) -}}{{- $_ := set $files (trimSuffix "_FILE" .name) true -}}{{- end -}}
+{{- end -}}
+{{- $kept := list -}}
+{{- range $env -}}
+{{- if not (kindIs "map" .) -}}{{- fail (printf "the container env did not render as a list: %v" .) -}}{{- end -}}
+{{- if not (hasKey $files .name) -}}{{- $kept = append $kept . -}}{{- end -}}
+{{- end -}}
+{{- toYaml (concat $kept $extra) -}}
+{{- end -}}
+
+{{/*
 The Deployment (or StatefulSet) of a service: (dict "ctx" . "kind" "Deployment" "env" <extra env YAML list>
 "secrets" <list of the other values the chart writes into Secrets its pods read>).
 */}}
@@ -153,6 +203,7 @@ The Deployment (or StatefulSet) of a service: (dict "ctx" . "kind" "Deployment" 
 {{- $ctx := .ctx -}}
 {{- include "common.checkDurations" $ctx -}}
 {{- $values := $ctx.Values -}}
+{{- include "common.checkVolumes" (dict "at" "" "volumes" $values.extraVolumes "mounts" $values.extraVolumeMounts "own" (list "tmp") "ownPaths" (list "/tmp")) -}}
 {{- $kind := .kind | default "Deployment" -}}
 apiVersion: apps/v1
 kind: {{ $kind }}
@@ -220,13 +271,7 @@ spec:
               containerPort: {{ $values.containerPort }}
               protocol: TCP
           env:
-            {{- include "common.env" $ctx | nindent 12 }}
-            {{- with .env }}
-            {{- . | nindent 12 }}
-            {{- end }}
-            {{- with $values.extraEnv }}
-            {{- toYaml . | nindent 12 }}
-            {{- end }}
+            {{- include "common.containerEnv" (dict "ctx" $ctx "env" .env) | nindent 12 }}
           {{- with $values.extraEnvFrom }}
           envFrom:
             {{- toYaml . | nindent 12 }}
@@ -255,10 +300,16 @@ spec:
           volumeMounts:
             - name: tmp
               mountPath: /tmp
+            {{- with $values.extraVolumeMounts }}
+            {{- toYaml . | nindent 12 }}
+            {{- end }}
       volumes:
         - name: tmp
           emptyDir:
             sizeLimit: 64Mi
+        {{- with $values.extraVolumes }}
+        {{- toYaml . | nindent 8 }}
+        {{- end }}
       {{- with $values.nodeSelector }}
       nodeSelector:
         {{- toYaml . | nindent 8 }}
