@@ -189,6 +189,16 @@ describe('through the gateway', () => {
     expect(bad.body).toMatchObject({ status: 'error', errorType: 'bad_data' });
   });
 
+  it('adds a scrape target whose Location is its gateway path, where it can be deleted', async () => {
+    const created = await api()
+      .post('/api/v1/targets')
+      .set('x-api-key', ADMIN)
+      .send({ url: 'http://node-77:9400/metrics' })
+      .expect(201);
+    expect(created.headers['location']).toBe(`/api/v1/targets/${created.body.id}`);
+    await api().delete(created.headers['location']).set('x-api-key', ADMIN).expect(204);
+  });
+
   it('passes the queue problem details through unchanged', async () => {
     const res = await api()
       .post('/api/v1/topics/BAD!/messages')

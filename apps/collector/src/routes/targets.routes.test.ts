@@ -52,6 +52,24 @@ describe('GET/POST/DELETE /v1/targets', () => {
     expect((await api().get('/v1/targets')).body.targets).toHaveLength(2);
   });
 
+  it('answers Location under the path the caller asked for: the gateway names it in X-Forwarded-Uri', async () => {
+    const proxied = await api()
+      .post('/v1/targets')
+      .set('x-forwarded-uri', '/api/v1/targets')
+      .send({ url: 'http://node-9:9400/metrics' })
+      .expect(201);
+    expect(proxied.headers['location']).toBe(`/api/v1/targets/${proxied.body.id}`);
+    await api().delete(`/v1/targets/${proxied.body.id}`).expect(204);
+    // A forwarded path that is not the targets collection's is not echoed.
+    const odd = await api()
+      .post('/v1/targets')
+      .set('x-forwarded-uri', 'http://elsewhere.example/x')
+      .send({ url: 'http://node-10:9400/metrics' })
+      .expect(201);
+    expect(odd.headers['location']).toBe(`/v1/targets/${odd.body.id}`);
+    await api().delete(`/v1/targets/${odd.body.id}`).expect(204);
+  });
+
   it('refuses a URL that is already a target, static or added', async () => {
     await api().post('/v1/targets').send({ url: 'http://gpu-1:9400/metrics' }).expect(409);
     await api().post('/v1/targets').send({ url: 'http://node-8:9400/metrics' }).expect(201);
