@@ -315,6 +315,56 @@ describe('createConsumer', () => {
     expect(dead.messages[0]?.lastError).toContain('its handling ran past 2s on an earlier delivery');
   });
 
+  it('aborts the signal of a batch running past its limit, and dead-letters at once the messages of a handler that stops on it', async () => {
+    const topic = 'consumer-stopped';
+    await client.publish(topic, [{ payload: 'hangs' }, { payload: 'hangs too' }]);
+    const signals: AbortSignal[] = [];
+    let overruns = 0;
+    const consumer = createConsumer<string>({
+      client,
+      topic,
+      consumer: 'stopped',
+      concurrency: 1,
+      batch: 2,
+      visibilitySeconds: 1,
+      maxHandleSeconds: 1,
+      waitSeconds: 1,
+      logger,
+      onOverrun: () => overruns++,
+      // Waits on something that never comes, as a statement blocked on a lock, until stopped.
+      handle: (_messages, signal) => {
+        signals.push(signal);
+        return new Promise((_resolve, reject) =>
+          signal.addEventListener('abort', () => reject(signal.reason as Error), { once: true }),
+        );
+      },
+    });
+    consumer.start();
+    const started = Date.now();
+    try {
+      await waitFor('both messages dead-lettered', async () => (await client.topic(topic)).dead === 2, {
+        timeoutMs: 10_000,
+      });
+    } finally {
+      await consumer.stop();
+    }
+    // At the limit (1 s), not after the lease ran out and the messages came again.
+    expect(Date.now() - started).toBeLessThan(4_000);
+    expect(signals).toHaveLength(1);
+    expect(signals[0]?.aborted).toBe(true);
+    expect(String(signals[0]?.reason)).toContain('handling ran past 1s');
+    expect(overruns).toBe(1);
+    expect(await client.topic(topic)).toMatchObject({ ready: 0, inFlight: 0, dead: 2 });
+    const dead = (await fetch(`${server.url}/v1/topics/${topic}/dead`, {
+      headers: { authorization: serviceAuthorization(TEST_SERVICE_TOKEN) },
+    }).then((r) => r.json())) as { messages: { payload: string; lastError: string; attempts: number }[] };
+    expect(dead.messages.map((m) => m.payload).sort()).toEqual(['hangs', 'hangs too']);
+    for (const m of dead.messages) {
+      expect(m.lastError).toContain('its handling ran past 1s and was stopped');
+      expect(m.attempts).toBe(1);
+    }
+  });
+
   it('on stop, finishes the batch in hand and stops waiting at once', async () => {
     const topic = 'consumer-stop';
     await client.publish(topic, [{ payload: 1 }]);

@@ -15,4 +15,5 @@ export {
   type EmbeddedPostgres,
   type EmbeddedPostgresOptions,
 } from './embedded-postgres';
-export { withTransaction } from './transaction';
+export { cancelOnAbort, cancelStatement } from './cancel';
+export { inTransaction, withTransaction } from './transaction';

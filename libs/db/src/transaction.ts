@@ -10,16 +10,29 @@ export async function withTransaction<T>(pool: Pool, run: (client: PoolClient) =
   // A connection whose ROLLBACK failed is in an unknown state: closed, not returned to the pool.
   let broken: Error | undefined;
   try {
+    return await inTransaction(client, run, (rollbackError) => (broken = rollbackError));
+  } finally {
+    client.release(broken);
+  }
+}
+
+/**
+ * Runs `run` in a transaction on a connection the caller holds: COMMIT when it resolves, ROLLBACK
+ * when it throws (its error rethrown as is). A ROLLBACK that fails leaves the connection in an
+ * unknown state: `onBroken` is told, and the caller closes it rather than release it.
+ */
+export async function inTransaction<T>(
+  client: PoolClient,
+  run: (client: PoolClient) => Promise<T>,
+  onBroken: (rollbackError: Error) => void,
+): Promise<T> {
+  try {
     await client.query('BEGIN');
     const result = await run(client);
     await client.query('COMMIT');
     return result;
   } catch (error) {
-    await client.query('ROLLBACK').catch((rollbackError: Error) => {
-      broken = rollbackError;
-    });
+    await client.query('ROLLBACK').catch(onBroken);
     throw error;
-  } finally {
-    client.release(broken);
   }
 }

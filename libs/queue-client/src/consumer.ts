@@ -28,9 +28,10 @@ export interface ConsumerOptions<T> {
    * runs out, instead of a hung handler holding its messages for good, and the loop leases on (up
    * to `concurrency` such batches at a time; past that it waits for one to end). Offered to this
    * consumer again, those messages are dead-lettered unhandled, so a batch that hangs every time
-   * cannot take every loop; another consumer handles them as usual. The handler is not stopped:
-   * should it finish, its batch is settled as usual (or found gone). Default: 10 ×
-   * visibilitySeconds; Infinity: no limit.
+   * cannot take every loop; another consumer handles them as usual. The handler's signal aborts
+   * then: a handler that stops on it (cancels what it waits on, and throws) has its messages
+   * dead-lettered at once, naming the limit; one that finishes anyway has its batch settled as
+   * usual (or found gone). Default: 10 × visibilitySeconds; Infinity: no limit.
    */
   maxHandleSeconds?: number;
   /** Called when a batch passes maxHandleSeconds and its lease is left to run out (for a counter). */
@@ -45,7 +46,8 @@ export interface ConsumerOptions<T> {
    * batch, which counts toward its messages' attempts.
    */
   isTransient?(error: unknown): boolean;
-  handle(messages: LeasedMessage<T>[]): Promise<HandleResult | void>;
+  /** Handles a batch; `signal` aborts when the batch passes maxHandleSeconds. */
+  handle(messages: LeasedMessage<T>[], signal: AbortSignal): Promise<HandleResult | void>;
   logger: ConsumerLogger;
 }
 
@@ -212,7 +214,8 @@ export function createConsumer<T>(options: ConsumerOptions<T>): Consumer {
       });
       let handled!: () => void;
       const handling = new Promise<'handled'>((resolve) => (handled = () => resolve('handled')));
-      const batch = runBatch(leaseId, messages, stopHeartbeat, handled)
+      const limit = new AbortController();
+      const batch = runBatch(leaseId, messages, stopHeartbeat, handled, limit.signal)
         .catch((error: unknown): BatchOutcome => {
           // Not expected (settling catches what it meets): the lease runs out and is redelivered.
           logger.error({ err: error, topic, leaseId }, 'batch failed unsettled; the queue will redeliver it');
@@ -227,6 +230,7 @@ export function createConsumer<T>(options: ConsumerOptions<T>): Consumer {
         // leases on, up to `concurrency` such batches at a time (each holds its messages and what
         // its handler took).
         stopHeartbeat();
+        limit.abort(new Error(`handling ran past ${maxHandleSeconds}s`));
         options.onOverrun?.(messages.length);
         for (const m of messages) {
           suspects.add(m.id);
@@ -258,7 +262,8 @@ export function createConsumer<T>(options: ConsumerOptions<T>): Consumer {
   /**
    * Handles one leased batch and settles it: ack what succeeded and nack what failed, or, when
    * the handler failed for its dependency's sake, release the whole lease untouched. Messages
-   * whose batch overran before are dead-lettered without being handled. Calls `handled` once the
+   * whose batch overran before are dead-lettered without being handled, and so are those of a
+   * handler that failed once `limit` aborted (stopped at the limit). Calls `handled` once the
    * handler is done, before settling.
    */
   async function runBatch(
@@ -266,6 +271,7 @@ export function createConsumer<T>(options: ConsumerOptions<T>): Consumer {
     messages: LeasedMessage<T>[],
     stopHeartbeat: () => void,
     handled: () => void,
+    limit: AbortSignal,
   ): Promise<BatchOutcome> {
     const suspect = messages.filter((m) => suspects.has(m.id));
     const fresh = suspect.length === 0 ? messages : messages.filter((m) => !suspects.has(m.id));
@@ -277,9 +283,18 @@ export function createConsumer<T>(options: ConsumerOptions<T>): Consumer {
     let result: HandleResult | void = undefined;
     let outcome: BatchOutcome = 'ok';
     try {
-      if (fresh.length > 0) result = await options.handle(fresh);
+      if (fresh.length > 0) result = await options.handle(fresh, limit);
     } catch (error) {
-      if (options.isTransient?.(error) && suspect.length === 0) {
+      if (limit.aborted) {
+        logger.error({ err: error, topic, leaseId }, 'batch stopped past its limit; dead-lettering it');
+        result = {
+          failed: fresh.map((m) => ({
+            id: m.id,
+            reason: `its handling ran past ${maxHandleSeconds}s and was stopped; dead-lettered so that it cannot hang again (redrive it once the cause is found)`,
+            deadLetter: true,
+          })),
+        };
+      } else if (options.isTransient?.(error) && suspect.length === 0) {
         handled();
         // Not the messages' fault: hand them back as they came and wait for the dependency.
         logger.warn(
@@ -289,10 +304,11 @@ export function createConsumer<T>(options: ConsumerOptions<T>): Consumer {
         stopHeartbeat();
         await persist(() => client.release(topic, leaseId));
         return 'released';
+      } else {
+        const reason = error instanceof Error ? error.message : String(error);
+        logger.error({ err: error, topic, leaseId }, 'batch failed; nacking it');
+        result = { failed: fresh.map((m) => ({ id: m.id, reason })) };
       }
-      const reason = error instanceof Error ? error.message : String(error);
-      logger.error({ err: error, topic, leaseId }, 'batch failed; nacking it');
-      result = { failed: fresh.map((m) => ({ id: m.id, reason })) };
       outcome = 'failed';
     }
     handled();

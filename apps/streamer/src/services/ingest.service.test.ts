@@ -5,7 +5,7 @@ import { createLogger } from '@gpu-telemetry/service-kit';
 import { asService } from '@gpu-telemetry/service-kit/testing';
 import request from 'supertest';
 import { maintainerWith, startStreamerTestApp } from '../testing/streamer-test-app';
-import { Pool } from 'pg';
+import { Pool, type PoolClient } from 'pg';
 import { IngestService } from './ingest.service';
 import { type FramePayload, frameMessage, message, sample } from '../testing/samples';
 
@@ -899,16 +899,26 @@ describe('retention', () => {
         await makeOld(local, 'GPU-race', 2);
         // The maintainer deletes the series just as a streamer, having found it a day old, goes
         // to refresh it.
+        // A batch's statements run on one connection of the pool: its refresh is caught there.
         const real = local.database.pool;
+        const racingClient = (client: PoolClient) =>
+          new Proxy(client, {
+            get(target, prop, receiver) {
+              if (prop !== 'query') return Reflect.get(target, prop, receiver);
+              const query = (target.query as (...args: unknown[]) => unknown).bind(target);
+              return (text: unknown, ...rest: unknown[]) => {
+                if (typeof text !== 'string' || !text.startsWith('UPDATE telemetry_series SET last_seen'))
+                  return query(text, ...rest);
+                return real
+                  .query('DELETE FROM telemetry_series WHERE id = ANY($1::bigint[])', rest[0] as unknown[])
+                  .then(() => query(text, ...rest));
+              };
+            },
+          });
         const racing = new Proxy(real, {
           get(target, prop, receiver) {
-            if (prop !== 'query') return Reflect.get(target, prop, receiver);
-            return async (text: unknown, values?: unknown[]) => {
-              if (typeof text === 'string' && text.startsWith('UPDATE telemetry_series SET last_seen')) {
-                await target.query('DELETE FROM telemetry_series WHERE id = ANY($1::bigint[])', values);
-              }
-              return (target.query as (t: unknown, v?: unknown[]) => Promise<unknown>)(text, values);
-            };
+            if (prop !== 'connect') return Reflect.get(target, prop, receiver);
+            return async () => racingClient(await target.connect());
           },
         });
         const later = sample({

@@ -26,10 +26,10 @@ import {
   telemetryFrame,
   telemetrySample,
 } from '@gpu-telemetry/model';
-import { isPgError, withTransaction } from '@gpu-telemetry/db';
+import { cancelOnAbort, inTransaction, isPgError } from '@gpu-telemetry/db';
 import type { HandleResult } from '@gpu-telemetry/queue-client';
 import { getTracer, type Logger, withSpan } from '@gpu-telemetry/service-kit';
-import type { Pool } from 'pg';
+import type { Pool, PoolClient } from 'pg';
 import type { StreamerMetrics } from './streamer.metrics';
 import { type ChunkCompactor, ChunkMovedError, type LateSample } from './chunk-compactor';
 import { GpuMetricsWritten } from './gpu-metrics-written';
@@ -249,7 +249,13 @@ export class IngestService {
     this.gpuMetrics = new GpuMetricsWritten(deps.gpuRetentionMs, undefined, deps.now);
   }
 
-  async handle(messages: LeasedMessage<unknown>[]): Promise<HandleResult> {
+  /**
+   * Validates and stores a leased batch; what cannot be stored is reported by message. The batch's
+   * statements run on one connection: when `signal` aborts (the batch ran past
+   * STREAMER_MAX_HANDLE, waiting on a lock or a stalled server), the statement running is cancelled,
+   * the batch fails, and the connection is closed rather than pooled again.
+   */
+  async handle(messages: LeasedMessage<unknown>[], signal?: AbortSignal): Promise<HandleResult> {
     const { metrics, logger } = this.deps;
     const started = performance.now();
     return withSpan(
@@ -282,10 +288,12 @@ export class IngestService {
           }
         }
         try {
-          const { inserted, values, stale } = await this.insert(accepted);
-          await this.storeSightings(sightings(accepted));
-          const metadata = await upsertMetadata(this.deps.pool, [...described.values()]);
-          metrics.metadataUpdated.inc(metadata);
+          const { inserted, values, stale } = await this.onOneConnection(signal, async (db) => {
+            const stored = await this.insert(accepted, db);
+            await this.storeSightings(sightings(accepted), db);
+            metrics.metadataUpdated.inc(await upsertMetadata(db, [...described.values()]));
+            return stored;
+          });
           const lag = messages.length
             ? (now - Math.min(...messages.map((m) => Date.parse(m.publishedAt)))) / 1000
             : 0;
@@ -326,6 +334,38 @@ export class IngestService {
         }
       },
     );
+  }
+
+  /**
+   * Runs `run` on one pooled connection, whose statement is cancelled should `signal` abort. A
+   * connection that failed, or was cancelled, is closed rather than pooled again: a cancel may
+   * reach its backend after the statement it was meant for.
+   */
+  private async onOneConnection<T>(
+    signal: AbortSignal | undefined,
+    run: (db: PoolClient) => Promise<T>,
+  ): Promise<T> {
+    const { pool, logger } = this.deps;
+    const db = await pool.connect();
+    if (signal?.aborted) {
+      db.release();
+      throw signal.reason;
+    }
+    let failed = false;
+    const stopCancelling = signal
+      ? cancelOnAbort(db, signal, (sent) =>
+          logger.warn({ sent }, 'batch past its limit: cancelling the statement it waits on'),
+        )
+      : () => undefined;
+    try {
+      return await run(db);
+    } catch (error) {
+      failed = true;
+      throw error;
+    } finally {
+      stopCancelling();
+      db.release(failed || signal?.aborted === true);
+    }
   }
 
   /**
@@ -564,7 +604,7 @@ export class IngestService {
   }
 
   /** The series id of every sample, resolving (and storing) the ones this process has not seen. */
-  private async seriesIds(samples: Accepted): Promise<number[]> {
+  private async seriesIds(samples: Accepted, db: PoolClient): Promise<number[]> {
     const ids: number[] = new Array(samples.length);
     const missing = new Map<string, number[]>();
     this.series.expireIfOld();
@@ -593,10 +633,10 @@ export class IngestService {
         ),
       );
       const generation = this.series.generation;
-      const { ids: resolved, created } = await resolveSeries(this.deps.pool, labels);
+      const { ids: resolved, created } = await resolveSeries(db, labels);
       if (created > 0) {
         this.deps.metrics.seriesCreated.inc(created);
-        await this.flushLabelIndex();
+        await this.flushLabelIndex(db);
       }
       const kept = generation === this.series.generation; // not started over meanwhile
       keys.forEach((key, k) => {
@@ -614,7 +654,7 @@ export class IngestService {
   }
 
   /** The chunk holding every time (created with its partition where missing). */
-  private async chunksOf(times: number[]): Promise<Chunk[]> {
+  private async chunksOf(times: number[], db: PoolClient): Promise<Chunk[]> {
     const { sliceMs } = this.deps;
     const found: Chunk[] = new Array(times.length);
     const missing: number[] = [];
@@ -637,7 +677,7 @@ export class IngestService {
         const at = times[i] as number;
         if (!byNumber.has(Math.floor(at / sliceMs))) byNumber.set(Math.floor(at / sliceMs), at);
       }
-      for (const chunk of await ensureChunks(this.deps.pool, [...byNumber.values()], sliceMs)) {
+      for (const chunk of await ensureChunks(db, [...byNumber.values()], sliceMs)) {
         const last = Math.floor((chunk.end - 1) / sliceMs);
         for (let n = Math.floor(chunk.start / sliceMs); n <= last; n++) this.knownChunks.set(n, chunk);
       }
@@ -654,14 +694,17 @@ export class IngestService {
    * process last looked refuses the COPY (check_violation), and the batch is routed again. Returns
    * the values stored (of `values` offered) and the stale markers newly stored.
    */
-  private async insert(all: Accepted): Promise<{ inserted: number; values: number; stale: number }> {
+  private async insert(
+    all: Accepted,
+    db: PoolClient,
+  ): Promise<{ inserted: number; values: number; stale: number }> {
     if (all.length === 0) return { inserted: 0, values: 0, stale: 0 };
-    const ids = await this.seriesIds(all);
+    const ids = await this.seriesIds(all, db);
     const markers: StaleMarker[] = all.stale.map((i) => ({
       seriesId: ids[i] as number,
       timestamp: all.timestamp[i] as string,
     }));
-    const stale = await insertStaleMarkers(this.deps.pool, markers);
+    const stale = await insertStaleMarkers(db, markers);
     // Indexes of the samples not stored yet: hot ones go in one COPY, late ones chunk by chunk;
     // a metric's samples together (inMetricOrder).
     let pending = this.inMetricOrder(all, withoutIndexes(all.length, all.stale));
@@ -669,7 +712,10 @@ export class IngestService {
     if (values === 0) return { inserted: 0, values: 0, stale };
     let inserted = 0;
     for (let attempt = 1; ; attempt++) {
-      const chunks = await this.chunksOf(pending.map((i) => Math.floor((all.us[i] as number) / 1000)));
+      const chunks = await this.chunksOf(
+        pending.map((i) => Math.floor((all.us[i] as number) / 1000)),
+        db,
+      );
       const hot: HotRows = { seriesIds: [], us: [], values: [] };
       const groups: number[] = [];
       const late = new Map<number, { indexes: number[]; samples: LateSample[] }>();
@@ -692,7 +738,7 @@ export class IngestService {
       });
       try {
         if (hot.seriesIds.length > 0) {
-          const stored = await this.storeHot(hot, groups);
+          const stored = await this.storeHot(hot, groups, db);
           this.deps.metrics.insertPaths.inc({ path: stored.path });
           inserted += stored.inserted;
         }
@@ -785,67 +831,71 @@ export class IngestService {
   private async storeHot(
     rows: HotRows,
     groups: readonly number[],
+    db: PoolClient,
   ): Promise<{ inserted: number; path: 'copy' | 'dedup' }> {
     const plan = planHotTimes(rows, groups);
     const { claims } = plan;
-    return withTransaction(this.deps.pool, async (tx) => {
-      const claimed = await claimHotTimes(tx, claims);
-      // Nearly every batch: every row new, no sample twice. Its samples go as they came.
-      if (claimed.size === claims.us.length && plan.repeated === 0)
-        return { inserted: await copyHotSamples(tx, rows), path: 'copy' };
-      const keep: number[] = [];
-      const held: number[] = [];
-      claims.us.forEach((us, k) => {
-        if (!claimed.has(hotTimeKey(us, claims.groups[k] as number))) held.push(k);
-        else for (const [, index] of samplesOf(plan, k)) keep.push(index);
-      });
-      if (held.length > 0) {
-        const stored = await lockHotTimes(tx, {
-          us: held.map((k) => claims.us[k] as number),
-          groups: held.map((k) => claims.groups[k] as number),
+    return inTransaction(
+      db,
+      async (tx) => {
+        const claimed = await claimHotTimes(tx, claims);
+        // Nearly every batch: every row new, no sample twice. Its samples go as they came.
+        if (claimed.size === claims.us.length && plan.repeated === 0)
+          return { inserted: await copyHotSamples(tx, rows), path: 'copy' };
+        const keep: number[] = [];
+        const held: number[] = [];
+        claims.us.forEach((us, k) => {
+          if (!claimed.has(hotTimeKey(us, claims.groups[k] as number))) held.push(k);
+          else for (const [, index] of samplesOf(plan, k)) keep.push(index);
         });
-        const changed: HotTimes = { us: [], groups: [], sets: [] };
-        for (const k of held) {
-          const us = claims.us[k] as number;
-          const group = claims.groups[k] as number;
-          const series = new Set(decodeIdSet(stored.get(hotTimeKey(us, group)) ?? EMPTY));
-          const before = series.size;
-          for (const [seriesId, index] of samplesOf(plan, k)) {
-            if (series.has(seriesId)) continue;
-            series.add(seriesId);
-            keep.push(index);
+        if (held.length > 0) {
+          const stored = await lockHotTimes(tx, {
+            us: held.map((k) => claims.us[k] as number),
+            groups: held.map((k) => claims.groups[k] as number),
+          });
+          const changed: HotTimes = { us: [], groups: [], sets: [] };
+          for (const k of held) {
+            const us = claims.us[k] as number;
+            const group = claims.groups[k] as number;
+            const series = new Set(decodeIdSet(stored.get(hotTimeKey(us, group)) ?? EMPTY));
+            const before = series.size;
+            for (const [seriesId, index] of samplesOf(plan, k)) {
+              if (series.has(seriesId)) continue;
+              series.add(seriesId);
+              keep.push(index);
+            }
+            if (series.size === before) continue;
+            changed.us.push(us);
+            changed.groups.push(group);
+            changed.sets.push(encodeIdSet([...series].sort((a, b) => a - b)));
           }
-          if (series.size === before) continue;
-          changed.us.push(us);
-          changed.groups.push(group);
-          changed.sets.push(encodeIdSet([...series].sort((a, b) => a - b)));
+          await writeHotTimes(tx, changed);
         }
-        await writeHotTimes(tx, changed);
-      }
-      if (keep.length === 0) return { inserted: 0, path: 'dedup' };
-      const order = Float64Array.from(keep).sort();
-      const fresh: HotRows = { seriesIds: [], us: [], values: [] };
-      for (const i of order) {
-        fresh.seriesIds.push(rows.seriesIds[i] as number);
-        fresh.us.push(rows.us[i] as number);
-        fresh.values.push(rows.values[i] as number);
-      }
-      return { inserted: await copyHotSamples(tx, fresh), path: held.length > 0 ? 'dedup' : 'copy' };
-    });
+        if (keep.length === 0) return { inserted: 0, path: 'dedup' };
+        const order = Float64Array.from(keep).sort();
+        const fresh: HotRows = { seriesIds: [], us: [], values: [] };
+        for (const i of order) {
+          fresh.seriesIds.push(rows.seriesIds[i] as number);
+          fresh.us.push(rows.us[i] as number);
+          fresh.values.push(rows.values[i] as number);
+        }
+        return { inserted: await copyHotSamples(tx, fresh), path: held.length > 0 ? 'dedup' : 'copy' };
+      },
+      ignoreBrokenRollback,
+    );
   }
 
   /**
    * Keeps `gpus` current. A GPU whose metric names are all stored is sent without them; if its row
    * turns out to be gone (retention deleted it meanwhile), it is sent again with them.
    */
-  private async storeSightings(seen: GpuSighting[]): Promise<void> {
-    const { pool } = this.deps;
-    const unlisted = await upsertGpus(pool, this.gpuMetrics.narrow(seen));
+  private async storeSightings(seen: GpuSighting[], db: PoolClient): Promise<void> {
+    const unlisted = await upsertGpus(db, this.gpuMetrics.narrow(seen));
     if (unlisted.length > 0) {
       this.gpuMetrics.forget(unlisted);
       const again = new Set(unlisted);
       await upsertGpus(
-        pool,
+        db,
         seen.filter((s) => again.has(s.gpuId)),
       );
     }
@@ -858,13 +908,15 @@ export class IngestService {
    * warning; another failure is counted and logged at most once a minute, and tried again with the
    * next new series.
    */
-  private async flushLabelIndex(): Promise<void> {
+  private async flushLabelIndex(db: PoolClient): Promise<void> {
     if (this.labelIndex.unflushable) return;
-    const { pool, metrics, logger } = this.deps;
+    const { metrics, logger } = this.deps;
     try {
-      await flushLabelIndex(pool);
+      await flushLabelIndex(db);
       metrics.labelIndexFlushes.inc({ outcome: 'flushed' });
     } catch (error) {
+      // Cancelled (the batch stopped at its limit): the batch fails with it.
+      if (isPgError(error, '57014')) throw error;
       if (isPgError(error, '42501')) {
         this.labelIndex.unflushable = true;
         metrics.labelIndexFlushes.inc({ outcome: 'not_owner' });
@@ -993,3 +1045,8 @@ function withoutIndexes(length: number, skip: readonly number[]): number[] {
 }
 
 const EMPTY = Buffer.alloc(0);
+
+/** A ROLLBACK that failed: the batch fails with its own error, and its connection is closed. */
+function ignoreBrokenRollback(): void {
+  return undefined;
+}

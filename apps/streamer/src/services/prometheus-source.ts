@@ -15,14 +15,13 @@ import {
   type SeriesSource,
   setMatches,
 } from '@gpu-telemetry/promql';
-import { isPgError } from '@gpu-telemetry/db';
+import { cancelStatement, isPgError } from '@gpu-telemetry/db';
 import type { Pool, PoolClient } from 'pg';
 import { BlockDecoder, ColumnDecoder, decodeBlock } from '../codec/block-codec';
 import {
   allLabelNames,
   allLabelValues,
   beginSnapshot,
-  cancelStatement,
   type ChunkSpan,
   chunksIn,
   type Snapshot,
@@ -64,7 +63,7 @@ export interface PrometheusSourceOptions {
   deadline: number;
   /**
    * Aborted when nobody waits for the answer any more: the statement running then is cancelled in
-   * Postgres (pg_cancel_backend), not left to run to its timeout.
+   * Postgres (a CancelRequest, which needs no pooled connection), not left to run to its timeout.
    */
   signal?: AbortSignal;
   counters?: SourceCounters;
@@ -96,20 +95,6 @@ const DECODER_KEPT = 65_536;
 const MIN_MS = -62_135_596_800_000;
 const MAX_MS = 253_402_300_799_999;
 const clampMs = (ms: number) => Math.min(MAX_MS, Math.max(MIN_MS, Math.floor(ms)));
-
-/**
- * Asks Postgres to cancel what `client`'s backend is running (from another connection, as a
- * running statement holds its own). Best effort: a failure leaves the statement to its timeout.
- */
-async function cancelBackend(pool: Pool, client: PoolClient): Promise<void> {
-  const pid = (client as PoolClient & { processID?: number }).processID;
-  if (!pid) return;
-  try {
-    await cancelStatement(pool, pid);
-  } catch {
-    // the statement still ends at the query's deadline
-  }
-}
 
 /**
  * The values that stored labels may hold: Postgres' text and jsonb refuse NUL, so a value with
@@ -258,7 +243,8 @@ export class PrometheusSource implements SeriesSource {
     this.remainingMs();
     const client = await this.db();
     const cancel = () => {
-      this.cancelling ??= cancelBackend(this.options.pool, client);
+      // Best effort: a cancel that cannot be sent leaves the statement to the query's deadline.
+      this.cancelling ??= cancelStatement(client).then(() => undefined);
     };
     signal?.addEventListener('abort', cancel, { once: true });
     try {

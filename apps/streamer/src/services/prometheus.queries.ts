@@ -492,11 +492,6 @@ export async function labelValuesSince(client: PoolClient, name: string, sinceUs
   return rows.map((r) => r.value);
 }
 
-/** Cancels the statement the backend `pid` is running (the query was abandoned). */
-export async function cancelStatement(pool: Pool, pid: number): Promise<void> {
-  await pool.query('SELECT pg_cancel_backend($1)', [pid]);
-}
-
 /** A metric family's metadata, as /api/v1/metadata lists it. */
 export interface StoredMetadata {
   type: string;

@@ -42,7 +42,10 @@ export interface ResolvedSeries {
  * streamer is storing at the same moment is not visible to this statement's snapshot: those are
  * asked again once it has committed. An id handed out has last_seen within the last day.
  */
-export async function resolveSeries(pool: Pool, series: SeriesLabels[]): Promise<ResolvedSeries> {
+export async function resolveSeries(
+  pool: Pool | PoolClient,
+  series: SeriesLabels[],
+): Promise<ResolvedSeries> {
   const ids: number[] = new Array(series.length);
   let created = 0;
   let pending = series.map((_, i) => i);
@@ -134,7 +137,7 @@ export async function resolveSeries(pool: Pool, series: SeriesLabels[]): Promise
  * not gets insufficient_privilege (42501), and the list is left to the inserts that find it past
  * its 256 kB and to autovacuum.
  */
-export async function flushLabelIndex(pool: Pool): Promise<void> {
+export async function flushLabelIndex(pool: Pool | PoolClient): Promise<void> {
   await pool.query({
     name: 'telemetry_label_index_flush',
     text: `SELECT gin_clean_pending_list('telemetry_series_labels_idx'::regclass)`,
@@ -149,7 +152,11 @@ export interface Chunk {
 }
 
 /** The chunks holding these times (ms), created with their partitions where missing. */
-export async function ensureChunks(pool: Pool, times: number[], chunkMs: number): Promise<Chunk[]> {
+export async function ensureChunks(
+  pool: Pool | PoolClient,
+  times: number[],
+  chunkMs: number,
+): Promise<Chunk[]> {
   const { rows } = await pool.query<{ chunk_start: Date; chunk_end: Date; compacted: boolean }>(
     `SELECT chunk_start, chunk_end, compacted_at IS NOT NULL AS compacted
      FROM telemetry_ensure_chunks($1::timestamptz[], $2)`,
@@ -357,7 +364,7 @@ export interface StaleMarker {
 }
 
 /** Stores stale markers, each once; returns how many were new. */
-export async function insertStaleMarkers(pool: Pool, markers: StaleMarker[]): Promise<number> {
+export async function insertStaleMarkers(pool: Pool | PoolClient, markers: StaleMarker[]): Promise<number> {
   if (markers.length === 0) return 0;
   const result = await pool.query({
     name: 'telemetry_stale_insert',
@@ -393,7 +400,7 @@ export interface GpuSighting {
  * list is empty after the statement: sent without names, they had no row (retention deleted it),
  * so the caller sends them again with their names.
  */
-export async function upsertGpus(pool: Pool, gpus: GpuSighting[]): Promise<string[]> {
+export async function upsertGpus(pool: Pool | PoolClient, gpus: GpuSighting[]): Promise<string[]> {
   if (gpus.length === 0) return [];
   const { rows } = await pool.query<{ gpu_id: string; unlisted: boolean }>({
     name: 'gpus_upsert',
