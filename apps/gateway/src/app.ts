@@ -31,6 +31,7 @@ import { docsRoutes, gatewayApi } from './docs/api-docs';
 import { keysRoutes } from './routes/keys.routes';
 import { tracesRoutes } from './routes/traces.routes';
 import { createOtlpReceiver, OTLP_CONCURRENCY, OTLP_MAX_BODY } from './traces/otlp-receiver';
+import { withServerSpan } from './traces/server-span';
 import { TracesService } from './traces/traces.service';
 
 export { gatewayEnv, loadGatewayConfig } from './config';
@@ -114,7 +115,12 @@ export function createApp(deps: GatewayAppDeps): GatewayApp {
       })
     : undefined;
   recorder?.start();
-  const retention = new GatewayRetention({ db, logger, retentionMs: config.GATEWAY_RETENTION });
+  const retention = new GatewayRetention({
+    db,
+    logger,
+    retentionMs: config.GATEWAY_RETENTION,
+    failures: gatewayMetrics.retentionFailures,
+  });
   const traces = new TracesService({ db, pool });
   const limiter = new RateLimiter(config.GATEWAY_RATE_LIMIT, config.GATEWAY_RATE_BURST);
   const otlpReceiver = createOtlpReceiver({
@@ -195,11 +201,13 @@ export function createApp(deps: GatewayAppDeps): GatewayApp {
     methodsOf: gatewayApi,
     checkResponse: deps.checkResponse,
   });
+  // The proxied routes trace themselves (Proxy.handle); span exports are never traced.
+  const ownRoutes = withServerSpan(app);
   const handler: RequestListener = (req, res) => {
     const route = proxy.match(req.url);
     if (route) void proxy.handle(req, res, route);
     else if (/^\/v1\/traces\/?$/.test(req.url?.split('?')[0] ?? '')) void receiveTraces(req, res);
-    else app(req, res);
+    else ownRoutes(req, res);
   };
   // Node calls these instead of the request listener: they make the Host check listen() makes.
   const checkContinue: RequestListener = (req, res) => {

@@ -184,9 +184,7 @@ export function createApp(deps: StreamerAppDeps): StreamerApp {
     compactor,
     maintainer,
     async start() {
-      await maintainer
-        .runOnce()
-        .catch((error: unknown) => logger.warn({ err: error }, 'telemetry maintenance failed; will retry'));
+      await maintainer.runLogged();
       // Stopped while the first round ran (it may compact chunks for minutes): start nothing.
       if (stopped) return;
       maintainer.start();
@@ -200,7 +198,7 @@ export function createApp(deps: StreamerAppDeps): StreamerApp {
         maxHandleSeconds: config.STREAMER_MAX_HANDLE / 1000,
         waitSeconds: config.STREAMER_WAIT / 1000,
         logger,
-        handle: (messages) => ingest.handle(messages),
+        handle: (messages, signal) => ingest.handle(messages, signal),
         onOverrun: () => streamerMetrics.overruns.inc(),
         // Postgres down or restarting: the batch goes back untouched, no attempt spent on it.
         isTransient: isDependencyFailure,

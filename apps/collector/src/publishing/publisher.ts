@@ -1,7 +1,10 @@
+import { SpanKind } from '@opentelemetry/api';
 import { type QueueClient, QueueRequestError } from '@gpu-telemetry/queue-client';
-import { type Logger, waitAtMost } from '@gpu-telemetry/service-kit';
+import { getTracer, type Logger, waitAtMost, withSpan } from '@gpu-telemetry/service-kit';
 import type { CollectorMetrics } from '../collector.metrics';
 import type { OutgoingMessage } from './message-builder';
+
+const tracer = getTracer('collector');
 
 export interface PublisherOptions {
   client: Pick<QueueClient, 'publishSerialized'>;
@@ -113,10 +116,22 @@ export class Publisher {
       const samples = batch.reduce((sum, m) => sum + m.samples, 0);
       const started = performance.now();
       try {
-        await client.publishSerialized(
-          topic,
-          batch.map((m) => m.json),
-          this.cutOff.signal,
+        // A span per publish: the queue's request and its `queue.publish` are its children.
+        await withSpan(
+          tracer,
+          'collector.publish',
+          {
+            'messaging.destination.name': topic,
+            'messaging.batch.message_count': batch.length,
+            'collector.samples': samples,
+          },
+          () =>
+            client.publishSerialized(
+              topic,
+              batch.map((m) => m.json),
+              this.cutOff.signal,
+            ),
+          SpanKind.PRODUCER,
         );
         metrics.publishDuration.observe((performance.now() - started) / 1000);
         metrics.published.inc(samples);

@@ -55,6 +55,11 @@ export function createGatewayMetrics(registry: Registry) {
       help: 'Request records waiting to be written.',
       registers,
     }),
+    retentionFailures: new Counter({
+      name: 'gateway_retention_failures_total',
+      help: 'Hourly deletions of expired request records and spans that failed (tried again next hour).',
+      registers,
+    }),
     otlpRequests: new Counter({
       name: 'gateway_otlp_requests_total',
       help: 'OTLP trace exports received, by outcome: stored, rejected (bad content, too large), throttled (rate limit, too many at once), unauthorized, failed (not stored; retried by the exporter).',

@@ -1,10 +1,12 @@
-import type { Logger } from '@gpu-telemetry/service-kit';
+import { getTracer, type Logger, withSpan } from '@gpu-telemetry/service-kit';
+import type { Counter } from 'prom-client';
 import type { Kysely } from 'kysely';
 import type { GatewayDatabase } from '../gateway.tables';
 import { deleteSpansBefore } from '../traces/traces.queries';
 import { deleteRequestsBefore } from './requests.queries';
 
 const BATCH = 10_000;
+const tracer = getTracer('gateway');
 
 /**
  * Deletes request records and spans older than the retention, BATCH rows per statement so a large
@@ -19,6 +21,8 @@ export class GatewayRetention {
       logger: Logger;
       retentionMs: number;
       intervalMs?: number;
+      /** `gateway_retention_failures_total`: a retention that keeps failing lets the tables grow. */
+      failures?: Counter;
     },
   ) {}
 
@@ -40,20 +44,34 @@ export class GatewayRetention {
     };
   }
 
+  /**
+   * One round as the timer runs it: a span (`gateway.retention`) over its deletions, what was
+   * deleted logged, a failure counted and logged with its error, never thrown.
+   */
+  async runLogged(): Promise<void> {
+    await withSpan(tracer, 'gateway.retention', {}, async (span) => {
+      try {
+        const deleted = await this.runOnce();
+        span.setAttributes({
+          'gateway.deleted.requests': deleted.requests,
+          'gateway.deleted.spans': deleted.spans,
+        });
+        if (deleted.requests + deleted.spans > 0)
+          this.deps.logger.info(deleted, 'deleted expired request records and spans');
+      } catch (error) {
+        this.deps.failures?.inc();
+        this.deps.logger.warn({ err: error }, 'gateway retention failed; will retry');
+        throw error;
+      }
+    }).catch(() => undefined);
+  }
+
   start(): void {
     if (this.deps.retentionMs <= 0) return;
-    const run = () =>
-      this.runOnce()
-        .then((deleted) => {
-          if (deleted.requests + deleted.spans > 0)
-            this.deps.logger.info(deleted, 'deleted expired request records and spans');
-        })
-        .catch((error: unknown) =>
-          this.deps.logger.warn({ error: (error as Error).message }, 'gateway retention failed; will retry'),
-        );
+    const run = () => void this.runLogged();
     this.timer = setInterval(run, this.deps.intervalMs ?? 3_600_000);
     this.timer.unref();
-    void run();
+    run();
   }
 
   stop(): void {

@@ -32,7 +32,7 @@ export function createStreamerMetrics(registry: Registry) {
     }),
     overruns: new Counter({
       name: 'streamer_batches_overrun_total',
-      help: 'Batches still being handled after STREAMER_MAX_HANDLE: their lease was left to run out, and their messages are dead-lettered when offered again.',
+      help: 'Batches still being handled after STREAMER_MAX_HANDLE: the statement each waited on was cancelled and its messages dead-lettered (or, should it finish anyway, its lease was left to run out and they are dead-lettered when offered again).',
       registers,
     }),
     batches: new Counter({
@@ -88,6 +88,12 @@ export function createStreamerMetrics(registry: Registry) {
     compactionFailures: new Counter({
       name: 'streamer_compaction_failures_total',
       help: 'Chunks whose compaction failed (rolled back, tried again next round); the others go on.',
+      registers,
+    }),
+    maintenanceFailures: new Counter({
+      name: 'streamer_maintenance_failures_total',
+      help: 'Maintenance rounds that failed and wait for the next (maintenance: chunks ahead and retention; compaction: compaction, merges and day folds).',
+      labelNames: ['task'] as const,
       registers,
     }),
     samplesCompacted: new Counter({

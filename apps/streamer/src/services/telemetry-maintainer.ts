@@ -1,4 +1,4 @@
-import type { Logger } from '@gpu-telemetry/service-kit';
+import { getTracer, type Logger, withSpan } from '@gpu-telemetry/service-kit';
 import type { Pool } from 'pg';
 import type { ChunkCompactor } from './chunk-compactor';
 import { dropCompactedPartitions, dropRollupDays } from './compaction.queries';
@@ -39,20 +39,39 @@ export interface MaintainerDeps {
 export const SERIES_GRACE_MS = 4 * 86_400_000;
 const SERIES_DELETE_BATCH = 5_000;
 
-/** A loop that never runs twice at once and logs rather than throws. */
+const tracer = getTracer('streamer');
+
+export type MaintenanceTask = 'maintenance' | 'compaction';
+
+/**
+ * A loop that never runs twice at once and logs rather than throws. Each round is a span
+ * (`streamer.maintenance`, `streamer.compaction`) over its queries; a failed one is counted in
+ * `streamer_maintenance_failures_total{task}`, so that retention or compaction that keeps failing
+ * (the disk filling behind it) can be alerted on, not only read in the log.
+ */
 class Loop {
   private timer: NodeJS.Timeout | undefined;
   private running: Promise<unknown> | undefined;
 
   constructor(
-    private readonly name: string,
+    private readonly task: MaintenanceTask,
     private readonly work: () => Promise<unknown>,
     private readonly logger: Logger,
+    private readonly metrics: StreamerMetrics,
   ) {}
 
   run(): Promise<unknown> {
-    this.running ??= this.work()
-      .catch((error: unknown) => this.logger.warn({ err: error }, `${this.name} failed; will retry`))
+    this.running ??= withSpan(tracer, `streamer.${this.task}`, {}, async () => {
+      try {
+        return await this.work();
+      } catch (error) {
+        // Inside the span, so that the line carries the round's trace id.
+        this.metrics.maintenanceFailures.inc({ task: this.task });
+        this.logger.warn({ err: error, task: this.task }, `telemetry ${this.task} failed; will retry`);
+        throw error;
+      }
+    })
+      .catch(() => undefined)
       .finally(() => (this.running = undefined));
     return this.running;
   }
@@ -89,8 +108,16 @@ export class TelemetryMaintainer {
   private measuredAt = -Infinity;
 
   constructor(private readonly deps: MaintainerDeps) {
-    this.maintenance = new Loop('telemetry maintenance', () => this.maintain(), deps.logger);
-    this.compaction = new Loop('telemetry compaction', () => this.compact(), deps.logger);
+    this.maintenance = new Loop('maintenance', () => this.maintain(), deps.logger, deps.metrics);
+    this.compaction = new Loop('compaction', () => this.compact(), deps.logger, deps.metrics);
+    deps.metrics.maintenanceFailures.inc({ task: 'maintenance' }, 0);
+    deps.metrics.maintenanceFailures.inc({ task: 'compaction' }, 0);
+  }
+
+  /** One round of each, as the loops run them: traced, and a failure counted and logged, never thrown. */
+  async runLogged(): Promise<void> {
+    await this.maintenance.run();
+    await this.compaction.run();
   }
 
   /** One round of everything, in order; throws what fails. */
