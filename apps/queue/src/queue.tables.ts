@@ -32,6 +32,8 @@ export interface QueueMessagesTable {
   published_at: DefaultTimestamp;
   dead_at: Timestamp | null;
   last_error: string | null;
+  /** The W3C trace context of the publish that stored it. */
+  traceparent: string | null;
 }
 
 /** Depth per topic, in 16 slots so concurrent writers rarely touch the same row. */

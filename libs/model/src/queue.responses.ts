@@ -19,6 +19,8 @@ export const leasedMessage = z.object({
   payload: z.unknown(),
   attempts: z.number().int(),
   publishedAt: time,
+  /** The W3C trace context of the publish that stored the message, where it was traced. */
+  traceparent: z.string().optional(),
 });
 export type LeasedMessage<T = unknown> = Omit<z.infer<typeof leasedMessage>, 'payload'> & { payload: T };
 

@@ -29,7 +29,7 @@ export {
 } from './service-auth';
 export { FORM_MEDIA_TYPE, formBody, FormBodyError } from './form-body';
 export { notJsonBody } from './json-body';
-export { getTracer, startTelemetry, withSpan } from './telemetry';
+export { getTracer, linkTo, startTelemetry, traceparentOf, withSpan } from './telemetry';
 export { validate, validateQuery } from './validate';
 export { waitAtMost } from './wait';
 export { peerAddress, plainAddress } from './peer-address';

@@ -2,6 +2,8 @@ import {
   type Attributes,
   diag,
   DiagLogLevel,
+  isSpanContextValid,
+  type Link,
   type Span,
   SpanKind,
   SpanStatusCode,
@@ -132,8 +134,9 @@ export async function withSpan<T>(
   attributes: Attributes,
   fn: (span: Span) => Promise<T>,
   kind: SpanKind = SpanKind.INTERNAL,
+  links: Link[] = [],
 ): Promise<T> {
-  return tracer.startActiveSpan(name, { attributes, kind }, async (span) => {
+  return tracer.startActiveSpan(name, { attributes, kind, links }, async (span) => {
     try {
       return await fn(span);
     } catch (error) {
@@ -151,4 +154,22 @@ export async function withSpan<T>(
 
 export function getTracer(name: string): Tracer {
   return trace.getTracer(name);
+}
+
+/** A W3C trace context: version 00, trace id, span id, flags; ids not all zeros. */
+const TRACEPARENT = /^00-(?!0{32})([0-9a-f]{32})-(?!0{16})([0-9a-f]{16})-([0-9a-f]{2})$/;
+
+/** `span`'s context as a W3C `traceparent` (to carry it where no header goes); none if invalid. */
+export function traceparentOf(span: Span): string | undefined {
+  const context = span.spanContext();
+  if (!isSpanContextValid(context)) return undefined;
+  return `00-${context.traceId}-${context.spanId}-${(context.traceFlags & 0xff).toString(16).padStart(2, '0')}`;
+}
+
+/** A link to the span a `traceparent` names (a message's producer); none for anything else. */
+export function linkTo(traceparent: unknown): Link | undefined {
+  const match = typeof traceparent === 'string' ? TRACEPARENT.exec(traceparent) : null;
+  if (!match) return undefined;
+  const [, traceId, spanId, flags] = match as unknown as [string, string, string, string];
+  return { context: { traceId, spanId, traceFlags: parseInt(flags, 16), isRemote: true } };
 }

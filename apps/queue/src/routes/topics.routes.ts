@@ -92,7 +92,8 @@ export function topicsRoutes(queue: QueueService): Router {
       (row) =>
         `{"id":"${row.msg_uuid}","payload":${row.payload},"attempts":${row.attempts},` +
         `"publishedAt":"${row.published_at.toISOString()}","deadAt":"${row.dead_at.toISOString()}",` +
-        `"lastError":${JSON.stringify(row.last_error)}}`,
+        `"lastError":${JSON.stringify(row.last_error)}` +
+        `${row.traceparent ? `,"traceparent":${JSON.stringify(row.traceparent)}` : ''}}`,
     );
     res
       .type('application/json')
@@ -118,7 +119,8 @@ export function topicsRoutes(queue: QueueService): Router {
 function sendLease(res: Response, lease: RawLease): void {
   const messages = lease.messages.map(
     (m) =>
-      `{"id":"${m.id}","payload":${m.payloadJson},"attempts":${m.attempts},"publishedAt":"${m.publishedAt}"}`,
+      `{"id":"${m.id}","payload":${m.payloadJson},"attempts":${m.attempts},"publishedAt":"${m.publishedAt}"` +
+      `${m.traceparent ? `,"traceparent":${JSON.stringify(m.traceparent)}` : ''}}`,
   );
   res
     .type('application/json')

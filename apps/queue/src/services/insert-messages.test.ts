@@ -34,7 +34,9 @@ describe('insertMessages', () => {
   it('stores a batch of ids it made up, in order, and counts it', async () => {
     const topic = `t-${randomUUID().slice(0, 8)}`;
     const ids = [uuidv7(), uuidv7(), uuidv7()];
-    expect(await insertMessages(database.pool, topic, ids, [json('a'), json('b'), json('c')], true)).toEqual({
+    expect(
+      await insertMessages(database.pool, topic, ids, [json('a'), json('b'), json('c')], null, true),
+    ).toEqual({
       accepted: 3,
       path: 'new',
     });
@@ -47,10 +49,12 @@ describe('insertMessages', () => {
   it('falls back to de-duplicating when an id said to be new is already stored: nothing twice', async () => {
     const topic = `t-${randomUUID().slice(0, 8)}`;
     const taken = uuidv7();
-    expect((await insertMessages(database.pool, topic, [taken], [json('first')], true)).accepted).toBe(1);
+    expect((await insertMessages(database.pool, topic, [taken], [json('first')], null, true)).accepted).toBe(
+      1,
+    );
     const fresh = uuidv7();
     expect(
-      await insertMessages(database.pool, topic, [fresh, taken], [json('new'), json('again')], true),
+      await insertMessages(database.pool, topic, [fresh, taken], [json('new'), json('again')], null, true),
     ).toEqual({ accepted: 1, path: 'new_then_dedup' });
     expect(await stored(topic)).toEqual({
       rows: [
@@ -64,11 +68,11 @@ describe('insertMessages', () => {
   it('de-duplicates client ids, within the batch too, keeping the first', async () => {
     const topic = `t-${randomUUID().slice(0, 8)}`;
     const id = randomUUID();
-    expect(await insertMessages(database.pool, topic, [id, id], [json(1), json(2)])).toEqual({
+    expect(await insertMessages(database.pool, topic, [id, id], [json(1), json(2)], null)).toEqual({
       accepted: 1,
       path: 'dedup',
     });
-    expect((await insertMessages(database.pool, topic, [id], [json(3)])).accepted).toBe(0);
+    expect((await insertMessages(database.pool, topic, [id], [json(3)], null)).accepted).toBe(0);
     expect(await stored(topic)).toEqual({ rows: [{ id, payload: 1 }], live: 1 });
   });
 });
@@ -85,7 +89,7 @@ describe('payload storage', () => {
     // A frame big enough to be compressed comes back as it went in.
     const topic = `t-${randomUUID().slice(0, 8)}`;
     const frame = { samples: Array.from({ length: 2_000 }, (_, i) => [i % 8, i % 40, 0, i * 0.5]) };
-    await insertMessages(database.pool, topic, [uuidv7()], [json(frame)], true);
+    await insertMessages(database.pool, topic, [uuidv7()], [json(frame)], null, true);
     const { rows: sizes } = await database.pool.query<{ stored: number; raw: number }>(
       `SELECT pg_column_size(payload) AS stored, octet_length(payload::text) AS raw FROM queue_messages WHERE topic = $1`,
       [topic],

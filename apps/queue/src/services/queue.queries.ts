@@ -100,8 +100,8 @@ function insertStatement(name: string, dedup: boolean) {
   return statement<{ accepted: number }>(
     name,
     `WITH inserted AS (
-       INSERT INTO queue_messages (topic, msg_uuid, payload)
-       SELECT $1, msg_uuid, payload
+       INSERT INTO queue_messages (topic, msg_uuid, payload, traceparent)
+       SELECT $1, msg_uuid, payload, $4::text
        FROM unnest($2::uuid[], $3::json[]) WITH ORDINALITY AS t(msg_uuid, payload, n)
        ORDER BY n
        ${dedup ? 'ON CONFLICT (topic, msg_uuid) DO NOTHING -- also absorbs an id repeated within the batch' : ''}
@@ -119,6 +119,7 @@ const insertNew = insertStatement('insert_new', false);
  * Inserts the messages whose id is new to the topic, in the order given; returns how many were
  * new. Each payload is UTF-8 JSON text, sent as one binary `json[]` parameter: Postgres checks
  * each one once, as it receives it, and never re-serialises it. The ids go as a binary `uuid[]`.
+ * Every message keeps `traceparent`, the publish's trace context (null: none).
  *
  * `idsAreNew`: every id was made up by the queue (time-ordered, unique: see uuid-v7.ts), so none
  * can already be stored, and the batch skips ON CONFLICT's speculative insertion, which costs
@@ -131,9 +132,10 @@ export async function insertMessages(
   topic: string,
   ids: string[],
   payloads: readonly Buffer[],
+  traceparent: string | null,
   idsAreNew = false,
 ): Promise<{ accepted: number; path: InsertPath }> {
-  const values = [topic, binaryUuidArray(ids), binaryJsonArray(payloads)];
+  const values = [topic, binaryUuidArray(ids), binaryJsonArray(payloads), traceparent];
   if (idsAreNew) {
     try {
       return { accepted: (await insertNew(db, values))[0]?.accepted ?? 0, path: 'new' };
@@ -178,17 +180,19 @@ export interface LeasedRow {
   dead: boolean;
   /** ISO 8601: the deadline the lease row holds, the same on every row. */
   lease_until: string;
+  /** The W3C trace context of the publish that stored it; null where there was none. */
+  traceparent: string | null;
 }
 
 const lease = statement<LeasedRow>(
   'lease',
-  `SELECT msg_uuid::text, seq, payload, attempts, published_at, redelivered, dead, lease_until
+  `SELECT msg_uuid::text, seq, payload, attempts, published_at, redelivered, dead, lease_until, traceparent
    FROM queue_lease($1, $2, make_interval(secs => $3), $4, $5, $6, $7)`,
   LEASED,
 );
 
 /**
- * See queue_lease() in migrations/0024_queue_lease_budget.sql (why each part is there: 0001_queue.sql):
+ * See queue_lease() in migrations/0033_queue_message_trace.sql (its budget: 0024; why each part is there: 0001):
  * SKIP LOCKED, a pinned index-ordered plan, dead on exhaustion, and at most `maxBytes` of payloads
  * (but always one message).
  */
@@ -374,6 +378,7 @@ export interface DeadRow {
   published_at: Date;
   dead_at: Date;
   last_error: string | null;
+  traceparent: string | null;
   /** The payloads up to and including this one are within the budget (the first always is). */
   fits: boolean;
 }
@@ -383,11 +388,11 @@ export interface DeadRow {
 const dead = statement<DeadRow>(
   'dead',
   `SELECT seq, msg_uuid::text, CASE WHEN fits THEN payload END AS payload, attempts, published_at,
-          dead_at, last_error, fits
+          dead_at, last_error, traceparent, fits
    FROM (
      SELECT d.*, row_number() OVER w = 1 OR sum(octet_length(d.payload::text)) OVER w <= $4 AS fits
      FROM (
-       SELECT seq, msg_uuid, payload, attempts, published_at, dead_at, last_error
+       SELECT seq, msg_uuid, payload, attempts, published_at, dead_at, last_error, traceparent
        FROM queue_messages
        WHERE topic = $1 AND dead_at IS NOT NULL AND seq > $2::bigint
        ORDER BY seq

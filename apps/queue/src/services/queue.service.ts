@@ -8,7 +8,7 @@ import {
   type PublishResult,
   type TopicStats,
 } from '@gpu-telemetry/model';
-import { getTracer, type Logger, withSpan } from '@gpu-telemetry/service-kit';
+import { getTracer, type Logger, traceparentOf, withSpan } from '@gpu-telemetry/service-kit';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Pool } from 'pg';
 import type { LeaseWaiters } from './lease-waiters';
@@ -49,6 +49,8 @@ export interface RawLeasedMessage {
   attempts: number;
   /** ISO 8601. */
   publishedAt: string;
+  /** The trace context of the publish that stored it (W3C traceparent), where it had one. */
+  traceparent?: string;
 }
 
 export interface RawLease {
@@ -88,7 +90,9 @@ export class QueueService {
       await this.ensureTopic(topic);
       const ids = batch.ids.map((id) => id ?? uuidv7());
       const idsAreNew = batch.ids.every((id) => id === undefined);
-      const { accepted, path } = await q.insertMessages(db, topic, ids, payloads, idsAreNew);
+      // Each message keeps this publish's trace context, for its consumer's span to link to.
+      const traceparent = traceparentOf(span) ?? null;
+      const { accepted, path } = await q.insertMessages(db, topic, ids, payloads, traceparent, idsAreNew);
       const result = { accepted, duplicates: ids.length - accepted, ids };
       metrics.insertPaths.inc({ topic, path });
       if (path === 'new_then_dedup')
@@ -150,6 +154,7 @@ export class QueueService {
               payloadJson: row.payload,
               attempts: row.attempts,
               publishedAt: row.published_at,
+              ...(row.traceparent ? { traceparent: row.traceparent } : {}),
             }));
           if (messages.length > 0) {
             leaseUntil = rows.find((row) => !row.dead)?.lease_until ?? null;

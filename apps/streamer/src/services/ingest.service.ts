@@ -28,7 +28,8 @@ import {
 } from '@gpu-telemetry/model';
 import { cancelOnAbort, inTransaction, isPgError } from '@gpu-telemetry/db';
 import type { HandleResult } from '@gpu-telemetry/queue-client';
-import { getTracer, type Logger, withSpan } from '@gpu-telemetry/service-kit';
+import { getTracer, linkTo, type Logger, withSpan } from '@gpu-telemetry/service-kit';
+import { type Link, SpanKind } from '@opentelemetry/api';
 import type { Pool, PoolClient } from 'pg';
 import type { StreamerMetrics } from './streamer.metrics';
 import { type ChunkCompactor, ChunkMovedError, type LateSample } from './chunk-compactor';
@@ -258,6 +259,8 @@ export class IngestService {
   async handle(messages: LeasedMessage<unknown>[], signal?: AbortSignal): Promise<HandleResult> {
     const { metrics, logger } = this.deps;
     const started = performance.now();
+    // The batch's span links to each message's publish (the trace it was published in).
+    const links = messages.map((m) => linkTo(m.traceparent)).filter((l): l is Link => l !== undefined);
     return withSpan(
       tracer,
       'streamer.batch',
@@ -333,6 +336,8 @@ export class IngestService {
           metrics.batchDuration.observe((performance.now() - started) / 1000);
         }
       },
+      SpanKind.CONSUMER,
+      links,
     );
   }
 
