@@ -1,3 +1,4 @@
+import type { SpanLink } from './traces/otlp-decoder';
 import type { ColumnType, Generated } from 'kysely';
 
 /** The gateway's tables, for Kysely. The schema itself lives in migrations/*.sql. */
@@ -55,4 +56,5 @@ export interface GatewaySpansTable {
   status_code: Generated<number>;
   status_message: string | null;
   attributes: ColumnType<Record<string, unknown>, string | undefined, string>;
+  links: ColumnType<SpanLink[], string | undefined, string>;
 }

@@ -81,6 +81,15 @@ const spanNode: z.ZodType<SpanNode> = shapeOf<SpanNode>()(
       durationMs: z.number(),
       status: z.object({ code: z.number().int(), message: z.string().nullable() }),
       attributes: z.record(z.string(), z.unknown()),
+      links: z
+        .array(
+          z.object({
+            traceId: z.string(),
+            spanId: z.string(),
+            attributes: z.record(z.string(), z.unknown()).optional(),
+          }),
+        )
+        .meta({ description: "Spans it follows from (a batch's: the publishes of its queue messages)" }),
       get children() {
         return z.array(spanNode);
       },
@@ -179,6 +188,20 @@ export const gatewayOperations: Operation[] = [
             .meta({ description: 'Whether the trace has more than the 10,000 spans read, the earliest' }),
           services: z.array(z.string()),
           roots: z.array(spanNode),
+          linkedFrom: z
+            .array(
+              z.object({
+                traceId: z.string(),
+                spanId: z.string(),
+                service: z.string(),
+                name: z.string(),
+                start: time,
+              }),
+            )
+            .meta({
+              description:
+                "Spans of other traces that link to this one, the earliest 100 (a publish's trace: the batches that stored its messages)",
+            }),
         }),
       },
     },

@@ -28,7 +28,15 @@ const root = protobuf.Root.fromJSON({
         startTimeUnixNano: { type: 'fixed64', id: 7 },
         endTimeUnixNano: { type: 'fixed64', id: 8 },
         attributes: { rule: 'repeated', type: 'KeyValue', id: 9 },
+        links: { rule: 'repeated', type: 'Link', id: 13 },
         status: { type: 'Status', id: 15 },
+      },
+    },
+    Link: {
+      fields: {
+        traceId: { type: 'bytes', id: 1 },
+        spanId: { type: 'bytes', id: 2 },
+        attributes: { rule: 'repeated', type: 'KeyValue', id: 4 },
       },
     },
     Status: { fields: { message: { type: 'string', id: 2 }, code: { type: 'int32', id: 3 } } },
@@ -62,8 +70,16 @@ export interface StoredSpan {
   statusCode: number;
   statusMessage: string | null;
   attributes: Record<string, unknown>;
+  /** Spans of other traces (or this one) it links to: a message's publish, for its consumer's span. */
+  links: SpanLink[];
   /** Something of it was cut to SPAN_LIMITS. */
   truncated?: boolean;
+}
+
+export interface SpanLink {
+  traceId: string;
+  spanId: string;
+  attributes?: Record<string, unknown>;
 }
 
 interface AnyValue {
@@ -89,6 +105,7 @@ interface SpanShape {
   startTimeUnixNano?: unknown;
   endTimeUnixNano?: unknown;
   attributes?: unknown;
+  links?: unknown;
   status?: unknown;
 }
 interface RequestShape {
@@ -103,7 +120,8 @@ interface RequestShape {
  * an export repeats its resource's service name, and a trace is read whole): a service name is cut
  * at 256 characters, a span's name and status message at 1,024, a string attribute at 4,096; a
  * span keeps at most 128 attributes (OpenTelemetry SDKs' default count limit), 16,384 characters
- * of them in all, nested at most 4 deep. A span so cut says so: `gateway.truncated: true`.
+ * of them in all (its links' attributes included), nested at most 4 deep, and at most 128 links.
+ * A span so cut says so: `gateway.truncated: true`.
  */
 export const SPAN_LIMITS = {
   service: 256,
@@ -112,6 +130,7 @@ export const SPAN_LIMITS = {
   attributes: 128,
   budget: 16_384,
   nesting: 4,
+  links: 128,
 } as const;
 
 /** How much of a span's attributes is left to keep, and whether anything was cut. */
@@ -339,12 +358,33 @@ function spanOf(
     statusCode: enumValue(status.code, 'status.code', 2),
     statusMessage: optionalText(status.message, 'status.message', budget),
     attributes: attributes(listAt(span.attributes, 'attributes'), budget),
+    links: linksOf(listAt(span.links, 'links'), id, budget),
   };
   if (budget.cut) {
     stored.attributes['gateway.truncated'] = true;
     stored.truncated = true;
   }
   return stored;
+}
+
+/** A span's links, each with the ids of the span it names (checked as a span's own are). */
+function linksOf(list: unknown[], id: (value: unknown) => string, budget: Budget): SpanLink[] {
+  if (list.length > SPAN_LIMITS.links) budget.cut = true;
+  return list.slice(0, SPAN_LIMITS.links).map((item, i) => {
+    const link = objectAt<{ traceId?: unknown; spanId?: unknown; attributes?: unknown }>(
+      item,
+      `links[${i}]`,
+      true,
+    );
+    const traceId = id(link.traceId);
+    if (traceId.length !== 32 || ZERO_ID.test(traceId))
+      throw new SpanFieldError(`links[${i}].traceId`, 'must be 16 bytes (32 hex digits), not all zero');
+    const spanId = id(link.spanId);
+    if (spanId.length !== 16 || ZERO_ID.test(spanId))
+      throw new SpanFieldError(`links[${i}].spanId`, 'must be 8 bytes (16 hex digits), not all zero');
+    const kept = attributes(listAt(link.attributes, `links[${i}].attributes`), budget);
+    return Object.keys(kept).length > 0 ? { traceId, spanId, attributes: kept } : { traceId, spanId };
+  });
 }
 
 export function decodeProtobuf(body: Buffer, now = Date.now()): StoredSpan[] {

@@ -87,6 +87,89 @@ describe('POST /v1/traces (OTLP/HTTP)', () => {
     await expectTree(await exportTrace(() => new ProtoExporter({ url: `${base}/v1/traces`, headers: auth })));
   });
 
+  it.each([
+    ['protobuf', () => new ProtoExporter({ url: `${base}/v1/traces`, headers: auth })],
+    ['JSON', () => new HttpJsonExporter({ url: `${base}/v1/traces`, headers: auth })],
+  ])(
+    'stores the links of spans sent by the %s exporter; a trace lists the spans of other traces linking to it',
+    async (_, exporter) => {
+      const provider = new BasicTracerProvider({
+        resource: resourceFromAttributes({ 'service.name': 'pipeline' }),
+        spanProcessors: [new SimpleSpanProcessor(exporter())],
+      });
+      const tracer = provider.getTracer('test');
+      // Two publishes, each its own trace, and the batch that stored their messages, in a third.
+      const publishes = [tracer.startSpan('queue.publish'), tracer.startSpan('queue.publish')];
+      for (const p of publishes) p.end();
+      const [first, second] = publishes.map((p) => p.spanContext()) as [
+        ReturnType<(typeof publishes)[0]['spanContext']>,
+        ReturnType<(typeof publishes)[0]['spanContext']>,
+      ];
+      const batch = tracer.startSpan('streamer.batch', {
+        root: true,
+        links: [{ context: first, attributes: { 'messaging.message.id': 'm-1' } }, { context: second }],
+      });
+      batch.end();
+      await provider.forceFlush();
+      await provider.shutdown();
+
+      const stored = await request(base)
+        .get(`/api/v1/traces/${batch.spanContext().traceId}`)
+        .set('x-api-key', ADMIN)
+        .expect(200);
+      expect(stored.body.roots[0]).toMatchObject({
+        name: 'streamer.batch',
+        links: [
+          { traceId: first.traceId, spanId: first.spanId, attributes: { 'messaging.message.id': 'm-1' } },
+          { traceId: second.traceId, spanId: second.spanId },
+        ],
+      });
+      expect(stored.body.linkedFrom).toEqual([]);
+      for (const publish of [first, second]) {
+        const res = await request(base)
+          .get(`/api/v1/traces/${publish.traceId}`)
+          .set('x-api-key', ADMIN)
+          .expect(200);
+        expect(res.body.roots[0]).toMatchObject({ name: 'queue.publish', links: [] });
+        expect(res.body.linkedFrom).toEqual([
+          {
+            traceId: batch.spanContext().traceId,
+            spanId: batch.spanContext().spanId,
+            service: 'pipeline',
+            name: 'streamer.batch',
+            start: expect.any(String),
+          },
+        ]);
+      }
+    },
+  );
+
+  it('refuses a link without a trace id or span id, naming it', async () => {
+    const traceId = randomBytes(16).toString('hex');
+    for (const [link, field] of [
+      [{ traceId: 'zz', spanId: '00f067aa0ba902b7' }, 'links[0].traceId'],
+      [{ traceId, spanId: '0000000000000000' }, 'links[0].spanId'],
+      ['not a link', 'links[0]'],
+    ] as const) {
+      const span = {
+        traceId,
+        spanId: '00f067aa0ba902b7',
+        name: 'linked',
+        startTimeUnixNano: '1700000000000000000',
+        endTimeUnixNano: '1700000000001000000',
+        links: [link],
+      };
+      const res = await request(base)
+        .post('/v1/traces')
+        .set(auth)
+        .set('content-type', 'application/json')
+        .send(JSON.stringify({ resourceSpans: [{ scopeSpans: [{ spans: [span] }] }] }))
+        .expect(400);
+      expect(res.headers['content-type']).toContain('application/problem+json');
+      expect(JSON.stringify(res.body)).toContain(`resourceSpans[0].scopeSpans[0].spans[0].${field}`);
+    }
+  });
+
   it('stores spans sent gzipped by the protobuf exporter', async () => {
     await expectTree(
       await exportTrace(

@@ -3,8 +3,8 @@ import type { Kysely } from 'kysely';
 import type { Pool } from 'pg';
 import type { GatewayDatabase } from '../gateway.tables';
 import { boundedRead, READ_TIMEOUT_MS } from '../records/analytics.service';
-import type { StoredSpan } from './otlp-decoder';
-import { insertSpans, selectTraceSpans } from './traces.queries';
+import type { SpanLink, StoredSpan } from './otlp-decoder';
+import { insertSpans, selectLinkingSpans, selectTraceSpans } from './traces.queries';
 
 export interface SpanNode {
   spanId: string;
@@ -17,7 +17,18 @@ export interface SpanNode {
   durationMs: number;
   status: { code: number; message: string | null };
   attributes: Record<string, unknown>;
+  /** Spans it follows from, in this trace or others (a batch's: the publishes of its messages). */
+  links: SpanLink[];
   children: SpanNode[];
+}
+
+/** A span of another trace that links to this one. */
+export interface LinkedFrom {
+  traceId: string;
+  spanId: string;
+  service: string;
+  name: string;
+  start: string;
 }
 
 /** Spans received over OTLP, and traces read back as trees. */
@@ -33,7 +44,8 @@ export class TracesService {
    * The trace's spans as trees under their roots: spans whose parent was not received are roots
    * too, and so is a span where its parent chain loops back on itself or runs deeper than
    * MAX_TRACE_DEPTH (what a sender claims is not trusted to be a tree). At most MAX_TRACE_SPANS
-   * spans, the earliest, are read; `truncated` says when there were more.
+   * spans, the earliest, are read; `truncated` says when there were more. `linkedFrom` lists the
+   * earliest MAX_LINKED_FROM spans of other traces that link to this one.
    */
   async trace(traceId: string): Promise<{
     traceId: string;
@@ -41,10 +53,12 @@ export class TracesService {
     truncated: boolean;
     services: string[];
     roots: SpanNode[];
+    linkedFrom: LinkedFrom[];
   }> {
-    const spans = await boundedRead(this.deps.db, READ_TIMEOUT_MS, (trx) =>
-      selectTraceSpans(trx, traceId, MAX_TRACE_SPANS + 1),
-    );
+    const [spans, linking] = await boundedRead(this.deps.db, READ_TIMEOUT_MS, async (trx) => [
+      await selectTraceSpans(trx, traceId, MAX_TRACE_SPANS + 1),
+      await selectLinkingSpans(trx, traceId, MAX_LINKED_FROM),
+    ]);
     if (spans.length === 0) throw new NotFoundError(`No spans of trace ${traceId} were received.`);
     const truncated = spans.length > MAX_TRACE_SPANS;
     if (truncated) spans.length = MAX_TRACE_SPANS;
@@ -62,6 +76,7 @@ export class TracesService {
           durationMs: Math.round(span.durationMs * 1000) / 1000,
           status: { code: span.statusCode, message: span.statusMessage },
           attributes: span.attributes,
+          links: span.links,
           children: [],
         },
       ]),
@@ -72,12 +87,15 @@ export class TracesService {
       truncated,
       services: [...new Set(spans.map((s) => s.service))].sort(),
       roots: forest(nodes),
+      linkedFrom: linking.map((l) => ({ ...l, start: l.start.toISOString() })),
     };
   }
 }
 
 /** The most spans of one trace read back. */
 export const MAX_TRACE_SPANS = 10_000;
+/** The most spans of other traces listed as linking to one. */
+export const MAX_LINKED_FROM = 100;
 /** The deepest a tree is built; a span below it starts a tree of its own. */
 export const MAX_TRACE_DEPTH = 64;
 
