@@ -48,6 +48,8 @@ export interface QueueApp {
   start(): Promise<void>;
   /** Ends every long-poll (they answer empty) and stops listening; call before draining the server. */
   stop(): Promise<void>;
+  /** Forgets leases that ended an hour ago (every minute once started); a failure is counted and logged. */
+  housekeep(): Promise<void>;
 }
 
 export function createApp(deps: QueueAppDeps): QueueApp {
@@ -123,19 +125,24 @@ export function createApp(deps: QueueAppDeps): QueueApp {
   // No ETags: no queue answer is worth revalidating, and Express would SHA-1 every body (a whole
   // lease of payloads) to make one.
   app.set('etag', false);
+  const housekeep = () =>
+    queue.forgetEndedLeases(3_600).then(
+      () => undefined,
+      (error: unknown) => {
+        queueMetrics.housekeepingFailures.inc();
+        logger.warn({ err: error }, 'lease housekeeping failed; tried again in a minute');
+      },
+    );
   return {
     app,
     queue,
     waiters,
     notifier,
+    housekeep,
     start: async () => {
       await notifier.start();
       // Lease rows that ended an hour ago are only bookkeeping; drop them every minute.
-      housekeeping = setInterval(() => {
-        queue
-          .forgetEndedLeases(3_600)
-          .catch((error: unknown) => logger.warn({ err: error }, 'lease housekeeping failed'));
-      }, 60_000);
+      housekeeping = setInterval(() => void housekeep(), 60_000);
       housekeeping.unref();
     },
     stop: async () => {

@@ -1,5 +1,7 @@
 import { createTestDatabase, type TestDatabase } from '@gpu-telemetry/db/testing';
 import { createLogger, createMetrics } from '@gpu-telemetry/service-kit';
+import { recordSpans } from '@gpu-telemetry/service-kit/testing-spans';
+import { SpanStatusCode } from '@opentelemetry/api';
 import { createCollectorMetrics } from '../collector.metrics';
 import { TargetRegistry } from './target-registry';
 import { insertApiTarget } from './targets.queries';
@@ -96,6 +98,54 @@ describe('TargetRegistry', () => {
       expect(text).toMatch(/^collector_dns_lookups_total\{outcome="success"[^}]*\} 2$/m);
     },
   );
+
+  it('traces each lookup: the name, its outcome and the targets it gave, an error where it failed', async () => {
+    const recording = recordSpans();
+    try {
+      let answer: string[] | Error = ['10.1.0.7', '169.254.169.254'];
+      const r = registry({
+        resolve: async () => (answer instanceof Error ? Promise.reject(answer) : answer),
+      });
+      await r.all();
+      answer = Object.assign(new Error('getaddrinfo EAI_AGAIN dcgm-exporter.gpu-operator'), {
+        code: 'EAI_AGAIN',
+      });
+      await r.all();
+      answer = Object.assign(new Error('getaddrinfo ENOTFOUND dcgm-exporter.gpu-operator'), {
+        code: 'ENOTFOUND',
+      });
+      await r.all();
+      const lookups = recording.spans().filter((s) => s.name === 'collector.dns_lookup');
+      expect(lookups.map((s) => [s.attributes, s.status.code])).toEqual([
+        [
+          {
+            'dns.question.name': 'dcgm-exporter.gpu-operator',
+            'collector.dns.outcome': 'success',
+            'collector.dns.targets': 1,
+          },
+          SpanStatusCode.UNSET,
+        ],
+        [
+          {
+            'dns.question.name': 'dcgm-exporter.gpu-operator',
+            'collector.dns.outcome': 'error',
+            'collector.dns.targets': 1,
+          },
+          SpanStatusCode.ERROR,
+        ],
+        [
+          {
+            'dns.question.name': 'dcgm-exporter.gpu-operator',
+            'collector.dns.outcome': 'not_found',
+            'collector.dns.targets': 0,
+          },
+          SpanStatusCode.UNSET,
+        ],
+      ]);
+    } finally {
+      await recording.stop();
+    }
+  });
 
   it('scrapes the API targets last listed while Postgres cannot list them', async () => {
     const r = registry();

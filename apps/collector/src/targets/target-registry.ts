@@ -1,6 +1,7 @@
 import { lookup } from 'node:dns/promises';
 import { isIP } from 'node:net';
-import type { Logger } from '@gpu-telemetry/service-kit';
+import { getTracer, type Logger, withSpan } from '@gpu-telemetry/service-kit';
+import { type Span, SpanStatusCode } from '@opentelemetry/api';
 import type { Kysely } from 'kysely';
 import type { CollectorMetrics } from '../collector.metrics';
 import type { CollectorDatabase } from '../collector.tables';
@@ -36,6 +37,8 @@ export interface TargetRegistryOptions {
  * as Prometheus' DNS discovery drops them. Any other failure (a timeout, a server failure) keeps
  * the addresses last found.
  */
+const tracer = getTracer('collector');
+
 const NO_SUCH_NAME = new Set(['ENOTFOUND', 'ENODATA', 'EAI_NONAME', 'EAI_NODATA']);
 
 async function resolveAll(host: string): Promise<string[]> {
@@ -115,39 +118,50 @@ export class TargetRegistry {
    * had for one whose lookup fails otherwise.
    */
   private async fromDns(): Promise<Target[]> {
-    const resolve = this.options.resolve ?? resolveAll;
     const targets: Target[] = [];
     for (const template of this.options.dnsTargets) {
       const url = new URL(template);
-      try {
-        const found: Target[] = [];
-        for (const address of await resolve(url.hostname)) {
-          if (!this.options.policy.allowLinkLocal && isBlockedAddress(address)) continue;
-          const copy = new URL(template);
-          copy.hostname = isIP(address) === 6 ? `[${address}]` : address;
-          found.push({ url: copy.toString(), source: 'dns' });
-        }
-        this.lastDns.set(template, found);
-        this.options.metrics?.dnsLookups.inc({ outcome: 'success' });
-      } catch (error) {
-        const last = this.lastDns.get(template)?.length ?? 0;
-        if (NO_SUCH_NAME.has((error as { code?: string }).code ?? '')) {
-          this.lastDns.set(template, []);
-          this.options.metrics?.dnsLookups.inc({ outcome: 'not_found' });
-          this.options.logger.warn(
-            { err: error, host: url.hostname, dropped: last },
-            'DNS name for targets has no address; scraping none of it',
-          );
-        } else {
-          this.options.metrics?.dnsLookups.inc({ outcome: 'error' });
-          this.options.logger.warn(
-            { err: error, host: url.hostname, targets: last },
-            'DNS lookup for targets failed; scraping the addresses it last had',
-          );
-        }
-      }
+      await withSpan(tracer, 'collector.dns_lookup', { 'dns.question.name': url.hostname }, (span) =>
+        this.lookUp(template, url, span),
+      );
       targets.push(...(this.lastDns.get(template) ?? []));
     }
     return targets;
+  }
+
+  /** Looks up one DNS target's name, and keeps what it found (or, failing, what it last had). */
+  private async lookUp(template: string, url: URL, span: Span): Promise<void> {
+    const resolve = this.options.resolve ?? resolveAll;
+    try {
+      const found: Target[] = [];
+      for (const address of await resolve(url.hostname)) {
+        if (!this.options.policy.allowLinkLocal && isBlockedAddress(address)) continue;
+        const copy = new URL(template);
+        copy.hostname = isIP(address) === 6 ? `[${address}]` : address;
+        found.push({ url: copy.toString(), source: 'dns' });
+      }
+      this.lastDns.set(template, found);
+      this.options.metrics?.dnsLookups.inc({ outcome: 'success' });
+      span.setAttributes({ 'collector.dns.outcome': 'success', 'collector.dns.targets': found.length });
+    } catch (error) {
+      const last = this.lastDns.get(template)?.length ?? 0;
+      if (NO_SUCH_NAME.has((error as { code?: string }).code ?? '')) {
+        this.lastDns.set(template, []);
+        this.options.metrics?.dnsLookups.inc({ outcome: 'not_found' });
+        span.setAttributes({ 'collector.dns.outcome': 'not_found', 'collector.dns.targets': 0 });
+        this.options.logger.warn(
+          { err: error, host: url.hostname, dropped: last },
+          'DNS name for targets has no address; scraping none of it',
+        );
+      } else {
+        this.options.metrics?.dnsLookups.inc({ outcome: 'error' });
+        span.setAttributes({ 'collector.dns.outcome': 'error', 'collector.dns.targets': last });
+        span.setStatus({ code: SpanStatusCode.ERROR, message: (error as Error).message });
+        this.options.logger.warn(
+          { err: error, host: url.hostname, targets: last },
+          'DNS lookup for targets failed; scraping the addresses it last had',
+        );
+      }
+    }
   }
 }

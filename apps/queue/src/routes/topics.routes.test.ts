@@ -603,6 +603,9 @@ describe('POST /v1/topics/:topic/nacks and dead letters', () => {
       .send({ ids: [page1.messages[1].id] })
       .expect(200, { deleted: 1 });
     expect(await stats(topic)).toMatchObject({ ready: 1, dead: 1 });
+    const metrics = (await api().get('/metrics').expect(200)).text;
+    expect(metrics).toContain(`queue_messages_redriven_total{topic="${topic}",service="queue"} 1`);
+    expect(metrics).toContain(`queue_messages_purged_total{topic="${topic}",service="queue"} 1`);
   });
 });
 
@@ -634,6 +637,13 @@ describe('POST /v1/topics/:topic/leases/:leaseId/extend and release', () => {
     });
     const again = await lease(topic);
     expect(again.messages[0]?.attempts).toBe(1);
+    const metrics = (await api().get('/metrics').expect(200)).text;
+    expect(metrics).toContain(`queue_messages_released_total{topic="${topic}",service="queue"} 1`);
+    // A release of a lease on a made-up topic releases nothing and adds no series.
+    await api()
+      .post(`/v1/topics/made-up-${topic}/leases/${randomUUID()}/release`)
+      .expect(200, { released: 0 });
+    expect((await api().get('/metrics').expect(200)).text).not.toContain(`made-up-${topic}`);
   });
 });
 

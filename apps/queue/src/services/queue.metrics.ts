@@ -75,6 +75,23 @@ export function createQueueMetrics(
       labelNames: topic,
       registers,
     }),
+    purged: new Counter({
+      name: 'queue_messages_purged_total',
+      help: 'Dead letters deleted for good (DELETE .../dead).',
+      labelNames: topic,
+      registers,
+    }),
+    released: new Counter({
+      name: 'queue_messages_released_total',
+      help: 'Leased messages given back untouched (release: a consumer gone before its lease was answered, or one whose dependency failed).',
+      labelNames: topic,
+      registers,
+    }),
+    housekeepingFailures: new Counter({
+      name: 'queue_housekeeping_failures_total',
+      help: 'Rounds of forgetting ended leases that failed (bookkeeping only: message visibility never depends on it).',
+      registers,
+    }),
     insertPaths: new Counter({
       name: 'queue_publish_insert_paths_total',
       help: 'Published batches by how they were stored: new (ids the queue made up, no dedup needed), dedup (client ids), or new_then_dedup (a made-up id collided; retried with dedup).',

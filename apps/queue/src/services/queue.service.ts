@@ -251,9 +251,18 @@ export class QueueService {
 
   /** The caller went away before receiving its lease: give the messages back at once. */
   async release(topic: string, leaseId: string): Promise<number> {
-    const released = await this.retryOnce('release', () => q.releaseLease(this.deps.db, { topic, leaseId }));
-    if (released > 0) this.deps.notifier.published(topic);
-    return released;
+    return withSpan(tracer, 'queue.release', { ...attrs(topic), 'queue.lease_id': leaseId }, async (span) => {
+      const released = await this.retryOnce('release', () =>
+        q.releaseLease(this.deps.db, { topic, leaseId }),
+      );
+      span.setAttribute('queue.released', released);
+      if (released > 0) {
+        // Messages were released, so the topic exists: a made-up name adds no series.
+        this.deps.metrics.released.inc({ topic }, released);
+        this.deps.notifier.published(topic);
+      }
+      return released;
+    });
   }
 
   async stats(topic?: string): Promise<TopicStats[]> {
@@ -329,8 +338,14 @@ export class QueueService {
   }
 
   async purge(topic: string, ids?: string[]): Promise<{ deleted: number }> {
-    await this.topic(topic);
-    return { deleted: await q.purgeDeadLetters(this.deps.db, { topic, ids }) };
+    return withSpan(tracer, 'queue.purge', attrs(topic, ids?.length), async (span) => {
+      await this.topic(topic);
+      const deleted = await q.purgeDeadLetters(this.deps.db, { topic, ids });
+      span.setAttribute('queue.deleted', deleted);
+      this.deps.metrics.purged.inc({ topic }, deleted);
+      this.deps.logger.info({ topic, deleted, named: ids?.length ?? null }, 'dead letters purged');
+      return { deleted };
+    });
   }
 
   /**
