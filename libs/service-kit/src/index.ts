@@ -7,6 +7,7 @@ export {
   answeredMissingHost,
   exitOnFatal,
   listen,
+  ListenError,
   onShutdown,
   runMain,
   type RunningServer,
@@ -31,6 +32,7 @@ export { FORM_MEDIA_TYPE, formBody, FormBodyError } from './form-body';
 export { notJsonBody } from './json-body';
 export { getTracer, linkTo, startTelemetry, traceparentOf, withSpan } from './telemetry';
 export { validate, validateQuery } from './validate';
+export { apiErrorMessage } from './zod-messages';
 export { waitAtMost } from './wait';
 export { peerAddress, plainAddress } from './peer-address';
 export {
@@ -46,5 +48,7 @@ export {
   type Problems,
   shapeOf,
   SERVICE_CREDENTIAL_PROBLEMS,
+  SERVICE_CREDENTIAL_SECURITY,
+  SERVICE_TOKEN_SCHEME,
 } from './openapi';
 export { checkResponses, type ResponseCheck, type SentResponse } from './response-check';

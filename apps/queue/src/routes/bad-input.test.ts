@@ -341,6 +341,38 @@ describe('bad input', () => {
     ]);
   });
 
+  it('words a missing or mistyped field as the rest of the API does', async () => {
+    const missing = await request(asService(queue.app))
+      .post(`/v1/topics/${topic}/leases`)
+      .send({ max: 1 })
+      .expect(400);
+    expect(missing.headers['content-type']).toContain('application/problem+json');
+    expect(missing.body).toMatchObject({
+      detail: 'consumer: is required',
+      errors: [{ field: 'consumer', message: 'is required' }],
+    });
+    const mistyped = await request(asService(queue.app))
+      .post(`/v1/topics/${topic}/leases`)
+      .send({ consumer: 7, max: '10', waitSeconds: 'soon' })
+      .expect(400);
+    expect(mistyped.body.errors).toEqual([
+      { field: 'consumer', message: 'must be a string' },
+      { field: 'max', message: 'must be a number' },
+      { field: 'waitSeconds', message: 'must be a number' },
+    ]);
+    const limit = await request(asService(queue.app)).get(`/v1/topics/${topic}/dead?limit=ten`).expect(400);
+    expect(limit.body).toMatchObject({
+      detail: 'limit: must be a number',
+      errors: [{ field: 'limit', message: 'must be a number' }],
+    });
+    // A message the schema words itself is kept.
+    const fraction = await request(asService(queue.app))
+      .post(`/v1/topics/${topic}/leases`)
+      .send({ consumer: 'c', max: 1.5 })
+      .expect(400);
+    expect(fraction.body.errors).toEqual([{ field: 'max', message: 'must be a whole number' }]);
+  });
+
   it("lists at most 100 of a body's mistakes, however many it has", async () => {
     const body = Object.fromEntries(Array.from({ length: 3_000 }, (_, i) => [`u${i}`, 0]));
     const res = await request(asService(queue.app))

@@ -15,7 +15,12 @@ import {
   topicStats,
   uuid,
 } from '@gpu-telemetry/model';
-import { type Operation, openApiDocument, SERVICE_CREDENTIAL_PROBLEMS } from '@gpu-telemetry/service-kit';
+import {
+  type Operation,
+  openApiDocument,
+  SERVICE_CREDENTIAL_PROBLEMS,
+  SERVICE_CREDENTIAL_SECURITY,
+} from '@gpu-telemetry/service-kit';
 import { z } from 'zod';
 import { MAX_NESTING } from '../services/publish-body';
 
@@ -178,5 +183,6 @@ export const queueApi = openApiDocument(
   topicsOperations,
   {
     problems: SERVICE_CREDENTIAL_PROBLEMS,
+    ...SERVICE_CREDENTIAL_SECURITY,
   },
 );

@@ -4,6 +4,7 @@ import {
   openApiDocument,
   shapeOf,
   SERVICE_CREDENTIAL_PROBLEMS,
+  SERVICE_CREDENTIAL_SECURITY,
 } from '@gpu-telemetry/service-kit';
 import { z } from 'zod';
 import type { Bucket, GpuView, SampleView } from '../services/telemetry-query.service';
@@ -173,5 +174,5 @@ export const storageOperations: Operation[] = [
 export const streamerApi = openApiDocument(
   { title: 'gpu-telemetry streamer', version: '0.1.0' },
   [...gpusOperations, ...storageOperations, ...prometheusOperations],
-  { problems: SERVICE_CREDENTIAL_PROBLEMS },
+  { problems: SERVICE_CREDENTIAL_PROBLEMS, ...SERVICE_CREDENTIAL_SECURITY },
 );

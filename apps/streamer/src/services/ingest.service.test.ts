@@ -552,7 +552,9 @@ describe('IngestService.handle', () => {
       [
         loneInKey.id,
         true,
-        expect.stringMatching(/^invalid telemetry: samples\[0\]\.labels\.k.: Invalid key in record$/),
+        expect.stringMatching(
+          /^invalid telemetry: samples\[0\]\.labels\.k.: is not a valid key: must be valid Unicode$/,
+        ),
       ],
       [loneInHost.id, true, 'invalid telemetry: samples[0].hostname: must be valid Unicode'],
     ]);

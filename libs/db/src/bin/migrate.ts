@@ -6,6 +6,7 @@
 import { readFileSync } from 'node:fs';
 import { createDb } from '../create-db';
 import { createMigrationFile, migrateDown, migrateUp, migrationStatus } from '../migrator';
+import { connectionProblem } from './connection-problem';
 
 /** DATABASE_URL, or the file DATABASE_URL_FILE names (a mounted secret), as the services read it. */
 function databaseUrl(): string | undefined {
@@ -38,7 +39,10 @@ async function main(argv: string[]): Promise<number> {
         const { applied, error } = command === 'up' ? await migrateUp(db) : await migrateDown(db);
         for (const name of applied) console.log(`${command === 'up' ? 'applied' : 'reverted'} ${name}`);
         if (error) {
-          console.error(`migration failed: ${error instanceof Error ? error.message : String(error)}`);
+          console.error(
+            connectionProblem(error, url) ??
+              `migration failed: ${error instanceof Error ? error.message : String(error)}`,
+          );
           return 1;
         }
         if (applied.length === 0) console.log(command === 'up' ? 'already up to date' : 'nothing to revert');
@@ -54,6 +58,12 @@ async function main(argv: string[]): Promise<number> {
         console.error(`unknown command "${command}": use up, down, status or create <name>`);
         return 2;
     }
+  } catch (error) {
+    // A database that cannot be reached says which, and how to start one; anything else as it is.
+    const problem = connectionProblem(error, url);
+    if (!problem) throw error;
+    console.error(problem);
+    return 1;
   } finally {
     await close();
   }
