@@ -880,6 +880,30 @@ describe('files mounted into the pods', () => {
     expect(envOf(find(manifests, 'Job', 'gt-migrate'))['DATABASE_URL']?.valueFrom).toBeDefined();
   });
 
+  it('gives the migration Job the database URL from a file when its extraEnv says DATABASE_URL_FILE', () => {
+    const fromFile = {
+      extraVolumes: [{ name: 'secrets', secret: { secretName: 'gt-files' } }],
+      extraVolumeMounts: [{ name: 'secrets', mountPath: '/run/secrets/gt', readOnly: true }],
+      extraEnv: [
+        { name: 'DATABASE_URL_FILE', value: '/run/secrets/gt/DATABASE_URL' },
+        { name: 'PGCONNECT_TIMEOUT', value: '10' },
+      ],
+    };
+    const umbrella = render$('gpu-telemetry', { migrations: fromFile });
+    const service = render$('streamer', { migrations: { enabled: true, ...fromFile } });
+    for (const [manifests, name] of [
+      [umbrella, 'gt-migrate'],
+      [service, 'gt-streamer-migrate'],
+    ] as const) {
+      for (const manifest of manifests) validateAgainstKubernetes(manifest);
+      const job = find(manifests, 'Job', name);
+      expect(containerOf(job).env).toEqual(fromFile.extraEnv);
+      expect(containerOf(job).volumeMounts).toEqual(fromFile.extraVolumeMounts);
+    }
+    // The services still read the Secret: the Job's extraEnv is its own.
+    expect(envOf(workloadOf(umbrella, 'streamer'))['DATABASE_URL']?.valueFrom).toBeDefined();
+  });
+
   it.each([
     [
       'a mount of no volume',

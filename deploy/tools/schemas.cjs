@@ -502,6 +502,16 @@ const migrationsSchema = obj({
   backoffLimit: integer('Retries of the Job.', 0),
   activeDeadlineSeconds: integer('Deadline of the Job.', 1),
   resources: freeObject('Resources of the Job.'),
+  extraEnv: {
+    type: 'array',
+    description:
+      "More env entries of the Job's container (name/value or valueFrom); DATABASE_URL_FILE replaces the chart's DATABASE_URL.",
+    items: {
+      type: 'object',
+      required: ['name'],
+      properties: { name: str('Variable name.', { minLength: 1 }) },
+    },
+  },
   extraVolumes: extraVolumes("the Job's pod"),
   extraVolumeMounts: extraVolumeMounts("the Job's container"),
 });

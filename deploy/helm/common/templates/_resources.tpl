@@ -188,7 +188,7 @@ spec:
           imagePullPolicy: {{ include "common.imagePullPolicy" $ctx }}
           args: ["migrate", "up"]
           env:
-            {{- include "common.databaseEnv" $ctx | nindent 12 }}
+            {{- include "common.mergedEnv" (dict "env" (include "common.databaseEnv" $ctx | fromYamlArray) "extra" (.extraEnv | default list)) | nindent 12 }}
           resources:
             {{- toYaml .resources | nindent 12 }}
           securityContext:

@@ -182,7 +182,16 @@ GATEWAY_ADMIN_KEY_FILE... name a file of a volume in extraVolumes.
 {{- define "common.containerEnv" -}}
 {{- $env := include "common.env" .ctx | fromYamlArray -}}
 {{- with .env }}{{ $env = concat $env (fromYamlArray .) }}{{ end -}}
-{{- $extra := .ctx.Values.extraEnv | default list -}}
+{{- include "common.mergedEnv" (dict "env" $env "extra" (.ctx.Values.extraEnv | default list)) -}}
+{{- end -}}
+
+{{/*
+A container's env from what the chart sets ("env", a list) and what values add ("extra", a list):
+the chart's variables, less those "extra" sets as <NAME>_FILE, then "extra".
+*/}}
+{{- define "common.mergedEnv" -}}
+{{- $env := .env -}}
+{{- $extra := .extra -}}
 {{- $files := dict -}}
 {{- range $extra -}}
 {{- if hasSuffix "_FILE" (toString .name) -}}{{- $_ := set $files (trimSuffix "_FILE" .name) true -}}{{- end -}}
