@@ -259,13 +259,12 @@ function numberOrDuration(query: string, start: number, inBracket: boolean): Rea
   const number = scanNumber(query, start);
   const text = query.slice(start, number.end);
   if (number.complete) return unreadableNumber(text, number.hex) ?? { kind: 'number', end: number.end };
-  const rest = remainingDuration(query, number.end);
-  const read = query.slice(start, rest.end);
-  if (!rest.ok)
-    return `${inBracket ? 'bad duration syntax' : 'bad number or duration syntax'}: ${JSON.stringify(read)}`;
-  return VALID_DURATION.test(read)
-    ? { kind: 'duration', end: rest.end }
-    : `not a valid duration string: ${JSON.stringify(read)}`;
+  return durationAt(
+    query,
+    start,
+    number.end,
+    inBracket ? 'bad duration syntax' : 'bad number or duration syntax',
+  );
 }
 
 /**
@@ -281,9 +280,18 @@ function rangeDuration(query: string, start: number): Read {
       return 'missing unit character in duration';
     return { kind: 'number', end: number.end };
   }
-  const rest = remainingDuration(query, number.end);
+  return durationAt(query, start, number.end, 'bad duration syntax');
+}
+
+/**
+ * The duration whose first number runs from `start` to `numberEnd`: where it ends, or why not
+ * (`refused`, what the lexer says of a run that is no duration, and Prometheus' parser's words for
+ * one it lexed that is none).
+ */
+function durationAt(query: string, start: number, numberEnd: number, refused: string): Read {
+  const rest = remainingDuration(query, numberEnd);
   const read = query.slice(start, rest.end);
-  if (!rest.ok) return `bad duration syntax: ${JSON.stringify(read)}`;
+  if (!rest.ok) return `${refused}: ${JSON.stringify(read)}`;
   return VALID_DURATION.test(read)
     ? { kind: 'duration', end: rest.end }
     : `not a valid duration string: ${JSON.stringify(read)}`;
