@@ -30,7 +30,7 @@ export {
 } from './service-auth';
 export { FORM_MEDIA_TYPE, formBody, FormBodyError } from './form-body';
 export { notJsonBody } from './json-body';
-export { getTracer, linkTo, startTelemetry, traceparentOf, withSpan } from './telemetry';
+export { getTracer, linkTo, startTelemetry, TRACEPARENT, traceparentOf, withSpan } from './telemetry';
 export { validate, validateQuery } from './validate';
 export { apiErrorMessage } from './zod-messages';
 export { waitAtMost } from './wait';

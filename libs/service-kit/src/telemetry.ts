@@ -156,8 +156,8 @@ export function getTracer(name: string): Tracer {
   return trace.getTracer(name);
 }
 
-/** A W3C trace context: version 00, trace id, span id, flags; ids not all zeros. */
-const TRACEPARENT = /^00-(?!0{32})([0-9a-f]{32})-(?!0{16})([0-9a-f]{16})-([0-9a-f]{2})$/;
+/** A W3C trace context (version 00; trace id, span id and flags captured; ids not all zeros). */
+export const TRACEPARENT = /^00-(?!0{32})([0-9a-f]{32})-(?!0{16})([0-9a-f]{16})-([0-9a-f]{2})$/;
 
 /** `span`'s context as a W3C `traceparent` (to carry it where no header goes); none if invalid. */
 export function traceparentOf(span: Span): string | undefined {

@@ -5,7 +5,6 @@ import {
   isSpanContextValid,
   propagation,
   type Span,
-  SpanKind,
   SpanStatusCode,
   trace,
 } from '@opentelemetry/api';
@@ -15,6 +14,7 @@ import {
   peerAddress,
   serviceAuthorization,
   stampAnswer,
+  TRACEPARENT,
   writeProblem,
 } from '@gpu-telemetry/service-kit';
 import { type Dispatcher, Pool } from 'undici';
@@ -26,6 +26,7 @@ import type { LongPollBudget, LongPollRefusal } from './long-poll-budget';
 import type { RequestRecord } from '../records/requests.queries';
 import type { GatewayMetrics } from './gateway.metrics';
 import { newTraceparent } from './trace-ids';
+import { startServerSpan } from '../traces/server-span';
 
 /** The longest path passed on as X-Forwarded-Uri. */
 const MAX_FORWARDED_PATH = 2048;
@@ -92,9 +93,6 @@ const HOP_BY_HOP = new Set([
   'upgrade',
 ]);
 const NOT_FORWARDED = new Set([...HOP_BY_HOP, 'authorization', 'x-api-key', 'host', 'expect']);
-/** Version 00; all-zero trace and span ids are invalid (W3C Trace Context). */
-const TRACEPARENT = /^00-(?!0{32})[0-9a-f]{32}-(?!0{16})[0-9a-f]{16}-[0-9a-f]{2}$/;
-const tracer = trace.getTracer('gateway');
 
 /** Why a request was refused or cut short, for gateway_rejected_total. */
 type RejectReason =
@@ -257,22 +255,10 @@ export class Proxy {
     route: ProxyRoute,
     expectsContinue = false,
   ): Promise<void> {
-    const parent = propagation.extract(context.active(), req.headers);
-    const span = tracer.startSpan(
-      `${req.method} ${route.prefix}`,
-      {
-        kind: SpanKind.SERVER,
-        attributes: {
-          'http.request.method': req.method ?? '',
-          'url.path': (req.url ?? '').split('?')[0] ?? '',
-          'gateway.route': route.name,
-        },
-      },
-      parent,
-    );
-    return context.with(trace.setSpan(parent, span), () =>
-      this.proxy(req, res, route, span, expectsContinue),
-    );
+    const { span, context: spanContext } = startServerSpan(req, `${req.method} ${route.prefix}`, {
+      'gateway.route': route.name,
+    });
+    return context.with(spanContext, () => this.proxy(req, res, route, span, expectsContinue));
   }
 
   private async proxy(

@@ -1,7 +1,42 @@
 import type { IncomingMessage, RequestListener } from 'node:http';
-import { context, propagation, SpanKind, SpanStatusCode, trace } from '@opentelemetry/api';
+import {
+  type Attributes,
+  type Context,
+  context,
+  propagation,
+  type Span,
+  SpanKind,
+  SpanStatusCode,
+  trace,
+} from '@opentelemetry/api';
 
 const tracer = trace.getTracer('gateway');
+
+/**
+ * A server span for `req`, child of the caller's `traceparent`, with its method and path, and the
+ * context to run its handling in (the span active). Without the SDK the span is a no-op and the
+ * caller's context passes through.
+ */
+export function startServerSpan(
+  req: IncomingMessage,
+  name: string,
+  attributes: Attributes = {},
+): { span: Span; context: Context } {
+  const parent = propagation.extract(context.active(), req.headers);
+  const span = tracer.startSpan(
+    name,
+    {
+      kind: SpanKind.SERVER,
+      attributes: {
+        'http.request.method': req.method ?? '',
+        'url.path': (req.url ?? '').split('?')[0] ?? '',
+        ...attributes,
+      },
+    },
+    parent,
+  );
+  return { span, context: trace.setSpan(parent, span) };
+}
 
 // Probes and scrapes, as on the other services: a trace of each would bury the ones that matter.
 const UNTRACED = new Set(['/healthz', '/readyz', '/metrics']);
@@ -17,15 +52,7 @@ export function withServerSpan(handler: RequestListener): RequestListener {
   return (req, res) => {
     const path = (req.url ?? '/').split('?')[0] ?? '/';
     if (UNTRACED.has(path)) return handler(req, res);
-    const parent = propagation.extract(context.active(), req.headers);
-    const span = tracer.startSpan(
-      req.method ?? 'GET',
-      {
-        kind: SpanKind.SERVER,
-        attributes: { 'http.request.method': req.method ?? '', 'url.path': path },
-      },
-      parent,
-    );
+    const { span, context: spanContext } = startServerSpan(req, req.method ?? 'GET');
     res.once('close', () => {
       const route = matchedRoute(req);
       if (route) {
@@ -38,7 +65,7 @@ export function withServerSpan(handler: RequestListener): RequestListener {
       if (status >= 500) span.setStatus({ code: SpanStatusCode.ERROR });
       span.end();
     });
-    context.with(trace.setSpan(parent, span), () => handler(req, res));
+    context.with(spanContext, () => handler(req, res));
   };
 }
 
