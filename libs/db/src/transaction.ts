@@ -19,12 +19,13 @@ export async function withTransaction<T>(pool: Pool, run: (client: PoolClient) =
 /**
  * Runs `run` in a transaction on a connection the caller holds: COMMIT when it resolves, ROLLBACK
  * when it throws (its error rethrown as is). A ROLLBACK that fails leaves the connection in an
- * unknown state: `onBroken` is told, and the caller closes it rather than release it.
+ * unknown state: `onBroken` is told, and the caller closes it rather than release it (a caller
+ * that closes a connection after any failure need not listen).
  */
 export async function inTransaction<T>(
   client: PoolClient,
   run: (client: PoolClient) => Promise<T>,
-  onBroken: (rollbackError: Error) => void,
+  onBroken: (rollbackError: Error) => void = () => undefined,
 ): Promise<T> {
   try {
     await client.query('BEGIN');

@@ -328,18 +328,21 @@ function spansOf(request: RequestShape, id: (value: unknown) => string, now: num
 /** All zeros is no id (OTLP): a span must have a trace id and a span id. */
 const ZERO_ID = /^0+$/;
 
+/** A trace or span id of `bytes` bytes (as hex), refused at `field` when it is not one or all zeros. */
+function idAt(hex: string, field: string, bytes: 16 | 8): string {
+  if (hex.length !== bytes * 2 || ZERO_ID.test(hex))
+    throw new SpanFieldError(field, `must be ${bytes} bytes (${bytes * 2} hex digits), not all zero`);
+  return hex;
+}
+
 function spanOf(
   span: Partial<SpanShape>,
   service: string,
   id: (value: unknown) => string,
   now: number,
 ): StoredSpan {
-  const traceId = id(span.traceId);
-  if (traceId.length !== 32 || ZERO_ID.test(traceId))
-    throw new SpanFieldError('traceId', 'must be 16 bytes (32 hex digits), not all zero');
-  const spanId = id(span.spanId);
-  if (spanId.length !== 16 || ZERO_ID.test(spanId))
-    throw new SpanFieldError('spanId', 'must be 8 bytes (16 hex digits), not all zero');
+  const traceId = idAt(id(span.traceId), 'traceId', 16);
+  const spanId = idAt(id(span.spanId), 'spanId', 8);
   const parent = id(span.parentSpanId);
   const startMs = nanosToMs(span.startTimeUnixNano, 'startTimeUnixNano');
   if (startMs > now + MAX_AHEAD_MS)
@@ -376,12 +379,8 @@ function linksOf(list: unknown[], id: (value: unknown) => string, budget: Budget
       `links[${i}]`,
       true,
     );
-    const traceId = id(link.traceId);
-    if (traceId.length !== 32 || ZERO_ID.test(traceId))
-      throw new SpanFieldError(`links[${i}].traceId`, 'must be 16 bytes (32 hex digits), not all zero');
-    const spanId = id(link.spanId);
-    if (spanId.length !== 16 || ZERO_ID.test(spanId))
-      throw new SpanFieldError(`links[${i}].spanId`, 'must be 8 bytes (16 hex digits), not all zero');
+    const traceId = idAt(id(link.traceId), `links[${i}].traceId`, 16);
+    const spanId = idAt(id(link.spanId), `links[${i}].spanId`, 8);
     const kept = attributes(listAt(link.attributes, `links[${i}].attributes`), budget);
     return Object.keys(kept).length > 0 ? { traceId, spanId, attributes: kept } : { traceId, spanId };
   });

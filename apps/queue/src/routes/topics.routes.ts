@@ -92,8 +92,7 @@ export function topicsRoutes(queue: QueueService): Router {
       (row) =>
         `{"id":"${row.msg_uuid}","payload":${row.payload},"attempts":${row.attempts},` +
         `"publishedAt":"${row.published_at.toISOString()}","deadAt":"${row.dead_at.toISOString()}",` +
-        `"lastError":${JSON.stringify(row.last_error)}` +
-        `${row.traceparent ? `,"traceparent":${JSON.stringify(row.traceparent)}` : ''}}`,
+        `"lastError":${JSON.stringify(row.last_error)}${traceparentField(row.traceparent)}}`,
     );
     res
       .type('application/json')
@@ -120,7 +119,7 @@ function sendLease(res: Response, lease: RawLease): void {
   const messages = lease.messages.map(
     (m) =>
       `{"id":"${m.id}","payload":${m.payloadJson},"attempts":${m.attempts},"publishedAt":"${m.publishedAt}"` +
-      `${m.traceparent ? `,"traceparent":${JSON.stringify(m.traceparent)}` : ''}}`,
+      `${traceparentField(m.traceparent)}}`,
   );
   res
     .type('application/json')
@@ -128,4 +127,9 @@ function sendLease(res: Response, lease: RawLease): void {
       `{"leaseId":${JSON.stringify(lease.leaseId)},"leaseUntil":${JSON.stringify(lease.leaseUntil)},` +
         `"messages":[${messages.join(',')}]}`,
     );
+}
+
+/** A message's `traceparent` member, spliced after its others; none where it has none. */
+function traceparentField(traceparent: string | null | undefined): string {
+  return traceparent ? `,"traceparent":${JSON.stringify(traceparent)}` : '';
 }

@@ -840,54 +840,50 @@ export class IngestService {
   ): Promise<{ inserted: number; path: 'copy' | 'dedup' }> {
     const plan = planHotTimes(rows, groups);
     const { claims } = plan;
-    return inTransaction(
-      db,
-      async (tx) => {
-        const claimed = await claimHotTimes(tx, claims);
-        // Nearly every batch: every row new, no sample twice. Its samples go as they came.
-        if (claimed.size === claims.us.length && plan.repeated === 0)
-          return { inserted: await copyHotSamples(tx, rows), path: 'copy' };
-        const keep: number[] = [];
-        const held: number[] = [];
-        claims.us.forEach((us, k) => {
-          if (!claimed.has(hotTimeKey(us, claims.groups[k] as number))) held.push(k);
-          else for (const [, index] of samplesOf(plan, k)) keep.push(index);
+    return inTransaction(db, async (tx) => {
+      const claimed = await claimHotTimes(tx, claims);
+      // Nearly every batch: every row new, no sample twice. Its samples go as they came.
+      if (claimed.size === claims.us.length && plan.repeated === 0)
+        return { inserted: await copyHotSamples(tx, rows), path: 'copy' };
+      const keep: number[] = [];
+      const held: number[] = [];
+      claims.us.forEach((us, k) => {
+        if (!claimed.has(hotTimeKey(us, claims.groups[k] as number))) held.push(k);
+        else for (const [, index] of samplesOf(plan, k)) keep.push(index);
+      });
+      if (held.length > 0) {
+        const stored = await lockHotTimes(tx, {
+          us: held.map((k) => claims.us[k] as number),
+          groups: held.map((k) => claims.groups[k] as number),
         });
-        if (held.length > 0) {
-          const stored = await lockHotTimes(tx, {
-            us: held.map((k) => claims.us[k] as number),
-            groups: held.map((k) => claims.groups[k] as number),
-          });
-          const changed: HotTimes = { us: [], groups: [], sets: [] };
-          for (const k of held) {
-            const us = claims.us[k] as number;
-            const group = claims.groups[k] as number;
-            const series = new Set(decodeIdSet(stored.get(hotTimeKey(us, group)) ?? EMPTY));
-            const before = series.size;
-            for (const [seriesId, index] of samplesOf(plan, k)) {
-              if (series.has(seriesId)) continue;
-              series.add(seriesId);
-              keep.push(index);
-            }
-            if (series.size === before) continue;
-            changed.us.push(us);
-            changed.groups.push(group);
-            changed.sets.push(encodeIdSet([...series].sort((a, b) => a - b)));
+        const changed: HotTimes = { us: [], groups: [], sets: [] };
+        for (const k of held) {
+          const us = claims.us[k] as number;
+          const group = claims.groups[k] as number;
+          const series = new Set(decodeIdSet(stored.get(hotTimeKey(us, group)) ?? EMPTY));
+          const before = series.size;
+          for (const [seriesId, index] of samplesOf(plan, k)) {
+            if (series.has(seriesId)) continue;
+            series.add(seriesId);
+            keep.push(index);
           }
-          await writeHotTimes(tx, changed);
+          if (series.size === before) continue;
+          changed.us.push(us);
+          changed.groups.push(group);
+          changed.sets.push(encodeIdSet([...series].sort((a, b) => a - b)));
         }
-        if (keep.length === 0) return { inserted: 0, path: 'dedup' };
-        const order = Float64Array.from(keep).sort();
-        const fresh: HotRows = { seriesIds: [], us: [], values: [] };
-        for (const i of order) {
-          fresh.seriesIds.push(rows.seriesIds[i] as number);
-          fresh.us.push(rows.us[i] as number);
-          fresh.values.push(rows.values[i] as number);
-        }
-        return { inserted: await copyHotSamples(tx, fresh), path: held.length > 0 ? 'dedup' : 'copy' };
-      },
-      ignoreBrokenRollback,
-    );
+        await writeHotTimes(tx, changed);
+      }
+      if (keep.length === 0) return { inserted: 0, path: 'dedup' };
+      const order = Float64Array.from(keep).sort();
+      const fresh: HotRows = { seriesIds: [], us: [], values: [] };
+      for (const i of order) {
+        fresh.seriesIds.push(rows.seriesIds[i] as number);
+        fresh.us.push(rows.us[i] as number);
+        fresh.values.push(rows.values[i] as number);
+      }
+      return { inserted: await copyHotSamples(tx, fresh), path: held.length > 0 ? 'dedup' : 'copy' };
+    });
   }
 
   /**
@@ -1050,8 +1046,3 @@ function withoutIndexes(length: number, skip: readonly number[]): number[] {
 }
 
 const EMPTY = Buffer.alloc(0);
-
-/** A ROLLBACK that failed: the batch fails with its own error, and its connection is closed. */
-function ignoreBrokenRollback(): void {
-  return undefined;
-}
