@@ -1,4 +1,5 @@
-export { ConfigError, loadConfig } from './load-config';
+export { ConfigError, loadConfig, readSetting } from './load-config';
+export { maskedUrl } from './masked-url';
 export {
   bytes,
   duration,

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { z } from 'zod';
 import { bytes, duration, flag, int, list, parseDuration, serviceEnv } from './env-types';
-import { ConfigError, loadConfig } from './load-config';
+import { ConfigError, loadConfig, readSetting } from './load-config';
 
 const schema = z.object({
   ...serviceEnv(8081),
@@ -162,6 +162,44 @@ describe('<NAME>_FILE', () => {
         SERVICE_TOKEN_FILE: missing,
       }),
     ).toThrow('SERVICE_TOKEN and SERVICE_TOKEN_FILE are both set; set one');
+  });
+});
+
+describe('readSetting', () => {
+  let dir: string;
+  beforeAll(() => {
+    dir = mkdtempSync(path.join(tmpdir(), 'config-setting-'));
+  });
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  it('reads one variable, or the file its _FILE twin names, as loadConfig does', () => {
+    const file = path.join(dir, 'url');
+    writeFileSync(file, 'postgres://u:p@db/x\r\n');
+    expect(readSetting('DATABASE_URL', { DATABASE_URL: 'postgres://db/x' })).toBe('postgres://db/x');
+    expect(readSetting('DATABASE_URL', { DATABASE_URL_FILE: file })).toBe('postgres://u:p@db/x');
+    expect(readSetting('DATABASE_URL', { DATABASE_URL: ' ', DATABASE_URL_FILE: file })).toBe(
+      'postgres://u:p@db/x',
+    );
+    expect(readSetting('DATABASE_URL', { DATABASE_URL: '', DATABASE_URL_FILE: '' })).toBeUndefined();
+  });
+
+  it("fails with loadConfig's words when both are set or the file cannot be read", () => {
+    const missing = path.join(dir, 'nope');
+    const problems = (env: Record<string, string>) => {
+      try {
+        readSetting('DATABASE_URL', env);
+      } catch (error) {
+        expect(error).toBeInstanceOf(ConfigError);
+        return (error as ConfigError).problems;
+      }
+      throw new Error('expected a ConfigError');
+    };
+    expect(problems({ DATABASE_URL: 'postgres://db/x', DATABASE_URL_FILE: missing })).toEqual([
+      'DATABASE_URL and DATABASE_URL_FILE are both set; set one',
+    ]);
+    expect(problems({ DATABASE_URL_FILE: missing })).toEqual([
+      `DATABASE_URL_FILE cannot be read (ENOENT: ${missing})`,
+    ]);
   });
 });
 

@@ -4,6 +4,16 @@ import { int, loadConfig, port } from '@gpu-telemetry/config';
 import { z } from 'zod';
 import { DcgmSimulator, SIMULATED_METRICS } from './dcgm-simulator';
 
+/** Why the port could not be opened, and what to change, by the errno's name (as the services say it). */
+const LISTEN_PROBLEMS: Record<string, string> = {
+  EADDRINUSE:
+    'the port is already in use (EADDRINUSE); stop the process that holds it, or set SIM_PORT to a free port',
+  EACCES: 'permission denied (EACCES); set SIM_PORT to a port this user may open (1024 or above)',
+  EADDRNOTAVAIL:
+    'SIM_HOST is not an address of this machine (EADDRNOTAVAIL); set SIM_HOST to a local address, ' +
+    'or leave it unset to listen on every address',
+};
+
 const config = loadConfig(
   z.object({
     SIM_PORT: port(9400),
@@ -21,17 +31,39 @@ const simulator = new DcgmSimulator({
 });
 const server = createServer(simulator.handle);
 server.keepAliveTimeout = 65_000;
+server.once('error', refused);
 server.listen(config.SIM_PORT, config.SIM_HOST || undefined, () => {
-  console.log(
-    JSON.stringify({
-      level: 'info',
-      time: new Date().toISOString(),
-      service: 'simulator',
-      msg: `simulating ${config.SIM_HOSTS} hosts x ${config.SIM_GPUS_PER_HOST} GPUs x ${SIMULATED_METRICS} metrics`,
+  server.off('error', refused);
+  log(
+    'info',
+    `simulating ${config.SIM_HOSTS} hosts x ${config.SIM_GPUS_PER_HOST} GPUs x ${SIMULATED_METRICS} metrics`,
+    {
       targets: `http://127.0.0.1:${config.SIM_PORT}/hosts/{1..${config.SIM_HOSTS}}/metrics`,
-    }),
+    },
   );
 });
 const stop = () => server.close(() => process.exit(0));
 process.on('SIGTERM', stop);
 process.on('SIGINT', stop);
+
+/** One JSON log line, as the services write theirs. */
+function log(level: 'info' | 'fatal', msg: string, fields: Record<string, unknown> = {}): void {
+  console.log(
+    JSON.stringify({ level, time: new Date().toISOString(), service: 'simulator', msg, ...fields }),
+  );
+}
+
+/**
+ * A port that cannot be opened is one fatal line naming the address and the variable to change,
+ * and exit 1; a failure this does not explain is thrown as it is.
+ */
+function refused(error: NodeJS.ErrnoException): void {
+  const problem = LISTEN_PROBLEMS[error.code ?? ''];
+  if (!problem) throw error;
+  const host = config.SIM_HOST || undefined;
+  const where = host
+    ? `${host.includes(':') ? `[${host}]` : host}:${config.SIM_PORT}`
+    : `port ${config.SIM_PORT} (every address)`;
+  log('fatal', `cannot listen on ${where}: ${problem}`, { host, port: config.SIM_PORT, code: error.code });
+  process.exit(1);
+}

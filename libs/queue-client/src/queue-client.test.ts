@@ -1,5 +1,9 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { context, createTraceState, propagation, trace, TraceFlags } from '@opentelemetry/api';
+import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks';
+import { W3CTraceContextPropagator } from '@opentelemetry/core';
+import { UndiciInstrumentation } from '@opentelemetry/instrumentation-undici';
 import { QueueClient, QueueRequestError } from './queue-client';
 
 /** The client's side of the HTTP contract; its behaviour against the real queue is tested in apps/queue. */
@@ -89,5 +93,82 @@ describe('QueueClient credential', () => {
       await Promise.all([wrong.close(), right.close()]);
       await new Promise((resolve) => refusing.close(resolve));
     }
+  });
+});
+
+describe('QueueClient trace context', () => {
+  const span = {
+    traceId: '4bf92f3577b34da6a3ce929d0e0e4736',
+    spanId: '00f067aa0ba902b7',
+    traceFlags: TraceFlags.SAMPLED,
+    traceState: createTraceState('vendor=abc'),
+  };
+  const traceparent = `00-${span.traceId}-${span.spanId}-01`;
+  const inSpan = <T>(work: () => Promise<T>) =>
+    context.with(trace.setSpanContext(context.active(), span), work);
+  const sent = (from: number) =>
+    seen.slice(from).map(({ url, headers }) => [url, headers['traceparent'], headers['tracestate']]);
+
+  // The globals an OpenTelemetry SDK registers, without the undici instrumentation.
+  beforeAll(() => {
+    propagation.setGlobalPropagator(new W3CTraceContextPropagator());
+    context.setGlobalContextManager(new AsyncLocalStorageContextManager().enable());
+  });
+  afterAll(() => {
+    propagation.disable();
+    context.disable();
+  });
+
+  it("sends the active span's context on every call, so a publish is linked to its trace", async () => {
+    const client = new QueueClient({ url });
+    const from = seen.length;
+    await inSpan(async () => {
+      await client.publish('telemetry', [{ payload: 1 }]);
+      await client.publishSerialized('telemetry', ['{"payload":2}']);
+      await client.lease('telemetry', { consumer: 'c', max: 1, visibilitySeconds: 30 });
+      await client.ack('telemetry', 'lease').catch(() => undefined);
+      await client.nack('telemetry', 'lease');
+    });
+    await client.close();
+    expect(sent(from)).toEqual(
+      [
+        '/v1/topics/telemetry/messages',
+        '/v1/topics/telemetry/messages',
+        '/v1/topics/telemetry/leases',
+        '/v1/topics/telemetry/acks',
+        '/v1/topics/telemetry/nacks',
+      ].map((path) => [path, traceparent, 'vendor=abc']),
+    );
+  });
+
+  it('sends no trace context outside a span', async () => {
+    const client = new QueueClient({ url });
+    const from = seen.length;
+    await client.publish('telemetry', [{ payload: 1 }]);
+    await client.close();
+    expect(sent(from)).toEqual([['/v1/topics/telemetry/messages', undefined, undefined]]);
+  });
+
+  it('keeps a traceparent given in its headers', async () => {
+    const given = '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01';
+    const client = new QueueClient({ url, headers: { Traceparent: given } });
+    const from = seen.length;
+    await inSpan(() => client.publish('telemetry', [{ payload: 1 }]));
+    await client.close();
+    expect(sent(from)).toEqual([['/v1/topics/telemetry/messages', given, undefined]]);
+  });
+
+  it('leaves the trace context to the undici instrumentation where it is registered, sent once', async () => {
+    const instrumentation = new UndiciInstrumentation();
+    const client = new QueueClient({ url });
+    const from = seen.length;
+    try {
+      await inSpan(() => client.publish('telemetry', [{ payload: 1 }]));
+    } finally {
+      instrumentation.disable();
+      await client.close();
+    }
+    // With no tracer provider its client span is the active one, unrecorded: the same ids, once.
+    expect(sent(from)).toEqual([['/v1/topics/telemetry/messages', traceparent, 'vendor=abc']]);
   });
 });

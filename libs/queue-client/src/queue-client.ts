@@ -1,3 +1,4 @@
+import { channel } from 'node:diagnostics_channel';
 import {
   type Lease,
   type LeaseRequest,
@@ -7,7 +8,15 @@ import {
   type TopicStats,
   toStorable,
 } from '@gpu-telemetry/model';
+import { context, propagation } from '@opentelemetry/api';
 import { type Dispatcher, Pool } from 'undici';
+
+/**
+ * Where an undici instrumentation (OpenTelemetry's, in the services) hears of each request and adds
+ * the trace context of the client span it starts: with a listener there, the client leaves the
+ * headers to it, as a second `traceparent` would make the queue read neither.
+ */
+const undiciRequests = channel('undici:request:create');
 
 export interface QueueClientOptions {
   /** Base URL of the queue service, e.g. http://queue:8081 */
@@ -58,6 +67,8 @@ export class QueueClient {
   private readonly pool: Pool;
   private readonly timeoutMs: number;
   private readonly headers: Record<string, string>;
+  /** The configured headers carry a trace context of their own. */
+  private readonly traced: boolean;
 
   constructor(options: QueueClientOptions) {
     const url = new URL(options.url);
@@ -73,6 +84,7 @@ export class QueueClient {
       ...(options.token ? { authorization: `Bearer ${options.token}` } : {}),
       ...options.headers,
     };
+    this.traced = Object.keys(this.headers).some((name) => name.toLowerCase() === 'traceparent');
   }
 
   publish(topic: string, messages: MessageInput[]): Promise<PublishResult> {
@@ -156,7 +168,7 @@ export class QueueClient {
     const res = await this.pool.request({
       method: 'HEAD',
       path: '/openapi.json',
-      headers: this.headers,
+      headers: this.requestHeaders(),
       headersTimeout: 2_000,
       signal: AbortSignal.timeout(2_000),
     });
@@ -174,6 +186,19 @@ export class QueueClient {
     return this.pool.close();
   }
 
+  /**
+   * The headers of one request: the configured ones, and the caller's trace context (W3C
+   * `traceparent`, `tracestate`) where a span is active, so that the queue links the messages a
+   * publisher sends to its trace without an undici instrumentation. With no OpenTelemetry SDK
+   * registered, or no span active, there is nothing to add.
+   */
+  private requestHeaders(): Record<string, string> {
+    if (this.traced || undiciRequests.hasSubscribers) return this.headers;
+    const trace: Record<string, string> = {};
+    propagation.inject(context.active(), trace);
+    return Object.keys(trace).length === 0 ? this.headers : { ...trace, ...this.headers };
+  }
+
   private async call<T>(
     operation: string,
     method: Dispatcher.HttpMethod,
@@ -185,7 +210,7 @@ export class QueueClient {
     const res = await this.pool.request({
       method,
       path,
-      headers: this.headers,
+      headers: this.requestHeaders(),
       body: options.rawBody ?? (body === undefined ? undefined : JSON.stringify(body)),
       signal: options.signal,
       headersTimeout: timeout,

@@ -1,16 +1,4 @@
-/** A database URL fit to print: its password, if any, replaced by `***`. */
-export function maskedUrl(url: string): string {
-  try {
-    const parsed = new URL(url);
-    if (parsed.password) parsed.password = '***';
-    const password = parsed.searchParams.get('password');
-    if (password !== null) parsed.searchParams.set('password', '***');
-    return parsed.toString().replaceAll('%2A%2A%2A', '***');
-  } catch {
-    // Not a URL (a key=value connection string): mask what looks like a password in either form.
-    return url.replace(/(\/\/[^:/@]*:)[^@/]*@/, '$1***@').replace(/(password\s*=\s*)\S+/gi, '$1***');
-  }
-}
+import { maskedUrl } from '@gpu-telemetry/config';
 
 const LOCAL_HOSTS = new Set(['localhost', '127.0.0.1', '[::1]', '::1', '']);
 

@@ -3,19 +3,10 @@
  * Applies plain SQL migrations from migrations/ to DATABASE_URL. Used by `npm run migrate:*`,
  * `npm start`, the compose migrate service and the Helm pre-install/pre-upgrade hook job.
  */
-import { readFileSync } from 'node:fs';
+import { ConfigError, readSetting } from '@gpu-telemetry/config';
 import { createDb } from '../create-db';
 import { createMigrationFile, migrateDown, migrateUp, migrationStatus } from '../migrator';
 import { connectionProblem } from './connection-problem';
-
-/** DATABASE_URL, or the file DATABASE_URL_FILE names (a mounted secret), as the services read it. */
-function databaseUrl(): string | undefined {
-  const file = process.env['DATABASE_URL_FILE'];
-  if (!file) return process.env['DATABASE_URL'] || undefined;
-  if (process.env['DATABASE_URL'])
-    throw new Error('DATABASE_URL and DATABASE_URL_FILE are both set; set one');
-  return readFileSync(file, 'utf8').replace(/\r?\n$/, '');
-}
 
 async function main(argv: string[]): Promise<number> {
   const [command = 'up', ...rest] = argv;
@@ -24,7 +15,8 @@ async function main(argv: string[]): Promise<number> {
     console.log(`created ${file}`);
     return 0;
   }
-  const url = databaseUrl();
+  // DATABASE_URL, or the file DATABASE_URL_FILE names (a mounted secret), as the services read it.
+  const url = readSetting('DATABASE_URL');
   if (!url) {
     console.error(
       'DATABASE_URL (or DATABASE_URL_FILE) is required (or run `npm start`, which starts an embedded Postgres).',
@@ -72,7 +64,9 @@ async function main(argv: string[]): Promise<number> {
 main(process.argv.slice(2)).then(
   (code) => process.exit(code),
   (error: unknown) => {
-    console.error(error instanceof Error ? error.message : error);
+    // A setting that cannot be read says which, in the words the services use, on one line each.
+    if (error instanceof ConfigError) console.error(error.problems.join('\n'));
+    else console.error(error instanceof Error ? error.message : error);
     process.exit(1);
   },
 );
