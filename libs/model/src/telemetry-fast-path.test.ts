@@ -1,7 +1,9 @@
 import {
   isScrapedSample,
+  isTelemetryFrame,
   isTelemetrySample,
   scrapedSample,
+  telemetryFrame,
   type TelemetrySample,
   telemetrySample,
 } from './index';
@@ -156,5 +158,126 @@ describe.each([
       }
     }
     expect(accepted).toBeGreaterThan(100);
+  });
+});
+
+describe('isTelemetryFrame (the streamer fast path for a frame)', () => {
+  const { metricName: _m, value: _v, timestamp: _t, ...group } = validScraped;
+  const frame = {
+    source: 'http://gpu-node-7:9400/metrics',
+    groups: [group, { ...group, gpuId: 'GPU-0c1d2e3f-4a5b-6c7d-8e9f-a0b1c2d3e4f5', gpuIndex: 4 }],
+    metrics: ['DCGM_FI_DEV_GPU_UTIL', 'DCGM_FI_DEV_GPU_TEMP'],
+    times: ['2026-11-23T16:00:00.000Z'],
+    rows: [
+      [0, 0, 42.5, 61],
+      [1, 0, 'NaN', null],
+    ],
+  };
+  const many = (n: number, make: (i: number) => unknown) => Array.from({ length: n }, (_, i) => make(i));
+  const groupVariants = Object.entries(variants)
+    .filter(([field]) => field in group)
+    .flatMap(([field, values]) => values.map((value) => [withField(field, value, group)]));
+  const frameVariants: Record<string, unknown[]> = {
+    source: ['csv:replay.csv', '', 'x'.repeat(2048), 'x'.repeat(2049), 'a\u0000b', 7, null, undefined],
+    groups: [
+      [],
+      [group, group],
+      many(1_000, () => group),
+      many(1_001, () => group),
+      [{ ...group, metricName: 'DCGM_FI_DEV_GPU_UTIL' }],
+      [null],
+      'groups',
+      undefined,
+      ...groupVariants,
+    ],
+    metrics: [
+      [],
+      ['DCGM_FI_DEV_GPU_UTIL'],
+      ['DCGM_FI_DEV_GPU_UTIL', 'DCGM_FI_DEV_GPU_UTIL'],
+      ['1bad', 'DCGM_FI_DEV_GPU_TEMP'],
+      ['x'.repeat(257), 'y'],
+      many(1_001, (i) => `m${i}`),
+      [7, 'DCGM_FI_DEV_GPU_TEMP'],
+      undefined,
+    ],
+    times: [
+      [],
+      ['2026-11-23T16:00:00Z', '2026-11-23T16:00:15Z'],
+      ['2026-11-23T16:00:00Z', '2026-11-23T16:00:00Z'],
+      ['2026-11-23 16:00:00Z'],
+      ['2026-02-29T00:00:00Z'],
+      [1795449600000],
+      null,
+    ],
+    rows: [
+      [],
+      many(1_000, () => [0, 0, 1, 2]),
+      many(1_001, () => [0, 0, 1, 2]),
+      [['anything']],
+      'rows',
+      undefined,
+    ],
+    samples: [[[0, 0, 0, 1]], [], 'samples', undefined],
+    extra: [1, undefined],
+  };
+
+  it('accepts a typical frame, as the schema does, unchanged', () => {
+    expect(isTelemetryFrame(frame)).toBe(true);
+    expect(telemetryFrame.parse(frame)).toEqual(frame);
+    const { rows: _rows, ...withoutRows } = frame;
+    expect(isTelemetryFrame({ ...withoutRows, samples: [[0, 1, 0, 61]] })).toBe(true);
+    expect(isTelemetryFrame(JSON.parse(JSON.stringify(frame)))).toBe(true);
+  });
+
+  /** A variant as a test's name shows it: long lists by their length, long strings cut. */
+  const shown = (value: unknown): string =>
+    Array.isArray(value) && value.length > 3
+      ? `a list of ${value.length}`
+      : (JSON.stringify(value) ?? 'undefined').slice(0, 60);
+  const cases = Object.entries(frameVariants).flatMap(([field, values]) =>
+    values.map((value) => [field, shown(value), value] as const),
+  );
+  it.each(cases)('never accepts what the schema refuses: %s = %s', (field, _shown, value) => {
+    const changed = withField(field, value, frame);
+    const checked = telemetryFrame.safeParse(changed);
+    if (isTelemetryFrame(changed)) {
+      expect(checked.success).toBe(true);
+      expect(checked.data).toEqual(changed);
+    }
+  });
+
+  it('refuses rows with samples, neither, and what is not a plain object', () => {
+    expect(isTelemetryFrame({ ...frame, samples: [[0, 0, 0, 1]] })).toBe(false);
+    expect(isTelemetryFrame(withField('rows', undefined, frame))).toBe(false);
+    expect(isTelemetryFrame(null)).toBe(false);
+    expect(isTelemetryFrame([frame])).toBe(false);
+    expect(isTelemetryFrame(JSON.stringify(frame))).toBe(false);
+  });
+
+  it('agrees with the schema on random mutations of a frame', () => {
+    let seed = 11;
+    const random = () => (seed = (seed * 1_103_515_245 + 12_345) % 2 ** 31) / 2 ** 31;
+    const fields = Object.keys(frameVariants);
+    let accepted = 0;
+    const askedForNothing: unknown[] = [];
+    for (let n = 0; n < 1_000; n++) {
+      const changed: Record<string, unknown> = { ...frame };
+      for (let k = 0; k < 2; k++) {
+        const field = fields[Math.floor(random() * fields.length)] as string;
+        const options = frameVariants[field] as unknown[];
+        const value = options[Math.floor(random() * options.length)];
+        if (value === undefined) delete changed[field];
+        else changed[field] = value;
+      }
+      const checked = telemetryFrame.safeParse(changed);
+      if (isTelemetryFrame(changed)) {
+        accepted++;
+        expect(checked.data).toEqual(changed);
+      } else if (checked.success) askedForNothing.push(changed);
+    }
+    expect(accepted).toBeGreaterThan(100);
+    // Nor does it refuse a frame the schema takes as is (a frame has no uuid to lower-case), so
+    // the schema is asked only about frames it refuses.
+    expect(askedForNothing).toEqual([]);
   });
 });

@@ -124,6 +124,20 @@ function hasExactly(value: unknown, keys: ReadonlySet<string>): value is Record<
 /** Every field of a sample but its uuid as the schema takes it unchanged. */
 function hasSampleFields(value: Record<string, unknown>): boolean {
   const s = value as Record<keyof ScrapedSample, unknown>;
+  return (
+    hasGroupFields(value) &&
+    typeof s.metricName === 'string' &&
+    s.metricName.length <= 256 &&
+    METRIC_NAME.test(s.metricName) &&
+    isSampleValue(s.value) &&
+    typeof s.timestamp === 'string' &&
+    DATETIME.test(s.timestamp)
+  );
+}
+
+/** The fields a frame's group shares with its samples (the GPU's columns and labels), as the schema takes them unchanged. */
+function hasGroupFields(value: Record<string, unknown>): boolean {
+  const s = value as Record<keyof ScrapedSample, unknown>;
   const i = s.gpuIndex;
   return (
     typeof s.gpuId === 'string' &&
@@ -132,12 +146,6 @@ function hasSampleFields(value: Record<string, unknown>): boolean {
     isNullableText(s.device, 128) &&
     isNullableText(s.modelName, 256) &&
     isNullableText(s.hostname, 256) &&
-    typeof s.metricName === 'string' &&
-    s.metricName.length <= 256 &&
-    METRIC_NAME.test(s.metricName) &&
-    isSampleValue(s.value) &&
-    typeof s.timestamp === 'string' &&
-    DATETIME.test(s.timestamp) &&
     isNullableText(s.container, 256) &&
     isNullableText(s.pod, 256) &&
     isNullableText(s.namespace, 256) &&
@@ -201,6 +209,47 @@ export const telemetryFrame = z
     }
   });
 export type TelemetryFrame = z.infer<typeof telemetryFrame>;
+
+// The frame's own fast path, as isTelemetrySample's above: the envelope checked by hand (its lists'
+// lengths, each group's fields, the metric names and times, each once), so that zod is asked only
+// about a frame it refuses, to name the problem. Rows and samples are checked one by one afterwards
+// (frameRowProblem, frameSampleProblem). A test holds it to the schema.
+
+const GROUP_KEYS = new Set(Object.keys(sampleGroup.shape));
+const FRAME_KEYS = new Set(['source', 'groups', 'metrics', 'times', 'rows', 'samples']);
+
+const isMessageList = (value: unknown): value is unknown[] =>
+  Array.isArray(value) && value.length >= 1 && value.length <= MAX_SAMPLES_PER_MESSAGE;
+
+/** Each a string `valid` takes, none twice. */
+function isDistinctTexts(list: unknown[], valid: (text: string) => boolean): boolean {
+  const seen = new Set<string>();
+  for (const text of list) {
+    if (typeof text !== 'string' || !valid(text) || seen.has(text)) return false;
+    seen.add(text);
+  }
+  return true;
+}
+
+/** True when `value` is a frame the schema accepts as is; false means: ask the schema why. */
+export function isTelemetryFrame(value: unknown): value is TelemetryFrame {
+  if (!isPlainRecord(value)) return false;
+  let keys = 0;
+  for (const key in value) {
+    if (!FRAME_KEYS.has(key)) return false;
+    keys++;
+  }
+  const { source, groups, metrics, times, rows, samples } = value;
+  // rows or samples, one of them: source, three lists and one.
+  if (keys !== 5 || (rows === undefined) === (samples === undefined)) return false;
+  if (!isText(source, 2048) || !isMessageList(rows ?? samples)) return false;
+  if (!isMessageList(groups) || !isMessageList(metrics) || !isMessageList(times)) return false;
+  for (const group of groups) if (!hasExactly(group, GROUP_KEYS) || !hasGroupFields(group)) return false;
+  return (
+    isDistinctTexts(metrics, (name) => name.length <= 256 && METRIC_NAME.test(name)) &&
+    isDistinctTexts(times, (time) => DATETIME.test(time))
+  );
+}
 
 /** One sample of a frame's `samples`: indexes into its groups, metrics and times, and the value. */
 export type FrameSample = [group: number, metric: number, time: number, value: SampleValue];

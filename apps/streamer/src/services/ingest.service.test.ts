@@ -658,6 +658,38 @@ describe('IngestService.handle', () => {
     expect(gpus[0].last_seen.toISOString()).toBe(t1);
   });
 
+  it("sums up a batch's GPUs: each one's earliest and latest sample in any order, its metrics, no stale marker", async () => {
+    const now = Date.now();
+    const at = (minutesAgo: number) => new Date(now - minutesAgo * 60_000).toISOString();
+    const [a, b] = ['GPU-sighted-a', 'GPU-sighted-b'];
+    const staleAt = now - 60_000; // later than every sample: says nothing of when b was seen
+    await streamer.ingest.handle([
+      message([
+        sample({ gpuId: a, metricName: 'B', timestamp: at(3) }),
+        sample({ gpuId: b, metricName: 'A', timestamp: at(4) }),
+        sample({ gpuId: a, metricName: 'A', timestamp: at(5) }),
+      ]),
+      message([
+        sample({ gpuId: b, metricName: 'C', timestamp: at(6) }),
+        sample({ gpuId: a, metricName: 'C', timestamp: at(2) }),
+        sample({ gpuId: a, metricName: 'B', timestamp: at(4) }),
+      ]),
+      {
+        id: randomUUID(),
+        payload: {
+          source: 'remote-write',
+          series: [{ metric: 'D', labels: { UUID: b, Hostname: 'node-1' }, samples: [[staleAt, 'stale']] }],
+        },
+        attempts: 1,
+        publishedAt: new Date().toISOString(),
+      },
+    ]);
+    const { body } = await request(asService(streamer.app)).get('/v1/gpus').expect(200);
+    const listed = (id: string) => body.gpus.find((g: { id: string }) => g.id === id);
+    expect(listed(a)).toMatchObject({ metrics: ['A', 'B', 'C'], firstSeen: at(5), lastSeen: at(2) });
+    expect(listed(b)).toMatchObject({ metrics: ['A', 'C'], firstSeen: at(6), lastSeen: at(4) });
+  });
+
   it('lists the metrics of a GPU whose row was deleted while the streamer still knew them', async () => {
     const gpuId = 'GPU-relisted';
     const listed = async () =>

@@ -11,6 +11,7 @@ import {
   gpuColumnsOf,
   isSampleValue,
   isSeriesEntry,
+  isTelemetryFrame,
   isTelemetrySample,
   labelsOfGpuColumns,
   type LeasedMessage,
@@ -23,6 +24,7 @@ import {
   seriesEntry,
   type TelemetrySample,
   telemetryBatch,
+  type TelemetryFrame,
   telemetryFrame,
   telemetrySample,
 } from '@gpu-telemetry/model';
@@ -128,21 +130,12 @@ interface LabelledSeries {
   gpu: GpuColumns | null;
   /** Its series cache key, made once for all of its samples. */
   key: string;
-  /** Its first and last sample in the batch being summed up by `sightings` (only meanwhile). */
-  span: Span | undefined;
-}
-
-/** A series' first and last sample in a batch (their indexes in its Accepted). */
-interface Span {
-  first: number;
-  last: number;
 }
 
 /** A series of a scrape: dcgm-exporter's GPU fields and labels, and its metric. */
 interface ScrapedSeries extends SampleGroup {
   kind: 'scraped';
   metricName: string;
-  span: Span | undefined;
   /** Its series cache key, made once for all of its samples. */
   key: string;
   /** Its id, while the series cache's generation is still `generation`. */
@@ -210,7 +203,6 @@ function scrapedSeries(group: SampleGroup, metricName: string): ScrapedSeries {
     key: SeriesCache.keyOf(of),
     id: undefined,
     generation: undefined,
-    span: undefined,
   };
 }
 
@@ -437,9 +429,14 @@ export class IngestService {
    * other form); a time is read once per message, a series once while the memo keeps it.
    */
   private validateFrame(payload: object, now: number, accepted: Accepted): Refusal {
-    const envelope = telemetryFrame.safeParse(payload);
-    if (!envelope.success) return envelopeRefusal(envelope.error, payload);
-    const frame = envelope.data;
+    let frame: TelemetryFrame;
+    if (isTelemetryFrame(payload)) frame = payload;
+    else {
+      // Off the fast path: the schema names what is wrong (or takes what the check is stricter on).
+      const envelope = telemetryFrame.safeParse(payload);
+      if (!envelope.success) return envelopeRefusal(envelope.error, payload);
+      frame = envelope.data;
+    }
     const problems: string[] = [];
     let refused = 0;
     const times = frame.times.map((timestamp, t) => {
@@ -582,7 +579,6 @@ export class IngestService {
         labels,
         gpu: gpuColumnsOf(labels),
         key: SeriesCache.keyOfLabelSet(metric, labels),
-        span: undefined,
       };
       for (let k = 0; k < samples.length; k++) {
         const [at, value] = samples[k] as [number, Parameters<typeof fromSeriesValue>[0]];
@@ -984,54 +980,45 @@ function seriesLabels(of: ScrapedSeries | LabelledSeries): SeriesLabels {
 /** The GPUs the samples were taken from (stale markers and series without a GPU say nothing of one). */
 function sightings(accepted: Accepted): GpuSighting[] {
   const { at, timestamp, stale } = accepted;
-  // Each series once, with its first and last sample: a batch has far fewer series than samples.
-  // The span hangs on the series while this runs (a property, not a lookup per sample).
-  const spans: { of: ScrapedSeries | LabelledSeries; span: Span }[] = [];
+  // Each GPU once, with its first and last sample and its metrics. A batch's samples come a GPU's
+  // at a time (a frame's row, a remote-write series), so the GPU of the sample before is asked first.
+  const byGpu = new Map<string, Sighted>();
+  let last: Sighted | undefined;
   let k = 0; // the next stale marker, which says nothing of its GPU
-  try {
-    for (let i = 0; i < accepted.length; i++) {
-      if (i === stale[k]) {
-        k++;
-        continue;
-      }
-      const of = accepted.of[i] as ScrapedSeries | LabelledSeries;
-      const span = of.span;
-      const time = at[i] as number;
-      if (!span) spans.push({ of, span: (of.span = { first: i, last: i }) });
-      else if (time < (at[span.first] as number)) span.first = i;
-      else if (time > (at[span.last] as number)) span.last = i;
-    }
-  } finally {
-    for (const { of } of spans) of.span = undefined;
-  }
-  // Then each GPU once, its span the widest of its series'.
-  const byGpu = new Map<string, { gpu: GpuColumns | ScrapedSeries; span: Span; metrics: Set<string> }>();
-  for (const { of, span } of spans) {
-    const gpu = isScraped(of) ? of : of.gpu;
-    if (!gpu) continue;
-    const seen = byGpu.get(gpu.gpuId);
-    if (!seen) {
-      byGpu.set(gpu.gpuId, {
-        gpu,
-        span: { ...span },
-        metrics: new Set([isScraped(of) ? of.metricName : of.metric]),
-      });
+  for (let i = 0; i < accepted.length; i++) {
+    if (i === stale[k]) {
+      k++;
       continue;
     }
-    if ((at[span.first] as number) < (at[seen.span.first] as number)) seen.span.first = span.first;
-    if ((at[span.last] as number) > (at[seen.span.last] as number)) seen.span.last = span.last;
+    const of = accepted.of[i] as ScrapedSeries | LabelledSeries;
+    const gpu = isScraped(of) ? of : of.gpu;
+    if (!gpu) continue;
+    let seen = last !== undefined && last.gpu.gpuId === gpu.gpuId ? last : byGpu.get(gpu.gpuId);
+    if (!seen) byGpu.set(gpu.gpuId, (seen = { gpu, first: i, last: i, metrics: new Set() }));
+    const time = at[i] as number;
+    if (time < (at[seen.first] as number)) seen.first = i;
+    else if (time > (at[seen.last] as number)) seen.last = i;
     seen.metrics.add(isScraped(of) ? of.metricName : of.metric);
+    last = seen;
   }
-  return [...byGpu.values()].map(({ gpu, span, metrics }) => ({
+  return [...byGpu.values()].map(({ gpu, first, last, metrics }) => ({
     gpuId: gpu.gpuId,
     gpuIndex: gpu.gpuIndex,
     device: gpu.device,
     modelName: gpu.modelName,
     hostname: gpu.hostname,
-    firstSeen: timestamp[span.first] as string,
-    lastSeen: timestamp[span.last] as string,
+    firstSeen: timestamp[first] as string,
+    lastSeen: timestamp[last] as string,
     metrics: [...metrics].sort(),
   }));
+}
+
+/** A GPU of a batch as `sightings` gathers it: its first and last sample (indexes) and its metrics. */
+interface Sighted {
+  gpu: GpuColumns | ScrapedSeries;
+  first: number;
+  last: number;
+  metrics: Set<string>;
 }
 
 /** 0 .. length-1 without `skip` (ascending). */
