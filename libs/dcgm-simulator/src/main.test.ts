@@ -75,3 +75,22 @@ describe('the simulator on a port it cannot open', () => {
     ]);
   });
 });
+
+describe('the simulator with a setting it cannot use', () => {
+  it('lists the setting and what it must be, without a stack, and exits 1', () => {
+    const run = spawnSync(process.execPath, [path.join(root, 'libs/dcgm-simulator/dist/main.js')], {
+      cwd: root,
+      env: { PATH: process.env['PATH'] ?? '', SIM_PORT: 'ninety', SIM_GPUS_PER_HOST: '65' },
+      encoding: 'utf8',
+      timeout: 10_000,
+    });
+    expect(run.status).toBe(1);
+    expect(run.stdout).toBe('');
+    const lines = run.stderr.trim().split('\n');
+    expect(lines[0]).toBe('Invalid configuration:');
+    expect(lines.slice(1)).toEqual([
+      '  - SIM_PORT must be a number (got "ninety")',
+      '  - SIM_GPUS_PER_HOST must be at most 64 (got "65")',
+    ]);
+  });
+});

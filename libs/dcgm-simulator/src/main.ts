@@ -1,6 +1,6 @@
 // npm run sim:exporter: a simulated dcgm-exporter fleet on one port.
 import { createServer } from 'node:http';
-import { int, loadConfig, port } from '@gpu-telemetry/config';
+import { ConfigError, int, loadConfig, port } from '@gpu-telemetry/config';
 import { z } from 'zod';
 import { DcgmSimulator, SIMULATED_METRICS } from './dcgm-simulator';
 
@@ -14,7 +14,7 @@ const LISTEN_PROBLEMS: Record<string, string> = {
     'or leave it unset to listen on every address',
 };
 
-const config = loadConfig(
+const config = configured(
   z.object({
     SIM_PORT: port(9400),
     /** Unset or empty: every address, IPv6 and IPv4, as the services. */
@@ -45,6 +45,17 @@ server.listen(config.SIM_PORT, config.SIM_HOST || undefined, () => {
 const stop = () => server.close(() => process.exit(0));
 process.on('SIGTERM', stop);
 process.on('SIGINT', stop);
+
+/** The environment read by `schema`; a setting it refuses is listed plainly, as the services list theirs, and exit 1. */
+function configured<S extends Parameters<typeof loadConfig>[0]>(schema: S): ReturnType<typeof loadConfig<S>> {
+  try {
+    return loadConfig(schema);
+  } catch (error) {
+    if (!(error instanceof ConfigError)) throw error;
+    console.error(error.message);
+    process.exit(1);
+  }
+}
 
 /** One JSON log line, as the services write theirs. */
 function log(level: 'info' | 'fatal', msg: string, fields: Record<string, unknown> = {}): void {
