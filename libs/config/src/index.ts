@@ -1,4 +1,5 @@
 export { ConfigError, loadConfig, readSetting } from './load-config';
+export { listenProblem, type ListenSettings } from './listen-problem';
 export { maskedUrl } from './masked-url';
 export {
   bytes,

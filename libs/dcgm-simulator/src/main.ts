@@ -1,18 +1,8 @@
 // npm run sim:exporter: a simulated dcgm-exporter fleet on one port.
 import { createServer } from 'node:http';
-import { ConfigError, int, loadConfig, port } from '@gpu-telemetry/config';
+import { ConfigError, int, listenProblem, loadConfig, port } from '@gpu-telemetry/config';
 import { z } from 'zod';
 import { DcgmSimulator, SIMULATED_METRICS } from './dcgm-simulator';
-
-/** Why the port could not be opened, and what to change, by the errno's name (as the services say it). */
-const LISTEN_PROBLEMS: Record<string, string> = {
-  EADDRINUSE:
-    'the port is already in use (EADDRINUSE); stop the process that holds it, or set SIM_PORT to a free port',
-  EACCES: 'permission denied (EACCES); set SIM_PORT to a port this user may open (1024 or above)',
-  EADDRNOTAVAIL:
-    'SIM_HOST is not an address of this machine (EADDRNOTAVAIL); set SIM_HOST to a local address, ' +
-    'or leave it unset to listen on every address',
-};
 
 const config = configured(
   z.object({
@@ -69,12 +59,9 @@ function log(level: 'info' | 'fatal', msg: string, fields: Record<string, unknow
  * and exit 1; a failure this does not explain is thrown as it is.
  */
 function refused(error: NodeJS.ErrnoException): void {
-  const problem = LISTEN_PROBLEMS[error.code ?? ''];
-  if (!problem) throw error;
   const host = config.SIM_HOST || undefined;
-  const where = host
-    ? `${host.includes(':') ? `[${host}]` : host}:${config.SIM_PORT}`
-    : `port ${config.SIM_PORT} (every address)`;
-  log('fatal', `cannot listen on ${where}: ${problem}`, { host, port: config.SIM_PORT, code: error.code });
+  const problem = listenProblem(error.code, host, config.SIM_PORT, { port: 'SIM_PORT', host: 'SIM_HOST' });
+  if (problem === undefined) throw error;
+  log('fatal', problem, { host, port: config.SIM_PORT, code: error.code });
   process.exit(1);
 }

@@ -1,3 +1,4 @@
+import { listenProblem } from '@gpu-telemetry/config';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
@@ -17,16 +18,6 @@ export interface ServeOptions {
   /** ... and its whole request, body included, within this (default 60 s). */
   requestTimeoutMs?: number;
 }
-
-/** Why a port could not be opened, and what to change, by the errno's name. */
-const LISTEN_PROBLEMS: Record<string, string> = {
-  EADDRINUSE:
-    'the port is already in use (EADDRINUSE); stop the process that holds it, or set PORT to a free port',
-  EACCES: 'permission denied (EACCES); set PORT to a port this user may open (1024 or above)',
-  EADDRNOTAVAIL:
-    'HOST is not an address of this machine (EADDRNOTAVAIL); set HOST to a local address, ' +
-    'or leave it unset to listen on every address',
-};
 
 /**
  * A port the service cannot open: taken by another process, privileged, or on an address this
@@ -50,13 +41,9 @@ export class ListenError extends Error {
     error: NodeJS.ErrnoException,
     options: Pick<ServeOptions, 'host' | 'port'>,
   ): ListenError | undefined {
-    const problem = LISTEN_PROBLEMS[error.code ?? ''];
-    if (!problem) return undefined;
     const host = options.host || undefined;
-    const where = host
-      ? `${host.includes(':') ? `[${host}]` : host}:${options.port}`
-      : `port ${options.port} (every address)`;
-    return new ListenError(`cannot listen on ${where}: ${problem}`, error.code ?? '', host, options.port);
+    const problem = listenProblem(error.code, host, options.port);
+    return problem === undefined ? undefined : new ListenError(problem, error.code ?? '', host, options.port);
   }
 }
 
