@@ -2,7 +2,7 @@
 // broken on purpose one fault at a time. After each fault every service must come back on its
 // own, nothing may crash, and the books must balance: samples served by the fleet = rows stored +
 // samples the collector counted as dropped, with no duplicates. Prints a table; exits 1 on any
-// failed check. Localhost only, about four minutes.
+// failed check. Localhost only, about seven minutes.
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
