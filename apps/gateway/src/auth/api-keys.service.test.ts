@@ -6,7 +6,7 @@ import { createTestDatabase, type TestDatabase } from '@gpu-telemetry/db/testing
 import { createLogger } from '@gpu-telemetry/service-kit';
 import request from 'supertest';
 import { Pool } from 'undici';
-import { createApp } from '../app';
+import { createApp, type GatewayApp } from '../app';
 import { loadGatewayConfig } from '../config';
 import { TEST_SERVICE_TOKEN } from '@gpu-telemetry/service-kit/testing';
 import { createTestGateway, listenGateway, serve } from '../testing/gateway-test-app';
@@ -234,6 +234,84 @@ describe('failed authentications through the HTTP API', () => {
     } finally {
       await gateway.close();
       await own.close().catch(() => undefined);
+    }
+  });
+
+  it('are throttled while their lookups are still running: sent all at once, no more than the burst reach the database', async () => {
+    const env = {
+      GATEWAY_ADMIN_KEY: ADMIN,
+      GATEWAY_STREAMER_URLS: upstreamUrl,
+      GATEWAY_RECORDS: 'false',
+      GATEWAY_AUTH_FAILURE_LIMIT: '6',
+      GATEWAY_AUTH_FAILURE_BURST: '3',
+    };
+    // Its own pool, large enough that every lookup it starts holds a connection and shows below.
+    const own = createDb<GatewayDatabase>(database.url, { max: 20 });
+    const gateways = [createTestGateway({ ...database, db: own.db, pool: own.pool }, env)];
+    const keyLookups = async () =>
+      Number(
+        (
+          await database.pool.query(
+            "SELECT count(*) AS n FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE '%gateway_api_keys%'",
+          )
+        ).rows[0].n,
+      );
+    /**
+     * Sends each key at once from one address while the lookups wait on a lock (as they would
+     * behind a slow database), so that none has failed before the last is sent; returns the
+     * statuses and how many lookups reached the database.
+     */
+    async function allAtOnce(gateway: GatewayApp, keys: string[], reaching: number) {
+      const client = await database.pool.connect();
+      try {
+        await client.query('BEGIN');
+        await client.query('LOCK TABLE gateway_api_keys IN ACCESS EXCLUSIVE MODE');
+        const sent = keys.map((key) =>
+          request(gateway.handler)
+            .get('/api/v1/gpus')
+            .set('authorization', `Bearer ${key}`)
+            .then((res) => res.status),
+        );
+        const deadline = Date.now() + 2_000;
+        while (Date.now() < deadline && (await keyLookups()) < reaching)
+          await new Promise((resolve) => setTimeout(resolve, 20));
+        await new Promise((resolve) => setTimeout(resolve, 200));
+        const lookups = await keyLookups();
+        await client.query('COMMIT');
+        return { statuses: await Promise.all(sent), lookups };
+      } finally {
+        await client.query('ROLLBACK').catch(() => undefined);
+        client.release();
+      }
+    }
+    const count = (statuses: number[], status: number) => statuses.filter((s) => s === status).length;
+    const unknownKey = () => `gt_${randomBytes(32).toString('base64url')}`;
+    try {
+      const flood = await allAtOnce(gateways[0] as GatewayApp, Array.from({ length: 12 }, unknownKey), 3);
+      expect(flood.lookups).toBe(3);
+      expect([count(flood.statuses, 401), count(flood.statuses, 429)]).toEqual([3, 9]);
+
+      // One valid key sent many times at once (a dashboard after its key left the cache) is one
+      // lookup, and a found key gives its token back: none of it counts as a failure.
+      const { key } = (
+        await request(gateways[0]?.handler)
+          .post('/api/v1/keys')
+          .set('x-api-key', ADMIN)
+          .send({ name: 'dashboards', scopes: ['read'] })
+          .expect(201)
+      ).body as { key: string };
+      const fresh = createTestGateway(database, env);
+      gateways.push(fresh);
+      const dashboard = await allAtOnce(fresh, Array<string>(12).fill(key), 1);
+      expect(dashboard.lookups).toBe(1);
+      expect(count(dashboard.statuses, 200)).toBe(12);
+      for (let i = 0; i < 3; i++) {
+        await request(fresh.handler).get('/api/v1/gpus').set('x-api-key', unknownKey()).expect(401);
+      }
+      await request(fresh.handler).get('/api/v1/gpus').set('x-api-key', unknownKey()).expect(429);
+    } finally {
+      for (const gateway of gateways) await gateway.close();
+      await own.close();
     }
   });
 

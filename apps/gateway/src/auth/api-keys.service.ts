@@ -104,8 +104,10 @@ interface StaticKey {
  * cache time); valid and unknown keys are cached apart, so a flood of unknown keys, which can only
  * fill the small negative cache, never evicts a valid one. `last_used_at` is written in the
  * background, at most once a minute per key. Failed authentications are throttled per client
- * address before any lookup. The bootstrap admin key and the span-export key come from the
- * environment, each with an optional previous value for rotation, and are compared in constant time.
+ * address before any lookup, and each lookup holds one of the address's tokens while it runs, so
+ * requests sent all at once reach the database no more often than failures one by one. The
+ * bootstrap admin key and the span-export key come from the environment, each with an optional
+ * previous value for rotation, and are compared in constant time.
  */
 export class ApiKeysService {
   private readonly db: Kysely<GatewayDatabase>;
@@ -148,7 +150,7 @@ export class ApiKeysService {
   /** The principal behind a key, or null for an unknown or revoked one. Not throttled. */
   async authenticate(key: string): Promise<Principal | null> {
     const digest = hash(key);
-    return this.known(digest) ?? (await this.lookup(digest));
+    return this.known(digest) ?? (await this.lookup(digest).principal);
   }
 
   /**
@@ -170,17 +172,30 @@ export class ApiKeysService {
     const digest = hash(key);
     let principal = this.known(digest);
     if (!principal) {
-      const throttled = this.throttled(req);
+      const group = this.group(req);
+      const throttled = this.throttled(group);
       if (throttled) throw this.refused(throttled);
-      principal = (await this.lookup(digest)) ?? undefined;
-    }
-    if (!principal) {
-      throw this.failed(
-        req,
-        new AuthError(401, 'The API key is not valid (unknown or revoked).', 'invalid', {
+      // A request that starts a database lookup takes a failure token before it runs, given back
+      // once the key is found (or the lookup cannot be made): an address's lookups in flight at
+      // once count against its burst, not only those that have already failed. Requests that
+      // share a running lookup, or hit the cache of unknown keys, are counted once they fail.
+      const lookup = this.lookup(digest);
+      const emptied = lookup.started && this.throttle.fail(group);
+      try {
+        principal = (await lookup.principal) ?? undefined;
+      } catch (error) {
+        if (lookup.started) this.throttle.refund(group);
+        throw error;
+      }
+      if (principal && lookup.started) this.throttle.refund(group);
+      if (!principal) {
+        const invalid = new AuthError(401, 'The API key is not valid (unknown or revoked).', 'invalid', {
           'www-authenticate': 'Bearer error="invalid_token"',
-        }),
-      );
+        });
+        if (!lookup.started) throw this.failed(req, invalid);
+        if (emptied) this.warnThrottled(group);
+        throw this.refused(invalid);
+      }
     }
     const { scope, topic } = access;
     if (!principal.scopes.has(scope) && !principal.scopes.has('admin')) {
@@ -267,16 +282,19 @@ export class ApiKeysService {
     return undefined;
   }
 
-  /** One SELECT per digest at a time; valid and unknown keys are cached apart. */
-  private lookup(digest: Buffer): Promise<Principal | null> {
+  /**
+   * One SELECT per digest at a time; valid and unknown keys are cached apart. `started`: this call
+   * began a SELECT (it found neither a cached unknown key nor a lookup of the same key running).
+   */
+  private lookup(digest: Buffer): { principal: Promise<Principal | null>; started: boolean } {
     const cacheKey = digest.toString('base64');
     const unknownUntil = this.unknown.get(cacheKey);
     if (unknownUntil !== undefined) {
-      if (unknownUntil > this.now()) return Promise.resolve(null);
+      if (unknownUntil > this.now()) return { principal: Promise.resolve(null), started: false };
       this.unknown.delete(cacheKey);
     }
     const pending = this.lookups.get(cacheKey);
-    if (pending) return this.withinDeadline(pending);
+    if (pending) return { principal: this.withinDeadline(pending), started: false };
     const generation = this.revocations;
     const forget = () => {
       // A revocation meanwhile may have put a newer lookup in its place: that one stays.
@@ -307,7 +325,7 @@ export class ApiKeysService {
       }
     })();
     this.lookups.set(cacheKey, lookup);
-    return this.withinDeadline(lookup);
+    return { principal: this.withinDeadline(lookup), started: true };
   }
 
   /**
@@ -331,9 +349,9 @@ export class ApiKeysService {
     return Promise.race([lookup, deadline]).finally(() => clearTimeout(timer));
   }
 
-  private throttled(req: KeyedRequest): AuthError | undefined {
+  private throttled(group: string): AuthError | undefined {
     if (!this.throttle.enabled) return undefined;
-    const retryAfter = this.throttle.retryAfterSeconds(this.group(req));
+    const retryAfter = this.throttle.retryAfterSeconds(group);
     if (retryAfter === 0) return undefined;
     return new AuthError(
       429,
@@ -345,16 +363,18 @@ export class ApiKeysService {
 
   /** A missing or invalid key: counted against the client's address (or refused as throttled). */
   private failed(req: KeyedRequest, error: AuthError): AuthError {
-    const throttled = this.throttled(req);
-    if (throttled) return this.refused(throttled);
     const group = this.group(req);
-    if (this.throttle.fail(group)) {
-      this.logger.warn(
-        { client: group, limitPerMinute: this.failuresPerMinute },
-        'failed authentications throttled for this client address',
-      );
-    }
+    const throttled = this.throttled(group);
+    if (throttled) return this.refused(throttled);
+    if (this.throttle.fail(group)) this.warnThrottled(group);
     return this.refused(error);
+  }
+
+  private warnThrottled(group: string): void {
+    this.logger.warn(
+      { client: group, limitPerMinute: this.failuresPerMinute },
+      'failed authentications throttled for this client address',
+    );
   }
 
   private refused(error: AuthError): AuthError {

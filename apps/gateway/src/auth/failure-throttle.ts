@@ -42,6 +42,15 @@ export class FailureThrottle {
     return tokens < 1;
   }
 
+  /** Gives back the token a failure took (its request turned out not to fail); never past the burst. */
+  refund(client: string): void {
+    const bucket = this.buckets.get(client);
+    if (!bucket || !this.enabled) return;
+    const now = this.now();
+    bucket.tokens = Math.min(this.burst, this.tokens(bucket, now) + 1);
+    bucket.at = now;
+  }
+
   get size(): number {
     return this.buckets.size;
   }

@@ -43,9 +43,18 @@ function queueAccess(method: string, path: string): Access {
 
 /**
  * Prometheus remote write: the samples go to the telemetry topic, so writing them is publishing
- * there (`publish`, and a key limited to topics must include `telemetry`).
+ * there (`publish`, and a key limited to topics must include `telemetry`). Only that POST: any
+ * other method or path under the prefix is admin's, as everywhere else.
  */
 const WRITE: Access = { scope: 'publish', topic: TELEMETRY_TOPIC };
+const writeAccess = (method: string, path: string): Access =>
+  method === 'POST' && (path === '' || path === '/') ? WRITE : ADMIN;
+
+/**
+ * The Prometheus HTTP API is read with GET or a form-encoded POST (`read`); any other method is
+ * admin's, so a read key never reaches the streamer with one.
+ */
+const prometheusAccess = (method: string): Access => (read(method) || method === 'POST' ? READ : ADMIN);
 
 /** The proxied routes' names, as their requests are recorded (and filtered in the analytics). */
 export const ROUTE_NAMES = ['gpus', 'storage', 'topics', 'prometheus', 'targets', 'write'] as const;
@@ -110,14 +119,14 @@ export function buildRoutes(
       },
     },
     // The Prometheus HTTP API, for Grafana's Prometheus data source and promtool: queries sent as
-    // form-encoded POSTs are reads too.
+    // form-encoded POSTs are reads too (prometheusAccess).
     {
       name: 'prometheus',
       prefix: '/prometheus/api/v1',
       target: '/v1/prometheus/api/v1',
       upstreams: upstreams(config.GATEWAY_STREAMER_URLS),
       timeoutMs: config.GATEWAY_PROMQL_TIMEOUT,
-      access: () => READ,
+      access: prometheusAccess,
     },
     {
       name: 'targets',
@@ -133,7 +142,7 @@ export function buildRoutes(
       target: '/v1/write',
       upstreams: upstreams(config.GATEWAY_COLLECTOR_URLS),
       timeoutMs: config.GATEWAY_TIMEOUT,
-      access: () => WRITE,
+      access: writeAccess,
     },
   ];
 }

@@ -157,6 +157,47 @@ describe('scopes', () => {
   });
 });
 
+describe('routes a read or publish key reaches', () => {
+  it('take only the methods and paths those scopes are for: anything else on them needs admin', async () => {
+    const as = (
+      key: string,
+      method: 'get' | 'head' | 'post' | 'put' | 'patch' | 'delete' | 'trace',
+      path: string,
+    ) => api()[method](path).set('authorization', `Bearer ${key}`);
+    const before = forwarded.length;
+    const refused: [string, 'put' | 'patch' | 'delete' | 'trace' | 'get' | 'post', string][] = [
+      [readKey, 'delete', '/prometheus/api/v1/query'],
+      [readKey, 'put', '/prometheus/api/v1/admin/tsdb/snapshot'],
+      [readKey, 'patch', '/prometheus/api/v1/rules'],
+      [readKey, 'trace', '/prometheus/api/v1/query'],
+      [publishKey, 'get', '/api/v1/write'],
+      [publishKey, 'put', '/api/v1/write'],
+      [publishKey, 'delete', '/api/v1/write'],
+      [publishKey, 'post', '/api/v1/write/targets'],
+    ];
+    for (const [key, method, path] of refused) {
+      const res = await as(key, method, path);
+      expect([method, path, res.status]).toEqual([method, path, 403]);
+    }
+    expect(forwarded.slice(before)).toEqual([]);
+    // What they are for still passes, and admin reaches the rest.
+    await as(readKey, 'get', '/prometheus/api/v1/query?query=up').expect(200);
+    await as(readKey, 'head', '/prometheus/api/v1/labels').expect(200);
+    await as(readKey, 'post', '/prometheus/api/v1/query').expect(200);
+    await as(publishKey, 'post', '/api/v1/write').expect(200);
+    await as(ADMIN, 'delete', '/prometheus/api/v1/query').expect(200);
+    await as(ADMIN, 'put', '/api/v1/write').expect(200);
+    expect(forwarded.slice(before)).toEqual([
+      '/v1/prometheus/api/v1/query?query=up',
+      '/v1/prometheus/api/v1/labels',
+      '/v1/prometheus/api/v1/query',
+      '/v1/write',
+      '/v1/prometheus/api/v1/query',
+      '/v1/write',
+    ]);
+  });
+});
+
 describe('paths an upstream could read otherwise than the gateway', () => {
   const BODY = '{"maxAttempts":1}';
   /** Sends the request target as written (a client library would cut it at '#'). */
