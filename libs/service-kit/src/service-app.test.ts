@@ -92,6 +92,47 @@ describe('the service frame', () => {
     });
   });
 
+  it('checks each dependency once for every /readyz that asks while the check runs, however many ask', async () => {
+    // /readyz needs no credential: a flood of it must not become a flood of database queries.
+    let calls = 0;
+    let hang = false;
+    const probed = createServiceApp({
+      readinessTimeoutMs: 500,
+      service: 'demo',
+      logger: createLogger('demo', 'silent'),
+      metrics: createMetrics('demo', { defaultMetrics: false }),
+      readiness: [
+        {
+          name: 'postgres',
+          check: async () => {
+            calls++;
+            await new Promise((resolve) => setTimeout(resolve, hang ? 1_500 : 250));
+          },
+        },
+      ],
+      routes: () => undefined,
+    });
+    const server = probed.listen(0, '127.0.0.1');
+    await new Promise((resolve) => server.once('listening', resolve));
+    try {
+      const ask = () =>
+        request(server)
+          .get('/readyz')
+          .then((res) => res.status);
+      expect(await Promise.all(Array.from({ length: 20 }, ask))).toEqual(Array<number>(20).fill(200));
+      expect(calls).toBe(1);
+      await request(server).get('/readyz').expect(200);
+      expect(calls).toBe(2);
+      // A check past its timeout is not started again while it still runs.
+      hang = true;
+      expect(await Promise.all([ask(), ask()])).toEqual([503, 503]);
+      await request(server).get('/readyz').expect(503);
+      expect(calls).toBe(3);
+    } finally {
+      server.close();
+    }
+  });
+
   it('counts requests by route on /metrics and echoes or creates a request id', async () => {
     const demo = app();
     const res = await request(demo).post('/echo').set('x-request-id', 'abc-123').send({ n: 2 }).expect(200);

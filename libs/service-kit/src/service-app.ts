@@ -199,13 +199,25 @@ export function createServiceApp(options: ServiceAppOptions): Express {
   });
 
   const readinessTimeoutMs = options.readinessTimeoutMs ?? 2_000;
+  // /readyz needs no credential: every request that asks while a dependency's check runs (past
+  // its timeout too) shares that check, so a flood of probes costs each dependency one at a time.
+  const running = new Map<ReadinessCheck, Promise<void>>();
+  const shared = (readiness: ReadinessCheck): Promise<void> => {
+    let run = running.get(readiness);
+    if (!run) {
+      run = (async () => readiness.check())().finally(() => running.delete(readiness));
+      running.set(readiness, run);
+    }
+    return run;
+  };
   app.get('/readyz', async (_req, res) => {
     const results = await Promise.all(
-      options.readiness.map(async ({ name, check, required = true }) => {
+      options.readiness.map(async (readiness) => {
+        const { name, required = true } = readiness;
         let timer: NodeJS.Timeout | undefined;
         try {
           await Promise.race([
-            check(),
+            shared(readiness),
             new Promise<never>((_resolve, reject) => {
               timer = setTimeout(
                 () => reject(new Error(`no answer within ${readinessTimeoutMs} ms`)),
