@@ -247,7 +247,9 @@ export const gatewayApi = openApiDocument(
       'remote write to POST /api/v1/write, which publishes to the telemetry topic), consume (leases, ' +
       'acks, nacks, extend, release), admin (everything, keys included), traces (POST /v1/traces only). ' +
       'The Prometheus HTTP API (/prometheus/api/v1/*, for Grafana and promtool) needs read, for GET and ' +
-      'form-encoded POST alike. A key created with `topics` reaches only /api/v1/topics/{topic} for those topics. Each key ' +
+      'form-encoded POST alike (any other method there, or under /api/v1/write, needs admin). A key created ' +
+      'with `topics` reaches only /api/v1/topics/{topic} for those topics, and POST /api/v1/write when ' +
+      'telemetry is among them. Each key ' +
       '(without one, each address, or IPv6 /64) has one rate-limit budget for every route, answered 429 ' +
       'with Retry-After and RateLimit headers once spent; repeated failed authentications from one ' +
       'address are answered 429 too.',

@@ -21,7 +21,7 @@ export const createBody = z
       .max(100, 'must list at most 100 topics')
       .optional()
       .describe(
-        'Limits the key to these queue topics (names, or prefixes ending in *); such a key reaches only /api/v1/topics/{topic}. Absent: every topic and route the scopes allow.',
+        'Limits the key to these queue topics (names, or prefixes ending in *); such a key reaches only /api/v1/topics/{topic} for them, and POST /api/v1/write when telemetry is among them. Absent: every topic and route the scopes allow.',
       ),
   })
   .superRefine((body, ctx) => {
