@@ -1,4 +1,5 @@
 import { isDependencyFailure, type Logger } from '@gpu-telemetry/service-kit';
+import { cancelOnAbort, inTransaction } from '@gpu-telemetry/db';
 import type { Pool, PoolClient } from 'pg';
 import { type Block, decodeBlock, encodeBlock } from '../codec/block-codec';
 import { combineRollups, decodeRollup, encodeRollup, HOUR_US, MINUTE_US, rollUp } from '../codec/rollup';
@@ -245,47 +246,56 @@ export class ChunkCompactor {
    * Merges samples into a compacted chunk: each series' block decoded, the new samples added where
    * its times are new, written back with its rollups. Returns how many were new.
    */
-  async mergeLate(chunkStart: number, samples: LateSample[]): Promise<number> {
+  async mergeLate(chunkStart: number, samples: LateSample[], signal?: AbortSignal): Promise<number> {
     if (samples.length === 0) return 0;
-    // The chunk's rollup days may be gone (kept shorter than raw samples): made again, to be
-    // dropped with their retention.
-    await ensureChunkDays(this.deps.pool, chunkStart);
     const bySeries = new Map<number, LateSample[]>();
     for (const s of samples) {
       const list = bySeries.get(s.seriesId);
       if (list) list.push(s);
       else bySeries.set(s.seriesId, [s]);
     }
-    const added = await this.transaction(async (client) => {
-      await lockChunk(client, chunkStart, true);
-      if ((await isCompacted(client, chunkStart)) === null) throw new ChunkMovedError(chunkStart);
-      const existing = new Map(
-        (await blocksForUpdate(client, chunkStart, [...bySeries.keys()])).map((b) => [b.seriesId, b.data]),
-      );
-      const out: Compacted = { blocks: [], minutes: [], hours: [], samples: 0 };
-      let count = 0;
-      for (const [seriesId, incoming] of bySeries) {
-        const stored = existing.get(seriesId);
-        const merged = mergeSamples(stored ? decodeBlock(stored) : undefined, incoming);
-        if (merged.added === 0) continue;
-        count += merged.added;
-        compactSeries(out, seriesId, chunkStart, merged.block);
-      }
-      if (out.blocks.length === 0) return 0;
-      await upsertBlocks(client, chunkStart, out.blocks, count);
-      await upsertRollups(client, 'telemetry_rollups_1m', out.minutes);
-      await lockRollupDay(client, dayOf(chunkStart));
-      if (await isDayFolded(client, dayOf(chunkStart)))
-        await this.refoldHours(
-          client,
-          dayOf(chunkStart),
-          out.blocks.map((b) => b.seriesId),
-        );
-      else await upsertRollups(client, 'telemetry_rollups_1h', out.hours);
-      return count;
-    });
+    const added = await this.connected(async (connection, broken) => {
+      // The chunk's rollup days may be gone (kept shorter than raw samples): made again, to be
+      // dropped with their retention.
+      await ensureChunkDays(connection, chunkStart);
+      return inTransaction(connection, (client) => this.mergeInto(client, chunkStart, bySeries), broken);
+    }, signal);
     this.deps.metrics.lateMerged.inc(added);
     return added;
+  }
+
+  /** mergeLate's transaction: returns how many samples were new. */
+  private async mergeInto(
+    client: PoolClient,
+    chunkStart: number,
+    bySeries: Map<number, LateSample[]>,
+  ): Promise<number> {
+    await lockChunk(client, chunkStart, true);
+    if ((await isCompacted(client, chunkStart)) === null) throw new ChunkMovedError(chunkStart);
+    const existing = new Map(
+      (await blocksForUpdate(client, chunkStart, [...bySeries.keys()])).map((b) => [b.seriesId, b.data]),
+    );
+    const out: Compacted = { blocks: [], minutes: [], hours: [], samples: 0 };
+    let count = 0;
+    for (const [seriesId, incoming] of bySeries) {
+      const stored = existing.get(seriesId);
+      const merged = mergeSamples(stored ? decodeBlock(stored) : undefined, incoming);
+      if (merged.added === 0) continue;
+      count += merged.added;
+      compactSeries(out, seriesId, chunkStart, merged.block);
+    }
+    if (out.blocks.length === 0) return 0;
+    await upsertBlocks(client, chunkStart, out.blocks, count);
+    await upsertRollups(client, 'telemetry_rollups_1m', out.minutes);
+    await lockRollupDay(client, dayOf(chunkStart));
+    if (await isDayFolded(client, dayOf(chunkStart)))
+      await this.refoldHours(
+        client,
+        dayOf(chunkStart),
+        out.blocks.map((b) => b.seriesId),
+      );
+    else await upsertRollups(client, 'telemetry_rollups_1h', out.hours);
+    return count;
   }
 
   /**
@@ -491,20 +501,36 @@ export class ChunkCompactor {
     }
   }
 
-  private async transaction<T>(work: (client: PoolClient) => Promise<T>): Promise<T> {
+  private transaction<T>(work: (client: PoolClient) => Promise<T>): Promise<T> {
+    return this.connected((client, broken) => inTransaction(client, work, broken));
+  }
+
+  /**
+   * `run` on one pooled connection. With `signal` (late samples of a batch, which its consumer
+   * stops at STREAMER_MAX_HANDLE), the statement running when it aborts is cancelled, as the
+   * batch's own are; a connection so cancelled, or whose ROLLBACK failed (`broken`), is closed
+   * rather than pooled again.
+   */
+  private async connected<T>(
+    run: (client: PoolClient, broken: () => void) => Promise<T>,
+    signal?: AbortSignal,
+  ): Promise<T> {
+    if (signal?.aborted) throw signal.reason;
     const client = await this.deps.pool.connect();
+    let close = false;
+    const stopCancelling = signal
+      ? cancelOnAbort(client, signal, (sent) =>
+          this.deps.logger.warn(
+            { sent },
+            "late samples past their batch's limit: cancelling the statement their merge waits on",
+          ),
+        )
+      : () => undefined;
     try {
-      await client.query('BEGIN');
-      try {
-        const result = await work(client);
-        await client.query('COMMIT');
-        return result;
-      } catch (error) {
-        await client.query('ROLLBACK').catch(() => undefined);
-        throw error;
-      }
+      return await run(client, () => (close = true));
     } finally {
-      client.release();
+      stopCancelling();
+      client.release(close || signal?.aborted === true);
     }
   }
 }

@@ -26,8 +26,8 @@ export async function chunksToCompact(pool: Pool, closedBefore: Date): Promise<C
 }
 
 /** The daily partitions a chunk's blocks and rollups go to. */
-export async function ensureChunkDays(pool: Pool, chunkStart: number): Promise<void> {
-  await pool.query(
+export async function ensureChunkDays(db: Pool | PoolClient, chunkStart: number): Promise<void> {
+  await db.query(
     `SELECT telemetry_ensure_day(t, ($1::timestamptz AT TIME ZONE 'UTC')::date)
      FROM unnest(ARRAY['telemetry_blocks', 'telemetry_rollups_1m', 'telemetry_rollups_1h']) AS t`,
     [new Date(chunkStart)],

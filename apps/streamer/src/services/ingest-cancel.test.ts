@@ -3,6 +3,7 @@ import { asService } from '@gpu-telemetry/service-kit/testing';
 import request from 'supertest';
 import { startStreamerTestApp } from '../testing/streamer-test-app';
 import { message, sample } from '../testing/samples';
+import { lockChunk } from './compaction.queries';
 
 let streamer: Awaited<ReturnType<typeof startStreamerTestApp>>;
 
@@ -83,5 +84,63 @@ describe('a batch stopped at its limit', () => {
       .get(`/v1/gpus/${gpuId}/telemetry`)
       .query({ start_time: '2000-01-01T00:00:00Z', end_time: '2100-01-01T00:00:00Z' });
     expect(res.status).toBe(404);
+  });
+});
+
+describe('late samples of a batch stopped at its limit', () => {
+  it('have the merge into their compacted chunk cancelled where it waits, and are merged once delivered again', async () => {
+    const MINUTE = 60_000;
+    const local = await startStreamerTestApp({
+      config: { TELEMETRY_RETENTION: 0, TELEMETRY_CHUNK: MINUTE, TELEMETRY_COMPACT_AFTER: 10_000 },
+    });
+    try {
+      const gpuId = 'GPU-cancelled-late';
+      const chunkStart = Math.floor((Date.now() - 5 * MINUTE) / MINUTE) * MINUTE;
+      const at = (s: number) => new Date(chunkStart + s * 1000).toISOString();
+      await local.ingest.handle([message([sample({ gpuId, timestamp: at(0), value: 1 })])]);
+      expect((await local.compactor.compactDue()).chunks).toBeGreaterThanOrEqual(1);
+      const late = [message([sample({ gpuId, timestamp: at(30), value: 2 })])];
+      // Another streamer holds the chunk (compacting it, or merging its own late samples).
+      const holder = await local.database.pool.connect();
+      await holder.query('BEGIN');
+      await lockChunk(holder, chunkStart, true);
+      const limit = new AbortController();
+      const started = Date.now();
+      const handled = local.ingest.handle(late, limit.signal).then(
+        () => 'stored',
+        (error: unknown) => (isPgError(error) ? error.code : String(error)),
+      );
+      const waiting = async () =>
+        (
+          await local.database.pool.query<{ n: number }>(
+            `SELECT count(*)::int AS n FROM pg_stat_activity
+              WHERE datname = current_database() AND wait_event_type = 'Lock'`,
+          )
+        ).rows[0]?.n ?? 0;
+      try {
+        await until('the late merge waiting on its chunk', async () => (await waiting()) === 1);
+        limit.abort(new Error('handling ran past 10s'));
+        expect(await handled).toBe('57014');
+        expect(Date.now() - started).toBeLessThan(5_000);
+        expect(await waiting()).toBe(0);
+      } finally {
+        await holder.query('ROLLBACK');
+        holder.release();
+      }
+      const stored = async () =>
+        (
+          await request(asService(local.app))
+            .get(`/v1/gpus/${gpuId}/telemetry`)
+            .query({ start_time: at(-60), end_time: at(120) })
+            .expect(200)
+        ).body.samples.map((s: { value: number }) => s.value);
+      expect(await stored()).toEqual([1]);
+      expect(await local.ingest.handle(late, new AbortController().signal)).toEqual({ failed: [] });
+      expect(await stored()).toEqual([1, 2]);
+      // Both connections the stopped batch used were closed, not pooled again: none is left busy.
+      expect(local.database.pool.totalCount - local.database.pool.idleCount).toBe(0);
+    } finally {
+      await local.close();
+    }
   });
 });

@@ -125,7 +125,7 @@ export class IngestService {
         }
         try {
           const { inserted, values, stale } = await this.onOneConnection(signal, async (db) => {
-            const stored = await this.insert(accepted, db);
+            const stored = await this.insert(accepted, db, signal);
             await this.storeSightings(sightings(accepted), db);
             metrics.metadataUpdated.inc(await upsertMetadata(db, [...described.values()]));
             return stored;
@@ -300,6 +300,7 @@ export class IngestService {
   private async insert(
     all: Accepted,
     db: PoolClient,
+    signal?: AbortSignal,
   ): Promise<{ inserted: number; values: number; stale: number }> {
     if (all.length === 0) return { inserted: 0, values: 0, stale: 0 };
     const ids = await this.seriesIds(all, db);
@@ -354,7 +355,7 @@ export class IngestService {
       pending = [];
       for (const [chunkStart, list] of late) {
         try {
-          inserted += await this.deps.compactor.mergeLate(chunkStart, list.samples);
+          inserted += await this.deps.compactor.mergeLate(chunkStart, list.samples, signal);
         } catch (error) {
           // The chunk's slices were merged meanwhile: nothing of this list was written.
           if (!(error instanceof ChunkMovedError) || attempt === 3) throw error;
