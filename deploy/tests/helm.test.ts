@@ -1262,6 +1262,28 @@ describe('values.schema.json', () => {
       expect(template('gateway', { config }).status).toBe(0);
   });
 
+  it("refuses a client's share of the requests in flight above all of them, as the gateway would", () => {
+    for (const [config, message] of [
+      [
+        { GATEWAY_MAX_CONCURRENCY_PER_CLIENT: 2000 },
+        'config.GATEWAY_MAX_CONCURRENCY_PER_CLIENT: 2000 is above GATEWAY_MAX_CONCURRENCY (1024)',
+      ],
+      [
+        { GATEWAY_MAX_CONCURRENCY: 10, GATEWAY_MAX_CONCURRENCY_PER_CLIENT: 11 },
+        'config.GATEWAY_MAX_CONCURRENCY_PER_CLIENT: 11 is above GATEWAY_MAX_CONCURRENCY (10)',
+      ],
+    ] as const) {
+      const result = template('gpu-telemetry', { gateway: { config } });
+      expect(result.status).not.toBe(0);
+      expect(result.stderr).toContain(message);
+    }
+    for (const config of [
+      { GATEWAY_MAX_CONCURRENCY_PER_CLIENT: 1024 },
+      { GATEWAY_MAX_CONCURRENCY: 10, GATEWAY_MAX_CONCURRENCY_PER_CLIENT: 10 },
+    ])
+      expect(template('gateway', { config }).status).toBe(0);
+  });
+
   it('passes whole numbers as written, however large (a values file reads them as floats)', () => {
     const env = envOf(
       find(

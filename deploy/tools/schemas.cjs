@@ -145,6 +145,11 @@ const SERVICES = {
         1,
         1_000_000,
       ),
+      GATEWAY_MAX_CONCURRENCY_PER_CLIENT: env.int(
+        'Upstream requests one key (one address when auth is off) may have in flight, a slowly sent body included; beyond it, 503. 0: a quarter of GATEWAY_MAX_CONCURRENCY.',
+        0,
+        1_000_000,
+      ),
       GATEWAY_MAX_LONG_POLLS: env.int(
         'Queue long-polls (lease requests) waiting at once; beyond it, 503. 0: GATEWAY_MAX_CONCURRENCY.',
         0,

@@ -15,10 +15,10 @@ import type { Kysely } from 'kysely';
 import type { Pool } from 'pg';
 import { request } from 'undici';
 import { ApiKeysService } from './auth/api-keys.service';
-import { clientAddressOf } from './auth/client-address';
+import { clientAddressOf, forwardingOf, trustingEveryone } from './auth/client-address';
 import { clientOf, RateLimiter, takeToken } from './auth/rate-limiter';
 import { type Edge, requireKeyFirst } from './auth/require-scope';
-import type { GatewayConfig } from './config';
+import { concurrencyLimits, type GatewayConfig } from './config';
 import type { GatewayDatabase } from './gateway.tables';
 import { createGatewayMetrics } from './proxy/gateway.metrics';
 import { Proxy } from './proxy/proxy';
@@ -88,6 +88,12 @@ export function createApp(deps: GatewayAppDeps): GatewayApp {
   const metrics = createMetrics('gateway');
   const gatewayMetrics = createGatewayMetrics(metrics.registry);
   const clientAddress = clientAddressOf(config.GATEWAY_TRUSTED_PROXIES);
+  const everyone = trustingEveryone(config.GATEWAY_TRUSTED_PROXIES);
+  if (everyone.length)
+    logger.warn(
+      { trustedProxies: everyone },
+      'GATEWAY_TRUSTED_PROXIES trusts every address: any client can choose its own address in X-Forwarded-For (rate limits, failed-authentication throttling, what the services are told); list only the proxies in front of the gateway',
+    );
   const keys = new ApiKeysService({
     db,
     logger,
@@ -155,9 +161,11 @@ export function createApp(deps: GatewayAppDeps): GatewayApp {
     auth: config.GATEWAY_AUTH,
     bodyLimit: config.GATEWAY_BODY_LIMIT,
     maxConcurrency: config.GATEWAY_MAX_CONCURRENCY,
+    maxConcurrencyPerClient: concurrencyLimits(config).perClient,
     logger,
     metrics: gatewayMetrics,
     clientAddress,
+    forwarding: forwardingOf(config.GATEWAY_TRUSTED_PROXIES),
     recorder,
     serviceToken: config.SERVICE_TOKEN,
   });

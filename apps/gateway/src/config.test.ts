@@ -1,5 +1,5 @@
 import { ConfigError } from '@gpu-telemetry/config';
-import { loadGatewayConfig, longPollLimits } from './config';
+import { concurrencyLimits, loadGatewayConfig, longPollLimits } from './config';
 
 const REQUIRED = {
   DATABASE_URL: 'postgres://localhost/x',
@@ -15,6 +15,38 @@ function problems(env: Record<string, string>): string[] {
   }
   return [];
 }
+
+describe('gateway configuration: requests in flight', () => {
+  it('gives a client a quarter of GATEWAY_MAX_CONCURRENCY by default, or the share set', () => {
+    expect(concurrencyLimits(loadGatewayConfig(REQUIRED))).toEqual({ max: 1024, perClient: 256 });
+    expect(concurrencyLimits(loadGatewayConfig({ ...REQUIRED, GATEWAY_MAX_CONCURRENCY: '10' }))).toEqual({
+      max: 10,
+      perClient: 3,
+    });
+    expect(concurrencyLimits(loadGatewayConfig({ ...REQUIRED, GATEWAY_MAX_CONCURRENCY: '1' }))).toEqual({
+      max: 1,
+      perClient: 1,
+    });
+    const config = loadGatewayConfig({
+      ...REQUIRED,
+      GATEWAY_MAX_CONCURRENCY: '100',
+      GATEWAY_MAX_CONCURRENCY_PER_CLIENT: '100',
+    });
+    expect(concurrencyLimits(config)).toEqual({ max: 100, perClient: 100 });
+  });
+
+  it('refuses to start with a share above the whole, or not a count', () => {
+    expect(problems({ GATEWAY_MAX_CONCURRENCY_PER_CLIENT: '-1' })).toEqual([
+      'GATEWAY_MAX_CONCURRENCY_PER_CLIENT must be at least 0 (got "-1")',
+    ]);
+    expect(problems({ GATEWAY_MAX_CONCURRENCY_PER_CLIENT: '1025' })).toEqual([
+      'GATEWAY_MAX_CONCURRENCY_PER_CLIENT must be at most GATEWAY_MAX_CONCURRENCY (1024) (got "1025")',
+    ]);
+    expect(problems({ GATEWAY_MAX_CONCURRENCY: '8', GATEWAY_MAX_CONCURRENCY_PER_CLIENT: '9' })).toEqual([
+      'GATEWAY_MAX_CONCURRENCY_PER_CLIENT must be at most GATEWAY_MAX_CONCURRENCY (8) (got "9")',
+    ]);
+  });
+});
 
 describe('gateway configuration: long-polls', () => {
   it('gives long-polls as many slots as GATEWAY_MAX_CONCURRENCY, and a client a quarter of them, by default', () => {

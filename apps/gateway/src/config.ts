@@ -52,8 +52,13 @@ export const gatewayEnv = z.object({
   GATEWAY_RECORDS_FLUSH: duration('1s', { min: '10ms', max: '1m' }),
   /** Keep request records and received spans this long; 0 keeps everything. */
   GATEWAY_RETENTION: duration('7d'),
-  /** Most requests in flight to upstreams at once, long-polls apart; beyond it, 503. */
+  /**
+   * Most requests in flight to upstreams at once, long-polls apart: in all, and per client (an API
+   * key, or an address when anonymous; a request holds its slot while its body arrives, however
+   * slowly); beyond either, 503. Per client 0: a quarter of GATEWAY_MAX_CONCURRENCY.
+   */
   GATEWAY_MAX_CONCURRENCY: int(1024, 1, 1_000_000),
+  GATEWAY_MAX_CONCURRENCY_PER_CLIENT: int(0, 0, 1_000_000),
   /**
    * Most queue long-polls (lease requests, which may wait up to a minute) waiting at once: in all,
    * and per client (an API key, or an address when anonymous); beyond either, 503. They take no
@@ -74,6 +79,24 @@ function checkRotation(env: GatewayConfig, ctx: z.RefinementCtx<GatewayConfig>):
     else if (env[name] === previous)
       ctx.addIssue({ code: 'custom', path: [`${name}_PREVIOUS`], message: `must differ from ${name}` });
   }
+}
+
+/** The in-flight budgets in force: GATEWAY_MAX_CONCURRENCY(_PER_CLIENT), the share derived when 0. */
+export function concurrencyLimits(
+  config: Pick<GatewayConfig, 'GATEWAY_MAX_CONCURRENCY' | 'GATEWAY_MAX_CONCURRENCY_PER_CLIENT'>,
+): { max: number; perClient: number } {
+  const max = config.GATEWAY_MAX_CONCURRENCY;
+  return { max, perClient: config.GATEWAY_MAX_CONCURRENCY_PER_CLIENT || Math.ceil(max / 4) };
+}
+
+/** A key's share of the requests in flight cannot be more than all of them. */
+function checkConcurrency(env: GatewayConfig, ctx: z.RefinementCtx<GatewayConfig>): void {
+  if (env.GATEWAY_MAX_CONCURRENCY_PER_CLIENT > env.GATEWAY_MAX_CONCURRENCY)
+    ctx.addIssue({
+      code: 'custom',
+      path: ['GATEWAY_MAX_CONCURRENCY_PER_CLIENT'],
+      message: `must be at most GATEWAY_MAX_CONCURRENCY (${env.GATEWAY_MAX_CONCURRENCY})`,
+    });
 }
 
 /** The long-poll budgets in force: GATEWAY_MAX_LONG_POLLS(_PER_CLIENT), or the values derived when 0. */
@@ -99,5 +122,8 @@ function checkLongPolls(env: GatewayConfig, ctx: z.RefinementCtx<GatewayConfig>)
 }
 
 export function loadGatewayConfig(env: Record<string, string | undefined> = process.env): GatewayConfig {
-  return loadConfig(gatewayEnv.superRefine(checkRotation).superRefine(checkLongPolls), env);
+  return loadConfig(
+    gatewayEnv.superRefine(checkRotation).superRefine(checkConcurrency).superRefine(checkLongPolls),
+    env,
+  );
 }

@@ -1,5 +1,11 @@
 import type { IncomingMessage } from 'node:http';
-import { addressGroup, clientAddressOf, isAddressOrBlock } from './client-address';
+import {
+  addressGroup,
+  clientAddressOf,
+  forwardingOf,
+  isAddressOrBlock,
+  trustingEveryone,
+} from './client-address';
 
 const from = (peer: string, forwardedFor?: string) =>
   ({
@@ -24,6 +30,47 @@ describe('clientAddressOf', () => {
     // Garbage stops the walk at the last trusted hop.
     expect(of(from('10.1.2.3', '203.0.113.9, not-an-ip'))).toBe('10.1.2.3');
     expect(of(from('10.1.2.3'))).toBe('10.1.2.3');
+  });
+});
+
+describe('forwardingOf', () => {
+  it('is the peer alone when it is no trusted proxy: what it claims is dropped', () => {
+    expect(forwardingOf([])(from('203.0.113.5', '198.51.100.1'))).toEqual({
+      hops: ['203.0.113.5'],
+      fromTrustedProxy: false,
+    });
+    expect(forwardingOf(['10.0.0.0/8'])(from('::ffff:203.0.113.5', '10.0.0.1'))).toEqual({
+      hops: ['203.0.113.5'],
+      fromTrustedProxy: false,
+    });
+  });
+
+  it('is the client and the trusted proxies it came through, ending with the peer', () => {
+    const of = forwardingOf(['10.0.0.0/8', 'fd00::/8']);
+    expect(of(from('10.1.2.3', 'forged, 198.51.100.1, 203.0.113.9, 10.9.9.9'))).toEqual({
+      hops: ['203.0.113.9', '10.9.9.9', '10.1.2.3'],
+      fromTrustedProxy: true,
+    });
+    expect(of(from('fd00::1', ' ::ffff:203.0.113.9 '))).toEqual({
+      hops: ['203.0.113.9', 'fd00::1'],
+      fromTrustedProxy: true,
+    });
+    // Garbage stops the walk at the last trusted hop; no header, the trusted peer alone.
+    expect(of(from('10.1.2.3', '203.0.113.9, not-an-ip, 10.0.0.7')).hops).toEqual(['10.0.0.7', '10.1.2.3']);
+    expect(of(from('10.1.2.3'))).toEqual({ hops: ['10.1.2.3'], fromTrustedProxy: true });
+  });
+});
+
+describe('trustingEveryone', () => {
+  it('names the entries that trust every address of a family', () => {
+    expect(
+      trustingEveryone(['10.0.0.0/8', '0.0.0.0/0', '::/0', '192.0.2.1/0', '::ffff:0:0/96', 'fd00::1/0']),
+    ).toEqual(['0.0.0.0/0', '::/0', '192.0.2.1/0', '::ffff:0:0/96', 'fd00::1/0']);
+    // ::/1 holds ::ffff:0:0/96, every IPv4 client as the dual-stack socket sees it.
+    expect(trustingEveryone(['::/1'])).toEqual(['::/1']);
+    expect(trustingEveryone(['10.0.0.0/8', '0.0.0.0/1', '::1', '127.0.0.1', 'fd00::/8', '8000::/1'])).toEqual(
+      [],
+    );
   });
 });
 

@@ -16,36 +16,84 @@ export function isAddressOrBlock(entry: string): boolean {
 }
 
 /**
- * The client's address: the socket's peer, unless that peer is a trusted proxy (a load balancer or
- * ingress in front of the gateway); then the nearest address in X-Forwarded-For that is not a
- * trusted proxy. Entries further left are the client's own claims and are never believed.
+ * Whom a request came through, as far as the gateway can tell: the client first, then the trusted
+ * proxies between, ending with the socket's peer.
  */
-export function clientAddressOf(trustedProxies: readonly string[]): ClientAddressOf {
-  if (trustedProxies.length === 0) return peerAddress;
-  const trusted = new BlockList();
-  for (const entry of trustedProxies) {
-    const [address = '', prefix] = entry.split('/');
-    const type = isIP(address) === 6 ? 'ipv6' : 'ipv4';
-    if (prefix === undefined) trusted.addAddress(address, type);
-    else trusted.addSubnet(address, Number(prefix), type);
-  }
+export interface Forwarding {
+  hops: string[];
+  /** The socket's peer is a trusted proxy: what it says of the request's way here is believed. */
+  fromTrustedProxy: boolean;
+}
+export type ForwardingOf = (req: Pick<IncomingMessage, 'headers' | 'socket'>) => Forwarding;
+
+/**
+ * The hops of a request: the socket's peer, and when that is a trusted proxy (a load balancer or
+ * ingress in front of the gateway) the addresses in X-Forwarded-For from the right, up to and
+ * including the first that is not a trusted proxy: the client. Entries further left are the
+ * client's own claims and are never believed.
+ */
+export function forwardingOf(trustedProxies: readonly string[]): ForwardingOf {
+  const trusted = blockListOf(trustedProxies);
   const isTrusted = (address: string) => {
     const family = isIP(address);
     return family !== 0 && trusted.check(address, family === 6 ? 'ipv6' : 'ipv4');
   };
   return (req) => {
-    let address = peerAddress(req);
-    if (!isTrusted(address)) return address;
+    const peer = peerAddress(req);
+    if (trustedProxies.length === 0 || !isTrusted(peer)) return { hops: [peer], fromTrustedProxy: false };
+    const hops = [peer];
     const header = req.headers['x-forwarded-for'];
-    const hops = (Array.isArray(header) ? header.join(',') : (header ?? '')).split(',').reverse();
-    for (const hop of hops) {
+    const claimed = (Array.isArray(header) ? header.join(',') : (header ?? '')).split(',').reverse();
+    for (const hop of claimed) {
       const candidate = plainAddress(hop);
       if (!isIP(candidate)) break; // garbage: the last proxy we trust is as far as we can see
-      address = candidate;
+      hops.push(candidate);
       if (!isTrusted(candidate)) break;
     }
-    return address;
+    return { hops: hops.reverse(), fromTrustedProxy: true };
   };
+}
+
+/**
+ * The client's address: the socket's peer, unless that peer is a trusted proxy; then the nearest
+ * address in X-Forwarded-For that is not a trusted proxy (see forwardingOf).
+ */
+export function clientAddressOf(trustedProxies: readonly string[]): ClientAddressOf {
+  if (trustedProxies.length === 0) return peerAddress;
+  const forwarding = forwardingOf(trustedProxies);
+  return (req) => forwarding(req).hops[0] ?? '';
+}
+
+/**
+ * The entries that trust every IPv4 or every IPv6 address: `0.0.0.0/0`, `::/0`, any block of
+ * prefix 0, or an IPv6 block holding `::ffff:0:0/96` (every IPv4 address, as mapped). From
+ * anywhere, a client can then name its own address in X-Forwarded-For, and rate limits and
+ * failed-authentication throttling count it by that.
+ */
+export function trustingEveryone(trustedProxies: readonly string[]): string[] {
+  const ends = {
+    ipv4: ['0.0.0.0', '255.255.255.255'],
+    ipv6: ['::', 'ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff'],
+  } as const;
+  return trustedProxies.filter((entry) => {
+    // A block is one range of addresses: it holds all of a family when it holds both its ends.
+    const block = blockListOf([entry]);
+    return (['ipv4', 'ipv6'] as const).some((family) =>
+      ends[family].every((address) => block.check(address, family)),
+    );
+  });
+}
+
+/** The addresses and blocks of GATEWAY_TRUSTED_PROXIES (checked by isAddressOrBlock). */
+function blockListOf(entries: readonly string[]): BlockList {
+  const list = new BlockList();
+  for (const entry of entries) {
+    const [address = '', prefix] = entry.split('/');
+    const type = isIP(address) === 6 ? 'ipv6' : 'ipv4';
+    if (prefix === undefined) list.addAddress(address, type);
+    else list.addSubnet(address, Number(prefix), type);
+  }
+  return list;
 }
 
 /**

@@ -107,10 +107,10 @@ const KEY_PROBLEMS: Problems = {
 /** What the proxy answers on its own, before or instead of the upstream. */
 const PROXY_PROBLEMS: Problems = {
   ...KEY_PROBLEMS,
-  400: 'The request cannot be forwarded as sent',
+  400: "The path holds characters a URL path cannot, or a '.' or '..' segment, or the request cannot be forwarded as sent",
   413: 'The body is larger than GATEWAY_BODY_LIMIT',
   502: 'The upstream is unreachable, or failed',
-  503: 'Every upstream instance is failing (the circuit is open), too many requests (or long-polls, in all or for this key) are in flight, or keys cannot be checked; retry after Retry-After',
+  503: 'Every upstream instance is failing (the circuit is open), too many requests or long-polls are in flight (in all, or for this key or address), or keys cannot be checked; retry after Retry-After',
   504: 'The upstream did not answer within the route timeout',
 };
 

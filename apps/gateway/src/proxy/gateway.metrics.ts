@@ -20,13 +20,13 @@ export function createGatewayMetrics(registry: Registry) {
     }),
     rejected: new Counter({
       name: 'gateway_rejected_total',
-      help: 'Proxied requests refused or cut short: rate_limit, concurrency, long_polls (every long-poll slot held), long_polls_per_client (the key or address holds its share), circuit_open, body_too_large, client_closed, unforwardable, auth_unavailable, malformed_path, expectation.',
+      help: 'Proxied requests refused or cut short: rate_limit, concurrency (every slot held), concurrency_per_client (the key or address holds its share), long_polls (every long-poll slot held), long_polls_per_client (the key or address holds its share), circuit_open, body_too_large, client_closed, unforwardable, auth_unavailable, malformed_path, expectation.',
       labelNames: ['reason'] as const,
       registers,
     }),
     requestsInFlight: new Gauge({
       name: 'gateway_requests_in_flight',
-      help: 'Proxied requests in flight to upstreams, queue long-polls apart (at most GATEWAY_MAX_CONCURRENCY).',
+      help: 'Proxied requests in flight to upstreams, queue long-polls apart (at most GATEWAY_MAX_CONCURRENCY, GATEWAY_MAX_CONCURRENCY_PER_CLIENT for one key or address).',
       registers,
     }),
     longPollsWaiting: new Gauge({

@@ -1,7 +1,7 @@
 import { createServer, type IncomingMessage, type Server, request as httpRequest } from 'node:http';
 import { createServer as createNetServer } from 'node:net';
 import { createTestDatabase, type TestDatabase } from '@gpu-telemetry/db/testing';
-import { type RunningServer, serviceAuthorization } from '@gpu-telemetry/service-kit';
+import { createLogger, type RunningServer, serviceAuthorization } from '@gpu-telemetry/service-kit';
 import request from 'supertest';
 import type { GatewayApp } from '../app';
 import { createTestGateway, listenGateway, serve } from '../testing/gateway-test-app';
@@ -53,15 +53,22 @@ afterAll(async () => {
   await database.drop();
 });
 
-function gateway(env: Record<string, string> = {}): GatewayApp {
-  return createTestGateway(database, {
-    GATEWAY_ADMIN_KEY: ADMIN,
-    GATEWAY_COLLECTOR_URLS: echoUrl,
-    GATEWAY_STREAMER_URLS: echoUrl,
-    GATEWAY_QUEUE_URLS: 'http://127.0.0.1:9',
-    GATEWAY_TIMEOUT: '500ms',
-    ...env,
-  });
+function gateway(
+  env: Record<string, string> = {},
+  logger?: Parameters<typeof createTestGateway>[2],
+): GatewayApp {
+  return createTestGateway(
+    database,
+    {
+      GATEWAY_ADMIN_KEY: ADMIN,
+      GATEWAY_COLLECTOR_URLS: echoUrl,
+      GATEWAY_STREAMER_URLS: echoUrl,
+      GATEWAY_QUEUE_URLS: 'http://127.0.0.1:9',
+      GATEWAY_TIMEOUT: '500ms',
+      ...env,
+    },
+    logger,
+  );
 }
 
 let main: GatewayApp;
@@ -178,7 +185,6 @@ describe('proxying', () => {
       .set('keep-alive', 'timeout=5')
       .set('proxy-authorization', 'Basic abc')
       .set('te', 'trailers')
-      .set('x-forwarded-for', '203.0.113.9')
       .set('x-forwarded-uri', '/somewhere/else')
       .expect(200);
     const upstream = seen.at(-1);
@@ -189,7 +195,7 @@ describe('proxying', () => {
       'x-forwarded-uri': '/api/v1/gpus/GPU-1/telemetry',
       'x-request-id': 'req-42',
       traceparent: '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01',
-      'x-forwarded-for': '203.0.113.9, 127.0.0.1',
+      'x-forwarded-for': '127.0.0.1',
       'x-forwarded-proto': 'http',
       'x-forwarded-host': expect.stringContaining('127.0.0.1'),
     });
@@ -202,6 +208,94 @@ describe('proxying', () => {
     expect(res.headers['x-kept']).toBe('yes');
     expect(res.headers['x-upstream-secret']).toBeUndefined();
     expect(res.headers['keep-alive']).not.toBe('timeout=5');
+  });
+
+  it('drops what a client that is no trusted proxy claims of its way here, and says what the gateway saw', async () => {
+    const reader = await key(['read']);
+    await api()
+      .get('/api/v1/gpus')
+      .set('x-api-key', reader)
+      .set('x-forwarded-for', '10.0.0.1, 203.0.113.9')
+      .set('x-forwarded-proto', 'https')
+      .set('x-forwarded-host', 'admin.internal')
+      .set('x-forwarded-port', '443')
+      .set('forwarded', 'for=10.0.0.1;proto=https')
+      .expect(200);
+    const sent = seen.at(-1)?.headers;
+    expect(sent).toMatchObject({
+      'x-forwarded-for': '127.0.0.1',
+      'x-forwarded-proto': 'http',
+      'x-forwarded-host': new URL(base).host,
+    });
+    expect(sent?.['x-forwarded-port']).toBeUndefined();
+    expect(sent?.['forwarded']).toBeUndefined();
+  });
+
+  it("passes a trusted proxy's chain on from the client, its X-Forwarded-Proto and -Host too, and drops what the client claimed further left", async () => {
+    const behind = gateway({ GATEWAY_TRUSTED_PROXIES: '127.0.0.1,10.0.0.0/8' });
+    const { server: fronted, base: at } = await listenGateway(behind);
+    try {
+      const reader = await key(['read']);
+      await request(at)
+        .get('/api/v1/gpus')
+        .set('x-api-key', reader)
+        // The client's own claim (192.0.2.66), the client as the ingress saw it, an inner proxy.
+        .set('x-forwarded-for', '192.0.2.66, 203.0.113.9, 10.1.2.3')
+        .set('x-forwarded-proto', 'https')
+        .set('x-forwarded-host', 'gpu.example.com')
+        .set('forwarded', 'for=203.0.113.9;proto=https')
+        .expect(200);
+      expect(seen.at(-1)?.headers).toMatchObject({
+        'x-forwarded-for': '203.0.113.9, 10.1.2.3, 127.0.0.1',
+        'x-forwarded-proto': 'https',
+        'x-forwarded-host': 'gpu.example.com',
+        forwarded: 'for=203.0.113.9;proto=https',
+      });
+      // A trusted proxy that names no client: the peer alone, and what the gateway saw.
+      await request(at).get('/api/v1/gpus').set('x-api-key', reader).expect(200);
+      expect(seen.at(-1)?.headers).toMatchObject({
+        'x-forwarded-for': '127.0.0.1',
+        'x-forwarded-proto': 'http',
+        'x-forwarded-host': new URL(at).host,
+      });
+    } finally {
+      await fronted.close();
+      await behind.close();
+    }
+  });
+
+  it('warns once at start-up when GATEWAY_TRUSTED_PROXIES trusts every address', async () => {
+    const lines: Record<string, unknown>[] = [];
+    const logger = createLogger('gateway', 'warn', {
+      write: (line: string) => void lines.push(JSON.parse(line)),
+    });
+    const everyone = gateway({ GATEWAY_TRUSTED_PROXIES: '10.0.0.0/8,0.0.0.0/0,::/0' }, logger);
+    try {
+      expect(lines).toEqual([
+        expect.objectContaining({
+          level: 'warn',
+          trustedProxies: ['0.0.0.0/0', '::/0'],
+          msg: expect.stringContaining('any client can choose its own address'),
+        }),
+      ]);
+      // As it says: a client names itself.
+      const reader = await key(['read']);
+      await request(everyone.handler)
+        .get('/api/v1/gpus')
+        .set('x-api-key', reader)
+        .set('x-forwarded-for', '198.51.100.200')
+        .expect(200);
+      expect(seen.at(-1)?.headers['x-forwarded-for']).toMatch(/^198\.51\.100\.200, /);
+    } finally {
+      await everyone.close();
+    }
+    const quiet: Record<string, unknown>[] = [];
+    const narrow = gateway(
+      { GATEWAY_TRUSTED_PROXIES: '10.0.0.0/8' },
+      createLogger('gateway', 'warn', { write: (line: string) => void quiet.push(JSON.parse(line)) }),
+    );
+    await narrow.close();
+    expect(quiet).toEqual([]);
   });
 
   it('passes an IPv4 client on as IPv4 in X-Forwarded-For when it listens on every address (dual-stack)', async () => {

@@ -11,7 +11,6 @@ import {
 import type { FieldError } from '@gpu-telemetry/model';
 import {
   type Logger,
-  peerAddress,
   serviceAuthorization,
   stampAnswer,
   TRACEPARENT,
@@ -19,12 +18,12 @@ import {
 } from '@gpu-telemetry/service-kit';
 import { type Dispatcher, Pool } from 'undici';
 import { type Access, type ApiKeysService, AuthError, type Principal } from '../auth/api-keys.service';
-import type { ClientAddressOf } from '../auth/client-address';
+import type { ClientAddressOf, ForwardingOf } from '../auth/client-address';
 import { clientOf, type RateLimiter, takeToken } from '../auth/rate-limiter';
 import { CircuitBreaker } from './circuit-breaker';
-import type { LongPollBudget, LongPollRefusal } from './long-poll-budget';
 import type { RequestRecord } from '../records/requests.queries';
 import type { GatewayMetrics } from './gateway.metrics';
+import { SlotBudget } from './slot-budget';
 import { newTraceparent } from './trace-ids';
 import { startServerSpan } from '../traces/server-span';
 
@@ -58,7 +57,7 @@ export interface ProxyRoute {
    * Requests that may wait upstream for long (a lease's long-poll): they go by `longPolls`, and take
    * a slot of `budget` instead of one of the ordinary requests' (GATEWAY_MAX_CONCURRENCY).
    */
-  longPoll?: { matches(method: string, path: string): boolean; budget: LongPollBudget };
+  longPoll?: { matches(method: string, path: string): boolean; budget: SlotBudget };
 }
 
 export interface ProxyOptions {
@@ -69,10 +68,14 @@ export interface ProxyOptions {
   bodyLimit: number;
   /** Most requests in flight at once, long-polls apart (they have their route's budget). */
   maxConcurrency: number;
+  /** Most of them one client (a key, or an address group when anonymous) may have in flight. */
+  maxConcurrencyPerClient: number;
   logger: Logger;
   metrics: GatewayMetrics;
   /** Whom anonymous requests are rate limited as (with auth off). */
   clientAddress: ClientAddressOf;
+  /** The hops a request came through, as X-Forwarded-For tells the upstream. */
+  forwarding: ForwardingOf;
   /** Where each proxied request is recorded (off the response path). */
   recorder?: { record(entry: RequestRecord): void };
   /** The service credential, sent upstream in place of the client's own credentials. */
@@ -97,14 +100,23 @@ const NOT_FORWARDED = new Set([...HOP_BY_HOP, 'authorization', 'x-api-key', 'hos
 /** Why a request was refused or cut short, for gateway_rejected_total. */
 type RejectReason =
   | 'rate_limit'
-  | 'concurrency'
-  | LongPollRefusal
+  | SlotReason
   | 'circuit_open'
   | 'body_too_large'
   | 'client_closed'
   | 'unforwardable'
   | 'auth_unavailable'
   | 'malformed_path';
+
+/** The two slot budgets a request may take one of. */
+type SlotKind = 'concurrency' | 'long_polls';
+type SlotReason = SlotKind | `${SlotKind}_per_client`;
+
+/** How a refusal of each budget is worded (the client's share, and the whole). */
+const SLOT_WORDS: Record<SlotKind, { held: string; full: string }> = {
+  concurrency: { held: 'requests in flight', full: 'Too many requests in flight; retry shortly.' },
+  long_polls: { held: 'long-polls waiting', full: 'Too many long-polls waiting; retry shortly.' },
+};
 
 class ProxyError extends Error {
   constructor(
@@ -125,6 +137,13 @@ class ProxyError extends Error {
  * so access would be decided for one path and the upstream would act on another.
  */
 const PATH = /^[A-Za-z0-9\-._~!$&'()*+,;=:@/%]*$/;
+
+/**
+ * A `.` or `..` segment, as written or percent-encoded (`%2e`, `%2E%2e`, `.%2e`): a router or proxy
+ * upstream that resolves it would act on another path than the one access was decided for
+ * (/api/v1/gpus/../../v1/keys). Dots within a segment (a topic `jobs.v1`, a GPU id) are no such.
+ */
+const DOT_SEGMENT = /(?:^|\/)(?:\.|%2e){1,2}(?=\/|$)/i;
 
 /**
  * Upstream faults: the upstream could not be reached, reset or timed out, or sent a broken
@@ -229,12 +248,16 @@ function stripped(
  * authenticated, rate limited, given a request id and trace context, and logged with its latency.
  */
 export class Proxy {
-  private inFlight = 0;
+  /** The ordinary requests' slots (GATEWAY_MAX_CONCURRENCY, and each client's share of them). */
+  private readonly inFlight: SlotBudget;
   private readonly cursor = new Map<ProxyRoute, number>();
   private readonly upstreamAuthorization: string;
 
   constructor(private readonly options: ProxyOptions) {
     this.upstreamAuthorization = serviceAuthorization(options.serviceToken);
+    this.inFlight = new SlotBudget(options.maxConcurrency, options.maxConcurrencyPerClient, (held) =>
+      options.metrics.requestsInFlight.set(held),
+    );
   }
 
   match(url: string | undefined): ProxyRoute | undefined {
@@ -278,12 +301,18 @@ export class Proxy {
     let traceId: string | undefined;
     try {
       const rest = (req.url ?? '').slice(route.prefix.length);
-      if (!PATH.test(rest.split('?')[0] ?? '')) {
+      const restPath = rest.split('?')[0] ?? '';
+      if (!PATH.test(restPath)) {
         throw new ProxyError(400, 'The path holds characters a URL path cannot.', {}, 'malformed_path', [
           {
             field: 'path',
             message: "must be made of RFC 3986 path characters (no '#', '\\', spaces or raw non-ASCII)",
           },
+        ]);
+      }
+      if (DOT_SEGMENT.test(restPath)) {
+        throw new ProxyError(400, "The path holds a '.' or '..' segment.", {}, 'malformed_path', [
+          { field: 'path', message: "must have no '.' or '..' segment, written or percent-encoded ('%2e')" },
         ]);
       }
       principal = await this.authorize(req, route, rest);
@@ -292,18 +321,9 @@ export class Proxy {
       // Refused up front when it says so, and cut off as it streams when it did not.
       if (Number(req.headers['content-length'] ?? 0) > this.options.bodyLimit) throw this.tooLarge();
       const longPoll = route.longPoll?.matches(req.method ?? 'GET', rest) ? route.longPoll.budget : undefined;
-      if (longPoll) {
-        this.takeLongPoll(longPoll, client, requestId);
-      } else if (this.inFlight >= this.options.maxConcurrency) {
-        throw new ProxyError(
-          503,
-          'Too many requests in flight; retry shortly.',
-          { 'retry-after': '1' },
-          'concurrency',
-        );
-      } else {
-        this.options.metrics.requestsInFlight.set(++this.inFlight);
-      }
+      // Taken before the body is read: a body sent slowly holds its slot, and its client's share.
+      const slots = longPoll ?? this.inFlight;
+      this.takeSlot(slots, longPoll ? 'long_polls' : 'concurrency', client, requestId);
       if (expectsContinue) res.writeContinue();
       // A client that leaves before the answer ends the upstream request too: the upstream stops
       // working for nobody (a PromQL query is cancelled, a long-poll lease released).
@@ -414,8 +434,7 @@ export class Proxy {
         await relay(response.body, res, (n) => (bytesOut += n));
       } finally {
         res.off('close', leave);
-        if (longPoll) longPoll.release(client);
-        else this.options.metrics.requestsInFlight.set(--this.inFlight);
+        slots.release(client);
       }
     } catch (error) {
       const problem = error instanceof ProxyError ? error : new ProxyError(502, 'The upstream failed.');
@@ -541,30 +560,35 @@ export class Proxy {
   }
 
   /**
-   * A slot of the long-poll budget for `client`, or 503: a long-poll refused is logged, as one that
-   * was let in would have held its slot for up to a minute.
+   * A slot of `budget` for `client`, or 503 with Retry-After. A client refused for holding its
+   * share is logged (it has that many requests in flight or long-polls waiting, sent slowly or
+   * waiting idle), and so is a long-poll refused for want of any slot, as one that was let in would
+   * have held its slot for up to a minute.
    */
-  private takeLongPoll(budget: LongPollBudget, client: string, requestId: string): void {
+  private takeSlot(budget: SlotBudget, kind: SlotKind, client: string, requestId: string): void {
     const refused = budget.take(client);
     if (!refused) return;
-    const perClient = refused === 'long_polls_per_client';
-    this.options.logger.warn(
-      {
-        requestId,
-        client,
-        reason: refused,
-        holding: budget.holding(perClient ? client : undefined),
-        limit: perClient ? budget.perClient : budget.max,
-      },
-      'long-poll refused',
-    );
+    const perClient = refused === 'per_client';
+    const reason: SlotReason = perClient ? `${kind}_per_client` : kind;
+    if (perClient || kind === 'long_polls')
+      this.options.logger.warn(
+        {
+          requestId,
+          client,
+          reason,
+          holding: budget.holding(perClient ? client : undefined),
+          limit: perClient ? budget.perClient : budget.max,
+        },
+        kind === 'long_polls' ? 'long-poll refused' : 'request refused',
+      );
+    const words = SLOT_WORDS[kind];
     throw new ProxyError(
       503,
       perClient
-        ? `This ${client.startsWith('key:') ? 'key' : 'address'} has ${budget.perClient} long-polls waiting, its most at once; retry when one returns.`
-        : 'Too many long-polls waiting; retry shortly.',
+        ? `This ${client.startsWith('key:') ? 'key' : 'address'} has ${budget.perClient} ${words.held}, its most at once; retry when one returns.`
+        : words.full,
       { 'retry-after': '1' },
-      refused,
+      reason,
     );
   }
 
@@ -581,15 +605,22 @@ export class Proxy {
 
   private forwardHeaders(req: IncomingMessage, requestId: string): Record<string, string | string[]> {
     const headers = stripped(req.headers, NOT_FORWARDED);
-    // An IPv4 peer of the dual-stack socket is passed on as IPv4 (10.0.0.1, not ::ffff:10.0.0.1).
-    const peer = peerAddress(req);
-    const prior = req.headers['x-forwarded-for'];
-    headers['x-forwarded-for'] = prior ? `${String(prior)}, ${peer}` : peer;
-    headers['x-forwarded-proto'] =
-      (req.headers['x-forwarded-proto'] as string | undefined) ??
-      ('encrypted' in req.socket ? 'https' : 'http');
-    headers['x-forwarded-host'] =
-      (req.headers['x-forwarded-host'] as string | undefined) ?? req.headers.host ?? '';
+    const { hops, fromTrustedProxy } = this.options.forwarding(req);
+    // What a peer that is no trusted proxy (GATEWAY_TRUSTED_PROXIES) says of the request's way here
+    // is its own claim: its Forwarded and X-Forwarded-* headers are dropped, and X-Forwarded-Proto
+    // and -Host say what the gateway itself saw, as a reverse proxy sets them (nginx:
+    // `proxy_set_header X-Forwarded-Proto $scheme`, `X-Forwarded-Host $host`), rather than left
+    // out: the services may build links from them. A trusted proxy's are passed on.
+    if (!fromTrustedProxy) {
+      for (const name of Object.keys(headers))
+        if (name === 'forwarded' || name.startsWith('x-forwarded-')) delete headers[name];
+    }
+    // The client and the trusted proxies between, ending with the peer (an IPv4 peer of the
+    // dual-stack socket as IPv4: 10.0.0.1, not ::ffff:10.0.0.1); addresses left of the client are
+    // claims no trusted proxy vouches for, and are not passed on.
+    headers['x-forwarded-for'] = hops.join(', ');
+    headers['x-forwarded-proto'] ??= 'encrypted' in req.socket ? 'https' : 'http';
+    headers['x-forwarded-host'] ??= req.headers.host ?? '';
     // The path as the caller wrote it (the upstream sees its own, /v1/gpus for /api/v1/gpus), so
     // the upstream's 404s and 405s name the path the caller asked for. The query stays out (the
     // request line has it: twice, a long one would pass the upstream's header limit), and so does

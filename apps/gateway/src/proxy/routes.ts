@@ -2,8 +2,8 @@ import { TELEMETRY_TOPIC } from '@gpu-telemetry/model';
 import type { Access, Scope } from '../auth/api-keys.service';
 import { type GatewayConfig, longPollLimits } from '../config';
 import type { GatewayMetrics } from './gateway.metrics';
-import { LongPollBudget } from './long-poll-budget';
 import { createUpstream, type ProxyRoute, type Upstream } from './proxy';
+import { SlotBudget } from './slot-budget';
 
 const read = (method: string): Scope | undefined =>
   method === 'GET' || method === 'HEAD' ? 'read' : undefined;
@@ -65,7 +65,7 @@ export function buildRoutes(
 ): (ProxyRoute & { name: (typeof ROUTE_NAMES)[number] })[] {
   // One long-poll budget for the gateway, whichever route and instance a long-poll goes to.
   const limits = longPollLimits(config);
-  const longPolls = new LongPollBudget(limits.max, limits.perClient, (held) =>
+  const longPolls = new SlotBudget(limits.max, limits.perClient, (held) =>
     metrics?.longPollsWaiting.set(held),
   );
   // One upstream per origin, shared by its routes: an instance has one breaker (and one

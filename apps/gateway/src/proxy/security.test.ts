@@ -99,7 +99,10 @@ describe('without a key', () => {
         expect(res.status).toBeLessThan(500);
         if (!OPEN.has(path) && res.status < 400)
           throw new Error(`${method} ${path} answered ${res.status} without a key`);
-        if (path.startsWith('/api/')) expect([401, 404, 405]).toContain(res.status);
+        // A '.' or '..' segment on a proxied route is refused for the path, before the key.
+        const dotted = /\/\.{1,2}(?=\/|$)/.test(path);
+        if (path.startsWith('/api/'))
+          expect(dotted ? [400, 401, 404, 405] : [401, 404, 405]).toContain(res.status);
       }),
       { numRuns: 300 },
     );
@@ -254,6 +257,61 @@ describe('paths an upstream could read otherwise than the gateway', () => {
       const escaped = await raw(base, 'GET', '/api/v1/gpus/a%23b?q=x%23y', readKey);
       expect([escaped.status, escaped.body]).toEqual([200, '{"ok":true}']);
       expect(forwarded.slice(before)).toEqual(['/v1/gpus/a%23b?q=x%23y']);
+    } finally {
+      server.close();
+    }
+  });
+
+  it("refuses '.' and '..' segments, written or percent-encoded, before any key decides on them, and passes dots within a segment", async () => {
+    const server = createServer(gateway.handler);
+    const base = await serve(server);
+    try {
+      // Resolved upstream, each would reach another path than the one the key was checked for:
+      // a GPU read would become the queue's topic settings, a publish to one topic another's.
+      const cases: [string, string, string][] = [
+        ['GET', '/api/v1/gpus/../../v1/keys', readKey],
+        ['GET', '/api/v1/gpus/%2e%2e/%2E%2E/v1/topics/victim', readKey],
+        ['POST', '/api/v1/topics/jobs/.%2e/victim/messages', publishKey],
+        ['POST', '/api/v1/topics/jobs/%2E./victim/messages', publishKey],
+        ['POST', '/api/v1/topics/jobs/%2e/leases', consumeKey],
+        ['GET', '/api/v1/gpus/./GPU-1', readKey],
+        ['GET', '/api/v1/gpus/..', readKey],
+        ['GET', '/api/v1/gpus/%2e?metric=up', readKey],
+        ['GET', '/prometheus/api/v1/../../../api/v1/gpus', readKey],
+        // No key at all: refused for the path, not the key (no lookup spent on it).
+        ['GET', '/api/v1/gpus/../x', 'gt_not-a-key'],
+      ];
+      const before = forwarded.length;
+      for (const [method, target, key] of cases) {
+        const res = await raw(base, method, target, key);
+        expect([target, res.status]).toEqual([target, 400]);
+        expect(res.type).toContain('application/problem+json');
+        expect(JSON.parse(res.body)).toMatchObject({
+          status: 400,
+          detail: "The path holds a '.' or '..' segment.",
+          errors: [{ field: 'path', message: expect.stringContaining("'..' segment") }],
+        });
+      }
+      expect(forwarded.slice(before)).toEqual([]);
+      // Dots within a segment are names like any other: a topic, a metric, a GPU id, '...'.
+      const passed: [string, string, string][] = [
+        ['POST', '/api/v1/topics/jobs.v1/messages', publishKey],
+        ['POST', '/api/v1/topics/a.b/messages', publishKey],
+        ['GET', '/api/v1/gpus/GPU-1.0/telemetry?metric=DCGM_FI_DEV_GPU_UTIL&from=..', readKey],
+        ['GET', '/api/v1/gpus/.hidden/a..b/.../%2e%2e%2e', readKey],
+        ['GET', '/prometheus/api/v1/label/instance.name/values', readKey],
+      ];
+      for (const [method, target, key] of passed) {
+        const res = await raw(base, method, target, key);
+        expect([target, res.status]).toEqual([target, 200]);
+      }
+      expect(forwarded.slice(before)).toEqual([
+        '/v1/topics/jobs.v1/messages',
+        '/v1/topics/a.b/messages',
+        '/v1/gpus/GPU-1.0/telemetry?metric=DCGM_FI_DEV_GPU_UTIL&from=..',
+        '/v1/gpus/.hidden/a..b/.../%2e%2e%2e',
+        '/v1/prometheus/api/v1/label/instance.name/values',
+      ]);
     } finally {
       server.close();
     }

@@ -1,13 +1,13 @@
-/** Why a long-poll was refused: every slot is held, or its client holds its share. */
-export type LongPollRefusal = 'long_polls' | 'long_polls_per_client';
+/** Why a slot was refused: every slot is held (`all`), or the client holds its share. */
+export type SlotRefusal = 'all' | 'per_client';
 
 /**
- * Long-polls waiting upstream at once, apart from the ordinary requests' GATEWAY_MAX_CONCURRENCY:
- * at most `max` in all and `perClient` for any one client (a key, or an address when anonymous),
- * so that one consumer's idle waits can take neither the ordinary requests' slots nor every
- * other consumer's.
+ * Slots held at once: at most `max` in all and `perClient` for any one client (a key, or an
+ * address group when anonymous). The gateway has two: the ordinary requests in flight
+ * (GATEWAY_MAX_CONCURRENCY) and the queue long-polls waiting (GATEWAY_MAX_LONG_POLLS), so that one
+ * client, by slow bodies or idle waits, can take neither every slot nor every other client's.
  */
-export class LongPollBudget {
+export class SlotBudget {
   private held = 0;
   private readonly byClient = new Map<string, number>();
 
@@ -19,10 +19,10 @@ export class LongPollBudget {
   ) {}
 
   /** Takes a slot for `client`, or says why there is none; a slot taken is given back by `release`. */
-  take(client: string): LongPollRefusal | undefined {
+  take(client: string): SlotRefusal | undefined {
     const mine = this.byClient.get(client) ?? 0;
-    if (mine >= this.perClient) return 'long_polls_per_client';
-    if (this.held >= this.max) return 'long_polls';
+    if (mine >= this.perClient) return 'per_client';
+    if (this.held >= this.max) return 'all';
     this.held++;
     this.byClient.set(client, mine + 1);
     this.onChange(this.held);
@@ -33,7 +33,7 @@ export class LongPollBudget {
     const mine = this.byClient.get(client) ?? 0;
     if (mine === 0) return;
     this.held--;
-    // Forgotten at zero: one entry per client with a long-poll waiting, not per client ever seen.
+    // Forgotten at zero: one entry per client holding a slot, not per client ever seen.
     if (mine === 1) this.byClient.delete(client);
     else this.byClient.set(client, mine - 1);
     this.onChange(this.held);
@@ -42,5 +42,10 @@ export class LongPollBudget {
   /** Slots held in all, or by one client. */
   holding(client?: string): number {
     return client === undefined ? this.held : (this.byClient.get(client) ?? 0);
+  }
+
+  /** Clients holding a slot now: what the budget keeps in memory. */
+  get clients(): number {
+    return this.byClient.size;
   }
 }
