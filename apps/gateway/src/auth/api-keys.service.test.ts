@@ -309,6 +309,17 @@ describe('failed authentications through the HTTP API', () => {
         await request(fresh.handler).get('/api/v1/gpus').set('x-api-key', unknownKey()).expect(401);
       }
       await request(fresh.handler).get('/api/v1/gpus').set('x-api-key', unknownKey()).expect(429);
+
+      // With one token left (two typos), the dashboard's first request takes it while its lookup
+      // runs; the others share that lookup, which costs the database nothing: none is refused.
+      const typos = createTestGateway(database, env);
+      gateways.push(typos);
+      for (let i = 0; i < 2; i++) {
+        await request(typos.handler).get('/api/v1/gpus').set('x-api-key', unknownKey()).expect(401);
+      }
+      const shared = await allAtOnce(typos, Array<string>(12).fill(key), 1);
+      expect(shared.lookups).toBe(1);
+      expect(count(shared.statuses, 200)).toBe(12);
     } finally {
       for (const gateway of gateways) await gateway.close();
       await own.close();

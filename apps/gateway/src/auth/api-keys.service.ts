@@ -173,13 +173,17 @@ export class ApiKeysService {
     let principal = this.known(digest);
     if (!principal) {
       const group = this.group(req);
-      const throttled = this.throttled(group);
-      if (throttled) throw this.refused(throttled);
-      // A request that starts a database lookup takes a failure token before it runs, given back
-      // once the key is found (or the lookup cannot be made): an address's lookups in flight at
-      // once count against its burst, not only those that have already failed. Requests that
-      // share a running lookup, or hit the cache of unknown keys, are counted once they fail.
-      const lookup = this.lookup(digest);
+      // A request that shares a running lookup, or hits the cache of unknown keys, costs the
+      // database nothing: it is counted once it fails. One that starts a lookup is throttled first
+      // and takes a failure token before it runs, given back once the key is found (or the lookup
+      // cannot be made): an address's lookups in flight at once count against its burst, not only
+      // those that have already failed.
+      const joined = this.joined(digest);
+      if (!joined) {
+        const throttled = this.throttled(group);
+        if (throttled) throw this.refused(throttled);
+      }
+      const lookup = joined ? { principal: joined, started: false } : this.lookup(digest);
       const emptied = lookup.started && this.throttle.fail(group);
       try {
         principal = (await lookup.principal) ?? undefined;
@@ -283,18 +287,28 @@ export class ApiKeysService {
   }
 
   /**
+   * The answer for a key that needs no SELECT of its own: a cached unknown key (null), or a lookup
+   * of it already running; undefined when one would have to start.
+   */
+  private joined(digest: Buffer): Promise<Principal | null> | undefined {
+    const cacheKey = digest.toString('base64');
+    const unknownUntil = this.unknown.get(cacheKey);
+    if (unknownUntil !== undefined) {
+      if (unknownUntil > this.now()) return Promise.resolve(null);
+      this.unknown.delete(cacheKey);
+    }
+    const pending = this.lookups.get(cacheKey);
+    return pending ? this.withinDeadline(pending) : undefined;
+  }
+
+  /**
    * One SELECT per digest at a time; valid and unknown keys are cached apart. `started`: this call
    * began a SELECT (it found neither a cached unknown key nor a lookup of the same key running).
    */
   private lookup(digest: Buffer): { principal: Promise<Principal | null>; started: boolean } {
+    const joined = this.joined(digest);
+    if (joined) return { principal: joined, started: false };
     const cacheKey = digest.toString('base64');
-    const unknownUntil = this.unknown.get(cacheKey);
-    if (unknownUntil !== undefined) {
-      if (unknownUntil > this.now()) return { principal: Promise.resolve(null), started: false };
-      this.unknown.delete(cacheKey);
-    }
-    const pending = this.lookups.get(cacheKey);
-    if (pending) return { principal: this.withinDeadline(pending), started: false };
     const generation = this.revocations;
     const forget = () => {
       // A revocation meanwhile may have put a newer lookup in its place: that one stays.
