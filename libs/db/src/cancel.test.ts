@@ -1,5 +1,6 @@
 import net from 'node:net';
 import type { PoolClient } from 'pg';
+import { from as copyFrom } from 'pg-copy-streams';
 import { cancelOnAbort, cancelStatement } from './cancel';
 import { isPgError } from './create-db';
 import { createTestDatabase, type TestDatabase } from './testing';
@@ -111,8 +112,9 @@ describe('cancelOnAbort', () => {
       const aborted = AbortSignal.abort();
       const sleeping = outcome(client.query('SELECT pg_sleep(60)'));
       await new Promise((resolve) => setTimeout(resolve, 200));
-      cancelOnAbort(client, aborted);
+      const stopAborted = cancelOnAbort(client, aborted);
       expect((await sleeping).code).toBe('57014');
+      stopAborted();
 
       const controller = new AbortController();
       const stop = cancelOnAbort(client, controller.signal);
@@ -120,6 +122,26 @@ describe('cancelOnAbort', () => {
       const short = outcome(client.query('SELECT pg_sleep(0.5)'));
       controller.abort();
       expect((await short).code).toBe('completed');
+    } finally {
+      client.release(true);
+    }
+  });
+
+  it('refuses a statement started after the abort, which a cancel sent while the connection was idle cannot reach', async () => {
+    const client = await database.pool.connect();
+    try {
+      const controller = new AbortController();
+      const stop = cancelOnAbort(client, controller.signal);
+      expect((await outcome(client.query('SELECT 1'))).code).toBe('completed');
+      controller.abort(new Error('handling ran past 10s'));
+      // Idle when the cancel came: the next statement is refused here, never sent.
+      await expect(client.query('SELECT pg_sleep(60)')).rejects.toThrow('handling ran past 10s');
+      await expect(client.query('SELECT 1')).rejects.toThrow('handling ran past 10s');
+      // A COPY's stream is refused as it is asked for.
+      expect(() => client.query(copyFrom('COPY pg_temp.none FROM STDIN'))).toThrow('handling ran past 10s');
+      stop();
+      // Stopped: the connection's statements run as before.
+      expect((await client.query('SELECT 1 AS one')).rows).toEqual([{ one: 1 }]);
     } finally {
       client.release(true);
     }

@@ -43,21 +43,49 @@ export function cancelStatement(client: PoolClient, timeoutMs = 5_000): Promise<
 }
 
 /**
- * Cancels `client`'s running statement when `signal` aborts (at once if it has). The caller then
- * closes the connection rather than release it to the pool (`client.release(true)`): a cancel may
- * still reach its backend after the statement it was meant for. `onCancel` is told whether the
- * request was sent. Returns a function that stops listening.
+ * Cancels `client`'s running statement when `signal` aborts (at once if it has), and refuses any
+ * statement started on it after the abort (throwing `signal.reason`): a cancel reaches only a
+ * statement running when it arrives, so one sent while the connection was idle (between two
+ * statements, while the caller computes) would be lost, and the next statement run unbounded. The
+ * caller then closes the connection rather than release it to the pool (`client.release(true)`): a
+ * cancel may still reach its backend after the statement it was meant for. `onCancel` is told
+ * whether the request was sent. Returns a function that stops both, to be called before the
+ * connection is released.
  */
 export function cancelOnAbort(
   client: PoolClient,
   signal: AbortSignal,
   onCancel?: (sent: boolean) => void,
 ): () => void {
+  const own = Object.prototype.hasOwnProperty.call(client, 'query');
+  const query = client.query;
+  client.query = function (this: PoolClient, ...args: unknown[]) {
+    if (signal.aborted) return refused(signal.reason, args);
+    return (query as (...args: unknown[]) => unknown).apply(this, args);
+  } as PoolClient['query'];
+  const restore = () => {
+    if (own) client.query = query;
+    else delete (client as Partial<PoolClient>).query;
+  };
   const cancel = () => void cancelStatement(client).then((sent) => onCancel?.(sent));
   if (signal.aborted) {
     cancel();
-    return () => undefined;
+    return restore;
   }
   signal.addEventListener('abort', cancel, { once: true });
-  return () => signal.removeEventListener('abort', cancel);
+  return () => {
+    signal.removeEventListener('abort', cancel);
+    restore();
+  };
+}
+
+/** A statement refused as `query` would fail it: to its callback, thrown for a stream (COPY), else a rejected promise. */
+function refused(reason: unknown, args: unknown[]): unknown {
+  const last = args.at(-1);
+  if (typeof last === 'function') {
+    process.nextTick(last as (error: unknown) => void, reason);
+    return undefined;
+  }
+  if (typeof (args[0] as { submit?: unknown } | undefined)?.submit === 'function') throw reason;
+  return Promise.reject(reason);
 }

@@ -517,6 +517,10 @@ export class ChunkCompactor {
   ): Promise<T> {
     if (signal?.aborted) throw signal.reason;
     const client = await this.deps.pool.connect();
+    if (signal?.aborted) {
+      client.release();
+      throw signal.reason;
+    }
     let close = false;
     const stopCancelling = signal
       ? cancelOnAbort(client, signal, (sent) =>

@@ -1,5 +1,6 @@
 import { isPgError } from '@gpu-telemetry/db';
 import { asService } from '@gpu-telemetry/service-kit/testing';
+import type { Pool } from 'pg';
 import request from 'supertest';
 import { startStreamerTestApp } from '../testing/streamer-test-app';
 import { message, sample } from '../testing/samples';
@@ -22,6 +23,20 @@ async function waitingOnLocks(): Promise<number> {
       WHERE datname = current_database() AND wait_event_type = 'Lock'`,
   );
   return rows[0]?.n ?? 0;
+}
+
+/** The process id of the one backend of this database waiting on a lock. */
+async function waitingBackend(pool: Pool): Promise<number> {
+  const { rows } = await pool.query<{ pid: number }>(
+    `SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'`,
+  );
+  expect(rows).toHaveLength(1);
+  return rows[0]!.pid;
+}
+
+async function backendAlive(pool: Pool, pid: number): Promise<boolean> {
+  const { rows } = await pool.query('SELECT 1 FROM pg_stat_activity WHERE pid = $1', [pid]);
+  return rows.length > 0;
 }
 
 async function until(what: string, check: () => Promise<boolean>): Promise<void> {
@@ -52,10 +67,13 @@ describe('a batch stopped at its limit', () => {
     );
     try {
       await until('the batch waiting on the lock', async () => (await waitingOnLocks()) === 1);
+      const waiter = await waitingBackend(streamer.database.pool);
       limit.abort(new Error('handling ran past 10s'));
       expect(await handled).toBe('57014'); // query_canceled: the batch fails, for its consumer to dead-letter
       expect(Date.now() - started).toBeLessThan(5_000);
       expect(await waitingOnLocks()).toBe(0);
+      // The cancelled connection was closed, not pooled again: its backend is gone.
+      await until('its backend to end', async () => !(await backendAlive(streamer.database.pool, waiter)));
     } finally {
       await holder.query('ROLLBACK');
       holder.release();
@@ -70,7 +88,7 @@ describe('a batch stopped at its limit', () => {
     expect((await telemetry()).status).toBe(404);
     expect(await streamer.ingest.handle(batch, new AbortController().signal)).toEqual({ failed: [] });
     expect((await telemetry()).body.samples).toHaveLength(2);
-    // The cancelled connection was closed, not pooled again: no connection is left busy.
+    // No connection is left busy.
     expect(streamer.database.pool.totalCount - streamer.database.pool.idleCount).toBe(0);
   });
 
@@ -119,10 +137,13 @@ describe('late samples of a batch stopped at its limit', () => {
         ).rows[0]?.n ?? 0;
       try {
         await until('the late merge waiting on its chunk', async () => (await waiting()) === 1);
+        const waiter = await waitingBackend(local.database.pool);
         limit.abort(new Error('handling ran past 10s'));
         expect(await handled).toBe('57014');
         expect(Date.now() - started).toBeLessThan(5_000);
         expect(await waiting()).toBe(0);
+        // The merge's connection was closed, not pooled again: its backend is gone.
+        await until('its backend to end', async () => !(await backendAlive(local.database.pool, waiter)));
       } finally {
         await holder.query('ROLLBACK');
         holder.release();
@@ -137,7 +158,7 @@ describe('late samples of a batch stopped at its limit', () => {
       expect(await stored()).toEqual([1]);
       expect(await local.ingest.handle(late, new AbortController().signal)).toEqual({ failed: [] });
       expect(await stored()).toEqual([1, 2]);
-      // Both connections the stopped batch used were closed, not pooled again: none is left busy.
+      // No connection is left busy.
       expect(local.database.pool.totalCount - local.database.pool.idleCount).toBe(0);
     } finally {
       await local.close();
