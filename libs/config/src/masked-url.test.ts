@@ -17,6 +17,10 @@ describe('maskedUrl', () => {
     // URL parsing ends the user information at the last @, so a raw @ in a password is part of it.
     ['postgres://app:p@ss@db:5432/x', 'postgres://app:***@db:5432/x'],
     ['postgres://:secret@db/x', 'postgres://:***@db/x'],
+    // Written unescaped, a password may hold what would end a URL's authority.
+    ['postgres://app:s3cr#t@db/x', 'postgres://app:***@db/x'],
+    ['postgres://app:a?b@db/x', 'postgres://app:***@db/x'],
+    ['http://u:pa#ss@queue:8081', 'http://u:***@queue:8081'],
     ['mysql://root:hunter2@db/x', 'mysql://root:***@db/x'],
     ['http://u:a@b/m,http://u:c@d/m', 'http://u:***@b/m,http://u:***@d/m'],
   ])('prints %s as %s', (text, shown) => {

@@ -1,8 +1,9 @@
 /**
- * A URL's password, up to the last `@` of its authority (where URL parsing ends the user
- * information, so a raw `@` in the password is masked with it).
+ * A URL's password, up to the last `@` before the path (where URL parsing ends the user
+ * information, so a raw `@` in the password is masked with it, and so are `?` and `#`, which a
+ * password written unescaped may hold).
  */
-const USERINFO_PASSWORD = /(\/\/[^:/?#]*:)[^/?#]*@/g;
+const USERINFO_PASSWORD = /(\/\/[^:/?#@\s]*:)[^/\s]*@/g;
 /** `?password=...` or `&password=...` in a URL's query (pg reads its settings from there too). */
 const QUERY_PASSWORD = /([?&]password=)[^&#]*/gi;
 /** `password=...` in a key=value connection string, quoted (`password='a b'`) or not. */

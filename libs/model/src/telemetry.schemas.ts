@@ -93,7 +93,9 @@ function isLabels(value: unknown): boolean {
   if (!isPlainRecord(value)) return false;
   let count = 0;
   for (const key in value) {
-    if (++count > MAX_LABELS || !isText(key, 256) || !isText(value[key], 4096)) return false;
+    // JSON.parse makes `__proto__` an own key; the schema's record leaves it out.
+    if (++count > MAX_LABELS || key === '__proto__' || !isText(key, 256) || !isText(value[key], 4096))
+      return false;
   }
   return true;
 }
