@@ -22,6 +22,11 @@ import { requireServiceToken, type ServiceToken } from './service-auth';
 export interface ReadinessCheck {
   /** Named in the 503 when it fails: `postgres`, `queue`. */
   name: string;
+  /**
+   * Resolves when the dependency answers. It must settle on its own, in bounded time: probes that
+   * arrive while it runs share it (each still times out after readinessTimeoutMs), so one that
+   * never settled would leave every later probe waiting on it.
+   */
   check(): Promise<void>;
   /**
    * False for a dependency the pod serves without (the gateway's upstreams: the proxy answers
