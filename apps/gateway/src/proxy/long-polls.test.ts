@@ -1,10 +1,10 @@
 import { createServer, type ServerResponse } from 'node:http';
 import type { Server } from 'node:http';
 import { createTestDatabase, type TestDatabase } from '@gpu-telemetry/db/testing';
-import { createLogger, type RunningServer } from '@gpu-telemetry/service-kit';
+import type { RunningServer } from '@gpu-telemetry/service-kit';
 import request from 'supertest';
 import type { GatewayApp } from '../app';
-import { createTestGateway, listenGateway, serve } from '../testing/gateway-test-app';
+import { listenGatewayTo, serve } from '../testing/gateway-test-app';
 import { metric, type RawAnswer, rawRequest } from '../testing/http-probes';
 import type { GatewayDatabase } from '../gateway.tables';
 
@@ -52,26 +52,7 @@ function answerHeld(): void {
   }
 }
 
-async function start(env: Record<string, string>) {
-  const logs: Record<string, unknown>[] = [];
-  const logger = createLogger('gateway', 'warn', {
-    write: (line: string) => void logs.push(JSON.parse(line)),
-  });
-  const gateway = createTestGateway(
-    database,
-    {
-      GATEWAY_ADMIN_KEY: ADMIN,
-      GATEWAY_STREAMER_URLS: queueUrl,
-      GATEWAY_QUEUE_URLS: queueUrl,
-      GATEWAY_COLLECTOR_URLS: queueUrl,
-      GATEWAY_RECORDS: 'false',
-      ...env,
-    },
-    logger,
-  );
-  const { server, base } = await listenGateway(gateway);
-  return { gateway, server, base, logs };
-}
+const start = (env: Record<string, string>) => listenGatewayTo(database, queueUrl, ADMIN, env);
 
 async function stop(running: { gateway: GatewayApp; server: RunningServer }): Promise<void> {
   answerHeld();

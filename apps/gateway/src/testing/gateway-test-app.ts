@@ -52,3 +52,42 @@ export async function listenGateway(
   gateway.attach(server.server);
   return { server, base: `http://127.0.0.1:${server.port}` };
 }
+
+/** A gateway listening as in production, every route proxied to one upstream, its warnings kept. */
+export interface ListeningGateway {
+  gateway: GatewayApp;
+  server: RunningServer;
+  base: string;
+  /** Its log lines at warn and above, parsed. */
+  logs: Record<string, unknown>[];
+}
+
+/**
+ * The gateway behind the production server with every route proxied to `upstreamUrl`, the admin
+ * key `admin`, request records off and `env` on top; its warnings and errors kept in `logs`.
+ */
+export async function listenGatewayTo(
+  database: TestDatabase<GatewayDatabase>,
+  upstreamUrl: string,
+  admin: string,
+  env: Record<string, string>,
+): Promise<ListeningGateway> {
+  const logs: Record<string, unknown>[] = [];
+  const logger = createLogger('gateway', 'warn', {
+    write: (line: string) => void logs.push(JSON.parse(line)),
+  });
+  const gateway = createTestGateway(
+    database,
+    {
+      GATEWAY_ADMIN_KEY: admin,
+      GATEWAY_STREAMER_URLS: upstreamUrl,
+      GATEWAY_QUEUE_URLS: upstreamUrl,
+      GATEWAY_COLLECTOR_URLS: upstreamUrl,
+      GATEWAY_RECORDS: 'false',
+      ...env,
+    },
+    logger,
+  );
+  const { server, base } = await listenGateway(gateway);
+  return { gateway, server, base, logs };
+}
