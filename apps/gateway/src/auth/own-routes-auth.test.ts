@@ -95,6 +95,29 @@ describe("the gateway's own routes without a key", () => {
     await request(gateway.handler).get('/openapi.json').expect(200);
     await request(gateway.handler).get('/docs').expect(200);
   });
+
+  it('serve the docs page under a policy that runs only its own scripts and lets no one frame it', async () => {
+    const gateway = startGateway();
+    const page = await request(gateway.handler).get('/docs').expect(200);
+    const policy = String(page.headers['content-security-policy']);
+    expect(policy.split('; ')).toEqual(
+      expect.arrayContaining([
+        "default-src 'none'",
+        "script-src 'self'",
+        "connect-src 'self'",
+        "frame-ancestors 'none'",
+      ]),
+    );
+    // No inline script, which the policy would block: every script is a file of the gateway's.
+    const scripts = [...page.text.matchAll(/<script([^>]*)>([^<]*)<\/script>/g)];
+    expect(scripts.map(([, attributes, body]) => [attributes, body])).toEqual([
+      [' src="/docs/assets/swagger-ui-bundle.js"', ''],
+      [' src="/docs/start.js"', ''],
+    ]);
+    const start = await request(gateway.handler).get('/docs/start.js').expect(200);
+    expect(start.headers['content-type']).toMatch(/^text\/javascript/);
+    expect(start.text).toContain("SwaggerUIBundle({ url: '/openapi.json'");
+  });
 });
 
 describe("the gateway's own routes with a key", () => {

@@ -307,6 +307,22 @@ async function upstreamDocument(
 }
 
 /**
+ * What the docs page may do: scripts, styles, fonts and images from the gateway (Swagger UI sets
+ * inline styles, and draws icons as data: images), calls to the gateway alone, no frames, no forms.
+ */
+const DOCS_POLICY = [
+  "default-src 'none'",
+  "script-src 'self'",
+  "style-src 'self' 'unsafe-inline'",
+  "img-src 'self' data:",
+  "font-src 'self' data:",
+  "connect-src 'self'",
+  "base-uri 'none'",
+  "form-action 'none'",
+  "frame-ancestors 'none'",
+].join('; ');
+
+/**
  * GET /openapi.json merges the gateway's own operations with each upstream's document, its paths
  * moved under the gateway's prefixes; GET /docs renders it with Swagger UI served from the
  * installed swagger-ui-dist package (no CDN). The document is built once for all the callers
@@ -368,13 +384,23 @@ export function docsRoutes(routes: ProxyRoute[], serviceToken: string): Router {
 
   const assets = path.dirname(createRequire(__filename).resolve('swagger-ui-dist/package.json'));
   router.use('/docs/assets', express.static(assets, { index: false, maxAge: '1h' }));
+  // The page runs only the gateway's own scripts (its start-up one too is a file, not inline), may
+  // call only the gateway, and cannot be framed: a key pasted into it stays with the gateway.
+  router.get('/docs/start.js', (_req, res) => {
+    res
+      .type('text/javascript')
+      .send(
+        "window.ui = SwaggerUIBundle({ url: '/openapi.json', dom_id: '#ui', persistAuthorization: true });\n",
+      );
+  });
   router.get('/docs', (_req, res) => {
+    res.set('content-security-policy', DOCS_POLICY);
     res.type('html').send(`<!doctype html>
 <html lang="en">
 <head><meta charset="utf-8"><title>gpu-telemetry API</title><link rel="stylesheet" href="/docs/assets/swagger-ui.css"></head>
 <body><div id="ui"></div>
 <script src="/docs/assets/swagger-ui-bundle.js"></script>
-<script>window.ui = SwaggerUIBundle({ url: '/openapi.json', dom_id: '#ui', persistAuthorization: true });</script>
+<script src="/docs/start.js"></script>
 </body>
 </html>`);
   });
