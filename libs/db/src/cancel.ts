@@ -1,5 +1,5 @@
 import net from 'node:net';
-import type { PoolClient } from 'pg';
+import type { Pool, PoolClient } from 'pg';
 
 /** What pg's Client keeps of its backend (BackendKeyData) and of where it connected. */
 interface BackendKey {
@@ -77,6 +77,35 @@ export function cancelOnAbort(
     signal.removeEventListener('abort', cancel);
     restore();
   };
+}
+
+/**
+ * Runs `run` on one pooled connection that `signal`, when it aborts, stops (cancelOnAbort: the
+ * statement running is cancelled, later ones refused); the signal's reason is thrown at once if it
+ * has aborted before the connection is had. A connection so stopped, or one `run` calls `broken`
+ * for (a ROLLBACK that failed, a statement cut short), is closed rather than pooled again.
+ * `onCancel` is told when a cancel was sent, and whether it went out.
+ */
+export async function onConnection<T>(
+  pool: Pool,
+  run: (client: PoolClient, broken: () => void) => Promise<T>,
+  signal?: AbortSignal,
+  onCancel?: (sent: boolean) => void,
+): Promise<T> {
+  signal?.throwIfAborted();
+  const client = await pool.connect();
+  if (signal?.aborted) {
+    client.release();
+    throw signal.reason;
+  }
+  let close = false;
+  const stop = signal ? cancelOnAbort(client, signal, onCancel) : () => undefined;
+  try {
+    return await run(client, () => (close = true));
+  } finally {
+    stop();
+    client.release(close || signal?.aborted === true);
+  }
 }
 
 /** A statement refused as `query` would fail it: to its callback, thrown for a stream (COPY), else a rejected promise. */

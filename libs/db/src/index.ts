@@ -15,5 +15,5 @@ export {
   type EmbeddedPostgres,
   type EmbeddedPostgresOptions,
 } from './embedded-postgres';
-export { cancelOnAbort, cancelStatement } from './cancel';
+export { cancelOnAbort, cancelStatement, onConnection } from './cancel';
 export { inTransaction, withTransaction } from './transaction';

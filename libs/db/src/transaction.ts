@@ -1,19 +1,14 @@
 import type { Pool, PoolClient } from 'pg';
+import { onConnection } from './cancel';
 
 /**
  * Runs `run` in a transaction on one pooled connection: COMMIT when it resolves, ROLLBACK when it
  * throws (the error is rethrown as is, for the caller to translate). For code that talks to pg
  * directly; Kysely code uses `db.transaction().execute(...)`.
  */
-export async function withTransaction<T>(pool: Pool, run: (client: PoolClient) => Promise<T>): Promise<T> {
-  const client = await pool.connect();
+export function withTransaction<T>(pool: Pool, run: (client: PoolClient) => Promise<T>): Promise<T> {
   // A connection whose ROLLBACK failed is in an unknown state: closed, not returned to the pool.
-  let broken: Error | undefined;
-  try {
-    return await inTransaction(client, run, (rollbackError) => (broken = rollbackError));
-  } finally {
-    client.release(broken);
-  }
+  return onConnection(pool, (client, broken) => inTransaction(client, run, broken));
 }
 
 /**

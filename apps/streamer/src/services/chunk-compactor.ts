@@ -1,5 +1,5 @@
 import { isDependencyFailure, type Logger } from '@gpu-telemetry/service-kit';
-import { cancelOnAbort, inTransaction } from '@gpu-telemetry/db';
+import { inTransaction, onConnection } from '@gpu-telemetry/db';
 import type { Pool, PoolClient } from 'pg';
 import { type Block, decodeBlock, encodeBlock } from '../codec/block-codec';
 import { combineRollups, decodeRollup, encodeRollup, HOUR_US, MINUTE_US, rollUp } from '../codec/rollup';
@@ -506,36 +506,21 @@ export class ChunkCompactor {
   }
 
   /**
-   * `run` on one pooled connection. With `signal` (late samples of a batch, which its consumer
-   * stops at STREAMER_MAX_HANDLE), the statement running when it aborts is cancelled, as the
-   * batch's own are; a connection so cancelled, or whose ROLLBACK failed (`broken`), is closed
+   * `run` on one pooled connection (onConnection). With `signal` (late samples of a batch, which its
+   * consumer stops at STREAMER_MAX_HANDLE), the statement running when it aborts is cancelled, as
+   * the batch's own are; a connection so cancelled, or whose ROLLBACK failed (`broken`), is closed
    * rather than pooled again.
    */
-  private async connected<T>(
+  private connected<T>(
     run: (client: PoolClient, broken: () => void) => Promise<T>,
     signal?: AbortSignal,
   ): Promise<T> {
-    if (signal?.aborted) throw signal.reason;
-    const client = await this.deps.pool.connect();
-    if (signal?.aborted) {
-      client.release();
-      throw signal.reason;
-    }
-    let close = false;
-    const stopCancelling = signal
-      ? cancelOnAbort(client, signal, (sent) =>
-          this.deps.logger.warn(
-            { sent },
-            "late samples past their batch's limit: cancelling the statement their merge waits on",
-          ),
-        )
-      : () => undefined;
-    try {
-      return await run(client, () => (close = true));
-    } finally {
-      stopCancelling();
-      client.release(close || signal?.aborted === true);
-    }
+    return onConnection(this.deps.pool, run, signal, (sent) =>
+      this.deps.logger.warn(
+        { sent },
+        "late samples past their batch's limit: cancelling the statement their merge waits on",
+      ),
+    );
   }
 }
 

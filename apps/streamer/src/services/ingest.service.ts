@@ -1,5 +1,5 @@
 import { labelsOfGpuColumns, type LeasedMessage, type MetricMetadata } from '@gpu-telemetry/model';
-import { cancelOnAbort, inTransaction, isPgError } from '@gpu-telemetry/db';
+import { inTransaction, isPgError, onConnection } from '@gpu-telemetry/db';
 import type { HandleResult } from '@gpu-telemetry/queue-client';
 import { getTracer, linkTo, type Logger, withSpan } from '@gpu-telemetry/service-kit';
 import { type Link, SpanKind } from '@opentelemetry/api';
@@ -179,31 +179,23 @@ export class IngestService {
    * connection that failed, or was cancelled, is closed rather than pooled again: a cancel may
    * reach its backend after the statement it was meant for.
    */
-  private async onOneConnection<T>(
+  private onOneConnection<T>(
     signal: AbortSignal | undefined,
     run: (db: PoolClient) => Promise<T>,
   ): Promise<T> {
-    const { pool, logger } = this.deps;
-    const db = await pool.connect();
-    if (signal?.aborted) {
-      db.release();
-      throw signal.reason;
-    }
-    let failed = false;
-    const stopCancelling = signal
-      ? cancelOnAbort(db, signal, (sent) =>
-          logger.warn({ sent }, 'batch past its limit: cancelling the statement it waits on'),
-        )
-      : () => undefined;
-    try {
-      return await run(db);
-    } catch (error) {
-      failed = true;
-      throw error;
-    } finally {
-      stopCancelling();
-      db.release(failed || signal?.aborted === true);
-    }
+    return onConnection(
+      this.deps.pool,
+      async (db, broken) => {
+        try {
+          return await run(db);
+        } catch (error) {
+          broken();
+          throw error;
+        }
+      },
+      signal,
+      (sent) => this.deps.logger.warn({ sent }, 'batch past its limit: cancelling the statement it waits on'),
+    );
   }
 
   /** The series id of every sample, resolving (and storing) the ones this process has not seen. */
