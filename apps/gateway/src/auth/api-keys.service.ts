@@ -150,7 +150,7 @@ export class ApiKeysService {
   /** The principal behind a key, or null for an unknown or revoked one. Not throttled. */
   async authenticate(key: string): Promise<Principal | null> {
     const digest = hash(key);
-    return this.known(digest) ?? (await this.lookup(digest).principal);
+    return this.known(digest) ?? (await (this.joined(digest) ?? this.startLookup(digest)));
   }
 
   /**
@@ -179,24 +179,25 @@ export class ApiKeysService {
       // cannot be made): an address's lookups in flight at once count against its burst, not only
       // those that have already failed.
       const joined = this.joined(digest);
-      if (!joined) {
+      const started = joined === undefined;
+      if (started) {
         const throttled = this.throttled(group);
         if (throttled) throw this.refused(throttled);
       }
-      const lookup = joined ? { principal: joined, started: false } : this.lookup(digest);
-      const emptied = lookup.started && this.throttle.fail(group);
+      const answer = joined ?? this.startLookup(digest);
+      const emptied = started && this.throttle.fail(group);
       try {
-        principal = (await lookup.principal) ?? undefined;
+        principal = (await answer) ?? undefined;
       } catch (error) {
-        if (lookup.started) this.throttle.refund(group);
+        if (started) this.throttle.refund(group);
         throw error;
       }
-      if (principal && lookup.started) this.throttle.refund(group);
+      if (principal && started) this.throttle.refund(group);
       if (!principal) {
         const invalid = new AuthError(401, 'The API key is not valid (unknown or revoked).', 'invalid', {
           'www-authenticate': 'Bearer error="invalid_token"',
         });
-        if (!lookup.started) throw this.failed(req, invalid);
+        if (!started) throw this.failed(req, invalid);
         if (emptied) this.warnThrottled(group);
         throw this.refused(invalid);
       }
@@ -302,12 +303,10 @@ export class ApiKeysService {
   }
 
   /**
-   * One SELECT per digest at a time; valid and unknown keys are cached apart. `started`: this call
-   * began a SELECT (it found neither a cached unknown key nor a lookup of the same key running).
+   * A SELECT of the key, for a digest `joined` found neither cached as unknown nor looked up
+   * already (so there is one per digest at a time); valid and unknown keys are cached apart.
    */
-  private lookup(digest: Buffer): { principal: Promise<Principal | null>; started: boolean } {
-    const joined = this.joined(digest);
-    if (joined) return { principal: joined, started: false };
+  private startLookup(digest: Buffer): Promise<Principal | null> {
     const cacheKey = digest.toString('base64');
     const generation = this.revocations;
     const forget = () => {
@@ -339,7 +338,7 @@ export class ApiKeysService {
       }
     })();
     this.lookups.set(cacheKey, lookup);
-    return { principal: this.withinDeadline(lookup), started: true };
+    return this.withinDeadline(lookup);
   }
 
   /**
