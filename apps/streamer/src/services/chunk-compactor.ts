@@ -1,5 +1,5 @@
 import { isDependencyFailure, type Logger } from '@gpu-telemetry/service-kit';
-import { inTransaction, onConnection } from '@gpu-telemetry/db';
+import { inTransaction, onConnection, withTransaction } from '@gpu-telemetry/db';
 import type { Pool, PoolClient } from 'pg';
 import { type Block, decodeBlock, encodeBlock } from '../codec/block-codec';
 import { combineRollups, decodeRollup, encodeRollup, HOUR_US, MINUTE_US, rollUp } from '../codec/rollup';
@@ -502,7 +502,7 @@ export class ChunkCompactor {
   }
 
   private transaction<T>(work: (client: PoolClient) => Promise<T>): Promise<T> {
-    return this.connected((client, broken) => inTransaction(client, work, broken));
+    return withTransaction(this.deps.pool, work);
   }
 
   /**
