@@ -1,3 +1,4 @@
+import { ConfigError } from '@gpu-telemetry/config';
 import { Agent, get } from 'node:http';
 import { connect, createServer, type Socket } from 'node:net';
 import { createLogger } from './logger';
@@ -191,6 +192,22 @@ describe('a port that cannot be opened', () => {
       await new Promise((resolve) => setImmediate(resolve));
       expect(exit).toHaveBeenCalledWith(1);
       expect(printed).not.toHaveBeenCalled();
+    } finally {
+      exit.mockRestore();
+      printed.mockRestore();
+    }
+  });
+});
+
+describe('runMain with a configuration error', () => {
+  it('prints its problems plainly, not as a stack, and exits 1', async () => {
+    const exit = jest.spyOn(process, 'exit').mockImplementation((() => undefined) as never);
+    const printed = jest.spyOn(console, 'error').mockImplementation(() => undefined);
+    try {
+      runMain(() => Promise.reject(new ConfigError(['PORT must be a number (got "x")'])));
+      await new Promise((resolve) => setImmediate(resolve));
+      expect(exit).toHaveBeenCalledWith(1);
+      expect(printed.mock.calls).toEqual([['Invalid configuration:\n  - PORT must be a number (got "x")']]);
     } finally {
       exit.mockRestore();
       printed.mockRestore();

@@ -1,4 +1,4 @@
-import { listenProblem } from '@gpu-telemetry/config';
+import { ConfigError, listenProblem } from '@gpu-telemetry/config';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
@@ -266,8 +266,7 @@ export function exitOnFatal(logger: Logger): void {
 export function runMain(main: () => Promise<void>): void {
   main().catch((error: unknown) => {
     if (!(error instanceof ListenError)) {
-      const plain = error instanceof Error && error.name === 'ConfigError';
-      console.error(plain ? error.message : error);
+      console.error(error instanceof ConfigError ? error.message : error);
     }
     process.exit(1);
   });
