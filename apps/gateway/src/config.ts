@@ -86,8 +86,11 @@ export function concurrencyLimits(
   config: Pick<GatewayConfig, 'GATEWAY_MAX_CONCURRENCY' | 'GATEWAY_MAX_CONCURRENCY_PER_CLIENT'>,
 ): { max: number; perClient: number } {
   const max = config.GATEWAY_MAX_CONCURRENCY;
-  return { max, perClient: config.GATEWAY_MAX_CONCURRENCY_PER_CLIENT || Math.ceil(max / 4) };
+  return { max, perClient: shareOf(max, config.GATEWAY_MAX_CONCURRENCY_PER_CLIENT) };
 }
+
+/** One client's share of a budget of `max` slots: as set, or a quarter of them (rounded up) when 0. */
+const shareOf = (max: number, set: number): number => set || Math.ceil(max / 4);
 
 /** A key's share of the requests in flight cannot be more than all of them. */
 function checkConcurrency(env: GatewayConfig, ctx: z.RefinementCtx<GatewayConfig>): void {
@@ -107,7 +110,7 @@ export function longPollLimits(
   >,
 ): { max: number; perClient: number } {
   const max = config.GATEWAY_MAX_LONG_POLLS || config.GATEWAY_MAX_CONCURRENCY;
-  return { max, perClient: config.GATEWAY_MAX_LONG_POLLS_PER_CLIENT || Math.ceil(max / 4) };
+  return { max, perClient: shareOf(max, config.GATEWAY_MAX_LONG_POLLS_PER_CLIENT) };
 }
 
 /** A key's share of the long-polls cannot be more than all of them. */
