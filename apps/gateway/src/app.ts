@@ -72,22 +72,13 @@ export interface GatewayApp {
   close(): Promise<void>;
 }
 
-/** The backend each proxied route reaches, as /readyz names it. */
-const BACKEND_OF: Record<string, string> = {
-  gpus: 'streamer',
-  storage: 'streamer',
-  topics: 'queue',
-  targets: 'collector',
-  write: 'collector',
-  prometheus: 'streamer',
-};
-const backendOf = (route: { name: string }): string => BACKEND_OF[route.name] ?? route.name;
-
 export function createApp(deps: GatewayAppDeps): GatewayApp {
   const { db, pool, logger, config, now } = deps;
   const metrics = createMetrics('gateway');
   const gatewayMetrics = createGatewayMetrics(metrics.registry);
-  const clientAddress = clientAddressOf(config.GATEWAY_TRUSTED_PROXIES);
+  // One walk of X-Forwarded-For per request, whoever asks (limits, throttle, forwarded headers).
+  const forwarding = forwardingOf(config.GATEWAY_TRUSTED_PROXIES);
+  const clientAddress = clientAddressOf(forwarding);
   const everyone = trustingEveryone(config.GATEWAY_TRUSTED_PROXIES);
   if (everyone.length)
     logger.warn(
@@ -165,23 +156,30 @@ export function createApp(deps: GatewayAppDeps): GatewayApp {
     logger,
     metrics: gatewayMetrics,
     clientAddress,
-    forwarding: forwardingOf(config.GATEWAY_TRUSTED_PROXIES),
+    forwarding,
     recorder,
     serviceToken: config.SERVICE_TOKEN,
   });
   // Ready while any instance of a route answers: the first good answer settles it, so one stalled
-  // replica (which the proxy skips) neither fails the check nor delays it.
+  // replica (which the proxy skips) neither fails the check nor delays it. The error says why each
+  // failed, address and all, for the log (/readyz shows `failed` alone).
   const upstreamCheck = (route: (typeof routes)[number]) => async () => {
     try {
       await Promise.any(
         route.upstreams.map(async (u) => {
-          const response = await request(`${u.origin}/healthz`, { signal: AbortSignal.timeout(1_500) });
-          await response.body.dump();
-          if (response.statusCode !== 200) throw new Error(`status ${response.statusCode}`);
+          try {
+            const response = await request(`${u.origin}/healthz`, { signal: AbortSignal.timeout(1_500) });
+            await response.body.dump();
+            if (response.statusCode !== 200) throw new Error(`status ${response.statusCode}`);
+          } catch (error) {
+            const why = (error as { message?: unknown } | undefined)?.message ?? error;
+            throw new Error(`${u.name} (${u.origin}): ${String(why)}`);
+          }
         }),
       );
-    } catch {
-      throw new Error(`no ${route.name} upstream answers`);
+    } catch (error) {
+      const why = (error as AggregateError).errors.map((e: Error) => e.message).join('; ');
+      throw new Error(`no ${route.backend} instance answers: ${why}`);
     }
   };
   const app = createServiceApp({
@@ -194,9 +192,12 @@ export function createApp(deps: GatewayAppDeps): GatewayApp {
       // gpus and prometheus) share it. Reported, never a 503: the gateway serves the routes whose
       // backend answers (and its own, from Postgres) while another is down.
       ...routes
-        .filter((route, i) => routes.findIndex((r) => backendOf(r) === backendOf(route)) === i)
-        .map((route) => ({ name: backendOf(route), check: upstreamCheck(route), required: false })),
+        .filter((route, i) => routes.findIndex((r) => r.backend === route.backend) === i)
+        .map((route) => ({ name: route.backend, check: upstreamCheck(route), required: false })),
     ],
+    // /readyz faces the internet here: a failed check's error (an upstream's or Postgres' address,
+    // Postgres' own words) goes to the log, and the answer says `failed`.
+    readinessDetail: 'brief',
     // Every route of the gateway's own needs its key before its method, media type or body is
     // looked at (the documentation aside).
     authenticate: requireKeyFirst(edge),

@@ -4,17 +4,28 @@ import { brotliCompressSync } from 'node:zlib';
 import { AppError, ConflictError } from '@gpu-telemetry/model';
 import request from 'supertest';
 import { z } from 'zod';
-import { createLogger } from './logger';
+import { createLogger, type Logger } from './logger';
 import { createMetrics } from './metrics';
 import { spanExportStats } from './span-export-stats';
 import { createServiceApp } from './service-app';
 import { validate } from './validate';
 
-function app(options: { ready?: boolean; hang?: boolean; error?: unknown } = {}) {
+function app(
+  options: {
+    ready?: boolean;
+    hang?: boolean;
+    error?: unknown;
+    readinessDetail?: 'full' | 'brief';
+    logger?: Logger;
+    now?: () => number;
+  } = {},
+) {
   return createServiceApp({
     readinessTimeoutMs: 200,
+    readinessDetail: options.readinessDetail,
+    now: options.now,
     service: 'demo',
-    logger: createLogger('demo', 'silent'),
+    logger: options.logger ?? createLogger('demo', 'silent'),
     metrics: createMetrics('demo', { defaultMetrics: false }),
     readiness: [
       { name: 'postgres', check: async () => undefined },
@@ -67,7 +78,7 @@ describe('the service frame', () => {
     });
   });
 
-  it('answers /readyz with 503 problem+json naming the failed dependency', async () => {
+  it('answers /readyz with 503 problem+json naming the failed dependency and its error', async () => {
     const res = await request(app({ ready: false }))
       .get('/readyz')
       .expect(503);
@@ -76,8 +87,69 @@ describe('the service frame', () => {
       status: 503,
       failed: ['queue'],
       detail: 'Not ready: queue unavailable.',
-      checks: { postgres: 'ok' },
+      checks: { postgres: 'ok', queue: 'failed: connect ECONNREFUSED 127.0.0.1:8081' },
     });
+  });
+
+  it('answers /readyz in brief when asked: a failed check is "failed", its error in the log once', async () => {
+    const lines: Record<string, unknown>[] = [];
+    const logger = createLogger('demo', 'info', {
+      write: (line: string) => void lines.push(JSON.parse(line)),
+    });
+    const options = { ready: false, readinessDetail: 'brief' as const, logger };
+    const brief = app(options);
+    const answers = await Promise.all(Array.from({ length: 10 }, () => request(brief).get('/readyz')));
+    await request(brief).get('/readyz').expect(503);
+    for (const res of answers) {
+      expect(res.status).toBe(503);
+      expect(res.body).toMatchObject({
+        failed: ['queue'],
+        detail: 'Not ready: queue unavailable.',
+        checks: { postgres: 'ok', queue: 'failed' },
+      });
+      expect(res.text).not.toMatch(/127\.0\.0\.1|8081|ECONNREFUSED/);
+    }
+    const logged = () => lines.filter((line) => line['check'] === 'queue');
+    expect(logged()).toEqual([
+      expect.objectContaining({
+        level: 'warn',
+        msg: 'readiness check failed',
+        required: true,
+        err: expect.objectContaining({ message: 'connect ECONNREFUSED 127.0.0.1:8081' }),
+      }),
+    ]);
+    options.ready = true;
+    await request(brief).get('/readyz').expect(200);
+    await request(brief).get('/readyz').expect(200);
+    expect(logged().map((line) => [line['level'], line['msg']])).toEqual([
+      ['warn', 'readiness check failed'],
+      ['info', 'readiness check answers again'],
+    ]);
+  });
+
+  it('names the timeout of a hung check in brief, as it names nothing behind the service', async () => {
+    const res = await request(app({ hang: true, readinessDetail: 'brief' }))
+      .get('/readyz')
+      .expect(503);
+    expect(res.body.checks).toEqual({ postgres: 'ok', queue: 'failed: no answer within 200 ms' });
+  });
+
+  it('logs a check that stays failed again at most once a minute', async () => {
+    const lines: Record<string, unknown>[] = [];
+    const logger = createLogger('demo', 'info', {
+      write: (line: string) => void lines.push(JSON.parse(line)),
+    });
+    let now = 0;
+    const failing = app({ ready: false, readinessDetail: 'brief', logger, now: () => now });
+    for (const at of [0, 1_000, 59_000, 60_000, 61_000, 119_000, 120_000]) {
+      now = at;
+      await request(failing).get('/readyz').expect(503);
+    }
+    expect(lines.filter((line) => line['check'] === 'queue').map((line) => line['msg'])).toEqual([
+      'readiness check failed',
+      'readiness check still failing',
+      'readiness check still failing',
+    ]);
   });
 
   it('answers /readyz with 503 promptly when a dependency hangs instead of failing', async () => {
@@ -319,7 +391,7 @@ describe('the service frame', () => {
       500,
       { detail: 'An unexpected error occurred; it has been logged with this request id.' },
     ],
-  ])('maps %s to %i without leaking internals', async (_name, error, status, body) => {
+  ])('answers %s without leaking internals', async (_name, error, status, body) => {
     const res = await request(app({ error })).get('/boom').expect(status);
     expect(res.headers['content-type']).toContain('application/problem+json');
     expect(res.body).toMatchObject({ type: 'about:blank', status, requestId: expect.any(String), ...body });

@@ -90,6 +90,15 @@ export interface ServiceAppOptions {
    */
   readinessTimeoutMs?: number;
   /**
+   * What /readyz, which needs no credential, says of a failed check: `full` (the default), the
+   * error's message; `brief`, `failed` alone, or `failed: no answer within N ms` when it timed out,
+   * which names nothing of the network behind (an error's text can carry host names, addresses and
+   * ports): for a service that faces the internet. Either way the error itself is logged.
+   */
+  readinessDetail?: 'full' | 'brief';
+  /** The clock of the readiness log (tests); default Date.now. */
+  now?: () => number;
+  /**
    * Tests: every answer is read by this check before it is sent (`documentedResponses` in
    * ./testing holds them to the OpenAPI document); one it finds wrong is answered as a 500
    * problem naming the mismatch, so the test that caused it fails.
@@ -98,6 +107,35 @@ export interface ServiceAppOptions {
 }
 
 const REQUEST_ID = /^[\w.:-]{1,128}$/;
+
+/** How often a check that stays failed is logged again, with its latest error. */
+const READINESS_RELOG_MS = 60_000;
+
+/**
+ * Logs a readiness check's failures, which /readyz may show only in brief: at warn with the error
+ * when it starts failing, again at most once every READINESS_RELOG_MS while it stays failed, and
+ * at info when it answers again. /readyz needs no credential, so however often it is asked, a
+ * check logs a line per change of state (or per interval), not one per probe.
+ */
+function readinessLog(logger: Logger, now: () => number) {
+  const failingLoggedAt = new Map<ReadinessCheck, number>();
+  return (check: ReadinessCheck, outcome: { ok: true } | { ok: false; error: unknown }): void => {
+    const loggedAt = failingLoggedAt.get(check);
+    const { name, required = true } = check;
+    if (outcome.ok) {
+      if (loggedAt === undefined) return;
+      failingLoggedAt.delete(check);
+      logger.info({ check: name }, 'readiness check answers again');
+      return;
+    }
+    if (loggedAt !== undefined && now() - loggedAt < READINESS_RELOG_MS) return;
+    failingLoggedAt.set(check, now());
+    logger.warn(
+      { check: name, required, err: outcome.error },
+      loggedAt === undefined ? 'readiness check failed' : 'readiness check still failing',
+    );
+  };
+}
 
 /**
  * What every answer carries, set before anything else is: the request id (the caller's
@@ -204,6 +242,8 @@ export function createServiceApp(options: ServiceAppOptions): Express {
   });
 
   const readinessTimeoutMs = options.readinessTimeoutMs ?? 2_000;
+  const brief = options.readinessDetail === 'brief';
+  const logReadiness = readinessLog(logger, options.now ?? Date.now);
   // /readyz needs no credential: every request that asks while a dependency's check runs (past
   // its timeout too) shares that check, so a flood of probes costs each dependency one at a time.
   const running = new Map<ReadinessCheck, Promise<void>>();
@@ -219,25 +259,29 @@ export function createServiceApp(options: ServiceAppOptions): Express {
     const results = await Promise.all(
       options.readiness.map(async (readiness) => {
         const { name, required = true } = readiness;
+        const noAnswer = new Error(`no answer within ${readinessTimeoutMs} ms`);
         let timer: NodeJS.Timeout | undefined;
         try {
           await Promise.race([
             shared(readiness),
             new Promise<never>((_resolve, reject) => {
-              timer = setTimeout(
-                () => reject(new Error(`no answer within ${readinessTimeoutMs} ms`)),
-                readinessTimeoutMs,
-              );
+              timer = setTimeout(() => reject(noAnswer), readinessTimeoutMs);
             }),
           ]).finally(() => clearTimeout(timer));
-          return { name, required, ok: true as const };
+          logReadiness(readiness, { ok: true });
+          return { name, required, ok: true as const, said: 'ok' };
         } catch (error) {
-          const message = error instanceof Error ? error.message : String(error);
-          return { name, required, ok: false as const, error: message };
+          logReadiness(readiness, { ok: false, error });
+          // Brief: the dependency's own words stay in the log; the timeout is the frame's own.
+          const said =
+            brief && error !== noAnswer
+              ? 'failed'
+              : `failed: ${error instanceof Error ? error.message : String(error)}`;
+          return { name, required, ok: false as const, said };
         }
       }),
     );
-    const checks = Object.fromEntries(results.map((r) => [r.name, r.ok ? 'ok' : `failed: ${r.error}`]));
+    const checks = Object.fromEntries(results.map((r) => [r.name, r.said]));
     const failed = results.filter((r) => !r.ok && r.required).map((r) => r.name);
     if (failed.length === 0) {
       res.json({ status: 'ready', service, checks });

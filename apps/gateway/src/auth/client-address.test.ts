@@ -4,6 +4,7 @@ import {
   clientAddressOf,
   forwardingOf,
   isAddressOrBlock,
+  MAX_FORWARDED_HOPS,
   trustingEveryone,
 } from './client-address';
 
@@ -15,12 +16,12 @@ const from = (peer: string, forwardedFor?: string) =>
 
 describe('clientAddressOf', () => {
   it('is the peer when no proxy is trusted, whatever X-Forwarded-For claims', () => {
-    expect(clientAddressOf([])(from('203.0.113.5', '198.51.100.1'))).toBe('203.0.113.5');
-    expect(clientAddressOf([])(from('::ffff:203.0.113.5'))).toBe('203.0.113.5');
+    expect(clientAddressOf(forwardingOf([]))(from('203.0.113.5', '198.51.100.1'))).toBe('203.0.113.5');
+    expect(clientAddressOf(forwardingOf([]))(from('::ffff:203.0.113.5'))).toBe('203.0.113.5');
   });
 
   it('walks X-Forwarded-For from the right past trusted proxies, and believes nothing further left', () => {
-    const of = clientAddressOf(['10.0.0.0/8', 'fd00::/8']);
+    const of = clientAddressOf(forwardingOf(['10.0.0.0/8', 'fd00::/8']));
     expect(of(from('10.1.2.3', '198.51.100.1, 203.0.113.9'))).toBe('203.0.113.9');
     expect(of(from('10.1.2.3', '198.51.100.1, 203.0.113.9, 10.9.9.9'))).toBe('203.0.113.9');
     expect(of(from('::ffff:10.1.2.3', '2001:db8::7'))).toBe('2001:db8::7');
@@ -58,6 +59,49 @@ describe('forwardingOf', () => {
     // Garbage stops the walk at the last trusted hop; no header, the trusted peer alone.
     expect(of(from('10.1.2.3', '203.0.113.9, not-an-ip, 10.0.0.7')).hops).toEqual(['10.0.0.7', '10.1.2.3']);
     expect(of(from('10.1.2.3'))).toEqual({ hops: ['10.1.2.3'], fromTrustedProxy: true });
+    expect(of(from('10.1.2.3', ''))).toEqual({ hops: ['10.1.2.3'], fromTrustedProxy: true });
+    expect(of(from('10.1.2.3', ',203.0.113.9,,10.0.0.7')).hops).toEqual(['10.0.0.7', '10.1.2.3']);
+  });
+
+  it('walks X-Forwarded-For once per request, however often the request is asked about', () => {
+    const forwarding = forwardingOf(['10.0.0.0/8']);
+    const clientAddress = clientAddressOf(forwarding);
+    let reads = 0;
+    const counted = () => {
+      const req = from('10.1.2.3');
+      Object.defineProperty(req.headers, 'x-forwarded-for', {
+        get: () => {
+          reads++;
+          return '198.51.100.1, 203.0.113.9, 10.9.9.9';
+        },
+      });
+      return req;
+    };
+    const first = counted();
+    // As a proxied request is asked: the rate limit, the failed-key throttle, the forwarded headers.
+    expect(clientAddress(first)).toBe('203.0.113.9');
+    expect(clientAddress(first)).toBe('203.0.113.9');
+    expect(forwarding(first).hops).toEqual(['203.0.113.9', '10.9.9.9', '10.1.2.3']);
+    expect(reads).toBe(1);
+    // Another request is walked on its own.
+    expect(clientAddress(counted())).toBe('203.0.113.9');
+    expect(reads).toBe(2);
+  });
+
+  it('walks at most MAX_FORWARDED_HOPS entries of a header thousands of addresses long', () => {
+    const of = forwardingOf(['10.0.0.0/8']);
+    const claimed = Array.from(
+      { length: 5_000 },
+      (_, i) => `10.${(i >> 16) & 255}.${(i >> 8) & 255}.${i & 255}`,
+    );
+    const { hops } = of(from('10.1.2.3', ['203.0.113.9', ...claimed].join(', ')));
+    expect(hops).toHaveLength(MAX_FORWARDED_HOPS + 1);
+    // The furthest trusted hop walked stands for the client, as when garbage stops the walk.
+    expect(hops).toEqual([...claimed.slice(-MAX_FORWARDED_HOPS), '10.1.2.3']);
+    // A chain within the bound is walked to its client, as before.
+    expect(
+      of(from('10.1.2.3', ['203.0.113.9', ...claimed.slice(-(MAX_FORWARDED_HOPS - 1))].join(', '))).hops[0],
+    ).toBe('203.0.113.9');
   });
 });
 

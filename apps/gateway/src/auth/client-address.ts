@@ -20,47 +20,66 @@ export function isAddressOrBlock(entry: string): boolean {
  * proxies between, ending with the socket's peer.
  */
 export interface Forwarding {
-  hops: string[];
+  readonly hops: readonly string[];
   /** The socket's peer is a trusted proxy: what it says of the request's way here is believed. */
-  fromTrustedProxy: boolean;
+  readonly fromTrustedProxy: boolean;
 }
 export type ForwardingOf = (req: Pick<IncomingMessage, 'headers' | 'socket'>) => Forwarding;
+
+/**
+ * The most X-Forwarded-For entries walked: no real chain of proxies is near as long, and a header
+ * of thousands of addresses (a client inside a trusted block can send one) costs no more than this.
+ */
+export const MAX_FORWARDED_HOPS = 32;
 
 /**
  * The hops of a request: the socket's peer, and when that is a trusted proxy (a load balancer or
  * ingress in front of the gateway) the addresses in X-Forwarded-For from the right, up to and
  * including the first that is not a trusted proxy: the client. Entries further left are the
- * client's own claims and are never believed.
+ * client's own claims and are never believed; past MAX_FORWARDED_HOPS trusted ones, the last is
+ * as far as the gateway looks. Walked once per request: the rate limiter, the failed-key throttle
+ * and the forwarded headers all ask, and get the same answer.
  */
 export function forwardingOf(trustedProxies: readonly string[]): ForwardingOf {
+  if (trustedProxies.length === 0) return (req) => ({ hops: [peerAddress(req)], fromTrustedProxy: false });
   const trusted = blockListOf(trustedProxies);
   const isTrusted = (address: string) => {
     const family = isIP(address);
     return family !== 0 && trusted.check(address, family === 6 ? 'ipv6' : 'ipv4');
   };
-  return (req) => {
+  const walk = (req: Pick<IncomingMessage, 'headers' | 'socket'>): Forwarding => {
     const peer = peerAddress(req);
-    if (trustedProxies.length === 0 || !isTrusted(peer)) return { hops: [peer], fromTrustedProxy: false };
+    if (!isTrusted(peer)) return { hops: [peer], fromTrustedProxy: false };
     const hops = [peer];
     const header = req.headers['x-forwarded-for'];
-    const claimed = (Array.isArray(header) ? header.join(',') : (header ?? '')).split(',').reverse();
-    for (const hop of claimed) {
-      const candidate = plainAddress(hop);
+    const claimed = Array.isArray(header) ? header.join(',') : (header ?? '');
+    // From the right, an entry at a time: the entries left of where the walk stops are never split.
+    for (let end = claimed.length; end >= 0 && hops.length <= MAX_FORWARDED_HOPS;) {
+      const start = end > 0 ? claimed.lastIndexOf(',', end - 1) : -1;
+      const candidate = plainAddress(claimed.slice(start + 1, end));
+      end = start;
       if (!isIP(candidate)) break; // garbage: the last proxy we trust is as far as we can see
       hops.push(candidate);
       if (!isTrusted(candidate)) break;
     }
     return { hops: hops.reverse(), fromTrustedProxy: true };
   };
+  const walked = new WeakMap<object, Forwarding>();
+  return (req) => {
+    let forwarding = walked.get(req);
+    if (!forwarding) {
+      forwarding = walk(req);
+      walked.set(req, forwarding);
+    }
+    return forwarding;
+  };
 }
 
 /**
  * The client's address: the socket's peer, unless that peer is a trusted proxy; then the nearest
- * address in X-Forwarded-For that is not a trusted proxy (see forwardingOf).
+ * address in X-Forwarded-For that is not a trusted proxy (see forwardingOf, whose walk it shares).
  */
-export function clientAddressOf(trustedProxies: readonly string[]): ClientAddressOf {
-  if (trustedProxies.length === 0) return peerAddress;
-  const forwarding = forwardingOf(trustedProxies);
+export function clientAddressOf(forwarding: ForwardingOf): ClientAddressOf {
   return (req) => forwarding(req).hops[0] ?? '';
 }
 

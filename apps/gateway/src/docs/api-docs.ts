@@ -62,7 +62,10 @@ const requestsPage = shapeOf<Awaited<ReturnType<AnalyticsService['requests']>>>(
         keyId: z.string().nullable(),
         requestId: z.string(),
         traceId: z.string().nullable(),
-        upstream: z.string().nullable(),
+        upstream: z
+          .string()
+          .nullable()
+          .describe('The instance that answered: its backend and place in GATEWAY_*_URLS, e.g. queue-1'),
       }),
     ),
     nextCursor: z.string().nullable().describe('Pass as before= for the next page; null on the last'),

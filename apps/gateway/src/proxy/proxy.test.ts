@@ -1,5 +1,6 @@
 import { createServer, type IncomingMessage, type Server, request as httpRequest } from 'node:http';
 import { createServer as createNetServer } from 'node:net';
+import { Pool } from 'pg';
 import { createTestDatabase, type TestDatabase } from '@gpu-telemetry/db/testing';
 import { createLogger, type RunningServer, serviceAuthorization } from '@gpu-telemetry/service-kit';
 import request from 'supertest';
@@ -420,29 +421,99 @@ describe('proxying', () => {
   });
 });
 
+/** A logger that keeps the gateway's lines from `level` up, parsed. */
+function keptLogs(level = 'warn') {
+  const lines: Record<string, unknown>[] = [];
+  const logger = createLogger('gateway', level, {
+    write: (line: string) => void lines.push(JSON.parse(line)),
+  });
+  return { logger, lines };
+}
+
+/** The URL of a loopback port nobody listens on (listened on, then closed). */
+async function closedUrl(): Promise<string> {
+  const probe = createServer();
+  const url = await serve(probe);
+  await new Promise((resolve) => probe.close(resolve));
+  return url;
+}
+
 describe('readiness', () => {
   it('stays ready while a backend has no instance answering (its routes answer 502/503), and names it', async () => {
     // A replica that accepts connections and never answers (a stopped process).
     const hanging = createNetServer(() => undefined);
     const hangingUrl = await serve(hanging);
+    const { logger, lines } = keptLogs();
     try {
       const started = Date.now();
       const res = await request(
-        gateway({ GATEWAY_STREAMER_URLS: `${hangingUrl},${echoUrl}`, GATEWAY_COLLECTOR_URLS: hangingUrl })
-          .handler,
+        gateway(
+          { GATEWAY_STREAMER_URLS: `${hangingUrl},${echoUrl}`, GATEWAY_COLLECTOR_URLS: hangingUrl },
+          logger,
+        ).handler,
       )
         .get('/readyz')
         .expect(200);
       expect(Date.now() - started).toBeLessThan(1_900);
       expect(res.body.status).toBe('ready');
+      // /readyz is open to anyone: which instance failed, and at what address, is the log's to say.
       expect(res.body.checks).toEqual({
         postgres: 'ok',
         streamer: 'ok',
-        queue: 'failed: no topics upstream answers',
-        collector: 'failed: no targets upstream answers',
+        queue: 'failed',
+        collector: 'failed',
+      });
+      expect(res.text).not.toContain('127.0.0.1');
+      const failed = lines.filter((line) => line['msg'] === 'readiness check failed');
+      expect(failed.map((line) => line['check']).sort()).toEqual(['collector', 'queue']);
+      expect(failed.find((line) => line['check'] === 'queue')?.['err']).toMatchObject({
+        message: 'no queue instance answers: queue-0 (http://127.0.0.1:9): connect ECONNREFUSED 127.0.0.1:9',
+      });
+      expect(failed.find((line) => line['check'] === 'collector')?.['err']).toMatchObject({
+        message: expect.stringContaining(`collector-0 (${hangingUrl}): `),
       });
     } finally {
       hanging.close();
+    }
+  });
+
+  it("answers 503 naming postgres when it is down, without Postgres' error or address, which it logs", async () => {
+    const postgresUrl = await closedUrl();
+    const pool = new Pool({
+      connectionString: `postgres://gateway:secret@${new URL(postgresUrl).host}/gateway`,
+      connectionTimeoutMillis: 1_000,
+    });
+    const { logger, lines } = keptLogs();
+    try {
+      const down = createTestGateway(
+        { ...database, pool },
+        {
+          GATEWAY_ADMIN_KEY: ADMIN,
+          GATEWAY_STREAMER_URLS: echoUrl,
+          GATEWAY_QUEUE_URLS: echoUrl,
+          GATEWAY_COLLECTOR_URLS: echoUrl,
+          GATEWAY_RECORDS: 'false',
+        },
+        logger,
+      );
+      const res = await request(down.handler).get('/readyz').expect(503);
+      expect(res.body).toMatchObject({
+        detail: 'Not ready: postgres unavailable.',
+        failed: ['postgres'],
+        checks: { postgres: 'failed', streamer: 'ok', queue: 'ok', collector: 'ok' },
+      });
+      expect(res.text).not.toMatch(/127\.0\.0\.1|ECONNREFUSED/);
+      expect(res.text).not.toContain(new URL(postgresUrl).port);
+      expect(lines).toContainEqual(
+        expect.objectContaining({
+          msg: 'readiness check failed',
+          check: 'postgres',
+          err: expect.objectContaining({ message: `connect ECONNREFUSED ${new URL(postgresUrl).host}` }),
+        }),
+      );
+      await down.close();
+    } finally {
+      await pool.end();
     }
   });
 });
@@ -474,7 +545,7 @@ describe('circuit breaker', () => {
     await get().expect(200);
     expect(calls).toBe(4);
     const metrics = await request(guarded.app).get('/metrics').expect(200);
-    expect(metrics.text).toMatch(/gateway_breaker_state\{[^}]*upstream="http:\/\/127\.0\.0\.1:\d+"[^}]*\} 0/);
+    expect(metrics.text).toMatch(/gateway_breaker_state\{[^}]*upstream="streamer-0"[^}]*\} 0/);
     await guarded.close();
     flaky.close();
   });
@@ -503,7 +574,9 @@ describe('one upstream instance, whichever route reaches it', () => {
     expect(calls).toBe(2);
     const metrics = await request(guarded.app).get('/metrics').expect(200);
     const gauges = metrics.text.split('\n').filter((line) => line.startsWith('gateway_breaker_state{'));
-    expect(gauges.filter((line) => line.includes(failingUrl))).toEqual([expect.stringMatching(/ 1$/)]);
+    expect(gauges.filter((line) => line.includes('upstream="streamer-0"'))).toEqual([
+      expect.stringMatching(/ 1$/),
+    ]);
     await guarded.close();
     failing.close();
   });
@@ -546,6 +619,57 @@ describe('one upstream instance, whichever route reaches it', () => {
     await fronting.close();
     queue.closeAllConnections();
     queue.close();
+  });
+});
+
+describe('/metrics', () => {
+  it('names each upstream instance by its backend and place in its list, never by its address', async () => {
+    const other = createServer((req, res) => {
+      req.resume();
+      req.on('end', () => res.writeHead(200, { 'content-type': 'application/json' }).end('{}'));
+    });
+    const otherUrl = await serve(other);
+    const deadUrl = await closedUrl();
+    const collectorUrl = await closedUrl();
+    const { logger, lines } = keptLogs('info');
+    const named = gateway(
+      {
+        GATEWAY_QUEUE_URLS: `${otherUrl},${deadUrl}`,
+        GATEWAY_COLLECTOR_URLS: collectorUrl,
+        GATEWAY_BREAKER_FAILURES: '1',
+      },
+      logger,
+    );
+    try {
+      await request(named.handler).get('/api/v1/gpus').set('x-api-key', ADMIN).expect(200);
+      const publish = () =>
+        request(named.handler)
+          .post('/api/v1/topics/jobs/messages')
+          .set('x-api-key', ADMIN)
+          .send({ payload: 1 });
+      expect((await publish()).status).toBe(200); // queue-0
+      expect((await publish()).status).toBe(502); // queue-1, whose breaker it opens
+      const metrics = (await request(named.app).get('/metrics').expect(200)).text;
+      const duration = (upstream: string) =>
+        new RegExp(
+          `^gateway_proxy_request_duration_seconds_count\\{[^}]*upstream="${upstream}"[^}]*\\} 1$`,
+          'm',
+        );
+      expect(metrics).toMatch(duration('streamer-0'));
+      expect(metrics).toMatch(duration('queue-0'));
+      expect(metrics).toMatch(duration('queue-1'));
+      expect(metrics).toMatch(/^gateway_breaker_state\{[^}]*upstream="queue-1"[^}]*\} 1$/m);
+      for (const url of [echoUrl, otherUrl, deadUrl, collectorUrl])
+        expect(metrics).not.toContain(new URL(url).host);
+      expect(metrics).not.toContain('127.0.0.1');
+      // The logs, which only operators read, still say where each went.
+      expect(lines).toContainEqual(
+        expect.objectContaining({ msg: 'request', status: 502, upstream: 'queue-1', origin: deadUrl }),
+      );
+    } finally {
+      await named.close();
+      other.close();
+    }
   });
 });
 

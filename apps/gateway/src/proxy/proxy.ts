@@ -30,8 +30,13 @@ import { startServerSpan } from '../traces/server-span';
 /** The longest path passed on as X-Forwarded-Uri. */
 const MAX_FORWARDED_PATH = 2048;
 
-/** One upstream instance: every route to its origin shares its pools and its breaker. */
+/** One instance of a backend: every route of the backend to it shares its pools and its breaker. */
 export interface Upstream {
+  /**
+   * The instance as /metrics and the request records name it: its backend and its place in that
+   * backend's GATEWAY_*_URLS, `queue-1`. Its origin, an internal address, goes to the logs only.
+   */
+  name: string;
   origin: string;
   pool: Pool;
   /**
@@ -190,6 +195,7 @@ function codeLabel(code: string): string {
 }
 
 export function createUpstream(
+  name: string,
   origin: string,
   options: {
     connectTimeoutMs: number;
@@ -203,9 +209,10 @@ export function createUpstream(
   const { connectTimeoutMs } = options;
   const states = { closed: 0, open: 1, 'half-open': 2 } as const;
   return {
+    name,
     origin,
     breaker: new CircuitBreaker(options.breakerFailures, options.breakerCooldownMs, Date.now, (state) =>
-      options.metrics?.breaker.set({ upstream: origin }, states[state]),
+      options.metrics?.breaker.set({ upstream: name }, states[state]),
     ),
     // Idle keep-alive shorter than the upstream's (65 s), so a reused socket is never one it closes.
     pool: new Pool(origin, {
@@ -469,14 +476,14 @@ export class Proxy {
         keyId: principal?.keyId ?? null,
         requestId,
         traceId: traceId ?? null,
-        upstream: upstream?.origin ?? null,
+        upstream: upstream?.name ?? null,
       });
       this.options.metrics.requests.observe(
         {
           route: route.name,
           method: req.method ?? '',
           status: String(status),
-          upstream: upstream?.origin ?? 'none',
+          upstream: upstream?.name ?? 'none',
         },
         seconds,
       );
@@ -491,7 +498,8 @@ export class Proxy {
           ms: Math.round(seconds * 1e4) / 10,
           bytesIn,
           bytesOut,
-          upstream: upstream?.origin,
+          upstream: upstream?.name,
+          origin: upstream?.origin,
         },
         'request',
       );

@@ -59,31 +59,36 @@ const prometheusAccess = (method: string): Access => (read(method) || method ===
 /** The proxied routes' names, as their requests are recorded (and filtered in the analytics). */
 export const ROUTE_NAMES = ['gpus', 'storage', 'topics', 'prometheus', 'targets', 'write'] as const;
 
+/** The services behind the gateway, each with its instances in its GATEWAY_*_URLS. */
+export type Backend = 'streamer' | 'queue' | 'collector';
+
 export function buildRoutes(
   config: GatewayConfig,
   metrics?: GatewayMetrics,
-): (ProxyRoute & { name: (typeof ROUTE_NAMES)[number] })[] {
+): (ProxyRoute & { name: (typeof ROUTE_NAMES)[number]; backend: Backend })[] {
   // One long-poll budget for the gateway, whichever route and instance a long-poll goes to.
   const limits = longPollLimits(config);
   const longPolls = new SlotBudget(limits.max, limits.perClient, (held) =>
     metrics?.longPollsWaiting.set(held),
   );
-  // One upstream per origin, shared by its routes: an instance has one breaker (and one
-  // gateway_breaker_state series), whichever route found it failing.
-  const byOrigin = new Map<string, Upstream>();
-  const upstreams = (urls: string[]) =>
-    urls.map((url) => {
+  // One upstream per instance of a backend, shared by the backend's routes: an instance has one
+  // breaker (and one gateway_breaker_state series), whichever route found it failing. It is named
+  // by its backend and its place in that backend's list (`queue-1`): /metrics and the request
+  // records, open to more than the operators, never show its address.
+  const instances = new Map<string, Upstream>();
+  const upstreams = (backend: Backend, urls: string[]) =>
+    urls.map((url, i) => {
       const origin = new URL(url).origin;
-      let upstream = byOrigin.get(origin);
+      let upstream = instances.get(`${backend} ${origin}`);
       if (!upstream) {
-        upstream = createUpstream(origin, {
+        upstream = createUpstream(`${backend}-${i}`, origin, {
           connectTimeoutMs: config.GATEWAY_CONNECT_TIMEOUT,
           breakerFailures: config.GATEWAY_BREAKER_FAILURES,
           breakerCooldownMs: config.GATEWAY_BREAKER_COOLDOWN,
           maxLongPolls: limits.max,
           metrics,
         });
-        byOrigin.set(origin, upstream);
+        instances.set(`${backend} ${origin}`, upstream);
       }
       return upstream;
     });
@@ -92,7 +97,8 @@ export function buildRoutes(
       name: 'gpus',
       prefix: '/api/v1/gpus',
       target: '/v1/gpus',
-      upstreams: upstreams(config.GATEWAY_STREAMER_URLS),
+      backend: 'streamer',
+      upstreams: upstreams('streamer', config.GATEWAY_STREAMER_URLS),
       timeoutMs: config.GATEWAY_TIMEOUT,
       access: readOrAdmin,
     },
@@ -100,7 +106,8 @@ export function buildRoutes(
       name: 'storage',
       prefix: '/api/v1/storage',
       target: '/v1/storage',
-      upstreams: upstreams(config.GATEWAY_STREAMER_URLS),
+      backend: 'streamer',
+      upstreams: upstreams('streamer', config.GATEWAY_STREAMER_URLS),
       timeoutMs: config.GATEWAY_TIMEOUT,
       access: readOrAdmin,
     },
@@ -109,7 +116,8 @@ export function buildRoutes(
       name: 'topics',
       prefix: '/api/v1/topics',
       target: '/v1/topics',
-      upstreams: upstreams(config.GATEWAY_QUEUE_URLS),
+      backend: 'queue',
+      upstreams: upstreams('queue', config.GATEWAY_QUEUE_URLS),
       timeoutMs: config.GATEWAY_TIMEOUT + 60_000,
       access: queueAccess,
       // Every lease may wait (its waitSeconds is in the body, still unread when the slot is taken).
@@ -124,7 +132,8 @@ export function buildRoutes(
       name: 'prometheus',
       prefix: '/prometheus/api/v1',
       target: '/v1/prometheus/api/v1',
-      upstreams: upstreams(config.GATEWAY_STREAMER_URLS),
+      backend: 'streamer',
+      upstreams: upstreams('streamer', config.GATEWAY_STREAMER_URLS),
       timeoutMs: config.GATEWAY_PROMQL_TIMEOUT,
       access: prometheusAccess,
     },
@@ -132,7 +141,8 @@ export function buildRoutes(
       name: 'targets',
       prefix: '/api/v1/targets',
       target: '/v1/targets',
-      upstreams: upstreams(config.GATEWAY_COLLECTOR_URLS),
+      backend: 'collector',
+      upstreams: upstreams('collector', config.GATEWAY_COLLECTOR_URLS),
       timeoutMs: config.GATEWAY_TIMEOUT,
       access: readOrAdmin,
     },
@@ -140,7 +150,8 @@ export function buildRoutes(
       name: 'write',
       prefix: '/api/v1/write',
       target: '/v1/write',
-      upstreams: upstreams(config.GATEWAY_COLLECTOR_URLS),
+      backend: 'collector',
+      upstreams: upstreams('collector', config.GATEWAY_COLLECTOR_URLS),
       timeoutMs: config.GATEWAY_TIMEOUT,
       access: writeAccess,
     },
