@@ -203,8 +203,10 @@ try {
     PORT: String(freePort()),
     HOST: '127.0.0.1',
     QUEUE_URL: queue.url,
-    STREAMER_CONCURRENCY: '2',
-    STREAMER_BATCH: '20',
+    // The service's defaults (STREAMER_CONCURRENCY 4, STREAMER_BATCH 20) unless asked otherwise.
+    ...(process.env.BENCH_STREAMER_CONCURRENCY
+      ? { STREAMER_CONCURRENCY: process.env.BENCH_STREAMER_CONCURRENCY }
+      : {}),
     TELEMETRY_RETENTION: '0',
   });
   services.push(streamer);

@@ -6,8 +6,12 @@ export const streamerEnv = z
     ...serviceEnv(8082),
     /** Base URL of the queue service. */
     QUEUE_URL: z.string().url('must be a URL such as http://localhost:8081').default('http://localhost:8081'),
-    /** Parallel lease loops (each stores one batch at a time). */
-    STREAMER_CONCURRENCY: int(2, 1, 64),
+    /**
+     * Parallel lease loops, each storing one batch at a time. Four, so that while some wait on a
+     * round trip (a lease, a commit, an ack) others keep the database busy: two left a fifth of
+     * the machine idle (docs/performance.md).
+     */
+    STREAMER_CONCURRENCY: int(4, 1, 64),
     /** Queue messages per lease; each carries up to 1000 samples. */
     STREAMER_BATCH: int(20, 1, 1000),
     /** Lease visibility; long batches extend it on a heartbeat. */
