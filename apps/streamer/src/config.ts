@@ -4,6 +4,11 @@ import { z } from 'zod';
 export const streamerEnv = z
   .object({
     ...serviceEnv(8082),
+    /**
+     * Its lease loops hold one connection each while a batch runs, PromQL up to
+     * PROMQL_MAX_CONCURRENCY, and maintenance and the REST reads the rest.
+     */
+    DATABASE_POOL_SIZE: int(12, 1, 200),
     /** Base URL of the queue service. */
     QUEUE_URL: z.string().url('must be a URL such as http://localhost:8081').default('http://localhost:8081'),
     /**
