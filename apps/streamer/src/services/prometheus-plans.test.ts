@@ -7,8 +7,7 @@ import { logPlans, plansFor as plansForTest } from '../testing/query-plans';
  * 125 hosts), the plans Postgres runs (captured with auto_explain) find a metric's series through
  * telemetry_series_name_idx, and the series whose matchers name label values (one GPU, two hosts)
  * through the label index, never by a sequential scan of every series. Metric names are listed
- * by skipping through the name index, other labels and their values from telemetry_label_values;
- * over a range, each looks for a series' samples with a probe of its index.
+ * by skipping through the name index, other labels and their values from telemetry_label_values.
  */
 let template: TestDatabase<StreamerDatabase>;
 
@@ -70,25 +69,6 @@ describe('PromQL plans on 20,000 series', () => {
     expect(plan).toMatch(/(Index Only Scan using|Bitmap Index Scan on) telemetry_label_values_pkey/);
     expect(plan).not.toMatch(/Seq Scan on telemetry_series/);
   });
-
-  it.each([
-    ['label names', 'labels'],
-    ['metric names', 'label/__name__/values'],
-    ['the values of a label', 'label/Hostname/values'],
-  ])(
-    'lists %s over a range by probing series for a sample, never reading every hot row',
-    async (_what, endpoint) => {
-      const end = Math.floor(Date.now() / 1000);
-      const plan = await plansForTest(
-        template,
-        `${API}/${endpoint}?start=${end - 3600}&end=${end}`,
-        'telemetry_samples',
-      );
-      expect(plan).toMatch(/Index Scan on telemetry_samples_\d+_\d+_series_id_idx/);
-      expect(plan).not.toMatch(/Seq Scan on telemetry_samples/);
-      expect(plan).not.toMatch(/hashed SubPlan/);
-    },
-  );
 
   it("reads a selector's hot rows and stale markers in one statement", async () => {
     const end = Math.floor(Date.now() / 1000);

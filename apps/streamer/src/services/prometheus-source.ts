@@ -29,11 +29,10 @@ import {
   readRollupRows,
   type RollupTable,
   endSnapshot,
-  type DataRange,
-  labelNamesBetween,
-  labelValuesBetween,
+  labelNamesSince,
+  labelValuesSince,
   metricNames,
-  metricNamesBetween,
+  metricNamesSince,
   readSamples,
   seriesBatch,
   seriesWithDataBetween,
@@ -665,30 +664,18 @@ export class PrometheusSource implements SeriesSource {
   }
 
   /**
-   * The range [startMs, endMs] as the data queries read it (either end may be open), or undefined
-   * when neither is given: all time.
-   */
-  private async dataRange(startMs?: number, endMs?: number): Promise<DataRange | undefined> {
-    if (startMs === undefined && endMs === undefined) return undefined;
-    const horizonMs = await this.rawHorizonMs();
-    return {
-      from: new Date(clampMs(startMs ?? MIN_MS)),
-      to: new Date(clampMs(endMs ?? MAX_MS)),
-      rawFrom: Number.isFinite(horizonMs) ? new Date(horizonMs) : null,
-    };
-  }
-
-  /**
-   * Label names of the series matching any of the sets (without sets: of every series), and with a
-   * start or an end, of those with data in the range, as `series` bounds it.
+   * Label names of the series matching any of the sets (without sets: of every series, or with a
+   * start of those seen since then).
    */
   async labelNames(
     options: { matchers?: Matcher[][]; startMs?: number; endMs?: number } = {},
   ): Promise<string[]> {
     if (!options.matchers?.length) {
-      const range = await this.dataRange(options.startMs, options.endMs);
+      const since = options.startMs;
       return (
-        await this.run((client) => (range ? labelNamesBetween(client, range) : allLabelNames(client)))
+        await this.run((client) =>
+          since === undefined ? allLabelNames(client) : labelNamesSince(client, since * 1000),
+        )
       ).sort(compareStrings);
     }
     const names = new Set<string>();
@@ -700,22 +687,24 @@ export class PrometheusSource implements SeriesSource {
 
   /**
    * Values of one label over the series matching any of the sets (without sets: over every
-   * series), and with a start or an end, over those with data in the range, as `series` bounds it.
+   * series, or with a start over those seen since then).
    */
   async labelValues(
     name: string,
     options: { matchers?: Matcher[][]; startMs?: number; endMs?: number } = {},
   ): Promise<string[]> {
     if (!options.matchers?.length) {
-      // Grafana sends its dashboard's range: hosts and GPUs without samples in it are left out.
-      const range = await this.dataRange(options.startMs, options.endMs);
+      // With a start (Grafana sends one), series unseen since then are left out.
+      const since = options.startMs === undefined ? undefined : options.startMs * 1000;
       if (name === '__name__')
         return (
-          await this.run((client) => (range ? metricNamesBetween(client, range) : metricNames(client)))
+          await this.run((client) =>
+            since === undefined ? metricNames(client) : metricNamesSince(client, since),
+          )
         ).sort(compareStrings); // in Go's order, whatever the database's collation
       return (
         await this.run((client) =>
-          range ? labelValuesBetween(client, name, range) : allLabelValues(client, name),
+          since === undefined ? allLabelValues(client, name) : labelValuesSince(client, name, since),
         )
       ).sort(compareStrings);
     }
@@ -750,10 +739,22 @@ export class PrometheusSource implements SeriesSource {
       }
     }
     let selected = [...byKey.values()];
-    const ids = selected.flatMap((s) => s.ids);
-    const range = ids.length > 0 ? await this.dataRange(startMs, endMs) : undefined;
-    if (range) {
-      const withData = await this.run((client) => seriesWithDataBetween(client, { seriesIds: ids, range }));
+    if (startMs !== undefined || endMs !== undefined) {
+      const ids = selected.flatMap((s) => s.ids);
+      const from = new Date(clampMs(startMs ?? MIN_MS));
+      const to = new Date(clampMs(endMs ?? MAX_MS));
+      let withData = new Set<number>();
+      if (ids.length > 0) {
+        const horizonMs = await this.rawHorizonMs();
+        withData = await this.run((client) =>
+          seriesWithDataBetween(client, {
+            seriesIds: ids,
+            from,
+            to,
+            rawFrom: Number.isFinite(horizonMs) ? new Date(horizonMs) : null,
+          }),
+        );
+      }
       selected = selected.filter((s) => s.ids.some((id) => withData.has(id)));
     }
     return selected.map((s) => s.labels).sort(compareLabels);

@@ -379,49 +379,26 @@ export async function oldestRollupDayUs(client: PoolClient, table: RollupTable):
 }
 
 /**
- * The time range a list of series, label names or values is asked for: a series is in it when it
- * has a sample (hot) or a block overlapping [from, to], or, before `rawFrom` (where raw samples
- * begin: see beginSnapshot; null when no chunk is stored), a rollup row that may.
+ * The ids among `seriesIds` with a sample (hot) or a block overlapping [from, to], or, before
+ * `rawFrom` (where raw samples begin: see beginSnapshot), a rollup row that may: a row starts at
+ * its chunk, or at its day once folded, so it counts from a day before `from` (as Prometheus
+ * counts a block).
  */
-export interface DataRange {
-  from: Date;
-  to: Date;
-  rawFrom: Date | null;
-}
-
-/**
- * Whether the series `id` has data in [from, to] (see DataRange), with `from`, `to` and `rawFrom`
- * the statement's parameters that hold them. A rollup row starts at its chunk, or at its day once
- * folded, so it counts from a day before `from` (as Prometheus counts a block). Each test is a
- * probe of the series' index that stops at its first row, hot rows first. `OFFSET 0` keeps
- * each one so: without it Postgres may instead hash every hot row of the range once (a seq scan of
- * a week's samples for a drop-down), where the label lists need a probe or two per series.
- */
-const hasDataBetween = (id: string, p: { from: string; to: string; rawFrom: string }) => `(
-  EXISTS (SELECT 1 FROM telemetry_samples x
-          WHERE x.series_id = ${id} AND x.ts BETWEEN ${p.from} AND ${p.to} OFFSET 0)
-  OR EXISTS (SELECT 1 FROM telemetry_blocks b JOIN telemetry_chunks c ON c.chunk_start = b.chunk_start
-             WHERE b.series_id = ${id} AND b.chunk_start <= ${p.to} AND c.chunk_end > ${p.from} OFFSET 0)
-  OR EXISTS (SELECT 1 FROM telemetry_rollups_1m r
-             WHERE r.series_id = ${id} AND r.start <= ${p.to} AND r.start > ${p.from} - interval '1 day'
-               AND r.start < ${p.rawFrom} OFFSET 0)
-  OR EXISTS (SELECT 1 FROM telemetry_rollups_1h r
-             WHERE r.series_id = ${id} AND r.start <= ${p.to} AND r.start > ${p.from} - interval '1 day'
-               AND r.start < ${p.rawFrom} OFFSET 0))`;
-
-/** A range's parameters, $2 to $4 of the statements below: from, to, rawFrom. */
-const rangeValues = (range: DataRange) => [range.from, range.to, range.rawFrom ?? 'infinity'];
-
-/** The ids among `seriesIds` with data in the range. */
 export async function seriesWithDataBetween(
   client: PoolClient,
-  args: { seriesIds: readonly number[]; range: DataRange },
+  args: { seriesIds: readonly number[]; from: Date; to: Date; rawFrom: Date | null },
 ): Promise<Set<number>> {
   const { rows } = await client.query<{ id: string }>({
     name: 'promql_series_with_data',
     text: `SELECT id FROM unnest($1::bigint[]) AS id
-           WHERE ${hasDataBetween('id', { from: '$2::timestamptz', to: '$3::timestamptz', rawFrom: '$4::timestamptz' })}`,
-    values: [args.seriesIds, ...rangeValues(args.range)],
+           WHERE EXISTS (SELECT 1 FROM telemetry_samples x WHERE x.series_id = id AND x.ts BETWEEN $2 AND $3)
+              OR EXISTS (SELECT 1 FROM telemetry_blocks b JOIN telemetry_chunks c ON c.chunk_start = b.chunk_start
+                         WHERE b.series_id = id AND b.chunk_start <= $3 AND c.chunk_end > $2)
+              OR EXISTS (SELECT 1 FROM telemetry_rollups_1m r
+                         WHERE r.series_id = id AND r.start <= $3 AND r.start > $2 - interval '1 day' AND r.start < $4)
+              OR EXISTS (SELECT 1 FROM telemetry_rollups_1h r
+                         WHERE r.series_id = id AND r.start <= $3 AND r.start > $2 - interval '1 day' AND r.start < $4)`,
+    values: [args.seriesIds, args.from, args.to, args.rawFrom ?? 'infinity'],
   });
   return new Set(rows.map((r) => Number(r.id)));
 }
@@ -460,70 +437,57 @@ export async function allLabelValues(client: PoolClient, name: string): Promise<
 }
 
 /**
- * The label lists asked for a range hold what the series with data in it have (hasDataBetween),
- * as Prometheus lists what its blocks in the range hold. A series with a sample from `from` on was
- * resolved by a streamer since (samples are stored as they come), and resolving refreshes
- * last_seen once it is a day old: so only series seen within a day before `from` are probed for
- * data, and hosts and GPUs gone for longer cost one column's test.
+ * A series counts as seen since `sinceUs` when a streamer resolved it within a day before (its
+ * last_seen is refreshed once a day old): the label lists asked for a range (Grafana's variables)
+ * then leave out hosts and GPUs gone for longer, as Prometheus' head and blocks do.
  */
 const SEEN_SLACK_US = 86_400_000_000;
-const seenSince = (from: Date) => pgTimestamp(from.getTime() * 1000 - SEEN_SLACK_US); // clamped to years 1-9999
+const seenSince = (sinceUs: number) => pgTimestamp(sinceUs - SEEN_SLACK_US); // any start, clamped to years 1-9999
 
-/** Whether series `s` is in the range: seen since a day before it ($1), with data in it ($2-$4). */
-const IN_RANGE = `s.last_seen >= $1::timestamptz
-  AND ${hasDataBetween('s.id', { from: '$2::timestamptz', to: '$3::timestamptz', rawFrom: '$4::timestamptz' })}`;
-
-/** Metric names of the series with data in the range (a loose index scan skipping the others). */
-export async function metricNamesBetween(client: PoolClient, range: DataRange): Promise<string[]> {
+/** Metric names of the series seen since `sinceUs` (a loose index scan skipping the others). */
+export async function metricNamesSince(client: PoolClient, sinceUs: number): Promise<string[]> {
   const { rows } = await client.query<{ name: string }>({
-    name: 'promql_metric_names_between',
+    name: 'promql_metric_names_since',
     text: `WITH RECURSIVE names AS (
-        (SELECT s.metric_name AS name FROM telemetry_series s WHERE ${IN_RANGE} ORDER BY s.metric_name LIMIT 1)
+        (SELECT metric_name AS name FROM telemetry_series WHERE last_seen >= $1 ORDER BY metric_name LIMIT 1)
         UNION ALL
         SELECT (SELECT s.metric_name FROM telemetry_series s
-                WHERE s.metric_name > names.name AND ${IN_RANGE} ORDER BY s.metric_name LIMIT 1)
+                WHERE s.metric_name > names.name AND s.last_seen >= $1 ORDER BY s.metric_name LIMIT 1)
         FROM names WHERE names.name IS NOT NULL
       )
       SELECT name FROM names WHERE name IS NOT NULL`,
-    values: [seenSince(range.from), ...rangeValues(range)],
+    values: [seenSince(sinceUs)],
   });
   return rows.map((r) => r.name);
 }
 
-/**
- * Label names some series with data in the range has (each name stops at its first such value,
- * each value at its first such series).
- */
-export async function labelNamesBetween(client: PoolClient, range: DataRange): Promise<string[]> {
+/** Label names some series seen since `sinceUs` has (each name stops at its first such value). */
+export async function labelNamesSince(client: PoolClient, sinceUs: number): Promise<string[]> {
   const { rows } = await client.query<{ name: string }>({
-    name: 'promql_label_names_between',
+    name: 'promql_label_names_since',
     text: `${LABEL_NAMES}
       SELECT n.name FROM names n
       WHERE n.name IS NOT NULL AND EXISTS (
         SELECT 1 FROM telemetry_label_values v
         WHERE v.name = n.name AND EXISTS (
           SELECT 1 FROM telemetry_series s
-          WHERE s.prom_labels @> jsonb_build_object(v.name, v.value) AND ${IN_RANGE}))
+          WHERE s.prom_labels @> jsonb_build_object(v.name, v.value) AND s.last_seen >= $1))
       UNION ALL
-      SELECT '__name__' WHERE EXISTS (SELECT 1 FROM telemetry_series s WHERE ${IN_RANGE})`,
-    values: [seenSince(range.from), ...rangeValues(range)],
+      SELECT '__name__' WHERE EXISTS (SELECT 1 FROM telemetry_series WHERE last_seen >= $1)`,
+    values: [seenSince(sinceUs)],
   });
   return rows.map((r) => r.name);
 }
 
-/** Values of one label over the series with data in the range (not __name__: metricNamesBetween). */
-export async function labelValuesBetween(
-  client: PoolClient,
-  name: string,
-  range: DataRange,
-): Promise<string[]> {
+/** Values of one label over the series seen since `sinceUs` (not __name__: metricNamesSince). */
+export async function labelValuesSince(client: PoolClient, name: string, sinceUs: number): Promise<string[]> {
   const { rows } = await client.query<{ value: string }>({
-    name: 'promql_label_values_between',
+    name: 'promql_label_values_since',
     text: `SELECT v.value FROM telemetry_label_values v
-           WHERE v.name = $5 AND EXISTS (
+           WHERE v.name = $1 AND EXISTS (
              SELECT 1 FROM telemetry_series s
-             WHERE s.prom_labels @> jsonb_build_object(v.name, v.value) AND ${IN_RANGE})`,
-    values: [seenSince(range.from), ...rangeValues(range), name],
+             WHERE s.prom_labels @> jsonb_build_object(v.name, v.value) AND s.last_seen >= $2)`,
+    values: [name, seenSince(sinceUs)],
   });
   return rows.map((r) => r.value);
 }
