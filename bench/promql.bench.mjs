@@ -484,8 +484,11 @@ try {
       queries: [...DASHBOARD, ...PICKED],
       range: { start: now - HOUR, end: now, step: 15_000 },
       calls: CALLS_1H,
-      // As Grafana's variables ask them: with the panel's start, and so read per value.
-      lists: [...LABEL_LISTS, ...LABEL_LISTS.map((p) => `${p}?start=${(now - HOUR) / 1000}`)],
+      // As Grafana's variables ask them: with the panel's range, so each series is probed for data in it.
+      lists: [
+        ...LABEL_LISTS,
+        ...LABEL_LISTS.map((p) => `${p}?start=${(now - HOUR) / 1000}&end=${now / 1000}`),
+      ],
     },
   );
   // A week of history ending at the last whole hour, compacted.
