@@ -14,7 +14,9 @@ import { Publisher } from './publisher';
  */
 let server: Server;
 let client: QueueClient;
-let mode: 'up' | 'down' | 'hang' | 'unauthorized' | 'not-found' | 'topic-limit' = 'up';
+let mode: 'up' | 'down' | 'down-held' | 'hang' | 'unauthorized' | 'not-found' | 'topic-limit' = 'up';
+/** In 'down-held' mode, answers the request held with a 503 when the test says so. */
+let answerHeld: (() => void) | undefined;
 let limit = Infinity;
 let stored: string[] = [];
 let requests = 0;
@@ -30,6 +32,7 @@ beforeAll(async () => {
           .writeHead(status, { 'content-type': 'application/problem+json' })
           .end(JSON.stringify({ title, status }));
       if (mode === 'down') return void problem(503, 'Service Unavailable');
+      if (mode === 'down-held') return void (answerHeld = () => problem(503, 'Service Unavailable'));
       if (mode === 'unauthorized') return void problem(401, 'Unauthorized');
       if (mode === 'not-found') return void problem(404, 'Not Found');
       // The queue's answer for a new topic past QUEUE_MAX_TOPICS: about the topic, not the messages.
@@ -56,6 +59,7 @@ afterAll(async () => {
 
 beforeEach(() => {
   mode = 'up';
+  answerHeld = undefined;
   limit = Infinity;
   stored = [];
   requests = 0;
@@ -184,6 +188,24 @@ describe('Publisher', () => {
     const started = Date.now();
     await p.stop(5_000);
     expect(Date.now() - started).toBeLessThan(4_000);
+    expect(stored.sort()).toEqual(batch.map((m) => m.id).sort());
+    expect(await dropped('shutdown')).toBe(0);
+  });
+
+  it('retries at once, not after its long backoff, a publish that fails just after a stop begins', async () => {
+    // The publish is in flight when the stop comes, and fails after: no backoff to cut short yet.
+    const { p, dropped } = publisher({ minMs: 10_000, maxMs: 30_000 });
+    mode = 'down-held';
+    p.start();
+    const batch = messages(20);
+    p.enqueue(batch);
+    await until(() => answerHeld !== undefined);
+    const started = Date.now();
+    const stopped = p.stop(5_000);
+    mode = 'up';
+    answerHeld?.();
+    await stopped;
+    expect(Date.now() - started).toBeLessThan(2_000);
     expect(stored.sort()).toEqual(batch.map((m) => m.id).sort());
     expect(await dropped('shutdown')).toBe(0);
   });

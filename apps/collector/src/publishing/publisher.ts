@@ -18,6 +18,9 @@ export interface PublisherOptions {
   retry?: { minMs: number; maxMs: number };
 }
 
+/** The first wait between tries once a stop has begun (doubling from there, up to its deadline). */
+const STOP_RETRY_MS = 100;
+
 /**
  * Decouples scraping from publishing. Scrapes enqueue messages and return at once; one loop
  * publishes them in batches, retrying with exponential backoff while the queue is slow or down
@@ -86,8 +89,9 @@ export class Publisher {
   async stop(timeoutMs: number): Promise<void> {
     this.stopping = true;
     this.deadline = performance.now() + timeoutMs;
-    // Backoff starts over: the time left is short, and the queue may be back.
-    this.retryMs = this.options.retry?.minMs ?? 100;
+    // Backoff starts over, and short: the time left is, and the queue may be back any moment. A
+    // publish in flight now that fails waits this too, not the backoff it was sent under.
+    this.retryMs = Math.min(this.options.retry?.minMs ?? STOP_RETRY_MS, STOP_RETRY_MS);
     this.wake?.();
     this.interrupt?.();
     await waitAtMost(this.loop, timeoutMs);
