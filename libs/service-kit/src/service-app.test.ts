@@ -8,6 +8,7 @@ import { createLogger, type Logger } from './logger';
 import { createMetrics } from './metrics';
 import { spanExportStats } from './span-export-stats';
 import { createServiceApp } from './service-app';
+import { linesLogger } from './testing';
 import { validate } from './validate';
 
 function app(
@@ -93,9 +94,7 @@ describe('the service frame', () => {
 
   it('answers /readyz in brief when asked: a failed check is "failed", its error in the log once', async () => {
     const lines: Record<string, unknown>[] = [];
-    const logger = createLogger('demo', 'info', {
-      write: (line: string) => void lines.push(JSON.parse(line)),
-    });
+    const logger = linesLogger('demo', 'info', lines);
     const options = { ready: false, readinessDetail: 'brief' as const, logger };
     const brief = app(options);
     const answers = await Promise.all(Array.from({ length: 10 }, () => request(brief).get('/readyz')));
@@ -136,9 +135,7 @@ describe('the service frame', () => {
 
   it('logs a check that stays failed again at most once a minute', async () => {
     const lines: Record<string, unknown>[] = [];
-    const logger = createLogger('demo', 'info', {
-      write: (line: string) => void lines.push(JSON.parse(line)),
-    });
+    const logger = linesLogger('demo', 'info', lines);
     let now = 0;
     const failing = app({ ready: false, readinessDetail: 'brief', logger, now: () => now });
     for (const at of [0, 1_000, 59_000, 60_000, 61_000, 119_000, 120_000]) {

@@ -2,11 +2,11 @@ import { createServer, type IncomingMessage, type Server, request as httpRequest
 import { createServer as createNetServer } from 'node:net';
 import { Pool } from 'pg';
 import { createTestDatabase, type TestDatabase } from '@gpu-telemetry/db/testing';
-import { createLogger, type RunningServer, serviceAuthorization } from '@gpu-telemetry/service-kit';
+import { type RunningServer, serviceAuthorization } from '@gpu-telemetry/service-kit';
 import request from 'supertest';
 import type { GatewayApp } from '../app';
 import { createTestGateway, listenGateway, serve } from '../testing/gateway-test-app';
-import { TEST_SERVICE_TOKEN } from '@gpu-telemetry/service-kit/testing';
+import { linesLogger, TEST_SERVICE_TOKEN } from '@gpu-telemetry/service-kit/testing';
 import type { GatewayDatabase } from '../gateway.tables';
 
 /**
@@ -266,10 +266,7 @@ describe('proxying', () => {
   });
 
   it('warns once at start-up when GATEWAY_TRUSTED_PROXIES trusts every address', async () => {
-    const lines: Record<string, unknown>[] = [];
-    const logger = createLogger('gateway', 'warn', {
-      write: (line: string) => void lines.push(JSON.parse(line)),
-    });
+    const { logger, lines } = keptLogs();
     const everyone = gateway({ GATEWAY_TRUSTED_PROXIES: '10.0.0.0/8,0.0.0.0/0,::/0' }, logger);
     try {
       expect(lines).toEqual([
@@ -290,13 +287,10 @@ describe('proxying', () => {
     } finally {
       await everyone.close();
     }
-    const quiet: Record<string, unknown>[] = [];
-    const narrow = gateway(
-      { GATEWAY_TRUSTED_PROXIES: '10.0.0.0/8' },
-      createLogger('gateway', 'warn', { write: (line: string) => void quiet.push(JSON.parse(line)) }),
-    );
+    const quiet = keptLogs();
+    const narrow = gateway({ GATEWAY_TRUSTED_PROXIES: '10.0.0.0/8' }, quiet.logger);
     await narrow.close();
-    expect(quiet).toEqual([]);
+    expect(quiet.lines).toEqual([]);
   });
 
   it('passes an IPv4 client on as IPv4 in X-Forwarded-For when it listens on every address (dual-stack)', async () => {
@@ -424,10 +418,7 @@ describe('proxying', () => {
 /** A logger that keeps the gateway's lines from `level` up, parsed. */
 function keptLogs(level = 'warn') {
   const lines: Record<string, unknown>[] = [];
-  const logger = createLogger('gateway', level, {
-    write: (line: string) => void lines.push(JSON.parse(line)),
-  });
-  return { logger, lines };
+  return { logger: linesLogger('gateway', level, lines), lines };
 }
 
 /** The URL of a loopback port nobody listens on (listened on, then closed). */

@@ -1,7 +1,7 @@
 import type { AddressInfo, Server } from 'node:net';
 import type { TestDatabase } from '@gpu-telemetry/db/testing';
 import { createLogger, listen, type Logger, type RunningServer } from '@gpu-telemetry/service-kit';
-import { documentedResponses, TEST_SERVICE_TOKEN } from '@gpu-telemetry/service-kit/testing';
+import { documentedResponses, linesLogger, TEST_SERVICE_TOKEN } from '@gpu-telemetry/service-kit/testing';
 import { createApp, type GatewayApp } from '../app';
 import { loadGatewayConfig } from '../config';
 import type { GatewayDatabase } from '../gateway.tables';
@@ -73,9 +73,7 @@ export async function listenGatewayTo(
   env: Record<string, string>,
 ): Promise<ListeningGateway> {
   const logs: Record<string, unknown>[] = [];
-  const logger = createLogger('gateway', 'warn', {
-    write: (line: string) => void logs.push(JSON.parse(line)),
-  });
+  const logger = linesLogger('gateway', 'warn', logs);
   const gateway = createTestGateway(
     database,
     {
