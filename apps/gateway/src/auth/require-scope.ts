@@ -69,6 +69,17 @@ const covers = (principal: Principal, scope: Scope) =>
   principal.scopes.has(scope) || principal.scopes.has('admin');
 
 /**
+ * Whether the request was admitted with the admin scope, or with keys off (everyone is then an
+ * admin): for routes that show more to an admin than to a reader. Behind requireKeyFirst.
+ */
+export function admittedAsAdmin(res: Response): boolean {
+  const admitted = res.locals[ADMISSION] as Admission | undefined;
+  return (
+    admitted !== undefined && (admitted.principal === undefined || admitted.principal.scopes.has('admin'))
+  );
+}
+
+/**
  * Express guard for one of the gateway's own routes: a key with `scope` (or admin), unless auth is
  * off, then a token from the client's rate-limit bucket. Keys limited to queue topics are refused
  * here: these routes are not the queue's. Behind requireKeyFirst, which did both already, only a

@@ -177,7 +177,7 @@ export const gatewayOperations: Operation[] = [
     method: 'get',
     path: '/api/v1/traces/{traceId}',
     summary:
-      'A trace received over OTLP, as span trees (read): at most 10,000 spans, trees at most 64 deep (a deeper span, or one in a parent cycle, starts a tree of its own)',
+      'A trace received over OTLP, as span trees (read): at most 10,000 spans, trees at most 64 deep (a deeper span, or one in a parent cycle, starts a tree of its own). To a key without the admin scope, attributes that name where a service or Postgres is reached (server.address, url.full, net.peer.name, db.connection_string and the like) read REDACTED',
     tags: ['observability'],
     params: z.object({ traceId: z.string() }),
     responses: {

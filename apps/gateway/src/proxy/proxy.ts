@@ -460,7 +460,12 @@ export class Proxy {
     } finally {
       const seconds = (performance.now() - started) / 1000;
       const status = res.statusCode;
-      span.setAttributes({ 'http.response.status_code': status, 'server.address': upstream?.origin ?? '' });
+      span.setAttributes({
+        'http.response.status_code': status,
+        'server.address': upstream?.origin ?? '',
+        // The instance by name (queue-0), as /metrics names it: what a trace read without addresses shows.
+        'gateway.upstream': upstream?.name ?? 'none',
+      });
       if (status >= 500) span.setStatus({ code: SpanStatusCode.ERROR });
       span.end();
       const path = (req.url ?? '').split('?')[0] ?? '';

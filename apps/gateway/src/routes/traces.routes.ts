@@ -1,7 +1,7 @@
 import { apiRouter, validate } from '@gpu-telemetry/service-kit';
 import type { Router } from 'express';
 import { z } from 'zod';
-import { type Edge, requireScope } from '../auth/require-scope';
+import { admittedAsAdmin, type Edge, requireScope } from '../auth/require-scope';
 import type { TracesService } from '../traces/traces.service';
 
 const params = z.object({
@@ -11,7 +11,9 @@ const params = z.object({
 export function tracesRoutes(traces: TracesService, edge: Edge): Router {
   const router = apiRouter();
   router.get('/api/v1/traces/:traceId', requireScope(edge, 'read'), async (req, res) => {
-    res.json(await traces.trace(validate(params, req.params).traceId));
+    // Where services and Postgres are reached is the operators' to see: a read key gets it redacted.
+    const view = { addresses: admittedAsAdmin(res) };
+    res.json(await traces.trace(validate(params, req.params).traceId, view));
   });
   return router;
 }

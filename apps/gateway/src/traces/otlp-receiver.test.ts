@@ -34,6 +34,11 @@ afterAll(async () => {
   await database.drop();
 });
 
+const publishOf = (span: { spanContext(): { traceId: string; spanId: string } }) => ({
+  traceId: span.spanContext().traceId,
+  spanId: span.spanContext().spanId,
+});
+
 /** Two services' spans of one trace, sent by the real OpenTelemetry exporter given. */
 async function exportTrace(exporter: (service: string) => SpanExporter): Promise<string> {
   const providers = ['edge', 'backend'].map(
@@ -143,6 +148,62 @@ describe('POST /v1/traces (OTLP/HTTP)', () => {
       }
     },
   );
+
+  it('shows a read key where services and Postgres are reached as REDACTED, and an admin key as sent', async () => {
+    const provider = new BasicTracerProvider({
+      resource: resourceFromAttributes({ 'service.name': 'streamer' }),
+      spanProcessors: [
+        new SimpleSpanProcessor(new ProtoExporter({ url: `${base}/v1/traces`, headers: auth })),
+      ],
+    });
+    const tracer = provider.getTracer('test');
+    const publish = tracer.startSpan('queue.publish');
+    publish.end();
+    // What the pg and undici instrumentations put on their spans, in both conventions' names.
+    const sent = {
+      'db.connection_string': 'postgresql://10.0.4.7:5432/telemetry',
+      'db.user': 'streamer',
+      'net.peer.name': '10.0.4.7',
+      'net.peer.port': 5432,
+      'server.address': 'queue.internal',
+      'server.port': 8081,
+      'url.full': 'http://queue.internal:8081/v1/topics/telemetry/leases',
+      'network.peer.address': '10.0.4.9',
+    };
+    const kept = { 'db.system': 'postgresql', 'http.request.method': 'POST', 'db.statement': 'SELECT 1' };
+    const span = tracer.startSpan('pg.query', {
+      attributes: { ...sent, ...kept },
+      links: [
+        { context: publish.spanContext(), attributes: { 'server.address': '10.0.4.9', why: 'publish' } },
+      ],
+    });
+    span.end();
+    await provider.forceFlush();
+    await provider.shutdown();
+    const read = (key: string) =>
+      request(base).get(`/api/v1/traces/${span.spanContext().traceId}`).set('x-api-key', key).expect(200);
+
+    const reader = await request(base)
+      .post('/api/v1/keys')
+      .set('x-api-key', ADMIN)
+      .send({ name: 'trace-reader', scopes: ['read'] })
+      .expect(201);
+    const redacted = (await read(reader.body.key)).body.roots[0];
+    expect(redacted.attributes).toEqual({
+      ...Object.fromEntries(Object.keys(sent).map((k) => [k, 'REDACTED'])),
+      ...kept,
+    });
+    expect(redacted.links).toEqual([
+      { ...publishOf(publish), attributes: { 'server.address': 'REDACTED', why: 'publish' } },
+    ]);
+    expect(JSON.stringify(redacted)).not.toMatch(/10\.0\.4|internal|5432|8081/);
+
+    const full = (await read(ADMIN)).body.roots[0];
+    expect(full.attributes).toEqual({ ...sent, ...kept });
+    expect(full.links).toEqual([
+      { ...publishOf(publish), attributes: { 'server.address': '10.0.4.9', why: 'publish' } },
+    ]);
+  });
 
   it('refuses a link without a trace id or span id, naming it', async () => {
     const traceId = randomBytes(16).toString('hex');

@@ -47,7 +47,10 @@ export class TracesService {
    * spans, the earliest, are read; `truncated` says when there were more. `linkedFrom` lists the
    * earliest MAX_LINKED_FROM spans of other traces that link to this one.
    */
-  async trace(traceId: string): Promise<{
+  async trace(
+    traceId: string,
+    view: TraceView = { addresses: true },
+  ): Promise<{
     traceId: string;
     spanCount: number;
     truncated: boolean;
@@ -75,8 +78,8 @@ export class TracesService {
           end: span.end.toISOString(),
           durationMs: Math.round(span.durationMs * 1000) / 1000,
           status: { code: span.statusCode, message: span.statusMessage },
-          attributes: span.attributes,
-          links: span.links,
+          attributes: view.addresses ? span.attributes : withoutAddresses(span.attributes),
+          links: view.addresses ? span.links : span.links.map(linkWithoutAddresses),
           children: [],
         },
       ]),
@@ -90,6 +93,63 @@ export class TracesService {
       linkedFrom: linking.map((l) => ({ ...l, start: l.start.toISOString() })),
     };
   }
+}
+
+/** How a trace is shown: `addresses` false replaces what names a host, port or URL (ADDRESS_ATTRIBUTES). */
+export interface TraceView {
+  addresses: boolean;
+}
+
+/**
+ * Span attributes that name where a service, its peer or its database is reached, as
+ * OpenTelemetry's instrumentations set them (current and older semantic conventions): in a trace
+ * shown to a key without the admin scope their values read REDACTED, so that a read key learns
+ * nothing of the deployment's internal hosts, ports or connection strings.
+ */
+export const ADDRESS_ATTRIBUTES: ReadonlySet<string> = new Set([
+  'server.address',
+  'server.port',
+  'client.address',
+  'client.port',
+  'network.peer.address',
+  'network.peer.port',
+  'network.local.address',
+  'network.local.port',
+  'url.full',
+  'http.url',
+  'http.host',
+  'http.client_ip',
+  'net.peer.name',
+  'net.peer.ip',
+  'net.peer.port',
+  'net.host.name',
+  'net.host.ip',
+  'net.host.port',
+  'net.sock.peer.addr',
+  'net.sock.peer.port',
+  'net.sock.host.addr',
+  'net.sock.host.port',
+  'db.connection_string',
+  'db.user',
+  'host.name',
+  'host.ip',
+]);
+
+/** What an address attribute reads as in a trace shown without addresses. */
+export const REDACTED = 'REDACTED';
+
+function withoutAddresses(attributes: Record<string, unknown>): Record<string, unknown> {
+  let out: Record<string, unknown> | undefined;
+  for (const key of Object.keys(attributes)) {
+    if (!ADDRESS_ATTRIBUTES.has(key)) continue;
+    out ??= { ...attributes };
+    out[key] = REDACTED;
+  }
+  return out ?? attributes;
+}
+
+function linkWithoutAddresses(link: SpanLink): SpanLink {
+  return link.attributes ? { ...link, attributes: withoutAddresses(link.attributes) } : link;
 }
 
 /** The most spans of one trace read back. */
