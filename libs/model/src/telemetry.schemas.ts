@@ -30,6 +30,18 @@ export function isSampleValue(v: unknown): v is SampleValue {
 }
 
 /**
+ * The longest sample time taken: RFC 3339 with nanoseconds and an offset is 35 characters.
+ * Postgres reads no longer date-time (it refuses one past ~128 characters, and would fail every
+ * batch that carried it).
+ */
+export const MAX_SAMPLE_TIME_LENGTH = 40;
+const SAMPLE_TIME = z.iso.datetime({ offset: true, message: 'must be an RFC 3339 date-time' });
+const sampleTime = SAMPLE_TIME.max(
+  MAX_SAMPLE_TIME_LENGTH,
+  `must be at most ${MAX_SAMPLE_TIME_LENGTH} characters (an RFC 3339 date-time, at most nanoseconds)`,
+);
+
+/**
  * One GPU metric sample as it travels from collector to streamer. `uuid` is deterministic (a v5
  * UUID of GPU, metric, labels and sample time), so a sample scraped once is stored once however
  * often its message is redelivered.
@@ -45,7 +57,7 @@ export const telemetrySample = z.strictObject({
   metricName: z.string().max(256).regex(METRIC_NAME, 'must be a Prometheus metric name'),
   value: sampleValue,
   /** When the sample was taken (scrape time, the exporter's own timestamp, or CSV replay time). */
-  timestamp: z.iso.datetime({ offset: true, message: 'must be an RFC 3339 date-time' }),
+  timestamp: sampleTime,
   container: storableText(256).nullable(),
   pod: storableText(256).nullable(),
   namespace: storableText(256).nullable(),
@@ -75,7 +87,8 @@ export type ScrapedSample = z.infer<typeof scrapedSample>;
 
 const SAMPLE_KEYS = new Set(Object.keys(telemetrySample.shape));
 const SCRAPED_KEYS = new Set(Object.keys(scrapedSample.shape));
-const DATETIME = telemetrySample.shape.timestamp._zod.pattern as RegExp;
+const DATETIME_PATTERN = SAMPLE_TIME._zod.pattern as RegExp;
+const isSampleTime = (text: string) => text.length <= MAX_SAMPLE_TIME_LENGTH && DATETIME_PATTERN.test(text);
 const MAX_LABELS = 64;
 
 const isText = (value: unknown, max: number): value is string =>
@@ -133,7 +146,7 @@ function hasSampleFields(value: Record<string, unknown>): boolean {
     METRIC_NAME.test(s.metricName) &&
     isSampleValue(s.value) &&
     typeof s.timestamp === 'string' &&
-    DATETIME.test(s.timestamp)
+    isSampleTime(s.timestamp)
   );
 }
 
@@ -249,7 +262,7 @@ export function isTelemetryFrame(value: unknown): value is TelemetryFrame {
   for (const group of groups) if (!hasExactly(group, GROUP_KEYS) || !hasGroupFields(group)) return false;
   return (
     isDistinctTexts(metrics, (name) => name.length <= 256 && METRIC_NAME.test(name)) &&
-    isDistinctTexts(times, (time) => DATETIME.test(time))
+    isDistinctTexts(times, isSampleTime)
   );
 }
 

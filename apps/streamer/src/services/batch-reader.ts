@@ -28,7 +28,7 @@ import {
 } from '@gpu-telemetry/model';
 import type { GpuSighting } from './telemetry-write.queries';
 import { PG_EPOCH_US } from './binary-copy';
-import { isoOfMicros, microsOf } from './sample-time';
+import { isoOfMicros, microsOf, pgTimestamp } from './sample-time';
 import { SeriesCache } from './series-cache';
 
 // Reading a leased batch: each message's samples checked and gathered, column by column, with the
@@ -70,8 +70,10 @@ function samplesOfRow(row: unknown): number {
  * A message refused whole by its envelope: its problems, and the samples it carried as far as
  * they can be counted (a frame's rows' values or its samples, a write's series' samples, samples).
  */
-function envelopeRefusal(error: Parameters<typeof fieldErrors>[0], payload: unknown): Refusal {
-  const problems = fieldErrors(error).map((e) => `${e.field === 'body' ? 'payload' : e.field}: ${e.message}`);
+function envelopeRefusal(error: Parameters<typeof fieldErrors>[0] | string[], payload: unknown): Refusal {
+  const problems = Array.isArray(error)
+    ? error
+    : fieldErrors(error).map((e) => `${e.field === 'body' ? 'payload' : e.field}: ${e.message}`);
   const record = (typeof payload === 'object' && payload !== null ? payload : {}) as Record<string, unknown>;
   let samples = lengthOf(record, 'samples');
   if (Array.isArray(record['rows'])) for (const row of record['rows']) samples += samplesOfRow(row);
@@ -110,10 +112,8 @@ export class Accepted {
   readonly of: (ScrapedSeries | LabelledSeries)[] = [];
   /** Milliseconds since the epoch. */
   readonly at: number[] = [];
-  /** Microseconds since the epoch: the time stored. */
+  /** Microseconds since the epoch: the time stored (and written back as text by pgTimestamp). */
   readonly us: number[] = [];
-  /** RFC 3339. */
-  readonly timestamp: string[] = [];
   /** The value; NaN for a stale marker. */
   readonly value: number[] = [];
   /** The indexes of the stale markers, ascending. */
@@ -123,18 +123,11 @@ export class Accepted {
     return this.of.length;
   }
 
-  add(
-    of: ScrapedSeries | LabelledSeries,
-    at: number,
-    us: number,
-    timestamp: string,
-    value: number | typeof STALE,
-  ): void {
+  add(of: ScrapedSeries | LabelledSeries, at: number, us: number, value: number | typeof STALE): void {
     if (value === STALE) this.stale.push(this.of.length);
     this.of.push(of);
     this.at.push(at);
     this.us.push(us);
-    this.timestamp.push(timestamp);
     this.value.push(value === STALE ? NaN : value);
   }
 }
@@ -179,6 +172,8 @@ export class BatchReader {
    */
   private readonly framed = new Map<string, Map<string, ScrapedSeries>>();
   private framedCount = 0;
+  /** The characters of the memo's keys, bounded as the series cache's are (maxKeyChars). */
+  private framedChars = 0;
   private framedGeneration = 0;
 
   constructor(
@@ -234,7 +229,6 @@ export class BatchReader {
           scrapedSeries(sample, sample.metricName),
           at,
           microsOf(sample.timestamp),
-          sample.timestamp,
           fromSampleValue(sample.value),
         );
     }
@@ -264,9 +258,22 @@ export class BatchReader {
       if (late) problems.push(`times[${t}]: ${late}`);
       return { timestamp, at, us, late: late !== undefined };
     });
-    if (this.framedGeneration !== this.series.generation || this.framedCount >= this.series.maxEntries) {
+    // The schema refuses a time sent twice; two spellings of one instant (Z and +00:00, or
+    // fractions that round to one microsecond) would as well give a series two values at one time.
+    const instants = new Map<number, number>();
+    for (let t = 0; t < times.length; t++) {
+      const earlier = instants.get((times[t] as (typeof times)[number]).us);
+      if (earlier === undefined) instants.set((times[t] as (typeof times)[number]).us, t);
+      else return envelopeRefusal([`times[${t}]: is the same instant as times[${earlier}]`], payload);
+    }
+    if (
+      this.framedGeneration !== this.series.generation ||
+      this.framedCount >= this.series.maxEntries ||
+      this.framedChars >= this.series.maxKeyChars
+    ) {
       this.framed.clear();
       this.framedCount = 0;
+      this.framedChars = 0;
       this.framedGeneration = this.series.generation;
     }
     // A group's entry is made when a sample of it is taken, so a bad frame adds nothing.
@@ -283,6 +290,7 @@ export class BatchReader {
       if (!g.metrics) {
         this.framed.set(key, (g.metrics = new Map()));
         this.framedCount++; // counted as a series too: the entry holds its key
+        this.framedChars += key.length;
       }
       return g.metrics;
     };
@@ -296,6 +304,7 @@ export class BatchReader {
         if (!of) {
           metrics.set(metricName, (of = scrapedSeries(entry.group, metricName)));
           this.framedCount++;
+          this.framedChars += of.key.length;
         }
         entry.series[m] = of;
       }
@@ -323,8 +332,7 @@ export class BatchReader {
           if (!isSampleValue(value)) {
             problems.push(`rows[${r}]${frameRowValueProblem(k)}`);
             refused++;
-          } else
-            accepted.add(seriesOf(entry, k - 2), time.at, time.us, time.timestamp, fromSampleValue(value));
+          } else accepted.add(seriesOf(entry, k - 2), time.at, time.us, fromSampleValue(value));
         }
       }
       return { problems, samples: refused };
@@ -348,7 +356,6 @@ export class BatchReader {
         seriesOf(groups[g] as (typeof groups)[number], m),
         time.at,
         time.us,
-        time.timestamp,
         fromSampleValue(value),
       );
     }
@@ -404,7 +411,7 @@ export class BatchReader {
         if (late) {
           problems.push(`series[${index}].samples[${k}][0]: ${late}`);
           refused++;
-        } else accepted.add(of, at, at * 1000, new Date(at).toISOString(), fromSeriesValue(value));
+        } else accepted.add(of, at, at * 1000, fromSeriesValue(value));
       }
     }
     return { problems, samples: refused };
@@ -424,7 +431,7 @@ export class BatchReader {
 
 /** The GPUs the samples were taken from (stale markers and series without a GPU say nothing of one). */
 export function sightings(accepted: Accepted): GpuSighting[] {
-  const { at, timestamp, stale } = accepted;
+  const { at, us, stale } = accepted;
   // Each GPU once, with its first and last sample and its metrics. A batch's samples come a GPU's
   // at a time (a frame's row, a remote-write series), so the GPU of the sample before is asked first.
   const byGpu = new Map<string, Sighted>();
@@ -452,8 +459,9 @@ export function sightings(accepted: Accepted): GpuSighting[] {
     device: gpu.device,
     modelName: gpu.modelName,
     hostname: gpu.hostname,
-    firstSeen: timestamp[first] as string,
-    lastSeen: timestamp[last] as string,
+    // As stored, to the microsecond: Postgres reads this form whatever text the sender wrote.
+    firstSeen: pgTimestamp(us[first] as number),
+    lastSeen: pgTimestamp(us[last] as number),
     metrics: [...metrics].sort(),
   }));
 }

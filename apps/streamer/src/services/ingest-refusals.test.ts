@@ -15,6 +15,12 @@ afterAll(async () => {
   await streamer.close();
 });
 
+/** The GPU as /v1/gpus lists it, if it does. */
+async function gpuOf(id: string): Promise<{ lastSeen: string } | undefined> {
+  const res = await request(asService(streamer.app)).get('/v1/gpus').expect(200);
+  return res.body.gpus.find((g: { id: string }) => g.id === id);
+}
+
 /** streamer_samples_invalid_total as /metrics shows it. */
 async function invalidTotal(): Promise<number> {
   return (await streamer.streamerMetrics.invalid.get()).values[0]?.value ?? 0;
@@ -43,6 +49,50 @@ describe('IngestService.handle: frames', () => {
     bad.payload.times = [iso(base), iso(base)];
     expect((await streamer.ingest.handle([bad])).failed?.map((f) => f.reason)).toEqual([
       'invalid telemetry: times[1]: repeats times[0]',
+    ]);
+  });
+});
+
+describe('IngestService.handle: sample times', () => {
+  it('dead-letters a frame whose two times are one instant written two ways, naming the second', async () => {
+    const bad = frameMessage([
+      sample({ gpuId: 'GPU-refusals-6', timestamp: iso(base), value: 1 }),
+      sample({ gpuId: 'GPU-refusals-6', timestamp: iso(base + 1000), value: 2 }),
+    ]);
+    bad.payload.times = [iso(base), iso(base).replace('Z', '+00:00')];
+    expect((await streamer.ingest.handle([bad])).failed?.map((f) => f.reason)).toEqual([
+      'invalid telemetry: times[1]: is the same instant as times[0]',
+    ]);
+    await request(asService(streamer.app)).get('/v1/gpus/GPU-refusals-6/telemetry').expect(404);
+  });
+
+  it('refuses a time past 40 characters by name, and stores the rest of its batch (GPU sightings included)', async () => {
+    const long = `${iso(base).slice(0, 19)}.${'0'.repeat(150)}Z`;
+    const frame = frameMessage([sample({ gpuId: 'GPU-refusals-7', timestamp: iso(base), value: 1 })]);
+    frame.payload.times = [long];
+    const legacy = message([{ ...sample({ gpuId: 'GPU-refusals-8' }), timestamp: long }]);
+    const good = frameMessage([sample({ gpuId: 'GPU-refusals-9', timestamp: iso(base), value: 3 })]);
+    const { failed } = await streamer.ingest.handle([frame, legacy, good]);
+    expect(failed?.map((f) => [f.id, f.reason])).toEqual([
+      [frame.id, expect.stringMatching(/^invalid telemetry: times\[0\]: must be at most 40 characters/)],
+      [
+        legacy.id,
+        expect.stringMatching(/^invalid telemetry: samples\[0\]\.timestamp: must be at most 40 characters/),
+      ],
+    ]);
+    expect(await gpuOf('GPU-refusals-9')).toMatchObject({ lastSeen: iso(base) });
+  });
+
+  it('stores a time given to the nanosecond as Postgres rounds it, and the GPU as seen at it', async () => {
+    const at = `${iso(base + 2000).slice(0, 19)}.123456789Z`;
+    const frame = frameMessage([sample({ gpuId: 'GPU-refusals-10', timestamp: iso(base), value: 4 })]);
+    frame.payload.times = [at];
+    expect(await streamer.ingest.handle([frame])).toEqual({ failed: [] });
+    // The API shows a GPU's times to the millisecond, a sample's to the microsecond.
+    expect(await gpuOf('GPU-refusals-10')).toMatchObject({ lastSeen: `${at.slice(0, 23)}Z` });
+    const rows = await request(asService(streamer.app)).get('/v1/gpus/GPU-refusals-10/telemetry').expect(200);
+    expect(rows.body.samples.map((r: { timestamp: string }) => r.timestamp)).toEqual([
+      `${at.slice(0, 23)}457Z`,
     ]);
   });
 });

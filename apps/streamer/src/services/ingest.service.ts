@@ -8,6 +8,7 @@ import type { StreamerMetrics } from './streamer.metrics';
 import { type ChunkCompactor, ChunkMovedError, type LateSample } from './chunk-compactor';
 import { GpuMetricsWritten } from './gpu-metrics-written';
 import { hotGroup, planHotTimes, samplesOf } from './hot-times';
+import { pgTimestamp } from './sample-time';
 import { decodeIdSet, encodeIdSet } from './id-set';
 import { SeriesCache } from './series-cache';
 import {
@@ -298,7 +299,7 @@ export class IngestService {
     const ids = await this.seriesIds(all, db);
     const markers: StaleMarker[] = all.stale.map((i) => ({
       seriesId: ids[i] as number,
-      timestamp: all.timestamp[i] as string,
+      timestamp: pgTimestamp(all.us[i] as number),
     }));
     const stale = await insertStaleMarkers(db, markers);
     // Indexes of the samples not stored yet: hot ones go in one COPY, late ones chunk by chunk;

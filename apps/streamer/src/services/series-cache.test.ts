@@ -37,4 +37,20 @@ describe('SeriesCache', () => {
     expect(cache.get('a')).toBeUndefined();
     expect(cache.get('c')).toBe(3);
   });
+
+  it('starts over past maxKeyChars of keys, however few: series with long label sets cannot hold gigabytes', () => {
+    const cache = new SeriesCache(1_000, 6 * 3_600_000, Date.now, 100);
+    const key = (c: string) => c.repeat(40);
+    cache.set(key('a'), 1);
+    cache.set(key('b'), 2);
+    cache.set(key('a'), 1); // already held: counted once
+    const generation = cache.generation;
+    cache.set(key('c'), 3); // 120 characters would pass 100
+    expect(cache.generation).toBe(generation + 1);
+    expect(cache.size).toBe(1);
+    expect(cache.get(key('a'))).toBeUndefined();
+    expect(cache.get(key('c'))).toBe(3);
+    cache.set(key('d'), 4);
+    expect(cache.size).toBe(2);
+  });
 });

@@ -1,20 +1,30 @@
 import type { SampleGroup } from '@gpu-telemetry/model';
 
 /**
+ * The most characters of series keys the cache (and BatchReader's memo of frames' series) holds:
+ * a key is its series' metric and labels as JSON, ~350 characters for a dcgm-exporter series, so
+ * 256 Mi of them hold ~750,000 series. Counting keys alone would let series with labels near their
+ * 64 KiB limit hold gigabytes.
+ */
+export const SERIES_CACHE_KEY_CHARS = 256 * 1024 * 1024;
+
+/**
  * Series ids this process has already resolved, so a sample finds its series without a round
  * trip. A series id never changes while the series exists, but a series unseen for longer than
  * every retention is deleted; resolving refreshes last_seen, so the cache starts over every
  * `maxAgeMs` (6 hours), well inside the days the maintainer waits before deleting. Past
- * `maxEntries` it starts over too, rather than grow without bound.
+ * `maxEntries`, or `maxKeyChars` of keys, it starts over too, rather than grow without bound.
  */
 export class SeriesCache {
   private readonly ids = new Map<string, number>();
   private startedAt: number;
+  private keyChars = 0;
 
   constructor(
     readonly maxEntries = 2_000_000,
     private readonly maxAgeMs = 6 * 3_600_000,
     private readonly now: () => number = Date.now,
+    readonly maxKeyChars = SERIES_CACHE_KEY_CHARS,
   ) {
     this.startedAt = now();
   }
@@ -58,12 +68,16 @@ export class SeriesCache {
   /** Keeps an id resolved while `generation` was current (ids resolved before a start-over are not). */
   set(key: string, id: number, generation = this.generation): void {
     if (generation !== this.generation) return;
-    if (this.ids.size >= this.maxEntries) this.startOver();
+    if (!this.ids.has(key)) {
+      if (this.ids.size >= this.maxEntries || this.keyChars + key.length > this.maxKeyChars) this.startOver();
+      this.keyChars += key.length;
+    }
     this.ids.set(key, id);
   }
 
   private startOver(): void {
     this.ids.clear();
+    this.keyChars = 0;
     this.startedAt = this.now();
     this.generation++;
   }
