@@ -226,6 +226,10 @@ const SERVICES = {
       QUEUE_RESPONSE_LIMIT: env.bytes(
         'Most payload bytes in one lease or dead-letter page (always one message).',
       ),
+      QUEUE_BODY_TIMEOUT: env.duration('How long a publish body has to arrive whole (408 past it).', {
+        min: '100ms',
+        max: '5m',
+      }),
       QUEUE_FALLBACK_POLL: env.duration('A waiting long-poll re-checks at least this often.', {
         min: '10ms',
         max: '1m',
@@ -328,6 +332,9 @@ const SERVICES = {
       COLLECT_LABEL_LIMIT: env.int('Most labels on one sample; past it the scrape fails.', 1, 10_000),
       COLLECT_ALLOW_LINK_LOCAL: env.flag('Allow targets on link-local / cloud metadata addresses.'),
       COLLECT_BUFFER_SAMPLES: env.int('Samples held while the queue is slow or down.', 1, 100_000_000),
+      COLLECT_BUFFER_BYTES: env.bytes(
+        'Bytes of messages held while the queue is slow or down (metadata included); at least 1mb.',
+      ),
       COLLECT_PUBLISH_BATCH: env.int('Queue messages per publish request.', 1, 1000),
       COLLECT_CSV: str('Replay this dcgm_metrics_*.csv file (mounted into the pod) as live telemetry.'),
       COLLECT_CSV_RATE: env.int('CSV rows per second.', 1, 1_000_000),

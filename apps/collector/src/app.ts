@@ -113,6 +113,7 @@ export function createApp(deps: CollectorAppDeps): CollectorApp {
     client: queue,
     topic: TELEMETRY_TOPIC,
     maxBufferedSamples: config.COLLECT_BUFFER_SAMPLES,
+    maxBufferedBytes: config.COLLECT_BUFFER_BYTES,
     messagesPerPublish: config.COLLECT_PUBLISH_BATCH,
     logger,
     metrics: collectorMetrics,

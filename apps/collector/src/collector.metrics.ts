@@ -42,6 +42,11 @@ export function createCollectorMetrics(registry: Registry) {
       help: 'Samples waiting to be published.',
       registers,
     }),
+    bufferedBytes: new Gauge({
+      name: 'collector_buffered_bytes',
+      help: 'Bytes of messages (their JSON) waiting to be published, bounded by COLLECT_BUFFER_BYTES.',
+      registers,
+    }),
     dropped: new Counter({
       name: 'collector_samples_dropped_total',
       help: 'Samples dropped: buffer_full (queue down longer than the buffer lasts), rejected by the queue (scraped or remote-written), unpublished at shutdown, or unstorable (a scraped or replayed GPU sample the store cannot take: gpu index past 65535, too many or too long labels, a time of its own more than a day ahead or older than TELEMETRY_RETENTION).',

@@ -25,6 +25,11 @@ export const collectorEnv = z
     COLLECT_ALLOW_LINK_LOCAL: flag(false),
     /** Samples held while the queue is slow or down; beyond it the oldest are dropped (and counted). */
     COLLECT_BUFFER_SAMPLES: int(500_000, 1, 100_000_000),
+    /**
+     * Bytes of messages held while the queue is slow or down, metadata included; beyond it the
+     * oldest are dropped (and counted), however few samples they carry.
+     */
+    COLLECT_BUFFER_BYTES: bytes('128mb').refine((n) => n >= 1024 * 1024, 'must be at least 1mb'),
     /** Queue messages per publish request. */
     COLLECT_PUBLISH_BATCH: int(16, 1, 1000),
     /** Replay a dcgm_metrics_*.csv file as live telemetry. */

@@ -34,7 +34,12 @@ export interface QueueAppDeps {
     | 'SERVICE_TOKEN'
     | 'SERVICE_TOKEN_PREVIOUS'
   > &
-    Partial<Pick<QueueConfig, 'QUEUE_RESPONSE_LIMIT' | 'QUEUE_MAX_TOPICS' | 'QUEUE_PUBLISH_MEMORY'>>;
+    Partial<
+      Pick<
+        QueueConfig,
+        'QUEUE_RESPONSE_LIMIT' | 'QUEUE_MAX_TOPICS' | 'QUEUE_PUBLISH_MEMORY' | 'QUEUE_BODY_TIMEOUT'
+      >
+    >;
   /** Tests: holds every answer to the OpenAPI document (see createServiceApp). */
   checkResponse?: ResponseCheck;
 }
@@ -116,6 +121,7 @@ export function createApp(deps: QueueAppDeps): QueueApp {
           maxPayloadBytes: config.QUEUE_MAX_PAYLOAD,
           metrics: queueMetrics,
           memory: publishMemory,
+          bodyTimeoutMs: config.QUEUE_BODY_TIMEOUT ?? queueEnv.shape.QUEUE_BODY_TIMEOUT.parse(undefined),
         }),
       ),
     routes: (app) => app.use(topicsRoutes(queue)),

@@ -19,6 +19,11 @@ export const queueEnv = z.object({
   /** Most payload bytes one lease or dead-letter page carries (always one message, at least). */
   QUEUE_RESPONSE_LIMIT: bytes('4mb'),
   /**
+   * How long a publish body has to arrive whole (408 past it): a body that trickles in holds its
+   * bytes of QUEUE_PUBLISH_MEMORY and a connection.
+   */
+  QUEUE_BODY_TIMEOUT: duration('30s', { min: '100ms', max: '5m' }),
+  /**
    * Most topics the queue holds. Publishing creates a topic and topics are kept for good (each
    * costs a little memory and a few metric series on every replica), so a key that may publish to
    * `jobs.*` cannot create them without end: past it, publishing to a new topic is a 409.

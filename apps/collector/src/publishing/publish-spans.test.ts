@@ -72,6 +72,7 @@ describe('publishing to the queue', () => {
       client,
       topic: 'telemetry',
       maxBufferedSamples: 1_000,
+      maxBufferedBytes: 1024 * 1024,
       messagesPerPublish: 16,
       logger: createLogger('collector', 'silent'),
       metrics: createCollectorMetrics(new Registry()),

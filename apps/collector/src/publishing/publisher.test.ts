@@ -65,13 +65,18 @@ beforeEach(() => {
   requests = 0;
 });
 
-function publisher(retry = { minMs: 50, maxMs: 30_000 }, maxBufferedSamples = 1_000_000) {
+function publisher(
+  retry = { minMs: 50, maxMs: 30_000 },
+  maxBufferedSamples = 1_000_000,
+  maxBufferedBytes = 128 * 1024 * 1024,
+) {
   const registry = new Registry();
   const metrics = createCollectorMetrics(registry);
   const p = new Publisher({
     client,
     topic: 'telemetry',
     maxBufferedSamples,
+    maxBufferedBytes,
     messagesPerPublish: 16,
     logger: createLogger('collector', 'silent'),
     metrics,
@@ -82,7 +87,8 @@ function publisher(retry = { minMs: 50, maxMs: 30_000 }, maxBufferedSamples = 1_
       ?.value ?? 0;
   const dropped = (reason: string) => counted('collector_samples_dropped_total', reason);
   const metadataDropped = (reason: string) => counted('collector_metadata_dropped_total', reason);
-  return { p, dropped, metadataDropped };
+  const gauge = async (metric: string) => (await registry.getSingleMetric(metric)?.get())?.values[0]?.value;
+  return { p, dropped, metadataDropped, gauge };
 }
 
 /** `count` one-sample messages, each `size` characters of label value. */
@@ -173,6 +179,33 @@ describe('Publisher', () => {
     expect(told).toBe(1);
     mode = 'up';
     await until(() => p.bufferedSamples === 0);
+    await p.stop(1_000);
+  });
+
+  it('drops the oldest messages past maxBufferedBytes however few samples they carry, metadata included', async () => {
+    const { p, dropped, metadataDropped, gauge } = publisher({ minMs: 20, maxMs: 40 }, 1_000_000, 50_000);
+    mode = 'down';
+    p.start();
+    let told = 0;
+    // A metadata message with a long help text: no samples, but bytes.
+    const metadata = metadataMessages('http://node-1:9400/metrics', '1', [
+      { metric: 'DCGM_FI_DEV_GPU_TEMP', type: 'gauge', help: 'h'.repeat(20_000), unit: '' },
+    ]).map((m) => ({ ...m, onDropped: () => told++ }));
+    const big = messages(4, 0, 10_000); // ~10 kB each, one sample each
+    p.enqueue([...metadata, ...big]);
+    expect(p.heldBytes).toBeLessThanOrEqual(50_000);
+    expect(await gauge('collector_buffered_bytes')).toBe(p.heldBytes);
+    // The metadata went first (the oldest not in flight), then samples as needed.
+    expect(await metadataDropped('buffer_full')).toBe(1);
+    expect(told).toBe(1);
+    const samplesDropped = await dropped('buffer_full');
+    expect(p.bufferedSamples).toBe(4 - samplesDropped);
+    p.enqueue(messages(10, 10, 10_000));
+    expect(p.heldBytes).toBeLessThanOrEqual(50_000);
+    expect(await dropped('buffer_full')).toBe(14 - p.bufferedSamples);
+    mode = 'up';
+    await until(() => p.bufferedSamples === 0);
+    expect(await gauge('collector_buffered_bytes')).toBe(0);
     await p.stop(1_000);
   });
 

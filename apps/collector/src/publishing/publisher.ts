@@ -11,6 +11,11 @@ export interface PublisherOptions {
   topic: string;
   /** Most samples held while the queue is slow or down; past it the oldest are dropped and counted. */
   maxBufferedSamples: number;
+  /**
+   * Most bytes of messages held (their JSON, metadata messages included), whatever samples they
+   * carry: samples with long labels, or metadata, cost far more than a sample each.
+   */
+  maxBufferedBytes: number;
   /** Messages per publish request. */
   messagesPerPublish: number;
   logger: Logger;
@@ -35,6 +40,7 @@ export class Publisher {
   private buffer: OutgoingMessage[] = [];
   private inFlight = 0;
   private buffered = 0;
+  private bufferedBytes = 0;
   /** Ends the loop's wait for work: new messages, or a stop. */
   private wake: (() => void) | undefined;
   /** Ends a backoff early: only a stop does (new messages must not hurry a queue that is down). */
@@ -62,6 +68,11 @@ export class Publisher {
     return this.buffered;
   }
 
+  /** The JSON characters of the messages held (one byte each, but for non-ASCII text). */
+  get heldBytes(): number {
+    return this.bufferedBytes;
+  }
+
   enqueue(messages: OutgoingMessage[]): void {
     if (this.stopping) {
       this.drop(messages, 'shutdown');
@@ -70,14 +81,20 @@ export class Publisher {
     for (const message of messages) {
       this.buffer.push(message);
       this.buffered += message.samples;
+      this.bufferedBytes += message.json.length;
     }
-    while (this.buffered > this.options.maxBufferedSamples && this.buffer.length > this.inFlight) {
+    while (
+      (this.buffered > this.options.maxBufferedSamples ||
+        this.bufferedBytes > this.options.maxBufferedBytes) &&
+      this.buffer.length > this.inFlight
+    ) {
       const [oldest] = this.buffer.splice(this.inFlight, 1);
       if (!oldest) break;
       this.buffered -= oldest.samples;
+      this.bufferedBytes -= oldest.json.length;
       this.drop([oldest], 'buffer_full');
     }
-    this.options.metrics.buffered.set(this.buffered);
+    this.setGauges();
     this.wake?.();
   }
 
@@ -101,7 +118,8 @@ export class Publisher {
     await this.loop;
     this.drop(this.buffer.splice(0), 'shutdown');
     this.buffered = 0;
-    this.options.metrics.buffered.set(0);
+    this.bufferedBytes = 0;
+    this.setGauges();
   }
 
   private async run(): Promise<void> {
@@ -202,8 +220,16 @@ export class Publisher {
     this.buffer.splice(0, batch.length);
     this.inFlight = 0;
     this.isolate = Math.max(0, this.isolate - batch.length);
-    this.buffered -= batch.reduce((sum, m) => sum + m.samples, 0);
+    for (const m of batch) {
+      this.buffered -= m.samples;
+      this.bufferedBytes -= m.json.length;
+    }
+    this.setGauges();
+  }
+
+  private setGauges(): void {
     this.options.metrics.buffered.set(this.buffered);
+    this.options.metrics.bufferedBytes.set(this.bufferedBytes);
   }
 
   private drop(messages: OutgoingMessage[], reason: 'buffer_full' | 'rejected' | 'shutdown'): void {

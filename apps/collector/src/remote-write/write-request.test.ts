@@ -249,6 +249,16 @@ describe('decodeWriteRequest', () => {
       'timeseries[0] has more than 64 labels besides __name__',
     ],
     [
+      'too many labels, most of them empty',
+      [
+        series({
+          __name__: 'up',
+          ...Object.fromEntries(Array.from({ length: 200 }, (_, i) => [`l${i}`, ''])),
+        }),
+      ],
+      'timeseries[0] has more than 129 labels',
+    ],
+    [
       'a time before 1970',
       [series({ __name__: 'up' }, [[-1, 1]])],
       'timeseries[0].samples[0]: the timestamp -1 is before 1970 or after 9999',

@@ -362,7 +362,9 @@ function decodeSeries(
         } else inner.skip(inner.lastWireType, `field ${f}`);
       }
       r.pos = end;
-      labelCount++;
+      // Every label counts here, empty ones included (they keep their name, below): a series of
+      // millions of empty labels would otherwise be gathered whole before its size is checked.
+      if (++labelCount > 2 * MAX_LABELS + 1) refuse(` has more than ${2 * MAX_LABELS + 1} labels`);
       if (name === '__name__') {
         if (metric !== undefined) refuse(' has the label __name__ twice');
         if (value.length > 256 || !METRIC.test(value))

@@ -28,7 +28,11 @@ afterAll(async () => {
 });
 
 /** A queue on its own port with these limits, logging its warnings to logLines. */
-async function startQueue(limits: { QUEUE_BODY_LIMIT: number; QUEUE_PUBLISH_MEMORY: number }) {
+async function startQueue(limits: {
+  QUEUE_BODY_LIMIT: number;
+  QUEUE_PUBLISH_MEMORY: number;
+  QUEUE_BODY_TIMEOUT?: number;
+}) {
   const logger = linesLogger('queue', 'warn', logLines);
   const app = createApp({
     pool: database.pool,
@@ -130,20 +134,22 @@ function openPublish(port: number, topic: string, length: number | 'chunked', fi
 }
 
 describe('POST /v1/topics/:topic/messages under QUEUE_PUBLISH_MEMORY', () => {
-  it('holds bodies in flight to the budget, refuses past it with 503 naming body, and gives bytes back on every way out', async () => {
+  it('holds bodies in flight to the budget as their bytes arrive, refuses past it with 503 naming body, and gives bytes back on every way out', async () => {
     const { url, port } = await startQueue({ QUEUE_BODY_LIMIT: MB, QUEUE_PUBLISH_MEMORY: 2 * MB });
     const topic = `mem-${randomUUID().slice(0, 8)}`;
     expect(await metric(url, 'queue_publish_memory_limit_bytes')).toBe(2 * MB);
     const fullBefore = await metric(url, REFUSED, 'reason="memory_full"');
 
-    // Two publishes of the largest body, each reserved by its Content-Length before it is read.
-    const first = openPublish(port, topic, MB, Buffer.from('{'));
-    expect(await metricReaches(url, HELD, MB)).toBe(MB);
+    // A declared length holds nothing by itself: a body holds the bytes it has sent.
     const body = bodyOf(MB);
-    const second = openPublish(port, topic, MB, body.subarray(0, 10));
-    expect(await metricReaches(url, HELD, 2 * MB)).toBe(2 * MB);
+    const first = openPublish(port, topic, MB, body.subarray(0, 1));
+    expect(await metricReaches(url, HELD, 1)).toBe(1);
+    first.send(body.subarray(1, MB - 1));
+    expect(await metricReaches(url, HELD, MB - 1)).toBe(MB - 1);
+    const second = openPublish(port, topic, MB, body.subarray(0, MB - 10));
+    expect(await metricReaches(url, HELD, 2 * MB - 11)).toBe(2 * MB - 11);
 
-    // A third, however small, does not fit: 503, at once, counted and logged.
+    // A third, however small, does not fit: 503, counted and logged.
     const res = await post(`${url}/v1/topics/${topic}/messages`, bodyOf(100), {
       'content-type': 'application/json',
       'x-request-id': 'over-budget-1',
@@ -168,27 +174,26 @@ describe('POST /v1/topics/:topic/messages under QUEUE_PUBLISH_MEMORY', () => {
       }),
     );
 
-    // A client that hangs up mid-body gives its bytes back.
-    first.abort();
-    expect(await metricReaches(url, HELD, MB)).toBe(MB);
-
-    // A chunked body is counted as it arrives: past the budget, 503 while it is still sending.
-    const declared = openPublish(port, topic, 512 * KB, Buffer.from('{'));
-    expect(await metricReaches(url, HELD, MB + 512 * KB)).toBe(MB + 512 * KB);
+    // A chunked body is counted the same way: past the budget, 503 while it is still sending.
     const chunked = openPublish(port, topic, 'chunked', Buffer.from('{"messages":['));
-    for (let i = 0; i < 6; i++) chunked.send(Buffer.from(' '.repeat(100 * KB)));
+    for (let i = 0; i < 3; i++) chunked.send(Buffer.from(' '.repeat(100 * KB)));
     const cut = await chunked.answer;
     expect(cut.status).toBe(503);
     expect(cut.body).toContain('application/problem+json');
     expect(cut.body).toContain('"field":"body"');
     expect(await metric(url, REFUSED, 'reason="memory_full"')).toBe(fullBefore + 2);
-    expect(await metricReaches(url, HELD, MB + 512 * KB)).toBe(MB + 512 * KB);
+    expect(await metricReaches(url, HELD, 2 * MB - 11)).toBe(2 * MB - 11);
+
+    // A client that hangs up mid-body gives its bytes back.
+    first.abort();
+    expect(await metricReaches(url, HELD, MB - 10)).toBe(MB - 10);
 
     // A publish that is stored gives its bytes back too, and one refused after its body is read.
-    second.send(body.subarray(10));
+    second.send(body.subarray(MB - 10));
     expect((await second.answer).status).toBe(201);
-    declared.send(Buffer.from(' '.repeat(512 * KB - 1)));
-    expect((await declared.answer).status).toBe(400);
+    const bad = openPublish(port, topic, 512 * KB, Buffer.from('{'));
+    bad.send(Buffer.from(' '.repeat(512 * KB - 1)));
+    expect((await bad.answer).status).toBe(400);
     expect(await metricReaches(url, HELD, 0)).toBe(0);
 
     // With the budget free again, publishes go through.
@@ -202,6 +207,35 @@ describe('POST /v1/topics/:topic/messages under QUEUE_PUBLISH_MEMORY', () => {
     );
     expect(rows[0].n).toBe(2);
   }, 30_000);
+
+  it('answers a body not whole within QUEUE_BODY_TIMEOUT with 408 naming body, closes the connection and gives its bytes back', async () => {
+    const { url, port } = await startQueue({
+      QUEUE_BODY_LIMIT: MB,
+      QUEUE_PUBLISH_MEMORY: 2 * MB,
+      QUEUE_BODY_TIMEOUT: 300,
+    });
+    const topic = `slow-${randomUUID().slice(0, 8)}`;
+    const before = await metric(url, REFUSED, 'reason="slow_body"');
+    // Two clients that declare the largest body: one sends nothing, the other half of it, then stops.
+    const idle = openPublish(port, topic, MB, Buffer.alloc(0));
+    const half = openPublish(port, topic, MB, bodyOf(MB).subarray(0, MB / 2));
+    expect(await metricReaches(url, HELD, MB / 2)).toBe(MB / 2);
+    // Meanwhile the budget still has room for others.
+    const other = await post(`${url}/v1/topics/${topic}/messages`, bodyOf(100), {
+      'content-type': 'application/json',
+    });
+    expect(other.status).toBe(201);
+    for (const stalled of [idle, half]) {
+      const answer = await stalled.answer; // resolves once the queue has closed the socket
+      expect(answer.status).toBe(408);
+      expect(answer.body).toContain('application/problem+json');
+      expect(answer.body).toMatch(/connection: close/i);
+      expect(answer.body).toContain('"field":"body"');
+      expect(answer.body).toContain('did not arrive whole within 0.3 s (QUEUE_BODY_TIMEOUT)');
+    }
+    expect(await metric(url, REFUSED, 'reason="slow_body"')).toBe(before + 2);
+    expect(await metricReaches(url, HELD, 0)).toBe(0);
+  });
 
   it('always takes one body of the largest size, whatever the budget says', async () => {
     const { url } = await startQueue({ QUEUE_BODY_LIMIT: 2 * MB, QUEUE_PUBLISH_MEMORY: MB });

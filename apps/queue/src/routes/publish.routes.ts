@@ -25,6 +25,8 @@ export interface PublishRouteOptions extends PublishLimits {
   metrics: Pick<QueueMetrics, 'publishRefused'>;
   /** The body bytes all publishes together may hold at once. */
   memory: PublishMemory;
+  /** How long a body has to arrive whole (QUEUE_BODY_TIMEOUT); past it, 408. */
+  bodyTimeoutMs: number;
 }
 
 /** Why a publish was refused: what the body reader found, or what came before or after it. */
@@ -35,7 +37,8 @@ export type PublishRefusal =
   | 'body_too_large'
   | 'unreadable_body'
   | 'unstorable_value'
-  | 'memory_full';
+  | 'memory_full'
+  | 'slow_body';
 
 const topicParams = z.object({ topic: topicName });
 
@@ -45,6 +48,18 @@ class BodyTooLarge extends Error {
   readonly status = 413;
   constructor(readonly limit: number) {
     super('request entity too large');
+  }
+}
+
+/** A body not whole within QUEUE_BODY_TIMEOUT: the connection is closed after the answer. */
+class SlowBody extends AppError {
+  readonly reason = 'slow_body';
+  constructor(timeoutMs: number) {
+    const message = `did not arrive whole within ${timeoutMs / 1000} s (QUEUE_BODY_TIMEOUT)`;
+    super(408, `The body ${message}.`, {
+      errors: [{ field: 'body', message }],
+      headers: { connection: 'close' },
+    });
   }
 }
 
@@ -58,27 +73,32 @@ class BodyUnreadable extends Error {
 }
 
 /**
- * The body's bytes, up to `limit` (past it, a BodyTooLarge as soon as a byte passes it). A body
- * of unknown length (chunked) grows `reservation` as it arrives, and is refused with a
- * PublishMemoryFull once it would pass the budget; a declared length was reserved before reading.
- * On refusal nothing more is kept: the rest is read and dropped, so the answer can be sent and
- * the connection used again.
+ * The body's bytes, up to `limit` (past it, a BodyTooLarge as soon as a byte passes it). The
+ * body grows `reservation` as it arrives, declared length or not, and is refused with a
+ * PublishMemoryFull once it would pass the budget: a client that declares a large body and sends
+ * nothing holds nothing. A body not whole within `timeoutMs` is a SlowBody. On refusal nothing
+ * more is kept: the rest is read and dropped, so the answer can be sent (and the connection used
+ * again, but after a SlowBody, which closes it).
  */
 function readBody(
   req: IncomingMessage,
   limit: number,
   reservation: PublishReservation,
-  declared: boolean,
+  timeoutMs: number,
 ): Promise<Buffer> {
   return new Promise<Buffer>((resolve, reject) => {
     let chunks: Buffer[] = [];
     let size = 0;
+    const timer = setTimeout(() => refuse(new SlowBody(timeoutMs)), timeoutMs);
     const stop = () => {
+      clearTimeout(timer);
       req.off('data', onData).off('end', onEnd).off('error', onError).off('close', onClose);
       chunks = [];
     };
     const refuse = (error: Error) => {
       stop();
+      // What the body still holds is given back at once, not when the answer is sent.
+      reservation.release();
       // Dropped unread from here on; a client that hangs up is no error then.
       req.on('error', () => undefined).resume();
       reject(error);
@@ -86,12 +106,10 @@ function readBody(
     const onData = (chunk: Buffer) => {
       size += chunk.length;
       if (size > limit) return refuse(new BodyTooLarge(limit));
-      if (!declared) {
-        try {
-          reservation.grow(chunk.length);
-        } catch (error) {
-          return refuse(error as Error);
-        }
+      try {
+        reservation.grow(chunk.length);
+      } catch (error) {
+        return refuse(error as Error);
       }
       chunks.push(chunk);
     };
@@ -113,9 +131,8 @@ function readBody(
  * is mounted before the service's media-type check and JSON parser (every refusal passes through
  * its count): its bytes, up to bodyLimit (a larger Content-Length is refused before a byte is
  * read, a stream that passes it as soon as it does), within the budget `memory` shares among all
- * publishes (a declared length reserved before a byte is read, a chunked body as it arrives), are
- * checked by readPublishBody before anything is built from them, and its payloads are stored as
- * those bytes.
+ * publishes (each body's bytes counted as they arrive) and within bodyTimeoutMs, are checked by
+ * readPublishBody before anything is built from them, and its payloads are stored as those bytes.
  */
 export function publishRoutes(queue: QueueService, options: PublishRouteOptions): Router {
   const router = apiRouter();
@@ -162,10 +179,9 @@ export function publishRoutes(queue: QueueService, options: PublishRouteOptions)
   // The body's bytes are held from before it is read until the publish is answered or fails (the
   // client gone or not): the reservation is given back on every way out.
   const publish: RequestHandler<{ topic: string }> = async (req, res) => {
-    const length = req.headers['content-length'];
-    const reservation = options.memory.reserve(length === undefined ? 0 : Number(length));
+    const reservation = options.memory.reserve(0);
     try {
-      const body = await readBody(req, options.bodyLimit, reservation, length !== undefined);
+      const body = await readBody(req, options.bodyLimit, reservation, options.bodyTimeoutMs);
       req.body = body;
       const batch = readPublishBody(body, options);
       res.status(201).json(await queue.publish(req.params.topic, batch));
@@ -179,7 +195,8 @@ export function publishRoutes(queue: QueueService, options: PublishRouteOptions)
 }
 
 function refusalReason(error: unknown): PublishRefusal | undefined {
-  if (error instanceof PublishRefused || error instanceof PublishMemoryFull) return error.reason;
+  if (error instanceof PublishRefused || error instanceof PublishMemoryFull || error instanceof SlowBody)
+    return error.reason;
   if (error instanceof ValidationError) return 'invalid_topic';
   if (error instanceof AppError && error.status === 415) return 'unsupported_media_type';
   if (error instanceof PayloadTooLargeError) return 'payload_too_large';

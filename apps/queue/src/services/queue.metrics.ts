@@ -100,7 +100,7 @@ export function createQueueMetrics(
     }),
     publishRefused: new Counter({
       name: 'queue_publish_refused_total',
-      help: 'Publishes refused, nothing stored, by reason: body_too_large, too_many_messages, payload_too_large, too_deep, invalid_json, invalid_message, invalid_topic, unsupported_media_type, unreadable_body (the client stopped sending), unstorable_value (Postgres refused a payload), memory_full (publishes in flight held QUEUE_PUBLISH_MEMORY of bodies).',
+      help: 'Publishes refused, nothing stored, by reason: body_too_large, too_many_messages, payload_too_large, too_deep, invalid_json, invalid_message, invalid_topic, unsupported_media_type, unreadable_body (the client stopped sending), unstorable_value (Postgres refused a payload), memory_full (publishes in flight held QUEUE_PUBLISH_MEMORY of bodies), slow_body (not whole within QUEUE_BODY_TIMEOUT: 408).',
       labelNames: ['reason'] as const,
       registers,
     }),
