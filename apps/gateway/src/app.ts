@@ -5,6 +5,7 @@ import {
   checkResponses,
   createMetrics,
   createServiceApp,
+  LARGE_REQUEST_HEADERS,
   type Logger,
   type ResponseCheck,
   type ServiceMetrics,
@@ -71,6 +72,13 @@ export interface GatewayApp {
   /** Writes the last key-use times and request records, and closes the upstream pools. */
   close(): Promise<void>;
 }
+
+/**
+ * What the gateway's server takes beyond the defaults (service-kit `listen`): request lines and
+ * headers up to 1 MiB, as Prometheus does, so that Grafana's label-value lists with a multi-value
+ * variable's every value in the URL pass (the streamer behind it takes as much).
+ */
+export const GATEWAY_SERVE_OPTIONS = { maxHeaderBytes: LARGE_REQUEST_HEADERS } as const;
 
 export function createApp(deps: GatewayAppDeps): GatewayApp {
   const { db, pool, logger, config, now } = deps;

@@ -1,6 +1,6 @@
 import { createDb } from '@gpu-telemetry/db';
 import { createLogger, exitOnFatal, listen, onShutdown, runMain } from '@gpu-telemetry/service-kit';
-import { createApp } from './app';
+import { createApp, GATEWAY_SERVE_OPTIONS } from './app';
 import { loadGatewayConfig } from './config';
 import type { GatewayDatabase } from './gateway.tables';
 
@@ -20,6 +20,7 @@ async function main(): Promise<void> {
     port: config.PORT,
     host: config.HOST,
     logger,
+    ...GATEWAY_SERVE_OPTIONS,
     shutdownTimeoutMs: config.SHUTDOWN_TIMEOUT,
   });
   gateway.attach(server.server);

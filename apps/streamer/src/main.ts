@@ -1,7 +1,14 @@
 import { hostname } from 'node:os';
 import { createDb } from '@gpu-telemetry/db';
 import { QueueClient } from '@gpu-telemetry/queue-client';
-import { createLogger, exitOnFatal, listen, onShutdown, runMain } from '@gpu-telemetry/service-kit';
+import {
+  createLogger,
+  exitOnFatal,
+  LARGE_REQUEST_HEADERS,
+  listen,
+  onShutdown,
+  runMain,
+} from '@gpu-telemetry/service-kit';
 import { createApp } from './app';
 import { loadStreamerConfig } from './config';
 
@@ -35,6 +42,8 @@ async function main(): Promise<void> {
     port: config.PORT,
     host: config.HOST,
     logger,
+    // Grafana's label-value lists send a variable's every value in the URL: Prometheus takes 1 MiB.
+    maxHeaderBytes: LARGE_REQUEST_HEADERS,
     shutdownTimeoutMs: config.SHUTDOWN_TIMEOUT,
   });
   logger.info({ port: server.port }, 'streamer listening');

@@ -42,7 +42,7 @@ export function compileMatcher(m: Matcher): CompiledMatcher {
  * expression took V8 two seconds for 200,000 of them.
  */
 function anchoredTest(pattern: string): (value: string) => boolean {
-  const values = literalAlternatives(pattern);
+  const values = literalAlternatives(withoutEnclosingGroup(pattern));
   if (values) {
     const set = new Set(values);
     return (v) => set.has(v);
@@ -67,14 +67,22 @@ const REGEX_META = new Set([...'\\.+*?()|[]{}^$']);
 export function setMatches(m: CompiledMatcher): string[] | null {
   if (m.type === '=') return m.value === '' ? null : [m.value];
   if (m.type !== '=~') return null;
-  let pattern = m.value;
-  for (const open of ['(?:', '(']) {
-    const inner = pattern.slice(open.length, -1);
-    if (pattern.startsWith(open) && pattern.endsWith(')') && !/[()]/.test(inner)) pattern = inner;
-  }
-  const values = literalAlternatives(pattern);
+  const values = literalAlternatives(withoutEnclosingGroup(m.value));
   if (!values || values.some((v) => !m.matches(v))) return null;
   return [...new Set(values)];
+}
+
+/**
+ * `a|b` for `(a|b)` or `(?:a|b)`, as Grafana writes a multi-value variable (the same match, whole
+ * value against whole pattern); the pattern itself when it is anything else.
+ */
+function withoutEnclosingGroup(pattern: string): string {
+  let bare = pattern;
+  for (const open of ['(?:', '(']) {
+    const inner = bare.slice(open.length, -1);
+    if (bare.startsWith(open) && bare.endsWith(')') && !/[()]/.test(inner)) bare = inner;
+  }
+  return bare;
 }
 
 /**

@@ -6,6 +6,7 @@ export { fieldErrors, fieldName, type ProblemExtras, sendProblem, writeProblem }
 export {
   answeredMissingHost,
   exitOnFatal,
+  LARGE_REQUEST_HEADERS,
   listen,
   ListenError,
   onShutdown,

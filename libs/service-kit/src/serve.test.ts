@@ -237,6 +237,7 @@ describe('slow clients', () => {
   it('answers oversized headers and broken HTTP with problem+json, not a bare status line', async () => {
     const big = await drip(`GET /?q=${'x'.repeat(20_000)} HTTP/1.1\r\nHost: x\r\n\r\n`, '', 10_000);
     expect(big.response).toMatch(/^HTTP\/1.1 431 /);
+    expect(big.response).toContain('must fit in 16 KiB');
     expect(big.response).toContain(
       'content-type: application/problem+json'.replace('content-type', 'Content-Type'),
     );

@@ -17,7 +17,19 @@ export interface ServeOptions {
   headersTimeoutMs?: number;
   /** ... and its whole request, body included, within this (default 60 s). */
   requestTimeoutMs?: number;
+  /**
+   * The most bytes of request line and headers (default 16 KiB, Node's; past it, 431). The
+   * services that answer Prometheus' API take LARGE_REQUEST_HEADERS, as Prometheus does.
+   */
+  maxHeaderBytes?: number;
 }
+
+/**
+ * Go's limit on a request's line and headers, which Prometheus keeps: Grafana asks label values
+ * by GET, with a multi-value variable's every value in the URL (400 GPU UUIDs pass 16 KiB).
+ */
+export const LARGE_REQUEST_HEADERS = 1024 * 1024;
+const NODE_HEADER_BYTES = 16 * 1024;
 
 /**
  * A port the service cannot open: taken by another process, privileged, or on an address this
@@ -62,9 +74,11 @@ export interface RunningServer {
  */
 export async function listen(handler: RequestListener, options: ServeOptions): Promise<RunningServer> {
   const headersTimeout = options.headersTimeoutMs ?? 10_000;
+  const maxHeaderSize = options.maxHeaderBytes ?? NODE_HEADER_BYTES;
   const server = createServer(
     {
       connectionsCheckingInterval: Math.min(1_000, Math.max(100, headersTimeout / 2)),
+      maxHeaderSize,
       // Node's own refusal is a bare 400: answered below instead, as every other problem is.
       requireHostHeader: false,
     },
@@ -75,7 +89,9 @@ export async function listen(handler: RequestListener, options: ServeOptions): P
   server.keepAliveTimeout = 65_000;
   server.headersTimeout = headersTimeout;
   server.requestTimeout = options.requestTimeoutMs ?? 60_000;
-  server.on('clientError', answerClientError);
+  server.on('clientError', (error: NodeJS.ErrnoException, socket: Duplex) =>
+    answerClientError(error, socket, maxHeaderSize),
+  );
   await new Promise<void>((resolve, reject) => {
     const refused = (error: NodeJS.ErrnoException) => {
       const listenError = ListenError.from(error, options);
@@ -133,7 +149,7 @@ const CLIENT_ERRORS: Record<
   HPE_HEADER_OVERFLOW: [
     431,
     'Request Header Fields Too Large',
-    'The request line and headers must fit in 16 KiB.',
+    'The request line and headers must fit in %s KiB.',
   ],
   ERR_HTTP_REQUEST_TIMEOUT: [408, 'Request Timeout', 'The request did not arrive in time.'],
   HPE_INVALID_METHOD: [400, 'Bad Request', 'The request method is not valid HTTP.'],
@@ -172,7 +188,7 @@ function problem(status: number, title: string, detail: string, field?: string, 
  * Requests Node refuses before any handler runs (headers too large, malformed HTTP, too slow) get
  * the same problem+json as everything else instead of Node's bare status line.
  */
-function answerClientError(error: NodeJS.ErrnoException, socket: Duplex): void {
+function answerClientError(error: NodeJS.ErrnoException, socket: Duplex, maxHeaderSize: number): void {
   if (error.code === 'ECONNRESET' || !socket.writable) {
     socket.destroy();
     return;
@@ -182,7 +198,7 @@ function answerClientError(error: NodeJS.ErrnoException, socket: Duplex): void {
     'Bad Request',
     'The request is not valid HTTP/1.1.',
   ];
-  const body = problem(status, title, detail, field, message);
+  const body = problem(status, title, detail.replace('%s', String(maxHeaderSize / 1024)), field, message);
   socket.end(
     `HTTP/1.1 ${status} ${title}\r\nContent-Type: application/problem+json\r\n` +
       `Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,

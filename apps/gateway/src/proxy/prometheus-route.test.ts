@@ -1,6 +1,6 @@
 import { createServer, type IncomingMessage, type Server } from 'node:http';
 import { createTestDatabase, type TestDatabase } from '@gpu-telemetry/db/testing';
-import type { RunningServer } from '@gpu-telemetry/service-kit';
+import { LARGE_REQUEST_HEADERS, type RunningServer } from '@gpu-telemetry/service-kit';
 import request from 'supertest';
 import type { GatewayApp } from '../app';
 import type { GatewayDatabase } from '../gateway.tables';
@@ -22,7 +22,8 @@ let base: string;
 
 beforeAll(async () => {
   database = await createTestDatabase<GatewayDatabase>();
-  upstream = createServer((req, res) => {
+  // As the streamer listens: request lines and headers up to 1 MiB (LARGE_REQUEST_HEADERS).
+  upstream = createServer({ maxHeaderSize: LARGE_REQUEST_HEADERS }, (req, res) => {
     let body = '';
     req.on('data', (chunk: Buffer) => (body += chunk.toString()));
     req.on('end', () => {
@@ -92,6 +93,25 @@ describe('/prometheus/api/v1/*', () => {
       body: 'query=sum(rate(x[5m]))&time=2',
     });
     expect(seen[1]?.headers['content-type']).toBe('application/x-www-form-urlencoded');
+  });
+
+  it("passes a label-values GET whose match[] lists 2,000 GPUs (Grafana's All of a variable), as Prometheus takes it", async () => {
+    const uuids = Array.from(
+      { length: 2_000 },
+      (_, i) => `GPU-${String(i).padStart(8, '0')}-aaaa-bbbb-cccc-000000000000`,
+    );
+    const match = `DCGM_FI_DEV_GPU_UTIL{UUID=~"(${uuids.join('|')})"}`;
+    seen.length = 0;
+    const res = await api()
+      .get('/prometheus/api/v1/label/gpu/values')
+      .query({ 'match[]': match, start: '1700000000', end: '1700003600' })
+      .set('authorization', `Bearer ${ADMIN}`)
+      .expect(200);
+    expect(res.body.status).toBe('success');
+    const url = new URL(seen[0]?.url ?? '', 'http://upstream');
+    expect(url.pathname).toBe('/v1/prometheus/api/v1/label/gpu/values');
+    expect(url.searchParams.get('match[]')).toBe(match);
+    expect(match.length).toBeGreaterThan(80_000);
   });
 
   it("passes Prometheus' error envelope through with its status", async () => {

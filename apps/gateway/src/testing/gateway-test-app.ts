@@ -2,7 +2,7 @@ import type { AddressInfo, Server } from 'node:net';
 import type { TestDatabase } from '@gpu-telemetry/db/testing';
 import { createLogger, listen, type Logger, type RunningServer } from '@gpu-telemetry/service-kit';
 import { documentedResponses, linesLogger, TEST_SERVICE_TOKEN } from '@gpu-telemetry/service-kit/testing';
-import { createApp, type GatewayApp } from '../app';
+import { createApp, GATEWAY_SERVE_OPTIONS, type GatewayApp } from '../app';
 import { loadGatewayConfig } from '../config';
 import type { GatewayDatabase } from '../gateway.tables';
 import { gatewayApi } from '../docs/api-docs';
@@ -48,6 +48,7 @@ export async function listenGateway(
     port: 0,
     host,
     logger: createLogger('gateway', 'silent'),
+    ...GATEWAY_SERVE_OPTIONS,
   });
   gateway.attach(server.server);
   return { server, base: `http://127.0.0.1:${server.port}` };

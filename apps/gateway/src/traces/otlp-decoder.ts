@@ -57,6 +57,77 @@ const root = protobuf.Root.fromJSON({
   },
 });
 const Request = root.lookupType('ExportTraceServiceRequest');
+root.resolveAll();
+
+/**
+ * The most messages (spans, attributes, their values, links...) one export may hold, counted
+ * before it is decoded: decoding makes two objects of each, so an export of millions of empty
+ * attributes (2 bytes each on the wire, a few kB gzipped) would take the gateway's event loop and
+ * hundreds of MB. An SDK's export of 512 spans with 30 attributes each holds ~32,000.
+ */
+export const MAX_EXPORT_ELEMENTS = 262_144;
+/** How deep messages may nest (a span is 4 deep, a value's lists 3 deeper each; 4 of them are kept). */
+const MAX_EXPORT_DEPTH = 64;
+
+/** For each message type of the schema, its fields that are messages: field number to type. */
+const NESTED = new Map<protobuf.Type, Map<number, protobuf.Type>>();
+for (const type of [Request, ...root.nestedArray]) {
+  if (!(type instanceof protobuf.Type)) continue;
+  const fields = new Map<number, protobuf.Type>();
+  for (const field of type.fieldsArray)
+    if (field.resolvedType instanceof protobuf.Type) fields.set(field.id, field.resolvedType);
+  NESTED.set(type, fields);
+}
+
+/**
+ * Counts an export's messages on the wire, without building any, and refuses one past
+ * MAX_EXPORT_ELEMENTS or MAX_EXPORT_DEPTH (a SpanFieldError naming the body). What is malformed is
+ * left for the decoder to name.
+ */
+function checkExportSize(body: Buffer): void {
+  const reader = protobuf.Reader.create(body);
+  const stack: { type: protobuf.Type; end: number }[] = [{ type: Request, end: body.length }];
+  let elements = 0;
+  try {
+    while (stack.length > 0) {
+      const top = stack[stack.length - 1] as (typeof stack)[number];
+      if (reader.pos >= top.end) {
+        stack.pop();
+        continue;
+      }
+      const tag = reader.uint32();
+      const nested = (NESTED.get(top.type) as Map<number, protobuf.Type>).get(tag >>> 3);
+      if (nested === undefined || (tag & 7) !== 2) {
+        reader.skipType(tag & 7);
+        continue;
+      }
+      const length = reader.uint32();
+      if (++elements > MAX_EXPORT_ELEMENTS)
+        throw new SpanFieldError(
+          'body',
+          `must hold at most ${MAX_EXPORT_ELEMENTS} spans, attributes, values and links in all`,
+        );
+      if (stack.length >= MAX_EXPORT_DEPTH)
+        throw new SpanFieldError('body', `must nest values at most ${MAX_EXPORT_DEPTH} deep`);
+      stack.push({ type: nested, end: Math.min(top.end, reader.pos + length) });
+    }
+  } catch (error) {
+    if (error instanceof SpanFieldError) throw error;
+    // Malformed: Request.decode says how.
+  }
+}
+
+/**
+ * The same bound for OTLP/JSON, before JSON.parse builds anything: objects counted by their
+ * opening braces (those inside strings too, so a little over), at twice the protobuf bound.
+ */
+function checkJsonSize(body: Buffer): void {
+  let braces = 0;
+  for (let at = body.indexOf(0x7b); at !== -1; at = body.indexOf(0x7b, at + 1)) {
+    if (++braces > 2 * MAX_EXPORT_ELEMENTS)
+      throw new SpanFieldError('body', `must hold at most ${2 * MAX_EXPORT_ELEMENTS} objects in all`);
+  }
+}
 
 export interface StoredSpan {
   traceId: string;
@@ -387,6 +458,7 @@ function linksOf(list: unknown[], id: (value: unknown) => string, budget: Budget
 }
 
 export function decodeProtobuf(body: Buffer, now = Date.now()): StoredSpan[] {
+  checkExportSize(body);
   const message = Request.decode(body);
   const request = Request.toObject(message, {
     longs: String,
@@ -402,6 +474,7 @@ export function decodeProtobuf(body: Buffer, now = Date.now()): StoredSpan[] {
 
 /** OTLP/JSON: ids are hex strings (per the OTLP JSON mapping), times are decimal strings. */
 export function decodeJson(body: Buffer, now = Date.now()): StoredSpan[] {
+  checkJsonSize(body);
   const request = JSON.parse(body.toString('utf8')) as RequestShape;
   if (typeof request !== 'object' || request === null || Array.isArray(request)) {
     throw new Error('not an ExportTraceServiceRequest');

@@ -673,6 +673,51 @@ describe('POST /v1/traces limits', () => {
         }),
       );
 
+  it('refuses, before decoding it, an export of millions of empty attributes that gzip makes small', async () => {
+    /** A length-delimited protobuf field. */
+    const field = (id: number, bytes: Buffer) => {
+      const length: number[] = [];
+      for (let n = bytes.length; ; n >>>= 7) {
+        if (n < 128) {
+          length.push(n);
+          break;
+        }
+        length.push((n & 127) | 128);
+      }
+      return Buffer.concat([Buffer.from([(id << 3) | 2, ...length]), bytes]);
+    };
+    // One span holding 3,000,000 empty attributes (field 9, length 0): 6 MB, ~6 kB gzipped.
+    const span = Buffer.alloc(6_000_000);
+    for (let i = 0; i < span.length; i += 2) span[i] = (9 << 3) | 2;
+    const exportRequest = field(1, field(2, field(2, span)));
+    const zipped = gzipSync(exportRequest);
+    expect(zipped.length).toBeLessThan(64 * 1024);
+    const res = await request(base)
+      .post('/v1/traces')
+      .set(auth)
+      .set('content-type', 'application/x-protobuf')
+      .set('content-encoding', 'gzip')
+      .send(zipped)
+      .expect(400);
+    expect(res.headers['content-type']).toContain('application/problem+json');
+    expect(res.body.errors).toEqual([
+      { field: 'body', message: 'must hold at most 262144 spans, attributes, values and links in all' },
+    ]);
+    // The same as OTLP/JSON: objects counted before they are parsed.
+    const json = `{"resourceSpans":[{"scopeSpans":[{"spans":[{"attributes":[${'{},'.repeat(600_000)}{}]}]}]}]}`;
+    const parsed = await request(base)
+      .post('/v1/traces')
+      .set(auth)
+      .set('content-type', 'application/json')
+      .send(json)
+      .expect(400);
+    expect(parsed.body.errors).toEqual([
+      { field: 'body', message: 'must hold at most 524288 objects in all' },
+    ]);
+    // And an ordinary export still goes through.
+    await postSpans({ 'service.name': 'after' }, []).expect(200);
+  });
+
   it('keeps what a span keeps of an export that sends more, cut and marked, counted on /metrics', async () => {
     const traceId = randomBytes(16).toString('hex');
     const nested = (depth: number): object =>

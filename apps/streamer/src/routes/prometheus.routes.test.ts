@@ -965,6 +965,32 @@ describe('limits', () => {
       .expect(200);
   });
 
+  it("answers 422 execution when a query's selectors would hold more than 4 x PROMQL_MAX_SERIES series in all", async () => {
+    // Four GPUs a host: ten selectors of one host's GPUs hold 40 series, eleven 44 (the limit is 40).
+    const selectors = ['DCGM_FI_DEV_GPU_UTIL', 'DCGM_FI_DEV_GPU_TEMP', 'DCGM_FI_DEV_POWER_USAGE'].flatMap(
+      (m) => ['host-0', 'host-1', 'host-2', 'host-3'].map((h) => `count(${m}{Hostname="${h}"})`),
+    );
+    const ask = (n: number) =>
+      api(limited)
+        .post(`${API}/query`)
+        .type('form')
+        .send({ query: selectors.slice(0, n).join(' + '), time: sec(DATASET_END_MS) });
+    const over = await ask(11).expect(422);
+    expect(over.body).toEqual({
+      status: 'error',
+      errorType: 'execution',
+      error:
+        "the query's selectors would touch more than 40 series in all (4 x PROMQL_MAX_SERIES); ask fewer selectors at once",
+    });
+    // A selector asked twice is held once.
+    await ask(10).expect(200);
+    await api(limited)
+      .post(`${API}/query`)
+      .type('form')
+      .send({ query: [...selectors.slice(0, 10), selectors[0]].join(' + '), time: sec(DATASET_END_MS) })
+      .expect(200);
+  });
+
   it('answers 503 timeout when the timeout parameter has run out', async () => {
     const res = await api(limited)
       .get(`${API}/query`)

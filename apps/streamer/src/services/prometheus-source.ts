@@ -76,6 +76,13 @@ export interface PrometheusSourceOptions {
   now?: () => number;
 }
 
+/**
+ * How many times PROMQL_MAX_SERIES all of a query's selectors may hold together: each selector's
+ * series and their labels are kept until the query ends (a selector met twice is read once), so a
+ * query of hundreds of distinct selectors, each within the limit, could otherwise hold gigabytes.
+ */
+export const QUERY_SERIES_FACTOR = 4;
+
 /** A selected series: its Prometheus labels and the stored series behind them (one, nearly always). */
 interface Selected {
   labels: Labels;
@@ -161,6 +168,8 @@ export class PrometheusSource implements SeriesSource {
   private client: PoolClient | undefined;
   private opening: Promise<PoolClient> | undefined;
   private readonly resolved = new Map<string, Promise<Selected[]>>();
+  /** Series the query's selectors hold (resolved is kept for the whole query): see QUERY_SERIES_FACTOR. */
+  private seriesHeld = 0;
   private decoder = new BlockDecoder();
   private readonly rollupDecoder = new ColumnDecoder();
   private readonly now: () => number;
@@ -311,12 +320,19 @@ export class PrometheusSource implements SeriesSource {
             `a selector would touch more than ${this.options.maxSeries} series (PROMQL_MAX_SERIES); narrow it with more label matchers`,
           );
         }
+        const inAll = QUERY_SERIES_FACTOR * this.options.maxSeries;
+        if (this.seriesHeld + byKey.size >= inAll) {
+          throw new ExecutionError(
+            `the query's selectors would touch more than ${inAll} series in all (${QUERY_SERIES_FACTOR} x PROMQL_MAX_SERIES); ask fewer selectors at once`,
+          );
+        }
         byKey.set(key, { labels, ids: [stored.id] });
       }
       if (batch.length < SERIES_BATCH) break;
       afterId = (batch[batch.length - 1] as StoredSeries).id;
     }
     const selected = [...byKey.values()].sort((a, b) => compareLabels(a.labels, b.labels));
+    this.seriesHeld += selected.length;
     this.options.counters?.series(selected.length);
     return selected;
   }
