@@ -49,6 +49,9 @@ const instantParams = z.object({
   query: z.string().describe('PromQL'),
   time: time.optional().describe('Evaluation time; default now'),
   timeout: duration.optional().describe('Shortens PROMQL_TIMEOUT'),
+  lookback_delta: duration
+    .optional()
+    .describe('How far back instant selectors look, instead of PROMQL_LOOKBACK_DELTA'),
 });
 const rangeParams = z.object({
   query: z.string().describe('PromQL'),
@@ -56,6 +59,9 @@ const rangeParams = z.object({
   end: time,
   step: duration.describe('Resolution: at most 11,000 points per series'),
   timeout: duration.optional().describe('Shortens PROMQL_TIMEOUT'),
+  lookback_delta: duration
+    .optional()
+    .describe('How far back instant selectors look, instead of PROMQL_LOOKBACK_DELTA'),
 });
 const matchParams = z.object({
   'match[]': z.array(z.string()).describe('Series selectors, repeated; a series matching any is included'),

@@ -991,6 +991,34 @@ describe('limits', () => {
       .expect(200);
   });
 
+  it('takes lookback_delta for one query, as Prometheus 2.45 and later do, and refuses one it cannot read', async () => {
+    // The data set's last samples are 15 s apart: 90 s after its end, the default 5 m still finds them.
+    const at = sec(DATASET_END_MS + 90_000);
+    const instant = (extra: Record<string, string>) =>
+      api(limited)
+        .get(`${API}/query`)
+        .query({ query: 'DCGM_FI_DEV_GPU_UTIL{Hostname="host-0"}', time: at, ...extra });
+    expect((await instant({}).expect(200)).body.data.result.length).toBeGreaterThan(0);
+    expect((await instant({ lookback_delta: '1m' }).expect(200)).body.data.result).toEqual([]);
+    expect((await instant({ lookback_delta: '0' }).expect(200)).body.data.result.length).toBeGreaterThan(0);
+    const range = await api(limited)
+      .get(`${API}/query_range`)
+      .query({
+        query: 'DCGM_FI_DEV_GPU_UTIL{Hostname="host-0"}',
+        start: at,
+        end: at,
+        step: '15s',
+        lookback_delta: '60',
+      })
+      .expect(200);
+    expect(range.body.data.result).toEqual([]);
+    expect((await instant({ lookback_delta: 'abc' }).expect(400)).body).toEqual({
+      status: 'error',
+      errorType: 'bad_data',
+      error: 'error parsing lookback delta duration: cannot parse "abc" to a valid duration',
+    });
+  });
+
   it('answers 503 timeout when the timeout parameter has run out', async () => {
     const res = await api(limited)
       .get(`${API}/query`)

@@ -219,6 +219,23 @@ function timeoutParam(params: Params): number | undefined {
   return ms;
 }
 
+/**
+ * `lookback_delta` of an instant or range query, as Prometheus 2.45 and later read it: a duration
+ * for this query's instant selectors instead of PROMQL_LOOKBACK_DELTA; zero or negative, the
+ * default. (2.42 ignored it.)
+ */
+function lookbackParam(params: Params): number | undefined {
+  const text = params.get('lookback_delta');
+  if (text === '') return undefined;
+  const ms = parseDurationParam(text);
+  if (ms === undefined)
+    throw new ApiError(
+      'bad_data',
+      `error parsing lookback delta duration: cannot parse ${quote(text)} to a valid duration`,
+    );
+  return ms > 0 ? ms : undefined;
+}
+
 /** `limit` of series, labels and label values, read as Prometheus 2.54 reads it (Go's strconv.Atoi). */
 function limitParam(params: Params): number {
   const text = params.get('limit');
@@ -311,8 +328,13 @@ export function prometheusRoutes(prometheus: PrometheusService, now: () => numbe
     const params = new Params(req);
     const timeMs = timeParam(params, 'time', now());
     const timeoutMs = timeoutParam(params);
+    const lookbackDeltaMs = lookbackParam(params);
     const query = queryParam(params);
-    const result = await prometheus.instantQuery(query, timeMs, { timeoutMs, signal: clientGone(res) });
+    const result = await prometheus.instantQuery(query, timeMs, {
+      timeoutMs,
+      lookbackDeltaMs,
+      signal: clientGone(res),
+    });
     await sendQueryResult(res, result);
   });
 
@@ -338,11 +360,12 @@ export function prometheusRoutes(prometheus: PrometheusService, now: () => numbe
       );
     }
     const timeoutMs = timeoutParam(params);
+    const lookbackDeltaMs = lookbackParam(params);
     const query = queryParam(params, false);
     const result = await prometheus.rangeQuery(
       query,
       { startMs, endMs, stepMs },
-      { timeoutMs, signal: clientGone(res) },
+      { timeoutMs, lookbackDeltaMs, signal: clientGone(res) },
     );
     await sendQueryResult(res, result);
   });

@@ -39,6 +39,8 @@ export interface QueryCall {
   timeoutMs?: number;
   /** Aborted when nobody waits for the answer any more (the client left): the query is cancelled. */
   signal?: AbortSignal;
+  /** The `lookback_delta` parameter, ms: instead of PROMQL_LOOKBACK_DELTA for this query. */
+  lookbackDeltaMs?: number;
 }
 
 /** Endpoints, as metric labels. */
@@ -135,7 +137,7 @@ export class PrometheusService {
       const result: AnsweredQuery = await run(
         new PromQLEngine({
           source,
-          lookbackDeltaMs: limits.lookbackDeltaMs,
+          lookbackDeltaMs: call.lookbackDeltaMs ?? limits.lookbackDeltaMs,
           maxSamples: limits.maxSamples,
           timeoutMs: limits.timeoutMs,
           now: this.now,
@@ -177,7 +179,7 @@ export class PrometheusService {
               deadline,
               signal: call.signal,
               rollups: this.deps.rollups,
-              lookbackMs: limits.lookbackDeltaMs,
+              lookbackMs: call.lookbackDeltaMs ?? limits.lookbackDeltaMs,
               now: this.now,
               counters: {
                 series: (n) => metrics.promqlSeries.inc(n),
