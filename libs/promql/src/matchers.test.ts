@@ -47,6 +47,27 @@ describe('setMatches: the values a matcher can only match', () => {
   });
 });
 
+describe('compileMatcher on a long regular expression', () => {
+  it('refuses one past 16 Ki characters that is not a list of literal values, by name', () => {
+    const pattern = Array.from({ length: 3_000 }, (_, i) => `.*h${i}.*`).join('|');
+    expect(pattern.length).toBeGreaterThan(16_384);
+    expect(() => compileMatcher({ type: '=~', name: 'Hostname', value: pattern })).toThrow(
+      'regular expression longer than 16384 characters (only a list of literal values may be longer)',
+    );
+    const literal = Array.from({ length: 3_000 }, (_, i) => `host-${i}\\.example`).join('|');
+    expect(compileMatcher({ type: '=~', name: 'Hostname', value: literal }).matches('host-7.example')).toBe(
+      true,
+    );
+    const short = compileMatcher({
+      type: '=~',
+      name: 'Hostname',
+      value: pattern.slice(0, 16_000).replace(/\|[^|]*$/, ''),
+    });
+    expect(short.matches('node-h12-x')).toBe(true);
+    expect(short.matches('node-x')).toBe(false);
+  });
+});
+
 describe('compileMatcher on a list of literal values', () => {
   it('matches exactly the values of a list of 200,000 (a Grafana variable of every host), at once', () => {
     const hosts = Array.from({ length: 200_000 }, (_, i) => `host-${i}.example`);

@@ -991,6 +991,29 @@ describe('limits', () => {
       .expect(200);
   });
 
+  it('refuses a regular expression past 16 Ki characters that is not a list of values, and takes a longer list', async () => {
+    const pattern = Array.from({ length: 3_000 }, (_, i) => `.*h${i}.*`).join('|');
+    const res = await api(limited)
+      .post(`${API}/query`)
+      .type('form')
+      .send({ query: `DCGM_FI_DEV_GPU_UTIL{Hostname=~"${pattern}"}`, time: sec(DATASET_END_MS) })
+      .expect(400);
+    expect(res.body).toMatchObject({
+      status: 'error',
+      errorType: 'bad_data',
+      error: expect.stringContaining(
+        'error parsing regexp: regular expression longer than 16384 characters (only a list of literal values may be longer)',
+      ),
+    });
+    const hosts = ['host-0', ...Array.from({ length: 3_000 }, (_, i) => `other-${i}`)].join('|');
+    const list = await api(limited)
+      .post(`${API}/query`)
+      .type('form')
+      .send({ query: `count(DCGM_FI_DEV_GPU_UTIL{Hostname=~"(${hosts})"})`, time: sec(DATASET_END_MS) })
+      .expect(200);
+    expect(list.body.data.result).toHaveLength(1);
+  });
+
   it('takes lookback_delta for one query, as Prometheus 2.45 and later do, and refuses one it cannot read', async () => {
     // The data set's last samples are 15 s apart: 90 s after its end, the default 5 m still finds them.
     const at = sec(DATASET_END_MS + 90_000);

@@ -83,6 +83,27 @@ export interface PrometheusSourceOptions {
  */
 export const QUERY_SERIES_FACTOR = 4;
 
+/**
+ * A regular-expression matcher that tests each distinct value once (a selector's series share
+ * their hosts, models and drivers: a fleet's 400,000 series hold a few thousand values of each),
+ * remembering at most 100,000 answers.
+ */
+function rememberingAnswers(m: CompiledMatcher): CompiledMatcher {
+  if (m.type !== '=~' && m.type !== '!~') return m;
+  const answers = new Map<string, boolean>();
+  return {
+    ...m,
+    matches(value) {
+      let answer = answers.get(value);
+      if (answer === undefined) {
+        answer = m.matches(value);
+        if (answers.size < 100_000) answers.set(value, answer);
+      }
+      return answer;
+    },
+  };
+}
+
 /** A selected series: its Prometheus labels and the stored series behind them (one, nearly always). */
 interface Selected {
   labels: Labels;
@@ -279,7 +300,7 @@ export class PrometheusSource implements SeriesSource {
   }
 
   private async find(matchers: readonly Matcher[]): Promise<Selected[]> {
-    const compiled = matchers.map(compileMatcher);
+    const compiled = matchers.map(compileMatcher).map(rememberingAnswers);
     const nameMatchers = compiled.filter((m) => m.name === '__name__');
     const equal = nameMatchers.find((m) => m.type === '=');
     let names: string[] | null = null;
