@@ -741,6 +741,24 @@ describe("the collector and the streamer's retention", () => {
   });
 });
 
+describe("the queue's payload limit and the collector's messages", () => {
+  it('refuses a QUEUE_MAX_PAYLOAD under the 200 KiB a collector message may take, whatever its form', () => {
+    for (const value of ['128kb', '199kb', 150_000]) {
+      const result = template('gpu-telemetry', { queue: { config: { QUEUE_MAX_PAYLOAD: value } } });
+      expect(result.status).not.toBe(0);
+      expect(result.stderr).toContain(
+        `queue.config.QUEUE_MAX_PAYLOAD: ${value} is below the 200 KiB a collector's message may take`,
+      );
+    }
+    for (const values of [
+      { queue: { config: { QUEUE_MAX_PAYLOAD: '200kb' } } },
+      { queue: { config: { QUEUE_MAX_PAYLOAD: '1mb' } } },
+      { queue: { config: { QUEUE_MAX_PAYLOAD: '64kb' } }, collector: { enabled: false } },
+    ])
+      expect(template('gpu-telemetry', values).status).toBe(0);
+  });
+});
+
 describe('a service chart on its own', () => {
   it.each(SERVICE_CHARTS)(
     'renders %s with defaults, and with its own database URL and migrations',

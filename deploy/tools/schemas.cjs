@@ -333,7 +333,7 @@ const SERVICES = {
       COLLECT_ALLOW_LINK_LOCAL: env.flag('Allow targets on link-local / cloud metadata addresses.'),
       COLLECT_BUFFER_SAMPLES: env.int('Samples held while the queue is slow or down.', 1, 100_000_000),
       COLLECT_BUFFER_BYTES: env.bytes(
-        'Bytes of messages held while the queue is slow or down (metadata included); at least 1mb.',
+        'Bytes of messages held while the queue is slow or down (metadata included); never taken as less than 1mb.',
       ),
       COLLECT_PUBLISH_BATCH: env.int('Queue messages per publish request.', 1, 1000),
       COLLECT_CSV: str('Replay this dcgm_metrics_*.csv file (mounted into the pod) as live telemetry.'),

@@ -27,9 +27,10 @@ export const collectorEnv = z
     COLLECT_BUFFER_SAMPLES: int(500_000, 1, 100_000_000),
     /**
      * Bytes of messages held while the queue is slow or down, metadata included; beyond it the
-     * oldest are dropped (and counted), however few samples they carry.
+     * oldest are dropped (and counted), however few samples they carry. Never taken as less than
+     * 1mb, so that a message of the largest size (~200 KiB) always fits.
      */
-    COLLECT_BUFFER_BYTES: bytes('128mb').refine((n) => n >= 1024 * 1024, 'must be at least 1mb'),
+    COLLECT_BUFFER_BYTES: bytes('128mb').transform((n) => Math.max(n, 1024 * 1024)),
     /** Queue messages per publish request. */
     COLLECT_PUBLISH_BATCH: int(16, 1, 1000),
     /** Replay a dcgm_metrics_*.csv file as live telemetry. */
