@@ -1,6 +1,6 @@
 import request from 'supertest';
 import { asService } from '@gpu-telemetry/service-kit/testing';
-import { message, sample } from '../testing/samples';
+import { frameMessage, message, sample } from '../testing/samples';
 import { startStreamerTestApp } from '../testing/streamer-test-app';
 
 let streamer: Awaited<ReturnType<typeof startStreamerTestApp>>;
@@ -58,6 +58,67 @@ describe('GET /v1/gpus/:gpuId/telemetry', () => {
       .expect(400);
     expect(res.body.errors).toEqual([{ field: 'cursor', message: expect.any(String) }]);
   });
+
+  it("refuses another GPU's or metric's cursor by name, where it would skip samples silently", async () => {
+    const range = { start_time: iso(base - MINUTE), end_time: iso(base + 10 * MINUTE) };
+    const first = await api()
+      .get('/v1/gpus/GPU-A/telemetry')
+      .query({ ...range, limit: 2 })
+      .expect(200);
+    const cursor = first.body.nextCursor as string;
+    for (const [path, metric] of [
+      ['/v1/gpus/GPU-S/telemetry', undefined],
+      ['/v1/gpus/GPU-A/telemetry', 'UTIL'],
+    ] as const) {
+      const res = await api()
+        .get(path)
+        .query({ ...range, cursor, ...(metric ? { metric } : {}) })
+        .expect(400);
+      expect(res.headers['content-type']).toContain('application/problem+json');
+      expect(res.body.errors).toEqual([
+        {
+          field: 'cursor',
+          message: 'is a cursor of another GPU or metric: ask its pages with the same ones',
+        },
+      ]);
+    }
+    const next = await api()
+      .get('/v1/gpus/GPU-A/telemetry')
+      .query({ ...range, cursor, limit: 2 })
+      .expect(200);
+    expect(next.body.samples.map((s: { value: number }) => s.value)).toEqual([20, 30]);
+  });
+
+  it('cuts a page of samples with long label sets at 16 Mi characters, and pages through every one once', async () => {
+    // 64 labels of 4,000 characters: ~260 kB a sample as the API shows it (its labels repeated).
+    const labels = Object.fromEntries(
+      Array.from({ length: 64 }, (_, i) => [`l${i}`, String(i).repeat(4_000).slice(0, 4_000)]),
+    );
+    const samples = Array.from({ length: 80 }, (_, s) =>
+      sample({ gpuId: 'GPU-L', metricName: 'WIDE', timestamp: iso(base + s * 1000), value: s, labels }),
+    );
+    expect(await streamer.ingest.handle([frameMessage(samples)])).toEqual({ failed: [] });
+    const values: number[] = [];
+    let cursor: string | null = null;
+    let pages = 0;
+    do {
+      const res = await api()
+        .get('/v1/gpus/GPU-L/telemetry')
+        .query({
+          start_time: iso(base - MINUTE),
+          end_time: iso(base + 10 * MINUTE),
+          limit: 1000,
+          ...(cursor ? { cursor } : {}),
+        })
+        .expect(200);
+      expect(res.text.length).toBeLessThanOrEqual(16 * 1024 * 1024 + 1024);
+      values.push(...res.body.samples.map((s: { value: number }) => s.value));
+      cursor = res.body.nextCursor;
+      pages++;
+    } while (cursor);
+    expect(pages).toBeGreaterThan(1);
+    expect(values).toEqual(Array.from({ length: 80 }, (_, s) => s));
+  }, 60_000);
 });
 
 describe('GET /v1/gpus/:gpuId/metrics/:metric/series', () => {

@@ -73,33 +73,62 @@ export interface Bucket {
   max: number | null;
 }
 
-/** Keyset cursor: the (time in µs, series id) of the last sample of a page, opaque to clients. */
-export function encodeCursor(key: SampleKey): string {
-  return Buffer.from(JSON.stringify([key.us, key.seriesId])).toString('base64url');
+/**
+ * Keyset cursor: the (time in µs, series id) of the last sample of a page, and what the pages are
+ * of (cursorScope: the GPU and metric), opaque to clients.
+ */
+export function encodeCursor(key: SampleKey, scope: string): string {
+  return Buffer.from(JSON.stringify([key.us, key.seriesId, scope])).toString('base64url');
+}
+
+/** What a cursor's pages are of: a short digest of the GPU and the metric asked (or none). */
+export function cursorScope(gpuId: string, metric: string | undefined): string {
+  return createHash('sha256')
+    .update(JSON.stringify([gpuId, metric ?? null]))
+    .digest('base64url')
+    .slice(0, 12);
 }
 
 /** Series ids are Postgres integers (4 bytes): a cursor naming one past them was not ours. */
 const MAX_SERIES_ID = 2_147_483_647;
 
-export function decodeCursor(cursor: string): SampleKey {
+/**
+ * The position a cursor names, when it is one of ours and of `scope`'s pages: a cursor of another
+ * GPU or metric would skip, silently, every sample before its position.
+ */
+export function decodeCursor(cursor: string, scope: string): SampleKey {
+  let decoded: unknown;
   try {
-    const [us, seriesId] = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8')) as [
-      unknown,
-      unknown,
-    ];
-    if (
-      Number.isSafeInteger(us) &&
-      Number.isSafeInteger(seriesId) &&
-      (seriesId as number) > 0 &&
-      (seriesId as number) <= MAX_SERIES_ID
-    ) {
-      return { us: us as number, seriesId: seriesId as number };
-    }
+    decoded = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8'));
   } catch {
-    // fall through
+    // refused below
+  }
+  const [us, seriesId, of] = Array.isArray(decoded) ? (decoded as unknown[]) : [];
+  if (
+    Number.isSafeInteger(us) &&
+    Number.isSafeInteger(seriesId) &&
+    (seriesId as number) > 0 &&
+    (seriesId as number) <= MAX_SERIES_ID &&
+    typeof of === 'string'
+  ) {
+    if (of !== scope)
+      throw new ValidationError([
+        {
+          field: 'cursor',
+          message: 'is a cursor of another GPU or metric: ask its pages with the same ones',
+        },
+      ]);
+    return { us: us as number, seriesId: seriesId as number };
   }
   throw new ValidationError([{ field: 'cursor', message: 'must be a cursor returned by a previous page' }]);
 }
+
+/**
+ * The most characters of samples one page of /telemetry holds: each sample repeats its series'
+ * labels (up to 64 of 4,096 characters), so a page of 1,000 could pass what one JSON answer may
+ * be. A page cut short by it says so with its nextCursor, as a full one does.
+ */
+export const MAX_PAGE_CHARS = 16 * 1024 * 1024;
 
 /** The id a sample is shown with, as telemetry_sample_uuid() computes it in SQL. */
 export function sampleUuid(seriesKey: string, us: number): string {
@@ -261,7 +290,8 @@ export class TelemetryQueryService {
     cursor?: string;
   }): Promise<{ gpuId: string; samples: SampleView[]; nextCursor: string | null }> {
     await this.requireGpu(args.gpuId);
-    const after = args.cursor ? decodeCursor(args.cursor) : undefined;
+    const scope = cursorScope(args.gpuId, args.metric);
+    const after = args.cursor ? decodeCursor(args.cursor, scope) : undefined;
     const series = await seriesOfGpu(this.db, args.gpuId, args.metric);
     if (series.length === 0) return { gpuId: args.gpuId, samples: [], nextCursor: null };
     const byId = new Map(series.map((s) => [s.id, s]));
@@ -287,12 +317,24 @@ export class TelemetryQueryService {
       }
     }
     if (blocks.length > 0) rows.sort((a, b) => a.us - b.us || a.seriesId - b.seriesId);
-    const page = rows.slice(0, args.limit);
-    const last = page.at(-1);
+    // At most `limit` samples, and at most MAX_PAGE_CHARS of them (one at least).
+    const samples: SampleView[] = [];
+    const charsOf = new Map<number, number>();
+    let chars = 0;
+    for (const row of rows) {
+      if (samples.length === args.limit) break;
+      const sample = view(byId.get(row.seriesId) as SeriesRow, row.us, row.value);
+      let size = charsOf.get(row.seriesId);
+      if (size === undefined) charsOf.set(row.seriesId, (size = JSON.stringify(sample).length + 1));
+      if (samples.length > 0 && chars + size > MAX_PAGE_CHARS) break;
+      chars += size;
+      samples.push(sample);
+    }
+    const last = rows[samples.length - 1];
     return {
       gpuId: args.gpuId,
-      samples: page.map((row) => view(byId.get(row.seriesId) as SeriesRow, row.us, row.value)),
-      nextCursor: rows.length > args.limit && last ? encodeCursor(last) : null,
+      samples,
+      nextCursor: rows.length > samples.length && last ? encodeCursor(last, scope) : null,
     };
   }
 
