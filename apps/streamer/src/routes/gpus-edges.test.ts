@@ -102,15 +102,16 @@ describe('GET /v1/gpus/:gpuId/telemetry', () => {
     let cursor: string | null = null;
     let pages = 0;
     do {
-      const res = await api()
-        .get('/v1/gpus/GPU-L/telemetry')
-        .query({
-          start_time: iso(base - MINUTE),
-          end_time: iso(base + 10 * MINUTE),
-          limit: 1000,
-          ...(cursor ? { cursor } : {}),
-        })
-        .expect(200);
+      const res: { text: string; body: { samples: { value: number }[]; nextCursor: string | null } } =
+        await api()
+          .get('/v1/gpus/GPU-L/telemetry')
+          .query({
+            start_time: iso(base - MINUTE),
+            end_time: iso(base + 10 * MINUTE),
+            limit: 1000,
+            ...(cursor ? { cursor } : {}),
+          })
+          .expect(200);
       expect(res.text.length).toBeLessThanOrEqual(16 * 1024 * 1024 + 1024);
       values.push(...res.body.samples.map((s: { value: number }) => s.value));
       cursor = res.body.nextCursor;
