@@ -33,10 +33,11 @@ import {
 } from './telemetry-read.queries';
 
 /**
- * A series' last_seen is refreshed once it is a day old and the series cache starts over every 6
- * hours: one not seen for two days before a range has no sample in it.
+ * A series' last_seen is refreshed once it is a day old, when the series cache (which starts over
+ * every 6 hours) resolves it again, and a sample may be up to a day ahead of the clock: one not
+ * seen for three days before a range has no sample in it.
  */
-const SEEN_SLACK_MS = 2 * 86_400_000;
+const SEEN_SLACK_MS = 3 * 86_400_000;
 
 /** What one aggregate may cost: samples decoded in the streamer, and time in Postgres. */
 export interface AggregateLimits {
@@ -292,7 +293,8 @@ export class TelemetryQueryService {
     await this.requireGpu(args.gpuId);
     const scope = cursorScope(args.gpuId, args.metric);
     const after = args.cursor ? decodeCursor(args.cursor, scope) : undefined;
-    const series = await seriesOfGpu(this.db, args.gpuId, args.metric);
+    const seenSince = new Date(Math.floor(args.startUs / 1000) - SEEN_SLACK_MS);
+    const series = await seriesOfGpu(this.db, args.gpuId, args.metric, seenSince);
     if (series.length === 0) return { gpuId: args.gpuId, samples: [], nextCursor: null };
     const byId = new Map(series.map((s) => [s.id, s]));
     const want = args.limit + 1;
@@ -354,7 +356,8 @@ export class TelemetryQueryService {
   }> {
     const deadline = Date.now() + this.limits.timeoutMs;
     await this.requireGpu(args.gpuId);
-    const series = await seriesOfGpu(this.db, args.gpuId, args.metric);
+    const seenSince = new Date(Math.floor(args.startUs / 1000) - SEEN_SLACK_MS);
+    const series = await seriesOfGpu(this.db, args.gpuId, args.metric, seenSince);
     return {
       gpuId: args.gpuId,
       metric: args.metric,

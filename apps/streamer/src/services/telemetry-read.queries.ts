@@ -52,8 +52,16 @@ export interface SeriesRow extends GpuFields {
   labels: Record<string, string>;
 }
 
-/** The series of one GPU, optionally of one metric. */
-export async function seriesOfGpu(db: Db, gpuId: string, metric?: string): Promise<SeriesRow[]> {
+/**
+ * The series of one GPU, optionally of one metric, seen since `seenSince` (a series keeps its row
+ * for days past the longest retention: a GPU whose jobs change daily has thousands).
+ */
+export async function seriesOfGpu(
+  db: Db,
+  gpuId: string,
+  metric: string | undefined,
+  seenSince: Date,
+): Promise<SeriesRow[]> {
   let query = db
     .selectFrom('telemetry_series')
     .select([
@@ -70,6 +78,7 @@ export async function seriesOfGpu(db: Db, gpuId: string, metric?: string): Promi
       'labels',
     ])
     .where('gpu_id', '=', gpuId)
+    .where('last_seen', '>=', seenSince)
     .orderBy('id');
   if (metric !== undefined) query = query.where('metric_name', '=', metric);
   const rows = await query.execute();
