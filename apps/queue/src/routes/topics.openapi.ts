@@ -71,10 +71,11 @@ export const topicsOperations: Operation[] = [
     responses: { 201: { description: 'Stored', schema: publishResult } },
     problems: {
       400: badInput,
+      408: 'The body did not arrive whole within QUEUE_BODY_TIMEOUT (the problem names `body`; the connection is closed)',
       409: tooManyTopics,
       413: 'The body is over QUEUE_BODY_LIMIT, or a payload over QUEUE_MAX_PAYLOAD',
       415: 'The body is not JSON in UTF-8, or is compressed',
-      503: 'Publishes in flight already hold QUEUE_PUBLISH_MEMORY of bodies (the problem names `body`); retry after Retry-After',
+      503: 'Publishes in flight already hold QUEUE_PUBLISH_MEMORY of bodies, counted as they arrive (the problem names `body`); retry after Retry-After',
     },
   },
   {
