@@ -179,7 +179,7 @@ export function publishRoutes(queue: QueueService, options: PublishRouteOptions)
   // The body's bytes are held from before it is read until the publish is answered or fails (the
   // client gone or not): the reservation is given back on every way out.
   const publish: RequestHandler<{ topic: string }> = async (req, res) => {
-    const reservation = options.memory.reserve(0);
+    const reservation = options.memory.reserve();
     try {
       const body = await readBody(req, options.bodyLimit, reservation, options.bodyTimeoutMs);
       req.body = body;

@@ -17,10 +17,9 @@ export class PublishMemory {
     return this.held;
   }
 
-  /** A reservation of `bytes` (a declared Content-Length; 0 for a body whose size is not known), or a 503. */
-  reserve(bytes: number): PublishReservation {
-    if (!this.take(bytes)) throw new PublishMemoryFull(this.limit);
-    return new PublishReservation(this, bytes);
+  /** A reservation of nothing yet: a body's bytes are added as they arrive (PublishReservation.grow). */
+  reserve(): PublishReservation {
+    return new PublishReservation(this);
   }
 
   /** Takes `bytes` if they fit beside what is held. */
@@ -35,16 +34,14 @@ export class PublishMemory {
   }
 }
 
-/** One publish's share of the budget: grown as a body of unknown size arrives, given back once. */
+/** One publish's share of the budget: grown as its body arrives, given back once. */
 export class PublishReservation {
   private released = false;
+  private bytes = 0;
 
-  constructor(
-    private readonly memory: PublishMemory,
-    private bytes: number,
-  ) {}
+  constructor(private readonly memory: PublishMemory) {}
 
-  /** Adds `bytes` that arrived beyond what was reserved; a PublishMemoryFull when they do not fit. */
+  /** Adds `bytes` that arrived; a PublishMemoryFull when they do not fit. */
   grow(bytes: number): void {
     if (this.released || !this.memory.take(bytes)) throw new PublishMemoryFull(this.memory.limit);
     this.bytes += bytes;

@@ -256,15 +256,16 @@ export class BatchReader {
       const us = microsOf(timestamp);
       const late = this.outOfRange(at, now, us);
       if (late) problems.push(`times[${t}]: ${late}`);
-      return { timestamp, at, us, late: late !== undefined };
+      return { at, us, late: late !== undefined };
     });
     // The schema refuses a time sent twice; two spellings of one instant (Z and +00:00, or
     // fractions that round to one microsecond) would as well give a series two values at one time.
     const instants = new Map<number, number>();
-    for (let t = 0; t < times.length; t++) {
-      const earlier = instants.get((times[t] as (typeof times)[number]).us);
-      if (earlier === undefined) instants.set((times[t] as (typeof times)[number]).us, t);
-      else return envelopeRefusal([`times[${t}]: is the same instant as times[${earlier}]`], payload);
+    for (const [t, { us }] of times.entries()) {
+      const earlier = instants.get(us);
+      if (earlier !== undefined)
+        return envelopeRefusal([`times[${t}]: is the same instant as times[${earlier}]`], payload);
+      instants.set(us, t);
     }
     if (
       this.framedGeneration !== this.series.generation ||

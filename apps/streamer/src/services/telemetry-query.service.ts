@@ -40,6 +40,11 @@ import {
  */
 const SEEN_SLACK_MS = 3 * 86_400_000;
 
+/** The last_seen a series needs to have a sample at or after `startUs` (see SEEN_SLACK_MS). */
+function seenSince(startUs: number): Date {
+  return new Date(Math.floor(startUs / 1000) - SEEN_SLACK_MS);
+}
+
 /** What one aggregate may cost: samples decoded in the streamer, and time in Postgres. */
 export interface AggregateLimits {
   /** Stored samples and rollup buckets one aggregate may decode (PROMQL_MAX_SAMPLES). */
@@ -303,8 +308,7 @@ export class TelemetryQueryService {
     await this.requireGpu(args.gpuId);
     const scope = cursorScope(args.gpuId, args.metric);
     const after = args.cursor ? decodeCursor(args.cursor, scope) : undefined;
-    const seenSince = new Date(Math.floor(args.startUs / 1000) - SEEN_SLACK_MS);
-    const series = await seriesOfGpu(this.db, args.gpuId, args.metric, seenSince);
+    const series = await seriesOfGpu(this.db, args.gpuId, args.metric, seenSince(args.startUs));
     if (series.length === 0) return { gpuId: args.gpuId, samples: [], nextCursor: null };
     const byId = new Map(series.map((s) => [s.id, s]));
     const want = args.limit + 1;
@@ -366,8 +370,7 @@ export class TelemetryQueryService {
   }> {
     const deadline = Date.now() + this.limits.timeoutMs;
     await this.requireGpu(args.gpuId);
-    const seenSince = new Date(Math.floor(args.startUs / 1000) - SEEN_SLACK_MS);
-    const series = await seriesOfGpu(this.db, args.gpuId, args.metric, seenSince);
+    const series = await seriesOfGpu(this.db, args.gpuId, args.metric, seenSince(args.startUs));
     return {
       gpuId: args.gpuId,
       metric: args.metric,
@@ -394,7 +397,7 @@ export class TelemetryQueryService {
     const ids = await seriesOfMetric(this.db, args.metric, {
       hostname: args.hostname,
       model: args.model,
-      seenSince: new Date(Math.floor(args.startUs / 1000) - SEEN_SLACK_MS),
+      seenSince: seenSince(args.startUs),
     });
     return {
       metric: args.metric,
